@@ -1,0 +1,15 @@
+//! Scriptable fake model providers that speak the providers' real wire formats, started
+//! in-process on an ephemeral loopback port. Used by the test suites and by `bench/`.
+//!
+//! ```ignore
+//! let up = idlehands_testkit::FakeOpenAi::start().await;
+//! up.push(Reply::text("hello"));
+//! up.push(Reply::error(503, "overloaded"));
+//! // point a client at up.base_url() ...
+//! ```
+
+pub mod openai;
+pub mod reply;
+
+pub use openai::{FakeOpenAi, Recorded};
+pub use reply::{Fault, Reply, ScriptedToolCall};

@@ -1,0 +1,470 @@
+//! A fake OpenAI-compatible upstream: `/v1/chat/completions` (plain and SSE), `/v1/models`,
+//! `/v1/embeddings`, with scripted replies and faults, recording every request it receives.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::stream;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::reply::{Fault, Reply};
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    /// Header names lower-cased.
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    script: Mutex<VecDeque<Reply>>,
+    default: Mutex<Reply>,
+    requests: Mutex<Vec<Recorded>>,
+    record: std::sync::atomic::AtomicBool,
+    served: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+pub struct FakeOpenAi {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakeOpenAi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn enter(shared: &Arc<Shared>) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl FakeOpenAi {
+    /// Start on an ephemeral loopback port.
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Start on a given address (the benchmark uses a fixed port).
+    ///
+    /// # Panics
+    /// When the address cannot be bound: this is test and benchmark tooling.
+    #[allow(clippy::expect_used)]
+    pub async fn start_on(addr: &str) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind fake upstream");
+        let addr = listener.local_addr().expect("local addr");
+        let shared = Arc::new(Shared::default());
+        shared.record.store(true, Ordering::SeqCst);
+        let app = router(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, shared, task }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/v1`, what an OpenAI client takes as its base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT`, without the `/v1`.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Queue a reply; queued replies are used in order, then the default.
+    pub fn push(&self, reply: Reply) {
+        self.shared.script.lock().push_back(reply);
+    }
+
+    pub fn set_default(&self, reply: Reply) {
+        *self.shared.default.lock() = reply;
+    }
+
+    /// Stop keeping request bodies (the benchmark would otherwise grow without bound).
+    pub fn set_recording(&self, on: bool) {
+        self.shared.record.store(on, Ordering::SeqCst);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests.lock().clone()
+    }
+
+    pub fn last_request(&self) -> Option<Recorded> {
+        self.shared.requests.lock().last().cloned()
+    }
+
+    /// Requests answered or begun, including faults.
+    pub fn served(&self) -> usize {
+        self.shared.served.load(Ordering::SeqCst)
+    }
+
+    /// Requests whose handler or response body is still alive.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/models", get(models))
+        .with_state(shared)
+}
+
+fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &Value) {
+    shared.served.fetch_add(1, Ordering::SeqCst);
+    if !shared.record.load(Ordering::SeqCst) {
+        return;
+    }
+    let headers = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    shared.requests.lock().push(Recorded {
+        path: uri.path().to_string(),
+        headers,
+        body: body.clone(),
+    });
+}
+
+fn next_reply(shared: &Shared) -> Reply {
+    if let Some(r) = shared.script.lock().pop_front() {
+        return r;
+    }
+    shared.default.lock().clone()
+}
+
+fn error_response(status: u16, message: &str, retry_after: Option<u64>) -> Response {
+    let kind = match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        404 => "not_found_error",
+        429 => "rate_limit_exceeded",
+        _ => "server_error",
+    };
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, axum::Json(body)).into_response();
+    if let Some(s) = retry_after {
+        if let Ok(v) = s.to_string().parse() {
+            resp.headers_mut().insert("retry-after", v);
+        }
+    }
+    resp
+}
+
+async fn chat(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let guard = InFlight::enter(&shared);
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
+    };
+    record(&shared, &uri, &headers, &body);
+    let reply = next_reply(&shared);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    match &reply.fault {
+        Some(Fault::Status {
+            status,
+            message,
+            retry_after,
+        }) => return error_response(*status, message, *retry_after),
+        Some(Fault::Raw { status, body }) => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
+            return (
+                status,
+                [("content-type", "application/json")],
+                body.clone(),
+            )
+                .into_response();
+        }
+        Some(Fault::Hang) => {
+            std::future::pending::<()>().await;
+        }
+        _ => {}
+    }
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("fake-model")
+        .to_string();
+    let n = shared.served.load(Ordering::SeqCst);
+    let id = format!("chatcmpl-fake-{n}");
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        let include_usage = body
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        return stream_response(guard, &id, &model, reply, include_usage);
+    }
+    drop(guard);
+    let mut message = json!({"role": "assistant", "content": if reply.text.is_empty() && !reply.tool_calls.is_empty() { Value::Null } else { Value::String(reply.text.clone()) }});
+    if let Some(r) = &reply.reasoning {
+        message["reasoning_content"] = json!(r);
+    }
+    if !reply.tool_calls.is_empty() {
+        message["tool_calls"] = reply
+            .tool_calls
+            .iter()
+            .map(|t| json!({"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}))
+            .collect();
+    }
+    let out = json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": 1_700_000_000u64,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason()}],
+        "usage": reply.usage,
+    });
+    axum::Json(out).into_response()
+}
+
+fn chunk(id: &str, model: &str, delta: Value, finish: Option<&str>) -> Value {
+    json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000u64,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    })
+}
+
+/// The chunks OpenAI sends for this reply, in order, each a complete `data:` frame.
+fn stream_frames(id: &str, model: &str, reply: &Reply, include_usage: bool) -> Vec<Bytes> {
+    let mut frames: Vec<Value> = vec![chunk(
+        id,
+        model,
+        json!({"role": "assistant", "content": ""}),
+        None,
+    )];
+    if let Some(r) = &reply.reasoning {
+        frames.push(chunk(id, model, json!({"reasoning_content": r}), None));
+    }
+    for piece in reply.text_pieces() {
+        frames.push(chunk(id, model, json!({"content": piece}), None));
+    }
+    for (i, t) in reply.tool_calls.iter().enumerate() {
+        frames.push(chunk(
+            id,
+            model,
+            json!({"tool_calls": [{"index": i, "id": t.id, "type": "function", "function": {"name": t.name, "arguments": ""}}]}),
+            None,
+        ));
+        let mid = t.arguments.len() / 2;
+        let mid = (0..=mid)
+            .rev()
+            .find(|m| t.arguments.is_char_boundary(*m))
+            .unwrap_or(0);
+        for part in [&t.arguments[..mid], &t.arguments[mid..]] {
+            frames.push(chunk(
+                id,
+                model,
+                json!({"tool_calls": [{"index": i, "function": {"arguments": part}}]}),
+                None,
+            ));
+        }
+    }
+    frames.push(chunk(id, model, json!({}), Some(reply.finish_reason())));
+    if include_usage {
+        frames.push(json!({
+            "id": id, "object": "chat.completion.chunk", "created": 1_700_000_000u64,
+            "model": model, "choices": [], "usage": reply.usage,
+        }));
+    }
+    let mut out: Vec<Bytes> = frames
+        .iter()
+        .map(|f| idlehands_wire::sse::encode_data(&f.to_string()))
+        .collect();
+    out.push(Bytes::from_static(idlehands_wire::sse::DONE));
+    out
+}
+
+fn stream_response(
+    guard: InFlight,
+    id: &str,
+    model: &str,
+    reply: Reply,
+    include_usage: bool,
+) -> Response {
+    let mut frames = stream_frames(id, model, &reply, include_usage);
+    let mut reset = false;
+    match reply.fault {
+        Some(Fault::ResetMidStream { after }) => {
+            frames.truncate(after);
+            reset = true;
+        }
+        Some(Fault::TruncateStream { after }) => frames.truncate(after),
+        _ => {}
+    }
+    let delay = reply.chunk_delay;
+    let items: VecDeque<Bytes> = frames.into();
+    let s = stream::unfold(
+        (items, Some(guard), reset),
+        move |(mut items, guard, reset)| async move {
+            guard.as_ref()?;
+            match items.pop_front() {
+                Some(b) => {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Some((Ok::<Bytes, std::io::Error>(b), (items, guard, reset)))
+                }
+                None if reset => Some((
+                    Err(std::io::Error::other("scripted reset")),
+                    (items, None, reset),
+                )),
+                None => None,
+            }
+        },
+    );
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(s))
+        .unwrap_or_else(|_| error_response(500, "response build failed", None))
+}
+
+async fn embeddings(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
+    };
+    record(&shared, &uri, &headers, &body);
+    let reply = next_reply(&shared);
+    if let Some(Fault::Status {
+        status,
+        message,
+        retry_after,
+    }) = &reply.fault
+    {
+        return error_response(*status, message, *retry_after);
+    }
+    let inputs = match body.get("input") {
+        Some(Value::Array(a)) => a.len(),
+        _ => 1,
+    };
+    let data: Vec<Value> = (0..inputs)
+        .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.1, -0.2, 0.3]}))
+        .collect();
+    axum::Json(json!({
+        "object": "list",
+        "data": data,
+        "model": body.get("model").cloned().unwrap_or(Value::Null),
+        "usage": {"prompt_tokens": reply.usage.prompt_tokens, "total_tokens": reply.usage.prompt_tokens},
+    }))
+    .into_response()
+}
+
+async fn models() -> Response {
+    axum::Json(json!({
+        "object": "list",
+        "data": [{"id": "fake-model", "object": "model", "created": 1_700_000_000u64, "owned_by": "testkit"}],
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_frames_end_with_done_and_carry_usage_when_asked() {
+        let reply = Reply::text("abcdefghij").with_chunk_chars(4);
+        let frames = stream_frames("id", "m", &reply, true);
+        let text: String = frames
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        assert!(text.ends_with("data: [DONE]\n\n"));
+        assert!(text.contains("\"usage\":{"));
+        assert!(text.contains("\"content\":\"abcd\""));
+        assert!(text.contains("\"finish_reason\":\"stop\""));
+        let without = stream_frames("id", "m", &reply, false);
+        assert_eq!(without.len(), frames.len() - 1);
+    }
+
+    #[test]
+    fn tool_call_arguments_are_split_but_complete() {
+        let reply = Reply::tool_call("call_1", "read", json!({"path": "a.txt"}));
+        let frames = stream_frames("id", "m", &reply, false);
+        let mut dec = idlehands_wire::SseDecoder::new();
+        let mut args = String::new();
+        for f in &frames {
+            for ev in dec.push(f) {
+                if ev.is_done() {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
+                if let Some(a) = v.pointer("/choices/0/delta/tool_calls/0/function/arguments") {
+                    args.push_str(a.as_str().unwrap_or(""));
+                }
+            }
+        }
+        assert_eq!(args, r#"{"path":"a.txt"}"#);
+    }
+}

@@ -1,0 +1,163 @@
+//! What a fake provider answers to one request.
+
+use std::time::Duration;
+
+use idlehands_wire::Usage;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptedToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// How a reply goes wrong, if it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// An HTTP error with the provider's error envelope; `retry_after` in seconds.
+    Status {
+        status: u16,
+        message: String,
+        retry_after: Option<u64>,
+    },
+    /// Accept the request and never answer.
+    Hang,
+    /// Stream `after` chunks, then reset the connection.
+    ResetMidStream { after: usize },
+    /// Stream `after` chunks, then end the body cleanly without a finish or `[DONE]`.
+    TruncateStream { after: usize },
+    /// Answer with this status and this raw body (for untranslatable responses).
+    Raw { status: u16, body: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+    pub reasoning: Option<String>,
+    pub tool_calls: Vec<ScriptedToolCall>,
+    pub usage: Usage,
+    /// Streamed text is cut into pieces of this many characters.
+    pub chunk_chars: usize,
+    /// Wait before the first byte.
+    pub delay: Duration,
+    /// Wait between streamed chunks.
+    pub chunk_delay: Duration,
+    pub fault: Option<Fault>,
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Self {
+            text: "Hello from the fake provider.".to_string(),
+            reasoning: None,
+            tool_calls: Vec::new(),
+            usage: Usage::new(10, 5),
+            chunk_chars: 8,
+            delay: Duration::ZERO,
+            chunk_delay: Duration::ZERO,
+            fault: None,
+        }
+    }
+}
+
+impl Reply {
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            ..Self::default()
+        }
+    }
+
+    /// A turn that asks for one tool call.
+    pub fn tool_call(id: &str, name: &str, arguments: serde_json::Value) -> Self {
+        Self {
+            text: String::new(),
+            tool_calls: vec![ScriptedToolCall {
+                id: id.to_string(),
+                name: name.to_string(),
+                arguments: arguments.to_string(),
+            }],
+            ..Self::default()
+        }
+    }
+
+    pub fn error(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            fault: Some(Fault::Status {
+                status,
+                message: message.into(),
+                retry_after: None,
+            }),
+            ..Self::default()
+        }
+    }
+
+    pub fn rate_limited(retry_after: u64) -> Self {
+        Self {
+            fault: Some(Fault::Status {
+                status: 429,
+                message: "Rate limit reached".to_string(),
+                retry_after: Some(retry_after),
+            }),
+            ..Self::default()
+        }
+    }
+
+    pub fn fault(fault: Fault) -> Self {
+        Self {
+            fault: Some(fault),
+            ..Self::default()
+        }
+    }
+
+    pub fn with_usage(mut self, prompt: u64, completion: u64) -> Self {
+        self.usage = Usage::new(prompt, completion);
+        self
+    }
+
+    pub fn with_reasoning(mut self, reasoning: impl Into<String>) -> Self {
+        self.reasoning = Some(reasoning.into());
+        self
+    }
+
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    pub fn with_chunk_delay(mut self, delay: Duration) -> Self {
+        self.chunk_delay = delay;
+        self
+    }
+
+    pub fn with_chunk_chars(mut self, n: usize) -> Self {
+        self.chunk_chars = n.max(1);
+        self
+    }
+
+    pub fn with_tool_call(mut self, id: &str, name: &str, arguments: serde_json::Value) -> Self {
+        self.tool_calls.push(ScriptedToolCall {
+            id: id.to_string(),
+            name: name.to_string(),
+            arguments: arguments.to_string(),
+        });
+        self
+    }
+
+    pub fn finish_reason(&self) -> &'static str {
+        if self.tool_calls.is_empty() {
+            "stop"
+        } else {
+            "tool_calls"
+        }
+    }
+
+    /// The text cut into streaming pieces on character boundaries.
+    pub fn text_pieces(&self) -> Vec<String> {
+        let chars: Vec<char> = self.text.chars().collect();
+        chars
+            .chunks(self.chunk_chars.max(1))
+            .map(|c| c.iter().collect())
+            .collect()
+    }
+}

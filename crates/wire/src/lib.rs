@@ -1,0 +1,10 @@
+//! Wire types shared by the gateway and the agent: OpenAI chat completions, error bodies, and
+//! Server-Sent Events framing. No I/O lives here.
+
+pub mod error;
+pub mod openai;
+pub mod sse;
+
+pub use error::ErrorBody;
+pub use openai::Usage;
+pub use sse::{SseDecoder, SseEvent};

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"). Installs test-only tools, then runs the
+# whole suite against the real PostgreSQL and Redis on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# The OpenAI Python SDK test drives the gateway with the official client.
+if ! python3 -c "import openai" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check openai
+fi
+export DATABASE_URL_TEST="${DATABASE_URL_TEST:-postgresql://postgres@127.0.0.1:5432/test}"
+export REDIS_URL_TEST="${REDIS_URL_TEST:-redis://127.0.0.1:6379}"
+cargo build --workspace --all-targets --locked
+cargo nextest run --workspace --locked --no-fail-fast
