@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Load benchmark: direct upstream vs nginx proxy_pass vs `idlehands proxy`, measured in one run
+# on this machine. Usage: bench/run.sh [seconds-per-point]   (needs wrk and nginx: apt install wrk nginx-light)
+# Prints a markdown table and ratios; nothing here is asserted by the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR="${1:-10}"
+CONNS="${BENCH_CONNS:-1 32 256}"
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; [ -f /tmp/idlehands-bench-nginx.pid ] && kill "$(cat /tmp/idlehands-bench-nginx.pid)" 2>/dev/null; rm -rf "$WORK"' EXIT
+
+cargo build --release --quiet -p idlehands-cli -p idlehands-testkit --bins
+BIN=target/release
+
+$BIN/fake-upstream 127.0.0.1:18080 > "$WORK/fake.log" 2>&1 &
+nginx -c "$PWD/bench/nginx.conf" > "$WORK/nginx.log" 2>&1 &
+
+wait_for() { for _ in $(seq 1 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.01; done; echo "not up: $1" >&2; return 1; }
+
+start=$(date +%s%N)
+$BIN/idlehands proxy --config bench/proxy.yaml --host 127.0.0.1 --port 18082 --db "$WORK/bench.db" > "$WORK/proxy.log" 2>&1 &
+PROXY_PID=$!
+wait_for http://127.0.0.1:18082/health/liveliness
+startup_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+wait_for http://127.0.0.1:18080/v1/models
+idle_rss_kb=$(ps -o rss= -p $PROXY_PID | tr -d ' ')
+
+# A virtual key with a large budget, for the virtual-key path.
+VKEY=$(curl -fs -X POST http://127.0.0.1:18082/key/generate -H "Authorization: Bearer sk-bench-master" \
+  -H 'Content-Type: application/json' -d '{"key_alias":"bench","max_budget":1000000}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["key"])' 2>/dev/null || true)
+
+point() { # name url key stream conns
+  local out
+  out=$(BENCH_KEY="$3" BENCH_STREAM="$4" wrk -t "$(( $5 < 2 ? 1 : 2 ))" -c "$5" -d "${DUR}s" --latency -s bench/chat.lua "$2" 2>&1 | grep RESULT || echo "RESULT rps=0 p50_us=0 p99_us=0 errors=-1 requests=0")
+  echo "$1 $5 $out"
+}
+
+RESULTS="$WORK/results.txt"
+for c in $CONNS; do
+  point direct http://127.0.0.1:18080/v1/chat/completions "" 0 "$c" >> "$RESULTS"
+  point nginx http://127.0.0.1:18081/v1/chat/completions "" 0 "$c" >> "$RESULTS"
+  point idlehands-master http://127.0.0.1:18082/v1/chat/completions sk-bench-master 0 "$c" >> "$RESULTS"
+  if [ -n "$VKEY" ]; then
+    point idlehands-vkey http://127.0.0.1:18082/v1/chat/completions "$VKEY" 0 "$c" >> "$RESULTS"
+  fi
+  point direct-stream http://127.0.0.1:18080/v1/chat/completions "" 1 "$c" >> "$RESULTS"
+  point idlehands-stream http://127.0.0.1:18082/v1/chat/completions sk-bench-master 1 "$c" >> "$RESULTS"
+done
+loaded_rss_kb=$(ps -o rss= -p $PROXY_PID | tr -d ' ')
+
+python3 - "$RESULTS" "$startup_ms" "$idle_rss_kb" "$loaded_rss_kb" "$DUR" <<'PY'
+import sys, re
+path, startup, idle, loaded, dur = sys.argv[1:]
+rows = {}
+for line in open(path):
+    name, conns, rest = line.split(" ", 2)
+    kv = dict(re.findall(r"(\w+)=(-?[\d.]+)", rest))
+    rows[(name, int(conns))] = {k: float(v) for k, v in kv.items()}
+print(f"Load benchmark, {dur}s per point, wrk on loopback, this machine, one run\n")
+print("| path | conns | req/s | p50 µs | p99 µs | errors |")
+print("|---|---:|---:|---:|---:|---:|")
+for (name, c), r in rows.items():
+    print(f"| {name} | {c} | {r['rps']:.0f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['errors']:.0f} |")
+print()
+for c in sorted({c for _, c in rows}):
+    ng = rows.get(("nginx", c)); d = rows.get(("direct", c))
+    for name in ("idlehands-master", "idlehands-vkey"):
+        r = rows.get((name, c))
+        if r and ng and ng["rps"]:
+            print(f"- {name} @ {c} conns: {100*r['rps']/ng['rps']:.0f}% of nginx req/s; "
+                  f"added p50 vs direct: {r['p50_us']-d['p50_us']:.0f} µs")
+    s = rows.get(("idlehands-stream", c)); ds = rows.get(("direct-stream", c))
+    if s and ds:
+        print(f"- streaming @ {c} conns: added p50 vs direct {s['p50_us']-ds['p50_us']:.0f} µs per request")
+    m = rows.get(("idlehands-master", c)); v = rows.get(("idlehands-vkey", c))
+    if m and v and m["rps"]:
+        print(f"- virtual key vs master key @ {c} conns: {100*v['rps']/m['rps']:.0f}%")
+print(f"\nstart-up to first liveliness answer: {startup} ms; RSS idle {int(idle)//1024} MB, after load {int(loaded)//1024} MB")
+PY
