@@ -1,0 +1,304 @@
+//! Anthropic streaming events -> OpenAI `chat.completion.chunk`s.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use super::finish_reason;
+use super::response::token_counts;
+use crate::TranslateError;
+use crate::openai::{self, TokenCounts};
+
+/// Feed it each SSE event of a Messages stream; it returns the chunks to send on.
+///
+/// Anthropic numbers content blocks across text, thinking and tool use; OpenAI numbers tool
+/// calls alone, so the machine keeps the mapping between the two.
+#[derive(Debug, Clone)]
+pub struct AnthropicStreamToOpenAi {
+    model: String,
+    created: u64,
+    id: String,
+    counts: TokenCounts,
+    /// Anthropic block index -> OpenAI tool call index.
+    tool_calls: HashMap<u64, usize>,
+    finish: Option<&'static str>,
+    stopped: bool,
+}
+
+impl AnthropicStreamToOpenAi {
+    pub fn new(model: &str, created: u64) -> Self {
+        Self {
+            model: model.to_string(),
+            created,
+            id: String::new(),
+            counts: TokenCounts::default(),
+            tool_calls: HashMap::new(),
+            finish: None,
+            stopped: false,
+        }
+    }
+
+    /// One SSE event: its `event:` name (may be absent; the `type` in `data` decides) and data.
+    pub fn push(&mut self, _event: Option<&str>, data: &str) -> Result<Vec<Value>, TranslateError> {
+        let ev = openai::parse_upstream(data)?;
+        let kind = ev.get("type").and_then(Value::as_str).unwrap_or("");
+        let chunk = match kind {
+            "message_start" => self.message_start(&ev),
+            "content_block_start" => self.block_start(&ev),
+            "content_block_delta" => self.block_delta(&ev, data)?,
+            "message_delta" => self.message_delta(&ev),
+            "message_stop" => {
+                self.stopped = true;
+                None
+            }
+            "error" => {
+                let m = super::map_error(500, data);
+                return Err(TranslateError::Upstream {
+                    status: m.status,
+                    message: m.message,
+                });
+            }
+            // ping, content_block_stop and event kinds added later carry nothing to forward.
+            _ => None,
+        };
+        Ok(chunk.into_iter().collect())
+    }
+
+    /// Whether `message_stop` arrived: a stream that ends without it was cut short.
+    pub fn is_complete(&self) -> bool {
+        self.stopped
+    }
+
+    pub fn finish_reason(&self) -> Option<&'static str> {
+        self.finish
+    }
+
+    /// Usage so far (final once the stream is complete), OpenAI-shaped.
+    pub fn usage(&self) -> Value {
+        self.counts.to_usage()
+    }
+
+    /// Call when the upstream body ends: the trailing usage chunk (send it when the client
+    /// asked for `stream_options.include_usage`), or an error for a stream cut short.
+    pub fn finish(&self) -> Result<Value, TranslateError> {
+        if !self.stopped {
+            return Err(TranslateError::untranslatable(
+                "the Anthropic stream ended before message_stop",
+                "",
+            ));
+        }
+        Ok(openai::usage_chunk(
+            &self.id,
+            &self.model,
+            self.created,
+            self.usage(),
+        ))
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        openai::chunk(&self.id, &self.model, self.created, delta, finish)
+    }
+
+    fn message_start(&mut self, ev: &Value) -> Option<Value> {
+        let msg = ev.get("message").unwrap_or(&Value::Null);
+        self.id = msg
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        self.counts = token_counts(msg.get("usage").unwrap_or(&Value::Null));
+        Some(self.chunk(json!({"role": "assistant", "content": ""}), None))
+    }
+
+    fn block_start(&mut self, ev: &Value) -> Option<Value> {
+        let index = ev.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let block = ev.get("content_block")?;
+        match block.get("type").and_then(Value::as_str)? {
+            "tool_use" => {
+                let n = self.tool_calls.len();
+                self.tool_calls.insert(index, n);
+                Some(self.chunk(
+                    json!({"tool_calls": [{
+                        "index": n,
+                        "id": block.get("id"),
+                        "type": "function",
+                        "function": {"name": block.get("name"), "arguments": ""},
+                    }]}),
+                    None,
+                ))
+            }
+            "text" => {
+                let text = block.get("text").and_then(Value::as_str).unwrap_or("");
+                (!text.is_empty()).then(|| self.chunk(json!({"content": text}), None))
+            }
+            "redacted_thinking" => {
+                Some(self.chunk(json!({"thinking_blocks": [block.clone()]}), None))
+            }
+            _ => None,
+        }
+    }
+
+    fn block_delta(&mut self, ev: &Value, raw: &str) -> Result<Option<Value>, TranslateError> {
+        let index = ev.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let delta = ev.get("delta").ok_or_else(|| {
+            TranslateError::untranslatable("content_block_delta without delta", raw)
+        })?;
+        let s = |k: &str| delta.get(k).and_then(Value::as_str).unwrap_or("");
+        let out = match delta.get("type").and_then(Value::as_str).unwrap_or("") {
+            "text_delta" => json!({"content": s("text")}),
+            "input_json_delta" => {
+                let n = self.tool_calls.get(&index).copied().ok_or_else(|| {
+                    TranslateError::untranslatable(
+                        "input_json_delta for a block that is not tool_use",
+                        raw,
+                    )
+                })?;
+                json!({"tool_calls": [{"index": n, "function": {"arguments": s("partial_json")}}]})
+            }
+            "thinking_delta" => json!({
+                "reasoning_content": s("thinking"),
+                "thinking_blocks": [{"type": "thinking", "thinking": s("thinking")}],
+            }),
+            "signature_delta" => json!({
+                "thinking_blocks": [{"type": "thinking", "thinking": "", "signature": s("signature")}],
+            }),
+            _ => return Ok(None),
+        };
+        Ok(Some(self.chunk(out, None)))
+    }
+
+    fn message_delta(&mut self, ev: &Value) -> Option<Value> {
+        if let Some(u) = ev.get("usage") {
+            let n = |k: &str| u.get(k).and_then(Value::as_u64);
+            if let Some(out) = n("output_tokens") {
+                self.counts.completion = out;
+            }
+            // Newer API versions repeat the input counts here; they are final, so they win.
+            if n("input_tokens").is_some() {
+                let mut fresh = token_counts(u);
+                fresh.completion = self.counts.completion;
+                self.counts = fresh;
+            }
+        }
+        let stop = ev.pointer("/delta/stop_reason").and_then(Value::as_str);
+        let reason = finish_reason(stop);
+        self.finish = Some(reason);
+        Some(self.chunk(json!({}), Some(reason)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run a recorded event sequence through the machine, collecting every chunk.
+    fn run(events: &[(&str, Value)]) -> (Vec<Value>, AnthropicStreamToOpenAi) {
+        let mut m = AnthropicStreamToOpenAi::new("claude-sonnet-4-5", 1_700_000_000);
+        let mut out = Vec::new();
+        for (name, data) in events {
+            match m.push(Some(name), &data.to_string()) {
+                Ok(chunks) => out.extend(chunks),
+                Err(e) => panic!("{name}: {e}"),
+            }
+        }
+        (out, m)
+    }
+
+    #[test]
+    fn text_thinking_and_tool_use_stream() {
+        let events = [
+            (
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "msg_s1", "type": "message", "role": "assistant", "content": [], "model": "claude-sonnet-4-5", "stop_reason": null, "usage": {"input_tokens": 25, "output_tokens": 1, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 0}}}),
+            ),
+            ("ping", json!({"type": "ping"})),
+            (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Let me check."}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQB=="}}),
+            ),
+            (
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ),
+            (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Checking "}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "now."}}),
+            ),
+            (
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 1}),
+            ),
+            (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"city\":"}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "\"Paris\"}"}}),
+            ),
+            (
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 2}),
+            ),
+            (
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 42}}),
+            ),
+            ("message_stop", json!({"type": "message_stop"})),
+        ];
+        let (mut chunks, m) = run(&events);
+        assert!(m.is_complete());
+        assert_eq!(m.finish_reason(), Some("tool_calls"));
+        chunks.push(m.finish().unwrap_or(Value::Null));
+        insta::assert_json_snapshot!(chunks);
+    }
+
+    #[test]
+    fn error_event_maps_to_status() {
+        let mut m = AnthropicStreamToOpenAi::new("m", 0);
+        let err = m.push(
+            Some("error"),
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        );
+        assert_eq!(
+            err,
+            Err(TranslateError::Upstream {
+                status: 503,
+                message: "AnthropicException - Overloaded".into()
+            })
+        );
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_errors_not_panics() {
+        let mut m = AnthropicStreamToOpenAi::new("m", 0);
+        assert!(matches!(
+            m.push(None, "not json"),
+            Err(TranslateError::Untranslatable { .. })
+        ));
+        assert!(m
+            .push(None, r#"{"type":"content_block_delta","index":3,"delta":{"type":"input_json_delta","partial_json":"x"}}"#)
+            .is_err());
+        assert!(m.finish().is_err());
+    }
+}
