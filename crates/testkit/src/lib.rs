@@ -8,8 +8,10 @@
 //! // point a client at up.base_url() ...
 //! ```
 
+pub mod anthropic;
 pub mod openai;
 pub mod reply;
 
+pub use anthropic::FakeAnthropic;
 pub use openai::{FakeOpenAi, Recorded};
 pub use reply::{Fault, Reply, ScriptedToolCall};
