@@ -1,0 +1,268 @@
+//! The retry/fallback loop of one request, as a state machine the caller drives: ask for the
+//! next attempt, report how it went, sleep for the returned delay. No async runtime needed.
+
+use std::time::Duration;
+
+use crate::router::{NoDeployment, NoDeploymentReason, Pick, PickContext, Router};
+use crate::{ErrorClass, Failure, backoff_delay, status_is_retryable};
+
+/// Per-request overrides (request body / headers).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// `num_retries` in the body or `x-litellm-num-retries`.
+    pub num_retries: Option<u32>,
+    /// `fallbacks` in the body: replaces the configured list for this request.
+    pub fallbacks: Option<Vec<String>>,
+    /// `disable_fallbacks: true`, or a guardrail intervention.
+    pub disable_fallbacks: bool,
+}
+
+/// What to return to the client when the plan gives up.
+#[derive(Debug)]
+pub enum FinalError<E> {
+    /// An upstream error the caller reported through [`Plan::failed`].
+    Upstream(E),
+    /// No deployment could be picked (the 429 "No deployments available..." and friends).
+    NoDeployment(NoDeployment),
+}
+
+/// What [`Plan::next`] hands out.
+#[derive(Debug)]
+pub enum Step<E> {
+    /// Call this deployment, then report with [`Plan::failed`] or [`Pick::success`].
+    Attempt(Pick),
+    /// Stop: return this error. The error of the requested group is reported even when
+    /// fallback groups failed after it, as LiteLLM does.
+    GiveUp(FinalError<E>),
+}
+
+/// What the plan will do after a failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Sleep `delay`, then call [`Plan::next`] for another pick in the same group.
+    Retry { delay: Duration },
+    /// Call [`Plan::next`] now; it picks from this fallback group.
+    Fallback { group: String },
+    /// Call [`Plan::next`] to collect the final error.
+    GiveUp,
+}
+
+impl Decision {
+    /// How long to wait before the next call to [`Plan::next`].
+    pub fn delay(&self) -> Duration {
+        match self {
+            Decision::Retry { delay } => *delay,
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// One request's walk through retries and fallbacks. Create it with [`Router::plan`].
+#[derive(Debug)]
+pub struct Plan<E> {
+    router: Router,
+    primary: String,
+    group: String,
+    options: PlanOptions,
+    num_retries: u32,
+    retries_in_group: u32,
+    total_retries: u32,
+    fallbacks_attempted: u32,
+    queue: Vec<String>,
+    next_fallback: usize,
+    in_primary: bool,
+    original: Option<FinalError<E>>,
+    done: bool,
+}
+
+impl<E> Plan<E> {
+    pub(crate) fn new(router: Router, model: &str, options: PlanOptions) -> Plan<E> {
+        let primary = router.resolve_group(model).unwrap_or(model).to_owned();
+        let num_retries = options
+            .num_retries
+            .unwrap_or_else(|| router.settings().effective_num_retries());
+        Plan {
+            group: primary.clone(),
+            primary,
+            router,
+            options,
+            num_retries,
+            retries_in_group: 0,
+            total_retries: 0,
+            fallbacks_attempted: 0,
+            queue: Vec::new(),
+            next_fallback: 0,
+            in_primary: true,
+            original: None,
+            done: false,
+        }
+    }
+
+    /// The next deployment to call, or the final error. Groups with nothing available are
+    /// skipped over to their fallbacks here, without a round trip to the caller.
+    pub fn next(&mut self, ctx: &PickContext) -> Step<E> {
+        loop {
+            if self.done {
+                return Step::GiveUp(self.take_final(ctx));
+            }
+            match self.router.pick(&self.group, ctx) {
+                Ok(pick) => return Step::Attempt(pick),
+                Err(nd) => {
+                    let class = nd.class();
+                    self.record(FinalError::NoDeployment(nd));
+                    if !self.advance(class) {
+                        self.done = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Report a failed attempt: records it on the deployment (cooldowns, stats) and decides
+    /// what happens next. `error` is kept in case it becomes the final error.
+    pub fn failed(&mut self, pick: Pick, failure: Failure, error: E) -> Decision {
+        pick.failure(&failure);
+        self.record(FinalError::Upstream(error));
+        if let Some(delay) = self.retry_delay(&failure) {
+            self.retries_in_group += 1;
+            self.total_retries += 1;
+            return Decision::Retry { delay };
+        }
+        if self.advance(failure.class) {
+            Decision::Fallback {
+                group: self.group.clone(),
+            }
+        } else {
+            self.done = true;
+            Decision::GiveUp
+        }
+    }
+
+    /// Group the next attempt goes to.
+    pub fn current_group(&self) -> &str {
+        &self.group
+    }
+
+    /// The group the request asked for (alias resolved).
+    pub fn requested_group(&self) -> &str {
+        &self.primary
+    }
+
+    /// `x-litellm-attempted-retries`: retries within the group now being tried (the one that
+    /// answered, once the request succeeded), as LiteLLM counts them.
+    pub fn attempted_retries(&self) -> u32 {
+        self.retries_in_group
+    }
+
+    /// Retries across all groups.
+    pub fn total_retries(&self) -> u32 {
+        self.total_retries
+    }
+
+    /// `x-litellm-attempted-fallbacks`.
+    pub fn attempted_fallbacks(&self) -> u32 {
+        self.fallbacks_attempted
+    }
+
+    /// `x-litellm-max-retries`.
+    pub fn max_retries(&self) -> u32 {
+        self.num_retries
+    }
+
+    fn record(&mut self, e: FinalError<E>) {
+        if self.in_primary {
+            self.original = Some(e);
+        }
+    }
+
+    fn take_final(&mut self, ctx: &PickContext) -> FinalError<E> {
+        match self.original.take() {
+            Some(e) => e,
+            // Only reachable if next() is called again after GiveUp was returned.
+            None => FinalError::NoDeployment(match self.router.pick(&self.primary, ctx) {
+                Err(nd) => nd,
+                Ok(_) => NoDeployment {
+                    model: self.primary.clone(),
+                    reason: NoDeploymentReason::UnknownGroup,
+                    retry_after_secs: 0,
+                    cooldown_list: Vec::new(),
+                    pre_call_checks: self.router.settings().enable_pre_call_checks,
+                    estimated_input_tokens: ctx.estimated_input_tokens,
+                },
+            }),
+        }
+    }
+
+    /// LiteLLM `should_retry_this_error` + retry count + `_time_to_sleep_before_retry`.
+    fn retry_delay(&self, f: &Failure) -> Option<Duration> {
+        let auth = matches!(f.status, 401 | 403);
+        if f.class == ErrorClass::NotFound || (!status_is_retryable(f.status) && !auth) {
+            return None;
+        }
+        // Credentials errors only make sense to retry on another deployment.
+        if auth && self.router.group_size(&self.group) <= 1 {
+            return None;
+        }
+        let healthy = self.router.healthy_count(&self.group);
+        if healthy == 0 {
+            return None;
+        }
+        let settings = self.router.settings();
+        let allowed = settings.retries_for(&self.group, f.class, self.num_retries);
+        if self.retries_in_group >= allowed {
+            return None;
+        }
+        let min = settings.retry_after_duration();
+        // Another deployment can take the retry at once; a lone one needs time to recover.
+        Some(if healthy > 1 {
+            min
+        } else {
+            backoff_delay(self.retries_in_group, f.retry_after, min, rand::random())
+        })
+    }
+
+    /// Move to the next fallback group; false when there is none left.
+    fn advance(&mut self, class: ErrorClass) -> bool {
+        if self.in_primary {
+            self.in_primary = false;
+            self.queue = self.fallback_list(class);
+        }
+        let max = self.router.settings().max_fallbacks;
+        while self.fallbacks_attempted < max {
+            let Some(next) = self.queue.get(self.next_fallback) else {
+                return false;
+            };
+            self.next_fallback += 1;
+            let next = self.router.resolve_group(next).unwrap_or(next).to_owned();
+            if next == self.primary {
+                continue;
+            }
+            self.group = next;
+            self.retries_in_group = 0;
+            self.fallbacks_attempted += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Context-window and content-policy errors use their own tables when the group has an
+    /// entry there; everything else uses `fallbacks`, then `default_fallbacks`.
+    fn fallback_list(&self, class: ErrorClass) -> Vec<String> {
+        if self.options.disable_fallbacks {
+            return Vec::new();
+        }
+        if let Some(list) = &self.options.fallbacks {
+            return list.clone();
+        }
+        let s = self.router.settings();
+        let g = self.primary.as_str();
+        let specific = match class {
+            ErrorClass::ContextWindowExceeded => s.context_window_fallbacks.for_group(g),
+            ErrorClass::ContentPolicy => s.content_policy_fallbacks.for_group(g),
+            _ => None,
+        };
+        specific
+            .or_else(|| s.fallbacks.for_group(g))
+            .map_or_else(|| s.default_fallbacks.clone(), <[String]>::to_vec)
+    }
+}
