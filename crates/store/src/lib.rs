@@ -1,1 +1,33 @@
-//! (being built)
+//! Persistence and accounting behind LiteLLM-compatible virtual keys: the database ([`Store`]:
+//! SQLite by default, Postgres for `postgres://` URLs), the request-path [`Ledger`] (cached key
+//! lookups, model/budget/rate-limit checks, reservations), the group-committing
+//! [`SpendWriter`], and the `/key/*` and `/spend/logs` operations with LiteLLM's field names,
+//! texts and statuses.
+//!
+//! A request through the proxy: [`Ledger::authenticate`] -> [`AuthedKey::check_model`] ->
+//! [`Ledger::reserve`] -> upstream call -> [`Reservation::settle`] with the spend-log row ->
+//! `x-litellm-key-spend` from [`Settled`].
+
+mod db;
+pub mod duration;
+pub mod error;
+pub mod keygen;
+mod keys_db;
+mod ledger;
+pub mod limiter;
+pub mod money;
+pub mod spend;
+mod spend_db;
+pub mod types;
+mod validate;
+pub mod writer;
+
+pub use db::{Backend, Store, StoreOptions};
+pub use error::{AccessError, ApiError, LimitKind, StoreError};
+pub use keys_db::UpdateScope;
+pub use ledger::{AuthedKey, Ledger, LedgerConfig, Reservation, Settled};
+pub use limiter::{KeyLimits, Limiter, LocalLimiter, Ticket};
+pub use spend::{STATUS_FAILURE, STATUS_SUCCESS, SpendAggregate, SpendGroup, SpendLogRow};
+pub use spend_db::BatchItem;
+pub use types::*;
+pub use writer::{SpendWriter, WriterConfig};

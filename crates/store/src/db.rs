@@ -1,0 +1,341 @@
+//! Opening the database (SQLite file by default, Postgres for `postgres://` URLs) and the
+//! versioned schema migrations that run at open.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Executor, PgPool, SqlitePool};
+
+use crate::error::StoreError;
+
+/// Runs `$body` with `$pool` bound to the concrete pool; SQL is written once with `$N`
+/// placeholders, which both SQLite and Postgres accept.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_db;
+
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to open a [`Store`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `postgresql://...` / `postgres://...`, `sqlite://path`, `sqlite:path` or a plain path.
+    pub url: String,
+    /// `general_settings.database_connection_pool_limit`.
+    pub max_connections: u32,
+    /// `general_settings.database_connection_timeout`.
+    pub connect_timeout: Duration,
+    /// Postgres only: keep every table in this schema (created if missing). Tests use a fresh
+    /// one each so they can share one database.
+    pub pg_schema: Option<String>,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreOptions {
+            url: url.into(),
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(30),
+            pg_schema: None,
+        }
+    }
+}
+
+/// The database behind keys and spend logs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) db: Db,
+}
+
+impl Store {
+    /// Opens (creating the SQLite file and its directory if missing) and migrates.
+    pub async fn open(url_or_path: &str) -> Result<Store, StoreError> {
+        Store::open_with(StoreOptions::new(url_or_path)).await
+    }
+
+    pub async fn open_with(opts: StoreOptions) -> Result<Store, StoreError> {
+        let url = opts.url.trim();
+        let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Db::Postgres(open_postgres(url, &opts).await?)
+        } else {
+            Db::Sqlite(open_sqlite(url, &opts).await?)
+        };
+        let store = Store { db };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// A round trip to the database, for `/health/readiness`.
+    pub async fn readiness(&self) -> Result<(), StoreError> {
+        on_db!(&self.db, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_db!(&self.db, pool => pool.close().await)
+    }
+
+    /// The schema versions applied, oldest first.
+    pub async fn schema_versions(&self) -> Result<Vec<i64>, StoreError> {
+        let sql = "SELECT version FROM idlehands_schema_migrations ORDER BY version";
+        let versions = on_db!(&self.db, pool => {
+            sqlx::query_scalar::<_, i64>(sql).fetch_all(pool).await?
+        });
+        Ok(versions)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        const CREATE: &str = "CREATE TABLE IF NOT EXISTS idlehands_schema_migrations (
+            version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+        let now = to_ms(Utc::now());
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            if matches!(self.db, Db::Postgres(_)) {
+                // Several instances may start together against one Postgres.
+                sqlx::query("SELECT pg_advisory_xact_lock(7413029911)").execute(&mut *tx).await?;
+            }
+            sqlx::query(CREATE).execute(&mut *tx).await?;
+            let applied: Vec<i64> =
+                sqlx::query_scalar("SELECT version FROM idlehands_schema_migrations")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for m in MIGRATIONS {
+                if applied.contains(&m.version) {
+                    continue;
+                }
+                let sql = if matches!(self.db, Db::Postgres(_)) { m.postgres } else { m.sqlite };
+                tx.execute(sqlx::raw_sql(sql)).await?;
+                sqlx::query(
+                    "INSERT INTO idlehands_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                )
+                .bind(m.version)
+                .bind(m.name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tracing::info!(version = m.version, name = m.name, "applied schema migration");
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+async fn open_sqlite(url: &str, opts: &StoreOptions) -> Result<SqlitePool, StoreError> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if path.is_empty() {
+        return Err(StoreError::bad_request("empty SQLite path", "database_url"));
+    }
+    if let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StoreError::Internal(format!("cannot create directory {}: {e}", parent.display()))
+        })?;
+    }
+    // WAL with synchronous=NORMAL: a commit survives a crash of the process (kill -9); only an
+    // OS crash or power loss can drop the last commits.
+    let connect = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(opts.max_connections.max(1))
+        .acquire_timeout(opts.connect_timeout)
+        .connect_with(connect)
+        .await?;
+    Ok(pool)
+}
+
+async fn open_postgres(url: &str, opts: &StoreOptions) -> Result<PgPool, StoreError> {
+    let connect = PgConnectOptions::from_str(url)?;
+    let mut pool = PgPoolOptions::new()
+        .max_connections(opts.max_connections.max(1))
+        .acquire_timeout(opts.connect_timeout);
+    if let Some(schema) = &opts.pg_schema {
+        if !schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || schema.is_empty()
+        {
+            return Err(StoreError::bad_request(
+                format!("invalid Postgres schema name '{schema}'"),
+                "pg_schema",
+            ));
+        }
+        let setup = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect.clone())
+            .await?;
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .execute(&setup)
+            .await?;
+        setup.close().await;
+        let set_path = format!("SET search_path TO {schema}");
+        pool = pool.after_connect(move |conn, _meta| {
+            let set_path = set_path.clone();
+            Box::pin(async move {
+                conn.execute(set_path.as_str()).await?;
+                Ok(())
+            })
+        });
+    }
+    Ok(pool.connect_with(connect).await?)
+}
+
+pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+// Times are epoch milliseconds and money nano-USD (BIGINT) so one schema reads the same on
+// both backends; JSON columns are TEXT.
+const V1_TABLES: &str = "
+CREATE TABLE idlehands_verification_tokens (
+    token TEXT PRIMARY KEY,
+    key_name TEXT NOT NULL,
+    key_alias TEXT,
+    user_id TEXT,
+    team_id TEXT,
+    organization_id TEXT,
+    spend BIGINT NOT NULL DEFAULT 0,
+    max_budget BIGINT,
+    soft_budget BIGINT,
+    budget_duration TEXT,
+    budget_reset_at BIGINT,
+    expires BIGINT,
+    models TEXT NOT NULL DEFAULT '[]',
+    aliases TEXT NOT NULL DEFAULT '{}',
+    config TEXT NOT NULL DEFAULT '{}',
+    permissions TEXT NOT NULL DEFAULT '{}',
+    metadata TEXT NOT NULL DEFAULT '{}',
+    tpm_limit BIGINT,
+    rpm_limit BIGINT,
+    max_parallel_requests BIGINT,
+    blocked BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at BIGINT NOT NULL,
+    created_by TEXT,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT
+);
+CREATE UNIQUE INDEX idlehands_vt_alias ON idlehands_verification_tokens (key_alias);
+CREATE INDEX idlehands_vt_reset ON idlehands_verification_tokens (budget_reset_at);
+CREATE INDEX idlehands_vt_user ON idlehands_verification_tokens (user_id);
+CREATE INDEX idlehands_vt_team ON idlehands_verification_tokens (team_id);
+
+CREATE TABLE idlehands_deleted_verification_tokens (
+    token TEXT NOT NULL,
+    key_name TEXT NOT NULL,
+    key_alias TEXT,
+    user_id TEXT,
+    team_id TEXT,
+    organization_id TEXT,
+    spend BIGINT NOT NULL DEFAULT 0,
+    max_budget BIGINT,
+    soft_budget BIGINT,
+    budget_duration TEXT,
+    budget_reset_at BIGINT,
+    expires BIGINT,
+    models TEXT NOT NULL DEFAULT '[]',
+    aliases TEXT NOT NULL DEFAULT '{}',
+    config TEXT NOT NULL DEFAULT '{}',
+    permissions TEXT NOT NULL DEFAULT '{}',
+    metadata TEXT NOT NULL DEFAULT '{}',
+    tpm_limit BIGINT,
+    rpm_limit BIGINT,
+    max_parallel_requests BIGINT,
+    blocked BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at BIGINT NOT NULL,
+    created_by TEXT,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT,
+    deleted_at BIGINT NOT NULL,
+    deleted_by TEXT
+);
+CREATE INDEX idlehands_dvt_token ON idlehands_deleted_verification_tokens (token);
+
+CREATE TABLE idlehands_spend_logs (
+    request_id TEXT PRIMARY KEY,
+    call_type TEXT NOT NULL,
+    api_key TEXT NOT NULL DEFAULT '',
+    spend BIGINT NOT NULL DEFAULT 0,
+    total_tokens BIGINT NOT NULL DEFAULT 0,
+    prompt_tokens BIGINT NOT NULL DEFAULT 0,
+    completion_tokens BIGINT NOT NULL DEFAULT 0,
+    start_time BIGINT NOT NULL,
+    end_time BIGINT NOT NULL,
+    completion_start_time BIGINT,
+    request_duration_ms BIGINT,
+    model TEXT NOT NULL DEFAULT '',
+    model_id TEXT,
+    model_group TEXT,
+    custom_llm_provider TEXT,
+    api_base TEXT,
+    user_id TEXT,
+    team_id TEXT,
+    end_user TEXT,
+    requester_ip_address TEXT,
+    session_id TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    cache_hit TEXT,
+    cache_key TEXT,
+    request_tags TEXT NOT NULL DEFAULT '[]',
+    messages TEXT,
+    response TEXT,
+    status TEXT NOT NULL,
+    litellm_call_id TEXT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX idlehands_sl_start ON idlehands_spend_logs (start_time);
+CREATE INDEX idlehands_sl_key ON idlehands_spend_logs (api_key);
+CREATE INDEX idlehands_sl_user ON idlehands_spend_logs (user_id);
+CREATE INDEX idlehands_sl_call ON idlehands_spend_logs (litellm_call_id);
+";
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "keys_deleted_keys_spend_logs",
+    sqlite: V1_TABLES,
+    postgres: V1_TABLES,
+}];

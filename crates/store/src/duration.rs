@@ -1,0 +1,238 @@
+//! LiteLLM durations (`30s`, `30m`, `30h`, `30d`, `2w`, `1mo`, and the words hourly, daily,
+//! weekly, monthly, yearly): key expiry is `now + duration`; budget windows reset on aligned
+//! boundaries in UTC like LiteLLM's `get_next_standardized_reset_time`.
+
+use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, TimeZone, Utc};
+
+use crate::error::StoreError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Seconds,
+    Minutes,
+    Hours,
+    Days,
+    Weeks,
+    Months,
+    Years,
+}
+
+/// A parsed duration: `value` units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LlmDuration {
+    pub value: u32,
+    pub unit: Unit,
+}
+
+impl LlmDuration {
+    /// Parses `(\d+)(s|m|h|d|w|mo)?` (no unit means seconds) or a word alias.
+    pub fn parse(text: &str) -> Option<LlmDuration> {
+        let t = text.trim();
+        let word = |value, unit| Some(LlmDuration { value, unit });
+        match t {
+            "hourly" => return word(1, Unit::Hours),
+            "daily" => return word(1, Unit::Days),
+            "weekly" => return word(7, Unit::Days),
+            "monthly" => return word(30, Unit::Days),
+            "yearly" => return word(1, Unit::Years),
+            _ => {}
+        }
+        let digits = t.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        let value: u32 = t[..digits].parse().ok()?;
+        let unit = match &t[digits..] {
+            "" | "s" => Unit::Seconds,
+            "m" => Unit::Minutes,
+            "h" => Unit::Hours,
+            "d" => Unit::Days,
+            "w" => Unit::Weeks,
+            "mo" => Unit::Months,
+            _ => return None,
+        };
+        if value == 0 {
+            return None;
+        }
+        Some(LlmDuration { value, unit })
+    }
+
+    /// Parses or answers 400 naming the field and the value.
+    pub fn parse_field(text: &str, field: &str) -> Result<LlmDuration, StoreError> {
+        LlmDuration::parse(text).ok_or_else(|| {
+            StoreError::bad_request(
+                format!(
+                    "Invalid {field} '{text}': use a positive number followed by s, m, h, d, w or mo (e.g. 30s, 30m, 30h, 30d, 1w, 1mo), or one of hourly, daily, weekly, monthly, yearly"
+                ),
+                field,
+            )
+        })
+    }
+
+    /// Exact expiry: `now + duration` (months and years on the calendar).
+    pub fn after(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let v = i64::from(self.value);
+        match self.unit {
+            Unit::Seconds => now + Duration::seconds(v),
+            Unit::Minutes => now + Duration::minutes(v),
+            Unit::Hours => now + Duration::hours(v),
+            Unit::Days => now + Duration::days(v),
+            Unit::Weeks => now + Duration::weeks(v),
+            Unit::Months => now
+                .checked_add_months(Months::new(self.value))
+                .unwrap_or(now + Duration::days(30 * v)),
+            Unit::Years => now
+                .checked_add_months(Months::new(self.value.saturating_mul(12)))
+                .unwrap_or(now + Duration::days(365 * v)),
+        }
+    }
+
+    /// The next budget reset strictly after `now`, aligned like LiteLLM: sub-day windows on
+    /// multiples of the window counted from midnight (capped at midnight), `1d` at midnight,
+    /// `7d`/`1w` on Monday, `30d`/`Nmo` on the 1st of the month, yearly on January 1st.
+    pub fn next_reset(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let midnight = day_start(now);
+        let next_midnight = midnight + Duration::days(1);
+        let since_midnight = (now - midnight).num_seconds();
+        let aligned = |step: i64| {
+            let next = midnight + Duration::seconds((since_midnight / step + 1) * step);
+            next.min(next_midnight)
+        };
+        let v = i64::from(self.value);
+        match (self.unit, self.value) {
+            (Unit::Seconds, _) => aligned(v),
+            (Unit::Minutes, _) => aligned(v * 60),
+            (Unit::Hours, _) => aligned(v * 3600),
+            (Unit::Days, 1) => next_midnight,
+            (Unit::Days, 7) | (Unit::Weeks, 1) => next_monday(now),
+            (Unit::Days, 30) => first_of_month_after(now, 1),
+            (Unit::Days, _) => midnight + Duration::days(v),
+            (Unit::Weeks, _) => next_monday(now) + Duration::weeks(v - 1),
+            (Unit::Months, _) => first_of_month_after(now, self.value),
+            (Unit::Years, _) => Utc
+                .with_ymd_and_hms(now.year() + self.value as i32, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or(next_midnight),
+        }
+    }
+}
+
+fn day_start(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map(|n| n.and_utc())
+        .unwrap_or(t)
+}
+
+fn next_monday(now: DateTime<Utc>) -> DateTime<Utc> {
+    let days_from_monday = i64::from(now.weekday().num_days_from_monday());
+    day_start(now) + Duration::days(7 - days_from_monday)
+}
+
+fn first_of_month_after(now: DateTime<Utc>, months: u32) -> DateTime<Utc> {
+    let first = NaiveDate::from_ymd_opt(now.year(), now.month(), 1)
+        .and_then(|d| d.checked_add_months(Months::new(months)))
+        .and_then(|d| d.and_hms_opt(0, 0, 0));
+    match first {
+        Some(d) => d.and_utc(),
+        None => day_start(now) + Duration::days(30),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|d| d.with_timezone(&Utc))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn parses_litellm_syntax_and_words() {
+        assert_eq!(
+            LlmDuration::parse("30s"),
+            Some(LlmDuration {
+                value: 30,
+                unit: Unit::Seconds
+            })
+        );
+        assert_eq!(
+            LlmDuration::parse("1mo"),
+            Some(LlmDuration {
+                value: 1,
+                unit: Unit::Months
+            })
+        );
+        assert_eq!(
+            LlmDuration::parse("2w"),
+            Some(LlmDuration {
+                value: 2,
+                unit: Unit::Weeks
+            })
+        );
+        assert_eq!(
+            LlmDuration::parse("45"),
+            Some(LlmDuration {
+                value: 45,
+                unit: Unit::Seconds
+            })
+        );
+        assert_eq!(
+            LlmDuration::parse("monthly"),
+            Some(LlmDuration {
+                value: 30,
+                unit: Unit::Days
+            })
+        );
+        assert_eq!(
+            LlmDuration::parse("yearly"),
+            Some(LlmDuration {
+                value: 1,
+                unit: Unit::Years
+            })
+        );
+        for bad in ["", "d", "5x", "1.5h", "-3d", "0d", "mo"] {
+            assert_eq!(LlmDuration::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn budget_resets_align_to_boundaries() {
+        let now = at("2026-11-25T15:20:53Z"); // a Wednesday
+        let p = |s| {
+            LlmDuration::parse(s).unwrap_or(LlmDuration {
+                value: 1,
+                unit: Unit::Seconds,
+            })
+        };
+        assert_eq!(p("30s").next_reset(now), at("2026-11-25T15:21:00Z"));
+        assert_eq!(p("30m").next_reset(now), at("2026-11-25T15:30:00Z"));
+        assert_eq!(p("1h").next_reset(now), at("2026-11-25T16:00:00Z"));
+        assert_eq!(p("5h").next_reset(now), at("2026-11-25T20:00:00Z"));
+        assert_eq!(p("7h").next_reset(now), at("2026-11-25T21:00:00Z"));
+        assert_eq!(p("30h").next_reset(now), at("2026-11-26T00:00:00Z"));
+        assert_eq!(p("daily").next_reset(now), at("2026-11-26T00:00:00Z"));
+        assert_eq!(p("weekly").next_reset(now), at("2026-11-30T00:00:00Z"));
+        assert_eq!(p("1w").next_reset(now), at("2026-11-30T00:00:00Z"));
+        assert_eq!(p("monthly").next_reset(now), at("2026-12-01T00:00:00Z"));
+        assert_eq!(p("1mo").next_reset(now), at("2026-12-01T00:00:00Z"));
+        assert_eq!(p("2mo").next_reset(now), at("2027-01-01T00:00:00Z"));
+        assert_eq!(p("yearly").next_reset(now), at("2027-01-01T00:00:00Z"));
+        assert_eq!(p("3d").next_reset(now), at("2026-11-28T00:00:00Z"));
+    }
+
+    #[test]
+    fn expiry_is_exact() {
+        let now = at("2026-11-25T15:20:53Z");
+        let p = |s| {
+            LlmDuration::parse(s).unwrap_or(LlmDuration {
+                value: 1,
+                unit: Unit::Seconds,
+            })
+        };
+        assert_eq!(p("30s").after(now), at("2026-11-25T15:21:23Z"));
+        assert_eq!(p("1mo").after(now), at("2026-12-25T15:20:53Z"));
+    }
+}

@@ -1,0 +1,205 @@
+//! Errors with the HTTP status, LiteLLM error `type` and message the gateway must answer with.
+//! The proxy renders any of them as `{"error":{"message","type","param","code"}}` through
+//! [`ApiError`], so every text here is the user-visible one.
+
+use chrono::{DateTime, Utc};
+
+use crate::money::usd_string;
+
+/// What the HTTP layer needs to render an error in LiteLLM's envelope.
+pub trait ApiError {
+    fn status(&self) -> u16;
+    /// LiteLLM's `error.type`.
+    fn error_type(&self) -> &'static str;
+    fn message(&self) -> String;
+    /// LiteLLM's `error.param` (the offending request field), when there is one.
+    fn param(&self) -> Option<&str> {
+        None
+    }
+    /// Seconds for a `retry-after` header (rate limits only).
+    fn retry_after(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Failures of management operations and queries.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// 400: malformed or invalid input; `param` names the field.
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        param: Option<String>,
+    },
+    /// 404, e.g. `Key not found in database`.
+    #[error("{0}")]
+    NotFound(String),
+    /// The database failed; the operation was rolled back.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    pub fn bad_request(message: impl Into<String>, param: impl Into<String>) -> Self {
+        StoreError::BadRequest {
+            message: message.into(),
+            param: Some(param.into()),
+        }
+    }
+
+    pub(crate) fn key_not_found() -> Self {
+        StoreError::NotFound("Key not found in database".to_owned())
+    }
+}
+
+impl ApiError for StoreError {
+    fn status(&self) -> u16 {
+        match self {
+            StoreError::BadRequest { .. } => 400,
+            StoreError::NotFound(_) => 404,
+            StoreError::Database(_) | StoreError::Internal(_) => 500,
+        }
+    }
+
+    fn error_type(&self) -> &'static str {
+        match self {
+            StoreError::BadRequest { .. } => "bad_request_error",
+            StoreError::NotFound(_) => "not_found_error",
+            StoreError::Database(_) | StoreError::Internal(_) => "internal_server_error",
+        }
+    }
+
+    fn message(&self) -> String {
+        self.to_string()
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            StoreError::BadRequest { param, .. } => param.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Which rolling-window limit a request hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Requests,
+    Tokens,
+    Parallel,
+}
+
+impl LimitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Requests => "requests",
+            LimitKind::Tokens => "tokens",
+            LimitKind::Parallel => "max_parallel_requests",
+        }
+    }
+}
+
+/// Request-path refusals: authentication, model access, budget and rate limits.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AccessError {
+    #[error(
+        "Authentication Error, Invalid proxy server token passed. Received API Key = {masked}, Key Hash (Token) ={hash}. Unable to find token in cache or `LiteLLM_VerificationTokenTable`"
+    )]
+    InvalidKey { masked: String, hash: String },
+    #[error(
+        "Authentication Error - Expired Key. Key Expiry time {} and current time {}",
+        py_datetime(expires),
+        py_datetime(now)
+    )]
+    ExpiredKey {
+        expires: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    #[error("Authentication Error, Key is blocked. Update via `/key/unblock` if you're an admin.")]
+    Blocked,
+    #[error(
+        "The requested model '{model}' is not available for this API key, or the model name is invalid. Check the models available to you and try again."
+    )]
+    ModelDenied { model: String },
+    #[error(
+        "Budget has been exceeded! Key={} ({key_name}) Current cost: {}, Max budget: {}",
+        key_alias.as_deref().unwrap_or("None"),
+        usd_string(*spend_nanos),
+        usd_string(*max_budget_nanos)
+    )]
+    BudgetExceeded {
+        key_alias: Option<String>,
+        key_name: String,
+        spend_nanos: i64,
+        max_budget_nanos: i64,
+        /// `litellm_settings.budget_exceeded_status_code`; 422 unless configured.
+        status: u16,
+    },
+    #[error(
+        "Rate limit exceeded for api_key: {key_hash}. Limit type: {}. Current limit: {limit}, Remaining: 0. Limit resets at: {}",
+        kind.as_str(),
+        reset_at.format("%Y-%m-%d %H:%M:%S UTC")
+    )]
+    RateLimited {
+        key_hash: String,
+        kind: LimitKind,
+        limit: u64,
+        reset_at: DateTime<Utc>,
+        retry_after_secs: u64,
+    },
+    /// The key was not cached and the database could not be asked.
+    #[error("Authentication Error, could not look up the key: the database is unavailable")]
+    Unavailable,
+}
+
+impl ApiError for AccessError {
+    fn status(&self) -> u16 {
+        match self {
+            AccessError::InvalidKey { .. }
+            | AccessError::ExpiredKey { .. }
+            | AccessError::Blocked => 401,
+            AccessError::ModelDenied { .. } => 403,
+            AccessError::BudgetExceeded { status, .. } => *status,
+            AccessError::RateLimited { .. } => 429,
+            AccessError::Unavailable => 503,
+        }
+    }
+
+    fn error_type(&self) -> &'static str {
+        match self {
+            AccessError::InvalidKey { .. } | AccessError::Blocked => "auth_error",
+            AccessError::ExpiredKey { .. } => "expired_key",
+            AccessError::ModelDenied { .. } => "key_model_access_denied",
+            AccessError::BudgetExceeded { .. } => "budget_exceeded",
+            AccessError::RateLimited { .. } => "rate_limit_error",
+            AccessError::Unavailable => "service_unavailable",
+        }
+    }
+
+    fn message(&self) -> String {
+        self.to_string()
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            AccessError::ModelDenied { .. } => Some("model"),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            AccessError::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+}
+
+/// Python's `str(datetime)` for an aware UTC datetime, as LiteLLM's messages show it.
+pub(crate) fn py_datetime(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string()
+}

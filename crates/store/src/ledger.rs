@@ -1,0 +1,635 @@
+//! The request-path front of the store: a cache of keys (hash -> record, with a negative
+//! cache), the checks LiteLLM makes before a call (blocked, expired, model, budget, limits),
+//! reservations, and the key-management operations that keep the cache honest.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use parking_lot::{Mutex, RwLock};
+use tokio::task::JoinHandle;
+
+use crate::db::Store;
+use crate::error::{AccessError, StoreError};
+use crate::keygen::{abbreviate, hash_key, new_key, token_of};
+use crate::limiter::{KeyLimits, Limiter, LocalLimiter, Ticket};
+use crate::money::usd_string;
+use crate::spend::SpendLogRow;
+use crate::types::{
+    BlockKeyRequest, DeleteKeysRequest, DeleteKeysResponse, GenerateKeyRequest,
+    GenerateKeyResponse, KeyInfo, KeyInfoResponse, KeyListEntry, KeyListQuery, KeyListResponse,
+    KeyObject, KeyRecord, KeyStatus, RegenerateKeyRequest, SpendLogsQuery, SpendLogsResponse,
+    UpdateKeyRequest,
+};
+use crate::validate::{apply_update, new_key_record, validate_custom_key};
+use crate::writer::{SpendWriter, WriterConfig};
+
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// After this long a cached key is re-read from the database in the background (LiteLLM's
+    /// `user_api_key_cache_ttl`, 60 s); requests keep using the cached copy meanwhile.
+    pub cache_ttl: Duration,
+    /// How long an unknown key is remembered as unknown.
+    pub negative_ttl: Duration,
+    /// `litellm_settings.budget_exceeded_status_code` (LiteLLM 1.104+: 422).
+    pub budget_exceeded_status: u16,
+    /// How often budget windows are checked for rollover (besides on every request).
+    pub reset_tick: Duration,
+    pub writer: WriterConfig,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            cache_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(60),
+            budget_exceeded_status: 422,
+            reset_tick: Duration::from_secs(1),
+            writer: WriterConfig::default(),
+        }
+    }
+}
+
+struct Cached {
+    record: RwLock<Arc<KeyRecord>>,
+    loaded: Mutex<Instant>,
+    refreshing: AtomicBool,
+}
+
+type InvalidationHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+struct Inner {
+    store: Store,
+    writer: SpendWriter,
+    limiter: Arc<dyn Limiter>,
+    keys: RwLock<HashMap<String, Arc<Cached>>>,
+    negative: Mutex<HashMap<String, Instant>>,
+    hooks: RwLock<Vec<InvalidationHook>>,
+    cfg: LedgerConfig,
+    ticker: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Cheap to clone; one per proxy process.
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+/// A key that passed authentication.
+#[derive(Debug, Clone)]
+pub struct AuthedKey {
+    /// sha256 hex of the key: the spend-log `api_key`.
+    pub token: String,
+    pub record: Arc<KeyRecord>,
+}
+
+impl AuthedKey {
+    /// LiteLLM's model access check: `[]` allows all; otherwise the exact name, `*`,
+    /// `all-proxy-models`, or a `prefix/*` wildcard.
+    pub fn check_model(&self, model: &str) -> Result<(), AccessError> {
+        self.check_model_with(model, |_, _| false)
+    }
+
+    /// Like [`AuthedKey::check_model`]; `in_group(entry, model)` says whether a key's model
+    /// entry is an access group that contains `model`.
+    pub fn check_model_with(
+        &self,
+        model: &str,
+        in_group: impl Fn(&str, &str) -> bool,
+    ) -> Result<(), AccessError> {
+        let models = &self.record.models;
+        let allowed = models.is_empty()
+            || models.iter().any(|m| {
+                m == model
+                    || m == "*"
+                    || m == "all-proxy-models"
+                    || m.strip_suffix('*')
+                        .is_some_and(|p| !p.is_empty() && model.starts_with(p))
+                    || in_group(m, model)
+            });
+        if allowed {
+            Ok(())
+        } else {
+            Err(AccessError::ModelDenied {
+                model: model.to_owned(),
+            })
+        }
+    }
+}
+
+/// A request's hold on its key's budget and limits. Settle it with the spend-log row; dropping
+/// it unsettled (client disconnect, panic) gives the hold back and logs nothing.
+pub struct Reservation {
+    ticket: Option<Ticket>,
+    limiter: Arc<dyn Limiter>,
+    max_budget: Option<i64>,
+}
+
+/// The key's state after a settled request, for `x-litellm-key-spend` / `-max-budget`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settled {
+    /// Spend including this request, nano-USD.
+    pub key_spend: i64,
+    pub max_budget: Option<i64>,
+}
+
+impl Settled {
+    /// `x-litellm-key-spend` value.
+    pub fn spend_header(&self) -> String {
+        usd_string(self.key_spend)
+    }
+
+    /// `x-litellm-key-max-budget` value (absent when the key has no budget).
+    pub fn max_budget_header(&self) -> Option<String> {
+        self.max_budget.map(usd_string)
+    }
+}
+
+impl Reservation {
+    /// Records the request: `row.spend` (actual cost, nano-USD) and `row.total_tokens` replace
+    /// the estimate; the row is queued for the spend log with `api_key` set to the key's hash.
+    /// Use it for failures too (spend 0, status `failure`).
+    pub async fn settle(mut self, row: SpendLogRow) -> Settled {
+        let key_spend = match self.ticket.take() {
+            Some(ticket) => self.limiter.settle(ticket, row).await,
+            None => 0,
+        };
+        Settled {
+            key_spend,
+            max_budget: self.max_budget,
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.limiter.release(ticket);
+        }
+    }
+}
+
+impl Ledger {
+    /// Starts the spend writer and the budget-reset ticker (inside a tokio runtime).
+    pub fn start(store: Store, cfg: LedgerConfig) -> Ledger {
+        let writer = SpendWriter::start(store.clone(), cfg.writer.clone());
+        let limiter = Arc::new(LocalLimiter::new(
+            writer.clone(),
+            cfg.budget_exceeded_status,
+        ));
+        Ledger::with_limiter(store, writer, limiter, cfg)
+    }
+
+    /// With another limiter (e.g. one shared through Redis).
+    pub fn with_limiter(
+        store: Store,
+        writer: SpendWriter,
+        limiter: Arc<dyn Limiter>,
+        cfg: LedgerConfig,
+    ) -> Ledger {
+        let inner = Arc::new(Inner {
+            store,
+            writer,
+            limiter,
+            keys: RwLock::new(HashMap::new()),
+            negative: Mutex::new(HashMap::new()),
+            hooks: RwLock::new(Vec::new()),
+            cfg,
+            ticker: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&inner);
+        let period = inner.cfg.reset_tick;
+        let ticker = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let now = Utc::now();
+                let tracked = inner.limiter.tick(now);
+                inner.writer.sweep(now, tracked);
+            }
+        });
+        *inner.ticker.lock() = Some(ticker);
+        Ledger { inner }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn writer(&self) -> &SpendWriter {
+        &self.inner.writer
+    }
+
+    /// Loads every key into the cache so first requests do not wait on the database.
+    pub async fn warm(&self) -> Result<usize, StoreError> {
+        let keys = self.inner.store.all_keys().await?;
+        let n = keys.len();
+        for k in keys {
+            self.cache_insert(k);
+        }
+        Ok(n)
+    }
+
+    /// Commits queued spend rows and stops background work: call on SIGTERM/SIGINT.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        let ticker = self.inner.ticker.lock().take();
+        if let Some(t) = ticker {
+            t.abort();
+        }
+        self.inner.writer.shutdown().await
+    }
+
+    /// Called with the token of every key changed here (update, delete, block, regenerate);
+    /// a fleet publishes these so other instances can [`Ledger::invalidate`].
+    pub fn on_invalidate(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        self.inner.hooks.write().push(Arc::new(hook));
+    }
+
+    /// Drops the cached record of `token` (its counters stay); the next request re-reads it.
+    pub fn invalidate(&self, token: &str) {
+        self.inner.keys.write().remove(token);
+        self.inner.negative.lock().remove(token);
+    }
+
+    fn invalidate_and_announce(&self, token: &str) {
+        self.invalidate(token);
+        let hooks = self.inner.hooks.read().clone();
+        for hook in hooks {
+            hook(token);
+        }
+    }
+
+    fn cache_insert(&self, record: KeyRecord) -> Arc<KeyRecord> {
+        let token = record.token.clone();
+        let record = Arc::new(record);
+        let cached = Arc::new(Cached {
+            record: RwLock::new(record.clone()),
+            loaded: Mutex::new(Instant::now()),
+            refreshing: AtomicBool::new(false),
+        });
+        self.inner.keys.write().insert(token.clone(), cached);
+        self.inner.negative.lock().remove(&token);
+        record
+    }
+
+    fn refresh_in_background(&self, token: String, cached: Arc<Cached>) {
+        let ledger = self.clone();
+        tokio::spawn(async move {
+            match ledger.inner.store.get_key(&token).await {
+                Ok(Some(record)) => {
+                    ledger
+                        .inner
+                        .limiter
+                        .reconfigure(&KeyLimits::from_record(&record), false);
+                    *cached.record.write() = Arc::new(record);
+                    *cached.loaded.lock() = Instant::now();
+                }
+                Ok(None) => {
+                    ledger.invalidate(&token);
+                    ledger.inner.limiter.forget(&token);
+                }
+                Err(e) => tracing::warn!(error = %e, "key refresh failed; keeping the cached copy"),
+            }
+            cached.refreshing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Resolves a virtual key (plaintext `sk-...`) and checks it is usable: 401 unknown,
+    /// blocked or expired. The database is asked only on a cache miss.
+    pub async fn authenticate(&self, api_key: &str) -> Result<AuthedKey, AccessError> {
+        let token = hash_key(api_key);
+        let cached = self.inner.keys.read().get(&token).cloned();
+        let record = match cached {
+            Some(cached) => {
+                let stale = cached.loaded.lock().elapsed() >= self.inner.cfg.cache_ttl;
+                if stale && !cached.refreshing.swap(true, Ordering::AcqRel) {
+                    self.refresh_in_background(token.clone(), cached.clone());
+                }
+                cached.record.read().clone()
+            }
+            None => {
+                let invalid = || AccessError::InvalidKey {
+                    masked: abbreviate(api_key),
+                    hash: token.clone(),
+                };
+                let known_bad = self
+                    .inner
+                    .negative
+                    .lock()
+                    .get(&token)
+                    .is_some_and(|t| t.elapsed() < self.inner.cfg.negative_ttl);
+                if known_bad {
+                    return Err(invalid());
+                }
+                match self.inner.store.get_key(&token).await {
+                    Ok(Some(record)) => self.cache_insert(record),
+                    Ok(None) => {
+                        let mut negative = self.inner.negative.lock();
+                        if negative.len() > 100_000 {
+                            negative.clear();
+                        }
+                        negative.insert(token.clone(), Instant::now());
+                        return Err(invalid());
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "key lookup failed");
+                        return Err(AccessError::Unavailable);
+                    }
+                }
+            }
+        };
+        if record.blocked {
+            return Err(AccessError::Blocked);
+        }
+        let now = Utc::now();
+        if let Some(expires) = record.expires
+            && expires < now
+        {
+            return Err(AccessError::ExpiredKey { expires, now });
+        }
+        Ok(AuthedKey { token, record })
+    }
+
+    /// Checks the budget and rpm/tpm/parallel limits and reserves the estimate: call after
+    /// authentication and the model check, before forwarding upstream.
+    pub async fn reserve(
+        &self,
+        key: &AuthedKey,
+        estimate_nanos: i64,
+        estimate_tokens: u64,
+    ) -> Result<Reservation, AccessError> {
+        let limits = KeyLimits::from_record(&key.record);
+        let ticket = self
+            .inner
+            .limiter
+            .admit(&limits, estimate_nanos, estimate_tokens)
+            .await?;
+        Ok(Reservation {
+            ticket: Some(ticket),
+            limiter: self.inner.limiter.clone(),
+            max_budget: key.record.max_budget,
+        })
+    }
+
+    /// Logs a request that has no reservation (e.g. refused before one was made).
+    pub async fn log(&self, row: SpendLogRow) {
+        self.inner.writer.log(row).await;
+    }
+
+    /// The key's live spend (nano-USD), including spend not yet committed.
+    pub fn key_spend(&self, token: &str) -> Option<i64> {
+        self.inner.limiter.spend(token)
+    }
+
+    // ---- key management (`/key/*`) ----
+
+    /// `/key/generate`.
+    pub async fn generate_key(
+        &self,
+        req: GenerateKeyRequest,
+        created_by: Option<&str>,
+    ) -> Result<GenerateKeyResponse, StoreError> {
+        let plaintext = match &req.key {
+            Some(k) => {
+                validate_custom_key(k, "key")?;
+                k.clone()
+            }
+            None => new_key(),
+        };
+        let record = new_key_record(&req, &plaintext, created_by, Utc::now())?;
+        self.inner.store.insert_key(&record).await?;
+        self.inner.negative.lock().remove(&record.token);
+        Ok(GenerateKeyResponse {
+            key: plaintext,
+            token_id: record.token.clone(),
+            record,
+        })
+    }
+
+    async fn resolve(&self, key: Option<&str>, alias: Option<&str>) -> Result<String, StoreError> {
+        match (key, alias) {
+            (Some(k), _) => Ok(token_of(k)),
+            (None, Some(alias)) => match self.inner.store.get_key_by_alias(alias).await? {
+                Some(record) => Ok(record.token),
+                None => Err(StoreError::key_not_found()),
+            },
+            (None, None) => Err(StoreError::bad_request(
+                "Either `key` or `key_alias` is required to identify the key",
+                "key",
+            )),
+        }
+    }
+
+    /// `/key/info`: `key_or_hash` is the `?key=` value, or the caller's own key.
+    pub async fn key_info(&self, key_or_hash: &str) -> Result<KeyInfoResponse, StoreError> {
+        let token = token_of(key_or_hash);
+        let Some(mut record) = self.inner.store.get_key(&token).await? else {
+            return Err(StoreError::key_not_found());
+        };
+        if let Some(live) = self.inner.limiter.spend(&token) {
+            record.spend = live;
+        }
+        let status = record.status(Utc::now());
+        Ok(KeyInfoResponse {
+            key: key_or_hash.to_owned(),
+            info: KeyInfo { record, status },
+        })
+    }
+
+    /// `/key/list`.
+    pub async fn list_keys(&self, q: &KeyListQuery) -> Result<KeyListResponse, StoreError> {
+        let page = q.page.unwrap_or(1);
+        let size = q.size.unwrap_or(10);
+        if page == 0 {
+            return Err(StoreError::bad_request("page must be >= 1", "page"));
+        }
+        if size == 0 || size > 100 {
+            return Err(StoreError::bad_request(
+                "size must be between 1 and 100",
+                "size",
+            ));
+        }
+        let (records, total) = self.inner.store.list_keys(q, page, size).await?;
+        let full = q.return_full_object.unwrap_or(false);
+        let keys = records
+            .into_iter()
+            .map(|record| {
+                if full {
+                    KeyListEntry::Full(Box::new(KeyObject {
+                        token: record.token.clone(),
+                        record,
+                    }))
+                } else {
+                    KeyListEntry::Hash(record.token)
+                }
+            })
+            .collect();
+        Ok(KeyListResponse {
+            keys,
+            total_count: total,
+            current_page: page,
+            total_pages: total.div_ceil(u64::from(size)),
+        })
+    }
+
+    /// `/key/update`: only the fields present change.
+    pub async fn update_key(
+        &self,
+        req: UpdateKeyRequest,
+        updated_by: Option<&str>,
+    ) -> Result<KeyObject, StoreError> {
+        let alias_as_id = match (&req.key, &req.key_alias) {
+            (None, Some(Some(alias))) => Some(alias.clone()),
+            _ => None,
+        };
+        let token = self
+            .resolve(req.key.as_deref(), alias_as_id.as_deref())
+            .await?;
+        let now = Utc::now();
+        let record = self
+            .inner
+            .store
+            .update_key_with(&token, |k| apply_update(k, &req, updated_by, now))
+            .await?;
+        self.after_change(&record, req.spend.is_some());
+        Ok(KeyObject {
+            token: record.token.clone(),
+            record,
+        })
+    }
+
+    fn after_change(&self, record: &KeyRecord, spend_overwritten: bool) {
+        self.inner
+            .limiter
+            .reconfigure(&KeyLimits::from_record(record), spend_overwritten);
+        self.invalidate_and_announce(&record.token);
+    }
+
+    /// `/key/delete`: all named keys or none (404 if one is missing).
+    pub async fn delete_keys(
+        &self,
+        req: DeleteKeysRequest,
+        deleted_by: Option<&str>,
+    ) -> Result<DeleteKeysResponse, StoreError> {
+        let keys = req.keys.unwrap_or_default();
+        let aliases = req.key_aliases.unwrap_or_default();
+        if keys.is_empty() && aliases.is_empty() {
+            return Err(StoreError::bad_request(
+                "Either `keys` or `key_aliases` must list at least one key",
+                "keys",
+            ));
+        }
+        let mut tokens: Vec<String> = keys.iter().map(|k| token_of(k)).collect();
+        for alias in &aliases {
+            tokens.push(self.resolve(None, Some(alias)).await?);
+        }
+        tokens.dedup();
+        self.inner.store.delete_keys(&tokens, deleted_by).await?;
+        for token in &tokens {
+            self.inner.limiter.forget(token);
+            self.invalidate_and_announce(token);
+        }
+        let mut deleted_keys = keys;
+        deleted_keys.extend(aliases);
+        Ok(DeleteKeysResponse { deleted_keys })
+    }
+
+    /// `/key/regenerate` (`path_key` from `/key/{key}/regenerate`): a new key replaces the old
+    /// one, which stops working at once; spend and settings carry over.
+    pub async fn regenerate_key(
+        &self,
+        path_key: Option<&str>,
+        req: RegenerateKeyRequest,
+        by: Option<&str>,
+    ) -> Result<GenerateKeyResponse, StoreError> {
+        if req.grace_period.is_some() {
+            return Err(StoreError::bad_request(
+                "grace_period is not supported: the old key stops working at once; omit grace_period",
+                "grace_period",
+            ));
+        }
+        let key = path_key
+            .map(str::to_owned)
+            .or_else(|| req.changes.key.clone());
+        let alias_as_id = match (&key, &req.changes.key_alias) {
+            (None, Some(Some(alias))) => Some(alias.clone()),
+            _ => None,
+        };
+        let old_token = self.resolve(key.as_deref(), alias_as_id.as_deref()).await?;
+        let plaintext = match &req.new_key {
+            Some(k) => {
+                validate_custom_key(k, "new_key")?;
+                k.clone()
+            }
+            None => new_key(),
+        };
+        let Some(mut record) = self.inner.store.get_key(&old_token).await? else {
+            return Err(StoreError::key_not_found());
+        };
+        let now = Utc::now();
+        apply_update(&mut record, &req.changes, by, now)?;
+        record.token = hash_key(&plaintext);
+        record.key_name = abbreviate(&plaintext);
+        // Spend queued for the old token must land before its row is replaced.
+        self.inner.writer.flush().await?;
+        self.inner
+            .store
+            .replace_key(&old_token, &record, by)
+            .await?;
+        self.inner.limiter.forget(&old_token);
+        self.invalidate_and_announce(&old_token);
+        self.inner.negative.lock().remove(&record.token);
+        let record = self
+            .inner
+            .store
+            .get_key(&record.token)
+            .await?
+            .ok_or_else(StoreError::key_not_found)?;
+        Ok(GenerateKeyResponse {
+            key: plaintext,
+            token_id: record.token.clone(),
+            record,
+        })
+    }
+
+    /// `/key/block` (`blocked = true`) and `/key/unblock`.
+    pub async fn set_blocked(
+        &self,
+        req: BlockKeyRequest,
+        blocked: bool,
+        by: Option<&str>,
+    ) -> Result<KeyObject, StoreError> {
+        let token = token_of(&req.key);
+        let now = Utc::now();
+        let record = self
+            .inner
+            .store
+            .update_key_with(&token, |k| {
+                k.blocked = blocked;
+                k.updated_at = now;
+                k.updated_by = by.map(str::to_owned);
+                Ok(Default::default())
+            })
+            .await?;
+        self.after_change(&record, false);
+        Ok(KeyObject {
+            token: record.token.clone(),
+            record,
+        })
+    }
+
+    /// `/spend/logs`.
+    pub async fn spend_logs(&self, q: &SpendLogsQuery) -> Result<SpendLogsResponse, StoreError> {
+        self.inner.store.spend_logs(q).await
+    }
+
+    /// Whether `token` names a deleted key (for `/key/info` status of archived keys).
+    pub async fn deleted_status(&self, key_or_hash: &str) -> Result<Option<KeyStatus>, StoreError> {
+        let deleted = self.inner.store.was_deleted(&token_of(key_or_hash)).await?;
+        Ok(deleted.then_some(KeyStatus::Deleted))
+    }
+}

@@ -1,0 +1,79 @@
+//! The spend-log row (`LiteLLM_SpendLogs`): one per request, success or failure.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::money::{de_usd, ser_usd};
+use crate::types::JsonMap;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SpendLogRow {
+    /// Primary key: the provider response id (`chatcmpl-...`) or the call id. A second row with
+    /// the same id is dropped, so the proxy must fall back to a fresh uuid when it has none.
+    pub request_id: String,
+    /// `acompletion`, `aembedding`, `anthropic_messages`, ...
+    pub call_type: String,
+    /// sha256 hex of the virtual key (never the `sk-` plaintext); the key whose spend grows.
+    pub api_key: String,
+    /// USD in JSON, nano-USD here.
+    #[serde(serialize_with = "ser_usd", deserialize_with = "de_usd")]
+    pub spend: i64,
+    pub total_tokens: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    #[serde(rename = "startTime")]
+    pub start_time: DateTime<Utc>,
+    #[serde(rename = "endTime")]
+    pub end_time: DateTime<Utc>,
+    #[serde(rename = "completionStartTime")]
+    pub completion_start_time: Option<DateTime<Utc>>,
+    pub request_duration_ms: Option<i64>,
+    /// The deployment's model.
+    pub model: String,
+    pub model_id: Option<String>,
+    /// The public model name the client asked for.
+    pub model_group: Option<String>,
+    pub custom_llm_provider: Option<String>,
+    pub api_base: Option<String>,
+    pub user: Option<String>,
+    pub team_id: Option<String>,
+    pub end_user: Option<String>,
+    pub requester_ip_address: Option<String>,
+    pub session_id: Option<String>,
+    pub metadata: JsonMap,
+    /// `"True"` / `"False"`, as LiteLLM writes it.
+    pub cache_hit: Option<String>,
+    pub cache_key: Option<String>,
+    pub request_tags: Vec<String>,
+    pub messages: Option<Value>,
+    pub response: Option<Value>,
+    /// `success` or `failure`.
+    pub status: String,
+    pub litellm_call_id: Option<String>,
+}
+
+pub const STATUS_SUCCESS: &str = "success";
+pub const STATUS_FAILURE: &str = "failure";
+
+/// What to group spend by in [`crate::Store::spend_by`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpendGroup {
+    Key,
+    Model,
+    User,
+    /// UTC day, `YYYY-MM-DD`.
+    Day,
+}
+
+/// One group of [`crate::Store::spend_by`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SpendAggregate {
+    /// The key hash, model group, user or day; empty when the rows had none.
+    pub group: String,
+    #[serde(serialize_with = "ser_usd")]
+    pub spend: i64,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+}

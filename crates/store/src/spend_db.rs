@@ -1,0 +1,407 @@
+//! Spend-log rows and key spend in the database: the writer's group commit, `/spend/logs`
+//! queries and aggregates.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use sqlx::{QueryBuilder, Row};
+
+use crate::db::{Store, from_ms, on_db, to_ms};
+use crate::duration::LlmDuration;
+use crate::error::StoreError;
+use crate::money::nanos_to_usd;
+use crate::spend::{SpendAggregate, SpendGroup, SpendLogRow};
+use crate::types::{DailySpend, SpendLogsQuery, SpendLogsResponse};
+
+const ROW_COLS: &str = "request_id, call_type, api_key, spend, total_tokens, prompt_tokens, \
+    completion_tokens, start_time, end_time, completion_start_time, request_duration_ms, model, \
+    model_id, model_group, custom_llm_provider, api_base, user_id, team_id, end_user, \
+    requester_ip_address, session_id, metadata, cache_hit, cache_key, request_tags, messages, \
+    response, status, litellm_call_id, created_at";
+const ROWS_PER_INSERT: usize = 500;
+/// Rows `/spend/logs` returns at most per page.
+pub const SPEND_LOGS_MAX_PAGE: u32 = 10_000;
+pub const SPEND_LOGS_DEFAULT_PAGE: u32 = 1_000;
+
+/// One entry of a group commit, in the order the ledger produced them.
+#[derive(Debug, Clone)]
+pub enum BatchItem {
+    /// A spend-log row; its `spend` is added to the key `api_key`.
+    Row(Box<SpendLogRow>),
+    /// The key's budget window rolled over: spend 0 from here on.
+    Reset {
+        token: String,
+        budget_reset_at: DateTime<Utc>,
+    },
+}
+
+macro_rules! row_from_db {
+    ($row:expr) => {{
+        let row = $row;
+        SpendLogRow {
+            request_id: row.try_get("request_id")?,
+            call_type: row.try_get("call_type")?,
+            api_key: row.try_get("api_key")?,
+            spend: row.try_get("spend")?,
+            total_tokens: row.try_get("total_tokens")?,
+            prompt_tokens: row.try_get("prompt_tokens")?,
+            completion_tokens: row.try_get("completion_tokens")?,
+            start_time: from_ms(row.try_get("start_time")?),
+            end_time: from_ms(row.try_get("end_time")?),
+            completion_start_time: row
+                .try_get::<Option<i64>, _>("completion_start_time")?
+                .map(from_ms),
+            request_duration_ms: row.try_get("request_duration_ms")?,
+            model: row.try_get("model")?,
+            model_id: row.try_get("model_id")?,
+            model_group: row.try_get("model_group")?,
+            custom_llm_provider: row.try_get("custom_llm_provider")?,
+            api_base: row.try_get("api_base")?,
+            user: row.try_get("user_id")?,
+            team_id: row.try_get("team_id")?,
+            end_user: row.try_get("end_user")?,
+            requester_ip_address: row.try_get("requester_ip_address")?,
+            session_id: row.try_get("session_id")?,
+            metadata: serde_json::from_str(&row.try_get::<String, _>("metadata")?)
+                .unwrap_or_default(),
+            cache_hit: row.try_get("cache_hit")?,
+            cache_key: row.try_get("cache_key")?,
+            request_tags: serde_json::from_str(&row.try_get::<String, _>("request_tags")?)
+                .unwrap_or_default(),
+            messages: row
+                .try_get::<Option<String>, _>("messages")?
+                .and_then(|t| serde_json::from_str(&t).ok()),
+            response: row
+                .try_get::<Option<String>, _>("response")?
+                .and_then(|t| serde_json::from_str(&t).ok()),
+            status: row.try_get("status")?,
+            litellm_call_id: row.try_get("litellm_call_id")?,
+        }
+    }};
+}
+
+/// A day's spend, by user and by model.
+type DayParts = (i64, BTreeMap<String, i64>, BTreeMap<String, i64>);
+
+fn json_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn parse_date(text: &str, field: &str) -> Result<DateTime<Utc>, StoreError> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+        .ok_or_else(|| {
+            StoreError::bad_request(
+                format!("Invalid {field} '{text}': expected YYYY-MM-DD"),
+                field,
+            )
+        })
+}
+
+fn day_of(ms_day: i64) -> String {
+    from_ms(ms_day * 86_400_000).format("%Y-%m-%d").to_string()
+}
+
+impl Store {
+    /// One group commit: inserts the rows and applies key spend increments and budget resets in
+    /// a single transaction, so key spend never disagrees with the logs.
+    pub async fn write_batch(&self, items: &[BatchItem]) -> Result<(), StoreError> {
+        let mut increments: HashMap<&str, i64> = HashMap::new();
+        let mut resets: Vec<(&str, i64)> = Vec::new();
+        let mut rows: Vec<&SpendLogRow> = Vec::new();
+        for item in items {
+            match item {
+                BatchItem::Row(row) => {
+                    if !row.api_key.is_empty() && row.spend != 0 {
+                        *increments.entry(row.api_key.as_str()).or_default() += row.spend;
+                    }
+                    rows.push(row);
+                }
+                BatchItem::Reset {
+                    token,
+                    budget_reset_at,
+                } => {
+                    // Spend before the rollover belongs to the old window.
+                    increments.remove(token.as_str());
+                    resets.push((token.as_str(), to_ms(*budget_reset_at)));
+                }
+            }
+        }
+        let now = to_ms(Utc::now());
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let mut qb = QueryBuilder::new(format!("INSERT INTO idlehands_spend_logs ({ROW_COLS}) "));
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.request_id.clone())
+                        .push_bind(r.call_type.clone())
+                        .push_bind(r.api_key.clone())
+                        .push_bind(r.spend)
+                        .push_bind(r.total_tokens)
+                        .push_bind(r.prompt_tokens)
+                        .push_bind(r.completion_tokens)
+                        .push_bind(to_ms(r.start_time))
+                        .push_bind(to_ms(r.end_time))
+                        .push_bind(r.completion_start_time.map(to_ms))
+                        .push_bind(r.request_duration_ms)
+                        .push_bind(r.model.clone())
+                        .push_bind(r.model_id.clone())
+                        .push_bind(r.model_group.clone())
+                        .push_bind(r.custom_llm_provider.clone())
+                        .push_bind(r.api_base.clone())
+                        .push_bind(r.user.clone())
+                        .push_bind(r.team_id.clone())
+                        .push_bind(r.end_user.clone())
+                        .push_bind(r.requester_ip_address.clone())
+                        .push_bind(r.session_id.clone())
+                        .push_bind(json_text(&r.metadata))
+                        .push_bind(r.cache_hit.clone())
+                        .push_bind(r.cache_key.clone())
+                        .push_bind(json_text(&r.request_tags))
+                        .push_bind(r.messages.as_ref().map(json_text))
+                        .push_bind(r.response.as_ref().map(json_text))
+                        .push_bind(r.status.clone())
+                        .push_bind(r.litellm_call_id.clone())
+                        .push_bind(now);
+                });
+                qb.push(" ON CONFLICT (request_id) DO NOTHING");
+                qb.build().execute(&mut *tx).await?;
+            }
+            for (token, reset_at) in &resets {
+                sqlx::query(
+                    "UPDATE idlehands_verification_tokens SET spend = 0, budget_reset_at = $2 WHERE token = $1",
+                )
+                .bind(*token)
+                .bind(*reset_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let mut increments: Vec<_> = increments.into_iter().collect();
+            // A fixed order keeps concurrent writers (fleet instances) from deadlocking.
+            increments.sort_unstable();
+            for (token, delta) in increments {
+                sqlx::query(
+                    "UPDATE idlehands_verification_tokens SET spend = spend + $2 WHERE token = $1",
+                )
+                .bind(token)
+                .bind(delta)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Resets the budget of keys whose window has passed, except `skip` (keys the ledger holds
+    /// in memory: it resets those itself, in order with their spend).
+    pub async fn sweep_budget_resets(
+        &self,
+        now: DateTime<Utc>,
+        skip: &HashSet<String>,
+    ) -> Result<usize, StoreError> {
+        let due = self.due_budget_resets(now).await?;
+        let mut n = 0;
+        for (token, duration, old) in due {
+            if skip.contains(&token) {
+                continue;
+            }
+            let next = LlmDuration::parse(&duration)
+                .map(|d| d.next_reset(now))
+                .unwrap_or_else(|| now + Duration::days(1));
+            let done = on_db!(&self.db, pool => {
+                sqlx::query(
+                    "UPDATE idlehands_verification_tokens SET spend = 0, budget_reset_at = $2 \
+                     WHERE token = $1 AND budget_reset_at = $3",
+                )
+                .bind(&token)
+                .bind(to_ms(next))
+                .bind(old)
+                .execute(pool)
+                .await?
+                .rows_affected()
+            });
+            n += done as usize;
+        }
+        Ok(n)
+    }
+
+    /// `/spend/logs`: rows newest first (paged), or with both dates and `summarize` (default
+    /// true, like LiteLLM) a daily summary.
+    pub async fn spend_logs(&self, q: &SpendLogsQuery) -> Result<SpendLogsResponse, StoreError> {
+        let start = q
+            .start_date
+            .as_deref()
+            .map(|d| parse_date(d, "start_date"))
+            .transpose()?;
+        let end = q
+            .end_date
+            .as_deref()
+            .map(|d| parse_date(d, "end_date").map(|d| d + Duration::days(1)))
+            .transpose()?;
+        let page = q.page.unwrap_or(1);
+        if page == 0 {
+            return Err(StoreError::bad_request("page must be >= 1", "page"));
+        }
+        let page_size = q.page_size.unwrap_or(SPEND_LOGS_DEFAULT_PAGE);
+        if page_size == 0 || page_size > SPEND_LOGS_MAX_PAGE {
+            return Err(StoreError::bad_request(
+                format!("page_size must be between 1 and {SPEND_LOGS_MAX_PAGE}"),
+                "page_size",
+            ));
+        }
+        let mut conds: Vec<String> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
+        let mut times: Vec<i64> = Vec::new();
+        if let Some(k) = &q.api_key {
+            texts.push(crate::keygen::token_of(k));
+            conds.push(format!("api_key = ${}", texts.len()));
+        }
+        if let Some(id) = &q.request_id {
+            texts.push(id.clone());
+            conds.push(format!(
+                "(request_id = ${0} OR litellm_call_id = ${0})",
+                texts.len()
+            ));
+        }
+        if let Some(u) = &q.user_id {
+            texts.push(u.clone());
+            conds.push(format!("user_id = ${}", texts.len()));
+        }
+        if let Some(s) = start {
+            times.push(to_ms(s));
+            conds.push(format!("start_time >= ${}", texts.len() + times.len()));
+        }
+        if let Some(e) = end {
+            times.push(to_ms(e));
+            conds.push(format!("start_time < ${}", texts.len() + times.len()));
+        }
+        let where_sql = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        let summarize = start.is_some() && end.is_some() && q.summarize.unwrap_or(true);
+        if summarize {
+            let sql = format!(
+                "SELECT start_time / 86400000 AS day, COALESCE(user_id, '') AS u, \
+                 COALESCE(model_group, model) AS m, CAST(SUM(spend) AS BIGINT) AS s \
+                 FROM idlehands_spend_logs{where_sql} GROUP BY start_time / 86400000, \
+                 COALESCE(user_id, ''), COALESCE(model_group, model) ORDER BY day"
+            );
+            let parts: Vec<(i64, String, String, i64)> = on_db!(&self.db, pool => {
+                let mut query = sqlx::query(&sql);
+                for t in &texts { query = query.bind(t.clone()); }
+                for t in &times { query = query.bind(*t); }
+                let rows = query.fetch_all(pool).await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    out.push((r.try_get("day")?, r.try_get("u")?, r.try_get("m")?, r.try_get("s")?));
+                }
+                out
+            });
+            let mut days: BTreeMap<i64, DayParts> = BTreeMap::new();
+            for (day, user, model, spend) in parts {
+                let d = days.entry(day).or_default();
+                d.0 += spend;
+                if !user.is_empty() {
+                    *d.1.entry(user).or_default() += spend;
+                }
+                *d.2.entry(model).or_default() += spend;
+            }
+            let usd = |m: BTreeMap<String, i64>| {
+                m.into_iter().map(|(k, v)| (k, nanos_to_usd(v))).collect()
+            };
+            return Ok(SpendLogsResponse::Summary(
+                days.into_iter()
+                    .map(|(day, (spend, users, models))| DailySpend {
+                        start_time: day_of(day),
+                        spend: nanos_to_usd(spend),
+                        users: usd(users),
+                        models: usd(models),
+                    })
+                    .collect(),
+            ));
+        }
+        let n = texts.len() + times.len();
+        let sql = format!(
+            "SELECT {ROW_COLS} FROM idlehands_spend_logs{where_sql} \
+             ORDER BY start_time DESC, request_id DESC LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let offset = i64::from(page - 1) * i64::from(page_size);
+        let rows = on_db!(&self.db, pool => {
+            let mut query = sqlx::query(&sql);
+            for t in &texts { query = query.bind(t.clone()); }
+            for t in &times { query = query.bind(*t); }
+            let rows = query.bind(i64::from(page_size)).bind(offset).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(row_from_db!(r));
+            }
+            out
+        });
+        Ok(SpendLogsResponse::Rows(rows))
+    }
+
+    pub async fn count_spend_logs(&self) -> Result<i64, StoreError> {
+        let n = on_db!(&self.db, pool => {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM idlehands_spend_logs")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(n)
+    }
+
+    /// Spend, request count and tokens grouped by key, model, user or UTC day, over
+    /// `[start, end)`, biggest spend first (days in date order).
+    pub async fn spend_by(
+        &self,
+        group: SpendGroup,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> Result<Vec<SpendAggregate>, StoreError> {
+        let expr = match group {
+            SpendGroup::Key => "api_key",
+            SpendGroup::Model => "COALESCE(model_group, model)",
+            SpendGroup::User => "COALESCE(user_id, '')",
+            SpendGroup::Day => "CAST(start_time / 86400000 AS TEXT)",
+        };
+        let order = if group == SpendGroup::Day {
+            "MIN(start_time)"
+        } else {
+            "s DESC"
+        };
+        let sql = format!(
+            "SELECT {expr} AS g, CAST(SUM(spend) AS BIGINT) AS s, COUNT(*) AS n, \
+             CAST(SUM(prompt_tokens) AS BIGINT) AS p, CAST(SUM(completion_tokens) AS BIGINT) AS c \
+             FROM idlehands_spend_logs WHERE start_time >= $1 AND start_time < $2 \
+             GROUP BY {expr} ORDER BY {order}"
+        );
+        let lo = start.map(to_ms).unwrap_or(i64::MIN);
+        let hi = end.map(to_ms).unwrap_or(i64::MAX);
+        let mut out = on_db!(&self.db, pool => {
+            let rows = sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(SpendAggregate {
+                    group: r.try_get("g")?,
+                    spend: r.try_get("s")?,
+                    requests: r.try_get("n")?,
+                    prompt_tokens: r.try_get("p")?,
+                    completion_tokens: r.try_get("c")?,
+                });
+            }
+            out
+        });
+        if group == SpendGroup::Day {
+            for a in &mut out {
+                a.group = a.group.parse::<i64>().map(day_of).unwrap_or_default();
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,278 @@
+//! Request and response bodies of `/key/*` and `/spend/logs`, with LiteLLM's field names.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::StoreError;
+use crate::money::{ser_usd, ser_usd_opt};
+
+pub type JsonMap = Map<String, Value>;
+
+/// Parses a JSON body; a wrong type answers 400 naming the field (`max_budget`, `models[2]`).
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, StoreError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            StoreError::BadRequest {
+                message: format!("Invalid request body: {inner}"),
+                param: None,
+            }
+        } else {
+            StoreError::bad_request(format!("Invalid value for '{path}': {inner}"), path)
+        }
+    })
+}
+
+/// A field of an update: absent (unchanged), `null` (cleared) or a value.
+pub type Patch<T> = Option<Option<T>>;
+
+fn patch<'de, D, T>(d: D) -> Result<Patch<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `POST /key/generate` (`GenerateKeyRequest`). Fields LiteLLM has and IdleHands does not use
+/// are ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GenerateKeyRequest {
+    pub key: Option<String>,
+    pub key_alias: Option<String>,
+    pub user_id: Option<String>,
+    pub team_id: Option<String>,
+    pub organization_id: Option<String>,
+    pub duration: Option<String>,
+    pub spend: Option<f64>,
+    pub max_budget: Option<f64>,
+    pub soft_budget: Option<f64>,
+    pub budget_duration: Option<String>,
+    pub models: Option<Vec<String>>,
+    pub aliases: Option<JsonMap>,
+    pub config: Option<JsonMap>,
+    pub permissions: Option<JsonMap>,
+    pub metadata: Option<JsonMap>,
+    pub tpm_limit: Option<i64>,
+    pub rpm_limit: Option<i64>,
+    pub max_parallel_requests: Option<i64>,
+    pub blocked: Option<bool>,
+}
+
+/// `POST /key/update`: `key` (plaintext or hash) or `key_alias` names the key; every other
+/// field present changes, `null` clears it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UpdateKeyRequest {
+    pub key: Option<String>,
+    #[serde(default, deserialize_with = "patch")]
+    pub key_alias: Patch<String>,
+    #[serde(default, deserialize_with = "patch")]
+    pub user_id: Patch<String>,
+    #[serde(default, deserialize_with = "patch")]
+    pub team_id: Patch<String>,
+    #[serde(default, deserialize_with = "patch")]
+    pub organization_id: Patch<String>,
+    #[serde(default, deserialize_with = "patch")]
+    pub duration: Patch<String>,
+    pub spend: Option<f64>,
+    #[serde(default, deserialize_with = "patch")]
+    pub max_budget: Patch<f64>,
+    #[serde(default, deserialize_with = "patch")]
+    pub soft_budget: Patch<f64>,
+    #[serde(default, deserialize_with = "patch")]
+    pub budget_duration: Patch<String>,
+    pub models: Option<Vec<String>>,
+    pub aliases: Option<JsonMap>,
+    pub config: Option<JsonMap>,
+    pub permissions: Option<JsonMap>,
+    pub metadata: Option<JsonMap>,
+    #[serde(default, deserialize_with = "patch")]
+    pub tpm_limit: Patch<i64>,
+    #[serde(default, deserialize_with = "patch")]
+    pub rpm_limit: Patch<i64>,
+    #[serde(default, deserialize_with = "patch")]
+    pub max_parallel_requests: Patch<i64>,
+    pub blocked: Option<bool>,
+}
+
+/// `POST /key/regenerate` and `/key/{key}/regenerate`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RegenerateKeyRequest {
+    /// A custom value for the new key (must start with `sk-`).
+    pub new_key: Option<String>,
+    /// How long the old key keeps working (e.g. `24h`); absent means it dies at once.
+    pub grace_period: Option<String>,
+    /// `key` names the old key; other fields change like `/key/update`.
+    #[serde(flatten)]
+    pub changes: UpdateKeyRequest,
+}
+
+/// `POST /key/delete`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DeleteKeysRequest {
+    pub keys: Option<Vec<String>>,
+    pub key_aliases: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeleteKeysResponse {
+    pub deleted_keys: Vec<String>,
+}
+
+/// `POST /key/block` and `/key/unblock`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct BlockKeyRequest {
+    pub key: String,
+}
+
+/// A stored virtual key as LiteLLM returns it. The token hash is not part of this object's JSON;
+/// [`KeyObject`] adds it where LiteLLM shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KeyRecord {
+    #[serde(skip)]
+    pub token: String,
+    pub key_name: String,
+    pub key_alias: Option<String>,
+    #[serde(serialize_with = "ser_usd")]
+    pub spend: i64,
+    #[serde(serialize_with = "ser_usd_opt")]
+    pub max_budget: Option<i64>,
+    #[serde(serialize_with = "ser_usd_opt")]
+    pub soft_budget: Option<i64>,
+    pub budget_duration: Option<String>,
+    pub budget_reset_at: Option<DateTime<Utc>>,
+    pub expires: Option<DateTime<Utc>>,
+    pub models: Vec<String>,
+    pub aliases: JsonMap,
+    pub config: JsonMap,
+    pub permissions: JsonMap,
+    pub metadata: JsonMap,
+    pub user_id: Option<String>,
+    pub team_id: Option<String>,
+    pub organization_id: Option<String>,
+    pub tpm_limit: Option<i64>,
+    pub rpm_limit: Option<i64>,
+    pub max_parallel_requests: Option<i64>,
+    pub blocked: bool,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: Option<String>,
+}
+
+impl KeyRecord {
+    pub fn status(&self, now: DateTime<Utc>) -> KeyStatus {
+        if self.blocked {
+            KeyStatus::Revoked
+        } else if self.expires.is_some_and(|e| e < now) {
+            KeyStatus::Expired
+        } else {
+            KeyStatus::Active
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Active,
+    Expired,
+    Revoked,
+    Deleted,
+}
+
+/// A key row with its hash (`token`), as `/key/list?return_full_object=true` and
+/// `/key/update` return it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KeyObject {
+    pub token: String,
+    #[serde(flatten)]
+    pub record: KeyRecord,
+}
+
+/// `/key/generate` and `/key/regenerate` response: the plaintext `key`, shown once.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GenerateKeyResponse {
+    pub key: String,
+    pub token_id: String,
+    #[serde(flatten)]
+    pub record: KeyRecord,
+}
+
+/// `/key/info` response.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KeyInfoResponse {
+    /// The key as the caller passed it.
+    pub key: String,
+    pub info: KeyInfo,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KeyInfo {
+    #[serde(flatten)]
+    pub record: KeyRecord,
+    pub status: KeyStatus,
+}
+
+/// `GET /key/list` query.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct KeyListQuery {
+    pub page: Option<u32>,
+    pub size: Option<u32>,
+    pub user_id: Option<String>,
+    pub team_id: Option<String>,
+    pub organization_id: Option<String>,
+    pub key_alias: Option<String>,
+    pub key_hash: Option<String>,
+    pub return_full_object: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum KeyListEntry {
+    Hash(String),
+    Full(Box<KeyObject>),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KeyListResponse {
+    pub keys: Vec<KeyListEntry>,
+    pub total_count: u64,
+    pub current_page: u32,
+    pub total_pages: u64,
+}
+
+/// `GET /spend/logs` query.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SpendLogsQuery {
+    pub api_key: Option<String>,
+    pub request_id: Option<String>,
+    pub user_id: Option<String>,
+    /// `YYYY-MM-DD`, inclusive.
+    pub start_date: Option<String>,
+    /// `YYYY-MM-DD`, inclusive (the whole day).
+    pub end_date: Option<String>,
+    pub summarize: Option<bool>,
+    pub page: Option<u32>,
+    pub page_size: Option<u32>,
+}
+
+/// One day of `/spend/logs?summarize=true`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DailySpend {
+    #[serde(rename = "startTime")]
+    pub start_time: String,
+    pub spend: f64,
+    pub users: std::collections::BTreeMap<String, f64>,
+    pub models: std::collections::BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum SpendLogsResponse {
+    Rows(Vec<crate::spend::SpendLogRow>),
+    Summary(Vec<DailySpend>),
+}

@@ -1,0 +1,248 @@
+//! The spend-log writer: rows (and the key spend they add) go into a channel and a background
+//! task group-commits them every `flush_interval` or when a batch is full, in one transaction.
+//!
+//! Durability: a graceful stop ([`SpendWriter::shutdown`], which the proxy calls on SIGTERM and
+//! SIGINT) commits everything queued. A `kill -9` loses what was queued since the last commit:
+//! at most one flush window (`flush_interval`, plus the time a commit takes). A commit that
+//! returned is durable against a process crash (SQLite WAL, Postgres commit).
+//!
+//! Backpressure: the channel is large (`channel_capacity`, default 100 000 rows). While it has
+//! room, logging never waits. When it is full (the database has been down or slow for a long
+//! while), [`SpendWriter::log`] waits for room rather than dropping spend: losing money records
+//! silently is worse than slowing the requests that produce them. If a commit fails the batch is
+//! kept and retried; while a large backlog cannot be committed the writer stops taking new rows,
+//! so memory stays bounded by the channel plus that backlog.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::db::Store;
+use crate::error::StoreError;
+use crate::spend::SpendLogRow;
+use crate::spend_db::BatchItem;
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Group-commit period: LiteLLM's `proxy_batch_write_at`. Also the kill -9 loss window.
+    pub flush_interval: Duration,
+    /// Commit early once this many items wait.
+    pub max_batch: usize,
+    pub channel_capacity: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            flush_interval: Duration::from_secs(1),
+            max_batch: 1000,
+            channel_capacity: 100_000,
+        }
+    }
+}
+
+enum Msg {
+    Item(BatchItem),
+    Sweep {
+        now: DateTime<Utc>,
+        skip: HashSet<String>,
+    },
+    Flush(oneshot::Sender<Result<(), String>>),
+    Shutdown(oneshot::Sender<Result<(), String>>),
+}
+
+/// Handle to the writer task; clones share it.
+#[derive(Clone)]
+pub struct SpendWriter {
+    tx: mpsc::Sender<Msg>,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl SpendWriter {
+    /// Starts the writer task (inside a tokio runtime).
+    pub fn start(store: Store, cfg: WriterConfig) -> SpendWriter {
+        let (tx, rx) = mpsc::channel(cfg.channel_capacity.max(1));
+        let task = tokio::spawn(run(store, cfg, rx));
+        SpendWriter {
+            tx,
+            task: Arc::new(Mutex::new(Some(task))),
+        }
+    }
+
+    /// Queues a spend-log row (its `spend` is added to key `api_key`); waits only when the
+    /// channel is full.
+    pub async fn log(&self, row: SpendLogRow) {
+        self.send_item(BatchItem::Row(Box::new(row))).await;
+    }
+
+    pub(crate) fn try_item(&self, item: BatchItem) -> Result<(), BatchItem> {
+        match self.tx.try_send(Msg::Item(item)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(Msg::Item(i)))
+            | Err(mpsc::error::TrySendError::Closed(Msg::Item(i))) => Err(i),
+            Err(_) => Ok(()),
+        }
+    }
+
+    pub(crate) async fn send_item(&self, item: BatchItem) {
+        if let Err(e) = self.tx.send(Msg::Item(item)).await
+            && let Msg::Item(BatchItem::Row(row)) = e.0
+        {
+            tracing::error!(request_id = %row.request_id, "spend writer stopped; spend-log row dropped");
+        }
+    }
+
+    pub(crate) fn sweep(&self, now: DateTime<Utc>, skip: HashSet<String>) {
+        // A missed sweep is retried on the next tick.
+        let _ = self.tx.try_send(Msg::Sweep { now, skip });
+    }
+
+    /// Commits everything queued so far.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Msg::Flush(done))
+            .await
+            .map_err(|_| StoreError::Internal("spend writer stopped".to_owned()))?;
+        wait.await
+            .map_err(|_| StoreError::Internal("spend writer stopped".to_owned()))?
+            .map_err(StoreError::Internal)
+    }
+
+    /// Commits everything queued and stops the task. Rows logged afterwards are refused.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        let sent = self.tx.send(Msg::Shutdown(done)).await.is_ok();
+        let result = if sent {
+            wait.await
+                .unwrap_or_else(|_| Err("spend writer stopped".to_owned()))
+                .map_err(StoreError::Internal)
+        } else {
+            Ok(())
+        };
+        let task = self.task.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        result
+    }
+
+    /// Items queued in the channel (not counting a batch being committed).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+struct Batch {
+    items: Vec<BatchItem>,
+    first_at: Option<Instant>,
+    failing: bool,
+}
+
+impl Batch {
+    fn push(&mut self, item: BatchItem) {
+        if self.items.is_empty() {
+            self.first_at = Some(Instant::now());
+        }
+        self.items.push(item);
+    }
+
+    async fn commit(&mut self, store: &Store) -> Result<(), String> {
+        if self.items.is_empty() {
+            return Ok(());
+        }
+        match store.write_batch(&self.items).await {
+            Ok(()) => {
+                self.items.clear();
+                self.first_at = None;
+                self.failing = false;
+                Ok(())
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::error!(error = %e, pending = self.items.len(), "spend-log commit failed; will retry");
+                }
+                self.failing = true;
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+async fn run(store: Store, cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>) {
+    let mut batch = Batch {
+        items: Vec::new(),
+        first_at: None,
+        failing: false,
+    };
+    let mut tick = tokio::time::interval(cfg.flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let backlog_limit = cfg.max_batch.saturating_mul(10).max(1);
+    loop {
+        if batch.failing && batch.items.len() >= backlog_limit {
+            // Stop taking rows until the backlog is committed; senders wait on the channel.
+            tokio::time::sleep(cfg.flush_interval).await;
+            let _ = batch.commit(&store).await;
+            continue;
+        }
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(Msg::Item(item)) => {
+                    batch.push(item);
+                    let due = batch.first_at.is_some_and(|t| t.elapsed() >= cfg.flush_interval);
+                    if batch.items.len() >= cfg.max_batch || due {
+                        let _ = batch.commit(&store).await;
+                    }
+                }
+                Some(Msg::Sweep { now, skip }) => {
+                    let _ = batch.commit(&store).await;
+                    if let Err(e) = store.sweep_budget_resets(now, &skip).await {
+                        tracing::warn!(error = %e, "budget reset sweep failed");
+                    }
+                }
+                Some(Msg::Flush(done)) => {
+                    let _ = done.send(batch.commit(&store).await);
+                }
+                Some(Msg::Shutdown(done)) => {
+                    rx.close();
+                    let mut acks = Vec::new();
+                    while let Ok(msg) = rx.try_recv() {
+                        match msg {
+                            Msg::Item(item) => batch.push(item),
+                            Msg::Flush(ack) | Msg::Shutdown(ack) => acks.push(ack),
+                            Msg::Sweep { .. } => {}
+                        }
+                    }
+                    let mut result = batch.commit(&store).await;
+                    for _ in 0..5 {
+                        if result.is_ok() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        result = batch.commit(&store).await;
+                    }
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, lost = batch.items.len(), "spend writer stopped with uncommitted rows");
+                    }
+                    for ack in acks {
+                        let _ = ack.send(result.clone());
+                    }
+                    let _ = done.send(result);
+                    return;
+                }
+                None => {
+                    let _ = batch.commit(&store).await;
+                    return;
+                }
+            },
+            _ = tick.tick() => {
+                let _ = batch.commit(&store).await;
+            }
+        }
+    }
+}
