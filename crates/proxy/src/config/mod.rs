@@ -1,0 +1,357 @@
+//! Loading config.yaml: YAML -> JSON value -> `os.environ/` resolved (paths recorded) -> typed
+//! structs through `serde_path_to_error`, so that every error names the key path. All
+//! environment reads happen here, once; the request path never reads env or files.
+
+mod env;
+mod lenient;
+mod types;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+pub use types::{
+    CostFields, FallbackList, FileConfig, GeneralSettings, LitellmParams, LitellmSettings,
+    ModelEntry, ModelInfo, RouterSettings, RoutingStrategy, Secret,
+};
+
+/// A start-up error. Its text names the file and the key path, never a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: not valid YAML: {message}")]
+    Yaml { file: String, message: String },
+    #[error("{file}: {path}: environment variable {var} is not set")]
+    MissingEnv {
+        file: String,
+        path: String,
+        var: String,
+    },
+    #[error("{file}: {path}: {message}")]
+    Invalid {
+        file: String,
+        path: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Startup(String),
+    #[error(transparent)]
+    Prices(#[from] crate::pricing::PriceLoadError),
+}
+
+/// Everything the gateway needs to start: the parsed file plus what came from the command line
+/// and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyConfig {
+    pub file: FileConfig,
+    /// Shown in errors: the config path as given, or `--model`.
+    pub source: String,
+    /// `--model`: single-model mode; this model overrides the one in the request body.
+    pub cli_model: Option<String>,
+    /// `--db PATH`: the SQLite file for the store (used once the store is wired in).
+    pub database_path: Option<PathBuf>,
+    /// `general_settings.master_key`, else env `LITELLM_MASTER_KEY`.
+    pub master_key: Option<Secret>,
+    /// `LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true` or the general_settings flag.
+    pub permit_weak_or_unset_master_key: bool,
+    /// `litellm_settings.model_cost_map_path`, else env `LITELLM_MODEL_COST_MAP_PATH`.
+    pub model_cost_map_path: Option<PathBuf>,
+    /// Values of `environment_variables:`, which `os.environ/` references see first.
+    pub environment: BTreeMap<String, String>,
+}
+
+/// The process environment, as the loader's lookup function.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn secret_path(path: &str) -> bool {
+    let last = path.rsplit('.').next().unwrap_or(path).to_ascii_lowercase();
+    [
+        "key",
+        "password",
+        "secret",
+        "token",
+        "database_url",
+        "redis_url",
+    ]
+    .iter()
+    .any(|w| last.contains(w))
+}
+
+impl ProxyConfig {
+    /// Read and validate a config.yaml, with the process environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::from_yaml(&text, &file, &process_env)
+    }
+
+    /// Parse config text; `source` names it in errors; `env` stands in for the environment.
+    pub fn from_yaml(
+        text: &str,
+        source: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut value: Value = if text.trim().is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml {
+                file: source.to_string(),
+                message: e.to_string(),
+            })?
+        };
+        if value.is_null() {
+            value = Value::Object(Default::default());
+        }
+        if !value.is_object() {
+            return Err(ConfigError::Invalid {
+                file: source.to_string(),
+                path: "(top level)".to_string(),
+                message: "expected a mapping with model_list, general_settings, ...".to_string(),
+            });
+        }
+        // environment_variables first: references elsewhere may name them.
+        let mut environment = BTreeMap::new();
+        if let Some(Value::Object(vars)) = value.get_mut("environment_variables") {
+            for (k, v) in vars.iter_mut() {
+                env::resolve(v, &format!("environment_variables.{k}"), env).map_err(|m| {
+                    ConfigError::MissingEnv {
+                        file: source.to_string(),
+                        path: m.path,
+                        var: m.var,
+                    }
+                })?;
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => continue,
+                    other => other.to_string(),
+                };
+                environment.insert(k.clone(), text);
+            }
+        }
+        let overlay = environment.clone();
+        let lookup = move |name: &str| overlay.get(name).cloned().or_else(|| env(name));
+        env::resolve(&mut value, "", &lookup).map_err(|m| ConfigError::MissingEnv {
+            file: source.to_string(),
+            path: m.path,
+            var: m.var,
+        })?;
+        let file: FileConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let message = if secret_path(&path) {
+                "wrong type (value not shown)".to_string()
+            } else {
+                e.inner().to_string()
+            };
+            ConfigError::Invalid {
+                file: source.to_string(),
+                path,
+                message,
+            }
+        })?;
+        let mut cfg = ProxyConfig {
+            file,
+            source: source.to_string(),
+            environment,
+            ..ProxyConfig::default()
+        };
+        cfg.validate()?;
+        cfg.log_unknown_keys();
+        cfg.read_env(&lookup);
+        Ok(cfg)
+    }
+
+    /// `idlehands proxy --model provider/model [--api_base URL]` without a config file.
+    pub fn single_model(
+        model: &str,
+        api_base: Option<String>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Self {
+        let mut cfg = ProxyConfig {
+            source: "--model".to_string(),
+            ..ProxyConfig::default()
+        };
+        cfg.add_cli_model(model, api_base);
+        cfg.read_env(env);
+        cfg
+    }
+
+    /// `--model` next to `--config`: the CLI model is served (added as a group if the config
+    /// lacks it) and overrides the request's model.
+    pub fn add_cli_model(&mut self, model: &str, api_base: Option<String>) {
+        self.cli_model = Some(model.to_string());
+        let exists = self.file.model_list.iter().any(|m| m.model_name == model);
+        if !exists || api_base.is_some() {
+            self.file.model_list.retain(|m| m.model_name != model);
+            self.file.model_list.push(ModelEntry {
+                model_name: model.to_string(),
+                litellm_params: LitellmParams {
+                    model: model.to_string(),
+                    api_base,
+                    ..LitellmParams::default()
+                },
+                model_info: ModelInfo::default(),
+            });
+        }
+    }
+
+    /// Settings that come from the environment, and provider defaults (`OPENAI_API_KEY`, ...)
+    /// for deployments that name none, read once here.
+    pub fn read_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        let truthy = |v: Option<String>| v.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let gs = &self.file.general_settings;
+        self.master_key = gs
+            .master_key
+            .clone()
+            .filter(|k| !k.expose().is_empty())
+            .or_else(|| {
+                env("LITELLM_MASTER_KEY")
+                    .filter(|k| !k.is_empty())
+                    .map(Secret::new)
+            });
+        self.permit_weak_or_unset_master_key = gs
+            .dangerously_permit_weak_or_unset_master_key
+            .unwrap_or(false)
+            || truthy(env("LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY"));
+        self.model_cost_map_path = self
+            .file
+            .litellm_settings
+            .model_cost_map_path
+            .clone()
+            .or_else(|| env("LITELLM_MODEL_COST_MAP_PATH"))
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        for entry in &mut self.file.model_list {
+            let p = &mut entry.litellm_params;
+            let provider = crate::router::provider_of(p);
+            let (key_var, base_var) = crate::providers::env_defaults(&provider);
+            if p.mock_response.is_some() {
+                continue;
+            }
+            if p.api_key.is_none() {
+                p.api_key = key_var.iter().find_map(|v| env(v)).map(Secret::new);
+            }
+            if p.api_base.is_none() {
+                p.api_base = base_var.iter().find_map(|v| env(v));
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |path: String, message: &str| ConfigError::Invalid {
+            file: self.source.clone(),
+            path,
+            message: message.to_string(),
+        };
+        for (i, m) in self.file.model_list.iter().enumerate() {
+            if m.model_name.trim().is_empty() {
+                return Err(invalid(
+                    format!("model_list[{i}].model_name"),
+                    "must not be empty",
+                ));
+            }
+            let p = &m.litellm_params;
+            if p.model.trim().is_empty() {
+                return Err(invalid(
+                    format!("model_list[{i}].litellm_params.model"),
+                    "must not be empty",
+                ));
+            }
+            for (name, v) in [("timeout", p.timeout), ("stream_timeout", p.stream_timeout)] {
+                if v.is_some_and(|t| t <= 0.0) {
+                    return Err(invalid(
+                        format!("model_list[{i}].litellm_params.{name}"),
+                        "must be a positive number of seconds",
+                    ));
+                }
+            }
+            if let Some(base) = &p.api_base
+                && !(base.starts_with("http://") || base.starts_with("https://"))
+            {
+                return Err(invalid(
+                    format!("model_list[{i}].litellm_params.api_base"),
+                    "must start with http:// or https://",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn log_unknown_keys(&self) {
+        let f = &self.file;
+        let sections: [(&str, &BTreeMap<String, Value>); 4] = [
+            ("(top level)", &f.extra),
+            ("litellm_settings", &f.litellm_settings.extra),
+            ("router_settings", &f.router_settings.extra),
+            ("general_settings", &f.general_settings.extra),
+        ];
+        for (section, extra) in sections {
+            for key in extra.keys() {
+                tracing::debug!(
+                    section,
+                    key = key.as_str(),
+                    "config key not used by idlehands"
+                );
+            }
+        }
+        for (i, m) in f.model_list.iter().enumerate() {
+            for key in m.litellm_params.extra.keys() {
+                tracing::debug!(
+                    deployment = i,
+                    key = key.as_str(),
+                    "litellm_params key not used"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn wrong_number_names_the_path() {
+        let y = "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a}\n  - model_name: b\n    litellm_params:\n      model: openai/b\n      timeout: abc\n";
+        let e = ProxyConfig::from_yaml(y, "config.yaml", &no_env)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                "config.yaml: model_list[1].litellm_params.timeout: expected a number, got \"abc\""
+            )
+        );
+    }
+
+    #[test]
+    fn numbers_as_strings_and_env_section_work() {
+        let y = "environment_variables:\n  T: '12'\nmodel_list:\n  - model_name: a\n    litellm_params:\n      model: openai/a\n      timeout: os.environ/T\n      rpm: '5'\n      mock_response: hi\nrouter_settings:\n  routing_strategy: least-busy\n  fallbacks: [{a: [b]}]\ngeneral_settings:\n";
+        let c = ProxyConfig::from_yaml(y, "c.yaml", &no_env);
+        let c = c.ok().unwrap_or_default();
+        let p = &c.file.model_list[0].litellm_params;
+        assert_eq!(p.timeout, Some(12.0));
+        assert_eq!(p.rpm, Some(5));
+        assert_eq!(
+            c.file.router_settings.routing_strategy,
+            Some(RoutingStrategy::LeastBusy)
+        );
+        assert_eq!(
+            c.file.router_settings.fallbacks[0]["a"],
+            vec!["b".to_string()]
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! The gateway object: built once from a [`ProxyConfig`], it owns the HTTP client, the model
+//! groups, the prices and the seams (key resolver, call hooks, call sink), and serves until a
+//! shutdown future resolves.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+
+use crate::auth::{AuthConfig, KeyResolver, NoVirtualKeys, hash_key};
+use crate::config::{ConfigError, ProxyConfig};
+use crate::hooks::{CallHooks, CallSink, NoopSink};
+use crate::pricing::{PriceTable, load_litellm_price_file};
+use crate::router::Router;
+
+/// Master keys everyone knows (LiteLLM's docs use them); refused like an unset key.
+const WEAK_MASTER_KEYS: &[&str] = &["sk-1234", "sk-12345", "sk-123456"];
+
+/// What a request reads; swapped whole (arc-swap), never locked.
+pub(crate) struct Runtime {
+    pub auth: AuthConfig,
+    pub router: Router,
+    /// `--model`, else `general_settings.completion_model`: overrides the request's model.
+    pub forced_model: Option<String>,
+    pub always_include_stream_usage: bool,
+    pub body_limit: usize,
+}
+
+pub(crate) struct App {
+    pub runtime: ArcSwap<Runtime>,
+    pub client: reqwest::Client,
+    pub resolver: Arc<dyn KeyResolver>,
+    pub hooks: Option<Arc<dyn CallHooks>>,
+    pub sink: Arc<dyn CallSink>,
+    pub draining: AtomicBool,
+    pub version: http::HeaderValue,
+}
+
+/// A built gateway; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) app: Arc<App>,
+}
+
+pub struct GatewayBuilder {
+    config: ProxyConfig,
+    prices: Option<PriceTable>,
+    resolver: Arc<dyn KeyResolver>,
+    hooks: Option<Arc<dyn CallHooks>>,
+    sink: Arc<dyn CallSink>,
+}
+
+impl Gateway {
+    pub fn builder(config: ProxyConfig) -> GatewayBuilder {
+        GatewayBuilder {
+            config,
+            prices: None,
+            resolver: Arc::new(NoVirtualKeys),
+            hooks: None,
+            sink: Arc::new(NoopSink),
+        }
+    }
+
+    /// The axum router with every route; for embedding in another server or for tests.
+    pub fn router(&self) -> axum::Router {
+        crate::http::router(self.app.clone())
+    }
+
+    /// Model group names, in config order.
+    pub fn model_names(&self) -> Vec<String> {
+        let rt = self.app.runtime.load();
+        rt.router.groups().iter().map(|g| g.name.clone()).collect()
+    }
+
+    /// `/health/liveliness` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.app.draining.store(true, Ordering::SeqCst);
+    }
+}
+
+impl GatewayBuilder {
+    /// Use this price table instead of the built-in one plus the configured price file.
+    pub fn prices(mut self, prices: PriceTable) -> Self {
+        self.prices = Some(prices);
+        self
+    }
+
+    /// SEAM: virtual-key resolution (the store).
+    pub fn key_resolver(mut self, r: Arc<dyn KeyResolver>) -> Self {
+        self.resolver = r;
+        self
+    }
+
+    /// SEAM: budget / rate-limit reservation before, settlement after each call.
+    pub fn hooks(mut self, h: Arc<dyn CallHooks>) -> Self {
+        self.hooks = Some(h);
+        self
+    }
+
+    /// SEAM: where finished-call records go (the spend-log writer).
+    pub fn sink(mut self, s: Arc<dyn CallSink>) -> Self {
+        self.sink = s;
+        self
+    }
+
+    pub fn build(self) -> Result<Gateway, ConfigError> {
+        let cfg = self.config;
+        let master_key = cfg.master_key.as_ref().map(|k| k.expose().to_string());
+        match &master_key {
+            None if !cfg.permit_weak_or_unset_master_key => {
+                return Err(ConfigError::Startup(
+                    "refusing to start: no master key is set; set general_settings.master_key or LITELLM_MASTER_KEY (or LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true to run without auth)".to_string(),
+                ));
+            }
+            Some(k)
+                if WEAK_MASTER_KEYS.contains(&k.as_str())
+                    && !cfg.permit_weak_or_unset_master_key =>
+            {
+                return Err(ConfigError::Startup(
+                    "refusing to start: the master key is a publicly known example key; choose another (or set LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true)".to_string(),
+                ));
+            }
+            Some(k) if !k.starts_with("sk-") => {
+                tracing::warn!("the master key should start with `sk-`");
+            }
+            _ => {}
+        }
+        if master_key.is_none() {
+            tracing::warn!("no master key: every request is accepted without auth");
+        }
+        let prices = match self.prices {
+            Some(p) => p,
+            None => {
+                let mut p = PriceTable::builtin();
+                if let Some(path) = &cfg.model_cost_map_path {
+                    p.merge(load_litellm_price_file(path)?);
+                }
+                p
+            }
+        };
+        let gs = &cfg.file.general_settings;
+        let custom_header = match gs.litellm_key_header_name.as_deref() {
+            Some(name) => Some(
+                http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(
+                    |_| ConfigError::Invalid {
+                        file: cfg.source.clone(),
+                        path: "general_settings.litellm_key_header_name".to_string(),
+                        message: format!("{name:?} is not a valid header name"),
+                    },
+                )?,
+            ),
+            None => None,
+        };
+        let body_limit = gs
+            .max_request_size_mb
+            .filter(|mb| *mb > 0.0)
+            .map(|mb| (mb * 1024.0 * 1024.0) as usize)
+            .unwrap_or(256 * 1024 * 1024);
+        let runtime = Runtime {
+            auth: AuthConfig {
+                master_hash: hash_key(master_key.as_deref().unwrap_or("")).into(),
+                master_key,
+                custom_header,
+            },
+            router: Router::build(&cfg, &prices),
+            forced_model: cfg
+                .cli_model
+                .clone()
+                .or_else(|| gs.completion_model.clone()),
+            always_include_stream_usage: gs.always_include_stream_usage.unwrap_or(false),
+            body_limit,
+        };
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ConfigError::Startup(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Gateway {
+            app: Arc::new(App {
+                runtime: ArcSwap::from_pointee(runtime),
+                client,
+                resolver: self.resolver,
+                hooks: self.hooks,
+                sink: self.sink,
+                draining: AtomicBool::new(false),
+                version: http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+            }),
+        })
+    }
+}
+
+/// Serve until `shutdown` resolves, then stop accepting, let in-flight requests finish, and
+/// return (the caller flushes the store afterwards).
+pub async fn serve<F>(gateway: Gateway, listener: TcpListener, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let app = gateway.app.clone();
+    let router = gateway.router();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            app.draining.store(true, Ordering::SeqCst);
+        })
+        .await
+}

@@ -1,0 +1,154 @@
+//! Seams around the upstream call, for the store crate:
+//!
+//! - [`CallHooks::pre_call`] runs after auth and routing, before the upstream call (budget and
+//!   rate-limit reservation); an error there is the response.
+//! - [`CallHooks::post_call`] runs once per call that passed `pre_call`, when the call is over
+//!   (for a stream: after the last byte, or when the client went away) to settle.
+//! - Every finished call (success or failure, after auth) produces one [`CallRecord`] that goes
+//!   to the [`CallSink`] (the spend-log writer). The default sink drops it.
+//!
+//! `post_call` and `CallSink::record` are synchronous on purpose: they run from a stream's
+//! `Drop` when a client disconnects. Implementations hand work to a channel or spawn.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::auth::Principal;
+use crate::error::ProxyError;
+use crate::pricing::Nanos;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallStatus {
+    Success,
+    Failure,
+}
+
+impl CallStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+/// One finished call, as the spend log stores it.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// The provider response id (`chatcmpl-...`) when there is one, else `call_id`.
+    pub request_id: String,
+    /// Ours, also sent as `x-litellm-call-id`.
+    pub call_id: String,
+    /// `acompletion` or `aembedding`.
+    pub call_type: &'static str,
+    /// sha256 of the key used (the master key's too).
+    pub api_key_hash: Option<String>,
+    pub key_alias: Option<String>,
+    pub user_id: Option<String>,
+    pub team_id: Option<String>,
+    /// The body's `user`.
+    pub end_user: Option<String>,
+    /// The body's `metadata`.
+    pub metadata: Option<Value>,
+    /// The deployment's model (`openai/gpt-4o`).
+    pub model: String,
+    pub model_id: String,
+    /// The public name the client asked for.
+    pub model_group: String,
+    pub api_base: Option<String>,
+    pub custom_llm_provider: String,
+    pub stream: bool,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub cost_nanos: Nanos,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    /// When the first byte of the answer arrived (streams), or the answer (non-streams).
+    pub completion_start_time: Option<DateTime<Utc>>,
+    pub status: CallStatus,
+    pub error_message: Option<String>,
+    pub http_status: u16,
+}
+
+impl CallRecord {
+    pub fn duration(&self) -> Duration {
+        (self.end_time - self.start_time)
+            .to_std()
+            .unwrap_or_default()
+    }
+}
+
+pub trait CallSink: Send + Sync {
+    fn record(&self, record: CallRecord);
+}
+
+/// The default: spend logs off.
+#[derive(Debug, Default)]
+pub struct NoopSink;
+
+impl CallSink for NoopSink {
+    fn record(&self, _record: CallRecord) {}
+}
+
+/// Keeps records in memory; for tests and diagnostics.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    records: Mutex<Vec<CallRecord>>,
+}
+
+impl MemorySink {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    pub fn records(&self) -> Vec<CallRecord> {
+        self.records.lock().clone()
+    }
+}
+
+impl CallSink for MemorySink {
+    fn record(&self, record: CallRecord) {
+        self.records.lock().push(record);
+    }
+}
+
+/// What `pre_call` knows.
+#[derive(Debug)]
+pub struct PreCall<'a> {
+    pub principal: &'a Principal,
+    pub call_id: &'a str,
+    pub call_type: &'static str,
+    pub model_group: &'a str,
+    pub model_id: &'a str,
+    pub end_user: Option<&'a str>,
+    /// Tokens the request may use, if the client said (`max_tokens`); for tpm reservations.
+    pub max_tokens: Option<u64>,
+}
+
+/// Whatever `pre_call` reserved, handed back to `post_call`.
+#[derive(Default)]
+pub struct Reservation(pub Option<Box<dyn Any + Send + Sync>>);
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Reservation(..)"
+        } else {
+            "Reservation(none)"
+        })
+    }
+}
+
+pub trait CallHooks: Send + Sync {
+    fn pre_call<'a>(
+        &'a self,
+        call: &'a PreCall<'a>,
+    ) -> BoxFuture<'a, Result<Reservation, ProxyError>>;
+    fn post_call(&self, principal: &Principal, reservation: Reservation, record: &CallRecord);
+}

@@ -1,0 +1,185 @@
+//! The request body, read once at the top level only: `messages`, `input` and everything else
+//! stay raw JSON text that is copied, never rebuilt. When the gateway must change something
+//! (the model sent upstream, `stream_options`), it writes the top level again around the raw
+//! values; otherwise the client's bytes go upstream as they came.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::ProxyError;
+
+pub struct RequestBody<'a> {
+    fields: HashMap<String, &'a RawValue>,
+    pub model: Option<String>,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub user: Option<String>,
+    pub max_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct StreamOptionsPeek {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+impl<'a> RequestBody<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, ProxyError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ProxyError::InvalidJson(
+                "the request body is empty".to_string(),
+            ));
+        }
+        let fields: HashMap<String, &'a RawValue> = serde_json::from_slice(bytes).map_err(|e| {
+            if e.classify() == serde_json::error::Category::Data {
+                ProxyError::InvalidJson("expected a JSON object".to_string())
+            } else {
+                ProxyError::InvalidJson(e.to_string())
+            }
+        })?;
+        let get = |k: &str| fields.get(k).map(|r| r.get());
+        let model =
+            match get("model") {
+                None | Some("null") => None,
+                Some(raw) => Some(serde_json::from_str::<String>(raw).map_err(|_| {
+                    ProxyError::InvalidParam {
+                        param: "model",
+                        message: "expected a string".to_string(),
+                    }
+                })?),
+            };
+        let stream = match get("stream") {
+            None | Some("null") | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(ProxyError::InvalidParam {
+                    param: "stream",
+                    message: "expected true or false".to_string(),
+                });
+            }
+        };
+        let include_usage = get("stream_options")
+            .and_then(|raw| serde_json::from_str::<StreamOptionsPeek>(raw).ok())
+            .and_then(|s| s.include_usage)
+            .unwrap_or(false);
+        let user = get("user").and_then(|raw| serde_json::from_str::<String>(raw).ok());
+        let max_tokens = get("max_completion_tokens")
+            .or_else(|| get("max_tokens"))
+            .and_then(|raw| raw.parse::<u64>().ok());
+        Ok(Self {
+            fields,
+            model: model.filter(|m| !m.is_empty()),
+            stream,
+            include_usage,
+            user,
+            max_tokens,
+        })
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.fields.get(key).is_some_and(|r| r.get() != "null")
+    }
+
+    /// `messages` must be a list.
+    pub fn has_list(&self, key: &str) -> bool {
+        self.fields
+            .get(key)
+            .is_some_and(|r| r.get().trim_start().starts_with('['))
+    }
+
+    pub fn raw(&self, key: &str) -> Option<&'a RawValue> {
+        self.fields.get(key).copied()
+    }
+
+    /// The body to send upstream: `model` replaced; with `force_usage`, `stream_options`
+    /// gets `include_usage: true` (its other fields kept).
+    pub fn rewrite(&self, model: &str, force_usage: bool) -> Bytes {
+        let mut out: Vec<u8> = Vec::with_capacity(
+            self.fields
+                .values()
+                .map(|v| v.get().len() + 24)
+                .sum::<usize>()
+                + 64,
+        );
+        out.push(b'{');
+        let mut first = true;
+        let mut put = |out: &mut Vec<u8>, k: &str, v: &str| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            // A key is a plain string; serializing it cannot fail.
+            let _ = serde_json::to_writer(&mut *out, k);
+            out.push(b':');
+            out.extend_from_slice(v.as_bytes());
+        };
+        for (k, v) in &self.fields {
+            if k == "model" || (force_usage && k == "stream_options") {
+                continue;
+            }
+            put(&mut out, k, v.get());
+        }
+        let model_json = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".to_string());
+        put(&mut out, "model", &model_json);
+        if force_usage {
+            let mut opts = self
+                .raw("stream_options")
+                .and_then(|r| {
+                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(r.get()).ok()
+                })
+                .unwrap_or_default();
+            opts.insert("include_usage".to_string(), serde_json::Value::Bool(true));
+            let s = serde_json::to_string(&opts).unwrap_or_else(|_| "{}".to_string());
+            put(&mut out, "stream_options", &s);
+        }
+        out.push(b'}');
+        Bytes::from(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn rewrite_replaces_model_and_forces_usage_keeping_the_rest() {
+        let src = br#"{"model":"g","messages":[{"role":"user","content":"hi \"x\""}],"stream":true,"stream_options":{"foo":1},"seed":7}"#;
+        let b = RequestBody::parse(src).ok();
+        let b = b.as_ref();
+        assert_eq!(b.map(|b| b.stream), Some(true));
+        assert_eq!(b.map(|b| b.include_usage), Some(false));
+        let out = b.map(|b| b.rewrite("up/m", true)).unwrap_or_default();
+        let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+        assert_eq!(v["model"], "up/m");
+        assert_eq!(
+            v["stream_options"],
+            json!({"foo": 1, "include_usage": true})
+        );
+        assert_eq!(v["messages"][0]["content"], "hi \"x\"");
+        assert_eq!(v["seed"], 7);
+    }
+
+    #[test]
+    fn errors_are_client_errors() {
+        assert!(matches!(
+            RequestBody::parse(b"{"),
+            Err(ProxyError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            RequestBody::parse(b"[1]"),
+            Err(ProxyError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            RequestBody::parse(b""),
+            Err(ProxyError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            RequestBody::parse(br#"{"model":3}"#),
+            Err(ProxyError::InvalidParam { param: "model", .. })
+        ));
+    }
+}

@@ -1,0 +1,74 @@
+//! POST /v1/embeddings: passed through to OpenAI-compatible upstreams, costed from usage.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use bytes::Bytes;
+use chrono::Utc;
+use http::{HeaderMap, HeaderValue, header};
+
+use super::chat::{Routed, route};
+use super::trace::Peek;
+use crate::gateway::App;
+
+pub(crate) async fn embeddings(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(app, None, headers, body).await
+}
+
+pub(crate) async fn embeddings_with_path_model(
+    State(app): State<Arc<App>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(app, Some(model), headers, body).await
+}
+
+async fn handle(
+    app: Arc<App>,
+    path_model: Option<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let Routed { body, mut trace } =
+        match route(&app, path_model, &headers, &bytes, "aembedding", "input").await {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
+    if let Err(e) = trace.pre_call(None).await {
+        return trace.error_response(e);
+    }
+    let d = trace.deployment.clone();
+    let upstream_body = if body.model.as_deref() == Some(d.upstream_model.as_str()) {
+        bytes.clone()
+    } else {
+        body.rewrite(&d.upstream_model, false)
+    };
+    drop(body);
+    let sent = Instant::now();
+    let reply = d.adapter.embeddings(&app.client, &d, upstream_body).await;
+    trace.upstream = sent.elapsed();
+    match reply {
+        Err(e) => trace.error_response(e),
+        Ok(r) => {
+            let peek: Peek = serde_json::from_slice(&r.body).unwrap_or_default();
+            let cost = trace.cost(peek.usage.as_ref());
+            let mut resp = Response::new(Body::from(r.body));
+            *resp.headers_mut() = r.headers;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            trace.headers(resp.headers_mut(), Some(cost));
+            trace.finish(peek.usage.as_ref(), None, Some(Utc::now()), None, 200);
+            resp
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Routes. Handlers do protocol work only: everything they read was built at start-up.
+
+mod body;
+mod chat;
+mod embeddings;
+mod health;
+mod models;
+mod stream;
+mod trace;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::error::ProxyError;
+use crate::gateway::App;
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let limit = app.runtime.load().body_limit;
+    Router::new()
+        .route("/v1/chat/completions", post(chat::chat))
+        .route("/chat/completions", post(chat::chat))
+        .route(
+            "/engines/{model}/chat/completions",
+            post(chat::chat_with_path_model),
+        )
+        .route(
+            "/openai/deployments/{model}/chat/completions",
+            post(chat::chat_with_path_model),
+        )
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/embeddings", post(embeddings::embeddings))
+        .route(
+            "/engines/{model}/embeddings",
+            post(embeddings::embeddings_with_path_model),
+        )
+        .route(
+            "/openai/deployments/{model}/embeddings",
+            post(embeddings::embeddings_with_path_model),
+        )
+        .route("/v1/models", get(models::list))
+        .route("/models", get(models::list))
+        .route("/v1/models/{*id}", get(models::one))
+        .route("/models/{*id}", get(models::one))
+        .route("/health", get(health::health))
+        .route("/health/liveliness", get(health::liveliness))
+        .route("/health/liveness", get(health::liveliness))
+        .route("/health/readiness", get(health::readiness))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+async fn not_found(uri: http::Uri) -> Response {
+    ProxyError::Custom {
+        status: 404,
+        kind: "not_found_error".to_string(),
+        message: format!("Route not found: {}", uri.path()),
+        param: None,
+        headers: Vec::new(),
+    }
+    .into_response()
+}

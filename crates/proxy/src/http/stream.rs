@@ -1,0 +1,154 @@
+//! The client side of a streamed chat: upstream SSE bytes pass through frame by frame. The
+//! gateway reads only what it needs: the first chunk's id, and chunks that mention `usage`.
+//! The usage-only chunk (`choices: []`) is dropped unless the client asked for it; `[DONE]`
+//! is kept; an upstream failure becomes a final `data: {"error":...}` frame.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+use futures_util::stream::{BoxStream, StreamExt};
+use idlehands_wire::{SseDecoder, SseEvent, Usage};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use super::trace::Trace;
+use crate::error::ProxyError;
+
+#[derive(Deserialize)]
+struct ChunkPeek {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    choices: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+pub(crate) struct ClientStream {
+    upstream: BoxStream<'static, Result<Bytes, ProxyError>>,
+    decoder: SseDecoder,
+    keep_usage_chunk: bool,
+    trace: Trace,
+    usage: Option<Usage>,
+    response_id: Option<String>,
+    first_byte: Option<DateTime<Utc>>,
+    ended: bool,
+}
+
+impl ClientStream {
+    pub fn new(
+        upstream: BoxStream<'static, Result<Bytes, ProxyError>>,
+        keep_usage_chunk: bool,
+        trace: Trace,
+    ) -> Self {
+        Self {
+            upstream,
+            decoder: SseDecoder::new(),
+            keep_usage_chunk,
+            trace,
+            usage: None,
+            response_id: None,
+            first_byte: None,
+            ended: false,
+        }
+    }
+
+    fn forward(&mut self, events: Vec<SseEvent>, out: &mut BytesMut) {
+        for ev in events {
+            if ev.is_done() {
+                out.extend_from_slice(idlehands_wire::sse::DONE);
+                continue;
+            }
+            let needs_peek = self.response_id.is_none() || ev.data.contains("\"usage\"");
+            if needs_peek && let Ok(p) = serde_json::from_str::<ChunkPeek>(&ev.data) {
+                if self.response_id.is_none() {
+                    self.response_id = p.id;
+                }
+                if let Some(u) = p.usage {
+                    self.usage = Some(u);
+                    let usage_only = p.choices.as_ref().is_some_and(Vec::is_empty);
+                    if usage_only && !self.keep_usage_chunk {
+                        continue;
+                    }
+                }
+            }
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(ev.data.as_bytes());
+            out.extend_from_slice(b"\n\n");
+        }
+    }
+
+    fn end(&mut self, error: Option<&ProxyError>) {
+        self.ended = true;
+        let status = error.map(ProxyError::status).unwrap_or(200);
+        let id = self.response_id.take();
+        self.trace
+            .finish(self.usage.as_ref(), id, self.first_byte, error, status);
+    }
+}
+
+impl Stream for ClientStream {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match this.upstream.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(bytes))) => {
+                    if this.first_byte.is_none() {
+                        this.first_byte = Some(Utc::now());
+                    }
+                    let events = this.decoder.push(&bytes);
+                    let mut out = BytesMut::with_capacity(bytes.len() + 16);
+                    this.forward(events, &mut out);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out.freeze())));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let mut out = BytesMut::new();
+                    if let Some(ev) = this.decoder.finish() {
+                        this.forward(vec![ev], &mut out);
+                    }
+                    out.extend_from_slice(&e.sse_frame());
+                    this.end(Some(&e));
+                    return Poll::Ready(Some(Ok(out.freeze())));
+                }
+                Poll::Ready(None) => {
+                    let mut out = BytesMut::new();
+                    if let Some(ev) = this.decoder.finish() {
+                        this.forward(vec![ev], &mut out);
+                    }
+                    this.end(None);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out.freeze())));
+                    }
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ClientStream {
+    fn drop(&mut self) {
+        if !self.ended {
+            // The client went away mid-stream: record what was used so far.
+            let id = self.response_id.take();
+            self.trace.finish_with(
+                self.usage.as_ref(),
+                id,
+                self.first_byte,
+                Some("client disconnected before the stream ended".to_string()),
+                200,
+            );
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! One call from routing to its record: the x-litellm-* headers, the cost, the post-call hook
+//! and the [`CallRecord`] for the sink, produced exactly once (a stream that is dropped early
+//! still produces it).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use idlehands_wire::Usage;
+use serde::Deserialize;
+
+use crate::auth::Principal;
+use crate::error::ProxyError;
+use crate::gateway::App;
+use crate::hooks::{CallRecord, CallStatus, PreCall, Reservation};
+use crate::pricing::{Nanos, nanos_to_usd_string};
+use crate::router::Deployment;
+
+pub(crate) static CALL_ID: HeaderName = HeaderName::from_static("x-litellm-call-id");
+static MODEL_ID: HeaderName = HeaderName::from_static("x-litellm-model-id");
+static MODEL_GROUP: HeaderName = HeaderName::from_static("x-litellm-model-group");
+static API_BASE: HeaderName = HeaderName::from_static("x-litellm-model-api-base");
+static COST: HeaderName = HeaderName::from_static("x-litellm-response-cost");
+static OVERHEAD: HeaderName = HeaderName::from_static("x-litellm-overhead-duration-ms");
+static DURATION: HeaderName = HeaderName::from_static("x-litellm-response-duration-ms");
+static VERSION: HeaderName = HeaderName::from_static("x-litellm-version");
+
+/// The parts of a response body the gateway reads: its id and usage.
+#[derive(Deserialize, Default)]
+pub(crate) struct Peek {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub usage: Option<Usage>,
+}
+
+fn ms(d: Duration) -> HeaderValue {
+    HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Headers for a response where the deployment may not be known yet (auth errors).
+pub(crate) fn base_headers(h: &mut HeaderMap, app: &App, call_id: &HeaderValue, started: Instant) {
+    h.insert(CALL_ID.clone(), call_id.clone());
+    h.insert(VERSION.clone(), app.version.clone());
+    h.insert(DURATION.clone(), ms(started.elapsed()));
+}
+
+/// An error answer before routing (auth, body, unknown model).
+pub(crate) fn early_error(
+    app: &App,
+    e: ProxyError,
+    call_id: &HeaderValue,
+    started: Instant,
+) -> Response {
+    let mut resp = e.into_response();
+    base_headers(resp.headers_mut(), app, call_id, started);
+    resp
+}
+
+pub(crate) struct Trace {
+    pub app: Arc<App>,
+    pub principal: Principal,
+    pub deployment: Arc<Deployment>,
+    pub call_id: String,
+    pub call_id_header: HeaderValue,
+    pub call_type: &'static str,
+    pub model_group: String,
+    pub end_user: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub stream: bool,
+    pub started: Instant,
+    pub start_time: DateTime<Utc>,
+    /// Time spent waiting on the upstream, for the overhead header.
+    pub upstream: Duration,
+    reservation: Option<Reservation>,
+    done: bool,
+}
+
+impl Trace {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        app: Arc<App>,
+        principal: Principal,
+        deployment: Arc<Deployment>,
+        call_id: String,
+        call_id_header: HeaderValue,
+        call_type: &'static str,
+        model_group: String,
+        started: Instant,
+        start_time: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            app,
+            principal,
+            deployment,
+            call_id,
+            call_id_header,
+            call_type,
+            model_group,
+            end_user: None,
+            metadata: None,
+            stream: false,
+            started,
+            start_time,
+            upstream: Duration::ZERO,
+            reservation: None,
+            done: false,
+        }
+    }
+
+    /// SEAM: the pre-call hook (budgets, rate limits), when one is installed.
+    pub async fn pre_call(&mut self, max_tokens: Option<u64>) -> Result<(), ProxyError> {
+        let Some(hooks) = self.app.hooks.clone() else {
+            return Ok(());
+        };
+        let call = PreCall {
+            principal: &self.principal,
+            call_id: &self.call_id,
+            call_type: self.call_type,
+            model_group: &self.model_group,
+            model_id: &self.deployment.id,
+            end_user: self.end_user.as_deref(),
+            max_tokens,
+        };
+        let r = hooks.pre_call(&call).await?;
+        self.reservation = Some(r);
+        Ok(())
+    }
+
+    pub fn cost(&self, usage: Option<&Usage>) -> Nanos {
+        match (usage, &self.deployment.price) {
+            (Some(u), Some(p)) => p.cost(u),
+            _ => 0,
+        }
+    }
+
+    /// Every x-litellm-* header we know for this call.
+    pub fn headers(&self, h: &mut HeaderMap, cost: Option<Nanos>) {
+        let d = &self.deployment;
+        let total = self.started.elapsed();
+        h.insert(CALL_ID.clone(), self.call_id_header.clone());
+        h.insert(MODEL_ID.clone(), d.header_id.clone());
+        h.insert(MODEL_GROUP.clone(), d.header_group.clone());
+        if let Some(b) = &d.header_api_base {
+            h.insert(API_BASE.clone(), b.clone());
+        }
+        if let Some(c) = cost
+            && let Ok(v) = HeaderValue::from_str(&nanos_to_usd_string(c))
+        {
+            h.insert(COST.clone(), v);
+        }
+        h.insert(DURATION.clone(), ms(total));
+        h.insert(OVERHEAD.clone(), ms(total.saturating_sub(self.upstream)));
+        h.insert(VERSION.clone(), self.app.version.clone());
+    }
+
+    pub fn error_response(mut self, e: ProxyError) -> Response {
+        self.finish(None, None, None, Some(&e), e.status());
+        let mut resp = e.into_response();
+        self.headers(resp.headers_mut(), None);
+        resp
+    }
+
+    /// Produce the record, settle, and hand the record to the sink. Runs once.
+    pub fn finish(
+        &mut self,
+        usage: Option<&Usage>,
+        response_id: Option<String>,
+        first_byte: Option<DateTime<Utc>>,
+        error: Option<&ProxyError>,
+        http_status: u16,
+    ) {
+        self.finish_with(
+            usage,
+            response_id,
+            first_byte,
+            error.map(ToString::to_string),
+            http_status,
+        );
+    }
+
+    pub fn finish_with(
+        &mut self,
+        usage: Option<&Usage>,
+        response_id: Option<String>,
+        first_byte: Option<DateTime<Utc>>,
+        error: Option<String>,
+        http_status: u16,
+    ) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let d = &self.deployment;
+        let (vk_user, vk_team) = match &self.principal {
+            Principal::VirtualKey(k) => (k.user_id.clone(), k.team_id.clone()),
+            _ => (None, None),
+        };
+        let u = usage.cloned().unwrap_or_default();
+        let record = CallRecord {
+            request_id: response_id.unwrap_or_else(|| self.call_id.clone()),
+            call_id: self.call_id.clone(),
+            call_type: self.call_type,
+            api_key_hash: self.principal.key_hash().map(str::to_string),
+            key_alias: self.principal.key_alias().map(str::to_string),
+            user_id: vk_user,
+            team_id: vk_team,
+            end_user: self.end_user.take(),
+            metadata: self.metadata.take(),
+            model: d.model.clone(),
+            model_id: d.id.clone(),
+            model_group: self.model_group.clone(),
+            api_base: d.api_base.clone(),
+            custom_llm_provider: d.provider.clone(),
+            stream: self.stream,
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: if u.total_tokens > 0 {
+                u.total_tokens
+            } else {
+                u.prompt_tokens + u.completion_tokens
+            },
+            cost_nanos: self.cost(usage),
+            start_time: self.start_time,
+            end_time: Utc::now(),
+            completion_start_time: first_byte,
+            status: if error.is_none() {
+                CallStatus::Success
+            } else {
+                CallStatus::Failure
+            },
+            error_message: error,
+            http_status,
+        };
+        if let (Some(hooks), Some(r)) = (&self.app.hooks, self.reservation.take()) {
+            hooks.post_call(&self.principal, r, &record);
+        }
+        self.app.sink.record(record);
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        // Only reached when a call was abandoned (a client gone before its answer was sent).
+        self.finish_with(
+            None,
+            None,
+            None,
+            Some("client disconnected before the response was complete".to_string()),
+            499,
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! Reads a price file in LiteLLM's `model_prices_and_context_window.json` format (one object
+//! keyed by model name, USD-per-token floats). Entries or fields we cannot read are skipped, so
+//! a newer file with new fields still loads.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{ModelPrice, PriceTable, usd_per_token_to_rate};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PriceLoadError {
+    #[error("price file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("price file {path}: not valid JSON: {source}")]
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("price file {path}: expected a JSON object keyed by model name")]
+    Shape { path: String },
+}
+
+pub fn load_litellm_price_file(path: &Path) -> Result<PriceTable, PriceLoadError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read(path).map_err(|source| PriceLoadError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let value: Value = serde_json::from_slice(&text).map_err(|source| PriceLoadError::Json {
+        path: shown.clone(),
+        source,
+    })?;
+    parse_litellm_price_json(&value).ok_or(PriceLoadError::Shape { path: shown })
+}
+
+/// `None` when the document is not an object.
+pub fn parse_litellm_price_json(value: &Value) -> Option<PriceTable> {
+    let obj = value.as_object()?;
+    let mut table = PriceTable::empty();
+    for (name, entry) in obj {
+        if name == "sample_spec" {
+            continue;
+        }
+        let Some(e) = entry.as_object() else { continue };
+        let rate = |k: &str| {
+            e.get(k)
+                .and_then(Value::as_f64)
+                .and_then(usd_per_token_to_rate)
+        };
+        let count = |k: &str| e.get(k).and_then(Value::as_u64);
+        let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+        table.insert(
+            name,
+            ModelPrice {
+                provider: text("litellm_provider"),
+                mode: text("mode"),
+                input: rate("input_cost_per_token").unwrap_or(0),
+                output: rate("output_cost_per_token").unwrap_or(0),
+                cache_read: rate("cache_read_input_token_cost"),
+                cache_creation: rate("cache_creation_input_token_cost"),
+                reasoning: rate("output_cost_per_reasoning_token"),
+                input_above_200k: rate("input_cost_per_token_above_200k_tokens"),
+                output_above_200k: rate("output_cost_per_token_above_200k_tokens"),
+                cache_read_above_200k: rate("cache_read_input_token_cost_above_200k_tokens"),
+                max_input_tokens: count("max_input_tokens"),
+                max_output_tokens: count("max_output_tokens").or_else(|| count("max_tokens")),
+            },
+        );
+    }
+    Some(table)
+}

@@ -1,0 +1,234 @@
+//! One module per wire family. A deployment holds an `Arc<dyn Provider>`; the HTTP layer
+//! speaks OpenAI chat-completions to it and gets OpenAI-format bytes back (a JSON body, or SSE
+//! frames), so usage, cost and headers are handled once, above all providers.
+//!
+//! SEAM (translations): an Anthropic, Gemini or Bedrock adapter is a new module implementing
+//! [`Provider`] that translates the OpenAI request and emits OpenAI-format chunks, plus one arm
+//! in [`adapter_for`].
+
+mod mock;
+mod openai_compat;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use http::HeaderMap;
+
+use crate::error::ProxyError;
+use crate::router::Deployment;
+
+pub use mock::MockProvider;
+pub use openai_compat::OpenAiCompatible;
+
+/// A chat request, already in OpenAI form: `model` is the upstream model and, for streams,
+/// `stream_options.include_usage` is on.
+pub struct ChatCall {
+    pub body: Bytes,
+    pub stream: bool,
+}
+
+pub enum ChatReply {
+    /// A complete `chat.completion` JSON body.
+    Full { body: Bytes, headers: HeaderMap },
+    /// `data: {chunk}\n\n` frames ending with `data: [DONE]\n\n`, usage chunk included.
+    /// A mid-stream failure is an `Err` item; the stream ends after it.
+    Stream {
+        frames: BoxStream<'static, Result<Bytes, ProxyError>>,
+        headers: HeaderMap,
+    },
+}
+
+pub struct EmbeddingReply {
+    pub body: Bytes,
+    pub headers: HeaderMap,
+}
+
+pub trait Provider: Send + Sync {
+    fn chat(
+        &self,
+        client: &reqwest::Client,
+        deployment: &Arc<Deployment>,
+        call: ChatCall,
+    ) -> BoxFuture<'static, Result<ChatReply, ProxyError>>;
+
+    fn embeddings(
+        &self,
+        client: &reqwest::Client,
+        deployment: &Arc<Deployment>,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<EmbeddingReply, ProxyError>>;
+}
+
+/// Providers without an adapter yet: configs load, calls get a clear 400.
+pub struct Unsupported;
+
+impl Provider for Unsupported {
+    fn chat(
+        &self,
+        _client: &reqwest::Client,
+        d: &Arc<Deployment>,
+        _call: ChatCall,
+    ) -> BoxFuture<'static, Result<ChatReply, ProxyError>> {
+        let e = ProxyError::UnsupportedProvider {
+            provider: d.provider.clone(),
+            model: d.model.clone(),
+        };
+        Box::pin(async move { Err(e) })
+    }
+
+    fn embeddings(
+        &self,
+        _client: &reqwest::Client,
+        d: &Arc<Deployment>,
+        _body: Bytes,
+    ) -> BoxFuture<'static, Result<EmbeddingReply, ProxyError>> {
+        let e = ProxyError::UnsupportedProvider {
+            provider: d.provider.clone(),
+            model: d.model.clone(),
+        };
+        Box::pin(async move { Err(e) })
+    }
+}
+
+/// OpenAI-compatible providers: (name, default api_base, env vars for key, env vars for base).
+const OPENAI_FAMILY: &[(&str, &str, &[&str], &[&str])] = &[
+    (
+        "openai",
+        "https://api.openai.com/v1",
+        &["OPENAI_API_KEY"],
+        &["OPENAI_BASE_URL", "OPENAI_API_BASE"],
+    ),
+    (
+        "hosted_vllm",
+        "http://localhost:8000/v1",
+        &["HOSTED_VLLM_API_KEY"],
+        &["HOSTED_VLLM_API_BASE"],
+    ),
+    (
+        "vllm",
+        "http://localhost:8000/v1",
+        &["HOSTED_VLLM_API_KEY"],
+        &["HOSTED_VLLM_API_BASE"],
+    ),
+    (
+        "ollama",
+        "http://localhost:11434/v1",
+        &["OLLAMA_API_KEY"],
+        &["OLLAMA_API_BASE"],
+    ),
+    (
+        "ollama_chat",
+        "http://localhost:11434/v1",
+        &["OLLAMA_API_KEY"],
+        &["OLLAMA_API_BASE"],
+    ),
+    (
+        "openrouter",
+        "https://openrouter.ai/api/v1",
+        &["OPENROUTER_API_KEY"],
+        &["OPENROUTER_API_BASE"],
+    ),
+    (
+        "groq",
+        "https://api.groq.com/openai/v1",
+        &["GROQ_API_KEY"],
+        &["GROQ_API_BASE"],
+    ),
+    (
+        "mistral",
+        "https://api.mistral.ai/v1",
+        &["MISTRAL_API_KEY"],
+        &["MISTRAL_API_BASE"],
+    ),
+    (
+        "deepseek",
+        "https://api.deepseek.com/v1",
+        &["DEEPSEEK_API_KEY"],
+        &["DEEPSEEK_API_BASE"],
+    ),
+    (
+        "together_ai",
+        "https://api.together.xyz/v1",
+        &["TOGETHERAI_API_KEY", "TOGETHER_API_KEY"],
+        &["TOGETHERAI_API_BASE"],
+    ),
+    (
+        "fireworks_ai",
+        "https://api.fireworks.ai/inference/v1",
+        &["FIREWORKS_AI_API_KEY", "FIREWORKS_API_KEY"],
+        &["FIREWORKS_AI_API_BASE"],
+    ),
+    (
+        "xai",
+        "https://api.x.ai/v1",
+        &["XAI_API_KEY"],
+        &["XAI_API_BASE"],
+    ),
+    (
+        "perplexity",
+        "https://api.perplexity.ai",
+        &["PERPLEXITYAI_API_KEY", "PERPLEXITY_API_KEY"],
+        &["PERPLEXITY_API_BASE"],
+    ),
+    (
+        "lm_studio",
+        "http://localhost:1234/v1",
+        &["LM_STUDIO_API_KEY"],
+        &["LM_STUDIO_API_BASE"],
+    ),
+    (
+        "litellm_proxy",
+        "http://localhost:4000",
+        &["LITELLM_PROXY_API_KEY"],
+        &["LITELLM_PROXY_API_BASE"],
+    ),
+    (
+        "cerebras",
+        "https://api.cerebras.ai/v1",
+        &["CEREBRAS_API_KEY"],
+        &["CEREBRAS_API_BASE"],
+    ),
+];
+
+fn family(
+    provider: &str,
+) -> Option<&'static (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+)> {
+    OPENAI_FAMILY.iter().find(|f| f.0 == provider)
+}
+
+/// Env vars holding the provider's default key and base URL.
+pub fn env_defaults(provider: &str) -> (&'static [&'static str], &'static [&'static str]) {
+    family(provider).map(|f| (f.2, f.3)).unwrap_or((&[], &[]))
+}
+
+/// The base URL to call: the configured one (ollama's gets its `/v1`), else the provider's.
+pub fn default_api_base(provider: &str, configured: Option<&str>) -> Option<String> {
+    match configured {
+        Some(b) => {
+            let b = b.trim_end_matches('/');
+            if provider.starts_with("ollama") && !b.ends_with("/v1") {
+                Some(format!("{b}/v1"))
+            } else {
+                Some(b.to_string())
+            }
+        }
+        None => family(provider).map(|f| f.1.to_string()),
+    }
+}
+
+pub fn adapter_for(provider: &str, mock: bool) -> Arc<dyn Provider> {
+    if mock {
+        return Arc::new(MockProvider);
+    }
+    match family(provider) {
+        Some(_) => Arc::new(OpenAiCompatible::new(provider)),
+        None => Arc::new(Unsupported),
+    }
+}

@@ -1,0 +1,295 @@
+//! OpenAI-compatible upstreams (`openai/`, `hosted_vllm/`, `ollama/`, bare names, any
+//! `api_base`): the request goes out as built, the answer comes back as bytes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, StreamExt};
+use http::{HeaderMap, header};
+use serde_json::Value;
+
+use super::{ChatCall, ChatReply, EmbeddingReply, Provider};
+use crate::error::{ProxyError, litellm_class};
+use crate::router::Deployment;
+
+pub struct OpenAiCompatible {
+    /// `OpenAIException`, `Hosted_vllmException`: the prefix LiteLLM puts in messages.
+    label: Arc<str>,
+}
+
+impl OpenAiCompatible {
+    pub fn new(provider: &str) -> Self {
+        let label = if provider == "openai" {
+            "OpenAIException".to_string()
+        } else {
+            let mut c = provider.chars();
+            match c.next() {
+                Some(f) => format!("{}{}Exception", f.to_ascii_uppercase(), c.as_str()),
+                None => "OpenAIException".to_string(),
+            }
+        };
+        Self {
+            label: label.into(),
+        }
+    }
+}
+
+/// Headers of the upstream answer worth passing on: its rate-limit state.
+fn kept_headers(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (k, v) in h {
+        if k.as_str().starts_with("x-ratelimit-") {
+            out.append(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+fn upstream_message(body: &[u8]) -> (String, Option<String>) {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        let err = v.get("error").unwrap_or(&v);
+        let kind = err.get("type").and_then(Value::as_str).map(str::to_string);
+        let msg = match err {
+            Value::String(s) => Some(s.clone()),
+            _ => err.get("message").or_else(|| err.get("detail")).map(|m| {
+                m.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| m.to_string())
+            }),
+        };
+        if let Some(m) = msg {
+            return (m, kind);
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.chars().take(2000).collect();
+    (text, None)
+}
+
+pub(crate) fn upstream_error(
+    label: &str,
+    status: u16,
+    body: &[u8],
+    retry_after: Option<String>,
+) -> ProxyError {
+    let (msg, kind) = upstream_message(body);
+    let class = litellm_class(status);
+    ProxyError::Upstream {
+        status,
+        message: format!("litellm.{class}: {class}: {label} - {msg}"),
+        kind,
+        retry_after,
+    }
+}
+
+fn send_error(label: &str, d: &Deployment, timeout: Duration, e: &reqwest::Error) -> ProxyError {
+    if e.is_timeout() {
+        return ProxyError::UpstreamTimeout {
+            secs: timeout.as_secs_f64(),
+            model: d.model.clone(),
+        };
+    }
+    let base = d.api_base.as_deref().unwrap_or("");
+    let message = if e.is_connect() {
+        format!("Connection error: cannot connect to {base}")
+    } else {
+        format!(
+            "Connection error talking to {base}: {}",
+            e.without_url_text()
+        )
+    };
+    ProxyError::UpstreamUnreachable {
+        label: label.to_string(),
+        message,
+    }
+}
+
+trait ErrorText {
+    fn without_url_text(&self) -> String;
+}
+
+impl ErrorText for reqwest::Error {
+    fn without_url_text(&self) -> String {
+        let mut s = self.to_string();
+        if let Some(u) = self.url() {
+            s = s.replace(u.as_str(), "");
+        }
+        s.replace(" ()", "")
+            .replace("for url ", "")
+            .trim()
+            .to_string()
+    }
+}
+
+struct Prepared {
+    label: Arc<str>,
+    deployment: Arc<Deployment>,
+    request: reqwest::RequestBuilder,
+}
+
+impl OpenAiCompatible {
+    fn prepare(
+        &self,
+        client: &reqwest::Client,
+        d: &Arc<Deployment>,
+        path: &str,
+        body: Bytes,
+    ) -> Prepared {
+        let base = d.api_base.as_deref().unwrap_or("https://api.openai.com/v1");
+        let mut request = client
+            .post(format!("{base}{path}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(k) = &d.api_key {
+            request = request.bearer_auth(k.expose());
+        }
+        Prepared {
+            label: self.label.clone(),
+            deployment: d.clone(),
+            request,
+        }
+    }
+}
+
+async fn fail_from(label: &str, resp: reqwest::Response, timeout: Duration) -> ProxyError {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = tokio::time::timeout(timeout, resp.bytes())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    upstream_error(label, status, &body, retry_after)
+}
+
+impl Provider for OpenAiCompatible {
+    fn chat(
+        &self,
+        client: &reqwest::Client,
+        d: &Arc<Deployment>,
+        call: ChatCall,
+    ) -> BoxFuture<'static, Result<ChatReply, ProxyError>> {
+        let p = self.prepare(client, d, "/chat/completions", call.body);
+        let stream = call.stream;
+        Box::pin(async move {
+            let d = p.deployment;
+            let label = p.label;
+            if !stream {
+                let resp = p
+                    .request
+                    .timeout(d.timeout)
+                    .send()
+                    .await
+                    .map_err(|e| send_error(&label, &d, d.timeout, &e))?;
+                if !resp.status().is_success() {
+                    return Err(fail_from(&label, resp, d.timeout).await);
+                }
+                let headers = kept_headers(resp.headers());
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| send_error(&label, &d, d.timeout, &e))?;
+                return Ok(ChatReply::Full { body, headers });
+            }
+            let idle = d.stream_timeout;
+            let resp = match tokio::time::timeout(idle, p.request.send()).await {
+                Err(_) => {
+                    return Err(ProxyError::UpstreamTimeout {
+                        secs: idle.as_secs_f64(),
+                        model: d.model.clone(),
+                    });
+                }
+                Ok(r) => r.map_err(|e| send_error(&label, &d, idle, &e))?,
+            };
+            if !resp.status().is_success() {
+                return Err(fail_from(&label, resp, idle).await);
+            }
+            let headers = kept_headers(resp.headers());
+            let body = resp.bytes_stream();
+            // An idle timeout between chunks: a stalled upstream ends the stream with an error.
+            let frames = stream::unfold(Some(body), move |state| {
+                let label = label.clone();
+                let d = d.clone();
+                async move {
+                    let mut body = state?;
+                    match tokio::time::timeout(idle, body.next()).await {
+                        Err(_) => Some((
+                            Err(ProxyError::UpstreamTimeout {
+                                secs: idle.as_secs_f64(),
+                                model: d.model.clone(),
+                            }),
+                            None,
+                        )),
+                        Ok(None) => None,
+                        Ok(Some(Ok(b))) => Some((Ok(b), Some(body))),
+                        Ok(Some(Err(e))) => Some((Err(send_error(&label, &d, idle, &e)), None)),
+                    }
+                }
+            })
+            .boxed();
+            Ok(ChatReply::Stream { frames, headers })
+        })
+    }
+
+    fn embeddings(
+        &self,
+        client: &reqwest::Client,
+        d: &Arc<Deployment>,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<EmbeddingReply, ProxyError>> {
+        let p = self.prepare(client, d, "/embeddings", body);
+        Box::pin(async move {
+            let d = p.deployment;
+            let resp = p
+                .request
+                .timeout(d.timeout)
+                .send()
+                .await
+                .map_err(|e| send_error(&p.label, &d, d.timeout, &e))?;
+            if !resp.status().is_success() {
+                return Err(fail_from(&p.label, resp, d.timeout).await);
+            }
+            let headers = kept_headers(resp.headers());
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| send_error(&p.label, &d, d.timeout, &e))?;
+            Ok(EmbeddingReply { body, headers })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_errors_carry_litellm_prefix_and_status() {
+        let e = upstream_error(
+            "OpenAIException",
+            429,
+            br#"{"error":{"message":"Rate limit reached","type":"rate_limit_exceeded"}}"#,
+            Some("3".into()),
+        );
+        assert_eq!(e.status(), 429);
+        assert_eq!(
+            e.to_string(),
+            "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached"
+        );
+        let e = upstream_error("Hosted_vllmException", 502, b"bad gateway", None);
+        assert!(
+            e.to_string()
+                .ends_with("Hosted_vllmException - bad gateway")
+        );
+        assert_eq!(
+            OpenAiCompatible::new("hosted_vllm").label.as_ref(),
+            "Hosted_vllmException"
+        );
+    }
+}

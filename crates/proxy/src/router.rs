@@ -1,0 +1,336 @@
+//! Model groups and deployments, built once from the config; picking a deployment for a
+//! request. Routing strategies, retries, fallbacks and cooldowns (router_settings) are parsed
+//! in `config` and land here later; today a group picks by LiteLLM's simple-shuffle (weight,
+//! then rpm, then tpm, else uniform) within its lowest `order` tier.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use rand::Rng;
+
+use crate::config::{LitellmParams, ModelEntry, ProxyConfig, Secret};
+use crate::pricing::{ModelPrice, PriceOverride, PriceTable, usd_per_token_to_rate};
+use crate::providers::{self, Provider};
+
+/// LiteLLM's default request timeout (seconds).
+const DEFAULT_TIMEOUT_SECS: f64 = 6000.0;
+
+/// Provider prefixes LiteLLM recognises in `litellm_params.model`.
+const KNOWN_PROVIDERS: &[&str] = &[
+    "openai",
+    "azure",
+    "azure_ai",
+    "anthropic",
+    "gemini",
+    "vertex_ai",
+    "vertex_ai_beta",
+    "bedrock",
+    "bedrock_converse",
+    "ollama",
+    "ollama_chat",
+    "hosted_vllm",
+    "vllm",
+    "openrouter",
+    "groq",
+    "mistral",
+    "deepseek",
+    "together_ai",
+    "fireworks_ai",
+    "xai",
+    "perplexity",
+    "lm_studio",
+    "litellm_proxy",
+    "cohere",
+    "huggingface",
+    "databricks",
+    "cerebras",
+    "nvidia_nim",
+    "sambanova",
+    "text-completion-openai",
+];
+
+/// The provider of a deployment: `custom_llm_provider`, else the model's known prefix, else
+/// the built-in price table's provider for a bare name, else `openai`.
+pub fn provider_of(p: &LitellmParams) -> String {
+    if let Some(c) = &p.custom_llm_provider {
+        return c.clone();
+    }
+    if let Some((prefix, _)) = p.model.split_once('/')
+        && KNOWN_PROVIDERS.contains(&prefix)
+    {
+        return prefix.to_string();
+    }
+    PriceTable::builtin()
+        .get(&p.model)
+        .and_then(|m| m.provider.clone())
+        .filter(|prov| !prov.starts_with("vertex_ai"))
+        .unwrap_or_else(|| "openai".to_string())
+}
+
+/// The model name the provider expects: the provider prefix removed.
+pub fn upstream_model(p: &LitellmParams, provider: &str) -> String {
+    match p.model.split_once('/') {
+        Some((prefix, rest)) if prefix == provider => rest.to_string(),
+        _ => p.model.clone(),
+    }
+}
+
+/// One deployment, with everything the request path needs precomputed.
+pub struct Deployment {
+    pub id: String,
+    /// The model group (public name).
+    pub model_name: String,
+    /// `litellm_params.model` as written.
+    pub model: String,
+    pub provider: String,
+    pub upstream_model: String,
+    /// The base URL actually used (defaults filled in), for headers and records.
+    pub api_base: Option<String>,
+    pub api_key: Option<Secret>,
+    pub timeout: Duration,
+    pub stream_timeout: Duration,
+    pub mock_response: Option<String>,
+    pub weight: f64,
+    pub order: u32,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub mode: Option<String>,
+    /// `None`: unknown model, costs 0 (a warning is logged at start-up).
+    pub price: Option<ModelPrice>,
+    pub adapter: Arc<dyn Provider>,
+    pub header_id: HeaderValue,
+    pub header_group: HeaderValue,
+    pub header_api_base: Option<HeaderValue>,
+}
+
+impl std::fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployment")
+            .field("id", &self.id)
+            .field("model_name", &self.model_name)
+            .field("model", &self.model)
+            .field("api_base", &self.api_base)
+            .finish_non_exhaustive()
+    }
+}
+
+fn rate(v: Option<f64>) -> Option<u64> {
+    v.and_then(usd_per_token_to_rate)
+}
+
+fn overrides(c: &crate::config::CostFields) -> PriceOverride {
+    PriceOverride {
+        input: rate(c.input_cost_per_token),
+        output: rate(c.output_cost_per_token),
+        cache_read: rate(c.cache_read_input_token_cost),
+        cache_creation: rate(c.cache_creation_input_token_cost),
+        reasoning: rate(c.output_cost_per_reasoning_token),
+        input_above_200k: rate(c.input_cost_per_token_above_200k_tokens),
+        output_above_200k: rate(c.output_cost_per_token_above_200k_tokens),
+    }
+}
+
+fn header(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// The URL without its query (LiteLLM strips it from `x-litellm-model-api-base`).
+fn strip_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+fn secs(v: f64) -> Duration {
+    Duration::try_from_secs_f64(v).unwrap_or(Duration::from_secs(6000))
+}
+
+impl Deployment {
+    fn build(i: usize, entry: &ModelEntry, cfg: &ProxyConfig, prices: &PriceTable) -> Self {
+        let p = &entry.litellm_params;
+        let provider = provider_of(p);
+        let upstream_model = upstream_model(p, &provider);
+        let adapter = providers::adapter_for(&provider, p.mock_response.is_some());
+        let api_base = if p.mock_response.is_some() {
+            p.api_base.clone()
+        } else {
+            providers::default_api_base(&provider, p.api_base.as_deref())
+        };
+        let id = entry.model_info.id.clone().unwrap_or_else(|| {
+            crate::auth::hash_key(&format!(
+                "{i}\u{0}{}\u{0}{}\u{0}{}",
+                entry.model_name,
+                p.model,
+                p.api_base.as_deref().unwrap_or("")
+            ))
+        });
+        let rs = &cfg.file.router_settings;
+        let timeout = p
+            .timeout
+            .or(rs.timeout)
+            .or(cfg.file.litellm_settings.request_timeout)
+            .unwrap_or(DEFAULT_TIMEOUT_SECS);
+        let stream_timeout = p.stream_timeout.or(rs.stream_timeout).unwrap_or(timeout);
+        let weight = p
+            .weight
+            .or(p.rpm.map(|r| r as f64))
+            .or(p.tpm.map(|t| t as f64))
+            .unwrap_or(0.0);
+        let base = entry
+            .model_info
+            .base_model
+            .as_deref()
+            .and_then(|b| prices.lookup(b))
+            .or_else(|| prices.lookup(&p.model))
+            .or_else(|| prices.lookup(&upstream_model));
+        let over = overrides(&p.cost).or(&overrides(&entry.model_info.cost));
+        let price = if base.is_none() && over.is_empty() {
+            if p.mock_response.is_none() {
+                tracing::warn!(
+                    model = p.model.as_str(),
+                    "no price known for this model; its calls cost 0 (set model_info.base_model or input_cost_per_token)"
+                );
+            }
+            None
+        } else {
+            Some(over.apply(base.map(AsRef::as_ref)))
+        };
+        let mode = entry
+            .model_info
+            .mode
+            .clone()
+            .or_else(|| base.and_then(|b| b.mode.clone()));
+        Deployment {
+            header_id: header(&id),
+            header_group: header(&entry.model_name),
+            header_api_base: api_base.as_deref().map(|b| header(strip_query(b))),
+            id,
+            model_name: entry.model_name.clone(),
+            model: p.model.clone(),
+            provider,
+            upstream_model,
+            api_base,
+            api_key: p.api_key.clone(),
+            timeout: secs(timeout),
+            stream_timeout: secs(stream_timeout),
+            mock_response: p.mock_response.clone(),
+            weight,
+            order: p.order.unwrap_or(0),
+            rpm: p.rpm,
+            tpm: p.tpm,
+            mode,
+            price,
+            adapter,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ModelGroup {
+    pub name: String,
+    pub deployments: Vec<Arc<Deployment>>,
+    /// Indices of the lowest-`order` tier, which serves traffic.
+    primary: Vec<usize>,
+}
+
+impl ModelGroup {
+    /// LiteLLM's simple-shuffle over the primary tier.
+    pub fn pick(&self) -> &Arc<Deployment> {
+        let tier = &self.primary;
+        let idx = if tier.len() == 1 {
+            tier[0]
+        } else {
+            let total: f64 = tier.iter().map(|i| self.deployments[*i].weight).sum();
+            let mut rng = rand::rng();
+            if total > 0.0 {
+                let mut r = rng.random::<f64>() * total;
+                let mut chosen = tier[tier.len() - 1];
+                for i in tier {
+                    r -= self.deployments[*i].weight;
+                    if r < 0.0 {
+                        chosen = *i;
+                        break;
+                    }
+                }
+                chosen
+            } else {
+                tier[rng.random_range(0..tier.len())]
+            }
+        };
+        &self.deployments[idx]
+    }
+
+    pub fn owned_by(&self) -> &str {
+        self.deployments
+            .first()
+            .map(|d| d.provider.as_str())
+            .unwrap_or("openai")
+    }
+}
+
+/// All model groups, in config order.
+#[derive(Debug, Default)]
+pub struct Router {
+    groups: Vec<ModelGroup>,
+    by_name: HashMap<String, usize>,
+    aliases: HashMap<String, String>,
+}
+
+impl Router {
+    pub fn build(cfg: &ProxyConfig, prices: &PriceTable) -> Self {
+        let mut r = Router::default();
+        for (i, entry) in cfg.file.model_list.iter().enumerate() {
+            let d = Arc::new(Deployment::build(i, entry, cfg, prices));
+            let idx = match r.by_name.get(&entry.model_name) {
+                Some(idx) => *idx,
+                None => {
+                    r.groups.push(ModelGroup {
+                        name: entry.model_name.clone(),
+                        deployments: Vec::new(),
+                        primary: Vec::new(),
+                    });
+                    r.by_name
+                        .insert(entry.model_name.clone(), r.groups.len() - 1);
+                    r.groups.len() - 1
+                }
+            };
+            r.groups[idx].deployments.push(d);
+        }
+        for g in &mut r.groups {
+            let lowest = g.deployments.iter().map(|d| d.order).min().unwrap_or(0);
+            g.primary = (0..g.deployments.len())
+                .filter(|i| g.deployments[*i].order == lowest)
+                .collect();
+        }
+        for (alias, target) in &cfg.file.router_settings.model_group_alias {
+            let target = match target {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Object(o) => {
+                    o.get("model").and_then(|m| m.as_str()).map(str::to_string)
+                }
+                _ => None,
+            };
+            if let Some(t) = target {
+                r.aliases.insert(alias.clone(), t);
+            }
+        }
+        r
+    }
+
+    pub fn group(&self, name: &str) -> Option<&ModelGroup> {
+        let idx = self.by_name.get(name).or_else(|| {
+            self.aliases
+                .get(name)
+                .and_then(|target| self.by_name.get(target))
+        })?;
+        self.groups.get(*idx)
+    }
+
+    pub fn groups(&self) -> &[ModelGroup] {
+        &self.groups
+    }
+
+    pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
+        self.groups.iter().flat_map(|g| g.deployments.iter())
+    }
+}
