@@ -1,1 +1,35 @@
-//! placeholder
+//! The IdleHands coding agent core, as a library.
+//!
+//! - [`config`]: `~/.idlehands/idlehands.json` (JSON5, `${VAR}` substitution, validation).
+//! - [`auth`]: auth profiles and key precedence (profile, env, config).
+//! - [`models`]: `provider/model` refs, the provider registry (with the implicit `litellm`
+//!   provider), fallbacks.
+//! - [`client`]: the `openai-completions` streaming client.
+//! - [`tools`]: read, write, edit, exec, process, grep, glob, and the approval policy.
+//! - [`session`]: JSONL transcripts and the `sessions.json` index.
+//! - [`agent`]: [`Runtime`], [`Session`] and the events a turn emits.
+//! - [`onboard`]: writing the LiteLLM provider, primary model and auth profile.
+
+pub mod agent;
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod env;
+pub mod fsutil;
+pub mod message;
+pub mod models;
+pub mod onboard;
+pub mod paths;
+pub mod prompt;
+pub mod session;
+pub mod thinking;
+pub mod tools;
+
+pub use agent::{AgentError, AgentEvent, EventSink, Runtime, Session, SessionOptions, TurnOutcome};
+pub use env::Env;
+pub use message::{Image, UserInput};
+pub use models::{ModelRef, ModelRegistry, ResolvedModel};
+pub use paths::Paths;
+pub use thinking::ThinkingLevel;
+pub use tokio_util::sync::CancellationToken;
+pub use tools::ApprovalMode;

@@ -1,0 +1,596 @@
+//! The agent loop. A [`Runtime`] holds what every session shares (config, model registry,
+//! credentials, HTTP client); a [`Session`] holds one conversation. A front end (headless
+//! `idlehands agent`, the interactive TUI, the anton task runner) drives a session with
+//! [`Session::run_turn`], reads [`AgentEvent`]s from a channel, and cancels with a token.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{AuthError, AuthStore, ResolvedKey, resolve_api_key};
+use crate::client::{ChatClient, ClientError, CompletionRequest, FailureKind, StreamDelta};
+use crate::config::{self, ConfigError, LoadedConfig};
+use crate::env::Env;
+use crate::message::{AgentMessage, ContentBlock, StopReason, TokenUsage, UserInput, now_ms};
+use crate::models::{ModelError, ModelRef, ModelRegistry, ResolvedModel};
+use crate::paths::{Paths, PathsError};
+use crate::session::{SessionError, SessionStore, Transcript};
+use crate::thinking::ThinkingLevel;
+use crate::tools::{ApprovalMode, Approver, Policy, ToolBox};
+
+/// Model calls per turn before the loop gives up (a model stuck calling tools).
+pub const MAX_ROUNDS_PER_TURN: usize = 200;
+
+/// What a session reports while it works, one JSON object per event in `--json` mode.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentEvent {
+    TurnStart {
+        session_id: String,
+        model: String,
+    },
+    TextDelta {
+        text: String,
+    },
+    ReasoningDelta {
+        text: String,
+    },
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: Value,
+    },
+    ToolResult {
+        id: String,
+        name: String,
+        ok: bool,
+        summary: String,
+    },
+    /// One model call's usage; `cost_usd` is a decimal string when the cost is known.
+    Usage {
+        model: String,
+        input: u64,
+        output: u64,
+        cache_read: u64,
+        cache_write: u64,
+        total_tokens: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<String>,
+    },
+    /// The model failed and the next candidate is tried; text streamed since the last
+    /// `turn_start`/`tool_result` belonged to the failed attempt.
+    Fallback {
+        from: String,
+        to: String,
+        reason: String,
+        error: String,
+    },
+    TurnEnd {
+        stop_reason: String,
+        text: String,
+        usage: TokenUsage,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<String>,
+    },
+    Error {
+        kind: String,
+        message: String,
+    },
+}
+
+pub type EventSink = UnboundedSender<AgentEvent>;
+
+/// Nano-dollars as a decimal USD string, e.g. `0.000123`.
+pub fn format_usd(nanos: i64) -> String {
+    let sign = if nanos < 0 { "-" } else { "" };
+    let n = nanos.unsigned_abs();
+    let s = format!("{sign}{}.{:09}", n / 1_000_000_000, n % 1_000_000_000);
+    let s = s.trim_end_matches('0');
+    s.strip_suffix('.')
+        .map(|x| format!("{x}.0"))
+        .unwrap_or_else(|| s.to_string())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Paths(#[from] PathsError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{message}")]
+    AllModelsFailed { message: String, last: FailureKind },
+    #[error("Request was aborted")]
+    Aborted,
+    #[error("the workspace {} is not usable: {source}", path.display())]
+    Workspace {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the model kept calling tools for {0} rounds without finishing; stopped")]
+    TooManyRounds(usize),
+}
+
+impl AgentError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Paths(_) | Self::Config(_) => "config",
+            Self::Auth(_) => "auth",
+            Self::Model(_) => "model",
+            Self::Session(_) => "session",
+            Self::Client(e) => e.kind.as_str(),
+            Self::AllModelsFailed { last, .. } => last.as_str(),
+            Self::Aborted => "aborted",
+            Self::Workspace { .. } => "workspace",
+            Self::TooManyRounds(_) => "loop",
+        }
+    }
+}
+
+/// What every session shares.
+#[derive(Debug)]
+pub struct Runtime {
+    pub env: Env,
+    pub paths: Paths,
+    pub config: LoadedConfig,
+    pub auth: AuthStore,
+    pub registry: ModelRegistry,
+    pub client: ChatClient,
+}
+
+impl Runtime {
+    /// Resolve paths from `env`, load the config and the auth store, build the registry.
+    pub fn load(env: Env) -> Result<Self, AgentError> {
+        let paths = Paths::resolve(&env)?;
+        let config = config::load(&paths.config_path, &env)?;
+        let auth = AuthStore::load(&paths.auth_profiles_path())?;
+        Ok(Self::from_parts(env, paths, config, auth))
+    }
+
+    pub fn from_parts(env: Env, paths: Paths, config: LoadedConfig, auth: AuthStore) -> Self {
+        let has_litellm_profile = auth
+            .api_key_profile(&config, crate::models::LITELLM_PROVIDER)
+            .is_some();
+        let registry = ModelRegistry::new(&config, &env, has_litellm_profile);
+        Self {
+            env,
+            paths,
+            config,
+            auth,
+            registry,
+            client: ChatClient::new(),
+        }
+    }
+
+    pub fn with_client(mut self, client: ChatClient) -> Self {
+        self.client = client;
+        self
+    }
+
+    pub fn api_key(&self, provider: &str) -> Result<ResolvedKey, AuthError> {
+        resolve_api_key(provider, &self.config, &self.auth, &self.env, &self.paths)
+    }
+
+    pub fn session_store(&self) -> SessionStore {
+        SessionStore::new(&self.paths.sessions_dir)
+    }
+
+    /// `agents.defaults.timeoutSeconds`, else 600.
+    pub fn timeout_seconds(&self) -> u64 {
+        self.config
+            .defaults()
+            .and_then(|d| d.timeout_seconds)
+            .unwrap_or(600)
+    }
+
+    pub fn default_thinking(&self) -> ThinkingLevel {
+        self.config
+            .defaults()
+            .and_then(|d| d.thinking_default)
+            .unwrap_or_default()
+    }
+}
+
+/// How to open a session.
+#[derive(Clone, Default)]
+pub struct SessionOptions {
+    /// Resume this session (or create it under this id); a fresh id when `None`.
+    pub session_id: Option<String>,
+    pub workspace: PathBuf,
+    /// A ref, alias or bare id; the configured primary when `None`.
+    pub model: Option<String>,
+    pub thinking: Option<ThinkingLevel>,
+    pub approval: ApprovalMode,
+    pub approver: Option<Arc<dyn Approver>>,
+    pub extra_system_prompt: Option<String>,
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnOutcome {
+    pub stop_reason: StopReason,
+    /// The final assistant text.
+    pub text: String,
+    /// The final reasoning, for replies that carry no text.
+    pub reasoning: String,
+    /// The model that produced the final reply.
+    pub model: ModelRef,
+    /// Tokens and cost of every model call in the turn.
+    pub usage: TokenUsage,
+}
+
+pub struct Session {
+    rt: Arc<Runtime>,
+    store: SessionStore,
+    transcript: Transcript,
+    tools: ToolBox,
+    workspace: PathBuf,
+    extra_system_prompt: Option<String>,
+    pub model: ModelRef,
+    pub thinking: ThinkingLevel,
+    /// Running totals over the session's life in this process.
+    pub totals: TokenUsage,
+}
+
+impl Session {
+    pub fn open(rt: Arc<Runtime>, opts: SessionOptions) -> Result<Self, AgentError> {
+        let workspace = opts
+            .workspace
+            .canonicalize()
+            .map_err(|source| AgentError::Workspace {
+                path: opts.workspace.clone(),
+                source,
+            })?;
+        let model = match &opts.model {
+            Some(m) => rt.registry.parse_ref(m)?,
+            None => rt.registry.primary()?,
+        };
+        rt.registry.resolve(&model)?;
+        let mut policy = Policy::new(&workspace, opts.approval)
+            .map_err(|source| AgentError::Workspace {
+                path: workspace.clone(),
+                source,
+            })?
+            .with_protected(rt.paths.agent_dir.clone());
+        if let Some(a) = opts.approver.clone() {
+            policy = policy.with_approver(a);
+        }
+        let mut tools = ToolBox::new(policy);
+        if let Some(t) = rt
+            .config
+            .config
+            .tools
+            .as_ref()
+            .and_then(|t| t.exec.as_ref())
+            .and_then(|e| e.timeout_sec)
+        {
+            tools.exec_timeout = std::time::Duration::from_secs(t);
+        }
+        let store = rt.session_store();
+        let transcript = store.open(opts.session_id.as_deref(), &workspace)?;
+        let thinking = opts.thinking.unwrap_or_else(|| rt.default_thinking());
+        Ok(Self {
+            rt,
+            store,
+            transcript,
+            tools,
+            workspace,
+            extra_system_prompt: opts.extra_system_prompt,
+            model,
+            thinking,
+            totals: TokenUsage::default(),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.transcript.id
+    }
+
+    pub fn transcript_path(&self) -> &std::path::Path {
+        &self.transcript.path
+    }
+
+    pub fn resumed(&self) -> bool {
+        self.transcript.resumed
+    }
+
+    pub fn messages(&self) -> &[AgentMessage] {
+        &self.transcript.messages
+    }
+
+    pub fn workspace(&self) -> &std::path::Path {
+        &self.workspace
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.rt
+    }
+
+    /// Switch models (`/model`); recorded in the transcript.
+    pub fn set_model(&mut self, raw: &str) -> Result<ModelRef, AgentError> {
+        let r = self.rt.registry.parse_ref(raw)?;
+        self.rt.registry.resolve(&r)?;
+        let mut f = Map::new();
+        f.insert("provider".into(), json!(r.provider));
+        f.insert("modelId".into(), json!(r.model));
+        self.transcript.append_entry("model_change", f)?;
+        self.model = r.clone();
+        Ok(r)
+    }
+
+    /// Change the thinking level (`/think`); recorded in the transcript.
+    pub fn set_thinking(&mut self, level: ThinkingLevel) -> Result<(), AgentError> {
+        let mut f = Map::new();
+        f.insert("thinkingLevel".into(), json!(level.as_str()));
+        self.transcript.append_entry("thinking_level_change", f)?;
+        self.thinking = level;
+        Ok(())
+    }
+
+    /// Stop background processes this session started.
+    pub async fn close(&self) {
+        self.tools.processes.kill_all().await;
+    }
+
+    fn system_prompt(&self, tools: &[crate::client::ToolSpec]) -> String {
+        crate::prompt::build(&crate::prompt::PromptInputs {
+            workspace: &self.workspace,
+            tools,
+            model: &self.model.to_string(),
+            thinking: self.thinking,
+            extra: self.extra_system_prompt.as_deref(),
+        })
+    }
+
+    /// Send one user message and run the loop until the model stops, fails, or `cancel`
+    /// fires. Events go to `events`; the transcript and the index are updated as it goes.
+    pub async fn run_turn(
+        &mut self,
+        input: UserInput,
+        events: &EventSink,
+        cancel: &CancellationToken,
+    ) -> Result<TurnOutcome, AgentError> {
+        let emit = |e: AgentEvent| {
+            let _ = events.send(e);
+        };
+        emit(AgentEvent::TurnStart {
+            session_id: self.transcript.id.clone(),
+            model: self.model.to_string(),
+        });
+        self.transcript.append_message(input.into_message())?;
+        let result = self.turn_loop(events, cancel).await;
+        let _ = self.store.touch(
+            &self.transcript,
+            Some(&self.model.to_string()),
+            Some(self.thinking.as_str()),
+            &self.totals,
+        );
+        match &result {
+            Ok(o) => emit(AgentEvent::TurnEnd {
+                stop_reason: o.stop_reason.as_str().into(),
+                text: o.text.clone(),
+                usage: o.usage,
+                cost_usd: o.usage.cost_nanos.map(format_usd),
+            }),
+            Err(e) => {
+                emit(AgentEvent::Error {
+                    kind: e.kind().into(),
+                    message: e.to_string(),
+                });
+                emit(AgentEvent::TurnEnd {
+                    stop_reason: if matches!(e, AgentError::Aborted) {
+                        "aborted".into()
+                    } else {
+                        "error".into()
+                    },
+                    text: String::new(),
+                    usage: TokenUsage::default(),
+                    cost_usd: None,
+                });
+            }
+        }
+        result
+    }
+
+    async fn turn_loop(
+        &mut self,
+        events: &EventSink,
+        cancel: &CancellationToken,
+    ) -> Result<TurnOutcome, AgentError> {
+        let specs = self.tools.specs();
+        let system_prompt = self.system_prompt(&specs);
+        let mut turn_usage = TokenUsage::default();
+        // After a fallback succeeds, later calls of the same turn start from that model.
+        let mut start_at: Option<ModelRef> = None;
+        for _ in 0..MAX_ROUNDS_PER_TURN {
+            if cancel.is_cancelled() {
+                return Err(AgentError::Aborted);
+            }
+            let req = CompletionRequest {
+                system_prompt: system_prompt.clone(),
+                messages: self.transcript.messages.clone(),
+                tools: specs.clone(),
+                thinking: self.thinking,
+                max_tokens: None,
+            };
+            let (used, msg) = self
+                .call_with_fallbacks(start_at.as_ref(), &req, events, cancel)
+                .await?;
+            start_at = Some(used.clone());
+            let _ = events.send(AgentEvent::Usage {
+                model: used.to_string(),
+                input: msg.usage.input,
+                output: msg.usage.output,
+                cache_read: msg.usage.cache_read,
+                cache_write: msg.usage.cache_write,
+                total_tokens: msg.usage.total_tokens,
+                cost_usd: msg.usage.cost_nanos.map(format_usd),
+            });
+            turn_usage.add(&msg.usage);
+            self.totals.add(&msg.usage);
+            let calls: Vec<(String, String, Value)> = msg
+                .tool_calls()
+                .into_iter()
+                .map(|(i, n, a)| (i.to_string(), n.to_string(), a.clone()))
+                .collect();
+            let text = msg.text();
+            let reasoning = msg.reasoning();
+            let stop = msg.stop_reason;
+            self.transcript
+                .append_message(AgentMessage::Assistant(msg))?;
+            if calls.is_empty() {
+                return Ok(TurnOutcome {
+                    stop_reason: stop,
+                    text,
+                    reasoning,
+                    model: used,
+                    usage: turn_usage,
+                });
+            }
+            for (i, (id, name, args)) in calls.iter().enumerate() {
+                if cancel.is_cancelled() {
+                    for (id, name, _) in &calls[i..] {
+                        self.transcript.append_message(AgentMessage::ToolResult {
+                            tool_call_id: id.clone(),
+                            tool_name: name.clone(),
+                            content: vec![ContentBlock::Text {
+                                text: "Tool execution was aborted.".into(),
+                            }],
+                            is_error: true,
+                            timestamp: now_ms(),
+                        })?;
+                    }
+                    return Err(AgentError::Aborted);
+                }
+                let _ = events.send(AgentEvent::ToolCall {
+                    id: id.clone(),
+                    name: name.clone(),
+                    arguments: args.clone(),
+                });
+                let out = self.tools.run(name, args, cancel).await;
+                let _ = events.send(AgentEvent::ToolResult {
+                    id: id.clone(),
+                    name: name.clone(),
+                    ok: out.ok,
+                    summary: out.summary.clone(),
+                });
+                self.transcript.append_message(AgentMessage::ToolResult {
+                    tool_call_id: id.clone(),
+                    tool_name: name.clone(),
+                    content: out.content,
+                    is_error: !out.ok,
+                    timestamp: now_ms(),
+                })?;
+            }
+        }
+        Err(AgentError::TooManyRounds(MAX_ROUNDS_PER_TURN))
+    }
+
+    async fn call_with_fallbacks(
+        &self,
+        start_at: Option<&ModelRef>,
+        req: &CompletionRequest,
+        events: &EventSink,
+        cancel: &CancellationToken,
+    ) -> Result<(ModelRef, crate::message::AssistantMessage), AgentError> {
+        let mut candidates = self.rt.registry.candidates(&self.model);
+        if let Some(s) = start_at {
+            if let Some(pos) = candidates.iter().position(|c| c == s) {
+                candidates.drain(..pos);
+            }
+        }
+        let mut failures: Vec<(ModelRef, String, FailureKind)> = Vec::new();
+        let mut first_error: Option<AgentError> = None;
+        let n = candidates.len();
+        for (i, cand) in candidates.iter().enumerate() {
+            let attempt: Result<_, AgentError> = async {
+                let model: ResolvedModel = self.rt.registry.resolve(cand)?;
+                let key = self.rt.api_key(&cand.provider)?;
+                let mut on_delta = |d: StreamDelta| {
+                    let e = match d {
+                        StreamDelta::Text(text) => AgentEvent::TextDelta { text },
+                        StreamDelta::Reasoning(text) => AgentEvent::ReasoningDelta { text },
+                        StreamDelta::ToolCallStarted { .. } => return,
+                    };
+                    let _ = events.send(e);
+                };
+                Ok(self
+                    .rt
+                    .client
+                    .stream(&model, &key.key, req, cancel, &mut on_delta)
+                    .await?)
+            }
+            .await;
+            match attempt {
+                Ok(msg) => return Ok((cand.clone(), msg)),
+                Err(AgentError::Client(e)) if !e.should_fall_back() => {
+                    return Err(if e.kind == FailureKind::Aborted {
+                        AgentError::Aborted
+                    } else {
+                        AgentError::Client(e)
+                    });
+                }
+                Err(e) => {
+                    let kind = match &e {
+                        AgentError::Client(c) => c.kind,
+                        AgentError::Auth(_) => FailureKind::Auth,
+                        AgentError::Model(_) => FailureKind::ModelNotFound,
+                        _ => FailureKind::Unknown,
+                    };
+                    if let Some(next) = candidates.get(i + 1) {
+                        let _ = events.send(AgentEvent::Fallback {
+                            from: cand.to_string(),
+                            to: next.to_string(),
+                            reason: kind.as_str().into(),
+                            error: e.to_string(),
+                        });
+                    }
+                    failures.push((cand.clone(), e.to_string(), kind));
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if n == 1 {
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+        }
+        let last = failures.last().map(|f| f.2).unwrap_or(FailureKind::Unknown);
+        let summary: Vec<String> = failures
+            .iter()
+            .map(|(r, e, k)| format!("{r}: {e} ({})", k.as_str()))
+            .collect();
+        Err(AgentError::AllModelsFailed {
+            message: format!(
+                "All models failed ({}): {}",
+                failures.len(),
+                summary.join(" | ")
+            ),
+            last,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usd_formatting() {
+        assert_eq!(format_usd(123_000), "0.000123");
+        assert_eq!(format_usd(1_500_000_000), "1.5");
+        assert_eq!(format_usd(0), "0.0");
+        assert_eq!(format_usd(2_000_000_000), "2.0");
+    }
+}

@@ -1,0 +1,228 @@
+//! The coding tools offered to the model: `read`, `write`, `edit`, `exec`, `process`, `grep`,
+//! `glob`, each checked against the approval [`policy::Policy`].
+
+pub mod exec;
+pub mod fs;
+pub mod policy;
+pub mod search;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub use exec::ProcessTable;
+pub use policy::{ApprovalMode, ApprovalRequest, Approver, Policy};
+
+use crate::client::ToolSpec;
+use crate::message::ContentBlock;
+
+/// What a tool hands back: content for the model, and a one-line summary for the user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolOutput {
+    pub ok: bool,
+    pub content: Vec<ContentBlock>,
+    pub summary: String,
+}
+
+impl ToolOutput {
+    pub fn ok(text: impl Into<String>, summary: impl Into<String>) -> Self {
+        Self {
+            ok: true,
+            content: vec![ContentBlock::Text { text: text.into() }],
+            summary: summary.into(),
+        }
+    }
+
+    pub fn error(text: impl Into<String>) -> Self {
+        let text = text.into();
+        let summary = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect();
+        Self {
+            ok: false,
+            content: vec![ContentBlock::Text { text }],
+            summary,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.content
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+pub(crate) fn arg_str(args: &Value, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| match args.get(*n)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+pub(crate) fn arg_u64(args: &Value, names: &[&str]) -> Option<u64> {
+    names.iter().find_map(|n| match args.get(*n)? {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+pub(crate) fn arg_bool(args: &Value, names: &[&str]) -> Option<bool> {
+    names.iter().find_map(|n| match args.get(*n)? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    })
+}
+
+/// The tools of one session: the policy, the background-process table and the defaults.
+#[derive(Clone)]
+pub struct ToolBox {
+    pub policy: Policy,
+    pub processes: ProcessTable,
+    pub exec_timeout: Duration,
+}
+
+impl ToolBox {
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            processes: ProcessTable::new(),
+            exec_timeout: Duration::from_secs(exec::DEFAULT_TIMEOUT_SECS),
+        }
+    }
+
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        specs()
+    }
+
+    /// Run one call. Arguments that are not a JSON object are reported to the model.
+    pub async fn run(&self, name: &str, args: &Value, cancel: &CancellationToken) -> ToolOutput {
+        if !args.is_object() {
+            return ToolOutput::error(format!(
+                "the arguments for {name} must be a JSON object; got: {}",
+                match args {
+                    Value::String(s) => s.chars().take(200).collect(),
+                    other => other.to_string(),
+                }
+            ));
+        }
+        match name {
+            "read" => fs::read(&self.policy, args).await,
+            "write" => fs::write(&self.policy, args).await,
+            "edit" => fs::edit(&self.policy, args).await,
+            "exec" | "bash" => {
+                exec::exec(
+                    exec::ExecEnv {
+                        policy: &self.policy,
+                        processes: &self.processes,
+                        default_timeout: self.exec_timeout,
+                        cancel,
+                    },
+                    args,
+                )
+                .await
+            }
+            "process" => exec::process(&self.processes, args).await,
+            "grep" => search::grep(&self.policy, args).await,
+            "glob" => search::glob(&self.policy, args).await,
+            other => ToolOutput::error(format!(
+                "unknown tool \"{other}\"; available: read, write, edit, exec, process, grep, glob"
+            )),
+        }
+    }
+}
+
+pub fn specs() -> Vec<ToolSpec> {
+    let spec = |name: &str, description: &str, parameters: Value| ToolSpec {
+        name: name.into(),
+        description: description.into(),
+        parameters,
+    };
+    vec![
+        spec(
+            "read",
+            "Read a text file (up to 2000 lines or 50 KB per call; use offset/limit for more) or an image (png, jpg, gif, webp).",
+            json!({"type": "object", "properties": {
+                "path": {"type": "string", "description": "Path to the file, relative to the workspace or absolute"},
+                "offset": {"type": "number", "description": "Line to start from (1-indexed)"},
+                "limit": {"type": "number", "description": "Most lines to read"}
+            }, "required": ["path"]}),
+        ),
+        spec(
+            "write",
+            "Write a file, creating parent directories; replaces the file if it exists.",
+            json!({"type": "object", "properties": {
+                "path": {"type": "string", "description": "Path to the file"},
+                "content": {"type": "string", "description": "The whole new content"}
+            }, "required": ["path", "content"]}),
+        ),
+        spec(
+            "edit",
+            "Replace one exact, unique occurrence of oldText with newText in a file.",
+            json!({"type": "object", "properties": {
+                "path": {"type": "string", "description": "Path to the file"},
+                "oldText": {"type": "string", "description": "Exact text to replace, whitespace included; must occur once"},
+                "newText": {"type": "string", "description": "Replacement text"}
+            }, "required": ["path", "oldText", "newText"]}),
+        ),
+        spec(
+            "exec",
+            "Run a shell command in the workspace. Output (stdout and stderr) is capped at 200000 characters. Commands still running after yieldMs continue in the background; follow them with the process tool.",
+            json!({"type": "object", "properties": {
+                "command": {"type": "string", "description": "Shell command"},
+                "workdir": {"type": "string", "description": "Working directory (default: the workspace)"},
+                "env": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Extra environment variables"},
+                "timeout": {"type": "number", "description": "Seconds before the command is killed (default 1800)"},
+                "yieldMs": {"type": "number", "description": "Milliseconds before a running command is moved to the background (default 10000)"},
+                "background": {"type": "boolean", "description": "Start in the background right away"}
+            }, "required": ["command"]}),
+        ),
+        spec(
+            "process",
+            "Manage background commands started by exec: list, poll (new output and status), log, write (stdin), submit, kill, clear, remove.",
+            json!({"type": "object", "properties": {
+                "action": {"type": "string", "enum": ["list", "poll", "log", "write", "submit", "paste", "kill", "clear", "remove"]},
+                "sessionId": {"type": "string", "description": "The id exec returned"},
+                "data": {"type": "string", "description": "Input for write/submit"},
+                "eof": {"type": "boolean", "description": "Close stdin after writing"},
+                "offset": {"type": "number"},
+                "limit": {"type": "number"},
+                "timeout": {"type": "number", "description": "poll: milliseconds to wait for the command to finish"}
+            }, "required": ["action"]}),
+        ),
+        spec(
+            "grep",
+            "Search file contents with a regular expression (or a literal string). Prints path:line:text.",
+            json!({"type": "object", "properties": {
+                "pattern": {"type": "string"},
+                "path": {"type": "string", "description": "File or directory (default: the workspace)"},
+                "glob": {"type": "string", "description": "Only files matching this glob, e.g. *.rs"},
+                "ignoreCase": {"type": "boolean"},
+                "literal": {"type": "boolean", "description": "Treat the pattern as plain text"},
+                "context": {"type": "number", "description": "Lines of context around each match"},
+                "limit": {"type": "number", "description": "Most output lines (default 100)"}
+            }, "required": ["pattern"]}),
+        ),
+        spec(
+            "glob",
+            "Find files by glob pattern (**, *, ?, [abc], {a,b}); a pattern without / matches file names at any depth.",
+            json!({"type": "object", "properties": {
+                "pattern": {"type": "string"},
+                "path": {"type": "string", "description": "Directory to search (default: the workspace)"},
+                "limit": {"type": "number", "description": "Most results (default 200)"}
+            }, "required": ["pattern"]}),
+        ),
+    ]
+}
