@@ -1,13 +1,13 @@
 //! Durability probe for the tests: writes spend-log rows through a [`SpendWriter`] one every few
 //! milliseconds and prints `queued <request_id> <unix_ms>` after each. On SIGTERM or SIGINT it
 //! shuts the writer down gracefully and prints `stopped`. Usage:
-//! `idlehands-store-probe <db url or path> <flush interval ms>`.
+//! `idlehands-store-probe <db url or path> <flush interval ms> [postgres schema]`.
 
 use std::io::Write;
 use std::time::Duration;
 
 use chrono::Utc;
-use idlehands_store::{SpendLogRow, SpendWriter, Store, WriterConfig};
+use idlehands_store::{SpendLogRow, SpendWriter, Store, StoreOptions, WriterConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -18,7 +18,9 @@ async fn main() -> std::process::ExitCode {
         eprintln!("usage: idlehands-store-probe <db> <flush_ms>");
         return std::process::ExitCode::from(2);
     };
-    let store = match Store::open(url).await {
+    let mut opts = StoreOptions::new(url.as_str());
+    opts.pg_schema = args.get(3).cloned();
+    let store = match Store::open_with(opts).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("open failed: {e}");
