@@ -358,7 +358,7 @@
       const name = k.key_alias || k.key_name || shortId(k.token);
       const models = Array.isArray(k.models) && k.models.length ? k.models : null;
       let expires = 'never';
-      if (k.expires) expires = fmtDate(k.expires);
+      if (k.expires) expires = fmtDate(k.expires) + (new Date(k.expires) < new Date() ? ' (expired)' : '');
       return h('tr', { dataset: { token: k.token } },
         h('td', null,
           h('div', { class: 'key-alias' }, name),

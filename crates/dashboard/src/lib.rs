@@ -6,7 +6,7 @@
 //!
 //! # Mounting
 //!
-//! ```ignore
+//! ```text
 //! let app = proxy_routes
 //!     .merge(idlehands_dashboard::router())             // GET /ui, /ui/, /ui/login, /ui/<asset>
 //!     .route("/ui/login", post(ui_login))                // same path as the GET: axum merges them

@@ -177,6 +177,13 @@ try {
   await page.waitForFunction(() => document.querySelectorAll('#logs-body tr').length === 50);
   check(true, 'clearing filters restores the full page');
 
+  // Dark scheme: same page, the palette from prefers-color-scheme (looked at by a person).
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.getByRole('link', { name: 'Overview' }).click();
+  await page.locator('#chart svg rect.seg-bar').first().waitFor();
+  await page.screenshot({ path: join(artifacts, 'dashboard-dark.png'), fullPage: true });
+  await page.emulateMedia({ colorScheme: 'light' });
+
   // --- sign out ------------------------------------------------------------------------------
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForURL(/\/ui\/login$/);
