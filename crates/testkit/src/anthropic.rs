@@ -126,21 +126,27 @@ pub(crate) fn stream_frames(
         _ => {}
     }
     let items: VecDeque<Bytes> = frames.into();
-    let s = stream::unfold((items, reset, false), move |(mut items, reset, ended)| async move {
-        if ended {
-            return None;
-        }
-        match items.pop_front() {
-            Some(b) => {
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                Some((Ok::<Bytes, std::io::Error>(b), (items, reset, false)))
+    let s = stream::unfold(
+        (items, reset, false),
+        move |(mut items, reset, ended)| async move {
+            if ended {
+                return None;
             }
-            None if reset => Some((Err(std::io::Error::other("scripted reset")), (items, reset, true))),
-            None => None,
-        }
-    });
+            match items.pop_front() {
+                Some(b) => {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Some((Ok::<Bytes, std::io::Error>(b), (items, reset, false)))
+                }
+                None if reset => Some((
+                    Err(std::io::Error::other("scripted reset")),
+                    (items, reset, true),
+                )),
+                None => None,
+            }
+        },
+    );
     Response::builder()
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-cache")
@@ -251,21 +257,20 @@ pub fn anthropic_error(status: u16, message: &str, retry_after: Option<u64>) -> 
     )
 }
 
-/// The checks the real API makes before looking at the model.
-fn validate(headers: &HeaderMap, body: &Value) -> Result<(), Response> {
-    if !headers.contains_key("x-api-key") {
-        return Err(anthropic_error(401, "x-api-key header is required", None));
-    }
-    if !headers.contains_key("anthropic-version") {
-        return Err(anthropic_error(400, "anthropic-version: header is required", None));
-    }
-    if body.get("max_tokens").and_then(Value::as_u64).is_none() {
-        return Err(anthropic_error(400, "max_tokens: Field required", None));
-    }
-    if !body.get("messages").is_some_and(Value::is_array) {
-        return Err(anthropic_error(400, "messages: Field required", None));
-    }
-    Ok(())
+/// The checks the real API makes before looking at the model; `Some` is the rejection.
+fn rejection(headers: &HeaderMap, body: &Value) -> Option<Response> {
+    let (status, message) = if !headers.contains_key("x-api-key") {
+        (401, "x-api-key header is required")
+    } else if !headers.contains_key("anthropic-version") {
+        (400, "anthropic-version: header is required")
+    } else if body.get("max_tokens").and_then(Value::as_u64).is_none() {
+        (400, "max_tokens: Field required")
+    } else if !body.get("messages").is_some_and(Value::is_array) {
+        (400, "messages: Field required")
+    } else {
+        return None;
+    };
+    Some(anthropic_error(status, message, None))
 }
 
 async fn messages(
@@ -279,7 +284,7 @@ async fn messages(
         Err(e) => return anthropic_error(400, &format!("invalid JSON: {e}"), None),
     };
     let n = core.record(&uri, &headers, &body);
-    if let Err(resp) = validate(&headers, &body) {
+    if let Some(resp) = rejection(&headers, &body) {
         return resp;
     }
     let reply = core.next_reply();
@@ -362,11 +367,20 @@ fn stream_events(id: &str, model: &str, reply: &Reply) -> Vec<(&'static str, Val
     ];
     let mut index = 0;
     let mut block = |ev: &mut Vec<(&'static str, Value)>, start: Value, deltas: Vec<Value>| {
-        ev.push(("content_block_start", json!({"type": "content_block_start", "index": index, "content_block": start})));
+        ev.push((
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index, "content_block": start}),
+        ));
         for d in deltas {
-            ev.push(("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": d})));
+            ev.push((
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index, "delta": d}),
+            ));
         }
-        ev.push(("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+        ev.push((
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
         index += 1;
     };
     if let Some(r) = &reply.reasoning {
@@ -427,7 +441,13 @@ mod tests {
             .collect();
         assert_eq!(names.first(), Some(&"message_start"));
         assert_eq!(names[1], "ping");
-        assert_eq!(names.iter().filter(|n| **n == "content_block_start").count(), 3);
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| **n == "content_block_start")
+                .count(),
+            3
+        );
         assert_eq!(&names[names.len() - 2..], ["message_delta", "message_stop"]);
     }
 

@@ -9,9 +9,11 @@
 //! ```
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 pub mod reply;
 
 pub use anthropic::FakeAnthropic;
+pub use gemini::FakeGemini;
 pub use openai::{FakeOpenAi, Recorded};
 pub use reply::{Fault, Reply, ScriptedToolCall};
