@@ -1,0 +1,112 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+//! Start the gateway in-process on an ephemeral loopback port.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use idlehands_proxy::{Gateway, GatewayBuilder, MemorySink, ProxyConfig, serve};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const KEY: &str = "sk-test-master-0001";
+
+pub struct Running {
+    pub base: String,
+    pub sink: Arc<MemorySink>,
+    pub stop: Option<oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Records arrive when the call is over; a stream's record may trail its last byte.
+    pub async fn records(&self, n: usize) -> Vec<idlehands_proxy::CallRecord> {
+        for _ in 0..500 {
+            let r = self.sink.records();
+            if r.len() >= n {
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.sink.records()
+    }
+
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.await.unwrap()
+    }
+}
+
+pub fn config(yaml: &str, env: &[(&str, &str)]) -> ProxyConfig {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ProxyConfig::from_yaml(yaml, "config.yaml", &move |k: &str| env.get(k).cloned())
+        .expect("config loads")
+}
+
+pub async fn start(yaml: &str) -> Running {
+    start_cfg(config(yaml, &[]), |b| b).await
+}
+
+pub async fn start_cfg(
+    cfg: ProxyConfig,
+    customize: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
+) -> Running {
+    let sink = MemorySink::new();
+    let gw: Gateway = customize(Gateway::builder(cfg).sink(sink.clone()))
+        .build()
+        .expect("gateway builds");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(gw, listener, async move {
+        let _ = rx.await;
+    }));
+    Running {
+        base: format!("http://{addr}"),
+        sink,
+        stop: Some(tx),
+        task,
+    }
+}
+
+/// A config with one FakeOpenAi-backed group `gpt-4o` and one mock group `mocky`.
+pub fn two_models(upstream_base: &str) -> String {
+    format!(
+        "model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: {upstream_base}
+      api_key: sk-upstream-secret
+      timeout: 5
+  - model_name: mocky
+    litellm_params:
+      model: openai/mock-model
+      mock_response: Hello from the mock deployment
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+general_settings:
+  master_key: {KEY}
+"
+    )
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+pub fn chat_body(model: &str, stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Say hi"}],
+        "stream": stream,
+    })
+}

@@ -1,0 +1,294 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Client mistakes get 4xx with the OpenAI envelope; auth reads LiteLLM's headers.
+
+mod common;
+
+use common::{KEY, chat_body, client, start, two_models};
+use serde_json::{Value, json};
+
+async fn error_of(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert!(resp.headers().contains_key("x-litellm-call-id"));
+    (status, resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn auth_failures_are_401_with_litellm_texts() {
+    let gw = start(&two_models("http://127.0.0.1:9/v1")).await;
+    let url = gw.url("/v1/chat/completions");
+    let (s, b) = error_of(
+        client()
+            .post(&url)
+            .json(&chat_body("mocky", false))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 401);
+    assert_eq!(
+        b["error"]["message"],
+        "Authentication Error, No api key passed in."
+    );
+    assert_eq!(b["error"]["code"], "401");
+
+    let (s, b) = error_of(
+        client()
+            .post(&url)
+            .bearer_auth("sk-wrong-key-9999")
+            .json(&chat_body("mocky", false))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 401);
+    let msg = b["error"]["message"].as_str().unwrap();
+    assert!(msg.starts_with("Authentication Error, Invalid proxy server token passed. Received API Key = sk-...9999, Key Hash (Token) ="), "{msg}");
+    assert!(!msg.contains("sk-wrong-key"), "{msg}");
+
+    let (s, b) = error_of(
+        client()
+            .post(&url)
+            .header("authorization", KEY)
+            .json(&chat_body("mocky", false))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 401);
+    assert_eq!(
+        b["error"]["message"],
+        "Authentication Error, Malformed API Key passed in. Ensure Key has `Bearer ` prefix."
+    );
+}
+
+#[tokio::test]
+async fn every_key_header_litellm_reads_is_accepted() {
+    let gw = start(&two_models("http://127.0.0.1:9/v1")).await;
+    let url = gw.url("/v1/chat/completions");
+    for (name, value) in [
+        ("x-litellm-api-key", KEY.to_string()),
+        ("x-litellm-api-key", format!("Bearer {KEY}")),
+        ("authorization", format!("Bearer {KEY}")),
+        ("api-key", KEY.to_string()),
+        ("x-api-key", KEY.to_string()),
+    ] {
+        let resp = client()
+            .post(&url)
+            .header(name, value)
+            .json(&chat_body("mocky", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{name}");
+    }
+    // x-litellm-api-key wins over a wrong Authorization.
+    let resp = client()
+        .post(&url)
+        .header("x-litellm-api-key", KEY)
+        .bearer_auth("sk-other")
+        .json(&chat_body("mocky", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn client_mistakes_are_400_with_json_envelope() {
+    let gw = start(&two_models("http://127.0.0.1:9/v1")).await;
+    let url = gw.url("/v1/chat/completions");
+    let post_raw = |body: &'static str| {
+        client()
+            .post(&url)
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let (s, b) = error_of(post_raw("{not json").await.unwrap()).await;
+    assert_eq!(s, 400);
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid JSON payload")
+    );
+    assert_eq!(b["error"]["type"], "invalid_request_error");
+    assert_eq!(b["error"]["code"], "400");
+
+    let (s, b) = error_of(
+        post_raw(r#"{"messages":[{"role":"user","content":"x"}]}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(b["error"]["message"], "Missing required parameter: 'model'");
+    assert_eq!(b["error"]["param"], "model");
+
+    let (s, b) = error_of(post_raw(r#"{"model":"mocky"}"#).await.unwrap()).await;
+    assert_eq!(s, 400);
+    assert_eq!(b["error"]["param"], "messages");
+
+    let (s, b) = error_of(
+        client()
+            .post(&url)
+            .bearer_auth(KEY)
+            .json(&chat_body("no-such-model", false))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        b["error"]["message"],
+        "acompletion: Invalid model name passed in model=no-such-model. Call `/v1/models` to view available models for your key."
+    );
+
+    let (s, _) = error_of(
+        post_raw(r#"{"model":"mocky","messages":[],"stream":"yes"}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 400);
+    // No content-type header at all still parses.
+    let resp = client()
+        .post(&url)
+        .bearer_auth(KEY)
+        .body(chat_body("mocky", false).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // No spend record for calls that never reached a deployment.
+    assert!(gw.sink.records().len() <= 1);
+}
+
+#[tokio::test]
+async fn models_list_and_lookup() {
+    let gw = start(&two_models("http://127.0.0.1:9/v1")).await;
+    for path in ["/v1/models", "/models"] {
+        let b: Value = client()
+            .get(gw.url(path))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(b["object"], "list");
+        let ids: Vec<&str> = b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["gpt-4o", "mocky"]);
+        assert_eq!(b["data"][0]["created"], 1_677_610_602);
+        assert_eq!(b["data"][0]["object"], "model");
+        assert_eq!(b["data"][0]["owned_by"], "openai");
+    }
+    let one: Value = client()
+        .get(gw.url("/v1/models/mocky"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["id"], "mocky");
+    let resp = client()
+        .get(gw.url("/v1/models/nope"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = client().get(gw.url("/v1/models")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn health_probes() {
+    let up = idlehands_testkit::FakeOpenAi::start().await;
+    let cfg = format!(
+        "model_list:
+  - model_name: good
+    litellm_params: {{model: openai/x, api_base: '{}', api_key: k}}
+  - model_name: bad
+    litellm_params: {{model: openai/y, api_base: 'http://127.0.0.1:9/v1', api_key: k}}
+  - model_name: mocky
+    litellm_params: {{model: openai/z, mock_response: hi}}
+general_settings: {{master_key: {KEY}}}
+",
+        up.base_url()
+    );
+    let gw = start(&cfg).await;
+    for path in ["/health/liveliness", "/health/liveness"] {
+        let resp = client().get(gw.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.json::<Value>().await.unwrap(), json!("I'm alive!"));
+    }
+    let r: Value = client()
+        .get(gw.url("/health/readiness"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"], "healthy");
+
+    assert_eq!(
+        client()
+            .get(gw.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let h: Value = client()
+        .get(gw.url("/health"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["healthy_count"], 2);
+    assert_eq!(h["unhealthy_count"], 1);
+    assert_eq!(h["unhealthy_endpoints"][0]["model"], "openai/y");
+    assert!(h["unhealthy_endpoints"][0]["error"].as_str().is_some());
+    assert!(!h.to_string().contains("api_key"));
+    let h: Value = client()
+        .get(gw.url("/health?model=mocky"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["healthy_count"], 1);
+    assert_eq!(h["unhealthy_count"], 0);
+    assert_eq!(up.last_request().unwrap().body["max_tokens"], 1);
+}
+
+#[tokio::test]
+async fn unknown_route_is_a_json_404() {
+    let gw = start(&two_models("http://127.0.0.1:9/v1")).await;
+    let resp = client().get(gw.url("/nope")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(b["error"]["code"], "404");
+}
