@@ -27,10 +27,11 @@
 //! * Request: JSON `{"password": "<master key>"}` (what the login page's script sends), or a
 //!   form body `password=<master key>` (`application/x-www-form-urlencoded`, what the page's
 //!   `<form method=post action=/ui/login>` sends with scripts disabled).
+//!   [`session::parse_login`] reads both and says which one came.
 //! * Success for JSON: `200 {"ok": true}` with
-//!   `Set-Cookie: idlehands_session=<opaque random token>; HttpOnly; SameSite=Strict; Path=/`
-//!   (add `; Secure` when the gateway serves TLS). For a form body: `303 See Other`,
-//!   `Location: /ui/`, same cookie.
+//!   `Set-Cookie: idlehands_session=<opaque random token>; Max-Age=86400; Path=/; HttpOnly; SameSite=Strict`
+//!   (add `; Secure` when the gateway serves TLS), as built by [`session::set_cookie`]. For a
+//!   form body: `303 See Other`, `Location: /ui/`, same cookie.
 //! * Failure (wrong or missing key): `401` with the gateway's usual JSON error body, e.g.
 //!   `{"error": {"message": "Invalid master key", "type": "auth_error", "param": null, "code": "401"}}`;
 //!   for a form body `303` to `/ui/login` without a cookie is also acceptable. The page shows
@@ -40,13 +41,14 @@
 //!
 //! ## `POST /ui/logout`
 //!
-//! Invalidates the session and clears the cookie
-//! (`Set-Cookie: idlehands_session=; Max-Age=0; HttpOnly; SameSite=Strict; Path=/`). Returns
+//! Invalidates the session and clears the cookie ([`session::clear_cookie`]:
+//! `Set-Cookie: idlehands_session=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict`). Returns
 //! `200 {"ok": true}` (or `204`) whether or not a session existed.
 //!
 //! ## `GET /ui/session`
 //!
-//! `200 {"ok": true}` when the `idlehands_session` cookie names a live session, `401` otherwise.
+//! `200 {"ok": true}` when the `idlehands_session` cookie ([`session::from_headers`]) names a
+//! live session, `401` otherwise.
 //! The pages call it first and go to `/ui/login` on anything but 2xx.
 //!
 //! ## Cookie as master-key auth
@@ -107,8 +109,10 @@ use axum::routing::get;
 /// The path prefix the proxy mounts the dashboard under; the pages hard-code it.
 pub const MOUNT: &str = "/ui";
 
+pub mod session;
+
 /// Name of the session cookie that `POST /ui/login` sets (see the crate docs).
-pub const SESSION_COOKIE: &str = "idlehands_session";
+pub const SESSION_COOKIE: &str = session::COOKIE;
 
 struct Asset {
     name: &'static str,
@@ -257,6 +261,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -10,12 +10,14 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
+use idlehands_dashboard::session;
 use serde_json::{Value, json};
 
 const MASTER_KEY: &str = "sk-master-e2e-7f3a9c";
@@ -218,16 +220,6 @@ fn seed(now: DateTime<Utc>) -> Inner {
     }
 }
 
-fn cookie_session(h: &HeaderMap) -> Option<String> {
-    h.get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|p| p.trim().strip_prefix("idlehands_session="))
-        .map(str::to_string)
-        .next()
-}
-
 fn authed(fake: &Fake, h: &HeaderMap) -> bool {
     let bearer = h
         .get(header::AUTHORIZATION)
@@ -236,7 +228,8 @@ fn authed(fake: &Fake, h: &HeaderMap) -> bool {
     if bearer == Some(MASTER_KEY) {
         return true;
     }
-    cookie_session(h).is_some_and(|s| fake.inner.lock().unwrap().sessions.contains(&s))
+    session::from_headers(h)
+        .is_some_and(|s| fake.inner.lock().unwrap().sessions.iter().any(|x| x == s))
 }
 
 fn unauthorized() -> Response {
@@ -247,37 +240,25 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
-async fn login(State(fake): State<Fake>, h: HeaderMap, body: String) -> Response {
-    let is_form = h
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let password = if is_form {
-        body.split('&')
-            .filter_map(|kv| kv.strip_prefix("password="))
-            .map(|v| v.replace("%2D", "-"))
-            .next()
-    } else {
-        serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|v| v["password"].as_str().map(str::to_string))
-    };
-    if password.as_deref() != Some(MASTER_KEY) {
+async fn login(State(fake): State<Fake>, h: HeaderMap, body: Bytes) -> Response {
+    let ctype = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let login = session::parse_login(ctype, &body);
+    if login.as_ref().map(|l| l.password.as_str()) != Some(MASTER_KEY) {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": {"message": "Invalid master key", "type": "auth_error", "param": null, "code": "401"}})),
         )
             .into_response();
     }
-    let session = {
+    let token = {
         let mut g = fake.inner.lock().unwrap();
         g.seq += 1;
         let s = hex64(90_000 + g.seq);
         g.sessions.push(s.clone());
         s
     };
-    let cookie = format!("idlehands_session={session}; HttpOnly; SameSite=Strict; Path=/");
-    if is_form {
+    let cookie = session::set_cookie(&token, 86_400, false);
+    if login.is_some_and(|l| l.from_form) {
         (
             StatusCode::SEE_OTHER,
             [
@@ -292,14 +273,11 @@ async fn login(State(fake): State<Fake>, h: HeaderMap, body: String) -> Response
 }
 
 async fn logout(State(fake): State<Fake>, h: HeaderMap) -> Response {
-    if let Some(s) = cookie_session(&h) {
-        fake.inner.lock().unwrap().sessions.retain(|x| *x != s);
+    if let Some(s) = session::from_headers(&h) {
+        fake.inner.lock().unwrap().sessions.retain(|x| x != s);
     }
     (
-        [(
-            header::SET_COOKIE,
-            "idlehands_session=; Max-Age=0; HttpOnly; SameSite=Strict; Path=/",
-        )],
+        [(header::SET_COOKIE, session::clear_cookie(false))],
         Json(json!({"ok": true})),
     )
         .into_response()
