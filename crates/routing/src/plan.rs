@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::Fallbacks;
 use crate::router::{NoDeployment, NoDeploymentReason, Pick, PickContext, Router};
 use crate::{ErrorClass, Failure, backoff_delay, status_is_retryable};
 
@@ -11,8 +12,13 @@ use crate::{ErrorClass, Failure, backoff_delay, status_is_retryable};
 pub struct PlanOptions {
     /// `num_retries` in the body or `x-litellm-num-retries`.
     pub num_retries: Option<u32>,
-    /// `fallbacks` in the body: replaces the configured list for this request.
-    pub fallbacks: Option<Vec<String>>,
+    /// `fallbacks` in the body (`[{"gpt-4o": ["b"]}]` or `["b"]`): replaces the configured
+    /// `fallbacks` and `default_fallbacks` for this request.
+    pub fallbacks: Option<Fallbacks>,
+    /// `context_window_fallbacks` in the body: replaces the configured table.
+    pub context_window_fallbacks: Option<Fallbacks>,
+    /// `content_policy_fallbacks` in the body: replaces the configured table.
+    pub content_policy_fallbacks: Option<Fallbacks>,
     /// `disable_fallbacks: true`, or a guardrail intervention.
     pub disable_fallbacks: bool,
 }
@@ -248,21 +254,32 @@ impl<E> Plan<E> {
     /// Context-window and content-policy errors use their own tables when the group has an
     /// entry there; everything else uses `fallbacks`, then `default_fallbacks`.
     fn fallback_list(&self, class: ErrorClass) -> Vec<String> {
-        if self.options.disable_fallbacks {
+        let o = &self.options;
+        if o.disable_fallbacks {
             return Vec::new();
-        }
-        if let Some(list) = &self.options.fallbacks {
-            return list.clone();
         }
         let s = self.router.settings();
         let g = self.primary.as_str();
+        let table = |req: &Option<Fallbacks>, cfg: &Fallbacks| -> Option<Vec<String>> {
+            req.as_ref()
+                .unwrap_or(cfg)
+                .for_group(g)
+                .map(<[String]>::to_vec)
+        };
         let specific = match class {
-            ErrorClass::ContextWindowExceeded => s.context_window_fallbacks.for_group(g),
-            ErrorClass::ContentPolicy => s.content_policy_fallbacks.for_group(g),
+            ErrorClass::ContextWindowExceeded => {
+                table(&o.context_window_fallbacks, &s.context_window_fallbacks)
+            }
+            ErrorClass::ContentPolicy => {
+                table(&o.content_policy_fallbacks, &s.content_policy_fallbacks)
+            }
             _ => None,
         };
         specific
-            .or_else(|| s.fallbacks.for_group(g))
-            .map_or_else(|| s.default_fallbacks.clone(), <[String]>::to_vec)
+            .or_else(|| match &o.fallbacks {
+                Some(req) => req.for_group(g).map(<[String]>::to_vec),
+                None => table(&None, &s.fallbacks).or_else(|| Some(s.default_fallbacks.clone())),
+            })
+            .unwrap_or_default()
     }
 }

@@ -152,9 +152,24 @@ impl<'de> Deserialize<'de> for Fallbacks {
             Many(Vec<String>),
             One(String),
         }
-        let raw: Option<Vec<HashMap<String, Targets>>> = Option::deserialize(d)?;
-        let mut out = Vec::new();
-        for entry in raw.unwrap_or_default() {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Item {
+            Table(HashMap<String, Targets>),
+            // Request bodies may list plain group names: fallbacks for whatever was asked.
+            Name(String),
+        }
+        let raw: Option<Vec<Item>> = Option::deserialize(d)?;
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        let mut bare = Vec::new();
+        for item in raw.unwrap_or_default() {
+            let entry = match item {
+                Item::Name(n) => {
+                    bare.push(n);
+                    continue;
+                }
+                Item::Table(t) => t,
+            };
             // Each list item is a one-key map in practice; a multi-key item is read key by key
             // in name order so the result does not depend on hash order.
             let mut pairs: Vec<(String, Targets)> = entry.into_iter().collect();
@@ -166,6 +181,9 @@ impl<'de> Deserialize<'de> for Fallbacks {
                 };
                 out.push((k, targets));
             }
+        }
+        if !bare.is_empty() {
+            out.push(("*".to_owned(), bare));
         }
         Ok(Fallbacks(out))
     }
@@ -299,6 +317,48 @@ impl RouterSettings {
     }
 }
 
+/// The routing keys LiteLLM also reads from `litellm_settings` (module globals the Router falls
+/// back to). Deserialize the `litellm_settings` section into this and pass it to
+/// [`RouterSettings::with_litellm_settings`].
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct LitellmRoutingSettings {
+    pub num_retries: Option<u32>,
+    /// `request_timeout`, seconds.
+    pub request_timeout: Option<f64>,
+    #[serde(deserialize_with = "null_default")]
+    pub fallbacks: Fallbacks,
+    #[serde(deserialize_with = "null_default")]
+    pub context_window_fallbacks: Fallbacks,
+    #[serde(deserialize_with = "null_default")]
+    pub content_policy_fallbacks: Fallbacks,
+    #[serde(deserialize_with = "null_default")]
+    pub default_fallbacks: Vec<String>,
+    pub allowed_fails: Option<u32>,
+}
+
+impl RouterSettings {
+    /// Fill what `router_settings` left unset from `litellm_settings`; `router_settings` wins.
+    pub fn with_litellm_settings(mut self, l: LitellmRoutingSettings) -> RouterSettings {
+        self.num_retries = self.num_retries.or(l.num_retries);
+        self.timeout = self.timeout.or(l.request_timeout);
+        self.allowed_fails = self.allowed_fails.or(l.allowed_fails);
+        if self.fallbacks.is_empty() {
+            self.fallbacks = l.fallbacks;
+        }
+        if self.context_window_fallbacks.is_empty() {
+            self.context_window_fallbacks = l.context_window_fallbacks;
+        }
+        if self.content_policy_fallbacks.is_empty() {
+            self.content_policy_fallbacks = l.content_policy_fallbacks;
+        }
+        if self.default_fallbacks.is_empty() {
+            self.default_fallbacks = l.default_fallbacks;
+        }
+        self
+    }
+}
+
 /// Seconds from config to a `Duration`; negative, NaN or absurd values clamp instead of panicking.
 pub(crate) fn secs(s: f64) -> Duration {
     if s.is_finite() && s > 0.0 {
@@ -395,6 +455,29 @@ some_future_key: 1
         assert!(s.model_group_alias["old"].hidden());
         assert!(s.enable_pre_call_checks);
         assert!(s.legacy_allowed_fails());
+    }
+
+    #[test]
+    fn plain_names_in_a_fallback_list_apply_to_any_group() {
+        let f: Fallbacks = serde_json::from_str(r#"["a", {"g": ["b"]}, "c"]"#).unwrap();
+        assert_eq!(f.for_group("g").unwrap(), ["b"]);
+        assert_eq!(f.for_group("x").unwrap(), ["a", "c"]);
+    }
+
+    #[test]
+    fn litellm_settings_fill_only_what_router_settings_left_unset() {
+        let router: RouterSettings =
+            serde_yaml_ng::from_str("num_retries: 1\nfallbacks: [{g: [r]}]\n").unwrap();
+        let litellm: LitellmRoutingSettings = serde_yaml_ng::from_str(
+            "num_retries: 7\nrequest_timeout: 30\nfallbacks: [{g: [l]}]\n\
+             context_window_fallbacks: [{g: [big]}]\ndrop_params: true\n",
+        )
+        .unwrap();
+        let s = router.with_litellm_settings(litellm);
+        assert_eq!(s.num_retries, Some(1));
+        assert_eq!(s.timeout, Some(30.0));
+        assert_eq!(s.fallbacks.for_group("g").unwrap(), ["r"]);
+        assert_eq!(s.context_window_fallbacks.for_group("g").unwrap(), ["big"]);
     }
 
     #[test]

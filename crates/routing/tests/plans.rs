@@ -384,13 +384,36 @@ fn request_options_override_retries_and_fallbacks() {
     );
     let opts = PlanOptions {
         num_retries: Some(0),
-        fallbacks: Some(vec!["mine".into()]),
+        fallbacks: Some(serde_json::from_str(r#"["mine"]"#).unwrap()),
         ..PlanOptions::default()
     };
     let mut plan = r.plan("g", opts);
     let t = drive(&mut plan, &[Reply::Err(500, "", None), Reply::Ok]);
     assert_eq!(groups(&t), ["g", "mine"]);
     assert_eq!(plan.max_retries(), 0);
+
+    // A request table with no entry for the group switches configured fallbacks off.
+    let opts = PlanOptions {
+        num_retries: Some(0),
+        fallbacks: Some(serde_json::from_str(r#"[{"elsewhere": ["f"]}]"#).unwrap()),
+        ..PlanOptions::default()
+    };
+    let t = drive(
+        &mut r.plan("g", opts),
+        &[Reply::Err(500, "", None), Reply::Ok],
+    );
+    assert_eq!(groups(&t), ["g"]);
+
+    // Request-level context window fallbacks.
+    let opts = PlanOptions {
+        context_window_fallbacks: Some(serde_json::from_str(r#"[{"g": ["mine"]}]"#).unwrap()),
+        ..PlanOptions::default()
+    };
+    let t = drive(
+        &mut r.plan("g", opts),
+        &[Reply::Err(400, "context length exceeded", None), Reply::Ok],
+    );
+    assert_eq!(groups(&t), ["g", "mine"]);
 
     let opts = PlanOptions {
         num_retries: Some(0),
