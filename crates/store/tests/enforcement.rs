@@ -411,7 +411,7 @@ async fn changes_by_another_instance_arrive_after_the_cache_ttl(store: Store) {
         )
         .await
         .unwrap();
-    assert_eq!(seen.lock().as_slice(), [key.token_id.clone()]);
+    assert_eq!(*seen.lock(), vec![key.token_id.clone()]);
     edge.invalidate(&key.token_id);
     edge.authenticate(&key.key).await.unwrap();
     admin.shutdown().await.unwrap();

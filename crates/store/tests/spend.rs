@@ -1,0 +1,280 @@
+//! Spend logs: one row per request, key spend equal to the rows, `/spend/logs` filters and
+//! summaries, aggregates, and a graceful stop that loses nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use common::{generate, ledger, row};
+use idlehands_store::{
+    ApiError, Ledger, SpendGroup, SpendLogRow, SpendLogsQuery, SpendLogsResponse, SpendWriter,
+    Store, WriterConfig,
+};
+use serde_json::json;
+
+const CENT: i64 = 10_000_000;
+
+fn rows(r: SpendLogsResponse) -> Vec<SpendLogRow> {
+    match r {
+        SpendLogsResponse::Rows(rows) => rows,
+        SpendLogsResponse::Summary(s) => panic!("rows expected, got {s:?}"),
+    }
+}
+
+fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+}
+
+async fn every_request_writes_one_row_and_adds_its_spend(store: Store) {
+    let ledger = ledger(&store);
+    let key = generate(&ledger, json!({"max_budget": 100.0, "user_id": "alice"})).await;
+    let authed = ledger.authenticate(&key.key).await.unwrap();
+    let mut expected = 0;
+    for i in 0..30 {
+        let r = ledger.reserve(&authed, CENT, 100).await.unwrap();
+        let mut log = row(&format!("ok-{i}"), (i % 5) * CENT, 100);
+        log.user = Some("alice".into());
+        if i % 4 == 0 {
+            log.status = "failure".into();
+            log.spend = 0;
+            log.metadata.insert(
+                "error_information".into(),
+                json!({"error_class": "RateLimitError"}),
+            );
+        }
+        expected += log.spend;
+        r.settle(log).await;
+    }
+    // A request refused before any reservation is logged too.
+    let mut refused = row("refused-1", 0, 0);
+    refused.api_key = key.token_id.clone();
+    refused.status = "failure".into();
+    ledger.log(refused).await;
+    ledger.writer().flush().await.unwrap();
+
+    assert_eq!(store.count_spend_logs().await.unwrap(), 31);
+    let stored = store.get_key(&key.token_id).await.unwrap().unwrap();
+    assert_eq!(stored.spend, expected);
+    assert_eq!(ledger.key_spend(&key.token_id), Some(expected));
+    let all = rows(
+        store
+            .spend_logs(&SpendLogsQuery {
+                api_key: Some(key.token_id.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+    );
+    assert_eq!(all.len(), 31);
+    assert!(
+        all.iter().all(|r| r.api_key == key.token_id),
+        "rows hold the hash, never the key"
+    );
+    assert_eq!(all.iter().filter(|r| r.status == "failure").count(), 9);
+    let failed = all.iter().find(|r| r.request_id == "ok-0").unwrap();
+    assert_eq!(
+        failed.metadata["error_information"]["error_class"],
+        json!("RateLimitError")
+    );
+    // The row's JSON uses LiteLLM's names and USD.
+    let one = all.iter().find(|r| r.request_id == "ok-3").unwrap();
+    let body = serde_json::to_value(one).unwrap();
+    for field in [
+        "request_id",
+        "call_type",
+        "api_key",
+        "spend",
+        "total_tokens",
+        "prompt_tokens",
+        "completion_tokens",
+        "startTime",
+        "endTime",
+        "model",
+        "model_group",
+        "api_base",
+        "user",
+        "metadata",
+        "status",
+    ] {
+        assert!(body.get(field).is_some(), "missing {field}: {body}");
+    }
+    assert_eq!(body["spend"], json!(0.03));
+    assert_eq!(body["user"], json!("alice"));
+    ledger.shutdown().await.unwrap();
+}
+
+async fn spend_logs_filter_page_and_summarize(store: Store) {
+    let writer = SpendWriter::start(store.clone(), WriterConfig::default());
+    let key_a = idlehands_store::keygen::hash_key("sk-aaaa");
+    let specs = [
+        ("r1", &key_a, "u1", "gpt-4o", at(2026, 3, 1, 10), 1),
+        ("r2", &key_a, "u2", "claude", at(2026, 3, 1, 12), 2),
+        ("r3", &key_a, "u1", "gpt-4o", at(2026, 3, 2, 9), 4),
+        (
+            "r4",
+            &"other".to_owned(),
+            "u1",
+            "gpt-4o",
+            at(2026, 3, 3, 23),
+            8,
+        ),
+    ];
+    for (id, key, user, model, t, cents) in specs {
+        let mut r = row(id, cents * CENT, 10);
+        r.api_key = key.clone();
+        r.user = Some(user.into());
+        r.model_group = Some(model.into());
+        r.start_time = t;
+        r.end_time = t;
+        r.litellm_call_id = Some(format!("call-{id}"));
+        writer.log(r).await;
+    }
+    writer.shutdown().await.unwrap();
+    let ids = |v: Vec<SpendLogRow>| v.into_iter().map(|r| r.request_id).collect::<Vec<_>>();
+
+    let all = rows(store.spend_logs(&SpendLogsQuery::default()).await.unwrap());
+    assert_eq!(ids(all), ["r4", "r3", "r2", "r1"], "newest first");
+    let q = SpendLogsQuery {
+        api_key: Some("sk-aaaa".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(rows(store.spend_logs(&q).await.unwrap())),
+        ["r3", "r2", "r1"],
+        "sk- keys are hashed"
+    );
+    let q = SpendLogsQuery {
+        user_id: Some("u1".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(rows(store.spend_logs(&q).await.unwrap())),
+        ["r4", "r3", "r1"]
+    );
+    let q = SpendLogsQuery {
+        request_id: Some("call-r2".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(rows(store.spend_logs(&q).await.unwrap())),
+        ["r2"],
+        "matches litellm_call_id"
+    );
+    let q = SpendLogsQuery {
+        request_id: Some("r2".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(rows(store.spend_logs(&q).await.unwrap())), ["r2"]);
+    let q = SpendLogsQuery {
+        start_date: Some("2026-03-02".into()),
+        end_date: Some("2026-03-03".into()),
+        summarize: Some(false),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(rows(store.spend_logs(&q).await.unwrap())),
+        ["r4", "r3"],
+        "end_date is inclusive"
+    );
+    let q = SpendLogsQuery {
+        page: Some(2),
+        page_size: Some(3),
+        ..Default::default()
+    };
+    assert_eq!(ids(rows(store.spend_logs(&q).await.unwrap())), ["r1"]);
+
+    let q = SpendLogsQuery {
+        start_date: Some("2026-03-01".into()),
+        end_date: Some("2026-03-02".into()),
+        ..Default::default()
+    };
+    let summary = serde_json::to_value(store.spend_logs(&q).await.unwrap()).unwrap();
+    assert_eq!(
+        summary,
+        json!([
+            {"startTime": "2026-03-01", "spend": 0.03, "users": {"u1": 0.01, "u2": 0.02}, "models": {"claude": 0.02, "gpt-4o": 0.01}},
+            {"startTime": "2026-03-02", "spend": 0.04, "users": {"u1": 0.04}, "models": {"gpt-4o": 0.04}}
+        ])
+    );
+
+    let q = SpendLogsQuery {
+        start_date: Some("03/01/2026".into()),
+        ..Default::default()
+    };
+    let err = store.spend_logs(&q).await.unwrap_err();
+    assert_eq!((err.status(), err.param()), (400, Some("start_date")));
+    assert!(err.message().contains("'03/01/2026'"), "{err}");
+
+    let by_model = store.spend_by(SpendGroup::Model, None, None).await.unwrap();
+    assert_eq!(by_model[0].group, "gpt-4o");
+    assert_eq!((by_model[0].spend, by_model[0].requests), (13 * CENT, 3));
+    let by_key = store
+        .spend_by(
+            SpendGroup::Key,
+            Some(at(2026, 3, 1, 0)),
+            Some(at(2026, 3, 2, 0)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_key.len(), 1);
+    assert_eq!(
+        (by_key[0].group.as_str(), by_key[0].spend),
+        (key_a.as_str(), 3 * CENT)
+    );
+    let by_day = store.spend_by(SpendGroup::Day, None, None).await.unwrap();
+    let days: Vec<_> = by_day.iter().map(|a| (a.group.as_str(), a.spend)).collect();
+    assert_eq!(
+        days,
+        [
+            ("2026-03-01", 3 * CENT),
+            ("2026-03-02", 4 * CENT),
+            ("2026-03-03", 8 * CENT)
+        ]
+    );
+    let by_user = store.spend_by(SpendGroup::User, None, None).await.unwrap();
+    assert_eq!(
+        (by_user[0].group.as_str(), by_user[0].spend),
+        ("u1", 13 * CENT)
+    );
+}
+
+async fn graceful_shutdown_commits_every_queued_row(store: Store) {
+    let config = common::config(60_000); // nothing would flush on its own for a minute
+    let ledger = Ledger::start(store.clone(), config);
+    let key = generate(&ledger, json!({})).await;
+    let authed = ledger.authenticate(&key.key).await.unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (ledger, authed) = (ledger.clone(), authed.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..437 {
+                let r = ledger.reserve(&authed, 0, 0).await.unwrap();
+                r.settle(row(&format!("g-{t}-{i}"), 1, 1)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    ledger.shutdown().await.unwrap();
+    assert_eq!(store.count_spend_logs().await.unwrap(), 8 * 437);
+    assert_eq!(
+        store.get_key(&key.token_id).await.unwrap().unwrap().spend,
+        8 * 437
+    );
+    // After shutdown, the writer refuses politely instead of hanging.
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        ledger.writer().log(row("late", 0, 0)),
+    )
+    .await
+    .unwrap();
+}
+
+on_both_backends!(
+    every_request_writes_one_row_and_adds_its_spend,
+    spend_logs_filter_page_and_summarize,
+    graceful_shutdown_commits_every_queued_row,
+);
