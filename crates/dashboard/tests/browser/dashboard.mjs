@@ -63,6 +63,7 @@ try {
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('alert').filter({ hasText: 'not accepted' }).waitFor();
   check(page.url().endsWith('/ui/login'), 'a wrong key shows an error and stays on the login page');
+  await page.screenshot({ path: join(artifacts, 'login.png') });
   await page.getByLabel('Master key').fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.waitForURL(/\/ui\/$/);
