@@ -127,9 +127,9 @@ impl<E> Plan<E> {
     /// Report a failed attempt: records it on the deployment (cooldowns, stats) and decides
     /// what happens next. `error` is kept in case it becomes the final error.
     pub fn failed(&mut self, pick: Pick, failure: Failure, error: E) -> Decision {
-        pick.failure(&failure);
+        let cooled = pick.failure(&failure);
         self.record(FinalError::Upstream(error));
-        if let Some(delay) = self.retry_delay(&failure) {
+        if let Some(delay) = self.retry_delay(&failure, cooled) {
             self.retries_in_group += 1;
             self.total_retries += 1;
             return Decision::Retry { delay };
@@ -200,7 +200,8 @@ impl<E> Plan<E> {
     }
 
     /// LiteLLM `should_retry_this_error` + retry count + `_time_to_sleep_before_retry`.
-    fn retry_delay(&self, f: &Failure) -> Option<Duration> {
+    /// `cooled`: the failed deployment was just put into cooldown.
+    fn retry_delay(&self, f: &Failure, cooled: bool) -> Option<Duration> {
         let auth = matches!(f.status, 401 | 403);
         if f.class == ErrorClass::NotFound || (!status_is_retryable(f.status) && !auth) {
             return None;
@@ -219,8 +220,15 @@ impl<E> Plan<E> {
             return None;
         }
         let min = settings.retry_after_duration();
-        // Another deployment can take the retry at once; a lone one needs time to recover.
-        Some(if healthy > 1 {
+        // Another healthy deployment can take the retry at once; when only the one that just
+        // failed is left, it needs time to recover. (LiteLLM waits whenever at most one
+        // deployment is healthy, even if that one is not the one that failed.)
+        let others = if cooled {
+            healthy
+        } else {
+            healthy.saturating_sub(1)
+        };
+        Some(if others > 0 {
             min
         } else {
             backoff_delay(self.retries_in_group, f.retry_after, min, rand::random())

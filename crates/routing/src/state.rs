@@ -98,7 +98,9 @@ impl MinuteCounter {
     }
 }
 
+/// Cache-line aligned so neighbouring deployments' counters do not contend.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 struct Slot {
     cooldown_until: AtomicU64,
     requests: MinuteCounter,

@@ -143,8 +143,14 @@ fn auth_errors_retry_only_when_the_group_has_another_deployment() {
     let mut plan = r.plan("g", PlanOptions::default());
     let t = drive(&mut plan, &[Reply::Err(401, "bad key", None), Reply::Ok]);
     assert!(t.outcome.is_ok());
-    // The 401 cooled the first deployment down, so the retry went to the other one.
+    // The 401 cooled the first deployment down, so the retry went to the other one, at once.
     assert_ne!(t.attempts[0].1, t.attempts[1].1);
+    assert_eq!(
+        t.decisions,
+        [Decision::Retry {
+            delay: Duration::ZERO
+        }]
+    );
 }
 
 #[test]
