@@ -1,10 +1,166 @@
-//! `idlehands proxy`.
+//! `idlehands proxy`: LiteLLM's `litellm --config` / `litellm --model` flags, spelled the same
+//! (underscores; dashed aliases accepted too).
 
+use std::future::Future;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct ProxyArgs {}
+use anyhow::Context;
+use idlehands_proxy::config::process_env;
+use idlehands_proxy::{Gateway, ProxyConfig};
 
-pub fn run(_args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`idlehands proxy` is not built yet")
+#[derive(clap::Args, Debug)]
+pub struct ProxyArgs {
+    /// LiteLLM-format config.yaml (model_list, general_settings, ...).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Address to bind.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to bind (0: any free port).
+    #[arg(long, env = "PORT", default_value_t = 4000)]
+    pub port: u16,
+    /// Single-model mode: serve this `provider/model`; it overrides the model clients send.
+    #[arg(long, short = 'm')]
+    pub model: Option<String>,
+    /// The name clients use for `--model` (defaults to the model itself).
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Base URL for `--model`.
+    #[arg(long = "api_base", alias = "api-base")]
+    pub api_base: Option<String>,
+    /// SQLite database file for keys and spend.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Log at info level.
+    #[arg(long, env = "DEBUG")]
+    pub debug: bool,
+    /// Log at debug level.
+    #[arg(
+        long = "detailed_debug",
+        alias = "detailed-debug",
+        env = "DETAILED_DEBUG"
+    )]
+    pub detailed_debug: bool,
+    /// Accepted for LiteLLM compatibility and ignored: one process uses every core.
+    #[arg(long = "num_workers", alias = "num-workers", env = "NUM_WORKERS")]
+    pub num_workers: Option<u32>,
+    /// Load and check the config, then exit (0 when valid).
+    #[arg(long = "validate_config", alias = "validate-config")]
+    pub validate_config: bool,
+}
+
+fn init_tracing(args: &ProxyArgs) {
+    use tracing_subscriber::EnvFilter;
+    let level = if args.detailed_debug {
+        Some("debug".to_string())
+    } else if args.debug {
+        Some("info".to_string())
+    } else {
+        std::env::var("LITELLM_LOG")
+            .ok()
+            .map(|l| l.to_ascii_lowercase())
+    };
+    let filter = match (std::env::var("RUST_LOG").ok(), level) {
+        (Some(rust_log), _) => EnvFilter::new(rust_log),
+        (None, Some(level)) => EnvFilter::new(level),
+        (None, None) => EnvFilter::new("warn"),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load_config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
+    let mut cfg = match (&args.config, &args.model) {
+        (Some(path), _) => ProxyConfig::load(path)?,
+        (None, Some(model)) => ProxyConfig::single_model(model, None, &process_env),
+        (None, None) => anyhow::bail!(
+            "nothing to serve: pass --config config.yaml or --model provider/model (try --config examples/quickstart.yaml)"
+        ),
+    };
+    if let Some(model) = &args.model {
+        let name = args.alias.clone().unwrap_or_else(|| model.clone());
+        cfg.add_cli_model(model, args.api_base.clone());
+        if name != *model {
+            for entry in &mut cfg.file.model_list {
+                if entry.model_name == *model {
+                    entry.model_name = name.clone();
+                }
+            }
+            cfg.cli_model = Some(name);
+        }
+        let overlay = cfg.environment.clone();
+        cfg.read_env(&move |k: &str| overlay.get(k).cloned().or_else(|| process_env(k)));
+    }
+    cfg.database_path = args.db.clone();
+    Ok(cfg)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed before this returns, so
+/// a signal that arrives right after the "listening" line is not lost. Must run in the runtime.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("shutdown signal received; finishing in-flight requests");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}
+
+pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    init_tracing(&args);
+    if args.num_workers.is_some() {
+        tracing::debug!("--num_workers is ignored: one process serves on every core");
+    }
+    let cfg = load_config(&args)?;
+    let source = cfg.source.clone();
+    let gateway = Gateway::builder(cfg).build()?;
+    if args.validate_config {
+        eprintln!(
+            "{source}: config OK ({} model groups)",
+            gateway.model_names().len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async move {
+        let addr = format!("{}:{}", args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        let shutdown = shutdown_signal()?;
+        eprintln!(
+            "idlehands proxy: listening on http://{local} ({} model groups: {})",
+            gateway.model_names().len(),
+            gateway.model_names().join(", ")
+        );
+        idlehands_proxy::serve(gateway, listener, shutdown)
+            .await
+            .context("server error")?;
+        eprintln!("idlehands proxy: stopped");
+        Ok(ExitCode::SUCCESS)
+    });
+    // Nothing left to wait for once the server has drained; don't let an idle worker thread
+    // hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
 }

@@ -1,0 +1,196 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `idlehands proxy` as a process: starts, answers, refuses bad configs, stops on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn cmd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_idlehands"));
+    c.current_dir(repo())
+        .env_remove("LITELLM_MASTER_KEY")
+        .env_remove("LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY")
+        .env_remove("PORT")
+        .env_remove("HOST")
+        .env_remove("DEBUG")
+        .env_remove("DETAILED_DEBUG");
+    c
+}
+
+/// Start the gateway and return it with its base URL, read from its "listening" line.
+fn spawn(mut c: Command) -> (Child, String) {
+    let mut child = c
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let line = loop {
+        let l = lines
+            .next()
+            .expect("the gateway exited before listening")
+            .unwrap();
+        if l.contains("listening on ") {
+            break l;
+        }
+    };
+    let url = line
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+fn terminate(child: &mut Child) -> i32 {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for _ in 0..600 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("the gateway did not stop within 30s of SIGTERM");
+}
+
+#[tokio::test]
+async fn quickstart_config_answers_a_chat_and_sigterm_exits_zero() {
+    let mut c = cmd();
+    c.args(["proxy", "--config", "examples/quickstart.yaml"]);
+    let (mut child, url) = spawn(c);
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth("sk-idlehands-quickstart")
+        .json(&json!({"model": "claude-opus-4-6", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("x-litellm-response-cost"));
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hello from the IdleHands quick start")
+    );
+    assert_eq!(terminate(&mut child), 0);
+}
+
+#[tokio::test]
+async fn single_model_mode_overrides_the_request_model() {
+    let up = idlehands_testkit::FakeOpenAi::start().await;
+    let mut c = cmd();
+    c.args([
+        "proxy",
+        "--model",
+        "openai/gpt-4o-mini",
+        "--api_base",
+        &up.base_url(),
+    ])
+    .env("LITELLM_MASTER_KEY", "sk-cli-test-master")
+    .env("OPENAI_API_KEY", "sk-upstream-from-env");
+    let (mut child, url) = spawn(c);
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{url}/chat/completions"))
+        .bearer_auth("sk-cli-test-master")
+        .json(&json!({"model": "whatever", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let sent = up.last_request().unwrap();
+    assert_eq!(sent.body["model"], "gpt-4o-mini");
+    assert_eq!(
+        sent.header("authorization"),
+        Some("Bearer sk-upstream-from-env")
+    );
+    let models: Value = client
+        .get(format!("{url}/v1/models"))
+        .bearer_auth("sk-cli-test-master")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "openai/gpt-4o-mini");
+    assert_eq!(terminate(&mut child), 0);
+}
+
+#[test]
+fn config_error_exits_non_zero_naming_the_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/a\n      timeout: abc\ngeneral_settings:\n  master_key: sk-abc-def\n",
+    )
+    .unwrap();
+    let out = cmd()
+        .args(["proxy", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("model_list[0].litellm_params.timeout: expected a number, got \"abc\""),
+        "{err}"
+    );
+    assert!(!err.contains("sk-abc-def"));
+}
+
+#[test]
+fn missing_master_key_refuses_to_start_and_validate_config_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, mock_response: hi}\n").unwrap();
+    let out = cmd()
+        .args(["proxy", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to start: no master key is set"),
+        "{err}"
+    );
+
+    let out = cmd()
+        .args([
+            "proxy",
+            "--validate_config",
+            "--config",
+            "examples/quickstart.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config OK"));
+}
