@@ -52,6 +52,7 @@
 mod classify;
 mod clock;
 mod cooldown;
+mod lenient;
 mod plan;
 mod router;
 mod settings;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::ErrorClass;
+use crate::lenient::{bool_or_false, f64_or_zero, opt_f64, opt_u32};
 
 /// LiteLLM's `DEFAULT_MAX_RETRIES` (the openai client default the Router falls back to).
 pub const DEFAULT_NUM_RETRIES: u32 = 2;
@@ -44,8 +45,10 @@ pub enum RoutingStrategy {
 #[serde(default)]
 pub struct RoutingStrategyArgs {
     /// Latency routing: deployments within `lowest * (1 + buffer)` are picked at random.
+    #[serde(deserialize_with = "f64_or_zero")]
     pub lowest_latency_buffer: f64,
     /// Seconds latency samples stay relevant (accepted; samples decay through the moving average).
+    #[serde(deserialize_with = "opt_f64")]
     pub ttl: Option<f64>,
 }
 
@@ -53,14 +56,23 @@ pub struct RoutingStrategyArgs {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct RetryPolicy {
+    #[serde(deserialize_with = "opt_u32")]
     pub bad_request_error_retries: Option<u32>,
+    #[serde(deserialize_with = "opt_u32")]
     pub authentication_error_retries: Option<u32>,
+    #[serde(deserialize_with = "opt_u32")]
     pub timeout_error_retries: Option<u32>,
+    #[serde(deserialize_with = "opt_u32")]
     pub rate_limit_error_retries: Option<u32>,
+    #[serde(deserialize_with = "opt_u32")]
     pub content_policy_violation_error_retries: Option<u32>,
+    #[serde(deserialize_with = "opt_u32")]
     pub internal_server_error_retries: Option<u32>,
+    #[serde(deserialize_with = "opt_u32")]
     pub service_unavailable_error_retries: Option<u32>,
+    #[serde(deserialize_with = "opt_u32")]
     pub not_found_error_retries: Option<u32>,
+    #[serde(deserialize_with = "opt_u32")]
     pub default_retries: Option<u32>,
 }
 
@@ -90,11 +102,17 @@ impl RetryPolicy {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 pub struct AllowedFailsPolicy {
+    #[serde(deserialize_with = "opt_u32")]
     pub bad_request_error_allowed_fails: Option<u32>,
+    #[serde(deserialize_with = "opt_u32")]
     pub authentication_error_allowed_fails: Option<u32>,
+    #[serde(deserialize_with = "opt_u32")]
     pub timeout_error_allowed_fails: Option<u32>,
+    #[serde(deserialize_with = "opt_u32")]
     pub rate_limit_error_allowed_fails: Option<u32>,
+    #[serde(deserialize_with = "opt_u32")]
     pub content_policy_violation_error_allowed_fails: Option<u32>,
+    #[serde(deserialize_with = "opt_u32")]
     pub internal_server_error_allowed_fails: Option<u32>,
 }
 
@@ -224,18 +242,22 @@ pub struct RouterSettings {
     #[serde(deserialize_with = "null_default")]
     pub routing_strategy_args: RoutingStrategyArgs,
     /// `None`: [`DEFAULT_NUM_RETRIES`].
+    #[serde(deserialize_with = "opt_u32")]
     pub num_retries: Option<u32>,
     /// Minimum seconds to sleep before a retry.
-    #[serde(deserialize_with = "null_default")]
+    #[serde(deserialize_with = "f64_or_zero")]
     pub retry_after: f64,
     /// Seconds; carried for the proxy's upstream call.
+    #[serde(deserialize_with = "opt_f64")]
     pub timeout: Option<f64>,
+    #[serde(deserialize_with = "opt_f64")]
     pub stream_timeout: Option<f64>,
     /// Setting this (or `allowed_fails_policy`) switches cooldowns to the legacy rule.
+    #[serde(deserialize_with = "opt_u32")]
     pub allowed_fails: Option<u32>,
     #[serde(deserialize_with = "cooldown_default")]
     pub cooldown_time: f64,
-    #[serde(deserialize_with = "null_default")]
+    #[serde(deserialize_with = "bool_or_false")]
     pub disable_cooldowns: bool,
     #[serde(deserialize_with = "null_default")]
     pub fallbacks: Fallbacks,
@@ -254,7 +276,7 @@ pub struct RouterSettings {
     pub allowed_fails_policy: Option<AllowedFailsPolicy>,
     #[serde(deserialize_with = "null_default")]
     pub model_group_alias: HashMap<String, GroupAlias>,
-    #[serde(deserialize_with = "null_default")]
+    #[serde(deserialize_with = "bool_or_false")]
     pub enable_pre_call_checks: bool,
 }
 
@@ -323,8 +345,10 @@ impl RouterSettings {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct LitellmRoutingSettings {
+    #[serde(deserialize_with = "opt_u32")]
     pub num_retries: Option<u32>,
     /// `request_timeout`, seconds.
+    #[serde(deserialize_with = "opt_f64")]
     pub request_timeout: Option<f64>,
     #[serde(deserialize_with = "null_default")]
     pub fallbacks: Fallbacks,
@@ -334,6 +358,7 @@ pub struct LitellmRoutingSettings {
     pub content_policy_fallbacks: Fallbacks,
     #[serde(deserialize_with = "null_default")]
     pub default_fallbacks: Vec<String>,
+    #[serde(deserialize_with = "opt_u32")]
     pub allowed_fails: Option<u32>,
 }
 
@@ -377,11 +402,11 @@ where
 }
 
 fn cooldown_default<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(DEFAULT_COOLDOWN_TIME_SECS))
+    Ok(opt_f64(d)?.unwrap_or(DEFAULT_COOLDOWN_TIME_SECS))
 }
 
 fn max_fallbacks_default<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    Ok(Option::<u32>::deserialize(d)?.unwrap_or(DEFAULT_MAX_FALLBACKS))
+    Ok(opt_u32(d)?.unwrap_or(DEFAULT_MAX_FALLBACKS))
 }
 
 #[cfg(test)]
@@ -478,6 +503,26 @@ some_future_key: 1
         assert_eq!(s.timeout, Some(30.0));
         assert_eq!(s.fallbacks.for_group("g").unwrap(), ["r"]);
         assert_eq!(s.context_window_fallbacks.for_group("g").unwrap(), ["big"]);
+    }
+
+    #[test]
+    fn numbers_and_flags_may_be_strings_from_environment_references() {
+        let s: RouterSettings = serde_json::from_str(
+            r#"{"num_retries": "4", "cooldown_time": "12.5", "disable_cooldowns": "True",
+                "enable_pre_call_checks": "false", "max_fallbacks": 3.0, "retry_after": null,
+                "retry_policy": {"RateLimitErrorRetries": "1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.num_retries, Some(4));
+        assert_eq!(s.cooldown_time, 12.5);
+        assert!(s.disable_cooldowns);
+        assert!(!s.enable_pre_call_checks);
+        assert_eq!(s.max_fallbacks, 3);
+        assert_eq!(s.retry_after, 0.0);
+        assert_eq!(s.retries_for("g", ErrorClass::RateLimit, 2), 1);
+        let bad = serde_json::from_str::<RouterSettings>(r#"{"num_retries": "lots"}"#);
+        assert!(bad.unwrap_err().to_string().contains("lots"));
+        assert!(serde_json::from_str::<RouterSettings>(r#"{"num_retries": -1}"#).is_err());
     }
 
     #[test]
