@@ -37,6 +37,9 @@ pub enum StoreError {
     /// The database failed; the operation was rolled back.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// Redis (the shared limiter of a fleet) failed.
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
     #[error("{0}")]
     Internal(String),
 }
@@ -59,7 +62,7 @@ impl ApiError for StoreError {
         match self {
             StoreError::BadRequest { .. } => 400,
             StoreError::NotFound(_) => 404,
-            StoreError::Database(_) | StoreError::Internal(_) => 500,
+            StoreError::Database(_) | StoreError::Redis(_) | StoreError::Internal(_) => 500,
         }
     }
 
@@ -67,7 +70,9 @@ impl ApiError for StoreError {
         match self {
             StoreError::BadRequest { .. } => "bad_request_error",
             StoreError::NotFound(_) => "not_found_error",
-            StoreError::Database(_) | StoreError::Internal(_) => "internal_server_error",
+            StoreError::Database(_) | StoreError::Redis(_) | StoreError::Internal(_) => {
+                "internal_server_error"
+            }
         }
     }
 

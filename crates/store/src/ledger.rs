@@ -489,6 +489,10 @@ impl Ledger {
         let token = self
             .resolve(req.key.as_deref(), alias_as_id.as_deref())
             .await?;
+        if req.spend.is_some() {
+            // Increments queued before the new spend must not land on top of it.
+            self.inner.writer.flush().await?;
+        }
         let now = Utc::now();
         let record = self
             .inner

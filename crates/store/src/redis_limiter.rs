@@ -1,0 +1,435 @@
+//! The fleet limiter: budget reservations and rpm/tpm/parallel counters in Redis, each check
+//! and its reservation one Lua script (atomic across instances), plus key invalidation between
+//! instances over pub/sub.
+//!
+//! Budget windows roll over inside the scripts (on the next request after the boundary); the
+//! database's copy of spend is reset by the ledger's periodic sweep, which in this mode covers
+//! every key. Spend settled between the boundary and that sweep (at most one `reset_tick`) can
+//! be missing from the database's `spend` column while Redis, which enforces, has it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use parking_lot::RwLock;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use tokio::task::JoinHandle;
+
+use crate::error::{AccessError, LimitKind, StoreError};
+use crate::ledger::Ledger;
+use crate::limiter::{BoxFuture, KeyLimits, Limiter, RATE_WINDOW, Ticket};
+use crate::spend::SpendLogRow;
+use crate::writer::SpendWriter;
+
+const ADMIT: &str = r#"
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'spend', ARGV[3], 'reserved', 0, 'reserved_tokens', 0,
+    'in_flight', 0, 'reset_at', ARGV[4])
+end
+local reset_at = tonumber(redis.call('HGET', KEYS[1], 'reset_at') or '-1')
+if reset_at >= 0 and ARGV[5] ~= '-1' and reset_at <= now then
+  redis.call('HSET', KEYS[1], 'spend', 0, 'reset_at', ARGV[5])
+end
+local spend = tonumber(redis.call('HGET', KEYS[1], 'spend'))
+local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved'))
+local rtok = tonumber(redis.call('HGET', KEYS[1], 'reserved_tokens'))
+local inflight = tonumber(redis.call('HGET', KEYS[1], 'in_flight'))
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+local parallel = tonumber(ARGV[9])
+if parallel >= 0 and inflight >= parallel then return {1, 1000, spend} end
+local rpm = tonumber(ARGV[7])
+if rpm >= 0 and redis.call('ZCARD', KEYS[2]) >= rpm then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  local wait = window
+  if oldest[2] then wait = tonumber(oldest[2]) + window - now end
+  return {2, wait, spend}
+end
+local tpm = tonumber(ARGV[8])
+if tpm >= 0 then
+  local used = 0
+  local first = nil
+  local entries = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    used = used + (tonumber(string.match(entries[i], ':(%d+)$')) or 0)
+    if first == nil then first = tonumber(entries[i + 1]) end
+  end
+  if used + rtok >= tpm then
+    local wait = 1000
+    if first then wait = first + window - now end
+    return {3, wait, spend}
+  end
+end
+local maxb = tonumber(ARGV[6])
+if maxb >= 0 and spend + reserved >= maxb then return {4, 0, spend} end
+redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[10])
+redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[11])
+redis.call('HINCRBY', KEYS[1], 'in_flight', 1)
+if rpm >= 0 then
+  redis.call('ZADD', KEYS[2], now, ARGV[12])
+  redis.call('PEXPIRE', KEYS[2], window)
+end
+return {0, 0, spend}
+"#;
+
+// ARGV: now, window, next_reset, -estimate_nanos, -estimate_tokens, actual_nanos,
+// actual_tokens, member, track_tpm
+const SETTLE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local now = tonumber(ARGV[1])
+local reset_at = tonumber(redis.call('HGET', KEYS[1], 'reset_at') or '-1')
+if reset_at >= 0 and ARGV[3] ~= '-1' and reset_at <= now then
+  redis.call('HSET', KEYS[1], 'spend', 0, 'reset_at', ARGV[3])
+end
+if redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[4]) < 0 then redis.call('HSET', KEYS[1], 'reserved', 0) end
+if redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[5]) < 0 then redis.call('HSET', KEYS[1], 'reserved_tokens', 0) end
+if redis.call('HINCRBY', KEYS[1], 'in_flight', -1) < 0 then redis.call('HSET', KEYS[1], 'in_flight', 0) end
+local spend = redis.call('HINCRBY', KEYS[1], 'spend', ARGV[6])
+if ARGV[9] == '1' and ARGV[7] ~= '0' then
+  redis.call('ZADD', KEYS[2], now, ARGV[8] .. ':' .. ARGV[7])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return spend
+"#;
+
+// ARGV: overwrite_spend ('1'/'0'), spend, reset_at (-1 = no window)
+const RECONFIGURE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'spend', ARGV[2]) end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'reset_at') or '-1')
+local new = tonumber(ARGV[3])
+if new == -1 or new > cur then redis.call('HSET', KEYS[1], 'reset_at', ARGV[3]) end
+return 1
+"#;
+
+/// Budget and rate-limit counters shared by every instance through Redis.
+pub struct RedisLimiter {
+    conn: ConnectionManager,
+    prefix: String,
+    writer: SpendWriter,
+    budget_exceeded_status: u16,
+    known_spend: Arc<RwLock<HashMap<String, i64>>>,
+    admit: Script,
+    settle: Script,
+    reconfigure: Arc<Script>,
+    instance: String,
+    next_id: AtomicU64,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+impl RedisLimiter {
+    /// `prefix` namespaces every Redis key (e.g. `idlehands:`).
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        writer: SpendWriter,
+        budget_exceeded_status: u16,
+    ) -> Result<RedisLimiter, StoreError> {
+        let client = redis::Client::open(url)?;
+        let conn = client.get_connection_manager().await?;
+        Ok(RedisLimiter {
+            conn,
+            prefix: prefix.to_owned(),
+            writer,
+            budget_exceeded_status,
+            known_spend: Arc::new(RwLock::new(HashMap::new())),
+            admit: Script::new(ADMIT),
+            settle: Script::new(SETTLE),
+            reconfigure: Arc::new(Script::new(RECONFIGURE)),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The three keys of a virtual key share a hash tag, so a cluster keeps them in one slot.
+    fn keys(&self, token: &str) -> [String; 3] {
+        let p = &self.prefix;
+        [
+            format!("{p}{{{token}}}:state"),
+            format!("{p}{{{token}}}:rpm"),
+            format!("{p}{{{token}}}:tpm"),
+        ]
+    }
+
+    fn next_reset(limits: Option<&KeyLimits>, now: DateTime<Utc>) -> i64 {
+        limits
+            .and_then(|l| l.budget_duration)
+            .map(|d| ms(d.next_reset(now)))
+            .unwrap_or(-1)
+    }
+
+    async fn run_settle(
+        &self,
+        ticket: &Ticket,
+        actual_nanos: i64,
+        actual_tokens: i64,
+        next_reset: i64,
+    ) -> Result<i64, redis::RedisError> {
+        let [state, _, tpm] = self.keys(&ticket.token);
+        let mut conn = self.conn.clone();
+        self.settle
+            .key(state)
+            .key(tpm)
+            .arg(ms(Utc::now()))
+            .arg(RATE_WINDOW.as_millis() as i64)
+            .arg(next_reset)
+            .arg(-ticket.estimate_nanos)
+            .arg(-(ticket.estimate_tokens as i64))
+            .arg(actual_nanos)
+            .arg(actual_tokens)
+            .arg(format!("{}-{}", self.instance, ticket.id))
+            .arg("1")
+            .invoke_async(&mut conn)
+            .await
+    }
+}
+
+fn to_limit(v: Option<u64>) -> i64 {
+    v.map(|v| v.min(i64::MAX as u64) as i64).unwrap_or(-1)
+}
+
+impl Limiter for RedisLimiter {
+    fn admit<'a>(
+        &'a self,
+        key: &'a KeyLimits,
+        estimate_nanos: i64,
+        estimate_tokens: u64,
+    ) -> BoxFuture<'a, Result<Ticket, AccessError>> {
+        Box::pin(async move {
+            let now = Utc::now();
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let [state, rpm, tpm] = self.keys(&key.token);
+            let mut conn = self.conn.clone();
+            let estimate_nanos = estimate_nanos.max(0);
+            let reply: Result<(i64, i64, i64), _> = self
+                .admit
+                .key(state)
+                .key(rpm)
+                .key(tpm)
+                .arg(ms(now))
+                .arg(RATE_WINDOW.as_millis() as i64)
+                .arg(key.spend)
+                .arg(key.budget_reset_at.map(ms).unwrap_or(-1))
+                .arg(Self::next_reset(Some(key), now))
+                .arg(key.max_budget.unwrap_or(-1))
+                .arg(to_limit(key.rpm_limit))
+                .arg(to_limit(key.tpm_limit))
+                .arg(to_limit(key.max_parallel_requests))
+                .arg(estimate_nanos)
+                .arg(estimate_tokens as i64)
+                .arg(format!("{}-{id}", self.instance))
+                .invoke_async(&mut conn)
+                .await;
+            let (code, wait_ms, spend) = match reply {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis limiter unavailable");
+                    return Err(AccessError::Unavailable);
+                }
+            };
+            self.known_spend.write().insert(key.token.clone(), spend);
+            let wait = Duration::from_millis(wait_ms.max(0) as u64);
+            let limited = |kind, limit: Option<u64>| {
+                let secs = wait.as_secs().max(1)
+                    + u64::from(wait.subsec_nanos() > 0 && wait.as_secs() >= 1);
+                AccessError::RateLimited {
+                    key_hash: key.token.clone(),
+                    kind,
+                    limit: limit.unwrap_or(0),
+                    reset_at: now + chrono::Duration::seconds(secs as i64),
+                    retry_after_secs: secs,
+                }
+            };
+            match code {
+                0 => Ok(Ticket {
+                    token: key.token.clone(),
+                    estimate_nanos,
+                    estimate_tokens,
+                    id,
+                }),
+                1 => Err(limited(LimitKind::Parallel, key.max_parallel_requests)),
+                2 => Err(limited(LimitKind::Requests, key.rpm_limit)),
+                3 => Err(limited(LimitKind::Tokens, key.tpm_limit)),
+                _ => Err(AccessError::BudgetExceeded {
+                    key_alias: key.key_alias.clone(),
+                    key_name: key.key_name.clone(),
+                    spend_nanos: spend,
+                    max_budget_nanos: key.max_budget.unwrap_or(0),
+                    status: self.budget_exceeded_status,
+                }),
+            }
+        })
+    }
+
+    fn settle(&self, ticket: Ticket, mut row: SpendLogRow) -> BoxFuture<'_, i64> {
+        Box::pin(async move {
+            row.api_key = ticket.token.clone();
+            // The window is only known to the script; passing none means "roll over only if
+            // the key has a window", which admission set up.
+            let spend = match self
+                .run_settle(&ticket, row.spend.max(0), row.total_tokens, -1)
+                .await
+            {
+                Ok(spend) => spend,
+                Err(e) => {
+                    tracing::error!(error = %e, "redis settle failed; spend is still logged");
+                    0
+                }
+            };
+            if spend >= 0 {
+                self.known_spend.write().insert(ticket.token.clone(), spend);
+            }
+            self.writer.log(row).await;
+            spend.max(0)
+        })
+    }
+
+    fn release(&self, ticket: Ticket) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let [state, _, tpm] = self.keys(&ticket.token);
+        let mut conn = self.conn.clone();
+        let script = Script::new(SETTLE);
+        let member = format!("{}-{}", self.instance, ticket.id);
+        handle.spawn(async move {
+            let r: Result<i64, _> = script
+                .key(state)
+                .key(tpm)
+                .arg(ms(Utc::now()))
+                .arg(RATE_WINDOW.as_millis() as i64)
+                .arg(-1)
+                .arg(-ticket.estimate_nanos)
+                .arg(-(ticket.estimate_tokens as i64))
+                .arg(0)
+                .arg(0)
+                .arg(member)
+                .arg("0")
+                .invoke_async(&mut conn)
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "redis release failed");
+            }
+        });
+    }
+
+    fn spend(&self, token: &str) -> Option<i64> {
+        self.known_spend.read().get(token).copied()
+    }
+
+    fn reconfigure(&self, key: &KeyLimits, spend_overwritten: bool) {
+        if spend_overwritten {
+            self.known_spend
+                .write()
+                .insert(key.token.clone(), key.spend);
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let [state, _, _] = self.keys(&key.token);
+        let mut conn = self.conn.clone();
+        let script = self.reconfigure.clone();
+        let (spend, reset_at) = (key.spend, key.budget_reset_at.map(ms).unwrap_or(-1));
+        handle.spawn(async move {
+            let r: Result<i64, _> = script
+                .key(state)
+                .arg(if spend_overwritten { "1" } else { "0" })
+                .arg(spend)
+                .arg(reset_at)
+                .invoke_async(&mut conn)
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "redis reconfigure failed");
+            }
+        });
+    }
+
+    fn forget(&self, token: &str) {
+        self.known_spend.write().remove(token);
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let keys = self.keys(token);
+        let mut conn = self.conn.clone();
+        handle.spawn(async move {
+            let r: Result<i64, _> = conn.del(&keys[..]).await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "redis forget failed");
+            }
+        });
+    }
+
+    fn tick(&self, _now: DateTime<Utc>) -> HashSet<String> {
+        // Redis rolls windows itself; the database sweep covers every key.
+        HashSet::new()
+    }
+}
+
+impl Ledger {
+    /// A ledger whose budgets and limits live in Redis (shared by a fleet), with key changes
+    /// broadcast on `{prefix}invalidate` so every instance drops its cached copy at once.
+    pub async fn start_with_redis(
+        store: crate::Store,
+        cfg: crate::LedgerConfig,
+        redis_url: &str,
+        prefix: &str,
+    ) -> Result<(Ledger, JoinHandle<()>), StoreError> {
+        let writer = SpendWriter::start(store.clone(), cfg.writer.clone());
+        let limiter = RedisLimiter::connect(
+            redis_url,
+            prefix,
+            writer.clone(),
+            cfg.budget_exceeded_status,
+        )
+        .await?;
+        let ledger = Ledger::with_limiter(store, writer, Arc::new(limiter), cfg);
+        let listener =
+            subscribe_invalidations(&ledger, redis_url, &format!("{prefix}invalidate")).await?;
+        Ok((ledger, listener))
+    }
+}
+
+/// Publishes this ledger's key changes on `channel` and applies other instances' changes.
+/// The returned task listens until aborted.
+pub async fn subscribe_invalidations(
+    ledger: &Ledger,
+    redis_url: &str,
+    channel: &str,
+) -> Result<JoinHandle<()>, StoreError> {
+    let client = redis::Client::open(redis_url)?;
+    let publisher = client.get_connection_manager().await?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    let ch = channel.to_owned();
+    ledger.on_invalidate(move |token| {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut conn = publisher.clone();
+        let (ch, token) = (ch.clone(), token.to_owned());
+        handle.spawn(async move {
+            let r: Result<i64, _> = conn.publish(ch, token).await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "key invalidation publish failed");
+            }
+        });
+    });
+    let ledger = ledger.clone();
+    Ok(tokio::spawn(async move {
+        let mut messages = pubsub.into_on_message();
+        while let Some(msg) = messages.next().await {
+            if let Ok(token) = msg.get_payload::<String>() {
+                ledger.invalidate(&token);
+            }
+        }
+    }))
+}
