@@ -7,6 +7,8 @@
 
 pub mod anthropic;
 pub mod anthropic_inbound;
+pub mod azure;
+pub mod bedrock;
 pub mod error;
 pub mod gemini;
 pub mod openai;

@@ -1,0 +1,268 @@
+//! ConverseStream events -> OpenAI `chat.completion.chunk`s.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use super::converse::token_counts;
+use super::eventstream::EventMessage;
+use super::{exception_status, finish_reason};
+use crate::TranslateError;
+use crate::error::excerpt;
+use crate::openai::{self, TokenCounts};
+
+/// Feed it each decoded event-stream message. Converse numbers content blocks across text,
+/// reasoning and tool use; OpenAI numbers tool calls alone, hence the mapping.
+#[derive(Debug, Clone)]
+pub struct ConverseStreamToOpenAi {
+    model: String,
+    id: String,
+    created: u64,
+    tool_calls: HashMap<u64, usize>,
+    counts: TokenCounts,
+    finish: Option<&'static str>,
+    /// `metadata` (with usage) comes after `messageStop`; both end a complete stream.
+    got_metadata: bool,
+}
+
+impl ConverseStreamToOpenAi {
+    /// `id` is the completion id to stamp (e.g. the `x-amzn-requestid` header).
+    pub fn new(model: &str, id: &str, created: u64) -> Self {
+        Self {
+            model: model.to_string(),
+            id: id.to_string(),
+            created,
+            tool_calls: HashMap::new(),
+            counts: TokenCounts::default(),
+            finish: None,
+            got_metadata: false,
+        }
+    }
+
+    /// One decoded message; exceptions become [`TranslateError::Upstream`].
+    pub fn push_message(&mut self, msg: &EventMessage) -> Result<Vec<Value>, TranslateError> {
+        let payload = String::from_utf8_lossy(&msg.payload);
+        match msg.message_type() {
+            Some("event") => {
+                let data = openai::parse_upstream(&payload)?;
+                self.push_event(msg.kind().unwrap_or(""), &data)
+            }
+            _ => {
+                let kind = msg.kind().unwrap_or("unknown");
+                let message = serde_json::from_str::<Value>(&payload)
+                    .ok()
+                    .and_then(|v| v.get("message").and_then(Value::as_str).map(excerpt))
+                    .unwrap_or_else(|| excerpt(&payload));
+                Err(TranslateError::Upstream {
+                    status: exception_status(kind, 500),
+                    message: format!("BedrockException - {kind}: {message}"),
+                })
+            }
+        }
+    }
+
+    /// One event by its `:event-type` and JSON payload.
+    pub fn push_event(&mut self, kind: &str, data: &Value) -> Result<Vec<Value>, TranslateError> {
+        let index = data
+            .get("contentBlockIndex")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let delta = match kind {
+            "messageStart" => json!({"role": "assistant", "content": ""}),
+            "contentBlockStart" => {
+                let Some(tu) = data.pointer("/start/toolUse") else {
+                    return Ok(Vec::new());
+                };
+                let n = self.tool_calls.len();
+                self.tool_calls.insert(index, n);
+                json!({"tool_calls": [{"index": n, "id": tu.get("toolUseId"), "type": "function",
+                                       "function": {"name": tu.get("name"), "arguments": ""}}]})
+            }
+            "contentBlockDelta" => match self.block_delta(index, data)? {
+                Some(d) => d,
+                None => return Ok(Vec::new()),
+            },
+            "messageStop" => {
+                let reason = finish_reason(data.get("stopReason").and_then(Value::as_str));
+                self.finish = Some(reason);
+                return Ok(vec![self.chunk(json!({}), Some(reason))]);
+            }
+            "metadata" => {
+                self.got_metadata = true;
+                self.counts = token_counts(data.get("usage").unwrap_or(&Value::Null));
+                return Ok(Vec::new());
+            }
+            // contentBlockStop and newer events carry nothing to forward.
+            _ => return Ok(Vec::new()),
+        };
+        Ok(vec![self.chunk(delta, None)])
+    }
+
+    fn block_delta(&self, index: u64, data: &Value) -> Result<Option<Value>, TranslateError> {
+        let Some(d) = data.get("delta") else {
+            return Err(TranslateError::untranslatable(
+                "contentBlockDelta without delta",
+                &data.to_string(),
+            ));
+        };
+        if let Some(t) = d.get("text").and_then(Value::as_str) {
+            return Ok(Some(json!({"content": t})));
+        }
+        if let Some(input) = d.pointer("/toolUse/input").and_then(Value::as_str) {
+            let n = self.tool_calls.get(&index).copied().ok_or_else(|| {
+                TranslateError::untranslatable(
+                    "tool input for a block that is not toolUse",
+                    &data.to_string(),
+                )
+            })?;
+            return Ok(Some(
+                json!({"tool_calls": [{"index": n, "function": {"arguments": input}}]}),
+            ));
+        }
+        if let Some(r) = d.get("reasoningContent") {
+            if let Some(t) = r.get("text").and_then(Value::as_str) {
+                return Ok(Some(
+                    json!({"reasoning_content": t, "thinking_blocks": [{"type": "thinking", "thinking": t}]}),
+                ));
+            }
+            if let Some(sig) = r.get("signature").and_then(Value::as_str) {
+                return Ok(Some(
+                    json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": sig}]}),
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    pub fn finish_reason(&self) -> Option<&'static str> {
+        self.finish
+    }
+
+    /// Final once `metadata` has arrived.
+    pub fn usage(&self) -> Value {
+        self.counts.to_usage()
+    }
+
+    /// Call when the body ends: the usage chunk, or an error for a stream cut short.
+    pub fn finish(&self) -> Result<Value, TranslateError> {
+        if self.finish.is_none() {
+            return Err(TranslateError::untranslatable(
+                "the ConverseStream ended before messageStop",
+                "",
+            ));
+        }
+        Ok(openai::usage_chunk(
+            &self.id,
+            &self.model,
+            self.created,
+            self.usage(),
+        ))
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        openai::chunk(&self.id, &self.model, self.created, delta, finish)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bedrock::eventstream::{EventStreamDecoder, HeaderValue};
+
+    fn message(kind: &str, payload: Value) -> EventMessage {
+        EventMessage {
+            headers: vec![
+                (":event-type".into(), HeaderValue::String(kind.into())),
+                (
+                    ":content-type".into(),
+                    HeaderValue::String("application/json".into()),
+                ),
+                (":message-type".into(), HeaderValue::String("event".into())),
+            ],
+            payload: payload.to_string().into_bytes(),
+        }
+    }
+
+    /// Encoded as AWS sends it, decoded in uneven pieces, translated.
+    #[test]
+    fn binary_stream_to_chunks() {
+        let events = [
+            message("messageStart", json!({"role": "assistant", "p": "abc"})),
+            message(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Think."}}}),
+            ),
+            message(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "c2ln"}}}),
+            ),
+            message("contentBlockStop", json!({"contentBlockIndex": 0})),
+            message(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 1, "delta": {"text": "On it."}}),
+            ),
+            message("contentBlockStop", json!({"contentBlockIndex": 1})),
+            message(
+                "contentBlockStart",
+                json!({"contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather"}}}),
+            ),
+            message(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 2, "delta": {"toolUse": {"input": "{\"city\":"}}}),
+            ),
+            message(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 2, "delta": {"toolUse": {"input": "\"Oslo\"}"}}}),
+            ),
+            message("contentBlockStop", json!({"contentBlockIndex": 2})),
+            message("messageStop", json!({"stopReason": "tool_use"})),
+            message(
+                "metadata",
+                json!({"usage": {"inputTokens": 30, "outputTokens": 12, "totalTokens": 42}, "metrics": {"latencyMs": 300}}),
+            ),
+        ];
+        let bytes: Vec<u8> = events.iter().flat_map(EventMessage::encode).collect();
+        let mut dec = EventStreamDecoder::new();
+        let mut m = ConverseStreamToOpenAi::new("bedrock-claude", "req-2", 1_700_000_000);
+        let mut chunks = Vec::new();
+        for piece in bytes.chunks(37) {
+            for msg in dec.push(piece).unwrap_or_default() {
+                chunks.extend(m.push_message(&msg).unwrap_or_default());
+            }
+        }
+        assert_eq!(dec.pending(), 0);
+        chunks.push(m.finish().unwrap_or(Value::Null));
+        insta::assert_json_snapshot!(chunks);
+    }
+
+    #[test]
+    fn exceptions_map_to_statuses() {
+        let msg = EventMessage {
+            headers: vec![
+                (
+                    ":exception-type".into(),
+                    HeaderValue::String("throttlingException".into()),
+                ),
+                (
+                    ":message-type".into(),
+                    HeaderValue::String("exception".into()),
+                ),
+            ],
+            payload: br#"{"message":"Too many requests, please wait before trying again."}"#
+                .to_vec(),
+        };
+        let mut m = ConverseStreamToOpenAi::new("m", "i", 0);
+        match m.push_message(&msg) {
+            Err(TranslateError::Upstream { status, message }) => {
+                assert_eq!(status, 429);
+                assert!(message.contains("Too many requests"), "{message}");
+            }
+            other => panic!("expected an upstream error, got {other:?}"),
+        }
+        assert!(m.finish().is_err());
+    }
+}
