@@ -136,14 +136,31 @@ pub async fn run_anton(
         completed: 0,
         skipped: 0,
     };
+    let mut state_guard = RunningStateGuard {
+        state_dir: opts.state_dir.clone(),
+        armed: true,
+    };
     let result = run.run_tasks(&pending).await;
-    if result.is_err() {
-        // Leave no "running" state behind for `anton status` after an abort.
-        let mut s = read_state(&run.state_dir);
-        s.running = false;
-        let _ = write_state(&run.state_dir, &s);
-    }
+    state_guard.armed = result.is_err();
     result.map(RunOutcome::Finished)
+}
+
+/// Marks the state "not running" when a run ends without its normal finish: an error, a panic,
+/// or the caller dropping the future (the interactive `/anton` aborting its background task).
+/// Declared after the lock guard, so it runs before the lock is released.
+struct RunningStateGuard {
+    state_dir: PathBuf,
+    armed: bool,
+}
+
+impl Drop for RunningStateGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut s = read_state(&self.state_dir);
+            s.running = false;
+            let _ = write_state(&self.state_dir, &s);
+        }
+    }
 }
 
 /// Canonicalizes the longest existing ancestor, so not-yet-created dirs still compare with

@@ -203,3 +203,40 @@ async fn stop_request_is_honoured_before_the_next_task() {
         "Anton is not running."
     );
 }
+
+#[tokio::test]
+async fn a_background_run_streams_progress_and_cleans_up_when_aborted() {
+    // The interactive `/anton` spawns the run and forwards progress from a channel.
+    let repo = Repo::new(&[("TASKS.md", "- [ ] Create a.txt\n- [ ] Wait forever\n")]);
+    let agent = FakeAgent::new(|call| {
+        if call.message.contains("Task: Wait forever") {
+            return Action::Hang;
+        }
+        create_a(call)
+    });
+    let (sink, mut rx) = idlehands_anton::channel_sink();
+    let handle = tokio::spawn(run_anton(repo.options("TASKS.md"), agent, sink));
+
+    let mut seen = Vec::new();
+    let wanted = "\n🔪 **Task 2/2**: Wait forever";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !seen.iter().any(|m: &String| m == wanted) {
+        let msg = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("progress within 60s")
+            .expect("channel open");
+        if let idlehands_anton::AntonMessage::Progress(e) = msg {
+            seen.push(idlehands_anton::format_progress_message(&e));
+        }
+    }
+    assert!(seen.contains(&"✅ **Task 1/2 complete**: Create a.txt".to_string()));
+    assert!(status_text(repo.state.path()).starts_with("Anton running: 1/2 complete | file="));
+    assert!(repo.state.path().join("anton.lock").exists());
+
+    handle.abort();
+    assert!(handle.await.unwrap_err().is_cancelled());
+    assert!(!repo.state.path().join("anton.lock").exists());
+    assert!(!read_state(repo.state.path()).running);
+    assert_eq!(status_text(repo.state.path()), "Anton is idle.");
+    assert_eq!(repo.log(), ["anton: Create a.txt", "init"]);
+}

@@ -368,3 +368,42 @@ async fn preflight_disabled_in_config_forces_direct_mode() {
     assert_eq!(agent.calls().len(), 1);
     assert!(agent.calls()[0].session_id.starts_with("anton-impl-"));
 }
+
+#[tokio::test]
+async fn task_file_in_a_subdirectory_keeps_its_plans_out_of_commits() {
+    // Workspace = repo root (`--workspace`), and workspace = the task file's directory.
+    for at_root in [true, false] {
+        let repo = Repo::new(&[("docs/TASKS.md", "- [ ] Create a.txt\n- [ ] Create b.txt\n")]);
+        let mut opts = preflight(&repo, "docs/TASKS.md", false, false);
+        let ws = if at_root {
+            repo.path().to_path_buf()
+        } else {
+            repo.file("docs")
+        };
+        opts.workspace = at_root.then(|| ws.clone());
+        let agent = FakeAgent::new(well_behaved);
+        let RunOutcome::Finished(summary) =
+            run_anton(opts, agent.clone(), null_sink()).await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(summary.completed, 2, "at_root={at_root}");
+        // Agents work in the workspace; plans go next to the task file and survive every clean.
+        assert!(agent.calls().iter().all(|c| c.workspace == ws));
+        assert!(plan_path(&agent.calls()[0]).starts_with(repo.file("docs/.agents/tasks")));
+        let plans = std::fs::read_dir(repo.file("docs/.agents/tasks"))
+            .unwrap()
+            .count();
+        assert_eq!(plans, 2, "at_root={at_root}");
+        let files = if at_root {
+            "a.txt\nb.txt\ndocs/TASKS.md\n"
+        } else {
+            "docs/TASKS.md\ndocs/a.txt\ndocs/b.txt\n"
+        };
+        assert_eq!(git(repo.path(), &["ls-files"]), files);
+        assert_eq!(
+            repo.read("docs/TASKS.md"),
+            "- [x] Create a.txt\n- [x] Create b.txt\n"
+        );
+    }
+}
