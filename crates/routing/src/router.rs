@@ -176,6 +176,12 @@ pub struct DeploymentSnapshot {
     pub cooldown_remaining: Option<Duration>,
     /// Moving average latency (per output token when token counts were reported).
     pub latency: Option<Duration>,
+    /// Since this router was built (`litellm_deployment_success_responses`).
+    pub successes_total: u64,
+    /// Since this router was built (`litellm_deployment_failure_responses`).
+    pub failures_total: u64,
+    /// Times this deployment was put into cooldown (`litellm_deployment_cooled_down`).
+    pub cooldowns_total: u64,
 }
 
 /// Per-instance bookkeeping that never needs sharing. Cache-line aligned so neighbouring
@@ -187,6 +193,9 @@ struct Local {
     /// f64 seconds as bits; `NO_LATENCY` until the first sample.
     latency: AtomicU64,
     last_failed: AtomicBool,
+    successes_total: AtomicU64,
+    failures_total: AtomicU64,
+    cooldowns_total: AtomicU64,
 }
 
 const NO_LATENCY: u64 = u64::MAX;
@@ -321,6 +330,9 @@ impl Router {
                 in_flight: AtomicU64::new(0),
                 latency: AtomicU64::new(NO_LATENCY),
                 last_failed: AtomicBool::new(false),
+                successes_total: AtomicU64::new(0),
+                failures_total: AtomicU64::new(0),
+                cooldowns_total: AtomicU64::new(0),
             })
             .collect();
         Router {
@@ -493,6 +505,9 @@ impl Router {
                     outcomes_this_minute: outcomes,
                     cooldown_remaining: (until > now).then(|| Duration::from_millis(until - now)),
                     latency: latency_secs(local).map(secs),
+                    successes_total: local.successes_total.load(Ordering::Relaxed),
+                    failures_total: local.failures_total.load(Ordering::Relaxed),
+                    cooldowns_total: local.cooldowns_total.load(Ordering::Relaxed),
                 }
             })
             .collect()
@@ -612,6 +627,7 @@ impl Router {
         inner.state.record_outcome(k, minute, true);
         let local = &inner.local[slot];
         local.last_failed.store(false, Ordering::Release);
+        local.successes_total.fetch_add(1, Ordering::Relaxed);
         let sample = if usage.output_tokens > 0 {
             latency.as_secs_f64() / usage.output_tokens as f64
         } else {
@@ -628,6 +644,7 @@ impl Router {
         let outcomes = inner.state.record_outcome(k, minute_of(now), false);
         let local = &inner.local[slot];
         local.last_failed.store(true, Ordering::Release);
+        local.failures_total.fetch_add(1, Ordering::Relaxed);
         if failure.class == ErrorClass::Timeout {
             record_latency(local, TIMEOUT_LATENCY_PENALTY_SECS);
         }
@@ -646,6 +663,7 @@ impl Router {
         inner
             .state
             .extend_cooldown(k, now.saturating_add(period_ms));
+        local.cooldowns_total.fetch_add(1, Ordering::Relaxed);
         true
     }
 }

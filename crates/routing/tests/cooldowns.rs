@@ -191,4 +191,12 @@ fn snapshot_reports_healthy_partial_and_cooled_down() {
     assert_eq!(health(&r, "b").health, DeploymentHealth::Healthy);
     clock.advance(Duration::from_secs(60));
     assert_eq!(health(&r, "a").health, DeploymentHealth::Healthy);
+    // Lifetime counters survive the minute change.
+    let a = health(&r, "a");
+    assert_eq!((a.failures_total, a.cooldowns_total), (1, 1));
+    let b = health(&r, "b");
+    assert_eq!(
+        (b.successes_total, b.failures_total, b.cooldowns_total),
+        (1, 1, 0)
+    );
 }
