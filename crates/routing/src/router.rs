@@ -601,10 +601,12 @@ impl Router {
         wait_ms: u64,
         ctx: &PickContext,
     ) -> NoDeployment {
-        let retry_after_secs = if wait_ms == 0 {
-            0
-        } else {
-            wait_ms.div_ceil(1000).max(1)
+        let retry_after_secs = match reason {
+            // Never "Try again in 0 seconds", even when a cooldown ends this very millisecond.
+            NoDeploymentReason::CoolingDown | NoDeploymentReason::RateLimited => {
+                wait_ms.div_ceil(1000).max(1)
+            }
+            NoDeploymentReason::UnknownGroup | NoDeploymentReason::ContextWindow => 0,
         };
         NoDeployment {
             model: group.to_owned(),

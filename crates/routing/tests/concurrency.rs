@@ -137,3 +137,12 @@ fn concurrent_plans_with_failures_settle_cleanly() {
     });
     assert!(r.snapshot().iter().all(|s| s.in_flight == 0));
 }
+
+#[test]
+fn router_pick_and_plan_can_cross_threads_and_awaits() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<idlehands_routing::Router>();
+    send_sync::<idlehands_routing::Pick>();
+    send_sync::<Plan<String>>();
+    send_sync::<idlehands_routing::NoDeployment>();
+}
