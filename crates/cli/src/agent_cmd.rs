@@ -1,15 +1,348 @@
-//! `idlehands agent`.
+//! `idlehands agent -m ...` (one headless turn) and bare `idlehands` (a line-based chat until
+//! the interactive TUI lands). Both drive `idlehands_agent::Session`.
 
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use idlehands_agent::agent::{AgentError, AgentEvent, format_usd};
+use idlehands_agent::tools::{ApprovalRequest, Approver};
+use idlehands_agent::{
+    ApprovalMode, CancellationToken, Env, Image, Runtime, Session, SessionOptions, ThinkingLevel,
+    UserInput,
+};
+
+/// Exit code when `--timeout` expires (as `timeout(1)` does).
+const EXIT_TIMEOUT: u8 = 124;
+const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(clap::Args)]
-pub struct AgentArgs {}
-
-pub fn run(_args: AgentArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`idlehands agent` is not built yet")
+pub struct AgentArgs {
+    /// The message for the agent.
+    #[arg(short = 'm', long = "message")]
+    pub message: String,
+    /// Resume this session (or start one under this id).
+    #[arg(long = "session-id")]
+    pub session_id: Option<String>,
+    /// off, minimal, low, medium, high or xhigh (sent as reasoning_effort).
+    #[arg(long)]
+    pub thinking: Option<String>,
+    /// Stream JSONL events on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds before the turn is aborted (default: agents.defaults.timeoutSeconds or 600).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// A model ref or alias instead of the configured primary, e.g. litellm/gpt-4o.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// never: refuse what the policy does not allow; on-request: ask on the terminal (refuse
+    /// without one); always: allow everything.
+    #[arg(long, default_value = "on-request")]
+    pub approve: String,
+    /// Workspace directory (default: the current directory).
+    #[arg(long)]
+    pub workspace: Option<PathBuf>,
+    /// Attach an image (png, jpg, gif, webp); repeatable.
+    #[arg(long = "image")]
+    pub images: Vec<PathBuf>,
+    /// Accepted for compatibility: this build always runs the agent in-process.
+    #[arg(long, hide = true)]
+    pub local: bool,
+    /// Agent id; only `main` exists in this build.
+    #[arg(long, hide = true)]
+    pub agent: Option<String>,
 }
 
-/// Bare `idlehands`: the interactive terminal session.
+/// Asks on the terminal. Approval prompts go to stderr so `--json` stdout stays clean.
+struct TerminalApprover;
+
+impl Approver for TerminalApprover {
+    fn approve(&self, r: &ApprovalRequest) -> bool {
+        let mut err = std::io::stderr();
+        let _ = write!(err, "\nApprove {}? ({})\n[y/N] ", r.action, r.reason);
+        let _ = err.flush();
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).is_err() {
+            return false;
+        }
+        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn open_session(
+    workspace: Option<PathBuf>,
+    session_id: Option<String>,
+    model: Option<String>,
+    thinking: Option<&str>,
+    approve: &str,
+) -> anyhow::Result<Session> {
+    let rt = Arc::new(Runtime::load(Env::from_process())?);
+    let thinking = thinking
+        .map(str::parse::<ThinkingLevel>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let approval: ApprovalMode = approve.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let workspace = match workspace {
+        Some(w) => w,
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let approver: Option<Arc<dyn Approver>> = (approval == ApprovalMode::OnRequest
+        && std::io::stdin().is_terminal())
+    .then(|| Arc::new(TerminalApprover) as Arc<dyn Approver>);
+    Ok(Session::open(
+        rt,
+        SessionOptions {
+            session_id,
+            workspace,
+            model,
+            thinking,
+            approval,
+            approver,
+            extra_system_prompt: None,
+        },
+    )?)
+}
+
+/// Prints events as they arrive: JSONL, or text on stdout with tool activity on stderr.
+fn spawn_printer(
+    json: bool,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<AgentEvent>,
+) -> tokio::task::JoinHandle<bool> {
+    tokio::spawn(async move {
+        let mut printed_text = false;
+        while let Some(ev) = rx.recv().await {
+            if json {
+                if let Ok(line) = serde_json::to_string(&ev) {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                }
+                continue;
+            }
+            match &ev {
+                AgentEvent::TextDelta { text } => {
+                    printed_text = true;
+                    let mut out = std::io::stdout().lock();
+                    let _ = write!(out, "{text}");
+                    let _ = out.flush();
+                }
+                AgentEvent::ToolCall {
+                    name, arguments, ..
+                } => {
+                    if printed_text {
+                        println!();
+                        printed_text = false;
+                    }
+                    let args = arguments.to_string();
+                    let args: String = args.chars().take(160).collect();
+                    eprintln!("[tool] {name} {args}");
+                }
+                AgentEvent::ToolResult { ok, summary, .. } => {
+                    eprintln!("[{}] {summary}", if *ok { "ok" } else { "failed" });
+                }
+                AgentEvent::Fallback {
+                    from, to, error, ..
+                } => {
+                    eprintln!("[fallback] {from} failed ({error}); trying {to}");
+                }
+                _ => {}
+            }
+        }
+        printed_text
+    })
+}
+
+enum TurnEnd {
+    Done(String, String),
+    Failed(AgentError),
+    TimedOut(u64),
+    Interrupted,
+}
+
+async fn drive_turn(
+    session: &mut Session,
+    input: UserInput,
+    json: bool,
+    timeout: Option<u64>,
+) -> (TurnEnd, bool) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = spawn_printer(json, rx);
+    let cancel = CancellationToken::new();
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let cancel = cancel.clone();
+        let timed_out = timed_out.clone();
+        let interrupted = interrupted.clone();
+        tokio::spawn(async move {
+            let timer = async {
+                match timeout {
+                    Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = timer => timed_out.store(true, Ordering::SeqCst),
+                _ = tokio::signal::ctrl_c() => interrupted.store(true, Ordering::SeqCst),
+            }
+            cancel.cancel();
+        })
+    };
+    let result = session.run_turn(input, &tx, &cancel).await;
+    watchdog.abort();
+    let end = match result {
+        Ok(o) => TurnEnd::Done(o.text, o.reasoning),
+        Err(AgentError::Aborted) if timed_out.load(Ordering::SeqCst) => {
+            TurnEnd::TimedOut(timeout.unwrap_or(0))
+        }
+        Err(AgentError::Aborted) if interrupted.load(Ordering::SeqCst) => TurnEnd::Interrupted,
+        Err(e) => TurnEnd::Failed(e),
+    };
+    if json {
+        let extra = match &end {
+            TurnEnd::TimedOut(s) => Some(("timeout", format!("timed out after {s}s"))),
+            TurnEnd::Interrupted => Some(("aborted", "interrupted".to_string())),
+            _ => None,
+        };
+        if let Some((kind, message)) = extra {
+            let _ = tx.send(AgentEvent::Error {
+                kind: kind.into(),
+                message,
+            });
+        }
+    }
+    drop(tx);
+    let printed = printer.await.unwrap_or(false);
+    (end, printed)
+}
+
+pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    if args.agent.as_deref().is_some_and(|a| a != "main") {
+        anyhow::bail!("only the `main` agent exists in this build");
+    }
+    let mut images = Vec::new();
+    for p in &args.images {
+        images.push(Image::from_file(p).with_context(|| format!("cannot attach {}", p.display()))?);
+    }
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let mut session = open_session(
+            args.workspace,
+            args.session_id,
+            args.model,
+            args.thinking.as_deref(),
+            &args.approve,
+        )?;
+        let timeout = Some(
+            args.timeout
+                .unwrap_or_else(|| session.runtime().timeout_seconds()),
+        );
+        let input = UserInput {
+            text: args.message,
+            images,
+        };
+        let (end, printed) = drive_turn(&mut session, input, args.json, timeout).await;
+        session.close().await;
+        Ok(match end {
+            TurnEnd::Done(text, reasoning) => {
+                if !args.json {
+                    if printed {
+                        println!();
+                    } else if text.is_empty() && !reasoning.is_empty() {
+                        println!("{reasoning}");
+                    }
+                    if session.totals.cost_nanos.is_some() || session.totals.total_tokens > 0 {
+                        eprintln!(
+                            "[usage] {} in / {} out{} | session {}",
+                            session.totals.input + session.totals.cache_read,
+                            session.totals.output,
+                            session
+                                .totals
+                                .cost_nanos
+                                .map(|c| format!(" | ${}", format_usd(c)))
+                                .unwrap_or_default(),
+                            session.id()
+                        );
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            TurnEnd::Failed(e) => {
+                if !args.json {
+                    eprintln!("error: {e}");
+                }
+                ExitCode::FAILURE
+            }
+            TurnEnd::TimedOut(s) => {
+                if !args.json {
+                    eprintln!("error: the turn timed out after {s}s (--timeout)");
+                }
+                ExitCode::from(EXIT_TIMEOUT)
+            }
+            TurnEnd::Interrupted => {
+                if !args.json {
+                    eprintln!("interrupted");
+                }
+                ExitCode::from(EXIT_INTERRUPTED)
+            }
+        })
+    })
+}
+
+/// Bare `idlehands`: a line-based chat in the current directory until the TUI lands. Each
+/// line is a turn; Ctrl-C stops the running turn; `/exit` or end of input quits.
 pub fn interactive() -> anyhow::Result<ExitCode> {
-    anyhow::bail!("interactive mode is not built yet")
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let mut session = open_session(None, None, None, None, "on-request")?;
+        eprintln!(
+            "IdleHands ({}) in {} - session {}. Type a message; /exit to quit.",
+            session.model,
+            session.workspace().display(),
+            session.id()
+        );
+        let stdin = std::io::stdin();
+        loop {
+            eprint!("> ");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            if stdin.lock().read_line(&mut line)? == 0 {
+                break;
+            }
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            if matches!(line, "/exit" | "/quit") {
+                break;
+            }
+            let (end, printed) = drive_turn(&mut session, UserInput::text(line), false, None).await;
+            if printed {
+                println!();
+            }
+            match end {
+                TurnEnd::Done(text, reasoning) if text.is_empty() && !printed => {
+                    println!("{reasoning}");
+                }
+                TurnEnd::Done(..) => {}
+                TurnEnd::Failed(e) => eprintln!("error: {e}"),
+                TurnEnd::TimedOut(_) | TurnEnd::Interrupted => eprintln!("(stopped)"),
+            }
+        }
+        session.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
 }

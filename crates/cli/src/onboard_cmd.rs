@@ -1,10 +1,216 @@
-//! `idlehands onboard`.
+//! `idlehands onboard`: LiteLLM setup, interactive (plain line prompts, answerable from a
+//! pipe) or `--non-interactive --accept-risk`.
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct OnboardArgs {}
+use anyhow::Context;
+use idlehands_agent::auth::AuthStore;
+use idlehands_agent::onboard::{
+    self, InteractiveOptions, LinePrompter, LitellmSetup, OnboardResult,
+};
+use idlehands_agent::{Env, Paths, config, models};
 
-pub fn run(_args: OnboardArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`idlehands onboard` is not built yet")
+#[derive(clap::Args)]
+pub struct OnboardArgs {
+    /// What to set up: litellm-api-key (or skip).
+    #[arg(long = "auth-choice")]
+    pub auth_choice: Option<String>,
+    /// Take everything from flags and the environment; requires --accept-risk.
+    #[arg(long = "non-interactive")]
+    pub non_interactive: bool,
+    /// Acknowledge that IdleHands acts on your machine on a model's behalf.
+    #[arg(long = "accept-risk")]
+    pub accept_risk: bool,
+    /// The LiteLLM key (else LITELLM_API_KEY, else an existing profile).
+    #[arg(long = "litellm-api-key")]
+    pub litellm_api_key: Option<String>,
+    /// The LiteLLM proxy URL (default: the configured one, else http://localhost:4000).
+    #[arg(long = "base-url")]
+    pub base_url: Option<String>,
+    /// The primary model id served by the proxy (default: claude-opus-4-6).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Workspace directory (default: agents.defaults.workspace or ~/.idlehands/workspace).
+    #[arg(long)]
+    pub workspace: Option<PathBuf>,
+    /// plaintext (store the key) or ref (store a reference to LITELLM_API_KEY).
+    #[arg(long = "secret-input-mode")]
+    pub secret_input_mode: Option<String>,
+    /// Print a JSON summary (non-interactive).
+    #[arg(long)]
+    pub json: bool,
+    /// Accepted for compatibility; gateway, channels, skills and daemons are not part of this build.
+    #[arg(long, hide = true)]
+    pub flow: Option<String>,
+    #[arg(long, hide = true)]
+    pub mode: Option<String>,
+    #[arg(long = "skip-channels", hide = true)]
+    pub skip_channels: bool,
+    #[arg(long = "skip-skills", hide = true)]
+    pub skip_skills: bool,
+    #[arg(long = "skip-health", hide = true)]
+    pub skip_health: bool,
+    #[arg(long = "skip-ui", hide = true)]
+    pub skip_ui: bool,
+    #[arg(long = "skip-daemon", hide = true)]
+    pub skip_daemon: bool,
+    #[arg(long = "no-install-daemon", hide = true)]
+    pub no_install_daemon: bool,
+}
+
+fn print_result(r: &OnboardResult, json: bool) {
+    if json {
+        let v = serde_json::json!({
+            "ok": true,
+            "authChoice": "litellm-api-key",
+            "configPath": r.config_path,
+            "authProfilesPath": r.auth_path,
+            "profileId": onboard::LITELLM_PROFILE_ID,
+            "workspace": r.workspace,
+            "sessionsDir": r.sessions_dir,
+            "baseUrl": r.base_url,
+            "primaryModel": r.primary,
+        });
+        println!("{v}");
+        return;
+    }
+    println!("Config updated: {}", r.config_path.display());
+    println!(
+        "Auth profile {}: {}",
+        onboard::LITELLM_PROFILE_ID,
+        r.auth_path.display()
+    );
+    println!("Workspace OK: {}", r.workspace.display());
+    println!("Sessions OK: {}", r.sessions_dir.display());
+    println!("Default model set to {} (via {})", r.primary, r.base_url);
+    println!("Try it: idlehands agent -m \"hello\"");
+}
+
+pub fn run(args: OnboardArgs) -> anyhow::Result<ExitCode> {
+    if let Some(m) = args.secret_input_mode.as_deref() {
+        if m != "plaintext" && m != "ref" {
+            anyhow::bail!("Invalid --secret-input-mode. Use plaintext or ref.");
+        }
+    }
+    if args.non_interactive && !args.accept_risk {
+        anyhow::bail!(
+            "Non-interactive onboarding requires explicit risk acknowledgement. Re-run with --accept-risk."
+        );
+    }
+    let choice = args.auth_choice.clone().unwrap_or_else(|| {
+        if args.litellm_api_key.is_some() || !args.non_interactive {
+            "litellm-api-key".into()
+        } else {
+            "skip".into()
+        }
+    });
+    match choice.as_str() {
+        "litellm-api-key" => {}
+        "skip" => {
+            println!("Skipped auth setup (no --auth-choice or key flag given).");
+            return Ok(ExitCode::SUCCESS);
+        }
+        other => anyhow::bail!(
+            "Auth choice \"{other}\" is not supported by this build yet; use --auth-choice litellm-api-key."
+        ),
+    }
+    let env = Env::from_process();
+    let paths = Paths::resolve(&env)?;
+    let workspace = args
+        .workspace
+        .clone()
+        .map(|w| std::path::absolute(&w).unwrap_or(w));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    if !args.non_interactive {
+        let stdin = std::io::stdin();
+        let tty = stdin.is_terminal();
+        let mut prompter = LinePrompter::new(stdin.lock(), std::io::stdout(), tty);
+        let result = rt.block_on(onboard::interactive_litellm(
+            &mut prompter,
+            &paths,
+            &env,
+            InteractiveOptions {
+                accept_risk: args.accept_risk,
+                workspace,
+                secret_input_mode: args.secret_input_mode.clone(),
+                base_url: args.base_url.clone(),
+                model: args.model.clone(),
+            },
+        ))?;
+        print_result(&result, false);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let loaded = config::load(&paths.config_path, &env)?;
+    let store = AuthStore::load(&paths.auth_profiles_path())?;
+    let has_profile = store
+        .api_key_profile(&loaded, models::LITELLM_PROVIDER)
+        .is_some();
+    let key = onboard::non_interactive_key(
+        args.litellm_api_key.as_deref(),
+        args.secret_input_mode.as_deref(),
+        &env,
+        has_profile,
+    )?;
+    let base_url = args
+        .base_url
+        .clone()
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .unwrap_or_else(|| onboard::default_base_url(&loaded.raw));
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        anyhow::bail!("--base-url must start with http:// or https:// (got \"{base_url}\")");
+    }
+    let model = args
+        .model
+        .clone()
+        .map(|m| m.strip_prefix("litellm/").unwrap_or(&m).to_string())
+        .unwrap_or_else(|| models::LITELLM_DEFAULT_MODEL.to_string());
+    let workspace = workspace
+        .or_else(|| {
+            loaded
+                .defaults()
+                .and_then(|d| d.workspace.as_deref())
+                .map(|w| idlehands_agent::paths::expand_tilde(w, &paths.home))
+        })
+        .unwrap_or_else(|| paths.default_workspace());
+    // Check the model against the proxy when it answers; never fail onboarding over it.
+    let probe_key = match &key {
+        Some(idlehands_agent::auth::KeyMaterial::Plain(k)) => Some(k.clone()),
+        Some(idlehands_agent::auth::KeyMaterial::EnvRef(n)) => env.get(n).map(str::to_string),
+        None => idlehands_agent::auth::resolve_api_key(
+            models::LITELLM_PROVIDER,
+            &loaded,
+            &store,
+            &env,
+            &paths,
+        )
+        .ok()
+        .map(|k| k.key),
+    };
+    match rt.block_on(onboard::fetch_models(&base_url, probe_key.as_deref())) {
+        Ok(ids) if !ids.is_empty() && !ids.contains(&model) => eprintln!(
+            "warning: {base_url} does not list \"{model}\" among its {} models ({}{}); the agent will fail until it does.",
+            ids.len(),
+            ids.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            if ids.len() > 5 { ", ..." } else { "" }
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("note: could not check the model against the proxy: {e}"),
+    }
+    let result = onboard::write_litellm(
+        &paths,
+        &env,
+        &LitellmSetup {
+            key,
+            base_url,
+            model,
+            workspace,
+        },
+    )?;
+    print_result(&result, args.json);
+    Ok(ExitCode::SUCCESS)
 }
