@@ -110,11 +110,21 @@ impl Handle {
     }
 }
 
-/// A streamed body of pre-built frames, honouring the stream faults.
+/// A streamed SSE body of pre-built frames, honouring the stream faults.
 pub(crate) fn stream_frames(
+    frames: Vec<Bytes>,
+    fault: Option<&Fault>,
+    delay: Duration,
+) -> Response {
+    stream_frames_as(frames, fault, delay, "text/event-stream")
+}
+
+/// A streamed body of pre-built frames of any content type, honouring the stream faults.
+pub(crate) fn stream_frames_as(
     mut frames: Vec<Bytes>,
     fault: Option<&Fault>,
     delay: Duration,
+    content_type: &str,
 ) -> Response {
     let mut reset = false;
     match fault {
@@ -148,7 +158,7 @@ pub(crate) fn stream_frames(
         },
     );
     Response::builder()
-        .header("content-type", "text/event-stream")
+        .header("content-type", content_type)
         .header("cache-control", "no-cache")
         .body(Body::from_stream(s))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())

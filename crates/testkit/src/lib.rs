@@ -9,11 +9,13 @@
 //! ```
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 pub mod reply;
 
 pub use anthropic::FakeAnthropic;
+pub use bedrock::FakeBedrock;
 pub use gemini::FakeGemini;
 pub use openai::{FakeOpenAi, Recorded};
 pub use reply::{Fault, Reply, ScriptedToolCall};
