@@ -9,6 +9,9 @@ use anyhow::Context;
 use idlehands_proxy::config::process_env;
 use idlehands_proxy::{Gateway, ProxyConfig};
 
+/// How long in-flight requests may run after SIGTERM/SIGINT.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(clap::Args, Debug)]
 pub struct ProxyArgs {
     /// LiteLLM-format config.yaml (model_list, general_settings, ...).
@@ -153,9 +156,26 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             gateway.model_names().len(),
             gateway.model_names().join(", ")
         );
-        idlehands_proxy::serve(gateway, listener, shutdown)
-            .await
-            .context("server error")?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut server = tokio::spawn(idlehands_proxy::serve(gateway, listener, async move {
+            let _ = stop_rx.await;
+        }));
+        tokio::select! {
+            r = &mut server => {
+                r.context("server task failed")?.context("server error")?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            _ = shutdown => {}
+        }
+        let _ = stop_tx.send(());
+        // Long streams must not hold the process forever after a signal.
+        match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+            Ok(r) => r.context("server task failed")?.context("server error")?,
+            Err(_) => eprintln!(
+                "idlehands proxy: requests still running after {}s; exiting anyway",
+                DRAIN_TIMEOUT.as_secs()
+            ),
+        }
         eprintln!("idlehands proxy: stopped");
         Ok(ExitCode::SUCCESS)
     });

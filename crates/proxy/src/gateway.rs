@@ -10,8 +10,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
-use crate::auth::{AuthConfig, KeyResolver, NoVirtualKeys, hash_key};
+use crate::auth::{AuthConfig, KeyResolver, NoVirtualKeys, Principal, hash_key};
 use crate::config::{ConfigError, ProxyConfig};
+use crate::error::ProxyError;
 use crate::hooks::{CallHooks, CallSink, NoopSink};
 use crate::pricing::{PriceTable, load_litellm_price_file};
 use crate::router::Router;
@@ -43,6 +44,7 @@ pub(crate) struct App {
 #[derive(Clone)]
 pub struct Gateway {
     pub(crate) app: Arc<App>,
+    extra_routes: Option<axum::Router>,
 }
 
 pub struct GatewayBuilder {
@@ -51,6 +53,7 @@ pub struct GatewayBuilder {
     resolver: Arc<dyn KeyResolver>,
     hooks: Option<Arc<dyn CallHooks>>,
     sink: Arc<dyn CallSink>,
+    extra_routes: Option<axum::Router>,
 }
 
 impl Gateway {
@@ -61,12 +64,28 @@ impl Gateway {
             resolver: Arc::new(NoVirtualKeys),
             hooks: None,
             sink: Arc::new(NoopSink),
+            extra_routes: None,
         }
     }
 
     /// The axum router with every route; for embedding in another server or for tests.
     pub fn router(&self) -> axum::Router {
-        crate::http::router(self.app.clone())
+        crate::http::router(self.app.clone(), self.extra_routes.clone())
+    }
+
+    /// Add routes after building, so that their handlers can hold this gateway (for
+    /// [`Gateway::authenticate`]). Same rules as [`GatewayBuilder::routes`]; replaces any
+    /// routes given before.
+    pub fn with_routes(mut self, routes: axum::Router) -> Self {
+        self.extra_routes = Some(routes);
+        self
+    }
+
+    /// The gateway's auth (master key, then the key resolver), for routes added with
+    /// [`GatewayBuilder::routes`] such as key management.
+    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, ProxyError> {
+        let rt = self.app.runtime.load_full();
+        crate::auth::authenticate(&rt.auth, self.app.resolver.as_ref(), headers).await
     }
 
     /// Model group names, in config order.
@@ -97,6 +116,14 @@ impl GatewayBuilder {
     /// SEAM: budget / rate-limit reservation before, settlement after each call.
     pub fn hooks(mut self, h: Arc<dyn CallHooks>) -> Self {
         self.hooks = Some(h);
+        self
+    }
+
+    /// SEAM: more routes (`/key/*`, `/spend/*`, ...), served next to the gateway's own. Their
+    /// paths must not repeat the gateway's (axum refuses overlapping routes at start-up), and
+    /// they must not set a fallback.
+    pub fn routes(mut self, routes: axum::Router) -> Self {
+        self.extra_routes = Some(routes);
         self
     }
 
@@ -181,6 +208,7 @@ impl GatewayBuilder {
             .build()
             .map_err(|e| ConfigError::Startup(format!("cannot build the HTTP client: {e}")))?;
         Ok(Gateway {
+            extra_routes: self.extra_routes,
             app: Arc::new(App {
                 runtime: ArcSwap::from_pointee(runtime),
                 client,

@@ -15,8 +15,7 @@ fn load(yaml: &str, env: &[(&str, &str)]) -> Result<ProxyConfig, ConfigError> {
 
 fn err(yaml: &str, env: &[(&str, &str)]) -> String {
     load(yaml, env)
-        .err()
-        .expect("config must be refused")
+        .expect_err("config must be refused")
         .to_string()
 }
 

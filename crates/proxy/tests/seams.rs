@@ -245,3 +245,55 @@ async fn shutdown_waits_for_in_flight_requests() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn extra_routes_are_served_and_can_use_the_gateway_auth() {
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    let gw = idlehands_proxy::Gateway::builder(config(&two_models("http://127.0.0.1:9/v1"), &[]))
+        .build()
+        .unwrap();
+    let auth = gw.clone();
+    let routes = axum::Router::new().route(
+        "/key/info",
+        get(move |headers: http::HeaderMap| async move {
+            match auth.authenticate(&headers).await {
+                Ok(p) => axum::Json(serde_json::json!({"hash": p.key_hash()})).into_response(),
+                Err(e) => e.into_response(),
+            }
+        }),
+    );
+    let gw = gw.with_routes(routes);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(idlehands_proxy::serve(gw, listener, std::future::pending()));
+    let r = client()
+        .get(format!("{base}/key/info"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["hash"], idlehands_proxy::auth::hash_key(KEY));
+    let r = client()
+        .get(format!("{base}/key/info"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // The gateway's own routes and its JSON 404 still work next to them.
+    let r = client()
+        .get(format!("{base}/v1/models"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client()
+        .get(format!("{base}/key/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -18,9 +18,9 @@ use axum::routing::{get, post};
 use crate::error::ProxyError;
 use crate::gateway::App;
 
-pub(crate) fn router(app: Arc<App>) -> Router {
+pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
     let limit = app.runtime.load().body_limit;
-    Router::new()
+    let routes = Router::new()
         .route("/v1/chat/completions", post(chat::chat))
         .route("/chat/completions", post(chat::chat))
         .route(
@@ -49,9 +49,14 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/health/liveliness", get(health::liveliness))
         .route("/health/liveness", get(health::liveliness))
         .route("/health/readiness", get(health::readiness))
+        .with_state(app);
+    let routes = match extra {
+        Some(extra) => routes.merge(extra),
+        None => routes,
+    };
+    routes
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(app)
 }
 
 async fn not_found(uri: http::Uri) -> Response {
