@@ -78,6 +78,8 @@ pub struct Plan<E> {
     next_fallback: usize,
     in_primary: bool,
     original: Option<FinalError<E>>,
+    /// Class of the requested group's latest upstream failure.
+    last_class: ErrorClass,
     done: bool,
 }
 
@@ -100,6 +102,7 @@ impl<E> Plan<E> {
             next_fallback: 0,
             in_primary: true,
             original: None,
+            last_class: ErrorClass::InternalServer,
             done: false,
         }
     }
@@ -114,8 +117,16 @@ impl<E> Plan<E> {
             match self.router.pick(&self.group, ctx) {
                 Ok(pick) => return Step::Attempt(pick),
                 Err(nd) => {
-                    let class = nd.class();
-                    self.record(FinalError::NoDeployment(nd));
+                    // The fallback table is chosen by the requested group's last upstream error
+                    // when there was one; "nothing left to retry on" adds nothing to it.
+                    let class = match &self.original {
+                        Some(FinalError::Upstream(_)) if self.in_primary => self.last_class,
+                        _ => {
+                            let class = nd.class();
+                            self.record(FinalError::NoDeployment(nd));
+                            class
+                        }
+                    };
                     if !self.advance(class) {
                         self.done = true;
                     }
@@ -129,6 +140,9 @@ impl<E> Plan<E> {
     pub fn failed(&mut self, pick: Pick, failure: Failure, error: E) -> Decision {
         let cooled = pick.failure(&failure);
         self.record(FinalError::Upstream(error));
+        if self.in_primary {
+            self.last_class = failure.class;
+        }
         if let Some(delay) = self.retry_delay(&failure, cooled) {
             self.retries_in_group += 1;
             self.total_retries += 1;

@@ -518,6 +518,42 @@ fn no_retry_once_the_group_has_no_healthy_deployment() {
 }
 
 #[test]
+fn a_group_emptied_by_cooldowns_mid_retry_keeps_the_upstream_error() {
+    let (r, _) = router(
+        vec![dep("a", "g"), dep("b", "g")],
+        settings(r#"{"num_retries": 3}"#),
+    );
+    let mut plan: Plan<String> = r.plan("g", PlanOptions::default());
+    let Step::Attempt(first) = plan.next(&CTX) else {
+        panic!("expected an attempt")
+    };
+    let other = if first.deployment().id == "a" {
+        "b"
+    } else {
+        "a"
+    };
+    let d = plan.failed(
+        first,
+        Failure::from_response(429, "", None),
+        "429 slow down".into(),
+    );
+    assert_eq!(
+        d,
+        Decision::Retry {
+            delay: Duration::ZERO
+        }
+    );
+    // Meanwhile a concurrent request cools the other deployment down too.
+    let p = r.pick("g", &CTX).unwrap();
+    assert_eq!(p.deployment().id, other);
+    assert!(p.failure(&Failure::from_response(429, "", None)));
+    match plan.next(&CTX) {
+        Step::GiveUp(FinalError::Upstream(e)) => assert_eq!(e, "429 slow down"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn context_window_pre_call_check_routes_to_context_window_fallbacks() {
     let (r, _) = router(
         vec![
