@@ -64,6 +64,8 @@ pub struct Ticket {
     pub token: String,
     pub estimate_nanos: i64,
     pub estimate_tokens: u64,
+    /// The key's budget window at admission, so settling after a boundary can roll it over.
+    pub budget_window: Option<LlmDuration>,
     pub id: u64,
 }
 
@@ -286,6 +288,7 @@ impl LocalLimiter {
             token: key.token.clone(),
             estimate_nanos,
             estimate_tokens,
+            budget_window: c.limits.budget_duration,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
         };
         (Ok(ticket), overflow)

@@ -254,6 +254,7 @@ impl Limiter for RedisLimiter {
                     token: key.token.clone(),
                     estimate_nanos,
                     estimate_tokens,
+                    budget_window: key.budget_duration,
                     id,
                 }),
                 1 => Err(limited(LimitKind::Parallel, key.max_parallel_requests)),
@@ -273,10 +274,13 @@ impl Limiter for RedisLimiter {
     fn settle(&self, ticket: Ticket, mut row: SpendLogRow) -> BoxFuture<'_, i64> {
         Box::pin(async move {
             row.api_key = ticket.token.clone();
-            // The window is only known to the script; passing none means "roll over only if
-            // the key has a window", which admission set up.
+            let now = Utc::now();
+            let next_reset = ticket
+                .budget_window
+                .map(|d| ms(d.next_reset(now)))
+                .unwrap_or(-1);
             let spend = match self
-                .run_settle(&ticket, row.spend.max(0), row.total_tokens, -1)
+                .run_settle(&ticket, row.spend.max(0), row.total_tokens, next_reset)
                 .await
             {
                 Ok(spend) => spend,

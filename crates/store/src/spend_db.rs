@@ -405,3 +405,18 @@ impl Store {
         Ok(out)
     }
 }
+
+impl Store {
+    /// Deletes spend-log rows that started before `cutoff`
+    /// (`general_settings.maximum_spend_logs_retention_period`). Key spend is unchanged.
+    pub async fn delete_spend_logs_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n = on_db!(&self.db, pool => {
+            sqlx::query("DELETE FROM idlehands_spend_logs WHERE start_time < $1")
+                .bind(to_ms(cutoff))
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n)
+    }
+}

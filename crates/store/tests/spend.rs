@@ -238,6 +238,17 @@ async fn spend_logs_filter_page_and_summarize(store: Store) {
         (by_user[0].group.as_str(), by_user[0].spend),
         ("u1", 13 * CENT)
     );
+
+    // Retention drops old rows only.
+    assert_eq!(
+        store
+            .delete_spend_logs_before(at(2026, 3, 2, 0))
+            .await
+            .unwrap(),
+        2
+    );
+    let left = rows(store.spend_logs(&SpendLogsQuery::default()).await.unwrap());
+    assert_eq!(ids(left), ["r4", "r3"]);
 }
 
 async fn graceful_shutdown_commits_every_queued_row(store: Store) {
