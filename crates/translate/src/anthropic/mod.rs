@@ -22,6 +22,10 @@ pub const API_VERSION: &str = "2023-06-01";
 /// LiteLLM's `DEFAULT_ANTHROPIC_CHAT_MAX_TOKENS`: Anthropic requires `max_tokens`.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
+/// The tool that carries a `response_format` answer: the model is made to "call" it with the
+/// JSON as its input, which the response translation turns back into `content`.
+pub const JSON_TOOL_NAME: &str = "json_tool_call";
+
 /// `POST` target for a configured `api_base` (with or without `/v1` or `/v1/messages`).
 pub fn endpoint(api_base: Option<&str>) -> String {
     let base = api_base.unwrap_or(DEFAULT_API_BASE).trim_end_matches('/');

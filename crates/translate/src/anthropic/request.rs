@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::DEFAULT_MAX_TOKENS;
+use super::{DEFAULT_MAX_TOKENS, JSON_TOOL_NAME};
 use crate::TranslateError;
 use crate::openai::{self, Image, Part, ToolChoice};
 
@@ -51,8 +51,9 @@ pub fn to_messages_request(
         out.insert("stream".into(), json!(true));
     }
 
-    add_tools(req, &mut out)?;
+    // Thinking first: it decides whether the JSON tool can be forced.
     add_thinking(req, max_tokens, &mut out)?;
+    add_tools(req, &mut out)?;
     Ok(Value::Object(out))
 }
 
@@ -230,6 +231,11 @@ fn add_tools(req: &Value, out: &mut Map<String, Value>) -> Result<(), TranslateE
             t
         })
         .collect();
+    let mut tools = tools;
+    let json_schema = response_format_schema(req);
+    if let Some(schema) = &json_schema {
+        tools.push(json!({"name": JSON_TOOL_NAME, "input_schema": schema}));
+    }
     if !tools.is_empty() {
         out.insert("tools".into(), Value::Array(tools));
     }
@@ -240,6 +246,12 @@ fn add_tools(req: &Value, out: &mut Map<String, Value>) -> Result<(), TranslateE
         Some(ToolChoice::None) => Some(json!({"type": "none"})),
         Some(ToolChoice::Function(name)) => Some(json!({"type": "tool", "name": name})),
     };
+    // The JSON tool is forced only when it is the sole tool and no choice was made: the API
+    // refuses forced tools while thinking, and forcing it would hide the client's own tools.
+    let only_json_tool = json_schema.is_some() && openai::function_tools(req)?.is_empty();
+    if choice.is_none() && only_json_tool && !out.contains_key("thinking") {
+        choice = Some(json!({"type": "tool", "name": JSON_TOOL_NAME}));
+    }
     // Anthropic keeps the parallel switch inside tool_choice, so one is made if needed.
     if req.get("parallel_tool_calls").and_then(Value::as_bool) == Some(false) {
         let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
@@ -251,6 +263,22 @@ fn add_tools(req: &Value, out: &mut Map<String, Value>) -> Result<(), TranslateE
         out.insert("tool_choice".into(), c);
     }
     Ok(())
+}
+
+/// The schema a `response_format` asks the answer to follow, if it asks for JSON.
+fn response_format_schema(req: &Value) -> Option<Value> {
+    match req
+        .pointer("/response_format/type")
+        .and_then(Value::as_str)?
+    {
+        "json_schema" => Some(
+            req.pointer("/response_format/json_schema/schema")
+                .cloned()
+                .unwrap_or_else(|| json!({"type": "object"})),
+        ),
+        "json_object" => Some(json!({"type": "object"})),
+        _ => None,
+    }
 }
 
 fn add_thinking(
@@ -347,6 +375,22 @@ mod tests {
             ],
             "reasoning_effort": "medium"
         })));
+    }
+
+    #[test]
+    fn response_format_becomes_a_forced_json_tool() {
+        insta::assert_json_snapshot!(translate(json!({
+            "messages": [{"role": "user", "content": "Give me a city."}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}}}
+        })));
+        // With thinking on, the tool is offered but not forced.
+        let out = translate(json!({
+            "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_object"},
+            "reasoning_effort": "low"
+        }));
+        assert_eq!(out["tools"][0]["name"], JSON_TOOL_NAME);
+        assert!(out.get("tool_choice").is_none());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::finish_reason;
+use super::{JSON_TOOL_NAME, finish_reason};
 use crate::TranslateError;
 use crate::openai::{self, TokenCounts};
 
@@ -40,6 +40,10 @@ pub fn from_messages_response(
             Some("redacted_thinking") => thinking_blocks.push(block.clone()),
             Some("tool_use") => {
                 let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
+                if block.get("name").and_then(Value::as_str) == Some(JSON_TOOL_NAME) {
+                    text.push_str(&input.to_string());
+                    continue;
+                }
                 tool_calls.push(json!({
                     "id": block.get("id").cloned().unwrap_or(Value::Null),
                     "type": "function",
@@ -54,6 +58,7 @@ pub fn from_messages_response(
         }
     }
 
+    let has_tool_calls = !tool_calls.is_empty();
     let mut message = json!({
         "role": "assistant",
         "content": if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { json!(text) },
@@ -74,9 +79,17 @@ pub fn from_messages_response(
         model,
         created,
         message,
-        finish_reason(stop),
+        json_aware_finish(stop, has_tool_calls),
         usage,
     ))
+}
+
+/// A turn that only "called" the JSON tool finished normally as far as the client knows.
+pub(super) fn json_aware_finish(stop: Option<&str>, has_tool_calls: bool) -> &'static str {
+    match finish_reason(stop) {
+        "tool_calls" if !has_tool_calls => "stop",
+        other => other,
+    }
 }
 
 /// LiteLLM's `calculate_usage`: Anthropic's `input_tokens` excludes cached tokens, OpenAI's
@@ -128,6 +141,21 @@ mod tests {
             "stop_reason": "tool_use",
             "usage": {"input_tokens": 50, "output_tokens": 30}
         })));
+    }
+
+    #[test]
+    fn json_tool_answer_becomes_content() {
+        let out = translate(
+            json!({"id": "m", "type": "message", "stop_reason": "tool_use",
+            "content": [{"type": "tool_use", "id": "t", "name": "json_tool_call", "input": {"name": "Oslo"}}],
+            "usage": {"input_tokens": 1, "output_tokens": 2}}),
+        );
+        assert_eq!(
+            out["choices"][0]["message"]["content"],
+            r#"{"name":"Oslo"}"#
+        );
+        assert!(out["choices"][0]["message"].get("tool_calls").is_none());
+        assert_eq!(out["choices"][0]["finish_reason"], "stop");
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Anthropic streaming events -> OpenAI `chat.completion.chunk`s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
-use super::finish_reason;
-use super::response::token_counts;
+use super::JSON_TOOL_NAME;
+use super::response::{json_aware_finish, token_counts};
 use crate::TranslateError;
 use crate::openai::{self, TokenCounts};
 
@@ -21,6 +21,8 @@ pub struct AnthropicStreamToOpenAi {
     counts: TokenCounts,
     /// Anthropic block index -> OpenAI tool call index.
     tool_calls: HashMap<u64, usize>,
+    /// Blocks of the `response_format` tool, whose input streams out as content.
+    json_blocks: HashSet<u64>,
     finish: Option<&'static str>,
     stopped: bool,
 }
@@ -33,6 +35,7 @@ impl AnthropicStreamToOpenAi {
             id: String::new(),
             counts: TokenCounts::default(),
             tool_calls: HashMap::new(),
+            json_blocks: HashSet::new(),
             finish: None,
             stopped: false,
         }
@@ -114,6 +117,10 @@ impl AnthropicStreamToOpenAi {
         let index = ev.get("index").and_then(Value::as_u64).unwrap_or(0);
         let block = ev.get("content_block")?;
         match block.get("type").and_then(Value::as_str)? {
+            "tool_use" if block.get("name").and_then(Value::as_str) == Some(JSON_TOOL_NAME) => {
+                self.json_blocks.insert(index);
+                None
+            }
             "tool_use" => {
                 let n = self.tool_calls.len();
                 self.tool_calls.insert(index, n);
@@ -146,6 +153,9 @@ impl AnthropicStreamToOpenAi {
         let s = |k: &str| delta.get(k).and_then(Value::as_str).unwrap_or("");
         let out = match delta.get("type").and_then(Value::as_str).unwrap_or("") {
             "text_delta" => json!({"content": s("text")}),
+            "input_json_delta" if self.json_blocks.contains(&index) => {
+                json!({"content": s("partial_json")})
+            }
             "input_json_delta" => {
                 let n = self.tool_calls.get(&index).copied().ok_or_else(|| {
                     TranslateError::untranslatable(
@@ -181,7 +191,7 @@ impl AnthropicStreamToOpenAi {
             }
         }
         let stop = ev.pointer("/delta/stop_reason").and_then(Value::as_str);
-        let reason = finish_reason(stop);
+        let reason = json_aware_finish(stop, !self.tool_calls.is_empty());
         self.finish = Some(reason);
         Some(self.chunk(json!({}), Some(reason)))
     }
@@ -271,6 +281,48 @@ mod tests {
         assert_eq!(m.finish_reason(), Some("tool_calls"));
         chunks.push(m.finish().unwrap_or(Value::Null));
         insta::assert_json_snapshot!(chunks);
+    }
+
+    #[test]
+    fn json_tool_streams_as_content() {
+        let events = [
+            (
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "msg_j", "usage": {"input_tokens": 5, "output_tokens": 1}}}),
+            ),
+            (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t", "name": "json_tool_call", "input": {}}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"a\":"}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "1}"}}),
+            ),
+            (
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 4}}),
+            ),
+            ("message_stop", json!({"type": "message_stop"})),
+        ];
+        let (chunks, m) = run(&events);
+        let content: String = chunks
+            .iter()
+            .filter_map(|c| {
+                c.pointer("/choices/0/delta/content")
+                    .and_then(Value::as_str)
+            })
+            .collect();
+        assert_eq!(content, r#"{"a":1}"#);
+        assert!(
+            chunks
+                .iter()
+                .all(|c| c.pointer("/choices/0/delta/tool_calls").is_none())
+        );
+        assert_eq!(m.finish_reason(), Some("stop"));
     }
 
     #[test]
