@@ -80,13 +80,8 @@ async fn status_paths(cwd: &Path) -> Result<Vec<String>, AntonError> {
 
 /// Fails with the "clean git working tree" error when anything outside `.agents/tasks/` changed.
 pub async fn ensure_repo_clean(cwd: &Path) -> Result<(), AntonError> {
-    let dirty = status_paths(cwd)
-        .await
-        .map_err(|_| AntonError::DirtyRepo {
-            cwd: cwd.to_path_buf(),
-        })?
-        .iter()
-        .any(|f| !is_plan_path(f));
+    // Not a repository at all surfaces git's own message rather than "dirty".
+    let dirty = status_paths(cwd).await?.iter().any(|f| !is_plan_path(f));
     if dirty {
         return Err(AntonError::DirtyRepo {
             cwd: cwd.to_path_buf(),

@@ -13,6 +13,7 @@ pub const LOCK_FILE: &str = "anton.lock";
 #[serde(rename_all = "camelCase")]
 pub struct LockInfo {
     pub pid: u32,
+    #[serde(default)]
     pub started_at: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,

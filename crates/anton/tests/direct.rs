@@ -255,6 +255,24 @@ async fn dirty_tree_is_refused_but_plan_files_do_not_count() {
 }
 
 #[tokio::test]
+async fn a_directory_outside_git_is_reported_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("T.md"), "- [ ] one\n").unwrap();
+    let opts = idlehands_anton::RunOptions {
+        task_file: dir.path().join("T.md"),
+        state_dir: state.path().to_path_buf(),
+        ..Default::default()
+    };
+    let err = run_anton(opts, FakeAgent::new(|_| Action::Hang), null_sink())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AntonError::Git { .. }), "{err}");
+    assert!(err.to_string().contains("not a git repository"), "{err}");
+    assert!(!state.path().join("anton.lock").exists());
+}
+
+#[tokio::test]
 async fn dry_run_lists_pending_tasks_without_git_or_lock() {
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
