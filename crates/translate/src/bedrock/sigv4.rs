@@ -94,7 +94,13 @@ pub fn sign(
             !k.eq_ignore_ascii_case("host") && !k.eq_ignore_ascii_case("authorization")
         })
         .chain(added.iter())
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+        // Canonical values are trimmed with inner runs of spaces folded to one.
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase(),
+                v.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        })
         .chain(std::iter::once(("host".to_string(), host.to_string())))
         .collect();
     signed.sort();

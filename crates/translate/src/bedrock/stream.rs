@@ -49,9 +49,15 @@ impl ConverseStreamToOpenAi {
             }
             _ => {
                 let kind = msg.kind().unwrap_or("unknown");
-                let message = serde_json::from_str::<Value>(&payload)
-                    .ok()
-                    .and_then(|v| v.get("message").and_then(Value::as_str).map(excerpt))
+                // Exceptions carry `{"message"}` as payload; protocol errors put it in a header.
+                let message = msg
+                    .header_str(":error-message")
+                    .map(excerpt)
+                    .or_else(|| {
+                        serde_json::from_str::<Value>(&payload)
+                            .ok()
+                            .and_then(|v| v.get("message").and_then(Value::as_str).map(excerpt))
+                    })
                     .unwrap_or_else(|| excerpt(&payload));
                 Err(TranslateError::Upstream {
                     status: exception_status(kind, 500),
@@ -264,5 +270,26 @@ mod tests {
             other => panic!("expected an upstream error, got {other:?}"),
         }
         assert!(m.finish().is_err());
+        let protocol_error = EventMessage {
+            headers: vec![
+                (":message-type".into(), HeaderValue::String("error".into())),
+                (
+                    ":error-code".into(),
+                    HeaderValue::String("InternalFailure".into()),
+                ),
+                (
+                    ":error-message".into(),
+                    HeaderValue::String("stream broke".into()),
+                ),
+            ],
+            payload: Vec::new(),
+        };
+        match m.push_message(&protocol_error) {
+            Err(TranslateError::Upstream { status, message }) => {
+                assert_eq!(status, 500);
+                assert!(message.contains("stream broke"), "{message}");
+            }
+            other => panic!("expected an upstream error, got {other:?}"),
+        }
     }
 }
