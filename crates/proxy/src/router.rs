@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
+use parking_lot::RwLock;
 use rand::Rng;
 
 use crate::config::{LitellmParams, ModelEntry, ProxyConfig, Secret};
@@ -268,40 +269,90 @@ impl ModelGroup {
     }
 }
 
+/// A wildcard deployment (`model_name: "openai/*"`, `model: "openai/*"`): any requested model
+/// matching `prefix*suffix` is served by it, `*` in its `model` replaced by the matched part.
+struct Pattern {
+    prefix: String,
+    suffix: String,
+    index: usize,
+    entry: ModelEntry,
+}
+
+impl Pattern {
+    fn capture<'m>(&self, model: &'m str) -> Option<&'m str> {
+        if model.len() < self.prefix.len() + self.suffix.len() {
+            return None;
+        }
+        model
+            .strip_prefix(self.prefix.as_str())?
+            .strip_suffix(self.suffix.as_str())
+    }
+}
+
+/// Expanded wildcard groups kept at most this many; past it the cache starts over.
+const WILDCARD_CACHE_MAX: usize = 10_000;
+
 /// All model groups, in config order.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Router {
-    groups: Vec<ModelGroup>,
+    groups: Vec<Arc<ModelGroup>>,
     by_name: HashMap<String, usize>,
     aliases: HashMap<String, String>,
+    patterns: Vec<Pattern>,
+    /// What building a wildcard deployment needs.
+    config: Option<Arc<ProxyConfig>>,
+    prices: PriceTable,
+    expanded: RwLock<HashMap<String, Arc<ModelGroup>>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("groups", &self.groups)
+            .field("patterns", &self.patterns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn group_of(name: &str, deployments: Vec<Arc<Deployment>>) -> ModelGroup {
+    let lowest = deployments.iter().map(|d| d.order).min().unwrap_or(0);
+    let primary = (0..deployments.len())
+        .filter(|i| deployments[*i].order == lowest)
+        .collect();
+    ModelGroup {
+        name: name.to_string(),
+        deployments,
+        primary,
+    }
 }
 
 impl Router {
     pub fn build(cfg: &ProxyConfig, prices: &PriceTable) -> Self {
         let mut r = Router::default();
+        let mut grouped: Vec<(String, Vec<Arc<Deployment>>)> = Vec::new();
         for (i, entry) in cfg.file.model_list.iter().enumerate() {
+            if let Some((prefix, suffix)) = entry.model_name.split_once('*') {
+                r.patterns.push(Pattern {
+                    prefix: prefix.to_string(),
+                    suffix: suffix.to_string(),
+                    index: i,
+                    entry: entry.clone(),
+                });
+                continue;
+            }
             let d = Arc::new(Deployment::build(i, entry, cfg, prices));
-            let idx = match r.by_name.get(&entry.model_name) {
-                Some(idx) => *idx,
+            match r.by_name.get(&entry.model_name) {
+                Some(idx) => grouped[*idx].1.push(d),
                 None => {
-                    r.groups.push(ModelGroup {
-                        name: entry.model_name.clone(),
-                        deployments: Vec::new(),
-                        primary: Vec::new(),
-                    });
-                    r.by_name
-                        .insert(entry.model_name.clone(), r.groups.len() - 1);
-                    r.groups.len() - 1
+                    r.by_name.insert(entry.model_name.clone(), grouped.len());
+                    grouped.push((entry.model_name.clone(), vec![d]));
                 }
-            };
-            r.groups[idx].deployments.push(d);
+            }
         }
-        for g in &mut r.groups {
-            let lowest = g.deployments.iter().map(|d| d.order).min().unwrap_or(0);
-            g.primary = (0..g.deployments.len())
-                .filter(|i| g.deployments[*i].order == lowest)
-                .collect();
-        }
+        r.groups = grouped
+            .into_iter()
+            .map(|(name, ds)| Arc::new(group_of(&name, ds)))
+            .collect();
         for (alias, target) in &cfg.file.router_settings.model_group_alias {
             let target = match target {
                 serde_json::Value::String(s) => Some(s.clone()),
@@ -314,22 +365,69 @@ impl Router {
                 r.aliases.insert(alias.clone(), t);
             }
         }
+        if !r.patterns.is_empty() {
+            r.config = Some(Arc::new(cfg.clone()));
+            r.prices = prices.clone();
+        }
         r
     }
 
-    pub fn group(&self, name: &str) -> Option<&ModelGroup> {
-        let idx = self.by_name.get(name).or_else(|| {
+    /// The group serving `name`: an exact model group, an alias, else a wildcard deployment.
+    pub fn group(&self, name: &str) -> Option<Arc<ModelGroup>> {
+        let exact = self.by_name.get(name).or_else(|| {
             self.aliases
                 .get(name)
                 .and_then(|target| self.by_name.get(target))
-        })?;
-        self.groups.get(*idx)
+        });
+        if let Some(idx) = exact {
+            return self.groups.get(*idx).cloned();
+        }
+        if self.patterns.is_empty() {
+            return None;
+        }
+        if let Some(g) = self.expanded.read().get(name) {
+            return Some(g.clone());
+        }
+        let cfg = self.config.as_ref()?;
+        let deployments: Vec<Arc<Deployment>> = self
+            .patterns
+            .iter()
+            .filter_map(|p| {
+                let captured = p.capture(name)?;
+                let mut entry = p.entry.clone();
+                entry.model_name = name.to_string();
+                entry.litellm_params.model = entry.litellm_params.model.replace('*', captured);
+                Some(Arc::new(Deployment::build(
+                    p.index,
+                    &entry,
+                    cfg,
+                    &self.prices,
+                )))
+            })
+            .collect();
+        if deployments.is_empty() {
+            return None;
+        }
+        let g = Arc::new(group_of(name, deployments));
+        let mut cache = self.expanded.write();
+        if cache.len() >= WILDCARD_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(name.to_string(), g.clone());
+        Some(g)
     }
 
-    pub fn groups(&self) -> &[ModelGroup] {
+    /// Exact model groups, in config order.
+    pub fn groups(&self) -> &[Arc<ModelGroup>] {
         &self.groups
     }
 
+    /// Wildcard model names as written (`openai/*`), for `/v1/models`.
+    pub fn wildcard_names(&self) -> impl Iterator<Item = &str> {
+        self.patterns.iter().map(|p| p.entry.model_name.as_str())
+    }
+
+    /// Every configured deployment (wildcards not expanded).
     pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
         self.groups.iter().flat_map(|g| g.deployments.iter())
     }

@@ -423,3 +423,72 @@ general_settings: {{master_key: {KEY}}}
         .unwrap();
     assert_eq!(resp.status(), 400);
 }
+
+#[tokio::test]
+async fn wildcard_model_names_route_any_matching_model() {
+    let up = FakeOpenAi::start().await;
+    up.set_default(Reply::text("ok").with_usage(100, 10));
+    let cfg = format!(
+        "model_list:
+  - model_name: exact
+    litellm_params: {{model: openai/exact-model, mock_response: hi}}
+  - model_name: 'openai/*'
+    litellm_params: {{model: 'openai/*', api_base: '{}', api_key: k}}
+router_settings:
+  model_group_alias: {{legacy: exact}}
+general_settings: {{master_key: {KEY}}}
+",
+        up.base_url()
+    );
+    let gw = start(&cfg).await;
+    for _ in 0..2 {
+        let resp = client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .json(&chat_body("openai/gpt-4o-mini", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()["x-litellm-model-group"],
+            "openai/gpt-4o-mini"
+        );
+        // gpt-4o-mini: 100 * 1.5e-7 + 10 * 6e-7
+        assert_eq!(resp.headers()["x-litellm-response-cost"], "0.000021");
+        assert_eq!(up.last_request().unwrap().body["model"], "gpt-4o-mini");
+    }
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&chat_body("legacy", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-litellm-model-group"], "exact");
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&chat_body("anthropic/claude", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let models: Value = client()
+        .get(gw.url("/v1/models"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["exact", "openai/*"]);
+}

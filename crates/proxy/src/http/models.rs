@@ -25,18 +25,21 @@ pub(crate) async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Res
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let data: Vec<Value> = match &rt.forced_model {
+    let data: Vec<Value> = match rt.forced_model.as_deref().and_then(|m| rt.router.group(m)) {
         // `--model` mode lists just that model.
-        Some(m) if rt.router.group(m).is_some() => {
-            let owned = rt.router.group(m).map(|g| g.owned_by()).unwrap_or("openai");
-            vec![card(m, owned)]
-        }
-        _ => rt
+        Some(g) => vec![card(&g.name, g.owned_by())],
+        None => rt
             .router
             .groups()
             .iter()
             .filter(|g| principal.allows_model(&g.name))
             .map(|g| card(&g.name, g.owned_by()))
+            .chain(
+                rt.router
+                    .wildcard_names()
+                    .filter(|n| principal.allows_model(n))
+                    .map(|n| card(n, "openai")),
+            )
             .collect(),
     };
     Json(json!({"object": "list", "data": data})).into_response()
