@@ -333,9 +333,29 @@ CREATE INDEX idlehands_sl_user ON idlehands_spend_logs (user_id);
 CREATE INDEX idlehands_sl_call ON idlehands_spend_logs (litellm_call_id);
 ";
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "keys_deleted_keys_spend_logs",
-    sqlite: V1_TABLES,
-    postgres: V1_TABLES,
-}];
+// A regenerated key's old token keeps working until `revoke_at` (the grace period), as the
+// key it was replaced by.
+const V2_DEPRECATED: &str = "
+CREATE TABLE idlehands_deprecated_tokens (
+    token TEXT PRIMARY KEY,
+    active_token TEXT NOT NULL,
+    revoke_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX idlehands_dt_active ON idlehands_deprecated_tokens (active_token);
+";
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "keys_deleted_keys_spend_logs",
+        sqlite: V1_TABLES,
+        postgres: V1_TABLES,
+    },
+    Migration {
+        version: 2,
+        name: "deprecated_tokens_for_grace_periods",
+        sqlite: V2_DEPRECATED,
+        postgres: V2_DEPRECATED,
+    },
+];

@@ -365,6 +365,7 @@ impl Store {
         old_token: &str,
         new_key: &KeyRecord,
         by: Option<&str>,
+        grace_until: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         let archive = format!(
             "INSERT INTO idlehands_deleted_verification_tokens ({KEY_COLS}, deleted_at, deleted_by) \
@@ -389,6 +390,25 @@ impl Store {
             };
             let mut key = new_key.clone();
             key.spend = spend;
+            // Older aliases of the old token now lead to the new one.
+            sqlx::query("UPDATE idlehands_deprecated_tokens SET active_token = $2 WHERE active_token = $1")
+                .bind(old_token)
+                .bind(&key.token)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(until) = grace_until {
+                sqlx::query(
+                    "INSERT INTO idlehands_deprecated_tokens (token, active_token, revoke_at, created_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (token) DO UPDATE \
+                     SET active_token = $2, revoke_at = $3",
+                )
+                .bind(old_token)
+                .bind(&key.token)
+                .bind(to_ms(until))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
             let res = bind_key!(sqlx::query(&insert), &key).execute(&mut *tx).await;
             match res {
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -404,6 +424,33 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// The token a regenerated key's old `token` stands for while its grace period lasts,
+    /// and when that ends.
+    pub async fn deprecated_token(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+        let found = on_db!(&self.db, pool => {
+            match sqlx::query(
+                "SELECT active_token, revoke_at FROM idlehands_deprecated_tokens \
+                 WHERE token = $1 AND revoke_at > $2",
+            )
+            .bind(token)
+            .bind(to_ms(now))
+            .fetch_optional(pool)
+            .await?
+            {
+                Some(row) => Some((
+                    row.try_get::<String, _>("active_token")?,
+                    from_ms(row.try_get("revoke_at")?),
+                )),
+                None => None,
+            }
+        });
+        Ok(found)
     }
 
     /// Whether `token` was deleted (archived), for `/key/info`'s status.

@@ -12,6 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 
 use crate::db::Store;
+use crate::duration::LlmDuration;
 use crate::error::{AccessError, StoreError};
 use crate::keygen::{abbreviate, hash_key, new_key, token_of};
 use crate::limiter::{KeyLimits, Limiter, LocalLimiter, Ticket};
@@ -66,6 +67,8 @@ struct Inner {
     limiter: Arc<dyn Limiter>,
     keys: RwLock<HashMap<String, Arc<Cached>>>,
     negative: Mutex<HashMap<String, Instant>>,
+    /// Old token -> (new token, end of grace period) for regenerated keys.
+    aliases: RwLock<HashMap<String, (String, chrono::DateTime<Utc>)>>,
     hooks: RwLock<Vec<InvalidationHook>>,
     cfg: LedgerConfig,
     ticker: Mutex<Option<JoinHandle<()>>>,
@@ -195,6 +198,7 @@ impl Ledger {
             limiter,
             keys: RwLock::new(HashMap::new()),
             negative: Mutex::new(HashMap::new()),
+            aliases: RwLock::new(HashMap::new()),
             hooks: RwLock::new(Vec::new()),
             cfg,
             ticker: Mutex::new(None),
@@ -302,56 +306,97 @@ impl Ledger {
     /// blocked or expired. The database is asked only on a cache miss.
     pub async fn authenticate(&self, api_key: &str) -> Result<AuthedKey, AccessError> {
         let token = hash_key(api_key);
-        let cached = self.inner.keys.read().get(&token).cloned();
-        let record = match cached {
-            Some(cached) => {
-                let stale = cached.loaded.lock().elapsed() >= self.inner.cfg.cache_ttl;
-                if stale && !cached.refreshing.swap(true, Ordering::AcqRel) {
-                    self.refresh_in_background(token.clone(), cached.clone());
-                }
-                cached.record.read().clone()
-            }
-            None => {
-                let invalid = || AccessError::InvalidKey {
-                    masked: abbreviate(api_key),
-                    hash: token.clone(),
-                };
-                let known_bad = self
-                    .inner
-                    .negative
-                    .lock()
-                    .get(&token)
-                    .is_some_and(|t| t.elapsed() < self.inner.cfg.negative_ttl);
-                if known_bad {
+        let invalid = || AccessError::InvalidKey {
+            masked: abbreviate(api_key),
+            hash: token.clone(),
+        };
+        let now = Utc::now();
+        let (token, record) = match self.lookup(&token).await? {
+            Some(record) => (token.clone(), record),
+            None => match self.grace_alias(&token, now).await? {
+                // A regenerated key's old value, still in its grace period.
+                Some(active) => match self.lookup(&active).await? {
+                    Some(record) => (active, record),
+                    None => return Err(invalid()),
+                },
+                None => {
+                    let mut negative = self.inner.negative.lock();
+                    if negative.len() > 100_000 {
+                        negative.clear();
+                    }
+                    negative.insert(token.clone(), Instant::now());
                     return Err(invalid());
                 }
-                match self.inner.store.get_key(&token).await {
-                    Ok(Some(record)) => self.cache_insert(record),
-                    Ok(None) => {
-                        let mut negative = self.inner.negative.lock();
-                        if negative.len() > 100_000 {
-                            negative.clear();
-                        }
-                        negative.insert(token.clone(), Instant::now());
-                        return Err(invalid());
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "key lookup failed");
-                        return Err(AccessError::Unavailable);
-                    }
-                }
-            }
+            },
         };
         if record.blocked {
             return Err(AccessError::Blocked);
         }
-        let now = Utc::now();
         if let Some(expires) = record.expires
             && expires < now
         {
             return Err(AccessError::ExpiredKey { expires, now });
         }
         Ok(AuthedKey { token, record })
+    }
+
+    /// The cached record (refreshed in the background when stale), or the database's on a
+    /// miss; `None` for keys known or found to be unknown.
+    async fn lookup(&self, token: &str) -> Result<Option<Arc<KeyRecord>>, AccessError> {
+        let cached = self.inner.keys.read().get(token).cloned();
+        if let Some(cached) = cached {
+            let stale = cached.loaded.lock().elapsed() >= self.inner.cfg.cache_ttl;
+            if stale && !cached.refreshing.swap(true, Ordering::AcqRel) {
+                self.refresh_in_background(token.to_owned(), cached.clone());
+            }
+            return Ok(Some(cached.record.read().clone()));
+        }
+        let known_bad = self
+            .inner
+            .negative
+            .lock()
+            .get(token)
+            .is_some_and(|t| t.elapsed() < self.inner.cfg.negative_ttl);
+        if known_bad {
+            return Ok(None);
+        }
+        match self.inner.store.get_key(token).await {
+            Ok(Some(record)) => Ok(Some(self.cache_insert(record))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "key lookup failed");
+                Err(AccessError::Unavailable)
+            }
+        }
+    }
+
+    async fn grace_alias(
+        &self,
+        token: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Option<String>, AccessError> {
+        let known = self.inner.aliases.read().get(token).cloned();
+        if let Some((active, until)) = known {
+            if until > now {
+                return Ok(Some(active));
+            }
+            self.inner.aliases.write().remove(token);
+            return Ok(None);
+        }
+        match self.inner.store.deprecated_token(token, now).await {
+            Ok(Some((active, until))) => {
+                self.inner
+                    .aliases
+                    .write()
+                    .insert(token.to_owned(), (active.clone(), until));
+                Ok(Some(active))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "key lookup failed");
+                Err(AccessError::Unavailable)
+            }
+        }
     }
 
     /// Checks the budget and rpm/tpm/parallel limits and reserves the estimate: call after
@@ -543,19 +588,19 @@ impl Ledger {
     }
 
     /// `/key/regenerate` (`path_key` from `/key/{key}/regenerate`): a new key replaces the old
-    /// one, which stops working at once; spend and settings carry over.
+    /// one, which stops working at once or, with `grace_period`, works as the new key until the
+    /// period ends; spend and settings carry over.
     pub async fn regenerate_key(
         &self,
         path_key: Option<&str>,
         req: RegenerateKeyRequest,
         by: Option<&str>,
     ) -> Result<GenerateKeyResponse, StoreError> {
-        if req.grace_period.is_some() {
-            return Err(StoreError::bad_request(
-                "grace_period is not supported: the old key stops working at once; omit grace_period",
-                "grace_period",
-            ));
-        }
+        let now = Utc::now();
+        let grace_until = match &req.grace_period {
+            Some(g) => Some(LlmDuration::parse_field(g, "grace_period")?.after(now)),
+            None => None,
+        };
         let key = path_key
             .map(str::to_owned)
             .or_else(|| req.changes.key.clone());
@@ -574,7 +619,6 @@ impl Ledger {
         let Some(mut record) = self.inner.store.get_key(&old_token).await? else {
             return Err(StoreError::key_not_found());
         };
-        let now = Utc::now();
         apply_update(&mut record, &req.changes, by, now)?;
         record.token = hash_key(&plaintext);
         record.key_name = abbreviate(&plaintext);
@@ -582,8 +626,19 @@ impl Ledger {
         self.inner.writer.flush().await?;
         self.inner
             .store
-            .replace_key(&old_token, &record, by)
+            .replace_key(&old_token, &record, by, grace_until)
             .await?;
+        {
+            let mut aliases = self.inner.aliases.write();
+            for (active, _) in aliases.values_mut() {
+                if *active == old_token {
+                    *active = record.token.clone();
+                }
+            }
+            if let Some(until) = grace_until {
+                aliases.insert(old_token.clone(), (record.token.clone(), until));
+            }
+        }
         self.inner.limiter.forget(&old_token);
         self.invalidate_and_announce(&old_token);
         self.inner.negative.lock().remove(&record.token);

@@ -408,6 +408,44 @@ async fn regenerate_replaces_key_and_keeps_spend(store: Store) {
     ledger.shutdown().await.unwrap();
 }
 
+async fn regenerate_with_grace_period_keeps_the_old_key_briefly(store: Store) {
+    let ledger = ledger(&store);
+    let old = generate(&ledger, json!({"max_budget": 10.0})).await;
+    ledger.authenticate(&old.key).await.unwrap();
+    let req: RegenerateKeyRequest = parse_json(br#"{"grace_period":"2s"}"#).unwrap();
+    let new = ledger
+        .regenerate_key(Some(&old.token_id), req, None)
+        .await
+        .unwrap();
+    // During the grace period the old value works, as the new key (spend goes there).
+    let via_old = ledger.authenticate(&old.key).await.unwrap();
+    assert_eq!(via_old.token, new.token_id);
+    let r = ledger.reserve(&via_old, 0, 0).await.unwrap();
+    r.settle(common::row("grace-1", 7, 1)).await;
+    assert_eq!(ledger.key_spend(&new.token_id), Some(7));
+    // Another instance learns it from the database.
+    let other = ledger(&store);
+    assert_eq!(
+        other.authenticate(&old.key).await.unwrap().token,
+        new.token_id
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    for l in [&ledger, &other] {
+        let err = l.authenticate(&old.key).await.unwrap_err();
+        assert!(matches!(err, AccessError::InvalidKey { .. }), "{err}");
+        l.authenticate(&new.key).await.unwrap();
+    }
+    let req: RegenerateKeyRequest = parse_json(br#"{"grace_period":"soon"}"#).unwrap();
+    let err = ledger
+        .regenerate_key(Some(&new.key), req, None)
+        .await
+        .unwrap_err();
+    assert_eq!((err.status(), err.param()), (400, Some("grace_period")));
+    ledger.authenticate(&new.key).await.unwrap();
+    ledger.shutdown().await.unwrap();
+    other.shutdown().await.unwrap();
+}
+
 async fn block_and_unblock_take_effect_at_once(store: Store) {
     let ledger = ledger(&store);
     let key = generate(&ledger, json!({})).await;
@@ -459,7 +497,7 @@ async fn block_and_unblock_take_effect_at_once(store: Store) {
 }
 
 async fn migrations_are_versioned_and_idempotent(store: Store) {
-    assert_eq!(store.schema_versions().await.unwrap(), vec![1]);
+    assert_eq!(store.schema_versions().await.unwrap(), vec![1, 2]);
     store.readiness().await.unwrap();
 }
 
@@ -471,6 +509,7 @@ on_both_backends!(
     list_pages_and_filters,
     delete_archives_all_or_nothing,
     regenerate_replaces_key_and_keeps_spend,
+    regenerate_with_grace_period_keeps_the_old_key_briefly,
     block_and_unblock_take_effect_at_once,
     migrations_are_versioned_and_idempotent,
 );
@@ -487,6 +526,6 @@ async fn reopening_a_sqlite_file_keeps_keys_and_schema() {
     store.close().await;
     assert!(path.exists());
     let store = Store::open(path.to_str().unwrap()).await.unwrap();
-    assert_eq!(store.schema_versions().await.unwrap(), vec![1]);
+    assert_eq!(store.schema_versions().await.unwrap(), vec![1, 2]);
     assert!(store.get_key(&key.token_id).await.unwrap().is_some());
 }
