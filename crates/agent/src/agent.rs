@@ -505,10 +505,10 @@ impl Session {
         cancel: &CancellationToken,
     ) -> Result<(ModelRef, crate::message::AssistantMessage), AgentError> {
         let mut candidates = self.rt.registry.candidates(&self.model);
-        if let Some(s) = start_at {
-            if let Some(pos) = candidates.iter().position(|c| c == s) {
-                candidates.drain(..pos);
-            }
+        if let Some(s) = start_at
+            && let Some(pos) = candidates.iter().position(|c| c == s)
+        {
+            candidates.drain(..pos);
         }
         let mut failures: Vec<(ModelRef, String, FailureKind)> = Vec::new();
         let mut first_error: Option<AgentError> = None;
@@ -561,10 +561,10 @@ impl Session {
                 }
             }
         }
-        if n == 1 {
-            if let Some(e) = first_error {
-                return Err(e);
-            }
+        if n == 1
+            && let Some(e) = first_error
+        {
+            return Err(e);
         }
         let last = failures.last().map(|f| f.2).unwrap_or(FailureKind::Unknown);
         let summary: Vec<String> = failures

@@ -186,11 +186,11 @@ impl AuthStore {
             .filter(|(_, p)| p.provider == provider)
             .map(|(id, _)| id.clone())
             .collect();
-        if let Some(good) = self.last_good.get(provider) {
-            if let Some(i) = ids.iter().position(|x| x == good) {
-                let g = ids.remove(i);
-                ids.insert(0, g);
-            }
+        if let Some(good) = self.last_good.get(provider)
+            && let Some(i) = ids.iter().position(|x| x == good)
+        {
+            let g = ids.remove(i);
+            ids.insert(0, g);
         }
         ids
     }

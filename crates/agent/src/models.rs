@@ -204,10 +204,10 @@ impl ModelRegistry {
         if let [only] = listing.as_slice() {
             return Ok(ModelRef::new(*only, raw));
         }
-        if self.providers.len() == 1 {
-            if let Some(id) = self.providers.keys().next() {
-                return Ok(ModelRef::new(id, raw));
-            }
+        if self.providers.len() == 1
+            && let Some(id) = self.providers.keys().next()
+        {
+            return Ok(ModelRef::new(id, raw));
         }
         Ok(ModelRef::new(DEFAULT_PROVIDER, raw))
     }

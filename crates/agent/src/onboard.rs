@@ -350,10 +350,10 @@ impl<R: BufRead, W: Write> Prompter for LinePrompter<R, W> {
             if a.is_empty() {
                 return Ok(default);
             }
-            if let Ok(n) = a.parse::<usize>() {
-                if (1..=options.len()).contains(&n) {
-                    return Ok(n - 1);
-                }
+            if let Ok(n) = a.parse::<usize>()
+                && (1..=options.len()).contains(&n)
+            {
+                return Ok(n - 1);
             }
             if let Some(i) = options.iter().position(|o| o == a) {
                 return Ok(i);

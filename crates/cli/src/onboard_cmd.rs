@@ -89,10 +89,11 @@ fn print_result(r: &OnboardResult, json: bool) {
 }
 
 pub fn run(args: OnboardArgs) -> anyhow::Result<ExitCode> {
-    if let Some(m) = args.secret_input_mode.as_deref() {
-        if m != "plaintext" && m != "ref" {
-            anyhow::bail!("Invalid --secret-input-mode. Use plaintext or ref.");
-        }
+    if let Some(m) = args.secret_input_mode.as_deref()
+        && m != "plaintext"
+        && m != "ref"
+    {
+        anyhow::bail!("Invalid --secret-input-mode. Use plaintext or ref.");
     }
     if args.non_interactive && !args.accept_risk {
         anyhow::bail!(

@@ -142,8 +142,7 @@ async fn agent_json_streams_events_and_runs_tools_in_the_workspace() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|m| m["role"] == "tool")
-        .last()
+        .rfind(|m| m["role"] == "tool")
         .unwrap()["content"]
         .clone();
     assert!(tool_out.as_str().unwrap().contains("from the agent"));

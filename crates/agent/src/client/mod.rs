@@ -321,10 +321,10 @@ fn non_stream_as_chunk(text: &str) -> Result<String, ClientError> {
         }
         chunk["choices"] = serde_json::json!([{"index": 0, "delta": delta, "finish_reason": c.get("finish_reason")}]);
     }
-    if chunk["usage"].is_null() {
-        if let Some(o) = chunk.as_object_mut() {
-            o.remove("usage");
-        }
+    if chunk["usage"].is_null()
+        && let Some(o) = chunk.as_object_mut()
+    {
+        o.remove("usage");
     }
     Ok(chunk.to_string())
 }

@@ -88,10 +88,11 @@ pub fn build_body(model: &ResolvedModel, req: &CompletionRequest) -> Value {
         // LiteLLM translating to Anthropic needs the key when the history holds tool calls.
         body.insert("tools".into(), json!([]));
     }
-    if model.reasoning && model.compat.supports_reasoning_effort.unwrap_or(true) {
-        if let Some(effort) = req.thinking.reasoning_effort() {
-            body.insert("reasoning_effort".into(), json!(effort));
-        }
+    if model.reasoning
+        && model.compat.supports_reasoning_effort.unwrap_or(true)
+        && let Some(effort) = req.thinking.reasoning_effort()
+    {
+        body.insert("reasoning_effort".into(), json!(effort));
     }
     Value::Object(body)
 }

@@ -214,27 +214,27 @@ fn validate(path: &Path, cfg: &Config) -> Result<(), ConfigError> {
             }
         }
     }
-    if let Some(d) = cfg.agents.as_ref().and_then(|a| a.defaults.as_ref()) {
-        if let Some(m) = &d.model {
-            if let Some(p) = &m.primary {
-                if p.trim().is_empty() {
-                    return Err(ConfigError::invalid(
-                        path,
-                        "agents.defaults.model.primary",
-                        "must not be empty",
-                        "set it to a \"provider/model\" ref, e.g. \"litellm/claude-opus-4-6\".",
-                    ));
-                }
-            }
-            for (i, f) in m.fallbacks.iter().enumerate() {
-                if f.trim().is_empty() {
-                    return Err(ConfigError::invalid(
-                        path,
-                        &format!("agents.defaults.model.fallbacks[{i}]"),
-                        "must not be empty",
-                        "remove the entry or set a \"provider/model\" ref.",
-                    ));
-                }
+    if let Some(d) = cfg.agents.as_ref().and_then(|a| a.defaults.as_ref())
+        && let Some(m) = &d.model
+    {
+        if let Some(p) = &m.primary
+            && p.trim().is_empty()
+        {
+            return Err(ConfigError::invalid(
+                path,
+                "agents.defaults.model.primary",
+                "must not be empty",
+                "set it to a \"provider/model\" ref, e.g. \"litellm/claude-opus-4-6\".",
+            ));
+        }
+        for (i, f) in m.fallbacks.iter().enumerate() {
+            if f.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    path,
+                    &format!("agents.defaults.model.fallbacks[{i}]"),
+                    "must not be empty",
+                    "remove the entry or set a \"provider/model\" ref.",
+                ));
             }
         }
     }

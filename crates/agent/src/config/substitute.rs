@@ -68,14 +68,14 @@ pub fn substitute_str(s: &str, env: &Env, field: &str) -> Result<String, Missing
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 1..];
-        if let Some(escaped) = after.strip_prefix('$') {
-            if let Some(name) = braced_name(escaped) {
-                out.push_str("${");
-                out.push_str(name);
-                out.push('}');
-                rest = &escaped[name.len() + 2..];
-                continue;
-            }
+        if let Some(escaped) = after.strip_prefix('$')
+            && let Some(name) = braced_name(escaped)
+        {
+            out.push_str("${");
+            out.push_str(name);
+            out.push('}');
+            rest = &escaped[name.len() + 2..];
+            continue;
         }
         if let Some(name) = braced_name(after) {
             match env.get(name) {

@@ -98,10 +98,10 @@ pub async fn write(policy: &Policy, args: &Value) -> ToolOutput {
         Ok(p) => p,
         Err(e) => return ToolOutput::error(e),
     };
-    if let Some(dir) = path.parent() {
-        if let Err(e) = tokio::fs::create_dir_all(dir).await {
-            return ToolOutput::error(format!("cannot create {}: {e}", dir.display()));
-        }
+    if let Some(dir) = path.parent()
+        && let Err(e) = tokio::fs::create_dir_all(dir).await
+    {
+        return ToolOutput::error(format!("cannot create {}: {e}", dir.display()));
     }
     match tokio::fs::write(&path, content.as_bytes()).await {
         Ok(()) => ToolOutput::ok(
