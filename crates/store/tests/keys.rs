@@ -424,7 +424,7 @@ async fn regenerate_with_grace_period_keeps_the_old_key_briefly(store: Store) {
     r.settle(common::row("grace-1", 7, 1)).await;
     assert_eq!(ledger.key_spend(&new.token_id), Some(7));
     // Another instance learns it from the database.
-    let other = ledger(&store);
+    let other = common::ledger(&store);
     assert_eq!(
         other.authenticate(&old.key).await.unwrap().token,
         new.token_id
