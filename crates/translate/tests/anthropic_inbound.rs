@@ -100,3 +100,76 @@ fn errors_use_the_anthropic_envelope() {
         json!({"type": "error", "error": {"type": "authentication_error", "message": "Invalid proxy server token passed."}})
     );
 }
+
+/// `/v1/messages` routed to an Anthropic model goes through both translations; thinking
+/// signatures, tool use and cache usage must survive the double trip.
+#[tokio::test]
+async fn anthropic_client_to_anthropic_upstream_keeps_thinking_and_cache() {
+    use idlehands_testkit::FakeAnthropic;
+    use idlehands_translate::anthropic::{self, AnthropicStreamToOpenAi, MessagesOptions};
+
+    let fake = FakeAnthropic::start().await;
+    let mut reply = Reply::tool_call("toolu_9", "read", json!({"path": "c.txt"}))
+        .with_reasoning("Another file.")
+        .with_usage(500, 30);
+    reply.usage.cache_read_input_tokens = Some(400);
+    fake.push(reply.clone());
+    fake.push(reply);
+
+    let client_req = json!({
+        "model": "claude-alias", "max_tokens": 4096,
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "messages": [{"role": "user", "content": "Read c.txt"}],
+        "tools": [{"name": "read", "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}]
+    });
+    let chat = to_chat_request(&client_req).unwrap();
+    let upstream_body =
+        anthropic::to_messages_request(&chat, "claude-sonnet-4-5", &MessagesOptions::default())
+            .unwrap();
+    assert_eq!(upstream_body["thinking"]["budget_tokens"], 2048);
+    let url = anthropic::endpoint(Some(&fake.base_url()));
+    let headers = anthropic::request_headers("k", &[]);
+
+    // Plain.
+    let (_, text) = common::post(&url, &headers, &upstream_body).await;
+    let completion =
+        anthropic::from_messages_response(&serde_json::from_str(&text).unwrap(), "claude-alias", 0)
+            .unwrap();
+    let back = from_chat_response(&completion, "claude-alias").unwrap();
+    let upstream: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(back["content"], upstream["content"]);
+    assert_eq!(back["usage"], upstream["usage"]);
+    assert_eq!(back["stop_reason"], "tool_use");
+
+    // Streamed.
+    let mut body = upstream_body.clone();
+    body["stream"] = json!(true);
+    let (_, events) = common::post_sse(&url, &headers, &body).await;
+    let mut to_openai = AnthropicStreamToOpenAi::new("claude-alias", 0);
+    let mut to_anthropic = OpenAiStreamToAnthropic::new("claude-alias");
+    let mut out = Vec::new();
+    for ev in &events {
+        for chunk in to_openai.push(ev.event.as_deref(), &ev.data).unwrap() {
+            out.extend(to_anthropic.push(&chunk).unwrap());
+        }
+    }
+    out.extend(to_anthropic.push(&to_openai.finish().unwrap()).unwrap());
+    out.extend(to_anthropic.finish());
+    let names: Vec<&str> = out.iter().map(|e| e.name).collect();
+    // Pings and empty input fragments carry nothing, so they are not reproduced.
+    let upstream_names: Vec<&str> = events
+        .iter()
+        .filter(|e| !e.data.contains(r#""partial_json":"""#))
+        .filter_map(|e| e.event.as_deref())
+        .filter(|n| *n != "ping")
+        .collect();
+    assert_eq!(names, upstream_names);
+    let signature = out
+        .iter()
+        .find_map(|e| e.data.pointer("/delta/signature").and_then(Value::as_str));
+    assert_eq!(signature, Some("ZmFrZS1zaWduYXR1cmU="));
+    let final_usage = &out[out.len() - 2].data["usage"];
+    assert_eq!(final_usage["cache_read_input_tokens"], 400);
+    assert_eq!(final_usage["input_tokens"], 100);
+    assert_eq!(final_usage["output_tokens"], 30);
+}
