@@ -22,6 +22,7 @@ pub fn from_chat_response(resp: &Value, model: &str) -> Result<Value, TranslateE
             // Upstreams other than Anthropic give reasoning text without a signature.
             if let Some(r) = msg
                 .get("reasoning_content")
+                .or_else(|| msg.get("reasoning"))
                 .and_then(Value::as_str)
                 .filter(|r| !r.is_empty())
             {
@@ -36,11 +37,12 @@ pub fn from_chat_response(resp: &Value, model: &str) -> Result<Value, TranslateE
     {
         content.push(json!({"type": "text", "text": text}));
     }
-    for call in msg
+    for (i, call) in msg
         .get("tool_calls")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
+        .enumerate()
     {
         let args = call
             .pointer("/function/arguments")
@@ -55,7 +57,7 @@ pub fn from_chat_response(resp: &Value, model: &str) -> Result<Value, TranslateE
         };
         content.push(json!({
             "type": "tool_use",
-            "id": call.get("id"),
+            "id": call.get("id").and_then(Value::as_str).map_or_else(|| format!("toolu_{i}"), str::to_string),
             "name": call.pointer("/function/name"),
             "input": input,
         }));

@@ -80,8 +80,10 @@ impl OpenAiStreamToAnthropic {
             return Ok(out);
         };
         let delta = choice.get("delta").unwrap_or(&Value::Null);
+        // vLLM, OpenRouter and others name the field `reasoning`.
         if let Some(r) = delta
             .get("reasoning_content")
+            .or_else(|| delta.get("reasoning"))
             .and_then(Value::as_str)
             .filter(|r| !r.is_empty())
         {
@@ -185,8 +187,12 @@ impl OpenAiStreamToAnthropic {
                     &call.to_string(),
                 )
             })?;
-            let block =
-                json!({"type": "tool_use", "id": call.get("id"), "name": name, "input": {}});
+            // Anthropic clients key tool results by id, so a missing one is made up.
+            let id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("toolu_{index}"), str::to_string);
+            let block = json!({"type": "tool_use", "id": id, "name": name, "input": {}});
             self.switch_to(Open::Tool(index), block, out);
         }
         if let Some(args) = call
@@ -272,6 +278,27 @@ mod tests {
         events.extend(m.finish());
         let sse: String = events.iter().map(AnthropicEvent::to_sse).collect();
         insta::assert_snapshot!(sse);
+    }
+
+    #[test]
+    fn reasoning_field_and_missing_tool_ids_are_handled() {
+        let mut m = OpenAiStreamToAnthropic::new("m");
+        let mut events = m
+            .push(&chunk(json!({"reasoning": "hmm"}), None))
+            .unwrap_or_default();
+        events.extend(
+            m.push(&chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": "{}"}}]}),
+                None,
+            ))
+            .unwrap_or_default(),
+        );
+        assert_eq!(events[2].data["delta"]["thinking"], "hmm");
+        let start = events
+            .iter()
+            .find(|e| e.data.pointer("/content_block/type") == Some(&json!("tool_use")))
+            .map(|e| e.data["content_block"]["id"].clone());
+        assert_eq!(start, Some(json!("toolu_0")));
     }
 
     #[test]
