@@ -37,6 +37,11 @@ async fn non_streaming_call_passes_through_with_prefix_stripped_and_upstream_key
     assert_eq!(sent.path, "/v1/chat/completions");
     assert_eq!(sent.body["model"], "gpt-4o");
     assert_eq!(sent.body["temperature"], 0.5);
+    assert!(
+        sent.body.get("metadata").is_none(),
+        "gateway-only fields stay here"
+    );
+    assert_eq!(sent.body["user"], "alice");
     assert_eq!(
         sent.header("authorization"),
         Some("Bearer sk-upstream-secret")

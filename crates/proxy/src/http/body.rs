@@ -11,6 +11,32 @@ use serde_json::value::RawValue;
 
 use crate::error::ProxyError;
 
+/// Request fields that steer the gateway (LiteLLM's own parameters and client-side
+/// credentials); they are never sent upstream.
+const GATEWAY_ONLY: &[&str] = &[
+    "metadata",
+    "litellm_metadata",
+    "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "num_retries",
+    "mock_response",
+    "mock_testing_fallbacks",
+    "mock_testing_context_fallbacks",
+    "mock_testing_content_policy_fallbacks",
+    "disable_fallbacks",
+    "caching",
+    "cache",
+    "tags",
+    "guardrails",
+    "api_key",
+    "api_base",
+    "base_url",
+    "api_version",
+    "timeout",
+    "stream_timeout",
+];
+
 pub struct RequestBody<'a> {
     fields: HashMap<String, &'a RawValue>,
     pub model: Option<String>,
@@ -79,6 +105,13 @@ impl<'a> RequestBody<'a> {
         })
     }
 
+    /// Whether the client's bytes carry a field that must not go upstream.
+    pub fn has_gateway_only_fields(&self) -> bool {
+        self.fields
+            .keys()
+            .any(|k| GATEWAY_ONLY.contains(&k.as_str()))
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.fields.get(key).is_some_and(|r| r.get() != "null")
     }
@@ -117,7 +150,10 @@ impl<'a> RequestBody<'a> {
             out.extend_from_slice(v.as_bytes());
         };
         for (k, v) in &self.fields {
-            if k == "model" || (force_usage && k == "stream_options") {
+            if k == "model"
+                || (force_usage && k == "stream_options")
+                || GATEWAY_ONLY.contains(&k.as_str())
+            {
                 continue;
             }
             put(&mut out, k, v.get());
@@ -161,6 +197,19 @@ mod tests {
         );
         assert_eq!(v["messages"][0]["content"], "hi \"x\"");
         assert_eq!(v["seed"], 7);
+    }
+
+    #[test]
+    fn gateway_only_fields_are_not_forwarded() {
+        let src = br#"{"model":"g","messages":[],"metadata":{"a":1},"mock_testing_fallbacks":true,"user":"u"}"#;
+        let b = RequestBody::parse(src).ok();
+        assert_eq!(
+            b.as_ref().map(RequestBody::has_gateway_only_fields),
+            Some(true)
+        );
+        let out = b.map(|b| b.rewrite("g", false)).unwrap_or_default();
+        let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+        assert_eq!(v, json!({"model": "g", "messages": [], "user": "u"}));
     }
 
     #[test]

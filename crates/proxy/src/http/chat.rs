@@ -129,7 +129,7 @@ async fn handle(
     // usage chunk only if it asked too.
     let force_usage = stream && !body.include_usage;
     let same_model = body.model.as_deref() == Some(d.upstream_model.as_str());
-    let upstream_body = if same_model && !force_usage {
+    let upstream_body = if same_model && !force_usage && !body.has_gateway_only_fields() {
         bytes.clone()
     } else {
         body.rewrite(&d.upstream_model, stream)

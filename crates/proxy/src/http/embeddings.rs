@@ -46,7 +46,9 @@ async fn handle(
         return trace.error_response(e);
     }
     let d = trace.deployment.clone();
-    let upstream_body = if body.model.as_deref() == Some(d.upstream_model.as_str()) {
+    let upstream_body = if body.model.as_deref() == Some(d.upstream_model.as_str())
+        && !body.has_gateway_only_fields()
+    {
         bytes.clone()
     } else {
         body.rewrite(&d.upstream_model, false)
