@@ -23,6 +23,39 @@ macro_rules! on_db {
 }
 pub(crate) use on_db;
 
+/// Starts a transaction that will write. SQLite needs `BEGIN IMMEDIATE`: a deferred transaction
+/// that reads first and writes later fails with "database is locked" when another connection
+/// commits in between, instead of waiting on the busy timeout.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>,
+    > + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
+    > + Send {
+        self.begin()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Db {
     Sqlite(SqlitePool),
@@ -115,7 +148,7 @@ impl Store {
             version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
         let now = to_ms(Utc::now());
         on_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             if matches!(self.db, Db::Postgres(_)) {
                 // Several instances may start together against one Postgres.
                 sqlx::query("SELECT pg_advisory_xact_lock(7413029911)").execute(&mut *tx).await?;

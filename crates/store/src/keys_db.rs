@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use crate::db::{Store, from_ms, on_db, to_ms};
+use crate::db::{BeginWrite, Store, from_ms, on_db, to_ms};
 use crate::error::StoreError;
 use crate::types::{KeyListQuery, KeyRecord};
 
@@ -119,7 +119,7 @@ impl Store {
             placeholders(1, 25)
         );
         on_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             if let Some(alias) = &key.key_alias {
                 let taken: Option<String> = sqlx::query_scalar(
                     "SELECT token FROM idlehands_verification_tokens WHERE key_alias = $1",
@@ -268,7 +268,7 @@ impl Store {
             budget_reset_at = CASE WHEN $23 THEN $24 ELSE budget_reset_at END \
             WHERE token = $1";
         let updated = on_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let Some(row) = sqlx::query(&select).bind(token).fetch_optional(&mut *tx).await? else {
                 return Err(StoreError::key_not_found());
             };
@@ -336,7 +336,7 @@ impl Store {
         );
         let now = to_ms(Utc::now());
         on_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for token in tokens {
                 sqlx::query(&archive)
                     .bind(token)
@@ -377,7 +377,7 @@ impl Store {
         );
         let now = to_ms(Utc::now());
         on_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(&archive).bind(old_token).bind(now).bind(by).execute(&mut *tx).await?;
             let spend: Option<i64> = sqlx::query_scalar(
                 "DELETE FROM idlehands_verification_tokens WHERE token = $1 RETURNING spend",

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use sqlx::{QueryBuilder, Row};
 
-use crate::db::{Store, from_ms, on_db, to_ms};
+use crate::db::{BeginWrite, Store, from_ms, on_db, to_ms};
 use crate::duration::LlmDuration;
 use crate::error::StoreError;
 use crate::money::nanos_to_usd;
@@ -131,7 +131,7 @@ impl Store {
         }
         let now = to_ms(Utc::now());
         on_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for chunk in rows.chunks(ROWS_PER_INSERT) {
                 let mut qb = QueryBuilder::new(format!("INSERT INTO idlehands_spend_logs ({ROW_COLS}) "));
                 qb.push_values(chunk, |mut b, r| {

@@ -496,6 +496,59 @@ async fn block_and_unblock_take_effect_at_once(store: Store) {
     ledger.shutdown().await.unwrap();
 }
 
+async fn management_runs_while_spend_is_committed(store: Store) {
+    let ledger = idlehands_store::Ledger::start(store.clone(), common::config(2));
+    let busy = generate(&ledger, json!({})).await;
+    let authed = ledger.authenticate(&busy.key).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut spenders = Vec::new();
+    for t in 0..4 {
+        let (ledger, authed, stop) = (ledger.clone(), authed.clone(), stop.clone());
+        spenders.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = ledger.reserve(&authed, 0, 0).await.unwrap();
+                r.settle(common::row(&format!("busy-{t}-{i}"), 1, 1)).await;
+                i += 1;
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    let mut admins = Vec::new();
+    for i in 0..40 {
+        let ledger = ledger.clone();
+        admins.push(tokio::spawn(async move {
+            let key = generate(&ledger, json!({"key_alias": format!("busy-{i}")})).await;
+            let req: UpdateKeyRequest =
+                serde_json::from_value(json!({"key": key.key, "max_budget": 1.0})).unwrap();
+            ledger.update_key(req, None).await.unwrap();
+            ledger
+                .set_blocked(
+                    BlockKeyRequest {
+                        key: key.key.clone(),
+                    },
+                    true,
+                    None,
+                )
+                .await
+                .unwrap();
+        }));
+    }
+    for a in admins {
+        a.await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in spenders {
+        s.await.unwrap();
+    }
+    ledger.shutdown().await.unwrap();
+    let rows = store.count_spend_logs().await.unwrap();
+    assert_eq!(
+        store.get_key(&busy.token_id).await.unwrap().unwrap().spend,
+        rows
+    );
+}
+
 async fn migrations_are_versioned_and_idempotent(store: Store) {
     assert_eq!(store.schema_versions().await.unwrap(), vec![1, 2]);
     store.readiness().await.unwrap();
@@ -512,6 +565,7 @@ on_both_backends!(
     regenerate_with_grace_period_keeps_the_old_key_briefly,
     block_and_unblock_take_effect_at_once,
     migrations_are_versioned_and_idempotent,
+    management_runs_while_spend_is_committed,
 );
 
 #[tokio::test]
