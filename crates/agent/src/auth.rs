@@ -304,6 +304,11 @@ pub fn resolve_api_key(
     }
     if let Some(input) = cfg.provider(provider).and_then(|p| p.api_key.as_ref()) {
         let key = match input {
+            // Upstream's models.json also accepts the bare name of a set variable.
+            SecretInput::Plain(s) if crate::onboard::valid_env_name(s.trim()) => env
+                .get(s.trim())
+                .map(str::to_string)
+                .or_else(|| Some(s.trim().to_string())),
             SecretInput::Plain(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
             SecretInput::Ref(r) => resolve_ref(r, env),
         };

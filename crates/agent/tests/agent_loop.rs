@@ -468,3 +468,33 @@ async fn stream_with_tool_calls_but_no_finish_reason_still_runs_the_tool() {
     let seen = watcher.await.unwrap();
     assert!(seen.iter().any(|e| matches!(e, AgentEvent::ToolResult { name, ok: true, summary, .. } if name == "glob" && summary.contains("1 files"))));
 }
+
+#[tokio::test]
+async fn a_server_that_ignores_stream_true_still_works() {
+    let body = json!({
+        "id": "x", "object": "chat.completion", "model": "x",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "plain json reply"}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    });
+    let (base, _task) = raw_server(
+        200,
+        vec![("content-type".into(), "application/json".into())],
+        body.to_string(),
+    )
+    .await;
+    let s = Scratch::new();
+    s.write_config(&format!(
+        "{{ models: {{ providers: {{ {} }} }}, agents: {{ defaults: {{ model: 'p/x' }} }} }}",
+        provider_json("p", &base, "x", "")
+    ));
+    let rt = s.runtime();
+    let mut session = s.session(&rt, None);
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let out = session
+        .run_turn(UserInput::text("hi"), &tx, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(out.text, "plain json reply");
+    assert_eq!(out.usage.total_tokens, 8);
+}

@@ -171,6 +171,14 @@ fn key_precedence_is_profile_then_env_then_config() {
             .key,
         "from-ref"
     );
+    // A bare variable name as apiKey reads that variable (upstream's models.json rule).
+    s.write_config(
+        r#"{ models: { providers: { litellm: { baseUrl: "http://localhost:4000", apiKey: "TEAM_PROXY_KEY", models: [] } } } }"#,
+    );
+    let named = config::load(&s.config_path(), &s.env).unwrap();
+    let env2 = s.env.clone().with("TEAM_PROXY_KEY", "from-named-var");
+    let k2 = resolve_api_key("litellm", &named, &AuthStore::default(), &env2, &paths).unwrap();
+    assert_eq!(k2.key, "from-named-var");
     // Nothing anywhere: the error says where it looked and what to do.
     let empty = config::LoadedConfig::default();
     let err = resolve_api_key("litellm", &empty, &AuthStore::default(), &s.env, &paths)

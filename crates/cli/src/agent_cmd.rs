@@ -239,13 +239,27 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     let rt = runtime()?;
     rt.block_on(async move {
-        let mut session = open_session(
+        let opened = open_session(
             args.workspace,
             args.session_id,
             args.model,
             args.thinking.as_deref(),
             &args.approve,
-        )?;
+        );
+        let mut session = match opened {
+            Ok(s) => s,
+            // In --json mode a setup failure is an event too, so consumers see one stream.
+            Err(e) if args.json => {
+                let ev = AgentEvent::Error {
+                    kind: "setup".into(),
+                    message: format!("{e:#}"),
+                };
+                println!("{}", serde_json::to_string(&ev).unwrap_or_default());
+                eprintln!("error: {e:#}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => return Err(e),
+        };
         let timeout = Some(
             args.timeout
                 .unwrap_or_else(|| session.runtime().timeout_seconds()),

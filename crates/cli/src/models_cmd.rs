@@ -22,6 +22,10 @@ pub enum ModelsCommand {
         /// Only this provider.
         #[arg(long)]
         provider: Option<String>,
+        /// Also list what each provider serves (`GET /v1/models`), e.g. every model of a
+        /// LiteLLM proxy.
+        #[arg(long)]
+        all: bool,
         /// Accepted for compatibility.
         #[arg(long, hide = true)]
         plain: bool,
@@ -36,7 +40,12 @@ pub enum ModelsCommand {
 pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
     let rt = Runtime::load(Env::from_process())?;
     match args.command {
-        ModelsCommand::List { json, provider, .. } => list(&rt, json, provider.as_deref()),
+        ModelsCommand::List {
+            json,
+            provider,
+            all,
+            ..
+        } => list(&rt, json, provider.as_deref(), all),
         ModelsCommand::Status { json } => status(&rt, json),
     }
 }
@@ -54,7 +63,69 @@ fn tags(rt: &Runtime, r: &str) -> Vec<String> {
     t
 }
 
-fn list(rt: &Runtime, json: bool, provider: Option<&str>) -> anyhow::Result<ExitCode> {
+fn row(
+    rt: &Runtime,
+    m: &idlehands_agent::ResolvedModel,
+    extra_tag: Option<&str>,
+) -> serde_json::Value {
+    let r = m.model_ref().to_string();
+    let mut t = tags(rt, &r);
+    t.extend(extra_tag.map(str::to_string));
+    serde_json::json!({
+        "key": r,
+        "name": m.name,
+        "input": m.input.iter().map(|i| format!("{i:?}").to_lowercase()).collect::<Vec<_>>().join("+"),
+        "contextWindow": m.context_window,
+        "maxTokens": m.max_tokens,
+        "reasoning": m.reasoning,
+        "baseUrl": m.base_url,
+        "implicit": rt.registry.is_implicit(&m.provider),
+        "tags": t,
+    })
+}
+
+/// Models a provider serves that the config does not list.
+fn served_rows(
+    rt: &Runtime,
+    provider: Option<&str>,
+    known: &[String],
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut out = Vec::new();
+    for (id, p) in rt.registry.providers() {
+        if provider.is_some_and(|want| want != id) {
+            continue;
+        }
+        let key = rt.api_key(id).ok().map(|k| k.key);
+        match runtime.block_on(rt.client.list_models(
+            &p.base_url,
+            key.as_deref(),
+            Duration::from_secs(10),
+        )) {
+            Ok(ids) => {
+                for m in ids {
+                    let r = idlehands_agent::ModelRef::new(id, &m);
+                    if known.contains(&r.to_string()) {
+                        continue;
+                    }
+                    match rt.registry.resolve(&r) {
+                        Ok(m) => out.push(row(rt, &m, Some("served"))),
+                        Err(e) => out.push(
+                            serde_json::json!({"key": r.to_string(), "error": e.to_string()}),
+                        ),
+                    }
+                }
+            }
+            Err(e) => out.push(serde_json::json!({"key": format!("{id}/*"), "error": e.message})),
+        }
+    }
+    Ok(out)
+}
+
+fn list(rt: &Runtime, json: bool, provider: Option<&str>, all: bool) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     for item in rt.registry.list() {
         match item {
@@ -62,23 +133,19 @@ fn list(rt: &Runtime, json: bool, provider: Option<&str>) -> anyhow::Result<Exit
                 if provider.is_some_and(|p| p != m.provider) {
                     continue;
                 }
-                let r = m.model_ref().to_string();
-                rows.push(serde_json::json!({
-                    "key": r,
-                    "name": m.name,
-                    "input": m.input.iter().map(|i| format!("{i:?}").to_lowercase()).collect::<Vec<_>>().join("+"),
-                    "contextWindow": m.context_window,
-                    "maxTokens": m.max_tokens,
-                    "reasoning": m.reasoning,
-                    "baseUrl": m.base_url,
-                    "implicit": rt.registry.is_implicit(&m.provider),
-                    "tags": tags(rt, &r),
-                }));
+                rows.push(row(rt, &m, None));
             }
             Err((r, e)) => {
                 rows.push(serde_json::json!({"key": r.to_string(), "error": e.to_string()}))
             }
         }
+    }
+    if all {
+        let known: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r["key"].as_str().map(str::to_string))
+            .collect();
+        rows.extend(served_rows(rt, provider, &known)?);
     }
     if json {
         println!(

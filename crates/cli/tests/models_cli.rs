@@ -63,3 +63,26 @@ fn status_says_when_the_proxy_is_unreachable() {
     );
     assert!(s.contains("Is the proxy running?"), "{s}");
 }
+
+#[tokio::test]
+async fn list_all_adds_the_models_the_proxy_serves() {
+    let up = idlehands_testkit::FakeOpenAi::start().await;
+    let d = tempfile::tempdir().unwrap();
+    let mut c = cmd(&d);
+    c.env("LITELLM_API_KEY", "k")
+        .env("LITELLM_BASE_URL", up.origin())
+        .args(["models", "list", "--all", "--json"]);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&str> = v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["litellm/claude-opus-4-6", "litellm/fake-model"]);
+    assert_eq!(v["models"][1]["tags"][0], "served");
+}

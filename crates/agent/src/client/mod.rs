@@ -62,7 +62,7 @@ impl ChatClient {
             http,
             max_retries: 2,
             retry_base: Duration::from_millis(500),
-            max_retry_wait: Duration::from_secs(30),
+            max_retry_wait: Duration::from_secs(10),
         }
     }
 
