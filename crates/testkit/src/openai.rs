@@ -31,7 +31,9 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 }
 
@@ -198,10 +200,8 @@ fn error_response(status: u16, message: &str, retry_after: Option<u64>) -> Respo
     let body = json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (status, axum::Json(body)).into_response();
-    if let Some(s) = retry_after {
-        if let Ok(v) = s.to_string().parse() {
-            resp.headers_mut().insert("retry-after", v);
-        }
+    if let Some(Ok(v)) = retry_after.map(|s| s.to_string().parse()) {
+        resp.headers_mut().insert("retry-after", v);
     }
     resp
 }
@@ -230,12 +230,7 @@ async fn chat(
         }) => return error_response(*status, message, *retry_after),
         Some(Fault::Raw { status, body }) => {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
-            return (
-                status,
-                [("content-type", "application/json")],
-                body.clone(),
-            )
-                .into_response();
+            return (status, [("content-type", "application/json")], body.clone()).into_response();
         }
         Some(Fault::Hang) => {
             std::future::pending::<()>().await;

@@ -331,10 +331,17 @@ mod tests {
             r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{\"a\""}}]},"finish_reason":null}]}"#,
         )
         .unwrap_or_default();
-        let calls = chunk.choices[0].delta.tool_calls.clone().unwrap_or_default();
+        let calls = chunk.choices[0]
+            .delta
+            .tool_calls
+            .clone()
+            .unwrap_or_default();
         assert_eq!(calls[0].index, 1);
         assert_eq!(
-            calls[0].function.as_ref().and_then(|f| f.arguments.as_deref()),
+            calls[0]
+                .function
+                .as_ref()
+                .and_then(|f| f.arguments.as_deref()),
             Some("{\"a\"")
         );
     }
