@@ -22,7 +22,23 @@ pub fn nanos_to_usd(nanos: i64) -> f64 {
 
 /// The USD amount as Python prints a float (`50.0`, `0.0123`), for messages and headers.
 pub fn usd_string(nanos: i64) -> String {
-    format!("{:?}", nanos_to_usd(nanos))
+    py_float(nanos_to_usd(nanos))
+}
+
+/// Python's `repr(float)`: shortest round-trip digits, exponent form below 1e-4 and from 1e16.
+pub fn py_float(v: f64) -> String {
+    let a = v.abs();
+    if v != 0.0 && v.is_finite() && !(1e-4..1e16).contains(&a) {
+        let s = format!("{v:e}");
+        if let Some((mantissa, exp)) = s.split_once('e')
+            && let Ok(exp) = exp.parse::<i32>()
+        {
+            let sign = if exp < 0 { '-' } else { '+' };
+            return format!("{mantissa}e{sign}{:02}", exp.abs());
+        }
+        return s;
+    }
+    format!("{v:?}")
 }
 
 pub(crate) fn ser_usd<S: Serializer>(nanos: &i64, s: S) -> Result<S::Ok, S::Error> {
@@ -52,5 +68,10 @@ mod tests {
         assert_eq!(usd_to_nanos(f64::NAN), None);
         assert_eq!(nanos_to_usd(1_500), 0.000_001_5);
         assert_eq!(usd_string(50_000_000_000), "50.0");
+        assert_eq!(usd_string(15_000), "1.5e-05");
+        assert_eq!(usd_string(100_000), "0.0001");
+        assert_eq!(usd_string(0), "0.0");
+        assert_eq!(py_float(1e16), "1e+16");
+        assert_eq!(py_float(0.1 + 0.2), "0.30000000000000004");
     }
 }

@@ -83,6 +83,15 @@ macro_rules! row_from_db {
 /// A day's spend, by user and by model.
 type DayParts = (i64, BTreeMap<String, i64>, BTreeMap<String, i64>);
 
+/// Postgres TEXT cannot hold NUL; a row carrying one would be refused.
+fn text(v: &str) -> String {
+    v.replace('\0', "")
+}
+
+fn opt_text(v: &Option<String>) -> Option<String> {
+    v.as_deref().map(text)
+}
+
 fn json_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
 }
@@ -135,9 +144,9 @@ impl Store {
             for chunk in rows.chunks(ROWS_PER_INSERT) {
                 let mut qb = QueryBuilder::new(format!("INSERT INTO idlehands_spend_logs ({ROW_COLS}) "));
                 qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.request_id.clone())
-                        .push_bind(r.call_type.clone())
-                        .push_bind(r.api_key.clone())
+                    b.push_bind(text(&r.request_id))
+                        .push_bind(text(&r.call_type))
+                        .push_bind(text(&r.api_key))
                         .push_bind(r.spend)
                         .push_bind(r.total_tokens)
                         .push_bind(r.prompt_tokens)
@@ -146,24 +155,24 @@ impl Store {
                         .push_bind(to_ms(r.end_time))
                         .push_bind(r.completion_start_time.map(to_ms))
                         .push_bind(r.request_duration_ms)
-                        .push_bind(r.model.clone())
-                        .push_bind(r.model_id.clone())
-                        .push_bind(r.model_group.clone())
-                        .push_bind(r.custom_llm_provider.clone())
-                        .push_bind(r.api_base.clone())
-                        .push_bind(r.user.clone())
-                        .push_bind(r.team_id.clone())
-                        .push_bind(r.end_user.clone())
-                        .push_bind(r.requester_ip_address.clone())
-                        .push_bind(r.session_id.clone())
+                        .push_bind(text(&r.model))
+                        .push_bind(opt_text(&r.model_id))
+                        .push_bind(opt_text(&r.model_group))
+                        .push_bind(opt_text(&r.custom_llm_provider))
+                        .push_bind(opt_text(&r.api_base))
+                        .push_bind(opt_text(&r.user))
+                        .push_bind(opt_text(&r.team_id))
+                        .push_bind(opt_text(&r.end_user))
+                        .push_bind(opt_text(&r.requester_ip_address))
+                        .push_bind(opt_text(&r.session_id))
                         .push_bind(json_text(&r.metadata))
-                        .push_bind(r.cache_hit.clone())
-                        .push_bind(r.cache_key.clone())
+                        .push_bind(opt_text(&r.cache_hit))
+                        .push_bind(opt_text(&r.cache_key))
                         .push_bind(json_text(&r.request_tags))
                         .push_bind(r.messages.as_ref().map(json_text))
                         .push_bind(r.response.as_ref().map(json_text))
-                        .push_bind(r.status.clone())
-                        .push_bind(r.litellm_call_id.clone())
+                        .push_bind(text(&r.status))
+                        .push_bind(opt_text(&r.litellm_call_id))
                         .push_bind(now);
                 });
                 qb.push(" ON CONFLICT (request_id) DO NOTHING");

@@ -163,6 +163,32 @@ impl Batch {
                 self.failing = false;
                 Ok(())
             }
+            Err(StoreError::Database(sqlx::Error::Database(e))) if self.items.len() > 1 => {
+                // The server refused the batch (not a lost connection): one bad row must not
+                // hold back every other, so commit them one by one and drop what is refused.
+                tracing::error!(error = %e, "spend-log batch refused; committing rows one by one");
+                let mut rest = std::mem::take(&mut self.items).into_iter();
+                while let Some(item) = rest.next() {
+                    match store.write_batch(std::slice::from_ref(&item)).await {
+                        Ok(()) => {}
+                        Err(StoreError::Database(sqlx::Error::Database(e))) => {
+                            if let BatchItem::Row(row) = &item {
+                                tracing::error!(error = %e, request_id = %row.request_id, "spend-log row refused and dropped");
+                            }
+                        }
+                        Err(e) => {
+                            // Transient after all: keep this and the rest for the next try.
+                            self.items.push(item);
+                            self.items.extend(rest);
+                            self.failing = true;
+                            return Err(e.to_string());
+                        }
+                    }
+                }
+                self.first_at = None;
+                self.failing = false;
+                Ok(())
+            }
             Err(e) => {
                 if !self.failing {
                     tracing::error!(error = %e, pending = self.items.len(), "spend-log commit failed; will retry");

@@ -47,6 +47,12 @@ async fn every_request_writes_one_row_and_adds_its_spend(store: Store) {
         expected += log.spend;
         r.settle(log).await;
     }
+    // Text Postgres cannot store (NUL) does not make a row, or its batch, fail.
+    let r = ledger.reserve(&authed, 0, 0).await.unwrap();
+    let mut odd = row("nul-row", 0, 1);
+    odd.model = "bad\0model".into();
+    odd.user = Some("alice".into());
+    r.settle(odd).await;
     // A request refused before any reservation is logged too.
     let mut refused = row("refused-1", 0, 0);
     refused.api_key = key.token_id.clone();
@@ -54,7 +60,7 @@ async fn every_request_writes_one_row_and_adds_its_spend(store: Store) {
     ledger.log(refused).await;
     ledger.writer().flush().await.unwrap();
 
-    assert_eq!(store.count_spend_logs().await.unwrap(), 31);
+    assert_eq!(store.count_spend_logs().await.unwrap(), 32);
     let stored = store.get_key(&key.token_id).await.unwrap().unwrap();
     assert_eq!(stored.spend, expected);
     assert_eq!(ledger.key_spend(&key.token_id), Some(expected));
@@ -67,12 +73,19 @@ async fn every_request_writes_one_row_and_adds_its_spend(store: Store) {
             .await
             .unwrap(),
     );
-    assert_eq!(all.len(), 31);
+    assert_eq!(all.len(), 32);
     assert!(
         all.iter().all(|r| r.api_key == key.token_id),
         "rows hold the hash, never the key"
     );
     assert_eq!(all.iter().filter(|r| r.status == "failure").count(), 9);
+    assert_eq!(
+        all.iter()
+            .find(|r| r.request_id == "nul-row")
+            .unwrap()
+            .model,
+        "badmodel"
+    );
     let failed = all.iter().find(|r| r.request_id == "ok-0").unwrap();
     assert_eq!(
         failed.metadata["error_information"]["error_class"],
