@@ -34,6 +34,9 @@ pub enum StoreError {
     /// 404, e.g. `Key not found in database`.
     #[error("{0}")]
     NotFound(String),
+    /// 403, e.g. `You are not allowed to access this key's info. Your role=internal_user`.
+    #[error("{0}")]
+    Forbidden(String),
     /// The database failed; the operation was rolled back.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -62,6 +65,7 @@ impl ApiError for StoreError {
         match self {
             StoreError::BadRequest { .. } => 400,
             StoreError::NotFound(_) => 404,
+            StoreError::Forbidden(_) => 403,
             StoreError::Database(_) | StoreError::Redis(_) | StoreError::Internal(_) => 500,
         }
     }
@@ -70,6 +74,7 @@ impl ApiError for StoreError {
         match self {
             StoreError::BadRequest { .. } => "bad_request_error",
             StoreError::NotFound(_) => "not_found_error",
+            StoreError::Forbidden(_) => "auth_error",
             StoreError::Database(_) | StoreError::Redis(_) | StoreError::Internal(_) => {
                 "internal_server_error"
             }

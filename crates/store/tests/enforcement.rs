@@ -418,7 +418,34 @@ async fn changes_by_another_instance_arrive_after_the_cache_ttl(store: Store) {
     edge.shutdown().await.unwrap();
 }
 
+async fn cached_keys_keep_working_while_the_database_is_down(store: Store) {
+    let ledger = ledger(&store);
+    let key = generate(&ledger, json!({"max_budget": 1.0, "models": ["gpt-4o"]})).await;
+    let other = generate(&ledger, json!({})).await;
+    let fresh = Ledger::start(store.clone(), config(100));
+    assert_eq!(fresh.warm().await.unwrap(), 2);
+    store.close().await;
+    // Warmed keys: authentication, model checks, reservations and settling need no database.
+    let authed = fresh.authenticate(&key.key).await.unwrap();
+    authed.check_model("gpt-4o").unwrap();
+    let settled = fresh
+        .reserve(&authed, CENT, 10)
+        .await
+        .unwrap()
+        .settle(row("offline-1", CENT, 10))
+        .await;
+    assert_eq!(settled.key_spend, CENT);
+    fresh.authenticate(&other.key).await.unwrap();
+    // An unknown key cannot be checked: 503, not a wrong 401.
+    let err = ledger.authenticate("sk-never-seen-1234").await.unwrap_err();
+    assert_eq!(err.status(), 503);
+    assert!(matches!(err, AccessError::Unavailable));
+    let _ = tokio::time::timeout(Duration::from_secs(10), fresh.shutdown()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), ledger.shutdown()).await;
+}
+
 on_both_backends!(
+    cached_keys_keep_working_while_the_database_is_down,
     unknown_key_is_401_with_litellm_text,
     expired_key_is_401_expired_key,
     model_outside_the_key_list_is_403,
