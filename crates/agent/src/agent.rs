@@ -582,9 +582,75 @@ impl Session {
     }
 }
 
+/// One message in a session (fresh or resumed), run to the end with a time limit: the shape
+/// headless callers (the anton task runner, scripts) need. Events are dropped unless `events`
+/// is given. On timeout the turn is cancelled and `Err(Aborted)` comes back with `timed_out`.
+pub async fn run_headless(
+    rt: Arc<Runtime>,
+    opts: SessionOptions,
+    input: UserInput,
+    timeout: std::time::Duration,
+    events: Option<EventSink>,
+) -> Result<TurnOutcome, HeadlessError> {
+    let mut session = Session::open(rt, opts).map_err(HeadlessError::Agent)?;
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let sink = events.unwrap_or(tx);
+    let cancel = CancellationToken::new();
+    let timer = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            cancel.cancel();
+        })
+    };
+    let res = session.run_turn(input, &sink, &cancel).await;
+    let timed_out = timer.is_finished() && cancel.is_cancelled();
+    timer.abort();
+    session.close().await;
+    match res {
+        Err(AgentError::Aborted) if timed_out => Err(HeadlessError::TimedOut(timeout)),
+        other => other.map_err(HeadlessError::Agent),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HeadlessError {
+    #[error("Agent call timed out after {}s", .0.as_secs())]
+    TimedOut(std::time::Duration),
+    #[error(transparent)]
+    Agent(AgentError),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// Front ends box the turn as a `Send` future (e.g. anton's `TaskAgent`).
+    #[test]
+    fn turn_futures_are_send() {
+        let rt = Arc::new(Runtime::from_parts(
+            Env::default(),
+            Paths {
+                home: PathBuf::from("/nonexistent"),
+                state_dir: PathBuf::from("/nonexistent/s"),
+                config_path: PathBuf::from("/nonexistent/s/c.json"),
+                agent_dir: PathBuf::from("/nonexistent/s/a"),
+                sessions_dir: PathBuf::from("/nonexistent/s/x"),
+            },
+            LoadedConfig::default(),
+            AuthStore::default(),
+        ));
+        let fut = run_headless(
+            rt,
+            SessionOptions::default(),
+            UserInput::text("x"),
+            std::time::Duration::from_secs(1),
+            None,
+        );
+        assert_send(&fut);
+    }
 
     #[test]
     fn usd_formatting() {

@@ -25,7 +25,10 @@ pub mod session;
 pub mod thinking;
 pub mod tools;
 
-pub use agent::{AgentError, AgentEvent, EventSink, Runtime, Session, SessionOptions, TurnOutcome};
+pub use agent::{
+    AgentError, AgentEvent, EventSink, HeadlessError, Runtime, Session, SessionOptions,
+    TurnOutcome, run_headless,
+};
 pub use env::Env;
 pub use message::{Image, UserInput};
 pub use models::{ModelRef, ModelRegistry, ResolvedModel};

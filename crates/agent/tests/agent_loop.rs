@@ -498,3 +498,47 @@ async fn a_server_that_ignores_stream_true_still_works() {
     assert_eq!(out.text, "plain json reply");
     assert_eq!(out.usage.total_tokens, 8);
 }
+
+#[tokio::test]
+async fn run_headless_answers_and_times_out() {
+    let up = FakeOpenAi::start().await;
+    let s = Scratch::new();
+    s.write_config(&format!(
+        "{{ models: {{ providers: {{ {} }} }}, agents: {{ defaults: {{ model: 'local/m1' }} }} }}",
+        provider_json("local", &up.base_url(), "m1", "")
+    ));
+    up.push(Reply::text("headless ok"));
+    up.push(Reply::text("too late").with_delay(Duration::from_secs(60)));
+    let opts = || idlehands_agent::SessionOptions {
+        session_id: Some("anton-impl-1".into()),
+        workspace: s.workspace(),
+        extra_system_prompt: Some("Your working directory is: here".into()),
+        ..Default::default()
+    };
+    let out = idlehands_agent::run_headless(
+        s.runtime(),
+        opts(),
+        UserInput::text("task"),
+        Duration::from_secs(60),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.text, "headless ok");
+    let sys = up.last_request().unwrap().body["messages"][0]["content"].clone();
+    assert!(
+        sys.as_str()
+            .unwrap()
+            .ends_with("Your working directory is: here\n")
+    );
+    let err = idlehands_agent::run_headless(
+        s.runtime(),
+        opts(),
+        UserInput::text("task 2"),
+        Duration::from_millis(300),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.to_string(), "Agent call timed out after 0s");
+}
