@@ -105,6 +105,49 @@ fn history_has_tool_calls(messages: &[AgentMessage]) -> bool {
     })
 }
 
+/// Every tool call answered exactly once, right after its assistant message: a result missing
+/// (the process died mid-tool) gets a stand-in, a result without its call is dropped.
+/// Providers reject the request otherwise, which would make such a session unresumable.
+pub fn paired(messages: &[AgentMessage]) -> Vec<AgentMessage> {
+    let mut out: Vec<AgentMessage> = Vec::with_capacity(messages.len());
+    let mut i = 0;
+    while i < messages.len() {
+        let m = &messages[i];
+        i += 1;
+        match m {
+            AgentMessage::ToolResult { .. } => {}
+            AgentMessage::Assistant(a) if !a.tool_calls().is_empty() => {
+                out.push(m.clone());
+                let mut results = Vec::new();
+                while let Some(r @ AgentMessage::ToolResult { .. }) = messages.get(i) {
+                    results.push(r);
+                    i += 1;
+                }
+                for (id, name, _) in a.tool_calls() {
+                    let found = results.iter().find(|r| {
+                        matches!(r, AgentMessage::ToolResult { tool_call_id, .. } if tool_call_id == id)
+                    });
+                    match found {
+                        Some(r) => out.push((*r).clone()),
+                        None => out.push(AgentMessage::ToolResult {
+                            tool_call_id: id.to_string(),
+                            tool_name: name.to_string(),
+                            content: vec![ContentBlock::Text {
+                                text: "Tool execution was interrupted before it returned a result."
+                                    .into(),
+                            }],
+                            is_error: true,
+                            timestamp: a.timestamp,
+                        }),
+                    }
+                }
+            }
+            other => out.push(other.clone()),
+        }
+    }
+    out
+}
+
 fn data_uri(mime: &str, data: &str) -> String {
     format!("data:{mime};base64,{data}")
 }
@@ -147,7 +190,7 @@ pub fn build_messages(model: &ResolvedModel, req: &CompletionRequest) -> Vec<Val
             out.push(json!({"role": "user", "content": parts}));
         }
     };
-    for m in &req.messages {
+    for m in &paired(&req.messages) {
         if !matches!(m, AgentMessage::ToolResult { .. }) {
             flush(&mut out, &mut pending_images);
         }
@@ -279,4 +322,69 @@ pub fn build_messages(model: &ResolvedModel, req: &CompletionRequest) -> Vec<Val
     }
     flush(&mut out, &mut pending_images);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{AssistantMessage, TokenUsage};
+
+    fn call(id: &str) -> AgentMessage {
+        AgentMessage::Assistant(AssistantMessage {
+            content: vec![ContentBlock::ToolCall {
+                id: id.into(),
+                name: "exec".into(),
+                arguments: json!({}),
+            }],
+            provider: "p".into(),
+            model: "m".into(),
+            usage: TokenUsage::default(),
+            stop_reason: StopReason::ToolUse,
+            error_message: None,
+            timestamp: 0,
+        })
+    }
+
+    fn result(id: &str) -> AgentMessage {
+        AgentMessage::ToolResult {
+            tool_call_id: id.into(),
+            tool_name: "exec".into(),
+            content: vec![ContentBlock::Text { text: "r".into() }],
+            is_error: false,
+            timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn dangling_calls_get_stand_in_results_and_orphans_are_dropped() {
+        let user = AgentMessage::User {
+            content: vec![ContentBlock::Text { text: "u".into() }],
+            timestamp: 0,
+        };
+        let fixed = paired(&[
+            result("orphan"),
+            call("a"),
+            user.clone(),
+            call("b"),
+            result("b"),
+        ]);
+        let ids: Vec<String> = fixed
+            .iter()
+            .map(|m| match m {
+                AgentMessage::User { .. } => "user".into(),
+                AgentMessage::Assistant(_) => "call".into(),
+                AgentMessage::ToolResult {
+                    tool_call_id,
+                    is_error,
+                    ..
+                } => {
+                    format!("result:{tool_call_id}:{is_error}")
+                }
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            ["call", "result:a:true", "user", "call", "result:b:false"]
+        );
+    }
 }
