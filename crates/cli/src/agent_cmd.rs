@@ -316,6 +316,58 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `/status`, `/model [ref]`, `/think <level>`, `/new`.
+async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<String> {
+    let (cmd, arg) = line.split_once(' ').unwrap_or((line, ""));
+    let arg = arg.trim();
+    match cmd {
+        "/status" => {
+            let t = session.totals;
+            Ok(format!(
+                "model {} | thinking {} | session {} | {} in / {} out / {} cached tokens{}",
+                session.model,
+                session.thinking,
+                session.id(),
+                t.input,
+                t.output,
+                t.cache_read,
+                t.cost_nanos
+                    .map(|c| format!(" | ${}", format_usd(c)))
+                    .unwrap_or_default()
+            ))
+        }
+        "/model" if arg.is_empty() => Ok(format!("model {}", session.model)),
+        "/model" => Ok(format!("model set to {}", session.set_model(arg)?)),
+        "/think" => {
+            let level: ThinkingLevel = arg.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            session.set_thinking(level)?;
+            Ok(format!("thinking {level}"))
+        }
+        "/new" | "/reset" => {
+            session.close().await;
+            let fresh = Session::open(
+                session.runtime().clone(),
+                SessionOptions {
+                    session_id: None,
+                    workspace: session.workspace().to_path_buf(),
+                    model: Some(session.model.to_string()),
+                    thinking: Some(session.thinking),
+                    approval: ApprovalMode::OnRequest,
+                    approver: std::io::stdin()
+                        .is_terminal()
+                        .then(|| Arc::new(TerminalApprover) as Arc<dyn Approver>),
+                    extra_system_prompt: None,
+                },
+            )?;
+            *session = fresh;
+            Ok(format!("new session {}", session.id()))
+        }
+        other => Ok(format!(
+            "unknown command {other}; try /status, /model [ref], /think <level>, /new, /exit"
+        )),
+    }
+}
+
 /// Bare `idlehands`: a line-based chat in the current directory until the TUI lands. Each
 /// line is a turn; Ctrl-C stops the running turn; `/exit` or end of input quits.
 pub fn interactive() -> anyhow::Result<ExitCode> {
@@ -342,6 +394,13 @@ pub fn interactive() -> anyhow::Result<ExitCode> {
             }
             if matches!(line, "/exit" | "/quit") {
                 break;
+            }
+            if line.starts_with('/') {
+                match slash_command(&mut session, line).await {
+                    Ok(msg) => eprintln!("{msg}"),
+                    Err(e) => eprintln!("error: {e:#}"),
+                }
+                continue;
             }
             let (end, printed) = drive_turn(&mut session, UserInput::text(line), false, None).await;
             if printed {

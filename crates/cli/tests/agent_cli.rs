@@ -197,13 +197,19 @@ async fn seed_flow_litellm_api_key_and_no_config_routes_to_the_proxy() {
     let mut c = h.cmd();
     c.env("LITELLM_API_KEY", "sk-seed")
         .env("LITELLM_BASE_URL", up.origin());
-    let out = run(c, Some("hello there\n/exit\n")).await;
+    let out = run(c, Some("/think high\nhello there\n/status\n/exit\n")).await;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Interactive hello."));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("thinking high"), "{err}");
+    assert!(
+        err.contains("model litellm/claude-opus-4-6 | thinking high | session "),
+        "{err}"
+    );
     assert_eq!(
         up.last_request().unwrap().body["messages"]
             .as_array()
