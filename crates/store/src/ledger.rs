@@ -128,6 +128,8 @@ pub struct Reservation {
     ticket: Option<Ticket>,
     limiter: Arc<dyn Limiter>,
     max_budget: Option<i64>,
+    rpm_limit: Option<u64>,
+    tpm_limit: Option<u64>,
 }
 
 /// The key's state after a settled request, for `x-litellm-key-spend` / `-max-budget`.
@@ -151,6 +153,23 @@ impl Settled {
 }
 
 impl Reservation {
+    /// LiteLLM's success headers for the key's limits:
+    /// `x-ratelimit-api_key-{remaining,limit}-{requests,tokens}`, for the limits the key has.
+    pub fn rate_limit_headers(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(t) = &self.ticket {
+            if let (Some(left), Some(limit)) = (t.remaining_requests, self.rpm_limit) {
+                out.push(("x-ratelimit-api_key-remaining-requests", left.to_string()));
+                out.push(("x-ratelimit-api_key-limit-requests", limit.to_string()));
+            }
+            if let (Some(left), Some(limit)) = (t.remaining_tokens, self.tpm_limit) {
+                out.push(("x-ratelimit-api_key-remaining-tokens", left.to_string()));
+                out.push(("x-ratelimit-api_key-limit-tokens", limit.to_string()));
+            }
+        }
+        out
+    }
+
     /// Records the request: `row.spend` (actual cost, nano-USD) and `row.total_tokens` replace
     /// the estimate; the row is queued for the spend log with `api_key` set to the key's hash.
     /// Use it for failures too (spend 0, status `failure`).
@@ -417,6 +436,8 @@ impl Ledger {
             ticket: Some(ticket),
             limiter: self.inner.limiter.clone(),
             max_budget: key.record.max_budget,
+            rpm_limit: limits.rpm_limit,
+            tpm_limit: limits.tpm_limit,
         })
     }
 

@@ -67,6 +67,10 @@ pub struct Ticket {
     /// The key's budget window at admission, so settling after a boundary can roll it over.
     pub budget_window: Option<LlmDuration>,
     pub id: u64,
+    /// Requests left in the rpm window after this one (when the key has an rpm limit).
+    pub remaining_requests: Option<u64>,
+    /// Tokens left in the tpm window, counting reservations (when the key has a tpm limit).
+    pub remaining_tokens: Option<u64>,
 }
 
 /// Budget and rate-limit accounting shared by all requests of a key.
@@ -284,12 +288,22 @@ impl LocalLimiter {
         if c.limits.rpm_limit.is_some() {
             c.requests.push_back(now);
         }
+        let remaining_requests = c
+            .limits
+            .rpm_limit
+            .map(|l| l.saturating_sub(c.requests.len() as u64));
+        let remaining_tokens = c
+            .limits
+            .tpm_limit
+            .map(|l| l.saturating_sub(c.token_sum + c.reserved_tokens));
         let ticket = Ticket {
             token: key.token.clone(),
             estimate_nanos,
             estimate_tokens,
             budget_window: c.limits.budget_duration,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            remaining_requests,
+            remaining_tokens,
         };
         (Ok(ticket), overflow)
     }

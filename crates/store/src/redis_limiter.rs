@@ -71,11 +71,22 @@ if maxb >= 0 and spend + reserved >= maxb then return {4, 0, spend} end
 redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[10])
 redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[11])
 redis.call('HINCRBY', KEYS[1], 'in_flight', 1)
+local left_requests = -1
 if rpm >= 0 then
   redis.call('ZADD', KEYS[2], now, ARGV[12])
   redis.call('PEXPIRE', KEYS[2], window)
+  left_requests = math.max(rpm - redis.call('ZCARD', KEYS[2]), 0)
 end
-return {0, 0, spend}
+local left_tokens = -1
+if tpm >= 0 then
+  local used = 0
+  local entries = redis.call('ZRANGE', KEYS[3], 0, -1)
+  for i = 1, #entries do
+    used = used + (tonumber(string.match(entries[i], ':(%d+)$')) or 0)
+  end
+  left_tokens = math.max(tpm - used - rtok - tonumber(ARGV[11]), 0)
+end
+return {0, 0, spend, left_requests, left_tokens}
 "#;
 
 // ARGV: now, window, next_reset, -estimate_nanos, -estimate_tokens, actual_nanos,
@@ -210,7 +221,7 @@ impl Limiter for RedisLimiter {
             let [state, rpm, tpm] = self.keys(&key.token);
             let mut conn = self.conn.clone();
             let estimate_nanos = estimate_nanos.max(0);
-            let reply: Result<(i64, i64, i64), _> = self
+            let reply: Result<Vec<i64>, _> = self
                 .admit
                 .key(state)
                 .key(rpm)
@@ -229,8 +240,15 @@ impl Limiter for RedisLimiter {
                 .arg(format!("{}-{id}", self.instance))
                 .invoke_async(&mut conn)
                 .await;
-            let (code, wait_ms, spend) = match reply {
-                Ok(r) => r,
+            let (code, wait_ms, spend, left_requests, left_tokens) = match reply {
+                Ok(r) if r.len() >= 3 => (
+                    r[0],
+                    r[1],
+                    r[2],
+                    r.get(3).copied().unwrap_or(-1),
+                    r.get(4).copied().unwrap_or(-1),
+                ),
+                Ok(_) => return Err(AccessError::Unavailable),
                 Err(e) => {
                     tracing::warn!(error = %e, "redis limiter unavailable");
                     return Err(AccessError::Unavailable);
@@ -256,6 +274,8 @@ impl Limiter for RedisLimiter {
                     estimate_tokens,
                     budget_window: key.budget_duration,
                     id,
+                    remaining_requests: u64::try_from(left_requests).ok(),
+                    remaining_tokens: u64::try_from(left_tokens).ok(),
                 }),
                 1 => Err(limited(LimitKind::Parallel, key.max_parallel_requests)),
                 2 => Err(limited(LimitKind::Requests, key.rpm_limit)),

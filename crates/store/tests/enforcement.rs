@@ -234,13 +234,17 @@ async fn rate_limits_are_429_with_retry_after(store: Store) {
     let ledger = ledger(&store);
     let key = generate(&ledger, json!({"rpm_limit": 2})).await;
     let authed = ledger.authenticate(&key.key).await.unwrap();
-    for i in 0..2 {
-        ledger
-            .reserve(&authed, 0, 0)
-            .await
-            .unwrap()
-            .settle(row(&format!("r-{i}"), 0, 1))
-            .await;
+    for i in 0..2u64 {
+        let r = ledger.reserve(&authed, 0, 0).await.unwrap();
+        let left = (1 - i).to_string();
+        assert_eq!(
+            r.rate_limit_headers(),
+            vec![
+                ("x-ratelimit-api_key-remaining-requests", left),
+                ("x-ratelimit-api_key-limit-requests", "2".to_owned()),
+            ]
+        );
+        r.settle(row(&format!("r-{i}"), 0, 1)).await;
     }
     let err = ledger.reserve(&authed, 0, 0).await.err().unwrap();
     assert_eq!((err.status(), err.error_type()), (429, "rate_limit_error"));

@@ -120,6 +120,13 @@ async fn rate_limits_are_shared(store: Store) {
     let on_a = f.a.authenticate(&key.key).await.unwrap();
     let on_b = f.b.authenticate(&key.key).await.unwrap();
     let held = f.a.reserve(&on_a, 0, 0).await.unwrap();
+    assert_eq!(
+        held.rate_limit_headers(),
+        vec![
+            ("x-ratelimit-api_key-remaining-requests", "2".to_owned()),
+            ("x-ratelimit-api_key-limit-requests", "3".to_owned()),
+        ]
+    );
     let err = f.b.reserve(&on_b, 0, 0).await.err().unwrap();
     assert!(
         matches!(
@@ -179,11 +186,15 @@ async fn rate_limits_are_shared(store: Store) {
     let key = generate(&f.a, json!({"tpm_limit": 100})).await;
     let on_a = f.a.authenticate(&key.key).await.unwrap();
     let on_b = f.b.authenticate(&key.key).await.unwrap();
-    f.a.reserve(&on_a, 0, 0)
-        .await
-        .unwrap()
-        .settle(row("tpm-1", 0, 120))
-        .await;
+    let r = f.a.reserve(&on_a, 0, 30).await.unwrap();
+    assert_eq!(
+        r.rate_limit_headers(),
+        vec![
+            ("x-ratelimit-api_key-remaining-tokens", "70".to_owned()),
+            ("x-ratelimit-api_key-limit-tokens", "100".to_owned()),
+        ]
+    );
+    r.settle(row("tpm-1", 0, 120)).await;
     let err = f.b.reserve(&on_b, 0, 0).await.err().unwrap();
     assert!(
         matches!(
