@@ -372,7 +372,7 @@ async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<Stri
 /// line is a turn; Ctrl-C stops the running turn; `/exit` or end of input quits.
 pub fn interactive() -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let mut session = open_session(None, None, None, None, "on-request")?;
         eprintln!(
             "IdleHands ({}) in {} - session {}. Type a message; /exit to quit.",
@@ -380,14 +380,27 @@ pub fn interactive() -> anyhow::Result<ExitCode> {
             session.workspace().display(),
             session.id()
         );
-        let stdin = std::io::stdin();
         loop {
             eprint!("> ");
             let _ = std::io::stderr().flush();
-            let mut line = String::new();
-            if stdin.lock().read_line(&mut line)? == 0 {
-                break;
-            }
+            // Read off the runtime so Ctrl-C at the prompt can end the chat.
+            let read = tokio::task::spawn_blocking(|| {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .map(|n| (n, line))
+            });
+            let line = tokio::select! {
+                r = read => match r.context("reading input failed")?? {
+                    (0, _) => break,
+                    (_, line) => line,
+                },
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!();
+                    break;
+                }
+            };
             let line = line.trim();
             if line.is_empty() {
                 continue;
@@ -417,5 +430,8 @@ pub fn interactive() -> anyhow::Result<ExitCode> {
         }
         session.close().await;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // A prompt read may still be blocked on stdin; do not wait for it.
+    rt.shutdown_background();
+    result
 }
