@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::money::{de_usd, ser_usd};
-use crate::types::JsonMap;
+use crate::types::{JsonMap, iso, iso_opt};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SpendLogRow {
@@ -22,11 +22,11 @@ pub struct SpendLogRow {
     pub total_tokens: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
-    #[serde(rename = "startTime")]
+    #[serde(rename = "startTime", serialize_with = "iso")]
     pub start_time: DateTime<Utc>,
-    #[serde(rename = "endTime")]
+    #[serde(rename = "endTime", serialize_with = "iso")]
     pub end_time: DateTime<Utc>,
-    #[serde(rename = "completionStartTime")]
+    #[serde(rename = "completionStartTime", serialize_with = "iso_opt")]
     pub completion_start_time: Option<DateTime<Utc>>,
     pub request_duration_ms: Option<i64>,
     /// The deployment's model.

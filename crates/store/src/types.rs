@@ -26,6 +26,31 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Stor
     })
 }
 
+/// Python's `datetime.isoformat()` for UTC, as LiteLLM's JSON shows times:
+/// `2026-12-01T00:00:00+00:00`, with `.ffffff` only when there are microseconds. Clients
+/// parsing with Python < 3.11 `fromisoformat` reject the `Z` suffix.
+pub fn py_isoformat(t: &DateTime<Utc>) -> String {
+    if t.timestamp_subsec_micros() == 0 {
+        t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+    } else {
+        t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+    }
+}
+
+pub(crate) fn iso<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&py_isoformat(t))
+}
+
+pub(crate) fn iso_opt<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&py_isoformat(t)),
+        None => s.serialize_none(),
+    }
+}
+
 /// A field of an update: absent (unchanged), `null` (cleared) or a value.
 pub type Patch<T> = Option<Option<T>>;
 
@@ -143,7 +168,9 @@ pub struct KeyRecord {
     #[serde(serialize_with = "ser_usd_opt")]
     pub soft_budget: Option<i64>,
     pub budget_duration: Option<String>,
+    #[serde(serialize_with = "iso_opt")]
     pub budget_reset_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "iso_opt")]
     pub expires: Option<DateTime<Utc>>,
     pub models: Vec<String>,
     pub aliases: JsonMap,
@@ -157,8 +184,10 @@ pub struct KeyRecord {
     pub rpm_limit: Option<i64>,
     pub max_parallel_requests: Option<i64>,
     pub blocked: bool,
+    #[serde(serialize_with = "iso")]
     pub created_at: DateTime<Utc>,
     pub created_by: Option<String>,
+    #[serde(serialize_with = "iso")]
     pub updated_at: DateTime<Utc>,
     pub updated_by: Option<String>,
 }

@@ -40,6 +40,10 @@ async fn seed_curl_key_gets_monthly_budget(store: Store) {
     assert_eq!(body["max_budget"], json!(50.0));
     assert_eq!(body["spend"], json!(0.0));
     assert_eq!(body["budget_duration"], json!("monthly"));
+    // Times as Python's isoformat, like LiteLLM: 1st of a month, midnight, +00:00.
+    let reset_text = body["budget_reset_at"].as_str().unwrap();
+    assert!(reset_text.ends_with("-01T00:00:00+00:00"), "{reset_text}");
+    assert!(body["created_at"].as_str().unwrap().ends_with("+00:00"));
     assert_eq!(body["expires"], json!(null));
     assert_eq!(body["models"], json!([]));
     assert_eq!(body["blocked"], json!(false));
