@@ -17,6 +17,9 @@ use serde::de::IgnoredAny;
 use super::trace::Trace;
 use crate::error::ProxyError;
 
+/// At most this much is gathered into one write.
+const COALESCE_MAX: usize = 64 * 1024;
+
 #[derive(Deserialize)]
 struct ChunkPeek {
     #[serde(default)]
@@ -95,42 +98,52 @@ impl Stream for ClientStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        // Everything the upstream has ready goes out as one write: fewer syscalls and
+        // packets, and no added latency since nothing waits for more to arrive.
+        let mut out = BytesMut::new();
+        let ready = |out: BytesMut| {
+            if out.is_empty() {
+                Poll::Ready(None)
+            } else {
+                Poll::Ready(Some(Ok(out.freeze())))
+            }
+        };
         loop {
             if this.ended {
-                return Poll::Ready(None);
+                return ready(out);
             }
             match this.upstream.poll_next_unpin(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    return if out.is_empty() {
+                        Poll::Pending
+                    } else {
+                        Poll::Ready(Some(Ok(out.freeze())))
+                    };
+                }
                 Poll::Ready(Some(Ok(bytes))) => {
                     if this.first_byte.is_none() {
                         this.first_byte = Some(Utc::now());
                     }
                     let events = this.decoder.push(&bytes);
-                    let mut out = BytesMut::with_capacity(bytes.len() + 16);
                     this.forward(events, &mut out);
-                    if !out.is_empty() {
+                    if out.len() >= COALESCE_MAX {
                         return Poll::Ready(Some(Ok(out.freeze())));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let mut out = BytesMut::new();
                     if let Some(ev) = this.decoder.finish() {
                         this.forward(vec![ev], &mut out);
                     }
                     out.extend_from_slice(&e.sse_frame());
                     this.end(Some(&e));
-                    return Poll::Ready(Some(Ok(out.freeze())));
+                    return ready(out);
                 }
                 Poll::Ready(None) => {
-                    let mut out = BytesMut::new();
                     if let Some(ev) = this.decoder.finish() {
                         this.forward(vec![ev], &mut out);
                     }
                     this.end(None);
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(out.freeze())));
-                    }
-                    return Poll::Ready(None);
+                    return ready(out);
                 }
             }
         }
