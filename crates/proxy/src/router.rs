@@ -151,12 +151,13 @@ impl Deployment {
         let p = &entry.litellm_params;
         let provider = provider_of(p);
         let upstream_model = upstream_model(p, &provider);
-        let adapter = providers::adapter_for(&provider, p.mock_response.is_some());
         let api_base = if p.mock_response.is_some() {
             p.api_base.clone()
         } else {
             providers::default_api_base(&provider, p.api_base.as_deref())
         };
+        let adapter =
+            providers::adapter_for(&provider, p.mock_response.is_some(), api_base.as_deref());
         let id = entry.model_info.id.clone().unwrap_or_else(|| {
             crate::auth::hash_key(&format!(
                 "{i}\u{0}{}\u{0}{}\u{0}{}",

@@ -223,12 +223,13 @@ pub fn default_api_base(provider: &str, configured: Option<&str>) -> Option<Stri
     }
 }
 
-pub fn adapter_for(provider: &str, mock: bool) -> Arc<dyn Provider> {
+/// The adapter for a deployment; built once, so it may precompute per-deployment state.
+pub fn adapter_for(provider: &str, mock: bool, api_base: Option<&str>) -> Arc<dyn Provider> {
     if mock {
         return Arc::new(MockProvider);
     }
     match family(provider) {
-        Some(_) => Arc::new(OpenAiCompatible::new(provider)),
+        Some(f) => Arc::new(OpenAiCompatible::new(provider, api_base.unwrap_or(f.1))),
         None => Arc::new(Unsupported),
     }
 }

@@ -17,10 +17,22 @@ use crate::router::Deployment;
 pub struct OpenAiCompatible {
     /// `OpenAIException`, `Hosted_vllmException`: the prefix LiteLLM puts in messages.
     label: Arc<str>,
+    /// Parsed once: URL parsing showed up in request-path profiles.
+    chat_url: Result<reqwest::Url, String>,
+    embeddings_url: Result<reqwest::Url, String>,
+}
+
+/// `{api_base}{path}`, keeping a query string of the base (`...?api-version=x`) at the end.
+fn endpoint(base: &str, path: &str) -> Result<reqwest::Url, String> {
+    let mut url = reqwest::Url::parse(base)
+        .map_err(|e| format!("api_base {base:?} is not a valid URL: {e}"))?;
+    let joined = format!("{}{path}", url.path().trim_end_matches('/'));
+    url.set_path(&joined);
+    Ok(url)
 }
 
 impl OpenAiCompatible {
-    pub fn new(provider: &str) -> Self {
+    pub fn new(provider: &str, api_base: &str) -> Self {
         let label = if provider == "openai" {
             "OpenAIException".to_string()
         } else {
@@ -32,6 +44,8 @@ impl OpenAiCompatible {
         };
         Self {
             label: label.into(),
+            chat_url: endpoint(api_base, "/chat/completions"),
+            embeddings_url: endpoint(api_base, "/embeddings"),
         }
     }
 }
@@ -134,22 +148,27 @@ impl OpenAiCompatible {
         &self,
         client: &reqwest::Client,
         d: &Arc<Deployment>,
-        path: &str,
+        url: &Result<reqwest::Url, String>,
         body: Bytes,
-    ) -> Prepared {
-        let base = d.api_base.as_deref().unwrap_or("https://api.openai.com/v1");
+    ) -> Result<Prepared, ProxyError> {
+        let url = url
+            .clone()
+            .map_err(|message| ProxyError::UpstreamUnreachable {
+                label: self.label.to_string(),
+                message,
+            })?;
         let mut request = client
-            .post(format!("{base}{path}"))
+            .post(url)
             .header(header::CONTENT_TYPE, "application/json")
             .body(body);
         if let Some(k) = &d.api_key {
             request = request.bearer_auth(k.expose());
         }
-        Prepared {
+        Ok(Prepared {
             label: self.label.clone(),
             deployment: d.clone(),
             request,
-        }
+        })
     }
 }
 
@@ -175,9 +194,10 @@ impl Provider for OpenAiCompatible {
         d: &Arc<Deployment>,
         call: ChatCall,
     ) -> BoxFuture<'static, Result<ChatReply, ProxyError>> {
-        let p = self.prepare(client, d, "/chat/completions", call.body);
+        let p = self.prepare(client, d, &self.chat_url, call.body);
         let stream = call.stream;
         Box::pin(async move {
+            let p = p?;
             let d = p.deployment;
             let label = p.label;
             if !stream {
@@ -243,8 +263,9 @@ impl Provider for OpenAiCompatible {
         d: &Arc<Deployment>,
         body: Bytes,
     ) -> BoxFuture<'static, Result<EmbeddingReply, ProxyError>> {
-        let p = self.prepare(client, d, "/embeddings", body);
+        let p = self.prepare(client, d, &self.embeddings_url, body);
         Box::pin(async move {
+            let p = p?;
             let d = p.deployment;
             let resp = p
                 .request
@@ -270,6 +291,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn endpoints_join_paths_and_keep_queries() {
+        let u = endpoint("http://h:1/v1/", "/chat/completions").map(|u| u.to_string());
+        assert_eq!(u.as_deref(), Ok("http://h:1/v1/chat/completions"));
+        let u = endpoint("http://h/openai?api-version=2", "/embeddings").map(|u| u.to_string());
+        assert_eq!(u.as_deref(), Ok("http://h/openai/embeddings?api-version=2"));
+        assert!(endpoint("not a url", "/x").is_err());
+    }
+
+    #[test]
     fn upstream_errors_carry_litellm_prefix_and_status() {
         let e = upstream_error(
             "OpenAIException",
@@ -288,7 +318,9 @@ mod tests {
                 .ends_with("Hosted_vllmException - bad gateway")
         );
         assert_eq!(
-            OpenAiCompatible::new("hosted_vllm").label.as_ref(),
+            OpenAiCompatible::new("hosted_vllm", "http://h/v1")
+                .label
+                .as_ref(),
             "Hosted_vllmException"
         );
     }
