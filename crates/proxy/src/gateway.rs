@@ -30,6 +30,10 @@ pub(crate) struct Runtime {
     pub body_limit: usize,
 }
 
+/// SEAM: the store's database state for `/health/readiness`: `None` when no database is
+/// configured, else whether it is reachable right now. Called per probe; keep it cheap.
+pub type DbProbe = Arc<dyn Fn() -> Option<bool> + Send + Sync>;
+
 pub(crate) struct App {
     pub runtime: ArcSwap<Runtime>,
     pub client: reqwest::Client,
@@ -38,6 +42,9 @@ pub(crate) struct App {
     pub sink: Arc<dyn CallSink>,
     pub draining: AtomicBool,
     pub version: http::HeaderValue,
+    pub db_probe: Option<DbProbe>,
+    /// `general_settings.allow_requests_on_db_unavailable`: stay ready without the database.
+    pub allow_without_db: bool,
 }
 
 /// A built gateway; cheap to clone.
@@ -54,6 +61,7 @@ pub struct GatewayBuilder {
     hooks: Option<Arc<dyn CallHooks>>,
     sink: Arc<dyn CallSink>,
     extra_routes: Option<axum::Router>,
+    db_probe: Option<DbProbe>,
 }
 
 impl Gateway {
@@ -65,6 +73,7 @@ impl Gateway {
             hooks: None,
             sink: Arc::new(NoopSink),
             extra_routes: None,
+            db_probe: None,
         }
     }
 
@@ -124,6 +133,12 @@ impl GatewayBuilder {
     /// they must not set a fallback.
     pub fn routes(mut self, routes: axum::Router) -> Self {
         self.extra_routes = Some(routes);
+        self
+    }
+
+    /// SEAM: database state for `/health/readiness`.
+    pub fn db_probe(mut self, probe: DbProbe) -> Self {
+        self.db_probe = Some(probe);
         self
     }
 
@@ -217,6 +232,12 @@ impl GatewayBuilder {
                 sink: self.sink,
                 draining: AtomicBool::new(false),
                 version: http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+                db_probe: self.db_probe,
+                allow_without_db: cfg
+                    .file
+                    .general_settings
+                    .allow_requests_on_db_unavailable
+                    .unwrap_or(false),
             }),
         })
     }

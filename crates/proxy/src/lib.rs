@@ -21,6 +21,6 @@ pub mod router;
 pub use auth::{KeyResolver, Principal, VirtualKey};
 pub use config::{ConfigError, ProxyConfig};
 pub use error::ProxyError;
-pub use gateway::{Gateway, GatewayBuilder, serve};
+pub use gateway::{DbProbe, Gateway, GatewayBuilder, serve};
 pub use hooks::{CallHooks, CallRecord, CallSink, CallStatus, MemorySink, PreCall, Reservation};
 pub use pricing::{ModelPrice, PriceTable};

@@ -297,3 +297,30 @@ async fn extra_routes_are_served_and_can_use_the_gateway_auth() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn readiness_reports_the_database_probe() {
+    use std::sync::atomic::AtomicBool;
+    let up = Arc::new(AtomicBool::new(true));
+    let u = up.clone();
+    let probe: idlehands_proxy::DbProbe = Arc::new(move || Some(u.load(Ordering::SeqCst)));
+    let gw = start_cfg(
+        config(&two_models("http://127.0.0.1:9/v1"), &[]),
+        move |b| b.db_probe(probe),
+    )
+    .await;
+    let r = client()
+        .get(gw.url("/health/readiness"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["db"], "connected");
+    up.store(false, Ordering::SeqCst);
+    let r = client()
+        .get(gw.url("/health/readiness"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+}

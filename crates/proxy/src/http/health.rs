@@ -32,9 +32,19 @@ pub(crate) async fn liveliness(State(app): State<Arc<App>>) -> Response {
     Json(json!("I'm alive!")).into_response()
 }
 
-pub(crate) async fn readiness(State(_app): State<Arc<App>>) -> Response {
-    // The store reports its own connection once it is wired in.
-    Json(json!({"status": "healthy", "db": "Not connected"})).into_response()
+pub(crate) async fn readiness(State(app): State<Arc<App>>) -> Response {
+    match app.db_probe.as_ref().and_then(|p| p()) {
+        None => Json(json!({"status": "healthy", "db": "Not connected"})).into_response(),
+        Some(true) => Json(json!({"status": "healthy", "db": "connected"})).into_response(),
+        Some(false) if app.allow_without_db => {
+            Json(json!({"status": "healthy", "db": "Not connected"})).into_response()
+        }
+        Some(false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unhealthy", "db": "Not connected"})),
+        )
+            .into_response(),
+    }
 }
 
 async fn probe(app: Arc<App>, d: Arc<Deployment>) -> Result<(), String> {
