@@ -16,7 +16,7 @@ use super::trace::{Peek, Trace, early_error};
 use crate::auth;
 use crate::error::ProxyError;
 use crate::gateway::App;
-use crate::providers::{ChatCall, ChatReply};
+use crate::providers::{ChatCall, ChatReply, MockProvider, Provider};
 
 pub(crate) async fn chat(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     handle(app, None, headers, body).await
@@ -135,19 +135,21 @@ async fn handle(
         body.rewrite(&d.upstream_model, stream)
     };
     let keep_usage_chunk = body.include_usage || app.runtime.load().always_include_stream_usage;
+    let mock_response = body
+        .raw("mock_response")
+        .and_then(|r| serde_json::from_str::<String>(r.get()).ok());
     drop(body);
     let sent = Instant::now();
-    let reply = d
-        .adapter
-        .chat(
-            &app.client,
-            &d,
-            ChatCall {
-                body: upstream_body,
-                stream,
-            },
-        )
-        .await;
+    let call = ChatCall {
+        body: upstream_body,
+        stream,
+        mock_response,
+    };
+    let reply = if call.mock_response.is_some() {
+        MockProvider.chat(&app.client, &d, call).await
+    } else {
+        d.adapter.chat(&app.client, &d, call).await
+    };
     trace.upstream = sent.elapsed();
     match reply {
         Err(e) => trace.error_response(e),

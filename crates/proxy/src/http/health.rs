@@ -70,6 +70,7 @@ async fn probe(app: Arc<App>, d: Arc<Deployment>) -> Result<(), String> {
                     ChatCall {
                         body: Bytes::from(body.to_string()),
                         stream: false,
+                        mock_response: None,
                     },
                 )
                 .await?;

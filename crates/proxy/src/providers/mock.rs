@@ -79,7 +79,10 @@ impl Provider for MockProvider {
         let d = d.clone();
         Box::pin(async move {
             let body: Value = serde_json::from_slice(&call.body).unwrap_or(Value::Null);
-            let text = d.mock_response.clone().unwrap_or_default();
+            let text = call
+                .mock_response
+                .or_else(|| d.mock_response.clone())
+                .unwrap_or_default();
             let prompt = prompt_tokens(&body);
             let completion = estimate_tokens(&text);
             let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});

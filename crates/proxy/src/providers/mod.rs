@@ -27,6 +27,8 @@ pub use openai_compat::OpenAiCompatible;
 pub struct ChatCall {
     pub body: Bytes,
     pub stream: bool,
+    /// The request's own `mock_response` (LiteLLM's testing aid): answered by the mock.
+    pub mock_response: Option<String>,
 }
 
 pub enum ChatReply {
