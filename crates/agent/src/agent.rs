@@ -13,9 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthError, AuthStore, ResolvedKey, resolve_api_key};
 use crate::client::{ChatClient, ClientError, CompletionRequest, FailureKind, StreamDelta};
+use crate::compaction::{CompactionReason, MAX_OVERFLOW_COMPACTIONS};
 use crate::config::{self, ConfigError, LoadedConfig};
 use crate::env::Env;
 use crate::message::{AgentMessage, ContentBlock, StopReason, TokenUsage, UserInput, now_ms};
+use crate::models::DEFAULT_CONTEXT_TOKENS;
 use crate::models::{ModelError, ModelRef, ModelRegistry, ResolvedModel};
 use crate::paths::{Paths, PathsError};
 use crate::session::{SessionError, SessionStore, Transcript};
@@ -69,6 +71,12 @@ pub enum AgentEvent {
         reason: String,
         error: String,
     },
+    /// Older turns were summarised; `reason` is `threshold`, `overflow` or `manual`.
+    Compaction {
+        reason: String,
+        tokens_before: u64,
+        tokens_after: u64,
+    },
     TurnEnd {
         stop_reason: String,
         text: String,
@@ -120,6 +128,8 @@ pub enum AgentError {
     },
     #[error("the model kept calling tools for {0} rounds without finishing; stopped")]
     TooManyRounds(usize),
+    #[error("compaction failed: {0}")]
+    Compaction(String),
 }
 
 impl AgentError {
@@ -134,6 +144,7 @@ impl AgentError {
             Self::Aborted => "aborted",
             Self::Workspace { .. } => "workspace",
             Self::TooManyRounds(_) => "loop",
+            Self::Compaction(_) => "compaction",
         }
     }
 }
@@ -214,6 +225,18 @@ pub struct SessionOptions {
     pub approval: ApprovalMode,
     pub approver: Option<Arc<dyn Approver>>,
     pub extra_system_prompt: Option<String>,
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompactionOutcome {
+    pub reason: crate::compaction::CompactionReason,
+    pub summary: String,
+    /// Estimated context tokens before and after.
+    pub tokens_before: u64,
+    pub tokens_after: u64,
+    /// Context messages replaced by the summary.
+    pub messages_summarised: usize,
 }
 
 /// How a turn ended.
@@ -338,6 +361,130 @@ impl Session {
         Ok(())
     }
 
+    fn compaction_settings(&self) -> crate::compaction::Settings {
+        crate::compaction::Settings::from_config(
+            self.rt
+                .config
+                .defaults()
+                .and_then(|d| d.compaction.as_ref()),
+        )
+    }
+
+    /// Estimated tokens of the context the next request carries (without the system prompt
+    /// unless the provider reported usage).
+    pub fn context_tokens(&self) -> u64 {
+        crate::compaction::estimate_context(
+            &self.transcript.messages,
+            self.transcript.usage_valid_from,
+        )
+    }
+
+    /// The current model's context window.
+    pub fn context_window(&self) -> Option<u64> {
+        self.rt
+            .registry
+            .resolve(&self.model)
+            .ok()
+            .map(|m| m.context_window)
+    }
+
+    fn needs_compaction(&self) -> bool {
+        let s = self.compaction_settings();
+        s.auto
+            && self
+                .context_window()
+                .is_some_and(|w| self.context_tokens() > s.threshold(w))
+    }
+
+    /// `/compact [instructions]`: summarise the older turns now. `Ok(None)` when there is
+    /// nothing older than the newest turn to summarise.
+    pub async fn compact(
+        &mut self,
+        instructions: Option<&str>,
+        events: &EventSink,
+        cancel: &CancellationToken,
+    ) -> Result<Option<CompactionOutcome>, AgentError> {
+        self.compact_with(CompactionReason::Manual, instructions, events, cancel)
+            .await
+    }
+
+    async fn compact_with(
+        &mut self,
+        reason: CompactionReason,
+        instructions: Option<&str>,
+        events: &EventSink,
+        cancel: &CancellationToken,
+    ) -> Result<Option<CompactionOutcome>, AgentError> {
+        let settings = self.compaction_settings();
+        let t = &self.transcript;
+        let cut = crate::compaction::cut_point(&t.messages, settings.keep_recent_tokens, |i| {
+            t.is_stored(i)
+        })
+        .or_else(|| {
+            // By hand, keep only the newest turn rather than do nothing.
+            (reason == CompactionReason::Manual)
+                .then(|| crate::compaction::cut_point(&t.messages, 0, |i| t.is_stored(i)))
+                .flatten()
+        });
+        let Some(cut) = cut else {
+            return Ok(None);
+        };
+        let tokens_before = self.context_tokens();
+        let window = self.context_window().unwrap_or(DEFAULT_CONTEXT_TOKENS);
+        // About three quarters of the window, at four characters a token.
+        let max_chars = usize::try_from(window.saturating_mul(3)).unwrap_or(usize::MAX);
+        let text = crate::compaction::summary_request_text(
+            &self.transcript.messages[..cut],
+            instructions,
+            max_chars,
+        );
+        let req = CompletionRequest {
+            system_prompt: crate::compaction::summary_system_prompt(&settings),
+            messages: vec![UserInput::text(text).into_message()],
+            tools: Vec::new(),
+            thinking: ThinkingLevel::Off,
+            max_tokens: None,
+        };
+        // The summary's own deltas are not part of the conversation.
+        let (quiet, _drop) = tokio::sync::mpsc::unbounded_channel();
+        let (_, msg) = self.call_with_fallbacks(None, &req, &quiet, cancel).await?;
+        self.totals.add(&msg.usage);
+        let _ = events.send(AgentEvent::Usage {
+            model: format!("{}/{}", msg.provider, msg.model),
+            input: msg.usage.input,
+            output: msg.usage.output,
+            cache_read: msg.usage.cache_read,
+            cache_write: msg.usage.cache_write,
+            total_tokens: msg.usage.total_tokens,
+            cost_usd: msg.usage.cost_nanos.map(format_usd),
+        });
+        let summary = msg.text().trim().to_string();
+        if summary.is_empty() {
+            return Err(AgentError::Compaction(
+                "the model returned an empty summary".into(),
+            ));
+        }
+        self.transcript.compact(
+            &summary,
+            cut,
+            tokens_before,
+            Some(json!({"reason": reason.as_str()})),
+        )?;
+        let tokens_after = self.context_tokens();
+        let _ = events.send(AgentEvent::Compaction {
+            reason: reason.as_str().into(),
+            tokens_before,
+            tokens_after,
+        });
+        Ok(Some(CompactionOutcome {
+            reason,
+            summary,
+            tokens_before,
+            tokens_after,
+            messages_summarised: cut,
+        }))
+    }
+
     /// Stop background processes this session started.
     pub async fn close(&self) {
         self.tools.processes.kill_all().await;
@@ -413,9 +560,21 @@ impl Session {
         let mut turn_usage = TokenUsage::default();
         // After a fallback succeeds, later calls of the same turn start from that model.
         let mut start_at: Option<ModelRef> = None;
+        let mut overflow_compactions = 0;
         for _ in 0..MAX_ROUNDS_PER_TURN {
             if cancel.is_cancelled() {
                 return Err(AgentError::Aborted);
+            }
+            if self.needs_compaction() {
+                match self
+                    .compact_with(CompactionReason::Threshold, None, events, cancel)
+                    .await
+                {
+                    Err(AgentError::Aborted) => return Err(AgentError::Aborted),
+                    // The call may still fit; an overflow would compact again.
+                    Err(e) => tracing::warn!(error = %e, "automatic compaction failed"),
+                    Ok(_) => {}
+                }
             }
             let req = CompletionRequest {
                 system_prompt: system_prompt.clone(),
@@ -424,9 +583,26 @@ impl Session {
                 thinking: self.thinking,
                 max_tokens: None,
             };
-            let (used, msg) = self
+            let called = self
                 .call_with_fallbacks(start_at.as_ref(), &req, events, cancel)
-                .await?;
+                .await;
+            let (used, msg) = match called {
+                Err(AgentError::Client(e))
+                    if e.kind == FailureKind::ContextOverflow
+                        && overflow_compactions < MAX_OVERFLOW_COMPACTIONS =>
+                {
+                    overflow_compactions += 1;
+                    match self
+                        .compact_with(CompactionReason::Overflow, None, events, cancel)
+                        .await
+                    {
+                        Ok(Some(_)) => continue,
+                        Err(AgentError::Aborted) => return Err(AgentError::Aborted),
+                        Ok(None) | Err(_) => return Err(AgentError::Client(e)),
+                    }
+                }
+                other => other?,
+            };
             start_at = Some(used.clone());
             let _ = events.send(AgentEvent::Usage {
                 model: used.to_string(),

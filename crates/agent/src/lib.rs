@@ -8,11 +8,13 @@
 //! - [`tools`]: read, write, edit, exec, process, grep, glob, and the approval policy.
 //! - [`session`]: JSONL transcripts and the `sessions.json` index.
 //! - [`agent`]: [`Runtime`], [`Session`] and the events a turn emits.
+//! - [`compaction`]: summarising older turns when the context nears the window.
 //! - [`onboard`]: writing the LiteLLM provider, primary model and auth profile.
 
 pub mod agent;
 pub mod auth;
 pub mod client;
+pub mod compaction;
 pub mod config;
 pub mod env;
 pub mod fsutil;
@@ -26,8 +28,8 @@ pub mod thinking;
 pub mod tools;
 
 pub use agent::{
-    AgentError, AgentEvent, EventSink, HeadlessError, Runtime, Session, SessionOptions,
-    TurnOutcome, run_headless,
+    AgentError, AgentEvent, CompactionOutcome, EventSink, HeadlessError, Runtime, Session,
+    SessionOptions, TurnOutcome, run_headless,
 };
 pub use env::Env;
 pub use message::{Image, UserInput};

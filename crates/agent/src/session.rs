@@ -126,6 +126,8 @@ impl SessionStore {
             id,
             path,
             messages: Vec::new(),
+            entry_ids: Vec::new(),
+            usage_valid_from: 0,
             last_entry: None,
             resumed: false,
         };
@@ -172,15 +174,35 @@ impl SessionStore {
     }
 }
 
-/// An open transcript: the messages on the current branch, and the file to append to.
+/// An open transcript: the context of the current branch (what the next request carries),
+/// and the file to append to. After a compaction the context starts with the summary (as a
+/// user message) and goes on from the first kept entry; the file keeps every original.
 #[derive(Debug)]
 pub struct Transcript {
     pub id: String,
     pub path: PathBuf,
     pub messages: Vec<AgentMessage>,
+    /// The entry id of each message in `messages`; `None` for a compaction summary.
+    entry_ids: Vec<Option<String>>,
+    /// Messages before this index were in the context when the latest compaction ran; the
+    /// usage they report describes a context that no longer exists.
+    pub usage_valid_from: usize,
     last_entry: Option<String>,
     pub resumed: bool,
 }
+
+/// The user message a compaction summary stands in as.
+pub fn summary_message(summary: &str, timestamp: i64) -> AgentMessage {
+    AgentMessage::User {
+        content: vec![crate::message::ContentBlock::Text {
+            text: format!("{COMPACTION_SUMMARY_PREFIX}\n<summary>\n{summary}\n</summary>"),
+        }],
+        timestamp,
+    }
+}
+
+pub const COMPACTION_SUMMARY_PREFIX: &str =
+    "The conversation history before this point was compacted into the following summary:";
 
 impl Transcript {
     fn load(id: String, path: PathBuf) -> Result<Self, SessionError> {
@@ -227,24 +249,53 @@ impl Transcript {
         }
         chain.reverse();
         let mut messages = Vec::new();
+        let mut entry_ids: Vec<Option<String>> = Vec::new();
+        let mut usage_valid_from = 0;
         for v in chain {
-            if v.get("type").and_then(Value::as_str) != Some("message") {
-                continue;
-            }
-            if let Some(m) = v.get("message") {
-                let m: AgentMessage =
-                    serde_json::from_value(m.clone()).map_err(|e| SessionError::Corrupt {
-                        path: path.clone(),
-                        line: 0,
-                        message: e.to_string(),
-                    })?;
-                messages.push(m);
+            let eid = v.get("id").and_then(Value::as_str).map(str::to_string);
+            match v.get("type").and_then(Value::as_str) {
+                Some("message") => {
+                    if let Some(m) = v.get("message") {
+                        let m: AgentMessage = serde_json::from_value(m.clone()).map_err(|e| {
+                            SessionError::Corrupt {
+                                path: path.clone(),
+                                line: 0,
+                                message: e.to_string(),
+                            }
+                        })?;
+                        messages.push(m);
+                        entry_ids.push(eid);
+                    }
+                }
+                Some("compaction") => {
+                    let summary = v.get("summary").and_then(Value::as_str).unwrap_or("");
+                    let first_kept = v.get("firstKeptEntryId").and_then(Value::as_str);
+                    let keep_from = first_kept
+                        .and_then(|k| entry_ids.iter().position(|e| e.as_deref() == Some(k)))
+                        .unwrap_or(messages.len());
+                    let ts = v
+                        .get("timestamp")
+                        .and_then(Value::as_str)
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.timestamp_millis())
+                        .unwrap_or(0);
+                    let kept = messages.split_off(keep_from);
+                    let kept_ids = entry_ids.split_off(keep_from);
+                    messages = vec![summary_message(summary, ts)];
+                    messages.extend(kept);
+                    entry_ids = vec![None];
+                    entry_ids.extend(kept_ids);
+                    usage_valid_from = messages.len();
+                }
+                _ => {}
             }
         }
         Ok(Self {
             id,
             path,
             messages,
+            entry_ids,
+            usage_valid_from,
             last_entry: last,
             resumed: true,
         })
@@ -303,8 +354,51 @@ impl Transcript {
                 source: std::io::Error::other(e),
             })?,
         );
-        self.append_entry("message", fields)?;
+        let id = self.append_entry("message", fields)?;
         self.messages.push(m);
+        self.entry_ids.push(Some(id));
         Ok(())
+    }
+
+    /// Whether context message `i` is a stored entry (not a compaction summary).
+    pub fn is_stored(&self, i: usize) -> bool {
+        self.entry_ids.get(i).is_some_and(Option::is_some)
+    }
+
+    /// Record a compaction: messages before `first_kept` are replaced in the context by
+    /// `summary`; the file keeps them. `first_kept` must index a message with an entry (not
+    /// an earlier summary). Returns the compaction entry's id.
+    pub fn compact(
+        &mut self,
+        summary: &str,
+        first_kept: usize,
+        tokens_before: u64,
+        details: Option<Value>,
+    ) -> Result<String, SessionError> {
+        let kept_id = self
+            .entry_ids
+            .get(first_kept)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| SessionError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other("compaction must keep a stored message"),
+            })?;
+        let mut fields = Map::new();
+        fields.insert("summary".into(), json!(summary));
+        fields.insert("firstKeptEntryId".into(), json!(kept_id));
+        fields.insert("tokensBefore".into(), json!(tokens_before));
+        if let Some(d) = details {
+            fields.insert("details".into(), d);
+        }
+        let id = self.append_entry("compaction", fields)?;
+        let kept = self.messages.split_off(first_kept);
+        let kept_ids = self.entry_ids.split_off(first_kept);
+        self.messages = vec![summary_message(summary, crate::message::now_ms())];
+        self.messages.extend(kept);
+        self.entry_ids = vec![None];
+        self.entry_ids.extend(kept_ids);
+        self.usage_valid_from = self.messages.len();
+        Ok(id)
     }
 }

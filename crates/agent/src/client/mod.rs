@@ -384,7 +384,12 @@ fn to_message(model: &ResolvedModel, t: ParsedTurn, header_cost: Option<i64>) ->
         usage.cache_write = u.cache_creation_input_tokens.unwrap_or(0);
         usage.total_tokens = usage.input + usage.output + usage.cache_read;
     }
-    usage.cost_nanos = header_cost.or_else(|| cost_from_prices(model, &usage));
+    // The streamed `usage.cost` is the final figure; a header on a streamed response may be
+    // absent or provisional. Configured prices are the last resort.
+    usage.cost_nanos = t
+        .usage_cost_nanos
+        .or(header_cost)
+        .or_else(|| cost_from_prices(model, &usage));
     let mut content = Vec::new();
     if !t.reasoning.is_empty() {
         content.push(ContentBlock::Thinking {

@@ -35,6 +35,7 @@ pub struct StreamParser {
     calls: Vec<PartialCall>,
     finish: Option<String>,
     usage: Option<idlehands_wire::Usage>,
+    usage_cost: Option<i64>,
     done: bool,
     chunks: usize,
 }
@@ -50,6 +51,9 @@ pub struct ParsedTurn {
     pub tool_calls: Vec<(String, String, Value)>,
     pub stop_reason: StopReason,
     pub usage: Option<idlehands_wire::Usage>,
+    /// `usage.cost` (USD, as OpenRouter and `idlehands proxy` put it in the final streamed
+    /// usage chunk) in nano-dollars.
+    pub usage_cost_nanos: Option<i64>,
 }
 
 impl StreamParser {
@@ -82,6 +86,16 @@ impl StreamParser {
                 format!("invalid stream chunk from provider: {e}"),
             )
         })?;
+        if let Some(c) = value.pointer("/usage/cost") {
+            let parsed = match c {
+                Value::Number(n) => super::parse_usd_to_nanos(&n.to_string()),
+                Value::String(s) => super::parse_usd_to_nanos(s),
+                _ => None,
+            };
+            if parsed.is_some() {
+                self.usage_cost = parsed;
+            }
+        }
         if let Some(err) = value.get("error") {
             let message = err
                 .get("message")
@@ -239,6 +253,7 @@ impl StreamParser {
             tool_calls,
             stop_reason,
             usage: self.usage,
+            usage_cost_nanos: self.usage_cost,
         })
     }
 }
@@ -308,6 +323,29 @@ mod tests {
         assert_eq!(t.tool_calls.len(), 2);
         assert_eq!(t.tool_calls[0].2, serde_json::json!({"path": "x"}));
         assert_eq!(t.tool_calls[1].2, serde_json::json!({"pattern": "*"}));
+    }
+
+    #[test]
+    fn usage_cost_in_the_final_chunk_is_read_exactly() {
+        let t = run(
+            &[
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\n",
+                "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5,\"cost\":0.000123}}\n\n",
+                "data: [DONE]",
+            ],
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.usage_cost_nanos, Some(123_000));
+        let t = run(
+            &[
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\n",
+                "data: [DONE]",
+            ],
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.usage_cost_nanos, None);
     }
 
     #[test]

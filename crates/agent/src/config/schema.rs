@@ -215,6 +215,38 @@ pub struct AgentDefaults {
     pub timeout_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking_default: Option<ThinkingLevel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<CompactionConfig>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// `agents.defaults.compaction`. Every field is optional; `crate::compaction::Settings`
+/// applies the defaults. Keys this build does not act on (`mode`, `memoryFlush`, ...) are kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactionConfig {
+    /// `false` turns automatic compaction off (overflow recovery and `/compact` still work).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Tokens kept free for the reply: compaction starts when the context passes
+    /// `contextWindow - reserve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_tokens: Option<u64>,
+    /// The least `reserveTokens` may be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_tokens_floor: Option<u64>,
+    /// About how many tokens of the newest turns stay verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_recent_tokens: Option<u64>,
+    /// The share of the context window (0.01-0.98) history may fill before compaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_history_share: Option<f64>,
+    /// `strict` (default): the summary keeps opaque identifiers verbatim; `off`; `custom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier_instructions: Option<String>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
