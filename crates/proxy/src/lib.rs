@@ -1,12 +1,21 @@
 //! The LiteLLM-compatible gateway, as a library. A request flows
-//! http -> auth -> (hooks.pre_call) -> router -> providers -> pricing -> (hooks.post_call,
-//! sink) -> response with x-litellm-* headers.
+//! http -> auth -> hooks.pre_call -> router -> providers -> pricing -> hooks.post_call + sink
+//! -> response with x-litellm-* headers.
 //!
 //! ```ignore
-//! let cfg = ProxyConfig::load(Path::new("config.yaml"))?;
-//! let gw = Gateway::builder(cfg).sink(my_sink).build()?;
-//! serve(gw, TcpListener::bind("0.0.0.0:4000").await?, shutdown_signal()).await?;
+//! let cfg = ProxyConfig::load(Path::new("config.yaml"))?;        // all env reads happen here
+//! let gw = Gateway::builder(cfg)
+//!     .key_resolver(store.clone())   // SEAM auth::KeyResolver: virtual keys
+//!     .hooks(limits.clone())         // SEAM hooks::CallHooks: reserve before, settle after
+//!     .sink(spend_writer.clone())    // SEAM hooks::CallSink: one CallRecord per finished call
+//!     .db_probe(probe)               // SEAM: /health/readiness database state
+//!     .build()?;
+//! let gw = gw.clone().with_routes(management_routes(gw)); // SEAM: /key/*, /spend/* ...
+//! serve(gw, TcpListener::bind("0.0.0.0:4000").await?, shutdown).await?; // returns once drained
+//! spend_writer.flush().await;
 //! ```
+//!
+//! Provider adapters (SEAM `providers::Provider`) are modules under `providers/`.
 
 pub mod auth;
 pub mod config;

@@ -359,7 +359,9 @@ impl ResetAfter for Reply {
 async fn client_disconnect_mid_stream_still_produces_a_record() {
     let up = FakeOpenAi::start().await;
     up.push(
-        Reply::text("a long answer that trickles")
+        // Long enough (about 10 s) that the stream cannot end on its own before the
+        // disconnect is noticed, even on a slow machine.
+        Reply::text("a long answer that trickles ".repeat(8))
             .with_chunk_chars(1)
             .with_chunk_delay(std::time::Duration::from_millis(50)),
     );
