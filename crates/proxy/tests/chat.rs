@@ -499,3 +499,46 @@ general_settings: {{master_key: {KEY}}}
         .collect();
     assert_eq!(ids, ["exact", "openai/*"]);
 }
+
+#[tokio::test]
+async fn missing_upstream_usage_falls_back_to_an_estimate() {
+    let up = FakeOpenAi::start().await;
+    // A stream that ends without its usage chunk (and without [DONE]).
+    let mut r = Reply::text("abcdefgh").with_chunk_chars(4);
+    r.fault = Some(Fault::TruncateStream { after: 4 });
+    up.push(r);
+    // A plain answer without a usage object.
+    up.push(Reply::fault(Fault::Raw {
+        status: 200,
+        body: r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"abcdefghijkl"},"finish_reason":"stop"}]}"#.to_string(),
+    }));
+    let gw = start(&two_models(&up.base_url())).await;
+    let text = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&chat_body("gpt-4o", true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("efgh"));
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&chat_body("gpt-4o", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let recs = gw.records(2).await;
+    // About four bytes of the request's messages JSON a token.
+    let prompt = serde_json::to_string(&chat_body("gpt-4o", false)["messages"])
+        .unwrap()
+        .len() as u64;
+    assert_eq!(recs[0].prompt_tokens, prompt.div_ceil(4));
+    assert_eq!(recs[0].completion_tokens, 2);
+    assert_eq!(recs[1].completion_tokens, 3);
+    assert!(recs.iter().all(|r| r.cost_nanos > 0));
+}

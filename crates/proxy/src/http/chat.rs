@@ -98,6 +98,11 @@ pub(crate) async fn route<'b>(
         .raw("metadata")
         .and_then(|r| serde_json::from_str(r.get()).ok());
     trace.stream = body.stream;
+    let prompt_bytes = body
+        .raw(required)
+        .map(|r| r.get().len())
+        .unwrap_or_default();
+    trace.prompt_estimate = super::estimate::tokens_for_chars(prompt_bytes);
     Ok(Routed { body, trace })
 }
 
@@ -154,7 +159,14 @@ async fn handle(
     match reply {
         Err(e) => trace.error_response(e),
         Ok(ChatReply::Full { body, headers }) => {
-            let peek: Peek = serde_json::from_slice(&body).unwrap_or_default();
+            let mut peek: Peek = serde_json::from_slice(&body).unwrap_or_default();
+            if peek.usage.is_none() {
+                let text = String::from_utf8_lossy(&body);
+                peek.usage = Some(super::estimate::usage(
+                    trace.prompt_estimate,
+                    super::estimate::generated_chars(&text),
+                ));
+            }
             let cost = trace.cost(peek.usage.as_ref());
             let mut resp = Response::new(Body::from(body));
             *resp.headers_mut() = headers;

@@ -3,6 +3,7 @@
 mod body;
 mod chat;
 mod embeddings;
+mod estimate;
 mod health;
 mod models;
 mod stream;

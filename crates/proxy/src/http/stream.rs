@@ -39,6 +39,8 @@ pub(crate) struct ClientStream {
     response_id: Option<String>,
     first_byte: Option<DateTime<Utc>>,
     ended: bool,
+    /// Generated text seen, for the fallback count when the upstream sends no usage.
+    generated_chars: usize,
 }
 
 impl ClientStream {
@@ -56,6 +58,7 @@ impl ClientStream {
             response_id: None,
             first_byte: None,
             ended: false,
+            generated_chars: 0,
         }
     }
 
@@ -64,6 +67,9 @@ impl ClientStream {
             if ev.is_done() {
                 out.extend_from_slice(idlehands_wire::sse::DONE);
                 continue;
+            }
+            if self.usage.is_none() {
+                self.generated_chars += super::estimate::generated_chars(&ev.data);
             }
             let needs_peek = self.response_id.is_none() || ev.data.contains("\"usage\"");
             if needs_peek && let Ok(p) = serde_json::from_str::<ChunkPeek>(&ev.data) {
@@ -84,8 +90,20 @@ impl ClientStream {
         }
     }
 
+    /// The upstream's usage, or the fallback estimate when it sent none.
+    fn final_usage(&mut self) -> Option<Usage> {
+        if self.usage.is_none() && (self.generated_chars > 0 || self.first_byte.is_some()) {
+            self.usage = Some(super::estimate::usage(
+                self.trace.prompt_estimate,
+                self.generated_chars,
+            ));
+        }
+        self.usage.clone()
+    }
+
     fn end(&mut self, error: Option<&ProxyError>) {
         self.ended = true;
+        self.final_usage();
         let status = error.map(ProxyError::status).unwrap_or(200);
         let id = self.response_id.take();
         self.trace
@@ -154,6 +172,7 @@ impl Drop for ClientStream {
     fn drop(&mut self) {
         if !self.ended {
             // The client went away mid-stream: record what was used so far.
+            self.final_usage();
             let id = self.response_id.take();
             self.trace.finish_with(
                 self.usage.as_ref(),

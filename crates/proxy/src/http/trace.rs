@@ -74,6 +74,8 @@ pub(crate) struct Trace {
     pub start_time: DateTime<Utc>,
     /// Time spent waiting on the upstream, for the overhead header.
     pub upstream: Duration,
+    /// Prompt tokens guessed from the request size, used only when the upstream reports none.
+    pub prompt_estimate: u64,
     reservation: Option<Reservation>,
     done: bool,
 }
@@ -105,6 +107,7 @@ impl Trace {
             started,
             start_time,
             upstream: Duration::ZERO,
+            prompt_estimate: 0,
             reservation: None,
             done: false,
         }
