@@ -151,4 +151,8 @@ pub trait CallHooks: Send + Sync {
         call: &'a PreCall<'a>,
     ) -> BoxFuture<'a, Result<Reservation, ProxyError>>;
     fn post_call(&self, principal: &Principal, reservation: Reservation, record: &CallRecord);
+
+    /// Headers to add to the response of a call that passed `pre_call` (for example
+    /// `x-ratelimit-*` remaining counts). Runs before the response is sent, streams included.
+    fn response_headers(&self, _reservation: &Reservation, _headers: &mut http::HeaderMap) {}
 }

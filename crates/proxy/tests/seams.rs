@@ -70,6 +70,15 @@ impl CallHooks for CountingHooks {
         })
     }
 
+    fn response_headers(&self, r: &Reservation, headers: &mut http::HeaderMap) {
+        let n =
+            r.0.as_ref()
+                .and_then(|b| b.downcast_ref::<usize>())
+                .copied()
+                .unwrap_or(999);
+        headers.insert("x-ratelimit-test-remaining", http::HeaderValue::from(n));
+    }
+
     fn post_call(&self, _p: &Principal, r: Reservation, record: &CallRecord) {
         assert!(r.0.is_some());
         self.post.fetch_add(1, Ordering::SeqCst);
@@ -146,6 +155,7 @@ async fn hooks_run_around_every_call_and_can_refuse() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-ratelimit-test-remaining"], "0");
     let r = client()
         .post(gw.url("/v1/chat/completions"))
         .bearer_auth(KEY)
@@ -153,6 +163,7 @@ async fn hooks_run_around_every_call_and_can_refuse() {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.headers()["x-ratelimit-test-remaining"], "1");
     assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
     let mut body = chat_body("mocky", false);
     body["user"] = "over-budget".into();

@@ -157,6 +157,9 @@ impl Trace {
         h.insert(DURATION.clone(), ms(total));
         h.insert(OVERHEAD.clone(), ms(total.saturating_sub(self.upstream)));
         h.insert(VERSION.clone(), self.app.version.clone());
+        if let (Some(hooks), Some(r)) = (&self.app.hooks, &self.reservation) {
+            hooks.response_headers(r, h);
+        }
     }
 
     pub fn error_response(mut self, e: ProxyError) -> Response {
