@@ -292,3 +292,24 @@ async fn unknown_route_is_a_json_404() {
     let b: Value = resp.json().await.unwrap();
     assert_eq!(b["error"]["code"], "404");
 }
+
+#[tokio::test]
+async fn oversized_body_is_413_with_json_envelope() {
+    let cfg = format!(
+        "model_list:\n  - model_name: mocky\n    litellm_params: {{model: openai/m, mock_response: hi}}\ngeneral_settings: {{master_key: {KEY}, max_request_size_mb: 0.001}}\n"
+    );
+    let gw = start(&cfg).await;
+    let mut body = chat_body("mocky", false);
+    body["messages"][0]["content"] = json!("x".repeat(4096));
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s = resp.status().as_u16();
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(s, 413);
+    assert_eq!(b["error"]["code"], "413");
+}

@@ -11,6 +11,29 @@ use serde_json::value::RawValue;
 
 use crate::error::ProxyError;
 
+/// The raw request body; a body that cannot be read (too large, broken) is answered with the
+/// JSON error envelope rather than axum's plain-text rejection.
+pub(crate) struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
+    type Rejection = axum::response::Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(RawBody(b)),
+            Err(e) => Err(ProxyError::Custom {
+                status: e.status().as_u16(),
+                kind: "invalid_request_error".to_string(),
+                message: format!("Cannot read the request body: {}", e.body_text()),
+                param: None,
+                headers: Vec::new(),
+            }
+            .into_response()),
+        }
+    }
+}
+
 /// Request fields that steer the gateway (LiteLLM's own parameters and client-side
 /// credentials); they are never sent upstream.
 const GATEWAY_ONLY: &[&str] = &[

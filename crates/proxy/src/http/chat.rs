@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
-use super::body::RequestBody;
+use super::body::{RawBody, RequestBody};
 use super::stream::ClientStream;
 use super::trace::{Peek, Trace, early_error};
 use crate::auth;
@@ -18,7 +18,11 @@ use crate::error::ProxyError;
 use crate::gateway::App;
 use crate::providers::{ChatCall, ChatReply, MockProvider, Provider};
 
-pub(crate) async fn chat(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn chat(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
     handle(app, None, headers, body).await
 }
 
@@ -26,7 +30,7 @@ pub(crate) async fn chat_with_path_model(
     State(app): State<Arc<App>>,
     Path(model): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Response {
     handle(app, Some(model), headers, body).await
 }

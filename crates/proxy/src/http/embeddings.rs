@@ -10,6 +10,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderMap, HeaderValue, header};
 
+use super::body::RawBody;
 use super::chat::{Routed, route};
 use super::trace::Peek;
 use crate::gateway::App;
@@ -17,7 +18,7 @@ use crate::gateway::App;
 pub(crate) async fn embeddings(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Response {
     handle(app, None, headers, body).await
 }
@@ -26,7 +27,7 @@ pub(crate) async fn embeddings_with_path_model(
     State(app): State<Arc<App>>,
     Path(model): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Response {
     handle(app, Some(model), headers, body).await
 }
