@@ -291,6 +291,14 @@ async fn unknown_route_is_a_json_404() {
     assert_eq!(resp.status(), 404);
     let b: Value = resp.json().await.unwrap();
     assert_eq!(b["error"]["code"], "404");
+    let resp = client()
+        .get(gw.url("/v1/chat/completions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(b["error"]["code"], "405");
 }
 
 #[tokio::test]

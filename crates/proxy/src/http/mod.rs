@@ -57,7 +57,19 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
     };
     routes
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+}
+
+async fn method_not_allowed(method: http::Method, uri: http::Uri) -> Response {
+    ProxyError::Custom {
+        status: 405,
+        kind: "invalid_request_error".to_string(),
+        message: format!("Method {method} not allowed for {}", uri.path()),
+        param: None,
+        headers: Vec::new(),
+    }
+    .into_response()
 }
 
 async fn not_found(uri: http::Uri) -> Response {
