@@ -542,3 +542,41 @@ async fn run_headless_answers_and_times_out() {
     .unwrap_err();
     assert_eq!(err.to_string(), "Agent call timed out after 0s");
 }
+
+/// Through `idlehands proxy` (or OpenRouter) a stream carries its final cost as `usage.cost`;
+/// that figure wins over a header sent before the cost was known.
+#[tokio::test]
+async fn streamed_usage_cost_is_the_turn_cost() {
+    let sse = [
+        r#"data:{"choices":[{"index":0,"delta":{"content":"priced"}}]}"#,
+        r#"data:{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        r#"data:{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":3,"total_tokens":14,"cost":0.00042}}"#,
+        "data:[DONE]",
+    ]
+    .join("\n\n")
+        + "\n\n";
+    let (base, _task) = raw_server(
+        200,
+        vec![
+            ("content-type".into(), "text/event-stream".into()),
+            ("x-litellm-response-cost".into(), "0.0".into()),
+        ],
+        sse,
+    )
+    .await;
+    let s = Scratch::new();
+    s.write_config(&format!(
+        "{{ models: {{ providers: {{ {} }} }}, agents: {{ defaults: {{ model: 'litellm/x' }} }} }}",
+        provider_json("litellm", &base, "x", "")
+    ));
+    let rt = s.runtime();
+    let mut session = s.session(&rt, None);
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..2 {
+        session
+            .run_turn(UserInput::text("hi"), &tx, &CancellationToken::new())
+            .await
+            .unwrap();
+    }
+    assert_eq!(session.totals.cost_nanos, Some(840_000));
+}

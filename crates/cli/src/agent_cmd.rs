@@ -1,5 +1,6 @@
-//! `idlehands agent -m ...` (one headless turn) and bare `idlehands` (a line-based chat until
-//! the interactive TUI lands). Both drive `idlehands_agent::Session`.
+//! `idlehands agent -m ...` (one headless turn) and bare `idlehands` (the terminal chat in
+//! `crate::interactive`, or a line-based chat when stdin or stdout is not a terminal). Both
+//! drive `idlehands_agent::Session`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -368,9 +369,18 @@ async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<Stri
     }
 }
 
-/// Bare `idlehands`: a line-based chat in the current directory until the TUI lands. Each
-/// line is a turn; Ctrl-C stops the running turn; `/exit` or end of input quits.
+/// Bare `idlehands`: the inline terminal chat on a terminal, else (stdin or stdout piped) a
+/// line-based chat.
 pub fn interactive() -> anyhow::Result<ExitCode> {
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        return crate::interactive::run();
+    }
+    line_chat()
+}
+
+/// The line-based chat: each line is a turn; Ctrl-C stops the running turn; `/exit` or end
+/// of input quits.
+fn line_chat() -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let result = rt.block_on(async move {
         let mut session = open_session(None, None, None, None, "on-request")?;

@@ -1,0 +1,538 @@
+//! Bare `idlehands` on a terminal: an inline chat (not full-screen, so everything stays in
+//! the scrollback). Answers stream in as they arrive, reasoning dimmed (or folded with
+//! `/reasoning`), tool calls as `⚙ name(args) → ok: summary`, a spinner while waiting. Ctrl-C
+//! (or Esc) stops the running turn; Ctrl-C twice at an empty prompt, or Ctrl-D, exits. Up and
+//! Down recall history from `<stateDir>/history`. `/anton` runs in the background and its
+//! progress is printed as it comes.
+//!
+//! Everything that happens (keys, agent events, anton progress, approval questions, the end
+//! of a turn, spinner ticks) arrives as one [`UiEvent`] stream handled by one loop, so no
+//! state is shared between tasks. The session moves into the task running a turn and comes
+//! back with its result.
+
+mod commands;
+mod editor;
+mod screen;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use idlehands_agent::agent::{AgentError, AgentEvent, CompactionOutcome};
+use idlehands_agent::tools::{ApprovalRequest, Approver};
+use idlehands_agent::{
+    ApprovalMode, CancellationToken, Env, Runtime, Session, SessionOptions, TurnOutcome, UserInput,
+};
+use idlehands_anton::{AntonError, AntonMessage, RunOutcome};
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+
+use editor::Editor;
+use screen::{CYAN, DIM, GREEN, RED, RESET, Screen};
+
+/// What the loop reacts to.
+enum UiEvent {
+    Input(Event),
+    InputClosed,
+    Agent(AgentEvent),
+    JobDone(Box<Session>, JobResult),
+    Anton(AntonMessage),
+    AntonDone(Result<RunOutcome, AntonError>),
+    Approval(ApprovalRequest, std::sync::mpsc::Sender<bool>),
+    Tick,
+}
+
+enum JobResult {
+    Turn(Result<TurnOutcome, AgentError>),
+    Compact(Result<Option<CompactionOutcome>, AgentError>),
+}
+
+/// A turn or a compaction in flight.
+struct Job {
+    cancel: CancellationToken,
+    started: Instant,
+    /// Waiting for the model or a tool: the spinner shows.
+    waiting: bool,
+    label: &'static str,
+    /// Reasoning is being streamed (dimmed), or was folded (chars so far).
+    in_reasoning: bool,
+    folded_reasoning: usize,
+}
+
+/// Asks through the loop; called off the async runtime, so it may block.
+struct UiApprover {
+    tx: UnboundedSender<UiEvent>,
+}
+
+impl Approver for UiApprover {
+    fn approve(&self, r: &ApprovalRequest) -> bool {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.tx.send(UiEvent::Approval(r.clone(), tx)).is_err() {
+            return false;
+        }
+        rx.recv().unwrap_or(false)
+    }
+}
+
+/// Restores the terminal however the chat ends.
+struct RawMode;
+
+impl RawMode {
+    fn enable() -> anyhow::Result<Self> {
+        crossterm::terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableBracketedPaste);
+        Ok(Self)
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableBracketedPaste);
+        let _ = crossterm::terminal::disable_raw_mode();
+    }
+}
+
+pub struct App {
+    rt: Arc<Runtime>,
+    tx: UnboundedSender<UiEvent>,
+    screen: Screen,
+    editor: Editor,
+    /// `None` while a job holds it.
+    session: Option<Session>,
+    /// What `/status` shows while a job holds the session.
+    session_id: String,
+    job: Option<Job>,
+    anton_running: bool,
+    approval: Option<std::sync::mpsc::Sender<bool>>,
+    /// Ctrl-C was pressed once at an empty prompt.
+    exit_armed: bool,
+    show_reasoning: bool,
+    quit: bool,
+}
+
+pub fn run() -> anyhow::Result<ExitCode> {
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = tokio_rt.block_on(main_loop());
+    // The key reader thread may still be blocked on the terminal; do not wait for it.
+    tokio_rt.shutdown_background();
+    result
+}
+
+async fn main_loop() -> anyhow::Result<ExitCode> {
+    let rt = Arc::new(Runtime::load(Env::from_process())?);
+    let workspace = std::env::current_dir().context("cannot read the current directory")?;
+    let (tx, mut rx) = unbounded_channel::<UiEvent>();
+    let session = open_session(&rt, &tx, workspace, None, None, None)?;
+    let history = rt.paths.state_dir.join("history");
+    let _raw = RawMode::enable()?;
+    spawn_key_reader(tx.clone());
+    spawn_ticker(tx.clone());
+    let mut app = App {
+        session_id: session.id().to_string(),
+        rt,
+        tx,
+        screen: Screen::default(),
+        editor: Editor::with_history_file(history),
+        session: Some(session),
+        job: None,
+        anton_running: false,
+        approval: None,
+        exit_armed: false,
+        show_reasoning: true,
+        quit: false,
+    };
+    app.banner();
+    app.redraw_prompt();
+    while let Some(ev) = rx.recv().await {
+        app.handle(ev).await;
+        if app.quit {
+            break;
+        }
+    }
+    if let Some(j) = &app.job {
+        j.cancel.cancel();
+    }
+    if let Some(s) = &app.session {
+        s.close().await;
+    }
+    app.screen.end_line();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_session(
+    rt: &Arc<Runtime>,
+    tx: &UnboundedSender<UiEvent>,
+    workspace: PathBuf,
+    session_id: Option<String>,
+    model: Option<String>,
+    thinking: Option<idlehands_agent::ThinkingLevel>,
+) -> anyhow::Result<Session> {
+    Ok(Session::open(
+        rt.clone(),
+        SessionOptions {
+            session_id,
+            workspace,
+            model,
+            thinking,
+            approval: ApprovalMode::OnRequest,
+            approver: Some(Arc::new(UiApprover { tx: tx.clone() })),
+            extra_system_prompt: None,
+        },
+    )?)
+}
+
+/// Terminal events, read on a thread of their own (crossterm's reader blocks).
+fn spawn_key_reader(tx: UnboundedSender<UiEvent>) {
+    std::thread::spawn(move || {
+        loop {
+            match crossterm::event::read() {
+                Ok(ev) => {
+                    if tx.send(UiEvent::Input(ev)).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    let _ = tx.send(UiEvent::InputClosed);
+                    return;
+                }
+            }
+        }
+    });
+}
+
+fn spawn_ticker(tx: UnboundedSender<UiEvent>) {
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_millis(120));
+        loop {
+            t.tick().await;
+            if tx.send(UiEvent::Tick).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+impl App {
+    fn banner(&mut self) {
+        if let Some(s) = &self.session {
+            self.screen.line(&format!(
+                "{CYAN}IdleHands{RESET} · {} · {}{}",
+                s.model,
+                s.workspace().display(),
+                if s.resumed() { " (resumed)" } else { "" }
+            ));
+        }
+        self.screen
+            .dim_line("Type a message, or /help for commands. Ctrl-C stops a turn; Ctrl-D exits.");
+    }
+
+    fn redraw_prompt(&mut self) {
+        if self.job.is_none() && self.approval.is_none() {
+            self.screen
+                .prompt(self.editor.chars(), self.editor.cursor());
+        }
+    }
+
+    async fn handle(&mut self, ev: UiEvent) {
+        match ev {
+            UiEvent::Input(Event::Key(k)) if k.kind != KeyEventKind::Release => self.key(k).await,
+            UiEvent::Input(Event::Paste(s)) => {
+                if self.job.is_none() && self.approval.is_none() {
+                    self.editor.insert(&s);
+                    self.redraw_prompt();
+                }
+            }
+            UiEvent::Input(Event::Resize(..)) => self.redraw_prompt(),
+            UiEvent::Input(_) => {}
+            UiEvent::InputClosed => self.quit = true,
+            UiEvent::Tick => {
+                if let Some(j) = &self.job
+                    && j.waiting
+                    && self.approval.is_none()
+                {
+                    let secs = j.started.elapsed().as_secs();
+                    self.screen.spinner(j.label, secs);
+                }
+            }
+            UiEvent::Agent(e) => self.agent_event(e),
+            UiEvent::JobDone(session, result) => self.job_done(*session, result),
+            UiEvent::Anton(m) => {
+                match m {
+                    AntonMessage::Progress(p) => {
+                        self.screen
+                            .line(&idlehands_anton::format_progress_message(&p));
+                    }
+                    AntonMessage::Error(e) => self.screen.dim_line(&e),
+                    // The progress messages say the same for chat.
+                    AntonMessage::Log(_) => {}
+                }
+                self.redraw_prompt();
+            }
+            UiEvent::AntonDone(r) => {
+                self.anton_running = false;
+                match r {
+                    Ok(RunOutcome::Finished(_)) => {}
+                    Ok(RunOutcome::NoPendingTasks) => self.screen.line("No pending tasks."),
+                    Ok(RunOutcome::DryRun { .. }) => {}
+                    Err(e) => self.screen.line(&format!("❌ **Anton crashed**: {e}")),
+                }
+                self.redraw_prompt();
+            }
+            UiEvent::Approval(r, reply) => {
+                if let Some(old) = self.approval.take() {
+                    let _ = old.send(false);
+                }
+                self.screen.line(&format!(
+                    "{CYAN}?{RESET} Approve {}? {DIM}({}){RESET}  [y/N]",
+                    r.action, r.reason
+                ));
+                self.approval = Some(reply);
+            }
+        }
+    }
+
+    async fn key(&mut self, k: KeyEvent) {
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        if let Some(reply) = self.approval.take() {
+            let yes = matches!(k.code, KeyCode::Char('y' | 'Y')) && !ctrl;
+            let _ = reply.send(yes);
+            self.screen
+                .dim_line(if yes { "approved" } else { "refused" });
+            self.redraw_prompt();
+            return;
+        }
+        if let Some(j) = &self.job {
+            if (ctrl && k.code == KeyCode::Char('c')) || k.code == KeyCode::Esc {
+                j.cancel.cancel();
+            }
+            return;
+        }
+        if !(ctrl && k.code == KeyCode::Char('c')) {
+            self.exit_armed = false;
+        }
+        match (k.code, ctrl) {
+            (KeyCode::Char('c'), true) => {
+                if !self.editor.is_empty() {
+                    self.editor.clear();
+                } else if self.exit_armed {
+                    self.quit = true;
+                    return;
+                } else {
+                    self.exit_armed = true;
+                    self.screen.dim_line("(Ctrl-C again or Ctrl-D to exit)");
+                }
+            }
+            (KeyCode::Char('d'), true) => {
+                if self.editor.is_empty() {
+                    self.quit = true;
+                    return;
+                }
+                self.editor.delete();
+            }
+            (KeyCode::Char('a'), true) | (KeyCode::Home, _) => self.editor.home(),
+            (KeyCode::Char('e'), true) | (KeyCode::End, _) => self.editor.end(),
+            (KeyCode::Char('u'), true) => self.editor.kill_to_start(),
+            (KeyCode::Char('k'), true) => self.editor.kill_to_end(),
+            (KeyCode::Char('w'), true) => self.editor.kill_word_back(),
+            (KeyCode::Char('b'), true) | (KeyCode::Left, _) => self.editor.left(),
+            (KeyCode::Char('f'), true) | (KeyCode::Right, _) => self.editor.right(),
+            (KeyCode::Char('p'), true) | (KeyCode::Up, _) => self.editor.up(),
+            (KeyCode::Char('n'), true) | (KeyCode::Down, _) => self.editor.down(),
+            (KeyCode::Backspace, _) => self.editor.backspace(),
+            (KeyCode::Delete, _) => self.editor.delete(),
+            (KeyCode::Enter, _) => {
+                let line = self.editor.submit();
+                // Leave the submitted line in the scrollback.
+                self.screen
+                    .prompt(&line.chars().collect::<Vec<_>>(), line.chars().count());
+                self.screen.commit_prompt();
+                self.submit(line.trim()).await;
+            }
+            (KeyCode::Tab, _) => self.editor.insert("    "),
+            (KeyCode::Char(c), false) => self.editor.insert(&c.to_string()),
+            _ => {}
+        }
+        self.redraw_prompt();
+    }
+
+    async fn submit(&mut self, line: &str) {
+        if line.is_empty() {
+            return;
+        }
+        if line.starts_with('/') {
+            self.command(line).await;
+            return;
+        }
+        self.start_turn(UserInput::text(line));
+    }
+
+    fn start_turn(&mut self, input: UserInput) {
+        let Some(mut session) = self.session.take() else {
+            return;
+        };
+        let cancel = self.begin_job("Thinking…");
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let (etx, forwarded) = forward_events(tx.clone());
+            let r = session.run_turn(input, &etx, &cancel).await;
+            drop(etx);
+            let _ = forwarded.await;
+            let _ = tx.send(UiEvent::JobDone(Box::new(session), JobResult::Turn(r)));
+        });
+    }
+
+    fn start_compaction(&mut self, instructions: Option<String>) {
+        let Some(mut session) = self.session.take() else {
+            return;
+        };
+        let cancel = self.begin_job("Compacting…");
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let (etx, forwarded) = forward_events(tx.clone());
+            let r = session
+                .compact(instructions.as_deref(), &etx, &cancel)
+                .await;
+            drop(etx);
+            let _ = forwarded.await;
+            let _ = tx.send(UiEvent::JobDone(Box::new(session), JobResult::Compact(r)));
+        });
+    }
+
+    fn begin_job(&mut self, label: &'static str) -> CancellationToken {
+        let cancel = CancellationToken::new();
+        self.job = Some(Job {
+            cancel: cancel.clone(),
+            started: Instant::now(),
+            waiting: true,
+            label,
+            in_reasoning: false,
+            folded_reasoning: 0,
+        });
+        self.screen.spinner(label, 0);
+        cancel
+    }
+
+    fn end_reasoning(&mut self) {
+        let Some(j) = &mut self.job else { return };
+        if j.in_reasoning {
+            j.in_reasoning = false;
+            self.screen.stream(RESET);
+            self.screen.end_line();
+        }
+        if j.folded_reasoning > 0 {
+            let n = std::mem::take(&mut j.folded_reasoning);
+            self.screen
+                .dim_line(&format!("💭 reasoned ({n} chars; /reasoning to show)"));
+        }
+    }
+
+    fn agent_event(&mut self, e: AgentEvent) {
+        let show_reasoning = self.show_reasoning;
+        let Some(j) = &mut self.job else { return };
+        match e {
+            AgentEvent::ReasoningDelta { text } => {
+                j.waiting = false;
+                if show_reasoning {
+                    if !j.in_reasoning {
+                        j.in_reasoning = true;
+                        self.screen.end_line();
+                        self.screen.stream(DIM);
+                    }
+                    self.screen.stream(&text);
+                } else {
+                    j.folded_reasoning += text.chars().count();
+                }
+            }
+            AgentEvent::TextDelta { text } => {
+                j.waiting = false;
+                self.end_reasoning();
+                self.screen.stream(&text);
+            }
+            AgentEvent::ToolCall {
+                name, arguments, ..
+            } => {
+                j.waiting = false;
+                self.end_reasoning();
+                self.screen.end_line();
+                self.screen.stream(&format!(
+                    "{CYAN}⚙{RESET} {}",
+                    screen::tool_call_summary(&name, &arguments)
+                ));
+            }
+            AgentEvent::ToolResult { ok, summary, .. } => {
+                let summary = screen::truncate(summary.lines().next().unwrap_or(""), 100);
+                let (color, word) = if ok { (GREEN, "ok") } else { (RED, "err") };
+                self.screen
+                    .stream(&format!(" {DIM}→{RESET} {color}{word}{RESET}: {summary}\n"));
+                j.waiting = true;
+            }
+            AgentEvent::Fallback {
+                from, to, error, ..
+            } => {
+                self.end_reasoning();
+                self.screen.dim_line(&format!(
+                    "↪ {from} failed ({}); trying {to}",
+                    screen::truncate(&error, 120)
+                ));
+            }
+            AgentEvent::Compaction {
+                reason,
+                tokens_before,
+                tokens_after,
+            } => {
+                self.end_reasoning();
+                self.screen.dim_line(&format!(
+                    "🗜 Compacted the conversation ({reason}): ~{tokens_before} → ~{tokens_after} tokens"
+                ));
+            }
+            AgentEvent::TurnStart { .. }
+            | AgentEvent::Usage { .. }
+            | AgentEvent::TurnEnd { .. }
+            | AgentEvent::Error { .. } => {}
+        }
+    }
+
+    fn job_done(&mut self, session: Session, result: JobResult) {
+        self.end_reasoning();
+        self.screen.end_line();
+        self.job = None;
+        match result {
+            JobResult::Turn(Ok(o)) => {
+                if o.text.is_empty() && !o.reasoning.is_empty() && !self.show_reasoning {
+                    self.screen.dim_line(&o.reasoning);
+                }
+            }
+            JobResult::Turn(Err(AgentError::Aborted))
+            | JobResult::Compact(Err(AgentError::Aborted)) => self.screen.dim_line("(stopped)"),
+            JobResult::Turn(Err(e)) => self.screen.error_line(&format!("error: {e}")),
+            JobResult::Compact(Ok(Some(_))) => {}
+            JobResult::Compact(Ok(None)) => {
+                self.screen.dim_line("Nothing to compact yet.");
+            }
+            JobResult::Compact(Err(e)) => self.screen.error_line(&format!("error: {e}")),
+        }
+        self.session_id = session.id().to_string();
+        self.session = Some(session);
+        self.redraw_prompt();
+    }
+}
+
+/// A per-job event channel forwarded into the loop; the handle ends once the job drops its
+/// sender, so the loop sees every event before the job's end.
+fn forward_events(
+    tx: UnboundedSender<UiEvent>,
+) -> (UnboundedSender<AgentEvent>, tokio::task::JoinHandle<()>) {
+    let (etx, mut erx) = unbounded_channel();
+    let h = tokio::spawn(async move {
+        while let Some(e) = erx.recv().await {
+            let _ = tx.send(UiEvent::Agent(e));
+        }
+    });
+    (etx, h)
+}

@@ -1,0 +1,331 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Bare `idlehands` on a real pseudo-terminal (tmux), against the fake upstream: streamed
+//! answers, tool call lines, `/status` tokens and cost, Ctrl-C stopping a hanging turn,
+//! history recall, `/anton` in the background, `/compact`, `/dir`.
+//!
+//! Needs `tmux` on PATH; the tests fail (they do not skip) without it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use idlehands_testkit::{FakeOpenAi, Fault, Reply};
+use serde_json::json;
+
+/// Generous: the machine may be loaded, and this only bounds a hang.
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Tmux {
+    socket: String,
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    ws: PathBuf,
+}
+
+fn tmux_available() {
+    let ok = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "tmux is required for the interactive terminal tests (apt-get install -y tmux)"
+    );
+}
+
+impl Tmux {
+    /// A scratch home whose config points `local/m1` at `base_url` (priced at $1/M input
+    /// and $2/M output tokens), and a workspace.
+    fn new(base_url: &str) -> Self {
+        tmux_available();
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let ws = dir.path().join("ws");
+        std::fs::create_dir_all(home.join(".idlehands")).unwrap();
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::write(
+            home.join(".idlehands/idlehands.json"),
+            format!(
+                r#"{{ models: {{ providers: {{ local: {{ baseUrl: "{base_url}", apiKey: "k", api: "openai-completions",
+                     models: [{{ id: "m1", name: "m1", cost: {{ input: 1, output: 2 }} }}] }} }} }},
+                   agents: {{ defaults: {{ model: {{ primary: "local/m1" }} }} }} }}"#
+            ),
+        )
+        .unwrap();
+        let socket = format!(
+            "ih-test-{}-{}",
+            std::process::id(),
+            dir.path().file_name().unwrap().to_string_lossy()
+        );
+        Self {
+            socket,
+            _dir: dir,
+            home,
+            ws: ws.canonicalize().unwrap(),
+        }
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("-f")
+            .arg("/dev/null")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `idlehands` in a 120x40 pane; when it exits the pane says `EXITED:<code>`.
+    fn start(&self) {
+        let bin = env!("CARGO_BIN_EXE_idlehands");
+        let cmd = format!(
+            "env -u LITELLM_API_KEY -u LITELLM_BASE_URL -u IDLEHANDS_HOME -u IDLEHANDS_STATE_DIR -u IDLEHANDS_CONFIG_PATH -u IDLEHANDS_AGENT_DIR HOME='{}' TERM=xterm-256color '{bin}'; echo EXITED:$?; sleep 600",
+            self.home.display()
+        );
+        self.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "-c",
+            &self.ws.to_string_lossy(),
+            &cmd,
+        ]);
+    }
+
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-J", "-S", "-200", "-t", "t"])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    /// Types `text` literally, then Enter.
+    fn line(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", "t", "-l", text]);
+        self.keys(&["Enter"]);
+    }
+
+    /// Polls the pane until `pred` holds.
+    async fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the screen:\n{s}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn wait_for(&self, needle: &str) -> String {
+        self.wait(needle, |s| s.contains(needle)).await
+    }
+
+    /// Waits until `needle` occurs `n` times.
+    async fn wait_count(&self, needle: &str, n: usize) -> String {
+        self.wait(&format!("{n}× {needle}"), |s| {
+            s.matches(needle).count() >= n
+        })
+        .await
+    }
+
+    /// The last non-empty line on the screen.
+    fn last_line(&self) -> String {
+        self.screen()
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}");
+}
+
+#[tokio::test]
+async fn streamed_answer_tool_line_status_cost_and_history() {
+    let up = FakeOpenAi::start().await;
+    let t = Tmux::new(&up.base_url());
+    up.push(
+        Reply::tool_call(
+            "c1",
+            "write",
+            json!({"path": "notes/hello.txt", "content": "hi there\n"}),
+        )
+        .with_usage(1000, 100),
+    );
+    up.push(
+        Reply::text("The note is written and all is well.")
+            .with_reasoning("pondering the note")
+            .with_usage(2000, 50)
+            .with_chunk_chars(4)
+            .with_chunk_delay(Duration::from_millis(20)),
+    );
+    t.start();
+    t.wait_for("IdleHands").await;
+    t.wait_for("› ").await;
+
+    t.line("make a note");
+    let s = t.wait_for("The note is written and all is well.").await;
+    assert!(s.contains("⚙ write(path=\"notes/hello.txt\""), "{s}");
+    assert!(s.contains("→ ok:"), "{s}");
+    assert!(s.contains("pondering the note"), "{s}");
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("notes/hello.txt")).unwrap(),
+        "hi there\n"
+    );
+
+    t.line("/status");
+    // 3000 in at $1/M + 150 out at $2/M = $0.0033.
+    let s = t.wait_for("Cost: $0.0033").await;
+    assert!(s.contains("Tokens: 3000 in / 150 out"), "{s}");
+    assert!(s.contains("Model: local/m1"), "{s}");
+    assert!(s.contains("Anton is idle."), "{s}");
+
+    // History: Up recalls /status, then the message.
+    t.keys(&["Up"]);
+    t.wait("/status recalled", |_| t.last_line().contains("› /status"))
+        .await;
+    t.keys(&["Up"]);
+    t.wait("message recalled", |_| {
+        t.last_line().contains("› make a note")
+    })
+    .await;
+    t.keys(&["C-u"]);
+    t.keys(&["C-d"]);
+    t.wait_for("EXITED:0").await;
+    let hist = std::fs::read_to_string(t.home.join(".idlehands/history")).unwrap();
+    assert_eq!(hist, "make a note\n/status\n");
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_a_hanging_turn_and_the_prompt_comes_back() {
+    let up = FakeOpenAi::start().await;
+    let t = Tmux::new(&up.base_url());
+    up.push(Reply::fault(Fault::Hang));
+    up.push(Reply::text("second answer"));
+    t.start();
+    t.wait_for("› ").await;
+    t.line("this will hang");
+    t.wait_for("Ctrl-C to stop").await;
+    let deadline = Instant::now() + WAIT;
+    while up.in_flight() == 0 {
+        assert!(Instant::now() < deadline, "the request never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t.keys(&["C-c"]);
+    t.wait_for("(stopped)").await;
+    // Still running: the next turn works.
+    t.line("again");
+    t.wait_for("second answer").await;
+    t.line("/anton status");
+    t.wait_for("Anton is idle.").await;
+    t.line("/anton missing.md");
+    t.wait_for("❌ File not found:").await;
+    // Ctrl-C twice at an empty prompt exits.
+    t.keys(&["C-c"]);
+    t.wait_for("Ctrl-C again").await;
+    t.keys(&["C-c"]);
+    t.wait_for("EXITED:0").await;
+}
+
+#[tokio::test]
+async fn anton_runs_in_the_background_with_progress() {
+    let up = FakeOpenAi::start().await;
+    let t = Tmux::new(&up.base_url());
+    git(&t.ws, &["init", "-q", "-b", "main"]);
+    git(&t.ws, &["config", "user.name", "T"]);
+    git(&t.ws, &["config", "user.email", "t@example.test"]);
+    git(&t.ws, &["config", "commit.gpgsign", "false"]);
+    std::fs::write(t.ws.join("TASKS.md"), "- [ ] Create a.txt\n").unwrap();
+    git(&t.ws, &["add", "-A"]);
+    git(&t.ws, &["commit", "-q", "-m", "init"]);
+    up.push(Reply::tool_call(
+        "c1",
+        "write",
+        json!({"path": "a.txt", "content": "a\n"}),
+    ));
+    up.push(Reply::text("Created a.txt."));
+    t.start();
+    t.wait_for("› ").await;
+    t.line("/anton TASKS.md");
+    let s = t.wait_for("🏁 **Anton finished**").await;
+    assert!(
+        s.contains("🤚 **/anton** invoked on `TASKS.md`\nStarting orchestrator..."),
+        "{s}"
+    );
+    assert!(s.contains("✅ **Task 1/1 complete**: Create a.txt"), "{s}");
+    assert_eq!(
+        std::fs::read_to_string(t.ws.join("TASKS.md")).unwrap(),
+        "- [x] Create a.txt\n"
+    );
+    t.line("/anton status");
+    t.wait_for("completed=1, skipped=0, total=1").await;
+    t.line("/stop");
+    t.wait_for("Nothing is running.").await;
+}
+
+#[tokio::test]
+async fn compact_and_dir_commands() {
+    let up = FakeOpenAi::start().await;
+    let t = Tmux::new(&up.base_url());
+    std::fs::create_dir_all(t.ws.join("sub")).unwrap();
+    up.push(Reply::text("one"));
+    up.push(Reply::text("two"));
+    up.push(Reply::text("THE SUMMARY"));
+    t.start();
+    t.wait_for("› ").await;
+    t.line("first question");
+    t.wait_count("one", 1).await;
+    t.line("second question");
+    t.wait_for("two").await;
+    t.line("/compact keep it short");
+    t.wait_for("Compacted the conversation (manual)").await;
+    let last = up.last_request().unwrap().body.to_string();
+    assert!(last.contains("keep it short"), "{last}");
+    t.line("/dir sub");
+    let sub = t.ws.join("sub");
+    t.wait_for(&format!("Workspace: {}", sub.display())).await;
+    t.line("/dir");
+    t.wait_count(&format!("Workspace: {}", sub.display()), 2)
+        .await;
+    t.line("/nope");
+    t.wait_for("Unknown command /nope").await;
+    t.line("/exit");
+    t.wait_for("EXITED:0").await;
+}
