@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use idlehands_proxy::config::process_env;
+use idlehands_proxy::ledger::{StoreHandle, StoreSettings};
 use idlehands_proxy::{Gateway, ProxyConfig};
 
 /// How long in-flight requests may run after SIGTERM/SIGINT.
@@ -32,7 +33,9 @@ pub struct ProxyArgs {
     /// Base URL for `--model`.
     #[arg(long = "api_base", alias = "api-base")]
     pub api_base: Option<String>,
-    /// SQLite database file for keys and spend.
+    /// Database for keys and spend: a SQLite file path (or a postgresql:// URL). Overrides
+    /// general_settings.database_url and DATABASE_URL; default
+    /// $IDLEHANDS_STATE_DIR/proxy.db, else ~/.idlehands/proxy.db.
     #[arg(long)]
     pub db: Option<PathBuf>,
     /// Log at info level.
@@ -125,6 +128,34 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static
     }
 }
 
+/// Opens the database (and Redis) named by the settings; says where, without credentials.
+async fn open_store(settings: &StoreSettings) -> anyhow::Result<StoreHandle> {
+    let place = match settings.sqlite_path() {
+        Some(p) => format!("SQLite file {}", p.display()),
+        None => format!("Postgres ({})", settings.database_source),
+    };
+    let store = StoreHandle::open(settings)
+        .await
+        .with_context(|| format!("cannot open the key and spend database: {place}"))?;
+    let redis = match store.redis_mode() {
+        Some(mode) => format!(
+            "; budgets and limits shared through Redis (redis_failure_mode: {})",
+            mode.as_str()
+        ),
+        None => String::new(),
+    };
+    eprintln!("idlehands proxy: keys and spend in {place}{redis}");
+    Ok(store)
+}
+
+/// Commits the spend rows still queued; after the server has drained, so none are lost.
+async fn close_store(store: &StoreHandle) {
+    match store.shutdown().await {
+        Ok(()) => eprintln!("idlehands proxy: spend logs committed"),
+        Err(e) => eprintln!("idlehands proxy: committing spend logs failed: {e}"),
+    }
+}
+
 pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     init_tracing(&args);
     if args.num_workers.is_some() {
@@ -132,7 +163,9 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     }
     let cfg = load_config(&args)?;
     let source = cfg.source.clone();
-    let gateway = Gateway::builder(cfg).build()?;
+    let settings = StoreSettings::from_config(&cfg, &process_env)?;
+    // Config mistakes (master key, headers) are reported before the database is touched.
+    let gateway = Gateway::builder(cfg.clone()).build()?;
     if args.validate_config {
         eprintln!(
             "{source}: config OK ({} model groups)",
@@ -144,7 +177,11 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    drop(gateway);
     let result = runtime.block_on(async move {
+        let store = open_store(&settings).await?;
+        let gateway = store.install(Gateway::builder(cfg)).build()?;
+        let gateway = gateway.clone().with_routes(store.routes(&gateway));
         let addr = format!("{}:{}", args.host, args.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -162,20 +199,29 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         }));
         tokio::select! {
             r = &mut server => {
-                r.context("server task failed")?.context("server error")?;
+                let served = r.context("server task failed").and_then(|r| r.context("server error"));
+                close_store(&store).await;
+                served?;
                 return Ok(ExitCode::SUCCESS);
             }
             _ = shutdown => {}
         }
         let _ = stop_tx.send(());
         // Long streams must not hold the process forever after a signal.
-        match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
-            Ok(r) => r.context("server task failed")?.context("server error")?,
-            Err(_) => eprintln!(
-                "idlehands proxy: requests still running after {}s; exiting anyway",
-                DRAIN_TIMEOUT.as_secs()
-            ),
-        }
+        let served = match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+            Ok(r) => r
+                .context("server task failed")
+                .and_then(|r| r.context("server error")),
+            Err(_) => {
+                eprintln!(
+                    "idlehands proxy: requests still running after {}s; exiting anyway",
+                    DRAIN_TIMEOUT.as_secs()
+                );
+                Ok(())
+            }
+        };
+        close_store(&store).await;
+        served?;
         eprintln!("idlehands proxy: stopped");
         Ok(ExitCode::SUCCESS)
     });

@@ -129,6 +129,10 @@ pub struct PreCall<'a> {
     pub end_user: Option<&'a str>,
     /// Tokens the request may use, if the client said (`max_tokens`); for tpm reservations.
     pub max_tokens: Option<u64>,
+    /// Prompt tokens guessed from the request size, for budget reservations.
+    pub prompt_tokens_estimate: u64,
+    /// The picked deployment's price (`None`: unknown model, costs 0).
+    pub price: Option<&'a crate::pricing::ModelPrice>,
 }
 
 /// Whatever `pre_call` reserved, handed back to `post_call`.

@@ -23,6 +23,7 @@ pub mod error;
 mod gateway;
 pub mod hooks;
 mod http;
+pub mod ledger;
 pub mod pricing;
 pub mod providers;
 pub mod router;

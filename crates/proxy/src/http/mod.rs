@@ -5,7 +5,9 @@ mod chat;
 mod embeddings;
 mod estimate;
 mod health;
+mod keys;
 mod models;
+mod spend;
 mod stream;
 mod trace;
 
@@ -59,6 +61,15 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+}
+
+/// `/key/*`, `/spend/logs` and `/global/spend/report` on the store (see `crate::ledger`).
+pub(crate) fn management_routes(
+    gw: crate::gateway::Gateway,
+    ledger: idlehands_store::Ledger,
+) -> Router {
+    let state = Arc::new(keys::Mgmt { gw, ledger });
+    keys::routes(state.clone()).merge(spend::routes(state))
 }
 
 async fn method_not_allowed(method: http::Method, uri: http::Uri) -> Response {

@@ -77,9 +77,17 @@ impl ClientStream {
                     self.response_id = p.id;
                 }
                 if let Some(u) = p.usage {
-                    self.usage = Some(u);
                     let usage_only = p.choices.as_ref().is_some_and(Vec::is_empty);
+                    let cost = self.trace.cost(Some(&u));
+                    self.usage = Some(u);
                     if usage_only && !self.keep_usage_chunk {
+                        continue;
+                    }
+                    // The client cannot get a stream's cost as a header: `usage.cost`.
+                    if let Some(data) = crate::ledger::usage_cost::with_usage_cost(&ev.data, cost) {
+                        out.extend_from_slice(b"data: ");
+                        out.extend_from_slice(data.as_bytes());
+                        out.extend_from_slice(b"\n\n");
                         continue;
                     }
                 }

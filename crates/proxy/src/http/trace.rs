@@ -126,6 +126,8 @@ impl Trace {
             model_id: &self.deployment.id,
             end_user: self.end_user.as_deref(),
             max_tokens,
+            prompt_tokens_estimate: self.prompt_estimate,
+            price: self.deployment.price.as_ref(),
         };
         let r = hooks.pre_call(&call).await?;
         self.reservation = Some(r);

@@ -1,0 +1,205 @@
+//! `/key/*`: virtual-key management on the store, with LiteLLM's routes, bodies and statuses.
+//! Everything but `/key/info` on one's own key needs the master key.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, Uri};
+use idlehands_store::keygen::token_of;
+use idlehands_store::{
+    BlockKeyRequest, DeleteKeysRequest, GenerateKeyRequest, KeyListQuery, Ledger,
+    RegenerateKeyRequest, UpdateKeyRequest, parse_json,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::Principal;
+use crate::error::ProxyError;
+use crate::gateway::Gateway;
+use crate::ledger::seams::store_error;
+
+/// LiteLLM's user id for the master key (`litellm_proxy_admin_name`).
+const ADMIN_USER: &str = "default_user_id";
+
+pub(crate) struct Mgmt {
+    pub gw: Gateway,
+    pub ledger: Ledger,
+}
+
+pub(crate) type Shared = State<Arc<Mgmt>>;
+
+pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
+    Router::new()
+        .route("/key/generate", post(generate))
+        .route("/key/info", get(info))
+        .route("/key/list", get(list))
+        .route("/key/update", post(update))
+        .route("/key/delete", post(delete))
+        .route("/key/regenerate", post(regenerate))
+        .route("/key/{key}/regenerate", post(regenerate_path))
+        .route("/key/block", post(block))
+        .route("/key/unblock", post(unblock))
+        .with_state(state)
+}
+
+pub(crate) fn is_admin(p: &Principal) -> bool {
+    matches!(p, Principal::Master { .. } | Principal::Anonymous)
+}
+
+/// The caller, authenticated like any request to the gateway.
+pub(crate) async fn caller(m: &Mgmt, headers: &HeaderMap) -> Result<Principal, Response> {
+    m.gw.authenticate(headers)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+pub(crate) fn forbidden(message: String) -> Response {
+    ProxyError::Custom {
+        status: 403,
+        kind: "auth_error".to_string(),
+        message,
+        param: None,
+        headers: Vec::new(),
+    }
+    .into_response()
+}
+
+/// The caller, who must be the proxy admin (master key).
+pub(crate) async fn admin(
+    m: &Mgmt,
+    headers: &HeaderMap,
+    route: &str,
+) -> Result<Option<&'static str>, Response> {
+    let p = caller(m, headers).await?;
+    if is_admin(&p) {
+        return Ok(Some(ADMIN_USER));
+    }
+    Err(forbidden(format!(
+        "Only proxy admin can be used to generate, delete, update info for new keys/users/teams. Route={route}. Your role=internal_user"
+    )))
+}
+
+/// A JSON body through the store's parser (400s name the field); an empty body is `{}`.
+pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    parse_json(bytes).map_err(|e| store_error(&e).into_response())
+}
+
+/// A query string, with a 400 in the error envelope when a value has the wrong type.
+pub(crate) fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, Response> {
+    Query::<T>::try_from_uri(uri).map(|q| q.0).map_err(|e| {
+        ProxyError::Custom {
+            status: 400,
+            kind: "bad_request_error".to_string(),
+            message: format!("Invalid query parameters: {}", e.body_text()),
+            param: None,
+            headers: Vec::new(),
+        }
+        .into_response()
+    })
+}
+
+pub(crate) fn reply<T: Serialize>(r: Result<T, idlehands_store::StoreError>) -> Response {
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => store_error(&e).into_response(),
+    }
+}
+
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(resp) => return resp,
+        }
+    };
+}
+pub(crate) use tri;
+
+async fn generate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let by = tri!(admin(&m, &headers, "/key/generate").await);
+    let req: GenerateKeyRequest = tri!(body(&bytes));
+    reply(m.ledger.generate_key(req, by).await)
+}
+
+#[derive(serde::Deserialize)]
+struct InfoQuery {
+    key: Option<String>,
+}
+
+async fn info(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    let p = tri!(caller(&m, &headers).await);
+    let q: InfoQuery = tri!(query(&uri));
+    let own = || {
+        crate::auth::extract_key(&headers, None)
+            .ok()
+            .map(str::to_string)
+    };
+    let key = match q.key.filter(|k| !k.trim().is_empty()).or_else(own) {
+        Some(k) => k,
+        None => return ProxyError::NoApiKey.into_response(),
+    };
+    if let Principal::VirtualKey(vk) = &p
+        && token_of(&key) != vk.token_hash
+    {
+        return forbidden(
+            "You are not allowed to access this key's info. Your role=internal_user".to_string(),
+        );
+    }
+    reply(m.ledger.key_info(&key).await)
+}
+
+async fn list(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    tri!(admin(&m, &headers, "/key/list").await);
+    let q: KeyListQuery = tri!(query(&uri));
+    reply(m.ledger.list_keys(&q).await)
+}
+
+async fn update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let by = tri!(admin(&m, &headers, "/key/update").await);
+    let req: UpdateKeyRequest = tri!(body(&bytes));
+    reply(m.ledger.update_key(req, by).await)
+}
+
+async fn delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let by = tri!(admin(&m, &headers, "/key/delete").await);
+    let req: DeleteKeysRequest = tri!(body(&bytes));
+    reply(m.ledger.delete_keys(req, by).await)
+}
+
+async fn regenerate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let by = tri!(admin(&m, &headers, "/key/regenerate").await);
+    let req: RegenerateKeyRequest = tri!(body(&bytes));
+    reply(m.ledger.regenerate_key(None, req, by).await)
+}
+
+async fn regenerate_path(
+    State(m): Shared,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let by = tri!(admin(&m, &headers, "/key/{key}/regenerate").await);
+    let req: RegenerateKeyRequest = tri!(body(&bytes));
+    reply(m.ledger.regenerate_key(Some(&key), req, by).await)
+}
+
+async fn block(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let by = tri!(admin(&m, &headers, "/key/block").await);
+    let req: BlockKeyRequest = tri!(body(&bytes));
+    reply(m.ledger.set_blocked(req, true, by).await)
+}
+
+async fn unblock(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let by = tri!(admin(&m, &headers, "/key/unblock").await);
+    let req: BlockKeyRequest = tri!(body(&bytes));
+    reply(m.ledger.set_blocked(req, false, by).await)
+}

@@ -1,0 +1,140 @@
+//! `/spend/logs` (LiteLLM's filters, pages and daily summary) and `/global/spend/report`
+//! (spend per day and key, model or user, for the dashboard).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{Duration, NaiveDate, TimeZone, Utc};
+use http::{HeaderMap, Uri};
+use idlehands_store::{SpendGroup, SpendLogsQuery, StoreError};
+use serde::{Deserialize, Serialize};
+
+use super::keys::{Mgmt, Shared, admin, caller, query, reply, tri};
+use crate::auth::Principal;
+use crate::ledger::seams::store_error;
+
+/// The longest `/global/spend/report` range, in days.
+const MAX_REPORT_DAYS: i64 = 366;
+
+pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
+    Router::new()
+        .route("/spend/logs", get(logs))
+        .route("/global/spend/report", get(report))
+        .with_state(state)
+}
+
+async fn logs(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    let p = tri!(caller(&m, &headers).await);
+    let mut q: SpendLogsQuery = tri!(query(&uri));
+    // A virtual key sees its own calls only.
+    if let Principal::VirtualKey(vk) = &p {
+        q.api_key = Some(vk.token_hash.clone());
+    }
+    reply(m.ledger.spend_logs(&q).await)
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    start_date: Option<String>,
+    end_date: Option<String>,
+    group_by: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ReportRow {
+    date: String,
+    group: Option<String>,
+    spend: f64,
+    requests: i64,
+    total_tokens: i64,
+}
+
+fn date(v: Option<&str>, field: &str) -> Result<Option<NaiveDate>, StoreError> {
+    v.map(|s| {
+        NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+            StoreError::bad_request(format!("{field} must be a date as YYYY-MM-DD"), field)
+        })
+    })
+    .transpose()
+}
+
+fn bad(e: StoreError) -> Response {
+    store_error(&e).into_response()
+}
+
+async fn report(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    tri!(admin(&m, &headers, "/global/spend/report").await);
+    let q: ReportQuery = tri!(query(&uri));
+    let group = match q.group_by.as_deref().unwrap_or("api_key") {
+        "api_key" | "key" => SpendGroup::Key,
+        "model" => SpendGroup::Model,
+        "user" => SpendGroup::User,
+        other => {
+            return bad(StoreError::bad_request(
+                format!("group_by must be one of: api_key, model, user (got {other:?})"),
+                "group_by",
+            ));
+        }
+    };
+    let end = match date(q.end_date.as_deref(), "end_date") {
+        Ok(d) => d.unwrap_or_else(|| Utc::now().date_naive()),
+        Err(e) => return bad(e),
+    };
+    let start = match date(q.start_date.as_deref(), "start_date") {
+        Ok(d) => d.unwrap_or(end - Duration::days(29)),
+        Err(e) => return bad(e),
+    };
+    if start > end {
+        return bad(StoreError::bad_request(
+            "start_date must not be after end_date",
+            "start_date",
+        ));
+    }
+    if (end - start).num_days() >= MAX_REPORT_DAYS {
+        return bad(StoreError::bad_request(
+            format!("the report covers at most {MAX_REPORT_DAYS} days"),
+            "start_date",
+        ));
+    }
+    let store = m.ledger.store();
+    let mut labels: HashMap<String, String> = HashMap::new();
+    let mut out = Vec::new();
+    let mut day = start;
+    while day <= end {
+        let from = Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default());
+        let to = from + Duration::days(1);
+        let groups = match store.spend_by(group, Some(from), Some(to)).await {
+            Ok(g) => g,
+            Err(e) => return bad(e),
+        };
+        for g in groups {
+            let label = match group {
+                SpendGroup::Key if !g.group.is_empty() => {
+                    if !labels.contains_key(&g.group) {
+                        let name = match store.get_key(&g.group).await {
+                            Ok(Some(k)) => k.key_alias.unwrap_or(k.key_name),
+                            _ => g.group.clone(),
+                        };
+                        labels.insert(g.group.clone(), name);
+                    }
+                    labels.get(&g.group).cloned()
+                }
+                _ if g.group.is_empty() => None,
+                _ => Some(g.group.clone()),
+            };
+            out.push(ReportRow {
+                date: day.format("%Y-%m-%d").to_string(),
+                group: label,
+                spend: idlehands_store::money::nanos_to_usd(g.spend),
+                requests: g.requests,
+                total_tokens: g.prompt_tokens + g.completion_tokens,
+            });
+        }
+        day += Duration::days(1);
+    }
+    axum::Json(out).into_response()
+}

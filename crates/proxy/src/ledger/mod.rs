@@ -1,0 +1,319 @@
+//! The gateway on top of `idlehands-store`: where the database is (`--db`, then
+//! `general_settings.database_url`, then env `DATABASE_URL`, then an embedded SQLite file),
+//! whether budgets and limits are shared through Redis, and the seams that connect the store's
+//! [`Ledger`] to the request path ([`StoreSeams`]) and to `/key/*`, `/spend/*`
+//! ([`StoreHandle::routes`]).
+//!
+//! ```ignore
+//! let settings = StoreSettings::from_config(&cfg, &process_env)?;
+//! let store = StoreHandle::open(&settings).await?;
+//! let gw = store.install(Gateway::builder(cfg)).build()?;
+//! let gw = gw.clone().with_routes(store.routes(&gw));
+//! serve(gw, listener, shutdown).await?;
+//! store.shutdown().await; // commits every queued spend row
+//! ```
+
+mod redis_mode;
+pub(crate) mod seams;
+pub mod usage_cost;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use idlehands_store::{Ledger, LedgerConfig, Store, StoreError, StoreOptions, WriterConfig};
+use tokio::task::JoinHandle;
+
+pub use redis_mode::RedisFailureMode;
+pub use seams::StoreSeams;
+
+use crate::config::{ConfigError, ProxyConfig};
+use crate::gateway::{DbProbe, Gateway, GatewayBuilder};
+
+/// File name of the embedded database inside the state directory.
+pub const DEFAULT_DB_FILE: &str = "proxy.db";
+
+/// Where keys and spend live, and how a fleet shares limits. Built from the config and the
+/// environment once, at start-up.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// `postgresql://...`, `sqlite://...` or a file path.
+    pub database_url: String,
+    /// Where the URL came from, for the start-up line (never the URL itself: it may hold a
+    /// password).
+    pub database_source: &'static str,
+    /// Postgres schema (tests isolate themselves with one); `None`: the server's default.
+    pub pg_schema: Option<String>,
+    pub redis: Option<RedisSettings>,
+    pub ledger: LedgerConfig,
+}
+
+#[derive(Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Every Redis key and the invalidation channel start with this (`idlehands:`).
+    pub prefix: String,
+    pub failure_mode: RedisFailureMode,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &"<redacted>")
+            .field("prefix", &self.prefix)
+            .field("failure_mode", &self.failure_mode)
+            .finish()
+    }
+}
+
+fn invalid(cfg: &ProxyConfig, path: &str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        file: cfg.source.clone(),
+        path: path.to_string(),
+        message,
+    }
+}
+
+fn extra_str<'c>(
+    map: &'c std::collections::BTreeMap<String, serde_json::Value>,
+    key: &str,
+) -> Option<&'c str> {
+    map.get(key).and_then(|v| v.as_str()).map(str::trim)
+}
+
+/// `$IDLEHANDS_STATE_DIR/proxy.db`, else `$HOME/.idlehands/proxy.db` (the agent's state
+/// directory), else `./.idlehands/proxy.db`.
+pub fn default_database_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    let nonempty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    let dir = match nonempty("IDLEHANDS_STATE_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => nonempty("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".idlehands"),
+    };
+    dir.join(DEFAULT_DB_FILE)
+}
+
+impl StoreSettings {
+    /// Reads the storage, Redis and budget settings; `env` stands in for the environment
+    /// (`DATABASE_URL`, `REDIS_URL`/`REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`,
+    /// `IDLEHANDS_STATE_DIR`, `HOME`).
+    pub fn from_config(
+        cfg: &ProxyConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<StoreSettings, ConfigError> {
+        let gs = &cfg.file.general_settings;
+        let nonempty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let (database_url, database_source) = if let Some(p) = &cfg.database_path {
+            (p.display().to_string(), "--db")
+        } else if let Some(u) = gs
+            .database_url
+            .as_ref()
+            .map(|s| s.expose().trim().to_string())
+            .filter(|s| !s.is_empty())
+        {
+            (u, "general_settings.database_url")
+        } else if let Some(u) = nonempty("DATABASE_URL") {
+            (u, "DATABASE_URL")
+        } else {
+            (
+                default_database_path(env).display().to_string(),
+                "default",
+            )
+        };
+
+        let mut ledger = LedgerConfig::default();
+        if let Some(code) = cfg.file.litellm_settings.budget_exceeded_status_code {
+            if !(400..=599).contains(&code) {
+                return Err(invalid(
+                    cfg,
+                    "litellm_settings.budget_exceeded_status_code",
+                    format!("{code} is not an HTTP error status (400-599)"),
+                ));
+            }
+            ledger.budget_exceeded_status = code;
+        }
+        if let Some(ttl) = gs.user_api_key_cache_ttl.filter(|t| *t >= 0.0) {
+            ledger.cache_ttl = Duration::from_secs_f64(ttl);
+        }
+        if let Some(secs) = gs.proxy_batch_write_at.filter(|t| *t > 0.0) {
+            ledger.writer = WriterConfig {
+                flush_interval: Duration::from_secs_f64(secs),
+                ..WriterConfig::default()
+            };
+        }
+
+        let rs = &cfg.file.router_settings;
+        let redis_url = rs
+            .redis_url
+            .as_ref()
+            .map(|s| s.expose().trim().to_string())
+            .filter(|s| !s.is_empty())
+            .or_else(|| {
+                let host = rs.redis_host.clone().or_else(|| nonempty("REDIS_HOST"))?;
+                let port = rs
+                    .redis_port
+                    .map(|p| p.to_string())
+                    .or_else(|| nonempty("REDIS_PORT"))
+                    .unwrap_or_else(|| "6379".to_string());
+                let password = rs
+                    .redis_password
+                    .as_ref()
+                    .map(|p| p.expose().to_string())
+                    .or_else(|| nonempty("REDIS_PASSWORD"));
+                Some(match password {
+                    Some(pw) => format!("redis://:{pw}@{host}:{port}"),
+                    None => format!("redis://{host}:{port}"),
+                })
+            })
+            .or_else(|| nonempty("REDIS_URL"));
+        let failure_mode = match extra_str(&gs.extra, "redis_failure_mode") {
+            None => RedisFailureMode::Closed,
+            Some(v) => RedisFailureMode::parse(v).ok_or_else(|| {
+                invalid(
+                    cfg,
+                    "general_settings.redis_failure_mode",
+                    format!("{v:?} is not one of: closed, open"),
+                )
+            })?,
+        };
+        let prefix = extra_str(&gs.extra, "redis_key_prefix")
+            .unwrap_or("idlehands:")
+            .to_string();
+        let redis = redis_url.map(|url| RedisSettings {
+            url,
+            prefix,
+            failure_mode,
+        });
+        Ok(StoreSettings {
+            database_url,
+            database_source,
+            pg_schema: extra_str(&gs.extra, "database_schema").map(str::to_string),
+            redis,
+            ledger,
+        })
+    }
+
+    /// `sqlite`, or `postgres` (never the URL: it may carry a password).
+    pub fn backend_name(&self) -> &'static str {
+        let u = self.database_url.trim();
+        if u.starts_with("postgres://") || u.starts_with("postgresql://") {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
+    /// The SQLite file, when the backend is SQLite.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        (self.backend_name() == "sqlite").then(|| {
+            Path::new(
+                self.database_url
+                    .strip_prefix("sqlite://")
+                    .unwrap_or(&self.database_url),
+            )
+        })
+    }
+}
+
+/// The opened store and its background tasks; cheap to clone.
+#[derive(Clone)]
+pub struct StoreHandle {
+    pub ledger: Ledger,
+    seams: Arc<StoreSeams>,
+    db_state: Arc<AtomicU8>,
+    tasks: Arc<parking_lot::Mutex<Vec<JoinHandle<()>>>>,
+    redis_mode: Option<RedisFailureMode>,
+}
+
+const DB_UNKNOWN: u8 = 0;
+const DB_UP: u8 = 1;
+const DB_DOWN: u8 = 2;
+
+impl StoreHandle {
+    /// Opens (and migrates) the database, connects Redis when configured, loads every key into
+    /// the cache, and starts the readiness pinger.
+    pub async fn open(settings: &StoreSettings) -> Result<StoreHandle, StoreError> {
+        let mut opts = StoreOptions::new(settings.database_url.clone());
+        opts.pg_schema = settings.pg_schema.clone();
+        let store = Store::open_with(opts).await?;
+        let mut tasks = Vec::new();
+        let (ledger, redis_mode) = match &settings.redis {
+            None => (Ledger::start(store.clone(), settings.ledger.clone()), None),
+            Some(r) => {
+                let (ledger, listener) =
+                    redis_mode::start(store.clone(), settings.ledger.clone(), r).await?;
+                tasks.extend(listener);
+                (ledger, Some(r.failure_mode))
+            }
+        };
+        if let Err(e) = ledger.warm().await {
+            tracing::warn!(error = %e, "could not preload keys; they load on first use");
+        }
+        let db_state = Arc::new(AtomicU8::new(DB_UP));
+        let weak_state = Arc::downgrade(&db_state);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let ok = tokio::time::timeout(Duration::from_secs(5), store.readiness())
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                let Some(state) = weak_state.upgrade() else {
+                    return;
+                };
+                state.store(if ok { DB_UP } else { DB_DOWN }, Ordering::Relaxed);
+            }
+        }));
+        Ok(StoreHandle {
+            seams: Arc::new(StoreSeams::new(ledger.clone())),
+            ledger,
+            db_state,
+            tasks: Arc::new(parking_lot::Mutex::new(tasks)),
+            redis_mode,
+        })
+    }
+
+    /// The Redis failure mode in force, when Redis is configured.
+    pub fn redis_mode(&self) -> Option<RedisFailureMode> {
+        self.redis_mode
+    }
+
+    pub fn seams(&self) -> Arc<StoreSeams> {
+        self.seams.clone()
+    }
+
+    /// Installs the key resolver, the budget/limit hooks, the spend-log sink and the readiness
+    /// probe.
+    pub fn install(&self, builder: GatewayBuilder) -> GatewayBuilder {
+        let state = self.db_state.clone();
+        let probe: DbProbe = Arc::new(move || match state.load(Ordering::Relaxed) {
+            DB_UNKNOWN => None,
+            s => Some(s == DB_UP),
+        });
+        builder
+            .key_resolver(self.seams.clone())
+            .hooks(self.seams.clone())
+            .sink(self.seams.clone())
+            .db_probe(probe)
+    }
+
+    /// `/key/*`, `/spend/logs`, `/global/spend/report`, served by `gw` (for its auth).
+    pub fn routes(&self, gw: &Gateway) -> axum::Router {
+        crate::http::management_routes(gw.clone(), self.ledger.clone())
+    }
+
+    /// After the server has drained: settles what in-flight calls left, commits every queued
+    /// spend row and stops background work.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        self.seams.drain(Duration::from_secs(10)).await;
+        let tasks = std::mem::take(&mut *self.tasks.lock());
+        for t in tasks {
+            t.abort();
+        }
+        self.ledger.shutdown().await
+    }
+}

@@ -1,0 +1,407 @@
+//! The store behind the gateway's seams: virtual keys ([`KeyResolver`]), budget and rate-limit
+//! reservations ([`CallHooks`]) and the spend log ([`CallSink`]).
+//!
+//! `post_call` only parks the reservation; `record` (which the gateway calls right after it,
+//! with the same call) settles it with the spend-log row, or logs the row alone for calls that
+//! reserved nothing (master key, refused before a reservation). Both are synchronous (they run
+//! from a dropped stream), so the store work is spawned and counted, and
+//! [`StoreSeams::drain`] waits for it at shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use idlehands_store::{
+    AccessError, ApiError, AuthedKey, KeyRecord, Ledger, STATUS_FAILURE, STATUS_SUCCESS,
+    SpendLogRow, StoreError,
+};
+use idlehands_wire::Usage;
+use parking_lot::{Mutex, RwLock};
+use serde_json::{Map, Value, json};
+use tokio::sync::Notify;
+
+use crate::auth::{KeyResolver, Principal, VirtualKey};
+use crate::error::ProxyError;
+use crate::hooks::{CallHooks, CallRecord, CallSink, CallStatus, PreCall, Reservation};
+
+/// Output tokens assumed for a budget reservation when the request sets no `max_tokens`.
+/// Over-reserving only delays admission near the budget; under-reserving lets concurrent
+/// requests overshoot it.
+pub const DEFAULT_OUTPUT_TOKENS: u64 = 1024;
+
+static KEY_SPEND: HeaderName = HeaderName::from_static("x-litellm-key-spend");
+static KEY_MAX_BUDGET: HeaderName = HeaderName::from_static("x-litellm-key-max-budget");
+static KEY_RPM: HeaderName = HeaderName::from_static("x-litellm-key-rpm-limit");
+static KEY_TPM: HeaderName = HeaderName::from_static("x-litellm-key-tpm-limit");
+static RESPONSE_COST: HeaderName = HeaderName::from_static("x-litellm-response-cost");
+
+/// A store error in the gateway's envelope.
+pub fn api_error(e: &dyn ApiError) -> ProxyError {
+    let mut headers = Vec::new();
+    if let Some(secs) = e.retry_after() {
+        headers.push((http::header::RETRY_AFTER, HeaderValue::from(secs)));
+    }
+    ProxyError::Custom {
+        status: e.status(),
+        kind: e.error_type().to_string(),
+        message: e.message(),
+        param: e.param().map(str::to_string),
+        headers,
+    }
+}
+
+/// What `pre_call` reserved for a virtual key.
+struct Held {
+    reservation: idlehands_store::Reservation,
+    token: String,
+    spend_at_admission: i64,
+    max_budget: Option<i64>,
+    rpm_limit: Option<i64>,
+    tpm_limit: Option<i64>,
+}
+
+/// A key as the request path sees it: the store's record and the gateway's view of it, built
+/// once per record version.
+struct Resolved {
+    record: Arc<KeyRecord>,
+    principal: Principal,
+}
+
+pub struct StoreSeams {
+    ledger: Ledger,
+    resolved: RwLock<HashMap<String, Arc<Resolved>>>,
+    /// Reservations between `post_call` and `record`, by call id.
+    parked: Mutex<HashMap<String, Held>>,
+    tracker: Arc<Tracker>,
+}
+
+/// Spawned settlements not yet handed to the spend writer.
+#[derive(Default)]
+struct Tracker {
+    pending: AtomicUsize,
+    idle: Notify,
+}
+
+impl StoreSeams {
+    pub fn new(ledger: Ledger) -> StoreSeams {
+        StoreSeams {
+            ledger,
+            resolved: RwLock::new(HashMap::new()),
+            parked: Mutex::new(HashMap::new()),
+            tracker: Arc::default(),
+        }
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    fn principal_for(&self, authed: AuthedKey) -> Principal {
+        if let Some(r) = self.resolved.read().get(&authed.token)
+            && Arc::ptr_eq(&r.record, &authed.record)
+        {
+            return r.principal.clone();
+        }
+        let k = &authed.record;
+        let nonneg = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+        let vk = VirtualKey {
+            token_hash: authed.token.clone(),
+            key_alias: k.key_alias.clone(),
+            key_name: Some(k.key_name.clone()),
+            user_id: k.user_id.clone(),
+            team_id: k.team_id.clone(),
+            models: k.models.clone(),
+            max_budget_nanos: nonneg(k.max_budget),
+            spend_nanos: u64::try_from(k.spend).unwrap_or(0),
+            tpm_limit: nonneg(k.tpm_limit),
+            rpm_limit: nonneg(k.rpm_limit),
+            max_parallel_requests: nonneg(k.max_parallel_requests)
+                .map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
+            metadata: Value::Object(k.metadata.clone()),
+        };
+        let principal = Principal::VirtualKey(Arc::new(vk));
+        let mut map = self.resolved.write();
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        map.insert(
+            authed.token.clone(),
+            Arc::new(Resolved {
+                record: authed.record,
+                principal: principal.clone(),
+            }),
+        );
+        principal
+    }
+
+    fn record_of(&self, token: &str) -> Option<Arc<KeyRecord>> {
+        self.resolved.read().get(token).map(|r| r.record.clone())
+    }
+
+    /// Runs store work off the (synchronous) hook, counted for [`StoreSeams::drain`].
+    fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("no async runtime: a spend-log row was dropped");
+            return;
+        };
+        let tracker = self.tracker.clone();
+        tracker.pending.fetch_add(1, Ordering::AcqRel);
+        handle.spawn(async move {
+            work.await;
+            if tracker.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                tracker.idle.notify_waiters();
+            }
+        });
+    }
+
+    /// Waits (at most `limit`) for spawned settlements to reach the spend writer.
+    pub async fn drain(&self, limit: Duration) {
+        let wait = async {
+            loop {
+                let notified = self.tracker.idle.notified();
+                if self.tracker.pending.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(limit, wait).await.is_err() {
+            tracing::error!(
+                pending = self.tracker.pending.load(Ordering::Acquire),
+                "spend settlements still running at shutdown"
+            );
+        }
+    }
+}
+
+/// The reservation's estimate: the prompt at the input price plus `max_tokens` (or
+/// [`DEFAULT_OUTPUT_TOKENS`], at most the model's output limit) at the output price.
+fn estimate(call: &PreCall<'_>) -> (i64, u64) {
+    let prompt = call.prompt_tokens_estimate;
+    let output = call.max_tokens.unwrap_or_else(|| {
+        let cap = call
+            .price
+            .and_then(|p| p.max_output_tokens)
+            .unwrap_or(u64::MAX);
+        DEFAULT_OUTPUT_TOKENS.min(cap)
+    });
+    let nanos = call.price.map_or(0, |p| {
+        p.cost(&Usage {
+            prompt_tokens: prompt,
+            completion_tokens: output,
+            total_tokens: prompt.saturating_add(output),
+            ..Usage::default()
+        })
+    });
+    // tpm counts what the client asked for; an unbounded answer is settled afterwards.
+    let tokens = prompt.saturating_add(call.max_tokens.unwrap_or(0));
+    (i64::try_from(nanos).unwrap_or(i64::MAX), tokens)
+}
+
+/// `"0.000123"` (the cost header) in nano-USD.
+fn usd_header_nanos(h: &HeaderValue) -> Option<i64> {
+    let s = h.to_str().ok()?;
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let whole: i64 = whole.parse().ok()?;
+    let mut digits: String = frac.chars().take(9).collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let frac: i64 = digits.parse().ok()?;
+    whole.checked_mul(1_000_000_000)?.checked_add(frac)
+}
+
+fn usd(nanos: i64) -> String {
+    idlehands_store::money::usd_string(nanos)
+}
+
+impl KeyResolver for StoreSeams {
+    fn resolve<'a>(
+        &'a self,
+        key: &'a str,
+        _hash: &'a str,
+    ) -> BoxFuture<'a, Result<Principal, ProxyError>> {
+        Box::pin(async move {
+            match self.ledger.authenticate(key).await {
+                Ok(authed) => Ok(self.principal_for(authed)),
+                Err(e) => Err(api_error(&e)),
+            }
+        })
+    }
+}
+
+impl CallHooks for StoreSeams {
+    fn pre_call<'a>(
+        &'a self,
+        call: &'a PreCall<'a>,
+    ) -> BoxFuture<'a, Result<Reservation, ProxyError>> {
+        Box::pin(async move {
+            let Principal::VirtualKey(vk) = call.principal else {
+                return Ok(Reservation(None));
+            };
+            let Some(record) = self.record_of(&vk.token_hash) else {
+                // Resolved a moment ago; gone only if the cache was just cleared.
+                return Err(api_error(&AccessError::Unavailable));
+            };
+            let authed = AuthedKey {
+                token: vk.token_hash.clone(),
+                record,
+            };
+            let (nanos, tokens) = estimate(call);
+            let reservation = self
+                .ledger
+                .reserve(&authed, nanos, tokens)
+                .await
+                .map_err(|e| api_error(&e))?;
+            let spend = self
+                .ledger
+                .key_spend(&authed.token)
+                .unwrap_or(authed.record.spend);
+            Ok(Reservation(Some(Box::new(Held {
+                reservation,
+                token: authed.token,
+                spend_at_admission: spend,
+                max_budget: authed.record.max_budget,
+                rpm_limit: authed.record.rpm_limit,
+                tpm_limit: authed.record.tpm_limit,
+            }))))
+        })
+    }
+
+    fn post_call(&self, _principal: &Principal, reservation: Reservation, record: &CallRecord) {
+        let Some(any) = reservation.0 else { return };
+        if let Ok(held) = any.downcast::<Held>() {
+            self.parked.lock().insert(record.call_id.clone(), *held);
+        }
+    }
+
+    fn response_headers(&self, reservation: &Reservation, h: &mut HeaderMap) {
+        let Some(held) = reservation
+            .0
+            .as_ref()
+            .and_then(|a| a.downcast_ref::<Held>())
+        else {
+            return;
+        };
+        // Spend including this call when its cost is known (non-streamed answers).
+        let this_call = h.get(&RESPONSE_COST).and_then(usd_header_nanos).unwrap_or(0);
+        let spend = self
+            .ledger
+            .key_spend(&held.token)
+            .unwrap_or(held.spend_at_admission)
+            .max(held.spend_at_admission)
+            .saturating_add(this_call);
+        if let Ok(v) = HeaderValue::from_str(&usd(spend)) {
+            h.insert(KEY_SPEND.clone(), v);
+        }
+        if let Some(max) = held.max_budget
+            && let Ok(v) = HeaderValue::from_str(&usd(max))
+        {
+            h.insert(KEY_MAX_BUDGET.clone(), v);
+        }
+        if let Some(rpm) = held.rpm_limit {
+            h.insert(KEY_RPM.clone(), HeaderValue::from(rpm));
+        }
+        if let Some(tpm) = held.tpm_limit {
+            h.insert(KEY_TPM.clone(), HeaderValue::from(tpm));
+        }
+        for (name, value) in held.reservation.rate_limit_headers() {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(HeaderName::from_static(name), v);
+            }
+        }
+    }
+}
+
+/// The spend-log row for a finished call (LiteLLM's `LiteLLM_SpendLogs` fields).
+pub fn spend_row(r: &CallRecord) -> SpendLogRow {
+    let mut metadata = Map::new();
+    if let Some(hash) = &r.api_key_hash {
+        metadata.insert("user_api_key".into(), json!(hash));
+    }
+    metadata.insert("user_api_key_alias".into(), json!(r.key_alias));
+    metadata.insert("user_api_key_user_id".into(), json!(r.user_id));
+    metadata.insert("user_api_key_team_id".into(), json!(r.team_id));
+    metadata.insert("status".into(), json!(r.status.as_str()));
+    if let Some(m) = &r.metadata {
+        metadata.insert("spend_logs_metadata".into(), m.clone());
+    }
+    if let Some(err) = &r.error_message {
+        metadata.insert(
+            "error_information".into(),
+            json!({"error_message": err, "error_code": r.http_status.to_string()}),
+        );
+    }
+    metadata.insert(
+        "usage_object".into(),
+        json!({
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "total_tokens": r.total_tokens,
+        }),
+    );
+    let to_i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    SpendLogRow {
+        request_id: r.request_id.clone(),
+        call_type: r.call_type.to_string(),
+        api_key: r.api_key_hash.clone().unwrap_or_default(),
+        spend: to_i(r.cost_nanos),
+        total_tokens: to_i(r.total_tokens),
+        prompt_tokens: to_i(r.prompt_tokens),
+        completion_tokens: to_i(r.completion_tokens),
+        start_time: r.start_time,
+        end_time: r.end_time,
+        completion_start_time: r.completion_start_time,
+        request_duration_ms: i64::try_from(r.duration().as_millis()).ok(),
+        model: r.model.clone(),
+        model_id: Some(r.model_id.clone()),
+        model_group: Some(r.model_group.clone()),
+        custom_llm_provider: Some(r.custom_llm_provider.clone()),
+        api_base: r.api_base.clone(),
+        user: r.user_id.clone(),
+        team_id: r.team_id.clone(),
+        end_user: r.end_user.clone(),
+        metadata,
+        cache_hit: Some("False".to_string()),
+        status: match r.status {
+            CallStatus::Success => STATUS_SUCCESS,
+            CallStatus::Failure => STATUS_FAILURE,
+        }
+        .to_string(),
+        litellm_call_id: Some(r.call_id.clone()),
+        ..SpendLogRow::default()
+    }
+}
+
+impl CallSink for StoreSeams {
+    fn record(&self, record: CallRecord) {
+        let held = self.parked.lock().remove(&record.call_id);
+        let row = spend_row(&record);
+        let ledger = self.ledger.clone();
+        self.spawn(async move {
+            match held {
+                Some(h) => {
+                    h.reservation.settle(row).await;
+                }
+                None => ledger.log(row).await,
+            }
+        });
+    }
+}
+
+/// Used by management routes to render a store failure.
+pub fn store_error(e: &StoreError) -> ProxyError {
+    if matches!(
+        e,
+        StoreError::Database(_) | StoreError::Redis(_) | StoreError::Internal(_)
+    ) {
+        tracing::error!(error = %e, "store operation failed");
+    }
+    api_error(e)
+}
