@@ -205,6 +205,22 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// The dashboard's session cookie as the master key, for management routes: only when the
+/// request sends no key (an explicit key always decides) and `live` accepts the token.
+pub fn session_as_master(
+    cfg: &AuthConfig,
+    headers: &HeaderMap,
+    live: impl Fn(&str) -> bool,
+) -> Option<Principal> {
+    if extract_key(headers, cfg.custom_header.as_ref()).is_ok() {
+        return None;
+    }
+    let token = idlehands_dashboard::session::from_headers(headers)?;
+    live(token).then(|| Principal::Master {
+        key_hash: cfg.master_hash.clone(),
+    })
+}
+
 pub async fn authenticate(
     cfg: &AuthConfig,
     resolver: &dyn KeyResolver,

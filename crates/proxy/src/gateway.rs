@@ -45,6 +45,12 @@ pub(crate) struct App {
     pub db_probe: Option<DbProbe>,
     /// `general_settings.allow_requests_on_db_unavailable`: stay ready without the database.
     pub allow_without_db: bool,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// `litellm_settings.require_auth_for_metrics_endpoint` (default true).
+    pub metrics_need_auth: bool,
+    pub payloads: crate::logging::PayloadLog,
+    /// Dashboard sign-ins.
+    pub sessions: crate::http::ui::Sessions,
 }
 
 /// A built gateway; cheap to clone.
@@ -92,9 +98,14 @@ impl Gateway {
 
     /// The gateway's auth (master key, then the key resolver), for routes added with
     /// [`GatewayBuilder::routes`] such as key management.
+    /// A live dashboard session cookie counts as the master key here.
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, ProxyError> {
-        let rt = self.app.runtime.load_full();
-        crate::auth::authenticate(&rt.auth, self.app.resolver.as_ref(), headers).await
+        crate::http::ui::authenticate_admin(&self.app, headers).await
+    }
+
+    /// The Prometheus metrics (`/metrics`), e.g. to attach the router's deployment state.
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.app.metrics.clone()
     }
 
     /// Model group names, in config order.
@@ -222,6 +233,13 @@ impl GatewayBuilder {
             .connect_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| ConfigError::Startup(format!("cannot build the HTTP client: {e}")))?;
+        let payloads = crate::logging::PayloadLog::from_config(&cfg)?;
+        let metrics_need_auth = !cfg
+            .file
+            .litellm_settings
+            .extra
+            .get("require_auth_for_metrics_endpoint")
+            .is_some_and(|v| v == false || v.as_str().is_some_and(|s| s.trim() == "false"));
         Ok(Gateway {
             extra_routes: self.extra_routes,
             app: Arc::new(App {
@@ -238,6 +256,10 @@ impl GatewayBuilder {
                     .general_settings
                     .allow_requests_on_db_unavailable
                     .unwrap_or(false),
+                metrics: Arc::new(crate::metrics::Metrics::new()),
+                metrics_need_auth,
+                payloads,
+                sessions: crate::http::ui::Sessions::default(),
             }),
         })
     }

@@ -75,6 +75,14 @@ pub struct CallRecord {
     pub status: CallStatus,
     pub error_message: Option<String>,
     pub http_status: u16,
+    /// Time spent in the gateway rather than waiting on the provider (for a stream: up to
+    /// its first byte).
+    pub overhead: Duration,
+    /// The request's messages (or embedding input), only with
+    /// `general_settings.store_prompts_in_spend_logs`; redacted, strings cut at 2048 chars.
+    pub messages: Option<Value>,
+    /// The response, under the same setting and rules as `messages`.
+    pub response: Option<Value>,
 }
 
 impl CallRecord {

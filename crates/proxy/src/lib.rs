@@ -23,6 +23,8 @@ pub mod error;
 mod gateway;
 pub mod hooks;
 mod http;
+pub mod logging;
+pub mod metrics;
 pub mod ledger;
 pub mod pricing;
 pub mod providers;

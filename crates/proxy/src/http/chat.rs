@@ -53,6 +53,7 @@ pub(crate) async fn route<'b>(
     let started = Instant::now();
     let start_time = Utc::now();
     let call_id = uuid::Uuid::new_v4().to_string();
+    crate::logging::record_call_id(&call_id);
     let call_id_header =
         HeaderValue::from_str(&call_id).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
     let rt = app.runtime.load_full();
@@ -102,6 +103,7 @@ pub(crate) async fn route<'b>(
         .raw("metadata")
         .and_then(|r| serde_json::from_str(r.get()).ok());
     trace.stream = body.stream;
+    trace.capture = app.payloads.capture(bytes);
     let prompt_bytes = body
         .raw(required)
         .map(|r| r.get().len())
@@ -172,6 +174,9 @@ async fn handle(
                 ));
             }
             let cost = trace.cost(peek.usage.as_ref());
+            if let Some(c) = trace.capture.as_mut() {
+                c.response(&body);
+            }
             let mut resp = Response::new(Body::from(body));
             *resp.headers_mut() = headers;
             resp.headers_mut().insert(

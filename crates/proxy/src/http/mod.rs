@@ -10,6 +10,7 @@ mod models;
 mod spend;
 mod stream;
 mod trace;
+pub(crate) mod ui;
 
 use std::sync::Arc;
 
@@ -52,6 +53,7 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
         .route("/health/liveliness", get(health::liveliness))
         .route("/health/liveness", get(health::liveliness))
         .route("/health/readiness", get(health::readiness))
+        .merge(ui::routes())
         .with_state(app);
     let routes = match extra {
         Some(extra) => routes.merge(extra),
@@ -61,6 +63,7 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(crate::logging::request_span))
 }
 
 /// `/key/*`, `/spend/logs` and `/global/spend/report` on the store (see `crate::ledger`).

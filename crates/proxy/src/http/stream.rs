@@ -68,6 +68,9 @@ impl ClientStream {
                 out.extend_from_slice(idlehands_wire::sse::DONE);
                 continue;
             }
+            if let Some(c) = self.trace.capture.as_mut() {
+                c.stream_chunk(&ev.data);
+            }
             if self.usage.is_none() {
                 self.generated_chars += super::estimate::generated_chars(&ev.data);
             }

@@ -77,6 +77,8 @@ pub(crate) struct Trace {
     /// Prompt tokens guessed from the request size, used only when the upstream reports none.
     pub prompt_estimate: u64,
     reservation: Option<Reservation>,
+    /// Request and response bodies, only while payload logging is on (`crate::logging`).
+    pub capture: Option<Box<crate::logging::Capture>>,
     done: bool,
 }
 
@@ -109,6 +111,7 @@ impl Trace {
             upstream: Duration::ZERO,
             prompt_estimate: 0,
             reservation: None,
+            capture: None,
             done: false,
         }
     }
@@ -207,7 +210,14 @@ impl Trace {
             _ => (None, None),
         };
         let u = usage.cloned().unwrap_or_default();
-        let record = CallRecord {
+        let end_time = Utc::now();
+        // For a stream, time after the first byte is the provider's, not ours.
+        let overhead = match first_byte.filter(|_| self.stream) {
+            Some(fb) => (fb - self.start_time).to_std().unwrap_or_default(),
+            None => self.started.elapsed(),
+        }
+        .saturating_sub(self.upstream);
+        let mut record = CallRecord {
             request_id: response_id.unwrap_or_else(|| self.call_id.clone()),
             call_id: self.call_id.clone(),
             call_type: self.call_type,
@@ -232,7 +242,7 @@ impl Trace {
             },
             cost_nanos: self.cost(usage),
             start_time: self.start_time,
-            end_time: Utc::now(),
+            end_time,
             completion_start_time: first_byte,
             status: if error.is_none() {
                 CallStatus::Success
@@ -241,10 +251,15 @@ impl Trace {
             },
             error_message: error,
             http_status,
+            overhead,
+            messages: None,
+            response: None,
         };
+        self.app.payloads.finish(&mut record, self.capture.take());
         if let (Some(hooks), Some(r)) = (&self.app.hooks, self.reservation.take()) {
             hooks.post_call(&self.principal, r, &record);
         }
+        self.app.metrics.observe(&record, &self.principal);
         self.app.sink.record(record);
     }
 }

@@ -375,6 +375,9 @@ pub fn spend_row(r: &CallRecord) -> SpendLogRow {
         }
         .to_string(),
         litellm_call_id: Some(r.call_id.clone()),
+        // Filled only under `store_prompts_in_spend_logs` (see `crate::logging`).
+        messages: r.messages.clone(),
+        response: r.response.clone(),
         ..SpendLogRow::default()
     }
 }
