@@ -40,6 +40,8 @@ echo; echo "== The agent, routed through the gateway with that key (no config fi
 
 echo; echo "== What the key has spent (GET /key/info)"
 curl -fsS "$BASE/key/info" -H "Authorization: Bearer $LITELLM_API_KEY"; echo
+# Spend rows are group-committed off the request path (every second by default).
+sleep 1.5
 echo; echo "== The spend log (GET /spend/logs)"
 curl -fsS "$BASE/spend/logs" -H "Authorization: Bearer $LITELLM_MASTER_KEY"; echo
 
