@@ -67,7 +67,18 @@ pub fn provider_of(p: &LitellmParams) -> String {
         .get(&p.model)
         .and_then(|m| m.provider.clone())
         .filter(|prov| !prov.starts_with("vertex_ai"))
-        .unwrap_or_else(|| "openai".to_string())
+        .unwrap_or_else(|| bare_name_provider(&p.model).to_string())
+}
+
+/// A bare model name the price table does not know, by its family name.
+fn bare_name_provider(model: &str) -> &'static str {
+    if model.starts_with("claude-") {
+        "anthropic"
+    } else if model.starts_with("gemini-") {
+        "gemini"
+    } else {
+        "openai"
+    }
 }
 
 /// The model name the provider expects: the provider prefix removed.
@@ -157,7 +168,7 @@ impl Deployment {
             providers::default_api_base(&provider, p.api_base.as_deref())
         };
         let adapter =
-            providers::adapter_for(&provider, p.mock_response.is_some(), api_base.as_deref());
+            providers::adapter_for(&provider, p.mock_response.is_some(), api_base.as_deref(), p);
         let id = entry.model_info.id.clone().unwrap_or_else(|| {
             crate::auth::hash_key(&format!(
                 "{i}\u{0}{}\u{0}{}\u{0}{}",

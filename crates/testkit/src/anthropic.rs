@@ -51,6 +51,7 @@ impl Core {
             path: uri.path().to_string(),
             headers,
             body: body.clone(),
+            query: uri.query().map(str::to_string),
         });
         n
     }

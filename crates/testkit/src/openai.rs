@@ -27,6 +27,8 @@ pub struct Recorded {
     /// Header names lower-cased.
     pub headers: HashMap<String, String>,
     pub body: Value,
+    /// The query string, if any (`api-version=...`, `alt=sse`).
+    pub query: Option<String>,
 }
 
 impl Recorded {
@@ -156,6 +158,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
         .route("/embeddings", post(embeddings))
+        // Azure OpenAI: the same wire format at deployment URLs.
+        .route("/openai/deployments/{deployment}/chat/completions", post(chat))
+        .route("/openai/deployments/{deployment}/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .with_state(shared)
@@ -179,6 +184,7 @@ fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &Value) {
         path: uri.path().to_string(),
         headers,
         body: body.clone(),
+        query: uri.query().map(str::to_string),
     });
 }
 

@@ -243,6 +243,7 @@ impl ProxyConfig {
             if p.api_base.is_none() {
                 p.api_base = base_var.iter().find_map(|v| env(v));
             }
+            crate::providers::read_provider_env(&provider, p, env);
         }
     }
 

@@ -126,6 +126,15 @@ pub struct LitellmParams {
     pub budget_duration: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_bool")]
     pub drop_params: Option<bool>,
+    /// Bedrock: region and credentials; else `AWS_REGION` and the `AWS_*` env, read at load.
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub aws_region_name: Option<String>,
+    #[serde(default)]
+    pub aws_access_key_id: Option<Secret>,
+    #[serde(default)]
+    pub aws_secret_access_key: Option<Secret>,
+    #[serde(default)]
+    pub aws_session_token: Option<Secret>,
     #[serde(flatten)]
     pub cost: CostFields,
     #[serde(flatten)]

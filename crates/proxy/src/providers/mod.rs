@@ -6,8 +6,13 @@
 //! [`Provider`] that translates the OpenAI request and emits OpenAI-format chunks, plus one arm
 //! in [`adapter_for`].
 
+mod anthropic;
+mod azure;
+mod bedrock;
+mod gemini;
 mod mock;
 mod openai_compat;
+mod upstream;
 
 use std::sync::Arc;
 
@@ -16,9 +21,13 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use http::HeaderMap;
 
+use crate::config::{LitellmParams, Secret};
 use crate::error::ProxyError;
 use crate::router::Deployment;
 
+pub use anthropic::Anthropic;
+pub use bedrock::Bedrock;
+pub use gemini::Gemini;
 pub use mock::MockProvider;
 pub use openai_compat::OpenAiCompatible;
 
@@ -205,9 +214,56 @@ fn family(
     OPENAI_FAMILY.iter().find(|f| f.0 == provider)
 }
 
+/// Providers with their own wire format: (name, env vars for key, env vars for base).
+const NATIVE: &[(&str, &[&str], &[&str])] = &[
+    (
+        "anthropic",
+        &["ANTHROPIC_API_KEY"],
+        &["ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL"],
+    ),
+    ("gemini", &["GEMINI_API_KEY"], &["GEMINI_API_BASE"]),
+    (
+        "azure",
+        &["AZURE_API_KEY", "AZURE_OPENAI_API_KEY"],
+        &["AZURE_API_BASE", "AZURE_OPENAI_ENDPOINT"],
+    ),
+];
+
 /// Env vars holding the provider's default key and base URL.
 pub fn env_defaults(provider: &str) -> (&'static [&'static str], &'static [&'static str]) {
+    if let Some(n) = NATIVE.iter().find(|n| n.0 == provider) {
+        return (n.1, n.2);
+    }
     family(provider).map(|f| (f.2, f.3)).unwrap_or((&[], &[]))
+}
+
+/// Provider settings beyond key and base that come from the environment when the config
+/// names none: Azure's `api_version`, Bedrock's region and credentials. Read at config load
+/// only.
+pub fn read_provider_env(
+    provider: &str,
+    p: &mut LitellmParams,
+    env: &dyn Fn(&str) -> Option<String>,
+) {
+    let var = |names: &[&str]| names.iter().find_map(|v| env(v).filter(|s| !s.is_empty()));
+    match provider {
+        "azure" if p.api_version.is_none() => p.api_version = var(&["AZURE_API_VERSION"]),
+        "bedrock" | "bedrock_converse" => {
+            if p.aws_region_name.is_none() {
+                p.aws_region_name = var(&["AWS_REGION", "AWS_DEFAULT_REGION"]);
+            }
+            // Credentials travel as a pair: a key id from the config never meets a secret
+            // from the environment.
+            if p.aws_access_key_id.is_none() && p.aws_secret_access_key.is_none() {
+                p.aws_access_key_id = var(&["AWS_ACCESS_KEY_ID"]).map(Secret::new);
+                p.aws_secret_access_key = var(&["AWS_SECRET_ACCESS_KEY"]).map(Secret::new);
+                if p.aws_session_token.is_none() {
+                    p.aws_session_token = var(&["AWS_SESSION_TOKEN"]).map(Secret::new);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The base URL to call: the configured one (ollama's gets its `/v1`), else the provider's.
@@ -221,14 +277,37 @@ pub fn default_api_base(provider: &str, configured: Option<&str>) -> Option<Stri
                 Some(b.to_string())
             }
         }
-        None => family(provider).map(|f| f.1.to_string()),
+        None => match provider {
+            "anthropic" => Some(idlehands_translate::anthropic::DEFAULT_API_BASE.to_string()),
+            "gemini" => Some(idlehands_translate::gemini::DEFAULT_API_BASE.to_string()),
+            _ => family(provider).map(|f| f.1.to_string()),
+        },
     }
 }
 
 /// The adapter for a deployment; built once, so it may precompute per-deployment state.
-pub fn adapter_for(provider: &str, mock: bool, api_base: Option<&str>) -> Arc<dyn Provider> {
+pub fn adapter_for(
+    provider: &str,
+    mock: bool,
+    api_base: Option<&str>,
+    params: &LitellmParams,
+) -> Arc<dyn Provider> {
     if mock {
         return Arc::new(MockProvider);
+    }
+    match provider {
+        "anthropic" => return Arc::new(Anthropic::new(api_base)),
+        "gemini" => return Arc::new(Gemini::new(api_base)),
+        "azure" => {
+            let deployment = crate::router::upstream_model(params, provider);
+            return Arc::new(azure::adapter(
+                api_base,
+                &deployment,
+                params.api_version.as_deref(),
+            ));
+        }
+        "bedrock" | "bedrock_converse" => return Arc::new(Bedrock::new(api_base, params)),
+        _ => {}
     }
     match family(provider) {
         Some(f) => Arc::new(OpenAiCompatible::new(provider, api_base.unwrap_or(f.1))),

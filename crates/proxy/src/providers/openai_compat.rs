@@ -20,6 +20,8 @@ pub struct OpenAiCompatible {
     /// Parsed once: URL parsing showed up in request-path profiles.
     chat_url: Result<reqwest::Url, String>,
     embeddings_url: Result<reqwest::Url, String>,
+    /// `None`: `Authorization: Bearer`; Azure's `api-key` otherwise.
+    key_header: Option<&'static str>,
 }
 
 /// `{api_base}{path}`, keeping a query string of the base (`...?api-version=x`) at the end.
@@ -46,6 +48,27 @@ impl OpenAiCompatible {
             label: label.into(),
             chat_url: endpoint(api_base, "/chat/completions"),
             embeddings_url: endpoint(api_base, "/embeddings"),
+            key_header: None,
+        }
+    }
+
+    /// An OpenAI-format upstream at exact URLs, keyed by a header of its own (Azure).
+    pub fn with_urls(
+        label: &str,
+        chat_url: Result<String, String>,
+        embeddings_url: Result<String, String>,
+        key_header: &'static str,
+    ) -> Self {
+        let parse = |u: Result<String, String>| {
+            u.and_then(|u| {
+                reqwest::Url::parse(&u).map_err(|e| format!("api_base gives an invalid URL: {e}"))
+            })
+        };
+        Self {
+            label: label.into(),
+            chat_url: parse(chat_url),
+            embeddings_url: parse(embeddings_url),
+            key_header: Some(key_header),
         }
     }
 }
@@ -161,8 +184,10 @@ impl OpenAiCompatible {
             .post(url)
             .header(header::CONTENT_TYPE, "application/json")
             .body(body);
-        if let Some(k) = &d.api_key {
-            request = request.bearer_auth(k.expose());
+        match (&d.api_key, self.key_header) {
+            (Some(k), None) => request = request.bearer_auth(k.expose()),
+            (Some(k), Some(h)) => request = request.header(h, k.expose()),
+            (None, _) => {}
         }
         Ok(Prepared {
             label: self.label.clone(),

@@ -1,0 +1,138 @@
+//! `anthropic/` deployments: OpenAI chat in, the Messages API out, OpenAI chat back.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use idlehands_translate::TranslateError;
+use idlehands_translate::anthropic::{self as tr, AnthropicStreamToOpenAi, MessagesOptions};
+use idlehands_wire::SseDecoder;
+use serde_json::Value;
+
+use super::upstream::{self, ChunkSource};
+use super::{ChatCall, ChatReply, EmbeddingReply, Provider};
+use crate::error::ProxyError;
+use crate::router::Deployment;
+
+const LABEL: &str = "AnthropicException";
+
+pub struct Anthropic {
+    url: String,
+}
+
+impl Anthropic {
+    pub fn new(api_base: Option<&str>) -> Self {
+        Self {
+            url: tr::endpoint(api_base),
+        }
+    }
+}
+
+struct Stream {
+    sse: SseDecoder,
+    tr: AnthropicStreamToOpenAi,
+}
+
+impl Stream {
+    fn events(
+        &mut self,
+        events: Vec<idlehands_wire::SseEvent>,
+    ) -> Result<Vec<Value>, TranslateError> {
+        let mut out = Vec::new();
+        for ev in events {
+            out.extend(self.tr.push(ev.event.as_deref(), &ev.data)?);
+        }
+        Ok(out)
+    }
+}
+
+impl ChunkSource for Stream {
+    fn push(&mut self, bytes: &[u8]) -> Result<Vec<Value>, TranslateError> {
+        let events = self.sse.push(bytes);
+        self.events(events)
+    }
+
+    fn finish(&mut self) -> Result<Value, TranslateError> {
+        if let Some(ev) = self.sse.finish() {
+            // A last event without its blank line still counts; its chunks are lost to the
+            // client but its usage and stop are kept.
+            self.events(vec![ev])?;
+        }
+        self.tr.finish()
+    }
+}
+
+impl Provider for Anthropic {
+    fn chat(
+        &self,
+        client: &reqwest::Client,
+        d: &Arc<Deployment>,
+        call: ChatCall,
+    ) -> BoxFuture<'static, Result<ChatReply, ProxyError>> {
+        let client = client.clone();
+        let d = d.clone();
+        let url = self.url.clone();
+        Box::pin(async move {
+            let key = d.api_key.as_ref().ok_or_else(|| {
+                upstream::missing(
+                    LABEL,
+                    "Missing Anthropic API Key: set litellm_params.api_key or ANTHROPIC_API_KEY",
+                )
+            })?;
+            let req = upstream::parse(LABEL, &call.body)
+                .map_err(|_| upstream::upstream(400, "request body is not JSON", None))?;
+            let opts = MessagesOptions {
+                default_max_tokens: d.price.as_ref().and_then(|p| p.max_output_tokens),
+            };
+            let body = tr::to_messages_request(&req, &d.upstream_model, &opts)
+                .map_err(|e| upstream::translate_error(LABEL, e))?;
+            let mut request = client.post(&url).body(upstream::to_bytes(&body));
+            for (k, v) in tr::request_headers(key.expose(), &[]) {
+                request = request.header(k, v);
+            }
+            let resp = upstream::send(LABEL, &d, request, call.stream).await?;
+            let status = resp.status().as_u16();
+            let headers = upstream::kept_headers(resp.headers());
+            if !resp.status().is_success() {
+                let retry = upstream::retry_after(resp.headers());
+                let text = upstream::body(LABEL, &d, resp).await?;
+                let m = tr::map_error(status, &String::from_utf8_lossy(&text));
+                return Err(upstream::mapped(m, retry));
+            }
+            let created = upstream::now_secs();
+            if call.stream {
+                let source = Stream {
+                    sse: SseDecoder::new(),
+                    tr: AnthropicStreamToOpenAi::new(&d.upstream_model, created),
+                };
+                let frames = upstream::translated_stream(LABEL, &d, resp, source);
+                return Ok(ChatReply::Stream { frames, headers });
+            }
+            let raw = upstream::body(LABEL, &d, resp).await?;
+            let answer = upstream::parse(LABEL, &raw)?;
+            let completion = tr::from_messages_response(&answer, &d.upstream_model, created)
+                .map_err(|e| upstream::translate_error(LABEL, e))?;
+            Ok(ChatReply::Full {
+                body: upstream::to_bytes(&completion),
+                headers,
+            })
+        })
+    }
+
+    fn embeddings(
+        &self,
+        _client: &reqwest::Client,
+        d: &Arc<Deployment>,
+        _body: Bytes,
+    ) -> BoxFuture<'static, Result<EmbeddingReply, ProxyError>> {
+        let e = upstream::upstream(
+            400,
+            &format!(
+                "{LABEL} - Anthropic has no embeddings API (model={})",
+                d.model
+            ),
+            None,
+        );
+        Box::pin(async move { Err(e) })
+    }
+}

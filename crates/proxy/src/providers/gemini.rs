@@ -1,0 +1,162 @@
+//! `gemini/` deployments (Google AI Studio): generateContent / streamGenerateContent for chat,
+//! batchEmbedContents for embeddings.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use idlehands_translate::TranslateError;
+use idlehands_translate::gemini::{self as tr, GeminiStreamToOpenAi};
+use idlehands_wire::SseDecoder;
+use serde_json::Value;
+
+use super::upstream::{self, ChunkSource};
+use super::{ChatCall, ChatReply, EmbeddingReply, Provider};
+use crate::config::Secret;
+use crate::error::ProxyError;
+use crate::router::Deployment;
+
+const LABEL: &str = "GeminiException";
+
+pub struct Gemini {
+    api_base: Option<String>,
+}
+
+impl Gemini {
+    pub fn new(api_base: Option<&str>) -> Self {
+        Self {
+            api_base: api_base.map(str::to_string),
+        }
+    }
+}
+
+struct Stream {
+    sse: SseDecoder,
+    tr: GeminiStreamToOpenAi,
+}
+
+impl Stream {
+    fn events(
+        &mut self,
+        events: Vec<idlehands_wire::SseEvent>,
+    ) -> Result<Vec<Value>, TranslateError> {
+        let mut out = Vec::new();
+        for ev in events {
+            out.extend(self.tr.push(&ev.data)?);
+        }
+        Ok(out)
+    }
+}
+
+impl ChunkSource for Stream {
+    fn push(&mut self, bytes: &[u8]) -> Result<Vec<Value>, TranslateError> {
+        let events = self.sse.push(bytes);
+        self.events(events)
+    }
+
+    fn finish(&mut self) -> Result<Value, TranslateError> {
+        if let Some(ev) = self.sse.finish() {
+            self.events(vec![ev])?;
+        }
+        self.tr.finish()
+    }
+}
+
+fn key(d: &Deployment) -> Result<&Secret, ProxyError> {
+    d.api_key.as_ref().ok_or_else(|| {
+        upstream::missing(
+            LABEL,
+            "Missing Gemini API Key: set litellm_params.api_key or GEMINI_API_KEY",
+        )
+    })
+}
+
+async fn call_gemini(
+    client: reqwest::Client,
+    d: &Deployment,
+    url: String,
+    body: &Value,
+    stream: bool,
+) -> Result<reqwest::Response, ProxyError> {
+    let mut request = client.post(url).body(upstream::to_bytes(body));
+    for (k, v) in tr::request_headers(key(d)?.expose()) {
+        request = request.header(k, v);
+    }
+    let resp = upstream::send(LABEL, d, request, stream).await?;
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status().as_u16();
+    let retry = upstream::retry_after(resp.headers());
+    let text = upstream::body(LABEL, d, resp).await?;
+    Err(upstream::mapped(
+        tr::map_error(status, &String::from_utf8_lossy(&text)),
+        retry,
+    ))
+}
+
+impl Provider for Gemini {
+    fn chat(
+        &self,
+        client: &reqwest::Client,
+        d: &Arc<Deployment>,
+        call: ChatCall,
+    ) -> BoxFuture<'static, Result<ChatReply, ProxyError>> {
+        let client = client.clone();
+        let d = d.clone();
+        let url = tr::endpoint(self.api_base.as_deref(), &d.upstream_model, call.stream);
+        Box::pin(async move {
+            let req = upstream::parse(LABEL, &call.body)
+                .map_err(|_| upstream::upstream(400, "request body is not JSON", None))?;
+            let body = tr::to_generate_content_request(&req)
+                .map_err(|e| upstream::translate_error(LABEL, e))?;
+            let resp = call_gemini(client, &d, url, &body, call.stream).await?;
+            let headers = upstream::kept_headers(resp.headers());
+            let created = upstream::now_secs();
+            if call.stream {
+                let source = Stream {
+                    sse: SseDecoder::new(),
+                    tr: GeminiStreamToOpenAi::new(&d.upstream_model, created),
+                };
+                let frames = upstream::translated_stream(LABEL, &d, resp, source);
+                return Ok(ChatReply::Stream { frames, headers });
+            }
+            let raw = upstream::body(LABEL, &d, resp).await?;
+            let answer = upstream::parse(LABEL, &raw)?;
+            let completion =
+                tr::from_generate_content_response(&answer, &d.upstream_model, created)
+                    .map_err(|e| upstream::translate_error(LABEL, e))?;
+            Ok(ChatReply::Full {
+                body: upstream::to_bytes(&completion),
+                headers,
+            })
+        })
+    }
+
+    fn embeddings(
+        &self,
+        client: &reqwest::Client,
+        d: &Arc<Deployment>,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<EmbeddingReply, ProxyError>> {
+        let client = client.clone();
+        let d = d.clone();
+        let url = tr::embeddings_endpoint(self.api_base.as_deref(), &d.upstream_model);
+        Box::pin(async move {
+            let req = upstream::parse(LABEL, &body)
+                .map_err(|_| upstream::upstream(400, "request body is not JSON", None))?;
+            let out = tr::to_batch_embed_request(&req, &d.upstream_model)
+                .map_err(|e| upstream::translate_error(LABEL, e))?;
+            let resp = call_gemini(client, &d, url, &out, false).await?;
+            let headers = upstream::kept_headers(resp.headers());
+            let raw = upstream::body(LABEL, &d, resp).await?;
+            let answer = upstream::parse(LABEL, &raw)?;
+            let list = tr::from_batch_embed_response(&answer, &req, &d.upstream_model)
+                .map_err(|e| upstream::translate_error(LABEL, e))?;
+            Ok(EmbeddingReply {
+                body: upstream::to_bytes(&list),
+                headers,
+            })
+        })
+    }
+}

@@ -1,0 +1,297 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `/key/*` over HTTP on the store, and what keys do to requests: the seed's curl commands,
+//! every refusal status, management rights, cache invalidation. SQLite and Postgres.
+
+mod store_support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use store_support::{
+    Backend, MASTER, Place, chat, error_of, generate, get, post, spend_rows, start,
+};
+
+/// The commands from the LiteLLM guide (docs/providers/litellm.md), verbatim but for the port.
+const SEED_GENERATE: &str = r#"curl -X POST "http://localhost:4000/key/generate" \
+  -H "Authorization: Bearer $LITELLM_MASTER_KEY" \
+  -H "Content-Type: application/json" \
+  -d '{
+    "key_alias": "idlehands",
+    "max_budget": 50.00,
+    "budget_duration": "monthly"
+  }'"#;
+const SEED_KEY_INFO: &str = r#"curl "http://localhost:4000/key/info" \
+  -H "Authorization: Bearer sk-litellm-key""#;
+const SEED_SPEND_LOGS: &str = r#"curl "http://localhost:4000/spend/logs" \
+  -H "Authorization: Bearer $LITELLM_MASTER_KEY""#;
+
+fn curl(command: &str, port: u16, litellm_key: Option<&str>) -> Value {
+    let mut command = command.replace("localhost:4000", &format!("localhost:{port}"));
+    if let Some(k) = litellm_key {
+        command = command.replace("sk-litellm-key", k);
+    }
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("{command} --silent --show-error --noproxy '*'"))
+        .env("LITELLM_MASTER_KEY", MASTER)
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("JSON from {command}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+async fn seed_curls_verbatim(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    let port: u16 = p.base.rsplit(':').next().unwrap().parse().unwrap();
+
+    let generated = tokio::task::spawn_blocking(move || curl(SEED_GENERATE, port, None))
+        .await
+        .unwrap();
+    let key = generated["key"].as_str().expect("a key").to_string();
+    assert!(key.starts_with("sk-"));
+    assert_eq!(generated["key_alias"], "idlehands");
+    assert_eq!(generated["max_budget"], 50.0);
+    assert_eq!(generated["budget_duration"], "monthly");
+    assert!(generated["budget_reset_at"].as_str().unwrap().ends_with("+00:00"));
+    let token = generated["token_id"].as_str().unwrap().to_string();
+
+    let answer = post(&p, "/v1/chat/completions", &key, chat("mocky")).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.headers["x-litellm-key-max-budget"], "50.0");
+    let cost: f64 = answer.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(cost > 0.0);
+
+    let k = key.clone();
+    let info = tokio::task::spawn_blocking(move || curl(SEED_KEY_INFO, port, Some(&k)))
+        .await
+        .unwrap();
+    assert_eq!(info["key"], key.as_str());
+    assert_eq!(info["info"]["key_alias"], "idlehands");
+    assert_eq!(info["info"]["status"], "active");
+    assert!((info["info"]["spend"].as_f64().unwrap() - cost).abs() < 1e-9);
+
+    spend_rows(&p, "", 1).await;
+    let logs = tokio::task::spawn_blocking(move || curl(SEED_SPEND_LOGS, port, None))
+        .await
+        .unwrap();
+    let rows = logs.as_array().expect("a list of rows");
+    let mine: Vec<&Value> = rows.iter().filter(|r| r["api_key"] == token.as_str()).collect();
+    assert_eq!(mine.len(), 1, "{logs}");
+    assert_eq!(mine[0]["status"], "success");
+    assert_eq!(mine[0]["model_group"], "mocky");
+    assert_eq!(mine[0]["metadata"]["user_api_key_alias"], "idlehands");
+    p.stop().await;
+    place.cleanup().await;
+}
+
+async fn refusals_have_litellm_statuses(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+
+    let a = post(&p, "/v1/chat/completions", "sk-not-a-key-1234", chat("mocky")).await;
+    assert_eq!(a.status, 401);
+    let (kind, msg) = error_of(&a);
+    assert_eq!(kind, "auth_error");
+    assert!(msg.contains("sk-...1234"), "{msg}");
+    assert!(!msg.contains("sk-not-a-key"), "the key is never echoed: {msg}");
+
+    let (expiring, _) = generate(&p, json!({"duration": "1s"})).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let a = post(&p, "/v1/chat/completions", &expiring, chat("mocky")).await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert_eq!(error_of(&a).0, "expired_key");
+
+    let (limited, _) = generate(&p, json!({"models": ["mocky"]})).await;
+    let a = post(&p, "/v1/chat/completions", &limited, chat("other")).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(error_of(&a).0, "key_model_access_denied");
+    assert_eq!(a.body["error"]["param"], "model");
+    let a = post(&p, "/v1/chat/completions", &limited, chat("mocky")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    let models = get(&p, "/v1/models", &limited).await;
+    let ids: Vec<&str> = models.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["mocky"]);
+    let all = get(&p, "/v1/models", MASTER).await;
+    assert_eq!(all.body["data"].as_array().unwrap().len(), 2);
+
+    let (blocked, _) = generate(&p, json!({"blocked": true})).await;
+    let a = post(&p, "/v1/chat/completions", &blocked, chat("mocky")).await;
+    assert_eq!(a.status, 401);
+    assert!(error_of(&a).1.contains("Key is blocked"));
+    p.stop().await;
+    place.cleanup().await;
+}
+
+async fn block_takes_effect_on_the_next_request(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    let (key, _) = generate(&p, json!({})).await;
+    // Cached by use.
+    for _ in 0..3 {
+        assert_eq!(
+            post(&p, "/v1/chat/completions", &key, chat("mocky"))
+                .await
+                .status,
+            200
+        );
+    }
+    let a = post(&p, "/key/block", MASTER, json!({"key": key})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["blocked"], true);
+    let a = post(&p, "/v1/chat/completions", &key, chat("mocky")).await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    let a = post(&p, "/key/unblock", MASTER, json!({"key": key})).await;
+    assert_eq!(a.status, 200);
+    let a = post(&p, "/v1/chat/completions", &key, chat("mocky")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    // Model list changes apply at once too.
+    let a = post(&p, "/key/update", MASTER, json!({"key": key, "models": ["other"]})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, chat("mocky"))
+            .await
+            .status,
+        403
+    );
+    // Deleted: refused.
+    let a = post(&p, "/key/delete", MASTER, json!({"keys": [key]})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["deleted_keys"], json!([key]));
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, chat("other"))
+            .await
+            .status,
+        401
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
+async fn management_rights_and_bad_input(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    let (alice, alice_json) = generate(&p, json!({"key_alias": "alice"})).await;
+    let (bob, _) = generate(&p, json!({"key_alias": "bob"})).await;
+
+    // A key reads itself, by bearer or by ?key=, not others.
+    let a = get(&p, "/key/info", &alice).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["info"]["key_alias"], "alice");
+    let a = get(&p, &format!("/key/info?key={alice}"), &alice).await;
+    assert_eq!(a.status, 200);
+    let a = get(&p, &format!("/key/info?key={bob}"), &alice).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(error_of(&a).1.contains("not allowed to access this key's info"));
+    // The admin reads anyone, by plaintext or hash.
+    let token = alice_json["token_id"].as_str().unwrap();
+    let a = get(&p, &format!("/key/info?key={token}"), MASTER).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["info"]["key_alias"], "alice");
+    let a = get(&p, "/key/info?key=sk-missing-key", MASTER).await;
+    assert_eq!(a.status, 404);
+    assert_eq!(error_of(&a).1, "Key not found in database");
+
+    // Admin-only routes.
+    for (path, body) in [
+        ("/key/generate", json!({})),
+        ("/key/update", json!({"key": bob})),
+        ("/key/delete", json!({"keys": [bob]})),
+        ("/key/block", json!({"key": bob})),
+        ("/key/regenerate", json!({"key": bob})),
+    ] {
+        let a = post(&p, path, &alice, body).await;
+        assert_eq!(a.status, 403, "{path}: {}", a.body);
+    }
+    assert_eq!(get(&p, "/key/list", &alice).await.status, 403);
+    assert_eq!(get(&p, "/key/list", "sk-nobody-00").await.status, 401);
+    assert_eq!(
+        post(&p, "/key/generate", "sk-nobody-00", json!({}))
+            .await
+            .status,
+        401
+    );
+
+    // Wrong JSON: 400 naming the field, never 500.
+    let a = post(&p, "/key/generate", MASTER, json!({"max_budget": "lots"})).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.body["error"]["param"], "max_budget");
+    let a = store_support::send(
+        store_support::client()
+            .post(p.url("/key/generate"))
+            .bearer_auth(MASTER)
+            .body("{not json"),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    let a = post(&p, "/key/generate", MASTER, json!({"key": "nope-123"})).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    let a = post(&p, "/key/generate", MASTER, json!({"budget_duration": "fortnightly"})).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    let a = get(&p, "/key/list?page=zero", MASTER).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    let a = post(&p, "/key/update", MASTER, json!({})).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+
+    // List, full objects, filters.
+    let a = get(&p, "/key/list?return_full_object=true&key_alias=bob", MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["total_count"], 1);
+    assert_eq!(a.body["keys"][0]["key_alias"], "bob");
+    let a = get(&p, "/key/list", MASTER).await;
+    assert_eq!(a.body["total_count"], 2);
+    assert!(a.body["keys"].as_array().unwrap().contains(&json!(token)));
+
+    // Regenerate: the new key works, the old one stops at once; both route forms.
+    let a = post(&p, "/key/regenerate", MASTER, json!({"key": alice})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let alice2 = a.body["key"].as_str().unwrap().to_string();
+    assert_ne!(alice2, alice);
+    assert_eq!(a.body["key_alias"], "alice");
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &alice, chat("mocky"))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &alice2, chat("mocky"))
+            .await
+            .status,
+        200
+    );
+    let a = post(&p, &format!("/key/{bob}/regenerate"), MASTER, json!({})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let bob2 = a.body["key"].as_str().unwrap().to_string();
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &bob2, chat("mocky"))
+            .await
+            .status,
+        200
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
+both_backends!(
+    seed_curls_verbatim,
+    refusals_have_litellm_statuses,
+    block_takes_effect_on_the_next_request,
+    management_rights_and_bad_input,
+);
