@@ -1,7 +1,8 @@
-//! Model groups and deployments, built once from the config; picking a deployment for a
-//! request. Routing strategies, retries, fallbacks and cooldowns (router_settings) are parsed
-//! in `config` and land here later; today a group picks by LiteLLM's simple-shuffle (weight,
-//! then rpm, then tpm, else uniform) within its lowest `order` tier.
+//! Model groups and deployments, built once from the config. Which deployment takes an
+//! attempt, retries, fallbacks and cooldowns are the routing crate's (`idlehands_routing`):
+//! every exact deployment is registered with one [`idlehands_routing::Router`] in a
+//! [`RoutingTable`], whose slot numbers index back into the deployments here. Wildcard groups
+//! are expanded on first use, each into a small table of its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use std::time::Duration;
 use http::HeaderValue;
 use parking_lot::RwLock;
 use rand::Rng;
+
+use idlehands_routing::{DeploymentSpec, RouterSettings};
 
 use crate::config::{LitellmParams, ModelEntry, ProxyConfig, Secret};
 use crate::pricing::{ModelPrice, PriceOverride, PriceTable, usd_per_token_to_rate};
@@ -115,6 +118,10 @@ pub struct Deployment {
     pub header_id: HeaderValue,
     pub header_group: HeaderValue,
     pub header_api_base: Option<HeaderValue>,
+    /// Index in the [`RoutingTable`] this deployment belongs to.
+    pub slot: usize,
+    /// What the routing crate knows of it.
+    pub spec: DeploymentSpec,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -213,7 +220,18 @@ impl Deployment {
             .mode
             .clone()
             .or_else(|| base.and_then(|b| b.mode.clone()));
+        let spec = DeploymentSpec {
+            id: id.clone(),
+            model_group: entry.model_name.clone(),
+            weight: p.weight,
+            rpm: p.rpm,
+            tpm: p.tpm,
+            order: p.order,
+            max_input_tokens: price.as_ref().and_then(|p| p.max_input_tokens),
+        };
         Deployment {
+            slot: 0,
+            spec,
             header_id: header(&id),
             header_group: header(&entry.model_name),
             header_api_base: api_base.as_deref().map(|b| header(strip_query(b))),
@@ -238,16 +256,48 @@ impl Deployment {
     }
 }
 
+/// Deployments registered with one routing-crate router; `deployments[pick.index()]` is the
+/// deployment a [`idlehands_routing::Pick`] names.
+pub struct RoutingTable {
+    pub router: idlehands_routing::Router,
+    pub deployments: Box<[Arc<Deployment>]>,
+}
+
+impl std::fmt::Debug for RoutingTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoutingTable")
+            .field("router", &self.router)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RoutingTable {
+    /// Number the deployments by position and register them.
+    fn new(mut deployments: Vec<Deployment>, settings: RouterSettings) -> RoutingTable {
+        for (i, d) in deployments.iter_mut().enumerate() {
+            d.slot = i;
+        }
+        let specs = deployments.iter().map(|d| d.spec.clone()).collect();
+        RoutingTable {
+            router: idlehands_routing::Router::new(specs, settings),
+            deployments: deployments.into_iter().map(Arc::new).collect(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ModelGroup {
     pub name: String,
     pub deployments: Vec<Arc<Deployment>>,
     /// Indices of the lowest-`order` tier, which serves traffic.
     primary: Vec<usize>,
+    /// Where attempts for this group are planned; fallback targets must be in the same table.
+    pub table: Arc<RoutingTable>,
 }
 
 impl ModelGroup {
-    /// LiteLLM's simple-shuffle over the primary tier.
+    /// LiteLLM's simple-shuffle over the primary tier, without reserving anything: a first
+    /// guess for callers that make one attempt. Retrying callers plan with [`Self::table`].
     pub fn pick(&self) -> &Arc<Deployment> {
         let tier = &self.primary;
         let idx = if tier.len() == 1 {
@@ -315,6 +365,9 @@ pub struct Router {
     config: Option<Arc<ProxyConfig>>,
     prices: PriceTable,
     expanded: RwLock<HashMap<String, Arc<ModelGroup>>>,
+    /// Every exact deployment, registered with the routing crate.
+    table: Option<Arc<RoutingTable>>,
+    settings: RouterSettings,
 }
 
 impl std::fmt::Debug for Router {
@@ -326,7 +379,7 @@ impl std::fmt::Debug for Router {
     }
 }
 
-fn group_of(name: &str, deployments: Vec<Arc<Deployment>>) -> ModelGroup {
+fn group_of(name: &str, deployments: Vec<Arc<Deployment>>, table: Arc<RoutingTable>) -> ModelGroup {
     let lowest = deployments.iter().map(|d| d.order).min().unwrap_or(0);
     let primary = (0..deployments.len())
         .filter(|i| deployments[*i].order == lowest)
@@ -335,13 +388,18 @@ fn group_of(name: &str, deployments: Vec<Arc<Deployment>>) -> ModelGroup {
         name: name.to_string(),
         deployments,
         primary,
+        table,
     }
 }
 
 impl Router {
     pub fn build(cfg: &ProxyConfig, prices: &PriceTable) -> Self {
-        let mut r = Router::default();
-        let mut grouped: Vec<(String, Vec<Arc<Deployment>>)> = Vec::new();
+        let mut r = Router {
+            settings: cfg.routing.clone(),
+            ..Router::default()
+        };
+        let mut grouped: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut all = Vec::new();
         for (i, entry) in cfg.file.model_list.iter().enumerate() {
             if let Some((prefix, suffix)) = entry.model_name.split_once('*') {
                 r.patterns.push(Pattern {
@@ -352,19 +410,28 @@ impl Router {
                 });
                 continue;
             }
-            let d = Arc::new(Deployment::build(i, entry, cfg, prices));
+            let slot = all.len();
+            all.push(Deployment::build(i, entry, cfg, prices));
             match r.by_name.get(&entry.model_name) {
-                Some(idx) => grouped[*idx].1.push(d),
+                Some(idx) => grouped[*idx].1.push(slot),
                 None => {
                     r.by_name.insert(entry.model_name.clone(), grouped.len());
-                    grouped.push((entry.model_name.clone(), vec![d]));
+                    grouped.push((entry.model_name.clone(), vec![slot]));
                 }
             }
         }
+        let table = Arc::new(RoutingTable::new(all, r.settings.clone()));
         r.groups = grouped
             .into_iter()
-            .map(|(name, ds)| Arc::new(group_of(&name, ds)))
+            .map(|(name, slots)| {
+                let ds = slots
+                    .iter()
+                    .map(|s| table.deployments[*s].clone())
+                    .collect();
+                Arc::new(group_of(&name, ds, table.clone()))
+            })
             .collect();
+        r.table = Some(table);
         for (alias, target) in &cfg.file.router_settings.model_group_alias {
             let target = match target {
                 serde_json::Value::String(s) => Some(s.clone()),
@@ -401,7 +468,7 @@ impl Router {
             return Some(g.clone());
         }
         let cfg = self.config.as_ref()?;
-        let deployments: Vec<Arc<Deployment>> = self
+        let deployments: Vec<Deployment> = self
             .patterns
             .iter()
             .filter_map(|p| {
@@ -409,18 +476,15 @@ impl Router {
                 let mut entry = p.entry.clone();
                 entry.model_name = name.to_string();
                 entry.litellm_params.model = entry.litellm_params.model.replace('*', captured);
-                Some(Arc::new(Deployment::build(
-                    p.index,
-                    &entry,
-                    cfg,
-                    &self.prices,
-                )))
+                Some(Deployment::build(p.index, &entry, cfg, &self.prices))
             })
             .collect();
         if deployments.is_empty() {
             return None;
         }
-        let g = Arc::new(group_of(name, deployments));
+        let table = Arc::new(RoutingTable::new(deployments, self.settings.clone()));
+        let ds = table.deployments.to_vec();
+        let g = Arc::new(group_of(name, ds, table));
         let mut cache = self.expanded.write();
         if cache.len() >= WILDCARD_CACHE_MAX {
             cache.clear();
@@ -442,5 +506,16 @@ impl Router {
     /// Every configured deployment (wildcards not expanded).
     pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
         self.groups.iter().flat_map(|g| g.deployments.iter())
+    }
+
+    /// The routing state of every exact deployment (health, cooldowns, usage), for metrics
+    /// and health output; `None` when the model list has no exact deployment.
+    pub fn routing(&self) -> Option<&idlehands_routing::Router> {
+        self.table.as_ref().map(|t| &t.router)
+    }
+
+    /// The effective `router_settings`.
+    pub fn settings(&self) -> &RouterSettings {
+        &self.settings
     }
 }

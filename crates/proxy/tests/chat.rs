@@ -225,7 +225,12 @@ async fn upstream_errors_keep_status_and_get_the_litellm_prefix() {
     let up = FakeOpenAi::start().await;
     up.push(Reply::rate_limited(7));
     up.push(Reply::error(400, "context too long"));
-    let gw = start(&two_models(&up.base_url())).await;
+    // Without retries, so the upstream's own error comes back.
+    let gw = start(&format!(
+        "{}router_settings: {{num_retries: 0}}\n",
+        two_models(&up.base_url())
+    ))
+    .await;
     let send = || {
         client()
             .post(gw.url("/v1/chat/completions"))
@@ -277,6 +282,7 @@ async fn unreachable_upstream_is_500_and_hanging_upstream_is_408() {
   - model_name: slow
     litellm_params: {{model: openai/x, api_base: '{}', api_key: k, timeout: 0.5}}
 general_settings: {{master_key: {KEY}}}
+router_settings: {{num_retries: 0}}
 ",
         up.base_url()
     );
@@ -323,6 +329,9 @@ async fn mid_stream_failure_ends_with_an_error_frame_and_a_failure_record() {
         Reply::text("abcdefghijklmnop")
             .with_chunk_chars(2)
             .with_usage(3, 3)
+            // Paced, so the first frames reach the gateway before the reset: a stream that
+            // fails before its first byte is retried instead.
+            .with_chunk_delay(std::time::Duration::from_millis(20))
             .fault_after_reset(3),
     );
     let gw = start(&two_models(&up.base_url())).await;

@@ -4,6 +4,7 @@
 
 mod env;
 mod lenient;
+mod routing;
 mod types;
 
 use std::collections::BTreeMap;
@@ -63,6 +64,9 @@ pub struct ProxyConfig {
     pub model_cost_map_path: Option<PathBuf>,
     /// Values of `environment_variables:`, which `os.environ/` references see first.
     pub environment: BTreeMap<String, String>,
+    /// `router_settings` merged with the routing keys of `litellm_settings`, as the routing
+    /// crate reads them.
+    pub routing: idlehands_routing::RouterSettings,
 }
 
 /// The process environment, as the loader's lookup function.
@@ -145,6 +149,7 @@ impl ProxyConfig {
             path: m.path,
             var: m.var,
         })?;
+        let raw_routing = routing::RawSections::take(&value);
         let file: FileConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let message = if secret_path(&path) {
@@ -158,10 +163,12 @@ impl ProxyConfig {
                 message,
             }
         })?;
+        let routing = raw_routing.parse(source)?;
         let mut cfg = ProxyConfig {
             file,
             source: source.to_string(),
             environment,
+            routing,
             ..ProxyConfig::default()
         };
         cfg.validate()?;

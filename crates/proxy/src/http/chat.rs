@@ -10,6 +10,10 @@ use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
+use futures_util::StreamExt;
+use idlehands_routing::TokenUsage;
+
+use super::attempts::{Attempts, MockFailure, plan_options, within};
 use super::body::{RawBody, RequestBody};
 use super::stream::ClientStream;
 use super::trace::{Peek, Trace, early_error};
@@ -17,13 +21,14 @@ use crate::auth;
 use crate::error::ProxyError;
 use crate::gateway::App;
 use crate::providers::{ChatCall, ChatReply, MockProvider, Provider};
+use crate::router::ModelGroup;
 
 pub(crate) async fn chat(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
-    handle(app, None, headers, body).await
+    handle(app, None, headers, body, "acompletion").await
 }
 
 pub(crate) async fn chat_with_path_model(
@@ -32,7 +37,7 @@ pub(crate) async fn chat_with_path_model(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
-    handle(app, Some(model), headers, body).await
+    handle(app, Some(model), headers, body, "acompletion").await
 }
 
 /// What every model call starts with: a call id, auth, the body read once, the model group
@@ -40,6 +45,8 @@ pub(crate) async fn chat_with_path_model(
 pub(crate) struct Routed<'b> {
     pub body: RequestBody<'b>,
     pub trace: Trace,
+    /// Where the attempts go (see `attempts`); `trace.deployment` is a first guess until then.
+    pub group: Arc<ModelGroup>,
 }
 
 pub(crate) async fn route<'b>(
@@ -109,62 +116,103 @@ pub(crate) async fn route<'b>(
         .map(|r| r.get().len())
         .unwrap_or_default();
     trace.prompt_estimate = super::estimate::tokens_for_chars(prompt_bytes);
-    Ok(Routed { body, trace })
+    Ok(Routed { body, trace, group })
 }
 
-async fn handle(
+/// The whole chat pipeline for an OpenAI-format body; other front doors (`/v1/messages`)
+/// convert their request into one and call this with their own `call_type`.
+pub(crate) async fn handle(
     app: Arc<App>,
     path_model: Option<String>,
     headers: HeaderMap,
     bytes: Bytes,
+    call_type: &'static str,
 ) -> Response {
-    let Routed { body, mut trace } = match route(
-        &app,
-        path_model,
-        &headers,
-        &bytes,
-        "acompletion",
-        "messages",
-    )
-    .await
-    {
+    let Routed {
+        body,
+        mut trace,
+        group,
+    } = match route(&app, path_model, &headers, &bytes, call_type, "messages").await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
     if let Err(e) = trace.pre_call(body.max_tokens).await {
         return trace.error_response(e);
     }
-    let d = trace.deployment.clone();
     let stream = body.stream;
     // Usage is always asked of the upstream when streaming, for cost; the client sees the
     // usage chunk only if it asked too.
     let force_usage = stream && !body.include_usage;
-    let same_model = body.model.as_deref() == Some(d.upstream_model.as_str());
-    let upstream_body = if same_model && !force_usage && !body.has_gateway_only_fields() {
-        bytes.clone()
-    } else {
-        body.rewrite(&d.upstream_model, stream)
-    };
+    let verbatim = !force_usage && !body.has_gateway_only_fields();
     let keep_usage_chunk = body.include_usage || app.runtime.load().always_include_stream_usage;
     let mock_response = body
         .raw("mock_response")
         .and_then(|r| serde_json::from_str::<String>(r.get()).ok());
-    drop(body);
-    let sent = Instant::now();
-    let call = ChatCall {
-        body: upstream_body,
-        stream,
-        mock_response,
+    let mock_failure = MockFailure::from_body(&body);
+    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), trace.prompt_estimate);
+    let requested = attempts.requested_group().to_string();
+    let body = &body;
+    let won = attempts
+        .run(&mut trace, |d| {
+            let failed = mock_failure.error(d, &requested);
+            let upstream_body =
+                if verbatim && body.model.as_deref() == Some(d.upstream_model.as_str()) {
+                    bytes.clone()
+                } else {
+                    body.rewrite(&d.upstream_model, stream)
+                };
+            let call = ChatCall {
+                body: upstream_body,
+                stream,
+                mock_response: mock_response.clone(),
+            };
+            let d = d.clone();
+            let client = app.client.clone();
+            async move {
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                let reply = if call.mock_response.is_some() {
+                    MockProvider.chat(&client, &d, call)
+                } else {
+                    d.adapter.chat(&client, &d, call)
+                };
+                let limit = if stream { d.stream_timeout } else { d.timeout };
+                match within(limit, &d, reply).await? {
+                    full @ ChatReply::Full { .. } => Ok((full, None)),
+                    // Nothing has reached the client yet: a stream that fails before its first
+                    // byte is one more failed attempt, retried or fallen back like any other.
+                    ChatReply::Stream {
+                        mut frames,
+                        headers,
+                    } => {
+                        let first = within(limit, &d, async {
+                            match frames.next().await {
+                                Some(r) => r,
+                                None => Err(ProxyError::UpstreamUnreachable {
+                                    label: d.provider.clone(),
+                                    message: "the stream ended before any data".to_string(),
+                                }),
+                            }
+                        })
+                        .await?;
+                        Ok((ChatReply::Stream { frames, headers }, Some(first)))
+                    }
+                }
+            }
+        })
+        .await;
+    let won = match won {
+        Ok(w) => w,
+        Err(e) => {
+            let mut resp = trace.error_response(e);
+            attempts.headers(resp.headers_mut());
+            return resp;
+        }
     };
-    let reply = if call.mock_response.is_some() {
-        MockProvider.chat(&app.client, &d, call).await
-    } else {
-        d.adapter.chat(&app.client, &d, call).await
-    };
-    trace.upstream = sent.elapsed();
+    let (reply, first) = won.value;
     match reply {
-        Err(e) => trace.error_response(e),
-        Ok(ChatReply::Full { body, headers }) => {
+        ChatReply::Full { body, headers } => {
             let mut peek: Peek = serde_json::from_slice(&body).unwrap_or_default();
             if peek.usage.is_none() {
                 let text = String::from_utf8_lossy(&body);
@@ -173,6 +221,8 @@ async fn handle(
                     super::estimate::generated_chars(&text),
                 ));
             }
+            won.pick
+                .success(won.started.elapsed(), token_usage(peek.usage.as_ref()));
             let cost = trace.cost(peek.usage.as_ref());
             if let Some(c) = trace.capture.as_mut() {
                 c.response(&body);
@@ -184,23 +234,36 @@ async fn handle(
                 HeaderValue::from_static("application/json"),
             );
             trace.headers(resp.headers_mut(), Some(cost));
+            attempts.headers(resp.headers_mut());
             let now = Utc::now();
             trace.finish(peek.usage.as_ref(), peek.id, Some(now), None, 200);
             resp
         }
-        Ok(ChatReply::Stream { frames, headers }) => {
+        ChatReply::Stream { frames, headers } => {
             let mut h = headers;
             trace.headers(&mut h, None);
+            attempts.headers(&mut h);
             h.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/event-stream"),
             );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            let client = ClientStream::new(frames, keep_usage_chunk, trace);
+            let client = ClientStream::new(frames, keep_usage_chunk, trace)
+                .with_first(first)
+                .with_pick(won.pick, won.started);
             let mut resp = Response::new(Body::from_stream(client));
             *resp.status_mut() = StatusCode::OK;
             *resp.headers_mut() = h;
             resp
         }
     }
+}
+
+/// Token counts for usage-based routing.
+pub(crate) fn token_usage(u: Option<&idlehands_wire::Usage>) -> TokenUsage {
+    u.map(|u| TokenUsage {
+        input_tokens: u.prompt_tokens,
+        output_tokens: u.completion_tokens,
+    })
+    .unwrap_or_default()
 }

@@ -1,7 +1,6 @@
 //! POST /v1/embeddings: passed through to OpenAI-compatible upstreams, costed from usage.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -10,8 +9,9 @@ use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderMap, HeaderValue, header};
 
+use super::attempts::{Attempts, plan_options, within};
 use super::body::RawBody;
-use super::chat::{Routed, route};
+use super::chat::{Routed, route, token_usage};
 use super::trace::Peek;
 use crate::gateway::App;
 
@@ -38,30 +38,50 @@ async fn handle(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let Routed { body, mut trace } =
-        match route(&app, path_model, &headers, &bytes, "aembedding", "input").await {
-            Ok(r) => r,
-            Err(resp) => return resp,
-        };
+    let Routed {
+        body,
+        mut trace,
+        group,
+    } = match route(&app, path_model, &headers, &bytes, "aembedding", "input").await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
     if let Err(e) = trace.pre_call(None).await {
         return trace.error_response(e);
     }
-    let d = trace.deployment.clone();
-    let upstream_body = if body.model.as_deref() == Some(d.upstream_model.as_str())
-        && !body.has_gateway_only_fields()
-    {
-        bytes.clone()
-    } else {
-        body.rewrite(&d.upstream_model, false)
-    };
-    drop(body);
-    let sent = Instant::now();
-    let reply = d.adapter.embeddings(&app.client, &d, upstream_body).await;
-    trace.upstream = sent.elapsed();
-    match reply {
-        Err(e) => trace.error_response(e),
-        Ok(r) => {
+    let verbatim = !body.has_gateway_only_fields();
+    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), trace.prompt_estimate);
+    let body = &body;
+    let won = attempts
+        .run(&mut trace, |d| {
+            let upstream_body =
+                if verbatim && body.model.as_deref() == Some(d.upstream_model.as_str()) {
+                    bytes.clone()
+                } else {
+                    body.rewrite(&d.upstream_model, false)
+                };
+            let call = d.adapter.embeddings(&app.client, d, upstream_body);
+            let d = d.clone();
+            async move { within(d.timeout, &d, call).await }
+        })
+        .await;
+    let reply = match won {
+        Ok(won) => {
+            let r = won.value;
             let peek: Peek = serde_json::from_slice(&r.body).unwrap_or_default();
+            won.pick
+                .success(won.started.elapsed(), token_usage(peek.usage.as_ref()));
+            Ok((r, peek))
+        }
+        Err(e) => Err(e),
+    };
+    match reply {
+        Err(e) => {
+            let mut resp = trace.error_response(e);
+            attempts.headers(resp.headers_mut());
+            resp
+        }
+        Ok((r, peek)) => {
             let cost = trace.cost(peek.usage.as_ref());
             let mut resp = Response::new(Body::from(r.body));
             *resp.headers_mut() = r.headers;
@@ -70,6 +90,7 @@ async fn handle(
                 HeaderValue::from_static("application/json"),
             );
             trace.headers(resp.headers_mut(), Some(cost));
+            attempts.headers(resp.headers_mut());
             trace.finish(peek.usage.as_ref(), None, Some(Utc::now()), None, 200);
             resp
         }

@@ -1,5 +1,6 @@
 //! Routes. Handlers do protocol work only: everything they read was built at start-up.
 
+mod attempts;
 mod body;
 mod chat;
 mod embeddings;

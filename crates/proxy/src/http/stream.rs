@@ -1,15 +1,19 @@
 //! The client side of a streamed chat: upstream SSE bytes pass through frame by frame. The
 //! gateway reads only what it needs: the first chunk's id, and chunks that mention `usage`.
 //! The usage-only chunk (`choices: []`) is dropped unless the client asked for it; `[DONE]`
-//! is kept; an upstream failure becomes a final `data: {"error":...}` frame.
+//! is kept; an upstream failure becomes a final `data: {"error":...}` frame, and so does an
+//! upstream stream that ends without `[DONE]` (truncated). Failures before the first byte never
+//! get here: the attempt loop retries them (`attempts.rs`).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use futures_util::stream::{BoxStream, StreamExt};
+use idlehands_routing::Pick;
 use idlehands_wire::{SseDecoder, SseEvent, Usage};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -41,6 +45,12 @@ pub(crate) struct ClientStream {
     ended: bool,
     /// Generated text seen, for the fallback count when the upstream sends no usage.
     generated_chars: usize,
+    /// Read ahead by the attempt loop to know the stream started; sent first.
+    first: Option<Bytes>,
+    /// The routing pick this stream answers for, reported when it ends (holding it keeps the
+    /// deployment counted as busy), and when its attempt started.
+    pick: Option<(Pick, Instant)>,
+    saw_done: bool,
 }
 
 impl ClientStream {
@@ -59,12 +69,28 @@ impl ClientStream {
             first_byte: None,
             ended: false,
             generated_chars: 0,
+            first: None,
+            pick: None,
+            saw_done: false,
         }
+    }
+
+    /// Bytes already taken from `upstream`, to be sent before the rest of it.
+    pub fn with_first(mut self, first: Option<Bytes>) -> Self {
+        self.first = first;
+        self
+    }
+
+    /// Report the stream's outcome on this pick when it ends.
+    pub fn with_pick(mut self, pick: Pick, started: Instant) -> Self {
+        self.pick = Some((pick, started));
+        self
     }
 
     fn forward(&mut self, events: Vec<SseEvent>, out: &mut BytesMut) {
         for ev in events {
             if ev.is_done() {
+                self.saw_done = true;
                 out.extend_from_slice(idlehands_wire::sse::DONE);
                 continue;
             }
@@ -115,6 +141,17 @@ impl ClientStream {
     fn end(&mut self, error: Option<&ProxyError>) {
         self.ended = true;
         self.final_usage();
+        if let Some((pick, started)) = self.pick.take() {
+            match error {
+                Some(e) => {
+                    pick.failure(&super::attempts::failure_of(e));
+                }
+                None => pick.success(
+                    started.elapsed(),
+                    super::chat::token_usage(self.usage.as_ref()),
+                ),
+            }
+        }
         let status = error.map(ProxyError::status).unwrap_or(200);
         let id = self.response_id.take();
         self.trace
@@ -141,7 +178,11 @@ impl Stream for ClientStream {
             if this.ended {
                 return ready(out);
             }
-            match this.upstream.poll_next_unpin(cx) {
+            let next = match this.first.take() {
+                Some(b) => Poll::Ready(Some(Ok(b))),
+                None => this.upstream.poll_next_unpin(cx),
+            };
+            match next {
                 Poll::Pending => {
                     return if out.is_empty() {
                         Poll::Pending
@@ -171,7 +212,16 @@ impl Stream for ClientStream {
                     if let Some(ev) = this.decoder.finish() {
                         this.forward(vec![ev], &mut out);
                     }
-                    this.end(None);
+                    if this.saw_done {
+                        this.end(None);
+                    } else {
+                        let e = ProxyError::UpstreamUnreachable {
+                            label: this.trace.deployment.provider.clone(),
+                            message: "the stream ended before it was complete".to_string(),
+                        };
+                        out.extend_from_slice(&e.sse_frame());
+                        this.end(Some(&e));
+                    }
                     return ready(out);
                 }
             }
