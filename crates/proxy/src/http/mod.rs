@@ -7,6 +7,7 @@ mod embeddings;
 mod estimate;
 mod health;
 mod keys;
+mod messages;
 mod models;
 mod spend;
 mod stream;
@@ -36,6 +37,8 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
             "/openai/deployments/{model}/chat/completions",
             post(chat::chat_with_path_model),
         )
+        .route("/v1/messages", post(messages::messages))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/embeddings", post(embeddings::embeddings))
         .route(
