@@ -8,9 +8,13 @@ if ! python3 -c "import openai" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check openai
 fi
 # The dashboard UI test drives Debian's Chromium through playwright-core (never a downloaded browser).
-if ! command -v chromium >/dev/null 2>&1; then
+# The interactive-mode tests drive `idlehands` through a tmux pseudo-terminal.
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
+if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
 (cd crates/dashboard/tests/browser && npm ci --no-audit --no-fund --silent)
 export DATABASE_URL_TEST="${DATABASE_URL_TEST:-postgresql://postgres@127.0.0.1:5432/test}"
