@@ -195,9 +195,10 @@ impl Capture {
             }));
         }
         let body = self.response.as_ref()?;
-        Some(serde_json::from_slice(body).unwrap_or_else(|_| {
-            Value::String(String::from_utf8_lossy(body).into_owned())
-        }))
+        Some(
+            serde_json::from_slice(body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
+        )
     }
 }
 
@@ -369,11 +370,7 @@ pub fn redact(v: &mut Value) {
             }
         }
         Value::Array(a) => a.iter_mut().for_each(redact),
-        Value::String(s) => {
-            if looks_secret(s) {
-                *s = redact_str(s);
-            }
-        }
+        Value::String(s) if looks_secret(s) => *s = redact_str(s),
         _ => {}
     }
 }
@@ -481,8 +478,12 @@ mod tests {
     #[test]
     fn stream_chunks_are_put_back_together() {
         let mut c = Capture::default();
-        c.stream_chunk(r#"{"id":"c1","model":"m","choices":[{"delta":{"role":"assistant","content":"Hel"}}]}"#);
-        c.stream_chunk(r#"{"id":"c1","choices":[{"delta":{"content":"lo"},"finish_reason":"stop"}]}"#);
+        c.stream_chunk(
+            r#"{"id":"c1","model":"m","choices":[{"delta":{"role":"assistant","content":"Hel"}}]}"#,
+        );
+        c.stream_chunk(
+            r#"{"id":"c1","choices":[{"delta":{"content":"lo"},"finish_reason":"stop"}]}"#,
+        );
         c.stream_chunk("not json");
         let v = c.response_value().unwrap();
         assert_eq!(v["id"], "c1");
@@ -508,10 +509,7 @@ mod tests {
         let o = LogOptions::resolve(None, false, false, &env);
         assert!(o.json);
         assert_eq!(o.filter, "debug");
-        assert_eq!(
-            LogOptions::resolve(None, true, true, &none).filter,
-            "debug"
-        );
+        assert_eq!(LogOptions::resolve(None, true, true, &none).filter, "debug");
         assert_eq!(LogOptions::resolve(None, true, false, &none).filter, "info");
     }
 }

@@ -68,7 +68,10 @@ impl Histogram {
                 .get(i)
                 .map_or_else(|| "+Inf".to_string(), |b| format!("{b:?}"));
             let sep = if labels.is_empty() { "" } else { "," };
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
         }
         let sum = self.sum_micros.load(Ordering::Relaxed);
         let _ = writeln!(
@@ -85,8 +88,13 @@ impl Histogram {
 /// read lock once the series exists.
 struct Family<K, V> {
     hasher: RandomState,
-    shards: Box<[RwLock<HashMap<K, Arc<V>>>]>,
+    shards: Box<[Shard<K, V>]>,
 }
+
+type Shard<K, V> = RwLock<HashMap<K, Arc<V>>>;
+
+/// A metric family's name, help text and how to find its value in a series.
+type Pick<S, T> = (&'static str, &'static str, fn(&S) -> &T);
 
 impl<K: Hash + Eq + Clone + Ord, V: Default> Family<K, V> {
     fn new() -> Self {
@@ -360,7 +368,7 @@ impl Metrics {
             );
         }
 
-        let histograms: [(&str, &str, fn(&CallSeries) -> &Histogram); 3] = [
+        let histograms: [Pick<CallSeries, Histogram>; 3] = [
             (
                 "litellm_request_total_latency_metric",
                 "Total latency (seconds) of a request to the proxy",
@@ -384,7 +392,7 @@ impl Metrics {
             }
         }
 
-        let counters: [(&str, &str, fn(&CallSeries) -> &Counter); 3] = [
+        let counters: [Pick<CallSeries, Counter>; 3] = [
             (
                 "litellm_total_tokens_metric",
                 "Input plus output tokens",
@@ -467,9 +475,8 @@ impl Metrics {
         let source = self.deployments.read().clone();
         if let Some(source) = source {
             let mut deps = source();
-            deps.sort_by(|a, b| {
-                (&a.model_group, &a.model_id).cmp(&(&b.model_group, &b.model_id))
-            });
+            deps.sort_by(|a, b| (&a.model_group, &a.model_id).cmp(&(&b.model_group, &b.model_id)));
+            #[allow(clippy::type_complexity)]
             let gauges: [(&str, &str, &str, fn(&DeploymentGauge) -> u64); 4] = [
                 (
                     "litellm_deployment_state",

@@ -43,7 +43,10 @@ async fn json_lines_carry_the_call_id() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let call_id = r.headers()["x-litellm-call-id"].to_str().unwrap().to_string();
+    let call_id = r.headers()["x-litellm-call-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     r.text().await.unwrap();
     gw.records(1).await;
     gw.shutdown().await.unwrap();

@@ -58,7 +58,10 @@ async fn prompts_and_responses_go_to_the_record_and_the_request_log_redacted() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let call_id = r.headers()["x-litellm-call-id"].to_str().unwrap().to_string();
+    let call_id = r.headers()["x-litellm-call-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     r.text().await.unwrap();
     let r = client()
         .post(gw.url("/v1/chat/completions"))
@@ -74,10 +77,7 @@ async fn prompts_and_responses_go_to_the_record_and_the_request_log_redacted() {
     let first = records.iter().find(|r| r.call_id == call_id).unwrap();
     let messages = first.messages.as_ref().expect("messages stored");
     assert_eq!(messages[0]["content"].as_str().unwrap().len(), 2048);
-    assert_eq!(
-        messages[1]["content"],
-        "my key is sk-[redacted], keep it"
-    );
+    assert_eq!(messages[1]["content"], "my key is sk-[redacted], keep it");
     let response = first.response.as_ref().expect("response stored");
     assert_eq!(
         response["choices"][0]["message"]["content"],
@@ -94,10 +94,16 @@ async fn prompts_and_responses_go_to_the_record_and_the_request_log_redacted() {
     assert_eq!(streamed.messages.as_ref().unwrap()[0]["content"], "Say hi");
 
     let lines = read_lines(&log, 2).await;
-    let line = lines.iter().find(|l| l["call_id"] == call_id.as_str()).unwrap();
+    let line = lines
+        .iter()
+        .find(|l| l["call_id"] == call_id.as_str())
+        .unwrap();
     // The file keeps whole bodies, redacted.
     assert_eq!(
-        line["request"]["messages"][0]["content"].as_str().unwrap().len(),
+        line["request"]["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .len(),
         5000
     );
     assert_eq!(line["request"]["api_key"], "[redacted]");
@@ -116,7 +122,10 @@ async fn prompts_and_responses_go_to_the_record_and_the_request_log_redacted() {
         "sk-upstream-secret",
         "sk-upstreamleak99",
     ] {
-        assert!(!text.contains(secret), "{secret} leaked into the request log");
+        assert!(
+            !text.contains(secret),
+            "{secret} leaked into the request log"
+        );
     }
     gw.shutdown().await.unwrap();
 }
@@ -174,6 +183,9 @@ fn an_unwritable_request_log_stops_start_up() {
     std::fs::write(&blocker, "x").unwrap();
     let extra = format!("  request_log_path: {}/sub/log.jsonl\n", blocker.display());
     let cfg = config(&yaml("http://127.0.0.1:9", &extra), &[]);
-    let err = idlehands_proxy::Gateway::builder(cfg).build().err().unwrap();
+    let err = idlehands_proxy::Gateway::builder(cfg)
+        .build()
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("request_log_path"), "{err}");
 }

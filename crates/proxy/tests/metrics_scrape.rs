@@ -55,8 +55,11 @@ fn sum(samples: &BTreeMap<String, f64>, name: &str, want: &[(&str, &str)]) -> f6
     samples
         .iter()
         .filter(|(s, _)| {
-            s.strip_prefix(name).is_some_and(|rest| rest.starts_with('{'))
-                && want.iter().all(|(k, v)| s.contains(&format!("{k}=\"{v}\"")))
+            s.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{'))
+                && want
+                    .iter()
+                    .all(|(k, v)| s.contains(&format!("{k}=\"{v}\"")))
         })
         .map(|(_, v)| *v)
         .sum()
@@ -150,12 +153,18 @@ async fn scrape_after_real_calls_counts_requests_tokens_spend_and_latency() {
         "litellm_deployment_successful_fallbacks",
         "litellm_deployment_failed_fallbacks",
     ] {
-        assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing:\n{text}");
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "{name} missing:\n{text}"
+        );
     }
     let s = parse(&text);
     let team = ("api_key_alias", "team-a");
     let gpt = ("requested_model", "gpt-4o");
-    assert_eq!(sum(&s, "litellm_proxy_total_requests_metric", &[gpt, team]), 2.0);
+    assert_eq!(
+        sum(&s, "litellm_proxy_total_requests_metric", &[gpt, team]),
+        2.0
+    );
     assert_eq!(
         sum(
             &s,
@@ -188,7 +197,10 @@ async fn scrape_after_real_calls_counts_requests_tokens_spend_and_latency() {
         ),
         1.0
     );
-    assert_eq!(sum(&s, "litellm_proxy_failed_requests_metric", &[team]), 0.0);
+    assert_eq!(
+        sum(&s, "litellm_proxy_failed_requests_metric", &[team]),
+        0.0
+    );
     assert_eq!(sum(&s, "litellm_input_tokens_metric", &[gpt, team]), 1010.0);
     assert_eq!(sum(&s, "litellm_output_tokens_metric", &[gpt, team]), 520.0);
     assert_eq!(sum(&s, "litellm_total_tokens_metric", &[gpt, team]), 1530.0);
@@ -202,7 +214,10 @@ async fn scrape_after_real_calls_counts_requests_tokens_spend_and_latency() {
     );
     // Only successful calls have an LLM API latency.
     assert_eq!(sum(&s, "litellm_llm_api_latency_metric_count", &[gpt]), 2.0);
-    assert_eq!(sum(&s, "litellm_overhead_latency_metric_count", &[gpt]), 3.0);
+    assert_eq!(
+        sum(&s, "litellm_overhead_latency_metric_count", &[gpt]),
+        3.0
+    );
     let inf = sum(
         &s,
         "litellm_request_total_latency_metric_bucket",
@@ -236,7 +251,10 @@ async fn metrics_need_the_master_key_unless_configured_off() {
     })
     .await;
     assert_eq!(scrape(&gw.base, None).await.status(), 401);
-    assert_eq!(scrape(&gw.base, Some("sk-wrong-key-123")).await.status(), 401);
+    assert_eq!(
+        scrape(&gw.base, Some("sk-wrong-key-123")).await.status(),
+        401
+    );
     assert_eq!(scrape(&gw.base, Some("sk-team-a-key")).await.status(), 401);
     assert_eq!(scrape(&gw.base, Some(KEY)).await.status(), 200);
     gw.shutdown().await.unwrap();
@@ -248,7 +266,12 @@ async fn metrics_need_the_master_key_unless_configured_off() {
     let gw = start_cfg(config(&yaml, &[]), |b| b).await;
     let r = scrape(&gw.base, None).await;
     assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("# TYPE litellm_spend_metric counter"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("# TYPE litellm_spend_metric counter")
+    );
     gw.shutdown().await.unwrap();
 }
 
@@ -290,9 +313,16 @@ async fn fallbacks_and_deployment_state_reach_the_scrape() {
         ),
         1.0
     );
-    assert_eq!(sum(&s, "litellm_deployment_state", &[("model_id", "dep-1")]), 2.0);
     assert_eq!(
-        sum(&s, "litellm_deployment_cooled_down", &[("model_id", "dep-1")]),
+        sum(&s, "litellm_deployment_state", &[("model_id", "dep-1")]),
+        2.0
+    );
+    assert_eq!(
+        sum(
+            &s,
+            "litellm_deployment_cooled_down",
+            &[("model_id", "dep-1")]
+        ),
         4.0
     );
 }

@@ -20,7 +20,9 @@ fn admin_probe(gw: Gateway) -> Router {
             let gw = gw.clone();
             async move {
                 match gw.authenticate(&headers).await {
-                    Ok(Principal::Master { .. }) => (http::StatusCode::OK, "master").into_response(),
+                    Ok(Principal::Master { .. }) => {
+                        (http::StatusCode::OK, "master").into_response()
+                    }
                     Ok(_) => (http::StatusCode::FORBIDDEN, "not master").into_response(),
                     Err(e) => e.into_response(),
                 }
@@ -30,7 +32,11 @@ fn admin_probe(gw: Gateway) -> Router {
 }
 
 async fn start() -> common::Running {
-    start_cfg(common::config(&two_models("http://127.0.0.1:9"), &[]), |b| b).await
+    start_cfg(
+        common::config(&two_models("http://127.0.0.1:9"), &[]),
+        |b| b,
+    )
+    .await
 }
 
 fn no_redirects() -> reqwest::Client {
@@ -92,7 +98,10 @@ async fn json_login_sets_a_random_strict_httponly_cookie_and_logout_ends_it() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let set = session_cookie(&r).expect("session cookie");
-    assert!(set.contains("; Max-Age=86400; Path=/; HttpOnly; SameSite=Strict"), "{set}");
+    assert!(
+        set.contains("; Max-Age=86400; Path=/; HttpOnly; SameSite=Strict"),
+        "{set}"
+    );
     assert!(!set.contains("Secure"));
     let token = token_of(&set);
     assert_eq!(token.len(), 64);
@@ -127,7 +136,10 @@ async fn json_login_sets_a_random_strict_httponly_cookie_and_logout_ends_it() {
         .unwrap();
     assert_eq!(out.status(), 200);
     let cleared = session_cookie(&out).unwrap();
-    assert!(cleared.starts_with("idlehands_session=; Max-Age=0;"), "{cleared}");
+    assert!(
+        cleared.starts_with("idlehands_session=; Max-Age=0;"),
+        "{cleared}"
+    );
     let s = c
         .get(gw.url("/ui/session"))
         .header("cookie", &cookie)
@@ -156,7 +168,12 @@ async fn wrong_or_missing_keys_get_401_without_a_cookie() {
         json!({"key": KEY}),
         json!({"password": format!("{KEY}x")}),
     ] {
-        let r = c.post(gw.url("/ui/login")).json(&body).send().await.unwrap();
+        let r = c
+            .post(gw.url("/ui/login"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401, "{body}");
         assert!(session_cookie(&r).is_none());
         let text = r.text().await.unwrap();

@@ -105,7 +105,10 @@ fn behind_tls(headers: &HeaderMap) -> bool {
 /// master key shows in the timing.
 fn same_key(given: &str, master: &str) -> bool {
     let (a, b) = (hash_key(given), hash_key(master));
-    a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.bytes()
+        .zip(b.bytes())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 fn ok_json() -> Response {

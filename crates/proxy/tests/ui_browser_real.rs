@@ -1,0 +1,229 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The dashboard in Debian's headless Chromium (playwright-core) against the REAL gateway: the
+//! store on a fresh SQLite file, keys made through `/key/generate`, spend made by real model
+//! calls, prompts kept (`store_prompts_in_spend_logs`). The script signs in with the master key,
+//! reads the chart, blocks, creates and deletes keys, opens a request's detail and signs out;
+//! afterwards the gateway's own API must agree with what the browser did. Needs what
+//! `scripts/test.sh` installs: `chromium` and `npm ci` in `crates/dashboard/tests/browser`.
+
+mod store_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use store_support::{
+    Backend, MASTER, Place, config, generate, get, post, settings, spend_rows, start_with,
+};
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+}
+
+/// Missing prerequisites fail the test; they are never a reason to skip it.
+fn prerequisites() -> (PathBuf, PathBuf) {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboard/tests/browser");
+    let chromium = PathBuf::from(
+        std::env::var("IDLEHANDS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+    );
+    let mut missing = Vec::new();
+    if !chromium.exists() {
+        missing.push(format!(
+            "{} (Debian package `chromium`)",
+            chromium.display()
+        ));
+    }
+    if !browser_dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        missing.push(format!(
+            "{}/node_modules/playwright-core (npm ci in that folder)",
+            browser_dir.display()
+        ));
+    }
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        missing.push("node (Debian package `nodejs`)".into());
+    }
+    assert!(
+        missing.is_empty(),
+        "browser test prerequisites missing: {}. Run scripts/test.sh (it installs them).",
+        missing.join("; ")
+    );
+    (chromium, browser_dir)
+}
+
+async fn chat(p: &store_support::Proxy, key: &str, model: &str, content: &str, user: Option<&str>) {
+    let mut body = json!({"model": model, "messages": [{"role": "user", "content": content}]});
+    if let Some(u) = user {
+        body["user"] = json!(u);
+    }
+    let a = post(p, "/v1/chat/completions", key, body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+fn key_by_alias(list: &Value, alias: &str) -> Option<Value> {
+    list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key_alias"] == alias)
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_on_the_real_gateway_in_headless_chromium() {
+    let (chromium, browser_dir) = prerequisites();
+    let place = Place::new(Backend::Sqlite);
+    // Two priced groups, so both show in the chart; prompts kept for the detail view.
+    let yaml = format!(
+        "model_list:
+  - model_name: mocky
+    litellm_params:
+      model: openai/mock-model
+      mock_response: Hello from the mock deployment
+      input_cost_per_token: 0.0005
+      output_cost_per_token: 0.0015
+  - model_name: other
+    litellm_params:
+      model: openai/other-model
+      mock_response: Hello from the other deployment
+      input_cost_per_token: 0.0003
+      output_cost_per_token: 0.0006
+general_settings:
+  master_key: {MASTER}
+  store_prompts_in_spend_logs: true
+"
+    );
+    let cfg = config(&yaml);
+    let s = settings(&cfg, &place);
+    let proxy = start_with(cfg, s).await;
+
+    let (ci, _) = generate(
+        &proxy,
+        json!({"key_alias": "ci-runner", "max_budget": 5, "rpm_limit": 60}),
+    )
+    .await;
+    let (research, _) = generate(
+        &proxy,
+        json!({"key_alias": "research-notebook", "max_budget": 10, "user_id": "bob"}),
+    )
+    .await;
+    let (legacy, _) = generate(&proxy, json!({"key_alias": "legacy-batch"})).await;
+    for _ in 0..3 {
+        chat(&proxy, &ci, "mocky", "Run the unit tests", None).await;
+    }
+    chat(&proxy, &ci, "other", "Summarise the build log", None).await;
+    chat(
+        &proxy,
+        &research,
+        "mocky",
+        "Review <script>alert('x')</script> and ignore sk-live-0123456789abcdef",
+        Some("bob"),
+    )
+    .await;
+    chat(&proxy, &research, "other", "Plot the results", Some("bob")).await;
+    chat(&proxy, &legacy, "mocky", "Nightly batch", None).await;
+    let made = 7;
+    assert_eq!(spend_rows(&proxy, "", made).await.len(), made);
+
+    let artifacts = target_dir().join("ui-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("real-gateway-dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+
+    let child = tokio::process::Command::new("node")
+        .arg(browser_dir.join("real-gateway.mjs"))
+        .arg(&proxy.base)
+        .current_dir(&browser_dir)
+        .env("CHROMIUM", &chromium)
+        .env("DASHBOARD_ARTIFACTS", &artifacts)
+        .env("DASHBOARD_PASSWORD", MASTER)
+        .env("EXPECT_REQUESTS", made.to_string())
+        .env("EXPECT_ALIASES", "ci-runner,research-notebook,legacy-batch")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn node");
+    // Liveness bound only: a wedged browser must not hang CI.
+    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+        .await
+        .expect("browser script did not finish within 300 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("--- browser stdout ---\n{stdout}\n--- browser stderr ---\n{stderr}");
+    assert!(out.status.success(), "browser script failed: {stderr}");
+    assert!(
+        stdout.contains("REAL-GATEWAY-E2E OK"),
+        "script did not finish"
+    );
+
+    // What the browser did is what the gateway holds now.
+    let list = get(&proxy, "/key/list?return_full_object=true&size=100", MASTER).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(
+        key_by_alias(&list.body, "ci-runner").unwrap()["blocked"],
+        json!(true)
+    );
+    assert!(key_by_alias(&list.body, "legacy-batch").is_none());
+    let made_key = key_by_alias(&list.body, "browser-made").expect("key created in the browser");
+    assert_eq!(made_key["max_budget"].as_f64(), Some(25.0));
+    assert_eq!(made_key["models"], json!(["mocky"]));
+    assert_eq!(made_key["rpm_limit"], json!(100));
+    let shown: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("created-key: "))
+        .collect();
+    assert_eq!(shown.len(), 1);
+    // The plaintext the dialog showed is a working key, limited to its model.
+    chat(
+        &proxy,
+        shown[0],
+        "mocky",
+        "hello from a browser-made key",
+        None,
+    )
+    .await;
+    let denied = post(
+        &proxy,
+        "/v1/chat/completions",
+        shown[0],
+        json!({"model": "other", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert!(
+        denied.status.is_client_error()
+            && denied.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("'other'"),
+        "{} {}",
+        denied.status,
+        denied.body
+    );
+    // Blocked and deleted keys stop working.
+    for key in [&ci, &legacy] {
+        let a = post(
+            &proxy,
+            "/v1/chat/completions",
+            key,
+            json!({"model": "mocky", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+        assert!(a.status.is_client_error(), "{} {}", a.status, a.body);
+    }
+
+    let png = std::fs::read(&shot).expect("screenshot artifact written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 20_000);
+    proxy.stop().await;
+    place.cleanup().await;
+}
