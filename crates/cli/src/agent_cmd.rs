@@ -317,7 +317,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `/status`, `/model [ref]`, `/think <level>`, `/new`.
+/// `/status`, `/model [ref]`, `/think <level>`, `/compact [instructions]`, `/new`.
 async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<String> {
     let (cmd, arg) = line.split_once(' ').unwrap_or((line, ""));
     let arg = arg.trim();
@@ -336,6 +336,22 @@ async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<Stri
                     .map(|c| format!(" | ${}", format_usd(c)))
                     .unwrap_or_default()
             ))
+        }
+        "/compact" => {
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+            let instructions = (!arg.is_empty()).then_some(arg);
+            Ok(
+                match session
+                    .compact(instructions, &tx, &CancellationToken::new())
+                    .await?
+                {
+                    Some(o) => format!(
+                        "compacted: ~{} -> ~{} tokens",
+                        o.tokens_before, o.tokens_after
+                    ),
+                    None => "nothing to compact yet".to_string(),
+                },
+            )
         }
         "/model" if arg.is_empty() => Ok(format!("model {}", session.model)),
         "/model" => Ok(format!("model set to {}", session.set_model(arg)?)),
@@ -364,7 +380,7 @@ async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<Stri
             Ok(format!("new session {}", session.id()))
         }
         other => Ok(format!(
-            "unknown command {other}; try /status, /model [ref], /think <level>, /new, /exit"
+            "unknown command {other}; try /status, /model [ref], /think <level>, /compact [instructions], /new, /exit"
         )),
     }
 }

@@ -282,3 +282,31 @@ async fn config_errors_name_the_file_and_field_and_fail() {
         )
     );
 }
+
+/// The line chat (stdin piped) compacts by hand too; the next turn carries the summary.
+#[tokio::test]
+async fn line_chat_compacts_by_hand() {
+    let up = FakeOpenAi::start().await;
+    let h = Home::new();
+    h.write_config(&config_for(&up.origin()));
+    up.push(Reply::text("FIRST-ANSWER"));
+    up.push(Reply::text("SECOND-ANSWER"));
+    up.push(Reply::text("LINE-SUMMARY"));
+    up.push(Reply::text("THIRD-ANSWER"));
+    let mut c = h.cmd();
+    c.env("LITELLM_API_KEY", "sk-seed");
+    let out = run(
+        c,
+        Some("q-one\nq-two\n/compact mention q-one\nq-three\n/compact\n/exit\n"),
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("compacted: ~"), "{err}");
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 5, "{err}");
+    assert!(reqs[2].body.to_string().contains("mention q-one"));
+    let third = reqs[3].body.to_string();
+    assert!(third.contains("LINE-SUMMARY") && third.contains("q-two"));
+    assert!(!third.contains("FIRST-ANSWER"));
+}

@@ -238,6 +238,7 @@ async fn ctrl_c_stops_a_hanging_turn_and_the_prompt_comes_back() {
     let up = FakeOpenAi::start().await;
     let t = Tmux::new(&up.base_url());
     up.push(Reply::fault(Fault::Hang));
+    up.push(Reply::fault(Fault::Hang));
     up.push(Reply::text("second answer"));
     t.start();
     t.wait_for("› ").await;
@@ -250,6 +251,15 @@ async fn ctrl_c_stops_a_hanging_turn_and_the_prompt_comes_back() {
     }
     t.keys(&["C-c"]);
     t.wait_for("(stopped)").await;
+    // `/stop` typed while a turn runs stops it as well.
+    t.line("hang again");
+    let deadline = Instant::now() + WAIT;
+    while up.served() < 2 {
+        assert!(Instant::now() < deadline, "the request never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t.line("/stop");
+    t.wait_count("(stopped)", 2).await;
     // Still running: the next turn works.
     t.line("again");
     t.wait_for("second answer").await;
@@ -305,15 +315,15 @@ async fn compact_and_dir_commands() {
     let up = FakeOpenAi::start().await;
     let t = Tmux::new(&up.base_url());
     std::fs::create_dir_all(t.ws.join("sub")).unwrap();
-    up.push(Reply::text("one"));
-    up.push(Reply::text("two"));
+    up.push(Reply::text("ANSWER-ONE"));
+    up.push(Reply::text("ANSWER-TWO"));
     up.push(Reply::text("THE SUMMARY"));
     t.start();
     t.wait_for("› ").await;
     t.line("first question");
-    t.wait_count("one", 1).await;
+    t.wait_for("ANSWER-ONE").await;
     t.line("second question");
-    t.wait_for("two").await;
+    t.wait_for("ANSWER-TWO").await;
     t.line("/compact keep it short");
     t.wait_for("Compacted the conversation (manual)").await;
     let last = up.last_request().unwrap().body.to_string();

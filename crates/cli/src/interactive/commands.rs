@@ -17,7 +17,7 @@ const HELP: &str = "\
 /new                  start a fresh session
 /compact [instr]      summarise older turns now (optional instructions for the summary)
 /status               model, session, tokens and cost so far
-/stop                 stop the running /anton (Ctrl-C or Esc stops a turn)
+/stop                 stop the running turn or /anton (Ctrl-C or Esc stop a turn too)
 /dir [path]           show or change the workspace
 /anton <file>|status|stop   run a task file in the background, or check on it
 /reasoning            show or fold the model's reasoning

@@ -109,6 +109,8 @@ pub struct App {
     /// Ctrl-C was pressed once at an empty prompt.
     exit_armed: bool,
     show_reasoning: bool,
+    /// Lines entered while a job ran.
+    queued: std::collections::VecDeque<String>,
     quit: bool,
 }
 
@@ -145,6 +147,7 @@ async fn main_loop() -> anyhow::Result<ExitCode> {
         approval: None,
         exit_armed: false,
         show_reasoning: true,
+        queued: std::collections::VecDeque::new(),
         quit: false,
     };
     app.banner();
@@ -261,7 +264,15 @@ impl App {
                 }
             }
             UiEvent::Agent(e) => self.agent_event(e),
-            UiEvent::JobDone(session, result) => self.job_done(*session, result),
+            UiEvent::JobDone(session, result) => {
+                self.job_done(*session, result);
+                while self.job.is_none()
+                    && !self.quit
+                    && let Some(line) = self.queued.pop_front()
+                {
+                    self.enter(line).await;
+                }
+            }
             UiEvent::Anton(m) => {
                 match m {
                     AntonMessage::Progress(p) => {
@@ -308,8 +319,24 @@ impl App {
             return;
         }
         if let Some(j) = &self.job {
-            if (ctrl && k.code == KeyCode::Char('c')) || k.code == KeyCode::Esc {
-                j.cancel.cancel();
+            // Typing goes on unseen (type-ahead, shown at the next prompt); `/stop` + Enter
+            // stops the turn like Ctrl-C.
+            match (k.code, ctrl) {
+                (KeyCode::Char('c'), true) | (KeyCode::Esc, _) => j.cancel.cancel(),
+                (KeyCode::Enter, _) if self.editor.text().trim() == "/stop" => {
+                    self.editor.clear();
+                    j.cancel.cancel();
+                }
+                // Submitted ahead: runs once the job is over.
+                (KeyCode::Enter, _) => {
+                    let line = self.editor.submit();
+                    if !line.trim().is_empty() {
+                        self.queued.push_back(line);
+                    }
+                }
+                (KeyCode::Backspace, _) => self.editor.backspace(),
+                (KeyCode::Char(c), false) => self.editor.insert(&c.to_string()),
+                _ => {}
             }
             return;
         }
@@ -348,17 +375,25 @@ impl App {
             (KeyCode::Delete, _) => self.editor.delete(),
             (KeyCode::Enter, _) => {
                 let line = self.editor.submit();
-                // Leave the submitted line in the scrollback.
-                self.screen
-                    .prompt(&line.chars().collect::<Vec<_>>(), line.chars().count());
-                self.screen.commit_prompt();
-                self.submit(line.trim()).await;
+                self.enter(line).await;
             }
             (KeyCode::Tab, _) => self.editor.insert("    "),
             (KeyCode::Char(c), false) => self.editor.insert(&c.to_string()),
             _ => {}
         }
         self.redraw_prompt();
+    }
+
+    /// Runs a submitted line, leaving it in the scrollback after the prompt.
+    async fn enter(&mut self, line: String) {
+        // Anything typed ahead stays in the editor for the next prompt.
+        self.screen
+            .prompt(&line.chars().collect::<Vec<_>>(), line.chars().count());
+        self.screen.commit_prompt();
+        self.submit(line.trim()).await;
+        if self.job.is_none() {
+            self.redraw_prompt();
+        }
     }
 
     async fn submit(&mut self, line: &str) {
