@@ -2,9 +2,10 @@
 //! check-and-reserve), key changes broadcast to every instance. What happens when Redis cannot
 //! be reached is chosen by `general_settings.redis_failure_mode`:
 //!
-//! - `closed` (default): the proxy refuses to start without Redis, and while Redis is down
-//!   every virtual-key request is refused with 503 (master-key requests still pass). Limits are
-//!   never enforced per instance behind the operator's back.
+//! - `closed` (default): the proxy refuses to start when Redis does not answer within 3 s, and
+//!   while Redis is down every virtual-key request is refused with 503 `service_unavailable`
+//!   (master-key requests still pass). Limits are never enforced per instance behind the
+//!   operator's back.
 //! - `open`: requests are admitted against this instance's own counters (budgets and limits
 //!   then hold per instance, not per fleet) and every such admission is logged at warn level;
 //!   Redis is used again as soon as it answers. Starting without Redis is allowed, with an
@@ -13,6 +14,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use idlehands_store::limiter::BoxFuture;
@@ -47,30 +49,42 @@ impl RedisFailureMode {
     }
 }
 
+/// How long start-up waits for Redis, and a request for its admission script, before Redis
+/// counts as down. (The client's own reconnect backoff would otherwise hold a request or the
+/// start-up for minutes.)
+const REDIS_WAIT: Duration = Duration::from_secs(3);
+
 /// Tickets from the local fallback carry this bit in their id, so settling finds their
 /// limiter.
 const LOCAL_TICKET: u64 = 1 << 63;
 
-/// `open` mode: Redis first, this instance's counters when Redis fails.
-struct FailOpen {
+/// Redis first; when it fails, refuse (`closed`) or use this instance's counters (`open`).
+struct Shared {
     redis: Option<RedisLimiter>,
-    local: LocalLimiter,
-    /// Epoch seconds of the last "Redis down" warning, so an outage logs once a second.
+    /// `open` mode only.
+    local: Option<LocalLimiter>,
+    /// Epoch seconds of the last "Redis down" log line, so an outage logs once a second.
     last_warning: AtomicI64,
 }
 
-impl FailOpen {
+impl Shared {
     fn warn(&self) {
         let now = Utc::now().timestamp();
         if self.last_warning.swap(now, Ordering::Relaxed) != now {
-            tracing::warn!(
-                "redis unreachable: admitting against this instance's own counters (general_settings.redis_failure_mode: open)"
-            );
+            if self.local.is_some() {
+                tracing::warn!(
+                    "redis unreachable: admitting against this instance's own counters (general_settings.redis_failure_mode: open)"
+                );
+            } else {
+                tracing::error!(
+                    "redis unreachable: refusing virtual-key requests with 503 (general_settings.redis_failure_mode: closed)"
+                );
+            }
         }
     }
 }
 
-impl Limiter for FailOpen {
+impl Limiter for Shared {
     fn admit<'a>(
         &'a self,
         key: &'a KeyLimits,
@@ -79,38 +93,47 @@ impl Limiter for FailOpen {
     ) -> BoxFuture<'a, Result<Ticket, AccessError>> {
         Box::pin(async move {
             if let Some(redis) = &self.redis {
-                match redis.admit(key, estimate_nanos, estimate_tokens).await {
-                    Err(AccessError::Unavailable) => {}
-                    other => return other,
+                let admitted = tokio::time::timeout(
+                    REDIS_WAIT,
+                    redis.admit(key, estimate_nanos, estimate_tokens),
+                )
+                .await;
+                match admitted {
+                    Ok(Err(AccessError::Unavailable)) | Err(_) => {}
+                    Ok(other) => return other,
                 }
             }
             self.warn();
-            let mut ticket = self
-                .local
-                .admit(key, estimate_nanos, estimate_tokens)
-                .await?;
+            let Some(local) = &self.local else {
+                return Err(AccessError::Unavailable);
+            };
+            let mut ticket = local.admit(key, estimate_nanos, estimate_tokens).await?;
             ticket.id |= LOCAL_TICKET;
             Ok(ticket)
         })
     }
 
     fn settle(&self, mut ticket: Ticket, row: SpendLogRow) -> BoxFuture<'_, i64> {
-        match &self.redis {
-            Some(redis) if ticket.id & LOCAL_TICKET == 0 => redis.settle(ticket, row),
-            _ => {
+        match (&self.redis, &self.local) {
+            (_, Some(local)) if ticket.id & LOCAL_TICKET != 0 => {
                 ticket.id &= !LOCAL_TICKET;
-                self.local.settle(ticket, row)
+                local.settle(ticket, row)
             }
+            (Some(redis), _) => redis.settle(ticket, row),
+            (None, Some(local)) => local.settle(ticket, row),
+            (None, None) => Box::pin(async { 0 }),
         }
     }
 
     fn release(&self, mut ticket: Ticket) {
-        match &self.redis {
-            Some(redis) if ticket.id & LOCAL_TICKET == 0 => redis.release(ticket),
-            _ => {
+        match (&self.redis, &self.local) {
+            (_, Some(local)) if ticket.id & LOCAL_TICKET != 0 => {
                 ticket.id &= !LOCAL_TICKET;
-                self.local.release(ticket)
+                local.release(ticket)
             }
+            (Some(redis), _) => redis.release(ticket),
+            (None, Some(local)) => local.release(ticket),
+            (None, None) => {}
         }
     }
 
@@ -118,25 +141,45 @@ impl Limiter for FailOpen {
         self.redis
             .as_ref()
             .and_then(|r| r.spend(token))
-            .or_else(|| self.local.spend(token))
+            .or_else(|| self.local.as_ref().and_then(|l| l.spend(token)))
     }
 
     fn reconfigure(&self, key: &KeyLimits, spend_overwritten: bool) {
         if let Some(r) = &self.redis {
             r.reconfigure(key, spend_overwritten);
         }
-        self.local.reconfigure(key, spend_overwritten);
+        if let Some(l) = &self.local {
+            l.reconfigure(key, spend_overwritten);
+        }
     }
 
     fn forget(&self, token: &str) {
         if let Some(r) = &self.redis {
             r.forget(token);
         }
-        self.local.forget(token);
+        if let Some(l) = &self.local {
+            l.forget(token);
+        }
     }
 
     fn tick(&self, now: DateTime<Utc>) -> HashSet<String> {
-        self.local.tick(now)
+        self.local
+            .as_ref()
+            .map(|l| l.tick(now))
+            .unwrap_or_default()
+    }
+}
+
+async fn within<T>(
+    what: &str,
+    work: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(REDIS_WAIT, work).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Internal(format!(
+            "{what}: no answer within {}s",
+            REDIS_WAIT.as_secs()
+        ))),
     }
 }
 
@@ -146,62 +189,61 @@ pub(super) async fn start(
     cfg: LedgerConfig,
     redis: &RedisSettings,
 ) -> Result<(Ledger, Option<JoinHandle<()>>), StoreError> {
-    match redis.failure_mode {
-        RedisFailureMode::Closed => {
-            let (ledger, listener) =
-                Ledger::start_with_redis(store, cfg, &redis.url, &redis.prefix)
-                    .await
-                    .map_err(|e| {
-                        StoreError::Internal(format!(
-                            "cannot reach Redis ({e}); general_settings.redis_failure_mode is `closed`, so the proxy does not start without it (set it to `open` to run with per-instance limits while Redis is down)"
-                        ))
-                    })?;
-            Ok((ledger, Some(listener)))
+    let open = redis.failure_mode == RedisFailureMode::Open;
+    let writer = SpendWriter::start(store.clone(), cfg.writer.clone());
+    let connected = within(
+        "connecting to Redis",
+        RedisLimiter::connect(
+            &redis.url,
+            &redis.prefix,
+            writer.clone(),
+            cfg.budget_exceeded_status,
+        ),
+    )
+    .await;
+    let shared = match connected {
+        Ok(r) => Some(r),
+        Err(e) if open => {
+            tracing::error!(
+                error = %e,
+                "cannot reach Redis at start-up: budgets and limits are per instance until a restart (general_settings.redis_failure_mode: open)"
+            );
+            None
         }
-        RedisFailureMode::Open => {
-            let writer = SpendWriter::start(store.clone(), cfg.writer.clone());
-            let shared = match RedisLimiter::connect(
-                &redis.url,
-                &redis.prefix,
-                writer.clone(),
-                cfg.budget_exceeded_status,
-            )
-            .await
-            {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::error!(
-                        error = %e,
-                        "cannot reach Redis at start-up: budgets and limits are per instance until a restart (general_settings.redis_failure_mode: open)"
-                    );
-                    None
-                }
-            };
-            let connected = shared.is_some();
-            let limiter = Arc::new(FailOpen {
-                redis: shared,
-                local: LocalLimiter::new(writer.clone(), cfg.budget_exceeded_status),
-                last_warning: AtomicI64::new(0),
-            });
-            let ledger = Ledger::with_limiter(store, writer, limiter, cfg);
-            let listener = if connected {
-                match subscribe_invalidations(
-                    &ledger,
-                    &redis.url,
-                    &format!("{}invalidate", redis.prefix),
-                )
-                .await
-                {
-                    Ok(l) => Some(l),
-                    Err(e) => {
-                        tracing::error!(error = %e, "key invalidations from other instances are off");
-                        None
-                    }
-                }
-            } else {
+        Err(e) => {
+            let _ = writer.shutdown().await;
+            return Err(StoreError::Internal(format!(
+                "cannot reach Redis ({e}); general_settings.redis_failure_mode is `closed`, so the proxy does not start without it (set it to `open` to run with per-instance limits while Redis is down)"
+            )));
+        }
+    };
+    let has_redis = shared.is_some();
+    let limiter = Arc::new(Shared {
+        redis: shared,
+        local: open.then(|| LocalLimiter::new(writer.clone(), cfg.budget_exceeded_status)),
+        last_warning: AtomicI64::new(0),
+    });
+    let ledger = Ledger::with_limiter(store, writer, limiter, cfg);
+    let listener = if has_redis {
+        let channel = format!("{}invalidate", redis.prefix);
+        match within(
+            "subscribing to key invalidations",
+            subscribe_invalidations(&ledger, &redis.url, &channel),
+        )
+        .await
+        {
+            Ok(l) => Some(l),
+            Err(e) if open => {
+                tracing::error!(error = %e, "key changes on other instances reach this one only after the cache ttl");
                 None
-            };
-            Ok((ledger, listener))
+            }
+            Err(e) => {
+                let _ = ledger.shutdown().await;
+                return Err(e);
+            }
         }
-    }
+    } else {
+        None
+    };
+    Ok((ledger, listener))
 }

@@ -258,7 +258,17 @@ impl CallHooks for StoreSeams {
                 .ledger
                 .reserve(&authed, nanos, tokens)
                 .await
-                .map_err(|e| api_error(&e))?;
+                .map_err(|e| match e {
+                    // Only the shared (Redis) limiter is ever unavailable here.
+                    AccessError::Unavailable => ProxyError::Custom {
+                        status: 503,
+                        kind: "service_unavailable".to_string(),
+                        message: "Budgets and rate limits cannot be checked: Redis is unreachable (general_settings.redis_failure_mode: closed)".to_string(),
+                        param: None,
+                        headers: Vec::new(),
+                    },
+                    e => api_error(&e),
+                })?;
             let spend = self
                 .ledger
                 .key_spend(&authed.token)

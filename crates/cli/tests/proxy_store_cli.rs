@@ -1,0 +1,228 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `idlehands proxy` with its key and spend database, as a process: where the database is, and
+//! that SIGTERM commits every spend row (the flush window here is a minute, so only the
+//! shutdown commit can have written them).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const MASTER: &str = "sk-cli-store-master-1";
+
+fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "model_list:
+  - model_name: mocky
+    litellm_params:
+      model: openai/mock-model
+      mock_response: Hello from the mock deployment
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+general_settings:
+  master_key: {MASTER}
+{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn cmd(state_dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_idlehands"));
+    c.env_remove("LITELLM_MASTER_KEY")
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_HOST")
+        .env_remove("PORT")
+        .env_remove("HOST")
+        .env("IDLEHANDS_STATE_DIR", state_dir);
+    c
+}
+
+/// Starts the gateway; returns it, its base URL and the lines it printed before listening.
+fn spawn(mut c: Command) -> (Child, String, Vec<String>) {
+    let mut child = c
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut before = Vec::new();
+    let line = loop {
+        let l = lines
+            .next()
+            .unwrap_or_else(|| panic!("the gateway exited before listening: {before:?}"))
+            .unwrap();
+        if l.contains("listening on ") {
+            break l;
+        }
+        before.push(l);
+    };
+    let url = line
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    (child, url, before)
+}
+
+fn terminate(child: &mut Child) -> i32 {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for _ in 0..600 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("the gateway did not stop within 30s of SIGTERM");
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+async fn json_of(r: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn sigterm_commits_every_spend_row() {
+    let dir = tempfile::tempdir().unwrap();
+    // A minute between group commits: rows reach the database only by the shutdown commit.
+    let cfg = write_config(dir.path(), "  proxy_batch_write_at: 60\n");
+    let db = dir.path().join("keys.db");
+    let mut c = cmd(dir.path());
+    c.args(["proxy", "--config"]).arg(&cfg).arg("--db").arg(&db);
+    let (mut child, url, _) = spawn(c);
+
+    let (status, generated) = json_of(
+        http()
+            .post(format!("{url}/key/generate"))
+            .bearer_auth(MASTER)
+            .json(&json!({"key_alias": "durable", "max_budget": 10.0})),
+    )
+    .await;
+    assert_eq!(status, 200, "{generated}");
+    let key = generated["key"].as_str().unwrap().to_string();
+    let calls = 25;
+    let mut cost = 0.0;
+    for _ in 0..calls {
+        let resp = http()
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "mocky", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        cost += resp.headers()["x-litellm-response-cost"]
+            .to_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap();
+    }
+    assert_eq!(terminate(&mut child), 0);
+
+    // The same database, read by a fresh process.
+    let mut c = cmd(dir.path());
+    c.args(["proxy", "--config"]).arg(&cfg).arg("--db").arg(&db);
+    let (mut child, url, _) = spawn(c);
+    let (status, rows) = json_of(
+        http()
+            .get(format!("{url}/spend/logs?api_key={key}"))
+            .bearer_auth(MASTER),
+    )
+    .await;
+    assert_eq!(status, 200, "{rows}");
+    assert_eq!(rows.as_array().unwrap().len(), calls);
+    let (_, info) = json_of(
+        http()
+            .get(format!("{url}/key/info"))
+            .bearer_auth(&key),
+    )
+    .await;
+    let spend = info["info"]["spend"].as_f64().unwrap();
+    assert!((spend - cost).abs() < 1e-9, "{spend} vs {cost}");
+    assert_eq!(terminate(&mut child), 0);
+}
+
+#[tokio::test]
+async fn database_location_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+
+    // Default: the state directory.
+    let mut c = cmd(dir.path());
+    c.args(["proxy", "--config"]).arg(&cfg);
+    let (mut child, url, before) = spawn(c);
+    let default_db = dir.path().join("proxy.db");
+    assert!(default_db.exists(), "{before:?}");
+    assert!(
+        before
+            .iter()
+            .any(|l| l.contains(&default_db.display().to_string())),
+        "{before:?}"
+    );
+    let (status, body) = json_of(http().get(format!("{url}/health/readiness"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["db"], "connected");
+    assert_eq!(terminate(&mut child), 0);
+
+    // DATABASE_URL beats the default; --db beats DATABASE_URL.
+    let env_db = dir.path().join("env.db");
+    let flag_db = dir.path().join("flag.db");
+    let mut c = cmd(dir.path());
+    c.env("DATABASE_URL", &env_db)
+        .args(["proxy", "--config"])
+        .arg(&cfg);
+    let (mut child, _, _) = spawn(c);
+    assert!(env_db.exists());
+    assert_eq!(terminate(&mut child), 0);
+    let mut c = cmd(dir.path());
+    c.env("DATABASE_URL", &env_db)
+        .args(["proxy", "--config"])
+        .arg(&cfg)
+        .arg("--db")
+        .arg(&flag_db);
+    let (mut child, _, before) = spawn(c);
+    assert!(flag_db.exists());
+    assert!(before.iter().any(|l| l.contains("flag.db")), "{before:?}");
+    assert_eq!(terminate(&mut child), 0);
+}
+
+#[test]
+fn unreachable_redis_fails_closed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 9 (discard) is closed on loopback.
+    let cfg = write_config(
+        dir.path(),
+        "router_settings:\n  redis_url: redis://127.0.0.1:9\n",
+    );
+    let out = cmd(dir.path())
+        .args(["proxy", "--port", "0", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("redis_failure_mode"), "{err}");
+}
