@@ -27,6 +27,8 @@ fn yaml(openai: &str, anthropic: &str) -> String {
       model: anthropic/claude-sonnet-4-5
       api_base: {anthropic}
       api_key: sk-ant-upstream
+router_settings:
+  num_retries: 0
 general_settings:
   master_key: {KEY}
 "
@@ -168,7 +170,10 @@ async fn messages_through_an_anthropic_model_keep_thinking_and_cache_usage() {
     insta::assert_json_snapshot!("messages_to_anthropic_client_response", redact(body));
     insta::assert_json_snapshot!(
         "messages_to_anthropic_upstream_request",
-        upstream_request(&s.anthropic.last_request().unwrap(), &["x-api-key", "anthropic-version"])
+        upstream_request(
+            &s.anthropic.last_request().unwrap(),
+            &["x-api-key", "anthropic-version"]
+        )
     );
 
     let resp = post(&s, "/v1/messages")
@@ -210,7 +215,11 @@ async fn errors_come_back_in_anthropic_envelope() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 
-    let resp = post(&s, "/v1/messages").body("{not json").send().await.unwrap();
+    let resp = post(&s, "/v1/messages")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["type"], "invalid_request_error");
@@ -237,10 +246,11 @@ async fn errors_come_back_in_anthropic_envelope() {
     assert_eq!(body["error"]["type"], "rate_limit_error");
 
     // An upstream answer that cannot be read: 502 with the excerpt, still Anthropic-shaped.
-    s.anthropic.set_default(Reply::fault(idlehands_testkit::Fault::Raw {
-        status: 200,
-        body: r#"{"weird":"shape"}"#.to_string(),
-    }));
+    s.anthropic
+        .set_default(Reply::fault(idlehands_testkit::Fault::Raw {
+            status: 200,
+            body: r#"{"weird":"shape"}"#.to_string(),
+        }));
     let resp = post(&s, "/v1/messages")
         .json(&messages_request("claude", false))
         .send()

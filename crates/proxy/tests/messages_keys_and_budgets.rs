@@ -48,11 +48,18 @@ async fn virtual_keys_budgets_and_spend_apply_to_messages() {
     assert!(rows[0]["spend"].as_f64().unwrap() > 0.0);
 
     let info = get(&p, &format!("/key/info?key={key}"), MASTER).await;
-    assert!(info.body["info"]["spend"].as_f64().unwrap() > 0.0, "{}", info.body);
+    assert!(
+        info.body["info"]["spend"].as_f64().unwrap() > 0.0,
+        "{}",
+        info.body
+    );
 
     let (status, body) = call(&p, &key).await;
     // The refusal status is configurable; the envelope is what matters here.
-    assert!((400..500).contains(&status) && status != 401, "{status} {body}");
+    assert!(
+        (400..500).contains(&status) && status != 401,
+        "{status} {body}"
+    );
     assert_eq!(body["type"], "error");
     let msg = body["error"]["message"].as_str().unwrap();
     assert!(msg.to_lowercase().contains("budget"), "{msg}");

@@ -8,12 +8,15 @@ mod provider_common;
 
 use common::{KEY, client, config, start_cfg};
 use idlehands_testkit::{FakeAnthropic, Fault, Reply};
-use provider_common::{
-    cost_header_nanos, expected_nanos, redact, sse_data, upstream_request,
-};
+use provider_common::{cost_header_nanos, expected_nanos, redact, sse_data, upstream_request};
 use serde_json::{Value, json};
 
-const HEADERS: &[&str] = &["x-api-key", "anthropic-version", "anthropic-beta", "content-type"];
+const HEADERS: &[&str] = &[
+    "x-api-key",
+    "anthropic-version",
+    "anthropic-beta",
+    "content-type",
+];
 
 /// claude-sonnet-4-5 in nano-dollars per token: input, output, cache read, cache creation.
 const SONNET: (i64, i64, i64, i64) = (3000, 15000, 300, 3750);
@@ -36,6 +39,8 @@ fn yaml(base: &str) -> String {
     litellm_params:
       model: anthropic/claude-haiku-4-5
       api_base: {base}
+router_settings:
+  num_retries: 0
 general_settings:
   master_key: {KEY}
 "
@@ -117,7 +122,10 @@ async fn plain_call_translates_request_and_response_with_cache_cost() {
     let body: Value = resp.json().await.unwrap();
 
     let sent = up.last_request().unwrap();
-    insta::assert_json_snapshot!("anthropic_plain_upstream_request", upstream_request(&sent, HEADERS));
+    insta::assert_json_snapshot!(
+        "anthropic_plain_upstream_request",
+        upstream_request(&sent, HEADERS)
+    );
     insta::assert_json_snapshot!("anthropic_plain_client_response", redact(body.clone()));
 
     // 30 uncached + 60 cache reads + 10 cache writes, 20 out.
@@ -153,13 +161,19 @@ async fn streamed_call_becomes_openai_chunks_with_usage_and_cost() {
     let text = resp.text().await.unwrap();
     let sent = up.last_request().unwrap();
     assert_eq!(sent.body["stream"], true);
-    insta::assert_json_snapshot!("anthropic_stream_upstream_request", upstream_request(&sent, HEADERS));
+    insta::assert_json_snapshot!(
+        "anthropic_stream_upstream_request",
+        upstream_request(&sent, HEADERS)
+    );
     insta::assert_json_snapshot!("anthropic_stream_client_chunks", sse_data(&text));
 
     let rec = gw.records(1).await.pop().unwrap();
     assert!(rec.stream);
     assert_eq!((rec.prompt_tokens, rec.completion_tokens), (100, 20));
-    assert_eq!(rec.cost_nanos as i64, expected_nanos(SONNET, 30, 60, 10, 20));
+    assert_eq!(
+        rec.cost_nanos as i64,
+        expected_nanos(SONNET, 30, 60, 10, 20)
+    );
     gw.shutdown().await.unwrap();
 }
 
@@ -194,8 +208,14 @@ async fn bare_claude_names_and_env_keys_resolve_to_anthropic() {
         keys,
         [
             ("claude-opus-4-6".to_string(), "sk-ant-from-env".to_string()),
-            ("claude-haiku-4-5".to_string(), "sk-ant-from-env".to_string()),
-            ("claude-sonnet-4-5".to_string(), "sk-ant-config-key".to_string()),
+            (
+                "claude-haiku-4-5".to_string(),
+                "sk-ant-from-env".to_string()
+            ),
+            (
+                "claude-sonnet-4-5".to_string(),
+                "sk-ant-config-key".to_string()
+            ),
         ]
     );
     // Anthropic requires max_tokens: the model's max output when the client gives none.

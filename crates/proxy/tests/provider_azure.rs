@@ -33,6 +33,8 @@ fn yaml(base: &str) -> String {
       api_base: {base}/openai/
       api_key: azure-config-key
       input_cost_per_token: 0.00000002
+router_settings:
+  num_retries: 0
 general_settings:
   master_key: {KEY}
 "
@@ -68,7 +70,10 @@ async fn plain_and_streamed_calls_go_to_the_deployment_url() {
     // 20 * 2500 + 4 * 10000 nano-dollars.
     assert_eq!(cost_header_nanos(&resp), 90_000);
     let body: Value = resp.json().await.unwrap();
-    insta::assert_json_snapshot!("azure_plain_upstream_request", upstream_request(&up.last_request().unwrap(), HEADERS));
+    insta::assert_json_snapshot!(
+        "azure_plain_upstream_request",
+        upstream_request(&up.last_request().unwrap(), HEADERS)
+    );
     insta::assert_json_snapshot!("azure_plain_client_response", redact(body));
 
     let resp = client()
@@ -80,7 +85,10 @@ async fn plain_and_streamed_calls_go_to_the_deployment_url() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
-    insta::assert_json_snapshot!("azure_stream_upstream_request", upstream_request(&up.last_request().unwrap(), HEADERS));
+    insta::assert_json_snapshot!(
+        "azure_stream_upstream_request",
+        upstream_request(&up.last_request().unwrap(), HEADERS)
+    );
     insta::assert_json_snapshot!("azure_stream_client_chunks", sse_data(&text));
     let recs = gw.records(2).await;
     assert!(recs.iter().all(|r| r.custom_llm_provider == "azure"));
@@ -101,8 +109,14 @@ async fn base_key_and_version_come_from_the_environment() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let sent = up.last_request().unwrap();
-    assert_eq!(sent.path, "/openai/deployments/env-deployment/chat/completions");
-    assert_eq!(sent.query.as_deref(), Some("api-version=2025-01-01-preview"));
+    assert_eq!(
+        sent.path,
+        "/openai/deployments/env-deployment/chat/completions"
+    );
+    assert_eq!(
+        sent.query.as_deref(),
+        Some("api-version=2025-01-01-preview")
+    );
     assert_eq!(sent.header("api-key"), Some("azure-env-key"));
     assert_eq!(sent.header("authorization"), None);
     gw.shutdown().await.unwrap();
@@ -123,7 +137,10 @@ async fn embeddings_use_the_deployment_url_and_are_costed() {
     assert_eq!(resp.status(), 200);
     assert_eq!(cost_header_nanos(&resp), 6 * 20);
     let sent = up.last_request().unwrap();
-    insta::assert_json_snapshot!("azure_embeddings_upstream_request", upstream_request(&sent, HEADERS));
+    insta::assert_json_snapshot!(
+        "azure_embeddings_upstream_request",
+        upstream_request(&sent, HEADERS)
+    );
     let rec = gw.records(1).await.pop().unwrap();
     assert_eq!(rec.cost_nanos, 120);
     gw.shutdown().await.unwrap();

@@ -42,6 +42,8 @@ fn yaml(base: &str) -> String {
     litellm_params:
       model: bedrock/converse/amazon.nova-pro-v1:0
       api_base: {base}
+router_settings:
+  num_retries: 0
 general_settings:
   master_key: {KEY}
 "
@@ -143,7 +145,10 @@ async fn converse_plain_call_is_signed_translated_and_costed() {
     let cost = cost_header_nanos(&resp);
     let body: Value = resp.json().await.unwrap();
     let sent = up.last_request().unwrap();
-    insta::assert_json_snapshot!("bedrock_plain_upstream_request", upstream_request(&sent, HEADERS));
+    insta::assert_json_snapshot!(
+        "bedrock_plain_upstream_request",
+        upstream_request(&sent, HEADERS)
+    );
     insta::assert_json_snapshot!("bedrock_plain_client_response", redact(body));
     let creds = AwsCredentials {
         access_key_id: "AKIDCONFIGEXAMPLE".into(),
@@ -174,7 +179,10 @@ async fn converse_stream_event_frames_become_openai_chunks() {
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     let sent = up.last_request().unwrap();
-    insta::assert_json_snapshot!("bedrock_stream_upstream_request", upstream_request(&sent, HEADERS));
+    insta::assert_json_snapshot!(
+        "bedrock_stream_upstream_request",
+        upstream_request(&sent, HEADERS)
+    );
     insta::assert_json_snapshot!("bedrock_stream_client_chunks", sse_data(&text));
     let rec = gw.records(1).await.pop().unwrap();
     assert!(rec.stream);
@@ -197,7 +205,10 @@ async fn region_and_credentials_from_the_environment_with_session_token() {
     assert_eq!(resp.status(), 200);
     let sent = up.last_request().unwrap();
     assert_eq!(sent.path, "/model/amazon.nova-pro-v1%3A0/converse");
-    assert_eq!(sent.header("x-amz-security-token"), Some("env-session-token"));
+    assert_eq!(
+        sent.header("x-amz-security-token"),
+        Some("env-session-token")
+    );
     let creds = AwsCredentials {
         access_key_id: "ASIAENVEXAMPLE".into(),
         secret_access_key: "env-secret-example".into(),
@@ -221,7 +232,10 @@ async fn bedrock_errors_are_mapped_and_secrets_stay_out_of_them() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     let text = resp.text().await.unwrap();
-    assert!(text.contains("BedrockException - Malformed input request"), "{text}");
+    assert!(
+        text.contains("BedrockException - Malformed input request"),
+        "{text}"
+    );
     assert!(!text.contains("config-secret-example"));
     gw.shutdown().await.unwrap();
 }

@@ -34,6 +34,8 @@ fn yaml(base: &str) -> String {
       model: gemini/text-embedding-004
       api_base: {base}
       input_cost_per_token: 0.0000001
+router_settings:
+  num_retries: 0
 general_settings:
   master_key: {KEY}
 "
@@ -41,7 +43,10 @@ general_settings:
 }
 
 async fn gateway(up: &FakeGemini) -> common::Running {
-    let cfg = config(&yaml(&up.base_url()), &[("GEMINI_API_KEY", "AIza-fake-gemini")]);
+    let cfg = config(
+        &yaml(&up.base_url()),
+        &[("GEMINI_API_KEY", "AIza-fake-gemini")],
+    );
     start_cfg(cfg, |b| b).await
 }
 
@@ -99,7 +104,10 @@ async fn plain_call_translates_request_and_response_with_cost() {
     let cost = cost_header_nanos(&resp);
     let body: Value = resp.json().await.unwrap();
     let sent = up.last_request().unwrap();
-    insta::assert_json_snapshot!("gemini_plain_upstream_request", upstream_request(&sent, HEADERS));
+    insta::assert_json_snapshot!(
+        "gemini_plain_upstream_request",
+        upstream_request(&sent, HEADERS)
+    );
     insta::assert_json_snapshot!("gemini_plain_client_response", redact(body));
     let want = expected_nanos(FLASH, 40, 0, 0, 12);
     assert_eq!(cost, want);
@@ -124,7 +132,10 @@ async fn streamed_call_uses_sse_and_becomes_openai_chunks() {
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     let sent = up.last_request().unwrap();
-    insta::assert_json_snapshot!("gemini_stream_upstream_request", upstream_request(&sent, HEADERS));
+    insta::assert_json_snapshot!(
+        "gemini_stream_upstream_request",
+        upstream_request(&sent, HEADERS)
+    );
     insta::assert_json_snapshot!("gemini_stream_client_chunks", sse_data(&text));
     let rec = gw.records(1).await.pop().unwrap();
     assert!(rec.stream);
@@ -167,7 +178,10 @@ async fn embeddings_are_translated_and_costed() {
     let cost = cost_header_nanos(&resp);
     let body: Value = resp.json().await.unwrap();
     let sent = up.last_request().unwrap();
-    insta::assert_json_snapshot!("gemini_embeddings_upstream_request", upstream_request(&sent, HEADERS));
+    insta::assert_json_snapshot!(
+        "gemini_embeddings_upstream_request",
+        upstream_request(&sent, HEADERS)
+    );
     insta::assert_json_snapshot!("gemini_embeddings_client_response", body.clone());
     let prompt = body["usage"]["prompt_tokens"].as_i64().unwrap();
     assert!(prompt > 0);
@@ -207,7 +221,8 @@ async fn gemini_errors_and_untranslatable_answers() {
     let body: Value = resp.json().await.unwrap();
     let msg = body["error"]["message"].as_str().unwrap();
     assert!(
-        msg.starts_with("Upstream response could not be translated: ") && msg.contains("not a list"),
+        msg.starts_with("Upstream response could not be translated: ")
+            && msg.contains("not a list"),
         "{msg}"
     );
     gw.shutdown().await.unwrap();

@@ -25,7 +25,8 @@ fn walk(v: &mut Value) {
                     *val = json!(format!("[{k}]"));
                 } else if k == "id"
                     && val.as_str().is_some_and(|s| {
-                        s.starts_with("chatcmpl-") && s.len() > 30 || s.starts_with("msg_") && s.len() > 30
+                        s.starts_with("chatcmpl-") && s.len() > 30
+                            || s.starts_with("msg_") && s.len() > 30
                     })
                 {
                     *val = json!("[id]");
