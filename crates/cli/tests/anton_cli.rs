@@ -258,3 +258,69 @@ async fn a_second_run_is_refused_while_the_first_holds_the_lock() {
     first.wait().unwrap();
     assert!(s.state().join("anton.lock").exists());
 }
+
+#[tokio::test]
+async fn preflight_writes_a_plan_then_implements_it() {
+    let up = FakeOpenAi::start().await;
+    let s = Scratch::new(&up.base_url(), "- [ ] Create a.txt\n");
+    // No one-off codebase analysis: discovery and implementation only.
+    let cfg_path = s.state().join("idlehands.json");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    let cfg = cfg.trim_end().trim_end_matches('}').to_string()
+        + ", anton: { preflight: { codebaseSnapshot: false } } }";
+    std::fs::write(&cfg_path, cfg).unwrap();
+
+    let plan = "# Plan: Create a.txt\n\n## What needs to change\nA new file a.txt at the root.\n\n\
+                ## Implementation approach\nWrite a.txt with one line.\n\n## How to verify\ncat a.txt\n";
+    // Discovery: write the plan, answer with its name.
+    up.push(Reply::tool_call(
+        "d1",
+        "write",
+        json!({"path": ".agents/tasks/plan-1.md", "content": plan}),
+    ));
+    up.push(Reply::text(
+        r#"{"status":"incomplete","filename":".agents/tasks/plan-1.md"}"#,
+    ));
+    // Implementation, following the plan.
+    up.push(Reply::tool_call(
+        "i1",
+        "write",
+        json!({"path": "a.txt", "content": "a\n"}),
+    ));
+    up.push(Reply::text("Implemented the plan."));
+
+    let out = run(s.cmd(&["anton", "run", "TASKS.md", "--mode", "preflight"])).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("[Anton] Mode: preflight (discovery → implementation)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("🔎 Discovery: analyzing codebase for task 1/1..."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("📝 Plan written:"), "{stdout}");
+    assert!(
+        stdout.contains("🛠️ Implementation: following spec"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Anton finished: completed=1, skipped=0, total=1"),
+        "{stdout}"
+    );
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 4);
+    let impl_prompt = reqs[2].body["messages"].to_string();
+    assert!(impl_prompt.contains("plan-1.md"), "{impl_prompt}");
+    assert_eq!(
+        std::fs::read_to_string(s.repo().join("TASKS.md")).unwrap(),
+        "- [x] Create a.txt\n"
+    );
+    assert_eq!(s.log(), ["anton: Create a.txt", "init"]);
+    // The plan stays out of the commit.
+    let files = git(&s.repo(), &["show", "--name-only", "--format=", "HEAD"]);
+    let mut files: Vec<&str> = files.lines().filter(|l| !l.is_empty()).collect();
+    files.sort_unstable();
+    assert_eq!(files, ["TASKS.md", "a.txt"]);
+}
