@@ -234,6 +234,10 @@ impl GatewayBuilder {
             .build()
             .map_err(|e| ConfigError::Startup(format!("cannot build the HTTP client: {e}")))?;
         let payloads = crate::logging::PayloadLog::from_config(&cfg)?;
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        if let Some(source) = crate::metrics::routing_source(&runtime.router) {
+            metrics.set_deployment_source(source);
+        }
         let metrics_need_auth = !cfg
             .file
             .litellm_settings
@@ -256,7 +260,7 @@ impl GatewayBuilder {
                     .general_settings
                     .allow_requests_on_db_unavailable
                     .unwrap_or(false),
-                metrics: Arc::new(crate::metrics::Metrics::new()),
+                metrics,
                 metrics_need_auth,
                 payloads,
                 sessions: crate::http::ui::Sessions::default(),

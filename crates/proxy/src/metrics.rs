@@ -569,6 +569,46 @@ fn usd(nanos: u64) -> String {
     format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000)
 }
 
+/// The routing crate's per-deployment state, labelled with each deployment's model, base URL
+/// and provider; `None` when the model list has no exact deployment.
+pub(crate) fn routing_source(router: &crate::router::Router) -> Option<DeploymentSource> {
+    let routing = router.routing()?.clone();
+    // The snapshot lists deployments in slot order; slots index these labels.
+    let mut labels: Vec<Option<(String, String, String)>> = Vec::new();
+    for d in router.deployments() {
+        if labels.len() <= d.slot {
+            labels.resize(d.slot + 1, None);
+        }
+        labels[d.slot] = Some((
+            d.model.clone(),
+            d.api_base.clone().unwrap_or_default(),
+            d.provider.clone(),
+        ));
+    }
+    Some(Arc::new(move || {
+        routing
+            .snapshot()
+            .into_iter()
+            .enumerate()
+            .map(|(slot, s)| {
+                let (model, api_base, provider) =
+                    labels.get(slot).cloned().flatten().unwrap_or_default();
+                DeploymentGauge {
+                    litellm_model_name: model,
+                    model_id: s.id,
+                    model_group: s.model_group,
+                    api_base,
+                    api_provider: provider,
+                    state: s.health.metric_value(),
+                    cooled_down_total: s.cooldowns_total,
+                    success_responses_total: s.successes_total,
+                    failure_responses_total: s.failures_total,
+                }
+            })
+            .collect()
+    }))
+}
+
 /// `GET /metrics`: the master key (or a dashboard session) unless
 /// `litellm_settings.require_auth_for_metrics_endpoint: false`.
 pub(crate) async fn scrape(

@@ -326,3 +326,65 @@ async fn fallbacks_and_deployment_state_reach_the_scrape() {
         4.0
     );
 }
+
+#[tokio::test]
+async fn fallbacks_and_cooldowns_from_real_calls_reach_the_scrape() {
+    let up = FakeOpenAi::start().await;
+    for _ in 0..4 {
+        up.push(Reply::rate_limited(30));
+    }
+    let yaml = format!(
+        "{}router_settings:\n  num_retries: 0\n  allowed_fails: 0\n  cooldown_time: 60\n  fallbacks: [{{\"gpt-4o\": [\"mocky\"]}}]\n",
+        two_models(&up.base_url())
+    );
+    let gw = start_cfg(config(&yaml, &[]), |b| b).await;
+    let c = client();
+    // The test aid makes gpt-4o fail without an upstream; the fallback answers.
+    let mut body = chat_body("gpt-4o", false);
+    body["mock_testing_fallbacks"] = serde_json::json!(true);
+    let r = c
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap();
+    // A 429 from the real upstream: falls back too, and cools the deployment down.
+    let r = c
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&chat_body("gpt-4o", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap();
+    gw.records(2).await;
+
+    let s = parse(&scrape(&gw.base, Some(KEY)).await.text().await.unwrap());
+    let pair = [("requested_model", "gpt-4o"), ("fallback_model", "mocky")];
+    assert_eq!(
+        sum(&s, "litellm_deployment_successful_fallbacks", &pair),
+        2.0
+    );
+    assert_eq!(sum(&s, "litellm_deployment_failed_fallbacks", &pair), 0.0);
+    let gpt = ("litellm_model_name", "openai/gpt-4o");
+    let mock = ("litellm_model_name", "openai/mock-model");
+    assert_eq!(sum(&s, "litellm_deployment_state", &[mock]), 0.0);
+    assert!(
+        sum(
+            &s,
+            "litellm_deployment_state",
+            &[gpt, ("model_group", "gpt-4o")]
+        ) >= 1.0,
+        "{s:?}"
+    );
+    assert!(
+        sum(&s, "litellm_deployment_cooled_down", &[gpt]) >= 1.0,
+        "{s:?}"
+    );
+    assert!(sum(&s, "litellm_deployment_success_responses", &[mock]) >= 2.0);
+    gw.shutdown().await.unwrap();
+}

@@ -213,6 +213,14 @@ impl Attempts {
             trace.upstream += started.elapsed();
             match result {
                 Ok(value) => {
+                    if self.plan.attempted_fallbacks() > 0 {
+                        trace.app.metrics.record_fallback(
+                            self.plan.requested_group(),
+                            &d.model_name,
+                            &trace.principal,
+                            true,
+                        );
+                    }
                     return Ok(Won {
                         value,
                         pick,
@@ -226,6 +234,15 @@ impl Attempts {
                         status = e.status(),
                         "upstream attempt failed"
                     );
+                    // Counted per failed attempt on a fallback group.
+                    if d.model_name != self.plan.requested_group() {
+                        trace.app.metrics.record_fallback(
+                            self.plan.requested_group(),
+                            &d.model_name,
+                            &trace.principal,
+                            false,
+                        );
+                    }
                     let failure = failure_of(&e);
                     let delay = self.plan.failed(pick, failure, e).delay();
                     if !delay.is_zero() {
