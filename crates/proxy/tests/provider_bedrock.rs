@@ -239,3 +239,25 @@ async fn bedrock_errors_are_mapped_and_secrets_stay_out_of_them() {
     assert!(!text.contains("config-secret-example"));
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn aws_secrets_never_show_in_config_debug() {
+    let up = FakeBedrock::start().await;
+    let cfg = config(
+        &yaml(&up.base_url()),
+        &[
+            ("AWS_REGION", "eu-central-1"),
+            ("AWS_ACCESS_KEY_ID", "ASIAENVEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "env-secret-example"),
+            ("AWS_SESSION_TOKEN", "env-session-token"),
+        ],
+    );
+    let shown = format!("{cfg:?}");
+    for secret in [
+        "config-secret-example",
+        "env-secret-example",
+        "env-session-token",
+    ] {
+        assert!(!shown.contains(secret), "{secret} leaked into Debug");
+    }
+}

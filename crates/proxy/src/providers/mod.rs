@@ -314,3 +314,78 @@ pub fn adapter_for(
         None => Arc::new(Unsupported),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(model: &str) -> LitellmParams {
+        LitellmParams {
+            model: model.to_string(),
+            ..LitellmParams::default()
+        }
+    }
+
+    #[test]
+    fn provider_env_fills_only_what_the_config_left_out() {
+        let env = |k: &str| {
+            let v = match k {
+                "AZURE_API_VERSION" => "2025-01-01-preview",
+                "AWS_REGION" => "eu-west-1",
+                "AWS_ACCESS_KEY_ID" => "AKIDENV",
+                "AWS_SECRET_ACCESS_KEY" => "env-secret",
+                _ => return None,
+            };
+            Some(v.to_string())
+        };
+        let mut azure = params("azure/d");
+        read_provider_env("azure", &mut azure, &env);
+        assert_eq!(azure.api_version.as_deref(), Some("2025-01-01-preview"));
+
+        let mut bedrock = params("bedrock/m");
+        read_provider_env("bedrock", &mut bedrock, &env);
+        assert_eq!(bedrock.aws_region_name.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            bedrock.aws_secret_access_key.as_ref().map(Secret::expose),
+            Some("env-secret")
+        );
+        assert!(bedrock.aws_session_token.is_none());
+
+        // A key id from the config is never paired with a secret from the environment.
+        let mut half = params("bedrock/m");
+        half.aws_access_key_id = Some(Secret::new("AKIDCONFIG"));
+        half.aws_region_name = Some("us-east-2".into());
+        read_provider_env("bedrock", &mut half, &env);
+        assert!(half.aws_secret_access_key.is_none());
+        assert_eq!(half.aws_region_name.as_deref(), Some("us-east-2"));
+    }
+
+    #[test]
+    fn native_providers_have_env_names_and_default_bases() {
+        assert_eq!(env_defaults("anthropic").0, ["ANTHROPIC_API_KEY"]);
+        assert_eq!(env_defaults("gemini").0, ["GEMINI_API_KEY"]);
+        assert_eq!(env_defaults("azure").1[0], "AZURE_API_BASE");
+        assert_eq!(
+            default_api_base("anthropic", None).as_deref(),
+            Some("https://api.anthropic.com")
+        );
+        assert_eq!(
+            default_api_base("gemini", None).as_deref(),
+            Some("https://generativelanguage.googleapis.com/v1beta")
+        );
+        assert_eq!(default_api_base("azure", None), None);
+        assert_eq!(default_api_base("bedrock", None), None);
+    }
+
+    #[test]
+    fn bare_family_names_pick_their_provider() {
+        use crate::router::provider_of;
+        assert_eq!(provider_of(&params("claude-opus-4-6")), "anthropic");
+        assert_eq!(provider_of(&params("claude-3-7-sonnet-x")), "anthropic");
+        assert_eq!(provider_of(&params("gemini-2.5-flash")), "gemini");
+        assert_eq!(provider_of(&params("gemini-9-new")), "gemini");
+        assert_eq!(provider_of(&params("gpt-4o")), "openai");
+        assert_eq!(provider_of(&params("o3-mini")), "openai");
+        assert_eq!(provider_of(&params("my-local-model")), "openai");
+    }
+}
