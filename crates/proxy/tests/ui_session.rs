@@ -282,6 +282,30 @@ async fn session_cookie_counts_as_master_key_on_admin_routes_only() {
         .unwrap();
     assert_eq!(m.status(), 200);
 
+    // No CORS grant: another site's script cannot preflight its way to the cookie.
+    let pre = c
+        .request(reqwest::Method::OPTIONS, format!("{base}/key/list"))
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(pre.headers().get("access-control-allow-origin").is_none());
+    assert!(
+        pre.headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+    let r = c
+        .get(format!("{base}/key/list"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
     // Model routes take keys only.
     let r = c
         .post(format!("{base}/chat/completions"))
