@@ -339,3 +339,34 @@ async fn compact_and_dir_commands() {
     t.line("/exit");
     t.wait_for("EXITED:0").await;
 }
+
+#[tokio::test]
+async fn exiting_during_an_anton_run_warns_first_and_leaves_no_running_state() {
+    let up = FakeOpenAi::start().await;
+    let t = Tmux::new(&up.base_url());
+    git(&t.ws, &["init", "-q", "-b", "main"]);
+    git(&t.ws, &["config", "user.name", "T"]);
+    git(&t.ws, &["config", "user.email", "t@example.test"]);
+    git(&t.ws, &["config", "commit.gpgsign", "false"]);
+    std::fs::write(t.ws.join("TASKS.md"), "- [ ] Wait forever\n").unwrap();
+    git(&t.ws, &["add", "-A"]);
+    git(&t.ws, &["commit", "-q", "-m", "init"]);
+    up.push(Reply::fault(Fault::Hang));
+    t.start();
+    t.wait_for("› ").await;
+    t.line("/anton TASKS.md");
+    t.wait_for("🔪 **Task 1/1**: Wait forever").await;
+    t.line("/anton status");
+    t.wait_for("Anton running: 0/1 complete").await;
+    t.keys(&["C-d"]);
+    t.wait_for("Anton is still running").await;
+    t.keys(&["C-d"]);
+    t.wait_for("EXITED:0").await;
+    let state = std::fs::read_to_string(t.home.join(".idlehands/anton.state.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["running"], false, "{state}");
+    assert_eq!(
+        state["lastSummary"],
+        "Anton was stopped when the chat exited."
+    );
+}

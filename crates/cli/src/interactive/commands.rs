@@ -28,7 +28,7 @@ impl App {
         let (cmd, arg) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         let arg = arg.trim();
         match cmd {
-            "/exit" | "/quit" => self.quit = true,
+            "/exit" | "/quit" => self.request_quit(),
             "/help" | "/?" => self.screen.line(HELP),
             "/status" => self.status(),
             "/model" => self.model(arg),

@@ -109,6 +109,8 @@ pub struct App {
     /// Ctrl-C was pressed once at an empty prompt.
     exit_armed: bool,
     show_reasoning: bool,
+    /// Quitting was asked for once while anton ran.
+    quit_warned: bool,
     /// Lines entered while a job ran.
     queued: std::collections::VecDeque<String>,
     quit: bool,
@@ -148,6 +150,7 @@ async fn main_loop() -> anyhow::Result<ExitCode> {
         exit_armed: false,
         show_reasoning: true,
         queued: std::collections::VecDeque::new(),
+        quit_warned: false,
         quit: false,
     };
     app.banner();
@@ -160,6 +163,14 @@ async fn main_loop() -> anyhow::Result<ExitCode> {
     }
     if let Some(j) = &app.job {
         j.cancel.cancel();
+    }
+    if app.anton_running {
+        // The run dies with this process; say so instead of leaving "running" behind.
+        let dir = &app.rt.paths.state_dir;
+        let mut st = idlehands_anton::read_state(dir);
+        st.running = false;
+        st.last_summary = Some("Anton was stopped when the chat exited.".into());
+        let _ = idlehands_anton::write_state(dir, &st);
     }
     if let Some(s) = &app.session {
         s.close().await;
@@ -233,6 +244,18 @@ impl App {
         }
         self.screen
             .dim_line("Type a message, or /help for commands. Ctrl-C stops a turn; Ctrl-D exits.");
+    }
+
+    /// Exit, unless an anton run would die with the chat and nobody was warned yet.
+    pub(super) fn request_quit(&mut self) {
+        if self.anton_running && !self.quit_warned {
+            self.quit_warned = true;
+            self.screen.line(
+                "Anton is still running and stops if you exit. /anton stop ends it after the current task; exit again to abandon it.",
+            );
+            return;
+        }
+        self.quit = true;
     }
 
     fn redraw_prompt(&mut self) {
@@ -348,7 +371,7 @@ impl App {
                 if !self.editor.is_empty() {
                     self.editor.clear();
                 } else if self.exit_armed {
-                    self.quit = true;
+                    self.request_quit();
                     return;
                 } else {
                     self.exit_armed = true;
@@ -357,7 +380,7 @@ impl App {
             }
             (KeyCode::Char('d'), true) => {
                 if self.editor.is_empty() {
-                    self.quit = true;
+                    self.request_quit();
                     return;
                 }
                 self.editor.delete();
