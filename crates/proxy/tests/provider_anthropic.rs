@@ -304,3 +304,35 @@ async fn untranslatable_answers_are_502_with_the_upstream_excerpt() {
     assert!(msg.contains("could not be translated"), "{msg}");
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_stream_cut_mid_way_ends_with_an_error_frame() {
+    let up = FakeAnthropic::start().await;
+    let mut cut = Reply::fault(Fault::ResetMidStream { after: 4 });
+    cut.text = "a reply that never finishes".to_string();
+    cut.chunk_chars = 4;
+    // Spaced out so the first events reach the client before the reset does.
+    cut.chunk_delay = std::time::Duration::from_millis(100);
+    up.set_default(cut);
+    let gw = gateway(&up).await;
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&common::chat_body("claude", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let frames = sse_data(&text);
+    assert_eq!(
+        frames[0]["choices"][0]["delta"]["role"], "assistant",
+        "{text}"
+    );
+    let last = frames.last().unwrap();
+    assert!(last["error"]["message"].is_string(), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+    let rec = gw.records(1).await.pop().unwrap();
+    assert!(rec.error_message.is_some(), "{rec:?}");
+    gw.shutdown().await.unwrap();
+}
