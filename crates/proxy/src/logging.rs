@@ -248,8 +248,26 @@ impl PayloadLog {
         })
     }
 
-    /// Fill the record's payload columns and write the request-log line.
+    /// Log the finished call (info), fill the record's payload columns and write the
+    /// request-log line.
     pub fn finish(&self, record: &mut CallRecord, capture: Option<Box<Capture>>) {
+        // Fields, not a span: a stream's record is made after its request span has closed.
+        tracing::info!(
+            call_id = record.call_id.as_str(),
+            request_id = record.request_id.as_str(),
+            call_type = record.call_type,
+            model_group = record.model_group.as_str(),
+            model = record.model.as_str(),
+            key_alias = record.key_alias.as_deref(),
+            status = record.status.as_str(),
+            http_status = record.http_status,
+            prompt_tokens = record.prompt_tokens,
+            completion_tokens = record.completion_tokens,
+            spend = nanos_to_usd_string(record.cost_nanos).as_str(),
+            duration_ms = u64::try_from(record.duration().as_millis()).unwrap_or(u64::MAX),
+            stream = record.stream,
+            "call finished"
+        );
         let Some(capture) = capture else {
             return;
         };

@@ -63,5 +63,13 @@ async fn json_lines_carry_the_call_id() {
     assert_eq!(answered["span"]["call_id"], call_id.as_str());
     assert_eq!(answered["status"], 200);
     assert_eq!(answered["level"], "INFO");
+    let finished = lines
+        .iter()
+        .find(|l| l["message"] == "call finished")
+        .unwrap_or_else(|| panic!("no call line in:\n{text}"));
+    assert_eq!(finished["call_id"], call_id.as_str());
+    assert_eq!(finished["model_group"], "mocky");
+    assert_eq!(finished["status"], "success");
+    assert!(finished["prompt_tokens"].as_u64().unwrap() > 0);
     assert!(!text.contains(KEY));
 }
