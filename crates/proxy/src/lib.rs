@@ -29,6 +29,7 @@ pub mod ledger;
 pub mod pricing;
 pub mod providers;
 pub mod router;
+pub mod router_redis;
 
 pub use auth::{KeyResolver, Principal, VirtualKey};
 pub use config::{ConfigError, ProxyConfig};

@@ -272,14 +272,32 @@ impl std::fmt::Debug for RoutingTable {
 }
 
 impl RoutingTable {
-    /// Number the deployments by position and register them.
-    fn new(mut deployments: Vec<Deployment>, settings: RouterSettings) -> RoutingTable {
+    /// Number the deployments by position and register them, with state shared through
+    /// Redis when a client is given (and a runtime is there to sync it).
+    fn new(
+        mut deployments: Vec<Deployment>,
+        settings: RouterSettings,
+        redis: Option<redis::Client>,
+    ) -> RoutingTable {
         for (i, d) in deployments.iter_mut().enumerate() {
             d.slot = i;
         }
-        let specs = deployments.iter().map(|d| d.spec.clone()).collect();
+        let specs: Vec<DeploymentSpec> = deployments.iter().map(|d| d.spec.clone()).collect();
+        let shared = redis.and_then(|client| {
+            let ids = specs.iter().map(|s| s.id.clone()).collect();
+            crate::router_redis::RedisRouterState::start(client, ids)
+        });
+        let router = match shared {
+            Some(state) => idlehands_routing::Router::with_state(
+                specs,
+                settings,
+                Arc::new(state),
+                Arc::new(idlehands_routing::SystemClock),
+            ),
+            None => idlehands_routing::Router::new(specs, settings),
+        };
         RoutingTable {
-            router: idlehands_routing::Router::new(specs, settings),
+            router,
             deployments: deployments.into_iter().map(Arc::new).collect(),
         }
     }
@@ -420,7 +438,12 @@ impl Router {
                 }
             }
         }
-        let table = Arc::new(RoutingTable::new(all, r.settings.clone()));
+        let redis = crate::router_redis::redis_url(&cfg.file.router_settings).and_then(|url| {
+            redis::Client::open(url)
+                .map_err(|e| tracing::warn!(error = %e, "router_settings: unusable Redis URL; router state stays local"))
+                .ok()
+        });
+        let table = Arc::new(RoutingTable::new(all, r.settings.clone(), redis));
         r.groups = grouped
             .into_iter()
             .map(|(name, slots)| {
@@ -482,7 +505,7 @@ impl Router {
         if deployments.is_empty() {
             return None;
         }
-        let table = Arc::new(RoutingTable::new(deployments, self.settings.clone()));
+        let table = Arc::new(RoutingTable::new(deployments, self.settings.clone(), None));
         let ds = table.deployments.to_vec();
         let g = Arc::new(group_of(name, ds, table));
         let mut cache = self.expanded.write();

@@ -177,11 +177,6 @@ impl Attempts {
         }
     }
 
-    /// The group the request asked for (aliases resolved).
-    pub fn requested_group(&self) -> &str {
-        self.plan.requested_group()
-    }
-
     /// Call `attempt` on each deployment the plan picks until one succeeds or the plan gives
     /// up. `trace.deployment` follows the attempts, so records and headers name the
     /// deployment that answered (or failed last).

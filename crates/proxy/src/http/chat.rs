@@ -150,11 +150,11 @@ pub(crate) async fn handle(
         .and_then(|r| serde_json::from_str::<String>(r.get()).ok());
     let mock_failure = MockFailure::from_body(&body);
     let mut attempts = Attempts::new(&group, plan_options(&body, &headers), trace.prompt_estimate);
-    let requested = attempts.requested_group().to_string();
+    let requested = group.name.as_str();
     let body = &body;
     let won = attempts
         .run(&mut trace, |d| {
-            let failed = mock_failure.error(d, &requested);
+            let failed = mock_failure.error(d, requested);
             let upstream_body =
                 if verbatim && body.model.as_deref() == Some(d.upstream_model.as_str()) {
                     bytes.clone()
@@ -166,17 +166,14 @@ pub(crate) async fn handle(
                 stream,
                 mock_response: mock_response.clone(),
             };
+            let reply = match failed {
+                Some(e) => Err(e),
+                None if call.mock_response.is_some() => Ok(MockProvider.chat(&app.client, d, call)),
+                None => Ok(d.adapter.chat(&app.client, d, call)),
+            };
             let d = d.clone();
-            let client = app.client.clone();
             async move {
-                if let Some(e) = failed {
-                    return Err(e);
-                }
-                let reply = if call.mock_response.is_some() {
-                    MockProvider.chat(&client, &d, call)
-                } else {
-                    d.adapter.chat(&client, &d, call)
-                };
+                let reply = reply?;
                 let limit = if stream { d.stream_timeout } else { d.timeout };
                 match within(limit, &d, reply).await? {
                     full @ ChatReply::Full { .. } => Ok((full, None)),
