@@ -423,7 +423,7 @@ impl Session {
         .or_else(|| {
             // By hand, keep only the newest turn rather than do nothing.
             (reason == CompactionReason::Manual)
-                .then(|| crate::compaction::cut_point(&t.messages, 0, |i| t.is_stored(i)))
+                .then(|| crate::compaction::newest_turn_cut(&t.messages, |i| t.is_stored(i)))
                 .flatten()
         });
         let Some(cut) = cut else {

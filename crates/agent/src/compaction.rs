@@ -8,7 +8,8 @@
 //!   window: compaction starts once the context passes `contextWindow - reserve`;
 //! * `maxHistoryShare` (unset): when set, the threshold is also at most that share of the window;
 //! * `keepRecentTokens` 20000: about that much of the newest turns stays verbatim (at least the
-//!   newest user turn always does);
+//!   newest user turn does, unless it alone is over this, when the cut falls between its model
+//!   rounds and at least the newest round stays);
 //! * `identifierPolicy` `strict`: the summary must keep ids, paths and hashes verbatim.
 //!
 //! On a context-overflow error the turn compacts and retries, at most
@@ -136,10 +137,12 @@ pub fn estimate_context(messages: &[AgentMessage], usage_valid_from: usize) -> u
     }
 }
 
-/// Where the kept part starts: a stored user message, so tool calls and their results are
-/// never split. The newest user turn is always kept; older ones while they fit in
-/// `keep_recent`. `None` when nothing older would be summarised. `is_stored(i)` tells whether
-/// message `i` is a transcript entry (not an earlier summary).
+/// Where the kept part starts. Preferably a stored user message, so a turn stays whole: the
+/// newest user turn is always kept, older ones while they fit in `keep_recent`. When the newest
+/// turn alone is over `keep_recent` (a long run of tool calls), the cut may fall inside it, at
+/// the start of a model round (an assistant message), so that a call and its results are never
+/// split; the newest round is always kept. `None` when nothing stored would be summarised.
+/// `is_stored(i)` tells whether message `i` is a transcript entry (not an earlier summary).
 pub fn cut_point(
     messages: &[AgentMessage],
     keep_recent: u64,
@@ -149,19 +152,42 @@ pub fn cut_point(
     for i in (0..messages.len()).rev() {
         suffix[i] = suffix[i + 1] + estimate_message(&messages[i]);
     }
-    let mut chosen: Option<usize> = None;
-    for i in (0..messages.len()).rev() {
-        if !matches!(messages[i], AgentMessage::User { .. }) || !is_stored(i) {
-            continue;
+    let newest_first = |pick: &dyn Fn(&AgentMessage) -> bool, floor: usize| {
+        let mut chosen: Option<usize> = None;
+        for i in (floor..messages.len()).rev() {
+            if !pick(&messages[i]) || !is_stored(i) {
+                continue;
+            }
+            match chosen {
+                None => chosen = Some(i),
+                Some(_) if suffix[i] <= keep_recent => chosen = Some(i),
+                Some(_) => break,
+            }
         }
-        match chosen {
-            None => chosen = Some(i),
-            Some(_) if suffix[i] <= keep_recent => chosen = Some(i),
-            Some(_) => break,
-        }
+        chosen.filter(|&c| (0..c).any(&is_stored))
+    };
+    let by_turn = newest_first(&|m| matches!(m, AgentMessage::User { .. }), 0);
+    let newest_user = messages
+        .iter()
+        .rposition(|m| matches!(m, AgentMessage::User { .. }));
+    if newest_user.is_some_and(|u| suffix[u] <= keep_recent) {
+        return by_turn;
     }
-    let cut = chosen?;
-    (0..cut).any(&is_stored).then_some(cut)
+    let floor = newest_user.map_or(0, |u| u + 1);
+    let by_round = newest_first(&|m| matches!(m, AgentMessage::Assistant(_)), floor);
+    by_round.or(by_turn)
+}
+
+/// The start of the newest turn, when something stored comes before it: what `/compact`
+/// keeps when [`cut_point`] finds nothing to do.
+pub fn newest_turn_cut(
+    messages: &[AgentMessage],
+    is_stored: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let c = (0..messages.len())
+        .rev()
+        .find(|&i| matches!(messages[i], AgentMessage::User { .. }) && is_stored(i))?;
+    (0..c).any(is_stored).then_some(c)
 }
 
 /// The system prompt of the summarising call.
@@ -316,6 +342,48 @@ mod tests {
         // Message 0 is an earlier summary: summarising only it is pointless.
         assert_eq!(cut_point(&msgs[..2], 0, |i| i > 0), None);
         assert_eq!(cut_point(&msgs[..1], 0, |_| true), None);
+    }
+
+    #[test]
+    fn a_long_newest_turn_is_cut_between_rounds() {
+        use crate::message::{AssistantMessage, StopReason, TokenUsage};
+        let round = |n: usize| {
+            let call = AgentMessage::Assistant(AssistantMessage {
+                content: vec![ContentBlock::ToolCall {
+                    id: format!("c{n}"),
+                    name: "exec".into(),
+                    arguments: serde_json::json!({"command": "ls"}),
+                }],
+                provider: "p".into(),
+                model: "m".into(),
+                usage: TokenUsage::default(),
+                stop_reason: StopReason::ToolUse,
+                error_message: None,
+                timestamp: 0,
+            });
+            let result = AgentMessage::ToolResult {
+                tool_call_id: format!("c{n}"),
+                tool_name: "exec".into(),
+                content: vec![ContentBlock::Text {
+                    text: "x".repeat(400),
+                }],
+                is_error: false,
+                timestamp: 0,
+            };
+            [call, result]
+        };
+        let mut msgs = vec![user("do it")];
+        for n in 0..3 {
+            msgs.extend(round(n));
+        }
+        // Only the newest round fits: cut at its assistant message (index 5).
+        assert_eq!(cut_point(&msgs, 10, |_| true), Some(5));
+        // Two rounds fit.
+        assert_eq!(cut_point(&msgs, 250, |_| true), Some(3));
+        // Everything fits: nothing to do.
+        assert_eq!(cut_point(&msgs, 100_000, |_| true), None);
+        // After a summary (index 0), the newest round alone is left: nothing more to cut.
+        assert_eq!(cut_point(&msgs[4..], 10, |i| i > 0), None);
     }
 
     #[test]

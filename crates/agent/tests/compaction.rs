@@ -233,3 +233,57 @@ async fn compact_by_hand_with_instructions() {
         .unwrap();
     assert!(none.is_none());
 }
+
+/// A long run of tool calls overflows again and again: each time the turn is cut between
+/// rounds and retried, at most three times per turn.
+#[tokio::test]
+async fn a_long_tool_turn_is_compacted_between_rounds_at_most_three_times() {
+    let up = FakeOpenAi::start().await;
+    let s = Scratch::new();
+    s.write_config(&config(&up, "{ enabled: false, keepRecentTokens: 1 }"));
+    let write = |n: u32| {
+        Reply::tool_call(
+            &format!("c{n}"),
+            "write",
+            serde_json::json!({"path": format!("f{n}.txt"), "content": format!("file {n}\n")}),
+        )
+    };
+    let overflow = || Reply::error(400, "prompt is too long: 20000 tokens > 16000 maximum");
+    up.push(write(1));
+    up.push(write(2));
+    up.push(overflow());
+    up.push(Reply::text("S1"));
+    up.push(write(3));
+    up.push(overflow());
+    up.push(Reply::text("S2"));
+    up.push(write(4));
+    up.push(overflow());
+    up.push(Reply::text("S3"));
+    up.push(write(5));
+    up.push(overflow());
+
+    let rt = s.runtime();
+    let mut session = s.session(&rt, None);
+    let (r, events) = turn(&mut session, "write five files").await;
+    assert_eq!(r.unwrap_err().kind(), "context_overflow");
+    let compactions = events
+        .iter()
+        .filter(|e| matches!(e, AgentEvent::Compaction { reason, .. } if reason == "overflow"))
+        .count();
+    assert_eq!(compactions, 3);
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 12);
+    // The first retry carries the summary and the newest round, not the user's message.
+    let retry = &reqs[4].body;
+    assert!(mentions(retry, "S1"));
+    assert!(!mentions(retry, "write five files"));
+    assert!(retry.to_string().contains("f2.txt"));
+    assert!(!retry.to_string().contains("f1.txt"));
+    // Every tool ran; the file keeps every original message.
+    for n in 1..=5 {
+        assert!(s.workspace().join(format!("f{n}.txt")).exists());
+    }
+    let all = std::fs::read_to_string(session.transcript_path()).unwrap();
+    assert!(all.contains("write five files"));
+    assert_eq!(all.matches("\"type\":\"compaction\"").count(), 3);
+}
