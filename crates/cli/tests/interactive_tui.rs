@@ -205,6 +205,8 @@ async fn streamed_answer_tool_line_status_cost_and_history() {
     assert!(s.contains("⚙ write(path=\"notes/hello.txt\""), "{s}");
     assert!(s.contains("→ ok:"), "{s}");
     assert!(s.contains("pondering the note"), "{s}");
+    // The turn's footer: 3000 in at $1/M + 150 out at $2/M.
+    let s = t.wait_for("↳ 3000 in / 150 out · $0.0033").await;
     assert_eq!(
         std::fs::read_to_string(t.ws.join("notes/hello.txt")).unwrap(),
         "hi there\n"
@@ -369,4 +371,36 @@ async fn exiting_during_an_anton_run_warns_first_and_leaves_no_running_state() {
         state["lastSummary"],
         "Anton was stopped when the chat exited."
     );
+}
+
+#[tokio::test]
+async fn approvals_are_asked_in_the_chat() {
+    let up = FakeOpenAi::start().await;
+    let t = Tmux::new(&up.base_url());
+    let outside = t.ws.parent().unwrap().join("outside.txt");
+    let refused = t.ws.parent().unwrap().join("refused.txt");
+    up.push(Reply::tool_call(
+        "c1",
+        "write",
+        json!({"path": outside.to_string_lossy(), "content": "yes\n"}),
+    ));
+    up.push(Reply::tool_call(
+        "c2",
+        "write",
+        json!({"path": refused.to_string_lossy(), "content": "no\n"}),
+    ));
+    up.push(Reply::text("ALL-DONE"));
+    t.start();
+    t.wait_for("› ").await;
+    t.line("write outside");
+    t.wait_for("[y/N]").await;
+    t.keys(&["y"]);
+    t.wait_for("approved").await;
+    t.wait_count("[y/N]", 2).await;
+    t.keys(&["n"]);
+    let s = t.wait_for("ALL-DONE").await;
+    assert!(s.contains("refused"), "{s}");
+    assert!(s.contains("→ err:"), "{s}");
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "yes\n");
+    assert!(!refused.exists());
 }

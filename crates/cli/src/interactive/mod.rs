@@ -565,6 +565,18 @@ impl App {
                 if o.text.is_empty() && !o.reasoning.is_empty() && !self.show_reasoning {
                     self.screen.dim_line(&o.reasoning);
                 }
+                let u = o.usage;
+                if u.total_tokens > 0 || u.cost_nanos.is_some() {
+                    let cost = u
+                        .cost_nanos
+                        .map(|c| format!(" · ${}", idlehands_agent::agent::format_usd(c)))
+                        .unwrap_or_default();
+                    self.screen.dim_line(&format!(
+                        "↳ {} in / {} out{cost}",
+                        u.input + u.cache_read,
+                        u.output
+                    ));
+                }
             }
             JobResult::Turn(Err(AgentError::Aborted))
             | JobResult::Compact(Err(AgentError::Aborted)) => self.screen.dim_line("(stopped)"),
