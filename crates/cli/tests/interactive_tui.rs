@@ -206,7 +206,7 @@ async fn streamed_answer_tool_line_status_cost_and_history() {
     assert!(s.contains("→ ok:"), "{s}");
     assert!(s.contains("pondering the note"), "{s}");
     // The turn's footer: 3000 in at $1/M + 150 out at $2/M.
-    let s = t.wait_for("↳ 3000 in / 150 out · $0.0033").await;
+    t.wait_for("↳ 3000 in / 150 out · $0.0033").await;
     assert_eq!(
         std::fs::read_to_string(t.ws.join("notes/hello.txt")).unwrap(),
         "hi there\n"
