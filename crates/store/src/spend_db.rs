@@ -176,7 +176,10 @@ impl Store {
                         .push_bind(now);
                 });
                 qb.push(" ON CONFLICT (request_id) DO NOTHING");
-                qb.build().execute(&mut *tx).await?;
+                // Not cached: every batch size is a different statement (a 1000-row insert
+                // is ~200 KB prepared), and caching them grew memory for as long as the
+                // gateway ran.
+                qb.build().persistent(false).execute(&mut *tx).await?;
             }
             for (token, reset_at) in &resets {
                 sqlx::query(
