@@ -48,6 +48,12 @@ struct Shared {
     served: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Flaky mode (soak tests): every Nth unscripted reply is a 500, every Mth hangs; 0 = off.
+    flaky_error_every: AtomicUsize,
+    flaky_hang_every: AtomicUsize,
+    flaky_count: AtomicUsize,
+    /// Put into response ids, so several fakes never hand out the same id.
+    id_tag: Mutex<String>,
 }
 
 pub struct FakeOpenAi {
@@ -150,6 +156,20 @@ impl FakeOpenAi {
     pub fn max_in_flight(&self) -> usize {
         self.shared.max_in_flight.load(Ordering::SeqCst)
     }
+
+    /// Response ids become `chatcmpl-fake-{tag}{n}` (default: no tag).
+    pub fn set_id_tag(&self, tag: &str) {
+        *self.shared.id_tag.lock() = tag.to_string();
+    }
+
+    /// Flaky mode for soak runs: of the replies not scripted with [`Self::push`], every
+    /// `error_every`-th is a 500 and every `hang_every`-th never answers (0 turns either off).
+    pub fn set_flaky(&self, error_every: usize, hang_every: usize) {
+        self.shared
+            .flaky_error_every
+            .store(error_every, Ordering::SeqCst);
+        self.shared.flaky_hang_every.store(hang_every, Ordering::SeqCst);
+    }
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -166,10 +186,11 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &Value) {
-    shared.served.fetch_add(1, Ordering::SeqCst);
+/// Count and (when recording) keep the request; returns its number, 1-based.
+fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &Value) -> usize {
+    let n = shared.served.fetch_add(1, Ordering::SeqCst) + 1;
     if !shared.record.load(Ordering::SeqCst) {
-        return;
+        return n;
     }
     let headers = headers
         .iter()
@@ -186,11 +207,23 @@ fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &Value) {
         body: body.clone(),
         query: uri.query().map(str::to_string),
     });
+    n
 }
 
 fn next_reply(shared: &Shared) -> Reply {
     if let Some(r) = shared.script.lock().pop_front() {
         return r;
+    }
+    let errors = shared.flaky_error_every.load(Ordering::Relaxed);
+    let hangs = shared.flaky_hang_every.load(Ordering::Relaxed);
+    if errors > 0 || hangs > 0 {
+        let n = shared.flaky_count.fetch_add(1, Ordering::Relaxed) + 1;
+        if hangs > 0 && n % hangs == 0 {
+            return Reply::fault(Fault::Hang);
+        }
+        if errors > 0 && n % errors == 0 {
+            return Reply::error(500, "flaky upstream");
+        }
     }
     shared.default.lock().clone()
 }
@@ -223,7 +256,8 @@ async fn chat(
         Ok(v) => v,
         Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
     };
-    record(&shared, &uri, &headers, &body);
+    // Taken at arrival: concurrent requests must not share a response id.
+    let n = record(&shared, &uri, &headers, &body);
     let reply = next_reply(&shared);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
@@ -248,8 +282,7 @@ async fn chat(
         .and_then(Value::as_str)
         .unwrap_or("fake-model")
         .to_string();
-    let n = shared.served.load(Ordering::SeqCst);
-    let id = format!("chatcmpl-fake-{n}");
+    let id = format!("chatcmpl-fake-{}{n}", shared.id_tag.lock());
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
         let include_usage = body
             .pointer("/stream_options/include_usage")
