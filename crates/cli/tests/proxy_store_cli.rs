@@ -154,12 +154,7 @@ async fn sigterm_commits_every_spend_row() {
     .await;
     assert_eq!(status, 200, "{rows}");
     assert_eq!(rows.as_array().unwrap().len(), calls);
-    let (_, info) = json_of(
-        http()
-            .get(format!("{url}/key/info"))
-            .bearer_auth(&key),
-    )
-    .await;
+    let (_, info) = json_of(http().get(format!("{url}/key/info")).bearer_auth(&key)).await;
     let spend = info["info"]["spend"].as_f64().unwrap();
     assert!((spend - cost).abs() < 1e-9, "{spend} vs {cost}");
     assert_eq!(terminate(&mut child), 0);

@@ -108,7 +108,11 @@ async fn budget_window_resets(b: Backend) {
 
 async fn budget_status_is_configurable(b: Backend) {
     let place = Place::new(b);
-    let p = start(&place, "litellm_settings:\n  budget_exceeded_status_code: 400\n").await;
+    let p = start(
+        &place,
+        "litellm_settings:\n  budget_exceeded_status_code: 400\n",
+    )
+    .await;
     let (key, _) = generate(&p, json!({"max_budget": 0.0})).await;
     let a = post(&p, "/v1/chat/completions", &key, chat("mocky")).await;
     assert_eq!(a.status, 400, "{}", a.body);

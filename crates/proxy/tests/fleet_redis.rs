@@ -112,24 +112,49 @@ async fn rpm_limit_and_blocks_are_shared() {
         }
         statuses.push(r.status.as_u16());
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 4, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 2, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        4,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
 
     // A fresh key, cached on b by use, blocked through a.
     let (other, _) = generate(&a, json!({})).await;
-    assert_eq!(post(&b, "/v1/chat/completions", &other, chat("mocky")).await.status, 200);
+    assert_eq!(
+        post(&b, "/v1/chat/completions", &other, chat("mocky"))
+            .await
+            .status,
+        200
+    );
     let blocked_at = Instant::now();
-    assert_eq!(post(&a, "/key/block", MASTER, json!({"key": other})).await.status, 200);
+    assert_eq!(
+        post(&a, "/key/block", MASTER, json!({"key": other}))
+            .await
+            .status,
+        200
+    );
     let mut refused_after = None;
     while blocked_at.elapsed() < Duration::from_secs(5) {
-        if post(&b, "/v1/chat/completions", &other, chat("mocky")).await.status == 401 {
+        if post(&b, "/v1/chat/completions", &other, chat("mocky"))
+            .await
+            .status
+            == 401
+        {
             refused_after = Some(blocked_at.elapsed());
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let after = refused_after.expect("the other instance refuses the blocked key");
-    assert!(after < Duration::from_secs(1), "refused only after {after:?}");
+    assert!(
+        after < Duration::from_secs(1),
+        "refused only after {after:?}"
+    );
     a.stop().await;
     b.stop().await;
     place.cleanup().await;
@@ -152,8 +177,18 @@ async fn unreachable_redis_is_explicit() {
     let open = fleet_yaml("redis://127.0.0.1:9", "down:", "open");
     let p = instance(&place, &open).await;
     let (key, _) = generate(&p, json!({"rpm_limit": 1})).await;
-    assert_eq!(post(&p, "/v1/chat/completions", &key, chat("mocky")).await.status, 200);
-    assert_eq!(post(&p, "/v1/chat/completions", &key, chat("mocky")).await.status, 429);
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, chat("mocky"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, chat("mocky"))
+            .await
+            .status,
+        429
+    );
     p.stop().await;
 
     // A bad mode is a config error naming the setting.
@@ -162,4 +197,104 @@ async fn unreachable_redis_is_explicit() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("redis_failure_mode"), "{err}");
+}
+
+/// A TCP relay to the real Redis that can be cut, to take Redis away mid-run.
+struct Relay {
+    url: String,
+    tasks: std::sync::Arc<parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start() -> Relay {
+        let target = redis_url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let tasks = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let inner = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                inner.lock().push(conn);
+            }
+        });
+        tasks.lock().push(accept);
+        Relay { url, tasks }
+    }
+
+    /// Closes the port and every relayed connection.
+    fn cut(&self) {
+        for t in self.tasks.lock().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_outage_mid_run_follows_the_failure_mode() {
+    let place = Place::new(Backend::Sqlite);
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+
+    let relay = Relay::start().await;
+    let closed = instance(&place, &fleet_yaml(&relay.url, &prefix, "closed")).await;
+    let (key, _) = generate(&closed, json!({"rpm_limit": 100})).await;
+    assert_eq!(
+        post(&closed, "/v1/chat/completions", &key, chat("mocky"))
+            .await
+            .status,
+        200
+    );
+    relay.cut();
+    let r = post(&closed, "/v1/chat/completions", &key, chat("mocky")).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let (kind, message) = error_of(&r);
+    assert_eq!(kind, "service_unavailable");
+    assert!(message.contains("redis_failure_mode"), "{message}");
+    // The master key does not depend on Redis.
+    assert_eq!(
+        post(&closed, "/v1/chat/completions", MASTER, chat("mocky"))
+            .await
+            .status,
+        200
+    );
+    closed.stop().await;
+
+    let relay = Relay::start().await;
+    let open = instance(&place, &fleet_yaml(&relay.url, &prefix, "open")).await;
+    let (key, _) = generate(&open, json!({"rpm_limit": 2})).await;
+    assert_eq!(
+        post(&open, "/v1/chat/completions", &key, chat("mocky"))
+            .await
+            .status,
+        200
+    );
+    relay.cut();
+    // Admitted on this instance's counters, which still limit.
+    assert_eq!(
+        post(&open, "/v1/chat/completions", &key, chat("mocky"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post(&open, "/v1/chat/completions", &key, chat("mocky"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post(&open, "/v1/chat/completions", &key, chat("mocky"))
+            .await
+            .status,
+        429
+    );
+    open.stop().await;
 }

@@ -41,8 +41,12 @@ fn curl(command: &str, port: u16, litellm_key: Option<&str>) -> Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("JSON from {command}: {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "JSON from {command}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 async fn seed_curls_verbatim(b: Backend) {
@@ -58,7 +62,12 @@ async fn seed_curls_verbatim(b: Backend) {
     assert_eq!(generated["key_alias"], "idlehands");
     assert_eq!(generated["max_budget"], 50.0);
     assert_eq!(generated["budget_duration"], "monthly");
-    assert!(generated["budget_reset_at"].as_str().unwrap().ends_with("+00:00"));
+    assert!(
+        generated["budget_reset_at"]
+            .as_str()
+            .unwrap()
+            .ends_with("+00:00")
+    );
     let token = generated["token_id"].as_str().unwrap().to_string();
 
     let answer = post(&p, "/v1/chat/completions", &key, chat("mocky")).await;
@@ -85,7 +94,10 @@ async fn seed_curls_verbatim(b: Backend) {
         .await
         .unwrap();
     let rows = logs.as_array().expect("a list of rows");
-    let mine: Vec<&Value> = rows.iter().filter(|r| r["api_key"] == token.as_str()).collect();
+    let mine: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["api_key"] == token.as_str())
+        .collect();
     assert_eq!(mine.len(), 1, "{logs}");
     assert_eq!(mine[0]["status"], "success");
     assert_eq!(mine[0]["model_group"], "mocky");
@@ -98,12 +110,21 @@ async fn refusals_have_litellm_statuses(b: Backend) {
     let place = Place::new(b);
     let p = start(&place, "").await;
 
-    let a = post(&p, "/v1/chat/completions", "sk-not-a-key-1234", chat("mocky")).await;
+    let a = post(
+        &p,
+        "/v1/chat/completions",
+        "sk-not-a-key-1234",
+        chat("mocky"),
+    )
+    .await;
     assert_eq!(a.status, 401);
     let (kind, msg) = error_of(&a);
     assert_eq!(kind, "auth_error");
     assert!(msg.contains("sk-...1234"), "{msg}");
-    assert!(!msg.contains("sk-not-a-key"), "the key is never echoed: {msg}");
+    assert!(
+        !msg.contains("sk-not-a-key"),
+        "the key is never echoed: {msg}"
+    );
 
     let (expiring, _) = generate(&p, json!({"duration": "1s"})).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -162,7 +183,13 @@ async fn block_takes_effect_on_the_next_request(b: Backend) {
     assert_eq!(a.status, 200, "{}", a.body);
 
     // Model list changes apply at once too.
-    let a = post(&p, "/key/update", MASTER, json!({"key": key, "models": ["other"]})).await;
+    let a = post(
+        &p,
+        "/key/update",
+        MASTER,
+        json!({"key": key, "models": ["other"]}),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(
         post(&p, "/v1/chat/completions", &key, chat("mocky"))
@@ -198,7 +225,11 @@ async fn management_rights_and_bad_input(b: Backend) {
     assert_eq!(a.status, 200);
     let a = get(&p, &format!("/key/info?key={bob}"), &alice).await;
     assert_eq!(a.status, 403, "{}", a.body);
-    assert!(error_of(&a).1.contains("not allowed to access this key's info"));
+    assert!(
+        error_of(&a)
+            .1
+            .contains("not allowed to access this key's info")
+    );
     // The admin reads anyone, by plaintext or hash.
     let token = alice_json["token_id"].as_str().unwrap();
     let a = get(&p, &format!("/key/info?key={token}"), MASTER).await;
@@ -242,7 +273,13 @@ async fn management_rights_and_bad_input(b: Backend) {
     assert_eq!(a.status, 400, "{}", a.body);
     let a = post(&p, "/key/generate", MASTER, json!({"key": "nope-123"})).await;
     assert_eq!(a.status, 400, "{}", a.body);
-    let a = post(&p, "/key/generate", MASTER, json!({"budget_duration": "fortnightly"})).await;
+    let a = post(
+        &p,
+        "/key/generate",
+        MASTER,
+        json!({"budget_duration": "fortnightly"}),
+    )
+    .await;
     assert_eq!(a.status, 400, "{}", a.body);
     let a = get(&p, "/key/list?page=zero", MASTER).await;
     assert_eq!(a.status, 400, "{}", a.body);
@@ -250,7 +287,12 @@ async fn management_rights_and_bad_input(b: Backend) {
     assert_eq!(a.status, 400, "{}", a.body);
 
     // List, full objects, filters.
-    let a = get(&p, "/key/list?return_full_object=true&key_alias=bob", MASTER).await;
+    let a = get(
+        &p,
+        "/key/list?return_full_object=true&key_alias=bob",
+        MASTER,
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["total_count"], 1);
     assert_eq!(a.body["keys"][0]["key_alias"], "bob");

@@ -83,13 +83,19 @@ async fn every_request_writes_one_row(b: Backend) {
 
     let rows = spend_rows(&p, "", 4).await;
     assert_eq!(rows.len(), 4, "{rows:#?}");
-    let key_rows: Vec<&Value> = rows.iter().filter(|r| r["api_key"] == token.as_str()).collect();
+    let key_rows: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["api_key"] == token.as_str())
+        .collect();
     assert_eq!(key_rows.len(), 3);
     let failure = key_rows.iter().find(|r| r["status"] == "failure").unwrap();
     assert_eq!(failure["model_group"], "broken");
     assert_eq!(failure["spend"], 0.0);
     assert!(failure["metadata"]["error_information"]["error_message"].is_string());
-    let streamed = rows.iter().find(|r| r["request_id"] == stream_id.as_str()).unwrap();
+    let streamed = rows
+        .iter()
+        .find(|r| r["request_id"] == stream_id.as_str())
+        .unwrap();
     assert!((streamed["spend"].as_f64().unwrap() - stream_cost).abs() < 1e-12);
     for r in &key_rows {
         assert_eq!(r["metadata"]["user_api_key_alias"], "writer");
@@ -98,7 +104,10 @@ async fn every_request_writes_one_row(b: Backend) {
         assert_eq!(r["call_type"], "acompletion");
         assert!(r["startTime"].is_string() && r["endTime"].is_string());
     }
-    let master_row = rows.iter().find(|r| r["api_key"] != token.as_str()).unwrap();
+    let master_row = rows
+        .iter()
+        .find(|r| r["api_key"] != token.as_str())
+        .unwrap();
     assert_eq!(master_row["status"], "success");
     assert_eq!(master_row["api_key"].as_str().unwrap().len(), 64, "hashed");
 
@@ -116,17 +125,28 @@ async fn spend_logs_filters_and_pages(b: Backend) {
     let (a_key, a) = generate(&p, json!({"user_id": "ua"})).await;
     let (b_key, _) = generate(&p, json!({"user_id": "ub"})).await;
     for _ in 0..3 {
-        assert_eq!(post(&p, "/v1/chat/completions", &a_key, chat("mocky")).await.status, 200);
+        assert_eq!(
+            post(&p, "/v1/chat/completions", &a_key, chat("mocky"))
+                .await
+                .status,
+            200
+        );
     }
     let one = post(&p, "/v1/chat/completions", &b_key, chat("other")).await;
     assert_eq!(one.status, 200);
-    let call_id = one.headers["x-litellm-call-id"].to_str().unwrap().to_string();
+    let call_id = one.headers["x-litellm-call-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     spend_rows(&p, "", 4).await;
 
     let by_plain = spend_rows(&p, &format!("?api_key={a_key}"), 3).await;
     assert_eq!(by_plain.len(), 3);
     let hash = a["token_id"].as_str().unwrap();
-    assert_eq!(spend_rows(&p, &format!("?api_key={hash}"), 3).await.len(), 3);
+    assert_eq!(
+        spend_rows(&p, &format!("?api_key={hash}"), 3).await.len(),
+        3
+    );
     assert_eq!(spend_rows(&p, "?user_id=ub", 1).await.len(), 1);
     let by_id = spend_rows(&p, &format!("?request_id={call_id}"), 1).await;
     assert_eq!(by_id.len(), 1);
@@ -168,18 +188,37 @@ async fn spend_logs_filters_and_pages(b: Backend) {
     let ra = rows.iter().find(|x| x["requests"] == 3).unwrap();
     assert_eq!(ra["date"], today.as_str());
     assert_eq!(ra["group"], a["key_name"]);
-    let a_tokens: i64 = by_plain.iter().map(|r| r["total_tokens"].as_i64().unwrap()).sum();
+    let a_tokens: i64 = by_plain
+        .iter()
+        .map(|r| r["total_tokens"].as_i64().unwrap())
+        .sum();
     assert_eq!(ra["total_tokens"], a_tokens);
     let a_spend: f64 = by_plain.iter().map(|r| r["spend"].as_f64().unwrap()).sum();
     assert!((ra["spend"].as_f64().unwrap() - a_spend).abs() < 1e-9);
     let r = get(&p, "/global/spend/report?group_by=model", MASTER).await;
-    let groups: Vec<&str> = r.body.as_array().unwrap().iter().map(|x| x["group"].as_str().unwrap()).collect();
-    assert!(groups.contains(&"mocky") && groups.contains(&"other"), "{groups:?}");
+    let groups: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["group"].as_str().unwrap())
+        .collect();
+    assert!(
+        groups.contains(&"mocky") && groups.contains(&"other"),
+        "{groups:?}"
+    );
     let r = get(&p, "/global/spend/report?group_by=user", MASTER).await;
     assert_eq!(r.body.as_array().unwrap().len(), 2);
-    assert_eq!(get(&p, "/global/spend/report?group_by=team", MASTER).await.status, 400);
     assert_eq!(
-        get(&p, "/global/spend/report?start_date=2026-13-01", MASTER).await.status,
+        get(&p, "/global/spend/report?group_by=team", MASTER)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        get(&p, "/global/spend/report?start_date=2026-13-01", MASTER)
+            .await
+            .status,
         400
     );
     assert_eq!(get(&p, "/global/spend/report", &a_key).await.status, 403);

@@ -51,13 +51,11 @@ pub(crate) fn is_admin(p: &Principal) -> bool {
 }
 
 /// The caller, authenticated like any request to the gateway.
-pub(crate) async fn caller(m: &Mgmt, headers: &HeaderMap) -> Result<Principal, Response> {
-    m.gw.authenticate(headers)
-        .await
-        .map_err(IntoResponse::into_response)
+pub(crate) async fn caller(m: &Mgmt, headers: &HeaderMap) -> Result<Principal, ProxyError> {
+    m.gw.authenticate(headers).await
 }
 
-pub(crate) fn forbidden(message: String) -> Response {
+pub(crate) fn forbidden(message: String) -> ProxyError {
     ProxyError::Custom {
         status: 403,
         kind: "auth_error".to_string(),
@@ -65,7 +63,6 @@ pub(crate) fn forbidden(message: String) -> Response {
         param: None,
         headers: Vec::new(),
     }
-    .into_response()
 }
 
 /// The caller, who must be the proxy admin (master key).
@@ -73,7 +70,7 @@ pub(crate) async fn admin(
     m: &Mgmt,
     headers: &HeaderMap,
     route: &str,
-) -> Result<Option<&'static str>, Response> {
+) -> Result<Option<&'static str>, ProxyError> {
     let p = caller(m, headers).await?;
     if is_admin(&p) {
         return Ok(Some(ADMIN_USER));
@@ -84,27 +81,26 @@ pub(crate) async fn admin(
 }
 
 /// A JSON body through the store's parser (400s name the field); an empty body is `{}`.
-pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
+pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProxyError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         bytes
     };
-    parse_json(bytes).map_err(|e| store_error(&e).into_response())
+    parse_json(bytes).map_err(|e| store_error(&e))
 }
 
 /// A query string, with a 400 in the error envelope when a value has the wrong type.
-pub(crate) fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, Response> {
-    Query::<T>::try_from_uri(uri).map(|q| q.0).map_err(|e| {
-        ProxyError::Custom {
+pub(crate) fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, ProxyError> {
+    Query::<T>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| ProxyError::Custom {
             status: 400,
             kind: "bad_request_error".to_string(),
             message: format!("Invalid query parameters: {}", e.body_text()),
             param: None,
             headers: Vec::new(),
-        }
-        .into_response()
-    })
+        })
 }
 
 pub(crate) fn reply<T: Serialize>(r: Result<T, idlehands_store::StoreError>) -> Response {
@@ -118,7 +114,7 @@ macro_rules! tri {
     ($e:expr) => {
         match $e {
             Ok(v) => v,
-            Err(resp) => return resp,
+            Err(e) => return axum::response::IntoResponse::into_response(e),
         }
     };
 }
@@ -152,7 +148,8 @@ async fn info(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
     {
         return forbidden(
             "You are not allowed to access this key's info. Your role=internal_user".to_string(),
-        );
+        )
+        .into_response();
     }
     reply(m.ledger.key_info(&key).await)
 }

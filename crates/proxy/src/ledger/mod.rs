@@ -118,10 +118,7 @@ impl StoreSettings {
         } else if let Some(u) = nonempty("DATABASE_URL") {
             (u, "DATABASE_URL")
         } else {
-            (
-                default_database_path(env).display().to_string(),
-                "default",
-            )
+            (default_database_path(env).display().to_string(), "default")
         };
 
         let mut ledger = LedgerConfig::default();
@@ -315,5 +312,86 @@ impl StoreHandle {
             t.abort();
         }
         self.ledger.shutdown().await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn cfg(yaml: &str) -> ProxyConfig {
+        let yaml = format!("general_settings:\n  master_key: sk-unit-master-1\n{yaml}");
+        ProxyConfig::from_yaml(&yaml, "config.yaml", &|_| None).expect("config")
+    }
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn database_precedence() {
+        let e = env(&[
+            ("DATABASE_URL", "postgresql://env/db"),
+            ("IDLEHANDS_STATE_DIR", "/state"),
+        ]);
+        let s = StoreSettings::from_config(&cfg(""), &e).expect("settings");
+        assert_eq!(s.database_url, "postgresql://env/db");
+        assert_eq!(s.backend_name(), "postgres");
+        assert!(s.sqlite_path().is_none());
+
+        let c = cfg("  database_url: /data/from-config.db\n");
+        let s = StoreSettings::from_config(&c, &e).expect("settings");
+        assert_eq!(s.database_source, "general_settings.database_url");
+        assert_eq!(s.sqlite_path(), Some(Path::new("/data/from-config.db")));
+
+        let mut c = cfg("  database_url: postgresql://cfg/db\n");
+        c.database_path = Some(PathBuf::from("/flag.db"));
+        let s = StoreSettings::from_config(&c, &e).expect("settings");
+        assert_eq!(s.database_url, "/flag.db");
+
+        let s = StoreSettings::from_config(&cfg(""), &env(&[("IDLEHANDS_STATE_DIR", "/state")]))
+            .expect("settings");
+        assert_eq!(s.database_url, "/state/proxy.db");
+        let s =
+            StoreSettings::from_config(&cfg(""), &env(&[("HOME", "/home/u")])).expect("settings");
+        assert_eq!(s.database_url, "/home/u/.idlehands/proxy.db");
+        assert!(s.redis.is_none());
+    }
+
+    #[test]
+    fn redis_settings() {
+        let c = cfg(
+            "router_settings:\n  redis_host: cache.local\n  redis_port: 6380\n  redis_password: pw\n",
+        );
+        let s = StoreSettings::from_config(&c, &|_| None).expect("settings");
+        let r = s.redis.expect("redis");
+        assert_eq!(r.url, "redis://:pw@cache.local:6380");
+        assert_eq!(r.failure_mode, RedisFailureMode::Closed);
+        assert_eq!(r.prefix, "idlehands:");
+        assert!(!format!("{r:?}").contains("pw"), "the URL is redacted");
+
+        let c = cfg("  redis_failure_mode: open\nrouter_settings:\n  redis_url: redis://r:6379\n");
+        let r = StoreSettings::from_config(&c, &|_| None)
+            .expect("settings")
+            .redis
+            .expect("redis");
+        assert_eq!(r.url, "redis://r:6379");
+        assert_eq!(r.failure_mode, RedisFailureMode::Open);
+
+        let s =
+            StoreSettings::from_config(&cfg(""), &env(&[("REDIS_HOST", "h")])).expect("settings");
+        assert_eq!(s.redis.expect("redis").url, "redis://h:6379");
+
+        let c = cfg("litellm_settings:\n  budget_exceeded_status_code: 200\n");
+        assert!(StoreSettings::from_config(&c, &|_| None).is_err());
+        let c = cfg("litellm_settings:\n  budget_exceeded_status_code: 429\n");
+        let s = StoreSettings::from_config(&c, &|_| None).expect("settings");
+        assert_eq!(s.ledger.budget_exceeded_status, 429);
     }
 }

@@ -19,8 +19,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use idlehands_store::limiter::BoxFuture;
 use idlehands_store::{
-    AccessError, KeyLimits, Ledger, LedgerConfig, Limiter, LocalLimiter, RedisLimiter,
-    SpendLogRow, SpendWriter, Store, StoreError, Ticket, subscribe_invalidations,
+    AccessError, KeyLimits, Ledger, LedgerConfig, Limiter, LocalLimiter, RedisLimiter, SpendLogRow,
+    SpendWriter, Store, StoreError, Ticket, subscribe_invalidations,
 };
 use tokio::task::JoinHandle;
 
@@ -163,10 +163,7 @@ impl Limiter for Shared {
     }
 
     fn tick(&self, now: DateTime<Utc>) -> HashSet<String> {
-        self.local
-            .as_ref()
-            .map(|l| l.tick(now))
-            .unwrap_or_default()
+        self.local.as_ref().map(|l| l.tick(now)).unwrap_or_default()
     }
 }
 

@@ -300,7 +300,10 @@ impl CallHooks for StoreSeams {
             return;
         };
         // Spend including this call when its cost is known (non-streamed answers).
-        let this_call = h.get(&RESPONSE_COST).and_then(usd_header_nanos).unwrap_or(0);
+        let this_call = h
+            .get(&RESPONSE_COST)
+            .and_then(usd_header_nanos)
+            .unwrap_or(0);
         let spend = self
             .ledger
             .key_spend(&held.token)

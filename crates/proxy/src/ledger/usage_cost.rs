@@ -15,6 +15,7 @@ pub fn with_usage_cost(chunk: &str, cost_nanos: u64) -> Option<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
