@@ -56,28 +56,6 @@ pub struct ProxyArgs {
     pub validate_config: bool,
 }
 
-fn init_tracing(args: &ProxyArgs) {
-    use tracing_subscriber::EnvFilter;
-    let level = if args.detailed_debug {
-        Some("debug".to_string())
-    } else if args.debug {
-        Some("info".to_string())
-    } else {
-        std::env::var("LITELLM_LOG")
-            .ok()
-            .map(|l| l.to_ascii_lowercase())
-    };
-    let filter = match (std::env::var("RUST_LOG").ok(), level) {
-        (Some(rust_log), _) => EnvFilter::new(rust_log),
-        (None, Some(level)) => EnvFilter::new(level),
-        (None, None) => EnvFilter::new("warn"),
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 fn load_config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
     let mut cfg = match (&args.config, &args.model) {
         (Some(path), _) => ProxyConfig::load(path)?,
@@ -157,11 +135,17 @@ async fn close_store(store: &StoreHandle) {
 }
 
 pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    init_tracing(&args);
+    // Config errors are returned, not logged, so logging can wait for the config's json_logs.
+    let cfg = load_config(&args)?;
+    idlehands_proxy::logging::init(&idlehands_proxy::logging::LogOptions::resolve(
+        Some(&cfg),
+        args.debug,
+        args.detailed_debug,
+        &process_env,
+    ));
     if args.num_workers.is_some() {
         tracing::debug!("--num_workers is ignored: one process serves on every core");
     }
-    let cfg = load_config(&args)?;
     let source = cfg.source.clone();
     let settings = StoreSettings::from_config(&cfg, &process_env)?;
     // Config mistakes (master key, headers) are reported before the database is touched.

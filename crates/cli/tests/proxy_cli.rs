@@ -20,7 +20,13 @@ fn cmd() -> Command {
         .env_remove("PORT")
         .env_remove("HOST")
         .env_remove("DEBUG")
-        .env_remove("DETAILED_DEBUG");
+        .env_remove("DETAILED_DEBUG")
+        .env_remove("DATABASE_URL")
+        // The default store lives in the state dir: keep it out of the real ~/.idlehands.
+        .env(
+            "IDLEHANDS_STATE_DIR",
+            std::env::temp_dir().join(format!("idlehands-proxy-cli-{}", std::process::id())),
+        );
     c
 }
 
