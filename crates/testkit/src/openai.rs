@@ -218,10 +218,10 @@ fn next_reply(shared: &Shared) -> Reply {
     let hangs = shared.flaky_hang_every.load(Ordering::Relaxed);
     if errors > 0 || hangs > 0 {
         let n = shared.flaky_count.fetch_add(1, Ordering::Relaxed) + 1;
-        if hangs > 0 && n % hangs == 0 {
+        if hangs > 0 && n.is_multiple_of(hangs) {
             return Reply::fault(Fault::Hang);
         }
-        if errors > 0 && n % errors == 0 {
+        if errors > 0 && n.is_multiple_of(errors) {
             return Reply::error(500, "flaky upstream");
         }
     }
