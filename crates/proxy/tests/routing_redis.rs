@@ -43,7 +43,10 @@ const SYNCED: Duration = Duration::from_secs(3);
 async fn redis_is_reachable() {
     // Fails loudly (not skipped) when the test Redis is missing.
     let c = redis::Client::open(redis_url()).unwrap();
-    let mut conn = c.get_multiplexed_async_connection().await.expect("Redis at REDIS_URL_TEST");
+    let mut conn = c
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis at REDIS_URL_TEST");
     let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
     assert_eq!(pong, "PONG");
 }
@@ -116,6 +119,10 @@ router_settings: {{redis_url: '{}', num_retries: 0}}
     tokio::time::sleep(SYNCED).await;
     assert_eq!(ask(&two).await.status(), 200);
     let resp = ask(&two).await;
-    assert_eq!(resp.status(), 429, "the fleet used its 3 requests this minute");
+    assert_eq!(
+        resp.status(),
+        429,
+        "the fleet used its 3 requests this minute"
+    );
     assert_eq!(up.served(), 3);
 }

@@ -168,7 +168,9 @@ impl FakeOpenAi {
         self.shared
             .flaky_error_every
             .store(error_every, Ordering::SeqCst);
-        self.shared.flaky_hang_every.store(hang_every, Ordering::SeqCst);
+        self.shared
+            .flaky_hang_every
+            .store(hang_every, Ordering::SeqCst);
     }
 }
 
@@ -179,8 +181,14 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/embeddings", post(embeddings))
         // Azure OpenAI: the same wire format at deployment URLs.
-        .route("/openai/deployments/{deployment}/chat/completions", post(chat))
-        .route("/openai/deployments/{deployment}/embeddings", post(embeddings))
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(chat),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(embeddings),
+        )
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .with_state(shared)
