@@ -81,9 +81,15 @@ async fn headers_on_success_and_error() {
 
 #[test]
 fn litellm_price_file_loads_and_agrees_with_the_builtin_table() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/model_prices_and_context_window.json");
-    let table = load_litellm_price_file(&path).expect("the shared price file loads");
+    // LiteLLM's price map sits beside the checkout in `../shared` (it is not ours to ship);
+    // IDLEHANDS_SHARED_DIR points elsewhere when the checkout lives somewhere else.
+    let shared = std::env::var_os("IDLEHANDS_SHARED_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let path = shared.join("data/model_prices_and_context_window.json");
+    let table = load_litellm_price_file(&path).expect(
+        "the shared price file loads (../shared next to the checkout, or IDLEHANDS_SHARED_DIR)",
+    );
     assert!(table.len() > 4000, "{}", table.len());
     assert!(table.get("sample_spec").is_none());
     let opus = table.get("claude-opus-4-6").unwrap();
