@@ -26,6 +26,9 @@ fn start_proxy(config: &std::path::Path) -> (Proxy, String) {
         .args(["proxy", "--config"])
         .arg(config)
         .args(["--host", "127.0.0.1", "--port", "0"])
+        // The gateway's store beside its config, not in the real ~/.idlehands.
+        .arg("--db")
+        .arg(config.with_extension("db"))
         .env_remove("LITELLM_MASTER_KEY")
         .env_remove("PORT")
         .env_remove("HOST")
