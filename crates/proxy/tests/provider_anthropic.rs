@@ -6,7 +6,7 @@
 mod common;
 mod provider_common;
 
-use common::{KEY, client, config, start_cfg};
+use common::{KEY, config, post_json, start_cfg};
 use idlehands_testkit::{FakeAnthropic, Fault, Reply};
 use provider_common::{cost_header_nanos, expected_nanos, redact, sse_data, upstream_request};
 use serde_json::{Value, json};
@@ -110,13 +110,7 @@ async fn plain_call_translates_request_and_response_with_cache_cost() {
     let up = FakeAnthropic::start().await;
     up.set_default(rich_reply());
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&rich_request(false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &rich_request(false)).await;
     assert_eq!(resp.status(), 200);
     let cost = cost_header_nanos(&resp);
     let body: Value = resp.json().await.unwrap();
@@ -144,13 +138,7 @@ async fn streamed_call_becomes_openai_chunks_with_usage_and_cost() {
     let up = FakeAnthropic::start().await;
     up.set_default(rich_reply().with_chunk_chars(6));
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&rich_request(true))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &rich_request(true)).await;
     assert_eq!(resp.status(), 200);
     assert!(
         resp.headers()["content-type"]
@@ -183,13 +171,12 @@ async fn bare_claude_names_and_env_keys_resolve_to_anthropic() {
     up.set_default(Reply::text("hi"));
     let gw = gateway(&up).await;
     for group in ["claude-bare", "claude-env-default", "claude"] {
-        let resp = client()
-            .post(gw.url("/v1/chat/completions"))
-            .bearer_auth(KEY)
-            .json(&common::chat_body(group, false))
-            .send()
-            .await
-            .unwrap();
+        let resp = post_json(
+            &gw,
+            "/v1/chat/completions",
+            &common::chat_body(group, false),
+        )
+        .await;
         assert_eq!(resp.status(), 200, "{group}");
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["choices"][0]["message"]["content"], "hi");
@@ -230,13 +217,12 @@ async fn anthropic_errors_are_mapped_to_gateway_statuses() {
     let up = FakeAnthropic::start().await;
     let gw = gateway(&up).await;
     let call = || async {
-        client()
-            .post(gw.url("/v1/chat/completions"))
-            .bearer_auth(KEY)
-            .json(&common::chat_body("claude", false))
-            .send()
-            .await
-            .unwrap()
+        post_json(
+            &gw,
+            "/v1/chat/completions",
+            &common::chat_body("claude", false),
+        )
+        .await
     };
     // Defaults, not queued replies, so a retrying router sees the same answer every time.
     up.set_default(Reply::error(529, "Overloaded"));
@@ -267,13 +253,12 @@ async fn untranslatable_answers_are_502_with_the_upstream_excerpt() {
         body: r#"{"surprise":"no content here"}"#.to_string(),
     }));
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&common::chat_body("claude", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(
+        &gw,
+        "/v1/chat/completions",
+        &common::chat_body("claude", false),
+    )
+    .await;
     assert_eq!(resp.status(), 502);
     let body: Value = resp.json().await.unwrap();
     let msg = body["error"]["message"].as_str().unwrap();
@@ -285,13 +270,12 @@ async fn untranslatable_answers_are_502_with_the_upstream_excerpt() {
 
     // Streamed: the body is not an event stream at all. Nothing reached the client yet, so
     // it is a 502 (or, if the gateway had already committed to the stream, an error frame).
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&common::chat_body("claude", true))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(
+        &gw,
+        "/v1/chat/completions",
+        &common::chat_body("claude", true),
+    )
+    .await;
     let status = resp.status();
     let text = resp.text().await.unwrap();
     let err = if status == 200 {
@@ -315,13 +299,12 @@ async fn a_stream_cut_mid_way_ends_with_an_error_frame() {
     cut.chunk_delay = std::time::Duration::from_millis(100);
     up.set_default(cut);
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&common::chat_body("claude", true))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(
+        &gw,
+        "/v1/chat/completions",
+        &common::chat_body("claude", true),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     let frames = sse_data(&text);

@@ -6,7 +6,7 @@
 mod common;
 mod provider_common;
 
-use common::{KEY, client, config, start_cfg};
+use common::{KEY, config, post_json, start_cfg};
 use idlehands_testkit::{FakeOpenAi, Reply};
 use provider_common::{cost_header_nanos, redact, sse_data, upstream_request};
 use serde_json::{Value, json};
@@ -59,13 +59,7 @@ async fn plain_and_streamed_calls_go_to_the_deployment_url() {
     let up = FakeOpenAi::start().await;
     up.set_default(Reply::text("Hello from Azure.").with_usage(20, 4));
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "azure-gpt", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &json!({"model": "azure-gpt", "messages": [{"role": "user", "content": "hi"}], "temperature": 0})).await;
     assert_eq!(resp.status(), 200);
     // 20 * 2500 + 4 * 10000 nano-dollars.
     assert_eq!(cost_header_nanos(&resp), 90_000);
@@ -76,13 +70,7 @@ async fn plain_and_streamed_calls_go_to_the_deployment_url() {
     );
     insta::assert_json_snapshot!("azure_plain_client_response", redact(body));
 
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "azure-gpt", "messages": [{"role": "user", "content": "hi"}], "stream": true}))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &json!({"model": "azure-gpt", "messages": [{"role": "user", "content": "hi"}], "stream": true})).await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     insta::assert_json_snapshot!(
@@ -100,13 +88,12 @@ async fn plain_and_streamed_calls_go_to_the_deployment_url() {
 async fn base_key_and_version_come_from_the_environment() {
     let up = FakeOpenAi::start().await;
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&common::chat_body("azure-env", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(
+        &gw,
+        "/v1/chat/completions",
+        &common::chat_body("azure-env", false),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let sent = up.last_request().unwrap();
     assert_eq!(
@@ -127,13 +114,12 @@ async fn embeddings_use_the_deployment_url_and_are_costed() {
     let up = FakeOpenAi::start().await;
     up.set_default(Reply::text("").with_usage(6, 0));
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/embeddings"))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "azure-embed", "input": "embed me"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(
+        &gw,
+        "/v1/embeddings",
+        &json!({"model": "azure-embed", "input": "embed me"}),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(cost_header_nanos(&resp), 6 * 20);
     let sent = up.last_request().unwrap();

@@ -7,7 +7,7 @@
 mod common;
 mod provider_common;
 
-use common::{KEY, client, config, start_cfg};
+use common::{KEY, config, post_json, start_cfg};
 use idlehands_testkit::{FakeBedrock, Recorded, Reply};
 use idlehands_translate::bedrock::{AwsCredentials, SigningRequest, sign};
 use provider_common::{cost_header_nanos, expected_nanos, redact, sse_data, upstream_request};
@@ -134,13 +134,7 @@ async fn converse_plain_call_is_signed_translated_and_costed() {
     let up = FakeBedrock::start().await;
     up.set_default(reply());
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&request(false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &request(false)).await;
     assert_eq!(resp.status(), 200);
     let cost = cost_header_nanos(&resp);
     let body: Value = resp.json().await.unwrap();
@@ -169,13 +163,7 @@ async fn converse_stream_event_frames_become_openai_chunks() {
     let up = FakeBedrock::start().await;
     up.set_default(reply().with_chunk_chars(9));
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&request(true))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &request(true)).await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     let sent = up.last_request().unwrap();
@@ -195,13 +183,12 @@ async fn converse_stream_event_frames_become_openai_chunks() {
 async fn region_and_credentials_from_the_environment_with_session_token() {
     let up = FakeBedrock::start().await;
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&common::chat_body("br-env", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(
+        &gw,
+        "/v1/chat/completions",
+        &common::chat_body("br-env", false),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let sent = up.last_request().unwrap();
     assert_eq!(sent.path, "/model/amazon.nova-pro-v1%3A0/converse");
@@ -223,13 +210,7 @@ async fn bedrock_errors_are_mapped_and_secrets_stay_out_of_them() {
     let up = FakeBedrock::start().await;
     up.set_default(Reply::error(400, "Malformed input request: bad field"));
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&common::chat_body("br", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &common::chat_body("br", false)).await;
     assert_eq!(resp.status(), 400);
     let text = resp.text().await.unwrap();
     assert!(

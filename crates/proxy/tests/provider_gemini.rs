@@ -6,7 +6,7 @@
 mod common;
 mod provider_common;
 
-use common::{KEY, client, config, start_cfg};
+use common::{KEY, config, post_json, start_cfg};
 use idlehands_testkit::{FakeGemini, Fault, Reply};
 use provider_common::{cost_header_nanos, expected_nanos, redact, sse_data, upstream_request};
 use serde_json::{Value, json};
@@ -93,13 +93,7 @@ async fn plain_call_translates_request_and_response_with_cost() {
     let up = FakeGemini::start().await;
     up.set_default(reply());
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&request(false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &request(false)).await;
     assert_eq!(resp.status(), 200);
     let cost = cost_header_nanos(&resp);
     let body: Value = resp.json().await.unwrap();
@@ -122,13 +116,7 @@ async fn streamed_call_uses_sse_and_becomes_openai_chunks() {
     let up = FakeGemini::start().await;
     up.set_default(reply().with_chunk_chars(7));
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&request(true))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &request(true)).await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     let sent = up.last_request().unwrap();
@@ -149,13 +137,12 @@ async fn bare_gemini_names_use_the_env_key() {
     let up = FakeGemini::start().await;
     up.set_default(Reply::text("ok"));
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&common::chat_body("gem-bare", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(
+        &gw,
+        "/v1/chat/completions",
+        &common::chat_body("gem-bare", false),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let sent = up.last_request().unwrap();
     assert_eq!(sent.path, "/v1beta/models/gemini-2.5-flash:generateContent");
@@ -167,13 +154,12 @@ async fn bare_gemini_names_use_the_env_key() {
 async fn embeddings_are_translated_and_costed() {
     let up = FakeGemini::start().await;
     let gw = gateway(&up).await;
-    let resp = client()
-        .post(gw.url("/v1/embeddings"))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "gem-embed", "input": ["first text", "a second, longer text"]}))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(
+        &gw,
+        "/v1/embeddings",
+        &json!({"model": "gem-embed", "input": ["first text", "a second, longer text"]}),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let cost = cost_header_nanos(&resp);
     let body: Value = resp.json().await.unwrap();
@@ -197,13 +183,12 @@ async fn gemini_errors_and_untranslatable_answers() {
     let up = FakeGemini::start().await;
     let gw = gateway(&up).await;
     let call = || async {
-        client()
-            .post(gw.url("/v1/chat/completions"))
-            .bearer_auth(KEY)
-            .json(&common::chat_body("gem", false))
-            .send()
-            .await
-            .unwrap()
+        post_json(
+            &gw,
+            "/v1/chat/completions",
+            &common::chat_body("gem", false),
+        )
+        .await
     };
     up.set_default(Reply::rate_limited(3));
     let resp = call().await;

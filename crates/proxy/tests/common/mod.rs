@@ -110,3 +110,14 @@ pub fn chat_body(model: &str, stream: bool) -> serde_json::Value {
         "stream": stream,
     })
 }
+
+/// POST `body` as JSON to `path` on the gateway, authenticated with the master key.
+pub async fn post_json(gw: &Running, path: &str, body: &serde_json::Value) -> reqwest::Response {
+    client()
+        .post(gw.url(path))
+        .bearer_auth(KEY)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
