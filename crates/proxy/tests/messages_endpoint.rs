@@ -7,7 +7,7 @@
 mod common;
 mod provider_common;
 
-use common::{KEY, client, config, start_cfg};
+use common::{KEY, client, start};
 use idlehands_testkit::{FakeAnthropic, FakeOpenAi, Reply};
 use provider_common::{cost_header_nanos, expected_nanos, redact, sse_events, upstream_request};
 use serde_json::{Value, json};
@@ -44,8 +44,7 @@ struct Setup {
 async fn setup() -> Setup {
     let openai = FakeOpenAi::start().await;
     let anthropic = FakeAnthropic::start().await;
-    let cfg = config(&yaml(&openai.base_url(), &anthropic.base_url()), &[]);
-    let gw = start_cfg(cfg, |b| b).await;
+    let gw = start(&yaml(&openai.base_url(), &anthropic.base_url())).await;
     Setup {
         openai,
         anthropic,

@@ -6,7 +6,7 @@
 mod common;
 mod provider_common;
 
-use common::{KEY, config, post_json, start_cfg};
+use common::{KEY, post_json, start_env};
 use idlehands_testkit::{FakeAnthropic, Fault, Reply};
 use provider_common::{cost_header_nanos, expected_nanos, redact, sse_data, upstream_request};
 use serde_json::{Value, json};
@@ -48,11 +48,11 @@ general_settings:
 }
 
 async fn gateway(up: &FakeAnthropic) -> common::Running {
-    let cfg = config(
+    start_env(
         &yaml(&up.base_url()),
         &[("ANTHROPIC_API_KEY", "sk-ant-from-env")],
-    );
-    start_cfg(cfg, |b| b).await
+    )
+    .await
 }
 
 /// System, multi-turn, images (data URI and URL), tools, tool_choice, a tool result, stop

@@ -6,7 +6,7 @@
 mod common;
 mod provider_common;
 
-use common::{KEY, config, post_json, start_cfg};
+use common::{KEY, post_json, start_env};
 use idlehands_testkit::{FakeOpenAi, Reply};
 use provider_common::{cost_header_nanos, redact, sse_data, upstream_request};
 use serde_json::{Value, json};
@@ -43,15 +43,15 @@ general_settings:
 
 async fn gateway(up: &FakeOpenAi) -> common::Running {
     let base = format!("http://{}", up.addr());
-    let cfg = config(
+    start_env(
         &yaml(&base),
         &[
             ("AZURE_API_BASE", base.as_str()),
             ("AZURE_API_KEY", "azure-env-key"),
             ("AZURE_API_VERSION", "2025-01-01-preview"),
         ],
-    );
-    start_cfg(cfg, |b| b).await
+    )
+    .await
 }
 
 #[tokio::test]

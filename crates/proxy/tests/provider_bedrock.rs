@@ -7,7 +7,7 @@
 mod common;
 mod provider_common;
 
-use common::{KEY, config, post_json, start_cfg};
+use common::{KEY, config, post_json, start_env};
 use idlehands_testkit::{FakeBedrock, Recorded, Reply};
 use idlehands_translate::bedrock::{AwsCredentials, SigningRequest, sign};
 use provider_common::{cost_header_nanos, expected_nanos, redact, sse_data, upstream_request};
@@ -51,7 +51,7 @@ general_settings:
 }
 
 async fn gateway(up: &FakeBedrock) -> common::Running {
-    let cfg = config(
+    start_env(
         &yaml(&up.base_url()),
         &[
             ("AWS_REGION", "eu-central-1"),
@@ -59,8 +59,8 @@ async fn gateway(up: &FakeBedrock) -> common::Running {
             ("AWS_SECRET_ACCESS_KEY", "env-secret-example"),
             ("AWS_SESSION_TOKEN", "env-session-token"),
         ],
-    );
-    start_cfg(cfg, |b| b).await
+    )
+    .await
 }
 
 /// The signature the gateway sent must be the one these credentials give for exactly what

@@ -6,7 +6,7 @@
 mod common;
 mod provider_common;
 
-use common::{KEY, config, post_json, start_cfg};
+use common::{KEY, post_json, start_env};
 use idlehands_testkit::{FakeGemini, Fault, Reply};
 use provider_common::{cost_header_nanos, expected_nanos, redact, sse_data, upstream_request};
 use serde_json::{Value, json};
@@ -43,11 +43,11 @@ general_settings:
 }
 
 async fn gateway(up: &FakeGemini) -> common::Running {
-    let cfg = config(
+    start_env(
         &yaml(&up.base_url()),
         &[("GEMINI_API_KEY", "AIza-fake-gemini")],
-    );
-    start_cfg(cfg, |b| b).await
+    )
+    .await
 }
 
 fn request(stream: bool) -> Value {

@@ -55,6 +55,11 @@ pub async fn start(yaml: &str) -> Running {
     start_cfg(config(yaml, &[]), |b| b).await
 }
 
+/// Like `start`, with the given environment visible to `os.environ/` references.
+pub async fn start_env(yaml: &str, env: &[(&str, &str)]) -> Running {
+    start_cfg(config(yaml, env), |b| b).await
+}
+
 pub async fn start_cfg(
     cfg: ProxyConfig,
     customize: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
