@@ -64,6 +64,40 @@ impl Core {
     }
 }
 
+/// The scripting and inspection methods every fake built on [`Handle`] offers, written once.
+macro_rules! scripted_accessors {
+    ($fake:ty) => {
+        impl $fake {
+            pub fn addr(&self) -> std::net::SocketAddr {
+                self.handle.addr
+            }
+
+            /// Queue a reply; queued replies are used in order, then the default.
+            pub fn push(&self, reply: $crate::reply::Reply) {
+                self.handle.push(reply);
+            }
+
+            pub fn set_default(&self, reply: $crate::reply::Reply) {
+                self.handle.set_default(reply);
+            }
+
+            /// Recorded requests; `path` holds the path without the query.
+            pub fn requests(&self) -> Vec<$crate::openai::Recorded> {
+                self.handle.requests()
+            }
+
+            pub fn last_request(&self) -> Option<$crate::openai::Recorded> {
+                self.handle.requests().pop()
+            }
+
+            pub fn served(&self) -> usize {
+                self.handle.served()
+            }
+        }
+    };
+}
+pub(crate) use scripted_accessors;
+
 /// The handle every fake hands out: where it listens and how to script it.
 pub(crate) struct Handle {
     pub(crate) addr: SocketAddr,
@@ -220,32 +254,9 @@ impl FakeAnthropic {
     pub fn base_url(&self) -> String {
         format!("http://{}", self.handle.addr)
     }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.handle.addr
-    }
-
-    /// Queue a reply; queued replies are used in order, then the default.
-    pub fn push(&self, reply: Reply) {
-        self.handle.push(reply);
-    }
-
-    pub fn set_default(&self, reply: Reply) {
-        self.handle.set_default(reply);
-    }
-
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.handle.requests()
-    }
-
-    pub fn last_request(&self) -> Option<Recorded> {
-        self.handle.requests().pop()
-    }
-
-    pub fn served(&self) -> usize {
-        self.handle.served()
-    }
 }
+
+scripted_accessors!(FakeAnthropic);
 
 /// Anthropic's error envelope with the `type` its API uses for each status.
 pub fn anthropic_error(status: u16, message: &str, retry_after: Option<u64>) -> Response {

@@ -5,7 +5,6 @@
 //! [`crate::FakeOpenAi`]. Signatures are not verified here: tests recompute them from the
 //! recorded request.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -16,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+use crate::anthropic::scripted_accessors;
 use crate::anthropic::{Core, Handle, early_fault, json_response, stream_frames_as};
-use crate::openai::Recorded;
 use crate::reply::Reply;
 
 pub struct FakeBedrock {
@@ -40,31 +39,9 @@ impl FakeBedrock {
     pub fn base_url(&self) -> String {
         format!("http://{}", self.handle.addr)
     }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.handle.addr
-    }
-
-    pub fn push(&self, reply: Reply) {
-        self.handle.push(reply);
-    }
-
-    pub fn set_default(&self, reply: Reply) {
-        self.handle.set_default(reply);
-    }
-
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.handle.requests()
-    }
-
-    pub fn last_request(&self) -> Option<Recorded> {
-        self.handle.requests().pop()
-    }
-
-    pub fn served(&self) -> usize {
-        self.handle.served()
-    }
 }
+
+scripted_accessors!(FakeBedrock);
 
 /// Bedrock's error answer with the exception name it uses for each status.
 pub fn bedrock_error(status: u16, message: &str, retry_after: Option<u64>) -> Response {

@@ -3,7 +3,6 @@
 //! does), `:embedContent` and `:batchEmbedContents`, Google's error envelope, and the API-key
 //! check. Scripted with the same [`Reply`]/[`Fault`] as [`crate::FakeOpenAi`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -14,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+use crate::anthropic::scripted_accessors;
 use crate::anthropic::{Core, Handle, early_fault, json_response, stream_frames};
-use crate::openai::Recorded;
 use crate::reply::{Fault, Reply};
 
 pub struct FakeGemini {
@@ -38,32 +37,9 @@ impl FakeGemini {
     pub fn base_url(&self) -> String {
         format!("http://{}/v1beta", self.handle.addr)
     }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.handle.addr
-    }
-
-    pub fn push(&self, reply: Reply) {
-        self.handle.push(reply);
-    }
-
-    pub fn set_default(&self, reply: Reply) {
-        self.handle.set_default(reply);
-    }
-
-    /// Recorded requests; `path` holds the path without the query.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.handle.requests()
-    }
-
-    pub fn last_request(&self) -> Option<Recorded> {
-        self.handle.requests().pop()
-    }
-
-    pub fn served(&self) -> usize {
-        self.handle.served()
-    }
 }
+
+scripted_accessors!(FakeGemini);
 
 /// Google's error envelope with the status word its APIs use for each HTTP status.
 pub fn gemini_error(status: u16, message: &str, retry_after: Option<u64>) -> Response {
