@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -480,48 +479,7 @@ fn app(fake: Fake) -> Router {
         .with_state(fake)
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
-/// The browser and the driver are test prerequisites; missing ones fail the test, never skip it.
-fn prerequisites() -> (PathBuf, PathBuf) {
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let chromium = PathBuf::from(
-        std::env::var("IDLEHANDS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-    );
-    let mut missing = Vec::new();
-    if !chromium.exists() {
-        missing.push(format!(
-            "{} (Debian package `chromium`)",
-            chromium.display()
-        ));
-    }
-    if !browser_dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        missing.push(format!(
-            "{}/node_modules/playwright-core (npm ci in that folder)",
-            browser_dir.display()
-        ));
-    }
-    if std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        missing.push("node (Debian package `nodejs`)".into());
-    }
-    assert!(
-        missing.is_empty(),
-        "dashboard browser test prerequisites missing: {}. Run scripts/test.sh (it installs them).",
-        missing.join("; ")
-    );
-    (chromium, browser_dir)
-}
+use idlehands_testkit::browser::{prerequisites, target_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_headless_chromium_logs_in_charts_spend_manages_keys_and_shows_request_detail()

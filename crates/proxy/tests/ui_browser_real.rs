@@ -8,7 +8,6 @@
 
 mod store_support;
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -17,48 +16,7 @@ use store_support::{
     Backend, MASTER, Place, config, generate, get, post, settings, spend_rows, start_with,
 };
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
-/// Missing prerequisites fail the test; they are never a reason to skip it.
-fn prerequisites() -> (PathBuf, PathBuf) {
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboard/tests/browser");
-    let chromium = PathBuf::from(
-        std::env::var("IDLEHANDS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-    );
-    let mut missing = Vec::new();
-    if !chromium.exists() {
-        missing.push(format!(
-            "{} (Debian package `chromium`)",
-            chromium.display()
-        ));
-    }
-    if !browser_dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        missing.push(format!(
-            "{}/node_modules/playwright-core (npm ci in that folder)",
-            browser_dir.display()
-        ));
-    }
-    if std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        missing.push("node (Debian package `nodejs`)".into());
-    }
-    assert!(
-        missing.is_empty(),
-        "browser test prerequisites missing: {}. Run scripts/test.sh (it installs them).",
-        missing.join("; ")
-    );
-    (chromium, browser_dir)
-}
+use idlehands_testkit::browser::{prerequisites, target_dir};
 
 async fn chat(p: &store_support::Proxy, key: &str, model: &str, content: &str, user: Option<&str>) {
     let mut body = json!({"model": model, "messages": [{"role": "user", "content": content}]});

@@ -10,6 +10,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod browser;
 pub mod gemini;
 pub mod openai;
 pub mod reply;
