@@ -48,7 +48,7 @@ pub struct ProxyArgs {
         env = "DETAILED_DEBUG"
     )]
     pub detailed_debug: bool,
-    /// Accepted for LiteLLM compatibility and ignored: one process uses every core.
+    /// Runtime worker threads (default: one per core). LiteLLM starts this many processes.
     #[arg(long = "num_workers", alias = "num-workers", env = "NUM_WORKERS")]
     pub num_workers: Option<u32>,
     /// Load and check the config, then exit (0 when valid).
@@ -143,9 +143,6 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         args.detailed_debug,
         &process_env,
     ));
-    if args.num_workers.is_some() {
-        tracing::debug!("--num_workers is ignored: one process serves on every core");
-    }
     let source = cfg.source.clone();
     let settings = StoreSettings::from_config(&cfg, &process_env)?;
     // Config mistakes (master key, headers) are reported before the database is touched.
@@ -157,7 +154,13 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // One process serves on every core; `--num_workers` (uvicorn's worker processes in
+    // LiteLLM) sets how many runtime threads it uses instead.
+    if let Some(n) = args.num_workers.filter(|n| *n > 0) {
+        runtime.worker_threads(n as usize);
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

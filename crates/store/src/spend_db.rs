@@ -1,10 +1,12 @@
 //! Spend-log rows and key spend in the database: the writer's group commit, `/spend/logs`
 //! queries and aggregates.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
 
 use crate::db::{BeginWrite, Store, from_ms, on_db, to_ms};
 use crate::duration::LlmDuration;
@@ -18,7 +20,7 @@ const ROW_COLS: &str = "request_id, call_type, api_key, spend, total_tokens, pro
     model_id, model_group, custom_llm_provider, api_base, user_id, team_id, end_user, \
     requester_ip_address, session_id, metadata, cache_hit, cache_key, request_tags, messages, \
     response, status, litellm_call_id, created_at";
-const ROWS_PER_INSERT: usize = 500;
+const ROWS_PER_INSERT: usize = 32;
 /// Rows `/spend/logs` returns at most per page.
 pub const SPEND_LOGS_MAX_PAGE: u32 = 10_000;
 pub const SPEND_LOGS_DEFAULT_PAGE: u32 = 1_000;
@@ -84,11 +86,83 @@ macro_rules! row_from_db {
 type DayParts = (i64, BTreeMap<String, i64>, BTreeMap<String, i64>);
 
 /// Postgres TEXT cannot hold NUL; a row carrying one would be refused.
-fn text(v: &str) -> String {
-    v.replace('\0', "")
+/// `INSERT ... VALUES (...), ...` for `n` rows (1 or [`ROWS_PER_INSERT`]), built once.
+/// SQLite gets plain `?` placeholders: with numbered ones every execution looked each
+/// parameter up by name, which cost more than the insert itself.
+fn insert_sql(n: usize, postgres: bool) -> &'static str {
+    static SQL: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
+    let build = || {
+        let cols = ROW_COLS.split(',').count();
+        let values: Vec<String> = (0..n)
+            .map(|r| {
+                let params: Vec<String> = (1..=cols)
+                    .map(|c| {
+                        if postgres {
+                            format!("${}", r * cols + c)
+                        } else {
+                            "?".to_owned()
+                        }
+                    })
+                    .collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        format!(
+            "INSERT INTO idlehands_spend_logs ({ROW_COLS}) VALUES {} \
+             ON CONFLICT (request_id) DO NOTHING",
+            values.join(", ")
+        )
+    };
+    SQL[usize::from(n != 1) * 2 + usize::from(postgres)].get_or_init(build)
 }
 
-fn opt_text(v: &Option<String>) -> Option<String> {
+/// Binds one row's values in [`ROW_COLS`] order.
+macro_rules! bind_row {
+    ($q:expr, $r:expr, $now:expr) => {{
+        let r = $r;
+        $q.bind(text(&r.request_id))
+            .bind(text(&r.call_type))
+            .bind(text(&r.api_key))
+            .bind(r.spend)
+            .bind(r.total_tokens)
+            .bind(r.prompt_tokens)
+            .bind(r.completion_tokens)
+            .bind(to_ms(r.start_time))
+            .bind(to_ms(r.end_time))
+            .bind(r.completion_start_time.map(to_ms))
+            .bind(r.request_duration_ms)
+            .bind(text(&r.model))
+            .bind(opt_text(&r.model_id))
+            .bind(opt_text(&r.model_group))
+            .bind(opt_text(&r.custom_llm_provider))
+            .bind(opt_text(&r.api_base))
+            .bind(opt_text(&r.user))
+            .bind(opt_text(&r.team_id))
+            .bind(opt_text(&r.end_user))
+            .bind(opt_text(&r.requester_ip_address))
+            .bind(opt_text(&r.session_id))
+            .bind(json_text(&r.metadata))
+            .bind(opt_text(&r.cache_hit))
+            .bind(opt_text(&r.cache_key))
+            .bind(json_text(&r.request_tags))
+            .bind(r.messages.as_ref().map(json_text))
+            .bind(r.response.as_ref().map(json_text))
+            .bind(text(&r.status))
+            .bind(opt_text(&r.litellm_call_id))
+            .bind($now)
+    }};
+}
+
+/// The text as stored: NUL bytes dropped (Postgres refuses them); borrowed when there are none.
+fn text(v: &str) -> Cow<'_, str> {
+    if v.contains('\0') {
+        Cow::Owned(v.replace('\0', ""))
+    } else {
+        Cow::Borrowed(v)
+    }
+}
+
+fn opt_text(v: &Option<String>) -> Option<Cow<'_, str>> {
     v.as_deref().map(text)
 }
 
@@ -139,47 +213,23 @@ impl Store {
             }
         }
         let now = to_ms(Utc::now());
+        let postgres = matches!(self.db, crate::db::Db::Postgres(_));
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
-            for chunk in rows.chunks(ROWS_PER_INSERT) {
-                let mut qb = QueryBuilder::new(format!("INSERT INTO idlehands_spend_logs ({ROW_COLS}) "));
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(text(&r.request_id))
-                        .push_bind(text(&r.call_type))
-                        .push_bind(text(&r.api_key))
-                        .push_bind(r.spend)
-                        .push_bind(r.total_tokens)
-                        .push_bind(r.prompt_tokens)
-                        .push_bind(r.completion_tokens)
-                        .push_bind(to_ms(r.start_time))
-                        .push_bind(to_ms(r.end_time))
-                        .push_bind(r.completion_start_time.map(to_ms))
-                        .push_bind(r.request_duration_ms)
-                        .push_bind(text(&r.model))
-                        .push_bind(opt_text(&r.model_id))
-                        .push_bind(opt_text(&r.model_group))
-                        .push_bind(opt_text(&r.custom_llm_provider))
-                        .push_bind(opt_text(&r.api_base))
-                        .push_bind(opt_text(&r.user))
-                        .push_bind(opt_text(&r.team_id))
-                        .push_bind(opt_text(&r.end_user))
-                        .push_bind(opt_text(&r.requester_ip_address))
-                        .push_bind(opt_text(&r.session_id))
-                        .push_bind(json_text(&r.metadata))
-                        .push_bind(opt_text(&r.cache_hit))
-                        .push_bind(opt_text(&r.cache_key))
-                        .push_bind(json_text(&r.request_tags))
-                        .push_bind(r.messages.as_ref().map(json_text))
-                        .push_bind(r.response.as_ref().map(json_text))
-                        .push_bind(text(&r.status))
-                        .push_bind(opt_text(&r.litellm_call_id))
-                        .push_bind(now);
-                });
-                qb.push(" ON CONFLICT (request_id) DO NOTHING");
-                // Not cached: every batch size is a different statement (a 1000-row insert
-                // is ~200 KB prepared), and caching them grew memory for as long as the
-                // gateway ran.
-                qb.build().persistent(false).execute(&mut *tx).await?;
+            // Two statement shapes only (a full chunk and a single row), both kept prepared:
+            // re-parsing a many-row INSERT on every commit showed up in profiles.
+            let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+            for chunk in chunks.by_ref() {
+                let mut q = sqlx::query(insert_sql(ROWS_PER_INSERT, postgres));
+                for r in chunk {
+                    q = bind_row!(q, r, now);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            for r in chunks.remainder() {
+                bind_row!(sqlx::query(insert_sql(1, postgres)), r, now)
+                    .execute(&mut *tx)
+                    .await?;
             }
             for (token, reset_at) in &resets {
                 sqlx::query(

@@ -40,7 +40,9 @@ impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
             flush_interval: Duration::from_secs(1),
-            max_batch: 1000,
+            // Large: rows keyed by provider response ids land on random index pages, and each
+            // commit writes every page it touched once, so fewer, larger commits write less.
+            max_batch: 10_000,
             channel_capacity: 100_000,
         }
     }

@@ -151,7 +151,7 @@ impl Provider for Bedrock {
                 .get("x-amzn-requestid")
                 .and_then(|v| v.to_str().ok())
                 .map(|r| format!("chatcmpl-{r}"))
-                .unwrap_or_else(|| format!("chatcmpl-{}", uuid::Uuid::new_v4()));
+                .unwrap_or_else(|| format!("chatcmpl-{}", uuid::Uuid::now_v7()));
             let created = upstream::now_secs();
             if call.stream {
                 let source = Stream {

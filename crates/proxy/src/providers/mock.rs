@@ -86,7 +86,7 @@ impl Provider for MockProvider {
             let prompt = prompt_tokens(&body);
             let completion = estimate_tokens(&text);
             let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
-            let id = format!("chatcmpl-{}", uuid::Uuid::new_v4());
+            let id = format!("chatcmpl-{}", uuid::Uuid::now_v7());
             let created = now();
             let model = &d.upstream_model;
             if !call.stream {
