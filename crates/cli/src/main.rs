@@ -9,6 +9,11 @@ mod proxy_cmd;
 
 use clap::{Parser, Subcommand};
 
+// The gateway allocates a little for every request; glibc's malloc and free were a fifth of
+// its instructions in callgrind.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "idlehands",

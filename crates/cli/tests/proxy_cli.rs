@@ -144,6 +144,43 @@ async fn single_model_mode_overrides_the_request_model() {
     assert_eq!(terminate(&mut child), 0);
 }
 
+/// Upstream calls normally skip reqwest for speed; with an HTTP proxy in the environment they
+/// must go through it, as LiteLLM's do.
+#[tokio::test]
+async fn an_http_proxy_from_the_environment_carries_upstream_calls() {
+    let forward_proxy = idlehands_testkit::FakeOpenAi::start().await;
+    let mut c = cmd();
+    c.args([
+        "proxy",
+        "--model",
+        "openai/gpt-4o-mini",
+        // Not resolvable: only the proxy can answer for it.
+        "--api_base",
+        "http://upstream.invalid/v1",
+    ])
+    .env("LITELLM_MASTER_KEY", "sk-cli-test-master")
+    .env("OPENAI_API_KEY", "sk-upstream-from-env")
+    .env("HTTP_PROXY", forward_proxy.origin())
+    .env_remove("NO_PROXY")
+    .env_remove("no_proxy");
+    let (mut child, url) = spawn(c);
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/chat/completions"))
+        .bearer_auth("sk-cli-test-master")
+        .json(&json!({"model": "whatever", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let sent = forward_proxy.last_request().unwrap();
+    assert_eq!(sent.body["model"], "gpt-4o-mini");
+    assert_eq!(
+        sent.header("authorization"),
+        Some("Bearer sk-upstream-from-env")
+    );
+    assert_eq!(terminate(&mut child), 0);
+}
+
 #[test]
 fn config_error_exits_non_zero_naming_the_key_path() {
     let dir = tempfile::tempdir().unwrap();

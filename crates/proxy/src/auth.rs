@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use http::HeaderMap;
-use sha2::{Digest, Sha256};
 
 use crate::error::ProxyError;
 
@@ -128,7 +127,7 @@ pub fn abbreviate_key(key: &str) -> String {
 }
 
 pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+    idlehands_store::keygen::hash_key(key)
 }
 
 /// Auth settings fixed at start-up.

@@ -231,6 +231,9 @@ impl GatewayBuilder {
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(30))
+            // Providers answer, they do not redirect; LiteLLM (httpx) does not follow either,
+            // and the redirect layer parsed URLs on every call.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ConfigError::Startup(format!("cannot build the HTTP client: {e}")))?;
         let payloads = crate::logging::PayloadLog::from_config(&cfg)?;

@@ -18,7 +18,8 @@ fn litellm_headers(h: &reqwest::header::HeaderMap) -> BTreeMap<String, String> {
             let v = v.to_str().unwrap().to_string();
             let shown = match k.as_str() {
                 "x-litellm-call-id" => {
-                    assert_eq!(uuid::Uuid::parse_str(&v).unwrap().get_version_num(), 4);
+                    // A UUID like LiteLLM's, version 7 (time-ordered) rather than 4.
+                    assert_eq!(uuid::Uuid::parse_str(&v).unwrap().get_version_num(), 7);
                     "[uuid]".to_string()
                 }
                 "x-litellm-overhead-duration-ms" | "x-litellm-response-duration-ms" => {

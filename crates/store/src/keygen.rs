@@ -28,7 +28,15 @@ pub fn new_key() -> String {
 }
 
 pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(key.as_bytes());
+    // Every request with a virtual key hashes it: encode straight into one String.
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// Management endpoints take the plaintext or the hash: `sk-...` is hashed, anything else is
@@ -65,6 +73,10 @@ mod tests {
         assert_eq!(k.len(), 25);
         assert_ne!(k, new_key());
         assert_eq!(hash_key("sk-1234").len(), 64);
+        assert_eq!(
+            hash_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(token_of("sk-1234"), hash_key("sk-1234"));
         assert_eq!(token_of("abc"), "abc");
         assert_eq!(abbreviate("sk-1234567"), "sk-...4567");

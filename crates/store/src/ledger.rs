@@ -65,7 +65,7 @@ struct Inner {
     store: Store,
     writer: SpendWriter,
     limiter: Arc<dyn Limiter>,
-    keys: RwLock<HashMap<String, Arc<Cached>>>,
+    keys: RwLock<HashMap<String, Arc<Cached>, foldhash::fast::RandomState>>,
     negative: Mutex<HashMap<String, Instant>>,
     /// Old token -> (new token, end of grace period) for regenerated keys.
     aliases: RwLock<HashMap<String, (String, chrono::DateTime<Utc>)>>,
@@ -215,7 +215,7 @@ impl Ledger {
             store,
             writer,
             limiter,
-            keys: RwLock::new(HashMap::new()),
+            keys: RwLock::new(HashMap::default()),
             negative: Mutex::new(HashMap::new()),
             aliases: RwLock::new(HashMap::new()),
             hooks: RwLock::new(Vec::new()),
@@ -324,7 +324,15 @@ impl Ledger {
     /// Resolves a virtual key (plaintext `sk-...`) and checks it is usable: 401 unknown,
     /// blocked or expired. The database is asked only on a cache miss.
     pub async fn authenticate(&self, api_key: &str) -> Result<AuthedKey, AccessError> {
-        let token = hash_key(api_key);
+        self.authenticate_hashed(api_key, hash_key(api_key)).await
+    }
+
+    /// [`Ledger::authenticate`] for a caller that already holds `hash_key(api_key)`.
+    pub async fn authenticate_hashed(
+        &self,
+        api_key: &str,
+        token: String,
+    ) -> Result<AuthedKey, AccessError> {
         let invalid = || AccessError::InvalidKey {
             masked: abbreviate(api_key),
             hash: token.clone(),

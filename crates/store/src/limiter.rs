@@ -171,7 +171,7 @@ fn rate_limited(token: &str, kind: LimitKind, limit: u64, wait: Duration) -> Acc
 
 /// In-memory limiter for a single instance.
 pub struct LocalLimiter {
-    keys: RwLock<HashMap<String, Arc<Mutex<Counters>>>>,
+    keys: RwLock<HashMap<String, Arc<Mutex<Counters>>, foldhash::fast::RandomState>>,
     writer: SpendWriter,
     budget_exceeded_status: u16,
     next_id: AtomicU64,
@@ -180,7 +180,7 @@ pub struct LocalLimiter {
 impl LocalLimiter {
     pub fn new(writer: SpendWriter, budget_exceeded_status: u16) -> LocalLimiter {
         LocalLimiter {
-            keys: RwLock::new(HashMap::new()),
+            keys: RwLock::new(HashMap::default()),
             writer,
             budget_exceeded_status,
             next_id: AtomicU64::new(1),

@@ -72,9 +72,9 @@ struct Resolved {
 
 pub struct StoreSeams {
     ledger: Ledger,
-    resolved: RwLock<HashMap<String, Arc<Resolved>>>,
+    resolved: RwLock<HashMap<String, Arc<Resolved>, foldhash::fast::RandomState>>,
     /// Reservations between `post_call` and `record`, by call id.
-    parked: Mutex<HashMap<String, Held>>,
+    parked: Mutex<HashMap<String, Held, foldhash::fast::RandomState>>,
     tracker: Arc<Tracker>,
 }
 
@@ -89,8 +89,8 @@ impl StoreSeams {
     pub fn new(ledger: Ledger) -> StoreSeams {
         StoreSeams {
             ledger,
-            resolved: RwLock::new(HashMap::new()),
-            parked: Mutex::new(HashMap::new()),
+            resolved: RwLock::new(HashMap::default()),
+            parked: Mutex::new(HashMap::default()),
             tracker: Arc::default(),
         }
     }
@@ -225,10 +225,10 @@ impl KeyResolver for StoreSeams {
     fn resolve<'a>(
         &'a self,
         key: &'a str,
-        _hash: &'a str,
+        hash: &'a str,
     ) -> BoxFuture<'a, Result<Principal, ProxyError>> {
         Box::pin(async move {
-            match self.ledger.authenticate(key).await {
+            match self.ledger.authenticate_hashed(key, hash.to_owned()).await {
                 Ok(authed) => Ok(self.principal_for(authed)),
                 Err(e) => Err(api_error(&e)),
             }

@@ -9,6 +9,7 @@
 mod anthropic;
 mod azure;
 mod bedrock;
+mod direct;
 mod gemini;
 mod mock;
 mod openai_compat;

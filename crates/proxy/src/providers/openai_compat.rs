@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use futures_util::stream::{self, StreamExt};
-use http::{HeaderMap, header};
+use futures_util::stream::{self, BoxStream, StreamExt};
+use http::{HeaderMap, HeaderValue, header};
+use http_body_util::Full;
 use serde_json::Value;
 
 use super::{ChatCall, ChatReply, EmbeddingReply, Provider};
@@ -18,19 +19,35 @@ pub struct OpenAiCompatible {
     /// `OpenAIException`, `Hosted_vllmException`: the prefix LiteLLM puts in messages.
     label: Arc<str>,
     /// Parsed once: URL parsing showed up in request-path profiles.
-    chat_url: Result<reqwest::Url, String>,
-    embeddings_url: Result<reqwest::Url, String>,
+    chat_url: Result<Target, String>,
+    embeddings_url: Result<Target, String>,
     /// `None`: `Authorization: Bearer`; Azure's `api-key` otherwise.
     key_header: Option<&'static str>,
 }
 
+/// An upstream endpoint in both clients' forms.
+struct Target {
+    url: reqwest::Url,
+    uri: http::Uri,
+}
+
+impl Target {
+    fn new(url: reqwest::Url) -> Result<Self, String> {
+        let uri = url
+            .as_str()
+            .parse::<http::Uri>()
+            .map_err(|e| format!("api_base gives an invalid URL: {e}"))?;
+        Ok(Target { url, uri })
+    }
+}
+
 /// `{api_base}{path}`, keeping a query string of the base (`...?api-version=x`) at the end.
-fn endpoint(base: &str, path: &str) -> Result<reqwest::Url, String> {
+fn endpoint(base: &str, path: &str) -> Result<Target, String> {
     let mut url = reqwest::Url::parse(base)
         .map_err(|e| format!("api_base {base:?} is not a valid URL: {e}"))?;
     let joined = format!("{}{path}", url.path().trim_end_matches('/'));
     url.set_path(&joined);
-    Ok(url)
+    Target::new(url)
 }
 
 impl OpenAiCompatible {
@@ -61,7 +78,9 @@ impl OpenAiCompatible {
     ) -> Self {
         let parse = |u: Result<String, String>| {
             u.and_then(|u| {
-                reqwest::Url::parse(&u).map_err(|e| format!("api_base gives an invalid URL: {e}"))
+                reqwest::Url::parse(&u)
+                    .map_err(|e| format!("api_base gives an invalid URL: {e}"))
+                    .and_then(Target::new)
             })
         };
         Self {
@@ -121,21 +140,37 @@ pub(crate) fn upstream_error(
     }
 }
 
-fn send_error(label: &str, d: &Deployment, timeout: Duration, e: &reqwest::Error) -> ProxyError {
-    if e.is_timeout() {
-        return ProxyError::UpstreamTimeout {
-            secs: timeout.as_secs_f64(),
-            model: d.model.clone(),
-        };
+/// A failed exchange with the upstream, from either client.
+enum SendError {
+    Reqwest(reqwest::Error),
+    Direct { connect: bool, text: String },
+}
+
+impl SendError {
+    fn direct(e: &(dyn std::error::Error + 'static), connect: bool) -> Self {
+        SendError::Direct {
+            connect,
+            text: super::direct::error_text(e),
+        }
     }
+}
+
+fn send_error(label: &str, d: &Deployment, timeout: Duration, e: &SendError) -> ProxyError {
+    let (connect, text) = match e {
+        SendError::Reqwest(e) if e.is_timeout() => {
+            return ProxyError::UpstreamTimeout {
+                secs: timeout.as_secs_f64(),
+                model: d.model.clone(),
+            };
+        }
+        SendError::Reqwest(e) => (e.is_connect(), e.without_url_text()),
+        SendError::Direct { connect, text } => (*connect, text.clone()),
+    };
     let base = d.api_base.as_deref().unwrap_or("");
-    let message = if e.is_connect() {
+    let message = if connect {
         format!("Connection error: cannot connect to {base}")
     } else {
-        format!(
-            "Connection error talking to {base}: {}",
-            e.without_url_text()
-        )
+        format!("Connection error talking to {base}: {text}")
     };
     ProxyError::UpstreamUnreachable {
         label: label.to_string(),
@@ -160,10 +195,82 @@ impl ErrorText for reqwest::Error {
     }
 }
 
+/// The upstream's answer, from either client.
+enum Sent {
+    Reqwest(reqwest::Response),
+    Direct(http::Response<hyper::body::Incoming>),
+}
+
+impl Sent {
+    fn status(&self) -> http::StatusCode {
+        match self {
+            Sent::Reqwest(r) => r.status(),
+            Sent::Direct(r) => r.status(),
+        }
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        match self {
+            Sent::Reqwest(r) => r.headers(),
+            Sent::Direct(r) => r.headers(),
+        }
+    }
+
+    async fn bytes(self) -> Result<Bytes, SendError> {
+        match self {
+            Sent::Reqwest(r) => r.bytes().await.map_err(SendError::Reqwest),
+            Sent::Direct(r) => http_body_util::BodyExt::collect(r.into_body())
+                .await
+                .map(http_body_util::Collected::to_bytes)
+                .map_err(|e| SendError::direct(&e, false)),
+        }
+    }
+
+    fn into_stream(self) -> BoxStream<'static, Result<Bytes, SendError>> {
+        match self {
+            Sent::Reqwest(r) => r
+                .bytes_stream()
+                .map(|c| c.map_err(SendError::Reqwest))
+                .boxed(),
+            Sent::Direct(r) => http_body_util::BodyExt::into_data_stream(r.into_body())
+                .map(|c| c.map_err(|e| SendError::direct(&e, false)))
+                .boxed(),
+        }
+    }
+}
+
+/// A request ready to go: over the direct client when there is one, else over reqwest.
+enum Outgoing {
+    Reqwest(reqwest::RequestBuilder),
+    Direct(
+        &'static super::direct::DirectClient,
+        http::Request<Full<Bytes>>,
+    ),
+}
+
+impl Outgoing {
+    async fn send(self) -> Result<Sent, SendError> {
+        match self {
+            Outgoing::Reqwest(r) => r
+                .send()
+                .await
+                .map(Sent::Reqwest)
+                .map_err(SendError::Reqwest),
+            Outgoing::Direct(client, request) => match client.request(request).await {
+                Ok(r) => Ok(Sent::Direct(r)),
+                Err(e) => {
+                    let connect = e.is_connect();
+                    Err(SendError::direct(&e, connect))
+                }
+            },
+        }
+    }
+}
+
 struct Prepared {
     label: Arc<str>,
     deployment: Arc<Deployment>,
-    request: reqwest::RequestBuilder,
+    request: Outgoing,
 }
 
 impl OpenAiCompatible {
@@ -171,24 +278,66 @@ impl OpenAiCompatible {
         &self,
         client: &reqwest::Client,
         d: &Arc<Deployment>,
-        url: &Result<reqwest::Url, String>,
+        url: &Result<Target, String>,
         body: Bytes,
     ) -> Result<Prepared, ProxyError> {
-        let url = url
-            .clone()
+        let target = url
+            .as_ref()
             .map_err(|message| ProxyError::UpstreamUnreachable {
                 label: self.label.to_string(),
-                message,
+                message: message.clone(),
             })?;
-        let mut request = client
-            .post(url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body);
-        match (&d.api_key, self.key_header) {
-            (Some(k), None) => request = request.bearer_auth(k.expose()),
-            (Some(k), Some(h)) => request = request.header(h, k.expose()),
-            (None, _) => {}
-        }
+        let key = match (&d.api_key, self.key_header) {
+            (Some(k), None) => Some((
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {}", k.expose())),
+            )),
+            (Some(k), Some(h)) => Some((
+                http::HeaderName::from_static(h),
+                HeaderValue::from_str(k.expose()),
+            )),
+            (None, _) => None,
+        };
+        let key = match key {
+            Some((name, Ok(mut value))) => {
+                value.set_sensitive(true);
+                Some((name, value))
+            }
+            Some((_, Err(_))) => {
+                return Err(ProxyError::UpstreamUnreachable {
+                    label: self.label.to_string(),
+                    message: "the deployment's api_key cannot be sent in an HTTP header"
+                        .to_string(),
+                });
+            }
+            None => None,
+        };
+        let request = match super::direct::shared() {
+            Some(direct) => {
+                let mut request = http::Request::new(Full::new(body));
+                *request.method_mut() = http::Method::POST;
+                *request.uri_mut() = target.uri.clone();
+                let h = request.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                if let Some((name, value)) = key {
+                    h.insert(name, value);
+                }
+                Outgoing::Direct(direct, request)
+            }
+            None => {
+                let mut request = client
+                    .post(target.url.clone())
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(body);
+                if let Some((name, value)) = key {
+                    request = request.header(name, value);
+                }
+                Outgoing::Reqwest(request)
+            }
+        };
         Ok(Prepared {
             label: self.label.clone(),
             deployment: d.clone(),
@@ -197,7 +346,7 @@ impl OpenAiCompatible {
     }
 }
 
-async fn fail_from(label: &str, resp: reqwest::Response, timeout: Duration) -> ProxyError {
+async fn fail_from(label: &str, resp: Sent, timeout: Duration) -> ProxyError {
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -212,6 +361,31 @@ async fn fail_from(label: &str, resp: reqwest::Response, timeout: Duration) -> P
     upstream_error(label, status, &body, retry_after)
 }
 
+/// Sends with the whole-request timeout and reads the whole answer within it too.
+async fn exchange(p: Prepared) -> Result<(Bytes, HeaderMap), ProxyError> {
+    let d = p.deployment;
+    let label = p.label;
+    let timeout = d.timeout;
+    let timed_out = || ProxyError::UpstreamTimeout {
+        secs: timeout.as_secs_f64(),
+        model: d.model.clone(),
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let resp = tokio::time::timeout_at(deadline, p.request.send())
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| send_error(&label, &d, timeout, &e))?;
+    if !resp.status().is_success() {
+        return Err(fail_from(&label, resp, timeout).await);
+    }
+    let headers = kept_headers(resp.headers());
+    let body = tokio::time::timeout_at(deadline, resp.bytes())
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| send_error(&label, &d, timeout, &e))?;
+    Ok((body, headers))
+}
+
 impl Provider for OpenAiCompatible {
     fn chat(
         &self,
@@ -223,25 +397,12 @@ impl Provider for OpenAiCompatible {
         let stream = call.stream;
         Box::pin(async move {
             let p = p?;
-            let d = p.deployment;
-            let label = p.label;
             if !stream {
-                let resp = p
-                    .request
-                    .timeout(d.timeout)
-                    .send()
-                    .await
-                    .map_err(|e| send_error(&label, &d, d.timeout, &e))?;
-                if !resp.status().is_success() {
-                    return Err(fail_from(&label, resp, d.timeout).await);
-                }
-                let headers = kept_headers(resp.headers());
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| send_error(&label, &d, d.timeout, &e))?;
+                let (body, headers) = exchange(p).await?;
                 return Ok(ChatReply::Full { body, headers });
             }
+            let d = p.deployment;
+            let label = p.label;
             let idle = d.stream_timeout;
             let resp = match tokio::time::timeout(idle, p.request.send()).await {
                 Err(_) => {
@@ -256,7 +417,7 @@ impl Provider for OpenAiCompatible {
                 return Err(fail_from(&label, resp, idle).await);
             }
             let headers = kept_headers(resp.headers());
-            let body = resp.bytes_stream();
+            let body = resp.into_stream();
             // An idle timeout between chunks: a stalled upstream ends the stream with an error.
             let frames = stream::unfold(Some(body), move |state| {
                 let label = label.clone();
@@ -290,22 +451,7 @@ impl Provider for OpenAiCompatible {
     ) -> BoxFuture<'static, Result<EmbeddingReply, ProxyError>> {
         let p = self.prepare(client, d, &self.embeddings_url, body);
         Box::pin(async move {
-            let p = p?;
-            let d = p.deployment;
-            let resp = p
-                .request
-                .timeout(d.timeout)
-                .send()
-                .await
-                .map_err(|e| send_error(&p.label, &d, d.timeout, &e))?;
-            if !resp.status().is_success() {
-                return Err(fail_from(&p.label, resp, d.timeout).await);
-            }
-            let headers = kept_headers(resp.headers());
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| send_error(&p.label, &d, d.timeout, &e))?;
+            let (body, headers) = exchange(p?).await?;
             Ok(EmbeddingReply { body, headers })
         })
     }
@@ -317,9 +463,9 @@ mod tests {
 
     #[test]
     fn endpoints_join_paths_and_keep_queries() {
-        let u = endpoint("http://h:1/v1/", "/chat/completions").map(|u| u.to_string());
+        let u = endpoint("http://h:1/v1/", "/chat/completions").map(|t| t.uri.to_string());
         assert_eq!(u.as_deref(), Ok("http://h:1/v1/chat/completions"));
-        let u = endpoint("http://h/openai?api-version=2", "/embeddings").map(|u| u.to_string());
+        let u = endpoint("http://h/openai?api-version=2", "/embeddings").map(|t| t.url.to_string());
         assert_eq!(u.as_deref(), Ok("http://h/openai/embeddings?api-version=2"));
         assert!(endpoint("not a url", "/x").is_err());
     }
