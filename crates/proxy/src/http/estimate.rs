@@ -2,39 +2,46 @@
 //! ignore `stream_options.include_usage`): about four characters a token, read without parsing
 //! the JSON, so that spend is never silently zero.
 
-use idlehands_wire::Usage;
+use std::sync::LazyLock;
 
-const TEXT_FIELDS: [&str; 3] = [
-    "\"content\":\"",
-    "\"arguments\":\"",
-    "\"reasoning_content\":\"",
-];
+use idlehands_wire::Usage;
+use memchr::memmem::Finder;
+
+// Searchers built once: this runs on every streamed chunk.
+static TEXT_FIELDS: LazyLock<[Finder<'static>; 3]> = LazyLock::new(|| {
+    [
+        Finder::new("\"content\":\""),
+        Finder::new("\"arguments\":\""),
+        Finder::new("\"reasoning_content\":\""),
+    ]
+});
 
 /// Characters of generated text in one chunk or body: the string values of `content`,
-/// `reasoning_content` and tool-call `arguments`.
+/// `reasoning_content` and tool-call `arguments` (an escape sequence counts from the
+/// character after its backslash).
 pub(crate) fn generated_chars(json: &str) -> usize {
+    let bytes = json.as_bytes();
     let mut total = 0;
-    for field in TEXT_FIELDS {
-        let mut rest = json;
-        while let Some(i) = rest.find(field) {
-            rest = &rest[i + field.len()..];
-            let mut n = 0;
+    for field in TEXT_FIELDS.iter() {
+        let mut at = 0;
+        while let Some(i) = field.find(&bytes[at..]) {
+            at += i + field.needle().len();
             let mut escaped = false;
-            let mut end = rest.len();
-            for (j, c) in rest.char_indices() {
+            while let Some(&b) = bytes.get(at) {
+                at += 1;
                 if escaped {
                     escaped = false;
-                } else if c == '\\' {
+                } else if b == b'\\' {
                     escaped = true;
                     continue;
-                } else if c == '"' {
-                    end = j;
+                } else if b == b'"' {
                     break;
                 }
-                n += 1;
+                // One per character: UTF-8 continuation bytes are not counted.
+                if b & 0xC0 != 0x80 {
+                    total += 1;
+                }
             }
-            total += n;
-            rest = &rest[end..];
         }
     }
     total

@@ -6,6 +6,7 @@
 //! get here: the attempt loop retries them (`attempts.rs`).
 
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -20,6 +21,10 @@ use serde::de::IgnoredAny;
 
 use super::trace::Trace;
 use crate::error::ProxyError;
+
+/// Built once: every streamed chunk is checked for a usage object.
+static USAGE: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new("\"usage\""));
 
 /// At most this much is gathered into one write.
 const COALESCE_MAX: usize = 64 * 1024;
@@ -100,7 +105,7 @@ impl ClientStream {
             if self.usage.is_none() {
                 self.generated_chars += super::estimate::generated_chars(&ev.data);
             }
-            let needs_peek = self.response_id.is_none() || ev.data.contains("\"usage\"");
+            let needs_peek = self.response_id.is_none() || USAGE.find(ev.data.as_bytes()).is_some();
             if needs_peek && let Ok(p) = serde_json::from_str::<ChunkPeek>(&ev.data) {
                 if self.response_id.is_none() {
                     self.response_id = p.id;
