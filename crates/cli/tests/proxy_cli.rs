@@ -102,22 +102,26 @@ async fn quickstart_config_answers_a_chat_and_sigterm_exits_zero() {
     assert_eq!(terminate(&mut child), 0);
 }
 
-#[tokio::test]
-async fn single_model_mode_overrides_the_request_model() {
-    let up = idlehands_testkit::FakeOpenAi::start().await;
+/// `idlehands proxy --model openai/gpt-4o-mini --api_base <api_base>` with a master key and
+/// an upstream key from the environment.
+fn single_model(api_base: &str) -> Command {
     let mut c = cmd();
     c.args([
         "proxy",
         "--model",
         "openai/gpt-4o-mini",
         "--api_base",
-        &up.base_url(),
+        api_base,
     ])
     .env("LITELLM_MASTER_KEY", "sk-cli-test-master")
     .env("OPENAI_API_KEY", "sk-upstream-from-env");
-    let (mut child, url) = spawn(c);
-    let client = reqwest::Client::new();
-    let resp = client
+    c
+}
+
+/// One chat through the gateway at `url`; checks it answered 200 and that `upstream` got the
+/// call with the deployment's model and key.
+async fn chat_reaches(url: &str, upstream: &idlehands_testkit::FakeOpenAi) {
+    let resp = reqwest::Client::new()
         .post(format!("{url}/chat/completions"))
         .bearer_auth("sk-cli-test-master")
         .json(&json!({"model": "whatever", "messages": [{"role": "user", "content": "hi"}]}))
@@ -125,13 +129,20 @@ async fn single_model_mode_overrides_the_request_model() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let sent = up.last_request().unwrap();
+    let sent = upstream.last_request().unwrap();
     assert_eq!(sent.body["model"], "gpt-4o-mini");
     assert_eq!(
         sent.header("authorization"),
         Some("Bearer sk-upstream-from-env")
     );
-    let models: Value = client
+}
+
+#[tokio::test]
+async fn single_model_mode_overrides_the_request_model() {
+    let up = idlehands_testkit::FakeOpenAi::start().await;
+    let (mut child, url) = spawn(single_model(&up.base_url()));
+    chat_reaches(&url, &up).await;
+    let models: Value = reqwest::Client::new()
         .get(format!("{url}/v1/models"))
         .bearer_auth("sk-cli-test-master")
         .send()
@@ -149,35 +160,13 @@ async fn single_model_mode_overrides_the_request_model() {
 #[tokio::test]
 async fn an_http_proxy_from_the_environment_carries_upstream_calls() {
     let forward_proxy = idlehands_testkit::FakeOpenAi::start().await;
-    let mut c = cmd();
-    c.args([
-        "proxy",
-        "--model",
-        "openai/gpt-4o-mini",
-        // Not resolvable: only the proxy can answer for it.
-        "--api_base",
-        "http://upstream.invalid/v1",
-    ])
-    .env("LITELLM_MASTER_KEY", "sk-cli-test-master")
-    .env("OPENAI_API_KEY", "sk-upstream-from-env")
-    .env("HTTP_PROXY", forward_proxy.origin())
-    .env_remove("NO_PROXY")
-    .env_remove("no_proxy");
+    // Not resolvable: only the proxy can answer for it.
+    let mut c = single_model("http://upstream.invalid/v1");
+    c.env("HTTP_PROXY", forward_proxy.origin())
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
     let (mut child, url) = spawn(c);
-    let resp = reqwest::Client::new()
-        .post(format!("{url}/chat/completions"))
-        .bearer_auth("sk-cli-test-master")
-        .json(&json!({"model": "whatever", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let sent = forward_proxy.last_request().unwrap();
-    assert_eq!(sent.body["model"], "gpt-4o-mini");
-    assert_eq!(
-        sent.header("authorization"),
-        Some("Bearer sk-upstream-from-env")
-    );
+    chat_reaches(&url, &forward_proxy).await;
     assert_eq!(terminate(&mut child), 0);
 }
 

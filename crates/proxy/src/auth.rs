@@ -126,9 +126,7 @@ pub fn abbreviate_key(key: &str) -> String {
     format!("sk-...{tail}")
 }
 
-pub fn hash_key(key: &str) -> String {
-    idlehands_store::keygen::hash_key(key)
-}
+pub use idlehands_store::keygen::hash_key;
 
 /// Auth settings fixed at start-up.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use crate::db::{BeginWrite, Store, from_ms, on_db, to_ms};
+use crate::db::{BeginWrite, Store, from_ms, json_text, on_db, placeholders, to_ms};
 use crate::error::StoreError;
 use crate::types::{KeyListQuery, KeyRecord};
 
@@ -81,17 +81,6 @@ macro_rules! bind_key {
 
 fn json_col<T: serde::de::DeserializeOwned + Default>(text: String) -> T {
     serde_json::from_str(&text).unwrap_or_default()
-}
-
-fn json_text<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
-}
-
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn alias_taken(alias: &str) -> StoreError {

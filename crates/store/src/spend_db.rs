@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use sqlx::Row;
 
-use crate::db::{BeginWrite, Store, from_ms, on_db, to_ms};
+use crate::db::{BeginWrite, Store, from_ms, json_text, on_db, placeholders, to_ms};
 use crate::duration::LlmDuration;
 use crate::error::StoreError;
 use crate::money::nanos_to_usd;
@@ -85,7 +85,6 @@ macro_rules! row_from_db {
 /// A day's spend, by user and by model.
 type DayParts = (i64, BTreeMap<String, i64>, BTreeMap<String, i64>);
 
-/// Postgres TEXT cannot hold NUL; a row carrying one would be refused.
 /// `INSERT ... VALUES (...), ...` for `n` rows (1 or [`ROWS_PER_INSERT`]), built once.
 /// SQLite gets plain `?` placeholders: with numbered ones every execution looked each
 /// parameter up by name, which cost more than the insert itself.
@@ -95,16 +94,12 @@ fn insert_sql(n: usize, postgres: bool) -> &'static str {
         let cols = ROW_COLS.split(',').count();
         let values: Vec<String> = (0..n)
             .map(|r| {
-                let params: Vec<String> = (1..=cols)
-                    .map(|c| {
-                        if postgres {
-                            format!("${}", r * cols + c)
-                        } else {
-                            "?".to_owned()
-                        }
-                    })
-                    .collect();
-                format!("({})", params.join(", "))
+                let params = if postgres {
+                    placeholders(r * cols + 1, cols)
+                } else {
+                    vec!["?"; cols].join(", ")
+                };
+                format!("({params})")
             })
             .collect();
         format!(
@@ -153,7 +148,8 @@ macro_rules! bind_row {
     }};
 }
 
-/// The text as stored: NUL bytes dropped (Postgres refuses them); borrowed when there are none.
+/// The text as stored: NUL bytes dropped (Postgres TEXT cannot hold them, a row carrying one
+/// would be refused); borrowed when there are none.
 fn text(v: &str) -> Cow<'_, str> {
     if v.contains('\0') {
         Cow::Owned(v.replace('\0', ""))
@@ -164,10 +160,6 @@ fn text(v: &str) -> Cow<'_, str> {
 
 fn opt_text(v: &Option<String>) -> Option<Cow<'_, str>> {
     v.as_deref().map(text)
-}
-
-fn json_text<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
 }
 
 fn parse_date(text: &str, field: &str) -> Result<DateTime<Utc>, StoreError> {

@@ -348,11 +348,7 @@ impl OpenAiCompatible {
 
 async fn fail_from(label: &str, resp: Sent, timeout: Duration) -> ProxyError {
     let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let retry_after = super::upstream::retry_after(resp.headers());
     let body = tokio::time::timeout(timeout, resp.bytes())
         .await
         .ok()
