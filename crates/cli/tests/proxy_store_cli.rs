@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `idlehands proxy` with its key and spend database, as a process: where the database is, and
 //! that SIGTERM commits every spend row (the flush window here is a minute, so only the
-//! shutdown commit can have written them).
+//! shutdown commit can have written them), and `disable_spend_logs`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -106,9 +106,25 @@ async fn json_of(r: reqwest::RequestBuilder) -> (u16, Value) {
 
 #[tokio::test]
 async fn sigterm_commits_every_spend_row() {
-    let dir = tempfile::tempdir().unwrap();
     // A minute between group commits: rows reach the database only by the shutdown commit.
-    let cfg = write_config(dir.path(), "  proxy_batch_write_at: 60\n");
+    calls_then_restart("  proxy_batch_write_at: 60\n", true).await;
+}
+
+#[tokio::test]
+async fn disable_spend_logs_keeps_key_spend_and_stores_no_rows() {
+    calls_then_restart(
+        "  proxy_batch_write_at: 60\n  disable_spend_logs: true\n",
+        false,
+    )
+    .await;
+}
+
+/// 25 calls on a fresh virtual key, SIGTERM, then a fresh process on the same database: the
+/// key's spend is the sum of the cost headers, and the spend logs hold a row per call (or
+/// none, when `rows_expected` is false).
+async fn calls_then_restart(settings: &str, rows_expected: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), settings);
     let db = dir.path().join("keys.db");
     let mut c = cmd(dir.path());
     c.args(["proxy", "--config"]).arg(&cfg).arg("--db").arg(&db);
@@ -153,7 +169,8 @@ async fn sigterm_commits_every_spend_row() {
     )
     .await;
     assert_eq!(status, 200, "{rows}");
-    assert_eq!(rows.as_array().unwrap().len(), calls);
+    let stored = rows.as_array().unwrap().len();
+    assert_eq!(stored, if rows_expected { calls } else { 0 }, "{rows}");
     let (_, info) = json_of(http().get(format!("{url}/key/info")).bearer_auth(&key)).await;
     let spend = info["info"]["spend"].as_f64().unwrap();
     assert!((spend - cost).abs() < 1e-9, "{spend} vs {cost}");

@@ -180,9 +180,14 @@ fn day_of(ms_day: i64) -> String {
 }
 
 impl Store {
-    /// One group commit: inserts the rows and applies key spend increments and budget resets in
-    /// a single transaction, so key spend never disagrees with the logs.
-    pub async fn write_batch(&self, items: &[BatchItem]) -> Result<(), StoreError> {
+    /// One group commit: inserts the rows (unless `store_rows` is off: `disable_spend_logs`)
+    /// and applies key spend increments and budget resets in a single transaction, so key
+    /// spend never disagrees with the logs.
+    pub async fn write_batch(
+        &self,
+        items: &[BatchItem],
+        store_rows: bool,
+    ) -> Result<(), StoreError> {
         let mut increments: HashMap<&str, i64> = HashMap::new();
         let mut resets: Vec<(&str, i64)> = Vec::new();
         let mut rows: Vec<&SpendLogRow> = Vec::new();
@@ -192,7 +197,9 @@ impl Store {
                     if !row.api_key.is_empty() && row.spend != 0 {
                         *increments.entry(row.api_key.as_str()).or_default() += row.spend;
                     }
-                    rows.push(row);
+                    if store_rows {
+                        rows.push(row);
+                    }
                 }
                 BatchItem::Reset {
                     token,

@@ -34,6 +34,9 @@ pub struct WriterConfig {
     /// Commit early once this many items wait.
     pub max_batch: usize,
     pub channel_capacity: usize,
+    /// `false` under LiteLLM's `disable_spend_logs`: keys' spend still grows, but no spend-log
+    /// row is stored.
+    pub store_rows: bool,
 }
 
 impl Default for WriterConfig {
@@ -44,6 +47,7 @@ impl Default for WriterConfig {
             // commit writes every page it touched once, so fewer, larger commits write less.
             max_batch: 10_000,
             channel_capacity: 100_000,
+            store_rows: true,
         }
     }
 }
@@ -165,6 +169,7 @@ struct Batch {
     items: Vec<BatchItem>,
     first_at: Option<Instant>,
     failing: bool,
+    store_rows: bool,
 }
 
 impl Batch {
@@ -179,7 +184,7 @@ impl Batch {
         if self.items.is_empty() {
             return Ok(());
         }
-        match store.write_batch(&self.items).await {
+        match store.write_batch(&self.items, self.store_rows).await {
             Ok(()) => {
                 self.items.clear();
                 self.first_at = None;
@@ -192,7 +197,10 @@ impl Batch {
                 tracing::error!(error = %e, "spend-log batch refused; committing rows one by one");
                 let mut rest = std::mem::take(&mut self.items).into_iter();
                 while let Some(item) = rest.next() {
-                    match store.write_batch(std::slice::from_ref(&item)).await {
+                    match store
+                        .write_batch(std::slice::from_ref(&item), self.store_rows)
+                        .await
+                    {
                         Ok(()) => {}
                         Err(StoreError::Database(sqlx::Error::Database(e))) => {
                             if let BatchItem::Row(row) = &item {
@@ -228,6 +236,7 @@ async fn run(store: Store, cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>, wake:
         items: Vec::new(),
         first_at: None,
         failing: false,
+        store_rows: cfg.store_rows,
     };
     let mut tick = tokio::time::interval(cfg.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use idlehands_store::{Ledger, LedgerConfig, Store, StoreError, StoreOptions, WriterConfig};
+use idlehands_store::{Ledger, LedgerConfig, Store, StoreError, StoreOptions};
 use tokio::task::JoinHandle;
 
 pub use redis_mode::RedisFailureMode;
@@ -136,11 +136,9 @@ impl StoreSettings {
             ledger.cache_ttl = Duration::from_secs_f64(ttl);
         }
         if let Some(secs) = gs.proxy_batch_write_at.filter(|t| *t > 0.0) {
-            ledger.writer = WriterConfig {
-                flush_interval: Duration::from_secs_f64(secs),
-                ..WriterConfig::default()
-            };
+            ledger.writer.flush_interval = Duration::from_secs_f64(secs);
         }
+        ledger.writer.store_rows = gs.disable_spend_logs != Some(true);
 
         let rs = &cfg.file.router_settings;
         let redis_url = rs
