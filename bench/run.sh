@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Load benchmark: direct upstream vs nginx proxy_pass vs `idlehands proxy`, measured in one run
+# (plus bare-forward: tokio/hyper/axum forwarding with no gateway logic, the framework's floor)
 # on this machine. Usage: bench/run.sh [seconds-per-point]   (needs wrk and nginx: apt install wrk nginx-light)
 # BENCH_CONNS (default "1 32 256") picks the connection counts; BENCH_ROUNDS (default 3) how
 # many times every point is measured, the paths taking turns, and the table shows each point's
@@ -18,6 +19,8 @@ BIN=target/release
 
 $BIN/fake-upstream 127.0.0.1:18080 > "$WORK/fake.log" 2>&1 &
 nginx -c "$PWD/bench/nginx.conf" > "$WORK/nginx.log" 2>&1 &
+# The floor: tokio + hyper + axum forwarding with no gateway logic (crates/testkit/src/bin).
+$BIN/bare-forward 127.0.0.1:18083 http://127.0.0.1:18080 > "$WORK/bare.log" 2>&1 &
 
 wait_for() { for _ in $(seq 1 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.01; done; echo "not up: $1" >&2; return 1; }
 
@@ -27,6 +30,7 @@ PROXY_PID=$!
 wait_for http://127.0.0.1:18082/health/liveliness
 startup_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 wait_for http://127.0.0.1:18080/v1/models
+wait_for http://127.0.0.1:18083/v1/models
 idle_rss_kb=$(ps -o rss= -p $PROXY_PID | tr -d ' ')
 
 # A virtual key with a large budget, for the virtual-key path.
@@ -44,6 +48,7 @@ for _ in $(seq "$ROUNDS"); do
 for c in $CONNS; do
   point direct http://127.0.0.1:18080/v1/chat/completions "" 0 "$c" >> "$RESULTS"
   point nginx http://127.0.0.1:18081/v1/chat/completions "" 0 "$c" >> "$RESULTS"
+  point bare-forward http://127.0.0.1:18083/v1/chat/completions "" 0 "$c" >> "$RESULTS"
   point idlehands-master http://127.0.0.1:18082/v1/chat/completions sk-bench-master 0 "$c" >> "$RESULTS"
   if [ -n "$VKEY" ]; then
     point idlehands-vkey http://127.0.0.1:18082/v1/chat/completions "$VKEY" 0 "$c" >> "$RESULTS"
@@ -74,7 +79,7 @@ for (name, c), r in rows.items():
 print()
 for c in sorted({c for _, c in rows}):
     ng = rows.get(("nginx", c)); d = rows.get(("direct", c))
-    for name in ("idlehands-master", "idlehands-vkey"):
+    for name in ("bare-forward", "idlehands-master", "idlehands-vkey"):
         r = rows.get((name, c))
         if r and ng and ng["rps"]:
             print(f"- {name} @ {c} conns: {100*r['rps']/ng['rps']:.0f}% of nginx req/s; "

@@ -95,7 +95,8 @@ struct Family<K, V> {
     shards: Box<[Shard<K, V>]>,
 }
 
-type Shard<K, V> = RwLock<HashMap<K, Arc<V>, RandomState>>;
+/// Series by their labels' encoding (see [`Family::get`]), with the labels for rendering.
+type Shard<K, V> = RwLock<HashMap<Box<[u8]>, (K, Arc<V>), RandomState>>;
 
 /// A metric family's name, help text and how to find its value in a series.
 type Pick<S, T> = (&'static str, &'static str, fn(&S) -> &T);
@@ -110,13 +111,32 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Family<K, V> {
         }
     }
 
-    fn get(&self, key: K) -> Option<Arc<V>> {
-        let i = (self.hasher.hash_one(&key) as usize) % SHARDS;
-        let shard = self.shards.get(i)?;
-        if let Some(v) = shard.read().get(&key) {
-            return Some(v.clone());
+    /// The series for `labels` (the key's fields in order), made by `key` the first time.
+    /// Found through an encoding of the labels written to a reused buffer, so recording a call
+    /// allocates nothing once its series exist.
+    fn get(&self, labels: &[&str], key: impl FnOnce() -> K) -> Option<Arc<V>> {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        Some(shard.write().entry(key).or_default().clone())
+        BUF.with(|buf| {
+            let mut buf = buf.try_borrow_mut().ok()?;
+            buf.clear();
+            for l in labels {
+                // Length-prefixed, so no label text can make two label sets encode alike.
+                buf.extend_from_slice(&(l.len() as u64).to_le_bytes());
+                buf.extend_from_slice(l.as_bytes());
+            }
+            let i = (self.hasher.hash_one(buf.as_slice()) as usize) % SHARDS;
+            let shard = self.shards.get(i)?;
+            if let Some((_, v)) = shard.read().get(buf.as_slice()) {
+                return Some(v.clone());
+            }
+            let mut w = shard.write();
+            let entry = w
+                .entry(Box::from(buf.as_slice()))
+                .or_insert_with(|| (key(), Arc::default()));
+            Some(entry.1.clone())
+        })
     }
 
     /// Every series, sorted by labels so scrapes are stable.
@@ -126,7 +146,7 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Family<K, V> {
             .iter()
             .flat_map(|s| {
                 s.read()
-                    .iter()
+                    .values()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect::<Vec<_>>()
             })
@@ -238,8 +258,36 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-fn alias(record_alias: Option<&str>) -> String {
-    record_alias.unwrap_or("").to_string()
+/// A status code as text without allocating: `[u8; 5]` holds any u16.
+struct Digits {
+    buf: [u8; 5],
+    start: usize,
+}
+
+impl Digits {
+    fn as_str(&self) -> &str {
+        self.buf
+            .get(self.start..)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+}
+
+fn itoa_u16(mut n: u16) -> Digits {
+    let mut d = Digits {
+        buf: [0; 5],
+        start: 5,
+    };
+    loop {
+        d.start -= 1;
+        if let Some(b) = d.buf.get_mut(d.start) {
+            *b = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || d.start == 0 {
+            return d;
+        }
+    }
 }
 
 impl Metrics {
@@ -257,30 +305,41 @@ impl Metrics {
 
     /// Count a finished call (the gateway calls this once per [`CallRecord`]).
     pub fn observe(&self, record: &CallRecord, principal: &Principal) {
-        let hashed = record.api_key_hash.clone().unwrap_or_default();
-        let key_alias = alias(record.key_alias.as_deref());
-        let status = StatusKey {
-            requested_model: record.model_group.clone(),
-            hashed_api_key: hashed.clone(),
-            api_key_alias: key_alias.clone(),
+        let hashed = record.api_key_hash.as_deref().unwrap_or("");
+        let key_alias = record.key_alias.as_deref().unwrap_or("");
+        let group = record.model_group.as_str();
+        let code = itoa_u16(record.http_status);
+        let code = code.as_str();
+        let status_labels = [group, hashed, key_alias, code];
+        let status = || StatusKey {
+            requested_model: group.to_string(),
+            hashed_api_key: hashed.to_string(),
+            api_key_alias: key_alias.to_string(),
             status_code: record.http_status,
         };
         if record.status == CallStatus::Failure
-            && let Some(c) = self.failures.get(status.clone())
+            && let Some(c) = self.failures.get(&status_labels, status)
         {
             c.add(1);
         }
-        if let Some(c) = self.requests.get(status) {
+        if let Some(c) = self.requests.get(&status_labels, status) {
             c.add(1);
         }
-        let key = CallKey {
-            requested_model: record.model_group.clone(),
+        let call_labels = [
+            group,
+            record.model.as_str(),
+            record.custom_llm_provider.as_str(),
+            hashed,
+            key_alias,
+        ];
+        let key = || CallKey {
+            requested_model: group.to_string(),
             model: record.model.clone(),
             api_provider: record.custom_llm_provider.clone(),
-            hashed_api_key: hashed.clone(),
-            api_key_alias: key_alias.clone(),
+            hashed_api_key: hashed.to_string(),
+            api_key_alias: key_alias.to_string(),
         };
-        if let Some(s) = self.calls.get(key) {
+        if let Some(s) = self.calls.get(&call_labels, key) {
             let total = record.duration();
             let overhead = record.overhead.min(total);
             s.total_latency.observe(total);
@@ -299,10 +358,11 @@ impl Metrics {
             // The key's spend as resolved at auth plus this call: what LiteLLM reports too,
             // without a database read per request.
             let left = max.saturating_sub(k.spend_nanos.saturating_add(record.cost_nanos));
-            if let Some(g) = self.remaining_budget.get(KeyKey {
-                hashed_api_key: hashed,
-                api_key_alias: key_alias,
-            }) {
+            let key = || KeyKey {
+                hashed_api_key: hashed.to_string(),
+                api_key_alias: key_alias.to_string(),
+            };
+            if let Some(g) = self.remaining_budget.get(&[hashed, key_alias], key) {
                 g.0.store(left, Ordering::Relaxed);
             }
         }
@@ -316,18 +376,20 @@ impl Metrics {
         principal: &Principal,
         succeeded: bool,
     ) {
-        let key = FallbackKey {
+        let hashed = principal.key_hash().unwrap_or("");
+        let key_alias = principal.key_alias().unwrap_or("");
+        let key = || FallbackKey {
             requested_model: requested_model.to_string(),
             fallback_model: fallback_model.to_string(),
-            hashed_api_key: principal.key_hash().unwrap_or("").to_string(),
-            api_key_alias: alias(principal.key_alias()),
+            hashed_api_key: hashed.to_string(),
+            api_key_alias: key_alias.to_string(),
         };
         let family = if succeeded {
             &self.fallbacks_ok
         } else {
             &self.fallbacks_failed
         };
-        if let Some(c) = family.get(key) {
+        if let Some(c) = family.get(&[requested_model, fallback_model, hashed, key_alias], key) {
             c.add(1);
         }
     }
@@ -649,6 +711,45 @@ pub(crate) async fn scrape(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_codes_print_without_allocating() {
+        for n in [0u16, 7, 42, 200, 429, 9999, 65535] {
+            assert_eq!(itoa_u16(n).as_str(), n.to_string());
+        }
+    }
+
+    #[test]
+    fn label_sets_that_join_alike_are_different_series() {
+        let f: Family<KeyKey, Counter> = Family::new();
+        let key = |a: &str, b: &str| KeyKey {
+            hashed_api_key: a.to_string(),
+            api_key_alias: b.to_string(),
+        };
+        let add = |a: &str, b: &str, n: u64| {
+            let series = f.get(&[a, b], || key(a, b));
+            assert!(series.is_some());
+            if let Some(c) = series {
+                c.add(n);
+            }
+        };
+        add("a:1", "", 1);
+        add("a", "1:", 5);
+        // The same labels again find the same series.
+        add("a", "1:", 1);
+        let all = f.sorted();
+        let counts: Vec<(String, String, u64)> = all
+            .iter()
+            .map(|(k, c)| (k.hashed_api_key.clone(), k.api_key_alias.clone(), c.get()))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![
+                ("a".to_string(), "1:".to_string(), 6),
+                ("a:1".to_string(), String::new(), 1)
+            ]
+        );
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative_and_sum_is_exact() {

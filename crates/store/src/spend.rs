@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::money::{de_usd, ser_usd};
-use crate::types::{JsonMap, iso, iso_opt};
+use crate::types::{JsonObjectText, iso, iso_opt};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SpendLogRow {
@@ -41,7 +41,8 @@ pub struct SpendLogRow {
     pub end_user: Option<String>,
     pub requester_ip_address: Option<String>,
     pub session_id: Option<String>,
-    pub metadata: JsonMap,
+    /// Kept as JSON text: the proxy writes it once per request and the database stores text.
+    pub metadata: JsonObjectText,
     /// `"True"` / `"False"`, as LiteLLM writes it.
     pub cache_hit: Option<String>,
     pub cache_key: Option<String>,

@@ -13,7 +13,7 @@ use crate::duration::LlmDuration;
 use crate::error::StoreError;
 use crate::money::nanos_to_usd;
 use crate::spend::{SpendAggregate, SpendGroup, SpendLogRow};
-use crate::types::{DailySpend, SpendLogsQuery, SpendLogsResponse};
+use crate::types::{DailySpend, JsonObjectText, SpendLogsQuery, SpendLogsResponse};
 
 const ROW_COLS: &str = "request_id, call_type, api_key, spend, total_tokens, prompt_tokens, \
     completion_tokens, start_time, end_time, completion_start_time, request_duration_ms, model, \
@@ -64,8 +64,7 @@ macro_rules! row_from_db {
             end_user: row.try_get("end_user")?,
             requester_ip_address: row.try_get("requester_ip_address")?,
             session_id: row.try_get("session_id")?,
-            metadata: serde_json::from_str(&row.try_get::<String, _>("metadata")?)
-                .unwrap_or_default(),
+            metadata: JsonObjectText::from_text(row.try_get("metadata")?).unwrap_or_default(),
             cache_hit: row.try_get("cache_hit")?,
             cache_key: row.try_get("cache_key")?,
             request_tags: serde_json::from_str(&row.try_get::<String, _>("request_tags")?)
@@ -136,10 +135,10 @@ macro_rules! bind_row {
             .bind(opt_text(&r.end_user))
             .bind(opt_text(&r.requester_ip_address))
             .bind(opt_text(&r.session_id))
-            .bind(json_text(&r.metadata))
+            .bind(text(r.metadata.as_str()))
             .bind(opt_text(&r.cache_hit))
             .bind(opt_text(&r.cache_key))
-            .bind(json_text(&r.request_tags))
+            .bind(tags_text(&r.request_tags))
             .bind(r.messages.as_ref().map(json_text))
             .bind(r.response.as_ref().map(json_text))
             .bind(text(&r.status))
@@ -155,6 +154,15 @@ fn text(v: &str) -> Cow<'_, str> {
         Cow::Owned(v.replace('\0', ""))
     } else {
         Cow::Borrowed(v)
+    }
+}
+
+/// Most rows have no tags: their `[]` needs no serializer.
+fn tags_text(tags: &[String]) -> Cow<'static, str> {
+    if tags.is_empty() {
+        Cow::Borrowed("[]")
+    } else {
+        Cow::Owned(json_text(&tags))
     }
 }
 

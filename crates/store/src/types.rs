@@ -9,6 +9,70 @@ use crate::money::{ser_usd, ser_usd_opt};
 
 pub type JsonMap = Map<String, Value>;
 
+/// A JSON object held as its text. Spend-log metadata is written once per request and stored
+/// as text: building a map and serializing it again cost more than the rest of the row.
+#[derive(Debug, Clone)]
+pub struct JsonObjectText(String);
+
+impl JsonObjectText {
+    /// `None` unless `text` is one JSON object.
+    pub fn from_text(text: String) -> Option<Self> {
+        match serde_json::from_str::<&serde_json::value::RawValue>(&text) {
+            Ok(raw) if raw.get().starts_with('{') => Some(Self(text)),
+            _ => None,
+        }
+    }
+
+    /// Text that serde_json wrote from an object, taken without parsing it again (checked in
+    /// debug builds).
+    pub fn from_serialized_object(text: String) -> Self {
+        debug_assert!(
+            Self::from_text(text.clone()).is_some(),
+            "not an object: {text}"
+        );
+        Self(text)
+    }
+
+    pub fn from_map(map: &JsonMap) -> Self {
+        Self(serde_json::to_string(map).unwrap_or_else(|_| "{}".to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn to_map(&self) -> JsonMap {
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+}
+
+impl Default for JsonObjectText {
+    fn default() -> Self {
+        Self("{}".to_string())
+    }
+}
+
+impl PartialEq for JsonObjectText {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0 || self.to_map() == other.to_map()
+    }
+}
+
+impl Serialize for JsonObjectText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match serde_json::from_str::<&serde_json::value::RawValue>(&self.0) {
+            Ok(raw) => raw.serialize(s),
+            Err(_) => JsonMap::new().serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonObjectText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        JsonMap::deserialize(d).map(|m| Self::from_map(&m))
+    }
+}
+
 /// Parses a JSON body; a wrong type answers 400 naming the field (`max_budget`, `models[2]`).
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, StoreError> {
     let de = &mut serde_json::Deserializer::from_slice(body);

@@ -9,8 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use common::{generate, ledger, row};
 use idlehands_store::{
-    ApiError, Ledger, SpendGroup, SpendLogRow, SpendLogsQuery, SpendLogsResponse, SpendWriter,
-    Store, WriterConfig,
+    ApiError, JsonObjectText, Ledger, SpendGroup, SpendLogRow, SpendLogsQuery, SpendLogsResponse,
+    SpendWriter, Store, WriterConfig,
 };
 use serde_json::json;
 
@@ -39,10 +39,12 @@ async fn every_request_writes_one_row_and_adds_its_spend(store: Store) {
         if i % 4 == 0 {
             log.status = "failure".into();
             log.spend = 0;
-            log.metadata.insert(
+            let mut metadata = log.metadata.to_map();
+            metadata.insert(
                 "error_information".into(),
                 json!({"error_class": "RateLimitError"}),
             );
+            log.metadata = JsonObjectText::from_map(&metadata);
         }
         expected += log.spend;
         r.settle(log).await;
@@ -88,7 +90,7 @@ async fn every_request_writes_one_row_and_adds_its_spend(store: Store) {
     );
     let failed = all.iter().find(|r| r.request_id == "ok-0").unwrap();
     assert_eq!(
-        failed.metadata["error_information"]["error_class"],
+        failed.metadata.to_map()["error_information"]["error_class"],
         json!("RateLimitError")
     );
     // The row's JSON uses LiteLLM's names and USD.

@@ -15,12 +15,12 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use idlehands_store::{
-    AccessError, ApiError, AuthedKey, KeyRecord, Ledger, STATUS_FAILURE, STATUS_SUCCESS,
-    SpendLogRow, StoreError,
+    AccessError, ApiError, AuthedKey, JsonObjectText, KeyRecord, Ledger, STATUS_FAILURE,
+    STATUS_SUCCESS, SpendLogRow, StoreError,
 };
 use idlehands_wire::Usage;
 use parking_lot::{Mutex, RwLock};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::auth::{KeyResolver, Principal, VirtualKey};
@@ -341,38 +341,16 @@ impl CallHooks for StoreSeams {
     }
 }
 
-/// The spend-log row for a finished call (LiteLLM's `LiteLLM_SpendLogs` fields).
-pub fn spend_row(r: &CallRecord) -> SpendLogRow {
-    let mut metadata = Map::new();
-    if let Some(hash) = &r.api_key_hash {
-        metadata.insert("user_api_key".into(), json!(hash));
-    }
-    metadata.insert("user_api_key_alias".into(), json!(r.key_alias));
-    metadata.insert("user_api_key_user_id".into(), json!(r.user_id));
-    metadata.insert("user_api_key_team_id".into(), json!(r.team_id));
-    metadata.insert("status".into(), json!(r.status.as_str()));
-    if let Some(m) = &r.metadata {
-        metadata.insert("spend_logs_metadata".into(), m.clone());
-    }
-    if let Some(err) = &r.error_message {
-        metadata.insert(
-            "error_information".into(),
-            json!({"error_message": err, "error_code": r.http_status.to_string()}),
-        );
-    }
-    metadata.insert(
-        "usage_object".into(),
-        json!({
-            "prompt_tokens": r.prompt_tokens,
-            "completion_tokens": r.completion_tokens,
-            "total_tokens": r.total_tokens,
-        }),
-    );
+/// The spend-log row for a finished call (LiteLLM's `LiteLLM_SpendLogs` fields). Takes the
+/// record so that its strings move into the row rather than being copied.
+pub fn spend_row(r: CallRecord) -> SpendLogRow {
     let to_i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let metadata = JsonObjectText::from_serialized_object(metadata_json(&r));
+    let request_duration_ms = i64::try_from(r.duration().as_millis()).ok();
     SpendLogRow {
-        request_id: r.request_id.clone(),
+        request_id: r.request_id,
         call_type: r.call_type.to_string(),
-        api_key: r.api_key_hash.clone().unwrap_or_default(),
+        api_key: r.api_key_hash.unwrap_or_default(),
         spend: to_i(r.cost_nanos),
         total_tokens: to_i(r.total_tokens),
         prompt_tokens: to_i(r.prompt_tokens),
@@ -380,15 +358,15 @@ pub fn spend_row(r: &CallRecord) -> SpendLogRow {
         start_time: r.start_time,
         end_time: r.end_time,
         completion_start_time: r.completion_start_time,
-        request_duration_ms: i64::try_from(r.duration().as_millis()).ok(),
-        model: r.model.clone(),
-        model_id: Some(r.model_id.clone()),
-        model_group: Some(r.model_group.clone()),
-        custom_llm_provider: Some(r.custom_llm_provider.clone()),
-        api_base: r.api_base.clone(),
-        user: r.user_id.clone(),
-        team_id: r.team_id.clone(),
-        end_user: r.end_user.clone(),
+        request_duration_ms,
+        model: r.model,
+        model_id: Some(r.model_id),
+        model_group: Some(r.model_group),
+        custom_llm_provider: Some(r.custom_llm_provider),
+        api_base: r.api_base,
+        user: r.user_id,
+        team_id: r.team_id,
+        end_user: r.end_user,
         metadata,
         cache_hit: Some("False".to_string()),
         status: match r.status {
@@ -396,18 +374,72 @@ pub fn spend_row(r: &CallRecord) -> SpendLogRow {
             CallStatus::Failure => STATUS_FAILURE,
         }
         .to_string(),
-        litellm_call_id: Some(r.call_id.clone()),
+        litellm_call_id: Some(r.call_id),
         // Filled only under `store_prompts_in_spend_logs` (see `crate::logging`).
-        messages: r.messages.clone(),
-        response: r.response.clone(),
+        messages: r.messages,
+        response: r.response,
         ..SpendLogRow::default()
     }
+}
+
+/// The row's `metadata` object, written straight to text with its keys in sorted order (as a
+/// JSON map would give them): a map built and serialized per request showed in profiles.
+fn metadata_json(r: &CallRecord) -> String {
+    fn field(out: &mut Vec<u8>, name: &str, value: &impl serde::Serialize) {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        if serde_json::to_writer(&mut *out, value).is_err() {
+            out.extend_from_slice(b"null");
+        }
+    }
+    let mut out = Vec::with_capacity(320);
+    out.push(b'{');
+    if let Some(err) = &r.error_message {
+        #[derive(serde::Serialize)]
+        struct ErrorInformation<'a> {
+            error_code: String,
+            error_message: &'a str,
+        }
+        let info = ErrorInformation {
+            error_code: r.http_status.to_string(),
+            error_message: err,
+        };
+        field(&mut out, "error_information", &info);
+    }
+    if let Some(m) = &r.metadata {
+        field(&mut out, "spend_logs_metadata", m);
+    }
+    field(&mut out, "status", &r.status.as_str());
+    #[derive(serde::Serialize)]
+    struct UsageObject {
+        completion_tokens: u64,
+        prompt_tokens: u64,
+        total_tokens: u64,
+    }
+    let usage = UsageObject {
+        completion_tokens: r.completion_tokens,
+        prompt_tokens: r.prompt_tokens,
+        total_tokens: r.total_tokens,
+    };
+    field(&mut out, "usage_object", &usage);
+    if let Some(hash) = &r.api_key_hash {
+        field(&mut out, "user_api_key", hash);
+    }
+    field(&mut out, "user_api_key_alias", &r.key_alias);
+    field(&mut out, "user_api_key_team_id", &r.team_id);
+    field(&mut out, "user_api_key_user_id", &r.user_id);
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 impl CallSink for StoreSeams {
     fn record(&self, record: CallRecord) {
         let held = self.parked.lock().remove(&record.call_id);
-        let row = spend_row(&record);
+        let row = spend_row(record);
         let ledger = self.ledger.clone();
         self.spawn(async move {
             match held {
@@ -429,4 +461,84 @@ pub fn store_error(e: &StoreError) -> ProxyError {
         tracing::error!(error = %e, "store operation failed");
     }
     api_error(e)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use serde_json::json;
+
+    fn record() -> CallRecord {
+        let now = Utc::now();
+        CallRecord {
+            request_id: "chatcmpl-1".into(),
+            call_id: "call-1".into(),
+            call_type: "acompletion",
+            api_key_hash: Some("ab\"c".into()),
+            key_alias: Some("alias \u{e9}".into()),
+            user_id: None,
+            team_id: Some("team-1".into()),
+            end_user: None,
+            metadata: None,
+            model: "openai/m".into(),
+            model_id: "id".into(),
+            model_group: "m".into(),
+            api_base: None,
+            custom_llm_provider: "openai".into(),
+            stream: false,
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            total_tokens: 7,
+            cost_nanos: 0,
+            start_time: now,
+            end_time: now,
+            completion_start_time: None,
+            status: CallStatus::Success,
+            error_message: None,
+            http_status: 200,
+            overhead: Duration::ZERO,
+            messages: None,
+            response: None,
+        }
+    }
+
+    #[test]
+    fn metadata_text_is_the_object_litellm_stores_with_sorted_keys() {
+        let plain = record();
+        let text = metadata_json(&plain);
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            json!({
+                "status": "success",
+                "usage_object": {"completion_tokens": 4, "prompt_tokens": 3, "total_tokens": 7},
+                "user_api_key": "ab\"c",
+                "user_api_key_alias": "alias \u{e9}",
+                "user_api_key_team_id": "team-1",
+                "user_api_key_user_id": null,
+            })
+        );
+        // Keys come out sorted, as rows written through a JSON map were.
+        let reparsed = serde_json::to_string(&serde_json::from_str::<Value>(&text).unwrap());
+        assert_eq!(reparsed.unwrap(), text);
+
+        let mut failed = record();
+        failed.api_key_hash = None;
+        failed.status = CallStatus::Failure;
+        failed.error_message = Some("upstream said \"no\"\n".into());
+        failed.http_status = 429;
+        failed.metadata = Some(json!({"trace": ["a", 1]}));
+        let text = metadata_json(&failed);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v["error_information"],
+            json!({"error_code": "429", "error_message": "upstream said \"no\"\n"})
+        );
+        assert_eq!(v["spend_logs_metadata"], json!({"trace": ["a", 1]}));
+        assert_eq!(v["status"], "failure");
+        assert!(v.get("user_api_key").is_none());
+        assert_eq!(serde_json::to_string(&v).unwrap(), text);
+        assert_eq!(spend_row(failed).metadata.as_str(), text);
+    }
 }
