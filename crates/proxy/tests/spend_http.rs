@@ -226,6 +226,65 @@ async fn spend_logs_filters_and_pages(b: Backend) {
     place.cleanup().await;
 }
 
+/// `maximum_spend_logs_retention_period`: at start-up (and hourly) rows older than the
+/// period go; newer rows and the key's spend stay.
+async fn retention_deletes_only_old_rows(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    let fresh = post(&p, "/v1/chat/completions", MASTER, chat("mocky")).await;
+    assert_eq!(fresh.status, 200);
+    assert_eq!(spend_rows(&p, "", 1).await.len(), 1);
+    p.stop().await;
+
+    // A row from two hours ago, written through the store as the spend writer would.
+    let mut opts = idlehands_store::StoreOptions::new(place.url.clone());
+    opts.pg_schema = place.pg_schema.clone();
+    let store = idlehands_store::Store::open_with(opts).await.unwrap();
+    let old = Utc::now() - chrono::Duration::hours(2);
+    let row = idlehands_store::SpendLogRow {
+        request_id: "old-row".into(),
+        call_type: "acompletion".into(),
+        model: "openai/mock-model".into(),
+        start_time: old,
+        end_time: old,
+        status: "success".into(),
+        ..Default::default()
+    };
+    store
+        .write_batch(&[idlehands_store::BatchItem::Row(Box::new(row))], true)
+        .await
+        .unwrap();
+    let before = store
+        .spend_logs(&idlehands_store::SpendLogsQuery::default())
+        .await
+        .unwrap();
+    let idlehands_store::SpendLogsResponse::Rows(before) = before else {
+        panic!("rows expected")
+    };
+    assert_eq!(before.len(), 2);
+    store.close().await;
+
+    let p = start(&place, "  maximum_spend_logs_retention_period: 1h\n").await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let ids = loop {
+        let rows = get(&p, "/spend/logs", MASTER).await.body;
+        let ids: Vec<String> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["request_id"].as_str().unwrap().to_string())
+            .collect();
+        if ids.len() == 1 || tokio::time::Instant::now() > deadline {
+            break ids;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_ne!(ids[0], "old-row");
+    p.stop().await;
+    place.cleanup().await;
+}
+
 async fn readiness_reports_the_database(b: Backend) {
     let place = Place::new(b);
     let p = start(&place, "").await;
@@ -240,4 +299,5 @@ both_backends!(
     every_request_writes_one_row,
     spend_logs_filters_and_pages,
     readiness_reports_the_database,
+    retention_deletes_only_old_rows,
 );

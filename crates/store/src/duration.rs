@@ -87,6 +87,24 @@ impl LlmDuration {
         }
     }
 
+    /// `now - duration` (months and years on the calendar): a retention window's start.
+    pub fn before(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let v = i64::from(self.value);
+        match self.unit {
+            Unit::Seconds => now - Duration::seconds(v),
+            Unit::Minutes => now - Duration::minutes(v),
+            Unit::Hours => now - Duration::hours(v),
+            Unit::Days => now - Duration::days(v),
+            Unit::Weeks => now - Duration::weeks(v),
+            Unit::Months => now
+                .checked_sub_months(Months::new(self.value))
+                .unwrap_or(now - Duration::days(30 * v)),
+            Unit::Years => now
+                .checked_sub_months(Months::new(self.value.saturating_mul(12)))
+                .unwrap_or(now - Duration::days(365 * v)),
+        }
+    }
+
     /// The next budget reset strictly after `now`, aligned like LiteLLM: sub-day windows on
     /// multiples of the window counted from midnight (capped at midnight), `1d` at midnight,
     /// `7d`/`1w` on Monday, `30d`/`Nmo` on the 1st of the month, yearly on January 1st.
@@ -147,6 +165,18 @@ mod tests {
         DateTime::parse_from_rfc3339(s)
             .map(|d| d.with_timezone(&Utc))
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn before_is_the_window_start_on_the_calendar() {
+        let now = at("2026-03-31T12:00:00Z");
+        let d = |t: &str| LlmDuration::parse(t).unwrap_or_else(|| panic!("{t}"));
+        assert_eq!(d("30d").before(now), at("2026-03-01T12:00:00Z"));
+        assert_eq!(d("1h").before(now), at("2026-03-31T11:00:00Z"));
+        assert_eq!(d("2w").before(now), at("2026-03-17T12:00:00Z"));
+        // A month back from the 31st of March is the last day of February.
+        assert_eq!(d("1mo").before(now), at("2026-02-28T12:00:00Z"));
+        assert_eq!(d("yearly").before(now), at("2025-03-31T12:00:00Z"));
     }
 
     #[test]

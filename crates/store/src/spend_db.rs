@@ -477,15 +477,29 @@ impl Store {
 
 impl Store {
     /// Deletes spend-log rows that started before `cutoff`
-    /// (`general_settings.maximum_spend_logs_retention_period`). Key spend is unchanged.
+    /// (`general_settings.maximum_spend_logs_retention_period`). Key spend is unchanged. Runs
+    /// in slices so that a large purge never holds the write lock (and the spend writer) long.
     pub async fn delete_spend_logs_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        let n = on_db!(&self.db, pool => {
-            sqlx::query("DELETE FROM idlehands_spend_logs WHERE start_time < $1")
-                .bind(to_ms(cutoff))
+        const SLICE: i64 = 5_000;
+        let cutoff = to_ms(cutoff);
+        let mut total = 0;
+        loop {
+            let n = on_db!(&self.db, pool => {
+                sqlx::query(
+                    "DELETE FROM idlehands_spend_logs WHERE request_id IN \
+                     (SELECT request_id FROM idlehands_spend_logs WHERE start_time < $1 LIMIT $2)",
+                )
+                .bind(cutoff)
+                .bind(SLICE)
                 .execute(pool)
                 .await?
                 .rows_affected()
-        });
-        Ok(n)
+            });
+            total += n;
+            if n < SLICE.unsigned_abs() {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 }

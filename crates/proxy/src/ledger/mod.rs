@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use idlehands_store::duration::LlmDuration;
 use idlehands_store::{Ledger, LedgerConfig, Store, StoreError, StoreOptions};
 use tokio::task::JoinHandle;
 
@@ -47,7 +48,16 @@ pub struct StoreSettings {
     pub pg_schema: Option<String>,
     pub redis: Option<RedisSettings>,
     pub ledger: LedgerConfig,
+    /// `general_settings.database_connection_pool_limit`.
+    pub pool_limit: Option<u32>,
+    /// `general_settings.database_connection_timeout` (seconds in the file).
+    pub connect_timeout: Option<Duration>,
+    /// `general_settings.maximum_spend_logs_retention_period`: older spend rows are deleted.
+    pub retention: Option<LlmDuration>,
 }
+
+/// How often spend rows past the retention period are deleted (and once at start-up).
+const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
 
 #[derive(Clone)]
 pub struct RedisSettings {
@@ -82,6 +92,42 @@ fn extra_str<'c>(
     map.get(key).and_then(|v| v.as_str()).map(str::trim)
 }
 
+/// LiteLLM settings in the file that change nothing here, each with why: said at start-up
+/// rather than accepted in silence.
+pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
+    let gs = &cfg.file.general_settings;
+    let mut out = Vec::new();
+    if gs.store_model_in_db == Some(true) {
+        out.push(
+            "general_settings.store_model_in_db has no effect here: models come from config.yaml"
+                .to_string(),
+        );
+    }
+    if gs.disable_error_logs.is_some() {
+        out.push(
+            "general_settings.disable_error_logs has no effect here: failures are spend-log rows with status failure (see disable_spend_logs)"
+                .to_string(),
+        );
+    }
+    for (set, key) in [
+        (
+            gs.proxy_budget_rescheduler_min_time.is_some(),
+            "proxy_budget_rescheduler_min_time",
+        ),
+        (
+            gs.proxy_budget_rescheduler_max_time.is_some(),
+            "proxy_budget_rescheduler_max_time",
+        ),
+    ] {
+        if set {
+            out.push(format!(
+                "general_settings.{key} has no effect here: budgets reset on time, checked on every request and every second"
+            ));
+        }
+    }
+    out
+}
+
 /// `$IDLEHANDS_STATE_DIR/proxy.db`, else `$HOME/.idlehands/proxy.db` (the agent's state
 /// directory), else `./.idlehands/proxy.db`.
 pub fn default_database_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
@@ -105,6 +151,9 @@ impl StoreSettings {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<StoreSettings, ConfigError> {
         let gs = &cfg.file.general_settings;
+        for notice in inert_settings(cfg) {
+            tracing::warn!("{notice}");
+        }
         let nonempty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         let (database_url, database_source) = if let Some(p) = &cfg.database_path {
             (p.display().to_string(), "--db")
@@ -182,12 +231,52 @@ impl StoreSettings {
             prefix,
             failure_mode,
         });
+        let pool_limit = match gs.database_connection_pool_limit {
+            Some(0) => {
+                return Err(invalid(
+                    cfg,
+                    "general_settings.database_connection_pool_limit",
+                    "must be at least 1".to_string(),
+                ));
+            }
+            n => n,
+        };
+        let connect_timeout = match gs.database_connection_timeout {
+            Some(t) if !(t > 0.0 && t.is_finite()) => {
+                return Err(invalid(
+                    cfg,
+                    "general_settings.database_connection_timeout",
+                    format!("{t} is not a positive number of seconds"),
+                ));
+            }
+            t => t.map(Duration::from_secs_f64),
+        };
+        let retention = match gs
+            .maximum_spend_logs_retention_period
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            None => None,
+            Some(t) => Some(LlmDuration::parse(t).ok_or_else(|| {
+                invalid(
+                    cfg,
+                    "general_settings.maximum_spend_logs_retention_period",
+                    format!(
+                        "{t:?} is not a duration: use a number followed by s, m, h, d, w or mo (e.g. 30d)"
+                    ),
+                )
+            })?),
+        };
         Ok(StoreSettings {
             database_url,
             database_source,
             pg_schema: extra_str(&gs.extra, "database_schema").map(str::to_string),
             redis,
             ledger,
+            pool_limit,
+            connect_timeout,
+            retention,
         })
     }
 
@@ -233,6 +322,12 @@ impl StoreHandle {
     pub async fn open(settings: &StoreSettings) -> Result<StoreHandle, StoreError> {
         let mut opts = StoreOptions::new(settings.database_url.clone());
         opts.pg_schema = settings.pg_schema.clone();
+        if let Some(n) = settings.pool_limit {
+            opts.max_connections = n;
+        }
+        if let Some(t) = settings.connect_timeout {
+            opts.connect_timeout = t;
+        }
         let store = Store::open_with(opts).await?;
         let mut tasks = Vec::new();
         let (ledger, redis_mode) = match &settings.redis {
@@ -246,6 +341,22 @@ impl StoreHandle {
         };
         if let Err(e) = ledger.warm().await {
             tracing::warn!(error = %e, "could not preload keys; they load on first use");
+        }
+        if let Some(period) = settings.retention {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(RETENTION_SWEEP);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let cutoff = period.before(chrono::Utc::now());
+                    match store.delete_spend_logs_before(cutoff).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(deleted = n, "spend-log rows past the retention period deleted"),
+                        Err(e) => tracing::warn!(error = %e, "spend-log retention sweep failed; retried in an hour"),
+                    }
+                }
+            }));
         }
         let db_state = Arc::new(AtomicU8::new(DB_UP));
         let weak_state = Arc::downgrade(&db_state);
@@ -330,6 +441,56 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    #[test]
+    fn pool_timeout_and_retention_settings_are_read_and_checked() {
+        let e = env(&[]);
+        let s = StoreSettings::from_config(
+            &cfg("  database_connection_pool_limit: 25\n  database_connection_timeout: 2.5\n  maximum_spend_logs_retention_period: 30d\n"),
+            &e,
+        )
+        .expect("settings");
+        assert_eq!(s.pool_limit, Some(25));
+        assert_eq!(s.connect_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(s.retention, LlmDuration::parse("30d"));
+        let d = StoreSettings::from_config(&cfg(""), &e).expect("settings");
+        assert_eq!(
+            (d.pool_limit, d.connect_timeout, d.retention),
+            (None, None, None)
+        );
+
+        for (yaml, path) in [
+            (
+                "  database_connection_pool_limit: 0\n",
+                "database_connection_pool_limit",
+            ),
+            (
+                "  database_connection_timeout: -1\n",
+                "database_connection_timeout",
+            ),
+            (
+                "  maximum_spend_logs_retention_period: forever\n",
+                "maximum_spend_logs_retention_period",
+            ),
+        ] {
+            let err = StoreSettings::from_config(&cfg(yaml), &e).expect_err(yaml);
+            let text = err.to_string();
+            assert!(text.contains(&format!("general_settings.{path}")), "{text}");
+            assert!(text.contains("config.yaml"), "{text}");
+        }
+    }
+
+    #[test]
+    fn settings_with_no_effect_here_are_named() {
+        assert!(inert_settings(&cfg("  store_model_in_db: false\n")).is_empty());
+        let notes = inert_settings(&cfg(
+            "  store_model_in_db: true\n  disable_error_logs: true\n  proxy_budget_rescheduler_min_time: 1\n",
+        ));
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(notes[0].starts_with("general_settings.store_model_in_db has no effect"));
+        assert!(notes[1].starts_with("general_settings.disable_error_logs has no effect"));
+        assert!(notes[2].starts_with("general_settings.proxy_budget_rescheduler_min_time"));
     }
 
     #[test]
