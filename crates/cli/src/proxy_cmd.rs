@@ -144,6 +144,9 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         &process_env,
     ));
     let source = cfg.source.clone();
+    for note in idlehands_proxy::config::inert_settings(&cfg) {
+        tracing::warn!("{source}: {note}");
+    }
     let settings = StoreSettings::from_config(&cfg, &process_env)?;
     // Config mistakes (master key, headers) are reported before the database is touched.
     let gateway = Gateway::builder(cfg.clone()).build()?;

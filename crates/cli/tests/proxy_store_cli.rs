@@ -238,3 +238,30 @@ fn unreachable_redis_fails_closed_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("redis_failure_mode"), "{err}");
 }
+
+#[tokio::test]
+async fn settings_with_no_effect_are_named_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "  store_model_in_db: true\nlitellm_settings:\n  success_callback: [langfuse]\n",
+    );
+    let mut c = cmd(dir.path());
+    c.args(["proxy", "--config"]).arg(&cfg);
+    let (mut child, url, before) = spawn(c);
+    for path in [
+        "general_settings.store_model_in_db has no effect here",
+        "litellm_settings.success_callback \"langfuse\" has no effect here",
+    ] {
+        assert!(
+            before
+                .iter()
+                .any(|l| l.contains("config.yaml") && l.contains(path)),
+            "{path}: {before:?}"
+        );
+    }
+    // It still starts and serves.
+    let (status, _) = json_of(http().get(format!("{url}/health/liveliness"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(terminate(&mut child), 0);
+}

@@ -3,6 +3,7 @@
 //! environment reads happen here, once; the request path never reads env or files.
 
 mod env;
+mod inert;
 mod lenient;
 mod routing;
 mod types;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+pub use inert::inert_settings;
 pub use types::{
     CostFields, FallbackList, FileConfig, GeneralSettings, LitellmParams, LitellmSettings,
     ModelEntry, ModelInfo, RouterSettings, RoutingStrategy, Secret,

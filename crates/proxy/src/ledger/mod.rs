@@ -92,42 +92,6 @@ fn extra_str<'c>(
     map.get(key).and_then(|v| v.as_str()).map(str::trim)
 }
 
-/// LiteLLM settings in the file that change nothing here, each with why: said at start-up
-/// rather than accepted in silence.
-pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
-    let gs = &cfg.file.general_settings;
-    let mut out = Vec::new();
-    if gs.store_model_in_db == Some(true) {
-        out.push(
-            "general_settings.store_model_in_db has no effect here: models come from config.yaml"
-                .to_string(),
-        );
-    }
-    if gs.disable_error_logs.is_some() {
-        out.push(
-            "general_settings.disable_error_logs has no effect here: failures are spend-log rows with status failure (see disable_spend_logs)"
-                .to_string(),
-        );
-    }
-    for (set, key) in [
-        (
-            gs.proxy_budget_rescheduler_min_time.is_some(),
-            "proxy_budget_rescheduler_min_time",
-        ),
-        (
-            gs.proxy_budget_rescheduler_max_time.is_some(),
-            "proxy_budget_rescheduler_max_time",
-        ),
-    ] {
-        if set {
-            out.push(format!(
-                "general_settings.{key} has no effect here: budgets reset on time, checked on every request and every second"
-            ));
-        }
-    }
-    out
-}
-
 /// `$IDLEHANDS_STATE_DIR/proxy.db`, else `$HOME/.idlehands/proxy.db` (the agent's state
 /// directory), else `./.idlehands/proxy.db`.
 pub fn default_database_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
@@ -151,9 +115,6 @@ impl StoreSettings {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<StoreSettings, ConfigError> {
         let gs = &cfg.file.general_settings;
-        for notice in inert_settings(cfg) {
-            tracing::warn!("{notice}");
-        }
         let nonempty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         let (database_url, database_source) = if let Some(p) = &cfg.database_path {
             (p.display().to_string(), "--db")
@@ -479,18 +440,6 @@ mod tests {
             assert!(text.contains(&format!("general_settings.{path}")), "{text}");
             assert!(text.contains("config.yaml"), "{text}");
         }
-    }
-
-    #[test]
-    fn settings_with_no_effect_here_are_named() {
-        assert!(inert_settings(&cfg("  store_model_in_db: false\n")).is_empty());
-        let notes = inert_settings(&cfg(
-            "  store_model_in_db: true\n  disable_error_logs: true\n  proxy_budget_rescheduler_min_time: 1\n",
-        ));
-        assert_eq!(notes.len(), 3, "{notes:?}");
-        assert!(notes[0].starts_with("general_settings.store_model_in_db has no effect"));
-        assert!(notes[1].starts_with("general_settings.disable_error_logs has no effect"));
-        assert!(notes[2].starts_with("general_settings.proxy_budget_rescheduler_min_time"));
     }
 
     #[test]
