@@ -51,6 +51,8 @@ pub(crate) struct App {
     pub payloads: crate::logging::PayloadLog,
     /// Dashboard sign-ins.
     pub sessions: crate::http::ui::Sessions,
+    /// `general_settings.global_max_parallel_requests`: model calls in flight at once.
+    pub parallel: Option<(Arc<tokio::sync::Semaphore>, u32)>,
 }
 
 /// A built gateway; cheap to clone.
@@ -267,6 +269,11 @@ impl GatewayBuilder {
                 metrics_need_auth,
                 payloads,
                 sessions: crate::http::ui::Sessions::default(),
+                parallel: cfg
+                    .file
+                    .general_settings
+                    .global_max_parallel_requests
+                    .map(|n| (Arc::new(tokio::sync::Semaphore::new(n as usize)), n)),
             }),
         })
     }

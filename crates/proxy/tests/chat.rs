@@ -551,3 +551,89 @@ async fn missing_upstream_usage_falls_back_to_an_estimate() {
     assert_eq!(recs[1].completion_tokens, 3);
     assert!(recs.iter().all(|r| r.cost_nanos > 0));
 }
+
+#[tokio::test]
+async fn a_deployment_organization_is_sent_as_openai_organization() {
+    let up = FakeOpenAi::start().await;
+    up.push(Reply::text("hi"));
+    let yaml = two_models(&up.base_url()).replacen(
+        "      api_key: sk-upstream-secret\n",
+        "      api_key: sk-upstream-secret\n      organization: org-idlehands-1\n",
+        1,
+    );
+    let gw = start(&yaml).await;
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&chat_body("gpt-4o", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let sent = up.last_request().unwrap();
+    assert_eq!(sent.header("openai-organization"), Some("org-idlehands-1"));
+
+    // A value no header can carry stops start-up, naming the key.
+    let bad = two_models(&up.base_url()).replacen(
+        "      api_key: sk-upstream-secret\n",
+        "      api_key: sk-upstream-secret\n      organization: \"org\\u0007bell\"\n",
+        1,
+    );
+    let err = match idlehands_proxy::ProxyConfig::from_yaml(&bad, "config.yaml", &|_| None) {
+        Ok(_) => panic!("a bell in the organization was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("config.yaml") && err.contains("model_list[0].litellm_params.organization"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn global_max_parallel_requests_refuses_the_call_over_the_limit_until_one_ends() {
+    let up = FakeOpenAi::start().await;
+    let slow = std::time::Duration::from_millis(600);
+    // A stream whose chunks trickle in, then a call whose answer is slow.
+    up.push(
+        Reply::text("one two three four five six")
+            .with_chunk_chars(4)
+            .with_chunk_delay(std::time::Duration::from_millis(100)),
+    );
+    up.push(Reply::text("second").with_delay(slow));
+    let yaml = format!(
+        "{}  global_max_parallel_requests: 2\n",
+        two_models(&up.base_url())
+    );
+    let gw = start(&yaml).await;
+    let call = |model: &str, stream: bool| {
+        client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .json(&chat_body(model, stream))
+            .send()
+    };
+    // The stream has started (its headers are here) and still holds its place...
+    let streamed = call("gpt-4o", true).await.unwrap();
+    assert_eq!(streamed.status(), 200);
+    let slow_call = tokio::spawn(call("gpt-4o", false));
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    // ...as does the slow call, so a third is refused at once, even for a mock deployment.
+    let refused = call("mocky", false).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert_eq!(body["error"]["code"], "429");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("global_max_parallel_requests") && message.contains("Current limit: 2"),
+        "{message}"
+    );
+    let text = streamed.text().await.unwrap();
+    assert!(text.contains("[DONE]"), "{text}");
+    assert_eq!(slow_call.await.unwrap().unwrap().status(), 200);
+    // Both places are free again.
+    for _ in 0..2 {
+        assert_eq!(call("mocky", false).await.unwrap().status(), 200);
+    }
+}

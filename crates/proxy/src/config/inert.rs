@@ -41,12 +41,6 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
             );
         }
     }
-    if gs.global_max_parallel_requests.is_some() {
-        say(
-            "general_settings.global_max_parallel_requests",
-            "limit keys (max_parallel_requests, rpm_limit, tpm_limit) or deployments (rpm, tpm)",
-        );
-    }
     if gs.background_health_checks == Some(true) || gs.health_check_interval.is_some() {
         say(
             "general_settings.background_health_checks",
@@ -95,12 +89,6 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
     for (i, m) in f.model_list.iter().enumerate() {
         let lp = &m.litellm_params;
         let at = |key: &str| format!("model_list[{i}].litellm_params.{key}");
-        if lp.organization.is_some() {
-            say(
-                &at("organization"),
-                "no OpenAI-Organization header is sent; the api_key's default organization applies",
-            );
-        }
         if lp.max_budget.is_some() || lp.budget_duration.is_some() {
             say(
                 &at("max_budget"),
@@ -157,14 +145,12 @@ litellm_settings:
   - model_name: m
     litellm_params:
       model: openai/m
-      organization: org-1
       input_cost_per_second: 0.01
 general_settings:
   master_key: sk-unit-master-1
   store_model_in_db: true
   disable_error_logs: true
   proxy_budget_rescheduler_min_time: 1
-  global_max_parallel_requests: 100
   alerting: [slack]
 litellm_settings:
   success_callback: [langfuse, prometheus]
@@ -184,13 +170,11 @@ router_settings:
                 "general_settings.store_model_in_db",
                 "general_settings.disable_error_logs",
                 "general_settings.proxy_budget_rescheduler_min_time",
-                "general_settings.global_max_parallel_requests",
                 "general_settings.alerting",
                 "litellm_settings.success_callback \"langfuse\"",
                 "litellm_settings.cache",
                 "litellm_settings.max_budget",
                 "router_settings.enable_tag_filtering",
-                "model_list[0].litellm_params.organization",
                 "model_list[0].litellm_params.input_cost_per_second",
             ]
         );

@@ -262,6 +262,12 @@ impl ProxyConfig {
             path,
             message: message.to_string(),
         };
+        if self.file.general_settings.global_max_parallel_requests == Some(0) {
+            return Err(invalid(
+                "general_settings.global_max_parallel_requests".to_string(),
+                "must be at least 1",
+            ));
+        }
         for (i, m) in self.file.model_list.iter().enumerate() {
             if m.model_name.trim().is_empty() {
                 return Err(invalid(
@@ -290,6 +296,14 @@ impl ProxyConfig {
                 return Err(invalid(
                     format!("model_list[{i}].litellm_params.api_base"),
                     "must start with http:// or https://",
+                ));
+            }
+            if let Some(org) = &p.organization
+                && http::HeaderValue::from_str(org.trim()).is_err()
+            {
+                return Err(invalid(
+                    format!("model_list[{i}].litellm_params.organization"),
+                    "cannot be sent in an HTTP header (control characters)",
                 ));
             }
         }

@@ -23,6 +23,20 @@ use crate::gateway::App;
 use crate::providers::{ChatCall, ChatReply, MockProvider, Provider};
 use crate::router::ModelGroup;
 
+/// 429 when `general_settings.global_max_parallel_requests` calls are already in flight, worded
+/// like LiteLLM's other parallel-limit refusals.
+fn global_parallel_limit(limit: u32) -> ProxyError {
+    ProxyError::Custom {
+        status: 429,
+        kind: "rate_limit_error".to_string(),
+        message: format!(
+            "Rate limit exceeded for global: global_max_parallel_requests. Limit type: max_parallel_requests. Current limit: {limit}, Remaining: 0."
+        ),
+        param: None,
+        headers: vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+    }
+}
+
 pub(crate) async fn chat(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -69,6 +83,16 @@ pub(crate) async fn route<'b>(
     let principal = auth::authenticate(&rt.auth, app.resolver.as_ref(), headers)
         .await
         .map_err(early)?;
+    let parallel_permit = match &app.parallel {
+        None => None,
+        Some((places, limit)) => Some(
+            places
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| global_parallel_limit(*limit))
+                .map_err(early)?,
+        ),
+    };
     let body = RequestBody::parse(bytes).map_err(early)?;
     let model = rt
         .forced_model
@@ -106,6 +130,7 @@ pub(crate) async fn route<'b>(
         started,
         start_time,
     );
+    trace.parallel_permit = parallel_permit;
     trace.end_user = body.user.clone();
     trace.metadata = body
         .raw("metadata")

@@ -79,6 +79,8 @@ pub(crate) struct Trace {
     reservation: Option<Reservation>,
     /// Request and response bodies, only while payload logging is on (`crate::logging`).
     pub capture: Option<Box<crate::logging::Capture>>,
+    /// A place under `global_max_parallel_requests`, held until the call (or its stream) ends.
+    pub parallel_permit: Option<tokio::sync::OwnedSemaphorePermit>,
     done: bool,
 }
 
@@ -112,6 +114,7 @@ impl Trace {
             prompt_estimate: 0,
             reservation: None,
             capture: None,
+            parallel_permit: None,
             done: false,
         }
     }

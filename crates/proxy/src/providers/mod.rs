@@ -311,7 +311,10 @@ pub fn adapter_for(
         _ => {}
     }
     match family(provider) {
-        Some(f) => Arc::new(OpenAiCompatible::new(provider, api_base.unwrap_or(f.1))),
+        Some(f) => Arc::new(
+            OpenAiCompatible::new(provider, api_base.unwrap_or(f.1))
+                .with_organization(params.organization.as_deref()),
+        ),
         None => Arc::new(Unsupported),
     }
 }

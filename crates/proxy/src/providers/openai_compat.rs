@@ -15,6 +15,8 @@ use super::{ChatCall, ChatReply, EmbeddingReply, Provider};
 use crate::error::{ProxyError, litellm_class};
 use crate::router::Deployment;
 
+static ORGANIZATION: http::HeaderName = http::HeaderName::from_static("openai-organization");
+
 pub struct OpenAiCompatible {
     /// `OpenAIException`, `Hosted_vllmException`: the prefix LiteLLM puts in messages.
     label: Arc<str>,
@@ -23,6 +25,8 @@ pub struct OpenAiCompatible {
     embeddings_url: Result<Target, String>,
     /// `None`: `Authorization: Bearer`; Azure's `api-key` otherwise.
     key_header: Option<&'static str>,
+    /// `litellm_params.organization`, sent as `OpenAI-Organization`.
+    organization: Option<HeaderValue>,
 }
 
 /// An upstream endpoint in both clients' forms.
@@ -66,7 +70,18 @@ impl OpenAiCompatible {
             chat_url: endpoint(api_base, "/chat/completions"),
             embeddings_url: endpoint(api_base, "/embeddings"),
             key_header: None,
+            organization: None,
         }
+    }
+
+    /// Sends `OpenAI-Organization: org` with every call (a value no header can carry is
+    /// refused at start-up by the config check, so it is dropped here).
+    pub fn with_organization(mut self, org: Option<&str>) -> Self {
+        self.organization = org
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .and_then(|o| HeaderValue::from_str(o).ok());
+        self
     }
 
     /// An OpenAI-format upstream at exact URLs, keyed by a header of its own (Azure).
@@ -88,6 +103,7 @@ impl OpenAiCompatible {
             chat_url: parse(chat_url),
             embeddings_url: parse(embeddings_url),
             key_header: Some(key_header),
+            organization: None,
         }
     }
 }
@@ -325,6 +341,9 @@ impl OpenAiCompatible {
                 if let Some((name, value)) = key {
                     h.insert(name, value);
                 }
+                if let Some(org) = &self.organization {
+                    h.insert(ORGANIZATION.clone(), org.clone());
+                }
                 Outgoing::Direct(direct, request)
             }
             None => {
@@ -334,6 +353,9 @@ impl OpenAiCompatible {
                     .body(body);
                 if let Some((name, value)) = key {
                     request = request.header(name, value);
+                }
+                if let Some(org) = &self.organization {
+                    request = request.header(ORGANIZATION.clone(), org.clone());
                 }
                 Outgoing::Reqwest(request)
             }
