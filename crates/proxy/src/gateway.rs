@@ -53,6 +53,9 @@ pub(crate) struct App {
     pub sessions: crate::http::ui::Sessions,
     /// `general_settings.global_max_parallel_requests`: model calls in flight at once.
     pub parallel: Option<(Arc<tokio::sync::Semaphore>, u32)>,
+    /// `general_settings.background_health_checks`: how often, and the latest results that
+    /// `/health` answers with instead of calling every deployment.
+    pub background_health: Option<(Duration, crate::http::health::Latest)>,
 }
 
 /// A built gateway; cheap to clone.
@@ -274,6 +277,16 @@ impl GatewayBuilder {
                     .general_settings
                     .global_max_parallel_requests
                     .map(|n| (Arc::new(tokio::sync::Semaphore::new(n as usize)), n)),
+                background_health: (cfg.file.general_settings.background_health_checks
+                    == Some(true))
+                .then(|| {
+                    let every = cfg
+                        .file
+                        .general_settings
+                        .health_check_interval
+                        .map_or(DEFAULT_HEALTH_INTERVAL, Duration::from_secs_f64);
+                    (every, crate::http::health::Latest::default())
+                }),
             }),
         })
     }
@@ -288,6 +301,7 @@ where
     use axum::serve::ListenerExt;
     let app = gateway.app.clone();
     let router = gateway.router();
+    let checks = crate::http::health::spawn_background(&app);
     // Streams are many small writes: without NODELAY, Nagle plus the client's delayed ACK
     // add about 40 ms to every streamed response.
     let listener = listener.tap_io(|tcp| {
@@ -297,6 +311,12 @@ where
         .with_graceful_shutdown(async move {
             shutdown.await;
             app.draining.store(true, Ordering::SeqCst);
+            if let Some(task) = checks {
+                task.abort();
+            }
         })
         .await
 }
+
+/// LiteLLM's `health_check_interval` default.
+const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(300);

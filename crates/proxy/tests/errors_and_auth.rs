@@ -217,6 +217,65 @@ async fn models_list_and_lookup() {
 }
 
 #[tokio::test]
+async fn background_health_checks_answer_health_from_the_latest_run() {
+    let up = idlehands_testkit::FakeOpenAi::start().await;
+    let cfg = format!(
+        "model_list:
+  - model_name: good
+    litellm_params: {{model: openai/x, api_base: '{}', api_key: k}}
+  - model_name: bad
+    litellm_params: {{model: openai/y, api_base: 'http://127.0.0.1:9/v1', api_key: k}}
+general_settings:
+  master_key: {KEY}
+  background_health_checks: true
+  health_check_interval: 0.5
+",
+        up.base_url()
+    );
+    let gw = start(&cfg).await;
+    let health = |q: &'static str| {
+        client()
+            .get(gw.url(&format!("/health{q}")))
+            .bearer_auth(KEY)
+            .send()
+    };
+    // The first run starts with the gateway; wait for it to land.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while up.requests().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no background check ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let before = up.requests().len();
+    // Many /health calls cost the upstream nothing: they read the latest run.
+    for _ in 0..5 {
+        let h: Value = health("").await.unwrap().json().await.unwrap();
+        assert_eq!(h["healthy_count"], 1, "{h}");
+        assert_eq!(h["unhealthy_count"], 1, "{h}");
+        assert_eq!(h["unhealthy_endpoints"][0]["model"], "openai/y");
+        assert!(h["unhealthy_endpoints"][0]["error"].as_str().is_some());
+    }
+    let h: Value = health("?model=good").await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (h["healthy_count"].clone(), h["unhealthy_count"].clone()),
+        (json!(1), json!(0))
+    );
+    assert!(
+        up.requests().len() <= before + 1,
+        "/health called the upstream"
+    );
+    // And the checks keep running on the interval.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert!(
+        up.requests().len() >= before + 2,
+        "the interval did not run again"
+    );
+}
+
+#[tokio::test]
 async fn health_probes() {
     let up = idlehands_testkit::FakeOpenAi::start().await;
     let cfg = format!(

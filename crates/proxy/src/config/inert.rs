@@ -41,12 +41,6 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
             );
         }
     }
-    if gs.background_health_checks == Some(true) || gs.health_check_interval.is_some() {
-        say(
-            "general_settings.background_health_checks",
-            "/health checks the deployments when it is called",
-        );
-    }
     if !gs.alerting.is_empty() {
         say(
             "general_settings.alerting",

@@ -262,6 +262,17 @@ impl ProxyConfig {
             path,
             message: message.to_string(),
         };
+        if self
+            .file
+            .general_settings
+            .health_check_interval
+            .is_some_and(|t| !(t > 0.0 && t.is_finite()))
+        {
+            return Err(invalid(
+                "general_settings.health_check_interval".to_string(),
+                "must be a positive number of seconds",
+            ));
+        }
         if self.file.general_settings.global_max_parallel_requests == Some(0) {
             return Err(invalid(
                 "general_settings.global_max_parallel_requests".to_string(),

@@ -95,6 +95,50 @@ fn describe(d: &Deployment) -> Value {
     json!({"model": d.model, "model_name": d.model_name, "model_id": d.id, "api_base": d.api_base})
 }
 
+/// The latest background check of every deployment: (description, error if unhealthy).
+pub(crate) type Latest = Arc<parking_lot::RwLock<Option<Vec<(Value, Option<String>)>>>>;
+
+/// Checks every deployment, in parallel.
+async fn check_all(app: &Arc<App>, wanted: &[Arc<Deployment>]) -> Vec<(Value, Option<String>)> {
+    let results =
+        futures_util::future::join_all(wanted.iter().map(|d| probe(app.clone(), d.clone()))).await;
+    wanted
+        .iter()
+        .zip(results)
+        .map(|(d, r)| (describe(d), r.err()))
+        .collect()
+}
+
+/// Under `background_health_checks`, checks every deployment now and then every
+/// `health_check_interval`, keeping the latest results for `/health`.
+pub(crate) fn spawn_background(app: &Arc<App>) -> Option<tokio::task::JoinHandle<()>> {
+    let (every, latest) = app.background_health.clone()?;
+    let weak = Arc::downgrade(app);
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(app) = weak.upgrade() else {
+                return;
+            };
+            let all: Vec<Arc<Deployment>> = app
+                .runtime
+                .load_full()
+                .router
+                .deployments()
+                .cloned()
+                .collect();
+            let results = check_all(&app, &all).await;
+            let bad = results.iter().filter(|(_, e)| e.is_some()).count();
+            if bad > 0 {
+                tracing::warn!(unhealthy = bad, "background health check");
+            }
+            *latest.write() = Some(results);
+        }
+    }))
+}
+
 pub(crate) async fn health(
     State(app): State<Arc<App>>,
     Query(q): Query<HashMap<String, String>>,
@@ -104,25 +148,40 @@ pub(crate) async fn health(
     if let Err(e) = auth::authenticate(&rt.auth, app.resolver.as_ref(), &headers).await {
         return e.into_response();
     }
-    let wanted: Vec<Arc<Deployment>> = rt
-        .router
-        .deployments()
-        .filter(|d| {
-            q.get("model")
-                .is_none_or(|m| *m == d.model_name || *m == d.model)
-                && q.get("model_id").is_none_or(|id| *id == d.id)
-        })
-        .cloned()
-        .collect();
-    let results =
-        futures_util::future::join_all(wanted.iter().map(|d| probe(app.clone(), d.clone()))).await;
+    let wanted = |model: &str, model_name: &str, id: &str| {
+        q.get("model")
+            .is_none_or(|m| *m == model_name || *m == model)
+            && q.get("model_id").is_none_or(|want| *want == id)
+    };
+    let cached = app
+        .background_health
+        .as_ref()
+        .and_then(|(_, latest)| latest.read().clone());
+    let results = match cached {
+        Some(all) => all
+            .into_iter()
+            .filter(|(v, _)| {
+                let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                wanted(&s("model"), &s("model_name"), &s("model_id"))
+            })
+            .collect(),
+        // No background run has finished yet (or none is configured): check now.
+        None => {
+            let list: Vec<Arc<Deployment>> = rt
+                .router
+                .deployments()
+                .filter(|d| wanted(&d.model, &d.model_name, &d.id))
+                .cloned()
+                .collect();
+            check_all(&app, &list).await
+        }
+    };
     let mut healthy = Vec::new();
     let mut unhealthy = Vec::new();
-    for (d, r) in wanted.iter().zip(results) {
-        let mut v = describe(d);
-        match r {
-            Ok(()) => healthy.push(v),
-            Err(e) => {
+    for (mut v, err) in results {
+        match err {
+            None => healthy.push(v),
+            Some(e) => {
                 v["error"] = json!(e);
                 unhealthy.push(v);
             }

@@ -5,7 +5,7 @@ mod body;
 mod chat;
 mod embeddings;
 mod estimate;
-mod health;
+pub(crate) mod health;
 mod keys;
 mod messages;
 mod models;
