@@ -142,22 +142,15 @@ lt_procs=$(ps -o pid= -s "$LITELLM_PID" | wc -l)
 
 python3 - "$RESULTS" "$DUR" "$LITELLM_VERSION" "$lt_procs" \
   "$ih_startup_ms" "$ih_idle_kb" "$ih_loaded_kb" "$lt_startup_ms" "$lt_idle_kb" "$lt_loaded_kb" <<'PY'
-import sys, re
+import sys
+sys.dont_write_bytecode = True
+sys.path.insert(0, "bench")
+from medians import medians, print_table
 path, dur, version, procs, ih_start, ih_idle, ih_loaded, lt_start, lt_idle, lt_loaded = sys.argv[1:]
-runs = {}
-for line in open(path):
-    name, conns, rest = line.split(" ", 2)
-    kv = dict(re.findall(r"(\w+)=(-?[\d.]+)", rest))
-    runs.setdefault((name, int(conns)), []).append({k: float(v) for k, v in kv.items()})
-# The median round by req/s stands for the point (its latencies come from the same round).
-rows = {k: sorted(v, key=lambda r: r["rps"])[len(v) // 2] for k, v in runs.items()}
-rounds = max(len(v) for v in runs.values())
+rows, rounds = medians(path)
 print(f"\nidlehands proxy vs LiteLLM {version} proxy (uvicorn, 1 worker, no DB), {dur}s per point, "
       f"median of {rounds} rounds, wrk on loopback, this machine, one run\n")
-print("| path | conns | req/s | p50 µs | p99 µs | errors |")
-print("|---|---:|---:|---:|---:|---:|")
-for (name, c), r in rows.items():
-    print(f"| {name} | {c} | {r['rps']:.0f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['errors']:.0f} |")
+print_table(rows)
 print()
 for c in sorted({c for _, c in rows}):
     d = rows.get(("direct", c)); ih = rows.get(("idlehands-master", c)); lt = rows.get(("litellm-master", c))

@@ -60,22 +60,15 @@ done
 loaded_rss_kb=$(ps -o rss= -p $PROXY_PID | tr -d ' ')
 
 python3 - "$RESULTS" "$startup_ms" "$idle_rss_kb" "$loaded_rss_kb" "$DUR" <<'PY'
-import sys, re
+import sys
+sys.dont_write_bytecode = True
+sys.path.insert(0, "bench")
+from medians import medians, print_table
 CHUNKS = 8  # the fake upstream's stream: role, 4 text chunks, finish, usage, [DONE]
 path, startup, idle, loaded, dur = sys.argv[1:]
-runs = {}
-for line in open(path):
-    name, conns, rest = line.split(" ", 2)
-    kv = dict(re.findall(r"(\w+)=(-?[\d.]+)", rest))
-    runs.setdefault((name, int(conns)), []).append({k: float(v) for k, v in kv.items()})
-# The median round by req/s stands for the point (its latencies come from the same round).
-rows = {k: sorted(v, key=lambda r: r["rps"])[len(v) // 2] for k, v in runs.items()}
-rounds = max(len(v) for v in runs.values())
+rows, rounds = medians(path)
 print(f"Load benchmark, {dur}s per point, median of {rounds} rounds, wrk on loopback, this machine, one run\n")
-print("| path | conns | req/s | p50 µs | p99 µs | errors |")
-print("|---|---:|---:|---:|---:|---:|")
-for (name, c), r in rows.items():
-    print(f"| {name} | {c} | {r['rps']:.0f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['errors']:.0f} |")
+print_table(rows)
 print()
 for c in sorted({c for _, c in rows}):
     ng = rows.get(("nginx", c)); d = rows.get(("direct", c))

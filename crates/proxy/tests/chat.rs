@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{KEY, chat_body, client, start, two_models};
+use common::{KEY, chat_body, client, post_json, start, two_models};
 use idlehands_proxy::CallStatus;
 use idlehands_testkit::{FakeOpenAi, Fault, Reply};
 use serde_json::{Value, json};
@@ -562,13 +562,7 @@ async fn a_deployment_organization_is_sent_as_openai_organization() {
         1,
     );
     let gw = start(&yaml).await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&chat_body("gpt-4o", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &chat_body("gpt-4o", false)).await;
     assert_eq!(resp.status(), 200);
     let sent = up.last_request().unwrap();
     assert_eq!(sent.header("openai-organization"), Some("org-idlehands-1"));
@@ -613,12 +607,12 @@ async fn global_max_parallel_requests_refuses_the_call_over_the_limit_until_one_
             .send()
     };
     // The stream has started (its headers are here) and still holds its place...
-    let streamed = call("gpt-4o", true).await.unwrap();
+    let streamed = post_json(&gw, "/v1/chat/completions", &chat_body("gpt-4o", true)).await;
     assert_eq!(streamed.status(), 200);
     let slow_call = tokio::spawn(call("gpt-4o", false));
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     // ...as does the slow call, so a third is refused at once, even for a mock deployment.
-    let refused = call("mocky", false).await.unwrap();
+    let refused = post_json(&gw, "/v1/chat/completions", &chat_body("mocky", false)).await;
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["retry-after"], "1");
     let body: Value = refused.json().await.unwrap();
@@ -634,6 +628,7 @@ async fn global_max_parallel_requests_refuses_the_call_over_the_limit_until_one_
     assert_eq!(slow_call.await.unwrap().unwrap().status(), 200);
     // Both places are free again.
     for _ in 0..2 {
-        assert_eq!(call("mocky", false).await.unwrap().status(), 200);
+        let ok = post_json(&gw, "/v1/chat/completions", &chat_body("mocky", false)).await;
+        assert_eq!(ok.status(), 200);
     }
 }

@@ -216,21 +216,28 @@ async fn models_list_and_lookup() {
     assert_eq!(resp.status(), 401);
 }
 
+/// A group on `up` that answers, one on a closed port that cannot, then `more_models`;
+/// `general` is added under general_settings.
+fn good_and_bad(up: &str, more_models: &str, general: &str) -> String {
+    format!(
+        "model_list:
+  - model_name: good
+    litellm_params: {{model: openai/x, api_base: '{up}', api_key: k}}
+  - model_name: bad
+    litellm_params: {{model: openai/y, api_base: 'http://127.0.0.1:9/v1', api_key: k}}
+{more_models}general_settings:
+  master_key: {KEY}
+{general}"
+    )
+}
+
 #[tokio::test]
 async fn background_health_checks_answer_health_from_the_latest_run() {
     let up = idlehands_testkit::FakeOpenAi::start().await;
-    let cfg = format!(
-        "model_list:
-  - model_name: good
-    litellm_params: {{model: openai/x, api_base: '{}', api_key: k}}
-  - model_name: bad
-    litellm_params: {{model: openai/y, api_base: 'http://127.0.0.1:9/v1', api_key: k}}
-general_settings:
-  master_key: {KEY}
-  background_health_checks: true
-  health_check_interval: 0.5
-",
-        up.base_url()
+    let cfg = good_and_bad(
+        &up.base_url(),
+        "",
+        "  background_health_checks: true\n  health_check_interval: 0.5\n",
     );
     let gw = start(&cfg).await;
     let health = |q: &'static str| {
@@ -278,17 +285,10 @@ general_settings:
 #[tokio::test]
 async fn health_probes() {
     let up = idlehands_testkit::FakeOpenAi::start().await;
-    let cfg = format!(
-        "model_list:
-  - model_name: good
-    litellm_params: {{model: openai/x, api_base: '{}', api_key: k}}
-  - model_name: bad
-    litellm_params: {{model: openai/y, api_base: 'http://127.0.0.1:9/v1', api_key: k}}
-  - model_name: mocky
-    litellm_params: {{model: openai/z, mock_response: hi}}
-general_settings: {{master_key: {KEY}}}
-",
-        up.base_url()
+    let cfg = good_and_bad(
+        &up.base_url(),
+        "  - model_name: mocky\n    litellm_params: {model: openai/z, mock_response: hi}\n",
+        "",
     );
     let gw = start(&cfg).await;
     for path in ["/health/liveliness", "/health/liveness"] {
