@@ -71,37 +71,31 @@ impl LlmDuration {
 
     /// Exact expiry: `now + duration` (months and years on the calendar).
     pub fn after(self, now: DateTime<Utc>) -> DateTime<Utc> {
-        let v = i64::from(self.value);
-        match self.unit {
-            Unit::Seconds => now + Duration::seconds(v),
-            Unit::Minutes => now + Duration::minutes(v),
-            Unit::Hours => now + Duration::hours(v),
-            Unit::Days => now + Duration::days(v),
-            Unit::Weeks => now + Duration::weeks(v),
-            Unit::Months => now
-                .checked_add_months(Months::new(self.value))
-                .unwrap_or(now + Duration::days(30 * v)),
-            Unit::Years => now
-                .checked_add_months(Months::new(self.value.saturating_mul(12)))
-                .unwrap_or(now + Duration::days(365 * v)),
-        }
+        self.shift(now, true)
     }
 
     /// `now - duration` (months and years on the calendar): a retention window's start.
     pub fn before(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.shift(now, false)
+    }
+
+    fn shift(self, now: DateTime<Utc>, forward: bool) -> DateTime<Utc> {
         let v = i64::from(self.value);
-        match self.unit {
-            Unit::Seconds => now - Duration::seconds(v),
-            Unit::Minutes => now - Duration::minutes(v),
-            Unit::Hours => now - Duration::hours(v),
-            Unit::Days => now - Duration::days(v),
-            Unit::Weeks => now - Duration::weeks(v),
-            Unit::Months => now
-                .checked_sub_months(Months::new(self.value))
-                .unwrap_or(now - Duration::days(30 * v)),
-            Unit::Years => now
-                .checked_sub_months(Months::new(self.value.saturating_mul(12)))
-                .unwrap_or(now - Duration::days(365 * v)),
+        let (span, months) = match self.unit {
+            Unit::Seconds => (Duration::seconds(v), None),
+            Unit::Minutes => (Duration::minutes(v), None),
+            Unit::Hours => (Duration::hours(v), None),
+            Unit::Days => (Duration::days(v), None),
+            Unit::Weeks => (Duration::weeks(v), None),
+            // On the calendar; the day count only if the date leaves chrono's range.
+            Unit::Months => (Duration::days(30 * v), Some(self.value)),
+            Unit::Years => (Duration::days(365 * v), Some(self.value.saturating_mul(12))),
+        };
+        let by_days = if forward { now + span } else { now - span };
+        match months.map(Months::new) {
+            None => by_days,
+            Some(m) if forward => now.checked_add_months(m).unwrap_or(by_days),
+            Some(m) => now.checked_sub_months(m).unwrap_or(by_days),
         }
     }
 

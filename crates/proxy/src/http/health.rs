@@ -95,17 +95,19 @@ fn describe(d: &Deployment) -> Value {
     json!({"model": d.model, "model_name": d.model_name, "model_id": d.id, "api_base": d.api_base})
 }
 
-/// The latest background check of every deployment: (description, error if unhealthy).
-pub(crate) type Latest = Arc<parking_lot::RwLock<Option<Vec<(Value, Option<String>)>>>>;
+/// The latest background check of every deployment: each with its error if unhealthy.
+pub(crate) type Latest = Arc<parking_lot::RwLock<Option<Checked>>>;
 
-/// Checks every deployment, in parallel.
-async fn check_all(app: &Arc<App>, wanted: &[Arc<Deployment>]) -> Vec<(Value, Option<String>)> {
+type Checked = Vec<(Arc<Deployment>, Option<String>)>;
+
+/// Checks the deployments, in parallel.
+async fn check_all(app: &Arc<App>, wanted: Vec<Arc<Deployment>>) -> Checked {
     let results =
         futures_util::future::join_all(wanted.iter().map(|d| probe(app.clone(), d.clone()))).await;
     wanted
-        .iter()
+        .into_iter()
         .zip(results)
-        .map(|(d, r)| (describe(d), r.err()))
+        .map(|(d, r)| (d, r.err()))
         .collect()
 }
 
@@ -129,7 +131,7 @@ pub(crate) fn spawn_background(app: &Arc<App>) -> Option<tokio::task::JoinHandle
                 .deployments()
                 .cloned()
                 .collect();
-            let results = check_all(&app, &all).await;
+            let results = check_all(&app, all).await;
             let bad = results.iter().filter(|(_, e)| e.is_some()).count();
             if bad > 0 {
                 tracing::warn!(unhealthy = bad, "background health check");
@@ -148,37 +150,32 @@ pub(crate) async fn health(
     if let Err(e) = auth::authenticate(&rt.auth, app.resolver.as_ref(), &headers).await {
         return e.into_response();
     }
-    let wanted = |model: &str, model_name: &str, id: &str| {
+    let wanted = |d: &Deployment| {
         q.get("model")
-            .is_none_or(|m| *m == model_name || *m == model)
-            && q.get("model_id").is_none_or(|want| *want == id)
+            .is_none_or(|m| *m == d.model_name || *m == d.model)
+            && q.get("model_id").is_none_or(|id| *id == d.id)
     };
     let cached = app
         .background_health
         .as_ref()
         .and_then(|(_, latest)| latest.read().clone());
     let results = match cached {
-        Some(all) => all
-            .into_iter()
-            .filter(|(v, _)| {
-                let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-                wanted(&s("model"), &s("model_name"), &s("model_id"))
-            })
-            .collect(),
+        Some(all) => all.into_iter().filter(|(d, _)| wanted(d)).collect(),
         // No background run has finished yet (or none is configured): check now.
         None => {
-            let list: Vec<Arc<Deployment>> = rt
+            let list = rt
                 .router
                 .deployments()
-                .filter(|d| wanted(&d.model, &d.model_name, &d.id))
+                .filter(|d| wanted(d))
                 .cloned()
                 .collect();
-            check_all(&app, &list).await
+            check_all(&app, list).await
         }
     };
     let mut healthy = Vec::new();
     let mut unhealthy = Vec::new();
-    for (mut v, err) in results {
+    for (d, err) in results {
+        let mut v = describe(&d);
         match err {
             None => healthy.push(v),
             Some(e) => {

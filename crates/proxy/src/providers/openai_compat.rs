@@ -328,37 +328,27 @@ impl OpenAiCompatible {
             }
             None => None,
         };
+        // The same headers whichever client carries the call.
+        let mut headers = HeaderMap::with_capacity(3);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some((name, value)) = key {
+            headers.insert(name, value);
+        }
+        if let Some(org) = &self.organization {
+            headers.insert(ORGANIZATION.clone(), org.clone());
+        }
         let request = match super::direct::shared() {
             Some(direct) => {
                 let mut request = http::Request::new(Full::new(body));
                 *request.method_mut() = http::Method::POST;
                 *request.uri_mut() = target.uri.clone();
-                let h = request.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                if let Some((name, value)) = key {
-                    h.insert(name, value);
-                }
-                if let Some(org) = &self.organization {
-                    h.insert(ORGANIZATION.clone(), org.clone());
-                }
+                *request.headers_mut() = headers;
                 Outgoing::Direct(direct, request)
             }
-            None => {
-                let mut request = client
-                    .post(target.url.clone())
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(body);
-                if let Some((name, value)) = key {
-                    request = request.header(name, value);
-                }
-                if let Some(org) = &self.organization {
-                    request = request.header(ORGANIZATION.clone(), org.clone());
-                }
-                Outgoing::Reqwest(request)
-            }
+            None => Outgoing::Reqwest(client.post(target.url.clone()).headers(headers).body(body)),
         };
         Ok(Prepared {
             label: self.label.clone(),
