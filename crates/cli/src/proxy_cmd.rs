@@ -48,7 +48,7 @@ pub struct ProxyArgs {
         env = "DETAILED_DEBUG"
     )]
     pub detailed_debug: bool,
-    /// Runtime worker threads (default: one per core). LiteLLM starts this many processes.
+    /// Serving threads (default: one per core). LiteLLM starts this many processes.
     #[arg(long = "num_workers", alias = "num-workers", env = "NUM_WORKERS")]
     pub num_workers: Option<u32>,
     /// Load and check the config, then exit (0 when valid).
@@ -157,13 +157,17 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    // One process serves on every core; `--num_workers` (uvicorn's worker processes in
-    // LiteLLM) sets how many runtime threads it uses instead.
-    if let Some(n) = args.num_workers.filter(|n| *n > 0) {
-        runtime.worker_threads(n as usize);
-    }
-    let runtime = runtime
+    // Requests are served on one thread per core (`--num_workers` sets how many; uvicorn's
+    // worker processes in LiteLLM), each with its own runtime (idlehands_proxy::serve_threads).
+    // This runtime holds the rest: the database and Redis clients, the spend writer, sweeps,
+    // health checks and signals.
+    let serving_threads = args
+        .num_workers
+        .filter(|n| *n > 0)
+        .map(|n| n as usize)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -173,35 +177,30 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         let gateway = store.install(Gateway::builder(cfg)).build()?;
         let gateway = gateway.clone().with_routes(store.routes(&gateway));
         let addr = format!("{}:{}", args.host, args.port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
+        let listener = std::net::TcpListener::bind(&addr)
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         let shutdown = shutdown_signal()?;
+        let mut serving = idlehands_proxy::serve_threads(&gateway, listener, serving_threads)
+            .context("cannot start the serving threads")?;
         eprintln!(
             "idlehands proxy: listening on http://{local} ({} model groups: {})",
             gateway.model_names().len(),
             gateway.model_names().join(", ")
         );
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut server = tokio::spawn(idlehands_proxy::serve(gateway, listener, async move {
-            let _ = stop_rx.await;
-        }));
         tokio::select! {
-            r = &mut server => {
-                let served = r.context("server task failed").and_then(|r| r.context("server error"));
+            r = serving.wait() => {
                 close_store(&store).await;
-                served?;
+                serving.release();
+                r.context("server error")?;
                 return Ok(ExitCode::SUCCESS);
             }
             _ = shutdown => {}
         }
-        let _ = stop_tx.send(());
+        serving.stop();
         // Long streams must not hold the process forever after a signal.
-        let served = match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
-            Ok(r) => r
-                .context("server task failed")
-                .and_then(|r| r.context("server error")),
+        let served = match tokio::time::timeout(DRAIN_TIMEOUT, serving.wait()).await {
+            Ok(r) => r.context("server error"),
             Err(_) => {
                 eprintln!(
                     "idlehands proxy: requests still running after {}s; exiting anyway",
@@ -211,6 +210,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             }
         };
         close_store(&store).await;
+        serving.release();
         served?;
         eprintln!("idlehands proxy: stopped");
         Ok(ExitCode::SUCCESS)

@@ -2,13 +2,11 @@
 //! groups, the prices and the seams (key resolver, call hooks, call sink), and serves until a
 //! shutdown future resolves.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
 
 use crate::auth::{AuthConfig, KeyResolver, NoVirtualKeys, Principal, hash_key};
 use crate::config::{ConfigError, ProxyConfig};
@@ -290,32 +288,6 @@ impl GatewayBuilder {
             }),
         })
     }
-}
-
-/// Serve until `shutdown` resolves, then stop accepting, let in-flight requests finish, and
-/// return (the caller flushes the store afterwards).
-pub async fn serve<F>(gateway: Gateway, listener: TcpListener, shutdown: F) -> std::io::Result<()>
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    use axum::serve::ListenerExt;
-    let app = gateway.app.clone();
-    let router = gateway.router();
-    let checks = crate::http::health::spawn_background(&app);
-    // Streams are many small writes: without NODELAY, Nagle plus the client's delayed ACK
-    // add about 40 ms to every streamed response.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            app.draining.store(true, Ordering::SeqCst);
-            if let Some(task) = checks {
-                task.abort();
-            }
-        })
-        .await
 }
 
 /// LiteLLM's `health_check_interval` default.

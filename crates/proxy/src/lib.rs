@@ -30,10 +30,12 @@ pub mod pricing;
 pub mod providers;
 pub mod router;
 pub mod router_redis;
+mod serving;
 
 pub use auth::{KeyResolver, Principal, VirtualKey};
 pub use config::{ConfigError, ProxyConfig};
 pub use error::ProxyError;
-pub use gateway::{DbProbe, Gateway, GatewayBuilder, serve};
+pub use gateway::{DbProbe, Gateway, GatewayBuilder};
 pub use hooks::{CallHooks, CallRecord, CallSink, CallStatus, MemorySink, PreCall, Reservation};
 pub use pricing::{ModelPrice, PriceTable};
+pub use serving::{Serving, serve, serve_threads};

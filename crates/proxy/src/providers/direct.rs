@@ -5,7 +5,11 @@
 //! httpx client does not follow them either.
 //!
 //! When the environment names an HTTP proxy (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, any
-//! case) [`shared`] gives `None` and callers use reqwest, which honours those variables.
+//! case) [`enabled`] is false and callers use reqwest, which honours those variables.
+//!
+//! Each thread has its own client (its own connection pool): under `serve_threads` a serving
+//! thread's upstream connections are then driven by that thread's runtime, so an exchange
+//! never hands work to another thread (a cross-CPU wake-up each way).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -13,11 +17,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-pub(crate) type DirectClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type DirectClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 const PROXY_VARS: [&str; 6] = [
     "HTTP_PROXY",
@@ -28,19 +32,25 @@ const PROXY_VARS: [&str; 6] = [
     "all_proxy",
 ];
 
-/// The process's direct client, or `None` when requests must go through an HTTP proxy.
-pub(crate) fn shared() -> Option<&'static DirectClient> {
-    static CLIENT: OnceLock<Option<DirectClient>> = OnceLock::new();
-    CLIENT.get_or_init(build).as_ref()
+/// False when requests must go through an HTTP proxy (reqwest's job).
+pub(crate) fn enabled() -> bool {
+    static DIRECT: OnceLock<bool> = OnceLock::new();
+    *DIRECT.get_or_init(|| {
+        !PROXY_VARS
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+    })
 }
 
-fn build() -> Option<DirectClient> {
-    let proxied = PROXY_VARS
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
-    if proxied {
-        return None;
+/// Sends `request` on this thread's client.
+pub(crate) fn request(request: http::Request<Full<Bytes>>) -> ResponseFuture {
+    thread_local! {
+        static CLIENT: DirectClient = build();
     }
+    CLIENT.with(|c| c.request(request))
+}
+
+fn build() -> DirectClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -50,13 +60,11 @@ fn build() -> Option<DirectClient> {
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Some(
-        Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .build(https),
-    )
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .build(https)
 }
 
 /// An error's text with its causes, without the URL (which may carry a key).

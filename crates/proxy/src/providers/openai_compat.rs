@@ -258,10 +258,7 @@ impl Sent {
 /// A request ready to go: over the direct client when there is one, else over reqwest.
 enum Outgoing {
     Reqwest(reqwest::RequestBuilder),
-    Direct(
-        &'static super::direct::DirectClient,
-        http::Request<Full<Bytes>>,
-    ),
+    Direct(http::Request<Full<Bytes>>),
 }
 
 impl Outgoing {
@@ -272,7 +269,7 @@ impl Outgoing {
                 .await
                 .map(Sent::Reqwest)
                 .map_err(SendError::Reqwest),
-            Outgoing::Direct(client, request) => match client.request(request).await {
+            Outgoing::Direct(request) => match super::direct::request(request).await {
                 Ok(r) => Ok(Sent::Direct(r)),
                 Err(e) => {
                     let connect = e.is_connect();
@@ -340,15 +337,14 @@ impl OpenAiCompatible {
         if let Some(org) = &self.organization {
             headers.insert(ORGANIZATION.clone(), org.clone());
         }
-        let request = match super::direct::shared() {
-            Some(direct) => {
-                let mut request = http::Request::new(Full::new(body));
-                *request.method_mut() = http::Method::POST;
-                *request.uri_mut() = target.uri.clone();
-                *request.headers_mut() = headers;
-                Outgoing::Direct(direct, request)
-            }
-            None => Outgoing::Reqwest(client.post(target.url.clone()).headers(headers).body(body)),
+        let request = if super::direct::enabled() {
+            let mut request = http::Request::new(Full::new(body));
+            *request.method_mut() = http::Method::POST;
+            *request.uri_mut() = target.uri.clone();
+            *request.headers_mut() = headers;
+            Outgoing::Direct(request)
+        } else {
+            Outgoing::Reqwest(client.post(target.url.clone()).headers(headers).body(body))
         };
         Ok(Prepared {
             label: self.label.clone(),
