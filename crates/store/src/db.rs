@@ -97,6 +97,8 @@ impl StoreOptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) db: Db,
+    /// SQLite only: the spend writer's own connection (see `sqlite_rows`).
+    pub(crate) rows: Option<std::sync::Arc<crate::sqlite_rows::RowWriter>>,
 }
 
 impl Store {
@@ -112,8 +114,12 @@ impl Store {
         } else {
             Db::Sqlite(open_sqlite(url, &opts).await?)
         };
-        let store = Store { db };
+        let mut store = Store { db, rows: None };
         store.migrate().await?;
+        if let Db::Sqlite(_) = &store.db {
+            let writer = crate::sqlite_rows::RowWriter::open(sqlite_path(url))?;
+            store.rows = Some(std::sync::Arc::new(writer));
+        }
         Ok(store)
     }
 
@@ -131,6 +137,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(rows) = &self.rows {
+            rows.close().await;
+        }
         on_db!(&self.db, pool => pool.close().await)
     }
 
@@ -180,11 +189,15 @@ impl Store {
     }
 }
 
-async fn open_sqlite(url: &str, opts: &StoreOptions) -> Result<SqlitePool, StoreError> {
-    let path = url
-        .strip_prefix("sqlite://")
+/// The file of a `sqlite://path`, `sqlite:path` or plain-path URL.
+fn sqlite_path(url: &str) -> &str {
+    url.strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
+        .unwrap_or(url)
+}
+
+async fn open_sqlite(url: &str, opts: &StoreOptions) -> Result<SqlitePool, StoreError> {
+    let path = sqlite_path(url);
     if path.is_empty() {
         return Err(StoreError::bad_request("empty SQLite path", "database_url"));
     }

@@ -40,6 +40,9 @@ pub enum StoreError {
     /// The database failed; the operation was rolled back.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// SQLite refused a spend-log row (a constraint, a value too large): not transient.
+    #[error("database refused a row: {0}")]
+    RowRefused(String),
     /// Redis (the shared limiter of a fleet) failed.
     #[error("redis error: {0}")]
     Redis(#[from] redis::RedisError),
@@ -55,6 +58,15 @@ impl StoreError {
         }
     }
 
+    /// The database refused the data itself (not a lost connection or a lock): retrying
+    /// the same rows cannot help.
+    pub(crate) fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(sqlx::Error::Database(_)) | StoreError::RowRefused(_)
+        )
+    }
+
     pub(crate) fn key_not_found() -> Self {
         StoreError::NotFound("Key not found in database".to_owned())
     }
@@ -66,7 +78,10 @@ impl ApiError for StoreError {
             StoreError::BadRequest { .. } => 400,
             StoreError::NotFound(_) => 404,
             StoreError::Forbidden(_) => 403,
-            StoreError::Database(_) | StoreError::Redis(_) | StoreError::Internal(_) => 500,
+            StoreError::Database(_)
+            | StoreError::RowRefused(_)
+            | StoreError::Redis(_)
+            | StoreError::Internal(_) => 500,
         }
     }
 
@@ -75,9 +90,10 @@ impl ApiError for StoreError {
             StoreError::BadRequest { .. } => "bad_request_error",
             StoreError::NotFound(_) => "not_found_error",
             StoreError::Forbidden(_) => "auth_error",
-            StoreError::Database(_) | StoreError::Redis(_) | StoreError::Internal(_) => {
-                "internal_server_error"
-            }
+            StoreError::Database(_)
+            | StoreError::RowRefused(_)
+            | StoreError::Redis(_)
+            | StoreError::Internal(_) => "internal_server_error",
         }
     }
 

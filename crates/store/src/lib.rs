@@ -19,6 +19,7 @@ pub mod money;
 mod redis_limiter;
 pub mod spend;
 mod spend_db;
+mod sqlite_rows;
 pub mod types;
 mod validate;
 pub mod writer;

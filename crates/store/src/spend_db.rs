@@ -15,7 +15,7 @@ use crate::money::nanos_to_usd;
 use crate::spend::{SpendAggregate, SpendGroup, SpendLogRow};
 use crate::types::{DailySpend, JsonObjectText, SpendLogsQuery, SpendLogsResponse};
 
-const ROW_COLS: &str = "request_id, call_type, api_key, spend, total_tokens, prompt_tokens, \
+pub(crate) const ROW_COLS: &str = "request_id, call_type, api_key, spend, total_tokens, prompt_tokens, \
     completion_tokens, start_time, end_time, completion_start_time, request_duration_ms, model, \
     model_id, model_group, custom_llm_provider, api_base, user_id, team_id, end_user, \
     requester_ip_address, session_id, metadata, cache_hit, cache_key, request_tags, messages, \
@@ -35,6 +35,50 @@ pub enum BatchItem {
         token: String,
         budget_reset_at: DateTime<Utc>,
     },
+}
+
+/// What one group commit writes: the rows, the budget resets, and each key's spend increment.
+pub(crate) struct CommitPlan<'a> {
+    pub rows: Vec<&'a SpendLogRow>,
+    pub resets: Vec<(&'a str, i64)>,
+    /// Sorted by key: a fixed order keeps concurrent writers (fleet instances) from
+    /// deadlocking.
+    pub increments: Vec<(&'a str, i64)>,
+}
+
+impl<'a> CommitPlan<'a> {
+    pub(crate) fn new(items: &'a [BatchItem], store_rows: bool) -> Self {
+        let mut increments: HashMap<&str, i64> = HashMap::new();
+        let mut resets = Vec::new();
+        let mut rows = Vec::new();
+        for item in items {
+            match item {
+                BatchItem::Row(row) => {
+                    if !row.api_key.is_empty() && row.spend != 0 {
+                        *increments.entry(row.api_key.as_str()).or_default() += row.spend;
+                    }
+                    if store_rows {
+                        rows.push(&**row);
+                    }
+                }
+                BatchItem::Reset {
+                    token,
+                    budget_reset_at,
+                } => {
+                    // Spend before the rollover belongs to the old window.
+                    increments.remove(token.as_str());
+                    resets.push((token.as_str(), to_ms(*budget_reset_at)));
+                }
+            }
+        }
+        let mut increments: Vec<_> = increments.into_iter().collect();
+        increments.sort_unstable();
+        CommitPlan {
+            rows,
+            resets,
+            increments,
+        }
+    }
 }
 
 macro_rules! row_from_db {
@@ -149,7 +193,7 @@ macro_rules! bind_row {
 
 /// The text as stored: NUL bytes dropped (Postgres TEXT cannot hold them, a row carrying one
 /// would be refused); borrowed when there are none.
-fn text(v: &str) -> Cow<'_, str> {
+pub(crate) fn text(v: &str) -> Cow<'_, str> {
     if v.contains('\0') {
         Cow::Owned(v.replace('\0', ""))
     } else {
@@ -158,7 +202,7 @@ fn text(v: &str) -> Cow<'_, str> {
 }
 
 /// Most rows have no tags: their `[]` needs no serializer.
-fn tags_text(tags: &[String]) -> Cow<'static, str> {
+pub(crate) fn tags_text(tags: &[String]) -> Cow<'static, str> {
     if tags.is_empty() {
         Cow::Borrowed("[]")
     } else {
@@ -196,36 +240,41 @@ impl Store {
         items: &[BatchItem],
         store_rows: bool,
     ) -> Result<(), StoreError> {
-        let mut increments: HashMap<&str, i64> = HashMap::new();
-        let mut resets: Vec<(&str, i64)> = Vec::new();
-        let mut rows: Vec<&SpendLogRow> = Vec::new();
-        for item in items {
-            match item {
-                BatchItem::Row(row) => {
-                    if !row.api_key.is_empty() && row.spend != 0 {
-                        *increments.entry(row.api_key.as_str()).or_default() += row.spend;
-                    }
-                    if store_rows {
-                        rows.push(row);
-                    }
-                }
-                BatchItem::Reset {
-                    token,
-                    budget_reset_at,
-                } => {
-                    // Spend before the rollover belongs to the old window.
-                    increments.remove(token.as_str());
-                    resets.push((token.as_str(), to_ms(*budget_reset_at)));
-                }
+        match &self.rows {
+            Some(rows) => rows.write(items.to_vec(), store_rows).await.1,
+            None => self.write_batch_sqlx(items, store_rows).await,
+        }
+    }
+
+    /// [`Store::write_batch`] for the spend writer, which hands its batch over and gets it
+    /// back with the outcome (no copy on the SQLite path).
+    pub(crate) async fn write_batch_owned(
+        &self,
+        items: Vec<BatchItem>,
+        store_rows: bool,
+    ) -> (Vec<BatchItem>, Result<(), StoreError>) {
+        match &self.rows {
+            Some(rows) => rows.write(items, store_rows).await,
+            None => {
+                let result = self.write_batch_sqlx(&items, store_rows).await;
+                (items, result)
             }
         }
+    }
+
+    async fn write_batch_sqlx(
+        &self,
+        items: &[BatchItem],
+        store_rows: bool,
+    ) -> Result<(), StoreError> {
+        let plan = CommitPlan::new(items, store_rows);
         let now = to_ms(Utc::now());
         let postgres = matches!(self.db, crate::db::Db::Postgres(_));
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
             // Two statement shapes only (a full chunk and a single row), both kept prepared:
             // re-parsing a many-row INSERT on every commit showed up in profiles.
-            let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+            let mut chunks = plan.rows.chunks_exact(ROWS_PER_INSERT);
             for chunk in chunks.by_ref() {
                 let mut q = sqlx::query(insert_sql(ROWS_PER_INSERT, postgres));
                 for r in chunk {
@@ -238,7 +287,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            for (token, reset_at) in &resets {
+            for (token, reset_at) in &plan.resets {
                 sqlx::query(
                     "UPDATE idlehands_verification_tokens SET spend = 0, budget_reset_at = $2 WHERE token = $1",
                 )
@@ -247,15 +296,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            let mut increments: Vec<_> = increments.into_iter().collect();
-            // A fixed order keeps concurrent writers (fleet instances) from deadlocking.
-            increments.sort_unstable();
-            for (token, delta) in increments {
+            for (token, delta) in &plan.increments {
                 sqlx::query(
                     "UPDATE idlehands_verification_tokens SET spend = spend + $2 WHERE token = $1",
                 )
-                .bind(token)
-                .bind(delta)
+                .bind(*token)
+                .bind(*delta)
                 .execute(&mut *tx)
                 .await?;
             }

@@ -184,32 +184,35 @@ impl Batch {
         if self.items.is_empty() {
             return Ok(());
         }
-        match store.write_batch(&self.items, self.store_rows).await {
+        let (items, result) = store
+            .write_batch_owned(std::mem::take(&mut self.items), self.store_rows)
+            .await;
+        self.items = items;
+        match result {
             Ok(()) => {
                 self.items.clear();
                 self.first_at = None;
                 self.failing = false;
                 Ok(())
             }
-            Err(StoreError::Database(sqlx::Error::Database(e))) if self.items.len() > 1 => {
-                // The server refused the batch (not a lost connection): one bad row must not
+            Err(e) if e.is_refusal() && self.items.len() > 1 => {
+                // The database refused the batch (not a lost connection): one bad row must not
                 // hold back every other, so commit them one by one and drop what is refused.
                 tracing::error!(error = %e, "spend-log batch refused; committing rows one by one");
                 let mut rest = std::mem::take(&mut self.items).into_iter();
                 while let Some(item) = rest.next() {
-                    match store
-                        .write_batch(std::slice::from_ref(&item), self.store_rows)
-                        .await
-                    {
+                    let (mut back, result) =
+                        store.write_batch_owned(vec![item], self.store_rows).await;
+                    match result {
                         Ok(()) => {}
-                        Err(StoreError::Database(sqlx::Error::Database(e))) => {
-                            if let BatchItem::Row(row) = &item {
+                        Err(e) if e.is_refusal() => {
+                            if let Some(BatchItem::Row(row)) = back.first() {
                                 tracing::error!(error = %e, request_id = %row.request_id, "spend-log row refused and dropped");
                             }
                         }
                         Err(e) => {
                             // Transient after all: keep this and the rest for the next try.
-                            self.items.push(item);
+                            self.items.append(&mut back);
                             self.items.extend(rest);
                             self.failing = true;
                             return Err(e.to_string());
@@ -311,5 +314,56 @@ async fn run(store: Store, cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>, wake:
         if ticked || due {
             let _ = batch.commit(&store).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::db::Db;
+
+    fn row(id: &str) -> SpendLogRow {
+        SpendLogRow {
+            request_id: id.to_owned(),
+            call_type: "acompletion".to_owned(),
+            model: "gpt-4o".to_owned(),
+            status: "success".to_owned(),
+            ..SpendLogRow::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_row_sqlite_refuses_is_dropped_alone_and_the_rest_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("w.db").display().to_string())
+            .await
+            .unwrap();
+        let Db::Sqlite(pool) = &store.db else {
+            unreachable!("a path opens SQLite")
+        };
+        // A trigger stands in for a row the database will not take (SQLITE_CONSTRAINT).
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON idlehands_spend_logs \
+             WHEN NEW.request_id = 'bad' BEGIN SELECT RAISE(ABORT, 'no'); END",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        let writer = SpendWriter::start(store.clone(), WriterConfig::default());
+        for id in ["a", "bad", "b"] {
+            writer.log(row(id)).await;
+        }
+        writer.flush().await.unwrap();
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT request_id FROM idlehands_spend_logs ORDER BY request_id")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        assert_eq!(ids, ["a", "b"]);
+        // Nothing is left pending: the next flush has nothing to retry.
+        writer.flush().await.unwrap();
+        writer.shutdown().await.unwrap();
+        store.close().await;
     }
 }
