@@ -89,6 +89,12 @@ where
     }
 }
 
+/// Whether the installed subscriber wants [`request_span`]'s span and line (decided when the
+/// router is built: install logging first).
+pub(crate) fn request_spans_enabled() -> bool {
+    tracing::enabled!(target: "idlehands_proxy::logging", tracing::Level::INFO)
+}
+
 /// Middleware: every request runs in a `request` span; model calls fill in `call_id` (the
 /// `x-litellm-call-id` they answer with) so that each log line of the call names it.
 pub(crate) async fn request_span(

@@ -206,6 +206,8 @@ async fn single_model_mode_overrides_the_body_model_and_lists_only_it() {
     let sent = up.last_request().unwrap();
     assert_eq!(sent.body["model"], "gpt-4o-mini");
     assert_eq!(sent.header("authorization"), Some("Bearer sk-upstream-env"));
+    let authority = up.base_url().split('/').nth(2).unwrap().to_string();
+    assert_eq!(sent.header("host"), Some(authority.as_str()));
     let models: Value = client()
         .get(gw.url("/v1/models"))
         .send()

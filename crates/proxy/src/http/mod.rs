@@ -63,11 +63,17 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
         Some(extra) => routes.merge(extra),
         None => routes,
     };
-    routes
+    let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn(crate::logging::request_span))
+        .layer(DefaultBodyLimit::max(limit));
+    // The span and its closing line are info-level: under the default `warn` filter they
+    // would be built and dropped unseen on every request (a few per cent of the hot path).
+    if crate::logging::request_spans_enabled() {
+        routes.layer(axum::middleware::from_fn(crate::logging::request_span))
+    } else {
+        routes
+    }
 }
 
 /// `/key/*`, `/spend/logs` and `/global/spend/report` on the store (see `crate::ledger`).

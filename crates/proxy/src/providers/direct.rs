@@ -1,5 +1,5 @@
-//! The HTTP client for OpenAI-compatible upstreams: hyper's pooled client with rustls, used
-//! directly. The general client (reqwest) parsed and re-formatted the URL, ran a redirect
+//! The HTTP client for OpenAI-compatible upstreams: hyper's HTTP/1 connections with rustls,
+//! pooled here. The general client (reqwest) parsed and re-formatted the URL, ran a redirect
 //! layer and wrapped the body on every call; on the gateway's hottest path that was about a
 //! seventh of its instructions (callgrind, bench/). Redirects are not followed, as LiteLLM's
 //! httpx client does not follow them either.
@@ -7,21 +7,29 @@
 //! When the environment names an HTTP proxy (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, any
 //! case) [`enabled`] is false and callers use reqwest, which honours those variables.
 //!
-//! Each thread has its own client (its own connection pool): under `serve_threads` a serving
-//! thread's upstream connections are then driven by that thread's runtime, so an exchange
-//! never hands work to another thread (a cross-CPU wake-up each way).
+//! Each thread keeps its own idle connections: under `serve_threads` a serving thread's
+//! upstream connections are driven by that thread's runtime, so an exchange never hands work
+//! to another thread (a cross-CPU wake-up each way). The pool is a plain per-thread list per
+//! upstream: hyper-util's shared pool locked a mutex, hashed the origin with SipHash three
+//! times and spawned a task per request to take the connection back, about 7% of a request's
+//! instructions. A connection goes back to the list when its answer has been read to the end;
+//! one dropped earlier closes.
 
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Client, ResponseFuture};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower_service::Service;
 
-type DirectClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type Sender = SendRequest<Full<Bytes>>;
 
 const PROXY_VARS: [&str; 6] = [
     "HTTP_PROXY",
@@ -31,6 +39,13 @@ const PROXY_VARS: [&str; 6] = [
     "ALL_PROXY",
     "all_proxy",
 ];
+
+/// An idle connection unused this long is closed rather than reused (the server has likely
+/// dropped it by then).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per upstream and thread.
+const MAX_IDLE: usize = 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// False when requests must go through an HTTP proxy (reqwest's job).
 pub(crate) fn enabled() -> bool {
@@ -42,29 +57,175 @@ pub(crate) fn enabled() -> bool {
     })
 }
 
-/// Sends `request` on this thread's client.
-pub(crate) fn request(request: http::Request<Full<Bytes>>) -> ResponseFuture {
-    thread_local! {
-        static CLIENT: DirectClient = build();
-    }
-    CLIENT.with(|c| c.request(request))
+/// Why a request got no answer.
+#[derive(Debug)]
+pub(crate) struct DirectError {
+    /// No connection could be made (the request was never sent).
+    pub connect: bool,
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
-fn build() -> DirectClient {
+/// The pool's name for an upstream (scheme and authority), made once per deployment.
+pub(crate) type Origin = Arc<str>;
+
+pub(crate) fn origin(uri: &http::Uri) -> Origin {
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    format!("{scheme}://{authority}").into()
+}
+
+#[derive(Debug)]
+struct Idle {
+    origin: Origin,
+    sender: Sender,
+    since: Instant,
+}
+
+thread_local! {
+    static CONNECTOR: HttpsConnector<HttpConnector> = connector();
+    // Few upstreams per gateway: a scan beats hashing.
+    static IDLE: RefCell<Vec<Idle>> = const { RefCell::new(Vec::new()) };
+}
+
+fn connector() -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(30)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .build(https)
+        .wrap_connector(http)
+}
+
+/// Sends `request` to `origin` (which must be the request URI's) on an idle connection of
+/// this thread, else on a new one.
+pub(crate) async fn request(
+    mut request: http::Request<Full<Bytes>>,
+    origin: &Origin,
+) -> Result<http::Response<PooledBody>, DirectError> {
+    loop {
+        let (mut sender, reused) = match checkout(origin) {
+            Some(s) => (s, true),
+            None => (connect(request.uri()).await?, false),
+        };
+        match sender.try_send_request(request).await {
+            Ok(resp) => {
+                let origin = origin.clone();
+                return Ok(resp.map(|body| PooledBody {
+                    body,
+                    back: Some((origin, sender)),
+                }));
+            }
+            Err(mut e) => match e.take_message() {
+                // The server closed an idle connection before the request went out: not
+                // sent, so safe to send on another.
+                Some(unsent) if reused => request = unsent,
+                _ => {
+                    return Err(DirectError {
+                        connect: false,
+                        source: Box::new(e.into_error()),
+                    });
+                }
+            },
+        }
+    }
+}
+
+/// An idle connection to `origin` that can take a request now, dropping closed and stale ones.
+fn checkout(origin: &Origin) -> Option<Sender> {
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let mut i = idle.len();
+        while i > 0 {
+            i -= 1;
+            let entry = &idle[i];
+            if entry.origin != *origin {
+                continue;
+            }
+            if entry.sender.is_closed() || entry.since.elapsed() >= IDLE_TIMEOUT {
+                idle.swap_remove(i);
+                continue;
+            }
+            if entry.sender.is_ready() {
+                return Some(idle.swap_remove(i).sender);
+            }
+        }
+        None
+    })
+}
+
+fn checkin(origin: Origin, sender: Sender) {
+    if sender.is_closed() {
+        return;
+    }
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let held = idle.iter().filter(|e| e.origin == origin).count();
+        if held < MAX_IDLE {
+            idle.push(Idle {
+                origin,
+                sender,
+                since: Instant::now(),
+            });
+        }
+    });
+}
+
+async fn connect(uri: &http::Uri) -> Result<Sender, DirectError> {
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| DirectError {
+        connect: true,
+        source,
+    };
+    let mut connector = CONNECTOR.with(Clone::clone);
+    let io = connector.call(uri.clone()).await.map_err(failed)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| failed(Box::new(e)))?;
+    tokio::spawn(async move {
+        // Errors reach the request that was on the connection; an idle one just closes.
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// An upstream answer's body; read to its end, it gives its connection back to the pool.
+#[derive(Debug)]
+pub(crate) struct PooledBody {
+    body: Incoming,
+    back: Option<(Origin, Sender)>,
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
+        match &frame {
+            None => {
+                if let Some((origin, sender)) = self.back.take() {
+                    checkin(origin, sender);
+                }
+            }
+            // A broken answer leaves the connection in no state to reuse.
+            Some(Err(_)) => self.back = None,
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// An error's text with its causes, without the URL (which may carry a key).
@@ -77,4 +238,124 @@ pub(crate) fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
     }
     parts.dedup();
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A bare HTTP/1.1 upstream counting its connections; it answers `ok` to every request
+    /// and, unless `keep_alive`, closes the connection after each answer without saying so.
+    async fn upstream(keep_alive: bool) -> (http::Uri, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri: http::Uri = format!(
+            "http://{}/v1/chat/completions",
+            listener.local_addr().unwrap()
+        )
+        .parse()
+        .unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        // Read one request: head, then Content-Length bytes of body.
+                        let mut chunk = [0u8; 4096];
+                        let head_end = loop {
+                            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break p + 4;
+                            }
+                            match tcp.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        while buf.len() < head_end + len {
+                            match tcp.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..head_end + len);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if tcp.write_all(answer).await.is_err() {
+                            return;
+                        }
+                        if !keep_alive {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (uri, accepted)
+    }
+
+    fn post(uri: &http::Uri) -> http::Request<Full<Bytes>> {
+        let mut r = http::Request::new(Full::new(Bytes::from_static(b"{}")));
+        *r.method_mut() = http::Method::POST;
+        *r.uri_mut() = uri.clone();
+        r
+    }
+
+    async fn call(uri: &http::Uri) -> Bytes {
+        let resp = request(post(uri), &origin(uri)).await.unwrap();
+        resp.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_connection_read_to_the_end_is_reused() {
+        let (uri, accepted) = upstream(true).await;
+        for _ in 0..3 {
+            assert_eq!(call(&uri).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_replaced() {
+        let (uri, accepted) = upstream(false).await;
+        for _ in 0..3 {
+            assert_eq!(call(&uri).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_answer_dropped_unread_does_not_return_its_connection() {
+        let (uri, accepted) = upstream(true).await;
+        let unread = request(post(&uri), &origin(&uri)).await.unwrap();
+        drop(unread);
+        assert_eq!(call(&uri).await, "ok");
+        assert_eq!(call(&uri).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri: http::Uri = format!("http://{}/v1", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        drop(listener);
+        let e = request(post(&uri), &origin(&uri)).await.unwrap_err();
+        assert!(e.connect);
+    }
 }

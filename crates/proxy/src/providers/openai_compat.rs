@@ -33,6 +33,10 @@ pub struct OpenAiCompatible {
 struct Target {
     url: reqwest::Url,
     uri: http::Uri,
+    /// The `Host` header the direct client would otherwise format on every call.
+    host: Option<HeaderValue>,
+    /// The direct client's pool key.
+    origin: super::direct::Origin,
 }
 
 impl Target {
@@ -41,7 +45,20 @@ impl Target {
             .as_str()
             .parse::<http::Uri>()
             .map_err(|e| format!("api_base gives an invalid URL: {e}"))?;
-        Ok(Target { url, uri })
+        // The URL parser has already dropped a port that is the scheme's default, and keeps
+        // an IPv6 host in its brackets.
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => HeaderValue::from_str(&format!("{h}:{p}")).ok(),
+            (Some(h), None) => HeaderValue::from_str(h).ok(),
+            (None, _) => None,
+        };
+        let origin = super::direct::origin(&uri);
+        Ok(Target {
+            url,
+            uri,
+            host,
+            origin,
+        })
     }
 }
 
@@ -214,7 +231,7 @@ impl ErrorText for reqwest::Error {
 /// The upstream's answer, from either client.
 enum Sent {
     Reqwest(reqwest::Response),
-    Direct(http::Response<hyper::body::Incoming>),
+    Direct(http::Response<super::direct::PooledBody>),
 }
 
 impl Sent {
@@ -258,7 +275,7 @@ impl Sent {
 /// A request ready to go: over the direct client when there is one, else over reqwest.
 enum Outgoing {
     Reqwest(reqwest::RequestBuilder),
-    Direct(http::Request<Full<Bytes>>),
+    Direct(http::Request<Full<Bytes>>, super::direct::Origin),
 }
 
 impl Outgoing {
@@ -269,13 +286,12 @@ impl Outgoing {
                 .await
                 .map(Sent::Reqwest)
                 .map_err(SendError::Reqwest),
-            Outgoing::Direct(request) => match super::direct::request(request).await {
-                Ok(r) => Ok(Sent::Direct(r)),
-                Err(e) => {
-                    let connect = e.is_connect();
-                    Err(SendError::direct(&e, connect))
+            Outgoing::Direct(request, origin) => {
+                match super::direct::request(request, &origin).await {
+                    Ok(r) => Ok(Sent::Direct(r)),
+                    Err(e) => Err(SendError::direct(&*e.source, e.connect)),
                 }
-            },
+            }
         }
     }
 }
@@ -326,7 +342,7 @@ impl OpenAiCompatible {
             None => None,
         };
         // The same headers whichever client carries the call.
-        let mut headers = HeaderMap::with_capacity(3);
+        let mut headers = HeaderMap::with_capacity(4);
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -338,11 +354,14 @@ impl OpenAiCompatible {
             headers.insert(ORGANIZATION.clone(), org.clone());
         }
         let request = if super::direct::enabled() {
+            if let Some(host) = &target.host {
+                headers.insert(header::HOST, host.clone());
+            }
             let mut request = http::Request::new(Full::new(body));
             *request.method_mut() = http::Method::POST;
             *request.uri_mut() = target.uri.clone();
             *request.headers_mut() = headers;
-            Outgoing::Direct(request)
+            Outgoing::Direct(request, target.origin.clone())
         } else {
             Outgoing::Reqwest(client.post(target.url.clone()).headers(headers).body(body))
         };
@@ -498,5 +517,36 @@ mod tests {
                 .as_ref(),
             "Hosted_vllmException"
         );
+    }
+
+    #[test]
+    fn host_header_is_what_the_http_client_would_send() {
+        let host = |base: &str| {
+            endpoint(base, "/chat/completions")
+                .ok()
+                .and_then(|t| t.host)
+                .and_then(|h| h.to_str().ok().map(str::to_string))
+        };
+        assert_eq!(
+            host("http://127.0.0.1:18080/v1").as_deref(),
+            Some("127.0.0.1:18080")
+        );
+        assert_eq!(
+            host("https://api.openai.com/v1").as_deref(),
+            Some("api.openai.com")
+        );
+        assert_eq!(
+            host("http://example.com:80/v1").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            host("https://example.com:443").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            host("https://example.com:8443").as_deref(),
+            Some("example.com:8443")
+        );
+        assert_eq!(host("http://[::1]:8000/v1").as_deref(), Some("[::1]:8000"));
     }
 }
