@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{KEY, chat_body, client, config, start_cfg, two_models};
+use common::{KEY, chat_body, client, config, slow_call_in_flight, start_cfg, two_models};
 use futures_util::future::BoxFuture;
 use idlehands_proxy::{
     CallHooks, CallRecord, CallStatus, KeyResolver, PreCall, Principal, ProxyConfig, ProxyError,
@@ -223,24 +223,8 @@ async fn single_model_mode_overrides_the_body_model_and_lists_only_it() {
 #[tokio::test]
 async fn shutdown_waits_for_in_flight_requests() {
     let up = FakeOpenAi::start().await;
-    up.push(Reply::text("slow but complete").with_delay(Duration::from_millis(300)));
     let gw = start_cfg(config(&two_models(&up.base_url()), &[]), |b| b).await;
-    let url = gw.url("/v1/chat/completions");
-    let pending = tokio::spawn(async move {
-        client()
-            .post(url)
-            .bearer_auth(KEY)
-            .json(&chat_body("gpt-4o", false))
-            .send()
-            .await
-            .unwrap()
-    });
-    for _ in 0..500 {
-        if up.served() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let pending = slow_call_in_flight(&up, gw.url("/v1/chat/completions")).await;
     let base = gw.base.clone();
     tokio::time::timeout(Duration::from_secs(30), gw.shutdown())
         .await

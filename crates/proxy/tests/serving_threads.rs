@@ -6,9 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{KEY, chat_body, client, config, two_models};
+use common::{KEY, chat_body, client, config, slow_call_in_flight, two_models};
 use idlehands_proxy::{Gateway, serve_threads};
-use idlehands_testkit::{FakeOpenAi, Reply};
+use idlehands_testkit::FakeOpenAi;
 use serde_json::Value;
 
 /// A gateway with an extra route naming the thread that served it.
@@ -28,6 +28,12 @@ fn gateway(upstream: &str) -> Gateway {
     gw.with_routes(routes)
 }
 
+/// The name of the thread that served `client`'s connection.
+async fn whoami(client: &reqwest::Client, base: &str) -> String {
+    let r = client.get(format!("{base}/whoami")).send().await.unwrap();
+    r.text().await.unwrap()
+}
+
 fn listener() -> (std::net::TcpListener, String) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", l.local_addr().unwrap());
@@ -44,29 +50,14 @@ async fn connections_are_spread_over_the_serving_threads() {
     let mut clients = Vec::new();
     for _ in 0..2 {
         let c = client();
-        let name = c
-            .get(format!("{base}/whoami"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        names.push(name);
+        names.push(whoami(&c, &base).await);
         clients.push(c);
     }
     names.sort();
     assert_eq!(names, ["idlehands-serve-0", "idlehands-serve-1"]);
     // The same connection stays on its thread; chat calls work from both.
     for c in &clients {
-        let again = c
-            .get(format!("{base}/whoami"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let again = whoami(c, &base).await;
         assert!(again.starts_with("idlehands-serve-"), "{again}");
         let r = c
             .post(format!("{base}/v1/chat/completions"))
@@ -84,25 +75,9 @@ async fn connections_are_spread_over_the_serving_threads() {
 #[tokio::test]
 async fn stop_drains_in_flight_requests_and_refuses_new_connections() {
     let up = FakeOpenAi::start().await;
-    up.push(Reply::text("slow but complete").with_delay(Duration::from_millis(300)));
     let (l, base) = listener();
     let mut serving = serve_threads(&gateway(&up.base_url()), l, 2).unwrap();
-    let url = format!("{base}/v1/chat/completions");
-    let pending = tokio::spawn(async move {
-        client()
-            .post(url)
-            .bearer_auth(KEY)
-            .json(&chat_body("gpt-4o", false))
-            .send()
-            .await
-            .unwrap()
-    });
-    for _ in 0..500 {
-        if up.served() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let pending = slow_call_in_flight(&up, format!("{base}/v1/chat/completions")).await;
     serving.stop();
     tokio::time::timeout(Duration::from_secs(30), serving.wait())
         .await
@@ -127,14 +102,6 @@ async fn a_thread_count_of_zero_still_serves_on_one() {
     let up = FakeOpenAi::start().await;
     let (l, base) = listener();
     let serving = serve_threads(&gateway(&up.base_url()), l, 0).unwrap();
-    let name = client()
-        .get(format!("{base}/whoami"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(name, "idlehands-serve-0");
+    assert_eq!(whoami(&client(), &base).await, "idlehands-serve-0");
     serving.release();
 }

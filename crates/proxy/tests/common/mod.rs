@@ -126,3 +126,31 @@ pub async fn post_json(gw: &Running, path: &str, body: &serde_json::Value) -> re
         .await
         .unwrap()
 }
+
+/// Starts a chat call that the upstream answers after 300 ms with "slow but complete", and
+/// returns once the upstream has it (the call is then in flight on the gateway).
+pub async fn slow_call_in_flight(
+    up: &idlehands_testkit::FakeOpenAi,
+    url: String,
+) -> tokio::task::JoinHandle<reqwest::Response> {
+    up.push(
+        idlehands_testkit::Reply::text("slow but complete")
+            .with_delay(std::time::Duration::from_millis(300)),
+    );
+    let pending = tokio::spawn(async move {
+        client()
+            .post(url)
+            .bearer_auth(KEY)
+            .json(&chat_body("gpt-4o", false))
+            .send()
+            .await
+            .unwrap()
+    });
+    for _ in 0..500 {
+        if up.served() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    pending
+}
