@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{KEY, chat_body, client, config, slow_call_in_flight, start_cfg, two_models};
+use common::{
+    KEY, assert_drained, chat_body, client, config, slow_call_in_flight, start_cfg, two_models,
+};
 use futures_util::future::BoxFuture;
 use idlehands_proxy::{
     CallHooks, CallRecord, CallStatus, KeyResolver, PreCall, Principal, ProxyConfig, ProxyError,
@@ -230,17 +232,7 @@ async fn shutdown_waits_for_in_flight_requests() {
         .await
         .unwrap()
         .unwrap();
-    let resp = pending.await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let b: Value = resp.json().await.unwrap();
-    assert_eq!(b["choices"][0]["message"]["content"], "slow but complete");
-    assert!(
-        client()
-            .get(format!("{base}/health/liveliness"))
-            .send()
-            .await
-            .is_err()
-    );
+    assert_drained(pending, &base).await;
 }
 
 #[tokio::test]

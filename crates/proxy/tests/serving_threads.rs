@@ -6,10 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{KEY, chat_body, client, config, slow_call_in_flight, two_models};
+use common::{KEY, assert_drained, chat_body, client, config, slow_call_in_flight, two_models};
 use idlehands_proxy::{Gateway, serve_threads};
 use idlehands_testkit::FakeOpenAi;
-use serde_json::Value;
 
 /// A gateway with an extra route naming the thread that served it.
 fn gateway(upstream: &str) -> Gateway {
@@ -83,17 +82,7 @@ async fn stop_drains_in_flight_requests_and_refuses_new_connections() {
         .await
         .unwrap()
         .unwrap();
-    let resp = pending.await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let b: Value = resp.json().await.unwrap();
-    assert_eq!(b["choices"][0]["message"]["content"], "slow but complete");
-    assert!(
-        client()
-            .get(format!("{base}/health/liveliness"))
-            .send()
-            .await
-            .is_err()
-    );
+    assert_drained(pending, &base).await;
     serving.release();
 }
 

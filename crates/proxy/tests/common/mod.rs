@@ -154,3 +154,17 @@ pub async fn slow_call_in_flight(
     }
     pending
 }
+
+/// After a drain: the in-flight call from [`slow_call_in_flight`] was answered in full, and
+/// the gateway at `base` takes no new connection.
+pub async fn assert_drained(pending: tokio::task::JoinHandle<reqwest::Response>, base: &str) {
+    let resp = pending.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let b: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(b["choices"][0]["message"]["content"], "slow but complete");
+    let late = client()
+        .get(format!("{base}/health/liveliness"))
+        .send()
+        .await;
+    assert!(late.is_err(), "a connection after the drain was accepted");
+}
