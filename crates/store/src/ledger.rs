@@ -3,10 +3,11 @@
 //! reservations, and the key-management operations that keep the cache honest.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use chrono::Utc;
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
@@ -53,10 +54,43 @@ impl Default for LedgerConfig {
     }
 }
 
+/// Read on every request from every serving thread: nothing here takes a lock to read, so the
+/// threads do not pass a lock's cache line back and forth.
 struct Cached {
-    record: RwLock<Arc<KeyRecord>>,
-    loaded: Mutex<Instant>,
+    record: ArcSwap<KeyRecord>,
+    /// When `record` was read from the database: ms since [`Cached::epoch`].
+    loaded_ms: AtomicU64,
     refreshing: AtomicBool,
+}
+
+impl Cached {
+    fn new(record: Arc<KeyRecord>) -> Cached {
+        let cached = Cached {
+            record: ArcSwap::new(record),
+            loaded_ms: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
+        };
+        cached.mark_loaded();
+        cached
+    }
+
+    fn epoch() -> Instant {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        *EPOCH.get_or_init(Instant::now)
+    }
+
+    fn now_ms() -> u64 {
+        u64::try_from(Cached::epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn mark_loaded(&self) {
+        self.loaded_ms.store(Cached::now_ms(), Ordering::Release);
+    }
+
+    fn age(&self) -> Duration {
+        let loaded = self.loaded_ms.load(Ordering::Acquire);
+        Duration::from_millis(Cached::now_ms().saturating_sub(loaded))
+    }
 }
 
 type InvalidationHook = Arc<dyn Fn(&str) + Send + Sync>;
@@ -289,11 +323,7 @@ impl Ledger {
     fn cache_insert(&self, record: KeyRecord) -> Arc<KeyRecord> {
         let token = record.token.clone();
         let record = Arc::new(record);
-        let cached = Arc::new(Cached {
-            record: RwLock::new(record.clone()),
-            loaded: Mutex::new(Instant::now()),
-            refreshing: AtomicBool::new(false),
-        });
+        let cached = Arc::new(Cached::new(record.clone()));
         self.inner.keys.write().insert(token.clone(), cached);
         self.inner.negative.lock().remove(&token);
         record
@@ -308,8 +338,8 @@ impl Ledger {
                         .inner
                         .limiter
                         .reconfigure(&KeyLimits::from_record(&record), false);
-                    *cached.record.write() = Arc::new(record);
-                    *cached.loaded.lock() = Instant::now();
+                    cached.record.store(Arc::new(record));
+                    cached.mark_loaded();
                 }
                 Ok(None) => {
                     ledger.invalidate(&token);
@@ -372,11 +402,11 @@ impl Ledger {
     async fn lookup(&self, token: &str) -> Result<Option<Arc<KeyRecord>>, AccessError> {
         let cached = self.inner.keys.read().get(token).cloned();
         if let Some(cached) = cached {
-            let stale = cached.loaded.lock().elapsed() >= self.inner.cfg.cache_ttl;
+            let stale = cached.age() >= self.inner.cfg.cache_ttl;
             if stale && !cached.refreshing.swap(true, Ordering::AcqRel) {
                 self.refresh_in_background(token.to_owned(), cached.clone());
             }
-            return Ok(Some(cached.record.read().clone()));
+            return Ok(Some(cached.record.load_full()));
         }
         let known_bad = self
             .inner
