@@ -25,6 +25,12 @@ trap 'kill -TERM $PROXY 2>/dev/null; wait $PROXY 2>/dev/null' EXIT
 for _ in $(seq 1 100); do curl -fs -o /dev/null "$BASE/health/liveliness" && break; sleep 0.1; done
 
 export LITELLM_MASTER_KEY=sk-idlehands-quickstart
+# The store persists between runs: an earlier run's demo key holds the alias, so drop it (a
+# first run has none to drop, and that answer is ignored).
+curl -s -o /dev/null -X POST "$BASE/key/delete" \
+  -H "Authorization: Bearer $LITELLM_MASTER_KEY" \
+  -H "Content-Type: application/json" \
+  -d '{"key_aliases": ["idlehands"]}' || true
 echo "== A virtual key for the agent, with a budget (POST /key/generate)"
 KEY_JSON=$(curl -fsS -X POST "$BASE/key/generate" \
   -H "Authorization: Bearer $LITELLM_MASTER_KEY" \
