@@ -63,7 +63,8 @@ where
         .await
 }
 
-/// The serving threads of [`serve_threads`].
+/// The serving threads of [`serve_threads`]. Dropping it stops them (without waiting) and
+/// lets their runtimes end, as [`Serving::release`] does.
 pub struct Serving {
     app: Arc<App>,
     stop: watch::Sender<bool>,
