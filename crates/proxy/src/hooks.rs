@@ -165,6 +165,13 @@ pub trait CallHooks: Send + Sync {
     fn post_call(&self, principal: &Principal, reservation: Reservation, record: &CallRecord);
 
     /// Headers to add to the response of a call that passed `pre_call` (for example
-    /// `x-ratelimit-*` remaining counts). Runs before the response is sent, streams included.
-    fn response_headers(&self, _reservation: &Reservation, _headers: &mut http::HeaderMap) {}
+    /// `x-ratelimit-*` remaining counts). Runs before the response is sent, streams included;
+    /// `call_cost` is this call's cost when already known (non-streamed answers).
+    fn response_headers(
+        &self,
+        _reservation: &Reservation,
+        _call_cost: Option<crate::pricing::Nanos>,
+        _headers: &mut http::HeaderMap,
+    ) {
+    }
 }

@@ -136,7 +136,17 @@ async fn rpm_limit_answers_429_with_retry_after(b: Backend) {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(spend_header > 0.0, "spend including this call");
+    let cost: f64 = a.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A new key's spend after its first call is that call's cost, counted once.
+    assert!(cost > 0.0);
+    assert!(
+        (spend_header - cost).abs() < 1e-12,
+        "key spend {spend_header} vs call cost {cost}"
+    );
     assert_eq!(
         post(&p, "/v1/chat/completions", &key, chat("mocky"))
             .await

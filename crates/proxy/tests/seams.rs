@@ -72,7 +72,7 @@ impl CallHooks for CountingHooks {
         })
     }
 
-    fn response_headers(&self, r: &Reservation, headers: &mut http::HeaderMap) {
+    fn response_headers(&self, r: &Reservation, _cost: Option<u64>, headers: &mut http::HeaderMap) {
         let n =
             r.0.as_ref()
                 .and_then(|b| b.downcast_ref::<usize>())

@@ -168,7 +168,7 @@ impl Trace {
         h.insert(OVERHEAD.clone(), ms(total.saturating_sub(self.upstream)));
         h.insert(VERSION.clone(), self.app.version.clone());
         if let (Some(hooks), Some(r)) = (&self.app.hooks, &self.reservation) {
-            hooks.response_headers(r, h);
+            hooks.response_headers(r, cost, h);
         }
     }
 

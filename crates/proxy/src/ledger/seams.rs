@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 use crate::auth::{KeyResolver, Principal, VirtualKey};
 use crate::error::ProxyError;
 use crate::hooks::{CallHooks, CallRecord, CallSink, CallStatus, PreCall, Reservation};
+use crate::pricing::Nanos;
 
 /// Output tokens assumed for a budget reservation when the request sets no `max_tokens`.
 /// Over-reserving only delays admission near the budget; under-reserving lets concurrent
@@ -36,7 +37,6 @@ static KEY_SPEND: HeaderName = HeaderName::from_static("x-litellm-key-spend");
 static KEY_MAX_BUDGET: HeaderName = HeaderName::from_static("x-litellm-key-max-budget");
 static KEY_RPM: HeaderName = HeaderName::from_static("x-litellm-key-rpm-limit");
 static KEY_TPM: HeaderName = HeaderName::from_static("x-litellm-key-tpm-limit");
-static RESPONSE_COST: HeaderName = HeaderName::from_static("x-litellm-response-cost");
 
 /// A store error in the gateway's envelope.
 pub fn api_error(e: &dyn ApiError) -> ProxyError {
@@ -210,22 +210,6 @@ fn estimate(call: &PreCall<'_>) -> (i64, u64) {
     (i64::try_from(nanos).unwrap_or(i64::MAX), tokens)
 }
 
-/// `"0.000123"` (the cost header) in nano-USD.
-fn usd_header_nanos(h: &HeaderValue) -> Option<i64> {
-    let s = h.to_str().ok()?;
-    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    let whole: i64 = whole.parse().ok()?;
-    let mut digits: String = frac.chars().take(9).collect();
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    while digits.len() < 9 {
-        digits.push('0');
-    }
-    let frac: i64 = digits.parse().ok()?;
-    whole.checked_mul(1_000_000_000)?.checked_add(frac)
-}
-
 fn usd(nanos: i64) -> String {
     idlehands_store::money::usd_string(nanos)
 }
@@ -300,7 +284,12 @@ impl CallHooks for StoreSeams {
         }
     }
 
-    fn response_headers(&self, reservation: &Reservation, h: &mut HeaderMap) {
+    fn response_headers(
+        &self,
+        reservation: &Reservation,
+        call_cost: Option<Nanos>,
+        h: &mut HeaderMap,
+    ) {
         let Some(held) = reservation
             .0
             .as_ref()
@@ -309,10 +298,7 @@ impl CallHooks for StoreSeams {
             return;
         };
         // Spend including this call when its cost is known (non-streamed answers).
-        let this_call = h
-            .get(&RESPONSE_COST)
-            .and_then(usd_header_nanos)
-            .unwrap_or(0);
+        let this_call = call_cost.map_or(0, |c| i64::try_from(c).unwrap_or(i64::MAX));
         let spend = self
             .ledger
             .key_spend(&held.token)
