@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Executor, PgPool, SqlitePool};
 
 use crate::error::StoreError;
@@ -16,7 +16,7 @@ use crate::error::StoreError;
 macro_rules! on_db {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Sqlite($pool, _) => $body,
             $crate::db::Db::Postgres($pool) => $body,
         }
     };
@@ -58,7 +58,8 @@ impl BeginWrite for PgPool {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Db {
-    Sqlite(SqlitePool),
+    /// The pool, and the spend writer's own connection (see `sqlite_rows`).
+    Sqlite(SqlitePool, std::sync::Arc<crate::sqlite_rows::RowWriter>),
     Postgres(PgPool),
 }
 
@@ -97,8 +98,6 @@ impl StoreOptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) db: Db,
-    /// SQLite only: the spend writer's own connection (see `sqlite_rows`).
-    pub(crate) rows: Option<std::sync::Arc<crate::sqlite_rows::RowWriter>>,
 }
 
 impl Store {
@@ -112,20 +111,19 @@ impl Store {
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Db::Postgres(open_postgres(url, &opts).await?)
         } else {
-            Db::Sqlite(open_sqlite(url, &opts).await?)
+            let pool = open_sqlite(url, &opts).await?;
+            // Its statements are prepared on first use, after the migrations below.
+            let rows = crate::sqlite_rows::RowWriter::open(sqlite_path(url))?;
+            Db::Sqlite(pool, std::sync::Arc::new(rows))
         };
-        let mut store = Store { db, rows: None };
+        let store = Store { db };
         store.migrate().await?;
-        if let Db::Sqlite(_) = &store.db {
-            let writer = crate::sqlite_rows::RowWriter::open(sqlite_path(url))?;
-            store.rows = Some(std::sync::Arc::new(writer));
-        }
         Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
         match self.db {
-            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Sqlite(..) => Backend::Sqlite,
             Db::Postgres(_) => Backend::Postgres,
         }
     }
@@ -137,7 +135,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        if let Some(rows) = &self.rows {
+        if let Db::Sqlite(_, rows) = &self.db {
             rows.close().await;
         }
         on_db!(&self.db, pool => pool.close().await)
@@ -189,6 +187,27 @@ impl Store {
     }
 }
 
+/// How long a SQLite connection waits for another one's write lock.
+pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of every SQLite connection of the store: the pool's and the spend-row writer's
+/// (`sqlite_rows`).
+pub(crate) const SQLITE_PRAGMAS: [(&str, &str); 5] = [
+    // WAL with synchronous=NORMAL: a commit survives a crash of the process (kill -9); only an
+    // OS crash or power loss can drop the last commits.
+    ("journal_mode", "WAL"),
+    ("synchronous", "NORMAL"),
+    // Up to 32 MiB of pages per connection (SQLite's default is 2 MiB), filled only as used:
+    // spend-log indexes keyed by provider response ids take inserts all over, and with a
+    // small cache each one re-read pages from the OS.
+    ("cache_size", "-32768"),
+    // Checkpoint every ~40 MiB of WAL instead of ~4 MiB: a page changed by many commits is
+    // copied back into the database once per checkpoint.
+    ("wal_autocheckpoint", "10000"),
+    // Statement journals (a many-row INSERT keeps one) in memory, not in temp files.
+    ("temp_store", "memory"),
+];
+
 /// The file of a `sqlite://path`, `sqlite:path` or plain-path URL.
 fn sqlite_path(url: &str) -> &str {
     url.strip_prefix("sqlite://")
@@ -208,23 +227,13 @@ async fn open_sqlite(url: &str, opts: &StoreOptions) -> Result<SqlitePool, Store
             StoreError::Internal(format!("cannot create directory {}: {e}", parent.display()))
         })?;
     }
-    // WAL with synchronous=NORMAL: a commit survives a crash of the process (kill -9); only an
-    // OS crash or power loss can drop the last commits.
-    let connect = SqliteConnectOptions::new()
+    let mut connect = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(10))
-        // Up to 32 MiB of pages per connection (SQLite's default is 2 MiB), filled only as
-        // used: spend-log indexes keyed by provider response ids take inserts all over, and
-        // with a small cache each one re-read pages from the OS.
-        .pragma("cache_size", "-32768")
-        // Checkpoint every ~40 MiB of WAL instead of ~4 MiB: a page changed by many commits
-        // is copied back into the database once per checkpoint.
-        .pragma("wal_autocheckpoint", "10000")
-        // Statement journals (a many-row INSERT keeps one) in memory, not in temp files.
-        .pragma("temp_store", "memory");
+        .busy_timeout(SQLITE_BUSY_TIMEOUT);
+    for (name, value) in SQLITE_PRAGMAS {
+        connect = connect.pragma(name, value);
+    }
     let pool = SqlitePoolOptions::new()
         .max_connections(opts.max_connections.max(1))
         .acquire_timeout(opts.connect_timeout)

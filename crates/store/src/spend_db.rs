@@ -6,16 +6,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use sqlx::Row;
+use sqlx::{PgPool, Row};
 
-use crate::db::{BeginWrite, Store, from_ms, json_text, on_db, placeholders, to_ms};
+use crate::db::{BeginWrite, Db, Store, from_ms, json_text, on_db, placeholders, to_ms};
 use crate::duration::LlmDuration;
 use crate::error::StoreError;
 use crate::money::nanos_to_usd;
 use crate::spend::{SpendAggregate, SpendGroup, SpendLogRow};
 use crate::types::{DailySpend, JsonObjectText, SpendLogsQuery, SpendLogsResponse};
 
-pub(crate) const ROW_COLS: &str = "request_id, call_type, api_key, spend, total_tokens, prompt_tokens, \
+const ROW_COLS: &str = "request_id, call_type, api_key, spend, total_tokens, prompt_tokens, \
     completion_tokens, start_time, end_time, completion_start_time, request_duration_ms, model, \
     model_id, model_group, custom_llm_provider, api_base, user_id, team_id, end_user, \
     requester_ip_address, session_id, metadata, cache_hit, cache_key, request_tags, messages, \
@@ -24,6 +24,13 @@ const ROWS_PER_INSERT: usize = 32;
 /// Rows `/spend/logs` returns at most per page.
 pub const SPEND_LOGS_MAX_PAGE: u32 = 10_000;
 pub const SPEND_LOGS_DEFAULT_PAGE: u32 = 1_000;
+
+/// A budget window rolled over: `$1` token, `$2` next reset (ms).
+pub(crate) const RESET_SPEND_SQL: &str =
+    "UPDATE idlehands_verification_tokens SET spend = 0, budget_reset_at = $2 WHERE token = $1";
+/// A commit's spend for one key: `$1` token, `$2` nano-USD.
+pub(crate) const ADD_SPEND_SQL: &str =
+    "UPDATE idlehands_verification_tokens SET spend = spend + $2 WHERE token = $1";
 
 /// One entry of a group commit, in the order the ledger produced them.
 #[derive(Debug, Clone)]
@@ -131,7 +138,7 @@ type DayParts = (i64, BTreeMap<String, i64>, BTreeMap<String, i64>);
 /// `INSERT ... VALUES (...), ...` for `n` rows (1 or [`ROWS_PER_INSERT`]), built once.
 /// SQLite gets plain `?` placeholders: with numbered ones every execution looked each
 /// parameter up by name, which cost more than the insert itself.
-fn insert_sql(n: usize, postgres: bool) -> &'static str {
+pub(crate) fn insert_sql(n: usize, postgres: bool) -> &'static str {
     static SQL: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
     let build = || {
         let cols = ROW_COLS.split(',').count();
@@ -191,6 +198,48 @@ macro_rules! bind_row {
     }};
 }
 
+/// The Postgres commit (SQLite's runs on its own connection, `sqlite_rows`).
+async fn write_batch_postgres(
+    pool: &PgPool,
+    items: &[BatchItem],
+    store_rows: bool,
+) -> Result<(), StoreError> {
+    let plan = CommitPlan::new(items, store_rows);
+    let now = to_ms(Utc::now());
+    let mut tx = pool.begin_write().await?;
+    // Two statement shapes only (a full chunk and a single row), both kept prepared:
+    // re-parsing a many-row INSERT on every commit showed up in profiles.
+    let mut chunks = plan.rows.chunks_exact(ROWS_PER_INSERT);
+    for chunk in chunks.by_ref() {
+        let mut q = sqlx::query(insert_sql(ROWS_PER_INSERT, true));
+        for r in chunk {
+            q = bind_row!(q, r, now);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for r in chunks.remainder() {
+        bind_row!(sqlx::query(insert_sql(1, true)), r, now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (token, reset_at) in &plan.resets {
+        sqlx::query(RESET_SPEND_SQL)
+            .bind(*token)
+            .bind(*reset_at)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (token, delta) in &plan.increments {
+        sqlx::query(ADD_SPEND_SQL)
+            .bind(*token)
+            .bind(*delta)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The text as stored: NUL bytes dropped (Postgres TEXT cannot hold them, a row carrying one
 /// would be refused); borrowed when there are none.
 pub(crate) fn text(v: &str) -> Cow<'_, str> {
@@ -240,9 +289,9 @@ impl Store {
         items: &[BatchItem],
         store_rows: bool,
     ) -> Result<(), StoreError> {
-        match &self.rows {
-            Some(rows) => rows.write(items.to_vec(), store_rows).await.1,
-            None => self.write_batch_sqlx(items, store_rows).await,
+        match &self.db {
+            Db::Sqlite(_, rows) => rows.write(items.to_vec(), store_rows).await.1,
+            Db::Postgres(pool) => write_batch_postgres(pool, items, store_rows).await,
         }
     }
 
@@ -253,61 +302,13 @@ impl Store {
         items: Vec<BatchItem>,
         store_rows: bool,
     ) -> (Vec<BatchItem>, Result<(), StoreError>) {
-        match &self.rows {
-            Some(rows) => rows.write(items, store_rows).await,
-            None => {
-                let result = self.write_batch_sqlx(&items, store_rows).await;
+        match &self.db {
+            Db::Sqlite(_, rows) => rows.write(items, store_rows).await,
+            Db::Postgres(pool) => {
+                let result = write_batch_postgres(pool, &items, store_rows).await;
                 (items, result)
             }
         }
-    }
-
-    async fn write_batch_sqlx(
-        &self,
-        items: &[BatchItem],
-        store_rows: bool,
-    ) -> Result<(), StoreError> {
-        let plan = CommitPlan::new(items, store_rows);
-        let now = to_ms(Utc::now());
-        let postgres = matches!(self.db, crate::db::Db::Postgres(_));
-        on_db!(&self.db, pool => {
-            let mut tx = pool.begin_write().await?;
-            // Two statement shapes only (a full chunk and a single row), both kept prepared:
-            // re-parsing a many-row INSERT on every commit showed up in profiles.
-            let mut chunks = plan.rows.chunks_exact(ROWS_PER_INSERT);
-            for chunk in chunks.by_ref() {
-                let mut q = sqlx::query(insert_sql(ROWS_PER_INSERT, postgres));
-                for r in chunk {
-                    q = bind_row!(q, r, now);
-                }
-                q.execute(&mut *tx).await?;
-            }
-            for r in chunks.remainder() {
-                bind_row!(sqlx::query(insert_sql(1, postgres)), r, now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for (token, reset_at) in &plan.resets {
-                sqlx::query(
-                    "UPDATE idlehands_verification_tokens SET spend = 0, budget_reset_at = $2 WHERE token = $1",
-                )
-                .bind(*token)
-                .bind(*reset_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            for (token, delta) in &plan.increments {
-                sqlx::query(
-                    "UPDATE idlehands_verification_tokens SET spend = spend + $2 WHERE token = $1",
-                )
-                .bind(*token)
-                .bind(*delta)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-        });
-        Ok(())
     }
 
     /// Resets the budget of keys whose window has passed, except `skip` (keys the ledger holds

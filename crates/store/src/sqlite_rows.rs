@@ -10,12 +10,14 @@
 
 use std::sync::mpsc;
 
-use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior, named_params, params};
 use tokio::sync::oneshot;
 
-use crate::db::to_ms;
+use crate::db::{SQLITE_BUSY_TIMEOUT, SQLITE_PRAGMAS, json_text, to_ms};
 use crate::error::StoreError;
-use crate::spend_db::{BatchItem, CommitPlan, ROW_COLS};
+use crate::spend_db::{
+    ADD_SPEND_SQL, BatchItem, CommitPlan, RESET_SPEND_SQL, insert_sql, tags_text, text,
+};
 
 type Done = oneshot::Sender<(Vec<BatchItem>, Result<(), StoreError>)>;
 
@@ -44,15 +46,14 @@ impl RowWriter {
     /// Opens `path` (already created and migrated through sqlx) with the pool's settings.
     pub(crate) fn open(path: &str) -> Result<RowWriter, StoreError> {
         let conn = Connection::open(path).map_err(|e| internal("open", &e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
+        conn.busy_timeout(SQLITE_BUSY_TIMEOUT)
             .map_err(|e| internal("busy_timeout", &e))?;
-        // Same as the pool: WAL (already set on the file), commits durable against a process
-        // crash, a 32 MiB page cache, statement journals in memory.
-        conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768; \
-             PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 10000;",
-        )
-        .map_err(|e| internal("pragmas", &e))?;
+        let pragmas: String = SQLITE_PRAGMAS
+            .iter()
+            .map(|(name, value)| format!("PRAGMA {name} = {value};"))
+            .collect();
+        conn.execute_batch(&pragmas)
+            .map_err(|e| internal("pragmas", &e))?;
         let (jobs, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("idlehands-spend-rows".to_owned())
@@ -136,22 +137,12 @@ fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
     }
 }
 
-fn insert_sql() -> String {
-    let n = ROW_COLS.split(',').count();
-    let params: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
-    format!(
-        "INSERT INTO idlehands_spend_logs ({ROW_COLS}) VALUES ({}) \
-         ON CONFLICT (request_id) DO NOTHING",
-        params.join(", ")
-    )
-}
-
 fn commit(conn: &mut Connection, items: &[BatchItem], store_rows: bool) -> rusqlite::Result<()> {
     let plan = CommitPlan::new(items, store_rows);
     let now = to_ms(chrono::Utc::now());
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if !plan.rows.is_empty() {
-        let mut insert = tx.prepare_cached(&insert_sql())?;
+        let mut insert = tx.prepare_cached(insert_sql(1, false))?;
         for r in &plan.rows {
             insert.execute(params![
                 text(&r.request_id),
@@ -178,9 +169,9 @@ fn commit(conn: &mut Connection, items: &[BatchItem], store_rows: bool) -> rusql
                 text(r.metadata.as_str()),
                 r.cache_hit.as_deref().map(text),
                 r.cache_key.as_deref().map(text),
-                crate::spend_db::tags_text(&r.request_tags),
-                r.messages.as_ref().map(crate::db::json_text),
-                r.response.as_ref().map(crate::db::json_text),
+                tags_text(&r.request_tags),
+                r.messages.as_ref().map(json_text),
+                r.response.as_ref().map(json_text),
                 text(&r.status),
                 r.litellm_call_id.as_deref().map(text),
                 now,
@@ -188,25 +179,16 @@ fn commit(conn: &mut Connection, items: &[BatchItem], store_rows: bool) -> rusql
         }
     }
     if !plan.resets.is_empty() {
-        let mut reset = tx.prepare_cached(
-            "UPDATE idlehands_verification_tokens SET spend = 0, budget_reset_at = ?2 WHERE token = ?1",
-        )?;
+        let mut reset = tx.prepare_cached(RESET_SPEND_SQL)?;
         for (token, at) in &plan.resets {
-            reset.execute(params![token, at])?;
+            reset.execute(named_params! {"$1": token, "$2": at})?;
         }
     }
     if !plan.increments.is_empty() {
-        let mut add = tx.prepare_cached(
-            "UPDATE idlehands_verification_tokens SET spend = spend + ?2 WHERE token = ?1",
-        )?;
+        let mut add = tx.prepare_cached(ADD_SPEND_SQL)?;
         for (token, delta) in &plan.increments {
-            add.execute(params![token, delta])?;
+            add.execute(named_params! {"$1": token, "$2": delta})?;
         }
     }
     tx.commit()
-}
-
-/// Text as the Postgres path stores it (NUL bytes dropped), so both backends read back alike.
-fn text(v: &str) -> std::borrow::Cow<'_, str> {
-    crate::spend_db::text(v)
 }

@@ -339,7 +339,7 @@ mod tests {
         let store = Store::open(&dir.path().join("w.db").display().to_string())
             .await
             .unwrap();
-        let Db::Sqlite(pool) = &store.db else {
+        let Db::Sqlite(pool, _) = &store.db else {
             unreachable!("a path opens SQLite")
         };
         // A trigger stands in for a row the database will not take (SQLITE_CONSTRAINT).
