@@ -37,30 +37,23 @@ where
 {
     let app = gateway.app.clone();
     let checks = crate::http::health::spawn_background(&app);
-    let served = serve_one(listener, gateway.router(), shutdown).await;
-    app.draining.store(true, Ordering::SeqCst);
-    if let Some(task) = checks {
-        task.abort();
-    }
-    served
+    let listener = listener.tap_io(|tcp| nodelay(tcp));
+    axum::serve(listener, gateway.router())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // `/health/liveliness` answers 503 while the in-flight requests finish.
+            app.draining.store(true, Ordering::SeqCst);
+            if let Some(task) = checks {
+                task.abort();
+            }
+        })
+        .await
 }
 
-async fn serve_one<F>(
-    listener: TcpListener,
-    router: axum::Router,
-    shutdown: F,
-) -> std::io::Result<()>
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    // Streams are many small writes: without NODELAY, Nagle plus the client's delayed ACK
-    // add about 40 ms to every streamed response.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+/// Streams are many small writes: without NODELAY, Nagle plus the client's delayed ACK add
+/// about 40 ms to every streamed response.
+fn nodelay(tcp: &tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
 }
 
 /// The serving threads of [`serve_threads`]. Dropping it stops them (without waiting) and
@@ -165,9 +158,7 @@ async fn accept(listener: TcpListener, threads: Vec<Handoff>, mut stop: watch::R
                 continue;
             }
         };
-        // Streams are many small writes: without NODELAY, Nagle plus the client's delayed
-        // ACK add about 40 ms to every streamed response.
-        let _ = tcp.set_nodelay(true);
+        nodelay(&tcp);
         let Ok(tcp) = tcp.into_std() else {
             continue;
         };

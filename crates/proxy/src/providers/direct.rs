@@ -162,8 +162,10 @@ fn checkin(origin: Origin, sender: Sender) {
     }
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
-        let held = idle.iter().filter(|e| e.origin == origin).count();
-        if held < MAX_IDLE {
+        // Counting this origin's entries is only needed once the list could hold that many.
+        let room =
+            idle.len() < MAX_IDLE || idle.iter().filter(|e| e.origin == origin).count() < MAX_IDLE;
+        if room {
             idle.push(Idle {
                 origin,
                 sender,
