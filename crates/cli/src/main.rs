@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the LiteLLM-compatible gateway (drop-in for `litellm --config` / `litellm --model`).
-    Proxy(proxy_cmd::ProxyArgs),
+    Proxy(Box<proxy_cmd::ProxyArgs>),
     /// Run one headless agent turn in the current workspace.
     Agent(agent_cmd::AgentArgs),
     /// Set up the config and credentials (e.g. `--auth-choice litellm-api-key`).
@@ -42,7 +42,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Proxy(args)) => proxy_cmd::run(args),
+        Some(Command::Proxy(args)) => proxy_cmd::run(*args),
         Some(Command::Agent(args)) => agent_cmd::run(args),
         Some(Command::Onboard(args)) => onboard_cmd::run(args),
         Some(Command::Models(args)) => models_cmd::run(args),

@@ -54,6 +54,220 @@ pub struct ProxyArgs {
     /// Load and check the config, then exit (0 when valid).
     #[arg(long = "validate_config", alias = "validate-config")]
     pub validate_config: bool,
+    /// Serve HTTPS with this PEM private key (with --ssl_certfile_path).
+    #[arg(
+        long = "ssl_keyfile_path",
+        alias = "ssl-keyfile-path",
+        env = "SSL_KEYFILE_PATH",
+        requires = "ssl_certfile_path"
+    )]
+    pub ssl_keyfile_path: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain, leaf first (with --ssl_keyfile_path).
+    #[arg(
+        long = "ssl_certfile_path",
+        alias = "ssl-certfile-path",
+        env = "SSL_CERTFILE_PATH",
+        requires = "ssl_keyfile_path"
+    )]
+    pub ssl_certfile_path: Option<PathBuf>,
+    /// Drop request params a provider cannot take instead of refusing the call
+    /// (litellm_settings.drop_params: true).
+    #[arg(long = "drop_params", alias = "drop-params")]
+    pub drop_params: bool,
+    /// Azure API version for --model.
+    #[arg(long = "api_version", alias = "api-version")]
+    pub api_version: Option<String>,
+    /// Open the database and apply its migrations, then exit without serving.
+    #[arg(long = "skip_server_startup", alias = "skip-server-startup")]
+    pub skip_server_startup: bool,
+    #[command(flatten)]
+    pub litellm_only: LitellmOnlyFlags,
+}
+
+/// LiteLLM flags that tune its Python server, its Prisma migrations or client-side helpers.
+/// They are accepted so that scripts written for `litellm` start this gateway unchanged, and each
+/// one given is named at start-up with why it changes nothing here ([`LitellmOnlyFlags::notes`]).
+#[derive(clap::Args, Debug, Default)]
+pub struct LitellmOnlyFlags {
+    #[arg(long = "run_gunicorn", alias = "run-gunicorn", hide = true)]
+    run_gunicorn: bool,
+    #[arg(long = "run_hypercorn", alias = "run-hypercorn", hide = true)]
+    run_hypercorn: bool,
+    #[arg(long = "run_granian", alias = "run-granian", hide = true)]
+    run_granian: bool,
+    #[arg(long = "granian_threads", alias = "granian-threads", hide = true)]
+    granian_threads: Option<u32>,
+    /// `--telemetry False` as LiteLLM takes it (a bare `--telemetry` too).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", hide = true)]
+    telemetry: Option<String>,
+    #[arg(long = "use_queue", alias = "use-queue", hide = true)]
+    use_queue: bool,
+    #[arg(long, hide = true)]
+    local: bool,
+    #[arg(long = "use_prisma_db_push", alias = "use-prisma-db-push", hide = true)]
+    use_prisma_db_push: bool,
+    #[arg(
+        long = "enforce_prisma_migration_check",
+        alias = "enforce-prisma-migration-check",
+        hide = true
+    )]
+    enforce_prisma_migration_check: bool,
+    #[arg(long = "use_v2_migration_resolver", hide = true)]
+    use_v2_migration_resolver: bool,
+    #[arg(long = "use_legacy_migration_resolver", hide = true)]
+    use_legacy_migration_resolver: bool,
+    #[arg(long = "iam_token_db_auth", hide = true)]
+    iam_token_db_auth: bool,
+    #[arg(long = "azure_postgresql_auth", hide = true)]
+    azure_postgresql_auth: bool,
+    #[arg(long, hide = true)]
+    reload: bool,
+    #[arg(long = "keepalive_timeout", alias = "keepalive-timeout", hide = true)]
+    keepalive_timeout: Option<u64>,
+    #[arg(long = "timeout_worker_healthcheck", hide = true)]
+    timeout_worker_healthcheck: Option<u64>,
+    #[arg(long = "max_requests_before_restart", hide = true)]
+    max_requests_before_restart: Option<u64>,
+    #[arg(long = "max_requests_before_restart_jitter", hide = true)]
+    max_requests_before_restart_jitter: Option<u64>,
+    #[arg(long = "limit_concurrency", alias = "limit-concurrency", hide = true)]
+    limit_concurrency: Option<u64>,
+    #[arg(long, hide = true)]
+    ciphers: Option<String>,
+    #[arg(long = "log_config", alias = "log-config", hide = true)]
+    log_config: Option<String>,
+    #[arg(long = "prometheus_metrics_port", hide = true)]
+    prometheus_metrics_port: Option<u16>,
+    #[arg(long = "max_budget", alias = "max-budget", hide = true)]
+    max_budget: Option<f64>,
+    #[arg(long, hide = true)]
+    temperature: Option<f64>,
+    #[arg(long = "max_tokens", alias = "max-tokens", hide = true)]
+    max_tokens: Option<u64>,
+    #[arg(long = "request_timeout", alias = "request-timeout", hide = true)]
+    request_timeout: Option<f64>,
+}
+
+impl LitellmOnlyFlags {
+    /// `--flag has no effect here: why`, for every flag given.
+    pub fn notes(&self) -> Vec<String> {
+        const SERVER: &str =
+            "the gateway is one native process with serving threads (--num_workers sets how many)";
+        const PRISMA: &str = "the store applies its own versioned migrations at start-up";
+        let mut out = Vec::new();
+        let mut say = |given: bool, flag: &str, why: &str| {
+            if given {
+                out.push(format!("--{flag} has no effect here: {why}"));
+            }
+        };
+        say(self.run_gunicorn, "run_gunicorn", SERVER);
+        say(self.run_hypercorn, "run_hypercorn", SERVER);
+        say(self.run_granian, "run_granian", SERVER);
+        say(self.granian_threads.is_some(), "granian_threads", SERVER);
+        say(
+            self.reload,
+            "reload",
+            "restart the process to load a changed config",
+        );
+        say(
+            self.max_requests_before_restart.is_some()
+                || self.max_requests_before_restart_jitter.is_some(),
+            "max_requests_before_restart",
+            "serving threads are never recycled",
+        );
+        say(
+            self.timeout_worker_healthcheck.is_some(),
+            "timeout_worker_healthcheck",
+            SERVER,
+        );
+        say(
+            self.telemetry.is_some(),
+            "telemetry",
+            "the gateway sends no telemetry anywhere, so there is nothing to switch",
+        );
+        say(
+            self.use_queue,
+            "use_queue",
+            "calls are never queued; every request is served as it arrives",
+        );
+        say(
+            self.local,
+            "local",
+            "there is no local-development import mode",
+        );
+        say(self.use_prisma_db_push, "use_prisma_db_push", PRISMA);
+        say(
+            self.enforce_prisma_migration_check,
+            "enforce_prisma_migration_check",
+            PRISMA,
+        );
+        say(
+            self.use_v2_migration_resolver,
+            "use_v2_migration_resolver",
+            PRISMA,
+        );
+        say(
+            self.use_legacy_migration_resolver,
+            "use_legacy_migration_resolver",
+            PRISMA,
+        );
+        say(
+            self.iam_token_db_auth,
+            "iam_token_db_auth",
+            "AWS IAM database tokens are not supported; put the password in database_url",
+        );
+        say(
+            self.azure_postgresql_auth,
+            "azure_postgresql_auth",
+            "Azure AD database tokens are not supported; put the password in database_url",
+        );
+        say(
+            self.keepalive_timeout.is_some(),
+            "keepalive_timeout",
+            "idle client connections are not timed out by this setting",
+        );
+        say(
+            self.limit_concurrency.is_some(),
+            "limit_concurrency",
+            "use general_settings.global_max_parallel_requests to bound calls in flight",
+        );
+        say(
+            self.ciphers.is_some(),
+            "ciphers",
+            "TLS uses rustls's safe default cipher suites",
+        );
+        say(
+            self.log_config.is_some(),
+            "log_config",
+            "logging is set with --debug, --detailed_debug, LITELLM_LOG, RUST_LOG and json_logs",
+        );
+        say(
+            self.prometheus_metrics_port.is_some(),
+            "prometheus_metrics_port",
+            "/metrics is served on the gateway's own port",
+        );
+        say(
+            self.max_budget.is_some(),
+            "max_budget",
+            "there is no proxy-wide budget; set budgets on keys",
+        );
+        say(
+            self.temperature.is_some(),
+            "temperature",
+            "set temperature per deployment in litellm_params",
+        );
+        say(
+            self.max_tokens.is_some(),
+            "max_tokens",
+            "set max_tokens per deployment in litellm_params",
+        );
+        say(
+            self.request_timeout.is_some(),
+            "request_timeout",
+            "set litellm_settings.request_timeout or a deployment's timeout",
+        );
+        out
+    }
 }
 
 fn load_config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
@@ -67,6 +281,13 @@ fn load_config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
     if let Some(model) = &args.model {
         let name = args.alias.clone().unwrap_or_else(|| model.clone());
         cfg.add_cli_model(model, args.api_base.clone());
+        if let Some(version) = &args.api_version {
+            for entry in &mut cfg.file.model_list {
+                if entry.model_name == *model {
+                    entry.litellm_params.api_version = Some(version.clone());
+                }
+            }
+        }
         if name != *model {
             for entry in &mut cfg.file.model_list {
                 if entry.model_name == *model {
@@ -77,6 +298,9 @@ fn load_config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
         }
         let overlay = cfg.environment.clone();
         cfg.read_env(&move |k: &str| overlay.get(k).cloned().or_else(|| process_env(k)));
+    }
+    if args.drop_params {
+        cfg.file.litellm_settings.drop_params = Some(true);
     }
     cfg.database_path = args.db.clone();
     Ok(cfg)
@@ -147,6 +371,13 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     for note in idlehands_proxy::config::inert_settings(&cfg) {
         tracing::warn!("{source}: {note}");
     }
+    for note in args.litellm_only.notes() {
+        tracing::warn!("{note}");
+    }
+    let tls = match (&args.ssl_certfile_path, &args.ssl_keyfile_path) {
+        (Some(cert), Some(key)) => Some(idlehands_proxy::tls::Tls::from_pem_files(cert, key)?),
+        _ => None,
+    };
     let settings = StoreSettings::from_config(&cfg, &process_env)?;
     // Config mistakes (master key, headers) are reported before the database is touched.
     let gateway = Gateway::builder(cfg.clone()).build()?;
@@ -174,6 +405,11 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     drop(gateway);
     let result = runtime.block_on(async move {
         let store = open_store(&settings).await?;
+        if args.skip_server_startup {
+            close_store(&store).await;
+            eprintln!("idlehands proxy: database ready; not serving (--skip_server_startup)");
+            return Ok(ExitCode::SUCCESS);
+        }
         let gateway = store.install(Gateway::builder(cfg)).build()?;
         let gateway = gateway.clone().with_routes(store.routes(&gateway));
         let addr = format!("{}:{}", args.host, args.port);
@@ -181,10 +417,12 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         let shutdown = shutdown_signal()?;
-        let mut serving = idlehands_proxy::serve_threads(&gateway, listener, serving_threads)
-            .context("cannot start the serving threads")?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut serving =
+            idlehands_proxy::serve_threads_tls(&gateway, listener, serving_threads, tls)
+                .context("cannot start the serving threads")?;
         eprintln!(
-            "idlehands proxy: listening on http://{local} ({} model groups: {})",
+            "idlehands proxy: listening on {scheme}://{local} ({} model groups: {})",
             gateway.model_names().len(),
             gateway.model_names().join(", ")
         );

@@ -1,12 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `idlehands proxy` as a process: starts, answers, refuses bad configs, stops on SIGTERM.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::{Value, json};
+
+mod proxy_process;
+use proxy_process::{spawn, terminate};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -30,59 +31,11 @@ fn cmd() -> Command {
     c
 }
 
-/// Start the gateway and return it with its base URL, read from its "listening" line.
-fn spawn(mut c: Command) -> (Child, String) {
-    let mut child = c
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let line = loop {
-        let l = lines
-            .next()
-            .expect("the gateway exited before listening")
-            .unwrap();
-        if l.contains("listening on ") {
-            break l;
-        }
-    };
-    let url = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, url)
-}
-
-fn terminate(child: &mut Child) -> i32 {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    for _ in 0..600 {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    panic!("the gateway did not stop within 30s of SIGTERM");
-}
-
 #[tokio::test]
 async fn quickstart_config_answers_a_chat_and_sigterm_exits_zero() {
     let mut c = cmd();
     c.args(["proxy", "--config", "examples/quickstart.yaml"]);
-    let (mut child, url) = spawn(c);
+    let (mut child, url, _) = spawn(c);
     let resp = reqwest::Client::new()
         .post(format!("{url}/v1/chat/completions"))
         .bearer_auth("sk-idlehands-quickstart")
@@ -140,7 +93,7 @@ async fn chat_reaches(url: &str, upstream: &idlehands_testkit::FakeOpenAi) {
 #[tokio::test]
 async fn single_model_mode_overrides_the_request_model() {
     let up = idlehands_testkit::FakeOpenAi::start().await;
-    let (mut child, url) = spawn(single_model(&up.base_url()));
+    let (mut child, url, _) = spawn(single_model(&up.base_url()));
     chat_reaches(&url, &up).await;
     let models: Value = reqwest::Client::new()
         .get(format!("{url}/v1/models"))
@@ -165,7 +118,7 @@ async fn an_http_proxy_from_the_environment_carries_upstream_calls() {
     c.env("HTTP_PROXY", forward_proxy.origin())
         .env_remove("NO_PROXY")
         .env_remove("no_proxy");
-    let (mut child, url) = spawn(c);
+    let (mut child, url, _) = spawn(c);
     chat_reaches(&url, &forward_proxy).await;
     assert_eq!(terminate(&mut child), 0);
 }

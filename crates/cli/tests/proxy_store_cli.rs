@@ -3,12 +3,13 @@
 //! that SIGTERM commits every spend row (the flush window here is a minute, so only the
 //! shutdown commit can have written them), and `disable_spend_logs`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::{Value, json};
+
+mod proxy_process;
+use proxy_process::{spawn, terminate};
 
 const MASTER: &str = "sk-cli-store-master-1";
 
@@ -43,55 +44,6 @@ fn cmd(state_dir: &Path) -> Command {
         .env_remove("HOST")
         .env("IDLEHANDS_STATE_DIR", state_dir);
     c
-}
-
-/// Starts the gateway; returns it, its base URL and the lines it printed before listening.
-fn spawn(mut c: Command) -> (Child, String, Vec<String>) {
-    let mut child = c
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut before = Vec::new();
-    let line = loop {
-        let l = lines
-            .next()
-            .unwrap_or_else(|| panic!("the gateway exited before listening: {before:?}"))
-            .unwrap();
-        if l.contains("listening on ") {
-            break l;
-        }
-        before.push(l);
-    };
-    let url = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
-    (child, url, before)
-}
-
-fn terminate(child: &mut Child) -> i32 {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    for _ in 0..600 {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    panic!("the gateway did not stop within 30s of SIGTERM");
 }
 
 fn http() -> reqwest::Client {

@@ -31,6 +31,7 @@ pub mod providers;
 pub mod router;
 pub mod router_redis;
 mod serving;
+pub mod tls;
 
 pub use auth::{KeyResolver, Principal, VirtualKey};
 pub use config::{ConfigError, ProxyConfig};
@@ -38,4 +39,4 @@ pub use error::ProxyError;
 pub use gateway::{DbProbe, Gateway, GatewayBuilder};
 pub use hooks::{CallHooks, CallRecord, CallSink, CallStatus, MemorySink, PreCall, Reservation};
 pub use pricing::{ModelPrice, PriceTable};
-pub use serving::{Serving, serve, serve_threads};
+pub use serving::{Serving, serve, serve_threads, serve_threads_tls};

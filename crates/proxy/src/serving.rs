@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::gateway::{App, Gateway};
+use crate::tls::{Tls, TlsIo};
 
 /// Serve until `shutdown` resolves, then stop accepting, let in-flight requests finish, and
 /// return (the caller flushes the store afterwards).
@@ -75,6 +76,16 @@ pub fn serve_threads(
     listener: std::net::TcpListener,
     threads: usize,
 ) -> std::io::Result<Serving> {
+    serve_threads_tls(gateway, listener, threads, None)
+}
+
+/// [`serve_threads`], answering HTTPS when `tls` is given.
+pub fn serve_threads_tls(
+    gateway: &Gateway,
+    listener: std::net::TcpListener,
+    threads: usize,
+    tls: Option<Tls>,
+) -> std::io::Result<Serving> {
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let listener = TcpListener::from_std(listener)?;
@@ -87,7 +98,12 @@ pub fn serve_threads(
         let (tx, rx) = mpsc::unbounded_channel();
         let open = Arc::new(AtomicUsize::new(0));
         handoff.push((tx, open.clone()));
-        let handed = Handed { rx, open, local };
+        let handed = Handed {
+            rx,
+            open,
+            local,
+            tls: tls.clone(),
+        };
         let router = router.clone();
         let mut stop_rx = stop_rx.clone();
         let mut release_rx = release_rx.clone();
@@ -190,6 +206,7 @@ struct Handed {
     rx: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
     open: Arc<AtomicUsize>,
     local: SocketAddr,
+    tls: Option<Tls>,
 }
 
 impl axum::serve::Listener for Handed {
@@ -203,8 +220,12 @@ impl axum::serve::Listener for Handed {
                 return std::future::pending().await;
             };
             match tokio::net::TcpStream::from_std(tcp) {
-                Ok(io) => {
+                Ok(tcp) => {
                     let open = self.open.clone();
+                    let io = match &self.tls {
+                        Some(tls) => Io::Tls(tls.wrap(tcp)),
+                        None => Io::Plain(tcp),
+                    };
                     return (Counted { io, open }, addr);
                 }
                 Err(e) => {
@@ -222,8 +243,29 @@ impl axum::serve::Listener for Handed {
 
 /// A connection that counts itself out of its thread's open connections when dropped.
 struct Counted {
-    io: tokio::net::TcpStream,
+    io: Io,
     open: Arc<AtomicUsize>,
+}
+
+enum Io {
+    Plain(tokio::net::TcpStream),
+    Tls(TlsIo),
+}
+
+/// Runs `$body` with `$io` bound to the pinned plain or TLS stream.
+macro_rules! with_io {
+    ($self:expr, $io:ident => $body:expr) => {
+        match &mut $self.get_mut().io {
+            Io::Plain(s) => {
+                let $io = Pin::new(s);
+                $body
+            }
+            Io::Tls(s) => {
+                let $io = Pin::new(s);
+                $body
+            }
+        }
+    };
 }
 
 impl Drop for Counted {
@@ -234,41 +276,44 @@ impl Drop for Counted {
 
 impl AsyncRead for Counted {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        with_io!(self, io => io.poll_read(cx, buf))
     }
 }
 
 impl AsyncWrite for Counted {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        with_io!(self, io => io.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        with_io!(self, io => io.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        with_io!(self, io => io.poll_flush(cx))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        with_io!(self, io => io.poll_shutdown(cx))
     }
 }
 

@@ -1,8 +1,138 @@
 //! LiteLLM settings the gateway reads but does not act on. LiteLLM configs carry many keys and
-//! unknown ones are tolerated; a known one that changes nothing here is named at start-up with
-//! the reason, so that nobody relies on it in silence.
+//! unknown ones are tolerated; every key that changes nothing here (a known LiteLLM feature
+//! this gateway lacks, or a key it does not know at all) is named at start-up with the reason,
+//! so that nobody relies on it in silence.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
 
 use super::ProxyConfig;
+
+/// Keys that the typed sections keep in `extra` but the gateway does read.
+const READ_FROM_EXTRA: [(&str, &str); 6] = [
+    ("general_settings", "request_log_path"),
+    ("general_settings", "redis_failure_mode"),
+    ("general_settings", "redis_key_prefix"),
+    ("general_settings", "database_schema"),
+    ("litellm_settings", "require_auth_for_metrics_endpoint"),
+    // Read by the routing crate's own pass over litellm_settings.
+    ("litellm_settings", "allowed_fails"),
+];
+
+/// Why a LiteLLM feature's key changes nothing here; keys not listed get [`UNKNOWN`].
+const KNOWN_LITELLM: [(&str, &str, &str); 24] = [
+    (
+        "(top level)",
+        "guardrails",
+        "guardrails are not run: requests reach the model unchecked",
+    ),
+    (
+        "(top level)",
+        "include",
+        "included files are not read: put their model_list entries in this file",
+    ),
+    (
+        "(top level)",
+        "credential_list",
+        "named credentials are not resolved: set api_key on each deployment",
+    ),
+    (
+        "(top level)",
+        "callback_settings",
+        "there are no logging integrations",
+    ),
+    ("(top level)", "mcp_servers", "there is no MCP gateway"),
+    (
+        "(top level)",
+        "vector_store_registry",
+        "vector stores are not served",
+    ),
+    ("(top level)", "search_tools", "search tools are not served"),
+    ("(top level)", "prompts", "prompt management is not served"),
+    (
+        "(top level)",
+        "files_settings",
+        "the files API is not served",
+    ),
+    (
+        "(top level)",
+        "finetune_settings",
+        "the fine-tuning API is not served",
+    ),
+    (
+        "(top level)",
+        "assistant_settings",
+        "the assistants API is not served",
+    ),
+    (
+        "general_settings",
+        "pass_through_endpoints",
+        "pass-through routes are not served: those paths answer 404",
+    ),
+    (
+        "general_settings",
+        "allowed_ips",
+        "client addresses are NOT restricted: put a firewall or reverse proxy in front",
+    ),
+    (
+        "general_settings",
+        "custom_auth",
+        "custom auth hooks are not run: keys are checked as usual",
+    ),
+    (
+        "general_settings",
+        "enforce_user_param",
+        "requests without a `user` field are not refused",
+    ),
+    (
+        "general_settings",
+        "allowed_routes",
+        "every route stays open to the keys that may call it",
+    ),
+    (
+        "general_settings",
+        "admin_only_routes",
+        "route restrictions are not configurable",
+    ),
+    (
+        "general_settings",
+        "public_routes",
+        "route restrictions are not configurable",
+    ),
+    (
+        "general_settings",
+        "ui_access_mode",
+        "the dashboard is for the master key only",
+    ),
+    (
+        "general_settings",
+        "key_management_system",
+        "secrets are read from config values and os.environ/ only",
+    ),
+    (
+        "general_settings",
+        "forward_client_headers_to_llm_api",
+        "client headers are not forwarded upstream",
+    ),
+    (
+        "general_settings",
+        "use_redis_transaction_buffer",
+        "spend is written through the group-committing spend writer",
+    ),
+    (
+        "litellm_settings",
+        "redact_messages_in_exceptions",
+        "error messages never carry the request's messages",
+    ),
+    (
+        "litellm_settings",
+        "default_team_settings",
+        "there are no teams yet",
+    ),
+];
+
+const UNKNOWN: &str = "not a setting this gateway knows; ignored";
 
 /// One line per setting that has no effect here: `<key path> has no effect here: <why>`.
 pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
@@ -80,9 +210,42 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
             "every deployment of a group is eligible whatever its tags",
         );
     }
+    let sections: [(&str, &BTreeMap<String, Value>); 4] = [
+        ("(top level)", &f.extra),
+        ("litellm_settings", &ls.extra),
+        ("router_settings", &f.router_settings.extra),
+        ("general_settings", &gs.extra),
+    ];
+    for (section, extra) in sections {
+        for key in extra.keys() {
+            if READ_FROM_EXTRA.contains(&(section, key.as_str())) {
+                continue;
+            }
+            let why = KNOWN_LITELLM
+                .iter()
+                .find(|(s, k, _)| *s == section && k == key)
+                .map_or(UNKNOWN, |(_, _, why)| why);
+            let path = if section == "(top level)" {
+                key.clone()
+            } else {
+                format!("{section}.{key}")
+            };
+            say(&path, why);
+        }
+    }
     for (i, m) in f.model_list.iter().enumerate() {
         let lp = &m.litellm_params;
         let at = |key: &str| format!("model_list[{i}].litellm_params.{key}");
+        for key in lp.extra.keys() {
+            say(&at(key), "not sent upstream and not used by the gateway");
+        }
+        if !m.model_info.extra.is_empty() {
+            let keys: Vec<&str> = m.model_info.extra.keys().map(String::as_str).collect();
+            say(
+                &format!("model_list[{i}].model_info.{{{}}}", keys.join(", ")),
+                "descriptive model_info is not served (there is no /model/info yet)",
+            );
+        }
         if lp.max_budget.is_some() || lp.budget_duration.is_some() {
             say(
                 &at("max_budget"),
@@ -131,6 +294,54 @@ litellm_settings:
   callbacks: [prometheus]
 ");
         assert_eq!(inert_settings(&c), Vec::<String>::new());
+    }
+
+    #[test]
+    fn keys_the_gateway_does_not_use_are_named_and_keys_it_reads_are_not() {
+        let c = cfg("model_list:
+  - model_name: m
+    litellm_params:
+      model: openai/m
+      frobnicate: 3
+    model_info:
+      description: a model
+      supports_vision: true
+guardrails:
+  - guardrail_name: pii
+general_settings:
+  master_key: sk-unit-master-1
+  allowed_ips: [10.0.0.1]
+  pass_through_endpoints: []
+  request_log_path: /tmp/x.jsonl
+  redis_failure_mode: open
+  brand_new_setting: 1
+litellm_settings:
+  require_auth_for_metrics_endpoint: false
+  allowed_fails: 2
+router_settings:
+  mystery: true
+");
+        let notes = inert_settings(&c);
+        let paths: Vec<&str> = notes
+            .iter()
+            .map(|n| n.split(" has no effect here: ").next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "guardrails",
+                "router_settings.mystery",
+                "general_settings.allowed_ips",
+                "general_settings.brand_new_setting",
+                "general_settings.pass_through_endpoints",
+                "model_list[0].litellm_params.frobnicate",
+                "model_list[0].model_info.{description, supports_vision}",
+            ]
+        );
+        assert!(notes[2].ends_with(
+            "client addresses are NOT restricted: put a firewall or reverse proxy in front"
+        ));
+        assert!(notes[3].ends_with(UNKNOWN));
     }
 
     #[test]

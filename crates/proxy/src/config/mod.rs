@@ -174,7 +174,6 @@ impl ProxyConfig {
             ..ProxyConfig::default()
         };
         cfg.validate()?;
-        cfg.log_unknown_keys();
         cfg.read_env(&lookup);
         Ok(cfg)
     }
@@ -319,34 +318,6 @@ impl ProxyConfig {
             }
         }
         Ok(())
-    }
-
-    fn log_unknown_keys(&self) {
-        let f = &self.file;
-        let sections: [(&str, &BTreeMap<String, Value>); 4] = [
-            ("(top level)", &f.extra),
-            ("litellm_settings", &f.litellm_settings.extra),
-            ("router_settings", &f.router_settings.extra),
-            ("general_settings", &f.general_settings.extra),
-        ];
-        for (section, extra) in sections {
-            for key in extra.keys() {
-                tracing::debug!(
-                    section,
-                    key = key.as_str(),
-                    "config key not used by idlehands"
-                );
-            }
-        }
-        for (i, m) in f.model_list.iter().enumerate() {
-            for key in m.litellm_params.extra.keys() {
-                tracing::debug!(
-                    deployment = i,
-                    key = key.as_str(),
-                    "litellm_params key not used"
-                );
-            }
-        }
     }
 }
 

@@ -1,0 +1,59 @@
+//! Running `idlehands proxy` as a child process: start it on a free port, read its start-up
+//! lines, stop it with SIGTERM. Shared by the CLI test files that need a real process.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Starts the gateway on 127.0.0.1 and a free port; returns it, its base URL (from the
+/// "listening on" line) and the lines it printed before that line.
+pub fn spawn(mut c: Command) -> (Child, String, Vec<String>) {
+    let mut child = c
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut before = Vec::new();
+    let line = loop {
+        let l = lines
+            .next()
+            .unwrap_or_else(|| panic!("the gateway exited before listening: {before:?}"))
+            .unwrap();
+        if l.contains("listening on ") {
+            break l;
+        }
+        before.push(l);
+    };
+    let url = line
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url, before)
+}
+
+/// Sends SIGTERM and returns the exit code once the process has ended.
+pub fn terminate(child: &mut Child) -> i32 {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for _ in 0..600 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("the gateway did not stop within 30s of SIGTERM");
+}
