@@ -108,8 +108,13 @@ impl Principal {
 
     /// Whether `/v1/models` lists `group` (served under its own name) for this caller.
     pub fn allows_group(&self, group: &ModelGroup, router: &Router) -> bool {
+        self.allows_name(&group.name, &group.access_groups, router)
+    }
+
+    /// Whether this caller may call `name`, served by deployments in `access_groups`.
+    pub fn allows_name(&self, name: &str, access_groups: &[String], router: &Router) -> bool {
         match self {
-            Self::VirtualKey(k) => k.may_call(&group.name, &group.access_groups, router),
+            Self::VirtualKey(k) => k.may_call(name, access_groups, router),
             _ => true,
         }
     }

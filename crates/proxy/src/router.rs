@@ -558,9 +558,15 @@ impl Router {
         &self.groups
     }
 
-    /// Wildcard model names as written (`openai/*`), for `/v1/models`.
-    pub fn wildcard_names(&self) -> impl Iterator<Item = &str> {
-        self.patterns.iter().map(|p| p.entry.model_name.as_str())
+    /// Wildcard model names as written (`openai/*`), with the access groups their deployments
+    /// declare, for `/v1/models`.
+    pub fn wildcard_routes(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.patterns.iter().map(|p| {
+            (
+                p.entry.model_name.as_str(),
+                p.entry.model_info.access_groups.as_slice(),
+            )
+        })
     }
 
     /// Every configured deployment (wildcards not expanded).

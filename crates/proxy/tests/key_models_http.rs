@@ -14,7 +14,7 @@ use store_support::{
 
 /// Mock deployments (nothing leaves the machine), each answering with its own name:
 /// `gpt-4o` (a name the price table files under openai), two self-hosted groups in the access
-/// group `beta-group`, and an `anthropic/*` wildcard route.
+/// group `beta-group`, and an `anthropic/*` wildcard route, in that group too.
 fn yaml() -> String {
     format!(
         "model_list:
@@ -33,6 +33,7 @@ fn yaml() -> String {
     model_info: {{id: dep-qwen, access_groups: [beta-group]}}
   - model_name: anthropic/*
     litellm_params: {{model: anthropic/*, mock_response: from the anthropic route}}
+    model_info: {{access_groups: [beta-group]}}
 general_settings:
   master_key: {MASTER}
 "
@@ -159,6 +160,7 @@ async fn access_groups(b: Backend) {
     for (model, answer) in [
         ("house-llama", "from house-llama"),
         ("house-qwen", "from house-qwen"),
+        ("anthropic/claude-opus-4-6", "from the anthropic route"),
     ] {
         let a = post(&p, "/v1/chat/completions", &key, chat(model)).await;
         assert_eq!(a.status, 200, "{model}: {}", a.body);
@@ -168,7 +170,10 @@ async fn access_groups(b: Backend) {
         &post(&p, "/v1/chat/completions", &key, chat("gpt-4o")).await,
         "gpt-4o",
     );
-    assert_eq!(model_ids(&p, &key).await, ["house-llama", "house-qwen"]);
+    assert_eq!(
+        model_ids(&p, &key).await,
+        ["house-llama", "house-qwen", "anthropic/*"]
+    );
     assert_eq!(get(&p, "/v1/models/house-qwen", &key).await.status, 200);
     let a = get(&p, "/v1/models/gpt-4o", &key).await;
     assert_eq!(a.status, 404, "{}", a.body);
@@ -186,7 +191,7 @@ async fn access_groups(b: Backend) {
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(
         model_ids(&p, &key).await,
-        ["gpt-4o", "house-llama", "house-qwen"]
+        ["gpt-4o", "house-llama", "house-qwen", "anthropic/*"]
     );
 
     // A name nobody serves is stored, as LiteLLM stores it, and grants nothing.

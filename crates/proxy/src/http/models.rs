@@ -37,9 +37,9 @@ pub(crate) async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Res
                 .map(|g| card(&g.name, g.owned_by()))
                 .chain(
                     router
-                        .wildcard_names()
-                        .filter(|n| principal.check_model(n, None, None, router).is_ok())
-                        .map(|n| card(n, "openai")),
+                        .wildcard_routes()
+                        .filter(|(n, groups)| principal.allows_name(n, groups, router))
+                        .map(|(n, _)| card(n, "openai")),
                 )
                 .collect();
             // LiteLLM lists a key's aliases beside the models they stand for.
