@@ -4,12 +4,14 @@
 //! SEAM (virtual keys): the store crate implements [`KeyResolver`] (sha256 lookup, cache) and
 //! returns [`Principal::VirtualKey`]; install it with `GatewayBuilder::key_resolver`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use http::HeaderMap;
 
 use crate::error::ProxyError;
+use crate::router::{ModelGroup, Router};
 
 /// The caller, as known after auth.
 #[derive(Debug, Clone)]
@@ -32,8 +34,12 @@ pub struct VirtualKey {
     pub key_name: Option<String>,
     pub user_id: Option<String>,
     pub team_id: Option<String>,
-    /// Allowed model groups; empty means all.
+    /// What the key may call (LiteLLM's `models`): model names, access groups, wildcards
+    /// (`openai/*`), `*`, `all-proxy-models`, `all-team-models`; empty means all.
     pub models: Vec<String>,
+    /// The key's `aliases` (`{"gpt-4": "gpt-4o"}`): a request for a name here is sent to its
+    /// target instead. Only string targets (LiteLLM's alias map drops any other).
+    pub aliases: HashMap<String, String>,
     pub max_budget_nanos: Option<u64>,
     pub spend_nanos: u64,
     pub tpm_limit: Option<u64>,
@@ -58,27 +64,120 @@ impl Principal {
         }
     }
 
-    /// LiteLLM's model access check: a key limited to some models may call only those.
-    pub fn check_model(&self, model_group: &str) -> Result<(), ProxyError> {
+    /// Where a request for `requested` goes for this caller: the key's alias target, if the
+    /// key has an alias for it (LiteLLM's `_update_model_if_key_alias_exists`).
+    pub fn alias_target(&self, requested: &str) -> Option<&str> {
         match self {
-            Self::VirtualKey(k)
-                if !k.models.is_empty()
-                    && !k
-                        .models
-                        .iter()
-                        .any(|m| m == model_group || m == "*" || m == "all-proxy-models") =>
-            {
-                Err(ProxyError::ModelNotAllowed {
-                    model: model_group.to_string(),
-                })
-            }
-            _ => Ok(()),
+            Self::VirtualKey(k) => k.aliases.get(requested).map(String::as_str),
+            _ => None,
         }
     }
 
-    pub fn allows_model(&self, model_group: &str) -> bool {
-        self.check_model(model_group).is_ok()
+    /// LiteLLM's key model check (`can_key_call_model`). `requested` is the name the client
+    /// sent, `dispatched` the key alias target when one applied, `group` what the router
+    /// serves the request with. Without a key alias the requested name and the router's
+    /// alias target (the group's name) are both tried; with one, only its target.
+    pub fn check_model(
+        &self,
+        requested: &str,
+        dispatched: Option<&str>,
+        group: Option<&ModelGroup>,
+        router: &Router,
+    ) -> Result<(), ProxyError> {
+        let Self::VirtualKey(k) = self else {
+            return Ok(());
+        };
+        let access_groups = group.map_or(&[][..], |g| g.access_groups.as_slice());
+        let allowed = match dispatched {
+            Some(target) => k.may_call(target, access_groups, router),
+            None => {
+                k.may_call(requested, access_groups, router)
+                    || group.is_some_and(|g| {
+                        g.name != requested && k.may_call(&g.name, access_groups, router)
+                    })
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(ProxyError::ModelNotAllowed {
+                model: requested.to_string(),
+            })
+        }
     }
+
+    /// Whether `/v1/models` lists `group` (served under its own name) for this caller.
+    pub fn allows_group(&self, group: &ModelGroup, router: &Router) -> bool {
+        self.allows_name(&group.name, &group.access_groups, router)
+    }
+
+    /// Whether this caller may call `name`, served by deployments in `access_groups`.
+    pub fn allows_name(&self, name: &str, access_groups: &[String], router: &Router) -> bool {
+        match self {
+            Self::VirtualKey(k) => k.may_call(name, access_groups, router),
+            _ => true,
+        }
+    }
+}
+
+/// LiteLLM's special `models` entries that grant every model. `all-team-models` inherits the
+/// key's team's list, and there are no team model lists here (nor in LiteLLM for a key
+/// without a team): every model.
+const ALL_MODELS: [&str; 3] = ["*", "all-proxy-models", "all-team-models"];
+
+impl VirtualKey {
+    /// LiteLLM's `check_model_access_helper` for one model name: an exact entry, an entry that
+    /// is one of `access_groups` (those of the deployments serving the name), a wildcard
+    /// entry matching the name or `<provider>/<name>` (LiteLLM's `get_llm_provider`: `gpt-4o`
+    /// is `openai/gpt-4o` for `openai/*`), or an entry granting everything.
+    pub fn may_call(&self, name: &str, access_groups: &[String], router: &Router) -> bool {
+        if self.models.is_empty() {
+            return true;
+        }
+        let mut provider_name: Option<Option<String>> = None;
+        self.models.iter().any(|m| {
+            if m == name || ALL_MODELS.contains(&m.as_str()) || access_groups.contains(m) {
+                return true;
+            }
+            if !m.contains('*') {
+                return false;
+            }
+            if glob_match(m, name) {
+                return true;
+            }
+            // A bare name of a known model, under its provider's prefix.
+            let full = provider_name.get_or_insert_with(|| {
+                // A prefixed name was matched as written; LiteLLM never prefixes it again.
+                if name.contains('/') {
+                    return None;
+                }
+                router.provider_of_name(name).map(|p| format!("{p}/{name}"))
+            });
+            full.as_deref().is_some_and(|f| glob_match(m, f))
+        })
+    }
+}
+
+/// `pattern` with each `*` standing for any run of characters (LiteLLM turns `*` into `.*`
+/// and matches the whole name).
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*` at all: the whole name.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// Resolves keys that are not the master key.
@@ -269,5 +368,124 @@ mod tests {
             Err(ProxyError::NoApiKey)
         ));
         assert_eq!(abbreviate_key("sk-123456"), "sk-...3456");
+    }
+
+    #[test]
+    fn glob_is_a_whole_name_match_with_star_for_any_run() {
+        assert!(glob_match("openai/*", "openai/gpt-4o"));
+        assert!(glob_match("openai/*", "openai/"));
+        assert!(!glob_match("openai/*", "openaiz/gpt-4o"));
+        assert!(!glob_match("openai/*", "azure/openai/x"));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match(
+            "bedrock/us.*",
+            "bedrock/us.amazon.nova-micro-v1:0"
+        ));
+        assert!(glob_match("*-mini", "gpt-4o-mini"));
+        assert!(!glob_match("*-mini", "gpt-4o-mini-x"));
+        assert!(glob_match("a*b*ab", "aXbab"));
+        assert!(!glob_match("a*ab*ab", "aab"));
+    }
+
+    fn router() -> Router {
+        let cfg = crate::config::ProxyConfig::from_yaml(
+            "model_list:
+  - model_name: gpt-4o
+    litellm_params: {model: azure/my-gpt4o, api_base: http://127.0.0.1:9}
+  - model_name: house-llama
+    litellm_params: {model: hosted_vllm/llama, api_base: http://127.0.0.1:9}
+    model_info: {access_groups: [beta-group]}
+  - model_name: openai/*
+    litellm_params: {model: openai/*, api_key: sk-x}
+    model_info: {access_groups: beta-group}
+router_settings:
+  model_group_alias: {gpt-4: gpt-4o}
+general_settings: {master_key: sk-unit-master-1}
+",
+            "config.yaml",
+            &|_| None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Router::build(&cfg, &crate::pricing::PriceTable::builtin())
+    }
+
+    fn key(models: &[&str], aliases: &[(&str, &str)]) -> Principal {
+        Principal::VirtualKey(Arc::new(VirtualKey {
+            models: models.iter().map(|m| m.to_string()).collect(),
+            aliases: aliases
+                .iter()
+                .map(|(a, t)| (a.to_string(), t.to_string()))
+                .collect(),
+            ..VirtualKey::default()
+        }))
+    }
+
+    /// The routing a chat request does, then the check.
+    fn may(p: &Principal, r: &Router, requested: &str) -> bool {
+        let dispatched = p.alias_target(requested);
+        let group = r.group(dispatched.unwrap_or(requested));
+        p.check_model(requested, dispatched, group.as_deref(), r)
+            .is_ok()
+    }
+
+    #[test]
+    fn wildcard_entries_match_the_requested_name_or_its_known_provider() {
+        let r = router();
+        let k = key(&["openai/*"], &[]);
+        // Served by the `openai/*` route.
+        assert!(may(&k, &r, "openai/gpt-4o-mini"));
+        // A bare name the price table files under openai, whatever its deployment is.
+        assert!(may(&k, &r, "gpt-4o"));
+        // A custom group name has no provider to infer, even on an OpenAI-compatible server.
+        assert!(!may(&k, &r, "house-llama"));
+        let err = k
+            .check_model("house-llama", None, r.group("house-llama").as_deref(), &r)
+            .err();
+        assert!(
+            matches!(&err, Some(ProxyError::ModelNotAllowed { model }) if model == "house-llama"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn access_groups_grant_the_groups_that_declare_them() {
+        let r = router();
+        let k = key(&["beta-group"], &[]);
+        assert!(may(&k, &r, "house-llama"));
+        assert!(may(&k, &r, "openai/gpt-4o-mini"));
+        assert!(!may(&k, &r, "gpt-4o"));
+        assert!(r.is_access_group("beta-group"));
+        assert!(!r.is_access_group("house-llama"));
+    }
+
+    #[test]
+    fn special_entries_and_router_aliases() {
+        let r = router();
+        for all in ["*", "all-proxy-models", "all-team-models"] {
+            assert!(may(&key(&[all], &[]), &r, "house-llama"), "{all}");
+        }
+        assert!(may(&key(&[], &[]), &r, "house-llama"));
+        // A router alias: either its own name or its target grants it.
+        assert!(may(&key(&["gpt-4"], &[]), &r, "gpt-4"));
+        assert!(may(&key(&["gpt-4o"], &[]), &r, "gpt-4"));
+        // An unserved name is refused for a limited key before any lookup.
+        assert!(!may(&key(&["gpt-4o"], &[]), &r, "no-such-model"));
+    }
+
+    #[test]
+    fn a_key_alias_is_checked_by_its_target_only() {
+        let r = router();
+        let k = key(&["gpt-4o"], &[("smart", "gpt-4o")]);
+        assert_eq!(k.alias_target("smart"), Some("gpt-4o"));
+        assert!(may(&k, &r, "smart"));
+        // Listing the alias name does not grant what it points to.
+        let k = key(&["smart"], &[("smart", "house-llama")]);
+        assert!(!may(&k, &r, "smart"));
+        // The master key has no aliases and may call anything.
+        let master = Principal::Master {
+            key_hash: Arc::from("h"),
+        };
+        assert_eq!(master.alias_target("smart"), None);
+        assert!(may(&master, &r, "house-llama"));
     }
 }

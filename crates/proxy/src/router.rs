@@ -112,6 +112,8 @@ pub struct Deployment {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub mode: Option<String>,
+    /// `model_info.access_groups`.
+    pub access_groups: Vec<String>,
     /// `None`: unknown model, costs 0 (a warning is logged at start-up).
     pub price: Option<ModelPrice>,
     pub adapter: Arc<dyn Provider>,
@@ -250,6 +252,7 @@ impl Deployment {
             rpm: p.rpm,
             tpm: p.tpm,
             mode,
+            access_groups: entry.model_info.access_groups.clone(),
             price,
             adapter,
         }
@@ -309,6 +312,8 @@ pub struct ModelGroup {
     pub deployments: Vec<Arc<Deployment>>,
     /// Indices of the lowest-`order` tier, which serves traffic.
     primary: Vec<usize>,
+    /// The model access groups of its deployments, each once.
+    pub access_groups: Vec<String>,
     /// Where attempts for this group are planned; fallback targets must be in the same table.
     pub table: Arc<RoutingTable>,
 }
@@ -402,10 +407,17 @@ fn group_of(name: &str, deployments: Vec<Arc<Deployment>>, table: Arc<RoutingTab
     let primary = (0..deployments.len())
         .filter(|i| deployments[*i].order == lowest)
         .collect();
+    let mut access_groups: Vec<String> = Vec::new();
+    for g in deployments.iter().flat_map(|d| d.access_groups.iter()) {
+        if !access_groups.contains(g) {
+            access_groups.push(g.clone());
+        }
+    }
     ModelGroup {
         name: name.to_string(),
         deployments,
         primary,
+        access_groups,
         table,
     }
 }
@@ -469,8 +481,9 @@ impl Router {
         }
         if !r.patterns.is_empty() {
             r.config = Some(Arc::new(cfg.clone()));
-            r.prices = prices.clone();
         }
+        // Also for naming the provider of a requested model (key wildcards such as `openai/*`).
+        r.prices = prices.clone();
         r
     }
 
@@ -516,14 +529,44 @@ impl Router {
         Some(g)
     }
 
+    /// The provider a bare model name belongs to, as LiteLLM's `get_llm_provider` names it for
+    /// a key's wildcard check (`gpt-4o` is `openai`): the price table's provider; `None` for a
+    /// name the table does not know (a custom group name).
+    pub fn provider_of_name(&self, name: &str) -> Option<&str> {
+        let provider = self.prices.get(name)?.provider.as_deref()?;
+        // The price map files Google's Vertex models under `vertex_ai-<kind>-models`.
+        Some(if provider.starts_with("vertex_ai") {
+            "vertex_ai"
+        } else {
+            provider
+        })
+    }
+
+    /// Whether some deployment declares `name` in `model_info.access_groups`.
+    pub fn is_access_group(&self, name: &str) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.access_groups.iter().any(|a| a == name))
+            || self
+                .patterns
+                .iter()
+                .any(|p| p.entry.model_info.access_groups.iter().any(|a| a == name))
+    }
+
     /// Exact model groups, in config order.
     pub fn groups(&self) -> &[Arc<ModelGroup>] {
         &self.groups
     }
 
-    /// Wildcard model names as written (`openai/*`), for `/v1/models`.
-    pub fn wildcard_names(&self) -> impl Iterator<Item = &str> {
-        self.patterns.iter().map(|p| p.entry.model_name.as_str())
+    /// Wildcard model names as written (`openai/*`), with the access groups their deployments
+    /// declare, for `/v1/models`.
+    pub fn wildcard_routes(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.patterns.iter().map(|p| {
+            (
+                p.entry.model_name.as_str(),
+                p.entry.model_info.access_groups.as_slice(),
+            )
+        })
     }
 
     /// Every configured deployment (wildcards not expanded).

@@ -31,9 +31,12 @@ pub enum StoreError {
         message: String,
         param: Option<String>,
     },
-    /// 404, e.g. `Key not found in database`.
-    #[error("{0}")]
-    NotFound(String),
+    /// 404, e.g. `Key not found in database`; `param` names the request field.
+    #[error("{message}")]
+    NotFound {
+        message: String,
+        param: Option<&'static str>,
+    },
     /// 403, e.g. `You are not allowed to access this key's info. Your role=internal_user`.
     #[error("{0}")]
     Forbidden(String),
@@ -68,7 +71,18 @@ impl StoreError {
     }
 
     pub(crate) fn key_not_found() -> Self {
-        StoreError::NotFound("Key not found in database".to_owned())
+        StoreError::NotFound {
+            message: "Key not found in database".to_owned(),
+            param: None,
+        }
+    }
+
+    /// `/key/info`'s answer for a key that does not exist (LiteLLM names the `key` param).
+    pub(crate) fn key_info_not_found() -> Self {
+        StoreError::NotFound {
+            message: "Key not found in database".to_owned(),
+            param: Some("key"),
+        }
     }
 }
 
@@ -76,7 +90,7 @@ impl ApiError for StoreError {
     fn status(&self) -> u16 {
         match self {
             StoreError::BadRequest { .. } => 400,
-            StoreError::NotFound(_) => 404,
+            StoreError::NotFound { .. } => 404,
             StoreError::Forbidden(_) => 403,
             StoreError::Database(_)
             | StoreError::RowRefused(_)
@@ -88,7 +102,7 @@ impl ApiError for StoreError {
     fn error_type(&self) -> &'static str {
         match self {
             StoreError::BadRequest { .. } => "bad_request_error",
-            StoreError::NotFound(_) => "not_found_error",
+            StoreError::NotFound { .. } => "not_found_error",
             StoreError::Forbidden(_) => "auth_error",
             StoreError::Database(_)
             | StoreError::RowRefused(_)
@@ -104,6 +118,7 @@ impl ApiError for StoreError {
     fn param(&self) -> Option<&str> {
         match self {
             StoreError::BadRequest { param, .. } => param.as_deref(),
+            StoreError::NotFound { param, .. } => *param,
             _ => None,
         }
     }

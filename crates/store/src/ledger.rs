@@ -510,6 +510,7 @@ impl Ledger {
         Ok(GenerateKeyResponse {
             key: plaintext,
             token_id: record.token.clone(),
+            token: Some(record.token.clone()),
             record,
         })
     }
@@ -532,7 +533,7 @@ impl Ledger {
     pub async fn key_info(&self, key_or_hash: &str) -> Result<KeyInfoResponse, StoreError> {
         let token = token_of(key_or_hash);
         let Some(mut record) = self.inner.store.get_key(&token).await? else {
-            return Err(StoreError::key_not_found());
+            return Err(StoreError::key_info_not_found());
         };
         if let Some(live) = self.inner.limiter.spend(&token) {
             record.spend = live;
@@ -710,6 +711,7 @@ impl Ledger {
         Ok(GenerateKeyResponse {
             key: plaintext,
             token_id: record.token.clone(),
+            token: None,
             record,
         })
     }

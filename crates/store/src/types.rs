@@ -291,6 +291,9 @@ pub struct KeyObject {
 pub struct GenerateKeyResponse {
     pub key: String,
     pub token_id: String,
+    /// The hash again on `/key/generate` (LiteLLM copies `token_id` into it); `null` on
+    /// `/key/regenerate`, as LiteLLM answers there.
+    pub token: Option<String>,
     #[serde(flatten)]
     pub record: KeyRecord,
 }

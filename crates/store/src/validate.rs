@@ -59,6 +59,22 @@ fn models(v: &[String]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Alias targets are model names: LiteLLM would send a request with any other value on as its
+/// model and fail there, so it is refused here, naming the alias.
+fn aliases(v: &crate::types::JsonMap) -> Result<(), StoreError> {
+    for (alias, target) in v {
+        if target.as_str().is_none_or(|t| t.trim().is_empty()) {
+            return Err(StoreError::bad_request(
+                format!(
+                    "aliases.{alias} must be the name of the model it stands for, got {target}"
+                ),
+                format!("aliases.{alias}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn new_key_record(
     req: &GenerateKeyRequest,
     plaintext: &str,
@@ -81,6 +97,9 @@ pub(crate) fn new_key_record(
     };
     let model_list = req.models.clone().unwrap_or_default();
     models(&model_list)?;
+    if let Some(a) = &req.aliases {
+        aliases(a)?;
+    }
     Ok(KeyRecord {
         token: hash_key(plaintext),
         key_name: abbreviate(plaintext),
@@ -163,6 +182,7 @@ pub(crate) fn apply_update(
         next.models = v.clone();
     }
     if let Some(v) = &req.aliases {
+        aliases(v)?;
         next.aliases = v.clone();
     }
     if let Some(v) = &req.config {

@@ -152,6 +152,10 @@ pub struct ModelInfo {
     /// chat, embedding, completion, ... (used by `/health`).
     #[serde(deserialize_with = "lenient::opt_string")]
     pub mode: Option<String>,
+    /// Model access groups this deployment belongs to: a key whose `models` names one of
+    /// them may call this deployment's model group.
+    #[serde(deserialize_with = "lenient::string_list")]
+    pub access_groups: Vec<String>,
     #[serde(flatten)]
     pub cost: CostFields,
     #[serde(flatten)]

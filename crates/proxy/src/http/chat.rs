@@ -109,15 +109,20 @@ pub(crate) async fn route<'b>(
     if !present {
         return Err(early(ProxyError::MissingParam(required)));
     }
-    let group = rt
-        .router
-        .group(&model)
+    // A key alias sends the request to its target; the key's access is checked before the
+    // model is looked up, so a key limited to some models gets a 403 for any other name, as
+    // in LiteLLM, whether or not the proxy serves it.
+    let dispatched = principal.alias_target(&model).map(str::to_owned);
+    let group = rt.router.group(dispatched.as_deref().unwrap_or(&model));
+    principal
+        .check_model(&model, dispatched.as_deref(), group.as_deref(), &rt.router)
+        .map_err(early)?;
+    let group = group
         .ok_or_else(|| ProxyError::UnknownModel {
             call_type,
-            model: model.clone(),
+            model: dispatched.unwrap_or(model),
         })
         .map_err(early)?;
-    principal.check_model(&group.name).map_err(early)?;
     let deployment = group.pick().clone();
     let mut trace = Trace::new(
         app.clone(),

@@ -123,7 +123,30 @@ pub(crate) use tri;
 async fn generate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/key/generate").await);
     let req: GenerateKeyRequest = tri!(body(&bytes));
+    warn_unserved_models(&m, "/key/generate", req.models.as_deref());
     reply(m.ledger.generate_key(req, by).await)
+}
+
+/// LiteLLM stores any name in a key's `models` (a model may be added later). Stored here too,
+/// but an entry that names nothing this proxy serves is logged: it grants no model, and a typo
+/// would otherwise go unnoticed.
+fn warn_unserved_models(m: &Mgmt, route: &str, models: Option<&[String]>) {
+    let Some(models) = models else { return };
+    let rt = m.gw.app.runtime.load();
+    let router = &rt.router;
+    for entry in models {
+        let served = entry.contains('*')
+            || ["all-proxy-models", "all-team-models"].contains(&entry.as_str())
+            || router.group(entry).is_some()
+            || router.is_access_group(entry);
+        if !served {
+            tracing::warn!(
+                route,
+                model = entry.as_str(),
+                "a key's models entry names no model group, alias or access group of this proxy; it grants nothing"
+            );
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -143,7 +166,11 @@ async fn info(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
         Some(k) => k,
         None => return ProxyError::NoApiKey.into_response(),
     };
-    if let Principal::VirtualKey(vk) = &p
+    // LiteLLM looks the key up before it checks who may read it: an unknown key is a 404
+    // for every caller.
+    let info = m.ledger.key_info(&key).await;
+    if info.is_ok()
+        && let Principal::VirtualKey(vk) = &p
         && token_of(&key) != vk.token_hash
     {
         return forbidden(
@@ -151,7 +178,7 @@ async fn info(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
         )
         .into_response();
     }
-    reply(m.ledger.key_info(&key).await)
+    reply(info)
 }
 
 async fn list(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
@@ -163,6 +190,7 @@ async fn list(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
 async fn update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/key/update").await);
     let req: UpdateKeyRequest = tri!(body(&bytes));
+    warn_unserved_models(&m, "/key/update", req.models.as_deref());
     reply(m.ledger.update_key(req, by).await)
 }
 

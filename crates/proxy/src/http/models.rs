@@ -25,24 +25,57 @@ pub(crate) async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Res
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let data: Vec<Value> = match rt.forced_model.as_deref().and_then(|m| rt.router.group(m)) {
+    let router = &rt.router;
+    let data: Vec<Value> = match rt.forced_model.as_deref().and_then(|m| router.group(m)) {
         // `--model` mode lists just that model.
         Some(g) => vec![card(&g.name, g.owned_by())],
-        None => rt
-            .router
-            .groups()
-            .iter()
-            .filter(|g| principal.allows_model(&g.name))
-            .map(|g| card(&g.name, g.owned_by()))
-            .chain(
-                rt.router
-                    .wildcard_names()
-                    .filter(|n| principal.allows_model(n))
-                    .map(|n| card(n, "openai")),
-            )
-            .collect(),
+        None => {
+            let mut data: Vec<Value> = router
+                .groups()
+                .iter()
+                .filter(|g| principal.allows_group(g, router))
+                .map(|g| card(&g.name, g.owned_by()))
+                .chain(
+                    router
+                        .wildcard_routes()
+                        .filter(|(n, groups)| principal.allows_name(n, groups, router))
+                        .map(|(n, _)| card(n, "openai")),
+                )
+                .collect();
+            // LiteLLM lists a key's aliases beside the models they stand for.
+            let aliases: Vec<Value> = key_aliases(&principal)
+                .filter_map(|alias| callable_alias(&principal, router, alias))
+                .filter(|(alias, _)| !data.iter().any(|c| c["id"] == *alias))
+                .map(|(alias, g)| card(alias, g.owned_by()))
+                .collect();
+            data.extend(aliases);
+            data
+        }
     };
     Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// The names of the key's aliases, sorted (a listing in a stable order).
+fn key_aliases(p: &auth::Principal) -> impl Iterator<Item = &str> {
+    let mut names: Vec<&str> = match p {
+        auth::Principal::VirtualKey(k) => k.aliases.keys().map(String::as_str).collect(),
+        _ => Vec::new(),
+    };
+    names.sort_unstable();
+    names.into_iter()
+}
+
+/// The group a key alias reaches, when the proxy serves its target and the key may call it.
+fn callable_alias<'a>(
+    p: &auth::Principal,
+    router: &crate::router::Router,
+    alias: &'a str,
+) -> Option<(&'a str, Arc<crate::router::ModelGroup>)> {
+    let target = p.alias_target(alias)?;
+    let group = router.group(target)?;
+    p.check_model(alias, Some(target), Some(&group), router)
+        .ok()
+        .map(|()| (alias, group))
 }
 
 pub(crate) async fn one(
@@ -55,8 +88,12 @@ pub(crate) async fn one(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    match rt.router.group(&id) {
-        Some(g) if principal.allows_model(&g.name) => {
+    let router = &rt.router;
+    if let Some((alias, g)) = callable_alias(&principal, router, &id) {
+        return Json(card(alias, g.owned_by())).into_response();
+    }
+    match router.group(&id) {
+        Some(g) if principal.check_model(&id, None, Some(&g), router).is_ok() => {
             Json(card(&g.name, g.owned_by())).into_response()
         }
         _ => ProxyError::ModelNotFound(id).into_response(),

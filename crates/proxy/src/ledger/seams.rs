@@ -114,6 +114,11 @@ impl StoreSeams {
             user_id: k.user_id.clone(),
             team_id: k.team_id.clone(),
             models: k.models.clone(),
+            aliases: k
+                .aliases
+                .iter()
+                .filter_map(|(alias, target)| Some((alias.clone(), target.as_str()?.to_owned())))
+                .collect(),
             max_budget_nanos: nonneg(k.max_budget),
             spend_nanos: u64::try_from(k.spend).unwrap_or(0),
             tpm_limit: nonneg(k.tpm_limit),
