@@ -331,7 +331,54 @@ async fn management_rights_and_bad_input(b: Backend) {
     place.cleanup().await;
 }
 
+/// LiteLLM key fields with no effect here are named in the answer, not accepted in silence.
+async fn fields_with_no_effect_are_named_in_the_answer(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    let (_, plain) = generate(&p, json!({"key_alias": "plain", "max_budget": 1.0})).await;
+    assert!(plain.get("ignored_fields").is_none(), "{plain}");
+
+    let a = post(
+        &p,
+        "/key/generate",
+        MASTER,
+        json!({"key_alias": "tagged", "tags": ["team-a"], "soft_budget": 5.0,
+               "frobnicate": true, "models": null}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let ignored = a.body["ignored_fields"].as_object().unwrap();
+    let mut names: Vec<&str> = ignored.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["frobnicate", "soft_budget", "tags"]);
+    assert!(ignored["tags"].as_str().unwrap().contains("not stored"));
+    // The key was still made, with what does act.
+    assert_eq!(a.body["key_alias"], "tagged");
+
+    let key = a.body["key"].as_str().unwrap();
+    let u = post(
+        &p,
+        "/key/update",
+        MASTER,
+        json!({"key": key, "guardrails": ["pii"], "rpm_limit": 5}),
+    )
+    .await;
+    assert_eq!(u.status, 200, "{}", u.body);
+    assert_eq!(
+        u.body["ignored_fields"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["guardrails"]
+    );
+    assert_eq!(u.body["rpm_limit"], 5);
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
+    fields_with_no_effect_are_named_in_the_answer,
     seed_curls_verbatim,
     refusals_have_litellm_statuses,
     block_takes_effect_on_the_next_request,

@@ -127,7 +127,7 @@ where
 }
 
 /// `POST /key/generate` (`GenerateKeyRequest`). Fields LiteLLM has and IdleHands does not use
-/// are ignored.
+/// are not stored; the gateway names them in the answer's `ignored_fields`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct GenerateKeyRequest {
     pub key: Option<String>,

@@ -110,6 +110,112 @@ pub(crate) fn reply<T: Serialize>(r: Result<T, idlehands_store::StoreError>) -> 
     }
 }
 
+/// Key fields that act here: stored and enforced, or shown and filterable.
+const KEY_FIELDS_ACTED: [&str; 18] = [
+    "key",
+    "key_alias",
+    "user_id",
+    "team_id",
+    "organization_id",
+    "duration",
+    "spend",
+    "max_budget",
+    "budget_duration",
+    "models",
+    "aliases",
+    "metadata",
+    "tpm_limit",
+    "rpm_limit",
+    "max_parallel_requests",
+    "blocked",
+    "new_key",
+    "grace_period",
+];
+
+/// LiteLLM key fields kept or ignored here without acting, and why.
+const KEY_FIELDS_INERT: [(&str, &str); 12] = [
+    (
+        "soft_budget",
+        "stored and shown; no alert is sent when it is crossed",
+    ),
+    ("config", "stored and shown; not applied to calls"),
+    ("permissions", "stored and shown; not enforced"),
+    ("tags", "not stored; spend rows carry no request tags"),
+    ("guardrails", "not stored; guardrails are not run"),
+    (
+        "model_max_budget",
+        "not stored; only the key's own max_budget is enforced",
+    ),
+    (
+        "model_rpm_limit",
+        "not stored; only the key's own rpm_limit is enforced",
+    ),
+    (
+        "model_tpm_limit",
+        "not stored; only the key's own tpm_limit is enforced",
+    ),
+    (
+        "allowed_routes",
+        "not stored; a key may call every model route",
+    ),
+    (
+        "enforced_params",
+        "not stored; requests are not checked for them",
+    ),
+    (
+        "allowed_cache_controls",
+        "not stored; responses are not cached",
+    ),
+    ("send_invite_email", "not stored; no e-mail is sent"),
+];
+
+/// The body's fields that change nothing here, each with the reason, so a LiteLLM client is
+/// told instead of finding out later (the answer's `ignored_fields`, and a warning in the log).
+fn ignored_key_fields(route: &str, bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(bytes)
+    else {
+        return out;
+    };
+    for (name, value) in &fields {
+        if value.is_null() || KEY_FIELDS_ACTED.contains(&name.as_str()) {
+            continue;
+        }
+        let why = KEY_FIELDS_INERT
+            .iter()
+            .find(|(f, _)| f == name)
+            .map_or("not a key field this gateway knows; ignored", |(_, why)| {
+                why
+            });
+        tracing::warn!(
+            route,
+            field = name.as_str(),
+            "key field has no effect here: {why}"
+        );
+        out.insert(name.clone(), why.into());
+    }
+    out
+}
+
+/// [`reply`], with `ignored_fields` added to a successful answer when there are any.
+fn reply_noting<T: Serialize>(
+    r: Result<T, idlehands_store::StoreError>,
+    ignored: serde_json::Map<String, serde_json::Value>,
+) -> Response {
+    if ignored.is_empty() {
+        return reply(r);
+    }
+    match r.map(|v| serde_json::to_value(v)) {
+        Ok(Ok(serde_json::Value::Object(mut answer))) => {
+            answer.insert("ignored_fields".into(), serde_json::Value::Object(ignored));
+            axum::Json(answer).into_response()
+        }
+        Ok(Ok(other)) => axum::Json(other).into_response(),
+        Ok(Err(e)) => ProxyError::Internal(format!("cannot write the answer: {e}")).into_response(),
+        Err(e) => store_error(&e).into_response(),
+    }
+}
+
 macro_rules! tri {
     ($e:expr) => {
         match $e {
@@ -124,7 +230,8 @@ async fn generate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respons
     let by = tri!(admin(&m, &headers, "/key/generate").await);
     let req: GenerateKeyRequest = tri!(body(&bytes));
     warn_unserved_models(&m, "/key/generate", req.models.as_deref());
-    reply(m.ledger.generate_key(req, by).await)
+    let ignored = ignored_key_fields("/key/generate", &bytes);
+    reply_noting(m.ledger.generate_key(req, by).await, ignored)
 }
 
 /// LiteLLM stores any name in a key's `models` (a model may be added later). Stored here too,
@@ -191,7 +298,8 @@ async fn update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response 
     let by = tri!(admin(&m, &headers, "/key/update").await);
     let req: UpdateKeyRequest = tri!(body(&bytes));
     warn_unserved_models(&m, "/key/update", req.models.as_deref());
-    reply(m.ledger.update_key(req, by).await)
+    let ignored = ignored_key_fields("/key/update", &bytes);
+    reply_noting(m.ledger.update_key(req, by).await, ignored)
 }
 
 async fn delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
@@ -203,7 +311,8 @@ async fn delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response 
 async fn regenerate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/key/regenerate").await);
     let req: RegenerateKeyRequest = tri!(body(&bytes));
-    reply(m.ledger.regenerate_key(None, req, by).await)
+    let ignored = ignored_key_fields("/key/regenerate", &bytes);
+    reply_noting(m.ledger.regenerate_key(None, req, by).await, ignored)
 }
 
 async fn regenerate_path(
@@ -214,7 +323,8 @@ async fn regenerate_path(
 ) -> Response {
     let by = tri!(admin(&m, &headers, "/key/{key}/regenerate").await);
     let req: RegenerateKeyRequest = tri!(body(&bytes));
-    reply(m.ledger.regenerate_key(Some(&key), req, by).await)
+    let ignored = ignored_key_fields("/key/{key}/regenerate", &bytes);
+    reply_noting(m.ledger.regenerate_key(Some(&key), req, by).await, ignored)
 }
 
 async fn block(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
