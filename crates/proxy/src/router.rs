@@ -15,7 +15,7 @@ use rand::Rng;
 use idlehands_routing::{DeploymentSpec, RouterSettings};
 
 use crate::config::{LitellmParams, ModelEntry, ProxyConfig, Secret};
-use crate::pricing::{ModelPrice, PriceOverride, PriceTable, usd_per_token_to_rate};
+use crate::pricing::{CallPricing, ModelPrice, PriceOverride, PriceTable, usd_per_token_to_rate};
 use crate::providers::{self, Provider};
 
 /// LiteLLM's default request timeout (seconds).
@@ -54,6 +54,11 @@ const KNOWN_PROVIDERS: &[&str] = &[
     "sambanova",
     "text-completion-openai",
 ];
+
+/// Whether LiteLLM reads `prefix/` at the start of a model name as a provider.
+pub fn is_known_provider(prefix: &str) -> bool {
+    KNOWN_PROVIDERS.contains(&prefix)
+}
 
 /// The provider of a deployment: `custom_llm_provider`, else the model's known prefix, else
 /// the built-in price table's provider for a bare name, else `openai`.
@@ -114,8 +119,11 @@ pub struct Deployment {
     pub mode: Option<String>,
     /// `model_info.access_groups`.
     pub access_groups: Vec<String>,
-    /// `None`: unknown model, costs 0 (a warning is logged at start-up).
+    /// The price known before the answer (budget reservations, limits); `None` when only the
+    /// answer can tell.
     pub price: Option<ModelPrice>,
+    /// What each call costs, once the answer names its model.
+    pub pricing: CallPricing,
     pub adapter: Arc<dyn Provider>,
     pub header_id: HeaderValue,
     pub header_group: HeaderValue,
@@ -198,30 +206,21 @@ impl Deployment {
             .or(p.rpm.map(|r| r as f64))
             .or(p.tpm.map(|t| t as f64))
             .unwrap_or(0.0);
-        let base = entry
-            .model_info
-            .base_model
-            .as_deref()
-            .and_then(|b| prices.lookup(b))
-            .or_else(|| prices.lookup(&p.model))
-            .or_else(|| prices.lookup(&upstream_model));
         let over = overrides(&p.cost).or(&overrides(&entry.model_info.cost));
-        let price = if base.is_none() && over.is_empty() {
-            if p.mock_response.is_none() {
-                tracing::warn!(
-                    model = p.model.as_str(),
-                    "no price known for this model; its calls cost 0 (set model_info.base_model or input_cost_per_token)"
-                );
-            }
-            None
-        } else {
-            Some(over.apply(base.map(AsRef::as_ref)))
-        };
+        let pricing = CallPricing::new(
+            prices,
+            &provider,
+            &p.model,
+            entry.model_info.base_model.as_deref(),
+            &over,
+            p.mock_response.is_some(),
+        );
+        let price = pricing.before_answer().cloned();
         let mode = entry
             .model_info
             .mode
             .clone()
-            .or_else(|| base.and_then(|b| b.mode.clone()));
+            .or_else(|| price.as_ref().and_then(|b| b.mode.clone()));
         let spec = DeploymentSpec {
             id: id.clone(),
             model_group: entry.model_name.clone(),
@@ -254,6 +253,7 @@ impl Deployment {
             mode,
             access_groups: entry.model_info.access_groups.clone(),
             price,
+            pricing,
             adapter,
         }
     }

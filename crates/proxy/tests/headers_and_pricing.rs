@@ -80,19 +80,16 @@ async fn headers_on_success_and_error() {
     insta::assert_yaml_snapshot!("auth_error_headers", litellm_headers(resp.headers()));
 }
 
+/// An excerpt of LiteLLM's price list, in its own format (copied into the repository: no test
+/// reads outside it).
+fn excerpt() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/litellm_prices_excerpt.json")
+}
+
 #[test]
 fn litellm_price_file_loads_and_agrees_with_the_builtin_table() {
-    // LiteLLM's price map sits beside the checkout in `../shared` (it is not ours to ship);
-    // IDLEHANDS_SHARED_DIR points elsewhere when the checkout lives somewhere else.
-    let shared = std::env::var_os("IDLEHANDS_SHARED_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let path = shared.join("data/model_prices_and_context_window.json");
-    let table = load_litellm_price_file(&path).expect(
-        "the shared price file loads (../shared next to the checkout, or IDLEHANDS_SHARED_DIR)",
-    );
-    assert!(table.len() > 4000, "{}", table.len());
-    assert!(table.get("sample_spec").is_none());
+    let table = load_litellm_price_file(&excerpt()).unwrap();
+    assert_eq!(table.len(), 8);
     let opus = table.get("claude-opus-4-6").unwrap();
     assert_eq!(opus.input, 5_000_000);
     assert_eq!(opus.output, 25_000_000);
@@ -100,25 +97,28 @@ fn litellm_price_file_loads_and_agrees_with_the_builtin_table() {
     assert_eq!(opus.cache_creation, Some(6_250_000));
     assert_eq!(opus.max_input_tokens, Some(1_000_000));
     assert_eq!(opus.provider.as_deref(), Some("anthropic"));
+    // Tiers other than 200k are read with their threshold.
+    let gpt54 = table.get("gpt-5.4").unwrap();
+    assert_eq!(gpt54.tier_tokens, Some(272_000));
+    assert_eq!(gpt54.input_above_tier, Some(5_000_000));
+    assert_eq!(gpt54.cache_read_above_tier, Some(500_000));
+    // Entries of other modes load too, as LiteLLM's map has them.
+    assert_eq!(
+        table.get("gpt-image-1.5").unwrap().mode.as_deref(),
+        Some("image_generation")
+    );
     let builtin = PriceTable::builtin();
     for name in [
+        "claude-opus-4-6",
         "gpt-4o",
-        "gpt-4o-mini",
-        "gpt-4.1",
-        "o3",
-        "o4-mini",
-        "claude-sonnet-4-5",
-        "claude-haiku-4-5",
+        "azure/gpt-4o",
+        "gpt-5.4",
         "gemini/gemini-2.5-pro",
         "text-embedding-3-small",
+        "ollama/codegeex4",
     ] {
-        let b = builtin.get(name).unwrap();
-        let f = table.get(name).unwrap();
-        assert_eq!(
-            (b.input, b.output, b.cache_read),
-            (f.input, f.output, f.cache_read),
-            "{name}"
-        );
+        // The generator and the loader read the same fields the same way.
+        assert_eq!(builtin.get(name), table.get(name), "{name}");
     }
     let u = Usage::new(1_000_000, 1_000_000);
     // 1M in at $5/M + 1M out at $25/M = $30

@@ -251,6 +251,7 @@ pub(crate) async fn handle(
             }
             won.pick
                 .success(won.started.elapsed(), token_usage(peek.usage.as_ref()));
+            trace.response_model = peek.model.take();
             let cost = trace.cost(peek.usage.as_ref());
             if let Some(c) = trace.capture.as_mut() {
                 c.response(&body);

@@ -82,6 +82,7 @@ async fn handle(
             resp
         }
         Ok((r, peek)) => {
+            trace.response_model = peek.model;
             let cost = trace.cost(peek.usage.as_ref());
             let mut resp = Response::new(Body::from(r.body));
             *resp.headers_mut() = r.headers;

@@ -34,6 +34,8 @@ struct ChunkPeek {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
     choices: Option<Vec<IgnoredAny>>,
     #[serde(default)]
     usage: Option<Usage>,
@@ -109,6 +111,9 @@ impl ClientStream {
             if needs_peek && let Ok(p) = serde_json::from_str::<ChunkPeek>(&ev.data) {
                 if self.response_id.is_none() {
                     self.response_id = p.id;
+                }
+                if self.trace.response_model.is_none() {
+                    self.trace.response_model = p.model;
                 }
                 if let Some(u) = p.usage {
                     let usage_only = p.choices.as_ref().is_some_and(Vec::is_empty);

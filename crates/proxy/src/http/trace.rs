@@ -27,11 +27,14 @@ static OVERHEAD: HeaderName = HeaderName::from_static("x-litellm-overhead-durati
 static DURATION: HeaderName = HeaderName::from_static("x-litellm-response-duration-ms");
 static VERSION: HeaderName = HeaderName::from_static("x-litellm-version");
 
-/// The parts of a response body the gateway reads: its id and usage.
+/// The parts of a response body the gateway reads: its id, the model that answered (pricing)
+/// and usage.
 #[derive(Deserialize, Default)]
 pub(crate) struct Peek {
     #[serde(default)]
     pub id: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
     #[serde(default)]
     pub usage: Option<Usage>,
 }
@@ -76,6 +79,8 @@ pub(crate) struct Trace {
     pub upstream: Duration,
     /// Prompt tokens guessed from the request size, used only when the upstream reports none.
     pub prompt_estimate: u64,
+    /// The model the upstream says answered, which prices the call when the config does not.
+    pub response_model: Option<String>,
     reservation: Option<Reservation>,
     /// Request and response bodies, only while payload logging is on (`crate::logging`).
     pub capture: Option<Box<crate::logging::Capture>>,
@@ -112,6 +117,7 @@ impl Trace {
             start_time,
             upstream: Duration::ZERO,
             prompt_estimate: 0,
+            response_model: None,
             reservation: None,
             capture: None,
             parallel_permit: None,
@@ -140,11 +146,12 @@ impl Trace {
         Ok(())
     }
 
+    /// What the call costs, by the price LiteLLM would pick (see `pricing::CallPricing`); the
+    /// header, the stream's `usage.cost` and the spend row all take it from here.
     pub fn cost(&self, usage: Option<&Usage>) -> Nanos {
-        match (usage, &self.deployment.price) {
-            (Some(u), Some(p)) => p.cost(u),
-            _ => 0,
-        }
+        self.deployment
+            .pricing
+            .cost(usage, self.response_model.as_deref())
     }
 
     /// Every x-litellm-* header we know for this call.

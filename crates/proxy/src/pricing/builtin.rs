@@ -1,56 +1,206 @@
-//! The built-in price table: the models people use most, so that cost works with no price file.
+//! The built-in price table: every chat, completion, embedding and responses model of LiteLLM's
+//! public price list, generated into `prices.tsv` by `scripts/gen_prices.py` (run it again when
+//! the list changes; the file says which columns it holds).
 //!
 //! Rates are pico-USD (1e-12 USD) per token, written as integers so that no float ever touches
-//! money. Load a LiteLLM-format price file (`litellm_settings.model_cost_map_path` or
-//! `LITELLM_MODEL_COST_MAP_PATH`) for anything not listed here.
+//! money. The text is embedded and indexed once (name to its line); a row becomes a
+//! [`ModelPrice`] only when it is looked up, so the resident cost is an index of borrowed
+//! strings rather than thousands of parsed prices.
 
-/// One row: name, provider, mode, input, output, cache read, cache creation, reasoning,
-/// input above 200k, output above 200k, cache read above 200k, max input, max output.
-pub(crate) type Row = (
-    &'static str,
-    &'static str,
-    &'static str,
-    u64,
-    u64,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-);
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
-#[rustfmt::skip]
-pub(crate) const ROWS: &[Row] = &[
-    ("gpt-4o", "openai", "chat", 2500000, 10000000, Some(1250000), None, None, None, None, None, Some(128000), Some(16384)),
-    ("gpt-4o-mini", "openai", "chat", 150000, 600000, Some(75000), None, None, None, None, None, Some(128000), Some(16384)),
-    ("gpt-4.1", "openai", "chat", 2000000, 8000000, Some(500000), None, None, None, None, None, Some(1047576), Some(32768)),
-    ("gpt-4.1-mini", "openai", "chat", 400000, 1600000, Some(100000), None, None, None, None, None, Some(1047576), Some(32768)),
-    ("gpt-4.1-nano", "openai", "chat", 100000, 400000, Some(25000), None, None, None, None, None, Some(1047576), Some(32768)),
-    ("o1", "openai", "chat", 15000000, 60000000, Some(7500000), None, None, None, None, None, Some(200000), Some(100000)),
-    ("o3", "openai", "chat", 2000000, 8000000, Some(500000), None, None, None, None, None, Some(200000), Some(100000)),
-    ("o3-mini", "openai", "chat", 1100000, 4400000, Some(550000), None, None, None, None, None, Some(200000), Some(100000)),
-    ("o4-mini", "openai", "chat", 1100000, 4400000, Some(275000), None, None, None, None, None, Some(200000), Some(100000)),
-    ("gpt-5", "openai", "chat", 1250000, 10000000, Some(125000), None, None, None, None, None, Some(272000), Some(128000)),
-    ("gpt-5-mini", "openai", "chat", 250000, 2000000, Some(25000), None, None, None, None, None, Some(272000), Some(128000)),
-    ("gpt-5-nano", "openai", "chat", 50000, 400000, Some(5000), None, None, None, None, None, Some(272000), Some(128000)),
-    ("gpt-5.1", "openai", "chat", 1250000, 10000000, Some(125000), None, None, None, None, None, Some(272000), Some(128000)),
-    ("gpt-4-turbo", "openai", "chat", 10000000, 30000000, None, None, None, None, None, None, Some(128000), Some(4096)),
-    ("gpt-3.5-turbo", "openai", "chat", 500000, 1500000, None, None, None, None, None, None, Some(16385), Some(4096)),
-    ("claude-opus-4-6", "anthropic", "chat", 5000000, 25000000, Some(500000), Some(6250000), None, None, None, None, Some(1000000), Some(128000)),
-    ("claude-opus-4-5", "anthropic", "chat", 5000000, 25000000, Some(500000), Some(6250000), None, None, None, None, Some(200000), Some(64000)),
-    ("claude-sonnet-4-5", "anthropic", "chat", 3000000, 15000000, Some(300000), Some(3750000), None, None, None, None, Some(200000), Some(64000)),
-    ("claude-haiku-4-5", "anthropic", "chat", 1000000, 5000000, Some(100000), Some(1250000), None, None, None, None, Some(200000), Some(64000)),
-    ("gemini/gemini-2.5-pro", "gemini", "chat", 1250000, 10000000, Some(125000), None, None, Some(2500000), Some(15000000), Some(250000), Some(1048576), Some(65536)),
-    ("gemini/gemini-2.5-flash", "gemini", "chat", 300000, 2500000, Some(30000), None, Some(2500000), None, None, None, Some(1048576), Some(65536)),
-    ("gemini/gemini-2.5-flash-lite", "gemini", "chat", 100000, 400000, Some(10000), None, Some(400000), None, None, None, Some(1048576), Some(65536)),
-    ("gemini-2.5-pro", "vertex_ai-language-models", "chat", 1250000, 10000000, Some(125000), None, None, Some(2500000), Some(15000000), Some(250000), Some(1048576), Some(65535)),
-    ("gemini-2.5-flash", "vertex_ai-language-models", "chat", 300000, 2500000, Some(30000), None, Some(2500000), None, None, None, Some(1048576), Some(65535)),
-    ("text-embedding-3-small", "openai", "embedding", 20000, 0, None, None, None, None, None, None, Some(8191), None),
-    ("text-embedding-3-large", "openai", "embedding", 130000, 0, None, None, None, None, None, None, Some(8191), None),
-    ("text-embedding-ada-002", "openai", "embedding", 100000, 0, None, None, None, None, None, None, Some(8191), None),
-    ("deepseek/deepseek-chat", "deepseek", "chat", 280000, 420000, Some(28000), Some(0), None, None, None, None, Some(131072), Some(8192)),
-    ("mistral/mistral-large-latest", "mistral", "chat", 500000, 1500000, Some(50000), None, None, None, None, None, Some(262144), Some(262144)),
-];
+use super::ModelPrice;
+
+const TSV: &str = include_str!("prices.tsv");
+
+/// The number of tab-separated columns after the name.
+const COLUMNS: usize = 14;
+
+pub(crate) static INDEX: LazyLock<Index> = LazyLock::new(|| Index::build(TSV));
+
+pub(crate) struct Index {
+    /// Name to the rest of its line.
+    rows: HashMap<&'static str, &'static str>,
+    /// Lower-cased names of rows whose names have capitals, for LiteLLM's case-insensitive
+    /// second try.
+    folded: HashMap<String, &'static str>,
+}
+
+impl Index {
+    fn build(text: &'static str) -> Index {
+        let mut rows = HashMap::with_capacity(4096);
+        let mut folded = HashMap::new();
+        for line in text.lines() {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((name, rest)) = line.split_once('\t') else {
+                continue;
+            };
+            rows.insert(name, rest);
+            if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                folded.insert(name.to_ascii_lowercase(), name);
+            }
+        }
+        Index { rows, folded }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The row's own name for `name`: exactly, else ignoring ASCII case.
+    pub fn key(&self, name: &str) -> Option<&'static str> {
+        if let Some((k, _)) = self.rows.get_key_value(name) {
+            return Some(k);
+        }
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            let lower = name.to_ascii_lowercase();
+            if let Some((k, _)) = self.rows.get_key_value(lower.as_str()) {
+                return Some(k);
+            }
+            return self.folded.get(&lower).copied();
+        }
+        self.folded.get(name).copied()
+    }
+
+    /// The price of the row named exactly `key`.
+    pub fn price(&self, key: &str) -> Option<ModelPrice> {
+        self.rows.get(key).and_then(|rest| parse_row(rest))
+    }
+
+    #[cfg(test)]
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.rows.keys().copied()
+    }
+}
+
+/// One line after its name; `None` when it is malformed (a unit test holds every row to it).
+fn parse_row(rest: &str) -> Option<ModelPrice> {
+    let f: Vec<&str> = rest.split('\t').collect();
+    if f.len() != COLUMNS {
+        return None;
+    }
+    let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let num = |s: &str| -> Option<Option<u64>> {
+        if s.is_empty() {
+            Some(None)
+        } else {
+            s.parse().ok().map(Some)
+        }
+    };
+    Some(ModelPrice {
+        provider: text(f[0]),
+        mode: text(f[1]),
+        input: num(f[2])?.unwrap_or(0),
+        output: num(f[3])?.unwrap_or(0),
+        cache_read: num(f[4])?,
+        cache_creation: num(f[5])?,
+        reasoning: num(f[6])?,
+        tier_tokens: num(f[7])?,
+        input_above_tier: num(f[8])?,
+        output_above_tier: num(f[9])?,
+        cache_read_above_tier: num(f[10])?,
+        cache_creation_above_tier: num(f[11])?,
+        max_input_tokens: num(f[12])?,
+        max_output_tokens: num(f[13])?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_row_parses_and_names_are_unique() {
+        let lines = TSV
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .count();
+        assert_eq!(INDEX.len(), lines, "a name appears twice");
+        for name in INDEX.names() {
+            let p = INDEX.price(name);
+            assert!(p.is_some(), "row {name} does not parse");
+            let p = p.unwrap();
+            assert!(p.provider.is_some(), "row {name} has no provider");
+            assert!(
+                matches!(
+                    p.mode.as_deref(),
+                    Some("chat" | "completion" | "embedding" | "responses")
+                ),
+                "row {name}: mode {:?}",
+                p.mode
+            );
+        }
+    }
+
+    #[test]
+    fn the_table_is_litellms_whole_list_at_published_prices() {
+        // LiteLLM's list had 3,386 chat/completion/embedding/responses models in 2026; a table
+        // an order of magnitude off was generated from the wrong file or filter.
+        assert!((2_000..20_000).contains(&INDEX.len()), "{}", INDEX.len());
+        let rates = |name: &str| {
+            let p = INDEX.price(name).unwrap();
+            (p.input, p.output, p.cache_read)
+        };
+        // pico-USD per token = USD per million tokens * 1e6.
+        // OpenAI pricing page: gpt-4o $2.50 / $10.00 per 1M, cached input $1.25.
+        assert_eq!(rates("gpt-4o"), (2_500_000, 10_000_000, Some(1_250_000)));
+        // Azure OpenAI lists gpt-4o (global) at the same $2.50 / $10.00.
+        assert_eq!(
+            rates("azure/gpt-4o"),
+            (2_500_000, 10_000_000, Some(1_250_000))
+        );
+        // OpenAI: gpt-4o-mini $0.15 / $0.60, cached $0.075.
+        assert_eq!(rates("gpt-4o-mini"), (150_000, 600_000, Some(75_000)));
+        // OpenAI: gpt-5 $1.25 / $10.00, cached $0.125.
+        assert_eq!(rates("gpt-5"), (1_250_000, 10_000_000, Some(125_000)));
+        // Anthropic pricing page: Claude Opus 4.6 $5 / $25 per MTok, cache hits $0.50,
+        // 5-minute cache writes $6.25.
+        assert_eq!(
+            rates("claude-opus-4-6"),
+            (5_000_000, 25_000_000, Some(500_000))
+        );
+        assert_eq!(
+            INDEX.price("claude-opus-4-6").unwrap().cache_creation,
+            Some(6_250_000)
+        );
+        // Anthropic: Claude Sonnet 4.5 $3 / $15.
+        assert_eq!(rates("claude-sonnet-4-5").0, 3_000_000);
+        assert_eq!(rates("claude-sonnet-4-5").1, 15_000_000);
+        // Google AI Studio: Gemini 2.5 Pro $1.25 / $10 up to 200k prompt tokens, $2.50 / $15
+        // above.
+        let pro = INDEX.price("gemini/gemini-2.5-pro").unwrap();
+        assert_eq!((pro.input, pro.output), (1_250_000, 10_000_000));
+        assert_eq!(pro.tier_tokens, Some(200_000));
+        assert_eq!(
+            (pro.input_above_tier, pro.output_above_tier),
+            (Some(2_500_000), Some(15_000_000))
+        );
+        // OpenAI: text-embedding-3-small $0.02 per 1M, text-embedding-3-large $0.13.
+        assert_eq!(rates("text-embedding-3-small").0, 20_000);
+        assert_eq!(rates("text-embedding-3-large").0, 130_000);
+        let e = INDEX.price("text-embedding-3-small").unwrap();
+        assert_eq!(e.mode.as_deref(), Some("embedding"));
+        // OpenAI: gpt-3.5-turbo-instruct (completions) $1.50 / $2.00.
+        let c = INDEX.price("gpt-3.5-turbo-instruct").unwrap();
+        assert_eq!((c.input, c.output), (1_500_000, 2_000_000));
+        assert_eq!(c.mode.as_deref(), Some("completion"));
+        // Ollama's models are listed, free.
+        assert_eq!(rates("ollama/codegeex4"), (0, 0, None));
+    }
+
+    #[test]
+    fn lookups_fall_back_to_ignoring_case() {
+        assert_eq!(INDEX.key("gpt-4o"), Some("gpt-4o"));
+        assert_eq!(INDEX.key("GPT-4o"), Some("gpt-4o"));
+        let capital = INDEX
+            .names()
+            .find(|n| n.bytes().any(|b| b.is_ascii_uppercase()))
+            .unwrap();
+        assert_eq!(INDEX.key(&capital.to_ascii_lowercase()), Some(capital));
+        assert_eq!(INDEX.key("no-such-model-anywhere"), None);
+    }
+}

@@ -53,6 +53,11 @@ pub fn parse_litellm_price_json(value: &Value) -> Option<PriceTable> {
         };
         let count = |k: &str| e.get(k).and_then(Value::as_u64);
         let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+        let tier = tier_of(e);
+        let tiered = |prefix: &str| {
+            tier.as_ref()
+                .and_then(|(_, suffix)| rate(&format!("{prefix}_above_{suffix}_tokens")))
+        };
         table.insert(
             name,
             ModelPrice {
@@ -63,13 +68,37 @@ pub fn parse_litellm_price_json(value: &Value) -> Option<PriceTable> {
                 cache_read: rate("cache_read_input_token_cost"),
                 cache_creation: rate("cache_creation_input_token_cost"),
                 reasoning: rate("output_cost_per_reasoning_token"),
-                input_above_200k: rate("input_cost_per_token_above_200k_tokens"),
-                output_above_200k: rate("output_cost_per_token_above_200k_tokens"),
-                cache_read_above_200k: rate("cache_read_input_token_cost_above_200k_tokens"),
+                tier_tokens: tier.as_ref().map(|(n, _)| *n),
+                input_above_tier: tiered("input_cost_per_token"),
+                output_above_tier: tiered("output_cost_per_token"),
+                cache_read_above_tier: tiered("cache_read_input_token_cost"),
+                cache_creation_above_tier: tiered("cache_creation_input_token_cost"),
                 max_input_tokens: count("max_input_tokens"),
                 max_output_tokens: count("max_output_tokens").or_else(|| count("max_tokens")),
             },
         );
     }
     Some(table)
+}
+
+/// An entry's above-N-tokens tier from its `input_cost_per_token_above_<N>[k]_tokens` key:
+/// the threshold and the `<N>[k]` spelling its other tier keys share. Entries have one tier;
+/// were there several, the lowest is the one a prompt crosses first.
+fn tier_of(e: &serde_json::Map<String, Value>) -> Option<(u64, String)> {
+    e.keys()
+        .filter_map(|k| {
+            let spelled = k
+                .strip_prefix("input_cost_per_token_above_")?
+                .strip_suffix("_tokens")?;
+            let (digits, scale) = match spelled.strip_suffix('k') {
+                Some(d) => (d, 1000),
+                None => (spelled, 1),
+            };
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let n = digits.parse::<u64>().ok()?.checked_mul(scale)?;
+            Some((n, spelled.to_string()))
+        })
+        .min()
 }
