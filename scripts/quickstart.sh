@@ -19,10 +19,28 @@ BIN="$PWD/target/release/idlehands"
 export IDLEHANDS_STATE_DIR="$DEMO/state"
 export IDLEHANDS_CONFIG_PATH="$DEMO/state/idlehands.json"
 
+# Whatever already holds the port would otherwise answer the demo's calls.
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+  echo "quickstart: port $PORT is already in use (another gateway?); stop it or run PORT=<free port> $0" >&2
+  exit 1
+fi
+
 "$BIN" proxy --config examples/quickstart.yaml --port "$PORT" --db "$DEMO/proxy.db" &
 PROXY=$!
 trap 'kill -TERM $PROXY 2>/dev/null; wait $PROXY 2>/dev/null' EXIT
-for _ in $(seq 1 100); do curl -fs -o /dev/null "$BASE/health/liveliness" && break; sleep 0.1; done
+UP=0
+for _ in $(seq 1 100); do
+  if ! kill -0 "$PROXY" 2>/dev/null; then
+    echo "quickstart: the gateway exited before it answered on port $PORT (its message is above)" >&2
+    exit 1
+  fi
+  if curl -fs -o /dev/null "$BASE/health/liveliness"; then UP=1; break; fi
+  sleep 0.1
+done
+if [ "$UP" != 1 ]; then
+  echo "quickstart: the gateway did not answer on $BASE/health/liveliness within 10 s" >&2
+  exit 1
+fi
 
 export LITELLM_MASTER_KEY=sk-idlehands-quickstart
 # The store persists between runs: an earlier run's demo key holds the alias, so drop it (a

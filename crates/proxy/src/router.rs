@@ -532,13 +532,14 @@ impl Router {
     /// The provider a bare model name belongs to, as LiteLLM's `get_llm_provider` names it for
     /// a key's wildcard check (`gpt-4o` is `openai`): the price table's provider; `None` for a
     /// name the table does not know (a custom group name).
-    pub fn provider_of_name(&self, name: &str) -> Option<&str> {
-        let provider = self.prices.get(name)?.provider.as_deref()?;
+    pub fn provider_of_name(&self, name: &str) -> Option<String> {
+        let price = self.prices.get(name)?;
+        let provider = price.provider.as_deref()?;
         // The price map files Google's Vertex models under `vertex_ai-<kind>-models`.
         Some(if provider.starts_with("vertex_ai") {
-            "vertex_ai"
+            "vertex_ai".to_string()
         } else {
-            provider
+            provider.to_string()
         })
     }
 
