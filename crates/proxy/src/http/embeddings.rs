@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderMap, HeaderValue, header};
@@ -44,7 +44,12 @@ async fn handle(
         group,
     } = match route(&app, path_model, &headers, &bytes, "aembedding", "input").await {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(super::chat::Early::Done(resp)) => return resp,
+        // Only chat calls split a comma-separated model.
+        Err(super::chat::Early::Models(_)) => {
+            return crate::error::ProxyError::Internal("unexpected model list".to_string())
+                .into_response();
+        }
     };
     if let Err(e) = trace.pre_call(None).await {
         return trace.error_response(e);
