@@ -376,12 +376,14 @@ async fn hosted_providers_overflow_errors_fire_the_context_window_fallback() {
 #[tokio::test]
 async fn caller_timeouts_from_header_or_body_end_the_call_with_a_timeout() {
     let up = FakeOpenAi::start().await;
+    // The fake answers embeddings at once; this listener takes connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_base = format!("http://{}/v1", silent.local_addr().unwrap());
     let gw = start(&config(
-        &[openai_deployment(
-            "slow",
-            &up.base_url(),
-            "      timeout: 600\n",
-        )],
+        &[
+            openai_deployment("slow", &up.base_url(), "      timeout: 600\n"),
+            openai_deployment("silent", &silent_base, "      timeout: 600\n"),
+        ],
         "",
     ))
     .await;
@@ -408,6 +410,26 @@ async fn caller_timeouts_from_header_or_body_end_the_call_with_a_timeout() {
     let resp = post_json(&gw, "/v1/chat/completions", &body).await;
     assert_eq!(resp.status(), 408);
     assert!(up.last_request().unwrap().body.get("timeout").is_none());
+
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("x-litellm-stream-timeout", "0.2")
+        .json(&chat_body("slow", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 408);
+
+    let resp = client()
+        .post(gw.url("/v1/embeddings"))
+        .bearer_auth(KEY)
+        .header("x-litellm-timeout", "0.2")
+        .json(&json!({"model": "silent", "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 408, "{}", resp.text().await.unwrap());
 
     let mut bad = chat_body("slow", false);
     bad["timeout"] = json!("soon");
