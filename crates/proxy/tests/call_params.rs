@@ -264,11 +264,12 @@ async fn every_local_servers_overflow_text_fires_the_context_window_fallback() {
             Reply::error(400, "the input length exceeds the context length"),
         ),
         (
+            // LM Studio's error is a bare string.
             "LM Studio",
-            Reply::error(
-                400,
-                "Trying to keep the first 5191 tokens when context the overflows. However, the model is loaded with context length of only 4096 tokens, which is not enough.",
-            ),
+            Reply::fault(Fault::Raw {
+                status: 400,
+                body: r#"{"error":"Trying to keep the first 5191 tokens when context the overflows. However, the model is loaded with context length of only 4096 tokens, which is not enough. Try to load the model with a larger context length, or provide a shorter input"}"#.to_string(),
+            }),
         ),
         (
             "OpenAI",
