@@ -87,6 +87,43 @@ pub fn litellm_class(status: u16) -> &'static str {
     }
 }
 
+/// An error answer of the upstream, worded as LiteLLM words it: `litellm.<Class>: <Class>:
+/// <text>` by status, except that a prompt too long for the model becomes LiteLLM's
+/// `ContextWindowExceededError` (always a 400) whatever status the provider used, so that
+/// `context_window_fallbacks` apply. `hint` is more of the provider's answer (an error code)
+/// that helps recognise an overflow without being shown.
+pub fn upstream_failure(
+    status: u16,
+    text: &str,
+    hint: &str,
+    kind: Option<String>,
+    retry_after: Option<String>,
+) -> ProxyError {
+    use idlehands_routing::ErrorClass;
+    let class = ErrorClass::classify(status, text);
+    let overflow = class == ErrorClass::ContextWindowExceeded
+        || (!matches!(status, 401 | 403 | 404 | 408 | 429 | 503 | 504)
+            && !hint.is_empty()
+            && idlehands_routing::is_context_window_text(hint));
+    if overflow {
+        return ProxyError::Upstream {
+            status: 400,
+            message: format!(
+                "litellm.ContextWindowExceededError: litellm.BadRequestError: ContextWindowExceededError: {text}"
+            ),
+            kind,
+            retry_after: None,
+        };
+    }
+    let class = litellm_class(status);
+    ProxyError::Upstream {
+        status,
+        message: format!("litellm.{class}: {class}: {text}"),
+        kind,
+        retry_after,
+    }
+}
+
 fn kind_for_status(status: u16) -> &'static str {
     match status {
         400 | 404 | 422 => "invalid_request_error",

@@ -26,6 +26,9 @@ pub(crate) struct Runtime {
     pub forced_model: Option<String>,
     pub always_include_stream_usage: bool,
     pub body_limit: usize,
+    /// `litellm_settings.drop_params`: parameters a provider cannot take are left out of every
+    /// call instead of refused.
+    pub drop_params: bool,
 }
 
 /// SEAM: the store's database state for `/health/readiness`: `None` when no database is
@@ -228,6 +231,7 @@ impl GatewayBuilder {
                 .or_else(|| gs.completion_model.clone()),
             always_include_stream_usage: gs.always_include_stream_usage.unwrap_or(false),
             body_limit,
+            drop_params: cfg.file.litellm_settings.drop_params == Some(true),
         };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)

@@ -98,6 +98,7 @@ pub fn upstream_model(p: &LitellmParams, provider: &str) -> String {
 }
 
 /// One deployment, with everything the request path needs precomputed.
+#[derive(Clone)]
 pub struct Deployment {
     pub id: String,
     /// The model group (public name).
@@ -112,6 +113,8 @@ pub struct Deployment {
     pub timeout: Duration,
     pub stream_timeout: Duration,
     pub mock_response: Option<String>,
+    /// Request fields, `extra_body`, headers and `drop_params` it adds to every call.
+    pub params: providers::params::CallParams,
     pub weight: f64,
     pub order: u32,
     pub rpm: Option<u64>,
@@ -230,6 +233,12 @@ impl Deployment {
             order: p.order,
             max_input_tokens: price.as_ref().and_then(|p| p.max_input_tokens),
         };
+        // The config check has already refused values that cannot be used.
+        let params = providers::params::from_litellm_params(
+            p,
+            providers::params::supported_params(&provider, &upstream_model),
+        )
+        .unwrap_or_default();
         Deployment {
             slot: 0,
             spec,
@@ -246,6 +255,7 @@ impl Deployment {
             timeout: secs(timeout),
             stream_timeout: secs(stream_timeout),
             mock_response: p.mock_response.clone(),
+            params,
             weight,
             order: p.order.unwrap_or(0),
             rpm: p.rpm,
@@ -485,6 +495,11 @@ impl Router {
         // Also for naming the provider of a requested model (key wildcards such as `openai/*`).
         r.prices = prices.clone();
         r
+    }
+
+    /// Whether `name` is a model group or alias as configured (wildcards aside).
+    pub fn has_exact(&self, name: &str) -> bool {
+        self.by_name.contains_key(name) || self.aliases.contains_key(name)
     }
 
     /// The group serving `name`: an exact model group, an alias, else a wildcard deployment.

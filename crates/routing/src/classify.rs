@@ -20,23 +20,73 @@ pub enum ErrorClass {
     Connection,
 }
 
-/// Lower-case fragments providers use when the prompt does not fit the model.
+/// Lower-case fragments providers use when the prompt does not fit the model. The texts are
+/// those LiteLLM's exception mapping recognises, per provider:
 const CONTEXT_WINDOW_MARKERS: &[&str] = &[
+    // Ours, and anything LiteLLM (or a gateway in front of us) already classified.
+    "contextwindowexceedederror",
+    // OpenAI's error code; vLLM and other OpenAI-compatible servers ("This model's maximum
+    // context length is N tokens. However, you requested ...").
     "context_length_exceeded",
     "maximum context length",
-    "context length",
-    "context window",
-    "maximum context limit",
+    "model's maximum context limit",
     "exceed context limit",
+    "is longer than the model's context length",
+    "input tokens exceed the configured limit",
+    "`inputs` tokens + `max_new_tokens` must be",
+    // llama.cpp's server (`exceed_context_size_error`) and Lemonade.
+    "exceeds the available context size",
+    "exceed_context_size_error",
+    // Ollama ("the input length exceeds the context length", "input exceeds maximum context
+    // length") and LM Studio ("... when context the overflows ... context length of only N
+    // tokens"; "Context length exceeded").
+    "exceeds the context length",
+    "exceeds maximum context length",
+    "context the overflows",
+    "context length exceeded",
+    "context overflow",
+    // Anthropic.
     "prompt is too long",
+    "prompt: length",
+    // Bedrock, Replicate.
     "input is too long",
+    // Gemini / Vertex.
+    "exceeds the maximum number of tokens allowed",
+    "request payload size exceeds",
+    "input token count",
+    // Older generic wordings kept from before.
+    "context window",
     "too many tokens",
     "too many input tokens",
-    "exceeds the maximum number of tokens",
-    "input token count",
     "reduce the length of the messages",
     "string too long. expected a string with maximum length",
 ];
+
+/// Pairs of fragments that together mean an overflow (Cerebras: "Current length is X while
+/// limit is Y"; "maximum input length is N tokens"; "Input too long: N input tokens, limit is M").
+const CONTEXT_WINDOW_PAIRS: &[(&str, &str)] = &[
+    ("current length is", "while limit is"),
+    ("maximum input length is", "tokens"),
+    ("input too long:", "input tokens, limit is"),
+];
+
+/// Over-length errors about a parameter, not the prompt (OpenAI's 64-character `user`).
+fn is_param_length_error(lower: &str) -> bool {
+    lower.contains("string_above_max_length")
+        || (lower.contains("invalid 'user'") && lower.contains("string too long"))
+}
+
+/// Whether an error text says the prompt does not fit the model's context window.
+pub fn is_context_window_text(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    if is_param_length_error(&lower) {
+        return false;
+    }
+    CONTEXT_WINDOW_MARKERS.iter().any(|m| lower.contains(m))
+        || CONTEXT_WINDOW_PAIRS
+            .iter()
+            .any(|(a, b)| lower.contains(a) && lower.contains(b))
+}
 
 /// Lower-case fragments of provider safety-filter refusals.
 const CONTENT_POLICY_MARKERS: &[&str] = &[
@@ -60,8 +110,10 @@ impl ErrorClass {
             408 | 504 => ErrorClass::Timeout,
             429 => ErrorClass::RateLimit,
             503 => ErrorClass::ServiceUnavailable,
+            // Some local servers answer an overflow with a 5xx; LiteLLM looks at the text first.
+            500.. if is_context_window_text(text) => ErrorClass::ContextWindowExceeded,
             400..=499 => {
-                if contains_any(text, CONTEXT_WINDOW_MARKERS) {
+                if is_context_window_text(text) {
                     ErrorClass::ContextWindowExceeded
                 } else if contains_any(text, CONTENT_POLICY_MARKERS) {
                     ErrorClass::ContentPolicy
@@ -125,6 +177,10 @@ pub struct Failure {
     pub status: u16,
     /// From the upstream `retry-after-ms` / `retry-after` headers.
     pub retry_after: Option<Duration>,
+    /// The caller brought it on (a timeout it set itself, a mock error it asked for): it is
+    /// retried and falls back like any failure but says nothing about the deployment's
+    /// health, so it never cools one down (LiteLLM's `client_side_timeout`).
+    pub caller_caused: bool,
 }
 
 impl Failure {
@@ -133,7 +189,14 @@ impl Failure {
             class,
             status,
             retry_after,
+            caller_caused: false,
         }
+    }
+
+    /// The same failure, marked as brought on by the caller.
+    pub fn by_caller(mut self) -> Failure {
+        self.caller_caused = true;
+        self
     }
 
     /// An HTTP error response from the upstream.
@@ -275,6 +338,94 @@ mod tests {
                 "{status} {text}"
             );
         }
+    }
+
+    #[test]
+    fn every_providers_overflow_text_is_a_context_window_error() {
+        let cases: &[(&str, u16, &str)] = &[
+            (
+                "llama.cpp",
+                400,
+                r#"{"error":{"code":400,"message":"request (3030 tokens) exceeds the available context size (2048 tokens), try increasing it","type":"exceed_context_size_error","n_prompt_tokens":3030,"n_ctx":2048}}"#,
+            ),
+            (
+                "vLLM",
+                400,
+                "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (4000 in the messages, 1000 in the completion). Please reduce the length of the messages or completion.",
+            ),
+            ("Ollama", 400, "the input length exceeds the context length"),
+            (
+                "Ollama (older)",
+                500,
+                "input exceeds maximum context length",
+            ),
+            (
+                "LM Studio",
+                400,
+                "Trying to keep the first 5191 tokens when context the overflows. However, the model is loaded with context length of only 4096 tokens, which is not enough.",
+            ),
+            (
+                "OpenAI",
+                400,
+                r#"{"error":{"message":"Your input exceeds the context window of this model.","type":"invalid_request_error","param":"input","code":"context_length_exceeded"}}"#,
+            ),
+            (
+                "Anthropic",
+                400,
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#,
+            ),
+            (
+                "Gemini",
+                400,
+                "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
+            ),
+            (
+                "Bedrock",
+                400,
+                "ValidationException: Input is too long for requested model.",
+            ),
+            (
+                "Cerebras",
+                400,
+                "Please reduce the length of the messages or completion. Current length is 9000 while limit is 8192",
+            ),
+            (
+                "Bedrock Nova",
+                400,
+                "Input too long: 300001 input tokens, limit is 300000",
+            ),
+        ];
+        for (who, status, text) in cases {
+            assert_eq!(
+                ErrorClass::classify(*status, text),
+                ErrorClass::ContextWindowExceeded,
+                "{who}: {text}"
+            );
+        }
+        // Over-length parameters are the caller's mistake, not an overflow.
+        assert_eq!(
+            ErrorClass::classify(
+                400,
+                "Invalid 'user': string too long. Expected a string with maximum length 64"
+            ),
+            ErrorClass::BadRequest
+        );
+        assert_eq!(
+            ErrorClass::classify(
+                400,
+                r#"{"code":"string_above_max_length","message":"maximum context length"}"#
+            ),
+            ErrorClass::BadRequest
+        );
+    }
+
+    #[test]
+    fn caller_caused_failures_never_cool_down() {
+        let f = Failure::timeout().by_caller();
+        assert!(f.caller_caused);
+        assert_eq!(f.class, ErrorClass::Timeout);
+        assert!(!crate::cooldown_required(&f));
+        assert!(crate::cooldown_required(&Failure::timeout()));
     }
 
     #[test]

@@ -16,7 +16,7 @@ const SINGLE_DEPLOYMENT_TRAFFIC_FAILURE_THRESHOLD: u64 = 1000;
 /// a 4xx. Other 4xx (400, 403, 422...) say nothing about the deployment's health, and
 /// connection errors are excluded so a flaky network does not empty a group.
 pub fn cooldown_required(f: &Failure) -> bool {
-    if f.class == ErrorClass::Connection {
+    if f.class == ErrorClass::Connection || f.caller_caused {
         return false;
     }
     match f.status {

@@ -58,7 +58,10 @@ mod router;
 mod settings;
 mod state;
 
-pub use classify::{ErrorClass, Failure, backoff_delay, parse_retry_after, status_is_retryable};
+pub use classify::{
+    ErrorClass, Failure, backoff_delay, is_context_window_text, parse_retry_after,
+    status_is_retryable,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cooldown::{cooldown_required, should_cooldown};
 pub use plan::{Decision, FinalError, Plan, PlanOptions, Step};

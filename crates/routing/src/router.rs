@@ -647,7 +647,7 @@ impl Router {
         let local = &inner.local[slot];
         local.last_failed.store(true, Ordering::Release);
         local.failures_total.fetch_add(1, Ordering::Relaxed);
-        if failure.class == ErrorClass::Timeout {
+        if failure.class == ErrorClass::Timeout && !failure.caller_caused {
             record_latency(local, TIMEOUT_LATENCY_PENALTY_SECS);
         }
         let group_size = self.group_size(&d.model_group);

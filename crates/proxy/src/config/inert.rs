@@ -252,6 +252,12 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
                 "deployments have no budgets; set budgets on keys",
             );
         }
+        for key in crate::providers::params::unused_keys(lp) {
+            say(
+                &at(key),
+                "not a setting or request parameter idlehands knows; provider fields go in extra_body",
+            );
+        }
         for (set, key) in [
             (
                 lp.cost.input_cost_per_second.is_some()
@@ -384,5 +390,26 @@ router_settings:
             ]
         );
         assert!(notes.iter().all(|n| n.contains(" has no effect here: ")));
+    }
+
+    #[test]
+    fn litellm_params_keys_nothing_reads_are_named_and_call_params_are_not() {
+        let c = cfg("model_list:
+  - model_name: m
+    litellm_params:
+      model: openai/m
+      max_tokens: 55
+      extra_body: {top_k: 2}
+      extra_headers: {x-a: b}
+      litellm_credential_name: shared
+general_settings:
+  master_key: sk-unit-master-1
+");
+        assert_eq!(
+            inert_settings(&c),
+            [
+                "model_list[0].litellm_params.litellm_credential_name has no effect here: not a setting or request parameter idlehands knows; provider fields go in extra_body"
+            ]
+        );
     }
 }

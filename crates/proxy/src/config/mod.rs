@@ -308,6 +308,12 @@ impl ProxyConfig {
                     "must start with http:// or https://",
                 ));
             }
+            if let Err(bad) = crate::providers::params::from_litellm_params(p, None) {
+                return Err(invalid(
+                    format!("model_list[{i}].litellm_params.{}", bad.key),
+                    &bad.message,
+                ));
+            }
             if let Some(org) = &p.organization
                 && http::HeaderValue::from_str(org.trim()).is_err()
             {
@@ -341,6 +347,20 @@ mod tests {
                 "config.yaml: model_list[1].litellm_params.timeout: expected a number, got \"abc\""
             )
         );
+    }
+
+    #[test]
+    fn unusable_call_params_name_the_path_without_the_value() {
+        let y = "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/a\n      extra_headers: {x-key: \"sk-secret\\r\\nx: 1\"}\n";
+        let e = ProxyConfig::from_yaml(y, "config.yaml", &no_env)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("config.yaml: model_list[0].litellm_params.extra_headers: x-key:"),
+            "{e}"
+        );
+        assert!(!e.contains("sk-secret"), "{e}");
     }
 
     #[test]

@@ -22,9 +22,30 @@ static ATTEMPTED_RETRIES: HeaderName = HeaderName::from_static("x-litellm-attemp
 static ATTEMPTED_FALLBACKS: HeaderName = HeaderName::from_static("x-litellm-attempted-fallbacks");
 static MAX_RETRIES: HeaderName = HeaderName::from_static("x-litellm-max-retries");
 static NUM_RETRIES_HEADER: HeaderName = HeaderName::from_static("x-litellm-num-retries");
+static TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-litellm-timeout");
+static STREAM_TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-litellm-stream-timeout");
 
-/// How routing sees a failed attempt.
+/// The text every mock failure (`mock_testing_*`, `mock_timeout`) carries.
+const MOCK_MARK: &str = "This is a mock";
+
+/// How routing sees a failed call (a mock failure is the caller's doing).
 pub(crate) fn failure_of(e: &ProxyError) -> Failure {
+    failure_of_call(e, false)
+}
+
+/// How routing sees a failed attempt. `caller_timeout`: the request set its own timeout, so a
+/// timeout says nothing about the deployment; mock failures never do either.
+pub(crate) fn failure_of_call(e: &ProxyError, caller_timeout: bool) -> Failure {
+    let f = failure_from(e);
+    let by_caller = match e {
+        ProxyError::UpstreamTimeout { .. } => caller_timeout,
+        ProxyError::Upstream { message, .. } => message.contains(MOCK_MARK),
+        _ => false,
+    };
+    if by_caller { f.by_caller() } else { f }
+}
+
+fn failure_from(e: &ProxyError) -> Failure {
     match e {
         ProxyError::UpstreamTimeout { .. } => Failure::timeout(),
         ProxyError::UpstreamUnreachable { .. } => Failure::connection(),
@@ -149,6 +170,136 @@ impl MockFailure {
     }
 }
 
+/// Per-request call settings beyond routing: the caller's timeouts (`timeout` /
+/// `request_timeout` / `stream_timeout` in the body, `x-litellm-timeout` /
+/// `x-litellm-stream-timeout` headers, which win), `extra_headers`, and LiteLLM's
+/// `mock_timeout` and `mock_testing_rate_limit_error` testing aids.
+#[derive(Default)]
+pub(crate) struct CallOptions {
+    pub timeout: Option<Duration>,
+    pub stream_timeout: Option<Duration>,
+    pub extra_headers: HeaderMap,
+    /// Every attempt waits out its timeout, then fails with LiteLLM's mock `Timeout`.
+    pub mock_timeout: bool,
+    /// The first attempt on the requested group fails with LiteLLM's mock `RateLimitError`.
+    pub mock_rate_limit: bool,
+}
+
+/// Seconds as a positive number, or a string holding one.
+fn seconds(param: &'static str, raw: &str) -> Result<Option<Duration>, ProxyError> {
+    let raw = raw.trim();
+    if raw == "null" {
+        return Ok(None);
+    }
+    let bad = || ProxyError::InvalidParam {
+        param,
+        message: "expected a positive number of seconds".to_string(),
+    };
+    let n: f64 = raw.trim_matches('"').trim().parse().map_err(|_| bad())?;
+    if !(n > 0.0 && n.is_finite()) {
+        return Err(bad());
+    }
+    Duration::try_from_secs_f64(n).map(Some).map_err(|_| bad())
+}
+
+impl CallOptions {
+    pub fn from_request(body: &RequestBody<'_>, headers: &HeaderMap) -> Result<Self, ProxyError> {
+        let mut o = CallOptions::default();
+        let field = |k: &'static str| -> Result<Option<Duration>, ProxyError> {
+            body.raw(k).map_or(Ok(None), |r| seconds(k, r.get()))
+        };
+        let header = |h: &HeaderName, k: &'static str| -> Result<Option<Duration>, ProxyError> {
+            match headers.get(h) {
+                None => Ok(None),
+                Some(v) => seconds(k, v.to_str().unwrap_or("")),
+            }
+        };
+        o.timeout = header(&TIMEOUT_HEADER, "x-litellm-timeout")?
+            .or(field("timeout")?)
+            .or(field("request_timeout")?);
+        o.stream_timeout = header(&STREAM_TIMEOUT_HEADER, "x-litellm-stream-timeout")?
+            .or(field("stream_timeout")?);
+        if let Some(raw) = body.raw("extra_headers") {
+            let map: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(raw.get()).map_err(|_| ProxyError::InvalidParam {
+                    param: "extra_headers",
+                    message: "expected a map of header names to values".to_string(),
+                })?;
+            let mut lp = crate::config::LitellmParams::default();
+            lp.extra
+                .insert("extra_headers".to_string(), serde_json::Value::Object(map));
+            let parsed = crate::providers::params::from_litellm_params(&lp, None).map_err(|b| {
+                ProxyError::InvalidParam {
+                    param: "extra_headers",
+                    message: b.message,
+                }
+            })?;
+            o.extra_headers = parsed.headers;
+        }
+        let on = |k: &str| body.raw(k).is_some_and(|r| r.get().trim() == "true");
+        o.mock_timeout = on("mock_timeout");
+        o.mock_rate_limit = on("mock_testing_rate_limit_error");
+        Ok(o)
+    }
+
+    /// Whether the caller chose the timeouts (their expiry is then not the deployment's fault).
+    pub fn sets_timeout(&self) -> bool {
+        self.timeout.is_some() || self.stream_timeout.is_some()
+    }
+
+    /// The deployment as this call sees it: with the caller's timeouts, when it set any. For
+    /// a stream, `stream_timeout` wins, else `timeout`.
+    pub fn deployment(&self, d: &Arc<Deployment>) -> Arc<Deployment> {
+        if !self.sets_timeout() {
+            return d.clone();
+        }
+        let timeout = self.timeout.unwrap_or(d.timeout);
+        let stream_timeout = self
+            .stream_timeout
+            .or(self.timeout)
+            .unwrap_or(d.stream_timeout);
+        Arc::new(Deployment {
+            timeout,
+            stream_timeout,
+            ..Deployment::clone(d)
+        })
+    }
+
+    /// The headers an attempt on `d` adds: the deployment's, then the request's.
+    pub fn headers_for(&self, d: &Deployment) -> HeaderMap {
+        if self.extra_headers.is_empty() {
+            return d.params.headers.clone();
+        }
+        let mut h = d.params.headers.clone();
+        for (k, v) in &self.extra_headers {
+            h.insert(k.clone(), v.clone());
+        }
+        h
+    }
+
+    /// LiteLLM's mock `RateLimitError` for `group`.
+    pub fn rate_limit_error(group: &str) -> ProxyError {
+        ProxyError::Upstream {
+            status: 429,
+            message: format!(
+                "litellm.RateLimitError: {MOCK_MARK} exception for model={group}, to trigger a rate limit error."
+            ),
+            kind: None,
+            retry_after: None,
+        }
+    }
+
+    /// LiteLLM's mock `Timeout`.
+    pub fn timeout_error() -> ProxyError {
+        ProxyError::Upstream {
+            status: 408,
+            message: format!("litellm.Timeout: {MOCK_MARK} timeout error"),
+            kind: None,
+            retry_after: None,
+        }
+    }
+}
+
 /// A successful attempt: what it produced, the routing pick to report the outcome on, and how
 /// long the attempt took.
 pub(crate) struct Won<T> {
@@ -162,6 +313,8 @@ pub(crate) struct Attempts {
     table: Arc<RoutingTable>,
     plan: Plan<ProxyError>,
     ctx: PickContext,
+    /// The caller set the timeouts (see [`failure_of`]).
+    caller_timeout: bool,
 }
 
 impl Attempts {
@@ -174,7 +327,14 @@ impl Attempts {
             ctx: PickContext {
                 estimated_input_tokens,
             },
+            caller_timeout: false,
         }
+    }
+
+    /// Timeouts of these attempts are the caller's choice, not a sign of a slow deployment.
+    pub fn with_caller_timeout(mut self, on: bool) -> Self {
+        self.caller_timeout = on;
+        self
     }
 
     /// Call `attempt` on each deployment the plan picks until one succeeds or the plan gives
@@ -238,7 +398,7 @@ impl Attempts {
                             false,
                         );
                     }
-                    let failure = failure_of(&e);
+                    let failure = failure_of_call(&e, self.caller_timeout);
                     let delay = self.plan.failed(pick, failure, e).delay();
                     if !delay.is_zero() {
                         let slept = Instant::now();
@@ -290,11 +450,18 @@ mod tests {
 
     #[test]
     fn proxy_errors_map_to_routing_failures() {
-        let f = failure_of(&ProxyError::UpstreamTimeout {
+        let timeout = ProxyError::UpstreamTimeout {
             secs: 1.0,
             model: "m".into(),
-        });
+        };
+        let f = failure_of_call(&timeout, false);
         assert_eq!((f.class, f.status), (ErrorClass::Timeout, 408));
+        assert!(!f.caller_caused);
+        assert!(failure_of_call(&timeout, true).caller_caused);
+        let f = failure_of(&CallOptions::rate_limit_error("g"));
+        assert_eq!((f.class, f.caller_caused), (ErrorClass::RateLimit, true));
+        let f = failure_of(&CallOptions::timeout_error());
+        assert_eq!((f.class, f.caller_caused), (ErrorClass::Timeout, true));
         let f = failure_of(&ProxyError::UpstreamUnreachable {
             label: "OpenAIException".into(),
             message: "Connection error".into(),

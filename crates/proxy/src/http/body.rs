@@ -10,6 +10,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::ProxyError;
+use crate::providers::params;
+use crate::router::Deployment;
 
 /// The raw request body; a body that cannot be read (too large, broken) is answered with the
 /// JSON error envelope rather than axum's plain-text rejection.
@@ -57,7 +59,15 @@ const GATEWAY_ONLY: &[&str] = &[
     "base_url",
     "api_version",
     "timeout",
+    "request_timeout",
     "stream_timeout",
+    "drop_params",
+    "additional_drop_params",
+    "allowed_openai_params",
+    "extra_headers",
+    "mock_timeout",
+    "mock_testing_rate_limit_error",
+    "fastest_response",
 ];
 
 /// The body's top-level fields, unparsed. foldhash: SipHash over every key showed in profiles.
@@ -153,9 +163,121 @@ impl<'a> RequestBody<'a> {
         self.fields.get(key).copied()
     }
 
+    /// Whether the request carries `key` with a value other than `null`.
+    fn sets(&self, key: &str) -> bool {
+        self.fields.get(key).is_some_and(|r| r.get() != "null")
+    }
+
+    /// The body for one deployment (`original` is the request as it came): the deployment's
+    /// call parameters filled in where the request has none, `additional_drop_params` (the
+    /// deployment's and the request's) left out, and parameters the provider cannot take
+    /// refused, or left out under `drop_params` (the request's, else the deployment's, or
+    /// `litellm_settings.drop_params` for every call).
+    pub fn for_deployment(
+        &self,
+        original: &Bytes,
+        d: &Deployment,
+        force_usage: bool,
+        drop_params: bool,
+    ) -> Result<Bytes, ProxyError> {
+        let p = &d.params;
+        let request_drops = self
+            .raw("additional_drop_params")
+            .map(|r| params::request_drop_list(Some(r)))
+            .unwrap_or_default();
+        let plain = p.is_passthrough() && request_drops.is_empty();
+        if plain {
+            return Ok(
+                if !force_usage
+                    && !self.has_gateway_only_fields()
+                    && self.model.as_deref() == Some(d.upstream_model.as_str())
+                {
+                    original.clone()
+                } else {
+                    self.rewrite_with(&d.upstream_model, force_usage, &[], &[])
+                },
+            );
+        }
+        let mut skip: Vec<&str> = p
+            .additional_drop_params
+            .iter()
+            .chain(&request_drops)
+            .map(String::as_str)
+            .collect();
+        let mut add: Vec<(&str, &str)> = p
+            .defaults
+            .iter()
+            .filter(|(k, _)| !self.sets(k) && !skip.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v.get()))
+            .collect();
+        if let Some(sup) = p.supported {
+            let mut unsupported: Vec<&str> = self
+                .fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.get()))
+                .chain(add.iter().copied())
+                .filter(|(k, v)| {
+                    params::CHECKED.contains(k)
+                        && !sup.contains(k)
+                        && !params::is_default_value(k, v)
+                        && !skip.contains(k)
+                })
+                .map(|(k, _)| k)
+                .collect();
+            if !unsupported.is_empty() {
+                unsupported.sort_unstable();
+                let drop = drop_params
+                    || match self.raw("drop_params").map(|r| r.get().trim()) {
+                        Some("true") => true,
+                        Some("false") => false,
+                        _ => p.drop_params == Some(true),
+                    };
+                if !drop {
+                    return Err(params::unsupported_error(
+                        &d.provider,
+                        &d.upstream_model,
+                        &unsupported,
+                    ));
+                }
+                add.retain(|(k, _)| !unsupported.contains(k));
+                skip.extend(unsupported);
+            }
+        } else {
+            // OpenAI-compatible upstreams get `extra_body` in the body itself, as the OpenAI
+            // SDK sends it; translating adapters add it to the body they build.
+            for (k, v) in &p.extra_body_fields {
+                if !self.sets(k) && !skip.contains(&k.as_str()) && !add.iter().any(|(a, _)| a == k)
+                {
+                    add.push((k.as_str(), v.get()));
+                }
+            }
+        }
+        if add.is_empty()
+            && skip.is_empty()
+            && !force_usage
+            && !self.has_gateway_only_fields()
+            && self.model.as_deref() == Some(d.upstream_model.as_str())
+        {
+            return Ok(original.clone());
+        }
+        Ok(self.rewrite_with(&d.upstream_model, force_usage, &skip, &add))
+    }
+
     /// The body to send upstream: `model` replaced; with `force_usage`, `stream_options`
     /// gets `include_usage: true` (its other fields kept).
     pub fn rewrite(&self, model: &str, force_usage: bool) -> Bytes {
+        self.rewrite_with(model, force_usage, &[], &[])
+    }
+
+    /// [`Self::rewrite`], leaving out the fields in `skip` and adding those in `add` (JSON
+    /// text), which the request does not have.
+    fn rewrite_with(
+        &self,
+        model: &str,
+        force_usage: bool,
+        skip: &[&str],
+        add: &[(&str, &str)],
+    ) -> Bytes {
         let mut out: Vec<u8> = Vec::with_capacity(
             self.fields
                 .values()
@@ -179,10 +301,18 @@ impl<'a> RequestBody<'a> {
             if k == "model"
                 || (force_usage && k == "stream_options")
                 || GATEWAY_ONLY.contains(&k.as_str())
+                || skip.contains(&k.as_str())
             {
                 continue;
             }
+            // A deployment's value replaces a request's `null`.
+            if v.get() == "null" && add.iter().any(|(a, _)| a == k) {
+                continue;
+            }
             put(&mut out, k, v.get());
+        }
+        for (k, v) in add {
+            put(&mut out, k, v);
         }
         let model_json = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".to_string());
         put(&mut out, "model", &model_json);

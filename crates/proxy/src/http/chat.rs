@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use futures_util::StreamExt;
 use idlehands_routing::TokenUsage;
 
-use super::attempts::{Attempts, MockFailure, plan_options, within};
+use super::attempts::{Attempts, CallOptions, MockFailure, plan_options, within};
 use super::body::{RawBody, RequestBody};
 use super::stream::ClientStream;
 use super::trace::{Peek, Trace, early_error};
@@ -63,6 +63,20 @@ pub(crate) struct Routed<'b> {
     pub group: Arc<ModelGroup>,
 }
 
+/// Why [`route`] did not produce a routed call.
+pub(crate) enum Early {
+    /// Answered already (an error).
+    Done(Response),
+    /// `model: "a,b"` names several groups: LiteLLM runs the call on each (chat only).
+    Models(Vec<String>),
+}
+
+impl From<Response> for Early {
+    fn from(r: Response) -> Self {
+        Early::Done(r)
+    }
+}
+
 pub(crate) async fn route<'b>(
     app: &Arc<App>,
     path_model: Option<String>,
@@ -70,7 +84,7 @@ pub(crate) async fn route<'b>(
     bytes: &'b Bytes,
     call_type: &'static str,
     required: &'static str,
-) -> Result<Routed<'b>, Response> {
+) -> Result<Routed<'b>, Early> {
     let started = Instant::now();
     let start_time = Utc::now();
     // Time-ordered: spend-log indexes on the call id then grow at one end instead of all over.
@@ -107,7 +121,18 @@ pub(crate) async fn route<'b>(
         body.has(required)
     };
     if !present {
-        return Err(early(ProxyError::MissingParam(required)));
+        return Err(early(ProxyError::MissingParam(required)).into());
+    }
+    // As LiteLLM, before any routing (a wildcard group would otherwise take "a,b" whole).
+    if call_type == "acompletion" && model.contains(',') && !rt.router.has_exact(&model) {
+        let models: Vec<String> = model
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect();
+        if models.len() > 1 {
+            return Err(Early::Models(models));
+        }
     }
     // A key alias sends the request to its target; the key's access is checked before the
     // model is looked up, so a key limited to some models gets a 403 for any other name, as
@@ -165,47 +190,69 @@ pub(crate) async fn handle(
         group,
     } = match route(&app, path_model, &headers, &bytes, call_type, "messages").await {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(Early::Done(resp)) => return resp,
+        Err(Early::Models(models)) => {
+            return super::multi::run(app, headers, bytes, models, call_type).await;
+        }
     };
     if let Err(e) = trace.pre_call(body.max_tokens).await {
         return trace.error_response(e);
     }
+    let options = match CallOptions::from_request(&body, &headers) {
+        Ok(o) => o,
+        Err(e) => return trace.error_response(e),
+    };
     let stream = body.stream;
     // Usage is always asked of the upstream when streaming, for cost; the client sees the
     // usage chunk only if it asked too.
     let force_usage = stream && !body.include_usage;
-    let verbatim = !force_usage && !body.has_gateway_only_fields();
     let keep_usage_chunk = body.include_usage || app.runtime.load().always_include_stream_usage;
+    let drop_params = app.runtime.load().drop_params;
     let mock_response = body
         .raw("mock_response")
         .and_then(|r| serde_json::from_str::<String>(r.get()).ok());
     let mock_failure = MockFailure::from_body(&body);
-    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), trace.prompt_estimate);
+    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), trace.prompt_estimate)
+        .with_caller_timeout(options.sets_timeout());
     let requested = group.name.as_str();
     let body = &body;
+    let options = &options;
+    let mut rate_limit_pending = options.mock_rate_limit;
     let won = attempts
         .run(&mut trace, |d| {
-            let failed = mock_failure.error(d, requested);
-            let upstream_body =
-                if verbatim && body.model.as_deref() == Some(d.upstream_model.as_str()) {
-                    bytes.clone()
-                } else {
-                    body.rewrite(&d.upstream_model, stream)
-                };
-            let call = ChatCall {
-                body: upstream_body,
-                stream,
-                mock_response: mock_response.clone(),
-            };
-            let reply = match failed {
+            let mut failed = mock_failure.error(d, requested);
+            if rate_limit_pending && failed.is_none() && d.model_name == requested {
+                rate_limit_pending = false;
+                failed = Some(CallOptions::rate_limit_error(requested));
+            }
+            let failed = match failed {
                 Some(e) => Err(e),
-                None if call.mock_response.is_some() => Ok(MockProvider.chat(&app.client, d, call)),
-                None => Ok(d.adapter.chat(&app.client, d, call)),
+                None => body.for_deployment(&bytes, d, force_usage, drop_params),
             };
-            let d = d.clone();
+            let d = options.deployment(d);
+            let limit = if stream { d.stream_timeout } else { d.timeout };
+            let reply = failed.map(|upstream_body| {
+                let call = ChatCall {
+                    body: upstream_body,
+                    stream,
+                    mock_response: mock_response.clone(),
+                    extra_headers: options.headers_for(&d),
+                    extra_body: d.params.extra_body.clone(),
+                };
+                if options.mock_timeout {
+                    // LiteLLM's mock timeout: wait out the timeout, then fail as it would.
+                    Box::pin(async move {
+                        tokio::time::sleep(limit).await;
+                        Err(CallOptions::timeout_error())
+                    })
+                } else if call.mock_response.is_some() {
+                    MockProvider.chat(&app.client, &d, call)
+                } else {
+                    d.adapter.chat(&app.client, &d, call)
+                }
+            });
             async move {
                 let reply = reply?;
-                let limit = if stream { d.stream_timeout } else { d.timeout };
                 match within(limit, &d, reply).await? {
                     full @ ChatReply::Full { .. } => Ok((full, None)),
                     // Nothing has reached the client yet: a stream that fails before its first

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderMap, HeaderValue, header};
 
-use super::attempts::{Attempts, plan_options, within};
+use super::attempts::{Attempts, CallOptions, plan_options, within};
 use super::body::RawBody;
 use super::chat::{Routed, route, token_usage};
 use super::trace::Peek;
@@ -44,14 +44,26 @@ async fn handle(
         group,
     } = match route(&app, path_model, &headers, &bytes, "aembedding", "input").await {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(super::chat::Early::Done(resp)) => return resp,
+        // Only chat calls split a comma-separated model.
+        Err(super::chat::Early::Models(_)) => {
+            return crate::error::ProxyError::Internal("unexpected model list".to_string())
+                .into_response();
+        }
     };
     if let Err(e) = trace.pre_call(None).await {
         return trace.error_response(e);
     }
+    // The caller's timeouts apply here too (its extra_headers and mock aids are chat's).
+    let options = match CallOptions::from_request(&body, &headers) {
+        Ok(o) => o,
+        Err(e) => return trace.error_response(e),
+    };
     let verbatim = !body.has_gateway_only_fields();
-    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), trace.prompt_estimate);
+    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), trace.prompt_estimate)
+        .with_caller_timeout(options.timeout.is_some());
     let body = &body;
+    let options = &options;
     let won = attempts
         .run(&mut trace, |d| {
             let upstream_body =
@@ -60,8 +72,8 @@ async fn handle(
                 } else {
                     body.rewrite(&d.upstream_model, false)
                 };
-            let call = d.adapter.embeddings(&app.client, d, upstream_body);
-            let d = d.clone();
+            let d = options.deployment(d);
+            let call = d.adapter.embeddings(&app.client, &d, upstream_body);
             async move { within(d.timeout, &d, call).await }
         })
         .await;

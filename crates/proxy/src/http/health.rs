@@ -67,10 +67,10 @@ async fn probe(app: Arc<App>, d: Arc<Deployment>) -> Result<(), String> {
                 .chat(
                     &app.client,
                     &d,
+                    // The deployment's headers go too: a gateway in front of it may need them.
                     ChatCall {
-                        body: Bytes::from(body.to_string()),
-                        stream: false,
-                        mock_response: None,
+                        extra_headers: d.params.headers.clone(),
+                        ..ChatCall::plain(Bytes::from(body.to_string()), false)
                     },
                 )
                 .await?;

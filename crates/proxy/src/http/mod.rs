@@ -9,6 +9,7 @@ pub(crate) mod health;
 mod keys;
 mod messages;
 mod models;
+mod multi;
 mod spend;
 mod stream;
 mod trace;

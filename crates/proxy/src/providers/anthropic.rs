@@ -84,12 +84,14 @@ impl Provider for Anthropic {
             let opts = MessagesOptions {
                 default_max_tokens: d.price.as_ref().and_then(|p| p.max_output_tokens),
             };
-            let body = tr::to_messages_request(&req, &d.upstream_model, &opts)
+            let mut body = tr::to_messages_request(&req, &d.upstream_model, &opts)
                 .map_err(|e| upstream::translate_error(LABEL, e))?;
+            upstream::add_extra_body(&mut body, call.extra_body.as_deref());
             let mut request = client.post(&url).body(upstream::to_bytes(&body));
             for (k, v) in tr::request_headers(key.expose(), &[]) {
                 request = request.header(k, v);
             }
+            let request = upstream::with_headers(request, &call.extra_headers);
             let resp = upstream::send(LABEL, &d, request, call.stream).await?;
             let status = resp.status().as_u16();
             let headers = upstream::kept_headers(resp.headers());

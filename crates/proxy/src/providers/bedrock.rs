@@ -101,8 +101,9 @@ impl Provider for Bedrock {
             let req = upstream::parse(LABEL, &call.body)
                 .map_err(|_| upstream::upstream(400, "request body is not JSON", None))?;
             let model = model_id(&d.upstream_model);
-            let body = tr::to_converse_request(&req, model)
+            let mut body = tr::to_converse_request(&req, model)
                 .map_err(|e| upstream::translate_error(LABEL, e))?;
+            upstream::add_extra_body(&mut body, call.extra_body.as_deref());
             let body = upstream::to_bytes(&body);
             let url = tr::converse_url(api_base.as_deref(), &region, model, call.stream);
             let accept = if call.stream {
@@ -132,6 +133,8 @@ impl Provider for Bedrock {
             for (k, v) in headers.into_iter().chain(signed) {
                 request = request.header(k, v);
             }
+            // Unsigned: SigV4 covers only the headers it lists.
+            let request = upstream::with_headers(request, &call.extra_headers);
             let resp = upstream::send(LABEL, &d, request, call.stream).await?;
             let status = resp.status().as_u16();
             if !resp.status().is_success() {

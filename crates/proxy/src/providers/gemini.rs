@@ -77,11 +77,13 @@ async fn call_gemini(
     url: String,
     body: &Value,
     stream: bool,
+    extra_headers: &http::HeaderMap,
 ) -> Result<reqwest::Response, ProxyError> {
     let mut request = client.post(url).body(upstream::to_bytes(body));
     for (k, v) in tr::request_headers(key(d)?.expose()) {
         request = request.header(k, v);
     }
+    let request = upstream::with_headers(request, extra_headers);
     let resp = upstream::send(LABEL, d, request, stream).await?;
     if resp.status().is_success() {
         return Ok(resp);
@@ -108,9 +110,11 @@ impl Provider for Gemini {
         Box::pin(async move {
             let req = upstream::parse(LABEL, &call.body)
                 .map_err(|_| upstream::upstream(400, "request body is not JSON", None))?;
-            let body = tr::to_generate_content_request(&req)
+            let mut body = tr::to_generate_content_request(&req)
                 .map_err(|e| upstream::translate_error(LABEL, e))?;
-            let resp = call_gemini(client, &d, url, &body, call.stream).await?;
+            upstream::add_extra_body(&mut body, call.extra_body.as_deref());
+            let resp =
+                call_gemini(client, &d, url, &body, call.stream, &call.extra_headers).await?;
             let headers = upstream::kept_headers(resp.headers());
             let created = upstream::now_secs();
             if call.stream {
@@ -147,7 +151,7 @@ impl Provider for Gemini {
                 .map_err(|_| upstream::upstream(400, "request body is not JSON", None))?;
             let out = tr::to_batch_embed_request(&req, &d.upstream_model)
                 .map_err(|e| upstream::translate_error(LABEL, e))?;
-            let resp = call_gemini(client, &d, url, &out, false).await?;
+            let resp = call_gemini(client, &d, url, &out, false, &d.params.headers).await?;
             let headers = upstream::kept_headers(resp.headers());
             let raw = upstream::body(LABEL, &d, resp).await?;
             let answer = upstream::parse(LABEL, &raw)?;

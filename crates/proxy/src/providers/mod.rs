@@ -13,6 +13,7 @@ mod direct;
 mod gemini;
 mod mock;
 mod openai_compat;
+pub mod params;
 mod upstream;
 
 use std::sync::Arc;
@@ -33,12 +34,30 @@ pub use mock::MockProvider;
 pub use openai_compat::OpenAiCompatible;
 
 /// A chat request, already in OpenAI form: `model` is the upstream model and, for streams,
-/// `stream_options.include_usage` is on.
+/// `stream_options.include_usage` is on. The deployment's call parameters are filled in.
 pub struct ChatCall {
     pub body: Bytes,
     pub stream: bool,
     /// The request's own `mock_response` (LiteLLM's testing aid): answered by the mock.
     pub mock_response: Option<String>,
+    /// `extra_headers` of the deployment and the request, sent with the upstream request.
+    pub extra_headers: HeaderMap,
+    /// The deployment's `extra_body`, for adapters that build their own body: its fields go
+    /// into that body where it has none. (OpenAI-compatible bodies already carry them.)
+    pub extra_body: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+}
+
+impl ChatCall {
+    /// A call with nothing added by a deployment or request (health checks).
+    pub fn plain(body: Bytes, stream: bool) -> Self {
+        ChatCall {
+            body,
+            stream,
+            mock_response: None,
+            extra_headers: HeaderMap::new(),
+            extra_body: None,
+        }
+    }
 }
 
 pub enum ChatReply {

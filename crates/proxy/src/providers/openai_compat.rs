@@ -12,7 +12,7 @@ use http_body_util::Full;
 use serde_json::Value;
 
 use super::{ChatCall, ChatReply, EmbeddingReply, Provider};
-use crate::error::{ProxyError, litellm_class};
+use crate::error::{ProxyError, upstream_failure};
 use crate::router::Deployment;
 
 static ORGANIZATION: http::HeaderName = http::HeaderName::from_static("openai-organization");
@@ -136,10 +136,15 @@ fn kept_headers(h: &HeaderMap) -> HeaderMap {
     out
 }
 
-fn upstream_message(body: &[u8]) -> (String, Option<String>) {
+/// The message, `type` and `code` of an OpenAI-style error body.
+fn upstream_message(body: &[u8]) -> (String, Option<String>, String) {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         let err = v.get("error").unwrap_or(&v);
         let kind = err.get("type").and_then(Value::as_str).map(str::to_string);
+        let code = match err.get("code") {
+            Some(Value::String(c)) => c.clone(),
+            _ => String::new(),
+        };
         let msg = match err {
             Value::String(s) => Some(s.clone()),
             _ => err.get("message").or_else(|| err.get("detail")).map(|m| {
@@ -149,12 +154,12 @@ fn upstream_message(body: &[u8]) -> (String, Option<String>) {
             }),
         };
         if let Some(m) = msg {
-            return (m, kind);
+            return (m, kind, code);
         }
     }
     let text = String::from_utf8_lossy(body);
     let text: String = text.chars().take(2000).collect();
-    (text, None)
+    (text, None, String::new())
 }
 
 pub(crate) fn upstream_error(
@@ -163,14 +168,18 @@ pub(crate) fn upstream_error(
     body: &[u8],
     retry_after: Option<String>,
 ) -> ProxyError {
-    let (msg, kind) = upstream_message(body);
-    let class = litellm_class(status);
-    ProxyError::Upstream {
+    let (msg, kind, code) = upstream_message(body);
+    let hint = match &kind {
+        Some(k) => format!("{code} {k}"),
+        None => code,
+    };
+    upstream_failure(
         status,
-        message: format!("litellm.{class}: {class}: {label} - {msg}"),
+        &format!("{label} - {msg}"),
+        hint.trim(),
         kind,
         retry_after,
-    }
+    )
 }
 
 /// A failed exchange with the upstream, from either client.
@@ -309,6 +318,7 @@ impl OpenAiCompatible {
         d: &Arc<Deployment>,
         url: &Result<Target, String>,
         body: Bytes,
+        extra_headers: &HeaderMap,
     ) -> Result<Prepared, ProxyError> {
         let target = url
             .as_ref()
@@ -352,6 +362,10 @@ impl OpenAiCompatible {
         }
         if let Some(org) = &self.organization {
             headers.insert(ORGANIZATION.clone(), org.clone());
+        }
+        // `extra_headers`/`headers` of the deployment and request; they may replace ours.
+        for (name, value) in extra_headers {
+            headers.insert(name.clone(), value.clone());
         }
         let request = if super::direct::enabled() {
             if let Some(host) = &target.host {
@@ -416,7 +430,7 @@ impl Provider for OpenAiCompatible {
         d: &Arc<Deployment>,
         call: ChatCall,
     ) -> BoxFuture<'static, Result<ChatReply, ProxyError>> {
-        let p = self.prepare(client, d, &self.chat_url, call.body);
+        let p = self.prepare(client, d, &self.chat_url, call.body, &call.extra_headers);
         let stream = call.stream;
         Box::pin(async move {
             let p = p?;
@@ -472,7 +486,7 @@ impl Provider for OpenAiCompatible {
         d: &Arc<Deployment>,
         body: Bytes,
     ) -> BoxFuture<'static, Result<EmbeddingReply, ProxyError>> {
-        let p = self.prepare(client, d, &self.embeddings_url, body);
+        let p = self.prepare(client, d, &self.embeddings_url, body, &d.params.headers);
         Box::pin(async move {
             let (body, headers) = exchange(p?).await?;
             Ok(EmbeddingReply { body, headers })
@@ -516,6 +530,45 @@ mod tests {
                 .label
                 .as_ref(),
             "Hosted_vllmException"
+        );
+    }
+
+    #[test]
+    fn overflow_errors_become_context_window_exceeded() {
+        // llama.cpp's answer, as captured from llama-server.
+        let e = upstream_error(
+            "OpenAIException",
+            400,
+            br#"{"error":{"code":400,"message":"request (3030 tokens) exceeds the available context size (2048 tokens), try increasing it","type":"exceed_context_size_error","n_prompt_tokens":3030,"n_ctx":2048}}"#,
+            None,
+        );
+        assert_eq!(e.status(), 400);
+        assert_eq!(
+            e.to_string(),
+            "litellm.ContextWindowExceededError: litellm.BadRequestError: ContextWindowExceededError: OpenAIException - request (3030 tokens) exceeds the available context size (2048 tokens), try increasing it"
+        );
+        assert_eq!(e.kind(), "exceed_context_size_error");
+        // Recognised by its code alone, and whatever status the server used.
+        let e = upstream_error(
+            "OpenAIException",
+            413,
+            br#"{"error":{"message":"Request too big","code":"context_length_exceeded"}}"#,
+            None,
+        );
+        assert_eq!(e.status(), 400);
+        assert!(
+            e.to_string()
+                .starts_with("litellm.ContextWindowExceededError:")
+        );
+        let e = upstream_error(
+            "Hosted_vllmException",
+            400,
+            br#"{"error":{"message":"bad temperature"}}"#,
+            None,
+        );
+        assert!(
+            e.to_string()
+                .starts_with("litellm.BadRequestError: BadRequestError:")
         );
     }
 

@@ -12,7 +12,7 @@ use idlehands_translate::TranslateError;
 use idlehands_translate::anthropic::MappedError;
 use serde_json::Value;
 
-use crate::error::{ProxyError, litellm_class};
+use crate::error::{ProxyError, upstream_failure};
 use crate::router::Deployment;
 
 pub(super) fn now_secs() -> u64 {
@@ -22,15 +22,10 @@ pub(super) fn now_secs() -> u64 {
         .unwrap_or_default()
 }
 
-/// `litellm.<Class>: <Class>: <message>`, the shape LiteLLM gives provider errors.
+/// `litellm.<Class>: <Class>: <message>`, the shape LiteLLM gives provider errors (an overflow
+/// becomes its ContextWindowExceededError).
 pub(super) fn upstream(status: u16, message: &str, retry_after: Option<String>) -> ProxyError {
-    let class = litellm_class(status);
-    ProxyError::Upstream {
-        status,
-        message: format!("litellm.{class}: {class}: {message}"),
-        kind: None,
-        retry_after,
-    }
+    upstream_failure(status, message, "", None, retry_after)
 }
 
 pub(super) fn mapped(m: MappedError, retry_after: Option<String>) -> ProxyError {
@@ -145,6 +140,26 @@ pub(super) fn kept_headers(h: &HeaderMap) -> HeaderMap {
         }
     }
     out
+}
+
+/// The deployment's `extra_body` fields, into a body built for the provider where it has none.
+pub(super) fn add_extra_body(body: &mut Value, extra: Option<&serde_json::Map<String, Value>>) {
+    if let (Some(extra), Value::Object(out)) = (extra, body) {
+        for (k, v) in extra {
+            out.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+}
+
+/// `extra_headers` of the deployment and request, on a request to the provider.
+pub(super) fn with_headers(
+    mut request: reqwest::RequestBuilder,
+    extra: &HeaderMap,
+) -> reqwest::RequestBuilder {
+    for (name, value) in extra {
+        request = request.header(name.clone(), value.clone());
+    }
+    request
 }
 
 /// Parse a plain answer body, or say with an excerpt why it cannot be read.
