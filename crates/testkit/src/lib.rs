@@ -13,7 +13,9 @@ pub mod bedrock;
 pub mod browser;
 pub mod gemini;
 pub mod openai;
+pub mod replay;
 pub mod reply;
+mod strict;
 
 pub use anthropic::FakeAnthropic;
 pub use bedrock::FakeBedrock;
