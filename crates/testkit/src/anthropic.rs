@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::openai::Recorded;
 use crate::reply::{Fault, Reply};
-use crate::strict::{ErrorBody, Wire, guard};
+use crate::strict::{ErrorBody, Form, Wire, guard};
 
 /// Script, recordings and counters of one fake.
 #[derive(Default)]
@@ -115,7 +115,7 @@ impl Handle {
             .expect("bind fake provider");
         let addr = listener.local_addr().expect("local addr");
         let core = Arc::new(Core::default());
-        let app = guard(app(core.clone()), core.wire.clone(), error);
+        let app = guard(app(core.clone()), core.wire.clone(), Form::Origin, error);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::reply::{Fault, Reply};
-use crate::strict::{Wire, guard};
+use crate::strict::{Form, Wire, guard};
 
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
@@ -114,13 +114,24 @@ impl FakeOpenAi {
     ///
     /// # Panics
     /// When the address cannot be bound: this is test and benchmark tooling.
-    #[allow(clippy::expect_used)]
     pub async fn start_on(addr: &str) -> Self {
+        Self::start_as(addr, Form::Origin).await
+    }
+
+    /// Start as a forward HTTP proxy that answers every request itself: it takes only
+    /// absolute-form targets (`POST http://any.host/v1/chat/completions`), as a proxy does,
+    /// and answers an origin-form one 400. For tests of clients told to use `HTTP_PROXY`.
+    pub async fn start_forward_proxy() -> Self {
+        Self::start_as("127.0.0.1:0", Form::Absolute).await
+    }
+
+    #[allow(clippy::expect_used)]
+    async fn start_as(addr: &str, form: Form) -> Self {
         let listener = TcpListener::bind(addr).await.expect("bind fake upstream");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared::default());
         shared.record.store(true, Ordering::SeqCst);
-        let app = router(shared.clone());
+        let app = router(shared.clone(), form);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -201,7 +212,7 @@ impl FakeOpenAi {
     }
 }
 
-fn router(shared: Arc<Shared>) -> Router {
+fn router(shared: Arc<Shared>, form: Form) -> Router {
     let wire = shared.wire.clone();
     let routes = Router::new()
         .route("/v1/chat/completions", post(chat))
@@ -220,7 +231,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .with_state(shared);
-    guard(routes, wire, |status, message| {
+    guard(routes, wire, form, |status, message| {
         error_response(status, message, None)
     })
 }

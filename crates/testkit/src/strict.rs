@@ -9,6 +9,9 @@
 //!   provider's error envelope: the real APIs parse JSON bodies only.
 //!
 //! Every request line is kept as received, refused ones included.
+//!
+//! A fake standing in for a forward HTTP proxy turns the first check around: there the
+//! absolute-form is required, and an origin-form target gets 400 as a proxy gives it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,39 +52,65 @@ impl Wire {
 /// An error answer in the fake's own envelope: (status, message).
 pub(crate) type ErrorBody = fn(u16, &str) -> Response;
 
+/// The request-target form a fake accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// A server's: `POST /v1/chat/completions HTTP/1.1`.
+    Origin,
+    /// A forward proxy's: `POST http://host/v1/chat/completions HTTP/1.1`.
+    Absolute,
+}
+
 /// `router` behind both checks above, with a 404 for unknown paths so those are recorded too.
-pub(crate) fn guard(router: Router, wire: Arc<Wire>, error: ErrorBody) -> Router {
-    layer(router, wire, Some(error))
+pub(crate) fn guard(router: Router, wire: Arc<Wire>, form: Form, error: ErrorBody) -> Router {
+    layer(router, wire, form, Some(error))
 }
 
 /// `router` behind the request-target check only, for servers that ignore the content type.
 pub(crate) fn guard_target(router: Router, wire: Arc<Wire>) -> Router {
-    layer(router, wire, None)
+    layer(router, wire, Form::Origin, None)
 }
 
-fn layer(router: Router, wire: Arc<Wire>, error: Option<ErrorBody>) -> Router {
+fn layer(router: Router, wire: Arc<Wire>, form: Form, error: Option<ErrorBody>) -> Router {
     router
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(axum::middleware::from_fn(
             move |req: Request, next: Next| {
                 let wire = wire.clone();
-                async move { check(&wire, error, req, next).await }
+                async move { check(&wire, form, error, req, next).await }
             },
         ))
 }
 
-async fn check(wire: &Wire, error: Option<ErrorBody>, req: Request, next: Next) -> Response {
+async fn check(
+    wire: &Wire,
+    form: Form,
+    error: Option<ErrorBody>,
+    req: Request,
+    next: Next,
+) -> Response {
     let line = format!("{} {} {:?}", req.method(), req.uri(), req.version());
     if wire.record.load(Ordering::SeqCst) {
         wire.lines.lock().push(line.clone());
     }
     let uri = req.uri();
-    if uri.scheme().is_some() || uri.authority().is_some() {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("absolute-form request target, origin-form expected: {line}"),
-        )
-            .into_response();
+    let absolute = uri.scheme().is_some() || uri.authority().is_some();
+    match (form, absolute) {
+        (Form::Origin, true) => {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("absolute-form request target, origin-form expected: {line}"),
+            )
+                .into_response();
+        }
+        (Form::Absolute, false) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("a forward proxy needs an absolute-form request target: {line}"),
+            )
+                .into_response();
+        }
+        _ => {}
     }
     let Some(error) = error else {
         return next.run(req).await;

@@ -224,3 +224,23 @@ async fn llama_server_fake_replays_each_capture_byte_for_byte() {
     tcp.read_to_end(&mut raw).await.unwrap();
     assert!(raw.ends_with(Capture::Models.body()));
 }
+
+#[tokio::test]
+async fn a_forward_proxy_fake_takes_only_absolute_form() {
+    let proxy = FakeOpenAi::start_forward_proxy().await;
+    let addr = proxy.addr();
+    let ct = [("content-type", "application/json")];
+    let absolute = send(
+        addr,
+        "http://upstream.invalid/v1/chat/completions",
+        &ct,
+        CHAT,
+    )
+    .await;
+    assert_eq!(absolute.status, 200);
+    assert_eq!(json(&absolute)["object"], "chat.completion");
+    let origin = send(addr, "/v1/chat/completions", &ct, CHAT).await;
+    assert_eq!(origin.status, 400);
+    assert!(String::from_utf8_lossy(&origin.body).contains("absolute-form"));
+    assert_eq!(proxy.requests().len(), 1);
+}
