@@ -89,12 +89,22 @@ async fn check(
     req: Request,
     next: Next,
 ) -> Response {
-    let line = format!("{} {} {:?}", req.method(), req.uri(), req.version());
-    if wire.record.load(Ordering::SeqCst) {
-        wire.lines.lock().push(line.clone());
-    }
     let uri = req.uri();
     let absolute = uri.scheme().is_some() || uri.authority().is_some();
+    let refused = match form {
+        Form::Origin => absolute,
+        Form::Absolute => !absolute,
+    };
+    let recording = wire.record.load(Ordering::SeqCst);
+    // Formatted only when kept or quoted: the benchmark's upstream keeps nothing.
+    let line = if recording || refused {
+        format!("{} {} {:?}", req.method(), uri, req.version())
+    } else {
+        String::new()
+    };
+    if recording {
+        wire.lines.lock().push(line.clone());
+    }
     match (form, absolute) {
         (Form::Origin, true) => {
             return (

@@ -244,3 +244,18 @@ async fn a_forward_proxy_fake_takes_only_absolute_form() {
     assert!(String::from_utf8_lossy(&origin.body).contains("absolute-form"));
     assert_eq!(proxy.requests().len(), 1);
 }
+
+/// The benchmark's upstream keeps nothing, yet still refuses absolute-form.
+#[tokio::test]
+async fn without_recording_the_checks_still_hold() {
+    let up = FakeOpenAi::start().await;
+    up.set_recording(false);
+    let addr = up.addr();
+    let path = "/v1/chat/completions";
+    let (absolute, wrong_type, good) = probe(addr, path, &[], CHAT).await;
+    assert_absolute_form_refused(&absolute, addr, path);
+    assert_eq!(wrong_type.status, 415);
+    assert_eq!(good.status, 200);
+    assert!(up.request_lines().is_empty());
+    assert_eq!(up.served(), 1);
+}
