@@ -112,7 +112,7 @@ async fn single_model_mode_overrides_the_request_model() {
 /// must go through it, as LiteLLM's do.
 #[tokio::test]
 async fn an_http_proxy_from_the_environment_carries_upstream_calls() {
-    let forward_proxy = idlehands_testkit::FakeOpenAi::start().await;
+    let forward_proxy = idlehands_testkit::FakeOpenAi::start_forward_proxy().await;
     // Not resolvable: only the proxy can answer for it.
     let mut c = single_model("http://upstream.invalid/v1");
     c.env("HTTP_PROXY", forward_proxy.origin())
@@ -120,6 +120,11 @@ async fn an_http_proxy_from_the_environment_carries_upstream_calls() {
         .env_remove("no_proxy");
     let (mut child, url, _) = spawn(c);
     chat_reaches(&url, &forward_proxy).await;
+    // To a proxy, and only there, the target is the absolute URL.
+    assert_eq!(
+        forward_proxy.request_lines(),
+        ["POST http://upstream.invalid/v1/chat/completions HTTP/1.1"]
+    );
     assert_eq!(terminate(&mut child), 0);
 }
 

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::openai::Recorded;
 use crate::reply::{Fault, Reply};
+use crate::strict::{ErrorBody, Form, Wire, guard};
 
 /// Script, recordings and counters of one fake.
 #[derive(Default)]
@@ -33,26 +34,13 @@ pub(crate) struct Core {
     default: Mutex<Reply>,
     requests: Mutex<Vec<Recorded>>,
     served: AtomicUsize,
+    wire: Arc<Wire>,
 }
 
 impl Core {
     pub(crate) fn record(&self, uri: &Uri, headers: &HeaderMap, body: &Value) -> usize {
         let n = self.served.fetch_add(1, Ordering::SeqCst) + 1;
-        let headers = headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        self.requests.lock().push(Recorded {
-            path: uri.path().to_string(),
-            headers,
-            body: body.clone(),
-            query: uri.query().map(str::to_string),
-        });
+        self.requests.lock().push(Recorded::new(uri, headers, body));
         n
     }
 
@@ -93,6 +81,12 @@ macro_rules! scripted_accessors {
             pub fn served(&self) -> usize {
                 self.handle.served()
             }
+
+            /// Every request line received (`POST /v1/messages HTTP/1.1`), refused ones
+            /// included: an absolute-form target is answered 404.
+            pub fn request_lines(&self) -> Vec<String> {
+                self.handle.request_lines()
+            }
         }
     };
 }
@@ -115,13 +109,13 @@ impl Handle {
     /// # Panics
     /// When no loopback port can be bound: this is test tooling.
     #[allow(clippy::expect_used)]
-    pub(crate) async fn start(app: impl FnOnce(Arc<Core>) -> Router) -> Self {
+    pub(crate) async fn start(app: impl FnOnce(Arc<Core>) -> Router, error: ErrorBody) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind fake provider");
         let addr = listener.local_addr().expect("local addr");
         let core = Arc::new(Core::default());
-        let app = app(core.clone());
+        let app = guard(app(core.clone()), core.wire.clone(), Form::Origin, error);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -134,6 +128,10 @@ impl Handle {
 
     pub(crate) fn set_default(&self, reply: Reply) {
         *self.core.default.lock() = reply;
+    }
+
+    pub(crate) fn request_lines(&self) -> Vec<String> {
+        self.core.wire.lines()
     }
 
     pub(crate) fn requests(&self) -> Vec<Recorded> {
@@ -241,11 +239,14 @@ pub struct FakeAnthropic {
 
 impl FakeAnthropic {
     pub async fn start() -> Self {
-        let handle = Handle::start(|core| {
-            Router::new()
-                .route("/v1/messages", post(messages))
-                .with_state(core)
-        })
+        let handle = Handle::start(
+            |core| {
+                Router::new()
+                    .route("/v1/messages", post(messages))
+                    .with_state(core)
+            },
+            |status, message| anthropic_error(status, message, None),
+        )
         .await;
         Self { handle }
     }
@@ -261,7 +262,7 @@ scripted_accessors!(FakeAnthropic);
 /// Anthropic's error envelope with the `type` its API uses for each status.
 pub fn anthropic_error(status: u16, message: &str, retry_after: Option<u64>) -> Response {
     let kind = match status {
-        400 => "invalid_request_error",
+        400 | 415 => "invalid_request_error",
         401 => "authentication_error",
         402 => "billing_error",
         403 => "permission_error",

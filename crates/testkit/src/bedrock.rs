@@ -25,12 +25,15 @@ pub struct FakeBedrock {
 
 impl FakeBedrock {
     pub async fn start() -> Self {
-        let handle = Handle::start(|core| {
-            Router::new()
-                .route("/model/{model}/converse", post(converse))
-                .route("/model/{model}/converse-stream", post(converse_stream))
-                .with_state(core)
-        })
+        let handle = Handle::start(
+            |core| {
+                Router::new()
+                    .route("/model/{model}/converse", post(converse))
+                    .route("/model/{model}/converse-stream", post(converse_stream))
+                    .with_state(core)
+            },
+            |status, message| bedrock_error(status, message, None),
+        )
         .await;
         Self { handle }
     }
@@ -46,7 +49,7 @@ scripted_accessors!(FakeBedrock);
 /// Bedrock's error answer with the exception name it uses for each status.
 pub fn bedrock_error(status: u16, message: &str, retry_after: Option<u64>) -> Response {
     let kind = match status {
-        400 => "ValidationException",
+        400 | 415 => "ValidationException",
         403 => "AccessDeniedException",
         404 => "ResourceNotFoundException",
         408 => "ModelTimeoutException",

@@ -23,12 +23,15 @@ pub struct FakeGemini {
 
 impl FakeGemini {
     pub async fn start() -> Self {
-        let handle = Handle::start(|core| {
-            Router::new()
-                .route("/v1beta/models/{target}", post(models))
-                .route("/v1/models/{target}", post(models))
-                .with_state(core)
-        })
+        let handle = Handle::start(
+            |core| {
+                Router::new()
+                    .route("/v1beta/models/{target}", post(models))
+                    .route("/v1/models/{target}", post(models))
+                    .with_state(core)
+            },
+            |status, message| gemini_error(status, message, None),
+        )
         .await;
         Self { handle }
     }
@@ -44,7 +47,7 @@ scripted_accessors!(FakeGemini);
 /// Google's error envelope with the status word its APIs use for each HTTP status.
 pub fn gemini_error(status: u16, message: &str, retry_after: Option<u64>) -> Response {
     let word = match status {
-        400 => "INVALID_ARGUMENT",
+        400 | 415 => "INVALID_ARGUMENT",
         401 => "UNAUTHENTICATED",
         403 => "PERMISSION_DENIED",
         404 => "NOT_FOUND",

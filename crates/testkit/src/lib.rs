@@ -1,6 +1,11 @@
 //! Scriptable fake model providers that speak the providers' real wire formats, started
 //! in-process on an ephemeral loopback port. Used by the test suites and by `bench/`.
 //!
+//! The fakes are as strict as the servers behind them: an absolute-form request target gets
+//! 404 and a POST not declared JSON gets 415 (see `strict`), and each keeps the request lines
+//! it received (`request_lines()`). [`replay`] serves recorded llama-server answers byte for
+//! byte.
+//!
 //! ```ignore
 //! let up = idlehands_testkit::FakeOpenAi::start().await;
 //! up.push(Reply::text("hello"));
@@ -13,7 +18,9 @@ pub mod bedrock;
 pub mod browser;
 pub mod gemini;
 pub mod openai;
+pub mod replay;
 pub mod reply;
+mod strict;
 
 pub use anthropic::FakeAnthropic;
 pub use bedrock::FakeBedrock;

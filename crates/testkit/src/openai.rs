@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::reply::{Fault, Reply};
+use crate::strict::{Form, Wire, guard};
 
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
@@ -32,6 +33,24 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// A request as a handler sees it; header names are lower-cased.
+    pub fn new(uri: &Uri, headers: &HeaderMap, body: &Value) -> Self {
+        Self {
+            path: uri.path().to_string(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_ascii_lowercase(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: body.clone(),
+            query: uri.query().map(str::to_string),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .get(&name.to_ascii_lowercase())
@@ -54,6 +73,7 @@ struct Shared {
     flaky_count: AtomicUsize,
     /// Put into response ids, so several fakes never hand out the same id.
     id_tag: Mutex<String>,
+    wire: Arc<Wire>,
 }
 
 pub struct FakeOpenAi {
@@ -94,13 +114,24 @@ impl FakeOpenAi {
     ///
     /// # Panics
     /// When the address cannot be bound: this is test and benchmark tooling.
-    #[allow(clippy::expect_used)]
     pub async fn start_on(addr: &str) -> Self {
+        Self::start_as(addr, Form::Origin).await
+    }
+
+    /// Start as a forward HTTP proxy that answers every request itself: it takes only
+    /// absolute-form targets (`POST http://any.host/v1/chat/completions`), as a proxy does,
+    /// and answers an origin-form one 400. For tests of clients told to use `HTTP_PROXY`.
+    pub async fn start_forward_proxy() -> Self {
+        Self::start_as("127.0.0.1:0", Form::Absolute).await
+    }
+
+    #[allow(clippy::expect_used)]
+    async fn start_as(addr: &str, form: Form) -> Self {
         let listener = TcpListener::bind(addr).await.expect("bind fake upstream");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared::default());
         shared.record.store(true, Ordering::SeqCst);
-        let app = router(shared.clone());
+        let app = router(shared.clone(), form);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -133,6 +164,13 @@ impl FakeOpenAi {
     /// Stop keeping request bodies (the benchmark would otherwise grow without bound).
     pub fn set_recording(&self, on: bool) {
         self.shared.record.store(on, Ordering::SeqCst);
+        self.shared.wire.set_recording(on);
+    }
+
+    /// Every request line received (`POST /v1/chat/completions HTTP/1.1`), refused ones
+    /// included: an absolute-form target is answered 404, as llama-server does.
+    pub fn request_lines(&self) -> Vec<String> {
+        self.shared.wire.lines()
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -174,8 +212,9 @@ impl FakeOpenAi {
     }
 }
 
-fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+fn router(shared: Arc<Shared>, form: Form) -> Router {
+    let wire = shared.wire.clone();
+    let routes = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
@@ -191,7 +230,10 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/v1/models", get(models))
         .route("/models", get(models))
-        .with_state(shared)
+        .with_state(shared);
+    guard(routes, wire, form, |status, message| {
+        error_response(status, message, None)
+    })
 }
 
 /// Count and (when recording) keep the request; returns its number, 1-based.
@@ -200,21 +242,10 @@ fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &Value) -> usiz
     if !shared.record.load(Ordering::SeqCst) {
         return n;
     }
-    let headers = headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    shared.requests.lock().push(Recorded {
-        path: uri.path().to_string(),
-        headers,
-        body: body.clone(),
-        query: uri.query().map(str::to_string),
-    });
+    shared
+        .requests
+        .lock()
+        .push(Recorded::new(uri, headers, body));
     n
 }
 
@@ -241,6 +272,7 @@ fn error_response(status: u16, message: &str, retry_after: Option<u64>) -> Respo
         400 => "invalid_request_error",
         401 => "authentication_error",
         404 => "not_found_error",
+        415 => "invalid_request_error",
         429 => "rate_limit_exceeded",
         _ => "server_error",
     };

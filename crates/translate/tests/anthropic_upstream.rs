@@ -155,7 +155,10 @@ async fn provider_errors_map_to_gateway_statuses() {
     // The fake checks headers as the real API does.
     let (status, text) = common::post(
         &anthropic::endpoint(Some(&fake.base_url())),
-        &[("x-api-key".into(), "k".into())],
+        &[
+            ("x-api-key".into(), "k".into()),
+            ("content-type".into(), "application/json".into()),
+        ],
         &json!({"model": "m", "max_tokens": 5, "messages": []}),
     )
     .await;

@@ -14,6 +14,12 @@
 //! times and spawned a task per request to take the connection back, about 7% of a request's
 //! instructions. A connection goes back to the list when its answer has been read to the end;
 //! one dropped earlier closes.
+//!
+//! Requests go out in origin-form (`POST /v1/chat/completions HTTP/1.1` plus `Host`):
+//! absolute-form is for requests to a proxy (RFC 9112 §3.2.2), and servers whose stacks take
+//! the raw target as the path (cpp-httplib under llama-server, uvicorn's h11, Python's
+//! http.server) answer it with 404. hyper's connection-level client writes whatever URI it is
+//! given, so the target is cut down here.
 
 use std::cell::RefCell;
 use std::pin::Pin;
@@ -65,13 +71,44 @@ pub(crate) struct DirectError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
-/// The pool's name for an upstream (scheme and authority), made once per deployment.
-pub(crate) type Origin = Arc<str>;
+/// An upstream's scheme and authority, made once per deployment: the pool's key, and where a
+/// new connection goes. Cloned per request, so it is one reference count.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin(Arc<OriginParts>);
 
-pub(crate) fn origin(uri: &http::Uri) -> Origin {
-    let scheme = uri.scheme_str().unwrap_or("http");
-    let authority = uri.authority().map_or("", |a| a.as_str());
-    format!("{scheme}://{authority}").into()
+#[derive(Debug)]
+struct OriginParts {
+    key: Box<str>,
+    connect: http::Uri,
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.key == other.0.key
+    }
+}
+
+/// The origin of an absolute URI; `None` when it names no host to connect to.
+pub(crate) fn origin(uri: &http::Uri) -> Option<Origin> {
+    let scheme = uri.scheme()?.clone();
+    let authority = uri.authority()?.clone();
+    let key = format!("{scheme}://{authority}").into_boxed_str();
+    let connect = http::Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query("/")
+        .build()
+        .ok()?;
+    Some(Origin(Arc::new(OriginParts { key, connect })))
+}
+
+/// The request target to send: the path and query of `uri`, never its scheme and host.
+pub(crate) fn origin_form(uri: &http::Uri) -> http::Uri {
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    http::Uri::from(path)
 }
 
 #[derive(Debug)]
@@ -99,16 +136,21 @@ fn connector() -> HttpsConnector<HttpConnector> {
         .wrap_connector(http)
 }
 
-/// Sends `request` to `origin` (which must be the request URI's) on an idle connection of
-/// this thread, else on a new one.
+/// Sends `request` to `origin` on an idle connection of this thread, else on a new one. The
+/// request carries its own `Host`; an absolute URI is cut to origin-form before it goes out
+/// (callers precompute the origin-form one, so this costs nothing on the hot path).
 pub(crate) async fn request(
     mut request: http::Request<Full<Bytes>>,
     origin: &Origin,
 ) -> Result<http::Response<PooledBody>, DirectError> {
+    if request.uri().scheme().is_some() || request.uri().authority().is_some() {
+        let target = origin_form(request.uri());
+        *request.uri_mut() = target;
+    }
     loop {
         let (mut sender, reused) = match checkout(origin) {
             Some(s) => (s, true),
-            None => (connect(request.uri()).await?, false),
+            None => (connect(&origin.0.connect).await?, false),
         };
         match sender.try_send_request(request).await {
             Ok(resp) => {
@@ -252,9 +294,16 @@ mod tests {
 
     use super::*;
 
-    /// A bare HTTP/1.1 upstream counting its connections; it answers `ok` to every request
-    /// and, unless `keep_alive`, closes the connection after each answer without saying so.
-    async fn upstream(keep_alive: bool) -> (http::Uri, Arc<AtomicUsize>) {
+    /// A bare HTTP/1.1 upstream counting its connections and keeping each request's head;
+    /// it answers `ok` to every request and, unless `keep_alive`, closes the connection after
+    /// each answer without saying so.
+    struct Upstream {
+        uri: http::Uri,
+        accepted: Arc<AtomicUsize>,
+        heads: Arc<parking_lot::Mutex<Vec<String>>>,
+    }
+
+    async fn upstream(keep_alive: bool) -> Upstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let uri: http::Uri = format!(
             "http://{}/v1/chat/completions",
@@ -263,13 +312,15 @@ mod tests {
         .parse()
         .unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
+        let heads = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let (count, seen) = (accepted.clone(), heads.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut tcp, _)) = listener.accept().await else {
                     return;
                 };
                 count.fetch_add(1, Ordering::SeqCst);
+                let seen = seen.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     loop {
@@ -284,11 +335,13 @@ mod tests {
                                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
                             }
                         };
-                        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
                         let len: usize = head
+                            .to_lowercase()
                             .lines()
                             .find_map(|l| l.strip_prefix("content-length:"))
                             .map_or(0, |v| v.trim().parse().unwrap());
+                        seen.lock().push(head);
                         while buf.len() < head_end + len {
                             match tcp.read(&mut chunk).await {
                                 Ok(0) | Err(_) => return,
@@ -307,7 +360,25 @@ mod tests {
                 });
             }
         });
-        (uri, accepted)
+        Upstream {
+            uri,
+            accepted,
+            heads,
+        }
+    }
+
+    impl Upstream {
+        fn accepted(&self) -> usize {
+            self.accepted.load(Ordering::SeqCst)
+        }
+
+        fn request_lines(&self) -> Vec<String> {
+            self.heads
+                .lock()
+                .iter()
+                .map(|h| h.lines().next().unwrap_or("").to_string())
+                .collect()
+        }
     }
 
     fn post(uri: &http::Uri) -> http::Request<Full<Bytes>> {
@@ -318,36 +389,38 @@ mod tests {
     }
 
     async fn call(uri: &http::Uri) -> Bytes {
-        let resp = request(post(uri), &origin(uri)).await.unwrap();
+        let resp = request(post(uri), &origin(uri).unwrap()).await.unwrap();
         resp.into_body().collect().await.unwrap().to_bytes()
     }
 
     #[tokio::test]
     async fn a_connection_read_to_the_end_is_reused() {
-        let (uri, accepted) = upstream(true).await;
+        let up = upstream(true).await;
         for _ in 0..3 {
-            assert_eq!(call(&uri).await, "ok");
+            assert_eq!(call(&up.uri).await, "ok");
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(up.accepted(), 1);
     }
 
     #[tokio::test]
     async fn a_connection_the_server_closed_is_replaced() {
-        let (uri, accepted) = upstream(false).await;
+        let up = upstream(false).await;
         for _ in 0..3 {
-            assert_eq!(call(&uri).await, "ok");
+            assert_eq!(call(&up.uri).await, "ok");
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(up.accepted(), 3);
     }
 
     #[tokio::test]
     async fn an_answer_dropped_unread_does_not_return_its_connection() {
-        let (uri, accepted) = upstream(true).await;
-        let unread = request(post(&uri), &origin(&uri)).await.unwrap();
+        let up = upstream(true).await;
+        let unread = request(post(&up.uri), &origin(&up.uri).unwrap())
+            .await
+            .unwrap();
         drop(unread);
-        assert_eq!(call(&uri).await, "ok");
-        assert_eq!(call(&uri).await, "ok");
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(call(&up.uri).await, "ok");
+        assert_eq!(call(&up.uri).await, "ok");
+        assert_eq!(up.accepted(), 2);
     }
 
     #[tokio::test]
@@ -357,7 +430,56 @@ mod tests {
             .parse()
             .unwrap();
         drop(listener);
-        let e = request(post(&uri), &origin(&uri)).await.unwrap_err();
+        let e = request(post(&uri), &origin(&uri).unwrap())
+            .await
+            .unwrap_err();
         assert!(e.connect);
+    }
+
+    #[tokio::test]
+    async fn the_request_line_is_origin_form_whatever_uri_the_caller_gives() {
+        let up = upstream(true).await;
+        let with_query: http::Uri = format!("{}?api-version=2024-10-21", up.uri)
+            .parse()
+            .unwrap();
+        let origin = origin(&up.uri).unwrap();
+        // An absolute URI (the form that made llama-server answer 404) and the precomputed
+        // origin-form one both go out as a path.
+        for uri in [with_query.clone(), origin_form(&with_query)] {
+            let mut r = post(&uri);
+            r.headers_mut().insert(
+                http::header::HOST,
+                http::HeaderValue::from_str(up.uri.authority().unwrap().as_str()).unwrap(),
+            );
+            let resp = request(r, &origin).await.unwrap();
+            assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+        }
+        assert_eq!(
+            up.request_lines(),
+            [
+                "POST /v1/chat/completions?api-version=2024-10-21 HTTP/1.1",
+                "POST /v1/chat/completions?api-version=2024-10-21 HTTP/1.1",
+            ]
+        );
+        let host = format!("host: {}", up.uri.authority().unwrap());
+        assert!(
+            up.heads
+                .lock()
+                .iter()
+                .all(|h| h.to_lowercase().contains(&host)),
+            "every request names its host"
+        );
+    }
+
+    #[test]
+    fn origins_differ_by_scheme_and_authority_only() {
+        let a = origin(&"http://h:1/v1/chat/completions".parse().unwrap()).unwrap();
+        let b = origin(&"http://h:1/other?q=1".parse().unwrap()).unwrap();
+        let c = origin(&"https://h:1/v1".parse().unwrap()).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.0.connect.to_string(), "http://h:1/");
+        assert!(origin(&"/v1/chat/completions".parse().unwrap()).is_none());
+        assert_eq!(origin_form(&"http://h:1".parse().unwrap()).to_string(), "/");
     }
 }

@@ -31,11 +31,13 @@ pub struct OpenAiCompatible {
 
 /// An upstream endpoint in both clients' forms.
 struct Target {
+    /// reqwest's, which also serves an HTTP proxy (absolute-form is right there).
     url: reqwest::Url,
-    uri: http::Uri,
-    /// The `Host` header the direct client would otherwise format on every call.
+    /// The direct client's request target: path and query only (origin-form).
+    path: http::Uri,
+    /// The `Host` header that goes with `path`, formatted once rather than on every call.
     host: Option<HeaderValue>,
-    /// The direct client's pool key.
+    /// The direct client's pool key and connection address.
     origin: super::direct::Origin,
 }
 
@@ -52,10 +54,11 @@ impl Target {
             (Some(h), None) => HeaderValue::from_str(h).ok(),
             (None, _) => None,
         };
-        let origin = super::direct::origin(&uri);
+        let origin = super::direct::origin(&uri)
+            .ok_or_else(|| "api_base gives a URL with no host".to_string())?;
         Ok(Target {
+            path: super::direct::origin_form(&uri),
             url,
-            uri,
             host,
             origin,
         })
@@ -373,7 +376,7 @@ impl OpenAiCompatible {
             }
             let mut request = http::Request::new(Full::new(body));
             *request.method_mut() = http::Method::POST;
-            *request.uri_mut() = target.uri.clone();
+            *request.uri_mut() = target.path.clone();
             *request.headers_mut() = headers;
             Outgoing::Direct(request, target.origin.clone())
         } else {
@@ -496,14 +499,30 @@ impl Provider for OpenAiCompatible {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]
     fn endpoints_join_paths_and_keep_queries() {
-        let u = endpoint("http://h:1/v1/", "/chat/completions").map(|t| t.uri.to_string());
+        let u = endpoint("http://h:1/v1/", "/chat/completions").map(|t| t.url.to_string());
         assert_eq!(u.as_deref(), Ok("http://h:1/v1/chat/completions"));
         let u = endpoint("http://h/openai?api-version=2", "/embeddings").map(|t| t.url.to_string());
         assert_eq!(u.as_deref(), Ok("http://h/openai/embeddings?api-version=2"));
+    }
+
+    #[test]
+    fn the_direct_target_is_origin_form() {
+        let t = endpoint("http://h:1/v1/", "/chat/completions").unwrap();
+        assert_eq!(t.path.to_string(), "/v1/chat/completions");
+        assert!(t.path.scheme().is_none() && t.path.authority().is_none());
+        let t = endpoint(
+            "https://x.openai.azure.com/openai?api-version=2",
+            "/embeddings",
+        );
+        assert_eq!(
+            t.map(|t| t.path.to_string()).as_deref(),
+            Ok("/openai/embeddings?api-version=2")
+        );
         assert!(endpoint("not a url", "/x").is_err());
     }
 

@@ -1,0 +1,117 @@
+// A stand-in for llama-server on llama-server's own HTTP stack (cpp-httplib, Debian's
+// libcpp-httplib-dev), replaying the recorded llama-server answers in FIXTURES_DIR.
+//
+//   llama_like_server FIXTURES_DIR
+//
+// Binds an ephemeral loopback port and prints "listening PORT" once it can be connected to.
+// POST /v1/chat/completions answers plain.json, or stream_usage.sse when the request asks for
+// stream_options.include_usage, stream_no_usage.sse for other streams, and
+// overflow_error.json (400) when a message says OVERFLOW. GET /v1/models answers models.json.
+// GET /_seen lists the request lines the replay routes received, one a line.
+// cpp-httplib routes on the raw request target, so an absolute-form target is a 404 here as
+// it is in llama-server.
+
+#include <httplib.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+static std::string read_file(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::cerr << "cannot read " << path << std::endl;
+    std::exit(2);
+  }
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// The SSE events of a recorded stream, each with its blank-line terminator.
+static std::vector<std::string> events(const std::string &body) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    size_t end = body.find("\n\n", start);
+    if (end == std::string::npos) break;
+    out.push_back(body.substr(start, end + 2 - start));
+    start = end + 2;
+  }
+  if (start < body.size()) out.push_back(body.substr(start));
+  return out;
+}
+
+// The gateway sends compact JSON, so a field and its value are adjacent once spaces are gone.
+static bool has(const std::string &body, const std::string &needle) {
+  std::string compact;
+  for (char c : body)
+    if (c != ' ' && c != '\n' && c != '\r' && c != '\t') compact.push_back(c);
+  return compact.find(needle) != std::string::npos;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    std::cerr << "usage: llama_like_server FIXTURES_DIR" << std::endl;
+    return 2;
+  }
+  const std::string dir = argv[1];
+  const std::string plain = read_file(dir + "/plain.json");
+  const std::string overflow = read_file(dir + "/overflow_error.json");
+  const std::string models = read_file(dir + "/models.json");
+  const std::string with_usage = read_file(dir + "/stream_usage.sse");
+  const std::string without_usage = read_file(dir + "/stream_no_usage.sse");
+
+  std::mutex lock;
+  std::vector<std::string> seen;
+  auto see = [&](const httplib::Request &req) {
+    std::lock_guard<std::mutex> g(lock);
+    seen.push_back(req.method + " " + req.target + " " + req.version);
+  };
+
+  httplib::Server svr;
+  svr.Post("/v1/chat/completions", [&](const httplib::Request &req, httplib::Response &res) {
+    see(req);
+    if (has(req.body, "OVERFLOW")) {
+      res.status = 400;
+      res.set_content(overflow, "application/json; charset=utf-8");
+      return;
+    }
+    if (!has(req.body, "\"stream\":true")) {
+      res.set_content(plain, "application/json; charset=utf-8");
+      return;
+    }
+    auto frames = std::make_shared<std::vector<std::string>>(
+        events(has(req.body, "\"include_usage\":true") ? with_usage : without_usage));
+    res.set_chunked_content_provider("text/event-stream", [frames](size_t, httplib::DataSink &sink) {
+      for (const auto &f : *frames) {
+        if (!sink.write(f.data(), f.size())) return false;
+      }
+      sink.done();
+      return true;
+    });
+  });
+  svr.Get("/v1/models", [&](const httplib::Request &req, httplib::Response &res) {
+    see(req);
+    res.set_content(models, "application/json; charset=utf-8");
+  });
+  svr.Get("/_seen", [&](const httplib::Request &, httplib::Response &res) {
+    std::lock_guard<std::mutex> g(lock);
+    std::string out;
+    for (const auto &l : seen) out += l + "\n";
+    res.set_content(out, "text/plain");
+  });
+
+  int port = svr.bind_to_any_port("127.0.0.1");
+  if (port <= 0) {
+    std::cerr << "cannot bind a loopback port" << std::endl;
+    return 1;
+  }
+  std::printf("listening %d\n", port);
+  std::fflush(stdout);
+  return svr.listen_after_bind() ? 0 : 1;
+}
