@@ -126,7 +126,7 @@ pub struct Deployment {
     /// answer can tell.
     pub price: Option<ModelPrice>,
     /// What each call costs, once the answer names its model.
-    pub pricing: CallPricing,
+    pub pricing: Arc<CallPricing>,
     pub adapter: Arc<dyn Provider>,
     pub header_id: HeaderValue,
     pub header_group: HeaderValue,
@@ -210,14 +210,14 @@ impl Deployment {
             .or(p.tpm.map(|t| t as f64))
             .unwrap_or(0.0);
         let over = overrides(&p.cost).or(&overrides(&entry.model_info.cost));
-        let pricing = CallPricing::new(
+        let pricing = Arc::new(CallPricing::new(
             prices,
             &provider,
             &p.model,
             entry.model_info.base_model.as_deref(),
             &over,
             p.mock_response.is_some(),
-        );
+        ));
         let price = pricing.before_answer().cloned();
         let mode = entry
             .model_info

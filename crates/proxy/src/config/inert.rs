@@ -236,9 +236,6 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
     for (i, m) in f.model_list.iter().enumerate() {
         let lp = &m.litellm_params;
         let at = |key: &str| format!("model_list[{i}].litellm_params.{key}");
-        for key in lp.extra.keys() {
-            say(&at(key), "not sent upstream and not used by the gateway");
-        }
         if !m.model_info.extra.is_empty() {
             let keys: Vec<&str> = m.model_info.extra.keys().map(String::as_str).collect();
             say(
@@ -340,8 +337,8 @@ router_settings:
                 "general_settings.allowed_ips",
                 "general_settings.brand_new_setting",
                 "general_settings.pass_through_endpoints",
-                "model_list[0].litellm_params.frobnicate",
                 "model_list[0].model_info.{description, supports_vision}",
+                "model_list[0].litellm_params.frobnicate",
             ]
         );
         assert!(notes[2].ends_with(
