@@ -76,6 +76,8 @@ pub(crate) struct Trace {
     pub upstream: Duration,
     /// Prompt tokens guessed from the request size, used only when the upstream reports none.
     pub prompt_estimate: u64,
+    /// The usage handed to `finish` is the gateway's estimate (the upstream reported none).
+    pub usage_estimated: bool,
     reservation: Option<Reservation>,
     /// Request and response bodies, only while payload logging is on (`crate::logging`).
     pub capture: Option<Box<crate::logging::Capture>>,
@@ -112,6 +114,7 @@ impl Trace {
             start_time,
             upstream: Duration::ZERO,
             prompt_estimate: 0,
+            usage_estimated: false,
             reservation: None,
             capture: None,
             parallel_permit: None,
@@ -223,7 +226,7 @@ impl Trace {
         }
         .saturating_sub(self.upstream);
         let mut record = CallRecord {
-            request_id: response_id.unwrap_or_else(|| self.call_id.clone()),
+            response_id,
             call_id: self.call_id.clone(),
             call_type: self.call_type,
             api_key_hash: self.principal.key_hash().map(str::to_string),
@@ -246,6 +249,7 @@ impl Trace {
                 u.prompt_tokens + u.completion_tokens
             },
             cost_nanos: self.cost(usage),
+            usage_estimated: self.usage_estimated && usage.is_some(),
             start_time: self.start_time,
             end_time,
             completion_start_time: first_byte,
