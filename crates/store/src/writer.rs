@@ -18,6 +18,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -71,6 +72,9 @@ pub struct SpendWriter {
     tx: mpsc::Sender<Msg>,
     /// Rings the writer early: a batch is full, or a flush, sweep or shutdown waits.
     wake: Arc<Notify>,
+    /// Set by [`SpendWriter::shutdown`]: the writer takes messages again even while a backlog
+    /// it cannot commit would otherwise keep it from doing so, so that shutdown ends.
+    closing: Arc<AtomicBool>,
     max_batch: usize,
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
@@ -81,10 +85,12 @@ impl SpendWriter {
         let (tx, rx) = mpsc::channel(cfg.channel_capacity.max(1));
         let wake = Arc::new(Notify::new());
         let max_batch = cfg.max_batch.max(1);
-        let task = tokio::spawn(run(store, cfg, rx, wake.clone()));
+        let closing = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(run(store, cfg, rx, wake.clone(), closing.clone()));
         SpendWriter {
             tx,
             wake,
+            closing,
             max_batch,
             task: Arc::new(Mutex::new(Some(task))),
         }
@@ -146,6 +152,7 @@ impl SpendWriter {
     /// Commits everything queued and stops the task. Rows logged afterwards are refused.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
+        self.closing.store(true, Ordering::Release);
         let sent = self.tx.send(Msg::Shutdown(done)).await.is_ok();
         self.wake.notify_one();
         let result = if sent {
@@ -322,14 +329,20 @@ impl Batch {
     }
 }
 
-async fn run(store: Store, cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>, wake: Arc<Notify>) {
+async fn run(
+    store: Store,
+    cfg: WriterConfig,
+    mut rx: mpsc::Receiver<Msg>,
+    wake: Arc<Notify>,
+    closing: Arc<AtomicBool>,
+) {
     let mut batch = Batch::new(cfg.store_rows);
     let mut tick = tokio::time::interval(cfg.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let backlog_limit = cfg.max_batch.saturating_mul(10).max(1);
     loop {
         let stuck = batch.failing && batch.items.len() >= backlog_limit;
-        if stuck || batch.refused.len() >= backlog_limit {
+        if (stuck || batch.refused.len() >= backlog_limit) && !closing.load(Ordering::Acquire) {
             // Stop taking rows until the backlog is committed; senders wait on the channel.
             tokio::time::sleep(cfg.flush_interval).await;
             let _ = batch.commit(&store).await;
@@ -509,6 +522,39 @@ mod tests {
         writer.log(row("never")).await;
         let err = writer.shutdown().await.unwrap_err().to_string();
         assert!(err.contains("refused by the database"), "{err}");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_while_refused_rows_fill_the_backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pool) = sqlite_store(&dir).await;
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON idlehands_spend_logs \
+             BEGIN SELECT RAISE(ABORT, 'no'); END",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        // A backlog limit of 10 rows: past it the writer stops taking new ones.
+        let cfg = WriterConfig {
+            flush_interval: Duration::from_millis(50),
+            max_batch: 1,
+            channel_capacity: 2,
+            store_rows: true,
+        };
+        let writer = SpendWriter::start(store.clone(), cfg);
+        for i in 0..12 {
+            writer.log(row(&format!("r{i}"))).await;
+        }
+        // Once this answers, the writer holds 12 refused rows and takes no more messages.
+        assert!(writer.flush().await.is_err());
+        let err = writer.shutdown().await.unwrap_err().to_string();
+        assert!(
+            err.contains("spend-log rows refused by the database"),
+            "{err}"
+        );
+        assert!(ids(&pool).await.is_empty());
         store.close().await;
     }
 }
