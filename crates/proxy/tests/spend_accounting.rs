@@ -177,6 +177,84 @@ async fn rows_match_calls_whatever_ids_the_upstream_reuses(b: Backend) {
     place.cleanup().await;
 }
 
+/// The other front doors: `/v1/messages` (plain and streamed) and `/v1/embeddings` rows are
+/// keyed by the call id too, one per call, with the upstream's id kept where it has one.
+async fn messages_and_embeddings_rows_are_keyed_by_the_call_id(b: Backend) {
+    let up = FakeOpenAi::start().await;
+    up.set_default(
+        Reply::text("same id")
+            .with_id("chatcmpl-fixed")
+            .with_usage(7, 3),
+    );
+    let place = Place::new(b);
+    let p = start_with_upstream(&place, &up.base_url()).await;
+    let mut made = Vec::new();
+    for (path, body) in [
+        (
+            "/v1/messages",
+            json!({"model": "up", "max_tokens": 64,
+                                "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "up", "max_tokens": 64,
+                                "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "up", "max_tokens": 64, "stream": true,
+                                "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "up", "input": ["a", "b"]}),
+        ),
+        ("/v1/embeddings", json!({"model": "up", "input": "c"})),
+    ] {
+        let resp = client()
+            .post(p.url(path))
+            .bearer_auth(MASTER)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let call_id = resp.headers()["x-litellm-call-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        resp.text().await.unwrap();
+        made.push((path, call_id));
+    }
+    let rows = spend_rows(&p, "", made.len()).await;
+    assert_eq!(rows.len(), made.len());
+    for (path, call_id) in &made {
+        let row = rows
+            .iter()
+            .find(|r| r["request_id"] == call_id.as_str())
+            .unwrap_or_else(|| panic!("no row for {path} call {call_id}"));
+        assert_eq!(row["status"], "success");
+        if *path == "/v1/messages" {
+            assert_eq!(row["call_type"], "anthropic_messages");
+            assert_eq!(row["upstream_response_id"], "chatcmpl-fixed");
+            assert_eq!(
+                (
+                    row["prompt_tokens"].as_i64(),
+                    row["completion_tokens"].as_i64()
+                ),
+                (Some(7), Some(3))
+            );
+        } else {
+            assert_eq!(row["call_type"], "aembedding");
+            assert!(row["upstream_response_id"].is_null());
+            assert_eq!(row["prompt_tokens"], 7);
+        }
+        assert_eq!(row["usage_estimated"], false);
+    }
+    p.stop().await;
+    place.cleanup().await;
+}
+
 /// Python's `json.dumps` spacing (`", "` and `": "`), as llama-cpp-python writes chunks.
 fn py_dumps(v: &Value) -> String {
     match v {
@@ -402,6 +480,7 @@ async fn without_upstream_usage_the_estimate_counts_tools_and_spaced_chunks(b: B
 
 both_backends!(
     rows_match_calls_whatever_ids_the_upstream_reuses,
+    messages_and_embeddings_rows_are_keyed_by_the_call_id,
     a_stream_read_to_done_is_a_success_when_the_client_hangs_up,
     without_upstream_usage_the_estimate_counts_tools_and_spaced_chunks,
 );
