@@ -41,9 +41,10 @@ impl CallStatus {
 /// One finished call, as the spend log stores it.
 #[derive(Debug, Clone)]
 pub struct CallRecord {
-    /// The provider response id (`chatcmpl-...`) when there is one, else `call_id`.
-    pub request_id: String,
-    /// Ours, also sent as `x-litellm-call-id`.
+    /// The upstream's response id (`chatcmpl-...`), when it sent one. Not unique: upstreams
+    /// reuse ids, so the spend log is keyed by `call_id`.
+    pub response_id: Option<String>,
+    /// Ours, also sent as `x-litellm-call-id`; the spend-log row's `request_id`.
     pub call_id: String,
     /// `acompletion` or `aembedding`.
     pub call_type: &'static str,
@@ -68,6 +69,8 @@ pub struct CallRecord {
     pub completion_tokens: u64,
     pub total_tokens: u64,
     pub cost_nanos: Nanos,
+    /// The token counts are the gateway's estimate: the upstream reported no usage.
+    pub usage_estimated: bool,
     pub start_time: DateTime<Utc>,
     pub end_time: DateTime<Utc>,
     /// When the first byte of the answer arrived (streams), or the answer (non-streams).

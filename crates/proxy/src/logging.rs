@@ -260,7 +260,7 @@ impl PayloadLog {
         // Fields, not a span: a stream's record is made after its request span has closed.
         tracing::info!(
             call_id = record.call_id.as_str(),
-            request_id = record.request_id.as_str(),
+            response_id = record.response_id.as_deref(),
             call_type = record.call_type,
             model_group = record.model_group.as_str(),
             model = record.model.as_str(),
@@ -289,7 +289,7 @@ impl PayloadLog {
             let line = json!({
                 "time": record.end_time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "call_id": record.call_id,
-                "request_id": record.request_id,
+                "response_id": record.response_id,
                 "call_type": record.call_type,
                 "status": record.status.as_str(),
                 "http_status": record.http_status,

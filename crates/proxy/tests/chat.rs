@@ -65,7 +65,12 @@ async fn non_streaming_call_passes_through_with_prefix_stripped_and_upstream_key
     );
     assert_eq!(rec.end_user.as_deref(), Some("alice"));
     assert_eq!(rec.metadata, Some(json!({"tag": "t1"})));
-    assert!(rec.request_id.starts_with("chatcmpl-fake-"));
+    assert!(
+        rec.response_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("chatcmpl-fake-"))
+    );
+    assert!(!rec.usage_estimated);
     assert_eq!(rec.call_id, h["x-litellm-call-id"].to_str().unwrap());
     assert_eq!(rec.model_id, h["x-litellm-model-id"].to_str().unwrap());
     assert_eq!(rec.api_key_hash.as_deref().map(str::len), Some(64));

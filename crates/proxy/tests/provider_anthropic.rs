@@ -129,7 +129,7 @@ async fn plain_call_translates_request_and_response_with_cache_cost() {
     assert_eq!(rec.cost_nanos as i64, want);
     assert_eq!(rec.custom_llm_provider, "anthropic");
     assert_eq!((rec.prompt_tokens, rec.completion_tokens), (100, 20));
-    assert_eq!(rec.request_id, body["id"].as_str().unwrap());
+    assert_eq!(rec.response_id.as_deref(), body["id"].as_str());
     gw.shutdown().await.unwrap();
 }
 

@@ -1,7 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Spend logs over HTTP: one row per request (success, failure, master key, stream), the
-//! streamed `usage.cost`, `/spend/logs` filters and pages, `/global/spend/report`. SQLite and
-//! Postgres.
+//! Spend logs over HTTP: one row per request (success, failure, master key, stream) keyed by
+//! the call id, `/spend/logs` filters and pages, `/global/spend/report`. SQLite and Postgres.
 
 mod store_support;
 
@@ -32,18 +31,6 @@ async fn start_with_broken(place: &Place) -> store_support::Proxy {
     store_support::start_with(cfg, s).await
 }
 
-async fn stream_text(p: &store_support::Proxy, key: &str, body: Value) -> String {
-    let resp = client()
-        .post(p.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.text().await.unwrap()
-}
-
 async fn every_request_writes_one_row(b: Backend) {
     let place = Place::new(b);
     let p = start_with_broken(&place).await;
@@ -62,14 +49,24 @@ async fn every_request_writes_one_row(b: Backend) {
     let master = post(&p, "/v1/chat/completions", MASTER, chat("mocky")).await;
     assert_eq!(master.status, 200);
 
-    // A stream: the final usage chunk carries the cost; its row the same spend.
-    let text = stream_text(
-        &p,
-        &key,
-        json!({"model": "mocky", "stream": true, "stream_options": {"include_usage": true},
+    // A stream: its row is priced from the usage chunk (1e-6 in, 2e-6 out), keyed by the
+    // call id, and keeps the upstream's response id.
+    let resp = client()
+        .post(p.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(
+            &json!({"model": "mocky", "stream": true, "stream_options": {"include_usage": true},
                "messages": [{"role": "user", "content": "Say hi"}]}),
-    )
-    .await;
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let stream_call = resp.headers()["x-litellm-call-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let text = resp.text().await.unwrap();
     let usage_chunk: Value = text
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
@@ -77,7 +74,13 @@ async fn every_request_writes_one_row(b: Backend) {
         .map(|d| serde_json::from_str::<Value>(d).unwrap())
         .find(|v| v["usage"].is_object())
         .expect("a usage chunk");
-    let stream_cost = usage_chunk["usage"]["cost"].as_f64().expect("usage.cost");
+    assert!(
+        usage_chunk["usage"].get("cost").is_none(),
+        "cost stays out of OpenAI objects: {usage_chunk}"
+    );
+    let u = &usage_chunk["usage"];
+    let stream_cost = u["prompt_tokens"].as_f64().unwrap() * 1e-6
+        + u["completion_tokens"].as_f64().unwrap() * 2e-6;
     assert!(stream_cost > 0.0);
     let stream_id = usage_chunk["id"].as_str().unwrap().to_string();
 
@@ -94,8 +97,11 @@ async fn every_request_writes_one_row(b: Backend) {
     assert!(failure["metadata"]["error_information"]["error_message"].is_string());
     let streamed = rows
         .iter()
-        .find(|r| r["request_id"] == stream_id.as_str())
+        .find(|r| r["request_id"] == stream_call.as_str())
         .unwrap();
+    assert_eq!(streamed["upstream_response_id"], stream_id.as_str());
+    assert_eq!(streamed["litellm_call_id"], stream_call.as_str());
+    assert_eq!(streamed["usage_estimated"], false);
     assert!((streamed["spend"].as_f64().unwrap() - stream_cost).abs() < 1e-12);
     for r in &key_rows {
         assert_eq!(r["metadata"]["user_api_key_alias"], "writer");

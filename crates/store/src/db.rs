@@ -428,6 +428,16 @@ DROP INDEX idlehands_sl_user;
 CREATE INDEX idlehands_sl_user ON idlehands_spend_logs (user_id) WHERE user_id IS NOT NULL;
 ";
 
+// Spend rows are keyed by the gateway's call id from here on (upstream response ids repeat);
+// the upstream's id keeps a column of its own, indexed for `/spend/logs?request_id=`, and a
+// row says when its token counts are the gateway's estimate. Older rows keep their keys.
+const V4_UPSTREAM_ID_AND_ESTIMATE: &str = "
+ALTER TABLE idlehands_spend_logs ADD COLUMN upstream_response_id TEXT;
+ALTER TABLE idlehands_spend_logs ADD COLUMN usage_estimated BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE INDEX idlehands_sl_upstream ON idlehands_spend_logs (upstream_response_id)
+    WHERE upstream_response_id IS NOT NULL;
+";
+
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -446,5 +456,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "partial_spend_log_user_index",
         sqlite: V3_PARTIAL_USER_INDEX,
         postgres: V3_PARTIAL_USER_INDEX,
+    },
+    Migration {
+        version: 4,
+        name: "spend_log_upstream_response_id_and_usage_estimated",
+        sqlite: V4_UPSTREAM_ID_AND_ESTIMATE,
+        postgres: V4_UPSTREAM_ID_AND_ESTIMATE,
     },
 ];

@@ -9,9 +9,12 @@ use crate::types::{JsonObjectText, iso, iso_opt};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SpendLogRow {
-    /// Primary key: the provider response id (`chatcmpl-...`) or the call id. A second row with
-    /// the same id is dropped, so the proxy must fall back to a fresh uuid when it has none.
+    /// Primary key: the gateway's own call id (`x-litellm-call-id`), unique per call. Not the
+    /// upstream's response id: upstreams reuse those (Ollama draws them from a few hundred
+    /// numbers, some servers send a fixed one), and a second row under one key is refused.
     pub request_id: String,
+    /// The upstream's response id (`chatcmpl-...`), when it sent one; not unique.
+    pub upstream_response_id: Option<String>,
     /// `acompletion`, `aembedding`, `anthropic_messages`, ...
     pub call_type: String,
     /// sha256 hex of the virtual key (never the `sk-` plaintext); the key whose spend grows.
@@ -52,6 +55,8 @@ pub struct SpendLogRow {
     /// `success` or `failure`.
     pub status: String,
     pub litellm_call_id: Option<String>,
+    /// The upstream reported no usage: the token counts are the gateway's estimate.
+    pub usage_estimated: bool,
 }
 
 pub const STATUS_SUCCESS: &str = "success";

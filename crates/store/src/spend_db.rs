@@ -19,7 +19,7 @@ const ROW_COLS: &str = "request_id, call_type, api_key, spend, total_tokens, pro
     completion_tokens, start_time, end_time, completion_start_time, request_duration_ms, model, \
     model_id, model_group, custom_llm_provider, api_base, user_id, team_id, end_user, \
     requester_ip_address, session_id, metadata, cache_hit, cache_key, request_tags, messages, \
-    response, status, litellm_call_id, created_at";
+    response, status, litellm_call_id, created_at, upstream_response_id, usage_estimated";
 const ROWS_PER_INSERT: usize = 32;
 /// Rows `/spend/logs` returns at most per page.
 pub const SPEND_LOGS_MAX_PAGE: u32 = 10_000;
@@ -128,6 +128,8 @@ macro_rules! row_from_db {
                 .and_then(|t| serde_json::from_str(&t).ok()),
             status: row.try_get("status")?,
             litellm_call_id: row.try_get("litellm_call_id")?,
+            upstream_response_id: row.try_get("upstream_response_id")?,
+            usage_estimated: row.try_get("usage_estimated")?,
         }
     }};
 }
@@ -137,7 +139,8 @@ type DayParts = (i64, BTreeMap<String, i64>, BTreeMap<String, i64>);
 
 /// `INSERT ... VALUES (...), ...` for `n` rows (1 or [`ROWS_PER_INSERT`]), built once.
 /// SQLite gets plain `?` placeholders: with numbered ones every execution looked each
-/// parameter up by name, which cost more than the insert itself.
+/// parameter up by name, which cost more than the insert itself. No `ON CONFLICT` clause: a
+/// row the table will not take fails the commit, and the writer says so and keeps it.
 pub(crate) fn insert_sql(n: usize, postgres: bool) -> &'static str {
     static SQL: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
     let build = || {
@@ -153,8 +156,7 @@ pub(crate) fn insert_sql(n: usize, postgres: bool) -> &'static str {
             })
             .collect();
         format!(
-            "INSERT INTO idlehands_spend_logs ({ROW_COLS}) VALUES {} \
-             ON CONFLICT (request_id) DO NOTHING",
+            "INSERT INTO idlehands_spend_logs ({ROW_COLS}) VALUES {}",
             values.join(", ")
         )
     };
@@ -195,6 +197,8 @@ macro_rules! bind_row {
             .bind(text(&r.status))
             .bind(opt_text(&r.litellm_call_id))
             .bind($now)
+            .bind(opt_text(&r.upstream_response_id))
+            .bind(r.usage_estimated)
     }};
 }
 
@@ -378,7 +382,7 @@ impl Store {
         if let Some(id) = &q.request_id {
             texts.push(id.clone());
             conds.push(format!(
-                "(request_id = ${0} OR litellm_call_id = ${0})",
+                "(request_id = ${0} OR litellm_call_id = ${0} OR upstream_response_id = ${0})",
                 texts.len()
             ));
         }
@@ -461,6 +465,20 @@ impl Store {
             out
         });
         Ok(SpendLogsResponse::Rows(rows))
+    }
+
+    /// Whether a spend-log row with this `request_id` is stored: after a commit whose answer
+    /// was lost, its rows are found here and not written twice.
+    pub(crate) async fn spend_row_exists(&self, request_id: &str) -> Result<bool, StoreError> {
+        let n = on_db!(&self.db, pool => {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM idlehands_spend_logs WHERE request_id = $1",
+            )
+            .bind(request_id)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(n > 0)
     }
 
     pub async fn count_spend_logs(&self) -> Result<i64, StoreError> {

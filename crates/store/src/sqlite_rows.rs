@@ -175,6 +175,8 @@ fn commit(conn: &mut Connection, items: &[BatchItem], store_rows: bool) -> rusql
                 text(&r.status),
                 r.litellm_call_id.as_deref().map(text),
                 now,
+                r.upstream_response_id.as_deref().map(text),
+                r.usage_estimated,
             ])?;
         }
     }

@@ -345,6 +345,8 @@ pub struct KeyListResponse {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SpendLogsQuery {
     pub api_key: Option<String>,
+    /// Matches the row's key (the call id), `litellm_call_id` or the upstream's response id
+    /// (several rows when the upstream reused it).
     pub request_id: Option<String>,
     pub user_id: Option<String>,
     /// `YYYY-MM-DD`, inclusive.

@@ -11,10 +11,14 @@
 //! while), [`SpendWriter::log`] waits for room rather than dropping spend: losing money records
 //! silently is worse than slowing the requests that produce them. If a commit fails the batch is
 //! kept and retried; while a large backlog cannot be committed the writer stops taking new rows,
-//! so memory stays bounded by the channel plus that backlog.
+//! so memory stays bounded by the channel plus that backlog. A row the database refuses (a
+//! constraint, a value too big) is committed apart from the others, logged as an error and kept
+//! for another try with a growing pause (1 s up to 1 min); only a shutdown that still cannot
+//! commit it gives up, and says how many rows it lost.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -68,6 +72,9 @@ pub struct SpendWriter {
     tx: mpsc::Sender<Msg>,
     /// Rings the writer early: a batch is full, or a flush, sweep or shutdown waits.
     wake: Arc<Notify>,
+    /// Set by [`SpendWriter::shutdown`]: the writer takes messages again even while a backlog
+    /// it cannot commit would otherwise keep it from doing so, so that shutdown ends.
+    closing: Arc<AtomicBool>,
     max_batch: usize,
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
@@ -78,10 +85,12 @@ impl SpendWriter {
         let (tx, rx) = mpsc::channel(cfg.channel_capacity.max(1));
         let wake = Arc::new(Notify::new());
         let max_batch = cfg.max_batch.max(1);
-        let task = tokio::spawn(run(store, cfg, rx, wake.clone()));
+        let closing = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(run(store, cfg, rx, wake.clone(), closing.clone()));
         SpendWriter {
             tx,
             wake,
+            closing,
             max_batch,
             task: Arc::new(Mutex::new(Some(task))),
         }
@@ -143,6 +152,7 @@ impl SpendWriter {
     /// Commits everything queued and stops the task. Rows logged afterwards are refused.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
+        self.closing.store(true, Ordering::Release);
         let sent = self.tx.send(Msg::Shutdown(done)).await.is_ok();
         self.wake.notify_one();
         let result = if sent {
@@ -165,14 +175,40 @@ impl SpendWriter {
     }
 }
 
+/// First wait before rows the database refused are tried again; doubled after every refusal,
+/// up to [`REFUSED_RETRY_MAX`].
+const REFUSED_RETRY_FIRST: Duration = Duration::from_secs(1);
+const REFUSED_RETRY_MAX: Duration = Duration::from_secs(60);
+
 struct Batch {
     items: Vec<BatchItem>,
     first_at: Option<Instant>,
     failing: bool,
     store_rows: bool,
+    /// Items the database refused one by one (a constraint, a value too big). Never dropped:
+    /// each refusal is logged at error level and the items are tried again after
+    /// `refused_backoff`, so a fixed database (or a transient cause) still gets every row.
+    refused: Vec<BatchItem>,
+    refused_retry_at: Option<Instant>,
+    refused_backoff: Duration,
+    /// The latest refusal, for flush and shutdown answers.
+    refused_error: Option<String>,
 }
 
 impl Batch {
+    fn new(store_rows: bool) -> Self {
+        Batch {
+            items: Vec::new(),
+            first_at: None,
+            failing: false,
+            store_rows,
+            refused: Vec::new(),
+            refused_retry_at: None,
+            refused_backoff: REFUSED_RETRY_FIRST,
+            refused_error: None,
+        }
+    }
+
     fn push(&mut self, item: BatchItem) {
         if self.items.is_empty() {
             self.first_at = Some(Instant::now());
@@ -195,33 +231,17 @@ impl Batch {
                 self.failing = false;
                 Ok(())
             }
-            Err(e) if e.is_refusal() && self.items.len() > 1 => {
+            Err(e) if e.is_refusal() => {
                 // The database refused the batch (not a lost connection): one bad row must not
-                // hold back every other, so commit them one by one and drop what is refused.
-                tracing::error!(error = %e, "spend-log batch refused; committing rows one by one");
-                let mut rest = std::mem::take(&mut self.items).into_iter();
-                while let Some(item) = rest.next() {
-                    let (mut back, result) =
-                        store.write_batch_owned(vec![item], self.store_rows).await;
-                    match result {
-                        Ok(()) => {}
-                        Err(e) if e.is_refusal() => {
-                            if let Some(BatchItem::Row(row)) = back.first() {
-                                tracing::error!(error = %e, request_id = %row.request_id, "spend-log row refused and dropped");
-                            }
-                        }
-                        Err(e) => {
-                            // Transient after all: keep this and the rest for the next try.
-                            self.items.append(&mut back);
-                            self.items.extend(rest);
-                            self.failing = true;
-                            return Err(e.to_string());
-                        }
-                    }
+                // hold back every other, so commit them one by one and hold back what is refused.
+                tracing::error!(error = %e, rows = self.items.len(), "spend-log batch refused; committing rows one by one");
+                let items = std::mem::take(&mut self.items);
+                let result = self.one_by_one(store, items).await;
+                self.failing = result.is_err();
+                if self.items.is_empty() {
+                    self.first_at = None;
                 }
-                self.first_at = None;
-                self.failing = false;
-                Ok(())
+                result
             }
             Err(e) => {
                 if !self.failing {
@@ -232,23 +252,101 @@ impl Batch {
             }
         }
     }
+
+    /// Commits `items` one per transaction. Refused ones go to `refused`; on a transient
+    /// failure the one that failed and the rest go back to `items`.
+    async fn one_by_one(&mut self, store: &Store, items: Vec<BatchItem>) -> Result<(), String> {
+        let mut rest = items.into_iter();
+        while let Some(item) = rest.next() {
+            let (mut back, result) = store.write_batch_owned(vec![item], self.store_rows).await;
+            match result {
+                Ok(()) => {}
+                Err(e) if e.is_refusal() => {
+                    for item in back {
+                        self.hold_refused(store, item, &e).await;
+                    }
+                }
+                Err(e) => {
+                    self.items.append(&mut back);
+                    self.items.extend(rest);
+                    return Err(e.to_string());
+                }
+            }
+        }
+        if !self.refused.is_empty() && self.refused_retry_at.is_none() {
+            self.refused_retry_at = Some(Instant::now() + self.refused_backoff);
+        }
+        Ok(())
+    }
+
+    async fn hold_refused(&mut self, store: &Store, item: BatchItem, e: &StoreError) {
+        if let BatchItem::Row(row) = &item {
+            // Refused as a duplicate of itself: an earlier commit of this row went through
+            // though its answer was lost (a dropped connection). Its spend went with it.
+            if self.store_rows && matches!(store.spend_row_exists(&row.request_id).await, Ok(true))
+            {
+                tracing::warn!(request_id = %row.request_id, "spend-log row was already committed; not written twice");
+                return;
+            }
+            tracing::error!(error = %e, request_id = %row.request_id, api_key = %row.api_key, spend_nanos = row.spend, "spend-log row refused by the database; kept and retried");
+        } else {
+            tracing::error!(error = %e, "budget reset refused by the database; kept and retried");
+        }
+        self.refused_error = Some(e.to_string());
+        self.refused.push(item);
+    }
+
+    /// Tries the refused items again when their backoff is over (or now, with `force`); `Err`
+    /// while some are still refused.
+    async fn retry_refused(&mut self, store: &Store, force: bool) -> Result<(), String> {
+        if self.refused.is_empty() {
+            return Ok(());
+        }
+        let due = self.refused_retry_at.is_none_or(|at| Instant::now() >= at);
+        if force || due {
+            let held = std::mem::take(&mut self.refused);
+            self.refused_retry_at = None;
+            let result = self.one_by_one(store, held).await;
+            if self.refused.is_empty() {
+                self.refused_backoff = REFUSED_RETRY_FIRST;
+                self.refused_error = None;
+                return result;
+            }
+            self.refused_backoff = (self.refused_backoff * 2).min(REFUSED_RETRY_MAX);
+            self.refused_retry_at = Some(Instant::now() + self.refused_backoff);
+        }
+        Err(format!(
+            "{} spend-log rows refused by the database, kept and retried: {}",
+            self.refused.len(),
+            self.refused_error.as_deref().unwrap_or("refused")
+        ))
+    }
+
+    /// Commits what is queued and tries refused items again: what a flush answers.
+    async fn commit_all(&mut self, store: &Store) -> Result<(), String> {
+        self.commit(store).await?;
+        self.retry_refused(store, true).await
+    }
 }
 
-async fn run(store: Store, cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>, wake: Arc<Notify>) {
-    let mut batch = Batch {
-        items: Vec::new(),
-        first_at: None,
-        failing: false,
-        store_rows: cfg.store_rows,
-    };
+async fn run(
+    store: Store,
+    cfg: WriterConfig,
+    mut rx: mpsc::Receiver<Msg>,
+    wake: Arc<Notify>,
+    closing: Arc<AtomicBool>,
+) {
+    let mut batch = Batch::new(cfg.store_rows);
     let mut tick = tokio::time::interval(cfg.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let backlog_limit = cfg.max_batch.saturating_mul(10).max(1);
     loop {
-        if batch.failing && batch.items.len() >= backlog_limit {
+        let stuck = batch.failing && batch.items.len() >= backlog_limit;
+        if (stuck || batch.refused.len() >= backlog_limit) && !closing.load(Ordering::Acquire) {
             // Stop taking rows until the backlog is committed; senders wait on the channel.
             tokio::time::sleep(cfg.flush_interval).await;
             let _ = batch.commit(&store).await;
+            let _ = batch.retry_refused(&store, false).await;
             continue;
         }
         // Rows do not wake this task one by one (a wake-up per request showed in profiles):
@@ -272,7 +370,7 @@ async fn run(store: Store, cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>, wake:
                     }
                 }
                 Ok(Msg::Flush(done)) => {
-                    let _ = done.send(batch.commit(&store).await);
+                    let _ = done.send(batch.commit_all(&store).await);
                 }
                 Ok(Msg::Shutdown(done)) => {
                     rx.close();
@@ -284,16 +382,17 @@ async fn run(store: Store, cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>, wake:
                             Msg::Sweep { .. } => {}
                         }
                     }
-                    let mut result = batch.commit(&store).await;
+                    let mut result = batch.commit_all(&store).await;
                     for _ in 0..5 {
                         if result.is_ok() {
                             break;
                         }
                         tokio::time::sleep(Duration::from_millis(200)).await;
-                        result = batch.commit(&store).await;
+                        result = batch.commit_all(&store).await;
                     }
                     if let Err(e) = &result {
-                        tracing::error!(error = %e, lost = batch.items.len(), "spend writer stopped with uncommitted rows");
+                        let lost = batch.items.len() + batch.refused.len();
+                        tracing::error!(error = %e, lost, "spend writer stopped with uncommitted rows");
                     }
                     for ack in acks {
                         let _ = ack.send(result.clone());
@@ -303,7 +402,10 @@ async fn run(store: Store, cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>, wake:
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
-                    let _ = batch.commit(&store).await;
+                    if let Err(e) = batch.commit_all(&store).await {
+                        let lost = batch.items.len() + batch.refused.len();
+                        tracing::error!(error = %e, lost, "spend writer stopped with uncommitted rows");
+                    }
                     return;
                 }
             }
@@ -313,6 +415,9 @@ async fn run(store: Store, cfg: WriterConfig, mut rx: mpsc::Receiver<Msg>, wake:
             .is_some_and(|t| t.elapsed() >= cfg.flush_interval);
         if ticked || due {
             let _ = batch.commit(&store).await;
+        }
+        if ticked {
+            let _ = batch.retry_refused(&store, false).await;
         }
     }
 }
@@ -333,37 +438,123 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_row_sqlite_refuses_is_dropped_alone_and_the_rest_commit() {
-        let dir = tempfile::tempdir().unwrap();
+    async fn sqlite_store(dir: &tempfile::TempDir) -> (Store, sqlx::SqlitePool) {
         let store = Store::open(&dir.path().join("w.db").display().to_string())
             .await
             .unwrap();
         let Db::Sqlite(pool, _) = &store.db else {
             unreachable!("a path opens SQLite")
         };
+        let pool = pool.clone();
+        (store, pool)
+    }
+
+    async fn ids(pool: &sqlx::SqlitePool) -> Vec<String> {
+        sqlx::query_scalar("SELECT request_id FROM idlehands_spend_logs ORDER BY request_id")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refused_row_is_kept_and_committed_once_the_database_takes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pool) = sqlite_store(&dir).await;
         // A trigger stands in for a row the database will not take (SQLITE_CONSTRAINT).
         sqlx::query(
             "CREATE TRIGGER refuse BEFORE INSERT ON idlehands_spend_logs \
              WHEN NEW.request_id = 'bad' BEGIN SELECT RAISE(ABORT, 'no'); END",
         )
-        .execute(pool)
+        .execute(&pool)
         .await
         .unwrap();
         let writer = SpendWriter::start(store.clone(), WriterConfig::default());
         for id in ["a", "bad", "b"] {
             writer.log(row(id)).await;
         }
+        let err = writer.flush().await.unwrap_err().to_string();
+        assert!(
+            err.contains("1 spend-log rows refused by the database, kept and retried"),
+            "{err}"
+        );
+        assert_eq!(ids(&pool).await, ["a", "b"], "the others are not held back");
+        // Still held after another try, not dropped.
+        assert!(writer.flush().await.is_err());
+
+        sqlx::query("DROP TRIGGER refuse")
+            .execute(&pool)
+            .await
+            .unwrap();
         writer.flush().await.unwrap();
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT request_id FROM idlehands_spend_logs ORDER BY request_id")
-                .fetch_all(pool)
-                .await
-                .unwrap();
-        assert_eq!(ids, ["a", "b"]);
-        // Nothing is left pending: the next flush has nothing to retry.
-        writer.flush().await.unwrap();
+        assert_eq!(ids(&pool).await, ["a", "b", "bad"]);
         writer.shutdown().await.unwrap();
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_row_committed_before_is_not_written_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pool) = sqlite_store(&dir).await;
+        let writer = SpendWriter::start(store.clone(), WriterConfig::default());
+        writer.log(row("once")).await;
+        writer.flush().await.unwrap();
+        // The same row again, as after a commit whose answer was lost.
+        writer.log(row("once")).await;
+        writer.log(row("next")).await;
+        writer.flush().await.unwrap();
+        assert_eq!(ids(&pool).await, ["next", "once"]);
+        writer.shutdown().await.unwrap();
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_and_says_so_while_a_row_is_still_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pool) = sqlite_store(&dir).await;
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON idlehands_spend_logs \
+             BEGIN SELECT RAISE(ABORT, 'no'); END",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let writer = SpendWriter::start(store.clone(), WriterConfig::default());
+        writer.log(row("never")).await;
+        let err = writer.shutdown().await.unwrap_err().to_string();
+        assert!(err.contains("refused by the database"), "{err}");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_while_refused_rows_fill_the_backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pool) = sqlite_store(&dir).await;
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON idlehands_spend_logs \
+             BEGIN SELECT RAISE(ABORT, 'no'); END",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        // A backlog limit of 10 rows: past it the writer stops taking new ones.
+        let cfg = WriterConfig {
+            flush_interval: Duration::from_millis(50),
+            max_batch: 1,
+            channel_capacity: 2,
+            store_rows: true,
+        };
+        let writer = SpendWriter::start(store.clone(), cfg);
+        for i in 0..12 {
+            writer.log(row(&format!("r{i}"))).await;
+        }
+        // Once this answers, the writer holds 12 refused rows and takes no more messages.
+        assert!(writer.flush().await.is_err());
+        let err = writer.shutdown().await.unwrap_err().to_string();
+        assert!(
+            err.contains("spend-log rows refused by the database"),
+            "{err}"
+        );
+        assert!(ids(&pool).await.is_empty());
         store.close().await;
     }
 }

@@ -299,8 +299,56 @@ async fn graceful_shutdown_commits_every_queued_row(store: Store) {
     .unwrap();
 }
 
+/// Rows are keyed by the call id; the upstream's id and the estimate flag are kept beside it.
+/// A row logged again after its commit went through (an answer lost on the way back) is not
+/// written, or counted in the key's spend, twice.
+async fn upstream_ids_repeat_and_a_row_is_never_counted_twice(store: Store) {
+    let ledger = ledger(&store);
+    let key = generate(&ledger, json!({})).await;
+    let writer = SpendWriter::start(store.clone(), WriterConfig::default());
+    for i in 0..4 {
+        let mut r = row(&format!("call-{i}"), CENT, 10);
+        r.api_key = key.token_id.clone();
+        r.upstream_response_id = Some("chatcmpl-7".into());
+        r.usage_estimated = i == 0;
+        writer.log(r).await;
+    }
+    writer.flush().await.unwrap();
+    let mut again = row("call-0", CENT, 10);
+    again.api_key = key.token_id.clone();
+    writer.log(again).await;
+    writer.flush().await.unwrap();
+    writer.shutdown().await.unwrap();
+
+    let all = rows(store.spend_logs(&SpendLogsQuery::default()).await.unwrap());
+    assert_eq!(all.len(), 4);
+    assert!(
+        all.iter()
+            .all(|r| r.upstream_response_id.as_deref() == Some("chatcmpl-7"))
+    );
+    let estimated: Vec<&str> = all
+        .iter()
+        .filter(|r| r.usage_estimated)
+        .map(|r| r.request_id.as_str())
+        .collect();
+    assert_eq!(estimated, ["call-0"]);
+    let q = SpendLogsQuery {
+        request_id: Some("chatcmpl-7".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        rows(store.spend_logs(&q).await.unwrap()).len(),
+        4,
+        "request_id also matches the upstream's id"
+    );
+    let spend = store.get_key(&key.token_id).await.unwrap().unwrap().spend;
+    assert_eq!(spend, 4 * CENT);
+    ledger.shutdown().await.unwrap();
+}
+
 on_both_backends!(
     every_request_writes_one_row_and_adds_its_spend,
+    upstream_ids_repeat_and_a_row_is_never_counted_twice,
     spend_logs_filter_page_and_summarize,
     graceful_shutdown_commits_every_queued_row,
 );

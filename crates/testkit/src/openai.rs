@@ -322,7 +322,10 @@ async fn chat(
         .and_then(Value::as_str)
         .unwrap_or("fake-model")
         .to_string();
-    let id = format!("chatcmpl-fake-{}{n}", shared.id_tag.lock());
+    let id = reply
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("chatcmpl-fake-{}{n}", shared.id_tag.lock()));
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
         let include_usage = body
             .pointer("/stream_options/include_usage")

@@ -43,6 +43,8 @@ pub struct Reply {
     /// Wait between streamed chunks.
     pub chunk_delay: Duration,
     pub fault: Option<Fault>,
+    /// The response id to answer with instead of the fake's own (`chatcmpl-fake-...`).
+    pub id: Option<String>,
 }
 
 impl Default for Reply {
@@ -56,6 +58,7 @@ impl Default for Reply {
             delay: Duration::ZERO,
             chunk_delay: Duration::ZERO,
             fault: None,
+            id: None,
         }
     }
 }
@@ -112,6 +115,13 @@ impl Reply {
 
     pub fn with_usage(mut self, prompt: u64, completion: u64) -> Self {
         self.usage = Usage::new(prompt, completion);
+        self
+    }
+
+    /// Answer with this response id, as upstreams that reuse ids do (a fixed id, or
+    /// Ollama's `chatcmpl-<number below 1000>`).
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
         self
     }
 

@@ -167,11 +167,18 @@ pub(crate) async fn route<'b>(
         .and_then(|r| serde_json::from_str(r.get()).ok());
     trace.stream = body.stream;
     trace.capture = app.payloads.capture(bytes);
-    let prompt_bytes = body
-        .raw(required)
-        .map(|r| r.get().len())
-        .unwrap_or_default();
-    trace.prompt_estimate = super::estimate::tokens_for_chars(prompt_bytes);
+    // Everything the model reads: a chat's tool definitions weigh as much as its messages.
+    let fields: &[&str] = if required == "messages" {
+        &super::estimate::PROMPT_FIELDS
+    } else {
+        &[required]
+    };
+    let prompt_chars: usize = fields
+        .iter()
+        .filter_map(|f| body.raw(f))
+        .map(|r| super::estimate::json_chars(r.get()))
+        .sum();
+    trace.prompt_estimate = super::estimate::tokens_for_chars(prompt_chars);
     Ok(Routed { body, trace, group })
 }
 
@@ -290,11 +297,11 @@ pub(crate) async fn handle(
         ChatReply::Full { body, headers } => {
             let mut peek: Peek = serde_json::from_slice(&body).unwrap_or_default();
             if peek.usage.is_none() {
-                let text = String::from_utf8_lossy(&body);
                 peek.usage = Some(super::estimate::usage(
                     trace.prompt_estimate,
-                    super::estimate::generated_chars(&text),
+                    super::estimate::answer_chars(&body),
                 ));
+                trace.usage_estimated = true;
             }
             won.pick
                 .success(won.started.elapsed(), token_usage(peek.usage.as_ref()));

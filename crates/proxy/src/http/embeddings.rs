@@ -80,7 +80,11 @@ async fn handle(
     let reply = match won {
         Ok(won) => {
             let r = won.value;
-            let peek: Peek = serde_json::from_slice(&r.body).unwrap_or_default();
+            let mut peek: Peek = serde_json::from_slice(&r.body).unwrap_or_default();
+            if peek.usage.is_none() {
+                peek.usage = Some(super::estimate::usage(trace.prompt_estimate, 0));
+                trace.usage_estimated = true;
+            }
             won.pick
                 .success(won.started.elapsed(), token_usage(peek.usage.as_ref()));
             Ok((r, peek))

@@ -1,50 +1,46 @@
-//! A fallback token count for upstreams that report no usage (some OpenAI-compatible servers
-//! ignore `stream_options.include_usage`): about four characters a token, read without parsing
-//! the JSON, so that spend is never silently zero.
+//! Token counts for upstreams that report no usage (llama-cpp-python's server; OpenAI-compatible
+//! servers that ignore `stream_options.include_usage`), so that spend is never silently low:
+//! OpenAI's rule of thumb, about four characters a token, over everything the model reads
+//! (system and other messages, tool definitions) and everything it writes (content, reasoning,
+//! tool calls). Answers are read as JSON, whatever their spacing. A row built from these counts
+//! says so (`usage_estimated`).
 
-use std::sync::LazyLock;
+use std::fmt;
 
 use idlehands_wire::Usage;
-use memchr::memmem::Finder;
+use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-// Searchers built once: this runs on every streamed chunk.
-static TEXT_FIELDS: LazyLock<[Finder<'static>; 3]> = LazyLock::new(|| {
-    [
-        Finder::new("\"content\":\""),
-        Finder::new("\"arguments\":\""),
-        Finder::new("\"reasoning_content\":\""),
-    ]
-});
+/// The request fields the model reads besides `messages` (which carries the system prompt).
+pub(crate) const PROMPT_FIELDS: [&str; 3] = ["messages", "tools", "functions"];
 
-/// Characters of generated text in one chunk or body: the string values of `content`,
-/// `reasoning_content` and tool-call `arguments` (an escape sequence counts from the
-/// character after its backslash).
-pub(crate) fn generated_chars(json: &str) -> usize {
-    let bytes = json.as_bytes();
-    let mut total = 0;
-    for field in TEXT_FIELDS.iter() {
-        let mut at = 0;
-        while let Some(i) = field.find(&bytes[at..]) {
-            at += i + field.needle().len();
-            let mut escaped = false;
-            while let Some(&b) = bytes.get(at) {
-                at += 1;
-                if escaped {
-                    escaped = false;
-                } else if b == b'\\' {
-                    escaped = true;
-                    continue;
-                } else if b == b'"' {
-                    break;
-                }
-                // One per character: UTF-8 continuation bytes are not counted.
-                if b & 0xC0 != 0x80 {
-                    total += 1;
-                }
+/// Characters of a raw JSON value as the model would be shown it: its strings and
+/// punctuation, without the whitespace between tokens (pretty-printed and compact requests
+/// count the same).
+pub(crate) fn json_chars(raw: &str) -> usize {
+    let mut n = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in raw.bytes() {
+        // One per character: UTF-8 continuation bytes are not counted.
+        if b & 0xC0 == 0x80 {
+            continue;
+        }
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
             }
+            n += 1;
+        } else if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+            in_string |= b == b'"';
+            n += 1;
         }
     }
-    total
+    n
 }
 
 pub(crate) fn tokens_for_chars(chars: usize) -> u64 {
@@ -55,17 +51,161 @@ pub(crate) fn usage(prompt_tokens: u64, completion_chars: usize) -> Usage {
     Usage::new(prompt_tokens, tokens_for_chars(completion_chars))
 }
 
+/// The characters of a JSON string, or 0 for anything else (`null`, content-part arrays).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct TextLen(pub usize);
+
+impl<'de> Deserialize<'de> for TextLen {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TextLen;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<TextLen, E> {
+                Ok(TextLen(s.chars().count()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<TextLen, E> {
+                Ok(TextLen(0))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<TextLen, E> {
+                Ok(TextLen(0))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<TextLen, E> {
+                Ok(TextLen(0))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<TextLen, E> {
+                Ok(TextLen(0))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<TextLen, E> {
+                Ok(TextLen(0))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<TextLen, E> {
+                Ok(TextLen(0))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<TextLen, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TextLen(0))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<TextLen, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(TextLen(0))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct Function {
+    #[serde(default)]
+    name: TextLen,
+    #[serde(default)]
+    arguments: TextLen,
+}
+
+#[derive(Deserialize, Default)]
+struct ToolCall {
+    #[serde(default)]
+    function: Option<Function>,
+}
+
+/// A streamed `delta` or an answer's `message`.
+#[derive(Deserialize, Default)]
+struct Generated {
+    #[serde(default)]
+    content: TextLen,
+    #[serde(default)]
+    reasoning_content: TextLen,
+    #[serde(default)]
+    reasoning: TextLen,
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCall>>,
+}
+
+impl Generated {
+    fn chars(&self) -> usize {
+        let calls = self
+            .tool_calls
+            .iter()
+            .flatten()
+            .filter_map(|c| c.function.as_ref());
+        self.content.0
+            + self.reasoning_content.0
+            + self.reasoning.0
+            + calls.map(|f| f.name.0 + f.arguments.0).sum::<usize>()
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct Choice {
+    #[serde(default)]
+    delta: Option<Generated>,
+    #[serde(default)]
+    message: Option<Generated>,
+}
+
+/// Generated characters of the `choices` of a chunk or of a whole answer.
+pub(crate) fn choices_chars(choices: &[Choice]) -> usize {
+    choices
+        .iter()
+        .flat_map(|c| [&c.delta, &c.message])
+        .flatten()
+        .map(Generated::chars)
+        .sum()
+}
+
+/// Generated characters of a whole `chat.completion` body (0 if it is not JSON).
+pub(crate) fn answer_chars(body: &[u8]) -> usize {
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        choices: Vec<Choice>,
+    }
+    serde_json::from_slice::<Answer>(body).map_or(0, |a| choices_chars(&a.choices))
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
+    fn chunk_chars(json: &str) -> usize {
+        #[derive(Deserialize)]
+        struct Chunk {
+            choices: Vec<Choice>,
+        }
+        choices_chars(&serde_json::from_str::<Chunk>(json).unwrap().choices)
+    }
+
     #[test]
-    fn counts_text_of_content_reasoning_and_arguments() {
-        let chunk = r#"{"choices":[{"delta":{"content":"héllo \"x\""}}]}"#;
-        assert_eq!(generated_chars(chunk), 9);
-        let chunk = r#"{"delta":{"reasoning_content":"abcd","tool_calls":[{"function":{"arguments":"{\"a\":1}"}}]}}"#;
-        assert_eq!(generated_chars(chunk), 4 + 7);
-        assert_eq!(generated_chars(r#"{"content":null}"#), 0);
+    fn counts_text_of_content_reasoning_and_tool_calls_at_any_spacing() {
+        let compact = r#"{"choices":[{"delta":{"content":"héllo \"x\""}}]}"#;
+        assert_eq!(chunk_chars(compact), 9);
+        // Python's json.dumps spacing (llama-cpp-python) reads the same.
+        let spaced = r#"{"choices": [{"index": 0, "delta": {"content": "héllo \"x\""}}]}"#;
+        assert_eq!(chunk_chars(spaced), 9);
+        let tools = r#"{"choices":[{"delta":{"reasoning_content":"abcd","reasoning":"ef","tool_calls":[{"function":{"name":"go","arguments":"{\"a\":1}"}}]}}]}"#;
+        assert_eq!(chunk_chars(tools), 4 + 2 + 2 + 7);
+        assert_eq!(
+            chunk_chars(r#"{"choices":[{"delta":{"content":null}}]}"#),
+            0
+        );
+        let parts = r#"{"choices":[{"delta":{"content":[{"type":"text","text":"x"}]}}]}"#;
+        assert_eq!(chunk_chars(parts), 0);
+        let answer = br#"{"choices": [{"message": {"role": "assistant", "content": "four"}}]}"#;
+        assert_eq!(answer_chars(answer), 4);
+        assert_eq!(answer_chars(b"not json"), 0);
         assert_eq!(tokens_for_chars(9), 3);
+    }
+
+    #[test]
+    fn prompt_characters_ignore_whitespace_between_tokens_only() {
+        let compact = r#"[{"role":"user","content":"a b"}]"#;
+        let pretty = "[\n  { \"role\": \"user\",\n    \"content\": \"a b\" }\n]";
+        assert_eq!(json_chars(compact), compact.chars().count());
+        assert_eq!(json_chars(pretty), json_chars(compact));
+        assert_eq!(json_chars(r#""é\"""#), 5);
     }
 }

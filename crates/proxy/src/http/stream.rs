@@ -1,12 +1,15 @@
-//! The client side of a streamed chat: upstream SSE bytes pass through frame by frame. The
-//! gateway reads only what it needs: the first chunk's id, and chunks that mention `usage`.
-//! The usage-only chunk (`choices: []`) is dropped unless the client asked for it; `[DONE]`
-//! is kept; an upstream failure becomes a final `data: {"error":...}` frame, and so does an
-//! upstream stream that ends without `[DONE]` (truncated). Failures before the first byte never
-//! get here: the attempt loop retries them (`attempts.rs`).
+//! The client side of a streamed chat: upstream SSE bytes pass through frame by frame. Each
+//! chunk is read as JSON once, for its id, its usage and (while the upstream has sent no usage)
+//! the generated text the fallback estimate counts. Usage reaches the client exactly as
+//! `stream_options.include_usage` asks: when asked, in one final chunk with `choices: []`
+//! (the upstream's, or one built from usage found elsewhere or estimated); when not, nowhere.
+//! `[DONE]` is kept; an upstream failure becomes a final `data: {"error":...}` frame, and so
+//! does an upstream stream that ends without `[DONE]` (truncated). A stream that got as far as
+//! `[DONE]` is a success even if the client hangs up before its end is read. Failures before
+//! the first byte never get here: the attempt loop retries them (`attempts.rs`).
 
+use std::borrow::Cow;
 use std::pin::Pin;
-use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -17,26 +20,27 @@ use futures_util::stream::{BoxStream, StreamExt};
 use idlehands_routing::Pick;
 use idlehands_wire::{SseDecoder, SseEvent, Usage};
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde_json::Value;
 
+use super::estimate::Choice;
 use super::trace::Trace;
 use crate::error::ProxyError;
-
-/// Built once: every streamed chunk is checked for a usage object.
-static USAGE: LazyLock<memchr::memmem::Finder<'static>> =
-    LazyLock::new(|| memchr::memmem::Finder::new("\"usage\""));
 
 /// At most this much is gathered into one write.
 const COALESCE_MAX: usize = 64 * 1024;
 
+/// Strings are borrowed from the chunk: it is read on every event, and only the first id and
+/// model are kept.
 #[derive(Deserialize)]
-struct ChunkPeek {
+struct ChunkPeek<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
     #[serde(default)]
-    id: Option<String>,
+    created: Option<serde_json::Number>,
     #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    choices: Option<Vec<IgnoredAny>>,
+    choices: Option<Vec<Choice>>,
     #[serde(default)]
     usage: Option<Usage>,
 }
@@ -44,10 +48,16 @@ struct ChunkPeek {
 pub(crate) struct ClientStream {
     upstream: BoxStream<'static, Result<Bytes, ProxyError>>,
     decoder: SseDecoder,
+    /// The client asked for usage (or `always_include_stream_usage`).
     keep_usage_chunk: bool,
+    /// A usage chunk already went to the client.
+    usage_sent: bool,
     trace: Trace,
     usage: Option<Usage>,
     response_id: Option<String>,
+    /// The stream's `model` and `created`, for a usage chunk built here.
+    model: Option<String>,
+    created: Option<u64>,
     first_byte: Option<DateTime<Utc>>,
     ended: bool,
     /// Generated text seen, for the fallback count when the upstream sends no usage.
@@ -60,6 +70,19 @@ pub(crate) struct ClientStream {
     saw_done: bool,
 }
 
+fn put(out: &mut BytesMut, data: &[u8]) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// The chunk without its `usage` field (usage riding on a chunk that also has choices).
+fn without_usage(data: &str) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_str(data).ok()?;
+    v.as_object_mut()?.remove("usage");
+    serde_json::to_vec(&v).ok()
+}
+
 impl ClientStream {
     pub fn new(
         upstream: BoxStream<'static, Result<Bytes, ProxyError>>,
@@ -70,9 +93,12 @@ impl ClientStream {
             upstream,
             decoder: SseDecoder::new(),
             keep_usage_chunk,
+            usage_sent: false,
             trace,
             usage: None,
             response_id: None,
+            model: None,
+            created: None,
             first_byte: None,
             ended: false,
             generated_chars: 0,
@@ -97,43 +123,80 @@ impl ClientStream {
     fn forward(&mut self, events: Vec<SseEvent>, out: &mut BytesMut) {
         for ev in events {
             if ev.is_done() {
-                self.saw_done = true;
+                if !self.saw_done {
+                    self.saw_done = true;
+                    self.usage_chunk(out);
+                }
                 out.extend_from_slice(idlehands_wire::sse::DONE);
                 continue;
             }
             if let Some(c) = self.trace.capture.as_mut() {
                 c.stream_chunk(&ev.data);
             }
-            if self.usage.is_none() {
-                self.generated_chars += super::estimate::generated_chars(&ev.data);
+            let Ok(p) = serde_json::from_str::<ChunkPeek>(&ev.data) else {
+                put(out, ev.data.as_bytes());
+                continue;
+            };
+            if self.response_id.is_none() {
+                self.response_id = p.id.map(Cow::into_owned);
             }
-            let needs_peek = self.response_id.is_none() || USAGE.find(ev.data.as_bytes()).is_some();
-            if needs_peek && let Ok(p) = serde_json::from_str::<ChunkPeek>(&ev.data) {
-                if self.response_id.is_none() {
-                    self.response_id = p.id;
-                }
+            if self.model.is_none() {
+                self.model = p.model.map(Cow::into_owned);
+                // The answered model prices the call when the config does not.
                 if self.trace.response_model.is_none() {
-                    self.trace.response_model = p.model;
-                }
-                if let Some(u) = p.usage {
-                    let usage_only = p.choices.as_ref().is_some_and(Vec::is_empty);
-                    let cost = self.trace.cost(Some(&u));
-                    self.usage = Some(u);
-                    if usage_only && !self.keep_usage_chunk {
-                        continue;
-                    }
-                    // The client cannot get a stream's cost as a header: `usage.cost`.
-                    if let Some(data) = crate::ledger::usage_cost::with_usage_cost(&ev.data, cost) {
-                        out.extend_from_slice(b"data: ");
-                        out.extend_from_slice(data.as_bytes());
-                        out.extend_from_slice(b"\n\n");
-                        continue;
-                    }
+                    self.trace.response_model = self.model.clone();
                 }
             }
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(ev.data.as_bytes());
-            out.extend_from_slice(b"\n\n");
+            if self.created.is_none() {
+                self.created = p.created.and_then(|n| n.as_u64());
+            }
+            if self.usage.is_none()
+                && let Some(choices) = &p.choices
+            {
+                self.generated_chars += super::estimate::choices_chars(choices);
+            }
+            let Some(u) = p.usage else {
+                put(out, ev.data.as_bytes());
+                continue;
+            };
+            self.usage = Some(u);
+            if p.choices.as_ref().is_none_or(Vec::is_empty) {
+                // The usage chunk itself: the client's only if it asked.
+                if self.keep_usage_chunk && !self.usage_sent {
+                    self.usage_sent = true;
+                    put(out, ev.data.as_bytes());
+                }
+                continue;
+            }
+            // Usage on a chunk with choices: the choices go on, the usage (if asked for)
+            // follows in a chunk of its own before `[DONE]`.
+            match without_usage(&ev.data) {
+                Some(data) => put(out, &data),
+                None => put(out, ev.data.as_bytes()),
+            }
+        }
+    }
+
+    /// Before `[DONE]`: the final usage chunk, when the client asked and none went out yet.
+    fn usage_chunk(&mut self, out: &mut BytesMut) {
+        if !self.keep_usage_chunk || self.usage_sent {
+            return;
+        }
+        let Some(usage) = self.final_usage() else {
+            return;
+        };
+        let chunk = idlehands_translate::openai::usage_chunk(
+            self.response_id.as_deref().unwrap_or(&self.trace.call_id),
+            self.model
+                .as_deref()
+                .unwrap_or(&self.trace.deployment.upstream_model),
+            self.created
+                .unwrap_or_else(|| self.trace.start_time.timestamp().unsigned_abs()),
+            serde_json::to_value(&usage).unwrap_or(Value::Null),
+        );
+        if let Ok(data) = serde_json::to_vec(&chunk) {
+            self.usage_sent = true;
+            put(out, &data);
         }
     }
 
@@ -144,6 +207,7 @@ impl ClientStream {
                 self.trace.prompt_estimate,
                 self.generated_chars,
             ));
+            self.trace.usage_estimated = true;
         }
         self.usage.clone()
     }
@@ -241,17 +305,40 @@ impl Stream for ClientStream {
 
 impl Drop for ClientStream {
     fn drop(&mut self) {
-        if !self.ended {
-            // The client went away mid-stream: record what was used so far.
-            self.final_usage();
-            let id = self.response_id.take();
-            self.trace.finish_with(
-                self.usage.as_ref(),
-                id,
-                self.first_byte,
-                Some("client disconnected before the stream ended".to_string()),
-                200,
-            );
+        if self.ended {
+            return;
         }
+        if self.saw_done {
+            // The answer was complete: a client that hangs up right after `[DONE]` (as agents
+            // do) does not make it a failure.
+            self.end(None);
+            return;
+        }
+        // The client went away mid-stream: record what was used so far.
+        self.final_usage();
+        let id = self.response_id.take();
+        self.trace.finish_with(
+            self.usage.as_ref(),
+            id,
+            self.first_byte,
+            Some("client disconnected before the stream ended".to_string()),
+            200,
+        );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_riding_on_a_chunk_with_choices_is_taken_off_it() {
+        let chunk = r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+        let out: Value = serde_json::from_slice(&without_usage(chunk).unwrap()).unwrap();
+        assert!(out.get("usage").is_none());
+        assert_eq!(out["choices"][0]["finish_reason"], "stop");
+        assert_eq!(out["id"], "c");
+        assert!(without_usage("not json").is_none());
     }
 }

@@ -81,6 +81,8 @@ pub(crate) struct Trace {
     pub prompt_estimate: u64,
     /// The model the upstream says answered, which prices the call when the config does not.
     pub response_model: Option<String>,
+    /// The usage handed to `finish` is the gateway's estimate (the upstream reported none).
+    pub usage_estimated: bool,
     reservation: Option<Reservation>,
     /// Request and response bodies, only while payload logging is on (`crate::logging`).
     pub capture: Option<Box<crate::logging::Capture>>,
@@ -118,6 +120,7 @@ impl Trace {
             upstream: Duration::ZERO,
             prompt_estimate: 0,
             response_model: None,
+            usage_estimated: false,
             reservation: None,
             capture: None,
             parallel_permit: None,
@@ -230,7 +233,7 @@ impl Trace {
         }
         .saturating_sub(self.upstream);
         let mut record = CallRecord {
-            request_id: response_id.unwrap_or_else(|| self.call_id.clone()),
+            response_id,
             call_id: self.call_id.clone(),
             call_type: self.call_type,
             api_key_hash: self.principal.key_hash().map(str::to_string),
@@ -253,6 +256,7 @@ impl Trace {
                 u.prompt_tokens + u.completion_tokens
             },
             cost_nanos: self.cost(usage),
+            usage_estimated: self.usage_estimated && usage.is_some(),
             start_time: self.start_time,
             end_time,
             completion_start_time: first_byte,

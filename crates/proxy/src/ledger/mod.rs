@@ -15,7 +15,6 @@
 
 mod redis_mode;
 pub(crate) mod seams;
-pub mod usage_cost;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

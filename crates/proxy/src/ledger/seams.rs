@@ -339,7 +339,9 @@ pub fn spend_row(r: CallRecord) -> SpendLogRow {
     let metadata = JsonObjectText::from_serialized_object(metadata_json(&r));
     let request_duration_ms = i64::try_from(r.duration().as_millis()).ok();
     SpendLogRow {
-        request_id: r.request_id,
+        request_id: r.call_id.clone(),
+        upstream_response_id: r.response_id,
+        usage_estimated: r.usage_estimated,
         call_type: r.call_type.to_string(),
         api_key: r.api_key_hash.unwrap_or_default(),
         spend: to_i(r.cost_nanos),
@@ -464,7 +466,7 @@ mod tests {
     fn record() -> CallRecord {
         let now = Utc::now();
         CallRecord {
-            request_id: "chatcmpl-1".into(),
+            response_id: Some("chatcmpl-1".into()),
             call_id: "call-1".into(),
             call_type: "acompletion",
             api_key_hash: Some("ab\"c".into()),
@@ -483,6 +485,7 @@ mod tests {
             completion_tokens: 4,
             total_tokens: 7,
             cost_nanos: 0,
+            usage_estimated: false,
             start_time: now,
             end_time: now,
             completion_start_time: None,
