@@ -8,9 +8,10 @@ use idlehands_proxy::CallStatus;
 use idlehands_testkit::{FakeOpenAi, Fault, Reply};
 use serde_json::{Value, json};
 
+/// The `data` of each event (comments, such as the cost line before `[DONE]`, left out).
 fn sse_events(text: &str) -> Vec<String> {
     text.split("\n\n")
-        .filter(|f| !f.trim().is_empty())
+        .filter(|f| !f.trim().is_empty() && !f.starts_with(':'))
         .map(|f| f.trim_start_matches("data: ").to_string())
         .collect()
 }

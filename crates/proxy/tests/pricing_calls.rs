@@ -142,12 +142,11 @@ general_settings: {{master_key: {MASTER}}}
     let Value::String(text) = &a.body else {
         panic!("a stream: {}", a.body)
     };
-    let usage_cost = text
+    // A stream's cost comes as the SSE comment before `[DONE]`.
+    let stream_cost = text
         .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .find_map(|v| v["usage"]["cost"].as_f64());
-    assert_eq!(usage_cost, Some(0.0075), "{text}");
+        .find_map(|l| l.strip_prefix(": x-litellm-response-cost: "));
+    assert_eq!(stream_cost, Some("0.0075"), "{text}");
 
     // $0.015 spent of $0.012: the next call is refused.
     let rows = spend_rows(&p, &format!("?api_key={token}"), 2).await;

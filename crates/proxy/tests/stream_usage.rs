@@ -138,3 +138,32 @@ general_settings:
     assert_eq!(recs.len(), 2);
     assert!(recs.iter().all(|r| r.cost_nanos > 0 && !r.usage_estimated));
 }
+
+/// A stream's cost travels as an SSE comment just before `[DONE]` (its headers left before the
+/// cost was known); it equals the call's recorded cost, and clients that parse SSE skip it.
+#[tokio::test]
+async fn the_cost_comes_as_a_comment_before_done() {
+    let up = FakeOpenAi::start().await;
+    up.set_default(Reply::text("abcdefgh").with_usage(1000, 500));
+    let gw = start(&two_models(&up.base_url())).await;
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&request("gpt-4o", None))
+        .send()
+        .await
+        .unwrap();
+    let text = resp.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let n = lines.len();
+    assert_eq!(lines[n - 1], "data: [DONE]", "{text}");
+    let usd = lines[n - 2]
+        .strip_prefix(": x-litellm-response-cost: ")
+        .unwrap_or_else(|| panic!("no cost comment before [DONE]: {text}"));
+    let recs = gw.records(1).await;
+    assert_eq!(recs.len(), 1);
+    // gpt-4o at $2.50 / $10 per million tokens (OpenAI's published price):
+    // 1000 * 2.5e-6 + 500 * 1e-5 = $0.0075.
+    assert_eq!(usd, "0.0075");
+    assert_eq!(recs[0].cost_nanos, 7_500_000);
+}

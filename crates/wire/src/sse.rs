@@ -24,11 +24,29 @@ pub struct SseDecoder {
     buf: BytesMut,
     event: Option<String>,
     data: Option<String>,
+    /// Comment lines seen, when asked for ([`SseDecoder::keeping_comments`]).
+    comments: Option<Vec<String>>,
 }
 
 impl SseDecoder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder that also keeps comment lines (`: text`), for [`SseDecoder::take_comments`].
+    pub fn keeping_comments() -> Self {
+        Self {
+            comments: Some(Vec::new()),
+            ..Self::default()
+        }
+    }
+
+    /// The comment lines seen since the last call, without their leading `:` and one space.
+    pub fn take_comments(&mut self) -> Vec<String> {
+        self.comments
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
@@ -80,6 +98,11 @@ impl SseDecoder {
             return;
         }
         if line[0] == b':' {
+            if let Some(comments) = &mut self.comments {
+                let text = &line[1..];
+                let text = text.strip_prefix(b" ").unwrap_or(text);
+                comments.push(String::from_utf8_lossy(text).into_owned());
+            }
             return;
         }
         let (field, value) = match memchr::memchr(b':', line) {
@@ -134,6 +157,18 @@ pub const DONE: &[u8] = b"data: [DONE]\n\n";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comments_are_skipped_unless_kept() {
+        let bytes = b": keep-alive\r\ndata: {}\n\n:x-cost: 1\n\n";
+        let mut plain = SseDecoder::new();
+        assert_eq!(plain.push(bytes).len(), 1);
+        assert!(plain.take_comments().is_empty());
+        let mut keeping = SseDecoder::keeping_comments();
+        assert_eq!(keeping.push(bytes).len(), 1);
+        assert_eq!(keeping.take_comments(), ["keep-alive", "x-cost: 1"]);
+        assert!(keeping.take_comments().is_empty());
+    }
 
     #[test]
     fn decodes_events_split_across_chunks_with_and_without_space() {

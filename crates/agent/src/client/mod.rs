@@ -182,7 +182,8 @@ impl ChatClient {
             return Ok(to_message(model, turn, header_cost));
         }
         let mut body = resp.bytes_stream();
-        let mut dec = idlehands_wire::SseDecoder::new();
+        // The gateway sends a streamed call's cost as a comment before `[DONE]`.
+        let mut dec = idlehands_wire::SseDecoder::keeping_comments();
         let mut cut_short = false;
         loop {
             let next = tokio::select! {
@@ -195,6 +196,9 @@ impl ChatClient {
                         for d in parser.push_data(&ev.data)? {
                             on_delta(d);
                         }
+                    }
+                    for comment in dec.take_comments() {
+                        parser.push_comment(&comment);
                     }
                     if parser.saw_done() {
                         break;

@@ -70,6 +70,16 @@ impl StreamParser {
         !self.text.is_empty() || !self.reasoning.is_empty() || !self.calls.is_empty()
     }
 
+    /// Feed one SSE comment line: `idlehands proxy` puts a streamed call's cost in one
+    /// (`x-litellm-response-cost: <USD>`), since its headers leave before the cost is known.
+    pub fn push_comment(&mut self, comment: &str) {
+        if let Some(usd) = comment.strip_prefix("x-litellm-response-cost:")
+            && let Some(nanos) = super::parse_usd_to_nanos(usd.trim())
+        {
+            self.usage_cost = Some(nanos);
+        }
+    }
+
     /// Feed the `data` of one SSE event.
     pub fn push_data(&mut self, data: &str) -> Result<Vec<StreamDelta>, ClientError> {
         let data = data.trim();
@@ -346,6 +356,15 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.usage_cost_nanos, None);
+    }
+
+    #[test]
+    fn the_gateways_cost_comment_is_read_exactly() {
+        let mut p = StreamParser::new();
+        p.push_comment("keep-alive");
+        assert_eq!(p.usage_cost, None);
+        p.push_comment("x-litellm-response-cost: 0.000123");
+        assert_eq!(p.usage_cost, Some(123_000));
     }
 
     #[test]

@@ -126,6 +126,7 @@ impl ClientStream {
                 if !self.saw_done {
                     self.saw_done = true;
                     self.usage_chunk(out);
+                    self.cost_comment(out);
                 }
                 out.extend_from_slice(idlehands_wire::sse::DONE);
                 continue;
@@ -201,6 +202,17 @@ impl ClientStream {
     }
 
     /// The upstream's usage, or the fallback estimate when it sent none.
+    /// Before `[DONE]`: the call's cost as an SSE comment (`: x-litellm-response-cost: 0.0012`).
+    /// A stream's headers leave before its cost is known and OpenAI objects get no extra fields;
+    /// every SSE client skips comments, and the IdleHands agent reads this one.
+    fn cost_comment(&mut self, out: &mut BytesMut) {
+        let usage = self.final_usage();
+        let cost = self.trace.cost(usage.as_ref());
+        out.extend_from_slice(b": x-litellm-response-cost: ");
+        out.extend_from_slice(crate::pricing::nanos_to_usd_string(cost).as_bytes());
+        out.extend_from_slice(b"\n\n");
+    }
+
     fn final_usage(&mut self) -> Option<Usage> {
         if self.usage.is_none() && (self.generated_chars > 0 || self.first_byte.is_some()) {
             self.usage = Some(super::estimate::usage(
