@@ -249,16 +249,24 @@ fn forbidden_cross_site(why: &str) -> ProxyError {
     }
 }
 
-/// `Origin` names the host and port the request was sent to (`Host`).
+/// `Origin` names the host and port the request was sent to: `Host`, or behind a reverse
+/// proxy that rewrites it, the proxy's `X-Forwarded-Host` (a cross-site page cannot set that
+/// header without a CORS preflight, which the gateway does not grant).
 fn same_origin(headers: &HeaderMap) -> bool {
-    let text = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
-    let (Some(origin), Some(host)) = (text(header::ORIGIN), text(header::HOST)) else {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(origin) = text("origin") else {
         return false;
     };
+    [
+        text("host"),
+        text("x-forwarded-host").and_then(|v| v.split(',').next()),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|host| origin_is(origin, host))
+}
+
+fn origin_is(origin: &str, host: &str) -> bool {
     let Some((scheme, authority)) = origin.split_once("://") else {
         return false;
     };
@@ -308,6 +316,16 @@ mod tests {
         assert!(!same("null", "127.0.0.1:4000"));
         assert!(!same("http://gateway.example", "gateway.example:443"));
         assert!(!same_origin(&headers(&[("host", "127.0.0.1:4000")])));
+        // Behind a reverse proxy that sends the internal address as Host.
+        let proxied = |o| {
+            same_origin(&headers(&[
+                ("origin", o),
+                ("host", "127.0.0.1:4000"),
+                ("x-forwarded-host", "llm.example.com, inner.example"),
+            ]))
+        };
+        assert!(proxied("https://llm.example.com"));
+        assert!(!proxied("https://evil.example"));
     }
 
     #[test]
