@@ -81,7 +81,7 @@ model_list:
       api_base: http://127.0.0.1:18080/v1
       api_key: sk-bench-upstream
 general_settings:
-  master_key: sk-bench-master
+  master_key: sk-bench-master-0001
 YAML
 # setsid: LiteLLM and anything it spawns share one session, summed for RSS and ended together.
 start=$(date +%s%N)
@@ -103,7 +103,7 @@ lt_startup_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 BODY='{"model":"bench-model","messages":[{"role":"user","content":"Say hello"}]}'
 for port in 18082 18084; do
   code=$(curl -s -o "$WORK/check.json" -w '%{http_code}' "http://127.0.0.1:$port/v1/chat/completions" \
-    -H 'Authorization: Bearer sk-bench-master' -H 'Content-Type: application/json' -d "$BODY" || true)
+    -H 'Authorization: Bearer sk-bench-master-0001' -H 'Content-Type: application/json' -d "$BODY" || true)
   if [ "$code" != 200 ]; then
     echo "chat completion through :$port returned $code:" >&2; cat "$WORK/check.json" >&2; echo >&2
     [ "$port" = 18084 ] && tail -40 "$WORK/litellm.log" >&2
@@ -117,7 +117,7 @@ ih_idle_kb=$(rss_ih); lt_idle_kb=$(rss_lt)
 
 # A short unrecorded warm-up per gateway (first requests import and connect lazily).
 for port in 18082 18084; do
-  BENCH_KEY=sk-bench-master wrk -t1 -c4 -d2s -s bench/chat.lua "http://127.0.0.1:$port/v1/chat/completions" > /dev/null 2>&1 || true
+  BENCH_KEY=sk-bench-master-0001 wrk -t1 -c4 -d2s -s bench/chat.lua "http://127.0.0.1:$port/v1/chat/completions" > /dev/null 2>&1 || true
 done
 
 point() { # name url key conns
@@ -130,8 +130,8 @@ RESULTS="$WORK/results.txt"
 for _ in $(seq "$ROUNDS"); do
 for c in $CONNS; do
   point direct http://127.0.0.1:18080/v1/chat/completions "" "$c" >> "$RESULTS"
-  point idlehands-master http://127.0.0.1:18082/v1/chat/completions sk-bench-master "$c" >> "$RESULTS"
-  point litellm-master http://127.0.0.1:18084/v1/chat/completions sk-bench-master "$c" >> "$RESULTS"
+  point idlehands-master http://127.0.0.1:18082/v1/chat/completions sk-bench-master-0001 "$c" >> "$RESULTS"
+  point litellm-master http://127.0.0.1:18084/v1/chat/completions sk-bench-master-0001 "$c" >> "$RESULTS"
 done
 done
 for p in ${PIDS[@]+"${PIDS[@]}"} "$LITELLM_PID"; do

@@ -34,7 +34,7 @@ wait_for http://127.0.0.1:18083/v1/models
 idle_rss_kb=$(ps -o rss= -p $PROXY_PID | tr -d ' ')
 
 # A virtual key with a large budget, for the virtual-key path.
-VKEY=$(curl -fs -X POST http://127.0.0.1:18082/key/generate -H "Authorization: Bearer sk-bench-master" \
+VKEY=$(curl -fs -X POST http://127.0.0.1:18082/key/generate -H "Authorization: Bearer sk-bench-master-0001" \
   -H 'Content-Type: application/json' -d '{"key_alias":"bench","max_budget":1000000}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["key"])' 2>/dev/null || true)
 
 point() { # name url key stream conns
@@ -49,12 +49,12 @@ for c in $CONNS; do
   point direct http://127.0.0.1:18080/v1/chat/completions "" 0 "$c" >> "$RESULTS"
   point nginx http://127.0.0.1:18081/v1/chat/completions "" 0 "$c" >> "$RESULTS"
   point bare-forward http://127.0.0.1:18083/v1/chat/completions "" 0 "$c" >> "$RESULTS"
-  point idlehands-master http://127.0.0.1:18082/v1/chat/completions sk-bench-master 0 "$c" >> "$RESULTS"
+  point idlehands-master http://127.0.0.1:18082/v1/chat/completions sk-bench-master-0001 0 "$c" >> "$RESULTS"
   if [ -n "$VKEY" ]; then
     point idlehands-vkey http://127.0.0.1:18082/v1/chat/completions "$VKEY" 0 "$c" >> "$RESULTS"
   fi
   point direct-stream http://127.0.0.1:18080/v1/chat/completions "" 1 "$c" >> "$RESULTS"
-  point idlehands-stream http://127.0.0.1:18082/v1/chat/completions sk-bench-master 1 "$c" >> "$RESULTS"
+  point idlehands-stream http://127.0.0.1:18082/v1/chat/completions sk-bench-master-0001 1 "$c" >> "$RESULTS"
 done
 done
 loaded_rss_kb=$(ps -o rss= -p $PROXY_PID | tr -d ' ')

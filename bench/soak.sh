@@ -37,7 +37,7 @@ PIDS+=($PROXY_PID)
 wait_for http://127.0.0.1:18093/health/liveliness
 
 echo "soak: ${MINUTES} min, ${WORKERS} workers, flaky upstreams on 18090/18091, fallback on 18092"
-python3 bench/soak_load.py 127.0.0.1 18093 sk-soak-master "$SECONDS_TOTAL" "$WORKERS" > "$WORK/load.json" &
+python3 bench/soak_load.py 127.0.0.1 18093 sk-soak-master-0001 "$SECONDS_TOTAL" "$WORKERS" > "$WORK/load.json" &
 LOAD_PID=$!
 PIDS+=($LOAD_PID)
 

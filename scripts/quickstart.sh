@@ -25,6 +25,10 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
   exit 1
 fi
 
+# A fresh random master key per run (examples/quickstart.yaml reads it from the environment):
+# a key written in a file everyone can read is no key.
+export LITELLM_MASTER_KEY
+LITELLM_MASTER_KEY="sk-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 "$BIN" proxy --config examples/quickstart.yaml --port "$PORT" --db "$DEMO/proxy.db" &
 PROXY=$!
 trap 'kill -TERM $PROXY 2>/dev/null; wait $PROXY 2>/dev/null' EXIT
@@ -42,7 +46,6 @@ if [ "$UP" != 1 ]; then
   exit 1
 fi
 
-export LITELLM_MASTER_KEY=sk-idlehands-quickstart
 # The store persists between runs: an earlier run's demo key holds the alias, so drop it (a
 # first run has none to drop, and that answer is ignored).
 curl -s -o /dev/null -X POST "$BASE/key/delete" \

@@ -222,16 +222,6 @@ impl LitellmOnlyFlags {
             "Azure AD database tokens are not supported; put the password in database_url",
         );
         say(
-            self.keepalive_timeout.is_some(),
-            "keepalive_timeout",
-            "idle client connections are not timed out by this setting",
-        );
-        say(
-            self.limit_concurrency.is_some(),
-            "limit_concurrency",
-            "use general_settings.global_max_parallel_requests to bound calls in flight",
-        );
-        say(
             self.ciphers.is_some(),
             "ciphers",
             "TLS uses rustls's safe default cipher suites",
@@ -301,6 +291,20 @@ fn load_config(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
     }
     if args.drop_params {
         cfg.file.litellm_settings.drop_params = Some(true);
+    }
+    // uvicorn's server settings, as LiteLLM passes them: over the config's general_settings.
+    let gs = &mut cfg.file.general_settings;
+    if let Some(secs) = args.litellm_only.keepalive_timeout {
+        if !(1..86_400).contains(&secs) {
+            anyhow::bail!("--keepalive_timeout: must be a whole number of seconds from 1 to 86399");
+        }
+        gs.keepalive_timeout = Some(secs as f64);
+    }
+    if let Some(n) = args.litellm_only.limit_concurrency {
+        if n == 0 {
+            anyhow::bail!("--limit_concurrency: must be at least 1");
+        }
+        gs.limit_concurrency = Some(u32::try_from(n).unwrap_or(u32::MAX));
     }
     cfg.database_path = args.db.clone();
     Ok(cfg)

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use idlehands_testkit::{FakeOpenAi, Reply};
 use serde_json::{Value, json};
 
-const MASTER: &str = "sk-master-e2e";
+const MASTER: &str = "sk-master-e2e-0001";
 
 struct Proxy(Child);
 

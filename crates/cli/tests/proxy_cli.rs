@@ -33,12 +33,16 @@ fn cmd() -> Command {
 
 #[tokio::test]
 async fn quickstart_config_answers_a_chat_and_sigterm_exits_zero() {
+    // The quick start reads its master key from the environment, as scripts/quickstart.sh
+    // sets it.
+    let key = format!("sk-quickstart-test-{}", std::process::id());
     let mut c = cmd();
-    c.args(["proxy", "--config", "examples/quickstart.yaml"]);
+    c.args(["proxy", "--config", "examples/quickstart.yaml"])
+        .env("LITELLM_MASTER_KEY", &key);
     let (mut child, url, _) = spawn(c);
     let resp = reqwest::Client::new()
         .post(format!("{url}/v1/chat/completions"))
-        .bearer_auth("sk-idlehands-quickstart")
+        .bearer_auth(&key)
         .json(&json!({"model": "claude-opus-4-6", "messages": [{"role": "user", "content": "hi"}]}))
         .send()
         .await
@@ -134,7 +138,7 @@ fn config_error_exits_non_zero_naming_the_key_path() {
     let path = dir.path().join("config.yaml");
     std::fs::write(
         &path,
-        "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/a\n      timeout: abc\ngeneral_settings:\n  master_key: sk-abc-def\n",
+        "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/a\n      timeout: abc\ngeneral_settings:\n  master_key: sk-cli-test-abc-def\n",
     )
     .unwrap();
     let out = cmd()
@@ -148,7 +152,7 @@ fn config_error_exits_non_zero_naming_the_key_path() {
         err.contains("model_list[0].litellm_params.timeout: expected a number, got \"abc\""),
         "{err}"
     );
-    assert!(!err.contains("sk-abc-def"));
+    assert!(!err.contains("sk-cli-test-abc-def"));
 }
 
 #[test]
@@ -168,13 +172,28 @@ fn missing_master_key_refuses_to_start_and_validate_config_checks() {
         "{err}"
     );
 
-    let out = cmd()
-        .args([
+    let quickstart = || {
+        let mut c = cmd();
+        c.args([
             "proxy",
             "--validate_config",
             "--config",
             "examples/quickstart.yaml",
-        ])
+        ]);
+        c
+    };
+    // The quick start's key comes from the environment (the script makes a random one).
+    let out = quickstart().output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "general_settings.master_key: environment variable LITELLM_MASTER_KEY is not set"
+        ),
+        "{err}"
+    );
+    let out = quickstart()
+        .env("LITELLM_MASTER_KEY", "sk-validate-config-0001")
         .output()
         .unwrap();
     assert!(

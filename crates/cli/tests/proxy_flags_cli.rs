@@ -171,13 +171,14 @@ async fn litellm_server_flags_are_accepted_and_named_at_start_up() {
         "--drop_params",
         "--keepalive_timeout",
         "30",
+        "--limit_concurrency",
+        "50",
     ]);
     let (mut child, url, before) = spawn(c);
     for flag in [
         "--run_gunicorn has no effect here",
         "--telemetry has no effect here",
         "--use_prisma_db_push has no effect here",
-        "--keepalive_timeout has no effect here",
     ] {
         assert!(
             before.iter().any(|l| l.contains(flag)),
@@ -189,7 +190,9 @@ async fn litellm_server_flags_are_accepted_and_named_at_start_up() {
         !before
             .iter()
             .any(|l| l.contains("--drop_params has no effect")
-                || l.contains("--num_workers has no effect")),
+                || l.contains("--num_workers has no effect")
+                || l.contains("--keepalive_timeout")
+                || l.contains("--limit_concurrency")),
         "{before:?}"
     );
     let client = reqwest::Client::builder().no_proxy().build().unwrap();

@@ -15,8 +15,28 @@ use crate::hooks::{CallHooks, CallSink, NoopSink};
 use crate::pricing::{PriceTable, load_litellm_price_file};
 use crate::router::Router;
 
-/// Master keys everyone knows (LiteLLM's docs use them); refused like an unset key.
-const WEAK_MASTER_KEYS: &[&str] = &["sk-1234", "sk-12345", "sk-123456"];
+/// Master keys everyone knows: LiteLLM's docs use the first three, and the last was this
+/// project's own published quick-start key. Refused like an unset key.
+const WEAK_MASTER_KEYS: &[&str] = &[
+    "sk-1234",
+    "sk-12345",
+    "sk-123456",
+    "sk-idlehands-quickstart",
+];
+
+/// Shorter master keys are refused: a guessable key on a gateway listening on 0.0.0.0.
+pub const MIN_MASTER_KEY_CHARS: usize = 16;
+
+/// Why `key` may not be the master key, if it may not.
+fn weak_master_key(key: &str) -> Option<&'static str> {
+    if WEAK_MASTER_KEYS.contains(&key) {
+        Some("the master key is a publicly known example key")
+    } else if key.chars().count() < MIN_MASTER_KEY_CHARS {
+        Some("the master key is shorter than 16 characters")
+    } else {
+        None
+    }
+}
 
 /// What a request reads; swapped whole (arc-swap), never locked.
 pub(crate) struct Runtime {
@@ -25,11 +45,27 @@ pub(crate) struct Runtime {
     /// `--model`, else `general_settings.completion_model`: overrides the request's model.
     pub forced_model: Option<String>,
     pub always_include_stream_usage: bool,
+    /// Model routes' body limit (`max_request_size_mb`).
     pub body_limit: usize,
     /// `litellm_settings.drop_params`: parameters a provider cannot take are left out of every
     /// call instead of refused.
     pub drop_params: bool,
+    /// Management routes' body limit (`max_admin_request_size_mb`).
+    pub admin_body_limit: usize,
 }
+
+/// How client connections are served (see `crate::serving`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnLimits {
+    /// From a connection's start or its last answer's end to the next request's complete
+    /// headers; after it the connection is closed.
+    pub keepalive: Duration,
+    /// Open connections at most; `None`: as many as file descriptors allow (see serving).
+    pub max_connections: Option<usize>,
+}
+
+/// uvicorn's `timeout_keep_alive` default, which LiteLLM keeps.
+pub(crate) const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(5);
 
 /// SEAM: the store's database state for `/health/readiness`: `None` when no database is
 /// configured, else whether it is reachable right now. Called per probe; keep it cheap.
@@ -57,6 +93,9 @@ pub(crate) struct App {
     /// `general_settings.background_health_checks`: how often, and the latest results that
     /// `/health` answers with instead of calling every deployment.
     pub background_health: Option<(Duration, crate::http::health::Latest)>,
+    pub conn_limits: ConnLimits,
+    /// Failed sign-ins and wrong keys per client address.
+    pub throttle: crate::http::guard::Throttle,
 }
 
 /// A built gateway; cheap to clone.
@@ -174,13 +213,11 @@ impl GatewayBuilder {
                     "refusing to start: no master key is set; set general_settings.master_key or LITELLM_MASTER_KEY (or LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true to run without auth)".to_string(),
                 ));
             }
-            Some(k)
-                if WEAK_MASTER_KEYS.contains(&k.as_str())
-                    && !cfg.permit_weak_or_unset_master_key =>
-            {
-                return Err(ConfigError::Startup(
-                    "refusing to start: the master key is a publicly known example key; choose another (or set LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true)".to_string(),
-                ));
+            Some(k) if !cfg.permit_weak_or_unset_master_key && weak_master_key(k).is_some() => {
+                let why = weak_master_key(k).unwrap_or_default();
+                return Err(ConfigError::Startup(format!(
+                    "refusing to start: {why}; choose a long random one, e.g. sk- and 32 hex digits (or set LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true)"
+                )));
             }
             Some(k) if !k.starts_with("sk-") => {
                 tracing::warn!("the master key should start with `sk-`");
@@ -218,6 +255,16 @@ impl GatewayBuilder {
             .filter(|mb| *mb > 0.0)
             .map(|mb| (mb * 1024.0 * 1024.0) as usize)
             .unwrap_or(256 * 1024 * 1024);
+        let admin_body_limit = gs
+            .max_admin_request_size_mb
+            .map(|mb| (mb * 1024.0 * 1024.0) as usize)
+            .unwrap_or(1024 * 1024);
+        let conn_limits = ConnLimits {
+            keepalive: gs
+                .keepalive_timeout
+                .map_or(DEFAULT_KEEPALIVE, Duration::from_secs_f64),
+            max_connections: gs.limit_concurrency.map(|n| n as usize),
+        };
         let runtime = Runtime {
             auth: AuthConfig {
                 master_hash: hash_key(master_key.as_deref().unwrap_or("")).into(),
@@ -232,6 +279,7 @@ impl GatewayBuilder {
             always_include_stream_usage: gs.always_include_stream_usage.unwrap_or(false),
             body_limit,
             drop_params: cfg.file.litellm_settings.drop_params == Some(true),
+            admin_body_limit,
         };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
@@ -289,6 +337,8 @@ impl GatewayBuilder {
                         .map_or(DEFAULT_HEALTH_INTERVAL, Duration::from_secs_f64);
                     (every, crate::http::health::Latest::default())
                 }),
+                conn_limits,
+                throttle: crate::http::guard::Throttle::default(),
             }),
         })
     }

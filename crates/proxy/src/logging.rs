@@ -332,10 +332,12 @@ fn open_request_log(path: &Path) -> std::io::Result<mpsc::Sender<String>> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
+    let mut open = std::fs::OpenOptions::new();
+    open.create(true).append(true);
+    // Prompts and answers: for the owner's eyes only.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let file = open.open(path)?;
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::Builder::new()
         .name("idlehands-request-log".to_string())

@@ -22,12 +22,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tower_service::Service;
 
-use crate::gateway::{App, Gateway};
+use crate::gateway::{App, ConnLimits, Gateway};
 use crate::tls::{Tls, TlsIo};
 
 /// Serve until `shutdown` resolves, then stop accepting, let in-flight requests finish, and
@@ -38,23 +40,197 @@ where
 {
     let app = gateway.app.clone();
     let checks = crate::http::health::spawn_background(&app);
-    let listener = listener.tap_io(|tcp| nodelay(tcp));
-    axum::serve(listener, gateway.router())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // `/health/liveliness` answers 503 while the in-flight requests finish.
-            app.draining.store(true, Ordering::SeqCst);
-            if let Some(task) = checks {
-                task.abort();
-            }
-        })
-        .await
+    let limits = app.conn_limits;
+    let max = max_connections(limits);
+    let router = gateway.router();
+    let open = Arc::new(AtomicUsize::new(0));
+    let (stop, stop_rx) = watch::channel(false);
+    // Every connection task holds a receiver: all dropped means all connections are done.
+    let (live, _) = watch::channel(());
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, addr) = tokio::select! {
+            _ = &mut shutdown => break,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            },
+        };
+        nodelay(&tcp);
+        if open.load(Ordering::Relaxed) >= max {
+            turn_away(&tcp);
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let io = Counted {
+            io: Io::Plain(tcp),
+            open: open.clone(),
+            total: None,
+        };
+        let done = live.subscribe();
+        tokio::spawn(serve_connection(
+            io,
+            addr,
+            router.clone(),
+            limits,
+            stop_rx.clone(),
+            done,
+        ));
+    }
+    // `/health/liveliness` answers 503 while the in-flight requests finish.
+    app.draining.store(true, Ordering::SeqCst);
+    if let Some(task) = checks {
+        task.abort();
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    live.closed().await;
+    Ok(())
 }
 
 /// Streams are many small writes: without NODELAY, Nagle plus the client's delayed ACK add
 /// about 40 ms to every streamed response.
 fn nodelay(tcp: &tokio::net::TcpStream) {
     let _ = tcp.set_nodelay(true);
+}
+
+/// Accept errors: a connection that died in the backlog is skipped; out of file descriptors
+/// and the like, wait rather than spin.
+async fn accept_failed(e: &std::io::Error) {
+    if !is_connection_error(e) {
+        tracing::error!(error = %e, "accept failed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The connection cap: the configured one, else half the file descriptors this process may
+/// open (each client connection may need one upstream), less a reserve for the database,
+/// Redis and files.
+fn max_connections(limits: ConnLimits) -> usize {
+    limits.max_connections.unwrap_or_else(|| {
+        let fds = open_file_limit().unwrap_or(1024);
+        (fds.saturating_sub(64) / 2).max(16)
+    })
+}
+
+/// The soft `RLIMIT_NOFILE`, where the platform shows it (Linux's /proc).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Over the cap: a short 503 (uvicorn's `limit_concurrency` answer), then closed, so the
+/// client learns why rather than waiting in the backlog.
+fn turn_away(tcp: &tokio::net::TcpStream) {
+    const BODY: &str = r#"{"error":{"message":"Too many open connections: the gateway's limit_concurrency is reached. Retry shortly.","type":"service_unavailable","param":null,"code":"503"}}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    // Best effort: a fresh socket's send buffer takes it whole.
+    let _ = tcp.try_write(answer.as_bytes());
+    tracing::warn!("connection refused: limit_concurrency reached");
+}
+
+/// One client connection, HTTP/1.1, until it ends or serving stops. `keepalive` bounds the
+/// time from the connection's start, or its last answer's end, to the next complete request
+/// head: idle and half-open connections are closed after it. On stop, a connection without
+/// a request in flight is dropped at once; one with a request in flight finishes it first.
+async fn serve_connection(
+    io: Counted,
+    addr: SocketAddr,
+    router: axum::Router,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+    _live: watch::Receiver<()>,
+) {
+    // Requests whose answer has not been sent in full yet. Counted up when hyper hands the
+    // request over (synchronously, within the poll that completed its head), down when the
+    // answer's body is dropped (sent, or the connection died).
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let busy = in_flight.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(ConnectInfo(addr));
+        busy.fetch_add(1, Ordering::Relaxed);
+        let guard = InFlight(busy.clone());
+        let answer = router.clone().call(req);
+        async move {
+            let resp = answer.await?;
+            Ok::<_, std::convert::Infallible>(resp.map(|body| {
+                axum::body::Body::new(Guarded {
+                    body,
+                    _guard: guard,
+                })
+            }))
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.keepalive)
+        .keep_alive(true);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let stopped = tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+            false
+        }
+        s = stop.wait_for(|s| *s) => s.is_ok(),
+    };
+    // Idle, half-open or silent: nothing to finish, so nothing to wait for.
+    if stopped && in_flight.load(Ordering::Relaxed) > 0 {
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+    }
+}
+
+/// Counts a request out of its connection's in-flight requests when dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An answer's body that holds its request's [`InFlight`] until it is dropped.
+struct Guarded {
+    body: axum::body::Body,
+    _guard: InFlight,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The serving threads of [`serve_threads`]. Dropping it stops them (without waiting) and
@@ -87,12 +263,13 @@ pub fn serve_threads_tls(
     tls: Option<Tls>,
 ) -> std::io::Result<Serving> {
     listener.set_nonblocking(true)?;
-    let local = listener.local_addr()?;
     let listener = TcpListener::from_std(listener)?;
     let (stop, stop_rx) = watch::channel(false);
     let (release, release_rx) = watch::channel(false);
     let (done_tx, done) = mpsc::unbounded_channel();
     let router = gateway.router();
+    let limits = gateway.app.conn_limits;
+    let total = Arc::new(AtomicUsize::new(0));
     let mut handoff = Vec::new();
     for i in 0..threads.max(1) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -101,11 +278,11 @@ pub fn serve_threads_tls(
         let handed = Handed {
             rx,
             open,
-            local,
+            total: total.clone(),
             tls: tls.clone(),
         };
         let router = router.clone();
-        let mut stop_rx = stop_rx.clone();
+        let stop_rx = stop_rx.clone();
         let mut release_rx = release_rx.clone();
         let done_tx = done_tx.clone();
         let spawned = std::thread::Builder::new()
@@ -122,13 +299,8 @@ pub fn serve_threads_tls(
                     }
                 };
                 rt.block_on(async move {
-                    let stopped = async move {
-                        let _ = stop_rx.wait_for(|s| *s).await;
-                    };
-                    let served = axum::serve(handed, router)
-                        .with_graceful_shutdown(stopped)
-                        .await;
-                    let _ = done_tx.send(served);
+                    handed.serve(router, limits, stop_rx).await;
+                    let _ = done_tx.send(Ok(()));
                     let _ = release_rx.wait_for(|r| *r).await;
                 });
                 rt.shutdown_timeout(Duration::from_millis(100));
@@ -140,7 +312,13 @@ pub fn serve_threads_tls(
         }
     }
     let running = handoff.len();
-    tokio::spawn(accept(listener, handoff, stop_rx));
+    tokio::spawn(accept(
+        listener,
+        handoff,
+        total,
+        max_connections(limits),
+        stop_rx,
+    ));
     Ok(Serving {
         app: gateway.app.clone(),
         checks: crate::http::health::spawn_background(&gateway.app),
@@ -158,7 +336,13 @@ type Handoff = (
 );
 
 /// Accepts until stopped, giving each connection to the thread with the fewest open ones.
-async fn accept(listener: TcpListener, threads: Vec<Handoff>, mut stop: watch::Receiver<bool>) {
+async fn accept(
+    listener: TcpListener,
+    threads: Vec<Handoff>,
+    total: Arc<AtomicUsize>,
+    max: usize,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -166,15 +350,16 @@ async fn accept(listener: TcpListener, threads: Vec<Handoff>, mut stop: watch::R
         };
         let (tcp, addr) = match accepted {
             Ok(a) => a,
-            Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
-                // Out of file descriptors and the like: wait rather than spin.
-                tracing::error!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                accept_failed(&e).await;
                 continue;
             }
         };
         nodelay(&tcp);
+        if total.load(Ordering::Relaxed) >= max {
+            turn_away(&tcp);
+            continue;
+        }
         let Ok(tcp) = tcp.into_std() else {
             continue;
         };
@@ -186,8 +371,10 @@ async fn accept(listener: TcpListener, threads: Vec<Handoff>, mut stop: watch::R
             return;
         };
         open.fetch_add(1, Ordering::Relaxed);
+        total.fetch_add(1, Ordering::Relaxed);
         if tx.send((tcp, addr)).is_err() {
             open.fetch_sub(1, Ordering::Relaxed);
+            total.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -201,50 +388,69 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// A serving thread's end of the hand-off, as axum's listener.
+/// A serving thread's end of the hand-off.
 struct Handed {
     rx: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
     open: Arc<AtomicUsize>,
-    local: SocketAddr,
+    total: Arc<AtomicUsize>,
     tls: Option<Tls>,
 }
 
-impl axum::serve::Listener for Handed {
-    type Io = Counted;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Counted, SocketAddr) {
+impl Handed {
+    /// Serves the connections handed to this thread until stopped, then waits for them.
+    async fn serve(
+        mut self,
+        router: axum::Router,
+        limits: ConnLimits,
+        stop: watch::Receiver<bool>,
+    ) {
+        let (live, _) = watch::channel(());
+        let mut stopped = stop.clone();
         loop {
-            let Some((tcp, addr)) = self.rx.recv().await else {
-                // The acceptor stopped: so has serving (graceful shutdown ends the loop).
-                return std::future::pending().await;
+            let next = tokio::select! {
+                _ = stopped.wait_for(|s| *s) => break,
+                n = self.rx.recv() => n,
             };
-            match tokio::net::TcpStream::from_std(tcp) {
-                Ok(tcp) => {
-                    let open = self.open.clone();
-                    let io = match &self.tls {
-                        Some(tls) => Io::Tls(tls.wrap(tcp)),
-                        None => Io::Plain(tcp),
-                    };
-                    return (Counted { io, open }, addr);
-                }
+            // The acceptor stopped: so has serving.
+            let Some((tcp, addr)) = next else {
+                break;
+            };
+            let io = match tokio::net::TcpStream::from_std(tcp) {
+                Ok(tcp) => match &self.tls {
+                    Some(tls) => Io::Tls(tls.wrap(tcp)),
+                    None => Io::Plain(tcp),
+                },
                 Err(e) => {
                     self.open.fetch_sub(1, Ordering::Relaxed);
+                    self.total.fetch_sub(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "could not take over a connection");
+                    continue;
                 }
-            }
+            };
+            let io = Counted {
+                io,
+                open: self.open.clone(),
+                total: Some(self.total.clone()),
+            };
+            tokio::spawn(serve_connection(
+                io,
+                addr,
+                router.clone(),
+                limits,
+                stop.clone(),
+                live.subscribe(),
+            ));
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
+        live.closed().await;
     }
 }
 
-/// A connection that counts itself out of its thread's open connections when dropped.
+/// A connection that counts itself out of the open connections when dropped.
 struct Counted {
     io: Io,
     open: Arc<AtomicUsize>,
+    /// Across all serving threads, for the cap.
+    total: Option<Arc<AtomicUsize>>,
 }
 
 enum Io {
@@ -255,7 +461,7 @@ enum Io {
 /// Runs `$body` with `$io` bound to the pinned plain or TLS stream.
 macro_rules! with_io {
     ($self:expr, $io:ident => $body:expr) => {
-        match &mut $self.get_mut().io {
+        match &mut $self.io {
             Io::Plain(s) => {
                 let $io = Pin::new(s);
                 $body
@@ -271,6 +477,9 @@ macro_rules! with_io {
 impl Drop for Counted {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(total) = &self.total {
+            total.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -280,7 +489,7 @@ impl AsyncRead for Counted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        with_io!(self, io => io.poll_read(cx, buf))
+        with_io!(self.get_mut(), io => io.poll_read(cx, buf))
     }
 }
 
@@ -290,7 +499,7 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        with_io!(self, io => io.poll_write(cx, buf))
+        with_io!(self.get_mut(), io => io.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -298,7 +507,7 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        with_io!(self, io => io.poll_write_vectored(cx, bufs))
+        with_io!(self.get_mut(), io => io.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -309,11 +518,11 @@ impl AsyncWrite for Counted {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        with_io!(self, io => io.poll_flush(cx))
+        with_io!(self.get_mut(), io => io.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        with_io!(self, io => io.poll_shutdown(cx))
+        with_io!(self.get_mut(), io => io.poll_shutdown(cx))
     }
 }
 

@@ -121,7 +121,7 @@ fn secrets_never_appear_in_errors() {
 
 #[test]
 fn unknown_keys_are_tolerated() {
-    let y = "guardrails: []\nmodel_list:\n  - model_name: a\n    litellm_params: {model: openai/a, brand_new_param: 1}\n    model_info: {supports_vision: true}\ngeneral_settings: {alerting_threshold: 300, master_key: sk-abc}\nlitellm_settings: {callbacks: [prometheus], something_new: x}\n";
+    let y = "guardrails: []\nmodel_list:\n  - model_name: a\n    litellm_params: {model: openai/a, brand_new_param: 1}\n    model_info: {supports_vision: true}\ngeneral_settings: {alerting_threshold: 300, master_key: sk-config-test-0001}\nlitellm_settings: {callbacks: [prometheus], something_new: x}\n";
     let c = load(y, &[]).unwrap();
     assert!(c.file.extra.contains_key("guardrails"));
     assert_eq!(c.file.litellm_settings.callbacks, ["prometheus"]);
@@ -137,17 +137,46 @@ fn master_key_is_required_unless_permitted() {
     );
     assert!(!e.contains('\n'));
 
-    let weak = load("general_settings: {master_key: sk-1234}\n", &[]).unwrap();
-    assert!(Gateway::builder(weak).build().is_err());
+    // Published keys and short keys are refused, and the message never shows the key.
+    for (weak, why) in [
+        ("sk-1234", "publicly known"),
+        ("sk-idlehands-quickstart", "publicly known"),
+        ("a", "shorter than 16 characters"),
+        ("password", "shorter than 16 characters"),
+        ("sk-fifteen-char", "shorter than 16 characters"),
+    ] {
+        let cfg = load(&format!("general_settings: {{master_key: {weak}}}\n"), &[]).unwrap();
+        let e = Gateway::builder(cfg).build().err().unwrap().to_string();
+        assert!(
+            e.starts_with("refusing to start: ") && e.contains(why),
+            "{weak}: {e}"
+        );
+        assert!(
+            e.contains("LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY"),
+            "{e}"
+        );
+        assert!(!e.contains("quickstart") && !e.contains("password"), "{e}");
+        let permitted = load(
+            &format!("general_settings: {{master_key: {weak}}}\n"),
+            &[(
+                "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY",
+                "true",
+            )],
+        )
+        .unwrap();
+        assert!(Gateway::builder(permitted).build().is_ok(), "{weak}");
+    }
+    let sixteen = load("general_settings: {master_key: sk-sixteen-chars}\n", &[]).unwrap();
+    assert!(Gateway::builder(sixteen).build().is_ok());
 
     let from_env = load(
         "model_list: []\n",
-        &[("LITELLM_MASTER_KEY", "sk-env-master")],
+        &[("LITELLM_MASTER_KEY", "sk-env-master-0001")],
     )
     .unwrap();
     assert_eq!(
         from_env.master_key.as_ref().unwrap().expose(),
-        "sk-env-master"
+        "sk-env-master-0001"
     );
     assert!(Gateway::builder(from_env).build().is_ok());
 
@@ -170,7 +199,7 @@ fn master_key_is_required_unless_permitted() {
 
 #[test]
 fn price_file_errors_name_the_file() {
-    let y = "litellm_settings: {model_cost_map_path: /nonexistent/prices.json}\ngeneral_settings: {master_key: sk-abc}\n";
+    let y = "litellm_settings: {model_cost_map_path: /nonexistent/prices.json}\ngeneral_settings: {master_key: sk-config-test-0001}\n";
     let e = Gateway::builder(load(y, &[]).unwrap())
         .build()
         .err()
@@ -221,7 +250,7 @@ router_settings:
   redis_port: "6379"
   redis_password: os.environ/REDIS_PW
 general_settings:
-  master_key: sk-abc
+  master_key: sk-config-test-0001
   database_url: postgresql://u:p@h/db
   store_prompts_in_spend_logs: true
   disable_spend_logs: false

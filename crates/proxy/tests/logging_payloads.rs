@@ -115,6 +115,13 @@ async fn prompts_and_responses_go_to_the_record_and_the_request_log_redacted() {
         "the answer, not sk-[redacted]"
     );
     let text = std::fs::read_to_string(&log).unwrap();
+    // Prompts are in it: for the owner's eyes only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+    }
     for secret in [
         KEY,
         "sk-live-abcdef0123456789",

@@ -94,3 +94,51 @@ async fn a_thread_count_of_zero_still_serves_on_one() {
     assert_eq!(whoami(&client(), &base).await, "idlehands-serve-0");
     serving.release();
 }
+
+/// Everything the server sends until it closes the connection.
+async fn until_closed(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn the_cap_counts_every_thread_and_a_stop_does_not_wait_on_idle_connections() {
+    use tokio::io::AsyncWriteExt;
+    let up = FakeOpenAi::start().await;
+    // An hour of keep-alive: a stop that waited on idle connections would hang here.
+    let yaml = two_models(&up.base_url()) + "  keepalive_timeout: 3600\n  limit_concurrency: 3\n";
+    let gw = Gateway::builder(config(&yaml, &[])).build().unwrap();
+    let (l, base) = listener();
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut serving = serve_threads(&gw, l, 2).unwrap();
+    let mut kept_alive = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    kept_alive
+        .write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: g\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut kept_alive, &mut head)
+        .await
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let mut half_open = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half_open
+        .write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: g")
+        .await
+        .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Three open over two threads: the fourth is turned away.
+    let mut fourth = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let answer = until_closed(&mut fourth).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    serving.stop();
+    serving.wait().await.unwrap();
+    for s in [&mut half_open, &mut silent] {
+        assert_eq!(until_closed(s).await, "");
+    }
+    let rest = until_closed(&mut kept_alive).await;
+    assert!(rest.contains("I'm alive"), "{rest}");
+    serving.release();
+}

@@ -227,6 +227,7 @@ async fn open_sqlite(url: &str, opts: &StoreOptions) -> Result<SqlitePool, Store
             StoreError::Internal(format!("cannot create directory {}: {e}", parent.display()))
         })?;
     }
+    create_private(path)?;
     let mut connect = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -240,6 +241,24 @@ async fn open_sqlite(url: &str, opts: &StoreOptions) -> Result<SqlitePool, Store
         .connect_with(connect)
         .await?;
     Ok(pool)
+}
+
+/// Creates a missing database file readable by its owner only: keys' hashes and prompts live
+/// there, and SQLite gives the `-wal` and `-shm` files the mode of the database file. An
+/// existing file keeps the mode its owner chose.
+fn create_private(path: &str) -> Result<(), StoreError> {
+    if path.starts_with(':') || path.starts_with("file:") {
+        return Ok(());
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Internal(format!("cannot create {path}: {e}"))),
+    }
 }
 
 async fn open_postgres(url: &str, opts: &StoreOptions) -> Result<PgPool, StoreError> {
@@ -464,3 +483,25 @@ const MIGRATIONS: &[Migration] = &[
         postgres: V4_UPSTREAM_ID_AND_ESTIMATE,
     },
 ];
+
+#[cfg(all(test, unix))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::os::unix::fs::PermissionsExt;
+
+    use crate::Store;
+
+    #[tokio::test]
+    async fn a_new_database_and_its_wal_and_shm_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("private.db");
+        let store = Store::open(&path.display().to_string()).await.unwrap();
+        // The migrations wrote through the WAL, so all three files exist while it is open.
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{}{suffix}", path.display());
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}: {mode:o}");
+        }
+        store.close().await;
+    }
+}

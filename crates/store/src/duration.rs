@@ -24,11 +24,48 @@ pub struct LlmDuration {
     pub unit: Unit,
 }
 
+/// The longest duration accepted anywhere (expiry, budget window, retention, grace period):
+/// longer spans are typos, and dates beyond chrono's range would panic in the arithmetic.
+pub const MAX_DAYS: u64 = 100 * 366;
+
+/// Why a duration was refused.
+enum Refused {
+    Syntax,
+    TooLong,
+}
+
 impl LlmDuration {
-    /// Parses `(\d+)(s|m|h|d|w|mo)?` (no unit means seconds) or a word alias.
+    /// Parses `(\d+)(s|m|h|d|w|mo)?` (no unit means seconds) or a word alias; `None` also for
+    /// a span over [`MAX_DAYS`].
     pub fn parse(text: &str) -> Option<LlmDuration> {
+        Self::parse_checked(text).ok()
+    }
+
+    fn parse_checked(text: &str) -> Result<LlmDuration, Refused> {
+        let d = Self::parse_syntax(text)?;
+        if d.approx_seconds() > MAX_DAYS * 86_400 {
+            return Err(Refused::TooLong);
+        }
+        Ok(d)
+    }
+
+    /// The span in seconds, months as 31 days and years as 366: an upper bound for the check.
+    fn approx_seconds(self) -> u64 {
+        let unit: u64 = match self.unit {
+            Unit::Seconds => 1,
+            Unit::Minutes => 60,
+            Unit::Hours => 3_600,
+            Unit::Days => 86_400,
+            Unit::Weeks => 7 * 86_400,
+            Unit::Months => 31 * 86_400,
+            Unit::Years => 366 * 86_400,
+        };
+        u64::from(self.value).saturating_mul(unit)
+    }
+
+    fn parse_syntax(text: &str) -> Result<LlmDuration, Refused> {
         let t = text.trim();
-        let word = |value, unit| Some(LlmDuration { value, unit });
+        let word = |value, unit| Ok(LlmDuration { value, unit });
         match t {
             "hourly" => return word(1, Unit::Hours),
             "daily" => return word(1, Unit::Days),
@@ -39,9 +76,8 @@ impl LlmDuration {
         }
         let digits = t.chars().take_while(|c| c.is_ascii_digit()).count();
         if digits == 0 {
-            return None;
+            return Err(Refused::Syntax);
         }
-        let value: u32 = t[..digits].parse().ok()?;
         let unit = match &t[digits..] {
             "" | "s" => Unit::Seconds,
             "m" => Unit::Minutes,
@@ -49,23 +85,28 @@ impl LlmDuration {
             "d" => Unit::Days,
             "w" => Unit::Weeks,
             "mo" => Unit::Months,
-            _ => return None,
+            _ => return Err(Refused::Syntax),
         };
+        // All digits: a number that does not fit is too long, not malformed.
+        let value: u32 = t[..digits].parse().map_err(|_| Refused::TooLong)?;
         if value == 0 {
-            return None;
+            return Err(Refused::Syntax);
         }
-        Some(LlmDuration { value, unit })
+        Ok(LlmDuration { value, unit })
     }
 
     /// Parses or answers 400 naming the field and the value.
     pub fn parse_field(text: &str, field: &str) -> Result<LlmDuration, StoreError> {
-        LlmDuration::parse(text).ok_or_else(|| {
-            StoreError::bad_request(
-                format!(
+        LlmDuration::parse_checked(text).map_err(|why| {
+            let message = match why {
+                Refused::Syntax => format!(
                     "Invalid {field} '{text}': use a positive number followed by s, m, h, d, w or mo (e.g. 30s, 30m, 30h, 30d, 1w, 1mo), or one of hourly, daily, weekly, monthly, yearly"
                 ),
-                field,
-            )
+                Refused::TooLong => format!(
+                    "Invalid {field} '{text}': longer than the maximum of {MAX_DAYS} days"
+                ),
+            };
+            StoreError::bad_request(message, field)
         })
     }
 
@@ -91,7 +132,14 @@ impl LlmDuration {
             Unit::Months => (Duration::days(30 * v), Some(self.value)),
             Unit::Years => (Duration::days(365 * v), Some(self.value.saturating_mul(12))),
         };
-        let by_days = if forward { now + span } else { now - span };
+        // Within MAX_DAYS of a present-day `now` these cannot fail; saturate rather than panic.
+        let by_days = if forward {
+            now.checked_add_signed(span)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        } else {
+            now.checked_sub_signed(span)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        };
         match months.map(Months::new) {
             None => by_days,
             Some(m) if forward => now.checked_add_months(m).unwrap_or(by_days),
@@ -118,12 +166,17 @@ impl LlmDuration {
             (Unit::Days, 1) => next_midnight,
             (Unit::Days, 7) | (Unit::Weeks, 1) => next_monday(now),
             (Unit::Days, 30) => first_of_month_after(now, 1),
-            (Unit::Days, _) => midnight + Duration::days(v),
-            (Unit::Weeks, _) => next_monday(now) + Duration::weeks(v - 1),
+            (Unit::Days, _) => midnight
+                .checked_add_signed(Duration::days(v))
+                .unwrap_or(next_midnight),
+            (Unit::Weeks, _) => next_monday(now)
+                .checked_add_signed(Duration::weeks(v - 1))
+                .unwrap_or(next_midnight),
             (Unit::Months, _) => first_of_month_after(now, self.value),
-            (Unit::Years, _) => Utc
-                .with_ymd_and_hms(now.year() + self.value as i32, 1, 1, 0, 0, 0)
-                .single()
+            (Unit::Years, _) => i32::try_from(self.value)
+                .ok()
+                .and_then(|y| now.year().checked_add(y))
+                .and_then(|y| Utc.with_ymd_and_hms(y, 1, 1, 0, 0, 0).single())
                 .unwrap_or(next_midnight),
         }
     }
@@ -219,6 +272,35 @@ mod tests {
         );
         for bad in ["", "d", "5x", "1.5h", "-3d", "0d", "mo"] {
             assert_eq!(LlmDuration::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn absurd_spans_are_refused_naming_the_field_never_a_panic() {
+        for long in [
+            "99999999d",
+            "4294967295w",
+            "99999mo",
+            "99999999999s",
+            "36700d",
+        ] {
+            assert_eq!(LlmDuration::parse(long), None, "{long}");
+            let e = LlmDuration::parse_field(long, "budget_duration")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                e.contains("budget_duration") && e.contains("maximum"),
+                "{e}"
+            );
+        }
+        assert!(LlmDuration::parse("36500d").is_some());
+        assert!(LlmDuration::parse("1000mo").is_some());
+        // The extremes that are accepted stay in range from any date chrono can hold.
+        let late = at("9999-06-01T00:00:00Z");
+        for d in ["36500d", "1000mo", "5200w", "yearly"] {
+            let d = LlmDuration::parse(d).unwrap_or_else(|| panic!("{d}"));
+            let _ = (d.after(late), d.before(late), d.next_reset(late));
         }
     }
 

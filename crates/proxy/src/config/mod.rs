@@ -272,6 +272,26 @@ impl ProxyConfig {
                 "must be a positive number of seconds",
             ));
         }
+        let gs = &self.file.general_settings;
+        for (name, v) in [
+            ("keepalive_timeout", gs.keepalive_timeout),
+            ("max_admin_request_size_mb", gs.max_admin_request_size_mb),
+        ] {
+            // Under a day: a longer keep-alive is a typo, and Duration::from_secs_f64 must
+            // never see an absurd value.
+            if v.is_some_and(|t| !(t > 0.0 && t < 86_400.0)) {
+                return Err(invalid(
+                    format!("general_settings.{name}"),
+                    "must be a positive number below 86400",
+                ));
+            }
+        }
+        if gs.limit_concurrency == Some(0) {
+            return Err(invalid(
+                "general_settings.limit_concurrency".to_string(),
+                "must be at least 1",
+            ));
+        }
         if self.file.general_settings.global_max_parallel_requests == Some(0) {
             return Err(invalid(
                 "general_settings.global_max_parallel_requests".to_string(),

@@ -304,6 +304,18 @@ pub struct GeneralSettings {
     pub always_include_stream_usage: Option<bool>,
     #[serde(deserialize_with = "lenient::opt_f64")]
     pub max_request_size_mb: Option<f64>,
+    /// Ours: the body limit of `/key/*`, `/spend/*` and `/ui/login` (default 1 MB).
+    #[serde(deserialize_with = "lenient::opt_f64")]
+    pub max_admin_request_size_mb: Option<f64>,
+    /// uvicorn's `timeout_keep_alive` (LiteLLM's `--keepalive_timeout`), seconds, default 5:
+    /// how long a connection may wait, from when it opens or its last answer ends, until the
+    /// next request's headers are complete.
+    #[serde(deserialize_with = "lenient::opt_f64")]
+    pub keepalive_timeout: Option<f64>,
+    /// uvicorn's `limit_concurrency` (LiteLLM's `--limit_concurrency`): open client
+    /// connections at most; more are answered 503 and closed.
+    #[serde(deserialize_with = "lenient::opt_u32")]
+    pub limit_concurrency: Option<u32>,
     #[serde(deserialize_with = "lenient::opt_string")]
     pub litellm_key_header_name: Option<String>,
     #[serde(deserialize_with = "lenient::opt_f64")]

@@ -15,6 +15,7 @@ use idlehands_routing::TokenUsage;
 
 use super::attempts::{Attempts, CallOptions, MockFailure, plan_options, within};
 use super::body::{RawBody, RequestBody};
+use super::guard::Pre;
 use super::stream::ClientStream;
 use super::trace::{Peek, Trace, early_error};
 use crate::auth;
@@ -40,18 +41,20 @@ fn global_parallel_limit(limit: u32) -> ProxyError {
 pub(crate) async fn chat(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    Pre(pre): Pre,
     RawBody(body): RawBody,
 ) -> Response {
-    handle(app, None, headers, body, "acompletion").await
+    handle(app, None, headers, pre, body, "acompletion").await
 }
 
 pub(crate) async fn chat_with_path_model(
     State(app): State<Arc<App>>,
     Path(model): Path<String>,
     headers: HeaderMap,
+    Pre(pre): Pre,
     RawBody(body): RawBody,
 ) -> Response {
-    handle(app, Some(model), headers, body, "acompletion").await
+    handle(app, Some(model), headers, pre, body, "acompletion").await
 }
 
 /// What every model call starts with: a call id, auth, the body read once, the model group
@@ -81,6 +84,7 @@ pub(crate) async fn route<'b>(
     app: &Arc<App>,
     path_model: Option<String>,
     headers: &HeaderMap,
+    pre: Option<auth::Principal>,
     bytes: &'b Bytes,
     call_type: &'static str,
     required: &'static str,
@@ -94,9 +98,12 @@ pub(crate) async fn route<'b>(
         HeaderValue::from_str(&call_id).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
     let rt = app.runtime.load_full();
     let early = |e: ProxyError| early_error(app, e, &call_id_header, started);
-    let principal = auth::authenticate(&rt.auth, app.resolver.as_ref(), headers)
-        .await
-        .map_err(early)?;
+    let principal = match pre {
+        Some(p) => p,
+        None => auth::authenticate(&rt.auth, app.resolver.as_ref(), headers)
+            .await
+            .map_err(early)?,
+    };
     let parallel_permit = match &app.parallel {
         None => None,
         Some((places, limit)) => Some(
@@ -188,6 +195,7 @@ pub(crate) async fn handle(
     app: Arc<App>,
     path_model: Option<String>,
     headers: HeaderMap,
+    pre: Option<auth::Principal>,
     bytes: Bytes,
     call_type: &'static str,
 ) -> Response {
@@ -195,7 +203,11 @@ pub(crate) async fn handle(
         body,
         mut trace,
         group,
-    } = match route(&app, path_model, &headers, &bytes, call_type, "messages").await {
+    } = match route(
+        &app, path_model, &headers, pre, &bytes, call_type, "messages",
+    )
+    .await
+    {
         Ok(r) => r,
         Err(Early::Done(resp)) => return resp,
         Err(Early::Models(models)) => {

@@ -12,37 +12,51 @@ use http::{HeaderMap, HeaderValue, header};
 use super::attempts::{Attempts, CallOptions, plan_options, within};
 use super::body::RawBody;
 use super::chat::{Routed, route, token_usage};
+use super::guard::Pre;
 use super::trace::Peek;
 use crate::gateway::App;
 
 pub(crate) async fn embeddings(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    Pre(pre): Pre,
     RawBody(body): RawBody,
 ) -> Response {
-    handle(app, None, headers, body).await
+    handle(app, None, headers, pre, body).await
 }
 
 pub(crate) async fn embeddings_with_path_model(
     State(app): State<Arc<App>>,
     Path(model): Path<String>,
     headers: HeaderMap,
+    Pre(pre): Pre,
     RawBody(body): RawBody,
 ) -> Response {
-    handle(app, Some(model), headers, body).await
+    handle(app, Some(model), headers, pre, body).await
 }
 
 async fn handle(
     app: Arc<App>,
     path_model: Option<String>,
     headers: HeaderMap,
+    pre: Option<crate::auth::Principal>,
     bytes: Bytes,
 ) -> Response {
     let Routed {
         body,
         mut trace,
         group,
-    } = match route(&app, path_model, &headers, &bytes, "aembedding", "input").await {
+    } = match route(
+        &app,
+        path_model,
+        &headers,
+        pre,
+        &bytes,
+        "aembedding",
+        "input",
+    )
+    .await
+    {
         Ok(r) => r,
         Err(super::chat::Early::Done(resp)) => return resp,
         // Only chat calls split a comma-separated model.

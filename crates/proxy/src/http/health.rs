@@ -147,14 +147,28 @@ pub(crate) async fn health(
     headers: HeaderMap,
 ) -> Response {
     let rt = app.runtime.load_full();
-    if let Err(e) = auth::authenticate(&rt.auth, app.resolver.as_ref(), &headers).await {
-        return e.into_response();
-    }
+    let principal = match auth::authenticate(&rt.auth, app.resolver.as_ref(), &headers).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
     let wanted = |d: &Deployment| {
         q.get("model")
             .is_none_or(|m| *m == d.model_name || *m == d.model)
             && q.get("model_id").is_none_or(|id| *id == d.id)
     };
+    // A check is an upstream call the caller is not charged for, and its answer names every
+    // `api_base`: a virtual key may only ask about models it may call.
+    if let Some(d) = rt
+        .router
+        .deployments()
+        .filter(|d| wanted(d))
+        .find(|d| !principal.allows_name(&d.model_name, &d.access_groups, &rt.router))
+    {
+        return crate::error::ProxyError::ModelNotAllowed {
+            model: d.model_name.clone(),
+        }
+        .into_response();
+    }
     let cached = app
         .background_health
         .as_ref()

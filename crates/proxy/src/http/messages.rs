@@ -17,6 +17,7 @@ use idlehands_wire::SseDecoder;
 use serde_json::{Value, json};
 
 use super::body::RawBody;
+use super::guard::Pre;
 use crate::auth;
 use crate::gateway::App;
 
@@ -26,7 +27,7 @@ pub(crate) const CALL_TYPE: &str = "anthropic_messages";
 /// bounds a misbehaving one.
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
-fn error_response(status: u16, message: &str, headers: Option<HeaderMap>) -> Response {
+pub(crate) fn error_response(status: u16, message: &str, headers: Option<HeaderMap>) -> Response {
     let body = serde_json::to_vec(&tr::error_body(status, message)).unwrap_or_default();
     let mut resp = Response::new(Body::from(body));
     if let Some(h) = headers {
@@ -66,6 +67,7 @@ async fn refuse(app: &App, headers: &HeaderMap, status: u16, message: &str) -> R
 pub(crate) async fn messages(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    Pre(pre): Pre,
     body: Result<RawBody, Response>,
 ) -> Response {
     let bytes = match body {
@@ -98,7 +100,7 @@ pub(crate) async fn messages(
     };
     let chat = Bytes::from(serde_json::to_vec(&chat).unwrap_or_default());
     drop(req);
-    let resp = super::chat::handle(app, None, headers, chat, CALL_TYPE).await;
+    let resp = super::chat::handle(app, None, headers, pre, chat, CALL_TYPE).await;
     to_anthropic(resp, &model).await
 }
 
@@ -255,15 +257,18 @@ fn anthropic_events(
 pub(crate) async fn count_tokens(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    Pre(pre): Pre,
     body: Result<RawBody, Response>,
 ) -> Response {
     let bytes = match body {
         Ok(RawBody(b)) => b,
         Err(resp) => return to_anthropic(resp, "").await,
     };
-    let rt = app.runtime.load_full();
-    if let Err(e) = auth::authenticate(&rt.auth, app.resolver.as_ref(), &headers).await {
-        return error_response(e.status(), &e.to_string(), None);
+    if pre.is_none() {
+        let rt = app.runtime.load_full();
+        if let Err(e) = auth::authenticate(&rt.auth, app.resolver.as_ref(), &headers).await {
+            return error_response(e.status(), &e.to_string(), None);
+        }
     }
     let req: Value = match serde_json::from_slice(&bytes) {
         Ok(v @ Value::Object(_)) => v,

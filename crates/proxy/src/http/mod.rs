@@ -5,6 +5,7 @@ mod body;
 mod chat;
 mod embeddings;
 mod estimate;
+pub(crate) mod guard;
 pub(crate) mod health;
 mod keys;
 mod messages;
@@ -26,8 +27,13 @@ use crate::error::ProxyError;
 use crate::gateway::App;
 
 pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
-    let limit = app.runtime.load().body_limit;
-    let routes = Router::new()
+    let (limit, admin_limit) = {
+        let rt = app.runtime.load();
+        (rt.body_limit, rt.admin_body_limit)
+    };
+    // Everything here needs a key: the gate checks it (and the declared size) before any
+    // body byte is read.
+    let keyed = Router::new()
         .route("/v1/chat/completions", post(chat::chat))
         .route("/chat/completions", post(chat::chat))
         .route(
@@ -55,10 +61,15 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
         .route("/v1/models/{*id}", get(models::one))
         .route("/models/{*id}", get(models::one))
         .route("/health", get(health::health))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::model_gate,
+        ));
+    let routes = keyed
         .route("/health/liveliness", get(health::liveliness))
         .route("/health/liveness", get(health::liveliness))
         .route("/health/readiness", get(health::readiness))
-        .merge(ui::routes())
+        .merge(ui::routes().layer(DefaultBodyLimit::max(admin_limit)))
         .with_state(app);
     let routes = match extra {
         Some(extra) => routes.merge(extra),
@@ -82,8 +93,13 @@ pub(crate) fn management_routes(
     gw: crate::gateway::Gateway,
     ledger: idlehands_store::Ledger,
 ) -> Router {
+    let app = gw.app.clone();
+    let admin_limit = app.runtime.load().admin_body_limit;
     let state = Arc::new(keys::Mgmt { gw, ledger });
-    keys::routes(state.clone()).merge(spend::routes(state))
+    keys::routes(state.clone())
+        .merge(spend::routes(state))
+        .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
+        .layer(DefaultBodyLimit::max(admin_limit))
 }
 
 async fn method_not_allowed(method: http::Method, uri: http::Uri) -> Response {

@@ -39,10 +39,13 @@ fn call(
     body: Bytes,
     call_type: &'static str,
 ) -> BoxFuture<'static, Response> {
+    // Each call authenticates from the headers again: the key's state (spend, limits) may
+    // have moved since the list was split.
     Box::pin(super::chat::handle(
         app.clone(),
         None,
         headers.clone(),
+        None,
         body,
         call_type,
     ))

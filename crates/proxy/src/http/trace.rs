@@ -62,6 +62,14 @@ pub(crate) fn early_error(
     resp
 }
 
+/// An error answer before the call has an id of its own (the gate in front of the handler).
+pub(crate) fn refused(app: &App, e: ProxyError) -> Response {
+    let call_id = uuid::Uuid::now_v7().to_string();
+    let call_id =
+        HeaderValue::from_str(&call_id).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    early_error(app, e, &call_id, Instant::now())
+}
+
 pub(crate) struct Trace {
     pub app: Arc<App>,
     pub principal: Principal,

@@ -6,12 +6,14 @@
 //! [`authenticate_admin`]). Sessions live in this process only: a restart signs everyone out.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -147,7 +149,16 @@ fn see_other(location: &'static str) -> Response {
         .into_response()
 }
 
-async fn login(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn login(
+    State(app): State<Arc<App>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ip = peer.map(|Extension(ConnectInfo(a))| a.ip());
+    if let Some(e) = super::guard::throttled(&app, ip) {
+        return e.into_response();
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -161,6 +172,7 @@ async fn login(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> 
         None => true,
     };
     if !accepted {
+        super::guard::count_failure(&app, ip);
         tracing::info!("dashboard sign-in refused");
         return if req.from_form {
             see_other("/ui/login")

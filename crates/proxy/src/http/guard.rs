@@ -1,0 +1,355 @@
+//! What is checked from the request line and headers alone, before any body byte is read: the
+//! declared size, the key (model and management routes), cross-site writes through the
+//! dashboard cookie, and failed sign-ins per client address.
+//!
+//! A refused request's body is never read: hyper then closes the connection after the answer
+//! instead of draining it, so an unauthenticated client cannot make the gateway hold or even
+//! receive a large body.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, header};
+use parking_lot::Mutex;
+
+use crate::auth::{self, Principal};
+use crate::error::ProxyError;
+use crate::gateway::App;
+
+/// Failed attempts an address may make per window before it is refused.
+const MAX_FAILURES: u32 = 10;
+const WINDOW: Duration = Duration::from_secs(60);
+/// Addresses remembered at most; past it, finished windows are forgotten first.
+const MAX_TRACKED: usize = 16_384;
+
+/// Failed sign-ins and wrong keys per client address, in fixed windows.
+#[derive(Debug, Default)]
+pub(crate) struct Throttle {
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl Throttle {
+    /// Seconds until `ip` may try again, if it is refused now.
+    pub fn retry_after(&self, ip: IpAddr) -> Option<u64> {
+        let now = Instant::now();
+        let map = self.failures.lock();
+        let (start, n) = map.get(&ip)?;
+        let ends = *start + WINDOW;
+        (*n >= MAX_FAILURES && ends > now).then(|| (ends - now).as_secs().max(1))
+    }
+
+    pub fn failed(&self, ip: IpAddr) {
+        let now = Instant::now();
+        let mut map = self.failures.lock();
+        if map.len() >= MAX_TRACKED && !map.contains_key(&ip) {
+            map.retain(|_, (start, _)| *start + WINDOW > now);
+            if map.len() >= MAX_TRACKED {
+                // Spread over that many addresses, counting is no longer useful per address.
+                map.clear();
+            }
+        }
+        let entry = map.entry(ip).or_insert((now, 0));
+        if entry.0 + WINDOW <= now {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+}
+
+/// The client's address, where the server recorded it (embedders' routers may not).
+pub(crate) fn client_ip(ext: &http::Extensions) -> Option<IpAddr> {
+    ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+fn too_many_attempts(retry_after: u64) -> ProxyError {
+    ProxyError::Custom {
+        status: 429,
+        kind: "auth_error".to_string(),
+        message: format!(
+            "Too many failed authentication attempts from this address. Retry after {retry_after} seconds."
+        ),
+        param: None,
+        headers: vec![(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after.min(u64::from(u32::MAX))),
+        )],
+    }
+}
+
+/// An attempt with a key that turned out wrong: what a guesser makes.
+fn is_wrong_key(e: &ProxyError) -> bool {
+    matches!(e, ProxyError::InvalidApiKey { .. })
+}
+
+/// Refuses an address over its failures; else `None`.
+pub(crate) fn throttled(app: &App, ip: Option<IpAddr>) -> Option<ProxyError> {
+    let after = app.throttle.retry_after(ip?)?;
+    Some(too_many_attempts(after))
+}
+
+/// Counts a failed attempt from `ip`.
+pub(crate) fn count_failure(app: &App, ip: Option<IpAddr>) {
+    if let Some(ip) = ip {
+        app.throttle.failed(ip);
+    }
+}
+
+/// The declared body size, when it is over `limit` (LiteLLM's wording).
+fn declared_too_large(headers: &HeaderMap, limit: usize) -> Option<ProxyError> {
+    let len: u64 = headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (len > limit as u64).then(|| too_large(limit))
+}
+
+pub(crate) fn too_large(limit: usize) -> ProxyError {
+    let mb = format!("{:.3}", limit as f64 / (1024.0 * 1024.0));
+    let mb = mb.trim_end_matches('0').trim_end_matches('.');
+    ProxyError::Custom {
+        status: 413,
+        kind: "invalid_request_error".to_string(),
+        message: format!("Request size is too large. Max size is {mb} MB"),
+        param: Some("content-length".to_string()),
+        headers: Vec::new(),
+    }
+}
+
+/// The principal the model-route gate authenticated, for the handler.
+#[derive(Clone)]
+struct Authed(Principal);
+
+/// What the gate found, taken by the handler; `None` where no gate ran (it then
+/// authenticates itself).
+pub(crate) struct Pre(pub Option<Principal>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Pre {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Pre(parts.extensions.remove::<Authed>().map(|a| a.0)))
+    }
+}
+
+/// Model routes (and `/v1/models`, `/health`): size, throttle and key before the body.
+pub(crate) async fn model_gate(
+    State(app): State<Arc<App>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let anthropic = req.uri().path().starts_with("/v1/messages");
+    let refuse = |e: ProxyError| {
+        if anthropic {
+            let mut resp = super::messages::error_response(e.status(), &e.to_string(), None);
+            if let ProxyError::Custom { headers, .. } = &e {
+                for (k, v) in headers {
+                    resp.headers_mut().insert(k.clone(), v.clone());
+                }
+            }
+            resp
+        } else {
+            super::trace::refused(&app, e)
+        }
+    };
+    let rt = app.runtime.load_full();
+    if let Some(e) = declared_too_large(req.headers(), rt.body_limit) {
+        return refuse(e);
+    }
+    let ip = client_ip(req.extensions());
+    if let Some(e) = throttled(&app, ip) {
+        return refuse(e);
+    }
+    match auth::authenticate(&rt.auth, app.resolver.as_ref(), req.headers()).await {
+        Ok(p) => {
+            drop(rt);
+            req.extensions_mut().insert(Authed(p));
+            next.run(req).await
+        }
+        Err(e) => {
+            if is_wrong_key(&e) {
+                count_failure(&app, ip);
+            }
+            refuse(e)
+        }
+    }
+}
+
+/// Management routes: size, throttle, cross-site check and key (or dashboard cookie) before
+/// the body. The handlers authenticate again for their own role checks.
+pub(crate) async fn admin_gate(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let admin_limit = app.runtime.load().admin_body_limit;
+    if let Some(e) = declared_too_large(req.headers(), admin_limit) {
+        return e.into_response();
+    }
+    let ip = client_ip(req.extensions());
+    if let Some(e) = throttled(&app, ip) {
+        return e.into_response();
+    }
+    if let Some(e) = cross_site(&app, req.method(), req.headers()) {
+        return e.into_response();
+    }
+    if let Err(e) = super::ui::authenticate_admin(&app, req.headers()).await {
+        if is_wrong_key(&e) {
+            count_failure(&app, ip);
+        }
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+/// A state-changing request that the dashboard cookie would authenticate (it sends no key)
+/// must be JSON from the gateway's own origin: a page elsewhere, even on another port of the
+/// same host (which SameSite does not separate), can only send forms and `text/plain`
+/// without a CORS preflight, and its `Origin` names it.
+fn cross_site(app: &App, method: &Method, headers: &HeaderMap) -> Option<ProxyError> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return None;
+    }
+    let custom = app.runtime.load().auth.custom_header.clone();
+    if auth::extract_key(headers, custom.as_ref()).is_ok()
+        || idlehands_dashboard::session::from_headers(headers).is_none()
+    {
+        return None;
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Some(forbidden_cross_site(
+            "a request signed in by the dashboard cookie must send Content-Type: application/json",
+        ));
+    }
+    if !same_origin(headers) {
+        return Some(forbidden_cross_site(
+            "a request signed in by the dashboard cookie must come from the gateway's own origin",
+        ));
+    }
+    None
+}
+
+fn forbidden_cross_site(why: &str) -> ProxyError {
+    ProxyError::Custom {
+        status: 403,
+        kind: "auth_error".to_string(),
+        message: format!("Cross-site request refused: {why}. API clients send their key instead."),
+        param: None,
+        headers: Vec::new(),
+    }
+}
+
+/// `Origin` names the host and port the request was sent to: `Host`, or behind a reverse
+/// proxy that rewrites it, the proxy's `X-Forwarded-Host` (a cross-site page cannot set that
+/// header without a CORS preflight, which the gateway does not grant).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(origin) = text("origin") else {
+        return false;
+    };
+    [
+        text("host"),
+        text("x-forwarded-host").and_then(|v| v.split(',').next()),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|host| origin_is(origin, host))
+}
+
+fn origin_is(origin: &str, host: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => "80",
+        "https" => "443",
+        _ => return false,
+    };
+    let with_port = |a: &str| {
+        let a = a.trim().trim_end_matches('/').to_ascii_lowercase();
+        // `[::1]:4000`, `host:4000`, or no port.
+        let has_port = a.rsplit_once(':').is_some_and(|(h, p)| {
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (!h.contains(':') || h.ends_with(']'))
+        });
+        if has_port {
+            a
+        } else {
+            format!("{a}:{default_port}")
+        }
+    };
+    with_port(authority) == with_port(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn origin_must_name_the_host_and_port() {
+        let same = |o, h| same_origin(&headers(&[("origin", o), ("host", h)]));
+        assert!(same("http://127.0.0.1:4000", "127.0.0.1:4000"));
+        assert!(same("http://Gateway.example", "gateway.example"));
+        assert!(same("https://gateway.example", "gateway.example:443"));
+        assert!(same("http://[::1]:4000", "[::1]:4000"));
+        assert!(!same("http://127.0.0.1:8080", "127.0.0.1:4000"));
+        assert!(!same("http://evil.example:4000", "127.0.0.1:4000"));
+        assert!(!same("null", "127.0.0.1:4000"));
+        assert!(!same("http://gateway.example", "gateway.example:443"));
+        assert!(!same_origin(&headers(&[("host", "127.0.0.1:4000")])));
+        // Behind a reverse proxy that sends the internal address as Host.
+        let proxied = |o| {
+            same_origin(&headers(&[
+                ("origin", o),
+                ("host", "127.0.0.1:4000"),
+                ("x-forwarded-host", "llm.example.com, inner.example"),
+            ]))
+        };
+        assert!(proxied("https://llm.example.com"));
+        assert!(!proxied("https://evil.example"));
+    }
+
+    #[test]
+    fn an_address_is_refused_after_its_failures_until_the_window_ends() {
+        let t = Throttle::default();
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        for _ in 0..MAX_FAILURES - 1 {
+            t.failed(a);
+        }
+        assert_eq!(t.retry_after(a), None);
+        t.failed(a);
+        let after = t.retry_after(a);
+        assert!(after.is_some_and(|s| (1..=60).contains(&s)), "{after:?}");
+        assert_eq!(t.retry_after(b), None);
+        // A window that has ended starts again from zero.
+        if let (Some(e), Some(past)) = (
+            t.failures.lock().get_mut(&a),
+            Instant::now().checked_sub(WINDOW),
+        ) {
+            e.0 = past;
+        }
+        assert_eq!(t.retry_after(a), None);
+        t.failed(a);
+        assert_eq!(t.failures.lock().get(&a).map(|e| e.1), Some(1));
+    }
+}
