@@ -43,6 +43,18 @@ def main() -> int:
         assert usage is not None and usage.total_tokens > 0, usage
         print(f"ok stream {model}: {text!r}", flush=True)
 
+    # The legacy completions API (fill-in-the-middle), plain and streamed.
+    for model in (mock_model, upstream_model):
+        c = client.completions.create(model=model, prompt="def add(a, b):", suffix="\n", max_tokens=16)
+        assert c.object == "text_completion" and c.choices[0].text, c
+        assert c.usage is not None and c.usage.total_tokens > 0, c.usage
+        streamed = ""
+        for chunk in client.completions.create(model=model, prompt="x = ", stream=True):
+            if chunk.choices:
+                streamed += chunk.choices[0].text
+        assert streamed, "streamed completion text is empty"
+        print(f"ok completions {model}: {c.choices[0].text!r} / {streamed!r}", flush=True)
+
     models = [m.id for m in client.models.list()]
     assert mock_model in models and upstream_model in models, models
     print(f"ok models {models}", flush=True)

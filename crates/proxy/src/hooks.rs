@@ -46,7 +46,7 @@ pub struct CallRecord {
     pub response_id: Option<String>,
     /// Ours, also sent as `x-litellm-call-id`; the spend-log row's `request_id`.
     pub call_id: String,
-    /// `acompletion` or `aembedding`.
+    /// `acompletion`, `atext_completion` or `aembedding`.
     pub call_type: &'static str,
     /// sha256 of the key used (the master key's too).
     pub api_key_hash: Option<String>,

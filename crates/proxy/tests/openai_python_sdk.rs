@@ -35,12 +35,20 @@ async fn openai_python_sdk_works_against_the_gateway() {
         "ok stream mocky",
         "ok plain gpt-4o",
         "ok stream gpt-4o",
+        "ok completions mocky",
+        "ok completions gpt-4o",
         "ok AuthenticationError",
         "ok BadRequestError",
         "ALL OK",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
-    // The SDK's plain, raw and streamed calls all reached the fake upstream.
-    assert_eq!(up.served(), 3);
+    // The SDK's plain, raw and streamed chats and its two completions reached the fake upstream.
+    assert_eq!(up.served(), 5);
+    let paths: Vec<String> = up.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths.iter().filter(|p| *p == "/v1/completions").count(),
+        2,
+        "{paths:?}"
+    );
 }

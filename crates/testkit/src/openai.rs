@@ -217,6 +217,8 @@ fn router(shared: Arc<Shared>, form: Form) -> Router {
     let routes = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/embeddings", post(embeddings))
         // Azure OpenAI: the same wire format at deployment URLs.
@@ -302,20 +304,8 @@ async fn chat(
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    match &reply.fault {
-        Some(Fault::Status {
-            status,
-            message,
-            retry_after,
-        }) => return error_response(*status, message, *retry_after),
-        Some(Fault::Raw { status, body }) => {
-            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
-            return (status, [("content-type", "application/json")], body.clone()).into_response();
-        }
-        Some(Fault::Hang) => {
-            std::future::pending::<()>().await;
-        }
-        _ => {}
+    if let Some(resp) = answer_fault(&reply).await {
+        return resp;
     }
     let model = body
         .get("model")
@@ -354,6 +344,88 @@ async fn chat(
         "usage": reply.usage,
     });
     axum::Json(out).into_response()
+}
+
+/// The scripted fault's answer, if the reply has one that replaces the whole answer (a hang
+/// never answers).
+async fn answer_fault(reply: &Reply) -> Option<Response> {
+    match &reply.fault {
+        Some(Fault::Status {
+            status,
+            message,
+            retry_after,
+        }) => Some(error_response(*status, message, *retry_after)),
+        Some(Fault::Raw { status, body }) => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
+            Some((status, [("content-type", "application/json")], body.clone()).into_response())
+        }
+        Some(Fault::Hang) => std::future::pending().await,
+        _ => None,
+    }
+}
+
+/// `POST /v1/completions`, the legacy text completions API: `text_completion` objects with
+/// `choices[].text`; streamed, a usage chunk (`choices: []`) only when asked for.
+async fn completions(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let guard = InFlight::enter(&shared);
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
+    };
+    if body.get("prompt").is_none() {
+        return error_response(400, "you must provide a prompt parameter", None);
+    }
+    let n = record(&shared, &uri, &headers, &body);
+    let reply = next_reply(&shared);
+    if let Some(resp) = answer_fault(&reply).await {
+        return resp;
+    }
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("fake-model");
+    let id = reply.id.clone().unwrap_or_else(|| format!("cmpl-fake-{n}"));
+    let object = |choices: Value| {
+        json!({"id": id, "object": "text_completion", "created": 1_700_000_000u64,
+               "model": model, "choices": choices})
+    };
+    let choice = |text: &str, finish: Option<&str>| json!([{"index": 0, "text": text, "logprobs": null, "finish_reason": finish}]);
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        drop(guard);
+        let mut out = object(choice(&reply.text, Some("stop")));
+        out["usage"] = json!(reply.usage);
+        return axum::Json(out).into_response();
+    }
+    let mut frames: Vec<Value> = reply
+        .text_pieces()
+        .iter()
+        .map(|p| object(choice(p, None)))
+        .collect();
+    frames.push(object(choice("", Some("stop"))));
+    if body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        let mut last = object(json!([]));
+        last["usage"] = json!(reply.usage);
+        frames.push(last);
+    }
+    let mut out = String::new();
+    for f in &frames {
+        out.push_str(&format!("data: {f}\n\n"));
+    }
+    out.push_str("data: [DONE]\n\n");
+    drop(guard);
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from(out))
+        .unwrap_or_else(|_| error_response(500, "response build failed", None))
 }
 
 fn chunk(id: &str, model: &str, delta: Value, finish: Option<&str>) -> Value {

@@ -1,4 +1,6 @@
-//! POST /v1/chat/completions and its aliases.
+//! POST /v1/chat/completions and its aliases, and the legacy POST /v1/completions (the same
+//! pipeline: OpenAI's two completion endpoints differ only in the prompt field and the answer's
+//! shape, which OpenAI-compatible upstreams produce themselves).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +23,10 @@ use super::trace::{Peek, Trace, early_error};
 use crate::auth;
 use crate::error::ProxyError;
 use crate::gateway::App;
-use crate::providers::{ChatCall, ChatReply, MockProvider, Provider};
+use crate::providers::{ChatCall, ChatReply, Endpoint, MockProvider, Provider};
+
+/// LiteLLM's `call_type` for `/v1/completions`.
+pub(crate) const TEXT_COMPLETION: &str = "atext_completion";
 use crate::router::ModelGroup;
 
 /// 429 when `general_settings.global_max_parallel_requests` calls are already in flight, worded
@@ -55,6 +60,39 @@ pub(crate) async fn chat_with_path_model(
     RawBody(body): RawBody,
 ) -> Response {
     handle(app, Some(model), headers, pre, body, "acompletion").await
+}
+
+pub(crate) async fn completions(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Pre(pre): Pre,
+    RawBody(body): RawBody,
+) -> Response {
+    handle(app, None, headers, pre, body, TEXT_COMPLETION).await
+}
+
+pub(crate) async fn completions_with_path_model(
+    State(app): State<Arc<App>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    Pre(pre): Pre,
+    RawBody(body): RawBody,
+) -> Response {
+    handle(app, Some(model), headers, pre, body, TEXT_COMPLETION).await
+}
+
+/// A text completion routed to a deployment whose API has no `/completions`.
+fn no_text_completions(d: &crate::router::Deployment) -> ProxyError {
+    ProxyError::Custom {
+        status: 400,
+        kind: "invalid_request_error".to_string(),
+        message: format!(
+            "litellm.BadRequestError: /v1/completions needs an OpenAI-compatible deployment; {} (provider {}) has no text completions API. Use /v1/chat/completions for it.",
+            d.model_name, d.provider
+        ),
+        param: Some("model".to_string()),
+        headers: Vec::new(),
+    }
 }
 
 /// What every model call starts with: a call id, auth, the body read once, the model group
@@ -199,12 +237,23 @@ pub(crate) async fn handle(
     bytes: Bytes,
     call_type: &'static str,
 ) -> Response {
+    let (endpoint, prompt_field) = if call_type == TEXT_COMPLETION {
+        (Endpoint::TextCompletion, "prompt")
+    } else {
+        (Endpoint::Chat, "messages")
+    };
     let Routed {
         body,
         mut trace,
         group,
     } = match route(
-        &app, path_model, &headers, pre, &bytes, call_type, "messages",
+        &app,
+        path_model,
+        &headers,
+        pre,
+        &bytes,
+        call_type,
+        prompt_field,
     )
     .await
     {
@@ -244,6 +293,13 @@ pub(crate) async fn handle(
                 rate_limit_pending = false;
                 failed = Some(CallOptions::rate_limit_error(requested));
             }
+            if failed.is_none()
+                && endpoint == Endpoint::TextCompletion
+                && mock_response.is_none()
+                && !d.adapter.text_completions()
+            {
+                failed = Some(no_text_completions(d));
+            }
             let failed = match failed {
                 Some(e) => Err(e),
                 None => body.for_deployment(&bytes, d, force_usage, drop_params),
@@ -254,6 +310,7 @@ pub(crate) async fn handle(
                 let call = ChatCall {
                     body: upstream_body,
                     stream,
+                    endpoint,
                     mock_response: mock_response.clone(),
                     extra_headers: options.headers_for(&d),
                     extra_body: d.params.extra_body.clone(),

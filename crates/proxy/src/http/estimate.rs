@@ -144,15 +144,23 @@ pub(crate) struct Choice {
     delta: Option<Generated>,
     #[serde(default)]
     message: Option<Generated>,
+    /// Legacy text completions put the generated text here.
+    #[serde(default)]
+    text: TextLen,
 }
 
 /// Generated characters of the `choices` of a chunk or of a whole answer.
 pub(crate) fn choices_chars(choices: &[Choice]) -> usize {
     choices
         .iter()
-        .flat_map(|c| [&c.delta, &c.message])
-        .flatten()
-        .map(Generated::chars)
+        .map(|c| {
+            c.text.0
+                + [&c.delta, &c.message]
+                    .into_iter()
+                    .flatten()
+                    .map(Generated::chars)
+                    .sum::<usize>()
+        })
         .sum()
 }
 

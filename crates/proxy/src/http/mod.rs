@@ -44,6 +44,16 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
             "/openai/deployments/{model}/chat/completions",
             post(chat::chat_with_path_model),
         )
+        .route("/v1/completions", post(chat::completions))
+        .route("/completions", post(chat::completions))
+        .route(
+            "/engines/{model}/completions",
+            post(chat::completions_with_path_model),
+        )
+        .route(
+            "/openai/deployments/{model}/completions",
+            post(chat::completions_with_path_model),
+        )
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/embeddings", post(embeddings::embeddings))

@@ -9,7 +9,7 @@ use futures_util::stream::{self, StreamExt};
 use http::HeaderMap;
 use serde_json::{Value, json};
 
-use super::{ChatCall, ChatReply, EmbeddingReply, Provider};
+use super::{ChatCall, ChatReply, EmbeddingReply, Endpoint, Provider};
 use crate::error::ProxyError;
 use crate::router::Deployment;
 
@@ -22,7 +22,7 @@ fn estimate_tokens(text: &str) -> u64 {
 /// Prompt tokens: the text of every message, plus a few tokens of framing per message.
 fn prompt_tokens(body: &Value) -> u64 {
     let Some(messages) = body.get("messages").and_then(Value::as_array) else {
-        return match body.get("input") {
+        return match body.get("input").or_else(|| body.get("prompt")) {
             Some(Value::String(s)) => estimate_tokens(s),
             Some(Value::Array(items)) => items
                 .iter()
@@ -89,6 +89,16 @@ impl Provider for MockProvider {
             let id = format!("chatcmpl-{}", uuid::Uuid::now_v7());
             let created = now();
             let model = &d.upstream_model;
+            if call.endpoint == Endpoint::TextCompletion {
+                return Ok(text_completion(
+                    &id,
+                    created,
+                    model,
+                    &text,
+                    usage,
+                    call.stream,
+                ));
+            }
             if !call.stream {
                 let out = json!({
                     "id": id, "object": "chat.completion", "created": created, "model": model,
@@ -160,6 +170,53 @@ impl Provider for MockProvider {
                 headers: HeaderMap::new(),
             })
         })
+    }
+
+    fn text_completions(&self) -> bool {
+        true
+    }
+}
+
+/// LiteLLM's mock answer in the legacy completions shape (`text_completion`, `choices[].text`).
+fn text_completion(
+    id: &str,
+    created: u64,
+    model: &str,
+    text: &str,
+    usage: Value,
+    stream: bool,
+) -> ChatReply {
+    let id = id.replacen("chatcmpl-", "cmpl-", 1);
+    let choice = |text: &str, finish: Value| json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish});
+    if !stream {
+        let out = json!({"id": id, "object": "text_completion", "created": created, "model": model,
+                         "choices": [choice(text, json!("stop"))], "usage": usage});
+        return ChatReply::Full {
+            body: Bytes::from(out.to_string()),
+            headers: HeaderMap::new(),
+        };
+    }
+    let mut all = BytesMut::new();
+    let mut push =
+        |v: Value| all.extend_from_slice(&idlehands_wire::sse::encode_data(&v.to_string()));
+    for p in pieces(text) {
+        push(
+            json!({"id": id, "object": "text_completion", "created": created, "model": model,
+                    "choices": [choice(p, Value::Null)]}),
+        );
+    }
+    push(
+        json!({"id": id, "object": "text_completion", "created": created, "model": model,
+                "choices": [choice("", json!("stop"))]}),
+    );
+    push(
+        json!({"id": id, "object": "text_completion", "created": created, "model": model,
+                "choices": [], "usage": usage}),
+    );
+    all.extend_from_slice(idlehands_wire::sse::DONE);
+    ChatReply::Stream {
+        frames: stream::iter([Ok(all.freeze())]).boxed(),
+        headers: HeaderMap::new(),
     }
 }
 

@@ -33,11 +33,23 @@ pub use gemini::Gemini;
 pub use mock::MockProvider;
 pub use openai_compat::OpenAiCompatible;
 
+/// Which OpenAI endpoint a [`ChatCall`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Endpoint {
+    /// `/chat/completions`
+    #[default]
+    Chat,
+    /// `/completions` (legacy text completions, fill-in-the-middle with `suffix`): only
+    /// adapters whose [`Provider::text_completions`] is true take these.
+    TextCompletion,
+}
+
 /// A chat request, already in OpenAI form: `model` is the upstream model and, for streams,
 /// `stream_options.include_usage` is on. The deployment's call parameters are filled in.
 pub struct ChatCall {
     pub body: Bytes,
     pub stream: bool,
+    pub endpoint: Endpoint,
     /// The request's own `mock_response` (LiteLLM's testing aid): answered by the mock.
     pub mock_response: Option<String>,
     /// `extra_headers` of the deployment and the request, sent with the upstream request.
@@ -53,6 +65,7 @@ impl ChatCall {
         ChatCall {
             body,
             stream,
+            endpoint: Endpoint::Chat,
             mock_response: None,
             extra_headers: HeaderMap::new(),
             extra_body: None,
@@ -90,6 +103,12 @@ pub trait Provider: Send + Sync {
         deployment: &Arc<Deployment>,
         body: Bytes,
     ) -> BoxFuture<'static, Result<EmbeddingReply, ProxyError>>;
+
+    /// Whether [`Provider::chat`] takes [`Endpoint::TextCompletion`] calls (OpenAI-compatible
+    /// servers have `/completions`; the translated providers have no such API).
+    fn text_completions(&self) -> bool {
+        false
+    }
 }
 
 /// Providers without an adapter yet: configs load, calls get a clear 400.

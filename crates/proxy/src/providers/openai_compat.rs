@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, header};
 use http_body_util::Full;
 use serde_json::Value;
 
-use super::{ChatCall, ChatReply, EmbeddingReply, Provider};
+use super::{ChatCall, ChatReply, EmbeddingReply, Endpoint, Provider};
 use crate::error::{ProxyError, upstream_failure};
 use crate::router::Deployment;
 
@@ -22,6 +22,7 @@ pub struct OpenAiCompatible {
     label: Arc<str>,
     /// Parsed once: URL parsing showed up in request-path profiles.
     chat_url: Result<Target, String>,
+    completions_url: Result<Target, String>,
     embeddings_url: Result<Target, String>,
     /// `None`: `Authorization: Bearer`; Azure's `api-key` otherwise.
     key_header: Option<&'static str>,
@@ -88,6 +89,7 @@ impl OpenAiCompatible {
         Self {
             label: label.into(),
             chat_url: endpoint(api_base, "/chat/completions"),
+            completions_url: endpoint(api_base, "/completions"),
             embeddings_url: endpoint(api_base, "/embeddings"),
             key_header: None,
             organization: None,
@@ -118,9 +120,14 @@ impl OpenAiCompatible {
                     .and_then(Target::new)
             })
         };
+        // Azure's text completions sit beside its chat completions.
+        let completions_url = chat_url
+            .clone()
+            .map(|u| u.replacen("/chat/completions", "/completions", 1));
         Self {
             label: label.into(),
             chat_url: parse(chat_url),
+            completions_url: parse(completions_url),
             embeddings_url: parse(embeddings_url),
             key_header: Some(key_header),
             organization: None,
@@ -433,7 +440,11 @@ impl Provider for OpenAiCompatible {
         d: &Arc<Deployment>,
         call: ChatCall,
     ) -> BoxFuture<'static, Result<ChatReply, ProxyError>> {
-        let p = self.prepare(client, d, &self.chat_url, call.body, &call.extra_headers);
+        let url = match call.endpoint {
+            Endpoint::Chat => &self.chat_url,
+            Endpoint::TextCompletion => &self.completions_url,
+        };
+        let p = self.prepare(client, d, url, call.body, &call.extra_headers);
         let stream = call.stream;
         Box::pin(async move {
             let p = p?;
@@ -494,6 +505,10 @@ impl Provider for OpenAiCompatible {
             let (body, headers) = exchange(p?).await?;
             Ok(EmbeddingReply { body, headers })
         })
+    }
+
+    fn text_completions(&self) -> bool {
+        true
     }
 }
 
