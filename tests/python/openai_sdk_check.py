@@ -55,6 +55,22 @@ def main() -> int:
         assert streamed, "streamed completion text is empty"
         print(f"ok completions {model}: {c.choices[0].text!r} / {streamed!r}", flush=True)
 
+    # The Responses API, translated onto chat completions by the gateway.
+    for model in (mock_model, upstream_model):
+        r = client.responses.create(model=model, instructions="Be brief.", input="Say hi")
+        assert r.status == "completed" and r.output_text, r
+        assert r.usage is not None and r.usage.total_tokens > 0, r.usage
+        deltas = ""
+        for event in client.responses.create(model=model, input="Say hi", stream=True):
+            if event.type == "response.output_text.delta":
+                deltas += event.delta
+        assert deltas, "no output_text.delta events"
+        # The SDK's stream helper checks the event sequence as it accumulates it.
+        with client.responses.stream(model=model, input="Say hi") as stream:
+            final = stream.get_final_response()
+        assert final.output_text == deltas, (final.output_text, deltas)
+        print(f"ok responses {model}: {r.output_text!r}", flush=True)
+
     models = [m.id for m in client.models.list()]
     assert mock_model in models and upstream_model in models, models
     print(f"ok models {models}", flush=True)

@@ -37,14 +37,17 @@ async fn openai_python_sdk_works_against_the_gateway() {
         "ok stream gpt-4o",
         "ok completions mocky",
         "ok completions gpt-4o",
+        "ok responses mocky",
+        "ok responses gpt-4o",
         "ok AuthenticationError",
         "ok BadRequestError",
         "ALL OK",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
-    // The SDK's plain, raw and streamed chats and its two completions reached the fake upstream.
-    assert_eq!(up.served(), 5);
+    // The SDK's plain, raw and streamed chats, its two completions and its three responses
+    // calls reached the fake upstream.
+    assert_eq!(up.served(), 8);
     let paths: Vec<String> = up.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(
         paths.iter().filter(|p| *p == "/v1/completions").count(),

@@ -33,5 +33,6 @@ pub mod bedrock;
 pub mod error;
 pub mod gemini;
 pub mod openai;
+pub mod responses;
 
 pub use error::TranslateError;

@@ -9,11 +9,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use bytes::{Bytes, BytesMut};
-use futures_util::stream::{self, BoxStream, StreamExt};
+use bytes::Bytes;
+use futures_util::stream::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use idlehands_translate::anthropic_inbound::{self as tr, AnthropicEvent, OpenAiStreamToAnthropic};
-use idlehands_wire::SseDecoder;
 use serde_json::{Value, json};
 
 use super::body::RawBody;
@@ -114,7 +113,10 @@ async fn to_anthropic(resp: Response, model: &str) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if parts.status.is_success() && is_sse {
-        let events = anthropic_events(body.into_data_stream().boxed(), model.to_string());
+        let events = super::sse_map::map_stream(
+            body.into_data_stream().boxed(),
+            Anthropic(OpenAiStreamToAnthropic::new(model)),
+        );
         return Response::from_parts(parts, Body::from_stream(events));
     }
     let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
@@ -145,111 +147,27 @@ async fn to_anthropic(resp: Response, model: &str) -> Response {
     }
 }
 
-struct Events {
-    body: BoxStream<'static, Result<Bytes, axum::Error>>,
-    sse: SseDecoder,
-    tr: OpenAiStreamToAnthropic,
-    ended: bool,
-}
+/// Chat chunks as Anthropic's events.
+struct Anthropic(OpenAiStreamToAnthropic);
 
-impl Events {
-    fn put(out: &mut BytesMut, events: Vec<AnthropicEvent>) {
-        for e in events {
-            out.extend_from_slice(e.to_sse().as_bytes());
-        }
+impl super::sse_map::ChunkMap for Anthropic {
+    fn chunk(&mut self, chunk: &Value) -> Result<String, (u16, String)> {
+        self.0
+            .push(chunk)
+            .map(|events| events.iter().map(AnthropicEvent::to_sse).collect())
+            .map_err(|e| (e.status(), e.to_string()))
     }
 
-    fn error(&mut self, out: &mut BytesMut, status: u16, message: &str) {
-        self.ended = true;
-        let data = tr::error_body(status, message);
-        out.extend_from_slice(format!("event: error\ndata: {data}\n\n").as_bytes());
+    fn done(&mut self) -> String {
+        self.0.finish().iter().map(AnthropicEvent::to_sse).collect()
     }
 
-    /// One OpenAI SSE event of the chat pipeline's stream.
-    fn event(&mut self, out: &mut BytesMut, ev: idlehands_wire::SseEvent) {
-        if self.ended {
-            return;
-        }
-        if ev.is_done() {
-            self.ended = true;
-            Self::put(out, self.tr.finish());
-            return;
-        }
-        let chunk: Value = match serde_json::from_str(&ev.data) {
-            Ok(c) => c,
-            Err(_) => {
-                let msg = format!(
-                    "Upstream response could not be translated: invalid JSON chunk: {}",
-                    idlehands_translate::error::excerpt(&ev.data)
-                );
-                return self.error(out, 502, &msg);
-            }
-        };
-        if let Some(err) = chunk.get("error") {
-            // The pipeline's final error frame carries the status as `code`.
-            let status = err
-                .get("code")
-                .and_then(|c| {
-                    c.as_u64()
-                        .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
-                })
-                .and_then(|c| u16::try_from(c).ok())
-                .unwrap_or(500);
-            let message = err
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("upstream error in stream")
-                .to_string();
-            return self.error(out, status, &message);
-        }
-        match self.tr.push(&chunk) {
-            Ok(events) => Self::put(out, events),
-            Err(e) => self.error(out, e.status(), &e.to_string()),
-        }
+    fn error(&mut self, status: u16, message: &str) -> String {
+        format!(
+            "event: error\ndata: {}\n\n",
+            tr::error_body(status, message)
+        )
     }
-}
-
-fn anthropic_events(
-    body: BoxStream<'static, Result<Bytes, axum::Error>>,
-    model: String,
-) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
-    let state = Events {
-        body,
-        sse: SseDecoder::new(),
-        tr: OpenAiStreamToAnthropic::new(&model),
-        ended: false,
-    };
-    stream::unfold(Some(state), |state| async move {
-        let mut s = state?;
-        loop {
-            let mut out = BytesMut::new();
-            match s.body.next().await {
-                Some(Ok(bytes)) => {
-                    for ev in s.sse.push(&bytes) {
-                        s.event(&mut out, ev);
-                    }
-                }
-                Some(Err(e)) => {
-                    s.error(&mut out, 500, &format!("stream interrupted: {e}"));
-                    return Some((Ok(out.freeze()), None));
-                }
-                None => {
-                    if let Some(ev) = s.sse.finish() {
-                        s.event(&mut out, ev);
-                    }
-                    if !s.ended {
-                        s.ended = true;
-                        Events::put(&mut out, s.tr.finish());
-                    }
-                    return (!out.is_empty()).then(|| (Ok(out.freeze()), None));
-                }
-            }
-            if !out.is_empty() {
-                return Some((Ok(out.freeze()), Some(s)));
-            }
-        }
-    })
-    .boxed()
 }
 
 /// POST /v1/messages/count_tokens: about four characters a token over what the model would

@@ -11,7 +11,9 @@ mod keys;
 mod messages;
 mod models;
 mod multi;
+mod responses;
 mod spend;
+mod sse_map;
 mod stream;
 mod trace;
 pub(crate) mod ui;
@@ -54,6 +56,8 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
             "/openai/deployments/{model}/completions",
             post(chat::completions_with_path_model),
         )
+        .route("/v1/responses", post(responses::responses))
+        .route("/responses", post(responses::responses))
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/embeddings", post(embeddings::embeddings))
