@@ -11,7 +11,28 @@ use idlehands_proxy::ledger::{StoreHandle, StoreSettings};
 use idlehands_proxy::{Gateway, ProxyConfig};
 
 /// How long in-flight requests may run after SIGTERM/SIGINT.
+/// LiteLLM's default for `GRACEFUL_SHUTDOWN_TIMEOUT`: how long a stop waits for in-flight
+/// requests before ending them.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// After the drain: how long calls ended with an error get to send it and write their rows.
+const CUT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `GRACEFUL_SHUTDOWN_TIMEOUT` (LiteLLM's name, seconds, default 30). A value that is not a
+/// number stops start-up instead of being replaced by the default (as LiteLLM does, with a
+/// warning): a stop that waits other than asked is found out only when it matters.
+fn drain_timeout(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<std::time::Duration> {
+    let Some(raw) = env("GRACEFUL_SHUTDOWN_TIMEOUT") else {
+        return Ok(DRAIN_TIMEOUT);
+    };
+    match raw.trim().parse::<f64>() {
+        Ok(secs) if (0.0..=86_400.0).contains(&secs) => {
+            Ok(std::time::Duration::from_secs_f64(secs))
+        }
+        _ => anyhow::bail!(
+            "GRACEFUL_SHUTDOWN_TIMEOUT={raw:?}: must be a number of seconds from 0 to 86400"
+        ),
+    }
+}
 
 #[derive(clap::Args, Debug)]
 pub struct ProxyArgs {
@@ -383,6 +404,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let settings = StoreSettings::from_config(&cfg, &process_env)?;
+    let drain = drain_timeout(&process_env)?;
     // Config mistakes (master key, headers) are reported before the database is touched.
     let gateway = Gateway::builder(cfg.clone()).build()?;
     if args.validate_config {
@@ -441,14 +463,23 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         }
         serving.stop();
         // Long streams must not hold the process forever after a signal.
-        let served = match tokio::time::timeout(DRAIN_TIMEOUT, serving.wait()).await {
+        let served = match tokio::time::timeout(drain, serving.wait()).await {
             Ok(r) => r.context("server error"),
             Err(_) => {
                 eprintln!(
-                    "idlehands proxy: requests still running after {}s; exiting anyway",
-                    DRAIN_TIMEOUT.as_secs()
+                    "idlehands proxy: requests still running after {}s (GRACEFUL_SHUTDOWN_TIMEOUT); ending them with an error",
+                    drain.as_secs_f64()
                 );
-                Ok(())
+                // Each ends with an error (a stream with a final error event) and writes its
+                // row, while the spend writer still takes rows.
+                gateway.cut_off();
+                match tokio::time::timeout(CUT_GRACE, serving.wait()).await {
+                    Ok(r) => r.context("server error"),
+                    Err(_) => {
+                        eprintln!("idlehands proxy: connections still open after ending every call; exiting anyway");
+                        Ok(())
+                    }
+                }
             }
         };
         close_store(&store).await;

@@ -217,3 +217,141 @@ async fn settings_with_no_effect_are_named_at_start_up() {
     assert_eq!(status, 200);
     assert_eq!(terminate(&mut child), 0);
 }
+
+/// Issue 19: a stream still running when the drain (`GRACEFUL_SHUTDOWN_TIMEOUT`) ends gets a
+/// final error event, and its row and the key's spend are committed by the stop (the flush
+/// window is a minute): a fresh process on the same database finds them.
+#[tokio::test]
+async fn sigterm_ends_a_stream_still_running_after_the_drain_and_records_it() {
+    use idlehands_testkit::{FakeOpenAi, Reply};
+
+    let up = FakeOpenAi::start().await;
+    // About 40 s of stream: only the stop can end it within the test.
+    up.push(
+        Reply::text("tick ".repeat(400))
+            .with_chunk_chars(5)
+            .with_chunk_delay(std::time::Duration::from_millis(100)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "model_list:
+  - model_name: slow
+    litellm_params:
+      model: openai/slow-model
+      api_base: {}
+      api_key: sk-upstream
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+general_settings:
+  master_key: {MASTER}
+  proxy_batch_write_at: 60
+",
+            up.base_url()
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("keys.db");
+    let mut c = cmd(dir.path());
+    c.env("GRACEFUL_SHUTDOWN_TIMEOUT", "1")
+        .args(["proxy", "--config"])
+        .arg(&cfg)
+        .arg("--db")
+        .arg(&db);
+    let (mut child, url, _) = spawn(c);
+    let (status, generated) = json_of(
+        http()
+            .post(format!("{url}/key/generate"))
+            .bearer_auth(MASTER)
+            .json(&json!({"max_budget": 10.0})),
+    )
+    .await;
+    assert_eq!(status, 200, "{generated}");
+    let key = generated["key"].as_str().unwrap().to_string();
+
+    let resp = http()
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "slow", "stream": true,
+                      "messages": [{"role": "user", "content": "count"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let call_id = resp.headers()["x-litellm-call-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut resp = resp;
+    let mut seen = String::new();
+    while seen.matches("tick").count() < 3 {
+        seen.push_str(&String::from_utf8_lossy(
+            &resp.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    let stopping = tokio::task::spawn_blocking(move || {
+        let code = terminate(&mut child);
+        (code, child)
+    });
+    while let Some(bytes) = resp.chunk().await.unwrap() {
+        seen.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    let (code, _) = stopping.await.unwrap();
+    assert_eq!(code, 0);
+    let last = seen
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap();
+    let err: Value = serde_json::from_str(last).unwrap_or_else(|_| panic!("{seen}"));
+    let msg = err["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("The gateway is shutting down"), "{msg}");
+    assert!(!seen.contains("[DONE]"), "{seen}");
+
+    let mut c = cmd(dir.path());
+    c.args(["proxy", "--config"]).arg(&cfg).arg("--db").arg(&db);
+    let (mut child, url, _) = spawn(c);
+    let (status, rows) = json_of(
+        http()
+            .get(format!("{url}/spend/logs?request_id={call_id}"))
+            .bearer_auth(MASTER),
+    )
+    .await;
+    assert_eq!(status, 200, "{rows}");
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row["status"], "failure", "{row:#}");
+    let text = row["metadata"]["error_information"]["error_message"]
+        .as_str()
+        .unwrap();
+    assert!(text.contains("shutting down"), "{text}");
+    assert!(row["completion_tokens"].as_u64().unwrap() >= 3, "{row:#}");
+    let spend = row["spend"].as_f64().unwrap();
+    assert!(spend > 0.0, "{row:#}");
+    let (_, info) = json_of(http().get(format!("{url}/key/info")).bearer_auth(&key)).await;
+    let key_spend = info["info"]["spend"].as_f64().unwrap();
+    assert!((key_spend - spend).abs() < 1e-12, "{key_spend} vs {spend}");
+    assert_eq!(terminate(&mut child), 0);
+}
+
+#[test]
+fn a_graceful_shutdown_timeout_that_is_not_a_number_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let out = cmd(dir.path())
+        .env("GRACEFUL_SHUTDOWN_TIMEOUT", "soon")
+        .args(["proxy", "--config"])
+        .arg(&cfg)
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("GRACEFUL_SHUTDOWN_TIMEOUT=\"soon\": must be a number of seconds"),
+        "{err}"
+    );
+}

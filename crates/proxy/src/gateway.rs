@@ -71,6 +71,38 @@ pub(crate) const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(5);
 /// configured, else whether it is reachable right now. Called per probe; keep it cheap.
 pub type DbProbe = Arc<dyn Fn() -> Option<bool> + Send + Sync>;
 
+/// SEAM: why spend-log rows cannot be written right now (`None` while they can), for
+/// `/health/readiness`. Called per probe; keep it cheap.
+pub type SpendProbe = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+impl App {
+    pub(crate) fn cut_off(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Resolves once the drain is over (see [`Gateway::cut_off`]).
+    pub(crate) fn cut_signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.cut.subscribe();
+        async move {
+            // An error means the gateway is gone, and with it every call.
+            let _ = rx.wait_for(|cut| *cut).await;
+        }
+    }
+
+    /// The error a call still running at the end of the drain ends with.
+    pub(crate) fn cut_error() -> ProxyError {
+        ProxyError::Custom {
+            status: 503,
+            kind: "service_unavailable".to_string(),
+            message: "The gateway is shutting down: this call was still running when the \
+                      shutdown drain ended (GRACEFUL_SHUTDOWN_TIMEOUT)"
+                .to_string(),
+            param: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
 pub(crate) struct App {
     pub runtime: ArcSwap<Runtime>,
     pub client: reqwest::Client,
@@ -80,6 +112,10 @@ pub(crate) struct App {
     pub draining: AtomicBool,
     pub version: http::HeaderValue,
     pub db_probe: Option<DbProbe>,
+    pub spend_probe: Option<SpendProbe>,
+    /// Set when the drain is over: calls still running end now, with an error (see
+    /// [`Gateway::cut_off`]).
+    pub cut: tokio::sync::watch::Sender<bool>,
     /// `general_settings.allow_requests_on_db_unavailable`: stay ready without the database.
     pub allow_without_db: bool,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -113,6 +149,7 @@ pub struct GatewayBuilder {
     sink: Arc<dyn CallSink>,
     extra_routes: Option<axum::Router>,
     db_probe: Option<DbProbe>,
+    spend_probe: Option<SpendProbe>,
 }
 
 impl Gateway {
@@ -125,6 +162,7 @@ impl Gateway {
             sink: Arc::new(NoopSink),
             extra_routes: None,
             db_probe: None,
+            spend_probe: None,
         }
     }
 
@@ -163,6 +201,13 @@ impl Gateway {
     pub fn start_draining(&self) {
         self.app.draining.store(true, Ordering::SeqCst);
     }
+
+    /// The drain is over: every call still running ends now with an error (a stream with a
+    /// final `data: {"error":...}` event), and is recorded with what it used so far, while the
+    /// spend writer still takes rows.
+    pub fn cut_off(&self) {
+        self.app.cut_off();
+    }
 }
 
 impl GatewayBuilder {
@@ -195,6 +240,12 @@ impl GatewayBuilder {
     /// SEAM: database state for `/health/readiness`.
     pub fn db_probe(mut self, probe: DbProbe) -> Self {
         self.db_probe = Some(probe);
+        self
+    }
+
+    /// SEAM: whether spend-log rows are being written, for `/health/readiness`.
+    pub fn spend_probe(mut self, probe: SpendProbe) -> Self {
+        self.spend_probe = Some(probe);
         self
     }
 
@@ -313,6 +364,8 @@ impl GatewayBuilder {
                 draining: AtomicBool::new(false),
                 version: http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
                 db_probe: self.db_probe,
+                spend_probe: self.spend_probe,
+                cut: tokio::sync::watch::Sender::new(false),
                 allow_without_db: cfg
                     .file
                     .general_settings

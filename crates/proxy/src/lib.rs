@@ -36,7 +36,7 @@ pub mod tls;
 pub use auth::{KeyResolver, Principal, VirtualKey};
 pub use config::{ConfigError, ProxyConfig};
 pub use error::ProxyError;
-pub use gateway::{DbProbe, Gateway, GatewayBuilder};
+pub use gateway::{DbProbe, Gateway, GatewayBuilder, SpendProbe};
 pub use hooks::{CallHooks, CallRecord, CallSink, CallStatus, MemorySink, PreCall, Reservation};
 pub use pricing::{ModelPrice, PriceTable};
 pub use serving::{Serving, serve, serve_threads, serve_threads_tls};

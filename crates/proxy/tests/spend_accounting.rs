@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use idlehands_store::{SpendLogsQuery, SpendLogsResponse, Store, StoreOptions};
-use idlehands_testkit::{FakeOpenAi, Reply};
+use idlehands_testkit::{FakeOpenAi, Fault, Reply};
 use serde_json::{Value, json};
 use store_support::{Backend, MASTER, Place, client, generate, spend_rows};
 use tokio::net::TcpListener;
@@ -478,9 +478,249 @@ async fn without_upstream_usage_the_estimate_counts_tools_and_spaced_chunks(b: B
     place.cleanup().await;
 }
 
+/// Issue 19: a client that hangs up mid-stream, before the upstream's usage arrives, pays for
+/// the text it was sent (estimated from the chunks), and that charge counts against its budget.
+async fn a_client_that_hangs_up_mid_stream_pays_for_what_it_was_sent(b: Backend) {
+    let up = FakeOpenAi::start().await;
+    // 60 chunks of 40 characters, paced so that the hang-up lands long before the end (and
+    // the upstream's usage chunk, which comes after the last one).
+    up.push(
+        Reply::text("0123456789abcdefghijklmnopqrstuvwxyzABCD".repeat(60))
+            .with_chunk_chars(40)
+            .with_chunk_delay(std::time::Duration::from_millis(100))
+            .with_usage(10, 600),
+    );
+    let place = Place::new(b);
+    let p = start_with_upstream(&place, &up.base_url()).await;
+    // 56 chunks of output cost 560 * 2e-6 = 0.00112 USD, over this budget.
+    let (key, _) = generate(&p, json!({"max_budget": 0.001})).await;
+    let resp = client()
+        .post(p.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "up", "stream": true,
+                      "messages": [{"role": "user", "content": "Say hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    let content_chunks = |s: &str| s.matches("\"content\":\"0123").count();
+    while content_chunks(&seen) < 56 {
+        let bytes = body.next().await.unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    drop(body);
+
+    let rows = spend_rows(&p, "", 1).await;
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row["status"], "failure", "{row:#}");
+    let err = row["metadata"]["error_information"]["error_message"]
+        .as_str()
+        .unwrap();
+    assert!(err.starts_with("client_disconnected"), "{err}");
+    assert_eq!(row["usage_estimated"], true);
+    // At least the 56 chunks read (10 tokens each by the estimate), less than the whole answer.
+    let completion = row["completion_tokens"].as_u64().unwrap();
+    assert!((560..600).contains(&completion), "{completion}");
+    let spend = row["spend"].as_f64().unwrap();
+    assert!(spend >= 0.00112, "{spend}");
+
+    // The key's spend is the row's, and it is over budget: the next call is refused.
+    let a = store_support::get(&p, &format!("/key/info?key={key}"), MASTER).await;
+    assert!((a.body["info"]["spend"].as_f64().unwrap() - spend).abs() < 1e-12);
+    let refused = client()
+        .post(p.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "up", "messages": [{"role": "user", "content": "Say hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "budget_exceeded", "{body}");
+    p.stop().await;
+    place.cleanup().await;
+}
+
+/// Issue 19: a 200 whose body is not JSON is the upstream's failure: a 502 naming the provider
+/// with an excerpt, and a `failure` row; through `/v1/messages` too.
+async fn a_200_that_is_not_json_is_a_502_and_a_failure_row(b: Backend) {
+    let up = FakeOpenAi::start().await;
+    let junk = [
+        "<html><body>502 Bad Gateway</body></html>",
+        "{\"id\":\"chatcmpl-1\",\"choices\":[{\"message\":{\"content\":\"cut he",
+    ];
+    for body in junk {
+        up.push(Reply::fault(Fault::Raw {
+            status: 200,
+            body: body.to_string(),
+        }));
+    }
+    up.push(Reply::fault(Fault::Raw {
+        status: 200,
+        body: "not json at all".to_string(),
+    }));
+    let place = Place::new(b);
+    let p = start_with_upstream(&place, &up.base_url()).await;
+    for (i, body) in junk.iter().enumerate() {
+        let a = store_support::post(
+            &p,
+            "/v1/chat/completions",
+            MASTER,
+            json!({"model": "up", "messages": [{"role": "user", "content": "Say hi"}]}),
+        )
+        .await;
+        assert_eq!(a.status, 502, "{}", a.body);
+        let msg = a.body["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(
+                "OpenAIException - the upstream answered 200 with a body that is not JSON"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains(&body[..12]), "call {i}: {msg}");
+    }
+    let a = store_support::post(
+        &p,
+        "/v1/messages",
+        MASTER,
+        json!({"model": "up", "max_tokens": 10, "messages": [{"role": "user", "content": "Say hi"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 502, "{}", a.body);
+    assert_eq!(a.body["type"], "error", "{}", a.body);
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not json at all"),
+        "{}",
+        a.body
+    );
+    let rows = spend_rows(&p, "", 3).await;
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
+        assert_eq!(row["status"], "failure", "{row:#}");
+        assert_eq!(
+            row["metadata"]["error_information"]["error_code"], "502",
+            "{row:#}"
+        );
+    }
+    p.stop().await;
+    place.cleanup().await;
+}
+
+/// A stream chunk that is not JSON ends the stream there with an error event (as the OpenAI
+/// SDK LiteLLM streams through fails on it) and a `failure` row; the chunks before it went out.
+async fn a_stream_chunk_that_is_not_json_ends_the_stream_with_an_error(b: Backend) {
+    let up = FakeOpenAi::start().await;
+    let good = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"up-model","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#;
+    up.push(Reply::fault(Fault::Raw {
+        status: 200,
+        body: format!(
+            "data: {good}\n\ndata: <html>oops</html>\n\ndata: {good}\n\ndata: [DONE]\n\n"
+        ),
+    }));
+    let place = Place::new(b);
+    let p = start_with_upstream(&place, &up.base_url()).await;
+    let text = client()
+        .post(p.url("/v1/chat/completions"))
+        .bearer_auth(MASTER)
+        .json(&json!({"model": "up", "stream": true,
+                      "messages": [{"role": "user", "content": "Say hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let data: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.len(), 2, "{text}");
+    assert!(data[0].contains("\"Hel\""), "{text}");
+    let err: Value = serde_json::from_str(data[1]).unwrap();
+    let msg = err["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("openai sent a stream chunk that is not JSON"),
+        "{msg}"
+    );
+    assert!(msg.contains("<html>oops</html>"), "{msg}");
+    assert!(!text.contains("[DONE]"), "{text}");
+    let rows = spend_rows(&p, "", 1).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["status"], "failure", "{:#}", rows[0]);
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
     rows_match_calls_whatever_ids_the_upstream_reuses,
     messages_and_embeddings_rows_are_keyed_by_the_call_id,
     a_stream_read_to_done_is_a_success_when_the_client_hangs_up,
     without_upstream_usage_the_estimate_counts_tools_and_spaced_chunks,
+    a_client_that_hangs_up_mid_stream_pays_for_what_it_was_sent,
+    a_200_that_is_not_json_is_a_502_and_a_failure_row,
+    a_stream_chunk_that_is_not_json_ends_the_stream_with_an_error,
 );
+
+/// Readiness until the first answer that `ready` accepts, or the last one after 20 s.
+async fn readiness_until(p: &store_support::Proxy, ready: impl Fn(u16) -> bool) -> (u16, Value) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let a = store_support::get(p, "/health/readiness", MASTER).await;
+        let status = a.status.as_u16();
+        if ready(status) || tokio::time::Instant::now() > deadline {
+            return (status, a.body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 19: while spend rows cannot be written (a trigger refuses them, as a full disk
+/// does), `/health/readiness` is a 503 that says why; once they are written it is ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_is_unhealthy_while_spend_rows_cannot_be_written() {
+    let place = Place::new(Backend::Sqlite);
+    let p = store_support::start(&place, "").await;
+    let (status, body) = readiness_until(&p, |s| s == 200).await;
+    assert_eq!(status, 200, "{body}");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", place.url))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER full_disk BEFORE INSERT ON idlehands_spend_logs \
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let a = store_support::post(
+        &p,
+        "/v1/chat/completions",
+        MASTER,
+        store_support::chat("mocky"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    let (status, body) = readiness_until(&p, |s| s == 503).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unhealthy", "{body}");
+    let reason = body["spend_logs"].as_str().unwrap();
+    assert!(reason.contains("database or disk is full"), "{reason}");
+
+    sqlx::query("DROP TRIGGER full_disk")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (status, body) = readiness_until(&p, |s| s == 200).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(spend_rows(&p, "", 1).await.len(), 1);
+    pool.close().await;
+    p.stop().await;
+    place.cleanup().await;
+}

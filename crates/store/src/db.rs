@@ -98,6 +98,8 @@ impl StoreOptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) db: Db,
+    /// Where the spend writer puts rows its final commit could not write (see `writer`).
+    spill: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -108,17 +110,26 @@ impl Store {
 
     pub async fn open_with(opts: StoreOptions) -> Result<Store, StoreError> {
         let url = opts.url.trim();
-        let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Db::Postgres(open_postgres(url, &opts).await?)
+        let (db, spill) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Db::Postgres(open_postgres(url, &opts).await?), None)
         } else {
             let pool = open_sqlite(url, &opts).await?;
+            let path = sqlite_path(url);
             // Its statements are prepared on first use, after the migrations below.
-            let rows = crate::sqlite_rows::RowWriter::open(sqlite_path(url))?;
-            Db::Sqlite(pool, std::sync::Arc::new(rows))
+            let rows = crate::sqlite_rows::RowWriter::open(path)?;
+            let spill = (!path.starts_with(':') && !path.starts_with("file:"))
+                .then(|| std::path::PathBuf::from(format!("{path}.spill.jsonl")));
+            (Db::Sqlite(pool, std::sync::Arc::new(rows)), spill)
         };
-        let store = Store { db };
+        let store = Store { db, spill };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The file next to the SQLite database that holds spend-log rows a stop could not
+    /// commit, replayed at the next start; none for Postgres (no file of ours to sit beside).
+    pub fn spill_path(&self) -> Option<&std::path::Path> {
+        self.spill.as_deref()
     }
 
     pub fn backend(&self) -> Backend {

@@ -13,16 +13,26 @@
 //! kept and retried; while a large backlog cannot be committed the writer stops taking new rows,
 //! so memory stays bounded by the channel plus that backlog. A row the database refuses (a
 //! constraint, a value too big) is committed apart from the others, logged as an error and kept
-//! for another try with a growing pause (1 s up to 1 min); only a shutdown that still cannot
-//! commit it gives up, and says how many rows it lost.
+//! for another try with a growing pause (1 s up to 1 min).
+//!
+//! A stop that still cannot commit (a full disk, a database gone) spills what it holds to a
+//! file next to the SQLite database (`<db>.spill.jsonl`, mode 0600, one JSON object a line);
+//! the next start replays it before anything else and removes it once committed. A replayed
+//! row that is already stored (its commit went through but its answer was lost) is recognised
+//! by its `request_id` and not counted twice. While commits fail, [`SpendWriter::problem`]
+//! says why (`/health/readiness` answers 503 with it).
 
 use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -77,6 +87,8 @@ pub struct SpendWriter {
     closing: Arc<AtomicBool>,
     max_batch: usize,
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Why rows cannot be written right now; `None` while commits go through.
+    problem: Arc<Mutex<Option<String>>>,
 }
 
 impl SpendWriter {
@@ -86,14 +98,29 @@ impl SpendWriter {
         let wake = Arc::new(Notify::new());
         let max_batch = cfg.max_batch.max(1);
         let closing = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(run(store, cfg, rx, wake.clone(), closing.clone()));
+        let problem = Arc::new(Mutex::new(None));
+        let task = tokio::spawn(run(
+            store,
+            cfg,
+            rx,
+            wake.clone(),
+            closing.clone(),
+            problem.clone(),
+        ));
         SpendWriter {
             tx,
             wake,
             closing,
             max_batch,
             task: Arc::new(Mutex::new(Some(task))),
+            problem,
         }
+    }
+
+    /// Why spend-log rows cannot be written right now (the latest commit failed, or the
+    /// database refuses some rows); `None` while they can.
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().clone()
     }
 
     /// Queues a spend-log row (its `spend` is added to key `api_key`); waits only when the
@@ -193,6 +220,8 @@ struct Batch {
     refused_backoff: Duration,
     /// The latest refusal, for flush and shutdown answers.
     refused_error: Option<String>,
+    /// The latest failed commit's error, while commits fail.
+    commit_error: Option<String>,
 }
 
 impl Batch {
@@ -206,7 +235,27 @@ impl Batch {
             refused_retry_at: None,
             refused_backoff: REFUSED_RETRY_FIRST,
             refused_error: None,
+            commit_error: None,
         }
+    }
+
+    /// Why rows are not being written, if they are not.
+    fn problem(&self) -> Option<String> {
+        if self.failing {
+            let e = self.commit_error.as_deref().unwrap_or("commit failed");
+            return Some(format!(
+                "spend-log rows cannot be written ({} waiting): {e}",
+                self.items.len()
+            ));
+        }
+        if !self.refused.is_empty() {
+            let e = self.refused_error.as_deref().unwrap_or("refused");
+            return Some(format!(
+                "{} spend-log rows refused by the database: {e}",
+                self.refused.len()
+            ));
+        }
+        None
     }
 
     fn push(&mut self, item: BatchItem) {
@@ -229,6 +278,7 @@ impl Batch {
                 self.items.clear();
                 self.first_at = None;
                 self.failing = false;
+                self.commit_error = None;
                 Ok(())
             }
             Err(e) if e.is_refusal() => {
@@ -248,6 +298,7 @@ impl Batch {
                     tracing::error!(error = %e, pending = self.items.len(), "spend-log commit failed; will retry");
                 }
                 self.failing = true;
+                self.commit_error = Some(e.to_string());
                 Err(e.to_string())
             }
         }
@@ -335,12 +386,32 @@ async fn run(
     mut rx: mpsc::Receiver<Msg>,
     wake: Arc<Notify>,
     closing: Arc<AtomicBool>,
+    problem: Arc<Mutex<Option<String>>>,
 ) {
     let mut batch = Batch::new(cfg.store_rows);
+    let spill = store.spill_path().map(Path::to_path_buf);
+    // The spill file, while rows replayed from it wait to be committed.
+    let mut replaying = match &spill {
+        Some(path) => replay(path, &mut batch),
+        None => None,
+    };
     let mut tick = tokio::time::interval(cfg.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let backlog_limit = cfg.max_batch.saturating_mul(10).max(1);
+    if replaying.is_some() {
+        let _ = batch.commit_all(&store).await;
+    }
     loop {
+        *problem.lock() = batch.problem();
+        if batch.items.is_empty()
+            && batch.refused.is_empty()
+            && let Some(path) = replaying.take()
+        {
+            // Every replayed row is in the database now (or was already).
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::error!(error = %e, path = %path.display(), "cannot remove the replayed spill file; its rows would be recognised as stored at the next start");
+            }
+        }
         let stuck = batch.failing && batch.items.len() >= backlog_limit;
         if (stuck || batch.refused.len() >= backlog_limit) && !closing.load(Ordering::Acquire) {
             // Stop taking rows until the backlog is committed; senders wait on the channel.
@@ -370,7 +441,9 @@ async fn run(
                     }
                 }
                 Ok(Msg::Flush(done)) => {
-                    let _ = done.send(batch.commit_all(&store).await);
+                    let result = batch.commit_all(&store).await;
+                    *problem.lock() = batch.problem();
+                    let _ = done.send(result);
                 }
                 Ok(Msg::Shutdown(done)) => {
                     rx.close();
@@ -390,10 +463,18 @@ async fn run(
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         result = batch.commit_all(&store).await;
                     }
-                    if let Err(e) = &result {
-                        let lost = batch.items.len() + batch.refused.len();
-                        tracing::error!(error = %e, lost, "spend writer stopped with uncommitted rows");
+                    match &result {
+                        Err(e) => {
+                            let replace = replaying.is_some();
+                            result = Err(spill_or_lose(spill.as_deref(), replace, &mut batch, e));
+                        }
+                        Ok(()) => {
+                            if let Some(path) = replaying.take() {
+                                let _ = std::fs::remove_file(path);
+                            }
+                        }
                     }
+                    *problem.lock() = batch.problem();
                     for ack in acks {
                         let _ = ack.send(result.clone());
                     }
@@ -403,8 +484,7 @@ async fn run(
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     if let Err(e) = batch.commit_all(&store).await {
-                        let lost = batch.items.len() + batch.refused.len();
-                        tracing::error!(error = %e, lost, "spend writer stopped with uncommitted rows");
+                        spill_or_lose(spill.as_deref(), replaying.is_some(), &mut batch, &e);
                     }
                     return;
                 }
@@ -420,6 +500,171 @@ async fn run(
             let _ = batch.retry_refused(&store, false).await;
         }
     }
+}
+
+/// One spilled item. Times and spend are kept exactly here: the row's own JSON is its API
+/// shape (Python-style times, USD).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Spilled {
+    Row {
+        spend_nanos: i64,
+        start_time: DateTime<Utc>,
+        end_time: DateTime<Utc>,
+        completion_start_time: Option<DateTime<Utc>>,
+        row: Value,
+    },
+    Reset {
+        token: String,
+        budget_reset_at: DateTime<Utc>,
+    },
+}
+
+fn spill_line(item: &BatchItem) -> Result<String, serde_json::Error> {
+    let spilled = match item {
+        BatchItem::Row(row) => Spilled::Row {
+            spend_nanos: row.spend,
+            start_time: row.start_time,
+            end_time: row.end_time,
+            completion_start_time: row.completion_start_time,
+            row: serde_json::to_value(row)?,
+        },
+        BatchItem::Reset {
+            token,
+            budget_reset_at,
+        } => Spilled::Reset {
+            token: token.clone(),
+            budget_reset_at: *budget_reset_at,
+        },
+    };
+    serde_json::to_string(&spilled)
+}
+
+fn unspill(line: &str) -> Result<BatchItem, serde_json::Error> {
+    Ok(match serde_json::from_str::<Spilled>(line)? {
+        Spilled::Row {
+            spend_nanos,
+            start_time,
+            end_time,
+            completion_start_time,
+            mut row,
+        } => {
+            if let Some(o) = row.as_object_mut() {
+                // Stand-ins that parse; the exact values are set below.
+                o.insert("spend".into(), Value::from(0));
+                o.insert("startTime".into(), serde_json::to_value(start_time)?);
+                o.insert("endTime".into(), serde_json::to_value(end_time)?);
+                o.insert(
+                    "completionStartTime".into(),
+                    serde_json::to_value(completion_start_time)?,
+                );
+            }
+            let mut row: SpendLogRow = serde_json::from_value(row)?;
+            row.spend = spend_nanos;
+            row.start_time = start_time;
+            row.end_time = end_time;
+            row.completion_start_time = completion_start_time;
+            BatchItem::Row(Box::new(row))
+        }
+        Spilled::Reset {
+            token,
+            budget_reset_at,
+        } => BatchItem::Reset {
+            token,
+            budget_reset_at,
+        },
+    })
+}
+
+/// Writes every item the writer still holds to `path` (0600). With `replace`, the file this
+/// writer replayed is replaced (its rows not yet committed are among those held); otherwise
+/// the items are appended, keeping whatever an earlier stop left there that could not be read.
+fn write_spill(path: &Path, replace: bool, batch: &Batch) -> std::io::Result<usize> {
+    let mut text = String::new();
+    let mut n = 0;
+    for item in batch.items.iter().chain(&batch.refused) {
+        text.push_str(&spill_line(item).map_err(std::io::Error::other)?);
+        text.push('\n');
+        n += 1;
+    }
+    let mut open = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    if !replace {
+        let mut f = open.append(true).create(true).open(path)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        return Ok(n);
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    let mut f = open.write(true).create(true).truncate(true).open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    Ok(n)
+}
+
+/// The stop could not commit: spill what is held, or say it is lost. The shutdown's answer.
+fn spill_or_lose(path: Option<&Path>, replace: bool, batch: &mut Batch, e: &str) -> String {
+    let held = batch.items.len() + batch.refused.len();
+    match path.map(|p| (p, write_spill(p, replace, batch))) {
+        Some((p, Ok(n))) => {
+            tracing::error!(error = %e, spilled = n, path = %p.display(), "spend writer stopped with uncommitted rows; spilled, replayed at the next start");
+            batch.items.clear();
+            batch.refused.clear();
+            format!(
+                "{e}; {n} spend-log rows spilled to {}, replayed at the next start",
+                p.display()
+            )
+        }
+        Some((p, Err(io))) => {
+            tracing::error!(error = %e, spill_error = %io, lost = held, path = %p.display(), "spend writer stopped with uncommitted rows; spilling them failed too");
+            format!(
+                "{e}; {held} spend-log rows lost (spilling to {} failed: {io})",
+                p.display()
+            )
+        }
+        None => {
+            tracing::error!(error = %e, lost = held, "spend writer stopped with uncommitted rows");
+            format!("{e}; {held} spend-log rows lost")
+        }
+    }
+}
+
+/// Loads the rows a previous stop spilled; the file, when there was one to replay.
+fn replay(path: &Path, batch: &mut Batch) -> Option<PathBuf> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::error!(error = %e, path = %path.display(), "cannot read the spend-log spill file; left in place");
+            return None;
+        }
+    };
+    let mut bad = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match unspill(line) {
+            Ok(item) => batch.push(item),
+            Err(e) => {
+                bad += 1;
+                tracing::error!(error = %e, line = i + 1, path = %path.display(), "unreadable line in the spend-log spill file");
+            }
+        }
+    }
+    tracing::warn!(rows = batch.items.len(), path = %path.display(), "replaying spend-log rows spilled at the last stop");
+    if bad > 0 {
+        // Kept aside, not removed with the rows that did replay: someone has to look at it.
+        let aside = path.with_extension("jsonl.unreadable");
+        if let Err(e) = std::fs::rename(path, &aside) {
+            tracing::error!(error = %e, "cannot set the spill file aside");
+        }
+        return None;
+    }
+    Some(path.to_path_buf())
 }
 
 #[cfg(test)]
@@ -489,6 +734,43 @@ mod tests {
         assert_eq!(ids(&pool).await, ["a", "b", "bad"]);
         writer.shutdown().await.unwrap();
         store.close().await;
+    }
+
+    #[test]
+    fn a_spilled_row_reads_back_exactly() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let mut r = row("spilled");
+        r.spend = 1_234_567_891;
+        r.api_key = "hash".to_owned();
+        r.start_time = t("2026-12-05T13:00:00.123456789Z");
+        r.end_time = t("2026-12-05T13:00:01.5Z");
+        r.completion_start_time = Some(t("2026-12-05T13:00:00.9Z"));
+        r.metadata = crate::types::JsonObjectText::from_text(
+            r#"{"status":"failure","error_information":{"error_message":"x"}}"#.to_owned(),
+        )
+        .unwrap();
+        r.usage_estimated = true;
+        let line = spill_line(&BatchItem::Row(Box::new(r.clone()))).unwrap();
+        assert!(!line.contains('\n'));
+        let BatchItem::Row(back) = unspill(&line).unwrap() else {
+            panic!("a row spills as a row")
+        };
+        assert_eq!(*back, r);
+        let reset = BatchItem::Reset {
+            token: "tok".to_owned(),
+            budget_reset_at: t("2026-12-06T00:00:00Z"),
+        };
+        let BatchItem::Reset {
+            token,
+            budget_reset_at,
+        } = unspill(&spill_line(&reset).unwrap()).unwrap()
+        else {
+            panic!("a reset spills as a reset")
+        };
+        assert_eq!(
+            (token.as_str(), budget_reset_at),
+            ("tok", t("2026-12-06T00:00:00Z"))
+        );
     }
 
     #[tokio::test]

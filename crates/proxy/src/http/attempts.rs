@@ -349,6 +349,10 @@ impl Attempts {
         F: FnMut(&Arc<Deployment>) -> Fut,
         Fut: Future<Output = Result<T, ProxyError>>,
     {
+        // A call still waiting on its upstream when the shutdown drain ends fails then, so
+        // that its row is written before the spend writer stops.
+        let cut = trace.app.cut_signal();
+        tokio::pin!(cut);
         loop {
             let pick = match self.plan.next(&self.ctx) {
                 Step::Attempt(p) => p,
@@ -364,7 +368,13 @@ impl Attempts {
                 trace.deployment = d.clone();
             }
             let started = Instant::now();
-            let result = attempt(d).await;
+            let result = tokio::select! {
+                r = attempt(d) => r,
+                () = &mut cut => {
+                    trace.upstream += started.elapsed();
+                    return Err(crate::gateway::App::cut_error());
+                }
+            };
             trace.upstream += started.elapsed();
             match result {
                 Ok(value) => {

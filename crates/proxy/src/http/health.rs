@@ -33,6 +33,25 @@ pub(crate) async fn liveliness(State(app): State<Arc<App>>) -> Response {
 }
 
 pub(crate) async fn readiness(State(app): State<Arc<App>>) -> Response {
+    // Spend rows that cannot be written (they wait in memory, retried) are not ready, unless
+    // `allow_requests_on_db_unavailable` asks to serve through database trouble; the reason
+    // is in the answer either way.
+    if let Some(reason) = app.spend_probe.as_ref().and_then(|p| p()) {
+        let db = match app.db_probe.as_ref().and_then(|p| p()) {
+            Some(true) => "connected",
+            _ => "Not connected",
+        };
+        let (status, health) = if app.allow_without_db {
+            (StatusCode::OK, "healthy")
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "unhealthy")
+        };
+        return (
+            status,
+            Json(json!({"status": health, "db": db, "spend_logs": reason})),
+        )
+            .into_response();
+    }
     match app.db_probe.as_ref().and_then(|p| p()) {
         None => Json(json!({"status": "healthy", "db": "Not connected"})).into_response(),
         Some(true) => Json(json!({"status": "healthy", "db": "connected"})).into_response(),

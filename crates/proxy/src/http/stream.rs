@@ -4,11 +4,16 @@
 //! `stream_options.include_usage` asks: when asked, in one final chunk with `choices: []`
 //! (the upstream's, or one built from usage found elsewhere or estimated); when not, nowhere.
 //! `[DONE]` is kept; an upstream failure becomes a final `data: {"error":...}` frame, and so
-//! does an upstream stream that ends without `[DONE]` (truncated). A stream that got as far as
-//! `[DONE]` is a success even if the client hangs up before its end is read. Failures before
-//! the first byte never get here: the attempt loop retries them (`attempts.rs`).
+//! do an upstream stream that ends without `[DONE]` (truncated), a chunk that is not JSON (502,
+//! naming the provider, with an excerpt) and the end of the shutdown drain (503). A stream
+//! that got as far as `[DONE]` is a success even if the client hangs up before its end is
+//! read; one the client leaves earlier is a `failure` row whose error starts with
+//! `client_disconnected`, charged for what was streamed (the upstream's usage if it came,
+//! else the estimate over the text sent). Failures before the first byte never get here: the
+//! attempt loop retries them (`attempts.rs`).
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -68,6 +73,8 @@ pub(crate) struct ClientStream {
     /// deployment counted as busy), and when its attempt started.
     pick: Option<(Pick, Instant)>,
     saw_done: bool,
+    /// Ready when the shutdown drain is over: the stream then ends with an error event.
+    cut: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 fn put(out: &mut BytesMut, data: &[u8]) {
@@ -89,7 +96,9 @@ impl ClientStream {
         keep_usage_chunk: bool,
         trace: Trace,
     ) -> Self {
+        let cut = Box::pin(trace.app.cut_signal());
         Self {
+            cut,
             upstream,
             decoder: SseDecoder::new(),
             keep_usage_chunk,
@@ -120,7 +129,9 @@ impl ClientStream {
         self
     }
 
-    fn forward(&mut self, events: Vec<SseEvent>, out: &mut BytesMut) {
+    /// Passes `events` on; a chunk that is not JSON stops it with the error that ends the
+    /// stream.
+    fn forward(&mut self, events: Vec<SseEvent>, out: &mut BytesMut) -> Option<ProxyError> {
         for ev in events {
             if ev.is_done() {
                 if !self.saw_done {
@@ -134,9 +145,13 @@ impl ClientStream {
             if let Some(c) = self.trace.capture.as_mut() {
                 c.stream_chunk(&ev.data);
             }
-            let Ok(p) = serde_json::from_str::<ChunkPeek>(&ev.data) else {
-                put(out, ev.data.as_bytes());
+            if ev.data.trim().is_empty() {
+                // Nothing to parse or to pass on (a keep-alive some servers send).
                 continue;
+            }
+            let p = match serde_json::from_str::<ChunkPeek>(&ev.data) {
+                Ok(p) => p,
+                Err(e) => return Some(self.not_json(&ev.data, &e)),
             };
             if self.response_id.is_none() {
                 self.response_id = p.id.map(Cow::into_owned);
@@ -175,6 +190,24 @@ impl ClientStream {
                 Some(data) => put(out, &data),
                 None => put(out, ev.data.as_bytes()),
             }
+        }
+        None
+    }
+
+    /// A chunk no client could parse: as the OpenAI SDK that LiteLLM streams through, the
+    /// stream fails there (a 502 naming the provider, with an excerpt) rather than passing on
+    /// what would break the client's parser.
+    fn not_json(&self, data: &str, e: &serde_json::Error) -> ProxyError {
+        let label = &self.trace.deployment.provider;
+        ProxyError::Upstream {
+            status: 502,
+            message: idlehands_translate::TranslateError::untranslatable(
+                format!("{label} sent a stream chunk that is not JSON ({e})"),
+                data,
+            )
+            .to_string(),
+            kind: None,
+            retry_after: None,
         }
     }
 
@@ -260,6 +293,12 @@ impl Stream for ClientStream {
                 Poll::Ready(Some(Ok(out.freeze())))
             }
         };
+        if !this.ended && this.cut.as_mut().poll(cx).is_ready() {
+            let e = crate::gateway::App::cut_error();
+            out.extend_from_slice(&e.sse_frame());
+            this.end(Some(&e));
+            return ready(out);
+        }
         loop {
             if this.ended {
                 return ready(out);
@@ -281,24 +320,30 @@ impl Stream for ClientStream {
                         this.first_byte = Some(Utc::now());
                     }
                     let events = this.decoder.push(&bytes);
-                    this.forward(events, &mut out);
+                    if let Some(e) = this.forward(events, &mut out) {
+                        out.extend_from_slice(&e.sse_frame());
+                        this.end(Some(&e));
+                        return ready(out);
+                    }
                     if out.len() >= COALESCE_MAX {
                         return Poll::Ready(Some(Ok(out.freeze())));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     if let Some(ev) = this.decoder.finish() {
-                        this.forward(vec![ev], &mut out);
+                        // Ends with `e` whatever the last event holds.
+                        let _ = this.forward(vec![ev], &mut out);
                     }
                     out.extend_from_slice(&e.sse_frame());
                     this.end(Some(&e));
                     return ready(out);
                 }
                 Poll::Ready(None) => {
-                    if let Some(ev) = this.decoder.finish() {
-                        this.forward(vec![ev], &mut out);
-                    }
-                    if this.saw_done {
+                    let last = this.decoder.finish().map(|ev| vec![ev]).unwrap_or_default();
+                    if let Some(e) = this.forward(last, &mut out) {
+                        out.extend_from_slice(&e.sse_frame());
+                        this.end(Some(&e));
+                    } else if this.saw_done {
                         this.end(None);
                     } else {
                         let e = ProxyError::UpstreamUnreachable {
@@ -333,7 +378,11 @@ impl Drop for ClientStream {
             self.usage.as_ref(),
             id,
             self.first_byte,
-            Some("client disconnected before the stream ended".to_string()),
+            Some(format!(
+                "client_disconnected: the client closed the connection before the stream ended; \
+                 charged for the {} tokens streamed so far",
+                self.usage.as_ref().map_or(0, |u| u.completion_tokens)
+            )),
             200,
         );
     }

@@ -295,7 +295,7 @@ impl Drop for Trace {
             None,
             None,
             None,
-            Some("client disconnected before the response was complete".to_string()),
+            Some("client_disconnected: the client closed the connection before the response was complete".to_string()),
             499,
         );
     }

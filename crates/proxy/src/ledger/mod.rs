@@ -29,7 +29,7 @@ pub use redis_mode::RedisFailureMode;
 pub use seams::StoreSeams;
 
 use crate::config::{ConfigError, ProxyConfig};
-use crate::gateway::{DbProbe, Gateway, GatewayBuilder};
+use crate::gateway::{DbProbe, Gateway, GatewayBuilder, SpendProbe};
 
 /// File name of the embedded database inside the state directory.
 pub const DEFAULT_DB_FILE: &str = "proxy.db";
@@ -360,11 +360,14 @@ impl StoreHandle {
             DB_UNKNOWN => None,
             s => Some(s == DB_UP),
         });
+        let writer = self.ledger.writer().clone();
+        let spend: SpendProbe = Arc::new(move || writer.problem());
         builder
             .key_resolver(self.seams.clone())
             .hooks(self.seams.clone())
             .sink(self.seams.clone())
             .db_probe(probe)
+            .spend_probe(spend)
     }
 
     /// `/key/*`, `/spend/logs`, `/global/spend/report`, served by `gw` (for its auth).

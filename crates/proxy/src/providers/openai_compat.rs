@@ -433,6 +433,22 @@ async fn exchange(p: Prepared) -> Result<(Bytes, HeaderMap), ProxyError> {
     Ok((body, headers))
 }
 
+/// A 200 whose body is not JSON (an HTML error page from a proxy in between, a truncated
+/// answer) is the upstream's failure, not an answer: a 502 naming the provider with an excerpt,
+/// so the client and the spend row both see a failure.
+fn not_json(label: &str, body: &[u8]) -> Result<(), ProxyError> {
+    match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(super::upstream::translate_error(
+            label,
+            idlehands_translate::TranslateError::untranslatable(
+                format!("{label} - the upstream answered 200 with a body that is not JSON ({e})"),
+                &String::from_utf8_lossy(body),
+            ),
+        )),
+    }
+}
+
 impl Provider for OpenAiCompatible {
     fn chat(
         &self,
@@ -449,7 +465,9 @@ impl Provider for OpenAiCompatible {
         Box::pin(async move {
             let p = p?;
             if !stream {
+                let label = p.label.clone();
                 let (body, headers) = exchange(p).await?;
+                not_json(&label, &body)?;
                 return Ok(ChatReply::Full { body, headers });
             }
             let d = p.deployment;
