@@ -218,6 +218,9 @@ fn router(shared: Arc<Shared>, form: Form) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
+        .route("/v1/rerank", post(other_json))
+        .route("/v1/images/generations", post(other_json))
+        .route("/v1/moderations", post(other_json))
         .route("/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/embeddings", post(embeddings))
@@ -426,6 +429,50 @@ async fn completions(
         .header("content-type", "text/event-stream")
         .body(Body::from(out))
         .unwrap_or_else(|_| error_response(500, "response build failed", None))
+}
+
+/// `/v1/rerank` (llama.cpp's and vLLM's Cohere-style answer, with usage), `/v1/images/generations`
+/// and `/v1/moderations` (OpenAI's shapes, no usage), each answering the scripted reply's fault
+/// if it has one.
+async fn other_json(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
+    };
+    let n = record(&shared, &uri, &headers, &body);
+    let reply = next_reply(&shared);
+    if let Some(resp) = answer_fault(&reply).await {
+        return resp;
+    }
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("fake-model");
+    let out = match uri.path() {
+        "/v1/rerank" => {
+            let docs = body
+                .get("documents")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let results: Vec<Value> = (0..docs)
+                .map(|i| json!({"index": i, "relevance_score": 1.0 / (i as f64 + 1.0)}))
+                .collect();
+            json!({"id": format!("rerank-fake-{n}"), "model": model, "object": "list",
+                   "results": results, "usage": {"prompt_tokens": reply.usage.prompt_tokens,
+                                                 "total_tokens": reply.usage.prompt_tokens}})
+        }
+        "/v1/images/generations" => {
+            json!({"created": 1_700_000_000u64, "data": [{"url": "https://example.invalid/fake.png"}]})
+        }
+        _ => json!({"id": format!("modr-fake-{n}"), "model": model,
+                    "results": [{"flagged": false, "categories": {}, "category_scores": {}}]}),
+    };
+    axum::Json(out).into_response()
 }
 
 fn chunk(id: &str, model: &str, delta: Value, finish: Option<&str>) -> Value {

@@ -1,4 +1,7 @@
-//! POST /v1/embeddings: passed through to OpenAI-compatible upstreams, costed from usage.
+//! POST /v1/embeddings, and the other OpenAI-format JSON endpoints (`/v1/rerank`,
+//! `/v1/images/generations`, `/v1/moderations`): passed through to the deployment with the
+//! gateway's duties (keys, limits, routing, retries, spend row), costed from usage when the
+//! answer reports it.
 
 use std::sync::Arc;
 
@@ -15,6 +18,22 @@ use super::chat::{Routed, route, token_usage};
 use super::guard::Pre;
 use super::trace::Peek;
 use crate::gateway::App;
+use crate::providers::JsonRoute;
+
+/// Which endpoint a call is for: its LiteLLM `call_type`, the field it cannot do without,
+/// and the upstream route (`None`: embeddings, which every provider adapter translates).
+#[derive(Clone, Copy)]
+struct Kind {
+    call_type: &'static str,
+    required: &'static str,
+    route: Option<JsonRoute>,
+}
+
+const EMBEDDINGS: Kind = Kind {
+    call_type: "aembedding",
+    required: "input",
+    route: None,
+};
 
 pub(crate) async fn embeddings(
     State(app): State<Arc<App>>,
@@ -22,7 +41,7 @@ pub(crate) async fn embeddings(
     Pre(pre): Pre,
     RawBody(body): RawBody,
 ) -> Response {
-    handle(app, None, headers, pre, body).await
+    handle(app, None, headers, pre, body, EMBEDDINGS).await
 }
 
 pub(crate) async fn embeddings_with_path_model(
@@ -32,7 +51,49 @@ pub(crate) async fn embeddings_with_path_model(
     Pre(pre): Pre,
     RawBody(body): RawBody,
 ) -> Response {
-    handle(app, Some(model), headers, pre, body).await
+    handle(app, Some(model), headers, pre, body, EMBEDDINGS).await
+}
+
+pub(crate) async fn rerank(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Pre(pre): Pre,
+    RawBody(body): RawBody,
+) -> Response {
+    let kind = Kind {
+        call_type: "arerank",
+        required: "query",
+        route: Some(JsonRoute::Rerank),
+    };
+    handle(app, None, headers, pre, body, kind).await
+}
+
+pub(crate) async fn image_generation(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Pre(pre): Pre,
+    RawBody(body): RawBody,
+) -> Response {
+    let kind = Kind {
+        call_type: "aimage_generation",
+        required: "prompt",
+        route: Some(JsonRoute::Images),
+    };
+    handle(app, None, headers, pre, body, kind).await
+}
+
+pub(crate) async fn moderation(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Pre(pre): Pre,
+    RawBody(body): RawBody,
+) -> Response {
+    let kind = Kind {
+        call_type: "amoderation",
+        required: "input",
+        route: Some(JsonRoute::Moderations),
+    };
+    handle(app, None, headers, pre, body, kind).await
 }
 
 async fn handle(
@@ -41,6 +102,7 @@ async fn handle(
     headers: HeaderMap,
     pre: Option<crate::auth::Principal>,
     bytes: Bytes,
+    kind: Kind,
 ) -> Response {
     let Routed {
         body,
@@ -52,8 +114,8 @@ async fn handle(
         &headers,
         pre,
         &bytes,
-        "aembedding",
-        "input",
+        kind.call_type,
+        kind.required,
     )
     .await
     {
@@ -87,7 +149,10 @@ async fn handle(
                     body.rewrite(&d.upstream_model, false)
                 };
             let d = options.deployment(d);
-            let call = d.adapter.embeddings(&app.client, &d, upstream_body);
+            let call = match kind.route {
+                None => d.adapter.embeddings(&app.client, &d, upstream_body),
+                Some(r) => d.adapter.forward_json(&app.client, &d, r, upstream_body),
+            };
             async move { within(d.timeout, &d, call).await }
         })
         .await;

@@ -56,6 +56,13 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
             "/openai/deployments/{model}/completions",
             post(chat::completions_with_path_model),
         )
+        .route("/v1/rerank", post(embeddings::rerank))
+        .route("/v2/rerank", post(embeddings::rerank))
+        .route("/rerank", post(embeddings::rerank))
+        .route("/v1/images/generations", post(embeddings::image_generation))
+        .route("/images/generations", post(embeddings::image_generation))
+        .route("/v1/moderations", post(embeddings::moderation))
+        .route("/moderations", post(embeddings::moderation))
         .route("/v1/responses", post(responses::responses))
         .route("/responses", post(responses::responses))
         .route("/v1/messages", post(messages::messages))

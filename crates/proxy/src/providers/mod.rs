@@ -84,6 +84,28 @@ pub enum ChatReply {
     },
 }
 
+/// OpenAI-format JSON endpoints forwarded as they are to OpenAI-compatible deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonRoute {
+    /// `/rerank` (Cohere/Jina format, as llama.cpp, vLLM and Infinity serve it).
+    Rerank,
+    /// `/images/generations`
+    Images,
+    /// `/moderations`
+    Moderations,
+}
+
+impl JsonRoute {
+    /// The path after the deployment's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            JsonRoute::Rerank => "/rerank",
+            JsonRoute::Images => "/images/generations",
+            JsonRoute::Moderations => "/moderations",
+        }
+    }
+}
+
 pub struct EmbeddingReply {
     pub body: Bytes,
     pub headers: HeaderMap,
@@ -108,6 +130,29 @@ pub trait Provider: Send + Sync {
     /// servers have `/completions`; the translated providers have no such API).
     fn text_completions(&self) -> bool {
         false
+    }
+
+    /// `route`'s body sent as it is; only OpenAI-compatible upstreams have these endpoints.
+    fn forward_json(
+        &self,
+        _client: &reqwest::Client,
+        d: &Arc<Deployment>,
+        route: JsonRoute,
+        _body: Bytes,
+    ) -> BoxFuture<'static, Result<EmbeddingReply, ProxyError>> {
+        let e = ProxyError::Custom {
+            status: 400,
+            kind: "invalid_request_error".to_string(),
+            message: format!(
+                "litellm.BadRequestError: {} needs an OpenAI-compatible deployment; {} (provider {}) has no such API here",
+                route.path(),
+                d.model_name,
+                d.provider
+            ),
+            param: Some("model".to_string()),
+            headers: Vec::new(),
+        };
+        Box::pin(async move { Err(e) })
     }
 }
 

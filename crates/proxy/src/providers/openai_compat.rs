@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, header};
 use http_body_util::Full;
 use serde_json::Value;
 
-use super::{ChatCall, ChatReply, EmbeddingReply, Endpoint, Provider};
+use super::{ChatCall, ChatReply, EmbeddingReply, Endpoint, JsonRoute, Provider};
 use crate::error::{ProxyError, upstream_failure};
 use crate::router::Deployment;
 
@@ -527,6 +527,31 @@ impl Provider for OpenAiCompatible {
 
     fn text_completions(&self) -> bool {
         true
+    }
+
+    fn forward_json(
+        &self,
+        client: &reqwest::Client,
+        d: &Arc<Deployment>,
+        route: JsonRoute,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<EmbeddingReply, ProxyError>> {
+        // Every such endpoint sits beside chat completions (Azure's deployment URLs too).
+        let url = self
+            .chat_url
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|chat| {
+                let mut url = chat.url.clone();
+                let base = url.path().trim_end_matches("/chat/completions").to_string();
+                url.set_path(&format!("{base}{}", route.path()));
+                Target::new(url)
+            });
+        let p = self.prepare(client, d, &url, body, &d.params.headers);
+        Box::pin(async move {
+            let (body, headers) = exchange(p?).await?;
+            Ok(EmbeddingReply { body, headers })
+        })
     }
 }
 
