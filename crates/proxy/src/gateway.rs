@@ -109,6 +109,8 @@ pub(crate) struct App {
     pub resolver: Arc<dyn KeyResolver>,
     pub hooks: Option<Arc<dyn CallHooks>>,
     pub sink: Arc<dyn CallSink>,
+    /// Stored `/v1/responses` answers.
+    pub responses: Arc<dyn crate::hooks::ResponseStore>,
     pub draining: AtomicBool,
     pub version: http::HeaderValue,
     pub db_probe: Option<DbProbe>,
@@ -147,6 +149,7 @@ pub struct GatewayBuilder {
     resolver: Arc<dyn KeyResolver>,
     hooks: Option<Arc<dyn CallHooks>>,
     sink: Arc<dyn CallSink>,
+    responses: Option<Arc<dyn crate::hooks::ResponseStore>>,
     extra_routes: Option<axum::Router>,
     db_probe: Option<DbProbe>,
     spend_probe: Option<SpendProbe>,
@@ -160,6 +163,7 @@ impl Gateway {
             resolver: Arc::new(NoVirtualKeys),
             hooks: None,
             sink: Arc::new(NoopSink),
+            responses: None,
             extra_routes: None,
             db_probe: None,
             spend_probe: None,
@@ -252,6 +256,12 @@ impl GatewayBuilder {
     /// SEAM: where finished-call records go (the spend-log writer).
     pub fn sink(mut self, s: Arc<dyn CallSink>) -> Self {
         self.sink = s;
+        self
+    }
+
+    /// Where stored `/v1/responses` answers go (default: memory, bounded).
+    pub fn responses(mut self, r: Arc<dyn crate::hooks::ResponseStore>) -> Self {
+        self.responses = Some(r);
         self
     }
 
@@ -361,6 +371,9 @@ impl GatewayBuilder {
                 resolver: self.resolver,
                 hooks: self.hooks,
                 sink: self.sink,
+                responses: self
+                    .responses
+                    .unwrap_or_else(|| Arc::new(crate::hooks::MemoryResponses::default())),
                 draining: AtomicBool::new(false),
                 version: http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
                 db_probe: self.db_probe,

@@ -178,3 +178,67 @@ pub trait CallHooks: Send + Sync {
     ) {
     }
 }
+
+/// A stored Responses API answer (`store: true`), for `GET /v1/responses/{id}`,
+/// `/input_items` and `previous_response_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResponse {
+    /// `resp_...`
+    pub id: String,
+    /// sha256 of the key that created it: only that key reads or deletes it.
+    pub owner: String,
+    pub created_at: DateTime<Utc>,
+    /// The conversation's input items so far (a previous response's included), with ids.
+    pub input_items: Value,
+    /// The `response` object as it was answered.
+    pub response: Value,
+}
+
+/// SEAM: where stored responses live (the key and spend database when there is one).
+pub trait ResponseStore: Send + Sync {
+    fn put(&self, r: StoredResponse) -> BoxFuture<'static, Result<(), String>>;
+    /// `None` when there is none with that id for that owner.
+    fn get(&self, id: &str, owner: &str)
+    -> BoxFuture<'static, Result<Option<StoredResponse>, String>>;
+    /// Whether one was deleted.
+    fn delete(&self, id: &str, owner: &str) -> BoxFuture<'static, Result<bool, String>>;
+}
+
+/// The default without a database: kept in memory, the oldest dropped past a bound.
+#[derive(Debug, Default)]
+pub struct MemoryResponses {
+    items: Mutex<std::collections::VecDeque<StoredResponse>>,
+}
+
+impl MemoryResponses {
+    const MAX: usize = 10_000;
+}
+
+impl ResponseStore for MemoryResponses {
+    fn put(&self, r: StoredResponse) -> BoxFuture<'static, Result<(), String>> {
+        let mut items = self.items.lock();
+        if items.len() >= Self::MAX {
+            items.pop_front();
+        }
+        items.push_back(r);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn get(&self, id: &str, owner: &str) -> BoxFuture<'static, Result<Option<StoredResponse>, String>> {
+        let found = self
+            .items
+            .lock()
+            .iter()
+            .find(|r| r.id == id && r.owner == owner)
+            .cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn delete(&self, id: &str, owner: &str) -> BoxFuture<'static, Result<bool, String>> {
+        let mut items = self.items.lock();
+        let before = items.len();
+        items.retain(|r| !(r.id == id && r.owner == owner));
+        let deleted = items.len() < before;
+        Box::pin(async move { Ok(deleted) })
+    }
+}

@@ -37,6 +37,9 @@ pub use auth::{KeyResolver, Principal, VirtualKey};
 pub use config::{ConfigError, ProxyConfig};
 pub use error::ProxyError;
 pub use gateway::{DbProbe, Gateway, GatewayBuilder, SpendProbe};
-pub use hooks::{CallHooks, CallRecord, CallSink, CallStatus, MemorySink, PreCall, Reservation};
+pub use hooks::{
+    CallHooks, CallRecord, CallSink, CallStatus, MemoryResponses, MemorySink, PreCall, Reservation,
+    ResponseStore, StoredResponse,
+};
 pub use pricing::{ModelPrice, PriceTable};
 pub use serving::{Serving, serve, serve_threads, serve_threads_tls};
