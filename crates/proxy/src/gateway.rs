@@ -70,6 +70,9 @@ pub(crate) const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(5);
 /// SEAM: the store's database state for `/health/readiness`: `None` when no database is
 /// configured, else whether it is reachable right now. Called per probe; keep it cheap.
 pub type DbProbe = Arc<dyn Fn() -> Option<bool> + Send + Sync>;
+/// Fleet state for `/health/readiness`: the configured `redis_failure_mode` and what the
+/// instance does right now.
+pub type RedisProbe = Arc<dyn Fn() -> (&'static str, crate::ledger::RedisState) + Send + Sync>;
 
 pub(crate) struct App {
     pub runtime: ArcSwap<Runtime>,
@@ -80,6 +83,7 @@ pub(crate) struct App {
     pub draining: AtomicBool,
     pub version: http::HeaderValue,
     pub db_probe: Option<DbProbe>,
+    pub redis_probe: Option<RedisProbe>,
     /// `general_settings.allow_requests_on_db_unavailable`: stay ready without the database.
     pub allow_without_db: bool,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -113,6 +117,7 @@ pub struct GatewayBuilder {
     sink: Arc<dyn CallSink>,
     extra_routes: Option<axum::Router>,
     db_probe: Option<DbProbe>,
+    redis_probe: Option<RedisProbe>,
 }
 
 impl Gateway {
@@ -125,6 +130,7 @@ impl Gateway {
             sink: Arc::new(NoopSink),
             extra_routes: None,
             db_probe: None,
+            redis_probe: None,
         }
     }
 
@@ -195,6 +201,12 @@ impl GatewayBuilder {
     /// SEAM: database state for `/health/readiness`.
     pub fn db_probe(mut self, probe: DbProbe) -> Self {
         self.db_probe = Some(probe);
+        self
+    }
+
+    /// SEAM: Redis state for `/health/readiness` (fleet mode).
+    pub fn redis_probe(mut self, probe: RedisProbe) -> Self {
+        self.redis_probe = Some(probe);
         self
     }
 
@@ -313,6 +325,7 @@ impl GatewayBuilder {
                 draining: AtomicBool::new(false),
                 version: http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
                 db_probe: self.db_probe,
+                redis_probe: self.redis_probe,
                 allow_without_db: cfg
                     .file
                     .general_settings

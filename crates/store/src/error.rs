@@ -165,16 +165,20 @@ pub enum AccessError {
     )]
     ModelDenied { model: String },
     #[error(
-        "Budget has been exceeded! Key={} ({key_name}) Current cost: {}, Max budget: {}",
+        "Budget has been exceeded! Key={} ({key_name}) Current cost: {}, Max budget: {}{}",
         key_alias.as_deref().unwrap_or("None"),
         usd_string(*spend_nanos),
-        usd_string(*max_budget_nanos)
+        usd_string(*max_budget_nanos),
+        reserved_note(*reserved_nanos)
     )]
     BudgetExceeded {
         key_alias: Option<String>,
         key_name: String,
+        /// Settled spend only.
         spend_nanos: i64,
         max_budget_nanos: i64,
+        /// Held by calls still in progress (their estimates), counted against the budget.
+        reserved_nanos: i64,
         /// `litellm_settings.budget_exceeded_status_code`; 422 unless configured.
         status: u16,
     },
@@ -237,6 +241,19 @@ impl ApiError for AccessError {
             } => Some(*retry_after_secs),
             _ => None,
         }
+    }
+}
+
+/// LiteLLM's budget text ends at the max budget; a refusal caused by reservations says so
+/// after it, so `Current cost` under the budget is not a puzzle.
+fn reserved_note(reserved_nanos: i64) -> String {
+    if reserved_nanos > 0 {
+        format!(
+            ", Reserved by calls in progress: {}",
+            usd_string(reserved_nanos)
+        )
+    } else {
+        String::new()
     }
 }
 

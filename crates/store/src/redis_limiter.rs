@@ -9,19 +9,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use parking_lot::RwLock;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use tokio::task::JoinHandle;
 
 use crate::error::{AccessError, LimitKind, StoreError};
 use crate::ledger::Ledger;
-use crate::limiter::{BoxFuture, KeyLimits, Limiter, RATE_WINDOW, Ticket};
+use crate::limiter::{BoxFuture, KeyLimits, Limiter, LiveSpend, RATE_WINDOW, Ticket};
 use crate::spend::SpendLogRow;
 use crate::writer::SpendWriter;
 
@@ -67,7 +67,7 @@ if tpm >= 0 then
   end
 end
 local maxb = tonumber(ARGV[6])
-if maxb >= 0 and spend + reserved >= maxb then return {4, 0, spend} end
+if maxb >= 0 and spend + reserved >= maxb then return {4, reserved, spend} end
 redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[10])
 redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[11])
 redis.call('HINCRBY', KEYS[1], 'in_flight', 1)
@@ -119,9 +119,31 @@ if new == -1 or new > cur then redis.call('HSET', KEYS[1], 'reset_at', ARGV[3]) 
 return 1
 "#;
 
+/// How long one Redis command may take before it counts as failed. Admission waits on it, so
+/// it is short; a healthy Redis answers in well under a millisecond.
+pub const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A connection manager that reconnects within about a second. The client's default retry
+/// schedule grows by a factor of 100 per attempt up to a minute, which kept a fleet refusing
+/// (or paying a timeout per call) for one to two minutes after Redis came back.
+pub async fn connection_manager(client: redis::Client) -> Result<ConnectionManager, StoreError> {
+    let config = ConnectionManagerConfig::new()
+        .set_factor(2)
+        .set_exponent_base(2)
+        .set_max_delay(500)
+        .set_number_of_retries(2)
+        .set_connection_timeout(REDIS_RESPONSE_TIMEOUT)
+        .set_response_timeout(REDIS_RESPONSE_TIMEOUT);
+    Ok(client.get_connection_manager_with_config(config).await?)
+}
+
 /// Budget and rate-limit counters shared by every instance through Redis.
 pub struct RedisLimiter {
     conn: ConnectionManager,
+    /// Whether Redis answered the last command or probe. While it is false, the request path
+    /// does not touch Redis at all (see [`RedisLimiter::probe`]), so an outage costs no
+    /// timeout per call.
+    up: AtomicBool,
     prefix: String,
     writer: SpendWriter,
     budget_exceeded_status: u16,
@@ -146,9 +168,10 @@ impl RedisLimiter {
         budget_exceeded_status: u16,
     ) -> Result<RedisLimiter, StoreError> {
         let client = redis::Client::open(url)?;
-        let conn = client.get_connection_manager().await?;
+        let conn = connection_manager(client).await?;
         Ok(RedisLimiter {
             conn,
+            up: AtomicBool::new(true),
             prefix: prefix.to_owned(),
             writer,
             budget_exceeded_status,
@@ -159,6 +182,38 @@ impl RedisLimiter {
             instance: uuid::Uuid::new_v4().simple().to_string(),
             next_id: AtomicU64::new(1),
         })
+    }
+
+    /// Whether Redis is answering, as of the last command or probe.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Records a failed command: requests stop using Redis until [`RedisLimiter::probe`]
+    /// sees it answer again.
+    pub fn mark_down(&self) {
+        if self.up.swap(false, Ordering::AcqRel) {
+            tracing::error!("redis stopped answering");
+        }
+    }
+
+    /// PINGs Redis (through the same connection, which reconnects on the way) and records
+    /// the answer; returns whether it answered. Run it every few hundred milliseconds.
+    pub async fn probe(&self) -> bool {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        let ok = matches!(
+            tokio::time::timeout(REDIS_RESPONSE_TIMEOUT * 2, ping).await,
+            Ok(Ok(_))
+        );
+        let was = self.up.swap(ok, Ordering::AcqRel);
+        if ok && !was {
+            tracing::info!("redis answers again: fleet limits are shared again");
+        } else if !ok && was {
+            tracing::error!("redis stopped answering");
+        }
+        ok
     }
 
     /// The three keys of a virtual key share a hash tag, so a cluster keeps them in one slot.
@@ -251,6 +306,7 @@ impl Limiter for RedisLimiter {
                 Ok(_) => return Err(AccessError::Unavailable),
                 Err(e) => {
                     tracing::warn!(error = %e, "redis limiter unavailable");
+                    self.mark_down();
                     return Err(AccessError::Unavailable);
                 }
             };
@@ -284,6 +340,8 @@ impl Limiter for RedisLimiter {
                     key_alias: key.key_alias.clone(),
                     key_name: key.key_name.clone(),
                     spend_nanos: spend,
+                    // The script puts the key's reservations where a wait would be.
+                    reserved_nanos: wait_ms.max(0),
                     max_budget_nanos: key.max_budget.unwrap_or(0),
                     status: self.budget_exceeded_status,
                 }),
@@ -299,14 +357,25 @@ impl Limiter for RedisLimiter {
                 .budget_window
                 .map(|d| ms(d.next_reset(now)))
                 .unwrap_or(-1);
-            let spend = match self
-                .run_settle(&ticket, row.spend.max(0), row.total_tokens, next_reset)
-                .await
-            {
+            // While Redis is down the counters cannot be updated; the row still goes to the
+            // database, and a Redis that lost its data is seeded from there again.
+            let settled = if self.is_up() {
+                self.run_settle(&ticket, row.spend.max(0), row.total_tokens, next_reset)
+                    .await
+            } else {
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::IoError,
+                    "redis is down",
+                )))
+            };
+            let spend = match settled {
                 Ok(spend) => spend,
                 Err(e) => {
                     tracing::error!(error = %e, "redis settle failed; spend is still logged");
-                    0
+                    self.known_spend
+                        .read()
+                        .get(&ticket.token)
+                        .map_or(0, |s| s + row.spend.max(0))
                 }
             };
             if spend >= 0 {
@@ -318,6 +387,9 @@ impl Limiter for RedisLimiter {
     }
 
     fn release(&self, ticket: Ticket) {
+        if !self.is_up() {
+            return;
+        }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -348,6 +420,29 @@ impl Limiter for RedisLimiter {
 
     fn spend(&self, token: &str) -> Option<i64> {
         self.known_spend.read().get(token).copied()
+    }
+
+    fn live<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<LiveSpend>> {
+        Box::pin(async move {
+            if !self.is_up() {
+                return None;
+            }
+            let [state, _, _] = self.keys(token);
+            let mut conn = self.conn.clone();
+            let read: Result<(Option<i64>, Option<i64>), _> =
+                conn.hget(state, &["spend", "reserved"]).await;
+            match read {
+                Ok((Some(spend), reserved)) => Some(LiveSpend {
+                    spend,
+                    reserved: reserved.unwrap_or(0).max(0),
+                }),
+                Ok((None, _)) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis read of a key's spend failed");
+                    None
+                }
+            }
+        })
     }
 
     fn reconfigure(&self, key: &KeyLimits, spend_overwritten: bool) {
@@ -422,17 +517,38 @@ impl Ledger {
     }
 }
 
+/// Longest wait between two attempts to re-subscribe after the subscription broke.
+const RESUBSCRIBE_MAX_WAIT: Duration = Duration::from_secs(1);
+
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSub, StoreError> {
+    let work = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, StoreError>(pubsub)
+    };
+    match tokio::time::timeout(REDIS_RESPONSE_TIMEOUT * 2, work).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Internal(
+            "subscribing to key invalidations: no answer from Redis".to_string(),
+        )),
+    }
+}
+
 /// Publishes this ledger's key changes on `channel` and applies other instances' changes.
-/// The returned task listens until aborted.
+/// The returned task listens until aborted. When the subscription breaks (Redis restarted,
+/// connection cut) it subscribes again, retrying within a second, and then re-reads every
+/// key from the database: changes announced while it was gone were lost.
 pub async fn subscribe_invalidations(
     ledger: &Ledger,
     redis_url: &str,
     channel: &str,
 ) -> Result<JoinHandle<()>, StoreError> {
     let client = redis::Client::open(redis_url)?;
-    let publisher = client.get_connection_manager().await?;
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
+    let publisher = connection_manager(client.clone()).await?;
+    let first = subscribe(&client, channel).await?;
     let ch = channel.to_owned();
     ledger.on_invalidate(move |token| {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
@@ -448,12 +564,31 @@ pub async fn subscribe_invalidations(
         });
     });
     let ledger = ledger.clone();
+    let channel = channel.to_owned();
     Ok(tokio::spawn(async move {
-        let mut messages = pubsub.into_on_message();
-        while let Some(msg) = messages.next().await {
-            if let Ok(token) = msg.get_payload::<String>() {
-                ledger.invalidate(&token);
+        let mut pubsub = first;
+        loop {
+            {
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    if let Ok(token) = msg.get_payload::<String>() {
+                        ledger.invalidate(&token);
+                    }
+                }
             }
+            tracing::warn!(
+                "key invalidation subscription lost; subscribing again (key changes on other instances wait until then)"
+            );
+            let mut wait = Duration::from_millis(100);
+            pubsub = loop {
+                tokio::time::sleep(wait).await;
+                match subscribe(&client, &channel).await {
+                    Ok(p) => break p,
+                    Err(_) => wait = (wait * 2).min(RESUBSCRIBE_MAX_WAIT),
+                }
+            };
+            ledger.reload_all().await;
+            tracing::info!("key invalidation subscription restored; every key was re-read");
         }
     }))
 }

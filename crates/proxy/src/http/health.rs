@@ -33,18 +33,41 @@ pub(crate) async fn liveliness(State(app): State<Arc<App>>) -> Response {
 }
 
 pub(crate) async fn readiness(State(app): State<Arc<App>>) -> Response {
-    match app.db_probe.as_ref().and_then(|p| p()) {
-        None => Json(json!({"status": "healthy", "db": "Not connected"})).into_response(),
-        Some(true) => Json(json!({"status": "healthy", "db": "connected"})).into_response(),
-        Some(false) if app.allow_without_db => {
-            Json(json!({"status": "healthy", "db": "Not connected"})).into_response()
-        }
+    let (mut status, mut body) = match app.db_probe.as_ref().and_then(|p| p()) {
+        None => (
+            StatusCode::OK,
+            json!({"status": "healthy", "db": "Not connected"}),
+        ),
+        Some(true) => (
+            StatusCode::OK,
+            json!({"status": "healthy", "db": "connected"}),
+        ),
+        Some(false) if app.allow_without_db => (
+            StatusCode::OK,
+            json!({"status": "healthy", "db": "Not connected"}),
+        ),
         Some(false) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unhealthy", "db": "Not connected"})),
-        )
-            .into_response(),
+            json!({"status": "unhealthy", "db": "Not connected"}),
+        ),
+    };
+    // Fleet mode: whether limits are shared, per instance (`open`, Redis down) or refused
+    // (`closed`, Redis down: virtual-key calls get 503, so the instance is not ready).
+    if let Some(probe) = &app.redis_probe {
+        let (mode, state) = probe();
+        body["redis"] = json!(if state == crate::ledger::RedisState::Shared {
+            "connected"
+        } else {
+            "Not connected"
+        });
+        body["redis_failure_mode"] = json!(mode);
+        body["limits"] = json!(state.as_str());
+        if state == crate::ledger::RedisState::Refusing {
+            status = StatusCode::SERVICE_UNAVAILABLE;
+            body["status"] = json!("unhealthy");
+        }
     }
+    (status, Json(body)).into_response()
 }
 
 async fn probe(app: Arc<App>, d: Arc<Deployment>) -> Result<(), String> {

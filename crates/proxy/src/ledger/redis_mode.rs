@@ -3,24 +3,27 @@
 //! be reached is chosen by `general_settings.redis_failure_mode`:
 //!
 //! - `closed` (default): the proxy refuses to start when Redis does not answer within 3 s, and
-//!   while Redis is down every virtual-key request is refused with 503 `service_unavailable`
-//!   (master-key requests still pass). Limits are never enforced per instance behind the
-//!   operator's back.
+//!   while Redis is down every virtual-key request is refused at once with 503
+//!   `service_unavailable` (master-key requests still pass). Limits are never enforced per
+//!   instance behind the operator's back.
 //! - `open`: requests are admitted against this instance's own counters (budgets and limits
-//!   then hold per instance, not per fleet) and every such admission is logged at warn level;
-//!   Redis is used again as soon as it answers. Starting without Redis is allowed, with an
-//!   error logged, and stays per-instance until a restart.
+//!   then hold per instance, not per fleet), logged at warn level once a second; Redis is
+//!   used again as soon as it answers. Starting without Redis is allowed, with an error
+//!   logged, and stays per-instance until a restart.
+//!
+//! A failed Redis command marks Redis down; from then on requests do not wait on it, and a
+//! probe PINGs it every [`PROBE_EVERY`] until it answers again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use idlehands_store::limiter::BoxFuture;
 use idlehands_store::{
-    AccessError, KeyLimits, Ledger, LedgerConfig, Limiter, LocalLimiter, RedisLimiter, SpendLogRow,
-    SpendWriter, Store, StoreError, Ticket, subscribe_invalidations,
+    AccessError, KeyLimits, Ledger, LedgerConfig, Limiter, LiveSpend, LocalLimiter, RedisLimiter,
+    SpendLogRow, SpendWriter, Store, StoreError, Ticket, subscribe_invalidations,
 };
 use tokio::task::JoinHandle;
 
@@ -53,6 +56,48 @@ impl RedisFailureMode {
 /// counts as down. (The client's own reconnect backoff would otherwise hold a request or the
 /// start-up for minutes.)
 const REDIS_WAIT: Duration = Duration::from_secs(3);
+
+/// How often a Redis marked down is asked again (and a healthy one checked).
+pub(super) const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// What `/health/readiness` reports about Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisState {
+    /// Redis answers: limits are shared by the fleet.
+    Shared,
+    /// Redis is down and the mode is `open`: limits hold per instance.
+    PerInstance,
+    /// Redis is down and the mode is `closed`: virtual-key requests are refused.
+    Refusing,
+}
+
+impl RedisState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisState::Shared => "shared",
+            RedisState::PerInstance => "per_instance",
+            RedisState::Refusing => "refusing",
+        }
+    }
+
+    fn from_u8(v: u8) -> RedisState {
+        match v {
+            0 => RedisState::Shared,
+            1 => RedisState::PerInstance,
+            _ => RedisState::Refusing,
+        }
+    }
+}
+
+/// The instance's current [`RedisState`], kept by the probe.
+#[derive(Clone)]
+pub struct RedisStatus(Arc<AtomicU8>);
+
+impl RedisStatus {
+    pub fn get(&self) -> RedisState {
+        RedisState::from_u8(self.0.load(Ordering::Relaxed))
+    }
+}
 
 /// Tickets from the local fallback carry this bit in their id, so settling finds their
 /// limiter.
@@ -92,14 +137,15 @@ impl Limiter for Shared {
         estimate_tokens: u64,
     ) -> BoxFuture<'a, Result<Ticket, AccessError>> {
         Box::pin(async move {
-            if let Some(redis) = &self.redis {
+            // Known down: no wait at all, until the probe sees Redis answer.
+            if let Some(redis) = self.redis.as_ref().filter(|r| r.is_up()) {
                 let admitted = tokio::time::timeout(
                     REDIS_WAIT,
                     redis.admit(key, estimate_nanos, estimate_tokens),
                 )
                 .await;
                 match admitted {
-                    Ok(Err(AccessError::Unavailable)) | Err(_) => {}
+                    Ok(Err(AccessError::Unavailable)) | Err(_) => redis.mark_down(),
                     Ok(other) => return other,
                 }
             }
@@ -144,6 +190,20 @@ impl Limiter for Shared {
             .or_else(|| self.local.as_ref().and_then(|l| l.spend(token)))
     }
 
+    fn live<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<LiveSpend>> {
+        Box::pin(async move {
+            if let Some(r) = &self.redis
+                && let Some(live) = r.live(token).await
+            {
+                return Some(live);
+            }
+            match &self.local {
+                Some(l) => l.live(token).await,
+                None => None,
+            }
+        })
+    }
+
     fn reconfigure(&self, key: &KeyLimits, spend_overwritten: bool) {
         if let Some(r) = &self.redis {
             r.reconfigure(key, spend_overwritten);
@@ -180,12 +240,13 @@ async fn within<T>(
     }
 }
 
-/// The ledger for a Redis-backed fleet, and the invalidation listener when there is one.
+/// The ledger for a Redis-backed fleet, its Redis state, and its background tasks (the
+/// invalidation listener and the Redis probe).
 pub(super) async fn start(
     store: Store,
     cfg: LedgerConfig,
     redis: &RedisSettings,
-) -> Result<(Ledger, Option<JoinHandle<()>>), StoreError> {
+) -> Result<(Ledger, RedisStatus, Vec<JoinHandle<()>>), StoreError> {
     let open = redis.failure_mode == RedisFailureMode::Open;
     let writer = SpendWriter::start(store.clone(), cfg.writer.clone());
     let connected = within(
@@ -215,11 +276,43 @@ pub(super) async fn start(
         }
     };
     let has_redis = shared.is_some();
+    let down = if open {
+        RedisState::PerInstance
+    } else {
+        RedisState::Refusing
+    };
+    let status = RedisStatus(Arc::new(AtomicU8::new(if has_redis {
+        RedisState::Shared as u8
+    } else {
+        down as u8
+    })));
     let limiter = Arc::new(Shared {
         redis: shared,
         local: open.then(|| LocalLimiter::new(writer.clone(), cfg.budget_exceeded_status)),
         last_warning: AtomicI64::new(0),
     });
+    let mut tasks = Vec::new();
+    if has_redis {
+        let weak = Arc::downgrade(&limiter);
+        let status = status.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PROBE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(limiter) = weak.upgrade() else {
+                    return;
+                };
+                let Some(redis) = &limiter.redis else { return };
+                let state = if redis.probe().await {
+                    RedisState::Shared
+                } else {
+                    down
+                };
+                status.0.store(state as u8, Ordering::Relaxed);
+            }
+        }));
+    }
     let ledger = Ledger::with_limiter(store, writer, limiter, cfg);
     let listener = if has_redis {
         let channel = format!("{}invalidate", redis.prefix);
@@ -242,5 +335,6 @@ pub(super) async fn start(
     } else {
         None
     };
-    Ok((ledger, listener))
+    tasks.extend(listener);
+    Ok((ledger, status, tasks))
 }
