@@ -423,22 +423,7 @@ async fn key_info_and_budget_errors_agree_across_instances() {
     let place = Place::new(Backend::Postgres);
     let upstream = idlehands_testkit::FakeOpenAi::start().await;
     let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
-    let yaml = format!(
-        "model_list:
-  - model_name: slow
-    litellm_params:
-      model: openai/slow-model
-      api_base: {}
-      api_key: sk-upstream
-      input_cost_per_token: 0.000001
-      output_cost_per_token: 0.000002
-{}",
-        upstream.base_url(),
-        fleet_yaml(&redis_url(), &prefix, "closed")
-            .split_once("model_list:\n")
-            .unwrap()
-            .1
-    );
+    let yaml = slow_fleet_yaml(&upstream, &redis_url(), &prefix);
     let (a, b) = (instance(&place, &yaml).await, instance(&place, &yaml).await);
     let (key, generated) = generate(&a, json!({"max_budget": 0.01})).await;
     let token = generated["token_id"].as_str().unwrap().to_string();
@@ -522,6 +507,27 @@ async fn key_info_and_budget_errors_agree_across_instances() {
     a.stop().await;
     b.stop().await;
     place.cleanup().await;
+}
+
+/// A fleet config with a model `slow` served by `upstream` (1e-6 USD per input token, 2e-6 per
+/// output token) besides the usual ones, `closed` mode.
+fn slow_fleet_yaml(upstream: &idlehands_testkit::FakeOpenAi, redis: &str, prefix: &str) -> String {
+    format!(
+        "model_list:
+  - model_name: slow
+    litellm_params:
+      model: openai/slow-model
+      api_base: {}
+      api_key: sk-upstream
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+{}",
+        upstream.base_url(),
+        fleet_yaml(redis, prefix, "closed")
+            .split_once("model_list:\n")
+            .unwrap()
+            .1
+    )
 }
 
 /// `/key/info`'s `spend` and `reserved_spend`.
@@ -707,5 +713,123 @@ async fn redis_restart_is_survived_by_every_instance() {
     a.stop().await;
     b.stop().await;
     c.stop().await;
+    place.cleanup().await;
+}
+
+/// A TCP relay to the shared Redis that can refuse service (dropping every connection and
+/// each new one) and serve again: an outage in which Redis itself keeps its data.
+struct Switch {
+    url: String,
+    off: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Switch {
+    async fn start() -> Switch {
+        let target = redis_url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let off = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let (off2, conns2) = (off.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if off2.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let target = target.clone();
+                conns2.lock().push(tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        Switch {
+            url,
+            off,
+            conns,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.off.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in self.conns.lock().drain(..) {
+            t.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.off.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// A call admitted before Redis became unreachable and finished during the outage: its
+/// settlement waits and is applied when Redis answers again, so the shared counters hold no
+/// stale reservation and count its spend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settlements_during_an_outage_reach_redis_afterwards() {
+    let place = Place::new(Backend::Postgres);
+    let upstream = idlehands_testkit::FakeOpenAi::start().await;
+    let switch = Switch::start().await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let a = instance(&place, &slow_fleet_yaml(&upstream, &switch.url, &prefix)).await;
+    let (key, generated) = generate(&a, json!({"max_budget": 1.0})).await;
+    let token = generated["token_id"].as_str().unwrap().to_string();
+
+    upstream.push(idlehands_testkit::Reply::text("slow answer").with_delay(Duration::from_secs(3)));
+    let long = json!({"model": "slow", "max_tokens": 4000, "messages": [{"role": "user", "content": "hi"}]});
+    let req = client()
+        .post(a.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&long);
+    let pending = tokio::spawn(send(req));
+    within(Duration::from_secs(10), || async { upstream.served() >= 1 })
+        .await
+        .expect("the call reaches the upstream");
+    let (spend, reserved) = key_spend_of(&a, &token).await;
+    assert_eq!(spend, 0.0);
+    assert!(reserved > 0.008, "{reserved}");
+
+    switch.cut();
+    within(Duration::from_secs(10), || async {
+        readiness(&a).await.1["limits"] == "refusing"
+    })
+    .await
+    .expect("the instance notices the outage");
+    let r = pending.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cost: f64 = r.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(cost > 0.0);
+
+    switch.restore();
+    within(Duration::from_secs(10), || async {
+        readiness(&a).await.1["limits"] == "shared"
+    })
+    .await
+    .expect("the instance uses Redis again");
+    let (spend, reserved) = key_spend_of(&a, &token).await;
+    assert_eq!(reserved, 0.0, "the reservation was given back");
+    assert!((spend - cost).abs() < 1e-12, "{spend} vs {cost}");
+    let rows = spend_rows(&a, &format!("?api_key={token}"), 1).await;
+    assert_eq!(rows.len(), 1);
+
+    a.stop().await;
     place.cleanup().await;
 }

@@ -137,6 +137,88 @@ pub async fn connection_manager(client: redis::Client) -> Result<ConnectionManag
     Ok(client.get_connection_manager_with_config(config).await?)
 }
 
+/// Most settlements kept for Redis while it is down; past this, the oldest are dropped with an
+/// error logged (their spend rows are stored all the same).
+const MAX_BACKLOG: usize = 100_000;
+
+/// A settlement (or a release) Redis has not taken yet: replayed when it answers again, so
+/// a short outage does not leave reservations held in the shared counters forever.
+#[derive(Debug, Clone)]
+struct Unsettled {
+    token: String,
+    estimate_nanos: i64,
+    estimate_tokens: u64,
+    actual_nanos: i64,
+    actual_tokens: i64,
+    budget_window: Option<crate::duration::LlmDuration>,
+    member: String,
+    /// `false` for a release: nothing spent, no tokens for tpm.
+    settled: bool,
+}
+
+/// What a settlement needs, shared with the tasks that release reservations.
+struct Settler {
+    conn: ConnectionManager,
+    prefix: String,
+    script: Script,
+    backlog: parking_lot::Mutex<std::collections::VecDeque<Unsettled>>,
+}
+
+impl Settler {
+    async fn apply(&self, u: &Unsettled) -> Result<i64, redis::RedisError> {
+        let p = &self.prefix;
+        let token = &u.token;
+        let now = Utc::now();
+        let next_reset = match (u.settled, u.budget_window) {
+            (true, Some(d)) => ms(d.next_reset(now)),
+            _ => -1,
+        };
+        let mut conn = self.conn.clone();
+        self.script
+            .key(format!("{p}{{{token}}}:state"))
+            .key(format!("{p}{{{token}}}:tpm"))
+            .arg(ms(now))
+            .arg(RATE_WINDOW.as_millis() as i64)
+            .arg(next_reset)
+            .arg(-u.estimate_nanos)
+            .arg(-(u.estimate_tokens as i64))
+            .arg(u.actual_nanos)
+            .arg(u.actual_tokens)
+            .arg(&u.member)
+            .arg(if u.settled { "1" } else { "0" })
+            .invoke_async(&mut conn)
+            .await
+    }
+
+    fn defer(&self, u: Unsettled) {
+        let mut backlog = self.backlog.lock();
+        if backlog.len() >= MAX_BACKLOG
+            && let Some(old) = backlog.pop_front()
+        {
+            tracing::error!(
+                key = %old.token,
+                "too many settlements waiting for Redis: the oldest is dropped, so the key's shared counters keep its reservation until Redis restarts (its spend row is stored)"
+            );
+        }
+        backlog.push_back(u);
+    }
+}
+
+async fn run_id(conn: &ConnectionManager) -> Option<String> {
+    let mut conn = conn.clone();
+    let mut cmd = redis::cmd("INFO");
+    let info: String = tokio::time::timeout(
+        REDIS_RESPONSE_TIMEOUT,
+        cmd.arg("server").query_async(&mut conn),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(|id| id.trim().to_owned())
+}
+
 /// Budget and rate-limit counters shared by every instance through Redis.
 pub struct RedisLimiter {
     conn: ConnectionManager,
@@ -144,12 +226,14 @@ pub struct RedisLimiter {
     /// does not touch Redis at all (see [`RedisLimiter::probe`]), so an outage costs no
     /// timeout per call.
     up: AtomicBool,
+    settler: Arc<Settler>,
+    /// The Redis server's `run_id`: a new one means Redis restarted and its counters are gone.
+    run_id: parking_lot::Mutex<Option<String>>,
     prefix: String,
     writer: SpendWriter,
     budget_exceeded_status: u16,
     known_spend: Arc<RwLock<HashMap<String, i64>>>,
     admit: Script,
-    settle: Script,
     reconfigure: Arc<Script>,
     instance: String,
     next_id: AtomicU64,
@@ -169,7 +253,15 @@ impl RedisLimiter {
     ) -> Result<RedisLimiter, StoreError> {
         let client = redis::Client::open(url)?;
         let conn = connection_manager(client).await?;
+        let run_id = parking_lot::Mutex::new(run_id(&conn).await);
         Ok(RedisLimiter {
+            settler: Arc::new(Settler {
+                conn: conn.clone(),
+                prefix: prefix.to_owned(),
+                script: Script::new(SETTLE),
+                backlog: parking_lot::Mutex::new(std::collections::VecDeque::new()),
+            }),
+            run_id,
             conn,
             up: AtomicBool::new(true),
             prefix: prefix.to_owned(),
@@ -177,7 +269,6 @@ impl RedisLimiter {
             budget_exceeded_status,
             known_spend: Arc::new(RwLock::new(HashMap::new())),
             admit: Script::new(ADMIT),
-            settle: Script::new(SETTLE),
             reconfigure: Arc::new(Script::new(RECONFIGURE)),
             instance: uuid::Uuid::new_v4().simple().to_string(),
             next_id: AtomicU64::new(1),
@@ -203,10 +294,14 @@ impl RedisLimiter {
         let mut conn = self.conn.clone();
         let cmd = redis::cmd("PING");
         let ping = cmd.query_async::<String>(&mut conn);
-        let ok = matches!(
+        let mut ok = matches!(
             tokio::time::timeout(REDIS_RESPONSE_TIMEOUT * 2, ping).await,
             Ok(Ok(_))
         );
+        if ok && (!self.is_up() || !self.settler.backlog.lock().is_empty()) {
+            // Before requests use Redis again: their admissions would re-seed lost counters.
+            ok = self.catch_up().await;
+        }
         let was = self.up.swap(ok, Ordering::AcqRel);
         if ok && !was {
             tracing::info!("redis answers again: fleet limits are shared again");
@@ -214,6 +309,45 @@ impl RedisLimiter {
             tracing::error!("redis stopped answering");
         }
         ok
+    }
+
+    /// After an outage: settlements made meanwhile are applied to the counters, unless Redis
+    /// restarted, which took the counters (and the reservations in them) away: they are
+    /// seeded again from the database, where those calls' rows are. `false` if Redis failed
+    /// again on the way.
+    async fn catch_up(&self) -> bool {
+        // A Redis that does not serve INFO (some managed ones) counts as not restarted.
+        let restarted = match run_id(&self.conn).await {
+            Some(now_id) => {
+                let mut known = self.run_id.lock();
+                let restarted = known.as_deref().is_some_and(|k| k != now_id);
+                *known = Some(now_id);
+                restarted
+            }
+            None => false,
+        };
+        let waiting: Vec<Unsettled> = self.settler.backlog.lock().drain(..).collect();
+        if restarted {
+            self.known_spend.write().clear();
+            if !waiting.is_empty() {
+                tracing::warn!(
+                    settlements = waiting.len(),
+                    "redis restarted: its counters start again from the database's spend"
+                );
+            }
+            return true;
+        }
+        let mut rest = waiting.into_iter();
+        while let Some(u) = rest.next() {
+            if self.settler.apply(&u).await.is_err() {
+                let mut backlog = self.settler.backlog.lock();
+                for later in std::iter::once(u).chain(rest).rev() {
+                    backlog.push_front(later);
+                }
+                return false;
+            }
+        }
+        true
     }
 
     /// The three keys of a virtual key share a hash tag, so a cluster keeps them in one slot.
@@ -231,31 +365,6 @@ impl RedisLimiter {
             .and_then(|l| l.budget_duration)
             .map(|d| ms(d.next_reset(now)))
             .unwrap_or(-1)
-    }
-
-    async fn run_settle(
-        &self,
-        ticket: &Ticket,
-        actual_nanos: i64,
-        actual_tokens: i64,
-        next_reset: i64,
-    ) -> Result<i64, redis::RedisError> {
-        let [state, _, tpm] = self.keys(&ticket.token);
-        let mut conn = self.conn.clone();
-        self.settle
-            .key(state)
-            .key(tpm)
-            .arg(ms(Utc::now()))
-            .arg(RATE_WINDOW.as_millis() as i64)
-            .arg(next_reset)
-            .arg(-ticket.estimate_nanos)
-            .arg(-(ticket.estimate_tokens as i64))
-            .arg(actual_nanos)
-            .arg(actual_tokens)
-            .arg(format!("{}-{}", self.instance, ticket.id))
-            .arg("1")
-            .invoke_async(&mut conn)
-            .await
     }
 }
 
@@ -352,30 +461,35 @@ impl Limiter for RedisLimiter {
     fn settle(&self, ticket: Ticket, mut row: SpendLogRow) -> BoxFuture<'_, i64> {
         Box::pin(async move {
             row.api_key = ticket.token.clone();
-            let now = Utc::now();
-            let next_reset = ticket
-                .budget_window
-                .map(|d| ms(d.next_reset(now)))
-                .unwrap_or(-1);
-            // While Redis is down the counters cannot be updated; the row still goes to the
-            // database, and a Redis that lost its data is seeded from there again.
+            let u = Unsettled {
+                token: ticket.token.clone(),
+                estimate_nanos: ticket.estimate_nanos,
+                estimate_tokens: ticket.estimate_tokens,
+                actual_nanos: row.spend.max(0),
+                actual_tokens: row.total_tokens,
+                budget_window: ticket.budget_window,
+                member: format!("{}-{}", self.instance, ticket.id),
+                settled: true,
+            };
+            // While Redis is down the settlement waits for it (the row goes to the database
+            // now, whatever happens).
             let settled = if self.is_up() {
-                self.run_settle(&ticket, row.spend.max(0), row.total_tokens, next_reset)
-                    .await
+                self.settler.apply(&u).await.ok()
             } else {
-                Err(redis::RedisError::from((
-                    redis::ErrorKind::IoError,
-                    "redis is down",
-                )))
+                None
             };
             let spend = match settled {
-                Ok(spend) => spend,
-                Err(e) => {
-                    tracing::error!(error = %e, "redis settle failed; spend is still logged");
-                    self.known_spend
+                Some(spend) => spend,
+                None => {
+                    tracing::warn!("redis is down: the settlement is applied when it answers");
+                    let spend = self
+                        .known_spend
                         .read()
                         .get(&ticket.token)
-                        .map_or(0, |s| s + row.spend.max(0))
+                        .map_or(0, |s| s + row.spend.max(0));
+                    self.settler.defer(u);
+                    self.mark_down();
+                    spend
                 }
             };
             if spend >= 0 {
@@ -387,33 +501,25 @@ impl Limiter for RedisLimiter {
     }
 
     fn release(&self, ticket: Ticket) {
-        if !self.is_up() {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
+        let u = Unsettled {
+            token: ticket.token,
+            estimate_nanos: ticket.estimate_nanos,
+            estimate_tokens: ticket.estimate_tokens,
+            actual_nanos: 0,
+            actual_tokens: 0,
+            budget_window: None,
+            member: format!("{}-{}", self.instance, ticket.id),
+            settled: false,
         };
-        let [state, _, tpm] = self.keys(&ticket.token);
-        let mut conn = self.conn.clone();
-        let script = Script::new(SETTLE);
-        let member = format!("{}-{}", self.instance, ticket.id);
+        let handle = match tokio::runtime::Handle::try_current() {
+            Ok(h) if self.is_up() => h,
+            _ => return self.settler.defer(u),
+        };
+        let settler = self.settler.clone();
         handle.spawn(async move {
-            let r: Result<i64, _> = script
-                .key(state)
-                .key(tpm)
-                .arg(ms(Utc::now()))
-                .arg(RATE_WINDOW.as_millis() as i64)
-                .arg(-1)
-                .arg(-ticket.estimate_nanos)
-                .arg(-(ticket.estimate_tokens as i64))
-                .arg(0)
-                .arg(0)
-                .arg(member)
-                .arg("0")
-                .invoke_async(&mut conn)
-                .await;
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "redis release failed");
+            if let Err(e) = settler.apply(&u).await {
+                tracing::warn!(error = %e, "redis release failed; retried when redis answers");
+                settler.defer(u);
             }
         });
     }
