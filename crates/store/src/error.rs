@@ -261,3 +261,32 @@ fn reserved_note(reserved_nanos: i64) -> String {
 pub(crate) fn py_datetime(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(reserved_nanos: i64) -> String {
+        AccessError::BudgetExceeded {
+            key_alias: Some("team".to_string()),
+            key_name: "sk-...abcd".to_string(),
+            spend_nanos: 2_000_000,
+            max_budget_nanos: 10_000_000,
+            reserved_nanos,
+            status: 422,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn budget_text_is_litellm_s_with_reservations_appended() {
+        assert_eq!(
+            budget(0),
+            "Budget has been exceeded! Key=team (sk-...abcd) Current cost: 0.002, Max budget: 0.01"
+        );
+        assert_eq!(
+            budget(8_016_000),
+            "Budget has been exceeded! Key=team (sk-...abcd) Current cost: 0.002, Max budget: 0.01, Reserved by calls in progress: 0.008016"
+        );
+    }
+}

@@ -320,12 +320,23 @@ impl Ledger {
         self.inner.aliases.write().clear();
         match self.inner.store.all_keys().await {
             Ok(keys) => {
+                let old = self.inner.keys.read().clone();
                 let fresh = keys
                     .into_iter()
                     .map(|k| {
-                        self.inner
-                            .limiter
-                            .reconfigure(&KeyLimits::from_record(&k), false);
+                        let limits = KeyLimits::from_record(&k);
+                        // Only changed keys: a fleet has many, each one a Redis call.
+                        // (Spend moves all the time and is not reconfigured here.)
+                        let changed = old.get(&k.token).is_none_or(|c| {
+                            let before = KeyLimits::from_record(&c.record.load());
+                            KeyLimits {
+                                spend: limits.spend,
+                                ..before
+                            } != limits
+                        });
+                        if changed {
+                            self.inner.limiter.reconfigure(&limits, false);
+                        }
                         (k.token.clone(), Arc::new(Cached::new(Arc::new(k))))
                     })
                     .collect();
