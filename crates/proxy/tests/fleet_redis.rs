@@ -833,3 +833,60 @@ async fn settlements_during_an_outage_reach_redis_afterwards() {
     a.stop().await;
     place.cleanup().await;
 }
+
+/// An `open` instance started while Redis is down serves on its own counters, and once Redis
+/// answers it shares limits and hears key changes like the rest of the fleet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_open_instance_started_without_redis_joins_the_fleet_when_it_answers() {
+    let place = Place::new(Backend::Postgres);
+    let mut redis = PrivateRedis::start().await;
+    redis.kill();
+    let late = instance(&place, &fleet_yaml(&redis.url(), "late:", "open")).await;
+    let (status, body) = readiness(&late).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["limits"], "per_instance", "{body}");
+    let (key, _) = generate(&late, json!({})).await;
+    assert_eq!(status_of(&late, &key, chat("mocky")).await, 200);
+
+    redis.restart().await;
+    within(Duration::from_secs(10), || async {
+        readiness(&late).await.1["limits"] == "shared"
+    })
+    .await
+    .expect("the instance connects to Redis once it answers");
+    // Another instance, started with Redis up, blocks the key. The late one cached it as
+    // usable; it refuses it only once subscribed (by the announcement, or by re-reading every
+    // key right after subscribing).
+    let other = instance(&place, &fleet_yaml(&redis.url(), "late:", "closed")).await;
+    assert_eq!(
+        post(&other, "/key/block", MASTER, json!({"key": key}))
+            .await
+            .status,
+        200
+    );
+    within(Duration::from_secs(10), || async {
+        status_of(&late, &key, chat("mocky")).await == 401
+    })
+    .await
+    .expect("the late instance learns of the block");
+    // Subscribed now: an unblock reaches it within a second.
+    assert_eq!(
+        post(&other, "/key/unblock", MASTER, json!({"key": key}))
+            .await
+            .status,
+        200
+    );
+    let took = within(Duration::from_secs(5), || async {
+        status_of(&late, &key, chat("mocky")).await == 200
+    })
+    .await
+    .expect("the late instance accepts the key unblocked elsewhere");
+    assert!(
+        took < Duration::from_secs(1),
+        "accepted only after {took:?}"
+    );
+
+    late.stop().await;
+    other.stop().await;
+    place.cleanup().await;
+}

@@ -9,7 +9,7 @@
 //! - `open`: requests are admitted against this instance's own counters (budgets and limits
 //!   then hold per instance, not per fleet), logged at warn level once a second; Redis is
 //!   used again as soon as it answers. Starting without Redis is allowed, with an error
-//!   logged, and stays per-instance until a restart.
+//!   logged; limits are per instance until Redis answers (retried every second or two).
 //!
 //! A failed Redis command marks Redis down; from then on requests do not wait on it, and a
 //! probe PINGs it every [`PROBE_EVERY`] until it answers again.
@@ -105,7 +105,8 @@ const LOCAL_TICKET: u64 = 1 << 63;
 
 /// Redis first; when it fails, refuse (`closed`) or use this instance's counters (`open`).
 struct Shared {
-    redis: Option<RedisLimiter>,
+    /// Set at start-up, or later in `open` mode when Redis was down at start-up.
+    redis: std::sync::OnceLock<RedisLimiter>,
     /// `open` mode only.
     local: Option<LocalLimiter>,
     /// Epoch seconds of the last "Redis down" log line, so an outage logs once a second.
@@ -138,7 +139,7 @@ impl Limiter for Shared {
     ) -> BoxFuture<'a, Result<Ticket, AccessError>> {
         Box::pin(async move {
             // Known down: no wait at all, until the probe sees Redis answer.
-            if let Some(redis) = self.redis.as_ref().filter(|r| r.is_up()) {
+            if let Some(redis) = self.redis.get().filter(|r| r.is_up()) {
                 let admitted = tokio::time::timeout(
                     REDIS_WAIT,
                     redis.admit(key, estimate_nanos, estimate_tokens),
@@ -160,7 +161,7 @@ impl Limiter for Shared {
     }
 
     fn settle(&self, mut ticket: Ticket, row: SpendLogRow) -> BoxFuture<'_, i64> {
-        match (&self.redis, &self.local) {
+        match (self.redis.get(), &self.local) {
             (_, Some(local)) if ticket.id & LOCAL_TICKET != 0 => {
                 ticket.id &= !LOCAL_TICKET;
                 local.settle(ticket, row)
@@ -172,7 +173,7 @@ impl Limiter for Shared {
     }
 
     fn release(&self, mut ticket: Ticket) {
-        match (&self.redis, &self.local) {
+        match (self.redis.get(), &self.local) {
             (_, Some(local)) if ticket.id & LOCAL_TICKET != 0 => {
                 ticket.id &= !LOCAL_TICKET;
                 local.release(ticket)
@@ -185,14 +186,14 @@ impl Limiter for Shared {
 
     fn spend(&self, token: &str) -> Option<i64> {
         self.redis
-            .as_ref()
+            .get()
             .and_then(|r| r.spend(token))
             .or_else(|| self.local.as_ref().and_then(|l| l.spend(token)))
     }
 
     fn live<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<LiveSpend>> {
         Box::pin(async move {
-            if let Some(r) = &self.redis
+            if let Some(r) = self.redis.get()
                 && let Some(live) = r.live(token).await
             {
                 return Some(live);
@@ -205,7 +206,7 @@ impl Limiter for Shared {
     }
 
     fn reconfigure(&self, key: &KeyLimits, spend_overwritten: bool) {
-        if let Some(r) = &self.redis {
+        if let Some(r) = self.redis.get() {
             r.reconfigure(key, spend_overwritten);
         }
         if let Some(l) = &self.local {
@@ -214,7 +215,7 @@ impl Limiter for Shared {
     }
 
     fn forget(&self, token: &str) {
-        if let Some(r) = &self.redis {
+        if let Some(r) = self.redis.get() {
             r.forget(token);
         }
         if let Some(l) = &self.local {
@@ -264,7 +265,7 @@ pub(super) async fn start(
         Err(e) if open => {
             tracing::error!(
                 error = %e,
-                "cannot reach Redis at start-up: budgets and limits are per instance until a restart (general_settings.redis_failure_mode: open)"
+                "cannot reach Redis at start-up: budgets and limits are per instance until it answers; retrying (general_settings.redis_failure_mode: open)"
             );
             None
         }
@@ -287,45 +288,50 @@ pub(super) async fn start(
         down as u8
     })));
     let limiter = Arc::new(Shared {
-        redis: shared,
+        redis: std::sync::OnceLock::new(),
         local: open.then(|| LocalLimiter::new(writer.clone(), cfg.budget_exceeded_status)),
         last_warning: AtomicI64::new(0),
     });
-    let mut tasks = Vec::new();
-    if has_redis {
-        let weak = Arc::downgrade(&limiter);
-        let status = status.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PROBE_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(limiter) = weak.upgrade() else {
-                    return;
-                };
-                let Some(redis) = &limiter.redis else { return };
-                let state = if redis.probe().await {
-                    RedisState::Shared
-                } else {
-                    down
-                };
-                status.0.store(state as u8, Ordering::Relaxed);
-            }
-        }));
+    if let Some(r) = shared {
+        let _ = limiter.redis.set(r);
     }
-    let ledger = Ledger::with_limiter(store, writer, limiter, cfg);
-    let listener = if has_redis {
-        let channel = format!("{}invalidate", redis.prefix);
+    let mut tasks = Vec::new();
+    let weak = Arc::downgrade(&limiter);
+    let probe_status = status.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PROBE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(limiter) = weak.upgrade() else {
+                return;
+            };
+            // Not connected yet (open mode, Redis down at start-up): still per instance.
+            let Some(redis) = limiter.redis.get() else {
+                continue;
+            };
+            let state = if redis.probe().await {
+                RedisState::Shared
+            } else {
+                down
+            };
+            probe_status.0.store(state as u8, Ordering::Relaxed);
+        }
+    }));
+    let ledger = Ledger::with_limiter(store, writer.clone(), limiter.clone(), cfg.clone());
+    let channel = format!("{}invalidate", redis.prefix);
+    if has_redis {
         match within(
             "subscribing to key invalidations",
             subscribe_invalidations(&ledger, &redis.url, &channel),
         )
         .await
         {
-            Ok(l) => Some(l),
+            Ok(l) => tasks.push(l),
             Err(e) if open => {
-                tracing::error!(error = %e, "key changes on other instances reach this one only after the cache ttl");
-                None
+                tracing::error!(error = %e, "cannot subscribe to key invalidations; retrying every second, until then key changes on other instances reach this one after the cache ttl");
+                let (ledger, url) = (ledger.clone(), redis.url.clone());
+                tasks.push(tokio::spawn(late_subscription(ledger, url, channel)));
             }
             Err(e) => {
                 let _ = ledger.shutdown().await;
@@ -333,8 +339,65 @@ pub(super) async fn start(
             }
         }
     } else {
-        None
-    };
-    tasks.extend(listener);
+        // `open` mode without Redis at start-up: keep trying, and share limits once it answers.
+        let (ledger, settings) = (ledger.clone(), redis.clone());
+        let budget_status = cfg.budget_exceeded_status;
+        tasks.push(tokio::spawn(async move {
+            let mut wait = Duration::from_millis(500);
+            let connected = loop {
+                tokio::time::sleep(wait).await;
+                let attempt = within(
+                    "connecting to Redis",
+                    RedisLimiter::connect(
+                        &settings.url,
+                        &settings.prefix,
+                        writer.clone(),
+                        budget_status,
+                    ),
+                )
+                .await;
+                match attempt {
+                    Ok(r) => break r,
+                    Err(_) => wait = (wait * 2).min(LATE_RETRY_MAX),
+                }
+            };
+            let _ = limiter.redis.set(connected);
+            drop(limiter);
+            tracing::info!("redis answers: budgets and limits are shared by the fleet from now on");
+            late_subscription(ledger, settings.url, channel).await;
+        }));
+    }
     Ok((ledger, status, tasks))
+}
+
+/// Longest wait between two tries to reach Redis after it was down at start-up.
+const LATE_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Subscribes to key invalidations, retrying until Redis lets it, then re-reads every key
+/// (changes announced before were missed) and listens until aborted.
+async fn late_subscription(ledger: Ledger, url: String, channel: String) {
+    let mut wait = Duration::from_millis(500);
+    let listener = loop {
+        tokio::time::sleep(wait).await;
+        match within(
+            "subscribing to key invalidations",
+            subscribe_invalidations(&ledger, &url, &channel),
+        )
+        .await
+        {
+            Ok(l) => break l,
+            Err(_) => wait = (wait * 2).min(LATE_RETRY_MAX),
+        }
+    };
+    ledger.reload_all().await;
+    tracing::info!("subscribed to key invalidations; every key was re-read");
+    // Aborting this task (shutdown) stops the listener too.
+    struct AbortOnDrop(JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut guard = AbortOnDrop(listener);
+    let _ = (&mut guard.0).await;
 }
