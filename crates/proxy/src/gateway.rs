@@ -70,6 +70,9 @@ pub(crate) const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(5);
 /// SEAM: the store's database state for `/health/readiness`: `None` when no database is
 /// configured, else whether it is reachable right now. Called per probe; keep it cheap.
 pub type DbProbe = Arc<dyn Fn() -> Option<bool> + Send + Sync>;
+/// Fleet state for `/health/readiness`: the configured `redis_failure_mode` and what the
+/// instance does right now.
+pub type RedisProbe = Arc<dyn Fn() -> (&'static str, crate::ledger::RedisState) + Send + Sync>;
 
 /// SEAM: why spend-log rows cannot be written right now (`None` while they can), for
 /// `/health/readiness`. Called per probe; keep it cheap.
@@ -118,6 +121,7 @@ pub(crate) struct App {
     /// Set when the drain is over: calls still running end now, with an error (see
     /// [`Gateway::cut_off`]).
     pub cut: tokio::sync::watch::Sender<bool>,
+    pub redis_probe: Option<RedisProbe>,
     /// `general_settings.allow_requests_on_db_unavailable`: stay ready without the database.
     pub allow_without_db: bool,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -153,6 +157,7 @@ pub struct GatewayBuilder {
     extra_routes: Option<axum::Router>,
     db_probe: Option<DbProbe>,
     spend_probe: Option<SpendProbe>,
+    redis_probe: Option<RedisProbe>,
 }
 
 impl Gateway {
@@ -167,6 +172,7 @@ impl Gateway {
             extra_routes: None,
             db_probe: None,
             spend_probe: None,
+            redis_probe: None,
         }
     }
 
@@ -250,6 +256,12 @@ impl GatewayBuilder {
     /// SEAM: whether spend-log rows are being written, for `/health/readiness`.
     pub fn spend_probe(mut self, probe: SpendProbe) -> Self {
         self.spend_probe = Some(probe);
+        self
+    }
+
+    /// SEAM: Redis state for `/health/readiness` (fleet mode).
+    pub fn redis_probe(mut self, probe: RedisProbe) -> Self {
+        self.redis_probe = Some(probe);
         self
     }
 
@@ -379,6 +391,7 @@ impl GatewayBuilder {
                 db_probe: self.db_probe,
                 spend_probe: self.spend_probe,
                 cut: tokio::sync::watch::Sender::new(false),
+                redis_probe: self.redis_probe,
                 allow_without_db: cfg
                     .file
                     .general_settings

@@ -298,3 +298,595 @@ async fn redis_outage_mid_run_follows_the_failure_mode() {
     );
     open.stop().await;
 }
+
+/// Waits (polling, bounded by `limit`) until `check` holds; returns how long it took, or
+/// `None` if it never did.
+async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+async fn status_of(p: &Proxy, key: &str, body: Value) -> u16 {
+    post(p, "/v1/chat/completions", key, body)
+        .await
+        .status
+        .as_u16()
+}
+
+/// Whatever the other instance cached (the key refused as unknown, blocked, or limited to
+/// other models), a change made on one instance is honoured by the other within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_changes_reach_every_instance_whatever_it_cached() {
+    let place = Place::new(Backend::Postgres);
+    let (a, b) = pair(&place).await;
+    let one_second = Duration::from_secs(1);
+
+    // A client retries a key before it exists: b refuses it, repeatedly.
+    let early = format!("sk-early-{}", uuid::Uuid::new_v4().simple());
+    for _ in 0..3 {
+        let r = post(&b, "/v1/chat/completions", &early, chat("mocky")).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert_eq!(error_of(&r).0, "auth_error");
+    }
+    generate(&a, json!({"key": early})).await;
+    let took = within(Duration::from_secs(5), || async {
+        status_of(&b, &early, chat("mocky")).await == 200
+    })
+    .await
+    .expect("a key created on a is accepted by b");
+    assert!(took < one_second, "accepted by b only after {took:?}");
+
+    // A regenerated key's new value, refused by b before the regeneration.
+    let new_value = format!("sk-new-{}", uuid::Uuid::new_v4().simple());
+    assert_eq!(status_of(&b, &new_value, chat("mocky")).await, 401);
+    let r = post(
+        &a,
+        &format!("/key/{early}/regenerate"),
+        MASTER,
+        json!({"new_key": new_value}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let took = within(Duration::from_secs(5), || async {
+        status_of(&b, &new_value, chat("mocky")).await == 200
+    })
+    .await
+    .expect("the regenerated value is accepted by b");
+    assert!(took < one_second, "accepted by b only after {took:?}");
+    assert_eq!(status_of(&b, &early, chat("mocky")).await, 401);
+
+    // Blocked, seen blocked by b, unblocked on a.
+    assert_eq!(
+        post(&a, "/key/block", MASTER, json!({"key": new_value}))
+            .await
+            .status,
+        200
+    );
+    within(Duration::from_secs(5), || async {
+        status_of(&b, &new_value, chat("mocky")).await == 401
+    })
+    .await
+    .expect("b refuses the blocked key");
+    assert_eq!(
+        post(&a, "/key/unblock", MASTER, json!({"key": new_value}))
+            .await
+            .status,
+        200
+    );
+    let took = within(Duration::from_secs(5), || async {
+        status_of(&b, &new_value, chat("mocky")).await == 200
+    })
+    .await
+    .expect("b accepts the unblocked key");
+    assert!(took < one_second, "accepted by b only after {took:?}");
+
+    // Limited to another model, cached so by b, then opened up on a.
+    let (narrow, _) = generate(&a, json!({"models": ["other"]})).await;
+    let r = post(&b, "/v1/chat/completions", &narrow, chat("mocky")).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(error_of(&r).0, "key_model_access_denied");
+    let r = post(
+        &a,
+        "/key/update",
+        MASTER,
+        json!({"key": narrow, "models": []}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let took = within(Duration::from_secs(5), || async {
+        status_of(&b, &narrow, chat("mocky")).await == 200
+    })
+    .await
+    .expect("b serves the widened key");
+    assert!(took < one_second, "served by b only after {took:?}");
+
+    a.stop().await;
+    b.stop().await;
+    place.cleanup().await;
+}
+
+/// `/key/info` answers from the shared counters: the same spend on every instance, whichever
+/// served the calls, with what calls in progress hold shown apart as `reserved_spend`; a
+/// budget refusal caused by reservations says how much is reserved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_info_and_budget_errors_agree_across_instances() {
+    let place = Place::new(Backend::Postgres);
+    let upstream = idlehands_testkit::FakeOpenAi::start().await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let yaml = slow_fleet_yaml(&upstream, &redis_url(), &prefix);
+    let (a, b) = (instance(&place, &yaml).await, instance(&place, &yaml).await);
+    let (key, generated) = generate(&a, json!({"max_budget": 0.01})).await;
+    let token = generated["token_id"].as_str().unwrap().to_string();
+
+    // Three finished calls, served by both instances.
+    for (i, p) in [&a, &b, &a].into_iter().enumerate() {
+        upstream.push(idlehands_testkit::Reply::text(format!("answer {i}")));
+        let body = json!({"model": "slow", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]});
+        assert_eq!(status_of(p, &key, body).await, 200);
+    }
+    let (spend_a, reserved_a) = key_spend_of(&a, &token).await;
+    let (spend_b, reserved_b) = key_spend_of(&b, &token).await;
+    assert!(spend_a > 0.0);
+    assert_eq!(spend_a, spend_b, "both instances report the shared spend");
+    assert_eq!((reserved_a, reserved_b), (0.0, 0.0));
+    let rows = spend_rows(&a, &format!("?api_key={token}"), 3).await;
+    let logged: f64 = rows.iter().map(|r| r["spend"].as_f64().unwrap()).sum();
+    assert!((logged - spend_a).abs() < 1e-12, "{logged} vs {spend_a}");
+
+    // Two long calls in flight, each reserving its 4000 output tokens (0.008 USD) and its
+    // prompt: the first leaves the budget open, the second closes it.
+    let long = json!({"model": "slow", "max_tokens": 4000, "messages": [{"role": "user", "content": "hi"}]});
+    let mut pending = Vec::new();
+    for (n, p) in [&a, &b].into_iter().enumerate() {
+        upstream
+            .push(idlehands_testkit::Reply::text("slow answer").with_delay(Duration::from_secs(4)));
+        let req = client()
+            .post(p.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&long);
+        pending.push(tokio::spawn(send(req)));
+        let served = 3 + n + 1;
+        within(Duration::from_secs(10), || async {
+            upstream.served() >= served
+        })
+        .await
+        .expect("the long call reaches the upstream");
+    }
+    let (spend_a2, reserved_a2) = key_spend_of(&a, &token).await;
+    let (spend_b2, reserved_b2) = key_spend_of(&b, &token).await;
+    assert_eq!((spend_a2, reserved_a2), (spend_b2, reserved_b2));
+    assert_eq!(spend_a2, spend_a, "nothing settled yet");
+    assert!(
+        (0.016..0.0161).contains(&reserved_a2),
+        "two calls of 4000 output tokens at 2e-6 plus their prompts: {reserved_a2}"
+    );
+    let r = post(
+        &b,
+        "/v1/chat/completions",
+        &key,
+        json!({"model": "slow", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let (kind, message) = error_of(&r);
+    assert_eq!(kind, "budget_exceeded");
+    assert!(
+        message.starts_with("Budget has been exceeded! Key=None (sk-..."),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "Current cost: {}, Max budget: 0.01, Reserved by calls in progress: 0.016",
+            r_spend(spend_a)
+        )),
+        "{message}"
+    );
+
+    for p in pending {
+        assert_eq!(p.await.unwrap().status, 200);
+    }
+    let rows = spend_rows(&a, &format!("?api_key={token}"), 6).await;
+    assert_eq!(rows.len(), 6, "three calls, two long ones and one refusal");
+    let logged: f64 = rows.iter().map(|r| r["spend"].as_f64().unwrap()).sum();
+    let (spend_a3, reserved_a3) = key_spend_of(&a, &token).await;
+    let (spend_b3, reserved_b3) = key_spend_of(&b, &token).await;
+    assert_eq!((reserved_a3, reserved_b3), (0.0, 0.0), "released on finish");
+    assert_eq!(spend_a3, spend_b3);
+    assert!((logged - spend_a3).abs() < 1e-12, "{logged} vs {spend_a3}");
+
+    a.stop().await;
+    b.stop().await;
+    place.cleanup().await;
+}
+
+/// A fleet config with a model `slow` served by `upstream` (1e-6 USD per input token, 2e-6 per
+/// output token) besides the usual ones, `closed` mode.
+fn slow_fleet_yaml(upstream: &idlehands_testkit::FakeOpenAi, redis: &str, prefix: &str) -> String {
+    format!(
+        "model_list:
+  - model_name: slow
+    litellm_params:
+      model: openai/slow-model
+      api_base: {}
+      api_key: sk-upstream
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+{}",
+        upstream.base_url(),
+        fleet_yaml(redis, prefix, "closed")
+            .split_once("model_list:\n")
+            .unwrap()
+            .1
+    )
+}
+
+/// `/key/info`'s `spend` and `reserved_spend`.
+async fn key_spend_of(p: &Proxy, token: &str) -> (f64, f64) {
+    let r = get(p, &format!("/key/info?key={token}"), MASTER).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    (
+        r.body["info"]["spend"].as_f64().unwrap(),
+        r.body["info"]["reserved_spend"].as_f64().unwrap(),
+    )
+}
+
+/// The spend as LiteLLM's message prints it (Python's float repr).
+fn r_spend(usd: f64) -> String {
+    idlehands_store::money::usd_string(idlehands_store::money::usd_to_nanos(usd).unwrap())
+}
+
+/// A `redis-server` of this test's own on a free port, which the test kills and restarts.
+struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = PrivateRedis { port, child: None };
+        r.restart().await;
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let url = self.url();
+        within(Duration::from_secs(10), || {
+            let url = url.clone();
+            async move {
+                let Ok(client) = redis::Client::open(url.as_str()) else {
+                    return false;
+                };
+                match client.get_multiplexed_async_connection().await {
+                    Ok(mut c) => redis::cmd("PING")
+                        .query_async::<String>(&mut c)
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await
+        .expect("the private redis-server answers");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn readiness(p: &Proxy) -> (u16, Value) {
+    let r = send(client().get(p.url("/health/readiness"))).await;
+    (r.status.as_u16(), r.body)
+}
+
+/// Redis killed and restarted under two `closed` instances and one `open` instance: while it
+/// is down the closed ones refuse at once and say so in readiness, the open one serves on
+/// its own counters; when it returns every instance is back within 5 s, the invalidation
+/// channel works again, and a change made during the outage (whose announcement was lost)
+/// is applied by the other instance anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_restart_is_survived_by_every_instance() {
+    let place = Place::new(Backend::Postgres);
+    let mut redis = PrivateRedis::start().await;
+    let closed = fleet_yaml(&redis.url(), "restart:", "closed");
+    let (a, b) = (
+        instance(&place, &closed).await,
+        instance(&place, &closed).await,
+    );
+    let c = instance(&place, &fleet_yaml(&redis.url(), "restart:", "open")).await;
+    let (key, _) = generate(&a, json!({"rpm_limit": 1000})).await;
+    let (doomed, _) = generate(&a, json!({})).await;
+    for p in [&a, &b, &c] {
+        assert_eq!(status_of(p, &key, chat("mocky")).await, 200);
+        assert_eq!(status_of(p, &doomed, chat("mocky")).await, 200);
+        let (status, body) = readiness(p).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["redis"], "connected", "{body}");
+        assert_eq!(body["limits"], "shared", "{body}");
+    }
+    assert_eq!(readiness(&a).await.1["redis_failure_mode"], "closed");
+    assert_eq!(readiness(&c).await.1["redis_failure_mode"], "open");
+
+    redis.kill();
+    for p in [&a, &b] {
+        within(Duration::from_secs(10), || async {
+            readiness(p).await.1["limits"] == "refusing"
+        })
+        .await
+        .expect("a closed instance notices the outage");
+        let (status, body) = readiness(p).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["status"], "unhealthy", "{body}");
+        assert_eq!(body["redis"], "Not connected", "{body}");
+        let r = post(p, "/v1/chat/completions", &key, chat("mocky")).await;
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert_eq!(error_of(&r).0, "service_unavailable");
+        // The master key does not depend on Redis.
+        assert_eq!(status_of(p, MASTER, chat("mocky")).await, 200);
+    }
+    within(Duration::from_secs(10), || async {
+        readiness(&c).await.1["limits"] == "per_instance"
+    })
+    .await
+    .expect("the open instance notices the outage");
+    let (status, body) = readiness(&c).await;
+    assert_eq!(status, 200, "an open instance stays ready: {body}");
+    for _ in 0..5 {
+        assert_eq!(status_of(&c, &key, chat("mocky")).await, 200);
+    }
+    // Changed during the outage: the announcement cannot be published.
+    assert_eq!(
+        post(&a, "/key/block", MASTER, json!({"key": doomed}))
+            .await
+            .status,
+        200
+    );
+
+    redis.restart().await;
+    for p in [&a, &b, &c] {
+        let took = within(Duration::from_secs(10), || async {
+            status_of(p, &key, chat("mocky")).await == 200
+                && readiness(p).await.1["limits"] == "shared"
+        })
+        .await
+        .expect("the instance uses Redis again");
+        assert!(took < Duration::from_secs(5), "back only after {took:?}");
+    }
+    // b and c re-read every key after the gap, so the block made during it holds.
+    for p in [&b, &c] {
+        within(Duration::from_secs(5), || async {
+            status_of(p, &doomed, chat("mocky")).await == 401
+        })
+        .await
+        .expect("the block made during the outage reaches every instance");
+    }
+    // The invalidation channel is live again: a block now reaches b within a second.
+    assert_eq!(
+        post(&a, "/key/block", MASTER, json!({"key": key}))
+            .await
+            .status,
+        200
+    );
+    let took = within(Duration::from_secs(5), || async {
+        status_of(&b, &key, chat("mocky")).await == 401
+    })
+    .await
+    .expect("b refuses the key blocked after the restart");
+    assert!(took < Duration::from_secs(1), "refused only after {took:?}");
+
+    a.stop().await;
+    b.stop().await;
+    c.stop().await;
+    place.cleanup().await;
+}
+
+/// A TCP relay to the shared Redis that can refuse service (dropping every connection and
+/// each new one) and serve again: an outage in which Redis itself keeps its data.
+struct Switch {
+    url: String,
+    off: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Switch {
+    async fn start() -> Switch {
+        let target = redis_url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let off = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let (off2, conns2) = (off.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if off2.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let target = target.clone();
+                conns2.lock().push(tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        Switch {
+            url,
+            off,
+            conns,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.off.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in self.conns.lock().drain(..) {
+            t.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.off.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// A call admitted before Redis became unreachable and finished during the outage: its
+/// settlement waits and is applied when Redis answers again, so the shared counters hold no
+/// stale reservation and count its spend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settlements_during_an_outage_reach_redis_afterwards() {
+    let place = Place::new(Backend::Postgres);
+    let upstream = idlehands_testkit::FakeOpenAi::start().await;
+    let switch = Switch::start().await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let a = instance(&place, &slow_fleet_yaml(&upstream, &switch.url, &prefix)).await;
+    let (key, generated) = generate(&a, json!({"max_budget": 1.0})).await;
+    let token = generated["token_id"].as_str().unwrap().to_string();
+
+    upstream.push(idlehands_testkit::Reply::text("slow answer").with_delay(Duration::from_secs(3)));
+    let long = json!({"model": "slow", "max_tokens": 4000, "messages": [{"role": "user", "content": "hi"}]});
+    let req = client()
+        .post(a.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&long);
+    let pending = tokio::spawn(send(req));
+    within(Duration::from_secs(10), || async { upstream.served() >= 1 })
+        .await
+        .expect("the call reaches the upstream");
+    let (spend, reserved) = key_spend_of(&a, &token).await;
+    assert_eq!(spend, 0.0);
+    assert!(reserved > 0.008, "{reserved}");
+
+    switch.cut();
+    within(Duration::from_secs(10), || async {
+        readiness(&a).await.1["limits"] == "refusing"
+    })
+    .await
+    .expect("the instance notices the outage");
+    let r = pending.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cost: f64 = r.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(cost > 0.0);
+
+    switch.restore();
+    within(Duration::from_secs(10), || async {
+        readiness(&a).await.1["limits"] == "shared"
+    })
+    .await
+    .expect("the instance uses Redis again");
+    let (spend, reserved) = key_spend_of(&a, &token).await;
+    assert_eq!(reserved, 0.0, "the reservation was given back");
+    assert!((spend - cost).abs() < 1e-12, "{spend} vs {cost}");
+    let rows = spend_rows(&a, &format!("?api_key={token}"), 1).await;
+    assert_eq!(rows.len(), 1);
+
+    a.stop().await;
+    place.cleanup().await;
+}
+
+/// An `open` instance started while Redis is down serves on its own counters, and once Redis
+/// answers it shares limits and hears key changes like the rest of the fleet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_open_instance_started_without_redis_joins_the_fleet_when_it_answers() {
+    let place = Place::new(Backend::Postgres);
+    let mut redis = PrivateRedis::start().await;
+    redis.kill();
+    let late = instance(&place, &fleet_yaml(&redis.url(), "late:", "open")).await;
+    let (status, body) = readiness(&late).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["limits"], "per_instance", "{body}");
+    let (key, _) = generate(&late, json!({})).await;
+    assert_eq!(status_of(&late, &key, chat("mocky")).await, 200);
+
+    redis.restart().await;
+    within(Duration::from_secs(10), || async {
+        readiness(&late).await.1["limits"] == "shared"
+    })
+    .await
+    .expect("the instance connects to Redis once it answers");
+    // Another instance, started with Redis up, blocks the key. The late one cached it as
+    // usable; it refuses it only once subscribed (by the announcement, or by re-reading every
+    // key right after subscribing).
+    let other = instance(&place, &fleet_yaml(&redis.url(), "late:", "closed")).await;
+    assert_eq!(
+        post(&other, "/key/block", MASTER, json!({"key": key}))
+            .await
+            .status,
+        200
+    );
+    within(Duration::from_secs(10), || async {
+        status_of(&late, &key, chat("mocky")).await == 401
+    })
+    .await
+    .expect("the late instance learns of the block");
+    // Subscribed now: an unblock reaches it within a second.
+    assert_eq!(
+        post(&other, "/key/unblock", MASTER, json!({"key": key}))
+            .await
+            .status,
+        200
+    );
+    let took = within(Duration::from_secs(5), || async {
+        status_of(&late, &key, chat("mocky")).await == 200
+    })
+    .await
+    .expect("the late instance accepts the key unblocked elsewhere");
+    assert!(
+        took < Duration::from_secs(1),
+        "accepted only after {took:?}"
+    );
+
+    late.stop().await;
+    other.stop().await;
+    place.cleanup().await;
+}

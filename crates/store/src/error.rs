@@ -165,16 +165,20 @@ pub enum AccessError {
     )]
     ModelDenied { model: String },
     #[error(
-        "Budget has been exceeded! Key={} ({key_name}) Current cost: {}, Max budget: {}",
+        "Budget has been exceeded! Key={} ({key_name}) Current cost: {}, Max budget: {}{}",
         key_alias.as_deref().unwrap_or("None"),
         usd_string(*spend_nanos),
-        usd_string(*max_budget_nanos)
+        usd_string(*max_budget_nanos),
+        reserved_note(*reserved_nanos)
     )]
     BudgetExceeded {
         key_alias: Option<String>,
         key_name: String,
+        /// Settled spend only.
         spend_nanos: i64,
         max_budget_nanos: i64,
+        /// Held by calls still in progress (their estimates), counted against the budget.
+        reserved_nanos: i64,
         /// `litellm_settings.budget_exceeded_status_code`; 422 unless configured.
         status: u16,
     },
@@ -240,7 +244,49 @@ impl ApiError for AccessError {
     }
 }
 
+/// LiteLLM's budget text ends at the max budget; a refusal caused by reservations says so
+/// after it, so `Current cost` under the budget is not a puzzle.
+fn reserved_note(reserved_nanos: i64) -> String {
+    if reserved_nanos > 0 {
+        format!(
+            ", Reserved by calls in progress: {}",
+            usd_string(reserved_nanos)
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// Python's `str(datetime)` for an aware UTC datetime, as LiteLLM's messages show it.
 pub(crate) fn py_datetime(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(reserved_nanos: i64) -> String {
+        AccessError::BudgetExceeded {
+            key_alias: Some("team".to_string()),
+            key_name: "sk-...abcd".to_string(),
+            spend_nanos: 2_000_000,
+            max_budget_nanos: 10_000_000,
+            reserved_nanos,
+            status: 422,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn budget_text_is_litellm_s_with_reservations_appended() {
+        assert_eq!(
+            budget(0),
+            "Budget has been exceeded! Key=team (sk-...abcd) Current cost: 0.002, Max budget: 0.01"
+        );
+        assert_eq!(
+            budget(8_016_000),
+            "Budget has been exceeded! Key=team (sk-...abcd) Current cost: 0.002, Max budget: 0.01, Reserved by calls in progress: 0.008016"
+        );
+    }
 }

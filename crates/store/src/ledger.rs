@@ -312,6 +312,44 @@ impl Ledger {
         self.inner.negative.lock().remove(token);
     }
 
+    /// Re-reads every key from the database, replacing the whole cache, and forgets every
+    /// refused key and grace alias: for when invalidations may have been missed (the
+    /// subscription was down).
+    pub async fn reload_all(&self) {
+        self.inner.negative.lock().clear();
+        self.inner.aliases.write().clear();
+        match self.inner.store.all_keys().await {
+            Ok(keys) => {
+                let old = self.inner.keys.read().clone();
+                let fresh = keys
+                    .into_iter()
+                    .map(|k| {
+                        let limits = KeyLimits::from_record(&k);
+                        // Only changed keys: a fleet has many, each one a Redis call.
+                        // (Spend moves all the time and is not reconfigured here.)
+                        let changed = old.get(&k.token).is_none_or(|c| {
+                            let before = KeyLimits::from_record(&c.record.load());
+                            KeyLimits {
+                                spend: limits.spend,
+                                ..before
+                            } != limits
+                        });
+                        if changed {
+                            self.inner.limiter.reconfigure(&limits, false);
+                        }
+                        (k.token.clone(), Arc::new(Cached::new(Arc::new(k))))
+                    })
+                    .collect();
+                // One swap, so a request never sees an empty cache in between.
+                *self.inner.keys.write() = fresh;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not re-read the keys; they are read again on next use");
+                self.inner.keys.write().clear();
+            }
+        }
+    }
+
     fn invalidate_and_announce(&self, token: &str) {
         self.invalidate(token);
         let hooks = self.inner.hooks.read().clone();
@@ -370,6 +408,7 @@ impl Ledger {
         let now = Utc::now();
         let (token, record) = match self.lookup(&token).await? {
             Some(record) => (token.clone(), record),
+            None if self.known_unknown(&token) => return Err(invalid()),
             None => match self.grace_alias(&token, now).await? {
                 // A regenerated key's old value, still in its grace period.
                 Some(active) => match self.lookup(&active).await? {
@@ -381,7 +420,9 @@ impl Ledger {
                     if negative.len() > 100_000 {
                         negative.clear();
                     }
-                    negative.insert(token.clone(), Instant::now());
+                    // A refusal never extends the entry: a key created elsewhere must start
+                    // working after `negative_ttl` at the latest, however often it is retried.
+                    negative.entry(token.clone()).or_insert_with(Instant::now);
                     return Err(invalid());
                 }
             },
@@ -408,13 +449,7 @@ impl Ledger {
             }
             return Ok(Some(cached.record.load_full()));
         }
-        let known_bad = self
-            .inner
-            .negative
-            .lock()
-            .get(token)
-            .is_some_and(|t| t.elapsed() < self.inner.cfg.negative_ttl);
-        if known_bad {
+        if self.known_unknown(token) {
             return Ok(None);
         }
         match self.inner.store.get_key(token).await {
@@ -424,6 +459,19 @@ impl Ledger {
                 tracing::warn!(error = %e, "key lookup failed");
                 Err(AccessError::Unavailable)
             }
+        }
+    }
+
+    /// Whether `token` was refused as unknown less than `negative_ttl` ago.
+    fn known_unknown(&self, token: &str) -> bool {
+        let mut negative = self.inner.negative.lock();
+        match negative.get(token) {
+            Some(t) if t.elapsed() < self.inner.cfg.negative_ttl => true,
+            Some(_) => {
+                negative.remove(token);
+                false
+            }
+            None => false,
         }
     }
 
@@ -506,7 +554,9 @@ impl Ledger {
         };
         let record = new_key_record(&req, &plaintext, created_by, Utc::now())?;
         self.inner.store.insert_key(&record).await?;
-        self.inner.negative.lock().remove(&record.token);
+        // Another instance may have refused this value already (a client retrying before
+        // the key existed): its negative entry goes too.
+        self.invalidate_and_announce(&record.token);
         Ok(GenerateKeyResponse {
             key: plaintext,
             token_id: record.token.clone(),
@@ -530,18 +580,27 @@ impl Ledger {
     }
 
     /// `/key/info`: `key_or_hash` is the `?key=` value, or the caller's own key.
+    /// `spend` is what the enforcing limiter counts (in a fleet: the shared counters, so every
+    /// instance answers alike), else the database's; `reserved_spend` what calls in progress
+    /// hold against the budget.
     pub async fn key_info(&self, key_or_hash: &str) -> Result<KeyInfoResponse, StoreError> {
         let token = token_of(key_or_hash);
         let Some(mut record) = self.inner.store.get_key(&token).await? else {
             return Err(StoreError::key_info_not_found());
         };
-        if let Some(live) = self.inner.limiter.spend(&token) {
-            record.spend = live;
+        let mut reserved = 0;
+        if let Some(live) = self.inner.limiter.live(&token).await {
+            record.spend = live.spend;
+            reserved = live.reserved;
         }
         let status = record.status(Utc::now());
         Ok(KeyInfoResponse {
             key: key_or_hash.to_owned(),
-            info: KeyInfo { record, status },
+            info: KeyInfo {
+                record,
+                status,
+                reserved_spend: reserved,
+            },
         })
     }
 
@@ -701,7 +760,7 @@ impl Ledger {
         }
         self.inner.limiter.forget(&old_token);
         self.invalidate_and_announce(&old_token);
-        self.inner.negative.lock().remove(&record.token);
+        self.invalidate_and_announce(&record.token);
         let record = self
             .inner
             .store

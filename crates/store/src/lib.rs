@@ -28,7 +28,7 @@ pub use db::{Backend, Store, StoreOptions};
 pub use error::{AccessError, ApiError, LimitKind, StoreError};
 pub use keys_db::UpdateScope;
 pub use ledger::{AuthedKey, Ledger, LedgerConfig, Reservation, Settled};
-pub use limiter::{KeyLimits, Limiter, LocalLimiter, Ticket};
+pub use limiter::{KeyLimits, Limiter, LiveSpend, LocalLimiter, Ticket};
 pub use redis_limiter::{RedisLimiter, subscribe_invalidations};
 pub use spend::{STATUS_FAILURE, STATUS_SUCCESS, SpendAggregate, SpendGroup, SpendLogRow};
 pub use spend_db::BatchItem;

@@ -58,6 +58,13 @@ impl KeyLimits {
     }
 }
 
+/// A key's spend as enforced: settled spend and what calls in progress hold, nano-USD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LiveSpend {
+    pub spend: i64,
+    pub reserved: i64,
+}
+
 /// An admitted request's hold on a key's budget and limits.
 #[derive(Debug)]
 pub struct Ticket {
@@ -89,6 +96,10 @@ pub trait Limiter: Send + Sync + 'static {
     fn release(&self, ticket: Ticket);
     /// The key's current spend (settled, committed or not), if tracked.
     fn spend(&self, token: &str) -> Option<i64>;
+    /// The key's spend and in-flight reservations as the limiter that enforces them sees
+    /// them (for a fleet: the shared counters, the same on every instance); `None` when it
+    /// does not track the key.
+    fn live<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<LiveSpend>>;
     /// The key's limits changed; with `spend_overwritten` its spend was set by an admin.
     fn reconfigure(&self, key: &KeyLimits, spend_overwritten: bool);
     /// The key is gone (deleted or regenerated).
@@ -276,6 +287,7 @@ impl LocalLimiter {
                     key_name: c.limits.key_name.clone(),
                     spend_nanos: c.spend,
                     max_budget_nanos: max,
+                    reserved_nanos: c.reserved,
                     status: self.budget_exceeded_status,
                 }),
                 overflow,
@@ -372,6 +384,17 @@ impl Limiter for LocalLimiter {
 
     fn spend(&self, token: &str) -> Option<i64> {
         self.existing(token).map(|c| c.lock().spend)
+    }
+
+    fn live<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<LiveSpend>> {
+        let live = self.existing(token).map(|c| {
+            let c = c.lock();
+            LiveSpend {
+                spend: c.spend,
+                reserved: c.reserved,
+            }
+        });
+        Box::pin(async move { live })
     }
 
     fn reconfigure(&self, key: &KeyLimits, spend_overwritten: bool) {

@@ -9,19 +9,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use parking_lot::RwLock;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use tokio::task::JoinHandle;
 
 use crate::error::{AccessError, LimitKind, StoreError};
 use crate::ledger::Ledger;
-use crate::limiter::{BoxFuture, KeyLimits, Limiter, RATE_WINDOW, Ticket};
+use crate::limiter::{BoxFuture, KeyLimits, Limiter, LiveSpend, RATE_WINDOW, Ticket};
 use crate::spend::SpendLogRow;
 use crate::writer::SpendWriter;
 
@@ -67,7 +67,7 @@ if tpm >= 0 then
   end
 end
 local maxb = tonumber(ARGV[6])
-if maxb >= 0 and spend + reserved >= maxb then return {4, 0, spend} end
+if maxb >= 0 and spend + reserved >= maxb then return {4, reserved, spend} end
 redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[10])
 redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[11])
 redis.call('HINCRBY', KEYS[1], 'in_flight', 1)
@@ -119,15 +119,121 @@ if new == -1 or new > cur then redis.call('HSET', KEYS[1], 'reset_at', ARGV[3]) 
 return 1
 "#;
 
+/// How long one Redis command may take before it counts as failed. Admission waits on it, so
+/// it is short; a healthy Redis answers in well under a millisecond.
+pub const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A connection manager that reconnects within about a second. The client's default retry
+/// schedule grows by a factor of 100 per attempt up to a minute, which kept a fleet refusing
+/// (or paying a timeout per call) for one to two minutes after Redis came back.
+pub async fn connection_manager(client: redis::Client) -> Result<ConnectionManager, StoreError> {
+    let config = ConnectionManagerConfig::new()
+        .set_factor(2)
+        .set_exponent_base(2)
+        .set_max_delay(500)
+        .set_number_of_retries(2)
+        .set_connection_timeout(REDIS_RESPONSE_TIMEOUT)
+        .set_response_timeout(REDIS_RESPONSE_TIMEOUT);
+    Ok(client.get_connection_manager_with_config(config).await?)
+}
+
+/// Most settlements kept for Redis while it is down; past this, the oldest are dropped with an
+/// error logged (their spend rows are stored all the same).
+const MAX_BACKLOG: usize = 100_000;
+
+/// A settlement (or a release) Redis has not taken yet: replayed when it answers again, so
+/// a short outage does not leave reservations held in the shared counters forever.
+#[derive(Debug, Clone)]
+struct Unsettled {
+    token: String,
+    estimate_nanos: i64,
+    estimate_tokens: u64,
+    actual_nanos: i64,
+    actual_tokens: i64,
+    budget_window: Option<crate::duration::LlmDuration>,
+    member: String,
+    /// `false` for a release: nothing spent, no tokens for tpm.
+    settled: bool,
+}
+
+/// What a settlement needs, shared with the tasks that release reservations.
+struct Settler {
+    conn: ConnectionManager,
+    prefix: String,
+    script: Script,
+    backlog: parking_lot::Mutex<std::collections::VecDeque<Unsettled>>,
+}
+
+impl Settler {
+    async fn apply(&self, u: &Unsettled) -> Result<i64, redis::RedisError> {
+        let p = &self.prefix;
+        let token = &u.token;
+        let now = Utc::now();
+        let next_reset = match (u.settled, u.budget_window) {
+            (true, Some(d)) => ms(d.next_reset(now)),
+            _ => -1,
+        };
+        let mut conn = self.conn.clone();
+        self.script
+            .key(format!("{p}{{{token}}}:state"))
+            .key(format!("{p}{{{token}}}:tpm"))
+            .arg(ms(now))
+            .arg(RATE_WINDOW.as_millis() as i64)
+            .arg(next_reset)
+            .arg(-u.estimate_nanos)
+            .arg(-(u.estimate_tokens as i64))
+            .arg(u.actual_nanos)
+            .arg(u.actual_tokens)
+            .arg(&u.member)
+            .arg(if u.settled { "1" } else { "0" })
+            .invoke_async(&mut conn)
+            .await
+    }
+
+    fn defer(&self, u: Unsettled) {
+        let mut backlog = self.backlog.lock();
+        if backlog.len() >= MAX_BACKLOG
+            && let Some(old) = backlog.pop_front()
+        {
+            tracing::error!(
+                key = %old.token,
+                "too many settlements waiting for Redis: the oldest is dropped, so the key's shared counters keep its reservation until Redis restarts (its spend row is stored)"
+            );
+        }
+        backlog.push_back(u);
+    }
+}
+
+async fn run_id(conn: &ConnectionManager) -> Option<String> {
+    let mut conn = conn.clone();
+    let mut cmd = redis::cmd("INFO");
+    let info: String = tokio::time::timeout(
+        REDIS_RESPONSE_TIMEOUT,
+        cmd.arg("server").query_async(&mut conn),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(|id| id.trim().to_owned())
+}
+
 /// Budget and rate-limit counters shared by every instance through Redis.
 pub struct RedisLimiter {
     conn: ConnectionManager,
+    /// Whether Redis answered the last command or probe. While it is false, the request path
+    /// does not touch Redis at all (see [`RedisLimiter::probe`]), so an outage costs no
+    /// timeout per call.
+    up: AtomicBool,
+    settler: Arc<Settler>,
+    /// The Redis server's `run_id`: a new one means Redis restarted and its counters are gone.
+    run_id: parking_lot::Mutex<Option<String>>,
     prefix: String,
     writer: SpendWriter,
     budget_exceeded_status: u16,
     known_spend: Arc<RwLock<HashMap<String, i64>>>,
     admit: Script,
-    settle: Script,
     reconfigure: Arc<Script>,
     instance: String,
     next_id: AtomicU64,
@@ -146,19 +252,102 @@ impl RedisLimiter {
         budget_exceeded_status: u16,
     ) -> Result<RedisLimiter, StoreError> {
         let client = redis::Client::open(url)?;
-        let conn = client.get_connection_manager().await?;
+        let conn = connection_manager(client).await?;
+        let run_id = parking_lot::Mutex::new(run_id(&conn).await);
         Ok(RedisLimiter {
+            settler: Arc::new(Settler {
+                conn: conn.clone(),
+                prefix: prefix.to_owned(),
+                script: Script::new(SETTLE),
+                backlog: parking_lot::Mutex::new(std::collections::VecDeque::new()),
+            }),
+            run_id,
             conn,
+            up: AtomicBool::new(true),
             prefix: prefix.to_owned(),
             writer,
             budget_exceeded_status,
             known_spend: Arc::new(RwLock::new(HashMap::new())),
             admit: Script::new(ADMIT),
-            settle: Script::new(SETTLE),
             reconfigure: Arc::new(Script::new(RECONFIGURE)),
             instance: uuid::Uuid::new_v4().simple().to_string(),
             next_id: AtomicU64::new(1),
         })
+    }
+
+    /// Whether Redis is answering, as of the last command or probe.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Records a failed command: requests stop using Redis until [`RedisLimiter::probe`]
+    /// sees it answer again.
+    pub fn mark_down(&self) {
+        if self.up.swap(false, Ordering::AcqRel) {
+            tracing::error!("redis stopped answering");
+        }
+    }
+
+    /// PINGs Redis (through the same connection, which reconnects on the way) and records
+    /// the answer; returns whether it answered. Run it every few hundred milliseconds.
+    pub async fn probe(&self) -> bool {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        let mut ok = matches!(
+            tokio::time::timeout(REDIS_RESPONSE_TIMEOUT * 2, ping).await,
+            Ok(Ok(_))
+        );
+        if ok && (!self.is_up() || !self.settler.backlog.lock().is_empty()) {
+            // Before requests use Redis again: their admissions would re-seed lost counters.
+            ok = self.catch_up().await;
+        }
+        let was = self.up.swap(ok, Ordering::AcqRel);
+        if ok && !was {
+            tracing::info!("redis answers again: fleet limits are shared again");
+        } else if !ok && was {
+            tracing::error!("redis stopped answering");
+        }
+        ok
+    }
+
+    /// After an outage: settlements made meanwhile are applied to the counters, unless Redis
+    /// restarted, which took the counters (and the reservations in them) away: they are
+    /// seeded again from the database, where those calls' rows are. `false` if Redis failed
+    /// again on the way.
+    async fn catch_up(&self) -> bool {
+        // A Redis that does not serve INFO (some managed ones) counts as not restarted.
+        let restarted = match run_id(&self.conn).await {
+            Some(now_id) => {
+                let mut known = self.run_id.lock();
+                let restarted = known.as_deref().is_some_and(|k| k != now_id);
+                *known = Some(now_id);
+                restarted
+            }
+            None => false,
+        };
+        let waiting: Vec<Unsettled> = self.settler.backlog.lock().drain(..).collect();
+        if restarted {
+            self.known_spend.write().clear();
+            if !waiting.is_empty() {
+                tracing::warn!(
+                    settlements = waiting.len(),
+                    "redis restarted: its counters start again from the database's spend"
+                );
+            }
+            return true;
+        }
+        let mut rest = waiting.into_iter();
+        while let Some(u) = rest.next() {
+            if self.settler.apply(&u).await.is_err() {
+                let mut backlog = self.settler.backlog.lock();
+                for later in std::iter::once(u).chain(rest).rev() {
+                    backlog.push_front(later);
+                }
+                return false;
+            }
+        }
+        true
     }
 
     /// The three keys of a virtual key share a hash tag, so a cluster keeps them in one slot.
@@ -176,31 +365,6 @@ impl RedisLimiter {
             .and_then(|l| l.budget_duration)
             .map(|d| ms(d.next_reset(now)))
             .unwrap_or(-1)
-    }
-
-    async fn run_settle(
-        &self,
-        ticket: &Ticket,
-        actual_nanos: i64,
-        actual_tokens: i64,
-        next_reset: i64,
-    ) -> Result<i64, redis::RedisError> {
-        let [state, _, tpm] = self.keys(&ticket.token);
-        let mut conn = self.conn.clone();
-        self.settle
-            .key(state)
-            .key(tpm)
-            .arg(ms(Utc::now()))
-            .arg(RATE_WINDOW.as_millis() as i64)
-            .arg(next_reset)
-            .arg(-ticket.estimate_nanos)
-            .arg(-(ticket.estimate_tokens as i64))
-            .arg(actual_nanos)
-            .arg(actual_tokens)
-            .arg(format!("{}-{}", self.instance, ticket.id))
-            .arg("1")
-            .invoke_async(&mut conn)
-            .await
     }
 }
 
@@ -251,6 +415,7 @@ impl Limiter for RedisLimiter {
                 Ok(_) => return Err(AccessError::Unavailable),
                 Err(e) => {
                     tracing::warn!(error = %e, "redis limiter unavailable");
+                    self.mark_down();
                     return Err(AccessError::Unavailable);
                 }
             };
@@ -284,6 +449,8 @@ impl Limiter for RedisLimiter {
                     key_alias: key.key_alias.clone(),
                     key_name: key.key_name.clone(),
                     spend_nanos: spend,
+                    // The script puts the key's reservations where a wait would be.
+                    reserved_nanos: wait_ms.max(0),
                     max_budget_nanos: key.max_budget.unwrap_or(0),
                     status: self.budget_exceeded_status,
                 }),
@@ -294,19 +461,35 @@ impl Limiter for RedisLimiter {
     fn settle(&self, ticket: Ticket, mut row: SpendLogRow) -> BoxFuture<'_, i64> {
         Box::pin(async move {
             row.api_key = ticket.token.clone();
-            let now = Utc::now();
-            let next_reset = ticket
-                .budget_window
-                .map(|d| ms(d.next_reset(now)))
-                .unwrap_or(-1);
-            let spend = match self
-                .run_settle(&ticket, row.spend.max(0), row.total_tokens, next_reset)
-                .await
-            {
-                Ok(spend) => spend,
-                Err(e) => {
-                    tracing::error!(error = %e, "redis settle failed; spend is still logged");
-                    0
+            let u = Unsettled {
+                token: ticket.token.clone(),
+                estimate_nanos: ticket.estimate_nanos,
+                estimate_tokens: ticket.estimate_tokens,
+                actual_nanos: row.spend.max(0),
+                actual_tokens: row.total_tokens,
+                budget_window: ticket.budget_window,
+                member: format!("{}-{}", self.instance, ticket.id),
+                settled: true,
+            };
+            // While Redis is down the settlement waits for it (the row goes to the database
+            // now, whatever happens).
+            let settled = if self.is_up() {
+                self.settler.apply(&u).await.ok()
+            } else {
+                None
+            };
+            let spend = match settled {
+                Some(spend) => spend,
+                None => {
+                    tracing::warn!("redis is down: the settlement is applied when it answers");
+                    let spend = self
+                        .known_spend
+                        .read()
+                        .get(&ticket.token)
+                        .map_or(0, |s| s + row.spend.max(0));
+                    self.settler.defer(u);
+                    self.mark_down();
+                    spend
                 }
             };
             if spend >= 0 {
@@ -318,36 +501,54 @@ impl Limiter for RedisLimiter {
     }
 
     fn release(&self, ticket: Ticket) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
+        let u = Unsettled {
+            token: ticket.token,
+            estimate_nanos: ticket.estimate_nanos,
+            estimate_tokens: ticket.estimate_tokens,
+            actual_nanos: 0,
+            actual_tokens: 0,
+            budget_window: None,
+            member: format!("{}-{}", self.instance, ticket.id),
+            settled: false,
         };
-        let [state, _, tpm] = self.keys(&ticket.token);
-        let mut conn = self.conn.clone();
-        let script = Script::new(SETTLE);
-        let member = format!("{}-{}", self.instance, ticket.id);
+        let handle = match tokio::runtime::Handle::try_current() {
+            Ok(h) if self.is_up() => h,
+            _ => return self.settler.defer(u),
+        };
+        let settler = self.settler.clone();
         handle.spawn(async move {
-            let r: Result<i64, _> = script
-                .key(state)
-                .key(tpm)
-                .arg(ms(Utc::now()))
-                .arg(RATE_WINDOW.as_millis() as i64)
-                .arg(-1)
-                .arg(-ticket.estimate_nanos)
-                .arg(-(ticket.estimate_tokens as i64))
-                .arg(0)
-                .arg(0)
-                .arg(member)
-                .arg("0")
-                .invoke_async(&mut conn)
-                .await;
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "redis release failed");
+            if let Err(e) = settler.apply(&u).await {
+                tracing::warn!(error = %e, "redis release failed; retried when redis answers");
+                settler.defer(u);
             }
         });
     }
 
     fn spend(&self, token: &str) -> Option<i64> {
         self.known_spend.read().get(token).copied()
+    }
+
+    fn live<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<LiveSpend>> {
+        Box::pin(async move {
+            if !self.is_up() {
+                return None;
+            }
+            let [state, _, _] = self.keys(token);
+            let mut conn = self.conn.clone();
+            let read: Result<(Option<i64>, Option<i64>), _> =
+                conn.hget(state, &["spend", "reserved"]).await;
+            match read {
+                Ok((Some(spend), reserved)) => Some(LiveSpend {
+                    spend,
+                    reserved: reserved.unwrap_or(0).max(0),
+                }),
+                Ok((None, _)) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis read of a key's spend failed");
+                    None
+                }
+            }
+        })
     }
 
     fn reconfigure(&self, key: &KeyLimits, spend_overwritten: bool) {
@@ -422,17 +623,38 @@ impl Ledger {
     }
 }
 
+/// Longest wait between two attempts to re-subscribe after the subscription broke.
+const RESUBSCRIBE_MAX_WAIT: Duration = Duration::from_secs(1);
+
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSub, StoreError> {
+    let work = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, StoreError>(pubsub)
+    };
+    match tokio::time::timeout(REDIS_RESPONSE_TIMEOUT * 2, work).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Internal(
+            "subscribing to key invalidations: no answer from Redis".to_string(),
+        )),
+    }
+}
+
 /// Publishes this ledger's key changes on `channel` and applies other instances' changes.
-/// The returned task listens until aborted.
+/// The returned task listens until aborted. When the subscription breaks (Redis restarted,
+/// connection cut) it subscribes again, retrying within a second, and then re-reads every
+/// key from the database: changes announced while it was gone were lost.
 pub async fn subscribe_invalidations(
     ledger: &Ledger,
     redis_url: &str,
     channel: &str,
 ) -> Result<JoinHandle<()>, StoreError> {
     let client = redis::Client::open(redis_url)?;
-    let publisher = client.get_connection_manager().await?;
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
+    let publisher = connection_manager(client.clone()).await?;
+    let first = subscribe(&client, channel).await?;
     let ch = channel.to_owned();
     ledger.on_invalidate(move |token| {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
@@ -448,12 +670,31 @@ pub async fn subscribe_invalidations(
         });
     });
     let ledger = ledger.clone();
+    let channel = channel.to_owned();
     Ok(tokio::spawn(async move {
-        let mut messages = pubsub.into_on_message();
-        while let Some(msg) = messages.next().await {
-            if let Ok(token) = msg.get_payload::<String>() {
-                ledger.invalidate(&token);
+        let mut pubsub = first;
+        loop {
+            {
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    if let Ok(token) = msg.get_payload::<String>() {
+                        ledger.invalidate(&token);
+                    }
+                }
             }
+            tracing::warn!(
+                "key invalidation subscription lost; subscribing again (key changes on other instances wait until then)"
+            );
+            let mut wait = Duration::from_millis(100);
+            pubsub = loop {
+                tokio::time::sleep(wait).await;
+                match subscribe(&client, &channel).await {
+                    Ok(p) => break p,
+                    Err(_) => wait = (wait * 2).min(RESUBSCRIBE_MAX_WAIT),
+                }
+            };
+            ledger.reload_all().await;
+            tracing::info!("key invalidation subscription restored; every key was re-read");
         }
     }))
 }

@@ -311,6 +311,10 @@ pub struct KeyInfo {
     #[serde(flatten)]
     pub record: KeyRecord,
     pub status: KeyStatus,
+    /// USD held by calls in progress (their estimates), not part of `spend`; not a LiteLLM
+    /// field.
+    #[serde(serialize_with = "ser_usd")]
+    pub reserved_spend: i64,
 }
 
 /// `GET /key/list` query.

@@ -9,7 +9,8 @@ use common::{generate, ledger};
 use idlehands_store::keygen::hash_key;
 use idlehands_store::{
     AccessError, ApiError, BlockKeyRequest, DeleteKeysRequest, GenerateKeyRequest, KeyListEntry,
-    KeyListQuery, KeyStatus, RegenerateKeyRequest, Store, StoreError, UpdateKeyRequest, parse_json,
+    KeyListQuery, KeyStatus, Ledger, LedgerConfig, RegenerateKeyRequest, Store, StoreError,
+    UpdateKeyRequest, parse_json,
 };
 use serde_json::json;
 
@@ -556,7 +557,47 @@ async fn migrations_are_versioned_and_idempotent(store: Store) {
     store.readiness().await.unwrap();
 }
 
+/// A key created where this ledger cannot hear of it (another instance, no invalidation) is
+/// accepted once the refusal's entry expires, however often the client retried meanwhile:
+/// a refusal never renews the entry.
+async fn a_refusal_does_not_extend_the_negative_cache(store: Store) {
+    let ttl = std::time::Duration::from_millis(300);
+    let here = Ledger::start(
+        store.clone(),
+        LedgerConfig {
+            negative_ttl: ttl,
+            ..common::config(100)
+        },
+    );
+    let elsewhere = ledger(&store);
+    let value = format!("sk-retried-{}", uuid::Uuid::new_v4().simple());
+    assert!(matches!(
+        here.authenticate(&value).await,
+        Err(AccessError::InvalidKey { .. })
+    ));
+    generate(&elsewhere, json!({"key": value})).await;
+    let start = std::time::Instant::now();
+    let mut refusals = 0;
+    let accepted = loop {
+        match here.authenticate(&value).await {
+            Ok(authed) => break Some(authed),
+            Err(AccessError::InvalidKey { .. }) => refusals += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+        if start.elapsed() > ttl * 20 {
+            break None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let authed = accepted.unwrap_or_else(|| panic!("still refused after {refusals} retries"));
+    assert_eq!(authed.token, hash_key(&value));
+    assert!(refusals > 0, "the refusal was remembered for a while");
+    here.shutdown().await.unwrap();
+    elsewhere.shutdown().await.unwrap();
+}
+
 on_both_backends!(
+    a_refusal_does_not_extend_the_negative_cache,
     seed_curl_key_gets_monthly_budget,
     generate_echoes_fields_and_custom_keys,
     bad_input_is_400_naming_the_field_and_writes_nothing,

@@ -33,37 +33,51 @@ pub(crate) async fn liveliness(State(app): State<Arc<App>>) -> Response {
 }
 
 pub(crate) async fn readiness(State(app): State<Arc<App>>) -> Response {
+    let (mut status, mut body) = match app.db_probe.as_ref().and_then(|p| p()) {
+        None => (
+            StatusCode::OK,
+            json!({"status": "healthy", "db": "Not connected"}),
+        ),
+        Some(true) => (
+            StatusCode::OK,
+            json!({"status": "healthy", "db": "connected"}),
+        ),
+        Some(false) if app.allow_without_db => (
+            StatusCode::OK,
+            json!({"status": "healthy", "db": "Not connected"}),
+        ),
+        Some(false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unhealthy", "db": "Not connected"}),
+        ),
+    };
+    // Fleet mode: whether limits are shared, per instance (`open`, Redis down) or refused
+    // (`closed`, Redis down: virtual-key calls get 503, so the instance is not ready).
+    if let Some(probe) = &app.redis_probe {
+        let (mode, state) = probe();
+        body["redis"] = json!(if state == crate::ledger::RedisState::Shared {
+            "connected"
+        } else {
+            "Not connected"
+        });
+        body["redis_failure_mode"] = json!(mode);
+        body["limits"] = json!(state.as_str());
+        if state == crate::ledger::RedisState::Refusing {
+            status = StatusCode::SERVICE_UNAVAILABLE;
+            body["status"] = json!("unhealthy");
+        }
+    }
     // Spend rows that cannot be written (they wait in memory, retried) are not ready, unless
     // `allow_requests_on_db_unavailable` asks to serve through database trouble; the reason
     // is in the answer either way.
     if let Some(reason) = app.spend_probe.as_ref().and_then(|p| p()) {
-        let db = match app.db_probe.as_ref().and_then(|p| p()) {
-            Some(true) => "connected",
-            _ => "Not connected",
-        };
-        let (status, health) = if app.allow_without_db {
-            (StatusCode::OK, "healthy")
-        } else {
-            (StatusCode::SERVICE_UNAVAILABLE, "unhealthy")
-        };
-        return (
-            status,
-            Json(json!({"status": health, "db": db, "spend_logs": reason})),
-        )
-            .into_response();
-    }
-    match app.db_probe.as_ref().and_then(|p| p()) {
-        None => Json(json!({"status": "healthy", "db": "Not connected"})).into_response(),
-        Some(true) => Json(json!({"status": "healthy", "db": "connected"})).into_response(),
-        Some(false) if app.allow_without_db => {
-            Json(json!({"status": "healthy", "db": "Not connected"})).into_response()
+        body["spend_logs"] = json!(reason);
+        if !app.allow_without_db {
+            status = StatusCode::SERVICE_UNAVAILABLE;
+            body["status"] = json!("unhealthy");
         }
-        Some(false) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unhealthy", "db": "Not connected"})),
-        )
-            .into_response(),
     }
+    (status, Json(body)).into_response()
 }
 
 async fn probe(app: Arc<App>, d: Arc<Deployment>) -> Result<(), String> {

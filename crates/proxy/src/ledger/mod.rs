@@ -25,7 +25,7 @@ use idlehands_store::duration::LlmDuration;
 use idlehands_store::{Ledger, LedgerConfig, Store, StoreError, StoreOptions};
 use tokio::task::JoinHandle;
 
-pub use redis_mode::RedisFailureMode;
+pub use redis_mode::{RedisFailureMode, RedisState, RedisStatus};
 pub use seams::StoreSeams;
 
 use crate::config::{ConfigError, ProxyConfig};
@@ -270,6 +270,7 @@ pub struct StoreHandle {
     db_state: Arc<AtomicU8>,
     tasks: Arc<parking_lot::Mutex<Vec<JoinHandle<()>>>>,
     redis_mode: Option<RedisFailureMode>,
+    redis_status: Option<RedisStatus>,
 }
 
 const DB_UNKNOWN: u8 = 0;
@@ -290,13 +291,17 @@ impl StoreHandle {
         }
         let store = Store::open_with(opts).await?;
         let mut tasks = Vec::new();
-        let (ledger, redis_mode) = match &settings.redis {
-            None => (Ledger::start(store.clone(), settings.ledger.clone()), None),
+        let (ledger, redis_mode, redis_status) = match &settings.redis {
+            None => (
+                Ledger::start(store.clone(), settings.ledger.clone()),
+                None,
+                None,
+            ),
             Some(r) => {
-                let (ledger, listener) =
+                let (ledger, status, background) =
                     redis_mode::start(store.clone(), settings.ledger.clone(), r).await?;
-                tasks.extend(listener);
-                (ledger, Some(r.failure_mode))
+                tasks.extend(background);
+                (ledger, Some(r.failure_mode), Some(status))
             }
         };
         if let Err(e) = ledger.warm().await {
@@ -340,12 +345,18 @@ impl StoreHandle {
             db_state,
             tasks: Arc::new(parking_lot::Mutex::new(tasks)),
             redis_mode,
+            redis_status,
         })
     }
 
     /// The Redis failure mode in force, when Redis is configured.
     pub fn redis_mode(&self) -> Option<RedisFailureMode> {
         self.redis_mode
+    }
+
+    /// Whether limits are shared, per instance or refused right now, when Redis is configured.
+    pub fn redis_state(&self) -> Option<RedisState> {
+        self.redis_status.as_ref().map(RedisStatus::get)
     }
 
     pub fn seams(&self) -> Arc<StoreSeams> {
@@ -362,12 +373,19 @@ impl StoreHandle {
         });
         let writer = self.ledger.writer().clone();
         let spend: SpendProbe = Arc::new(move || writer.problem());
-        builder
+        let builder = builder
             .key_resolver(self.seams.clone())
             .hooks(self.seams.clone())
             .sink(self.seams.clone())
             .db_probe(probe)
-            .spend_probe(spend)
+            .spend_probe(spend);
+        match (&self.redis_status, self.redis_mode) {
+            (Some(status), Some(mode)) => {
+                let status = status.clone();
+                builder.redis_probe(Arc::new(move || (mode.as_str(), status.get())))
+            }
+            _ => builder,
+        }
     }
 
     /// `/key/*`, `/spend/logs`, `/global/spend/report`, served by `gw` (for its auth).

@@ -3,24 +3,27 @@
 //! be reached is chosen by `general_settings.redis_failure_mode`:
 //!
 //! - `closed` (default): the proxy refuses to start when Redis does not answer within 3 s, and
-//!   while Redis is down every virtual-key request is refused with 503 `service_unavailable`
-//!   (master-key requests still pass). Limits are never enforced per instance behind the
-//!   operator's back.
+//!   while Redis is down every virtual-key request is refused at once with 503
+//!   `service_unavailable` (master-key requests still pass). Limits are never enforced per
+//!   instance behind the operator's back.
 //! - `open`: requests are admitted against this instance's own counters (budgets and limits
-//!   then hold per instance, not per fleet) and every such admission is logged at warn level;
-//!   Redis is used again as soon as it answers. Starting without Redis is allowed, with an
-//!   error logged, and stays per-instance until a restart.
+//!   then hold per instance, not per fleet), logged at warn level once a second; Redis is
+//!   used again as soon as it answers. Starting without Redis is allowed, with an error
+//!   logged; limits are per instance until Redis answers (retried every second or two).
+//!
+//! A failed Redis command marks Redis down; from then on requests do not wait on it, and a
+//! probe PINGs it every [`PROBE_EVERY`] until it answers again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use idlehands_store::limiter::BoxFuture;
 use idlehands_store::{
-    AccessError, KeyLimits, Ledger, LedgerConfig, Limiter, LocalLimiter, RedisLimiter, SpendLogRow,
-    SpendWriter, Store, StoreError, Ticket, subscribe_invalidations,
+    AccessError, KeyLimits, Ledger, LedgerConfig, Limiter, LiveSpend, LocalLimiter, RedisLimiter,
+    SpendLogRow, SpendWriter, Store, StoreError, Ticket, subscribe_invalidations,
 };
 use tokio::task::JoinHandle;
 
@@ -54,13 +57,56 @@ impl RedisFailureMode {
 /// start-up for minutes.)
 const REDIS_WAIT: Duration = Duration::from_secs(3);
 
+/// How often a Redis marked down is asked again (and a healthy one checked).
+pub(super) const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// What `/health/readiness` reports about Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisState {
+    /// Redis answers: limits are shared by the fleet.
+    Shared,
+    /// Redis is down and the mode is `open`: limits hold per instance.
+    PerInstance,
+    /// Redis is down and the mode is `closed`: virtual-key requests are refused.
+    Refusing,
+}
+
+impl RedisState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisState::Shared => "shared",
+            RedisState::PerInstance => "per_instance",
+            RedisState::Refusing => "refusing",
+        }
+    }
+
+    fn from_u8(v: u8) -> RedisState {
+        match v {
+            0 => RedisState::Shared,
+            1 => RedisState::PerInstance,
+            _ => RedisState::Refusing,
+        }
+    }
+}
+
+/// The instance's current [`RedisState`], kept by the probe.
+#[derive(Clone)]
+pub struct RedisStatus(Arc<AtomicU8>);
+
+impl RedisStatus {
+    pub fn get(&self) -> RedisState {
+        RedisState::from_u8(self.0.load(Ordering::Relaxed))
+    }
+}
+
 /// Tickets from the local fallback carry this bit in their id, so settling finds their
 /// limiter.
 const LOCAL_TICKET: u64 = 1 << 63;
 
 /// Redis first; when it fails, refuse (`closed`) or use this instance's counters (`open`).
 struct Shared {
-    redis: Option<RedisLimiter>,
+    /// Set at start-up, or later in `open` mode when Redis was down at start-up.
+    redis: std::sync::OnceLock<RedisLimiter>,
     /// `open` mode only.
     local: Option<LocalLimiter>,
     /// Epoch seconds of the last "Redis down" log line, so an outage logs once a second.
@@ -92,14 +138,15 @@ impl Limiter for Shared {
         estimate_tokens: u64,
     ) -> BoxFuture<'a, Result<Ticket, AccessError>> {
         Box::pin(async move {
-            if let Some(redis) = &self.redis {
+            // Known down: no wait at all, until the probe sees Redis answer.
+            if let Some(redis) = self.redis.get().filter(|r| r.is_up()) {
                 let admitted = tokio::time::timeout(
                     REDIS_WAIT,
                     redis.admit(key, estimate_nanos, estimate_tokens),
                 )
                 .await;
                 match admitted {
-                    Ok(Err(AccessError::Unavailable)) | Err(_) => {}
+                    Ok(Err(AccessError::Unavailable)) | Err(_) => redis.mark_down(),
                     Ok(other) => return other,
                 }
             }
@@ -114,7 +161,7 @@ impl Limiter for Shared {
     }
 
     fn settle(&self, mut ticket: Ticket, row: SpendLogRow) -> BoxFuture<'_, i64> {
-        match (&self.redis, &self.local) {
+        match (self.redis.get(), &self.local) {
             (_, Some(local)) if ticket.id & LOCAL_TICKET != 0 => {
                 ticket.id &= !LOCAL_TICKET;
                 local.settle(ticket, row)
@@ -126,7 +173,7 @@ impl Limiter for Shared {
     }
 
     fn release(&self, mut ticket: Ticket) {
-        match (&self.redis, &self.local) {
+        match (self.redis.get(), &self.local) {
             (_, Some(local)) if ticket.id & LOCAL_TICKET != 0 => {
                 ticket.id &= !LOCAL_TICKET;
                 local.release(ticket)
@@ -139,13 +186,27 @@ impl Limiter for Shared {
 
     fn spend(&self, token: &str) -> Option<i64> {
         self.redis
-            .as_ref()
+            .get()
             .and_then(|r| r.spend(token))
             .or_else(|| self.local.as_ref().and_then(|l| l.spend(token)))
     }
 
+    fn live<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<LiveSpend>> {
+        Box::pin(async move {
+            if let Some(r) = self.redis.get()
+                && let Some(live) = r.live(token).await
+            {
+                return Some(live);
+            }
+            match &self.local {
+                Some(l) => l.live(token).await,
+                None => None,
+            }
+        })
+    }
+
     fn reconfigure(&self, key: &KeyLimits, spend_overwritten: bool) {
-        if let Some(r) = &self.redis {
+        if let Some(r) = self.redis.get() {
             r.reconfigure(key, spend_overwritten);
         }
         if let Some(l) = &self.local {
@@ -154,7 +215,7 @@ impl Limiter for Shared {
     }
 
     fn forget(&self, token: &str) {
-        if let Some(r) = &self.redis {
+        if let Some(r) = self.redis.get() {
             r.forget(token);
         }
         if let Some(l) = &self.local {
@@ -180,12 +241,13 @@ async fn within<T>(
     }
 }
 
-/// The ledger for a Redis-backed fleet, and the invalidation listener when there is one.
+/// The ledger for a Redis-backed fleet, its Redis state, and its background tasks (the
+/// invalidation listener and the Redis probe).
 pub(super) async fn start(
     store: Store,
     cfg: LedgerConfig,
     redis: &RedisSettings,
-) -> Result<(Ledger, Option<JoinHandle<()>>), StoreError> {
+) -> Result<(Ledger, RedisStatus, Vec<JoinHandle<()>>), StoreError> {
     let open = redis.failure_mode == RedisFailureMode::Open;
     let writer = SpendWriter::start(store.clone(), cfg.writer.clone());
     let connected = within(
@@ -203,7 +265,7 @@ pub(super) async fn start(
         Err(e) if open => {
             tracing::error!(
                 error = %e,
-                "cannot reach Redis at start-up: budgets and limits are per instance until a restart (general_settings.redis_failure_mode: open)"
+                "cannot reach Redis at start-up: budgets and limits are per instance until it answers; retrying (general_settings.redis_failure_mode: open)"
             );
             None
         }
@@ -215,24 +277,61 @@ pub(super) async fn start(
         }
     };
     let has_redis = shared.is_some();
+    let down = if open {
+        RedisState::PerInstance
+    } else {
+        RedisState::Refusing
+    };
+    let status = RedisStatus(Arc::new(AtomicU8::new(if has_redis {
+        RedisState::Shared as u8
+    } else {
+        down as u8
+    })));
     let limiter = Arc::new(Shared {
-        redis: shared,
+        redis: std::sync::OnceLock::new(),
         local: open.then(|| LocalLimiter::new(writer.clone(), cfg.budget_exceeded_status)),
         last_warning: AtomicI64::new(0),
     });
-    let ledger = Ledger::with_limiter(store, writer, limiter, cfg);
-    let listener = if has_redis {
-        let channel = format!("{}invalidate", redis.prefix);
+    if let Some(r) = shared {
+        let _ = limiter.redis.set(r);
+    }
+    let mut tasks = Vec::new();
+    let weak = Arc::downgrade(&limiter);
+    let probe_status = status.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PROBE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(limiter) = weak.upgrade() else {
+                return;
+            };
+            // Not connected yet (open mode, Redis down at start-up): still per instance.
+            let Some(redis) = limiter.redis.get() else {
+                continue;
+            };
+            let state = if redis.probe().await {
+                RedisState::Shared
+            } else {
+                down
+            };
+            probe_status.0.store(state as u8, Ordering::Relaxed);
+        }
+    }));
+    let ledger = Ledger::with_limiter(store, writer.clone(), limiter.clone(), cfg.clone());
+    let channel = format!("{}invalidate", redis.prefix);
+    if has_redis {
         match within(
             "subscribing to key invalidations",
             subscribe_invalidations(&ledger, &redis.url, &channel),
         )
         .await
         {
-            Ok(l) => Some(l),
+            Ok(l) => tasks.push(l),
             Err(e) if open => {
-                tracing::error!(error = %e, "key changes on other instances reach this one only after the cache ttl");
-                None
+                tracing::error!(error = %e, "cannot subscribe to key invalidations; retrying every second, until then key changes on other instances reach this one after the cache ttl");
+                let (ledger, url) = (ledger.clone(), redis.url.clone());
+                tasks.push(tokio::spawn(late_subscription(ledger, url, channel)));
             }
             Err(e) => {
                 let _ = ledger.shutdown().await;
@@ -240,7 +339,65 @@ pub(super) async fn start(
             }
         }
     } else {
-        None
+        // `open` mode without Redis at start-up: keep trying, and share limits once it answers.
+        let (ledger, settings) = (ledger.clone(), redis.clone());
+        let budget_status = cfg.budget_exceeded_status;
+        tasks.push(tokio::spawn(async move {
+            let mut wait = Duration::from_millis(500);
+            let connected = loop {
+                tokio::time::sleep(wait).await;
+                let attempt = within(
+                    "connecting to Redis",
+                    RedisLimiter::connect(
+                        &settings.url,
+                        &settings.prefix,
+                        writer.clone(),
+                        budget_status,
+                    ),
+                )
+                .await;
+                match attempt {
+                    Ok(r) => break r,
+                    Err(_) => wait = (wait * 2).min(LATE_RETRY_MAX),
+                }
+            };
+            let _ = limiter.redis.set(connected);
+            drop(limiter);
+            tracing::info!("redis answers: budgets and limits are shared by the fleet from now on");
+            late_subscription(ledger, settings.url, channel).await;
+        }));
+    }
+    Ok((ledger, status, tasks))
+}
+
+/// Longest wait between two tries to reach Redis after it was down at start-up.
+const LATE_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Subscribes to key invalidations, retrying until Redis lets it, then re-reads every key
+/// (changes announced before were missed) and listens until aborted.
+async fn late_subscription(ledger: Ledger, url: String, channel: String) {
+    let mut wait = Duration::from_millis(500);
+    let listener = loop {
+        tokio::time::sleep(wait).await;
+        match within(
+            "subscribing to key invalidations",
+            subscribe_invalidations(&ledger, &url, &channel),
+        )
+        .await
+        {
+            Ok(l) => break l,
+            Err(_) => wait = (wait * 2).min(LATE_RETRY_MAX),
+        }
     };
-    Ok((ledger, listener))
+    ledger.reload_all().await;
+    tracing::info!("subscribed to key invalidations; every key was re-read");
+    // Aborting this task (shutdown) stops the listener too.
+    struct AbortOnDrop(JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut guard = AbortOnDrop(listener);
+    let _ = (&mut guard.0).await;
 }
