@@ -198,8 +198,11 @@ pub struct StoredResponse {
 pub trait ResponseStore: Send + Sync {
     fn put(&self, r: StoredResponse) -> BoxFuture<'static, Result<(), String>>;
     /// `None` when there is none with that id for that owner.
-    fn get(&self, id: &str, owner: &str)
-    -> BoxFuture<'static, Result<Option<StoredResponse>, String>>;
+    fn get(
+        &self,
+        id: &str,
+        owner: &str,
+    ) -> BoxFuture<'static, Result<Option<StoredResponse>, String>>;
     /// Whether one was deleted.
     fn delete(&self, id: &str, owner: &str) -> BoxFuture<'static, Result<bool, String>>;
 }
@@ -224,7 +227,11 @@ impl ResponseStore for MemoryResponses {
         Box::pin(async { Ok(()) })
     }
 
-    fn get(&self, id: &str, owner: &str) -> BoxFuture<'static, Result<Option<StoredResponse>, String>> {
+    fn get(
+        &self,
+        id: &str,
+        owner: &str,
+    ) -> BoxFuture<'static, Result<Option<StoredResponse>, String>> {
         let found = self
             .items
             .lock()

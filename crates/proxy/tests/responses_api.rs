@@ -188,8 +188,8 @@ async fn errors_keep_openais_envelope() {
         (
             KEY,
             json!({"model": "coder", "input": "x", "previous_response_id": "resp_1"}),
-            400,
-            "previous_response_id",
+            404,
+            "Response with id 'resp_1' not found.",
         ),
         (
             KEY,
@@ -213,4 +213,99 @@ async fn errors_keep_openais_envelope() {
         assert!(message.contains(says), "{message}");
     }
     assert_eq!(up.served(), 0);
+}
+
+#[tokio::test]
+async fn stored_responses_continue_conversations_and_can_be_read_and_deleted() {
+    let up = FakeOpenAi::start().await;
+    let ant = FakeAnthropic::start().await;
+    up.push(Reply::text("Paris.").with_usage(10, 2));
+    up.push(Reply::text("About 2.1 million.").with_usage(20, 5));
+    up.push(Reply::text("Not kept.").with_usage(5, 2));
+    let gw = start(&config(&up.base_url(), &ant.base_url())).await;
+    let first: Value = post(
+        &gw,
+        KEY,
+        json!({"model": "coder", "input": "Capital of France?"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(first["store"], true);
+    let id = first["id"].as_str().unwrap().to_string();
+
+    // The next turn names the first: the upstream is sent the whole conversation.
+    let second: Value = post(
+        &gw,
+        KEY,
+        json!({"model": "coder", "input": "Its population?", "previous_response_id": id}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(second["previous_response_id"], id.as_str());
+    let sent = up.last_request().unwrap();
+    assert_eq!(
+        sent.body["messages"],
+        json!([{"role": "user", "content": [{"type": "text", "text": "Capital of France?"}]},
+               {"role": "assistant", "content": "Paris."},
+               {"role": "user", "content": [{"type": "text", "text": "Its population?"}]}])
+    );
+
+    let get = |path: String| {
+        let url = gw.url(&path);
+        async move { client().get(url).bearer_auth(KEY).send().await.unwrap() }
+    };
+    let read: Value = get(format!("/v1/responses/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read, first);
+    let second_id = second["id"].as_str().unwrap();
+    let items: Value = get(format!("/v1/responses/{second_id}/input_items?order=asc"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(items["object"], "list");
+    let data = items["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3, "{items}");
+    assert_eq!(data[0]["content"][0]["text"], "Capital of France?");
+    assert_eq!(data[1]["type"], "message");
+    assert_eq!(data[1]["role"], "assistant");
+    assert_eq!(items["first_id"], data[0]["id"]);
+
+    let deleted = client()
+        .delete(gw.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let body: Value = deleted.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"id": id, "object": "response", "deleted": true})
+    );
+    assert_eq!(get(format!("/v1/responses/{id}")).await.status(), 404);
+
+    // `store: false` keeps nothing.
+    let unkept: Value = post(
+        &gw,
+        KEY,
+        json!({"model": "coder", "input": "x", "store": false}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(unkept["store"], false);
+    let unkept_id = unkept["id"].as_str().unwrap();
+    assert_eq!(
+        get(format!("/v1/responses/{unkept_id}")).await.status(),
+        404
+    );
 }

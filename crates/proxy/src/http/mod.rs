@@ -64,6 +64,14 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
         .route("/v1/moderations", post(embeddings::moderation))
         .route("/moderations", post(embeddings::moderation))
         .route("/v1/responses", post(responses::responses))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get_response).delete(responses::delete_response),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(responses::input_items_of),
+        )
         .route("/responses", post(responses::responses))
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))

@@ -5,13 +5,15 @@
 //! sequence on the way out. Errors keep OpenAI's envelope, which both APIs share.
 //!
 //! Every backend is reached through chat completions, OpenAI's and Azure's included: tools
-//! other than functions, stored responses and `previous_response_id` are refused with a 400
-//! that says so.
+//! other than functions are refused with a 400 that says so. Answers are stored unless the
+//! request says `store: false` (in the key and spend database when there is one), for
+//! `GET`/`DELETE /v1/responses/{id}`, `/input_items` and `previous_response_id`; only the key
+//! that created one can read it.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::stream::StreamExt;
@@ -26,6 +28,7 @@ use super::guard::Pre;
 use crate::auth;
 use crate::error::ProxyError;
 use crate::gateway::App;
+use crate::hooks::{ResponseStore, StoredResponse};
 
 pub(crate) const CALL_TYPE: &str = "aresponses";
 
@@ -42,6 +45,91 @@ fn bad_request(message: String) -> ProxyError {
     }
 }
 
+fn not_found(id: &str) -> Response {
+    ProxyError::Custom {
+        status: 404,
+        kind: "invalid_request_error".to_string(),
+        message: format!("Response with id '{id}' not found."),
+        param: None,
+        headers: Vec::new(),
+    }
+    .into_response()
+}
+
+fn store_failed(e: &str) -> Response {
+    ProxyError::Internal(format!("the response store failed: {e}")).into_response()
+}
+
+/// The caller, authenticated here where no gate did it already; and whose stored responses
+/// it may see (its key's hash).
+async fn caller(
+    app: &App,
+    headers: &HeaderMap,
+    pre: Option<auth::Principal>,
+) -> Result<(auth::Principal, String), Response> {
+    let principal = match pre {
+        Some(p) => p,
+        None => {
+            let rt = app.runtime.load_full();
+            auth::authenticate(&rt.auth, app.resolver.as_ref(), headers)
+                .await
+                .map_err(IntoResponse::into_response)?
+        }
+    };
+    let owner = principal.key_hash().unwrap_or("anonymous").to_string();
+    Ok((principal, owner))
+}
+
+/// `input` as a list of items (a string is one user message).
+fn input_items(input: Option<&Value>) -> Vec<Value> {
+    match input {
+        Some(Value::String(s)) => vec![serde_json::json!({"type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": s}]})],
+        Some(Value::Array(items)) => items.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// What is kept of an answer for later turns and reads.
+struct Keep {
+    store: Arc<dyn ResponseStore>,
+    owner: String,
+    input: Vec<Value>,
+}
+
+impl Keep {
+    /// Stores `response` (best effort: the answer has gone to the client already, so a
+    /// failure is logged, not returned).
+    fn put(self, response: Value) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let id = response["id"].as_str().unwrap_or_default().to_string();
+        let suffix = id.trim_start_matches("resp_").to_string();
+        let input: Vec<Value> = self
+            .input
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut item)| {
+                if item.get("id").is_none() && item.is_object() {
+                    item["id"] = Value::String(format!("msg_{suffix}_{i}"));
+                }
+                item
+            })
+            .collect();
+        let stored = StoredResponse {
+            id,
+            owner: self.owner,
+            created_at: chrono::Utc::now(),
+            input_items: Value::Array(input),
+            response,
+        };
+        let write = self.store.put(stored);
+        async move {
+            if let Err(e) = write.await {
+                tracing::error!(error = %e, "a /v1/responses answer could not be stored");
+            }
+        }
+    }
+}
+
 pub(crate) async fn responses(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -49,34 +137,58 @@ pub(crate) async fn responses(
     RawBody(bytes): RawBody,
 ) -> Response {
     // A client mistake is reported after the key check, as the pipeline itself would.
-    let pre = match pre {
-        Some(p) => p,
-        None => {
-            let rt = app.runtime.load_full();
-            match auth::authenticate(&rt.auth, app.resolver.as_ref(), &headers).await {
-                Ok(p) => p,
-                Err(e) => return e.into_response(),
-            }
-        }
+    let (pre, owner) = match caller(&app, &headers, pre).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
     };
-    let req: Value = match serde_json::from_slice(&bytes) {
+    let mut req: Value = match serde_json::from_slice(&bytes) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => {
             return bad_request("Invalid JSON payload: expected an object".into()).into_response();
         }
         Err(e) => return bad_request(format!("Invalid JSON payload: {e}")).into_response(),
     };
-    let chat = match tr::to_chat_request(&req) {
+    // The stored conversation comes first: its input, then what was answered.
+    let mut conversation = Vec::new();
+    if let Some(prev) = req.get("previous_response_id").and_then(Value::as_str) {
+        match app.responses.get(prev, &owner).await {
+            Ok(Some(stored)) => {
+                conversation.extend(input_items(Some(&stored.input_items)));
+                conversation.extend(input_items(stored.response.get("output")));
+            }
+            Ok(None) => return not_found(prev),
+            Err(e) => return store_failed(&e),
+        }
+    }
+    conversation.extend(input_items(req.get("input")));
+    let store = req.get("store").and_then(Value::as_bool).unwrap_or(true);
+    let mut chat_req = req.clone();
+    chat_req["input"] = Value::Array(conversation.clone());
+    if let Some(o) = chat_req.as_object_mut() {
+        o.remove("previous_response_id");
+    }
+    if req.get("input").is_none() {
+        chat_req.as_object_mut().map(|o| o.remove("input"));
+    }
+    let chat = match tr::to_chat_request(&chat_req) {
         Ok(c) => c,
         Err(e) => return bad_request(e.to_string()).into_response(),
     };
     let chat = Bytes::from(serde_json::to_vec(&chat).unwrap_or_default());
+    let keep = store.then(|| Keep {
+        store: app.responses.clone(),
+        owner,
+        input: conversation,
+    });
+    if let Some(o) = req.as_object_mut() {
+        o.remove("input");
+    }
     let resp = super::chat::handle(app, None, headers, Some(pre), chat, CALL_TYPE).await;
-    to_responses(resp, &req).await
+    to_responses(resp, &req, keep).await
 }
 
 /// The chat pipeline's answer as a Responses answer, its headers (cost, call id) kept.
-async fn to_responses(resp: Response, req: &Value) -> Response {
+async fn to_responses(resp: Response, req: &Value, keep: Option<Keep>) -> Response {
     let (mut parts, body) = resp.into_parts();
     if !parts.status.is_success() {
         return Response::from_parts(parts, body);
@@ -87,7 +199,7 @@ async fn to_responses(resp: Response, req: &Value) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let ctx = ResponseContext::new(&call_id, req);
+    let ctx = ResponseContext::new(&call_id, req).stored(keep.is_some());
     let model = req.get("model").and_then(Value::as_str).unwrap_or_default();
     parts.headers.remove(header::CONTENT_LENGTH);
     let is_sse = parts
@@ -99,7 +211,10 @@ async fn to_responses(resp: Response, req: &Value) -> Response {
         let created = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
         let events = super::sse_map::map_stream(
             body.into_data_stream().boxed(),
-            Events(ChatStreamToResponses::new(ctx, model, created)),
+            Events {
+                tr: ChatStreamToResponses::new(ctx, model, created),
+                keep,
+            },
         );
         return Response::from_parts(parts, Body::from_stream(events));
     }
@@ -119,6 +234,9 @@ async fn to_responses(resp: Response, req: &Value) -> Response {
     };
     match converted {
         Ok(v) => {
+            if let Some(keep) = keep {
+                keep.put(v.clone()).await;
+            }
             parts.headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -144,8 +262,11 @@ async fn to_responses(resp: Response, req: &Value) -> Response {
     }
 }
 
-/// Chat chunks as Responses events.
-struct Events(ChatStreamToResponses);
+/// Chat chunks as Responses events; the finished response is stored when asked.
+struct Events {
+    tr: ChatStreamToResponses,
+    keep: Option<Keep>,
+}
 
 fn sse(events: Vec<ResponseEvent>) -> String {
     events.iter().map(ResponseEvent::to_sse).collect()
@@ -153,14 +274,94 @@ fn sse(events: Vec<ResponseEvent>) -> String {
 
 impl super::sse_map::ChunkMap for Events {
     fn chunk(&mut self, chunk: &Value) -> Result<String, (u16, String)> {
-        Ok(sse(self.0.push(chunk)))
+        Ok(sse(self.tr.push(chunk)))
     }
 
     fn done(&mut self) -> String {
-        sse(self.0.finish())
+        let events = self.tr.finish();
+        if let (Some(keep), Some(last)) = (self.keep.take(), events.last()) {
+            tokio::spawn(keep.put(last.data["response"].clone()));
+        }
+        sse(events)
     }
 
     fn error(&mut self, status: u16, message: &str) -> String {
-        sse(self.0.failed(status, message))
+        sse(self.tr.failed(status, message))
+    }
+}
+
+/// `GET /v1/responses/{id}`: a stored response, to the key that created it.
+pub(crate) async fn get_response(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Pre(pre): Pre,
+) -> Response {
+    let owner = match caller(&app, &headers, pre).await {
+        Ok((_, owner)) => owner,
+        Err(resp) => return resp,
+    };
+    match app.responses.get(&id, &owner).await {
+        Ok(Some(stored)) => axum::Json(stored.response).into_response(),
+        Ok(None) => not_found(&id),
+        Err(e) => store_failed(&e),
+    }
+}
+
+/// `DELETE /v1/responses/{id}`.
+pub(crate) async fn delete_response(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Pre(pre): Pre,
+) -> Response {
+    let owner = match caller(&app, &headers, pre).await {
+        Ok((_, owner)) => owner,
+        Err(resp) => return resp,
+    };
+    match app.responses.delete(&id, &owner).await {
+        Ok(true) => {
+            axum::Json(serde_json::json!({"id": id, "object": "response", "deleted": true}))
+                .into_response()
+        }
+        Ok(false) => not_found(&id),
+        Err(e) => store_failed(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct ItemsQuery {
+    order: Option<String>,
+}
+
+/// `GET /v1/responses/{id}/input_items`: the conversation's input items, newest first unless
+/// `order=asc`.
+pub(crate) async fn input_items_of(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<ItemsQuery>,
+    headers: HeaderMap,
+    Pre(pre): Pre,
+) -> Response {
+    let owner = match caller(&app, &headers, pre).await {
+        Ok((_, owner)) => owner,
+        Err(resp) => return resp,
+    };
+    match app.responses.get(&id, &owner).await {
+        Ok(Some(stored)) => {
+            let mut items = input_items(Some(&stored.input_items));
+            if q.order.as_deref() != Some("asc") {
+                items.reverse();
+            }
+            let id_of =
+                |v: Option<&Value>| v.and_then(|i| i.get("id")).cloned().unwrap_or(Value::Null);
+            axum::Json(
+                serde_json::json!({"object": "list", "first_id": id_of(items.first()),
+                "last_id": id_of(items.last()), "has_more": false, "data": items}),
+            )
+            .into_response()
+        }
+        Ok(None) => not_found(&id),
+        Err(e) => store_failed(&e),
     }
 }

@@ -25,7 +25,7 @@ pub fn to_chat_request(req: &Value) -> Result<Value, TranslateError> {
         .is_some_and(|v| !v.is_null())
     {
         return Err(TranslateError::invalid(
-            "previous_response_id is not supported: responses are not stored here; send the whole conversation in input",
+            "previous_response_id must be resolved into input (the stored conversation) before translation",
         ));
     }
     let mut out = Map::new();

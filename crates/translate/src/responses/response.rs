@@ -10,6 +10,7 @@ use crate::TranslateError;
 pub struct ResponseContext {
     id: String,
     request: Map<String, Value>,
+    stored: bool,
 }
 
 impl ResponseContext {
@@ -19,7 +20,14 @@ impl ResponseContext {
         Self {
             id,
             request: request.as_object().cloned().unwrap_or_default(),
+            stored: false,
         }
+    }
+
+    /// Says `store: true` in the objects (the caller keeps the answer).
+    pub fn stored(mut self, stored: bool) -> Self {
+        self.stored = stored;
+        self
     }
 
     pub fn response_id(&self) -> String {
@@ -42,7 +50,7 @@ impl ResponseContext {
             .unwrap_or(default)
     }
 
-    /// The whole `response` object. `store` is false whatever was asked: nothing is stored.
+    /// The whole `response` object.
     pub(crate) fn object(
         &self,
         status: &str,
@@ -65,9 +73,9 @@ impl ResponseContext {
             "model": model,
             "output": output,
             "parallel_tool_calls": self.asked("parallel_tool_calls", json!(true)),
-            "previous_response_id": null,
+            "previous_response_id": self.asked("previous_response_id", Value::Null),
             "reasoning": self.asked("reasoning", json!({"effort": null, "summary": null})),
-            "store": false,
+            "store": self.stored,
             "temperature": self.asked("temperature", json!(1.0)),
             "text": self.asked("text", json!({"format": {"type": "text"}})),
             "tool_choice": self.asked("tool_choice", json!("auto")),
