@@ -468,6 +468,19 @@ CREATE INDEX idlehands_sl_upstream ON idlehands_spend_logs (upstream_response_id
     WHERE upstream_response_id IS NOT NULL;
 ";
 
+// Stored `/v1/responses` answers: the conversation's input items and the response object, as
+// JSON text, readable only by the key (hash) that created them.
+const V5_RESPONSES: &str = "
+CREATE TABLE idlehands_responses (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    input_items TEXT NOT NULL,
+    response TEXT NOT NULL
+);
+CREATE INDEX idlehands_resp_created ON idlehands_responses (created_at);
+";
+
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -492,6 +505,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "spend_log_upstream_response_id_and_usage_estimated",
         sqlite: V4_UPSTREAM_ID_AND_ESTIMATE,
         postgres: V4_UPSTREAM_ID_AND_ESTIMATE,
+    },
+    Migration {
+        version: 5,
+        name: "stored_responses",
+        sqlite: V5_RESPONSES,
+        postgres: V5_RESPONSES,
     },
 ];
 

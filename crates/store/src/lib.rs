@@ -17,6 +17,8 @@ mod ledger;
 pub mod limiter;
 pub mod money;
 mod redis_limiter;
+mod responses_db;
+pub use responses_db::StoredResponseRow;
 pub mod spend;
 mod spend_db;
 mod sqlite_rows;

@@ -320,6 +320,12 @@ impl StoreHandle {
                         Ok(n) => tracing::info!(deleted = n, "spend-log rows past the retention period deleted"),
                         Err(e) => tracing::warn!(error = %e, "spend-log retention sweep failed; retried in an hour"),
                     }
+                    // Stored /v1/responses answers follow the spend log's retention.
+                    match store.delete_responses_before(cutoff).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(deleted = n, "stored responses past the retention period deleted"),
+                        Err(e) => tracing::warn!(error = %e, "stored-response retention sweep failed; retried in an hour"),
+                    }
                 }
             }));
         }
@@ -373,7 +379,9 @@ impl StoreHandle {
         });
         let writer = self.ledger.writer().clone();
         let spend: SpendProbe = Arc::new(move || writer.problem());
+        let responses = Arc::new(DbResponses(self.ledger.store().clone()));
         let builder = builder
+            .responses(responses)
             .key_resolver(self.seams.clone())
             .hooks(self.seams.clone())
             .sink(self.seams.clone())
@@ -402,6 +410,72 @@ impl StoreHandle {
             t.abort();
         }
         self.ledger.shutdown().await
+    }
+}
+
+/// Stored `/v1/responses` answers in the key and spend database.
+struct DbResponses(idlehands_store::Store);
+
+impl crate::hooks::ResponseStore for DbResponses {
+    fn put(
+        &self,
+        r: crate::hooks::StoredResponse,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
+        let store = self.0.clone();
+        Box::pin(async move {
+            let row = idlehands_store::StoredResponseRow {
+                id: r.id,
+                owner: r.owner,
+                created_at: r.created_at,
+                input_items: r.input_items.to_string(),
+                response: r.response.to_string(),
+            };
+            store.put_response(&row).await.map_err(|e| e.to_string())
+        })
+    }
+
+    fn get(
+        &self,
+        id: &str,
+        owner: &str,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<Option<crate::hooks::StoredResponse>, String>,
+    > {
+        let (store, id, owner) = (self.0.clone(), id.to_string(), owner.to_string());
+        Box::pin(async move {
+            let Some(row) = store
+                .get_response(&id, &owner)
+                .await
+                .map_err(|e| e.to_string())?
+            else {
+                return Ok(None);
+            };
+            let json = |text: &str| {
+                serde_json::from_str(text).map_err(|e| format!("stored response {id}: {e}"))
+            };
+            Ok(Some(crate::hooks::StoredResponse {
+                input_items: json(&row.input_items)?,
+                response: json(&row.response)?,
+                id: row.id,
+                owner: row.owner,
+                created_at: row.created_at,
+            }))
+        })
+    }
+
+    fn delete(
+        &self,
+        id: &str,
+        owner: &str,
+    ) -> futures_util::future::BoxFuture<'static, Result<bool, String>> {
+        let (store, id, owner) = (self.0.clone(), id.to_string(), owner.to_string());
+        Box::pin(async move {
+            store
+                .delete_response(&id, &owner)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
