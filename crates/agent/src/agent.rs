@@ -130,6 +130,10 @@ pub enum AgentError {
     TooManyRounds(usize),
     #[error("compaction failed: {0}")]
     Compaction(String),
+    #[error(
+        "the model called `{name}` {count} times with the same arguments and got the same result each time; stopped the turn (try a larger model, or rephrase the task)"
+    )]
+    RepeatedToolCall { name: String, count: u32 },
 }
 
 impl AgentError {
@@ -143,7 +147,7 @@ impl AgentError {
             Self::AllModelsFailed { last, .. } => last.as_str(),
             Self::Aborted => "aborted",
             Self::Workspace { .. } => "workspace",
-            Self::TooManyRounds(_) => "loop",
+            Self::TooManyRounds(_) | Self::RepeatedToolCall { .. } => "loop",
             Self::Compaction(_) => "compaction",
         }
     }
@@ -264,6 +268,10 @@ pub struct Session {
     pub thinking: ThinkingLevel,
     /// Running totals over the session's life in this process.
     pub totals: TokenUsage,
+    /// The system prompt as first sent, with the model and thinking level it was built for.
+    /// Local servers (llama-server, vLLM, Ollama) reuse their prompt cache only while the
+    /// prefix is byte-identical, so it is rebuilt only when one of those changes, not per turn.
+    system_prompt: Option<(String, ThinkingLevel, String)>,
 }
 
 impl Session {
@@ -313,6 +321,7 @@ impl Session {
             model,
             thinking,
             totals: TokenUsage::default(),
+            system_prompt: None,
         })
     }
 
@@ -490,14 +499,23 @@ impl Session {
         self.tools.processes.kill_all().await;
     }
 
-    fn system_prompt(&self, tools: &[crate::client::ToolSpec]) -> String {
-        crate::prompt::build(&crate::prompt::PromptInputs {
+    fn system_prompt(&mut self, tools: &[crate::client::ToolSpec]) -> String {
+        let model = self.model.to_string();
+        if let Some((m, t, p)) = &self.system_prompt
+            && *m == model
+            && *t == self.thinking
+        {
+            return p.clone();
+        }
+        let p = crate::prompt::build(&crate::prompt::PromptInputs {
             workspace: &self.workspace,
             tools,
-            model: &self.model.to_string(),
+            model: &model,
             thinking: self.thinking,
             extra: self.extra_system_prompt.as_deref(),
-        })
+        });
+        self.system_prompt = Some((model, self.thinking, p.clone()));
+        p
     }
 
     /// Send one user message and run the loop until the model stops, fails, or `cancel`
@@ -561,6 +579,7 @@ impl Session {
         // After a fallback succeeds, later calls of the same turn start from that model.
         let mut start_at: Option<ModelRef> = None;
         let mut overflow_compactions = 0;
+        let mut repeats = crate::quirks::repeat::RepeatGuard::new();
         for _ in 0..MAX_ROUNDS_PER_TURN {
             if cancel.is_cancelled() {
                 return Err(AgentError::Aborted);
@@ -654,7 +673,21 @@ impl Session {
                     name: name.clone(),
                     arguments: args.clone(),
                 });
-                let out = self.tools.run(name, args, cancel).await;
+                let mut out = self.tools.run(name, args, cancel).await;
+                let result_text: String = out
+                    .content
+                    .iter()
+                    .map(|b| match b {
+                        ContentBlock::Text { text } => text.clone(),
+                        other => serde_json::to_string(other).unwrap_or_default(),
+                    })
+                    .collect();
+                let verdict = repeats.record(name, args, &format!("{}{result_text}", out.ok));
+                if let crate::quirks::repeat::Verdict::Warn(note) = &verdict {
+                    out.content.push(ContentBlock::Text {
+                        text: format!("\n\n{note}"),
+                    });
+                }
                 let _ = events.send(AgentEvent::ToolResult {
                     id: id.clone(),
                     name: name.clone(),
@@ -668,6 +701,24 @@ impl Session {
                     is_error: !out.ok,
                     timestamp: now_ms(),
                 })?;
+                if let crate::quirks::repeat::Verdict::Stop { count } = verdict {
+                    // The transcript must not end on a call without a result.
+                    for (id, name, _) in &calls[i + 1..] {
+                        self.transcript.append_message(AgentMessage::ToolResult {
+                            tool_call_id: id.clone(),
+                            tool_name: name.clone(),
+                            content: vec![ContentBlock::Text {
+                                text: "Not run: the turn was stopped.".into(),
+                            }],
+                            is_error: true,
+                            timestamp: now_ms(),
+                        })?;
+                    }
+                    return Err(AgentError::RepeatedToolCall {
+                        name: name.clone(),
+                        count,
+                    });
+                }
             }
         }
         Err(AgentError::TooManyRounds(MAX_ROUNDS_PER_TURN))

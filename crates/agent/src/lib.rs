@@ -9,6 +9,8 @@
 //! - [`session`]: JSONL transcripts and the `sessions.json` index.
 //! - [`agent`]: [`Runtime`], [`Session`] and the events a turn emits.
 //! - [`compaction`]: summarising older turns when the context nears the window.
+//! - [`quirks`]: local-model output quirks (inline `<think>`, text-form tool calls,
+//!   repeated identical calls).
 //! - [`onboard`]: writing the LiteLLM provider, primary model and auth profile.
 
 pub mod agent;
@@ -23,6 +25,7 @@ pub mod models;
 pub mod onboard;
 pub mod paths;
 pub mod prompt;
+pub mod quirks;
 pub mod session;
 pub mod thinking;
 pub mod tools;

@@ -104,6 +104,10 @@ impl ChatClient {
                         () = tokio::time::sleep(wait) => {}
                     }
                 }
+                Ok(mut msg) => {
+                    crate::quirks::promote_text_tool_calls(&mut msg, &req.tools);
+                    return Ok(msg);
+                }
                 other => return other,
             }
         }
