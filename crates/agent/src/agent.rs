@@ -12,6 +12,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthError, AuthStore, ResolvedKey, resolve_api_key};
+use crate::client::discovery::Discovered;
 use crate::client::{ChatClient, ClientError, CompletionRequest, FailureKind, StreamDelta};
 use crate::compaction::{CompactionReason, MAX_OVERFLOW_COMPACTIONS};
 use crate::config::{self, ConfigError, LoadedConfig};
@@ -162,7 +163,12 @@ pub struct Runtime {
     pub auth: AuthStore,
     pub registry: ModelRegistry,
     pub client: ChatClient,
+    /// Context windows asked of the servers, by model ref, once per process.
+    windows: std::sync::Mutex<std::collections::HashMap<String, Option<Discovered>>>,
 }
+
+/// How long one context-window probe may take.
+pub const WINDOW_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Runtime {
     /// Resolve paths from `env`, load the config and the auth store, build the registry.
@@ -185,6 +191,44 @@ impl Runtime {
             auth,
             registry,
             client: ChatClient::new(),
+            windows: Default::default(),
+        }
+    }
+
+    /// The context window `model` runs with, and where that figure came from: the config
+    /// when it sets `contextWindow`, else the server (see [`crate::client::discovery`]),
+    /// else the built-in default.
+    pub async fn context_window(&self, model: &ResolvedModel) -> (u64, String) {
+        if model.context_window_configured {
+            return (model.context_window, "config".into());
+        }
+        let key = model.model_ref().to_string();
+        let cached = self.windows.lock().ok().and_then(|w| w.get(&key).cloned());
+        let found = match cached {
+            Some(f) => f,
+            None => {
+                let api_key = self
+                    .api_key(&model.provider)
+                    .map(|k| k.key)
+                    .unwrap_or_default();
+                let f = self
+                    .client
+                    .discover_context_window(
+                        &model.base_url,
+                        &model.id,
+                        &api_key,
+                        WINDOW_PROBE_TIMEOUT,
+                    )
+                    .await;
+                if let Ok(mut w) = self.windows.lock() {
+                    w.insert(key, f.clone());
+                }
+                f
+            }
+        };
+        match found {
+            Some(d) => (d.tokens, d.source),
+            None => (model.context_window, "default".into()),
         }
     }
 
@@ -272,6 +316,8 @@ pub struct Session {
     /// Local servers (llama-server, vLLM, Ollama) reuse their prompt cache only while the
     /// prefix is byte-identical, so it is rebuilt only when one of those changes, not per turn.
     system_prompt: Option<(String, ThinkingLevel, String)>,
+    /// The current model's context window and its source, once known.
+    window: Option<(ModelRef, u64, String)>,
 }
 
 impl Session {
@@ -322,6 +368,7 @@ impl Session {
             thinking,
             totals: TokenUsage::default(),
             system_prompt: None,
+            window: None,
         })
     }
 
@@ -388,13 +435,61 @@ impl Session {
         )
     }
 
-    /// The current model's context window.
+    /// The current model's context window: as learnt from the config or the server at the
+    /// start of the last turn, else the registry's figure.
     pub fn context_window(&self) -> Option<u64> {
-        self.rt
-            .registry
-            .resolve(&self.model)
-            .ok()
-            .map(|m| m.context_window)
+        match &self.window {
+            Some((m, w, _)) if *m == self.model => Some(*w),
+            _ => self
+                .rt
+                .registry
+                .resolve(&self.model)
+                .ok()
+                .map(|m| m.context_window),
+        }
+    }
+
+    /// Where [`Self::context_window`] came from: `config`, a server route such as
+    /// `llama-server /props n_ctx`, or `default`.
+    pub fn context_window_source(&self) -> String {
+        match &self.window {
+            Some((m, _, src)) if *m == self.model => src.clone(),
+            _ => match self.rt.registry.resolve(&self.model) {
+                Ok(m) if m.context_window_configured => "config".into(),
+                _ => "default (not yet asked of the server)".into(),
+            },
+        }
+    }
+
+    /// Ask the config or the server for the current model's window (once per model).
+    pub async fn learn_context_window(&mut self) {
+        if self
+            .window
+            .as_ref()
+            .is_some_and(|(m, _, _)| *m == self.model)
+        {
+            return;
+        }
+        let Ok(model) = self.rt.registry.resolve(&self.model) else {
+            return;
+        };
+        let (w, src) = self.rt.context_window(&model).await;
+        self.window = Some((self.model.clone(), w, src));
+    }
+
+    /// Estimated prompt tokens of the next request: the context plus, until the server has
+    /// reported usage (which includes them), the system prompt and the tool list.
+    fn prompt_estimate(&self, overhead_chars: usize) -> u64 {
+        let t = &self.transcript;
+        let reported = t.messages.iter().skip(t.usage_valid_from).any(
+            |m| matches!(m, AgentMessage::Assistant(a) if a.usage.input + a.usage.cache_read > 0),
+        );
+        let overhead = if reported {
+            0
+        } else {
+            (overhead_chars as u64).div_ceil(4)
+        };
+        self.context_tokens() + overhead
     }
 
     fn needs_compaction(&self) -> bool {
@@ -453,6 +548,7 @@ impl Session {
             tools: Vec::new(),
             thinking: ThinkingLevel::Off,
             max_tokens: None,
+            output_room: None,
         };
         // The summary's own deltas are not part of the conversation.
         let (quiet, _drop) = tokio::sync::mpsc::unbounded_channel();
@@ -575,6 +671,18 @@ impl Session {
     ) -> Result<TurnOutcome, AgentError> {
         let specs = self.tools.specs();
         let system_prompt = self.system_prompt(&specs);
+        self.learn_context_window().await;
+        let overhead_chars = system_prompt.len()
+            + specs
+                .iter()
+                .map(|t| t.name.len() + t.description.len() + t.parameters.to_string().len())
+                .sum::<usize>();
+        let max_output = self
+            .rt
+            .registry
+            .resolve(&self.model)
+            .map(|m| m.max_tokens)
+            .unwrap_or(crate::models::DEFAULT_MAX_TOKENS);
         let mut turn_usage = TokenUsage::default();
         // After a fallback succeeds, later calls of the same turn start from that model.
         let mut start_at: Option<ModelRef> = None;
@@ -601,6 +709,9 @@ impl Session {
                 tools: specs.clone(),
                 thinking: self.thinking,
                 max_tokens: None,
+                output_room: self
+                    .context_window()
+                    .map(|w| crate::budget::output_room(w, self.prompt_estimate(overhead_chars))),
             };
             let called = self
                 .call_with_fallbacks(start_at.as_ref(), &req, events, cancel)
@@ -674,6 +785,22 @@ impl Session {
                     arguments: args.clone(),
                 });
                 let mut out = self.tools.run(name, args, cancel).await;
+                if let Some(w) = self.context_window() {
+                    // Leave the model room to answer: a quarter of the window at most.
+                    let reserve = max_output.min(w / 4);
+                    let room = crate::budget::result_room_chars(
+                        w,
+                        self.prompt_estimate(overhead_chars),
+                        reserve,
+                    );
+                    for b in &mut out.content {
+                        if let ContentBlock::Text { text } = b
+                            && text.len() > room
+                        {
+                            *text = crate::budget::cut_middle(text, room);
+                        }
+                    }
+                }
                 let result_text: String = out
                     .content
                     .iter()

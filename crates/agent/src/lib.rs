@@ -15,6 +15,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod budget;
 pub mod client;
 pub mod compaction;
 pub mod config;

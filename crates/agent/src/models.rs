@@ -77,6 +77,8 @@ pub struct ResolvedModel {
     pub input: Vec<InputKind>,
     pub cost: ModelCost,
     pub context_window: u64,
+    /// Whether the config set `contextWindow` for this model (it then wins over the server).
+    pub context_window_configured: bool,
     pub max_tokens: u64,
     pub compat: Compat,
     /// `agents.defaults.models["p/m"].params` (temperature, maxTokens, ...).
@@ -292,6 +294,7 @@ impl ModelRegistry {
                 api: api.as_str().into(),
             });
         }
+        let context_window_configured = !synthesized && def.context_window.is_some();
         let context_window = def.context_window.unwrap_or(DEFAULT_CONTEXT_TOKENS);
         if context_window < MIN_CONTEXT_TOKENS {
             return Err(ModelError::ContextTooSmall(context_window));
@@ -313,6 +316,7 @@ impl ModelRegistry {
             input: def.input.clone().unwrap_or_else(|| vec![InputKind::Text]),
             cost: def.cost.unwrap_or_default(),
             context_window,
+            context_window_configured,
             max_tokens,
             compat: def.compat.clone().unwrap_or_default(),
             params: self

@@ -2,6 +2,7 @@
 //! call, with usage, tool calls, reasoning, same-model retries on transient failures, and the
 //! `x-litellm-response-cost` header captured as the call's cost.
 
+pub mod discovery;
 pub mod error;
 pub mod request;
 pub mod stream;

@@ -22,6 +22,8 @@ pub struct CompletionRequest {
     pub thinking: ThinkingLevel,
     /// Overrides the model's `maxTokens`.
     pub max_tokens: Option<u64>,
+    /// Output tokens the context window leaves after this prompt; caps the allowance.
+    pub output_room: Option<u64>,
 }
 
 /// Output tokens asked for when the caller does not say: the model's limit, at most 32000.
@@ -61,7 +63,8 @@ pub fn build_body(model: &ResolvedModel, req: &CompletionRequest) -> Value {
         .max_tokens
         .or(param_max)
         .unwrap_or(model.max_tokens.min(MAX_TOKENS_CAP))
-        .min(model.max_tokens);
+        .min(model.max_tokens)
+        .min(req.output_room.unwrap_or(u64::MAX));
     let field = match model.compat.max_tokens_field {
         Some(crate::config::MaxTokensField::MaxTokens) => "max_tokens",
         _ => "max_completion_tokens",
