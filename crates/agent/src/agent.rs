@@ -671,7 +671,11 @@ impl Session {
     ) -> Result<TurnOutcome, AgentError> {
         let specs = self.tools.specs();
         let system_prompt = self.system_prompt(&specs);
-        self.learn_context_window().await;
+        // Asked once per model; a stop pressed while a slow server is asked ends the turn.
+        tokio::select! {
+            () = cancel.cancelled() => return Err(AgentError::Aborted),
+            () = self.learn_context_window() => {}
+        }
         let overhead_chars = system_prompt.len()
             + specs
                 .iter()

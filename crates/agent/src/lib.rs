@@ -11,6 +11,8 @@
 //! - [`compaction`]: summarising older turns when the context nears the window.
 //! - [`quirks`]: local-model output quirks (inline `<think>`, text-form tool calls,
 //!   repeated identical calls).
+//! - [`local`]: Ollama, vLLM, llama.cpp and LM Studio as implicit, keyless providers, and
+//!   their onboarding.
 //! - [`onboard`]: writing the LiteLLM provider, primary model and auth profile.
 
 pub mod agent;
@@ -21,6 +23,7 @@ pub mod compaction;
 pub mod config;
 pub mod env;
 pub mod fsutil;
+pub mod local;
 pub mod message;
 pub mod models;
 pub mod onboard;

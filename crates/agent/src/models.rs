@@ -123,6 +123,9 @@ pub struct ModelRegistry {
     primary: Option<String>,
     fallbacks: Vec<String>,
     pub warnings: Vec<String>,
+    /// Where `ollama/…`, `vllm/…`, `llamacpp/…` and `lmstudio/…` refs go when the config has
+    /// no block for that provider (see [`crate::local`]).
+    local_urls: BTreeMap<String, String>,
 }
 
 impl ModelRegistry {
@@ -131,6 +134,11 @@ impl ModelRegistry {
     /// `$LITELLM_BASE_URL` or `http://localhost:4000`, speaking openai-completions.
     pub fn new(cfg: &LoadedConfig, env: &Env, has_litellm_profile: bool) -> Self {
         let mut reg = Self::default();
+        for srv in crate::local::LOCAL_SERVERS {
+            if let Some(url) = crate::local::base_url(srv.id, env) {
+                reg.local_urls.insert(srv.id.to_string(), url);
+            }
+        }
         if let Some(m) = &cfg.config.models {
             for (id, p) in &m.providers {
                 reg.providers.insert(normalize_provider_id(id), p.clone());
@@ -173,6 +181,22 @@ impl ModelRegistry {
             }
         }
         reg
+    }
+
+    /// A local server's provider with no config block: its default URL (or the one its
+    /// environment variable names), openai-completions, models taken as asked for.
+    pub fn implicit_local_provider(&self, id: &str) -> Option<ProviderConfig> {
+        let url = self.local_urls.get(id)?;
+        Some(ProviderConfig {
+            base_url: url.clone(),
+            api_key: None,
+            auth: None,
+            api: Some(ModelApi::OpenAiCompletions),
+            headers: BTreeMap::new(),
+            auth_header: None,
+            models: Vec::new(),
+            slot_affinity: None,
+        })
     }
 
     pub fn providers(&self) -> &BTreeMap<String, ProviderConfig> {
@@ -253,12 +277,20 @@ impl ModelRegistry {
     }
 
     pub fn resolve(&self, r: &ModelRef) -> Result<ResolvedModel, ModelError> {
-        let provider = self
+        let implicit_local;
+        let provider = match self
             .providers
             .iter()
             .find(|(id, _)| normalize_provider_id(id) == r.provider)
-            .map(|(_, p)| p)
-            .ok_or_else(|| ModelError::Unknown(r.clone()))?;
+        {
+            Some((_, p)) => p,
+            None => {
+                implicit_local = self
+                    .implicit_local_provider(&r.provider)
+                    .ok_or_else(|| ModelError::Unknown(r.clone()))?;
+                &implicit_local
+            }
+        };
         let listed = provider.models.iter().find(|m| m.id == r.model);
         let (def, synthesized) = match listed {
             Some(d) => (d.clone(), false),

@@ -325,10 +325,16 @@ async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<Stri
         "/status" => {
             let t = session.totals;
             Ok(format!(
-                "model {} | thinking {} | session {} | {} in / {} out / {} cached tokens{}",
+                "model {} | thinking {} | session {} | context ~{} of {} ({}) | {} in / {} out / {} cached tokens{}",
                 session.model,
                 session.thinking,
                 session.id(),
+                session.context_tokens(),
+                session
+                    .context_window()
+                    .map(|w| w.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                session.context_window_source(),
                 t.input,
                 t.output,
                 t.cache_read,

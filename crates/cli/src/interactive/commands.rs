@@ -68,7 +68,11 @@ impl App {
         };
         let t = s.totals;
         let context = match s.context_window() {
-            Some(w) => format!("~{} of {w}", s.context_tokens()),
+            Some(w) => format!(
+                "~{} of {w} (window from {})",
+                s.context_tokens(),
+                s.context_window_source()
+            ),
             None => format!("~{}", s.context_tokens()),
         };
         let cost = match t.cost_nanos {
