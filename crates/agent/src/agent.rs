@@ -408,6 +408,27 @@ impl Session {
         Ok(r)
     }
 
+    /// Why the current thinking level does not reach the model, when it is not off and
+    /// would not: `/think` and `--thinking` show it rather than pretend.
+    pub fn thinking_warning(&self) -> Option<String> {
+        if self.thinking == ThinkingLevel::Off {
+            return None;
+        }
+        let model = self.rt.registry.resolve(&self.model).ok()?;
+        crate::thinking::unsupported_reason(&model)
+    }
+
+    /// A stable number for this session (FNV-1a of its id), so a slot chosen from it is the
+    /// same on every call and in every process that resumes the session.
+    fn session_key(&self) -> u64 {
+        self.transcript
+            .id
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            })
+    }
+
     /// Change the thinking level (`/think`); recorded in the transcript.
     pub fn set_thinking(&mut self, level: ThinkingLevel) -> Result<(), AgentError> {
         let mut f = Map::new();
@@ -549,6 +570,7 @@ impl Session {
             thinking: ThinkingLevel::Off,
             max_tokens: None,
             output_room: None,
+            session_key: Some(self.session_key()),
         };
         // The summary's own deltas are not part of the conversation.
         let (quiet, _drop) = tokio::sync::mpsc::unbounded_channel();
@@ -716,6 +738,7 @@ impl Session {
                 output_room: self
                     .context_window()
                     .map(|w| crate::budget::output_room(w, self.prompt_estimate(overhead_chars))),
+                session_key: Some(self.session_key()),
             };
             let called = self
                 .call_with_fallbacks(start_at.as_ref(), &req, events, cancel)

@@ -85,6 +85,9 @@ pub struct ResolvedModel {
     pub params: Map<String, Value>,
     /// Not listed in the config: synthesized for a known provider.
     pub synthesized: bool,
+    /// llama-server slots to spread sessions over (`slotAffinity` on the provider: `true`
+    /// for one slot, or the server's `-np`); `None` when off.
+    pub slot_count: Option<u64>,
 }
 
 impl ResolvedModel {
@@ -357,6 +360,11 @@ impl ModelRegistry {
                 .cloned()
                 .unwrap_or_default(),
             synthesized,
+            slot_count: match &provider.slot_affinity {
+                Some(Value::Bool(true)) => Some(1),
+                Some(Value::Number(n)) => n.as_u64().filter(|n| *n > 0),
+                _ => None,
+            },
         })
     }
 

@@ -103,7 +103,7 @@ fn open_session(
     let approver: Option<Arc<dyn Approver>> = (approval == ApprovalMode::OnRequest
         && std::io::stdin().is_terminal())
     .then(|| Arc::new(TerminalApprover) as Arc<dyn Approver>);
-    Ok(Session::open(
+    let session = Session::open(
         rt,
         SessionOptions {
             session_id,
@@ -114,7 +114,11 @@ fn open_session(
             approver,
             extra_system_prompt: None,
         },
-    )?)
+    )?;
+    if let Some(w) = session.thinking_warning() {
+        eprintln!("warning: {w}");
+    }
+    Ok(session)
 }
 
 /// Prints events as they arrive: JSONL, or text on stdout with tool activity on stderr.
@@ -364,7 +368,10 @@ async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<Stri
         "/think" => {
             let level: ThinkingLevel = arg.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
             session.set_thinking(level)?;
-            Ok(format!("thinking {level}"))
+            Ok(match session.thinking_warning() {
+                Some(w) => format!("thinking {level} (warning: {w})"),
+                None => format!("thinking {level}"),
+            })
         }
         "/new" | "/reset" => {
             session.close().await;

@@ -24,6 +24,8 @@ pub struct CompletionRequest {
     pub max_tokens: Option<u64>,
     /// Output tokens the context window leaves after this prompt; caps the allowance.
     pub output_room: Option<u64>,
+    /// A stable number for the session, for llama-server slot affinity.
+    pub session_key: Option<u64>,
 }
 
 /// Output tokens asked for when the caller does not say: the model's limit, at most 32000.
@@ -91,11 +93,35 @@ pub fn build_body(model: &ResolvedModel, req: &CompletionRequest) -> Value {
         // LiteLLM translating to Anthropic needs the key when the history holds tool calls.
         body.insert("tools".into(), json!([]));
     }
-    if model.reasoning
-        && model.compat.supports_reasoning_effort.unwrap_or(true)
-        && let Some(effort) = req.thinking.reasoning_effort()
-    {
-        body.insert("reasoning_effort".into(), json!(effort));
+    match model.compat.thinking_format.as_deref() {
+        // Qwen3 chat templates (vLLM, llama-server, SGLang) read this switch; off is sent too,
+        // since these models think unless told not to.
+        Some("qwen") => {
+            body.insert(
+                "chat_template_kwargs".into(),
+                json!({"enable_thinking": req.thinking != ThinkingLevel::Off}),
+            );
+        }
+        // Z.ai (GLM) takes a thinking object instead of an effort.
+        Some("zai") => {
+            body.insert(
+                "thinking".into(),
+                json!({"type": if req.thinking == ThinkingLevel::Off { "disabled" } else { "enabled" }}),
+            );
+        }
+        _ => {
+            if model.reasoning
+                && model.compat.supports_reasoning_effort.unwrap_or(true)
+                && let Some(effort) = req.thinking.reasoning_effort()
+            {
+                body.insert("reasoning_effort".into(), json!(effort));
+            }
+        }
+    }
+    // llama-server: the same slot for every call of a session keeps its KV cache warm.
+    if let (Some(slots), Some(key)) = (model.slot_count, req.session_key) {
+        body.insert("id_slot".into(), json!(key % slots.max(1)));
+        body.insert("cache_prompt".into(), json!(true));
     }
     Value::Object(body)
 }
