@@ -482,6 +482,14 @@ impl Session {
         }
     }
 
+    /// The window when the config or the server gave it, not the built-in default.
+    fn known_context_window(&self) -> Option<u64> {
+        match &self.window {
+            Some((m, w, src)) if *m == self.model && src != "default" => Some(*w),
+            _ => None,
+        }
+    }
+
     /// Ask the config or the server for the current model's window (once per model).
     pub async fn learn_context_window(&mut self) {
         if self
@@ -571,6 +579,7 @@ impl Session {
             max_tokens: None,
             output_room: None,
             session_key: Some(self.session_key()),
+            context_window: self.known_context_window(),
         };
         // The summary's own deltas are not part of the conversation.
         let (quiet, _drop) = tokio::sync::mpsc::unbounded_channel();
@@ -739,6 +748,7 @@ impl Session {
                     .context_window()
                     .map(|w| crate::budget::output_room(w, self.prompt_estimate(overhead_chars))),
                 session_key: Some(self.session_key()),
+                context_window: self.known_context_window(),
             };
             let called = self
                 .call_with_fallbacks(start_at.as_ref(), &req, events, cancel)

@@ -105,7 +105,7 @@ pub enum ModelError {
     #[error("Unknown model: {0}. Add a models.providers.{provider} block to the config (or run `idlehands onboard`).", provider = .0.provider)]
     Unknown(ModelRef),
     #[error(
-        "Model {model_ref} uses api \"{api}\", which this build does not speak yet; set api: \"openai-completions\" on the provider or model."
+        "Model {model_ref} uses api \"{api}\", which this build does not speak yet; set api: \"openai-completions\" (or \"ollama\" for Ollama's native API) on the provider or model."
     )]
     UnsupportedApi { model_ref: ModelRef, api: String },
     #[error("Model context window too small ({0} tokens). Minimum is 16000.")]
@@ -323,7 +323,7 @@ impl ModelRegistry {
             .api
             .or(provider.api)
             .unwrap_or(ModelApi::OpenAiCompletions);
-        if api != ModelApi::OpenAiCompletions {
+        if !matches!(api, ModelApi::OpenAiCompletions | ModelApi::Ollama) {
             return Err(ModelError::UnsupportedApi {
                 model_ref: r.clone(),
                 api: api.as_str().into(),

@@ -26,6 +26,9 @@ pub struct CompletionRequest {
     pub output_room: Option<u64>,
     /// A stable number for the session, for llama-server slot affinity.
     pub session_key: Option<u64>,
+    /// The context window the config or the server gave (not the built-in default); Ollama's
+    /// native API is told it as `num_ctx`.
+    pub context_window: Option<u64>,
 }
 
 /// Output tokens asked for when the caller does not say: the model's limit, at most 32000.

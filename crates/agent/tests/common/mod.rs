@@ -149,10 +149,10 @@ pub async fn routed_server(
     (base, log, task)
 }
 
-type Handler = Arc<dyn Fn(&str, &[u8]) -> Answer + Send + Sync>;
+pub type Handler = Arc<dyn Fn(&str, &[u8]) -> Answer + Send + Sync>;
 
 /// Serve `handler(request line as "METHOD /path", body)` one request per connection.
-async fn serve(handler: Handler) -> (String, tokio::task::JoinHandle<()>) {
+pub async fn serve(handler: Handler) -> (String, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
