@@ -15,6 +15,16 @@ use idlehands_testkit::replay::{Capture, FakeLlamaServer, MODEL};
 use idlehands_testkit::{FakeOpenAi, Reply};
 use serde_json::{Value, json};
 
+fn shown_text(events: &[AgentEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::TextDelta { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn config_for(s: &Scratch, provider: &str, base: &str, model: &str) {
     s.write_config(&format!(
         "{{ models: {{ providers: {{ {} }} }}, agents: {{ defaults: {{ model: {{ primary: '{provider}/{model}' }} }} }} }}",
@@ -50,6 +60,8 @@ async fn a_tool_call_llama_server_wrote_as_bare_json_runs_the_tool() {
     assert!(events.iter().any(|e| matches!(e,
         AgentEvent::ToolCall { name, arguments, .. }
             if name == "write" && *arguments == json!({"path": "hello.txt", "content": "hi"}))));
+    // The call's JSON was held back, not shown to the user as text.
+    assert_eq!(shown_text(&events), "Hello! How can I assist you today?");
 
     // The parsed call went back to the server as a real tool call with its result.
     let reqs = server.requests();
@@ -77,13 +89,15 @@ async fn bare_json_naming_no_offered_tool_stays_text() {
     up.push(Reply::text(answer));
     let rt = s.runtime();
     let mut session = s.session(&rt, None);
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let out = session
         .run_turn(UserInput::text("x"), &tx, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(out.text, answer);
     assert_eq!(up.requests().len(), 1);
+    // Held while it might have been a call, then shown whole.
+    assert_eq!(shown_text(&collect(&mut rx)), answer);
 }
 
 #[tokio::test]

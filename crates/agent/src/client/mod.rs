@@ -91,12 +91,32 @@ impl ChatClient {
         let mut attempt = 0;
         loop {
             let mut emitted = false;
+            // With tools offered, text that may be a call written as text is held back.
+            let mut gate = (!req.tools.is_empty()).then(crate::quirks::text_tools::StreamGate::new);
             let res = self
                 .attempt(model, api_key, &body, cancel, &mut |d| {
                     emitted = true;
-                    on_delta(d)
+                    match (d, gate.as_mut()) {
+                        (StreamDelta::Text(t), Some(g)) => {
+                            let shown = g.push(&t);
+                            if !shown.is_empty() {
+                                on_delta(StreamDelta::Text(shown));
+                            }
+                        }
+                        (d, _) => on_delta(d),
+                    }
                 })
                 .await;
+            let res = res.map(|mut msg| {
+                let took = crate::quirks::promote_text_tool_calls(&mut msg, &req.tools);
+                if let Some(g) = gate.as_mut() {
+                    let rest = g.finish();
+                    if !took && !rest.is_empty() {
+                        on_delta(StreamDelta::Text(rest));
+                    }
+                }
+                msg
+            });
             match res {
                 Err(e) if e.is_retryable() && !emitted && attempt < self.max_retries => {
                     attempt += 1;
@@ -110,10 +130,6 @@ impl ChatClient {
                         () = cancel.cancelled() => return Err(ClientError::aborted()),
                         () = tokio::time::sleep(wait) => {}
                     }
-                }
-                Ok(mut msg) => {
-                    crate::quirks::promote_text_tool_calls(&mut msg, &req.tools);
-                    return Ok(msg);
                 }
                 other => return other,
             }

@@ -327,3 +327,153 @@ mod tests {
         );
     }
 }
+
+/// Holds back streamed text that may turn out to be a tool call written as text, so the
+/// user does not see raw call JSON printed before the tool runs. Ordinary prose streams
+/// through; from a marker on (`<tool_call>`, `[TOOL_CALLS]`, `<|python_tag|>`, a JSON-ish
+/// fenced block, or a reply that opens with `{` or `[`), text is held until the reply ends:
+/// then it is dropped if the calls were taken, or shown if they were not.
+#[derive(Debug, Default)]
+pub struct StreamGate {
+    /// Text received but not yet shown.
+    held: String,
+    shown_any: bool,
+    /// Holding to the end of the reply.
+    holding: bool,
+    /// Inside a fenced block of code being shown (not a call).
+    in_code: bool,
+}
+
+const MARKERS: &[&str] = &["<tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "```"];
+
+impl StreamGate {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed streamed text; returns what may be shown now.
+    pub fn push(&mut self, text: &str) -> String {
+        self.held.push_str(text);
+        if self.holding {
+            return String::new();
+        }
+        if !self.shown_any {
+            let t = self.held.trim_start();
+            if t.is_empty() {
+                return String::new();
+            }
+            if t.starts_with('{') || t.starts_with('[') && !t.starts_with("[TOOL_CALLS]") {
+                self.holding = true;
+                return String::new();
+            }
+        }
+        let mut out = String::new();
+        loop {
+            if self.in_code {
+                // Inside a code block being shown: everything through its closing fence.
+                match self.held.find("```") {
+                    Some(end) => {
+                        out.push_str(&self.release(end + 3));
+                        self.in_code = false;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            let found = MARKERS
+                .iter()
+                .filter_map(|m| self.held.find(m).map(|p| (p, *m)))
+                .min_by_key(|(p, _)| *p);
+            let Some((pos, marker)) = found else { break };
+            if marker == "```" {
+                let after = &self.held[pos + 3..];
+                let Some(nl) = after.find('\n') else {
+                    // The language line is not complete yet.
+                    out.push_str(&self.release(pos));
+                    return out;
+                };
+                let lang = after[..nl].trim();
+                if !matches!(lang, "" | "json" | "json5" | "tool_call" | "tool_code") {
+                    out.push_str(&self.release(pos + 3 + nl + 1));
+                    self.in_code = true;
+                    continue;
+                }
+            }
+            out.push_str(&self.release(pos));
+            self.holding = true;
+            return out;
+        }
+        // A marker may be cut across chunks: keep a tail that could start one.
+        let keep = self
+            .held
+            .char_indices()
+            .rev()
+            .take(16)
+            .map(|(i, _)| i)
+            .filter(|i| {
+                let tail = &self.held[*i..];
+                MARKERS
+                    .iter()
+                    .any(|m| m.len() > tail.len() && m.starts_with(tail))
+            })
+            .min()
+            .unwrap_or(self.held.len());
+        out.push_str(&self.release(keep));
+        out
+    }
+
+    /// The reply ended: what is left to show when no call was taken from it.
+    pub fn finish(&mut self) -> String {
+        self.holding = false;
+        std::mem::take(&mut self.held)
+    }
+
+    fn release(&mut self, upto: usize) -> String {
+        let out: String = self.held.drain(..upto).collect();
+        if !out.is_empty() {
+            self.shown_any = true;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+
+    fn run(chunks: &[&str]) -> (String, String) {
+        let mut g = StreamGate::new();
+        let shown: String = chunks.iter().map(|c| g.push(c)).collect();
+        (shown, g.finish())
+    }
+
+    #[test]
+    fn prose_streams_and_calls_are_held() {
+        assert_eq!(
+            run(&["Hello", " there"]),
+            ("Hello there".into(), String::new())
+        );
+        assert_eq!(
+            run(&["{\"", "name", "\": \"write\"}"]),
+            (String::new(), "{\"name\": \"write\"}".into())
+        );
+        assert_eq!(
+            run(&["I will write it.\n<tool", "_call>{\"name\":1}</tool_call>"]),
+            (
+                "I will write it.\n".into(),
+                "<tool_call>{\"name\":1}</tool_call>".into()
+            )
+        );
+        assert_eq!(
+            run(&["See:\n``", "`json\n{}\n```"]),
+            ("See:\n".into(), "```json\n{}\n```".into())
+        );
+    }
+
+    #[test]
+    fn code_that_is_shown_is_not_held() {
+        let (shown, rest) = run(&["Run:\n```sh\ncargo", " test\n```\nthen", " commit."]);
+        assert_eq!(shown, "Run:\n```sh\ncargo test\n```\nthen commit.");
+        assert_eq!(rest, "");
+    }
+}
