@@ -116,13 +116,12 @@ pub fn run(args: OnboardArgs) -> anyhow::Result<ExitCode> {
             "Non-interactive onboarding requires explicit risk acknowledgement. Re-run with --accept-risk."
         );
     }
-    let choice = args.auth_choice.clone().unwrap_or_else(|| {
-        if args.litellm_api_key.is_some() || !args.non_interactive {
-            "litellm-api-key".into()
-        } else {
-            "skip".into()
-        }
-    });
+    let choice = match args.auth_choice.clone() {
+        Some(c) => c,
+        None if args.litellm_api_key.is_some() => "litellm-api-key".into(),
+        None if args.non_interactive => "skip".into(),
+        None => ask_where_models_run()?,
+    };
     match choice.as_str() {
         "litellm-api-key" => {}
         "custom-api-key" | "ollama" | "vllm" | "llamacpp" | "lmstudio" => {
@@ -369,4 +368,35 @@ fn print_local_result(r: &OnboardResult, choice: &str, json: bool) {
     println!("Sessions OK: {}", r.sessions_dir.display());
     println!("Default model set to {} (via {})", r.primary, r.base_url);
     println!("Try it: idlehands agent -m \"hello\"");
+}
+
+/// Interactive onboarding without `--auth-choice`: where the models run (Enter keeps the
+/// LiteLLM proxy, as before).
+fn ask_where_models_run() -> anyhow::Result<String> {
+    use idlehands_agent::onboard::Prompter;
+    const CHOICES: &[(&str, &str)] = &[
+        (
+            "litellm-api-key",
+            "A LiteLLM proxy or idlehands proxy (API key)",
+        ),
+        ("ollama", "Ollama on this machine"),
+        ("vllm", "vLLM"),
+        ("llamacpp", "llama.cpp (llama-server)"),
+        ("lmstudio", "LM Studio"),
+        (
+            "custom-api-key",
+            "Another OpenAI-compatible server (URL, optional key)",
+        ),
+    ];
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    let mut p = LinePrompter::new(stdin.lock(), std::io::stdout(), tty);
+    let options: Vec<String> = CHOICES
+        .iter()
+        .map(|(_, label)| (*label).to_string())
+        .collect();
+    let i = p
+        .select("Where do your models run?", &options, 0)
+        .context("reading your answer failed")?;
+    Ok(CHOICES[i].0.to_string())
 }

@@ -285,3 +285,20 @@ async fn a_keyless_custom_server_runs_without_a_key() {
     let status = ok(&run(c, None).await);
     assert!(status.contains("none needed (local server)"), "{status}");
 }
+
+#[tokio::test]
+async fn interactive_onboarding_asks_where_the_models_run() {
+    let server = FakeLlamaServer::start().await;
+    let d = home();
+    let mut c = cmd(&d);
+    c.args(["onboard"]);
+    // llama.cpp, accept the risk, its URL, the first model.
+    let answers = format!("4\ny\n{}\n1\n", server.base_url());
+    let out = ok(&run(c, Some(&answers)).await);
+    assert!(out.contains("Where do your models run?"), "{out}");
+    assert!(out.contains("4) llama.cpp (llama-server)"), "{out}");
+    assert!(
+        out.contains(&format!("Default model set to llamacpp/{MODEL}")),
+        "{out}"
+    );
+}
