@@ -160,3 +160,35 @@ async fn slot_affinity_pins_a_session_to_one_llama_server_slot() {
     one_turn(&mut p).await;
     assert!(plain.requests()[0].body.get("id_slot").is_none());
 }
+
+#[test]
+fn bad_slot_affinity_and_thinking_format_name_the_field() {
+    for (extra_provider, extra_model, field) in [
+        (
+            ", slotAffinity: 'yes'",
+            "",
+            "models.providers.local.slotAffinity",
+        ),
+        (
+            ", slotAffinity: 0",
+            "",
+            "models.providers.local.slotAffinity",
+        ),
+        (
+            "",
+            ", compat: { thinkingFormat: 'deepseek' }",
+            "models.providers.local.models[0].compat.thinkingFormat",
+        ),
+    ] {
+        let s = Scratch::new();
+        s.write_config(&format!(
+            "{{ models: {{ providers: {{ local: {{ baseUrl: 'http://127.0.0.1:9/v1', api: 'openai-completions'{extra_provider}, models: [{{ id: 'm1', name: 'm1'{extra_model} }}] }} }} }} }}"
+        ));
+        let err = idlehands_agent::Runtime::load(s.env.clone())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(field), "{field}: {err}");
+        assert!(err.contains("idlehands.json"), "{err}");
+    }
+}
