@@ -327,6 +327,7 @@ async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<Stri
     let arg = arg.trim();
     match cmd {
         "/status" => {
+            session.learn_context_window().await;
             let t = session.totals;
             Ok(format!(
                 "model {} | thinking {} | session {} | context ~{} of {} ({}) | {} in / {} out / {} cached tokens{}",
