@@ -191,16 +191,25 @@ fn fit(name: &str, args: Value, tools: &[ToolSpec]) -> Option<TextToolCall> {
     };
     let obj = args.as_object()?;
     let schema = &tool.parameters;
+    // The tools take Claude-style aliases (`file_path` for `path`), so a call may use them.
+    fn names(key: &str) -> Vec<&str> {
+        crate::tools::fs::ARG_NAMES
+            .iter()
+            .find(|n| n.contains(&key))
+            .map_or_else(|| vec![key], |n| n.to_vec())
+    }
     if let Some(required) = schema.get("required").and_then(Value::as_array)
         && required
             .iter()
             .filter_map(Value::as_str)
-            .any(|r| !obj.contains_key(r))
+            .any(|r| !names(r).iter().any(|n| obj.contains_key(*n)))
     {
         return None;
     }
     if let Some(props) = schema.get("properties").and_then(Value::as_object)
-        && obj.keys().any(|k| !props.contains_key(k))
+        && obj
+            .keys()
+            .any(|k| !names(k).iter().any(|n| props.contains_key(*n)))
     {
         return None;
     }
@@ -292,6 +301,16 @@ mod tests {
                 e.text
             );
         }
+    }
+
+    #[test]
+    fn the_argument_aliases_the_tools_accept_fit() {
+        let e = extract(
+            r#"{"name": "write", "arguments": {"file_path": "hello.txt", "content": "hi"}}"#,
+            &tools(),
+        )
+        .unwrap_or_else(|| panic!("file_path is the write tool's alias for path"));
+        assert_eq!(e.calls[0].arguments["file_path"], "hello.txt");
     }
 
     #[test]
