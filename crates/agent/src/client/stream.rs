@@ -225,6 +225,11 @@ impl StreamParser {
         out: &mut Vec<StreamDelta>,
     ) {
         use crate::quirks::think::Piece;
+        if self.think.take_orphan_close() {
+            // The text so far was reasoning whose opening tag was in the prompt.
+            let moved = std::mem::take(&mut self.text);
+            self.reasoning.insert_str(0, &moved);
+        }
         for p in pieces {
             match p {
                 Piece::Text(t) => {
@@ -429,6 +434,28 @@ mod tests {
         let t = p.finish(false).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.text, "x <thi");
         assert_eq!(t.stop_reason, StopReason::Stop);
+    }
+
+    #[test]
+    fn reasoning_whose_opening_tag_was_in_the_prompt_is_moved_out_of_the_text() {
+        let chunk = |c: &str| {
+            format!(
+                "data: {}\n\n",
+                serde_json::json!({"choices":[{"index":0,"delta":{"content":c}}]})
+            )
+        };
+        let frames = [
+            chunk("Plan: greet."),
+            chunk("\n</think>"),
+            chunk("\n\nHello!"),
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"
+                .to_string(),
+            "data: [DONE]\n\n".to_string(),
+        ];
+        let refs: Vec<&str> = frames.iter().map(String::as_str).collect();
+        let t = run(&refs, false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.text, "Hello!");
+        assert_eq!(t.reasoning, "Plan: greet.\n");
     }
 
     #[test]

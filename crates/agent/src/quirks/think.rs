@@ -19,6 +19,11 @@ pub struct ThinkSplitter {
     inside: Option<&'static str>,
     /// Just after a tag: the newline models put after `<think>`/`</think>` is layout.
     trim_next: bool,
+    /// Whether any tag was seen yet.
+    seen_tag: bool,
+    /// A closing tag came with no opening one (the template put `<think>` in the prompt, as
+    /// DeepSeek-R1 distills and QwQ do): the text before it was reasoning.
+    orphan_close: bool,
 }
 
 impl ThinkSplitter {
@@ -47,6 +52,26 @@ impl ThinkSplitter {
                     self.emit(&mut out, body, true);
                 }
                 None => {
+                    if !self.seen_tag
+                        && let Some((pos, len)) = TAGS
+                            .iter()
+                            .filter_map(|t| {
+                                let close = format!("</{t}>");
+                                self.pending.find(&close).map(|p| (p, close.len()))
+                            })
+                            .min_by_key(|(p, _)| *p)
+                        && !TAGS
+                            .iter()
+                            .any(|t| self.pending[..pos].contains(&format!("<{t}>")))
+                    {
+                        let body: String = self.pending.drain(..pos).collect();
+                        self.pending.drain(..len);
+                        self.emit(&mut out, body, true);
+                        self.seen_tag = true;
+                        self.orphan_close = true;
+                        self.trim_next = true;
+                        continue;
+                    }
                     let found = TAGS
                         .iter()
                         .filter_map(|t| {
@@ -58,11 +83,15 @@ impl ThinkSplitter {
                         let before: String = self.pending.drain(..pos).collect();
                         self.pending.drain(..len);
                         self.emit(&mut out, before, false);
+                        self.seen_tag = true;
                         self.inside = Some(tag);
                         self.trim_next = true;
                         continue;
                     }
-                    let opens: Vec<String> = TAGS.iter().map(|t| format!("<{t}>")).collect();
+                    let mut opens: Vec<String> = TAGS.iter().map(|t| format!("<{t}>")).collect();
+                    if !self.seen_tag {
+                        opens.extend(TAGS.iter().map(|t| format!("</{t}>")));
+                    }
                     let refs: Vec<&str> = opens.iter().map(String::as_str).collect();
                     let keep = partial_suffix(&self.pending, &refs);
                     let text: String = self.pending.drain(..self.pending.len() - keep).collect();
@@ -71,6 +100,12 @@ impl ThinkSplitter {
             }
             return out;
         }
+    }
+
+    /// Whether a closing tag with no opening one was met since the last call: the text
+    /// shown before it was reasoning after all, and the caller should move it there.
+    pub fn take_orphan_close(&mut self) -> bool {
+        std::mem::take(&mut self.orphan_close)
     }
 
     /// The end of the content: whatever was held back. An unclosed span stays reasoning
@@ -212,5 +247,23 @@ mod tests {
         );
         assert_eq!(s.push("ink>Done"), vec![Piece::Text("Done".into())]);
         assert!(s.finish().is_empty());
+    }
+
+    #[test]
+    fn a_closing_tag_without_an_opening_one_ends_reasoning() {
+        let mut s = ThinkSplitter::new();
+        assert_eq!(
+            s.push("The user greets. "),
+            vec![Piece::Text("The user greets. ".into())]
+        );
+        assert_eq!(s.push("Reply.</th"), vec![Piece::Text("Reply.".into())]);
+        assert_eq!(s.push("ink>\n\nHi!"), vec![Piece::Text("Hi!".into())]);
+        assert!(s.take_orphan_close());
+        assert!(!s.take_orphan_close());
+        // Once a tag was seen, a later stray closing tag is text.
+        assert_eq!(
+            split("<think>a</think>b</think>c"),
+            ("b</think>c".into(), "a".into())
+        );
     }
 }
