@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Onboarding for local servers (`--auth-choice llamacpp|ollama|...`, `custom-api-key`),
+//! Local models from the command line: onboarding for local servers (`--auth-choice llamacpp|ollama|...`, `custom-api-key`),
 //! implicit local providers, and the context window shown by `models list/status`, against
-//! the replayed llama-server and the OpenAI fake.
+//! the replayed llama-server and the OpenAI fake; and a headless run stopped for repeating a call.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -301,4 +301,38 @@ async fn interactive_onboarding_asks_where_the_models_run() {
         out.contains(&format!("Default model set to llamacpp/{MODEL}")),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn a_model_stuck_repeating_a_call_ends_the_headless_run_non_zero() {
+    let up = FakeOpenAi::start().await;
+    up.set_default(Reply::tool_call(
+        "call_r",
+        "read",
+        serde_json::json!({"path": "missing.txt"}),
+    ));
+    let d = home();
+    let mut c = cmd(&d);
+    c.args([
+        "onboard",
+        "--non-interactive",
+        "--accept-risk",
+        "--auth-choice",
+        "custom-api-key",
+        "--custom-base-url",
+        &up.base_url(),
+        "--custom-model-id",
+        "fake-model",
+    ]);
+    ok(&run(c, None).await);
+    let mut c = cmd(&d);
+    c.args(["agent", "-m", "read missing.txt", "--approve", "never"]);
+    let out = run(c, None).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the model called `read` 4 times with the same arguments and got the same result each time"),
+        "{err}"
+    );
+    assert_eq!(up.requests().len(), 4);
 }
