@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Local models from the command line: onboarding for local servers (`--auth-choice llamacpp|ollama|...`, `custom-api-key`),
-//! implicit local providers, and the context window shown by `models list/status`, against
-//! the replayed llama-server and the OpenAI fake; and a headless run stopped for repeating a call.
+//! Local models from the command line: onboarding for local servers (`--auth-choice
+//! llamacpp|ollama|...`, `custom-api-key`), implicit local providers, the context window shown
+//! by `models list/status`, and a headless run stopped for repeating a call; against the
+//! replayed llama-server and the OpenAI fake.
 
 use std::io::Write;
 use std::path::PathBuf;
