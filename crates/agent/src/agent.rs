@@ -12,6 +12,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthError, AuthStore, ResolvedKey, resolve_api_key};
+use crate::client::discovery::Discovered;
 use crate::client::{ChatClient, ClientError, CompletionRequest, FailureKind, StreamDelta};
 use crate::compaction::{CompactionReason, MAX_OVERFLOW_COMPACTIONS};
 use crate::config::{self, ConfigError, LoadedConfig};
@@ -130,6 +131,10 @@ pub enum AgentError {
     TooManyRounds(usize),
     #[error("compaction failed: {0}")]
     Compaction(String),
+    #[error(
+        "the model called `{name}` {count} times with the same arguments and got the same result each time; stopped the turn (try a larger model, or rephrase the task)"
+    )]
+    RepeatedToolCall { name: String, count: u32 },
 }
 
 impl AgentError {
@@ -143,7 +148,7 @@ impl AgentError {
             Self::AllModelsFailed { last, .. } => last.as_str(),
             Self::Aborted => "aborted",
             Self::Workspace { .. } => "workspace",
-            Self::TooManyRounds(_) => "loop",
+            Self::TooManyRounds(_) | Self::RepeatedToolCall { .. } => "loop",
             Self::Compaction(_) => "compaction",
         }
     }
@@ -158,7 +163,12 @@ pub struct Runtime {
     pub auth: AuthStore,
     pub registry: ModelRegistry,
     pub client: ChatClient,
+    /// Context windows asked of the servers, by model ref, once per process.
+    windows: std::sync::Mutex<std::collections::HashMap<String, Option<Discovered>>>,
 }
+
+/// How long one context-window probe may take.
+pub const WINDOW_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Runtime {
     /// Resolve paths from `env`, load the config and the auth store, build the registry.
@@ -181,6 +191,44 @@ impl Runtime {
             auth,
             registry,
             client: ChatClient::new(),
+            windows: Default::default(),
+        }
+    }
+
+    /// The context window `model` runs with, and where that figure came from: the config
+    /// when it sets `contextWindow`, else the server (see [`crate::client::discovery`]),
+    /// else the built-in default.
+    pub async fn context_window(&self, model: &ResolvedModel) -> (u64, String) {
+        if model.context_window_configured {
+            return (model.context_window, "config".into());
+        }
+        let key = model.model_ref().to_string();
+        let cached = self.windows.lock().ok().and_then(|w| w.get(&key).cloned());
+        let found = match cached {
+            Some(f) => f,
+            None => {
+                let api_key = self
+                    .api_key(&model.provider)
+                    .map(|k| k.key)
+                    .unwrap_or_default();
+                let f = self
+                    .client
+                    .discover_context_window(
+                        &model.base_url,
+                        &model.id,
+                        &api_key,
+                        WINDOW_PROBE_TIMEOUT,
+                    )
+                    .await;
+                if let Ok(mut w) = self.windows.lock() {
+                    w.insert(key, f.clone());
+                }
+                f
+            }
+        };
+        match found {
+            Some(d) => (d.tokens, d.source),
+            None => (model.context_window, "default".into()),
         }
     }
 
@@ -264,6 +312,12 @@ pub struct Session {
     pub thinking: ThinkingLevel,
     /// Running totals over the session's life in this process.
     pub totals: TokenUsage,
+    /// The system prompt as first sent, with the model and thinking level it was built for.
+    /// Local servers (llama-server, vLLM, Ollama) reuse their prompt cache only while the
+    /// prefix is byte-identical, so it is rebuilt only when one of those changes, not per turn.
+    system_prompt: Option<(String, ThinkingLevel, String)>,
+    /// The current model's context window and its source, once known.
+    window: Option<(ModelRef, u64, String)>,
 }
 
 impl Session {
@@ -313,6 +367,8 @@ impl Session {
             model,
             thinking,
             totals: TokenUsage::default(),
+            system_prompt: None,
+            window: None,
         })
     }
 
@@ -352,6 +408,27 @@ impl Session {
         Ok(r)
     }
 
+    /// Why the current thinking level does not reach the model, when it is not off and
+    /// would not: `/think` and `--thinking` show it rather than pretend.
+    pub fn thinking_warning(&self) -> Option<String> {
+        if self.thinking == ThinkingLevel::Off {
+            return None;
+        }
+        let model = self.rt.registry.resolve(&self.model).ok()?;
+        crate::thinking::unsupported_reason(&model)
+    }
+
+    /// A stable number for this session (FNV-1a of its id), so a slot chosen from it is the
+    /// same on every call and in every process that resumes the session.
+    fn session_key(&self) -> u64 {
+        self.transcript
+            .id
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            })
+    }
+
     /// Change the thinking level (`/think`); recorded in the transcript.
     pub fn set_thinking(&mut self, level: ThinkingLevel) -> Result<(), AgentError> {
         let mut f = Map::new();
@@ -379,13 +456,69 @@ impl Session {
         )
     }
 
-    /// The current model's context window.
+    /// The current model's context window: as learnt from the config or the server at the
+    /// start of the last turn, else the registry's figure.
     pub fn context_window(&self) -> Option<u64> {
-        self.rt
-            .registry
-            .resolve(&self.model)
-            .ok()
-            .map(|m| m.context_window)
+        match &self.window {
+            Some((m, w, _)) if *m == self.model => Some(*w),
+            _ => self
+                .rt
+                .registry
+                .resolve(&self.model)
+                .ok()
+                .map(|m| m.context_window),
+        }
+    }
+
+    /// Where [`Self::context_window`] came from: `config`, a server route such as
+    /// `llama-server /props n_ctx`, or `default`.
+    pub fn context_window_source(&self) -> String {
+        match &self.window {
+            Some((m, _, src)) if *m == self.model => src.clone(),
+            _ => match self.rt.registry.resolve(&self.model) {
+                Ok(m) if m.context_window_configured => "config".into(),
+                _ => "default (not yet asked of the server)".into(),
+            },
+        }
+    }
+
+    /// The window when the config or the server gave it, not the built-in default.
+    fn known_context_window(&self) -> Option<u64> {
+        match &self.window {
+            Some((m, w, src)) if *m == self.model && src != "default" => Some(*w),
+            _ => None,
+        }
+    }
+
+    /// Ask the config or the server for the current model's window (once per model).
+    pub async fn learn_context_window(&mut self) {
+        if self
+            .window
+            .as_ref()
+            .is_some_and(|(m, _, _)| *m == self.model)
+        {
+            return;
+        }
+        let Ok(model) = self.rt.registry.resolve(&self.model) else {
+            return;
+        };
+        let (w, src) = self.rt.context_window(&model).await;
+        self.window = Some((self.model.clone(), w, src));
+    }
+
+    /// Estimated prompt tokens of the next request: the context plus, until the server has
+    /// reported usage (which includes them), the system prompt and the tool list.
+    fn prompt_estimate(&self, overhead_chars: usize) -> u64 {
+        let t = &self.transcript;
+        let reported = t.messages.iter().skip(t.usage_valid_from).any(
+            |m| matches!(m, AgentMessage::Assistant(a) if a.usage.input + a.usage.cache_read > 0),
+        );
+        let overhead = if reported {
+            0
+        } else {
+            (overhead_chars as u64).div_ceil(4)
+        };
+        self.context_tokens() + overhead
     }
 
     fn needs_compaction(&self) -> bool {
@@ -444,6 +577,9 @@ impl Session {
             tools: Vec::new(),
             thinking: ThinkingLevel::Off,
             max_tokens: None,
+            output_room: None,
+            session_key: Some(self.session_key()),
+            context_window: self.known_context_window(),
         };
         // The summary's own deltas are not part of the conversation.
         let (quiet, _drop) = tokio::sync::mpsc::unbounded_channel();
@@ -490,14 +626,23 @@ impl Session {
         self.tools.processes.kill_all().await;
     }
 
-    fn system_prompt(&self, tools: &[crate::client::ToolSpec]) -> String {
-        crate::prompt::build(&crate::prompt::PromptInputs {
+    fn system_prompt(&mut self, tools: &[crate::client::ToolSpec]) -> String {
+        let model = self.model.to_string();
+        if let Some((m, t, p)) = &self.system_prompt
+            && *m == model
+            && *t == self.thinking
+        {
+            return p.clone();
+        }
+        let p = crate::prompt::build(&crate::prompt::PromptInputs {
             workspace: &self.workspace,
             tools,
-            model: &self.model.to_string(),
+            model: &model,
             thinking: self.thinking,
             extra: self.extra_system_prompt.as_deref(),
-        })
+        });
+        self.system_prompt = Some((model, self.thinking, p.clone()));
+        p
     }
 
     /// Send one user message and run the loop until the model stops, fails, or `cancel`
@@ -557,10 +702,27 @@ impl Session {
     ) -> Result<TurnOutcome, AgentError> {
         let specs = self.tools.specs();
         let system_prompt = self.system_prompt(&specs);
+        // Asked once per model; a stop pressed while a slow server is asked ends the turn.
+        tokio::select! {
+            () = cancel.cancelled() => return Err(AgentError::Aborted),
+            () = self.learn_context_window() => {}
+        }
+        let overhead_chars = system_prompt.len()
+            + specs
+                .iter()
+                .map(|t| t.name.len() + t.description.len() + t.parameters.to_string().len())
+                .sum::<usize>();
+        let max_output = self
+            .rt
+            .registry
+            .resolve(&self.model)
+            .map(|m| m.max_tokens)
+            .unwrap_or(crate::models::DEFAULT_MAX_TOKENS);
         let mut turn_usage = TokenUsage::default();
         // After a fallback succeeds, later calls of the same turn start from that model.
         let mut start_at: Option<ModelRef> = None;
         let mut overflow_compactions = 0;
+        let mut repeats = crate::quirks::repeat::RepeatGuard::new();
         for _ in 0..MAX_ROUNDS_PER_TURN {
             if cancel.is_cancelled() {
                 return Err(AgentError::Aborted);
@@ -582,6 +744,11 @@ impl Session {
                 tools: specs.clone(),
                 thinking: self.thinking,
                 max_tokens: None,
+                output_room: self
+                    .context_window()
+                    .map(|w| crate::budget::output_room(w, self.prompt_estimate(overhead_chars))),
+                session_key: Some(self.session_key()),
+                context_window: self.known_context_window(),
             };
             let called = self
                 .call_with_fallbacks(start_at.as_ref(), &req, events, cancel)
@@ -654,7 +821,37 @@ impl Session {
                     name: name.clone(),
                     arguments: args.clone(),
                 });
-                let out = self.tools.run(name, args, cancel).await;
+                let mut out = self.tools.run(name, args, cancel).await;
+                if let Some(w) = self.context_window() {
+                    // Leave the model room to answer: a quarter of the window at most.
+                    let reserve = max_output.min(w / 4);
+                    let room = crate::budget::result_room_chars(
+                        w,
+                        self.prompt_estimate(overhead_chars),
+                        reserve,
+                    );
+                    for b in &mut out.content {
+                        if let ContentBlock::Text { text } = b
+                            && text.len() > room
+                        {
+                            *text = crate::budget::cut_middle(text, room);
+                        }
+                    }
+                }
+                let result_text: String = out
+                    .content
+                    .iter()
+                    .map(|b| match b {
+                        ContentBlock::Text { text } => text.clone(),
+                        other => serde_json::to_string(other).unwrap_or_default(),
+                    })
+                    .collect();
+                let verdict = repeats.record(name, args, &format!("{}{result_text}", out.ok));
+                if let crate::quirks::repeat::Verdict::Warn(note) = &verdict {
+                    out.content.push(ContentBlock::Text {
+                        text: format!("\n\n{note}"),
+                    });
+                }
                 let _ = events.send(AgentEvent::ToolResult {
                     id: id.clone(),
                     name: name.clone(),
@@ -668,6 +865,24 @@ impl Session {
                     is_error: !out.ok,
                     timestamp: now_ms(),
                 })?;
+                if let crate::quirks::repeat::Verdict::Stop { count } = verdict {
+                    // The transcript must not end on a call without a result.
+                    for (id, name, _) in &calls[i + 1..] {
+                        self.transcript.append_message(AgentMessage::ToolResult {
+                            tool_call_id: id.clone(),
+                            tool_name: name.clone(),
+                            content: vec![ContentBlock::Text {
+                                text: "Not run: the turn was stopped.".into(),
+                            }],
+                            is_error: true,
+                            timestamp: now_ms(),
+                        })?;
+                    }
+                    return Err(AgentError::RepeatedToolCall {
+                        name: name.clone(),
+                        count,
+                    });
+                }
             }
         }
         Err(AgentError::TooManyRounds(MAX_ROUNDS_PER_TURN))

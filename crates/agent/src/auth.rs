@@ -209,6 +209,8 @@ pub enum KeySource {
     Profile(String),
     Env(String),
     Config,
+    /// A local server that takes no key (or `apiKey: ""` in the config).
+    NotNeeded,
 }
 
 impl std::fmt::Display for KeySource {
@@ -217,6 +219,7 @@ impl std::fmt::Display for KeySource {
             Self::Profile(id) => write!(f, "profile: {id}"),
             Self::Env(v) => write!(f, "env: {v}"),
             Self::Config => f.write_str("config: apiKey"),
+            Self::NotNeeded => f.write_str("none needed (local server)"),
         }
     }
 }
@@ -318,6 +321,17 @@ pub fn resolve_api_key(
                 source: KeySource::Config,
             });
         }
+    }
+    // Local servers run without keys; an explicit empty `apiKey` says the same for others.
+    let explicit_none = matches!(
+        cfg.provider(provider).and_then(|p| p.api_key.as_ref()),
+        Some(SecretInput::Plain(s)) if s.trim().is_empty()
+    );
+    if explicit_none || crate::local::is_local_provider(provider) {
+        return Ok(ResolvedKey {
+            key: String::new(),
+            source: KeySource::NotNeeded,
+        });
     }
     let hint = match env_vars_for(provider).first() {
         Some(var) if provider == "litellm" => {

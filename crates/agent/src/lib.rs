@@ -9,20 +9,27 @@
 //! - [`session`]: JSONL transcripts and the `sessions.json` index.
 //! - [`agent`]: [`Runtime`], [`Session`] and the events a turn emits.
 //! - [`compaction`]: summarising older turns when the context nears the window.
+//! - [`quirks`]: local-model output quirks (inline `<think>`, text-form tool calls,
+//!   repeated identical calls).
+//! - [`local`]: Ollama, vLLM, llama.cpp and LM Studio as implicit, keyless providers, and
+//!   their onboarding.
 //! - [`onboard`]: writing the LiteLLM provider, primary model and auth profile.
 
 pub mod agent;
 pub mod auth;
+pub mod budget;
 pub mod client;
 pub mod compaction;
 pub mod config;
 pub mod env;
 pub mod fsutil;
+pub mod local;
 pub mod message;
 pub mod models;
 pub mod onboard;
 pub mod paths;
 pub mod prompt;
+pub mod quirks;
 pub mod session;
 pub mod thinking;
 pub mod tools;

@@ -77,12 +77,17 @@ pub struct ResolvedModel {
     pub input: Vec<InputKind>,
     pub cost: ModelCost,
     pub context_window: u64,
+    /// Whether the config set `contextWindow` for this model (it then wins over the server).
+    pub context_window_configured: bool,
     pub max_tokens: u64,
     pub compat: Compat,
     /// `agents.defaults.models["p/m"].params` (temperature, maxTokens, ...).
     pub params: Map<String, Value>,
     /// Not listed in the config: synthesized for a known provider.
     pub synthesized: bool,
+    /// llama-server slots to spread sessions over (`slotAffinity` on the provider: `true`
+    /// for one slot, or the server's `-np`); `None` when off.
+    pub slot_count: Option<u64>,
 }
 
 impl ResolvedModel {
@@ -100,7 +105,7 @@ pub enum ModelError {
     #[error("Unknown model: {0}. Add a models.providers.{provider} block to the config (or run `idlehands onboard`).", provider = .0.provider)]
     Unknown(ModelRef),
     #[error(
-        "Model {model_ref} uses api \"{api}\", which this build does not speak yet; set api: \"openai-completions\" on the provider or model."
+        "Model {model_ref} uses api \"{api}\", which this build does not speak yet; set api: \"openai-completions\" (or \"ollama\" for Ollama's native API) on the provider or model."
     )]
     UnsupportedApi { model_ref: ModelRef, api: String },
     #[error("Model context window too small ({0} tokens). Minimum is 16000.")]
@@ -121,6 +126,9 @@ pub struct ModelRegistry {
     primary: Option<String>,
     fallbacks: Vec<String>,
     pub warnings: Vec<String>,
+    /// Where `ollama/…`, `vllm/…`, `llamacpp/…` and `lmstudio/…` refs go when the config has
+    /// no block for that provider (see [`crate::local`]).
+    local_urls: BTreeMap<String, String>,
 }
 
 impl ModelRegistry {
@@ -129,6 +137,11 @@ impl ModelRegistry {
     /// `$LITELLM_BASE_URL` or `http://localhost:4000`, speaking openai-completions.
     pub fn new(cfg: &LoadedConfig, env: &Env, has_litellm_profile: bool) -> Self {
         let mut reg = Self::default();
+        for srv in crate::local::LOCAL_SERVERS {
+            if let Some(url) = crate::local::base_url(srv.id, env) {
+                reg.local_urls.insert(srv.id.to_string(), url);
+            }
+        }
         if let Some(m) = &cfg.config.models {
             for (id, p) in &m.providers {
                 reg.providers.insert(normalize_provider_id(id), p.clone());
@@ -171,6 +184,22 @@ impl ModelRegistry {
             }
         }
         reg
+    }
+
+    /// A local server's provider with no config block: its default URL (or the one its
+    /// environment variable names), openai-completions, models taken as asked for.
+    pub fn implicit_local_provider(&self, id: &str) -> Option<ProviderConfig> {
+        let url = self.local_urls.get(id)?;
+        Some(ProviderConfig {
+            base_url: url.clone(),
+            api_key: None,
+            auth: None,
+            api: Some(ModelApi::OpenAiCompletions),
+            headers: BTreeMap::new(),
+            auth_header: None,
+            models: Vec::new(),
+            slot_affinity: None,
+        })
     }
 
     pub fn providers(&self) -> &BTreeMap<String, ProviderConfig> {
@@ -251,12 +280,20 @@ impl ModelRegistry {
     }
 
     pub fn resolve(&self, r: &ModelRef) -> Result<ResolvedModel, ModelError> {
-        let provider = self
+        let implicit_local;
+        let provider = match self
             .providers
             .iter()
             .find(|(id, _)| normalize_provider_id(id) == r.provider)
-            .map(|(_, p)| p)
-            .ok_or_else(|| ModelError::Unknown(r.clone()))?;
+        {
+            Some((_, p)) => p,
+            None => {
+                implicit_local = self
+                    .implicit_local_provider(&r.provider)
+                    .ok_or_else(|| ModelError::Unknown(r.clone()))?;
+                &implicit_local
+            }
+        };
         let listed = provider.models.iter().find(|m| m.id == r.model);
         let (def, synthesized) = match listed {
             Some(d) => (d.clone(), false),
@@ -286,12 +323,13 @@ impl ModelRegistry {
             .api
             .or(provider.api)
             .unwrap_or(ModelApi::OpenAiCompletions);
-        if api != ModelApi::OpenAiCompletions {
+        if !matches!(api, ModelApi::OpenAiCompletions | ModelApi::Ollama) {
             return Err(ModelError::UnsupportedApi {
                 model_ref: r.clone(),
                 api: api.as_str().into(),
             });
         }
+        let context_window_configured = !synthesized && def.context_window.is_some();
         let context_window = def.context_window.unwrap_or(DEFAULT_CONTEXT_TOKENS);
         if context_window < MIN_CONTEXT_TOKENS {
             return Err(ModelError::ContextTooSmall(context_window));
@@ -313,6 +351,7 @@ impl ModelRegistry {
             input: def.input.clone().unwrap_or_else(|| vec![InputKind::Text]),
             cost: def.cost.unwrap_or_default(),
             context_window,
+            context_window_configured,
             max_tokens,
             compat: def.compat.clone().unwrap_or_default(),
             params: self
@@ -321,6 +360,11 @@ impl ModelRegistry {
                 .cloned()
                 .unwrap_or_default(),
             synthesized,
+            slot_count: match &provider.slot_affinity {
+                Some(Value::Bool(true)) => Some(1),
+                Some(Value::Number(n)) => n.as_u64().filter(|n| *n > 0),
+                _ => None,
+            },
         })
     }
 

@@ -381,6 +381,24 @@ pub fn valid_env_name(name: &str) -> bool {
         && c.all(|x| x.is_ascii_uppercase() || x.is_ascii_digit() || x == '_')
 }
 
+/// The security note and its confirmation; declining cancels onboarding.
+pub fn confirm_risk(p: &mut dyn Prompter) -> Result<(), OnboardError> {
+    p.note(
+        "Security",
+        "IdleHands runs commands and edits files in your workspace on a model's behalf. It is personal-by-default: sharing it with other users requires locking it down.",
+    );
+    if p.confirm(
+        "I understand this is personal-by-default and shared/multi-user use requires lock-down. Continue?",
+        false,
+    )
+    .map_err(OnboardError::Prompt)?
+    {
+        Ok(())
+    } else {
+        Err(OnboardError::Cancelled)
+    }
+}
+
 pub struct InteractiveOptions {
     pub accept_risk: bool,
     pub workspace: Option<PathBuf>,
@@ -404,19 +422,7 @@ pub async fn interactive_litellm(
         "Sets up IdleHands to use a LiteLLM proxy.",
     );
     if !opts.accept_risk {
-        p.note(
-            "Security",
-            "IdleHands runs commands and edits files in your workspace on a model's behalf. It is personal-by-default: sharing it with other users requires locking it down.",
-        );
-        if !p
-            .confirm(
-                "I understand this is personal-by-default and shared/multi-user use requires lock-down. Continue?",
-                false,
-            )
-            .map_err(pe)?
-        {
-            return Err(OnboardError::Cancelled);
-        }
+        confirm_risk(p)?;
     }
     let loaded = config::load(&paths.config_path, env)?;
     let store = AuthStore::load(&paths.auth_profiles_path())?;

@@ -42,9 +42,11 @@ pub fn build(p: &PromptInputs<'_>) -> String {
         "## Workspace\nYour working directory is: {}\nRelative paths are resolved against it.\n\n",
         p.workspace.display()
     ));
+    // The date only: a clock in the prompt would change its bytes every minute and make
+    // local servers re-read the whole prompt each turn instead of reusing their cache.
     s.push_str(&format!(
-        "## Current Date & Time\n{}\n\n",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        "## Current Date\n{} (UTC). Run `date` for the time.\n\n",
+        chrono::Utc::now().format("%Y-%m-%d")
     ));
     let mut total = 0;
     let mut context = String::new();

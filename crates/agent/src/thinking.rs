@@ -64,3 +64,26 @@ impl FromStr for ThinkingLevel {
         })
     }
 }
+
+/// The `compat.thinkingFormat` values this client sends.
+pub const THINKING_FORMATS: &[&str] = &["openai", "qwen", "zai"];
+
+/// Why a thinking level other than off would not reach `model`, if it would not.
+pub fn unsupported_reason(model: &crate::models::ResolvedModel) -> Option<String> {
+    match model.compat.thinking_format.as_deref() {
+        Some("qwen" | "zai") => None,
+        Some(f) if !THINKING_FORMATS.contains(&f) => Some(format!(
+            "{} has compat.thinkingFormat \"{f}\", which this build does not know (use openai, qwen or zai); no thinking setting is sent",
+            model.model_ref()
+        )),
+        _ if !model.reasoning => Some(format!(
+            "{} is not marked reasoning: true and has no compat.thinkingFormat, so no thinking setting is sent; set reasoning: true (reasoning_effort) or compat.thinkingFormat \"qwen\" or \"zai\" on the model",
+            model.model_ref()
+        )),
+        _ if !model.compat.supports_reasoning_effort.unwrap_or(true) => Some(format!(
+            "{} has compat.supportsReasoningEffort false, so no thinking setting is sent",
+            model.model_ref()
+        )),
+        _ => None,
+    }
+}

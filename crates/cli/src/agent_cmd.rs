@@ -103,7 +103,7 @@ fn open_session(
     let approver: Option<Arc<dyn Approver>> = (approval == ApprovalMode::OnRequest
         && std::io::stdin().is_terminal())
     .then(|| Arc::new(TerminalApprover) as Arc<dyn Approver>);
-    Ok(Session::open(
+    let session = Session::open(
         rt,
         SessionOptions {
             session_id,
@@ -114,7 +114,11 @@ fn open_session(
             approver,
             extra_system_prompt: None,
         },
-    )?)
+    )?;
+    if let Some(w) = session.thinking_warning() {
+        eprintln!("warning: {w}");
+    }
+    Ok(session)
 }
 
 /// Prints events as they arrive: JSONL, or text on stdout with tool activity on stderr.
@@ -323,12 +327,19 @@ async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<Stri
     let arg = arg.trim();
     match cmd {
         "/status" => {
+            session.learn_context_window().await;
             let t = session.totals;
             Ok(format!(
-                "model {} | thinking {} | session {} | {} in / {} out / {} cached tokens{}",
+                "model {} | thinking {} | session {} | context ~{} of {} ({}) | {} in / {} out / {} cached tokens{}",
                 session.model,
                 session.thinking,
                 session.id(),
+                session.context_tokens(),
+                session
+                    .context_window()
+                    .map(|w| w.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                session.context_window_source(),
                 t.input,
                 t.output,
                 t.cache_read,
@@ -358,7 +369,10 @@ async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<Stri
         "/think" => {
             let level: ThinkingLevel = arg.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
             session.set_thinking(level)?;
-            Ok(format!("thinking {level}"))
+            Ok(match session.thinking_warning() {
+                Some(w) => format!("thinking {level} (warning: {w})"),
+                None => format!("thinking {level}"),
+            })
         }
         "/new" | "/reset" => {
             session.close().await;

@@ -71,17 +71,31 @@ fn row(
     let r = m.model_ref().to_string();
     let mut t = tags(rt, &r);
     t.extend(extra_tag.map(str::to_string));
+    let (window, source) = context_window(rt, m);
     serde_json::json!({
         "key": r,
         "name": m.name,
         "input": m.input.iter().map(|i| format!("{i:?}").to_lowercase()).collect::<Vec<_>>().join("+"),
-        "contextWindow": m.context_window,
+        "contextWindow": window,
+        "contextSource": source,
         "maxTokens": m.max_tokens,
         "reasoning": m.reasoning,
         "baseUrl": m.base_url,
         "implicit": rt.registry.is_implicit(&m.provider),
         "tags": t,
     })
+}
+
+/// The window a session would use: the config's, else the server's (asked now), else the
+/// default; with where it came from.
+fn context_window(rt: &Runtime, m: &idlehands_agent::ResolvedModel) -> (u64, String) {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(rt.context_window(m)),
+        Err(_) => (m.context_window, "default".into()),
+    }
 }
 
 /// Models a provider serves that the config does not list.
@@ -187,6 +201,9 @@ fn list(rt: &Runtime, json: bool, provider: Option<&str>, all: bool) -> anyhow::
         if r["reasoning"] == true {
             tags.push("reasoning".into());
         }
+        if let Some(src) = r["contextSource"].as_str() {
+            tags.push(format!("ctx from {src}"));
+        }
         println!(
             "{:<40} {:<11} {:>8} {:>8}  {}",
             r["key"].as_str().unwrap_or(""),
@@ -250,6 +267,12 @@ fn status(rt: &Runtime, json: bool) -> anyhow::Result<ExitCode> {
             "probe": detail,
         }));
     }
+    let window = rt
+        .registry
+        .primary()
+        .and_then(|p| rt.registry.resolve(&p))
+        .ok()
+        .map(|m| runtime.block_on(rt.context_window(&m)));
     if json {
         println!(
             "{}",
@@ -257,6 +280,8 @@ fn status(rt: &Runtime, json: bool) -> anyhow::Result<ExitCode> {
                 "configPath": rt.config.path,
                 "configExists": rt.config.exists,
                 "defaultModel": primary.as_ref().ok(),
+                "defaultContextWindow": window.as_ref().map(|(w, _)| w),
+                "defaultContextSource": window.as_ref().map(|(_, s)| s),
                 "fallbacks": rt.registry.fallbacks().iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "providers": providers,
             })
@@ -272,7 +297,10 @@ fn status(rt: &Runtime, json: bool) -> anyhow::Result<ExitCode> {
             }
         );
         match &primary {
-            Ok(p) => println!("Default model: {p}"),
+            Ok(p) => match &window {
+                Some((w, src)) => println!("Default model: {p} (context window {w}, from {src})"),
+                None => println!("Default model: {p}"),
+            },
             Err(e) => println!("Default model: error: {e}"),
         }
         let fallbacks: Vec<String> = rt

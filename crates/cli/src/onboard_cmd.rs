@@ -41,6 +41,22 @@ pub struct OnboardArgs {
     /// Print a JSON summary (non-interactive).
     #[arg(long)]
     pub json: bool,
+    /// custom-api-key: the server's OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1);
+    /// ollama|vllm|llamacpp|lmstudio: instead of the server's default URL.
+    #[arg(long = "custom-base-url")]
+    pub custom_base_url: Option<String>,
+    /// The model to use (default: the first the server lists).
+    #[arg(long = "custom-model-id")]
+    pub custom_model_id: Option<String>,
+    /// The provider id models are referred to by (default: custom).
+    #[arg(long = "custom-provider-id")]
+    pub custom_provider_id: Option<String>,
+    /// The server's API key, if it needs one.
+    #[arg(long = "custom-api-key")]
+    pub custom_api_key: Option<String>,
+    /// The API the server speaks: openai.
+    #[arg(long = "custom-compatibility")]
+    pub custom_compatibility: Option<String>,
     /// Accepted for compatibility; gateway, channels, skills and daemons are not part of this build.
     #[arg(long, hide = true)]
     pub flow: Option<String>,
@@ -100,21 +116,23 @@ pub fn run(args: OnboardArgs) -> anyhow::Result<ExitCode> {
             "Non-interactive onboarding requires explicit risk acknowledgement. Re-run with --accept-risk."
         );
     }
-    let choice = args.auth_choice.clone().unwrap_or_else(|| {
-        if args.litellm_api_key.is_some() || !args.non_interactive {
-            "litellm-api-key".into()
-        } else {
-            "skip".into()
-        }
-    });
+    let choice = match args.auth_choice.clone() {
+        Some(c) => c,
+        None if args.litellm_api_key.is_some() => "litellm-api-key".into(),
+        None if args.non_interactive => "skip".into(),
+        None => ask_where_models_run()?,
+    };
     match choice.as_str() {
         "litellm-api-key" => {}
+        "custom-api-key" | "ollama" | "vllm" | "llamacpp" | "lmstudio" => {
+            return run_local(&args, &choice);
+        }
         "skip" => {
             println!("Skipped auth setup (no --auth-choice or key flag given).");
             return Ok(ExitCode::SUCCESS);
         }
         other => anyhow::bail!(
-            "Auth choice \"{other}\" is not supported by this build yet; use --auth-choice litellm-api-key."
+            "Auth choice \"{other}\" is not supported by this build yet; use --auth-choice litellm-api-key, custom-api-key, ollama, vllm, llamacpp or lmstudio."
         ),
     }
     let env = Env::from_process();
@@ -214,4 +232,171 @@ pub fn run(args: OnboardArgs) -> anyhow::Result<ExitCode> {
     )?;
     print_result(&result, args.json);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--auth-choice custom-api-key|ollama|vllm|llamacpp|lmstudio`: a local or custom
+/// OpenAI-compatible server; no key unless one is given; the model is the one named or the
+/// first the server lists (offered as a list when interactive).
+fn run_local(args: &OnboardArgs, choice: &str) -> anyhow::Result<ExitCode> {
+    use idlehands_agent::local;
+    if let Some(c) = args.custom_compatibility.as_deref()
+        && c != "openai"
+    {
+        anyhow::bail!(
+            "--custom-compatibility {c} is not supported by this build; use openai (an OpenAI-compatible /v1/chat/completions server)."
+        );
+    }
+    let custom = choice == "custom-api-key";
+    let provider_id = if custom {
+        args.custom_provider_id
+            .clone()
+            .unwrap_or_else(|| "custom".into())
+    } else {
+        choice.to_string()
+    };
+    if provider_id.is_empty()
+        || !provider_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        anyhow::bail!(
+            "--custom-provider-id must be letters, digits, - or _ (got \"{provider_id}\")"
+        );
+    }
+    let env = Env::from_process();
+    let paths = Paths::resolve(&env)?;
+    let loaded = config::load(&paths.config_path, &env)?;
+    let workspace = args
+        .workspace
+        .clone()
+        .map(|w| std::path::absolute(&w).unwrap_or(w))
+        .or_else(|| {
+            loaded
+                .defaults()
+                .and_then(|d| d.workspace.as_deref())
+                .map(|w| idlehands_agent::paths::expand_tilde(w, &paths.home))
+        })
+        .unwrap_or_else(|| paths.default_workspace());
+    let default_url = args
+        .custom_base_url
+        .clone()
+        .or_else(|| local::base_url(&provider_id, &env));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    if !args.non_interactive {
+        let stdin = std::io::stdin();
+        let tty = stdin.is_terminal();
+        let mut prompter = LinePrompter::new(stdin.lock(), std::io::stdout(), tty);
+        let result = rt.block_on(local::interactive(
+            &mut prompter,
+            &paths,
+            &env,
+            &provider_id,
+            default_url.as_deref().unwrap_or("http://127.0.0.1:8080/v1"),
+            args.custom_model_id.as_deref(),
+            workspace,
+            args.accept_risk,
+        ))?;
+        print_local_result(&result, choice, false);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(base_url) = default_url else {
+        anyhow::bail!("--auth-choice custom-api-key needs --custom-base-url URL");
+    };
+    let base_url = base_url.trim().trim_end_matches('/').to_string();
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        anyhow::bail!("--custom-base-url must start with http:// or https:// (got \"{base_url}\")");
+    }
+    let key = args
+        .custom_api_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(onboard::key_material_from_input);
+    let probe_key = match &key {
+        Some(idlehands_agent::auth::KeyMaterial::Plain(k)) => Some(k.clone()),
+        Some(idlehands_agent::auth::KeyMaterial::EnvRef(n)) => env.get(n).map(str::to_string),
+        None => None,
+    };
+    let served = rt.block_on(onboard::fetch_models(&base_url, probe_key.as_deref()));
+    if let (Some(m), Ok(ids)) = (&args.custom_model_id, &served)
+        && !ids.is_empty()
+        && !ids.contains(m)
+    {
+        eprintln!(
+            "warning: {base_url} does not list \"{m}\" among its {} models ({}); the agent will fail until it does.",
+            ids.len(),
+            ids.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let model = local::choose_model(args.custom_model_id.as_deref(), served, &base_url)?;
+    let result = local::write(
+        &paths,
+        &env,
+        &local::LocalSetup {
+            provider_id,
+            base_url,
+            model,
+            key,
+            workspace,
+        },
+    )?;
+    print_local_result(&result, choice, args.json);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_local_result(r: &OnboardResult, choice: &str, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": true,
+                "authChoice": choice,
+                "configPath": r.config_path,
+                "workspace": r.workspace,
+                "sessionsDir": r.sessions_dir,
+                "baseUrl": r.base_url,
+                "primaryModel": r.primary,
+            })
+        );
+        return;
+    }
+    println!("Config updated: {}", r.config_path.display());
+    println!("Workspace OK: {}", r.workspace.display());
+    println!("Sessions OK: {}", r.sessions_dir.display());
+    println!("Default model set to {} (via {})", r.primary, r.base_url);
+    println!("Try it: idlehands agent -m \"hello\"");
+}
+
+/// Interactive onboarding without `--auth-choice`: where the models run (Enter keeps the
+/// LiteLLM proxy, as before).
+fn ask_where_models_run() -> anyhow::Result<String> {
+    use idlehands_agent::onboard::Prompter;
+    const CHOICES: &[(&str, &str)] = &[
+        (
+            "litellm-api-key",
+            "A LiteLLM proxy or idlehands proxy (API key)",
+        ),
+        ("ollama", "Ollama on this machine"),
+        ("vllm", "vLLM"),
+        ("llamacpp", "llama.cpp (llama-server)"),
+        ("lmstudio", "LM Studio"),
+        (
+            "custom-api-key",
+            "Another OpenAI-compatible server (URL, optional key)",
+        ),
+    ];
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    let mut p = LinePrompter::new(stdin.lock(), std::io::stdout(), tty);
+    let options: Vec<String> = CHOICES
+        .iter()
+        .map(|(_, label)| (*label).to_string())
+        .collect();
+    let i = p
+        .select("Where do your models run?", &options, 0)
+        .context("reading your answer failed")?;
+    Ok(CHOICES[i].0.to_string())
 }

@@ -210,6 +210,8 @@ async fn seed_flow_litellm_api_key_and_no_config_routes_to_the_proxy() {
         err.contains("model litellm/claude-opus-4-6 | thinking high | session "),
         "{err}"
     );
+    // The fake names no context size anywhere, so the default is used and said to be.
+    assert!(err.contains("of 200000 (default)"), "{err}");
     assert_eq!(
         up.last_request().unwrap().body["messages"]
             .as_array()

@@ -2,7 +2,9 @@
 //! call, with usage, tool calls, reasoning, same-model retries on transient failures, and the
 //! `x-litellm-response-cost` header captured as the call's cost.
 
+pub mod discovery;
 pub mod error;
+pub mod ollama;
 pub mod request;
 pub mod stream;
 
@@ -80,16 +82,41 @@ impl ChatClient {
         cancel: &CancellationToken,
         on_delta: &mut (dyn FnMut(StreamDelta) + Send),
     ) -> Result<AssistantMessage, ClientError> {
-        let body = build_body(model, req);
+        let ollama = model.api == crate::config::ModelApi::Ollama;
+        let body = if ollama {
+            ollama::build_body(model, req, req.context_window)
+        } else {
+            build_body(model, req)
+        };
         let mut attempt = 0;
         loop {
             let mut emitted = false;
+            // With tools offered, text that may be a call written as text is held back.
+            let mut gate = (!req.tools.is_empty()).then(crate::quirks::text_tools::StreamGate::new);
             let res = self
                 .attempt(model, api_key, &body, cancel, &mut |d| {
                     emitted = true;
-                    on_delta(d)
+                    match (d, gate.as_mut()) {
+                        (StreamDelta::Text(t), Some(g)) => {
+                            let shown = g.push(&t);
+                            if !shown.is_empty() {
+                                on_delta(StreamDelta::Text(shown));
+                            }
+                        }
+                        (d, _) => on_delta(d),
+                    }
                 })
                 .await;
+            let res = res.map(|mut msg| {
+                let took = crate::quirks::promote_text_tool_calls(&mut msg, &req.tools);
+                if let Some(g) = gate.as_mut() {
+                    let rest = g.finish();
+                    if !took && !rest.is_empty() {
+                        on_delta(StreamDelta::Text(rest));
+                    }
+                }
+                msg
+            });
             match res {
                 Err(e) if e.is_retryable() && !emitted && attempt < self.max_retries => {
                     attempt += 1;
@@ -117,7 +144,12 @@ impl ChatClient {
         cancel: &CancellationToken,
         on_delta: &mut (dyn FnMut(StreamDelta) + Send),
     ) -> Result<AssistantMessage, ClientError> {
-        let url = chat_url(&model.base_url);
+        let ollama = model.api == crate::config::ModelApi::Ollama;
+        let url = if ollama {
+            ollama::chat_url(&model.base_url)
+        } else {
+            chat_url(&model.base_url)
+        };
         let mut rb = self
             .http
             .post(&url)
@@ -168,6 +200,12 @@ impl ChatClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.contains("application/json"));
         let mut parser = StreamParser::new();
+        if ollama {
+            let turn = self
+                .read_ndjson(resp, &mut parser, cancel, on_delta)
+                .await?;
+            return Ok(to_message(model, turn, header_cost));
+        }
         if is_json {
             // Some servers ignore `stream: true`; take the whole reply as one chunk.
             let text = tokio::select! {
@@ -219,6 +257,51 @@ impl ChatClient {
         }
         let turn = parser.finish(cut_short)?;
         Ok(to_message(model, turn, header_cost))
+    }
+
+    /// Ollama's NDJSON stream, line by line through [`ollama::LineTranslator`].
+    async fn read_ndjson(
+        &self,
+        resp: reqwest::Response,
+        parser: &mut StreamParser,
+        cancel: &CancellationToken,
+        on_delta: &mut (dyn FnMut(StreamDelta) + Send),
+    ) -> Result<ParsedTurn, ClientError> {
+        let mut body = resp.bytes_stream();
+        let mut tr = ollama::LineTranslator::default();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut cut_short = false;
+        loop {
+            let next = tokio::select! {
+                () = cancel.cancelled() => return Err(ClientError::aborted()),
+                n = body.next() => n,
+            };
+            match next {
+                Some(Ok(bytes)) => {
+                    buf.extend_from_slice(&bytes);
+                    while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = buf.drain(..=pos).collect();
+                        if let Some(c) = tr.chunk(&String::from_utf8_lossy(&line))? {
+                            for d in parser.push_data(&c)? {
+                                on_delta(d);
+                            }
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "stream error");
+                    cut_short = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        if let Some(c) = tr.chunk(&String::from_utf8_lossy(&buf))? {
+            for d in parser.push_data(&c)? {
+                on_delta(d);
+            }
+        }
+        std::mem::take(parser).finish(cut_short)
     }
 
     /// `GET /v1/models`: the model ids a proxy serves.

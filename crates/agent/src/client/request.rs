@@ -22,6 +22,13 @@ pub struct CompletionRequest {
     pub thinking: ThinkingLevel,
     /// Overrides the model's `maxTokens`.
     pub max_tokens: Option<u64>,
+    /// Output tokens the context window leaves after this prompt; caps the allowance.
+    pub output_room: Option<u64>,
+    /// A stable number for the session, for llama-server slot affinity.
+    pub session_key: Option<u64>,
+    /// The context window the config or the server gave (not the built-in default); Ollama's
+    /// native API is told it as `num_ctx`.
+    pub context_window: Option<u64>,
 }
 
 /// Output tokens asked for when the caller does not say: the model's limit, at most 32000.
@@ -61,7 +68,8 @@ pub fn build_body(model: &ResolvedModel, req: &CompletionRequest) -> Value {
         .max_tokens
         .or(param_max)
         .unwrap_or(model.max_tokens.min(MAX_TOKENS_CAP))
-        .min(model.max_tokens);
+        .min(model.max_tokens)
+        .min(req.output_room.unwrap_or(u64::MAX));
     let field = match model.compat.max_tokens_field {
         Some(crate::config::MaxTokensField::MaxTokens) => "max_tokens",
         _ => "max_completion_tokens",
@@ -88,11 +96,35 @@ pub fn build_body(model: &ResolvedModel, req: &CompletionRequest) -> Value {
         // LiteLLM translating to Anthropic needs the key when the history holds tool calls.
         body.insert("tools".into(), json!([]));
     }
-    if model.reasoning
-        && model.compat.supports_reasoning_effort.unwrap_or(true)
-        && let Some(effort) = req.thinking.reasoning_effort()
-    {
-        body.insert("reasoning_effort".into(), json!(effort));
+    match model.compat.thinking_format.as_deref() {
+        // Qwen3 chat templates (vLLM, llama-server, SGLang) read this switch; off is sent too,
+        // since these models think unless told not to.
+        Some("qwen") => {
+            body.insert(
+                "chat_template_kwargs".into(),
+                json!({"enable_thinking": req.thinking != ThinkingLevel::Off}),
+            );
+        }
+        // Z.ai (GLM) takes a thinking object instead of an effort.
+        Some("zai") => {
+            body.insert(
+                "thinking".into(),
+                json!({"type": if req.thinking == ThinkingLevel::Off { "disabled" } else { "enabled" }}),
+            );
+        }
+        _ => {
+            if model.reasoning
+                && model.compat.supports_reasoning_effort.unwrap_or(true)
+                && let Some(effort) = req.thinking.reasoning_effort()
+            {
+                body.insert("reasoning_effort".into(), json!(effort));
+            }
+        }
+    }
+    // llama-server: the same slot for every call of a session keeps its KV cache warm.
+    if let (Some(slots), Some(key)) = (model.slot_count, req.session_key) {
+        body.insert("id_slot".into(), json!(key % slots.max(1)));
+        body.insert("cache_prompt".into(), json!(true));
     }
     Value::Object(body)
 }

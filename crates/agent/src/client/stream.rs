@@ -38,6 +38,8 @@ pub struct StreamParser {
     usage_cost: Option<i64>,
     done: bool,
     chunks: usize,
+    /// Reasoning written inline in `content` (`<think>...</think>`) is split out here.
+    think: crate::quirks::think::ThinkSplitter,
 }
 
 /// A finished assistant turn as parsed from the wire.
@@ -88,7 +90,10 @@ impl StreamParser {
         }
         if data == "[DONE]" {
             self.done = true;
-            return Ok(Vec::new());
+            let mut out = Vec::new();
+            let pieces = self.think.finish();
+            self.take_pieces(pieces, &mut out);
+            return Ok(out);
         }
         let value: Value = serde_json::from_str(data).map_err(|e| {
             ClientError::new(
@@ -155,8 +160,8 @@ impl StreamParser {
             out.push(StreamDelta::Reasoning(r));
         }
         if let Some(c) = d.content.filter(|c| !c.is_empty()) {
-            self.text.push_str(&c);
-            out.push(StreamDelta::Text(c));
+            let pieces = self.think.push(&c);
+            self.take_pieces(pieces, &mut out);
         }
         for tc in d.tool_calls.unwrap_or_default() {
             let id = tc.id.filter(|s| !s.is_empty());
@@ -207,12 +212,42 @@ impl StreamParser {
         }
         if let Some(f) = choice.finish_reason.filter(|f| !f.is_empty()) {
             self.finish = Some(f);
+            // Text held back as a possible tag start is shown before the stream closes.
+            let pieces = self.think.finish();
+            self.take_pieces(pieces, &mut out);
         }
         Ok(out)
     }
 
+    fn take_pieces(
+        &mut self,
+        pieces: Vec<crate::quirks::think::Piece>,
+        out: &mut Vec<StreamDelta>,
+    ) {
+        use crate::quirks::think::Piece;
+        if self.think.take_orphan_close() {
+            // The text so far was reasoning whose opening tag was in the prompt.
+            let moved = std::mem::take(&mut self.text);
+            self.reasoning.insert_str(0, &moved);
+        }
+        for p in pieces {
+            match p {
+                Piece::Text(t) => {
+                    self.text.push_str(&t);
+                    out.push(StreamDelta::Text(t));
+                }
+                Piece::Reasoning(r) => {
+                    self.reasoning.push_str(&r);
+                    out.push(StreamDelta::Reasoning(r));
+                }
+            }
+        }
+    }
+
     /// Close the stream. `cut_short` is true when the body ended with a network error.
-    pub fn finish(self, cut_short: bool) -> Result<ParsedTurn, ClientError> {
+    pub fn finish(mut self, cut_short: bool) -> Result<ParsedTurn, ClientError> {
+        let pieces = self.think.finish();
+        self.take_pieces(pieces, &mut Vec::new());
         if cut_short && !(self.done || self.finish.is_some()) {
             return Err(ClientError::new(
                 FailureKind::Transient,
@@ -384,6 +419,43 @@ mod tests {
         assert_eq!(t.stop_reason, StopReason::Stop);
         assert!(t.tool_calls.is_empty());
         assert_eq!(t.usage.map(|u| u.total_tokens), Some(5));
+    }
+
+    #[test]
+    fn text_held_back_as_a_possible_tag_is_shown_when_the_stream_ends() {
+        let mut p = StreamParser::new();
+        let d = p
+            .push_data("{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x <thi\"}}]}")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d, vec![StreamDelta::Text("x ".into())]);
+        // No finish_reason at all, only [DONE] (as some servers end a stream).
+        let d = p.push_data("[DONE]").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d, vec![StreamDelta::Text("<thi".into())]);
+        let t = p.finish(false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.text, "x <thi");
+        assert_eq!(t.stop_reason, StopReason::Stop);
+    }
+
+    #[test]
+    fn reasoning_whose_opening_tag_was_in_the_prompt_is_moved_out_of_the_text() {
+        let chunk = |c: &str| {
+            format!(
+                "data: {}\n\n",
+                serde_json::json!({"choices":[{"index":0,"delta":{"content":c}}]})
+            )
+        };
+        let frames = [
+            chunk("Plan: greet."),
+            chunk("\n</think>"),
+            chunk("\n\nHello!"),
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"
+                .to_string(),
+            "data: [DONE]\n\n".to_string(),
+        ];
+        let refs: Vec<&str> = frames.iter().map(String::as_str).collect();
+        let t = run(&refs, false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.text, "Hello!");
+        assert_eq!(t.reasoning, "Plan: greet.\n");
     }
 
     #[test]

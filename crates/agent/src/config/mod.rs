@@ -177,8 +177,30 @@ fn validate(path: &Path, cfg: &Config) -> Result<(), ConfigError> {
                     "start it with http:// or https://, e.g. \"http://localhost:4000\".",
                 ));
             }
+            match &p.slot_affinity {
+                None | Some(serde_json::Value::Bool(_)) => {}
+                Some(serde_json::Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => {}
+                Some(other) => {
+                    return Err(ConfigError::invalid(
+                        path,
+                        &at("slotAffinity"),
+                        format!("{other} is not true, false or a slot count"),
+                        "set true (one slot) or the llama-server's number of slots (-np), e.g. 4.",
+                    ));
+                }
+            }
             for (i, m) in p.models.iter().enumerate() {
                 let mat = |f: &str| format!("models.providers.{id}.models[{i}].{f}");
+                if let Some(f) = m.compat.as_ref().and_then(|c| c.thinking_format.as_deref())
+                    && !crate::thinking::THINKING_FORMATS.contains(&f)
+                {
+                    return Err(ConfigError::invalid(
+                        path,
+                        &mat("compat.thinkingFormat"),
+                        format!("\"{f}\" is not a known format"),
+                        "use \"openai\" (reasoning_effort), \"qwen\" (chat_template_kwargs.enable_thinking) or \"zai\" (thinking.type).",
+                    ));
+                }
                 if m.id.trim().is_empty() {
                     return Err(ConfigError::invalid(
                         path,

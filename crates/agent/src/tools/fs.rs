@@ -8,12 +8,17 @@ use super::{ToolOutput, arg_str, arg_u64};
 use crate::message::{ContentBlock, image_mime};
 use crate::tools::policy::Policy;
 
+/// The names each argument is accepted under, upstream's first.
+pub const PATH_NAMES: &[&str] = &["path", "file_path", "filePath"];
+pub const OLD_TEXT_NAMES: &[&str] = &["oldText", "old_string", "oldString"];
+pub const NEW_TEXT_NAMES: &[&str] = &["newText", "new_string", "newString"];
+pub const ARG_NAMES: &[&[&str]] = &[PATH_NAMES, OLD_TEXT_NAMES, NEW_TEXT_NAMES];
+
 pub const MAX_READ_LINES: usize = 2000;
 pub const MAX_READ_BYTES: usize = 50 * 1024;
 
 fn path_arg(args: &Value) -> Result<String, String> {
-    arg_str(args, &["path", "file_path", "filePath"])
-        .ok_or_else(|| "missing required argument \"path\"".to_string())
+    arg_str(args, PATH_NAMES).ok_or_else(|| "missing required argument \"path\"".to_string())
 }
 
 pub async fn read(policy: &Policy, args: &Value) -> ToolOutput {
@@ -121,10 +126,8 @@ pub async fn edit(policy: &Policy, args: &Value) -> ToolOutput {
         Ok(p) => p,
         Err(e) => return ToolOutput::error(e),
     };
-    let (Some(old), Some(new)) = (
-        arg_str(args, &["oldText", "old_string", "oldString"]),
-        arg_str(args, &["newText", "new_string", "newString"]),
-    ) else {
+    let (Some(old), Some(new)) = (arg_str(args, OLD_TEXT_NAMES), arg_str(args, NEW_TEXT_NAMES))
+    else {
         return ToolOutput::error("missing required arguments \"oldText\" and \"newText\"");
     };
     if old.is_empty() {

@@ -107,6 +107,52 @@ pub async fn raw_server(
     headers: Vec<(String, String)>,
     body: String,
 ) -> (String, tokio::task::JoinHandle<()>) {
+    serve(Arc::new(move |_: &str, _: &[u8]| {
+        (status, headers.clone(), body.clone())
+    }))
+    .await
+}
+
+/// What a routed fake answers: `(status, headers, body)`.
+pub type Answer = (u16, Vec<(String, String)>, String);
+
+/// A server answering `"METHOD /path"` routes with fixed JSON bodies and everything else
+/// with 404, as a local model server does for routes it does not have. Requests are logged
+/// as `"METHOD /path body"` in the returned list.
+pub async fn routed_server(
+    routes: Vec<(&'static str, String)>,
+) -> (
+    String,
+    Arc<parking_lot::Mutex<Vec<String>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let json = vec![("content-type".to_string(), "application/json".to_string())];
+    let (base, task) = serve(Arc::new(move |line: &str, body: &[u8]| {
+        seen.lock().push(
+            format!("{line} {}", String::from_utf8_lossy(body))
+                .trim()
+                .to_string(),
+        );
+        match routes.iter().find(|(r, _)| *r == line) {
+            Some((_, b)) => (200, json.clone(), b.clone()),
+            None => (
+                404,
+                json.clone(),
+                r#"{"error":{"code":404,"message":"File Not Found","type":"not_found_error"}}"#
+                    .to_string(),
+            ),
+        }
+    }))
+    .await;
+    (base, log, task)
+}
+
+pub type Handler = Arc<dyn Fn(&str, &[u8]) -> Answer + Send + Sync>;
+
+/// Serve `handler(request line as "METHOD /path", body)` one request per connection.
+pub async fn serve(handler: Handler) -> (String, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -114,21 +160,27 @@ pub async fn raw_server(
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
-            let headers = headers.clone();
-            let body = body.clone();
+            let handler = handler.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut tmp = [0u8; 4096];
                 // Read headers, then the body by content-length.
-                loop {
+                let (line, body_start) = loop {
                     let n = sock.read(&mut tmp).await.unwrap_or(0);
                     if n == 0 {
                         return;
                     }
                     buf.extend_from_slice(&tmp[..n]);
                     if let Some(end) = find(&buf, b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        let mut parts = head.lines().next().unwrap_or("").split(' ');
+                        let line = format!(
+                            "{} {}",
+                            parts.next().unwrap_or(""),
+                            parts.next().unwrap_or("")
+                        );
                         let len: usize = head
+                            .to_ascii_lowercase()
                             .lines()
                             .find_map(|l| l.strip_prefix("content-length:"))
                             .and_then(|v| v.trim().parse().ok())
@@ -140,9 +192,10 @@ pub async fn raw_server(
                             }
                             buf.extend_from_slice(&tmp[..n]);
                         }
-                        break;
+                        break (line, end + 4);
                     }
-                }
+                };
+                let (status, headers, body) = handler(&line, &buf[body_start..]);
                 let mut resp = format!("HTTP/1.1 {status} X\r\nconnection: close\r\n");
                 for (k, v) in &headers {
                     resp.push_str(&format!("{k}: {v}\r\n"));

@@ -68,7 +68,11 @@ impl App {
         };
         let t = s.totals;
         let context = match s.context_window() {
-            Some(w) => format!("~{} of {w}", s.context_tokens()),
+            Some(w) => format!(
+                "~{} of {w} (window from {})",
+                s.context_tokens(),
+                s.context_window_source()
+            ),
             None => format!("~{}", s.context_tokens()),
         };
         let cost = match t.cost_nanos {
@@ -113,7 +117,12 @@ impl App {
             .map_err(|e| e.to_string())
             .and_then(|l| s.set_thinking(l).map(|()| l).map_err(|e| e.to_string()));
         match r {
-            Ok(l) => self.screen.line(&format!("Thinking set to {l}.")),
+            Ok(l) => match s.thinking_warning() {
+                Some(w) => self
+                    .screen
+                    .error_line(&format!("Thinking set to {l}, but {w}.")),
+                None => self.screen.line(&format!("Thinking set to {l}.")),
+            },
             Err(e) => self.screen.error_line(&format!("error: {e}")),
         }
     }
