@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{KEY, client, start};
+use common::{KEY, post_json, start};
 use idlehands_testkit::{FakeAnthropic, FakeOpenAi, Reply};
 use serde_json::{Value, json};
 
@@ -42,26 +42,16 @@ general_settings:
     )
 }
 
-async fn post(gw: &common::Running, path: &str, body: Value) -> reqwest::Response {
-    client()
-        .post(gw.url(path))
-        .bearer_auth(KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn fill_in_the_middle_passes_through_and_is_costed() {
     let up = FakeOpenAi::start().await;
     let ant = FakeAnthropic::start().await;
     up.push(Reply::text("    return a + b\n").with_usage(1000, 500));
     let gw = start(&config(&up.base_url(), &ant.base_url())).await;
-    let resp = post(
+    let resp = post_json(
         &gw,
         "/v1/completions",
-        json!({"model": "coder", "prompt": "def add(a, b):\n", "suffix": "\nprint(add(1, 2))",
+        &json!({"model": "coder", "prompt": "def add(a, b):\n", "suffix": "\nprint(add(1, 2))",
                "max_tokens": 32, "temperature": 0}),
     )
     .await;
@@ -105,7 +95,7 @@ async fn streamed_completions_get_usage_only_when_asked_and_are_costed_either_wa
         if asked {
             body["stream_options"] = json!({"include_usage": true});
         }
-        let text = post(&gw, path, body).await.text().await.unwrap();
+        let text = post_json(&gw, path, &body).await.text().await.unwrap();
         let chunks: Vec<Value> = text
             .lines()
             .filter_map(|l| l.strip_prefix("data: "))
@@ -145,10 +135,10 @@ async fn mock_deployments_answer_in_the_completions_shape() {
     let up = FakeOpenAi::start().await;
     let ant = FakeAnthropic::start().await;
     let gw = start(&config(&up.base_url(), &ant.base_url())).await;
-    let resp = post(
+    let resp = post_json(
         &gw,
         "/v1/completions",
-        json!({"model": "mocky", "prompt": "def"}),
+        &json!({"model": "mocky", "prompt": "def"}),
     )
     .await;
     assert_eq!(resp.status(), 200);
@@ -163,10 +153,10 @@ async fn a_deployment_without_a_completions_api_is_a_clear_400() {
     let up = FakeOpenAi::start().await;
     let ant = FakeAnthropic::start().await;
     let gw = start(&config(&up.base_url(), &ant.base_url())).await;
-    let resp = post(
+    let resp = post_json(
         &gw,
         "/v1/completions",
-        json!({"model": "claude", "prompt": "hi"}),
+        &json!({"model": "claude", "prompt": "hi"}),
     )
     .await;
     assert_eq!(resp.status(), 400);
@@ -178,7 +168,7 @@ async fn a_deployment_without_a_completions_api_is_a_clear_400() {
     );
     assert_eq!(ant.served(), 0);
     // A prompt is required, as OpenAI requires it.
-    let resp = post(&gw, "/v1/completions", json!({"model": "coder"})).await;
+    let resp = post_json(&gw, "/v1/completions", &json!({"model": "coder"})).await;
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert!(
@@ -197,10 +187,10 @@ async fn a_fallback_to_a_completions_model_works() {
     up.push(Reply::error(500, "boom"));
     up.push(Reply::text("42").with_usage(10, 1));
     let gw = start(&config(&up.base_url(), &ant.base_url())).await;
-    let resp = post(
+    let resp = post_json(
         &gw,
         "/v1/completions",
-        json!({"model": "flaky", "prompt": "6*7="}),
+        &json!({"model": "flaky", "prompt": "6*7="}),
     )
     .await;
     assert_eq!(resp.status(), 200);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{KEY, client, start};
+use common::{KEY, post_as, start};
 use idlehands_testkit::{FakeAnthropic, FakeOpenAi, Reply};
 use serde_json::{Value, json};
 
@@ -36,16 +36,6 @@ general_settings:
     )
 }
 
-async fn post(gw: &common::Running, path: &str, key: &str, body: Value) -> reqwest::Response {
-    client()
-        .post(gw.url(path))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn rerank_images_and_moderations_reach_the_deployment_with_a_row_each() {
     let up = FakeOpenAi::start().await;
@@ -53,11 +43,11 @@ async fn rerank_images_and_moderations_reach_the_deployment_with_a_row_each() {
     up.push(Reply::default().with_usage(300, 0));
     let gw = start(&config(&up.base_url(), &ant.base_url())).await;
 
-    let resp = post(
+    let resp = post_as(
         &gw,
         "/v1/rerank",
         KEY,
-        json!({"model": "reranker", "query": "rust", "documents": ["a", "b", "c"], "top_n": 2}),
+        &json!({"model": "reranker", "query": "rust", "documents": ["a", "b", "c"], "top_n": 2}),
     )
     .await;
     assert_eq!(resp.status(), 200);
@@ -70,11 +60,11 @@ async fn rerank_images_and_moderations_reach_the_deployment_with_a_row_each() {
     assert_eq!(sent.body["model"], "bge-reranker");
     assert_eq!(sent.body["top_n"], 2);
 
-    let resp = post(
+    let resp = post_as(
         &gw,
         "/v1/images/generations",
         KEY,
-        json!({"model": "images", "prompt": "a cat", "n": 1}),
+        &json!({"model": "images", "prompt": "a cat", "n": 1}),
     )
     .await;
     assert_eq!(resp.status(), 200);
@@ -82,11 +72,11 @@ async fn rerank_images_and_moderations_reach_the_deployment_with_a_row_each() {
     assert!(body["data"][0]["url"].is_string(), "{body}");
     assert_eq!(up.last_request().unwrap().path, "/v1/images/generations");
 
-    let resp = post(
+    let resp = post_as(
         &gw,
         "/moderations",
         KEY,
-        json!({"model": "moderation", "input": "hello"}),
+        &json!({"model": "moderation", "input": "hello"}),
     )
     .await;
     assert_eq!(resp.status(), 200);
@@ -132,7 +122,7 @@ async fn refusals_name_what_is_missing() {
             "",
         ),
     ] {
-        let resp = post(&gw, path, key, body).await;
+        let resp = post_as(&gw, path, key, &body).await;
         assert_eq!(resp.status(), status, "{path}");
         let body: Value = resp.json().await.unwrap();
         let message = body["error"]["message"].as_str().unwrap();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{KEY, client, start};
+use common::{KEY, client, post_as, start};
 use idlehands_testkit::{FakeAnthropic, FakeOpenAi, Reply};
 use serde_json::{Value, json};
 
@@ -29,16 +29,6 @@ general_settings:
     )
 }
 
-async fn post(gw: &common::Running, key: &str, body: Value) -> reqwest::Response {
-    client()
-        .post(gw.url("/v1/responses"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_tool_round_trip_through_an_openai_compatible_server() {
     let up = FakeOpenAi::start().await;
@@ -48,10 +38,11 @@ async fn a_tool_round_trip_through_an_openai_compatible_server() {
     let gw = start(&config(&up.base_url(), &ant.base_url())).await;
     let tools = json!([{"type": "function", "name": "read", "description": "Read a file",
                         "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}]);
-    let resp = post(
+    let resp = post_as(
         &gw,
+        "/v1/responses",
         KEY,
-        json!({"model": "coder", "instructions": "Be brief.", "input": "What is in a.txt?",
+        &json!({"model": "coder", "instructions": "Be brief.", "input": "What is in a.txt?",
                "tools": tools, "max_output_tokens": 50}),
     )
     .await;
@@ -82,10 +73,11 @@ async fn a_tool_round_trip_through_an_openai_compatible_server() {
     let mut input = vec![json!({"role": "user", "content": "What is in a.txt?"})];
     input.push(first["output"][0].clone());
     input.push(json!({"type": "function_call_output", "call_id": "call_1", "output": "hello"}));
-    let second: Value = post(
+    let second: Value = post_as(
         &gw,
+        "/v1/responses",
         KEY,
-        json!({"model": "coder", "input": input, "tools": tools}),
+        &json!({"model": "coder", "input": input, "tools": tools}),
     )
     .await
     .json()
@@ -117,10 +109,11 @@ async fn a_stream_is_the_responses_event_sequence() {
             .with_chunk_chars(5),
     );
     let gw = start(&config(&up.base_url(), &ant.base_url())).await;
-    let text = post(
+    let text = post_as(
         &gw,
+        "/v1/responses",
         KEY,
-        json!({"model": "coder", "input": "hi", "stream": true}),
+        &json!({"model": "coder", "input": "hi", "stream": true}),
     )
     .await
     .text()
@@ -171,7 +164,7 @@ async fn a_translated_backend_answers_too() {
     let ant = FakeAnthropic::start().await;
     ant.push(Reply::text("Bonjour").with_usage(12, 3));
     let gw = start(&config(&up.base_url(), &ant.base_url())).await;
-    let resp = post(&gw, KEY, json!({"model": "claude", "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}]})).await;
+    let resp = post_as(&gw, "/v1/responses", KEY, &json!({"model": "claude", "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}]})).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["output"][0]["content"][0]["text"], "Bonjour");
@@ -206,7 +199,7 @@ async fn errors_keep_openais_envelope() {
         ),
     ];
     for (key, body, status, says) in cases {
-        let resp = post(&gw, key, body).await;
+        let resp = post_as(&gw, "/v1/responses", key, &body).await;
         assert_eq!(resp.status(), status);
         let body: Value = resp.json().await.unwrap();
         let message = body["error"]["message"].as_str().unwrap();
@@ -223,10 +216,11 @@ async fn stored_responses_continue_conversations_and_can_be_read_and_deleted() {
     up.push(Reply::text("About 2.1 million.").with_usage(20, 5));
     up.push(Reply::text("Not kept.").with_usage(5, 2));
     let gw = start(&config(&up.base_url(), &ant.base_url())).await;
-    let first: Value = post(
+    let first: Value = post_as(
         &gw,
+        "/v1/responses",
         KEY,
-        json!({"model": "coder", "input": "Capital of France?"}),
+        &json!({"model": "coder", "input": "Capital of France?"}),
     )
     .await
     .json()
@@ -236,10 +230,11 @@ async fn stored_responses_continue_conversations_and_can_be_read_and_deleted() {
     let id = first["id"].as_str().unwrap().to_string();
 
     // The next turn names the first: the upstream is sent the whole conversation.
-    let second: Value = post(
+    let second: Value = post_as(
         &gw,
+        "/v1/responses",
         KEY,
-        json!({"model": "coder", "input": "Its population?", "previous_response_id": id}),
+        &json!({"model": "coder", "input": "Its population?", "previous_response_id": id}),
     )
     .await
     .json()
@@ -293,10 +288,11 @@ async fn stored_responses_continue_conversations_and_can_be_read_and_deleted() {
     assert_eq!(get(format!("/v1/responses/{id}")).await.status(), 404);
 
     // `store: false` keeps nothing.
-    let unkept: Value = post(
+    let unkept: Value = post_as(
         &gw,
+        "/v1/responses",
         KEY,
-        json!({"model": "coder", "input": "x", "store": false}),
+        &json!({"model": "coder", "input": "x", "store": false}),
     )
     .await
     .json()

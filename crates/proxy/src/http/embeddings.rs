@@ -23,7 +23,7 @@ use crate::providers::JsonRoute;
 /// Which endpoint a call is for: its LiteLLM `call_type`, the field it cannot do without,
 /// and the upstream route (`None`: embeddings, which every provider adapter translates).
 #[derive(Clone, Copy)]
-struct Kind {
+pub(crate) struct Kind {
     call_type: &'static str,
     required: &'static str,
     route: Option<JsonRoute>,
@@ -54,46 +54,34 @@ pub(crate) async fn embeddings_with_path_model(
     handle(app, Some(model), headers, pre, body, EMBEDDINGS).await
 }
 
-pub(crate) async fn rerank(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Pre(pre): Pre,
-    RawBody(body): RawBody,
-) -> Response {
-    let kind = Kind {
-        call_type: "arerank",
-        required: "query",
-        route: Some(JsonRoute::Rerank),
-    };
-    handle(app, None, headers, pre, body, kind).await
-}
+pub(crate) const RERANK: Kind = Kind {
+    call_type: "arerank",
+    required: "query",
+    route: Some(JsonRoute::Rerank),
+};
 
-pub(crate) async fn image_generation(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Pre(pre): Pre,
-    RawBody(body): RawBody,
-) -> Response {
-    let kind = Kind {
-        call_type: "aimage_generation",
-        required: "prompt",
-        route: Some(JsonRoute::Images),
-    };
-    handle(app, None, headers, pre, body, kind).await
-}
+pub(crate) const IMAGES: Kind = Kind {
+    call_type: "aimage_generation",
+    required: "prompt",
+    route: Some(JsonRoute::Images),
+};
 
-pub(crate) async fn moderation(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Pre(pre): Pre,
-    RawBody(body): RawBody,
-) -> Response {
-    let kind = Kind {
-        call_type: "amoderation",
-        required: "input",
-        route: Some(JsonRoute::Moderations),
-    };
-    handle(app, None, headers, pre, body, kind).await
+pub(crate) const MODERATIONS: Kind = Kind {
+    call_type: "amoderation",
+    required: "input",
+    route: Some(JsonRoute::Moderations),
+};
+
+/// The POST route for one of the forwarded JSON endpoints.
+pub(crate) fn forward(kind: Kind) -> axum::routing::MethodRouter<Arc<App>> {
+    axum::routing::post(
+        move |State(app): State<Arc<App>>,
+              headers: HeaderMap,
+              Pre(pre): Pre,
+              RawBody(body): RawBody| async move {
+            handle(app, None, headers, pre, body, kind).await
+        },
+    )
 }
 
 async fn handle(

@@ -56,13 +56,22 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
             "/openai/deployments/{model}/completions",
             post(chat::completions_with_path_model),
         )
-        .route("/v1/rerank", post(embeddings::rerank))
-        .route("/v2/rerank", post(embeddings::rerank))
-        .route("/rerank", post(embeddings::rerank))
-        .route("/v1/images/generations", post(embeddings::image_generation))
-        .route("/images/generations", post(embeddings::image_generation))
-        .route("/v1/moderations", post(embeddings::moderation))
-        .route("/moderations", post(embeddings::moderation))
+        .route("/v1/rerank", embeddings::forward(embeddings::RERANK))
+        .route("/v2/rerank", embeddings::forward(embeddings::RERANK))
+        .route("/rerank", embeddings::forward(embeddings::RERANK))
+        .route(
+            "/v1/images/generations",
+            embeddings::forward(embeddings::IMAGES),
+        )
+        .route(
+            "/images/generations",
+            embeddings::forward(embeddings::IMAGES),
+        )
+        .route(
+            "/v1/moderations",
+            embeddings::forward(embeddings::MODERATIONS),
+        )
+        .route("/moderations", embeddings::forward(embeddings::MODERATIONS))
         .route("/v1/responses", post(responses::responses))
         .route(
             "/v1/responses/{id}",

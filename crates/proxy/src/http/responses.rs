@@ -290,6 +290,21 @@ impl super::sse_map::ChunkMap for Events {
     }
 }
 
+/// The stored response `id`, if the caller's key created it; else the answer to give.
+async fn load(
+    app: &App,
+    id: &str,
+    headers: &HeaderMap,
+    pre: Option<auth::Principal>,
+) -> Result<StoredResponse, Response> {
+    let (_, owner) = caller(app, headers, pre).await?;
+    match app.responses.get(id, &owner).await {
+        Ok(Some(stored)) => Ok(stored),
+        Ok(None) => Err(not_found(id)),
+        Err(e) => Err(store_failed(&e)),
+    }
+}
+
 /// `GET /v1/responses/{id}`: a stored response, to the key that created it.
 pub(crate) async fn get_response(
     State(app): State<Arc<App>>,
@@ -297,14 +312,9 @@ pub(crate) async fn get_response(
     headers: HeaderMap,
     Pre(pre): Pre,
 ) -> Response {
-    let owner = match caller(&app, &headers, pre).await {
-        Ok((_, owner)) => owner,
-        Err(resp) => return resp,
-    };
-    match app.responses.get(&id, &owner).await {
-        Ok(Some(stored)) => axum::Json(stored.response).into_response(),
-        Ok(None) => not_found(&id),
-        Err(e) => store_failed(&e),
+    match load(&app, &id, &headers, pre).await {
+        Ok(stored) => axum::Json(stored.response).into_response(),
+        Err(resp) => resp,
     }
 }
 
@@ -343,25 +353,18 @@ pub(crate) async fn input_items_of(
     headers: HeaderMap,
     Pre(pre): Pre,
 ) -> Response {
-    let owner = match caller(&app, &headers, pre).await {
-        Ok((_, owner)) => owner,
+    let stored = match load(&app, &id, &headers, pre).await {
+        Ok(s) => s,
         Err(resp) => return resp,
     };
-    match app.responses.get(&id, &owner).await {
-        Ok(Some(stored)) => {
-            let mut items = input_items(Some(&stored.input_items));
-            if q.order.as_deref() != Some("asc") {
-                items.reverse();
-            }
-            let id_of =
-                |v: Option<&Value>| v.and_then(|i| i.get("id")).cloned().unwrap_or(Value::Null);
-            axum::Json(
-                serde_json::json!({"object": "list", "first_id": id_of(items.first()),
-                "last_id": id_of(items.last()), "has_more": false, "data": items}),
-            )
-            .into_response()
-        }
-        Ok(None) => not_found(&id),
-        Err(e) => store_failed(&e),
+    let mut items = input_items(Some(&stored.input_items));
+    if q.order.as_deref() != Some("asc") {
+        items.reverse();
     }
+    let id_of = |v: Option<&Value>| v.and_then(|i| i.get("id")).cloned().unwrap_or(Value::Null);
+    axum::Json(
+        serde_json::json!({"object": "list", "first_id": id_of(items.first()),
+        "last_id": id_of(items.last()), "has_more": false, "data": items}),
+    )
+    .into_response()
 }

@@ -118,9 +118,19 @@ pub fn chat_body(model: &str, stream: bool) -> serde_json::Value {
 
 /// POST `body` as JSON to `path` on the gateway, authenticated with the master key.
 pub async fn post_json(gw: &Running, path: &str, body: &serde_json::Value) -> reqwest::Response {
+    post_as(gw, path, KEY, body).await
+}
+
+/// POST `body` as JSON to `path` on the gateway, authenticated with `key`.
+pub async fn post_as(
+    gw: &Running,
+    path: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> reqwest::Response {
     client()
         .post(gw.url(path))
-        .bearer_auth(KEY)
+        .bearer_auth(key)
         .json(body)
         .send()
         .await
