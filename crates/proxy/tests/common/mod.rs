@@ -22,16 +22,23 @@ impl Running {
         format!("{}{}", self.base, path)
     }
 
-    /// Records arrive when the call is over; a stream's record may trail its last byte.
+    /// At least `n` call records, waiting for them: records arrive when the call is over,
+    /// and a stream's may trail its last byte. Fails the test when they do not come, rather
+    /// than handing back fewer for an assertion that might pass on no data.
     pub async fn records(&self, n: usize) -> Vec<idlehands_proxy::CallRecord> {
-        for _ in 0..500 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
             let r = self.sink.records();
             if r.len() >= n {
                 return r;
             }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "expected at least {n} call records within 20 s, got {}: {r:?}",
+                r.len()
+            );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        self.sink.records()
     }
 
     pub async fn shutdown(mut self) -> std::io::Result<()> {
