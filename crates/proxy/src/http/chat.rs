@@ -190,7 +190,7 @@ pub(crate) async fn route<'b>(
     Ok(Routed { body, trace, group })
 }
 
-/// `metadata` and `user` are kept in the spend row (and `user` in the key's limiter): bounded,
+/// `metadata` and `user` are kept in every spend row (`metadata`, `end_user`): bounded,
 /// so that a client cannot grow the store by megabytes a call.
 fn check_stored_sizes(
     body: &RequestBody<'_>,
