@@ -52,7 +52,16 @@ pub(crate) struct Runtime {
     pub drop_params: bool,
     /// Management routes' body limit (`max_admin_request_size_mb`).
     pub admin_body_limit: usize,
+    /// A model call's `metadata` at most, bytes of JSON (`max_request_metadata_size_kb`).
+    pub metadata_limit: usize,
+    /// A model call's `user` at most, characters (`max_request_user_length`).
+    pub user_limit: usize,
 }
+
+/// `max_request_metadata_size_kb`'s default: room for tags, trace ids and a few dozen fields.
+pub(crate) const DEFAULT_METADATA_LIMIT: usize = 16 * 1024;
+/// `max_request_user_length`'s default.
+pub(crate) const DEFAULT_USER_LIMIT: usize = 256;
 
 /// How client connections are served (see `crate::serving`).
 #[derive(Debug, Clone, Copy)]
@@ -353,6 +362,12 @@ impl GatewayBuilder {
             body_limit,
             drop_params: cfg.file.litellm_settings.drop_params == Some(true),
             admin_body_limit,
+            metadata_limit: gs
+                .max_request_metadata_size_kb
+                .map_or(DEFAULT_METADATA_LIMIT, |kb| (kb * 1024.0) as usize),
+            user_limit: gs
+                .max_request_user_length
+                .map_or(DEFAULT_USER_LIMIT, |n| n as usize),
         };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)

@@ -75,7 +75,7 @@ where
     let filter = EnvFilter::try_new(&opts.filter).unwrap_or_else(|_| EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(Redacting(writer));
     if opts.json {
         builder
             .json()
@@ -87,6 +87,62 @@ where
     } else {
         builder.try_init().is_ok()
     }
+}
+
+/// The last line of defence: every formatted log line, at every level and from every crate
+/// (an upstream's error text, a dependency's debug line), has its keys replaced before it is
+/// written. The formatter hands over one whole event per write, so a key is never split.
+struct Redacting<W>(W);
+
+struct RedactingWriter<W>(W);
+
+impl<'w, W: tracing_subscriber::fmt::MakeWriter<'w>> tracing_subscriber::fmt::MakeWriter<'w>
+    for Redacting<W>
+{
+    type Writer = RedactingWriter<W::Writer>;
+    fn make_writer(&'w self) -> Self::Writer {
+        RedactingWriter(self.0.make_writer())
+    }
+    fn make_writer_for(&'w self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        RedactingWriter(self.0.make_writer_for(meta))
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(text) if looks_secret(text) => self.0.write_all(redact_str(text).as_bytes())?,
+            Ok(_) => self.0.write_all(buf)?,
+            Err(_) => {
+                let text = String::from_utf8_lossy(buf);
+                self.0.write_all(redact_str(&text).as_bytes())?;
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// A request path as logged: the key in `/key/{key}/regenerate` is replaced whatever its
+/// shape (it may be a key without the `sk-` prefix, or percent-encoded), and any other
+/// segment that looks like a key is too.
+pub(crate) fn redact_path(path: &str) -> String {
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut out = Vec::with_capacity(segments.len());
+    for (i, seg) in segments.iter().enumerate() {
+        let key_slot = i > 0
+            && segments[i - 1] == "key"
+            && segments.get(i + 1) == Some(&"regenerate")
+            && !seg.is_empty();
+        if key_slot {
+            out.push(REDACTED.to_string());
+        } else {
+            out.push(redact_str(seg));
+        }
+    }
+    out.join("/")
 }
 
 /// Whether the installed subscriber wants [`request_span`]'s span and line (decided when the
@@ -105,7 +161,7 @@ pub(crate) async fn request_span(
     let span = tracing::info_span!(
         "request",
         method = %req.method(),
-        path = req.uri().path(),
+        path = redact_path(req.uri().path()).as_str(),
         call_id = tracing::field::Empty,
     );
     async move {
@@ -264,7 +320,7 @@ impl PayloadLog {
             call_type = record.call_type,
             model_group = record.model_group.as_str(),
             model = record.model.as_str(),
-            key_alias = record.key_alias.as_deref(),
+            key_alias = record.key_alias.as_deref().map(redact_str).as_deref(),
             status = record.status.as_str(),
             http_status = record.http_status,
             prompt_tokens = record.prompt_tokens,
@@ -286,7 +342,7 @@ impl PayloadLog {
             redact(r);
         }
         if let Some(tx) = &self.file {
-            let line = json!({
+            let mut line = json!({
                 "time": record.end_time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "call_id": record.call_id,
                 "response_id": record.response_id,
@@ -297,7 +353,6 @@ impl PayloadLog {
                 "model_group": record.model_group,
                 "model": record.model,
                 "api_base": record.api_base,
-                "api_key": record.api_key_hash,
                 "key_alias": record.key_alias,
                 "user": record.user_id,
                 "end_user": record.end_user,
@@ -308,6 +363,13 @@ impl PayloadLog {
                 "request": request,
                 "response": response,
             });
+            // Every field, not only the bodies: a client can put a key anywhere (`user`,
+            // `metadata`, a key alias), and an upstream's error text may echo one.
+            redact(&mut line);
+            if let Value::Object(m) = &mut line {
+                // The key's hash, not the key: what `/spend/logs?api_key=` takes.
+                m.insert("api_key".into(), json!(record.api_key_hash));
+            }
             let _ = tx.send(line.to_string());
         }
         if self.store_prompts {
@@ -378,9 +440,21 @@ const SECRET_FIELDS: &[&str] = &[
     "azure_ad_token",
 ];
 
+/// Endings that make any field name a credential (`x-goog-api-key`, `openai_api_key`,
+/// `session_token`, `proxy-authorization`, `db_password`).
+const SECRET_SUFFIXES: &[&str] = &[
+    "api_key",
+    "apikey",
+    "_token",
+    "authorization",
+    "password",
+    "_secret",
+    "cookie",
+];
+
 fn is_secret_field(name: &str) -> bool {
     let n = name.to_ascii_lowercase().replace('-', "_");
-    SECRET_FIELDS.contains(&n.as_str())
+    SECRET_FIELDS.contains(&n.as_str()) || SECRET_SUFFIXES.iter().any(|s| n.ends_with(s))
 }
 
 /// Replace credentials in a JSON value, in place.
@@ -402,7 +476,14 @@ pub fn redact(v: &mut Value) {
 }
 
 fn looks_secret(s: &str) -> bool {
-    s.contains("sk-") || s.contains("Bearer ") || s.contains("bearer ")
+    s.contains("sk-") || find_bearer(s).is_some()
+}
+
+/// `Bearer ` in any case (headers are case-insensitive, and so are the clients that echo them).
+fn find_bearer(s: &str) -> Option<usize> {
+    s.as_bytes()
+        .windows(7)
+        .position(|w| w.eq_ignore_ascii_case(b"bearer "))
 }
 
 fn is_key_char(c: char) -> bool {
@@ -415,23 +496,33 @@ pub fn redact_str(s: &str) -> String {
     let mut rest = s;
     loop {
         let sk = rest.find("sk-");
-        let bearer = rest.find("Bearer ").or_else(|| rest.find("bearer "));
+        let bearer = find_bearer(rest);
         let (at, skip) = match (sk, bearer) {
             (Some(a), Some(b)) if b < a => (b, 7),
             (Some(a), _) => (a, 3),
             (None, Some(b)) => (b, 7),
             (None, None) => break,
         };
-        // A match inside a longer word (`task-...`) is not a key.
-        let inside_word = rest[..at].chars().next_back().is_some_and(is_key_char);
+        // A match inside a longer word (`task-...`) is not a key; after `-` or `_` it is
+        // (`my_sk-...`, `prod-sk-...`: prefixes people put on keys).
+        out.push_str(&rest[..at]);
+        let inside_word = out
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
         let tail = &rest[at + skip..];
+        if inside_word {
+            // Only the match is skipped: a key may start right after it (`task-sk-...`).
+            out.push_str(&rest[at..at + skip]);
+            rest = tail;
+            continue;
+        }
         let token_len: usize = tail
             .chars()
             .take_while(|c| is_key_char(*c) || *c == '.')
             .map(char::len_utf8)
             .sum();
-        out.push_str(&rest[..at]);
-        if !inside_word && token_len >= 8 {
+        if token_len >= 8 {
             out.push_str(&rest[at..at + skip]);
             out.push_str(REDACTED);
         } else {
@@ -468,7 +559,15 @@ mod tests {
             redact_str("use sk-abcdef123456 and Bearer eyJhbGciOi.x.y now"),
             "use sk-[redacted] and Bearer [redacted] now"
         );
-        assert_eq!(redact_str("task-sk-abcdefghijk"), "task-sk-abcdefghijk");
+        // After `-`/`_` it is a key people prefixed; after a letter, part of a word.
+        assert_eq!(redact_str("task-sk-abcdefghijk"), "task-sk-[redacted]");
+        assert_eq!(redact_str("my_sk-abcdefghijk"), "my_sk-[redacted]");
+        assert_eq!(redact_str("disk-abcdefghijk"), "disk-abcdefghijk");
+        assert_eq!(
+            redact_str("authorization: BEARER abcdefghijk, bearer abcdefghijk"),
+            "authorization: BEARER [redacted], bearer [redacted]"
+        );
+        assert_eq!(redact_str("the bearer of news"), "the bearer of news");
         assert_eq!(redact_str("sk-short"), "sk-short");
         assert_eq!(redact_str("é sk-ÄÖ"), "é sk-ÄÖ");
         let mut v = json!({
@@ -477,6 +576,12 @@ mod tests {
             "nested": [{"x-api-key": "k", "text": "key sk-live-0123456789"}],
             "max_tokens": 5,
             "password": null,
+            "API-KEY": "k",
+            "x-goog-api-key": "AIza-k",
+            "session_token": "t",
+            "Proxy-Authorization": "Basic x",
+            "prompt_tokens": 3,
+            "user": "my_sk-0123456789abc",
         });
         redact(&mut v);
         assert_eq!(
@@ -487,7 +592,44 @@ mod tests {
                 "nested": [{"x-api-key": REDACTED, "text": "key sk-[redacted]"}],
                 "max_tokens": 5,
                 "password": null,
+                "API-KEY": REDACTED,
+                "x-goog-api-key": REDACTED,
+                "session_token": REDACTED,
+                "Proxy-Authorization": REDACTED,
+                "prompt_tokens": 3,
+                "user": "my_sk-[redacted]",
             })
+        );
+    }
+
+    #[test]
+    fn paths_lose_their_keys() {
+        assert_eq!(
+            redact_path("/key/sk-abcdefghijklmnop/regenerate"),
+            "/key/[redacted]/regenerate"
+        );
+        assert_eq!(
+            redact_path("/key/sk%2Dabcdefghijklmnop/regenerate"),
+            "/key/[redacted]/regenerate"
+        );
+        assert_eq!(redact_path("/key/regenerate"), "/key/regenerate");
+        assert_eq!(
+            redact_path("/v1/models/sk-abcdefghijkl"),
+            "/v1/models/sk-[redacted]"
+        );
+        assert_eq!(redact_path("/v1/chat/completions"), "/v1/chat/completions");
+    }
+
+    #[test]
+    fn the_log_writer_redacts_every_line() {
+        use std::io::Write as _;
+        let mut out = RedactingWriter(Vec::new());
+        let line = b"WARN upstream said: Incorrect API key provided: sk-proj-abcdefghijkl\n";
+        assert_eq!(out.write(line).unwrap(), line.len());
+        out.write_all(b"plain line\n").unwrap();
+        assert_eq!(
+            String::from_utf8(out.0).unwrap(),
+            "WARN upstream said: Incorrect API key provided: sk-[redacted]\nplain line\n"
         );
     }
 

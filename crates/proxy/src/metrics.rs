@@ -160,8 +160,14 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Family<K, V> {
 struct Counter(AtomicU64);
 
 impl Counter {
+    /// Saturates: a wrapped counter would read as a reset to Prometheus and lose the series'
+    /// history, and usage near the ceilings adds up to `u64::MAX` in a few thousand calls.
     fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add(n))
+            });
     }
     fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)

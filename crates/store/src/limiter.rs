@@ -294,8 +294,8 @@ impl LocalLimiter {
             );
         }
         let estimate_nanos = estimate_nanos.max(0);
-        c.reserved += estimate_nanos;
-        c.reserved_tokens += estimate_tokens;
+        c.reserved = c.reserved.saturating_add(estimate_nanos);
+        c.reserved_tokens = c.reserved_tokens.saturating_add(estimate_tokens);
         c.in_flight += 1;
         if c.limits.rpm_limit.is_some() {
             c.requests.push_back(now);
@@ -357,7 +357,7 @@ impl Limiter for LocalLimiter {
                 if c.limits.tpm_limit.is_some() && row.total_tokens > 0 {
                     let n = row.total_tokens as u64;
                     c.tokens.push_back((Instant::now(), n));
-                    c.token_sum += n;
+                    c.token_sum = c.token_sum.saturating_add(n);
                 }
                 // Queue under the lock so the writer sees resets and spend in the same order.
                 let mut overflow = Vec::new();

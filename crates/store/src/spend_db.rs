@@ -28,9 +28,12 @@ pub const SPEND_LOGS_DEFAULT_PAGE: u32 = 1_000;
 /// A budget window rolled over: `$1` token, `$2` next reset (ms).
 pub(crate) const RESET_SPEND_SQL: &str =
     "UPDATE idlehands_verification_tokens SET spend = 0, budget_reset_at = $2 WHERE token = $1";
-/// A commit's spend for one key: `$1` token, `$2` nano-USD.
-pub(crate) const ADD_SPEND_SQL: &str =
-    "UPDATE idlehands_verification_tokens SET spend = spend + $2 WHERE token = $1";
+/// A commit's spend for one key: `$1` token, `$2` nano-USD (never negative). Saturates at
+/// `i64::MAX` rather than failing the commit (Postgres: bigint out of range) or turning the
+/// column into a float (SQLite).
+pub(crate) const ADD_SPEND_SQL: &str = "UPDATE idlehands_verification_tokens SET spend = \
+     CASE WHEN spend > 9223372036854775807 - $2 THEN 9223372036854775807 ELSE spend + $2 END \
+     WHERE token = $1";
 
 /// One entry of a group commit, in the order the ledger produced them.
 #[derive(Debug, Clone)]
@@ -61,8 +64,9 @@ impl<'a> CommitPlan<'a> {
         for item in items {
             match item {
                 BatchItem::Row(row) => {
-                    if !row.api_key.is_empty() && row.spend != 0 {
-                        *increments.entry(row.api_key.as_str()).or_default() += row.spend;
+                    if !row.api_key.is_empty() && row.spend > 0 {
+                        let sum = increments.entry(row.api_key.as_str()).or_default();
+                        *sum = sum.saturating_add(row.spend);
                     }
                     if store_rows {
                         rows.push(&**row);
@@ -136,6 +140,24 @@ macro_rules! row_from_db {
 
 /// A day's spend, by user and by model.
 type DayParts = (i64, BTreeMap<String, i64>, BTreeMap<String, i64>);
+
+/// `SUM(col)` in two parts, `{alias}_hi` (whole billions) and `{alias}_lo` (the rest), added
+/// in Rust by [`wide_sum`]. A plain `SUM` of `BIGINT`s fails on SQLite once the total passes
+/// `i64::MAX` (and Postgres' `CAST(SUM(..) AS BIGINT)` likewise), which one absurd row was
+/// enough to do; `TOTAL()` would not fail but rounds past 2^53. Each part stays exact until
+/// billions of rows at the per-call ceilings.
+fn split_sum(col: &str, alias: &str) -> String {
+    format!(
+        "CAST(SUM({col} / 1000000000) AS BIGINT) AS {alias}_hi, \
+         CAST(SUM({col} % 1000000000) AS BIGINT) AS {alias}_lo"
+    )
+}
+
+/// The two parts of [`split_sum`] as one total, saturated to `i64`.
+pub(crate) fn wide_sum(hi: i64, lo: i64) -> i64 {
+    let total = i128::from(hi) * 1_000_000_000 + i128::from(lo);
+    i64::try_from(total).unwrap_or(if total < 0 { i64::MIN } else { i64::MAX })
+}
 
 /// `INSERT ... VALUES (...), ...` for `n` rows (1 or [`ROWS_PER_INSERT`]), built once.
 /// SQLite gets plain `?` placeholders: with numbered ones every execution looked each
@@ -407,9 +429,10 @@ impl Store {
         if summarize {
             let sql = format!(
                 "SELECT start_time / 86400000 AS day, COALESCE(user_id, '') AS u, \
-                 COALESCE(model_group, model) AS m, CAST(SUM(spend) AS BIGINT) AS s \
+                 COALESCE(model_group, model) AS m, {} \
                  FROM idlehands_spend_logs{where_sql} GROUP BY start_time / 86400000, \
-                 COALESCE(user_id, ''), COALESCE(model_group, model) ORDER BY day"
+                 COALESCE(user_id, ''), COALESCE(model_group, model) ORDER BY day",
+                split_sum("spend", "s")
             );
             let parts: Vec<(i64, String, String, i64)> = on_db!(&self.db, pool => {
                 let mut query = sqlx::query(&sql);
@@ -418,18 +441,21 @@ impl Store {
                 let rows = query.fetch_all(pool).await?;
                 let mut out = Vec::with_capacity(rows.len());
                 for r in &rows {
-                    out.push((r.try_get("day")?, r.try_get("u")?, r.try_get("m")?, r.try_get("s")?));
+                    let spend = wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?);
+                    out.push((r.try_get("day")?, r.try_get("u")?, r.try_get("m")?, spend));
                 }
                 out
             });
             let mut days: BTreeMap<i64, DayParts> = BTreeMap::new();
             for (day, user, model, spend) in parts {
                 let d = days.entry(day).or_default();
-                d.0 += spend;
+                d.0 = d.0.saturating_add(spend);
                 if !user.is_empty() {
-                    *d.1.entry(user).or_default() += spend;
+                    let u = d.1.entry(user).or_default();
+                    *u = u.saturating_add(spend);
                 }
-                *d.2.entry(model).or_default() += spend;
+                let m = d.2.entry(model).or_default();
+                *m = m.saturating_add(spend);
             }
             let usd = |m: BTreeMap<String, i64>| {
                 m.into_iter().map(|(k, v)| (k, nanos_to_usd(v))).collect()
@@ -504,16 +530,19 @@ impl Store {
             SpendGroup::User => "COALESCE(user_id, '')",
             SpendGroup::Day => "CAST(start_time / 86400000 AS TEXT)",
         };
+        // Biggest spend first is sorted below, on the exact totals SQL cannot add up safely.
         let order = if group == SpendGroup::Day {
             "MIN(start_time)"
         } else {
-            "s DESC"
+            "g"
         };
         let sql = format!(
-            "SELECT {expr} AS g, CAST(SUM(spend) AS BIGINT) AS s, COUNT(*) AS n, \
-             CAST(SUM(prompt_tokens) AS BIGINT) AS p, CAST(SUM(completion_tokens) AS BIGINT) AS c \
+            "SELECT {expr} AS g, {}, COUNT(*) AS n, {}, {} \
              FROM idlehands_spend_logs WHERE start_time >= $1 AND start_time < $2 \
-             GROUP BY {expr} ORDER BY {order}"
+             GROUP BY {expr} ORDER BY {order}",
+            split_sum("spend", "s"),
+            split_sum("prompt_tokens", "p"),
+            split_sum("completion_tokens", "c"),
         );
         let lo = start.map(to_ms).unwrap_or(i64::MIN);
         let hi = end.map(to_ms).unwrap_or(i64::MAX);
@@ -523,14 +552,17 @@ impl Store {
             for r in &rows {
                 out.push(SpendAggregate {
                     group: r.try_get("g")?,
-                    spend: r.try_get("s")?,
+                    spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
                     requests: r.try_get("n")?,
-                    prompt_tokens: r.try_get("p")?,
-                    completion_tokens: r.try_get("c")?,
+                    prompt_tokens: wide_sum(r.try_get("p_hi")?, r.try_get("p_lo")?),
+                    completion_tokens: wide_sum(r.try_get("c_hi")?, r.try_get("c_lo")?),
                 });
             }
             out
         });
+        if group != SpendGroup::Day {
+            out.sort_by_key(|a| std::cmp::Reverse(a.spend));
+        }
         if group == SpendGroup::Day {
             for a in &mut out {
                 a.group = a.group.parse::<i64>().map(day_of).unwrap_or_default();

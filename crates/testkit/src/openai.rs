@@ -71,6 +71,10 @@ struct Shared {
     flaky_error_every: AtomicUsize,
     flaky_hang_every: AtomicUsize,
     flaky_count: AtomicUsize,
+    /// Every Nth unscripted reply is a 200 whose body is not JSON (an HTML error page from a
+    /// proxy in front of the model server); 0 = off.
+    junk_every: AtomicUsize,
+    junk_count: AtomicUsize,
     /// Put into response ids, so several fakes never hand out the same id.
     id_tag: Mutex<String>,
     wire: Arc<Wire>,
@@ -202,6 +206,11 @@ impl FakeOpenAi {
 
     /// Flaky mode for soak runs: of the replies not scripted with [`Self::push`], every
     /// `error_every`-th is a 500 and every `hang_every`-th never answers (0 turns either off).
+    /// Every `n`th unscripted answer is a 200 with a non-JSON body; 0 turns it off.
+    pub fn set_junk_every(&self, n: usize) {
+        self.shared.junk_every.store(n, Ordering::SeqCst);
+    }
+
     pub fn set_flaky(&self, error_every: usize, hang_every: usize) {
         self.shared
             .flaky_error_every
@@ -257,6 +266,13 @@ fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &Value) -> usiz
 fn next_reply(shared: &Shared) -> Reply {
     if let Some(r) = shared.script.lock().pop_front() {
         return r;
+    }
+    let junk = shared.junk_every.load(Ordering::Relaxed);
+    if junk > 0 && (shared.junk_count.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(junk) {
+        return Reply::fault(Fault::Raw {
+            status: 200,
+            body: "<html><body><h1>502 Bad Gateway</h1></body></html>".to_string(),
+        });
     }
     let errors = shared.flaky_error_every.load(Ordering::Relaxed);
     let hangs = shared.flaky_hang_every.load(Ordering::Relaxed);

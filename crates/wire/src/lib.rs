@@ -6,5 +6,5 @@ pub mod openai;
 pub mod sse;
 
 pub use error::ErrorBody;
-pub use openai::Usage;
+pub use openai::{MAX_USAGE_TOKENS, Usage};
 pub use sse::{SseDecoder, SseEvent};

@@ -4,21 +4,34 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// The most tokens one usage field may count: a million times the largest context window
+/// offered today. Upstream reports above it (a bug or a hostile server: `prompt_tokens: 9e18`)
+/// are clamped to it, so that a call's cost and a key's spend stay far inside `i64` nano-USD.
+pub const MAX_USAGE_TOKENS: u64 = 1_000_000_000_000;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "token_count")]
     pub prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "token_count")]
     pub completion_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "token_count")]
     pub total_tokens: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "token_count_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cache_creation_input_tokens: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "token_count_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cache_read_input_tokens: Option<u64>,
 }
 
@@ -27,7 +40,7 @@ impl Usage {
         Self {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt + completion,
+            total_tokens: prompt.saturating_add(completion),
             ..Self::default()
         }
     }
@@ -39,17 +52,83 @@ impl Usage {
             .or(self.cache_read_input_tokens)
             .unwrap_or(0)
     }
+
+    /// Every count at most [`MAX_USAGE_TOKENS`]; `true` when one was above it.
+    pub fn clamp(&mut self) -> bool {
+        let mut clamped = false;
+        let mut cap = |v: &mut u64| {
+            if *v > MAX_USAGE_TOKENS {
+                *v = MAX_USAGE_TOKENS;
+                clamped = true;
+            }
+        };
+        cap(&mut self.prompt_tokens);
+        cap(&mut self.completion_tokens);
+        cap(&mut self.total_tokens);
+        for v in [
+            self.cache_creation_input_tokens.as_mut(),
+            self.cache_read_input_tokens.as_mut(),
+            self.prompt_tokens_details
+                .as_mut()
+                .and_then(|d| d.cached_tokens.as_mut()),
+            self.completion_tokens_details
+                .as_mut()
+                .and_then(|d| d.reasoning_tokens.as_mut()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            cap(v);
+        }
+        clamped
+    }
+
+    /// A copy within [`MAX_USAGE_TOKENS`], or `None` when this one already is.
+    pub fn clamped(&self) -> Option<Usage> {
+        let mut c = self.clone();
+        c.clamp().then_some(c)
+    }
+}
+
+/// A token count as upstreams send it: an integer, or a float (`9e18`, `12.0`) as Python
+/// servers may write one. Fractions are dropped, negatives are 0, and anything beyond `u64`
+/// saturates (then [`Usage::clamp`] brings it down to the ceiling); only a non-number is an
+/// error. A strict parse would turn one odd usage report into a failed call.
+fn token_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Ok(token_count_opt(d)?.unwrap_or(0))
+}
+
+fn token_count_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(v) = n.as_u64() {
+        return Ok(Some(v));
+    }
+    if n.as_i64().is_some() {
+        return Ok(Some(0));
+    }
+    // `as` saturates (NaN is 0); JSON carries no NaN or infinity anyway.
+    Ok(Some(n.as_f64().map_or(0, |f| f.max(0.0) as u64)))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromptTokensDetails {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "token_count_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cached_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompletionTokensDetails {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "token_count_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reasoning_tokens: Option<u64>,
 }
 
@@ -305,6 +384,35 @@ pub struct ModelCard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_usage_parses_and_clamps_to_the_ceiling() {
+        let mut u: Usage = serde_json::from_str(
+            r#"{"prompt_tokens":9e18,"completion_tokens":18446744073709551615,"total_tokens":1e300,
+                "prompt_tokens_details":{"cached_tokens":-5},"cache_read_input_tokens":12.7,
+                "completion_tokens_details":{"reasoning_tokens":99999999999999999999}}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(u.prompt_tokens, 9_000_000_000_000_000_000);
+        assert_eq!(u.completion_tokens, u64::MAX);
+        assert_eq!(u.total_tokens, u64::MAX);
+        assert_eq!(u.cached_tokens(), 0);
+        assert_eq!(u.cache_read_input_tokens, Some(12));
+        assert!(u.clamp());
+        assert_eq!(u.prompt_tokens, MAX_USAGE_TOKENS);
+        assert_eq!(u.completion_tokens, MAX_USAGE_TOKENS);
+        assert_eq!(u.total_tokens, MAX_USAGE_TOKENS);
+        assert_eq!(
+            u.completion_tokens_details
+                .as_ref()
+                .and_then(|d| d.reasoning_tokens),
+            Some(MAX_USAGE_TOKENS)
+        );
+        let mut plain = Usage::new(10, 2);
+        assert!(!plain.clamp());
+        assert_eq!(plain, Usage::new(10, 2));
+        assert!(serde_json::from_str::<Usage>(r#"{"prompt_tokens":"many"}"#).is_err());
+    }
 
     #[test]
     fn request_keeps_unknown_fields_and_parses_parts() {

@@ -276,6 +276,10 @@ impl ProxyConfig {
         for (name, v) in [
             ("keepalive_timeout", gs.keepalive_timeout),
             ("max_admin_request_size_mb", gs.max_admin_request_size_mb),
+            (
+                "max_request_metadata_size_kb",
+                gs.max_request_metadata_size_kb,
+            ),
         ] {
             // Under a day: a longer keep-alive is a typo, and Duration::from_secs_f64 must
             // never see an absurd value.
@@ -285,6 +289,12 @@ impl ProxyConfig {
                     "must be a positive number below 86400",
                 ));
             }
+        }
+        if gs.max_request_user_length == Some(0) {
+            return Err(invalid(
+                "general_settings.max_request_user_length".to_string(),
+                "must be at least 1",
+            ));
         }
         if gs.limit_concurrency == Some(0) {
             return Err(invalid(

@@ -307,6 +307,13 @@ pub struct GeneralSettings {
     /// Ours: the body limit of `/key/*`, `/spend/*` and `/ui/login` (default 1 MB).
     #[serde(deserialize_with = "lenient::opt_f64")]
     pub max_admin_request_size_mb: Option<f64>,
+    /// Ours: the largest request `metadata` (serialized JSON, KB) a model call may carry; it
+    /// is stored in the spend row. Default 16; above it a 400 names the field.
+    #[serde(deserialize_with = "lenient::opt_f64")]
+    pub max_request_metadata_size_kb: Option<f64>,
+    /// Ours: the longest request `user` (characters; the spend row's `end_user`). Default 256.
+    #[serde(deserialize_with = "lenient::opt_u32")]
+    pub max_request_user_length: Option<u32>,
     /// uvicorn's `timeout_keep_alive` (LiteLLM's `--keepalive_timeout`), seconds, default 5:
     /// how long a connection may wait, from when it opens or its last answer ends, until the
     /// next request's headers are complete.

@@ -153,6 +153,7 @@ pub(crate) async fn route<'b>(
         ),
     };
     let body = RequestBody::parse(bytes).map_err(early)?;
+    check_stored_sizes(&body, &rt).map_err(early)?;
     let model = rt
         .forced_model
         .clone()
@@ -225,6 +226,39 @@ pub(crate) async fn route<'b>(
         .sum();
     trace.prompt_estimate = super::estimate::tokens_for_chars(prompt_chars);
     Ok(Routed { body, trace, group })
+}
+
+/// `metadata` and `user` are kept in every spend row (`metadata`, `end_user`): bounded,
+/// so that a client cannot grow the store by megabytes a call.
+fn check_stored_sizes(
+    body: &RequestBody<'_>,
+    rt: &crate::gateway::Runtime,
+) -> Result<(), ProxyError> {
+    if let Some(m) = body.raw("metadata")
+        && m.get().len() > rt.metadata_limit
+    {
+        return Err(ProxyError::InvalidParam {
+            param: "metadata",
+            message: format!(
+                "{} bytes of JSON, more than the {} allowed (general_settings.max_request_metadata_size_kb)",
+                m.get().len(),
+                rt.metadata_limit
+            ),
+        });
+    }
+    if let Some(u) = &body.user {
+        let n = u.chars().count();
+        if n > rt.user_limit {
+            return Err(ProxyError::InvalidParam {
+                param: "user",
+                message: format!(
+                    "{n} characters, more than the {} allowed (general_settings.max_request_user_length)",
+                    rt.user_limit
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The whole chat pipeline for an OpenAI-format body; other front doors (`/v1/messages`)

@@ -131,7 +131,7 @@ async fn report(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
                 group: label,
                 spend: idlehands_store::money::nanos_to_usd(g.spend),
                 requests: g.requests,
-                total_tokens: g.prompt_tokens + g.completion_tokens,
+                total_tokens: g.prompt_tokens.saturating_add(g.completion_tokens),
             });
         }
         day += Duration::days(1);

@@ -160,9 +160,10 @@ impl Trace {
     /// What the call costs, by the price LiteLLM would pick (see `pricing::CallPricing`); the
     /// header, the stream's `usage.cost` and the spend row all take it from here.
     pub fn cost(&self, usage: Option<&Usage>) -> Nanos {
+        let bounded = usage.and_then(Usage::clamped);
         self.deployment
             .pricing
-            .cost(usage, self.response_model.as_deref())
+            .cost(bounded.as_ref().or(usage), self.response_model.as_deref())
     }
 
     /// Every x-litellm-* header we know for this call.
@@ -232,7 +233,18 @@ impl Trace {
             Principal::VirtualKey(k) => (k.user_id.clone(), k.team_id.clone()),
             _ => (None, None),
         };
-        let u = usage.cloned().unwrap_or_default();
+        let mut u = usage.cloned().unwrap_or_default();
+        if u.clamp() {
+            // An upstream bug or a hostile server; the call is still answered and recorded.
+            tracing::warn!(
+                call_id = %self.call_id,
+                model = %d.model,
+                api_base = d.api_base.as_deref().unwrap_or(""),
+                reported = ?usage,
+                ceiling = idlehands_wire::MAX_USAGE_TOKENS,
+                "upstream reported absurd usage; token counts clamped to the ceiling"
+            );
+        }
         let end_time = Utc::now();
         // For a stream, time after the first byte is the provider's, not ours.
         let overhead = match first_byte.filter(|_| self.stream) {
@@ -261,7 +273,7 @@ impl Trace {
             total_tokens: if u.total_tokens > 0 {
                 u.total_tokens
             } else {
-                u.prompt_tokens + u.completion_tokens
+                u.prompt_tokens.saturating_add(u.completion_tokens)
             },
             cost_nanos: self.cost(usage),
             usage_estimated: self.usage_estimated && usage.is_some(),

@@ -26,6 +26,11 @@ pub type Rate = u64;
 /// nano-USD (1e-9 USD).
 pub type Nanos = u64;
 
+/// The most one call may cost: $1,000,000. Only a price override and token counts near
+/// [`idlehands_wire::MAX_USAGE_TOKENS`] together reach it; capping here keeps a key's spend,
+/// summed over millions of such rows, inside `i64`.
+pub const MAX_CALL_COST_NANOS: Nanos = 1_000_000 * 1_000_000_000;
+
 /// The tier of configs' `_above_200k_tokens` fields, and of a price that names no other.
 const TIER_200K: u64 = 200_000;
 
@@ -168,12 +173,29 @@ impl ModelPrice {
             Some(_) => (usage.completion_tokens - reasoning_tokens, reasoning_tokens),
             None => (usage.completion_tokens, 0),
         };
-        let pico: u128 = u128::from(uncached) * u128::from(input)
-            + u128::from(cached) * u128::from(cache_read)
-            + u128::from(creation) * u128::from(cache_creation)
-            + u128::from(plain_out) * u128::from(output)
-            + u128::from(reasoning_out) * u128::from(self.reasoning.unwrap_or(output));
-        u64::try_from((pico + 500) / 1000).unwrap_or(u64::MAX)
+        // Each product fits u128; their sum need not (u64::MAX tokens at u64::MAX prices).
+        let pico = [
+            (uncached, input),
+            (cached, cache_read),
+            (creation, cache_creation),
+            (plain_out, output),
+            (reasoning_out, self.reasoning.unwrap_or(output)),
+        ]
+        .into_iter()
+        .fold(0u128, |acc, (n, rate)| {
+            acc.saturating_add(u128::from(n) * u128::from(rate))
+        });
+        let nanos = u64::try_from(pico.saturating_add(500) / 1000).unwrap_or(u64::MAX);
+        if nanos > MAX_CALL_COST_NANOS {
+            tracing::warn!(
+                prompt_tokens = usage.prompt_tokens,
+                completion_tokens = usage.completion_tokens,
+                ceiling_usd = MAX_CALL_COST_NANOS / 1_000_000_000,
+                "call cost above the ceiling; clamped"
+            );
+            return MAX_CALL_COST_NANOS;
+        }
+        nanos
     }
 }
 
@@ -445,6 +467,18 @@ mod tests {
     fn price(t: &PriceTable, model: &str, provider: &str) -> Option<(Rate, Rate)> {
         t.model_info(model, Some(provider))
             .map(|p| (p.input, p.output))
+    }
+
+    #[test]
+    fn a_call_never_costs_more_than_the_ceiling() {
+        let t = PriceTable::builtin();
+        let p = t.model_info("openai/gpt-4o", Some("openai")).unwrap();
+        assert_eq!(p.cost(&Usage::new(u64::MAX, u64::MAX)), MAX_CALL_COST_NANOS);
+        let mut at_ceiling = Usage::new(u64::MAX, 0);
+        at_ceiling.clamp();
+        // 1e12 tokens at $2.50 per million: $2.5M, above the ceiling too.
+        assert_eq!(p.cost(&at_ceiling), MAX_CALL_COST_NANOS);
+        assert!(p.cost(&Usage::new(1_000_000, 0)) < MAX_CALL_COST_NANOS);
     }
 
     #[test]

@@ -223,7 +223,10 @@ pub(super) fn token_counts(usage: &Value) -> TokenCounts {
     let read = n("cacheReadInputTokens");
     let write = n("cacheWriteInputTokens");
     TokenCounts {
-        prompt: n("inputTokens").unwrap_or(0) + read.unwrap_or(0) + write.unwrap_or(0),
+        prompt: n("inputTokens")
+            .unwrap_or(0)
+            .saturating_add(read.unwrap_or(0))
+            .saturating_add(write.unwrap_or(0)),
         completion: n("outputTokens").unwrap_or(0),
         cache_read: read,
         cache_creation: write,

@@ -1,13 +1,20 @@
-//! The AWS event-stream binary framing that ConverseStream answers in.
+//! The AWS event-stream binary framing that ConverseStream answers in, over AWS's reference
+//! implementation (`aws-smithy-eventstream`, the AWS SDK for Rust's own decoder).
 //!
 //! Each message: total length (u32), headers length (u32), CRC32 of those 8 bytes, headers,
 //! payload, CRC32 of everything before it. All integers big-endian; CRC32 is the IEEE one
 //! (as in zlib).
 
+use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder, write_message_to};
+use aws_smithy_types::DateTime;
+use aws_smithy_types::event_stream::{Header, HeaderValue as AwsValue, Message};
+use bytes::{Bytes, BytesMut};
+
 use crate::TranslateError;
 
 /// Messages larger than this are treated as corruption rather than buffered (AWS caps event
-/// messages far below it).
+/// messages far below it). The reference decoder waits for whatever length a prelude
+/// claims, so the claim is checked here first.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 const PRELUDE: usize = 12;
 
@@ -20,6 +27,7 @@ pub enum HeaderValue {
     Long(i64),
     Bytes(Vec<u8>),
     String(String),
+    /// Milliseconds since the Unix epoch.
     Timestamp(i64),
     Uuid([u8; 16]),
 }
@@ -50,69 +58,70 @@ impl EventMessage {
             .or_else(|| self.header_str(":error-code"))
     }
 
-    /// Encode (used by tests and fakes; the gateway only decodes).
+    /// Encode (used by tests and fakes; the gateway only decodes). A message the format
+    /// cannot carry (a header name over 255 bytes, a value over 32 KiB) encodes as nothing.
     pub fn encode(&self) -> Vec<u8> {
-        let mut headers = Vec::new();
-        for (name, value) in &self.headers {
-            headers.push(name.len() as u8);
-            headers.extend_from_slice(name.as_bytes());
-            match value {
-                HeaderValue::Bool(true) => headers.push(0),
-                HeaderValue::Bool(false) => headers.push(1),
-                HeaderValue::Byte(b) => {
-                    headers.push(2);
-                    headers.extend_from_slice(&b.to_be_bytes());
-                }
-                HeaderValue::Short(s) => {
-                    headers.push(3);
-                    headers.extend_from_slice(&s.to_be_bytes());
-                }
-                HeaderValue::Int(i) => {
-                    headers.push(4);
-                    headers.extend_from_slice(&i.to_be_bytes());
-                }
-                HeaderValue::Long(l) => {
-                    headers.push(5);
-                    headers.extend_from_slice(&l.to_be_bytes());
-                }
-                HeaderValue::Bytes(b) => {
-                    headers.push(6);
-                    headers.extend_from_slice(&(b.len() as u16).to_be_bytes());
-                    headers.extend_from_slice(b);
-                }
-                HeaderValue::String(s) => {
-                    headers.push(7);
-                    headers.extend_from_slice(&(s.len() as u16).to_be_bytes());
-                    headers.extend_from_slice(s.as_bytes());
-                }
-                HeaderValue::Timestamp(t) => {
-                    headers.push(8);
-                    headers.extend_from_slice(&t.to_be_bytes());
-                }
-                HeaderValue::Uuid(u) => {
-                    headers.push(9);
-                    headers.extend_from_slice(u);
-                }
-            }
+        let headers = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    HeaderValue::Bool(b) => AwsValue::Bool(*b),
+                    HeaderValue::Byte(b) => AwsValue::Byte(*b),
+                    HeaderValue::Short(v) => AwsValue::Int16(*v),
+                    HeaderValue::Int(v) => AwsValue::Int32(*v),
+                    HeaderValue::Long(v) => AwsValue::Int64(*v),
+                    HeaderValue::Bytes(b) => AwsValue::ByteArray(Bytes::from(b.clone())),
+                    HeaderValue::String(s) => AwsValue::String(s.clone().into()),
+                    HeaderValue::Timestamp(ms) => AwsValue::Timestamp(DateTime::from_millis(*ms)),
+                    HeaderValue::Uuid(u) => AwsValue::Uuid(u128::from_be_bytes(*u)),
+                };
+                Header::new(name.clone(), value)
+            })
+            .collect();
+        let message = Message::new_from_parts(headers, Bytes::from(self.payload.clone()));
+        let mut out = Vec::new();
+        match write_message_to(&message, &mut out) {
+            Ok(()) => out,
+            Err(_) => Vec::new(),
         }
-        let total = PRELUDE + headers.len() + self.payload.len() + 4;
-        let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(&(total as u32).to_be_bytes());
-        out.extend_from_slice(&(headers.len() as u32).to_be_bytes());
-        let prelude_crc = crc32(&out);
-        out.extend_from_slice(&prelude_crc.to_be_bytes());
-        out.extend_from_slice(&headers);
-        out.extend_from_slice(&self.payload);
-        let crc = crc32(&out);
-        out.extend_from_slice(&crc.to_be_bytes());
-        out
+    }
+
+    fn from_aws(m: &Message) -> Option<Self> {
+        let headers = m
+            .headers()
+            .iter()
+            .map(|h| {
+                let value = match h.value() {
+                    AwsValue::Bool(b) => HeaderValue::Bool(*b),
+                    AwsValue::Byte(b) => HeaderValue::Byte(*b),
+                    AwsValue::Int16(v) => HeaderValue::Short(*v),
+                    AwsValue::Int32(v) => HeaderValue::Int(*v),
+                    AwsValue::Int64(v) => HeaderValue::Long(*v),
+                    AwsValue::ByteArray(b) => HeaderValue::Bytes(b.to_vec()),
+                    AwsValue::String(s) => HeaderValue::String(s.as_str().to_owned()),
+                    AwsValue::Timestamp(t) => HeaderValue::Timestamp(t.to_millis().ok()?),
+                    AwsValue::Uuid(u) => HeaderValue::Uuid(u.to_be_bytes()),
+                    _ => return None,
+                };
+                Some((h.name().as_str().to_owned(), value))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            headers,
+            payload: m.payload().to_vec(),
+        })
     }
 }
 
 /// Feed it bytes as they arrive; it returns every complete message.
 #[derive(Debug, Default)]
 pub struct EventStreamDecoder {
-    buf: Vec<u8>,
+    buf: BytesMut,
+    frames: MessageFrameDecoder,
+    /// The current message's prelude passed the length and checksum checks and went to
+    /// `frames`, which keeps it; `buf` holds only what follows it.
+    prelude_taken: bool,
 }
 
 impl EventStreamDecoder {
@@ -123,26 +132,40 @@ impl EventStreamDecoder {
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<EventMessage>, TranslateError> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while self.buf.len() >= PRELUDE {
-            let total = be_u32(&self.buf[0..4]) as usize;
-            if !(PRELUDE + 4..=MAX_MESSAGE).contains(&total) {
-                return Err(self.corrupt("impossible message length"));
+        loop {
+            if !self.prelude_taken {
+                if self.buf.len() < PRELUDE {
+                    break;
+                }
+                let total = be_u32(&self.buf[0..4]) as usize;
+                if !(PRELUDE + 4..=MAX_MESSAGE).contains(&total) {
+                    return Err(self.corrupt("impossible message length"));
+                }
+                if crc32fast::hash(&self.buf[0..8]) != be_u32(&self.buf[8..12]) {
+                    return Err(self.corrupt("prelude checksum mismatch"));
+                }
             }
-            if crc32(&self.buf[0..8]) != be_u32(&self.buf[8..12]) {
-                return Err(self.corrupt("prelude checksum mismatch"));
+            match self.frames.decode_frame(&mut self.buf) {
+                Ok(DecodedFrame::Complete(m)) => {
+                    self.prelude_taken = false;
+                    out.push(
+                        EventMessage::from_aws(&m)
+                            .ok_or_else(|| self.corrupt("unreadable header value"))?,
+                    );
+                }
+                Ok(DecodedFrame::Incomplete) => {
+                    self.prelude_taken = true;
+                    break;
+                }
+                Err(e) => return Err(self.corrupt(&e.to_string())),
             }
-            if self.buf.len() < total {
-                break;
-            }
-            let msg: Vec<u8> = self.buf.drain(..total).collect();
-            out.push(decode_message(&msg)?);
         }
         Ok(out)
     }
 
     /// Bytes of an unfinished message: non-zero when the stream ends means it was cut short.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + if self.prelude_taken { PRELUDE } else { 0 }
     }
 
     fn corrupt(&self, why: &str) -> TranslateError {
@@ -155,93 +178,6 @@ fn be_u32(b: &[u8]) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[..4]);
     u32::from_be_bytes(a)
-}
-
-fn decode_message(msg: &[u8]) -> Result<EventMessage, TranslateError> {
-    let bad = |why: &str| {
-        TranslateError::untranslatable(
-            format!("event stream: {why}"),
-            &String::from_utf8_lossy(msg),
-        )
-    };
-    let total = msg.len();
-    if crc32(&msg[..total - 4]) != be_u32(&msg[total - 4..]) {
-        return Err(bad("message checksum mismatch"));
-    }
-    let headers_len = be_u32(&msg[4..8]) as usize;
-    let headers_end = PRELUDE
-        .checked_add(headers_len)
-        .filter(|e| *e <= total - 4)
-        .ok_or_else(|| bad("headers overrun the message"))?;
-    let headers =
-        decode_headers(&msg[PRELUDE..headers_end]).ok_or_else(|| bad("malformed headers"))?;
-    Ok(EventMessage {
-        headers,
-        payload: msg[headers_end..total - 4].to_vec(),
-    })
-}
-
-/// A cursor over header bytes; `None` on any overrun.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Some(a)
-    }
-
-    fn sized(&mut self) -> Option<&'a [u8]> {
-        let n = u16::from_be_bytes(self.array()?) as usize;
-        self.take(n)
-    }
-}
-
-fn decode_headers(bytes: &[u8]) -> Option<Vec<(String, HeaderValue)>> {
-    let mut r = Reader(bytes);
-    let mut out = Vec::new();
-    while !r.0.is_empty() {
-        let name_len = r.take(1)?[0] as usize;
-        let name = String::from_utf8(r.take(name_len)?.to_vec()).ok()?;
-        let value = match r.take(1)?[0] {
-            0 => HeaderValue::Bool(true),
-            1 => HeaderValue::Bool(false),
-            2 => HeaderValue::Byte(i8::from_be_bytes(r.array()?)),
-            3 => HeaderValue::Short(i16::from_be_bytes(r.array()?)),
-            4 => HeaderValue::Int(i32::from_be_bytes(r.array()?)),
-            5 => HeaderValue::Long(i64::from_be_bytes(r.array()?)),
-            6 => HeaderValue::Bytes(r.sized()?.to_vec()),
-            7 => HeaderValue::String(String::from_utf8(r.sized()?.to_vec()).ok()?),
-            8 => HeaderValue::Timestamp(i64::from_be_bytes(r.array()?)),
-            9 => HeaderValue::Uuid(r.array()?),
-            _ => return None,
-        };
-        out.push((name, value));
-    }
-    Some(out)
-}
-
-/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), bit by bit: event messages are
-/// small, so a table buys nothing worth its lines.
-pub fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
-        }
-    }
-    !crc
 }
 
 #[cfg(test)]
@@ -262,10 +198,59 @@ mod tests {
         }
     }
 
+    /// One messageStop event, written out by hand from the format's description and checked
+    /// with Python's `zlib.crc32`: total 89 = 0x59, headers 48 = 0x30, prelude CRC
+    /// 0x76f8427f; headers `:message-type` = "event" and `:event-type` = "messageStop" (name
+    /// length, name, type 7 = string, u16 length, value); the JSON payload; message CRC
+    /// 0xef4f02c7.
+    const MESSAGE_STOP: &[u8] = &[
+        0x00, 0x00, 0x00, 0x59, 0x00, 0x00, 0x00, 0x30, 0x76, 0xf8, 0x42, 0x7f, // prelude
+        0x0d, b':', b'm', b'e', b's', b's', b'a', b'g', b'e', b'-', b't', b'y', b'p', b'e', 0x07,
+        0x00, 0x05, b'e', b'v', b'e', b'n', b't', // :message-type: event
+        0x0b, b':', b'e', b'v', b'e', b'n', b't', b'-', b't', b'y', b'p', b'e', 0x07, 0x00, 0x0b,
+        b'm', b'e', b's', b's', b'a', b'g', b'e', b'S', b't', b'o', b'p', // :event-type
+        b'{', b'"', b's', b't', b'o', b'p', b'R', b'e', b'a', b's', b'o', b'n', b'"', b':', b'"',
+        b'e', b'n', b'd', b'_', b't', b'u', b'r', b'n', b'"', b'}', // payload
+        0xef, 0x4f, 0x02, 0xc7, // message CRC
+    ];
+
     #[test]
-    fn crc32_check_value() {
-        // The standard check value for "123456789".
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    fn decodes_hand_checked_bytes_and_encodes_them_back() {
+        assert_eq!(MESSAGE_STOP.len(), 89);
+        let mut dec = EventStreamDecoder::new();
+        let got = dec.push(MESSAGE_STOP).unwrap_or_default();
+        let want = EventMessage {
+            headers: vec![
+                (":message-type".into(), HeaderValue::String("event".into())),
+                (
+                    ":event-type".into(),
+                    HeaderValue::String("messageStop".into()),
+                ),
+            ],
+            payload: br#"{"stopReason":"end_turn"}"#.to_vec(),
+        };
+        assert_eq!(got, vec![want.clone()]);
+        assert_eq!(dec.pending(), 0);
+        assert_eq!(want.encode(), MESSAGE_STOP);
+        // Twice in one read, then a third cut after its prelude.
+        let mut bytes = MESSAGE_STOP.repeat(3);
+        bytes.truncate(2 * 89 + 15);
+        let mut dec = EventStreamDecoder::new();
+        assert_eq!(dec.push(&bytes).unwrap_or_default().len(), 2);
+        assert_eq!(dec.pending(), 15);
+        assert_eq!(
+            dec.push(&MESSAGE_STOP[15..]).unwrap_or_default(),
+            vec![want]
+        );
+        assert_eq!(dec.pending(), 0);
+    }
+
+    #[test]
+    fn a_prelude_claiming_a_huge_message_is_refused_at_once() {
+        let mut prelude = vec![0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 0];
+        let crc = crc32fast::hash(&prelude);
+        prelude.extend_from_slice(&crc.to_be_bytes());
+        assert!(EventStreamDecoder::new().push(&prelude).is_err());
     }
 
     #[test]
@@ -277,6 +262,10 @@ mod tests {
                 ("n".into(), HeaderValue::Long(-5)),
                 ("id".into(), HeaderValue::Uuid([7; 16])),
                 ("raw".into(), HeaderValue::Bytes(vec![1, 2])),
+                ("at".into(), HeaderValue::Timestamp(1_700_000_000_123)),
+                ("b".into(), HeaderValue::Byte(-2)),
+                ("s".into(), HeaderValue::Short(300)),
+                ("i".into(), HeaderValue::Int(-70_000)),
             ],
             payload: Vec::new(),
         };

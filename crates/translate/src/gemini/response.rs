@@ -67,7 +67,9 @@ fn token_counts(meta: &Value) -> TokenCounts {
     let thoughts = n("thoughtsTokenCount");
     TokenCounts {
         prompt: n("promptTokenCount").unwrap_or(0),
-        completion: n("candidatesTokenCount").unwrap_or(0) + thoughts.unwrap_or(0),
+        completion: n("candidatesTokenCount")
+            .unwrap_or(0)
+            .saturating_add(thoughts.unwrap_or(0)),
         cache_read: n("cachedContentTokenCount"),
         cache_creation: None,
         reasoning: thoughts,
