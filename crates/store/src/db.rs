@@ -81,6 +81,9 @@ pub struct StoreOptions {
     /// Postgres only: keep every table in this schema (created if missing). Tests use a fresh
     /// one each so they can share one database.
     pub pg_schema: Option<String>,
+    /// Postgres only: where the spend writer puts rows its final commit could not write (a
+    /// SQLite store keeps them next to its file). `None`: such rows are counted and lost.
+    pub pg_spill: Option<std::path::PathBuf>,
 }
 
 impl StoreOptions {
@@ -90,6 +93,7 @@ impl StoreOptions {
             max_connections: 10,
             connect_timeout: Duration::from_secs(30),
             pg_schema: None,
+            pg_spill: None,
         }
     }
 }
@@ -111,7 +115,10 @@ impl Store {
     pub async fn open_with(opts: StoreOptions) -> Result<Store, StoreError> {
         let url = opts.url.trim();
         let (db, spill) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Db::Postgres(open_postgres(url, &opts).await?), None)
+            (
+                Db::Postgres(open_postgres(url, &opts).await?),
+                opts.pg_spill.clone(),
+            )
         } else {
             let pool = open_sqlite(url, &opts).await?;
             let path = sqlite_path(url);
@@ -126,8 +133,8 @@ impl Store {
         Ok(store)
     }
 
-    /// The file next to the SQLite database that holds spend-log rows a stop could not
-    /// commit, replayed at the next start; none for Postgres (no file of ours to sit beside).
+    /// The file that holds spend-log rows a stop could not commit, replayed at the next start:
+    /// next to a SQLite database; for Postgres, [`StoreOptions::pg_spill`].
     pub fn spill_path(&self) -> Option<&std::path::Path> {
         self.spill.as_deref()
     }

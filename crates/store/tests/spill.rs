@@ -105,3 +105,72 @@ async fn rows_a_failed_stop_could_not_commit_come_back_at_the_next_start() {
     pool.close().await;
     db.cleanup().await;
 }
+
+/// On Postgres the rows go to the file the options name (the gateway puts it in its state
+/// directory), and come back from it at the next start.
+#[tokio::test]
+async fn postgres_rows_a_failed_stop_could_not_commit_come_back_from_the_state_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let spill = dir.path().join("postgres-test.spill.jsonl");
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let open = || {
+        let mut opts = idlehands_store::StoreOptions::new(common::pg_url());
+        opts.pg_schema = Some(schema.clone());
+        opts.pg_spill = Some(spill.clone());
+        Store::open_with(opts)
+    };
+    let store = open().await.expect("Postgres is required for these tests");
+    assert_eq!(store.spill_path(), Some(spill.as_path()));
+    let pool = sqlx::PgPool::connect(&common::pg_url()).await.unwrap();
+    let count = |pool: sqlx::PgPool, schema: String| async move {
+        sqlx::query_scalar::<_, i64>(&format!(
+            "SELECT COUNT(*) FROM {schema}.idlehands_spend_logs"
+        ))
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    for sql in [
+        format!(
+            "CREATE FUNCTION {schema}.refuse() RETURNS trigger AS $$ BEGIN \
+             RAISE EXCEPTION 'could not extend file: No space left on device'; END $$ LANGUAGE plpgsql"
+        ),
+        format!(
+            "CREATE TRIGGER full_disk BEFORE INSERT ON {schema}.idlehands_spend_logs \
+             FOR EACH ROW EXECUTE FUNCTION {schema}.refuse()"
+        ),
+    ] {
+        sqlx::query(&sql).execute(&pool).await.unwrap();
+    }
+    let writer = SpendWriter::start(store.clone(), writer_config());
+    for id in ["p1", "p2", "p3"] {
+        writer.log(common::row(id, 1_000, 10)).await;
+    }
+    let err = writer.shutdown().await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("3 spend-log rows spilled to {}", spill.display())),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&spill).unwrap().lines().count(), 3);
+    assert_eq!(count(pool.clone(), schema.clone()).await, 0);
+    store.close().await;
+
+    sqlx::query(&format!(
+        "DROP TRIGGER full_disk ON {schema}.idlehands_spend_logs"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let store = open().await.unwrap();
+    let writer = SpendWriter::start(store.clone(), writer_config());
+    writer.flush().await.unwrap();
+    assert_eq!(count(pool.clone(), schema.clone()).await, 3);
+    assert!(!spill.exists(), "a replayed spill file is removed");
+    writer.shutdown().await.unwrap();
+    store.close().await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}

@@ -53,6 +53,9 @@ pub struct StoreSettings {
     pub connect_timeout: Option<Duration>,
     /// `general_settings.maximum_spend_logs_retention_period`: older spend rows are deleted.
     pub retention: Option<LlmDuration>,
+    /// Postgres: the local file for spend rows a stop could not commit (replayed at the next
+    /// start), in the state directory, named after the database so that stores never mix.
+    pub pg_spill: Option<PathBuf>,
 }
 
 /// How often spend rows past the retention period are deleted (and once at start-up).
@@ -89,6 +92,11 @@ fn extra_str<'c>(
     key: &str,
 ) -> Option<&'c str> {
     map.get(key).and_then(|v| v.as_str()).map(str::trim)
+}
+
+fn is_postgres(url: &str) -> bool {
+    let u = url.trim();
+    u.starts_with("postgres://") || u.starts_with("postgresql://")
 }
 
 /// `$IDLEHANDS_STATE_DIR/proxy.db`, else `$HOME/.idlehands/proxy.db` (the agent's state
@@ -228,7 +236,17 @@ impl StoreSettings {
                 )
             })?),
         };
+        let pg_spill = is_postgres(&database_url).then(|| {
+            use sha2::Digest;
+            let id = hex::encode(sha2::Sha256::digest(database_url.trim().as_bytes()));
+            let dir = default_database_path(env)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            dir.join(format!("postgres-{}.spill.jsonl", &id[..16]))
+        });
         Ok(StoreSettings {
+            pg_spill,
             database_url,
             database_source,
             pg_schema: extra_str(&gs.extra, "database_schema").map(str::to_string),
@@ -283,6 +301,11 @@ impl StoreHandle {
     pub async fn open(settings: &StoreSettings) -> Result<StoreHandle, StoreError> {
         let mut opts = StoreOptions::new(settings.database_url.clone());
         opts.pg_schema = settings.pg_schema.clone();
+        opts.pg_spill = settings.pg_spill.clone();
+        if let Some(dir) = settings.pg_spill.as_deref().and_then(Path::parent) {
+            // Made now, so that a failing final commit has somewhere to put its rows.
+            let _ = std::fs::create_dir_all(dir);
+        }
         if let Some(n) = settings.pool_limit {
             opts.max_connections = n;
         }
@@ -546,6 +569,19 @@ mod tests {
         assert_eq!(s.database_url, "postgresql://env/db");
         assert_eq!(s.backend_name(), "postgres");
         assert!(s.sqlite_path().is_none());
+        // Postgres spills a failed stop's rows into the state directory, named after the
+        // database by a hash (the URL may hold a password).
+        let spill = s.pg_spill.expect("a spill file for Postgres");
+        assert_eq!(spill.parent(), Some(Path::new("/state")));
+        let name = spill
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        assert!(
+            name.starts_with("postgres-") && name.ends_with(".spill.jsonl"),
+            "{name}"
+        );
+        assert!(!name.contains("env"), "{name}");
 
         let c = cfg("  database_url: /data/from-config.db\n");
         let s = StoreSettings::from_config(&c, &e).expect("settings");
