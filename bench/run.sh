@@ -12,7 +12,8 @@ DUR="${1:-10}"
 CONNS="${BENCH_CONNS:-1 32 256}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; [ -f /tmp/idlehands-bench-nginx.pid ] && kill "$(cat /tmp/idlehands-bench-nginx.pid)" 2>/dev/null; rm -rf "$WORK"' EXIT
+# nginx may remove its pid file as the jobs are killed: nothing here may fail the run.
+trap 'kill $(jobs -p) 2>/dev/null || true; p=$(cat /tmp/idlehands-bench-nginx.pid 2>/dev/null || true); [ -n "$p" ] && kill "$p" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 cargo build --release --quiet -p idlehands-cli -p idlehands-testkit --bins
 BIN=target/release
