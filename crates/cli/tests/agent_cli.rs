@@ -2,12 +2,14 @@
 //! `idlehands agent` and bare `idlehands` as processes, against the fake upstream: the seed's
 //! "export LITELLM_API_KEY, then idlehands" flow, JSONL events, resume, exit codes.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use idlehands_testkit::{FakeOpenAi, Reply};
 use serde_json::{Value, json};
+
+mod agent_process;
+use agent_process::{command, run};
 
 struct Home {
     dir: tempfile::TempDir,
@@ -34,41 +36,8 @@ impl Home {
         std::fs::write(self.state().join("idlehands.json"), text).unwrap();
     }
     fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_idlehands"));
-        c.current_dir(self.ws()).env("HOME", self.home());
-        for v in [
-            "LITELLM_API_KEY",
-            "LITELLM_BASE_URL",
-            "IDLEHANDS_HOME",
-            "IDLEHANDS_STATE_DIR",
-            "IDLEHANDS_CONFIG_PATH",
-            "IDLEHANDS_AGENT_DIR",
-        ] {
-            c.env_remove(v);
-        }
-        c
+        command(&self.ws(), &self.home(), &[])
     }
-}
-
-/// Run off the async runtime so the fake upstream keeps serving while we wait.
-async fn run(mut c: Command, stdin: Option<&str>) -> Output {
-    let stdin = stdin.map(str::to_string);
-    tokio::task::spawn_blocking(move || {
-        c.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        if let Some(s) = stdin {
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap()
 }
 
 fn jsonl(out: &[u8]) -> Vec<Value> {

@@ -2,56 +2,15 @@
 //! `idlehands onboard --auth-choice litellm-api-key`, non-interactive and with piped answers,
 //! then `models list/status` and an agent turn on what it wrote.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use idlehands_testkit::{FakeOpenAi, Reply};
 
-fn home() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(d.path().join("home")).unwrap();
-    d
-}
+mod agent_process;
+use agent_process::{command, home, run, state};
 
 fn cmd(d: &tempfile::TempDir) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_idlehands"));
-    c.current_dir(d.path()).env("HOME", d.path().join("home"));
-    for v in [
-        "LITELLM_API_KEY",
-        "LITELLM_BASE_URL",
-        "IDLEHANDS_HOME",
-        "IDLEHANDS_STATE_DIR",
-        "IDLEHANDS_CONFIG_PATH",
-        "IDLEHANDS_AGENT_DIR",
-    ] {
-        c.env_remove(v);
-    }
-    c
-}
-
-async fn run(mut c: Command, stdin: Option<&str>) -> Output {
-    let stdin = stdin.map(str::to_string);
-    tokio::task::spawn_blocking(move || {
-        c.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        if let Some(s) = stdin {
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn state(d: &tempfile::TempDir) -> PathBuf {
-    d.path().join("home/.idlehands")
+    command(d.path(), &d.path().join("home"), &[])
 }
 
 #[cfg(unix)]
