@@ -4,14 +4,14 @@
 //! (`--auth-choice ollama|vllm|llamacpp|lmstudio`, or `custom-api-key` with
 //! `--custom-base-url` for any OpenAI-compatible server).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Map, Value, json};
 
-use crate::auth::{AuthStore, KeyMaterial};
+use crate::auth::KeyMaterial;
 use crate::config;
 use crate::env::Env;
-use crate::onboard::{OnboardError, OnboardResult, Prompter};
+use crate::onboard::{OnboardError, OnboardResult, Prompter, take_obj, write_setup};
 use crate::paths::Paths;
 
 /// A kind of local server IdleHands knows.
@@ -106,13 +106,6 @@ pub struct LocalSetup {
     pub workspace: PathBuf,
 }
 
-fn take_obj(m: &mut Map<String, Value>, key: &str) -> Map<String, Value> {
-    match m.remove(key) {
-        Some(Value::Object(o)) => o,
-        _ => Map::new(),
-    }
-}
-
 /// The model entry written: no `contextWindow`, so the server is asked for it.
 pub fn model_definition(id: &str) -> Value {
     json!({
@@ -201,31 +194,21 @@ pub fn write(paths: &Paths, env: &Env, s: &LocalSetup) -> Result<OnboardResult, 
     let loaded = config::load(&paths.config_path, env)?;
     let mut raw = loaded.raw;
     apply_config(&mut raw, s);
-    let auth_path = paths.auth_profiles_path();
-    let mut store = AuthStore::load(&auth_path)?;
-    if let Some(k) = &s.key {
-        store.upsert_api_key(&profile_id(&s.provider_id), &s.provider_id, k.clone());
-    }
-    config::write_raw(&paths.config_path, &raw, env)?;
-    if s.key.is_some() {
-        store.save(&auth_path)?;
-    }
-    let io = |what, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| OnboardError::Io { what, path, source }
-    };
-    std::fs::create_dir_all(&s.workspace)
-        .map_err(io("cannot create the workspace", &s.workspace))?;
-    crate::fsutil::create_private_dir(&paths.sessions_dir)
-        .map_err(io("cannot create the sessions dir", &paths.sessions_dir))?;
-    Ok(OnboardResult {
-        config_path: paths.config_path.clone(),
-        auth_path,
-        workspace: s.workspace.clone(),
-        sessions_dir: paths.sessions_dir.clone(),
-        primary: format!("{}/{}", s.provider_id, s.model),
-        base_url: s.base_url.clone(),
-    })
+    let profile = profile_id(&s.provider_id);
+    let key = s
+        .key
+        .as_ref()
+        .map(|k| (profile.as_str(), s.provider_id.as_str(), k));
+    write_setup(
+        paths,
+        env,
+        &raw,
+        key,
+        false,
+        &s.workspace,
+        format!("{}/{}", s.provider_id, s.model),
+        &s.base_url,
+    )
 }
 
 /// Pick the model: the one asked for, else the first the server lists.

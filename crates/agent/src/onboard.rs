@@ -62,7 +62,7 @@ pub struct OnboardResult {
 
 /// Remove `key` from `m` as an object (a non-object value is replaced by an empty one); the
 /// caller edits it and puts it back with `m.insert`.
-fn take_obj(m: &mut Map<String, Value>, key: &str) -> Map<String, Value> {
+pub(crate) fn take_obj(m: &mut Map<String, Value>, key: &str) -> Map<String, Value> {
     match m.remove(key) {
         Some(Value::Object(o)) => o,
         _ => Map::new(),
@@ -189,28 +189,59 @@ pub fn write_litellm(
     let loaded = config::load(&paths.config_path, env)?;
     let mut raw = loaded.raw;
     apply_litellm_config(&mut raw, &setup.base_url, &setup.model, &setup.workspace);
+    let key = setup
+        .key
+        .as_ref()
+        .map(|k| (LITELLM_PROFILE_ID, LITELLM_PROVIDER, k));
+    write_setup(
+        paths,
+        env,
+        &raw,
+        key,
+        true,
+        &setup.workspace,
+        format!("{LITELLM_PROVIDER}/{}", setup.model),
+        &setup.base_url,
+    )
+}
+
+/// What every onboarding writes once its config document is ready: the config (with backup),
+/// the key under its auth profile (`(profile, provider, key)`; the profile file, 0600, is
+/// saved when there is a key or `always_save_auth`), the workspace and the sessions dir.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_setup(
+    paths: &Paths,
+    env: &Env,
+    raw: &Value,
+    key: Option<(&str, &str, &KeyMaterial)>,
+    always_save_auth: bool,
+    workspace: &Path,
+    primary: String,
+    base_url: &str,
+) -> Result<OnboardResult, OnboardError> {
     let auth_path = paths.auth_profiles_path();
     let mut store = AuthStore::load(&auth_path)?;
-    if let Some(k) = &setup.key {
-        store.upsert_api_key(LITELLM_PROFILE_ID, LITELLM_PROVIDER, k.clone());
+    if let Some((profile, provider, k)) = key {
+        store.upsert_api_key(profile, provider, k.clone());
     }
-    config::write_raw(&paths.config_path, &raw, env)?;
-    store.save(&auth_path)?;
+    config::write_raw(&paths.config_path, raw, env)?;
+    if key.is_some() || always_save_auth {
+        store.save(&auth_path)?;
+    }
     let io = |what, path: &Path| {
         let path = path.to_path_buf();
         move |source| OnboardError::Io { what, path, source }
     };
-    std::fs::create_dir_all(&setup.workspace)
-        .map_err(io("cannot create the workspace", &setup.workspace))?;
+    std::fs::create_dir_all(workspace).map_err(io("cannot create the workspace", workspace))?;
     crate::fsutil::create_private_dir(&paths.sessions_dir)
         .map_err(io("cannot create the sessions dir", &paths.sessions_dir))?;
     Ok(OnboardResult {
         config_path: paths.config_path.clone(),
         auth_path,
-        workspace: setup.workspace.clone(),
+        workspace: workspace.to_path_buf(),
         sessions_dir: paths.sessions_dir.clone(),
-        primary: format!("{LITELLM_PROVIDER}/{}", setup.model),
-        base_url: setup.base_url.clone(),
+        primary,
+        base_url: base_url.to_string(),
     })
 }
 
