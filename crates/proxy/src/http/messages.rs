@@ -107,11 +107,7 @@ pub(crate) async fn messages(
 async fn to_anthropic(resp: Response, model: &str) -> Response {
     let (mut parts, body) = resp.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    let is_sse = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let is_sse = super::sse_map::is_event_stream(&parts.headers);
     if parts.status.is_success() && is_sse {
         let events = super::sse_map::map_stream(
             body.into_data_stream().boxed(),

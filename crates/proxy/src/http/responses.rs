@@ -202,11 +202,7 @@ async fn to_responses(resp: Response, req: &Value, keep: Option<Keep>) -> Respon
     let ctx = ResponseContext::new(&call_id, req).stored(keep.is_some());
     let model = req.get("model").and_then(Value::as_str).unwrap_or_default();
     parts.headers.remove(header::CONTENT_LENGTH);
-    let is_sse = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let is_sse = super::sse_map::is_event_stream(&parts.headers);
     if is_sse {
         let created = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
         let events = super::sse_map::map_stream(

@@ -73,6 +73,14 @@ impl<M: ChunkMap> Mapping<M> {
     }
 }
 
+/// Whether an answer's headers say it is a stream of server-sent events.
+pub(crate) fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
 /// The chat pipeline's SSE body, rewritten by `map`.
 pub(crate) fn map_stream<M: ChunkMap>(
     body: BoxStream<'static, Result<Bytes, axum::Error>>,
