@@ -694,6 +694,17 @@ mod tests {
         (store, pool)
     }
 
+    /// The database refuses every spend-log row from now on, as a full disk would.
+    async fn refuse_every_row(pool: &sqlx::SqlitePool) {
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON idlehands_spend_logs \
+             BEGIN SELECT RAISE(ABORT, 'no'); END",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
     async fn ids(pool: &sqlx::SqlitePool) -> Vec<String> {
         sqlx::query_scalar("SELECT request_id FROM idlehands_spend_logs ORDER BY request_id")
             .fetch_all(pool)
@@ -793,13 +804,7 @@ mod tests {
     async fn shutdown_ends_and_says_so_while_a_row_is_still_refused() {
         let dir = tempfile::tempdir().unwrap();
         let (store, pool) = sqlite_store(&dir).await;
-        sqlx::query(
-            "CREATE TRIGGER refuse BEFORE INSERT ON idlehands_spend_logs \
-             BEGIN SELECT RAISE(ABORT, 'no'); END",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
+        refuse_every_row(&pool).await;
         let writer = SpendWriter::start(store.clone(), WriterConfig::default());
         writer.log(row("never")).await;
         let err = writer.shutdown().await.unwrap_err().to_string();
@@ -811,13 +816,7 @@ mod tests {
     async fn shutdown_ends_while_refused_rows_fill_the_backlog() {
         let dir = tempfile::tempdir().unwrap();
         let (store, pool) = sqlite_store(&dir).await;
-        sqlx::query(
-            "CREATE TRIGGER refuse BEFORE INSERT ON idlehands_spend_logs \
-             BEGIN SELECT RAISE(ABORT, 'no'); END",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
+        refuse_every_row(&pool).await;
         // A backlog limit of 10 rows: past it the writer stops taking new ones.
         let cfg = WriterConfig {
             flush_interval: Duration::from_millis(50),
