@@ -81,20 +81,6 @@ pub(crate) async fn completions_with_path_model(
     handle(app, Some(model), headers, pre, body, TEXT_COMPLETION).await
 }
 
-/// A text completion routed to a deployment whose API has no `/completions`.
-fn no_text_completions(d: &crate::router::Deployment) -> ProxyError {
-    ProxyError::Custom {
-        status: 400,
-        kind: "invalid_request_error".to_string(),
-        message: format!(
-            "litellm.BadRequestError: /v1/completions needs an OpenAI-compatible deployment; {} (provider {}) has no text completions API. Use /v1/chat/completions for it.",
-            d.model_name, d.provider
-        ),
-        param: Some("model".to_string()),
-        headers: Vec::new(),
-    }
-}
-
 /// What every model call starts with: a call id, auth, the body read once, the model group
 /// resolved (forced model, then path model, then body model) and a deployment picked.
 pub(crate) struct Routed<'b> {
@@ -332,7 +318,11 @@ pub(crate) async fn handle(
                 && mock_response.is_none()
                 && !d.adapter.text_completions()
             {
-                failed = Some(no_text_completions(d));
+                failed = Some(crate::providers::needs_openai_compatible(
+                    "/v1/completions",
+                    d,
+                    "has no text completions API. Use /v1/chat/completions for it.",
+                ));
             }
             let failed = match failed {
                 Some(e) => Err(e),

@@ -140,19 +140,22 @@ pub trait Provider: Send + Sync {
         route: JsonRoute,
         _body: Bytes,
     ) -> BoxFuture<'static, Result<EmbeddingReply, ProxyError>> {
-        let e = ProxyError::Custom {
-            status: 400,
-            kind: "invalid_request_error".to_string(),
-            message: format!(
-                "litellm.BadRequestError: {} needs an OpenAI-compatible deployment; {} (provider {}) has no such API here",
-                route.path(),
-                d.model_name,
-                d.provider
-            ),
-            param: Some("model".to_string()),
-            headers: Vec::new(),
-        };
+        let e = needs_openai_compatible(route.path(), d, "has no such API here");
         Box::pin(async move { Err(e) })
+    }
+}
+
+/// The 400 for a call to an endpoint only OpenAI-compatible deployments have, routed to `d`.
+pub(crate) fn needs_openai_compatible(endpoint: &str, d: &Deployment, lacks: &str) -> ProxyError {
+    ProxyError::Custom {
+        status: 400,
+        kind: "invalid_request_error".to_string(),
+        message: format!(
+            "litellm.BadRequestError: {endpoint} needs an OpenAI-compatible deployment; {} (provider {}) {lacks}",
+            d.model_name, d.provider
+        ),
+        param: Some("model".to_string()),
+        headers: Vec::new(),
     }
 }
 
