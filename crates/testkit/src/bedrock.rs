@@ -16,7 +16,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use crate::anthropic::scripted_accessors;
-use crate::anthropic::{Core, Handle, early_fault, json_response, stream_frames_as};
+use crate::anthropic::{Core, Handle, Sse, early_fault, json_response, stream_frames_as};
 use crate::reply::Reply;
 
 pub struct FakeBedrock {
@@ -132,7 +132,7 @@ async fn converse_stream(
                 frames,
                 reply.fault.as_ref(),
                 reply.chunk_delay,
-                "application/vnd.amazon.eventstream",
+                Sse::Not("application/vnd.amazon.eventstream"),
             );
             with_request_id(resp, n)
         }
@@ -155,7 +155,7 @@ fn usage(reply: &Reply) -> Value {
     let mut u = json!({
         "inputTokens": reply.usage.prompt_tokens.saturating_sub(read + write),
         "outputTokens": reply.usage.completion_tokens,
-        "totalTokens": reply.usage.prompt_tokens + reply.usage.completion_tokens,
+        "totalTokens": reply.usage.total(),
     });
     if read + write > 0 {
         u["cacheReadInputTokens"] = json!(read);

@@ -2,7 +2,57 @@
 
 use std::time::Duration;
 
-use idlehands_wire::Usage;
+use serde_json::{Value, json};
+
+/// The token counts a fake reports, written by each fake in its own provider's shape (the
+/// testkit shares no types with the gateway, so a wire bug cannot be written and read back
+/// identically).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Of the completion, the reasoning ("thinking") tokens.
+    pub reasoning_tokens: Option<u64>,
+    /// Of the prompt, the tokens read from the provider's prompt cache.
+    pub cache_read_input_tokens: Option<u64>,
+    /// Of the prompt, the tokens written to the provider's prompt cache.
+    pub cache_creation_input_tokens: Option<u64>,
+}
+
+impl Usage {
+    pub fn new(prompt: u64, completion: u64) -> Self {
+        Self {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            ..Self::default()
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+
+    /// OpenAI's `usage` object: cached prompt tokens under `prompt_tokens_details`, reasoning
+    /// under `completion_tokens_details`. Cache writes have no OpenAI field; they go top-level
+    /// as `cache_creation_input_tokens`, as LiteLLM's own OpenAI-format answers carry them.
+    pub fn openai_json(&self) -> Value {
+        let mut u = json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total(),
+        });
+        if let Some(n) = self.cache_read_input_tokens {
+            u["prompt_tokens_details"] = json!({"cached_tokens": n});
+        }
+        if let Some(n) = self.reasoning_tokens {
+            u["completion_tokens_details"] = json!({"reasoning_tokens": n});
+        }
+        if let Some(n) = self.cache_creation_input_tokens {
+            u["cache_creation_input_tokens"] = json!(n);
+        }
+        u
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptedToolCall {
@@ -45,6 +95,8 @@ pub struct Reply {
     pub fault: Option<Fault>,
     /// The response id to answer with instead of the fake's own (`chatcmpl-fake-...`).
     pub id: Option<String>,
+    /// How a streamed answer's SSE frames are laid out on the wire.
+    pub framing: crate::Framing,
 }
 
 impl Default for Reply {
@@ -59,6 +111,7 @@ impl Default for Reply {
             chunk_delay: Duration::ZERO,
             fault: None,
             id: None,
+            framing: crate::Framing::default(),
         }
     }
 }
@@ -122,6 +175,12 @@ impl Reply {
     /// Ollama's `chatcmpl-<number below 1000>`).
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
+        self
+    }
+
+    /// Stream with this SSE layout (CRLF, split frames, keep-alive comments).
+    pub fn with_framing(mut self, framing: crate::Framing) -> Self {
+        self.framing = framing;
         self
     }
 
