@@ -211,9 +211,7 @@ pub(crate) async fn early_fault(
     reply: &Reply,
     error: impl Fn(u16, &str, Option<u64>) -> Response,
 ) -> Option<Response> {
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
+    reply.wait_to_answer().await;
     match &reply.fault {
         Some(Fault::Status {
             status,

@@ -28,4 +28,4 @@ pub use bedrock::FakeBedrock;
 pub use frame::Framing;
 pub use gemini::FakeGemini;
 pub use openai::{FakeOpenAi, Recorded};
-pub use reply::{Fault, Reply, ScriptedToolCall, Usage};
+pub use reply::{Fault, Gate, Reply, ScriptedToolCall, Usage};

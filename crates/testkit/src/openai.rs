@@ -403,9 +403,7 @@ async fn chat(
     // Taken at arrival: concurrent requests must not share a response id.
     let n = record(&shared, &uri, &headers, &body);
     let reply = next_reply(&shared);
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
+    reply.wait_to_answer().await;
     if let Some(resp) = answer_fault(&reply).await {
         return resp;
     }

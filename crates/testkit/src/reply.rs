@@ -4,6 +4,36 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+/// Holds the answers scripted with [`Reply::held_by`] until the test opens it: a call kept
+/// in flight for exactly as long as the test needs, where a delay would only guess.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Gate {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Let every held answer (and every later one) go.
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub(crate) async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        // The sender lives in `self`, so the wait ends only when the gate opens.
+        let _ = rx.wait_for(|open| *open).await;
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
+
 /// The token counts a fake reports, written by each fake in its own provider's shape (the
 /// testkit shares no types with the gateway, so a wire bug cannot be written and read back
 /// identically).
@@ -97,6 +127,8 @@ pub struct Reply {
     pub id: Option<String>,
     /// How a streamed answer's SSE frames are laid out on the wire.
     pub framing: crate::Framing,
+    /// Answer only once this gate opens.
+    pub gate: Option<Gate>,
 }
 
 impl Default for Reply {
@@ -112,6 +144,7 @@ impl Default for Reply {
             fault: None,
             id: None,
             framing: crate::Framing::default(),
+            gate: None,
         }
     }
 }
@@ -176,6 +209,22 @@ impl Reply {
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self
+    }
+
+    /// Send nothing until `gate` opens (after the request was recorded and counted).
+    pub fn held_by(mut self, gate: &Gate) -> Self {
+        self.gate = Some(gate.clone());
+        self
+    }
+
+    /// Before the first byte: the scripted hold, then the scripted delay.
+    pub(crate) async fn wait_to_answer(&self) {
+        if let Some(g) = &self.gate {
+            g.wait().await;
+        }
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
     }
 
     /// Stream with this SSE layout (CRLF, split frames, keep-alive comments).
