@@ -79,6 +79,7 @@ async fn plain_and_streamed_calls_go_to_the_deployment_url() {
     );
     insta::assert_json_snapshot!("azure_stream_client_chunks", sse_data(&text));
     let recs = gw.records(2).await;
+    assert_eq!(recs.len(), 2, "{recs:?}");
     assert!(recs.iter().all(|r| r.custom_llm_provider == "azure"));
     assert!(recs.iter().all(|r| r.cost_nanos == 90_000), "{recs:?}");
     gw.shutdown().await.unwrap();
