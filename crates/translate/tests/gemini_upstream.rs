@@ -111,7 +111,12 @@ async fn cut_stream_is_not_complete() {
     for ev in &events {
         machine.push(&ev.data).unwrap();
     }
-    assert!(machine.finish().is_err());
+    let err = machine
+        .finish()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("ended without a finishReason"), "{err:?}");
 }
 
 #[tokio::test]

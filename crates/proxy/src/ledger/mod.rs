@@ -627,7 +627,11 @@ mod tests {
         assert_eq!(s.redis.expect("redis").url, "redis://h:6379");
 
         let c = cfg("litellm_settings:\n  budget_exceeded_status_code: 200\n");
-        assert!(StoreSettings::from_config(&c, &|_| None).is_err());
+        let err = StoreSettings::from_config(&c, &|_| None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("is not an HTTP error status"), "{err:?}");
         let c = cfg("litellm_settings:\n  budget_exceeded_status_code: 429\n");
         let s = StoreSettings::from_config(&c, &|_| None).expect("settings");
         assert_eq!(s.ledger.budget_exceeded_status, 429);
