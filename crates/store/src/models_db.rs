@@ -99,7 +99,7 @@ impl Store {
                 .fetch_all(pool)
                 .await?
                 .iter()
-                .map(|r| row_of(r))
+                .map(row_of)
                 .collect::<Result<Vec<_>, _>>()?
         });
         Ok(rows)

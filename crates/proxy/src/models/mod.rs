@@ -16,7 +16,7 @@ use crate::pricing::PriceTable;
 use crate::router::Router;
 
 /// A deployment kept in the store, ready to serve.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiModel {
     /// Parsed, `os.environ/` references resolved, provider env defaults filled in;
     /// `model_info.id` is the stored `model_id`.
@@ -29,6 +29,16 @@ pub struct ApiModel {
     pub created_by: Option<String>,
     pub updated_at: DateTime<Utc>,
     pub updated_by: Option<String>,
+}
+
+// `params` holds opened secrets: never printed.
+impl std::fmt::Debug for ApiModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiModel")
+            .field("entry", &self.entry)
+            .field("updated_at", &self.updated_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a deployment given over the API (or read back from the store) cannot serve: the field
