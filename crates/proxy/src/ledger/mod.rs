@@ -654,6 +654,46 @@ mod tests {
     }
 
     #[test]
+    fn store_model_in_db_needs_a_key_to_seal_secrets() {
+        let s = StoreSettings::from_config(&cfg("  store_model_in_db: true\n"), &|_| None)
+            .expect("settings");
+        let m = s.models.expect("models kept in the store");
+        assert_eq!(m.signing_key.expose(), "sk-unit-master-1");
+        assert_eq!(m.reload_every, DEFAULT_MODEL_RELOAD);
+        assert!(!format!("{m:?}").contains("sk-unit-master-1"));
+        assert!(
+            StoreSettings::from_config(&cfg(""), &|_| None)
+                .expect("settings")
+                .models
+                .is_none()
+        );
+
+        // The environment turns it on too, and a salt key wins over the master key.
+        let mut c = ProxyConfig::from_yaml("model_list: []\n", "config.yaml", &|_| None)
+            .expect("config");
+        c.read_env(&env(&[
+            ("STORE_MODEL_IN_DB", "True"),
+            ("LITELLM_SALT_KEY", "salt-0001"),
+        ]));
+        let m = StoreSettings::from_config(&c, &|_| None)
+            .expect("settings")
+            .models
+            .expect("models kept in the store");
+        assert_eq!(m.signing_key.expose(), "salt-0001");
+
+        // Neither: nothing to seal secrets with, so start-up stops naming the setting.
+        let mut c = ProxyConfig::from_yaml("model_list: []\n", "config.yaml", &|_| None)
+            .expect("config");
+        c.read_env(&env(&[("STORE_MODEL_IN_DB", "true")]));
+        let err = StoreSettings::from_config(&c, &|_| None).expect_err("no key");
+        assert!(
+            err.to_string()
+                .contains("general_settings.store_model_in_db: needs a master key"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn redis_settings() {
         let c = cfg(
             "router_settings:\n  redis_host: cache.local\n  redis_port: 6380\n  redis_password: pw\n",
