@@ -669,8 +669,8 @@ mod tests {
         );
 
         // The environment turns it on too, and a salt key wins over the master key.
-        let mut c = ProxyConfig::from_yaml("model_list: []\n", "config.yaml", &|_| None)
-            .expect("config");
+        let mut c =
+            ProxyConfig::from_yaml("model_list: []\n", "config.yaml", &|_| None).expect("config");
         c.read_env(&env(&[
             ("STORE_MODEL_IN_DB", "True"),
             ("LITELLM_SALT_KEY", "salt-0001"),
@@ -682,8 +682,8 @@ mod tests {
         assert_eq!(m.signing_key.expose(), "salt-0001");
 
         // Neither: nothing to seal secrets with, so start-up stops naming the setting.
-        let mut c = ProxyConfig::from_yaml("model_list: []\n", "config.yaml", &|_| None)
-            .expect("config");
+        let mut c =
+            ProxyConfig::from_yaml("model_list: []\n", "config.yaml", &|_| None).expect("config");
         c.read_env(&env(&[("STORE_MODEL_IN_DB", "true")]));
         let err = StoreSettings::from_config(&c, &|_| None).expect_err("no key");
         assert!(
