@@ -196,13 +196,13 @@ async fn settings_with_no_effect_are_named_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
-        "  store_model_in_db: true\nlitellm_settings:\n  success_callback: [langfuse]\n",
+        "  disable_error_logs: true\nlitellm_settings:\n  success_callback: [langfuse]\n",
     );
     let mut c = cmd(dir.path());
     c.args(["proxy", "--config"]).arg(&cfg);
     let (mut child, url, before) = spawn(c);
     for path in [
-        "general_settings.store_model_in_db has no effect here",
+        "general_settings.disable_error_logs has no effect here",
         "litellm_settings.success_callback \"langfuse\" has no effect here",
     ] {
         assert!(
