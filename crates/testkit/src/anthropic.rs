@@ -328,10 +328,14 @@ async fn messages(
         .to_string();
     let id = format!("msg_fake_{n}");
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
-        let frames = stream_events(&id, &model, &reply)
+        let mut frames: Vec<Bytes> = stream_events(&id, &model, &reply)
             .into_iter()
             .map(|(name, data)| crate::frame::event(name, &data.to_string()))
             .collect();
+        reply.error_mid_stream(&mut frames, |kind, message| {
+            let e = json!({"type": "error", "error": {"type": kind, "message": message}});
+            crate::frame::event("error", &e.to_string())
+        });
         return stream_frames(frames, &reply);
     }
     axum::Json(message(&id, &model, &reply)).into_response()

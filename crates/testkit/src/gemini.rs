@@ -102,10 +102,14 @@ async fn models(
         "streamGenerateContent" => {
             let chunks = stream_chunks(model, n, &reply);
             if query_param(&uri, "alt") == Some("sse") {
-                let frames = chunks
+                let mut frames: Vec<_> = chunks
                     .iter()
                     .map(|c| crate::frame::data(&c.to_string()))
                     .collect();
+                reply.error_mid_stream(&mut frames, |kind, message| {
+                    let e = json!({"error": {"code": 503, "message": message, "status": kind}});
+                    crate::frame::data(&e.to_string())
+                });
                 stream_frames(frames, &reply)
             } else {
                 axum::Json(Value::Array(chunks)).into_response()

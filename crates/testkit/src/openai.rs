@@ -641,6 +641,10 @@ fn stream_response(
     include_usage: bool,
 ) -> Response {
     let mut frames = stream_frames(id, model, &reply, include_usage);
+    reply.error_mid_stream(&mut frames, |kind, message| {
+        let e = json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
+        crate::frame::data(&e.to_string())
+    });
     let mut reset = false;
     // Faults count frames as the reply built them; the layout is applied after.
     match reply.fault {

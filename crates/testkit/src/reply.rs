@@ -108,6 +108,15 @@ pub enum Fault {
     TruncateStream { after: usize },
     /// Answer with this status and this raw body (for untranslatable responses).
     Raw { status: u16, body: String },
+    /// Stream `after` frames, then the provider's own in-stream error (Anthropic's `error`
+    /// event, e.g. `overloaded_error`; a Bedrock exception message, e.g.
+    /// `throttlingException`; an OpenAI-style `{"error": ...}` data frame; Gemini's error
+    /// object) and end the body cleanly, as the real APIs do under load.
+    ErrorMidStream {
+        after: usize,
+        kind: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +198,29 @@ impl Reply {
                 retry_after: Some(retry_after),
             }),
             ..Self::default()
+        }
+    }
+
+    /// The in-stream error of [`Fault::ErrorMidStream`] after `after` frames.
+    pub fn with_error_mid_stream(mut self, after: usize, kind: &str, message: &str) -> Self {
+        self.fault = Some(Fault::ErrorMidStream {
+            after,
+            kind: kind.to_string(),
+            message: message.to_string(),
+        });
+        self
+    }
+
+    /// Cut `frames` for [`Fault::ErrorMidStream`] and append the fake's own error frame.
+    pub(crate) fn error_mid_stream<T>(&self, frames: &mut Vec<T>, error: impl Fn(&str, &str) -> T) {
+        if let Some(Fault::ErrorMidStream {
+            after,
+            kind,
+            message,
+        }) = &self.fault
+        {
+            frames.truncate(*after);
+            frames.push(error(kind, message));
         }
     }
 
