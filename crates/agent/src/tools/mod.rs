@@ -2,9 +2,12 @@
 //! `glob`, each checked against the approval [`policy::Policy`].
 
 pub mod exec;
+pub mod feedback;
 pub mod fs;
 pub mod policy;
+pub mod profile;
 pub mod search;
+pub mod syntax;
 
 use std::time::Duration;
 
@@ -13,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use exec::ProcessTable;
 pub use policy::{ApprovalMode, ApprovalRequest, Approver, Policy};
+pub use profile::ToolProfile;
 
 use crate::client::ToolSpec;
 use crate::message::ContentBlock;
@@ -92,6 +96,8 @@ pub struct ToolBox {
     pub policy: Policy,
     pub processes: ProcessTable,
     pub exec_timeout: Duration,
+    /// Which tools are offered and accepted (`tools.profile`).
+    pub profile: ToolProfile,
 }
 
 impl ToolBox {
@@ -100,11 +106,12 @@ impl ToolBox {
             policy,
             processes: ProcessTable::new(),
             exec_timeout: Duration::from_secs(exec::DEFAULT_TIMEOUT_SECS),
+            profile: ToolProfile::default(),
         }
     }
 
     pub fn specs(&self) -> Vec<ToolSpec> {
-        specs()
+        profile::specs(self.profile, specs())
     }
 
     /// Run one call. Arguments that are not a JSON object are reported to the model.
@@ -118,6 +125,32 @@ impl ToolBox {
                 }
             ));
         }
+        let canonical = if name == "bash" { "exec" } else { name };
+        let known = specs().iter().any(|s| s.name == canonical);
+        if known && !self.profile.allows(canonical) {
+            return ToolOutput::error(format!(
+                "the tool \"{name}\" is not available (tools.profile is {}); available: {}",
+                self.profile.as_str(),
+                self.offered()
+            ));
+        }
+        // Under `minimal` there is no `process` tool to follow a background run, so a command
+        // runs to the end (or its timeout) instead of being moved to the background.
+        let foreground;
+        let args = if canonical == "exec" && self.profile == ToolProfile::Minimal {
+            let mut a = args.clone();
+            if let Some(o) = a.as_object_mut() {
+                o.remove("background");
+                o.insert(
+                    "yieldMs".into(),
+                    json!(u64::try_from(self.exec_timeout.as_millis()).unwrap_or(u64::MAX)),
+                );
+            }
+            foreground = a;
+            &foreground
+        } else {
+            args
+        };
         match name {
             "read" => fs::read(&self.policy, args).await,
             "write" => fs::write(&self.policy, args).await,
@@ -138,9 +171,19 @@ impl ToolBox {
             "grep" => search::grep(&self.policy, args).await,
             "glob" => search::glob(&self.policy, args).await,
             other => ToolOutput::error(format!(
-                "unknown tool \"{other}\"; available: read, write, edit, exec, process, grep, glob"
+                "unknown tool \"{other}\"; available: {}",
+                self.offered()
             )),
         }
+    }
+
+    /// The offered tools' names, comma-separated.
+    fn offered(&self) -> String {
+        self.specs()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -170,11 +213,12 @@ pub fn specs() -> Vec<ToolSpec> {
         ),
         spec(
             "edit",
-            "Replace one exact, unique occurrence of oldText with newText in a file.",
+            "Replace one exact, unique occurrence of oldText with newText in a file (or every occurrence with replace_all).",
             json!({"type": "object", "properties": {
                 "path": {"type": "string", "description": "Path to the file"},
-                "oldText": {"type": "string", "description": "Exact text to replace, whitespace included; must occur once"},
-                "newText": {"type": "string", "description": "Replacement text"}
+                "oldText": {"type": "string", "description": "Exact text to replace, whitespace included; must occur once unless replace_all is true"},
+                "newText": {"type": "string", "description": "Replacement text"},
+                "replace_all": {"type": "boolean", "description": "Replace every occurrence of oldText (default false)"}
             }, "required": ["path", "oldText", "newText"]}),
         ),
         spec(
