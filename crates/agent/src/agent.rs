@@ -749,6 +749,7 @@ impl Session {
             return;
         };
         let (p, why) = self.rt.tool_profile(&model).await;
+        tracing::info!(model = %self.model, profile = p.as_str(), why = %why, "tool profile");
         self.tools.profile = p;
         self.profile = Some((self.model.clone(), p, why));
     }
