@@ -39,6 +39,22 @@ async fn edit_feedback_shows_the_file_the_model_must_correct_from() {
     assert!(t.contains("only in whitespace or indentation"), "{t}");
     assert!(t.contains(">1| def add(a, b):"), "{t}");
     assert!(t.contains(">2|     return a - b"), "{t}");
+    assert!(t.contains("You have not read"), "{t}");
+    // Once the file has been read, the reminder is gone.
+    assert!(tb.run("read", &json!({"path": "calc.py"}), &c).await.ok);
+    let again = tb
+        .run(
+            "edit",
+            &json!({"path": "./calc.py", "oldText": "def add(a, b):\n  return a - b", "newText": "x"}),
+            &c,
+        )
+        .await;
+    assert!(!again.ok);
+    assert!(
+        !again.text().contains("You have not read"),
+        "{}",
+        again.text()
+    );
 
     // Ambiguous: every match listed, and replace_all offered.
     let amb = tb

@@ -143,17 +143,30 @@ pub fn ambiguous(path: &str, file: &str, old: &str) -> String {
         "oldText occurs {} times in {path}; an edit must say which one:\n",
         starts.len()
     );
-    for &b in starts.iter().take(MAX_LISTED_MATCHES) {
+    // One entry per line, with a count where the text occurs more than once on it.
+    let mut at: Vec<(usize, usize)> = Vec::new();
+    for &b in &starts {
         let n = line_at(file, b);
+        match at.last_mut() {
+            Some((l, c)) if *l == n => *c += 1,
+            _ => at.push((n, 1)),
+        }
+    }
+    for &(n, count) in at.iter().take(MAX_LISTED_MATCHES) {
+        let times = if count > 1 {
+            format!(" ({count} times)")
+        } else {
+            String::new()
+        };
         s.push_str(&format!(
-            "  line {n}: {}\n",
+            "  line {n}{times}: {}\n",
             lines.get(n - 1).map(|l| l.trim()).unwrap_or("")
         ));
     }
-    if starts.len() > MAX_LISTED_MATCHES {
+    if at.len() > MAX_LISTED_MATCHES {
         s.push_str(&format!(
-            "  ... and {} more\n",
-            starts.len() - MAX_LISTED_MATCHES
+            "  ... and {} more lines\n",
+            at.len() - MAX_LISTED_MATCHES
         ));
     }
     s.push_str(
@@ -226,6 +239,8 @@ mod tests {
         assert!(msg.contains("line 1: def add(a, b):"), "{msg}");
         assert!(msg.contains("line 5: def mul(a, b):"), "{msg}");
         assert!(msg.contains("\"replace_all\": true"), "{msg}");
+        let same_line = ambiguous("d.txt", "x x\n", "x");
+        assert!(same_line.contains("line 1 (2 times): x x"), "{same_line}");
     }
 
     #[test]

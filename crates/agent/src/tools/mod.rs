@@ -98,6 +98,8 @@ pub struct ToolBox {
     pub exec_timeout: Duration,
     /// Which tools are offered and accepted (`tools.profile`).
     pub profile: ToolProfile,
+    /// Files `read` has shown in this session: a failed edit of a file never read says so.
+    read_files: std::sync::Arc<parking_lot::Mutex<std::collections::HashSet<std::path::PathBuf>>>,
 }
 
 impl ToolBox {
@@ -107,6 +109,7 @@ impl ToolBox {
             processes: ProcessTable::new(),
             exec_timeout: Duration::from_secs(exec::DEFAULT_TIMEOUT_SECS),
             profile: ToolProfile::default(),
+            read_files: Default::default(),
         }
     }
 
@@ -152,9 +155,34 @@ impl ToolBox {
             args
         };
         match name {
-            "read" => fs::read(&self.policy, args).await,
+            "read" => {
+                let out = fs::read(&self.policy, args).await;
+                if out.ok
+                    && let Some(p) = self.file_key(args)
+                {
+                    self.read_files.lock().insert(p);
+                }
+                out
+            }
             "write" => fs::write(&self.policy, args).await,
-            "edit" => fs::edit(&self.policy, args).await,
+            "edit" => {
+                let mut out = fs::edit(&self.policy, args).await;
+                // Small models edit files blind; the likeliest cause of a miss is not having
+                // looked.
+                if !out.ok
+                    && out.text().starts_with("Could not find oldText")
+                    && let Some(p) = self.file_key(args)
+                    && !self.read_files.lock().contains(&p)
+                {
+                    out.content.push(crate::message::ContentBlock::Text {
+                        text: format!(
+                            "\nYou have not read {} in this session: call read on it first, then copy oldText from what it shows.",
+                            p.display()
+                        ),
+                    });
+                }
+                out
+            }
             "exec" | "bash" => {
                 exec::exec(
                     exec::ExecEnv {
@@ -175,6 +203,12 @@ impl ToolBox {
                 self.offered()
             )),
         }
+    }
+
+    /// The file a `path` argument names, as the policy resolves it.
+    fn file_key(&self, args: &Value) -> Option<std::path::PathBuf> {
+        let raw = arg_str(args, fs::PATH_NAMES)?;
+        Some(policy::physical(&self.policy.resolve(&raw)))
     }
 
     /// The offered tools' names, comma-separated.
