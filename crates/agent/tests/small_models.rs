@@ -444,6 +444,22 @@ async fn a_failed_turn_reports_and_records_what_its_calls_spent() {
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0]["usage"]["input"], 300);
     assert_eq!(failed[0]["usage"]["output"], 30);
+    // The entry does not get in the way of resuming the session.
+    let id = session.id().to_string();
+    drop(session);
+    up.push(Reply::text("resumed").with_usage(10, 1));
+    let mut again = s.session(&rt, Some(&id));
+    let out = again
+        .run_turn(UserInput::text("again"), &tx, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(out.text, "resumed");
+    let users = again
+        .messages()
+        .iter()
+        .filter(|m| matches!(m, idlehands_agent::message::AgentMessage::User { .. }))
+        .count();
+    assert_eq!(users, 2, "the failed turn's message and the new one");
 }
 
 #[tokio::test]
