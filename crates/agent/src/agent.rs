@@ -374,6 +374,8 @@ pub struct Session {
     /// Tokens and cost of every model call in the running (or last) turn, compaction
     /// included, so a turn that fails or times out still reports what it spent.
     turn_usage: TokenUsage,
+    /// The test command named in the system prompt, for the reminder to run the tests.
+    test_command: Option<String>,
 }
 
 impl Session {
@@ -427,6 +429,7 @@ impl Session {
             window: None,
             profile: None,
             turn_usage: TokenUsage::default(),
+            test_command: None,
         })
     }
 
@@ -715,6 +718,7 @@ impl Session {
             _ => None,
         });
         let test_command = crate::testcmd::detect(&self.workspace, task.as_deref()).map(|c| c.0);
+        self.test_command = test_command.clone();
         let p = crate::prompt::build(&crate::prompt::PromptInputs {
             workspace: &self.workspace,
             tools,
@@ -852,6 +856,7 @@ impl Session {
         let mut start_at: Option<ModelRef> = None;
         let mut overflow_compactions = 0;
         let mut repeats = crate::quirks::repeat::RepeatGuard::new();
+        let mut verify = crate::quirks::verify::VerifyNudge::new();
         for _ in 0..MAX_ROUNDS_PER_TURN {
             if cancel.is_cancelled() {
                 return Err(AgentError::Aborted);
@@ -922,6 +927,13 @@ impl Session {
             self.transcript
                 .append_message(AgentMessage::Assistant(msg))?;
             if calls.is_empty() {
+                if self.tools.profile == ToolProfile::Minimal
+                    && let Some(note) = verify.before_end(self.test_command.as_deref())
+                {
+                    self.transcript
+                        .append_message(UserInput::text(note).into_message())?;
+                    continue;
+                }
                 return Ok(TurnOutcome {
                     stop_reason: stop,
                     text,
@@ -951,6 +963,7 @@ impl Session {
                     arguments: args.clone(),
                 });
                 let mut out = self.tools.run(name, args, cancel).await;
+                verify.record(name, out.ok);
                 if let Some(w) = self.context_window() {
                     // Leave the model room to answer: a quarter of the window at most.
                     let reserve = max_output.min(w / 4);

@@ -515,3 +515,47 @@ async fn a_timed_out_turn_reports_what_its_finished_calls_spent() {
     assert_eq!(failed[0]["errorKind"], "aborted");
     assert_eq!(failed[0]["usage"]["input"], 250);
 }
+
+#[tokio::test]
+async fn a_small_model_that_stops_after_a_change_is_told_to_run_the_tests_once() {
+    let up = FakeOpenAi::start().await;
+    let s = Scratch::new();
+    s.write_config(&format!(
+        "{{ models: {{ providers: {{ {} }} }}, agents: {{ defaults: {{ model: {{ primary: 'local/q' }} }} }} }}",
+        provider_json("local", &up.base_url(), "q", ", parameterCount: 1500000000")
+    ));
+    std::fs::write(s.workspace().join("test_calc.py"), "import unittest\n").unwrap();
+    up.push(Reply::tool_call(
+        "c1",
+        "write",
+        json!({"path": "calc.py", "content": "def add(a, b):\n    return a + b\n"}),
+    ));
+    up.push(Reply::text("Done."));
+    up.push(Reply::tool_call("c2", "exec", json!({"command": "true"})));
+    up.push(Reply::text("Tests pass."));
+    let rt = s.runtime();
+    let mut session = s.session(&rt, None);
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let out = session
+        .run_turn(UserInput::text("fix add"), &tx, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(out.text, "Tests pass.");
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 4);
+    let last = |i: usize| -> Value {
+        reqs[i].body["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap()
+    };
+    let nudge = last(2);
+    assert_eq!(nudge["role"], "user");
+    let text = nudge["content"].to_string();
+    assert!(text.contains("have not run the tests"), "{text}");
+    assert!(text.contains("`python3 -m unittest`"), "{text}");
+    // After the command ran, the answer ends the turn.
+    assert_eq!(last(3)["role"], "tool");
+}
