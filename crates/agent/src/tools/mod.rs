@@ -1,5 +1,7 @@
 //! The coding tools offered to the model: `read`, `write`, `edit`, `exec`, `process`, `grep`,
-//! `glob`, each checked against the approval [`policy::Policy`].
+//! `glob`, each checked against the approval [`policy::Policy`], offered as `tools.profile`
+//! ([`profile`]) says. What `edit` answers is built in [`feedback`]; [`syntax`] checks a file
+//! after `edit` and `write`.
 
 pub mod exec;
 pub mod feedback;
