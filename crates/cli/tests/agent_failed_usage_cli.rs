@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `idlehands agent` as a process: a turn that fails after several model calls still says
 //! what those calls spent, on stderr and in the `--json` stream's `turn_end`.
 

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `idlehands proxy` with its key and spend database, as a process: where the database is, and
 //! that SIGTERM commits every spend row (the flush window here is a minute, so only the
 //! shutdown commit can have written them), and `disable_spend_logs`.

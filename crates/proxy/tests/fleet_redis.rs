@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Two gateways on loopback sharing one Postgres schema and one Redis: a key's budget and rpm
 //! limit hold across both, a block on one is refused by the other within a second, and every
 //! spend row from both is stored. Plus `general_settings.redis_failure_mode` when Redis is

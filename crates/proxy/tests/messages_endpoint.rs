@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The gateway's Anthropic-format endpoint end to end: an Anthropic-format client -> gateway
 //! `/v1/messages` -> any configured model (an OpenAI upstream, an Anthropic upstream), plain
 //! and streamed, with errors in Anthropic's envelope and spend recorded as

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Providers fail mid-stream in their own words: Anthropic's `error` event
 //! (`overloaded_error`), a Bedrock exception message (`throttlingException`), an OpenAI-style
 //! `{"error": ...}` data frame, Gemini's error object. Whichever, the client gets the chunks

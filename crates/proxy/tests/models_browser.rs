@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The dashboard's Models page in Debian's headless Chromium (playwright-core) against the REAL
 //! gateway with `store_model_in_db` on a fresh SQLite file: the script lists the config's
 //! models, adds two through the form (one with an upstream key), has a bad one refused and

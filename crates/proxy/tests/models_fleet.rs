@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Two gateways sharing one Postgres schema and one Redis, with `store_model_in_db`: a model
 //! added, edited or deleted on one is served (or no longer served) by the other. The periodic
 //! reload is set to an hour here, so only the Redis announcement can carry the change.

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Models over the API, on SQLite and Postgres: `/model/new|update|delete` with
 //! `store_model_in_db` (kept in the store with sealed secrets, served without a restart,
 //! still there after one), config models beside them, `/model/info`, `/v2/model/info` and

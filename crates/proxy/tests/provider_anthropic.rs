@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `anthropic/` deployments end to end: client -> gateway -> FakeAnthropic (the Messages API
 //! wire format), snapshotting the translated request the fake received and the OpenAI-format
 //! answer the client got, plain and streamed, with cost.

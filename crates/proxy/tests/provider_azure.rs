@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `azure/` deployments end to end: client -> gateway -> FakeOpenAi at Azure's deployment
 //! paths, snapshotting the URL, `api-version` and `api-key` the fake saw and what the client
 //! got, plain, streamed and embeddings, with cost.

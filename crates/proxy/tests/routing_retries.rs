@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Retries, fallbacks and cooldowns (router_settings / litellm_settings) against fake upstreams
 //! with scripted failures.
 

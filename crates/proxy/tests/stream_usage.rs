@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `stream_options.include_usage` honoured exactly: without it no chunk carries usage (the
 //! gateway still asks the upstream, for cost); with it, one final chunk with `choices: []`
 //! does, holding usage fields only (the cost stays in the `x-litellm-*` headers, never inside

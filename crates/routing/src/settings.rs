@@ -411,7 +411,7 @@ fn max_fallbacks_default<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Erro
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]

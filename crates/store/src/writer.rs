@@ -688,7 +688,7 @@ mod tests {
             .await
             .unwrap();
         let Db::Sqlite(pool, _) = &store.db else {
-            unreachable!("a path opens SQLite")
+            panic!("a path opens SQLite")
         };
         let pool = pool.clone();
         (store, pool)

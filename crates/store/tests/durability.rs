@@ -1,6 +1,6 @@
 //! Durability of the spend writer in a real process: SIGTERM commits everything queued;
 //! SIGKILL loses at most the rows queued in the last flush window.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

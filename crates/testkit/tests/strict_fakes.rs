@@ -2,7 +2,7 @@
 //! answered 404 (as cpp-httplib under llama-server does), a POST not declared JSON is refused
 //! by the fakes of APIs that refuse it, and the request lines are kept as received. Spoken
 //! over raw TCP, since an HTTP client would choose the request form itself.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 

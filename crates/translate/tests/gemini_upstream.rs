@@ -1,7 +1,7 @@
 //! OpenAI requests translated for Gemini, sent over real HTTP to `FakeGemini`, and the answers
 //! translated back: chat (plain and streamed), function calls, embeddings, errors.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
