@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use chrono::Utc;
+
+use crate::clock::{Clock, SystemClock};
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 
@@ -40,6 +42,8 @@ pub struct LedgerConfig {
     /// How often budget windows are checked for rollover (besides on every request).
     pub reset_tick: Duration,
     pub writer: WriterConfig,
+    /// The time key expiry, grace periods and budget windows are judged by.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for LedgerConfig {
@@ -50,6 +54,7 @@ impl Default for LedgerConfig {
             budget_exceeded_status: 422,
             reset_tick: Duration::from_secs(1),
             writer: WriterConfig::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -234,6 +239,7 @@ impl Ledger {
         let limiter = Arc::new(LocalLimiter::new(
             writer.clone(),
             cfg.budget_exceeded_status,
+            cfg.clock.clone(),
         ));
         Ledger::with_limiter(store, writer, limiter, cfg)
     }
@@ -264,7 +270,7 @@ impl Ledger {
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                let now = Utc::now();
+                let now = inner.cfg.clock.now();
                 let tracked = inner.limiter.tick(now);
                 inner.writer.sweep(now, tracked);
             }
@@ -405,7 +411,7 @@ impl Ledger {
             masked: abbreviate(api_key),
             hash: token.clone(),
         };
-        let now = Utc::now();
+        let now = self.inner.cfg.clock.now();
         let (token, record) = match self.lookup(&token).await? {
             Some(record) => (token.clone(), record),
             None if self.known_unknown(&token) => return Err(invalid()),
@@ -552,7 +558,7 @@ impl Ledger {
             }
             None => new_key(),
         };
-        let record = new_key_record(&req, &plaintext, created_by, Utc::now())?;
+        let record = new_key_record(&req, &plaintext, created_by, self.inner.cfg.clock.now())?;
         self.inner.store.insert_key(&record).await?;
         // Another instance may have refused this value already (a client retrying before
         // the key existed): its negative entry goes too.
@@ -593,7 +599,7 @@ impl Ledger {
             record.spend = live.spend;
             reserved = live.reserved;
         }
-        let status = record.status(Utc::now());
+        let status = record.status(self.inner.cfg.clock.now());
         Ok(KeyInfoResponse {
             key: key_or_hash.to_owned(),
             info: KeyInfo {
@@ -657,7 +663,7 @@ impl Ledger {
             // Increments queued before the new spend must not land on top of it.
             self.inner.writer.flush().await?;
         }
-        let now = Utc::now();
+        let now = self.inner.cfg.clock.now();
         let record = self
             .inner
             .store
@@ -715,7 +721,7 @@ impl Ledger {
         req: RegenerateKeyRequest,
         by: Option<&str>,
     ) -> Result<GenerateKeyResponse, StoreError> {
-        let now = Utc::now();
+        let now = self.inner.cfg.clock.now();
         let grace_until = match &req.grace_period {
             Some(g) => Some(LlmDuration::parse_field(g, "grace_period")?.after(now)),
             None => None,
@@ -783,7 +789,7 @@ impl Ledger {
         by: Option<&str>,
     ) -> Result<KeyObject, StoreError> {
         let token = token_of(&req.key);
-        let now = Utc::now();
+        let now = self.inner.cfg.clock.now();
         let record = self
             .inner
             .store

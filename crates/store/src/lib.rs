@@ -8,6 +8,7 @@
 //! [`Ledger::reserve`] -> upstream call -> [`Reservation::settle`] with the spend-log row ->
 //! `x-litellm-key-spend` from [`Settled`].
 
+pub mod clock;
 mod db;
 pub mod duration;
 pub mod error;

@@ -186,15 +186,22 @@ pub struct LocalLimiter {
     writer: SpendWriter,
     budget_exceeded_status: u16,
     next_id: AtomicU64,
+    /// Judges budget windows.
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl LocalLimiter {
-    pub fn new(writer: SpendWriter, budget_exceeded_status: u16) -> LocalLimiter {
+    pub fn new(
+        writer: SpendWriter,
+        budget_exceeded_status: u16,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> LocalLimiter {
         LocalLimiter {
             keys: RwLock::new(HashMap::default()),
             writer,
             budget_exceeded_status,
             next_id: AtomicU64::new(1),
+            clock,
         }
     }
 
@@ -232,7 +239,7 @@ impl LocalLimiter {
     ) -> (Result<Ticket, AccessError>, Option<BatchItem>) {
         let counters = self.counters(key);
         let mut c = counters.lock();
-        let overflow = c.roll_budget(Utc::now()).and_then(|i| self.queue(i));
+        let overflow = c.roll_budget(self.clock.now()).and_then(|i| self.queue(i));
         let now = Instant::now();
         c.prune(now);
         let token = key.token.as_str();
@@ -351,7 +358,7 @@ impl Limiter for LocalLimiter {
             };
             let (spend, overflow) = {
                 let mut c = counters.lock();
-                let reset = c.roll_budget(Utc::now());
+                let reset = c.roll_budget(self.clock.now());
                 Self::unreserve(&mut c, &ticket);
                 c.spend = c.spend.saturating_add(row.spend.max(0));
                 if c.limits.tpm_limit.is_some() && row.total_tokens > 0 {

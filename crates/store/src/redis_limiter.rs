@@ -162,13 +162,15 @@ struct Settler {
     prefix: String,
     script: Script,
     backlog: parking_lot::Mutex<std::collections::VecDeque<Unsettled>>,
+    /// Judges budget windows.
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Settler {
     async fn apply(&self, u: &Unsettled) -> Result<i64, redis::RedisError> {
         let p = &self.prefix;
         let token = &u.token;
-        let now = Utc::now();
+        let now = self.clock.now();
         let next_reset = match (u.settled, u.budget_window) {
             (true, Some(d)) => ms(d.next_reset(now)),
             _ => -1,
@@ -250,6 +252,7 @@ impl RedisLimiter {
         prefix: &str,
         writer: SpendWriter,
         budget_exceeded_status: u16,
+        clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<RedisLimiter, StoreError> {
         let client = redis::Client::open(url)?;
         let conn = connection_manager(client).await?;
@@ -260,6 +263,7 @@ impl RedisLimiter {
                 prefix: prefix.to_owned(),
                 script: Script::new(SETTLE),
                 backlog: parking_lot::Mutex::new(std::collections::VecDeque::new()),
+                clock,
             }),
             run_id,
             conn,
@@ -380,7 +384,7 @@ impl Limiter for RedisLimiter {
         estimate_tokens: u64,
     ) -> BoxFuture<'a, Result<Ticket, AccessError>> {
         Box::pin(async move {
-            let now = Utc::now();
+            let now = self.settler.clock.now();
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let [state, rpm, tpm] = self.keys(&key.token);
             let mut conn = self.conn.clone();
@@ -614,6 +618,7 @@ impl Ledger {
             prefix,
             writer.clone(),
             cfg.budget_exceeded_status,
+            cfg.clock.clone(),
         )
         .await?;
         let ledger = Ledger::with_limiter(store, writer, Arc::new(limiter), cfg);

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use common::{config, generate, ledger, row};
+use idlehands_store::clock::{Clock, ManualClock};
 use idlehands_store::keygen::hash_key;
 use idlehands_store::{
     AccessError, ApiError, BlockKeyRequest, Ledger, LedgerConfig, LimitKind, SpendLogsQuery,
@@ -47,10 +47,11 @@ async fn unknown_key_is_401_with_litellm_text(store: Store) {
 }
 
 async fn expired_key_is_401_expired_key(store: Store) {
-    let ledger = ledger(&store);
+    let clock = std::sync::Arc::new(ManualClock::new());
+    let ledger = common::ledger_at(&store, &clock);
     let key = generate(&ledger, json!({"duration": "1s"})).await;
     ledger.authenticate(&key.key).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    clock.advance(Duration::from_millis(1300));
     let err = ledger.authenticate(&key.key).await.unwrap_err();
     assert_eq!((err.status(), err.error_type()), (401, "expired_key"));
     assert!(
@@ -305,7 +306,8 @@ async fn rate_limits_are_429_with_retry_after(store: Store) {
 }
 
 async fn budget_window_resets_on_time(store: Store) {
-    let ledger = ledger(&store);
+    let clock = std::sync::Arc::new(ManualClock::new());
+    let ledger = common::ledger_at(&store, &clock);
     let key = generate(
         &ledger,
         json!({"max_budget": 0.01, "budget_duration": "2s"}),
@@ -313,7 +315,8 @@ async fn budget_window_resets_on_time(store: Store) {
     .await;
     let authed = ledger.authenticate(&key.key).await.unwrap();
     let reset_at = key.record.budget_reset_at.unwrap();
-    let until = reset_at - Utc::now();
+    let until = reset_at - clock.now();
+    // LiteLLM's windows end on a boundary of their unit: within 2 s of now.
     assert!(
         until > chrono::Duration::zero() && until <= chrono::Duration::seconds(2),
         "{until}"
@@ -326,29 +329,23 @@ async fn budget_window_resets_on_time(store: Store) {
         .unwrap()
         .settle(row("w-1", CENT, 1))
         .await;
-    // Spent: refused until the window rolls over, then allowed again right away.
-    let mut readmitted = None;
-    let deadline = Instant::now() + Duration::from_secs(8);
-    while Instant::now() < deadline {
-        match ledger.reserve(&authed, 0, 0).await {
-            Ok(r) => {
-                readmitted = Some(Utc::now());
-                drop(r);
-                break;
-            }
-            Err(e) => assert_eq!(e.error_type(), "budget_exceeded"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let readmitted = readmitted.expect("the budget never reset");
-    assert!(
-        readmitted >= reset_at,
-        "reset early: {readmitted} < {reset_at}"
-    );
-    assert!(
-        readmitted - reset_at < chrono::Duration::seconds(2),
-        "reset late: {readmitted} vs {reset_at}"
-    );
+    // Spent: refused until the window rolls over, then allowed again at the first request.
+    let err = ledger
+        .reserve(&authed, 0, 0)
+        .await
+        .err()
+        .map(|e| e.error_type());
+    assert_eq!(err, Some("budget_exceeded"));
+    clock.advance(until.to_std().unwrap() - Duration::from_millis(1));
+    let err = ledger
+        .reserve(&authed, 0, 0)
+        .await
+        .err()
+        .map(|e| e.error_type());
+    assert_eq!(err, Some("budget_exceeded"), "not before {reset_at}");
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(clock.now(), reset_at);
+    drop(ledger.reserve(&authed, 0, 0).await.unwrap());
     // The database follows: spend 0 and the next boundary.
     ledger.writer().flush().await.unwrap();
     let stored = store.get_key(&key.token_id).await.unwrap().unwrap();

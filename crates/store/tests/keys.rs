@@ -412,7 +412,8 @@ async fn regenerate_replaces_key_and_keeps_spend(store: Store) {
 }
 
 async fn regenerate_with_grace_period_keeps_the_old_key_briefly(store: Store) {
-    let ledger = ledger(&store);
+    let clock = std::sync::Arc::new(idlehands_store::clock::ManualClock::new());
+    let ledger = common::ledger_at(&store, &clock);
     let old = generate(&ledger, json!({"max_budget": 10.0})).await;
     ledger.authenticate(&old.key).await.unwrap();
     let req: RegenerateKeyRequest = parse_json(br#"{"grace_period":"2s"}"#).unwrap();
@@ -427,12 +428,12 @@ async fn regenerate_with_grace_period_keeps_the_old_key_briefly(store: Store) {
     r.settle(common::row("grace-1", 7, 1)).await;
     assert_eq!(ledger.key_spend(&new.token_id), Some(7));
     // Another instance learns it from the database.
-    let other = common::ledger(&store);
+    let other = common::ledger_at(&store, &clock);
     assert_eq!(
         other.authenticate(&old.key).await.unwrap().token,
         new.token_id
     );
-    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    clock.advance(std::time::Duration::from_millis(2200));
     for l in [&ledger, &other] {
         let err = l.authenticate(&old.key).await.unwrap_err();
         assert!(matches!(err, AccessError::InvalidKey { .. }), "{err}");

@@ -257,6 +257,7 @@ pub(super) async fn start(
             &redis.prefix,
             writer.clone(),
             cfg.budget_exceeded_status,
+            cfg.clock.clone(),
         ),
     )
     .await;
@@ -289,7 +290,13 @@ pub(super) async fn start(
     })));
     let limiter = Arc::new(Shared {
         redis: std::sync::OnceLock::new(),
-        local: open.then(|| LocalLimiter::new(writer.clone(), cfg.budget_exceeded_status)),
+        local: open.then(|| {
+            LocalLimiter::new(
+                writer.clone(),
+                cfg.budget_exceeded_status,
+                cfg.clock.clone(),
+            )
+        }),
         last_warning: AtomicI64::new(0),
     });
     if let Some(r) = shared {
@@ -342,6 +349,7 @@ pub(super) async fn start(
         // `open` mode without Redis at start-up: keep trying, and share limits once it answers.
         let (ledger, settings) = (ledger.clone(), redis.clone());
         let budget_status = cfg.budget_exceeded_status;
+        let clock = cfg.clock.clone();
         tasks.push(tokio::spawn(async move {
             let mut wait = Duration::from_millis(500);
             let connected = loop {
@@ -353,6 +361,7 @@ pub(super) async fn start(
                         &settings.prefix,
                         writer.clone(),
                         budget_status,
+                        clock.clone(),
                     ),
                 )
                 .await;

@@ -81,6 +81,19 @@ pub fn ledger(store: &Store) -> Ledger {
     Ledger::start(store.clone(), config(100))
 }
 
+/// A ledger judging expiry and budget windows by `clock`, which a test moves forward instead
+/// of sleeping.
+pub fn ledger_at(
+    store: &Store,
+    clock: &std::sync::Arc<idlehands_store::clock::ManualClock>,
+) -> Ledger {
+    let cfg = LedgerConfig {
+        clock: clock.clone(),
+        ..config(100)
+    };
+    Ledger::start(store.clone(), cfg)
+}
+
 pub async fn generate(ledger: &Ledger, body: serde_json::Value) -> GenerateKeyResponse {
     let req: GenerateKeyRequest = serde_json::from_value(body).unwrap();
     ledger.generate_key(req, Some("admin")).await.unwrap()
