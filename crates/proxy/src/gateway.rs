@@ -381,6 +381,13 @@ impl GatewayBuilder {
             .map_err(|e| ConfigError::Startup(format!("cannot build the HTTP client: {e}")))?;
         let payloads = crate::logging::PayloadLog::from_config(&cfg)?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        metrics.set_end_user_labels(
+            cfg.file
+                .litellm_settings
+                .extra
+                .get("enable_end_user_cost_tracking_prometheus_only")
+                .is_some_and(|v| v == true || v.as_str().is_some_and(|s| s.trim() == "true")),
+        );
         if let Some(source) = crate::metrics::routing_source(&runtime.router) {
             metrics.set_deployment_source(source);
         }

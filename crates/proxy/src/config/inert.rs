@@ -10,12 +10,16 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 6] = [
+const READ_FROM_EXTRA: [(&str, &str); 7] = [
     ("general_settings", "request_log_path"),
     ("general_settings", "redis_failure_mode"),
     ("general_settings", "redis_key_prefix"),
     ("general_settings", "database_schema"),
     ("litellm_settings", "require_auth_for_metrics_endpoint"),
+    (
+        "litellm_settings",
+        "enable_end_user_cost_tracking_prometheus_only",
+    ),
     // Read by the routing crate's own pass over litellm_settings.
     ("litellm_settings", "allowed_fails"),
 ];

@@ -16,6 +16,7 @@ use idlehands_routing::{
 use super::body::RequestBody;
 use super::trace::Trace;
 use crate::error::ProxyError;
+use crate::metrics::Fallback;
 use crate::router::{Deployment, ModelGroup, RoutingTable};
 
 static ATTEMPTED_RETRIES: HeaderName = HeaderName::from_static("x-litellm-attempted-retries");
@@ -353,6 +354,8 @@ impl Attempts {
         // that its row is written before the spend writer stops.
         let cut = trace.app.cut_signal();
         tokio::pin!(cut);
+        // The last failure's status and provider: what a fallback is counted under.
+        let mut cause: Option<(u16, String)> = None;
         loop {
             let pick = match self.plan.next(&self.ctx) {
                 Step::Attempt(p) => p,
@@ -380,10 +383,14 @@ impl Attempts {
                 Ok(value) => {
                     if self.plan.attempted_fallbacks() > 0 {
                         trace.app.metrics.record_fallback(
-                            self.plan.requested_group(),
-                            &d.model_name,
+                            &Fallback {
+                                requested_model: self.plan.requested_group(),
+                                fallback_model: &d.model_name,
+                                model_id: &d.id,
+                                succeeded: true,
+                                cause: cause.as_ref().map(|(s, p)| (*s, p.as_str())),
+                            },
                             &trace.principal,
-                            true,
                         );
                     }
                     return Ok(Won {
@@ -402,12 +409,17 @@ impl Attempts {
                     // Counted per failed attempt on a fallback group.
                     if d.model_name != self.plan.requested_group() {
                         trace.app.metrics.record_fallback(
-                            self.plan.requested_group(),
-                            &d.model_name,
+                            &Fallback {
+                                requested_model: self.plan.requested_group(),
+                                fallback_model: &d.model_name,
+                                model_id: &d.id,
+                                succeeded: false,
+                                cause: Some((e.status(), d.provider.as_str())),
+                            },
                             &trace.principal,
-                            false,
                         );
                     }
+                    cause = Some((e.status(), d.provider.clone()));
                     let failure = failure_of_call(&e, self.caller_timeout);
                     let delay = self.plan.failed(pick, failure, e).delay();
                     if !delay.is_zero() {

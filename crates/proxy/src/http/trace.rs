@@ -96,6 +96,8 @@ pub(crate) struct Trace {
     pub capture: Option<Box<crate::logging::Capture>>,
     /// A place under `global_max_parallel_requests`, held until the call (or its stream) ends.
     pub parallel_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The route, user agent and client address the model-route gate saw (metric labels).
+    pub request: Option<Arc<crate::metrics::RequestFacts>>,
     done: bool,
 }
 
@@ -132,6 +134,7 @@ impl Trace {
             reservation: None,
             capture: None,
             parallel_permit: None,
+            request: crate::metrics::current_request(),
             done: false,
         }
     }
@@ -295,7 +298,9 @@ impl Trace {
         if let (Some(hooks), Some(r)) = (&self.app.hooks, self.reservation.take()) {
             hooks.post_call(&self.principal, r, &record);
         }
-        self.app.metrics.observe(&record, &self.principal);
+        self.app
+            .metrics
+            .observe(&record, &self.principal, self.request.as_deref());
         self.app.sink.record(record);
     }
 }
