@@ -136,6 +136,8 @@ pub(crate) struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// `litellm_settings.require_auth_for_metrics_endpoint` (default true).
     pub metrics_need_auth: bool,
+    /// OpenTelemetry export, when `otel` is among the callbacks and configured.
+    pub otel: Option<Arc<crate::otel::Otel>>,
     pub payloads: crate::logging::PayloadLog,
     /// Dashboard sign-ins.
     pub sessions: crate::http::ui::Sessions,
@@ -391,6 +393,16 @@ impl GatewayBuilder {
         if let Some(source) = crate::metrics::routing_source(&runtime.router) {
             metrics.set_deployment_source(source);
         }
+        let otel = match crate::otel::OtelSettings::from_config(&cfg) {
+            None => None,
+            Some(Ok(s)) => Some(crate::otel::Otel::new(s, client.clone())),
+            Some(Err(why)) => {
+                tracing::warn!(
+                    "litellm_settings callback \"otel\" is not acted on: {why}; traces are not exported"
+                );
+                None
+            }
+        };
         let metrics_need_auth = !cfg
             .file
             .litellm_settings
@@ -421,6 +433,7 @@ impl GatewayBuilder {
                     .unwrap_or(false),
                 metrics,
                 metrics_need_auth,
+                otel,
                 payloads,
                 sessions: crate::http::ui::Sessions::default(),
                 parallel: cfg

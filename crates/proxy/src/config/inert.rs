@@ -186,7 +186,10 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
         (&ls.success_callback, "success_callback"),
         (&ls.failure_callback, "failure_callback"),
     ] {
-        for cb in list.iter().filter(|c| c.as_str() != "prometheus") {
+        for cb in list
+            .iter()
+            .filter(|c| !matches!(c.trim(), "prometheus" | "otel"))
+        {
             say(
                 &format!("litellm_settings.{name} {cb:?}"),
                 "there are no logging integrations; /metrics (Prometheus) is always served and general_settings.request_log_path writes request logs",

@@ -24,6 +24,7 @@ static ATTEMPTED_FALLBACKS: HeaderName = HeaderName::from_static("x-litellm-atte
 static MAX_RETRIES: HeaderName = HeaderName::from_static("x-litellm-max-retries");
 static NUM_RETRIES_HEADER: HeaderName = HeaderName::from_static("x-litellm-num-retries");
 static TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-litellm-timeout");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static STREAM_TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-litellm-stream-timeout");
 
 /// The text every mock failure (`mock_testing_*`, `mock_timeout`) carries.
@@ -267,11 +268,17 @@ impl CallOptions {
     }
 
     /// The headers an attempt on `d` adds: the deployment's, then the request's.
+    /// With tracing on, the attempt's `traceparent` too (the caller's own `extra_headers`
+    /// win).
     pub fn headers_for(&self, d: &Deployment) -> HeaderMap {
-        if self.extra_headers.is_empty() {
+        let tp = crate::otel::upstream_traceparent();
+        if self.extra_headers.is_empty() && tp.is_none() {
             return d.params.headers.clone();
         }
         let mut h = d.params.headers.clone();
+        if let Some(tp) = tp {
+            h.insert(TRACEPARENT.clone(), tp);
+        }
         for (k, v) in &self.extra_headers {
             h.insert(k.clone(), v.clone());
         }
@@ -371,14 +378,33 @@ impl Attempts {
                 trace.deployment = d.clone();
             }
             let started = Instant::now();
+            // With tracing on: the attempt's span, named in its upstream `traceparent`.
+            let span = trace.otel.map(|ctx| {
+                let id = crate::otel::span_id();
+                (id, ctx.traceparent_for(id), chrono::Utc::now())
+            });
+            let tp = span.as_ref().and_then(|s| s.1.clone());
+            let fut = crate::otel::with_traceparent(tp.clone(), || attempt(d));
             let result = tokio::select! {
-                r = attempt(d) => r,
+                r = crate::otel::scoped(tp, fut) => r,
                 () = &mut cut => {
                     trace.upstream += started.elapsed();
                     return Err(crate::gateway::App::cut_error());
                 }
             };
             trace.upstream += started.elapsed();
+            if let Some((span_id, _, start)) = span {
+                trace.attempt_spans.push(crate::otel::AttemptSpan {
+                    span_id,
+                    model: d.model.clone(),
+                    model_id: d.id.clone(),
+                    provider: d.provider.clone(),
+                    api_base: d.api_base.clone(),
+                    start,
+                    end: chrono::Utc::now(),
+                    error: result.as_ref().err().map(|e| (e.status(), e.to_string())),
+                });
+            }
             match result {
                 Ok(value) => {
                     if self.plan.attempted_fallbacks() > 0 {

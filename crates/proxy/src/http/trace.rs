@@ -98,6 +98,10 @@ pub(crate) struct Trace {
     pub parallel_permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// The route, user agent and client address the model-route gate saw (metric labels).
     pub request: Option<Arc<crate::metrics::RequestFacts>>,
+    /// The call's place in a trace, when OpenTelemetry export is on.
+    pub otel: Option<crate::otel::TraceContext>,
+    /// The upstream attempts so far, for their child spans (only with `otel`).
+    pub attempt_spans: Vec<crate::otel::AttemptSpan>,
     done: bool,
 }
 
@@ -135,6 +139,8 @@ impl Trace {
             capture: None,
             parallel_permit: None,
             request: crate::metrics::current_request(),
+            otel: None,
+            attempt_spans: Vec::new(),
             done: false,
         }
     }
@@ -301,6 +307,9 @@ impl Trace {
         self.app
             .metrics
             .observe(&record, &self.principal, self.request.as_deref());
+        if let (Some(otel), Some(ctx)) = (&self.app.otel, &self.otel) {
+            otel.record(&record, ctx, std::mem::take(&mut self.attempt_spans));
+        }
         self.app.sink.record(record);
     }
 }

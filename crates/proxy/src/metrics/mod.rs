@@ -22,6 +22,7 @@ use prometheus_client::registry::Registry;
 
 use crate::auth::Principal;
 use crate::hooks::{CallRecord, CallStatus};
+pub(crate) use labels::exception_class;
 use labels::{Def, NONE};
 use series::{Count, Family, Histogram, Labels, Level, PerToken, Usd};
 
