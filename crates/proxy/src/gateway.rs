@@ -138,6 +138,8 @@ pub(crate) struct App {
     pub metrics_need_auth: bool,
     /// OpenTelemetry export, when `otel` is among the callbacks and configured.
     pub otel: Option<Arc<crate::otel::Otel>>,
+    /// LiteLLM's `generic_api` logging callback, when listed and configured.
+    pub generic_api: Option<Arc<crate::generic_api::GenericApiLogger>>,
     pub payloads: crate::logging::PayloadLog,
     /// Dashboard sign-ins.
     pub sessions: crate::http::ui::Sessions,
@@ -403,6 +405,19 @@ impl GatewayBuilder {
                 None
             }
         };
+        let generic_api = match crate::generic_api::GenericApiSettings::from_config(&cfg) {
+            None => None,
+            Some(Ok(s)) => Some(Arc::new(crate::generic_api::GenericApiLogger::new(
+                s,
+                client.clone(),
+            ))),
+            Some(Err(why)) => {
+                tracing::warn!(
+                    "litellm_settings callback \"generic_api\" is not acted on: {why}; call logs are not sent"
+                );
+                None
+            }
+        };
         let metrics_need_auth = !cfg
             .file
             .litellm_settings
@@ -434,6 +449,7 @@ impl GatewayBuilder {
                 metrics,
                 metrics_need_auth,
                 otel,
+                generic_api,
                 payloads,
                 sessions: crate::http::ui::Sessions::default(),
                 parallel: cfg

@@ -18,9 +18,11 @@
 //! Provider adapters (SEAM `providers::Provider`) are modules under `providers/`.
 
 pub mod auth;
+mod batch;
 pub mod config;
 pub mod error;
 mod gateway;
+pub mod generic_api;
 pub mod hooks;
 mod http;
 pub mod ledger;

@@ -188,7 +188,7 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
     ] {
         for cb in list
             .iter()
-            .filter(|c| !matches!(c.trim(), "prometheus" | "otel"))
+            .filter(|c| !matches!(c.trim(), "prometheus" | "otel" | "generic_api"))
         {
             say(
                 &format!("litellm_settings.{name} {cb:?}"),

@@ -217,7 +217,10 @@ impl ProxyConfig {
     /// Settings that come from the environment, and provider defaults (`OPENAI_API_KEY`, ...)
     /// for deployments that name none, read once here.
     pub fn read_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
-        for name in crate::otel::ENV_NAMES {
+        for name in crate::otel::ENV_NAMES
+            .iter()
+            .chain(&crate::generic_api::ENV_NAMES)
+        {
             if let Some(v) = env(name) {
                 self.observe_env.insert(name.to_string(), v);
             }

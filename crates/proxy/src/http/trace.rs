@@ -307,6 +307,9 @@ impl Trace {
         self.app
             .metrics
             .observe(&record, &self.principal, self.request.as_deref());
+        if let Some(g) = &self.app.generic_api {
+            g.record(&record, self.request.as_deref());
+        }
         if let (Some(otel), Some(ctx)) = (&self.app.otel, &self.otel) {
             otel.record(&record, ctx, std::mem::take(&mut self.attempt_spans));
         }

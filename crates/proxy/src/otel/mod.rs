@@ -12,14 +12,13 @@ mod proto;
 mod span;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use http::{HeaderName, HeaderValue};
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
 
+use crate::batch::BatchQueue;
 use crate::config::ProxyConfig;
 use crate::hooks::{CallRecord, CallStatus};
 use span::{Kind, SpanData, Value};
@@ -228,47 +227,69 @@ pub(crate) fn upstream_traceparent() -> Option<HeaderValue> {
 
 /// The exporter: a bounded queue in front of a batching task.
 pub struct Otel {
-    settings: OtelSettings,
-    tx: mpsc::Sender<Vec<SpanData>>,
-    /// Taken by the first call that needs the task (the gateway may be built outside a
-    /// runtime).
-    rx: Mutex<Option<(mpsc::Receiver<Vec<SpanData>>, reqwest::Client)>>,
-    dropped: Arc<AtomicU64>,
+    on_success: bool,
+    on_failure: bool,
+    /// One entry per call (its spans).
+    queue: BatchQueue<Vec<SpanData>>,
 }
 
 impl std::fmt::Debug for Otel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Otel")
-            .field("dropped", &self.dropped.load(Ordering::Relaxed))
+            .field("dropped", &self.queue.dropped())
             .finish_non_exhaustive()
     }
 }
 
 impl Otel {
     pub fn new(settings: OtelSettings, client: reqwest::Client) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel(settings.max_queue.max(1));
+        let resource: Arc<[(String, Value)]> = Arc::from(vec![
+            (
+                "service.name".to_string(),
+                Value::from(settings.service_name.as_str()),
+            ),
+            ("telemetry.sdk.name".to_string(), Value::from("idlehands")),
+            ("telemetry.sdk.language".to_string(), Value::from("rust")),
+        ]);
+        let last_warning: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let (on_success, on_failure) = (settings.on_success, settings.on_failure);
+        let (cap, batch, delay) = (
+            settings.max_queue,
+            settings.max_batch,
+            settings.schedule_delay,
+        );
+        let queue = BatchQueue::new(
+            "OpenTelemetry",
+            cap,
+            batch,
+            delay,
+            move |calls: Vec<Vec<SpanData>>| {
+                let (client, settings, resource) =
+                    (client.clone(), settings.clone(), resource.clone());
+                let last_warning = last_warning.clone();
+                async move {
+                    let spans: Vec<SpanData> = calls.into_iter().flatten().collect();
+                    let body = proto::export_request(&resource, "litellm", &spans);
+                    if let Err(e) = export(&client, &settings, body).await {
+                        let mut last = last_warning.lock();
+                        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                            *last = Some(Instant::now());
+                            tracing::warn!(spans = spans.len(), error = %e, "OpenTelemetry: export failed; spans dropped");
+                        }
+                    }
+                }
+            },
+        );
         Arc::new(Self {
-            settings,
-            tx,
-            rx: Mutex::new(Some((rx, client))),
-            dropped: Arc::new(AtomicU64::new(0)),
+            on_success,
+            on_failure,
+            queue,
         })
     }
 
-    /// Spans dropped because the queue was full.
+    /// Calls whose spans were dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
-    fn start(&self) {
-        let Some((rx, client)) = self.rx.lock().take() else {
-            return;
-        };
-        if tokio::runtime::Handle::try_current().is_err() {
-            *self.rx.lock() = Some((rx, client));
-            return;
-        }
-        tokio::spawn(run(self.settings.clone(), rx, client));
+        self.queue.dropped()
     }
 
     /// Queue a finished call's spans; never waits.
@@ -279,22 +300,10 @@ impl Otel {
         attempts: Vec<AttemptSpan>,
     ) {
         let failed = record.status == CallStatus::Failure;
-        if (failed && !self.settings.on_failure) || (!failed && !self.settings.on_success) {
+        if (failed && !self.on_failure) || (!failed && !self.on_success) {
             return;
         }
-        self.start();
-        let spans = call_spans(record, ctx, attempts);
-        let n = spans.len() as u64;
-        if self.tx.try_send(spans).is_err() {
-            let before = self.dropped.fetch_add(n, Ordering::Relaxed);
-            // Said once per thousand, not per call: a dead collector must not flood the log.
-            if before.is_multiple_of(1000) {
-                tracing::warn!(
-                    dropped_total = before + n,
-                    "OpenTelemetry: the span queue is full (collector down or slow); spans dropped"
-                );
-            }
-        }
+        self.queue.push(call_spans(record, ctx, attempts));
     }
 }
 
@@ -410,58 +419,6 @@ fn call_spans(r: &CallRecord, ctx: &TraceContext, attempts: Vec<AttemptSpan>) ->
         });
     }
     spans
-}
-
-/// The batching task: sends when a batch is full or its oldest span has waited the schedule
-/// delay, and what is left when the queue closes.
-async fn run(
-    settings: OtelSettings,
-    mut rx: mpsc::Receiver<Vec<SpanData>>,
-    client: reqwest::Client,
-) {
-    let resource = vec![
-        (
-            "service.name".to_string(),
-            Value::from(settings.service_name.as_str()),
-        ),
-        ("telemetry.sdk.name".to_string(), Value::from("idlehands")),
-        ("telemetry.sdk.language".to_string(), Value::from("rust")),
-    ];
-    let mut batch: Vec<SpanData> = Vec::new();
-    let mut oldest: Option<Instant> = None;
-    let mut last_warning: Option<Instant> = None;
-    loop {
-        let wait = oldest.map_or(Duration::from_secs(3600), |t| {
-            settings.schedule_delay.saturating_sub(t.elapsed())
-        });
-        let closed = match tokio::time::timeout(wait, rx.recv()).await {
-            Ok(Some(spans)) => {
-                oldest.get_or_insert_with(Instant::now);
-                batch.extend(spans);
-                if batch.len() < settings.max_batch {
-                    continue;
-                }
-                false
-            }
-            Ok(None) => true,
-            Err(_) => false,
-        };
-        while !batch.is_empty() {
-            let take = batch.len().min(settings.max_batch);
-            let chunk: Vec<SpanData> = batch.drain(..take).collect();
-            let body = proto::export_request(&resource, "litellm", &chunk);
-            if let Err(e) = export(&client, &settings, body).await
-                && last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
-            {
-                last_warning = Some(Instant::now());
-                tracing::warn!(spans = chunk.len(), error = %e, "OpenTelemetry: export failed; spans dropped");
-            }
-        }
-        oldest = None;
-        if closed {
-            return;
-        }
-    }
 }
 
 /// One POST, retried once after a short pause when the collector is unreachable or busy.
