@@ -140,6 +140,8 @@ pub(crate) struct App {
     pub otel: Option<Arc<crate::otel::Otel>>,
     /// LiteLLM's `generic_api` logging callback, when listed and configured.
     pub generic_api: Option<Arc<crate::generic_api::GenericApiLogger>>,
+    /// `general_settings.alerting` (slack, webhook), when configured.
+    pub alerting: Option<Arc<crate::alerting::Alerting>>,
     pub payloads: crate::logging::PayloadLog,
     /// Dashboard sign-ins.
     pub sessions: crate::http::ui::Sessions,
@@ -418,6 +420,16 @@ impl GatewayBuilder {
                 None
             }
         };
+        let alerting = match crate::alerting::AlertingSettings::from_config(&cfg) {
+            None => None,
+            Some(Ok(s)) => Some(crate::alerting::Alerting::new(s, client.clone())),
+            Some(Err(why)) => {
+                tracing::warn!(
+                    "general_settings.alerting is not acted on: {why}; no alerts are sent"
+                );
+                None
+            }
+        };
         let metrics_need_auth = !cfg
             .file
             .litellm_settings
@@ -450,6 +462,7 @@ impl GatewayBuilder {
                 metrics_need_auth,
                 otel,
                 generic_api,
+                alerting,
                 payloads,
                 sessions: crate::http::ui::Sessions::default(),
                 parallel: cfg

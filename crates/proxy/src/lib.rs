@@ -17,6 +17,7 @@
 //!
 //! Provider adapters (SEAM `providers::Provider`) are modules under `providers/`.
 
+pub mod alerting;
 pub mod auth;
 mod batch;
 pub mod config;

@@ -10,11 +10,13 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 7] = [
+const READ_FROM_EXTRA: [(&str, &str); 9] = [
     ("general_settings", "request_log_path"),
     ("general_settings", "redis_failure_mode"),
     ("general_settings", "redis_key_prefix"),
     ("general_settings", "database_schema"),
+    ("general_settings", "alerting_threshold"),
+    ("general_settings", "alert_types"),
     ("litellm_settings", "require_auth_for_metrics_endpoint"),
     (
         "litellm_settings",
@@ -175,10 +177,14 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
             );
         }
     }
-    if !gs.alerting.is_empty() {
+    for a in gs
+        .alerting
+        .iter()
+        .filter(|a| !matches!(a.trim(), "slack" | "webhook"))
+    {
         say(
-            "general_settings.alerting",
-            "there are no alert integrations; scrape /metrics",
+            &format!("general_settings.alerting {a:?}"),
+            "only slack and webhook alerts are sent; scrape /metrics",
         );
     }
     for (list, name) in [
@@ -366,7 +372,7 @@ general_settings:
   store_model_in_db: true
   disable_error_logs: true
   proxy_budget_rescheduler_min_time: 1
-  alerting: [slack]
+  alerting: [slack, email]
 litellm_settings:
   success_callback: [langfuse, prometheus]
   cache: true
@@ -385,7 +391,7 @@ router_settings:
                 "general_settings.store_model_in_db",
                 "general_settings.disable_error_logs",
                 "general_settings.proxy_budget_rescheduler_min_time",
-                "general_settings.alerting",
+                "general_settings.alerting \"email\"",
                 "litellm_settings.success_callback \"langfuse\"",
                 "litellm_settings.cache",
                 "litellm_settings.max_budget",

@@ -220,6 +220,7 @@ impl ProxyConfig {
         for name in crate::otel::ENV_NAMES
             .iter()
             .chain(&crate::generic_api::ENV_NAMES)
+            .chain(&crate::alerting::ENV_NAMES)
         {
             if let Some(v) = env(name) {
                 self.observe_env.insert(name.to_string(), v);

@@ -307,6 +307,9 @@ impl Trace {
         self.app
             .metrics
             .observe(&record, &self.principal, self.request.as_deref());
+        if let Some(a) = &self.app.alerting {
+            a.on_call(&record, &self.principal);
+        }
         if let Some(g) = &self.app.generic_api {
             g.record(&record, self.request.as_deref());
         }
