@@ -46,7 +46,7 @@ const KNOWN_LITELLM: [(&str, &str, &str); 24] = [
     (
         "(top level)",
         "callback_settings",
-        "there are no logging integrations",
+        "callback settings are not read: the otel and generic_api callbacks take their settings from the environment (OTEL_*, GENERIC_LOGGER_*)",
     ),
     ("(top level)", "mcp_servers", "there is no MCP gateway"),
     (
@@ -198,7 +198,7 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
         {
             say(
                 &format!("litellm_settings.{name} {cb:?}"),
-                "there are no logging integrations; /metrics (Prometheus) is always served and general_settings.request_log_path writes request logs",
+                "this logging integration is not built (prometheus, otel and generic_api are); /metrics is always served and general_settings.request_log_path writes request logs",
             );
         }
     }
