@@ -12,8 +12,8 @@ if ! python3 -c "import prometheus_client" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check prometheus_client
 fi
 # The OpenTelemetry test decodes the gateway's exports with the OpenTelemetry protobuf types.
-if ! python3 -c "import opentelemetry.proto" 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check opentelemetry-proto
+if ! python3 -c "import opentelemetry.proto, grpc" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check opentelemetry-proto grpcio
 fi
 # The real-stack tests replay llama-server answers from uvicorn's h11 backend.
 if ! python3 -c "import uvicorn, h11" 2>/dev/null; then

@@ -23,9 +23,14 @@ struct Receiver {
 }
 
 async fn receiver() -> Receiver {
+    start_receiver(&[]).await
+}
+
+async fn start_receiver(args: &[&str]) -> Receiver {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/otlp_receiver.py");
     let mut child = tokio::process::Command::new("python3")
         .arg(&script)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -256,18 +261,53 @@ async fn a_dead_or_silent_collector_never_fails_a_call() {
     hold.abort();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_go_over_grpc_to_a_real_grpc_server() {
+    let mut rx = start_receiver(&["grpc"]).await;
+    let endpoint = format!("http://127.0.0.1:{}", rx.port);
+    let cfg = config(
+        &otel_yaml("http://127.0.0.1:9", "callbacks"),
+        &[
+            ("OTEL_EXPORTER", "otlp_grpc"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=grpc-secret"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ],
+    );
+    let gw = start_cfg(cfg, |b| b).await;
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&chat_body("mocky", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap();
+    let spans = rx.spans(1).await;
+    let call = spans
+        .iter()
+        .find(|s| s["name"] == "litellm_request")
+        .expect("the call's span");
+    assert_eq!(call["attributes"]["gen_ai.request.model"], "mocky");
+    assert_eq!(call["api_key_header"], "grpc-secret");
+    assert_eq!(call["resource"]["service.name"], "litellm");
+    drop(rx.child.stdin.take());
+    gw.shutdown().await.unwrap();
+}
+
 #[test]
-fn grpc_and_a_missing_endpoint_are_refused_with_the_reason() {
+fn unknown_exporters_and_a_missing_endpoint_are_refused_with_the_reason() {
     use idlehands_proxy::otel::OtelSettings;
     let cfg = config(
         &otel_yaml("http://127.0.0.1:9", "callbacks"),
         &[
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER", "console"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
         ],
     );
     let err = OtelSettings::from_config(&cfg).unwrap().unwrap_err();
-    assert!(err.contains("gRPC is not supported"), "{err}");
+    assert!(err.contains("\"console\" is not supported"), "{err}");
     let cfg = config(&otel_yaml("http://127.0.0.1:9", "success_callback"), &[]);
     let err = OtelSettings::from_config(&cfg).unwrap().unwrap_err();
     assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{err}");

@@ -1,13 +1,14 @@
 //! OpenTelemetry traces (`litellm_settings.callbacks: ["otel"]`, or `success_callback` /
 //! `failure_callback`): one span per call (`litellm_request`, GenAI semantic-convention
 //! attributes) with a child span per upstream attempt (`raw_gen_ai_request`: retries and
-//! fallbacks), exported as OTLP over HTTP/protobuf.
+//! fallbacks), exported as OTLP over HTTP/protobuf or gRPC.
 //!
 //! A call's spans go into a bounded queue and a background task sends them in batches, so the
 //! request path never waits on the collector; when the queue is full (a dead or slow
 //! collector) spans are dropped and counted, never the call. A client's W3C `traceparent` is
 //! continued, and each upstream request carries one naming its attempt's span.
 
+mod grpc;
 mod proto;
 mod span;
 
@@ -43,8 +44,10 @@ pub const ENV_NAMES: [&str; 12] = [
 /// Where and how spans are sent.
 #[derive(Debug, Clone)]
 pub struct OtelSettings {
-    /// The full traces URL (`.../v1/traces`).
+    /// The full traces URL (`.../v1/traces`) for HTTP; the collector's base URL for gRPC.
     pub endpoint: String,
+    /// OTLP over gRPC rather than HTTP/protobuf.
+    pub grpc: bool,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub service_name: String,
     pub timeout: Duration,
@@ -129,24 +132,26 @@ impl OtelSettings {
             let protocol = env("OTEL_EXPORTER_OTLP_PROTOCOL")
                 .or_else(|| env("OTEL_EXPORTER"))
                 .map(|p| p.trim().to_ascii_lowercase());
-            match protocol.as_deref() {
-                None | Some("otlp_http" | "http/protobuf" | "otlp") => {}
-                Some("grpc" | "otlp_grpc") => {
-                    return Err("OTLP over gRPC is not supported: set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf and point OTEL_EXPORTER_OTLP_ENDPOINT at the collector's HTTP port (4318)".to_string());
-                }
+            let grpc = match protocol.as_deref() {
+                None | Some("otlp_http" | "http/protobuf" | "otlp") => false,
+                Some("grpc" | "otlp_grpc") => true,
                 Some(other) => {
                     return Err(format!(
-                        "OTEL exporter {other:?} is not supported; only OTLP over HTTP/protobuf (http/protobuf, otlp_http)"
+                        "OTEL exporter {other:?} is not supported; only OTLP over HTTP/protobuf (http/protobuf, otlp_http) or gRPC (grpc, otlp_grpc)"
                     ));
                 }
-            }
+            };
+            let base = env("OTEL_EXPORTER_OTLP_ENDPOINT").or_else(|| env("OTEL_ENDPOINT"));
             let endpoint = match env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
                 Some(e) => e.trim().to_string(),
-                None => traces_url(
-                    env("OTEL_EXPORTER_OTLP_ENDPOINT")
-                        .or_else(|| env("OTEL_ENDPOINT"))
-                        .ok_or("no collector: set OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_ENDPOINT), e.g. http://127.0.0.1:4318")?,
-                ),
+                None => {
+                    let base = base.ok_or("no collector: set OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_ENDPOINT), e.g. http://127.0.0.1:4318")?;
+                    if grpc {
+                        base.trim().to_string()
+                    } else {
+                        traces_url(base)
+                    }
+                }
             };
             let url = reqwest::Url::parse(&endpoint)
                 .map_err(|_| "the OTLP endpoint is not a URL".to_string())?;
@@ -170,8 +175,12 @@ impl OtelSettings {
                         .ok_or_else(|| format!("{k} must be a positive whole number")),
                 }
             };
+            if grpc {
+                grpc::GrpcClient::new(&endpoint)?;
+            }
             Ok(OtelSettings {
                 endpoint,
+                grpc,
                 headers,
                 service_name: env("OTEL_SERVICE_NAME")
                     .map_or_else(|| "litellm".to_string(), |s| s.trim().to_string()),
@@ -258,6 +267,11 @@ impl Otel {
             settings.max_batch,
             settings.schedule_delay,
         );
+        // Checked when the settings were read; should it fail here, HTTP is used.
+        let grpc: Option<Arc<grpc::GrpcClient>> = settings
+            .grpc
+            .then(|| grpc::GrpcClient::new(&settings.endpoint).ok().map(Arc::new))
+            .flatten();
         let queue = BatchQueue::new(
             "OpenTelemetry",
             cap,
@@ -267,10 +281,15 @@ impl Otel {
                 let (client, settings, resource) =
                     (client.clone(), settings.clone(), resource.clone());
                 let last_warning = last_warning.clone();
+                let grpc = grpc.clone();
                 async move {
                     let spans: Vec<SpanData> = calls.into_iter().flatten().collect();
                     let body = proto::export_request(&resource, "litellm", &spans);
-                    if let Err(e) = export(&client, &settings, body).await {
+                    let sent = match &grpc {
+                        Some(g) => export_grpc(g, &settings, body).await,
+                        None => export(&client, &settings, body).await,
+                    };
+                    if let Err(e) = sent {
                         let mut last = last_warning.lock();
                         if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                             *last = Some(Instant::now());
@@ -419,6 +438,17 @@ fn call_spans(r: &CallRecord, ctx: &TraceContext, attempts: Vec<AttemptSpan>) ->
         });
     }
     spans
+}
+
+/// One gRPC call, retried once after a short pause.
+async fn export_grpc(g: &grpc::GrpcClient, s: &OtelSettings, body: Vec<u8>) -> Result<(), String> {
+    match g.export(body.clone(), &s.headers, s.timeout).await {
+        Ok(()) => Ok(()),
+        Err(_) => {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            g.export(body, &s.headers, s.timeout).await
+        }
+    }
 }
 
 /// One POST, retried once after a short pause when the collector is unreachable or busy.
