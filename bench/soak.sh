@@ -10,7 +10,8 @@
 #     junk upstream answers reach clients only as 200 or 502; refusals have their status
 #     (wrong key 401, declared 2 MB body 413, 20 KB metadata 400);
 #   - memory flat: the last RSS sample within 20% of the one at 1 minute (half-time if shorter);
-#   - spend rows == requests routed to a model (answered + hung up; rows counted in the SQLite
+#   - spend rows == requests routed to a model (answered + hung up; the fallback upstream
+#     answers every call with the same response id; rows counted in the SQLite
 #     file after a graceful stop), the key's spend == the sum of its rows, no row above the
 #     per-call ceilings ($1,000,000, 1e12 tokens), and /global/spend/report and the
 #     /spend/logs day summary answer 200 over the soak's day.
@@ -34,7 +35,7 @@ wait_for() { for _ in $(seq 1 300); do curl -fs -o /dev/null "$1" && return 0; s
 
 $BIN/fake-upstream 127.0.0.1:18090 --flaky > "$WORK/fake-a.log" 2>&1 & PIDS+=($!)
 $BIN/fake-upstream 127.0.0.1:18091 --flaky > "$WORK/fake-b.log" 2>&1 & PIDS+=($!)
-$BIN/fake-upstream 127.0.0.1:18092 > "$WORK/fake-fallback.log" 2>&1 & PIDS+=($!)
+$BIN/fake-upstream 127.0.0.1:18092 --repeat-ids > "$WORK/fake-fallback.log" 2>&1 & PIDS+=($!)
 $BIN/fake-upstream 127.0.0.1:18094 --junk 3 > "$WORK/fake-junk.log" 2>&1 & PIDS+=($!)
 $BIN/fake-upstream 127.0.0.1:18095 --absurd-usage > "$WORK/fake-absurd.log" 2>&1 & PIDS+=($!)
 for p in 18090 18091 18092 18094 18095; do wait_for "http://127.0.0.1:$p/v1/models"; done

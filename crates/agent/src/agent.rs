@@ -23,7 +23,7 @@ use crate::models::{ModelError, ModelRef, ModelRegistry, ResolvedModel};
 use crate::paths::{Paths, PathsError};
 use crate::session::{SessionError, SessionStore, Transcript};
 use crate::thinking::ThinkingLevel;
-use crate::tools::{ApprovalMode, Approver, Policy, ToolBox};
+use crate::tools::{ApprovalMode, Approver, Policy, ToolBox, ToolProfile};
 
 /// Model calls per turn before the loop gives up (a model stuck calling tools).
 pub const MAX_ROUNDS_PER_TURN: usize = 200;
@@ -165,6 +165,8 @@ pub struct Runtime {
     pub client: ChatClient,
     /// Context windows asked of the servers, by model ref, once per process.
     windows: std::sync::Mutex<std::collections::HashMap<String, Option<Discovered>>>,
+    /// Parameter counts asked of the servers, by model ref, once per process.
+    params: std::sync::Mutex<std::collections::HashMap<String, Option<(u64, &'static str)>>>,
 }
 
 /// How long one context-window probe may take.
@@ -192,7 +194,56 @@ impl Runtime {
             registry,
             client: ChatClient::new(),
             windows: Default::default(),
+            params: Default::default(),
         }
+    }
+
+    /// The tool profile for `model` and why: `tools.profile` when the config sets it, else
+    /// `minimal` for a small model (its `parameterCount` in the config, else the count its
+    /// server reports), else `full`.
+    pub async fn tool_profile(&self, model: &ResolvedModel) -> (ToolProfile, String) {
+        if let Some(p) = self.config.config.tools.as_ref().and_then(|t| t.profile) {
+            return (p, "config tools.profile".into());
+        }
+        let (count, source) = match model.parameter_count {
+            Some(n) => (Some(n), "config parameterCount"),
+            None => {
+                let key = model.model_ref().to_string();
+                let cached = self.params.lock().ok().and_then(|p| p.get(&key).cloned());
+                let found = match cached {
+                    Some(f) => f,
+                    None => {
+                        let api_key = self
+                            .api_key(&model.provider)
+                            .map(|k| k.key)
+                            .unwrap_or_default();
+                        let f = self
+                            .client
+                            .discover_parameter_count(
+                                &model.base_url,
+                                &model.id,
+                                &api_key,
+                                WINDOW_PROBE_TIMEOUT,
+                            )
+                            .await;
+                        if let Ok(mut p) = self.params.lock() {
+                            p.insert(key, f);
+                        }
+                        f
+                    }
+                };
+                match found {
+                    Some((n, src)) => (Some(n), src),
+                    None => (None, "parameter count unknown"),
+                }
+            }
+        };
+        let profile = ToolProfile::for_parameter_count(count);
+        let why = match count {
+            Some(n) => format!("{source}: {:.1}B parameters", n as f64 / 1e9),
+            None => source.to_string(),
+        };
+        (profile, why)
     }
 
     /// The context window `model` runs with, and where that figure came from: the config
@@ -318,6 +369,13 @@ pub struct Session {
     system_prompt: Option<(String, ThinkingLevel, String)>,
     /// The current model's context window and its source, once known.
     window: Option<(ModelRef, u64, String)>,
+    /// The tool profile chosen for the current model, and why, once known.
+    profile: Option<(ModelRef, ToolProfile, String)>,
+    /// Tokens and cost of every model call in the running (or last) turn, compaction
+    /// included, so a turn that fails or times out still reports what it spent.
+    turn_usage: TokenUsage,
+    /// The test command named in the system prompt, for the reminder to run the tests.
+    test_command: Option<String>,
 }
 
 impl Session {
@@ -369,6 +427,9 @@ impl Session {
             totals: TokenUsage::default(),
             system_prompt: None,
             window: None,
+            profile: None,
+            turn_usage: TokenUsage::default(),
+            test_command: None,
         })
     }
 
@@ -394,6 +455,11 @@ impl Session {
 
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.rt
+    }
+
+    /// Tokens and cost of every model call in the running or last turn, failed or not.
+    pub fn turn_usage(&self) -> TokenUsage {
+        self.turn_usage
     }
 
     /// Switch models (`/model`); recorded in the transcript.
@@ -585,6 +651,7 @@ impl Session {
         let (quiet, _drop) = tokio::sync::mpsc::unbounded_channel();
         let (_, msg) = self.call_with_fallbacks(None, &req, &quiet, cancel).await?;
         self.totals.add(&msg.usage);
+        self.turn_usage.add(&msg.usage);
         let _ = events.send(AgentEvent::Usage {
             model: format!("{}/{}", msg.provider, msg.model),
             input: msg.usage.input,
@@ -628,21 +695,67 @@ impl Session {
 
     fn system_prompt(&mut self, tools: &[crate::client::ToolSpec]) -> String {
         let model = self.model.to_string();
+        // The profile is part of the key: it changes the prompt and the tool list.
+        let key = format!("{model} {}", self.tools.profile.as_str());
         if let Some((m, t, p)) = &self.system_prompt
-            && *m == model
+            && *m == key
             && *t == self.thinking
         {
             return p.clone();
         }
+        // The task is the newest user message: it may name the test command.
+        let task = self.transcript.messages.iter().rev().find_map(|m| match m {
+            AgentMessage::User { content, .. } => Some(
+                content
+                    .iter()
+                    .filter_map(|b| match b {
+                        ContentBlock::Text { text } => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            _ => None,
+        });
+        let test_command = crate::testcmd::detect(&self.workspace, task.as_deref()).map(|c| c.0);
+        self.test_command = test_command.clone();
         let p = crate::prompt::build(&crate::prompt::PromptInputs {
             workspace: &self.workspace,
             tools,
             model: &model,
             thinking: self.thinking,
             extra: self.extra_system_prompt.as_deref(),
+            profile: self.tools.profile,
+            test_command: test_command.as_deref(),
         });
-        self.system_prompt = Some((model, self.thinking, p.clone()));
+        self.system_prompt = Some((key, self.thinking, p.clone()));
         p
+    }
+
+    /// The tool profile in use and why (`tools.profile`, the parameter count and its source).
+    pub fn tool_profile(&self) -> (ToolProfile, String) {
+        match &self.profile {
+            Some((m, p, why)) if *m == self.model => (*p, why.clone()),
+            _ => (self.tools.profile, "not yet chosen".into()),
+        }
+    }
+
+    /// Choose the tool profile for the current model (once per model).
+    pub async fn learn_tool_profile(&mut self) {
+        if self
+            .profile
+            .as_ref()
+            .is_some_and(|(m, _, _)| *m == self.model)
+        {
+            return;
+        }
+        let Ok(model) = self.rt.registry.resolve(&self.model) else {
+            return;
+        };
+        let (p, why) = self.rt.tool_profile(&model).await;
+        tracing::info!(model = %self.model, profile = p.as_str(), why = %why, "tool profile");
+        self.tools.profile = p;
+        self.profile = Some((self.model.clone(), p, why));
     }
 
     /// Send one user message and run the loop until the model stops, fails, or `cancel`
@@ -661,7 +774,24 @@ impl Session {
             model: self.model.to_string(),
         });
         self.transcript.append_message(input.into_message())?;
+        self.turn_usage = TokenUsage::default();
         let result = self.turn_loop(events, cancel).await;
+        if let Err(e) = &result {
+            // What the failed turn spent stays in the transcript next to its calls.
+            let mut f = Map::new();
+            f.insert("errorKind".into(), json!(e.kind()));
+            f.insert("error".into(), json!(e.to_string()));
+            f.insert(
+                "usage".into(),
+                serde_json::to_value(self.turn_usage).unwrap_or(Value::Null),
+            );
+            if let Some(c) = self.turn_usage.cost_nanos {
+                f.insert("costUsd".into(), json!(format_usd(c)));
+            }
+            if let Err(err) = self.transcript.append_entry("turn_failed", f) {
+                tracing::warn!(error = %err, "could not record the failed turn");
+            }
+        }
         let _ = self.store.touch(
             &self.transcript,
             Some(&self.model.to_string()),
@@ -687,8 +817,8 @@ impl Session {
                         "error".into()
                     },
                     text: String::new(),
-                    usage: TokenUsage::default(),
-                    cost_usd: None,
+                    usage: self.turn_usage,
+                    cost_usd: self.turn_usage.cost_nanos.map(format_usd),
                 });
             }
         }
@@ -700,9 +830,13 @@ impl Session {
         events: &EventSink,
         cancel: &CancellationToken,
     ) -> Result<TurnOutcome, AgentError> {
+        // Asked once per model; a stop pressed while a slow server is asked ends the turn.
+        tokio::select! {
+            () = cancel.cancelled() => return Err(AgentError::Aborted),
+            () = self.learn_tool_profile() => {}
+        }
         let specs = self.tools.specs();
         let system_prompt = self.system_prompt(&specs);
-        // Asked once per model; a stop pressed while a slow server is asked ends the turn.
         tokio::select! {
             () = cancel.cancelled() => return Err(AgentError::Aborted),
             () = self.learn_context_window() => {}
@@ -718,11 +852,11 @@ impl Session {
             .resolve(&self.model)
             .map(|m| m.max_tokens)
             .unwrap_or(crate::models::DEFAULT_MAX_TOKENS);
-        let mut turn_usage = TokenUsage::default();
         // After a fallback succeeds, later calls of the same turn start from that model.
         let mut start_at: Option<ModelRef> = None;
         let mut overflow_compactions = 0;
         let mut repeats = crate::quirks::repeat::RepeatGuard::new();
+        let mut verify = crate::quirks::verify::VerifyNudge::new();
         for _ in 0..MAX_ROUNDS_PER_TURN {
             if cancel.is_cancelled() {
                 return Err(AgentError::Aborted);
@@ -780,7 +914,7 @@ impl Session {
                 total_tokens: msg.usage.total_tokens,
                 cost_usd: msg.usage.cost_nanos.map(format_usd),
             });
-            turn_usage.add(&msg.usage);
+            self.turn_usage.add(&msg.usage);
             self.totals.add(&msg.usage);
             let calls: Vec<(String, String, Value)> = msg
                 .tool_calls()
@@ -793,12 +927,19 @@ impl Session {
             self.transcript
                 .append_message(AgentMessage::Assistant(msg))?;
             if calls.is_empty() {
+                if self.tools.profile == ToolProfile::Minimal
+                    && let Some(note) = verify.before_end(self.test_command.as_deref())
+                {
+                    self.transcript
+                        .append_message(UserInput::text(note).into_message())?;
+                    continue;
+                }
                 return Ok(TurnOutcome {
                     stop_reason: stop,
                     text,
                     reasoning,
                     model: used,
-                    usage: turn_usage,
+                    usage: self.turn_usage,
                 });
             }
             for (i, (id, name, args)) in calls.iter().enumerate() {
@@ -822,6 +963,7 @@ impl Session {
                     arguments: args.clone(),
                 });
                 let mut out = self.tools.run(name, args, cancel).await;
+                verify.record(name, out.ok);
                 if let Some(w) = self.context_window() {
                     // Leave the model room to answer: a quarter of the window at most.
                     let reserve = max_output.min(w / 4);

@@ -31,6 +31,7 @@ pub mod paths;
 pub mod prompt;
 pub mod quirks;
 pub mod session;
+pub mod testcmd;
 pub mod thinking;
 pub mod tools;
 

@@ -88,6 +88,8 @@ pub struct ResolvedModel {
     /// llama-server slots to spread sessions over (`slotAffinity` on the provider: `true`
     /// for one slot, or the server's `-np`); `None` when off.
     pub slot_count: Option<u64>,
+    /// `parameterCount` from the config, when set.
+    pub parameter_count: Option<u64>,
 }
 
 impl ResolvedModel {
@@ -312,6 +314,7 @@ impl ModelRegistry {
                         cost: None,
                         context_window: Some(ctx),
                         max_tokens: first.and_then(|m| m.max_tokens),
+                        parameter_count: None,
                         headers: BTreeMap::new(),
                         compat: None,
                     },
@@ -365,6 +368,7 @@ impl ModelRegistry {
                 Some(Value::Number(n)) => n.as_u64().filter(|n| *n > 0),
                 _ => None,
             },
+            parameter_count: def.parameter_count,
         })
     }
 

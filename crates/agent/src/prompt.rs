@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::client::ToolSpec;
 use crate::thinking::ThinkingLevel;
+use crate::tools::ToolProfile;
 
 pub const BOOTSTRAP_FILES: &[&str] = &[
     "AGENTS.md",
@@ -24,9 +25,15 @@ pub struct PromptInputs<'a> {
     pub model: &'a str,
     pub thinking: ThinkingLevel,
     pub extra: Option<&'a str>,
+    pub profile: ToolProfile,
+    /// The command that runs the tests, when the task or the repository shows one.
+    pub test_command: Option<&'a str>,
 }
 
 pub fn build(p: &PromptInputs<'_>) -> String {
+    if p.profile == ToolProfile::Minimal {
+        return build_minimal(p);
+    }
     let mut s = String::new();
     s.push_str(
         "You are IdleHands, a coding agent working in the user's workspace through tools.\n\n",
@@ -37,7 +44,11 @@ pub fn build(p: &PromptInputs<'_>) -> String {
         let first = t.description.split(". ").next().unwrap_or(&t.description);
         s.push_str(&format!("- {}: {}\n", t.name, first.trim_end_matches('.')));
     }
-    s.push_str("\n## Tool Call Style\nCall tools directly when they help; read before you edit; keep edits minimal; run the relevant tests after changing code. Reply with a short summary when done.\n\n");
+    s.push_str("\n## Tool Call Style\nCall tools directly when they help; read before you edit; keep edits minimal; run the relevant tests after changing code. Reply with a short summary when done.\n");
+    if let Some(cmd) = p.test_command {
+        s.push_str(&format!("The tests run with: `{cmd}`\n"));
+    }
+    s.push('\n');
     s.push_str(&format!(
         "## Workspace\nYour working directory is: {}\nRelative paths are resolved against it.\n\n",
         p.workspace.display()
@@ -82,4 +93,69 @@ pub fn build(p: &PromptInputs<'_>) -> String {
         s.push('\n');
     }
     s
+}
+
+/// The prompt for small models (`tools.profile: minimal`): short, and a fixed way of working,
+/// since a small model left to itself edits files it never read and never runs the tests.
+/// Project context files are left out: they would crowd a small context window.
+fn build_minimal(p: &PromptInputs<'_>) -> String {
+    let names: Vec<&str> = p.tools.iter().map(|t| t.name.as_str()).collect();
+    let test = match p.test_command {
+        Some(cmd) => format!("run the tests with exec: `{cmd}`"),
+        None => "run the tests with exec".to_string(),
+    };
+    let mut s = format!(
+        "You are a coding agent. You work in {} using the tools {}.\n\n\
+         Work in these steps:\n\
+         1. read the files the task is about. Never edit a file you have not read.\n\
+         2. change the code with edit: copy oldText exactly from what read showed. Use write only for new files.\n\
+         3. {test}.\n\
+         4. if the tests fail, read the error, fix the code, and run the tests again.\n\
+         5. when the tests pass, stop calling tools and answer with one sentence saying what you changed.\n\n\
+         If a tool call fails, do not repeat it unchanged: read the message and do something different.\n",
+        p.workspace.display(),
+        names.join(", ")
+    );
+    if let Some(extra) = p.extra.filter(|e| !e.trim().is_empty()) {
+        s.push('\n');
+        s.push_str(extra);
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_minimal_prompt_says_how_to_work_and_names_the_test_command() {
+        let tools = crate::tools::profile::specs(ToolProfile::Minimal, crate::tools::specs());
+        let p = build(&PromptInputs {
+            workspace: Path::new("/w"),
+            tools: &tools,
+            model: "local/qwen",
+            thinking: ThinkingLevel::Off,
+            extra: None,
+            profile: ToolProfile::Minimal,
+            test_command: Some("python3 -m unittest"),
+        });
+        assert!(p.contains("tools read, write, edit, exec"), "{p}");
+        assert!(p.contains("1. read the files"), "{p}");
+        assert!(
+            p.contains("run the tests with exec: `python3 -m unittest`"),
+            "{p}"
+        );
+        assert!(p.len() < 1200, "{} chars", p.len());
+        let full = build(&PromptInputs {
+            profile: ToolProfile::Full,
+            test_command: Some("cargo test"),
+            tools: &crate::tools::specs(),
+            workspace: Path::new("/w"),
+            model: "m",
+            thinking: ThinkingLevel::Off,
+            extra: None,
+        });
+        assert!(full.contains("The tests run with: `cargo test`"), "{full}");
+    }
 }

@@ -1,6 +1,6 @@
 //! Thinking on local models (`compat.thinkingFormat` qwen and zai, and a warning where a
 //! level cannot reach the model) and llama-server slot affinity (`slotAffinity`).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

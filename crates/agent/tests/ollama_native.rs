@@ -1,6 +1,6 @@
 //! `api: "ollama"`: the agent talks to Ollama's own `/api/chat` (NDJSON), telling it the
 //! context window as `options.num_ctx`, with tool calls and results in Ollama's shapes.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -204,7 +204,7 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn resolve(cfg: &AntonConfig, ov: &Overrides) -> Result<Settings, AntonError> {

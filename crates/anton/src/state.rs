@@ -99,7 +99,7 @@ pub fn request_stop(state_dir: &Path) -> Result<String, AntonError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]

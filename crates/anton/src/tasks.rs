@@ -265,7 +265,7 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]
@@ -278,7 +278,7 @@ mod tests {
                 TaskLocation::Markdown { line, indent } => {
                     (t.text.as_str(), *line, indent.as_str())
                 }
-                TaskLocation::Json { .. } => unreachable!(),
+                TaskLocation::Json { .. } => panic!("a markdown file gave a JSON task"),
             })
             .collect();
         assert_eq!(

@@ -1,5 +1,5 @@
 //! Direct mode end to end: real git repos, scripted agents.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! The lock file, stop requests and status while a run is in progress.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

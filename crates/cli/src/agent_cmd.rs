@@ -302,12 +302,14 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             TurnEnd::Failed(e) => {
                 if !args.json {
                     eprintln!("error: {e}");
+                    print_failed_usage(&session);
                 }
                 ExitCode::FAILURE
             }
             TurnEnd::TimedOut(s) => {
                 if !args.json {
                     eprintln!("error: the turn timed out after {s}s (--timeout)");
+                    print_failed_usage(&session);
                 }
                 ExitCode::from(EXIT_TIMEOUT)
             }
@@ -319,6 +321,23 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             }
         })
     })
+}
+
+/// A turn that failed or timed out still spent tokens: say how many (the `--json` stream has
+/// them in `turn_end`).
+fn print_failed_usage(session: &Session) {
+    let u = session.turn_usage();
+    if u.cost_nanos.is_some() || u.total_tokens > 0 {
+        eprintln!(
+            "[usage] {} in / {} out{} (spent by the failed turn) | session {}",
+            u.input + u.cache_read,
+            u.output,
+            u.cost_nanos
+                .map(|c| format!(" | ${}", format_usd(c)))
+                .unwrap_or_default(),
+            session.id()
+        );
+    }
 }
 
 /// `/status`, `/model [ref]`, `/think <level>`, `/compact [instructions]`, `/new`.

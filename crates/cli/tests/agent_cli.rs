@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `idlehands agent` and bare `idlehands` as processes, against the fake upstream: the seed's
 //! "export LITELLM_API_KEY, then idlehands" flow, JSONL events, resume, exit codes.
 

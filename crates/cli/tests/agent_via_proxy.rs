@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The seed's whole path: `idlehands onboard --auth-choice litellm-api-key` pointed at
 //! `idlehands proxy`, which routes to a fake upstream that scripts tool-call turns; then
 //! `idlehands agent` runs the turns through the gateway, and `models status` tells a rejected

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `idlehands anton run|status|stop` as a process, on a scratch git repo, with the fake
 //! upstream scripting the model: tool calls that write files, a task that changes nothing,
 //! dry runs, and a second run refused while the first holds the lock.

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Bare `idlehands` on a real pseudo-terminal (tmux), against the fake upstream: streamed
 //! answers, tool call lines, `/status` tokens and cost, Ctrl-C stopping a hanging turn,
 //! history recall, `/anton` in the background, `/compact`, `/dir`.

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Local models from the command line: onboarding for local servers (`--auth-choice
 //! llamacpp|ollama|...`, `custom-api-key`), implicit local providers, the context window shown
 //! by `models list/status`, and a headless run stopped for repeating a call; against the

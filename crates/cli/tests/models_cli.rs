@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `idlehands models list/status` without onboarding: the implicit LiteLLM provider, and a
 //! clear message when the proxy is not running.
 

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `idlehands onboard --auth-choice litellm-api-key`, non-interactive and with piped answers,
 //! then `models list/status` and an agent turn on what it wrote.
 

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `idlehands proxy` as a process: starts, answers, refuses bad configs, stops on SIGTERM.
 
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! LiteLLM's `litellm` command-line flags on `idlehands proxy`: TLS from PEM files, the flags that
 //! act, and the server-tuning flags that are accepted and named at start-up.
 

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `idlehands proxy` with its key and spend database, as a process: where the database is, and
 //! that SIGTERM commits every spend row (the flush window here is a minute, so only the
 //! shutdown commit can have written them), and `disable_spend_logs`.
@@ -196,13 +196,13 @@ async fn settings_with_no_effect_are_named_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
-        "  store_model_in_db: true\nlitellm_settings:\n  success_callback: [langfuse]\n",
+        "  disable_error_logs: true\nlitellm_settings:\n  success_callback: [langfuse]\n",
     );
     let mut c = cmd(dir.path());
     c.args(["proxy", "--config"]).arg(&cfg);
     let (mut child, url, before) = spawn(c);
     for path in [
-        "general_settings.store_model_in_db has no effect here",
+        "general_settings.disable_error_logs has no effect here",
         "litellm_settings.success_callback \"langfuse\" has no effect here",
     ] {
         assert!(

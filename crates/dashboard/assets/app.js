@@ -589,7 +589,7 @@
   }
 
   // ---- routing and wiring -----------------------------------------------------------------
-  const VIEWS = ['overview', 'keys', 'logs'];
+  const VIEWS = ['overview', 'keys', 'logs', 'models'];
   function currentView() {
     const v = location.hash.replace(/^#\/?/, '');
     return VIEWS.includes(v) ? v : 'overview';
@@ -599,12 +599,13 @@
     for (const a of document.querySelectorAll('.topbar nav a')) {
       if (a.dataset.view === view) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
     }
-    document.title = { overview: 'Spend', keys: 'Keys', logs: 'Requests' }[view] + ' · IdleHands gateway';
+    document.title = { overview: 'Spend', keys: 'Keys', logs: 'Requests', models: 'Models' }[view] + ' · IdleHands gateway';
     const main = $('main');
     main.setAttribute('aria-busy', 'true');
     try {
       if (view === 'overview') await renderOverview();
       else if (view === 'keys') await refreshKeys();
+      else if (view === 'models') await window.IdleHandsModels.render({ api, h, $, toast, fail });
       else {
         if (!state.keys.length) await loadKeys().then(fillKeyFilter);
         await renderLogs();

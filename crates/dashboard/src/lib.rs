@@ -84,6 +84,14 @@
 //!   1-based; a page shorter than `page_size` is the last. Both dates are inclusive. Model and
 //!   status filters are applied in the browser to the fetched page.
 //!
+//! * Models page (`models.js`): `GET /model/info` returns `{"data": [{"model_name",
+//!   "litellm_params": {"model", "api_base", "rpm", "tpm", ...} (secrets left out),
+//!   "model_info": {"id", "db_model", "input_cost_per_token", "output_cost_per_token", ...}}]}`;
+//!   `POST /model/new` `{"model_name", "litellm_params": {"model", "api_base", "api_key", "rpm",
+//!   "tpm", "input_cost_per_token", "output_cost_per_token"}}` (absent fields omitted); `POST
+//!   /model/delete` `{"id"}`, offered only for `db_model: true` rows. An error's message (e.g.
+//!   the 500 naming `STORE_MODEL_IN_DB`) is shown in the dialog.
+//!
 //! ## `GET /global/spend/report` (IdleHands shape)
 //!
 //! `GET /global/spend/report?start_date=YYYY-MM-DD&end_date=YYYY-MM-DD&group_by=api_key|model|user`
@@ -141,6 +149,7 @@ static ASSETS: &[Asset] = &[
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("login.html", "text/html; charset=utf-8"),
     asset!("app.js", "text/javascript; charset=utf-8"),
+    asset!("models.js", "text/javascript; charset=utf-8"),
     asset!("login.js", "text/javascript; charset=utf-8"),
     asset!("app.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),

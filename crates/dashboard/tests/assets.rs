@@ -1,6 +1,6 @@
 //! The dashboard router over real HTTP: content types, revalidation, security headers, and that
 //! the proxy can add its own `/ui/*` routes (POST /ui/login beside GET /ui/login).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use axum::Router;
 use axum::routing::{get, post};

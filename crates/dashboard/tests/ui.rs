@@ -2,7 +2,7 @@
 //! fake gateway that serves the assets at /ui and implements the management API the pages call,
 //! with realistic keys and spend logs. Needs what `scripts/test.sh` installs: the `chromium`
 //! package and `npm ci` in `crates/dashboard/tests/browser`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::process::Stdio;

@@ -212,18 +212,8 @@ pub fn invalid_key(key: &str, hash: &str) -> ProxyError {
     }
 }
 
-/// `sk-...abcd`: what LiteLLM shows of a key in messages.
-pub fn abbreviate_key(key: &str) -> String {
-    let tail: String = key
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("sk-...{tail}")
-}
+/// `sk-...abcd`: what LiteLLM shows of a key in messages (one definition, the store's).
+pub use idlehands_store::keygen::abbreviate as abbreviate_key;
 
 pub use idlehands_store::keygen::hash_key;
 

@@ -42,6 +42,8 @@ fn weak_master_key(key: &str) -> Option<&'static str> {
 pub(crate) struct Runtime {
     pub auth: AuthConfig,
     pub router: Router,
+    /// Every deployment as `/model/info` shows it; built with `router`.
+    pub catalog: Arc<crate::models::Catalog>,
     /// `--model`, else `general_settings.completion_model`: overrides the request's model.
     pub forced_model: Option<String>,
     pub always_include_stream_usage: bool,
@@ -56,6 +58,24 @@ pub(crate) struct Runtime {
     pub metadata_limit: usize,
     /// A model call's `user` at most, characters (`max_request_user_length`).
     pub user_limit: usize,
+}
+
+impl Runtime {
+    /// This runtime with another model list.
+    fn with_models(&self, router: Router, catalog: crate::models::Catalog) -> Runtime {
+        Runtime {
+            auth: self.auth.clone(),
+            router,
+            catalog: Arc::new(catalog),
+            forced_model: self.forced_model.clone(),
+            always_include_stream_usage: self.always_include_stream_usage,
+            body_limit: self.body_limit,
+            drop_params: self.drop_params,
+            admin_body_limit: self.admin_body_limit,
+            metadata_limit: self.metadata_limit,
+            user_limit: self.user_limit,
+        }
+    }
 }
 
 /// `max_request_metadata_size_kb`'s default: room for tags, trace ids and a few dozen fields.
@@ -88,6 +108,19 @@ pub type RedisProbe = Arc<dyn Fn() -> (&'static str, crate::ledger::RedisState) 
 pub type SpendProbe = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl App {
+    /// Serves the config's deployments plus `api` from now on: a new router and catalog are
+    /// built and swapped in whole. Calls already routed finish on the deployments they
+    /// started with; routing state (cooldowns, usage) starts afresh for the new list.
+    pub(crate) fn set_api_models(&self, api: Vec<crate::models::ApiModel>) {
+        let _one_at_a_time = self.models.apply.lock();
+        let (router, catalog) = self.models.build(api);
+        let next = self.runtime.load().with_models(router, catalog);
+        if let Some(source) = crate::metrics::routing_source(&next.router) {
+            self.metrics.set_deployment_source(source);
+        }
+        self.runtime.store(Arc::new(next));
+    }
+
     pub(crate) fn cut_off(&self) {
         self.cut.send_replace(true);
     }
@@ -117,6 +150,8 @@ impl App {
 
 pub(crate) struct App {
     pub runtime: ArcSwap<Runtime>,
+    /// What the router is rebuilt from when stored deployments change.
+    pub models: crate::models::ModelsBase,
     pub client: reqwest::Client,
     pub resolver: Arc<dyn KeyResolver>,
     pub hooks: Option<Arc<dyn CallHooks>>,
@@ -173,6 +208,7 @@ pub struct GatewayBuilder {
     db_probe: Option<DbProbe>,
     spend_probe: Option<SpendProbe>,
     redis_probe: Option<RedisProbe>,
+    api_models: Vec<crate::models::ApiModel>,
 }
 
 impl Gateway {
@@ -188,6 +224,7 @@ impl Gateway {
             db_probe: None,
             spend_probe: None,
             redis_probe: None,
+            api_models: Vec::new(),
         }
     }
 
@@ -280,6 +317,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Deployments kept in the store (`store_model_in_db`), served after the config's.
+    pub fn api_models(mut self, models: Vec<crate::models::ApiModel>) -> Self {
+        self.api_models = models;
+        self
+    }
+
     /// SEAM: where finished-call records go (the spend-log writer).
     pub fn sink(mut self, s: Arc<dyn CallSink>) -> Self {
         self.sink = s;
@@ -353,13 +396,20 @@ impl GatewayBuilder {
                 .map_or(DEFAULT_KEEPALIVE, Duration::from_secs_f64),
             max_connections: gs.limit_concurrency.map(|n| n as usize),
         };
+        let models = crate::models::ModelsBase {
+            config: cfg.clone(),
+            prices,
+            apply: parking_lot::Mutex::new(()),
+        };
+        let (router, catalog) = models.build(self.api_models);
         let runtime = Runtime {
+            catalog: Arc::new(catalog),
             auth: AuthConfig {
                 master_hash: hash_key(master_key.as_deref().unwrap_or("")).into(),
                 master_key,
                 custom_header,
             },
-            router: Router::build(&cfg, &prices),
+            router,
             forced_model: cfg
                 .cli_model
                 .clone()
@@ -440,6 +490,7 @@ impl GatewayBuilder {
             extra_routes: self.extra_routes,
             app: Arc::new(App {
                 runtime: ArcSwap::from_pointee(runtime),
+                models,
                 client,
                 resolver: self.resolver,
                 hooks: self.hooks,

@@ -29,6 +29,7 @@ mod http;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
+pub mod models;
 pub mod otel;
 pub mod pricing;
 pub mod providers;

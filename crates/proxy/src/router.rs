@@ -97,6 +97,20 @@ pub fn upstream_model(p: &LitellmParams, provider: &str) -> String {
     }
 }
 
+/// A deployment's id (`x-litellm-model-id`): `model_info.id`, else a hash of its place in the
+/// model list, name, model and base URL (stable across restarts of one config).
+pub fn deployment_id(i: usize, entry: &ModelEntry) -> String {
+    let p = &entry.litellm_params;
+    entry.model_info.id.clone().unwrap_or_else(|| {
+        crate::auth::hash_key(&format!(
+            "{i}\u{0}{}\u{0}{}\u{0}{}",
+            entry.model_name,
+            p.model,
+            p.api_base.as_deref().unwrap_or("")
+        ))
+    })
+}
+
 /// One deployment, with everything the request path needs precomputed.
 #[derive(Clone)]
 pub struct Deployment {
@@ -189,14 +203,7 @@ impl Deployment {
         };
         let adapter =
             providers::adapter_for(&provider, p.mock_response.is_some(), api_base.as_deref(), p);
-        let id = entry.model_info.id.clone().unwrap_or_else(|| {
-            crate::auth::hash_key(&format!(
-                "{i}\u{0}{}\u{0}{}\u{0}{}",
-                entry.model_name,
-                p.model,
-                p.api_base.as_deref().unwrap_or("")
-            ))
-        });
+        let id = deployment_id(i, entry);
         let rs = &cfg.file.router_settings;
         let timeout = p
             .timeout

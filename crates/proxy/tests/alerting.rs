@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `general_settings.alerting: [slack, webhook]`: alerts for slow and failed calls, key budget
 //! crossings, deployment cooldowns and database failures, received by a webhook on loopback.
 

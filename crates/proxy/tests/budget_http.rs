@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Budgets and rate limits through HTTP: concurrent requests on a small budget, budget windows,
 //! the configurable budget status, rpm limits with retry-after. SQLite and Postgres.
 

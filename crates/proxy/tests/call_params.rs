@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Per-deployment `litellm_params` (request fields, `extra_body`, headers, `drop_params`),
 //! provider overflow errors as LiteLLM's ContextWindowExceededError, per-request timeouts, the
 //! `mock_timeout` / `mock_testing_rate_limit_error` aids and comma-separated models, end to end

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Chat completions end to end: gateway in-process, FakeOpenAi upstream, real HTTP.
 
 mod common;

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The legacy text completions API (`/v1/completions`, fill-in-the-middle with `suffix`, as
 //! local code-completion tools call llama.cpp, vLLM and Ollama): passed through to
 //! OpenAI-compatible deployments with the gateway's duties (keys, spend rows, cost, fallbacks).

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Start-up errors: one per class, each naming the file and key path, none showing a secret.
 
 use std::collections::HashMap;

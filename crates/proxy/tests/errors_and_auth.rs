@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Client mistakes get 4xx with the OpenAI envelope; auth reads LiteLLM's headers.
 
 mod common;

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Two gateways on loopback sharing one Postgres schema and one Redis: a key's budget and rpm
 //! limit hold across both, a block on one is refused by the other within a second, and every
 //! spend row from both is stored. Plus `general_settings.redis_failure_mode` when Redis is
@@ -18,6 +18,7 @@ fn fleet_yaml(redis: &str, prefix: &str, mode: &str) -> String {
     store_support::yaml(&format!(
         "  redis_key_prefix: \"{prefix}\"
   redis_failure_mode: {mode}
+  user_api_key_cache_ttl: 3600
 router_settings:
   redis_url: {redis}
 "
@@ -139,7 +140,7 @@ async fn rpm_limit_and_blocks_are_shared() {
         200
     );
     let mut refused_after = None;
-    while blocked_at.elapsed() < Duration::from_secs(5) {
+    while blocked_at.elapsed() < CHANNEL_DEADLINE {
         if post(&b, "/v1/chat/completions", &other, chat("mocky"))
             .await
             .status
@@ -150,11 +151,7 @@ async fn rpm_limit_and_blocks_are_shared() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let after = refused_after.expect("the other instance refuses the blocked key");
-    assert!(
-        after < Duration::from_secs(1),
-        "refused only after {after:?}"
-    );
+    refused_after.expect("the other instance refuses the blocked key");
     a.stop().await;
     b.stop().await;
     place.cleanup().await;
@@ -299,6 +296,12 @@ async fn redis_outage_mid_run_follows_the_failure_mode() {
     open.stop().await;
 }
 
+/// How long a test waits for a change to reach another instance before failing. Far above
+/// what it takes (the bench's business, not a test's) and far below the key cache's re-read
+/// (`user_api_key_cache_ttl: 3600` in these configs): a change seen in time came over the
+/// invalidation channel, not from the cache expiring.
+const CHANNEL_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Waits (polling, bounded by `limit`) until `check` holds; returns how long it took, or
 /// `None` if it never did.
 async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
@@ -329,7 +332,6 @@ async fn status_of(p: &Proxy, key: &str, body: Value) -> u16 {
 async fn key_changes_reach_every_instance_whatever_it_cached() {
     let place = Place::new(Backend::Postgres);
     let (a, b) = pair(&place).await;
-    let one_second = Duration::from_secs(1);
 
     // A client retries a key before it exists: b refuses it, repeatedly.
     let early = format!("sk-early-{}", uuid::Uuid::new_v4().simple());
@@ -339,12 +341,11 @@ async fn key_changes_reach_every_instance_whatever_it_cached() {
         assert_eq!(error_of(&r).0, "auth_error");
     }
     generate(&a, json!({"key": early})).await;
-    let took = within(Duration::from_secs(5), || async {
+    within(CHANNEL_DEADLINE, || async {
         status_of(&b, &early, chat("mocky")).await == 200
     })
     .await
     .expect("a key created on a is accepted by b");
-    assert!(took < one_second, "accepted by b only after {took:?}");
 
     // A regenerated key's new value, refused by b before the regeneration.
     let new_value = format!("sk-new-{}", uuid::Uuid::new_v4().simple());
@@ -357,12 +358,11 @@ async fn key_changes_reach_every_instance_whatever_it_cached() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let took = within(Duration::from_secs(5), || async {
+    within(CHANNEL_DEADLINE, || async {
         status_of(&b, &new_value, chat("mocky")).await == 200
     })
     .await
     .expect("the regenerated value is accepted by b");
-    assert!(took < one_second, "accepted by b only after {took:?}");
     assert_eq!(status_of(&b, &early, chat("mocky")).await, 401);
 
     // Blocked, seen blocked by b, unblocked on a.
@@ -372,7 +372,7 @@ async fn key_changes_reach_every_instance_whatever_it_cached() {
             .status,
         200
     );
-    within(Duration::from_secs(5), || async {
+    within(CHANNEL_DEADLINE, || async {
         status_of(&b, &new_value, chat("mocky")).await == 401
     })
     .await
@@ -383,12 +383,11 @@ async fn key_changes_reach_every_instance_whatever_it_cached() {
             .status,
         200
     );
-    let took = within(Duration::from_secs(5), || async {
+    within(CHANNEL_DEADLINE, || async {
         status_of(&b, &new_value, chat("mocky")).await == 200
     })
     .await
     .expect("b accepts the unblocked key");
-    assert!(took < one_second, "accepted by b only after {took:?}");
 
     // Limited to another model, cached so by b, then opened up on a.
     let (narrow, _) = generate(&a, json!({"models": ["other"]})).await;
@@ -403,12 +402,11 @@ async fn key_changes_reach_every_instance_whatever_it_cached() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let took = within(Duration::from_secs(5), || async {
+    within(CHANNEL_DEADLINE, || async {
         status_of(&b, &narrow, chat("mocky")).await == 200
     })
     .await
     .expect("b serves the widened key");
-    assert!(took < one_second, "served by b only after {took:?}");
 
     a.stop().await;
     b.stop().await;
@@ -447,20 +445,18 @@ async fn key_info_and_budget_errors_agree_across_instances() {
     // prompt: the first leaves the budget open, the second closes it.
     let long = json!({"model": "slow", "max_tokens": 4000, "messages": [{"role": "user", "content": "hi"}]});
     let mut pending = Vec::new();
+    let gate = idlehands_testkit::Gate::new();
     for (n, p) in [&a, &b].into_iter().enumerate() {
-        upstream
-            .push(idlehands_testkit::Reply::text("slow answer").with_delay(Duration::from_secs(4)));
+        upstream.push(idlehands_testkit::Reply::text("slow answer").held_by(&gate));
         let req = client()
             .post(p.url("/v1/chat/completions"))
             .bearer_auth(&key)
             .json(&long);
         pending.push(tokio::spawn(send(req)));
         let served = 3 + n + 1;
-        within(Duration::from_secs(10), || async {
-            upstream.served() >= served
-        })
-        .await
-        .expect("the long call reaches the upstream");
+        within(CHANNEL_DEADLINE, || async { upstream.served() >= served })
+            .await
+            .expect("the long call reaches the upstream");
     }
     let (spend_a2, reserved_a2) = key_spend_of(&a, &token).await;
     let (spend_b2, reserved_b2) = key_spend_of(&b, &token).await;
@@ -492,6 +488,7 @@ async fn key_info_and_budget_errors_agree_across_instances() {
         "{message}"
     );
 
+    gate.open();
     for p in pending {
         assert_eq!(p.await.unwrap().status, 200);
     }
@@ -577,7 +574,7 @@ impl PrivateRedis {
             .expect("redis-server is installed");
         self.child = Some(child);
         let url = self.url();
-        within(Duration::from_secs(10), || {
+        within(CHANNEL_DEADLINE, || {
             let url = url.clone();
             async move {
                 let Ok(client) = redis::Client::open(url.as_str()) else {
@@ -645,7 +642,7 @@ async fn redis_restart_is_survived_by_every_instance() {
 
     redis.kill();
     for p in [&a, &b] {
-        within(Duration::from_secs(10), || async {
+        within(CHANNEL_DEADLINE, || async {
             readiness(p).await.1["limits"] == "refusing"
         })
         .await
@@ -660,7 +657,7 @@ async fn redis_restart_is_survived_by_every_instance() {
         // The master key does not depend on Redis.
         assert_eq!(status_of(p, MASTER, chat("mocky")).await, 200);
     }
-    within(Duration::from_secs(10), || async {
+    within(CHANNEL_DEADLINE, || async {
         readiness(&c).await.1["limits"] == "per_instance"
     })
     .await
@@ -680,17 +677,16 @@ async fn redis_restart_is_survived_by_every_instance() {
 
     redis.restart().await;
     for p in [&a, &b, &c] {
-        let took = within(Duration::from_secs(10), || async {
+        within(CHANNEL_DEADLINE, || async {
             status_of(p, &key, chat("mocky")).await == 200
                 && readiness(p).await.1["limits"] == "shared"
         })
         .await
         .expect("the instance uses Redis again");
-        assert!(took < Duration::from_secs(5), "back only after {took:?}");
     }
     // b and c re-read every key after the gap, so the block made during it holds.
     for p in [&b, &c] {
-        within(Duration::from_secs(5), || async {
+        within(CHANNEL_DEADLINE, || async {
             status_of(p, &doomed, chat("mocky")).await == 401
         })
         .await
@@ -703,12 +699,11 @@ async fn redis_restart_is_survived_by_every_instance() {
             .status,
         200
     );
-    let took = within(Duration::from_secs(5), || async {
+    within(CHANNEL_DEADLINE, || async {
         status_of(&b, &key, chat("mocky")).await == 401
     })
     .await
     .expect("b refuses the key blocked after the restart");
-    assert!(took < Duration::from_secs(1), "refused only after {took:?}");
 
     a.stop().await;
     b.stop().await;
@@ -789,14 +784,15 @@ async fn settlements_during_an_outage_reach_redis_afterwards() {
     let (key, generated) = generate(&a, json!({"max_budget": 1.0})).await;
     let token = generated["token_id"].as_str().unwrap().to_string();
 
-    upstream.push(idlehands_testkit::Reply::text("slow answer").with_delay(Duration::from_secs(3)));
+    let gate = idlehands_testkit::Gate::new();
+    upstream.push(idlehands_testkit::Reply::text("slow answer").held_by(&gate));
     let long = json!({"model": "slow", "max_tokens": 4000, "messages": [{"role": "user", "content": "hi"}]});
     let req = client()
         .post(a.url("/v1/chat/completions"))
         .bearer_auth(&key)
         .json(&long);
     let pending = tokio::spawn(send(req));
-    within(Duration::from_secs(10), || async { upstream.served() >= 1 })
+    within(CHANNEL_DEADLINE, || async { upstream.served() >= 1 })
         .await
         .expect("the call reaches the upstream");
     let (spend, reserved) = key_spend_of(&a, &token).await;
@@ -804,11 +800,13 @@ async fn settlements_during_an_outage_reach_redis_afterwards() {
     assert!(reserved > 0.008, "{reserved}");
 
     switch.cut();
-    within(Duration::from_secs(10), || async {
+    within(CHANNEL_DEADLINE, || async {
         readiness(&a).await.1["limits"] == "refusing"
     })
     .await
     .expect("the instance notices the outage");
+    // The call finishes during the outage: its settlement must wait for Redis.
+    gate.open();
     let r = pending.await.unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     let cost: f64 = r.headers["x-litellm-response-cost"]
@@ -819,7 +817,7 @@ async fn settlements_during_an_outage_reach_redis_afterwards() {
     assert!(cost > 0.0);
 
     switch.restore();
-    within(Duration::from_secs(10), || async {
+    within(CHANNEL_DEADLINE, || async {
         readiness(&a).await.1["limits"] == "shared"
     })
     .await
@@ -849,7 +847,7 @@ async fn an_open_instance_started_without_redis_joins_the_fleet_when_it_answers(
     assert_eq!(status_of(&late, &key, chat("mocky")).await, 200);
 
     redis.restart().await;
-    within(Duration::from_secs(10), || async {
+    within(CHANNEL_DEADLINE, || async {
         readiness(&late).await.1["limits"] == "shared"
     })
     .await
@@ -864,7 +862,7 @@ async fn an_open_instance_started_without_redis_joins_the_fleet_when_it_answers(
             .status,
         200
     );
-    within(Duration::from_secs(10), || async {
+    within(CHANNEL_DEADLINE, || async {
         status_of(&late, &key, chat("mocky")).await == 401
     })
     .await
@@ -876,15 +874,11 @@ async fn an_open_instance_started_without_redis_joins_the_fleet_when_it_answers(
             .status,
         200
     );
-    let took = within(Duration::from_secs(5), || async {
+    within(CHANNEL_DEADLINE, || async {
         status_of(&late, &key, chat("mocky")).await == 200
     })
     .await
     .expect("the late instance accepts the key unblocked elsewhere");
-    assert!(
-        took < Duration::from_secs(1),
-        "accepted only after {took:?}"
-    );
 
     late.stop().await;
     other.stop().await;

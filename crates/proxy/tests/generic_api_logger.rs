@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `callbacks: ["generic_api"]`: LiteLLM's standard logging payloads POSTed in batches to a
 //! receiver on loopback, with `GENERIC_LOGGER_HEADERS`, retried after a 5xx, and a dead
 //! receiver never failing a call.

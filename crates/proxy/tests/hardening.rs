@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Bad clients over raw TCP on loopback: bodies refused before they are read, the
 //! keep-alive/header timeout, the connection cap, a stop that does not wait on idle
 //! connections, and failed sign-ins throttled per address.

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Hardening of the management routes on the real store (SQLite): cross-site writes through
 //! the dashboard cookie, auth and size before the body, `/health` for virtual keys, and
 //! absurd durations.

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The x-litellm-* headers (snapshot) and prices: built-in, overrides, base_model, price file.
 
 mod common;

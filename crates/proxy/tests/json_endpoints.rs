@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `/v1/rerank`, `/v1/images/generations` and `/v1/moderations` forwarded to OpenAI-compatible
 //! deployments over real HTTP, with auth, spend rows and cost from usage; a provider without
 //! the API is a 400 naming it.

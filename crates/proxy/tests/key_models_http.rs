@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! What a key's `models` and `aliases` do to requests and to `/v1/models`, over HTTP on the
 //! store: wildcards (`openai/*`), model access groups (`model_info.access_groups`), key
 //! aliases, and the `/key/generate` / `/key/info` answers around them. SQLite and Postgres.

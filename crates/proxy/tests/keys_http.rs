@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `/key/*` over HTTP on the store, and what keys do to requests: the seed's curl commands,
 //! every refusal status, management rights, cache invalidation. SQLite and Postgres.
 

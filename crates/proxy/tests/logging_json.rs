@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! JSON logs: one object per line, and a request's lines carry its call id (the one sent back
 //! as `x-litellm-call-id`). Its own test binary: it installs the process-wide subscriber.
 

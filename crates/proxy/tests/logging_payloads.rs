@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Full request/response logging: `store_prompts_in_spend_logs` fills the record's
 //! `messages`/`response` (strings cut at 2048 chars), `request_log_path` appends JSON lines with
 //! whole bodies; both redact keys. Off by default, with nothing captured.

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! No secret in any log: the process's log at `--detailed_debug` (debug, every crate) and the
 //! request log, while clients put keys everywhere (headers in every spelling, `user`,
 //! `metadata`, prompts, keys prefixed with `my_`/`prod-`), an upstream echoes a key in its

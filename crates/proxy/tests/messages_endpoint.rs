@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The gateway's Anthropic-format endpoint end to end: an Anthropic-format client -> gateway
 //! `/v1/messages` -> any configured model (an OpenAI upstream, an Anthropic upstream), plain
 //! and streamed, with errors in Anthropic's envelope and spend recorded as
@@ -184,6 +184,7 @@ async fn messages_through_an_anthropic_model_keep_thinking_and_cache_usage() {
     let text = resp.text().await.unwrap();
     insta::assert_json_snapshot!("messages_stream_from_anthropic_events", sse_events(&text));
     let recs = s.gw.records(2).await;
+    assert_eq!(recs.len(), 2, "{recs:?}");
     assert!(recs.iter().all(|r| r.call_type == "anthropic_messages"));
     assert!(recs.iter().all(|r| r.cost_nanos as i64 == want), "{recs:?}");
     s.gw.shutdown().await.unwrap();

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `/v1/messages` under virtual keys on a real store (SQLite): the key is read from
 //! `x-api-key`, spend lands on the key and in the spend log as `anthropic_messages`, and a
 //! spent budget refuses the next call in Anthropic's error envelope.

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `/metrics` scraped after real calls through the gateway: LiteLLM's metric names, counts,
 //! tokens, spend and latency histograms by model group and key alias, and the endpoint's auth.
 

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The official OpenAI Python SDK against the gateway (scripts/test.sh installs `openai`).
 
 mod common;

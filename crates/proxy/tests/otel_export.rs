@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `callbacks: ["otel"]`: spans exported over OTLP/HTTP protobuf to a real receiver on
 //! loopback (tests/python/otlp_receiver.py decodes them with the OpenTelemetry protobuf
 //! types), the client's `traceparent` continued and passed upstream, and a dead collector

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Calls priced as LiteLLM prices them, end to end over real HTTP with a real SQLite store: an
 //! Azure deployment with its own name and a `base_model`, an `openai/<custom>` deployment
 //! priced by the model its upstream says answered (plain and streamed), an `ollama/` one at 0;

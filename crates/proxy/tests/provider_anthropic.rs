@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `anthropic/` deployments end to end: client -> gateway -> FakeAnthropic (the Messages API
 //! wire format), snapshotting the translated request the fake received and the OpenAI-format
 //! answer the client got, plain and streamed, with cost.
@@ -208,6 +208,7 @@ async fn bare_claude_names_and_env_keys_resolve_to_anthropic() {
     // Anthropic requires max_tokens: the model's max output when the client gives none.
     assert_eq!(up.requests()[0].body["max_tokens"], 128000);
     let recs = gw.records(3).await;
+    assert_eq!(recs.len(), 3, "{recs:?}");
     assert!(recs.iter().all(|r| r.custom_llm_provider == "anthropic"));
     gw.shutdown().await.unwrap();
 }

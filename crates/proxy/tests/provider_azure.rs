@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `azure/` deployments end to end: client -> gateway -> FakeOpenAi at Azure's deployment
 //! paths, snapshotting the URL, `api-version` and `api-key` the fake saw and what the client
 //! got, plain, streamed and embeddings, with cost.
@@ -79,6 +79,7 @@ async fn plain_and_streamed_calls_go_to_the_deployment_url() {
     );
     insta::assert_json_snapshot!("azure_stream_client_chunks", sse_data(&text));
     let recs = gw.records(2).await;
+    assert_eq!(recs.len(), 2, "{recs:?}");
     assert!(recs.iter().all(|r| r.custom_llm_provider == "azure"));
     assert!(recs.iter().all(|r| r.cost_nanos == 90_000), "{recs:?}");
     gw.shutdown().await.unwrap();

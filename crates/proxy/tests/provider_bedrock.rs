@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `bedrock/` deployments end to end: client -> gateway -> FakeBedrock (Converse, and
 //! ConverseStream's binary event stream), snapshotting the translated request and the
 //! OpenAI-format answer, plain and streamed; the SigV4 signature the fake received is

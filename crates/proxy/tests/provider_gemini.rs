@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `gemini/` deployments end to end: client -> gateway -> FakeGemini (generateContent,
 //! streamGenerateContent with `alt=sse`, batchEmbedContents), snapshotting the translated
 //! request and the OpenAI-format answer, plain and streamed, with cost.

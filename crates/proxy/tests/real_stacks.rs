@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The gateway against the HTTP stacks local model servers are built on, each replaying the
 //! recorded llama-server answers (crates/testkit/fixtures/llama-server): cpp-httplib (the
 //! stack of llama.cpp's llama-server; a small server compiled here with g++ against Debian's

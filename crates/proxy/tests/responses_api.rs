@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `/v1/responses` over real HTTP: translated onto chat completions for OpenAI-compatible and
 //! Anthropic backends, plain and streamed, with the gateway's duties (spend row `aresponses`,
 //! cost headers) and errors in OpenAI's envelope.

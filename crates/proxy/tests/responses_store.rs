@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Stored `/v1/responses` answers in the key and spend database: they survive a restart,
 //! continue a conversation by `previous_response_id`, and only the key that created one reads
 //! or deletes it. SQLite and Postgres.

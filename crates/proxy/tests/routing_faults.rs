@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Upstream faults on streams and client disconnects: before the first byte a failure is one
 //! more attempt; after it the client gets a well-formed SSE error event and the record says
 //! failure; a client that goes away cancels the upstream request.

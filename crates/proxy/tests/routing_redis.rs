@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Router state shared through Redis: two gateways on one Redis see each other's cooldowns and
 //! rpm usage. Needs Redis at `REDIS_URL_TEST` (default `redis://127.0.0.1:6379`).
 

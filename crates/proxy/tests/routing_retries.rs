@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Retries, fallbacks and cooldowns (router_settings / litellm_settings) against fake upstreams
 //! with scripted failures.
 
@@ -80,6 +80,7 @@ async fn num_retries_bounds_the_attempts_and_the_last_error_is_returned() {
     assert_eq!(resp.status(), 502);
     assert_eq!(up.served(), 3);
     let rec = gw.records(2).await;
+    assert_eq!(rec.len(), 2, "{rec:?}");
     assert!(rec.iter().all(|r| r.status == CallStatus::Failure));
 }
 
@@ -375,6 +376,7 @@ async fn all_deployments_cooling_down_is_a_429_naming_the_group() {
     assert!(msg.contains("'grp-0'") && msg.contains("'grp-1'"), "{msg}");
     assert_eq!((a.served(), b.served()), (1, 1));
     let rec = gw.records(2).await;
+    assert_eq!(rec.len(), 2, "{rec:?}");
     assert_eq!(rec[1].http_status, 429);
     assert_eq!(rec[1].status, CallStatus::Failure);
 }

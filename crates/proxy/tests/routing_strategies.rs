@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Which deployment of a model group takes a request, per `routing_strategy`, observed by which
 //! fake upstream received it.
 

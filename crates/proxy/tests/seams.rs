@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The seams the store plugs into (key resolver, pre/post-call hooks, call sink), single-model
 //! mode, and graceful shutdown.
 

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `serve_threads`: one runtime per serving thread, connections handed to the least busy
 //! thread, graceful drain, and the threads' runtimes kept until released.
 

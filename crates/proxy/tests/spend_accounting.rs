@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Exact accounting end to end, over real HTTP, on SQLite and Postgres: one spend-log row per
 //! call answered or failed, keyed by the gateway's call id whatever ids the upstream hands out
 //! (a fixed one, Ollama's `chatcmpl-<number below 1000>`), and a key's spend equal to the sum

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Spend logs over HTTP: one row per request (success, failure, master key, stream) keyed by
 //! the call id, `/spend/logs` filters and pages, `/global/spend/report`. SQLite and Postgres.
 

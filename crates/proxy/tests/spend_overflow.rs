@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Spend arithmetic at its limits, over real HTTP on SQLite and Postgres: an upstream that
 //! reports absurd usage (`9e18` tokens as floats, `u64::MAX` in a stream) is answered, clamped
 //! to the ceilings (1e12 tokens a field, $1,000,000 a call) and recorded; rows and a key spend

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `stream_options.include_usage` honoured exactly: without it no chunk carries usage (the
 //! gateway still asks the upstream, for cost); with it, one final chunk with `choices: []`
 //! does, holding usage fields only (the cost stays in the `x-litellm-*` headers, never inside
@@ -166,4 +166,75 @@ async fn the_cost_comes_as_a_comment_before_done() {
     // 1000 * 2.5e-6 + 500 * 1e-5 = $0.0075.
     assert_eq!(usd, "0.0075");
     assert_eq!(recs[0].cost_nanos, 7_500_000);
+}
+
+/// Real servers lay SSE out in ways our own encoder never does: CRLF line ends, frames cut
+/// across TCP writes, keep-alive comments between events. Each reaches the client as the same
+/// chunks with the same usage, and the spend row counts the upstream's usage, not an estimate.
+#[tokio::test]
+async fn every_upstream_sse_layout_gives_the_same_stream_and_usage() {
+    use idlehands_testkit::Framing;
+    let openai = FakeOpenAi::start().await;
+    let anthropic = FakeAnthropic::start().await;
+    let yaml = format!(
+        "model_list:
+  - model_name: local
+    litellm_params:
+      model: openai/qwen
+      api_base: {}
+      api_key: none
+  - model_name: claude
+    litellm_params:
+      model: anthropic/claude-sonnet-4-5
+      api_base: {}
+      api_key: sk-ant-config-key
+general_settings:
+  master_key: {KEY}
+",
+        openai.base_url(),
+        anthropic.base_url()
+    );
+    let gw = start(&yaml).await;
+    let layouts = [
+        Framing::Lf,
+        Framing::Crlf,
+        Framing::Split,
+        Framing::KeepAlive,
+    ];
+    for model in ["local", "claude"] {
+        let mut texts = Vec::new();
+        for framing in layouts {
+            let reply = Reply::text("layout-proof answer")
+                .with_usage(33, 7)
+                .with_chunk_chars(4)
+                .with_framing(framing);
+            match model {
+                "local" => openai.push(reply),
+                _ => anthropic.push(reply),
+            }
+            let got = chunks(&gw, &request(model, Some(true))).await;
+            let usage = assert_usage_as_asked(&got, true).unwrap();
+            assert_eq!(
+                (&usage["prompt_tokens"], &usage["completion_tokens"]),
+                (&json!(33), &json!(7)),
+                "{model} {framing:?}"
+            );
+            let text: String = got
+                .iter()
+                .filter_map(|c| c.pointer("/choices/0/delta/content"))
+                .filter_map(Value::as_str)
+                .collect();
+            texts.push(text);
+        }
+        assert!(
+            texts.iter().all(|t| t == "layout-proof answer"),
+            "{model}: {texts:?}"
+        );
+    }
+    let recs = gw.records(8).await;
+    assert_eq!(recs.len(), 8);
+    for r in &recs {
+        assert_eq!((r.prompt_tokens, r.completion_tokens), (33, 7), "{r:?}");
+        assert!(!r.usage_estimated, "{r:?}");
+    }
 }

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The dashboard in Debian's headless Chromium (playwright-core) against the REAL gateway: the
 //! store on a fresh SQLite file, keys made through `/key/generate`, spend made by real model
 //! calls, prompts kept (`store_prompts_in_spend_logs`). The script signs in with the master key,

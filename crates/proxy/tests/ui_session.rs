@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The dashboard's sign-in contract (see `idlehands-dashboard`'s crate docs) against the real
 //! gateway: pages served, login by JSON and form, the cookie's attributes, the session, and the
 //! cookie counting as the master key on admin routes only.

@@ -69,7 +69,7 @@ pub fn should_cooldown(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn o(successes: u64, failures: u64) -> MinuteOutcomes {

@@ -52,7 +52,7 @@
 mod classify;
 mod clock;
 mod cooldown;
-mod lenient;
+pub mod lenient;
 mod plan;
 mod router;
 mod settings;

@@ -411,7 +411,7 @@ fn max_fallbacks_default<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Erro
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]
@@ -522,7 +522,14 @@ some_future_key: 1
         assert_eq!(s.retries_for("g", ErrorClass::RateLimit, 2), 1);
         let bad = serde_json::from_str::<RouterSettings>(r#"{"num_retries": "lots"}"#);
         assert!(bad.unwrap_err().to_string().contains("lots"));
-        assert!(serde_json::from_str::<RouterSettings>(r#"{"num_retries": -1}"#).is_err());
+        let err = serde_json::from_str::<RouterSettings>(r#"{"num_retries": -1}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("expected a whole number of at least 0, got -1"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -431,7 +431,12 @@ fn request_options_override_retries_and_fallbacks() {
         &[Reply::Err(500, "", None), Reply::Ok],
     );
     assert_eq!(groups(&t), ["g"]);
-    assert!(t.outcome.is_err());
+    let err = t
+        .outcome
+        .err()
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_default();
+    assert!(err.contains("Upstream(\"500"), "{err:?}");
 }
 
 #[test]

@@ -488,6 +488,22 @@ CREATE TABLE idlehands_responses (
 CREATE INDEX idlehands_resp_created ON idlehands_responses (created_at);
 ";
 
+// Deployments added over `/model/new` (`store_model_in_db`): LiteLLM's proxy model table. The
+// params and model info are JSON text; the gateway encrypts secret values before they get here.
+const V7_PROXY_MODELS: &str = "
+CREATE TABLE idlehands_proxy_models (
+    model_id TEXT PRIMARY KEY,
+    model_name TEXT NOT NULL,
+    litellm_params TEXT NOT NULL,
+    model_info TEXT NOT NULL DEFAULT '{}',
+    created_at BIGINT NOT NULL,
+    created_by TEXT,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT
+);
+CREATE INDEX idlehands_pm_name ON idlehands_proxy_models (model_name);
+";
+
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -518,6 +534,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "stored_responses",
         sqlite: V5_RESPONSES,
         postgres: V5_RESPONSES,
+    },
+    Migration {
+        version: 7,
+        name: "proxy_models",
+        sqlite: V7_PROXY_MODELS,
+        postgres: V7_PROXY_MODELS,
     },
 ];
 

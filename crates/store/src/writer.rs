@@ -688,7 +688,7 @@ mod tests {
             .await
             .unwrap();
         let Db::Sqlite(pool, _) = &store.db else {
-            unreachable!("a path opens SQLite")
+            panic!("a path opens SQLite")
         };
         let pool = pool.clone();
         (store, pool)
@@ -735,7 +735,16 @@ mod tests {
         );
         assert_eq!(ids(&pool).await, ["a", "b"], "the others are not held back");
         // Still held after another try, not dropped.
-        assert!(writer.flush().await.is_err());
+        let err = writer
+            .flush()
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("refused by the database, kept and retried"),
+            "{err:?}"
+        );
 
         sqlx::query("DROP TRIGGER refuse")
             .execute(&pool)
@@ -829,7 +838,16 @@ mod tests {
             writer.log(row(&format!("r{i}"))).await;
         }
         // Once this answers, the writer holds 12 refused rows and takes no more messages.
-        assert!(writer.flush().await.is_err());
+        let err = writer
+            .flush()
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("12 spend-log rows refused by the database"),
+            "{err:?}"
+        );
         let err = writer.shutdown().await.unwrap_err().to_string();
         assert!(
             err.contains("spend-log rows refused by the database"),

@@ -1,5 +1,5 @@
 //! The fleet mode: two ledgers ("instances") sharing one database and one real Redis.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Spend logs: one row per request, key spend equal to the rows, `/spend/logs` filters and
 //! summaries, aggregates, and a graceful stop that loses nothing.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! Rows a stop could not commit (the database refuses every insert, as a full disk does) are
 //! spilled next to the SQLite file and come back at the next start, exactly once; while rows
 //! cannot be written the writer says why (what `/health/readiness` reports).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

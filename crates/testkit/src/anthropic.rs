@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::Framing;
 use crate::openai::Recorded;
 use crate::reply::{Fault, Reply};
 use crate::strict::{ErrorBody, Form, Wire, guard};
@@ -143,13 +144,16 @@ impl Handle {
     }
 }
 
-/// A streamed SSE body of pre-built frames, honouring the stream faults.
-pub(crate) fn stream_frames(
-    frames: Vec<Bytes>,
-    fault: Option<&Fault>,
-    delay: Duration,
-) -> Response {
-    stream_frames_as(frames, fault, delay, "text/event-stream")
+/// A streamed SSE body of pre-built frames, honouring the reply's stream faults and layout.
+pub(crate) fn stream_frames(frames: Vec<Bytes>, reply: &Reply) -> Response {
+    let sse = Sse::Framed(reply.framing);
+    stream_frames_as(frames, reply.fault.as_ref(), reply.chunk_delay, sse)
+}
+
+/// What a streamed body is: SSE in some layout, or another content type sent as built.
+pub(crate) enum Sse {
+    Framed(Framing),
+    Not(&'static str),
 }
 
 /// A streamed body of pre-built frames of any content type, honouring the stream faults.
@@ -157,7 +161,7 @@ pub(crate) fn stream_frames_as(
     mut frames: Vec<Bytes>,
     fault: Option<&Fault>,
     delay: Duration,
-    content_type: &str,
+    kind: Sse,
 ) -> Response {
     let mut reset = false;
     match fault {
@@ -168,6 +172,11 @@ pub(crate) fn stream_frames_as(
         Some(Fault::TruncateStream { after }) => frames.truncate(*after),
         _ => {}
     }
+    // Faults count the frames as built; the layout splits or pads them afterwards.
+    let (frames, content_type) = match kind {
+        Sse::Framed(framing) => (crate::frame::shape(frames, framing), "text/event-stream"),
+        Sse::Not(content_type) => (frames, content_type),
+    };
     let items: VecDeque<Bytes> = frames.into();
     let s = stream::unfold(
         (items, reset, false),
@@ -202,9 +211,7 @@ pub(crate) async fn early_fault(
     reply: &Reply,
     error: impl Fn(u16, &str, Option<u64>) -> Response,
 ) -> Option<Response> {
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
+    reply.wait_to_answer().await;
     match &reply.fault {
         Some(Fault::Status {
             status,
@@ -321,11 +328,15 @@ async fn messages(
         .to_string();
     let id = format!("msg_fake_{n}");
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
-        let frames = stream_events(&id, &model, &reply)
+        let mut frames: Vec<Bytes> = stream_events(&id, &model, &reply)
             .into_iter()
-            .map(|(name, data)| idlehands_wire::sse::encode_event(name, &data.to_string()))
+            .map(|(name, data)| crate::frame::event(name, &data.to_string()))
             .collect();
-        return stream_frames(frames, reply.fault.as_ref(), reply.chunk_delay);
+        reply.error_mid_stream(&mut frames, |kind, message| {
+            let e = json!({"type": "error", "error": {"type": kind, "message": message}});
+            crate::frame::event("error", &e.to_string())
+        });
+        return stream_frames(frames, &reply);
     }
     axum::Json(message(&id, &model, &reply)).into_response()
 }

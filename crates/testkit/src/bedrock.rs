@@ -16,7 +16,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use crate::anthropic::scripted_accessors;
-use crate::anthropic::{Core, Handle, early_fault, json_response, stream_frames_as};
+use crate::anthropic::{Core, Handle, Sse, early_fault, json_response, stream_frames_as};
 use crate::reply::Reply;
 
 pub struct FakeBedrock {
@@ -124,15 +124,18 @@ async fn converse_stream(
 ) -> Response {
     match accept(&core, &uri, &headers, &body).await {
         Ok((n, reply)) => {
-            let frames = stream_events(&reply)
+            let mut frames: Vec<Bytes> = stream_events(&reply)
                 .iter()
                 .map(|(kind, payload)| Bytes::from(encode_event(kind, payload)))
                 .collect();
+            reply.error_mid_stream(&mut frames, |kind, message| {
+                Bytes::from(encode_exception(kind, &json!({"message": message})))
+            });
             let resp = stream_frames_as(
                 frames,
                 reply.fault.as_ref(),
                 reply.chunk_delay,
-                "application/vnd.amazon.eventstream",
+                Sse::Not("application/vnd.amazon.eventstream"),
             );
             with_request_id(resp, n)
         }
@@ -155,7 +158,7 @@ fn usage(reply: &Reply) -> Value {
     let mut u = json!({
         "inputTokens": reply.usage.prompt_tokens.saturating_sub(read + write),
         "outputTokens": reply.usage.completion_tokens,
-        "totalTokens": reply.usage.prompt_tokens + reply.usage.completion_tokens,
+        "totalTokens": reply.usage.total(),
     });
     if read + write > 0 {
         u["cacheReadInputTokens"] = json!(read);
@@ -234,12 +237,32 @@ fn stream_events(reply: &Reply) -> Vec<(&'static str, Value)> {
 
 /// One event-stream message with the three string headers AWS sends on events.
 pub fn encode_event(event_type: &str, payload: &Value) -> Vec<u8> {
+    encode_message(
+        &[
+            (":event-type", event_type),
+            (":content-type", "application/json"),
+            (":message-type", "event"),
+        ],
+        payload,
+    )
+}
+
+/// An exception message as AWS sends one mid-stream (`throttlingException`,
+/// `modelStreamErrorException`, ...): `:message-type` is `exception`.
+pub fn encode_exception(exception_type: &str, payload: &Value) -> Vec<u8> {
+    encode_message(
+        &[
+            (":exception-type", exception_type),
+            (":content-type", "application/json"),
+            (":message-type", "exception"),
+        ],
+        payload,
+    )
+}
+
+fn encode_message(string_headers: &[(&str, &str)], payload: &Value) -> Vec<u8> {
     let mut headers = Vec::new();
-    for (name, value) in [
-        (":event-type", event_type),
-        (":content-type", "application/json"),
-        (":message-type", "event"),
-    ] {
+    for (name, value) in string_headers {
         headers.push(name.len() as u8);
         headers.extend_from_slice(name.as_bytes());
         headers.push(7); // string

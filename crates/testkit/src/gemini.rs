@@ -102,11 +102,15 @@ async fn models(
         "streamGenerateContent" => {
             let chunks = stream_chunks(model, n, &reply);
             if query_param(&uri, "alt") == Some("sse") {
-                let frames = chunks
+                let mut frames: Vec<_> = chunks
                     .iter()
-                    .map(|c| idlehands_wire::sse::encode_data(&c.to_string()))
+                    .map(|c| crate::frame::data(&c.to_string()))
                     .collect();
-                stream_frames(frames, reply.fault.as_ref(), reply.chunk_delay)
+                reply.error_mid_stream(&mut frames, |kind, message| {
+                    let e = json!({"error": {"code": 503, "message": message, "status": kind}});
+                    crate::frame::data(&e.to_string())
+                });
+                stream_frames(frames, &reply)
             } else {
                 axum::Json(Value::Array(chunks)).into_response()
             }
@@ -132,21 +136,17 @@ fn vector(i: usize) -> Value {
 
 fn usage_metadata(reply: &Reply) -> Value {
     let u = &reply.usage;
-    let thoughts = u
-        .completion_tokens_details
-        .as_ref()
-        .and_then(|d| d.reasoning_tokens)
-        .unwrap_or(0);
+    let thoughts = u.reasoning_tokens.unwrap_or(0);
     let mut m = json!({
         "promptTokenCount": u.prompt_tokens,
         "candidatesTokenCount": u.completion_tokens.saturating_sub(thoughts),
-        "totalTokenCount": u.prompt_tokens + u.completion_tokens,
+        "totalTokenCount": u.total(),
     });
     if thoughts > 0 {
         m["thoughtsTokenCount"] = json!(thoughts);
     }
-    if u.cached_tokens() > 0 {
-        m["cachedContentTokenCount"] = json!(u.cached_tokens());
+    if let Some(n) = u.cache_read_input_tokens.filter(|n| *n > 0) {
+        m["cachedContentTokenCount"] = json!(n);
     }
     m
 }

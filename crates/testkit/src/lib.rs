@@ -16,6 +16,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod browser;
+pub mod frame;
 pub mod gemini;
 pub mod openai;
 pub mod replay;
@@ -24,6 +25,7 @@ mod strict;
 
 pub use anthropic::FakeAnthropic;
 pub use bedrock::FakeBedrock;
+pub use frame::Framing;
 pub use gemini::FakeGemini;
 pub use openai::{FakeOpenAi, Recorded};
-pub use reply::{Fault, Reply, ScriptedToolCall};
+pub use reply::{Fault, Gate, Reply, ScriptedToolCall, Usage};

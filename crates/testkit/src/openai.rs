@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::stream;
@@ -75,8 +76,12 @@ struct Shared {
     /// proxy in front of the model server); 0 = off.
     junk_every: AtomicUsize,
     junk_count: AtomicUsize,
-    /// Put into response ids, so several fakes never hand out the same id.
-    id_tag: Mutex<String>,
+    /// Every unscripted answer carries this id, as servers that reuse ids do (llama.cpp's
+    /// fixed ids, Ollama's `chatcmpl-<n>` counter restarting with the server).
+    fixed_id: Mutex<Option<String>>,
+    /// The bearer key OpenAI's paths demand once set ([`FakeOpenAi::require_key`]); local
+    /// servers started without `--api-key` (llama.cpp, vLLM, Ollama) demand none.
+    required_key: Mutex<Option<String>>,
     wire: Arc<Wire>,
 }
 
@@ -199,9 +204,15 @@ impl FakeOpenAi {
         self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
-    /// Response ids become `chatcmpl-fake-{tag}{n}` (default: no tag).
-    pub fn set_id_tag(&self, tag: &str) {
-        *self.shared.id_tag.lock() = tag.to_string();
+    /// From now on refuse OpenAI's paths without `Authorization: Bearer {key}`, with OpenAI's
+    /// 401 (`invalid_api_key`). Azure's deployment paths always demand a key and `api-version`.
+    pub fn require_key(&self, key: &str) {
+        *self.shared.required_key.lock() = Some(key.to_string());
+    }
+
+    /// Every answer not scripted with its own id carries `id` (`None`: unique ids, as OpenAI).
+    pub fn set_fixed_id(&self, id: Option<&str>) {
+        *self.shared.fixed_id.lock() = id.map(str::to_string);
     }
 
     /// Flaky mode for soak runs: of the replies not scripted with [`Self::push`], every
@@ -223,6 +234,18 @@ impl FakeOpenAi {
 
 fn router(shared: Arc<Shared>, form: Form) -> Router {
     let wire = shared.wire.clone();
+    let azure = Router::new()
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(chat),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(embeddings),
+        )
+        .route_layer(axum::middleware::from_fn(azure_guard))
+        .with_state(shared.clone());
+    let keyed = shared.clone();
     let routes = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
@@ -233,18 +256,17 @@ fn router(shared: Arc<Shared>, form: Form) -> Router {
         .route("/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/embeddings", post(embeddings))
-        // Azure OpenAI: the same wire format at deployment URLs.
-        .route(
-            "/openai/deployments/{deployment}/chat/completions",
-            post(chat),
-        )
-        .route(
-            "/openai/deployments/{deployment}/embeddings",
-            post(embeddings),
-        )
         .route("/v1/models", get(models))
         .route("/models", get(models))
-        .with_state(shared);
+        .route_layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let keyed = keyed.clone();
+                async move { openai_guard(&keyed, req, next).await }
+            },
+        ))
+        .with_state(shared)
+        // Azure OpenAI: the same wire format at deployment URLs, with its own auth rules.
+        .merge(azure);
     guard(routes, wire, form, |status, message| {
         error_response(status, message, None)
     })
@@ -288,6 +310,67 @@ fn next_reply(shared: &Shared) -> Reply {
     shared.default.lock().clone()
 }
 
+/// OpenAI's key check, when [`FakeOpenAi::require_key`] set one.
+async fn openai_guard(shared: &Shared, req: Request, next: Next) -> Response {
+    let Some(key) = shared.required_key.lock().clone() else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if g == key => next.run(req).await,
+        Some(_) => auth_error("Incorrect API key provided."),
+        None => auth_error(
+            "You didn't provide an API key. You need to provide your API key in an \
+             Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+        ),
+    }
+}
+
+/// OpenAI's 401: `invalid_request_error` with code `invalid_api_key`.
+fn auth_error(message: &str) -> Response {
+    let body = json!({"error": {"message": message, "type": "invalid_request_error",
+                                "param": null, "code": "invalid_api_key"}});
+    (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response()
+}
+
+/// Azure OpenAI's checks: a deployment URL without `api-version` is 404 "Resource not
+/// found"; a call without `api-key` (or an Entra ID bearer token) is 401.
+async fn azure_guard(req: Request, next: Next) -> Response {
+    let versioned = req.uri().query().is_some_and(|q| {
+        q.split('&').any(|p| {
+            p.strip_prefix("api-version=")
+                .is_some_and(|v| !v.is_empty())
+        })
+    });
+    if !versioned {
+        return azure_error(404, "Resource not found");
+    }
+    let h = req.headers();
+    let keyed = h.get("api-key").is_some_and(|v| !v.is_empty())
+        || h.get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| !t.is_empty());
+    if !keyed {
+        return azure_error(
+            401,
+            "Access denied due to invalid subscription key or wrong API endpoint.",
+        );
+    }
+    next.run(req).await
+}
+
+/// Azure's error envelope: `{"error": {"code": "<status>", "message": ...}}`.
+fn azure_error(status: u16, message: &str) -> Response {
+    let body = json!({"error": {"code": status.to_string(), "message": message}});
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(body)).into_response()
+}
+
 fn error_response(status: u16, message: &str, retry_after: Option<u64>) -> Response {
     let kind = match status {
         400 => "invalid_request_error",
@@ -320,9 +403,7 @@ async fn chat(
     // Taken at arrival: concurrent requests must not share a response id.
     let n = record(&shared, &uri, &headers, &body);
     let reply = next_reply(&shared);
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
+    reply.wait_to_answer().await;
     if let Some(resp) = answer_fault(&reply).await {
         return resp;
     }
@@ -334,7 +415,8 @@ async fn chat(
     let id = reply
         .id
         .clone()
-        .unwrap_or_else(|| format!("chatcmpl-fake-{}{n}", shared.id_tag.lock()));
+        .or_else(|| shared.fixed_id.lock().clone())
+        .unwrap_or_else(|| format!("chatcmpl-fake-{n}"));
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
         let include_usage = body
             .pointer("/stream_options/include_usage")
@@ -360,7 +442,7 @@ async fn chat(
         "created": 1_700_000_000u64,
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason()}],
-        "usage": reply.usage,
+        "usage": reply.usage.openai_json(),
     });
     axum::Json(out).into_response()
 }
@@ -417,7 +499,7 @@ async fn completions(
     if body.get("stream").and_then(Value::as_bool) != Some(true) {
         drop(guard);
         let mut out = object(choice(&reply.text, Some("stop")));
-        out["usage"] = json!(reply.usage);
+        out["usage"] = reply.usage.openai_json();
         return axum::Json(out).into_response();
     }
     let mut frames: Vec<Value> = reply
@@ -432,7 +514,7 @@ async fn completions(
         == Some(true)
     {
         let mut last = object(json!([]));
-        last["usage"] = json!(reply.usage);
+        last["usage"] = reply.usage.openai_json();
         frames.push(last);
     }
     let mut out = String::new();
@@ -540,14 +622,14 @@ fn stream_frames(id: &str, model: &str, reply: &Reply, include_usage: bool) -> V
     if include_usage {
         frames.push(json!({
             "id": id, "object": "chat.completion.chunk", "created": 1_700_000_000u64,
-            "model": model, "choices": [], "usage": reply.usage,
+            "model": model, "choices": [], "usage": reply.usage.openai_json(),
         }));
     }
     let mut out: Vec<Bytes> = frames
         .iter()
-        .map(|f| idlehands_wire::sse::encode_data(&f.to_string()))
+        .map(|f| crate::frame::data(&f.to_string()))
         .collect();
-    out.push(Bytes::from_static(idlehands_wire::sse::DONE));
+    out.push(crate::frame::data("[DONE]"));
     out
 }
 
@@ -559,7 +641,12 @@ fn stream_response(
     include_usage: bool,
 ) -> Response {
     let mut frames = stream_frames(id, model, &reply, include_usage);
+    reply.error_mid_stream(&mut frames, |kind, message| {
+        let e = json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
+        crate::frame::data(&e.to_string())
+    });
     let mut reset = false;
+    // Faults count frames as the reply built them; the layout is applied after.
     match reply.fault {
         Some(Fault::ResetMidStream { after }) => {
             frames.truncate(after);
@@ -568,6 +655,7 @@ fn stream_response(
         Some(Fault::TruncateStream { after }) => frames.truncate(after),
         _ => {}
     }
+    let frames = crate::frame::shape(frames, reply.framing);
     let delay = reply.chunk_delay;
     let items: VecDeque<Bytes> = frames.into();
     let s = stream::unfold(
@@ -664,17 +752,13 @@ mod tests {
     fn tool_call_arguments_are_split_but_complete() {
         let reply = Reply::tool_call("call_1", "read", json!({"path": "a.txt"}));
         let frames = stream_frames("id", "m", &reply, false);
-        let mut dec = idlehands_wire::SseDecoder::new();
         let mut args = String::new();
-        for f in &frames {
-            for ev in dec.push(f) {
-                if ev.is_done() {
-                    continue;
-                }
-                let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
-                if let Some(a) = v.pointer("/choices/0/delta/tool_calls/0/function/arguments") {
-                    args.push_str(a.as_str().unwrap_or(""));
-                }
+        let payloads = crate::frame::payloads(&frames.concat());
+        assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"));
+        for data in &payloads[..payloads.len() - 1] {
+            let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+            if let Some(a) = v.pointer("/choices/0/delta/tool_calls/0/function/arguments") {
+                args.push_str(a.as_str().unwrap_or(""));
             }
         }
         assert_eq!(args, r#"{"path":"a.txt"}"#);

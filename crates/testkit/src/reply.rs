@@ -2,7 +2,87 @@
 
 use std::time::Duration;
 
-use idlehands_wire::Usage;
+use serde_json::{Value, json};
+
+/// Holds the answers scripted with [`Reply::held_by`] until the test opens it: a call kept
+/// in flight for exactly as long as the test needs, where a delay would only guess.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Gate {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Let every held answer (and every later one) go.
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub(crate) async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        // The sender lives in `self`, so the wait ends only when the gate opens.
+        let _ = rx.wait_for(|open| *open).await;
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
+
+/// The token counts a fake reports, written by each fake in its own provider's shape (the
+/// testkit shares no types with the gateway, so a wire bug cannot be written and read back
+/// identically).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Of the completion, the reasoning ("thinking") tokens.
+    pub reasoning_tokens: Option<u64>,
+    /// Of the prompt, the tokens read from the provider's prompt cache.
+    pub cache_read_input_tokens: Option<u64>,
+    /// Of the prompt, the tokens written to the provider's prompt cache.
+    pub cache_creation_input_tokens: Option<u64>,
+}
+
+impl Usage {
+    pub fn new(prompt: u64, completion: u64) -> Self {
+        Self {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            ..Self::default()
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+
+    /// OpenAI's `usage` object: cached prompt tokens under `prompt_tokens_details`, reasoning
+    /// under `completion_tokens_details`. Cache writes have no OpenAI field; they go top-level
+    /// as `cache_creation_input_tokens`, as LiteLLM's own OpenAI-format answers carry them.
+    pub fn openai_json(&self) -> Value {
+        let mut u = json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total(),
+        });
+        if let Some(n) = self.cache_read_input_tokens {
+            u["prompt_tokens_details"] = json!({"cached_tokens": n});
+        }
+        if let Some(n) = self.reasoning_tokens {
+            u["completion_tokens_details"] = json!({"reasoning_tokens": n});
+        }
+        if let Some(n) = self.cache_creation_input_tokens {
+            u["cache_creation_input_tokens"] = json!(n);
+        }
+        u
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptedToolCall {
@@ -28,6 +108,15 @@ pub enum Fault {
     TruncateStream { after: usize },
     /// Answer with this status and this raw body (for untranslatable responses).
     Raw { status: u16, body: String },
+    /// Stream `after` frames, then the provider's own in-stream error (Anthropic's `error`
+    /// event, e.g. `overloaded_error`; a Bedrock exception message, e.g.
+    /// `throttlingException`; an OpenAI-style `{"error": ...}` data frame; Gemini's error
+    /// object) and end the body cleanly, as the real APIs do under load.
+    ErrorMidStream {
+        after: usize,
+        kind: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +134,10 @@ pub struct Reply {
     pub fault: Option<Fault>,
     /// The response id to answer with instead of the fake's own (`chatcmpl-fake-...`).
     pub id: Option<String>,
+    /// How a streamed answer's SSE frames are laid out on the wire.
+    pub framing: crate::Framing,
+    /// Answer only once this gate opens.
+    pub gate: Option<Gate>,
 }
 
 impl Default for Reply {
@@ -59,6 +152,8 @@ impl Default for Reply {
             chunk_delay: Duration::ZERO,
             fault: None,
             id: None,
+            framing: crate::Framing::default(),
+            gate: None,
         }
     }
 }
@@ -106,6 +201,29 @@ impl Reply {
         }
     }
 
+    /// The in-stream error of [`Fault::ErrorMidStream`] after `after` frames.
+    pub fn with_error_mid_stream(mut self, after: usize, kind: &str, message: &str) -> Self {
+        self.fault = Some(Fault::ErrorMidStream {
+            after,
+            kind: kind.to_string(),
+            message: message.to_string(),
+        });
+        self
+    }
+
+    /// Cut `frames` for [`Fault::ErrorMidStream`] and append the fake's own error frame.
+    pub(crate) fn error_mid_stream<T>(&self, frames: &mut Vec<T>, error: impl Fn(&str, &str) -> T) {
+        if let Some(Fault::ErrorMidStream {
+            after,
+            kind,
+            message,
+        }) = &self.fault
+        {
+            frames.truncate(*after);
+            frames.push(error(kind, message));
+        }
+    }
+
     pub fn fault(fault: Fault) -> Self {
         Self {
             fault: Some(fault),
@@ -122,6 +240,28 @@ impl Reply {
     /// Ollama's `chatcmpl-<number below 1000>`).
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
+        self
+    }
+
+    /// Send nothing until `gate` opens (after the request was recorded and counted).
+    pub fn held_by(mut self, gate: &Gate) -> Self {
+        self.gate = Some(gate.clone());
+        self
+    }
+
+    /// Before the first byte: the scripted hold, then the scripted delay.
+    pub(crate) async fn wait_to_answer(&self) {
+        if let Some(g) = &self.gate {
+            g.wait().await;
+        }
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+    }
+
+    /// Stream with this SSE layout (CRLF, split frames, keep-alive comments).
+    pub fn with_framing(mut self, framing: crate::Framing) -> Self {
+        self.framing = framing;
         self
     }
 

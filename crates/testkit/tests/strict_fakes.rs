@@ -2,7 +2,7 @@
 //! answered 404 (as cpp-httplib under llama-server does), a POST not declared JSON is refused
 //! by the fakes of APIs that refuse it, and the request lines are kept as received. Spoken
 //! over raw TCP, since an HTTP client would choose the request form itself.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 
@@ -258,4 +258,134 @@ async fn without_recording_the_checks_still_hold() {
     assert_eq!(good.status, 200);
     assert!(up.request_lines().is_empty());
     assert_eq!(up.served(), 1);
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+#[tokio::test]
+async fn openai_fake_demands_its_key_once_one_is_required() {
+    let up = FakeOpenAi::start().await;
+    let path = "/v1/chat/completions";
+    // As a local server started without --api-key: no key needed.
+    assert_eq!(send(up.addr(), path, &[JSON], CHAT).await.status, 200);
+    up.require_key("sk-right");
+    let none = send(up.addr(), path, &[JSON], CHAT).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(json(&none)["error"]["code"], "invalid_api_key");
+    assert!(
+        json(&none)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("You didn't provide an API key")
+    );
+    let wrong = send(
+        up.addr(),
+        path,
+        &[JSON, ("authorization", "Bearer sk-wrong")],
+        CHAT,
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(
+        json(&wrong)["error"]["message"],
+        "Incorrect API key provided."
+    );
+    let right = send(
+        up.addr(),
+        path,
+        &[JSON, ("authorization", "Bearer sk-right")],
+        CHAT,
+    )
+    .await;
+    assert_eq!(
+        right.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&right.body)
+    );
+    // Refused calls keep their request line; only answered ones reach the handlers' record.
+    assert_eq!(up.request_lines().len(), 4);
+    assert_eq!(up.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn azure_paths_demand_an_api_version_and_a_key() {
+    let up = FakeOpenAi::start().await;
+    let path = "/openai/deployments/prod/chat/completions";
+    let key = ("api-key", "azure-key");
+    let unversioned = send(up.addr(), path, &[JSON, key], CHAT).await;
+    assert_eq!(unversioned.status, 404);
+    assert_eq!(json(&unversioned)["error"]["message"], "Resource not found");
+    let versioned = format!("{path}?api-version=2024-10-21");
+    let keyless = send(up.addr(), &versioned, &[JSON], CHAT).await;
+    assert_eq!(keyless.status, 401);
+    assert_eq!(json(&keyless)["error"]["code"], "401");
+    let good = send(up.addr(), &versioned, &[JSON, key], CHAT).await;
+    assert_eq!(good.status, 200, "{}", String::from_utf8_lossy(&good.body));
+    let entra = ("authorization", "Bearer entra-token");
+    assert_eq!(
+        send(up.addr(), &versioned, &[JSON, entra], CHAT)
+            .await
+            .status,
+        200
+    );
+    // Azure has no /v1/models of its own keyed by api-key; an unknown path is 404.
+    let unknown = send(
+        up.addr(),
+        "/openai/deployments/prod/nothing",
+        &[JSON, key],
+        CHAT,
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+}
+
+/// The SSE layouts real servers use reach the client as scripted, and carry the same events.
+#[tokio::test]
+async fn streams_go_out_in_the_scripted_sse_layout() {
+    use idlehands_testkit::frame::payloads;
+    use idlehands_testkit::{Framing, Reply};
+    let up = FakeOpenAi::start().await;
+    let body = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut seen = Vec::new();
+    for framing in [
+        Framing::Lf,
+        Framing::Crlf,
+        Framing::Split,
+        Framing::KeepAlive,
+    ] {
+        up.push(
+            Reply::text("split me please")
+                .with_id("chatcmpl-s")
+                .with_framing(framing),
+        );
+        let a = send(up.addr(), "/v1/chat/completions", &[JSON], body).await;
+        assert_eq!(a.status, 200);
+        let text = String::from_utf8_lossy(&a.body).into_owned();
+        match framing {
+            Framing::Crlf => assert!(text.contains("\r\n\r\n") && !text.contains("}\n\n")),
+            Framing::KeepAlive => assert!(text.starts_with(": keep-alive\n\n"), "{text}"),
+            _ => assert!(!text.contains('\r') && !text.contains(": keep-alive")),
+        }
+        seen.push(payloads(&a.body));
+    }
+    assert!(seen[0].len() > 3, "{:?}", seen[0]);
+    assert_eq!(seen[0].last().map(String::as_str), Some("[DONE]"));
+    assert!(seen[0].iter().any(|p| p.contains("\"usage\"")));
+    for other in &seen[1..] {
+        assert_eq!(other, &seen[0]);
+    }
+}
+
+#[tokio::test]
+async fn a_fixed_id_repeats_on_every_answer_as_ollama_and_llama_cpp_do() {
+    let up = FakeOpenAi::start().await;
+    let first = json(&send(up.addr(), "/v1/chat/completions", &[JSON], CHAT).await);
+    let second = json(&send(up.addr(), "/v1/chat/completions", &[JSON], CHAT).await);
+    assert_ne!(first["id"], second["id"], "OpenAI's ids are unique");
+    up.set_fixed_id(Some("chatcmpl-7"));
+    for _ in 0..2 {
+        let a = json(&send(up.addr(), "/v1/chat/completions", &[JSON], CHAT).await);
+        assert_eq!(a["id"], "chatcmpl-7");
+    }
 }

@@ -340,7 +340,11 @@ mod tests {
             Image::parse("https://x/cat.jpg").ok(),
             Some(Image::Url("https://x/cat.jpg".into()))
         );
-        assert!(Image::parse("data:image/png,raw").is_err());
+        let err = Image::parse("data:image/png,raw")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("must be base64-encoded"), "{err:?}");
         assert_eq!(Image::guess_media_type("https://x/a.PNG?s=1"), "image/png");
     }
 
@@ -362,6 +366,13 @@ mod tests {
     #[test]
     fn empty_arguments_mean_no_arguments() {
         assert_eq!(tool_arguments(Some(&json!(""))).ok(), Some(json!({})));
-        assert!(tool_arguments(Some(&json!("{oops"))).is_err());
+        let err = tool_arguments(Some(&json!("{oops")))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("tool call arguments are not valid JSON"),
+            "{err:?}"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! An Anthropic-format client request translated to OpenAI, sent over real HTTP to
 //! `FakeOpenAi`, and the answer translated back to Anthropic's format (plain and as SSE).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

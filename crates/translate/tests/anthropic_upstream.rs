@@ -1,7 +1,7 @@
 //! OpenAI requests translated for Anthropic, sent over real HTTP to `FakeAnthropic`, and the
 //! answers translated back: request in/out and response in/out pinned as snapshots.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

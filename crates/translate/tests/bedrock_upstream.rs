@@ -1,7 +1,7 @@
 //! OpenAI requests translated for Bedrock Converse, signed with SigV4, sent over real HTTP to
 //! `FakeBedrock`, and the answers (JSON, or binary event stream) translated back.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use idlehands_testkit::{FakeBedrock, Recorded, Reply};
 use idlehands_translate::bedrock::{

@@ -1,7 +1,7 @@
 //! OpenAI requests translated for Gemini, sent over real HTTP to `FakeGemini`, and the answers
 //! translated back: chat (plain and streamed), function calls, embeddings, errors.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -11,7 +11,6 @@ use idlehands_translate::gemini::{
     from_embed_content_response, from_generate_content_response, map_error, to_batch_embed_request,
     to_embed_content_request, to_generate_content_request,
 };
-use idlehands_wire::openai::CompletionTokensDetails;
 use serde_json::{Value, json};
 
 const CREATED: u64 = 1_700_000_000;
@@ -36,9 +35,7 @@ fn chat_request() -> Value {
 
 fn thinking_reply(reply: Reply) -> Reply {
     let mut reply = reply.with_usage(300, 40);
-    reply.usage.completion_tokens_details = Some(CompletionTokensDetails {
-        reasoning_tokens: Some(25),
-    });
+    reply.usage.reasoning_tokens = Some(25);
     reply.usage.cache_read_input_tokens = Some(256);
     reply
 }
@@ -114,7 +111,12 @@ async fn cut_stream_is_not_complete() {
     for ev in &events {
         machine.push(&ev.data).unwrap();
     }
-    assert!(machine.finish().is_err());
+    let err = machine
+        .finish()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("ended without a finishReason"), "{err:?}");
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! SigV4 signing against AWS's published test vectors (`tests/fixtures/sigv4/`, see its
 //! README for the source): for every case, the headers `sign` adds are exactly the ones in
 //! the expected signed request.

@@ -411,7 +411,11 @@ mod tests {
         let mut plain = Usage::new(10, 2);
         assert!(!plain.clamp());
         assert_eq!(plain, Usage::new(10, 2));
-        assert!(serde_json::from_str::<Usage>(r#"{"prompt_tokens":"many"}"#).is_err());
+        let err = serde_json::from_str::<Usage>(r#"{"prompt_tokens":"many"}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("expected a JSON number"), "{err:?}");
     }
 
     #[test]

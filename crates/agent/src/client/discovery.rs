@@ -156,6 +156,44 @@ impl super::ChatClient {
             .map(|n| found(n, "gateway /model/info max_input_tokens"))
     }
 
+    /// Ask the server behind `base_url` how many parameters `model` has: llama-server's
+    /// `/v1/models` (`meta.n_params`) or `/props`, else Ollama's `/api/show`
+    /// (`general.parameter_count`). `(count, source)`; `None` when no server said.
+    pub async fn discover_parameter_count(
+        &self,
+        base_url: &str,
+        model: &str,
+        api_key: &str,
+        timeout: Duration,
+    ) -> Option<(u64, &'static str)> {
+        use crate::tools::profile::{params_from_llama, params_from_ollama_show};
+        let root = server_root(base_url);
+        if let Some(n) = self
+            .probe(super::models_url(base_url), None, api_key, timeout)
+            .await
+            .and_then(|b| params_from_llama(&b, model))
+        {
+            return Some((n, "llama-server /v1/models meta.n_params"));
+        }
+        if let Some(n) = self
+            .probe(format!("{root}/props"), None, api_key, timeout)
+            .await
+            .and_then(|b| params_from_llama(&b, model))
+        {
+            return Some((n, "llama-server /props n_params"));
+        }
+        self.probe(
+            format!("{root}/api/show"),
+            Some(json!({"model": model})),
+            api_key,
+            timeout,
+        )
+        .await
+        .as_ref()
+        .and_then(params_from_ollama_show)
+        .map(|n| (n, "Ollama /api/show general.parameter_count"))
+    }
+
     async fn probe(
         &self,
         url: String,

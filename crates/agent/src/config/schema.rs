@@ -152,6 +152,10 @@ pub struct ModelDefinition {
     pub context_window: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
+    /// The model's parameter count (e.g. 1500000000), for choosing the tool profile when the
+    /// server does not report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter_count: Option<u64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -332,6 +336,10 @@ pub struct AuthProfileConfig {
 pub struct ToolsConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<ExecToolConfig>,
+    /// `minimal`, `coding` or `full`: which tools are offered (see `crate::tools::profile`).
+    /// Unset: `minimal` for a small local model, `coding` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::tools::profile::ToolProfile>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }

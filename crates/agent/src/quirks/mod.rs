@@ -1,11 +1,13 @@
 //! What local models do that hosted APIs do not, and how the agent copes: reasoning inline in
 //! `content` ([`think`]), tool calls written as text ([`text_tools`]), and a model calling the
-//! same tool over and over ([`repeat`]). Pure functions over text and JSON, unit-tested on
+//! same tool over and over ([`repeat`]), or ending a turn without running the tests after a
+//! change ([`verify`]). Pure functions over text and JSON, unit-tested on
 //! captured server output.
 
 pub mod repeat;
 pub mod text_tools;
 pub mod think;
+pub mod verify;
 
 use crate::client::ToolSpec;
 use crate::message::{AssistantMessage, ContentBlock, StopReason};

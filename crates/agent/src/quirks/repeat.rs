@@ -46,14 +46,37 @@ impl RepeatGuard {
             Verdict::Warn(format!(
                 "[idlehands] This is call {n} of `{name}` with exactly these arguments, and it \
                  returned exactly the same result again. Repeating it will not change the \
-                 outcome: read the result, then try a different approach or different \
-                 arguments, or stop and answer. The turn ends if this call is repeated {} more \
-                 time(s).",
+                 outcome. Instead: {}. The turn ends if this call is repeated {} more time(s).",
+                advice(name),
                 STOP_AT - n
             ))
         } else {
             Verdict::Fresh
         }
+    }
+}
+
+/// What to do instead of repeating a call to `tool`.
+pub fn advice(tool: &str) -> &'static str {
+    match tool {
+        "edit" => {
+            "read the file again and copy oldText exactly from what it shows now (without line \
+             numbers), or use write to replace the whole file"
+        }
+        "read" => {
+            "you already have this content; change the file with edit, or run the tests with exec"
+        }
+        "write" => "the file already has this content; run the tests with exec, or answer if done",
+        "exec" | "bash" => {
+            "read the files the output names and change the code before running the command \
+             again, or answer if the output already shows success"
+        }
+        "process" => {
+            "call process with action \"list\" to see the live sessionIds, or run the command \
+             again with exec"
+        }
+        "grep" | "glob" => "search with a different pattern, or read a file you already found",
+        _ => "use different arguments or another tool, or answer with what you have",
     }
 }
 
@@ -76,7 +99,7 @@ mod tests {
             Verdict::Fresh
         );
         assert!(
-            matches!(g.record("process", &a, "No such process p1"), Verdict::Warn(w) if w.contains("call 2 of `process`"))
+            matches!(g.record("process", &a, "No such process p1"), Verdict::Warn(w) if w.contains("call 2 of `process`") && w.contains("action \"list\""))
         );
         assert!(matches!(
             g.record("process", &a, "No such process p1"),

@@ -303,6 +303,24 @@ pub async fn exec(env: ExecEnv<'_>, args: &Value) -> ToolOutput {
     }
 }
 
+/// A made-up or stale id: say which ids exist, so the model can pick one or stop polling.
+fn unknown_id(table: &ProcessTable, id: &str) -> String {
+    let runs = table.runs.lock();
+    if runs.is_empty() {
+        return format!(
+            "no background process with sessionId \"{id}\": there are no background processes. Only exec starts them (a command still running after yieldMs); to run a command, call exec."
+        );
+    }
+    let live: Vec<String> = runs
+        .values()
+        .map(|r| format!("  {}  {}  {}", r.id, r.status.lock().describe(), r.command))
+        .collect();
+    format!(
+        "no background process with sessionId \"{id}\". The background processes are:\n{}\nUse one of these ids.",
+        live.join("\n")
+    )
+}
+
 pub async fn process(table: &ProcessTable, args: &Value) -> ToolOutput {
     let action = arg_str(args, &["action"]).unwrap_or_default();
     if action == "list" {
@@ -328,7 +346,7 @@ pub async fn process(table: &ProcessTable, args: &Value) -> ToolOutput {
         return ToolOutput::error(format!("action \"{action}\" needs \"sessionId\""));
     };
     let Some(run) = table.runs.lock().get(&id).cloned() else {
-        return ToolOutput::error(format!("no background process with sessionId \"{id}\""));
+        return ToolOutput::error(unknown_id(table, &id));
     };
     match action.as_str() {
         "poll" => {

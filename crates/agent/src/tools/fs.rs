@@ -4,7 +4,7 @@
 use base64::Engine;
 use serde_json::Value;
 
-use super::{ToolOutput, arg_str, arg_u64};
+use super::{ToolOutput, arg_bool, arg_str, arg_u64, feedback, syntax};
 use crate::message::{ContentBlock, image_mime};
 use crate::tools::policy::Policy;
 
@@ -12,6 +12,7 @@ use crate::tools::policy::Policy;
 pub const PATH_NAMES: &[&str] = &["path", "file_path", "filePath"];
 pub const OLD_TEXT_NAMES: &[&str] = &["oldText", "old_string", "oldString"];
 pub const NEW_TEXT_NAMES: &[&str] = &["newText", "new_string", "newString"];
+pub const REPLACE_ALL_NAMES: &[&str] = &["replace_all", "replaceAll"];
 pub const ARG_NAMES: &[&[&str]] = &[PATH_NAMES, OLD_TEXT_NAMES, NEW_TEXT_NAMES];
 
 pub const MAX_READ_LINES: usize = 2000;
@@ -84,9 +85,11 @@ pub async fn read(policy: &Policy, args: &Value) -> ToolOutput {
     let last = offset - 1 + shown;
     if last < total {
         out.push_str(&format!(
-            "\n[Showing lines {offset}-{last} of {total}. Use offset={} to continue.]",
+            "\n[Showing lines {offset}-{last} of {total}. More remains: call read with path \"{raw}\" and offset={} to see the next lines.]",
             last + 1
         ));
+    } else if total == 0 {
+        out.push_str("(the file is empty)");
     }
     ToolOutput::ok(out, format!("read {} ({shown} lines)", path.display()))
 }
@@ -108,17 +111,23 @@ pub async fn write(policy: &Policy, args: &Value) -> ToolOutput {
     {
         return ToolOutput::error(format!("cannot create {}: {e}", dir.display()));
     }
-    match tokio::fs::write(&path, content.as_bytes()).await {
-        Ok(()) => ToolOutput::ok(
-            format!(
-                "Successfully wrote {} bytes to {}",
-                content.len(),
-                path.display()
-            ),
-            format!("wrote {} ({} bytes)", path.display(), content.len()),
-        ),
-        Err(e) => ToolOutput::error(format!("cannot write {}: {e}", path.display())),
+    let before = tokio::fs::read_to_string(&path).await.ok();
+    if let Err(e) = tokio::fs::write(&path, content.as_bytes()).await {
+        return ToolOutput::error(format!("cannot write {}: {e}", path.display()));
     }
+    let mut body = format!(
+        "Successfully wrote {} bytes ({} lines) to {}",
+        content.len(),
+        content.lines().count(),
+        path.display()
+    );
+    if let Some(note) = syntax::check_change(&path, before.as_deref(), &content).await {
+        body.push_str(&note);
+    }
+    ToolOutput::ok(
+        body,
+        format!("wrote {} ({} bytes)", path.display(), content.len()),
+    )
 }
 
 pub async fn edit(policy: &Policy, args: &Value) -> ToolOutput {
@@ -133,6 +142,12 @@ pub async fn edit(policy: &Policy, args: &Value) -> ToolOutput {
     if old.is_empty() {
         return ToolOutput::error("\"oldText\" must not be empty");
     }
+    if old == new {
+        return ToolOutput::error(
+            "oldText and newText are identical: this edit would change nothing, so nothing was done. Put the corrected text in newText.",
+        );
+    }
+    let replace_all = arg_bool(args, REPLACE_ALL_NAMES).unwrap_or(false);
     let path = match policy.check_write("edit", &raw).await {
         Ok(p) => p,
         Err(e) => return ToolOutput::error(e),
@@ -141,25 +156,47 @@ pub async fn edit(policy: &Policy, args: &Value) -> ToolOutput {
         Ok(t) => t,
         Err(e) => return ToolOutput::error(format!("cannot read {}: {e}", path.display())),
     };
-    let count = text.matches(old.as_str()).count();
-    if count == 0 {
-        return ToolOutput::error(format!(
-            "Could not find the exact text in {}. The old text must match exactly, including whitespace and newlines.",
-            path.display()
-        ));
+    let shown = path.display().to_string();
+    let starts: Vec<usize> = text.match_indices(old.as_str()).map(|(i, _)| i).collect();
+    if starts.is_empty() {
+        return ToolOutput::error(feedback::not_found(&shown, &text, &old));
     }
-    if count > 1 {
-        return ToolOutput::error(format!(
-            "Found {count} occurrences of the text in {}. The text must be unique: include more context.",
-            path.display()
-        ));
+    if starts.len() > 1 && !replace_all {
+        return ToolOutput::error(feedback::ambiguous(&shown, &text, &old));
     }
-    let updated = text.replacen(old.as_str(), &new, 1);
-    match tokio::fs::write(&path, updated).await {
-        Ok(()) => ToolOutput::ok(
-            format!("Successfully replaced text in {}.", path.display()),
-            format!("edited {}", path.display()),
+    // Where each replacement lands in the new text: earlier replacements shift later ones.
+    let mut regions = Vec::with_capacity(starts.len());
+    let mut updated = String::with_capacity(text.len());
+    let mut from = 0;
+    for &s in &starts {
+        updated.push_str(&text[from..s]);
+        let at = updated.len();
+        updated.push_str(&new);
+        regions.push((at, new.len()));
+        from = s + old.len();
+    }
+    updated.push_str(&text[from..]);
+    if let Err(e) = tokio::fs::write(&path, &updated).await {
+        return ToolOutput::error(format!("cannot write {}: {e}", path.display()));
+    }
+    let lines: Vec<(usize, usize)> = regions
+        .iter()
+        .map(|&(at, len)| feedback::span(&updated, at, &updated[at..at + len]))
+        .collect();
+    let mut body = feedback::edited(&shown, &updated, &lines);
+    if let Some(note) = syntax::check_change(&path, Some(&text), &updated).await {
+        body.push_str(&note);
+    }
+    ToolOutput::ok(
+        body,
+        format!(
+            "edited {}{}",
+            path.display(),
+            if starts.len() > 1 {
+                format!(" ({} occurrences)", starts.len())
+            } else {
+                String::new()
+            }
         ),
-        Err(e) => ToolOutput::error(format!("cannot write {}: {e}", path.display())),
-    }
+    )
 }

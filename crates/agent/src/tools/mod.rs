@@ -1,10 +1,15 @@
 //! The coding tools offered to the model: `read`, `write`, `edit`, `exec`, `process`, `grep`,
-//! `glob`, each checked against the approval [`policy::Policy`].
+//! `glob`, each checked against the approval [`policy::Policy`], offered as `tools.profile`
+//! ([`profile`]) says. What `edit` answers is built in [`feedback`]; [`syntax`] checks a file
+//! after `edit` and `write`.
 
 pub mod exec;
+pub mod feedback;
 pub mod fs;
 pub mod policy;
+pub mod profile;
 pub mod search;
+pub mod syntax;
 
 use std::time::Duration;
 
@@ -13,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use exec::ProcessTable;
 pub use policy::{ApprovalMode, ApprovalRequest, Approver, Policy};
+pub use profile::ToolProfile;
 
 use crate::client::ToolSpec;
 use crate::message::ContentBlock;
@@ -92,6 +98,10 @@ pub struct ToolBox {
     pub policy: Policy,
     pub processes: ProcessTable,
     pub exec_timeout: Duration,
+    /// Which tools are offered and accepted (`tools.profile`).
+    pub profile: ToolProfile,
+    /// Files `read` has shown in this session: a failed edit of a file never read says so.
+    read_files: std::sync::Arc<parking_lot::Mutex<std::collections::HashSet<std::path::PathBuf>>>,
 }
 
 impl ToolBox {
@@ -100,11 +110,13 @@ impl ToolBox {
             policy,
             processes: ProcessTable::new(),
             exec_timeout: Duration::from_secs(exec::DEFAULT_TIMEOUT_SECS),
+            profile: ToolProfile::default(),
+            read_files: Default::default(),
         }
     }
 
     pub fn specs(&self) -> Vec<ToolSpec> {
-        specs()
+        profile::specs(self.profile, specs())
     }
 
     /// Run one call. Arguments that are not a JSON object are reported to the model.
@@ -118,10 +130,61 @@ impl ToolBox {
                 }
             ));
         }
+        let canonical = if name == "bash" { "exec" } else { name };
+        let known = specs().iter().any(|s| s.name == canonical);
+        if known && !self.profile.allows(canonical) {
+            return ToolOutput::error(format!(
+                "the tool \"{name}\" is not available (tools.profile is {}); available: {}",
+                self.profile.as_str(),
+                self.offered()
+            ));
+        }
+        // Under `minimal` there is no `process` tool to follow a background run, so a command
+        // runs to the end (or its timeout) instead of being moved to the background.
+        let foreground;
+        let args = if canonical == "exec" && self.profile == ToolProfile::Minimal {
+            let mut a = args.clone();
+            if let Some(o) = a.as_object_mut() {
+                o.remove("background");
+                o.insert(
+                    "yieldMs".into(),
+                    json!(u64::try_from(self.exec_timeout.as_millis()).unwrap_or(u64::MAX)),
+                );
+            }
+            foreground = a;
+            &foreground
+        } else {
+            args
+        };
         match name {
-            "read" => fs::read(&self.policy, args).await,
+            "read" => {
+                let out = fs::read(&self.policy, args).await;
+                if out.ok
+                    && let Some(p) = self.file_key(args)
+                {
+                    self.read_files.lock().insert(p);
+                }
+                out
+            }
             "write" => fs::write(&self.policy, args).await,
-            "edit" => fs::edit(&self.policy, args).await,
+            "edit" => {
+                let mut out = fs::edit(&self.policy, args).await;
+                // Small models edit files blind; the likeliest cause of a miss is not having
+                // looked.
+                if !out.ok
+                    && out.text().starts_with("Could not find oldText")
+                    && let Some(p) = self.file_key(args)
+                    && !self.read_files.lock().contains(&p)
+                {
+                    out.content.push(crate::message::ContentBlock::Text {
+                        text: format!(
+                            "\nYou have not read {} in this session: call read on it first, then copy oldText from what it shows.",
+                            p.display()
+                        ),
+                    });
+                }
+                out
+            }
             "exec" | "bash" => {
                 exec::exec(
                     exec::ExecEnv {
@@ -138,9 +201,25 @@ impl ToolBox {
             "grep" => search::grep(&self.policy, args).await,
             "glob" => search::glob(&self.policy, args).await,
             other => ToolOutput::error(format!(
-                "unknown tool \"{other}\"; available: read, write, edit, exec, process, grep, glob"
+                "unknown tool \"{other}\"; available: {}",
+                self.offered()
             )),
         }
+    }
+
+    /// The file a `path` argument names, as the policy resolves it.
+    fn file_key(&self, args: &Value) -> Option<std::path::PathBuf> {
+        let raw = arg_str(args, fs::PATH_NAMES)?;
+        Some(policy::physical(&self.policy.resolve(&raw)))
+    }
+
+    /// The offered tools' names, comma-separated.
+    fn offered(&self) -> String {
+        self.specs()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -170,11 +249,12 @@ pub fn specs() -> Vec<ToolSpec> {
         ),
         spec(
             "edit",
-            "Replace one exact, unique occurrence of oldText with newText in a file.",
+            "Replace one exact, unique occurrence of oldText with newText in a file (or every occurrence with replace_all).",
             json!({"type": "object", "properties": {
                 "path": {"type": "string", "description": "Path to the file"},
-                "oldText": {"type": "string", "description": "Exact text to replace, whitespace included; must occur once"},
-                "newText": {"type": "string", "description": "Replacement text"}
+                "oldText": {"type": "string", "description": "Exact text to replace, whitespace included; must occur once unless replace_all is true"},
+                "newText": {"type": "string", "description": "Replacement text"},
+                "replace_all": {"type": "boolean", "description": "Replace every occurrence of oldText (default false)"}
             }, "required": ["path", "oldText", "newText"]}),
         ),
         spec(

@@ -148,12 +148,6 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
     let mut out = Vec::new();
     let mut say = |path: &str, why: &str| out.push(format!("{path} has no effect here: {why}"));
 
-    if gs.store_model_in_db == Some(true) {
-        say(
-            "general_settings.store_model_in_db",
-            "models come from config.yaml",
-        );
-    }
     if gs.disable_error_logs.is_some() {
         say(
             "general_settings.disable_error_logs",
@@ -388,7 +382,6 @@ router_settings:
         assert_eq!(
             paths,
             [
-                "general_settings.store_model_in_db",
                 "general_settings.disable_error_logs",
                 "general_settings.proxy_budget_rescheduler_min_time",
                 "general_settings.alerting \"email\"",

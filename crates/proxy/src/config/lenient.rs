@@ -1,6 +1,7 @@
 //! Field readers that accept what LiteLLM accepts: numbers written as strings (which is what an
 //! `os.environ/` reference yields), booleans as `"true"`/`"false"`. Their error texts name the
-//! wrong value so that a start-up error says what to fix.
+//! wrong value so that a start-up error says what to fix. Numbers and booleans are read by the
+//! routing crate's readers, so every section of config.yaml agrees on them.
 
 use serde::Deserialize;
 use serde::de::{Deserializer, Error};
@@ -16,22 +17,7 @@ fn shown(v: &Value) -> String {
 }
 
 fn number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    let v = Option::<Value>::deserialize(d)?;
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite())
-            .map(Some)
-            .ok_or_else(|| D::Error::custom(format!("expected a number, got {s:?}"))),
-        Some(other) => Err(D::Error::custom(format!(
-            "expected a number, got {}",
-            shown(&other)
-        ))),
-    }
+    idlehands_routing::lenient::opt_f64(d)
 }
 
 pub fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
@@ -68,22 +54,7 @@ pub fn opt_u16<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error>
 }
 
 pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    let v = Option::<Value>::deserialize(d)?;
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(b)),
-        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "1" => Ok(Some(true)),
-            "false" | "no" | "0" | "" => Ok(Some(false)),
-            _ => Err(D::Error::custom(format!(
-                "expected true or false, got {s:?}"
-            ))),
-        },
-        Some(other) => Err(D::Error::custom(format!(
-            "expected true or false, got {}",
-            shown(&other)
-        ))),
-    }
+    idlehands_routing::lenient::opt_bool(d)
 }
 
 /// A string; a bare YAML number is taken as its text (`api_version: 2024` style).

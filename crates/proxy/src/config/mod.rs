@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+pub(crate) use env::resolve as resolve_env;
 pub use inert::inert_settings;
 pub use types::{
     CostFields, FallbackList, FileConfig, GeneralSettings, LitellmParams, LitellmSettings,
@@ -71,6 +72,11 @@ pub struct ProxyConfig {
     pub routing: idlehands_routing::RouterSettings,
     /// The observability variables (`OTEL_*`, ...) as the environment lookup gave them.
     pub observe_env: BTreeMap<String, String>,
+    /// `general_settings.store_model_in_db`, or env `STORE_MODEL_IN_DB=true`: `/model/new`,
+    /// `/model/update` and `/model/delete` keep deployments in the store.
+    pub store_model_in_db: bool,
+    /// Env `LITELLM_SALT_KEY`: encrypts secrets of stored deployments (else the master key).
+    pub salt_key: Option<Secret>,
 }
 
 /// The process environment, as the loader's lookup function.
@@ -249,20 +255,13 @@ impl ProxyConfig {
             .or_else(|| env("LITELLM_MODEL_COST_MAP_PATH"))
             .filter(|p| !p.is_empty())
             .map(PathBuf::from);
+        self.store_model_in_db =
+            gs.store_model_in_db.unwrap_or(false) || truthy(env("STORE_MODEL_IN_DB"));
+        self.salt_key = env("LITELLM_SALT_KEY")
+            .filter(|k| !k.is_empty())
+            .map(Secret::new);
         for entry in &mut self.file.model_list {
-            let p = &mut entry.litellm_params;
-            let provider = crate::router::provider_of(p);
-            let (key_var, base_var) = crate::providers::env_defaults(&provider);
-            if p.mock_response.is_some() {
-                continue;
-            }
-            if p.api_key.is_none() {
-                p.api_key = key_var.iter().find_map(|v| env(v)).map(Secret::new);
-            }
-            if p.api_base.is_none() {
-                p.api_base = base_var.iter().find_map(|v| env(v));
-            }
-            crate::providers::read_provider_env(&provider, p, env);
+            fill_from_env(entry, env);
         }
     }
 
@@ -320,52 +319,86 @@ impl ProxyConfig {
             ));
         }
         for (i, m) in self.file.model_list.iter().enumerate() {
-            if m.model_name.trim().is_empty() {
+            if let Err(bad) = validate_entry(m) {
                 return Err(invalid(
-                    format!("model_list[{i}].model_name"),
-                    "must not be empty",
-                ));
-            }
-            let p = &m.litellm_params;
-            if p.model.trim().is_empty() {
-                return Err(invalid(
-                    format!("model_list[{i}].litellm_params.model"),
-                    "must not be empty",
-                ));
-            }
-            for (name, v) in [("timeout", p.timeout), ("stream_timeout", p.stream_timeout)] {
-                if v.is_some_and(|t| t <= 0.0) {
-                    return Err(invalid(
-                        format!("model_list[{i}].litellm_params.{name}"),
-                        "must be a positive number of seconds",
-                    ));
-                }
-            }
-            if let Some(base) = &p.api_base
-                && !(base.starts_with("http://") || base.starts_with("https://"))
-            {
-                return Err(invalid(
-                    format!("model_list[{i}].litellm_params.api_base"),
-                    "must start with http:// or https://",
-                ));
-            }
-            if let Err(bad) = crate::providers::params::from_litellm_params(p, None) {
-                return Err(invalid(
-                    format!("model_list[{i}].litellm_params.{}", bad.key),
+                    format!("model_list[{i}].{}", bad.path),
                     &bad.message,
-                ));
-            }
-            if let Some(org) = &p.organization
-                && http::HeaderValue::from_str(org.trim()).is_err()
-            {
-                return Err(invalid(
-                    format!("model_list[{i}].litellm_params.organization"),
-                    "cannot be sent in an HTTP header (control characters)",
                 ));
             }
         }
         Ok(())
     }
+}
+
+/// Provider defaults (`OPENAI_API_KEY`, `OPENAI_API_BASE`, ...) for a deployment that names
+/// none, as a config entry gets them at load; also used for deployments added over the API.
+pub fn fill_from_env(entry: &mut ModelEntry, env: &dyn Fn(&str) -> Option<String>) {
+    let p = &mut entry.litellm_params;
+    if p.mock_response.is_some() {
+        return;
+    }
+    let provider = crate::router::provider_of(p);
+    let (key_var, base_var) = crate::providers::env_defaults(&provider);
+    if p.api_key.is_none() {
+        p.api_key = key_var.iter().find_map(|v| env(v)).map(Secret::new);
+    }
+    if p.api_base.is_none() {
+        p.api_base = base_var.iter().find_map(|v| env(v));
+    }
+    crate::providers::read_provider_env(&provider, p, env);
+}
+
+/// Why a deployment cannot be served: the key path inside the entry and the reason (never the
+/// value: it may be a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadEntry {
+    pub path: String,
+    pub message: String,
+}
+
+/// The checks every deployment passes, from config.yaml or `/model/new`.
+pub fn validate_entry(m: &ModelEntry) -> Result<(), BadEntry> {
+    let bad = |path: &str, message: &str| {
+        Err(BadEntry {
+            path: path.to_string(),
+            message: message.to_string(),
+        })
+    };
+    if m.model_name.trim().is_empty() {
+        return bad("model_name", "must not be empty");
+    }
+    let p = &m.litellm_params;
+    if p.model.trim().is_empty() {
+        return bad("litellm_params.model", "must not be empty");
+    }
+    for (name, v) in [("timeout", p.timeout), ("stream_timeout", p.stream_timeout)] {
+        if v.is_some_and(|t| t <= 0.0) {
+            return bad(
+                &format!("litellm_params.{name}"),
+                "must be a positive number of seconds",
+            );
+        }
+    }
+    if let Some(base) = &p.api_base
+        && !(base.starts_with("http://") || base.starts_with("https://"))
+    {
+        return bad(
+            "litellm_params.api_base",
+            "must start with http:// or https://",
+        );
+    }
+    if let Err(e) = crate::providers::params::from_litellm_params(p, None) {
+        return bad(&format!("litellm_params.{}", e.key), &e.message);
+    }
+    if let Some(org) = &p.organization
+        && http::HeaderValue::from_str(org.trim()).is_err()
+    {
+        return bad(
+            "litellm_params.organization",
+            "cannot be sent in an HTTP header (control characters)",
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

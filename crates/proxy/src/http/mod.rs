@@ -10,6 +10,8 @@ pub(crate) mod health;
 mod keys;
 mod messages;
 mod metrics;
+mod model_admin;
+mod model_info;
 mod models;
 mod multi;
 mod responses;
@@ -104,7 +106,18 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
             app.clone(),
             guard::model_gate,
         ));
+    // Any valid key or the dashboard session; each answer is filtered by what the key may call.
+    let model_info = Router::new()
+        .route("/model/info", get(model_info::v1))
+        .route("/v1/model/info", get(model_info::v1))
+        .route("/v2/model/info", get(model_info::v2))
+        .route("/model_group/info", get(model_info::groups))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::admin_gate,
+        ));
     let routes = keyed
+        .merge(model_info)
         .route("/health/liveliness", get(health::liveliness))
         .route("/health/liveness", get(health::liveliness))
         .route("/health/readiness", get(health::readiness))
@@ -127,16 +140,23 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
     }
 }
 
-/// `/key/*`, `/spend/logs` and `/global/spend/report` on the store (see `crate::ledger`).
+/// `/key/*`, `/spend/logs`, `/global/spend/report` and `/model/new|update|delete` on the
+/// store (see `crate::ledger`).
 pub(crate) fn management_routes(
     gw: crate::gateway::Gateway,
     ledger: idlehands_store::Ledger,
+    models: Option<Arc<crate::ledger::ModelSync>>,
 ) -> Router {
     let app = gw.app.clone();
     let admin_limit = app.runtime.load().admin_body_limit;
+    let model_admin = Arc::new(model_admin::ModelAdmin {
+        gw: gw.clone(),
+        sync: models,
+    });
     let state = Arc::new(keys::Mgmt { gw, ledger });
     keys::routes(state.clone())
         .merge(spend::routes(state))
+        .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
         .layer(DefaultBodyLimit::max(admin_limit))
 }

@@ -48,6 +48,10 @@ struct ChunkPeek<'a> {
     choices: Option<Vec<Choice>>,
     #[serde(default)]
     usage: Option<Usage>,
+    /// An in-stream error (`data: {"error": {...}}`), as OpenAI, vLLM and others send when a
+    /// generation fails after the stream began.
+    #[serde(default)]
+    error: Option<serde_json::Value>,
 }
 
 pub(crate) struct ClientStream {
@@ -153,6 +157,9 @@ impl ClientStream {
                 Ok(p) => p,
                 Err(e) => return Some(self.not_json(&ev.data, &e)),
             };
+            if p.error.as_ref().is_some_and(|e| !e.is_null()) {
+                return Some(self.in_stream_error(p.error.as_ref(), &ev.data));
+            }
             if self.response_id.is_none() {
                 self.response_id = p.id.map(Cow::into_owned);
             }
@@ -192,6 +199,22 @@ impl ClientStream {
             }
         }
         None
+    }
+
+    /// The upstream's own error frame ends the stream with its words and status (as the
+    /// OpenAI SDK under LiteLLM raises on a chunk carrying `error`), not as a cut stream.
+    fn in_stream_error(&self, error: Option<&serde_json::Value>, data: &str) -> ProxyError {
+        let code = error.and_then(|e| e.get("code")).and_then(|c| match c {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        });
+        let status = code
+            .and_then(|c| u16::try_from(c).ok())
+            .filter(|c| (400..=599).contains(c))
+            .unwrap_or(500);
+        let label = &self.trace.deployment.provider;
+        crate::providers::upstream_error(label, status, data.as_bytes(), None)
     }
 
     /// A chunk no client could parse: as the OpenAI SDK that LiteLLM streams through, the

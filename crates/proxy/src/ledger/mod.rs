@@ -13,6 +13,7 @@
 //! store.shutdown().await; // commits every queued spend row
 //! ```
 
+pub(crate) mod model_sync;
 mod redis_mode;
 pub(crate) mod seams;
 
@@ -25,6 +26,7 @@ use idlehands_store::duration::LlmDuration;
 use idlehands_store::{Ledger, LedgerConfig, Store, StoreError, StoreOptions};
 use tokio::task::JoinHandle;
 
+pub use model_sync::{DEFAULT_MODEL_RELOAD, ModelStoreSettings, ModelSync};
 pub use redis_mode::{RedisFailureMode, RedisState, RedisStatus};
 pub use seams::StoreSeams;
 
@@ -56,6 +58,8 @@ pub struct StoreSettings {
     /// Postgres: the local file for spend rows a stop could not commit (replayed at the next
     /// start), in the state directory, named after the database so that stores never mix.
     pub pg_spill: Option<PathBuf>,
+    /// `store_model_in_db`: deployments added over the API are kept in the store.
+    pub models: Option<ModelStoreSettings>,
 }
 
 /// How often spend rows past the retention period are deleted (and once at start-up).
@@ -245,7 +249,27 @@ impl StoreSettings {
                 .unwrap_or_default();
             dir.join(format!("postgres-{}.spill.jsonl", &id[..16]))
         });
+        let models = if cfg.store_model_in_db {
+            let signing_key = cfg
+                .salt_key
+                .clone()
+                .or_else(|| cfg.master_key.clone())
+                .ok_or_else(|| {
+                    invalid(
+                        cfg,
+                        "general_settings.store_model_in_db",
+                        "needs a master key or LITELLM_SALT_KEY, which encrypts the secrets of stored models".to_string(),
+                    )
+                })?;
+            Some(ModelStoreSettings {
+                signing_key,
+                reload_every: DEFAULT_MODEL_RELOAD,
+            })
+        } else {
+            None
+        };
         Ok(StoreSettings {
+            models,
             pg_spill,
             database_url,
             database_source,
@@ -289,6 +313,10 @@ pub struct StoreHandle {
     tasks: Arc<parking_lot::Mutex<Vec<JoinHandle<()>>>>,
     redis_mode: Option<RedisFailureMode>,
     redis_status: Option<RedisStatus>,
+    /// `store_model_in_db`: the stored deployments, and how often they are re-read.
+    models: Option<(Arc<ModelSync>, Duration)>,
+    /// The stored deployments read at open, handed to the gateway by [`Self::install`].
+    initial_models: Arc<parking_lot::Mutex<Vec<crate::models::ApiModel>>>,
 }
 
 const DB_UNKNOWN: u8 = 0;
@@ -313,6 +341,18 @@ impl StoreHandle {
             opts.connect_timeout = t;
         }
         let store = Store::open_with(opts).await?;
+        let (models, initial_models) = match &settings.models {
+            Some(m) => {
+                let redis = settings
+                    .redis
+                    .as_ref()
+                    .map(|r| (r.url.as_str(), r.prefix.as_str()));
+                let sync = Arc::new(ModelSync::new(store.clone(), m, redis)?);
+                let initial = sync.initial().await?;
+                (Some((sync, m.reload_every)), initial)
+            }
+            None => (None, Vec::new()),
+        };
         let mut tasks = Vec::new();
         let (ledger, redis_mode, redis_status) = match &settings.redis {
             None => (
@@ -375,6 +415,8 @@ impl StoreHandle {
             tasks: Arc::new(parking_lot::Mutex::new(tasks)),
             redis_mode,
             redis_status,
+            models,
+            initial_models: Arc::new(parking_lot::Mutex::new(initial_models)),
         })
     }
 
@@ -403,7 +445,9 @@ impl StoreHandle {
         let writer = self.ledger.writer().clone();
         let spend: SpendProbe = Arc::new(move || writer.problem());
         let responses = Arc::new(DbResponses(self.ledger.store().clone()));
+        let initial = std::mem::take(&mut *self.initial_models.lock());
         let builder = builder
+            .api_models(initial)
             .responses(responses)
             .key_resolver(self.seams.clone())
             .hooks(self.seams.clone())
@@ -419,9 +463,16 @@ impl StoreHandle {
         }
     }
 
-    /// `/key/*`, `/spend/logs`, `/global/spend/report`, served by `gw` (for its auth).
+    /// `/key/*`, `/spend/logs`, `/global/spend/report` and `/model/new|update|delete`,
+    /// served by `gw` (for its auth). With `store_model_in_db`, stored deployments are
+    /// followed from now on (see `model_sync`).
     pub fn routes(&self, gw: &Gateway) -> axum::Router {
-        crate::http::management_routes(gw.clone(), self.ledger.clone())
+        let sync = self.models.as_ref().map(|(sync, every)| {
+            sync.attach(&gw.app);
+            self.tasks.lock().extend(sync.start(*every));
+            sync.clone()
+        });
+        crate::http::management_routes(gw.clone(), self.ledger.clone(), sync)
     }
 
     /// After the server has drained: settles what in-flight calls left, commits every queued
@@ -603,6 +654,46 @@ mod tests {
     }
 
     #[test]
+    fn store_model_in_db_needs_a_key_to_seal_secrets() {
+        let s = StoreSettings::from_config(&cfg("  store_model_in_db: true\n"), &|_| None)
+            .expect("settings");
+        let m = s.models.expect("models kept in the store");
+        assert_eq!(m.signing_key.expose(), "sk-unit-master-1");
+        assert_eq!(m.reload_every, DEFAULT_MODEL_RELOAD);
+        assert!(!format!("{m:?}").contains("sk-unit-master-1"));
+        assert!(
+            StoreSettings::from_config(&cfg(""), &|_| None)
+                .expect("settings")
+                .models
+                .is_none()
+        );
+
+        // The environment turns it on too, and a salt key wins over the master key.
+        let mut c =
+            ProxyConfig::from_yaml("model_list: []\n", "config.yaml", &|_| None).expect("config");
+        c.read_env(&env(&[
+            ("STORE_MODEL_IN_DB", "True"),
+            ("LITELLM_SALT_KEY", "salt-0001"),
+        ]));
+        let m = StoreSettings::from_config(&c, &|_| None)
+            .expect("settings")
+            .models
+            .expect("models kept in the store");
+        assert_eq!(m.signing_key.expose(), "salt-0001");
+
+        // Neither: nothing to seal secrets with, so start-up stops naming the setting.
+        let mut c =
+            ProxyConfig::from_yaml("model_list: []\n", "config.yaml", &|_| None).expect("config");
+        c.read_env(&env(&[("STORE_MODEL_IN_DB", "true")]));
+        let err = StoreSettings::from_config(&c, &|_| None).expect_err("no key");
+        assert!(
+            err.to_string()
+                .contains("general_settings.store_model_in_db: needs a master key"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn redis_settings() {
         let c = cfg(
             "router_settings:\n  redis_host: cache.local\n  redis_port: 6380\n  redis_password: pw\n",
@@ -627,7 +718,11 @@ mod tests {
         assert_eq!(s.redis.expect("redis").url, "redis://h:6379");
 
         let c = cfg("litellm_settings:\n  budget_exceeded_status_code: 200\n");
-        assert!(StoreSettings::from_config(&c, &|_| None).is_err());
+        let err = StoreSettings::from_config(&c, &|_| None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("is not an HTTP error status"), "{err:?}");
         let c = cfg("litellm_settings:\n  budget_exceeded_status_code: 429\n");
         let s = StoreSettings::from_config(&c, &|_| None).expect("settings");
         assert_eq!(s.ledger.budget_exceeded_status, 429);

@@ -286,7 +286,7 @@ pub(crate) fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http_body_util::BodyExt;

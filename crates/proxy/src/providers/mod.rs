@@ -32,6 +32,7 @@ pub use bedrock::Bedrock;
 pub use gemini::Gemini;
 pub use mock::MockProvider;
 pub use openai_compat::OpenAiCompatible;
+pub(crate) use openai_compat::upstream_error;
 
 /// Which OpenAI endpoint a [`ChatCall`] is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

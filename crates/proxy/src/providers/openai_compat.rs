@@ -557,7 +557,7 @@ impl Provider for OpenAiCompatible {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]
@@ -581,7 +581,11 @@ mod tests {
             t.map(|t| t.path.to_string()).as_deref(),
             Ok("/openai/embeddings?api-version=2")
         );
-        assert!(endpoint("not a url", "/x").is_err());
+        let err = endpoint("not a url", "/x")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("is not a valid URL"), "{err:?}");
     }
 
     #[test]

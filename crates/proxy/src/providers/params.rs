@@ -419,7 +419,7 @@ pub fn is_default_value(key: &str, raw: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn params(yaml: &str) -> LitellmParams {

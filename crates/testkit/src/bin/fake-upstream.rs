@@ -1,8 +1,10 @@
 //! A standalone fake OpenAI-compatible upstream for `bench/`:
-//! `fake-upstream [ADDR] [--flaky] [--junk N] [--absurd-usage]` (default 127.0.0.1:18080).
+//! `fake-upstream [ADDR] [--flaky] [--junk N] [--absurd-usage] [--repeat-ids]` (default
+//! 127.0.0.1:18080).
 //! Request recording is off so memory stays flat under load. For `bench/soak.sh`: `--flaky`
 //! makes every 10th answer a 500 and every 97th never come; `--junk N` makes every Nth a 200
-//! whose body is not JSON; `--absurd-usage` reports `u64::MAX` tokens both ways in every answer.
+//! whose body is not JSON; `--absurd-usage` reports `u64::MAX` tokens both ways in every answer;
+//! `--repeat-ids` answers every call with the same response id, as llama.cpp and Ollama may.
 
 #[tokio::main]
 async fn main() {
@@ -17,8 +19,9 @@ async fn main() {
         .unwrap_or_else(|| "127.0.0.1:18080".to_string());
     let up = idlehands_testkit::FakeOpenAi::start_on(&addr).await;
     up.set_recording(false);
-    // Spend rows are keyed by response id: fakes on different ports must not share ids.
-    up.set_id_tag(&format!("{}-", up.addr().port()));
+    if args.iter().any(|a| a == "--repeat-ids") {
+        up.set_fixed_id(Some("chatcmpl-1"));
+    }
     if flaky {
         up.set_flaky(10, 97);
     }

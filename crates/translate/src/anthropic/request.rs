@@ -436,8 +436,16 @@ mod tests {
             matches!(err, Err(TranslateError::InvalidRequest(m)) if m.contains("not valid JSON"))
         );
         let bad_role = json!({"messages": [{"role": "wizard", "content": "x"}]});
-        assert!(to_messages_request(&bad_role, "m", &MessagesOptions::default()).is_err());
+        let err = to_messages_request(&bad_role, "m", &MessagesOptions::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("unsupported role 'wizard'"), "{err:?}");
         let no_messages = json!({});
-        assert!(to_messages_request(&no_messages, "m", &MessagesOptions::default()).is_err());
+        let err = to_messages_request(&no_messages, "m", &MessagesOptions::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("no 'messages' array"), "{err:?}");
     }
 }

@@ -351,6 +351,7 @@ mod tests {
         assert!(m
             .push(None, r#"{"type":"content_block_delta","index":3,"delta":{"type":"input_json_delta","partial_json":"x"}}"#)
             .is_err());
-        assert!(m.finish().is_err());
+        let err = m.finish().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("ended before message_stop"), "{err:?}");
     }
 }

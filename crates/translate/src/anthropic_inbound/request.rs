@@ -345,8 +345,16 @@ mod tests {
             to_chat_request(&server_tool),
             Err(TranslateError::InvalidRequest(_))
         ));
-        assert!(to_chat_request(&json!({"messages": []})).is_err());
+        let err = to_chat_request(&json!({"messages": []}))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("model: Field required"), "{err:?}");
         let bad_role = json!({"model": "m", "messages": [{"role": "system", "content": "x"}]});
-        assert!(to_chat_request(&bad_role).is_err());
+        let err = to_chat_request(&bad_role)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("expected 'user' or 'assistant'"), "{err:?}");
     }
 }

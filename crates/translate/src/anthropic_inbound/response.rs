@@ -144,6 +144,13 @@ mod tests {
             Err(TranslateError::Untranslatable { .. })
         ));
         let bad_args = json!({"choices": [{"message": {"tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{"}}]}}]});
-        assert!(from_chat_response(&bad_args, "m").is_err());
+        let err = from_chat_response(&bad_args, "m")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("tool call arguments are not valid JSON"),
+            "{err:?}"
+        );
     }
 }

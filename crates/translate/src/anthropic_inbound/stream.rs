@@ -325,6 +325,11 @@ mod tests {
         );
         assert!(m.push(&first).is_ok());
         assert!(m.push(&second).is_ok());
-        assert!(m.push(&late).is_err());
+        let err = m
+            .push(&late)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("arrived after their block closed"), "{err:?}");
     }
 }

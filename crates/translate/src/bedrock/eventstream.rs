@@ -250,7 +250,12 @@ mod tests {
         let mut prelude = vec![0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 0];
         let crc = crc32fast::hash(&prelude);
         prelude.extend_from_slice(&crc.to_be_bytes());
-        assert!(EventStreamDecoder::new().push(&prelude).is_err());
+        let err = EventStreamDecoder::new()
+            .push(&prelude)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("impossible message length"), "{err:?}");
     }
 
     #[test]
@@ -287,10 +292,20 @@ mod tests {
         let mut bytes = event("x", "{}").encode();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xFF;
-        assert!(EventStreamDecoder::new().push(&bytes).is_err());
+        let err = EventStreamDecoder::new()
+            .push(&bytes)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("message checksum"), "{err:?}");
         let mut bytes = event("x", "{}").encode();
         bytes[9] ^= 1;
-        assert!(EventStreamDecoder::new().push(&bytes).is_err());
+        let err = EventStreamDecoder::new()
+            .push(&bytes)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("prelude checksum mismatch"), "{err:?}");
         assert!(
             EventStreamDecoder::new()
                 .push(b"HTTP/1.1 500 oops, not an event stream")

@@ -269,7 +269,8 @@ mod tests {
             }
             other => panic!("expected an upstream error, got {other:?}"),
         }
-        assert!(m.finish().is_err());
+        let err = m.finish().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("ended before messageStop"), "{err:?}");
         let protocol_error = EventMessage {
             headers: vec![
                 (":message-type".into(), HeaderValue::String("error".into())),

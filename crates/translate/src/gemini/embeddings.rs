@@ -151,8 +151,16 @@ mod tests {
             out.ok().map(|o| o["data"][0]["embedding"].clone()),
             Some(json!([1.0]))
         );
-        assert!(to_batch_embed_request(&json!({"input": [[1, 2]]}), "e").is_err());
-        assert!(from_batch_embed_response(&json!({}), &req, "e").is_err());
+        let err = to_batch_embed_request(&json!({"input": [[1, 2]]}), "e")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("text inputs only"), "{err:?}");
+        let err = from_batch_embed_response(&json!({}), &req, "e")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("no embeddings[].values"), "{err:?}");
         assert_eq!(
             embeddings_endpoint(None, "text-embedding-004"),
             "https://generativelanguage.googleapis.com/v1beta/models/text-embedding-004:batchEmbedContents"

@@ -328,7 +328,12 @@ mod tests {
     #[test]
     fn stream_errors() {
         let mut m = GeminiStreamToOpenAi::new("g", 0);
-        assert!(m.push("{not json").is_err());
+        let err = m
+            .push("{not json")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("invalid JSON"), "{err:?}");
         let err = m.push(
             r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#,
         );
@@ -336,6 +341,7 @@ mod tests {
             err,
             Err(TranslateError::Upstream { status: 503, .. })
         ));
-        assert!(m.finish().is_err());
+        let err = m.finish().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("ended without a finishReason"), "{err:?}");
     }
 }

@@ -1,0 +1,2 @@
+def calc_total(prices):
+    return round(sum(prices), 2)

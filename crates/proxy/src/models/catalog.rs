@@ -1,0 +1,307 @@
+//! What `/model/info`, `/v2/model/info` and `/model_group/info` show: every deployment as
+//! configured (secrets redacted), with what the price map knows of it. Built with the router,
+//! so an answer never mixes two model lists.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::ApiModel;
+use super::secrets::redact_params;
+use crate::config::{CostFields, LitellmParams, ModelInfo, ProxyConfig};
+use crate::pricing::{ModelPrice, PriceTable, Rate};
+use crate::router::{Deployment, Router, deployment_id, provider_of, upstream_model};
+
+/// One deployment as listed.
+#[derive(Debug, Clone)]
+pub struct CatalogEntry {
+    pub id: String,
+    pub model_name: String,
+    /// `litellm_params`, redacted.
+    pub params: Value,
+    /// `model_info` as configured, with `id` and `db_model`.
+    pub info: Value,
+    pub access_groups: Vec<String>,
+    /// Added over the API (kept in the store), not from config.yaml.
+    pub db_model: bool,
+    pub provider: String,
+    pub upstream_model: String,
+    /// The price the router uses (config overrides applied); `None` when unknown.
+    pub price: Option<ModelPrice>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub mode: Option<String>,
+    /// `model_name` has a `*`.
+    pub wildcard: bool,
+}
+
+/// Every deployment, in model-list order, plus the stored ones as loaded.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub entries: Vec<CatalogEntry>,
+    /// Ids of the config's deployments (not editable over the API).
+    pub config_ids: HashSet<String>,
+    pub api: Vec<ApiModel>,
+}
+
+impl Catalog {
+    /// `cfg.file.model_list` is the whole list; its first `from_config` entries came from
+    /// config.yaml, the rest are `api` in order.
+    pub(crate) fn build(
+        cfg: &ProxyConfig,
+        from_config: usize,
+        api: Vec<ApiModel>,
+        router: &Router,
+        prices: &PriceTable,
+    ) -> Catalog {
+        let deployments: HashMap<&str, &Arc<Deployment>> =
+            router.deployments().map(|d| (d.id.as_str(), d)).collect();
+        let mut entries = Vec::with_capacity(cfg.file.model_list.len());
+        let mut config_ids = HashSet::new();
+        for (i, entry) in cfg.file.model_list.iter().enumerate() {
+            let id = deployment_id(i, entry);
+            let stored = i.checked_sub(from_config).and_then(|k| api.get(k));
+            let (params, mut info) = match stored {
+                Some(m) => (redact_params(&m.params), m.info.clone()),
+                None => {
+                    config_ids.insert(id.clone());
+                    (
+                        redact_params(&params_json(&entry.litellm_params)),
+                        info_json(&entry.model_info),
+                    )
+                }
+            };
+            if !info.is_object() {
+                info = json!({});
+            }
+            info["id"] = Value::String(id.clone());
+            info["db_model"] = Value::Bool(stored.is_some());
+            let p = &entry.litellm_params;
+            let wildcard = entry.model_name.contains('*');
+            let (provider, upstream, price, mode) = match deployments.get(id.as_str()) {
+                Some(d) if !wildcard => (
+                    d.provider.clone(),
+                    d.upstream_model.clone(),
+                    d.price.clone(),
+                    d.mode.clone(),
+                ),
+                _ => {
+                    let provider = provider_of(p);
+                    let upstream = upstream_model(p, &provider);
+                    let price = prices
+                        .get(&p.model)
+                        .or_else(|| prices.get(&upstream))
+                        .map(|p| (*p).clone());
+                    let mode = entry
+                        .model_info
+                        .mode
+                        .clone()
+                        .or_else(|| price.as_ref().and_then(|p| p.mode.clone()));
+                    (provider, upstream, price, mode)
+                }
+            };
+            entries.push(CatalogEntry {
+                id,
+                model_name: entry.model_name.clone(),
+                params,
+                info,
+                access_groups: entry.model_info.access_groups.clone(),
+                db_model: stored.is_some(),
+                provider,
+                upstream_model: upstream,
+                price,
+                rpm: p.rpm,
+                tpm: p.tpm,
+                mode,
+                wildcard,
+            });
+        }
+        Catalog {
+            entries,
+            config_ids,
+            api,
+        }
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<&CatalogEntry> {
+        self.entries.iter().find(|e| e.id == id)
+    }
+
+    /// The stored deployment `id`, as loaded.
+    pub fn api_model(&self, id: &str) -> Option<&ApiModel> {
+        self.api
+            .iter()
+            .find(|m| m.entry.model_info.id.as_deref() == Some(id))
+    }
+}
+
+/// pico-USD per token as USD per token.
+pub fn usd(rate: Rate) -> f64 {
+    rate as f64 / 1e12
+}
+
+impl CatalogEntry {
+    /// LiteLLM's `/model/info` row: `model_info` enriched with what the price map knows,
+    /// fields the config set winning.
+    pub fn to_json(&self) -> Value {
+        let mut info = match &self.info {
+            Value::Object(m) => m.clone(),
+            _ => Map::new(),
+        };
+        let mut known = Map::new();
+        known.insert("key".into(), json!(self.upstream_model));
+        known.insert("litellm_provider".into(), json!(self.provider));
+        known.insert("mode".into(), json!(self.mode));
+        if let Some(p) = &self.price {
+            known.insert("input_cost_per_token".into(), json!(usd(p.input)));
+            known.insert("output_cost_per_token".into(), json!(usd(p.output)));
+            if let Some(r) = p.cache_read {
+                known.insert("cache_read_input_token_cost".into(), json!(usd(r)));
+            }
+            if let Some(r) = p.cache_creation {
+                known.insert("cache_creation_input_token_cost".into(), json!(usd(r)));
+            }
+            if let Some(r) = p.reasoning {
+                known.insert("output_cost_per_reasoning_token".into(), json!(usd(r)));
+            }
+            known.insert("max_input_tokens".into(), json!(p.max_input_tokens));
+            known.insert("max_output_tokens".into(), json!(p.max_output_tokens));
+            known.insert(
+                "max_tokens".into(),
+                json!(p.max_output_tokens.or(p.max_input_tokens)),
+            );
+        } else {
+            for k in [
+                "input_cost_per_token",
+                "output_cost_per_token",
+                "max_input_tokens",
+                "max_output_tokens",
+                "max_tokens",
+            ] {
+                known.insert(k.into(), Value::Null);
+            }
+        }
+        known.insert(
+            "supported_openai_params".into(),
+            json!(self.supported_params()),
+        );
+        for (k, v) in known {
+            let unset = info.get(&k).is_none_or(Value::is_null);
+            if unset {
+                info.insert(k, v);
+            }
+        }
+        json!({
+            "model_name": self.model_name,
+            "litellm_params": self.params,
+            "model_info": Value::Object(info),
+        })
+    }
+
+    /// The OpenAI request fields this deployment takes; `None` when not known.
+    pub fn supported_params(&self) -> Option<Vec<&'static str>> {
+        crate::providers::params::supported_params(&self.provider, &self.upstream_model)
+            .map(<[&str]>::to_vec)
+    }
+}
+
+fn put<T: serde::Serialize>(m: &mut Map<String, Value>, k: &str, v: &Option<T>) {
+    if let Some(v) = v {
+        m.insert(k.to_string(), json!(v));
+    }
+}
+
+fn put_costs(m: &mut Map<String, Value>, c: &CostFields) {
+    put(m, "input_cost_per_token", &c.input_cost_per_token);
+    put(m, "output_cost_per_token", &c.output_cost_per_token);
+    put(
+        m,
+        "cache_read_input_token_cost",
+        &c.cache_read_input_token_cost,
+    );
+    put(
+        m,
+        "cache_creation_input_token_cost",
+        &c.cache_creation_input_token_cost,
+    );
+    put(
+        m,
+        "output_cost_per_reasoning_token",
+        &c.output_cost_per_reasoning_token,
+    );
+    put(
+        m,
+        "input_cost_per_token_above_200k_tokens",
+        &c.input_cost_per_token_above_200k_tokens,
+    );
+    put(
+        m,
+        "output_cost_per_token_above_200k_tokens",
+        &c.output_cost_per_token_above_200k_tokens,
+    );
+    put(m, "input_cost_per_second", &c.input_cost_per_second);
+    put(m, "output_cost_per_second", &c.output_cost_per_second);
+}
+
+/// A config deployment's `litellm_params` as JSON (unset fields left out).
+pub(crate) fn params_json(p: &LitellmParams) -> Value {
+    let mut m = Map::new();
+    m.insert("model".into(), json!(p.model));
+    put(&mut m, "api_base", &p.api_base);
+    put(&mut m, "api_key", &p.api_key.as_ref().map(|s| s.expose()));
+    put(&mut m, "api_version", &p.api_version);
+    put(&mut m, "organization", &p.organization);
+    put(&mut m, "custom_llm_provider", &p.custom_llm_provider);
+    put(&mut m, "timeout", &p.timeout);
+    put(&mut m, "stream_timeout", &p.stream_timeout);
+    put(&mut m, "max_retries", &p.max_retries);
+    put(&mut m, "mock_response", &p.mock_response);
+    put(&mut m, "rpm", &p.rpm);
+    put(&mut m, "tpm", &p.tpm);
+    put(&mut m, "weight", &p.weight);
+    put(&mut m, "order", &p.order);
+    if !p.tags.is_empty() {
+        m.insert("tags".into(), json!(p.tags));
+    }
+    put(&mut m, "max_budget", &p.max_budget);
+    put(&mut m, "budget_duration", &p.budget_duration);
+    put(&mut m, "drop_params", &p.drop_params);
+    put(&mut m, "aws_region_name", &p.aws_region_name);
+    put(
+        &mut m,
+        "aws_access_key_id",
+        &p.aws_access_key_id.as_ref().map(|s| s.expose()),
+    );
+    put(
+        &mut m,
+        "aws_secret_access_key",
+        &p.aws_secret_access_key.as_ref().map(|s| s.expose()),
+    );
+    put(
+        &mut m,
+        "aws_session_token",
+        &p.aws_session_token.as_ref().map(|s| s.expose()),
+    );
+    put_costs(&mut m, &p.cost);
+    for (k, v) in &p.extra {
+        m.insert(k.clone(), v.clone());
+    }
+    Value::Object(m)
+}
+
+/// A config deployment's `model_info` as JSON.
+pub(crate) fn info_json(i: &ModelInfo) -> Value {
+    let mut m = Map::new();
+    put(&mut m, "id", &i.id);
+    put(&mut m, "base_model", &i.base_model);
+    put(&mut m, "mode", &i.mode);
+    if !i.access_groups.is_empty() {
+        m.insert("access_groups".into(), json!(i.access_groups));
+    }
+    put_costs(&mut m, &i.cost);
+    for (k, v) in &i.extra {
+        m.insert(k.clone(), v.clone());
+    }
+    Value::Object(m)
+}

@@ -1,0 +1,406 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Models over the API, on SQLite and Postgres: `/model/new|update|delete` with
+//! `store_model_in_db` (kept in the store with sealed secrets, served without a restart,
+//! still there after one), config models beside them, `/model/info`, `/v2/model/info` and
+//! `/model_group/info` filtered by the caller's key and never showing a secret.
+
+mod store_support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use store_support::{
+    Backend, MASTER, Place, Proxy, chat, error_of, generate, get, post, start, start_with,
+};
+
+const UPSTREAM_SECRET: &str = "sk-upstream-very-secret-0001";
+
+fn added(name: &str, reply: &str) -> Value {
+    json!({
+        "model_name": name,
+        "litellm_params": {
+            "model": "openai/added-model",
+            "mock_response": reply,
+            "api_key": UPSTREAM_SECRET,
+            "rpm": 7,
+        },
+        "model_info": {"access_groups": ["team-a"], "description": "added over the API"},
+    })
+}
+
+fn ids(body: &Value) -> Vec<String> {
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["model_info"]["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn names(body: &Value) -> Vec<String> {
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["model_name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn reply_of(p: &Proxy, key: &str, model: &str) -> (u16, String) {
+    let a = post(p, "/v1/chat/completions", key, chat(model)).await;
+    let text = a.body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (a.status.as_u16(), text)
+}
+
+/// The stored `litellm_params` text of `id`, read straight from the database.
+async fn stored_params(place: &Place, id: &str) -> String {
+    let sql = "SELECT litellm_params FROM idlehands_proxy_models WHERE model_id = $1";
+    match &place.pg_schema {
+        Some(schema) => {
+            let pool = sqlx::PgPool::connect(&place.url).await.unwrap();
+            let sql = sql.replace(
+                "idlehands_proxy_models",
+                &format!("{schema}.idlehands_proxy_models"),
+            );
+            let text: String = sqlx::query_scalar(&sql)
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            text
+        }
+        None => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", place.url))
+                .await
+                .unwrap();
+            let text: String = sqlx::query_scalar(sql)
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            text
+        }
+    }
+}
+
+async fn models_are_added_served_updated_and_deleted_without_a_restart(backend: Backend) {
+    let place = Place::new(backend);
+    let p = start(&place, "  store_model_in_db: true\n").await;
+
+    let info = get(&p, "/model/info", MASTER).await;
+    assert_eq!(info.status, 200, "{}", info.body);
+    assert_eq!(names(&info.body), ["mocky", "other"]);
+    assert!(
+        info.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["model_info"]["db_model"] == false)
+    );
+    let config_id = ids(&info.body)[0].clone();
+
+    // Added: answered with the row, the secret left out.
+    let a = post(
+        &p,
+        "/model/new",
+        MASTER,
+        added("added", "Hi from the added model"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(!a.body.to_string().contains(UPSTREAM_SECRET), "{}", a.body);
+    assert_eq!(a.body["model_name"], "added");
+    assert_eq!(a.body["litellm_params"]["model"], "openai/added-model");
+    assert!(a.body["litellm_params"].get("api_key").is_none());
+    assert_eq!(a.body["created_by"], "default_user_id");
+    let id = a.body["model_id"].as_str().unwrap().to_string();
+    assert_eq!(a.body["model_info"]["id"], id.as_str());
+
+    // Served at once, beside the config's models.
+    assert_eq!(
+        reply_of(&p, MASTER, "added").await,
+        (200, "Hi from the added model".to_string())
+    );
+    assert_eq!(reply_of(&p, MASTER, "mocky").await.0, 200);
+    let served = post(&p, "/v1/chat/completions", MASTER, chat("added")).await;
+    assert_eq!(served.headers["x-litellm-model-id"], id.as_str());
+
+    // Listed with LiteLLM's fields; the secret appears nowhere.
+    let info = get(&p, "/model/info", MASTER).await;
+    assert_eq!(names(&info.body), ["mocky", "other", "added"]);
+    let text = info.body.to_string();
+    assert!(!text.contains(UPSTREAM_SECRET), "{text}");
+    let row = &info.body["data"][2];
+    assert_eq!(row["model_info"]["db_model"], true);
+    assert_eq!(row["model_info"]["description"], "added over the API");
+    assert_eq!(row["model_info"]["litellm_provider"], "openai");
+    assert_eq!(row["litellm_params"]["rpm"], 7);
+    let one = get(&p, &format!("/model/info?litellm_model_id={id}"), MASTER).await;
+    assert_eq!(names(&one.body), ["added"]);
+    let missing = get(&p, "/model/info?litellm_model_id=nope", MASTER).await;
+    assert_eq!(missing.status, 400);
+    assert!(error_of(&missing).1.contains("Model id = nope not found"));
+
+    // Stored sealed: the database never holds the secret in clear.
+    let stored = stored_params(&place, &id).await;
+    assert!(!stored.contains(UPSTREAM_SECRET), "{stored}");
+    let sealed: Value = serde_json::from_str(&stored).unwrap();
+    assert!(sealed["api_key"].as_str().unwrap().starts_with("v2:gcm:"));
+    assert_eq!(sealed["model"], "openai/added-model");
+
+    // Updated in place: a null keeps the stored value, the key stays sealed.
+    let u = post(
+        &p,
+        "/model/update",
+        MASTER,
+        json!({"model_info": {"id": id}, "litellm_params": {"mock_response": "Updated reply", "api_key": null}}),
+    )
+    .await;
+    assert_eq!(u.status, 200, "{}", u.body);
+    assert_eq!(u.body["litellm_params"]["mock_response"], "Updated reply");
+    assert_eq!(
+        reply_of(&p, MASTER, "added").await,
+        (200, "Updated reply".to_string())
+    );
+    let stored = stored_params(&place, &id).await;
+    assert!(!stored.contains(UPSTREAM_SECRET), "{stored}");
+    assert!(stored.contains("v2:gcm:"), "{stored}");
+    // The PATCH form renames.
+    let renamed = client_patch(
+        &p,
+        &format!("/model/{id}/update"),
+        json!({"model_name": "added-2"}),
+    )
+    .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    assert_eq!(reply_of(&p, MASTER, "added-2").await.1, "Updated reply");
+    assert_eq!(reply_of(&p, MASTER, "added").await.0, 400);
+
+    // Config models are not editable or deletable over the API.
+    let u = post(
+        &p,
+        "/model/update",
+        MASTER,
+        json!({"model_info": {"id": config_id}, "litellm_params": {"mock_response": "x"}}),
+    )
+    .await;
+    assert_eq!(u.status, 400);
+    assert!(error_of(&u).1.contains("Model in config"), "{}", u.body);
+    let d = post(&p, "/model/delete", MASTER, json!({"id": config_id})).await;
+    assert_eq!(d.status, 400);
+    assert!(error_of(&d).1.contains("not found in db"), "{}", d.body);
+
+    // A second one, kept across the restart below; the first is deleted.
+    let kept = post(&p, "/model/new", MASTER, added("kept", "Still here")).await;
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    let d = post(&p, "/model/delete", MASTER, json!({"id": id})).await;
+    assert_eq!(d.status, 200, "{}", d.body);
+    assert_eq!(
+        d.body["message"],
+        format!("Model: {id} deleted successfully")
+    );
+    assert_eq!(reply_of(&p, MASTER, "added-2").await.0, 400);
+    let again = post(&p, "/model/delete", MASTER, json!({"id": id})).await;
+    assert_eq!(again.status, 400);
+    p.stop().await;
+
+    let p = start(&place, "  store_model_in_db: true\n").await;
+    let info = get(&p, "/model/info", MASTER).await;
+    assert_eq!(names(&info.body), ["mocky", "other", "kept"]);
+    assert_eq!(
+        reply_of(&p, MASTER, "kept").await,
+        (200, "Still here".to_string())
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
+async fn client_patch(p: &Proxy, path: &str, body: Value) -> store_support::Answer {
+    store_support::send(
+        store_support::client()
+            .patch(p.url(path))
+            .bearer_auth(MASTER)
+            .json(&body),
+    )
+    .await
+}
+
+async fn keys_see_only_the_models_they_may_call(backend: Backend) {
+    let place = Place::new(backend);
+    let p = start(&place, "  store_model_in_db: true\n").await;
+    let a = post(&p, "/model/new", MASTER, added("grouped", "hi")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // `team-a` is the added deployment's access group.
+    let (key, _) = generate(&p, json!({"models": ["mocky", "team-a"]})).await;
+
+    let info = get(&p, "/model/info", &key).await;
+    assert_eq!(info.status, 200, "{}", info.body);
+    assert_eq!(names(&info.body), ["mocky", "grouped"]);
+    assert!(!info.body.to_string().contains(UPSTREAM_SECRET));
+
+    let v2 = get(&p, "/v2/model/info?size=1&page=2", &key).await;
+    assert_eq!(v2.status, 200, "{}", v2.body);
+    assert_eq!(names(&v2.body), ["grouped"]);
+    assert_eq!(v2.body["total_count"], 2);
+    assert_eq!(v2.body["total_pages"], 2);
+    assert_eq!(v2.body["current_page"], 2);
+    let all = get(&p, "/v2/model/info?search=OTH", MASTER).await;
+    assert_eq!(names(&all.body), ["other"]);
+
+    let groups = get(&p, "/model_group/info", &key).await;
+    assert_eq!(groups.status, 200, "{}", groups.body);
+    let listed: Vec<&str> = groups.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["model_group"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["mocky", "grouped"]);
+    let g = &groups.body["data"][0];
+    assert_eq!(g["providers"], json!(["openai"]));
+    assert_eq!(g["input_cost_per_token"], 0.000001);
+    assert_eq!(g["output_cost_per_token"], 0.000002);
+    assert_eq!(groups.body["data"][1]["rpm"], 7);
+    let one = get(&p, "/model_group/info?model_group=other", MASTER).await;
+    assert_eq!(one.body["data"].as_array().unwrap().len(), 1);
+
+    // Only the proxy admin changes models.
+    let refused = post(&p, "/model/new", &key, added("mine", "x")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let refused = post(&p, "/model/delete", &key, json!({"id": a.body["model_id"]})).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let anonymous = get(&p, "/model/info", "sk-not-a-key-at-all-000").await;
+    assert_eq!(anonymous.status, 401);
+    p.stop().await;
+    place.cleanup().await;
+}
+
+async fn bad_models_are_refused_with_the_field(backend: Backend) {
+    let place = Place::new(backend);
+    let p = start(&place, "  store_model_in_db: true\n").await;
+    for (body, field) in [
+        (
+            json!({"litellm_params": {"model": "openai/x"}}),
+            "model_name",
+        ),
+        (json!({"model_name": "x"}), "litellm_params"),
+        (
+            json!({"model_name": "x", "litellm_params": {"api_key": UPSTREAM_SECRET}}),
+            "litellm_params.model",
+        ),
+        (
+            json!({"model_name": "x", "litellm_params": {"model": "openai/x", "api_base": "ftp://h"}}),
+            "litellm_params.api_base",
+        ),
+        (
+            json!({"model_name": "x", "litellm_params": {"model": "openai/x", "timeout": "soon"}}),
+            "litellm_params.timeout",
+        ),
+        (
+            json!({"model_name": "x", "litellm_params": {"model": "openai/x", "api_key": "os.environ/IDLEHANDS_TEST_UNSET_VAR_0"}}),
+            "litellm_params.api_key",
+        ),
+    ] {
+        let a = post(&p, "/model/new", MASTER, body.clone()).await;
+        assert_eq!(a.status, 400, "{body}: {}", a.body);
+        let (_, message) = error_of(&a);
+        assert!(message.starts_with(field), "{field}: {message}");
+        assert!(!a.body.to_string().contains(UPSTREAM_SECRET));
+    }
+    // An id already taken, by a stored model or a config one.
+    let first = post(
+        &p,
+        "/model/new",
+        MASTER,
+        json!({"model_name": "x", "litellm_params": {"model": "openai/x", "mock_response": "a"}, "model_info": {"id": "fixed-id"}}),
+    )
+    .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let twice = post(&p, "/model/new", MASTER, json!({"model_name": "y", "litellm_params": {"model": "openai/y"}, "model_info": {"id": "fixed-id"}})).await;
+    assert_eq!(twice.status, 400, "{}", twice.body);
+    assert!(error_of(&twice).1.contains("already exists"));
+    let info = get(&p, "/model/info", MASTER).await;
+    let config_id = ids(&info.body)[0].clone();
+    let clash = post(&p, "/model/new", MASTER, json!({"model_name": "y", "litellm_params": {"model": "openai/y"}, "model_info": {"id": config_id}})).await;
+    assert_eq!(clash.status, 400, "{}", clash.body);
+    // An update that would break the model is refused, and the model keeps serving.
+    let u = post(
+        &p,
+        "/model/update",
+        MASTER,
+        json!({"model_info": {"id": "fixed-id"}, "litellm_params": {"api_base": "nope"}}),
+    )
+    .await;
+    assert_eq!(u.status, 400, "{}", u.body);
+    assert!(error_of(&u).1.starts_with("litellm_params.api_base"));
+    assert_eq!(reply_of(&p, MASTER, "x").await, (200, "a".to_string()));
+    let u = post(&p, "/model/update", MASTER, json!({"litellm_params": {}})).await;
+    assert_eq!(u.status, 400);
+    let u = post(
+        &p,
+        "/model/update",
+        MASTER,
+        json!({"model_info": {"id": "unknown"}}),
+    )
+    .await;
+    assert_eq!(u.status, 400);
+    assert!(error_of(&u).1.contains("not found"));
+    p.stop().await;
+    place.cleanup().await;
+}
+
+both_backends!(
+    models_are_added_served_updated_and_deleted_without_a_restart,
+    keys_see_only_the_models_they_may_call,
+    bad_models_are_refused_with_the_field,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_store_model_in_db_changes_are_refused_as_litellm_does() {
+    let place = Place::new(Backend::Sqlite);
+    let p = start(&place, "").await;
+    for (path, body) in [
+        ("/model/new", added("x", "y")),
+        ("/model/update", json!({"model_info": {"id": "a"}})),
+        ("/model/delete", json!({"id": "a"})),
+    ] {
+        let a = post(&p, path, MASTER, body).await;
+        assert_eq!(a.status, 500, "{path}: {}", a.body);
+        assert!(error_of(&a).1.contains("STORE_MODEL_IN_DB"), "{}", a.body);
+    }
+    // Listing works all the same.
+    let info = get(&p, "/model/info", MASTER).await;
+    assert_eq!(names(&info.body), ["mocky", "other"]);
+    p.stop().await;
+}
+
+/// Two instances sharing one SQLite file and no Redis: the periodic reload carries a change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_without_redis_follow_by_the_periodic_reload() {
+    let place = Place::new(Backend::Sqlite);
+    let cfg = store_support::config(&store_support::yaml("  store_model_in_db: true\n"));
+    let mut s = store_support::settings(&cfg, &place);
+    s.models.as_mut().unwrap().reload_every = Duration::from_millis(100);
+    let a = start_with(cfg.clone(), s.clone()).await;
+    let b = start_with(cfg, s).await;
+    let r = post(&a, "/model/new", MASTER, added("shared", "from a")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if reply_of(&b, MASTER, "shared").await == (200, "from a".to_string()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "instance b never served the model added on a"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
