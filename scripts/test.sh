@@ -7,6 +7,14 @@ cd "$(dirname "$0")/.."
 if ! python3 -c "import openai" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check openai
 fi
+# The /metrics test parses the scrape with the Prometheus Python client's OpenMetrics parser.
+if ! python3 -c "import prometheus_client" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check prometheus_client
+fi
+# The OpenTelemetry test decodes the gateway's exports with the OpenTelemetry protobuf types.
+if ! python3 -c "import opentelemetry.proto, grpc" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check opentelemetry-proto grpcio
+fi
 # The real-stack tests replay llama-server answers from uvicorn's h11 backend.
 if ! python3 -c "import uvicorn, h11" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check uvicorn h11

@@ -171,6 +171,12 @@ pub(crate) struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// `litellm_settings.require_auth_for_metrics_endpoint` (default true).
     pub metrics_need_auth: bool,
+    /// OpenTelemetry export, when `otel` is among the callbacks and configured.
+    pub otel: Option<Arc<crate::otel::Otel>>,
+    /// LiteLLM's `generic_api` logging callback, when listed and configured.
+    pub generic_api: Option<Arc<crate::generic_api::GenericApiLogger>>,
+    /// `general_settings.alerting` (slack, webhook), when configured.
+    pub alerting: Option<Arc<crate::alerting::Alerting>>,
     pub payloads: crate::logging::PayloadLog,
     /// Dashboard sign-ins.
     pub sessions: crate::http::ui::Sessions,
@@ -431,9 +437,49 @@ impl GatewayBuilder {
             .map_err(|e| ConfigError::Startup(format!("cannot build the HTTP client: {e}")))?;
         let payloads = crate::logging::PayloadLog::from_config(&cfg)?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        metrics.set_end_user_labels(
+            cfg.file
+                .litellm_settings
+                .extra
+                .get("enable_end_user_cost_tracking_prometheus_only")
+                .is_some_and(|v| v == true || v.as_str().is_some_and(|s| s.trim() == "true")),
+        );
         if let Some(source) = crate::metrics::routing_source(&runtime.router) {
             metrics.set_deployment_source(source);
         }
+        let otel = match crate::otel::OtelSettings::from_config(&cfg) {
+            None => None,
+            Some(Ok(s)) => Some(crate::otel::Otel::new(s, client.clone())),
+            Some(Err(why)) => {
+                tracing::warn!(
+                    "litellm_settings callback \"otel\" is not acted on: {why}; traces are not exported"
+                );
+                None
+            }
+        };
+        let generic_api = match crate::generic_api::GenericApiSettings::from_config(&cfg) {
+            None => None,
+            Some(Ok(s)) => Some(Arc::new(crate::generic_api::GenericApiLogger::new(
+                s,
+                client.clone(),
+            ))),
+            Some(Err(why)) => {
+                tracing::warn!(
+                    "litellm_settings callback \"generic_api\" is not acted on: {why}; call logs are not sent"
+                );
+                None
+            }
+        };
+        let alerting = match crate::alerting::AlertingSettings::from_config(&cfg) {
+            None => None,
+            Some(Ok(s)) => Some(crate::alerting::Alerting::new(s, client.clone())),
+            Some(Err(why)) => {
+                tracing::warn!(
+                    "general_settings.alerting is not acted on: {why}; no alerts are sent"
+                );
+                None
+            }
+        };
         let metrics_need_auth = !cfg
             .file
             .litellm_settings
@@ -465,6 +511,9 @@ impl GatewayBuilder {
                     .unwrap_or(false),
                 metrics,
                 metrics_need_auth,
+                otel,
+                generic_api,
+                alerting,
                 payloads,
                 sessions: crate::http::ui::Sessions::default(),
                 parallel: cfg

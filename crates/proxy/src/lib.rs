@@ -17,16 +17,20 @@
 //!
 //! Provider adapters (SEAM `providers::Provider`) are modules under `providers/`.
 
+pub mod alerting;
 pub mod auth;
+mod batch;
 pub mod config;
 pub mod error;
 mod gateway;
+pub mod generic_api;
 pub mod hooks;
 mod http;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
 pub mod models;
+pub mod otel;
 pub mod pricing;
 pub mod providers;
 pub mod router;

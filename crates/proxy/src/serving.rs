@@ -40,6 +40,7 @@ where
 {
     let app = gateway.app.clone();
     let checks = crate::http::health::spawn_background(&app);
+    crate::alerting::spawn_watcher(&app);
     let limits = app.conn_limits;
     let max = max_connections(limits);
     let router = gateway.router();
@@ -321,7 +322,10 @@ pub fn serve_threads_tls(
     ));
     Ok(Serving {
         app: gateway.app.clone(),
-        checks: crate::http::health::spawn_background(&gateway.app),
+        checks: {
+            crate::alerting::spawn_watcher(&gateway.app);
+            crate::http::health::spawn_background(&gateway.app)
+        },
         stop,
         release,
         done,

@@ -10,12 +10,18 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 6] = [
+const READ_FROM_EXTRA: [(&str, &str); 9] = [
     ("general_settings", "request_log_path"),
     ("general_settings", "redis_failure_mode"),
     ("general_settings", "redis_key_prefix"),
     ("general_settings", "database_schema"),
+    ("general_settings", "alerting_threshold"),
+    ("general_settings", "alert_types"),
     ("litellm_settings", "require_auth_for_metrics_endpoint"),
+    (
+        "litellm_settings",
+        "enable_end_user_cost_tracking_prometheus_only",
+    ),
     // Read by the routing crate's own pass over litellm_settings.
     ("litellm_settings", "allowed_fails"),
 ];
@@ -40,7 +46,7 @@ const KNOWN_LITELLM: [(&str, &str, &str); 24] = [
     (
         "(top level)",
         "callback_settings",
-        "there are no logging integrations",
+        "callback settings are not read: the otel and generic_api callbacks take their settings from the environment (OTEL_*, GENERIC_LOGGER_*)",
     ),
     ("(top level)", "mcp_servers", "there is no MCP gateway"),
     (
@@ -165,10 +171,14 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
             );
         }
     }
-    if !gs.alerting.is_empty() {
+    for a in gs
+        .alerting
+        .iter()
+        .filter(|a| !matches!(a.trim(), "slack" | "webhook"))
+    {
         say(
-            "general_settings.alerting",
-            "there are no alert integrations; scrape /metrics",
+            &format!("general_settings.alerting {a:?}"),
+            "only slack and webhook alerts are sent; scrape /metrics",
         );
     }
     for (list, name) in [
@@ -176,10 +186,13 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
         (&ls.success_callback, "success_callback"),
         (&ls.failure_callback, "failure_callback"),
     ] {
-        for cb in list.iter().filter(|c| c.as_str() != "prometheus") {
+        for cb in list
+            .iter()
+            .filter(|c| !matches!(c.trim(), "prometheus" | "otel" | "generic_api"))
+        {
             say(
                 &format!("litellm_settings.{name} {cb:?}"),
-                "there are no logging integrations; /metrics (Prometheus) is always served and general_settings.request_log_path writes request logs",
+                "this logging integration is not built (prometheus, otel and generic_api are); /metrics is always served and general_settings.request_log_path writes request logs",
             );
         }
     }
@@ -353,7 +366,7 @@ general_settings:
   store_model_in_db: true
   disable_error_logs: true
   proxy_budget_rescheduler_min_time: 1
-  alerting: [slack]
+  alerting: [slack, email]
 litellm_settings:
   success_callback: [langfuse, prometheus]
   cache: true
@@ -371,7 +384,7 @@ router_settings:
             [
                 "general_settings.disable_error_logs",
                 "general_settings.proxy_budget_rescheduler_min_time",
-                "general_settings.alerting",
+                "general_settings.alerting \"email\"",
                 "litellm_settings.success_callback \"langfuse\"",
                 "litellm_settings.cache",
                 "litellm_settings.max_budget",

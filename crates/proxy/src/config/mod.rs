@@ -70,6 +70,8 @@ pub struct ProxyConfig {
     /// `router_settings` merged with the routing keys of `litellm_settings`, as the routing
     /// crate reads them.
     pub routing: idlehands_routing::RouterSettings,
+    /// The observability variables (`OTEL_*`, ...) as the environment lookup gave them.
+    pub observe_env: BTreeMap<String, String>,
     /// `general_settings.store_model_in_db`, or env `STORE_MODEL_IN_DB=true`: `/model/new`,
     /// `/model/update` and `/model/delete` keep deployments in the store.
     pub store_model_in_db: bool,
@@ -221,6 +223,15 @@ impl ProxyConfig {
     /// Settings that come from the environment, and provider defaults (`OPENAI_API_KEY`, ...)
     /// for deployments that name none, read once here.
     pub fn read_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        for name in crate::otel::ENV_NAMES
+            .iter()
+            .chain(&crate::generic_api::ENV_NAMES)
+            .chain(&crate::alerting::ENV_NAMES)
+        {
+            if let Some(v) = env(name) {
+                self.observe_env.insert(name.to_string(), v);
+            }
+        }
         let truthy = |v: Option<String>| v.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
         let gs = &self.file.general_settings;
         self.master_key = gs

@@ -16,6 +16,7 @@ use idlehands_routing::{
 use super::body::RequestBody;
 use super::trace::Trace;
 use crate::error::ProxyError;
+use crate::metrics::Fallback;
 use crate::router::{Deployment, ModelGroup, RoutingTable};
 
 static ATTEMPTED_RETRIES: HeaderName = HeaderName::from_static("x-litellm-attempted-retries");
@@ -23,6 +24,7 @@ static ATTEMPTED_FALLBACKS: HeaderName = HeaderName::from_static("x-litellm-atte
 static MAX_RETRIES: HeaderName = HeaderName::from_static("x-litellm-max-retries");
 static NUM_RETRIES_HEADER: HeaderName = HeaderName::from_static("x-litellm-num-retries");
 static TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-litellm-timeout");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static STREAM_TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-litellm-stream-timeout");
 
 /// The text every mock failure (`mock_testing_*`, `mock_timeout`) carries.
@@ -266,11 +268,17 @@ impl CallOptions {
     }
 
     /// The headers an attempt on `d` adds: the deployment's, then the request's.
+    /// With tracing on, the attempt's `traceparent` too (the caller's own `extra_headers`
+    /// win).
     pub fn headers_for(&self, d: &Deployment) -> HeaderMap {
-        if self.extra_headers.is_empty() {
+        let tp = crate::otel::upstream_traceparent();
+        if self.extra_headers.is_empty() && tp.is_none() {
             return d.params.headers.clone();
         }
         let mut h = d.params.headers.clone();
+        if let Some(tp) = tp {
+            h.insert(TRACEPARENT.clone(), tp);
+        }
         for (k, v) in &self.extra_headers {
             h.insert(k.clone(), v.clone());
         }
@@ -353,6 +361,8 @@ impl Attempts {
         // that its row is written before the spend writer stops.
         let cut = trace.app.cut_signal();
         tokio::pin!(cut);
+        // The last failure's status and provider: what a fallback is counted under.
+        let mut cause: Option<(u16, String)> = None;
         loop {
             let pick = match self.plan.next(&self.ctx) {
                 Step::Attempt(p) => p,
@@ -368,22 +378,45 @@ impl Attempts {
                 trace.deployment = d.clone();
             }
             let started = Instant::now();
+            // With tracing on: the attempt's span, named in its upstream `traceparent`.
+            let span = trace.otel.map(|ctx| {
+                let id = crate::otel::span_id();
+                (id, ctx.traceparent_for(id), chrono::Utc::now())
+            });
+            let tp = span.as_ref().and_then(|s| s.1.clone());
+            let fut = crate::otel::with_traceparent(tp.clone(), || attempt(d));
             let result = tokio::select! {
-                r = attempt(d) => r,
+                r = crate::otel::scoped(tp, fut) => r,
                 () = &mut cut => {
                     trace.upstream += started.elapsed();
                     return Err(crate::gateway::App::cut_error());
                 }
             };
             trace.upstream += started.elapsed();
+            if let Some((span_id, _, start)) = span {
+                trace.attempt_spans.push(crate::otel::AttemptSpan {
+                    span_id,
+                    model: d.model.clone(),
+                    model_id: d.id.clone(),
+                    provider: d.provider.clone(),
+                    api_base: d.api_base.clone(),
+                    start,
+                    end: chrono::Utc::now(),
+                    error: result.as_ref().err().map(|e| (e.status(), e.to_string())),
+                });
+            }
             match result {
                 Ok(value) => {
                     if self.plan.attempted_fallbacks() > 0 {
                         trace.app.metrics.record_fallback(
-                            self.plan.requested_group(),
-                            &d.model_name,
+                            &Fallback {
+                                requested_model: self.plan.requested_group(),
+                                fallback_model: &d.model_name,
+                                model_id: &d.id,
+                                succeeded: true,
+                                cause: cause.as_ref().map(|(s, p)| (*s, p.as_str())),
+                            },
                             &trace.principal,
-                            true,
                         );
                     }
                     return Ok(Won {
@@ -402,12 +435,17 @@ impl Attempts {
                     // Counted per failed attempt on a fallback group.
                     if d.model_name != self.plan.requested_group() {
                         trace.app.metrics.record_fallback(
-                            self.plan.requested_group(),
-                            &d.model_name,
+                            &Fallback {
+                                requested_model: self.plan.requested_group(),
+                                fallback_model: &d.model_name,
+                                model_id: &d.id,
+                                succeeded: false,
+                                cause: Some((e.status(), d.provider.as_str())),
+                            },
                             &trace.principal,
-                            false,
                         );
                     }
+                    cause = Some((e.status(), d.provider.clone()));
                     let failure = failure_of_call(&e, self.caller_timeout);
                     let delay = self.plan.failed(pick, failure, e).delay();
                     if !delay.is_zero() {

@@ -193,6 +193,11 @@ pub(crate) async fn route<'b>(
         start_time,
     );
     trace.parallel_permit = parallel_permit;
+    if app.otel.is_some() {
+        trace.otel = Some(crate::otel::TraceContext::for_call(
+            headers.get("traceparent"),
+        ));
+    }
     trace.end_user = body.user.clone();
     trace.metadata = body
         .raw("metadata")

@@ -173,7 +173,16 @@ pub(crate) async fn model_gate(
         Ok(p) => {
             drop(rt);
             req.extensions_mut().insert(Authed(p));
-            next.run(req).await
+            let facts = crate::metrics::RequestFacts {
+                route: req.uri().path().to_string(),
+                user_agent: req
+                    .headers()
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+                client_ip: ip.map(|ip| ip.to_string()),
+            };
+            crate::metrics::with_request(Arc::new(facts), next.run(req)).await
         }
         Err(e) => {
             if is_wrong_key(&e) {

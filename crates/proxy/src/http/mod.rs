@@ -9,6 +9,7 @@ pub(crate) mod guard;
 pub(crate) mod health;
 mod keys;
 mod messages;
+mod metrics;
 mod model_admin;
 mod model_info;
 mod models;

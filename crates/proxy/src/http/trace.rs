@@ -96,6 +96,12 @@ pub(crate) struct Trace {
     pub capture: Option<Box<crate::logging::Capture>>,
     /// A place under `global_max_parallel_requests`, held until the call (or its stream) ends.
     pub parallel_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The route, user agent and client address the model-route gate saw (metric labels).
+    pub request: Option<Arc<crate::metrics::RequestFacts>>,
+    /// The call's place in a trace, when OpenTelemetry export is on.
+    pub otel: Option<crate::otel::TraceContext>,
+    /// The upstream attempts so far, for their child spans (only with `otel`).
+    pub attempt_spans: Vec<crate::otel::AttemptSpan>,
     done: bool,
 }
 
@@ -132,6 +138,9 @@ impl Trace {
             reservation: None,
             capture: None,
             parallel_permit: None,
+            request: crate::metrics::current_request(),
+            otel: None,
+            attempt_spans: Vec::new(),
             done: false,
         }
     }
@@ -295,7 +304,18 @@ impl Trace {
         if let (Some(hooks), Some(r)) = (&self.app.hooks, self.reservation.take()) {
             hooks.post_call(&self.principal, r, &record);
         }
-        self.app.metrics.observe(&record, &self.principal);
+        self.app
+            .metrics
+            .observe(&record, &self.principal, self.request.as_deref());
+        if let Some(a) = &self.app.alerting {
+            a.on_call(&record, &self.principal);
+        }
+        if let Some(g) = &self.app.generic_api {
+            g.record(&record, self.request.as_deref());
+        }
+        if let (Some(otel), Some(ctx)) = (&self.app.otel, &self.otel) {
+            otel.record(&record, ctx, std::mem::take(&mut self.attempt_spans));
+        }
         self.app.sink.record(record);
     }
 }

@@ -91,8 +91,8 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/ui/login", post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/session", get(current_session))
-        .route("/metrics", get(crate::metrics::scrape))
-        .route("/metrics/", get(crate::metrics::scrape))
+        .route("/metrics", get(super::metrics::scrape))
+        .route("/metrics/", get(super::metrics::scrape))
 }
 
 /// Behind a TLS-terminating proxy the cookie must be `Secure`.

@@ -1,0 +1,386 @@
+//! Where the series live between scrapes: per metric family, a sharded map from label values
+//! to a value, each stamped with when it was last touched so that idle per-key series can be
+//! dropped. The values encode themselves through `prometheus-client`'s typed encoder.
+//!
+//! Recording finds an existing series under a shard's read lock without allocating (the label
+//! values are encoded into a reused buffer), so finished calls never queue on one lock.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+// Series are looked up several times per request by labels that include a 64-character
+// key hash: SipHash showed up in profiles, foldhash does not.
+use foldhash::fast::RandomState;
+use parking_lot::RwLock;
+use prometheus_client::encoding::{
+    EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+
+use super::labels::Def;
+
+const SHARDS: usize = 16;
+
+/// One series: its label values (in the family's label order), when it was last touched
+/// (seconds on the metrics' clock) and its value.
+pub(crate) struct Series<V> {
+    pub values: Box<[Box<str>]>,
+    last_seen: AtomicU64,
+    pub value: V,
+}
+
+type Shard<V> = RwLock<HashMap<Box<[u8]>, Arc<Series<V>>, RandomState>>;
+
+pub(crate) struct Family<V> {
+    pub def: &'static Def,
+    hasher: RandomState,
+    shards: Box<[Shard<V>]>,
+}
+
+impl<V: Default> Family<V> {
+    pub fn new(def: &'static Def) -> Self {
+        Self {
+            def,
+            hasher: RandomState::default(),
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(HashMap::with_hasher(RandomState::default())))
+                .collect(),
+        }
+    }
+
+    /// The series for `values` (one per label of the family, in order), made the first time
+    /// and stamped `now` while the shard is locked, so a sweep never drops a series that a
+    /// recorder is about to add to.
+    pub fn get(&self, values: &[&str], now: u64) -> Option<Arc<Series<V>>> {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        if values.len() != self.def.labels.len() {
+            return None;
+        }
+        BUF.with(|buf| {
+            let mut buf = buf.try_borrow_mut().ok()?;
+            buf.clear();
+            for v in values {
+                // Length-prefixed, so no label text can make two label sets encode alike.
+                buf.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                buf.extend_from_slice(v.as_bytes());
+            }
+            let i = (self.hasher.hash_one(buf.as_slice()) as usize) % SHARDS;
+            let shard = self.shards.get(i)?;
+            {
+                let read = shard.read();
+                if let Some(s) = read.get(buf.as_slice()) {
+                    s.last_seen.store(now, Ordering::Relaxed);
+                    return Some(s.clone());
+                }
+            }
+            let mut w = shard.write();
+            let s = w.entry(Box::from(buf.as_slice())).or_insert_with(|| {
+                Arc::new(Series {
+                    values: values.iter().map(|v| Box::from(*v)).collect(),
+                    last_seen: AtomicU64::new(now),
+                    value: V::default(),
+                })
+            });
+            s.last_seen.store(now, Ordering::Relaxed);
+            Some(s.clone())
+        })
+    }
+
+    /// Drop the series that carry a key hash and were last touched before `cutoff`: a key
+    /// that stopped calling stops costing memory and scrape size. Returns how many went.
+    pub fn evict_idle(&self, cutoff: u64) -> usize {
+        if self.def.key_label().is_none() {
+            return 0;
+        }
+        let mut gone = 0;
+        for shard in self.shards.iter() {
+            let mut w = shard.write();
+            let before = w.len();
+            w.retain(|_, s| s.last_seen.load(Ordering::Relaxed) >= cutoff);
+            gone += before - w.len();
+        }
+        gone
+    }
+
+    /// Every series, sorted by label values so scrapes are stable.
+    pub fn sorted(&self) -> Vec<Arc<Series<V>>> {
+        let mut all: Vec<Arc<Series<V>>> = self
+            .shards
+            .iter()
+            .flat_map(|s| s.read().values().cloned().collect::<Vec<_>>())
+            .collect();
+        all.sort_by(|a, b| a.values.cmp(&b.values));
+        all
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+}
+
+/// A series' labels for the encoder: the family's names with this series' values, escaped.
+pub(crate) struct Labels<'a> {
+    pub names: &'static [&'static str],
+    pub values: &'a [Box<str>],
+}
+
+impl EncodeLabelSet for Labels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        for (name, value) in self.names.iter().zip(self.values.iter()) {
+            (*name, Escaped(value)).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+/// A label value escaped as the exposition format requires. The crate's text encoder writes
+/// values verbatim, and values here come from clients (`user`, model names, user agents): a
+/// quote or newline in one would otherwise break the whole scrape.
+struct Escaped<'a>(&'a str);
+
+impl prometheus_client::encoding::EncodeLabelValue for Escaped<'_> {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        let mut rest = self.0;
+        while let Some(i) = rest.find(['\\', '"', '\n', '\r']) {
+            let (plain, tail) = rest.split_at(i);
+            encoder.write_str(plain)?;
+            let mut chars = tail.chars();
+            match chars.next() {
+                Some('\\') => encoder.write_str("\\\\")?,
+                Some('"') => encoder.write_str("\\\"")?,
+                Some('\n') => encoder.write_str("\\n")?,
+                // LiteLLM drops carriage returns from label values.
+                _ => {}
+            }
+            rest = chars.as_str();
+        }
+        encoder.write_str(rest)
+    }
+}
+
+/// A count, encoded as a float as LiteLLM's client prints it (`1.0`).
+#[derive(Default)]
+pub(crate) struct Count(AtomicU64);
+
+impl Count {
+    /// Saturates: a wrapped counter would read as a reset to Prometheus and lose the series'
+    /// history, and usage near the ceilings adds up to `u64::MAX` in a few thousand calls.
+    pub fn add(&self, n: u64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add(n))
+            });
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl EncodeMetric for Count {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, f64, f64>(&(self.get() as f64), None)
+    }
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+/// Money summed exactly in integer nano-dollars, exposed in USD.
+#[derive(Default)]
+pub(crate) struct Usd(Count);
+
+impl Usd {
+    pub fn add_nanos(&self, n: u64) {
+        self.0.add(n);
+    }
+}
+
+impl EncodeMetric for Usd {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let usd = self.0.get() as f64 / 1e9;
+        encoder.encode_counter::<NoLabelSet, f64, f64>(&usd, None)
+    }
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+/// A float gauge (bits in an atomic).
+#[derive(Default)]
+pub(crate) struct Level(AtomicU64);
+
+impl Level {
+    pub fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
+impl EncodeMetric for Level {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_gauge(&self.get())
+    }
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
+/// A histogram over fixed buckets, counted per bucket (the encoder makes them cumulative)
+/// with an exact integer sum in nanoseconds.
+pub(crate) struct Histogram {
+    bounds: &'static [f64],
+    /// Per bucket; the last one is `+Inf`.
+    counts: Box<[AtomicU64]>,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub fn with_buckets(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe_secs(&self, secs: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(self.bounds.len());
+        if let Some(c) = self.counts.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let nanos = (secs.max(0.0) * 1e9) as u64;
+        let _ = self
+            .sum_nanos
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add(nanos))
+            });
+    }
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                // The crate writes `+Inf` for `f64::MAX`.
+                let bound = self.bounds.get(i).copied().unwrap_or(f64::MAX);
+                (bound, c.load(Ordering::Relaxed))
+            })
+            .collect();
+        let count = buckets.iter().map(|(_, c)| c).sum();
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// Over LiteLLM's latency buckets.
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::with_buckets(super::labels::LATENCY_BUCKETS)
+    }
+}
+
+/// Histograms over the Python client's default buckets.
+pub(crate) struct PerToken(pub Histogram);
+
+impl Default for PerToken {
+    fn default() -> Self {
+        Self(Histogram::with_buckets(super::labels::DEFAULT_BUCKETS))
+    }
+}
+
+impl EncodeMetric for PerToken {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::metrics::labels::{KEY_MAX_BUDGET, REMAINING_KEY_BUDGET};
+
+    #[test]
+    fn label_sets_that_join_alike_are_different_series() {
+        let f: Family<Count> = Family::new(&REMAINING_KEY_BUDGET);
+        f.get(&["a:1", ""], 0).unwrap().value.add(1);
+        f.get(&["a", "1:"], 0).unwrap().value.add(5);
+        f.get(&["a", "1:"], 0).unwrap().value.add(1);
+        let counts: Vec<(Vec<String>, u64)> = f
+            .sorted()
+            .iter()
+            .map(|s| {
+                (
+                    s.values.iter().map(|v| v.to_string()).collect(),
+                    s.value.get(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            vec![
+                (vec!["a".to_string(), "1:".to_string()], 6),
+                (vec!["a:1".to_string(), String::new()], 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wrong_number_of_values_finds_no_series() {
+        let f: Family<Count> = Family::new(&KEY_MAX_BUDGET);
+        assert!(f.get(&["only-one"], 0).is_none());
+        assert_eq!(f.len(), 0);
+    }
+
+    #[test]
+    fn only_series_idle_since_the_cutoff_are_evicted() {
+        let f: Family<Count> = Family::new(&REMAINING_KEY_BUDGET);
+        f.get(&["old", "a"], 10).unwrap().value.add(1);
+        f.get(&["fresh", "b"], 10).unwrap().value.add(1);
+        // Touched again later: stays.
+        f.get(&["fresh", "b"], 100).unwrap().value.add(1);
+        assert_eq!(f.evict_idle(50), 1);
+        let left: Vec<String> = f.sorted().iter().map(|s| s.values[0].to_string()).collect();
+        assert_eq!(left, vec!["fresh".to_string()]);
+        assert_eq!(f.evict_idle(50), 0);
+    }
+
+    #[test]
+    fn histogram_sum_is_exact_to_the_nanosecond() {
+        let h = Histogram::default();
+        h.observe_secs(0.003);
+        h.observe_secs(0.07);
+        h.observe_secs(400.0);
+        assert_eq!(h.sum_nanos.load(Ordering::Relaxed), 400_073_000_000);
+        let counts: Vec<u64> = h.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        assert_eq!(counts.iter().sum::<u64>(), 3);
+        // 0.003 in the first bucket (0.005), 400 s in the 420 s one.
+        assert_eq!(counts[0], 1);
+        assert_eq!(counts[15], 1);
+    }
+}
