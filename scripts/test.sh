@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 if ! python3 -c "import openai" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check openai
 fi
+# The pass-through test drives /anthropic with the official Anthropic client.
+if ! python3 -c "import anthropic" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check anthropic
+fi
 # The real-stack tests replay llama-server answers from uvicorn's h11 backend.
 if ! python3 -c "import uvicorn, h11" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check uvicorn h11

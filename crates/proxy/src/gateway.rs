@@ -56,6 +56,8 @@ pub(crate) struct Runtime {
     pub metadata_limit: usize,
     /// A model call's `user` at most, characters (`max_request_user_length`).
     pub user_limit: usize,
+    /// The pass-through routes' targets and credentials.
+    pub pass_through: crate::passthrough::PassThrough,
 }
 
 /// `max_request_metadata_size_kb`'s default: room for tags, trace ids and a few dozen fields.
@@ -368,6 +370,7 @@ impl GatewayBuilder {
             user_limit: gs
                 .max_request_user_length
                 .map_or(DEFAULT_USER_LIMIT, |n| n as usize),
+            pass_through: crate::passthrough::build(&cfg, &prices)?,
         };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)

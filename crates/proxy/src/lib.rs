@@ -26,6 +26,7 @@ mod http;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
+mod passthrough;
 pub mod pricing;
 pub mod providers;
 pub mod router;

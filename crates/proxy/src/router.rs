@@ -178,6 +178,11 @@ fn secs(v: f64) -> Duration {
 }
 
 impl Deployment {
+    /// The stand-in a pass-through route records, prices and limits its calls as.
+    pub(crate) fn pass_through(entry: &ModelEntry, cfg: &ProxyConfig, prices: &PriceTable) -> Self {
+        Self::build(usize::MAX, entry, cfg, prices)
+    }
+
     fn build(i: usize, entry: &ModelEntry, cfg: &ProxyConfig, prices: &PriceTable) -> Self {
         let p = &entry.litellm_params;
         let provider = provider_of(p);

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+pub use env::PREFIX as ENV_PREFIX;
 pub use inert::inert_settings;
 pub use types::{
     CostFields, FallbackList, FileConfig, GeneralSettings, LitellmParams, LitellmSettings,
@@ -69,6 +70,8 @@ pub struct ProxyConfig {
     /// `router_settings` merged with the routing keys of `litellm_settings`, as the routing
     /// crate reads them.
     pub routing: idlehands_routing::RouterSettings,
+    /// What the pass-through routes read from the environment (`crate::passthrough::ENV_NAMES`).
+    pub pass_through_env: BTreeMap<String, String>,
 }
 
 /// The process environment, as the loader's lookup function.
@@ -238,6 +241,7 @@ impl ProxyConfig {
             .or_else(|| env("LITELLM_MODEL_COST_MAP_PATH"))
             .filter(|p| !p.is_empty())
             .map(PathBuf::from);
+        self.pass_through_env = crate::passthrough::read_env(env);
         for entry in &mut self.file.model_list {
             let p = &mut entry.litellm_params;
             let provider = crate::router::provider_of(p);

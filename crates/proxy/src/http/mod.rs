@@ -11,12 +11,14 @@ mod keys;
 mod messages;
 mod models;
 mod multi;
+mod passthrough;
 mod responses;
 mod spend;
 mod sse_map;
 mod stream;
 mod trace;
 pub(crate) mod ui;
+mod usage_scan;
 
 use std::sync::Arc;
 
@@ -108,13 +110,15 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
         .route("/health/liveness", get(health::liveliness))
         .route("/health/readiness", get(health::readiness))
         .merge(ui::routes().layer(DefaultBodyLimit::max(admin_limit)))
+        // Their key may sit in the query string (Gemini's `?key=`): they check it themselves.
+        .merge(passthrough::routes())
+        .fallback(passthrough::fallback)
         .with_state(app);
     let routes = match extra {
         Some(extra) => routes.merge(extra),
         None => routes,
     };
     let routes = routes
-        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit));
     // The span and its closing line are info-level: under the default `warn` filter they

@@ -96,6 +96,9 @@ pub(crate) struct Trace {
     pub capture: Option<Box<crate::logging::Capture>>,
     /// A place under `global_max_parallel_requests`, held until the call (or its stream) ends.
     pub parallel_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// A price per call that replaces the token price (a pass-through route's
+    /// `cost_per_request`).
+    pub fixed_cost: Option<Nanos>,
     done: bool,
 }
 
@@ -132,6 +135,7 @@ impl Trace {
             reservation: None,
             capture: None,
             parallel_permit: None,
+            fixed_cost: None,
             done: false,
         }
     }
@@ -160,6 +164,9 @@ impl Trace {
     /// What the call costs, by the price LiteLLM would pick (see `pricing::CallPricing`); the
     /// header, the stream's `usage.cost` and the spend row all take it from here.
     pub fn cost(&self, usage: Option<&Usage>) -> Nanos {
+        if let Some(c) = self.fixed_cost {
+            return c;
+        }
         let bounded = usage.and_then(Usage::clamped);
         self.deployment
             .pricing
