@@ -110,6 +110,8 @@ pub struct Deployment {
     /// The base URL actually used (defaults filled in), for headers and records.
     pub api_base: Option<String>,
     pub api_key: Option<Secret>,
+    /// `litellm_params.api_version` (Azure).
+    pub api_version: Option<String>,
     pub timeout: Duration,
     pub stream_timeout: Duration,
     pub mock_response: Option<String>,
@@ -257,6 +259,7 @@ impl Deployment {
             upstream_model,
             api_base,
             api_key: p.api_key.clone(),
+            api_version: p.api_version.clone(),
             timeout: secs(timeout),
             stream_timeout: secs(stream_timeout),
             mock_response: p.mock_response.clone(),

@@ -230,6 +230,9 @@ fn router(shared: Arc<Shared>, form: Form) -> Router {
         .route("/v1/rerank", post(other_json))
         .route("/v1/images/generations", post(other_json))
         .route("/v1/moderations", post(other_json))
+        .route("/v1/responses", post(responses))
+        // Azure OpenAI's Responses API (`?api-version=`).
+        .route("/openai/responses", post(responses))
         .route("/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/embeddings", post(embeddings))
@@ -450,6 +453,42 @@ async fn completions(
 /// `/v1/rerank` (llama.cpp's and vLLM's Cohere-style answer, with usage), `/v1/images/generations`
 /// and `/v1/moderations` (OpenAI's shapes, no usage), each answering the scripted reply's fault
 /// if it has one.
+async fn responses(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
+    };
+    let n = record(&shared, &uri, &headers, &body);
+    if let Some((message, param)) = crate::openai_responses::refusal(&body) {
+        let body = json!({"error": {"message": message, "type": "invalid_request_error",
+                                    "param": param, "code": null}});
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    }
+    let reply = next_reply(&shared);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    if let Some(resp) = answer_fault(&reply).await {
+        return resp;
+    }
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        let frames = crate::openai_responses::stream_frames(n, &body, &reply);
+        return crate::anthropic::stream_frames(frames, reply.fault.as_ref(), reply.chunk_delay);
+    }
+    axum::Json(crate::openai_responses::response_object(
+        n,
+        &body,
+        &reply,
+        "completed",
+    ))
+    .into_response()
+}
+
 async fn other_json(
     State(shared): State<Arc<Shared>>,
     uri: Uri,

@@ -13,6 +13,7 @@ mod models;
 mod multi;
 mod passthrough;
 mod responses;
+mod responses_native;
 mod spend;
 mod sse_map;
 mod stream;

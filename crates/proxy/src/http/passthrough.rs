@@ -448,25 +448,19 @@ async fn relay(app: Arc<App>, principal: Principal, out: Outgoing) -> Response {
         trace.stream = true;
     }
     trace.headers(&mut headers, out.fixed_cost);
-    let relay = Relay {
-        inner: Box::pin(futures_util::StreamExt::map(resp.bytes_stream(), |r| {
-            r.map_err(|e| e.without_url())
-        })),
-        scan: Some(UsageScan::new(framing)),
-        trace: Some(trace),
-        status: status.as_u16(),
-        first_byte: None,
-        head: Vec::new(),
-    };
+    let relay = Relay::new(resp, framing, trace);
     let mut answer = Response::new(Body::from_stream(relay));
     *answer.status_mut() = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     *answer.headers_mut() = headers;
     answer
 }
 
+/// What to do once a relayed body has ended well, with what it said.
+pub(crate) type OnEnd = Box<dyn FnOnce(&super::usage_scan::Seen) + Send>;
+
 /// The upstream body on its way to the client, read for usage as it passes; the spend row is
 /// written when it ends (or, through the trace's drop, when the client leaves early).
-struct Relay {
+pub(crate) struct Relay {
     inner: BoxStream<'static, Result<Bytes, reqwest::Error>>,
     scan: Option<UsageScan>,
     trace: Option<Trace>,
@@ -474,14 +468,40 @@ struct Relay {
     first_byte: Option<DateTime<Utc>>,
     /// The start of an error answer, for the spend row's message.
     head: Vec<u8>,
+    on_end: Option<OnEnd>,
 }
 
 impl Relay {
+    pub fn new(resp: reqwest::Response, framing: Framing, trace: Trace) -> Self {
+        Relay {
+            status: resp.status().as_u16(),
+            inner: Box::pin(futures_util::StreamExt::map(resp.bytes_stream(), |r| {
+                r.map_err(|e| e.without_url())
+            })),
+            scan: Some(UsageScan::new(framing)),
+            trace: Some(trace),
+            first_byte: None,
+            head: Vec::new(),
+            on_end: None,
+        }
+    }
+
+    pub fn on_end(mut self, f: OnEnd) -> Self {
+        self.on_end = Some(f);
+        self
+    }
+
     fn finish(&mut self, broke: Option<String>) {
         let (Some(mut trace), Some(scan)) = (self.trace.take(), self.scan.take()) else {
             return;
         };
         let seen = scan.finish();
+        if broke.is_none()
+            && self.status < 400
+            && let Some(f) = self.on_end.take()
+        {
+            f(&seen);
+        }
         if seen.model.is_some() {
             trace.response_model = seen.model;
         }

@@ -45,6 +45,9 @@ pub(crate) struct Seen {
     /// The model the answer names (pricing).
     pub model: Option<String>,
     pub id: Option<String>,
+    /// The finished Responses API `response` object (a plain answer, or the
+    /// `response.completed` event's), for the response store.
+    pub completed: Option<Value>,
 }
 
 pub(crate) struct UsageScan {
@@ -137,6 +140,11 @@ impl UsageScan {
     /// ones field by field (Anthropic reports input tokens at the start and output tokens at
     /// the end; Gemini and Ollama repeat running totals).
     fn value(&mut self, v: &Value) {
+        if v.get("object").and_then(Value::as_str) == Some("response") {
+            self.seen.completed = Some(v.clone());
+        } else if v.get("type").and_then(Value::as_str) == Some("response.completed") {
+            self.seen.completed = v.get("response").cloned();
+        }
         let inner = ["response", "message"]
             .iter()
             .filter_map(|k| v.get(*k))
