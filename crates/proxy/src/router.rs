@@ -129,6 +129,8 @@ pub struct Deployment {
     pub price: Option<ModelPrice>,
     /// What each call costs, once the answer names its model.
     pub pricing: Arc<CallPricing>,
+    /// Audio calls' rates (per second transcribed, per character spoken).
+    pub audio_price: crate::pricing::audio::AudioPrice,
     pub adapter: Arc<dyn Provider>,
     pub header_id: HeaderValue,
     pub header_group: HeaderValue,
@@ -246,6 +248,15 @@ impl Deployment {
             providers::params::supported_params(&provider, &upstream_model),
         )
         .unwrap_or_default();
+        let audio_price = crate::pricing::audio::AudioPrice::for_deployment(
+            &provider,
+            entry
+                .model_info
+                .base_model
+                .as_deref()
+                .unwrap_or(&upstream_model),
+            &[&p.cost, &entry.model_info.cost],
+        );
         Deployment {
             slot: 0,
             spec,
@@ -272,6 +283,7 @@ impl Deployment {
             access_groups: entry.model_info.access_groups.clone(),
             price,
             pricing,
+            audio_price,
             adapter,
         }
     }

@@ -18,6 +18,7 @@ pub mod bedrock;
 pub mod browser;
 pub mod gemini;
 pub mod openai;
+mod openai_audio;
 mod openai_responses;
 pub mod replay;
 pub mod reply;

@@ -231,6 +231,16 @@ fn router(shared: Arc<Shared>, form: Form) -> Router {
         .route("/v1/images/generations", post(other_json))
         .route("/v1/moderations", post(other_json))
         .route("/v1/responses", post(responses))
+        .route("/v1/audio/transcriptions", post(transcriptions))
+        .route("/v1/audio/speech", post(speech))
+        .route(
+            "/openai/deployments/{deployment}/audio/transcriptions",
+            post(transcriptions),
+        )
+        .route(
+            "/openai/deployments/{deployment}/audio/speech",
+            post(speech),
+        )
         // Azure OpenAI's Responses API (`?api-version=`).
         .route("/openai/responses", post(responses))
         .route("/completions", post(completions))
@@ -487,6 +497,65 @@ async fn responses(
         "completed",
     ))
     .into_response()
+}
+
+async fn transcriptions(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    // Recorded with the form's text fields as the body (the file is left out).
+    let mut fields = serde_json::Map::new();
+    if let Some(b) = idlehands_wire::multipart::boundary(&ct)
+        && let Ok(parts) = idlehands_wire::multipart::parts(&body, &b)
+    {
+        for p in parts.iter().filter(|p| p.filename.is_none()) {
+            if let Some(t) = idlehands_wire::multipart::text(&body, &parts, &p.name) {
+                fields.insert(p.name.clone(), Value::String(t.to_string()));
+            }
+        }
+    }
+    record(&shared, &uri, &headers, &Value::Object(fields));
+    let reply = next_reply(&shared);
+    if let Some(resp) = answer_fault(&reply).await {
+        return resp;
+    }
+    match crate::openai_audio::transcription(&ct, &body, &reply) {
+        Ok((kind, text)) => ([("content-type", kind)], text).into_response(),
+        Err(message) => error_response(400, &message, None),
+    }
+}
+
+async fn speech(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
+    };
+    record(&shared, &uri, &headers, &body);
+    let reply = next_reply(&shared);
+    if let Some(resp) = answer_fault(&reply).await {
+        return resp;
+    }
+    match crate::openai_audio::speech(&body) {
+        Ok(frames) => crate::anthropic::stream_frames_as(
+            frames,
+            reply.fault.as_ref(),
+            reply.chunk_delay,
+            "audio/mpeg",
+        ),
+        Err(message) => error_response(400, &message, None),
+    }
 }
 
 async fn other_json(

@@ -269,7 +269,10 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
             ),
         ] {
             if set {
-                say(&at(key), "costs come from per-token prices only");
+                say(
+                    &at(key),
+                    "only /v1/audio/transcriptions calls are priced per second; other calls by their tokens",
+                );
             }
         }
     }

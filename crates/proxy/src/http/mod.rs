@@ -1,6 +1,7 @@
 //! Routes. Handlers do protocol work only: everything they read was built at start-up.
 
 mod attempts;
+mod audio;
 mod body;
 mod chat;
 mod embeddings;
@@ -75,6 +76,10 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
             embeddings::forward(embeddings::MODERATIONS),
         )
         .route("/moderations", embeddings::forward(embeddings::MODERATIONS))
+        .route("/v1/audio/transcriptions", post(audio::transcriptions))
+        .route("/audio/transcriptions", post(audio::transcriptions))
+        .route("/v1/audio/speech", post(audio::speech))
+        .route("/audio/speech", post(audio::speech))
         .route("/v1/responses", post(responses::responses))
         .route(
             "/v1/responses/{id}",
