@@ -275,6 +275,43 @@ async fn vllm_and_ollama_routes_reach_their_servers() {
     );
     gw.shutdown().await.unwrap();
 
+    // A model group served by a vLLM deployment: that deployment's server, key and model
+    // name (as LiteLLM's router-model pass-through).
+    let served = FakeOpenAi::start().await;
+    let config = format!(
+        "model_list:
+  - model_name: served-qwen
+    litellm_params:
+      model: hosted_vllm/Qwen/Qwen3-8B
+      api_base: {}
+      api_key: vllm-deployment-key
+general_settings:
+  master_key: {KEY}
+",
+        served.origin()
+    );
+    let gw = start_env(&config, &[("VLLM_API_BASE", &vllm.origin())]).await;
+    let resp = send(
+        &gw,
+        "/vllm/v1/chat/completions",
+        Some(KEY),
+        &json!({"model": "served-qwen", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let sent = served.last_request().unwrap();
+    assert_eq!(sent.path, "/v1/chat/completions");
+    assert_eq!(sent.body["model"], "Qwen/Qwen3-8B");
+    assert_eq!(
+        sent.header("authorization"),
+        Some("Bearer vllm-deployment-key")
+    );
+    assert_eq!(vllm.served(), 1, "the env server saw only the earlier call");
+    let records = gw.records(1).await;
+    assert_eq!(records[0].model_group, "served-qwen");
+    assert_eq!(records[0].model, "hosted_vllm/Qwen/Qwen3-8B");
+    gw.shutdown().await.unwrap();
+
     // Without VLLM_API_BASE the route says what is missing (and calls nothing).
     let gw = start_env(&yaml(""), &[]).await;
     let resp = send(&gw, "/vllm/v1/chat/completions", Some(KEY), &body).await;

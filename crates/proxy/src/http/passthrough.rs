@@ -167,6 +167,8 @@ struct Outgoing {
     body: Bytes,
     deployment: Arc<Deployment>,
     model: Option<String>,
+    /// The call goes to a served group's deployment: recorded as that deployment.
+    own_deployment: bool,
     stream: bool,
     fixed_cost: Option<Nanos>,
     timeout: Duration,
@@ -220,6 +222,15 @@ async fn outgoing_for_provider(
     mut query: Vec<(String, String)>,
     body: Body,
 ) -> Result<Outgoing, ProxyError> {
+    let body = read_body(app, body).await?;
+    let (model, body_stream) = body_facts(&parts.headers, &body);
+    // As LiteLLM: a vLLM call naming a served model group goes to that group's deployment.
+    if route.name == "vllm"
+        && let Some(m) = &model
+        && let Some(d) = vllm_deployment(app, m)
+    {
+        return routed_vllm(app, route, parts, endpoint, query, body, m, d, body_stream);
+    }
     let base = route.base.as_deref().ok_or_else(|| ProxyError::Custom {
         status: 404,
         kind: "not_found_error".to_string(),
@@ -271,8 +282,6 @@ async fn outgoing_for_provider(
     if !query.is_empty() {
         url.query_pairs_mut().extend_pairs(&query);
     }
-    let body = read_body(app, body).await?;
-    let (model, body_stream) = body_facts(&parts.headers, &body);
     let model = model.or_else(|| {
         (route.name == "gemini")
             .then(|| gemini_path_model(endpoint))
@@ -286,6 +295,65 @@ async fn outgoing_for_provider(
         body,
         deployment: route.deployment.clone(),
         model,
+        own_deployment: false,
+        stream,
+        fixed_cost: None,
+        timeout: app.runtime.load().pass_through.timeout,
+    })
+}
+
+/// The served group's deployment for a `/vllm/*` call, if `model` names a group served by
+/// a vLLM deployment.
+fn vllm_deployment(app: &App, model: &str) -> Option<Arc<Deployment>> {
+    let rt = app.runtime.load();
+    let group = rt.router.group(model)?;
+    let d = group.pick();
+    (matches!(d.provider.as_str(), "hosted_vllm" | "vllm") && d.api_base.is_some())
+        .then(|| d.clone())
+}
+
+/// A `/vllm/*` call for a served group: its deployment's base URL and key, the body's model
+/// swapped for the deployment's.
+#[allow(clippy::too_many_arguments)]
+fn routed_vllm(
+    app: &App,
+    route: &ProviderRoute,
+    parts: &http::request::Parts,
+    endpoint: &str,
+    query: Vec<(String, String)>,
+    body: Bytes,
+    group: &str,
+    d: Arc<Deployment>,
+    stream: bool,
+) -> Result<Outgoing, ProxyError> {
+    let base = d.api_base.as_deref().unwrap_or_default();
+    let mut url = join(base, endpoint)?;
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(&query);
+    }
+    let custom = app.runtime.load().auth.custom_header.clone();
+    let mut headers = caller_headers(&parts.headers, route.forwards, custom.as_ref());
+    if let Some(k) = &d.api_key
+        && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", k.expose()))
+    {
+        v.set_sensitive(true);
+        headers.insert(http::header::AUTHORIZATION, v);
+    }
+    let body = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(mut m)) => {
+            m.insert("model".to_string(), Value::String(d.upstream_model.clone()));
+            Bytes::from(serde_json::to_vec(&m).unwrap_or_default())
+        }
+        _ => body,
+    };
+    Ok(Outgoing {
+        method: parts.method.clone(),
+        url,
+        headers,
+        body,
+        deployment: d,
+        model: Some(group.to_string()),
+        own_deployment: true,
         stream,
         fixed_cost: None,
         timeout: app.runtime.load().pass_through.timeout,
@@ -356,6 +424,7 @@ async fn outgoing_for_custom(
         body,
         deployment: route.deployment.clone(),
         model,
+        own_deployment: false,
         stream,
         fixed_cost: route.cost_per_request,
         timeout: route.timeout,
@@ -380,6 +449,7 @@ async fn relay(app: Arc<App>, principal: Principal, out: Outgoing) -> Response {
     }
     // The row names the model the body asked for, under the route's provider.
     let deployment = match &out.model {
+        Some(_) if out.own_deployment => out.deployment.clone(),
         Some(m) => {
             let mut d = (*out.deployment).clone();
             d.model = format!("{}/{m}", d.provider);
