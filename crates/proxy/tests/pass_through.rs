@@ -228,6 +228,8 @@ async fn gemini_route_takes_the_gateway_key_from_the_query_and_sends_its_own() {
         (records[0].prompt_tokens, records[0].completion_tokens),
         (9, 3)
     );
+    // gemini-2.5-flash: $0.30 and $2.50 per million.
+    assert_eq!(records[0].cost_nanos, 9 * 300 + 3 * 2_500);
     assert!(records[1].stream);
     assert_eq!(
         (records[1].prompt_tokens, records[1].completion_tokens),
