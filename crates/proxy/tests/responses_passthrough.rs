@@ -145,6 +145,32 @@ async fn a_stream_is_relayed_event_for_event_with_its_usage_recorded() {
         assert!(std::time::Instant::now() < deadline, "never stored");
         tokio::task::yield_now().await;
     }
+
+    // A function call streams as its own item, arguments and all.
+    up.push(Reply::tool_call(
+        "call_1",
+        "get_weather",
+        json!({"city": "Paris"}),
+    ));
+    let resp = post_as(
+        &gw,
+        "/v1/responses",
+        KEY,
+        &json!({"model": "gpt", "input": "Weather?", "stream": true,
+                "tools": [{"type": "function", "name": "get_weather",
+                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]}),
+    )
+    .await;
+    let text = resp.text().await.unwrap();
+    let done: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter(|v| v["type"] == "response.function_call_arguments.done")
+        .collect();
+    assert_eq!(done.len(), 1, "{text}");
+    assert_eq!(done[0]["arguments"], "{\"city\":\"Paris\"}");
+    assert!(text.contains("\"call_id\":\"call_1\""), "{text}");
     gw.shutdown().await.unwrap();
 }
 

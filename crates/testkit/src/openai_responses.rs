@@ -134,42 +134,60 @@ pub(crate) fn response_object(n: usize, body: &Value, reply: &Reply, status: &st
     })
 }
 
-/// The streamed events of a text answer, each `event: <type>` with a `sequence_number`.
+/// The streamed events of an answer (its text, then its function calls), each
+/// `event: <type>` with a `sequence_number`.
 pub(crate) fn stream_frames(n: usize, body: &Value, reply: &Reply) -> Vec<Bytes> {
-    let item_id = format!("msg_fake_{n}");
     let mut events: Vec<Value> = vec![
         json!({"type": "response.created", "response": response_object(n, body, reply, "in_progress")}),
         json!({"type": "response.in_progress", "response": response_object(n, body, reply, "in_progress")}),
-        json!({"type": "response.output_item.added", "output_index": 0,
-               "item": message_item(n, "", "in_progress")}),
-        json!({"type": "response.content_part.added", "item_id": item_id, "output_index": 0,
-               "content_index": 0,
-               "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
     ];
-    let chars: Vec<char> = reply.text.chars().collect();
-    for piece in chars.chunks(reply.chunk_chars.max(1)) {
-        let delta: String = piece.iter().collect();
+    let done = output(n, reply);
+    for (index, item) in done.iter().enumerate() {
+        let mut started = item.clone();
+        started["status"] = json!("in_progress");
+        let item_id = item["id"].clone();
+        if item["type"] == "message" {
+            started["content"] = json!([]);
+            events.push(json!({"type": "response.output_item.added", "output_index": index, "item": started}));
+            events.push(json!({"type": "response.content_part.added", "item_id": item_id,
+                               "output_index": index, "content_index": 0,
+                               "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}));
+            let chars: Vec<char> = reply.text.chars().collect();
+            for piece in chars.chunks(reply.chunk_chars.max(1)) {
+                let delta: String = piece.iter().collect();
+                events.push(
+                    json!({"type": "response.output_text.delta", "item_id": item_id,
+                                   "output_index": index, "content_index": 0, "delta": delta,
+                                   "logprobs": []}),
+                );
+            }
+            events.push(
+                json!({"type": "response.output_text.done", "item_id": item_id,
+                               "output_index": index, "content_index": 0, "text": reply.text,
+                               "logprobs": []}),
+            );
+            events.push(
+                json!({"type": "response.content_part.done", "item_id": item_id,
+                               "output_index": index, "content_index": 0,
+                               "part": item["content"][0].clone()}),
+            );
+        } else {
+            started["arguments"] = json!("");
+            events.push(json!({"type": "response.output_item.added", "output_index": index, "item": started}));
+            let args = item["arguments"].as_str().unwrap_or_default();
+            events.push(
+                json!({"type": "response.function_call_arguments.delta", "item_id": item_id,
+                               "output_index": index, "delta": args}),
+            );
+            events.push(
+                json!({"type": "response.function_call_arguments.done", "item_id": item_id,
+                               "output_index": index, "arguments": args}),
+            );
+        }
         events.push(
-            json!({"type": "response.output_text.delta", "item_id": item_id,
-                           "output_index": 0, "content_index": 0, "delta": delta,
-                           "logprobs": []}),
+            json!({"type": "response.output_item.done", "output_index": index, "item": item}),
         );
     }
-    events.push(
-        json!({"type": "response.output_text.done", "item_id": item_id,
-                       "output_index": 0, "content_index": 0, "text": reply.text,
-                       "logprobs": []}),
-    );
-    events.push(
-        json!({"type": "response.content_part.done", "item_id": item_id,
-                       "output_index": 0, "content_index": 0,
-                       "part": {"type": "output_text", "text": reply.text, "annotations": [],
-                                "logprobs": []}}),
-    );
-    events.push(
-        json!({"type": "response.output_item.done", "output_index": 0,
-                       "item": message_item(n, &reply.text, "completed")}),
-    );
     events.push(json!({"type": "response.completed",
                        "response": response_object(n, body, reply, "completed")}));
     events
