@@ -17,7 +17,7 @@ use crate::router::Deployment;
 
 /// Environment variables the provider routes read (at load, with `environment_variables:`
 /// seen first, as every other setting).
-pub const ENV_NAMES: [&str; 13] = [
+pub const ENV_NAMES: [&str; 12] = [
     "OPENAI_API_KEY",
     "OPENAI_API_BASE",
     "ANTHROPIC_API_KEY",
@@ -30,7 +30,6 @@ pub const ENV_NAMES: [&str; 13] = [
     "VLLM_API_KEY",
     "OLLAMA_API_BASE",
     "OLLAMA_API_KEY",
-    "PASS_THROUGH_REQUEST_TIMEOUT",
 ];
 
 /// LiteLLM's `pass_through_request_timeout` default.
@@ -161,14 +160,14 @@ pub(crate) fn build(cfg: &ProxyConfig, prices: &PriceTable) -> Result<PassThroug
             .map(String::as_str)
             .filter(|v| !v.trim().is_empty())
     };
-    let timeout = env("PASS_THROUGH_REQUEST_TIMEOUT")
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .or_else(|| {
-            cfg.file
-                .general_settings
-                .extra
-                .get("pass_through_request_timeout")
-                .and_then(Value::as_f64)
+    let timeout = cfg
+        .file
+        .general_settings
+        .extra
+        .get("pass_through_request_timeout")
+        .and_then(|v| {
+            v.as_f64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
         })
         .filter(|s| *s > 0.0 && s.is_finite())
         .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64);
