@@ -15,6 +15,10 @@ fi
 if ! python3 -c "import opentelemetry.proto, grpc" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check opentelemetry-proto grpcio
 fi
+# The pass-through test drives /anthropic with the official Anthropic client.
+if ! python3 -c "import anthropic" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check anthropic
+fi
 # The real-stack tests replay llama-server answers from uvicorn's h11 backend.
 if ! python3 -c "import uvicorn, h11" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check uvicorn h11

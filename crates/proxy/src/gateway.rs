@@ -58,6 +58,8 @@ pub(crate) struct Runtime {
     pub metadata_limit: usize,
     /// A model call's `user` at most, characters (`max_request_user_length`).
     pub user_limit: usize,
+    /// The pass-through routes' targets and credentials.
+    pub pass_through: Arc<crate::passthrough::PassThrough>,
 }
 
 impl Runtime {
@@ -74,6 +76,7 @@ impl Runtime {
             admin_body_limit: self.admin_body_limit,
             metadata_limit: self.metadata_limit,
             user_limit: self.user_limit,
+            pass_through: self.pass_through.clone(),
         }
     }
 }
@@ -396,6 +399,7 @@ impl GatewayBuilder {
                 .map_or(DEFAULT_KEEPALIVE, Duration::from_secs_f64),
             max_connections: gs.limit_concurrency.map(|n| n as usize),
         };
+        let pass_through = Arc::new(crate::passthrough::build(&cfg, &prices)?);
         let models = crate::models::ModelsBase {
             config: cfg.clone(),
             prices,
@@ -424,6 +428,7 @@ impl GatewayBuilder {
             user_limit: gs
                 .max_request_user_length
                 .map_or(DEFAULT_USER_LIMIT, |n| n as usize),
+            pass_through,
         };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)

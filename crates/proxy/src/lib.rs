@@ -31,6 +31,7 @@ pub mod logging;
 pub mod metrics;
 pub mod models;
 pub mod otel;
+mod passthrough;
 pub mod pricing;
 pub mod providers;
 pub mod router;

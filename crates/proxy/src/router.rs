@@ -124,6 +124,8 @@ pub struct Deployment {
     /// The base URL actually used (defaults filled in), for headers and records.
     pub api_base: Option<String>,
     pub api_key: Option<Secret>,
+    /// `litellm_params.api_version` (Azure).
+    pub api_version: Option<String>,
     pub timeout: Duration,
     pub stream_timeout: Duration,
     pub mock_response: Option<String>,
@@ -141,6 +143,8 @@ pub struct Deployment {
     pub price: Option<ModelPrice>,
     /// What each call costs, once the answer names its model.
     pub pricing: Arc<CallPricing>,
+    /// Audio calls' rates (per second transcribed, per character spoken).
+    pub audio_price: crate::pricing::audio::AudioPrice,
     pub adapter: Arc<dyn Provider>,
     pub header_id: HeaderValue,
     pub header_group: HeaderValue,
@@ -192,6 +196,11 @@ fn secs(v: f64) -> Duration {
 }
 
 impl Deployment {
+    /// The stand-in a pass-through route records, prices and limits its calls as.
+    pub(crate) fn pass_through(entry: &ModelEntry, cfg: &ProxyConfig, prices: &PriceTable) -> Self {
+        Self::build(usize::MAX, entry, cfg, prices)
+    }
+
     fn build(i: usize, entry: &ModelEntry, cfg: &ProxyConfig, prices: &PriceTable) -> Self {
         let p = &entry.litellm_params;
         let provider = provider_of(p);
@@ -246,6 +255,15 @@ impl Deployment {
             providers::params::supported_params(&provider, &upstream_model),
         )
         .unwrap_or_default();
+        let audio_price = crate::pricing::audio::AudioPrice::for_deployment(
+            &provider,
+            entry
+                .model_info
+                .base_model
+                .as_deref()
+                .unwrap_or(&upstream_model),
+            &[&p.cost, &entry.model_info.cost],
+        );
         Deployment {
             slot: 0,
             spec,
@@ -259,6 +277,7 @@ impl Deployment {
             upstream_model,
             api_base,
             api_key: p.api_key.clone(),
+            api_version: p.api_version.clone(),
             timeout: secs(timeout),
             stream_timeout: secs(stream_timeout),
             mock_response: p.mock_response.clone(),
@@ -271,6 +290,7 @@ impl Deployment {
             access_groups: entry.model_info.access_groups.clone(),
             price,
             pricing,
+            audio_price,
             adapter,
         }
     }

@@ -253,6 +253,19 @@ fn router(shared: Arc<Shared>, form: Form) -> Router {
         .route("/v1/rerank", post(other_json))
         .route("/v1/images/generations", post(other_json))
         .route("/v1/moderations", post(other_json))
+        .route("/v1/responses", post(responses))
+        .route("/v1/audio/transcriptions", post(transcriptions))
+        .route("/v1/audio/speech", post(speech))
+        .route(
+            "/openai/deployments/{deployment}/audio/transcriptions",
+            post(transcriptions),
+        )
+        .route(
+            "/openai/deployments/{deployment}/audio/speech",
+            post(speech),
+        )
+        // Azure OpenAI's Responses API (`?api-version=`).
+        .route("/openai/responses", post(responses))
         .route("/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/embeddings", post(embeddings))
@@ -532,6 +545,101 @@ async fn completions(
 /// `/v1/rerank` (llama.cpp's and vLLM's Cohere-style answer, with usage), `/v1/images/generations`
 /// and `/v1/moderations` (OpenAI's shapes, no usage), each answering the scripted reply's fault
 /// if it has one.
+async fn responses(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
+    };
+    let n = record(&shared, &uri, &headers, &body);
+    if let Some((message, param)) = crate::openai_responses::refusal(&body) {
+        let body = json!({"error": {"message": message, "type": "invalid_request_error",
+                                    "param": param, "code": null}});
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    }
+    let reply = next_reply(&shared);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    if let Some(resp) = answer_fault(&reply).await {
+        return resp;
+    }
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        let frames = crate::openai_responses::stream_frames(n, &body, &reply);
+        return crate::anthropic::stream_frames(frames, &reply);
+    }
+    axum::Json(crate::openai_responses::response_object(
+        n,
+        &body,
+        &reply,
+        "completed",
+    ))
+    .into_response()
+}
+
+async fn transcriptions(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    // Recorded with the form's text fields as the body (the file is left out).
+    let mut fields = serde_json::Map::new();
+    if let Some(b) = crate::multipart::boundary(&ct)
+        && let Ok(parts) = crate::multipart::fields(&body, &b)
+    {
+        for p in parts.iter().filter(|p| p.filename.is_none()) {
+            if let Some(t) = p.text() {
+                fields.insert(p.name.clone(), Value::String(t.to_string()));
+            }
+        }
+    }
+    record(&shared, &uri, &headers, &Value::Object(fields));
+    let reply = next_reply(&shared);
+    if let Some(resp) = answer_fault(&reply).await {
+        return resp;
+    }
+    match crate::openai_audio::transcription(&ct, &body, &reply) {
+        Ok((kind, text)) => ([("content-type", kind)], text).into_response(),
+        Err(message) => error_response(400, &message, None),
+    }
+}
+
+async fn speech(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
+    };
+    record(&shared, &uri, &headers, &body);
+    let reply = next_reply(&shared);
+    if let Some(resp) = answer_fault(&reply).await {
+        return resp;
+    }
+    match crate::openai_audio::speech(&body) {
+        Ok(frames) => crate::anthropic::stream_frames_as(
+            frames,
+            reply.fault.as_ref(),
+            reply.chunk_delay,
+            crate::anthropic::Sse::Not("audio/mpeg"),
+        ),
+        Err(message) => error_response(400, &message, None),
+    }
+}
+
 async fn other_json(
     State(shared): State<Arc<Shared>>,
     uri: Uri,

@@ -125,18 +125,37 @@ async fn check(
     let Some(error) = error else {
         return next.run(req).await;
     };
-    if req.method() == Method::POST && !is_json(req.headers().get(header::CONTENT_TYPE)) {
+    // Audio uploads are the one form body the APIs take, and there only.
+    let (accepted, wanted) = if req.uri().path().ends_with("/audio/transcriptions") {
+        (
+            is_multipart(req.headers().get(header::CONTENT_TYPE)),
+            "multipart/form-data",
+        )
+    } else {
+        (
+            is_json(req.headers().get(header::CONTENT_TYPE)),
+            "application/json",
+        )
+    };
+    if req.method() == Method::POST && !accepted {
         let given = req
             .headers()
             .get(header::CONTENT_TYPE)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let message = match given {
-            Some(t) => format!("Unsupported content type {t:?}: this API accepts application/json"),
-            None => "Missing content type: this API accepts application/json".to_string(),
+            Some(t) => format!("Unsupported content type {t:?}: this API accepts {wanted}"),
+            None => format!("Missing content type: this API accepts {wanted}"),
         };
         return error(415, &message);
     }
     next.run(req).await
+}
+
+fn is_multipart(value: Option<&axum::http::HeaderValue>) -> bool {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::multipart::boundary)
+        .is_some()
 }
 
 fn is_json(value: Option<&axum::http::HeaderValue>) -> bool {

@@ -2,6 +2,7 @@
 //! Server-Sent Events framing. No I/O lives here.
 
 pub mod error;
+pub mod multipart;
 pub mod openai;
 pub mod sse;
 

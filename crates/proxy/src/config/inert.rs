@@ -10,7 +10,10 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 9] = [
+const READ_FROM_EXTRA: [(&str, &str); 11] = [
+    // Read by `crate::passthrough`.
+    ("general_settings", "pass_through_endpoints"),
+    ("general_settings", "pass_through_request_timeout"),
     ("general_settings", "request_log_path"),
     ("general_settings", "redis_failure_mode"),
     ("general_settings", "redis_key_prefix"),
@@ -27,7 +30,7 @@ const READ_FROM_EXTRA: [(&str, &str); 9] = [
 ];
 
 /// Why a LiteLLM feature's key changes nothing here; keys not listed get [`UNKNOWN`].
-const KNOWN_LITELLM: [(&str, &str, &str); 24] = [
+const KNOWN_LITELLM: [(&str, &str, &str); 23] = [
     (
         "(top level)",
         "guardrails",
@@ -70,11 +73,6 @@ const KNOWN_LITELLM: [(&str, &str, &str); 24] = [
         "(top level)",
         "assistant_settings",
         "the assistants API is not served",
-    ),
-    (
-        "general_settings",
-        "pass_through_endpoints",
-        "pass-through routes are not served: those paths answer 404",
     ),
     (
         "general_settings",
@@ -240,6 +238,9 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
             say(&path, why);
         }
     }
+    for (path, why) in crate::passthrough::unread_entry_keys(cfg) {
+        say(&path, why);
+    }
     for (i, m) in f.model_list.iter().enumerate() {
         let lp = &m.litellm_params;
         let at = |key: &str| format!("model_list[{i}].litellm_params.{key}");
@@ -275,7 +276,10 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
             ),
         ] {
             if set {
-                say(&at(key), "costs come from per-token prices only");
+                say(
+                    &at(key),
+                    "only /v1/audio/transcriptions calls are priced per second; other calls by their tokens",
+                );
             }
         }
     }
@@ -321,7 +325,10 @@ guardrails:
 general_settings:
   master_key: sk-unit-master-1
   allowed_ips: [10.0.0.1]
-  pass_through_endpoints: []
+  pass_through_endpoints:
+    - path: /x
+      target: http://127.0.0.1:9/x
+      guardrails: {pii: null}
   request_log_path: /tmp/x.jsonl
   redis_failure_mode: open
   brand_new_setting: 1
@@ -343,7 +350,7 @@ router_settings:
                 "router_settings.mystery",
                 "general_settings.allowed_ips",
                 "general_settings.brand_new_setting",
-                "general_settings.pass_through_endpoints",
+                "general_settings.pass_through_endpoints[0].guardrails",
                 "model_list[0].model_info.{description, supports_vision}",
                 "model_list[0].litellm_params.frobnicate",
             ]

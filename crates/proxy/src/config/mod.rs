@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+pub use env::PREFIX as ENV_PREFIX;
 pub(crate) use env::resolve as resolve_env;
 pub use inert::inert_settings;
 pub use types::{
@@ -77,6 +78,8 @@ pub struct ProxyConfig {
     pub store_model_in_db: bool,
     /// Env `LITELLM_SALT_KEY`: encrypts secrets of stored deployments (else the master key).
     pub salt_key: Option<Secret>,
+    /// What the pass-through routes read from the environment (`crate::passthrough::ENV_NAMES`).
+    pub pass_through_env: BTreeMap<String, String>,
 }
 
 /// The process environment, as the loader's lookup function.
@@ -260,6 +263,7 @@ impl ProxyConfig {
         self.salt_key = env("LITELLM_SALT_KEY")
             .filter(|k| !k.is_empty())
             .map(Secret::new);
+        self.pass_through_env = crate::passthrough::read_env(env);
         for entry in &mut self.file.model_list {
             fill_from_env(entry, env);
         }

@@ -83,6 +83,9 @@ pub struct CostFields {
     pub input_cost_per_second: Option<f64>,
     #[serde(deserialize_with = "lenient::opt_f64")]
     pub output_cost_per_second: Option<f64>,
+    /// Speech: USD per character of input (`/v1/audio/speech`).
+    #[serde(deserialize_with = "lenient::opt_f64")]
+    pub input_cost_per_character: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

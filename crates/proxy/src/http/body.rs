@@ -269,6 +269,15 @@ impl<'a> RequestBody<'a> {
         self.rewrite_with(model, force_usage, &[], &[])
     }
 
+    /// [`Self::rewrite`] for an API whose own `metadata` field the request's is (OpenAI's
+    /// Responses API): it stays in the body (LiteLLM's own fields still go).
+    pub fn rewrite_keeping_metadata(&self, model: &str) -> Bytes {
+        match self.raw("metadata") {
+            Some(m) => self.rewrite_with(model, false, &[], &[("metadata", m.get())]),
+            None => self.rewrite(model, false),
+        }
+    }
+
     /// [`Self::rewrite`], leaving out the fields in `skip` and adding those in `add` (JSON
     /// text), which the request does not have.
     fn rewrite_with(

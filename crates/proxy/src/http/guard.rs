@@ -193,6 +193,30 @@ pub(crate) async fn model_gate(
     }
 }
 
+/// The model gate's checks for a handler that runs them itself (the pass-through routes,
+/// whose key may come from the query string): size, throttle, then the key.
+pub(crate) async fn check_key(
+    app: &App,
+    headers: &HeaderMap,
+    ext: &http::Extensions,
+) -> Result<Principal, ProxyError> {
+    let rt = app.runtime.load_full();
+    if let Some(e) = declared_too_large(headers, rt.body_limit) {
+        return Err(e);
+    }
+    let ip = client_ip(ext);
+    if let Some(e) = throttled(app, ip) {
+        return Err(e);
+    }
+    auth::authenticate(&rt.auth, app.resolver.as_ref(), headers)
+        .await
+        .inspect_err(|e| {
+            if is_wrong_key(e) {
+                count_failure(app, ip);
+            }
+        })
+}
+
 /// Management routes: size, throttle, cross-site check and key (or dashboard cookie) before
 /// the body. The handlers authenticate again for their own role checks.
 pub(crate) async fn admin_gate(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {

@@ -1,6 +1,7 @@
 //! Routes. Handlers do protocol work only: everything they read was built at start-up.
 
 mod attempts;
+mod audio;
 mod body;
 mod chat;
 mod embeddings;
@@ -14,12 +15,15 @@ mod model_admin;
 mod model_info;
 mod models;
 mod multi;
+mod passthrough;
 mod responses;
+mod responses_native;
 mod spend;
 mod sse_map;
 mod stream;
 mod trace;
 pub(crate) mod ui;
+mod usage_scan;
 
 use std::sync::Arc;
 
@@ -75,6 +79,10 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
             embeddings::forward(embeddings::MODERATIONS),
         )
         .route("/moderations", embeddings::forward(embeddings::MODERATIONS))
+        .route("/v1/audio/transcriptions", post(audio::transcriptions))
+        .route("/audio/transcriptions", post(audio::transcriptions))
+        .route("/v1/audio/speech", post(audio::speech))
+        .route("/audio/speech", post(audio::speech))
         .route("/v1/responses", post(responses::responses))
         .route(
             "/v1/responses/{id}",
@@ -122,13 +130,15 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
         .route("/health/liveness", get(health::liveliness))
         .route("/health/readiness", get(health::readiness))
         .merge(ui::routes().layer(DefaultBodyLimit::max(admin_limit)))
+        // Their key may sit in the query string (Gemini's `?key=`): they check it themselves.
+        .merge(passthrough::routes())
+        .fallback(passthrough::fallback)
         .with_state(app);
     let routes = match extra {
         Some(extra) => routes.merge(extra),
         None => routes,
     };
     let routes = routes
-        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit));
     // The span and its closing line are info-level: under the default `warn` filter they

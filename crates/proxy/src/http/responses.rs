@@ -4,7 +4,8 @@
 //! answer, plain or streamed, is turned into a `response` object or the Responses event
 //! sequence on the way out. Errors keep OpenAI's envelope, which both APIs share.
 //!
-//! Every backend is reached through chat completions, OpenAI's and Azure's included: tools
+//! A model group of `openai/` and `azure/` deployments gets the request as it is
+//! (`responses_native`); every other backend is reached through chat completions: tools
 //! other than functions are refused with a 400 that says so. Answers are stored unless the
 //! request says `store: false` (in the key and spend database when there is one), for
 //! `GET`/`DELETE /v1/responses/{id}`, `/input_items` and `previous_response_id`; only the key
@@ -162,6 +163,9 @@ pub(crate) async fn responses(
     }
     conversation.extend(input_items(req.get("input")));
     let store = req.get("store").and_then(Value::as_bool).unwrap_or(true);
+    if passes_through(&app, &pre, &req) {
+        return native(app, headers, pre, owner, req, &bytes, conversation, store).await;
+    }
     let mut chat_req = req.clone();
     chat_req["input"] = Value::Array(conversation.clone());
     if let Some(o) = chat_req.as_object_mut() {
@@ -185,6 +189,57 @@ pub(crate) async fn responses(
     }
     let resp = super::chat::handle(app, None, headers, Some(pre), chat, CALL_TYPE).await;
     to_responses(resp, &req, keep).await
+}
+
+/// Whether the request's model group answers the Responses API itself (see
+/// `responses_native`).
+fn passes_through(app: &App, pre: &auth::Principal, req: &Value) -> bool {
+    let rt = app.runtime.load();
+    if rt.forced_model.is_some() {
+        return false;
+    }
+    let Some(model) = req.get("model").and_then(Value::as_str) else {
+        return false;
+    };
+    let target = pre.alias_target(model).unwrap_or(model);
+    rt.router
+        .group(target)
+        .is_some_and(|g| super::responses_native::native_group(&g))
+}
+
+/// The request as it goes to a Responses upstream: a stored conversation it continues is
+/// sent as `input` (the upstream does not know the gateway's response ids).
+#[allow(clippy::too_many_arguments)]
+async fn native(
+    app: Arc<App>,
+    headers: HeaderMap,
+    pre: auth::Principal,
+    owner: String,
+    mut req: Value,
+    bytes: &Bytes,
+    conversation: Vec<Value>,
+    store: bool,
+) -> Response {
+    let body = if req.get("previous_response_id").is_some() {
+        req["input"] = Value::Array(conversation.clone());
+        if let Some(o) = req.as_object_mut() {
+            o.remove("previous_response_id");
+        }
+        Bytes::from(serde_json::to_vec(&req).unwrap_or_default())
+    } else {
+        bytes.clone()
+    };
+    let keep = store.then(|| Keep {
+        store: app.responses.clone(),
+        owner,
+        input: conversation,
+    });
+    let keep: Option<Box<dyn FnOnce(Value) + Send>> = keep.map(|k| {
+        Box::new(move |v: Value| {
+            tokio::spawn(k.put(v));
+        }) as Box<dyn FnOnce(Value) + Send>
+    });
+    super::responses_native::handle(app, headers, pre, body, keep).await
 }
 
 /// The chat pipeline's answer as a Responses answer, its headers (cost, call id) kept.

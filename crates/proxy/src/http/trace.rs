@@ -102,6 +102,9 @@ pub(crate) struct Trace {
     pub otel: Option<crate::otel::TraceContext>,
     /// The upstream attempts so far, for their child spans (only with `otel`).
     pub attempt_spans: Vec<crate::otel::AttemptSpan>,
+    /// A price per call that replaces the token price (a pass-through route's
+    /// `cost_per_request`).
+    pub fixed_cost: Option<Nanos>,
     done: bool,
 }
 
@@ -141,6 +144,7 @@ impl Trace {
             request: crate::metrics::current_request(),
             otel: None,
             attempt_spans: Vec::new(),
+            fixed_cost: None,
             done: false,
         }
     }
@@ -169,6 +173,9 @@ impl Trace {
     /// What the call costs, by the price LiteLLM would pick (see `pricing::CallPricing`); the
     /// header, the stream's `usage.cost` and the spend row all take it from here.
     pub fn cost(&self, usage: Option<&Usage>) -> Nanos {
+        if let Some(c) = self.fixed_cost {
+            return c;
+        }
         let bounded = usage.and_then(Usage::clamped);
         self.deployment
             .pricing

@@ -8,6 +8,7 @@
 //! deployment's model, each looked up the way LiteLLM's `get_model_info` does ([`PriceTable::
 //! model_info`]). See [`CallPricing`].
 
+pub mod audio;
 mod builtin;
 mod call;
 mod loader;

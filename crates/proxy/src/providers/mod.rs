@@ -12,7 +12,7 @@ mod bedrock;
 mod direct;
 mod gemini;
 mod mock;
-mod openai_compat;
+pub(crate) mod openai_compat;
 pub mod params;
 mod upstream;
 

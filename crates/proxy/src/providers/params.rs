@@ -66,6 +66,8 @@ const HANDLED: &[&str] = &[
     "extra_headers",
     "headers",
     "additional_drop_params",
+    // Read by the pass-through routes (`crate::passthrough`).
+    "use_in_pass_through",
 ];
 
 /// Headers a deployment or request may not set: the HTTP client owns them.
