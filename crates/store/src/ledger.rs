@@ -12,13 +12,15 @@ use chrono::Utc;
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 
+use crate::budgets::Budget;
 use crate::db::Store;
 use crate::duration::LlmDuration;
-use crate::error::{AccessError, StoreError};
+use crate::error::{AccessError, BudgetLevel, StoreError};
 use crate::keygen::{abbreviate, hash_key, new_key, token_of};
 use crate::limiter::{KeyLimits, Limiter, LocalLimiter, Ticket};
 use crate::money::usd_string;
 use crate::spend::SpendLogRow;
+use crate::teams::TeamView;
 use crate::types::{
     BlockKeyRequest, DeleteKeysRequest, DeleteKeysResponse, GenerateKeyRequest,
     GenerateKeyResponse, KeyInfo, KeyInfoResponse, KeyListEntry, KeyListQuery, KeyListResponse,
@@ -94,6 +96,7 @@ impl Cached {
 }
 
 type InvalidationHook = Arc<dyn Fn(&str) + Send + Sync>;
+pub(crate) type TeamCache = HashMap<String, (Instant, Option<Arc<TeamView>>)>;
 
 struct Inner {
     store: Store,
@@ -104,6 +107,8 @@ struct Inner {
     /// Old token -> (new token, end of grace period) for regenerated keys.
     aliases: RwLock<HashMap<String, (String, chrono::DateTime<Utc>)>>,
     hooks: RwLock<Vec<InvalidationHook>>,
+    /// Teams as keys in them need them, each with when it was read (`None`: no such team).
+    teams: RwLock<TeamCache>,
     cfg: LedgerConfig,
     ticker: Mutex<Option<JoinHandle<()>>>,
 }
@@ -120,6 +125,8 @@ pub struct AuthedKey {
     /// sha256 hex of the key: the spend-log `api_key`.
     pub token: String,
     pub record: Arc<KeyRecord>,
+    /// The key's team, when it has one.
+    pub team: Option<Arc<TeamView>>,
 }
 
 impl AuthedKey {
@@ -160,6 +167,10 @@ impl AuthedKey {
 /// it unsettled (client disconnect, panic) gives the hold back and logs nothing.
 pub struct Reservation {
     ticket: Option<Ticket>,
+    /// Holds on the budgets above the key's (team, team member, ...).
+    levels: Vec<Ticket>,
+    /// The organization the call's spend also counts for.
+    organization_id: Option<String>,
     limiter: Arc<dyn Limiter>,
     max_budget: Option<i64>,
     rpm_limit: Option<u64>,
@@ -207,7 +218,15 @@ impl Reservation {
     /// Records the request: `row.spend` (actual cost, nano-USD) and `row.total_tokens` replace
     /// the estimate; the row is queued for the spend log with `api_key` set to the key's hash.
     /// Use it for failures too (spend 0, status `failure`).
-    pub async fn settle(mut self, row: SpendLogRow) -> Settled {
+    pub async fn settle(mut self, mut row: SpendLogRow) -> Settled {
+        for level in std::mem::take(&mut self.levels) {
+            self.limiter
+                .settle_counters(level, row.spend, row.total_tokens)
+                .await;
+        }
+        if row.organization_id.is_none() {
+            row.organization_id = self.organization_id.take();
+        }
         let key_spend = match self.ticket.take() {
             Some(ticket) => self.limiter.settle(ticket, row).await,
             None => 0,
@@ -224,6 +243,60 @@ impl Drop for Reservation {
         if let Some(ticket) = self.ticket.take() {
             self.limiter.release(ticket);
         }
+        for level in std::mem::take(&mut self.levels) {
+            self.limiter.release(level);
+        }
+    }
+}
+
+/// The budgets a call of `key` counts against besides the key's own: its team's, and the
+/// key's user's budget within the team when the member has one.
+fn levels_of(key: &AuthedKey) -> Vec<(&Budget, BudgetLevel, &str)> {
+    let mut out = Vec::new();
+    if let Some(team) = &key.team {
+        let team_id = team.record.team_id.as_str();
+        out.push((&team.record.budget, BudgetLevel::Team, team_id));
+        if let Some(user) = key.record.user_id.as_deref()
+            && let Some(b) = team.member_budgets.get(user)
+        {
+            out.push((b, BudgetLevel::TeamMember(team_id.to_owned()), user));
+        }
+    }
+    out
+}
+
+/// A level's refusal in LiteLLM's words for that level.
+fn level_error(e: AccessError, level: BudgetLevel, id: &str) -> AccessError {
+    match e {
+        AccessError::BudgetExceeded {
+            spend_nanos,
+            max_budget_nanos,
+            reserved_nanos,
+            status,
+            ..
+        } => AccessError::LevelBudgetExceeded {
+            level,
+            id: id.to_owned(),
+            spend_nanos,
+            max_budget_nanos,
+            reserved_nanos,
+            status,
+        },
+        AccessError::RateLimited {
+            kind,
+            limit,
+            reset_at,
+            retry_after_secs,
+            ..
+        } => AccessError::RateLimited {
+            scope: level.scope(),
+            key_hash: id.to_owned(),
+            kind,
+            limit,
+            reset_at,
+            retry_after_secs,
+        },
+        other => other,
     }
 }
 
@@ -253,6 +326,7 @@ impl Ledger {
             negative: Mutex::new(HashMap::new()),
             aliases: RwLock::new(HashMap::new()),
             hooks: RwLock::new(Vec::new()),
+            teams: RwLock::new(HashMap::new()),
             cfg,
             ticker: Mutex::new(None),
         });
@@ -275,6 +349,18 @@ impl Ledger {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub(crate) fn teams_cache(&self) -> &RwLock<TeamCache> {
+        &self.inner.teams
+    }
+
+    pub(crate) fn config(&self) -> &LedgerConfig {
+        &self.inner.cfg
+    }
+
+    pub(crate) fn limiter(&self) -> &Arc<dyn Limiter> {
+        &self.inner.limiter
     }
 
     pub fn writer(&self) -> &SpendWriter {
@@ -308,6 +394,10 @@ impl Ledger {
 
     /// Drops the cached record of `token` (its counters stay); the next request re-reads it.
     pub fn invalidate(&self, token: &str) {
+        if let Some(team_id) = token.strip_prefix("team:") {
+            self.inner.teams.write().remove(team_id);
+            return;
+        }
         self.inner.keys.write().remove(token);
         self.inner.negative.lock().remove(token);
     }
@@ -318,6 +408,7 @@ impl Ledger {
     pub async fn reload_all(&self) {
         self.inner.negative.lock().clear();
         self.inner.aliases.write().clear();
+        self.inner.teams.write().clear();
         match self.inner.store.all_keys().await {
             Ok(keys) => {
                 let old = self.inner.keys.read().clone();
@@ -350,7 +441,7 @@ impl Ledger {
         }
     }
 
-    fn invalidate_and_announce(&self, token: &str) {
+    pub(crate) fn invalidate_and_announce(&self, token: &str) {
         self.invalidate(token);
         let hooks = self.inner.hooks.read().clone();
         for hook in hooks {
@@ -435,7 +526,22 @@ impl Ledger {
         {
             return Err(AccessError::ExpiredKey { expires, now });
         }
-        Ok(AuthedKey { token, record })
+        let team = match record.team_id.as_deref() {
+            Some(team_id) => self.team_view(team_id).await?,
+            None => None,
+        };
+        if let Some(t) = &team
+            && t.record.blocked
+        {
+            return Err(AccessError::TeamBlocked {
+                team_id: t.record.team_id.clone(),
+            });
+        }
+        Ok(AuthedKey {
+            token,
+            record,
+            team,
+        })
     }
 
     /// The cached record (refreshed in the background when stale), or the database's on a
@@ -518,13 +624,31 @@ impl Ledger {
             .limiter
             .admit(&limits, estimate_nanos, estimate_tokens)
             .await?;
-        Ok(Reservation {
+        let mut reservation = Reservation {
             ticket: Some(ticket),
+            levels: Vec::new(),
+            organization_id: key
+                .team
+                .as_ref()
+                .and_then(|t| t.record.organization_id.clone())
+                .or_else(|| key.record.organization_id.clone()),
             limiter: self.inner.limiter.clone(),
             max_budget: key.record.max_budget,
             rpm_limit: limits.rpm_limit,
             tpm_limit: limits.tpm_limit,
-        })
+        };
+        // Each level is checked and reserved in one step like the key; a refusal drops the
+        // reservation, which gives back what the levels before it hold.
+        for (budget, level, id) in levels_of(key) {
+            let ticket = self
+                .inner
+                .limiter
+                .admit(&budget.key_limits(), estimate_nanos, estimate_tokens)
+                .await
+                .map_err(|e| level_error(e, level, id))?;
+            reservation.levels.push(ticket);
+        }
+        Ok(reservation)
     }
 
     /// Logs a request that has no reservation (e.g. refused before one was made).

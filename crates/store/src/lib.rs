@@ -8,12 +8,15 @@
 //! [`Ledger::reserve`] -> upstream call -> [`Reservation::settle`] with the spend-log row ->
 //! `x-litellm-key-spend` from [`Settled`].
 
+mod budgets;
 mod db;
 pub mod duration;
+pub mod entities;
 pub mod error;
 pub mod keygen;
 mod keys_db;
 mod ledger;
+mod ledger_teams;
 pub mod limiter;
 pub mod money;
 mod redis_limiter;
@@ -22,12 +25,15 @@ pub use responses_db::StoredResponseRow;
 pub mod spend;
 mod spend_db;
 mod sqlite_rows;
+pub mod teams;
+mod teams_db;
 pub mod types;
 mod validate;
 pub mod writer;
 
+pub use budgets::{Budget, BudgetPatch};
 pub use db::{Backend, Store, StoreOptions};
-pub use error::{AccessError, ApiError, LimitKind, StoreError};
+pub use error::{AccessError, ApiError, BudgetLevel, LimitKind, StoreError};
 pub use keys_db::UpdateScope;
 pub use ledger::{AuthedKey, Ledger, LedgerConfig, Reservation, Settled};
 pub use limiter::{KeyLimits, Limiter, LiveSpend, LocalLimiter, Ticket};

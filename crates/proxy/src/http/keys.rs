@@ -198,7 +198,7 @@ fn ignored_key_fields(route: &str, bytes: &[u8]) -> serde_json::Map<String, serd
 }
 
 /// [`reply`], with `ignored_fields` added to a successful answer when there are any.
-fn reply_noting<T: Serialize>(
+pub(crate) fn reply_noting<T: Serialize>(
     r: Result<T, idlehands_store::StoreError>,
     ignored: serde_json::Map<String, serde_json::Value>,
 ) -> Response {

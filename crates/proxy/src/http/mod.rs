@@ -15,6 +15,7 @@ mod responses;
 mod spend;
 mod sse_map;
 mod stream;
+mod teams;
 mod trace;
 pub(crate) mod ui;
 
@@ -135,6 +136,7 @@ pub(crate) fn management_routes(
     let admin_limit = app.runtime.load().admin_body_limit;
     let state = Arc::new(keys::Mgmt { gw, ledger });
     keys::routes(state.clone())
+        .merge(teams::routes(state.clone()))
         .merge(spend::routes(state))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
         .layer(DefaultBodyLimit::max(admin_limit))

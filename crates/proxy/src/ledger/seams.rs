@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use idlehands_store::teams::TeamView;
 use idlehands_store::{
     AccessError, ApiError, AuthedKey, JsonObjectText, KeyRecord, Ledger, STATUS_FAILURE,
     STATUS_SUCCESS, SpendLogRow, StoreError,
@@ -67,6 +68,7 @@ struct Held {
 /// once per record version.
 struct Resolved {
     record: Arc<KeyRecord>,
+    team: Option<Arc<TeamView>>,
     principal: Principal,
 }
 
@@ -100,8 +102,14 @@ impl StoreSeams {
     }
 
     fn principal_for(&self, authed: AuthedKey) -> Principal {
+        let same_team = |r: &Resolved| match (&r.team, &authed.team) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
         if let Some(r) = self.resolved.read().get(&authed.token)
             && Arc::ptr_eq(&r.record, &authed.record)
+            && same_team(r)
         {
             return r.principal.clone();
         }
@@ -114,6 +122,11 @@ impl StoreSeams {
             user_id: k.user_id.clone(),
             team_id: k.team_id.clone(),
             models: k.models.clone(),
+            team_models: authed
+                .team
+                .as_ref()
+                .map(|t| t.record.models.clone())
+                .unwrap_or_default(),
             aliases: k
                 .aliases
                 .iter()
@@ -136,14 +149,18 @@ impl StoreSeams {
             authed.token.clone(),
             Arc::new(Resolved {
                 record: authed.record,
+                team: authed.team,
                 principal: principal.clone(),
             }),
         );
         principal
     }
 
-    fn record_of(&self, token: &str) -> Option<Arc<KeyRecord>> {
-        self.resolved.read().get(token).map(|r| r.record.clone())
+    fn record_of(&self, token: &str) -> Option<(Arc<KeyRecord>, Option<Arc<TeamView>>)> {
+        self.resolved
+            .read()
+            .get(token)
+            .map(|r| (r.record.clone(), r.team.clone()))
     }
 
     /// Runs store work off the (synchronous) hook, counted for [`StoreSeams::drain`].
@@ -243,13 +260,14 @@ impl CallHooks for StoreSeams {
             let Principal::VirtualKey(vk) = call.principal else {
                 return Ok(Reservation(None));
             };
-            let Some(record) = self.record_of(&vk.token_hash) else {
+            let Some((record, team)) = self.record_of(&vk.token_hash) else {
                 // Resolved a moment ago; gone only if the cache was just cleared.
                 return Err(api_error(&AccessError::Unavailable));
             };
             let authed = AuthedKey {
                 token: vk.token_hash.clone(),
                 record,
+                team,
             };
             let (nanos, tokens) = estimate(call);
             let reservation = self
