@@ -37,8 +37,8 @@ pub struct VirtualKey {
     /// What the key may call (LiteLLM's `models`): model names, access groups, wildcards
     /// (`openai/*`), `*`, `all-proxy-models`, `all-team-models`; empty means all.
     pub models: Vec<String>,
-    /// The models of the key's team (empty: the team allows all, or no team). A call must pass
-    /// both lists; `all-team-models` in the key's list defers to this one.
+    /// The models of the key's team, or for a key without a team those of its user (empty:
+    /// all). A call must pass both lists; `all-team-models` in the key's list defers to this.
     pub team_models: Vec<String>,
     /// The key's `aliases` (`{"gpt-4": "gpt-4o"}`): a request for a name here is sent to its
     /// target instead. Only string targets (LiteLLM's alias map drops any other).

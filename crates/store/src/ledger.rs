@@ -27,6 +27,7 @@ use crate::types::{
     KeyObject, KeyRecord, KeyStatus, RegenerateKeyRequest, SpendLogsQuery, SpendLogsResponse,
     UpdateKeyRequest,
 };
+use crate::users::UserRecord;
 use crate::validate::{apply_update, new_key_record, validate_custom_key};
 use crate::writer::{SpendWriter, WriterConfig};
 
@@ -97,6 +98,7 @@ impl Cached {
 
 type InvalidationHook = Arc<dyn Fn(&str) + Send + Sync>;
 pub(crate) type TeamCache = HashMap<String, (Instant, Option<Arc<TeamView>>)>;
+pub(crate) type UserCache = HashMap<String, (Instant, Option<Arc<UserRecord>>)>;
 
 struct Inner {
     store: Store,
@@ -109,6 +111,7 @@ struct Inner {
     hooks: RwLock<Vec<InvalidationHook>>,
     /// Teams as keys in them need them, each with when it was read (`None`: no such team).
     teams: RwLock<TeamCache>,
+    users: RwLock<UserCache>,
     cfg: LedgerConfig,
     ticker: Mutex<Option<JoinHandle<()>>>,
 }
@@ -127,6 +130,8 @@ pub struct AuthedKey {
     pub record: Arc<KeyRecord>,
     /// The key's team, when it has one.
     pub team: Option<Arc<TeamView>>,
+    /// The key's user, when it has one that exists.
+    pub user: Option<Arc<UserRecord>>,
 }
 
 impl AuthedKey {
@@ -249,8 +254,8 @@ impl Drop for Reservation {
     }
 }
 
-/// The budgets a call of `key` counts against besides the key's own: its team's, and the
-/// key's user's budget within the team when the member has one.
+/// The budgets a call of `key` counts against besides the key's own: its team's, the key's
+/// user's budget within the team when the member has one, and the user's own budget.
 fn levels_of(key: &AuthedKey) -> Vec<(&Budget, BudgetLevel, &str)> {
     let mut out = Vec::new();
     if let Some(team) = &key.team {
@@ -261,6 +266,11 @@ fn levels_of(key: &AuthedKey) -> Vec<(&Budget, BudgetLevel, &str)> {
         {
             out.push((b, BudgetLevel::TeamMember(team_id.to_owned()), user));
         }
+    }
+    if let Some(user) = &key.user
+        && user.budget.limits_calls()
+    {
+        out.push((&user.budget, BudgetLevel::User, user.user_id.as_str()));
     }
     out
 }
@@ -327,6 +337,7 @@ impl Ledger {
             aliases: RwLock::new(HashMap::new()),
             hooks: RwLock::new(Vec::new()),
             teams: RwLock::new(HashMap::new()),
+            users: RwLock::new(HashMap::new()),
             cfg,
             ticker: Mutex::new(None),
         });
@@ -353,6 +364,10 @@ impl Ledger {
 
     pub(crate) fn teams_cache(&self) -> &RwLock<TeamCache> {
         &self.inner.teams
+    }
+
+    pub(crate) fn users_cache(&self) -> &RwLock<UserCache> {
+        &self.inner.users
     }
 
     pub(crate) fn config(&self) -> &LedgerConfig {
@@ -398,6 +413,10 @@ impl Ledger {
             self.inner.teams.write().remove(team_id);
             return;
         }
+        if let Some(user_id) = token.strip_prefix("user:") {
+            self.inner.users.write().remove(user_id);
+            return;
+        }
         self.inner.keys.write().remove(token);
         self.inner.negative.lock().remove(token);
     }
@@ -409,6 +428,7 @@ impl Ledger {
         self.inner.negative.lock().clear();
         self.inner.aliases.write().clear();
         self.inner.teams.write().clear();
+        self.inner.users.write().clear();
         match self.inner.store.all_keys().await {
             Ok(keys) => {
                 let old = self.inner.keys.read().clone();
@@ -537,10 +557,15 @@ impl Ledger {
                 team_id: t.record.team_id.clone(),
             });
         }
+        let user = match record.user_id.as_deref() {
+            Some(user_id) => self.user_view(user_id).await?,
+            None => None,
+        };
         Ok(AuthedKey {
             token,
             record,
             team,
+            user,
         })
     }
 

@@ -17,6 +17,7 @@ pub mod keygen;
 mod keys_db;
 mod ledger;
 mod ledger_teams;
+mod ledger_users;
 pub mod limiter;
 pub mod money;
 mod redis_limiter;
@@ -28,6 +29,8 @@ mod sqlite_rows;
 pub mod teams;
 mod teams_db;
 pub mod types;
+pub mod users;
+mod users_db;
 mod validate;
 pub mod writer;
 

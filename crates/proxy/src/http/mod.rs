@@ -12,12 +12,14 @@ mod messages;
 mod models;
 mod multi;
 mod responses;
+mod roles;
 mod spend;
 mod sse_map;
 mod stream;
 mod teams;
 mod trace;
 pub(crate) mod ui;
+mod users;
 
 use std::sync::Arc;
 
@@ -137,6 +139,7 @@ pub(crate) fn management_routes(
     let state = Arc::new(keys::Mgmt { gw, ledger });
     keys::routes(state.clone())
         .merge(teams::routes(state.clone()))
+        .merge(users::routes(state.clone()))
         .merge(spend::routes(state))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
         .layer(DefaultBodyLimit::max(admin_limit))

@@ -13,7 +13,7 @@ use http::{HeaderMap, Uri};
 use idlehands_store::{SpendGroup, SpendLogsQuery, StoreError};
 use serde::{Deserialize, Serialize};
 
-use super::keys::{Mgmt, Shared, admin, caller, query, reply, tri};
+use super::keys::{Mgmt, Shared, caller, query, reply, tri};
 use crate::auth::Principal;
 use crate::ledger::seams::store_error;
 
@@ -30,9 +30,14 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
 async fn logs(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
     let p = tri!(caller(&m, &headers).await);
     let mut q: SpendLogsQuery = tri!(query(&uri));
-    // A virtual key sees its own calls only.
-    if let Principal::VirtualKey(vk) = &p {
-        q.api_key = Some(vk.token_hash.clone());
+    let role = tri!(super::roles::role_of(&m, &p).await);
+    if !role.reads_all() {
+        match (role.own_user(), &p) {
+            // An internal user sees their own user's calls; a key without a user its own.
+            (Some(u), _) => q.user_id = Some(u.to_owned()),
+            (None, Principal::VirtualKey(vk)) => q.api_key = Some(vk.token_hash.clone()),
+            (None, _) => {}
+        }
     }
     reply(m.ledger.spend_logs(&q).await)
 }
@@ -67,7 +72,7 @@ fn bad(e: StoreError) -> Response {
 }
 
 async fn report(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    tri!(admin(&m, &headers, "/global/spend/report").await);
+    tri!(super::roles::require_reader(&m, &headers, "/global/spend/report").await);
     let q: ReportQuery = tri!(query(&uri));
     let group = match q.group_by.as_deref().unwrap_or("api_key") {
         "api_key" | "key" => SpendGroup::Key,

@@ -14,7 +14,7 @@ use idlehands_store::teams::{
     TeamMemberDeleteRequest, TeamMemberUpdateRequest, TeamModelsRequest, UpdateTeamRequest,
 };
 
-use super::keys::{Mgmt, Shared, admin, body, caller, forbidden, is_admin, query, reply, tri};
+use super::keys::{Mgmt, Shared, admin, body, caller, forbidden, query, reply, tri};
 use crate::auth::Principal;
 
 pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
@@ -82,7 +82,7 @@ async fn new(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/team/new").await);
     let req: NewTeamRequest = tri!(body(&bytes));
     let ignored = ignored_team_fields("/team/new", &bytes);
-    super::keys::reply_noting(m.ledger.new_team(req, by).await, ignored)
+    super::keys::reply_noting(m.ledger.new_team(req, by.as_deref()).await, ignored)
 }
 
 #[derive(serde::Deserialize)]
@@ -100,12 +100,20 @@ async fn info(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
         );
         return crate::ledger::seams::store_error(&e).into_response();
     };
-    if !is_admin(&p) {
-        let own = match &p {
+    let role = tri!(super::roles::role_of(&m, &p).await);
+    if !role.reads_all() {
+        let own_key = match &p {
             Principal::VirtualKey(vk) => vk.team_id.as_deref() == Some(team_id.as_str()),
             _ => false,
         };
-        if !own {
+        let member = match role.own_user() {
+            Some(u) => match m.ledger.store().get_team(&team_id).await {
+                Ok(t) => t.is_some_and(|t| t.members.iter().any(|x| x == u)),
+                Err(e) => return crate::ledger::seams::store_error(&e).into_response(),
+            },
+            None => false,
+        };
+        if !own_key && !member {
             return forbidden(format!(
                 "Call not allowed. User not proxy admin OR team admin. route=/team/info, team_id={team_id}"
             ))
@@ -116,8 +124,15 @@ async fn info(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
 }
 
 async fn list(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    tri!(admin(&m, &headers, "/team/list").await);
-    let q: TeamListQuery = tri!(query(&uri));
+    let (_, role) = tri!(super::roles::caller_role(&m, &headers).await);
+    let mut q: TeamListQuery = tri!(query(&uri));
+    if !role.reads_all() {
+        // An internal user lists the teams they are in.
+        match role.own_user() {
+            Some(u) => q.user_id = Some(u.to_owned()),
+            None => return super::roles::not_allowed("/team/list", &role).into_response(),
+        }
+    }
     reply(m.ledger.list_teams(&q).await)
 }
 
@@ -125,53 +140,53 @@ async fn update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response 
     let by = tri!(admin(&m, &headers, "/team/update").await);
     let req: UpdateTeamRequest = tri!(body(&bytes));
     let ignored = ignored_team_fields("/team/update", &bytes);
-    super::keys::reply_noting(m.ledger.update_team(req, by).await, ignored)
+    super::keys::reply_noting(m.ledger.update_team(req, by.as_deref()).await, ignored)
 }
 
 async fn delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/team/delete").await);
     let req: DeleteTeamRequest = tri!(body(&bytes));
-    reply(m.ledger.delete_teams(req, by).await)
+    reply(m.ledger.delete_teams(req, by.as_deref()).await)
 }
 
 async fn block(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/team/block").await);
     let req: BlockTeamRequest = tri!(body(&bytes));
-    reply(m.ledger.set_team_blocked(req, true, by).await)
+    reply(m.ledger.set_team_blocked(req, true, by.as_deref()).await)
 }
 
 async fn unblock(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/team/unblock").await);
     let req: BlockTeamRequest = tri!(body(&bytes));
-    reply(m.ledger.set_team_blocked(req, false, by).await)
+    reply(m.ledger.set_team_blocked(req, false, by.as_deref()).await)
 }
 
 async fn member_add(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/team/member_add").await);
     let req: TeamMemberAddRequest = tri!(body(&bytes));
-    reply(m.ledger.team_member_add(req, by).await)
+    reply(m.ledger.team_member_add(req, by.as_deref()).await)
 }
 
 async fn member_delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/team/member_delete").await);
     let req: TeamMemberDeleteRequest = tri!(body(&bytes));
-    reply(m.ledger.team_member_delete(req, by).await)
+    reply(m.ledger.team_member_delete(req, by.as_deref()).await)
 }
 
 async fn member_update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/team/member_update").await);
     let req: TeamMemberUpdateRequest = tri!(body(&bytes));
-    reply(m.ledger.team_member_update(req, by).await)
+    reply(m.ledger.team_member_update(req, by.as_deref()).await)
 }
 
 async fn model_add(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/team/model/add").await);
     let req: TeamModelsRequest = tri!(body(&bytes));
-    reply(m.ledger.team_models(req, true, by).await)
+    reply(m.ledger.team_models(req, true, by.as_deref()).await)
 }
 
 async fn model_delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/team/model/delete").await);
     let req: TeamModelsRequest = tri!(body(&bytes));
-    reply(m.ledger.team_models(req, false, by).await)
+    reply(m.ledger.team_models(req, false, by.as_deref()).await)
 }

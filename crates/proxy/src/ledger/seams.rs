@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use idlehands_store::teams::TeamView;
+use idlehands_store::users::UserRecord;
 use idlehands_store::{
     AccessError, ApiError, AuthedKey, JsonObjectText, KeyRecord, Ledger, STATUS_FAILURE,
     STATUS_SUCCESS, SpendLogRow, StoreError,
@@ -69,8 +70,15 @@ struct Held {
 struct Resolved {
     record: Arc<KeyRecord>,
     team: Option<Arc<TeamView>>,
+    user: Option<Arc<UserRecord>>,
     principal: Principal,
 }
+
+type ResolvedParts = (
+    Arc<KeyRecord>,
+    Option<Arc<TeamView>>,
+    Option<Arc<UserRecord>>,
+);
 
 pub struct StoreSeams {
     ledger: Ledger,
@@ -102,11 +110,14 @@ impl StoreSeams {
     }
 
     fn principal_for(&self, authed: AuthedKey) -> Principal {
-        let same_team = |r: &Resolved| match (&r.team, &authed.team) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
+        fn same<T>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        let same_team = |r: &Resolved| same(&r.team, &authed.team) && same(&r.user, &authed.user);
         if let Some(r) = self.resolved.read().get(&authed.token)
             && Arc::ptr_eq(&r.record, &authed.record)
             && same_team(r)
@@ -122,11 +133,12 @@ impl StoreSeams {
             user_id: k.user_id.clone(),
             team_id: k.team_id.clone(),
             models: k.models.clone(),
-            team_models: authed
-                .team
-                .as_ref()
-                .map(|t| t.record.models.clone())
-                .unwrap_or_default(),
+            // The team's models bound a key in a team; a key without one, its user's.
+            team_models: match (&authed.team, &authed.user) {
+                (Some(t), _) => t.record.models.clone(),
+                (None, Some(u)) => u.models.clone(),
+                (None, None) => Vec::new(),
+            },
             aliases: k
                 .aliases
                 .iter()
@@ -150,17 +162,18 @@ impl StoreSeams {
             Arc::new(Resolved {
                 record: authed.record,
                 team: authed.team,
+                user: authed.user,
                 principal: principal.clone(),
             }),
         );
         principal
     }
 
-    fn record_of(&self, token: &str) -> Option<(Arc<KeyRecord>, Option<Arc<TeamView>>)> {
+    fn record_of(&self, token: &str) -> Option<ResolvedParts> {
         self.resolved
             .read()
             .get(token)
-            .map(|r| (r.record.clone(), r.team.clone()))
+            .map(|r| (r.record.clone(), r.team.clone(), r.user.clone()))
     }
 
     /// Runs store work off the (synchronous) hook, counted for [`StoreSeams::drain`].
@@ -260,7 +273,7 @@ impl CallHooks for StoreSeams {
             let Principal::VirtualKey(vk) = call.principal else {
                 return Ok(Reservation(None));
             };
-            let Some((record, team)) = self.record_of(&vk.token_hash) else {
+            let Some((record, team, user)) = self.record_of(&vk.token_hash) else {
                 // Resolved a moment ago; gone only if the cache was just cleared.
                 return Err(api_error(&AccessError::Unavailable));
             };
@@ -268,6 +281,7 @@ impl CallHooks for StoreSeams {
                 token: vk.token_hash.clone(),
                 record,
                 team,
+                user,
             };
             let (nanos, tokens) = estimate(call);
             let reservation = self
