@@ -210,6 +210,8 @@ pub enum AccessError {
     },
     #[error("Team={team_id} is blocked. Update via `/team/unblock` if you're an admin.")]
     TeamBlocked { team_id: String },
+    #[error("End user={id} is blocked. Update via `/customer/unblock` if you're an admin.")]
+    EndUserBlocked { id: String },
     /// The key's team does not allow the model (LiteLLM's `team_model_access_denied`).
     #[error(
         "The requested model '{model}' is not available for this API key, or the model name is invalid. Check the models available to you and try again."
@@ -230,6 +232,7 @@ impl ApiError for AccessError {
             AccessError::BudgetExceeded { status, .. }
             | AccessError::LevelBudgetExceeded { status, .. } => *status,
             AccessError::TeamBlocked { .. } => 401,
+            AccessError::EndUserBlocked { .. } => 403,
             AccessError::TeamModelDenied { .. } => 403,
             AccessError::RateLimited { .. } => 429,
             AccessError::Unavailable => 503,
@@ -244,7 +247,7 @@ impl ApiError for AccessError {
             AccessError::BudgetExceeded { .. } | AccessError::LevelBudgetExceeded { .. } => {
                 "budget_exceeded"
             }
-            AccessError::TeamBlocked { .. } => "auth_error",
+            AccessError::TeamBlocked { .. } | AccessError::EndUserBlocked { .. } => "auth_error",
             AccessError::TeamModelDenied { .. } => "team_model_access_denied",
             AccessError::RateLimited { .. } => "rate_limit_error",
             AccessError::Unavailable => "service_unavailable",

@@ -13,6 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 
 use crate::budgets::Budget;
+use crate::customers::EndUserView;
 use crate::db::Store;
 use crate::duration::LlmDuration;
 use crate::error::{AccessError, BudgetLevel, StoreError};
@@ -42,6 +43,9 @@ pub struct LedgerConfig {
     pub budget_exceeded_status: u16,
     /// How often budget windows are checked for rollover (besides on every request).
     pub reset_tick: Duration,
+    /// `litellm_settings.max_end_user_budget` (nano-USD): the budget of every end user (the
+    /// request's `user`) without one of their own.
+    pub max_end_user_budget: Option<i64>,
     pub writer: WriterConfig,
 }
 
@@ -52,6 +56,7 @@ impl Default for LedgerConfig {
             negative_ttl: Duration::from_secs(60),
             budget_exceeded_status: 422,
             reset_tick: Duration::from_secs(1),
+            max_end_user_budget: None,
             writer: WriterConfig::default(),
         }
     }
@@ -99,6 +104,7 @@ impl Cached {
 type InvalidationHook = Arc<dyn Fn(&str) + Send + Sync>;
 pub(crate) type TeamCache = HashMap<String, (Instant, Option<Arc<TeamView>>)>;
 pub(crate) type UserCache = HashMap<String, (Instant, Option<Arc<UserRecord>>)>;
+pub(crate) type CustomerCache = HashMap<String, (Instant, Arc<EndUserView>)>;
 
 struct Inner {
     store: Store,
@@ -112,6 +118,7 @@ struct Inner {
     /// Teams as keys in them need them, each with when it was read (`None`: no such team).
     teams: RwLock<TeamCache>,
     users: RwLock<UserCache>,
+    customers: RwLock<CustomerCache>,
     cfg: LedgerConfig,
     ticker: Mutex<Option<JoinHandle<()>>>,
 }
@@ -338,6 +345,7 @@ impl Ledger {
             hooks: RwLock::new(Vec::new()),
             teams: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
+            customers: RwLock::new(HashMap::new()),
             cfg,
             ticker: Mutex::new(None),
         });
@@ -368,6 +376,10 @@ impl Ledger {
 
     pub(crate) fn users_cache(&self) -> &RwLock<UserCache> {
         &self.inner.users
+    }
+
+    pub(crate) fn customers_cache(&self) -> &RwLock<CustomerCache> {
+        &self.inner.customers
     }
 
     pub(crate) fn config(&self) -> &LedgerConfig {
@@ -417,6 +429,10 @@ impl Ledger {
             self.inner.users.write().remove(user_id);
             return;
         }
+        if let Some(id) = token.strip_prefix("customer:") {
+            self.inner.customers.write().remove(id);
+            return;
+        }
         self.inner.keys.write().remove(token);
         self.inner.negative.lock().remove(token);
     }
@@ -429,6 +445,7 @@ impl Ledger {
         self.inner.aliases.write().clear();
         self.inner.teams.write().clear();
         self.inner.users.write().clear();
+        self.inner.customers.write().clear();
         match self.inner.store.all_keys().await {
             Ok(keys) => {
                 let old = self.inner.keys.read().clone();
@@ -643,6 +660,29 @@ impl Ledger {
         estimate_nanos: i64,
         estimate_tokens: u64,
     ) -> Result<Reservation, AccessError> {
+        self.reserve_for(key, None, estimate_nanos, estimate_tokens)
+            .await
+    }
+
+    /// [`Ledger::reserve`] for a call on behalf of `end_user` (the request's `user`): a
+    /// blocked end user is refused, and their budget counts like the others.
+    pub async fn reserve_for(
+        &self,
+        key: &AuthedKey,
+        end_user: Option<&str>,
+        estimate_nanos: i64,
+        estimate_tokens: u64,
+    ) -> Result<Reservation, AccessError> {
+        let end_user = match end_user.filter(|u| !u.is_empty()) {
+            Some(id) => {
+                let view = self.end_user_view(id).await?;
+                if view.record.as_ref().is_some_and(|c| c.blocked) {
+                    return Err(AccessError::EndUserBlocked { id: id.to_owned() });
+                }
+                Some((id, view))
+            }
+            None => None,
+        };
         let limits = KeyLimits::from_record(&key.record);
         let ticket = self
             .inner
@@ -664,7 +704,13 @@ impl Ledger {
         };
         // Each level is checked and reserved in one step like the key; a refusal drops the
         // reservation, which gives back what the levels before it hold.
-        for (budget, level, id) in levels_of(key) {
+        let mut levels = levels_of(key);
+        if let Some((id, view)) = &end_user
+            && let Some(b) = &view.budget
+        {
+            levels.push((b, BudgetLevel::EndUser, id));
+        }
+        for (budget, level, id) in levels {
             let ticket = self
                 .inner
                 .limiter

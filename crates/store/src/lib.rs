@@ -9,6 +9,8 @@
 //! `x-litellm-key-spend` from [`Settled`].
 
 mod budgets;
+pub mod customers;
+mod customers_db;
 mod db;
 pub mod duration;
 pub mod entities;
@@ -16,6 +18,7 @@ pub mod error;
 pub mod keygen;
 mod keys_db;
 mod ledger;
+mod ledger_customers;
 mod ledger_teams;
 mod ledger_users;
 pub mod limiter;

@@ -10,7 +10,8 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 6] = [
+const READ_FROM_EXTRA: [(&str, &str); 7] = [
+    ("litellm_settings", "max_end_user_budget"),
     ("general_settings", "request_log_path"),
     ("general_settings", "redis_failure_mode"),
     ("general_settings", "redis_key_prefix"),

@@ -3,6 +3,7 @@
 mod attempts;
 mod body;
 mod chat;
+mod customers;
 mod embeddings;
 mod estimate;
 pub(crate) mod guard;
@@ -140,6 +141,7 @@ pub(crate) fn management_routes(
     keys::routes(state.clone())
         .merge(teams::routes(state.clone()))
         .merge(users::routes(state.clone()))
+        .merge(customers::routes(state.clone()))
         .merge(spend::routes(state))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
         .layer(DefaultBodyLimit::max(admin_limit))

@@ -286,7 +286,7 @@ impl CallHooks for StoreSeams {
             let (nanos, tokens) = estimate(call);
             let reservation = self
                 .ledger
-                .reserve(&authed, nanos, tokens)
+                .reserve_for(&authed, call.end_user, nanos, tokens)
                 .await
                 .map_err(|e| match e {
                     // Only the shared (Redis) limiter is ever unavailable here.
