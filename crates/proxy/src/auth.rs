@@ -40,6 +40,8 @@ pub struct VirtualKey {
     /// The models of the key's team, or for a key without a team those of its user (empty:
     /// all). A call must pass both lists; `all-team-models` in the key's list defers to this.
     pub team_models: Vec<String>,
+    /// The models of the organization above the key's team (or of the key's own); empty: all.
+    pub org_models: Vec<String>,
     /// The key's `aliases` (`{"gpt-4": "gpt-4o"}`): a request for a name here is sent to its
     /// target instead. Only string targets (LiteLLM's alias map drops any other).
     pub aliases: HashMap<String, String>,
@@ -136,6 +138,7 @@ impl VirtualKey {
     pub fn may_call(&self, name: &str, access_groups: &[String], router: &Router) -> bool {
         list_allows(&self.models, name, access_groups, router)
             && list_allows(&self.team_models, name, access_groups, router)
+            && list_allows(&self.org_models, name, access_groups, router)
     }
 }
 

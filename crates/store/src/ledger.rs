@@ -20,6 +20,7 @@ use crate::error::{AccessError, BudgetLevel, StoreError};
 use crate::keygen::{abbreviate, hash_key, new_key, token_of};
 use crate::limiter::{KeyLimits, Limiter, LocalLimiter, Ticket};
 use crate::money::usd_string;
+use crate::organizations::OrgRecord;
 use crate::spend::SpendLogRow;
 use crate::teams::TeamView;
 use crate::types::{
@@ -105,6 +106,7 @@ type InvalidationHook = Arc<dyn Fn(&str) + Send + Sync>;
 pub(crate) type TeamCache = HashMap<String, (Instant, Option<Arc<TeamView>>)>;
 pub(crate) type UserCache = HashMap<String, (Instant, Option<Arc<UserRecord>>)>;
 pub(crate) type CustomerCache = HashMap<String, (Instant, Arc<EndUserView>)>;
+pub(crate) type OrgCache = HashMap<String, (Instant, Option<Arc<OrgRecord>>)>;
 
 struct Inner {
     store: Store,
@@ -119,6 +121,7 @@ struct Inner {
     teams: RwLock<TeamCache>,
     users: RwLock<UserCache>,
     customers: RwLock<CustomerCache>,
+    orgs: RwLock<OrgCache>,
     cfg: LedgerConfig,
     ticker: Mutex<Option<JoinHandle<()>>>,
 }
@@ -139,6 +142,8 @@ pub struct AuthedKey {
     pub team: Option<Arc<TeamView>>,
     /// The key's user, when it has one that exists.
     pub user: Option<Arc<UserRecord>>,
+    /// The organization of the key's team (or the key's own), when it exists.
+    pub org: Option<Arc<OrgRecord>>,
 }
 
 impl AuthedKey {
@@ -279,6 +284,15 @@ fn levels_of(key: &AuthedKey) -> Vec<(&Budget, BudgetLevel, &str)> {
     {
         out.push((&user.budget, BudgetLevel::User, user.user_id.as_str()));
     }
+    if let Some(org) = &key.org
+        && org.litellm_budget_table.limits_calls()
+    {
+        out.push((
+            &org.litellm_budget_table,
+            BudgetLevel::Organization,
+            org.organization_id.as_str(),
+        ));
+    }
     out
 }
 
@@ -346,6 +360,7 @@ impl Ledger {
             teams: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
             customers: RwLock::new(HashMap::new()),
+            orgs: RwLock::new(HashMap::new()),
             cfg,
             ticker: Mutex::new(None),
         });
@@ -380,6 +395,10 @@ impl Ledger {
 
     pub(crate) fn customers_cache(&self) -> &RwLock<CustomerCache> {
         &self.inner.customers
+    }
+
+    pub(crate) fn orgs_cache(&self) -> &RwLock<OrgCache> {
+        &self.inner.orgs
     }
 
     pub(crate) fn config(&self) -> &LedgerConfig {
@@ -433,6 +452,10 @@ impl Ledger {
             self.inner.customers.write().remove(id);
             return;
         }
+        if let Some(id) = token.strip_prefix("org:") {
+            self.inner.orgs.write().remove(id);
+            return;
+        }
         self.inner.keys.write().remove(token);
         self.inner.negative.lock().remove(token);
     }
@@ -446,6 +469,7 @@ impl Ledger {
         self.inner.teams.write().clear();
         self.inner.users.write().clear();
         self.inner.customers.write().clear();
+        self.inner.orgs.write().clear();
         match self.inner.store.all_keys().await {
             Ok(keys) => {
                 let old = self.inner.keys.read().clone();
@@ -578,11 +602,20 @@ impl Ledger {
             Some(user_id) => self.user_view(user_id).await?,
             None => None,
         };
+        let org_id = match &team {
+            Some(t) => t.record.organization_id.as_deref(),
+            None => record.organization_id.as_deref(),
+        };
+        let org = match org_id {
+            Some(id) => self.org_view(id).await?,
+            None => None,
+        };
         Ok(AuthedKey {
             token,
             record,
             team,
             user,
+            org,
         })
     }
 

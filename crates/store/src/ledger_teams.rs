@@ -56,6 +56,36 @@ fn membership(team_id: &str, b: &Budget) -> Option<TeamMembership> {
     })
 }
 
+/// The fields of `/team/update` present in `req`, applied to `t` (all or nothing).
+fn apply_team_update(
+    t: &mut TeamRecord,
+    req: &UpdateTeamRequest,
+    now: chrono::DateTime<Utc>,
+    by: Option<&str>,
+) -> Result<(), StoreError> {
+    let mut next = t.clone();
+    next.budget.apply(&req.budget, now)?;
+    if let Some(v) = &req.team_alias {
+        next.team_alias = v.clone();
+    }
+    if let Some(v) = &req.organization_id {
+        next.organization_id = v.clone();
+    }
+    if let Some(v) = &req.models {
+        next.models = v.clone();
+    }
+    if let Some(v) = &req.metadata {
+        next.metadata = v.clone();
+    }
+    if let Some(v) = req.blocked {
+        next.blocked = v;
+    }
+    next.updated_at = now;
+    next.updated_by = by.map(str::to_owned);
+    *t = next;
+    Ok(())
+}
+
 impl Ledger {
     /// The team as the request path sees it: cached, re-read after the key cache's TTL (its
     /// limits then go to the limiter, so a change made on another instance takes effect).
@@ -147,6 +177,10 @@ impl Ledger {
             updated_by: by.map(str::to_owned),
         };
         team.derive_member_lists();
+        if let Some(org) = &team.organization_id {
+            self.check_team_in_org(org, &team.budget, &team.models)
+                .await?;
+        }
         self.store()
             .insert_team(&team, &TeamWrites::default())
             .await?;
@@ -213,7 +247,8 @@ impl Ledger {
         Ok(teams)
     }
 
-    /// `/team/update`: only the fields present change.
+    /// `/team/update`: only the fields present change. A team in an organization must stay
+    /// within it (checked on the team as it would be after the change).
     pub async fn update_team(
         &self,
         req: UpdateTeamRequest,
@@ -223,29 +258,18 @@ impl Ledger {
         if let Some(m) = &req.models {
             check_models(m)?;
         }
+        let Some(mut next) = self.store().get_team(&req.team_id).await? else {
+            return Err(team_not_found(&req.team_id));
+        };
+        apply_team_update(&mut next, &req, now, by)?;
+        if let Some(org) = &next.organization_id {
+            self.check_team_in_org(org, &next.budget, &next.models)
+                .await?;
+        }
         let team = self
             .store()
             .update_team_with(&req.team_id, |t| {
-                let mut next = t.clone();
-                next.budget.apply(&req.budget, now)?;
-                if let Some(v) = &req.team_alias {
-                    next.team_alias = v.clone();
-                }
-                if let Some(v) = &req.organization_id {
-                    next.organization_id = v.clone();
-                }
-                if let Some(v) = &req.models {
-                    next.models = v.clone();
-                }
-                if let Some(v) = &req.metadata {
-                    next.metadata = v.clone();
-                }
-                if let Some(v) = req.blocked {
-                    next.blocked = v;
-                }
-                next.updated_at = now;
-                next.updated_by = by.map(str::to_owned);
-                *t = next;
+                apply_team_update(t, &req, now, by)?;
                 Ok(TeamWrites::default())
             })
             .await?;

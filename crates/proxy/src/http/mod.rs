@@ -12,6 +12,7 @@ mod keys;
 mod messages;
 mod models;
 mod multi;
+mod orgs;
 mod responses;
 mod roles;
 mod spend;
@@ -142,6 +143,7 @@ pub(crate) fn management_routes(
         .merge(teams::routes(state.clone()))
         .merge(users::routes(state.clone()))
         .merge(customers::routes(state.clone()))
+        .merge(orgs::routes(state.clone()))
         .merge(spend::routes(state))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
         .layer(DefaultBodyLimit::max(admin_limit))

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use idlehands_store::organizations::OrgRecord;
 use idlehands_store::teams::TeamView;
 use idlehands_store::users::UserRecord;
 use idlehands_store::{
@@ -71,6 +72,7 @@ struct Resolved {
     record: Arc<KeyRecord>,
     team: Option<Arc<TeamView>>,
     user: Option<Arc<UserRecord>>,
+    org: Option<Arc<OrgRecord>>,
     principal: Principal,
 }
 
@@ -78,6 +80,7 @@ type ResolvedParts = (
     Arc<KeyRecord>,
     Option<Arc<TeamView>>,
     Option<Arc<UserRecord>>,
+    Option<Arc<OrgRecord>>,
 );
 
 pub struct StoreSeams {
@@ -117,7 +120,9 @@ impl StoreSeams {
                 _ => false,
             }
         }
-        let same_team = |r: &Resolved| same(&r.team, &authed.team) && same(&r.user, &authed.user);
+        let same_team = |r: &Resolved| {
+            same(&r.team, &authed.team) && same(&r.user, &authed.user) && same(&r.org, &authed.org)
+        };
         if let Some(r) = self.resolved.read().get(&authed.token)
             && Arc::ptr_eq(&r.record, &authed.record)
             && same_team(r)
@@ -139,6 +144,11 @@ impl StoreSeams {
                 (None, Some(u)) => u.models.clone(),
                 (None, None) => Vec::new(),
             },
+            org_models: authed
+                .org
+                .as_ref()
+                .map(|o| o.models.clone())
+                .unwrap_or_default(),
             aliases: k
                 .aliases
                 .iter()
@@ -163,6 +173,7 @@ impl StoreSeams {
                 record: authed.record,
                 team: authed.team,
                 user: authed.user,
+                org: authed.org,
                 principal: principal.clone(),
             }),
         );
@@ -170,10 +181,14 @@ impl StoreSeams {
     }
 
     fn record_of(&self, token: &str) -> Option<ResolvedParts> {
-        self.resolved
-            .read()
-            .get(token)
-            .map(|r| (r.record.clone(), r.team.clone(), r.user.clone()))
+        self.resolved.read().get(token).map(|r| {
+            (
+                r.record.clone(),
+                r.team.clone(),
+                r.user.clone(),
+                r.org.clone(),
+            )
+        })
     }
 
     /// Runs store work off the (synchronous) hook, counted for [`StoreSeams::drain`].
@@ -273,7 +288,7 @@ impl CallHooks for StoreSeams {
             let Principal::VirtualKey(vk) = call.principal else {
                 return Ok(Reservation(None));
             };
-            let Some((record, team, user)) = self.record_of(&vk.token_hash) else {
+            let Some((record, team, user, org)) = self.record_of(&vk.token_hash) else {
                 // Resolved a moment ago; gone only if the cache was just cleared.
                 return Err(api_error(&AccessError::Unavailable));
             };
@@ -282,6 +297,7 @@ impl CallHooks for StoreSeams {
                 record,
                 team,
                 user,
+                org,
             };
             let (nanos, tokens) = estimate(call);
             let reservation = self
@@ -464,7 +480,17 @@ fn metadata_json(r: &CallRecord) -> String {
 impl CallSink for StoreSeams {
     fn record(&self, record: CallRecord) {
         let held = self.parked.lock().remove(&record.call_id);
-        let row = spend_row(record);
+        let mut row = spend_row(record);
+        if held.is_none() && !row.api_key.is_empty() {
+            // A refused call of a key still counts as its organization's (a settled one gets
+            // it from its reservation).
+            row.organization_id = self.resolved.read().get(&row.api_key).and_then(|r| {
+                r.org
+                    .as_ref()
+                    .map(|o| o.organization_id.clone())
+                    .or_else(|| r.record.organization_id.clone())
+            });
+        }
         let ledger = self.ledger.clone();
         self.spawn(async move {
             match held {
