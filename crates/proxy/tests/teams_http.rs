@@ -482,7 +482,63 @@ async fn member_budget_and_team_limits(b: Backend) {
     place.cleanup().await;
 }
 
+/// `/global/spend/report?group_by=team|customer` in LiteLLM's shape.
+async fn spend_report_by_team_and_customer(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    new_team(&p, json!({"team_id": "alpha", "team_alias": "Alpha"})).await;
+    let (k1, g1) = generate(&p, json!({"team_id": "alpha"})).await;
+    let (k2, _) = generate(&p, json!({})).await;
+    let as_user = |u: &str| json!({"model": "mocky", "user": u, "messages": [{"role": "user", "content": "Say hi"}]});
+    let mut cost = 0.0f64;
+    for (key, user) in [(&k1, "e1"), (&k1, "e1"), (&k2, "e2")] {
+        let a = post(&p, "/v1/chat/completions", key, as_user(user)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        cost = a.headers["x-litellm-response-cost"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    }
+    assert_eq!(spend_rows(&p, "", 3).await.len(), 3);
+    assert_eq!(spend_rows(&p, "?team_id=alpha", 2).await.len(), 2);
+
+    let r = get(&p, "/global/spend/report?group_by=team", MASTER).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let days = r.body.as_array().unwrap();
+    assert_eq!(days.len(), 1, "{}", r.body);
+    assert!(
+        days[0]["group_by_day"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00+00:00")
+    );
+    let teams = days[0]["teams"].as_array().unwrap();
+    let alpha = teams.iter().find(|t| t["team_name"] == "Alpha").unwrap();
+    assert!((alpha["total_spend"].as_f64().unwrap() - 2.0 * cost).abs() < 1e-12);
+    assert_eq!(alpha["metadata"][0]["api_key"], g1["token_id"]);
+    assert_eq!(alpha["metadata"][0]["model"], "openai/mock-model");
+    assert!(alpha["metadata"][0]["total_tokens"].as_i64().unwrap() > 0);
+    let none = teams
+        .iter()
+        .find(|t| t["team_name"] == "Unassigned Team")
+        .unwrap();
+    assert!((none["total_spend"].as_f64().unwrap() - cost).abs() < 1e-12);
+
+    let r = get(&p, "/global/spend/report?group_by=customer", MASTER).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let customers = r.body[0]["customers"].as_array().unwrap();
+    let e1 = customers.iter().find(|c| c["customer"] == "e1").unwrap();
+    assert!((e1["total_spend"].as_f64().unwrap() - 2.0 * cost).abs() < 1e-12);
+    assert!(customers.iter().any(|c| c["customer"] == "e2"));
+    let bad = get(&p, "/global/spend/report?group_by=planet", MASTER).await;
+    assert_eq!(bad.status, 400);
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
+    spend_report_by_team_and_customer,
     team_lifecycle_and_bad_input,
     team_models_bound_their_keys,
     team_budget_holds_under_200_concurrent_calls,

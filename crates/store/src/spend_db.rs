@@ -678,3 +678,63 @@ impl Store {
         }
     }
 }
+
+/// One (day, group, model, key) of [`Store::spend_by_day_and`]: spend for LiteLLM's
+/// `/global/spend/report?group_by=team|customer`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayGroupSpend {
+    /// UTC midnight of the day, epoch ms.
+    pub day_ms: i64,
+    /// The team id or end user; `None` for calls without one.
+    pub group: Option<String>,
+    pub model: String,
+    pub api_key: String,
+    pub spend: i64,
+    pub total_tokens: i64,
+}
+
+/// What [`Store::spend_by_day_and`] groups by besides day, model and key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportGroup {
+    Team,
+    Customer,
+}
+
+impl Store {
+    /// Spend between `start` and `end` per UTC day, team (or end user), model and key, days
+    /// in order.
+    pub async fn spend_by_day_and(
+        &self,
+        group: ReportGroup,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<DayGroupSpend>, StoreError> {
+        let col = match group {
+            ReportGroup::Team => "team_id",
+            ReportGroup::Customer => "end_user",
+        };
+        let sql = format!(
+            "SELECT (start_time / 86400000) AS d, {col} AS g, model, api_key, {}, {} \
+             FROM idlehands_spend_logs WHERE start_time >= $1 AND start_time < $2 \
+             GROUP BY (start_time / 86400000), {col}, model, api_key ORDER BY 1, 2, 3, 4",
+            split_sum("spend", "s"),
+            split_sum("total_tokens", "t"),
+        );
+        let out = on_db!(&self.db, pool => {
+            let rows = sqlx::query(&sql).bind(to_ms(start)).bind(to_ms(end)).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(DayGroupSpend {
+                    day_ms: r.try_get::<i64, _>("d")?.saturating_mul(86_400_000),
+                    group: r.try_get("g")?,
+                    model: r.try_get("model")?,
+                    api_key: r.try_get("api_key")?,
+                    spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
+                    total_tokens: wide_sum(r.try_get("t_hi")?, r.try_get("t_lo")?),
+                });
+            }
+            out
+        });
+        Ok(out)
+    }
+}
