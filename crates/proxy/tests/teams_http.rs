@@ -537,7 +537,71 @@ async fn spend_report_by_team_and_customer(b: Backend) {
     place.cleanup().await;
 }
 
+/// A team's budget window rolls over: refused calls are admitted again, and the team's
+/// committed spend starts again from zero.
+async fn team_budget_window_resets(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    new_team(
+        &p,
+        json!({"team_id": "w", "max_budget": 0.00001, "budget_duration": "2s"}),
+    )
+    .await;
+    let (key, _) = generate(&p, json!({"team_id": "w"})).await;
+    let first = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let cost: f64 = first.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (mut refused_once, mut reopened) = (false, false);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while tokio::time::Instant::now() < deadline {
+        let a = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
+        match a.status.as_u16() {
+            422 => {
+                refused_once = true;
+                assert!(
+                    error_of(&a)
+                        .1
+                        .starts_with("Budget has been exceeded! Team=w ")
+                );
+            }
+            200 if refused_once => {
+                reopened = true;
+                break;
+            }
+            200 => {}
+            s => panic!("unexpected {s}: {}", a.body),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused_once && reopened,
+        "refused {refused_once}, reopened {reopened}"
+    );
+    let store = p.store.clone();
+    p.stop().await;
+    // The database holds this window's spend only: the last call, or nothing if the window
+    // rolled over again since.
+    let committed = store
+        .ledger
+        .store()
+        .get_budget("team:w")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        committed.spend as f64 / 1e9 <= cost + 1e-12,
+        "{}",
+        committed.spend
+    );
+    place.cleanup().await;
+}
+
 both_backends!(
+    team_budget_window_resets,
     spend_report_by_team_and_customer,
     team_lifecycle_and_bad_input,
     team_models_bound_their_keys,

@@ -386,7 +386,7 @@ async fn list(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
 }
 
 /// `Some(Some(x))` of an update field, the value it sets.
-fn set<'a>(v: &'a Option<Option<String>>) -> Option<&'a str> {
+fn set(v: &Option<Option<String>>) -> Option<&str> {
     v.as_ref().and_then(|v| v.as_deref())
 }
 
