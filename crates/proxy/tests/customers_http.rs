@@ -183,4 +183,51 @@ async fn end_user_budgets_and_blocks(b: Backend) {
     place.cleanup().await;
 }
 
-both_backends!(end_user_budgets_and_blocks);
+/// Without `max_end_user_budget` and before any end user exists, a request's `user` costs no
+/// lookup; the first end user created is enforced at once, also after a restart.
+async fn end_users_created_later_are_enforced(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    let (key, _) = generate(&p, json!({})).await;
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, chat_as("late"))
+            .await
+            .status,
+        200
+    );
+    let made = post(
+        &p,
+        "/customer/new",
+        MASTER,
+        json!({"user_id": "late", "blocked": true}),
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, chat_as("late"))
+            .await
+            .status,
+        403
+    );
+    p.stop().await;
+    let p = start(&place, "").await;
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, chat_as("late"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, chat_as("other"))
+            .await
+            .status,
+        200
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
+both_backends!(
+    end_user_budgets_and_blocks,
+    end_users_created_later_are_enforced
+);

@@ -71,6 +71,16 @@ impl Store {
         Ok(())
     }
 
+    /// Whether any end user was created.
+    pub(crate) async fn any_customer(&self) -> Result<bool, StoreError> {
+        let one = on_db!(&self.db, pool => {
+            sqlx::query_scalar::<_, String>("SELECT user_id FROM idlehands_end_users LIMIT 1")
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(one.is_some())
+    }
+
     /// The end user's row (with budget), if created.
     pub async fn get_customer(&self, id: &str) -> Result<Option<CustomerRecord>, StoreError> {
         let sql = format!("SELECT {CUSTOMER_COLS} FROM idlehands_end_users WHERE user_id = $1");

@@ -121,6 +121,9 @@ struct Inner {
     teams: RwLock<TeamCache>,
     users: RwLock<UserCache>,
     customers: RwLock<CustomerCache>,
+    /// Whether any end user was created (here, or announced by another instance): until one
+    /// is, and without `max_end_user_budget`, a request's `user` costs no lookup.
+    customers_exist: AtomicBool,
     orgs: RwLock<OrgCache>,
     cfg: LedgerConfig,
     ticker: Mutex<Option<JoinHandle<()>>>,
@@ -360,6 +363,7 @@ impl Ledger {
             teams: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
             customers: RwLock::new(HashMap::new()),
+            customers_exist: AtomicBool::new(true),
             orgs: RwLock::new(HashMap::new()),
             cfg,
             ticker: Mutex::new(None),
@@ -415,6 +419,8 @@ impl Ledger {
 
     /// Loads every key into the cache so first requests do not wait on the database.
     pub async fn warm(&self) -> Result<usize, StoreError> {
+        let any = self.inner.store.any_customer().await?;
+        self.inner.customers_exist.store(any, Ordering::Release);
         let keys = self.inner.store.all_keys().await?;
         let n = keys.len();
         for k in keys {
@@ -449,6 +455,7 @@ impl Ledger {
             return;
         }
         if let Some(id) = token.strip_prefix("customer:") {
+            self.inner.customers_exist.store(true, Ordering::Release);
             self.inner.customers.write().remove(id);
             return;
         }
@@ -469,6 +476,8 @@ impl Ledger {
         self.inner.teams.write().clear();
         self.inner.users.write().clear();
         self.inner.customers.write().clear();
+        // An end user may have been created meanwhile: look them up again.
+        self.inner.customers_exist.store(true, Ordering::Release);
         self.inner.orgs.write().clear();
         match self.inner.store.all_keys().await {
             Ok(keys) => {
@@ -706,7 +715,9 @@ impl Ledger {
         estimate_nanos: i64,
         estimate_tokens: u64,
     ) -> Result<Reservation, AccessError> {
-        let end_user = match end_user.filter(|u| !u.is_empty()) {
+        let bounded = self.inner.cfg.max_end_user_budget.is_some()
+            || self.inner.customers_exist.load(Ordering::Acquire);
+        let end_user = match end_user.filter(|u| bounded && !u.is_empty()) {
             Some(id) => {
                 let view = self.end_user_view(id).await?;
                 if view.record.as_ref().is_some_and(|c| c.blocked) {
