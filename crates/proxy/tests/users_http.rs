@@ -179,6 +179,53 @@ async fn users_roles_and_budgets(b: Backend) {
     );
     assert_eq!(get(&p, "/user/list", &alice).await.status, 403);
 
+    // A team admin manages the team's members, and only that team's.
+    let member = json!({"team_id": "t1", "member": {"user_id": "carol"}});
+    assert_eq!(
+        post(&p, "/team/member_add", &alice, member.clone())
+            .await
+            .status,
+        403
+    );
+    let up = post(
+        &p,
+        "/team/member_update",
+        MASTER,
+        json!({"team_id": "t1", "user_id": "alice", "role": "admin"}),
+    )
+    .await;
+    assert_eq!(up.status, 200, "{}", up.body);
+    let add = post(&p, "/team/member_add", &alice, member).await;
+    assert_eq!(add.status, 200, "{}", add.body);
+    assert_eq!(add.body["members"], json!(["alice", "carol"]));
+    let other = post(
+        &p,
+        "/team/member_add",
+        &alice,
+        json!({"team_id": "t2", "member": {"user_id": "carol"}}),
+    )
+    .await;
+    assert_eq!(other.status, 403);
+    assert_eq!(
+        post(
+            &p,
+            "/team/update",
+            &alice,
+            json!({"team_id": "t1", "max_budget": 100})
+        )
+        .await
+        .status,
+        403
+    );
+    let gone = post(
+        &p,
+        "/team/member_delete",
+        &alice,
+        json!({"team_id": "t1", "user_id": "carol"}),
+    )
+    .await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+
     // The user's models bound their keys without a team; the user's budget all their keys.
     assert_eq!(
         post(&p, "/v1/chat/completions", &alice, chat("other"))

@@ -161,21 +161,51 @@ async fn unblock(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response
     reply(m.ledger.set_team_blocked(req, false, by.as_deref()).await)
 }
 
+/// Who may change a team's members: a proxy admin, or (as in LiteLLM) an internal user who is
+/// an `admin` member of that team. Returns who the change is recorded as.
+async fn member_manager(
+    m: &Mgmt,
+    headers: &HeaderMap,
+    route: &str,
+    team_id: &str,
+) -> Result<Option<String>, crate::error::ProxyError> {
+    let (_, role) = super::roles::caller_role(m, headers).await?;
+    match &role {
+        super::roles::Role::Admin(u) => Ok(Some(u.clone())),
+        super::roles::Role::Internal(u) => {
+            let team = m
+                .ledger
+                .store()
+                .get_team(team_id)
+                .await
+                .map_err(|e| crate::ledger::seams::store_error(&e))?;
+            if team.is_some_and(|t| t.admins.iter().any(|a| a == u)) {
+                Ok(Some(u.clone()))
+            } else {
+                Err(forbidden(format!(
+                    "Call not allowed. User not proxy admin OR team admin. route={route}, team_id={team_id}"
+                )))
+            }
+        }
+        _ => Err(super::roles::not_allowed(route, &role)),
+    }
+}
+
 async fn member_add(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    let by = tri!(admin(&m, &headers, "/team/member_add").await);
     let req: TeamMemberAddRequest = tri!(body(&bytes));
+    let by = tri!(member_manager(&m, &headers, "/team/member_add", &req.team_id).await);
     reply(m.ledger.team_member_add(req, by.as_deref()).await)
 }
 
 async fn member_delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    let by = tri!(admin(&m, &headers, "/team/member_delete").await);
     let req: TeamMemberDeleteRequest = tri!(body(&bytes));
+    let by = tri!(member_manager(&m, &headers, "/team/member_delete", &req.team_id).await);
     reply(m.ledger.team_member_delete(req, by.as_deref()).await)
 }
 
 async fn member_update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    let by = tri!(admin(&m, &headers, "/team/member_update").await);
     let req: TeamMemberUpdateRequest = tri!(body(&bytes));
+    let by = tri!(member_manager(&m, &headers, "/team/member_update", &req.team_id).await);
     reply(m.ledger.team_member_update(req, by.as_deref()).await)
 }
 
