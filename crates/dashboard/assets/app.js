@@ -456,6 +456,157 @@
     d.showModal();
   }
 
+  // ---- teams and users ----------------------------------------------------------------------
+  const ROLE_LABEL = {
+    proxy_admin: 'Admin', proxy_admin_viewer: 'Admin (view only)',
+    internal_user: 'Internal user', internal_user_viewer: 'Internal user (view only)',
+  };
+  const csv = (v) => v.split(',').map((m) => m.trim()).filter(Boolean);
+  function chips(items, none) {
+    return items && items.length
+      ? h('div', { class: 'chips' }, items.map((m) => h('span', { class: 'chip' }, m)))
+      : h('span', { class: 'sub' }, none);
+  }
+
+  async function refreshTeams() {
+    const teams = (await api('/team/list')) || [];
+    $('teams-empty').hidden = teams.length > 0;
+    $('teams-body').replaceChildren(...teams.map((t) => {
+      const name = t.team_alias || t.team_id;
+      const members = (t.members_with_roles || []).map((m) => (m.user_id || m.user_email) + (m.role === 'admin' ? ' (admin)' : ''));
+      const [label, cls] = keyStatus(t);
+      return h('tr', { dataset: { team: t.team_id } },
+        h('td', null, h('div', { class: 'key-alias' }, name), h('div', { class: 'sub mono' }, t.team_id)),
+        budgetCell({ ...t, key_alias: name }),
+        limitsCell(t),
+        h('td', null, chips(t.models, 'all models')),
+        h('td', null, chips(members, 'none')),
+        h('td', null, h('span', { class: 'badge ' + cls }, label)),
+        h('td', null, h('div', { class: 'actions' },
+          h('button', {
+            type: 'button', class: 'ghost small-btn', 'data-action': 'budget', 'aria-label': 'Edit budget of ' + name,
+            onclick: () => editBudget('/team/update', { team_id: t.team_id }, t, name, refreshTeams),
+          }, 'Edit budget'),
+          h('button', {
+            type: 'button', class: 'ghost small-btn', 'data-action': t.blocked ? 'unblock' : 'block',
+            'aria-label': (t.blocked ? 'Unblock ' : 'Block ') + name, onclick: () => setTeamBlocked(t, !t.blocked),
+          }, t.blocked ? 'Unblock' : 'Block'))));
+    }));
+  }
+
+  async function setTeamBlocked(t, blocked) {
+    try {
+      await api(blocked ? '/team/block' : '/team/unblock', { body: { team_id: t.team_id } });
+      toast((blocked ? 'Blocked team ' : 'Unblocked team ') + (t.team_alias || t.team_id));
+      await refreshTeams();
+    } catch (e) { fail(e); }
+  }
+
+  async function refreshUsers() {
+    const r = await api('/user/list?' + qs({ page_size: 100 }));
+    const users = (r && r.users) || [];
+    $('users-empty').hidden = users.length > 0;
+    $('users-body').replaceChildren(...users.map((u) => {
+      const name = u.user_alias || u.user_id;
+      return h('tr', { dataset: { user: u.user_id } },
+        h('td', null, h('div', { class: 'key-alias' }, name),
+          h('div', { class: 'sub' }, [u.user_id !== name && u.user_id, u.user_email].filter(Boolean).join(' · '))),
+        h('td', null, ROLE_LABEL[u.user_role] || u.user_role),
+        budgetCell({ ...u, key_alias: name }),
+        limitsCell(u),
+        h('td', null, chips(u.teams, 'none')),
+        h('td', null, h('div', { class: 'actions' },
+          h('button', {
+            type: 'button', class: 'ghost small-btn', 'data-action': 'budget', 'aria-label': 'Edit budget of ' + name,
+            onclick: () => editBudget('/user/update', { user_id: u.user_id }, u, name, refreshUsers),
+          }, 'Edit budget'))));
+    }));
+  }
+
+  // One dialog edits the budget and limits of a team or a user; an emptied field clears it.
+  function editBudget(path, id, current, name, after) {
+    const f = $('budget-form');
+    f.reset();
+    $('budget-h').textContent = 'Budget and limits of ' + name;
+    for (const n of ['max_budget', 'budget_duration', 'rpm_limit', 'tpm_limit']) {
+      const v = current[n];
+      f.elements[n].value = v === null || v === undefined ? '' : String(v);
+    }
+    $('budget-error').hidden = true;
+    f.onsubmit = async (ev) => {
+      ev.preventDefault();
+      if (!f.reportValidity()) return;
+      const v = (n) => f.elements[n].value.trim();
+      const numOrNull = (n) => (v(n) === '' ? null : Number(v(n)));
+      const body = {
+        ...id,
+        max_budget: numOrNull('max_budget'),
+        budget_duration: v('budget_duration') || null,
+        rpm_limit: numOrNull('rpm_limit'),
+        tpm_limit: numOrNull('tpm_limit'),
+      };
+      try {
+        await api(path, { body });
+        $('budget-dialog').close();
+        toast('Saved ' + name);
+        await after();
+      } catch (e) {
+        if (e.status === 401) return;
+        $('budget-error').textContent = e.message;
+        $('budget-error').hidden = false;
+      }
+    };
+    $('budget-dialog').showModal();
+  }
+
+  function openDialog(form, error, dialog) {
+    $(form).reset();
+    $(error).hidden = true;
+    $(dialog).showModal();
+  }
+
+  async function submitTeam(ev) {
+    ev.preventDefault();
+    const f = ev.target;
+    const v = (n) => f.elements[n].value.trim();
+    const body = {};
+    if (v('team_id')) body.team_id = v('team_id');
+    if (v('team_alias')) body.team_alias = v('team_alias');
+    if (csv(v('models')).length) body.models = csv(v('models'));
+    if (csv(v('members')).length) body.members_with_roles = csv(v('members')).map((u) => ({ user_id: u, role: 'user' }));
+    try {
+      const t = await api('/team/new', { body });
+      $('team-dialog').close();
+      toast('Created team ' + ((t && (t.team_alias || t.team_id)) || ''));
+      await refreshTeams();
+    } catch (e) {
+      if (e.status === 401) return;
+      $('team-error').textContent = e.message;
+      $('team-error').hidden = false;
+    }
+  }
+
+  async function submitUser(ev) {
+    ev.preventDefault();
+    const f = ev.target;
+    if (!f.reportValidity()) return;
+    const v = (n) => f.elements[n].value.trim();
+    const body = { user_role: v('user_role') };
+    if (v('user_id')) body.user_id = v('user_id');
+    if (v('user_email')) body.user_email = v('user_email');
+    if (csv(v('teams')).length) body.teams = csv(v('teams'));
+    try {
+      const r = await api('/user/new', { body });
+      $('user-dialog').close();
+      showSecret(r && r.key);
+      await refreshUsers();
+    } catch (e) {
+      if (e.status === 401) return;
+      $('user-error').textContent = e.message;
+      $('user-error').hidden = false;
+    }
+  }
+
   // ---- request log ------------------------------------------------------------------------
   function logFilters() {
     const f = $('log-filters').elements;
@@ -589,7 +740,7 @@
   }
 
   // ---- routing and wiring -----------------------------------------------------------------
-  const VIEWS = ['overview', 'keys', 'logs', 'models'];
+  const VIEWS = ['overview', 'keys', 'teams', 'users', 'logs', 'models'];
   function currentView() {
     const v = location.hash.replace(/^#\/?/, '');
     return VIEWS.includes(v) ? v : 'overview';
@@ -599,13 +750,15 @@
     for (const a of document.querySelectorAll('.topbar nav a')) {
       if (a.dataset.view === view) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
     }
-    document.title = { overview: 'Spend', keys: 'Keys', logs: 'Requests', models: 'Models' }[view] + ' · IdleHands gateway';
+    document.title = { overview: 'Spend', keys: 'Keys', teams: 'Teams', users: 'Users', logs: 'Requests', models: 'Models' }[view] + ' · IdleHands gateway';
     const main = $('main');
     main.setAttribute('aria-busy', 'true');
     try {
       if (view === 'overview') await renderOverview();
       else if (view === 'keys') await refreshKeys();
       else if (view === 'models') await window.IdleHandsModels.render({ api, h, $, toast, fail });
+      else if (view === 'teams') await refreshTeams();
+      else if (view === 'users') await refreshUsers();
       else {
         if (!state.keys.length) await loadKeys().then(fillKeyFilter);
         await renderLogs();
@@ -630,6 +783,10 @@
     $('key-search').addEventListener('input', renderKeys);
     $('new-key').addEventListener('click', openCreate);
     $('create-form').addEventListener('submit', submitCreate);
+    $('new-team').addEventListener('click', () => openDialog('team-form', 'team-error', 'team-dialog'));
+    $('team-form').addEventListener('submit', submitTeam);
+    $('new-user').addEventListener('click', () => openDialog('user-form', 'user-error', 'user-dialog'));
+    $('user-form').addEventListener('submit', submitUser);
     $('secret-copy').addEventListener('click', async () => {
       try {
         await navigator.clipboard.writeText($('secret-value').textContent);

@@ -37,6 +37,11 @@ pub struct VirtualKey {
     /// What the key may call (LiteLLM's `models`): model names, access groups, wildcards
     /// (`openai/*`), `*`, `all-proxy-models`, `all-team-models`; empty means all.
     pub models: Vec<String>,
+    /// The models of the key's team, or for a key without a team those of its user (empty:
+    /// all). A call must pass both lists; `all-team-models` in the key's list defers to this.
+    pub team_models: Vec<String>,
+    /// The models of the organization above the key's team (or of the key's own); empty: all.
+    pub org_models: Vec<String>,
     /// The key's `aliases` (`{"gpt-4": "gpt-4o"}`): a request for a name here is sent to its
     /// target instead. Only string targets (LiteLLM's alias map drops any other).
     pub aliases: HashMap<String, String>,
@@ -121,8 +126,8 @@ impl Principal {
 }
 
 /// LiteLLM's special `models` entries that grant every model. `all-team-models` inherits the
-/// key's team's list, and there are no team model lists here (nor in LiteLLM for a key
-/// without a team): every model.
+/// key's team's list, which [`VirtualKey::may_call`] checks as well (and a key without a
+/// team, as in LiteLLM, may call every model).
 const ALL_MODELS: [&str; 3] = ["*", "all-proxy-models", "all-team-models"];
 
 impl VirtualKey {
@@ -131,31 +136,38 @@ impl VirtualKey {
     /// entry matching the name or `<provider>/<name>` (LiteLLM's `get_llm_provider`: `gpt-4o`
     /// is `openai/gpt-4o` for `openai/*`), or an entry granting everything.
     pub fn may_call(&self, name: &str, access_groups: &[String], router: &Router) -> bool {
-        if self.models.is_empty() {
+        list_allows(&self.models, name, access_groups, router)
+            && list_allows(&self.team_models, name, access_groups, router)
+            && list_allows(&self.org_models, name, access_groups, router)
+    }
+}
+
+/// Whether one `models` list (a key's or a team's) allows `name`.
+fn list_allows(models: &[String], name: &str, access_groups: &[String], router: &Router) -> bool {
+    if models.is_empty() {
+        return true;
+    }
+    let mut provider_name: Option<Option<String>> = None;
+    models.iter().any(|m| {
+        if m == name || ALL_MODELS.contains(&m.as_str()) || access_groups.contains(m) {
             return true;
         }
-        let mut provider_name: Option<Option<String>> = None;
-        self.models.iter().any(|m| {
-            if m == name || ALL_MODELS.contains(&m.as_str()) || access_groups.contains(m) {
-                return true;
+        if !m.contains('*') {
+            return false;
+        }
+        if glob_match(m, name) {
+            return true;
+        }
+        // A bare name of a known model, under its provider's prefix.
+        let full = provider_name.get_or_insert_with(|| {
+            // A prefixed name was matched as written; LiteLLM never prefixes it again.
+            if name.contains('/') {
+                return None;
             }
-            if !m.contains('*') {
-                return false;
-            }
-            if glob_match(m, name) {
-                return true;
-            }
-            // A bare name of a known model, under its provider's prefix.
-            let full = provider_name.get_or_insert_with(|| {
-                // A prefixed name was matched as written; LiteLLM never prefixes it again.
-                if name.contains('/') {
-                    return None;
-                }
-                router.provider_of_name(name).map(|p| format!("{p}/{name}"))
-            });
-            full.as_deref().is_some_and(|f| glob_match(m, f))
-        })
-    }
+            router.provider_of_name(name).map(|p| format!("{p}/{name}"))
+        });
+        full.as_deref().is_some_and(|f| glob_match(m, f))
+    })
 }
 
 /// `pattern` with each `*` standing for any run of characters (LiteLLM turns `*` into `.*`

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `/v1/audio/transcriptions` and `/v1/audio/speech` forwarded to OpenAI-compatible
 //! deployments over real HTTP, driven by the official OpenAI Python SDK (`client.audio.*`)
 //! and plain HTTP: the model name swapped in the upload, the audio streamed back, one spend

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The pass-through routes over real HTTP: `/anthropic` driven by the official Anthropic
 //! Python SDK, `/openai`, `/gemini`, `/vllm` and `/ollama` by plain HTTP (plain and streamed),
 //! and `general_settings.pass_through_endpoints`. Each call: the gateway key checked and never

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The pass-through routes under virtual keys on a real store (SQLite): spend lands on the
 //! key and in the spend log as `pass_through_endpoint`, a spent budget refuses the next call
 //! before the provider sees it, and a key limited to other models is refused.

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `/v1/responses` to `openai/` and `azure/` deployments over real HTTP: passed through (not
 //! translated) to the upstream's own Responses API, plain and streamed, with a spend row from
 //! the answer's usage, the answer kept for `GET /v1/responses/{id}` and `previous_response_id`.

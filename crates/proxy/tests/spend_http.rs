@@ -216,7 +216,7 @@ async fn spend_logs_filters_and_pages(b: Backend) {
     let r = get(&p, "/global/spend/report?group_by=user", MASTER).await;
     assert_eq!(r.body.as_array().unwrap().len(), 2);
     assert_eq!(
-        get(&p, "/global/spend/report?group_by=team", MASTER)
+        get(&p, "/global/spend/report?group_by=planet", MASTER)
             .await
             .status,
         400

@@ -488,6 +488,72 @@ CREATE TABLE idlehands_responses (
 CREATE INDEX idlehands_resp_created ON idlehands_responses (created_at);
 ";
 
+// Teams, users, organizations and end users (LiteLLM's tables of the same names), and one
+// budget table for all of them and for team members: `entity` is `team:ID`, `user:ID`,
+// `org:ID`, `customer:ID` or `member:TEAM:USER` (a key's own budget stays on its row). The
+// spend writer adds a row's spend to each entity the row names, in the row's commit. Member
+// lists are JSON on their team or organization, as LiteLLM's `members_with_roles`.
+const V6_TEAMS_USERS_ORGS: &str = "
+CREATE TABLE idlehands_budgets (
+    entity TEXT PRIMARY KEY,
+    spend BIGINT NOT NULL DEFAULT 0,
+    max_budget BIGINT,
+    soft_budget BIGINT,
+    budget_duration TEXT,
+    budget_reset_at BIGINT,
+    tpm_limit BIGINT,
+    rpm_limit BIGINT,
+    max_parallel_requests BIGINT,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX idlehands_budgets_reset ON idlehands_budgets (budget_reset_at);
+CREATE TABLE idlehands_teams (
+    team_id TEXT PRIMARY KEY,
+    team_alias TEXT,
+    organization_id TEXT,
+    models TEXT NOT NULL DEFAULT '[]',
+    metadata TEXT NOT NULL DEFAULT '{}',
+    members TEXT NOT NULL DEFAULT '[]',
+    blocked BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at BIGINT NOT NULL,
+    created_by TEXT,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT
+);
+CREATE INDEX idlehands_teams_org ON idlehands_teams (organization_id);
+CREATE TABLE idlehands_users (
+    user_id TEXT PRIMARY KEY,
+    user_email TEXT,
+    user_alias TEXT,
+    user_role TEXT NOT NULL,
+    models TEXT NOT NULL DEFAULT '[]',
+    metadata TEXT NOT NULL DEFAULT '{}',
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE idlehands_organizations (
+    organization_id TEXT PRIMARY KEY,
+    organization_alias TEXT,
+    models TEXT NOT NULL DEFAULT '[]',
+    metadata TEXT NOT NULL DEFAULT '{}',
+    members TEXT NOT NULL DEFAULT '[]',
+    created_at BIGINT NOT NULL,
+    created_by TEXT,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE idlehands_end_users (
+    user_id TEXT PRIMARY KEY,
+    alias TEXT,
+    blocked BOOLEAN NOT NULL DEFAULT FALSE,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+ALTER TABLE idlehands_spend_logs ADD COLUMN organization_id TEXT;
+CREATE INDEX idlehands_sl_team ON idlehands_spend_logs (team_id) WHERE team_id IS NOT NULL;
+CREATE INDEX idlehands_sl_end_user ON idlehands_spend_logs (end_user) WHERE end_user IS NOT NULL;
+";
+
 // Deployments added over `/model/new` (`store_model_in_db`): LiteLLM's proxy model table. The
 // params and model info are JSON text; the gateway encrypts secret values before they get here.
 const V7_PROXY_MODELS: &str = "
@@ -534,6 +600,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "stored_responses",
         sqlite: V5_RESPONSES,
         postgres: V5_RESPONSES,
+    },
+    Migration {
+        version: 6,
+        name: "teams_users_organizations_end_users_budgets",
+        sqlite: V6_TEAMS_USERS_ORGS,
+        postgres: V6_TEAMS_USERS_ORGS,
     },
     Migration {
         version: 7,

@@ -183,17 +183,40 @@ pub enum AccessError {
         status: u16,
     },
     #[error(
-        "Rate limit exceeded for api_key: {key_hash}. Limit type: {}. Current limit: {limit}, Remaining: 0. Limit resets at: {}",
+        "Rate limit exceeded for {scope}: {key_hash}. Limit type: {}. Current limit: {limit}, Remaining: 0. Limit resets at: {}",
         kind.as_str(),
         reset_at.format("%Y-%m-%d %H:%M:%S UTC")
     )]
     RateLimited {
+        /// `api_key`, `team`, `user`, `organization` or `end_user` (LiteLLM's descriptor).
+        scope: &'static str,
+        /// The key's hash, or the id of the team, user, ... whose limit was hit.
         key_hash: String,
         kind: LimitKind,
         limit: u64,
         reset_at: DateTime<Utc>,
         retry_after_secs: u64,
     },
+    /// A budget above the key's (team, team member, user, organization, end user) is spent,
+    /// with LiteLLM's text for that level.
+    #[error("{}{}", level.text(id, *spend_nanos, *max_budget_nanos), reserved_note(*reserved_nanos))]
+    LevelBudgetExceeded {
+        level: BudgetLevel,
+        id: String,
+        spend_nanos: i64,
+        max_budget_nanos: i64,
+        reserved_nanos: i64,
+        status: u16,
+    },
+    #[error("Team={team_id} is blocked. Update via `/team/unblock` if you're an admin.")]
+    TeamBlocked { team_id: String },
+    #[error("End user={id} is blocked. Update via `/customer/unblock` if you're an admin.")]
+    EndUserBlocked { id: String },
+    /// The key's team does not allow the model (LiteLLM's `team_model_access_denied`).
+    #[error(
+        "The requested model '{model}' is not available for this API key, or the model name is invalid. Check the models available to you and try again."
+    )]
+    TeamModelDenied { model: String },
     /// The key was not cached and the database could not be asked.
     #[error("Authentication Error, could not look up the key: the database is unavailable")]
     Unavailable,
@@ -206,7 +229,11 @@ impl ApiError for AccessError {
             | AccessError::ExpiredKey { .. }
             | AccessError::Blocked => 401,
             AccessError::ModelDenied { .. } => 403,
-            AccessError::BudgetExceeded { status, .. } => *status,
+            AccessError::BudgetExceeded { status, .. }
+            | AccessError::LevelBudgetExceeded { status, .. } => *status,
+            AccessError::TeamBlocked { .. } => 401,
+            AccessError::EndUserBlocked { .. } => 403,
+            AccessError::TeamModelDenied { .. } => 403,
             AccessError::RateLimited { .. } => 429,
             AccessError::Unavailable => 503,
         }
@@ -217,7 +244,11 @@ impl ApiError for AccessError {
             AccessError::InvalidKey { .. } | AccessError::Blocked => "auth_error",
             AccessError::ExpiredKey { .. } => "expired_key",
             AccessError::ModelDenied { .. } => "key_model_access_denied",
-            AccessError::BudgetExceeded { .. } => "budget_exceeded",
+            AccessError::BudgetExceeded { .. } | AccessError::LevelBudgetExceeded { .. } => {
+                "budget_exceeded"
+            }
+            AccessError::TeamBlocked { .. } | AccessError::EndUserBlocked { .. } => "auth_error",
+            AccessError::TeamModelDenied { .. } => "team_model_access_denied",
             AccessError::RateLimited { .. } => "rate_limit_error",
             AccessError::Unavailable => "service_unavailable",
         }
@@ -229,7 +260,7 @@ impl ApiError for AccessError {
 
     fn param(&self) -> Option<&str> {
         match self {
-            AccessError::ModelDenied { .. } => Some("model"),
+            AccessError::ModelDenied { .. } | AccessError::TeamModelDenied { .. } => Some("model"),
             _ => None,
         }
     }
@@ -240,6 +271,52 @@ impl ApiError for AccessError {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             _ => None,
+        }
+    }
+}
+
+/// The budgets above a key's, each refused with LiteLLM's own text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BudgetLevel {
+    Team,
+    /// A user's budget within the team (the field is the team's id; `id` the user's).
+    TeamMember(String),
+    User,
+    Organization,
+    EndUser,
+}
+
+impl BudgetLevel {
+    fn text(&self, id: &str, spend: i64, max: i64) -> String {
+        let (spend, max) = (usd_string(spend), usd_string(max));
+        match self {
+            BudgetLevel::Team => {
+                format!(
+                    "Budget has been exceeded! Team={id} Current cost: {spend}, Max budget: {max}"
+                )
+            }
+            BudgetLevel::TeamMember(team) => format!(
+                "Budget has been exceeded! User={id} in Team={team} Current cost: {spend}, Max budget: {max}"
+            ),
+            BudgetLevel::User => {
+                format!("ExceededBudget: User={id} over budget. Spend={spend}, Budget={max}")
+            }
+            BudgetLevel::Organization => format!(
+                "Budget has been exceeded! Organization={id} Current cost: {spend}, Max budget: {max}"
+            ),
+            BudgetLevel::EndUser => {
+                format!("ExceededBudget: End User={id} over budget. Spend={spend}, Budget={max}")
+            }
+        }
+    }
+
+    /// LiteLLM's rate-limit descriptor for the level.
+    pub fn scope(&self) -> &'static str {
+        match self {
+            BudgetLevel::Team => "team",
+            BudgetLevel::TeamMember(_) | BudgetLevel::User => "user",
+            BudgetLevel::Organization => "organization",
+            BudgetLevel::EndUser => "end_user",
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::db::{BeginWrite, Store, from_ms, json_text, on_db, placeholders, to_m
 use crate::error::StoreError;
 use crate::types::{KeyListQuery, KeyRecord};
 
-const KEY_COLS: &str = "token, key_name, key_alias, user_id, team_id, organization_id, spend, \
+pub(crate) const KEY_COLS: &str = "token, key_name, key_alias, user_id, team_id, organization_id, spend, \
     max_budget, soft_budget, budget_duration, budget_reset_at, expires, models, aliases, config, \
     permissions, metadata, tpm_limit, rpm_limit, max_parallel_requests, blocked, created_at, \
     created_by, updated_at, updated_by";

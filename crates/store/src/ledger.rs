@@ -14,19 +14,24 @@ use crate::clock::{Clock, SystemClock};
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 
+use crate::budgets::Budget;
+use crate::customers::EndUserView;
 use crate::db::Store;
 use crate::duration::LlmDuration;
-use crate::error::{AccessError, StoreError};
+use crate::error::{AccessError, BudgetLevel, StoreError};
 use crate::keygen::{abbreviate, hash_key, new_key, token_of};
 use crate::limiter::{KeyLimits, Limiter, LocalLimiter, Ticket};
 use crate::money::usd_string;
+use crate::organizations::OrgRecord;
 use crate::spend::SpendLogRow;
+use crate::teams::TeamView;
 use crate::types::{
     BlockKeyRequest, DeleteKeysRequest, DeleteKeysResponse, GenerateKeyRequest,
     GenerateKeyResponse, KeyInfo, KeyInfoResponse, KeyListEntry, KeyListQuery, KeyListResponse,
     KeyObject, KeyRecord, KeyStatus, RegenerateKeyRequest, SpendLogsQuery, SpendLogsResponse,
     UpdateKeyRequest,
 };
+use crate::users::UserRecord;
 use crate::validate::{apply_update, new_key_record, validate_custom_key};
 use crate::writer::{SpendWriter, WriterConfig};
 
@@ -41,6 +46,9 @@ pub struct LedgerConfig {
     pub budget_exceeded_status: u16,
     /// How often budget windows are checked for rollover (besides on every request).
     pub reset_tick: Duration,
+    /// `litellm_settings.max_end_user_budget` (nano-USD): the budget of every end user (the
+    /// request's `user`) without one of their own.
+    pub max_end_user_budget: Option<i64>,
     pub writer: WriterConfig,
     /// The time key expiry, grace periods and budget windows are judged by.
     pub clock: Arc<dyn Clock>,
@@ -53,6 +61,7 @@ impl Default for LedgerConfig {
             negative_ttl: Duration::from_secs(60),
             budget_exceeded_status: 422,
             reset_tick: Duration::from_secs(1),
+            max_end_user_budget: None,
             writer: WriterConfig::default(),
             clock: Arc::new(SystemClock),
         }
@@ -99,6 +108,10 @@ impl Cached {
 }
 
 type InvalidationHook = Arc<dyn Fn(&str) + Send + Sync>;
+pub(crate) type TeamCache = HashMap<String, (Instant, Option<Arc<TeamView>>)>;
+pub(crate) type UserCache = HashMap<String, (Instant, Option<Arc<UserRecord>>)>;
+pub(crate) type CustomerCache = HashMap<String, (Instant, Arc<EndUserView>)>;
+pub(crate) type OrgCache = HashMap<String, (Instant, Option<Arc<OrgRecord>>)>;
 
 struct Inner {
     store: Store,
@@ -109,6 +122,14 @@ struct Inner {
     /// Old token -> (new token, end of grace period) for regenerated keys.
     aliases: RwLock<HashMap<String, (String, chrono::DateTime<Utc>)>>,
     hooks: RwLock<Vec<InvalidationHook>>,
+    /// Teams as keys in them need them, each with when it was read (`None`: no such team).
+    teams: RwLock<TeamCache>,
+    users: RwLock<UserCache>,
+    customers: RwLock<CustomerCache>,
+    /// Whether any end user was created (here, or announced by another instance): until one
+    /// is, and without `max_end_user_budget`, a request's `user` costs no lookup.
+    customers_exist: AtomicBool,
+    orgs: RwLock<OrgCache>,
     cfg: LedgerConfig,
     ticker: Mutex<Option<JoinHandle<()>>>,
 }
@@ -125,6 +146,12 @@ pub struct AuthedKey {
     /// sha256 hex of the key: the spend-log `api_key`.
     pub token: String,
     pub record: Arc<KeyRecord>,
+    /// The key's team, when it has one.
+    pub team: Option<Arc<TeamView>>,
+    /// The key's user, when it has one that exists.
+    pub user: Option<Arc<UserRecord>>,
+    /// The organization of the key's team (or the key's own), when it exists.
+    pub org: Option<Arc<OrgRecord>>,
 }
 
 impl AuthedKey {
@@ -165,6 +192,10 @@ impl AuthedKey {
 /// it unsettled (client disconnect, panic) gives the hold back and logs nothing.
 pub struct Reservation {
     ticket: Option<Ticket>,
+    /// Holds on the budgets above the key's (team, team member, ...).
+    levels: Vec<Ticket>,
+    /// The organization the call's spend also counts for.
+    organization_id: Option<String>,
     limiter: Arc<dyn Limiter>,
     max_budget: Option<i64>,
     rpm_limit: Option<u64>,
@@ -212,7 +243,15 @@ impl Reservation {
     /// Records the request: `row.spend` (actual cost, nano-USD) and `row.total_tokens` replace
     /// the estimate; the row is queued for the spend log with `api_key` set to the key's hash.
     /// Use it for failures too (spend 0, status `failure`).
-    pub async fn settle(mut self, row: SpendLogRow) -> Settled {
+    pub async fn settle(mut self, mut row: SpendLogRow) -> Settled {
+        for level in std::mem::take(&mut self.levels) {
+            self.limiter
+                .settle_counters(level, row.spend, row.total_tokens)
+                .await;
+        }
+        if row.organization_id.is_none() {
+            row.organization_id = self.organization_id.take();
+        }
         let key_spend = match self.ticket.take() {
             Some(ticket) => self.limiter.settle(ticket, row).await,
             None => 0,
@@ -229,6 +268,74 @@ impl Drop for Reservation {
         if let Some(ticket) = self.ticket.take() {
             self.limiter.release(ticket);
         }
+        for level in std::mem::take(&mut self.levels) {
+            self.limiter.release(level);
+        }
+    }
+}
+
+/// The budgets a call of `key` counts against besides the key's own: its team's, the key's
+/// user's budget within the team when the member has one, and the user's own budget.
+fn levels_of(key: &AuthedKey) -> Vec<(&Budget, BudgetLevel, &str)> {
+    let mut out = Vec::new();
+    if let Some(team) = &key.team {
+        let team_id = team.record.team_id.as_str();
+        out.push((&team.record.budget, BudgetLevel::Team, team_id));
+        if let Some(user) = key.record.user_id.as_deref()
+            && let Some(b) = team.member_budgets.get(user)
+        {
+            out.push((b, BudgetLevel::TeamMember(team_id.to_owned()), user));
+        }
+    }
+    if let Some(user) = &key.user
+        && user.budget.limits_calls()
+    {
+        out.push((&user.budget, BudgetLevel::User, user.user_id.as_str()));
+    }
+    if let Some(org) = &key.org
+        && org.litellm_budget_table.limits_calls()
+    {
+        out.push((
+            &org.litellm_budget_table,
+            BudgetLevel::Organization,
+            org.organization_id.as_str(),
+        ));
+    }
+    out
+}
+
+/// A level's refusal in LiteLLM's words for that level.
+fn level_error(e: AccessError, level: BudgetLevel, id: &str) -> AccessError {
+    match e {
+        AccessError::BudgetExceeded {
+            spend_nanos,
+            max_budget_nanos,
+            reserved_nanos,
+            status,
+            ..
+        } => AccessError::LevelBudgetExceeded {
+            level,
+            id: id.to_owned(),
+            spend_nanos,
+            max_budget_nanos,
+            reserved_nanos,
+            status,
+        },
+        AccessError::RateLimited {
+            kind,
+            limit,
+            reset_at,
+            retry_after_secs,
+            ..
+        } => AccessError::RateLimited {
+            scope: level.scope(),
+            key_hash: id.to_owned(),
+            kind,
+            limit,
+            reset_at,
+            retry_after_secs,
+        },
+        other => other,
     }
 }
 
@@ -259,6 +366,11 @@ impl Ledger {
             negative: Mutex::new(HashMap::new()),
             aliases: RwLock::new(HashMap::new()),
             hooks: RwLock::new(Vec::new()),
+            teams: RwLock::new(HashMap::new()),
+            users: RwLock::new(HashMap::new()),
+            customers: RwLock::new(HashMap::new()),
+            customers_exist: AtomicBool::new(true),
+            orgs: RwLock::new(HashMap::new()),
             cfg,
             ticker: Mutex::new(None),
         });
@@ -283,12 +395,38 @@ impl Ledger {
         &self.inner.store
     }
 
+    pub(crate) fn teams_cache(&self) -> &RwLock<TeamCache> {
+        &self.inner.teams
+    }
+
+    pub(crate) fn users_cache(&self) -> &RwLock<UserCache> {
+        &self.inner.users
+    }
+
+    pub(crate) fn customers_cache(&self) -> &RwLock<CustomerCache> {
+        &self.inner.customers
+    }
+
+    pub(crate) fn orgs_cache(&self) -> &RwLock<OrgCache> {
+        &self.inner.orgs
+    }
+
+    pub(crate) fn config(&self) -> &LedgerConfig {
+        &self.inner.cfg
+    }
+
+    pub(crate) fn limiter(&self) -> &Arc<dyn Limiter> {
+        &self.inner.limiter
+    }
+
     pub fn writer(&self) -> &SpendWriter {
         &self.inner.writer
     }
 
     /// Loads every key into the cache so first requests do not wait on the database.
     pub async fn warm(&self) -> Result<usize, StoreError> {
+        let any = self.inner.store.any_customer().await?;
+        self.inner.customers_exist.store(any, Ordering::Release);
         let keys = self.inner.store.all_keys().await?;
         let n = keys.len();
         for k in keys {
@@ -314,6 +452,23 @@ impl Ledger {
 
     /// Drops the cached record of `token` (its counters stay); the next request re-reads it.
     pub fn invalidate(&self, token: &str) {
+        if let Some(team_id) = token.strip_prefix("team:") {
+            self.inner.teams.write().remove(team_id);
+            return;
+        }
+        if let Some(user_id) = token.strip_prefix("user:") {
+            self.inner.users.write().remove(user_id);
+            return;
+        }
+        if let Some(id) = token.strip_prefix("customer:") {
+            self.inner.customers_exist.store(true, Ordering::Release);
+            self.inner.customers.write().remove(id);
+            return;
+        }
+        if let Some(id) = token.strip_prefix("org:") {
+            self.inner.orgs.write().remove(id);
+            return;
+        }
         self.inner.keys.write().remove(token);
         self.inner.negative.lock().remove(token);
     }
@@ -324,6 +479,12 @@ impl Ledger {
     pub async fn reload_all(&self) {
         self.inner.negative.lock().clear();
         self.inner.aliases.write().clear();
+        self.inner.teams.write().clear();
+        self.inner.users.write().clear();
+        self.inner.customers.write().clear();
+        // An end user may have been created meanwhile: look them up again.
+        self.inner.customers_exist.store(true, Ordering::Release);
+        self.inner.orgs.write().clear();
         match self.inner.store.all_keys().await {
             Ok(keys) => {
                 let old = self.inner.keys.read().clone();
@@ -356,7 +517,7 @@ impl Ledger {
         }
     }
 
-    fn invalidate_and_announce(&self, token: &str) {
+    pub(crate) fn invalidate_and_announce(&self, token: &str) {
         self.invalidate(token);
         let hooks = self.inner.hooks.read().clone();
         for hook in hooks {
@@ -441,7 +602,36 @@ impl Ledger {
         {
             return Err(AccessError::ExpiredKey { expires, now });
         }
-        Ok(AuthedKey { token, record })
+        let team = match record.team_id.as_deref() {
+            Some(team_id) => self.team_view(team_id).await?,
+            None => None,
+        };
+        if let Some(t) = &team
+            && t.record.blocked
+        {
+            return Err(AccessError::TeamBlocked {
+                team_id: t.record.team_id.clone(),
+            });
+        }
+        let user = match record.user_id.as_deref() {
+            Some(user_id) => self.user_view(user_id).await?,
+            None => None,
+        };
+        let org_id = match &team {
+            Some(t) => t.record.organization_id.as_deref(),
+            None => record.organization_id.as_deref(),
+        };
+        let org = match org_id {
+            Some(id) => self.org_view(id).await?,
+            None => None,
+        };
+        Ok(AuthedKey {
+            token,
+            record,
+            team,
+            user,
+            org,
+        })
     }
 
     /// The cached record (refreshed in the background when stale), or the database's on a
@@ -518,19 +708,68 @@ impl Ledger {
         estimate_nanos: i64,
         estimate_tokens: u64,
     ) -> Result<Reservation, AccessError> {
+        self.reserve_for(key, None, estimate_nanos, estimate_tokens)
+            .await
+    }
+
+    /// [`Ledger::reserve`] for a call on behalf of `end_user` (the request's `user`): a
+    /// blocked end user is refused, and their budget counts like the others.
+    pub async fn reserve_for(
+        &self,
+        key: &AuthedKey,
+        end_user: Option<&str>,
+        estimate_nanos: i64,
+        estimate_tokens: u64,
+    ) -> Result<Reservation, AccessError> {
+        let bounded = self.inner.cfg.max_end_user_budget.is_some()
+            || self.inner.customers_exist.load(Ordering::Acquire);
+        let end_user = match end_user.filter(|u| bounded && !u.is_empty()) {
+            Some(id) => {
+                let view = self.end_user_view(id).await?;
+                if view.record.as_ref().is_some_and(|c| c.blocked) {
+                    return Err(AccessError::EndUserBlocked { id: id.to_owned() });
+                }
+                Some((id, view))
+            }
+            None => None,
+        };
         let limits = KeyLimits::from_record(&key.record);
         let ticket = self
             .inner
             .limiter
             .admit(&limits, estimate_nanos, estimate_tokens)
             .await?;
-        Ok(Reservation {
+        let mut reservation = Reservation {
             ticket: Some(ticket),
+            levels: Vec::new(),
+            organization_id: key
+                .team
+                .as_ref()
+                .and_then(|t| t.record.organization_id.clone())
+                .or_else(|| key.record.organization_id.clone()),
             limiter: self.inner.limiter.clone(),
             max_budget: key.record.max_budget,
             rpm_limit: limits.rpm_limit,
             tpm_limit: limits.tpm_limit,
-        })
+        };
+        // Each level is checked and reserved in one step like the key; a refusal drops the
+        // reservation, which gives back what the levels before it hold.
+        let mut levels = levels_of(key);
+        if let Some((id, view)) = &end_user
+            && let Some(b) = &view.budget
+        {
+            levels.push((b, BudgetLevel::EndUser, id));
+        }
+        for (budget, level, id) in levels {
+            let ticket = self
+                .inner
+                .limiter
+                .admit(&budget.key_limits(), estimate_nanos, estimate_tokens)
+                .await
+                .map_err(|e| level_error(e, level, id))?;
+            reservation.levels.push(ticket);
+        }
+        Ok(reservation)
     }
 
     /// Logs a request that has no reservation (e.g. refused before one was made).

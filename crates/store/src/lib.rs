@@ -8,13 +8,21 @@
 //! [`Ledger::reserve`] -> upstream call -> [`Reservation::settle`] with the spend-log row ->
 //! `x-litellm-key-spend` from [`Settled`].
 
+mod budgets;
 pub mod clock;
+pub mod customers;
+mod customers_db;
 mod db;
 pub mod duration;
+pub mod entities;
 pub mod error;
 pub mod keygen;
 mod keys_db;
 mod ledger;
+mod ledger_customers;
+mod ledger_orgs;
+mod ledger_teams;
+mod ledger_users;
 pub mod limiter;
 mod models_db;
 pub mod money;
@@ -22,20 +30,27 @@ pub use models_db::ProxyModelRow;
 mod redis_limiter;
 mod responses_db;
 pub use responses_db::StoredResponseRow;
+pub mod organizations;
+mod organizations_db;
 pub mod spend;
 mod spend_db;
 mod sqlite_rows;
+pub mod teams;
+mod teams_db;
 pub mod types;
+pub mod users;
+mod users_db;
 mod validate;
 pub mod writer;
 
+pub use budgets::{Budget, BudgetPatch};
 pub use db::{Backend, Store, StoreOptions};
-pub use error::{AccessError, ApiError, LimitKind, StoreError};
+pub use error::{AccessError, ApiError, BudgetLevel, LimitKind, StoreError};
 pub use keys_db::UpdateScope;
 pub use ledger::{AuthedKey, Ledger, LedgerConfig, Reservation, Settled};
 pub use limiter::{KeyLimits, Limiter, LiveSpend, LocalLimiter, Ticket};
 pub use redis_limiter::{RedisLimiter, subscribe_invalidations};
 pub use spend::{STATUS_FAILURE, STATUS_SUCCESS, SpendAggregate, SpendGroup, SpendLogRow};
-pub use spend_db::BatchItem;
+pub use spend_db::{BatchItem, DayGroupSpend, ReportGroup};
 pub use types::*;
 pub use writer::{SpendWriter, WriterConfig};

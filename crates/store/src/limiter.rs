@@ -92,6 +92,9 @@ pub trait Limiter: Send + Sync + 'static {
     /// Replaces the reservation by the row's actual `spend` and `total_tokens`, queues the row
     /// for the writer, and returns the key's spend including it.
     fn settle(&self, ticket: Ticket, row: SpendLogRow) -> BoxFuture<'_, i64>;
+    /// [`Limiter::settle`] for the counters alone: a budget level above the key (team, user,
+    /// ...) whose call's row the key's settlement logs. Returns the level's spend.
+    fn settle_counters(&self, ticket: Ticket, spend: i64, tokens: i64) -> BoxFuture<'_, i64>;
     /// Gives back a reservation that will not be settled (the client went away).
     fn release(&self, ticket: Ticket);
     /// The key's current spend (settled, committed or not), if tracked.
@@ -172,6 +175,7 @@ fn rate_limited(token: &str, kind: LimitKind, limit: u64, wait: Duration) -> Acc
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let secs = secs.max(1);
     AccessError::RateLimited {
+        scope: "api_key",
         key_hash: token.to_owned(),
         kind,
         limit,
@@ -379,6 +383,28 @@ impl Limiter for LocalLimiter {
             for item in overflow {
                 self.writer.send_item(item).await;
             }
+            spend
+        })
+    }
+
+    fn settle_counters(&self, ticket: Ticket, spend: i64, tokens: i64) -> BoxFuture<'_, i64> {
+        Box::pin(async move {
+            let Some(counters) = self.existing(&ticket.token) else {
+                return 0;
+            };
+            let (spend, overflow) = {
+                let mut c = counters.lock();
+                let reset = c.roll_budget(self.clock.now());
+                Self::unreserve(&mut c, &ticket);
+                c.spend = c.spend.saturating_add(spend.max(0));
+                if c.limits.tpm_limit.is_some() && tokens > 0 {
+                    let n = tokens as u64;
+                    c.tokens.push_back((Instant::now(), n));
+                    c.token_sum = c.token_sum.saturating_add(n);
+                }
+                (c.spend, reset.and_then(|i| self.queue(i)))
+            };
+            self.deliver(overflow).await;
             spend
         })
     }

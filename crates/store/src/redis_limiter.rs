@@ -429,6 +429,7 @@ impl Limiter for RedisLimiter {
                 let secs = wait.as_secs().max(1)
                     + u64::from(wait.subsec_nanos() > 0 && wait.as_secs() >= 1);
                 AccessError::RateLimited {
+                    scope: "api_key",
                     key_hash: key.token.clone(),
                     kind,
                     limit: limit.unwrap_or(0),
@@ -501,6 +502,37 @@ impl Limiter for RedisLimiter {
             }
             self.writer.log(row).await;
             spend.max(0)
+        })
+    }
+
+    fn settle_counters(&self, ticket: Ticket, spend: i64, tokens: i64) -> BoxFuture<'_, i64> {
+        Box::pin(async move {
+            let u = Unsettled {
+                token: ticket.token.clone(),
+                estimate_nanos: ticket.estimate_nanos,
+                estimate_tokens: ticket.estimate_tokens,
+                actual_nanos: spend.max(0),
+                actual_tokens: tokens,
+                budget_window: ticket.budget_window,
+                member: format!("{}-{}", self.instance, ticket.id),
+                settled: true,
+            };
+            let settled = if self.is_up() {
+                self.settler.apply(&u).await.ok()
+            } else {
+                None
+            };
+            match settled {
+                Some(spend) => {
+                    self.known_spend.write().insert(ticket.token.clone(), spend);
+                    spend.max(0)
+                }
+                None => {
+                    self.settler.defer(u);
+                    self.mark_down();
+                    0
+                }
+            }
         })
     }
 

@@ -41,6 +41,8 @@ pub struct SpendLogRow {
     pub api_base: Option<String>,
     pub user: Option<String>,
     pub team_id: Option<String>,
+    /// The key's team's organization (or the key's own), for organization spend.
+    pub organization_id: Option<String>,
     pub end_user: Option<String>,
     pub requester_ip_address: Option<String>,
     pub session_id: Option<String>,

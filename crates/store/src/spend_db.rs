@@ -19,7 +19,8 @@ const ROW_COLS: &str = "request_id, call_type, api_key, spend, total_tokens, pro
     completion_tokens, start_time, end_time, completion_start_time, request_duration_ms, model, \
     model_id, model_group, custom_llm_provider, api_base, user_id, team_id, end_user, \
     requester_ip_address, session_id, metadata, cache_hit, cache_key, request_tags, messages, \
-    response, status, litellm_call_id, created_at, upstream_response_id, usage_estimated";
+    response, status, litellm_call_id, created_at, upstream_response_id, usage_estimated, \
+    organization_id";
 const ROWS_PER_INSERT: usize = 32;
 /// Rows `/spend/logs` returns at most per page.
 pub const SPEND_LOGS_MAX_PAGE: u32 = 10_000;
@@ -34,6 +35,16 @@ pub(crate) const RESET_SPEND_SQL: &str =
 pub(crate) const ADD_SPEND_SQL: &str = "UPDATE idlehands_verification_tokens SET spend = \
      CASE WHEN spend > 9223372036854775807 - $2 THEN 9223372036854775807 ELSE spend + $2 END \
      WHERE token = $1";
+
+/// A commit's spend for one team, user, organization, end user or team member (see
+/// [`crate::entities`]): created at its first spend, as LiteLLM creates end-user rows.
+pub(crate) const ADD_ENTITY_SPEND_SQL: &str = "INSERT INTO idlehands_budgets \
+     (entity, spend, updated_at) VALUES ($1, $2, $3) ON CONFLICT (entity) DO UPDATE SET spend = \
+     CASE WHEN idlehands_budgets.spend > 9223372036854775807 - excluded.spend \
+     THEN 9223372036854775807 ELSE idlehands_budgets.spend + excluded.spend END";
+/// An entity's budget window rolled over: `$1` entity, `$2` next reset (ms).
+pub(crate) const RESET_ENTITY_SQL: &str =
+    "UPDATE idlehands_budgets SET spend = 0, budget_reset_at = $2 WHERE entity = $1";
 
 /// One entry of a group commit, in the order the ledger produced them.
 #[derive(Debug, Clone)]
@@ -54,11 +65,16 @@ pub(crate) struct CommitPlan<'a> {
     /// Sorted by key: a fixed order keeps concurrent writers (fleet instances) from
     /// deadlocking.
     pub increments: Vec<(&'a str, i64)>,
+    /// The same for the entities the rows name (`team:T`, `user:U`, ...), sorted.
+    pub entity_increments: Vec<(String, i64)>,
+    pub entity_resets: Vec<(&'a str, i64)>,
 }
 
 impl<'a> CommitPlan<'a> {
     pub(crate) fn new(items: &'a [BatchItem], store_rows: bool) -> Self {
         let mut increments: HashMap<&str, i64> = HashMap::new();
+        let mut entity_increments: HashMap<String, i64> = HashMap::new();
+        let mut entity_resets = Vec::new();
         let mut resets = Vec::new();
         let mut rows = Vec::new();
         for item in items {
@@ -67,6 +83,12 @@ impl<'a> CommitPlan<'a> {
                     if !row.api_key.is_empty() && row.spend > 0 {
                         let sum = increments.entry(row.api_key.as_str()).or_default();
                         *sum = sum.saturating_add(row.spend);
+                    }
+                    if row.spend > 0 {
+                        for entity in crate::entities::entities_of(row) {
+                            let sum = entity_increments.entry(entity).or_default();
+                            *sum = sum.saturating_add(row.spend);
+                        }
                     }
                     if store_rows {
                         rows.push(&**row);
@@ -77,17 +99,26 @@ impl<'a> CommitPlan<'a> {
                     budget_reset_at,
                 } => {
                     // Spend before the rollover belongs to the old window.
-                    increments.remove(token.as_str());
-                    resets.push((token.as_str(), to_ms(*budget_reset_at)));
+                    if crate::entities::is_entity(token) {
+                        entity_increments.remove(token.as_str());
+                        entity_resets.push((token.as_str(), to_ms(*budget_reset_at)));
+                    } else {
+                        increments.remove(token.as_str());
+                        resets.push((token.as_str(), to_ms(*budget_reset_at)));
+                    }
                 }
             }
         }
         let mut increments: Vec<_> = increments.into_iter().collect();
         increments.sort_unstable();
+        let mut entity_increments: Vec<_> = entity_increments.into_iter().collect();
+        entity_increments.sort_unstable();
         CommitPlan {
             rows,
             resets,
             increments,
+            entity_increments,
+            entity_resets,
         }
     }
 }
@@ -134,6 +165,7 @@ macro_rules! row_from_db {
             litellm_call_id: row.try_get("litellm_call_id")?,
             upstream_response_id: row.try_get("upstream_response_id")?,
             usage_estimated: row.try_get("usage_estimated")?,
+            organization_id: row.try_get("organization_id")?,
         }
     }};
 }
@@ -221,6 +253,7 @@ macro_rules! bind_row {
             .bind($now)
             .bind(opt_text(&r.upstream_response_id))
             .bind(r.usage_estimated)
+            .bind(opt_text(&r.organization_id))
     }};
 }
 
@@ -259,6 +292,21 @@ async fn write_batch_postgres(
         sqlx::query(ADD_SPEND_SQL)
             .bind(*token)
             .bind(*delta)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (entity, reset_at) in &plan.entity_resets {
+        sqlx::query(RESET_ENTITY_SQL)
+            .bind(*entity)
+            .bind(*reset_at)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (entity, delta) in &plan.entity_increments {
+        sqlx::query(ADD_ENTITY_SPEND_SQL)
+            .bind(entity)
+            .bind(*delta)
+            .bind(now)
             .execute(&mut *tx)
             .await?;
     }
@@ -367,6 +415,28 @@ impl Store {
             });
             n += done as usize;
         }
+        // Teams, users, organizations, end users and team members likewise.
+        for (entity, duration, old) in self.due_entity_resets(now).await? {
+            if skip.contains(&entity) {
+                continue;
+            }
+            let next = LlmDuration::parse(&duration)
+                .map(|d| d.next_reset(now))
+                .unwrap_or_else(|| now + Duration::days(1));
+            let done = on_db!(&self.db, pool => {
+                sqlx::query(
+                    "UPDATE idlehands_budgets SET spend = 0, budget_reset_at = $2 \
+                     WHERE entity = $1 AND budget_reset_at = $3",
+                )
+                .bind(&entity)
+                .bind(to_ms(next))
+                .bind(old)
+                .execute(pool)
+                .await?
+                .rows_affected()
+            });
+            n += done as usize;
+        }
         Ok(n)
     }
 
@@ -408,9 +478,17 @@ impl Store {
                 texts.len()
             ));
         }
-        if let Some(u) = &q.user_id {
-            texts.push(u.clone());
-            conds.push(format!("user_id = ${}", texts.len()));
+        let by_column = [
+            ("user_id", &q.user_id),
+            ("team_id", &q.team_id),
+            ("organization_id", &q.organization_id),
+            ("end_user", &q.end_user),
+        ];
+        for (col, v) in by_column {
+            if let Some(v) = v {
+                texts.push(v.clone());
+                conds.push(format!("{col} = ${}", texts.len()));
+            }
         }
         if let Some(s) = start {
             times.push(to_ms(s));
@@ -598,5 +676,65 @@ impl Store {
             }
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// One (day, group, model, key) of [`Store::spend_by_day_and`]: spend for LiteLLM's
+/// `/global/spend/report?group_by=team|customer`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayGroupSpend {
+    /// UTC midnight of the day, epoch ms.
+    pub day_ms: i64,
+    /// The team id or end user; `None` for calls without one.
+    pub group: Option<String>,
+    pub model: String,
+    pub api_key: String,
+    pub spend: i64,
+    pub total_tokens: i64,
+}
+
+/// What [`Store::spend_by_day_and`] groups by besides day, model and key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportGroup {
+    Team,
+    Customer,
+}
+
+impl Store {
+    /// Spend between `start` and `end` per UTC day, team (or end user), model and key, days
+    /// in order.
+    pub async fn spend_by_day_and(
+        &self,
+        group: ReportGroup,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<DayGroupSpend>, StoreError> {
+        let col = match group {
+            ReportGroup::Team => "team_id",
+            ReportGroup::Customer => "end_user",
+        };
+        let sql = format!(
+            "SELECT (start_time / 86400000) AS d, {col} AS g, model, api_key, {}, {} \
+             FROM idlehands_spend_logs WHERE start_time >= $1 AND start_time < $2 \
+             GROUP BY (start_time / 86400000), {col}, model, api_key ORDER BY 1, 2, 3, 4",
+            split_sum("spend", "s"),
+            split_sum("total_tokens", "t"),
+        );
+        let out = on_db!(&self.db, pool => {
+            let rows = sqlx::query(&sql).bind(to_ms(start)).bind(to_ms(end)).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(DayGroupSpend {
+                    day_ms: r.try_get::<i64, _>("d")?.saturating_mul(86_400_000),
+                    group: r.try_get("g")?,
+                    model: r.try_get("model")?,
+                    api_key: r.try_get("api_key")?,
+                    spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
+                    total_tokens: wide_sum(r.try_get("t_hi")?, r.try_get("t_lo")?),
+                });
+            }
+            out
+        });
+        Ok(out)
     }
 }

@@ -16,7 +16,8 @@ use tokio::sync::oneshot;
 use crate::db::{SQLITE_BUSY_TIMEOUT, SQLITE_PRAGMAS, json_text, to_ms};
 use crate::error::StoreError;
 use crate::spend_db::{
-    ADD_SPEND_SQL, BatchItem, CommitPlan, RESET_SPEND_SQL, insert_sql, tags_text, text,
+    ADD_ENTITY_SPEND_SQL, ADD_SPEND_SQL, BatchItem, CommitPlan, RESET_ENTITY_SQL, RESET_SPEND_SQL,
+    insert_sql, tags_text, text,
 };
 
 type Done = oneshot::Sender<(Vec<BatchItem>, Result<(), StoreError>)>;
@@ -177,6 +178,7 @@ fn commit(conn: &mut Connection, items: &[BatchItem], store_rows: bool) -> rusql
                 now,
                 r.upstream_response_id.as_deref().map(text),
                 r.usage_estimated,
+                r.organization_id.as_deref().map(text),
             ])?;
         }
     }
@@ -190,6 +192,18 @@ fn commit(conn: &mut Connection, items: &[BatchItem], store_rows: bool) -> rusql
         let mut add = tx.prepare_cached(ADD_SPEND_SQL)?;
         for (token, delta) in &plan.increments {
             add.execute(named_params! {"$1": token, "$2": delta})?;
+        }
+    }
+    if !plan.entity_resets.is_empty() {
+        let mut reset = tx.prepare_cached(RESET_ENTITY_SQL)?;
+        for (entity, at) in &plan.entity_resets {
+            reset.execute(named_params! {"$1": entity, "$2": at})?;
+        }
+    }
+    if !plan.entity_increments.is_empty() {
+        let mut add = tx.prepare_cached(ADD_ENTITY_SPEND_SQL)?;
+        for (entity, delta) in &plan.entity_increments {
+            add.execute(named_params! {"$1": entity, "$2": delta, "$3": now})?;
         }
     }
     tx.commit()

@@ -118,7 +118,7 @@ pub(crate) fn iso_opt<S: serde::Serializer>(
 /// A field of an update: absent (unchanged), `null` (cleared) or a value.
 pub type Patch<T> = Option<Option<T>>;
 
-fn patch<'de, D, T>(d: D) -> Result<Patch<T>, D::Error>
+pub(crate) fn patch<'de, D, T>(d: D) -> Result<Patch<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -353,6 +353,10 @@ pub struct SpendLogsQuery {
     /// (several rows when the upstream reused it).
     pub request_id: Option<String>,
     pub user_id: Option<String>,
+    pub team_id: Option<String>,
+    pub organization_id: Option<String>,
+    /// The request's `user` (LiteLLM's end user / customer).
+    pub end_user: Option<String>,
     /// `YYYY-MM-DD`, inclusive.
     pub start_date: Option<String>,
     /// `YYYY-MM-DD`, inclusive (the whole day).

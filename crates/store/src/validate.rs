@@ -28,7 +28,7 @@ pub(crate) fn validate_custom_key(key: &str, field: &str) -> Result<(), StoreErr
     Ok(())
 }
 
-fn money(v: Option<f64>, field: &str) -> Result<Option<i64>, StoreError> {
+pub(crate) fn money(v: Option<f64>, field: &str) -> Result<Option<i64>, StoreError> {
     let Some(v) = v else { return Ok(None) };
     match usd_to_nanos(v) {
         Some(n) if n >= 0 && v >= 0.0 => Ok(Some(n)),
@@ -39,7 +39,7 @@ fn money(v: Option<f64>, field: &str) -> Result<Option<i64>, StoreError> {
     }
 }
 
-fn limit(v: Option<i64>, field: &str) -> Result<Option<i64>, StoreError> {
+pub(crate) fn limit(v: Option<i64>, field: &str) -> Result<Option<i64>, StoreError> {
     match v {
         Some(n) if n < 0 => Err(StoreError::bad_request(
             format!("{field} must be >= 0, got {n}"),
@@ -49,7 +49,7 @@ fn limit(v: Option<i64>, field: &str) -> Result<Option<i64>, StoreError> {
     }
 }
 
-fn models(v: &[String]) -> Result<(), StoreError> {
+pub(crate) fn models(v: &[String]) -> Result<(), StoreError> {
     if let Some(i) = v.iter().position(|m| m.trim().is_empty()) {
         return Err(StoreError::bad_request(
             format!("models[{i}] is empty: list model names"),

@@ -556,7 +556,7 @@ async fn management_runs_while_spend_is_committed(store: Store) {
 async fn migrations_are_versioned_and_idempotent(store: Store) {
     assert_eq!(
         store.schema_versions().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 7]
+        vec![1, 2, 3, 4, 5, 6, 7]
     );
     store.readiness().await.unwrap();
 }
@@ -629,7 +629,7 @@ async fn reopening_a_sqlite_file_keeps_keys_and_schema() {
     let store = Store::open(path.to_str().unwrap()).await.unwrap();
     assert_eq!(
         store.schema_versions().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 7]
+        vec![1, 2, 3, 4, 5, 6, 7]
     );
     assert!(store.get_key(&key.token_id).await.unwrap().is_some());
 }

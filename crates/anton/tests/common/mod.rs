@@ -1,5 +1,5 @@
 //! Shared test fixtures: scratch git repos and scripted fake agents.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -10,10 +10,11 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 11] = [
+const READ_FROM_EXTRA: [(&str, &str); 12] = [
     // Read by `crate::passthrough`.
     ("general_settings", "pass_through_endpoints"),
     ("general_settings", "pass_through_request_timeout"),
+    ("litellm_settings", "max_end_user_budget"),
     ("general_settings", "request_log_path"),
     ("general_settings", "redis_failure_mode"),
     ("general_settings", "redis_key_prefix"),

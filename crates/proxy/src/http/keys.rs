@@ -17,13 +17,14 @@ use idlehands_store::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::roles::{Role, caller_role, not_allowed};
 use crate::auth::Principal;
 use crate::error::ProxyError;
 use crate::gateway::Gateway;
 use crate::ledger::seams::store_error;
 
 /// LiteLLM's user id for the master key (`litellm_proxy_admin_name`).
-const ADMIN_USER: &str = "default_user_id";
+pub(crate) const ADMIN_USER: &str = "default_user_id";
 
 pub(crate) struct Mgmt {
     pub gw: Gateway,
@@ -46,10 +47,6 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
         .with_state(state)
 }
 
-pub(crate) fn is_admin(p: &Principal) -> bool {
-    matches!(p, Principal::Master { .. } | Principal::Anonymous)
-}
-
 /// The caller, authenticated like any request to the gateway.
 pub(crate) async fn caller(m: &Mgmt, headers: &HeaderMap) -> Result<Principal, ProxyError> {
     m.gw.authenticate(headers).await
@@ -65,19 +62,91 @@ pub(crate) fn forbidden(message: String) -> ProxyError {
     }
 }
 
-/// The caller, who must be the proxy admin (master key).
+/// The caller, who must be a proxy admin (the master key, or a key of a `proxy_admin` user);
+/// returns who the change is recorded as.
 pub(crate) async fn admin(
     m: &Mgmt,
     headers: &HeaderMap,
     route: &str,
-) -> Result<Option<&'static str>, ProxyError> {
-    let p = caller(m, headers).await?;
-    if is_admin(&p) {
-        return Ok(Some(ADMIN_USER));
+) -> Result<Option<String>, ProxyError> {
+    super::roles::require_admin(m, headers, route).await
+}
+
+/// Who may change keys: a proxy admin any key, an internal user only keys of their own
+/// (every key the request names, by value or alias). Returns the caller's role.
+async fn key_changer(
+    m: &Mgmt,
+    headers: &HeaderMap,
+    route: &str,
+    named: &[Option<&str>],
+    aliases: &[Option<&str>],
+) -> Result<Role, ProxyError> {
+    let (_, role) = caller_role(m, headers).await?;
+    match &role {
+        Role::Admin(_) => Ok(role),
+        Role::Internal(u) => {
+            for key in named.iter().flatten() {
+                let record = m
+                    .ledger
+                    .store()
+                    .get_key(&token_of(key))
+                    .await
+                    .map_err(|e| store_error(&e))?;
+                if record.is_some_and(|k| k.user_id.as_deref() != Some(u)) {
+                    return Err(not_own_key(route));
+                }
+            }
+            for alias in aliases.iter().flatten() {
+                let record = m
+                    .ledger
+                    .store()
+                    .get_key_by_alias(alias)
+                    .await
+                    .map_err(|e| store_error(&e))?;
+                if record.is_some_and(|k| k.user_id.as_deref() != Some(u)) {
+                    return Err(not_own_key(route));
+                }
+            }
+            Ok(role.clone())
+        }
+        _ => Err(not_allowed(route, &role)),
     }
-    Err(forbidden(format!(
-        "Only proxy admin can be used to generate, delete, update info for new keys/users/teams. Route={route}. Your role=internal_user"
-    )))
+}
+
+fn not_own_key(route: &str) -> ProxyError {
+    forbidden(format!(
+        "You can only change keys of your own user. Route={route}. Your role=internal_user"
+    ))
+}
+
+/// An internal user may not move a key to another user, nor into a team they are not in.
+async fn no_escalation(
+    m: &Mgmt,
+    own: Option<&str>,
+    user_id: Option<&str>,
+    team_id: Option<&str>,
+) -> Result<(), ProxyError> {
+    let Some(own) = own else { return Ok(()) };
+    if user_id.is_some_and(|u| u != own) {
+        return Err(forbidden(format!(
+            "User={own} cannot create or change keys of another user (user_id={}). Your role=internal_user",
+            user_id.unwrap_or_default()
+        )));
+    }
+    if let Some(team_id) = team_id {
+        let team = m
+            .ledger
+            .store()
+            .get_team(team_id)
+            .await
+            .map_err(|e| store_error(&e))?;
+        if !team.is_some_and(|t| t.members.iter().any(|x| x == own)) {
+            return Err(forbidden(format!(
+                "User={own} is not a member of team_id={team_id}; only its members may create keys in it. Your role=internal_user"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A JSON body through the store's parser (400s name the field); an empty body is `{}`.
@@ -198,7 +267,7 @@ fn ignored_key_fields(route: &str, bytes: &[u8]) -> serde_json::Map<String, serd
 }
 
 /// [`reply`], with `ignored_fields` added to a successful answer when there are any.
-fn reply_noting<T: Serialize>(
+pub(crate) fn reply_noting<T: Serialize>(
     r: Result<T, idlehands_store::StoreError>,
     ignored: serde_json::Map<String, serde_json::Value>,
 ) -> Response {
@@ -227,11 +296,19 @@ macro_rules! tri {
 pub(crate) use tri;
 
 async fn generate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    let by = tri!(admin(&m, &headers, "/key/generate").await);
-    let req: GenerateKeyRequest = tri!(body(&bytes));
+    let (_, role) = tri!(caller_role(&m, &headers).await);
+    let mut req: GenerateKeyRequest = tri!(body(&bytes));
+    match &role {
+        Role::Admin(_) => {}
+        Role::Internal(u) => {
+            tri!(no_escalation(&m, Some(u), req.user_id.as_deref(), req.team_id.as_deref()).await);
+            req.user_id = Some(u.clone());
+        }
+        _ => return not_allowed("/key/generate", &role).into_response(),
+    }
     warn_unserved_models(&m, "/key/generate", req.models.as_deref());
     let ignored = ignored_key_fields("/key/generate", &bytes);
-    reply_noting(m.ledger.generate_key(req, by).await, ignored)
+    reply_noting(m.ledger.generate_key(req, role.by()).await, ignored)
 }
 
 /// LiteLLM stores any name in a key's `models` (a model may be added later). Stored here too,
@@ -276,43 +353,104 @@ async fn info(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
     // LiteLLM looks the key up before it checks who may read it: an unknown key is a 404
     // for every caller.
     let info = m.ledger.key_info(&key).await;
-    if info.is_ok()
+    if let Ok(found) = &info
         && let Principal::VirtualKey(vk) = &p
         && token_of(&key) != vk.token_hash
     {
-        return forbidden(
-            "You are not allowed to access this key's info. Your role=internal_user".to_string(),
-        )
-        .into_response();
+        let role = tri!(super::roles::role_of(&m, &p).await);
+        let own_user = role
+            .own_user()
+            .is_some_and(|u| found.info.record.user_id.as_deref() == Some(u));
+        if !role.reads_all() && !own_user {
+            return forbidden(format!(
+                "You are not allowed to access this key's info. Your role={}",
+                role.name()
+            ))
+            .into_response();
+        }
     }
     reply(info)
 }
 
 async fn list(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    tri!(admin(&m, &headers, "/key/list").await);
-    let q: KeyListQuery = tri!(query(&uri));
+    let (_, role) = tri!(caller_role(&m, &headers).await);
+    let mut q: KeyListQuery = tri!(query(&uri));
+    if !role.reads_all() {
+        // An internal user lists their own keys only.
+        match role.own_user() {
+            Some(u) => q.user_id = Some(u.to_owned()),
+            None => return not_allowed("/key/list", &role).into_response(),
+        }
+    }
     reply(m.ledger.list_keys(&q).await)
 }
 
+/// `Some(Some(x))` of an update field, the value it sets.
+fn set(v: &Option<Option<String>>) -> Option<&str> {
+    v.as_ref().and_then(|v| v.as_deref())
+}
+
 async fn update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    let by = tri!(admin(&m, &headers, "/key/update").await);
     let req: UpdateKeyRequest = tri!(body(&bytes));
+    let alias = if req.key.is_none() {
+        set(&req.key_alias)
+    } else {
+        None
+    };
+    let role =
+        tri!(key_changer(&m, &headers, "/key/update", &[req.key.as_deref()], &[alias]).await);
+    tri!(no_escalation(&m, role.own_user(), set(&req.user_id), set(&req.team_id)).await);
     warn_unserved_models(&m, "/key/update", req.models.as_deref());
     let ignored = ignored_key_fields("/key/update", &bytes);
-    reply_noting(m.ledger.update_key(req, by).await, ignored)
+    reply_noting(m.ledger.update_key(req, role.by()).await, ignored)
 }
 
 async fn delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    let by = tri!(admin(&m, &headers, "/key/delete").await);
     let req: DeleteKeysRequest = tri!(body(&bytes));
-    reply(m.ledger.delete_keys(req, by).await)
+    let keys: Vec<Option<&str>> = req
+        .keys
+        .iter()
+        .flatten()
+        .map(|k| Some(k.as_str()))
+        .collect();
+    let aliases: Vec<Option<&str>> = req
+        .key_aliases
+        .iter()
+        .flatten()
+        .map(|k| Some(k.as_str()))
+        .collect();
+    let role = tri!(key_changer(&m, &headers, "/key/delete", &keys, &aliases).await);
+    reply(m.ledger.delete_keys(req, role.by()).await)
 }
 
 async fn regenerate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    let by = tri!(admin(&m, &headers, "/key/regenerate").await);
     let req: RegenerateKeyRequest = tri!(body(&bytes));
+    let alias = if req.changes.key.is_none() {
+        set(&req.changes.key_alias)
+    } else {
+        None
+    };
+    let role = tri!(
+        key_changer(
+            &m,
+            &headers,
+            "/key/regenerate",
+            &[req.changes.key.as_deref()],
+            &[alias]
+        )
+        .await
+    );
+    tri!(
+        no_escalation(
+            &m,
+            role.own_user(),
+            set(&req.changes.user_id),
+            set(&req.changes.team_id)
+        )
+        .await
+    );
     let ignored = ignored_key_fields("/key/regenerate", &bytes);
-    reply_noting(m.ledger.regenerate_key(None, req, by).await, ignored)
+    reply_noting(m.ledger.regenerate_key(None, req, role.by()).await, ignored)
 }
 
 async fn regenerate_path(
@@ -321,20 +459,32 @@ async fn regenerate_path(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let by = tri!(admin(&m, &headers, "/key/{key}/regenerate").await);
     let req: RegenerateKeyRequest = tri!(body(&bytes));
+    let role = tri!(key_changer(&m, &headers, "/key/{key}/regenerate", &[Some(&key)], &[]).await);
+    tri!(
+        no_escalation(
+            &m,
+            role.own_user(),
+            set(&req.changes.user_id),
+            set(&req.changes.team_id)
+        )
+        .await
+    );
     let ignored = ignored_key_fields("/key/{key}/regenerate", &bytes);
-    reply_noting(m.ledger.regenerate_key(Some(&key), req, by).await, ignored)
+    reply_noting(
+        m.ledger.regenerate_key(Some(&key), req, role.by()).await,
+        ignored,
+    )
 }
 
 async fn block(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    let by = tri!(admin(&m, &headers, "/key/block").await);
     let req: BlockKeyRequest = tri!(body(&bytes));
-    reply(m.ledger.set_blocked(req, true, by).await)
+    let role = tri!(key_changer(&m, &headers, "/key/block", &[Some(&req.key)], &[]).await);
+    reply(m.ledger.set_blocked(req, true, role.by()).await)
 }
 
 async fn unblock(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    let by = tri!(admin(&m, &headers, "/key/unblock").await);
     let req: BlockKeyRequest = tri!(body(&bytes));
-    reply(m.ledger.set_blocked(req, false, by).await)
+    let role = tri!(key_changer(&m, &headers, "/key/unblock", &[Some(&req.key)], &[]).await);
+    reply(m.ledger.set_blocked(req, false, role.by()).await)
 }

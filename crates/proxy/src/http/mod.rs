@@ -4,6 +4,7 @@ mod attempts;
 mod audio;
 mod body;
 mod chat;
+mod customers;
 mod embeddings;
 mod estimate;
 pub(crate) mod guard;
@@ -15,15 +16,19 @@ mod model_admin;
 mod model_info;
 mod models;
 mod multi;
+mod orgs;
 mod passthrough;
 mod responses;
 mod responses_native;
+mod roles;
 mod spend;
 mod sse_map;
 mod stream;
+mod teams;
 mod trace;
 pub(crate) mod ui;
 mod usage_scan;
+mod users;
 
 use std::sync::Arc;
 
@@ -159,12 +164,20 @@ pub(crate) fn management_routes(
 ) -> Router {
     let app = gw.app.clone();
     let admin_limit = app.runtime.load().admin_body_limit;
-    let model_admin = Arc::new(model_admin::ModelAdmin {
+    let state = Arc::new(keys::Mgmt {
         gw: gw.clone(),
+        ledger,
+    });
+    let model_admin = Arc::new(model_admin::ModelAdmin {
+        gw,
+        mgmt: state.clone(),
         sync: models,
     });
-    let state = Arc::new(keys::Mgmt { gw, ledger });
     keys::routes(state.clone())
+        .merge(teams::routes(state.clone()))
+        .merge(users::routes(state.clone()))
+        .merge(customers::routes(state.clone()))
+        .merge(orgs::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
@@ -182,7 +195,7 @@ async fn method_not_allowed(method: http::Method, uri: http::Uri) -> Response {
     .into_response()
 }
 
-async fn not_found(uri: http::Uri) -> Response {
+fn not_found(uri: &http::Uri) -> Response {
     ProxyError::Custom {
         status: 404,
         kind: "not_found_error".to_string(),

@@ -26,6 +26,8 @@ use crate::models::secrets::redact_params;
 
 pub(crate) struct ModelAdmin {
     pub gw: Gateway,
+    /// For the caller's role (a `proxy_admin` user's key may change models too).
+    pub mgmt: Arc<super::keys::Mgmt>,
     /// `None` without `store_model_in_db`.
     pub sync: Option<Arc<ModelSync>>,
 }
@@ -65,15 +67,17 @@ fn not_enabled() -> ProxyError {
     )
 }
 
-/// The caller's user id when it is the proxy admin; the model routes are admin only.
+/// The caller's user id when it is a proxy admin (the master key, or a `proxy_admin` user's
+/// key); the model routes are admin only.
 async fn admin(s: &ModelAdmin, headers: &HeaderMap, route: &str) -> Result<String, ProxyError> {
-    let p = s.gw.authenticate(headers).await?;
-    if super::keys::is_admin(&p) {
-        return Ok("default_user_id".to_string());
+    let (_, role) = super::roles::caller_role(&s.mgmt, headers).await?;
+    match role {
+        super::roles::Role::Admin(user) => Ok(user),
+        other => Err(super::keys::forbidden(format!(
+            "Only proxy admin can add, update or delete models. Route={route}. Your role={}",
+            other.name()
+        ))),
     }
-    Err(super::keys::forbidden(format!(
-        "Only proxy admin can add, update or delete models. Route={route}. Your role=internal_user"
-    )))
 }
 
 fn json_body(bytes: &[u8]) -> Result<Map<String, Value>, ProxyError> {

@@ -364,7 +364,7 @@ fn routed_vllm(
 pub(crate) async fn fallback(State(app): State<Arc<App>>, req: Request) -> Response {
     let rt = app.runtime.load_full();
     let Some((route, rest)) = rt.pass_through.custom_for(req.method(), req.uri().path()) else {
-        return super::not_found(req.uri().clone()).await;
+        return super::not_found(req.uri());
     };
     let (parts, body) = req.into_parts();
     let principal = if route.auth {

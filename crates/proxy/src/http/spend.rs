@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use http::{HeaderMap, Uri};
-use idlehands_store::{SpendGroup, SpendLogsQuery, StoreError};
+use idlehands_store::{ReportGroup, SpendGroup, SpendLogsQuery, StoreError};
 use serde::{Deserialize, Serialize};
 
-use super::keys::{Mgmt, Shared, admin, caller, query, reply, tri};
+use super::keys::{Mgmt, Shared, caller, query, reply, tri};
 use crate::auth::Principal;
 use crate::ledger::seams::store_error;
 
@@ -30,9 +30,14 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
 async fn logs(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
     let p = tri!(caller(&m, &headers).await);
     let mut q: SpendLogsQuery = tri!(query(&uri));
-    // A virtual key sees its own calls only.
-    if let Principal::VirtualKey(vk) = &p {
-        q.api_key = Some(vk.token_hash.clone());
+    let role = tri!(super::roles::role_of(&m, &p).await);
+    if !role.reads_all() {
+        match (role.own_user(), &p) {
+            // An internal user sees their own user's calls; a key without a user its own.
+            (Some(u), _) => q.user_id = Some(u.to_owned()),
+            (None, Principal::VirtualKey(vk)) => q.api_key = Some(vk.token_hash.clone()),
+            (None, _) => {}
+        }
     }
     reply(m.ledger.spend_logs(&q).await)
 }
@@ -67,39 +72,27 @@ fn bad(e: StoreError) -> Response {
 }
 
 async fn report(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    tri!(admin(&m, &headers, "/global/spend/report").await);
+    tri!(super::roles::require_reader(&m, &headers, "/global/spend/report").await);
     let q: ReportQuery = tri!(query(&uri));
     let group = match q.group_by.as_deref().unwrap_or("api_key") {
         "api_key" | "key" => SpendGroup::Key,
         "model" => SpendGroup::Model,
         "user" => SpendGroup::User,
+        "team" => return litellm_report(&m, &q, ReportGroup::Team).await,
+        "customer" => return litellm_report(&m, &q, ReportGroup::Customer).await,
         other => {
             return bad(StoreError::bad_request(
-                format!("group_by must be one of: api_key, model, user (got {other:?})"),
+                format!(
+                    "group_by must be one of: api_key, model, user, team, customer (got {other:?})"
+                ),
                 "group_by",
             ));
         }
     };
-    let end = match date(q.end_date.as_deref(), "end_date") {
-        Ok(d) => d.unwrap_or_else(|| Utc::now().date_naive()),
+    let (start, end) = match report_range(&q) {
+        Ok(r) => r,
         Err(e) => return bad(e),
     };
-    let start = match date(q.start_date.as_deref(), "start_date") {
-        Ok(d) => d.unwrap_or(end - Duration::days(29)),
-        Err(e) => return bad(e),
-    };
-    if start > end {
-        return bad(StoreError::bad_request(
-            "start_date must not be after end_date",
-            "start_date",
-        ));
-    }
-    if (end - start).num_days() >= MAX_REPORT_DAYS {
-        return bad(StoreError::bad_request(
-            format!("the report covers at most {MAX_REPORT_DAYS} days"),
-            "start_date",
-        ));
-    }
     let store = m.ledger.store();
     let mut labels: HashMap<String, String> = HashMap::new();
     let mut out = Vec::new();
@@ -136,5 +129,101 @@ async fn report(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
         }
         day += Duration::days(1);
     }
+    axum::Json(out).into_response()
+}
+
+/// The report's date range: `end_date` (default today) back to `start_date` (default 29 days
+/// before), at most [`MAX_REPORT_DAYS`].
+fn report_range(q: &ReportQuery) -> Result<(NaiveDate, NaiveDate), StoreError> {
+    let end = date(q.end_date.as_deref(), "end_date")?.unwrap_or_else(|| Utc::now().date_naive());
+    let start = date(q.start_date.as_deref(), "start_date")?.unwrap_or(end - Duration::days(29));
+    if start > end {
+        return Err(StoreError::bad_request(
+            "start_date must not be after end_date",
+            "start_date",
+        ));
+    }
+    if (end - start).num_days() >= MAX_REPORT_DAYS {
+        return Err(StoreError::bad_request(
+            format!("the report covers at most {MAX_REPORT_DAYS} days"),
+            "start_date",
+        ));
+    }
+    Ok((start, end))
+}
+
+/// `group_by=team|customer` in LiteLLM's shape: per day, per team (its alias, else its id,
+/// else `Unassigned Team`) or end user, the total and each model and key's part.
+async fn litellm_report(m: &Mgmt, q: &ReportQuery, group: ReportGroup) -> Response {
+    let (start, end) = match report_range(q) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    let from = Utc.from_utc_datetime(&start.and_hms_opt(0, 0, 0).unwrap_or_default());
+    let to =
+        Utc.from_utc_datetime(&end.and_hms_opt(0, 0, 0).unwrap_or_default()) + Duration::days(1);
+    let store = m.ledger.store();
+    let rows = match store.spend_by_day_and(group, from, to).await {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    let mut names: HashMap<Option<String>, String> = HashMap::new();
+    // day -> group name -> (total, parts), in order.
+    let mut days: std::collections::BTreeMap<i64, Vec<(String, i64, Vec<serde_json::Value>)>> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        let name = match names.get(&r.group) {
+            Some(n) => n.clone(),
+            None => {
+                let n = match (group, &r.group) {
+                    (ReportGroup::Team, Some(id)) => match store.get_team(id).await {
+                        Ok(Some(t)) => t.team_alias.unwrap_or_else(|| id.clone()),
+                        _ => id.clone(),
+                    },
+                    (ReportGroup::Team, None) => "Unassigned Team".to_string(),
+                    (ReportGroup::Customer, g) => g.clone().unwrap_or_default(),
+                };
+                names.insert(r.group.clone(), n.clone());
+                n
+            }
+        };
+        let groups = days.entry(r.day_ms).or_default();
+        let part = serde_json::json!({
+            "model": r.model,
+            "api_key": r.api_key,
+            "spend": idlehands_store::money::nanos_to_usd(r.spend),
+            "total_tokens": r.total_tokens,
+        });
+        match groups.iter_mut().find(|(n, _, _)| *n == name) {
+            Some((_, total, parts)) => {
+                *total = total.saturating_add(r.spend);
+                parts.push(part);
+            }
+            None => groups.push((name, r.spend, vec![part])),
+        }
+    }
+    let (list_name, name_field) = match group {
+        ReportGroup::Team => ("teams", "team_name"),
+        ReportGroup::Customer => ("customers", "customer"),
+    };
+    let out: Vec<serde_json::Value> = days
+        .into_iter()
+        .map(|(day, groups)| {
+            let day = idlehands_store::py_isoformat(
+                &Utc.timestamp_millis_opt(day).single().unwrap_or_default(),
+            );
+            let groups: Vec<serde_json::Value> = groups
+                .into_iter()
+                .map(|(name, total, parts)| {
+                    serde_json::json!({
+                        name_field: name,
+                        "total_spend": idlehands_store::money::nanos_to_usd(total),
+                        "metadata": parts,
+                    })
+                })
+                .collect();
+            serde_json::json!({"group_by_day": day, list_name: groups})
+        })
+        .collect();
     axum::Json(out).into_response()
 }

@@ -153,6 +153,20 @@ impl StoreSettings {
             }
             ledger.budget_exceeded_status = code;
         }
+        if let Some(v) = cfg.file.litellm_settings.extra.get("max_end_user_budget") {
+            let nanos = v
+                .as_f64()
+                .filter(|usd| *usd >= 0.0)
+                .and_then(idlehands_store::money::usd_to_nanos)
+                .ok_or_else(|| {
+                    invalid(
+                        cfg,
+                        "litellm_settings.max_end_user_budget",
+                        format!("{v} is not a non-negative number of USD"),
+                    )
+                })?;
+            ledger.max_end_user_budget = Some(nanos);
+        }
         if let Some(ttl) = gs.user_api_key_cache_ttl.filter(|t| *t >= 0.0) {
             ledger.cache_ttl = Duration::from_secs_f64(ttl);
         }
@@ -691,6 +705,24 @@ mod tests {
                 .contains("general_settings.store_model_in_db: needs a master key"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn max_end_user_budget_is_read_and_checked() {
+        let c = cfg("litellm_settings:\n  max_end_user_budget: 2.5\n");
+        let s = StoreSettings::from_config(&c, &|_| None).expect("settings");
+        assert_eq!(s.ledger.max_end_user_budget, Some(2_500_000_000));
+        for bad in ["-1", "lots"] {
+            let c = cfg(&format!(
+                "litellm_settings:\n  max_end_user_budget: {bad}\n"
+            ));
+            let e = StoreSettings::from_config(&c, &|_| None).expect_err(bad);
+            assert!(
+                e.to_string()
+                    .contains("litellm_settings.max_end_user_budget"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -172,6 +172,18 @@ impl Limiter for Shared {
         }
     }
 
+    fn settle_counters(&self, mut ticket: Ticket, spend: i64, tokens: i64) -> BoxFuture<'_, i64> {
+        match (self.redis.get(), &self.local) {
+            (_, Some(local)) if ticket.id & LOCAL_TICKET != 0 => {
+                ticket.id &= !LOCAL_TICKET;
+                local.settle_counters(ticket, spend, tokens)
+            }
+            (Some(redis), _) => redis.settle_counters(ticket, spend, tokens),
+            (None, Some(local)) => local.settle_counters(ticket, spend, tokens),
+            (None, None) => Box::pin(async { 0 }),
+        }
+    }
+
     fn release(&self, mut ticket: Ticket) {
         match (self.redis.get(), &self.local) {
             (_, Some(local)) if ticket.id & LOCAL_TICKET != 0 => {

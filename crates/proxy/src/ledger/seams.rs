@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use idlehands_store::organizations::OrgRecord;
+use idlehands_store::teams::TeamView;
+use idlehands_store::users::UserRecord;
 use idlehands_store::{
     AccessError, ApiError, AuthedKey, JsonObjectText, KeyRecord, Ledger, STATUS_FAILURE,
     STATUS_SUCCESS, SpendLogRow, StoreError,
@@ -67,8 +70,18 @@ struct Held {
 /// once per record version.
 struct Resolved {
     record: Arc<KeyRecord>,
+    team: Option<Arc<TeamView>>,
+    user: Option<Arc<UserRecord>>,
+    org: Option<Arc<OrgRecord>>,
     principal: Principal,
 }
+
+type ResolvedParts = (
+    Arc<KeyRecord>,
+    Option<Arc<TeamView>>,
+    Option<Arc<UserRecord>>,
+    Option<Arc<OrgRecord>>,
+);
 
 pub struct StoreSeams {
     ledger: Ledger,
@@ -100,8 +113,19 @@ impl StoreSeams {
     }
 
     fn principal_for(&self, authed: AuthedKey) -> Principal {
+        fn same<T>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        let same_team = |r: &Resolved| {
+            same(&r.team, &authed.team) && same(&r.user, &authed.user) && same(&r.org, &authed.org)
+        };
         if let Some(r) = self.resolved.read().get(&authed.token)
             && Arc::ptr_eq(&r.record, &authed.record)
+            && same_team(r)
         {
             return r.principal.clone();
         }
@@ -114,6 +138,17 @@ impl StoreSeams {
             user_id: k.user_id.clone(),
             team_id: k.team_id.clone(),
             models: k.models.clone(),
+            // The team's models bound a key in a team; a key without one, its user's.
+            team_models: match (&authed.team, &authed.user) {
+                (Some(t), _) => t.record.models.clone(),
+                (None, Some(u)) => u.models.clone(),
+                (None, None) => Vec::new(),
+            },
+            org_models: authed
+                .org
+                .as_ref()
+                .map(|o| o.models.clone())
+                .unwrap_or_default(),
             aliases: k
                 .aliases
                 .iter()
@@ -136,14 +171,24 @@ impl StoreSeams {
             authed.token.clone(),
             Arc::new(Resolved {
                 record: authed.record,
+                team: authed.team,
+                user: authed.user,
+                org: authed.org,
                 principal: principal.clone(),
             }),
         );
         principal
     }
 
-    fn record_of(&self, token: &str) -> Option<Arc<KeyRecord>> {
-        self.resolved.read().get(token).map(|r| r.record.clone())
+    fn record_of(&self, token: &str) -> Option<ResolvedParts> {
+        self.resolved.read().get(token).map(|r| {
+            (
+                r.record.clone(),
+                r.team.clone(),
+                r.user.clone(),
+                r.org.clone(),
+            )
+        })
     }
 
     /// Runs store work off the (synchronous) hook, counted for [`StoreSeams::drain`].
@@ -243,18 +288,21 @@ impl CallHooks for StoreSeams {
             let Principal::VirtualKey(vk) = call.principal else {
                 return Ok(Reservation(None));
             };
-            let Some(record) = self.record_of(&vk.token_hash) else {
+            let Some((record, team, user, org)) = self.record_of(&vk.token_hash) else {
                 // Resolved a moment ago; gone only if the cache was just cleared.
                 return Err(api_error(&AccessError::Unavailable));
             };
             let authed = AuthedKey {
                 token: vk.token_hash.clone(),
                 record,
+                team,
+                user,
+                org,
             };
             let (nanos, tokens) = estimate(call);
             let reservation = self
                 .ledger
-                .reserve(&authed, nanos, tokens)
+                .reserve_for(&authed, call.end_user, nanos, tokens)
                 .await
                 .map_err(|e| match e {
                     // Only the shared (Redis) limiter is ever unavailable here.
@@ -432,7 +480,17 @@ fn metadata_json(r: &CallRecord) -> String {
 impl CallSink for StoreSeams {
     fn record(&self, record: CallRecord) {
         let held = self.parked.lock().remove(&record.call_id);
-        let row = spend_row(record);
+        let mut row = spend_row(record);
+        if held.is_none() && !row.api_key.is_empty() {
+            // A refused call of a key still counts as its organization's (a settled one gets
+            // it from its reservation).
+            row.organization_id = self.resolved.read().get(&row.api_key).and_then(|r| {
+                r.org
+                    .as_ref()
+                    .map(|o| o.organization_id.clone())
+                    .or_else(|| r.record.organization_id.clone())
+            });
+        }
         let ledger = self.ledger.clone();
         self.spawn(async move {
             match held {

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 //! Start the gateway in-process on an ephemeral loopback port.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 //! What the provider and /v1/messages end-to-end tests share: snapshots of what a fake
 //! received and what the client got, with the volatile parts (times, random ids, signatures)
 //! redacted.

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 //! A gateway with the store behind it, on a loopback port, over a fresh SQLite file or a fresh
 //! Postgres schema; the same scenarios run on both.
 

@@ -1,5 +1,5 @@
 //! Each scenario runs against a fresh SQLite file and a fresh Postgres schema.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::time::Duration;
 

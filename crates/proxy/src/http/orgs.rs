@@ -1,0 +1,136 @@
+//! `/organization/*`: organizations on the store. Changes need a proxy admin; a proxy admin
+//! viewer reads them.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, Uri};
+use idlehands_store::organizations::{
+    DeleteOrgRequest, NewOrgRequest, OrgMemberAddRequest, OrgMemberDeleteRequest, UpdateOrgRequest,
+};
+
+use super::keys::{Mgmt, Shared, admin, body, query, reply, reply_noting, tri};
+use super::roles::require_reader;
+use crate::ledger::seams::store_error;
+
+pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
+    Router::new()
+        .route("/organization/new", post(new))
+        .route("/organization/info", get(info))
+        .route("/organization/update", post(update).patch(update))
+        .route("/organization/delete", post(delete).delete(delete))
+        .route("/organization/list", get(list))
+        .route("/organization/member_add", post(member_add))
+        .route(
+            "/organization/member_delete",
+            post(member_delete).delete(member_delete),
+        )
+        .with_state(state)
+}
+
+const ORG_FIELDS_ACTED: [&str; 12] = [
+    "organization_id",
+    "organization_alias",
+    "models",
+    "metadata",
+    "max_budget",
+    "soft_budget",
+    "budget_duration",
+    "tpm_limit",
+    "rpm_limit",
+    "max_parallel_requests",
+    "organization_ids",
+    "member",
+];
+
+fn ignored(route: &str, bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(bytes)
+    else {
+        return out;
+    };
+    for (name, value) in &fields {
+        if value.is_null() || ORG_FIELDS_ACTED.contains(&name.as_str()) {
+            continue;
+        }
+        let why = match name.as_str() {
+            "soft_budget" => "stored and shown; no alert is sent when it is crossed",
+            _ => "not an organization field this gateway acts on; ignored",
+        };
+        tracing::warn!(
+            route,
+            field = name.as_str(),
+            "organization field has no effect here: {why}"
+        );
+        out.insert(name.clone(), why.into());
+    }
+    out
+}
+
+async fn new(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let by = tri!(admin(&m, &headers, "/organization/new").await);
+    let req: NewOrgRequest = tri!(body(&bytes));
+    reply_noting(
+        m.ledger.new_org(req, by.as_deref()).await,
+        ignored("/organization/new", &bytes),
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct InfoQuery {
+    organization_id: Option<String>,
+}
+
+async fn info(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    tri!(require_reader(&m, &headers, "/organization/info").await);
+    let q: InfoQuery = tri!(query(&uri));
+    let Some(id) = q.organization_id.filter(|u| !u.trim().is_empty()) else {
+        let e = idlehands_store::StoreError::bad_request(
+            "Malformed request. No organization_id passed in.",
+            "organization_id",
+        );
+        return store_error(&e).into_response();
+    };
+    reply(m.ledger.org_info(&id).await)
+}
+
+async fn update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    tri!(admin(&m, &headers, "/organization/update").await);
+    let req: UpdateOrgRequest = tri!(body(&bytes));
+    reply_noting(
+        m.ledger.update_org(req).await,
+        ignored("/organization/update", &bytes),
+    )
+}
+
+async fn delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    tri!(admin(&m, &headers, "/organization/delete").await);
+    let req: DeleteOrgRequest = tri!(body(&bytes));
+    reply(
+        m.ledger
+            .delete_orgs(req)
+            .await
+            .map(|ids| serde_json::json!({"deleted_organizations": ids})),
+    )
+}
+
+async fn list(State(m): Shared, headers: HeaderMap) -> Response {
+    tri!(require_reader(&m, &headers, "/organization/list").await);
+    reply(m.ledger.list_orgs().await)
+}
+
+async fn member_add(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    tri!(admin(&m, &headers, "/organization/member_add").await);
+    let req: OrgMemberAddRequest = tri!(body(&bytes));
+    reply(m.ledger.org_member_add(req).await)
+}
+
+async fn member_delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    tri!(admin(&m, &headers, "/organization/member_delete").await);
+    let req: OrgMemberDeleteRequest = tri!(body(&bytes));
+    reply(m.ledger.org_member_delete(req).await)
+}

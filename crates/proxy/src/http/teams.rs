@@ -1,0 +1,222 @@
+//! `/team/*`: teams on the store, with LiteLLM's routes, bodies and statuses. Changes need the
+//! master key; a key of the team may read its own team's `/team/info`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, Uri};
+use idlehands_store::teams::{
+    BlockTeamRequest, DeleteTeamRequest, NewTeamRequest, TeamListQuery, TeamMemberAddRequest,
+    TeamMemberDeleteRequest, TeamMemberUpdateRequest, TeamModelsRequest, UpdateTeamRequest,
+};
+
+use super::keys::{Mgmt, Shared, admin, body, caller, forbidden, query, reply, tri};
+use crate::auth::Principal;
+
+pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
+    Router::new()
+        .route("/team/new", post(new))
+        .route("/team/info", get(info))
+        .route("/team/list", get(list))
+        .route("/team/update", post(update))
+        .route("/team/delete", post(delete))
+        .route("/team/block", post(block))
+        .route("/team/unblock", post(unblock))
+        .route("/team/member_add", post(member_add))
+        .route("/team/member_delete", post(member_delete))
+        .route("/team/member_update", post(member_update))
+        .route("/team/model/add", post(model_add))
+        .route("/team/model/delete", post(model_delete))
+        .with_state(state)
+}
+
+/// Team fields that act here: stored and enforced, or shown and filterable.
+const TEAM_FIELDS_ACTED: [&str; 14] = [
+    "team_id",
+    "team_alias",
+    "organization_id",
+    "models",
+    "metadata",
+    "members_with_roles",
+    "blocked",
+    "max_budget",
+    "soft_budget",
+    "budget_duration",
+    "tpm_limit",
+    "rpm_limit",
+    "max_parallel_requests",
+    "team_ids",
+];
+
+/// The body's fields this gateway does not act on, named in the answer's `ignored_fields`
+/// (and logged) so a LiteLLM client is told instead of finding out later.
+fn ignored_team_fields(route: &str, bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(bytes)
+    else {
+        return out;
+    };
+    for (name, value) in &fields {
+        if value.is_null() || TEAM_FIELDS_ACTED.contains(&name.as_str()) {
+            continue;
+        }
+        let why = match name.as_str() {
+            "soft_budget" => "stored and shown; no alert is sent when it is crossed",
+            _ => "not a team field this gateway acts on; ignored",
+        };
+        tracing::warn!(
+            route,
+            field = name.as_str(),
+            "team field has no effect here: {why}"
+        );
+        out.insert(name.clone(), why.into());
+    }
+    out
+}
+
+async fn new(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let by = tri!(admin(&m, &headers, "/team/new").await);
+    let req: NewTeamRequest = tri!(body(&bytes));
+    let ignored = ignored_team_fields("/team/new", &bytes);
+    super::keys::reply_noting(m.ledger.new_team(req, by.as_deref()).await, ignored)
+}
+
+#[derive(serde::Deserialize)]
+struct InfoQuery {
+    team_id: Option<String>,
+}
+
+async fn info(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    let p = tri!(caller(&m, &headers).await);
+    let q: InfoQuery = tri!(query(&uri));
+    let Some(team_id) = q.team_id.filter(|t| !t.trim().is_empty()) else {
+        let e = idlehands_store::StoreError::bad_request(
+            "Malformed request. No team id passed in.",
+            "team_id",
+        );
+        return crate::ledger::seams::store_error(&e).into_response();
+    };
+    let role = tri!(super::roles::role_of(&m, &p).await);
+    if !role.reads_all() {
+        let own_key = match &p {
+            Principal::VirtualKey(vk) => vk.team_id.as_deref() == Some(team_id.as_str()),
+            _ => false,
+        };
+        let member = match role.own_user() {
+            Some(u) => match m.ledger.store().get_team(&team_id).await {
+                Ok(t) => t.is_some_and(|t| t.members.iter().any(|x| x == u)),
+                Err(e) => return crate::ledger::seams::store_error(&e).into_response(),
+            },
+            None => false,
+        };
+        if !own_key && !member {
+            return forbidden(format!(
+                "Call not allowed. User not proxy admin OR team admin. route=/team/info, team_id={team_id}"
+            ))
+            .into_response();
+        }
+    }
+    reply(m.ledger.team_info(&team_id).await)
+}
+
+async fn list(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    let (_, role) = tri!(super::roles::caller_role(&m, &headers).await);
+    let mut q: TeamListQuery = tri!(query(&uri));
+    if !role.reads_all() {
+        // An internal user lists the teams they are in.
+        match role.own_user() {
+            Some(u) => q.user_id = Some(u.to_owned()),
+            None => return super::roles::not_allowed("/team/list", &role).into_response(),
+        }
+    }
+    reply(m.ledger.list_teams(&q).await)
+}
+
+async fn update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let by = tri!(admin(&m, &headers, "/team/update").await);
+    let req: UpdateTeamRequest = tri!(body(&bytes));
+    let ignored = ignored_team_fields("/team/update", &bytes);
+    super::keys::reply_noting(m.ledger.update_team(req, by.as_deref()).await, ignored)
+}
+
+async fn delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let by = tri!(admin(&m, &headers, "/team/delete").await);
+    let req: DeleteTeamRequest = tri!(body(&bytes));
+    reply(m.ledger.delete_teams(req, by.as_deref()).await)
+}
+
+async fn block(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let by = tri!(admin(&m, &headers, "/team/block").await);
+    let req: BlockTeamRequest = tri!(body(&bytes));
+    reply(m.ledger.set_team_blocked(req, true, by.as_deref()).await)
+}
+
+async fn unblock(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let by = tri!(admin(&m, &headers, "/team/unblock").await);
+    let req: BlockTeamRequest = tri!(body(&bytes));
+    reply(m.ledger.set_team_blocked(req, false, by.as_deref()).await)
+}
+
+/// Who may change a team's members: a proxy admin, or (as in LiteLLM) an internal user who is
+/// an `admin` member of that team. Returns who the change is recorded as.
+async fn member_manager(
+    m: &Mgmt,
+    headers: &HeaderMap,
+    route: &str,
+    team_id: &str,
+) -> Result<Option<String>, crate::error::ProxyError> {
+    let (_, role) = super::roles::caller_role(m, headers).await?;
+    match &role {
+        super::roles::Role::Admin(u) => Ok(Some(u.clone())),
+        super::roles::Role::Internal(u) => {
+            let team = m
+                .ledger
+                .store()
+                .get_team(team_id)
+                .await
+                .map_err(|e| crate::ledger::seams::store_error(&e))?;
+            if team.is_some_and(|t| t.admins.iter().any(|a| a == u)) {
+                Ok(Some(u.clone()))
+            } else {
+                Err(forbidden(format!(
+                    "Call not allowed. User not proxy admin OR team admin. route={route}, team_id={team_id}"
+                )))
+            }
+        }
+        _ => Err(super::roles::not_allowed(route, &role)),
+    }
+}
+
+async fn member_add(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let req: TeamMemberAddRequest = tri!(body(&bytes));
+    let by = tri!(member_manager(&m, &headers, "/team/member_add", &req.team_id).await);
+    reply(m.ledger.team_member_add(req, by.as_deref()).await)
+}
+
+async fn member_delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let req: TeamMemberDeleteRequest = tri!(body(&bytes));
+    let by = tri!(member_manager(&m, &headers, "/team/member_delete", &req.team_id).await);
+    reply(m.ledger.team_member_delete(req, by.as_deref()).await)
+}
+
+async fn member_update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let req: TeamMemberUpdateRequest = tri!(body(&bytes));
+    let by = tri!(member_manager(&m, &headers, "/team/member_update", &req.team_id).await);
+    reply(m.ledger.team_member_update(req, by.as_deref()).await)
+}
+
+async fn model_add(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let by = tri!(admin(&m, &headers, "/team/model/add").await);
+    let req: TeamModelsRequest = tri!(body(&bytes));
+    reply(m.ledger.team_models(req, true, by.as_deref()).await)
+}
+
+async fn model_delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    let by = tri!(admin(&m, &headers, "/team/model/delete").await);
+    let req: TeamModelsRequest = tri!(body(&bytes));
+    reply(m.ledger.team_models(req, false, by.as_deref()).await)
+}

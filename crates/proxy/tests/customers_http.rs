@@ -1,0 +1,233 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! End users through HTTP: `/customer/*` with LiteLLM's bodies and statuses, budgets for the
+//! request's `user` (their own, or `litellm_settings.max_end_user_budget`), blocked end users,
+//! spend rows and `/spend/logs` by end user. SQLite and Postgres.
+
+mod store_support;
+
+use serde_json::{Value, json};
+use store_support::{Backend, MASTER, Place, error_of, generate, get, post, spend_rows, start};
+
+fn chat_as(user: &str) -> Value {
+    json!({"model": "mocky", "max_tokens": 50, "user": user,
+           "messages": [{"role": "user", "content": "Say hi"}]})
+}
+
+async fn end_user_budgets_and_blocks(b: Backend) {
+    let place = Place::new(b);
+    // Every end user without a budget of their own gets 1e-5 USD: one call.
+    let p = start(
+        &place,
+        "litellm_settings:\n  max_end_user_budget: 0.00001\n",
+    )
+    .await;
+    let (key, _) = generate(&p, json!({})).await;
+    let call = |user: &'static str| {
+        let (p, key) = (&p, key.clone());
+        async move { post(p, "/v1/chat/completions", &key, chat_as(user)).await }
+    };
+    let first = call("e1").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let cost: f64 = first.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let over = call("e1").await;
+    assert_eq!(over.status, 422, "{}", over.body);
+    let (kind, msg) = error_of(&over);
+    assert_eq!(kind, "budget_exceeded");
+    assert!(
+        msg.starts_with("ExceededBudget: End User=e1 over budget. Spend="),
+        "{msg}"
+    );
+    assert!(msg.contains("Budget=1e-05"), "{msg}");
+    // Another end user, and calls without one, are not affected.
+    assert_eq!(call("e9").await.status, 200);
+    let plain = json!({"model": "mocky", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, plain).await.status,
+        200
+    );
+
+    // Not created yet: 404; created, their spend so far is kept and their own budget applies.
+    let missing = get(&p, "/customer/info?end_user_id=e1", MASTER).await;
+    assert_eq!(missing.status, 404);
+    assert!(
+        error_of(&missing)
+            .1
+            .contains("End User Id=e1 does not exist in db")
+    );
+    let made = post(
+        &p,
+        "/customer/new",
+        MASTER,
+        json!({"user_id": "e1", "alias": "Acme", "max_budget": 1, "default_model": "mocky"}),
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert!(made.body["ignored_fields"]["default_model"].is_string());
+    assert!(
+        (made.body["spend"].as_f64().unwrap() - cost).abs() < 1e-12,
+        "{}",
+        made.body
+    );
+    assert_eq!(made.body["litellm_budget_table"]["max_budget"], 1.0);
+    assert_eq!(call("e1").await.status, 200);
+    let info = get(&p, "/customer/info?end_user_id=e1", MASTER).await;
+    assert!(
+        (info.body["spend"].as_f64().unwrap() - 2.0 * cost).abs() < 1e-12,
+        "{}",
+        info.body
+    );
+    assert_eq!(info.body["alias"], "Acme");
+
+    // Bad input.
+    let dup = post(&p, "/customer/new", MASTER, json!({"user_id": "e1"})).await;
+    assert_eq!(dup.status, 400);
+    assert!(
+        error_of(&dup)
+            .1
+            .starts_with("Customer already exists, passed user_id=e1")
+    );
+    let bad = post(
+        &p,
+        "/customer/new",
+        MASTER,
+        json!({"user_id": "e3", "max_budget": "lots"}),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        post(
+            &p,
+            "/customer/update",
+            MASTER,
+            json!({"user_id": "nope", "alias": "x"})
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        post(&p, "/customer/new", &key, json!({"user_id": "e4"}))
+            .await
+            .status,
+        403
+    );
+
+    // Blocked end users are refused until unblocked; all named or none.
+    post(
+        &p,
+        "/customer/new",
+        MASTER,
+        json!({"user_id": "e2", "max_budget": 1}),
+    )
+    .await;
+    assert_eq!(
+        post(
+            &p,
+            "/customer/block",
+            MASTER,
+            json!({"user_ids": ["e2", "nope"]})
+        )
+        .await
+        .status,
+        404
+    );
+    let e2 = call("e2").await;
+    assert_eq!(e2.status, 200, "{}", e2.body);
+    assert_eq!(
+        post(&p, "/customer/block", MASTER, json!({"user_ids": ["e2"]}))
+            .await
+            .status,
+        200
+    );
+    let blocked = call("e2").await;
+    assert_eq!(blocked.status, 403, "{}", blocked.body);
+    assert!(error_of(&blocked).1.contains("End user=e2 is blocked"));
+    post(&p, "/end_user/unblock", MASTER, json!({"user_ids": ["e2"]})).await;
+    assert_eq!(call("e2").await.status, 200);
+
+    // Spend rows carry the end user; `/spend/logs` filters by it.
+    let rows = spend_rows(&p, "?end_user=e1", 3).await;
+    assert_eq!(rows.len(), 3, "two answered, one refused");
+    assert!(rows.iter().all(|r| r["end_user"] == "e1"));
+
+    let list = get(&p, "/customer/list", MASTER).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 2);
+    assert_eq!(
+        post(
+            &p,
+            "/customer/delete",
+            MASTER,
+            json!({"user_ids": ["e2", "nope"]})
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        post(&p, "/customer/delete", MASTER, json!({"user_ids": ["e2"]}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&p, "/customer/info?end_user_id=e2", MASTER)
+            .await
+            .status,
+        404
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
+/// Without `max_end_user_budget` and before any end user exists, a request's `user` costs no
+/// lookup; the first end user created is enforced at once, also after a restart.
+async fn end_users_created_later_are_enforced(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    let (key, _) = generate(&p, json!({})).await;
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, chat_as("late"))
+            .await
+            .status,
+        200
+    );
+    let made = post(
+        &p,
+        "/customer/new",
+        MASTER,
+        json!({"user_id": "late", "blocked": true}),
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, chat_as("late"))
+            .await
+            .status,
+        403
+    );
+    p.stop().await;
+    let p = start(&place, "").await;
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, chat_as("late"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, chat_as("other"))
+            .await
+            .status,
+        200
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
+both_backends!(
+    end_user_budgets_and_blocks,
+    end_users_created_later_are_enforced
+);

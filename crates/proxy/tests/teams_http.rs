@@ -1,0 +1,659 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Teams through HTTP: `/team/*` with LiteLLM's bodies and statuses, keys bound by their
+//! team's models, budget and limits (also per member), team spend, and 200 concurrent calls
+//! on a small team budget: on SQLite, on Postgres, and across two instances sharing Postgres
+//! and Redis.
+
+mod store_support;
+
+use serde_json::{Value, json};
+use store_support::{
+    Backend, MASTER, Place, Proxy, chat, client, error_of, generate, get, post, redis_url, send,
+    spend_rows, start,
+};
+
+fn bounded_chat() -> Value {
+    // max_tokens above what the mock answers, so each reservation covers its call.
+    json!({"model": "mocky", "max_tokens": 50, "messages": [{"role": "user", "content": "Say hi"}]})
+}
+
+async fn new_team(p: &Proxy, body: Value) -> Value {
+    let a = post(p, "/team/new", MASTER, body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body
+}
+
+async fn team_info(p: &Proxy, team: &str) -> Value {
+    let a = get(p, &format!("/team/info?team_id={team}"), MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body
+}
+
+async fn team_lifecycle_and_bad_input(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    let created = new_team(
+        &p,
+        json!({"team_id": "core", "team_alias": "Core", "models": ["mocky"], "max_budget": 5,
+               "budget_duration": "30d", "metadata": {"cost_center": "42"},
+               "members_with_roles": [{"user_id": "lead", "role": "admin"}],
+               "guardrails": ["g1"]}),
+    )
+    .await;
+    assert_eq!(created["team_id"], "core");
+    assert_eq!(created["max_budget"], 5.0);
+    assert_eq!(created["spend"], 0.0);
+    assert_eq!(created["admins"], json!(["lead"]));
+    assert!(created["budget_reset_at"].is_string());
+    assert!(
+        created["ignored_fields"]["guardrails"].is_string(),
+        "{created}"
+    );
+    // A generated id when none is given.
+    let other = new_team(&p, json!({"team_alias": "Other"})).await;
+    assert_eq!(other["team_id"].as_str().unwrap().len(), 36);
+
+    // Bad input: LiteLLM's statuses, nothing written.
+    let dup = post(&p, "/team/new", MASTER, json!({"team_id": "core"})).await;
+    assert_eq!(dup.status, 400, "{}", dup.body);
+    assert!(error_of(&dup).1.contains("Team id = core already exists"));
+    let bad = post(
+        &p,
+        "/team/new",
+        MASTER,
+        json!({"team_id": "x", "max_budget": -1}),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["error"]["param"], "max_budget");
+    let bad = post(
+        &p,
+        "/team/new",
+        MASTER,
+        json!({"team_id": "x", "models": "mocky"}),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["error"]["param"], "models");
+    assert_eq!(get(&p, "/team/info?team_id=x", MASTER).await.status, 404);
+    let missing = post(
+        &p,
+        "/team/update",
+        MASTER,
+        json!({"team_id": "nope", "max_budget": 1}),
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+    assert!(
+        error_of(&missing)
+            .1
+            .contains("Team not found, passed team_id=nope")
+    );
+
+    // Members.
+    let add = post(
+        &p,
+        "/team/member_add",
+        MASTER,
+        json!({"team_id": "core", "member": {"user_id": "u1", "role": "user"}, "max_budget_in_team": 2}),
+    )
+    .await;
+    assert_eq!(add.status, 200, "{}", add.body);
+    assert_eq!(add.body["members"], json!(["lead", "u1"]));
+    assert_eq!(add.body["updated_team_memberships"][0]["user_id"], "u1");
+    let twice = post(
+        &p,
+        "/team/member_add",
+        MASTER,
+        json!({"team_id": "core", "member": {"user_id": "u1", "role": "user"}}),
+    )
+    .await;
+    assert_eq!(twice.status, 400);
+    assert!(
+        error_of(&twice)
+            .1
+            .starts_with("User already in team. Member: user_id=u1")
+    );
+    let role = post(
+        &p,
+        "/team/member_add",
+        MASTER,
+        json!({"team_id": "core", "member": {"user_id": "u9", "role": "owner"}}),
+    )
+    .await;
+    assert_eq!(role.status, 400);
+    let upd = post(
+        &p,
+        "/team/member_update",
+        MASTER,
+        json!({"team_id": "core", "user_id": "u1", "role": "admin", "max_budget_in_team": 3}),
+    )
+    .await;
+    assert_eq!(upd.status, 200, "{}", upd.body);
+    assert_eq!(upd.body["max_budget_in_team"], 3.0);
+    let info = team_info(&p, "core").await;
+    assert_eq!(info["team_info"]["admins"], json!(["lead", "u1"]));
+    assert_eq!(
+        info["team_memberships"][0]["litellm_budget_table"]["max_budget"],
+        3.0
+    );
+    assert_eq!(info["team_info"]["metadata"]["cost_center"], "42");
+
+    // Models.
+    let a = post(
+        &p,
+        "/team/model/add",
+        MASTER,
+        json!({"team_id": "core", "models": ["other"]}),
+    )
+    .await;
+    assert_eq!(a.body["models"], json!(["mocky", "other"]), "{}", a.body);
+    let a = post(
+        &p,
+        "/team/model/delete",
+        MASTER,
+        json!({"team_id": "core", "models": ["other"]}),
+    )
+    .await;
+    assert_eq!(a.body["models"], json!(["mocky"]));
+
+    // Update keeps what it does not name.
+    let a = post(
+        &p,
+        "/team/update",
+        MASTER,
+        json!({"team_id": "core", "rpm_limit": 100}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["rpm_limit"], 100);
+    assert_eq!(a.body["max_budget"], 5.0);
+    assert_eq!(a.body["team_alias"], "Core");
+
+    // List, and by member.
+    let all = get(&p, "/team/list", MASTER).await;
+    assert_eq!(all.body.as_array().unwrap().len(), 2, "{}", all.body);
+    let mine = get(&p, "/team/list?user_id=u1", MASTER).await;
+    assert_eq!(mine.body.as_array().unwrap().len(), 1);
+
+    // A key of the team: works, reads its own team, changes nothing.
+    let (key, _) = generate(&p, json!({"team_id": "core", "user_id": "u1"})).await;
+    let ok = post(&p, "/v1/chat/completions", &key, chat("mocky")).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(get(&p, "/team/info?team_id=core", &key).await.status, 200);
+    let other_id = other["team_id"].as_str().unwrap();
+    assert_eq!(
+        get(&p, &format!("/team/info?team_id={other_id}"), &key)
+            .await
+            .status,
+        403
+    );
+    let denied = post(&p, "/team/new", &key, json!({"team_id": "mine"})).await;
+    assert_eq!(denied.status, 403);
+    assert_eq!(
+        post(&p, "/team/block", &key, json!({"team_id": "core"}))
+            .await
+            .status,
+        403
+    );
+
+    // Blocked team: its keys are refused until it is unblocked.
+    let a = post(&p, "/team/block", MASTER, json!({"team_id": "core"})).await;
+    assert_eq!(a.body["blocked"], true);
+    let refused = post(&p, "/v1/chat/completions", &key, chat("mocky")).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(error_of(&refused).1.contains("Team=core is blocked"));
+    post(&p, "/team/unblock", MASTER, json!({"team_id": "core"})).await;
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, chat("mocky"))
+            .await
+            .status,
+        200
+    );
+
+    // Member delete; twice is a 400.
+    let a = post(
+        &p,
+        "/team/member_delete",
+        MASTER,
+        json!({"team_id": "core", "user_id": "u1"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["members"], json!(["lead"]));
+    let a = post(
+        &p,
+        "/team/member_delete",
+        MASTER,
+        json!({"team_id": "core", "user_id": "u1"}),
+    )
+    .await;
+    assert_eq!(a.status, 400);
+    assert_eq!(error_of(&a).1, "User not found in team");
+
+    // Delete: all named teams or none; the team's keys go with it.
+    let a = post(
+        &p,
+        "/team/delete",
+        MASTER,
+        json!({"team_ids": ["core", "nope"]}),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    assert_eq!(get(&p, "/team/info?team_id=core", MASTER).await.status, 200);
+    let a = post(&p, "/team/delete", MASTER, json!({"team_ids": ["core"]})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["deleted_keys"].as_array().unwrap().len(), 1);
+    assert_eq!(get(&p, "/team/info?team_id=core", MASTER).await.status, 404);
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, chat("mocky"))
+            .await
+            .status,
+        401
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
+async fn team_models_bound_their_keys(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    new_team(&p, json!({"team_id": "narrow", "models": ["mocky"]})).await;
+    let (inherits, _) = generate(&p, json!({"team_id": "narrow"})).await;
+    let (all_team, _) = generate(
+        &p,
+        json!({"team_id": "narrow", "models": ["all-team-models"]}),
+    )
+    .await;
+    let (wider, _) = generate(&p, json!({"team_id": "narrow", "models": ["other"]})).await;
+    for key in [&inherits, &all_team] {
+        assert_eq!(
+            post(&p, "/v1/chat/completions", key, chat("mocky"))
+                .await
+                .status,
+            200
+        );
+        let no = post(&p, "/v1/chat/completions", key, chat("other")).await;
+        assert_eq!(no.status, 403, "{}", no.body);
+    }
+    // The key's own list and the team's must both allow the model.
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &wider, chat("other"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &wider, chat("mocky"))
+            .await
+            .status,
+        403
+    );
+    // `/v1/models` lists what the team allows.
+    let models = get(&p, "/v1/models", &inherits).await;
+    let ids: Vec<&str> = models.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["mocky"]);
+    // A change reaches the keys at once.
+    post(
+        &p,
+        "/team/model/add",
+        MASTER,
+        json!({"team_id": "narrow", "models": ["other"]}),
+    )
+    .await;
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &inherits, chat("other"))
+            .await
+            .status,
+        200
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
+/// 200 calls at once through two keys of one team whose budget covers about 58 calls.
+async fn team_budget_holds_under_200_concurrent_calls(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    let budget = 0.001;
+    new_team(&p, json!({"team_id": "small", "max_budget": budget})).await;
+    let (k1, g1) = generate(&p, json!({"team_id": "small"})).await;
+    let (k2, g2) = generate(&p, json!({"team_id": "small", "user_id": "u2"})).await;
+    let (answered, one_call) = hammer(&[&p], &[&k1, &k2], "Team=small").await;
+    let info = team_info(&p, "small").await;
+    let spend = info["team_info"]["spend"].as_f64().unwrap();
+    assert!(
+        spend <= budget + one_call + 1e-12,
+        "team spend {spend} exceeds budget {budget} by more than one call ({one_call})"
+    );
+    assert!((spend - one_call * answered as f64).abs() < 1e-9, "{spend}");
+    // Every row names the team; the two keys' spend adds up to the team's.
+    let rows = spend_rows(&p, "?team_id=small", 200).await;
+    assert_eq!(rows.len(), 200);
+    assert!(rows.iter().all(|r| r["team_id"] == "small"));
+    let key_spend = |g: &Value| {
+        let token = g["token_id"].as_str().unwrap().to_string();
+        let p = &p;
+        async move {
+            let a = get(p, &format!("/key/info?key={token}"), MASTER).await;
+            a.body["info"]["spend"].as_f64().unwrap()
+        }
+    };
+    let sum = key_spend(&g1).await + key_spend(&g2).await;
+    assert!((sum - spend).abs() < 1e-9, "keys {sum} vs team {spend}");
+    // The committed spend says the same once the writer is done (a restart reads it).
+    let store = p.store.clone();
+    p.stop().await;
+    let committed = store
+        .ledger
+        .store()
+        .get_budget("team:small")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!((committed.spend as f64 / 1e9 - spend).abs() < 1e-9);
+    place.cleanup().await;
+}
+
+/// Sends 200 bounded chats spread over `proxies` and `keys`; every one is answered or refused
+/// with a budget error naming `refused_for`. Returns the number answered and one call's cost.
+async fn hammer(proxies: &[&Proxy], keys: &[&String], refused_for: &str) -> (usize, f64) {
+    let http = client();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let target = proxies[i % proxies.len()];
+        let req = http
+            .post(target.url("/v1/chat/completions"))
+            .bearer_auth(keys[i % keys.len()])
+            .json(&bounded_chat());
+        tasks.push(tokio::spawn(send(req)));
+    }
+    let (mut answered, mut refused, mut one_call) = (0usize, 0usize, 0.0f64);
+    for t in tasks {
+        let a = t.await.unwrap();
+        match a.status.as_u16() {
+            200 => {
+                answered += 1;
+                one_call = a.headers["x-litellm-response-cost"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+            }
+            422 => {
+                refused += 1;
+                let (kind, msg) = error_of(&a);
+                assert_eq!(kind, "budget_exceeded");
+                assert!(
+                    msg.starts_with(&format!("Budget has been exceeded! {refused_for} ")),
+                    "{msg}"
+                );
+            }
+            s => panic!("unexpected status {s}: {}", a.body),
+        }
+    }
+    assert_eq!(answered + refused, 200);
+    assert!(answered > 0 && refused > 0, "{answered} answered");
+    (answered, one_call)
+}
+
+async fn member_budget_and_team_limits(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    new_team(&p, json!({"team_id": "crew", "rpm_limit": 1000})).await;
+    // One call costs about 2e-5 USD: u1's budget in the team covers one.
+    let a = post(
+        &p,
+        "/team/member_add",
+        MASTER,
+        json!({"team_id": "crew", "member": [{"user_id": "u1"}, {"user_id": "u2"}],
+               "max_budget_in_team": 0.00001}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    post(
+        &p,
+        "/team/member_update",
+        MASTER,
+        json!({"team_id": "crew", "user_id": "u2", "max_budget_in_team": null}),
+    )
+    .await;
+    let (k1, _) = generate(&p, json!({"team_id": "crew", "user_id": "u1"})).await;
+    let (k2, _) = generate(&p, json!({"team_id": "crew", "user_id": "u2"})).await;
+    let first = post(&p, "/v1/chat/completions", &k1, bounded_chat()).await;
+    assert_eq!(first.status, 200);
+    let cost: f64 = first.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let over = post(&p, "/v1/chat/completions", &k1, bounded_chat()).await;
+    assert_eq!(over.status, 422, "{}", over.body);
+    let (kind, msg) = error_of(&over);
+    assert_eq!(kind, "budget_exceeded");
+    assert!(
+        msg.starts_with("Budget has been exceeded! User=u1 in Team=crew Current cost: ")
+            && msg.ends_with("Max budget: 1e-05"),
+        "{msg}"
+    );
+    // u2 has no budget of their own in the team.
+    for _ in 0..3 {
+        assert_eq!(
+            post(&p, "/v1/chat/completions", &k2, bounded_chat())
+                .await
+                .status,
+            200
+        );
+    }
+    let info = team_info(&p, "crew").await;
+    let u1 = info["team_memberships"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"] == "u1")
+        .unwrap();
+    assert!((u1["spend"].as_f64().unwrap() - cost).abs() < 1e-12, "{u1}");
+    // The team's rpm limit counts every key of the team.
+    post(
+        &p,
+        "/team/update",
+        MASTER,
+        json!({"team_id": "crew", "rpm_limit": 5}),
+    )
+    .await;
+    let (k3, _) = generate(&p, json!({"team_id": "crew"})).await;
+    let limited = post(&p, "/v1/chat/completions", &k3, bounded_chat()).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    let (kind, msg) = error_of(&limited);
+    assert_eq!(kind, "rate_limit_error");
+    assert!(
+        msg.starts_with(
+            "Rate limit exceeded for team: crew. Limit type: requests. Current limit: 5"
+        ),
+        "{msg}"
+    );
+    assert!(limited.headers.contains_key("retry-after"));
+    p.stop().await;
+    place.cleanup().await;
+}
+
+/// `/global/spend/report?group_by=team|customer` in LiteLLM's shape.
+async fn spend_report_by_team_and_customer(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    new_team(&p, json!({"team_id": "alpha", "team_alias": "Alpha"})).await;
+    let (k1, g1) = generate(&p, json!({"team_id": "alpha"})).await;
+    let (k2, _) = generate(&p, json!({})).await;
+    let as_user = |u: &str| json!({"model": "mocky", "user": u, "messages": [{"role": "user", "content": "Say hi"}]});
+    let mut cost = 0.0f64;
+    for (key, user) in [(&k1, "e1"), (&k1, "e1"), (&k2, "e2")] {
+        let a = post(&p, "/v1/chat/completions", key, as_user(user)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        cost = a.headers["x-litellm-response-cost"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    }
+    assert_eq!(spend_rows(&p, "", 3).await.len(), 3);
+    assert_eq!(spend_rows(&p, "?team_id=alpha", 2).await.len(), 2);
+
+    let r = get(&p, "/global/spend/report?group_by=team", MASTER).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let days = r.body.as_array().unwrap();
+    assert_eq!(days.len(), 1, "{}", r.body);
+    assert!(
+        days[0]["group_by_day"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00+00:00")
+    );
+    let teams = days[0]["teams"].as_array().unwrap();
+    let alpha = teams.iter().find(|t| t["team_name"] == "Alpha").unwrap();
+    assert!((alpha["total_spend"].as_f64().unwrap() - 2.0 * cost).abs() < 1e-12);
+    assert_eq!(alpha["metadata"][0]["api_key"], g1["token_id"]);
+    assert_eq!(alpha["metadata"][0]["model"], "openai/mock-model");
+    assert!(alpha["metadata"][0]["total_tokens"].as_i64().unwrap() > 0);
+    let none = teams
+        .iter()
+        .find(|t| t["team_name"] == "Unassigned Team")
+        .unwrap();
+    assert!((none["total_spend"].as_f64().unwrap() - cost).abs() < 1e-12);
+
+    let r = get(&p, "/global/spend/report?group_by=customer", MASTER).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let customers = r.body[0]["customers"].as_array().unwrap();
+    let e1 = customers.iter().find(|c| c["customer"] == "e1").unwrap();
+    assert!((e1["total_spend"].as_f64().unwrap() - 2.0 * cost).abs() < 1e-12);
+    assert!(customers.iter().any(|c| c["customer"] == "e2"));
+    let bad = get(&p, "/global/spend/report?group_by=planet", MASTER).await;
+    assert_eq!(bad.status, 400);
+    p.stop().await;
+    place.cleanup().await;
+}
+
+/// A team's budget window rolls over: refused calls are admitted again, and the team's
+/// committed spend starts again from zero.
+async fn team_budget_window_resets(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    new_team(
+        &p,
+        json!({"team_id": "w", "max_budget": 0.00001, "budget_duration": "2s"}),
+    )
+    .await;
+    let (key, _) = generate(&p, json!({"team_id": "w"})).await;
+    let first = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let cost: f64 = first.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (mut refused_once, mut reopened) = (false, false);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while tokio::time::Instant::now() < deadline {
+        let a = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
+        match a.status.as_u16() {
+            422 => {
+                refused_once = true;
+                assert!(
+                    error_of(&a)
+                        .1
+                        .starts_with("Budget has been exceeded! Team=w ")
+                );
+            }
+            200 if refused_once => {
+                reopened = true;
+                break;
+            }
+            200 => {}
+            s => panic!("unexpected {s}: {}", a.body),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused_once && reopened,
+        "refused {refused_once}, reopened {reopened}"
+    );
+    let store = p.store.clone();
+    p.stop().await;
+    // The database holds this window's spend only: the last call, or nothing if the window
+    // rolled over again since.
+    let committed = store
+        .ledger
+        .store()
+        .get_budget("team:w")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        committed.spend as f64 / 1e9 <= cost + 1e-12,
+        "{}",
+        committed.spend
+    );
+    place.cleanup().await;
+}
+
+both_backends!(
+    team_budget_window_resets,
+    spend_report_by_team_and_customer,
+    team_lifecycle_and_bad_input,
+    team_models_bound_their_keys,
+    team_budget_holds_under_200_concurrent_calls,
+    member_budget_and_team_limits,
+);
+
+/// Two instances on one Postgres and one Redis: the team budget is one budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn team_budget_holds_across_two_instances() {
+    let place = Place::new(Backend::Postgres);
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let yaml = store_support::yaml(&format!(
+        "  redis_key_prefix: \"{prefix}\"\n  redis_failure_mode: closed\nrouter_settings:\n  redis_url: {}\n",
+        redis_url()
+    ));
+    let instance = || async {
+        let cfg = store_support::config(&yaml);
+        let s = store_support::settings(&cfg, &place);
+        assert!(s.redis.is_some());
+        store_support::start_with(cfg, s).await
+    };
+    let a = instance().await;
+    let b = instance().await;
+    let budget = 0.001;
+    new_team(&a, json!({"team_id": "fleet", "max_budget": budget})).await;
+    let (k1, _) = generate(&a, json!({"team_id": "fleet"})).await;
+    let (k2, _) = generate(&b, json!({"team_id": "fleet"})).await;
+    let (answered, one_call) = hammer(&[&a, &b], &[&k1, &k2], "Team=fleet").await;
+    for p in [&a, &b] {
+        let spend = team_info(p, "fleet").await["team_info"]["spend"]
+            .as_f64()
+            .unwrap();
+        assert!(spend <= budget + one_call + 1e-12, "{spend}");
+        assert!((spend - one_call * answered as f64).abs() < 1e-9, "{spend}");
+    }
+    // A change on one instance reaches the other's keys.
+    post(&a, "/team/block", MASTER, json!({"team_id": "fleet"})).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = post(&b, "/v1/chat/completions", &k2, chat("mocky")).await;
+        if r.status == 401 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "block not seen: {}",
+            r.status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+    place.cleanup().await;
+}

@@ -1,0 +1,303 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Users through HTTP: `/user/*` with LiteLLM's bodies and statuses, roles enforced on the
+//! admin routes (an internal user manages only their own keys, a viewer changes nothing,
+//! nobody raises their own role), user budgets and models on calls. SQLite and Postgres.
+
+mod store_support;
+
+use serde_json::{Value, json};
+use store_support::{Backend, MASTER, Place, Proxy, chat, error_of, get, post, start};
+
+fn bounded_chat() -> Value {
+    json!({"model": "mocky", "max_tokens": 50, "messages": [{"role": "user", "content": "Say hi"}]})
+}
+
+async fn new_user(p: &Proxy, body: Value) -> (String, Value) {
+    let a = post(p, "/user/new", MASTER, body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    (
+        a.body["key"].as_str().unwrap_or_default().to_string(),
+        a.body,
+    )
+}
+
+async fn users_roles_and_budgets(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    assert_eq!(
+        post(&p, "/team/new", MASTER, json!({"team_id": "t1"}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post(&p, "/team/new", MASTER, json!({"team_id": "t2"}))
+            .await
+            .status,
+        200
+    );
+    let (admin, _) = new_user(&p, json!({"user_id": "admin1", "user_role": "proxy_admin"})).await;
+    let (viewer, _) = new_user(
+        &p,
+        json!({"user_id": "viewer", "user_role": "proxy_admin_viewer"}),
+    )
+    .await;
+    let (alice, created) = new_user(
+        &p,
+        json!({"user_id": "alice", "user_email": "alice@example.com", "max_budget": 0.00001,
+               "models": ["mocky"], "teams": ["t1"]}),
+    )
+    .await;
+    assert_eq!(created["user_role"], "internal_user");
+    assert_eq!(created["max_budget"], 1e-5);
+    assert!(created["token_id"].is_string());
+    let (_, quiet) = new_user(&p, json!({"user_id": "carol", "auto_create_key": false})).await;
+    assert!(quiet["key"].is_null());
+
+    // Bad input: nothing half-written.
+    let dup = post(&p, "/user/new", MASTER, json!({"user_id": "alice"})).await;
+    assert_eq!(dup.status, 400);
+    let bad = post(
+        &p,
+        "/user/new",
+        MASTER,
+        json!({"user_id": "x", "user_role": "god"}),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["error"]["param"], "user_role");
+    let no_team = post(
+        &p,
+        "/user/new",
+        MASTER,
+        json!({"user_id": "dave", "teams": ["nope"]}),
+    )
+    .await;
+    assert_eq!(no_team.status, 404, "{}", no_team.body);
+    assert_eq!(get(&p, "/user/info?user_id=dave", MASTER).await.status, 404);
+
+    // Nobody but an admin changes users, roles included.
+    let up = post(
+        &p,
+        "/user/update",
+        &alice,
+        json!({"user_id": "alice", "user_role": "proxy_admin"}),
+    )
+    .await;
+    assert_eq!(up.status, 403, "{}", up.body);
+    assert!(error_of(&up).1.contains("Your role=internal_user"));
+    assert_eq!(
+        post(&p, "/user/new", &alice, json!({"user_id": "eve"}))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        post(&p, "/user/new", &viewer, json!({"user_id": "eve"}))
+            .await
+            .status,
+        403
+    );
+
+    // A viewer reads everything and changes nothing.
+    assert_eq!(get(&p, "/key/list", &viewer).await.status, 200);
+    assert_eq!(get(&p, "/user/list", &viewer).await.status, 200);
+    assert_eq!(get(&p, "/global/spend/report", &viewer).await.status, 200);
+    assert_eq!(get(&p, "/team/info?team_id=t2", &viewer).await.status, 200);
+    let g = post(&p, "/key/generate", &viewer, json!({})).await;
+    assert_eq!(g.status, 403);
+    assert!(error_of(&g).1.contains("Your role=proxy_admin_viewer"));
+    assert_eq!(
+        post(&p, "/team/new", &viewer, json!({"team_id": "v"}))
+            .await
+            .status,
+        403
+    );
+
+    // An admin user's key administers.
+    let t = post(&p, "/team/new", &admin, json!({"team_id": "t3"})).await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    assert_eq!(t.body["created_by"], "admin1");
+    let up = post(
+        &p,
+        "/user/update",
+        &admin,
+        json!({"user_id": "carol", "user_alias": "Carol"}),
+    )
+    .await;
+    assert_eq!(up.status, 200);
+    assert_eq!(up.body["user_alias"], "Carol");
+
+    // An internal user manages their own keys only.
+    let own = post(&p, "/key/generate", &alice, json!({"key_alias": "alice-2"})).await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    assert_eq!(own.body["user_id"], "alice");
+    let other = post(&p, "/key/generate", &alice, json!({"user_id": "carol"})).await;
+    assert_eq!(other.status, 403);
+    let not_member = post(&p, "/key/generate", &alice, json!({"team_id": "t2"})).await;
+    assert_eq!(not_member.status, 403);
+    let in_team = post(&p, "/key/generate", &alice, json!({"team_id": "t1"})).await;
+    assert_eq!(in_team.status, 200, "{}", in_team.body);
+    let listed = get(&p, "/key/list?return_full_object=true", &alice).await;
+    assert_eq!(listed.status, 200);
+    let keys = listed.body["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| k["user_id"] == "alice"));
+    let admin_token = get(&p, "/user/info?user_id=admin1", MASTER).await.body["keys"][0]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let theirs = post(
+        &p,
+        "/key/update",
+        &alice,
+        json!({"key": admin_token, "max_budget": 1}),
+    )
+    .await;
+    assert_eq!(theirs.status, 403);
+    let block = post(&p, "/key/block", &alice, json!({"key": admin_token})).await;
+    assert_eq!(block.status, 403);
+    let move_it = post(
+        &p,
+        "/key/update",
+        &alice,
+        json!({"key": own.body["key"], "user_id": "carol"}),
+    )
+    .await;
+    assert_eq!(move_it.status, 403);
+    let del = post(
+        &p,
+        "/key/delete",
+        &alice,
+        json!({"key_aliases": ["alice-2"]}),
+    )
+    .await;
+    assert_eq!(del.status, 200, "{}", del.body);
+    assert_eq!(
+        get(&p, "/user/info?user_id=admin1", &alice).await.status,
+        403
+    );
+    assert_eq!(get(&p, "/user/list", &alice).await.status, 403);
+
+    // A team admin manages the team's members, and only that team's.
+    let member = json!({"team_id": "t1", "member": {"user_id": "carol"}});
+    assert_eq!(
+        post(&p, "/team/member_add", &alice, member.clone())
+            .await
+            .status,
+        403
+    );
+    let up = post(
+        &p,
+        "/team/member_update",
+        MASTER,
+        json!({"team_id": "t1", "user_id": "alice", "role": "admin"}),
+    )
+    .await;
+    assert_eq!(up.status, 200, "{}", up.body);
+    let add = post(&p, "/team/member_add", &alice, member).await;
+    assert_eq!(add.status, 200, "{}", add.body);
+    assert_eq!(add.body["members"], json!(["alice", "carol"]));
+    let other = post(
+        &p,
+        "/team/member_add",
+        &alice,
+        json!({"team_id": "t2", "member": {"user_id": "carol"}}),
+    )
+    .await;
+    assert_eq!(other.status, 403);
+    assert_eq!(
+        post(
+            &p,
+            "/team/update",
+            &alice,
+            json!({"team_id": "t1", "max_budget": 100})
+        )
+        .await
+        .status,
+        403
+    );
+    let gone = post(
+        &p,
+        "/team/member_delete",
+        &alice,
+        json!({"team_id": "t1", "user_id": "carol"}),
+    )
+    .await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+
+    // The user's models bound their keys without a team; the user's budget all their keys.
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &alice, chat("other"))
+            .await
+            .status,
+        403
+    );
+    let first = post(&p, "/v1/chat/completions", &alice, bounded_chat()).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let cost: f64 = first.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let over = post(&p, "/v1/chat/completions", &alice, bounded_chat()).await;
+    assert_eq!(over.status, 422, "{}", over.body);
+    let (kind, msg) = error_of(&over);
+    assert_eq!(kind, "budget_exceeded");
+    assert!(
+        msg.starts_with("ExceededBudget: User=alice over budget. Spend="),
+        "{msg}"
+    );
+    assert!(msg.contains("Budget=1e-05"), "{msg}");
+    // `/user/info` without a user id: the caller's own, with keys, teams and spend.
+    let me = get(&p, "/user/info", &alice).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.body["user_id"], "alice");
+    assert_eq!(me.body["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(me.body["teams"][0]["team_id"], "t1");
+    assert_eq!(me.body["user_info"]["teams"], json!(["t1"]));
+    assert!((me.body["user_info"]["spend"].as_f64().unwrap() - cost).abs() < 1e-12);
+    // An admin raises the budget: calls go through again.
+    post(
+        &p,
+        "/user/update",
+        MASTER,
+        json!({"user_id": "alice", "max_budget": 1}),
+    )
+    .await;
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &alice, bounded_chat())
+            .await
+            .status,
+        200
+    );
+
+    // List and delete.
+    let all = get(&p, "/user/list?page_size=2", MASTER).await;
+    assert_eq!(all.body["total"], 4, "{}", all.body);
+    assert_eq!(all.body["users"].as_array().unwrap().len(), 2);
+    assert_eq!(all.body["total_pages"], 2);
+    let gone = post(
+        &p,
+        "/user/delete",
+        MASTER,
+        json!({"user_ids": ["alice", "nope"]}),
+    )
+    .await;
+    assert_eq!(gone.status, 404);
+    let gone = post(&p, "/user/delete", MASTER, json!({"user_ids": ["alice"]})).await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    assert_eq!(gone.body["deleted_keys"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &alice, chat("mocky"))
+            .await
+            .status,
+        401
+    );
+    let t1 = get(&p, "/team/info?team_id=t1", MASTER).await;
+    assert_eq!(t1.body["team_info"]["members"], json!([]));
+    p.stop().await;
+    place.cleanup().await;
+}
+
+both_backends!(users_roles_and_budgets);

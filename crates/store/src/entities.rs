@@ -1,0 +1,91 @@
+//! Names of the budget entities besides keys: a team, a user, an organization, an end user
+//! (the request's `user`), and a user's membership of a team. Each has a row in
+//! `idlehands_budgets` and, while it is enforced, counters in the limiter under the same
+//! name. A key's token is hex and never contains `:`, so the two never collide.
+
+use crate::spend::SpendLogRow;
+
+pub fn team(id: &str) -> String {
+    format!("team:{id}")
+}
+
+pub fn user(id: &str) -> String {
+    format!("user:{id}")
+}
+
+pub fn org(id: &str) -> String {
+    format!("org:{id}")
+}
+
+pub fn customer(id: &str) -> String {
+    format!("customer:{id}")
+}
+
+pub fn member(team_id: &str, user_id: &str) -> String {
+    format!("member:{team_id}:{user_id}")
+}
+
+/// Whether a limiter token names an entity rather than a key.
+pub fn is_entity(token: &str) -> bool {
+    token.contains(':')
+}
+
+/// Every entity whose spend the row adds to.
+pub(crate) fn entities_of(row: &SpendLogRow) -> impl Iterator<Item = String> + '_ {
+    let team_id = row.team_id.as_deref().filter(|s| !s.is_empty());
+    let user_id = row.user.as_deref().filter(|s| !s.is_empty());
+    let members = match (team_id, user_id) {
+        (Some(t), Some(u)) => Some(member(t, u)),
+        _ => None,
+    };
+    team_id
+        .map(team)
+        .into_iter()
+        .chain(user_id.map(user))
+        .chain(members)
+        .chain(
+            row.organization_id
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(org),
+        )
+        .chain(
+            row.end_user
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(customer),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_names_its_team_user_membership_org_and_end_user() {
+        let row = SpendLogRow {
+            team_id: Some("t1".into()),
+            user: Some("u1".into()),
+            organization_id: Some("o1".into()),
+            end_user: Some("e1".into()),
+            ..SpendLogRow::default()
+        };
+        let names: Vec<String> = entities_of(&row).collect();
+        assert_eq!(
+            names,
+            [
+                "team:t1",
+                "user:u1",
+                "member:t1:u1",
+                "org:o1",
+                "customer:e1"
+            ]
+        );
+        let bare = SpendLogRow {
+            user: Some(String::new()),
+            ..SpendLogRow::default()
+        };
+        assert_eq!(entities_of(&bare).count(), 0);
+        assert!(is_entity("team:x") && !is_entity(&"a".repeat(64)));
+    }
+}

@@ -1,0 +1,285 @@
+//! `/organization/*` on the ledger, and the checks that keep a team within its organization.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::budgets::Budget;
+use crate::entities;
+use crate::error::{AccessError, StoreError};
+use crate::ledger::Ledger;
+use crate::money::usd_string;
+use crate::organizations::{
+    DeleteOrgRequest, NewOrgRequest, ORG_ROLES, OrgInfoResponse, OrgMemberAddRequest,
+    OrgMemberDeleteRequest, OrgRecord, UpdateOrgRequest,
+};
+use crate::organizations_db::org_not_found;
+use crate::validate::models as check_models;
+
+impl Ledger {
+    /// The organization as the request path sees it (cached like teams).
+    pub(crate) async fn org_view(&self, id: &str) -> Result<Option<Arc<OrgRecord>>, AccessError> {
+        let cached = self.orgs_cache().read().get(id).cloned();
+        if let Some((at, view)) = &cached
+            && at.elapsed() < self.config().cache_ttl
+        {
+            return Ok(view.clone());
+        }
+        match self.store().get_org(id).await {
+            Ok(org) => {
+                let org = org.map(Arc::new);
+                if let Some(o) = &org {
+                    self.limiter()
+                        .reconfigure(&o.litellm_budget_table.key_limits(), false);
+                }
+                let mut map = self.orgs_cache().write();
+                if map.len() > 100_000 {
+                    map.clear();
+                }
+                map.insert(id.to_owned(), (Instant::now(), org.clone()));
+                Ok(org)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "organization lookup failed");
+                match cached {
+                    Some((_, org)) => Ok(org),
+                    None => Err(AccessError::Unavailable),
+                }
+            }
+        }
+    }
+
+    /// A team joining or changing within `org_id`: the organization must exist, the team's
+    /// models must be among the organization's, its budget not above the organization's.
+    pub(crate) async fn check_team_in_org(
+        &self,
+        org_id: &str,
+        team_budget: &Budget,
+        team_models: &[String],
+    ) -> Result<(), StoreError> {
+        let Some(org) = self.store().get_org(org_id).await? else {
+            return Err(StoreError::bad_request(
+                format!("Organization not found for organization_id={org_id}"),
+                "organization_id",
+            ));
+        };
+        let org_budget = &org.litellm_budget_table;
+        if let (Some(team), Some(max)) = (team_budget.max_budget, org_budget.max_budget)
+            && team > max
+        {
+            return Err(StoreError::bad_request(
+                format!(
+                    "Team max_budget ({}) exceeds organization's max_budget ({}). Organization: {org_id}",
+                    usd_string(team),
+                    usd_string(max)
+                ),
+                "max_budget",
+            ));
+        }
+        if !org.models.is_empty() {
+            for m in team_models {
+                if !org.models.contains(m) {
+                    return Err(StoreError::bad_request(
+                        format!(
+                            "Model '{m}' not in organization's allowed models. Organization allowed models={:?}. Organization: {org_id}",
+                            org.models
+                        ),
+                        "models",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn after_org_change(&self, o: &OrgRecord) {
+        self.limiter()
+            .reconfigure(&o.litellm_budget_table.key_limits(), false);
+        self.invalidate_and_announce(&entities::org(&o.organization_id));
+    }
+
+    /// `/organization/new`.
+    pub async fn new_org(
+        &self,
+        req: NewOrgRequest,
+        by: Option<&str>,
+    ) -> Result<OrgRecord, StoreError> {
+        let now = self.config().clock.now();
+        let id = match req.organization_id.as_deref().map(str::trim) {
+            Some("") | None => uuid::Uuid::new_v4().to_string(),
+            Some(id) => id.to_owned(),
+        };
+        if id.contains(':') {
+            return Err(StoreError::bad_request(
+                format!("organization_id '{id}' may not contain ':'"),
+                "organization_id",
+            ));
+        }
+        let models = req.models.clone().unwrap_or_default();
+        check_models(&models)?;
+        let mut budget = Budget::new(entities::org(&id));
+        budget.apply(&req.budget, now)?;
+        let o = OrgRecord {
+            organization_id: id,
+            organization_alias: Some(req.organization_alias.clone()),
+            models,
+            metadata: req.metadata.clone().unwrap_or_default(),
+            members: Vec::new(),
+            spend: 0,
+            litellm_budget_table: budget,
+            created_at: now,
+            created_by: by.map(str::to_owned),
+            updated_at: now,
+        };
+        self.store().insert_org(&o).await?;
+        self.after_org_change(&o);
+        Ok(o)
+    }
+
+    /// `/organization/info`: the organization (spend as the limiter counts it) and its teams.
+    pub async fn org_info(&self, id: &str) -> Result<OrgInfoResponse, StoreError> {
+        let mut org = self
+            .store()
+            .get_org(id)
+            .await?
+            .ok_or_else(|| org_not_found(id))?;
+        if let Some(live) = self.limiter().live(&org.litellm_budget_table.entity).await {
+            org.spend = live.spend;
+            org.litellm_budget_table.spend = live.spend;
+        }
+        let teams = self.store().list_teams(Some(id)).await?;
+        Ok(OrgInfoResponse { org, teams })
+    }
+
+    pub async fn list_orgs(&self) -> Result<Vec<OrgRecord>, StoreError> {
+        self.store().list_orgs().await
+    }
+
+    /// `/organization/update`.
+    pub async fn update_org(&self, req: UpdateOrgRequest) -> Result<OrgRecord, StoreError> {
+        let now = self.config().clock.now();
+        if let Some(m) = &req.models {
+            check_models(m)?;
+        }
+        let o = self
+            .store()
+            .update_org_with(&req.organization_id, |o, _teams| {
+                let mut next = o.clone();
+                next.litellm_budget_table.apply(&req.budget, now)?;
+                if let Some(a) = &req.organization_alias {
+                    next.organization_alias = a.clone();
+                }
+                if let Some(m) = &req.models {
+                    next.models = m.clone();
+                }
+                if let Some(m) = &req.metadata {
+                    next.metadata = m.clone();
+                }
+                next.updated_at = now;
+                *o = next;
+                Ok(())
+            })
+            .await?;
+        self.after_org_change(&o);
+        Ok(o)
+    }
+
+    /// `/organization/delete`: all named or none; one with teams is refused.
+    pub async fn delete_orgs(&self, req: DeleteOrgRequest) -> Result<Vec<String>, StoreError> {
+        if req.organization_ids.is_empty() {
+            return Err(StoreError::bad_request(
+                "`organization_ids` must list at least one organization",
+                "organization_ids",
+            ));
+        }
+        self.store().delete_orgs(&req.organization_ids).await?;
+        for id in &req.organization_ids {
+            let entity = entities::org(id);
+            self.limiter().forget(&entity);
+            self.invalidate_and_announce(&entity);
+        }
+        Ok(req.organization_ids)
+    }
+
+    /// `/organization/member_add`: 400 when every one is already a member.
+    pub async fn org_member_add(&self, req: OrgMemberAddRequest) -> Result<OrgRecord, StoreError> {
+        let now = self.config().clock.now();
+        for (i, m) in req.member.0.iter().enumerate() {
+            if m.user_id.is_none() && m.user_email.is_none() {
+                return Err(StoreError::bad_request(
+                    "Either `user_id` or `user_email` must be set for an organization member",
+                    format!("member[{i}]"),
+                ));
+            }
+            if !ORG_ROLES.contains(&m.user_role.as_str()) {
+                return Err(StoreError::bad_request(
+                    format!(
+                        "Invalid organization role '{}': use one of {}",
+                        m.user_role,
+                        ORG_ROLES.join(", ")
+                    ),
+                    format!("member[{i}].user_role"),
+                ));
+            }
+        }
+        let o = self
+            .store()
+            .update_org_with(&req.organization_id, |o, _| {
+                let mut added = 0;
+                for m in &req.member.0 {
+                    let dup = o.members.iter().any(|e| {
+                        (m.user_id.is_some() && e.user_id == m.user_id)
+                            || (m.user_email.is_some() && e.user_email == m.user_email)
+                    });
+                    if !dup {
+                        o.members.push(m.clone());
+                        added += 1;
+                    }
+                }
+                if added == 0 {
+                    return Err(StoreError::bad_request(
+                        "User already in organization",
+                        "member",
+                    ));
+                }
+                o.updated_at = now;
+                Ok(())
+            })
+            .await?;
+        self.after_org_change(&o);
+        Ok(o)
+    }
+
+    /// `/organization/member_delete`: 400 when the user is not a member.
+    pub async fn org_member_delete(
+        &self,
+        req: OrgMemberDeleteRequest,
+    ) -> Result<OrgRecord, StoreError> {
+        let now = self.config().clock.now();
+        let (u, e) = (req.user_id.clone(), req.user_email.clone());
+        if u.is_none() && e.is_none() {
+            return Err(StoreError::bad_request(
+                "Either `user_id` or `user_email` is required",
+                "user_id",
+            ));
+        }
+        let o = self
+            .store()
+            .update_org_with(&req.organization_id, |o, _| {
+                let before = o.members.len();
+                o.members.retain(|m| {
+                    !((u.is_some() && m.user_id == u) || (e.is_some() && m.user_email == e))
+                });
+                if o.members.len() == before {
+                    return Err(StoreError::bad_request(
+                        "User not found in organization",
+                        "user_id",
+                    ));
+                }
+                o.updated_at = now;
+                Ok(())
+            })
+            .await?;
+        self.after_org_change(&o);
+        Ok(o)
+    }
+}
