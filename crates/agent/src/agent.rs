@@ -241,6 +241,28 @@ impl Runtime {
         resolve_api_key(provider, &self.config, &self.auth, &self.env, &self.paths)
     }
 
+    /// The environment variables holding this agent's keys, which commands do not inherit.
+    pub fn secret_env_names(&self) -> Vec<String> {
+        let keys: Vec<String> = self
+            .registry
+            .providers()
+            .keys()
+            .filter_map(|p| self.api_key(p).ok().map(|k| k.key))
+            .filter(|k| !k.is_empty())
+            .collect();
+        let process: Vec<(String, String)> = std::env::vars().collect();
+        let mut names = crate::tools::policy::secret_env_names(
+            self.env
+                .vars()
+                .iter()
+                .chain(process.iter().map(|(k, v)| (k, v))),
+            &keys,
+        );
+        names.sort();
+        names.dedup();
+        names
+    }
+
     pub fn session_store(&self) -> SessionStore {
         SessionStore::new(&self.paths.sessions_dir)
     }
@@ -318,6 +340,9 @@ pub struct Session {
     system_prompt: Option<(String, ThinkingLevel, String)>,
     /// The current model's context window and its source, once known.
     window: Option<(ModelRef, u64, String)>,
+    /// Try the configured fallbacks when the model fails; off for an explicit `--model`
+    /// without `--allow-fallback`.
+    fallbacks: bool,
 }
 
 impl Session {
@@ -339,7 +364,15 @@ impl Session {
                 path: workspace.clone(),
                 source,
             })?
-            .with_protected(rt.paths.agent_dir.clone());
+            .with_protected(rt.paths.agent_dir.clone())
+            .with_config(rt.config.config.tools.as_ref())
+            .with_memory(crate::tools::policy::ApprovalMemory::load(
+                rt.paths
+                    .state_dir
+                    .join(crate::tools::policy::APPROVALS_FILE),
+                &workspace,
+            ))
+            .with_scrubbed_env(rt.secret_env_names());
         if let Some(a) = opts.approver.clone() {
             policy = policy.with_approver(a);
         }
@@ -369,11 +402,17 @@ impl Session {
             totals: TokenUsage::default(),
             system_prompt: None,
             window: None,
+            fallbacks: true,
         })
     }
 
     pub fn id(&self) -> &str {
         &self.transcript.id
+    }
+
+    /// Whether a failing model may hand over to the configured fallbacks (on by default).
+    pub fn set_fallbacks(&mut self, on: bool) {
+        self.fallbacks = on;
     }
 
     pub fn transcript_path(&self) -> &std::path::Path {
@@ -621,6 +660,34 @@ impl Session {
         }))
     }
 
+    /// Ends a failed turn with an assistant message carrying the error (as upstream does), so
+    /// the transcript alternates: a resumed session never shows two user messages in a row.
+    /// Requests leave such messages out.
+    fn record_failed_turn(&mut self, e: &AgentError) {
+        if matches!(
+            self.transcript.messages.last(),
+            Some(AgentMessage::Assistant(_)) | None
+        ) {
+            return;
+        }
+        let msg = crate::message::AssistantMessage {
+            content: Vec::new(),
+            provider: self.model.provider.clone(),
+            model: self.model.model.clone(),
+            usage: TokenUsage::default(),
+            stop_reason: if matches!(e, AgentError::Aborted) {
+                StopReason::Aborted
+            } else {
+                StopReason::Error
+            },
+            error_message: Some(e.to_string()),
+            timestamp: now_ms(),
+        };
+        if let Err(err) = self.transcript.append_message(AgentMessage::Assistant(msg)) {
+            tracing::warn!(error = %err, "could not record the failed turn");
+        }
+    }
+
     /// Stop background processes this session started.
     pub async fn close(&self) {
         self.tools.processes.kill_all().await;
@@ -662,6 +729,9 @@ impl Session {
         });
         self.transcript.append_message(input.into_message())?;
         let result = self.turn_loop(events, cancel).await;
+        if let Err(e) = &result {
+            self.record_failed_turn(e);
+        }
         let _ = self.store.touch(
             &self.transcript,
             Some(&self.model.to_string()),
@@ -770,6 +840,8 @@ impl Session {
                 }
                 other => other?,
             };
+            // A model answered: from here on the session exists on disk.
+            self.transcript.persist()?;
             start_at = Some(used.clone());
             let _ = events.send(AgentEvent::Usage {
                 model: used.to_string(),
@@ -896,6 +968,9 @@ impl Session {
         cancel: &CancellationToken,
     ) -> Result<(ModelRef, crate::message::AssistantMessage), AgentError> {
         let mut candidates = self.rt.registry.candidates(&self.model);
+        if !self.fallbacks {
+            candidates.truncate(1);
+        }
         if let Some(s) = start_at
             && let Some(pos) = candidates.iter().position(|c| c == s)
         {
@@ -983,7 +1058,20 @@ pub async fn run_headless(
     timeout: std::time::Duration,
     events: Option<EventSink>,
 ) -> Result<TurnOutcome, HeadlessError> {
+    run_headless_with(rt, opts, input, timeout, events, true).await
+}
+
+/// [`run_headless`], saying whether the configured fallbacks may answer when the model fails.
+pub async fn run_headless_with(
+    rt: Arc<Runtime>,
+    opts: SessionOptions,
+    input: UserInput,
+    timeout: std::time::Duration,
+    events: Option<EventSink>,
+    fallbacks: bool,
+) -> Result<TurnOutcome, HeadlessError> {
     let mut session = Session::open(rt, opts).map_err(HeadlessError::Agent)?;
+    session.set_fallbacks(fallbacks);
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let sink = events.unwrap_or(tx);
     let cancel = CancellationToken::new();

@@ -36,7 +36,7 @@ pub mod tools;
 
 pub use agent::{
     AgentError, AgentEvent, CompactionOutcome, EventSink, HeadlessError, Runtime, Session,
-    SessionOptions, TurnOutcome, run_headless,
+    SessionOptions, TurnOutcome, run_headless, run_headless_with,
 };
 pub use env::Env;
 pub use message::{Image, UserInput};

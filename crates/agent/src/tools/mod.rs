@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 pub use exec::ProcessTable;
-pub use policy::{ApprovalMode, ApprovalRequest, Approver, Policy};
+pub use policy::{ApprovalMode, ApprovalRequest, Approver, Decision, Policy};
 
 use crate::client::ToolSpec;
 use crate::message::ContentBlock;
@@ -103,8 +103,13 @@ impl ToolBox {
         }
     }
 
+    /// The tools offered: all of them, less what `tools.allow`/`tools.deny` and
+    /// `tools.exec.security: deny` take away.
     pub fn specs(&self) -> Vec<ToolSpec> {
         specs()
+            .into_iter()
+            .filter(|s| self.policy.offers(&s.name))
+            .collect()
     }
 
     /// Run one call. Arguments that are not a JSON object are reported to the model.
@@ -116,6 +121,11 @@ impl ToolBox {
                     Value::String(s) => s.chars().take(200).collect(),
                     other => other.to_string(),
                 }
+            ));
+        }
+        if !self.policy.offers(name) && specs().iter().any(|s| s.name == name || name == "bash") {
+            return ToolOutput::error(format!(
+                "the tool \"{name}\" is turned off here (tools.allow / tools.deny / tools.exec.security)"
             ));
         }
         match name {

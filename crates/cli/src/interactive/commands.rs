@@ -15,6 +15,9 @@ const HELP: &str = "\
 /model [ref]          show or switch the model
 /think [level]        show or set thinking (off, minimal, low, medium, high, xhigh)
 /new                  start a fresh session
+/session              this session's id, title and file
+/sessions             the stored sessions, newest first
+/resume <id>          continue a stored session (an id or a unique prefix)
 /compact [instr]      summarise older turns now (optional instructions for the summary)
 /status               model, session, tokens and cost so far
 /stop                 stop the running turn or /anton (Ctrl-C or Esc stop a turn too)
@@ -34,6 +37,23 @@ impl App {
             "/model" => self.model(arg),
             "/think" => self.think(arg),
             "/new" | "/reset" => self.new_session().await,
+            "/session" => match &self.session {
+                Some(s) => {
+                    let line = crate::agent_cmd::session_line(s);
+                    self.screen.line(&line);
+                }
+                None => self
+                    .screen
+                    .line(&format!("Session: {} (busy)", self.session_id)),
+            },
+            "/sessions" => match self.rt.session_store().list() {
+                Ok(l) if l.is_empty() => self.screen.line("No sessions yet."),
+                Ok(l) => self
+                    .screen
+                    .line(crate::sessions_cmd::table(&l, 20).trim_end()),
+                Err(e) => self.screen.error_line(&format!("error: {e}")),
+            },
+            "/resume" => self.resume(arg).await,
             "/dir" => self.dir(arg).await,
             "/compact" => {
                 let instr = (!arg.is_empty()).then(|| arg.to_string());
@@ -155,6 +175,36 @@ impl App {
         }
     }
 
+    async fn resume(&mut self, arg: &str) {
+        if arg.is_empty() {
+            self.screen
+                .line("Usage: /resume <id> (/sessions lists them).");
+            return;
+        }
+        let Some(ws) = self.workspace() else { return };
+        let id = match self.rt.session_store().find(arg) {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                self.screen
+                    .error_line(&format!("No session \"{arg}\" (/sessions lists them)."));
+                return;
+            }
+            Err(e) => {
+                self.screen.error_line(&format!("error: {e}"));
+                return;
+            }
+        };
+        match self.reopen(ws, Some(id)).await {
+            Ok(()) => {
+                if let Some(s) = &self.session {
+                    let line = format!("Resumed {}", crate::agent_cmd::session_line(s));
+                    self.screen.line(&line);
+                }
+            }
+            Err(e) => self.screen.error_line(&format!("error: {e:#}")),
+        }
+    }
+
     async fn new_session(&mut self) {
         let Some(ws) = self.workspace() else { return };
         match self.reopen(ws, None).await {
@@ -252,6 +302,7 @@ impl App {
         let agent = Arc::new(AgentRunner {
             rt: self.rt.clone(),
             model: self.session.as_ref().map(|s| s.model.to_string()),
+            fallbacks: true,
         });
         let (sink, mut rx) = channel_sink();
         let tx = self.tx.clone();

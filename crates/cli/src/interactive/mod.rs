@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use idlehands_agent::agent::{AgentError, AgentEvent, CompactionOutcome};
-use idlehands_agent::tools::{ApprovalRequest, Approver};
+use idlehands_agent::tools::{ApprovalRequest, Approver, Decision};
 use idlehands_agent::{
     ApprovalMode, CancellationToken, Env, Runtime, Session, SessionOptions, TurnOutcome, UserInput,
 };
@@ -40,7 +40,7 @@ enum UiEvent {
     JobDone(Box<Session>, JobResult),
     Anton(AntonMessage),
     AntonDone(Result<RunOutcome, AntonError>),
-    Approval(ApprovalRequest, std::sync::mpsc::Sender<bool>),
+    Approval(ApprovalRequest, std::sync::mpsc::Sender<Decision>),
     Tick,
 }
 
@@ -68,11 +68,15 @@ struct UiApprover {
 
 impl Approver for UiApprover {
     fn approve(&self, r: &ApprovalRequest) -> bool {
+        self.decide(r) != Decision::Deny
+    }
+
+    fn decide(&self, r: &ApprovalRequest) -> Decision {
         let (tx, rx) = std::sync::mpsc::channel();
         if self.tx.send(UiEvent::Approval(r.clone(), tx)).is_err() {
-            return false;
+            return Decision::Deny;
         }
-        rx.recv().unwrap_or(false)
+        rx.recv().unwrap_or(Decision::Deny)
     }
 }
 
@@ -105,7 +109,7 @@ pub struct App {
     session_id: String,
     job: Option<Job>,
     anton_running: bool,
-    approval: Option<std::sync::mpsc::Sender<bool>>,
+    approval: Option<(std::sync::mpsc::Sender<Decision>, bool)>,
     /// Ctrl-C was pressed once at an empty prompt.
     exit_armed: bool,
     show_reasoning: bool,
@@ -116,23 +120,23 @@ pub struct App {
     quit: bool,
 }
 
-pub fn run() -> anyhow::Result<ExitCode> {
+pub fn run(session_id: Option<String>) -> anyhow::Result<ExitCode> {
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = tokio_rt.block_on(main_loop());
+    let result = tokio_rt.block_on(main_loop(session_id));
     // The key reader thread may still be blocked on the terminal; do not wait for it.
     tokio_rt.shutdown_background();
     result
 }
 
-async fn main_loop() -> anyhow::Result<ExitCode> {
+async fn main_loop(session_id: Option<String>) -> anyhow::Result<ExitCode> {
     let rt = Arc::new(Runtime::load(Env::from_process())?);
     let workspace = std::env::current_dir().context("cannot read the current directory")?;
     let (tx, mut rx) = unbounded_channel::<UiEvent>();
-    let session = open_session(&rt, &tx, workspace, None, None, None)?;
+    let session = open_session(&rt, &tx, workspace, session_id, None, None)?;
     let history = rt.paths.state_dir.join("history");
     let _raw = RawMode::enable()?;
     spawn_key_reader(tx.clone());
@@ -241,6 +245,10 @@ impl App {
                 s.workspace().display(),
                 if s.resumed() { " (resumed)" } else { "" }
             ));
+            if s.resumed() {
+                let line = super::agent_cmd::session_line(s);
+                self.screen.dim_line(&line);
+            }
         }
         self.screen
             .dim_line("Type a message, or /help for commands. Ctrl-C stops a turn; Ctrl-D exits.");
@@ -319,25 +327,37 @@ impl App {
                 self.redraw_prompt();
             }
             UiEvent::Approval(r, reply) => {
-                if let Some(old) = self.approval.take() {
-                    let _ = old.send(false);
+                if let Some((old, _)) = self.approval.take() {
+                    let _ = old.send(Decision::Deny);
                 }
+                let choices = if r.can_remember {
+                    "[y] once / [a] always here / [N] deny"
+                } else {
+                    "[y] once / [N] deny"
+                };
                 self.screen.line(&format!(
-                    "{CYAN}?{RESET} Approve {}? {DIM}({}){RESET}  [y/N]",
+                    "{CYAN}?{RESET} Approve {}? {DIM}({}){RESET}  {choices}",
                     r.action, r.reason
                 ));
-                self.approval = Some(reply);
+                self.approval = Some((reply, r.can_remember));
             }
         }
     }
 
     async fn key(&mut self, k: KeyEvent) {
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
-        if let Some(reply) = self.approval.take() {
-            let yes = matches!(k.code, KeyCode::Char('y' | 'Y')) && !ctrl;
-            let _ = reply.send(yes);
-            self.screen
-                .dim_line(if yes { "approved" } else { "refused" });
+        if let Some((reply, can_remember)) = self.approval.take() {
+            let decision = match k.code {
+                KeyCode::Char('y' | 'Y') if !ctrl => Decision::Once,
+                KeyCode::Char('a' | 'A') if !ctrl && can_remember => Decision::Always,
+                _ => Decision::Deny,
+            };
+            let _ = reply.send(decision);
+            self.screen.dim_line(match decision {
+                Decision::Once => "approved",
+                Decision::Always => "approved (always, in this workspace)",
+                Decision::Deny => "refused",
+            });
             self.redraw_prompt();
             return;
         }
