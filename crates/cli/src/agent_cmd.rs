@@ -96,6 +96,16 @@ impl Approver for TerminalApprover {
     }
 }
 
+/// Loads the config and credentials, and names (on stderr, once) the config keys nothing in
+/// this build reads.
+pub fn load_runtime() -> anyhow::Result<Arc<Runtime>> {
+    let rt = Runtime::load(Env::from_process())?;
+    for w in rt.config.unused_key_warnings() {
+        eprintln!("warning: {w}");
+    }
+    Ok(Arc::new(rt))
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -111,7 +121,7 @@ fn open_session(
     thinking: Option<&str>,
     approve: &str,
 ) -> anyhow::Result<Session> {
-    let rt = Arc::new(Runtime::load(Env::from_process())?);
+    let rt = load_runtime()?;
     let thinking = thinking
         .map(str::parse::<ThinkingLevel>)
         .transpose()

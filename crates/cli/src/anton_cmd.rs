@@ -179,7 +179,7 @@ fn run_tasks(a: RunArgs) -> anyhow::Result<ExitCode> {
     if a.agent.as_deref().is_some_and(|x| x != "main") {
         anyhow::bail!("only the `main` agent exists in this build");
     }
-    let rt = Arc::new(Runtime::load(Env::from_process())?);
+    let rt = crate::agent_cmd::load_runtime()?;
     let mut opts = run_options(&rt, a.file.clone())?;
     if let Some(t) = a.task_timeout {
         opts.config.task_timeout_sec = Some(t);

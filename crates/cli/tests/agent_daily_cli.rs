@@ -451,3 +451,34 @@ async fn commands_see_neither_the_agents_keys_nor_its_credential_files() {
         assert!(!r.contains("sk-file"), "{r}");
     }
 }
+
+#[tokio::test]
+async fn unused_config_keys_are_named_once_with_file_and_path() {
+    let up = FakeOpenAi::start().await;
+    let h = Home::new();
+    h.write_config(&config_for(
+        &up.base_url(),
+        r#", gateway: { port: 18789 }, tools: { exec: { host: "gateway" } }, colour: "blue""#,
+    ));
+    up.push(Reply::text("hi"));
+    let mut c = h.cmd();
+    c.args(["agent", "-m", "hi"]);
+    let out = run(c, None).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let file = h.state().join("idlehands.json");
+    for (key, what) in [
+        ("gateway", "is not used by this build (ignored)"),
+        ("tools.exec.host", "is not used by this build (ignored)"),
+        (
+            "colour",
+            "is not a setting this build knows (ignored; a typo?)",
+        ),
+    ] {
+        let line = format!("warning: {}: {key} {what}", file.display());
+        assert_eq!(err.matches(&line).count(), 1, "{line}\n{err}");
+    }
+    // Settings that are read are not named.
+    assert!(!err.contains(": models"), "{err}");
+    assert!(!err.contains("agents.defaults.model"), "{err}");
+}

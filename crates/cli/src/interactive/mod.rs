@@ -24,7 +24,7 @@ use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use idlehands_agent::agent::{AgentError, AgentEvent, CompactionOutcome};
 use idlehands_agent::tools::{ApprovalRequest, Approver, Decision};
 use idlehands_agent::{
-    ApprovalMode, CancellationToken, Env, Runtime, Session, SessionOptions, TurnOutcome, UserInput,
+    ApprovalMode, CancellationToken, Runtime, Session, SessionOptions, TurnOutcome, UserInput,
 };
 use idlehands_anton::{AntonError, AntonMessage, RunOutcome};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
@@ -133,7 +133,7 @@ pub fn run(session_id: Option<String>) -> anyhow::Result<ExitCode> {
 }
 
 async fn main_loop(session_id: Option<String>) -> anyhow::Result<ExitCode> {
-    let rt = Arc::new(Runtime::load(Env::from_process())?);
+    let rt = crate::agent_cmd::load_runtime()?;
     let workspace = std::env::current_dir().context("cannot read the current directory")?;
     let (tx, mut rx) = unbounded_channel::<UiEvent>();
     let session = open_session(&rt, &tx, workspace, session_id, None, None)?;
