@@ -377,6 +377,17 @@ impl Session {
             policy = policy.with_approver(a);
         }
         let mut tools = ToolBox::new(policy);
+        tools.model = (model.provider.clone(), model.model.clone());
+        if let Some(a) = rt
+            .config
+            .config
+            .tools
+            .as_ref()
+            .and_then(|t| t.exec.as_ref())
+            .and_then(|e| e.apply_patch.clone())
+        {
+            tools.apply_patch = a;
+        }
         if let Some(t) = rt
             .config
             .config
@@ -443,6 +454,7 @@ impl Session {
         f.insert("provider".into(), json!(r.provider));
         f.insert("modelId".into(), json!(r.model));
         self.transcript.append_entry("model_change", f)?;
+        self.tools.model = (r.provider.clone(), r.model.clone());
         self.model = r.clone();
         Ok(r)
     }

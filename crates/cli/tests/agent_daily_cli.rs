@@ -482,3 +482,70 @@ async fn unused_config_keys_are_named_once_with_file_and_path() {
     assert!(!err.contains(": models"), "{err}");
     assert!(!err.contains("agents.defaults.model"), "{err}");
 }
+
+#[tokio::test]
+async fn apply_patch_is_offered_to_openai_models_when_enabled_and_applies_patches() {
+    let up = FakeOpenAi::start().await;
+    let h = Home::new();
+    let cfg = format!(
+        r#"{{ models: {{ providers: {{ litellm: {{ baseUrl: "{}", apiKey: "${{LITELLM_API_KEY}}", api: "openai-completions",
+             models: [{{ id: "gpt-4o", name: "GPT" }}, {{ id: "m1", name: "M1" }}] }} }} }},
+             agents: {{ defaults: {{ model: {{ primary: "litellm/gpt-4o" }} }} }},
+             tools: {{ exec: {{ applyPatch: {{ enabled: true }} }} }} }}"#,
+        up.base_url()
+    );
+    h.write_config(&cfg);
+    std::fs::write(
+        h.ws().join("lib.rs"),
+        "fn one() {\n    1\n}\nfn two() {\n    2\n}\n",
+    )
+    .unwrap();
+    std::fs::write(h.ws().join("old.txt"), "bye\n").unwrap();
+    let patch = "*** Begin Patch\n*** Add File: src/new.txt\n+hello\n*** Update File: lib.rs\n@@ fn two() {\n-    2\n+    22\n*** Delete File: old.txt\n*** End Patch";
+    up.push(Reply::tool_call(
+        "p1",
+        "apply_patch",
+        json!({"input": patch}),
+    ));
+    // Outside the workspace: refused, and nothing of that patch is applied.
+    let outside = h.dir.path().join("outside.txt");
+    let bad = format!(
+        "*** Begin Patch\n*** Add File: inside.txt\n+x\n*** Add File: {}\n+x\n*** End Patch",
+        outside.display()
+    );
+    up.push(Reply::tool_call("p2", "apply_patch", json!({"input": bad})));
+    up.push(Reply::text("patched"));
+    let mut c = h.cmd();
+    c.args(["agent", "-m", "patch it", "--approve", "always"]);
+    let out = run(c, None).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reqs = up.requests();
+    assert!(offered(&reqs[0].body).contains(&"apply_patch".to_string()));
+    assert_eq!(
+        std::fs::read_to_string(h.ws().join("lib.rs")).unwrap(),
+        "fn one() {\n    1\n}\nfn two() {\n    22\n}\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.ws().join("src/new.txt")).unwrap(),
+        "hello\n"
+    );
+    assert!(!h.ws().join("old.txt").exists());
+    let first = last_tool_result(&reqs[1].body);
+    assert!(
+        first.starts_with(
+            "Success. Updated the following files:\nA src/new.txt\nM lib.rs\nD old.txt"
+        ),
+        "{first}"
+    );
+    let second = last_tool_result(&reqs[2].body);
+    assert!(second.contains("is outside the workspace"), "{second}");
+    assert!(second.contains("No file was changed."), "{second}");
+    assert!(!outside.exists() && !h.ws().join("inside.txt").exists());
+
+    // Not an OpenAI-family model: not offered, as upstream.
+    up.push(Reply::text("hi"));
+    let mut c = h.cmd();
+    c.args(["agent", "-m", "hi", "--model", "litellm/m1"]);
+    assert!(run(c, None).await.status.success());
+    assert!(!offered(&up.last_request().unwrap().body).contains(&"apply_patch".to_string()));
+}

@@ -358,6 +358,23 @@ pub struct ExecToolConfig {
     /// The programs `allowlist` lets run without asking (replaces the built-in list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safe_bins: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_patch: Option<ApplyPatchConfig>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+/// `tools.exec.applyPatch`: the `apply_patch` tool, offered (as upstream) only when enabled and
+/// the model is an OpenAI-family one (and in `allowModels` when that is set).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplyPatchConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// `provider/model` refs or bare model ids; empty allows every OpenAI-family model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_models: Vec<String>,
+    /// `true` (default): paths outside the workspace are refused, not asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_only: Option<bool>,
 }

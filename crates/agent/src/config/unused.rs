@@ -58,6 +58,7 @@ const USED: &[(&str, Used)] = &[
                     ("security", All),
                     ("ask", All),
                     ("safeBins", All),
+                    ("applyPatch", All),
                 ]),
             ),
         ]),

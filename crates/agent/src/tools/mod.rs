@@ -3,6 +3,7 @@
 
 pub mod exec;
 pub mod fs;
+pub mod patch;
 pub mod policy;
 pub mod search;
 
@@ -92,6 +93,11 @@ pub struct ToolBox {
     pub policy: Policy,
     pub processes: ProcessTable,
     pub exec_timeout: Duration,
+    /// `tools.exec.applyPatch`.
+    pub apply_patch: crate::config::ApplyPatchConfig,
+    /// The session's model (`provider`, `model`), which decides whether `apply_patch` is
+    /// offered.
+    pub model: (String, String),
 }
 
 impl ToolBox {
@@ -100,16 +106,36 @@ impl ToolBox {
             policy,
             processes: ProcessTable::new(),
             exec_timeout: Duration::from_secs(exec::DEFAULT_TIMEOUT_SECS),
+            apply_patch: crate::config::ApplyPatchConfig::default(),
+            model: (String::new(), String::new()),
         }
+    }
+
+    /// `apply_patch` is offered as upstream does: enabled in the config, an OpenAI-family
+    /// model, and that model in `allowModels` when the list is set.
+    pub fn offers_apply_patch(&self) -> bool {
+        let (provider, model) = &self.model;
+        let c = &self.apply_patch;
+        c.enabled == Some(true)
+            && patch::is_openai_family(provider, model)
+            && (c.allow_models.is_empty()
+                || c.allow_models
+                    .iter()
+                    .any(|m| *m == *model || *m == format!("{provider}/{model}")))
+            && self.policy.offers("apply_patch")
     }
 
     /// The tools offered: all of them, less what `tools.allow`/`tools.deny` and
     /// `tools.exec.security: deny` take away.
     pub fn specs(&self) -> Vec<ToolSpec> {
-        specs()
+        let mut out: Vec<ToolSpec> = specs()
             .into_iter()
             .filter(|s| self.policy.offers(&s.name))
-            .collect()
+            .collect();
+        if self.offers_apply_patch() {
+            out.push(apply_patch_spec());
+        }
+        out
     }
 
     /// Run one call. Arguments that are not a JSON object are reported to the model.
@@ -145,12 +171,31 @@ impl ToolBox {
                 .await
             }
             "process" => exec::process(&self.processes, args).await,
+            "apply_patch" if self.offers_apply_patch() => {
+                patch::apply_patch(
+                    &self.policy,
+                    args,
+                    self.apply_patch.workspace_only.unwrap_or(true),
+                )
+                .await
+            }
             "grep" => search::grep(&self.policy, args).await,
             "glob" => search::glob(&self.policy, args).await,
             other => ToolOutput::error(format!(
                 "unknown tool \"{other}\"; available: read, write, edit, exec, process, grep, glob"
             )),
         }
+    }
+}
+
+/// `apply_patch`, offered only where [`ToolBox::offers_apply_patch`] says so.
+pub fn apply_patch_spec() -> ToolSpec {
+    ToolSpec {
+        name: "apply_patch".into(),
+        description: "Edit files with a patch: *** Begin Patch, then *** Add File: <path> (lines starting with +), *** Delete File: <path>, or *** Update File: <path> (optional *** Move to: <path>) with @@ chunks of ' ' context, '-' removed and '+' added lines (*** End of File when a chunk ends the file), then *** End Patch. Paths are relative to the workspace.".into(),
+        parameters: json!({"type": "object", "properties": {
+            "input": {"type": "string", "description": "The whole patch, from *** Begin Patch to *** End Patch"}
+        }, "required": ["input"]}),
     }
 }
 
