@@ -190,6 +190,9 @@ fn spawn_printer(
                     let _ = write!(out, "{text}");
                     let _ = out.flush();
                 }
+                AgentEvent::ReasoningDelta { text } if VERBOSE.load(Ordering::SeqCst) => {
+                    eprint!("{text}");
+                }
                 AgentEvent::ToolCall {
                     name, arguments, ..
                 } => {
@@ -198,7 +201,11 @@ fn spawn_printer(
                         printed_text = false;
                     }
                     let args = arguments.to_string();
-                    let args: String = args.chars().take(160).collect();
+                    let args: String = if VERBOSE.load(Ordering::SeqCst) {
+                        args
+                    } else {
+                        args.chars().take(160).collect()
+                    };
                     eprintln!("[tool] {name} {args}");
                 }
                 AgentEvent::ToolResult { ok, summary, .. } => {
@@ -502,8 +509,49 @@ async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<Stri
                 },
             )
         }
-        "/model" if arg.is_empty() => Ok(format!("model {}", session.model)),
-        "/model" => Ok(format!("model set to {}", session.set_model(arg)?)),
+        "/model" if arg.is_empty() => Ok(crate::chat_extras::model_list(
+            &crate::chat_extras::model_choices(session.runtime()),
+            &session.model,
+        )),
+        "/model" => {
+            let choices = crate::chat_extras::model_choices(session.runtime());
+            let picked = crate::chat_extras::picked_model(arg, &choices);
+            Ok(format!("model set to {}", session.set_model(&picked)?))
+        }
+        "/usage" => Ok(crate::chat_extras::usage_text(session)),
+        "/verbose" => {
+            let on = match arg {
+                "on" => true,
+                "off" => false,
+                _ => !VERBOSE.load(Ordering::SeqCst),
+            };
+            VERBOSE.store(on, Ordering::SeqCst);
+            Ok(if on {
+                "verbose: tool arguments in full and reasoning shown".into()
+            } else {
+                "verbose off".into()
+            })
+        }
+        "/dir" if arg.is_empty() => Ok(format!("workspace {}", session.workspace().display())),
+        "/dir" => {
+            let target = session.workspace().join(arg);
+            if !target.is_dir() {
+                anyhow::bail!("not a directory: {}", target.display());
+            }
+            // Same conversation, tools now rooted in the new directory.
+            let id = session.id().to_string();
+            reopen(session, Some(id), target).await?;
+            Ok(format!("workspace {}", session.workspace().display()))
+        }
+        "/anton" => anton_line(session, arg).await,
+        "/stop" => {
+            let dir = &session.runtime().paths.state_dir;
+            if idlehands_anton::read_state(dir).running {
+                Ok(idlehands_anton::request_stop(dir)?)
+            } else {
+                Ok("nothing is running (Ctrl-C stops a running turn)".into())
+            }
+        }
         "/think" => {
             let level: ThinkingLevel = arg.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
             session.set_thinking(level)?;
@@ -540,9 +588,49 @@ async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<Stri
     }
 }
 
+/// `/anton <file>|status|stop` in the line chat: a run goes in the foreground, its progress
+/// printed as it comes; Ctrl-C abandons it.
+async fn anton_line(session: &Session, arg: &str) -> anyhow::Result<String> {
+    let rt = session.runtime().clone();
+    let dir = rt.paths.state_dir.clone();
+    match arg {
+        "" | "status" => return Ok(idlehands_anton::status_text(&dir)),
+        "stop" => return Ok(idlehands_anton::request_stop(&dir)?),
+        _ => {}
+    }
+    let file = session.workspace().join(arg);
+    if !file.is_file() {
+        anyhow::bail!("File not found: {}", file.display());
+    }
+    let mut opts = crate::anton_cmd::run_options(&rt, file)?;
+    opts.workspace = Some(session.workspace().to_path_buf());
+    let agent = Arc::new(crate::anton_cmd::AgentRunner {
+        rt: rt.clone(),
+        model: Some(session.model.to_string()),
+        fallbacks: true,
+    });
+    let run = idlehands_anton::run_anton(opts, agent, crate::anton_cmd::cli_sink());
+    tokio::select! {
+        r = run => {
+            r?;
+            Ok("anton done".into())
+        }
+        _ = tokio::signal::ctrl_c() => Ok("anton abandoned (Ctrl-C)".into()),
+    }
+}
+
+/// `/verbose`: tool arguments in full and reasoning shown in the line chat.
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
 const LINE_HELP: &str = "\
+!<command>            run a shell command in the workspace (for you; the model does not see it)
 /status               model, session, context, tokens and cost
-/model [ref]          show or switch the model
+/usage                tokens and cost of this session
+/model [n|ref]        list the configured models, or switch (by number or ref)
+/verbose [on|off]     show tool arguments in full and the reasoning
+/dir [path]           show or change the workspace
+/anton <file>|status|stop   run a task file (Ctrl-C abandons it), or check on / stop a run
+/stop                 ask a running anton to stop
 /think <level>        off, minimal, low, medium, high or xhigh
 /compact [instr]      summarise older turns now
 /new                  start a fresh session
@@ -657,6 +745,15 @@ fn line_chat(session_id: Option<String>) -> anyhow::Result<ExitCode> {
             }
             if matches!(line, "/exit" | "/quit") {
                 break;
+            }
+            if let Some(command) = line.strip_prefix('!') {
+                let ws = session.workspace().to_path_buf();
+                let out = tokio::select! {
+                    o = crate::chat_extras::shell(command.trim(), &ws) => o,
+                    _ = tokio::signal::ctrl_c() => "(interrupted)".into(),
+                };
+                println!("{out}");
+                continue;
             }
             if line.starts_with('/') {
                 match slash_command(&mut session, line).await {

@@ -152,7 +152,7 @@ fn state_dir() -> anyhow::Result<PathBuf> {
 
 /// How `anton run` prints: log lines on stdout, failures on stderr, and the progress
 /// messages that the log lines do not already say.
-fn cli_sink() -> MessageSink {
+pub fn cli_sink() -> MessageSink {
     Arc::new(|m| match m {
         AntonMessage::Log(s) => println!("{s}"),
         AntonMessage::Error(s) => eprintln!("{s}"),

@@ -2,6 +2,7 @@
 
 mod agent_cmd;
 mod anton_cmd;
+mod chat_extras;
 mod interactive;
 mod models_cmd;
 mod onboard_cmd;

@@ -549,3 +549,58 @@ async fn apply_patch_is_offered_to_openai_models_when_enabled_and_applies_patche
     assert!(run(c, None).await.status.success());
     assert!(!offered(&up.last_request().unwrap().body).contains(&"apply_patch".to_string()));
 }
+
+#[tokio::test]
+async fn the_line_chat_has_shell_model_list_usage_verbose_dir_anton_and_stop() {
+    let up = FakeOpenAi::start().await;
+    let h = Home::new();
+    h.write_config(&config_for(&up.base_url(), ""));
+    std::fs::create_dir_all(h.ws().join("sub")).unwrap();
+    up.push(Reply::text("answered by m2").with_usage(10, 2));
+    up.push(Reply::tool_call(
+        "t1",
+        "exec",
+        json!({"command": "echo a-rather-long-argument-that-verbose-shows-in-full"}),
+    ));
+    up.push(Reply::text("done"));
+    let script = "!echo bang-$((6*7))\n/model\n/model 2\nhello\n/usage\n/verbose\nrun it\n/dir sub\n!pwd\n/anton status\n/stop\n/help\n";
+    let out = run(h.cmd(), Some(script)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let err = stderr(&out);
+    assert!(stdout.contains("bang-42"), "{stdout}");
+    assert!(
+        err.contains("* 1. litellm/m1") && err.contains("  2. litellm/m2"),
+        "{err}"
+    );
+    assert!(err.contains("model set to litellm/m2"), "{err}");
+    assert_eq!(up.requests()[0].body["model"], "m2");
+    assert!(stdout.contains("answered by m2"), "{stdout}");
+    assert!(
+        err.contains("Tokens this session: 10 in (0 cached) / 2 out / 12 total"),
+        "{err}"
+    );
+    assert!(err.contains("verbose: tool arguments in full"), "{err}");
+    assert!(
+        err.contains(
+            "[tool] exec {\"command\":\"echo a-rather-long-argument-that-verbose-shows-in-full\"}"
+        ),
+        "{err}"
+    );
+    let sub = h.ws().canonicalize().unwrap().join("sub");
+    assert!(
+        err.contains(&format!("workspace {}", sub.display())),
+        "{err}"
+    );
+    assert!(stdout.contains(&sub.display().to_string()), "{stdout}");
+    assert!(err.contains("Anton is idle."), "{err}");
+    assert!(err.contains("nothing is running"), "{err}");
+    assert!(
+        err.contains("/resume <id>") && err.contains("!<command>"),
+        "{err}"
+    );
+    // `!cmd` is for the user: the model never saw it.
+    for r in up.requests() {
+        assert!(!r.body.to_string().contains("bang-"), "{}", r.body);
+    }
+}

@@ -473,3 +473,38 @@ async fn sessions_are_listed_shown_and_resumed_in_the_chat() {
     t.wait_for("(resumed)").await;
     t.wait_for(&format!("session {id} (4 messages)")).await;
 }
+
+#[tokio::test]
+async fn shell_model_list_usage_and_verbose_in_the_chat() {
+    let up = FakeOpenAi::start().await;
+    let t = Tmux::new(&up.base_url());
+    t.start();
+    t.wait_for("IdleHands").await;
+    t.line("!echo bang-$((6*7))");
+    t.wait_for("bang-42").await;
+    t.line("/model");
+    t.wait_for("* 1. local/m1").await;
+    t.line("/model 1");
+    t.wait_for("Model set to local/m1.").await;
+    t.line("/verbose");
+    t.wait_for("Verbose: tool calls with their arguments in full.")
+        .await;
+    up.push(Reply::tool_call(
+        "c1",
+        "exec",
+        json!({"command": "echo verbose-shows-this-whole-argument-string-without-cutting-it-anywhere-at-all-really-none"}),
+    ).with_usage(1000, 100));
+    up.push(Reply::text("DONE").with_usage(1000, 10));
+    t.line("go");
+    t.wait_for("DONE").await;
+    t.wait_for("exec {\"command\":\"echo verbose-shows-this-whole-argument-string-without-cutting-it-anywhere-at-all-really-none\"}").await;
+    t.line("/usage");
+    t.wait_for("Tokens this session: 2000 in (0 cached) / 110 out")
+        .await;
+    t.wait_for("Cost: $0.00222").await;
+    assert!(
+        !up.requests()
+            .iter()
+            .any(|r| r.body.to_string().contains("bang-"))
+    );
+}

@@ -12,7 +12,10 @@ use super::{App, UiEvent, open_session};
 use crate::anton_cmd::{AgentRunner, run_options};
 
 const HELP: &str = "\
-/model [ref]          show or switch the model
+!<command>            run a shell command in the workspace (for you; the model does not see it)
+/model [n|ref]        list the configured models, or switch (by number or ref)
+/usage                tokens and cost of this session
+/verbose              show tool calls with their arguments in full (again: back to summaries)
 /think [level]        show or set thinking (off, minimal, low, medium, high, xhigh)
 /new                  start a fresh session
 /session              this session's id, title and file
@@ -35,6 +38,21 @@ impl App {
             "/help" | "/?" => self.screen.line(HELP),
             "/status" => self.status(),
             "/model" => self.model(arg),
+            "/usage" => match &self.session {
+                Some(s) => {
+                    let text = crate::chat_extras::usage_text(s);
+                    self.screen.line(&text);
+                }
+                None => self.screen.line("Busy; /usage after the turn."),
+            },
+            "/verbose" => {
+                self.verbose = !self.verbose;
+                self.screen.line(if self.verbose {
+                    "Verbose: tool calls with their arguments in full."
+                } else {
+                    "Verbose off: tool calls summarised."
+                });
+            }
             "/think" => self.think(arg),
             "/new" | "/reset" => self.new_session().await,
             "/session" => match &self.session {
@@ -114,12 +132,13 @@ impl App {
 
     fn model(&mut self, arg: &str) {
         let Some(s) = &mut self.session else { return };
+        let choices = crate::chat_extras::model_choices(&self.rt);
         if arg.is_empty() {
-            let m = s.model.to_string();
-            self.screen.line(&format!("Model: {m}"));
+            let text = crate::chat_extras::model_list(&choices, &s.model);
+            self.screen.line(&text);
             return;
         }
-        match s.set_model(arg) {
+        match s.set_model(&crate::chat_extras::picked_model(arg, &choices)) {
             Ok(r) => self.screen.line(&format!("Model set to {r}.")),
             Err(e) => self.screen.error_line(&format!("error: {e}")),
         }

@@ -42,6 +42,8 @@ enum UiEvent {
     AntonDone(Result<RunOutcome, AntonError>),
     Approval(ApprovalRequest, std::sync::mpsc::Sender<Decision>),
     Tick,
+    /// A `!cmd` finished: the command and its output.
+    Shell(String, String),
 }
 
 enum JobResult {
@@ -113,6 +115,8 @@ pub struct App {
     /// Ctrl-C was pressed once at an empty prompt.
     exit_armed: bool,
     show_reasoning: bool,
+    /// `/verbose`: tool calls with their arguments in full.
+    pub(super) verbose: bool,
     /// Quitting was asked for once while anton ran.
     quit_warned: bool,
     /// Lines entered while a job ran.
@@ -153,6 +157,7 @@ async fn main_loop(session_id: Option<String>) -> anyhow::Result<ExitCode> {
         approval: None,
         exit_armed: false,
         show_reasoning: true,
+        verbose: false,
         queued: std::collections::VecDeque::new(),
         quit_warned: false,
         quit: false,
@@ -285,6 +290,11 @@ impl App {
             UiEvent::Input(Event::Resize(..)) => self.redraw_prompt(),
             UiEvent::Input(_) => {}
             UiEvent::InputClosed => self.quit = true,
+            UiEvent::Shell(command, output) => {
+                self.screen.dim_line(&format!("$ {command}"));
+                self.screen.line(&output);
+                self.redraw_prompt();
+            }
             UiEvent::Tick => {
                 if let Some(j) = &self.job
                     && j.waiting
@@ -447,6 +457,22 @@ impl App {
             self.command(line).await;
             return;
         }
+        if let Some(command) = line.strip_prefix('!') {
+            // Off the loop, so the chat stays responsive while it runs.
+            let command = command.trim().to_string();
+            let cwd = self.rt.paths.state_dir.clone();
+            let cwd = self
+                .session
+                .as_ref()
+                .map(|s| s.workspace().to_path_buf())
+                .unwrap_or(cwd);
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let out = crate::chat_extras::shell(&command, &cwd).await;
+                let _ = tx.send(UiEvent::Shell(command, out));
+            });
+            return;
+        }
         self.start_turn(UserInput::text(line));
     }
 
@@ -512,6 +538,7 @@ impl App {
 
     fn agent_event(&mut self, e: AgentEvent) {
         let show_reasoning = self.show_reasoning;
+        let verbose = self.verbose;
         let Some(j) = &mut self.job else { return };
         match e {
             AgentEvent::ReasoningDelta { text } => {
@@ -538,13 +565,19 @@ impl App {
                 j.waiting = false;
                 self.end_reasoning();
                 self.screen.end_line();
-                self.screen.stream(&format!(
-                    "{CYAN}⚙{RESET} {}",
+                let shown = if verbose {
+                    format!("{name} {arguments}")
+                } else {
                     screen::tool_call_summary(&name, &arguments)
-                ));
+                };
+                self.screen.stream(&format!("{CYAN}⚙{RESET} {shown}"));
             }
             AgentEvent::ToolResult { ok, summary, .. } => {
-                let summary = screen::truncate(summary.lines().next().unwrap_or(""), 100);
+                let summary = if verbose {
+                    summary.clone()
+                } else {
+                    screen::truncate(summary.lines().next().unwrap_or(""), 100)
+                };
                 let (color, word) = if ok { (GREEN, "ok") } else { (RED, "err") };
                 self.screen
                     .stream(&format!(" {DIM}→{RESET} {color}{word}{RESET}: {summary}\n"));
