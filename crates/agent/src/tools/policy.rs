@@ -535,12 +535,11 @@ pub fn command_programs(command: &str) -> Vec<String> {
             .split_whitespace()
             .map(|w| w.trim_start_matches(['(', '{']))
             .filter(|w| !w.is_empty() && !matches!(*w, ")" | "}" | "!"));
-        let first = words
-            .skip_while(|w| {
-                w.split_once('=')
-                    .is_some_and(|(k, _)| !k.is_empty() && !k.contains('/'))
-            })
-            .next();
+        let mut words = words;
+        let first = words.find(|w| {
+            !w.split_once('=')
+                .is_some_and(|(k, _)| !k.is_empty() && !k.contains('/'))
+        });
         if let Some(w) = first {
             let name = w.rsplit('/').next().unwrap_or(w).to_string();
             if !out.contains(&name) {
