@@ -163,6 +163,8 @@ pub struct Runtime {
     pub auth: AuthStore,
     pub registry: ModelRegistry,
     pub client: ChatClient,
+    /// The configured MCP servers (`mcp.servers`), started when first needed.
+    pub mcp: Arc<crate::mcp::McpHub>,
     /// Context windows asked of the servers, by model ref, once per process.
     windows: std::sync::Mutex<std::collections::HashMap<String, Option<Discovered>>>,
 }
@@ -176,6 +178,19 @@ impl Runtime {
         let paths = Paths::resolve(&env)?;
         let config = config::load(&paths.config_path, &env)?;
         let auth = AuthStore::load(&paths.auth_profiles_path())?;
+        if let Err(message) = crate::mcp::McpHub::from_section(config.config.other.get("mcp")) {
+            let (field, message) = message
+                .split_once(": ")
+                .map(|(f, m)| (f.to_string(), m.to_string()))
+                .unwrap_or(("mcp".into(), message));
+            return Err(ConfigError::Invalid {
+                path: paths.config_path.clone(),
+                field,
+                message,
+                fix: "give each server a \"command\" (with optional \"args\" and \"env\") or a \"url\"".into(),
+            }
+            .into());
+        }
         Ok(Self::from_parts(env, paths, config, auth))
     }
 
@@ -184,7 +199,10 @@ impl Runtime {
             .api_key_profile(&config, crate::models::LITELLM_PROVIDER)
             .is_some();
         let registry = ModelRegistry::new(&config, &env, has_litellm_profile);
+        let mcp =
+            crate::mcp::McpHub::from_section(config.config.other.get("mcp")).unwrap_or_default();
         Self {
+            mcp: Arc::new(mcp),
             env,
             paths,
             config,
@@ -782,7 +800,18 @@ impl Session {
         events: &EventSink,
         cancel: &CancellationToken,
     ) -> Result<TurnOutcome, AgentError> {
-        let specs = self.tools.specs();
+        let mut specs = self.tools.specs();
+        if !self.rt.mcp.is_empty() {
+            // Servers start here, on the first turn that needs them.
+            let mcp = tokio::select! {
+                () = cancel.cancelled() => return Err(AgentError::Aborted),
+                s = self.rt.mcp.specs() => s,
+            };
+            specs.extend(
+                mcp.into_iter()
+                    .filter(|s| self.tools.policy.offers(&s.name)),
+            );
+        }
         let system_prompt = self.system_prompt(&specs);
         // Asked once per model; a stop pressed while a slow server is asked ends the turn.
         tokio::select! {
@@ -905,7 +934,14 @@ impl Session {
                     name: name.clone(),
                     arguments: args.clone(),
                 });
-                let mut out = self.tools.run(name, args, cancel).await;
+                let mut out = if self.rt.mcp.owns(name) && self.tools.policy.offers(name) {
+                    tokio::select! {
+                        () = cancel.cancelled() => crate::tools::ToolOutput::error("Tool execution was aborted."),
+                        o = self.rt.mcp.call(name, args) => o,
+                    }
+                } else {
+                    self.tools.run(name, args, cancel).await
+                };
                 if let Some(w) = self.context_window() {
                     // Leave the model room to answer: a quarter of the window at most.
                     let reserve = max_output.min(w / 4);

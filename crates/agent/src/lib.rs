@@ -24,6 +24,7 @@ pub mod config;
 pub mod env;
 pub mod fsutil;
 pub mod local;
+pub mod mcp;
 pub mod message;
 pub mod models;
 pub mod onboard;

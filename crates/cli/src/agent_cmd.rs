@@ -353,6 +353,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         };
         let (end, printed) = drive_turn(&mut session, input, output, timeout).await;
         session.close().await;
+        session.runtime().mcp.shutdown().await;
         if output == Output::Result {
             let r = result_object(&session, &end, elapsed_ms(started));
             println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -776,6 +777,7 @@ fn line_chat(session_id: Option<String>) -> anyhow::Result<ExitCode> {
             }
         }
         session.close().await;
+        session.runtime().mcp.shutdown().await;
         Ok(ExitCode::SUCCESS)
     });
     // A prompt read may still be blocked on stdin; do not wait for it.

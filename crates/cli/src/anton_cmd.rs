@@ -206,7 +206,11 @@ fn run_tasks(a: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = tokio_rt.block_on(idlehands_anton::run_anton(opts, agent, cli_sink()))?;
+    let outcome = tokio_rt.block_on(async {
+        let r = idlehands_anton::run_anton(opts, agent, cli_sink()).await;
+        rt.mcp.shutdown().await;
+        r
+    })?;
     Ok(match outcome {
         RunOutcome::DryRun { .. } | RunOutcome::NoPendingTasks => ExitCode::SUCCESS,
         RunOutcome::Finished(s) => ExitCode::from(exit_code(&s)),

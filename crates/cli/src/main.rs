@@ -4,6 +4,7 @@ mod agent_cmd;
 mod anton_cmd;
 mod chat_extras;
 mod interactive;
+mod mcp_cmd;
 mod models_cmd;
 mod onboard_cmd;
 mod proxy_cmd;
@@ -47,6 +48,8 @@ enum Command {
     Anton(anton_cmd::AntonArgs),
     /// List stored sessions: id, title (first prompt), model, tokens, cost, last update.
     Sessions(sessions_cmd::SessionsArgs),
+    /// MCP servers (mcp.servers): `mcp list` starts them and lists their tools.
+    Mcp(mcp_cmd::McpArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -70,6 +73,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Models(args)) => models_cmd::run(args),
         Some(Command::Anton(args)) => anton_cmd::run(args),
         Some(Command::Sessions(args)) => sessions_cmd::run(args),
+        Some(Command::Mcp(args)) => mcp_cmd::run(args),
         None => agent_cmd::interactive(resume),
     };
     match result {

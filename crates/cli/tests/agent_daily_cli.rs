@@ -604,3 +604,116 @@ async fn the_line_chat_has_shell_model_list_usage_verbose_dir_anton_and_stop() {
         assert!(!r.body.to_string().contains("bang-"), "{}", r.body);
     }
 }
+
+/// Whether process `pid` has exited (gone, or a zombie waiting to be reaped).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+async fn wait_exited(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !exited(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "MCP server {pid} still running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn mcp_server_tools_are_offered_called_restarted_and_stopped() {
+    let up = FakeOpenAi::start().await;
+    let h = Home::new();
+    let pidfile = h.dir.path().join("mcp-pids");
+    let marker = h.dir.path().join("mcp-crashed");
+    h.write_config(&config_for(
+        &up.base_url(),
+        &format!(
+            r#", mcp: {{ servers: {{ demo: {{ command: "{}", args: [], env: {{ MCP_TEST_PIDFILE: "{}", MCP_TEST_MARKER: "{}" }} }} }} }}"#,
+            env!("CARGO_BIN_EXE_idlehands-mcp-test-server"),
+            pidfile.display(),
+            marker.display()
+        ),
+    ));
+    let pids = || -> Vec<u32> {
+        std::fs::read_to_string(&pidfile)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect()
+    };
+
+    // Lazy: commands that need no tools start no server.
+    let mut c = h.cmd();
+    c.args(["sessions", "--json"]);
+    assert!(run(c, None).await.status.success());
+    assert!(pids().is_empty());
+
+    let mut c = h.cmd();
+    c.args(["mcp", "list"]);
+    let out = run(c, None).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("demo: 3 tool(s)"), "{listed}");
+    assert!(listed.contains("demo__add  Add two numbers"), "{listed}");
+    assert!(listed.contains("demo__crash_once"), "{listed}");
+    let first = pids();
+    assert_eq!(first.len(), 1);
+    wait_exited(first[0]).await;
+
+    up.push(Reply::tool_call("m1", "demo__add", json!({"a": 2, "b": 3})));
+    up.push(Reply::tool_call("m2", "demo__pixel", json!({})));
+    up.push(Reply::tool_call("m3", "demo__crash_once", json!({})));
+    up.push(Reply::text("all three"));
+    let mut c = h.cmd();
+    c.args(["agent", "-m", "use the tools"]);
+    let out = run(c, None).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reqs = up.requests();
+    let names = offered(&reqs[0].body);
+    for n in ["demo__add", "demo__pixel", "demo__crash_once", "read"] {
+        assert!(names.contains(&n.to_string()), "{n} not in {names:?}");
+    }
+    let add_schema = reqs[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["function"]["name"] == "demo__add")
+        .unwrap()["function"]["parameters"]
+        .clone();
+    assert_eq!(add_schema["required"], json!(["a", "b"]));
+    assert_eq!(last_tool_result(&reqs[1].body), "sum = 5");
+    assert!(
+        reqs[2].body.to_string().contains("one red pixel"),
+        "{}",
+        reqs[2].body
+    );
+    assert_eq!(last_tool_result(&reqs[3].body), "recovered after a crash");
+    // One start for the turn, one restart after the crash; all stopped when the run ended.
+    let all = pids();
+    assert_eq!(all.len(), 3, "{all:?}");
+    for p in all {
+        wait_exited(p).await;
+    }
+
+    // A bad server entry is a config error naming the key.
+    h.write_config(&config_for(
+        &up.base_url(),
+        r#", mcp: { servers: { broken: { args: ["x"] } } }"#,
+    ));
+    let mut c = h.cmd();
+    c.args(["agent", "-m", "hi"]);
+    let out = run(c, None).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("mcp.servers.broken"),
+        "{}",
+        stderr(&out)
+    );
+}

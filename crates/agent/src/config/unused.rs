@@ -18,6 +18,7 @@ use Used::{All, Keys};
 const USED: &[(&str, Used)] = &[
     ("models", All),
     ("anton", All),
+    ("mcp", Keys(&[("servers", All)])),
     ("meta", All),
     ("$schema", All),
     (

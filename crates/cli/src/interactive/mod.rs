@@ -184,6 +184,7 @@ async fn main_loop(session_id: Option<String>) -> anyhow::Result<ExitCode> {
     if let Some(s) = &app.session {
         s.close().await;
     }
+    app.rt.mcp.shutdown().await;
     app.screen.end_line();
     Ok(ExitCode::SUCCESS)
 }
