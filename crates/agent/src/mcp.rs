@@ -3,8 +3,7 @@
 //! mcp list`), its tools are offered as `<server>__<tool>`, a server that died is started again
 //! on the next call, and [`McpHub::shutdown`] stops them all.
 //!
-//! Only stdio servers (`command`, `args`, `env`) run in this build; a `url` (streamable HTTP)
-//! server is reported as not supported rather than ignored.
+//! Servers run over stdio (`command`, `args`, `env`) or streamable HTTP (`url`, `headers`).
 
 use std::collections::BTreeMap;
 
@@ -37,6 +36,9 @@ pub struct McpServerConfig {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub url: Option<String>,
+    /// Extra HTTP headers for a `url` server (e.g. `Authorization`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     /// Accepted for upstream configs; `false` leaves the server out.
     #[serde(default)]
     pub enabled: Option<bool>,
@@ -139,11 +141,33 @@ impl McpHub {
     }
 
     async fn start(server: &Server) -> Result<Running, String> {
-        if server.cfg.url.is_some() && server.cfg.command.is_none() {
-            return Err(
-                "streamable HTTP servers (url) are not supported in this build; run the server over stdio (command)"
-                    .into(),
-            );
+        if let (Some(url), None) = (&server.cfg.url, &server.cfg.command) {
+            // reqwest is built here without a TLS crypto provider of its own: use ring, as the
+            // rest of the binary does. Installing twice is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let mut headers = std::collections::HashMap::new();
+            for (k, v) in &server.cfg.headers {
+                let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|e| format!("header {k}: {e}"))?;
+                let value = reqwest::header::HeaderValue::from_str(v)
+                    .map_err(|e| format!("header {k}: {e}"))?;
+                headers.insert(name, value);
+            }
+            let config = rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                .custom_headers(headers);
+            let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
+            let started = async {
+                let client = ()
+                    .serve(transport)
+                    .await
+                    .map_err(|e| format!("{url} did not start an MCP session: {e}"))?;
+                Self::listed(server, client).await
+            };
+            return tokio::time::timeout(START_TIMEOUT, started)
+                .await
+                .map_err(|_| {
+                    format!("{url} did not answer within {}s", START_TIMEOUT.as_secs())
+                })?;
         }
         let Some(command) = &server.cfg.command else {
             return Err("no command".into());
@@ -159,20 +183,7 @@ impl McpHub {
                 .serve(transport)
                 .await
                 .map_err(|e| format!("`{command}` did not start an MCP session: {e}"))?;
-            let listed = client
-                .list_all_tools()
-                .await
-                .map_err(|e| format!("tools/list failed: {e}"))?;
-            let tools = listed
-                .into_iter()
-                .map(|t| McpTool {
-                    name: format!("{}{SEPARATOR}{}", sanitize(&server.name), sanitize(&t.name)),
-                    tool: t.name.to_string(),
-                    description: t.description.map(|d| d.to_string()).unwrap_or_default(),
-                    schema: Value::Object((*t.input_schema).clone()),
-                })
-                .collect();
-            Ok::<_, String>(Running { client, tools })
+            Self::listed(server, client).await
         };
         tokio::time::timeout(START_TIMEOUT, started)
             .await
@@ -182,6 +193,27 @@ impl McpHub {
                     START_TIMEOUT.as_secs()
                 )
             })?
+    }
+
+    /// Asks a started server for its tools.
+    async fn listed(
+        server: &Server,
+        client: RunningService<RoleClient, ()>,
+    ) -> Result<Running, String> {
+        let listed = client
+            .list_all_tools()
+            .await
+            .map_err(|e| format!("tools/list failed: {e}"))?;
+        let tools = listed
+            .into_iter()
+            .map(|t| McpTool {
+                name: format!("{}{SEPARATOR}{}", sanitize(&server.name), sanitize(&t.name)),
+                tool: t.name.to_string(),
+                description: t.description.map(|d| d.to_string()).unwrap_or_default(),
+                schema: Value::Object((*t.input_schema).clone()),
+            })
+            .collect();
+        Ok(Running { client, tools })
     }
 
     /// The server's tools, starting it when it is not running.

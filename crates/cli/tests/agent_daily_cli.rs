@@ -717,3 +717,63 @@ async fn mcp_server_tools_are_offered_called_restarted_and_stopped() {
         stderr(&out)
     );
 }
+
+/// Kills the HTTP test server when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn mcp_servers_over_streamable_http() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idlehands-mcp-test-server"))
+        .arg("--http")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = KillOnDrop(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+
+    let up = FakeOpenAi::start().await;
+    let h = Home::new();
+    h.write_config(&config_for(
+        &up.base_url(),
+        &format!(
+            r#", mcp: {{ servers: {{ web: {{ url: "{url}", headers: {{ "X-Test": "1" }} }} }} }}"#
+        ),
+    ));
+    let mut c = h.cmd();
+    c.args(["mcp", "list"]);
+    let out = run(c, None).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("web: 3 tool(s)") && listed.contains("web__add"),
+        "{listed}"
+    );
+
+    up.push(Reply::tool_call("h1", "web__add", json!({"a": 40, "b": 2})));
+    up.push(Reply::text("42"));
+    let mut c = h.cmd();
+    c.args(["agent", "-m", "add"]);
+    let out = run(c, None).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        last_tool_result(&up.last_request().unwrap().body),
+        "sum = 42"
+    );
+}

@@ -82,8 +82,29 @@ impl ServerHandler for Demo {
     }
 }
 
+/// `--http`: serve streamable HTTP at `/mcp` on a free loopback port, printing
+/// `listening on http://127.0.0.1:<port>/mcp`; otherwise stdio.
+async fn serve_http() -> anyhow::Result<()> {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+    let service = StreamableHttpService::new(
+        || Ok(Demo),
+        std::sync::Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let router = axum::Router::new().nest_service("/mcp", service);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("listening on http://{}/mcp", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    axum::serve(listener, router).await?;
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--http") {
+        return serve_http().await;
+    }
     if let Ok(p) = std::env::var("MCP_TEST_PIDFILE") {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
