@@ -301,12 +301,14 @@ async fn anton_runs_in_the_background_with_progress() {
     t.start();
     t.wait_for("› ").await;
     t.line("/anton TASKS.md");
-    let s = t.wait_for("🏁 **Anton finished**").await;
+    // Progress is markdown, rendered: no literal `**`.
+    let s = t.wait_for("🏁 Anton finished").await;
     assert!(
-        s.contains("🤚 **/anton** invoked on `TASKS.md`\nStarting orchestrator..."),
+        s.contains("🤚 /anton invoked on TASKS.md\nStarting orchestrator..."),
         "{s}"
     );
-    assert!(s.contains("✅ **Task 1/1 complete**: Create a.txt"), "{s}");
+    assert!(s.contains("✅ Task 1/1 complete: Create a.txt"), "{s}");
+    assert!(!s.contains("**"), "{s}");
     assert_eq!(
         std::fs::read_to_string(t.ws.join("TASKS.md")).unwrap(),
         "- [x] Create a.txt\n"
@@ -362,7 +364,7 @@ async fn exiting_during_an_anton_run_warns_first_and_leaves_no_running_state() {
     t.start();
     t.wait_for("› ").await;
     t.line("/anton TASKS.md");
-    t.wait_for("🔪 **Task 1/1**: Wait forever").await;
+    t.wait_for("🔪 Task 1/1: Wait forever").await;
     t.line("/anton status");
     t.wait_for("Anton running: 0/1 complete").await;
     t.keys(&["C-d"]);
@@ -507,4 +509,29 @@ async fn shell_model_list_usage_and_verbose_in_the_chat() {
             .iter()
             .any(|r| r.body.to_string().contains("bang-"))
     );
+}
+
+#[tokio::test]
+async fn answers_are_rendered_as_markdown() {
+    let up = FakeOpenAi::start().await;
+    let t = Tmux::new(&up.base_url());
+    up.push(
+        Reply::text("# Plan\n- first **bold** item\n- use `cargo test`\n```rust\nlet x = **1**;\n```\nAll DONE.")
+            .with_chunk_chars(3),
+    );
+    t.start();
+    t.wait_for("› ").await;
+    t.line("plan it");
+    let s = t.wait_for("All DONE.").await;
+    for shown in [
+        "Plan",
+        "• first bold item",
+        "• use cargo test",
+        "┌─ rust",
+        "│ let x = **1**;",
+        "└─",
+    ] {
+        assert!(s.contains(shown), "{shown}:\n{s}");
+    }
+    assert!(!s.contains("# Plan") && !s.contains("`cargo"), "{s}");
 }

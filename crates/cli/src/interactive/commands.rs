@@ -309,13 +309,15 @@ impl App {
         let opts = match run_options(&self.rt, path) {
             Ok(o) => o,
             Err(e) => {
-                self.screen.line(&format!("❌ **Anton crashed**: {e:#}"));
+                self.screen.line(&super::markdown::render(&format!(
+                    "❌ **Anton crashed**: {e:#}"
+                )));
                 return;
             }
         };
-        self.screen.line(&format!(
+        self.screen.line(&super::markdown::render(&format!(
             "🤚 **/anton** invoked on `{file}`\nStarting orchestrator..."
-        ));
+        )));
         self.screen
             .dim_line("(runs in the background; /anton status, /anton stop)");
         let agent = Arc::new(AgentRunner {

@@ -12,6 +12,7 @@
 
 mod commands;
 mod editor;
+mod markdown;
 mod screen;
 
 use std::path::PathBuf;
@@ -117,6 +118,8 @@ pub struct App {
     show_reasoning: bool,
     /// `/verbose`: tool calls with their arguments in full.
     pub(super) verbose: bool,
+    /// The answer being streamed, rendered as markdown a line at a time.
+    md: markdown::MarkdownStream,
     /// Quitting was asked for once while anton ran.
     quit_warned: bool,
     /// Lines entered while a job ran.
@@ -158,6 +161,7 @@ async fn main_loop(session_id: Option<String>) -> anyhow::Result<ExitCode> {
         exit_armed: false,
         show_reasoning: true,
         verbose: false,
+        md: markdown::MarkdownStream::default(),
         queued: std::collections::VecDeque::new(),
         quit_warned: false,
         quit: false,
@@ -318,8 +322,8 @@ impl App {
             UiEvent::Anton(m) => {
                 match m {
                     AntonMessage::Progress(p) => {
-                        self.screen
-                            .line(&idlehands_anton::format_progress_message(&p));
+                        let text = idlehands_anton::format_progress_message(&p);
+                        self.screen.line(&markdown::render(&text));
                     }
                     AntonMessage::Error(e) => self.screen.dim_line(&e),
                     // The progress messages say the same for chat.
@@ -333,7 +337,9 @@ impl App {
                     Ok(RunOutcome::Finished(_)) => {}
                     Ok(RunOutcome::NoPendingTasks) => self.screen.line("No pending tasks."),
                     Ok(RunOutcome::DryRun { .. }) => {}
-                    Err(e) => self.screen.line(&format!("❌ **Anton crashed**: {e}")),
+                    Err(e) => self
+                        .screen
+                        .line(&markdown::render(&format!("❌ **Anton crashed**: {e}"))),
                 }
                 self.redraw_prompt();
             }
@@ -558,12 +564,14 @@ impl App {
             AgentEvent::TextDelta { text } => {
                 j.waiting = false;
                 self.end_reasoning();
-                self.screen.stream(&text);
+                let shown = self.md.push(&text);
+                self.screen.stream(&shown);
             }
             AgentEvent::ToolCall {
                 name, arguments, ..
             } => {
                 j.waiting = false;
+                self.flush_markdown();
                 self.end_reasoning();
                 self.screen.end_line();
                 let shown = if verbose {
@@ -587,6 +595,7 @@ impl App {
             AgentEvent::Fallback {
                 from, to, error, ..
             } => {
+                self.flush_markdown();
                 self.end_reasoning();
                 self.screen.dim_line(&format!(
                     "↪ {from} failed ({}); trying {to}",
@@ -610,7 +619,14 @@ impl App {
         }
     }
 
+    /// Prints what is left of a streamed answer (a last line without its newline).
+    fn flush_markdown(&mut self) {
+        let rest = self.md.finish();
+        self.screen.stream(&rest);
+    }
+
     fn job_done(&mut self, session: Session, result: JobResult) {
+        self.flush_markdown();
         self.end_reasoning();
         self.screen.end_line();
         self.job = None;
