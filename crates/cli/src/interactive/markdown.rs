@@ -1,10 +1,15 @@
 //! Markdown in the terminal chat: headings, lists, quotes, rules, fenced code blocks and inline
 //! bold, italic, code and links, as terminal styles. Block structure is read line by line (so
 //! a streamed answer is shown a line at a time, as it completes); inline markup is parsed by
-//! `pulldown-cmark`. Code blocks are set apart in one colour with their language named; there
-//! is no per-token syntax highlighting.
+//! `pulldown-cmark`. Fenced code blocks are set apart with their language named and highlighted
+//! by `syntect` (Sublime Text grammars) when it knows the language.
+
+use std::sync::LazyLock;
 
 use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+use syntect::easy::HighlightLines;
+use syntect::highlighting::ThemeSet;
+use syntect::parsing::SyntaxSet;
 
 use super::screen::{BOLD, CYAN, DIM, RESET};
 
@@ -15,12 +20,46 @@ const NO_BOLD: &str = "\x1b[22m";
 const UNDERLINE: &str = "\x1b[4m";
 const NO_UNDERLINE: &str = "\x1b[24m";
 
+static SYNTAXES: LazyLock<SyntaxSet> = LazyLock::new(SyntaxSet::load_defaults_nonewlines);
+static THEMES: LazyLock<ThemeSet> = LazyLock::new(ThemeSet::load_defaults);
+
+/// An open fenced code block: its highlighter, when the language is known.
+pub struct CodeBlock {
+    highlighter: Option<HighlightLines<'static>>,
+}
+
+impl CodeBlock {
+    fn open(lang: &str) -> Self {
+        let syntax = (!lang.is_empty())
+            .then(|| SYNTAXES.find_syntax_by_token(lang))
+            .flatten();
+        let theme = THEMES.themes.get("base16-ocean.dark");
+        let highlighter = match (syntax, theme) {
+            (Some(s), Some(t)) => Some(HighlightLines::new(s, t)),
+            _ => None,
+        };
+        Self { highlighter }
+    }
+
+    fn line(&mut self, line: &str) -> String {
+        if let Some(h) = &mut self.highlighter
+            && let Ok(ranges) = h.highlight_line(line, &SYNTAXES)
+        {
+            return format!(
+                "{}{RESET}",
+                syntect::util::as_24_bit_terminal_escaped(&ranges, false)
+            );
+        }
+        format!("{YELLOW}{line}{RESET}")
+    }
+}
+
 /// Renders a streamed answer: whole lines as they complete, the rest on [`Self::finish`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct MarkdownStream {
     pending: String,
-    /// Inside a fenced code block (with this language).
-    code: Option<String>,
+    /// Inside a fenced code block.
+    code: Option<CodeBlock>,
 }
 
 impl MarkdownStream {
@@ -62,7 +101,7 @@ pub fn render(text: &str) -> String {
 }
 
 /// One line, given (and updating) whether it is inside a fenced code block.
-pub fn render_line(line: &str, code: &mut Option<String>) -> String {
+pub fn render_line(line: &str, code: &mut Option<CodeBlock>) -> String {
     let trimmed = line.trim_start();
     if let Some(rest) = trimmed
         .strip_prefix("```")
@@ -71,19 +110,15 @@ pub fn render_line(line: &str, code: &mut Option<String>) -> String {
         return match code.take() {
             Some(_) => format!("{DIM}└─{RESET}"),
             None => {
-                let lang = rest.trim().to_string();
-                let shown = if lang.is_empty() {
-                    "code".into()
-                } else {
-                    lang.clone()
-                };
-                *code = Some(lang);
+                let lang = rest.trim();
+                *code = Some(CodeBlock::open(lang));
+                let shown = if lang.is_empty() { "code" } else { lang };
                 format!("{DIM}┌─ {shown}{RESET}")
             }
         };
     }
-    if code.is_some() {
-        return format!("{DIM}│{RESET} {YELLOW}{line}{RESET}");
+    if let Some(block) = code {
+        return format!("{DIM}│{RESET} {}", block.line(line));
     }
     let indent = &line[..line.len() - trimmed.len()];
     let hashes = trimmed.chars().take_while(|c| *c == '#').count();
@@ -186,6 +221,9 @@ mod tests {
         );
         assert!(r.contains(&format!("{BOLD}bold{NO_BOLD}")));
         assert!(r.contains(&format!("{YELLOW}code{RESET}")));
+        // A known language is highlighted (24-bit colours), an unknown one plain.
+        assert!(render("```rust\nfn main() {}\n```").contains("\x1b[38;2;"));
+        assert!(!render("```nolang\nfn main() {}\n```").contains("\x1b[38;2;"));
         // Markup inside code blocks is left alone.
         assert_eq!(
             plain(&render("```\n**not bold**\n```")),
