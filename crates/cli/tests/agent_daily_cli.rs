@@ -287,6 +287,18 @@ async fn sessions_are_listed_resumed_and_only_kept_once_a_model_answered() {
             "{msgs}"
         );
     }
+    // --resume alone lists the sessions and reads the choice.
+    up.push(Reply::text("Picked."));
+    let mut c = h.cmd();
+    c.arg("--resume");
+    let out = run(c, Some("1\nand?\n")).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(" 1. {id}")) && err.contains("Resume which session?"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("session {id} (resumed")), "{err}");
     // /resume inside the line chat.
     up.push(Reply::text("Still 42."));
     let out = run(h.cmd(), Some(&format!("/resume {id}\nand now?\n"))).await;
