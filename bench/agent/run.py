@@ -93,7 +93,7 @@ def run_task(name, task, args, bin_path, base_url, model, fake_script):
         started = time.monotonic()
         try:
             p = subprocess.run(
-                [bin_path, "agent", "--json", "--approve", "always", "--workspace", repo,
+                [bin_path, "agent", "--json-stream", "--approve", "always", "--workspace", repo,
                  "--timeout", str(args.timeout), "-m", task["task"]],
                 cwd=repo, env=agent_env(home), capture_output=True, text=True,
                 timeout=args.timeout + 60)

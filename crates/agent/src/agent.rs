@@ -163,6 +163,8 @@ pub struct Runtime {
     pub auth: AuthStore,
     pub registry: ModelRegistry,
     pub client: ChatClient,
+    /// The configured MCP servers (`mcp.servers`), started when first needed.
+    pub mcp: Arc<crate::mcp::McpHub>,
     /// Context windows asked of the servers, by model ref, once per process.
     windows: std::sync::Mutex<std::collections::HashMap<String, Option<Discovered>>>,
     /// Parameter counts asked of the servers, by model ref, once per process.
@@ -178,6 +180,19 @@ impl Runtime {
         let paths = Paths::resolve(&env)?;
         let config = config::load(&paths.config_path, &env)?;
         let auth = AuthStore::load(&paths.auth_profiles_path())?;
+        if let Err(message) = crate::mcp::McpHub::from_section(config.config.other.get("mcp")) {
+            let (field, message) = message
+                .split_once(": ")
+                .map(|(f, m)| (f.to_string(), m.to_string()))
+                .unwrap_or(("mcp".into(), message));
+            return Err(ConfigError::Invalid {
+                path: paths.config_path.clone(),
+                field,
+                message,
+                fix: "give each server a \"command\" (with optional \"args\" and \"env\") or a \"url\"".into(),
+            }
+            .into());
+        }
         Ok(Self::from_parts(env, paths, config, auth))
     }
 
@@ -186,7 +201,10 @@ impl Runtime {
             .api_key_profile(&config, crate::models::LITELLM_PROVIDER)
             .is_some();
         let registry = ModelRegistry::new(&config, &env, has_litellm_profile);
+        let mcp =
+            crate::mcp::McpHub::from_section(config.config.other.get("mcp")).unwrap_or_default();
         Self {
+            mcp: Arc::new(mcp),
             env,
             paths,
             config,
@@ -292,6 +310,28 @@ impl Runtime {
         resolve_api_key(provider, &self.config, &self.auth, &self.env, &self.paths)
     }
 
+    /// The environment variables holding this agent's keys, which commands do not inherit.
+    pub fn secret_env_names(&self) -> Vec<String> {
+        let keys: Vec<String> = self
+            .registry
+            .providers()
+            .keys()
+            .filter_map(|p| self.api_key(p).ok().map(|k| k.key))
+            .filter(|k| !k.is_empty())
+            .collect();
+        let process: Vec<(String, String)> = std::env::vars().collect();
+        let mut names = crate::tools::policy::secret_env_names(
+            self.env
+                .vars()
+                .iter()
+                .chain(process.iter().map(|(k, v)| (k, v))),
+            &keys,
+        );
+        names.sort();
+        names.dedup();
+        names
+    }
+
     pub fn session_store(&self) -> SessionStore {
         SessionStore::new(&self.paths.sessions_dir)
     }
@@ -376,6 +416,9 @@ pub struct Session {
     turn_usage: TokenUsage,
     /// The test command named in the system prompt, for the reminder to run the tests.
     test_command: Option<String>,
+    /// Try the configured fallbacks when the model fails; off for an explicit `--model`
+    /// without `--allow-fallback`.
+    fallbacks: bool,
 }
 
 impl Session {
@@ -397,11 +440,30 @@ impl Session {
                 path: workspace.clone(),
                 source,
             })?
-            .with_protected(rt.paths.agent_dir.clone());
+            .with_protected(rt.paths.agent_dir.clone())
+            .with_config(rt.config.config.tools.as_ref())
+            .with_memory(crate::tools::policy::ApprovalMemory::load(
+                rt.paths
+                    .state_dir
+                    .join(crate::tools::policy::APPROVALS_FILE),
+                &workspace,
+            ))
+            .with_scrubbed_env(rt.secret_env_names());
         if let Some(a) = opts.approver.clone() {
             policy = policy.with_approver(a);
         }
         let mut tools = ToolBox::new(policy);
+        tools.model = (model.provider.clone(), model.model.clone());
+        if let Some(a) = rt
+            .config
+            .config
+            .tools
+            .as_ref()
+            .and_then(|t| t.exec.as_ref())
+            .and_then(|e| e.apply_patch.clone())
+        {
+            tools.apply_patch = a;
+        }
         if let Some(t) = rt
             .config
             .config
@@ -430,11 +492,17 @@ impl Session {
             profile: None,
             turn_usage: TokenUsage::default(),
             test_command: None,
+            fallbacks: true,
         })
     }
 
     pub fn id(&self) -> &str {
         &self.transcript.id
+    }
+
+    /// Whether a failing model may hand over to the configured fallbacks (on by default).
+    pub fn set_fallbacks(&mut self, on: bool) {
+        self.fallbacks = on;
     }
 
     pub fn transcript_path(&self) -> &std::path::Path {
@@ -470,6 +538,7 @@ impl Session {
         f.insert("provider".into(), json!(r.provider));
         f.insert("modelId".into(), json!(r.model));
         self.transcript.append_entry("model_change", f)?;
+        self.tools.model = (r.provider.clone(), r.model.clone());
         self.model = r.clone();
         Ok(r)
     }
@@ -688,6 +757,34 @@ impl Session {
         }))
     }
 
+    /// Ends a failed turn with an assistant message carrying the error (as upstream does), so
+    /// the transcript alternates: a resumed session never shows two user messages in a row.
+    /// Requests leave such messages out.
+    fn record_failed_turn(&mut self, e: &AgentError) {
+        if matches!(
+            self.transcript.messages.last(),
+            Some(AgentMessage::Assistant(_)) | None
+        ) {
+            return;
+        }
+        let msg = crate::message::AssistantMessage {
+            content: Vec::new(),
+            provider: self.model.provider.clone(),
+            model: self.model.model.clone(),
+            usage: TokenUsage::default(),
+            stop_reason: if matches!(e, AgentError::Aborted) {
+                StopReason::Aborted
+            } else {
+                StopReason::Error
+            },
+            error_message: Some(e.to_string()),
+            timestamp: now_ms(),
+        };
+        if let Err(err) = self.transcript.append_message(AgentMessage::Assistant(msg)) {
+            tracing::warn!(error = %err, "could not record the failed turn");
+        }
+    }
+
     /// Stop background processes this session started.
     pub async fn close(&self) {
         self.tools.processes.kill_all().await;
@@ -777,6 +874,7 @@ impl Session {
         self.turn_usage = TokenUsage::default();
         let result = self.turn_loop(events, cancel).await;
         if let Err(e) = &result {
+            self.record_failed_turn(e);
             // What the failed turn spent stays in the transcript next to its calls.
             let mut f = Map::new();
             f.insert("errorKind".into(), json!(e.kind()));
@@ -835,7 +933,18 @@ impl Session {
             () = cancel.cancelled() => return Err(AgentError::Aborted),
             () = self.learn_tool_profile() => {}
         }
-        let specs = self.tools.specs();
+        let mut specs = self.tools.specs();
+        if !self.rt.mcp.is_empty() {
+            // Servers start here, on the first turn that needs them.
+            let mcp = tokio::select! {
+                () = cancel.cancelled() => return Err(AgentError::Aborted),
+                s = self.rt.mcp.specs() => s,
+            };
+            specs.extend(
+                mcp.into_iter()
+                    .filter(|s| self.tools.policy.offers(&s.name)),
+            );
+        }
         let system_prompt = self.system_prompt(&specs);
         tokio::select! {
             () = cancel.cancelled() => return Err(AgentError::Aborted),
@@ -904,6 +1013,8 @@ impl Session {
                 }
                 other => other?,
             };
+            // A model answered: from here on the session exists on disk.
+            self.transcript.persist()?;
             start_at = Some(used.clone());
             let _ = events.send(AgentEvent::Usage {
                 model: used.to_string(),
@@ -962,7 +1073,14 @@ impl Session {
                     name: name.clone(),
                     arguments: args.clone(),
                 });
-                let mut out = self.tools.run(name, args, cancel).await;
+                let mut out = if self.rt.mcp.owns(name) && self.tools.policy.offers(name) {
+                    tokio::select! {
+                        () = cancel.cancelled() => crate::tools::ToolOutput::error("Tool execution was aborted."),
+                        o = self.rt.mcp.call(name, args) => o,
+                    }
+                } else {
+                    self.tools.run(name, args, cancel).await
+                };
                 verify.record(name, out.ok);
                 if let Some(w) = self.context_window() {
                     // Leave the model room to answer: a quarter of the window at most.
@@ -1038,6 +1156,9 @@ impl Session {
         cancel: &CancellationToken,
     ) -> Result<(ModelRef, crate::message::AssistantMessage), AgentError> {
         let mut candidates = self.rt.registry.candidates(&self.model);
+        if !self.fallbacks {
+            candidates.truncate(1);
+        }
         if let Some(s) = start_at
             && let Some(pos) = candidates.iter().position(|c| c == s)
         {
@@ -1125,7 +1246,20 @@ pub async fn run_headless(
     timeout: std::time::Duration,
     events: Option<EventSink>,
 ) -> Result<TurnOutcome, HeadlessError> {
+    run_headless_with(rt, opts, input, timeout, events, true).await
+}
+
+/// [`run_headless`], saying whether the configured fallbacks may answer when the model fails.
+pub async fn run_headless_with(
+    rt: Arc<Runtime>,
+    opts: SessionOptions,
+    input: UserInput,
+    timeout: std::time::Duration,
+    events: Option<EventSink>,
+    fallbacks: bool,
+) -> Result<TurnOutcome, HeadlessError> {
     let mut session = Session::open(rt, opts).map_err(HeadlessError::Agent)?;
+    session.set_fallbacks(fallbacks);
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let sink = events.unwrap_or(tx);
     let cancel = CancellationToken::new();

@@ -262,6 +262,35 @@ pub fn env_vars_for(provider: &str) -> &'static [&'static str] {
     }
 }
 
+/// Providers with key variables in [`env_vars_for`].
+const KEY_PROVIDERS: &[&str] = &[
+    "litellm",
+    "openai",
+    "anthropic",
+    "google",
+    "openrouter",
+    "ollama",
+    "vllm",
+    "mistral",
+    "together",
+    "xai",
+    "groq",
+    "cerebras",
+    "nvidia",
+    "deepseek",
+    "zai",
+    "huggingface",
+];
+
+/// Whether `name` is an environment variable some provider's key is read from (or the
+/// LiteLLM proxy's master key).
+pub fn is_provider_key_var(name: &str) -> bool {
+    name == "LITELLM_MASTER_KEY"
+        || KEY_PROVIDERS
+            .iter()
+            .any(|p| env_vars_for(p).contains(&name))
+}
+
 fn resolve_ref(r: &SecretRef, env: &Env) -> Option<String> {
     (r.source == "env")
         .then(|| env.get(&r.id).map(str::to_string))

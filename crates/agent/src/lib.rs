@@ -24,6 +24,7 @@ pub mod config;
 pub mod env;
 pub mod fsutil;
 pub mod local;
+pub mod mcp;
 pub mod message;
 pub mod models;
 pub mod onboard;
@@ -37,7 +38,7 @@ pub mod tools;
 
 pub use agent::{
     AgentError, AgentEvent, CompactionOutcome, EventSink, HeadlessError, Runtime, Session,
-    SessionOptions, TurnOutcome, run_headless,
+    SessionOptions, TurnOutcome, run_headless, run_headless_with,
 };
 pub use env::Env;
 pub use message::{Image, UserInput};

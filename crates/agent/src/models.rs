@@ -264,9 +264,11 @@ impl ModelRegistry {
 
     /// The models to try, in order: the requested one, the configured fallbacks (only when
     /// the request is on the primary's provider or is itself a fallback), then the primary.
+    /// Only models the user configured are added: the built-in default primary
+    /// (`claude-opus-4-6`) is a starting point, never a fallback nobody asked for.
     pub fn candidates(&self, requested: &ModelRef) -> Vec<ModelRef> {
         let mut out = vec![requested.clone()];
-        let primary = self.primary().ok();
+        let primary = self.primary.as_deref().and_then(|p| self.parse_ref(p).ok());
         let fallbacks = self.fallbacks();
         let use_fallbacks = primary
             .as_ref()

@@ -48,8 +48,48 @@ pub struct SessionIndexEntry {
     pub total_tokens: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_nanos: Option<i64>,
+    /// The first prompt (one line, shortened), what `idlehands sessions` shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The workspace the session was started in (what `--continue` matches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+/// Longest title kept in the index.
+const TITLE_CHARS: usize = 80;
+
+/// A prompt as a one-line title.
+pub fn title_of(prompt: &str) -> String {
+    let line = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() > TITLE_CHARS {
+        let cut: String = line.chars().take(TITLE_CHARS - 1).collect();
+        format!("{cut}…")
+    } else {
+        line
+    }
+}
+
+/// One line of `idlehands sessions`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummary {
+    pub id: String,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<String>,
+    /// Milliseconds since the epoch.
+    pub updated_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    pub file: String,
 }
 
 pub fn session_key(id: &str) -> String {
@@ -110,7 +150,6 @@ impl SessionStore {
             }
             None => uuid::Uuid::new_v4().to_string(),
         };
-        crate::fsutil::create_private_dir(&self.dir).map_err(self.io(&self.dir))?;
         let path = self.transcript_path(&id);
         if path.exists() {
             return Transcript::load(id, path);
@@ -122,7 +161,9 @@ impl SessionStore {
             "timestamp": chrono::Utc::now().to_rfc3339(),
             "cwd": cwd.to_string_lossy(),
         });
-        let mut t = Transcript {
+        // Nothing is written until a model has answered (see `Transcript::persist`): a run
+        // that never got that far leaves no empty session behind.
+        Ok(Transcript {
             id,
             path,
             messages: Vec::new(),
@@ -130,9 +171,79 @@ impl SessionStore {
             usage_valid_from: 0,
             last_entry: None,
             resumed: false,
-        };
-        t.append_line(&header)?;
-        Ok(t)
+            cwd: Some(cwd.to_string_lossy().into_owned()),
+            pending: Some(vec![header]),
+        })
+    }
+
+    /// Whether session `id` has a transcript on disk.
+    pub fn exists(&self, id: &str) -> bool {
+        validate_id(id).is_ok() && self.transcript_path(id).is_file()
+    }
+
+    /// The stored sessions, most recently updated first.
+    pub fn list(&self) -> Result<Vec<SessionSummary>, SessionError> {
+        let mut out: Vec<SessionSummary> = self
+            .index()?
+            .into_values()
+            .filter(|e| !e.session_id.is_empty())
+            .map(|e| {
+                let file = if e.session_file.is_empty() {
+                    self.transcript_path(&e.session_id)
+                        .to_string_lossy()
+                        .into_owned()
+                } else {
+                    e.session_file.clone()
+                };
+                let title = e
+                    .title
+                    .clone()
+                    .or_else(|| first_prompt_in(Path::new(&file)).map(|p| title_of(&p)))
+                    .unwrap_or_default();
+                SessionSummary {
+                    id: e.session_id,
+                    title,
+                    model: e.model,
+                    input_tokens: e.input_tokens,
+                    output_tokens: e.output_tokens,
+                    total_tokens: e.total_tokens,
+                    cost_usd: e.cost_nanos.map(crate::agent::format_usd),
+                    updated_at: e.updated_at,
+                    cwd: e.cwd,
+                    file,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// The session `raw` names: an exact id, else the one id starting with it.
+    pub fn find(&self, raw: &str) -> Result<Option<String>, SessionError> {
+        let raw = raw.trim();
+        if self.exists(raw) {
+            return Ok(Some(raw.to_string()));
+        }
+        let matches: Vec<String> = self
+            .list()?
+            .into_iter()
+            .map(|s| s.id)
+            .filter(|id| id.starts_with(raw))
+            .collect();
+        Ok(match matches.as_slice() {
+            [one] if self.exists(one) => Some(one.clone()),
+            _ => None,
+        })
+    }
+
+    /// The most recently updated session started in `cwd`.
+    pub fn latest_in(&self, cwd: &Path) -> Result<Option<String>, SessionError> {
+        let cwd = cwd.to_string_lossy();
+        Ok(self
+            .list()?
+            .into_iter()
+            .find(|s| s.cwd.as_deref() == Some(&*cwd) && self.exists(&s.id))
+            .map(|s| s.id))
     }
 
     pub fn index(&self) -> Result<BTreeMap<String, SessionIndexEntry>, SessionError> {
@@ -156,8 +267,17 @@ impl SessionStore {
         thinking: Option<&str>,
         totals: &TokenUsage,
     ) -> Result<(), SessionError> {
+        if !t.is_persisted() {
+            return Ok(());
+        }
         let mut index = self.index()?;
         let entry = index.entry(session_key(&t.id)).or_default();
+        if entry.title.is_none() {
+            entry.title = t.first_prompt().map(|p| title_of(&p));
+        }
+        if entry.cwd.is_none() {
+            entry.cwd = t.cwd.clone();
+        }
         entry.session_id = t.id.clone();
         entry.session_file = t.path.to_string_lossy().into_owned();
         entry.updated_at = crate::message::now_ms();
@@ -189,6 +309,31 @@ pub struct Transcript {
     pub usage_valid_from: usize,
     last_entry: Option<String>,
     pub resumed: bool,
+    /// The workspace named in the header.
+    pub cwd: Option<String>,
+    /// Lines of a new transcript not yet written: the file appears with the first model
+    /// answer ([`Self::persist`]). `None` once on disk.
+    pending: Option<Vec<Value>>,
+}
+
+/// The text of the first user message in the transcript file at `path`.
+fn first_prompt_in(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("type").and_then(Value::as_str) == Some("message"))
+        .filter_map(|v| serde_json::from_value::<AgentMessage>(v.get("message")?.clone()).ok())
+        .find_map(|m| user_text(&m))
+}
+
+fn user_text(m: &AgentMessage) -> Option<String> {
+    match m {
+        AgentMessage::User { content, .. } => content.iter().find_map(|b| match b {
+            crate::message::ContentBlock::Text { text } => Some(text.clone()),
+            _ => None,
+        }),
+        _ => None,
+    }
 }
 
 /// The user message a compaction summary stands in as.
@@ -212,6 +357,7 @@ impl Transcript {
         })?;
         let mut entries: HashMap<String, (Option<String>, Value)> = HashMap::new();
         let mut last: Option<String> = None;
+        let mut cwd = None;
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
@@ -222,6 +368,7 @@ impl Transcript {
                 message: e.to_string(),
             })?;
             if v.get("type").and_then(Value::as_str) == Some("session") {
+                cwd = v.get("cwd").and_then(Value::as_str).map(str::to_string);
                 continue;
             }
             let Some(eid) = v.get("id").and_then(Value::as_str).map(str::to_string) else {
@@ -298,10 +445,51 @@ impl Transcript {
             usage_valid_from,
             last_entry: last,
             resumed: true,
+            cwd,
+            pending: None,
         })
     }
 
+    /// Whether the transcript is on disk (a model has answered in it at least once).
+    pub fn is_persisted(&self) -> bool {
+        self.pending.is_none()
+    }
+
+    /// Write what was held back; from now on entries go straight to the file.
+    pub fn persist(&mut self) -> Result<(), SessionError> {
+        let Some(lines) = self.pending.take() else {
+            return Ok(());
+        };
+        if let Some(dir) = self.path.parent() {
+            crate::fsutil::create_private_dir(dir).map_err(|source| SessionError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        for l in &lines {
+            self.write_line(l)?;
+        }
+        Ok(())
+    }
+
+    /// The first prompt of the session (for its title).
+    pub fn first_prompt(&self) -> Option<String> {
+        match self.messages.first() {
+            // After a compaction the first context message is the summary.
+            Some(m) if self.usage_valid_from == 0 => user_text(m),
+            _ => first_prompt_in(&self.path),
+        }
+    }
+
     fn append_line(&mut self, v: &Value) -> Result<(), SessionError> {
+        if let Some(p) = &mut self.pending {
+            p.push(v.clone());
+            return Ok(());
+        }
+        self.write_line(v)
+    }
+
+    fn write_line(&self, v: &Value) -> Result<(), SessionError> {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

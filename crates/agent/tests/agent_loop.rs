@@ -275,6 +275,89 @@ async fn context_overflow_does_not_fall_back() {
 }
 
 #[tokio::test]
+async fn budget_and_auth_refusals_do_not_fall_back() {
+    for refusal in [
+        Reply::error(
+            429,
+            "Budget has been exceeded! Current cost: 1.2, Max budget: 1.0",
+        ),
+        Reply::error(400, "ExceededBudget: User=u over budget"),
+        Reply::error(
+            401,
+            "Authentication Error, Invalid proxy server token passed.",
+        ),
+    ] {
+        let a = FakeOpenAi::start().await;
+        let b = FakeOpenAi::start().await;
+        let s = Scratch::new();
+        s.write_config(&two_provider_config(&a, &b));
+        a.push(refusal);
+        let rt = s.runtime();
+        let mut session = s.session(&rt, None);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let err = session
+            .run_turn(UserInput::text("hi"), &tx, &CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err.kind(), "billing" | "auth"), "{err}");
+        assert_eq!(b.served(), 0, "{err}");
+        assert!(
+            !collect(&mut rx)
+                .iter()
+                .any(|e| matches!(e, AgentEvent::Fallback { .. }))
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_configured_models_are_fallbacks_and_they_can_be_switched_off() {
+    // No primary configured: the built-in default is not tried after a/m1 fails.
+    let a = FakeOpenAi::start().await;
+    let s = Scratch::new();
+    s.write_config(&format!(
+        "{{ models: {{ providers: {{ {} }} }} }}",
+        provider_json("a", &a.base_url(), "m1", "")
+    ));
+    a.push(Reply::error(502, "bad gateway"));
+    let rt = s.runtime();
+    let mut session = idlehands_agent::Session::open(
+        rt.clone(),
+        idlehands_agent::SessionOptions {
+            workspace: s.workspace(),
+            model: Some("a/m1".into()),
+            approval: idlehands_agent::ApprovalMode::Never,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let err = session
+        .run_turn(UserInput::text("hi"), &tx, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(!msg.contains("claude-opus"), "{msg}");
+    assert!(!msg.contains("All models failed"), "{msg}");
+
+    // Configured fallbacks, switched off (an explicit --model without --allow-fallback).
+    let a = FakeOpenAi::start().await;
+    let b = FakeOpenAi::start().await;
+    let s = Scratch::new();
+    s.write_config(&two_provider_config(&a, &b));
+    a.push(Reply::error(503, "down"));
+    let rt = s.runtime();
+    let mut session = s.session(&rt, None);
+    session.set_fallbacks(false);
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let err = session
+        .run_turn(UserInput::text("hi"), &tx, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "timeout", "{err}");
+    assert_eq!(b.served(), 0);
+}
+
+#[tokio::test]
 async fn cancelling_aborts_the_turn_without_falling_back() {
     let a = FakeOpenAi::start().await;
     let b = FakeOpenAi::start().await;

@@ -220,12 +220,14 @@ async fn the_same_failing_call_is_corrected_then_the_turn_stops() {
     let events = collect(&mut rx);
     assert!(events.iter().any(|e| matches!(e,
         AgentEvent::Error { kind, message } if kind == "loop" && message.contains("`read` 4 times"))));
-    // Every call in the transcript has its result.
+    // Every call in the transcript has its result, and the failed turn is recorded last.
     let calls = session
         .messages()
         .iter()
-        .filter(|m| matches!(m, AgentMessage::Assistant(_)))
+        .filter(|m| matches!(m, AgentMessage::Assistant(a) if !a.tool_calls().is_empty()))
         .count();
+    assert!(matches!(session.messages().last(),
+        Some(AgentMessage::Assistant(a)) if a.error_message.as_deref().is_some_and(|e| e.contains("`read` 4 times"))));
     let results = session
         .messages()
         .iter()

@@ -150,6 +150,39 @@ pub async fn hard_clean(cwd: &Path, extra_keep: Option<&str>) -> Result<(), Anto
     Ok(())
 }
 
+/// Saves what a failed task left in the tree on a new branch `branch` (a commit on top of
+/// HEAD, made from the index without moving HEAD or switching branches), so the clean-up that
+/// follows does not throw it away. Plan files are left out. Returns whether anything was
+/// saved.
+pub async fn keep_work(
+    cwd: &Path,
+    branch: &str,
+    message: &str,
+    extra_unstage: Option<&str>,
+) -> Result<bool, AntonError> {
+    git_ok(cwd, &["add", "-A"]).await?;
+    let _ = git(cwd, &["restore", "--staged", "--", PLAN_DIR_REL]).await?;
+    if let Some(p) = extra_unstage {
+        let _ = git(cwd, &["restore", "--staged", "--", p]).await?;
+    }
+    let staged = git(cwd, &["diff", "--cached", "--quiet"]).await?;
+    if staged.code == Some(0) {
+        return Ok(false);
+    }
+    let tree = git_ok(cwd, &["write-tree"]).await?;
+    let tree = tree.trim();
+    let head = git_ok(cwd, &["rev-parse", "--verify", "-q", "HEAD"])
+        .await
+        .ok();
+    let mut args = vec!["commit-tree", tree, "-m", message];
+    if let Some(h) = head.as_deref().map(str::trim) {
+        args.extend(["-p", h]);
+    }
+    let commit = git_ok(cwd, &args).await?;
+    git_ok(cwd, &["branch", branch, commit.trim()]).await?;
+    Ok(true)
+}
+
 /// `git add -A`, unstage plan files, and commit `anton: <task>` when anything is staged.
 /// Returns whether a commit was made.
 pub async fn commit_all_if_dirty(

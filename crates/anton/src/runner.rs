@@ -44,6 +44,8 @@ pub struct RunSummary {
     pub duration_ms: u64,
     /// A stop request ended the run early.
     pub stopped: bool,
+    /// Branches holding what failed tasks changed (`anton/unfinished-<i>-<ms>`).
+    pub kept_branches: Vec<String>,
     /// `Anton finished: completed=C, skipped=S, total=T, duration=…`.
     pub summary: String,
 }
@@ -135,6 +137,7 @@ pub async fn run_anton(
         started_at: now_iso(),
         completed: 0,
         skipped: 0,
+        kept_branches: Vec::new(),
     };
     let mut state_guard = RunningStateGuard {
         state_dir: opts.state_dir.clone(),
@@ -205,6 +208,7 @@ struct Runner {
     started_at: String,
     completed: usize,
     skipped: usize,
+    kept_branches: Vec<String>,
 }
 
 enum Discovery {
@@ -280,6 +284,9 @@ impl Runner {
                     });
                 }
                 Err(error) => {
+                    // A task that timed out may well have done the job already: its changes go
+                    // on a branch before the clean-up, never silently away.
+                    let kept = self.keep_work(index, task, &error).await;
                     let _ = git::hard_clean(&self.cwd, self.plan_keep.as_deref()).await;
                     self.skipped += 1;
                     (self.sink)(AntonMessage::Error(format!(
@@ -287,6 +294,16 @@ impl Runner {
                         task.text
                     )));
                     (self.sink)(AntonMessage::Error(error.clone()));
+                    let error = match kept {
+                        Some(b) => {
+                            (self.sink)(AntonMessage::Error(format!(
+                                "[Anton] The task's changes were kept on branch {b}"
+                            )));
+                            self.kept_branches.push(b.clone());
+                            format!("{error}\n└ changes kept on branch {b}")
+                        }
+                        None => error,
+                    };
                     self.emit(ProgressEvent::TaskFailed {
                         index,
                         total: self.total,
@@ -309,6 +326,12 @@ impl Runner {
         end.last_summary = Some(summary.clone());
         write_state(&self.state_dir, &end)?;
         self.log(format!("\n{summary}"));
+        if !self.kept_branches.is_empty() {
+            self.log(format!(
+                "[Anton] Changes of unfinished tasks kept on: {}",
+                self.kept_branches.join(", ")
+            ));
+        }
         self.emit(ProgressEvent::Finish {
             completed: self.completed,
             skipped: self.skipped,
@@ -322,7 +345,25 @@ impl Runner {
             duration_ms,
             stopped,
             summary,
+            kept_branches: self.kept_branches.clone(),
         })
+    }
+
+    /// Puts a failed task's changes on `anton/unfinished-<i>-<ms>`; `None` when it changed
+    /// nothing (or git refused, which the log says).
+    async fn keep_work(&self, index: usize, task: &Task, error: &str) -> Option<String> {
+        let branch = format!("anton/unfinished-{index}-{}", now_ms());
+        let message = format!("anton (unfinished): {}\n\n{error}", task.text);
+        match git::keep_work(&self.cwd, &branch, &message, self.plan_unstage.as_deref()).await {
+            Ok(true) => Some(branch),
+            Ok(false) => None,
+            Err(e) => {
+                (self.sink)(AntonMessage::Error(format!(
+                    "[Anton] Could not keep the task's changes: {e}"
+                )));
+                None
+            }
+        }
     }
 
     async fn call(

@@ -166,25 +166,48 @@ async fn failing_idle_and_hanging_tasks_are_reset_and_skipped() {
     assert!(!repo.file("hang.txt").exists());
     assert_eq!(repo.status(), "");
 
+    // The failed and the timed-out task's changes are kept on a branch each, not lost.
+    assert_eq!(
+        summary.kept_branches.len(),
+        2,
+        "{:?}",
+        summary.kept_branches
+    );
+    let (explode, hang) = (&summary.kept_branches[0], &summary.kept_branches[1]);
+    assert!(explode.starts_with("anton/unfinished-3-"), "{explode}");
+    assert!(hang.starts_with("anton/unfinished-4-"), "{hang}");
+    assert_eq!(
+        git(
+            repo.dir.path(),
+            &["show", &format!("{explode}:partial.txt")]
+        ),
+        "x"
+    );
+    assert_eq!(
+        git(repo.dir.path(), &["show", &format!("{hang}:hang.txt")]),
+        "x"
+    );
     let errors = errors(&store);
     assert_eq!(
         errors,
         [
-            "[Anton] Task failed and was skipped: Think about it",
-            NO_CHANGES_ERROR,
-            "[Anton] Task failed and was skipped: Explode",
-            "model returned 500",
-            "[Anton] Task failed and was skipped: Hang",
-            "Agent call timed out after 2s",
+            "[Anton] Task failed and was skipped: Think about it".to_string(),
+            NO_CHANGES_ERROR.to_string(),
+            "[Anton] Task failed and was skipped: Explode".to_string(),
+            "model returned 500".to_string(),
+            format!("[Anton] The task's changes were kept on branch {explode}"),
+            "[Anton] Task failed and was skipped: Hang".to_string(),
+            "Agent call timed out after 2s".to_string(),
+            format!("[Anton] The task's changes were kept on branch {hang}"),
         ]
     );
     let progress = progress(&store);
     assert!(progress.contains(&format!(
         "❌ **Task 2/5 failed**: Think about it\n└ {NO_CHANGES_ERROR}"
     )));
-    assert!(
-        progress.contains(&"❌ **Task 3/5 failed**: Explode\n└ model returned 500".to_string())
-    );
+    assert!(progress.contains(&format!(
+        "❌ **Task 3/5 failed**: Explode\n└ model returned 500\n└ changes kept on branch {explode}"
+    )));
     assert!(
         progress
             .last()

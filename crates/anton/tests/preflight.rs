@@ -255,8 +255,12 @@ async fn no_plan_after_retries_and_repairs_refuses_the_task() {
     assert_eq!(repo.read("TASKS.md"), "- [ ] Create a.txt\n");
     let progress = progress(&store);
     assert!(progress.contains(&"⚠️ Discovery failed: Discovery did not produce a valid plan file after primary + repair passes\n└ Falling back to direct execution".to_string()));
+    // What discovery wrote is kept on a branch rather than lost.
+    let [kept] = summary.kept_branches.as_slice() else {
+        panic!("{:?}", summary.kept_branches)
+    };
     assert!(progress.contains(&format!(
-        "❌ **Task 1/1 failed**: Create a.txt\n└ {NO_PLAN_ERROR}"
+        "❌ **Task 1/1 failed**: Create a.txt\n└ {NO_PLAN_ERROR}\n└ changes kept on branch {kept}"
     )));
 }
 

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use idlehands_agent::agent::{AgentError, AgentEvent, format_usd};
-use idlehands_agent::tools::{ApprovalRequest, Approver};
+use idlehands_agent::tools::{ApprovalRequest, Approver, Decision};
 use idlehands_agent::{
     ApprovalMode, CancellationToken, Env, Image, Runtime, Session, SessionOptions, ThinkingLevel,
     UserInput,
 };
+use serde_json::json;
 
 /// Exit code when `--timeout` expires (as `timeout(1)` does).
 const EXIT_TIMEOUT: u8 = 124;
@@ -32,15 +33,22 @@ pub struct AgentArgs {
     /// off, minimal, low, medium, high or xhigh (sent as reasoning_effort).
     #[arg(long)]
     pub thinking: Option<String>,
-    /// Stream JSONL events on stdout instead of text.
-    #[arg(long)]
+    /// Print one JSON result object on stdout at the end (`payloads` and `meta`, as upstream).
+    #[arg(long, conflicts_with = "json_stream")]
     pub json: bool,
+    /// Stream JSONL events on stdout instead of text.
+    #[arg(long = "json-stream")]
+    pub json_stream: bool,
     /// Seconds before the turn is aborted (default: agents.defaults.timeoutSeconds or 600).
     #[arg(long)]
     pub timeout: Option<u64>,
-    /// A model ref or alias instead of the configured primary, e.g. litellm/gpt-4o.
+    /// A model ref or alias instead of the configured primary, e.g. litellm/gpt-4o. When it
+    /// fails the run fails, unless --allow-fallback.
     #[arg(long)]
     pub model: Option<String>,
+    /// With --model: when it fails, go on to the configured fallbacks and primary.
+    #[arg(long = "allow-fallback")]
+    pub allow_fallback: bool,
     /// never: refuse what the policy does not allow; on-request: ask on the terminal (refuse
     /// without one); always: allow everything.
     #[arg(long, default_value = "on-request")]
@@ -64,15 +72,38 @@ struct TerminalApprover;
 
 impl Approver for TerminalApprover {
     fn approve(&self, r: &ApprovalRequest) -> bool {
+        self.decide(r) != Decision::Deny
+    }
+
+    fn decide(&self, r: &ApprovalRequest) -> Decision {
         let mut err = std::io::stderr();
-        let _ = write!(err, "\nApprove {}? ({})\n[y/N] ", r.action, r.reason);
+        let choices = if r.can_remember {
+            "[y] allow once / [a] allow always in this workspace / [N] deny"
+        } else {
+            "[y] allow once / [N] deny"
+        };
+        let _ = write!(err, "\nApprove {}? ({})\n{choices} ", r.action, r.reason);
         let _ = err.flush();
         let mut line = String::new();
         if std::io::stdin().lock().read_line(&mut line).is_err() {
-            return false;
+            return Decision::Deny;
         }
-        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+        match line.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => Decision::Once,
+            "a" | "always" if r.can_remember => Decision::Always,
+            _ => Decision::Deny,
+        }
     }
+}
+
+/// Loads the config and credentials, and names (on stderr, once) the config keys nothing in
+/// this build reads.
+pub fn load_runtime() -> anyhow::Result<Arc<Runtime>> {
+    let rt = Runtime::load(Env::from_process())?;
+    for w in rt.config.unused_key_warnings() {
+        eprintln!("warning: {w}");
+    }
+    Ok(Arc::new(rt))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -90,7 +121,7 @@ fn open_session(
     thinking: Option<&str>,
     approve: &str,
 ) -> anyhow::Result<Session> {
-    let rt = Arc::new(Runtime::load(Env::from_process())?);
+    let rt = load_runtime()?;
     let thinking = thinking
         .map(str::parse::<ThinkingLevel>)
         .transpose()
@@ -121,15 +152,30 @@ fn open_session(
     Ok(session)
 }
 
-/// Prints events as they arrive: JSONL, or text on stdout with tool activity on stderr.
+/// What stdout carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// The reply as it streams; tool activity on stderr.
+    Text,
+    /// One JSON result object at the end (`--json`).
+    Result,
+    /// One JSON event per line (`--json-stream`).
+    Stream,
+}
+
+/// Prints events as they arrive: JSONL, or text on stdout with tool activity on stderr;
+/// nothing in result mode.
 fn spawn_printer(
-    json: bool,
+    output: Output,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<AgentEvent>,
 ) -> tokio::task::JoinHandle<bool> {
     tokio::spawn(async move {
         let mut printed_text = false;
         while let Some(ev) = rx.recv().await {
-            if json {
+            if output == Output::Result {
+                continue;
+            }
+            if output == Output::Stream {
                 if let Ok(line) = serde_json::to_string(&ev) {
                     let mut out = std::io::stdout().lock();
                     let _ = writeln!(out, "{line}");
@@ -144,6 +190,9 @@ fn spawn_printer(
                     let _ = write!(out, "{text}");
                     let _ = out.flush();
                 }
+                AgentEvent::ReasoningDelta { text } if VERBOSE.load(Ordering::SeqCst) => {
+                    eprint!("{text}");
+                }
                 AgentEvent::ToolCall {
                     name, arguments, ..
                 } => {
@@ -152,7 +201,11 @@ fn spawn_printer(
                         printed_text = false;
                     }
                     let args = arguments.to_string();
-                    let args: String = args.chars().take(160).collect();
+                    let args: String = if VERBOSE.load(Ordering::SeqCst) {
+                        args
+                    } else {
+                        args.chars().take(160).collect()
+                    };
                     eprintln!("[tool] {name} {args}");
                 }
                 AgentEvent::ToolResult { ok, summary, .. } => {
@@ -180,11 +233,11 @@ enum TurnEnd {
 async fn drive_turn(
     session: &mut Session,
     input: UserInput,
-    json: bool,
+    output: Output,
     timeout: Option<u64>,
 ) -> (TurnEnd, bool) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let printer = spawn_printer(json, rx);
+    let printer = spawn_printer(output, rx);
     let cancel = CancellationToken::new();
     let timed_out = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -216,7 +269,7 @@ async fn drive_turn(
         Err(AgentError::Aborted) if interrupted.load(Ordering::SeqCst) => TurnEnd::Interrupted,
         Err(e) => TurnEnd::Failed(e),
     };
-    if json {
+    if output == Output::Stream {
         let extra = match &end {
             TurnEnd::TimedOut(s) => Some(("timeout", format!("timed out after {s}s"))),
             TurnEnd::Interrupted => Some(("aborted", "interrupted".to_string())),
@@ -238,10 +291,19 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if args.agent.as_deref().is_some_and(|a| a != "main") {
         anyhow::bail!("only the `main` agent exists in this build");
     }
+    let output = if args.json {
+        Output::Result
+    } else if args.json_stream {
+        Output::Stream
+    } else {
+        Output::Text
+    };
     let mut images = Vec::new();
     for p in &args.images {
         images.push(Image::from_file(p).with_context(|| format!("cannot attach {}", p.display()))?);
     }
+    let explicit_model = args.model.is_some();
+    let started = std::time::Instant::now();
     let rt = runtime()?;
     rt.block_on(async move {
         let opened = open_session(
@@ -253,18 +315,34 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         );
         let mut session = match opened {
             Ok(s) => s,
-            // In --json mode a setup failure is an event too, so consumers see one stream.
-            Err(e) if args.json => {
-                let ev = AgentEvent::Error {
-                    kind: "setup".into(),
-                    message: format!("{e:#}"),
+            // In the JSON modes a setup failure is JSON too, so consumers read one format.
+            Err(e) if output != Output::Text => {
+                let message = format!("{e:#}");
+                let line = if output == Output::Stream {
+                    serde_json::to_string(&AgentEvent::Error {
+                        kind: "setup".into(),
+                        message: message.clone(),
+                    })
+                } else {
+                    serde_json::to_string_pretty(&json!({
+                        "payloads": [],
+                        "meta": {
+                            "durationMs": elapsed_ms(started),
+                            "aborted": false,
+                            "stopReason": "error",
+                            "error": {"kind": "setup", "message": message},
+                        }
+                    }))
                 };
-                println!("{}", serde_json::to_string(&ev).unwrap_or_default());
+                println!("{}", line.unwrap_or_default());
                 eprintln!("error: {e:#}");
                 return Ok(ExitCode::FAILURE);
             }
             Err(e) => return Err(e),
         };
+        // An explicit model is what the caller wants answered by; another model's answer
+        // would be a silent substitution.
+        session.set_fallbacks(!explicit_model || args.allow_fallback);
         let timeout = Some(
             args.timeout
                 .unwrap_or_else(|| session.runtime().timeout_seconds()),
@@ -273,11 +351,17 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             text: args.message,
             images,
         };
-        let (end, printed) = drive_turn(&mut session, input, args.json, timeout).await;
+        let (end, printed) = drive_turn(&mut session, input, output, timeout).await;
         session.close().await;
+        session.runtime().mcp.shutdown().await;
+        if output == Output::Result {
+            let r = result_object(&session, &end, elapsed_ms(started));
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        }
+        let quiet = output != Output::Text;
         Ok(match end {
             TurnEnd::Done(text, reasoning) => {
-                if !args.json {
+                if !quiet {
                     if printed {
                         println!();
                     } else if text.is_empty() && !reasoning.is_empty() {
@@ -300,21 +384,26 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             }
             TurnEnd::Failed(e) => {
-                if !args.json {
+                if !quiet {
                     eprintln!("error: {e}");
                     print_failed_usage(&session);
+                    if explicit_model && !args.allow_fallback {
+                        eprintln!(
+                            "(the model named by --model failed; --allow-fallback lets the configured fallbacks answer instead)"
+                        );
+                    }
                 }
                 ExitCode::FAILURE
             }
             TurnEnd::TimedOut(s) => {
-                if !args.json {
+                if !quiet {
                     eprintln!("error: the turn timed out after {s}s (--timeout)");
                     print_failed_usage(&session);
                 }
                 ExitCode::from(EXIT_TIMEOUT)
             }
             TurnEnd::Interrupted => {
-                if !args.json {
+                if !quiet {
                     eprintln!("interrupted");
                 }
                 ExitCode::from(EXIT_INTERRUPTED)
@@ -338,6 +427,63 @@ fn print_failed_usage(session: &Session) {
             session.id()
         );
     }
+}
+
+fn elapsed_ms(started: std::time::Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `agent --json`: upstream's result shape, `{payloads: [{text}], meta: {durationMs,
+/// agentMeta: {sessionId, provider, model, usage}, stopReason, aborted, error?}}`.
+fn result_object(session: &Session, end: &TurnEnd, duration_ms: u64) -> serde_json::Value {
+    let t = session.totals;
+    let mut usage = json!({
+        "input": t.input,
+        "output": t.output,
+        "cacheRead": t.cache_read,
+        "cacheWrite": t.cache_write,
+        "total": t.total_tokens,
+    });
+    if let Some(c) = t.cost_nanos {
+        usage["costUsd"] = json!(format_usd(c));
+    }
+    let (payloads, stop_reason, aborted, error) = match end {
+        TurnEnd::Done(text, _) if text.is_empty() => (json!([]), "stop", false, None),
+        TurnEnd::Done(text, _) => (json!([{ "text": text }]), "stop", false, None),
+        TurnEnd::Failed(e) => (
+            json!([]),
+            "error",
+            false,
+            Some(json!({"kind": e.kind(), "message": e.to_string()})),
+        ),
+        TurnEnd::TimedOut(s) => (
+            json!([]),
+            "aborted",
+            true,
+            Some(json!({"kind": "timeout", "message": format!("timed out after {s}s")})),
+        ),
+        TurnEnd::Interrupted => (
+            json!([]),
+            "aborted",
+            true,
+            Some(json!({"kind": "aborted", "message": "interrupted"})),
+        ),
+    };
+    let mut meta = json!({
+        "durationMs": duration_ms,
+        "agentMeta": {
+            "sessionId": session.id(),
+            "provider": session.model.provider,
+            "model": session.model.model,
+            "usage": usage,
+        },
+        "stopReason": stop_reason,
+        "aborted": aborted,
+    });
+    if let Some(e) = error {
+        meta["error"] = e;
+    }
+    json!({ "payloads": payloads, "meta": meta })
 }
 
 /// `/status`, `/model [ref]`, `/think <level>`, `/compact [instructions]`, `/new`.
@@ -383,8 +529,49 @@ async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<Stri
                 },
             )
         }
-        "/model" if arg.is_empty() => Ok(format!("model {}", session.model)),
-        "/model" => Ok(format!("model set to {}", session.set_model(arg)?)),
+        "/model" if arg.is_empty() => Ok(crate::chat_extras::model_list(
+            &crate::chat_extras::model_choices(session.runtime()),
+            &session.model,
+        )),
+        "/model" => {
+            let choices = crate::chat_extras::model_choices(session.runtime());
+            let picked = crate::chat_extras::picked_model(arg, &choices);
+            Ok(format!("model set to {}", session.set_model(&picked)?))
+        }
+        "/usage" => Ok(crate::chat_extras::usage_text(session)),
+        "/verbose" => {
+            let on = match arg {
+                "on" => true,
+                "off" => false,
+                _ => !VERBOSE.load(Ordering::SeqCst),
+            };
+            VERBOSE.store(on, Ordering::SeqCst);
+            Ok(if on {
+                "verbose: tool arguments in full and reasoning shown".into()
+            } else {
+                "verbose off".into()
+            })
+        }
+        "/dir" if arg.is_empty() => Ok(format!("workspace {}", session.workspace().display())),
+        "/dir" => {
+            let target = session.workspace().join(arg);
+            if !target.is_dir() {
+                anyhow::bail!("not a directory: {}", target.display());
+            }
+            // Same conversation, tools now rooted in the new directory.
+            let id = session.id().to_string();
+            reopen(session, Some(id), target).await?;
+            Ok(format!("workspace {}", session.workspace().display()))
+        }
+        "/anton" => anton_line(session, arg).await,
+        "/stop" => {
+            let dir = &session.runtime().paths.state_dir;
+            if idlehands_anton::read_state(dir).running {
+                Ok(idlehands_anton::request_stop(dir)?)
+            } else {
+                Ok("nothing is running (Ctrl-C stops a running turn)".into())
+            }
+        }
         "/think" => {
             let level: ThinkingLevel = arg.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
             session.set_thinking(level)?;
@@ -394,50 +581,162 @@ async fn slash_command(session: &mut Session, line: &str) -> anyhow::Result<Stri
             })
         }
         "/new" | "/reset" => {
-            session.close().await;
-            let fresh = Session::open(
-                session.runtime().clone(),
-                SessionOptions {
-                    session_id: None,
-                    workspace: session.workspace().to_path_buf(),
-                    model: Some(session.model.to_string()),
-                    thinking: Some(session.thinking),
-                    approval: ApprovalMode::OnRequest,
-                    approver: std::io::stdin()
-                        .is_terminal()
-                        .then(|| Arc::new(TerminalApprover) as Arc<dyn Approver>),
-                    extra_system_prompt: None,
-                },
-            )?;
-            *session = fresh;
+            let ws = session.workspace().to_path_buf();
+            reopen(session, None, ws).await?;
             Ok(format!("new session {}", session.id()))
         }
-        other => Ok(format!(
-            "unknown command {other}; try /status, /model [ref], /think <level>, /compact [instructions], /new, /exit"
-        )),
+        "/session" => Ok(session_line(session)),
+        "/sessions" => {
+            let list = session.runtime().session_store().list()?;
+            Ok(if list.is_empty() {
+                "no sessions yet".to_string()
+            } else {
+                crate::sessions_cmd::table(&list, 20).trim_end().to_string()
+            })
+        }
+        "/resume" if arg.is_empty() => Ok("usage: /resume <id> (/sessions lists them)".into()),
+        "/resume" => {
+            let Some(id) = session.runtime().session_store().find(arg)? else {
+                anyhow::bail!("no session \"{arg}\" (/sessions lists them)");
+            };
+            let ws = session.workspace().to_path_buf();
+            reopen(session, Some(id), ws).await?;
+            Ok(format!("resumed {}", session_line(session)))
+        }
+        "/help" | "/?" => Ok(LINE_HELP.to_string()),
+        other => Ok(format!("unknown command {other}; /help lists the commands")),
     }
+}
+
+/// `/anton <file>|status|stop` in the line chat: a run goes in the foreground, its progress
+/// printed as it comes; Ctrl-C abandons it.
+async fn anton_line(session: &Session, arg: &str) -> anyhow::Result<String> {
+    let rt = session.runtime().clone();
+    let dir = rt.paths.state_dir.clone();
+    match arg {
+        "" | "status" => return Ok(idlehands_anton::status_text(&dir)),
+        "stop" => return Ok(idlehands_anton::request_stop(&dir)?),
+        _ => {}
+    }
+    let file = session.workspace().join(arg);
+    if !file.is_file() {
+        anyhow::bail!("File not found: {}", file.display());
+    }
+    let mut opts = crate::anton_cmd::run_options(&rt, file)?;
+    opts.workspace = Some(session.workspace().to_path_buf());
+    let agent = Arc::new(crate::anton_cmd::AgentRunner {
+        rt: rt.clone(),
+        model: Some(session.model.to_string()),
+        fallbacks: true,
+    });
+    let run = idlehands_anton::run_anton(opts, agent, crate::anton_cmd::cli_sink());
+    tokio::select! {
+        r = run => {
+            r?;
+            Ok("anton done".into())
+        }
+        _ = tokio::signal::ctrl_c() => Ok("anton abandoned (Ctrl-C)".into()),
+    }
+}
+
+/// `/verbose`: tool arguments in full and reasoning shown in the line chat.
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+const LINE_HELP: &str = "\
+!<command>            run a shell command in the workspace (for you; the model does not see it)
+/status               model, session, context, tokens and cost
+/usage                tokens and cost of this session
+/model [n|ref]        list the configured models, or switch (by number or ref)
+/verbose [on|off]     show tool arguments in full and the reasoning
+/dir [path]           show or change the workspace
+/anton <file>|status|stop   run a task file (Ctrl-C abandons it), or check on / stop a run
+/stop                 ask a running anton to stop
+/think <level>        off, minimal, low, medium, high or xhigh
+/compact [instr]      summarise older turns now
+/new                  start a fresh session
+/session              this session's id, title and file
+/sessions             the stored sessions, newest first
+/resume <id>          continue a stored session (an id or a unique prefix)
+/exit                 quit (also end of input)";
+
+/// `session <id> (<n> messages) | <file> | <title>`.
+pub fn session_line(session: &Session) -> String {
+    let title = session
+        .messages()
+        .iter()
+        .find_map(|m| match m {
+            idlehands_agent::message::AgentMessage::User { content, .. } => {
+                content.iter().find_map(|b| match b {
+                    idlehands_agent::message::ContentBlock::Text { text } => {
+                        Some(idlehands_agent::session::title_of(text))
+                    }
+                    _ => None,
+                })
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| "(no prompt yet)".into());
+    format!(
+        "session {} ({} messages) | {} | {title}",
+        session.id(),
+        session.messages().len(),
+        session.transcript_path().display()
+    )
+}
+
+/// Replaces `session` with a fresh one (`id` `None`) or the stored session `id`, keeping the
+/// model and thinking level.
+async fn reopen(
+    session: &mut Session,
+    id: Option<String>,
+    workspace: PathBuf,
+) -> anyhow::Result<()> {
+    let fresh = Session::open(
+        session.runtime().clone(),
+        SessionOptions {
+            session_id: id,
+            workspace,
+            model: Some(session.model.to_string()),
+            thinking: Some(session.thinking),
+            approval: ApprovalMode::OnRequest,
+            approver: std::io::stdin()
+                .is_terminal()
+                .then(|| Arc::new(TerminalApprover) as Arc<dyn Approver>),
+            extra_system_prompt: None,
+        },
+    )?;
+    session.close().await;
+    *session = fresh;
+    Ok(())
 }
 
 /// Bare `idlehands`: the inline terminal chat on a terminal, else (stdin or stdout piped) a
 /// line-based chat.
-pub fn interactive() -> anyhow::Result<ExitCode> {
+pub fn interactive(resume: crate::sessions_cmd::Resume) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let session_id = crate::sessions_cmd::resolve(&resume, &cwd)?;
     if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
-        return crate::interactive::run();
+        return crate::interactive::run(session_id);
     }
-    line_chat()
+    line_chat(session_id)
 }
 
 /// The line-based chat: each line is a turn; Ctrl-C stops the running turn; `/exit` or end
 /// of input quits.
-fn line_chat() -> anyhow::Result<ExitCode> {
+fn line_chat(session_id: Option<String>) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let result = rt.block_on(async move {
-        let mut session = open_session(None, None, None, None, "on-request")?;
+        let mut session = open_session(None, session_id, None, None, "on-request")?;
         eprintln!(
-            "IdleHands ({}) in {} - session {}. Type a message; /exit to quit.",
+            "IdleHands ({}) in {} - session {}{}. Type a message; /help for commands, /exit to quit.",
             session.model,
             session.workspace().display(),
-            session.id()
+            session.id(),
+            if session.resumed() {
+                format!(" (resumed, {} messages)", session.messages().len())
+            } else {
+                String::new()
+            }
         );
         loop {
             eprint!("> ");
@@ -467,6 +766,15 @@ fn line_chat() -> anyhow::Result<ExitCode> {
             if matches!(line, "/exit" | "/quit") {
                 break;
             }
+            if let Some(command) = line.strip_prefix('!') {
+                let ws = session.workspace().to_path_buf();
+                let out = tokio::select! {
+                    o = crate::chat_extras::shell(command.trim(), &ws) => o,
+                    _ = tokio::signal::ctrl_c() => "(interrupted)".into(),
+                };
+                println!("{out}");
+                continue;
+            }
             if line.starts_with('/') {
                 match slash_command(&mut session, line).await {
                     Ok(msg) => eprintln!("{msg}"),
@@ -474,7 +782,7 @@ fn line_chat() -> anyhow::Result<ExitCode> {
                 }
                 continue;
             }
-            let (end, printed) = drive_turn(&mut session, UserInput::text(line), false, None).await;
+            let (end, printed) = drive_turn(&mut session, UserInput::text(line), Output::Text, None).await;
             if printed {
                 println!();
             }
@@ -488,6 +796,7 @@ fn line_chat() -> anyhow::Result<ExitCode> {
             }
         }
         session.close().await;
+        session.runtime().mcp.shutdown().await;
         Ok(ExitCode::SUCCESS)
     });
     // A prompt read may still be blocked on stdin; do not wait for it.

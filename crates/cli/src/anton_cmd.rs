@@ -9,11 +9,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use idlehands_agent::agent::HeadlessError;
 use idlehands_agent::{
-    ApprovalMode, Env, Paths, Runtime, SessionOptions, ThinkingLevel, UserInput, run_headless,
+    ApprovalMode, Env, Paths, Runtime, SessionOptions, ThinkingLevel, UserInput, run_headless_with,
 };
 use idlehands_anton::{
     AgentCall, AgentCallError, AgentFuture, AgentReply, AntonConfig, AntonMessage, AntonMode,
-    MessageSink, Overrides, ProgressEvent, RunOptions, RunOutcome, TaskAgent,
+    MessageSink, Overrides, ProgressEvent, RunOptions, RunOutcome, RunSummary, TaskAgent,
     format_progress_message,
 };
 
@@ -53,9 +53,13 @@ struct RunArgs {
     /// The repository to work in (default: the task file's directory).
     #[arg(long)]
     workspace: Option<PathBuf>,
-    /// A model ref or alias instead of the configured primary.
+    /// A model ref or alias instead of the configured primary. When it fails the task fails,
+    /// unless --allow-fallback.
     #[arg(long)]
     model: Option<String>,
+    /// With --model: when it fails, go on to the configured fallbacks and primary.
+    #[arg(long = "allow-fallback")]
+    allow_fallback: bool,
     /// Agent id; only `main` exists in this build.
     #[arg(long)]
     agent: Option<String>,
@@ -75,6 +79,8 @@ struct RunArgs {
 pub struct AgentRunner {
     pub rt: Arc<Runtime>,
     pub model: Option<String>,
+    /// Whether the configured fallbacks may answer when the model fails.
+    pub fallbacks: bool,
 }
 
 impl TaskAgent for AgentRunner {
@@ -96,7 +102,15 @@ impl TaskAgent for AgentRunner {
                 extra_system_prompt: Some(call.extra_system_prompt),
             };
             let input = UserInput::text(call.message);
-            match run_headless(self.rt.clone(), opts, input, call.timeout, None).await {
+            let run = run_headless_with(
+                self.rt.clone(),
+                opts,
+                input,
+                call.timeout,
+                None,
+                self.fallbacks,
+            );
+            match run.await {
                 Ok(o) => Ok(AgentReply { text: o.text }),
                 Err(HeadlessError::TimedOut(d)) => Err(AgentCallError::TimedOut(d)),
                 Err(HeadlessError::Agent(e)) => Err(AgentCallError::Failed(e.to_string())),
@@ -138,7 +152,7 @@ fn state_dir() -> anyhow::Result<PathBuf> {
 
 /// How `anton run` prints: log lines on stdout, failures on stderr, and the progress
 /// messages that the log lines do not already say.
-fn cli_sink() -> MessageSink {
+pub fn cli_sink() -> MessageSink {
     Arc::new(|m| match m {
         AntonMessage::Log(s) => println!("{s}"),
         AntonMessage::Error(s) => eprintln!("{s}"),
@@ -165,7 +179,7 @@ fn run_tasks(a: RunArgs) -> anyhow::Result<ExitCode> {
     if a.agent.as_deref().is_some_and(|x| x != "main") {
         anyhow::bail!("only the `main` agent exists in this build");
     }
-    let rt = Arc::new(Runtime::load(Env::from_process())?);
+    let rt = crate::agent_cmd::load_runtime()?;
     let mut opts = run_options(&rt, a.file.clone())?;
     if let Some(t) = a.task_timeout {
         opts.config.task_timeout_sec = Some(t);
@@ -184,6 +198,7 @@ fn run_tasks(a: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let agent = Arc::new(AgentRunner {
         rt: rt.clone(),
+        fallbacks: a.model.is_none() || a.allow_fallback,
         model: a.model,
     });
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
@@ -191,10 +206,29 @@ fn run_tasks(a: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = tokio_rt.block_on(idlehands_anton::run_anton(opts, agent, cli_sink()))?;
+    let outcome = tokio_rt.block_on(async {
+        let r = idlehands_anton::run_anton(opts, agent, cli_sink()).await;
+        rt.mcp.shutdown().await;
+        r
+    })?;
     Ok(match outcome {
-        RunOutcome::DryRun { .. } | RunOutcome::NoPendingTasks | RunOutcome::Finished(_) => {
-            ExitCode::SUCCESS
-        }
+        RunOutcome::DryRun { .. } | RunOutcome::NoPendingTasks => ExitCode::SUCCESS,
+        RunOutcome::Finished(s) => ExitCode::from(exit_code(&s)),
     })
+}
+
+/// Exit status of a finished run when any task failed or was skipped.
+pub const EXIT_TASKS_FAILED: u8 = 3;
+/// Exit status when `anton stop` ended the run with tasks left and none failed.
+pub const EXIT_STOPPED: u8 = 4;
+
+/// 0 only when every pending task was completed: scripts must not read "exit 0" as "done".
+fn exit_code(s: &RunSummary) -> u8 {
+    if s.skipped > 0 {
+        EXIT_TASKS_FAILED
+    } else if s.completed < s.total {
+        EXIT_STOPPED
+    } else {
+        0
+    }
 }

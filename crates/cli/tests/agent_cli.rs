@@ -76,7 +76,7 @@ async fn agent_json_streams_events_and_runs_tools_in_the_workspace() {
         "agent",
         "-m",
         "write out.txt",
-        "--json",
+        "--json-stream",
         "--session-id",
         "cli-1",
     ]);
@@ -215,7 +215,7 @@ async fn failures_and_timeouts_exit_non_zero() {
     up.push(Reply::text("late").with_delay(std::time::Duration::from_secs(60)));
     let mut c = h.cmd();
     c.env("LITELLM_API_KEY", "k")
-        .args(["agent", "-m", "hi", "--json", "--timeout", "1"]);
+        .args(["agent", "-m", "hi", "--json-stream", "--timeout", "1"]);
     let out = run(c, None).await;
     assert_eq!(out.status.code(), Some(124));
     let events = jsonl(&out.stdout);

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `idlehands agent` as a process: a turn that fails after several model calls still says
-//! what those calls spent, on stderr and in the `--json` stream's `turn_end`.
+//! what those calls spent, on stderr and in the `--json-stream` events's `turn_end`.
 
 use idlehands_testkit::{FakeOpenAi, Reply};
 use serde_json::{Value, json};
@@ -46,7 +46,7 @@ async fn a_failed_turn_prints_and_streams_its_usage() {
 
     script(&up);
     let mut c = command(d.path(), &d.path().join("home"), &[]);
-    c.args(["agent", "--json", "--approve", "always", "-m", "go"]);
+    c.args(["agent", "--json-stream", "--approve", "always", "-m", "go"]);
     let out = run(c, None).await;
     assert_eq!(out.status.code(), Some(1));
     let end: Value = String::from_utf8_lossy(&out.stdout)

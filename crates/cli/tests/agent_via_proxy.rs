@@ -143,14 +143,11 @@ async fn agent_runs_tool_turns_through_idlehands_proxy() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let end = events.last().unwrap();
-    assert_eq!(end["type"], "turn_end");
-    assert_eq!(end["text"], "Done via the gateway.");
-    assert_eq!(end["usage"]["input"], 180);
+    // `--json`: one result object, as upstream scripts read it.
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["payloads"][0]["text"], "Done via the gateway.");
+    assert_eq!(result["meta"]["agentMeta"]["usage"]["input"], 180);
+    assert_eq!(result["meta"]["stopReason"], "stop");
     assert_eq!(
         std::fs::read_to_string(d.path().join("ws/via_proxy.txt")).unwrap(),
         "routed"

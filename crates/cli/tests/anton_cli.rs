@@ -127,7 +127,8 @@ async fn tasks_are_done_one_agent_each_marked_and_committed_or_skipped() {
     let out = run(s.cmd(&["anton", "run", "TASKS.md", "--task-timeout", "120"])).await;
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // A skipped task makes the run fail (exit 3), though the others were committed.
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
 
     assert!(stdout.contains("[Anton] Mode: direct"), "{stdout}");
     assert!(
@@ -323,4 +324,89 @@ async fn preflight_writes_a_plan_then_implements_it() {
     let mut files: Vec<&str> = files.lines().filter(|l| !l.is_empty()).collect();
     files.sort_unstable();
     assert_eq!(files, ["TASKS.md", "a.txt"]);
+}
+
+#[tokio::test]
+async fn a_timed_out_task_keeps_its_changes_on_a_branch_and_the_run_fails() {
+    let up = FakeOpenAi::start().await;
+    let s = Scratch::new(&up.base_url(), "- [ ] Create a.txt\n");
+    // The first write does the job; the model then never answers again.
+    up.push(Reply::tool_call(
+        "c1",
+        "write",
+        json!({"path": "a.txt", "content": "done\n"}),
+    ));
+    up.push(Reply::fault(Fault::Hang));
+    let out = run(s.cmd(&["anton", "run", "TASKS.md", "--timeout", "2"])).await;
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stderr.contains("timed out"), "{stderr}");
+    let branches = git(&s.repo(), &["branch", "--list", "anton/unfinished-*"]);
+    let branch = branches.trim().trim_start_matches("* ").to_string();
+    assert!(branch.starts_with("anton/unfinished-1-"), "{branches}");
+    assert!(
+        stderr.contains(&format!("changes were kept on branch {branch}")),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("Changes of unfinished tasks kept on: {branch}")),
+        "{stdout}"
+    );
+    // The work is on the branch; the checked-out tree is clean and unmarked.
+    assert_eq!(
+        git(&s.repo(), &["show", &format!("{branch}:a.txt")]),
+        "done\n"
+    );
+    assert_eq!(git(&s.repo(), &["status", "--porcelain"]), "");
+    assert!(!s.repo().join("a.txt").exists());
+    assert_eq!(s.log(), ["init"]);
+    assert_eq!(
+        std::fs::read_to_string(s.repo().join("TASKS.md")).unwrap(),
+        "- [ ] Create a.txt\n"
+    );
+}
+
+#[tokio::test]
+async fn an_explicit_model_that_fails_fails_the_task_unless_fallback_is_allowed() {
+    let up = FakeOpenAi::start().await;
+    let s = Scratch::new(&up.base_url(), "- [ ] Create a.txt\n");
+    let cfg_path = s.state().join("idlehands.json");
+    let cfg = std::fs::read_to_string(&cfg_path)
+        .unwrap()
+        .replace(
+            r#"{ id: "m1", name: "m1" }"#,
+            r#"{ id: "m1", name: "m1" }, { id: "m2", name: "m2" }"#,
+        )
+        .replace(
+            r#"primary: "local/m1""#,
+            r#"primary: "local/m1", fallbacks: ["local/m2"]"#,
+        );
+    std::fs::write(&cfg_path, cfg).unwrap();
+    up.push(Reply::error(404, "The model `m2` does not exist"));
+    let out = run(s.cmd(&["anton", "run", "TASKS.md", "--model", "local/m2"])).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(up.served(), 1);
+
+    up.push(Reply::error(404, "The model `m2` does not exist"));
+    up.push(Reply::tool_call(
+        "c1",
+        "write",
+        json!({"path": "a.txt", "content": "a\n"}),
+    ));
+    up.push(Reply::text("Created."));
+    let out = run(s.cmd(&[
+        "anton",
+        "run",
+        "TASKS.md",
+        "--model",
+        "local/m2",
+        "--allow-fallback",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reqs = up.requests();
+    assert_eq!(reqs[1].body["model"], "m2");
+    assert_eq!(reqs[2].body["model"], "m1");
+    assert_eq!(s.log(), ["anton: Create a.txt", "init"]);
 }

@@ -85,9 +85,14 @@ impl Tmux {
 
     /// Starts `idlehands` in a 120x40 pane; when it exits the pane says `EXITED:<code>`.
     fn start(&self) {
+        self.start_with("");
+    }
+
+    /// [`Self::start`] with extra command-line arguments.
+    fn start_with(&self, args: &str) {
         let bin = env!("CARGO_BIN_EXE_idlehands");
         let cmd = format!(
-            "env -u LITELLM_API_KEY -u LITELLM_BASE_URL -u IDLEHANDS_HOME -u IDLEHANDS_STATE_DIR -u IDLEHANDS_CONFIG_PATH -u IDLEHANDS_AGENT_DIR HOME='{}' TERM=xterm-256color '{bin}'; echo EXITED:$?; sleep 600",
+            "env -u LITELLM_API_KEY -u LITELLM_BASE_URL -u IDLEHANDS_HOME -u IDLEHANDS_STATE_DIR -u IDLEHANDS_CONFIG_PATH -u IDLEHANDS_AGENT_DIR HOME='{}' TERM=xterm-256color '{bin}' {args}; echo EXITED:$?; sleep 600",
             self.home.display()
         );
         self.tmux(&[
@@ -296,12 +301,14 @@ async fn anton_runs_in_the_background_with_progress() {
     t.start();
     t.wait_for("› ").await;
     t.line("/anton TASKS.md");
-    let s = t.wait_for("🏁 **Anton finished**").await;
+    // Progress is markdown, rendered: no literal `**`.
+    let s = t.wait_for("🏁 Anton finished").await;
     assert!(
-        s.contains("🤚 **/anton** invoked on `TASKS.md`\nStarting orchestrator..."),
+        s.contains("🤚 /anton invoked on TASKS.md\nStarting orchestrator..."),
         "{s}"
     );
-    assert!(s.contains("✅ **Task 1/1 complete**: Create a.txt"), "{s}");
+    assert!(s.contains("✅ Task 1/1 complete: Create a.txt"), "{s}");
+    assert!(!s.contains("**"), "{s}");
     assert_eq!(
         std::fs::read_to_string(t.ws.join("TASKS.md")).unwrap(),
         "- [x] Create a.txt\n"
@@ -357,7 +364,7 @@ async fn exiting_during_an_anton_run_warns_first_and_leaves_no_running_state() {
     t.start();
     t.wait_for("› ").await;
     t.line("/anton TASKS.md");
-    t.wait_for("🔪 **Task 1/1**: Wait forever").await;
+    t.wait_for("🔪 Task 1/1: Wait forever").await;
     t.line("/anton status");
     t.wait_for("Anton running: 0/1 complete").await;
     t.keys(&["C-d"]);
@@ -377,30 +384,154 @@ async fn exiting_during_an_anton_run_warns_first_and_leaves_no_running_state() {
 async fn approvals_are_asked_in_the_chat() {
     let up = FakeOpenAi::start().await;
     let t = Tmux::new(&up.base_url());
-    let outside = t.ws.parent().unwrap().join("outside.txt");
-    let refused = t.ws.parent().unwrap().join("refused.txt");
-    up.push(Reply::tool_call(
-        "c1",
-        "write",
-        json!({"path": outside.to_string_lossy(), "content": "yes\n"}),
-    ));
-    up.push(Reply::tool_call(
-        "c2",
-        "write",
-        json!({"path": refused.to_string_lossy(), "content": "no\n"}),
-    ));
+    let dir = t.ws.parent().unwrap();
+    let outside = dir.join("outside.txt");
+    let refused = dir.join("refused.txt");
+    let always = dir.join("always.txt");
+    let remembered = dir.join("remembered.txt");
+    for (id, path) in [
+        ("c1", &outside),
+        ("c2", &refused),
+        ("c3", &always),
+        ("c4", &remembered),
+    ] {
+        up.push(Reply::tool_call(
+            id,
+            "write",
+            json!({"path": path.to_string_lossy(), "content": "yes\n"}),
+        ));
+    }
     up.push(Reply::text("ALL-DONE"));
     t.start();
     t.wait_for("› ").await;
     t.line("write outside");
-    t.wait_for("[y/N]").await;
+    t.wait_for("[y] once / [a] always here / [N] deny").await;
     t.keys(&["y"]);
     t.wait_for("approved").await;
-    t.wait_count("[y/N]", 2).await;
+    t.wait_count("[N] deny", 2).await;
     t.keys(&["n"]);
+    t.wait_count("[N] deny", 3).await;
+    t.keys(&["a"]);
+    // The fourth write, to the same directory, is not asked again.
     let s = t.wait_for("ALL-DONE").await;
+    assert_eq!(s.matches("[N] deny").count(), 3, "{s}");
     assert!(s.contains("refused"), "{s}");
+    assert!(s.contains("approved (always, in this workspace)"), "{s}");
     assert!(s.contains("→ err:"), "{s}");
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "yes\n");
     assert!(!refused.exists());
+    assert_eq!(std::fs::read_to_string(&remembered).unwrap(), "yes\n");
+    // Kept per workspace for the next session.
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(t.home.join(".idlehands/approvals.json")).unwrap(),
+    )
+    .unwrap();
+    let keys = saved["workspaces"][t.ws.to_string_lossy().as_ref()].clone();
+    assert_eq!(
+        keys,
+        json!([format!(
+            "write-outside:{}",
+            dir.canonicalize().unwrap().display()
+        )])
+    );
+}
+
+#[tokio::test]
+async fn sessions_are_listed_shown_and_resumed_in_the_chat() {
+    let up = FakeOpenAi::start().await;
+    let t = Tmux::new(&up.base_url());
+    up.push(Reply::text("First answer."));
+    t.start();
+    t.wait_for("IdleHands").await;
+    t.line("remember the number 42");
+    t.wait_for("First answer.").await;
+    t.line("/session");
+    let screen = t.wait_for("(2 messages)").await;
+    let id = screen
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("session "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert!(screen.contains("remember the number 42"), "{screen}");
+    t.line("/new");
+    t.wait_for("New session").await;
+    t.line("/sessions");
+    t.wait_for(&format!(" 1. {id}")).await;
+    t.line(&format!("/resume {}", &id[..8]));
+    t.wait_for(&format!("Resumed session {id} (2 messages)"))
+        .await;
+    up.push(Reply::text("It was 42."));
+    t.line("what number?");
+    t.wait_for("It was 42.").await;
+    let msgs = up.last_request().unwrap().body["messages"].to_string();
+    assert!(msgs.contains("remember the number 42"), "{msgs}");
+    t.keys(&["C-d"]);
+    t.wait_for("EXITED:0").await;
+
+    // `idlehands --continue` reopens the latest session of this workspace.
+    t.tmux(&["kill-session", "-t", "t"]);
+    t.start_with("--continue");
+    t.wait_for("(resumed)").await;
+    t.wait_for(&format!("session {id} (4 messages)")).await;
+}
+
+#[tokio::test]
+async fn shell_model_list_usage_and_verbose_in_the_chat() {
+    let up = FakeOpenAi::start().await;
+    let t = Tmux::new(&up.base_url());
+    t.start();
+    t.wait_for("IdleHands").await;
+    t.line("!echo bang-$((6*7))");
+    t.wait_for("bang-42").await;
+    t.line("/model");
+    t.wait_for("* 1. local/m1").await;
+    t.line("/model 1");
+    t.wait_for("Model set to local/m1.").await;
+    t.line("/verbose");
+    t.wait_for("Verbose: tool calls with their arguments in full.")
+        .await;
+    up.push(Reply::tool_call(
+        "c1",
+        "exec",
+        json!({"command": "echo verbose-shows-this-whole-argument-string-without-cutting-it-anywhere-at-all-really-none"}),
+    ).with_usage(1000, 100));
+    up.push(Reply::text("DONE").with_usage(1000, 10));
+    t.line("go");
+    t.wait_for("DONE").await;
+    t.wait_for("exec {\"command\":\"echo verbose-shows-this-whole-argument-string-without-cutting-it-anywhere-at-all-really-none\"}").await;
+    t.line("/usage");
+    t.wait_for("Tokens this session: 2000 in (0 cached) / 110 out")
+        .await;
+    t.wait_for("Cost: $0.00222").await;
+    assert!(
+        !up.requests()
+            .iter()
+            .any(|r| r.body.to_string().contains("bang-"))
+    );
+}
+
+#[tokio::test]
+async fn answers_are_rendered_as_markdown() {
+    let up = FakeOpenAi::start().await;
+    let t = Tmux::new(&up.base_url());
+    up.push(
+        Reply::text("# Plan\n- first **bold** item\n- use `cargo test`\n```rust\nlet x = **1**;\n```\nAll DONE.")
+            .with_chunk_chars(3),
+    );
+    t.start();
+    t.wait_for("› ").await;
+    t.line("plan it");
+    let s = t.wait_for("All DONE.").await;
+    for shown in [
+        "Plan",
+        "• first bold item",
+        "• use cargo test",
+        "┌─ rust",
+        "│ let x = **1**;",
+        "└─",
+    ] {
+        assert!(s.contains(shown), "{shown}:\n{s}");
+    }
+    assert!(!s.contains("# Plan") && !s.contains("`cargo"), "{s}");
 }

@@ -87,10 +87,11 @@ impl ClientError {
             FailureKind::ModelNotFound
         } else if status >= 500 || status == 408 || status == 409 {
             FailureKind::Transient
+        } else if status == 402 || lower.contains("budget") || lower.contains("billing") {
+            // Before 429: LiteLLM answers an exhausted key budget with 429 or 400.
+            FailureKind::Billing
         } else if status == 429 || lower.contains("overloaded") {
             FailureKind::RateLimit
-        } else if status == 402 || lower.contains("budget") || lower.contains("billing") {
-            FailureKind::Billing
         } else if status == 401 || status == 403 {
             FailureKind::Auth
         } else if status == 400 || status == 422 {
@@ -106,12 +107,16 @@ impl ClientError {
         }
     }
 
-    /// Failing over to the next model helps for everything except a cancel and an
-    /// overflowing prompt (the next model would get the same prompt).
+    /// Failing over to the next model helps for everything except a cancel, an overflowing
+    /// prompt (the next model would get the same prompt), and a refusal of the key itself
+    /// (auth, budget or billing): spending on another model is not the user's call to skip.
     pub fn should_fall_back(&self) -> bool {
         !matches!(
             self.kind,
-            FailureKind::Aborted | FailureKind::ContextOverflow
+            FailureKind::Aborted
+                | FailureKind::ContextOverflow
+                | FailureKind::Auth
+                | FailureKind::Billing
         )
     }
 
@@ -147,5 +152,9 @@ mod tests {
             !ClientError::from_status(400, "prompt is too long".into(), None).should_fall_back()
         );
         assert!(ClientError::from_status(502, "x".into(), None).should_fall_back());
+        assert!(!ClientError::from_status(401, "bad key".into(), None).should_fall_back());
+        let budget = ClientError::from_status(429, "Budget has been exceeded".into(), None);
+        assert_eq!(budget.kind, FailureKind::Billing);
+        assert!(!budget.should_fall_back());
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod schema;
 pub mod substitute;
+pub mod unused;
 
 use std::path::{Path, PathBuf};
 
@@ -73,6 +74,14 @@ pub struct LoadedConfig {
 }
 
 impl LoadedConfig {
+    /// One line per key nothing in this build reads, naming the file and the key's path.
+    pub fn unused_key_warnings(&self) -> Vec<String> {
+        if !self.exists {
+            return Vec::new();
+        }
+        unused::warnings(&self.path, &self.raw)
+    }
+
     pub fn defaults(&self) -> Option<&AgentDefaults> {
         self.config.agents.as_ref()?.defaults.as_ref()
     }

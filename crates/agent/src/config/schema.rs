@@ -334,6 +334,13 @@ pub struct AuthProfileConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolsConfig {
+    /// Tool names or groups (`group:fs`, `group:runtime`, `group:idlehands`, `*`) the model is
+    /// offered; empty offers all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Tool names or groups never offered; wins over `allow`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<ExecToolConfig>,
     /// `minimal`, `coding` or `full`: which tools are offered (see `crate::tools::profile`).
@@ -349,6 +356,33 @@ pub struct ToolsConfig {
 pub struct ExecToolConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_sec: Option<u64>,
+    /// `deny` (no commands), `allowlist` (only `safeBins` run without asking) or `full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<crate::tools::policy::ExecSecurity>,
+    /// `off` (never ask: misses are refused), `on-miss` (ask for what the rules do not allow)
+    /// or `always` (ask before every command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ask: Option<crate::tools::policy::ExecAsk>,
+    /// The programs `allowlist` lets run without asking (replaces the built-in list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safe_bins: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_patch: Option<ApplyPatchConfig>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+/// `tools.exec.applyPatch`: the `apply_patch` tool, offered (as upstream) only when enabled and
+/// the model is an OpenAI-family one (and in `allowModels` when that is set).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplyPatchConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// `provider/model` refs or bare model ids; empty allows every OpenAI-family model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_models: Vec<String>,
+    /// `true` (default): paths outside the workspace are refused, not asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_only: Option<bool>,
 }

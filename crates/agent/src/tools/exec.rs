@@ -196,6 +196,10 @@ pub async fn exec(env: ExecEnv<'_>, args: &Value) -> ToolOutput {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
+    // The agent's own keys are not the command's business (and `env` would print them).
+    for name in &env.policy.scrub_env {
+        cmd.env_remove(name);
+    }
     if let Some(Value::Object(vars)) = args.get("env") {
         for (k, v) in vars {
             if k == "PATH" {

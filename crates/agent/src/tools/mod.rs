@@ -6,6 +6,7 @@
 pub mod exec;
 pub mod feedback;
 pub mod fs;
+pub mod patch;
 pub mod policy;
 pub mod profile;
 pub mod search;
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 pub use exec::ProcessTable;
-pub use policy::{ApprovalMode, ApprovalRequest, Approver, Policy};
+pub use policy::{ApprovalMode, ApprovalRequest, Approver, Decision, Policy};
 pub use profile::ToolProfile;
 
 use crate::client::ToolSpec;
@@ -102,6 +103,11 @@ pub struct ToolBox {
     pub profile: ToolProfile,
     /// Files `read` has shown in this session: a failed edit of a file never read says so.
     read_files: std::sync::Arc<parking_lot::Mutex<std::collections::HashSet<std::path::PathBuf>>>,
+    /// `tools.exec.applyPatch`.
+    pub apply_patch: crate::config::ApplyPatchConfig,
+    /// The session's model (`provider`, `model`), which decides whether `apply_patch` is
+    /// offered.
+    pub model: (String, String),
 }
 
 impl ToolBox {
@@ -112,11 +118,36 @@ impl ToolBox {
             exec_timeout: Duration::from_secs(exec::DEFAULT_TIMEOUT_SECS),
             profile: ToolProfile::default(),
             read_files: Default::default(),
+            apply_patch: crate::config::ApplyPatchConfig::default(),
+            model: (String::new(), String::new()),
         }
     }
 
+    /// `apply_patch` is offered as upstream does: enabled in the config, an OpenAI-family
+    /// model, and that model in `allowModels` when the list is set.
+    pub fn offers_apply_patch(&self) -> bool {
+        let (provider, model) = &self.model;
+        let c = &self.apply_patch;
+        c.enabled == Some(true)
+            && patch::is_openai_family(provider, model)
+            && (c.allow_models.is_empty()
+                || c.allow_models
+                    .iter()
+                    .any(|m| *m == *model || *m == format!("{provider}/{model}")))
+            && self.policy.offers("apply_patch")
+    }
+
+    /// The tools offered: all of them, less what `tools.allow`/`tools.deny` and
+    /// `tools.exec.security: deny` take away.
     pub fn specs(&self) -> Vec<ToolSpec> {
-        profile::specs(self.profile, specs())
+        let mut out: Vec<ToolSpec> = profile::specs(self.profile, specs())
+            .into_iter()
+            .filter(|s| self.policy.offers(&s.name))
+            .collect();
+        if self.offers_apply_patch() && self.profile.allows("apply_patch") {
+            out.push(apply_patch_spec());
+        }
+        out
     }
 
     /// Run one call. Arguments that are not a JSON object are reported to the model.
@@ -128,6 +159,11 @@ impl ToolBox {
                     Value::String(s) => s.chars().take(200).collect(),
                     other => other.to_string(),
                 }
+            ));
+        }
+        if !self.policy.offers(name) && specs().iter().any(|s| s.name == name || name == "bash") {
+            return ToolOutput::error(format!(
+                "the tool \"{name}\" is turned off here (tools.allow / tools.deny / tools.exec.security)"
             ));
         }
         let canonical = if name == "bash" { "exec" } else { name };
@@ -198,6 +234,14 @@ impl ToolBox {
                 .await
             }
             "process" => exec::process(&self.processes, args).await,
+            "apply_patch" if self.offers_apply_patch() => {
+                patch::apply_patch(
+                    &self.policy,
+                    args,
+                    self.apply_patch.workspace_only.unwrap_or(true),
+                )
+                .await
+            }
             "grep" => search::grep(&self.policy, args).await,
             "glob" => search::glob(&self.policy, args).await,
             other => ToolOutput::error(format!(
@@ -220,6 +264,17 @@ impl ToolBox {
             .map(|s| s.name.as_str())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// `apply_patch`, offered only where [`ToolBox::offers_apply_patch`] says so.
+pub fn apply_patch_spec() -> ToolSpec {
+    ToolSpec {
+        name: "apply_patch".into(),
+        description: "Edit files with a patch: *** Begin Patch, then *** Add File: <path> (lines starting with +), *** Delete File: <path>, or *** Update File: <path> (optional *** Move to: <path>) with @@ chunks of ' ' context, '-' removed and '+' added lines (*** End of File when a chunk ends the file), then *** End Patch. Paths are relative to the workspace.".into(),
+        parameters: json!({"type": "object", "properties": {
+            "input": {"type": "string", "description": "The whole patch, from *** Begin Patch to *** End Patch"}
+        }, "required": ["input"]}),
     }
 }
 

@@ -12,9 +12,15 @@ use super::{App, UiEvent, open_session};
 use crate::anton_cmd::{AgentRunner, run_options};
 
 const HELP: &str = "\
-/model [ref]          show or switch the model
+!<command>            run a shell command in the workspace (for you; the model does not see it)
+/model [n|ref]        list the configured models, or switch (by number or ref)
+/usage                tokens and cost of this session
+/verbose              show tool calls with their arguments in full (again: back to summaries)
 /think [level]        show or set thinking (off, minimal, low, medium, high, xhigh)
 /new                  start a fresh session
+/session              this session's id, title and file
+/sessions             the stored sessions, newest first
+/resume <id>          continue a stored session (an id or a unique prefix)
 /compact [instr]      summarise older turns now (optional instructions for the summary)
 /status               model, session, tokens and cost so far
 /stop                 stop the running turn or /anton (Ctrl-C or Esc stop a turn too)
@@ -32,8 +38,40 @@ impl App {
             "/help" | "/?" => self.screen.line(HELP),
             "/status" => self.status(),
             "/model" => self.model(arg),
+            "/usage" => match &self.session {
+                Some(s) => {
+                    let text = crate::chat_extras::usage_text(s);
+                    self.screen.line(&text);
+                }
+                None => self.screen.line("Busy; /usage after the turn."),
+            },
+            "/verbose" => {
+                self.verbose = !self.verbose;
+                self.screen.line(if self.verbose {
+                    "Verbose: tool calls with their arguments in full."
+                } else {
+                    "Verbose off: tool calls summarised."
+                });
+            }
             "/think" => self.think(arg),
             "/new" | "/reset" => self.new_session().await,
+            "/session" => match &self.session {
+                Some(s) => {
+                    let line = crate::agent_cmd::session_line(s);
+                    self.screen.line(&line);
+                }
+                None => self
+                    .screen
+                    .line(&format!("Session: {} (busy)", self.session_id)),
+            },
+            "/sessions" => match self.rt.session_store().list() {
+                Ok(l) if l.is_empty() => self.screen.line("No sessions yet."),
+                Ok(l) => self
+                    .screen
+                    .line(crate::sessions_cmd::table(&l, 20).trim_end()),
+                Err(e) => self.screen.error_line(&format!("error: {e}")),
+            },
+            "/resume" => self.resume(arg).await,
             "/dir" => self.dir(arg).await,
             "/compact" => {
                 let instr = (!arg.is_empty()).then(|| arg.to_string());
@@ -94,12 +132,13 @@ impl App {
 
     fn model(&mut self, arg: &str) {
         let Some(s) = &mut self.session else { return };
+        let choices = crate::chat_extras::model_choices(&self.rt);
         if arg.is_empty() {
-            let m = s.model.to_string();
-            self.screen.line(&format!("Model: {m}"));
+            let text = crate::chat_extras::model_list(&choices, &s.model);
+            self.screen.line(&text);
             return;
         }
-        match s.set_model(arg) {
+        match s.set_model(&crate::chat_extras::picked_model(arg, &choices)) {
             Ok(r) => self.screen.line(&format!("Model set to {r}.")),
             Err(e) => self.screen.error_line(&format!("error: {e}")),
         }
@@ -152,6 +191,36 @@ impl App {
                 self.session = Some(old);
                 Err(e)
             }
+        }
+    }
+
+    async fn resume(&mut self, arg: &str) {
+        if arg.is_empty() {
+            self.screen
+                .line("Usage: /resume <id> (/sessions lists them).");
+            return;
+        }
+        let Some(ws) = self.workspace() else { return };
+        let id = match self.rt.session_store().find(arg) {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                self.screen
+                    .error_line(&format!("No session \"{arg}\" (/sessions lists them)."));
+                return;
+            }
+            Err(e) => {
+                self.screen.error_line(&format!("error: {e}"));
+                return;
+            }
+        };
+        match self.reopen(ws, Some(id)).await {
+            Ok(()) => {
+                if let Some(s) = &self.session {
+                    let line = format!("Resumed {}", crate::agent_cmd::session_line(s));
+                    self.screen.line(&line);
+                }
+            }
+            Err(e) => self.screen.error_line(&format!("error: {e:#}")),
         }
     }
 
@@ -240,18 +309,21 @@ impl App {
         let opts = match run_options(&self.rt, path) {
             Ok(o) => o,
             Err(e) => {
-                self.screen.line(&format!("❌ **Anton crashed**: {e:#}"));
+                self.screen.line(&super::markdown::render(&format!(
+                    "❌ **Anton crashed**: {e:#}"
+                )));
                 return;
             }
         };
-        self.screen.line(&format!(
+        self.screen.line(&super::markdown::render(&format!(
             "🤚 **/anton** invoked on `{file}`\nStarting orchestrator..."
-        ));
+        )));
         self.screen
             .dim_line("(runs in the background; /anton status, /anton stop)");
         let agent = Arc::new(AgentRunner {
             rt: self.rt.clone(),
             model: self.session.as_ref().map(|s| s.model.to_string()),
+            fallbacks: true,
         });
         let (sink, mut rx) = channel_sink();
         let tx = self.tx.clone();

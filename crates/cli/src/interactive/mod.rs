@@ -12,6 +12,7 @@
 
 mod commands;
 mod editor;
+mod markdown;
 mod screen;
 
 use std::path::PathBuf;
@@ -22,9 +23,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use idlehands_agent::agent::{AgentError, AgentEvent, CompactionOutcome};
-use idlehands_agent::tools::{ApprovalRequest, Approver};
+use idlehands_agent::tools::{ApprovalRequest, Approver, Decision};
 use idlehands_agent::{
-    ApprovalMode, CancellationToken, Env, Runtime, Session, SessionOptions, TurnOutcome, UserInput,
+    ApprovalMode, CancellationToken, Runtime, Session, SessionOptions, TurnOutcome, UserInput,
 };
 use idlehands_anton::{AntonError, AntonMessage, RunOutcome};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
@@ -40,8 +41,10 @@ enum UiEvent {
     JobDone(Box<Session>, JobResult),
     Anton(AntonMessage),
     AntonDone(Result<RunOutcome, AntonError>),
-    Approval(ApprovalRequest, std::sync::mpsc::Sender<bool>),
+    Approval(ApprovalRequest, std::sync::mpsc::Sender<Decision>),
     Tick,
+    /// A `!cmd` finished: the command and its output.
+    Shell(String, String),
 }
 
 enum JobResult {
@@ -68,11 +71,15 @@ struct UiApprover {
 
 impl Approver for UiApprover {
     fn approve(&self, r: &ApprovalRequest) -> bool {
+        self.decide(r) != Decision::Deny
+    }
+
+    fn decide(&self, r: &ApprovalRequest) -> Decision {
         let (tx, rx) = std::sync::mpsc::channel();
         if self.tx.send(UiEvent::Approval(r.clone(), tx)).is_err() {
-            return false;
+            return Decision::Deny;
         }
-        rx.recv().unwrap_or(false)
+        rx.recv().unwrap_or(Decision::Deny)
     }
 }
 
@@ -105,10 +112,14 @@ pub struct App {
     session_id: String,
     job: Option<Job>,
     anton_running: bool,
-    approval: Option<std::sync::mpsc::Sender<bool>>,
+    approval: Option<(std::sync::mpsc::Sender<Decision>, bool)>,
     /// Ctrl-C was pressed once at an empty prompt.
     exit_armed: bool,
     show_reasoning: bool,
+    /// `/verbose`: tool calls with their arguments in full.
+    pub(super) verbose: bool,
+    /// The answer being streamed, rendered as markdown a line at a time.
+    md: markdown::MarkdownStream,
     /// Quitting was asked for once while anton ran.
     quit_warned: bool,
     /// Lines entered while a job ran.
@@ -116,23 +127,23 @@ pub struct App {
     quit: bool,
 }
 
-pub fn run() -> anyhow::Result<ExitCode> {
+pub fn run(session_id: Option<String>) -> anyhow::Result<ExitCode> {
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = tokio_rt.block_on(main_loop());
+    let result = tokio_rt.block_on(main_loop(session_id));
     // The key reader thread may still be blocked on the terminal; do not wait for it.
     tokio_rt.shutdown_background();
     result
 }
 
-async fn main_loop() -> anyhow::Result<ExitCode> {
-    let rt = Arc::new(Runtime::load(Env::from_process())?);
+async fn main_loop(session_id: Option<String>) -> anyhow::Result<ExitCode> {
+    let rt = crate::agent_cmd::load_runtime()?;
     let workspace = std::env::current_dir().context("cannot read the current directory")?;
     let (tx, mut rx) = unbounded_channel::<UiEvent>();
-    let session = open_session(&rt, &tx, workspace, None, None, None)?;
+    let session = open_session(&rt, &tx, workspace, session_id, None, None)?;
     let history = rt.paths.state_dir.join("history");
     let _raw = RawMode::enable()?;
     spawn_key_reader(tx.clone());
@@ -149,6 +160,8 @@ async fn main_loop() -> anyhow::Result<ExitCode> {
         approval: None,
         exit_armed: false,
         show_reasoning: true,
+        verbose: false,
+        md: markdown::MarkdownStream::default(),
         queued: std::collections::VecDeque::new(),
         quit_warned: false,
         quit: false,
@@ -175,6 +188,7 @@ async fn main_loop() -> anyhow::Result<ExitCode> {
     if let Some(s) = &app.session {
         s.close().await;
     }
+    app.rt.mcp.shutdown().await;
     app.screen.end_line();
     Ok(ExitCode::SUCCESS)
 }
@@ -241,6 +255,10 @@ impl App {
                 s.workspace().display(),
                 if s.resumed() { " (resumed)" } else { "" }
             ));
+            if s.resumed() {
+                let line = super::agent_cmd::session_line(s);
+                self.screen.dim_line(&line);
+            }
         }
         self.screen
             .dim_line("Type a message, or /help for commands. Ctrl-C stops a turn; Ctrl-D exits.");
@@ -277,6 +295,11 @@ impl App {
             UiEvent::Input(Event::Resize(..)) => self.redraw_prompt(),
             UiEvent::Input(_) => {}
             UiEvent::InputClosed => self.quit = true,
+            UiEvent::Shell(command, output) => {
+                self.screen.dim_line(&format!("$ {command}"));
+                self.screen.line(&output);
+                self.redraw_prompt();
+            }
             UiEvent::Tick => {
                 if let Some(j) = &self.job
                     && j.waiting
@@ -299,8 +322,8 @@ impl App {
             UiEvent::Anton(m) => {
                 match m {
                     AntonMessage::Progress(p) => {
-                        self.screen
-                            .line(&idlehands_anton::format_progress_message(&p));
+                        let text = idlehands_anton::format_progress_message(&p);
+                        self.screen.line(&markdown::render(&text));
                     }
                     AntonMessage::Error(e) => self.screen.dim_line(&e),
                     // The progress messages say the same for chat.
@@ -314,30 +337,44 @@ impl App {
                     Ok(RunOutcome::Finished(_)) => {}
                     Ok(RunOutcome::NoPendingTasks) => self.screen.line("No pending tasks."),
                     Ok(RunOutcome::DryRun { .. }) => {}
-                    Err(e) => self.screen.line(&format!("❌ **Anton crashed**: {e}")),
+                    Err(e) => self
+                        .screen
+                        .line(&markdown::render(&format!("❌ **Anton crashed**: {e}"))),
                 }
                 self.redraw_prompt();
             }
             UiEvent::Approval(r, reply) => {
-                if let Some(old) = self.approval.take() {
-                    let _ = old.send(false);
+                if let Some((old, _)) = self.approval.take() {
+                    let _ = old.send(Decision::Deny);
                 }
+                let choices = if r.can_remember {
+                    "[y] once / [a] always here / [N] deny"
+                } else {
+                    "[y] once / [N] deny"
+                };
                 self.screen.line(&format!(
-                    "{CYAN}?{RESET} Approve {}? {DIM}({}){RESET}  [y/N]",
+                    "{CYAN}?{RESET} Approve {}? {DIM}({}){RESET}  {choices}",
                     r.action, r.reason
                 ));
-                self.approval = Some(reply);
+                self.approval = Some((reply, r.can_remember));
             }
         }
     }
 
     async fn key(&mut self, k: KeyEvent) {
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
-        if let Some(reply) = self.approval.take() {
-            let yes = matches!(k.code, KeyCode::Char('y' | 'Y')) && !ctrl;
-            let _ = reply.send(yes);
-            self.screen
-                .dim_line(if yes { "approved" } else { "refused" });
+        if let Some((reply, can_remember)) = self.approval.take() {
+            let decision = match k.code {
+                KeyCode::Char('y' | 'Y') if !ctrl => Decision::Once,
+                KeyCode::Char('a' | 'A') if !ctrl && can_remember => Decision::Always,
+                _ => Decision::Deny,
+            };
+            let _ = reply.send(decision);
+            self.screen.dim_line(match decision {
+                Decision::Once => "approved",
+                Decision::Always => "approved (always, in this workspace)",
+                Decision::Deny => "refused",
+            });
             self.redraw_prompt();
             return;
         }
@@ -427,6 +464,22 @@ impl App {
             self.command(line).await;
             return;
         }
+        if let Some(command) = line.strip_prefix('!') {
+            // Off the loop, so the chat stays responsive while it runs.
+            let command = command.trim().to_string();
+            let cwd = self.rt.paths.state_dir.clone();
+            let cwd = self
+                .session
+                .as_ref()
+                .map(|s| s.workspace().to_path_buf())
+                .unwrap_or(cwd);
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let out = crate::chat_extras::shell(&command, &cwd).await;
+                let _ = tx.send(UiEvent::Shell(command, out));
+            });
+            return;
+        }
         self.start_turn(UserInput::text(line));
     }
 
@@ -492,6 +545,7 @@ impl App {
 
     fn agent_event(&mut self, e: AgentEvent) {
         let show_reasoning = self.show_reasoning;
+        let verbose = self.verbose;
         let Some(j) = &mut self.job else { return };
         match e {
             AgentEvent::ReasoningDelta { text } => {
@@ -510,21 +564,29 @@ impl App {
             AgentEvent::TextDelta { text } => {
                 j.waiting = false;
                 self.end_reasoning();
-                self.screen.stream(&text);
+                let shown = self.md.push(&text);
+                self.screen.stream(&shown);
             }
             AgentEvent::ToolCall {
                 name, arguments, ..
             } => {
                 j.waiting = false;
+                self.flush_markdown();
                 self.end_reasoning();
                 self.screen.end_line();
-                self.screen.stream(&format!(
-                    "{CYAN}⚙{RESET} {}",
+                let shown = if verbose {
+                    format!("{name} {arguments}")
+                } else {
                     screen::tool_call_summary(&name, &arguments)
-                ));
+                };
+                self.screen.stream(&format!("{CYAN}⚙{RESET} {shown}"));
             }
             AgentEvent::ToolResult { ok, summary, .. } => {
-                let summary = screen::truncate(summary.lines().next().unwrap_or(""), 100);
+                let summary = if verbose {
+                    summary.clone()
+                } else {
+                    screen::truncate(summary.lines().next().unwrap_or(""), 100)
+                };
                 let (color, word) = if ok { (GREEN, "ok") } else { (RED, "err") };
                 self.screen
                     .stream(&format!(" {DIM}→{RESET} {color}{word}{RESET}: {summary}\n"));
@@ -533,6 +595,7 @@ impl App {
             AgentEvent::Fallback {
                 from, to, error, ..
             } => {
+                self.flush_markdown();
                 self.end_reasoning();
                 self.screen.dim_line(&format!(
                     "↪ {from} failed ({}); trying {to}",
@@ -556,7 +619,14 @@ impl App {
         }
     }
 
+    /// Prints what is left of a streamed answer (a last line without its newline).
+    fn flush_markdown(&mut self) {
+        let rest = self.md.finish();
+        self.screen.stream(&rest);
+    }
+
     fn job_done(&mut self, session: Session, result: JobResult) {
+        self.flush_markdown();
         self.end_reasoning();
         self.screen.end_line();
         self.job = None;
