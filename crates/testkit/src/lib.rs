@@ -19,6 +19,7 @@ pub mod browser;
 pub mod frame;
 pub mod gemini;
 pub mod openai;
+pub mod paced;
 pub mod replay;
 pub mod reply;
 mod strict;
