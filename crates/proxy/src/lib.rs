@@ -27,6 +27,7 @@ pub mod ledger;
 pub mod logging;
 pub mod metrics;
 pub mod models;
+pub mod offload;
 pub mod pricing;
 pub mod providers;
 pub mod router;

@@ -66,7 +66,8 @@ struct Seeder {
 
 impl Seeder {
     fn row(&mut self, i: u64) -> Row {
-        let start = self.from_ms + (i as i128 * self.span_ms as i128 / self.rows.max(1) as i128) as i64;
+        let start =
+            self.from_ms + (i as i128 * self.span_ms as i128 / self.rows.max(1) as i128) as i64;
         let k = ((self.keys.len() as f64) * self.rng.unit().powi(2)) as usize;
         let k = k.min(self.keys.len() - 1);
         let prompt = 20 + self.rng.below(4000) as i64;
@@ -295,7 +296,10 @@ async fn main() {
         seed_sqlite(&db, &mut s).map_err(|e| e.to_string())
     };
     if let Err(e) = result {
-        fail(&format!("seeding {}: {e}", if postgres { "Postgres" } else { "SQLite" }));
+        fail(&format!(
+            "seeding {}: {e}",
+            if postgres { "Postgres" } else { "SQLite" }
+        ));
     }
     println!(
         "seeded {rows} spend rows and {nkeys} keys over {days} days in {:.1} s",
