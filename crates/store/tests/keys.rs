@@ -555,7 +555,7 @@ async fn management_runs_while_spend_is_committed(store: Store) {
 async fn migrations_are_versioned_and_idempotent(store: Store) {
     assert_eq!(
         store.schema_versions().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 7]
+        vec![1, 2, 3, 4, 5, 7, 8]
     );
     store.readiness().await.unwrap();
 }
@@ -628,7 +628,7 @@ async fn reopening_a_sqlite_file_keeps_keys_and_schema() {
     let store = Store::open(path.to_str().unwrap()).await.unwrap();
     assert_eq!(
         store.schema_versions().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 7]
+        vec![1, 2, 3, 4, 5, 7, 8]
     );
     assert!(store.get_key(&key.token_id).await.unwrap().is_some());
 }
