@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # What users download: builds the release `idlehands`, splits its debug info (line tables) into
-# idlehands.debug and ships the binary without it, linked to that file by .gnu_debuglink (gdb,
-# perf and Rust's own panic backtraces find it when it sits beside the binary or under
+# idlehands.debug (with the symbol table) and ships the binary stripped of both, linked to that
+# file by .gnu_debuglink (gdb and perf find it when it sits beside the binary or under
 # /usr/lib/debug). Packs dist/idlehands-<version>-<target>.tar.gz (the binary and the
 # README) and dist/idlehands-<version>-<target>.debug.tar.gz (debug info only),
 # then measures the stripped binary: file size, start-up to the first /health/liveliness answer
 # and idle RSS (median of 5 starts of `idlehands proxy --config bench/proxy.yaml` on SQLite).
-# Usage: scripts/release.sh   (needs objcopy from binutils; RELEASE_STARTS picks the start count)
+# Usage: scripts/release.sh   (needs objcopy from binutils; RELEASE_STARTS picks the start count;
+#   RELEASE_SKIP_BUILD=1 packs target/release/idlehands as already built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v objcopy > /dev/null || { echo "release: needs objcopy (apt install binutils)" >&2; exit 1; }
-cargo build --release -p idlehands-cli
+[ -n "${RELEASE_SKIP_BUILD:-}" ] || cargo build --release -p idlehands-cli
+[ -x target/release/idlehands ] || { echo "release: no target/release/idlehands" >&2; exit 1; }
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 TARGET=$(rustc -vV | sed -n 's/^host: //p')
 NAME="idlehands-$VERSION-$TARGET"
 OUT="dist/$NAME"
 rm -rf "$OUT" "$OUT.debug"; mkdir -p "$OUT" "$OUT.debug"
 objcopy --only-keep-debug target/release/idlehands "$OUT.debug/idlehands.debug"
-objcopy --strip-debug --add-gnu-debuglink="$OUT.debug/idlehands.debug" target/release/idlehands "$OUT/idlehands"
+objcopy --strip-all --add-gnu-debuglink="$OUT.debug/idlehands.debug" target/release/idlehands "$OUT/idlehands"
 cp README.md "$OUT/"
 tar -C dist -czf "dist/$NAME.tar.gz" "$NAME"
 tar -C dist -czf "dist/$NAME.debug.tar.gz" "$NAME.debug"
