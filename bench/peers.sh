@@ -160,6 +160,6 @@ for line in open(peers):
     pct = []
     for c in conns:
         r, n = rows.get((name, c)), rows.get(("nginx", c))
-        pct.append(f"{100 * r['rps'] / n['rps']:.0f}%" if r and n and n["rps"] else "")
+        pct.append(f"{100 * r['rps'] / n['rps']:.{0 if r['rps'] >= n['rps'] / 10 else 1}f}%" if r and n and n["rps"] else "")
     print(f"| {name} | {start} | {int(idle) / 1024:.0f} | {int(after) / 1024:.0f} | {procs} | " + " | ".join(pct) + " |")
 PY
