@@ -5,6 +5,15 @@ local key = os.getenv("BENCH_KEY")
 if key ~= nil and key ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. key
 end
+-- BENCH_HEADERS: more request headers, "Name: value" pairs separated by "|" (bench/peers.sh
+-- tells Portkey's gateway where the upstream is this way).
+local extra = os.getenv("BENCH_HEADERS")
+if extra ~= nil and extra ~= "" then
+  for pair in string.gmatch(extra, "[^|]+") do
+    local name, value = string.match(pair, "^%s*([^:]+):%s*(.-)%s*$")
+    if name ~= nil then wrk.headers[name] = value end
+  end
+end
 if os.getenv("BENCH_STREAM") == "1" then
   wrk.body = '{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"Say hello"}]}'
 else

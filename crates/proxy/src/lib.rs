@@ -30,6 +30,7 @@ pub mod ledger;
 pub mod logging;
 pub mod metrics;
 pub mod models;
+pub mod offload;
 pub mod otel;
 mod passthrough;
 pub mod pricing;

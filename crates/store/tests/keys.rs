@@ -553,10 +553,26 @@ async fn management_runs_while_spend_is_committed(store: Store) {
     );
 }
 
+/// `/global/spend/report` names keys through `key_labels`: the alias, else the key name, in
+/// batches of 500 tokens; a token with no key is left out.
+async fn key_labels_name_keys_by_alias_else_key_name(store: Store) {
+    let ledger = ledger(&store);
+    let aliased = generate(&ledger, json!({"key_alias": "labelled"})).await;
+    let plain = generate(&ledger, json!({})).await;
+    let mut tokens: Vec<String> = (0..600).map(|i| format!("{i:064x}")).collect();
+    tokens.insert(1, aliased.token_id.clone());
+    tokens.push(plain.token_id.clone());
+    let labels = store.key_labels(&tokens).await.unwrap();
+    assert_eq!(labels.len(), 2, "{labels:?}");
+    assert_eq!(labels[&aliased.token_id], "labelled");
+    assert_eq!(labels[&plain.token_id], plain.record.key_name);
+    ledger.shutdown().await.unwrap();
+}
+
 async fn migrations_are_versioned_and_idempotent(store: Store) {
     assert_eq!(
         store.schema_versions().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7]
+        vec![1, 2, 3, 4, 5, 6, 7, 8]
     );
     store.readiness().await.unwrap();
 }
@@ -612,6 +628,7 @@ on_both_backends!(
     regenerate_with_grace_period_keeps_the_old_key_briefly,
     block_and_unblock_take_effect_at_once,
     migrations_are_versioned_and_idempotent,
+    key_labels_name_keys_by_alias_else_key_name,
     management_runs_while_spend_is_committed,
 );
 
@@ -629,7 +646,7 @@ async fn reopening_a_sqlite_file_keeps_keys_and_schema() {
     let store = Store::open(path.to_str().unwrap()).await.unwrap();
     assert_eq!(
         store.schema_versions().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7]
+        vec![1, 2, 3, 4, 5, 6, 7, 8]
     );
     assert!(store.get_key(&key.token_id).await.unwrap().is_some());
 }

@@ -22,6 +22,7 @@ pub mod multipart;
 pub mod openai;
 mod openai_audio;
 mod openai_responses;
+pub mod paced;
 pub mod replay;
 pub mod reply;
 mod strict;

@@ -82,6 +82,8 @@ struct Shared {
     /// The bearer key OpenAI's paths demand once set ([`FakeOpenAi::require_key`]); local
     /// servers started without `--api-key` (llama.cpp, vLLM, Ollama) demand none.
     required_key: Mutex<Option<String>>,
+    /// Streamed chat completions are paced ([`FakeOpenAi::set_paced`]): `bench/streams.sh`.
+    paced: Mutex<Option<crate::paced::Paced>>,
     wire: Arc<Wire>,
 }
 
@@ -220,6 +222,12 @@ impl FakeOpenAi {
     /// Every `n`th unscripted answer is a 200 with a non-JSON body; 0 turns it off.
     pub fn set_junk_every(&self, n: usize) {
         self.shared.junk_every.store(n, Ordering::SeqCst);
+    }
+
+    /// Streams every streamed chat completion as a paced one (see [`crate::paced`]) instead of
+    /// the scripted reply; `None` turns it off.
+    pub fn set_paced(&self, paced: Option<crate::paced::Paced>) {
+        *self.shared.paced.lock() = paced;
     }
 
     pub fn set_flaky(&self, error_every: usize, hang_every: usize) {
@@ -435,6 +443,9 @@ async fn chat(
             .pointer("/stream_options/include_usage")
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        if let Some(pace) = *shared.paced.lock() {
+            return paced_response(guard, pace, id, model, include_usage);
+        }
         return stream_response(guard, &id, &model, reply, include_usage);
     }
     drop(guard);
@@ -785,6 +796,26 @@ fn stream_response(
             }
         },
     );
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(s))
+        .unwrap_or_else(|_| error_response(500, "response build failed", None))
+}
+
+fn paced_response(
+    guard: InFlight,
+    pace: crate::paced::Paced,
+    id: String,
+    model: String,
+    include_usage: bool,
+) -> Response {
+    use futures_util::StreamExt;
+    let s = crate::paced::body(pace, id, model, include_usage).map(move |b| {
+        // In flight until the stream ends.
+        let _held = &guard;
+        Ok::<Bytes, std::io::Error>(b)
+    });
     Response::builder()
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-cache")

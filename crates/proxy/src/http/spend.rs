@@ -27,7 +27,17 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
         .with_state(state)
 }
 
+// Both run on the admin runtime (`offload`): a big page or a month's report must not stall
+// the other connections of the serving thread that took the request.
 async fn logs(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    crate::offload::run(logs_here(m, headers, uri)).await
+}
+
+async fn report(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    crate::offload::run(report_here(m, headers, uri)).await
+}
+
+async fn logs_here(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     let p = tri!(caller(&m, &headers).await);
     let mut q: SpendLogsQuery = tri!(query(&uri));
     let role = tri!(super::roles::role_of(&m, &p).await);
@@ -71,7 +81,7 @@ fn bad(e: StoreError) -> Response {
     store_error(&e).into_response()
 }
 
-async fn report(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+async fn report_here(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     tri!(super::roles::require_reader(&m, &headers, "/global/spend/report").await);
     let q: ReportQuery = tri!(query(&uri));
     let group = match q.group_by.as_deref().unwrap_or("api_key") {
@@ -94,40 +104,50 @@ async fn report(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
         Err(e) => return bad(e),
     };
     let store = m.ledger.store();
-    let mut labels: HashMap<String, String> = HashMap::new();
-    let mut out = Vec::new();
+    let mut days = Vec::new();
     let mut day = start;
     while day <= end {
         let from = Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default());
         let to = from + Duration::days(1);
-        let groups = match store.spend_by(group, Some(from), Some(to)).await {
-            Ok(g) => g,
+        match store.spend_by(group, Some(from), Some(to)).await {
+            Ok(g) => days.push((day, g)),
             Err(e) => return bad(e),
-        };
+        }
+        day += Duration::days(1);
+    }
+    // Keys are named by alias (else key name) in one lookup for all of them.
+    let labels: HashMap<String, String> = if group == SpendGroup::Key {
+        let mut tokens: Vec<String> = days
+            .iter()
+            .flat_map(|(_, g)| g.iter().map(|a| a.group.clone()))
+            .filter(|t| !t.is_empty())
+            .collect();
+        tokens.sort_unstable();
+        tokens.dedup();
+        match store.key_labels(&tokens).await {
+            Ok(l) => l,
+            Err(e) => return bad(e),
+        }
+    } else {
+        HashMap::new()
+    };
+    let mut out = Vec::new();
+    for (day, groups) in days {
+        let date = day.format("%Y-%m-%d").to_string();
         for g in groups {
             let label = match group {
-                SpendGroup::Key if !g.group.is_empty() => {
-                    if !labels.contains_key(&g.group) {
-                        let name = match store.get_key(&g.group).await {
-                            Ok(Some(k)) => k.key_alias.unwrap_or(k.key_name),
-                            _ => g.group.clone(),
-                        };
-                        labels.insert(g.group.clone(), name);
-                    }
-                    labels.get(&g.group).cloned()
-                }
                 _ if g.group.is_empty() => None,
-                _ => Some(g.group.clone()),
+                SpendGroup::Key => Some(labels.get(&g.group).cloned().unwrap_or(g.group)),
+                _ => Some(g.group),
             };
             out.push(ReportRow {
-                date: day.format("%Y-%m-%d").to_string(),
+                date: date.clone(),
                 group: label,
                 spend: idlehands_store::money::nanos_to_usd(g.spend),
                 requests: g.requests,
                 total_tokens: g.prompt_tokens.saturating_add(g.completion_tokens),
             });
         }
-        day += Duration::days(1);
     }
     axum::Json(out).into_response()
 }

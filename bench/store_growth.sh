@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Store growth: the hot path (virtual key, spend logging, wrk at 32 connections) on an empty
+# store, then on the same store seeded by seed_store with N spend rows over 30 days and K keys;
+# on the seeded store also `/spend/logs` for the busiest key and one day (LiteLLM's daily
+# summary, and the rows page with summarize=false) and `/global/spend/report` over 30 days
+# (by key and by model), each timed end to end with curl, p50 of several calls.
+# Usage: bench/store_growth.sh [rows=200000] [keys=2000] [seconds-per-point=5]
+#   The issue's scale: bench/store_growth.sh 10000000 100000 10  (seeding 10M rows takes minutes)
+#   BENCH_BACKENDS ("sqlite"; "sqlite postgres" for both), BENCH_PG_URL (default
+#   postgresql://postgres@127.0.0.1:5432): the database idlehands_store_growth there is dropped
+#   and made again; BENCH_ROUNDS (3) wrk rounds per point, the median shown; BENCH_CALLS (20)
+#   calls per admin query (3 for the reports); BENCH_BIN (target/release).
+# Ports 18100 (fake upstream) and 18102 (gateway). Nothing here is asserted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS="${1:-200000}"
+KEYS="${2:-2000}"
+DUR="${3:-5}"
+BACKENDS="${BENCH_BACKENDS:-sqlite}"
+PG="${BENCH_PG_URL:-postgresql://postgres@127.0.0.1:5432}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+CALLS="${BENCH_CALLS:-20}"
+BIN="${BENCH_BIN:-target/release}"
+MASTER=sk-bench-master-0001
+for b in idlehands fake-upstream seed_store; do
+  [ -x "$BIN/$b" ] || { echo "missing $BIN/$b: cargo build --release -p idlehands-cli -p idlehands-testkit -p idlehands-store --bins" >&2; exit 1; }
+done
+command -v wrk > /dev/null || { echo "needs wrk (apt install wrk)" >&2; exit 1; }
+
+WORK=$(mktemp -d)
+PIDS=()
+GW=
+cleanup() {
+  [ -n "$GW" ] && kill "$GW" 2>/dev/null
+  for p in ${PIDS[@]+"${PIDS[@]}"}; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+wait_for() { for _ in $(seq 1 3000); do curl -fs -o /dev/null "$1" && return 0; sleep 0.01; done; echo "not up: $1" >&2; return 1; }
+
+"$BIN/fake-upstream" 127.0.0.1:18100 > "$WORK/fake.log" 2>&1 &
+PIDS+=($!)
+wait_for http://127.0.0.1:18100/v1/models
+sed 's/127.0.0.1:18080/127.0.0.1:18100/' bench/proxy.yaml > "$WORK/proxy.yaml"
+RESULTS="$WORK/results.txt"
+
+start_gw() { # backend db
+  local t0; t0=$(date +%s%N)
+  if [ "$1" = postgres ]; then
+    DATABASE_URL="$2" "$BIN/idlehands" proxy --config "$WORK/proxy.yaml" --host 127.0.0.1 --port 18102 > "$WORK/gw.log" 2>&1 &
+  else
+    env -u DATABASE_URL "$BIN/idlehands" proxy --config "$WORK/proxy.yaml" --host 127.0.0.1 --port 18102 --db "$2" > "$WORK/gw.log" 2>&1 &
+  fi
+  GW=$!
+  wait_for http://127.0.0.1:18102/health/liveliness || { tail -20 "$WORK/gw.log" >&2; exit 1; }
+  STARTUP_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+}
+stop_gw() { kill "$GW"; wait "$GW" 2>/dev/null || true; GW=; }
+
+timed() { # label url calls: one line per call, "label code seconds"
+  for _ in $(seq 1 "$3"); do
+    echo "$1 $(curl -s -o /dev/null -w '%{http_code} %{time_total}' "$2" -H "Authorization: Bearer $MASTER")" >> "$WORK/admin.txt"
+  done
+}
+
+phase() { # backend store(empty|seeded) db
+  start_gw "$1" "$3"
+  if [ ! -s "$WORK/vkey.$1" ]; then
+    curl -fs -X POST http://127.0.0.1:18102/key/generate -H "Authorization: Bearer $MASTER" \
+      -H 'Content-Type: application/json' -d '{"key_alias":"growth","max_budget":1000000}' \
+      | python3 -c 'import sys,json; print(json.load(sys.stdin)["key"])' > "$WORK/vkey.$1"
+  fi
+  local vkey; vkey=$(cat "$WORK/vkey.$1")
+  BENCH_KEY="$vkey" wrk -t2 -c32 -d1s -s bench/chat.lua http://127.0.0.1:18102/v1/chat/completions > /dev/null 2>&1 || true
+  for _ in $(seq "$ROUNDS"); do
+    out=$(BENCH_KEY="$vkey" BENCH_STREAM=0 wrk -t2 -c32 -d "${DUR}s" --latency -s bench/chat.lua \
+      http://127.0.0.1:18102/v1/chat/completions 2>&1 | grep RESULT || echo "RESULT rps=0 p50_us=0 p99_us=0 errors=-1 requests=0")
+    echo "$1/$2 32 $out startup_ms=$STARTUP_MS" >> "$RESULTS"
+  done
+  if [ "$2" = seeded ]; then
+    local day today from base=http://127.0.0.1:18102
+    day=$(date -u -d '3 days ago' +%F); today=$(date -u +%F); from=$(date -u -d '29 days ago' +%F)
+    timed "$1|/spend/logs-key-day-summary" "$base/spend/logs?api_key=sk-seed-000000&start_date=$day&end_date=$day" "$CALLS"
+    timed "$1|/spend/logs-key-day-rows" "$base/spend/logs?api_key=sk-seed-000000&start_date=$day&end_date=$day&summarize=false" "$CALLS"
+    timed "$1|/global/spend/report-30d-by-key" "$base/global/spend/report?start_date=$from&end_date=$today&group_by=api_key" 3
+    timed "$1|/global/spend/report-30d-by-model" "$base/global/spend/report?start_date=$from&end_date=$today&group_by=model" 3
+  fi
+  stop_gw
+}
+
+for backend in $BACKENDS; do
+  case "$backend" in
+    sqlite) DB="$WORK/growth.db" ;;
+    postgres)
+      psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS idlehands_store_growth" -c "CREATE DATABASE idlehands_store_growth" > /dev/null
+      DB="$PG/idlehands_store_growth" ;;
+    *) echo "BENCH_BACKENDS: sqlite or postgres, not $backend" >&2; exit 1 ;;
+  esac
+  echo "$backend: empty store" >&2
+  phase "$backend" empty "$DB"
+  echo "$backend: seeding $ROWS rows and $KEYS keys" >&2
+  "$BIN/seed_store" --db "$DB" --rows "$ROWS" --keys "$KEYS" 2> /dev/null | tee -a "$WORK/seed.txt" >&2
+  phase "$backend" seeded "$DB"
+  [ "$backend" = postgres ] && psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS idlehands_store_growth" > /dev/null
+done
+
+python3 - "$RESULTS" "$WORK/admin.txt" "$ROWS" "$KEYS" "$DUR" <<'PY'
+import re, statistics, sys
+sys.dont_write_bytecode = True
+sys.path.insert(0, "bench")
+from medians import medians
+path, admin, rows_n, keys_n, dur = sys.argv[1:]
+rows, rounds = medians(path)
+startup = {}
+for line in open(path):
+    m = re.search(r"startup_ms=(\d+)", line)
+    if m: startup[line.split()[0]] = m.group(1)
+print(f"\nStore growth: {rows_n} spend rows, {keys_n} keys over 30 days; hot path virtual key, 32 conns, "
+      f"{dur}s per point, median of {rounds} rounds\n")
+print("| backend/store | start-up ms | req/s | p50 µs | p99 µs | errors |")
+print("|---|---:|---:|---:|---:|---:|")
+for (name, c), r in rows.items():
+    print(f"| {name} | {startup.get(name, '')} | {r['rps']:.0f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['errors']:.0f} |")
+for b in sorted({n.split('/')[0] for n, _ in rows}):
+    e, s = rows.get((f"{b}/empty", 32)), rows.get((f"{b}/seeded", 32))
+    if e and s and e["rps"]:
+        print(f"- {b}: seeded req/s = {100 * s['rps'] / e['rps']:.0f}% of empty")
+calls = {}
+try:
+    for line in open(admin):
+        label, code, secs = line.split()
+        calls.setdefault(label, []).append((code, float(secs)))
+except FileNotFoundError:
+    pass
+if calls:
+    print("\n| backend | query | calls | p50 ms | max ms | non-200 |")
+    print("|---|---|---:|---:|---:|---:|")
+    for label, v in calls.items():
+        b, q = label.split("|")
+        t = [s * 1000 for _, s in v]
+        bad = sum(1 for c, _ in v if c != "200")
+        print(f"| {b} | {q} | {len(v)} | {statistics.median(t):.1f} | {max(t):.1f} | {bad} |")
+PY
