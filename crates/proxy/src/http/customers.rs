@@ -44,31 +44,27 @@ const CUSTOMER_FIELDS_ACTED: [&str; 11] = [
     "user_ids",
 ];
 
+const FIELDS: super::keys::FieldRules = super::keys::FieldRules {
+    entity: "end-user",
+    acted: &CUSTOMER_FIELDS_ACTED,
+    inert: &[
+        (
+            "allowed_model_region",
+            "not stored; requests are routed as if it were unset",
+        ),
+        (
+            "default_model",
+            "not stored; requests are routed as if it were unset",
+        ),
+        (
+            "soft_budget",
+            "stored and shown; no alert is sent when it is crossed",
+        ),
+    ],
+};
+
 fn ignored(route: &str, bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
-    let mut out = serde_json::Map::new();
-    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(bytes)
-    else {
-        return out;
-    };
-    for (name, value) in &fields {
-        if value.is_null() || CUSTOMER_FIELDS_ACTED.contains(&name.as_str()) {
-            continue;
-        }
-        let why = match name.as_str() {
-            "allowed_model_region" | "default_model" => {
-                "not stored; requests are routed as if it were unset"
-            }
-            "soft_budget" => "stored and shown; no alert is sent when it is crossed",
-            _ => "not an end-user field this gateway acts on; ignored",
-        };
-        tracing::warn!(
-            route,
-            field = name.as_str(),
-            "end-user field has no effect here: {why}"
-        );
-        out.insert(name.clone(), why.into());
-    }
-    out
+    super::keys::ignored_fields(&FIELDS, route, bytes)
 }
 
 async fn new(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {

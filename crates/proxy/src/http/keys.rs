@@ -238,32 +238,53 @@ const KEY_FIELDS_INERT: [(&str, &str); 12] = [
     ("send_invite_email", "not stored; no e-mail is sent"),
 ];
 
+/// Which fields of an admin body an entity's routes act on, and why the known others do not.
+pub(crate) struct FieldRules {
+    /// `key`, `team`, `user`, ... as the log and the default reason name it.
+    pub entity: &'static str,
+    pub acted: &'static [&'static str],
+    pub inert: &'static [(&'static str, &'static str)],
+}
+
 /// The body's fields that change nothing here, each with the reason, so a LiteLLM client is
 /// told instead of finding out later (the answer's `ignored_fields`, and a warning in the log).
-fn ignored_key_fields(route: &str, bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn ignored_fields(
+    rules: &FieldRules,
+    route: &str,
+    bytes: &[u8],
+) -> serde_json::Map<String, serde_json::Value> {
     let mut out = serde_json::Map::new();
     let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(bytes)
     else {
         return out;
     };
     for (name, value) in &fields {
-        if value.is_null() || KEY_FIELDS_ACTED.contains(&name.as_str()) {
+        if value.is_null() || rules.acted.contains(&name.as_str()) {
             continue;
         }
-        let why = KEY_FIELDS_INERT
-            .iter()
-            .find(|(f, _)| f == name)
-            .map_or("not a key field this gateway knows; ignored", |(_, why)| {
-                why
-            });
+        let why = rules.inert.iter().find(|(f, _)| f == name).map_or_else(
+            || format!("not a {} field this gateway acts on; ignored", rules.entity),
+            |(_, why)| (*why).to_string(),
+        );
         tracing::warn!(
             route,
             field = name.as_str(),
-            "key field has no effect here: {why}"
+            entity = rules.entity,
+            "field has no effect here: {why}"
         );
         out.insert(name.clone(), why.into());
     }
     out
+}
+
+const KEY_FIELDS: FieldRules = FieldRules {
+    entity: "key",
+    acted: &KEY_FIELDS_ACTED,
+    inert: &KEY_FIELDS_INERT,
+};
+
+fn ignored_key_fields(route: &str, bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+    ignored_fields(&KEY_FIELDS, route, bytes)
 }
 
 /// [`reply`], with `ignored_fields` added to a successful answer when there are any.

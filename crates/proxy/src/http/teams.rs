@@ -54,28 +54,17 @@ const TEAM_FIELDS_ACTED: [&str; 14] = [
 
 /// The body's fields this gateway does not act on, named in the answer's `ignored_fields`
 /// (and logged) so a LiteLLM client is told instead of finding out later.
+const FIELDS: super::keys::FieldRules = super::keys::FieldRules {
+    entity: "team",
+    acted: &TEAM_FIELDS_ACTED,
+    inert: &[(
+        "soft_budget",
+        "stored and shown; no alert is sent when it is crossed",
+    )],
+};
+
 fn ignored_team_fields(route: &str, bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
-    let mut out = serde_json::Map::new();
-    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(bytes)
-    else {
-        return out;
-    };
-    for (name, value) in &fields {
-        if value.is_null() || TEAM_FIELDS_ACTED.contains(&name.as_str()) {
-            continue;
-        }
-        let why = match name.as_str() {
-            "soft_budget" => "stored and shown; no alert is sent when it is crossed",
-            _ => "not a team field this gateway acts on; ignored",
-        };
-        tracing::warn!(
-            route,
-            field = name.as_str(),
-            "team field has no effect here: {why}"
-        );
-        out.insert(name.clone(), why.into());
-    }
-    out
+    super::keys::ignored_fields(&FIELDS, route, bytes)
 }
 
 async fn new(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {

@@ -46,29 +46,20 @@ const USER_FIELDS_ACTED: [&str; 16] = [
     "user_ids",
 ];
 
+const FIELDS: super::keys::FieldRules = super::keys::FieldRules {
+    entity: "user",
+    acted: &USER_FIELDS_ACTED,
+    inert: &[
+        (
+            "soft_budget",
+            "stored and shown; no alert is sent when it is crossed",
+        ),
+        ("send_invite_email", "no e-mail is sent"),
+    ],
+};
+
 fn ignored_user_fields(route: &str, bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
-    let mut out = serde_json::Map::new();
-    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(bytes)
-    else {
-        return out;
-    };
-    for (name, value) in &fields {
-        if value.is_null() || USER_FIELDS_ACTED.contains(&name.as_str()) {
-            continue;
-        }
-        let why = match name.as_str() {
-            "soft_budget" => "stored and shown; no alert is sent when it is crossed",
-            "send_invite_email" => "no e-mail is sent",
-            _ => "not a user field this gateway acts on; ignored",
-        };
-        tracing::warn!(
-            route,
-            field = name.as_str(),
-            "user field has no effect here: {why}"
-        );
-        out.insert(name.clone(), why.into());
-    }
-    out
+    super::keys::ignored_fields(&FIELDS, route, bytes)
 }
 
 async fn new(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
