@@ -144,7 +144,7 @@
   }
 
   // ---- overview: spend chart ----------------------------------------------------------------
-  const GROUP_LABEL = { api_key: 'Key', model: 'Model', user: 'User' };
+  const GROUP_LABEL = { key: 'Key', model: 'Model', user: 'User' };
 
   function overviewParams() {
     const f = $('overview-form');

@@ -437,7 +437,7 @@ async fn spend_report(
     else {
         return (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": "start_date and end_date are required", "type": "bad_request", "param": null, "code": "400"}}))).into_response();
     };
-    let by = q.get("group_by").map(String::as_str).unwrap_or("api_key");
+    let by = q.get("group_by").map(String::as_str).unwrap_or("key");
     let g = fake.inner.lock().unwrap();
     // Money adds up in nano-dollars, as the real ledger does, and converts once at the end.
     let mut agg: HashMap<(NaiveDate, Value), (i64, u64, u64)> = HashMap::new();

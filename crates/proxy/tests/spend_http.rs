@@ -181,10 +181,45 @@ async fn spend_logs_filters_and_pages(b: Backend) {
     let bad = get(&p, "/spend/logs?start_date=yesterday", MASTER).await;
     assert_eq!(bad.status, 400);
 
-    // The dashboard's report.
+    // LiteLLM's report by key: one row per key hash over the range, with its models.
     let r = get(
         &p,
         &format!("/global/spend/report?start_date={today}&end_date={today}&group_by=api_key"),
+        MASTER,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rows = r.body.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{}", r.body);
+    let a_hash = by_plain[0]["api_key"].as_str().unwrap();
+    let ra = rows.iter().find(|x| x["api_key"] == a_hash).unwrap();
+    let plain_cost: f64 = by_plain.iter().map(|r| r["spend"].as_f64().unwrap()).sum();
+    assert!(
+        (ra["total_cost"].as_f64().unwrap() - plain_cost).abs() < 1e-9,
+        "{ra}"
+    );
+    let plain_in: i64 = by_plain
+        .iter()
+        .map(|r| r["prompt_tokens"].as_i64().unwrap())
+        .sum();
+    assert_eq!(ra["total_input_tokens"], plain_in);
+    let details = ra["model_details"].as_array().unwrap();
+    assert!(!details.is_empty());
+    let detail_cost: f64 = details
+        .iter()
+        .map(|d| d["total_cost"].as_f64().unwrap())
+        .sum();
+    assert!((detail_cost - plain_cost).abs() < 1e-9);
+    assert!(
+        rows[0]["total_cost"].as_f64() >= rows[1]["total_cost"].as_f64(),
+        "biggest spend first: {}",
+        r.body
+    );
+
+    // The dashboard's report: per day and key, keys named.
+    let r = get(
+        &p,
+        &format!("/global/spend/report?start_date={today}&end_date={today}&group_by=key"),
         MASTER,
     )
     .await;

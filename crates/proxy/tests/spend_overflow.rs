@@ -165,7 +165,7 @@ async fn absurd_usage_is_clamped_and_reports_survive_saturated_rows(b: Backend) 
     let today = Utc::now().date_naive();
     let day = today.format("%Y-%m-%d").to_string();
     let next = (today + Duration::days(1)).format("%Y-%m-%d").to_string();
-    for group_by in ["api_key", "model", "user"] {
+    for group_by in ["key", "model", "user"] {
         let r = get(
             &p,
             &format!("/global/spend/report?start_date={day}&end_date={day}&group_by={group_by}"),

@@ -51,6 +51,6 @@ pub use ledger::{AuthedKey, Ledger, LedgerConfig, Reservation, Settled};
 pub use limiter::{KeyLimits, Limiter, LiveSpend, LocalLimiter, Ticket};
 pub use redis_limiter::{RedisLimiter, subscribe_invalidations};
 pub use spend::{STATUS_FAILURE, STATUS_SUCCESS, SpendAggregate, SpendGroup, SpendLogRow};
-pub use spend_db::{BatchItem, DayGroupSpend, ReportGroup};
+pub use spend_db::{BatchItem, DayGroupSpend, KeyModelSpend, ReportGroup};
 pub use types::*;
 pub use writer::{SpendWriter, WriterConfig};

@@ -738,3 +738,46 @@ impl Store {
         Ok(out)
     }
 }
+
+/// One key's spend on one model, over a range: a row of [`Store::spend_by_key_and_model`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyModelSpend {
+    pub api_key: String,
+    pub model: String,
+    pub spend: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+}
+
+impl Store {
+    /// Spend between `start` and `end` per key and model (LiteLLM's
+    /// `/global/spend/report?group_by=api_key`).
+    pub async fn spend_by_key_and_model(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<KeyModelSpend>, StoreError> {
+        let sql = format!(
+            "SELECT api_key, model, {}, {}, {} FROM idlehands_spend_logs \
+             WHERE start_time >= $1 AND start_time < $2 GROUP BY api_key, model ORDER BY 1, 2",
+            split_sum("spend", "s"),
+            split_sum("prompt_tokens", "p"),
+            split_sum("completion_tokens", "c"),
+        );
+        let out = on_db!(&self.db, pool => {
+            let rows = sqlx::query(&sql).bind(to_ms(start)).bind(to_ms(end)).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(KeyModelSpend {
+                    api_key: r.try_get("api_key")?,
+                    model: r.try_get("model")?,
+                    spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
+                    prompt_tokens: wide_sum(r.try_get("p_hi")?, r.try_get("p_lo")?),
+                    completion_tokens: wide_sum(r.try_get("c_hi")?, r.try_get("c_lo")?),
+                });
+            }
+            out
+        });
+        Ok(out)
+    }
+}

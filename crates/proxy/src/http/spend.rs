@@ -85,7 +85,9 @@ async fn report_here(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     tri!(super::roles::require_reader(&m, &headers, "/global/spend/report").await);
     let q: ReportQuery = tri!(query(&uri));
     let group = match q.group_by.as_deref().unwrap_or("api_key") {
-        "api_key" | "key" => SpendGroup::Key,
+        // Ours, per day (the dashboard's chart); `api_key` answers in LiteLLM's shape.
+        "key" => SpendGroup::Key,
+        "api_key" => return key_report(&m, &q).await,
         "model" => SpendGroup::Model,
         "user" => SpendGroup::User,
         "team" => return litellm_report(&m, &q, ReportGroup::Team).await,
@@ -93,7 +95,7 @@ async fn report_here(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
         other => {
             return bad(StoreError::bad_request(
                 format!(
-                    "group_by must be one of: api_key, model, user, team, customer (got {other:?})"
+                    "group_by must be one of: team, customer, api_key, key, model, user (got {other:?})"
                 ),
                 "group_by",
             ));
@@ -149,6 +151,54 @@ async fn report_here(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
             });
         }
     }
+    axum::Json(out).into_response()
+}
+
+/// `group_by=api_key` in LiteLLM's shape: one row per key over the whole range, biggest spend
+/// first, with its spend per model.
+async fn key_report(m: &Mgmt, q: &ReportQuery) -> Response {
+    let (start, end) = match report_range(q) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    let from = Utc.from_utc_datetime(&start.and_hms_opt(0, 0, 0).unwrap_or_default());
+    let to =
+        Utc.from_utc_datetime(&end.and_hms_opt(0, 0, 0).unwrap_or_default()) + Duration::days(1);
+    let rows = match m.ledger.store().spend_by_key_and_model(from, to).await {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    // (nanos, input, output, model details) per key, in key order from the query.
+    let mut keys: Vec<(String, i64, i64, i64, Vec<serde_json::Value>)> = Vec::new();
+    for r in rows {
+        if keys.last().is_none_or(|k| k.0 != r.api_key) {
+            keys.push((r.api_key.clone(), 0, 0, 0, Vec::new()));
+        }
+        if let Some(k) = keys.last_mut() {
+            k.1 = k.1.saturating_add(r.spend);
+            k.2 = k.2.saturating_add(r.prompt_tokens);
+            k.3 = k.3.saturating_add(r.completion_tokens);
+            k.4.push(serde_json::json!({
+                "model": r.model,
+                "total_cost": idlehands_store::money::nanos_to_usd(r.spend),
+                "total_input_tokens": r.prompt_tokens,
+                "total_output_tokens": r.completion_tokens,
+            }));
+        }
+    }
+    keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let out: Vec<serde_json::Value> = keys
+        .into_iter()
+        .map(|(api_key, nanos, input, output, models)| {
+            serde_json::json!({
+                "api_key": api_key,
+                "total_cost": idlehands_store::money::nanos_to_usd(nanos),
+                "total_input_tokens": input,
+                "total_output_tokens": output,
+                "model_details": models,
+            })
+        })
+        .collect();
     axum::Json(out).into_response()
 }
 
