@@ -227,7 +227,73 @@ async fn end_users_created_later_are_enforced(b: Backend) {
     place.cleanup().await;
 }
 
+/// The master key's calls are bounded by the end user too (LiteLLM checks the end user before
+/// it looks at the key): a blocked end user is refused, a spent budget refuses the next call,
+/// and the call's spend counts for the end user exactly once.
+async fn master_key_calls_are_bounded_by_the_end_user(b: Backend) {
+    let place = Place::new(b);
+    let p = start(
+        &place,
+        "litellm_settings:\n  max_end_user_budget: 0.00001\n",
+    )
+    .await;
+    let first = post(&p, "/v1/chat/completions", MASTER, chat_as("m1")).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(
+        first.headers.get("x-litellm-key-spend").is_none(),
+        "no key to report on: {:?}",
+        first.headers
+    );
+    let over = post(&p, "/v1/chat/completions", MASTER, chat_as("m1")).await;
+    assert_eq!(over.status, 422, "{}", over.body);
+    let (kind, msg) = error_of(&over);
+    assert_eq!(kind, "budget_exceeded");
+    assert!(
+        msg.starts_with("ExceededBudget: End User=m1 over budget. Spend="),
+        "{msg}"
+    );
+    // Without a `user`, the master key is not bounded.
+    let plain = json!({"model": "mocky", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(
+        post(&p, "/v1/chat/completions", MASTER, plain).await.status,
+        200
+    );
+    let blocked = post(
+        &p,
+        "/customer/new",
+        MASTER,
+        json!({"user_id": "m2", "blocked": true}),
+    )
+    .await;
+    assert_eq!(blocked.status, 200, "{}", blocked.body);
+    let refused = post(&p, "/v1/chat/completions", MASTER, chat_as("m2")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    // Two calls of m1 (one answered, one refused), each one row; the end user's spend is the
+    // answered call's cost.
+    let rows = spend_rows(&p, "?end_user=m1", 2).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let spent: f64 = rows.iter().map(|r| r["spend"].as_f64().unwrap()).sum();
+    let cost: f64 = first.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((spent - cost).abs() < 1e-12, "{spent} vs {cost}");
+    let made = post(&p, "/customer/new", MASTER, json!({"user_id": "m1"})).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let info = get(&p, "/customer/info?end_user_id=m1", MASTER).await;
+    assert_eq!(info.status, 200, "{}", info.body);
+    assert!(
+        (info.body["spend"].as_f64().unwrap() - cost).abs() < 1e-12,
+        "{}",
+        info.body
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
     end_user_budgets_and_blocks,
-    end_users_created_later_are_enforced
+    end_users_created_later_are_enforced,
+    master_key_calls_are_bounded_by_the_end_user
 );

@@ -200,6 +200,8 @@ pub struct Reservation {
     max_budget: Option<i64>,
     rpm_limit: Option<u64>,
     tpm_limit: Option<u64>,
+    /// For a call without a key (the master key's), where no key ticket logs the row.
+    writer: Option<SpendWriter>,
 }
 
 /// The key's state after a settled request, for `x-litellm-key-spend` / `-max-budget`.
@@ -252,9 +254,13 @@ impl Reservation {
         if row.organization_id.is_none() {
             row.organization_id = self.organization_id.take();
         }
-        let key_spend = match self.ticket.take() {
-            Some(ticket) => self.limiter.settle(ticket, row).await,
-            None => 0,
+        let key_spend = match (self.ticket.take(), self.writer.take()) {
+            (Some(ticket), _) => self.limiter.settle(ticket, row).await,
+            (None, Some(writer)) => {
+                writer.log(row).await;
+                0
+            }
+            (None, None) => 0,
         };
         Settled {
             key_spend,
@@ -712,6 +718,46 @@ impl Ledger {
             .await
     }
 
+    /// A call without a key (the master key's) on behalf of `end_user`: a blocked end user is
+    /// refused and their budget reserved as for a key's call (LiteLLM checks end users before
+    /// it looks at the key). `None` when there is nothing to hold; the reservation's
+    /// [`Reservation::settle`] logs the row itself.
+    pub async fn reserve_end_user(
+        &self,
+        end_user: Option<&str>,
+        estimate_nanos: i64,
+        estimate_tokens: u64,
+    ) -> Result<Option<Reservation>, AccessError> {
+        let bounded = self.inner.cfg.max_end_user_budget.is_some()
+            || self.inner.customers_exist.load(Ordering::Acquire);
+        let Some(id) = end_user.filter(|u| bounded && !u.is_empty()) else {
+            return Ok(None);
+        };
+        let view = self.end_user_view(id).await?;
+        if view.record.as_ref().is_some_and(|c| c.blocked) {
+            return Err(AccessError::EndUserBlocked { id: id.to_owned() });
+        }
+        let Some(budget) = &view.budget else {
+            return Ok(None);
+        };
+        let ticket = self
+            .inner
+            .limiter
+            .admit(&budget.key_limits(), estimate_nanos, estimate_tokens)
+            .await
+            .map_err(|e| level_error(e, BudgetLevel::EndUser, id))?;
+        Ok(Some(Reservation {
+            ticket: None,
+            levels: vec![ticket],
+            organization_id: None,
+            limiter: self.inner.limiter.clone(),
+            max_budget: None,
+            rpm_limit: None,
+            tpm_limit: None,
+            writer: Some(self.inner.writer.clone()),
+        }))
+    }
+
     /// [`Ledger::reserve`] for a call on behalf of `end_user` (the request's `user`): a
     /// blocked end user is refused, and their budget counts like the others.
     pub async fn reserve_for(
@@ -751,6 +797,7 @@ impl Ledger {
             max_budget: key.record.max_budget,
             rpm_limit: limits.rpm_limit,
             tpm_limit: limits.tpm_limit,
+            writer: None,
         };
         // Each level is checked and reserved in one step like the key; a refusal drops the
         // reservation, which gives back what the levels before it hold.

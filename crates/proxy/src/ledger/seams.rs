@@ -286,7 +286,23 @@ impl CallHooks for StoreSeams {
     ) -> BoxFuture<'a, Result<Reservation, ProxyError>> {
         Box::pin(async move {
             let Principal::VirtualKey(vk) = call.principal else {
-                return Ok(Reservation(None));
+                // No key to hold: only the end user's budget, when the call names one.
+                let (nanos, tokens) = estimate(call);
+                let held = self
+                    .ledger
+                    .reserve_end_user(call.end_user, nanos, tokens)
+                    .await
+                    .map_err(|e| api_error(&e))?;
+                return Ok(Reservation(held.map(|reservation| {
+                    Box::new(Held {
+                        reservation,
+                        token: String::new(),
+                        spend_at_admission: 0,
+                        max_budget: None,
+                        rpm_limit: None,
+                        tpm_limit: None,
+                    }) as Box<_>
+                })));
             };
             let Some((record, team, user, org)) = self.record_of(&vk.token_hash) else {
                 // Resolved a moment ago; gone only if the cache was just cleared.
@@ -350,6 +366,10 @@ impl CallHooks for StoreSeams {
         else {
             return;
         };
+        if held.token.is_empty() {
+            // A master-key call held for its end user only: no key to report on.
+            return;
+        }
         // Spend including this call when its cost is known (non-streamed answers).
         let this_call = call_cost.map_or(0, |c| i64::try_from(c).unwrap_or(i64::MAX));
         let spend = self
