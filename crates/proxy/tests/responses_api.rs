@@ -172,6 +172,35 @@ async fn a_translated_backend_answers_too() {
     assert_eq!(ant.served(), 1);
 }
 
+/// A request's `mock_response` is answered by the gateway, as on chat completions, whatever
+/// the backend (a translated one here, a Responses upstream in `responses_passthrough`): no
+/// upstream call, one spend row.
+#[tokio::test]
+async fn a_requests_mock_response_is_answered_without_the_upstream() {
+    let up = FakeOpenAi::start().await;
+    let ant = FakeAnthropic::start().await;
+    let gw = start(&config(&up.base_url(), &ant.base_url())).await;
+    for model in ["coder", "claude"] {
+        let resp = post_as(
+            &gw,
+            "/v1/responses",
+            KEY,
+            &json!({"model": model, "input": "hi", "mock_response": "mocked answer"}),
+        )
+        .await;
+        assert_eq!(resp.status(), 200, "{model}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            body["output"][0]["content"][0]["text"], "mocked answer",
+            "{body}"
+        );
+    }
+    assert_eq!((up.served(), ant.served()), (0, 0));
+    let recs = gw.records(2).await;
+    assert_eq!(recs.len(), 2);
+    assert!(recs.iter().all(|r| r.call_type == "aresponses"), "{recs:?}");
+}
+
 #[tokio::test]
 async fn errors_keep_openais_envelope() {
     let up = FakeOpenAi::start().await;

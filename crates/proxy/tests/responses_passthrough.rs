@@ -217,3 +217,22 @@ async fn azure_deployments_use_their_responses_url_and_key_and_refusals_keep_the
     assert_eq!(records[1].http_status, 400);
     gw.shutdown().await.unwrap();
 }
+
+/// A request's `mock_response` never reaches a Responses upstream (it would refuse the unknown
+/// parameter): the gateway's mock answers it.
+#[tokio::test]
+async fn a_requests_mock_response_is_not_sent_upstream() {
+    let up = FakeOpenAi::start().await;
+    let gw = start(&config(&up.origin())).await;
+    let resp = post_as(
+        &gw,
+        "/v1/responses",
+        KEY,
+        &json!({"model": "gpt", "input": "hi", "mock_response": "mocked"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["output"][0]["content"][0]["text"], "mocked", "{body}");
+    assert_eq!(up.served(), 0);
+}

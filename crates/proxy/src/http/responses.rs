@@ -195,7 +195,8 @@ pub(crate) async fn responses(
 /// `responses_native`).
 fn passes_through(app: &App, pre: &auth::Principal, req: &Value) -> bool {
     let rt = app.runtime.load();
-    if rt.forced_model.is_some() {
+    // A request's `mock_response` is answered by the gateway's mock, never by an upstream.
+    if rt.forced_model.is_some() || req.get("mock_response").is_some_and(|v| !v.is_null()) {
         return false;
     }
     let Some(model) = req.get("model").and_then(Value::as_str) else {

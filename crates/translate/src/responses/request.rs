@@ -5,13 +5,18 @@ use serde_json::{Map, Value, json};
 use crate::TranslateError;
 
 /// Fields with the same name and meaning in both APIs.
-const SAME: [&str; 6] = [
+const SAME: [&str; 10] = [
     "model",
     "temperature",
     "top_p",
     "parallel_tool_calls",
     "user",
     "metadata",
+    // LiteLLM's testing aids, acted on by the gateway as on chat completions.
+    "mock_response",
+    "mock_timeout",
+    "mock_testing_fallbacks",
+    "mock_testing_rate_limit_error",
 ];
 
 /// The chat request for a Responses request. Streams ask for usage (the gateway costs them).
