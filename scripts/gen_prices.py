@@ -40,6 +40,7 @@ COLUMNS = (
     "cache_creation_above_tier",
     "max_input_tokens",
     "max_output_tokens",
+    "supports",
 )
 
 # `input_cost_per_token_above_200k_tokens`, `..._above_128_tokens`: the plain tier of an entry
@@ -80,6 +81,15 @@ def tier(entry):
     return min(found)
 
 
+def supports(entry):
+    """The entry's `supports_*` flags as `name,!name` (false ones marked), sorted."""
+    out = []
+    for key, v in sorted(entry.items()):
+        if key.startswith("supports_") and isinstance(v, bool):
+            out.append(("" if v else "!") + key[len("supports_"):])
+    return ",".join(out)
+
+
 def row(name, e):
     t = tier(e)
     if t is None:
@@ -106,6 +116,7 @@ def row(name, e):
         *tiered,
         count(e, "max_input_tokens"),
         max_output,
+        supports(e),
     ]
     for f in fields:
         if any(c in f for c in "\t\r\n"):

@@ -404,3 +404,39 @@ async fn instances_without_redis_follow_by_the_periodic_reload() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Model info carries the price map's capability flags as LiteLLM shows them: the map's value
+/// where it has one (gpt-4o: vision and function calling in LiteLLM's published list), `null`
+/// for the usual flags it does not set; a group has a flag when any deployment has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_info_shows_the_price_maps_capability_flags() {
+    let place = Place::new(Backend::Sqlite);
+    let p = start(&place, "  store_model_in_db: true\n").await;
+    let made = post(
+        &p,
+        "/model/new",
+        MASTER,
+        json!({"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "mock_response": "hi"}}),
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let info = get(&p, "/model/info", MASTER).await;
+    let row = info.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["model_name"] == "gpt")
+        .unwrap()
+        .clone();
+    let mi = &row["model_info"];
+    assert_eq!(mi["supports_vision"], true, "{mi}");
+    assert_eq!(mi["supports_function_calling"], true, "{mi}");
+    assert_eq!(mi["supports_prompt_caching"], true, "{mi}");
+    assert!(mi["supports_audio_input"].is_null(), "{mi}");
+    let groups = get(&p, "/model_group/info?model_group=gpt", MASTER).await;
+    let g = &groups.body["data"][0];
+    assert_eq!(g["supports_vision"], true, "{g}");
+    assert_eq!(g["supports_web_search"], false, "{g}");
+    p.stop().await;
+    place.cleanup().await;
+}

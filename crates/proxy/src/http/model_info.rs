@@ -197,7 +197,14 @@ fn group_json(name: &str, ds: &[&CatalogEntry]) -> Value {
     let mut params: Vec<&str> = Vec::new();
     let (mut max_in, mut max_out, mut cost_in, mut cost_out) = (None, None, None, None);
     let (mut tpm, mut rpm, mut mode) = (None, None, None);
+    // LiteLLM's group flags: true when any deployment of the group has the capability.
+    let mut flags: Vec<(&str, bool)> = GROUP_SUPPORTS.iter().map(|f| (*f, false)).collect();
     for d in ds {
+        if let Some(p) = &d.price {
+            for (name, on) in &mut flags {
+                *on |= p.supports.iter().any(|(n, v)| n == name && *v);
+            }
+        }
         if !providers.contains(&d.provider.as_str()) {
             providers.push(&d.provider);
         }
@@ -218,7 +225,7 @@ fn group_json(name: &str, ds: &[&CatalogEntry]) -> Value {
             }
         }
     }
-    json!({
+    let mut out = json!({
         "model_group": name,
         "providers": providers,
         "max_input_tokens": max_in,
@@ -229,5 +236,19 @@ fn group_json(name: &str, ds: &[&CatalogEntry]) -> Value {
         "tpm": tpm,
         "rpm": rpm,
         "supported_openai_params": params,
-    })
+    });
+    for (name, on) in flags {
+        out[format!("supports_{name}")] = json!(on);
+    }
+    out
 }
+
+/// The capability flags of LiteLLM's `/model_group/info` rows.
+const GROUP_SUPPORTS: [&str; 6] = [
+    "parallel_function_calling",
+    "vision",
+    "function_calling",
+    "web_search",
+    "url_context",
+    "reasoning",
+];

@@ -141,6 +141,27 @@ pub fn usd(rate: Rate) -> f64 {
     rate as f64 / 1e12
 }
 
+/// The capability flags LiteLLM's model info always carries (`null` when the price map does
+/// not say); others appear when the map sets them.
+pub(crate) const SHOWN_SUPPORTS: [&str; 16] = [
+    "system_messages",
+    "response_schema",
+    "vision",
+    "function_calling",
+    "tool_choice",
+    "assistant_prefill",
+    "prompt_caching",
+    "audio_input",
+    "audio_output",
+    "pdf_input",
+    "embedding_image_input",
+    "native_streaming",
+    "web_search",
+    "url_context",
+    "reasoning",
+    "computer_use",
+];
+
 impl CatalogEntry {
     /// LiteLLM's `/model/info` row: `model_info` enriched with what the price map knows,
     /// fields the config set winning.
@@ -171,6 +192,12 @@ impl CatalogEntry {
                 "max_tokens".into(),
                 json!(p.max_output_tokens.or(p.max_input_tokens)),
             );
+            for name in SHOWN_SUPPORTS {
+                known.insert(format!("supports_{name}"), Value::Null);
+            }
+            for (name, v) in &p.supports {
+                known.insert(format!("supports_{name}"), json!(v));
+            }
         } else {
             for k in [
                 "input_cost_per_token",

@@ -15,7 +15,7 @@ use super::ModelPrice;
 const TSV: &str = include_str!("prices.tsv");
 
 /// The number of tab-separated columns after the name.
-const COLUMNS: usize = 14;
+const COLUMNS: usize = 15;
 
 pub(crate) static INDEX: LazyLock<Index> = LazyLock::new(|| Index::build(TSV));
 
@@ -105,6 +105,7 @@ fn parse_row(rest: &str) -> Option<ModelPrice> {
         cache_creation_above_tier: num(f[11])?,
         max_input_tokens: num(f[12])?,
         max_output_tokens: num(f[13])?,
+        supports: super::parse_supports(f[14]),
     })
 }
 

@@ -75,6 +75,12 @@ pub fn parse_litellm_price_json(value: &Value) -> Option<PriceTable> {
                 cache_creation_above_tier: tiered("cache_creation_input_token_cost"),
                 max_input_tokens: count("max_input_tokens"),
                 max_output_tokens: count("max_output_tokens").or_else(|| count("max_tokens")),
+                supports: e
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        Some((k.strip_prefix("supports_")?.to_string(), v.as_bool()?))
+                    })
+                    .collect(),
             },
         );
     }

@@ -54,6 +54,20 @@ pub struct ModelPrice {
     pub cache_creation_above_tier: Option<Rate>,
     pub max_input_tokens: Option<u64>,
     pub max_output_tokens: Option<u64>,
+    /// The price map's `supports_*` flags (name without the prefix, value), as `/model/info`
+    /// shows them.
+    pub supports: Vec<(String, bool)>,
+}
+
+/// `vision,!pdf_input` (the table's column) as flags.
+pub(crate) fn parse_supports(s: &str) -> Vec<(String, bool)> {
+    s.split(',')
+        .filter(|f| !f.is_empty())
+        .map(|f| match f.strip_prefix('!') {
+            Some(name) => (name.to_string(), false),
+            None => (f.to_string(), true),
+        })
+        .collect()
 }
 
 /// A partial price from a config (`litellm_params` or `model_info` cost fields); set fields
