@@ -2,10 +2,9 @@
 // SQLite): budgets at a glance, create, edit budget, block. Usage: node teams-page.mjs <base_url>;
 // env DASHBOARD_PASSWORD (master key), CHROMIUM, DASHBOARD_ARTIFACTS.
 // Exits non-zero on the first failed check; prints "TEAMS-PAGE-E2E OK" at the end.
-import { chromium } from 'playwright-core';
-import { mkdtemp, rm, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { check, launchBrowser } from './harness.mjs';
 
 const base = process.argv[2];
 const password = process.env.DASHBOARD_PASSWORD;
@@ -18,28 +17,11 @@ if (!base || !password) {
 const origin = new URL(base).origin;
 const TIMEOUT = 30_000; // liveness only
 
-function check(cond, what) {
-  if (!cond) throw new Error('check failed: ' + what);
-  console.log('ok - ' + what);
-}
-
-const userDataDir = await mkdtemp(join(tmpdir(), 'idlehands-chromium-'));
 await mkdir(artifacts, { recursive: true });
-let context;
+const browser = await launchBrowser(executablePath, TIMEOUT);
 const problems = [];
 try {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1440, height: 900 },
-    colorScheme: 'light',
-    timezoneId: 'UTC',
-    locale: 'en-US',
-  });
-  context.setDefaultTimeout(TIMEOUT);
-  const page = context.pages()[0] || (await context.newPage());
+  const { context, page } = browser;
   page.on('request', (req) => {
     const u = req.url();
     if (!u.startsWith('data:') && new URL(u).origin !== origin) problems.push('off-origin request: ' + u);
@@ -146,6 +128,5 @@ try {
   if (problems.length) console.error(problems.join('\n'));
   process.exitCode = 1;
 } finally {
-  if (context) await context.close().catch(() => {});
-  await rm(userDataDir, { recursive: true, force: true }).catch(() => {});
+  await browser.close();
 }
