@@ -424,7 +424,6 @@ async fn chat(
     // Taken at arrival: concurrent requests must not share a response id.
     let n = record(&shared, &uri, &headers, &body);
     let reply = next_reply(&shared);
-    reply.wait_to_answer().await;
     if let Some(resp) = answer_fault(&reply).await {
         return resp;
     }
@@ -473,7 +472,10 @@ async fn chat(
 
 /// The scripted fault's answer, if the reply has one that replaces the whole answer (a hang
 /// never answers).
+/// Before the first byte, as the other fakes' `early_fault`: the scripted hold and delay, then
+/// the faults that answer at once.
 async fn answer_fault(reply: &Reply) -> Option<Response> {
+    reply.wait_to_answer().await;
     match &reply.fault {
         Some(Fault::Status {
             status,
@@ -541,11 +543,12 @@ async fn completions(
         last["usage"] = reply.usage.openai_json();
         frames.push(last);
     }
-    let mut out = String::new();
-    for f in &frames {
-        out.push_str(&format!("data: {f}\n\n"));
-    }
-    out.push_str("data: [DONE]\n\n");
+    let mut out: Vec<Bytes> = frames
+        .iter()
+        .map(|f| crate::frame::data(&f.to_string()))
+        .collect();
+    out.push(crate::frame::data("[DONE]"));
+    let out = out.concat();
     drop(guard);
     Response::builder()
         .header("content-type", "text/event-stream")
@@ -553,9 +556,7 @@ async fn completions(
         .unwrap_or_else(|_| error_response(500, "response build failed", None))
 }
 
-/// `/v1/rerank` (llama.cpp's and vLLM's Cohere-style answer, with usage), `/v1/images/generations`
-/// and `/v1/moderations` (OpenAI's shapes, no usage), each answering the scripted reply's fault
-/// if it has one.
+/// `POST /v1/responses`: OpenAI's Responses API, refusing what the real API refuses.
 async fn responses(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
@@ -573,9 +574,6 @@ async fn responses(
         return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
     }
     let reply = next_reply(&shared);
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
     if let Some(resp) = answer_fault(&reply).await {
         return resp;
     }
@@ -651,6 +649,9 @@ async fn speech(
     }
 }
 
+/// `/v1/rerank` (llama.cpp's and vLLM's Cohere-style answer, with usage), `/v1/images/generations`
+/// and `/v1/moderations` (OpenAI's shapes, no usage), each answering the scripted reply's fault
+/// if it has one.
 async fn other_json(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
