@@ -531,6 +531,15 @@ impl Ledger {
         }
     }
 
+    /// After a delete: the limiter drops each key's or entity's counters, and every instance
+    /// its cached copy.
+    pub(crate) fn forget_and_announce<S: AsRef<str>>(&self, ids: impl IntoIterator<Item = S>) {
+        for id in ids {
+            self.inner.limiter.forget(id.as_ref());
+            self.invalidate_and_announce(id.as_ref());
+        }
+    }
+
     fn cache_insert(&self, record: KeyRecord) -> Arc<KeyRecord> {
         let token = record.token.clone();
         let record = Arc::new(record);
@@ -989,10 +998,7 @@ impl Ledger {
         }
         tokens.dedup();
         self.inner.store.delete_keys(&tokens, deleted_by).await?;
-        for token in &tokens {
-            self.inner.limiter.forget(token);
-            self.invalidate_and_announce(token);
-        }
+        self.forget_and_announce(&tokens);
         let mut deleted_keys = keys;
         deleted_keys.extend(aliases);
         Ok(DeleteKeysResponse { deleted_keys })

@@ -187,11 +187,7 @@ impl Ledger {
         }
         self.writer().flush().await?;
         self.store().delete_customers(&req.user_ids).await?;
-        for id in &req.user_ids {
-            let entity = entities::customer(id);
-            self.limiter().forget(&entity);
-            self.invalidate_and_announce(&entity);
-        }
+        self.forget_and_announce(req.user_ids.iter().map(|id| entities::customer(id)));
         Ok(CustomerIdsResponse {
             user_ids: req.user_ids,
         })

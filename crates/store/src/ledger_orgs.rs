@@ -192,11 +192,7 @@ impl Ledger {
             ));
         }
         self.store().delete_orgs(&req.organization_ids).await?;
-        for id in &req.organization_ids {
-            let entity = entities::org(id);
-            self.limiter().forget(&entity);
-            self.invalidate_and_announce(&entity);
-        }
+        self.forget_and_announce(req.organization_ids.iter().map(|id| entities::org(id)));
         Ok(req.organization_ids)
     }
 

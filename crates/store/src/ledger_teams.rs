@@ -315,14 +315,8 @@ impl Ledger {
         // Spend queued for the teams' keys lands before their rows go.
         self.writer().flush().await?;
         let tokens = self.store().delete_teams(&ids, by).await?;
-        for token in &tokens {
-            self.limiter().forget(token);
-            self.invalidate_and_announce(token);
-        }
-        for id in &ids {
-            self.limiter().forget(&entities::team(id));
-            self.invalidate_and_announce(&entities::team(id));
-        }
+        self.forget_and_announce(&tokens);
+        self.forget_and_announce(ids.iter().map(|id| entities::team(id)));
         Ok(DeleteTeamResponse {
             deleted_teams: ids,
             deleted_keys: tokens,

@@ -250,14 +250,8 @@ impl Ledger {
         ids.dedup();
         self.writer().flush().await?;
         let (tokens, teams) = self.store().delete_users(&ids, by).await?;
-        for token in &tokens {
-            self.limiter().forget(token);
-            self.invalidate_and_announce(token);
-        }
-        for id in &ids {
-            self.limiter().forget(&entities::user(id));
-            self.invalidate_and_announce(&entities::user(id));
-        }
+        self.forget_and_announce(&tokens);
+        self.forget_and_announce(ids.iter().map(|id| entities::user(id)));
         for t in &teams {
             self.invalidate_and_announce(&entities::team(t));
         }
