@@ -731,11 +731,11 @@ impl Ledger {
     /// refused and their budget reserved as for a key's call (LiteLLM checks end users before
     /// it looks at the key). `None` when there is nothing to hold; the reservation's
     /// [`Reservation::settle`] logs the row itself.
+    /// `estimate` (nano-USD, tokens) is asked only when there is a budget to hold it against.
     pub async fn reserve_end_user(
         &self,
         end_user: Option<&str>,
-        estimate_nanos: i64,
-        estimate_tokens: u64,
+        estimate: impl FnOnce() -> (i64, u64),
     ) -> Result<Option<Reservation>, AccessError> {
         let bounded = self.inner.cfg.max_end_user_budget.is_some()
             || self.inner.customers_exist.load(Ordering::Acquire);
@@ -749,6 +749,7 @@ impl Ledger {
         let Some(budget) = &view.budget else {
             return Ok(None);
         };
+        let (estimate_nanos, estimate_tokens) = estimate();
         let ticket = self
             .inner
             .limiter

@@ -286,11 +286,11 @@ impl CallHooks for StoreSeams {
     ) -> BoxFuture<'a, Result<Reservation, ProxyError>> {
         Box::pin(async move {
             let Principal::VirtualKey(vk) = call.principal else {
-                // No key to hold: only the end user's budget, when the call names one.
-                let (nanos, tokens) = estimate(call);
+                // No key to hold: only the end user's budget, when the call names one (the
+                // master key's calls otherwise cost no estimate).
                 let held = self
                     .ledger
-                    .reserve_end_user(call.end_user, nanos, tokens)
+                    .reserve_end_user(call.end_user, || estimate(call))
                     .await
                     .map_err(|e| api_error(&e))?;
                 return Ok(Reservation(held.map(|reservation| {
