@@ -23,7 +23,7 @@ use crate::gateway::App;
 use crate::hooks::{CallRecord, CallStatus};
 
 /// The environment variables read here.
-pub const ENV_NAMES: [&str; 3] = ["SLACK_WEBHOOK_URL", "ALERTING_WEBHOOK_URL", "WEBHOOK_URL"];
+pub use crate::config::env_names::ALERTING as ENV_NAMES;
 
 /// LiteLLM's alert types that the gateway raises.
 pub const ALERT_TYPES: [&str; 5] = [
