@@ -10,20 +10,20 @@
 //! queued and sent off the request path; a budget event is sent once a day per key and event.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use idlehands_routing::DeploymentSnapshot;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::batch::BatchQueue;
 use crate::config::ProxyConfig;
-use crate::gateway::App;
 use crate::hooks::{CallRecord, CallStatus};
 
 /// The environment variables read here.
-pub const ENV_NAMES: [&str; 3] = ["SLACK_WEBHOOK_URL", "ALERTING_WEBHOOK_URL", "WEBHOOK_URL"];
+pub use crate::config::env_names::ALERTING as ENV_NAMES;
 
 /// LiteLLM's alert types that the gateway raises.
 pub const ALERT_TYPES: [&str; 5] = [
@@ -282,18 +282,10 @@ impl Alerting {
         );
     }
 
-    /// One look at the router's cooldowns and the database state.
-    fn watch(&self, app: &App) {
-        let snapshot = app.runtime.load().router.routing().map(|r| r.snapshot());
-        let db_problem = match (&app.db_probe, &app.spend_probe) {
-            (Some(p), _) if p() == Some(false) => {
-                Some("the database cannot be reached".to_string())
-            }
-            (_, Some(s)) => s(),
-            _ => None,
-        };
+    /// One look at the deployments' cooldowns and the database state.
+    fn watch(&self, deployments: Vec<DeploymentSnapshot>, db_problem: Option<String>) {
         let mut w = self.watched.lock();
-        for d in snapshot.into_iter().flatten() {
+        for d in deployments {
             let seen = w.0.insert(d.id.clone(), d.cooldowns_total).unwrap_or(0);
             if d.cooldowns_total > seen {
                 let secs = d.cooldown_remaining.map_or(0.0, |r| r.as_secs_f64());
@@ -336,23 +328,22 @@ fn key_and_team(r: &CallRecord) -> String {
     s
 }
 
-/// The watcher for cooldowns and database failures; ends with the gateway.
-pub(crate) fn spawn_watcher(app: &Arc<App>) {
-    if app.alerting.is_none() {
-        return;
-    }
-    let weak: Weak<App> = Arc::downgrade(app);
+/// The watcher for cooldowns and database failures: every [`WATCH_EVERY`], `look` gives the
+/// routing crate's deployment states and the database's problem, if any; `None` (the gateway
+/// is gone) ends it.
+pub(crate) fn spawn_watcher<F>(alerting: Arc<Alerting>, look: F)
+where
+    F: Fn() -> Option<(Vec<DeploymentSnapshot>, Option<String>)> + Send + 'static,
+{
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(WATCH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let Some(app) = weak.upgrade() else {
+            let Some((deployments, db_problem)) = look() else {
                 return;
             };
-            if let Some(a) = &app.alerting {
-                a.watch(&app);
-            }
+            alerting.watch(deployments, db_problem);
         }
     });
 }

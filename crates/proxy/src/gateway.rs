@@ -1,6 +1,9 @@
 //! The gateway object: built once from a [`ProxyConfig`], it owns the HTTP client, the model
 //! groups, the prices and the seams (key resolver, call hooks, call sink), and serves until a
-//! shutdown future resolves.
+//! shutdown future resolves. What it builds is the shared state of `crate::state`; the routes
+//! (`crate::http`) and the store (`crate::ledger`) reach that state without this module, which
+//! sits above them and wires them together ([`StoreHandle::install`] and
+//! [`StoreHandle::routes`] are here for that reason).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,8 +15,11 @@ use crate::auth::{AuthConfig, KeyResolver, NoVirtualKeys, Principal, hash_key};
 use crate::config::{ConfigError, ProxyConfig};
 use crate::error::ProxyError;
 use crate::hooks::{CallHooks, CallSink, NoopSink};
+use crate::ledger::StoreHandle;
 use crate::pricing::{PriceTable, load_litellm_price_file};
-use crate::router::Router;
+use crate::state::{
+    App, ConnLimits, DbProbe, Latest, RedisProbe, Runtime, Sessions, SpendProbe, Throttle,
+};
 
 /// Master keys everyone knows: LiteLLM's docs use the first three, and the last was this
 /// project's own published quick-start key. Refused like an unset key.
@@ -38,160 +44,13 @@ fn weak_master_key(key: &str) -> Option<&'static str> {
     }
 }
 
-/// What a request reads; swapped whole (arc-swap), never locked.
-pub(crate) struct Runtime {
-    pub auth: AuthConfig,
-    pub router: Router,
-    /// Every deployment as `/model/info` shows it; built with `router`.
-    pub catalog: Arc<crate::models::Catalog>,
-    /// `--model`, else `general_settings.completion_model`: overrides the request's model.
-    pub forced_model: Option<String>,
-    pub always_include_stream_usage: bool,
-    /// Model routes' body limit (`max_request_size_mb`).
-    pub body_limit: usize,
-    /// `litellm_settings.drop_params`: parameters a provider cannot take are left out of every
-    /// call instead of refused.
-    pub drop_params: bool,
-    /// Management routes' body limit (`max_admin_request_size_mb`).
-    pub admin_body_limit: usize,
-    /// A model call's `metadata` at most, bytes of JSON (`max_request_metadata_size_kb`).
-    pub metadata_limit: usize,
-    /// A model call's `user` at most, characters (`max_request_user_length`).
-    pub user_limit: usize,
-    /// The pass-through routes' targets and credentials.
-    pub pass_through: Arc<crate::passthrough::PassThrough>,
-}
-
-impl Runtime {
-    /// This runtime with another model list.
-    fn with_models(&self, router: Router, catalog: crate::models::Catalog) -> Runtime {
-        Runtime {
-            auth: self.auth.clone(),
-            router,
-            catalog: Arc::new(catalog),
-            forced_model: self.forced_model.clone(),
-            always_include_stream_usage: self.always_include_stream_usage,
-            body_limit: self.body_limit,
-            drop_params: self.drop_params,
-            admin_body_limit: self.admin_body_limit,
-            metadata_limit: self.metadata_limit,
-            user_limit: self.user_limit,
-            pass_through: self.pass_through.clone(),
-        }
-    }
-}
-
 /// `max_request_metadata_size_kb`'s default: room for tags, trace ids and a few dozen fields.
 pub(crate) const DEFAULT_METADATA_LIMIT: usize = 16 * 1024;
 /// `max_request_user_length`'s default.
 pub(crate) const DEFAULT_USER_LIMIT: usize = 256;
 
-/// How client connections are served (see `crate::serving`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ConnLimits {
-    /// From a connection's start or its last answer's end to the next request's complete
-    /// headers; after it the connection is closed.
-    pub keepalive: Duration,
-    /// Open connections at most; `None`: as many as file descriptors allow (see serving).
-    pub max_connections: Option<usize>,
-}
-
 /// uvicorn's `timeout_keep_alive` default, which LiteLLM keeps.
 pub(crate) const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(5);
-
-/// SEAM: the store's database state for `/health/readiness`: `None` when no database is
-/// configured, else whether it is reachable right now. Called per probe; keep it cheap.
-pub type DbProbe = Arc<dyn Fn() -> Option<bool> + Send + Sync>;
-/// Fleet state for `/health/readiness`: the configured `redis_failure_mode` and what the
-/// instance does right now.
-pub type RedisProbe = Arc<dyn Fn() -> (&'static str, crate::ledger::RedisState) + Send + Sync>;
-
-/// SEAM: why spend-log rows cannot be written right now (`None` while they can), for
-/// `/health/readiness`. Called per probe; keep it cheap.
-pub type SpendProbe = Arc<dyn Fn() -> Option<String> + Send + Sync>;
-
-impl App {
-    /// Serves the config's deployments plus `api` from now on: a new router and catalog are
-    /// built and swapped in whole. Calls already routed finish on the deployments they
-    /// started with; routing state (cooldowns, usage) starts afresh for the new list.
-    pub(crate) fn set_api_models(&self, api: Vec<crate::models::ApiModel>) {
-        let _one_at_a_time = self.models.apply.lock();
-        let (router, catalog) = self.models.build(api);
-        let next = self.runtime.load().with_models(router, catalog);
-        if let Some(source) = crate::metrics::routing_source(&next.router) {
-            self.metrics.set_deployment_source(source);
-        }
-        self.runtime.store(Arc::new(next));
-    }
-
-    pub(crate) fn cut_off(&self) {
-        self.cut.send_replace(true);
-    }
-
-    /// Resolves once the drain is over (see [`Gateway::cut_off`]).
-    pub(crate) fn cut_signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut rx = self.cut.subscribe();
-        async move {
-            // An error means the gateway is gone, and with it every call.
-            let _ = rx.wait_for(|cut| *cut).await;
-        }
-    }
-
-    /// The error a call still running at the end of the drain ends with.
-    pub(crate) fn cut_error() -> ProxyError {
-        ProxyError::Custom {
-            status: 503,
-            kind: "service_unavailable".to_string(),
-            message: "The gateway is shutting down: this call was still running when the \
-                      shutdown drain ended (GRACEFUL_SHUTDOWN_TIMEOUT)"
-                .to_string(),
-            param: None,
-            headers: Vec::new(),
-        }
-    }
-}
-
-pub(crate) struct App {
-    pub runtime: ArcSwap<Runtime>,
-    /// What the router is rebuilt from when stored deployments change.
-    pub models: crate::models::ModelsBase,
-    pub client: reqwest::Client,
-    pub resolver: Arc<dyn KeyResolver>,
-    pub hooks: Option<Arc<dyn CallHooks>>,
-    pub sink: Arc<dyn CallSink>,
-    /// Stored `/v1/responses` answers.
-    pub responses: Arc<dyn crate::hooks::ResponseStore>,
-    pub draining: AtomicBool,
-    pub version: http::HeaderValue,
-    pub db_probe: Option<DbProbe>,
-    pub spend_probe: Option<SpendProbe>,
-    /// Set when the drain is over: calls still running end now, with an error (see
-    /// [`Gateway::cut_off`]).
-    pub cut: tokio::sync::watch::Sender<bool>,
-    pub redis_probe: Option<RedisProbe>,
-    /// `general_settings.allow_requests_on_db_unavailable`: stay ready without the database.
-    pub allow_without_db: bool,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// `litellm_settings.require_auth_for_metrics_endpoint` (default true).
-    pub metrics_need_auth: bool,
-    /// OpenTelemetry export, when `otel` is among the callbacks and configured.
-    pub otel: Option<Arc<crate::otel::Otel>>,
-    /// LiteLLM's `generic_api` logging callback, when listed and configured.
-    pub generic_api: Option<Arc<crate::generic_api::GenericApiLogger>>,
-    /// `general_settings.alerting` (slack, webhook), when configured.
-    pub alerting: Option<Arc<crate::alerting::Alerting>>,
-    pub payloads: crate::logging::PayloadLog,
-    /// Dashboard sign-ins.
-    pub sessions: crate::http::ui::Sessions,
-    /// `general_settings.global_max_parallel_requests`: model calls in flight at once.
-    pub parallel: Option<(Arc<tokio::sync::Semaphore>, u32)>,
-    /// `general_settings.background_health_checks`: how often, and the latest results that
-    /// `/health` answers with instead of calling every deployment.
-    pub background_health: Option<(Duration, crate::http::health::Latest)>,
-    pub conn_limits: ConnLimits,
-    /// Failed sign-ins and wrong keys per client address.
-    pub throttle: crate::http::guard::Throttle,
-}
 
 /// A built gateway; cheap to clone.
 #[derive(Clone)]
@@ -520,7 +379,7 @@ impl GatewayBuilder {
                 generic_api,
                 alerting,
                 payloads,
-                sessions: crate::http::ui::Sessions::default(),
+                sessions: Sessions::default(),
                 parallel: cfg
                     .file
                     .general_settings
@@ -534,10 +393,10 @@ impl GatewayBuilder {
                         .general_settings
                         .health_check_interval
                         .map_or(DEFAULT_HEALTH_INTERVAL, Duration::from_secs_f64);
-                    (every, crate::http::health::Latest::default())
+                    (every, Latest::default())
                 }),
                 conn_limits,
-                throttle: crate::http::guard::Throttle::default(),
+                throttle: Throttle::default(),
             }),
         })
     }
@@ -545,3 +404,31 @@ impl GatewayBuilder {
 
 /// LiteLLM's `health_check_interval` default.
 const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(300);
+
+impl StoreHandle {
+    /// Installs the key resolver, the budget/limit hooks, the spend-log sink, stored responses
+    /// and deployments, and the readiness probes.
+    pub fn install(&self, builder: GatewayBuilder) -> GatewayBuilder {
+        let parts = self.gateway_parts();
+        let builder = builder
+            .api_models(parts.api_models)
+            .responses(parts.responses)
+            .key_resolver(parts.seams.clone())
+            .hooks(parts.seams.clone())
+            .sink(parts.seams)
+            .db_probe(parts.db_probe)
+            .spend_probe(parts.spend_probe);
+        match parts.redis_probe {
+            Some(probe) => builder.redis_probe(probe),
+            None => builder,
+        }
+    }
+
+    /// `/key/*`, `/spend/logs`, `/global/spend/report` and `/model/new|update|delete`,
+    /// served by `gw` (for its auth). With `store_model_in_db`, stored deployments are
+    /// followed from now on (see `ledger::model_sync`).
+    pub fn routes(&self, gw: &Gateway) -> axum::Router {
+        let sync = self.follow_models(&gw.app);
+        crate::http::management_routes(gw.app.clone(), self.ledger.clone(), sync)
+    }
+}

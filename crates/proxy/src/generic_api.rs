@@ -20,13 +20,7 @@ use crate::hooks::{CallRecord, CallStatus};
 use crate::metrics::RequestFacts;
 
 /// The environment variables read here.
-pub const ENV_NAMES: [&str; 5] = [
-    "GENERIC_LOGGER_ENDPOINT",
-    "GENERIC_LOGGER_HEADERS",
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_FLUSH_INTERVAL_SECONDS",
-    "GENERIC_LOGGER_MAX_QUEUE_SIZE",
-];
+pub use crate::config::env_names::GENERIC_API as ENV_NAMES;
 
 const RETRIES: u32 = 2;
 const TIMEOUT: Duration = Duration::from_secs(30);

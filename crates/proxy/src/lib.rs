@@ -38,15 +38,17 @@ pub mod providers;
 pub mod router;
 pub mod router_redis;
 mod serving;
+mod state;
 pub mod tls;
 
 pub use auth::{KeyResolver, Principal, VirtualKey};
 pub use config::{ConfigError, ProxyConfig};
 pub use error::ProxyError;
-pub use gateway::{DbProbe, Gateway, GatewayBuilder, SpendProbe};
+pub use gateway::{Gateway, GatewayBuilder};
 pub use hooks::{
     CallHooks, CallRecord, CallSink, CallStatus, MemoryResponses, MemorySink, PreCall, Reservation,
     ResponseStore, StoredResponse,
 };
 pub use pricing::{ModelPrice, PriceTable};
 pub use serving::{Serving, serve, serve_threads, serve_threads_tls};
+pub use state::{DbProbe, SpendProbe};

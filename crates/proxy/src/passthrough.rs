@@ -4,7 +4,6 @@
 //! marked `use_in_pass_through: true` of that provider gives the key (and base URL), else the
 //! environment (`OPENAI_API_KEY`, `ANTHROPIC_API_BASE`, ...), else the provider's public URL.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,23 +13,6 @@ use serde_json::Value;
 use crate::config::{ConfigError, LitellmParams, ModelEntry, ModelInfo, ProxyConfig};
 use crate::pricing::{Nanos, PriceTable};
 use crate::router::Deployment;
-
-/// Environment variables the provider routes read (at load, with `environment_variables:`
-/// seen first, as every other setting).
-pub const ENV_NAMES: [&str; 12] = [
-    "OPENAI_API_KEY",
-    "OPENAI_API_BASE",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_API_BASE",
-    "ANTHROPIC_BASE_URL",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "GEMINI_API_BASE",
-    "VLLM_API_BASE",
-    "VLLM_API_KEY",
-    "OLLAMA_API_BASE",
-    "OLLAMA_API_KEY",
-];
 
 /// LiteLLM's `pass_through_request_timeout` default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -129,7 +111,7 @@ fn marked<'c>(cfg: &'c ProxyConfig, provider: &str) -> Option<&'c LitellmParams>
         .map(|m| &m.litellm_params)
         .find(|p| {
             p.extra.get("use_in_pass_through") == Some(&Value::Bool(true))
-                && crate::router::provider_of(p) == provider
+                && crate::config::provider_of(p) == provider
         })
 }
 
@@ -289,22 +271,6 @@ pub(crate) fn build(cfg: &ProxyConfig, prices: &PriceTable) -> Result<PassThroug
         timeout,
     })
 }
-
-/// Keys of a `pass_through_endpoints` entry this gateway reads.
-const ENTRY_KEYS: [&str; 11] = [
-    "path",
-    "target",
-    "headers",
-    "include_subpath",
-    "auth",
-    "forward_headers",
-    "methods",
-    "default_query_params",
-    "cost_per_request",
-    "timeout",
-    // An identifier for LiteLLM's UI; nothing to act on.
-    "id",
-];
 
 fn custom_routes(
     cfg: &ProxyConfig,
@@ -484,45 +450,11 @@ fn custom_routes(
     Ok(out)
 }
 
-/// Keys of `pass_through_endpoints` entries that change nothing here, for the start-up notices.
-pub fn unread_entry_keys(cfg: &ProxyConfig) -> Vec<(String, &'static str)> {
-    let Some(Value::Array(list)) = cfg
-        .file
-        .general_settings
-        .extra
-        .get("pass_through_endpoints")
-    else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (i, e) in list.iter().enumerate() {
-        let Value::Object(e) = e else { continue };
-        for k in e.keys().filter(|k| !ENTRY_KEYS.contains(&k.as_str())) {
-            let why = match k.as_str() {
-                "guardrails" => "guardrails are not run: requests reach the target unchecked",
-                "merge_query_params" => "the caller's query parameters are always sent on",
-                _ => "not a pass-through setting idlehands knows; ignored",
-            };
-            out.push((
-                format!("general_settings.pass_through_endpoints[{i}].{k}"),
-                why,
-            ));
-        }
-    }
-    out
-}
-
-/// The environment values the provider routes read, from `env` (see [`ENV_NAMES`]).
-pub fn read_env(env: &dyn Fn(&str) -> Option<String>) -> BTreeMap<String, String> {
-    ENV_NAMES
-        .iter()
-        .filter_map(|n| env(n).map(|v| (n.to_string(), v)))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn load(yaml: &str, env: &[(&str, &str)]) -> Result<PassThrough, ConfigError> {

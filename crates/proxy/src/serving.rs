@@ -29,7 +29,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tower_service::Service;
 
-use crate::gateway::{App, ConnLimits, Gateway};
+use crate::gateway::Gateway;
+use crate::state::{App, ConnLimits};
 use crate::tls::{Tls, TlsIo};
 
 /// Serve until `shutdown` resolves, then stop accepting, let in-flight requests finish, and
@@ -40,7 +41,7 @@ where
 {
     let app = gateway.app.clone();
     let checks = crate::http::health::spawn_background(&app);
-    crate::alerting::spawn_watcher(&app);
+    app.spawn_alert_watcher();
     let limits = app.conn_limits;
     let max = max_connections(limits);
     let router = gateway.router();
@@ -323,7 +324,7 @@ pub fn serve_threads_tls(
     Ok(Serving {
         app: gateway.app.clone(),
         checks: {
-            crate::alerting::spawn_watcher(&gateway.app);
+            gateway.app.spawn_alert_watcher();
             crate::http::health::spawn_background(&gateway.app)
         },
         stop,

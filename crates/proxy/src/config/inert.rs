@@ -11,7 +11,7 @@ use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
 const READ_FROM_EXTRA: [(&str, &str); 12] = [
-    // Read by `crate::passthrough`.
+    // Read by the pass-through routes.
     ("general_settings", "pass_through_endpoints"),
     ("general_settings", "pass_through_request_timeout"),
     ("litellm_settings", "max_end_user_budget"),
@@ -239,7 +239,7 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
             say(&path, why);
         }
     }
-    for (path, why) in crate::passthrough::unread_entry_keys(cfg) {
+    for (path, why) in unread_entry_keys(cfg) {
         say(&path, why);
     }
     for (i, m) in f.model_list.iter().enumerate() {
@@ -258,7 +258,7 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
                 "deployments have no budgets; set budgets on keys",
             );
         }
-        for key in crate::providers::params::unused_keys(lp) {
+        for key in super::call_params::unused_keys(lp) {
             say(
                 &at(key),
                 "not a setting or request parameter idlehands knows; provider fields go in extra_body",
@@ -282,6 +282,50 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
                     "only /v1/audio/transcriptions calls are priced per second; other calls by their tokens",
                 );
             }
+        }
+    }
+    out
+}
+
+/// Keys of a `pass_through_endpoints` entry this gateway reads.
+const ENTRY_KEYS: [&str; 11] = [
+    "path",
+    "target",
+    "headers",
+    "include_subpath",
+    "auth",
+    "forward_headers",
+    "methods",
+    "default_query_params",
+    "cost_per_request",
+    "timeout",
+    // An identifier for LiteLLM's UI; nothing to act on.
+    "id",
+];
+
+/// Keys of `pass_through_endpoints` entries that change nothing here, for the start-up notices.
+pub fn unread_entry_keys(cfg: &ProxyConfig) -> Vec<(String, &'static str)> {
+    let Some(Value::Array(list)) = cfg
+        .file
+        .general_settings
+        .extra
+        .get("pass_through_endpoints")
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, e) in list.iter().enumerate() {
+        let Value::Object(e) = e else { continue };
+        for k in e.keys().filter(|k| !ENTRY_KEYS.contains(&k.as_str())) {
+            let why = match k.as_str() {
+                "guardrails" => "guardrails are not run: requests reach the target unchecked",
+                "merge_query_params" => "the caller's query parameters are always sent on",
+                _ => "not a pass-through setting idlehands knows; ignored",
+            };
+            out.push((
+                format!("general_settings.pass_through_endpoints[{i}].{k}"),
+                why,
+            ));
         }
     }
     out

@@ -1,10 +1,18 @@
 //! Loading config.yaml: YAML -> JSON value -> `os.environ/` resolved (paths recorded) -> typed
 //! structs through `serde_path_to_error`, so that every error names the key path. All
 //! environment reads happen here, once; the request path never reads env or files.
+//!
+//! Plain parsed data, below every module that acts on it: besides its own submodules it uses
+//! only `pricing` (the built-in price table names a bare model's provider). What the load
+//! needs to know of providers (their prefixes and environment variables) and of call
+//! parameters (which `litellm_params` keys are usable) lives here for that reason.
 
+pub mod call_params;
 mod env;
+pub mod env_names;
 mod inert;
 mod lenient;
+mod provider;
 mod routing;
 mod types;
 
@@ -16,6 +24,8 @@ use serde_json::Value;
 pub use env::PREFIX as ENV_PREFIX;
 pub(crate) use env::resolve as resolve_env;
 pub use inert::inert_settings;
+pub(crate) use provider::openai_compatible_base;
+pub use provider::{env_defaults, provider_of, read_provider_env};
 pub use types::{
     CostFields, FallbackList, FileConfig, GeneralSettings, LitellmParams, LitellmSettings,
     ModelEntry, ModelInfo, RouterSettings, RoutingStrategy, Secret,
@@ -78,7 +88,7 @@ pub struct ProxyConfig {
     pub store_model_in_db: bool,
     /// Env `LITELLM_SALT_KEY`: encrypts secrets of stored deployments (else the master key).
     pub salt_key: Option<Secret>,
-    /// What the pass-through routes read from the environment (`crate::passthrough::ENV_NAMES`).
+    /// What the pass-through routes read from the environment ([`env_names::PASS_THROUGH`]).
     pub pass_through_env: BTreeMap<String, String>,
 }
 
@@ -226,10 +236,10 @@ impl ProxyConfig {
     /// Settings that come from the environment, and provider defaults (`OPENAI_API_KEY`, ...)
     /// for deployments that name none, read once here.
     pub fn read_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
-        for name in crate::otel::ENV_NAMES
+        for name in env_names::OTEL
             .iter()
-            .chain(&crate::generic_api::ENV_NAMES)
-            .chain(&crate::alerting::ENV_NAMES)
+            .chain(&env_names::GENERIC_API)
+            .chain(&env_names::ALERTING)
         {
             if let Some(v) = env(name) {
                 self.observe_env.insert(name.to_string(), v);
@@ -263,7 +273,10 @@ impl ProxyConfig {
         self.salt_key = env("LITELLM_SALT_KEY")
             .filter(|k| !k.is_empty())
             .map(Secret::new);
-        self.pass_through_env = crate::passthrough::read_env(env);
+        self.pass_through_env = env_names::PASS_THROUGH
+            .iter()
+            .filter_map(|n| env(n).map(|v| (n.to_string(), v)))
+            .collect();
         for entry in &mut self.file.model_list {
             fill_from_env(entry, env);
         }
@@ -341,15 +354,15 @@ pub fn fill_from_env(entry: &mut ModelEntry, env: &dyn Fn(&str) -> Option<String
     if p.mock_response.is_some() {
         return;
     }
-    let provider = crate::router::provider_of(p);
-    let (key_var, base_var) = crate::providers::env_defaults(&provider);
+    let provider = provider_of(p);
+    let (key_var, base_var) = env_defaults(&provider);
     if p.api_key.is_none() {
         p.api_key = key_var.iter().find_map(|v| env(v)).map(Secret::new);
     }
     if p.api_base.is_none() {
         p.api_base = base_var.iter().find_map(|v| env(v));
     }
-    crate::providers::read_provider_env(&provider, p, env);
+    read_provider_env(&provider, p, env);
 }
 
 /// Why a deployment cannot be served: the key path inside the entry and the reason (never the
@@ -391,7 +404,7 @@ pub fn validate_entry(m: &ModelEntry) -> Result<(), BadEntry> {
             "must start with http:// or https://",
         );
     }
-    if let Err(e) = crate::providers::params::from_litellm_params(p, None) {
+    if let Err(e) = call_params::from_litellm_params(p, None) {
         return bad(&format!("litellm_params.{}", e.key), &e.message);
     }
     if let Some(org) = &p.organization

@@ -88,6 +88,17 @@ pub struct CostFields {
     pub input_cost_per_character: Option<f64>,
 }
 
+impl CostFields {
+    /// The audio rates among these fields.
+    pub fn audio(&self) -> crate::pricing::audio::AudioOverride {
+        crate::pricing::audio::AudioOverride {
+            input_cost_per_second: self.input_cost_per_second,
+            output_cost_per_second: self.output_cost_per_second,
+            input_cost_per_character: self.input_cost_per_character,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct LitellmParams {
     /// `<provider>/<provider model>`, or a bare model name.

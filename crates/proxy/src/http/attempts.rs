@@ -389,7 +389,7 @@ impl Attempts {
                 r = crate::otel::scoped(tp, fut) => r,
                 () = &mut cut => {
                     trace.upstream += started.elapsed();
-                    return Err(crate::gateway::App::cut_error());
+                    return Err(crate::state::App::cut_error());
                 }
             };
             trace.upstream += started.elapsed();

@@ -21,8 +21,8 @@ use super::guard::Pre;
 use super::passthrough::Relay;
 use super::usage_scan::Framing;
 use crate::error::ProxyError;
-use crate::gateway::App;
 use crate::router::Deployment;
+use crate::state::App;
 
 const TRANSCRIPTION: &str = "atranscription";
 const SPEECH: &str = "aspeech";

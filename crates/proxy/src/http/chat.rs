@@ -22,8 +22,8 @@ use super::stream::ClientStream;
 use super::trace::{Peek, Trace, early_error};
 use crate::auth;
 use crate::error::ProxyError;
-use crate::gateway::App;
 use crate::providers::{ChatCall, ChatReply, Endpoint, MockProvider, Provider};
+use crate::state::App;
 
 /// LiteLLM's `call_type` for `/v1/completions`.
 pub(crate) const TEXT_COMPLETION: &str = "atext_completion";
@@ -223,7 +223,7 @@ pub(crate) async fn route<'b>(
 /// so that a client cannot grow the store by megabytes a call.
 fn check_stored_sizes(
     body: &RequestBody<'_>,
-    rt: &crate::gateway::Runtime,
+    rt: &crate::state::Runtime,
 ) -> Result<(), ProxyError> {
     if let Some(m) = body.raw("metadata")
         && m.get().len() > rt.metadata_limit

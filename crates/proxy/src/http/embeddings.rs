@@ -17,8 +17,8 @@ use super::body::RawBody;
 use super::chat::{Routed, route, token_usage};
 use super::guard::Pre;
 use super::trace::Peek;
-use crate::gateway::App;
 use crate::providers::JsonRoute;
+use crate::state::App;
 
 /// Which endpoint a call is for: its LiteLLM `call_type`, the field it cannot do without,
 /// and the upstream route (`None`: embeddings, which every provider adapter translates).

@@ -14,9 +14,9 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use crate::auth;
-use crate::gateway::App;
 use crate::providers::{ChatCall, ChatReply};
 use crate::router::Deployment;
+use crate::state::{App, Checked};
 
 /// A health probe never waits longer than this, whatever the deployment's timeout.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,14 +55,14 @@ pub(crate) async fn readiness(State(app): State<Arc<App>>) -> Response {
     // (`closed`, Redis down: virtual-key calls get 503, so the instance is not ready).
     if let Some(probe) = &app.redis_probe {
         let (mode, state) = probe();
-        body["redis"] = json!(if state == crate::ledger::RedisState::Shared {
+        body["redis"] = json!(if state == crate::state::RedisState::Shared {
             "connected"
         } else {
             "Not connected"
         });
         body["redis_failure_mode"] = json!(mode);
         body["limits"] = json!(state.as_str());
-        if state == crate::ledger::RedisState::Refusing {
+        if state == crate::state::RedisState::Refusing {
             status = StatusCode::SERVICE_UNAVAILABLE;
             body["status"] = json!("unhealthy");
         }
@@ -127,11 +127,6 @@ async fn probe(app: Arc<App>, d: Arc<Deployment>) -> Result<(), String> {
 fn describe(d: &Deployment) -> Value {
     json!({"model": d.model, "model_name": d.model_name, "model_id": d.id, "api_base": d.api_base})
 }
-
-/// The latest background check of every deployment: each with its error if unhealthy.
-pub(crate) type Latest = Arc<parking_lot::RwLock<Option<Checked>>>;
-
-type Checked = Vec<(Arc<Deployment>, Option<String>)>;
 
 /// Checks the deployments, in parallel.
 async fn check_all(app: &Arc<App>, wanted: Vec<Arc<Deployment>>) -> Checked {

@@ -20,14 +20,14 @@ use serde::de::DeserializeOwned;
 use super::roles::{Role, caller_role, not_allowed};
 use crate::auth::Principal;
 use crate::error::ProxyError;
-use crate::gateway::Gateway;
 use crate::ledger::seams::store_error;
+use crate::state::App;
 
 /// LiteLLM's user id for the master key (`litellm_proxy_admin_name`).
 pub(crate) const ADMIN_USER: &str = "default_user_id";
 
 pub(crate) struct Mgmt {
-    pub gw: Gateway,
+    pub app: Arc<App>,
     pub ledger: Ledger,
 }
 
@@ -49,7 +49,7 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
 
 /// The caller, authenticated like any request to the gateway.
 pub(crate) async fn caller(m: &Mgmt, headers: &HeaderMap) -> Result<Principal, ProxyError> {
-    m.gw.authenticate(headers).await
+    super::ui::authenticate_admin(&m.app, headers).await
 }
 
 pub(crate) fn forbidden(message: String) -> ProxyError {
@@ -337,7 +337,7 @@ async fn generate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respons
 /// would otherwise go unnoticed.
 fn warn_unserved_models(m: &Mgmt, route: &str, models: Option<&[String]>) {
     let Some(models) = models else { return };
-    let rt = m.gw.app.runtime.load();
+    let rt = m.app.runtime.load();
     let router = &rt.router;
     for entry in models {
         let served = entry.contains('*')

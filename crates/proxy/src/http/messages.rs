@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::body::RawBody;
 use super::guard::Pre;
 use crate::auth;
-use crate::gateway::App;
+use crate::state::App;
 
 pub(crate) const CALL_TYPE: &str = "anthropic_messages";
 

@@ -8,7 +8,7 @@ use http::HeaderMap;
 
 use crate::auth::Principal;
 use crate::error::ProxyError;
-use crate::gateway::App;
+use crate::state::App;
 
 /// The master key (or a dashboard session) unless
 /// `litellm_settings.require_auth_for_metrics_endpoint: false`.

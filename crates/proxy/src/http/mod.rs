@@ -38,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::error::ProxyError;
-use crate::gateway::App;
+use crate::state::App;
 
 pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
     let (limit, admin_limit) = {
@@ -158,18 +158,17 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
 /// `/key/*`, `/spend/logs`, `/global/spend/report` and `/model/new|update|delete` on the
 /// store (see `crate::ledger`).
 pub(crate) fn management_routes(
-    gw: crate::gateway::Gateway,
+    app: Arc<App>,
     ledger: idlehands_store::Ledger,
     models: Option<Arc<crate::ledger::ModelSync>>,
 ) -> Router {
-    let app = gw.app.clone();
     let admin_limit = app.runtime.load().admin_body_limit;
     let state = Arc::new(keys::Mgmt {
-        gw: gw.clone(),
+        app: app.clone(),
         ledger,
     });
     let model_admin = Arc::new(model_admin::ModelAdmin {
-        gw,
+        app: app.clone(),
         mgmt: state.clone(),
         sync: models,
     });

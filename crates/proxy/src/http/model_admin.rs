@@ -18,14 +18,14 @@ use serde_json::{Map, Value, json};
 
 use crate::config::process_env;
 use crate::error::ProxyError;
-use crate::gateway::Gateway;
 use crate::ledger::ModelSync;
 use crate::ledger::seams::store_error;
 use crate::models::ApiModel;
 use crate::models::secrets::redact_params;
+use crate::state::App;
 
 pub(crate) struct ModelAdmin {
-    pub gw: Gateway,
+    pub app: Arc<App>,
     /// For the caller's role (a `proxy_admin` user's key may change models too).
     pub mgmt: Arc<super::keys::Mgmt>,
     /// `None` without `store_model_in_db`.
@@ -179,7 +179,7 @@ async fn add(s: &ModelAdmin, headers: &HeaderMap, body: &[u8]) -> Result<Value, 
     let params = Value::Object(params);
     let info = Value::Object(info);
     check(&id, &name, &params, &info)?;
-    if s.gw.app.runtime.load().catalog.config_ids.contains(&id) {
+    if s.app.runtime.load().catalog.config_ids.contains(&id) {
         return Err(bad(
             format!("A model with id={id} already exists (in config.yaml)"),
             Some("model_info.id"),
@@ -303,7 +303,7 @@ async fn update(
         .await
         .map_err(|e| store_error(&e))?;
     let Some(row) = written else {
-        if s.gw.app.runtime.load().catalog.config_ids.contains(id) {
+        if s.app.runtime.load().catalog.config_ids.contains(id) {
             return Err(bad(
                 "Can't edit model. Model in config. Store model in db via `/model/new`. to edit."
                     .to_string(),

@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::error::ProxyError;
-use crate::gateway::{App, Runtime};
 use crate::models::CatalogEntry;
 use crate::models::usd;
+use crate::state::{App, Runtime};
 
 fn visible<'r>(p: &'r Principal, rt: &'r Runtime) -> impl Fn(&&CatalogEntry) -> bool + 'r {
     move |e| p.allows_name(&e.model_name, &e.access_groups, &rt.router)

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::auth;
 use crate::error::ProxyError;
-use crate::gateway::App;
+use crate::state::App;
 
 /// LiteLLM's fixed `created` for every listed model.
 const CREATED: u64 = 1_677_610_602;

@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value};
 
 use crate::error::ProxyError;
-use crate::gateway::App;
+use crate::state::App;
 
 /// The request once per model: `model` replaced, `fastest_response` gone.
 fn bodies(bytes: &Bytes, models: &[String]) -> Result<Vec<Bytes>, ProxyError> {

@@ -25,10 +25,10 @@ use super::trace::{Trace, early_error, refused};
 use super::usage_scan::{Framing, UsageScan};
 use crate::auth::Principal;
 use crate::error::ProxyError;
-use crate::gateway::App;
 use crate::passthrough::{Credential, CustomRoute, ProviderRoute};
 use crate::pricing::Nanos;
 use crate::router::Deployment;
+use crate::state::App;
 
 /// LiteLLM's `call_type` for pass-through calls.
 const CALL_TYPE: &str = "pass_through_endpoint";

@@ -28,8 +28,8 @@ use super::body::RawBody;
 use super::guard::Pre;
 use crate::auth;
 use crate::error::ProxyError;
-use crate::gateway::App;
 use crate::hooks::{ResponseStore, StoredResponse};
+use crate::state::App;
 
 pub(crate) const CALL_TYPE: &str = "aresponses";
 

@@ -20,8 +20,8 @@ use super::passthrough::Relay;
 use super::usage_scan::{Framing, UsageScan};
 use crate::auth::Principal;
 use crate::error::ProxyError;
-use crate::gateway::App;
 use crate::router::{Deployment, ModelGroup};
+use crate::state::App;
 
 /// LiteLLM's default `api-version` for Azure's Responses API.
 const AZURE_DEFAULT_API_VERSION: &str = "preview";

@@ -317,7 +317,7 @@ impl Stream for ClientStream {
             }
         };
         if !this.ended && this.cut.as_mut().poll(cx).is_ready() {
-            let e = crate::gateway::App::cut_error();
+            let e = crate::state::App::cut_error();
             out.extend_from_slice(&e.sse_frame());
             this.end(Some(&e));
             return ready(out);

@@ -13,10 +13,10 @@ use serde::Deserialize;
 
 use crate::auth::Principal;
 use crate::error::ProxyError;
-use crate::gateway::App;
 use crate::hooks::{CallRecord, CallStatus, PreCall, Reservation};
 use crate::pricing::{Nanos, nanos_to_usd_string};
 use crate::router::Deployment;
+use crate::state::App;
 
 pub(crate) static CALL_ID: HeaderName = HeaderName::from_static("x-litellm-call-id");
 static MODEL_ID: HeaderName = HeaderName::from_static("x-litellm-model-id");

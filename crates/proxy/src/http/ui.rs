@@ -1,14 +1,12 @@
-//! The dashboard at `/ui` (pages from `idlehands-dashboard`), its sign-in endpoints, the
-//! in-memory session store, and `/metrics`.
+//! The dashboard at `/ui` (pages from `idlehands-dashboard`) and its sign-in endpoints (the
+//! in-memory session store is `crate::state`'s).
 //!
-//! Sign-in exchanges the master key for a random session token kept here with an expiry; the
+//! Sign-in exchanges the master key for a random session token kept with an expiry; the
 //! `idlehands_session` cookie then counts as the master key on management routes (see
 //! [`authenticate_admin`]). Sessions live in this process only: a restart signs everyone out.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::Router;
@@ -18,58 +16,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use idlehands_dashboard::session;
-use parking_lot::Mutex;
 
 use crate::auth::{Principal, hash_key};
 use crate::error::ProxyError;
-use crate::gateway::App;
-
-/// LiteLLM's UI sessions last a day.
-pub(crate) const SESSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// More live sessions than this and the oldest are dropped.
-const MAX_SESSIONS: usize = 10_000;
-
-/// Live sessions, by the sha256 of their token: a lookup compares hashes, so its timing says
-/// nothing about the token, and a memory dump holds no usable cookie.
-#[derive(Debug, Default)]
-pub(crate) struct Sessions {
-    live: Mutex<HashMap<String, Instant>>,
-}
-
-impl Sessions {
-    /// Start a session; returns the token for the cookie.
-    pub fn create(&self) -> String {
-        let token = hex::encode(rand::random::<[u8; 32]>());
-        let now = Instant::now();
-        let mut live = self.live.lock();
-        live.retain(|_, until| *until > now);
-        if live.len() >= MAX_SESSIONS
-            && let Some(oldest) = live.iter().min_by_key(|(_, u)| **u).map(|(k, _)| k.clone())
-        {
-            live.remove(&oldest);
-        }
-        live.insert(hash_key(&token), now + SESSION_TTL);
-        token
-    }
-
-    pub fn is_live(&self, token: &str) -> bool {
-        let h = hash_key(token);
-        let mut live = self.live.lock();
-        match live.get(&h) {
-            Some(until) if *until > Instant::now() => true,
-            Some(_) => {
-                live.remove(&h);
-                false
-            }
-            None => false,
-        }
-    }
-
-    pub fn end(&self, token: &str) {
-        self.live.lock().remove(&hash_key(token));
-    }
-}
+use crate::state::{App, SESSION_TTL};
 
 /// Auth for admin routes: a key in the headers as everywhere else, or, when the request
 /// sends none, a live dashboard session cookie, which counts as the master key.
@@ -214,32 +164,6 @@ async fn current_session(State(app): State<Arc<App>>, headers: HeaderMap) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sessions_are_random_live_until_ended_and_keyed_by_hash() {
-        let s = Sessions::default();
-        let a = s.create();
-        let b = s.create();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 64);
-        assert!(s.is_live(&a) && s.is_live(&b));
-        assert!(!s.live.lock().contains_key(&a));
-        s.end(&a);
-        assert!(!s.is_live(&a));
-        assert!(s.is_live(&b));
-        assert!(!s.is_live(""));
-    }
-
-    #[test]
-    fn expired_sessions_are_refused() {
-        let s = Sessions::default();
-        let t = s.create();
-        if let Some(until) = s.live.lock().get_mut(&hash_key(&t)) {
-            *until = Instant::now();
-        }
-        assert!(!s.is_live(&t));
-        assert!(s.live.lock().is_empty());
-    }
 
     #[test]
     fn key_comparison() {

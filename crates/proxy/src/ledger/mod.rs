@@ -26,12 +26,25 @@ use idlehands_store::duration::LlmDuration;
 use idlehands_store::{Ledger, LedgerConfig, Store, StoreError, StoreOptions};
 use tokio::task::JoinHandle;
 
+pub use crate::state::RedisState;
 pub use model_sync::{DEFAULT_MODEL_RELOAD, ModelStoreSettings, ModelSync};
-pub use redis_mode::{RedisFailureMode, RedisState, RedisStatus};
+pub use redis_mode::{RedisFailureMode, RedisStatus};
 pub use seams::StoreSeams;
 
 use crate::config::{ConfigError, ProxyConfig};
-use crate::gateway::{DbProbe, Gateway, GatewayBuilder, SpendProbe};
+use crate::hooks::ResponseStore;
+use crate::models::ApiModel;
+use crate::state::{App, DbProbe, RedisProbe, SpendProbe};
+
+/// The store's seams, probes, stored responses and deployments, as the gateway takes them.
+pub(crate) struct GatewayParts {
+    pub api_models: Vec<ApiModel>,
+    pub responses: Arc<dyn ResponseStore>,
+    pub seams: Arc<StoreSeams>,
+    pub db_probe: DbProbe,
+    pub spend_probe: SpendProbe,
+    pub redis_probe: Option<RedisProbe>,
+}
 
 /// File name of the embedded database inside the state directory.
 pub const DEFAULT_DB_FILE: &str = "proxy.db";
@@ -448,45 +461,41 @@ impl StoreHandle {
         self.seams.clone()
     }
 
-    /// Installs the key resolver, the budget/limit hooks, the spend-log sink and the readiness
-    /// probe.
-    pub fn install(&self, builder: GatewayBuilder) -> GatewayBuilder {
+    /// What [`StoreHandle::install`] hands the gateway (that method is `gateway`'s: the
+    /// store sits below it).
+    pub(crate) fn gateway_parts(&self) -> GatewayParts {
         let state = self.db_state.clone();
-        let probe: DbProbe = Arc::new(move || match state.load(Ordering::Relaxed) {
+        let db_probe: DbProbe = Arc::new(move || match state.load(Ordering::Relaxed) {
             DB_UNKNOWN => None,
             s => Some(s == DB_UP),
         });
         let writer = self.ledger.writer().clone();
-        let spend: SpendProbe = Arc::new(move || writer.problem());
-        let responses = Arc::new(DbResponses(self.ledger.store().clone()));
-        let initial = std::mem::take(&mut *self.initial_models.lock());
-        let builder = builder
-            .api_models(initial)
-            .responses(responses)
-            .key_resolver(self.seams.clone())
-            .hooks(self.seams.clone())
-            .sink(self.seams.clone())
-            .db_probe(probe)
-            .spend_probe(spend);
-        match (&self.redis_status, self.redis_mode) {
+        let spend_probe: SpendProbe = Arc::new(move || writer.problem());
+        let redis_probe: Option<RedisProbe> = match (&self.redis_status, self.redis_mode) {
             (Some(status), Some(mode)) => {
                 let status = status.clone();
-                builder.redis_probe(Arc::new(move || (mode.as_str(), status.get())))
+                Some(Arc::new(move || (mode.as_str(), status.get())))
             }
-            _ => builder,
+            _ => None,
+        };
+        GatewayParts {
+            api_models: std::mem::take(&mut *self.initial_models.lock()),
+            responses: Arc::new(DbResponses(self.ledger.store().clone())),
+            seams: self.seams.clone(),
+            db_probe,
+            spend_probe,
+            redis_probe,
         }
     }
 
-    /// `/key/*`, `/spend/logs`, `/global/spend/report` and `/model/new|update|delete`,
-    /// served by `gw` (for its auth). With `store_model_in_db`, stored deployments are
-    /// followed from now on (see `model_sync`).
-    pub fn routes(&self, gw: &Gateway) -> axum::Router {
-        let sync = self.models.as_ref().map(|(sync, every)| {
-            sync.attach(&gw.app);
+    /// With `store_model_in_db`: `app` follows the stored deployments from now on (see
+    /// `model_sync`); the sync, for the model routes.
+    pub(crate) fn follow_models(&self, app: &Arc<App>) -> Option<Arc<ModelSync>> {
+        self.models.as_ref().map(|(sync, every)| {
+            sync.attach(app);
             self.tasks.lock().extend(sync.start(*every));
             sync.clone()
-        });
-        crate::http::management_routes(gw.clone(), self.ledger.clone(), sync)
+        })
     }
 
     /// After the server has drained: settles what in-flight calls left, commits every queued

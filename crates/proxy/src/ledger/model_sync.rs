@@ -20,9 +20,9 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use crate::config::process_env;
-use crate::gateway::App;
 use crate::models::ApiModel;
 use crate::models::secrets::Cipher;
+use crate::state::App;
 
 /// How often stored deployments are re-read when no change was announced.
 pub const DEFAULT_MODEL_RELOAD: Duration = Duration::from_secs(10);

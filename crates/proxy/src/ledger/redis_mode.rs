@@ -28,6 +28,7 @@ use idlehands_store::{
 use tokio::task::JoinHandle;
 
 use super::RedisSettings;
+use crate::state::RedisState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisFailureMode {
@@ -59,35 +60,6 @@ const REDIS_WAIT: Duration = Duration::from_secs(3);
 
 /// How often a Redis marked down is asked again (and a healthy one checked).
 pub(super) const PROBE_EVERY: Duration = Duration::from_millis(250);
-
-/// What `/health/readiness` reports about Redis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RedisState {
-    /// Redis answers: limits are shared by the fleet.
-    Shared,
-    /// Redis is down and the mode is `open`: limits hold per instance.
-    PerInstance,
-    /// Redis is down and the mode is `closed`: virtual-key requests are refused.
-    Refusing,
-}
-
-impl RedisState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RedisState::Shared => "shared",
-            RedisState::PerInstance => "per_instance",
-            RedisState::Refusing => "refusing",
-        }
-    }
-
-    fn from_u8(v: u8) -> RedisState {
-        match v {
-            0 => RedisState::Shared,
-            1 => RedisState::PerInstance,
-            _ => RedisState::Refusing,
-        }
-    }
-}
 
 /// The instance's current [`RedisState`], kept by the probe.
 #[derive(Clone)]

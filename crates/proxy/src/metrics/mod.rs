@@ -1,5 +1,5 @@
 //! Prometheus metrics with LiteLLM's names, types, labels and buckets, served at `/metrics`
-//! (the handler is `crate::http::metrics`).
+//! (the handler is http/metrics.rs).
 //!
 //! A finished call is counted into series kept in [`series`]; a scrape encodes them with the
 //! `prometheus-client` crate's OpenMetrics text encoder. Series that carry a key hash and have

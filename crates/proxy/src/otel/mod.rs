@@ -26,20 +26,7 @@ use span::{Kind, SpanData, Value};
 pub(crate) use span::{TraceContext, span_id};
 
 /// The environment variables read here (through the config's environment lookup).
-pub const ENV_NAMES: [&str; 12] = [
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_HEADERS",
-    "OTEL_HEADERS",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-    "OTEL_EXPORTER",
-    "OTEL_SERVICE_NAME",
-    "OTEL_EXPORTER_OTLP_TIMEOUT",
-    "OTEL_BSP_SCHEDULE_DELAY",
-    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-    "OTEL_BSP_MAX_QUEUE_SIZE",
-];
+pub use crate::config::env_names::OTEL as ENV_NAMES;
 
 /// Where and how spans are sent.
 #[derive(Debug, Clone)]

@@ -5,7 +5,6 @@
 //! AI); a deployment's `input_cost_per_second`, `output_cost_per_second` and
 //! `input_cost_per_character` replace them.
 
-use crate::config::CostFields;
 use crate::pricing::Nanos;
 
 /// `(model, USD per second of audio transcribed, USD per character spoken)`.
@@ -29,6 +28,14 @@ const BUILTIN: &[(&str, Option<f64>, Option<f64>)] = &[
 /// Azure's own rates where they differ from OpenAI's.
 const AZURE: &[(&str, Option<f64>, Option<f64>)] = &[("tts-1-hd", None, Some(0.000033))];
 
+/// The audio rates a deployment's config sets (`litellm_params` or `model_info`), USD.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AudioOverride {
+    pub input_cost_per_second: Option<f64>,
+    pub output_cost_per_second: Option<f64>,
+    pub input_cost_per_character: Option<f64>,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct AudioPrice {
     /// USD per second of audio transcribed.
@@ -40,7 +47,7 @@ pub struct AudioPrice {
 impl AudioPrice {
     /// The rates for a deployment of `provider` serving `model` (its name at the provider,
     /// or `base_model`), the config's fields first.
-    pub fn for_deployment(provider: &str, model: &str, over: &[&CostFields]) -> Self {
+    pub fn for_deployment(provider: &str, model: &str, over: &[AudioOverride]) -> Self {
         let name = model.rsplit('/').next().unwrap_or(model);
         let find = |t: &[(&str, Option<f64>, Option<f64>)]| {
             t.iter()
@@ -93,11 +100,11 @@ mod tests {
         assert_eq!(p.transcription(1.0), None);
         let p = AudioPrice::for_deployment("azure", "tts-1-hd", &[]);
         assert_eq!(p.per_character, Some(0.000033));
-        let over = CostFields {
+        let over = AudioOverride {
             input_cost_per_second: Some(0.001),
-            ..CostFields::default()
+            ..AudioOverride::default()
         };
-        let p = AudioPrice::for_deployment("hosted_vllm", "my-whisper", &[&over]);
+        let p = AudioPrice::for_deployment("hosted_vllm", "my-whisper", &[over]);
         assert_eq!(p.transcription(2.0), Some(2_000_000));
     }
 }

@@ -35,6 +35,45 @@ pub const MAX_CALL_COST_NANOS: Nanos = 1_000_000 * 1_000_000_000;
 /// The tier of configs' `_above_200k_tokens` fields, and of a price that names no other.
 const TIER_200K: u64 = 200_000;
 
+/// Provider prefixes LiteLLM recognises in `litellm_params.model`.
+const KNOWN_PROVIDERS: &[&str] = &[
+    "openai",
+    "azure",
+    "azure_ai",
+    "anthropic",
+    "gemini",
+    "vertex_ai",
+    "vertex_ai_beta",
+    "bedrock",
+    "bedrock_converse",
+    "ollama",
+    "ollama_chat",
+    "hosted_vllm",
+    "vllm",
+    "openrouter",
+    "groq",
+    "mistral",
+    "deepseek",
+    "together_ai",
+    "fireworks_ai",
+    "xai",
+    "perplexity",
+    "lm_studio",
+    "litellm_proxy",
+    "cohere",
+    "huggingface",
+    "databricks",
+    "cerebras",
+    "nvidia_nim",
+    "sambanova",
+    "text-completion-openai",
+];
+
+/// Whether LiteLLM reads `prefix/` at the start of a model name as a provider.
+pub fn is_known_provider(prefix: &str) -> bool {
+    KNOWN_PROVIDERS.contains(&prefix)
+}
+
 /// What one model costs. Optional rates fall back to the plain input/output rates.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModelPrice {
@@ -346,7 +385,7 @@ impl PriceTable {
         let Some(provider) = provider else {
             return self.get_any_case(model).or_else(|| {
                 let (prefix, rest) = model.split_once('/')?;
-                crate::router::is_known_provider(prefix)
+                is_known_provider(prefix)
                     .then(|| self.model_info(rest, Some(prefix)))
                     .flatten()
             });

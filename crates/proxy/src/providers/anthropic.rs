@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::upstream::{self, ChunkSource};
 use super::{ChatCall, ChatReply, EmbeddingReply, Provider};
 use crate::error::ProxyError;
-use crate::router::Deployment;
+use crate::providers::Deployment;
 
 const LABEL: &str = "AnthropicException";
 

@@ -14,7 +14,7 @@ use super::upstream::{self, ChunkSource};
 use super::{ChatCall, ChatReply, EmbeddingReply, Provider};
 use crate::config::Secret;
 use crate::error::ProxyError;
-use crate::router::Deployment;
+use crate::providers::Deployment;
 
 const LABEL: &str = "GeminiException";
 

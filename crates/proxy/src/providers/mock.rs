@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{ChatCall, ChatReply, EmbeddingReply, Endpoint, Provider};
 use crate::error::ProxyError;
-use crate::router::Deployment;
+use crate::providers::Deployment;
 
 pub struct MockProvider;
 

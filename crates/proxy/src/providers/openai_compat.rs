@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{ChatCall, ChatReply, EmbeddingReply, Endpoint, JsonRoute, Provider};
 use crate::error::{ProxyError, upstream_failure};
-use crate::router::Deployment;
+use crate::providers::Deployment;
 
 static ORGANIZATION: http::HeaderName = http::HeaderName::from_static("openai-organization");
 

@@ -13,7 +13,7 @@ use idlehands_translate::anthropic::MappedError;
 use serde_json::Value;
 
 use crate::error::{ProxyError, upstream_failure};
-use crate::router::Deployment;
+use crate::providers::Deployment;
 
 pub(super) fn now_secs() -> u64 {
     SystemTime::now()
