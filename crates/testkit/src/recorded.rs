@@ -41,7 +41,7 @@ impl Recorded {
         body: &Value,
     ) -> Self {
         Self {
-            request_line: line.0.clone(),
+            request_line: line.to_string(),
             path: uri.path().to_string(),
             query: uri.query().map(str::to_string),
             raw_headers: headers
@@ -78,13 +78,28 @@ impl Recorded {
     }
 }
 
-/// A request's line as received, taken by a handler so its [`Recorded`] carries it.
+/// A request's line as received, taken by a handler so its [`Recorded`] carries it; written
+/// out only when recorded (the benchmark's upstream keeps nothing).
 #[derive(Debug, Clone)]
-pub struct RequestLine(pub String);
+pub struct RequestLine {
+    method: Method,
+    uri: Uri,
+    version: Version,
+}
 
 impl RequestLine {
     pub(crate) fn of(method: &Method, uri: &Uri, version: Version) -> Self {
-        Self(format!("{method} {uri} {version:?}"))
+        Self {
+            method: method.clone(),
+            uri: uri.clone(),
+            version,
+        }
+    }
+}
+
+impl std::fmt::Display for RequestLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {:?}", self.method, self.uri, self.version)
     }
 }
 
