@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::Framing;
-use crate::openai::Recorded;
+use crate::recorded::{Recorded, RequestLine};
 use crate::reply::{Fault, Reply};
 use crate::strict::{ErrorBody, Form, Wire, guard};
 
@@ -39,9 +39,18 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn record(&self, uri: &Uri, headers: &HeaderMap, body: &Value) -> usize {
+    pub(crate) fn record(
+        &self,
+        line: &RequestLine,
+        uri: &Uri,
+        headers: &HeaderMap,
+        raw: &Bytes,
+        body: &Value,
+    ) -> usize {
         let n = self.served.fetch_add(1, Ordering::SeqCst) + 1;
-        self.requests.lock().push(Recorded::new(uri, headers, body));
+        self.requests
+            .lock()
+            .push(Recorded::new(line, uri, headers, raw, body));
         n
     }
 
@@ -71,11 +80,11 @@ macro_rules! scripted_accessors {
             }
 
             /// Recorded requests; `path` holds the path without the query.
-            pub fn requests(&self) -> Vec<$crate::openai::Recorded> {
+            pub fn requests(&self) -> Vec<$crate::recorded::Recorded> {
                 self.handle.requests()
             }
 
-            pub fn last_request(&self) -> Option<$crate::openai::Recorded> {
+            pub fn last_request(&self) -> Option<$crate::recorded::Recorded> {
                 self.handle.requests().pop()
             }
 
@@ -305,15 +314,17 @@ fn rejection(headers: &HeaderMap, body: &Value) -> Option<Response> {
 
 async fn messages(
     State(core): State<Arc<Core>>,
+    line: RequestLine,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: Value = match serde_json::from_slice(&body) {
+    let raw = body;
+    let body: Value = match serde_json::from_slice(&raw) {
         Ok(v) => v,
         Err(e) => return anthropic_error(400, &format!("invalid JSON: {e}"), None),
     };
-    let n = core.record(&uri, &headers, &body);
+    let n = core.record(&line, &uri, &headers, &raw, &body);
     if let Some(resp) = rejection(&headers, &body) {
         return resp;
     }

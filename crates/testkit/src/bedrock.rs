@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::anthropic::scripted_accessors;
 use crate::anthropic::{Core, Handle, Sse, early_fault, json_response, stream_frames_as};
+use crate::recorded::RequestLine;
 use crate::reply::Reply;
 
 pub struct FakeBedrock {
@@ -66,13 +67,14 @@ pub fn bedrock_error(status: u16, message: &str, retry_after: Option<u64>) -> Re
 /// Shared front half of both operations: parse, record, check auth, apply early faults.
 async fn accept(
     core: &Core,
+    line: &RequestLine,
     uri: &Uri,
     headers: &HeaderMap,
-    body: &Bytes,
+    raw: &Bytes,
 ) -> Result<(usize, Reply), Response> {
-    let body: Value = serde_json::from_slice(body)
+    let body: Value = serde_json::from_slice(raw)
         .map_err(|e| bedrock_error(400, &format!("Malformed input request: {e}"), None))?;
-    let n = core.record(uri, headers, &body);
+    let n = core.record(line, uri, headers, raw, &body);
     let signed = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -105,11 +107,12 @@ fn with_request_id(mut resp: Response, n: usize) -> Response {
 async fn converse(
     State(core): State<Arc<Core>>,
     Path(_model): Path<String>,
+    line: RequestLine,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match accept(&core, &uri, &headers, &body).await {
+    match accept(&core, &line, &uri, &headers, &body).await {
         Ok((n, reply)) => with_request_id(axum::Json(whole(&reply)).into_response(), n),
         Err(resp) => resp,
     }
@@ -118,11 +121,12 @@ async fn converse(
 async fn converse_stream(
     State(core): State<Arc<Core>>,
     Path(_model): Path<String>,
+    line: RequestLine,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match accept(&core, &uri, &headers, &body).await {
+    match accept(&core, &line, &uri, &headers, &body).await {
         Ok((n, reply)) => {
             let mut frames: Vec<Bytes> = stream_events(&reply)
                 .iter()

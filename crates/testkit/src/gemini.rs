@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::anthropic::scripted_accessors;
 use crate::anthropic::{Core, Handle, early_fault, json_response, stream_frames};
+use crate::recorded::RequestLine;
 use crate::reply::{Fault, Reply};
 
 pub struct FakeGemini {
@@ -74,15 +75,17 @@ fn query_param<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
 async fn models(
     State(core): State<Arc<Core>>,
     Path(target): Path<String>,
+    line: RequestLine,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: Value = match serde_json::from_slice(&body) {
+    let raw = body;
+    let body: Value = match serde_json::from_slice(&raw) {
         Ok(v) => v,
         Err(e) => return gemini_error(400, &format!("Invalid JSON payload received. {e}"), None),
     };
-    let n = core.record(&uri, &headers, &body);
+    let n = core.record(&line, &uri, &headers, &raw, &body);
     if !headers.contains_key("x-goog-api-key") && query_param(&uri, "key").is_none() {
         return gemini_error(
             403,

@@ -3,8 +3,9 @@
 //!
 //! The fakes are as strict as the servers behind them: an absolute-form request target gets
 //! 404 and a POST not declared JSON gets 415 (see `strict`), and each keeps the request lines
-//! it received (`request_lines()`). [`replay`] serves recorded llama-server answers byte for
-//! byte.
+//! it received (`request_lines()`) and every request it served as sent: request line, headers
+//! and body bytes, with the body also parsed ([`Recorded`]). [`replay`] serves recorded
+//! llama-server answers byte for byte.
 //!
 //! ```ignore
 //! let up = idlehands_testkit::FakeOpenAi::start().await;
@@ -23,6 +24,7 @@ pub mod openai;
 mod openai_audio;
 mod openai_responses;
 pub mod paced;
+pub mod recorded;
 pub mod replay;
 pub mod reply;
 mod strict;
@@ -31,5 +33,6 @@ pub use anthropic::FakeAnthropic;
 pub use bedrock::FakeBedrock;
 pub use frame::Framing;
 pub use gemini::FakeGemini;
-pub use openai::{FakeOpenAi, Recorded};
+pub use openai::FakeOpenAi;
+pub use recorded::Recorded;
 pub use reply::{Fault, Gate, Reply, ScriptedToolCall, Usage};

@@ -1,7 +1,7 @@
 //! A fake OpenAI-compatible upstream: `/v1/chat/completions` (plain and SSE), `/v1/models`,
 //! `/v1/embeddings`, with scripted replies and faults, recording every request it receives.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,45 +19,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use crate::recorded::Recorded;
+use crate::recorded::RequestLine;
 use crate::reply::{Fault, Reply};
 use crate::strict::{Form, Wire, guard};
-
-/// One request as the fake received it.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub path: String,
-    /// Header names lower-cased.
-    pub headers: HashMap<String, String>,
-    pub body: Value,
-    /// The query string, if any (`api-version=...`, `alt=sse`).
-    pub query: Option<String>,
-}
-
-impl Recorded {
-    /// A request as a handler sees it; header names are lower-cased.
-    pub fn new(uri: &Uri, headers: &HeaderMap, body: &Value) -> Self {
-        Self {
-            path: uri.path().to_string(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_ascii_lowercase(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
-            body: body.clone(),
-            query: uri.query().map(str::to_string),
-        }
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
-    }
-}
 
 #[derive(Default)]
 struct Shared {
@@ -294,7 +259,14 @@ fn router(shared: Arc<Shared>, form: Form) -> Router {
 }
 
 /// Count and (when recording) keep the request; returns its number, 1-based.
-fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &Value) -> usize {
+fn record(
+    shared: &Shared,
+    line: &RequestLine,
+    uri: &Uri,
+    headers: &HeaderMap,
+    raw: &Bytes,
+    body: &Value,
+) -> usize {
     let n = shared.served.fetch_add(1, Ordering::SeqCst) + 1;
     if !shared.record.load(Ordering::SeqCst) {
         return n;
@@ -302,7 +274,7 @@ fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &Value) -> usiz
     shared
         .requests
         .lock()
-        .push(Recorded::new(uri, headers, body));
+        .push(Recorded::new(line, uri, headers, raw, body));
     n
 }
 
@@ -412,17 +384,19 @@ fn error_response(status: u16, message: &str, retry_after: Option<u64>) -> Respo
 
 async fn chat(
     State(shared): State<Arc<Shared>>,
+    line: RequestLine,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let guard = InFlight::enter(&shared);
-    let body: Value = match serde_json::from_slice(&body) {
+    let raw = body;
+    let body: Value = match serde_json::from_slice(&raw) {
         Ok(v) => v,
         Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
     };
     // Taken at arrival: concurrent requests must not share a response id.
-    let n = record(&shared, &uri, &headers, &body);
+    let n = record(&shared, &line, &uri, &headers, &raw, &body);
     let reply = next_reply(&shared);
     if let Some(resp) = answer_fault(&reply).await {
         return resp;
@@ -495,19 +469,21 @@ async fn answer_fault(reply: &Reply) -> Option<Response> {
 /// `choices[].text`; streamed, a usage chunk (`choices: []`) only when asked for.
 async fn completions(
     State(shared): State<Arc<Shared>>,
+    line: RequestLine,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let guard = InFlight::enter(&shared);
-    let body: Value = match serde_json::from_slice(&body) {
+    let raw = body;
+    let body: Value = match serde_json::from_slice(&raw) {
         Ok(v) => v,
         Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
     };
     if body.get("prompt").is_none() {
         return error_response(400, "you must provide a prompt parameter", None);
     }
-    let n = record(&shared, &uri, &headers, &body);
+    let n = record(&shared, &line, &uri, &headers, &raw, &body);
     let reply = next_reply(&shared);
     if let Some(resp) = answer_fault(&reply).await {
         return resp;
@@ -559,15 +535,17 @@ async fn completions(
 /// `POST /v1/responses`: OpenAI's Responses API, refusing what the real API refuses.
 async fn responses(
     State(shared): State<Arc<Shared>>,
+    line: RequestLine,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: Value = match serde_json::from_slice(&body) {
+    let raw = body;
+    let body: Value = match serde_json::from_slice(&raw) {
         Ok(v) => v,
         Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
     };
-    let n = record(&shared, &uri, &headers, &body);
+    let n = record(&shared, &line, &uri, &headers, &raw, &body);
     if let Some((message, param)) = crate::openai_responses::refusal(&body) {
         let body = json!({"error": {"message": message, "type": "invalid_request_error",
                                     "param": param, "code": null}});
@@ -592,6 +570,7 @@ async fn responses(
 
 async fn transcriptions(
     State(shared): State<Arc<Shared>>,
+    line: RequestLine,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -612,7 +591,14 @@ async fn transcriptions(
             }
         }
     }
-    record(&shared, &uri, &headers, &Value::Object(fields));
+    record(
+        &shared,
+        &line,
+        &uri,
+        &headers,
+        &body,
+        &Value::Object(fields),
+    );
     let reply = next_reply(&shared);
     if let Some(resp) = answer_fault(&reply).await {
         return resp;
@@ -625,15 +611,17 @@ async fn transcriptions(
 
 async fn speech(
     State(shared): State<Arc<Shared>>,
+    line: RequestLine,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: Value = match serde_json::from_slice(&body) {
+    let raw = body;
+    let body: Value = match serde_json::from_slice(&raw) {
         Ok(v) => v,
         Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
     };
-    record(&shared, &uri, &headers, &body);
+    record(&shared, &line, &uri, &headers, &raw, &body);
     let reply = next_reply(&shared);
     if let Some(resp) = answer_fault(&reply).await {
         return resp;
@@ -654,15 +642,17 @@ async fn speech(
 /// if it has one.
 async fn other_json(
     State(shared): State<Arc<Shared>>,
+    line: RequestLine,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: Value = match serde_json::from_slice(&body) {
+    let raw = body;
+    let body: Value = match serde_json::from_slice(&raw) {
         Ok(v) => v,
         Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
     };
-    let n = record(&shared, &uri, &headers, &body);
+    let n = record(&shared, &line, &uri, &headers, &raw, &body);
     let reply = next_reply(&shared);
     if let Some(resp) = answer_fault(&reply).await {
         return resp;
@@ -826,15 +816,17 @@ fn paced_response(
 
 async fn embeddings(
     State(shared): State<Arc<Shared>>,
+    line: RequestLine,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: Value = match serde_json::from_slice(&body) {
+    let raw = body;
+    let body: Value = match serde_json::from_slice(&raw) {
         Ok(v) => v,
         Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
     };
-    record(&shared, &uri, &headers, &body);
+    record(&shared, &line, &uri, &headers, &raw, &body);
     let reply = next_reply(&shared);
     if let Some(Fault::Status {
         status,

@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::openai::Recorded;
+use crate::recorded::{Recorded, RequestLine};
 use crate::strict::{Wire, guard_target};
 
 /// One recorded llama-server answer.
@@ -217,6 +217,7 @@ pub fn response(capture: Capture) -> Response {
 
 async fn chat(
     State(shared): State<Arc<Shared>>,
+    line: RequestLine,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -233,7 +234,7 @@ async fn chat(
     shared
         .requests
         .lock()
-        .push(Recorded::new(&uri, &headers, &request));
+        .push(Recorded::new(&line, &uri, &headers, &body, &request));
     let capture = shared
         .queued
         .lock()

@@ -98,7 +98,7 @@ async fn check(
     let recording = wire.record.load(Ordering::SeqCst);
     // Formatted only when kept or quoted: the benchmark's upstream keeps nothing.
     let line = if recording || refused {
-        format!("{} {} {:?}", req.method(), uri, req.version())
+        crate::recorded::RequestLine::of(req.method(), uri, req.version()).to_string()
     } else {
         String::new()
     };

@@ -389,3 +389,53 @@ async fn a_fixed_id_repeats_on_every_answer_as_ollama_and_llama_cpp_do() {
         assert_eq!(a["id"], "chatcmpl-7");
     }
 }
+
+/// What a fake records is what came over the wire: the request line, every header value
+/// (repeated ones too) and the body bytes, which here differ from the parsed body written out
+/// again (spacing, key order, escapes, number spelling), so a test can tell a body relayed
+/// untouched from one rebuilt.
+#[tokio::test]
+async fn every_fake_records_the_request_as_sent() {
+    const BODY: &str = "{ \"messages\": [{\"role\": \"user\", \"content\": \"caf\\u00e9\"}],\n  \"model\": \"m\", \"temperature\": 1.50, \"max_tokens\": 1e2 }";
+    let openai = FakeOpenAi::start().await;
+    let anthropic = FakeAnthropic::start().await;
+    let gemini = FakeGemini::start().await;
+    let bedrock = FakeBedrock::start().await;
+    let targets = [
+        (openai.addr(), "/v1/chat/completions?trace=1"),
+        (anthropic.addr(), "/v1/messages"),
+        (gemini.addr(), "/v1beta/models/g:generateContent?key=k"),
+        (bedrock.addr(), "/model/m/converse"),
+    ];
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-tag", "first"),
+        ("x-tag", "second"),
+    ];
+    for (addr, target) in targets {
+        send(addr, target, &headers, BODY).await;
+    }
+    let recorded = [
+        openai.last_request(),
+        anthropic.last_request(),
+        gemini.last_request(),
+        bedrock.last_request(),
+    ];
+    for ((_, target), rec) in targets.iter().zip(recorded) {
+        let rec = rec.unwrap_or_else(|| panic!("{target}: nothing recorded"));
+        assert_eq!(rec.request_line, format!("POST {target} HTTP/1.1"));
+        assert_eq!(rec.raw_body, BODY.as_bytes(), "{target}");
+        assert_eq!(
+            rec.header_values("x-tag"),
+            [b"first".as_slice(), b"second".as_slice()],
+            "{target}"
+        );
+        assert_eq!(rec.header("x-tag"), Some("second"), "{target}");
+        assert_eq!(rec.body["messages"][0]["content"], "café", "{target}");
+        assert_ne!(
+            serde_json::to_vec(&rec.body).unwrap(),
+            BODY.as_bytes(),
+            "the parsed body written out again is not what was sent"
+        );
+    }
+}

@@ -17,11 +17,12 @@
 //! 3. Non-2xx answer: the module's `map_error`.
 //! 4. Plain answer: `anthropic::from_messages_response`,
 //!    `gemini::from_generate_content_response`, `bedrock::from_converse_response`.
-//! 5. Streamed answer: decode SSE with `idlehands_wire::SseDecoder` (or
-//!    `bedrock::EventStreamDecoder`), push each event into `AnthropicStreamToOpenAi`,
-//!    `GeminiStreamToOpenAi` or `ConverseStreamToOpenAi`, forward the chunks they return,
-//!    and call `finish()` when the body ends: it yields the usage chunk, or an error when the
-//!    stream was cut short.
+//! 5. Streamed answer: `AnthropicStreamToOpenAi`, `GeminiStreamToOpenAi` or
+//!    `ConverseStreamToOpenAi` (one [`stream_to_openai::StreamToOpenAi`] each, differing only
+//!    in the provider's event mapping), wrapped in [`stream_to_openai::BodyToOpenAi`]: push the
+//!    raw body bytes as they arrive (it cuts them into SSE events or event-stream messages),
+//!    forward the chunks it returns, and call `finish()` when the body ends: it yields the
+//!    usage chunk, or an error when the stream was cut short.
 //!
 //! The gateway's own Anthropic-format endpoint runs the other way round, see
 //! [`anthropic_inbound`].
@@ -34,5 +35,6 @@ pub mod error;
 pub mod gemini;
 pub mod openai;
 pub mod responses;
+pub mod stream_to_openai;
 
 pub use error::TranslateError;

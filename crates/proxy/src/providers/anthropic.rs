@@ -4,12 +4,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use idlehands_translate::TranslateError;
 use idlehands_translate::anthropic::{self as tr, AnthropicStreamToOpenAi, MessagesOptions};
-use idlehands_wire::SseDecoder;
-use serde_json::Value;
+use idlehands_translate::stream_to_openai::BodyToOpenAi;
 
-use super::upstream::{self, ChunkSource};
+use super::upstream;
 use super::{ChatCall, ChatReply, EmbeddingReply, Provider};
 use crate::error::ProxyError;
 use crate::providers::Deployment;
@@ -25,40 +23,6 @@ impl Anthropic {
         Self {
             url: tr::endpoint(api_base),
         }
-    }
-}
-
-struct Stream {
-    sse: SseDecoder,
-    tr: AnthropicStreamToOpenAi,
-}
-
-impl Stream {
-    fn events(
-        &mut self,
-        events: Vec<idlehands_wire::SseEvent>,
-    ) -> Result<Vec<Value>, TranslateError> {
-        let mut out = Vec::new();
-        for ev in events {
-            out.extend(self.tr.push(ev.event.as_deref(), &ev.data)?);
-        }
-        Ok(out)
-    }
-}
-
-impl ChunkSource for Stream {
-    fn push(&mut self, bytes: &[u8]) -> Result<Vec<Value>, TranslateError> {
-        let events = self.sse.push(bytes);
-        self.events(events)
-    }
-
-    fn finish(&mut self) -> Result<Value, TranslateError> {
-        if let Some(ev) = self.sse.finish() {
-            // A last event without its blank line still counts; its chunks are lost to the
-            // client but its usage and stop are kept.
-            self.events(vec![ev])?;
-        }
-        self.tr.finish()
     }
 }
 
@@ -103,10 +67,8 @@ impl Provider for Anthropic {
             }
             let created = upstream::now_secs();
             if call.stream {
-                let source = Stream {
-                    sse: SseDecoder::new(),
-                    tr: AnthropicStreamToOpenAi::new(&d.upstream_model, created),
-                };
+                let source =
+                    BodyToOpenAi::new(AnthropicStreamToOpenAi::new(&d.upstream_model, created));
                 let frames = upstream::translated_stream(LABEL, &d, resp, source);
                 return Ok(ChatReply::Stream { frames, headers });
             }

@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use idlehands_translate::TranslateError;
 use idlehands_translate::bedrock::{
-    self as tr, AwsCredentials, ConverseStreamToOpenAi, EventStreamDecoder, SigningRequest,
+    self as tr, AwsCredentials, ConverseStreamToOpenAi, SigningRequest,
 };
-use serde_json::Value;
+use idlehands_translate::stream_to_openai::BodyToOpenAi;
 
-use super::upstream::{self, ChunkSource};
+use super::upstream;
 use super::{ChatCall, ChatReply, EmbeddingReply, Provider};
 use crate::config::LitellmParams;
 use crate::error::ProxyError;
@@ -51,25 +50,6 @@ fn model_id(upstream_model: &str) -> &str {
     upstream_model
         .strip_prefix("converse/")
         .unwrap_or(upstream_model)
-}
-
-struct Stream {
-    frames: EventStreamDecoder,
-    tr: ConverseStreamToOpenAi,
-}
-
-impl ChunkSource for Stream {
-    fn push(&mut self, bytes: &[u8]) -> Result<Vec<Value>, TranslateError> {
-        let mut out = Vec::new();
-        for msg in self.frames.push(bytes)? {
-            out.extend(self.tr.push_message(&msg)?);
-        }
-        Ok(out)
-    }
-
-    fn finish(&mut self) -> Result<Value, TranslateError> {
-        self.tr.finish()
-    }
 }
 
 impl Provider for Bedrock {
@@ -157,10 +137,8 @@ impl Provider for Bedrock {
                 .unwrap_or_else(|| format!("chatcmpl-{}", uuid::Uuid::now_v7()));
             let created = upstream::now_secs();
             if call.stream {
-                let source = Stream {
-                    frames: EventStreamDecoder::new(),
-                    tr: ConverseStreamToOpenAi::new(&d.upstream_model, &id, created),
-                };
+                let source =
+                    BodyToOpenAi::new(ConverseStreamToOpenAi::new(&d.upstream_model, &id, created));
                 let frames = upstream::translated_stream(LABEL, &d, resp, source);
                 return Ok(ChatReply::Stream { frames, headers });
             }

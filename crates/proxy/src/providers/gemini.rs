@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use idlehands_translate::TranslateError;
 use idlehands_translate::gemini::{self as tr, GeminiStreamToOpenAi};
-use idlehands_wire::SseDecoder;
+use idlehands_translate::stream_to_openai::BodyToOpenAi;
 use serde_json::Value;
 
-use super::upstream::{self, ChunkSource};
+use super::upstream;
 use super::{ChatCall, ChatReply, EmbeddingReply, Provider};
 use crate::config::Secret;
 use crate::error::ProxyError;
@@ -27,38 +26,6 @@ impl Gemini {
         Self {
             api_base: api_base.map(str::to_string),
         }
-    }
-}
-
-struct Stream {
-    sse: SseDecoder,
-    tr: GeminiStreamToOpenAi,
-}
-
-impl Stream {
-    fn events(
-        &mut self,
-        events: Vec<idlehands_wire::SseEvent>,
-    ) -> Result<Vec<Value>, TranslateError> {
-        let mut out = Vec::new();
-        for ev in events {
-            out.extend(self.tr.push(&ev.data)?);
-        }
-        Ok(out)
-    }
-}
-
-impl ChunkSource for Stream {
-    fn push(&mut self, bytes: &[u8]) -> Result<Vec<Value>, TranslateError> {
-        let events = self.sse.push(bytes);
-        self.events(events)
-    }
-
-    fn finish(&mut self) -> Result<Value, TranslateError> {
-        if let Some(ev) = self.sse.finish() {
-            self.events(vec![ev])?;
-        }
-        self.tr.finish()
     }
 }
 
@@ -118,10 +85,8 @@ impl Provider for Gemini {
             let headers = upstream::kept_headers(resp.headers());
             let created = upstream::now_secs();
             if call.stream {
-                let source = Stream {
-                    sse: SseDecoder::new(),
-                    tr: GeminiStreamToOpenAi::new(&d.upstream_model, created),
-                };
+                let source =
+                    BodyToOpenAi::new(GeminiStreamToOpenAi::new(&d.upstream_model, created));
                 let frames = upstream::translated_stream(LABEL, &d, resp, source);
                 return Ok(ChatReply::Stream { frames, headers });
             }

@@ -10,6 +10,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use http::HeaderMap;
 use idlehands_translate::TranslateError;
 use idlehands_translate::anthropic::MappedError;
+use idlehands_translate::stream_to_openai::{BodyToOpenAi, ProviderStream};
 use serde_json::Value;
 
 use crate::error::{ProxyError, upstream_failure};
@@ -173,34 +174,31 @@ pub(super) fn to_bytes(v: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
 
-/// A provider's stream translation: raw body bytes in, OpenAI chunks out.
-pub(super) trait ChunkSource: Send + 'static {
-    fn push(&mut self, bytes: &[u8]) -> Result<Vec<Value>, TranslateError>;
-    /// The body ended: the trailing usage chunk, or an error for a stream cut short.
-    fn finish(&mut self) -> Result<Value, TranslateError>;
-}
-
 fn frame(out: &mut BytesMut, chunk: &Value) {
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(&to_bytes(chunk));
     out.extend_from_slice(b"\n\n");
 }
 
-struct Pump<S> {
+struct Pump<P: ProviderStream> {
     body: BoxStream<'static, reqwest::Result<Bytes>>,
-    source: S,
+    source: BodyToOpenAi<P>,
     label: Arc<str>,
     deployment: Arc<Deployment>,
 }
 
 /// The upstream body, translated into `data: {chunk}` frames ending with the usage chunk and
 /// `[DONE]`; a stalled upstream (nothing for `stream_timeout`) ends it with an error.
-pub(super) fn translated_stream<S: ChunkSource>(
+pub(super) fn translated_stream<P>(
     label: &str,
     d: &Arc<Deployment>,
     resp: reqwest::Response,
-    source: S,
-) -> BoxStream<'static, Result<Bytes, ProxyError>> {
+    source: BodyToOpenAi<P>,
+) -> BoxStream<'static, Result<Bytes, ProxyError>>
+where
+    P: ProviderStream + Send + 'static,
+    P::Decoder: Send,
+{
     let pump = Pump {
         body: resp.bytes_stream().boxed(),
         source,

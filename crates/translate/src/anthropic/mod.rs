@@ -11,7 +11,7 @@ mod stream;
 
 pub use request::{MessagesOptions, to_messages_request};
 pub use response::from_messages_response;
-pub use stream::AnthropicStreamToOpenAi;
+pub use stream::{AnthropicEvents, AnthropicStreamToOpenAi};
 
 use serde_json::Value;
 

@@ -1,119 +1,102 @@
 //! Anthropic streaming events -> OpenAI `chat.completion.chunk`s.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
+use idlehands_wire::{SseDecoder, SseEvent};
 use serde_json::{Value, json};
 
 use super::JSON_TOOL_NAME;
 use super::response::{json_aware_finish, token_counts};
 use crate::TranslateError;
-use crate::openai::{self, TokenCounts};
+use crate::openai;
+use crate::stream_to_openai::{Chunks, ProviderStream, StreamToOpenAi, reported};
 
 /// Feed it each SSE event of a Messages stream; it returns the chunks to send on.
-///
-/// Anthropic numbers content blocks across text, thinking and tool use; OpenAI numbers tool
-/// calls alone, so the machine keeps the mapping between the two.
-#[derive(Debug, Clone)]
-pub struct AnthropicStreamToOpenAi {
-    model: String,
-    created: u64,
-    id: String,
-    counts: TokenCounts,
-    /// Anthropic block index -> OpenAI tool call index.
-    tool_calls: HashMap<u64, usize>,
+pub type AnthropicStreamToOpenAi = StreamToOpenAi<AnthropicEvents>;
+
+/// What the Messages stream needs beyond the shared bookkeeping.
+#[derive(Debug, Clone, Default)]
+pub struct AnthropicEvents {
     /// Blocks of the `response_format` tool, whose input streams out as content.
     json_blocks: HashSet<u64>,
-    finish: Option<&'static str>,
     stopped: bool,
 }
 
 impl AnthropicStreamToOpenAi {
     pub fn new(model: &str, created: u64) -> Self {
-        Self {
-            model: model.to_string(),
-            created,
-            id: String::new(),
-            counts: TokenCounts::default(),
-            tool_calls: HashMap::new(),
-            json_blocks: HashSet::new(),
-            finish: None,
-            stopped: false,
-        }
+        // The id arrives with `message_start`.
+        Self::with(AnthropicEvents::default(), model, "", created)
     }
 
     /// One SSE event: its `event:` name (may be absent; the `type` in `data` decides) and data.
-    pub fn push(&mut self, _event: Option<&str>, data: &str) -> Result<Vec<Value>, TranslateError> {
+    pub fn push(&mut self, event: Option<&str>, data: &str) -> Result<Vec<Value>, TranslateError> {
+        self.push_frame(&SseEvent {
+            event: event.map(str::to_string),
+            data: data.to_string(),
+        })
+    }
+}
+
+impl ProviderStream for AnthropicEvents {
+    type Decoder = SseDecoder;
+    const CUT_SHORT: &'static str = "the Anthropic stream ended before message_stop";
+
+    fn frame(&mut self, ev: &SseEvent, out: &mut Chunks) -> Result<Vec<Value>, TranslateError> {
+        let data = ev.data.as_str();
         let ev = openai::parse_upstream(data)?;
         let kind = ev.get("type").and_then(Value::as_str).unwrap_or("");
         let chunk = match kind {
-            "message_start" => self.message_start(&ev),
-            "content_block_start" => self.block_start(&ev),
-            "content_block_delta" => self.block_delta(&ev, data)?,
-            "message_delta" => self.message_delta(&ev),
+            "message_start" => Some(message_start(&ev, out)),
+            "content_block_start" => self.block_start(&ev, out),
+            "content_block_delta" => self.block_delta(&ev, data, out)?,
+            "message_delta" => Some(message_delta(&ev, out)),
             "message_stop" => {
                 self.stopped = true;
                 None
             }
-            "error" => {
-                let m = super::map_error(500, data);
-                return Err(TranslateError::Upstream {
-                    status: m.status,
-                    message: m.message,
-                });
-            }
+            "error" => return Err(reported(super::map_error(500, data))),
             // ping, content_block_stop and event kinds added later carry nothing to forward.
             _ => None,
         };
         Ok(chunk.into_iter().collect())
     }
 
-    /// Whether `message_stop` arrived: a stream that ends without it was cut short.
-    pub fn is_complete(&self) -> bool {
+    /// `message_stop` arrived.
+    fn is_complete(&self, _out: &Chunks) -> bool {
         self.stopped
     }
+}
 
-    pub fn finish_reason(&self) -> Option<&'static str> {
-        self.finish
-    }
+fn message_start(ev: &Value, out: &mut Chunks) -> Value {
+    let msg = ev.get("message").unwrap_or(&Value::Null);
+    out.id = msg
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    out.counts = token_counts(msg.get("usage").unwrap_or(&Value::Null));
+    out.role()
+}
 
-    /// Usage so far (final once the stream is complete), OpenAI-shaped.
-    pub fn usage(&self) -> Value {
-        self.counts.to_usage()
-    }
-
-    /// Call when the upstream body ends: the trailing usage chunk (send it when the client
-    /// asked for `stream_options.include_usage`), or an error for a stream cut short.
-    pub fn finish(&self) -> Result<Value, TranslateError> {
-        if !self.stopped {
-            return Err(TranslateError::untranslatable(
-                "the Anthropic stream ended before message_stop",
-                "",
-            ));
+fn message_delta(ev: &Value, out: &mut Chunks) -> Value {
+    if let Some(u) = ev.get("usage") {
+        let n = |k: &str| u.get(k).and_then(Value::as_u64);
+        if let Some(completion) = n("output_tokens") {
+            out.counts.completion = completion;
         }
-        Ok(openai::usage_chunk(
-            &self.id,
-            &self.model,
-            self.created,
-            self.usage(),
-        ))
+        // Newer API versions repeat the input counts here; they are final, so they win.
+        if n("input_tokens").is_some() {
+            let mut fresh = token_counts(u);
+            fresh.completion = out.counts.completion;
+            out.counts = fresh;
+        }
     }
+    let stop = ev.pointer("/delta/stop_reason").and_then(Value::as_str);
+    out.finished(json_aware_finish(stop, out.has_tool_calls()))
+}
 
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        openai::chunk(&self.id, &self.model, self.created, delta, finish)
-    }
-
-    fn message_start(&mut self, ev: &Value) -> Option<Value> {
-        let msg = ev.get("message").unwrap_or(&Value::Null);
-        self.id = msg
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        self.counts = token_counts(msg.get("usage").unwrap_or(&Value::Null));
-        Some(self.chunk(json!({"role": "assistant", "content": ""}), None))
-    }
-
-    fn block_start(&mut self, ev: &Value) -> Option<Value> {
+impl AnthropicEvents {
+    fn block_start(&mut self, ev: &Value, out: &mut Chunks) -> Option<Value> {
         let index = ev.get("index").and_then(Value::as_u64).unwrap_or(0);
         let block = ev.get("content_block")?;
         match block.get("type").and_then(Value::as_str)? {
@@ -122,9 +105,8 @@ impl AnthropicStreamToOpenAi {
                 None
             }
             "tool_use" => {
-                let n = self.tool_calls.len();
-                self.tool_calls.insert(index, n);
-                Some(self.chunk(
+                let n = out.open_tool_call(index);
+                Some(out.chunk(
                     json!({"tool_calls": [{
                         "index": n,
                         "id": block.get("id"),
@@ -136,28 +118,33 @@ impl AnthropicStreamToOpenAi {
             }
             "text" => {
                 let text = block.get("text").and_then(Value::as_str).unwrap_or("");
-                (!text.is_empty()).then(|| self.chunk(json!({"content": text}), None))
+                (!text.is_empty()).then(|| out.chunk(json!({"content": text}), None))
             }
             "redacted_thinking" => {
-                Some(self.chunk(json!({"thinking_blocks": [block.clone()]}), None))
+                Some(out.chunk(json!({"thinking_blocks": [block.clone()]}), None))
             }
             _ => None,
         }
     }
 
-    fn block_delta(&mut self, ev: &Value, raw: &str) -> Result<Option<Value>, TranslateError> {
+    fn block_delta(
+        &self,
+        ev: &Value,
+        raw: &str,
+        out: &Chunks,
+    ) -> Result<Option<Value>, TranslateError> {
         let index = ev.get("index").and_then(Value::as_u64).unwrap_or(0);
         let delta = ev.get("delta").ok_or_else(|| {
             TranslateError::untranslatable("content_block_delta without delta", raw)
         })?;
         let s = |k: &str| delta.get(k).and_then(Value::as_str).unwrap_or("");
-        let out = match delta.get("type").and_then(Value::as_str).unwrap_or("") {
+        let d = match delta.get("type").and_then(Value::as_str).unwrap_or("") {
             "text_delta" => json!({"content": s("text")}),
             "input_json_delta" if self.json_blocks.contains(&index) => {
                 json!({"content": s("partial_json")})
             }
             "input_json_delta" => {
-                let n = self.tool_calls.get(&index).copied().ok_or_else(|| {
+                let n = out.tool_call(index).ok_or_else(|| {
                     TranslateError::untranslatable(
                         "input_json_delta for a block that is not tool_use",
                         raw,
@@ -174,26 +161,7 @@ impl AnthropicStreamToOpenAi {
             }),
             _ => return Ok(None),
         };
-        Ok(Some(self.chunk(out, None)))
-    }
-
-    fn message_delta(&mut self, ev: &Value) -> Option<Value> {
-        if let Some(u) = ev.get("usage") {
-            let n = |k: &str| u.get(k).and_then(Value::as_u64);
-            if let Some(out) = n("output_tokens") {
-                self.counts.completion = out;
-            }
-            // Newer API versions repeat the input counts here; they are final, so they win.
-            if n("input_tokens").is_some() {
-                let mut fresh = token_counts(u);
-                fresh.completion = self.counts.completion;
-                self.counts = fresh;
-            }
-        }
-        let stop = ev.pointer("/delta/stop_reason").and_then(Value::as_str);
-        let reason = json_aware_finish(stop, !self.tool_calls.is_empty());
-        self.finish = Some(reason);
-        Some(self.chunk(json!({}), Some(reason)))
+        Ok(Some(out.chunk(d, None)))
     }
 }
 

@@ -13,8 +13,7 @@ use bytes::{Bytes, BytesMut};
 use crate::TranslateError;
 
 /// Messages larger than this are treated as corruption rather than buffered (AWS caps event
-/// messages far below it). The reference decoder waits for whatever length a prelude
-/// claims, so the claim is checked here first.
+/// messages far below it).
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 const PRELUDE: usize = 12;
 
@@ -117,11 +116,9 @@ impl EventMessage {
 /// Feed it bytes as they arrive; it returns every complete message.
 #[derive(Debug, Default)]
 pub struct EventStreamDecoder {
+    /// Bytes of messages not yet complete.
     buf: BytesMut,
     frames: MessageFrameDecoder,
-    /// The current message's prelude passed the length and checksum checks and went to
-    /// `frames`, which keeps it; `buf` holds only what follows it.
-    prelude_taken: bool,
 }
 
 impl EventStreamDecoder {
@@ -129,33 +126,33 @@ impl EventStreamDecoder {
         Self::default()
     }
 
+    /// Each message is handed to the reference decoder only once it is whole and both its
+    /// checksums hold, so a corrupt one is named as AWS's test vectors name it (prelude or
+    /// message checksum mismatch) and a prelude claiming a huge length is refused at once.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<EventMessage>, TranslateError> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        loop {
-            if !self.prelude_taken {
-                if self.buf.len() < PRELUDE {
-                    break;
-                }
-                let total = be_u32(&self.buf[0..4]) as usize;
-                if !(PRELUDE + 4..=MAX_MESSAGE).contains(&total) {
-                    return Err(self.corrupt("impossible message length"));
-                }
-                if crc32fast::hash(&self.buf[0..8]) != be_u32(&self.buf[8..12]) {
-                    return Err(self.corrupt("prelude checksum mismatch"));
-                }
+        while self.buf.len() >= PRELUDE {
+            let total = be_u32(&self.buf[0..4]) as usize;
+            if !(PRELUDE + 4..=MAX_MESSAGE).contains(&total) {
+                return Err(self.corrupt("impossible message length"));
+            }
+            if crc32fast::hash(&self.buf[0..8]) != be_u32(&self.buf[8..12]) {
+                return Err(self.corrupt("prelude checksum mismatch"));
+            }
+            if self.buf.len() < total {
+                break;
+            }
+            if crc32fast::hash(&self.buf[..total - 4]) != be_u32(&self.buf[total - 4..total]) {
+                return Err(self.corrupt("message checksum mismatch"));
             }
             match self.frames.decode_frame(&mut self.buf) {
-                Ok(DecodedFrame::Complete(m)) => {
-                    self.prelude_taken = false;
-                    out.push(
-                        EventMessage::from_aws(&m)
-                            .ok_or_else(|| self.corrupt("unreadable header value"))?,
-                    );
-                }
+                Ok(DecodedFrame::Complete(m)) => out.push(
+                    EventMessage::from_aws(&m)
+                        .ok_or_else(|| self.corrupt("unreadable header value"))?,
+                ),
                 Ok(DecodedFrame::Incomplete) => {
-                    self.prelude_taken = true;
-                    break;
+                    return Err(self.corrupt("a whole message read as incomplete"));
                 }
                 Err(e) => return Err(self.corrupt(&e.to_string())),
             }
@@ -165,7 +162,7 @@ impl EventStreamDecoder {
 
     /// Bytes of an unfinished message: non-zero when the stream ends means it was cut short.
     pub fn pending(&self) -> usize {
-        self.buf.len() + if self.prelude_taken { PRELUDE } else { 0 }
+        self.buf.len()
     }
 
     fn corrupt(&self, why: &str) -> TranslateError {

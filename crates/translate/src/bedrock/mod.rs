@@ -15,7 +15,7 @@ mod stream;
 pub use converse::{from_converse_response, to_converse_request};
 pub use eventstream::{EventMessage, EventStreamDecoder, HeaderValue};
 pub use sigv4::{AwsCredentials, SigningRequest, amz_date, sign};
-pub use stream::ConverseStreamToOpenAi;
+pub use stream::{ConverseEvents, ConverseStreamToOpenAi};
 
 use serde_json::Value;
 

@@ -1,177 +1,134 @@
 //! ConverseStream events -> OpenAI `chat.completion.chunk`s.
 
-use std::collections::HashMap;
-
 use serde_json::{Value, json};
 
 use super::converse::token_counts;
-use super::eventstream::EventMessage;
+use super::eventstream::{EventMessage, EventStreamDecoder};
 use super::{exception_status, finish_reason};
 use crate::TranslateError;
 use crate::error::excerpt;
-use crate::openai::{self, TokenCounts};
+use crate::openai;
+use crate::stream_to_openai::{Chunks, ProviderStream, StreamToOpenAi};
 
-/// Feed it each decoded event-stream message. Converse numbers content blocks across text,
-/// reasoning and tool use; OpenAI numbers tool calls alone, hence the mapping.
-#[derive(Debug, Clone)]
-pub struct ConverseStreamToOpenAi {
-    model: String,
-    id: String,
-    created: u64,
-    tool_calls: HashMap<u64, usize>,
-    counts: TokenCounts,
-    finish: Option<&'static str>,
-    /// `metadata` (with usage) comes after `messageStop`; both end a complete stream.
-    got_metadata: bool,
-}
+/// Feed it each decoded event-stream message.
+pub type ConverseStreamToOpenAi = StreamToOpenAi<ConverseEvents>;
+
+/// ConverseStream keeps no state beyond the shared bookkeeping: `messageStop` carries the
+/// finish reason and `metadata`, after it, the usage.
+#[derive(Debug, Clone, Default)]
+pub struct ConverseEvents;
 
 impl ConverseStreamToOpenAi {
     /// `id` is the completion id to stamp (e.g. the `x-amzn-requestid` header).
     pub fn new(model: &str, id: &str, created: u64) -> Self {
-        Self {
-            model: model.to_string(),
-            id: id.to_string(),
-            created,
-            tool_calls: HashMap::new(),
-            counts: TokenCounts::default(),
-            finish: None,
-            got_metadata: false,
-        }
+        Self::with(ConverseEvents, model, id, created)
     }
 
     /// One decoded message; exceptions become [`TranslateError::Upstream`].
     pub fn push_message(&mut self, msg: &EventMessage) -> Result<Vec<Value>, TranslateError> {
+        self.push_frame(msg)
+    }
+}
+
+impl ProviderStream for ConverseEvents {
+    type Decoder = EventStreamDecoder;
+    const CUT_SHORT: &'static str = "the ConverseStream ended before messageStop";
+
+    fn frame(
+        &mut self,
+        msg: &EventMessage,
+        out: &mut Chunks,
+    ) -> Result<Vec<Value>, TranslateError> {
         let payload = String::from_utf8_lossy(&msg.payload);
-        match msg.message_type() {
-            Some("event") => {
-                let data = openai::parse_upstream(&payload)?;
-                self.push_event(msg.kind().unwrap_or(""), &data)
-            }
-            _ => {
-                let kind = msg.kind().unwrap_or("unknown");
-                // Exceptions carry `{"message"}` as payload; protocol errors put it in a header.
-                let message = msg
-                    .header_str(":error-message")
-                    .map(excerpt)
-                    .or_else(|| {
-                        serde_json::from_str::<Value>(&payload)
-                            .ok()
-                            .and_then(|v| v.get("message").and_then(Value::as_str).map(excerpt))
-                    })
-                    .unwrap_or_else(|| excerpt(&payload));
-                Err(TranslateError::Upstream {
-                    status: exception_status(kind, 500),
-                    message: format!("BedrockException - {kind}: {message}"),
-                })
-            }
+        if msg.message_type() == Some("event") {
+            let data = openai::parse_upstream(&payload)?;
+            return event(msg.kind().unwrap_or(""), &data, out);
         }
+        let kind = msg.kind().unwrap_or("unknown");
+        // Exceptions carry `{"message"}` as payload; protocol errors put it in a header.
+        let message = msg
+            .header_str(":error-message")
+            .map(excerpt)
+            .or_else(|| {
+                serde_json::from_str::<Value>(&payload)
+                    .ok()
+                    .and_then(|v| v.get("message").and_then(Value::as_str).map(excerpt))
+            })
+            .unwrap_or_else(|| excerpt(&payload));
+        Err(TranslateError::Upstream {
+            status: exception_status(kind, 500),
+            message: format!("BedrockException - {kind}: {message}"),
+        })
     }
+}
 
-    /// One event by its `:event-type` and JSON payload.
-    pub fn push_event(&mut self, kind: &str, data: &Value) -> Result<Vec<Value>, TranslateError> {
-        let index = data
-            .get("contentBlockIndex")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let delta = match kind {
-            "messageStart" => json!({"role": "assistant", "content": ""}),
-            "contentBlockStart" => {
-                let Some(tu) = data.pointer("/start/toolUse") else {
-                    return Ok(Vec::new());
-                };
-                let n = self.tool_calls.len();
-                self.tool_calls.insert(index, n);
-                json!({"tool_calls": [{"index": n, "id": tu.get("toolUseId"), "type": "function",
-                                       "function": {"name": tu.get("name"), "arguments": ""}}]})
-            }
-            "contentBlockDelta" => match self.block_delta(index, data)? {
-                Some(d) => d,
-                None => return Ok(Vec::new()),
-            },
-            "messageStop" => {
-                let reason = finish_reason(data.get("stopReason").and_then(Value::as_str));
-                self.finish = Some(reason);
-                return Ok(vec![self.chunk(json!({}), Some(reason))]);
-            }
-            "metadata" => {
-                self.got_metadata = true;
-                self.counts = token_counts(data.get("usage").unwrap_or(&Value::Null));
+fn event(kind: &str, data: &Value, out: &mut Chunks) -> Result<Vec<Value>, TranslateError> {
+    let index = data
+        .get("contentBlockIndex")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let delta = match kind {
+        "messageStart" => return Ok(vec![out.role()]),
+        "contentBlockStart" => {
+            let Some(tu) = data.pointer("/start/toolUse") else {
                 return Ok(Vec::new());
-            }
-            // contentBlockStop and newer events carry nothing to forward.
-            _ => return Ok(Vec::new()),
-        };
-        Ok(vec![self.chunk(delta, None)])
-    }
+            };
+            let n = out.open_tool_call(index);
+            json!({"tool_calls": [{"index": n, "id": tu.get("toolUseId"), "type": "function",
+                                   "function": {"name": tu.get("name"), "arguments": ""}}]})
+        }
+        "contentBlockDelta" => match block_delta(index, data, out)? {
+            Some(d) => d,
+            None => return Ok(Vec::new()),
+        },
+        "messageStop" => {
+            let reason = finish_reason(data.get("stopReason").and_then(Value::as_str));
+            return Ok(vec![out.finished(reason)]);
+        }
+        "metadata" => {
+            out.counts = token_counts(data.get("usage").unwrap_or(&Value::Null));
+            return Ok(Vec::new());
+        }
+        // contentBlockStop and newer events carry nothing to forward.
+        _ => return Ok(Vec::new()),
+    };
+    Ok(vec![out.chunk(delta, None)])
+}
 
-    fn block_delta(&self, index: u64, data: &Value) -> Result<Option<Value>, TranslateError> {
-        let Some(d) = data.get("delta") else {
-            return Err(TranslateError::untranslatable(
-                "contentBlockDelta without delta",
+fn block_delta(index: u64, data: &Value, out: &Chunks) -> Result<Option<Value>, TranslateError> {
+    let Some(d) = data.get("delta") else {
+        return Err(TranslateError::untranslatable(
+            "contentBlockDelta without delta",
+            &data.to_string(),
+        ));
+    };
+    if let Some(t) = d.get("text").and_then(Value::as_str) {
+        return Ok(Some(json!({"content": t})));
+    }
+    if let Some(input) = d.pointer("/toolUse/input").and_then(Value::as_str) {
+        let n = out.tool_call(index).ok_or_else(|| {
+            TranslateError::untranslatable(
+                "tool input for a block that is not toolUse",
                 &data.to_string(),
-            ));
-        };
-        if let Some(t) = d.get("text").and_then(Value::as_str) {
-            return Ok(Some(json!({"content": t})));
-        }
-        if let Some(input) = d.pointer("/toolUse/input").and_then(Value::as_str) {
-            let n = self.tool_calls.get(&index).copied().ok_or_else(|| {
-                TranslateError::untranslatable(
-                    "tool input for a block that is not toolUse",
-                    &data.to_string(),
-                )
-            })?;
+            )
+        })?;
+        return Ok(Some(
+            json!({"tool_calls": [{"index": n, "function": {"arguments": input}}]}),
+        ));
+    }
+    if let Some(r) = d.get("reasoningContent") {
+        if let Some(t) = r.get("text").and_then(Value::as_str) {
             return Ok(Some(
-                json!({"tool_calls": [{"index": n, "function": {"arguments": input}}]}),
+                json!({"reasoning_content": t, "thinking_blocks": [{"type": "thinking", "thinking": t}]}),
             ));
         }
-        if let Some(r) = d.get("reasoningContent") {
-            if let Some(t) = r.get("text").and_then(Value::as_str) {
-                return Ok(Some(
-                    json!({"reasoning_content": t, "thinking_blocks": [{"type": "thinking", "thinking": t}]}),
-                ));
-            }
-            if let Some(sig) = r.get("signature").and_then(Value::as_str) {
-                return Ok(Some(
-                    json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": sig}]}),
-                ));
-            }
-        }
-        Ok(None)
-    }
-
-    pub fn is_complete(&self) -> bool {
-        self.finish.is_some()
-    }
-
-    pub fn finish_reason(&self) -> Option<&'static str> {
-        self.finish
-    }
-
-    /// Final once `metadata` has arrived.
-    pub fn usage(&self) -> Value {
-        self.counts.to_usage()
-    }
-
-    /// Call when the body ends: the usage chunk, or an error for a stream cut short.
-    pub fn finish(&self) -> Result<Value, TranslateError> {
-        if self.finish.is_none() {
-            return Err(TranslateError::untranslatable(
-                "the ConverseStream ended before messageStop",
-                "",
+        if let Some(sig) = r.get("signature").and_then(Value::as_str) {
+            return Ok(Some(
+                json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": sig}]}),
             ));
         }
-        Ok(openai::usage_chunk(
-            &self.id,
-            &self.model,
-            self.created,
-            self.usage(),
-        ))
     }
-
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        openai::chunk(&self.id, &self.model, self.created, delta, finish)
-    }
+    Ok(None)
 }
 
 #[cfg(test)]

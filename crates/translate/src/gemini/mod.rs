@@ -12,13 +12,15 @@
 mod embeddings;
 mod request;
 mod response;
+mod stream;
 
 pub use embeddings::{
     embed_content_endpoint, embeddings_endpoint, from_batch_embed_response,
     from_embed_content_response, to_batch_embed_request, to_embed_content_request,
 };
 pub use request::to_generate_content_request;
-pub use response::{GeminiStreamToOpenAi, from_generate_content_response};
+pub use response::from_generate_content_response;
+pub use stream::{GeminiEvents, GeminiStreamToOpenAi};
 
 use serde_json::Value;
 

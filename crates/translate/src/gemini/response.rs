@@ -1,4 +1,5 @@
-//! Gemini `generateContent` responses (whole or streamed) -> OpenAI chat completions/chunks.
+//! Gemini `generateContent` responses -> OpenAI chat completions, and the reading of
+//! candidates and usage that the stream translation shares.
 
 use serde_json::{Value, json};
 
@@ -9,16 +10,16 @@ use crate::openai::{self, TokenCounts};
 
 /// What one candidate's parts amount to.
 #[derive(Debug, Default)]
-struct Parts {
-    text: String,
-    reasoning: String,
+pub(super) struct Parts {
+    pub(super) text: String,
+    pub(super) reasoning: String,
     /// (id, name, arguments JSON)
-    calls: Vec<(String, String, String)>,
+    pub(super) calls: Vec<(String, String, String)>,
 }
 
 /// Read a candidate's parts; `next_call` numbers function calls across a whole stream so ids
 /// stay unique.
-fn read_parts(candidate: &Value, response_id: &str, next_call: &mut usize) -> Parts {
+pub(super) fn read_parts(candidate: &Value, response_id: &str, next_call: &mut usize) -> Parts {
     let mut out = Parts::default();
     for part in candidate
         .pointer("/content/parts")
@@ -51,7 +52,7 @@ fn read_parts(candidate: &Value, response_id: &str, next_call: &mut usize) -> Pa
 }
 
 /// A stop with function calls reads as `tool_calls`, as OpenAI clients expect.
-fn candidate_finish(candidate: &Value, has_calls: bool) -> Option<&'static str> {
+pub(super) fn candidate_finish(candidate: &Value, has_calls: bool) -> Option<&'static str> {
     let reason = candidate.get("finishReason").and_then(Value::as_str)?;
     let mapped = finish_reason(reason);
     Some(if has_calls && mapped == "stop" {
@@ -62,7 +63,7 @@ fn candidate_finish(candidate: &Value, has_calls: bool) -> Option<&'static str> 
 }
 
 /// `usageMetadata` -> counts. Thought tokens are billed as output, so they join completion.
-fn token_counts(meta: &Value) -> TokenCounts {
+pub(super) fn token_counts(meta: &Value) -> TokenCounts {
     let n = |k: &str| meta.get(k).and_then(Value::as_u64);
     let thoughts = n("thoughtsTokenCount");
     TokenCounts {
@@ -144,117 +145,6 @@ pub fn from_generate_content_response(
     Ok(out)
 }
 
-/// Feed it the `data:` of each SSE event of `streamGenerateContent?alt=sse`; every event is a
-/// whole `GenerateContentResponse` holding the next piece of the answer.
-#[derive(Debug, Clone)]
-pub struct GeminiStreamToOpenAi {
-    model: String,
-    created: u64,
-    id: String,
-    started: bool,
-    next_call: usize,
-    counts: TokenCounts,
-    finish: Option<&'static str>,
-}
-
-impl GeminiStreamToOpenAi {
-    pub fn new(model: &str, created: u64) -> Self {
-        Self {
-            model: model.to_string(),
-            created,
-            id: String::new(),
-            started: false,
-            next_call: 0,
-            counts: TokenCounts::default(),
-            finish: None,
-        }
-    }
-
-    pub fn push(&mut self, data: &str) -> Result<Vec<Value>, TranslateError> {
-        let ev = openai::parse_upstream(data)?;
-        if ev.get("error").is_some() {
-            let m = super::map_error(500, data);
-            return Err(TranslateError::Upstream {
-                status: m.status,
-                message: m.message,
-            });
-        }
-        let mut out = Vec::new();
-        let response_id = ev.get("responseId").and_then(Value::as_str).unwrap_or("");
-        if !self.started {
-            self.started = true;
-            self.id = format!("chatcmpl-{response_id}");
-            out.push(self.chunk(json!({"role": "assistant", "content": ""}), None));
-        }
-        if let Some(meta) = ev.get("usageMetadata") {
-            self.counts = token_counts(meta);
-        }
-        if ev.pointer("/promptFeedback/blockReason").is_some() {
-            self.finish = Some("content_filter");
-            out.push(self.chunk(json!({}), Some("content_filter")));
-            return Ok(out);
-        }
-        let Some(cand) = ev.pointer("/candidates/0") else {
-            return Ok(out);
-        };
-        let first_call = self.next_call;
-        let parts = read_parts(cand, response_id, &mut self.next_call);
-        if !parts.reasoning.is_empty() {
-            out.push(self.chunk(json!({"reasoning_content": parts.reasoning}), None));
-        }
-        if !parts.text.is_empty() {
-            out.push(self.chunk(json!({"content": parts.text}), None));
-        }
-        // Gemini sends each function call whole, so each becomes one complete delta.
-        for (n, (id, name, args)) in parts.calls.iter().enumerate() {
-            out.push(self.chunk(
-                json!({"tool_calls": [{"index": first_call + n, "id": id, "type": "function", "function": {"name": name, "arguments": args}}]}),
-                None,
-            ));
-        }
-        let had_calls = self.next_call > 0;
-        if let Some(reason) = candidate_finish(cand, had_calls) {
-            self.finish = Some(reason);
-            out.push(self.chunk(json!({}), Some(reason)));
-        }
-        Ok(out)
-    }
-
-    /// Whether a finish reason arrived: a stream that ends without one was cut short.
-    pub fn is_complete(&self) -> bool {
-        self.finish.is_some()
-    }
-
-    pub fn finish_reason(&self) -> Option<&'static str> {
-        self.finish
-    }
-
-    pub fn usage(&self) -> Value {
-        self.counts.to_usage()
-    }
-
-    /// Call when the upstream body ends: the trailing usage chunk, or an error for a stream
-    /// cut short.
-    pub fn finish(&self) -> Result<Value, TranslateError> {
-        if self.finish.is_none() {
-            return Err(TranslateError::untranslatable(
-                "the Gemini stream ended without a finishReason",
-                "",
-            ));
-        }
-        Ok(openai::usage_chunk(
-            &self.id,
-            &self.model,
-            self.created,
-            self.usage(),
-        ))
-    }
-
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        openai::chunk(&self.id, &self.model, self.created, delta, finish)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,44 +194,5 @@ mod tests {
             from_generate_content_response(&max, "g", 0).unwrap_or(Value::Null)["choices"][0]["finish_reason"],
             "length"
         );
-    }
-
-    #[test]
-    fn stream_of_text_then_call() {
-        let events = [
-            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Thinking about it", "thought": true}]}}], "responseId": "s1"}),
-            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Let me "}]}}], "responseId": "s1"}),
-            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "check."}]}}], "responseId": "s1"}),
-            json!({"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": "lookup", "args": {"q": "x"}}}]}, "finishReason": "STOP"}],
-                   "usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": 9, "thoughtsTokenCount": 3, "totalTokenCount": 20}, "responseId": "s1"}),
-        ];
-        let mut m = GeminiStreamToOpenAi::new("gemini-2.5-flash", 1_700_000_000);
-        let mut chunks = Vec::new();
-        for e in &events {
-            chunks.extend(m.push(&e.to_string()).unwrap_or_default());
-        }
-        assert_eq!(m.finish_reason(), Some("tool_calls"));
-        chunks.push(m.finish().unwrap_or(Value::Null));
-        insta::assert_json_snapshot!(chunks);
-    }
-
-    #[test]
-    fn stream_errors() {
-        let mut m = GeminiStreamToOpenAi::new("g", 0);
-        let err = m
-            .push("{not json")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(err.contains("invalid JSON"), "{err:?}");
-        let err = m.push(
-            r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#,
-        );
-        assert!(matches!(
-            err,
-            Err(TranslateError::Upstream { status: 503, .. })
-        ));
-        let err = m.finish().err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("ended without a finishReason"), "{err:?}");
     }
 }
