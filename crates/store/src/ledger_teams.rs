@@ -311,7 +311,7 @@ impl Ledger {
             ));
         }
         let mut ids = req.team_ids.clone();
-        ids.dedup();
+        crate::ledger::unique_in_order(&mut ids);
         // Spend queued for the teams' keys lands before their rows go.
         self.writer().flush().await?;
         let tokens = self.store().delete_teams(&ids, by).await?;
