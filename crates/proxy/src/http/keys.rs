@@ -29,6 +29,8 @@ pub(crate) const ADMIN_USER: &str = "default_user_id";
 pub(crate) struct Mgmt {
     pub gw: Gateway,
     pub ledger: Ledger,
+    /// Stored deployments (`store_model_in_db`): a team's go with the team.
+    pub models: Option<Arc<crate::ledger::ModelSync>>,
 }
 
 pub(crate) type Shared = State<Arc<Mgmt>>;

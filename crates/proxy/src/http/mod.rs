@@ -167,6 +167,7 @@ pub(crate) fn management_routes(
     let state = Arc::new(keys::Mgmt {
         gw: gw.clone(),
         ledger,
+        models: models.clone(),
     });
     let model_admin = Arc::new(model_admin::ModelAdmin {
         gw,
