@@ -62,6 +62,20 @@ impl Principal {
         }
     }
 
+    /// The key's team: its requests reach the team's own deployments first.
+    pub fn team_id(&self) -> Option<&str> {
+        match self {
+            Self::VirtualKey(k) => k.team_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The master key (or no auth at all): the proxy admin, who may call every team's
+    /// deployments by their public names.
+    pub fn is_master(&self) -> bool {
+        !matches!(self, Self::VirtualKey(_))
+    }
+
     pub fn key_alias(&self) -> Option<&str> {
         match self {
             Self::VirtualKey(k) => k.key_alias.as_deref(),
@@ -200,6 +214,12 @@ pub trait KeyResolver: Send + Sync {
         key: &'a str,
         hash: &'a str,
     ) -> BoxFuture<'a, Result<Principal, ProxyError>>;
+
+    /// The store the keys live in, when there is one: model info reads the caller's user and
+    /// teams from it.
+    fn ledger(&self) -> Option<&idlehands_store::Ledger> {
+        None
+    }
 }
 
 /// Without a store every non-master key is invalid.

@@ -153,6 +153,21 @@ pub struct Router {
     /// Every exact deployment, registered with the routing crate.
     table: Option<Arc<RoutingTable>>,
     settings: RouterSettings,
+    /// Team deployments (see [`team_scope`]) by team and public name, each group in a table
+    /// of its own so that a global group of the same name is never mixed in.
+    team_groups: HashMap<(String, String), Arc<ModelGroup>>,
+    /// The same deployments by public name across every team (the proxy admin's view).
+    team_public: HashMap<String, Arc<ModelGroup>>,
+}
+
+/// A deployment that belongs to one team: `model_info.team_id` with the
+/// `team_public_model_name` its team calls it by (what `/model/new` with a `team_id` writes,
+/// as LiteLLM does). Returns `(team_id, public name)`.
+pub fn team_scope(entry: &ModelEntry) -> Option<(&str, &str)> {
+    let extra = &entry.model_info.extra;
+    let team = extra.get("team_id")?.as_str()?;
+    let public = extra.get("team_public_model_name")?.as_str()?;
+    Some((team, public))
 }
 
 impl std::fmt::Debug for Router {
@@ -192,7 +207,27 @@ impl Router {
         };
         let mut grouped: Vec<(String, Vec<usize>)> = Vec::new();
         let mut all = Vec::new();
+        let mut by_team: Vec<((String, String), Vec<Deployment>)> = Vec::new();
         for (i, entry) in cfg.file.model_list.iter().enumerate() {
+            if let Some((team, public)) = team_scope(entry) {
+                if public.contains('*') {
+                    tracing::warn!(
+                        team_id = team,
+                        model = public,
+                        "a team's wildcard deployment is not served (team wildcards are not supported)"
+                    );
+                    continue;
+                }
+                let mut named = entry.clone();
+                named.model_name = public.to_string();
+                let d = Deployment::build(i, &named, cfg, prices);
+                let key = (team.to_string(), public.to_string());
+                match by_team.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, ds)) => ds.push(d),
+                    None => by_team.push((key, vec![d])),
+                }
+                continue;
+            }
             if let Some((prefix, suffix)) = entry.model_name.split_once('*') {
                 r.patterns.push(Pattern {
                     prefix: prefix.to_string(),
@@ -229,6 +264,21 @@ impl Router {
             })
             .collect();
         r.table = Some(table);
+        let mut across: Vec<(String, Vec<Deployment>)> = Vec::new();
+        for ((team, public), ds) in by_team {
+            match across.iter_mut().find(|(name, _)| *name == public) {
+                Some((_, all)) => all.extend(ds.iter().cloned()),
+                None => across.push((public.clone(), ds.clone())),
+            }
+            let table = Arc::new(RoutingTable::new(ds, r.settings.clone(), None));
+            let g = group_of(&public, table.deployments.to_vec(), table);
+            r.team_groups.insert((team, public), Arc::new(g));
+        }
+        for (public, ds) in across {
+            let table = Arc::new(RoutingTable::new(ds, r.settings.clone(), None));
+            let g = group_of(&public, table.deployments.to_vec(), table);
+            r.team_public.insert(public, Arc::new(g));
+        }
         for (alias, target) in &cfg.file.router_settings.model_group_alias {
             let target = match target {
                 serde_json::Value::String(s) => Some(s.clone()),
@@ -294,6 +344,45 @@ impl Router {
         }
         cache.insert(name.to_string(), g.clone());
         Some(g)
+    }
+
+    /// The group a caller's request for `name` goes to, as LiteLLM routes it: a key of a team
+    /// reaches its team's own deployments of that name first; then the global groups
+    /// ([`Router::group`]); a proxy admin without a team (`across_teams`) last reaches every
+    /// team's deployments of that name.
+    pub fn group_for(
+        &self,
+        name: &str,
+        team: Option<&str>,
+        across_teams: bool,
+    ) -> Option<Arc<ModelGroup>> {
+        if let Some(team) = team
+            && let Some(g) = self.team_groups.get(&(team.to_string(), name.to_string()))
+        {
+            return Some(g.clone());
+        }
+        self.group(name).or_else(|| {
+            if across_teams && team.is_none() {
+                self.team_public.get(name).cloned()
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The public names of `team`'s own deployments (every team's when `None`), sorted.
+    pub fn team_model_names(&self, team: Option<&str>) -> Vec<&str> {
+        let mut names: Vec<&str> = match team {
+            Some(team) => self
+                .team_groups
+                .keys()
+                .filter(|(t, _)| t == team)
+                .map(|(_, n)| n.as_str())
+                .collect(),
+            None => self.team_public.keys().map(String::as_str).collect(),
+        };
+        names.sort_unstable();
+        names
     }
 
     /// The provider a bare model name belongs to, as LiteLLM's `get_llm_provider` names it for

@@ -354,10 +354,289 @@ async fn bad_models_are_refused_with_the_field(backend: Backend) {
     place.cleanup().await;
 }
 
+/// `(model_name, model_info.access_via_team_ids, model_info.direct_access)` of each row.
+fn access(body: &Value) -> Vec<(String, Value, Value)> {
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let info = &d["model_info"];
+            (
+                d["model_name"].as_str().unwrap().to_string(),
+                info.get("access_via_team_ids")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+                info.get("direct_access").cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+}
+
+fn row(name: &str, via: Value, direct: bool) -> (String, Value, Value) {
+    (name.to_string(), via, Value::Bool(direct))
+}
+
+fn model_ids_of(body: &Value) -> Vec<String> {
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A model added with `model_info.team_id`: stored under an internal name with the given one
+/// as the team's public name (added to the team's models), called and listed by that name
+/// from the team's keys only (and by the proxy admin), shown with how each caller reaches
+/// every model, and gone with its team.
+async fn team_models_belong_to_their_team(backend: Backend) {
+    let place = Place::new(backend);
+    let p = start(&place, "  store_model_in_db: true\n").await;
+    for team in [json!({"team_id": "alpha"}), json!({"team_id": "beta"})] {
+        assert_eq!(post(&p, "/team/new", MASTER, team).await.status, 200);
+    }
+    let body = |team: &str| {
+        json!({
+            "model_name": "team-gpt",
+            "litellm_params": {"model": "openai/team-model", "mock_response": "from alpha's own"},
+            "model_info": {"team_id": team},
+        })
+    };
+    let ghost = post(&p, "/model/new", MASTER, body("ghost")).await;
+    assert_eq!(ghost.status, 400, "{}", ghost.body);
+    assert_eq!(error_of(&ghost).1, "Team id=ghost does not exist in db");
+    assert_eq!(ghost.body["error"]["param"], "model_info.team_id");
+
+    let made = post(&p, "/model/new", MASTER, body("alpha")).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let internal = made.body["model_name"].as_str().unwrap().to_string();
+    assert!(internal.starts_with("model_name_alpha_"), "{internal}");
+    assert_eq!(
+        made.body["model_info"]["team_public_model_name"],
+        "team-gpt"
+    );
+    assert_eq!(made.body["model_info"]["team_id"], "alpha");
+    // The team (which had every model) keeps every model and names its own.
+    let info = get(&p, "/team/info?team_id=alpha", MASTER).await;
+    assert_eq!(
+        info.body["team_info"]["models"],
+        json!(["all-proxy-models", "team-gpt"])
+    );
+
+    let (alpha, _) = generate(&p, json!({"team_id": "alpha"})).await;
+    let (beta, _) = generate(&p, json!({"team_id": "beta"})).await;
+    let (teamless, _) = generate(&p, json!({})).await;
+    assert_eq!(
+        reply_of(&p, &alpha, "team-gpt").await,
+        (200, "from alpha's own".to_string())
+    );
+    // Another team's key, a key without a team: no such model; nor by the internal name.
+    for key in [&beta, &teamless] {
+        for name in ["team-gpt", internal.as_str()] {
+            let a = post(&p, "/v1/chat/completions", key, chat(name)).await;
+            assert_eq!(a.status, 400, "{name}: {}", a.body);
+            assert!(error_of(&a).1.contains("Invalid model name"), "{}", a.body);
+        }
+    }
+    // The proxy admin reaches every team's models by their public names.
+    assert_eq!(reply_of(&p, MASTER, "team-gpt").await.0, 200);
+    let listed = get(&p, "/v1/models", &alpha).await;
+    assert_eq!(model_ids_of(&listed.body), ["mocky", "other", "team-gpt"]);
+    let listed = get(&p, "/v1/models", &beta).await;
+    assert_eq!(model_ids_of(&listed.body), ["mocky", "other"]);
+
+    // `/model/info`: every row says how the caller reaches it; the admin's teams are all
+    // teams and it reaches every model that belongs to no team directly.
+    let info = get(&p, "/model/info", MASTER).await;
+    assert_eq!(info.status, 200, "{}", info.body);
+    assert_eq!(
+        access(&info.body),
+        [
+            row("mocky", json!(["alpha", "beta"]), true),
+            row("other", json!(["alpha", "beta"]), true),
+            row("team-gpt", json!(["alpha"]), false),
+        ]
+    );
+    let team_row = &info.body["data"][2];
+    assert_eq!(team_row["model_info"]["team_public_model_name"], "team-gpt");
+    // A key without a user: no teams of its own to show, nothing direct (as in LiteLLM); it
+    // does not see another team's model.
+    let info = get(&p, "/model/info", &beta).await;
+    assert_eq!(
+        access(&info.body),
+        [
+            row("mocky", Value::Null, false),
+            row("other", Value::Null, false)
+        ]
+    );
+    // A user in team alpha, limited to `mocky` on its own.
+    let dev = post(
+        &p,
+        "/user/new",
+        MASTER,
+        json!({"user_id": "dev", "models": ["mocky"], "teams": ["alpha"]}),
+    )
+    .await;
+    assert_eq!(dev.status, 200, "{}", dev.body);
+    let dev = dev.body["key"].as_str().unwrap().to_string();
+    let info = get(&p, "/model/info", &dev).await;
+    assert_eq!(access(&info.body), [row("mocky", json!(["alpha"]), true)]);
+    // `/v2/model/info` fills the fields only with `include_team_models`, and then keeps what
+    // the caller can use.
+    let v2 = get(&p, "/v2/model/info", MASTER).await;
+    assert_eq!(
+        access(&v2.body),
+        [
+            ("mocky".to_string(), Value::Null, Value::Null),
+            ("other".to_string(), Value::Null, Value::Null),
+            ("team-gpt".to_string(), Value::Null, Value::Null),
+        ]
+    );
+    let v2 = get(&p, "/v2/model/info?include_team_models=true", MASTER).await;
+    assert_eq!(v2.status, 200, "{}", v2.body);
+    assert_eq!(v2.body["total_count"], 3);
+    assert_eq!(
+        access(&v2.body)[2],
+        row("team-gpt", json!(["alpha"]), false)
+    );
+    let v2 = get(&p, "/v2/model/info?include_team_models=true", &beta).await;
+    assert_eq!(v2.body["total_count"], 0, "{}", v2.body);
+    // `teamId`: that team's models, for the proxy admin or the team's members.
+    let v2 = get(&p, "/v2/model/info?teamId=beta", MASTER).await;
+    assert_eq!(names(&v2.body), ["mocky", "other"]);
+    let v2 = get(&p, "/v2/model/info?teamId=alpha", &dev).await;
+    assert_eq!(v2.status, 200, "{}", v2.body);
+    assert_eq!(names(&v2.body), ["mocky"]);
+    let refused = get(&p, "/v2/model/info?teamId=alpha", &beta).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(
+        error_of(&refused).1,
+        "Not authorized to view this team's models"
+    );
+    let groups = get(&p, "/model_group/info", &alpha).await;
+    let listed: Vec<&str> = groups.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["model_group"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["mocky", "other", "team-gpt"]);
+
+    // Renamed: the new name is the public one (added to the team's models), the internal
+    // one stays.
+    let id = made.body["model_id"].as_str().unwrap().to_string();
+    let renamed = post(
+        &p,
+        "/model/update",
+        MASTER,
+        json!({"model_info": {"id": id}, "model_name": "team-gpt-2"}),
+    )
+    .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    assert_eq!(renamed.body["model_name"], internal.as_str());
+    assert_eq!(
+        renamed.body["model_info"]["team_public_model_name"],
+        "team-gpt-2"
+    );
+    assert_eq!(reply_of(&p, &alpha, "team-gpt-2").await.0, 200);
+    assert_eq!(reply_of(&p, &alpha, "team-gpt").await.0, 400);
+
+    // The team goes, and its model with it.
+    let gone = post(&p, "/team/delete", MASTER, json!({"team_ids": ["alpha"]})).await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    assert_eq!(reply_of(&p, MASTER, "team-gpt-2").await.0, 400);
+    let info = get(&p, "/model/info", MASTER).await;
+    assert_eq!(names(&info.body), ["mocky", "other"]);
+    p.stop().await;
+    place.cleanup().await;
+}
+
+/// A wildcard deployment is listed as the price map's models of its provider, as LiteLLM's
+/// users see it: `/v1/models` (the route itself only on request), `/model_group/info` (each
+/// priced as that model) and `/model/info` (a row each, with the deployment's id).
+async fn wildcards_are_listed_as_the_models_they_serve(backend: Backend) {
+    let place = Place::new(backend);
+    let p = start(&place, "  store_model_in_db: true\n").await;
+    let made = post(
+        &p,
+        "/model/new",
+        MASTER,
+        json!({"model_name": "openai/*", "litellm_params": {"model": "openai/*", "mock_response": "wild", "rpm": 9}}),
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let id = made.body["model_id"].as_str().unwrap().to_string();
+
+    let listed = model_ids_of(&get(&p, "/v1/models", MASTER).await.body);
+    assert_eq!(listed[..2], ["mocky", "other"]);
+    assert!(listed.contains(&"openai/gpt-4o".to_string()), "{listed:?}");
+    assert!(!listed.contains(&"openai/*".to_string()));
+    assert!(listed[2..].iter().all(|m| m.starts_with("openai/")));
+    let expanded = listed.len() - 2;
+    assert!(expanded > 50, "{expanded}");
+    let with_route = model_ids_of(
+        &get(&p, "/v1/models?return_wildcard_routes=true", MASTER)
+            .await
+            .body,
+    );
+    assert_eq!(with_route[2], "openai/*");
+    assert_eq!(with_route.len(), listed.len() + 1);
+
+    let groups = get(&p, "/model_group/info", MASTER).await;
+    let data = groups.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2 + expanded);
+    assert!(!data.iter().any(|g| g["model_group"] == "openai/*"));
+    let g = get(&p, "/model_group/info?model_group=openai/gpt-4o", MASTER).await;
+    let g = &g.body["data"][0];
+    assert_eq!(g["providers"], json!(["openai"]), "{g}");
+    // gpt-4o's published price, context and flags; the deployment's rpm.
+    assert_eq!(g["input_cost_per_token"], 2.5e-6, "{g}");
+    assert_eq!(g["output_cost_per_token"], 1e-5, "{g}");
+    assert_eq!(g["max_input_tokens"], 128000, "{g}");
+    assert_eq!(g["mode"], "chat");
+    assert_eq!(g["rpm"], 9);
+    assert_eq!(g["supports_vision"], true);
+
+    let info = get(&p, "/model/info", MASTER).await;
+    let rows = info.body["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 + expanded);
+    let row = rows
+        .iter()
+        .find(|r| r["model_name"] == "openai/gpt-4o")
+        .unwrap();
+    assert_eq!(row["litellm_params"]["model"], "openai/gpt-4o");
+    assert_eq!(row["model_info"]["id"], id.as_str());
+    assert_eq!(row["model_info"]["max_input_tokens"], 128000);
+    assert_eq!(row["model_info"]["direct_access"], true);
+    // `/v2/model/info` shows the deployment as configured.
+    let v2 = get(&p, &format!("/v2/model/info?modelId={id}"), MASTER).await;
+    assert_eq!(names(&v2.body), ["openai/*"]);
+
+    // A key sees the names it may call, and calls them through the wildcard.
+    let (mini, _) = generate(&p, json!({"models": ["openai/gpt-4o-mini"]})).await;
+    assert_eq!(
+        model_ids_of(&get(&p, "/v1/models", &mini).await.body),
+        ["openai/gpt-4o-mini"]
+    );
+    assert_eq!(
+        names(&get(&p, "/model/info", &mini).await.body),
+        ["openai/gpt-4o-mini"]
+    );
+    assert_eq!(
+        reply_of(&p, &mini, "openai/gpt-4o-mini").await,
+        (200, "wild".to_string())
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
     models_are_added_served_updated_and_deleted_without_a_restart,
     keys_see_only_the_models_they_may_call,
     bad_models_are_refused_with_the_field,
+    team_models_belong_to_their_team,
+    wildcards_are_listed_as_the_models_they_serve,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -600,7 +600,115 @@ async fn team_budget_window_resets(b: Backend) {
     place.cleanup().await;
 }
 
+/// A key whose team is not there: a proxy admin may create one (as in LiteLLM), but every
+/// call of it is refused with LiteLLM's 404; an internal user may not create one, and no key
+/// is moved to a team that is not there.
+async fn keys_of_a_missing_team_are_refused(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    let (ghostly, created) = generate(&p, json!({"team_id": "ghost"})).await;
+    assert_eq!(created["team_id"], "ghost");
+    let a = post(&p, "/v1/chat/completions", &ghostly, chat("mocky")).await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert_eq!(
+        a.body,
+        json!({"error": {
+            "message": "{'error': \"Team doesn't exist in db. Team=ghost. Create team via `/team/new` call.\"}",
+            "type": "auth_error",
+            "param": null,
+            "code": "404",
+        }})
+    );
+    // Created afterwards, the team bounds the key from then on.
+    new_team(&p, json!({"team_id": "ghost", "models": ["other"]})).await;
+    let a = post(&p, "/v1/chat/completions", &ghostly, chat("mocky")).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &ghostly, chat("other"))
+            .await
+            .status,
+        200
+    );
+
+    let made = post(&p, "/user/new", MASTER, json!({"user_id": "intern"})).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let intern = made.body["key"].as_str().unwrap().to_string();
+    let a = post(&p, "/key/generate", &intern, json!({"team_id": "nowhere"})).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(
+        error_of(&a).1,
+        "Team not found for team_id=nowhere. Non-admin users cannot create keys for non-existent teams."
+    );
+    let a = post(
+        &p,
+        "/key/update",
+        MASTER,
+        json!({"key": ghostly, "team_id": "nowhere"}),
+    )
+    .await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert_eq!(
+        error_of(&a).1,
+        "{'error': \"Team doesn't exist in db. Team=nowhere. Create team via `/team/new` call.\"}"
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
+/// A delete that names an id twice deletes it once (it used to fail as not found the second
+/// time, and with it the whole delete).
+async fn deletes_naming_an_id_twice(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    for t in ["a", "b", "c"] {
+        new_team(&p, json!({"team_id": t})).await;
+    }
+    let a = post(
+        &p,
+        "/team/delete",
+        MASTER,
+        json!({"team_ids": ["a", "b", "a"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["deleted_teams"], json!(["a", "b"]));
+    assert_eq!(get(&p, "/team/info?team_id=c", MASTER).await.status, 200);
+
+    for u in ["x", "y", "z"] {
+        let made = post(&p, "/user/new", MASTER, json!({"user_id": u})).await;
+        assert_eq!(made.status, 200, "{}", made.body);
+    }
+    let a = post(
+        &p,
+        "/user/delete",
+        MASTER,
+        json!({"user_ids": ["x", "y", "x"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["deleted_users"], json!(["x", "y"]));
+    assert_eq!(get(&p, "/user/info?user_id=z", MASTER).await.status, 200);
+
+    let (k1, _) = generate(&p, json!({})).await;
+    let (k2, _) = generate(&p, json!({})).await;
+    let (k3, _) = generate(&p, json!({})).await;
+    let a = post(&p, "/key/delete", MASTER, json!({"keys": [k1, k2, k1]})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    for (key, status) in [(&k1, 401), (&k2, 401), (&k3, 200)] {
+        assert_eq!(
+            post(&p, "/v1/chat/completions", key, chat("mocky"))
+                .await
+                .status,
+            status
+        );
+    }
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
+    keys_of_a_missing_team_are_refused,
+    deletes_naming_an_id_twice,
     team_budget_window_resets,
     spend_report_by_team_and_customer,
     team_lifecycle_and_bad_input,

@@ -210,6 +210,14 @@ pub enum AccessError {
     },
     #[error("Team={team_id} is blocked. Update via `/team/unblock` if you're an admin.")]
     TeamBlocked { team_id: String },
+    /// The key names a team that is not there (deleted, or never created: a proxy admin may
+    /// create a key for any team id). LiteLLM refuses the call with its 404, whose message is
+    /// Python's text of the `{"error": ...}` detail; nothing stands in for the missing team.
+    #[error(
+        "{{'error': {}}}",
+        py_repr(&format!("Team doesn't exist in db. Team={team_id}. Create team via `/team/new` call."))
+    )]
+    TeamNotFound { team_id: String },
     #[error("End user={id} is blocked. Update via `/customer/unblock` if you're an admin.")]
     EndUserBlocked { id: String },
     /// The key's team does not allow the model (LiteLLM's `team_model_access_denied`).
@@ -222,6 +230,36 @@ pub enum AccessError {
     Unavailable,
 }
 
+/// Python's `repr()` of a string (the quote it picks, the escapes it writes; characters
+/// outside ASCII are kept as they are, as Python 3 does for printable ones).
+fn py_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
 impl ApiError for AccessError {
     fn status(&self) -> u16 {
         match self {
@@ -232,6 +270,7 @@ impl ApiError for AccessError {
             AccessError::BudgetExceeded { status, .. }
             | AccessError::LevelBudgetExceeded { status, .. } => *status,
             AccessError::TeamBlocked { .. } => 401,
+            AccessError::TeamNotFound { .. } => 404,
             AccessError::EndUserBlocked { .. } => 403,
             AccessError::TeamModelDenied { .. } => 403,
             AccessError::RateLimited { .. } => 429,
@@ -247,7 +286,9 @@ impl ApiError for AccessError {
             AccessError::BudgetExceeded { .. } | AccessError::LevelBudgetExceeded { .. } => {
                 "budget_exceeded"
             }
-            AccessError::TeamBlocked { .. } | AccessError::EndUserBlocked { .. } => "auth_error",
+            AccessError::TeamBlocked { .. }
+            | AccessError::TeamNotFound { .. }
+            | AccessError::EndUserBlocked { .. } => "auth_error",
             AccessError::TeamModelDenied { .. } => "team_model_access_denied",
             AccessError::RateLimited { .. } => "rate_limit_error",
             AccessError::Unavailable => "service_unavailable",
@@ -364,6 +405,29 @@ mod tests {
         assert_eq!(
             budget(8_016_000),
             "Budget has been exceeded! Key=team (sk-...abcd) Current cost: 0.002, Max budget: 0.01, Reserved by calls in progress: 0.008016"
+        );
+    }
+
+    #[test]
+    fn missing_team_text_is_python_s_text_of_litellm_s_detail() {
+        let text = |id: &str| {
+            AccessError::TeamNotFound {
+                team_id: id.to_string(),
+            }
+            .to_string()
+        };
+        // What CPython 3.11 prints for str({"error": ...}) with these ids.
+        assert_eq!(
+            text("ghost"),
+            "{'error': \"Team doesn't exist in db. Team=ghost. Create team via `/team/new` call.\"}"
+        );
+        assert_eq!(
+            text("a\"b"),
+            "{'error': 'Team doesn\\'t exist in db. Team=a\"b. Create team via `/team/new` call.'}"
+        );
+        assert_eq!(
+            text("t\\1\n"),
+            "{'error': \"Team doesn't exist in db. Team=t\\\\1\\n. Create team via `/team/new` call.\"}"
         );
     }
 }

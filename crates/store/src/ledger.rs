@@ -282,6 +282,13 @@ impl Drop for Reservation {
 
 /// The budgets a call of `key` counts against besides the key's own: its team's, the key's
 /// user's budget within the team when the member has one, and the user's own budget.
+/// Drops repeats, keeping each first occurrence where it was: a delete naming one id twice
+/// would otherwise find it gone the second time and fail whole.
+pub(crate) fn unique_in_order(ids: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    ids.retain(|id| seen.insert(id.clone()));
+}
+
 fn levels_of(key: &AuthedKey) -> Vec<(&Budget, BudgetLevel, &str)> {
     let mut out = Vec::new();
     if let Some(team) = &key.team {
@@ -618,7 +625,14 @@ impl Ledger {
             return Err(AccessError::ExpiredKey { expires, now });
         }
         let team = match record.team_id.as_deref() {
-            Some(team_id) => self.team_view(team_id).await?,
+            Some(team_id) => match self.team_view(team_id).await? {
+                Some(team) => Some(team),
+                None => {
+                    return Err(AccessError::TeamNotFound {
+                        team_id: team_id.to_owned(),
+                    });
+                }
+            },
             None => None,
         };
         if let Some(t) = &team
@@ -997,7 +1011,7 @@ impl Ledger {
         for alias in &aliases {
             tokens.push(self.resolve(None, Some(alias)).await?);
         }
-        tokens.dedup();
+        unique_in_order(&mut tokens);
         self.inner.store.delete_keys(&tokens, deleted_by).await?;
         self.forget_and_announce(&tokens);
         let mut deleted_keys = keys;

@@ -311,7 +311,7 @@ impl Ledger {
             ));
         }
         let mut ids = req.team_ids.clone();
-        ids.dedup();
+        crate::ledger::unique_in_order(&mut ids);
         // Spend queued for the teams' keys lands before their rows go.
         self.writer().flush().await?;
         let tokens = self.store().delete_teams(&ids, by).await?;
@@ -538,6 +538,11 @@ impl Ledger {
             .store()
             .update_team_with(&req.team_id, |t| {
                 if add {
+                    // An empty list means every model: LiteLLM keeps that meaning by
+                    // writing its `all-proxy-models` first.
+                    if t.models.is_empty() && !req.models.is_empty() {
+                        t.models.push("all-proxy-models".to_owned());
+                    }
                     for m in &req.models {
                         if !t.models.contains(m) {
                             t.models.push(m.clone());

@@ -247,7 +247,7 @@ impl Ledger {
             ));
         }
         let mut ids = req.user_ids.clone();
-        ids.dedup();
+        crate::ledger::unique_in_order(&mut ids);
         self.writer().flush().await?;
         let (tokens, teams) = self.store().delete_users(&ids, by).await?;
         self.forget_and_announce(&tokens);

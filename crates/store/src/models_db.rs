@@ -46,6 +46,12 @@ where
     })
 }
 
+/// The team a stored deployment belongs to (`model_info.team_id`), if any.
+pub(crate) fn team_of_model(model_info: &str) -> Option<String> {
+    let info: serde_json::Value = serde_json::from_str(model_info).ok()?;
+    info.get("team_id")?.as_str().map(str::to_owned)
+}
+
 impl Store {
     /// Adds `row`; a 400 naming `model_info.id` when that id is taken.
     pub async fn insert_model(&self, row: &ProxyModelRow) -> Result<(), StoreError> {

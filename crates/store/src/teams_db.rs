@@ -303,6 +303,20 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            // The teams' own deployments (`/model/new` with `model_info.team_id`) go with
+            // them, as in LiteLLM: nothing could call them any more.
+            let models: Vec<(String, String)> =
+                sqlx::query_as("SELECT model_id, model_info FROM idlehands_proxy_models")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for (model_id, info) in models {
+                if crate::models_db::team_of_model(&info).is_some_and(|t| team_ids.contains(&t)) {
+                    sqlx::query("DELETE FROM idlehands_proxy_models WHERE model_id = $1")
+                        .bind(&model_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
             tx.commit().await?;
             tokens
         });

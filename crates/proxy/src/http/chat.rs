@@ -170,7 +170,11 @@ pub(crate) async fn route<'b>(
     // model is looked up, so a key limited to some models gets a 403 for any other name, as
     // in LiteLLM, whether or not the proxy serves it.
     let dispatched = principal.alias_target(&model).map(str::to_owned);
-    let group = rt.router.group(dispatched.as_deref().unwrap_or(&model));
+    let group = rt.router.group_for(
+        dispatched.as_deref().unwrap_or(&model),
+        principal.team_id(),
+        principal.is_master(),
+    );
     principal
         .check_model(&model, dispatched.as_deref(), group.as_deref(), &rt.router)
         .map_err(early)?;

@@ -29,6 +29,8 @@ pub(crate) const ADMIN_USER: &str = "default_user_id";
 pub(crate) struct Mgmt {
     pub app: Arc<App>,
     pub ledger: Ledger,
+    /// Stored deployments (`store_model_in_db`): a team's go with the team.
+    pub models: Option<Arc<crate::ledger::ModelSync>>,
 }
 
 pub(crate) type Shared = State<Arc<Mgmt>>;
@@ -147,6 +149,25 @@ async fn no_escalation(
         }
     }
     Ok(())
+}
+
+/// LiteLLM lets only a proxy admin create a key for a team id that names no team (such a key
+/// is then refused on every call, see `AccessError::TeamNotFound`).
+async fn team_must_exist(m: &Mgmt, team_id: &str) -> Result<(), ProxyError> {
+    let exists = m
+        .ledger
+        .team_exists(team_id)
+        .await
+        .map_err(|e| store_error(&e))?;
+    if exists {
+        return Ok(());
+    }
+    Err(store_error(&idlehands_store::StoreError::bad_request(
+        format!(
+            "Team not found for team_id={team_id}. Non-admin users cannot create keys for non-existent teams."
+        ),
+        "team_id",
+    )))
 }
 
 /// A JSON body through the store's parser (400s name the field); an empty body is `{}`.
@@ -322,6 +343,9 @@ async fn generate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respons
     match &role {
         Role::Admin(_) => {}
         Role::Internal(u) => {
+            if let Some(team_id) = &req.team_id {
+                tri!(team_must_exist(&m, team_id).await);
+            }
             tri!(no_escalation(&m, Some(u), req.user_id.as_deref(), req.team_id.as_deref()).await);
             req.user_id = Some(u.clone());
         }
@@ -420,6 +444,27 @@ async fn update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response 
     };
     let role =
         tri!(key_changer(&m, &headers, "/key/update", &[req.key.as_deref()], &[alias]).await);
+    // LiteLLM looks the new team up first, for every caller: a 404 when it is not there.
+    if let Some(team_id) = set(&req.team_id)
+        && !tri!(
+            m.ledger
+                .team_exists(team_id)
+                .await
+                .map_err(|e| store_error(&e))
+        )
+    {
+        let missing = idlehands_store::AccessError::TeamNotFound {
+            team_id: team_id.to_string(),
+        };
+        return ProxyError::Custom {
+            status: 404,
+            kind: "not_found_error".to_string(),
+            message: missing.to_string(),
+            param: Some("team_id".to_string()),
+            headers: Vec::new(),
+        }
+        .into_response();
+    }
     tri!(no_escalation(&m, role.own_user(), set(&req.user_id), set(&req.team_id)).await);
     warn_unserved_models(&m, "/key/update", req.models.as_deref());
     let ignored = ignored_key_fields("/key/update", &bytes);

@@ -166,6 +166,7 @@ pub(crate) fn management_routes(
     let state = Arc::new(keys::Mgmt {
         app: app.clone(),
         ledger,
+        models: models.clone(),
     });
     let model_admin = Arc::new(model_admin::ModelAdmin {
         app: app.clone(),

@@ -176,6 +176,17 @@ async fn add(s: &ModelAdmin, headers: &HeaderMap, body: &[u8]) -> Result<Value, 
         }
     };
     info.insert("id".to_string(), Value::String(id.clone()));
+    // A team's deployment, as LiteLLM stores it: a unique internal name, the given one kept as
+    // the team's public name, which joins the team's models.
+    let team = team_field(&info)?;
+    let name = match &team {
+        Some(team) => {
+            team_must_exist(s, team).await?;
+            info.insert("team_public_model_name".to_string(), Value::String(name));
+            internal_name(team)
+        }
+        None => name,
+    };
     let params = Value::Object(params);
     let info = Value::Object(info);
     check(&id, &name, &params, &info)?;
@@ -200,8 +211,69 @@ async fn add(s: &ModelAdmin, headers: &HeaderMap, body: &[u8]) -> Result<Value, 
         .insert_model(&row)
         .await
         .map_err(|e| store_error(&e))?;
+    if let Some(team) = &team {
+        join_team_models(s, team, &info, row.created_by.as_deref()).await?;
+    }
     announce(sync).await;
     Ok(row_json(&row, &params))
+}
+
+/// `model_info.team_id`, when set.
+fn team_field(info: &Map<String, Value>) -> Result<Option<String>, ProxyError> {
+    match info.get("team_id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(t)) if !t.trim().is_empty() => Ok(Some(t.clone())),
+        Some(_) => Err(bad(
+            "model_info.team_id: must be a non-empty string".to_string(),
+            Some("model_info.team_id"),
+        )),
+    }
+}
+
+/// LiteLLM's internal name of a team deployment: unique, so that no other key reaches it by
+/// name.
+fn internal_name(team: &str) -> String {
+    format!("model_name_{team}_{}", uuid::Uuid::new_v4())
+}
+
+async fn team_must_exist(s: &ModelAdmin, team: &str) -> Result<(), ProxyError> {
+    let exists = s
+        .mgmt
+        .ledger
+        .team_exists(team)
+        .await
+        .map_err(|e| store_error(&e))?;
+    if exists {
+        Ok(())
+    } else {
+        Err(bad(
+            format!("Team id={team} does not exist in db"),
+            Some("model_info.team_id"),
+        ))
+    }
+}
+
+/// Adds the deployment's public name to its team's models (LiteLLM's `team_model_add`), so
+/// the team's keys may call it.
+async fn join_team_models(
+    s: &ModelAdmin,
+    team: &str,
+    info: &Value,
+    by: Option<&str>,
+) -> Result<(), ProxyError> {
+    let Some(public) = info.get("team_public_model_name").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let req = idlehands_store::teams::TeamModelsRequest {
+        team_id: team.to_string(),
+        models: vec![public.to_string()],
+    };
+    s.mgmt
+        .ledger
+        .team_models(req, true, by)
+        .await
+        .map_err(|e| store_error(&e))?;
+    Ok(())
 }
 
 async fn update_model(State(s): Shared, headers: HeaderMap, body: Bytes) -> Response {
@@ -255,8 +327,12 @@ async fn update(
     let new_name = string_field(body, "model_name")?;
     let new_params = object_field(body, "litellm_params")?.unwrap_or_default();
     let new_info = object_field(body, "model_info")?.unwrap_or_default();
+    if let Some(team) = team_field(&new_info)? {
+        team_must_exist(s, &team).await?;
+    }
     let cipher = sync.cipher.clone();
     let mut plain_after = Value::Null;
+    let mut info_after = Value::Null;
     let written = sync
         .store
         .update_model(id, Some(&who), |cur| {
@@ -273,13 +349,45 @@ async fn update(
                 }
             }
             let mut info: Value = serde_json::from_str(&cur.model_info).unwrap_or(json!({}));
+            let before = info
+                .get("team_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             if let Value::Object(i) = &mut info {
                 for (k, v) in &new_info {
                     i.insert(k.clone(), v.clone());
                 }
                 i.insert("id".to_string(), Value::String(cur.model_id.clone()));
             }
-            let name = new_name.clone().unwrap_or_else(|| cur.model_name.clone());
+            let name = match info
+                .get("team_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+            {
+                // A team's deployment keeps an internal name; a new name given is its public
+                // name. Moved to another team, it gets a new internal name (as in LiteLLM).
+                Some(team) => {
+                    let internal = format!("model_name_{team}_");
+                    let public = new_name
+                        .clone()
+                        .filter(|n| !n.starts_with(&internal))
+                        .or_else(|| {
+                            info.get("team_public_model_name")
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                        })
+                        .unwrap_or_else(|| cur.model_name.clone());
+                    if let Value::Object(i) = &mut info {
+                        i.insert("team_public_model_name".to_string(), Value::String(public));
+                    }
+                    if before.as_deref() == Some(team.as_str()) {
+                        cur.model_name.clone()
+                    } else {
+                        internal_name(&team)
+                    }
+                }
+                None => new_name.clone().unwrap_or_else(|| cur.model_name.clone()),
+            };
             ApiModel::from_parts(
                 &cur.model_id,
                 &name,
@@ -298,6 +406,7 @@ async fn update(
                 ..cur.clone()
             };
             plain_after = params;
+            info_after = info;
             Ok(next)
         })
         .await
@@ -315,6 +424,9 @@ async fn update(
             Some("model_info.id"),
         ));
     };
+    if let Some(team) = info_after.get("team_id").and_then(Value::as_str) {
+        join_team_models(s, team, &info_after, Some(&who)).await?;
+    }
     announce(sync).await;
     Ok(row_json(&row, &plain_after))
 }

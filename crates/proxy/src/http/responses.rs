@@ -204,7 +204,7 @@ fn passes_through(app: &App, pre: &auth::Principal, req: &Value) -> bool {
     };
     let target = pre.alias_target(model).unwrap_or(model);
     rt.router
-        .group(target)
+        .group_for(target, pre.team_id(), pre.is_master())
         .is_some_and(|g| super::responses_native::native_group(&g))
 }
 

@@ -135,7 +135,15 @@ async fn update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response 
 async fn delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/team/delete").await);
     let req: DeleteTeamRequest = tri!(body(&bytes));
-    reply(m.ledger.delete_teams(req, by.as_deref()).await)
+    let deleted = m.ledger.delete_teams(req, by.as_deref()).await;
+    // The teams' deployments were deleted with them: every instance drops them now.
+    if deleted.is_ok()
+        && let Some(sync) = &m.models
+        && let Err(e) = sync.changed().await
+    {
+        tracing::warn!(error = %e, "deleted teams' models are dropped at the next periodic reload");
+    }
+    reply(deleted)
 }
 
 async fn block(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {

@@ -277,6 +277,10 @@ impl KeyResolver for StoreSeams {
             }
         })
     }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        Some(&self.ledger)
+    }
 }
 
 impl CallHooks for StoreSeams {

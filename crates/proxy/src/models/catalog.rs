@@ -9,9 +9,10 @@ use serde_json::{Map, Value, json};
 
 use super::ApiModel;
 use super::secrets::redact_params;
+use super::wildcards;
 use crate::config::{CostFields, LitellmParams, ModelInfo, ProxyConfig};
 use crate::pricing::{ModelPrice, PriceTable, Rate};
-use crate::router::{Deployment, Router, deployment_id, provider_of, upstream_model};
+use crate::router::{Deployment, Router, deployment_id, provider_of, team_scope, upstream_model};
 
 /// One deployment as listed.
 #[derive(Debug, Clone)]
@@ -34,6 +35,13 @@ pub struct CatalogEntry {
     pub mode: Option<String>,
     /// `model_name` has a `*`.
     pub wildcard: bool,
+    /// The team it belongs to and the name the team calls it by ([`team_scope`]).
+    pub team: Option<(String, String)>,
+    /// A wildcard's known models as `/model/info` lists them, each priced as that model
+    /// (see `wildcards`); empty for other deployments.
+    pub info_expansion: Vec<CatalogEntry>,
+    /// The same as `/v1/models` and `/model_group/info` list them.
+    pub listed_expansion: Vec<CatalogEntry>,
 }
 
 /// Every deployment, in model-list order, plus the stored ones as loaded.
@@ -101,7 +109,7 @@ impl Catalog {
                     (provider, upstream, price, mode)
                 }
             };
-            entries.push(CatalogEntry {
+            let mut e = CatalogEntry {
                 id,
                 model_name: entry.model_name.clone(),
                 params,
@@ -115,7 +123,26 @@ impl Catalog {
                 tpm: p.tpm,
                 mode,
                 wildcard,
-            });
+                team: team_scope(entry).map(|(t, n)| (t.to_string(), n.to_string())),
+                info_expansion: Vec::new(),
+                listed_expansion: Vec::new(),
+            };
+            if wildcard {
+                let expand = |pattern: &str| -> Vec<CatalogEntry> {
+                    wildcards::known_models(pattern, &p.model, prices)
+                        .iter()
+                        .map(|name| e.expanded(name, prices))
+                        .collect()
+                };
+                let listed = expand(&entry.model_name);
+                let info = match wildcards::info_pattern(&entry.model_name, &p.model) {
+                    Some(pattern) if pattern != entry.model_name => expand(pattern),
+                    _ => listed.clone(),
+                };
+                e.listed_expansion = listed;
+                e.info_expansion = info;
+            }
+            entries.push(e);
         }
         Catalog {
             entries,
@@ -163,6 +190,62 @@ pub(crate) const SHOWN_SUPPORTS: [&str; 16] = [
 ];
 
 impl CatalogEntry {
+    /// This wildcard deployment as the model `name` it serves: the pattern's `*` filled in
+    /// from `name`, priced as that model.
+    fn expanded(&self, name: &str, prices: &PriceTable) -> CatalogEntry {
+        let pattern = self
+            .params
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let concrete = match self.model_name.split_once('*') {
+            Some((head, tail)) => name
+                .strip_prefix(head)
+                .and_then(|rest| rest.strip_suffix(tail))
+                .map_or_else(
+                    || name.to_string(),
+                    |captured| pattern.replace('*', captured),
+                ),
+            None => name.to_string(),
+        };
+        let (provider, upstream) = match concrete.split_once('/') {
+            Some((lead, rest)) if crate::router::is_known_provider(lead) => {
+                (lead.to_string(), rest.to_string())
+            }
+            _ => (self.provider.clone(), concrete.clone()),
+        };
+        let price = prices
+            .model_info(&upstream, Some(&provider))
+            .map(|p| (*p).clone());
+        let mut params = self.params.clone();
+        if let Value::Object(m) = &mut params {
+            m.insert("model".into(), Value::String(name.to_string()));
+        }
+        CatalogEntry {
+            model_name: name.to_string(),
+            params,
+            mode: price.as_ref().and_then(|p| p.mode.clone()),
+            provider,
+            upstream_model: upstream,
+            price,
+            wildcard: false,
+            info_expansion: Vec::new(),
+            listed_expansion: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// The name a listing shows: a team's deployment by its public name, as LiteLLM's
+    /// `_translate_model_name_for_response` shows it.
+    pub fn shown_name(&self) -> &str {
+        match &self.team {
+            Some((team, public)) if self.model_name.starts_with(&format!("model_name_{team}_")) => {
+                public
+            }
+            _ => &self.model_name,
+        }
+    }
+
     /// LiteLLM's `/model/info` row: `model_info` enriched with what the price map knows,
     /// fields the config set winning.
     pub fn to_json(&self) -> Value {
@@ -220,7 +303,7 @@ impl CatalogEntry {
             }
         }
         json!({
-            "model_name": self.model_name,
+            "model_name": self.shown_name(),
             "litellm_params": self.params,
             "model_info": Value::Object(info),
         })

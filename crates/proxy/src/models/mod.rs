@@ -5,6 +5,8 @@
 
 mod catalog;
 pub mod secrets;
+pub mod team_access;
+pub mod wildcards;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};

@@ -70,7 +70,6 @@ impl Index {
         self.rows.get(key).and_then(|rest| parse_row(rest))
     }
 
-    #[cfg(test)]
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.rows.keys().copied()
     }

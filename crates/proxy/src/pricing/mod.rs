@@ -345,6 +345,41 @@ impl PriceTable {
         None
     }
 
+    /// The models the price map files under `provider`, sorted: what LiteLLM's
+    /// `models_by_provider` lists for a wildcard route (`openai/*`). OpenAI's are its chat
+    /// entries without fine-tunes (`ft:`) and its text-completion entries; Vertex's and
+    /// Cohere's span their several provider labels.
+    pub fn names_of_provider(&self, provider: &str) -> Vec<String> {
+        let belongs = |name: &str, label: &str| match provider {
+            "openai" => {
+                (label == "openai" && !name.starts_with("ft:")) || label == "text-completion-openai"
+            }
+            "vertex_ai" => label.starts_with("vertex_ai"),
+            "cohere" => label == "cohere" || label == "cohere_chat",
+            p => label == p,
+        };
+        let mut names: Vec<String> = Vec::new();
+        let mut consider = |name: &str, price: Option<&ModelPrice>| {
+            if let Some(label) = price.and_then(|p| p.provider.as_deref())
+                && belongs(name, label)
+            {
+                names.push(name.to_string());
+            }
+        };
+        for (name, price) in &self.added.by_name {
+            consider(name, Some(price));
+        }
+        if self.builtin {
+            for name in builtin::INDEX.names() {
+                if !self.added.by_name.contains_key(name) {
+                    consider(name, builtin::INDEX.price(name).as_ref());
+                }
+            }
+        }
+        names.sort_unstable();
+        names
+    }
+
     /// LiteLLM's key lookup: the exact name, else the name ignoring ASCII case.
     fn get_any_case(&self, name: &str) -> Option<Arc<ModelPrice>> {
         if let Some(p) = self.get(name) {
