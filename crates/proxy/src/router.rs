@@ -12,6 +12,7 @@ use http::HeaderValue;
 use parking_lot::RwLock;
 use rand::Rng;
 
+use idlehands_clock::Clock;
 use idlehands_routing::{DeploymentSpec, RouterSettings};
 
 use crate::config::{LitellmParams, ModelEntry, ProxyConfig, Secret};
@@ -318,6 +319,7 @@ impl RoutingTable {
         mut deployments: Vec<Deployment>,
         settings: RouterSettings,
         redis: Option<redis::Client>,
+        clock: &Arc<dyn Clock>,
     ) -> RoutingTable {
         for (i, d) in deployments.iter_mut().enumerate() {
             d.slot = i;
@@ -325,17 +327,13 @@ impl RoutingTable {
         let specs: Vec<DeploymentSpec> = deployments.iter().map(|d| d.spec.clone()).collect();
         let shared = redis.and_then(|client| {
             let ids = specs.iter().map(|s| s.id.clone()).collect();
-            crate::router_redis::RedisRouterState::start(client, ids)
+            crate::router_redis::RedisRouterState::start(client, ids, clock.clone())
         });
-        let router = match shared {
-            Some(state) => idlehands_routing::Router::with_state(
-                specs,
-                settings,
-                Arc::new(state),
-                Arc::new(idlehands_routing::SystemClock),
-            ),
-            None => idlehands_routing::Router::new(specs, settings),
+        let state: Arc<dyn idlehands_routing::RouterState> = match shared {
+            Some(state) => Arc::new(state),
+            None => Arc::new(idlehands_routing::InMemoryState::new(specs.len())),
         };
+        let router = idlehands_routing::Router::with_state(specs, settings, state, clock.clone());
         RoutingTable {
             router,
             deployments: deployments.into_iter().map(Arc::new).collect(),
@@ -428,6 +426,18 @@ pub struct Router {
     /// Every exact deployment, registered with the routing crate.
     table: Option<Arc<RoutingTable>>,
     settings: RouterSettings,
+    /// What cooldowns and per-minute limits are judged by, wildcard groups' included.
+    clock: TableClock,
+}
+
+/// The system's clock unless the gateway was given another (tests move a manual one).
+#[derive(Clone)]
+struct TableClock(Arc<dyn Clock>);
+
+impl Default for TableClock {
+    fn default() -> Self {
+        TableClock(Arc::new(idlehands_clock::SystemClock))
+    }
 }
 
 impl std::fmt::Debug for Router {
@@ -460,9 +470,10 @@ fn group_of(name: &str, deployments: Vec<Arc<Deployment>>, table: Arc<RoutingTab
 }
 
 impl Router {
-    pub fn build(cfg: &ProxyConfig, prices: &PriceTable) -> Self {
+    pub fn build(cfg: &ProxyConfig, prices: &PriceTable, clock: Arc<dyn Clock>) -> Self {
         let mut r = Router {
             settings: cfg.routing.clone(),
+            clock: TableClock(clock),
             ..Router::default()
         };
         let mut grouped: Vec<(String, Vec<usize>)> = Vec::new();
@@ -492,7 +503,12 @@ impl Router {
                 .map_err(|e| tracing::warn!(error = %e, "router_settings: unusable Redis URL; router state stays local"))
                 .ok()
         });
-        let table = Arc::new(RoutingTable::new(all, r.settings.clone(), redis));
+        let table = Arc::new(RoutingTable::new(
+            all,
+            r.settings.clone(),
+            redis,
+            &r.clock.0,
+        ));
         r.groups = grouped
             .into_iter()
             .map(|(name, slots)| {
@@ -560,7 +576,12 @@ impl Router {
         if deployments.is_empty() {
             return None;
         }
-        let table = Arc::new(RoutingTable::new(deployments, self.settings.clone(), None));
+        let table = Arc::new(RoutingTable::new(
+            deployments,
+            self.settings.clone(),
+            None,
+            &self.clock.0,
+        ));
         let ds = table.deployments.to_vec();
         let g = Arc::new(group_of(name, ds, table));
         let mut cache = self.expanded.write();

@@ -461,6 +461,7 @@ impl StoreHandle {
         let responses = Arc::new(DbResponses(self.ledger.store().clone()));
         let initial = std::mem::take(&mut *self.initial_models.lock());
         let builder = builder
+            .clock(self.ledger.clock())
             .api_models(initial)
             .responses(responses)
             .key_resolver(self.seams.clone())
