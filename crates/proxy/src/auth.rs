@@ -428,7 +428,11 @@ general_settings: {master_key: sk-unit-master-1}
             &|_| None,
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        Router::build(&cfg, &crate::pricing::PriceTable::builtin())
+        Router::build(
+            &cfg,
+            &crate::pricing::PriceTable::builtin(),
+            Arc::new(idlehands_clock::SystemClock),
+        )
     }
 
     fn key(models: &[&str], aliases: &[(&str, &str)]) -> Principal {

@@ -71,6 +71,7 @@ pub struct GatewayBuilder {
     spend_probe: Option<SpendProbe>,
     redis_probe: Option<RedisProbe>,
     api_models: Vec<crate::models::ApiModel>,
+    clock: Arc<dyn idlehands_clock::Clock>,
 }
 
 impl Gateway {
@@ -87,6 +88,7 @@ impl Gateway {
             spend_probe: None,
             redis_probe: None,
             api_models: Vec::new(),
+            clock: Arc::new(idlehands_clock::SystemClock),
         }
     }
 
@@ -113,6 +115,17 @@ impl Gateway {
     /// The Prometheus metrics (`/metrics`), e.g. to attach the router's deployment state.
     pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
         self.app.metrics.clone()
+    }
+
+    /// Each configured deployment's routing state as the router sees it now (cooldown, this
+    /// minute's usage): what `/metrics` reads, for tests that wait on a fleet's router to
+    /// catch up.
+    pub fn routing_snapshot(&self) -> Vec<idlehands_routing::DeploymentSnapshot> {
+        let rt = self.app.runtime.load();
+        rt.router
+            .routing()
+            .map(|r| r.snapshot())
+            .unwrap_or_default()
     }
 
     /// Model group names, in config order.
@@ -182,6 +195,14 @@ impl GatewayBuilder {
     /// Deployments kept in the store (`store_model_in_db`), served after the config's.
     pub fn api_models(mut self, models: Vec<crate::models::ApiModel>) -> Self {
         self.api_models = models;
+        self
+    }
+
+    /// SEAM: the clock router cooldowns and per-minute rpm/tpm limits are judged by (the
+    /// system's by default). [`crate::ledger::StoreHandle::install`] gives the store's, so
+    /// that one clock decides for keys, budgets and routing alike.
+    pub fn clock(mut self, clock: Arc<dyn idlehands_clock::Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -263,6 +284,7 @@ impl GatewayBuilder {
             config: cfg.clone(),
             prices,
             apply: parking_lot::Mutex::new(()),
+            clock: self.clock,
         };
         let (router, catalog) = models.build(self.api_models);
         let runtime = Runtime {
@@ -411,6 +433,7 @@ impl StoreHandle {
     pub fn install(&self, builder: GatewayBuilder) -> GatewayBuilder {
         let parts = self.gateway_parts();
         let builder = builder
+            .clock(parts.clock)
             .api_models(parts.api_models)
             .responses(parts.responses)
             .key_resolver(parts.seams.clone())

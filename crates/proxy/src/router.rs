@@ -10,6 +10,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use rand::Rng;
 
+use idlehands_clock::Clock;
 use idlehands_routing::{DeploymentSpec, RouterSettings};
 
 use crate::config::{ModelEntry, ProxyConfig};
@@ -43,6 +44,7 @@ impl RoutingTable {
         mut deployments: Vec<Deployment>,
         settings: RouterSettings,
         redis: Option<redis::Client>,
+        clock: &Arc<dyn Clock>,
     ) -> RoutingTable {
         for (i, d) in deployments.iter_mut().enumerate() {
             d.slot = i;
@@ -50,17 +52,13 @@ impl RoutingTable {
         let specs: Vec<DeploymentSpec> = deployments.iter().map(|d| d.spec.clone()).collect();
         let shared = redis.and_then(|client| {
             let ids = specs.iter().map(|s| s.id.clone()).collect();
-            crate::router_redis::RedisRouterState::start(client, ids)
+            crate::router_redis::RedisRouterState::start(client, ids, clock.clone())
         });
-        let router = match shared {
-            Some(state) => idlehands_routing::Router::with_state(
-                specs,
-                settings,
-                Arc::new(state),
-                Arc::new(idlehands_routing::SystemClock),
-            ),
-            None => idlehands_routing::Router::new(specs, settings),
+        let state: Arc<dyn idlehands_routing::RouterState> = match shared {
+            Some(state) => Arc::new(state),
+            None => Arc::new(idlehands_routing::InMemoryState::new(specs.len())),
         };
+        let router = idlehands_routing::Router::with_state(specs, settings, state, clock.clone());
         RoutingTable {
             router,
             deployments: deployments.into_iter().map(Arc::new).collect(),
@@ -158,6 +156,8 @@ pub struct Router {
     team_groups: HashMap<(String, String), Arc<ModelGroup>>,
     /// The same deployments by public name across every team (the proxy admin's view).
     team_public: HashMap<String, Arc<ModelGroup>>,
+    /// What cooldowns and per-minute limits are judged by, wildcard groups' included.
+    clock: TableClock,
 }
 
 /// A deployment that belongs to one team: `model_info.team_id` with the
@@ -168,6 +168,16 @@ pub fn team_scope(entry: &ModelEntry) -> Option<(&str, &str)> {
     let team = extra.get("team_id")?.as_str()?;
     let public = extra.get("team_public_model_name")?.as_str()?;
     Some((team, public))
+}
+
+/// The system's clock unless the gateway was given another (tests move a manual one).
+#[derive(Clone)]
+struct TableClock(Arc<dyn Clock>);
+
+impl Default for TableClock {
+    fn default() -> Self {
+        TableClock(Arc::new(idlehands_clock::SystemClock))
+    }
 }
 
 impl std::fmt::Debug for Router {
@@ -200,9 +210,10 @@ fn group_of(name: &str, deployments: Vec<Arc<Deployment>>, table: Arc<RoutingTab
 }
 
 impl Router {
-    pub fn build(cfg: &ProxyConfig, prices: &PriceTable) -> Self {
+    pub fn build(cfg: &ProxyConfig, prices: &PriceTable, clock: Arc<dyn Clock>) -> Self {
         let mut r = Router {
             settings: cfg.routing.clone(),
+            clock: TableClock(clock),
             ..Router::default()
         };
         let mut grouped: Vec<(String, Vec<usize>)> = Vec::new();
@@ -252,7 +263,12 @@ impl Router {
                 .map_err(|e| tracing::warn!(error = %e, "router_settings: unusable Redis URL; router state stays local"))
                 .ok()
         });
-        let table = Arc::new(RoutingTable::new(all, r.settings.clone(), redis));
+        let table = Arc::new(RoutingTable::new(
+            all,
+            r.settings.clone(),
+            redis,
+            &r.clock.0,
+        ));
         r.groups = grouped
             .into_iter()
             .map(|(name, slots)| {
@@ -270,12 +286,12 @@ impl Router {
                 Some((_, all)) => all.extend(ds.iter().cloned()),
                 None => across.push((public.clone(), ds.clone())),
             }
-            let table = Arc::new(RoutingTable::new(ds, r.settings.clone(), None));
+            let table = Arc::new(RoutingTable::new(ds, r.settings.clone(), None, &r.clock.0));
             let g = group_of(&public, table.deployments.to_vec(), table);
             r.team_groups.insert((team, public), Arc::new(g));
         }
         for (public, ds) in across {
-            let table = Arc::new(RoutingTable::new(ds, r.settings.clone(), None));
+            let table = Arc::new(RoutingTable::new(ds, r.settings.clone(), None, &r.clock.0));
             let g = group_of(&public, table.deployments.to_vec(), table);
             r.team_public.insert(public, Arc::new(g));
         }
@@ -335,7 +351,12 @@ impl Router {
         if deployments.is_empty() {
             return None;
         }
-        let table = Arc::new(RoutingTable::new(deployments, self.settings.clone(), None));
+        let table = Arc::new(RoutingTable::new(
+            deployments,
+            self.settings.clone(),
+            None,
+            &self.clock.0,
+        ));
         let ds = table.deployments.to_vec();
         let g = Arc::new(group_of(name, ds, table));
         let mut cache = self.expanded.write();

@@ -10,8 +10,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use idlehands_clock::Clock;
 use idlehands_routing::{DeploymentKey, InMemoryState, MinuteOutcomes, RouterState};
 
 /// How often this instance exchanges state with Redis.
@@ -92,6 +93,8 @@ struct Slot {
 struct Shared {
     ids: Box<[String]>,
     slots: Box<[Slot]>,
+    /// The router's clock: the minute published to is the minute the router counts in.
+    clock: Arc<dyn Clock>,
 }
 
 /// A [`RouterState`] whose cooldowns and usage are shared through Redis.
@@ -107,21 +110,19 @@ impl Drop for RedisRouterState {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 impl RedisRouterState {
     /// State for deployments with these ids (in router slot order). Connects in the background,
     /// so it must be called inside a Tokio runtime; `None` outside one.
-    pub fn start(client: redis::Client, ids: Vec<String>) -> Option<RedisRouterState> {
+    pub fn start(
+        client: redis::Client,
+        ids: Vec<String>,
+        clock: Arc<dyn Clock>,
+    ) -> Option<RedisRouterState> {
         let rt = tokio::runtime::Handle::try_current().ok()?;
         let shared = Arc::new(Shared {
             slots: ids.iter().map(|_| Slot::default()).collect(),
             ids: ids.into_boxed_slice(),
+            clock,
         });
         let sync = rt.spawn(sync_loop(client, shared.clone()));
         Some(RedisRouterState {
@@ -236,7 +237,7 @@ async fn sync_once(
     conn: &mut redis::aio::ConnectionManager,
     shared: &Shared,
 ) -> redis::RedisResult<()> {
-    let now = now_ms();
+    let now = shared.clock.now_ms();
     let minute = now / 60_000;
     let mut pipe = redis::pipe();
     let mut sent = Vec::new();

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use store_support::{
-    Backend, MASTER, Place, chat, client, error_of, generate, get, post, send, spend_rows, start,
+    Backend, MASTER, Place, chat, client, clock_at_minute_start, error_of, generate, get, post,
+    send, spend_rows, start, start_at,
 };
 
 fn bounded_chat() -> Value {
@@ -79,29 +80,24 @@ async fn concurrent_requests_overspend_at_most_one_call(b: Backend) {
 
 async fn budget_window_resets(b: Backend) {
     let place = Place::new(b);
-    let p = start(&place, "").await;
+    // Keys made on the minute: the 2 s windows start then.
+    let clock = clock_at_minute_start();
+    let p = start_at(&place, "", &clock).await;
     // Less than one call: the first passes (spend 0 < budget), the next is refused.
     let (key, _) = generate(&p, json!({"max_budget": 0.00001, "budget_duration": "2s"})).await;
     let first = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
     assert_eq!(first.status, 200, "{}", first.body);
-    let mut refused_once = false;
-    let mut reopened = false;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while tokio::time::Instant::now() < deadline {
-        let a = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
-        match a.status.as_u16() {
-            422 => refused_once = true,
-            200 if refused_once => {
-                reopened = true;
-                break;
-            }
-            200 => {}
-            s => panic!("unexpected {s}: {}", a.body),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(refused_once, "the spent budget refused a call");
-    assert!(reopened, "a new 2s window admitted calls again");
+    let refused = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(error_of(&refused).0, "budget_exceeded");
+    // Within the window the budget stays spent...
+    clock.advance(Duration::from_millis(1900));
+    let still = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
+    assert_eq!(still.status, 422, "{}", still.body);
+    // ...and a new window admits calls again.
+    clock.advance(Duration::from_millis(100));
+    let reopened = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
+    assert_eq!(reopened.status, 200, "a new 2s window: {}", reopened.body);
     p.stop().await;
     place.cleanup().await;
 }

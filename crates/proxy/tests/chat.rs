@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{KEY, chat_body, client, post_json, start, two_models};
+use common::{KEY, chat_body, client, eventually, post_json, start, two_models};
 use idlehands_proxy::CallStatus;
-use idlehands_testkit::{FakeOpenAi, Fault, Reply};
+use idlehands_testkit::{FakeOpenAi, Fault, Gate, Reply};
 use serde_json::{Value, json};
 
 /// The `data` of each event (comments, such as the cost line before `[DONE]`, left out).
@@ -596,14 +596,15 @@ async fn a_deployment_organization_is_sent_as_openai_organization() {
 #[tokio::test]
 async fn global_max_parallel_requests_refuses_the_call_over_the_limit_until_one_ends() {
     let up = FakeOpenAi::start().await;
-    let slow = std::time::Duration::from_millis(600);
-    // A stream whose chunks trickle in, then a call whose answer is slow.
+    // A stream whose chunks trickle in (paced on purpose: it must still be running when the
+    // third call comes), then a call held until the test lets it answer.
     up.push(
         Reply::text("one two three four five six")
             .with_chunk_chars(4)
             .with_chunk_delay(std::time::Duration::from_millis(100)),
     );
-    up.push(Reply::text("second").with_delay(slow));
+    let held = Gate::new();
+    up.push(Reply::text("second").held_by(&held));
     let yaml = format!(
         "{}  global_max_parallel_requests: 2\n",
         two_models(&up.base_url())
@@ -620,8 +621,8 @@ async fn global_max_parallel_requests_refuses_the_call_over_the_limit_until_one_
     let streamed = post_json(&gw, "/v1/chat/completions", &chat_body("gpt-4o", true)).await;
     assert_eq!(streamed.status(), 200);
     let slow_call = tokio::spawn(call("gpt-4o", false));
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    // ...as does the slow call, so a third is refused at once, even for a mock deployment.
+    eventually("the held call reached the upstream", || up.served() == 2).await;
+    // ...as does the held call, so a third is refused at once, even for a mock deployment.
     let refused = post_json(&gw, "/v1/chat/completions", &chat_body("mocky", false)).await;
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["retry-after"], "1");
@@ -633,6 +634,7 @@ async fn global_max_parallel_requests_refuses_the_call_over_the_limit_until_one_
         message.contains("global_max_parallel_requests") && message.contains("Current limit: 2"),
         "{message}"
     );
+    held.open();
     let text = streamed.text().await.unwrap();
     assert!(text.contains("[DONE]"), "{text}");
     assert_eq!(slow_call.await.unwrap().unwrap().status(), 200);

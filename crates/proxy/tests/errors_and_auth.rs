@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{KEY, chat_body, client, start, two_models};
+use common::{KEY, chat_body, client, eventually, eventually_async, start, two_models};
 use serde_json::{Value, json};
 
 async fn error_of(resp: reqwest::Response) -> (u16, Value) {
@@ -234,10 +234,11 @@ fn good_and_bad(up: &str, more_models: &str, general: &str) -> String {
 #[tokio::test]
 async fn background_health_checks_answer_health_from_the_latest_run() {
     let up = idlehands_testkit::FakeOpenAi::start().await;
+    // An hour between runs: after the first one, only /health itself could reach the upstream.
     let cfg = good_and_bad(
         &up.base_url(),
         "",
-        "  background_health_checks: true\n  health_check_interval: 0.5\n",
+        "  background_health_checks: true\n  health_check_interval: 3600\n",
     );
     let gw = start(&cfg).await;
     let health = |q: &'static str| {
@@ -246,16 +247,19 @@ async fn background_health_checks_answer_health_from_the_latest_run() {
             .bearer_auth(KEY)
             .send()
     };
-    // The first run starts with the gateway; wait for it to land.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while up.requests().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no background check ran"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The first run starts with the gateway. Until it lands, /health checks for itself (the
+    // good deployment costs one upstream request); once a /health costs none, it answered
+    // from that run.
+    let (up_ref, health_ref) = (&up, &health);
+    eventually_async(
+        "a /health answered from the first background run",
+        || async move {
+            let before = up_ref.requests().len();
+            assert_eq!(health_ref("").await.unwrap().status(), 200);
+            before > 0 && up_ref.requests().len() == before
+        },
+    )
+    .await;
     let before = up.requests().len();
     // Many /health calls cost the upstream nothing: they read the latest run.
     for _ in 0..5 {
@@ -270,16 +274,20 @@ async fn background_health_checks_answer_health_from_the_latest_run() {
         (h["healthy_count"].clone(), h["unhealthy_count"].clone()),
         (json!(1), json!(0))
     );
-    assert!(
-        up.requests().len() <= before + 1,
-        "/health called the upstream"
+    assert_eq!(up.requests().len(), before, "/health called the upstream");
+}
+
+#[tokio::test]
+async fn background_health_checks_run_again_on_the_interval() {
+    let up = idlehands_testkit::FakeOpenAi::start().await;
+    let cfg = good_and_bad(
+        &up.base_url(),
+        "",
+        "  background_health_checks: true\n  health_check_interval: 0.2\n",
     );
-    // And the checks keep running on the interval.
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    assert!(
-        up.requests().len() >= before + 2,
-        "the interval did not run again"
-    );
+    let _gw = start(&cfg).await;
+    // Nothing but the background runs calls the upstream here: a third request is a third run.
+    eventually("three background runs", || up.requests().len() >= 3).await;
 }
 
 #[tokio::test]

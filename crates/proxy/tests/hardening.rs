@@ -4,10 +4,7 @@
 //! connections, and failed sign-ins throttled per address.
 
 mod common;
-
-use std::time::Duration;
-
-use common::{KEY, client, start};
+use common::{KEY, client, eventually_async, start};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -278,16 +275,15 @@ async fn connections_over_limit_concurrency_are_answered_503_and_closed() {
     assert!(answer.contains("limit_concurrency"), "{answer}");
     // A place frees when a client leaves; the server notices the close on its own time.
     drop(held.pop());
-    let mut served = false;
-    for _ in 0..500 {
-        let r = client().get(gw.url("/health/liveliness")).send().await;
-        if r.is_ok_and(|r| r.status() == 200) {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(served, "no place freed after a client left");
+    let url = &gw.url("/health/liveliness");
+    eventually_async("a place freed after a client left", || async move {
+        client()
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
     gw.shutdown().await.unwrap();
 }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use store_support::{
-    Backend, MASTER, Place, chat, error_of, generate, get, post, spend_rows, start,
+    Backend, MASTER, ManualClock, Place, chat, error_of, generate, get, post, spend_rows, start,
+    start_at,
 };
 
 /// The commands from the LiteLLM guide (docs/providers/litellm.md), verbatim but for the port.
@@ -108,7 +109,8 @@ async fn seed_curls_verbatim(b: Backend) {
 
 async fn refusals_have_litellm_statuses(b: Backend) {
     let place = Place::new(b);
-    let p = start(&place, "").await;
+    let clock = std::sync::Arc::new(ManualClock::new());
+    let p = start_at(&place, "", &clock).await;
 
     let a = post(
         &p,
@@ -127,7 +129,9 @@ async fn refusals_have_litellm_statuses(b: Backend) {
     );
 
     let (expiring, _) = generate(&p, json!({"duration": "1s"})).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let a = post(&p, "/v1/chat/completions", &expiring, chat("mocky")).await;
+    assert_eq!(a.status, 200, "not expired yet: {}", a.body);
+    clock.advance(Duration::from_millis(1500));
     let a = post(&p, "/v1/chat/completions", &expiring, chat("mocky")).await;
     assert_eq!(a.status, 401, "{}", a.body);
     assert_eq!(error_of(&a).0, "expired_key");

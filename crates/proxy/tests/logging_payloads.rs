@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{KEY, client, config, start_cfg, two_models};
+use common::{KEY, client, config, eventually, start_cfg, two_models};
 use idlehands_testkit::{FakeOpenAi, Reply};
 use serde_json::{Value, json};
 
@@ -14,19 +14,20 @@ fn yaml(upstream: &str, extra: &str) -> String {
 }
 
 async fn read_lines(path: &std::path::Path, n: usize) -> Vec<Value> {
-    for _ in 0..500 {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let lines: Vec<Value> = text
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
-            if lines.len() >= n {
-                return lines;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("request log has fewer than {n} lines");
+    let lines = || -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .map(|text| {
+                text.lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    eventually(&format!("{n} lines in the request log"), || {
+        lines().len() >= n
+    })
+    .await;
+    lines()
 }
 
 #[tokio::test]

@@ -363,24 +363,8 @@ async fn scrape_after_real_calls_has_litellm_names_labels_and_buckets() {
 async fn start_with_metrics(
     cfg: idlehands_proxy::ProxyConfig,
 ) -> (common::Running, Arc<idlehands_proxy::metrics::Metrics>) {
-    let sink = idlehands_proxy::MemorySink::new();
-    let gw = idlehands_proxy::Gateway::builder(cfg)
-        .sink(sink.clone())
-        .build()
-        .unwrap();
-    let metrics = gw.metrics();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(idlehands_proxy::serve(gw, listener, async move {
-        let _ = rx.await;
-    }));
-    let running = common::Running {
-        base: format!("http://{addr}"),
-        sink,
-        stop: Some(tx),
-        task,
-    };
+    let running = common::start_cfg(cfg, |b| b).await;
+    let metrics = running.gateway.metrics();
     (running, metrics)
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{KEY, Running, chat_body, client, start};
+use common::{KEY, Running, chat_body, client, eventually, start};
 use futures_util::StreamExt;
 use idlehands_proxy::CallStatus;
 use idlehands_testkit::{FakeOpenAi, Fault, Reply};
@@ -48,17 +48,6 @@ fn with_fault(reply: Reply, fault: Fault) -> Reply {
         fault: Some(fault),
         ..reply
     }
-}
-
-async fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    // Liveness bound only.
-    for _ in 0..1500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}: not reached within 15 s");
 }
 
 #[tokio::test]
@@ -155,7 +144,7 @@ router_settings: {{allowed_fails: 0}}
     let text = resp.text().await.unwrap();
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     assert_eq!((stalled.served(), ok.served()), (1, 1));
-    wait_until("stalled upstream request closed", || {
+    eventually("stalled upstream request closed", || {
         stalled.in_flight() == 0
     })
     .await;
@@ -175,10 +164,10 @@ async fn a_client_that_disconnects_cancels_the_upstream_request() {
             .send()
             .await
     });
-    wait_until("upstream request started", || up.in_flight() == 1).await;
+    eventually("upstream request started", || up.in_flight() == 1).await;
     request.abort();
     let _ = request.await;
-    wait_until("upstream request cancelled", || up.in_flight() == 0).await;
+    eventually("upstream request cancelled", || up.in_flight() == 0).await;
     assert_eq!(up.served(), 1, "a cancelled request is not retried");
     let rec = gw.records(1).await.remove(0);
     assert_eq!(rec.status, CallStatus::Failure);
@@ -199,7 +188,7 @@ async fn a_client_that_leaves_mid_stream_cancels_the_upstream_stream() {
     assert!(first.starts_with(b"data: "));
     assert_eq!(up.in_flight(), 1);
     drop(body);
-    wait_until("upstream stream cancelled", || up.in_flight() == 0).await;
+    eventually("upstream stream cancelled", || up.in_flight() == 0).await;
     let rec = gw.records(1).await.remove(0);
     assert!(rec.error_message.unwrap().contains("disconnected"));
 }

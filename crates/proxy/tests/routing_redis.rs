@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{KEY, Running, chat_body, client, start};
+use common::{KEY, Running, chat_body, client, clock_at_minute_start, eventually, start_at};
 use idlehands_testkit::{FakeOpenAi, Reply};
 
 fn redis_url() -> String {
@@ -35,9 +33,6 @@ async fn ask(gw: &Running) -> reqwest::Response {
         .await
         .unwrap()
 }
-
-/// Longer than several sync intervals, even on a loaded machine.
-const SYNCED: Duration = Duration::from_secs(3);
 
 #[tokio::test]
 async fn redis_is_reachable() {
@@ -71,15 +66,20 @@ router_settings: {{redis_url: '{}'}}
         spare.base_url(),
         redis_url()
     );
-    let one = start(&cfg).await;
-    let two = start(&cfg).await;
+    // One clock for both, as a fleet's hosts share the time of day.
+    let clock = clock_at_minute_start();
+    let one = start_at(&cfg, &clock).await;
+    let two = start_at(&cfg, &clock).await;
     // A 429 with retry-after 30 cools the first-choice deployment on gateway one.
     hot.push(Reply::rate_limited(30));
     let resp = ask(&one).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-litellm-model-id"], spare_id.as_str());
     assert_eq!(hot.served(), 1);
-    tokio::time::sleep(SYNCED).await;
+    eventually("gateway two learns of the cooldown through Redis", || {
+        two.deployment(&hot_id).cooldown_remaining.is_some()
+    })
+    .await;
     // Gateway two never saw it fail, yet skips it.
     for _ in 0..5 {
         let resp = ask(&two).await;
@@ -104,19 +104,16 @@ router_settings: {{redis_url: '{}', num_retries: 0}}
         up.base_url(),
         redis_url()
     );
-    // Stay inside one rpm minute.
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    if secs % 60 >= 40 {
-        tokio::time::sleep(Duration::from_secs(61 - secs % 60)).await;
-    }
-    let one = start(&cfg).await;
-    let two = start(&cfg).await;
+    // One clock for both, standing still: every call falls in one rpm minute.
+    let clock = clock_at_minute_start();
+    let one = start_at(&cfg, &clock).await;
+    let two = start_at(&cfg, &clock).await;
     assert_eq!(ask(&one).await.status(), 200);
     assert_eq!(ask(&one).await.status(), 200);
-    tokio::time::sleep(SYNCED).await;
+    eventually("gateway two counts gateway one's 2 requests", || {
+        two.deployment(&id).rpm_used == 2
+    })
+    .await;
     assert_eq!(ask(&two).await.status(), 200);
     let resp = ask(&two).await;
     assert_eq!(
@@ -125,4 +122,9 @@ router_settings: {{redis_url: '{}', num_retries: 0}}
         "the fleet used its 3 requests this minute"
     );
     assert_eq!(up.served(), 3);
+    // The next minute brings the budget back, on both.
+    clock.advance(std::time::Duration::from_secs(60));
+    assert_eq!(ask(&two).await.status(), 200);
+    assert_eq!(ask(&one).await.status(), 200);
+    assert_eq!(up.served(), 5);
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{KEY, Running, chat_body, client, start};
+use common::{KEY, ManualClock, Running, chat_body, client, eventually, start, start_at};
 use idlehands_proxy::CallStatus;
 use idlehands_testkit::{FakeOpenAi, Fault, Reply};
 use serde_json::{Value, json};
@@ -135,7 +135,10 @@ async fn a_hang_past_the_timeout_is_retried_on_another_deployment() {
     assert_eq!(header(&resp, "x-litellm-attempted-retries"), Some("1"));
     assert_eq!((hung.served(), ok.served()), (1, 1));
     // The timed-out upstream request was abandoned, not left open.
-    wait_until(|| hung.in_flight() == 0).await;
+    eventually("the abandoned upstream request closed", || {
+        hung.in_flight() == 0
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -158,7 +161,10 @@ async fn a_hang_with_nowhere_else_to_go_is_a_408() {
             .starts_with("litellm.Timeout")
     );
     assert_eq!(hung.served(), 2);
-    wait_until(|| hung.in_flight() == 0).await;
+    eventually("the abandoned upstream request closed", || {
+        hung.in_flight() == 0
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -317,10 +323,14 @@ async fn failing_deployment_cools_down_after_allowed_fails_then_recovers() {
     let flaky = FakeOpenAi::start().await;
     let steady = FakeOpenAi::start().await;
     flaky.set_default(Reply::error(500, "flaky"));
-    let gw = start(&config(
-        &[("g", flaky.base_url(), ""), ("g", steady.base_url(), "")],
-        "router_settings: {allowed_fails: 1, cooldown_time: 5}\n",
-    ))
+    let clock = std::sync::Arc::new(ManualClock::new());
+    let gw = start_at(
+        &config(
+            &[("g", flaky.base_url(), ""), ("g", steady.base_url(), "")],
+            "router_settings: {allowed_fails: 1, cooldown_time: 5}\n",
+        ),
+        &clock,
+    )
     .await;
     // Failures on the flaky one are retried on the steady one: clients see no error.
     let mut sent = 0;
@@ -329,14 +339,21 @@ async fn failing_deployment_cools_down_after_allowed_fails_then_recovers() {
         sent += 1;
         assert!(sent < 200, "the flaky deployment was never picked");
     }
-    // Two failures > allowed_fails (1): cooling down, so it gets nothing for a while.
+    // Two failures > allowed_fails (1): cooling down, so it gets nothing for the cooldown.
+    assert!(gw.deployment("g-0").cooldown_remaining.is_some());
     for _ in 0..10 {
         assert_eq!(post(&gw, chat_body("g", false)).await.status(), 200);
     }
     assert_eq!(flaky.served(), 2);
     flaky.set_default(Reply::default());
-    // Past the cooldown: long enough that the ten requests above fit inside it on a slow box.
-    tokio::time::sleep(Duration::from_millis(5500)).await;
+    clock.advance(Duration::from_millis(4900));
+    for _ in 0..10 {
+        assert_eq!(post(&gw, chat_body("g", false)).await.status(), 200);
+    }
+    assert_eq!(flaky.served(), 2, "picked before its cooldown ended");
+    // Past the cooldown: picked again.
+    clock.advance(Duration::from_millis(100));
+    assert_eq!(gw.deployment("g-0").cooldown_remaining, None);
     let mut sent = 0;
     while flaky.served() == 2 {
         assert_eq!(post(&gw, chat_body("g", false)).await.status(), 200);
@@ -396,15 +413,4 @@ async fn embeddings_are_retried_too() {
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-litellm-attempted-retries"), Some("1"));
     assert_eq!(up.served(), 2);
-}
-
-async fn wait_until(cond: impl Fn() -> bool) {
-    // Liveness bound only.
-    for _ in 0..1000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not reached within 10 s");
 }

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{KEY, Running, chat_body, client, start};
-use idlehands_testkit::{FakeOpenAi, Reply};
+use common::{KEY, Running, chat_body, client, clock_at_minute_start, eventually, start, start_at};
+use idlehands_testkit::{FakeOpenAi, Gate, Reply};
 
 /// A group `g` with one deployment per fake, each line of `extra` appended to its params.
 fn group_config(ups: &[(&FakeOpenAi, &str)], router_settings: &str) -> String {
@@ -34,16 +34,10 @@ async fn ask(gw: &Running) -> reqwest::Response {
         .unwrap()
 }
 
-/// Rpm budgets are per minute: leave a minute that is about to end, so one test stays in one.
-async fn away_from_minute_end() {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let into_minute = secs % 60;
-    if into_minute >= 45 {
-        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
-    }
+/// A gateway whose router clock stands still at the start of a minute: rpm/tpm budgets are
+/// per minute, and this test's calls all fall in one, however long they take.
+async fn start_in_one_minute(yaml: &str) -> Running {
+    start_at(yaml, &clock_at_minute_start()).await
 }
 
 #[tokio::test]
@@ -73,8 +67,7 @@ async fn simple_shuffle_follows_weights() {
 async fn simple_shuffle_weighs_by_rpm_when_no_weight_is_set() {
     let big = FakeOpenAi::start().await;
     let small = FakeOpenAi::start().await;
-    away_from_minute_end().await;
-    let gw = start(&group_config(
+    let gw = start_in_one_minute(&group_config(
         &[(&big, ", rpm: 900"), (&small, ", rpm: 100")],
         "",
     ))
@@ -94,9 +87,8 @@ async fn simple_shuffle_weighs_by_rpm_when_no_weight_is_set() {
 async fn rpm_limit_moves_traffic_then_answers_429_naming_the_group() {
     let limited = FakeOpenAi::start().await;
     let other = FakeOpenAi::start().await;
-    away_from_minute_end().await;
     // Weights make the limited deployment first choice until its rpm is spent.
-    let gw = start(&group_config(
+    let gw = start_in_one_minute(&group_config(
         &[
             (&limited, ", rpm: 3, weight: 1000"),
             (&other, ", rpm: 4, weight: 0.001"),
@@ -127,9 +119,10 @@ async fn rpm_limit_moves_traffic_then_answers_429_naming_the_group() {
 async fn least_busy_spreads_concurrent_requests_evenly() {
     let a = FakeOpenAi::start().await;
     let b = FakeOpenAi::start().await;
-    // Every answer takes a while, so all eight requests are in flight together.
+    // Every answer is held until all eight requests are in flight together.
+    let gate = Gate::new();
     for up in [&a, &b] {
-        up.set_default(Reply::default().with_delay(Duration::from_secs(3)));
+        up.set_default(Reply::default().held_by(&gate));
     }
     let gw = start(&group_config(
         &[(&a, ""), (&b, "")],
@@ -150,10 +143,15 @@ async fn least_busy_spreads_concurrent_requests_evenly() {
                 .status()
         }));
     }
+    eventually("all eight requests reached an upstream", || {
+        a.served() + b.served() == 8
+    })
+    .await;
+    assert_eq!((a.served(), b.served()), (4, 4));
+    gate.open();
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    assert_eq!((a.served(), b.served()), (4, 4));
 }
 
 #[tokio::test]
@@ -180,8 +178,7 @@ async fn usage_based_routing_prefers_the_deployment_with_fewer_tokens_this_minut
     let frugal = FakeOpenAi::start().await;
     hungry.set_default(Reply::default().with_usage(5000, 5000));
     frugal.set_default(Reply::default().with_usage(10, 5));
-    away_from_minute_end().await;
-    let gw = start(&group_config(
+    let gw = start_in_one_minute(&group_config(
         &[(&hungry, ""), (&frugal, "")],
         "routing_strategy: usage-based-routing",
     ))
@@ -199,8 +196,7 @@ async fn tpm_limit_is_respected() {
     let capped = FakeOpenAi::start().await;
     let spare = FakeOpenAi::start().await;
     capped.set_default(Reply::default().with_usage(40, 20));
-    away_from_minute_end().await;
-    let gw = start(&group_config(
+    let gw = start_in_one_minute(&group_config(
         &[
             (&capped, ", tpm: 100, weight: 1000"),
             (&spare, ", weight: 0.001"),

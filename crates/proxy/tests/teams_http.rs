@@ -8,8 +8,8 @@ mod store_support;
 
 use serde_json::{Value, json};
 use store_support::{
-    Backend, MASTER, Place, Proxy, chat, client, error_of, generate, get, post, redis_url, send,
-    spend_rows, start,
+    Backend, MASTER, Place, Proxy, chat, client, clock_at_minute_start, error_of, generate, get,
+    post, redis_url, send, spend_rows, start, start_at,
 };
 
 fn bounded_chat() -> Value {
@@ -541,7 +541,9 @@ async fn spend_report_by_team_and_customer(b: Backend) {
 /// committed spend starts again from zero.
 async fn team_budget_window_resets(b: Backend) {
     let place = Place::new(b);
-    let p = start(&place, "").await;
+    // The team made on the minute: its 2 s windows start then.
+    let clock = clock_at_minute_start();
+    let p = start_at(&place, "", &clock).await;
     new_team(
         &p,
         json!({"team_id": "w", "max_budget": 0.00001, "budget_duration": "2s"}),
@@ -550,41 +552,29 @@ async fn team_budget_window_resets(b: Backend) {
     let (key, _) = generate(&p, json!({"team_id": "w"})).await;
     let first = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
     assert_eq!(first.status, 200, "{}", first.body);
-    let cost: f64 = first.headers["x-litellm-response-cost"]
+    let refused = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        error_of(&refused)
+            .1
+            .starts_with("Budget has been exceeded! Team=w "),
+        "{}",
+        refused.body
+    );
+    clock.advance(std::time::Duration::from_millis(1900));
+    let still = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
+    assert_eq!(still.status, 422, "within the window: {}", still.body);
+    clock.advance(std::time::Duration::from_millis(100));
+    let reopened = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
+    assert_eq!(reopened.status, 200, "a new window: {}", reopened.body);
+    let cost: f64 = reopened.headers["x-litellm-response-cost"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
-    let (mut refused_once, mut reopened) = (false, false);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-    while tokio::time::Instant::now() < deadline {
-        let a = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
-        match a.status.as_u16() {
-            422 => {
-                refused_once = true;
-                assert!(
-                    error_of(&a)
-                        .1
-                        .starts_with("Budget has been exceeded! Team=w ")
-                );
-            }
-            200 if refused_once => {
-                reopened = true;
-                break;
-            }
-            200 => {}
-            s => panic!("unexpected {s}: {}", a.body),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(
-        refused_once && reopened,
-        "refused {refused_once}, reopened {reopened}"
-    );
     let store = p.store.clone();
     p.stop().await;
-    // The database holds this window's spend only: the last call, or nothing if the window
-    // rolled over again since.
+    // The database holds this window's spend only: the call made in it.
     let committed = store
         .ledger
         .store()
@@ -593,8 +583,8 @@ async fn team_budget_window_resets(b: Backend) {
         .unwrap()
         .unwrap();
     assert!(
-        committed.spend as f64 / 1e9 <= cost + 1e-12,
-        "{}",
+        (committed.spend as f64 / 1e9 - cost).abs() < 1e-12,
+        "{} vs {cost}",
         committed.spend
     );
     place.cleanup().await;

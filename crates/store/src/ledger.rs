@@ -428,6 +428,12 @@ impl Ledger {
         &self.inner.cfg
     }
 
+    /// The clock this ledger judges expiry and budget windows by, for the gateway's router to
+    /// share.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.cfg.clock.clone()
+    }
+
     pub(crate) fn limiter(&self) -> &Arc<dyn Limiter> {
         &self.inner.limiter
     }

@@ -44,6 +44,8 @@ pub(crate) struct GatewayParts {
     pub db_probe: DbProbe,
     pub spend_probe: SpendProbe,
     pub redis_probe: Option<RedisProbe>,
+    /// The store's clock, which the router judges cooldowns and minutes by too.
+    pub clock: Arc<dyn idlehands_clock::Clock>,
 }
 
 /// File name of the embedded database inside the state directory.
@@ -485,6 +487,7 @@ impl StoreHandle {
             db_probe,
             spend_probe,
             redis_probe,
+            clock: self.ledger.clock(),
         }
     }
 

@@ -121,6 +121,8 @@ pub(crate) struct ModelsBase {
     pub prices: PriceTable,
     /// One rebuild at a time: two concurrent ones must not swap in an older list last.
     pub apply: parking_lot::Mutex<()>,
+    /// Every router built here judges cooldowns and per-minute limits by this.
+    pub clock: std::sync::Arc<dyn idlehands_clock::Clock>,
 }
 
 impl ModelsBase {
@@ -131,7 +133,7 @@ impl ModelsBase {
         cfg.file
             .model_list
             .extend(api.iter().map(|m| m.entry.clone()));
-        let router = Router::build(&cfg, &self.prices);
+        let router = Router::build(&cfg, &self.prices, self.clock.clone());
         let catalog = Catalog::build(&cfg, from_config, api, &router, &self.prices);
         (router, catalog)
     }

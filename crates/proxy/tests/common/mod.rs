@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+pub use idlehands_clock::ManualClock;
 use idlehands_proxy::{Gateway, GatewayBuilder, MemorySink, ProxyConfig, serve};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -12,6 +14,8 @@ pub const KEY: &str = "sk-test-master-0001";
 
 pub struct Running {
     pub base: String,
+    /// The gateway being served, for state no route shows (its router's view).
+    pub gateway: Gateway,
     pub sink: Arc<MemorySink>,
     pub stop: Option<oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -26,19 +30,29 @@ impl Running {
     /// and a stream's may trail its last byte. Fails the test when they do not come, rather
     /// than handing back fewer for an assertion that might pass on no data.
     pub async fn records(&self, n: usize) -> Vec<idlehands_proxy::CallRecord> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let deadline = Instant::now() + EVENT_DEADLINE;
         loop {
             let r = self.sink.records();
             if r.len() >= n {
                 return r;
             }
             assert!(
-                std::time::Instant::now() < deadline,
-                "expected at least {n} call records within 20 s, got {}: {r:?}",
+                Instant::now() < deadline,
+                "expected at least {n} call records within {EVENT_DEADLINE:?}, got {}: {r:?}",
                 r.len()
             );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            // Polling interval, not a guess at how long the records take.
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The router's state of the deployment with this `model_info.id`.
+    pub fn deployment(&self, id: &str) -> idlehands_routing::DeploymentSnapshot {
+        self.gateway
+            .routing_snapshot()
+            .into_iter()
+            .find(|d| d.id == id)
+            .unwrap_or_else(|| panic!("no deployment {id}"))
     }
 
     pub async fn shutdown(mut self) -> std::io::Result<()> {
@@ -67,6 +81,47 @@ pub async fn start_env(yaml: &str, env: &[(&str, &str)]) -> Running {
     start_cfg(config(yaml, env), |b| b).await
 }
 
+/// Like `start`, with router cooldowns and rpm/tpm minutes judged by `clock`, which moves only
+/// when the test advances it.
+pub async fn start_at(yaml: &str, clock: &Arc<ManualClock>) -> Running {
+    let clock = clock.clone();
+    start_cfg(config(yaml, &[]), move |b| b.clock(clock)).await
+}
+
+/// A manual clock at the start of the current minute: budget windows, which are aligned to
+/// whole seconds, minutes or hours, and the router's rpm/tpm minute all begin exactly there.
+pub fn clock_at_minute_start() -> Arc<ManualClock> {
+    let now = idlehands_clock::Clock::now_ms(&idlehands_clock::SystemClock);
+    Arc::new(ManualClock::at_ms(now - now % 60_000))
+}
+
+/// How long [`eventually`] waits: only turns a hang into a failure, never paces a test.
+pub const EVENT_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Waits until `done` holds, failing the test (naming `what`) if it does not within
+/// [`EVENT_DEADLINE`]: for events the test cannot be told about (a background task's work, a
+/// fake upstream's count), where a fixed sleep would only guess.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    eventually_async(what, || std::future::ready(done())).await;
+}
+
+/// [`eventually`] for a check that has to ask over HTTP.
+pub async fn eventually_async<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + EVENT_DEADLINE;
+    while !done().await {
+        assert!(
+            Instant::now() < deadline,
+            "not within {EVENT_DEADLINE:?}: {what}"
+        );
+        // Polling interval, not a guess at how long the event takes.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 pub async fn start_cfg(
     cfg: ProxyConfig,
     customize: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
@@ -78,11 +133,12 @@ pub async fn start_cfg(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(gw, listener, async move {
+    let task = tokio::spawn(serve(gw.clone(), listener, async move {
         let _ = rx.await;
     }));
     Running {
         base: format!("http://{addr}"),
+        gateway: gw,
         sink,
         stop: Some(tx),
         task,
@@ -163,12 +219,7 @@ pub async fn slow_call_in_flight(
             .await
             .unwrap()
     });
-    for _ in 0..500 {
-        if up.served() > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    eventually("the slow call reached the upstream", || up.served() > 0).await;
     pending
 }
 

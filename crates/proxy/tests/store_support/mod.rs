@@ -3,7 +3,10 @@
 //! Postgres schema; the same scenarios run on both.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+pub use idlehands_clock::ManualClock;
 
 use idlehands_proxy::ledger::{StoreHandle, StoreSettings};
 use idlehands_proxy::{Gateway, ProxyConfig, serve};
@@ -159,6 +162,22 @@ pub async fn start(place: &Place, extra_yaml: &str) -> Proxy {
     start_with(cfg, s).await
 }
 
+/// A manual clock at the start of the current minute: budget windows, which are aligned to
+/// whole seconds, minutes or hours, and the router's rpm/tpm minute all begin exactly there.
+pub fn clock_at_minute_start() -> Arc<ManualClock> {
+    let now = idlehands_clock::Clock::now_ms(&idlehands_clock::SystemClock);
+    Arc::new(ManualClock::at_ms(now - now % 60_000))
+}
+
+/// Like `start`, with key expiry, budget windows and the router judged by `clock` (the
+/// store's clock, which the gateway shares), which moves only when the test advances it.
+pub async fn start_at(place: &Place, extra_yaml: &str, clock: &Arc<ManualClock>) -> Proxy {
+    let cfg = config(&yaml(extra_yaml));
+    let mut s = settings(&cfg, place);
+    s.ledger.clock = clock.clone();
+    start_with(cfg, s).await
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -221,16 +240,24 @@ pub fn error_of(a: &Answer) -> (String, String) {
     )
 }
 
-/// Spend-log rows (master key view), waiting up to `limit` for at least `n`.
+/// Spend-log rows (master key view), waiting for at least `n` (rows are committed in
+/// batches, after the answer); fails the test when they do not come within 20 s, rather than
+/// handing back fewer for an assertion that might pass on no data.
 pub async fn spend_rows(p: &Proxy, query: &str, n: usize) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let a = get(p, &format!("/spend/logs{query}"), MASTER).await;
         assert_eq!(a.status, 200, "{}", a.body);
         let rows = a.body.as_array().cloned().unwrap_or_default();
-        if rows.len() >= n || tokio::time::Instant::now() > deadline {
+        if rows.len() >= n {
             return rows;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected at least {n} spend rows for {query:?} within 20 s, got {}",
+            rows.len()
+        );
+        // Polling interval, not a guess at how long the commit takes.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

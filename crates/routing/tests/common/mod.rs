@@ -16,7 +16,7 @@ pub fn dep(id: &str, group: &str) -> DeploymentSpec {
 }
 
 pub fn router(deps: Vec<DeploymentSpec>, settings: RouterSettings) -> (Router, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(T0));
+    let clock = Arc::new(ManualClock::at_ms(T0));
     let state = Arc::new(InMemoryState::new(deps.len()));
     let r = Router::with_state(deps, settings, state, clock.clone());
     (r, clock)
