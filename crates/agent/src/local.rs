@@ -234,7 +234,7 @@ pub fn choose_model(
 
 /// The interactive flow for a local or custom server: risk note, URL, key (custom servers only; empty
 /// for none), then a model picked from what the server lists.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 pub async fn interactive(
     p: &mut dyn Prompter,
     paths: &Paths,

@@ -208,7 +208,7 @@ pub fn write_litellm(
 /// What every onboarding writes once its config document is ready: the config (with backup),
 /// the key under its auth profile (`(profile, provider, key)`; the profile file, 0600, is
 /// saved when there is a key or `always_save_auth`), the workspace and the sessions dir.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 pub(crate) fn write_setup(
     paths: &Paths,
     env: &Env,

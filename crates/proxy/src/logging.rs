@@ -549,7 +549,6 @@ pub fn truncate_strings(v: &mut Value, max: usize) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -118,7 +118,7 @@ impl Drop for Handle {
 impl Handle {
     /// # Panics
     /// When no loopback port can be bound: this is test tooling.
-    #[allow(clippy::expect_used)]
+    #[expect(clippy::expect_used)]
     pub(crate) async fn start(app: impl FnOnce(Arc<Core>) -> Router, error: ErrorBody) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await

@@ -101,7 +101,7 @@ impl FakeOpenAi {
         Self::start_as("127.0.0.1:0", Form::Absolute).await
     }
 
-    #[allow(clippy::expect_used)]
+    #[expect(clippy::expect_used)]
     async fn start_as(addr: &str, form: Form) -> Self {
         let listener = TcpListener::bind(addr).await.expect("bind fake upstream");
         let addr = listener.local_addr().expect("local addr");

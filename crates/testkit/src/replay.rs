@@ -151,7 +151,7 @@ impl Drop for FakeLlamaServer {
 impl FakeLlamaServer {
     /// # Panics
     /// When no loopback port can be bound: this is test tooling.
-    #[allow(clippy::expect_used)]
+    #[expect(clippy::expect_used)]
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await

@@ -605,7 +605,7 @@ struct Rule {
     reason: &'static str,
 }
 
-#[allow(clippy::expect_used)]
+#[expect(clippy::expect_used)]
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     let rules: &[(&str, &str)] = &[
         (

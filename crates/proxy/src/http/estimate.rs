@@ -175,7 +175,6 @@ pub(crate) fn answer_chars(body: &[u8]) -> usize {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -314,7 +314,7 @@ fn vllm_deployment(app: &App, model: &str) -> Option<Arc<Deployment>> {
 
 /// A `/vllm/*` call for a served group: its deployment's base URL and key, the body's model
 /// swapped for the deployment's.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 fn routed_vllm(
     app: &App,
     route: &ProviderRoute,

@@ -210,7 +210,7 @@ fn passes_through(app: &App, pre: &auth::Principal, req: &Value) -> bool {
 
 /// The request as it goes to a Responses upstream: a stored conversation it continues is
 /// sent as `input` (the upstream does not know the gateway's response ids).
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 async fn native(
     app: Arc<App>,
     headers: HeaderMap,

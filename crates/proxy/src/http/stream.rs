@@ -412,7 +412,6 @@ impl Drop for ClientStream {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

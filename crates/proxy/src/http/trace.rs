@@ -109,7 +109,7 @@ pub(crate) struct Trace {
 }
 
 impl Trace {
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments)]
     pub fn new(
         app: Arc<App>,
         principal: Principal,

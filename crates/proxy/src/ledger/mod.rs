@@ -580,7 +580,6 @@ impl crate::hooks::ResponseStore for DbResponses {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -539,7 +539,6 @@ pub fn store_error(e: &StoreError) -> ProxyError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use chrono::Utc;

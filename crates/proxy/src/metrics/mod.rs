@@ -649,7 +649,6 @@ pub(crate) fn routing_source(router: &crate::router::Router) -> Option<Deploymen
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

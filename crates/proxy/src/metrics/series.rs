@@ -320,7 +320,6 @@ impl EncodeMetric for PerToken {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::metrics::labels::{KEY_MAX_BUDGET, REMAINING_KEY_BUDGET};

@@ -103,7 +103,7 @@ impl Cipher {
         let digest = Sha256::digest(signing_key.as_bytes());
         let key = UnboundKey::new(&AES_256_GCM, &digest).map(LessSafeKey::new);
         // 32 bytes is always a valid AES-256 key.
-        #[allow(clippy::expect_used)]
+        #[expect(clippy::expect_used)]
         let key = key.expect("a 32-byte key");
         Cipher {
             key: std::sync::Arc::new(key),
@@ -192,7 +192,6 @@ impl Cipher {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -476,7 +476,6 @@ async fn export(client: &reqwest::Client, s: &OtelSettings, body: Vec<u8>) -> Re
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

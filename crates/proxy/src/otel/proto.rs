@@ -145,7 +145,6 @@ pub(crate) fn export_request(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -142,7 +142,6 @@ fn parse(v: &str) -> Option<([u8; 16], [u8; 8], u8)> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

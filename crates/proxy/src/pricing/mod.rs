@@ -175,7 +175,7 @@ pub fn usd_per_token_to_rate(usd: f64) -> Option<Rate> {
     if !usd.is_finite() || !(0.0..=1.0).contains(&usd) {
         return None;
     }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Some((usd * 1e12).round() as u64)
 }
 

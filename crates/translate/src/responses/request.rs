@@ -243,7 +243,6 @@ fn response_format(format: &Value) -> Result<Option<Value>, TranslateError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

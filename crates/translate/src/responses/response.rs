@@ -183,7 +183,6 @@ pub fn from_chat_response(chat: &Value, ctx: &ResponseContext) -> Result<Value, 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -380,7 +380,6 @@ impl ChatStreamToResponses {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
