@@ -232,15 +232,25 @@ impl Store {
             let writes = change(&mut team)?;
             team.derive_member_lists();
             write_team!(tx, &team);
-            put_budget!(tx, &team.budget, now);
-            for e in &writes.delete {
-                sqlx::query("DELETE FROM idlehands_budgets WHERE entity = $1")
-                    .bind(e)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for b in &writes.put {
-                put_budget!(tx, b, now);
+            // Budget rows in entity order, the order a spend commit adds to them in: a member
+            // change beside a call's settlement would otherwise deadlock on Postgres.
+            let mut budget_writes: Vec<(&str, Option<&Budget>)> = writes
+                .delete
+                .iter()
+                .map(|e| (e.as_str(), None))
+                .chain(std::iter::once(&team.budget).chain(&writes.put).map(|b| (b.entity.as_str(), Some(b))))
+                .collect();
+            budget_writes.sort_by(|a, b| a.0.cmp(b.0));
+            for (entity, put) in budget_writes {
+                match put {
+                    Some(b) => put_budget!(tx, b, now),
+                    None => {
+                        sqlx::query("DELETE FROM idlehands_budgets WHERE entity = $1")
+                            .bind(entity)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
             }
             let row = sqlx::query(&select).bind(team_id).fetch_one(&mut *tx).await?;
             let budget = read_budget!(&mut *tx, &entity).unwrap_or_else(|| Budget::new(entity.clone()));
