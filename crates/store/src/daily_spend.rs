@@ -317,7 +317,7 @@ mod tests {
 
     const DAY0: i64 = 20_500; // 2026-02-16
 
-    fn pick<'a>(rng: &mut StdRng, from: &[Option<&'a str>]) -> Option<String> {
+    fn pick(rng: &mut StdRng, from: &[Option<&str>]) -> Option<String> {
         from[rng.random_range(0..from.len())].map(str::to_owned)
     }
 
