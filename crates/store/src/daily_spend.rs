@@ -492,6 +492,27 @@ mod tests {
         assert!(store.count_spend_logs().await.unwrap() > 100);
         same_answers(&store).await;
 
+        // A call id is no rollup dimension: the summary for one reads its row.
+        let crate::SpendLogsResponse::Rows(stored) =
+            store.spend_logs(&SpendLogsQuery::default()).await.unwrap()
+        else {
+            panic!("rows expected")
+        };
+        let row = stored.iter().find(|r| r.spend > 0).unwrap();
+        let day = row.start_time.date_naive().format("%Y-%m-%d").to_string();
+        let q = SpendLogsQuery {
+            request_id: Some(row.request_id.clone()),
+            start_date: Some(day.clone()),
+            end_date: Some(day.clone()),
+            ..Default::default()
+        };
+        let crate::SpendLogsResponse::Summary(days) = store.spend_logs(&q).await.unwrap() else {
+            panic!("a summary expected")
+        };
+        assert_eq!(days.len(), 1);
+        assert_eq!(days[0].start_time, day);
+        assert_eq!(days[0].spend, crate::money::nanos_to_usd(row.spend));
+
         // A rebuild from the rows makes the rollups the commits made...
         let written = rollup_rows(&store).await;
         assert!(written.len() > 100, "{}", written.len());
