@@ -2,8 +2,10 @@
 # Store growth: the hot path (virtual key, spend logging, wrk at 32 connections) on an empty
 # store, then on the same store seeded by seed_store with N spend rows over 30 days and K keys;
 # on the seeded store also `/spend/logs` for the busiest key and one day (LiteLLM's daily
-# summary, and the rows page with summarize=false) and `/global/spend/report` over 30 days
-# (by key and by model), each timed end to end with curl, p50 of several calls.
+# summary, and the rows page with summarize=false), `/global/spend/report` over 30 days (by key,
+# model and user) and the 30-day `/spend/logs` summary of all keys, each timed end to end with
+# curl, p50 of several calls. seed_store's line says how long the seeding and the daily rollups
+# (computed from the seeded rows, as store migration 9 does) took.
 # Usage: bench/store_growth.sh [rows=200000] [keys=2000] [seconds-per-point=5]
 #   The issue's scale: bench/store_growth.sh 10000000 100000 10  (seeding 10M rows takes minutes)
 #   BENCH_BACKENDS ("sqlite"; "sqlite postgres" for both), BENCH_PG_URL (default
@@ -84,6 +86,8 @@ phase() { # backend store(empty|seeded) db
     timed "$1|/spend/logs-key-day-rows" "$base/spend/logs?api_key=sk-seed-000000&start_date=$day&end_date=$day&summarize=false" "$CALLS"
     timed "$1|/global/spend/report-30d-by-key" "$base/global/spend/report?start_date=$from&end_date=$today&group_by=api_key" 3
     timed "$1|/global/spend/report-30d-by-model" "$base/global/spend/report?start_date=$from&end_date=$today&group_by=model" 3
+    timed "$1|/global/spend/report-30d-by-user" "$base/global/spend/report?start_date=$from&end_date=$today&group_by=user" 3
+    timed "$1|/spend/logs-30d-summary" "$base/spend/logs?start_date=$from&end_date=$today" 3
   fi
   stop_gw
 }
@@ -99,17 +103,17 @@ for backend in $BACKENDS; do
   echo "$backend: empty store" >&2
   phase "$backend" empty "$DB"
   echo "$backend: seeding $ROWS rows and $KEYS keys" >&2
-  "$BIN/seed_store" --db "$DB" --rows "$ROWS" --keys "$KEYS" 2> /dev/null | tee -a "$WORK/seed.txt" >&2
+  "$BIN/seed_store" --db "$DB" --rows "$ROWS" --keys "$KEYS" 2> /dev/null | sed "s/^/$backend: /" | tee -a "$WORK/seed.txt" >&2
   phase "$backend" seeded "$DB"
   [ "$backend" = postgres ] && psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS idlehands_store_growth" > /dev/null
 done
 
-python3 - "$RESULTS" "$WORK/admin.txt" "$ROWS" "$KEYS" "$DUR" <<'PY'
+python3 - "$RESULTS" "$WORK/admin.txt" "$ROWS" "$KEYS" "$DUR" "$WORK/seed.txt" <<'PY'
 import re, statistics, sys
 sys.dont_write_bytecode = True
 sys.path.insert(0, "bench")
 from medians import medians
-path, admin, rows_n, keys_n, dur = sys.argv[1:]
+path, admin, rows_n, keys_n, dur, seed = sys.argv[1:]
 rows, rounds = medians(path)
 startup = {}
 for line in open(path):
@@ -117,6 +121,9 @@ for line in open(path):
     if m: startup[line.split()[0]] = m.group(1)
 print(f"\nStore growth: {rows_n} spend rows, {keys_n} keys over 30 days; hot path virtual key, 32 conns, "
       f"{dur}s per point, median of {rounds} rounds\n")
+for line in open(seed):
+    print(f"- {line.strip()}")
+print()
 print("| backend/store | start-up ms | req/s | p50 µs | p99 µs | errors |")
 print("|---|---:|---:|---:|---:|---:|")
 for (name, c), r in rows.items():

@@ -579,6 +579,108 @@ CREATE INDEX idlehands_sl_key_start ON idlehands_spend_logs (api_key, start_time
 DROP INDEX idlehands_sl_key;
 ";
 
+// Daily spend rollups (see `daily_spend`): per UTC day and dimensions, the sums of the spend
+// rows, kept in each spend commit and filled here from the rows already stored, so that
+// reports read a day's cells instead of its every row. A missing dimension is '' with its bit
+// in null_dims (model_group 1, custom_llm_provider 2, user_id 4, team_id 8, organization_id 16,
+// end_user 32); amounts are the two-part sums (whole billions, remainder) the scans added.
+macro_rules! v9_rollup {
+    ($table:literal, $key_col:literal, $key_expr:literal, $without_rowid:literal) => {
+        concat!(
+            "CREATE TABLE ",
+            $table,
+            " (
+    day BIGINT NOT NULL,",
+            $key_col,
+            "
+    model TEXT NOT NULL,
+    model_group TEXT NOT NULL,
+    custom_llm_provider TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    team_id TEXT NOT NULL,
+    organization_id TEXT NOT NULL,
+    end_user TEXT NOT NULL,
+    null_dims BIGINT NOT NULL,
+    spend_hi BIGINT NOT NULL,
+    spend_lo BIGINT NOT NULL,
+    prompt_tokens_hi BIGINT NOT NULL,
+    prompt_tokens_lo BIGINT NOT NULL,
+    completion_tokens_hi BIGINT NOT NULL,
+    completion_tokens_lo BIGINT NOT NULL,
+    total_tokens_hi BIGINT NOT NULL,
+    total_tokens_lo BIGINT NOT NULL,
+    requests BIGINT NOT NULL,
+    successful_requests BIGINT NOT NULL,
+    failed_requests BIGINT NOT NULL,
+    PRIMARY KEY (day,",
+            $key_expr,
+            " model, model_group, custom_llm_provider, user_id, team_id,
+        organization_id, end_user, null_dims)
+)",
+            $without_rowid,
+            ";
+"
+        )
+    };
+}
+
+macro_rules! v9_backfill {
+    ($table:literal, $key_expr:literal) => {
+        concat!(
+            "INSERT INTO ", $table, " (day,", $key_expr, " model, model_group, custom_llm_provider,
+    user_id, team_id, organization_id, end_user, null_dims, spend_hi, spend_lo, prompt_tokens_hi,
+    prompt_tokens_lo, completion_tokens_hi, completion_tokens_lo, total_tokens_hi,
+    total_tokens_lo, requests, successful_requests, failed_requests)
+SELECT start_time / 86400000,", $key_expr, " model, COALESCE(model_group, ''),
+    COALESCE(custom_llm_provider, ''), COALESCE(user_id, ''), COALESCE(team_id, ''),
+    COALESCE(organization_id, ''), COALESCE(end_user, ''),
+    (CASE WHEN model_group IS NULL THEN 1 ELSE 0 END)
+        + (CASE WHEN custom_llm_provider IS NULL THEN 2 ELSE 0 END)
+        + (CASE WHEN user_id IS NULL THEN 4 ELSE 0 END)
+        + (CASE WHEN team_id IS NULL THEN 8 ELSE 0 END)
+        + (CASE WHEN organization_id IS NULL THEN 16 ELSE 0 END)
+        + (CASE WHEN end_user IS NULL THEN 32 ELSE 0 END),
+    SUM(spend / 1000000000), SUM(spend % 1000000000),
+    SUM(prompt_tokens / 1000000000), SUM(prompt_tokens % 1000000000),
+    SUM(completion_tokens / 1000000000), SUM(completion_tokens % 1000000000),
+    SUM(total_tokens / 1000000000), SUM(total_tokens % 1000000000),
+    COUNT(*), SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END),
+    SUM(CASE WHEN status = 'failure' THEN 1 ELSE 0 END)
+FROM idlehands_spend_logs
+GROUP BY start_time / 86400000,", $key_expr, " model, model_group, custom_llm_provider, user_id,
+    team_id, organization_id, end_user;
+")
+    };
+}
+
+/// Fills both rollups from the spend rows (migration 9, and [`Store::rebuild_daily_spend`]).
+pub(crate) const V9_BACKFILL: &str = concat!(
+    v9_backfill!("idlehands_daily_spend_by_key", " api_key,"),
+    v9_backfill!("idlehands_daily_spend", "")
+);
+
+// The by-key table is also read by key (`/spend/logs?api_key=` summaries).
+macro_rules! v9_daily_spend {
+    ($without_rowid:literal) => {
+        concat!(
+            v9_rollup!(
+                "idlehands_daily_spend_by_key",
+                "\n    api_key TEXT NOT NULL,",
+                " api_key,",
+                $without_rowid
+            ),
+            "CREATE INDEX idlehands_dsk_key ON idlehands_daily_spend_by_key (api_key, day);\n",
+            v9_rollup!("idlehands_daily_spend", "", "", $without_rowid),
+            v9_backfill!("idlehands_daily_spend_by_key", " api_key,"),
+            v9_backfill!("idlehands_daily_spend", "")
+        )
+    };
+}
+// SQLite keeps each table in primary-key order (WITHOUT ROWID): a range of days is one
+// stretch of the file.
+const V9_DAILY_SPEND_SQLITE: &str = v9_daily_spend!(" WITHOUT ROWID");
+const V9_DAILY_SPEND_POSTGRES: &str = v9_daily_spend!("");
+
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -627,6 +729,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "spend_log_key_and_time_index",
         sqlite: V8_KEY_TIME_INDEX,
         postgres: V8_KEY_TIME_INDEX,
+    },
+    Migration {
+        version: 9,
+        name: "daily_spend_rollups",
+        sqlite: V9_DAILY_SPEND_SQLITE,
+        postgres: V9_DAILY_SPEND_POSTGRES,
     },
 ];
 

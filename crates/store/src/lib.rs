@@ -12,6 +12,7 @@ mod budgets;
 pub mod clock;
 pub mod customers;
 mod customers_db;
+mod daily_spend;
 mod db;
 pub mod duration;
 pub mod entities;

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use sqlx::{PgPool, Row};
 
+use crate::daily_spend::{self, Cell, Delta, Rollup, Source};
 use crate::db::{BeginWrite, Db, Store, from_ms, json_text, on_db, placeholders, to_ms};
 use crate::duration::LlmDuration;
 use crate::error::StoreError;
@@ -68,6 +69,8 @@ pub(crate) struct CommitPlan<'a> {
     /// The same for the entities the rows name (`team:T`, `user:U`, ...), sorted.
     pub entity_increments: Vec<(String, i64)>,
     pub entity_resets: Vec<(&'a str, i64)>,
+    /// What the stored rows add to the daily rollups, sorted (see `daily_spend::cells`).
+    pub daily: Vec<(Rollup, Cell<'a>, Delta)>,
 }
 
 impl<'a> CommitPlan<'a> {
@@ -114,6 +117,7 @@ impl<'a> CommitPlan<'a> {
         let mut entity_increments: Vec<_> = entity_increments.into_iter().collect();
         entity_increments.sort_unstable();
         CommitPlan {
+            daily: crate::daily_spend::cells(&rows),
             rows,
             resets,
             increments,
@@ -173,19 +177,12 @@ macro_rules! row_from_db {
 /// A day's spend, by user and by model.
 type DayParts = (i64, BTreeMap<String, i64>, BTreeMap<String, i64>);
 
-/// `SUM(col)` in two parts, `{alias}_hi` (whole billions) and `{alias}_lo` (the rest), added
-/// in Rust by [`wide_sum`]. A plain `SUM` of `BIGINT`s fails on SQLite once the total passes
-/// `i64::MAX` (and Postgres' `CAST(SUM(..) AS BIGINT)` likewise), which one absurd row was
-/// enough to do; `TOTAL()` would not fail but rounds past 2^53. Each part stays exact until
-/// billions of rows at the per-call ceilings.
-fn split_sum(col: &str, alias: &str) -> String {
-    format!(
-        "CAST(SUM({col} / 1000000000) AS BIGINT) AS {alias}_hi, \
-         CAST(SUM({col} % 1000000000) AS BIGINT) AS {alias}_lo"
-    )
-}
-
-/// The two parts of [`split_sum`] as one total, saturated to `i64`.
+/// A sum kept in two parts, whole billions and the rest (`SUM(col / 1000000000)` and
+/// `SUM(col % 1000000000)`, as the rollups store them), as one total saturated to `i64`. A plain
+/// `SUM` of `BIGINT`s fails on SQLite once the total passes `i64::MAX` (and Postgres'
+/// `CAST(SUM(..) AS BIGINT)` likewise), which one absurd row was enough to do; `TOTAL()` would
+/// not fail but rounds past 2^53. Each part stays exact until billions of rows at the per-call
+/// ceilings.
 pub(crate) fn wide_sum(hi: i64, lo: i64) -> i64 {
     let total = i128::from(hi) * 1_000_000_000 + i128::from(lo);
     i64::try_from(total).unwrap_or(if total < 0 { i64::MIN } else { i64::MAX })
@@ -280,6 +277,16 @@ async fn write_batch_postgres(
         bind_row!(sqlx::query(insert_sql(1, true)), r, now)
             .execute(&mut *tx)
             .await?;
+    }
+    for (rollup, cell, delta) in &plan.daily {
+        let mut q = sqlx::query(crate::daily_spend::upsert_sql(*rollup)).bind(cell.day);
+        for t in crate::daily_spend::upsert_texts(cell) {
+            q = q.bind(t);
+        }
+        for n in crate::daily_spend::upsert_numbers(cell, delta) {
+            q = q.bind(n);
+        }
+        q.execute(&mut *tx).await?;
     }
     for (token, reset_at) in &plan.resets {
         sqlx::query(RESET_SPEND_SQL)
@@ -503,51 +510,19 @@ impl Store {
         } else {
             format!(" WHERE {}", conds.join(" AND "))
         };
-        let summarize = start.is_some() && end.is_some() && q.summarize.unwrap_or(true);
-        if summarize {
-            let sql = format!(
-                "SELECT start_time / 86400000 AS day, COALESCE(user_id, '') AS u, \
-                 COALESCE(model_group, model) AS m, {} \
-                 FROM idlehands_spend_logs{where_sql} GROUP BY start_time / 86400000, \
-                 COALESCE(user_id, ''), COALESCE(model_group, model) ORDER BY day",
-                split_sum("spend", "s")
-            );
-            let parts: Vec<(i64, String, String, i64)> = on_db!(&self.db, pool => {
-                let mut query = sqlx::query(&sql);
-                for t in &texts { query = query.bind(t.clone()); }
-                for t in &times { query = query.bind(*t); }
-                let rows = query.fetch_all(pool).await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    let spend = wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?);
-                    out.push((r.try_get("day")?, r.try_get("u")?, r.try_get("m")?, spend));
-                }
-                out
-            });
-            let mut days: BTreeMap<i64, DayParts> = BTreeMap::new();
-            for (day, user, model, spend) in parts {
-                let d = days.entry(day).or_default();
-                d.0 = d.0.saturating_add(spend);
-                if !user.is_empty() {
-                    let u = d.1.entry(user).or_default();
-                    *u = u.saturating_add(spend);
-                }
-                let m = d.2.entry(model).or_default();
-                *m = m.saturating_add(spend);
-            }
-            let usd = |m: BTreeMap<String, i64>| {
-                m.into_iter().map(|(k, v)| (k, nanos_to_usd(v))).collect()
+        if let (Some(start), Some(end), true) = (start, end, q.summarize.unwrap_or(true)) {
+            let rollup = if q.api_key.is_some() {
+                Rollup::ByKey
+            } else {
+                Rollup::AllKeys
             };
-            return Ok(SpendLogsResponse::Summary(
-                days.into_iter()
-                    .map(|(day, (spend, users, models))| DailySpend {
-                        start_time: day_of(day),
-                        spend: nanos_to_usd(spend),
-                        users: usd(users),
-                        models: usd(models),
-                    })
-                    .collect(),
-            ));
+            let (mut source, mut lo, mut hi) =
+                daily_spend::source_for(rollup, Some(to_ms(start)), Some(to_ms(end)));
+            // A call id is no rollup dimension: its few rows are read.
+            if q.request_id.is_some() {
+                (source, lo, hi) = (Source::Rows, to_ms(start), to_ms(end));
+            }
+            return self.daily_summary(source, lo, hi, q).await;
         }
         let n = texts.len() + times.len();
         let sql = format!(
@@ -569,6 +544,85 @@ impl Store {
             out
         });
         Ok(SpendLogsResponse::Rows(rows))
+    }
+
+    /// `/spend/logs`' daily summary over `[lo, hi)` of `source`, with the query's filters.
+    pub(crate) async fn daily_summary(
+        &self,
+        source: Source,
+        lo: i64,
+        hi: i64,
+        q: &SpendLogsQuery,
+    ) -> Result<SpendLogsResponse, StoreError> {
+        let mut texts: Vec<String> = Vec::new();
+        let mut conds: Vec<String> = Vec::new();
+        let by_column = [
+            ("api_key", q.api_key.as_deref().map(crate::keygen::token_of)),
+            ("user_id", q.user_id.clone()),
+            ("team_id", q.team_id.clone()),
+            ("organization_id", q.organization_id.clone()),
+            ("end_user", q.end_user.clone()),
+        ];
+        for (col, v) in by_column {
+            if let Some(v) = v {
+                texts.push(v);
+                conds.push(format!("{col} = ${}", texts.len() + 2));
+            }
+        }
+        let mut extra = String::new();
+        if let Some(id) = &q.request_id {
+            texts.push(id.clone());
+            extra = format!(
+                " AND (request_id = ${0} OR litellm_call_id = ${0} OR upstream_response_id = ${0})",
+                texts.len() + 2
+            );
+        }
+        let where_sql = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT day, COALESCE(user_id, '') AS u, COALESCE(model_group, model) AS m, {} \
+             FROM {}{where_sql} GROUP BY day, COALESCE(user_id, ''), \
+             COALESCE(model_group, model) ORDER BY day",
+            daily_spend::sum_parts("spend", "s"),
+            daily_spend::relation(source, 1, 2, &extra),
+        );
+        let parts: Vec<(i64, String, String, i64)> = on_db!(&self.db, pool => {
+            let mut query = sqlx::query(&sql).bind(lo).bind(hi);
+            for t in &texts { query = query.bind(t.clone()); }
+            let rows = query.fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let spend = wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?);
+                out.push((r.try_get("day")?, r.try_get("u")?, r.try_get("m")?, spend));
+            }
+            out
+        });
+        let mut days: BTreeMap<i64, DayParts> = BTreeMap::new();
+        for (day, user, model, spend) in parts {
+            let d = days.entry(day).or_default();
+            d.0 = d.0.saturating_add(spend);
+            if !user.is_empty() {
+                let u = d.1.entry(user).or_default();
+                *u = u.saturating_add(spend);
+            }
+            let m = d.2.entry(model).or_default();
+            *m = m.saturating_add(spend);
+        }
+        let usd =
+            |m: BTreeMap<String, i64>| m.into_iter().map(|(k, v)| (k, nanos_to_usd(v))).collect();
+        Ok(SpendLogsResponse::Summary(
+            days.into_iter()
+                .map(|(day, (spend, users, models))| DailySpend {
+                    start_time: day_of(day),
+                    spend: nanos_to_usd(spend),
+                    users: usd(users),
+                    models: usd(models),
+                })
+                .collect(),
+        ))
     }
 
     /// Whether a spend-log row with this `request_id` is stored: after a commit whose answer
@@ -602,28 +656,43 @@ impl Store {
         start: Option<DateTime<Utc>>,
         end: Option<DateTime<Utc>>,
     ) -> Result<Vec<SpendAggregate>, StoreError> {
+        let rollup = if group == SpendGroup::Key {
+            Rollup::ByKey
+        } else {
+            Rollup::AllKeys
+        };
+        let (source, lo, hi) = daily_spend::source_for(rollup, start.map(to_ms), end.map(to_ms));
+        self.spend_by_in(source, group, lo, hi).await
+    }
+
+    /// [`Store::spend_by`] over `[lo, hi)` of `source`.
+    pub(crate) async fn spend_by_in(
+        &self,
+        source: Source,
+        group: SpendGroup,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Vec<SpendAggregate>, StoreError> {
         let expr = match group {
             SpendGroup::Key => "api_key",
             SpendGroup::Model => "COALESCE(model_group, model)",
             SpendGroup::User => "COALESCE(user_id, '')",
-            SpendGroup::Day => "CAST(start_time / 86400000 AS TEXT)",
+            SpendGroup::Day => "CAST(day AS TEXT)",
         };
         // Biggest spend first is sorted below, on the exact totals SQL cannot add up safely.
         let order = if group == SpendGroup::Day {
-            "MIN(start_time)"
+            "MIN(day)"
         } else {
             "g"
         };
         let sql = format!(
-            "SELECT {expr} AS g, {}, COUNT(*) AS n, {}, {} \
-             FROM idlehands_spend_logs WHERE start_time >= $1 AND start_time < $2 \
-             GROUP BY {expr} ORDER BY {order}",
-            split_sum("spend", "s"),
-            split_sum("prompt_tokens", "p"),
-            split_sum("completion_tokens", "c"),
+            "SELECT {expr} AS g, {}, CAST(SUM(requests) AS BIGINT) AS n, {}, {} \
+             FROM {} GROUP BY {expr} ORDER BY {order}",
+            daily_spend::sum_parts("spend", "s"),
+            daily_spend::sum_parts("prompt_tokens", "p"),
+            daily_spend::sum_parts("completion_tokens", "c"),
+            daily_spend::relation(source, 1, 2, ""),
         );
-        let lo = start.map(to_ms).unwrap_or(i64::MIN);
-        let hi = end.map(to_ms).unwrap_or(i64::MAX);
         let mut out = on_db!(&self.db, pool => {
             let rows = sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
@@ -647,6 +716,23 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+impl Store {
+    /// Recomputes the daily rollups from the spend-log rows, in one transaction. For tools that
+    /// write rows straight into the table (`seed_store`); the spend writer keeps the rollups
+    /// itself. Days whose rows the retention sweep deleted lose their history.
+    pub async fn rebuild_daily_spend(&self) -> Result<(), StoreError> {
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin_write().await?;
+            for table in [Rollup::ByKey, Rollup::AllKeys].map(Rollup::table) {
+                sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+            }
+            sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(crate::db::V9_BACKFILL)).await?;
+            tx.commit().await?;
+        });
+        Ok(())
     }
 }
 
@@ -709,19 +795,32 @@ impl Store {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<Vec<DayGroupSpend>, StoreError> {
+        let (source, lo, hi) =
+            daily_spend::source_for(Rollup::ByKey, Some(to_ms(start)), Some(to_ms(end)));
+        self.spend_by_day_and_in(source, group, lo, hi).await
+    }
+
+    /// [`Store::spend_by_day_and`] over `[lo, hi)` of `source`.
+    pub(crate) async fn spend_by_day_and_in(
+        &self,
+        source: Source,
+        group: ReportGroup,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Vec<DayGroupSpend>, StoreError> {
         let col = match group {
             ReportGroup::Team => "team_id",
             ReportGroup::Customer => "end_user",
         };
         let sql = format!(
-            "SELECT (start_time / 86400000) AS d, {col} AS g, model, api_key, {}, {} \
-             FROM idlehands_spend_logs WHERE start_time >= $1 AND start_time < $2 \
-             GROUP BY (start_time / 86400000), {col}, model, api_key ORDER BY 1, 2, 3, 4",
-            split_sum("spend", "s"),
-            split_sum("total_tokens", "t"),
+            "SELECT day AS d, {col} AS g, model, api_key, {}, {} FROM {} \
+             GROUP BY day, {col}, model, api_key ORDER BY 1, 2, 3, 4",
+            daily_spend::sum_parts("spend", "s"),
+            daily_spend::sum_parts("total_tokens", "t"),
+            daily_spend::relation(source, 1, 2, ""),
         );
         let out = on_db!(&self.db, pool => {
-            let rows = sqlx::query(&sql).bind(to_ms(start)).bind(to_ms(end)).fetch_all(pool).await?;
+            let rows = sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
                 out.push(DayGroupSpend {
@@ -757,15 +856,27 @@ impl Store {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<Vec<KeyModelSpend>, StoreError> {
+        let (source, lo, hi) =
+            daily_spend::source_for(Rollup::ByKey, Some(to_ms(start)), Some(to_ms(end)));
+        self.spend_by_key_and_model_in(source, lo, hi).await
+    }
+
+    /// [`Store::spend_by_key_and_model`] over `[lo, hi)` of `source`.
+    pub(crate) async fn spend_by_key_and_model_in(
+        &self,
+        source: Source,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Vec<KeyModelSpend>, StoreError> {
         let sql = format!(
-            "SELECT api_key, model, {}, {}, {} FROM idlehands_spend_logs \
-             WHERE start_time >= $1 AND start_time < $2 GROUP BY api_key, model ORDER BY 1, 2",
-            split_sum("spend", "s"),
-            split_sum("prompt_tokens", "p"),
-            split_sum("completion_tokens", "c"),
+            "SELECT api_key, model, {}, {}, {} FROM {} GROUP BY api_key, model ORDER BY 1, 2",
+            daily_spend::sum_parts("spend", "s"),
+            daily_spend::sum_parts("prompt_tokens", "p"),
+            daily_spend::sum_parts("completion_tokens", "c"),
+            daily_spend::relation(source, 1, 2, ""),
         );
         let out = on_db!(&self.db, pool => {
-            let rows = sqlx::query(&sql).bind(to_ms(start)).bind(to_ms(end)).fetch_all(pool).await?;
+            let rows = sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
                 out.push(KeyModelSpend {

@@ -182,6 +182,20 @@ fn commit(conn: &mut Connection, items: &[BatchItem], store_rows: bool) -> rusql
             ])?;
         }
     }
+    for (rollup, cell, delta) in &plan.daily {
+        let mut upsert = tx.prepare_cached(crate::daily_spend::upsert_sql(*rollup))?;
+        let mut i = 1;
+        upsert.raw_bind_parameter(i, cell.day)?;
+        for t in crate::daily_spend::upsert_texts(cell) {
+            i += 1;
+            upsert.raw_bind_parameter(i, t)?;
+        }
+        for n in crate::daily_spend::upsert_numbers(cell, delta) {
+            i += 1;
+            upsert.raw_bind_parameter(i, n)?;
+        }
+        upsert.raw_execute()?;
+    }
     if !plan.resets.is_empty() {
         let mut reset = tx.prepare_cached(RESET_SPEND_SQL)?;
         for (token, at) in &plan.resets {

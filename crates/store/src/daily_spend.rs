@@ -1,0 +1,565 @@
+//! Daily spend rollups: per UTC day and dimensions (key, model, model group, provider, user,
+//! team, organization, end user) the sums of the spend-log rows, written in the commit that
+//! writes the rows. Aggregating routes (`/global/spend/report`, the `/spend/logs` daily
+//! summary) read these instead of scanning every row of their range: with millions of rows a
+//! month, a 30-day report read them all.
+//!
+//! Two tables of the same shape: `idlehands_daily_spend_by_key` has every dimension;
+//! `idlehands_daily_spend` leaves the key out, so a report by model or user over a fleet of
+//! many keys reads one row per day, model and user instead of one per key as well (LiteLLM
+//! likewise keeps a `DailyGlobalSpend` next to its per-user/team/key tables).
+//!
+//! Exact: the measures are the same two-part sums the scans added up (see
+//! [`crate::spend_db::wide_sum`]), so a rollup answer equals the scan's to the nano-dollar and
+//! token. A dimension the row did not have (NULL) is stored as `''` with its bit set in
+//! `null_dims`: a primary key cannot hold NULLs on both backends, and `''` alone could not tell
+//! a missing team from an empty one. Rows deleted by the retention sweep stay counted: the
+//! rollups keep the history (as LiteLLM's daily tables outlive its spend-log retention).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use crate::spend::{STATUS_FAILURE, STATUS_SUCCESS, SpendLogRow};
+use crate::spend_db::text;
+
+pub(crate) const DAY_MS: i64 = 86_400_000;
+
+/// The two rollup tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Rollup {
+    /// Every dimension, the key included.
+    ByKey,
+    /// Every dimension but the key.
+    AllKeys,
+}
+
+impl Rollup {
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Rollup::ByKey => "idlehands_daily_spend_by_key",
+            Rollup::AllKeys => "idlehands_daily_spend",
+        }
+    }
+
+    fn dims(self) -> &'static [&'static str] {
+        match self {
+            Rollup::ByKey => &DIMS,
+            Rollup::AllKeys => &DIMS[1..],
+        }
+    }
+}
+
+/// The dimensions, in primary-key order. The first two are never NULL in a spend row.
+const DIMS: [&str; 8] = [
+    "api_key",
+    "model",
+    "model_group",
+    "custom_llm_provider",
+    "user_id",
+    "team_id",
+    "organization_id",
+    "end_user",
+];
+/// The nullable dimensions, bit `1 << i` of `null_dims` for `NULLABLE[i]`.
+const NULLABLE: [&str; 6] = [
+    "model_group",
+    "custom_llm_provider",
+    "user_id",
+    "team_id",
+    "organization_id",
+    "end_user",
+];
+/// The measures, each a sum over the rows (`_hi` / `_lo`: the two parts of
+/// [`crate::spend_db::wide_sum`]).
+const MEASURES: [&str; 11] = [
+    "spend_hi",
+    "spend_lo",
+    "prompt_tokens_hi",
+    "prompt_tokens_lo",
+    "completion_tokens_hi",
+    "completion_tokens_lo",
+    "total_tokens_hi",
+    "total_tokens_lo",
+    "requests",
+    "successful_requests",
+    "failed_requests",
+];
+
+/// One rollup row's identity: the day and the dimensions, text as stored (NULs dropped).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Cell<'a> {
+    pub day: i64,
+    /// `None` in [`Rollup::AllKeys`].
+    pub api_key: Option<Cow<'a, str>>,
+    pub model: Cow<'a, str>,
+    /// [`NULLABLE`], in order.
+    pub nullable: [Option<Cow<'a, str>>; 6],
+}
+
+impl Cell<'_> {
+    fn null_dims(&self) -> i64 {
+        self.nullable
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_none())
+            .map(|(i, _)| 1i64 << i)
+            .sum()
+    }
+}
+
+/// What one commit adds to a cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Delta(pub [i64; 11]);
+
+impl Delta {
+    fn add(&mut self, row: &SpendLogRow) {
+        let parts = [
+            row.spend,
+            row.prompt_tokens,
+            row.completion_tokens,
+            row.total_tokens,
+        ];
+        for (i, v) in parts.into_iter().enumerate() {
+            // Rust's `/` and `%` truncate as SQLite's and Postgres' do: per row these are the
+            // very parts the scans summed.
+            self.0[2 * i] = self.0[2 * i].saturating_add(v / 1_000_000_000);
+            self.0[2 * i + 1] = self.0[2 * i + 1].saturating_add(v % 1_000_000_000);
+        }
+        self.0[8] += 1;
+        self.0[9] += i64::from(row.status == STATUS_SUCCESS);
+        self.0[10] += i64::from(row.status == STATUS_FAILURE);
+    }
+}
+
+/// The UTC day of a start time in ms, as the scans grouped it (`start_time / 86400000`).
+/// Truncated, not floored: a row started before 1970 (the gateway writes none) would count in
+/// day 0 of the rollups but not in a row scan from 1970-01-01.
+pub(crate) fn day_of_ms(ms: i64) -> i64 {
+    ms / DAY_MS
+}
+
+/// Each cell the rows touch, in both tables, with what they add: sorted (table, then cell), so
+/// that concurrent writers (fleet instances) lock rollup rows in one order and cannot deadlock.
+pub(crate) fn cells<'a>(rows: &[&'a SpendLogRow]) -> Vec<(Rollup, Cell<'a>, Delta)> {
+    let mut out: BTreeMap<(Rollup, Cell<'a>), Delta> = BTreeMap::new();
+    for row in rows {
+        let nullable = [
+            row.model_group.as_deref().map(text),
+            row.custom_llm_provider.as_deref().map(text),
+            row.user.as_deref().map(text),
+            row.team_id.as_deref().map(text),
+            row.organization_id.as_deref().map(text),
+            row.end_user.as_deref().map(text),
+        ];
+        let by_key = Cell {
+            day: day_of_ms(row.start_time.timestamp_millis()),
+            api_key: Some(text(&row.api_key)),
+            model: text(&row.model),
+            nullable,
+        };
+        let all_keys = Cell {
+            api_key: None,
+            ..by_key.clone()
+        };
+        out.entry((Rollup::ByKey, by_key)).or_default().add(row);
+        out.entry((Rollup::AllKeys, all_keys)).or_default().add(row);
+    }
+    out.into_iter().map(|((r, c), d)| (r, c, d)).collect()
+}
+
+/// `INSERT ... ON CONFLICT DO UPDATE` adding a [`Delta`] to a cell: `$1` day, then the
+/// dimensions ([`upsert_params`]), `null_dims`, the measures. Built once per table.
+pub(crate) fn upsert_sql(rollup: Rollup) -> &'static str {
+    static SQL: [OnceLock<String>; 2] = [const { OnceLock::new() }; 2];
+    SQL[usize::from(rollup == Rollup::AllKeys)].get_or_init(|| {
+        let table = rollup.table();
+        let key: Vec<&str> = std::iter::once("day")
+            .chain(rollup.dims().iter().copied())
+            .chain(std::iter::once("null_dims"))
+            .collect();
+        let cols: Vec<&str> = key.iter().copied().chain(MEASURES).collect();
+        let params = crate::db::placeholders(1, cols.len());
+        let sets: Vec<String> = MEASURES
+            .iter()
+            .map(|m| format!("{m} = {table}.{m} + excluded.{m}"))
+            .collect();
+        format!(
+            "INSERT INTO {table} ({}) VALUES ({params}) ON CONFLICT ({}) DO UPDATE SET {}",
+            cols.join(", "),
+            key.join(", "),
+            sets.join(", ")
+        )
+    })
+}
+
+/// The text values of a cell's dimensions in [`upsert_sql`] order (after `$1`, the day): a
+/// missing one as `''` (its `null_dims` bit says it was missing).
+pub(crate) fn upsert_texts<'c>(cell: &'c Cell<'_>) -> impl Iterator<Item = &'c str> {
+    cell.api_key
+        .as_deref()
+        .into_iter()
+        .chain(std::iter::once(cell.model.as_ref()))
+        .chain(cell.nullable.iter().map(|v| v.as_deref().unwrap_or("")))
+}
+
+/// The integers after the texts: `null_dims`, then the measures.
+pub(crate) fn upsert_numbers(cell: &Cell<'_>, delta: &Delta) -> [i64; 12] {
+    let mut out = [0; 12];
+    out[0] = cell.null_dims();
+    out[1..].copy_from_slice(&delta.0);
+    out
+}
+
+/// Where an aggregate reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A rollup table; the range bounds are whole days.
+    Rollup(Rollup),
+    /// The spend-log rows themselves, one "cell" per row: any range, and any filter on the
+    /// row (`extra`, written against `idlehands_spend_logs`' columns).
+    Rows,
+}
+
+/// A relation `r` with the columns `day`, the [`DIMS`] (NULL where missing) and the
+/// [`MEASURES`], over `[$lo, $hi)`: days for a rollup, ms of `start_time` for the rows.
+/// `extra` (rows only) is ANDed into the rows' filter.
+pub(crate) fn relation(source: Source, lo: usize, hi: usize, extra: &str) -> String {
+    match source {
+        Source::Rollup(rollup) => {
+            let dims: Vec<String> = rollup
+                .dims()
+                .iter()
+                .map(|d| match NULLABLE.iter().position(|n| n == d) {
+                    Some(bit) => format!(
+                        "CASE WHEN (null_dims & {}) <> 0 THEN NULL ELSE {d} END AS {d}",
+                        1 << bit
+                    ),
+                    None => (*d).to_owned(),
+                })
+                .collect();
+            format!(
+                "(SELECT day, {}, {} FROM {} WHERE day >= ${lo} AND day < ${hi}) r",
+                dims.join(", "),
+                MEASURES.join(", "),
+                rollup.table()
+            )
+        }
+        Source::Rows => {
+            let parts: Vec<String> = [
+                "spend",
+                "prompt_tokens",
+                "completion_tokens",
+                "total_tokens",
+            ]
+            .iter()
+            .map(|c| format!("{c} / 1000000000 AS {c}_hi, {c} % 1000000000 AS {c}_lo"))
+            .collect();
+            format!(
+                "(SELECT start_time / {DAY_MS} AS day, {}, {}, 1 AS requests, \
+                 CASE WHEN status = '{STATUS_SUCCESS}' THEN 1 ELSE 0 END AS successful_requests, \
+                 CASE WHEN status = '{STATUS_FAILURE}' THEN 1 ELSE 0 END AS failed_requests \
+                 FROM idlehands_spend_logs WHERE start_time >= ${lo} AND start_time < ${hi}{extra}) r",
+                DIMS.join(", "),
+                parts.join(", ")
+            )
+        }
+    }
+}
+
+/// `SUM` of a measure's two parts, as `{alias}_hi` and `{alias}_lo` (add them with
+/// [`crate::spend_db::wide_sum`]).
+pub(crate) fn sum_parts(measure: &str, alias: &str) -> String {
+    format!(
+        "CAST(SUM({measure}_hi) AS BIGINT) AS {alias}_hi, \
+         CAST(SUM({measure}_lo) AS BIGINT) AS {alias}_lo"
+    )
+}
+
+/// The source for `[lo_ms, hi_ms)` (`None`: unbounded) and the bounds to bind: the rollup when
+/// both ends are whole UTC days, else the rows.
+pub(crate) fn source_for(
+    rollup: Rollup,
+    lo_ms: Option<i64>,
+    hi_ms: Option<i64>,
+) -> (Source, i64, i64) {
+    let whole = |ms: Option<i64>| ms.is_none_or(|ms| ms.rem_euclid(DAY_MS) == 0);
+    if whole(lo_ms) && whole(hi_ms) {
+        (
+            Source::Rollup(rollup),
+            lo_ms.map_or(i64::MIN, day_of_ms),
+            hi_ms.map_or(i64::MAX, day_of_ms),
+        )
+    } else {
+        (
+            Source::Rows,
+            lo_ms.unwrap_or(i64::MIN),
+            hi_ms.unwrap_or(i64::MAX),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The rollups answer as the row scans do: on random rows (NULL and empty dimensions, both
+    //! statuses, amounts past `i64::MAX` in sum, rows not stored), every aggregate read from a
+    //! rollup equals the same aggregate read from the rows, order included, on SQLite and
+    //! Postgres; and the migration's backfill makes the same rollups as the commits did.
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use chrono::{TimeZone, Utc};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::spend_db::{BatchItem, ReportGroup};
+    use crate::{SpendGroup, SpendLogsQuery, Store, StoreOptions};
+
+    const DAY0: i64 = 20_500; // 2026-02-16
+
+    fn pick(rng: &mut StdRng, from: &[Option<&str>]) -> Option<String> {
+        from[rng.random_range(0..from.len())].map(str::to_owned)
+    }
+
+    fn random_row(rng: &mut StdRng, i: usize) -> SpendLogRow {
+        let start = (DAY0 + rng.random_range(0..6)) * DAY_MS + rng.random_range(0..DAY_MS);
+        let amount = |rng: &mut StdRng| match rng.random_range(0..300) {
+            // A few sums pass `i64::MAX` (and saturate), most do not.
+            0 => i64::MAX / 3,
+            1..=9 => 0,
+            _ => rng.random_range(0..5_000_000_000),
+        };
+        let total = amount(rng);
+        SpendLogRow {
+            request_id: format!("r{i}"),
+            call_type: "acompletion".into(),
+            api_key: pick(rng, &[Some("k1"), Some("k2"), Some("k3"), Some("")]).unwrap(),
+            spend: amount(rng),
+            prompt_tokens: amount(rng),
+            completion_tokens: amount(rng),
+            total_tokens: total,
+            start_time: Utc.timestamp_millis_opt(start).unwrap(),
+            end_time: Utc.timestamp_millis_opt(start + 10).unwrap(),
+            model: pick(rng, &[Some("gpt-4o"), Some("claude"), Some("")]).unwrap(),
+            model_group: pick(rng, &[None, Some(""), Some("fast"), Some("gpt-4o")]),
+            // NULs are dropped from stored text, in the rollups as in the rows.
+            custom_llm_provider: pick(rng, &[None, Some("openai"), Some(""), Some("open\0ai")]),
+            user: pick(rng, &[None, Some(""), Some("u1"), Some("u2")]),
+            team_id: pick(rng, &[None, Some(""), Some("t1"), Some("t2")]),
+            organization_id: pick(rng, &[None, Some("o1")]),
+            end_user: pick(rng, &[None, Some(""), Some("c1"), Some("c2")]),
+            status: pick(rng, &[Some("success"), Some("failure")]).unwrap(),
+            ..Default::default()
+        }
+    }
+
+    /// Whole-day ranges in days: each bound, open ends, an empty range.
+    fn day_ranges() -> Vec<(i64, i64)> {
+        let mut out = vec![(i64::MIN, i64::MAX), (DAY0 + 3, DAY0 + 3)];
+        for lo in DAY0 - 1..DAY0 + 7 {
+            for hi in [lo + 1, lo + 2, DAY0 + 7] {
+                out.push((lo, hi));
+            }
+        }
+        out
+    }
+
+    async fn same_answers(store: &Store) {
+        let ms = |d: i64| d.saturating_mul(DAY_MS);
+        for (lo, hi) in day_ranges() {
+            let rows_lo = if lo == i64::MIN { i64::MIN } else { ms(lo) };
+            let rows_hi = if hi == i64::MAX { i64::MAX } else { ms(hi) };
+            for group in [
+                SpendGroup::Key,
+                SpendGroup::Model,
+                SpendGroup::User,
+                SpendGroup::Day,
+            ] {
+                let rows = store
+                    .spend_by_in(Source::Rows, group, rows_lo, rows_hi)
+                    .await;
+                for rollup in [Rollup::ByKey, Rollup::AllKeys] {
+                    if rollup == Rollup::AllKeys && group == SpendGroup::Key {
+                        continue;
+                    }
+                    let r = store
+                        .spend_by_in(Source::Rollup(rollup), group, lo, hi)
+                        .await;
+                    assert_eq!(r.unwrap(), *rows.as_ref().unwrap(), "{group:?} {lo}..{hi}");
+                }
+            }
+            for group in [ReportGroup::Team, ReportGroup::Customer] {
+                let rows = store
+                    .spend_by_day_and_in(Source::Rows, group, rows_lo, rows_hi)
+                    .await
+                    .unwrap();
+                let r = store
+                    .spend_by_day_and_in(Source::Rollup(Rollup::ByKey), group, lo, hi)
+                    .await
+                    .unwrap();
+                assert_eq!(r, rows, "{group:?} {lo}..{hi}");
+            }
+            let rows = store
+                .spend_by_key_and_model_in(Source::Rows, rows_lo, rows_hi)
+                .await
+                .unwrap();
+            let r = store
+                .spend_by_key_and_model_in(Source::Rollup(Rollup::ByKey), lo, hi)
+                .await
+                .unwrap();
+            assert_eq!(r, rows, "{lo}..{hi}");
+            let filters = [
+                SpendLogsQuery::default(),
+                SpendLogsQuery {
+                    user_id: Some("u1".into()),
+                    ..Default::default()
+                },
+                SpendLogsQuery {
+                    user_id: Some(String::new()),
+                    team_id: Some("t1".into()),
+                    ..Default::default()
+                },
+                SpendLogsQuery {
+                    end_user: Some("c2".into()),
+                    organization_id: Some("o1".into()),
+                    ..Default::default()
+                },
+            ];
+            for q in filters {
+                let rows = store
+                    .daily_summary(Source::Rows, rows_lo, rows_hi, &q)
+                    .await;
+                for rollup in [Rollup::ByKey, Rollup::AllKeys] {
+                    let r = store
+                        .daily_summary(Source::Rollup(rollup), lo, hi, &q)
+                        .await;
+                    assert_eq!(r.unwrap(), *rows.as_ref().unwrap(), "{q:?} {lo}..{hi}");
+                }
+            }
+        }
+        // A key filter is the key's text, hashed as the rows' `api_key` is.
+        let q = SpendLogsQuery {
+            api_key: Some("k1".into()),
+            ..Default::default()
+        };
+        let rows = store
+            .daily_summary(Source::Rows, i64::MIN, i64::MAX, &q)
+            .await;
+        let r = store
+            .daily_summary(Source::Rollup(Rollup::ByKey), i64::MIN, i64::MAX, &q)
+            .await;
+        assert_eq!(r.unwrap(), rows.unwrap());
+    }
+
+    /// Every rollup row, in key order.
+    async fn rollup_rows(store: &Store) -> Vec<String> {
+        let mut out = Vec::new();
+        for rollup in [Rollup::ByKey, Rollup::AllKeys] {
+            let dims = rollup.dims().join(" || '|' || ");
+            let sql = format!(
+                "SELECT CAST(day AS TEXT) || '|' || {dims} || '|' || CAST(null_dims AS TEXT) \
+                 || '|' || {} FROM {} ORDER BY 1",
+                MEASURES
+                    .iter()
+                    .map(|m| format!("CAST({m} AS TEXT)"))
+                    .collect::<Vec<_>>()
+                    .join(" || '|' || "),
+                rollup.table()
+            );
+            let rows: Vec<String> = crate::db::on_db!(&store.db, pool => {
+                sqlx::query_scalar(&sql).fetch_all(pool).await.unwrap()
+            });
+            out.extend(rows);
+        }
+        out
+    }
+
+    async fn scenario(opts: StoreOptions, seed: u64) {
+        let store = Store::open_with(opts.clone()).await.unwrap();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut n = 0;
+        for _ in 0..25 {
+            let batch: Vec<BatchItem> = (0..rng.random_range(1..40))
+                .map(|_| {
+                    n += 1;
+                    BatchItem::Row(Box::new(random_row(&mut rng, n)))
+                })
+                .collect();
+            // `disable_spend_logs`: neither the rows nor their rollups are stored.
+            let store_rows = rng.random_range(0..6) != 0;
+            store.write_batch(&batch, store_rows).await.unwrap();
+        }
+        assert!(store.count_spend_logs().await.unwrap() > 100);
+        same_answers(&store).await;
+
+        // A call id is no rollup dimension: the summary for one reads its row.
+        let crate::SpendLogsResponse::Rows(stored) =
+            store.spend_logs(&SpendLogsQuery::default()).await.unwrap()
+        else {
+            panic!("rows expected")
+        };
+        let row = stored.iter().find(|r| r.spend > 0).unwrap();
+        let day = row.start_time.date_naive().format("%Y-%m-%d").to_string();
+        let q = SpendLogsQuery {
+            request_id: Some(row.request_id.clone()),
+            start_date: Some(day.clone()),
+            end_date: Some(day.clone()),
+            ..Default::default()
+        };
+        let crate::SpendLogsResponse::Summary(days) = store.spend_logs(&q).await.unwrap() else {
+            panic!("a summary expected")
+        };
+        assert_eq!(days.len(), 1);
+        assert_eq!(days[0].start_time, day);
+        assert_eq!(days[0].spend, crate::money::nanos_to_usd(row.spend));
+
+        // A rebuild from the rows makes the rollups the commits made...
+        let written = rollup_rows(&store).await;
+        assert!(written.len() > 100, "{}", written.len());
+        store.rebuild_daily_spend().await.unwrap();
+        assert_eq!(rollup_rows(&store).await, written);
+
+        // ... and so does migration 9 on a store that had only the rows.
+        crate::db::on_db!(&store.db, pool => {
+            sqlx::raw_sql(
+                "DROP TABLE idlehands_daily_spend_by_key; DROP TABLE idlehands_daily_spend; \
+                 DELETE FROM idlehands_schema_migrations WHERE version = 9",
+            )
+            .execute(pool)
+            .await
+            .unwrap();
+        });
+        store.close().await;
+        let store = Store::open_with(opts).await.unwrap();
+        assert_eq!(
+            store.schema_versions().await.unwrap(),
+            (1..=9).collect::<Vec<i64>>()
+        );
+        assert_eq!(rollup_rows(&store).await, written);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_rollups_answer_as_the_rows_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db").display().to_string();
+        scenario(StoreOptions::new(path), 7).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_rollups_answer_as_the_rows_do() {
+        let url = std::env::var("DATABASE_URL_TEST")
+            .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".to_owned());
+        let pool = sqlx::PgPool::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("Postgres at {url} is required for this test: {e}"));
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut opts = StoreOptions::new(url.clone());
+        opts.pg_schema = Some(schema.clone());
+        scenario(opts, 11).await;
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+}
