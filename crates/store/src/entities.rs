@@ -4,25 +4,29 @@
 //! name. A key's token is hex and never contains `:`, so the two never collide.
 
 use crate::spend::SpendLogRow;
+use crate::spend_db::text;
+
+// Ids come from requests (the end user is any `user` string): NULs are dropped as in stored
+// text, or Postgres refuses the whole spend commit that names the entity.
 
 pub fn team(id: &str) -> String {
-    format!("team:{id}")
+    format!("team:{}", text(id))
 }
 
 pub fn user(id: &str) -> String {
-    format!("user:{id}")
+    format!("user:{}", text(id))
 }
 
 pub fn org(id: &str) -> String {
-    format!("org:{id}")
+    format!("org:{}", text(id))
 }
 
 pub fn customer(id: &str) -> String {
-    format!("customer:{id}")
+    format!("customer:{}", text(id))
 }
 
 pub fn member(team_id: &str, user_id: &str) -> String {
-    format!("member:{team_id}:{user_id}")
+    format!("member:{}:{}", text(team_id), text(user_id))
 }
 
 /// Whether a limiter token names an entity rather than a key.
