@@ -27,8 +27,13 @@ fn write_lock(state: &std::path::Path, pid: u32) {
 
 /// A live process whose command line mentions anton, like another `idlehands anton run`.
 fn live_anton_process() -> Child {
+    // The shell's `sleep` outlives the killed shell: with the test's stdout/stderr inherited
+    // it held them open and the runner reported the test as leaking.
     Command::new("sh")
         .args(["-c", "sleep 120; echo anton"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap()
 }
