@@ -347,7 +347,10 @@ mod tests {
             user: pick(rng, &[None, Some(""), Some("u1"), Some("u2")]),
             team_id: pick(rng, &[None, Some(""), Some("t1"), Some("t2")]),
             organization_id: pick(rng, &[None, Some("o1")]),
-            end_user: pick(rng, &[None, Some(""), Some("c1"), Some("c2"), Some("c\03")]),
+            end_user: pick(
+                rng,
+                &[None, Some(""), Some("c1"), Some("c2"), Some("c\u{0}3")],
+            ),
             status: pick(rng, &[Some("success"), Some("failure")]).unwrap(),
             ..Default::default()
         }
