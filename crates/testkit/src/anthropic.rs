@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -24,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::Framing;
-use crate::recorded::{Recorded, RequestLine};
+use crate::recorded::{Recorded, RequestLine, RequestLog};
 use crate::reply::{Fault, Reply};
 use crate::strict::{ErrorBody, Form, Wire, guard};
 
@@ -33,27 +32,11 @@ use crate::strict::{ErrorBody, Form, Wire, guard};
 pub(crate) struct Core {
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Reply>,
-    requests: Mutex<Vec<Recorded>>,
-    served: AtomicUsize,
+    pub(crate) log: RequestLog,
     wire: Arc<Wire>,
 }
 
 impl Core {
-    pub(crate) fn record(
-        &self,
-        line: &RequestLine,
-        uri: &Uri,
-        headers: &HeaderMap,
-        raw: &Bytes,
-        body: &Value,
-    ) -> usize {
-        let n = self.served.fetch_add(1, Ordering::SeqCst) + 1;
-        self.requests
-            .lock()
-            .push(Recorded::new(line, uri, headers, raw, body));
-        n
-    }
-
     pub(crate) fn next_reply(&self) -> Reply {
         if let Some(r) = self.script.lock().pop_front() {
             return r;
@@ -145,11 +128,11 @@ impl Handle {
     }
 
     pub(crate) fn requests(&self) -> Vec<Recorded> {
-        self.core.requests.lock().clone()
+        self.core.log.all()
     }
 
     pub(crate) fn served(&self) -> usize {
-        self.core.served.load(Ordering::SeqCst)
+        self.core.log.served()
     }
 }
 
@@ -324,7 +307,7 @@ async fn messages(
         Ok(v) => v,
         Err(e) => return anthropic_error(400, &format!("invalid JSON: {e}"), None),
     };
-    let n = core.record(&line, &uri, &headers, &raw, &body);
+    let n = core.log.record(&line, &uri, &headers, &raw, &body);
     if let Some(resp) = rejection(&headers, &body) {
         return resp;
     }

@@ -74,7 +74,7 @@ async fn accept(
 ) -> Result<(usize, Reply), Response> {
     let body: Value = serde_json::from_slice(raw)
         .map_err(|e| bedrock_error(400, &format!("Malformed input request: {e}"), None))?;
-    let n = core.record(line, uri, headers, raw, &body);
+    let n = core.log.record(line, uri, headers, raw, &body);
     let signed = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

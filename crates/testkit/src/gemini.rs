@@ -85,7 +85,7 @@ async fn models(
         Ok(v) => v,
         Err(e) => return gemini_error(400, &format!("Invalid JSON payload received. {e}"), None),
     };
-    let n = core.record(&line, &uri, &headers, &raw, &body);
+    let n = core.log.record(&line, &uri, &headers, &raw, &body);
     if !headers.contains_key("x-goog-api-key") && query_param(&uri, "key").is_none() {
         return gemini_error(
             403,

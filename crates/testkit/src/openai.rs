@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use crate::recorded::Recorded;
-use crate::recorded::RequestLine;
+use crate::recorded::{RequestLine, RequestLog};
 use crate::reply::{Fault, Reply};
 use crate::strict::{Form, Wire, guard};
 
@@ -28,9 +28,7 @@ use crate::strict::{Form, Wire, guard};
 struct Shared {
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Reply>,
-    requests: Mutex<Vec<Recorded>>,
-    record: std::sync::atomic::AtomicBool,
-    served: AtomicUsize,
+    log: RequestLog,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     /// Flaky mode (soak tests): every Nth unscripted reply is a 500, every Mth hangs; 0 = off.
@@ -106,7 +104,6 @@ impl FakeOpenAi {
         let listener = TcpListener::bind(addr).await.expect("bind fake upstream");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared::default());
-        shared.record.store(true, Ordering::SeqCst);
         let app = router(shared.clone(), form);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -139,7 +136,7 @@ impl FakeOpenAi {
 
     /// Stop keeping request bodies (the benchmark would otherwise grow without bound).
     pub fn set_recording(&self, on: bool) {
-        self.shared.record.store(on, Ordering::SeqCst);
+        self.shared.log.set_recording(on);
         self.shared.wire.set_recording(on);
     }
 
@@ -150,16 +147,16 @@ impl FakeOpenAi {
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.shared.requests.lock().clone()
+        self.shared.log.all()
     }
 
     pub fn last_request(&self) -> Option<Recorded> {
-        self.shared.requests.lock().last().cloned()
+        self.shared.log.last()
     }
 
     /// Requests answered or begun, including faults.
     pub fn served(&self) -> usize {
-        self.shared.served.load(Ordering::SeqCst)
+        self.shared.log.served()
     }
 
     /// Requests whose handler or response body is still alive.
@@ -256,26 +253,6 @@ fn router(shared: Arc<Shared>, form: Form) -> Router {
     guard(routes, wire, form, |status, message| {
         error_response(status, message, None)
     })
-}
-
-/// Count and (when recording) keep the request; returns its number, 1-based.
-fn record(
-    shared: &Shared,
-    line: &RequestLine,
-    uri: &Uri,
-    headers: &HeaderMap,
-    raw: &Bytes,
-    body: &Value,
-) -> usize {
-    let n = shared.served.fetch_add(1, Ordering::SeqCst) + 1;
-    if !shared.record.load(Ordering::SeqCst) {
-        return n;
-    }
-    shared
-        .requests
-        .lock()
-        .push(Recorded::new(line, uri, headers, raw, body));
-    n
 }
 
 fn next_reply(shared: &Shared) -> Reply {
@@ -396,7 +373,7 @@ async fn chat(
         Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
     };
     // Taken at arrival: concurrent requests must not share a response id.
-    let n = record(&shared, &line, &uri, &headers, &raw, &body);
+    let n = shared.log.record(&line, &uri, &headers, &raw, &body);
     let reply = next_reply(&shared);
     if let Some(resp) = answer_fault(&reply).await {
         return resp;
@@ -483,7 +460,7 @@ async fn completions(
     if body.get("prompt").is_none() {
         return error_response(400, "you must provide a prompt parameter", None);
     }
-    let n = record(&shared, &line, &uri, &headers, &raw, &body);
+    let n = shared.log.record(&line, &uri, &headers, &raw, &body);
     let reply = next_reply(&shared);
     if let Some(resp) = answer_fault(&reply).await {
         return resp;
@@ -545,7 +522,7 @@ async fn responses(
         Ok(v) => v,
         Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
     };
-    let n = record(&shared, &line, &uri, &headers, &raw, &body);
+    let n = shared.log.record(&line, &uri, &headers, &raw, &body);
     if let Some((message, param)) = crate::openai_responses::refusal(&body) {
         let body = json!({"error": {"message": message, "type": "invalid_request_error",
                                     "param": param, "code": null}});
@@ -591,14 +568,9 @@ async fn transcriptions(
             }
         }
     }
-    record(
-        &shared,
-        &line,
-        &uri,
-        &headers,
-        &body,
-        &Value::Object(fields),
-    );
+    shared
+        .log
+        .record(&line, &uri, &headers, &body, &Value::Object(fields));
     let reply = next_reply(&shared);
     if let Some(resp) = answer_fault(&reply).await {
         return resp;
@@ -621,7 +593,7 @@ async fn speech(
         Ok(v) => v,
         Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
     };
-    record(&shared, &line, &uri, &headers, &raw, &body);
+    shared.log.record(&line, &uri, &headers, &raw, &body);
     let reply = next_reply(&shared);
     if let Some(resp) = answer_fault(&reply).await {
         return resp;
@@ -652,7 +624,7 @@ async fn other_json(
         Ok(v) => v,
         Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
     };
-    let n = record(&shared, &line, &uri, &headers, &raw, &body);
+    let n = shared.log.record(&line, &uri, &headers, &raw, &body);
     let reply = next_reply(&shared);
     if let Some(resp) = answer_fault(&reply).await {
         return resp;
@@ -826,7 +798,7 @@ async fn embeddings(
         Ok(v) => v,
         Err(e) => return error_response(400, &format!("invalid JSON: {e}"), None),
     };
-    record(&shared, &line, &uri, &headers, &raw, &body);
+    shared.log.record(&line, &uri, &headers, &raw, &body);
     let reply = next_reply(&shared);
     if let Some(Fault::Status {
         status,

@@ -3,12 +3,69 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::body::Bytes;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, Uri, Version};
+use parking_lot::Mutex;
 use serde_json::Value;
+
+/// What a fake has received: every request counted, each kept while recording is on (the
+/// benchmark turns it off so the fake does not grow without bound).
+pub(crate) struct RequestLog {
+    requests: Mutex<Vec<Recorded>>,
+    served: AtomicUsize,
+    keep: AtomicBool,
+}
+
+impl Default for RequestLog {
+    fn default() -> Self {
+        RequestLog {
+            requests: Mutex::default(),
+            served: AtomicUsize::new(0),
+            keep: AtomicBool::new(true),
+        }
+    }
+}
+
+impl RequestLog {
+    /// Counts the request and keeps it while recording; returns its number, 1-based.
+    pub(crate) fn record(
+        &self,
+        line: &RequestLine,
+        uri: &Uri,
+        headers: &HeaderMap,
+        raw: &Bytes,
+        body: &Value,
+    ) -> usize {
+        let n = self.served.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.keep.load(Ordering::SeqCst) {
+            self.requests
+                .lock()
+                .push(Recorded::new(line, uri, headers, raw, body));
+        }
+        n
+    }
+
+    pub(crate) fn set_recording(&self, on: bool) {
+        self.keep.store(on, Ordering::SeqCst);
+    }
+
+    pub(crate) fn all(&self) -> Vec<Recorded> {
+        self.requests.lock().clone()
+    }
+
+    pub(crate) fn last(&self) -> Option<Recorded> {
+        self.requests.lock().last().cloned()
+    }
+
+    /// Requests counted so far, faults and unrecorded ones included.
+    pub(crate) fn served(&self) -> usize {
+        self.served.load(Ordering::SeqCst)
+    }
+}
 
 /// One request as the fake received it.
 #[derive(Debug, Clone)]

@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::recorded::{Recorded, RequestLine};
+use crate::recorded::{Recorded, RequestLine, RequestLog};
 use crate::strict::{Wire, guard_target};
 
 /// One recorded llama-server answer.
@@ -131,7 +131,7 @@ impl Capture {
 #[derive(Default)]
 struct Shared {
     queued: Mutex<VecDeque<Capture>>,
-    requests: Mutex<Vec<Recorded>>,
+    log: RequestLog,
     wire: Arc<Wire>,
 }
 
@@ -187,7 +187,7 @@ impl FakeLlamaServer {
 
     /// Chat requests received, in order.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.shared.requests.lock().clone()
+        self.shared.log.all()
     }
 
     /// Every request line received, refused ones included.
@@ -231,10 +231,7 @@ async fn chat(
         )
             .into_response();
     };
-    shared
-        .requests
-        .lock()
-        .push(Recorded::new(&line, &uri, &headers, &body, &request));
+    shared.log.record(&line, &uri, &headers, &body, &request);
     let capture = shared
         .queued
         .lock()
