@@ -436,17 +436,6 @@ impl Router {
         &self.groups
     }
 
-    /// Wildcard model names as written (`openai/*`), with the access groups their deployments
-    /// declare, for `/v1/models`.
-    pub fn wildcard_routes(&self) -> impl Iterator<Item = (&str, &[String])> {
-        self.patterns.iter().map(|p| {
-            (
-                p.entry.model_name.as_str(),
-                p.entry.model_info.access_groups.as_slice(),
-            )
-        })
-    }
-
     /// Every configured deployment (wildcards not expanded).
     pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
         self.groups.iter().flat_map(|g| g.deployments.iter())
