@@ -22,9 +22,6 @@ use crate::batch::BatchQueue;
 use crate::config::ProxyConfig;
 use crate::hooks::{CallRecord, CallStatus};
 
-/// The environment variables read here.
-pub use crate::config::env_names::ALERTING as ENV_NAMES;
-
 /// LiteLLM's alert types that the gateway raises.
 pub const ALERT_TYPES: [&str; 5] = [
     "llm_exceptions",

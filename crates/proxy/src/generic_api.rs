@@ -19,9 +19,6 @@ use crate::config::ProxyConfig;
 use crate::hooks::{CallRecord, CallStatus};
 use crate::metrics::RequestFacts;
 
-/// The environment variables read here.
-pub use crate::config::env_names::GENERIC_API as ENV_NAMES;
-
 const RETRIES: u32 = 2;
 const TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::config::{ConfigError, LitellmParams, ModelEntry, ModelInfo, ProxyConfig};
 use crate::pricing::{Nanos, PriceTable};
-use crate::router::Deployment;
+use crate::providers::Deployment;
 
 /// LiteLLM's `pass_through_request_timeout` default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);

@@ -16,11 +16,7 @@ use idlehands_routing::{DeploymentSpec, RouterSettings};
 use crate::config::{ModelEntry, ProxyConfig};
 use crate::pricing::PriceTable;
 
-// Their paths before deployments moved under `providers` and provider naming under `config`
-// and `pricing` (which sit below the router).
-pub use crate::config::provider_of;
-pub use crate::pricing::is_known_provider;
-pub use crate::providers::{Deployment, deployment_id, upstream_model};
+use crate::providers::Deployment;
 
 /// Deployments registered with one routing-crate router; `deployments[pick.index()]` is the
 /// deployment a [`idlehands_routing::Pick`] names.

@@ -17,7 +17,8 @@ use super::body::RequestBody;
 use super::trace::Trace;
 use crate::error::ProxyError;
 use crate::metrics::Fallback;
-use crate::router::{Deployment, ModelGroup, RoutingTable};
+use crate::providers::Deployment;
+use crate::router::{ModelGroup, RoutingTable};
 
 static ATTEMPTED_RETRIES: HeaderName = HeaderName::from_static("x-litellm-attempted-retries");
 static ATTEMPTED_FALLBACKS: HeaderName = HeaderName::from_static("x-litellm-attempted-fallbacks");

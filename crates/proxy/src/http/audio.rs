@@ -21,7 +21,7 @@ use super::guard::Pre;
 use super::passthrough::Relay;
 use super::usage_scan::Framing;
 use crate::error::ProxyError;
-use crate::router::Deployment;
+use crate::providers::Deployment;
 use crate::state::App;
 
 const TRANSCRIPTION: &str = "atranscription";

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::ProxyError;
+use crate::providers::Deployment;
 use crate::providers::params;
-use crate::router::Deployment;
 
 /// The raw request body; a body that cannot be read (too large, broken) is answered with the
 /// JSON error envelope rather than axum's plain-text rejection.

@@ -14,8 +14,8 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use crate::auth;
+use crate::providers::Deployment;
 use crate::providers::{ChatCall, ChatReply};
-use crate::router::Deployment;
 use crate::state::{App, Checked};
 
 /// A health probe never waits longer than this, whatever the deployment's timeout.

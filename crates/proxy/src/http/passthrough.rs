@@ -27,7 +27,7 @@ use crate::auth::Principal;
 use crate::error::ProxyError;
 use crate::passthrough::{Credential, CustomRoute, ProviderRoute};
 use crate::pricing::Nanos;
-use crate::router::Deployment;
+use crate::providers::Deployment;
 use crate::state::App;
 
 /// LiteLLM's `call_type` for pass-through calls.

@@ -20,7 +20,8 @@ use super::passthrough::Relay;
 use super::usage_scan::{Framing, UsageScan};
 use crate::auth::Principal;
 use crate::error::ProxyError;
-use crate::router::{Deployment, ModelGroup};
+use crate::providers::Deployment;
+use crate::router::ModelGroup;
 use crate::state::App;
 
 /// LiteLLM's default `api-version` for Azure's Responses API.

@@ -15,7 +15,7 @@ use crate::auth::Principal;
 use crate::error::ProxyError;
 use crate::hooks::{CallRecord, CallStatus, PreCall, Reservation};
 use crate::pricing::{Nanos, nanos_to_usd_string};
-use crate::router::Deployment;
+use crate::providers::Deployment;
 use crate::state::App;
 
 pub(crate) static CALL_ID: HeaderName = HeaderName::from_static("x-litellm-call-id");

@@ -10,9 +10,11 @@ use serde_json::{Map, Value, json};
 use super::ApiModel;
 use super::secrets::redact_params;
 use super::wildcards;
+use crate::config::provider_of;
 use crate::config::{CostFields, LitellmParams, ModelInfo, ProxyConfig};
 use crate::pricing::{ModelPrice, PriceTable, Rate};
-use crate::router::{Deployment, Router, deployment_id, provider_of, team_scope, upstream_model};
+use crate::providers::{Deployment, deployment_id, upstream_model};
+use crate::router::{Router, team_scope};
 
 /// One deployment as listed.
 #[derive(Debug, Clone)]
@@ -209,7 +211,7 @@ impl CatalogEntry {
             None => name.to_string(),
         };
         let (provider, upstream) = match concrete.split_once('/') {
-            Some((lead, rest)) if crate::router::is_known_provider(lead) => {
+            Some((lead, rest)) if crate::pricing::is_known_provider(lead) => {
                 (lead.to_string(), rest.to_string())
             }
             _ => (self.provider.clone(), concrete.clone()),

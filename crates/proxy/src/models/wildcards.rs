@@ -5,7 +5,7 @@
 //! here it is sorted.
 
 use crate::pricing::PriceTable;
-use crate::router::is_known_provider;
+use crate::pricing::is_known_provider;
 
 /// The names `wildcard` (a deployment's `model_name` pattern) lists, for a deployment whose
 /// `litellm_params.model` is `litellm_model`. Empty when the pattern has no provider part or

@@ -25,9 +25,6 @@ use crate::hooks::{CallRecord, CallStatus};
 use span::{Kind, SpanData, Value};
 pub(crate) use span::{TraceContext, span_id};
 
-/// The environment variables read here (through the config's environment lookup).
-pub use crate::config::env_names::OTEL as ENV_NAMES;
-
 /// Where and how spans are sent.
 #[derive(Debug, Clone)]
 pub struct OtelSettings {

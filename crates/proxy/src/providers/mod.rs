@@ -31,7 +31,6 @@ use crate::error::ProxyError;
 pub use anthropic::Anthropic;
 pub use bedrock::Bedrock;
 // Their paths from before provider env defaults were read with the config.
-pub use crate::config::{env_defaults, read_provider_env};
 pub use deployment::{Deployment, deployment_id, upstream_model};
 pub use gemini::Gemini;
 pub use mock::MockProvider;

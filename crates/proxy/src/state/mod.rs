@@ -15,7 +15,8 @@ use arc_swap::ArcSwap;
 use crate::auth::{AuthConfig, KeyResolver};
 use crate::error::ProxyError;
 use crate::hooks::{CallHooks, CallSink};
-use crate::router::{Deployment, Router};
+use crate::providers::Deployment;
+use crate::router::Router;
 
 pub(crate) use sessions::{SESSION_TTL, Sessions};
 pub(crate) use throttle::Throttle;
