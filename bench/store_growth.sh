@@ -5,13 +5,19 @@
 # summary, and the rows page with summarize=false), `/global/spend/report` over 30 days (by key,
 # model and user) and the 30-day `/spend/logs` summary of all keys, each timed end to end with
 # curl, p50 of several calls. seed_store's line says how long the seeding and the daily rollups
-# (computed from the seeded rows, as store migration 9 does) took.
+# (computed from the seeded rows, as store migration 9 does) took. Last, the "sweep" point:
+# the gateway restarted with maximum_spend_logs_retention_period 15d, so its retention sweep
+# deletes the older half of the seeded rows while wrk runs (hot-path p99 against "seeded"); the
+# gateway's log line says how many it deleted by the end.
 # Usage: bench/store_growth.sh [rows=200000] [keys=2000] [seconds-per-point=5]
 #   The issue's scale: bench/store_growth.sh 10000000 100000 10  (seeding 10M rows takes minutes)
 #   BENCH_BACKENDS ("sqlite"; "sqlite postgres" for both), BENCH_PG_URL (default
 #   postgresql://postgres@127.0.0.1:5432): the database idlehands_store_growth there is dropped
 #   and made again; BENCH_ROUNDS (3) wrk rounds per point, the median shown; BENCH_CALLS (20)
-#   calls per admin query (3 for the reports); BENCH_BIN (target/release).
+#   calls per admin query (3 for the reports, 1 for team and customer, whose answer has a
+#   part per day, key and model); BENCH_BIN (target/release); BENCH_KEEP=DIR keeps the
+#   seeded SQLite file there (before the sweep) and the Postgres database (not dropped) for
+#   timing queries by hand.
 # Ports 18100 (fake upstream) and 18102 (gateway). Nothing here is asserted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,13 +51,20 @@ PIDS+=($!)
 wait_for http://127.0.0.1:18100/v1/models
 sed 's/127.0.0.1:18080/127.0.0.1:18100/' bench/proxy.yaml > "$WORK/proxy.yaml"
 RESULTS="$WORK/results.txt"
+{ cat "$WORK/proxy.yaml"; echo "  maximum_spend_logs_retention_period: 15d"; } > "$WORK/proxy-sweep.yaml"
+grep -q '^general_settings:' "$WORK/proxy.yaml" || { echo "bench/proxy.yaml: general_settings must come last" >&2; exit 1; }
+rows_left() { # backend db
+  if [ "$1" = postgres ]; then psql "$2" -Atc "SELECT COUNT(*) FROM idlehands_spend_logs"
+  else sqlite3 "$2" "SELECT COUNT(*) FROM idlehands_spend_logs"; fi
+}
 
 start_gw() { # backend db
   local t0; t0=$(date +%s%N)
+  local cfg="$WORK/proxy.yaml"; [ "${3:-}" = sweep ] && cfg="$WORK/proxy-sweep.yaml"
   if [ "$1" = postgres ]; then
-    DATABASE_URL="$2" "$BIN/idlehands" proxy --config "$WORK/proxy.yaml" --host 127.0.0.1 --port 18102 > "$WORK/gw.log" 2>&1 &
+    DATABASE_URL="$2" "$BIN/idlehands" proxy --config "$cfg" --host 127.0.0.1 --port 18102 > "$WORK/gw.log" 2>&1 &
   else
-    env -u DATABASE_URL "$BIN/idlehands" proxy --config "$WORK/proxy.yaml" --host 127.0.0.1 --port 18102 --db "$2" > "$WORK/gw.log" 2>&1 &
+    env -u DATABASE_URL "$BIN/idlehands" proxy --config "$cfg" --host 127.0.0.1 --port 18102 --db "$2" > "$WORK/gw.log" 2>&1 &
   fi
   GW=$!
   wait_for http://127.0.0.1:18102/health/liveliness || { tail -20 "$WORK/gw.log" >&2; exit 1; }
@@ -65,8 +78,8 @@ timed() { # label url calls: one line per call, "label code seconds"
   done
 }
 
-phase() { # backend store(empty|seeded) db
-  start_gw "$1" "$3"
+phase() { # backend store(empty|seeded|sweep) db
+  start_gw "$1" "$3" "$2"
   if [ ! -s "$WORK/vkey.$1" ]; then
     curl -fs -X POST http://127.0.0.1:18102/key/generate -H "Authorization: Bearer $MASTER" \
       -H 'Content-Type: application/json' -d '{"key_alias":"growth","max_budget":1000000}' \
@@ -88,6 +101,12 @@ phase() { # backend store(empty|seeded) db
     timed "$1|/global/spend/report-30d-by-model" "$base/global/spend/report?start_date=$from&end_date=$today&group_by=model" 3
     timed "$1|/global/spend/report-30d-by-user" "$base/global/spend/report?start_date=$from&end_date=$today&group_by=user" 3
     timed "$1|/spend/logs-30d-summary" "$base/spend/logs?start_date=$from&end_date=$today" 3
+    timed "$1|/global/spend/report-30d-by-team" "$base/global/spend/report?start_date=$from&end_date=$today&group_by=team" 1
+    timed "$1|/global/spend/report-30d-by-customer" "$base/global/spend/report?start_date=$from&end_date=$today&group_by=customer" 1
+  fi
+  if [ "$2" = sweep ]; then
+    grep -h "retention period deleted" "$WORK/gw.log" | tail -1 | sed "s/^/$1 sweep: /" >> "$WORK/seed.txt" || true
+    echo "$1 sweep: spend rows left when wrk ended: $(rows_left "$1" "$3")" >> "$WORK/seed.txt"
   fi
   stop_gw
 }
@@ -105,7 +124,14 @@ for backend in $BACKENDS; do
   echo "$backend: seeding $ROWS rows and $KEYS keys" >&2
   "$BIN/seed_store" --db "$DB" --rows "$ROWS" --keys "$KEYS" 2> /dev/null | sed "s/^/$backend: /" | tee -a "$WORK/seed.txt" >&2
   phase "$backend" seeded "$DB"
-  [ "$backend" = postgres ] && psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS idlehands_store_growth" > /dev/null
+  if [ -n "${BENCH_KEEP:-}" ] && [ "$backend" = sqlite ]; then
+    mkdir -p "$BENCH_KEEP" && for f in "$DB" "$DB-wal"; do [ -e "$f" ] && cp "$f" "$BENCH_KEEP/"; done
+  fi
+  phase "$backend" sweep "$DB"
+  if [ "$backend" = postgres ] && [ -z "${BENCH_KEEP:-}" ]; then
+    psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS idlehands_store_growth" > /dev/null
+  fi
+  [ "$backend" = sqlite ] && rm -f "$DB" "$DB-wal" "$DB-shm"
 done
 
 python3 - "$RESULTS" "$WORK/admin.txt" "$ROWS" "$KEYS" "$DUR" "$WORK/seed.txt" <<'PY'
@@ -127,11 +153,15 @@ print()
 print("| backend/store | start-up ms | req/s | p50 µs | p99 µs | errors |")
 print("|---|---:|---:|---:|---:|---:|")
 for (name, c), r in rows.items():
+    if name.endswith("/sweep") and r["rps"] == 0: continue
     print(f"| {name} | {startup.get(name, '')} | {r['rps']:.0f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['errors']:.0f} |")
 for b in sorted({n.split('/')[0] for n, _ in rows}):
     e, s = rows.get((f"{b}/empty", 32)), rows.get((f"{b}/seeded", 32))
     if e and s and e["rps"]:
         print(f"- {b}: seeded req/s = {100 * s['rps'] / e['rps']:.0f}% of empty")
+    w = rows.get((f"{b}/sweep", 32))
+    if s and w and s["p99_us"]:
+        print(f"- {b}: p99 during the retention sweep = {w['p99_us'] / s['p99_us']:.2f}x seeded's")
 calls = {}
 try:
     for line in open(admin):

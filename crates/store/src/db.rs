@@ -681,6 +681,57 @@ macro_rules! v9_daily_spend {
 const V9_DAILY_SPEND_SQLITE: &str = v9_daily_spend!(" WITHOUT ROWID");
 const V9_DAILY_SPEND_POSTGRES: &str = v9_daily_spend!("");
 
+/// Fills `idlehands_spend_by_key_model` from the by-key rollup (migration 10, and
+/// [`Store::rebuild_daily_spend`](crate::Store::rebuild_daily_spend)). The first day of a
+/// span is floored (a day before 1970 is negative), as `daily_spend::span_start` does.
+macro_rules! v10_backfill {
+    () => {
+        "INSERT INTO idlehands_spend_by_key_model (span, day, api_key, model, spend_hi, spend_lo,
+    prompt_tokens_hi, prompt_tokens_lo, completion_tokens_hi, completion_tokens_lo)
+SELECT s.span, d.day - (((d.day % s.span) + s.span) % s.span), d.api_key, d.model,
+    SUM(d.spend_hi), SUM(d.spend_lo), SUM(d.prompt_tokens_hi), SUM(d.prompt_tokens_lo),
+    SUM(d.completion_tokens_hi), SUM(d.completion_tokens_lo)
+FROM idlehands_daily_spend_by_key d,
+    (SELECT 1 AS span UNION ALL SELECT 4 UNION ALL SELECT 16) s
+GROUP BY s.span, d.day - (((d.day % s.span) + s.span) % s.span), d.api_key, d.model;
+"
+    };
+}
+
+// Per key and model, the sums `/global/spend/report?group_by=api_key` adds up, over aligned
+// stretches of 1, 4 and 16 days (`daily_spend::SPANS`; `day` is the first, a multiple of
+// `span`). The by-key rollup carries every dimension, and with many keys a month of it held
+// nearly as many cells as there were rows; a 30-day range reads here a few 16- and 4-day cells
+// per key and model plus the days at its ends. Filled from the by-key rollup, which keeps the
+// history the retention sweep deleted from the rows.
+macro_rules! v10_key_model {
+    ($without_rowid:literal) => {
+        concat!(
+            "CREATE TABLE idlehands_spend_by_key_model (
+    span BIGINT NOT NULL,
+    day BIGINT NOT NULL,
+    api_key TEXT NOT NULL,
+    model TEXT NOT NULL,
+    spend_hi BIGINT NOT NULL,
+    spend_lo BIGINT NOT NULL,
+    prompt_tokens_hi BIGINT NOT NULL,
+    prompt_tokens_lo BIGINT NOT NULL,
+    completion_tokens_hi BIGINT NOT NULL,
+    completion_tokens_lo BIGINT NOT NULL,
+    PRIMARY KEY (span, day, api_key, model)
+)",
+            $without_rowid,
+            ";
+",
+            v10_backfill!()
+        )
+    };
+}
+
+pub(crate) const V10_BACKFILL: &str = v10_backfill!();
+const V10_KEY_MODEL_SQLITE: &str = v10_key_model!(" WITHOUT ROWID");
+const V10_KEY_MODEL_POSTGRES: &str = v10_key_model!("");
+
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -735,6 +786,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "daily_spend_rollups",
         sqlite: V9_DAILY_SPEND_SQLITE,
         postgres: V9_DAILY_SPEND_POSTGRES,
+    },
+    Migration {
+        version: 10,
+        name: "spend_by_key_and_model_spans",
+        sqlite: V10_KEY_MODEL_SQLITE,
+        postgres: V10_KEY_MODEL_POSTGRES,
     },
 ];
 

@@ -71,6 +71,8 @@ pub(crate) struct CommitPlan<'a> {
     pub entity_resets: Vec<(&'a str, i64)>,
     /// What the stored rows add to the daily rollups, sorted (see `daily_spend::cells`).
     pub daily: Vec<(Rollup, Cell<'a>, Delta)>,
+    /// What they add to `idlehands_spend_by_key_model`, sorted.
+    pub key_model: Vec<daily_spend::KeyModelCell<'a>>,
 }
 
 impl<'a> CommitPlan<'a> {
@@ -116,8 +118,10 @@ impl<'a> CommitPlan<'a> {
         increments.sort_unstable();
         let mut entity_increments: Vec<_> = entity_increments.into_iter().collect();
         entity_increments.sort_unstable();
+        let daily = crate::daily_spend::cells(&rows);
         CommitPlan {
-            daily: crate::daily_spend::cells(&rows),
+            key_model: crate::daily_spend::key_model_cells(&daily),
+            daily,
             rows,
             resets,
             increments,
@@ -285,6 +289,17 @@ async fn write_batch_postgres(
         }
         for n in crate::daily_spend::upsert_numbers(cell, delta) {
             q = q.bind(n);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for ((span, day, key, model), sums) in &plan.key_model {
+        let mut q = sqlx::query(crate::daily_spend::KEY_MODEL_UPSERT)
+            .bind(*span)
+            .bind(*day)
+            .bind(key.as_ref())
+            .bind(model.as_ref());
+        for n in sums {
+            q = q.bind(*n);
         }
         q.execute(&mut *tx).await?;
     }
@@ -726,10 +741,15 @@ impl Store {
     pub async fn rebuild_daily_spend(&self) -> Result<(), StoreError> {
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
-            for table in [Rollup::ByKey, Rollup::AllKeys].map(Rollup::table) {
+            for table in [
+                Rollup::ByKey.table(),
+                Rollup::AllKeys.table(),
+                "idlehands_spend_by_key_model",
+            ] {
                 sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
             }
             sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(crate::db::V9_BACKFILL)).await?;
+            sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(crate::db::V10_BACKFILL)).await?;
             tx.commit().await?;
         });
         Ok(())
@@ -861,22 +881,53 @@ impl Store {
         self.spend_by_key_and_model_in(source, lo, hi).await
     }
 
-    /// [`Store::spend_by_key_and_model`] over `[lo, hi)` of `source`.
+    /// [`Store::spend_by_key_and_model`] over `[lo, hi)` of `source`. From the by-key rollup
+    /// it reads `idlehands_spend_by_key_model` instead (the same sums, a few cells per key
+    /// and model for the range: see `daily_spend::SPANS`).
     pub(crate) async fn spend_by_key_and_model_in(
         &self,
         source: Source,
         lo: i64,
         hi: i64,
     ) -> Result<Vec<KeyModelSpend>, StoreError> {
-        let sql = format!(
-            "SELECT api_key, model, {}, {}, {} FROM {} GROUP BY api_key, model ORDER BY 1, 2",
+        let sums = format!(
+            "{}, {}, {}",
             daily_spend::sum_parts("spend", "s"),
             daily_spend::sum_parts("prompt_tokens", "p"),
             daily_spend::sum_parts("completion_tokens", "c"),
-            daily_spend::relation(source, 1, 2, ""),
+        );
+        let mut binds = Vec::new();
+        let from = if source == Source::Rollup(Rollup::ByKey) {
+            let runs: Vec<String> = daily_spend::spans_for(lo, hi)
+                .into_iter()
+                .map(|(span, first, end)| {
+                    binds.extend([span, first, end]);
+                    let n = binds.len();
+                    format!(
+                        "SELECT api_key, model, spend_hi, spend_lo, prompt_tokens_hi, \
+                         prompt_tokens_lo, completion_tokens_hi, completion_tokens_lo \
+                         FROM idlehands_spend_by_key_model \
+                         WHERE span = ${} AND day >= ${} AND day < ${}",
+                        n - 2,
+                        n - 1,
+                        n
+                    )
+                })
+                .collect();
+            format!("({}) r", runs.join(" UNION ALL "))
+        } else {
+            binds.extend([lo, hi]);
+            daily_spend::relation(source, 1, 2, "")
+        };
+        let sql = format!(
+            "SELECT api_key, model, {sums} FROM {from} GROUP BY api_key, model ORDER BY 1, 2"
         );
         let out = on_db!(&self.db, pool => {
-            let rows = sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await?;
+            let mut q = sqlx::query(&sql);
+            for b in &binds {
+                q = q.bind(*b);
+            }
+            let rows = q.fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
                 out.push(KeyModelSpend {

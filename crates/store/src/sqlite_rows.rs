@@ -196,6 +196,19 @@ fn commit(conn: &mut Connection, items: &[BatchItem], store_rows: bool) -> rusql
         }
         upsert.raw_execute()?;
     }
+    if !plan.key_model.is_empty() {
+        let mut upsert = tx.prepare_cached(crate::daily_spend::KEY_MODEL_UPSERT)?;
+        for ((span, day, key, model), sums) in &plan.key_model {
+            upsert.raw_bind_parameter(1, span)?;
+            upsert.raw_bind_parameter(2, day)?;
+            upsert.raw_bind_parameter(3, key.as_ref())?;
+            upsert.raw_bind_parameter(4, model.as_ref())?;
+            for (i, n) in sums.iter().enumerate() {
+                upsert.raw_bind_parameter(5 + i, n)?;
+            }
+            upsert.raw_execute()?;
+        }
+    }
     if !plan.resets.is_empty() {
         let mut reset = tx.prepare_cached(RESET_SPEND_SQL)?;
         for (token, at) in &plan.resets {

@@ -154,6 +154,28 @@ async fn report_here(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     axum::Json(out).into_response()
 }
 
+/// One key of the `group_by=api_key` report. Fields in name order: the bytes are those
+/// `serde_json::json!` (sorted maps) wrote before, without building a map per key and model
+/// (100,000 keys on five models were half a million of them).
+#[derive(Serialize)]
+struct KeyReportRow {
+    api_key: String,
+    model_details: Vec<KeyModelDetail>,
+    total_cost: f64,
+    total_input_tokens: i64,
+    total_output_tokens: i64,
+    #[serde(skip)]
+    nanos: i64,
+}
+
+#[derive(Serialize)]
+struct KeyModelDetail {
+    model: String,
+    total_cost: f64,
+    total_input_tokens: i64,
+    total_output_tokens: i64,
+}
+
 /// `group_by=api_key` in LiteLLM's shape: one row per key over the whole range, biggest spend
 /// first, with its spend per model.
 async fn key_report(m: &Mgmt, q: &ReportQuery) -> Response {
@@ -168,38 +190,41 @@ async fn key_report(m: &Mgmt, q: &ReportQuery) -> Response {
         Ok(r) => r,
         Err(e) => return bad(e),
     };
-    // (nanos, input, output, model details) per key, in key order from the query.
-    let mut keys: Vec<(String, i64, i64, i64, Vec<serde_json::Value>)> = Vec::new();
+    // Rows come in key order: one entry per key, its models in order.
+    let mut keys: Vec<KeyReportRow> = Vec::new();
     for r in rows {
-        if keys.last().is_none_or(|k| k.0 != r.api_key) {
-            keys.push((r.api_key.clone(), 0, 0, 0, Vec::new()));
+        let same = keys.last().is_some_and(|k| k.api_key == r.api_key);
+        if !same {
+            keys.push(KeyReportRow {
+                api_key: r.api_key,
+                model_details: Vec::new(),
+                total_cost: 0.0,
+                total_input_tokens: 0,
+                total_output_tokens: 0,
+                nanos: 0,
+            });
         }
         if let Some(k) = keys.last_mut() {
-            k.1 = k.1.saturating_add(r.spend);
-            k.2 = k.2.saturating_add(r.prompt_tokens);
-            k.3 = k.3.saturating_add(r.completion_tokens);
-            k.4.push(serde_json::json!({
-                "model": r.model,
-                "total_cost": idlehands_store::money::nanos_to_usd(r.spend),
-                "total_input_tokens": r.prompt_tokens,
-                "total_output_tokens": r.completion_tokens,
-            }));
+            k.nanos = k.nanos.saturating_add(r.spend);
+            k.total_input_tokens = k.total_input_tokens.saturating_add(r.prompt_tokens);
+            k.total_output_tokens = k.total_output_tokens.saturating_add(r.completion_tokens);
+            k.model_details.push(KeyModelDetail {
+                model: r.model,
+                total_cost: idlehands_store::money::nanos_to_usd(r.spend),
+                total_input_tokens: r.prompt_tokens,
+                total_output_tokens: r.completion_tokens,
+            });
         }
     }
-    keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let out: Vec<serde_json::Value> = keys
-        .into_iter()
-        .map(|(api_key, nanos, input, output, models)| {
-            serde_json::json!({
-                "api_key": api_key,
-                "total_cost": idlehands_store::money::nanos_to_usd(nanos),
-                "total_input_tokens": input,
-                "total_output_tokens": output,
-                "model_details": models,
-            })
-        })
-        .collect();
-    axum::Json(out).into_response()
+    for k in &mut keys {
+        k.total_cost = idlehands_store::money::nanos_to_usd(k.nanos);
+    }
+    keys.sort_by(|a, b| {
+        b.nanos
+            .cmp(&a.nanos)
+            .then_with(|| a.api_key.cmp(&b.api_key))
+    });
+    axum::Json(keys).into_response()
 }
 
 /// The report's date range: `end_date` (default today) back to `start_date` (default 29 days
@@ -239,7 +264,7 @@ async fn litellm_report(m: &Mgmt, q: &ReportQuery, group: ReportGroup) -> Respon
     };
     let mut names: HashMap<Option<String>, String> = HashMap::new();
     // day -> group name -> (total, parts), in order.
-    let mut days: std::collections::BTreeMap<i64, Vec<(String, i64, Vec<serde_json::Value>)>> =
+    let mut days: std::collections::BTreeMap<i64, Vec<(String, i64, Vec<ReportPart>)>> =
         std::collections::BTreeMap::new();
     for r in rows {
         let name = match names.get(&r.group) {
@@ -258,12 +283,12 @@ async fn litellm_report(m: &Mgmt, q: &ReportQuery, group: ReportGroup) -> Respon
             }
         };
         let groups = days.entry(r.day_ms).or_default();
-        let part = serde_json::json!({
-            "model": r.model,
-            "api_key": r.api_key,
-            "spend": idlehands_store::money::nanos_to_usd(r.spend),
-            "total_tokens": r.total_tokens,
-        });
+        let part = ReportPart {
+            api_key: r.api_key,
+            model: r.model,
+            spend: idlehands_store::money::nanos_to_usd(r.spend),
+            total_tokens: r.total_tokens,
+        };
         match groups.iter_mut().find(|(n, _, _)| *n == name) {
             Some((_, total, parts)) => {
                 *total = total.saturating_add(r.spend);
@@ -272,28 +297,81 @@ async fn litellm_report(m: &Mgmt, q: &ReportQuery, group: ReportGroup) -> Respon
             None => groups.push((name, r.spend, vec![part])),
         }
     }
-    let (list_name, name_field) = match group {
-        ReportGroup::Team => ("teams", "team_name"),
-        ReportGroup::Customer => ("customers", "customer"),
+    let day_text = |day: i64| {
+        idlehands_store::py_isoformat(&Utc.timestamp_millis_opt(day).single().unwrap_or_default())
     };
-    let out: Vec<serde_json::Value> = days
-        .into_iter()
-        .map(|(day, groups)| {
-            let day = idlehands_store::py_isoformat(
-                &Utc.timestamp_millis_opt(day).single().unwrap_or_default(),
-            );
-            let groups: Vec<serde_json::Value> = groups
+    let usd = idlehands_store::money::nanos_to_usd;
+    match group {
+        ReportGroup::Team => {
+            let out: Vec<TeamDay> = days
                 .into_iter()
-                .map(|(name, total, parts)| {
-                    serde_json::json!({
-                        name_field: name,
-                        "total_spend": idlehands_store::money::nanos_to_usd(total),
-                        "metadata": parts,
-                    })
+                .map(|(day, groups)| TeamDay {
+                    group_by_day: day_text(day),
+                    teams: groups
+                        .into_iter()
+                        .map(|(team_name, total, metadata)| TeamPart {
+                            metadata,
+                            team_name,
+                            total_spend: usd(total),
+                        })
+                        .collect(),
                 })
                 .collect();
-            serde_json::json!({"group_by_day": day, list_name: groups})
-        })
-        .collect();
-    axum::Json(out).into_response()
+            axum::Json(out).into_response()
+        }
+        ReportGroup::Customer => {
+            let out: Vec<CustomerDay> = days
+                .into_iter()
+                .map(|(day, groups)| CustomerDay {
+                    customers: groups
+                        .into_iter()
+                        .map(|(customer, total, metadata)| CustomerPart {
+                            customer,
+                            metadata,
+                            total_spend: usd(total),
+                        })
+                        .collect(),
+                    group_by_day: day_text(day),
+                })
+                .collect();
+            axum::Json(out).into_response()
+        }
+    }
+}
+
+// The team and customer reports' JSON, fields in name order (the order `serde_json::json!`
+// maps wrote), typed: a month with many keys has a part per day, key and model, millions of
+// maps otherwise.
+#[derive(Serialize)]
+struct ReportPart {
+    api_key: String,
+    model: String,
+    spend: f64,
+    total_tokens: i64,
+}
+
+#[derive(Serialize)]
+struct TeamPart {
+    metadata: Vec<ReportPart>,
+    team_name: String,
+    total_spend: f64,
+}
+
+#[derive(Serialize)]
+struct TeamDay {
+    group_by_day: String,
+    teams: Vec<TeamPart>,
+}
+
+#[derive(Serialize)]
+struct CustomerPart {
+    customer: String,
+    metadata: Vec<ReportPart>,
+    total_spend: f64,
+}
+
+#[derive(Serialize)]
+struct CustomerDay {
+    customers: Vec<CustomerPart>,
+    group_by_day: String,
 }
