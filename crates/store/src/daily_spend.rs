@@ -314,11 +314,14 @@ pub(crate) fn span_start(day: i64, span: i64) -> i64 {
 
 /// The sums one commit adds to a (span, first day, key, model) cell of
 /// `idlehands_spend_by_key_model`: spend, prompt and completion tokens, each in two parts.
-pub(crate) type KeyModelCell<'a> = ((i64, i64, Cow<'a, str>, Cow<'a, str>), [i64; 6]);
+pub(crate) type KeyModelCell<'a> = (KeyModelId<'a>, [i64; 6]);
+
+/// A cell of `idlehands_spend_by_key_model`: span, first day, key, model.
+pub(crate) type KeyModelId<'a> = (i64, i64, Cow<'a, str>, Cow<'a, str>);
 
 /// Each key-model cell the rows touch, sorted (a fixed lock order, as for [`cells`]).
 pub(crate) fn key_model_cells<'a>(daily: &[(Rollup, Cell<'a>, Delta)]) -> Vec<KeyModelCell<'a>> {
-    let mut out: BTreeMap<(i64, i64, Cow<'a, str>, Cow<'a, str>), [i64; 6]> = BTreeMap::new();
+    let mut out: BTreeMap<KeyModelId<'a>, [i64; 6]> = BTreeMap::new();
     for (rollup, cell, delta) in daily {
         let (Rollup::ByKey, Some(key)) = (rollup, &cell.api_key) else {
             continue;
