@@ -42,18 +42,18 @@ end
 local reserved = tonumber(h[3])
 local rtok = tonumber(h[4])
 local inflight = tonumber(h[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+local rpm = tonumber(ARGV[7])
+local tpm = tonumber(ARGV[8])
+if rpm >= 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window) end
+if tpm >= 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window) end
 local parallel = tonumber(ARGV[9])
 if parallel >= 0 and inflight >= parallel then return {1, 1000, spend} end
-local rpm = tonumber(ARGV[7])
 if rpm >= 0 and redis.call('ZCARD', KEYS[2]) >= rpm then
   local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   local wait = window
   if oldest[2] then wait = tonumber(oldest[2]) + window - now end
   return {2, wait, spend}
 end
-local tpm = tonumber(ARGV[8])
 if tpm >= 0 then
   local used = 0
   local first = nil
@@ -71,7 +71,7 @@ end
 local maxb = tonumber(ARGV[6])
 if maxb >= 0 and spend + reserved >= maxb then return {4, reserved, spend} end
 redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[10])
-redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[11])
+if ARGV[11] ~= '0' then redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[11]) end
 redis.call('HINCRBY', KEYS[1], 'in_flight', 1)
 local left_requests = -1
 if rpm >= 0 then
@@ -92,16 +92,21 @@ return {0, 0, spend, left_requests, left_tokens}
 "#;
 
 // ARGV: now, window, next_reset, -estimate_nanos, -estimate_tokens, actual_nanos,
-// actual_tokens, member, track_tpm
+// actual_tokens, member, track_tpm. Tokens are reserved and counted only for keys that had a
+// tpm limit when the call was admitted (its ticket reserves no tokens otherwise), and the rpm
+// and tpm windows are trimmed only while there is such a limit: a key with only a budget costs
+// four commands to admit and four to settle.
 const SETTLE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local now = tonumber(ARGV[1])
-local reset_at = tonumber(redis.call('HGET', KEYS[1], 'reset_at') or '-1')
-if reset_at >= 0 and ARGV[3] ~= '-1' and reset_at <= now then
-  redis.call('HSET', KEYS[1], 'spend', 0, 'reset_at', ARGV[3])
+if ARGV[3] ~= '-1' then
+  local reset_at = tonumber(redis.call('HGET', KEYS[1], 'reset_at') or '-1')
+  if reset_at >= 0 and reset_at <= now then
+    redis.call('HSET', KEYS[1], 'spend', 0, 'reset_at', ARGV[3])
+  end
 end
 if redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[4]) < 0 then redis.call('HSET', KEYS[1], 'reserved', 0) end
-if redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[5]) < 0 then redis.call('HSET', KEYS[1], 'reserved_tokens', 0) end
+if ARGV[5] ~= '0' and redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[5]) < 0 then redis.call('HSET', KEYS[1], 'reserved_tokens', 0) end
 if redis.call('HINCRBY', KEYS[1], 'in_flight', -1) < 0 then redis.call('HSET', KEYS[1], 'in_flight', 0) end
 local spend = redis.call('HINCRBY', KEYS[1], 'spend', ARGV[6])
 if ARGV[9] == '1' and ARGV[7] ~= '0' then
@@ -156,6 +161,8 @@ struct Unsettled {
     member: String,
     /// `false` for a release: nothing spent, no tokens for tpm.
     settled: bool,
+    /// The key had a tpm limit at admission: its tokens count in the tpm window.
+    track_tokens: bool,
 }
 
 /// Admissions and settlements of every key, many per script call: ADMIT and SETTLE as
@@ -272,7 +279,11 @@ async fn run_batches(
                         .arg(u.actual_nanos)
                         .arg(u.actual_tokens)
                         .arg(u.member.as_str())
-                        .arg(if u.settled { "1" } else { "0" });
+                        .arg(if u.settled && u.track_tokens {
+                            "1"
+                        } else {
+                            "0"
+                        });
                 }
             }
         }
@@ -565,6 +576,12 @@ impl Limiter for RedisLimiter {
             let now = self.settler.clock.now();
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let estimate_nanos = estimate_nanos.max(0);
+            // Tokens are reserved only against a tpm limit (see SETTLE).
+            let estimate_tokens = if key.tpm_limit.is_some() {
+                estimate_tokens
+            } else {
+                0
+            };
             let reply = self
                 .settler
                 .call(Op::Admit {
@@ -652,6 +669,8 @@ impl Limiter for RedisLimiter {
                 budget_window: ticket.budget_window,
                 member: format!("{}-{}", self.instance, ticket.id),
                 settled: true,
+                // Set exactly when the key had a tpm limit (ADMIT answers -1 otherwise).
+                track_tokens: ticket.remaining_tokens.is_some(),
             };
             // While Redis is down the settlement waits for it (the row goes to the database
             // now, whatever happens).
@@ -693,6 +712,8 @@ impl Limiter for RedisLimiter {
                 budget_window: ticket.budget_window,
                 member: format!("{}-{}", self.instance, ticket.id),
                 settled: true,
+                // Set exactly when the key had a tpm limit (ADMIT answers -1 otherwise).
+                track_tokens: ticket.remaining_tokens.is_some(),
             };
             let settled = if self.is_up() {
                 self.settler.apply(&u).await.ok()
@@ -723,6 +744,7 @@ impl Limiter for RedisLimiter {
             budget_window: None,
             member: format!("{}-{}", self.instance, ticket.id),
             settled: false,
+            track_tokens: false,
         };
         let handle = match tokio::runtime::Handle::try_current() {
             Ok(h) if self.is_up() => h,

@@ -313,11 +313,15 @@ async fn budget_window_rolls_over_in_redis(store: Store) {
 
 /// Admissions and settlements travel to Redis in batches (many calls per script call): many
 /// concurrent calls on two instances, each settling a different amount, still add up to the
-/// nano-dollar in the shared counters, with nothing left reserved or in flight, and the
-/// counters hold it after both instances stopped.
+/// nano-dollar in the shared counters, with nothing left reserved (money or, under the key's
+/// tpm limit, tokens) or in flight, and the counters hold it after both instances stopped.
 async fn batched_settlements_sum_exactly(store: Store) {
     let f = fleet(&store).await;
-    let key = generate(&f.a, json!({"max_budget": 1000.0})).await;
+    let key = generate(
+        &f.a,
+        json!({"max_budget": 1000.0, "tpm_limit": 100_000_000}),
+    )
+    .await;
     let mut tasks = Vec::new();
     for i in 0..300i64 {
         let ledger = if i % 2 == 0 { f.a.clone() } else { f.b.clone() };
