@@ -3,8 +3,9 @@
 # virtual key with a budget, spend logging) measured as
 #   sqlite    one instance on SQLite, wrk at 32 connections
 #   fleet1    one instance on Postgres + Redis (fleet config), wrk at 32 connections
-#   fleet2    two instances on the same Postgres + Redis, wrk at 16 connections against each,
-#             both at once (req/s of each and their total)
+#   fleet2    two other instances on the same Postgres + Redis, each serving on half the
+#             cores (`--num_workers`, BENCH_FLEET2_WORKERS; 0 for the default of all cores), wrk
+#             at 16 connections against each, both at once (req/s of each and their total)
 # plus, per request: Redis commands (`INFO commandstats` deltas; "sent" counts what the
 # gateways send: script calls, the probes' PINGs, invalidation PUBLISHes; "run" every command
 # Redis executes, those inside the scripts included), Postgres transactions and inserted rows
@@ -18,7 +19,7 @@
 #   there is dropped and made again, and dropped at the end.
 #   BENCH_REDIS_URL: a Redis to use (its commandstats then count other clients' commands too);
 #   by default the script starts a private redis-server on port 18119 and stops it after.
-# Ports 18110 (fake upstream), 18112 (SQLite instance), 18113 and 18114 (fleet instances).
+# Ports 18110 (fake upstream), 18112 (SQLite instance), 18113 to 18115 (fleet instances).
 # Nothing here is asserted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,8 @@ BIN="${BENCH_BIN:-target/release}"
 PG="${BENCH_PG_URL:-postgresql://postgres@127.0.0.1:5432}"
 DB=idlehands_fleet_bench
 MASTER=sk-bench-master-0001
+# The two-instance case splits the machine: each instance serves on half the cores' threads.
+HALF="${BENCH_FLEET2_WORKERS:-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}"
 for b in idlehands fake-upstream; do
   [ -x "$BIN/$b" ] || { echo "missing $BIN/$b: cargo build --release -p idlehands-cli -p idlehands-testkit" >&2; exit 1; }
 done
@@ -75,9 +78,11 @@ PIDS+=($!)
 SQLITE_PID=$!
 wait_for http://127.0.0.1:18112/health/liveliness || { tail -20 "$WORK/sqlite.log" >&2; exit 1; }
 FLEET_PIDS=()
-for port in 18113 18114; do
+for port in 18113 18114 18115; do
+  workers=()
+  [ $port != 18113 ] && [ "$HALF" -gt 0 ] && workers=(--num_workers "$HALF")
   DATABASE_URL="$PG/$DB" "$BIN/idlehands" proxy --config "$WORK/fleet.yaml" --host 127.0.0.1 --port $port \
-    > "$WORK/fleet-$port.log" 2>&1 &
+    ${workers[@]+"${workers[@]}"} > "$WORK/fleet-$port.log" 2>&1 &
   PIDS+=($!)
   FLEET_PIDS+=($!)
   wait_for http://127.0.0.1:$port/health/liveliness || { tail -20 "$WORK/fleet-$port.log" >&2; exit 1; }
@@ -121,7 +126,7 @@ cpu() { # gateway(s) given, Redis (when private), the bench database's Postgres 
 counters() { sleep 2; echo "$(redis_calls) $(pg_counts)"; }
 
 # Warm-up: connections, caches, the Redis scripts.
-for port in 18112 18113 18114; do
+for port in 18112 18113 18114 18115; do
   k=$FLEET_KEY; [ $port = 18112 ] && k=$SQLITE_KEY
   BENCH_KEY="$k" wrk -t2 -c32 -d1s -s bench/chat.lua "http://127.0.0.1:$port/v1/chat/completions" > /dev/null 2>&1 || true
 done
@@ -134,28 +139,28 @@ for round in $(seq "$ROUNDS"); do
   echo "$round sqlite-cpu $c0 $(cpu "$SQLITE_PID")" >> "$RESULTS"
   echo "round $round: fleet, one instance" >&2
   before=$(counters)
-  c0=$(cpu "${FLEET_PIDS[@]}")
+  c0=$(cpu "${FLEET_PIDS[0]}")
   echo "$round fleet1 32 $(load 18113 "$FLEET_KEY" 32 2)" >> "$RESULTS"
-  echo "$round fleet1-cpu $c0 $(cpu "${FLEET_PIDS[@]}")" >> "$RESULTS"
+  echo "$round fleet1-cpu $c0 $(cpu "${FLEET_PIDS[0]}")" >> "$RESULTS"
   echo "$round fleet1-counts $before $(counters)" >> "$RESULTS"
   echo "round $round: fleet, two instances" >&2
   before=$(counters)
-  c0=$(cpu "${FLEET_PIDS[@]}")
-  load 18113 "$FLEET_KEY" 16 1 > "$WORK/a.txt" &
+  c0=$(cpu "${FLEET_PIDS[1]}" "${FLEET_PIDS[2]}")
+  load 18114 "$FLEET_KEY" 16 1 > "$WORK/a.txt" &
   wa=$!
-  load 18114 "$FLEET_KEY" 16 1 > "$WORK/b.txt" &
+  load 18115 "$FLEET_KEY" 16 1 > "$WORK/b.txt" &
   wb=$!
   wait $wa $wb
-  echo "$round fleet2-cpu $c0 $(cpu "${FLEET_PIDS[@]}")" >> "$RESULTS"
+  echo "$round fleet2-cpu $c0 $(cpu "${FLEET_PIDS[1]}" "${FLEET_PIDS[2]}")" >> "$RESULTS"
   echo "$round fleet2-a 16 $(cat "$WORK/a.txt")" >> "$RESULTS"
   echo "$round fleet2-b 16 $(cat "$WORK/b.txt")" >> "$RESULTS"
   echo "$round fleet2-counts $before $(counters)" >> "$RESULTS"
 done
 errors=$(cat "$WORK"/fleet-*.log "$WORK/sqlite.log" | grep -ci "error\|panic" || true)
 
-python3 - "$RESULTS" "$DUR" "$errors" "$REDIS_PID" <<'PY'
+python3 - "$RESULTS" "$DUR" "$errors" "$REDIS_PID" "$HALF" <<'PY'
 import os, re, statistics, sys
-path, dur, log_errors, private = sys.argv[1:]
+path, dur, log_errors, private, half = sys.argv[1:]
 rounds = {}
 for line in open(path):
     r, case, rest = line.split(" ", 2)
@@ -166,6 +171,7 @@ for line in open(path):
         kv = dict(re.findall(r"(\w+)=(-?[\d.]+)", rest))
         rounds.setdefault(r, {})[case] = {k: float(x) for k, x in kv.items()}
 print(f"\nFleet bench: virtual key with a budget, spend logging, {dur}s per point, "
+      f"two-instance case on {half} serving thread(s) each, "
       f"{len(rounds)} round(s), wrk on loopback, this machine\n")
 print("| round | case | conns | req/s | p50 µs | p99 µs | errors | Redis sent / run per req | PG xacts / req | PG rows / req |")
 print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
