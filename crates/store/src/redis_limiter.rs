@@ -32,26 +32,28 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'spend', ARGV[3], 'reserved', 0, 'reserved_tokens', 0,
     'in_flight', 0, 'reset_at', ARGV[4])
 end
-local reset_at = tonumber(redis.call('HGET', KEYS[1], 'reset_at') or '-1')
+local h = redis.call('HMGET', KEYS[1], 'reset_at', 'spend', 'reserved', 'reserved_tokens', 'in_flight')
+local reset_at = tonumber(h[1] or '-1')
+local spend = tonumber(h[2])
 if reset_at >= 0 and ARGV[5] ~= '-1' and reset_at <= now then
   redis.call('HSET', KEYS[1], 'spend', 0, 'reset_at', ARGV[5])
+  spend = 0
 end
-local spend = tonumber(redis.call('HGET', KEYS[1], 'spend'))
-local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved'))
-local rtok = tonumber(redis.call('HGET', KEYS[1], 'reserved_tokens'))
-local inflight = tonumber(redis.call('HGET', KEYS[1], 'in_flight'))
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+local reserved = tonumber(h[3])
+local rtok = tonumber(h[4])
+local inflight = tonumber(h[5])
+local rpm = tonumber(ARGV[7])
+local tpm = tonumber(ARGV[8])
+if rpm >= 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window) end
+if tpm >= 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window) end
 local parallel = tonumber(ARGV[9])
 if parallel >= 0 and inflight >= parallel then return {1, 1000, spend} end
-local rpm = tonumber(ARGV[7])
 if rpm >= 0 and redis.call('ZCARD', KEYS[2]) >= rpm then
   local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   local wait = window
   if oldest[2] then wait = tonumber(oldest[2]) + window - now end
   return {2, wait, spend}
 end
-local tpm = tonumber(ARGV[8])
 if tpm >= 0 then
   local used = 0
   local first = nil
@@ -69,7 +71,7 @@ end
 local maxb = tonumber(ARGV[6])
 if maxb >= 0 and spend + reserved >= maxb then return {4, reserved, spend} end
 redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[10])
-redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[11])
+if ARGV[11] ~= '0' then redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[11]) end
 redis.call('HINCRBY', KEYS[1], 'in_flight', 1)
 local left_requests = -1
 if rpm >= 0 then
@@ -90,16 +92,21 @@ return {0, 0, spend, left_requests, left_tokens}
 "#;
 
 // ARGV: now, window, next_reset, -estimate_nanos, -estimate_tokens, actual_nanos,
-// actual_tokens, member, track_tpm
+// actual_tokens, member, track_tpm. Tokens are reserved and counted only for keys that had a
+// tpm limit when the call was admitted (its ticket reserves no tokens otherwise), and the rpm
+// and tpm windows are trimmed only while there is such a limit: a key with only a budget costs
+// four commands to admit and four to settle.
 const SETTLE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local now = tonumber(ARGV[1])
-local reset_at = tonumber(redis.call('HGET', KEYS[1], 'reset_at') or '-1')
-if reset_at >= 0 and ARGV[3] ~= '-1' and reset_at <= now then
-  redis.call('HSET', KEYS[1], 'spend', 0, 'reset_at', ARGV[3])
+if ARGV[3] ~= '-1' then
+  local reset_at = tonumber(redis.call('HGET', KEYS[1], 'reset_at') or '-1')
+  if reset_at >= 0 and reset_at <= now then
+    redis.call('HSET', KEYS[1], 'spend', 0, 'reset_at', ARGV[3])
+  end
 end
 if redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[4]) < 0 then redis.call('HSET', KEYS[1], 'reserved', 0) end
-if redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[5]) < 0 then redis.call('HSET', KEYS[1], 'reserved_tokens', 0) end
+if ARGV[5] ~= '0' and redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[5]) < 0 then redis.call('HSET', KEYS[1], 'reserved_tokens', 0) end
 if redis.call('HINCRBY', KEYS[1], 'in_flight', -1) < 0 then redis.call('HSET', KEYS[1], 'in_flight', 0) end
 local spend = redis.call('HINCRBY', KEYS[1], 'spend', ARGV[6])
 if ARGV[9] == '1' and ARGV[7] ~= '0' then
@@ -154,42 +161,208 @@ struct Unsettled {
     member: String,
     /// `false` for a release: nothing spent, no tokens for tpm.
     settled: bool,
+    /// The key had a tpm limit at admission: its tokens count in the tpm window.
+    track_tokens: bool,
+}
+
+/// Admissions and settlements of every key, many per script call: ADMIT and SETTLE as
+/// functions, applied in the order they were queued, each under `pcall` so that one failing
+/// does not fail (or half-apply and then retry) the others. ARGV holds, per call, `a` and
+/// ADMIT's 12 arguments or `s` and SETTLE's 9; KEYS three per call (state, rpm, tpm). Answers
+/// one array per call: ADMIT's, `{spend}` for SETTLE, or `{'x', error}`.
+fn batch_source() -> String {
+    let body = |s: &str| s.replace("KEYS[", "K[").replace("ARGV[", "A[");
+    format!(
+        "local function admit(K, A)\n{}\nend\nlocal function settle(K, A)\n{}\nend\n{}",
+        body(ADMIT),
+        body(SETTLE),
+        r#"
+local out = {}
+local a, k = 1, 1
+while a <= #ARGV do
+  local ok, r
+  if ARGV[a] == 'a' then
+    ok, r = pcall(admit, {KEYS[k], KEYS[k + 1], KEYS[k + 2]}, {unpack(ARGV, a + 1, a + 12)})
+    a = a + 13
+  else
+    ok, r = pcall(settle, {KEYS[k], KEYS[k + 2]}, {unpack(ARGV, a + 1, a + 9)})
+    if ok then r = {r} end
+    a = a + 10
+  end
+  if not ok then
+    if type(r) == 'table' and r.err then r = r.err end
+    r = {'x', tostring(r)}
+  end
+  out[#out + 1] = r
+  k = k + 3
+end
+return out
+"#
+    )
+}
+
+/// Most calls one script call carries. Calls queued while a batch is in Redis wait for the
+/// next one, so under load a batch holds what arrived during one round trip.
+const MAX_BATCH: usize = 256;
+
+/// One call for the batch script.
+enum Op {
+    Admit {
+        token: String,
+        /// ADMIT's ARGV 1..=11, `now` first; the member is ARGV 12.
+        args: [i64; 11],
+        member: String,
+    },
+    Settle(Unsettled),
+}
+
+/// Why a queued call got no answer: Redis failed (the whole batch), the script failed for
+/// this call alone, or the batcher is gone (shutdown).
+#[derive(Debug, Clone)]
+struct BatchFailed(String);
+
+impl std::fmt::Display for BatchFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+type Answer = Result<Vec<i64>, BatchFailed>;
+
+struct Queued {
+    op: Op,
+    answer: tokio::sync::oneshot::Sender<Answer>,
+}
+
+/// Sends queued calls to Redis, as many as are waiting in one script call, one call at a
+/// time: a request still waits for its own answer (a settled call is in the shared counters
+/// before its response leaves, as before), but a busy instance makes one round trip and one
+/// script call for many requests instead of one each.
+async fn run_batches(
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Queued>,
+    conn: ConnectionManager,
+    prefix: String,
+    clock: Arc<dyn crate::clock::Clock>,
+) {
+    let script = Script::new(&batch_source());
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut call = script.prepare_invoke();
+        let now = ms(clock.now());
+        for q in &batch {
+            let token = match &q.op {
+                Op::Admit { token, .. } => token,
+                Op::Settle(u) => &u.token,
+            };
+            call.key(format!("{prefix}{{{token}}}:state"))
+                .key(format!("{prefix}{{{token}}}:rpm"))
+                .key(format!("{prefix}{{{token}}}:tpm"));
+            match &q.op {
+                Op::Admit { args, member, .. } => {
+                    call.arg("a");
+                    for a in args {
+                        call.arg(*a);
+                    }
+                    call.arg(member.as_str());
+                }
+                Op::Settle(u) => {
+                    let next_reset = match (u.settled, u.budget_window) {
+                        (true, Some(d)) => ms(d.next_reset(clock.now())),
+                        _ => -1,
+                    };
+                    call.arg("s")
+                        .arg(now)
+                        .arg(RATE_WINDOW.as_millis() as i64)
+                        .arg(next_reset)
+                        .arg(-u.estimate_nanos)
+                        .arg(-(u.estimate_tokens as i64))
+                        .arg(u.actual_nanos)
+                        .arg(u.actual_tokens)
+                        .arg(u.member.as_str())
+                        .arg(if u.settled && u.track_tokens {
+                            "1"
+                        } else {
+                            "0"
+                        });
+                }
+            }
+        }
+        let mut conn = conn.clone();
+        let reply: Result<Vec<redis::Value>, _> = call.invoke_async(&mut conn).await;
+        match reply {
+            Ok(answers) if answers.len() == batch.len() => {
+                for (q, a) in batch.drain(..).zip(answers) {
+                    let _ = q.answer.send(answer_of(a));
+                }
+            }
+            Ok(answers) => {
+                let e = BatchFailed(format!(
+                    "redis batch answered {} of {} calls",
+                    answers.len(),
+                    batch.len()
+                ));
+                for q in batch.drain(..) {
+                    let _ = q.answer.send(Err(e.clone()));
+                }
+            }
+            Err(e) => {
+                let e = BatchFailed(e.to_string());
+                for q in batch.drain(..) {
+                    let _ = q.answer.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn answer_of(v: redis::Value) -> Answer {
+    let redis::Value::Array(items) = v else {
+        return Err(BatchFailed(format!("unexpected redis answer {v:?}")));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            redis::Value::Int(n) => out.push(n),
+            other => {
+                return Err(BatchFailed(format!("redis script failed: {other:?}")));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What a settlement needs, shared with the tasks that release reservations.
 struct Settler {
-    conn: ConnectionManager,
-    prefix: String,
-    script: Script,
+    queue: tokio::sync::mpsc::UnboundedSender<Queued>,
     backlog: parking_lot::Mutex<std::collections::VecDeque<Unsettled>>,
     /// Judges budget windows.
     clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Settler {
-    async fn apply(&self, u: &Unsettled) -> Result<i64, redis::RedisError> {
-        let p = &self.prefix;
-        let token = &u.token;
-        let now = self.clock.now();
-        let next_reset = match (u.settled, u.budget_window) {
-            (true, Some(d)) => ms(d.next_reset(now)),
-            _ => -1,
-        };
-        let mut conn = self.conn.clone();
-        self.script
-            .key(format!("{p}{{{token}}}:state"))
-            .key(format!("{p}{{{token}}}:tpm"))
-            .arg(ms(now))
-            .arg(RATE_WINDOW.as_millis() as i64)
-            .arg(next_reset)
-            .arg(-u.estimate_nanos)
-            .arg(-(u.estimate_tokens as i64))
-            .arg(u.actual_nanos)
-            .arg(u.actual_tokens)
-            .arg(&u.member)
-            .arg(if u.settled { "1" } else { "0" })
-            .invoke_async(&mut conn)
-            .await
+    /// Queues `op` for the next batch; the answer comes when that batch returns.
+    fn submit(&self, op: Op) -> tokio::sync::oneshot::Receiver<Answer> {
+        let (answer, rx) = tokio::sync::oneshot::channel();
+        // A closed queue drops `answer`: the receiver then reports the batcher gone.
+        let _ = self.queue.send(Queued { op, answer });
+        rx
+    }
+
+    async fn wait(rx: tokio::sync::oneshot::Receiver<Answer>) -> Answer {
+        rx.await
+            .unwrap_or_else(|_| Err(BatchFailed("the redis batcher stopped".to_owned())))
+    }
+
+    async fn call(&self, op: Op) -> Answer {
+        Self::wait(self.submit(op)).await
+    }
+
+    async fn apply(&self, u: &Unsettled) -> Result<i64, BatchFailed> {
+        let answer = self.call(Op::Settle(u.clone())).await?;
+        answer
+            .first()
+            .copied()
+            .ok_or_else(|| BatchFailed("empty settlement answer".to_owned()))
     }
 
     fn defer(&self, u: Unsettled) {
@@ -235,7 +408,6 @@ pub struct RedisLimiter {
     writer: SpendWriter,
     budget_exceeded_status: u16,
     known_spend: Arc<RwLock<HashMap<String, i64>>>,
-    admit: Script,
     reconfigure: Arc<Script>,
     instance: String,
     next_id: AtomicU64,
@@ -257,11 +429,18 @@ impl RedisLimiter {
         let client = redis::Client::open(url)?;
         let conn = connection_manager(client).await?;
         let run_id = parking_lot::Mutex::new(run_id(&conn).await);
+        // The batcher ends when the limiter (and with it the queue's sender) is dropped, after
+        // answering what was queued.
+        let (queue, queued) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(run_batches(
+            queued,
+            conn.clone(),
+            prefix.to_owned(),
+            clock.clone(),
+        ));
         Ok(RedisLimiter {
             settler: Arc::new(Settler {
-                conn: conn.clone(),
-                prefix: prefix.to_owned(),
-                script: Script::new(SETTLE),
+                queue,
                 backlog: parking_lot::Mutex::new(std::collections::VecDeque::new()),
                 clock,
             }),
@@ -272,7 +451,6 @@ impl RedisLimiter {
             writer,
             budget_exceeded_status,
             known_spend: Arc::new(RwLock::new(HashMap::new())),
-            admit: Script::new(ADMIT),
             reconfigure: Arc::new(Script::new(RECONFIGURE)),
             instance: uuid::Uuid::new_v4().simple().to_string(),
             next_id: AtomicU64::new(1),
@@ -341,17 +519,28 @@ impl RedisLimiter {
             }
             return true;
         }
-        let mut rest = waiting.into_iter();
-        while let Some(u) = rest.next() {
-            if self.settler.apply(&u).await.is_err() {
-                let mut backlog = self.settler.backlog.lock();
-                for later in std::iter::once(u).chain(rest).rev() {
-                    backlog.push_front(later);
-                }
-                return false;
+        // All queued at once, so they go in a few batches rather than a round trip each.
+        let answers: Vec<_> = waiting
+            .into_iter()
+            .map(|u| {
+                let rx = self.settler.submit(Op::Settle(u.clone()));
+                (u, rx)
+            })
+            .collect();
+        let mut failed = Vec::new();
+        for (u, rx) in answers {
+            if Settler::wait(rx).await.is_err() {
+                failed.push(u);
             }
         }
-        true
+        if failed.is_empty() {
+            return true;
+        }
+        let mut backlog = self.settler.backlog.lock();
+        for u in failed.into_iter().rev() {
+            backlog.push_front(u);
+        }
+        false
     }
 
     /// The three keys of a virtual key share a hash tag, so a cluster keeps them in one slot.
@@ -386,27 +575,32 @@ impl Limiter for RedisLimiter {
         Box::pin(async move {
             let now = self.settler.clock.now();
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let [state, rpm, tpm] = self.keys(&key.token);
-            let mut conn = self.conn.clone();
             let estimate_nanos = estimate_nanos.max(0);
-            let reply: Result<Vec<i64>, _> = self
-                .admit
-                .key(state)
-                .key(rpm)
-                .key(tpm)
-                .arg(ms(now))
-                .arg(RATE_WINDOW.as_millis() as i64)
-                .arg(key.spend)
-                .arg(key.budget_reset_at.map(ms).unwrap_or(-1))
-                .arg(Self::next_reset(Some(key), now))
-                .arg(key.max_budget.unwrap_or(-1))
-                .arg(to_limit(key.rpm_limit))
-                .arg(to_limit(key.tpm_limit))
-                .arg(to_limit(key.max_parallel_requests))
-                .arg(estimate_nanos)
-                .arg(estimate_tokens as i64)
-                .arg(format!("{}-{id}", self.instance))
-                .invoke_async(&mut conn)
+            // Tokens are reserved only against a tpm limit (see SETTLE).
+            let estimate_tokens = if key.tpm_limit.is_some() {
+                estimate_tokens
+            } else {
+                0
+            };
+            let reply = self
+                .settler
+                .call(Op::Admit {
+                    token: key.token.clone(),
+                    args: [
+                        ms(now),
+                        RATE_WINDOW.as_millis() as i64,
+                        key.spend,
+                        key.budget_reset_at.map(ms).unwrap_or(-1),
+                        Self::next_reset(Some(key), now),
+                        key.max_budget.unwrap_or(-1),
+                        to_limit(key.rpm_limit),
+                        to_limit(key.tpm_limit),
+                        to_limit(key.max_parallel_requests),
+                        estimate_nanos,
+                        estimate_tokens as i64,
+                    ],
+                    member: format!("{}-{id}", self.instance),
+                })
                 .await;
             let (code, wait_ms, spend, left_requests, left_tokens) = match reply {
                 Ok(r) if r.len() >= 3 => (
@@ -475,6 +669,8 @@ impl Limiter for RedisLimiter {
                 budget_window: ticket.budget_window,
                 member: format!("{}-{}", self.instance, ticket.id),
                 settled: true,
+                // Set exactly when the key had a tpm limit (ADMIT answers -1 otherwise).
+                track_tokens: ticket.remaining_tokens.is_some(),
             };
             // While Redis is down the settlement waits for it (the row goes to the database
             // now, whatever happens).
@@ -516,6 +712,8 @@ impl Limiter for RedisLimiter {
                 budget_window: ticket.budget_window,
                 member: format!("{}-{}", self.instance, ticket.id),
                 settled: true,
+                // Set exactly when the key had a tpm limit (ADMIT answers -1 otherwise).
+                track_tokens: ticket.remaining_tokens.is_some(),
             };
             let settled = if self.is_up() {
                 self.settler.apply(&u).await.ok()
@@ -546,6 +744,7 @@ impl Limiter for RedisLimiter {
             budget_window: None,
             member: format!("{}-{}", self.instance, ticket.id),
             settled: false,
+            track_tokens: false,
         };
         let handle = match tokio::runtime::Handle::try_current() {
             Ok(h) if self.is_up() => h,

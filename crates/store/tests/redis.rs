@@ -51,20 +51,24 @@ impl Fleet {
         for l in self.listeners {
             l.abort();
         }
-        let client = redis::Client::open(redis_url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
+        delete_keys(&self.prefix).await;
+    }
+}
+
+async fn delete_keys(prefix: &str) {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(&keys)
             .query_async(&mut conn)
             .await
             .unwrap();
-        if !keys.is_empty() {
-            let _: i64 = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
     }
 }
 
@@ -305,6 +309,139 @@ async fn budget_window_rolls_over_in_redis(store: Store) {
         "{now} vs {reset_at}"
     );
     f.stop().await;
+}
+
+/// Admissions and settlements travel to Redis in batches (many calls per script call): many
+/// concurrent calls on two instances, each settling a different amount, still add up to the
+/// nano-dollar in the shared counters, with nothing left reserved (money or, under the key's
+/// tpm limit, tokens) or in flight, and the counters hold it after both instances stopped.
+async fn batched_settlements_sum_exactly(store: Store) {
+    let f = fleet(&store).await;
+    let key = generate(
+        &f.a,
+        json!({"max_budget": 1000.0, "tpm_limit": 100_000_000}),
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for i in 0..300i64 {
+        let ledger = if i % 2 == 0 { f.a.clone() } else { f.b.clone() };
+        let k = key.key.clone();
+        tasks.push(tokio::spawn(async move {
+            let authed = ledger.authenticate(&k).await.unwrap();
+            let r = ledger.reserve(&authed, 5 * CENT, 100).await.unwrap();
+            r.settle(row(&format!("batched-{i}"), 1_000 + i, 10)).await;
+            1_000 + i
+        }));
+    }
+    let mut expected = 0;
+    for t in tasks {
+        expected += t.await.unwrap();
+    }
+    let on_a = f.a.key_info(&key.token_id).await.unwrap();
+    let on_b = f.b.key_info(&key.token_id).await.unwrap();
+    assert_eq!(on_a.info.record.spend, expected);
+    assert_eq!(on_b.info.record.spend, expected);
+    assert_eq!((on_a.info.reserved_spend, on_b.info.reserved_spend), (0, 0));
+
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let state = format!("{}{{{}}}:state", f.prefix, key.token_id);
+    let (in_flight, tokens): (i64, i64) = redis::cmd("HMGET")
+        .arg(&state)
+        .arg("in_flight")
+        .arg("reserved_tokens")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((in_flight, tokens), (0, 0));
+
+    // A third instance after both stopped reads the same counters.
+    let Fleet {
+        a,
+        b,
+        listeners,
+        prefix,
+    } = f;
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    for l in listeners {
+        l.abort();
+    }
+    let (c, lc) = Ledger::start_with_redis(store.clone(), config(100), &redis_url(), &prefix)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.key_info(&key.token_id).await.unwrap().info.record.spend,
+        expected
+    );
+    assert_eq!(
+        store.get_key(&key.token_id).await.unwrap().unwrap().spend,
+        expected
+    );
+    assert_eq!(store.count_spend_logs().await.unwrap(), 300);
+    lc.abort();
+    c.shutdown().await.unwrap();
+    delete_keys(&prefix).await;
+}
+
+/// A call the script fails on (here a key whose shared counters were corrupted) is refused
+/// alone: the calls batched with it are answered as usual.
+async fn a_failing_call_does_not_fail_its_batch(store: Store) {
+    let f = fleet(&store).await;
+    let good = generate(&f.a, json!({"max_budget": 1000.0})).await;
+    let bad = generate(&f.a, json!({"max_budget": 1000.0})).await;
+    let on_bad = f.a.authenticate(&bad.key).await.unwrap();
+    f.a.reserve(&on_bad, CENT, 1)
+        .await
+        .unwrap()
+        .settle(row("before", CENT, 1))
+        .await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("HSET")
+        .arg(format!("{}{{{}}}:state", f.prefix, bad.token_id))
+        .arg("reserved")
+        .arg("not a number")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let on_good = f.a.authenticate(&good.key).await.unwrap();
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let (ledger, authed) = (
+            f.a.clone(),
+            if i == 20 {
+                on_bad.clone()
+            } else {
+                on_good.clone()
+            },
+        );
+        calls.push(tokio::spawn(async move {
+            ledger.reserve(&authed, CENT, 1).await.map(|_| ())
+        }));
+    }
+    for (i, c) in calls.into_iter().enumerate() {
+        match (i, c.await.unwrap()) {
+            (20, r) => assert!(matches!(r, Err(AccessError::Unavailable)), "{r:?}"),
+            (_, r) => assert!(r.is_ok(), "call {i}: {r:?}"),
+        }
+    }
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_batched_settlements_sum_exactly() {
+    let db = common::postgres().await;
+    batched_settlements_sum_exactly(db.store.clone()).await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_a_failing_call_does_not_fail_its_batch() {
+    let db = common::sqlite().await;
+    a_failing_call_does_not_fail_its_batch(db.store.clone()).await;
+    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
