@@ -160,36 +160,64 @@ struct CallLabels<'a> {
     fallback_model: &'a str,
 }
 
+/// Which of [`CallLabels`]' values a label of LiteLLM's takes, as a number: each family works
+/// its labels out once (see `Family::slots`) instead of matching label names on every call.
+pub(crate) fn call_slot(label: &str) -> Option<u8> {
+    Some(match label {
+        "end_user" => 0,
+        "user" => 1,
+        "hashed_api_key" => 2,
+        "api_key_alias" => 3,
+        "team" => 4,
+        "requested_model" | "model_group" => 5,
+        "model" | "litellm_model_name" => 6,
+        "model_id" => 7,
+        "api_base" => 8,
+        "api_provider" => 9,
+        "route" => 10,
+        "client_ip" => 11,
+        "user_agent" => 12,
+        "status_code" | "exception_status" => 13,
+        "exception_class" => 14,
+        "fallback_model" => 15,
+        // team_alias, user_email, org_id, org_alias, service_tier: not known here.
+        _ => return None,
+    })
+}
+
 impl<'a> CallLabels<'a> {
-    fn value(&self, label: &str) -> &'a str {
-        match label {
-            "end_user" => self.end_user,
-            "user" => self.user,
-            "hashed_api_key" => self.hashed_api_key,
-            "api_key_alias" => self.api_key_alias,
-            "team" => self.team,
-            "requested_model" | "model_group" => self.requested_model,
-            "model" | "litellm_model_name" => self.model,
-            "model_id" => self.model_id,
-            "api_base" => self.api_base,
-            "api_provider" => self.api_provider,
-            "route" => self.route,
-            "client_ip" => self.client_ip,
-            "user_agent" => self.user_agent,
-            "status_code" | "exception_status" => self.status,
-            "exception_class" => self.exception_class,
-            "fallback_model" => self.fallback_model,
-            // team_alias, user_email, org_id, org_alias, service_tier: not known here.
+    fn value(&self, slot: Option<u8>) -> &'a str {
+        match slot {
+            Some(0) => self.end_user,
+            Some(1) => self.user,
+            Some(2) => self.hashed_api_key,
+            Some(3) => self.api_key_alias,
+            Some(4) => self.team,
+            Some(5) => self.requested_model,
+            Some(6) => self.model,
+            Some(7) => self.model_id,
+            Some(8) => self.api_base,
+            Some(9) => self.api_provider,
+            Some(10) => self.route,
+            Some(11) => self.client_ip,
+            Some(12) => self.user_agent,
+            Some(13) => self.status,
+            Some(14) => self.exception_class,
+            Some(15) => self.fallback_model,
             _ => NONE,
         }
     }
 
     /// The series of `family` for these labels, touched `now`.
-    fn series<V: Default>(&self, family: &Family<V>, now: u64) -> Option<Arc<series::Series<V>>> {
+    fn series<V: Default + Send + Sync + 'static>(
+        &self,
+        family: &Family<V>,
+        now: u64,
+    ) -> Option<Arc<series::Series<V>>> {
         let mut buf: [&str; 24] = [NONE; 24];
-        let n = family.def.labels.len().min(buf.len());
-        for (slot, name) in buf.iter_mut().zip(family.def.labels) {
-            *slot = self.value(name);
+        let n = family.slots.len().min(buf.len());
+        for (value, slot) in buf.iter_mut().zip(family.slots.iter()) {
+            *value = self.value(*slot);
         }
         family.get(buf.get(..n)?, now)
     }
@@ -494,7 +522,7 @@ impl fmt::Debug for Exposition {
     }
 }
 
-fn encode_family<V: EncodeMetric + Default>(
+fn encode_family<V: EncodeMetric + Default + Send + Sync + 'static>(
     encoder: &mut DescriptorEncoder,
     family: &Family<V>,
 ) -> fmt::Result {
