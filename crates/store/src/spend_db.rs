@@ -897,14 +897,8 @@ impl Store {
         lo: i64,
         hi: i64,
     ) -> Result<Vec<KeyModelSpend>, StoreError> {
-        match (source, &self.db) {
-            (Source::Rollup(Rollup::ByKey), Db::Sqlite(_, writer)) => {
-                return crate::sqlite_reads::spend_by_key_and_model(writer.path(), lo, hi).await;
-            }
-            (Source::Rollup(Rollup::ByKey), Db::Postgres(pool)) => {
-                return key_model_cells_postgres(pool, lo, hi).await;
-            }
-            _ => {}
+        if let (Source::Rollup(Rollup::ByKey), Db::Sqlite(_, writer)) = (source, &self.db) {
+            return crate::sqlite_reads::spend_by_key_and_model(writer.path(), lo, hi).await;
         }
         let sums = format!(
             "{}, {}, {}",
@@ -912,94 +906,50 @@ impl Store {
             daily_spend::sum_parts("prompt_tokens", "p"),
             daily_spend::sum_parts("completion_tokens", "c"),
         );
-        let sql = format!(
-            "SELECT api_key, model, {sums} FROM {} GROUP BY api_key, model ORDER BY 1, 2",
+        let mut binds = Vec::new();
+        let from = if source == Source::Rollup(Rollup::ByKey) {
+            let runs: Vec<String> = daily_spend::spans_for(lo, hi)
+                .into_iter()
+                .map(|(span, first, end)| {
+                    binds.extend([span, first, end]);
+                    let n = binds.len();
+                    format!(
+                        "SELECT api_key, model, spend_hi, spend_lo, prompt_tokens_hi, \
+                         prompt_tokens_lo, completion_tokens_hi, completion_tokens_lo \
+                         FROM idlehands_spend_by_key_model \
+                         WHERE span = ${} AND day >= ${} AND day < ${}",
+                        n - 2,
+                        n - 1,
+                        n
+                    )
+                })
+                .collect();
+            format!("({}) r", runs.join(" UNION ALL "))
+        } else {
+            binds.extend([lo, hi]);
             daily_spend::relation(source, 1, 2, "")
+        };
+        let sql = format!(
+            "SELECT api_key, model, {sums} FROM {from} GROUP BY api_key, model ORDER BY 1, 2"
         );
         let out = on_db!(&self.db, pool => {
-            let rows = sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await?;
-            key_model_spend(&rows)?
+            let mut q = sqlx::query(&sql);
+            for b in &binds {
+                q = q.bind(*b);
+            }
+            let rows = q.fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(KeyModelSpend {
+                    api_key: r.try_get("api_key")?,
+                    model: r.try_get("model")?,
+                    spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
+                    prompt_tokens: wide_sum(r.try_get("p_hi")?, r.try_get("p_lo")?),
+                    completion_tokens: wide_sum(r.try_get("c_hi")?, r.try_get("c_lo")?),
+                });
+            }
+            out
         });
         Ok(out)
     }
-}
-
-/// The rows of a key-model query: key, model, then the three measures' two parts, by position
-/// (looking 500,000 rows' columns up by name cost more than decoding them).
-fn key_model_spend<R: Row>(rows: &[R]) -> Result<Vec<KeyModelSpend>, sqlx::Error>
-where
-    usize: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(KeyModelSpend {
-            api_key: r.try_get(0)?,
-            model: r.try_get(1)?,
-            spend: wide_sum(r.try_get(2)?, r.try_get(3)?),
-            prompt_tokens: wide_sum(r.try_get(4)?, r.try_get(5)?),
-            completion_tokens: wide_sum(r.try_get(6)?, r.try_get(7)?),
-        });
-    }
-    Ok(out)
-}
-
-/// [`Store::spend_by_key_and_model_in`] from the key-model cells of the days `[lo, hi)` on
-/// Postgres, in one snapshot: the cells the range reads, found by seeks, each read in (key,
-/// model) order from the primary key, so that the planner can merge them (`Merge Append`,
-/// then `GroupAggregate`) instead of hashing or sorting every cell's rows.
-async fn key_model_cells_postgres(
-    pool: &PgPool,
-    lo: i64,
-    hi: i64,
-) -> Result<Vec<KeyModelSpend>, StoreError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    let mut cells: Vec<i64> = Vec::new();
-    for (span, first, end) in daily_spend::spans_for(lo, hi) {
-        let mut from = first;
-        while from < end {
-            let day: Option<i64> = sqlx::query_scalar(daily_spend::NEXT_KEY_MODEL_DAY)
-                .bind(span)
-                .bind(from)
-                .bind(end)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(day) = day else { break };
-            cells.extend([span, day]);
-            from = day.saturating_add(span);
-        }
-    }
-    if cells.is_empty() {
-        return Ok(Vec::new());
-    }
-    let parts: Vec<String> = (0..cells.len() / 2)
-        .map(|i| {
-            format!(
-                "(SELECT api_key, model, spend_hi, spend_lo, prompt_tokens_hi, \
-                 prompt_tokens_lo, completion_tokens_hi, completion_tokens_lo \
-                 FROM idlehands_spend_by_key_model WHERE span = ${} AND day = ${})",
-                2 * i + 1,
-                2 * i + 2
-            )
-        })
-        .collect();
-    let sql = format!(
-        "SELECT api_key, model, {}, {}, {} FROM ({}) r GROUP BY api_key, model ORDER BY 1, 2",
-        daily_spend::sum_parts("spend", "s"),
-        daily_spend::sum_parts("prompt_tokens", "p"),
-        daily_spend::sum_parts("completion_tokens", "c"),
-        parts.join(" UNION ALL ")
-    );
-    let mut q = sqlx::query(&sql);
-    for c in &cells {
-        q = q.bind(*c);
-    }
-    let rows = q.fetch_all(&mut *tx).await?;
-    let out = key_model_spend(&rows)?;
-    tx.commit().await?;
-    Ok(out)
 }
