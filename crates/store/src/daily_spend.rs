@@ -357,6 +357,18 @@ pub(crate) const KEY_MODEL_UPSERT: &str = "INSERT INTO idlehands_spend_by_key_mo
     completion_tokens_lo = idlehands_spend_by_key_model.completion_tokens_lo \
         + excluded.completion_tokens_lo";
 
+/// The first day at or after `$2` and before `$3` with a cell of span `$1` in
+/// `idlehands_spend_by_key_model`: one seek in its primary key. The cells a range reads are
+/// found so, one by one, each then read alone in (key, model) order (see
+/// `Store::spend_by_key_and_model_in`).
+pub(crate) const NEXT_KEY_MODEL_DAY: &str = "SELECT day FROM idlehands_spend_by_key_model \
+    WHERE span = $1 AND day >= $2 AND day < $3 ORDER BY day LIMIT 1";
+
+/// The (key, model) sums of the cell of span `$1` starting on day `$2`, in primary-key order.
+pub(crate) const KEY_MODEL_CELL: &str = "SELECT api_key, model, spend_hi, spend_lo, \
+    prompt_tokens_hi, prompt_tokens_lo, completion_tokens_hi, completion_tokens_lo \
+    FROM idlehands_spend_by_key_model WHERE span = $1 AND day = $2 ORDER BY api_key, model";
+
 /// The days `[lo, hi)` as runs of whole cells, `(span, first cell's day, end)`: the longest
 /// spans that fit in the middle, shorter ones towards the ends. At most two runs per span
 /// after the longest (each span divides the next), so always `2 * SPANS.len() - 1` runs, the

@@ -35,6 +35,7 @@ pub mod organizations;
 mod organizations_db;
 pub mod spend;
 mod spend_db;
+mod sqlite_reads;
 mod sqlite_rows;
 pub mod teams;
 mod teams_db;

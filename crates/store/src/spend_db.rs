@@ -188,7 +188,13 @@ type DayParts = (i64, BTreeMap<String, i64>, BTreeMap<String, i64>);
 /// not fail but rounds past 2^53. Each part stays exact until billions of rows at the per-call
 /// ceilings.
 pub(crate) fn wide_sum(hi: i64, lo: i64) -> i64 {
-    let total = i128::from(hi) * 1_000_000_000 + i128::from(lo);
+    wide_sum_i128(i128::from(hi), i128::from(lo))
+}
+
+/// [`wide_sum`] of parts added up in `i128` (where SQL's `SUM` would have failed, this
+/// saturates).
+pub(crate) fn wide_sum_i128(hi: i128, lo: i128) -> i64 {
+    let total = hi.saturating_mul(1_000_000_000).saturating_add(lo);
     i64::try_from(total).unwrap_or(if total < 0 { i64::MIN } else { i64::MAX })
 }
 
@@ -883,13 +889,17 @@ impl Store {
 
     /// [`Store::spend_by_key_and_model`] over `[lo, hi)` of `source`. From the by-key rollup
     /// it reads `idlehands_spend_by_key_model` instead (the same sums, a few cells per key
-    /// and model for the range: see `daily_spend::SPANS`).
+    /// and model for the range: see `daily_spend::SPANS`); on SQLite by merging the cells,
+    /// each stored in (key, model) order, without SQL's sort (`sqlite_reads`).
     pub(crate) async fn spend_by_key_and_model_in(
         &self,
         source: Source,
         lo: i64,
         hi: i64,
     ) -> Result<Vec<KeyModelSpend>, StoreError> {
+        if let (Source::Rollup(Rollup::ByKey), Db::Sqlite(_, writer)) = (source, &self.db) {
+            return crate::sqlite_reads::spend_by_key_and_model(writer.path(), lo, hi).await;
+        }
         let sums = format!(
             "{}, {}, {}",
             daily_spend::sum_parts("spend", "s"),

@@ -35,6 +35,8 @@ enum Job {
 #[derive(Debug)]
 pub(crate) struct RowWriter {
     jobs: mpsc::Sender<Job>,
+    /// The database file, for readers that go around sqlx as well (`sqlite_reads`).
+    path: String,
 }
 
 impl std::fmt::Debug for Job {
@@ -60,7 +62,14 @@ impl RowWriter {
             .name("idlehands-spend-rows".to_owned())
             .spawn(move || run(conn, rx))
             .map_err(|e| StoreError::Internal(format!("cannot start the spend-row thread: {e}")))?;
-        Ok(RowWriter { jobs })
+        Ok(RowWriter {
+            jobs,
+            path: path.to_owned(),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &str {
+        &self.path
     }
 
     /// Commits `items` in one transaction; gives them back with the outcome.

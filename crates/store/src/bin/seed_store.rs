@@ -327,6 +327,11 @@ async fn main() {
             sqlx::query("ANALYZE idlehands_daily_spend")
                 .execute(&mut conn)
                 .await?;
+            // Migration 10's table too: unanalyzed, the 10M-row run planned 316 rows per
+            // key-model cell (of 500,000) and read them through lossy bitmaps.
+            sqlx::query("ANALYZE idlehands_spend_by_key_model")
+                .execute(&mut conn)
+                .await?;
             conn.close().await
         };
         if let Err(e) = analyzed.await {
