@@ -466,6 +466,20 @@ mod tests {
         out
     }
 
+    /// The key-and-model sums of the rows in `[rows.0, rows.1)` (ms) and of the cells of the
+    /// days `[days.0, days.1)` agree.
+    async fn same_key_model_sums(store: &Store, rows: (i64, i64), days: (i64, i64)) {
+        let from_rows = store
+            .spend_by_key_and_model_in(Source::Rows, rows.0, rows.1)
+            .await
+            .unwrap();
+        let from_cells = store
+            .spend_by_key_and_model_in(Source::Rollup(Rollup::ByKey), days.0, days.1)
+            .await
+            .unwrap();
+        assert_eq!(from_cells, from_rows, "key and model {days:?}");
+    }
+
     async fn same_answers(store: &Store) {
         let ms = |d: i64| d.saturating_mul(DAY_MS);
         for (lo, hi) in day_ranges() {
@@ -501,15 +515,7 @@ mod tests {
                     .unwrap();
                 assert_eq!(r, rows, "{group:?} {lo}..{hi}");
             }
-            let rows = store
-                .spend_by_key_and_model_in(Source::Rows, rows_lo, rows_hi)
-                .await
-                .unwrap();
-            let r = store
-                .spend_by_key_and_model_in(Source::Rollup(Rollup::ByKey), lo, hi)
-                .await
-                .unwrap();
-            assert_eq!(r, rows, "{lo}..{hi}");
+            same_key_model_sums(store, (rows_lo, rows_hi), (lo, hi)).await;
             let filters = [
                 SpendLogsQuery::default(),
                 SpendLogsQuery {
@@ -542,15 +548,7 @@ mod tests {
         // The key-model spans: every range over the 40 days (and past their ends).
         for lo in (DAY0 - 3..DAY0 + 42).step_by(2) {
             for hi in lo..DAY0 + 44 {
-                let rows = store
-                    .spend_by_key_and_model_in(Source::Rows, ms(lo), ms(hi))
-                    .await
-                    .unwrap();
-                let r = store
-                    .spend_by_key_and_model_in(Source::Rollup(Rollup::ByKey), lo, hi)
-                    .await
-                    .unwrap();
-                assert_eq!(r, rows, "key and model {lo}..{hi}");
+                same_key_model_sums(store, (ms(lo), ms(hi)), (lo, hi)).await;
             }
         }
         // A key filter is the key's text, hashed as the rows' `api_key` is.
