@@ -61,15 +61,9 @@ const DIMS: [&str; 8] = [
     "organization_id",
     "end_user",
 ];
-/// The nullable dimensions, bit `1 << i` of `null_dims` for `NULLABLE[i]`.
-const NULLABLE: [&str; 6] = [
-    "model_group",
-    "custom_llm_provider",
-    "user_id",
-    "team_id",
-    "organization_id",
-    "end_user",
-];
+/// The nullable dimensions (all but the first two), bit `1 << i` of `null_dims` for
+/// `NULLABLE[i]`.
+const NULLABLE: &[&str] = DIMS.split_at(2).1;
 /// The measures, each a sum over the rows (`_hi` / `_lo`: the two parts of
 /// [`crate::spend_db::wide_sum`]).
 const MEASURES: [&str; 11] = [

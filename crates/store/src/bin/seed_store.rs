@@ -237,10 +237,7 @@ async fn seed_postgres(url: &str, s: &mut Seeder) -> Result<(), sqlx::Error> {
     }
     copy.send(buf.into_bytes()).await?;
     copy.finish().await?;
-    sqlx::query("ANALYZE idlehands_spend_logs")
-        .execute(&mut conn)
-        .await?;
-    sqlx::query("ANALYZE idlehands_verification_tokens")
+    sqlx::query("ANALYZE idlehands_spend_logs, idlehands_verification_tokens")
         .execute(&mut conn)
         .await?;
     conn.close().await
@@ -321,17 +318,14 @@ async fn main() {
         let analyzed = async {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(&db).await?;
-            sqlx::query("ANALYZE idlehands_daily_spend_by_key")
-                .execute(&mut conn)
-                .await?;
-            sqlx::query("ANALYZE idlehands_daily_spend")
-                .execute(&mut conn)
-                .await?;
             // Migration 10's table too: unanalyzed, the 10M-row run planned 316 rows per
             // key-model cell (of 500,000) and read them through lossy bitmaps.
-            sqlx::query("ANALYZE idlehands_spend_by_key_model")
-                .execute(&mut conn)
-                .await?;
+            sqlx::query(
+                "ANALYZE idlehands_daily_spend_by_key, idlehands_daily_spend, \
+                 idlehands_spend_by_key_model",
+            )
+            .execute(&mut conn)
+            .await?;
             conn.close().await
         };
         if let Err(e) = analyzed.await {
