@@ -254,9 +254,9 @@ async fn run_batches(
                 Op::Admit { token, .. } => token,
                 Op::Settle(u) => &u.token,
             };
-            call.key(format!("{prefix}{{{token}}}:state"))
-                .key(format!("{prefix}{{{token}}}:rpm"))
-                .key(format!("{prefix}{{{token}}}:tpm"));
+            for name in key_names(&prefix, token) {
+                call.key(name);
+            }
             match &q.op {
                 Op::Admit { args, member, .. } => {
                     call.arg("a");
@@ -313,6 +313,16 @@ async fn run_batches(
             }
         }
     }
+}
+
+/// A virtual key's state, rpm and tpm keys. They share a hash tag, so the per-key scripts
+/// touch one slot (a batch spans many keys: see README, Fleet mode).
+fn key_names(prefix: &str, token: &str) -> [String; 3] {
+    [
+        format!("{prefix}{{{token}}}:state"),
+        format!("{prefix}{{{token}}}:rpm"),
+        format!("{prefix}{{{token}}}:tpm"),
+    ]
 }
 
 fn answer_of(v: redis::Value) -> Answer {
@@ -543,14 +553,8 @@ impl RedisLimiter {
         false
     }
 
-    /// The three keys of a virtual key share a hash tag, so a cluster keeps them in one slot.
     fn keys(&self, token: &str) -> [String; 3] {
-        let p = &self.prefix;
-        [
-            format!("{p}{{{token}}}:state"),
-            format!("{p}{{{token}}}:rpm"),
-            format!("{p}{{{token}}}:tpm"),
-        ]
+        key_names(&self.prefix, token)
     }
 
     fn next_reset(limits: Option<&KeyLimits>, now: DateTime<Utc>) -> i64 {
