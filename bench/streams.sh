@@ -78,10 +78,14 @@ load direct http://127.0.0.1:18090/v1/chat/completions "${PIDS[0]}"
 # The gateway's CPU time (user + system, clock ticks) around its run: per chunk, it says how
 # many cores a load of this shape needs, whatever else shares the machine.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }
 cpu_before=$(cpu_ticks "$PROXY_PID")
+sys_before=$(sys_ticks "$PROXY_PID")
 load idlehands-vkey http://127.0.0.1:18092/v1/chat/completions "$PROXY_PID" --keys-file "$WORK/keys.txt"
 cpu_after=$(cpu_ticks "$PROXY_PID" 2>/dev/null || echo "$cpu_before")
+sys_after=$(sys_ticks "$PROXY_PID" 2>/dev/null || echo "$sys_before")
 gw_cpu_us=$(( (cpu_after - cpu_before) * 1000000 / $(getconf CLK_TCK) ))
+gw_sys_us=$(( (sys_after - sys_before) * 1000000 / $(getconf CLK_TCK) ))
 kill -0 "$PROXY_PID" 2>/dev/null || echo "warning: the gateway exited during the run" >&2
 after_kb=$(ps -o rss= -p "$PROXY_PID" | tr -d ' ' || echo 0)
 
@@ -122,9 +126,9 @@ YAML
   C=$C_ALL
 fi
 
-python3 - "$RESULTS" "$idle_kb" "$after_kb" "$rows" "$C" "$gw_cpu_us" "$EVERY" <<'PY'
+python3 - "$RESULTS" "$idle_kb" "$after_kb" "$rows" "$C" "$gw_cpu_us" "$EVERY" "$gw_sys_us" <<'PY'
 import re, sys
-path, idle, after, rows, calls, cpu_us, every_ms = sys.argv[1:]
+path, idle, after, rows, calls, cpu_us, every_ms, sys_us = sys.argv[1:]
 runs = {}
 for line in open(path):
     kv = dict(re.findall(r"(\w+)=([\w.-]+)", line))
@@ -144,6 +148,7 @@ print(f"- spend rows for today: {rows} for {calls} calls through the gateway")
 if g and int(g["chunks"]):
     per_chunk = int(cpu_us) / int(g["chunks"])
     print(f"- gateway CPU: {int(cpu_us) / 1e6:.1f} s for {g['chunks']} chunks, {per_chunk:.1f} µs per chunk "
-          f"(calls, keys and spend rows included): {calls} streams at a chunk every {every_ms} ms "
+          f"({int(sys_us) / int(g['chunks']):.1f} of them in the kernel; calls, keys and spend rows "
+          f"included): {calls} streams at a chunk every {every_ms} ms "
           f"need {per_chunk * int(calls) * (1000 / int(every_ms)) / 1e6:.2f} cores for the gateway alone")
 PY

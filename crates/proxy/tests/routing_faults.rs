@@ -122,6 +122,58 @@ async fn a_stream_that_breaks_after_its_first_byte_ends_with_an_error_event() {
 }
 
 #[tokio::test]
+async fn a_stream_that_stalls_after_outlasting_its_timeout_in_chunks_ends_with_a_timeout() {
+    // Chunks every 150 ms for longer than the 0.4 s `stream_timeout` keep the stream alive (the
+    // limit is between chunks, not on the whole stream); the stall after them ends it once the
+    // limit has passed since the last chunk.
+    let up = FakeOpenAi::start().await;
+    let mut reply = Reply::text("one two three four five six seven eight");
+    reply.chunk_delay = Duration::from_millis(150);
+    up.set_default(with_fault(reply, Fault::StallMidStream { after: 6 }));
+    let cfg = format!(
+        "model_list:
+  - model_name: g
+    litellm_params: {{model: openai/m, api_base: '{}', api_key: k, stream_timeout: 0.4}}
+general_settings: {{master_key: {KEY}}}
+",
+        up.base_url()
+    );
+    let gw = start(&cfg).await;
+    let started = std::time::Instant::now();
+    let resp = stream(&gw).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let took = started.elapsed();
+    let events = data_events(&text);
+    let chunks: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let (last, content) = chunks.split_last().unwrap();
+    assert_eq!(
+        content.len(),
+        6,
+        "every chunk sent before the stall: {text}"
+    );
+    assert!(
+        content
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
+    let message = last["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.to_lowercase().contains("timeout") || message.to_lowercase().contains("timed out"),
+        "{text}"
+    );
+    assert!(!text.contains("[DONE]"), "{text}");
+    // Six chunks 150 ms apart, then the 0.4 s limit: not ended by the first chunk's timer.
+    assert!(took >= Duration::from_millis(1200), "ended after {took:?}");
+    let rec = gw.records(1).await.remove(0);
+    assert_eq!(rec.status, CallStatus::Failure);
+    assert!(rec.error_message.is_some());
+}
+
+#[tokio::test]
 async fn a_stream_stalled_before_its_first_byte_goes_to_another_deployment() {
     let stalled = FakeOpenAi::start().await;
     let ok = FakeOpenAi::start().await;

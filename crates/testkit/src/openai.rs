@@ -728,6 +728,7 @@ fn stream_response(
         crate::frame::data(&e.to_string())
     });
     let mut reset = false;
+    let mut stall = false;
     // Faults count frames as the reply built them; the layout is applied after.
     match reply.fault {
         Some(Fault::ResetMidStream { after }) => {
@@ -735,6 +736,10 @@ fn stream_response(
             reset = true;
         }
         Some(Fault::TruncateStream { after }) => frames.truncate(after),
+        Some(Fault::StallMidStream { after }) => {
+            frames.truncate(after);
+            stall = true;
+        }
         _ => {}
     }
     let frames = crate::frame::shape(frames, reply.framing);
@@ -755,6 +760,7 @@ fn stream_response(
                     Err(std::io::Error::other("scripted reset")),
                     (items, None, reset),
                 )),
+                None if stall => std::future::pending().await,
                 None => None,
             }
         },

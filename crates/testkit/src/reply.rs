@@ -106,6 +106,9 @@ pub enum Fault {
     ResetMidStream { after: usize },
     /// Stream `after` chunks, then end the body cleanly without a finish or `[DONE]`.
     TruncateStream { after: usize },
+    /// Stream `after` chunks, then send nothing more and keep the connection open (a server
+    /// stuck mid-generation). OpenAI-compatible fake only.
+    StallMidStream { after: usize },
     /// Answer with this status and this raw body (for untranslatable responses).
     Raw { status: u16, body: String },
     /// Stream `after` frames, then the provider's own in-stream error (Anthropic's `error`

@@ -13,6 +13,7 @@ mod bedrock;
 mod deployment;
 mod direct;
 mod gemini;
+mod idle;
 mod mock;
 pub(crate) mod openai_compat;
 pub mod params;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt};
 use http::{HeaderMap, HeaderValue, header};
 use http_body_util::Full;
 use serde_json::Value;
@@ -486,28 +486,17 @@ impl Provider for OpenAiCompatible {
                 return Err(fail_from(&label, resp, idle).await);
             }
             let headers = kept_headers(resp.headers());
-            let body = resp.into_stream();
             // An idle timeout between chunks: a stalled upstream ends the stream with an error.
-            let frames = stream::unfold(Some(body), move |state| {
-                let label = label.clone();
-                let d = d.clone();
-                async move {
-                    let mut body = state?;
-                    match tokio::time::timeout(idle, body.next()).await {
-                        Err(_) => Some((
-                            Err(ProxyError::UpstreamTimeout {
-                                secs: idle.as_secs_f64(),
-                                model: d.model.clone(),
-                            }),
-                            None,
-                        )),
-                        Ok(None) => None,
-                        Ok(Some(Ok(b))) => Some((Ok(b), Some(body))),
-                        Ok(Some(Err(e))) => Some((Err(send_error(&label, &d, idle, &e)), None)),
-                    }
-                }
-            })
-            .boxed();
+            let frames = super::idle::IdleTimeout::new(resp.into_stream(), idle)
+                .map(move |item| match item {
+                    Ok(Ok(b)) => Ok(b),
+                    Ok(Err(e)) => Err(send_error(&label, &d, idle, &e)),
+                    Err(super::idle::Stalled) => Err(ProxyError::UpstreamTimeout {
+                        secs: idle.as_secs_f64(),
+                        model: d.model.clone(),
+                    }),
+                })
+                .boxed();
             Ok(ChatReply::Stream { frames, headers })
         })
     }

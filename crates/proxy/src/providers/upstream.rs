@@ -181,7 +181,7 @@ fn frame(out: &mut BytesMut, chunk: &Value) {
 }
 
 struct Pump<P: ProviderStream> {
-    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    body: super::idle::IdleTimeout<BoxStream<'static, reqwest::Result<Bytes>>>,
     source: BodyToOpenAi<P>,
     label: Arc<str>,
     deployment: Arc<Deployment>,
@@ -200,7 +200,7 @@ where
     P::Decoder: Send,
 {
     let pump = Pump {
-        body: resp.bytes_stream().boxed(),
+        body: super::idle::IdleTimeout::new(resp.bytes_stream().boxed(), d.stream_timeout),
         source,
         label: label.into(),
         deployment: d.clone(),
@@ -209,15 +209,16 @@ where
         let mut p = state?;
         let idle = p.deployment.stream_timeout;
         loop {
-            let next = match tokio::time::timeout(idle, p.body.next()).await {
-                Err(_) => {
+            let next = match p.body.next().await {
+                Some(Err(super::idle::Stalled)) => {
                     let e = ProxyError::UpstreamTimeout {
                         secs: idle.as_secs_f64(),
                         model: p.deployment.model.clone(),
                     };
                     return Some((Err(e), None));
                 }
-                Ok(n) => n,
+                Some(Ok(n)) => Some(n),
+                None => None,
             };
             let mut out = BytesMut::new();
             match next {
