@@ -665,6 +665,18 @@ impl RedisLimiter {
         false
     }
 
+    /// Records the key's shared spend as Redis last answered it; the key's name is copied only
+    /// the first time (this runs twice per call).
+    fn remember_spend(&self, token: &str, spend: i64) {
+        let mut known = self.known_spend.write();
+        match known.get_mut(token) {
+            Some(s) => *s = spend,
+            None => {
+                known.insert(token.to_owned(), spend);
+            }
+        }
+    }
+
     fn keys(&self, token: &str) -> [String; 3] {
         key_names(&self.prefix, token)
     }
@@ -732,7 +744,7 @@ impl Limiter for RedisLimiter {
                     return Err(AccessError::Unavailable);
                 }
             };
-            self.known_spend.write().insert(key.token.clone(), spend);
+            self.remember_spend(&key.token, spend);
             let wait = Duration::from_millis(wait_ms.max(0) as u64);
             let limited = |kind, limit: Option<u64>| {
                 let secs = wait.as_secs().max(1)
@@ -809,7 +821,7 @@ impl Limiter for RedisLimiter {
                 }
             };
             if spend >= 0 {
-                self.known_spend.write().insert(ticket.token.clone(), spend);
+                self.remember_spend(&ticket.token, spend);
             }
             self.writer.log(row).await;
             spend.max(0)
@@ -837,7 +849,7 @@ impl Limiter for RedisLimiter {
             };
             match settled {
                 Some(spend) => {
-                    self.known_spend.write().insert(ticket.token.clone(), spend);
+                    self.remember_spend(&ticket.token, spend);
                     spend.max(0)
                 }
                 None => {
