@@ -25,95 +25,204 @@ use crate::limiter::{BoxFuture, KeyLimits, Limiter, LiveSpend, RATE_WINDOW, Tick
 use crate::spend::SpendLogRow;
 use crate::writer::SpendWriter;
 
-const ADMIT: &str = r#"
+/// Admissions and settlements of every key, many per script call, applied in the order they
+/// were queued, each under `pcall` so that one failing does not fail (or half-apply and then
+/// retry) the others. KEYS: three per distinct virtual key of the batch (state, rpm, tpm).
+/// ARGV: `now`, the rate window, then per call `a` or `s`, the key's number (1-based, in KEYS
+/// order) and its arguments:
+///
+/// - admit: the database's spend and `budget_reset_at` (seed the counters when they are
+///   missing), the next reset (-1: no budget window), max budget, rpm, tpm, parallel (-1: no
+///   limit), the estimate in nanos and tokens, the rpm member;
+/// - settle: the next reset (-1: none, or a release), minus the estimate in nanos and
+///   tokens, the actual nanos and tokens, the tpm member, `1` when the tokens count toward tpm.
+///
+/// A key's hash is read once per batch (`HMGET`) into Lua locals, every call of the batch for
+/// that key works on them, and they are written back once at the end (`HSET` of the fields,
+/// plus one `HINCRBY` of the batch's settled spend, so stored spend stays an exact integer
+/// however large; comparisons and the spend answered are Lua numbers, exact to 2^53 nanos,
+/// about 9 million USD, as before). The script is atomic, so this is the same as running each
+/// call's commands in turn: a key with only a budget costs Redis 2 or 3 commands a batch
+/// however many of its calls the batch holds (it cost 4 a call). rpm and tpm windows are kept
+/// in sorted sets touched per call, and only while the key has such a limit (tokens count
+/// toward a tpm window from when the key has a tpm limit: a ticket without one reserves no
+/// tokens). Answers one array per call: `{code, wait or reserved, spend, left requests, left
+/// tokens}` for an admission, `{spend}` (-1: the key has no counters) for a settlement, or
+/// `{'x', error}`; a key whose write-back fails turns its calls' answers into that error. The
+/// answers go back as one string, a line per call of numbers (`%d`: exact integers) separated
+/// by spaces, or `x` and the error: the client parsed a nested array value by value, which cost
+/// the gateway more than the rest of the batch's handling.
+const BATCH: &str = r#"
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'spend', ARGV[3], 'reserved', 0, 'reserved_tokens', 0,
-    'in_flight', 0, 'reset_at', ARGV[4])
+local state = {}
+local order = {}
+local function count(v, name)
+  if v == false or v == nil then return 0 end
+  local n = tonumber(v)
+  if n == nil then error('counter ' .. name .. ' is not a number') end
+  return n
 end
-local h = redis.call('HMGET', KEYS[1], 'reset_at', 'spend', 'reserved', 'reserved_tokens', 'in_flight')
-local reset_at = tonumber(h[1] or '-1')
-local spend = tonumber(h[2])
-if reset_at >= 0 and ARGV[5] ~= '-1' and reset_at <= now then
-  redis.call('HSET', KEYS[1], 'spend', 0, 'reset_at', ARGV[5])
-  spend = 0
+local function load(k)
+  local s = state[k]
+  if s then return s end
+  local key = KEYS[3 * k - 2]
+  local h = redis.call('HMGET', key, 'spend', 'reserved', 'reserved_tokens', 'in_flight', 'reset_at')
+  s = {key = key, exists = false, spend = 0, d_spend = 0, reserved = 0, rtok = 0, inflight = 0,
+    reset_at = -1, dirty = false}
+  if h[1] then
+    if not string.match(h[1], '^%-?%d+$') then error('counter spend is not an integer') end
+    s.exists = true
+    s.spend = tonumber(h[1])
+    s.reserved = count(h[2], 'reserved')
+    s.rtok = count(h[3], 'reserved_tokens')
+    s.inflight = count(h[4], 'in_flight')
+    s.reset_at = count(h[5] or '-1', 'reset_at')
+  end
+  state[k] = s
+  order[#order + 1] = k
+  return s
 end
-local reserved = tonumber(h[3])
-local rtok = tonumber(h[4])
-local inflight = tonumber(h[5])
-local rpm = tonumber(ARGV[7])
-local tpm = tonumber(ARGV[8])
-if rpm >= 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window) end
-if tpm >= 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window) end
-local parallel = tonumber(ARGV[9])
-if parallel >= 0 and inflight >= parallel then return {1, 1000, spend} end
-if rpm >= 0 and redis.call('ZCARD', KEYS[2]) >= rpm then
-  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  local wait = window
-  if oldest[2] then wait = tonumber(oldest[2]) + window - now end
-  return {2, wait, spend}
+local function roll(s, next_reset)
+  s.spend = 0
+  s.base = '0'
+  s.d_spend = 0
+  s.reset_str = next_reset
+  s.reset_at = tonumber(next_reset)
+  s.dirty = true
 end
-if tpm >= 0 then
+local function admit(k, a)
+  local s = load(k)
+  if not s.exists then
+    s.exists = true
+    s.spend = tonumber(ARGV[a])
+    s.base = ARGV[a]
+    s.d_spend = 0
+    s.reserved, s.rtok, s.inflight = 0, 0, 0
+    s.reset_str = ARGV[a + 1]
+    s.reset_at = tonumber(ARGV[a + 1])
+    s.dirty = true
+  end
+  if s.reset_at >= 0 and ARGV[a + 2] ~= '-1' and s.reset_at <= now then roll(s, ARGV[a + 2]) end
+  local spend = s.spend
+  local rpm = tonumber(ARGV[a + 4])
+  local tpm = tonumber(ARGV[a + 5])
+  local rkey, tkey = KEYS[3 * k - 1], KEYS[3 * k]
+  if rpm >= 0 then redis.call('ZREMRANGEBYSCORE', rkey, '-inf', now - window) end
+  if tpm >= 0 then redis.call('ZREMRANGEBYSCORE', tkey, '-inf', now - window) end
+  local parallel = tonumber(ARGV[a + 6])
+  if parallel >= 0 and s.inflight >= parallel then return {1, 1000, spend} end
+  if rpm >= 0 and redis.call('ZCARD', rkey) >= rpm then
+    local oldest = redis.call('ZRANGE', rkey, 0, 0, 'WITHSCORES')
+    local wait = window
+    if oldest[2] then wait = tonumber(oldest[2]) + window - now end
+    return {2, wait, spend}
+  end
   local used = 0
-  local first = nil
-  local entries = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
-  for i = 1, #entries, 2 do
-    used = used + (tonumber(string.match(entries[i], ':(%d+)$')) or 0)
-    if first == nil then first = tonumber(entries[i + 1]) end
+  if tpm >= 0 then
+    local first = nil
+    local entries = redis.call('ZRANGE', tkey, 0, -1, 'WITHSCORES')
+    for i = 1, #entries, 2 do
+      used = used + (tonumber(string.match(entries[i], ':(%d+)$')) or 0)
+      if first == nil then first = tonumber(entries[i + 1]) end
+    end
+    if used + s.rtok >= tpm then
+      local wait = 1000
+      if first then wait = first + window - now end
+      return {3, wait, spend}
+    end
   end
-  if used + rtok >= tpm then
-    local wait = 1000
-    if first then wait = first + window - now end
-    return {3, wait, spend}
+  local maxb = tonumber(ARGV[a + 3])
+  if maxb >= 0 and spend + s.reserved >= maxb then return {4, s.reserved, spend} end
+  local left_requests = -1
+  if rpm >= 0 then
+    redis.call('ZADD', rkey, now, ARGV[a + 9])
+    redis.call('PEXPIRE', rkey, window)
+    left_requests = math.max(rpm - redis.call('ZCARD', rkey), 0)
+  end
+  local tokens = tonumber(ARGV[a + 8])
+  local left_tokens = -1
+  if tpm >= 0 then left_tokens = math.max(tpm - used - s.rtok - tokens, 0) end
+  s.reserved = s.reserved + tonumber(ARGV[a + 7])
+  s.rtok = s.rtok + tokens
+  s.inflight = s.inflight + 1
+  s.dirty = true
+  return {0, 0, spend, left_requests, left_tokens}
+end
+local function settle(k, a)
+  local s = load(k)
+  if not s.exists then return -1 end
+  if ARGV[a] ~= '-1' and s.reset_at >= 0 and s.reset_at <= now then roll(s, ARGV[a]) end
+  local actual = tonumber(ARGV[a + 3])
+  if ARGV[a + 6] == '1' and ARGV[a + 4] ~= '0' then
+    redis.call('ZADD', KEYS[3 * k], now, ARGV[a + 5] .. ':' .. ARGV[a + 4])
+    redis.call('PEXPIRE', KEYS[3 * k], window)
+  end
+  s.reserved = math.max(s.reserved + tonumber(ARGV[a + 1]), 0)
+  s.rtok = math.max(s.rtok + tonumber(ARGV[a + 2]), 0)
+  s.inflight = math.max(s.inflight - 1, 0)
+  s.spend = s.spend + actual
+  s.d_spend = s.d_spend + actual
+  s.dirty = true
+  return s.spend
+end
+local out = {}
+local key_of = {}
+local a = 3
+while a <= #ARGV do
+  local k = tonumber(ARGV[a + 1])
+  local ok, r
+  if ARGV[a] == 'a' then
+    ok, r = pcall(admit, k, a + 2)
+    a = a + 12
+  else
+    ok, r = pcall(settle, k, a + 2)
+    if ok then r = {r} end
+    a = a + 9
+  end
+  if not ok then
+    if type(r) == 'table' and r.err then r = r.err end
+    r = {'x', tostring(r)}
+  end
+  out[#out + 1] = r
+  key_of[#out] = k
+end
+local failed = {}
+for _, k in ipairs(order) do
+  local s = state[k]
+  if s.dirty then
+    local ok, e = pcall(function()
+      local f = {'reserved', string.format('%d', s.reserved), 'reserved_tokens',
+        string.format('%d', s.rtok), 'in_flight', string.format('%d', s.inflight)}
+      if s.reset_str then
+        f[#f + 1] = 'reset_at'
+        f[#f + 1] = s.reset_str
+      end
+      if s.base then
+        f[#f + 1] = 'spend'
+        f[#f + 1] = s.base
+      end
+      redis.call('HSET', s.key, unpack(f))
+      if s.d_spend ~= 0 then redis.call('HINCRBY', s.key, 'spend', string.format('%d', s.d_spend)) end
+    end)
+    if not ok then
+      if type(e) == 'table' and e.err then e = e.err end
+      failed[k] = tostring(e)
+    end
   end
 end
-local maxb = tonumber(ARGV[6])
-if maxb >= 0 and spend + reserved >= maxb then return {4, reserved, spend} end
-redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[10])
-if ARGV[11] ~= '0' then redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[11]) end
-redis.call('HINCRBY', KEYS[1], 'in_flight', 1)
-local left_requests = -1
-if rpm >= 0 then
-  redis.call('ZADD', KEYS[2], now, ARGV[12])
-  redis.call('PEXPIRE', KEYS[2], window)
-  left_requests = math.max(rpm - redis.call('ZCARD', KEYS[2]), 0)
-end
-local left_tokens = -1
-if tpm >= 0 then
-  local used = 0
-  local entries = redis.call('ZRANGE', KEYS[3], 0, -1)
-  for i = 1, #entries do
-    used = used + (tonumber(string.match(entries[i], ':(%d+)$')) or 0)
-  end
-  left_tokens = math.max(tpm - used - rtok - tonumber(ARGV[11]), 0)
-end
-return {0, 0, spend, left_requests, left_tokens}
-"#;
-
-// ARGV: now, window, next_reset, -estimate_nanos, -estimate_tokens, actual_nanos,
-// actual_tokens, member, track_tpm. Tokens are reserved and counted only for keys that had a
-// tpm limit when the call was admitted (its ticket reserves no tokens otherwise), and the rpm
-// and tpm windows are trimmed only while there is such a limit: a key with only a budget costs
-// four commands to admit and four to settle.
-const SETTLE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local now = tonumber(ARGV[1])
-if ARGV[3] ~= '-1' then
-  local reset_at = tonumber(redis.call('HGET', KEYS[1], 'reset_at') or '-1')
-  if reset_at >= 0 and reset_at <= now then
-    redis.call('HSET', KEYS[1], 'spend', 0, 'reset_at', ARGV[3])
+local lines = {}
+for i = 1, #out do
+  local r = out[i]
+  if failed[key_of[i]] then r = {'x', failed[key_of[i]]} end
+  if r[1] == 'x' then
+    lines[i] = 'x ' .. (string.gsub(r[2], '\n', ' '))
+  else
+    for j = 1, #r do r[j] = string.format('%d', r[j]) end
+    lines[i] = table.concat(r, ' ')
   end
 end
-if redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[4]) < 0 then redis.call('HSET', KEYS[1], 'reserved', 0) end
-if ARGV[5] ~= '0' and redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[5]) < 0 then redis.call('HSET', KEYS[1], 'reserved_tokens', 0) end
-if redis.call('HINCRBY', KEYS[1], 'in_flight', -1) < 0 then redis.call('HSET', KEYS[1], 'in_flight', 0) end
-local spend = redis.call('HINCRBY', KEYS[1], 'spend', ARGV[6])
-if ARGV[9] == '1' and ARGV[7] ~= '0' then
-  redis.call('ZADD', KEYS[2], now, ARGV[8] .. ':' .. ARGV[7])
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-end
-return spend
+return table.concat(lines, '\n')
 "#;
 
 // ARGV: overwrite_spend ('1'/'0'), spend, reset_at (-1 = no window)
@@ -158,47 +267,12 @@ struct Unsettled {
     actual_nanos: i64,
     actual_tokens: i64,
     budget_window: Option<crate::duration::LlmDuration>,
-    member: String,
+    /// The ticket's id: with the instance's id, its member in the tpm window.
+    id: u64,
     /// `false` for a release: nothing spent, no tokens for tpm.
     settled: bool,
     /// The key had a tpm limit at admission: its tokens count in the tpm window.
     track_tokens: bool,
-}
-
-/// Admissions and settlements of every key, many per script call: ADMIT and SETTLE as
-/// functions, applied in the order they were queued, each under `pcall` so that one failing
-/// does not fail (or half-apply and then retry) the others. ARGV holds, per call, `a` and
-/// ADMIT's 12 arguments or `s` and SETTLE's 9; KEYS three per call (state, rpm, tpm). Answers
-/// one array per call: ADMIT's, `{spend}` for SETTLE, or `{'x', error}`.
-fn batch_source() -> String {
-    let body = |s: &str| s.replace("KEYS[", "K[").replace("ARGV[", "A[");
-    format!(
-        "local function admit(K, A)\n{}\nend\nlocal function settle(K, A)\n{}\nend\n{}",
-        body(ADMIT),
-        body(SETTLE),
-        r#"
-local out = {}
-local a, k = 1, 1
-while a <= #ARGV do
-  local ok, r
-  if ARGV[a] == 'a' then
-    ok, r = pcall(admit, {KEYS[k], KEYS[k + 1], KEYS[k + 2]}, {unpack(ARGV, a + 1, a + 12)})
-    a = a + 13
-  else
-    ok, r = pcall(settle, {KEYS[k], KEYS[k + 2]}, {unpack(ARGV, a + 1, a + 9)})
-    if ok then r = {r} end
-    a = a + 10
-  end
-  if not ok then
-    if type(r) == 'table' and r.err then r = r.err end
-    r = {'x', tostring(r)}
-  end
-  out[#out + 1] = r
-  k = k + 3
-end
-return out
-"#
-    )
 }
 
 /// Most calls one script call carries. Calls queued while a batch is in Redis wait for the
@@ -209,11 +283,22 @@ const MAX_BATCH: usize = 256;
 enum Op {
     Admit {
         token: String,
-        /// ADMIT's ARGV 1..=11, `now` first; the member is ARGV 12.
-        args: [i64; 11],
-        member: String,
+        /// The admission's arguments after the key's number (see [`BATCH`]), but the member.
+        args: [i64; 9],
+        /// The key has an rpm limit: the call is a member of its rpm window.
+        rpm_member: bool,
+        id: u64,
     },
     Settle(Unsettled),
+}
+
+impl Op {
+    fn token(&self) -> &str {
+        match self {
+            Op::Admit { token, .. } => token,
+            Op::Settle(u) => &u.token,
+        }
+    }
 }
 
 /// Why a queued call got no answer: Redis failed (the whole batch), the script failed for
@@ -242,63 +327,86 @@ async fn run_batches(
     mut queue: tokio::sync::mpsc::UnboundedReceiver<Queued>,
     conn: ConnectionManager,
     prefix: String,
+    instance: String,
     clock: Arc<dyn crate::clock::Clock>,
 ) {
-    let script = Script::new(&batch_source());
+    let script = Script::new(BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let window = RATE_WINDOW.as_millis() as i64;
+    let mut member = String::new();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut call = script.prepare_invoke();
-        let now = ms(clock.now());
+        let now = clock.now();
+        call.arg(ms(now)).arg(window);
+        // Each key's names go once, however many of the batch's calls are its.
+        let mut numbers: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
         for q in &batch {
-            let token = match &q.op {
-                Op::Admit { token, .. } => token,
-                Op::Settle(u) => &u.token,
-            };
-            for name in key_names(&prefix, token) {
-                call.key(name);
-            }
+            let token = q.op.token();
+            let next = numbers.len() + 1;
+            let number = *numbers.entry(token).or_insert_with(|| {
+                for name in key_names(&prefix, token) {
+                    call.key(name);
+                }
+                next
+            });
             match &q.op {
-                Op::Admit { args, member, .. } => {
-                    call.arg("a");
+                Op::Admit {
+                    args,
+                    rpm_member,
+                    id,
+                    ..
+                } => {
+                    call.arg("a").arg(number);
                     for a in args {
                         call.arg(*a);
                     }
-                    call.arg(member.as_str());
+                    call.arg(if *rpm_member {
+                        member_of(&mut member, &instance, *id)
+                    } else {
+                        ""
+                    });
                 }
                 Op::Settle(u) => {
                     let next_reset = match (u.settled, u.budget_window) {
-                        (true, Some(d)) => ms(d.next_reset(clock.now())),
+                        (true, Some(d)) => ms(d.next_reset(now)),
                         _ => -1,
                     };
+                    let track = u.settled && u.track_tokens && u.actual_tokens != 0;
                     call.arg("s")
-                        .arg(now)
-                        .arg(RATE_WINDOW.as_millis() as i64)
+                        .arg(number)
                         .arg(next_reset)
                         .arg(-u.estimate_nanos)
                         .arg(-(u.estimate_tokens as i64))
                         .arg(u.actual_nanos)
                         .arg(u.actual_tokens)
-                        .arg(u.member.as_str())
-                        .arg(if u.settled && u.track_tokens {
-                            "1"
+                        .arg(if track {
+                            member_of(&mut member, &instance, u.id)
                         } else {
-                            "0"
-                        });
+                            ""
+                        })
+                        .arg(if track { "1" } else { "0" });
                 }
             }
         }
+        drop(numbers);
         let mut conn = conn.clone();
-        let reply: Result<Vec<redis::Value>, _> = call.invoke_async(&mut conn).await;
-        match reply {
-            Ok(answers) if answers.len() == batch.len() => {
-                for (q, a) in batch.drain(..).zip(answers) {
-                    let _ = q.answer.send(answer_of(a));
+        let reply: Result<Vec<u8>, _> = call.invoke_async(&mut conn).await;
+        let lines = match &reply {
+            Ok(text) => std::str::from_utf8(text)
+                .map(|t| t.split('\n').collect::<Vec<_>>())
+                .map_err(|e| BatchFailed(format!("redis batch answer is not text: {e}"))),
+            Err(e) => Err(BatchFailed(e.to_string())),
+        };
+        match lines {
+            Ok(lines) if lines.len() == batch.len() => {
+                for (q, line) in batch.drain(..).zip(lines) {
+                    let _ = q.answer.send(answer_of(line));
                 }
             }
-            Ok(answers) => {
+            Ok(lines) => {
                 let e = BatchFailed(format!(
                     "redis batch answered {} of {} calls",
-                    answers.len(),
+                    lines.len(),
                     batch.len()
                 ));
                 for q in batch.drain(..) {
@@ -306,13 +414,20 @@ async fn run_batches(
                 }
             }
             Err(e) => {
-                let e = BatchFailed(e.to_string());
                 for q in batch.drain(..) {
                     let _ = q.answer.send(Err(e.clone()));
                 }
             }
         }
     }
+}
+
+/// A call's member in the key's rpm or tpm window: unique across the fleet.
+fn member_of<'a>(buf: &'a mut String, instance: &str, id: u64) -> &'a str {
+    use std::fmt::Write as _;
+    buf.clear();
+    let _ = write!(buf, "{instance}-{id}");
+    buf.as_str()
 }
 
 /// A virtual key's state, rpm and tpm keys. They share a hash tag, so the per-key scripts
@@ -325,20 +440,17 @@ fn key_names(prefix: &str, token: &str) -> [String; 3] {
     ]
 }
 
-fn answer_of(v: redis::Value) -> Answer {
-    let redis::Value::Array(items) = v else {
-        return Err(BatchFailed(format!("unexpected redis answer {v:?}")));
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        match item {
-            redis::Value::Int(n) => out.push(n),
-            other => {
-                return Err(BatchFailed(format!("redis script failed: {other:?}")));
-            }
-        }
+/// One call's line of the batch's answer (see [`BATCH`]).
+fn answer_of(line: &str) -> Answer {
+    if let Some(error) = line.strip_prefix("x ") {
+        return Err(BatchFailed(format!("redis script failed: {error}")));
     }
-    Ok(out)
+    line.split(' ')
+        .map(|n| {
+            n.parse::<i64>()
+                .map_err(|_| BatchFailed(format!("unexpected redis answer {line:?}")))
+        })
+        .collect()
 }
 
 /// What a settlement needs, shared with the tasks that release reservations.
@@ -419,7 +531,6 @@ pub struct RedisLimiter {
     budget_exceeded_status: u16,
     known_spend: Arc<RwLock<HashMap<String, i64>>>,
     reconfigure: Arc<Script>,
-    instance: String,
     next_id: AtomicU64,
 }
 
@@ -442,10 +553,12 @@ impl RedisLimiter {
         // The batcher ends when the limiter (and with it the queue's sender) is dropped, after
         // answering what was queued.
         let (queue, queued) = tokio::sync::mpsc::unbounded_channel();
+        let instance = uuid::Uuid::new_v4().simple().to_string();
         tokio::spawn(run_batches(
             queued,
             conn.clone(),
             prefix.to_owned(),
+            instance.clone(),
             clock.clone(),
         ));
         Ok(RedisLimiter {
@@ -462,7 +575,6 @@ impl RedisLimiter {
             budget_exceeded_status,
             known_spend: Arc::new(RwLock::new(HashMap::new())),
             reconfigure: Arc::new(Script::new(RECONFIGURE)),
-            instance: uuid::Uuid::new_v4().simple().to_string(),
             next_id: AtomicU64::new(1),
         })
     }
@@ -553,6 +665,18 @@ impl RedisLimiter {
         false
     }
 
+    /// Records the key's shared spend as Redis last answered it; the key's name is copied only
+    /// the first time (this runs twice per call).
+    fn remember_spend(&self, token: &str, spend: i64) {
+        let mut known = self.known_spend.write();
+        match known.get_mut(token) {
+            Some(s) => *s = spend,
+            None => {
+                known.insert(token.to_owned(), spend);
+            }
+        }
+    }
+
     fn keys(&self, token: &str) -> [String; 3] {
         key_names(&self.prefix, token)
     }
@@ -591,8 +715,6 @@ impl Limiter for RedisLimiter {
                 .call(Op::Admit {
                     token: key.token.clone(),
                     args: [
-                        ms(now),
-                        RATE_WINDOW.as_millis() as i64,
                         key.spend,
                         key.budget_reset_at.map(ms).unwrap_or(-1),
                         Self::next_reset(Some(key), now),
@@ -603,7 +725,8 @@ impl Limiter for RedisLimiter {
                         estimate_nanos,
                         estimate_tokens as i64,
                     ],
-                    member: format!("{}-{id}", self.instance),
+                    rpm_member: key.rpm_limit.is_some(),
+                    id,
                 })
                 .await;
             let (code, wait_ms, spend, left_requests, left_tokens) = match reply {
@@ -621,7 +744,7 @@ impl Limiter for RedisLimiter {
                     return Err(AccessError::Unavailable);
                 }
             };
-            self.known_spend.write().insert(key.token.clone(), spend);
+            self.remember_spend(&key.token, spend);
             let wait = Duration::from_millis(wait_ms.max(0) as u64);
             let limited = |kind, limit: Option<u64>| {
                 let secs = wait.as_secs().max(1)
@@ -671,7 +794,7 @@ impl Limiter for RedisLimiter {
                 actual_nanos: row.spend.max(0),
                 actual_tokens: row.total_tokens,
                 budget_window: ticket.budget_window,
-                member: format!("{}-{}", self.instance, ticket.id),
+                id: ticket.id,
                 settled: true,
                 // Set exactly when the key had a tpm limit (ADMIT answers -1 otherwise).
                 track_tokens: ticket.remaining_tokens.is_some(),
@@ -698,7 +821,7 @@ impl Limiter for RedisLimiter {
                 }
             };
             if spend >= 0 {
-                self.known_spend.write().insert(ticket.token.clone(), spend);
+                self.remember_spend(&ticket.token, spend);
             }
             self.writer.log(row).await;
             spend.max(0)
@@ -714,7 +837,7 @@ impl Limiter for RedisLimiter {
                 actual_nanos: spend.max(0),
                 actual_tokens: tokens,
                 budget_window: ticket.budget_window,
-                member: format!("{}-{}", self.instance, ticket.id),
+                id: ticket.id,
                 settled: true,
                 // Set exactly when the key had a tpm limit (ADMIT answers -1 otherwise).
                 track_tokens: ticket.remaining_tokens.is_some(),
@@ -726,7 +849,7 @@ impl Limiter for RedisLimiter {
             };
             match settled {
                 Some(spend) => {
-                    self.known_spend.write().insert(ticket.token.clone(), spend);
+                    self.remember_spend(&ticket.token, spend);
                     spend.max(0)
                 }
                 None => {
@@ -746,7 +869,7 @@ impl Limiter for RedisLimiter {
             actual_nanos: 0,
             actual_tokens: 0,
             budget_window: None,
-            member: format!("{}-{}", self.instance, ticket.id),
+            id: ticket.id,
             settled: false,
             track_tokens: false,
         };

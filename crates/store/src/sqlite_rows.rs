@@ -152,7 +152,7 @@ fn commit(conn: &mut Connection, items: &[BatchItem], store_rows: bool) -> rusql
     let now = to_ms(chrono::Utc::now());
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if !plan.rows.is_empty() {
-        let mut insert = tx.prepare_cached(insert_sql(1, false))?;
+        let mut insert = tx.prepare_cached(insert_sql())?;
         for r in &plan.rows {
             insert.execute(params![
                 text(&r.request_id),

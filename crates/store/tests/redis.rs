@@ -430,6 +430,70 @@ async fn a_failing_call_does_not_fail_its_batch(store: Store) {
     f.stop().await;
 }
 
+/// A batch works on a key's counters in Lua numbers (exact to 2^53) but stores spend with
+/// `HINCRBY`: a key whose shared spend is past 2^53 nano-USD keeps every nano of many calls
+/// settled together, and the counters are stored as integers Redis can still add to.
+async fn spend_past_2_pow_53_stays_exact(store: Store) {
+    let f = fleet(&store).await;
+    let key = generate(&f.a, json!({})).await;
+    let authed = f.a.authenticate(&key.key).await.unwrap();
+    f.a.reserve(&authed, 0, 1)
+        .await
+        .unwrap()
+        .settle(row("seed", 1, 1))
+        .await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let state = format!("{}{{{}}}:state", f.prefix, key.token_id);
+    let big: i64 = (1 << 53) + 1;
+    let _: i64 = redis::cmd("HSET")
+        .arg(&state)
+        .arg("spend")
+        .arg(big)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut calls = Vec::new();
+    for i in 0..100i64 {
+        let ledger = if i % 2 == 0 { f.a.clone() } else { f.b.clone() };
+        let k = key.key.clone();
+        calls.push(tokio::spawn(async move {
+            let authed = ledger.authenticate(&k).await.unwrap();
+            let r = ledger.reserve(&authed, CENT, 10).await.unwrap();
+            r.settle(row(&format!("big-{i}"), 1 + i % 3, 10)).await;
+            1 + i % 3
+        }));
+    }
+    let mut expected = big;
+    for c in calls {
+        expected += c.await.unwrap();
+    }
+    let (spend, reserved, in_flight): (String, String, String) = redis::cmd("HMGET")
+        .arg(&state)
+        .arg("spend")
+        .arg("reserved")
+        .arg("in_flight")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (spend.as_str(), reserved.as_str(), in_flight.as_str()),
+        (expected.to_string().as_str(), "0", "0")
+    );
+    assert_eq!(
+        f.b.key_info(&key.token_id).await.unwrap().info.record.spend,
+        expected
+    );
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_spend_past_2_pow_53_stays_exact() {
+    let db = common::sqlite().await;
+    spend_past_2_pow_53_stays_exact(db.store.clone()).await;
+    db.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_batched_settlements_sum_exactly() {
     let db = common::postgres().await;

@@ -351,7 +351,86 @@ async fn upstream_ids_repeat_and_a_row_is_never_counted_twice(store: Store) {
     ledger.shutdown().await.unwrap();
 }
 
+/// Every column of a spend row comes back as written, set or empty, whichever way the store
+/// batches its inserts (Postgres binds a commit's rows as one array per column): a full row, a
+/// row with every optional field empty, and enough plain rows that the commit is a big one.
+async fn every_column_of_a_row_round_trips(store: Store) {
+    let writer = SpendWriter::start(store.clone(), WriterConfig::default());
+    let t = |s: i64| Utc.timestamp_millis_opt(1_764_000_000_000 + s).unwrap();
+    let full = SpendLogRow {
+        request_id: "full".into(),
+        upstream_response_id: Some("chatcmpl-full".into()),
+        call_type: "anthropic_messages".into(),
+        api_key: "hash-full".into(),
+        spend: 9_007_199_254_740_993,
+        total_tokens: 30,
+        prompt_tokens: 10,
+        completion_tokens: 20,
+        start_time: t(0),
+        end_time: t(1_500),
+        completion_start_time: Some(t(700)),
+        request_duration_ms: Some(1_500),
+        model: "claude-x".into(),
+        model_id: Some("dep-1".into()),
+        model_group: Some("claude".into()),
+        custom_llm_provider: Some("anthropic".into()),
+        api_base: Some("http://upstream".into()),
+        user: Some("alice".into()),
+        team_id: Some("team-1".into()),
+        organization_id: Some("org-1".into()),
+        end_user: Some("customer-1".into()),
+        requester_ip_address: Some("10.0.0.1".into()),
+        session_id: Some("session-1".into()),
+        metadata: JsonObjectText::from_map(
+            &json!({"user_api_key_alias": "a\"b", "n": 1})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ),
+        cache_hit: Some("False".into()),
+        cache_key: Some("ck".into()),
+        request_tags: vec!["t1".into(), "t,2".into()],
+        messages: Some(json!([{"role": "user", "content": "héllo {\"x\"}"}])),
+        response: Some(json!({"id": "r", "choices": []})),
+        status: "failure".into(),
+        litellm_call_id: Some("call-full".into()),
+        usage_estimated: true,
+    };
+    let empty = SpendLogRow {
+        request_id: "empty".into(),
+        call_type: "aembedding".into(),
+        start_time: t(5),
+        end_time: t(5),
+        status: "success".into(),
+        ..SpendLogRow::default()
+    };
+    writer.log(full.clone()).await;
+    writer.log(empty.clone()).await;
+    for i in 0..5_000 {
+        let mut r = row(&format!("bulk-{i}"), i, 2);
+        r.start_time = t(i);
+        r.end_time = t(i);
+        writer.log(r).await;
+    }
+    writer.shutdown().await.unwrap();
+
+    let by_id = |id: &str| SpendLogsQuery {
+        request_id: Some(id.into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        rows(store.spend_logs(&by_id("full")).await.unwrap()),
+        [full]
+    );
+    assert_eq!(
+        rows(store.spend_logs(&by_id("empty")).await.unwrap()),
+        [empty]
+    );
+    assert_eq!(store.count_spend_logs().await.unwrap(), 5_002);
+}
+
 on_both_backends!(
+    every_column_of_a_row_round_trips,
     every_request_writes_one_row_and_adds_its_spend,
     upstream_ids_repeat_and_a_row_is_never_counted_twice,
     spend_logs_filter_page_and_summarize,
