@@ -396,21 +396,22 @@ async fn run_batches(
                 .map(|t| t.split('\n').collect::<Vec<_>>())
                 .map_err(|e| BatchFailed(format!("redis batch answer is not text: {e}"))),
             Err(e) => Err(BatchFailed(e.to_string())),
-        };
-        match lines {
-            Ok(lines) if lines.len() == batch.len() => {
-                for (q, line) in batch.drain(..).zip(lines) {
-                    let _ = q.answer.send(answer_of(line));
-                }
-            }
-            Ok(lines) => {
-                let e = BatchFailed(format!(
+        }
+        .and_then(|lines| {
+            if lines.len() == batch.len() {
+                Ok(lines)
+            } else {
+                Err(BatchFailed(format!(
                     "redis batch answered {} of {} calls",
                     lines.len(),
                     batch.len()
-                ));
-                for q in batch.drain(..) {
-                    let _ = q.answer.send(Err(e.clone()));
+                )))
+            }
+        });
+        match lines {
+            Ok(lines) => {
+                for (q, line) in batch.drain(..).zip(lines) {
+                    let _ = q.answer.send(answer_of(line));
                 }
             }
             Err(e) => {
@@ -704,7 +705,7 @@ impl Limiter for RedisLimiter {
             let now = self.settler.clock.now();
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let estimate_nanos = estimate_nanos.max(0);
-            // Tokens are reserved only against a tpm limit (see SETTLE).
+            // Tokens are reserved only against a tpm limit (see BATCH).
             let estimate_tokens = if key.tpm_limit.is_some() {
                 estimate_tokens
             } else {
@@ -796,7 +797,7 @@ impl Limiter for RedisLimiter {
                 budget_window: ticket.budget_window,
                 id: ticket.id,
                 settled: true,
-                // Set exactly when the key had a tpm limit (ADMIT answers -1 otherwise).
+                // Set exactly when the key had a tpm limit (an admission answers -1 otherwise).
                 track_tokens: ticket.remaining_tokens.is_some(),
             };
             // While Redis is down the settlement waits for it (the row goes to the database
@@ -839,7 +840,7 @@ impl Limiter for RedisLimiter {
                 budget_window: ticket.budget_window,
                 id: ticket.id,
                 settled: true,
-                // Set exactly when the key had a tpm limit (ADMIT answers -1 otherwise).
+                // Set exactly when the key had a tpm limit (an admission answers -1 otherwise).
                 track_tokens: ticket.remaining_tokens.is_some(),
             };
             let settled = if self.is_up() {

@@ -265,69 +265,44 @@ async fn insert_rows_unnest(
     rows: &[&SpendLogRow],
     now: i64,
 ) -> Result<(), StoreError> {
-    fn texts<'r>(
-        rows: &[&'r SpendLogRow],
-        f: impl Fn(&'r SpendLogRow) -> Cow<'r, str>,
-    ) -> Vec<Cow<'r, str>> {
-        rows.iter().map(|r| f(r)).collect()
-    }
-    fn opt_texts<'r>(
-        rows: &[&'r SpendLogRow],
-        f: impl Fn(&'r SpendLogRow) -> &'r Option<String>,
-    ) -> Vec<Option<Cow<'r, str>>> {
-        rows.iter().map(|r| opt_text(f(r))).collect()
-    }
-    fn numbers<'r>(rows: &[&'r SpendLogRow], f: impl Fn(&'r SpendLogRow) -> i64) -> Vec<i64> {
-        rows.iter().map(|r| f(r)).collect()
-    }
-    fn opt_numbers<'r>(
-        rows: &[&'r SpendLogRow],
-        f: impl Fn(&'r SpendLogRow) -> Option<i64>,
-    ) -> Vec<Option<i64>> {
+    /// One column of the rows, as the array its `UNNEST` argument binds.
+    fn col<'r, T>(rows: &[&'r SpendLogRow], f: impl Fn(&'r SpendLogRow) -> T) -> Vec<T> {
         rows.iter().map(|r| f(r)).collect()
     }
     // In ROW_COLS order, created_at left out (bound once, last).
     sqlx::query(unnest_insert_sql())
-        .bind(texts(rows, |r| text(&r.request_id)))
-        .bind(texts(rows, |r| text(&r.call_type)))
-        .bind(texts(rows, |r| text(&r.api_key)))
-        .bind(numbers(rows, |r| r.spend))
-        .bind(numbers(rows, |r| r.total_tokens))
-        .bind(numbers(rows, |r| r.prompt_tokens))
-        .bind(numbers(rows, |r| r.completion_tokens))
-        .bind(numbers(rows, |r| to_ms(r.start_time)))
-        .bind(numbers(rows, |r| to_ms(r.end_time)))
-        .bind(opt_numbers(rows, |r| r.completion_start_time.map(to_ms)))
-        .bind(opt_numbers(rows, |r| r.request_duration_ms))
-        .bind(texts(rows, |r| text(&r.model)))
-        .bind(opt_texts(rows, |r| &r.model_id))
-        .bind(opt_texts(rows, |r| &r.model_group))
-        .bind(opt_texts(rows, |r| &r.custom_llm_provider))
-        .bind(opt_texts(rows, |r| &r.api_base))
-        .bind(opt_texts(rows, |r| &r.user))
-        .bind(opt_texts(rows, |r| &r.team_id))
-        .bind(opt_texts(rows, |r| &r.end_user))
-        .bind(opt_texts(rows, |r| &r.requester_ip_address))
-        .bind(opt_texts(rows, |r| &r.session_id))
-        .bind(texts(rows, |r| text(r.metadata.as_str())))
-        .bind(opt_texts(rows, |r| &r.cache_hit))
-        .bind(opt_texts(rows, |r| &r.cache_key))
-        .bind(texts(rows, |r| tags_text(&r.request_tags)))
-        .bind(
-            rows.iter()
-                .map(|r| r.messages.as_ref().map(json_text))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|r| r.response.as_ref().map(json_text))
-                .collect::<Vec<_>>(),
-        )
-        .bind(texts(rows, |r| text(&r.status)))
-        .bind(opt_texts(rows, |r| &r.litellm_call_id))
-        .bind(opt_texts(rows, |r| &r.upstream_response_id))
-        .bind(rows.iter().map(|r| r.usage_estimated).collect::<Vec<_>>())
-        .bind(opt_texts(rows, |r| &r.organization_id))
+        .bind(col(rows, |r| text(&r.request_id)))
+        .bind(col(rows, |r| text(&r.call_type)))
+        .bind(col(rows, |r| text(&r.api_key)))
+        .bind(col(rows, |r| r.spend))
+        .bind(col(rows, |r| r.total_tokens))
+        .bind(col(rows, |r| r.prompt_tokens))
+        .bind(col(rows, |r| r.completion_tokens))
+        .bind(col(rows, |r| to_ms(r.start_time)))
+        .bind(col(rows, |r| to_ms(r.end_time)))
+        .bind(col(rows, |r| r.completion_start_time.map(to_ms)))
+        .bind(col(rows, |r| r.request_duration_ms))
+        .bind(col(rows, |r| text(&r.model)))
+        .bind(col(rows, |r| opt_text(&r.model_id)))
+        .bind(col(rows, |r| opt_text(&r.model_group)))
+        .bind(col(rows, |r| opt_text(&r.custom_llm_provider)))
+        .bind(col(rows, |r| opt_text(&r.api_base)))
+        .bind(col(rows, |r| opt_text(&r.user)))
+        .bind(col(rows, |r| opt_text(&r.team_id)))
+        .bind(col(rows, |r| opt_text(&r.end_user)))
+        .bind(col(rows, |r| opt_text(&r.requester_ip_address)))
+        .bind(col(rows, |r| opt_text(&r.session_id)))
+        .bind(col(rows, |r| text(r.metadata.as_str())))
+        .bind(col(rows, |r| opt_text(&r.cache_hit)))
+        .bind(col(rows, |r| opt_text(&r.cache_key)))
+        .bind(col(rows, |r| tags_text(&r.request_tags)))
+        .bind(col(rows, |r| r.messages.as_ref().map(json_text)))
+        .bind(col(rows, |r| r.response.as_ref().map(json_text)))
+        .bind(col(rows, |r| text(&r.status)))
+        .bind(col(rows, |r| opt_text(&r.litellm_call_id)))
+        .bind(col(rows, |r| opt_text(&r.upstream_response_id)))
+        .bind(col(rows, |r| r.usage_estimated))
+        .bind(col(rows, |r| opt_text(&r.organization_id)))
         .bind(now)
         .execute(&mut **tx)
         .await?;

@@ -45,6 +45,11 @@ async fn fleet(store: &Store) -> Fleet {
 }
 
 impl Fleet {
+    /// A virtual key's counters hash, as the limiter names it.
+    fn state_key(&self, token_id: &str) -> String {
+        format!("{}{{{token_id}}}:state", self.prefix)
+    }
+
     async fn stop(self) {
         self.a.shutdown().await.unwrap();
         self.b.shutdown().await.unwrap();
@@ -55,9 +60,14 @@ impl Fleet {
     }
 }
 
-async fn delete_keys(prefix: &str) {
+/// A connection of the test's own, to look at or tamper with what the limiter keeps.
+async fn redis_conn() -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+async fn delete_keys(prefix: &str) {
+    let mut conn = redis_conn().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query_async(&mut conn)
@@ -343,9 +353,8 @@ async fn batched_settlements_sum_exactly(store: Store) {
     assert_eq!(on_b.info.record.spend, expected);
     assert_eq!((on_a.info.reserved_spend, on_b.info.reserved_spend), (0, 0));
 
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let state = format!("{}{{{}}}:state", f.prefix, key.token_id);
+    let mut conn = redis_conn().await;
+    let state = f.state_key(&key.token_id);
     let (in_flight, tokens): (i64, i64) = redis::cmd("HMGET")
         .arg(&state)
         .arg("in_flight")
@@ -396,10 +405,9 @@ async fn a_failing_call_does_not_fail_its_batch(store: Store) {
         .unwrap()
         .settle(row("before", CENT, 1))
         .await;
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis_conn().await;
     let _: i64 = redis::cmd("HSET")
-        .arg(format!("{}{{{}}}:state", f.prefix, bad.token_id))
+        .arg(f.state_key(&bad.token_id))
         .arg("reserved")
         .arg("not a number")
         .query_async(&mut conn)
@@ -442,9 +450,8 @@ async fn spend_past_2_pow_53_stays_exact(store: Store) {
         .unwrap()
         .settle(row("seed", 1, 1))
         .await;
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let state = format!("{}{{{}}}:state", f.prefix, key.token_id);
+    let mut conn = redis_conn().await;
+    let state = f.state_key(&key.token_id);
     let big: i64 = (1 << 53) + 1;
     let _: i64 = redis::cmd("HSET")
         .arg(&state)
