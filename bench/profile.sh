@@ -121,7 +121,9 @@ if [ -n "$STREAMS" ]; then
   kill "$spid"; wait "$spid" 2>/dev/null || true
   echo "System calls per chunk (strace -c -f, $SCONC streams x $SCHUNKS chunks, the calls' own requests included):"
   echo
-  awk -v n=$(( SCONC * SCHUNKS )) '$1 ~ /^[0-9.]+$/ && NF >= 5 { name=$NF; calls=$4; if (NF == 5) calls=$4; printf "| %s | %.2f |\n", name, calls / n }' "$WORK/strace.txt" | sort -t'|' -k3 -rn | head -12
+  echo "| system call | calls / chunk |"
+  echo "|---|---:|"
+  awk -v n=$(( SCONC * SCHUNKS )) '$1 ~ /^[0-9.]+$/ && NF >= 5 { name=$NF; calls=$4; printf "| %s | %.2f |\n", name, calls / n }' "$WORK/strace.txt" | sort -t'|' -k3 -rn | head -12
   echo
 elif command -v nginx > /dev/null; then
   measure nginx 18184 nginx -g 'master_process off;' -c "$WORK/nginx.conf"

@@ -485,10 +485,7 @@ pub(crate) async fn within<T>(
 ) -> Result<T, ProxyError> {
     match tokio::time::timeout(limit, fut).await {
         Ok(r) => r,
-        Err(_) => Err(ProxyError::UpstreamTimeout {
-            secs: limit.as_secs_f64(),
-            model: d.model.clone(),
-        }),
+        Err(_) => Err(d.timed_out(limit)),
     }
 }
 

@@ -125,6 +125,15 @@ fn secs(v: f64) -> Duration {
 }
 
 impl Deployment {
+    /// This deployment's upstream took longer than `limit` (the request timeout, or
+    /// `stream_timeout` on a stream), as LiteLLM words it.
+    pub(crate) fn timed_out(&self, limit: Duration) -> crate::error::ProxyError {
+        crate::error::ProxyError::UpstreamTimeout {
+            secs: limit.as_secs_f64(),
+            model: self.model.clone(),
+        }
+    }
+
     /// The stand-in a pass-through route records, prices and limits its calls as.
     pub(crate) fn pass_through(entry: &ModelEntry, cfg: &ProxyConfig, prices: &PriceTable) -> Self {
         Self::build(usize::MAX, entry, cfg, prices)

@@ -209,12 +209,7 @@ impl SendError {
 
 fn send_error(label: &str, d: &Deployment, timeout: Duration, e: &SendError) -> ProxyError {
     let (connect, text) = match e {
-        SendError::Reqwest(e) if e.is_timeout() => {
-            return ProxyError::UpstreamTimeout {
-                secs: timeout.as_secs_f64(),
-                model: d.model.clone(),
-            };
-        }
+        SendError::Reqwest(e) if e.is_timeout() => return d.timed_out(timeout),
         SendError::Reqwest(e) => (e.is_connect(), e.without_url_text()),
         SendError::Direct { connect, text } => (*connect, text.clone()),
     };
@@ -413,14 +408,10 @@ async fn exchange(p: Prepared) -> Result<(Bytes, HeaderMap), ProxyError> {
     let d = p.deployment;
     let label = p.label;
     let timeout = d.timeout;
-    let timed_out = || ProxyError::UpstreamTimeout {
-        secs: timeout.as_secs_f64(),
-        model: d.model.clone(),
-    };
     let deadline = tokio::time::Instant::now() + timeout;
     let resp = tokio::time::timeout_at(deadline, p.request.send())
         .await
-        .map_err(|_| timed_out())?
+        .map_err(|_| d.timed_out(timeout))?
         .map_err(|e| send_error(&label, &d, timeout, &e))?;
     if !resp.status().is_success() {
         return Err(fail_from(&label, resp, timeout).await);
@@ -428,7 +419,7 @@ async fn exchange(p: Prepared) -> Result<(Bytes, HeaderMap), ProxyError> {
     let headers = kept_headers(resp.headers());
     let body = tokio::time::timeout_at(deadline, resp.bytes())
         .await
-        .map_err(|_| timed_out())?
+        .map_err(|_| d.timed_out(timeout))?
         .map_err(|e| send_error(&label, &d, timeout, &e))?;
     Ok((body, headers))
 }
@@ -474,12 +465,7 @@ impl Provider for OpenAiCompatible {
             let label = p.label;
             let idle = d.stream_timeout;
             let resp = match tokio::time::timeout(idle, p.request.send()).await {
-                Err(_) => {
-                    return Err(ProxyError::UpstreamTimeout {
-                        secs: idle.as_secs_f64(),
-                        model: d.model.clone(),
-                    });
-                }
+                Err(_) => return Err(d.timed_out(idle)),
                 Ok(r) => r.map_err(|e| send_error(&label, &d, idle, &e))?,
             };
             if !resp.status().is_success() {
@@ -491,10 +477,7 @@ impl Provider for OpenAiCompatible {
                 .map(move |item| match item {
                     Ok(Ok(b)) => Ok(b),
                     Ok(Err(e)) => Err(send_error(&label, &d, idle, &e)),
-                    Err(super::idle::Stalled) => Err(ProxyError::UpstreamTimeout {
-                        secs: idle.as_secs_f64(),
-                        model: d.model.clone(),
-                    }),
+                    Err(super::idle::Stalled) => Err(d.timed_out(idle)),
                 })
                 .boxed();
             Ok(ChatReply::Stream { frames, headers })

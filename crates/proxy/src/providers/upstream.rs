@@ -55,10 +55,7 @@ pub(super) fn missing(label: &str, what: &str) -> ProxyError {
 
 fn send_error(label: &str, d: &Deployment, timeout: Duration, e: &reqwest::Error) -> ProxyError {
     if e.is_timeout() {
-        return ProxyError::UpstreamTimeout {
-            secs: timeout.as_secs_f64(),
-            model: d.model.clone(),
-        };
+        return d.timed_out(timeout);
     }
     let what = if e.is_connect() {
         "cannot connect to the provider"
@@ -102,10 +99,7 @@ pub(super) async fn send(
     }
     let idle = d.stream_timeout;
     match tokio::time::timeout(idle, request.send()).await {
-        Err(_) => Err(ProxyError::UpstreamTimeout {
-            secs: idle.as_secs_f64(),
-            model: d.model.clone(),
-        }),
+        Err(_) => Err(d.timed_out(idle)),
         Ok(r) => r.map_err(|e| send_error(label, d, idle, &e)),
     }
 }
@@ -117,10 +111,7 @@ pub(super) async fn body(
     resp: reqwest::Response,
 ) -> Result<Bytes, ProxyError> {
     match tokio::time::timeout(d.timeout, resp.bytes()).await {
-        Err(_) => Err(ProxyError::UpstreamTimeout {
-            secs: d.timeout.as_secs_f64(),
-            model: d.model.clone(),
-        }),
+        Err(_) => Err(d.timed_out(d.timeout)),
         Ok(r) => r.map_err(|e| send_error(label, d, d.timeout, &e)),
     }
 }
@@ -211,11 +202,7 @@ where
         loop {
             let next = match p.body.next().await {
                 Some(Err(super::idle::Stalled)) => {
-                    let e = ProxyError::UpstreamTimeout {
-                        secs: idle.as_secs_f64(),
-                        model: p.deployment.model.clone(),
-                    };
-                    return Some((Err(e), None));
+                    return Some((Err(p.deployment.timed_out(idle)), None));
                 }
                 Some(Ok(n)) => Some(n),
                 None => None,
