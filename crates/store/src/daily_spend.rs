@@ -17,7 +17,7 @@
 //! rollups keep the history (as LiteLLM's daily tables outlive its spend-log retention).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use crate::spend::{STATUS_FAILURE, STATUS_SUCCESS, SpendLogRow};
@@ -337,11 +337,51 @@ pub(crate) fn key_model_cells<'a>(daily: &[(Rollup, Cell<'a>, Delta)]) -> Vec<Ke
     out.into_iter().collect()
 }
 
-/// Adds a [`KeyModelCell`] to its row: `$1` span, `$2` day, `$3` key, `$4` model, the sums.
+/// The distinct (key, model) pairs of the cells, sorted: each commit looks their ids up (and
+/// makes the missing ones) in this order, so that concurrent writers never wait on each other
+/// in a circle.
+pub(crate) fn key_model_pairs<'c>(cells: &'c [KeyModelCell<'_>]) -> Vec<(&'c str, &'c str)> {
+    let mut pairs: Vec<(&str, &str)> = cells
+        .iter()
+        .map(|((_, _, key, model), _)| (key.as_ref(), model.as_ref()))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
+/// The cells as rows of `idlehands_spend_by_key_model`: (span, day, key-model id, sums),
+/// sorted (the lock order). A pair missing from `ids` cannot happen (the commit looked every
+/// pair up); its cells would be left out.
+pub(crate) fn cells_by_id(
+    cells: &[KeyModelCell<'_>],
+    ids: &HashMap<(&str, &str), i64>,
+) -> Vec<(i64, i64, i64, [i64; 6])> {
+    let mut out: Vec<(i64, i64, i64, [i64; 6])> = cells
+        .iter()
+        .filter_map(|((span, day, key, model), sums)| {
+            let id = ids.get(&(key.as_ref(), model.as_ref()))?;
+            Some((*span, *day, *id, *sums))
+        })
+        .collect();
+    out.sort_unstable_by_key(|(span, day, id, _)| (*span, *day, *id));
+    out
+}
+
+/// The id of the (key, model) pair `$1`, `$2` in `idlehands_key_models`.
+pub(crate) const KEY_MODEL_ID: &str =
+    "SELECT id FROM idlehands_key_models WHERE api_key = $1 AND model = $2";
+
+/// Makes the id of a pair [`KEY_MODEL_ID`] did not find. No row back: another instance made it
+/// meanwhile (the insert waited for its commit), so look again.
+pub(crate) const NEW_KEY_MODEL_ID: &str = "INSERT INTO idlehands_key_models (api_key, model) \
+    VALUES ($1, $2) ON CONFLICT (api_key, model) DO NOTHING RETURNING id";
+
+/// Adds a row of [`cells_by_id`] to its cell: `$1` span, `$2` day, `$3` key-model id, the sums.
 pub(crate) const KEY_MODEL_UPSERT: &str = "INSERT INTO idlehands_spend_by_key_model (span, day, \
-    api_key, model, spend_hi, spend_lo, prompt_tokens_hi, prompt_tokens_lo, completion_tokens_hi, \
-    completion_tokens_lo) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-    ON CONFLICT (span, day, api_key, model) DO UPDATE SET \
+    key_model_id, spend_hi, spend_lo, prompt_tokens_hi, prompt_tokens_lo, completion_tokens_hi, \
+    completion_tokens_lo) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+    ON CONFLICT (span, day, key_model_id) DO UPDATE SET \
     spend_hi = idlehands_spend_by_key_model.spend_hi + excluded.spend_hi, \
     spend_lo = idlehands_spend_by_key_model.spend_lo + excluded.spend_lo, \
     prompt_tokens_hi = idlehands_spend_by_key_model.prompt_tokens_hi + excluded.prompt_tokens_hi, \
@@ -358,10 +398,14 @@ pub(crate) const KEY_MODEL_UPSERT: &str = "INSERT INTO idlehands_spend_by_key_mo
 pub(crate) const NEXT_KEY_MODEL_DAY: &str = "SELECT day FROM idlehands_spend_by_key_model \
     WHERE span = $1 AND day >= $2 AND day < $3 ORDER BY day LIMIT 1";
 
-/// The (key, model) sums of the cell of span `$1` starting on day `$2`, in primary-key order.
-pub(crate) const KEY_MODEL_CELL: &str = "SELECT api_key, model, spend_hi, spend_lo, \
+/// The sums per key-model id of the cell of span `$1` starting on day `$2`.
+pub(crate) const KEY_MODEL_CELL: &str = "SELECT key_model_id, spend_hi, spend_lo, \
     prompt_tokens_hi, prompt_tokens_lo, completion_tokens_hi, completion_tokens_lo \
-    FROM idlehands_spend_by_key_model WHERE span = $1 AND day = $2 ORDER BY api_key, model";
+    FROM idlehands_spend_by_key_model WHERE span = $1 AND day = $2";
+
+/// Every (key, model) pair with its id, in (key, model) order (the unique index's).
+pub(crate) const KEY_MODELS_IN_ORDER: &str =
+    "SELECT id, api_key, model FROM idlehands_key_models ORDER BY api_key, model";
 
 /// The days `[lo, hi)` as runs of whole cells, `(span, first cell's day, end)`: the longest
 /// spans that fit in the middle, shorter ones towards the ends. At most two runs per span
@@ -586,7 +630,8 @@ mod tests {
                  || '|' || CAST(prompt_tokens_hi AS TEXT) || '|' \
                  || CAST(prompt_tokens_lo AS TEXT) || '|' || CAST(completion_tokens_hi AS TEXT) \
                  || '|' || CAST(completion_tokens_lo AS TEXT) \
-                 FROM idlehands_spend_by_key_model ORDER BY 1",
+                 FROM idlehands_spend_by_key_model JOIN idlehands_key_models \
+                 ON id = key_model_id ORDER BY 1",
             )
             .fetch_all(pool)
             .await
@@ -641,11 +686,12 @@ mod tests {
         store.rebuild_daily_spend().await.unwrap();
         assert_eq!(rollup_rows(&store).await, written);
 
-        // ... and so do migrations 9 and 10 on a store that had only the rows.
+        // ... and so do migrations 9 to 11 on a store that had only the rows (11 converting
+        // what 10 made).
         crate::db::on_db!(&store.db, pool => {
             sqlx::raw_sql(
                 "DROP TABLE idlehands_daily_spend_by_key; DROP TABLE idlehands_daily_spend; \
-                 DROP TABLE idlehands_spend_by_key_model; \
+                 DROP TABLE idlehands_spend_by_key_model; DROP TABLE idlehands_key_models; \
                  DELETE FROM idlehands_schema_migrations WHERE version >= 9",
             )
             .execute(pool)
@@ -656,10 +702,117 @@ mod tests {
         let store = Store::open_with(opts).await.unwrap();
         assert_eq!(
             store.schema_versions().await.unwrap(),
-            (1..=10).collect::<Vec<i64>>()
+            (1..=11).collect::<Vec<i64>>()
         );
         assert_eq!(rollup_rows(&store).await, written);
         store.close().await;
+    }
+
+    async fn key_model_report(
+        store: &Store,
+    ) -> Result<Vec<crate::spend_db::KeyModelSpend>, crate::StoreError> {
+        store
+            .spend_by_key_and_model_in(Source::Rollup(Rollup::ByKey), i64::MIN, i64::MAX)
+            .await
+    }
+
+    async fn exec(store: &Store, sql: &str) {
+        crate::db::on_db!(&store.db, pool => {
+            sqlx::raw_sql(sql).execute(pool).await.unwrap();
+        });
+    }
+
+    /// The SQLite report sums by id in a slot per id; ids far apart (written by hand) are
+    /// summed in a map, with the same answer; a cell whose pair is gone fails the report
+    /// instead of leaving its spend out.
+    #[tokio::test]
+    async fn sqlite_key_model_ids_far_apart_or_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("ids.db").display().to_string())
+            .await
+            .unwrap();
+        let mut rng = StdRng::seed_from_u64(5);
+        let batch: Vec<BatchItem> = (0..300)
+            .map(|i| BatchItem::Row(Box::new(random_row(&mut rng, i))))
+            .collect();
+        store.write_batch(&batch, true).await.unwrap();
+        let from_rows = store
+            .spend_by_key_and_model_in(Source::Rows, i64::MIN, i64::MAX)
+            .await
+            .unwrap();
+        assert!(from_rows.len() > 6, "{from_rows:?}");
+        assert_eq!(key_model_report(&store).await.unwrap(), from_rows);
+
+        exec(
+            &store,
+            "UPDATE idlehands_key_models SET id = id * 1000000007; \
+             UPDATE idlehands_spend_by_key_model SET key_model_id = key_model_id * 1000000007",
+        )
+        .await;
+        assert_eq!(key_model_report(&store).await.unwrap(), from_rows);
+
+        exec(
+            &store,
+            "DELETE FROM idlehands_key_models WHERE id = \
+             (SELECT MIN(id) FROM idlehands_key_models)",
+        )
+        .await;
+        let err = key_model_report(&store).await.unwrap_err().to_string();
+        assert!(err.contains("idlehands_key_models"), "{err}");
+        store.close().await;
+    }
+
+    /// Two instances committing the same new (key, model) pairs at once on one Postgres: each
+    /// pair gets one id, and every commit's sums land on it.
+    #[tokio::test]
+    async fn postgres_instances_make_each_pair_once() {
+        let url = std::env::var("DATABASE_URL_TEST")
+            .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".to_owned());
+        let pool = sqlx::PgPool::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("Postgres at {url} is required for this test: {e}"));
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut opts = StoreOptions::new(url.clone());
+        opts.pg_schema = Some(schema.clone());
+        let a = Store::open_with(opts.clone()).await.unwrap();
+        let b = Store::open_with(opts).await.unwrap();
+        let mut n = 0;
+        for round in 0..8 {
+            let mut rng = StdRng::seed_from_u64(round);
+            let mut batch = |rng: &mut StdRng| -> Vec<BatchItem> {
+                (0..30)
+                    .map(|_| {
+                        n += 1;
+                        let mut row = random_row(rng, n);
+                        // New pairs every round, the same ones on both instances.
+                        row.api_key = format!("{}-{round}", row.api_key);
+                        BatchItem::Row(Box::new(row))
+                    })
+                    .collect()
+            };
+            let (x, y) = (batch(&mut rng), batch(&mut rng));
+            let (ra, rb) = tokio::join!(a.write_batch(&x, true), b.write_batch(&y, true));
+            ra.unwrap();
+            rb.unwrap();
+        }
+        let from_rows = a
+            .spend_by_key_and_model_in(Source::Rows, i64::MIN, i64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(key_model_report(&b).await.unwrap(), from_rows);
+        let pairs: i64 = crate::db::on_db!(&a.db, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM idlehands_key_models")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        });
+        assert_eq!(usize::try_from(pairs).unwrap(), from_rows.len());
+        a.close().await;
+        b.close().await;
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&pool)
+            .await
+            .unwrap();
     }
 
     /// The runs cover `[lo, hi)` exactly, each of whole cells of its span.

@@ -331,14 +331,36 @@ async fn write_batch_postgres(
         }
         q.execute(&mut *tx).await?;
     }
-    for ((span, day, key, model), sums) in &plan.key_model {
+    let mut ids = HashMap::new();
+    for (key, model) in crate::daily_spend::key_model_pairs(&plan.key_model) {
+        let find = || {
+            sqlx::query_scalar::<_, i64>(crate::daily_spend::KEY_MODEL_ID)
+                .bind(key)
+                .bind(model)
+        };
+        let mut id = find().fetch_optional(&mut *tx).await?;
+        if id.is_none() {
+            // Another instance may make the same pair at once: the insert then waits for its
+            // commit and makes nothing, and the second look finds its id.
+            id = sqlx::query_scalar::<_, i64>(crate::daily_spend::NEW_KEY_MODEL_ID)
+                .bind(key)
+                .bind(model)
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
+        let id = match id {
+            Some(id) => id,
+            None => find().fetch_one(&mut *tx).await?,
+        };
+        ids.insert((key, model), id);
+    }
+    for (span, day, id, sums) in crate::daily_spend::cells_by_id(&plan.key_model, &ids) {
         let mut q = sqlx::query(crate::daily_spend::KEY_MODEL_UPSERT)
-            .bind(*span)
-            .bind(*day)
-            .bind(key.as_ref())
-            .bind(model.as_ref());
+            .bind(span)
+            .bind(day)
+            .bind(id);
         for n in sums {
-            q = q.bind(*n);
+            q = q.bind(n);
         }
         q.execute(&mut *tx).await?;
     }
@@ -788,7 +810,7 @@ impl Store {
                 sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
             }
             sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(crate::db::V9_BACKFILL)).await?;
-            sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(crate::db::V10_BACKFILL)).await?;
+            sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(crate::db::V11_BACKFILL)).await?;
             tx.commit().await?;
         });
         Ok(())
@@ -922,8 +944,8 @@ impl Store {
 
     /// [`Store::spend_by_key_and_model`] over `[lo, hi)` of `source`. From the by-key rollup
     /// it reads `idlehands_spend_by_key_model` instead (the same sums, a few cells per key
-    /// and model for the range: see `daily_spend::SPANS`); on SQLite by merging the cells,
-    /// each stored in (key, model) order, without SQL's sort (`sqlite_reads`).
+    /// and model for the range: see `daily_spend::SPANS`), summed by key-model id and then
+    /// named; on SQLite outside SQL (`sqlite_reads`). Pairs come in byte order.
     pub(crate) async fn spend_by_key_and_model_in(
         &self,
         source: Source,
@@ -940,14 +962,14 @@ impl Store {
             daily_spend::sum_parts("completion_tokens", "c"),
         );
         let mut binds = Vec::new();
-        let from = if source == Source::Rollup(Rollup::ByKey) {
+        let sql = if source == Source::Rollup(Rollup::ByKey) {
             let runs: Vec<String> = daily_spend::spans_for(lo, hi)
                 .into_iter()
                 .map(|(span, first, end)| {
                     binds.extend([span, first, end]);
                     let n = binds.len();
                     format!(
-                        "SELECT api_key, model, spend_hi, spend_lo, prompt_tokens_hi, \
+                        "SELECT key_model_id, spend_hi, spend_lo, prompt_tokens_hi, \
                          prompt_tokens_lo, completion_tokens_hi, completion_tokens_lo \
                          FROM idlehands_spend_by_key_model \
                          WHERE span = ${} AND day >= ${} AND day < ${}",
@@ -957,14 +979,29 @@ impl Store {
                     )
                 })
                 .collect();
-            format!("({}) r", runs.join(" UNION ALL "))
+            // Summed by integer id, then named; sorted byte-wise (the order only has to keep
+            // a key's models together), which spares Postgres its locale's slower compare.
+            format!(
+                "SELECT k.api_key, k.model, g.s_hi, g.s_lo, g.p_hi, g.p_lo, g.c_hi, g.c_lo \
+                 FROM (SELECT key_model_id, {sums} FROM ({}) r GROUP BY key_model_id) g \
+                 JOIN idlehands_key_models k ON k.id = g.key_model_id \
+                 ORDER BY k.api_key COLLATE \"C\", k.model COLLATE \"C\"",
+                runs.join(" UNION ALL ")
+            )
         } else {
             binds.extend([lo, hi]);
-            daily_spend::relation(source, 1, 2, "")
+            // Byte order on both stores, as the cells are read in (SQLite's own is BINARY).
+            let collate = if matches!(self.db, Db::Postgres(_)) {
+                " COLLATE \"C\""
+            } else {
+                ""
+            };
+            format!(
+                "SELECT api_key, model, {sums} FROM {} GROUP BY api_key, model \
+                 ORDER BY api_key{collate}, model{collate}",
+                daily_spend::relation(source, 1, 2, "")
+            )
         };
-        let sql = format!(
-            "SELECT api_key, model, {sums} FROM {from} GROUP BY api_key, model ORDER BY 1, 2"
-        );
         let out = on_db!(&self.db, pool => {
             let mut q = sqlx::query(&sql);
             for b in &binds {

@@ -3,17 +3,17 @@
 //!
 //! `/global/spend/report?group_by=api_key` over 30 days adds up, on 10 million rows and
 //! 100,000 keys, 2.2 million cells of `idlehands_spend_by_key_model` into 500,000 (key, model)
-//! sums. As one `GROUP BY`, SQLite sorted the 2.2 million rows by 64-character key hashes in a
-//! temporary B-tree and sqlx decoded every result row column by column, by name: 7 s through
-//! the gateway, of which counting the cells was 0.18 s. Each cell (a span and its first day)
-//! is already stored in (key, model) order, so here every cell of the range is read in that
-//! order from the primary key, all from one snapshot, and the ordered streams are merged: no
-//! sort, and the keys are compared and copied as borrowed text.
+//! sums. As one `GROUP BY` on text keys, SQLite sorted the 2.2 million rows by 64-character key
+//! hashes in a temporary B-tree and sqlx decoded every result row column by column, by name
+//! (7 s through the gateway); merging the cells' ordered streams by text took 1.9 s. The cells
+//! now name their pair by an integer id (store migration 11), so each cell of the range is read
+//! straight from the primary key and summed into a slot per id, in any order; the pairs are then
+//! read once, in (key, model) order from their unique index, and each summed one is named.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rusqlite::{Connection, OptionalExtension, Rows, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::daily_spend;
 use crate::db::SQLITE_BUSY_TIMEOUT;
@@ -21,8 +21,8 @@ use crate::error::StoreError;
 use crate::spend_db::{KeyModelSpend, wide_sum_i128};
 
 /// [`crate::Store::spend_by_key_and_model`] from the key-model cells of the days `[lo, hi)`,
-/// in (key, model) order, on a connection of its own on the blocking pool. Each cell's rows
-/// come in SQLite's `BINARY` collation, the byte order Rust's `str` compares in.
+/// in (key, model) order, on a connection of its own on the blocking pool. The pairs come in
+/// SQLite's `BINARY` collation, byte order.
 pub(crate) async fn spend_by_key_and_model(
     path: &str,
     lo: i64,
@@ -38,18 +38,37 @@ fn failed(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |e| StoreError::Internal(format!("SQLite key and model report ({what}): {e}"))
 }
 
-fn read_key_model(path: &str, lo: i64, hi: i64) -> Result<Vec<KeyModelSpend>, StoreError> {
-    let mut conn = Connection::open(path).map_err(failed("open"))?;
+/// A read-only connection of its own, outside the pool.
+fn reader(path: &str) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(failed("open"))?;
     conn.busy_timeout(SQLITE_BUSY_TIMEOUT)
         .map_err(failed("busy_timeout"))?;
     conn.pragma_update(None, "query_only", true)
         .map_err(failed("query_only"))?;
-    // One read transaction: every cell from the snapshot its first read saw, as one statement
-    // would have read them.
-    let tx = conn.transaction().map_err(failed("begin"))?;
+    Ok(conn)
+}
+
+/// How many threads read the cells: each cell is independent, and a month's report spends
+/// most of its time stepping through them. At most one per core, four, or cell.
+fn readers_for(cells: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    cores.min(4).min(cells).max(1)
+}
+
+fn read_key_model(path: &str, lo: i64, hi: i64) -> Result<Vec<KeyModelSpend>, StoreError> {
+    let conn = reader(path)?;
+    // All reads from one snapshot, as one statement would have read them: this connection's
+    // read transaction, and the helpers' begun while a write lock keeps every commit out, so
+    // that all of them see the same one.
+    let lock = Connection::open(path).map_err(failed("open"))?;
+    lock.busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .map_err(failed("busy_timeout"))?;
+    lock.execute_batch("BEGIN IMMEDIATE")
+        .map_err(failed("write lock"))?;
+    conn.execute_batch("BEGIN").map_err(failed("begin"))?;
     let mut cells = Vec::new();
     {
-        let mut next = tx
+        let mut next = conn
             .prepare(daily_spend::NEXT_KEY_MODEL_DAY)
             .map_err(failed("prepare"))?;
         for (span, first, end) in daily_spend::spans_for(lo, hi) {
@@ -65,92 +84,202 @@ fn read_key_model(path: &str, lo: i64, hi: i64) -> Result<Vec<KeyModelSpend>, St
             }
         }
     }
-    let mut stmts = Vec::with_capacity(cells.len());
-    for _ in &cells {
-        stmts.push(
-            tx.prepare(daily_spend::KEY_MODEL_CELL)
-                .map_err(failed("prepare"))?,
-        );
+    let mut helpers = Vec::new();
+    for _ in 1..readers_for(cells.len()) {
+        let helper = reader(path)?;
+        helper.execute_batch("BEGIN").map_err(failed("begin"))?;
+        // A read begins the snapshot.
+        helper
+            .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(failed("begin"))?;
+        helpers.push(helper);
     }
-    let mut streams = Vec::with_capacity(cells.len());
-    for (stmt, (span, day)) in stmts.iter_mut().zip(&cells) {
-        streams.push(stmt.query(params![span, day]).map_err(failed("query"))?);
-    }
-    merge(&mut streams)
-}
-
-/// A stream's current cell. Ordered by key and model first: the heap yields the smallest.
-#[derive(Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-struct Head {
-    api_key: String,
-    model: String,
-    stream: usize,
-    sums: [i64; 6],
-}
-
-/// Reads the stream's next cell into `head`, reusing its strings; false at its end.
-fn advance(rows: &mut Rows<'_>, head: &mut Head) -> Result<bool, StoreError> {
-    let Some(row) = rows.next().map_err(failed("read"))? else {
-        return Ok(false);
+    lock.execute_batch("ROLLBACK")
+        .map_err(failed("write lock"))?;
+    drop(lock);
+    let (count, max_id): (i64, Option<i64>) = conn
+        .query_row(
+            "SELECT COUNT(*), MAX(id) FROM idlehands_key_models",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(failed("count"))?;
+    let max_id = max_id.unwrap_or(0);
+    // The longest spans first (the biggest cells), each reader taking the next cell left.
+    cells.sort_by_key(|(span, day)| (std::cmp::Reverse(*span), *day));
+    let next = AtomicUsize::new(0);
+    let read = |conn: &Connection| -> Result<Sums, StoreError> {
+        let mut sums = Sums::new(count, max_id);
+        let mut cell = conn
+            .prepare(daily_spend::KEY_MODEL_CELL)
+            .map_err(failed("prepare"))?;
+        while let Some((span, day)) = cells.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let mut rows = cell.query(params![span, day]).map_err(failed("query"))?;
+            while let Some(row) = rows.next().map_err(failed("read"))? {
+                let slot = sums.slot(row.get(0).map_err(failed("read"))?)?;
+                for (i, s) in slot.iter_mut().enumerate() {
+                    *s += i128::from(row.get::<_, i64>(1 + i).map_err(failed("read"))?);
+                }
+            }
+        }
+        Ok(sums)
     };
-    let text = |i: usize| -> Result<&str, StoreError> {
-        row.get_ref(i)
-            .map_err(failed("read"))?
-            .as_str()
-            .map_err(|e| StoreError::Internal(format!("SQLite key and model report: {e}")))
-    };
-    head.api_key.clear();
-    head.api_key.push_str(text(0)?);
-    head.model.clear();
-    head.model.push_str(text(1)?);
-    for (i, s) in head.sums.iter_mut().enumerate() {
-        *s = row.get(2 + i).map_err(failed("read"))?;
+    let read = &read;
+    let (mine, theirs) = std::thread::scope(|scope| {
+        let running: Vec<_> = helpers
+            .into_iter()
+            .map(|helper| scope.spawn(move || read(&helper)))
+            .collect();
+        let mine = read(&conn);
+        let theirs: Vec<_> = running
+            .into_iter()
+            .map(|t| {
+                t.join().unwrap_or_else(|_| {
+                    Err(StoreError::Internal(
+                        "SQLite key and model report: a reader thread stopped".into(),
+                    ))
+                })
+            })
+            .collect();
+        (mine, theirs)
+    });
+    let mut sums = mine?;
+    for other in theirs {
+        sums.absorb(other?)?;
     }
-    Ok(true)
-}
-
-/// Merges streams each in (key, model) order into one sum per (key, model), in that order.
-/// The two parts of each measure are added apart, then joined (as `SUM(..._hi)`,
-/// `SUM(..._lo)` and `wide_sum` did), in `i128`: parts SQL would have overflowed on saturate.
-fn merge(streams: &mut [Rows<'_>]) -> Result<Vec<KeyModelSpend>, StoreError> {
-    let mut heap = BinaryHeap::with_capacity(streams.len());
-    for (stream, rows) in streams.iter_mut().enumerate() {
-        let mut head = Head {
-            stream,
-            ..Head::default()
+    if sums.len() == 0 {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::with_capacity(sums.len());
+    let mut pairs = conn
+        .prepare(daily_spend::KEY_MODELS_IN_ORDER)
+        .map_err(failed("prepare"))?;
+    let mut rows = pairs.query([]).map_err(failed("pairs"))?;
+    while let Some(row) = rows.next().map_err(failed("pairs"))? {
+        let Some(s) = sums.get(row.get(0).map_err(failed("pairs"))?) else {
+            continue;
         };
-        if advance(rows, &mut head)? {
-            heap.push(Reverse(head));
-        }
+        // The two parts of each measure were added apart, then are joined (as `SUM(..._hi)`,
+        // `SUM(..._lo)` and `wide_sum` did), in `i128`: parts SQL would have overflowed on
+        // saturate.
+        out.push(KeyModelSpend {
+            api_key: row.get(1).map_err(failed("pairs"))?,
+            model: row.get(2).map_err(failed("pairs"))?,
+            spend: wide_sum_i128(s[0], s[1]),
+            prompt_tokens: wide_sum_i128(s[2], s[3]),
+            completion_tokens: wide_sum_i128(s[4], s[5]),
+        });
     }
-    let mut out = Vec::new();
-    let mut current: Option<(String, String, [i128; 6])> = None;
-    let finish = |(api_key, model, s): (String, String, [i128; 6])| KeyModelSpend {
-        api_key,
-        model,
-        spend: wide_sum_i128(s[0], s[1]),
-        prompt_tokens: wide_sum_i128(s[2], s[3]),
-        completion_tokens: wide_sum_i128(s[4], s[5]),
-    };
-    while let Some(Reverse(mut head)) = heap.pop() {
-        let same = current
-            .as_ref()
-            .is_some_and(|(k, m, _)| *k == head.api_key && *m == head.model);
-        if !same {
-            out.extend(current.take().map(finish));
-        }
-        let (_, _, sums) =
-            current.get_or_insert_with(|| (head.api_key.clone(), head.model.clone(), [0; 6]));
-        for (s, v) in sums.iter_mut().zip(head.sums) {
-            *s += i128::from(v);
-        }
-        let stream = head.stream;
-        if let Some(rows) = streams.get_mut(stream)
-            && advance(rows, &mut head)?
-        {
-            heap.push(Reverse(head));
-        }
+    if out.len() != sums.len() {
+        // A summed id without its pair (only a hand-edited store has one): say so rather
+        // than answer without its spend.
+        return Err(StoreError::Internal(format!(
+            "SQLite key and model report: {} summed key-model ids have no pair in \
+             idlehands_key_models",
+            sums.len() - out.len()
+        )));
     }
-    out.extend(current.map(finish));
     Ok(out)
+}
+
+/// The sums per key-model id: a slot per id where ids are dense (SQLite hands them out in
+/// order and none is ever deleted), a map where they are not (ids written by hand).
+enum Sums {
+    Dense {
+        sums: Vec<[i128; 6]>,
+        seen: Vec<bool>,
+        len: usize,
+    },
+    Sparse(HashMap<i64, [i128; 6]>),
+}
+
+impl Sums {
+    fn new(count: i64, max_id: i64) -> Self {
+        match usize::try_from(max_id) {
+            Ok(max) if max_id <= count.saturating_mul(2).saturating_add(1024) => Sums::Dense {
+                sums: vec![[0; 6]; max + 1],
+                seen: vec![false; max + 1],
+                len: 0,
+            },
+            _ => Sums::Sparse(HashMap::new()),
+        }
+    }
+
+    /// The slot of `id`. Every id of the snapshot's cells is at most its largest pair id: one
+    /// past it is a cell without a pair, which could not be named, so the report fails.
+    fn slot(&mut self, id: i64) -> Result<&mut [i128; 6], StoreError> {
+        match self {
+            Sums::Dense { sums, seen, len } => {
+                let i = usize::try_from(id).ok();
+                match (
+                    i.and_then(|i| sums.get_mut(i)),
+                    i.and_then(|i| seen.get_mut(i)),
+                ) {
+                    (Some(slot), Some(s)) => {
+                        if !*s {
+                            *s = true;
+                            *len += 1;
+                        }
+                        Ok(slot)
+                    }
+                    _ => Err(unnamed(id)),
+                }
+            }
+            Sums::Sparse(map) => Ok(map.entry(id).or_default()),
+        }
+    }
+
+    fn get(&self, id: i64) -> Option<&[i128; 6]> {
+        match self {
+            Sums::Dense { sums, seen, .. } => {
+                let i = usize::try_from(id).ok()?;
+                if seen.get(i).copied().unwrap_or(false) {
+                    sums.get(i)
+                } else {
+                    None
+                }
+            }
+            Sums::Sparse(map) => map.get(&id),
+        }
+    }
+
+    /// Adds another reader's sums in.
+    fn absorb(&mut self, other: Sums) -> Result<(), StoreError> {
+        match other {
+            Sums::Dense { sums, seen, .. } => {
+                for (id, (add, seen)) in sums.into_iter().zip(seen).enumerate() {
+                    if seen {
+                        let slot = self.slot(i64::try_from(id).unwrap_or(i64::MAX))?;
+                        for (s, a) in slot.iter_mut().zip(add) {
+                            *s += a;
+                        }
+                    }
+                }
+            }
+            Sums::Sparse(map) => {
+                for (id, add) in map {
+                    for (s, a) in self.slot(id)?.iter_mut().zip(add) {
+                        *s += a;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Sums::Dense { len, .. } => *len,
+            Sums::Sparse(map) => map.len(),
+        }
+    }
+}
+
+fn unnamed(id: i64) -> StoreError {
+    StoreError::Internal(format!(
+        "SQLite key and model report: spend cells name key-model id {id}, which \
+         idlehands_key_models lacks"
+    ))
 }

@@ -8,9 +8,12 @@
 //! (rusqlite and sqlx share libsqlite3-sys), so this connection and sqlx's pool lock the file
 //! as any two connections do; WAL lets readers run during a commit.
 
+use std::collections::HashMap;
 use std::sync::mpsc;
 
-use rusqlite::{Connection, ErrorCode, TransactionBehavior, named_params, params};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, TransactionBehavior, named_params, params,
+};
 use tokio::sync::oneshot;
 
 use crate::db::{SQLITE_BUSY_TIMEOUT, SQLITE_PRAGMAS, json_text, to_ms};
@@ -147,6 +150,34 @@ fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
     }
 }
 
+/// The id of each (key, model) pair of the cells, made where missing (see
+/// `daily_spend::NEW_KEY_MODEL_ID`).
+fn key_model_ids<'c>(
+    tx: &rusqlite::Transaction<'_>,
+    cells: &'c [crate::daily_spend::KeyModelCell<'_>],
+) -> rusqlite::Result<HashMap<(&'c str, &'c str), i64>> {
+    let mut find = tx.prepare_cached(crate::daily_spend::KEY_MODEL_ID)?;
+    let mut make = tx.prepare_cached(crate::daily_spend::NEW_KEY_MODEL_ID)?;
+    let mut ids = HashMap::new();
+    for (key, model) in crate::daily_spend::key_model_pairs(cells) {
+        let id = match find
+            .query_row(params![key, model], |r| r.get(0))
+            .optional()?
+        {
+            Some(id) => id,
+            None => match make
+                .query_row(params![key, model], |r| r.get(0))
+                .optional()?
+            {
+                Some(id) => id,
+                None => find.query_row(params![key, model], |r| r.get(0))?,
+            },
+        };
+        ids.insert((key, model), id);
+    }
+    Ok(ids)
+}
+
 fn commit(conn: &mut Connection, items: &[BatchItem], store_rows: bool) -> rusqlite::Result<()> {
     let plan = CommitPlan::new(items, store_rows);
     let now = to_ms(chrono::Utc::now());
@@ -206,14 +237,14 @@ fn commit(conn: &mut Connection, items: &[BatchItem], store_rows: bool) -> rusql
         upsert.raw_execute()?;
     }
     if !plan.key_model.is_empty() {
+        let ids = key_model_ids(&tx, &plan.key_model)?;
         let mut upsert = tx.prepare_cached(crate::daily_spend::KEY_MODEL_UPSERT)?;
-        for ((span, day, key, model), sums) in &plan.key_model {
+        for (span, day, id, sums) in crate::daily_spend::cells_by_id(&plan.key_model, &ids) {
             upsert.raw_bind_parameter(1, span)?;
             upsert.raw_bind_parameter(2, day)?;
-            upsert.raw_bind_parameter(3, key.as_ref())?;
-            upsert.raw_bind_parameter(4, model.as_ref())?;
+            upsert.raw_bind_parameter(3, id)?;
             for (i, n) in sums.iter().enumerate() {
-                upsert.raw_bind_parameter(5 + i, n)?;
+                upsert.raw_bind_parameter(4 + i, n)?;
             }
             upsert.raw_execute()?;
         }

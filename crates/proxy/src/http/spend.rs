@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use http::{HeaderMap, Uri};
-use idlehands_store::{ReportGroup, SpendGroup, SpendLogsQuery, StoreError};
+use idlehands_store::{KeyModelSpend, ReportGroup, SpendGroup, SpendLogsQuery, StoreError};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{Mgmt, Shared, caller, query, reply, tri};
@@ -155,25 +155,67 @@ async fn report_here(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
 }
 
 /// One key of the `group_by=api_key` report. Fields in name order: the bytes are those
-/// `serde_json::json!` (sorted maps) wrote before, without building a map per key and model
-/// (100,000 keys on five models were half a million of them).
+/// `serde_json::json!` (sorted maps) wrote before, written straight from the store's rows (no
+/// map, struct or copied string per key and model: 100,000 keys on five models are half a
+/// million of them).
 #[derive(Serialize)]
-struct KeyReportRow {
-    api_key: String,
-    model_details: Vec<KeyModelDetail>,
+struct KeyReportRow<'a> {
+    api_key: &'a str,
+    model_details: KeyModelDetails<'a>,
     total_cost: f64,
     total_input_tokens: i64,
     total_output_tokens: i64,
-    #[serde(skip)]
-    nanos: i64,
+}
+
+/// A key's models: its run of the store's rows, in model order.
+struct KeyModelDetails<'a>(&'a [KeyModelSpend]);
+
+impl Serialize for KeyModelDetails<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|r| KeyModelDetail {
+            model: &r.model,
+            total_cost: idlehands_store::money::nanos_to_usd(r.spend),
+            total_input_tokens: r.prompt_tokens,
+            total_output_tokens: r.completion_tokens,
+        }))
+    }
 }
 
 #[derive(Serialize)]
-struct KeyModelDetail {
-    model: String,
+struct KeyModelDetail<'a> {
+    model: &'a str,
     total_cost: f64,
     total_input_tokens: i64,
     total_output_tokens: i64,
+}
+
+/// A key's run of rows and its sums over them.
+struct KeyTotals {
+    rows: std::ops::Range<usize>,
+    nanos: i64,
+    input: i64,
+    output: i64,
+}
+
+/// The keys of the report, biggest spend first, in LiteLLM's shape.
+struct KeyReport<'a> {
+    rows: &'a [KeyModelSpend],
+    keys: &'a [KeyTotals],
+}
+
+impl Serialize for KeyReport<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.keys.iter().filter_map(|k| {
+            let models = self.rows.get(k.rows.clone())?;
+            Some(KeyReportRow {
+                api_key: &models.first()?.api_key,
+                model_details: KeyModelDetails(models),
+                total_cost: idlehands_store::money::nanos_to_usd(k.nanos),
+                total_input_tokens: k.input,
+                total_output_tokens: k.output,
+            })
+        }))
+    }
 }
 
 /// `group_by=api_key` in LiteLLM's shape: one row per key over the whole range, biggest spend
@@ -190,41 +232,47 @@ async fn key_report(m: &Mgmt, q: &ReportQuery) -> Response {
         Ok(r) => r,
         Err(e) => return bad(e),
     };
-    // Rows come in key order: one entry per key, its models in order.
-    let mut keys: Vec<KeyReportRow> = Vec::new();
-    for r in rows {
-        let same = keys.last().is_some_and(|k| k.api_key == r.api_key);
+    // Rows come in key order: a key's models are one run.
+    let mut keys: Vec<KeyTotals> = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let same = keys
+            .last()
+            .and_then(|k| rows.get(k.rows.start))
+            .is_some_and(|first| first.api_key == r.api_key);
         if !same {
-            keys.push(KeyReportRow {
-                api_key: r.api_key,
-                model_details: Vec::new(),
-                total_cost: 0.0,
-                total_input_tokens: 0,
-                total_output_tokens: 0,
+            keys.push(KeyTotals {
+                rows: i..i,
                 nanos: 0,
+                input: 0,
+                output: 0,
             });
         }
         if let Some(k) = keys.last_mut() {
+            k.rows.end = i + 1;
             k.nanos = k.nanos.saturating_add(r.spend);
-            k.total_input_tokens = k.total_input_tokens.saturating_add(r.prompt_tokens);
-            k.total_output_tokens = k.total_output_tokens.saturating_add(r.completion_tokens);
-            k.model_details.push(KeyModelDetail {
-                model: r.model,
-                total_cost: idlehands_store::money::nanos_to_usd(r.spend),
-                total_input_tokens: r.prompt_tokens,
-                total_output_tokens: r.completion_tokens,
-            });
+            k.input = k.input.saturating_add(r.prompt_tokens);
+            k.output = k.output.saturating_add(r.completion_tokens);
         }
     }
-    for k in &mut keys {
-        k.total_cost = idlehands_store::money::nanos_to_usd(k.nanos);
-    }
+    let key_of = |k: &KeyTotals| rows.get(k.rows.start).map(|r| r.api_key.as_str());
     keys.sort_by(|a, b| {
         b.nanos
             .cmp(&a.nanos)
-            .then_with(|| a.api_key.cmp(&b.api_key))
+            .then_with(|| key_of(a).cmp(&key_of(b)))
     });
-    axum::Json(keys).into_response()
+    // About the size of the answer, so that a month's report (69 MB at 100,000 keys) is not
+    // copied into ever bigger buffers as it is written.
+    let mut body = Vec::with_capacity(rows.len().saturating_mul(120) + keys.len() * 160);
+    if let Err(e) = serde_json::to_writer(
+        &mut body,
+        &KeyReport {
+            rows: &rows,
+            keys: &keys,
+        },
+    ) {
+        return bad(StoreError::Internal(format!("writing the key report: {e}")));
+    }
+    ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The report's date range: `end_date` (default today) back to `start_date` (default 29 days

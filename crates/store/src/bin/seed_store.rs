@@ -322,7 +322,7 @@ async fn main() {
             // key-model cell (of 500,000) and read them through lossy bitmaps.
             sqlx::query(
                 "ANALYZE idlehands_daily_spend_by_key, idlehands_daily_spend, \
-                 idlehands_spend_by_key_model",
+                 idlehands_key_models, idlehands_spend_by_key_model",
             )
             .execute(&mut conn)
             .await?;
