@@ -59,12 +59,17 @@ fn read_key_model(path: &str, lo: i64, hi: i64) -> Result<Vec<KeyModelSpend>, St
     let conn = reader(path)?;
     // All reads from one snapshot, as one statement would have read them: this connection's
     // read transaction, and the helpers' begun while a write lock keeps every commit out, so
-    // that all of them see the same one.
-    let lock = Connection::open(path).map_err(failed("open"))?;
-    lock.busy_timeout(SQLITE_BUSY_TIMEOUT)
-        .map_err(failed("busy_timeout"))?;
-    lock.execute_batch("BEGIN IMMEDIATE")
-        .map_err(failed("write lock"))?;
+    // that all of them see the same one (a commit waits for the lock that long).
+    let lock = if readers_for(usize::MAX) > 1 {
+        let lock = Connection::open(path).map_err(failed("open"))?;
+        lock.busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .map_err(failed("busy_timeout"))?;
+        lock.execute_batch("BEGIN IMMEDIATE")
+            .map_err(failed("write lock"))?;
+        Some(lock)
+    } else {
+        None
+    };
     conn.execute_batch("BEGIN").map_err(failed("begin"))?;
     let mut cells = Vec::new();
     {
@@ -96,9 +101,10 @@ fn read_key_model(path: &str, lo: i64, hi: i64) -> Result<Vec<KeyModelSpend>, St
             .map_err(failed("begin"))?;
         helpers.push(helper);
     }
-    lock.execute_batch("ROLLBACK")
-        .map_err(failed("write lock"))?;
-    drop(lock);
+    if let Some(lock) = lock {
+        lock.execute_batch("ROLLBACK")
+            .map_err(failed("write lock"))?;
+    }
     let (count, max_id): (i64, Option<i64>) = conn
         .query_row(
             "SELECT COUNT(*), MAX(id) FROM idlehands_key_models",
