@@ -945,15 +945,20 @@ impl Store {
     /// [`Store::spend_by_key_and_model`] over `[lo, hi)` of `source`. From the by-key rollup
     /// it reads `idlehands_spend_by_key_model` instead (the same sums, a few cells per key
     /// and model for the range: see `daily_spend::SPANS`), summed by key-model id and then
-    /// named; on SQLite outside SQL (`sqlite_reads`). Pairs come in byte order.
+    /// named outside SQL (`sqlite_reads`, `pg_reads`). Pairs come in byte order.
     pub(crate) async fn spend_by_key_and_model_in(
         &self,
         source: Source,
         lo: i64,
         hi: i64,
     ) -> Result<Vec<KeyModelSpend>, StoreError> {
-        if let (Source::Rollup(Rollup::ByKey), Db::Sqlite(_, writer)) = (source, &self.db) {
-            return crate::sqlite_reads::spend_by_key_and_model(writer.path(), lo, hi).await;
+        if source == Source::Rollup(Rollup::ByKey) {
+            return match &self.db {
+                Db::Sqlite(_, writer) => {
+                    crate::sqlite_reads::spend_by_key_and_model(writer.path(), lo, hi).await
+                }
+                Db::Postgres(pool) => crate::pg_reads::spend_by_key_and_model(pool, lo, hi).await,
+            };
         }
         let sums = format!(
             "{}, {}, {}",
@@ -961,53 +966,19 @@ impl Store {
             daily_spend::sum_parts("prompt_tokens", "p"),
             daily_spend::sum_parts("completion_tokens", "c"),
         );
-        let mut binds = Vec::new();
-        let sql = if source == Source::Rollup(Rollup::ByKey) {
-            let runs: Vec<String> = daily_spend::spans_for(lo, hi)
-                .into_iter()
-                .map(|(span, first, end)| {
-                    binds.extend([span, first, end]);
-                    let n = binds.len();
-                    format!(
-                        "SELECT key_model_id, spend_hi, spend_lo, prompt_tokens_hi, \
-                         prompt_tokens_lo, completion_tokens_hi, completion_tokens_lo \
-                         FROM idlehands_spend_by_key_model \
-                         WHERE span = ${} AND day >= ${} AND day < ${}",
-                        n - 2,
-                        n - 1,
-                        n
-                    )
-                })
-                .collect();
-            // Summed by integer id, then named; sorted byte-wise (the order only has to keep
-            // a key's models together), which spares Postgres its locale's slower compare.
-            format!(
-                "SELECT k.api_key, k.model, g.s_hi, g.s_lo, g.p_hi, g.p_lo, g.c_hi, g.c_lo \
-                 FROM (SELECT key_model_id, {sums} FROM ({}) r GROUP BY key_model_id) g \
-                 JOIN idlehands_key_models k ON k.id = g.key_model_id \
-                 ORDER BY k.api_key COLLATE \"C\", k.model COLLATE \"C\"",
-                runs.join(" UNION ALL ")
-            )
+        // Byte order on both stores, as the cells are named in (SQLite's own is BINARY).
+        let collate = if matches!(self.db, Db::Postgres(_)) {
+            " COLLATE \"C\""
         } else {
-            binds.extend([lo, hi]);
-            // Byte order on both stores, as the cells are read in (SQLite's own is BINARY).
-            let collate = if matches!(self.db, Db::Postgres(_)) {
-                " COLLATE \"C\""
-            } else {
-                ""
-            };
-            format!(
-                "SELECT api_key, model, {sums} FROM {} GROUP BY api_key, model \
-                 ORDER BY api_key{collate}, model{collate}",
-                daily_spend::relation(source, 1, 2, "")
-            )
+            ""
         };
+        let sql = format!(
+            "SELECT api_key, model, {sums} FROM {} GROUP BY api_key, model \
+             ORDER BY api_key{collate}, model{collate}",
+            daily_spend::relation(source, 1, 2, "")
+        );
         let out = on_db!(&self.db, pool => {
-            let mut q = sqlx::query(&sql);
-            for b in &binds {
-                q = q.bind(*b);
-            }
-            let rows = q.fetch_all(pool).await?;
+            let rows = sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
                 out.push(KeyModelSpend {

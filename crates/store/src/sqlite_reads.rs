@@ -10,7 +10,6 @@
 //! straight from the primary key and summed into a slot per id, in any order; the pairs are then
 //! read once, in (key, model) order from their unique index, and each summed one is named.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -18,7 +17,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::daily_spend;
 use crate::db::SQLITE_BUSY_TIMEOUT;
 use crate::error::StoreError;
-use crate::spend_db::{KeyModelSpend, wide_sum_i128};
+use crate::key_model_sums::Sums;
+use crate::spend_db::KeyModelSpend;
 
 /// [`crate::Store::spend_by_key_and_model`] from the key-model cells of the days `[lo, hi)`,
 /// in (key, model) order, on a connection of its own on the blocking pool. The pairs come in
@@ -167,125 +167,12 @@ fn read_key_model(path: &str, lo: i64, hi: i64) -> Result<Vec<KeyModelSpend>, St
         let Some(s) = sums.get(row.get(0).map_err(failed("pairs"))?) else {
             continue;
         };
-        // The two parts of each measure were added apart, then are joined (as `SUM(..._hi)`,
-        // `SUM(..._lo)` and `wide_sum` did), in `i128`: parts SQL would have overflowed on
-        // saturate.
-        out.push(KeyModelSpend {
-            api_key: row.get(1).map_err(failed("pairs"))?,
-            model: row.get(2).map_err(failed("pairs"))?,
-            spend: wide_sum_i128(s[0], s[1]),
-            prompt_tokens: wide_sum_i128(s[2], s[3]),
-            completion_tokens: wide_sum_i128(s[4], s[5]),
-        });
+        out.push(crate::key_model_sums::spend(
+            row.get(1).map_err(failed("pairs"))?,
+            row.get(2).map_err(failed("pairs"))?,
+            s,
+        ));
     }
-    if out.len() != sums.len() {
-        // A summed id without its pair (only a hand-edited store has one): say so rather
-        // than answer without its spend.
-        return Err(StoreError::Internal(format!(
-            "SQLite key and model report: {} summed key-model ids have no pair in \
-             idlehands_key_models",
-            sums.len() - out.len()
-        )));
-    }
+    sums.all_named(out.len())?;
     Ok(out)
-}
-
-/// The sums per key-model id: a slot per id where ids are dense (SQLite hands them out in
-/// order and none is ever deleted), a map where they are not (ids written by hand).
-enum Sums {
-    Dense {
-        sums: Vec<[i128; 6]>,
-        seen: Vec<bool>,
-        len: usize,
-    },
-    Sparse(HashMap<i64, [i128; 6]>),
-}
-
-impl Sums {
-    fn new(count: i64, max_id: i64) -> Self {
-        match usize::try_from(max_id) {
-            Ok(max) if max_id <= count.saturating_mul(2).saturating_add(1024) => Sums::Dense {
-                sums: vec![[0; 6]; max + 1],
-                seen: vec![false; max + 1],
-                len: 0,
-            },
-            _ => Sums::Sparse(HashMap::new()),
-        }
-    }
-
-    /// The slot of `id`. Every id of the snapshot's cells is at most its largest pair id: one
-    /// past it is a cell without a pair, which could not be named, so the report fails.
-    fn slot(&mut self, id: i64) -> Result<&mut [i128; 6], StoreError> {
-        match self {
-            Sums::Dense { sums, seen, len } => {
-                let i = usize::try_from(id).ok();
-                match (
-                    i.and_then(|i| sums.get_mut(i)),
-                    i.and_then(|i| seen.get_mut(i)),
-                ) {
-                    (Some(slot), Some(s)) => {
-                        if !*s {
-                            *s = true;
-                            *len += 1;
-                        }
-                        Ok(slot)
-                    }
-                    _ => Err(unnamed(id)),
-                }
-            }
-            Sums::Sparse(map) => Ok(map.entry(id).or_default()),
-        }
-    }
-
-    fn get(&self, id: i64) -> Option<&[i128; 6]> {
-        match self {
-            Sums::Dense { sums, seen, .. } => {
-                let i = usize::try_from(id).ok()?;
-                if seen.get(i).copied().unwrap_or(false) {
-                    sums.get(i)
-                } else {
-                    None
-                }
-            }
-            Sums::Sparse(map) => map.get(&id),
-        }
-    }
-
-    /// Adds another reader's sums in.
-    fn absorb(&mut self, other: Sums) -> Result<(), StoreError> {
-        match other {
-            Sums::Dense { sums, seen, .. } => {
-                for (id, (add, seen)) in sums.into_iter().zip(seen).enumerate() {
-                    if seen {
-                        let slot = self.slot(i64::try_from(id).unwrap_or(i64::MAX))?;
-                        for (s, a) in slot.iter_mut().zip(add) {
-                            *s += a;
-                        }
-                    }
-                }
-            }
-            Sums::Sparse(map) => {
-                for (id, add) in map {
-                    for (s, a) in self.slot(id)?.iter_mut().zip(add) {
-                        *s += a;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Sums::Dense { len, .. } => *len,
-            Sums::Sparse(map) => map.len(),
-        }
-    }
-}
-
-fn unnamed(id: i64) -> StoreError {
-    StoreError::Internal(format!(
-        "SQLite key and model report: spend cells name key-model id {id}, which \
-         idlehands_key_models lacks"
-    ))
 }

@@ -1,0 +1,282 @@
+//! Reads of a Postgres store that go around SQL's aggregation and sqlx's per-row decoding,
+//! where the answer is too big for them.
+//!
+//! `/global/spend/report?group_by=api_key` over 30 days adds up, on 10 million rows and
+//! 100,000 keys, 2.2 million key-model cells into 500,000 sums. Summed by id in SQL, Postgres's
+//! executor spent most of the time grouping and sorting (a hash aggregate, a sort, a join and
+//! another sort). Here the cells and the pairs are read out with binary `COPY` (8 bytes per
+//! number, no text to parse) and summed and sorted in Rust, as on SQLite (`sqlite_reads`).
+
+use futures_util::StreamExt;
+use sqlx::PgPool;
+
+use crate::daily_spend;
+use crate::error::StoreError;
+use crate::key_model_sums::{self, Sums};
+use crate::spend_db::KeyModelSpend;
+
+/// [`crate::Store::spend_by_key_and_model`] from the key-model cells of the days `[lo, hi)`,
+/// in (key, model) byte order.
+pub(crate) async fn spend_by_key_and_model(
+    pool: &PgPool,
+    lo: i64,
+    hi: i64,
+) -> Result<Vec<KeyModelSpend>, StoreError> {
+    // The numbers are ours (days and spans), not the caller's text: `COPY` takes no parameters.
+    let runs: Vec<String> = daily_spend::spans_for(lo, hi)
+        .into_iter()
+        .filter(|(_, first, end)| first < end)
+        .map(|(span, first, end)| format!("(span = {span} AND day >= {first} AND day < {end})"))
+        .collect();
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = pool.begin().await?;
+    // Both reads from one snapshot, as one statement would have read them.
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let (count, max_id): (i64, Option<i64>) =
+        sqlx::query_as("SELECT COUNT(*), MAX(id) FROM idlehands_key_models")
+            .fetch_one(&mut *tx)
+            .await?;
+    let mut sums = Sums::new(count, max_id.unwrap_or(0));
+    let cells = format!(
+        "COPY (SELECT key_model_id, spend_hi, spend_lo, prompt_tokens_hi, prompt_tokens_lo, \
+         completion_tokens_hi, completion_tokens_lo FROM idlehands_spend_by_key_model \
+         WHERE {}) TO STDOUT (FORMAT binary)",
+        runs.join(" OR ")
+    );
+    copy_out(&mut tx, &cells, |fields| {
+        let [id, parts @ ..] = fields else {
+            return Err(malformed("a cell without its columns"));
+        };
+        let slot = sums.slot(int8(*id)?)?;
+        for (s, part) in slot.iter_mut().zip(parts) {
+            *s += i128::from(int8(*part)?);
+        }
+        Ok(())
+    })
+    .await?;
+    let mut out = Vec::with_capacity(sums.len());
+    if sums.len() > 0 {
+        let pairs = "COPY (SELECT id, api_key, model FROM idlehands_key_models) \
+                     TO STDOUT (FORMAT binary)";
+        copy_out(&mut tx, pairs, |fields| {
+            let [id, key, model] = fields else {
+                return Err(malformed("a pair without its columns"));
+            };
+            if let Some(s) = sums.get(int8(*id)?) {
+                out.push(key_model_sums::spend(text(*key)?, text(*model)?, s));
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    tx.rollback().await?;
+    sums.all_named(out.len())?;
+    // Byte order, as SQLite's BINARY collation gives it (a key's models together).
+    out.sort_unstable_by(|a, b| (&a.api_key, &a.model).cmp(&(&b.api_key, &b.model)));
+    Ok(out)
+}
+
+/// Runs a binary `COPY ... TO STDOUT` and hands each row's fields (`None` for NULL) to `row`.
+async fn copy_out(
+    conn: &mut sqlx::PgConnection,
+    statement: &str,
+    mut row: impl FnMut(&[Option<&[u8]>]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut stream = conn.copy_out_raw(statement).await?;
+    let mut reader = CopyReader::default();
+    while let Some(chunk) = stream.next().await {
+        reader.feed(&chunk?, &mut row)?;
+    }
+    if reader.done {
+        Ok(())
+    } else {
+        Err(malformed("the data ended before its trailer"))
+    }
+}
+
+/// PostgreSQL's binary `COPY` format, read as it arrives: chunks may split a row anywhere.
+#[derive(Default)]
+struct CopyReader {
+    buf: Vec<u8>,
+    header: bool,
+    done: bool,
+}
+
+/// The signature a binary `COPY` stream starts with.
+const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+/// The most fields a row of ours has.
+const MAX_FIELDS: usize = 8;
+
+impl CopyReader {
+    fn feed(
+        &mut self,
+        chunk: &[u8],
+        row: &mut impl FnMut(&[Option<&[u8]>]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // Postgres sends a message per row: most chunks are whole rows, read where they lie.
+        if self.buf.is_empty() {
+            let used = parse(chunk, &mut self.header, &mut self.done, row)?;
+            self.buf
+                .extend_from_slice(chunk.get(used..).unwrap_or_default());
+        } else {
+            self.buf.extend_from_slice(chunk);
+            let used = parse(&self.buf, &mut self.header, &mut self.done, row)?;
+            self.buf.drain(..used);
+        }
+        Ok(())
+    }
+}
+
+/// Reads the header (once) and the whole rows at the start of `buf`; how many bytes it used.
+fn parse(
+    buf: &[u8],
+    header: &mut bool,
+    done: &mut bool,
+    row: &mut impl FnMut(&[Option<&[u8]>]) -> Result<(), StoreError>,
+) -> Result<usize, StoreError> {
+    let mut at = 0;
+    if !*header {
+        // Signature, flags, then the length of a header extension to skip.
+        let Some(ext) = be_i32(buf, SIGNATURE.len() + 4) else {
+            return Ok(0);
+        };
+        if buf.get(..SIGNATURE.len()) != Some(SIGNATURE.as_slice()) {
+            return Err(malformed("no binary COPY signature"));
+        }
+        let ext = usize::try_from(ext).map_err(|_| malformed("a negative header length"))?;
+        let end = SIGNATURE.len() + 8 + ext;
+        if buf.len() < end {
+            return Ok(0);
+        }
+        *header = true;
+        at = end;
+    }
+    let mut fields: [Option<&[u8]>; MAX_FIELDS] = [None; MAX_FIELDS];
+    while !*done {
+        let Some(n) = be_i16(buf, at) else { break };
+        if n == -1 {
+            *done = true;
+            at += 2;
+            break;
+        }
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= MAX_FIELDS)
+            .ok_or_else(|| malformed("a row with too many fields"))?;
+        let mut next = at + 2;
+        let mut whole = true;
+        for field in fields.iter_mut().take(n) {
+            let Some(len) = be_i32(buf, next) else {
+                whole = false;
+                break;
+            };
+            next += 4;
+            if len < 0 {
+                *field = None;
+                continue;
+            }
+            let end = next.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+            let Some(bytes) = buf.get(next..end) else {
+                whole = false;
+                break;
+            };
+            *field = Some(bytes);
+            next = end;
+        }
+        if !whole {
+            break;
+        }
+        row(fields.get(..n).unwrap_or_default())?;
+        at = next;
+    }
+    Ok(at)
+}
+
+fn be_i16(buf: &[u8], at: usize) -> Option<i16> {
+    let bytes = buf.get(at..at.checked_add(2)?)?;
+    Some(i16::from_be_bytes(bytes.try_into().ok()?))
+}
+
+fn be_i32(buf: &[u8], at: usize) -> Option<i32> {
+    let bytes = buf.get(at..at.checked_add(4)?)?;
+    Some(i32::from_be_bytes(bytes.try_into().ok()?))
+}
+
+fn int8(field: Option<&[u8]>) -> Result<i64, StoreError> {
+    field
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(i64::from_be_bytes)
+        .ok_or_else(|| malformed("a number that is not 8 bytes"))
+}
+
+fn text(field: Option<&[u8]>) -> Result<String, StoreError> {
+    let bytes = field.ok_or_else(|| malformed("a NULL name"))?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| malformed("a name that is not UTF-8"))
+}
+
+fn malformed(what: &str) -> StoreError {
+    StoreError::Internal(format!("Postgres key and model report: COPY sent {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A stream with a header extension, a NULL, a text and numbers, fed whole and split at
+    /// every byte, gives the same rows.
+    #[test]
+    fn rows_come_whole_however_the_stream_is_split() {
+        let mut data = SIGNATURE.to_vec();
+        data.extend(0i32.to_be_bytes());
+        data.extend(3i32.to_be_bytes());
+        data.extend(b"ext");
+        for (id, name) in [(7i64, Some("k1")), (-2, None)] {
+            data.extend(2i16.to_be_bytes());
+            data.extend(8i32.to_be_bytes());
+            data.extend(id.to_be_bytes());
+            match name {
+                Some(n) => {
+                    data.extend(i32::try_from(n.len()).unwrap().to_be_bytes());
+                    data.extend(n.as_bytes());
+                }
+                None => data.extend((-1i32).to_be_bytes()),
+            }
+        }
+        data.extend((-1i16).to_be_bytes());
+        let read = |split: usize| {
+            let mut reader = CopyReader::default();
+            let mut rows = Vec::new();
+            let mut row = |f: &[Option<&[u8]>]| {
+                rows.push((int8(f[0]).unwrap(), f[1].map(|b| b.to_vec())));
+                Ok(())
+            };
+            for chunk in data.chunks(split) {
+                reader.feed(chunk, &mut row).unwrap();
+            }
+            assert!(reader.done, "split {split}");
+            rows
+        };
+        let whole = read(data.len());
+        assert_eq!(whole, vec![(7, Some(b"k1".to_vec())), (-2, None)]);
+        for split in 1..data.len() {
+            assert_eq!(read(split), whole, "split {split}");
+        }
+    }
+
+    #[test]
+    fn a_stream_without_the_signature_is_refused() {
+        let mut reader = CopyReader::default();
+        let err = reader
+            .feed(b"COPY 1\n\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", &mut |_| {
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("signature"), "{err}");
+    }
+}
