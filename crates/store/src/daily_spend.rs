@@ -762,18 +762,31 @@ mod tests {
         store.close().await;
     }
 
-    /// Two instances committing the same new (key, model) pairs at once on one Postgres: each
-    /// pair gets one id, and every commit's sums land on it.
-    #[tokio::test]
-    async fn postgres_instances_make_each_pair_once() {
+    /// Options for a store in a schema of its own on the test Postgres (which must be up).
+    async fn postgres_schema() -> (sqlx::PgPool, StoreOptions, String) {
         let url = std::env::var("DATABASE_URL_TEST")
             .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".to_owned());
         let pool = sqlx::PgPool::connect(&url)
             .await
             .unwrap_or_else(|e| panic!("Postgres at {url} is required for this test: {e}"));
         let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut opts = StoreOptions::new(url.clone());
+        let mut opts = StoreOptions::new(url);
         opts.pg_schema = Some(schema.clone());
+        (pool, opts, schema)
+    }
+
+    async fn drop_schema(pool: &sqlx::PgPool, schema: &str) {
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+
+    /// Two instances committing the same new (key, model) pairs at once on one Postgres: each
+    /// pair gets one id, and every commit's sums land on it.
+    #[tokio::test]
+    async fn postgres_instances_make_each_pair_once() {
+        let (pool, opts, schema) = postgres_schema().await;
         let a = Store::open_with(opts.clone()).await.unwrap();
         let b = Store::open_with(opts).await.unwrap();
         let mut n = 0;
@@ -809,10 +822,7 @@ mod tests {
         assert_eq!(usize::try_from(pairs).unwrap(), from_rows.len());
         a.close().await;
         b.close().await;
-        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&pool)
-            .await
-            .unwrap();
+        drop_schema(&pool, &schema).await;
     }
 
     /// The runs cover `[lo, hi)` exactly, each of whole cells of its span.
@@ -847,18 +857,8 @@ mod tests {
 
     #[tokio::test]
     async fn postgres_rollups_answer_as_the_rows_do() {
-        let url = std::env::var("DATABASE_URL_TEST")
-            .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".to_owned());
-        let pool = sqlx::PgPool::connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("Postgres at {url} is required for this test: {e}"));
-        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut opts = StoreOptions::new(url.clone());
-        opts.pg_schema = Some(schema.clone());
+        let (pool, opts, schema) = postgres_schema().await;
         scenario(opts, 11).await;
-        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&pool)
-            .await
-            .unwrap();
+        drop_schema(&pool, &schema).await;
     }
 }
