@@ -183,9 +183,20 @@ impl Store {
                 sqlx::query_scalar("SELECT version FROM idlehands_schema_migrations")
                     .fetch_all(&mut *tx)
                     .await?;
+            // A store made by an older version: its upgrade may rewrite big tables (migration
+            // 11 took 24 s on SQLite and 104 s on Postgres at 10 million spend rows), so say so
+            // before the wait rather than only after it.
+            let upgrading = !applied.is_empty();
             for m in MIGRATIONS {
                 if applied.contains(&m.version) {
                     continue;
+                }
+                if upgrading {
+                    tracing::warn!(
+                        version = m.version,
+                        name = m.name,
+                        "upgrading the store's schema; on a large store this can take minutes"
+                    );
                 }
                 let sql = if matches!(self.db, Db::Postgres(_)) { m.postgres } else { m.sqlite };
                 tx.execute(sqlx::raw_sql(sql)).await?;
@@ -874,6 +885,62 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use crate::Store;
+
+    /// Log lines of the current thread, for the test below.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// Upgrading an existing store names each migration before it runs (a big store's can take
+    /// minutes); making a new one says nothing.
+    #[tokio::test]
+    async fn an_upgrade_is_announced_and_a_new_store_is_not() {
+        let logs = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("up.db").display().to_string();
+        let store = Store::open(&path).await.unwrap();
+        let text = || String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(!text().contains("upgrading"), "{}", text());
+        // Back to schema 9, as a store of an older version would be.
+        crate::db::on_db!(&store.db, pool => {
+            sqlx::raw_sql(
+                "DROP TABLE idlehands_spend_by_key_model; DROP TABLE idlehands_key_models; \
+                 DELETE FROM idlehands_schema_migrations WHERE version >= 10",
+            )
+            .execute(pool)
+            .await
+            .unwrap();
+        });
+        store.close().await;
+        let store = Store::open(&path).await.unwrap();
+        let text = text();
+        let upgrades: Vec<&str> = text.lines().filter(|l| l.contains("upgrading")).collect();
+        assert_eq!(upgrades.len(), 2, "{text}");
+        assert!(upgrades[0].contains("version=10"), "{text}");
+        assert!(upgrades[1].contains("version=11") && upgrades[1].contains("key_model_ids"));
+        store.close().await;
+    }
 
     #[tokio::test]
     async fn a_new_database_and_its_wal_and_shm_are_private() {
