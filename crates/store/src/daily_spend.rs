@@ -313,7 +313,8 @@ pub(crate) type KeyModelCell<'a> = (KeyModelId<'a>, [i64; 6]);
 /// A cell of `idlehands_spend_by_key_model`: span, first day, key, model.
 pub(crate) type KeyModelId<'a> = (i64, i64, Cow<'a, str>, Cow<'a, str>);
 
-/// Each key-model cell the rows touch, sorted (a fixed lock order, as for [`cells`]).
+/// Each key-model cell the rows touch, with the sums the rows add to it. (The commit writes
+/// them in [`cells_by_id`]'s order, once it knows the pairs' ids.)
 pub(crate) fn key_model_cells<'a>(daily: &[(Rollup, Cell<'a>, Delta)]) -> Vec<KeyModelCell<'a>> {
     let mut out: BTreeMap<KeyModelId<'a>, [i64; 6]> = BTreeMap::new();
     for (rollup, cell, delta) in daily {

@@ -886,42 +886,16 @@ mod tests {
 
     use crate::Store;
 
-    /// Log lines of the current thread, for the test below.
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'a self) -> Captured {
-            self.clone()
-        }
-    }
-
     /// Upgrading an existing store names each migration before it runs (a big store's can take
     /// minutes); making a new one says nothing.
     #[tokio::test]
     async fn an_upgrade_is_announced_and_a_new_store_is_not() {
-        let logs = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let logs = idlehands_testkit::CapturedLogs::default();
+        let _guard = tracing::subscriber::set_default(logs.subscriber());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("up.db").display().to_string();
         let store = Store::open(&path).await.unwrap();
-        let text = || String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-        assert!(!text().contains("upgrading"), "{}", text());
+        assert!(!logs.text().contains("upgrading"), "{}", logs.text());
         // Back to schema 9, as a store of an older version would be.
         crate::db::on_db!(&store.db, pool => {
             sqlx::raw_sql(
@@ -934,7 +908,7 @@ mod tests {
         });
         store.close().await;
         let store = Store::open(&path).await.unwrap();
-        let text = text();
+        let text = logs.text();
         let upgrades: Vec<&str> = text.lines().filter(|l| l.contains("upgrading")).collect();
         assert_eq!(upgrades.len(), 2, "{text}");
         assert!(upgrades[0].contains("version=10"), "{text}");

@@ -169,8 +169,6 @@ impl CallPricing {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use std::io::Write;
-
     use super::*;
 
     fn pricing(
@@ -325,33 +323,10 @@ mod tests {
         assert_eq!(rates(&p, None), Some((0, 0)));
     }
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'a self) -> Captured {
-            self.clone()
-        }
-    }
-
     #[test]
     fn an_unpriced_call_costs_0_and_is_warned_about_once_per_model() {
-        let logs = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .finish();
+        let logs = idlehands_testkit::CapturedLogs::default();
+        let subscriber = logs.subscriber();
         let model = "openai/unpriced-model-for-the-warning-test";
         tracing::subscriber::with_default(subscriber, || {
             let usage = Usage::new(100, 100);
@@ -370,7 +345,7 @@ mod tests {
             );
             assert_eq!(c.cost(None, None), 0);
         });
-        let text = String::from_utf8(logs.0.lock().clone()).unwrap();
+        let text = logs.text();
         assert_eq!(
             text.matches("no price known for this model").count(),
             1,
