@@ -369,6 +369,30 @@ pub(crate) fn cells_by_id(
     out
 }
 
+/// The cells among `cells` (rows of [`cells_by_id`]) whose days had all passed by `now_ms`:
+/// their (span, first day), once each, sorted (the lock order). A commit counts its writes to
+/// them in `idlehands_key_model_late` ([`LATE_WRITE`]).
+pub(crate) fn late_cells(cells: &[(i64, i64, i64, [i64; 6])], now_ms: i64) -> Vec<(i64, i64)> {
+    let today = now_ms.div_euclid(DAY_MS);
+    let mut out: Vec<(i64, i64)> = cells
+        .iter()
+        .filter(|(span, day, _, _)| day.saturating_add(*span) <= today)
+        .map(|(span, day, _, _)| (*span, *day))
+        .collect();
+    out.dedup();
+    out
+}
+
+/// Counts a late write to the cell of span `$1` starting on day `$2` (see [`late_cells`]).
+pub(crate) const LATE_WRITE: &str = "INSERT INTO idlehands_key_model_late (span, day, writes) \
+    VALUES ($1, $2, 1) ON CONFLICT (span, day) DO UPDATE SET \
+    writes = idlehands_key_model_late.writes + 1";
+
+/// Counts a rebuild of every cell (row (0, 0) of `idlehands_key_model_late`).
+pub(crate) const CELLS_REBUILT: &str = "INSERT INTO idlehands_key_model_late (span, day, writes) \
+    VALUES (0, 0, 1) ON CONFLICT (span, day) DO UPDATE SET \
+    writes = idlehands_key_model_late.writes + 1";
+
 /// The id of the (key, model) pair `$1`, `$2` in `idlehands_key_models`.
 pub(crate) const KEY_MODEL_ID: &str =
     "SELECT id FROM idlehands_key_models WHERE api_key = $1 AND model = $2";
@@ -687,12 +711,13 @@ mod tests {
         store.rebuild_daily_spend().await.unwrap();
         assert_eq!(rollup_rows(&store).await, written);
 
-        // ... and so do migrations 9 to 11 on a store that had only the rows (11 converting
+        // ... and so do migrations 9 to 12 on a store that had only the rows (11 converting
         // what 10 made).
         crate::db::on_db!(&store.db, pool => {
             sqlx::raw_sql(
                 "DROP TABLE idlehands_daily_spend_by_key; DROP TABLE idlehands_daily_spend; \
                  DROP TABLE idlehands_spend_by_key_model; DROP TABLE idlehands_key_models; \
+                 DROP TABLE idlehands_key_model_late; \
                  DELETE FROM idlehands_schema_migrations WHERE version >= 9",
             )
             .execute(pool)
@@ -703,7 +728,7 @@ mod tests {
         let store = Store::open_with(opts).await.unwrap();
         assert_eq!(
             store.schema_versions().await.unwrap(),
-            (1..=11).collect::<Vec<i64>>()
+            (1..=12).collect::<Vec<i64>>()
         );
         assert_eq!(rollup_rows(&store).await, written);
         store.close().await;
@@ -821,6 +846,100 @@ mod tests {
                 .unwrap()
         });
         assert_eq!(usize::try_from(pairs).unwrap(), from_rows.len());
+        a.close().await;
+        b.close().await;
+        drop_schema(&pool, &schema).await;
+    }
+
+    /// A Postgres report keeps the sums of its range's closed cells (their days over a day
+    /// ago) for the next report of that range, and reads them again once any instance wrote
+    /// to one of them (a late row) or rebuilt them; the open cells it reads every time.
+    #[tokio::test]
+    async fn postgres_report_keeps_closed_cells_until_they_change() {
+        let (pool, opts, schema) = postgres_schema().await;
+        let a = Store::open_with(opts.clone()).await.unwrap();
+        let b = Store::open_with(opts).await.unwrap();
+        let now = Utc::now();
+        let today = now.timestamp_millis().div_euclid(DAY_MS);
+        let (lo, hi) = (today - 29, today + 1);
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut n = 0;
+        let mut rows_at = |rng: &mut StdRng, ages: std::ops::Range<i64>, count: usize| {
+            (0..count)
+                .map(|_| {
+                    n += 1;
+                    let mut row = random_row(rng, n);
+                    let age = rng.random_range(ages.clone()) * DAY_MS + rng.random_range(0..DAY_MS);
+                    row.start_time = now - chrono::Duration::milliseconds(age);
+                    row.end_time = row.start_time;
+                    BatchItem::Row(Box::new(row))
+                })
+                .collect::<Vec<_>>()
+        };
+        a.write_batch(&rows_at(&mut rng, 0..40, 400), true)
+            .await
+            .unwrap();
+        let truth = |s: Store| async move {
+            s.spend_by_key_and_model_in(Source::Rows, lo * DAY_MS, hi * DAY_MS)
+                .await
+                .unwrap()
+        };
+        let report = |s: Store| async move {
+            s.spend_by_key_and_model_in(Source::Rollup(Rollup::ByKey), lo, hi)
+                .await
+                .unwrap()
+        };
+        let first = report(a.clone()).await;
+        assert!(first.len() > 6, "{first:?}");
+        assert_eq!(first, truth(a.clone()).await);
+
+        // A hand edit of the closed cells, which no commit counts, is not seen: the kept sums
+        // answer (unless the day turned meanwhile, and nothing was kept for this day).
+        let closed_cells = format!("WHERE day + span < {today}");
+        exec(
+            &a,
+            &format!(
+                "UPDATE idlehands_spend_by_key_model SET spend_lo = spend_lo + 1000 {closed_cells}"
+            ),
+        )
+        .await;
+        let again = report(a.clone()).await;
+        if Utc::now().timestamp_millis().div_euclid(DAY_MS) == today {
+            assert_eq!(again, first);
+        }
+        exec(
+            &a,
+            &format!(
+                "UPDATE idlehands_spend_by_key_model SET spend_lo = spend_lo - 1000 {closed_cells}"
+            ),
+        )
+        .await;
+
+        // Rows of today (open cells) and late rows from the other instance, for known and new
+        // keys (closed cells), are all in the next report.
+        b.write_batch(&rows_at(&mut rng, 0..1, 20), true)
+            .await
+            .unwrap();
+        assert_eq!(report(a.clone()).await, truth(a.clone()).await);
+        let mut late = rows_at(&mut rng, 5..25, 30);
+        if let Some(BatchItem::Row(row)) = late.first_mut() {
+            row.api_key = "a-new-key".into();
+        }
+        b.write_batch(&late, true).await.unwrap();
+        let after_late = report(a.clone()).await;
+        assert_eq!(after_late, truth(a.clone()).await);
+        assert!(after_late.iter().any(|r| r.api_key.contains("a-new-key")));
+        assert_ne!(after_late, first);
+
+        // A rebuild after the retention sweep drops the swept days' history, and the next
+        // report shows that.
+        b.delete_spend_logs_before(now - chrono::Duration::days(20))
+            .await
+            .unwrap();
+        b.rebuild_daily_spend().await.unwrap();
+        let rebuilt = report(a.clone()).await;
+        assert_eq!(rebuilt, truth(a.clone()).await);
+        assert_ne!(rebuilt, after_late);
         a.close().await;
         b.close().await;
         drop_schema(&pool, &schema).await;

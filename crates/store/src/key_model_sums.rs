@@ -81,12 +81,12 @@ impl Sums {
         }
     }
 
-    /// Adds another reader's sums in.
-    pub(crate) fn absorb(&mut self, other: Sums) -> Result<(), StoreError> {
+    /// Adds other sums in (another reader's, or kept ones).
+    pub(crate) fn absorb(&mut self, other: &Sums) -> Result<(), StoreError> {
         match other {
             Sums::Dense { sums, seen, .. } => {
-                for (id, (add, seen)) in sums.into_iter().zip(seen).enumerate() {
-                    if seen {
+                for (id, (add, seen)) in sums.iter().zip(seen).enumerate() {
+                    if *seen {
                         let slot = self.slot(i64::try_from(id).unwrap_or(i64::MAX))?;
                         for (s, a) in slot.iter_mut().zip(add) {
                             *s += a;
@@ -96,7 +96,7 @@ impl Sums {
             }
             Sums::Sparse(map) => {
                 for (id, add) in map {
-                    for (s, a) in self.slot(id)?.iter_mut().zip(add) {
+                    for (s, a) in self.slot(*id)?.iter_mut().zip(add) {
                         *s += a;
                     }
                 }

@@ -354,7 +354,8 @@ async fn write_batch_postgres(
         };
         ids.insert((key, model), id);
     }
-    for (span, day, id, sums) in crate::daily_spend::cells_by_id(&plan.key_model, &ids) {
+    let cells = crate::daily_spend::cells_by_id(&plan.key_model, &ids);
+    for (span, day, id, sums) in &cells {
         let mut q = sqlx::query(crate::daily_spend::KEY_MODEL_UPSERT)
             .bind(span)
             .bind(day)
@@ -363,6 +364,13 @@ async fn write_batch_postgres(
             q = q.bind(n);
         }
         q.execute(&mut *tx).await?;
+    }
+    for (span, day) in crate::daily_spend::late_cells(&cells, now) {
+        sqlx::query(crate::daily_spend::LATE_WRITE)
+            .bind(span)
+            .bind(day)
+            .execute(&mut *tx)
+            .await?;
     }
     for (token, reset_at) in &plan.resets {
         sqlx::query(RESET_SPEND_SQL)
@@ -811,6 +819,7 @@ impl Store {
             }
             sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(crate::db::V9_BACKFILL)).await?;
             sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(crate::db::V11_BACKFILL)).await?;
+            sqlx::query(crate::daily_spend::CELLS_REBUILT).execute(&mut *tx).await?;
             tx.commit().await?;
         });
         Ok(())
@@ -957,7 +966,11 @@ impl Store {
                 Db::Sqlite(_, writer) => {
                     crate::sqlite_reads::spend_by_key_and_model(writer.path(), lo, hi).await
                 }
-                Db::Postgres(pool) => crate::pg_reads::spend_by_key_and_model(pool, lo, hi).await,
+                Db::Postgres(pool) => {
+                    let now = to_ms(Utc::now());
+                    crate::pg_reads::spend_by_key_and_model(pool, &self.closed_cells, lo, hi, now)
+                        .await
+                }
             };
         }
         let sums = format!(

@@ -153,7 +153,7 @@ fn read_key_model(path: &str, lo: i64, hi: i64) -> Result<Vec<KeyModelSpend>, St
     });
     let mut sums = mine?;
     for other in theirs {
-        sums.absorb(other?)?;
+        sums.absorb(&other?)?;
     }
     if sums.len() == 0 {
         return Ok(Vec::new());

@@ -239,7 +239,8 @@ fn commit(conn: &mut Connection, items: &[BatchItem], store_rows: bool) -> rusql
     if !plan.key_model.is_empty() {
         let ids = key_model_ids(&tx, &plan.key_model)?;
         let mut upsert = tx.prepare_cached(crate::daily_spend::KEY_MODEL_UPSERT)?;
-        for (span, day, id, sums) in crate::daily_spend::cells_by_id(&plan.key_model, &ids) {
+        let cells = crate::daily_spend::cells_by_id(&plan.key_model, &ids);
+        for (span, day, id, sums) in &cells {
             upsert.raw_bind_parameter(1, span)?;
             upsert.raw_bind_parameter(2, day)?;
             upsert.raw_bind_parameter(3, id)?;
@@ -247,6 +248,13 @@ fn commit(conn: &mut Connection, items: &[BatchItem], store_rows: bool) -> rusql
                 upsert.raw_bind_parameter(4 + i, n)?;
             }
             upsert.raw_execute()?;
+        }
+        let late = crate::daily_spend::late_cells(&cells, now);
+        if !late.is_empty() {
+            let mut count = tx.prepare_cached(crate::daily_spend::LATE_WRITE)?;
+            for (span, day) in late {
+                count.execute(params![span, day])?;
+            }
         }
     }
     if !plan.resets.is_empty() {
