@@ -931,6 +931,24 @@ mod tests {
         assert!(after_late.iter().any(|r| r.api_key.contains("a-new-key")));
         assert_ne!(after_late, first);
 
+        // Ranges ending today, yesterday and before, from every start: each read twice (the
+        // second from its kept sums) agrees with the rows.
+        for from in (today - 40..=today).step_by(3) {
+            for to in [today - 3, today - 1, today, today + 1] {
+                let rows = a
+                    .spend_by_key_and_model_in(Source::Rows, from * DAY_MS, to * DAY_MS)
+                    .await
+                    .unwrap();
+                for _ in 0..2 {
+                    let cells = a
+                        .spend_by_key_and_model_in(Source::Rollup(Rollup::ByKey), from, to)
+                        .await
+                        .unwrap();
+                    assert_eq!(cells, rows, "{from}..{to}");
+                }
+            }
+        }
+
         // A rebuild after the retention sweep drops the swept days' history, and the next
         // report shows that.
         b.delete_spend_logs_before(now - chrono::Duration::days(20))

@@ -749,7 +749,9 @@ const V10_KEY_MODEL_SQLITE: &str = v10_key_model!(" WITHOUT ROWID");
 const V10_KEY_MODEL_POSTGRES: &str = v10_key_model!("");
 
 /// Fills `idlehands_spend_by_key_model` from the by-key rollup, naming each (key, model) pair
-/// by its id in `idlehands_key_models` (made where missing). For
+/// by its id in `idlehands_key_models` (made where missing), in day order: a Postgres heap
+/// keeps rows where they were written, and a report then finds a range's days together (the
+/// commits of a live store write them day by day, too). For
 /// [`Store::rebuild_daily_spend`](crate::Store::rebuild_daily_spend); the first day of a span
 /// is floored as `daily_spend::span_start` does.
 pub(crate) const V11_BACKFILL: &str = "INSERT INTO idlehands_key_models (api_key, model)
@@ -765,14 +767,16 @@ SELECT s.span, d.day - (((d.day % s.span) + s.span) % s.span), k.id,
 FROM idlehands_daily_spend_by_key d
     JOIN idlehands_key_models k ON k.api_key = d.api_key AND k.model = d.model,
     (SELECT 1 AS span UNION ALL SELECT 4 UNION ALL SELECT 16) s
-GROUP BY s.span, d.day - (((d.day % s.span) + s.span) % s.span), k.id;
+GROUP BY s.span, d.day - (((d.day % s.span) + s.span) % s.span), k.id
+ORDER BY 2, 1, 3;
 ";
 
 // Migration 11: the key-model cells name their (key, model) pair by an integer id instead of
 // the 64-character key hash and the model. At 100,000 keys a 30-day report reads 2.2 million
 // cells: compared, copied and stored as text they cost most of its time (see `sqlite_reads`).
 // Ids are never reused or deleted, so a pair's id stays valid for the life of the store. The
-// cells are converted as they are (not recomputed), then the text table is dropped.
+// cells are converted as they are (not recomputed), in day order (see [`V11_BACKFILL`]), then the
+// text table is dropped.
 macro_rules! v11_key_model_ids {
     ($id:literal, $without_rowid:literal) => {
         concat!(
@@ -805,7 +809,8 @@ INSERT INTO idlehands_spend_by_key_model_v11 (span, day, key_model_id, spend_hi,
 SELECT c.span, c.day, k.id, c.spend_hi, c.spend_lo, c.prompt_tokens_hi, c.prompt_tokens_lo,
     c.completion_tokens_hi, c.completion_tokens_lo
 FROM idlehands_spend_by_key_model c
-    JOIN idlehands_key_models k ON k.api_key = c.api_key AND k.model = c.model;
+    JOIN idlehands_key_models k ON k.api_key = c.api_key AND k.model = c.model
+ORDER BY c.day, c.span, k.id;
 DROP TABLE idlehands_spend_by_key_model;
 ALTER TABLE idlehands_spend_by_key_model_v11 RENAME TO idlehands_spend_by_key_model;
 "

@@ -86,9 +86,14 @@ pub(crate) async fn spend_by_key_and_model(
         return Ok(Vec::new());
     }
     // The numbers are ours (days and spans), not the caller's text: `COPY` takes no parameters.
-    // Each run split where its cells stop being closed (the first day whose cell ends at or
-    // after `closed_before`).
-    let open_from = |span: i64, first: i64| first.max(closed_before.saturating_sub(span));
+    // Each run split at its first open cell: the first start of a cell of its span at or after
+    // `closed_before - span`.
+    let open_from = |span: i64, first: i64| {
+        first.max(daily_spend::span_start(
+            closed_before.saturating_sub(1),
+            span,
+        ))
+    };
     let clause = |span: i64, from: i64, to: i64| {
         (from < to).then(|| format!("(span = {span} AND day >= {from} AND day < {to})"))
     };
