@@ -32,6 +32,13 @@ pub(crate) trait BeginWrite {
         &self,
     ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
     + Send;
+
+    /// [`BeginWrite::begin_write`] for a rewrite of whole tables (schema migrations, rollup
+    /// rebuilds), whose sorts and groupings may hold millions of rows.
+    fn begin_bulk_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send;
 }
 
 impl BeginWrite for SqlitePool {
@@ -43,11 +50,38 @@ impl BeginWrite for SqlitePool {
     > + Send {
         self.begin_with("BEGIN IMMEDIATE")
     }
+
+    /// On a connection whose temporary B-trees go to files: the store's `temp_store = memory`
+    /// put a 10M-row upgrade's sorts on the heap, and the gateway kept 1.4 GB of RSS after it
+    /// (300 MB against 100 MB for a 2M-row rebuild in `sqlite3`). The connection is closed
+    /// afterwards rather than returned to the pool with that setting.
+    fn begin_bulk_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>,
+    > + Send {
+        async move {
+            let mut conn = self.acquire().await?;
+            conn.close_on_drop();
+            sqlx::query("PRAGMA temp_store = FILE")
+                .execute(&mut *conn)
+                .await?;
+            sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await
+        }
+    }
 }
 
 impl BeginWrite for PgPool {
     type Db = sqlx::Postgres;
     fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
+    > + Send {
+        self.begin()
+    }
+
+    fn begin_bulk_write(
         &self,
     ) -> impl std::future::Future<
         Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
@@ -179,7 +213,7 @@ impl Store {
             version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
         let now = to_ms(Utc::now());
         on_db!(&self.db, pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_bulk_write().await?;
             if matches!(self.db, Db::Postgres(_)) {
                 // Several instances may start together against one Postgres.
                 sqlx::query("SELECT pg_advisory_xact_lock(7413029911)").execute(&mut *tx).await?;
@@ -945,6 +979,40 @@ mod tests {
         assert!(upgrades[0].contains("version=10"), "{text}");
         assert!(upgrades[1].contains("version=11") && upgrades[1].contains("key_model_ids"));
         assert!(upgrades[2].contains("version=12") && upgrades[2].contains("late_writes"));
+        store.close().await;
+    }
+
+    /// A bulk write's sorts go to temporary files, on a connection that is closed afterwards:
+    /// every connection of the pool still keeps them in memory.
+    #[tokio::test]
+    async fn a_bulk_write_sorts_in_files_on_a_connection_of_its_own() {
+        use crate::db::{BeginWrite, Db};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bulk.db").display().to_string();
+        let store = Store::open(&path).await.unwrap();
+        let Db::Sqlite(pool, _) = &store.db else {
+            panic!("a SQLite store")
+        };
+        // SQLite's temp_store: 1 is FILE, 2 is MEMORY.
+        let mut tx = pool.begin_bulk_write().await.unwrap();
+        let bulk: i64 = sqlx::query_scalar("PRAGMA temp_store")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(bulk, 1);
+        let mut all = Vec::new();
+        for _ in 0..pool.options().get_max_connections() {
+            all.push(pool.acquire().await.unwrap());
+        }
+        for conn in &mut all {
+            let mode: i64 = sqlx::query_scalar("PRAGMA temp_store")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(mode, 2);
+        }
+        drop(all);
         store.close().await;
     }
 

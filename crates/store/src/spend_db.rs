@@ -809,7 +809,7 @@ impl Store {
     /// itself. Days whose rows the retention sweep deleted lose their history.
     pub async fn rebuild_daily_spend(&self) -> Result<(), StoreError> {
         on_db!(&self.db, pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_bulk_write().await?;
             for table in [
                 Rollup::ByKey.table(),
                 Rollup::AllKeys.table(),
