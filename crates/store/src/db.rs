@@ -55,19 +55,15 @@ impl BeginWrite for SqlitePool {
     /// put a 10M-row upgrade's sorts on the heap, and the gateway kept 1.4 GB of RSS after it
     /// (300 MB against 100 MB for a 2M-row rebuild in `sqlite3`). The connection is closed
     /// afterwards rather than returned to the pool with that setting.
-    fn begin_bulk_write(
+    async fn begin_bulk_write(
         &self,
-    ) -> impl std::future::Future<
-        Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>,
-    > + Send {
-        async move {
-            let mut conn = self.acquire().await?;
-            conn.close_on_drop();
-            sqlx::query("PRAGMA temp_store = FILE")
-                .execute(&mut *conn)
-                .await?;
-            sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await
-        }
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        let mut conn = self.acquire().await?;
+        conn.close_on_drop();
+        sqlx::query("PRAGMA temp_store = FILE")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await
     }
 }
 
