@@ -72,8 +72,8 @@ async fn disable_spend_logs_keeps_key_spend_and_stores_no_rows() {
 }
 
 /// 25 calls on a fresh virtual key, SIGTERM, then a fresh process on the same database: the
-/// key's spend is the sum of the cost headers, and the spend logs hold a row per call (or
-/// none, when `rows_expected` is false).
+/// key's spend is the sum of the cost headers, and so is the day's spend report; the spend logs
+/// hold a row per call (or none, when `rows_expected` is false).
 async fn calls_then_restart(settings: &str, rows_expected: bool) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), settings);
@@ -126,6 +126,31 @@ async fn calls_then_restart(settings: &str, rows_expected: bool) {
     let (_, info) = json_of(http().get(format!("{url}/key/info")).bearer_auth(&key)).await;
     let spend = info["info"]["spend"].as_f64().unwrap();
     assert!((spend - cost).abs() < 1e-9, "{spend} vs {cost}");
+    // The daily rollups count every call either way (LiteLLM keeps its daily tables without
+    // its spend logs), so the spend report has them.
+    let day = |d: chrono::DateTime<chrono::Utc>| d.format("%Y-%m-%d").to_string();
+    let now = chrono::Utc::now();
+    // From yesterday: the calls may have crossed midnight.
+    let (from, to) = (day(now - chrono::Duration::days(1)), day(now));
+    let (status, report) = json_of(
+        http()
+            .get(format!(
+                "{url}/global/spend/report?start_date={from}&end_date={to}&group_by=api_key"
+            ))
+            .bearer_auth(MASTER),
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    let reported: f64 = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["total_cost"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (reported - cost).abs() < 1e-9,
+        "{reported} vs {cost}: {report}"
+    );
     assert_eq!(terminate(&mut child), 0);
 }
 

@@ -677,9 +677,7 @@ mod tests {
                     BatchItem::Row(Box::new(random_row(&mut rng, n)))
                 })
                 .collect();
-            // `disable_spend_logs`: neither the rows nor their rollups are stored.
-            let store_rows = rng.random_range(0..6) != 0;
-            store.write_batch(&batch, store_rows).await.unwrap();
+            store.write_batch(&batch, true).await.unwrap();
         }
         assert!(store.count_spend_logs().await.unwrap() > 100);
         same_answers(&store).await;
@@ -984,6 +982,61 @@ mod tests {
         // Open ends (the whole table) cover without overflowing.
         let runs = spans_for(i64::MIN, i64::MAX);
         assert_eq!(runs[0], (16, i64::MIN, span_start(i64::MAX, 16)));
+    }
+
+    /// `disable_spend_logs`: the rows are not stored, and the rollups are the same as a
+    /// store that kept them has (LiteLLM keeps its daily tables without its spend logs).
+    async fn unlogged_rows_still_count(quiet: StoreOptions, logged: StoreOptions) {
+        let quiet = Store::open_with(quiet).await.unwrap();
+        let logged = Store::open_with(logged).await.unwrap();
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut n = 0;
+        for _ in 0..10 {
+            let batch: Vec<BatchItem> = (0..rng.random_range(1..40))
+                .map(|_| {
+                    n += 1;
+                    BatchItem::Row(Box::new(random_row(&mut rng, n)))
+                })
+                .collect();
+            quiet.write_batch(&batch, false).await.unwrap();
+            logged.write_batch(&batch, true).await.unwrap();
+        }
+        assert_eq!(quiet.count_spend_logs().await.unwrap(), 0);
+        let kept = rollup_rows(&logged).await;
+        assert!(kept.len() > 50, "{}", kept.len());
+        assert_eq!(rollup_rows(&quiet).await, kept);
+        let report = quiet
+            .spend_by_key_and_model_in(Source::Rollup(Rollup::ByKey), DAY0 - 1, DAY0 + 41)
+            .await
+            .unwrap();
+        let rows = logged
+            .spend_by_key_and_model_in(Source::Rows, (DAY0 - 1) * DAY_MS, (DAY0 + 41) * DAY_MS)
+            .await
+            .unwrap();
+        assert!(!rows.is_empty());
+        assert_eq!(report, rows);
+        quiet.close().await;
+        logged.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_unlogged_rows_still_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        unlogged_rows_still_count(
+            StoreOptions::new(path("q.db")),
+            StoreOptions::new(path("l.db")),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn postgres_unlogged_rows_still_count() {
+        let (pool, quiet, quiet_schema) = postgres_schema().await;
+        let (_, logged, logged_schema) = postgres_schema().await;
+        unlogged_rows_still_count(quiet, logged).await;
+        drop_schema(&pool, &quiet_schema).await;
+        drop_schema(&pool, &logged_schema).await;
     }
 
     #[tokio::test]

@@ -68,7 +68,8 @@ pub(crate) struct CommitPlan<'a> {
     /// The same for the entities the rows name (`team:T`, `user:U`, ...), sorted.
     pub entity_increments: Vec<(String, i64)>,
     pub entity_resets: Vec<(&'a str, i64)>,
-    /// What the stored rows add to the daily rollups, sorted (see `daily_spend::cells`).
+    /// What the rows (stored or not) add to the daily rollups, sorted (see
+    /// `daily_spend::cells`).
     pub daily: Vec<(Rollup, Cell<'a>, Delta)>,
     /// What they add to `idlehands_spend_by_key_model`, sorted.
     pub key_model: Vec<daily_spend::KeyModelCell<'a>>,
@@ -81,6 +82,9 @@ impl<'a> CommitPlan<'a> {
         let mut entity_resets = Vec::new();
         let mut resets = Vec::new();
         let mut rows = Vec::new();
+        // Every row counts in the rollups, stored or not: with `disable_spend_logs` the reports
+        // still work, as LiteLLM keeps its daily tables without its spend logs.
+        let mut counted = Vec::new();
         for item in items {
             match item {
                 BatchItem::Row(row) => {
@@ -97,6 +101,7 @@ impl<'a> CommitPlan<'a> {
                     if store_rows {
                         rows.push(&**row);
                     }
+                    counted.push(&**row);
                 }
                 BatchItem::Reset {
                     token,
@@ -117,7 +122,7 @@ impl<'a> CommitPlan<'a> {
         increments.sort_unstable();
         let mut entity_increments: Vec<_> = entity_increments.into_iter().collect();
         entity_increments.sort_unstable();
-        let daily = crate::daily_spend::cells(&rows);
+        let daily = crate::daily_spend::cells(&counted);
         CommitPlan {
             key_model: crate::daily_spend::key_model_cells(&daily),
             daily,
@@ -446,9 +451,9 @@ fn day_of(ms_day: i64) -> String {
 }
 
 impl Store {
-    /// One group commit: inserts the rows (unless `store_rows` is off: `disable_spend_logs`)
-    /// and applies key spend increments and budget resets in a single transaction, so key
-    /// spend never disagrees with the logs.
+    /// One group commit: inserts the rows (unless `store_rows` is off: `disable_spend_logs`),
+    /// adds them to the daily rollups (either way) and applies key spend increments and budget
+    /// resets in a single transaction, so key spend never disagrees with the logs.
     pub async fn write_batch(
         &self,
         items: &[BatchItem],

@@ -48,8 +48,8 @@ pub struct WriterConfig {
     /// Commit early once this many items wait.
     pub max_batch: usize,
     pub channel_capacity: usize,
-    /// `false` under LiteLLM's `disable_spend_logs`: keys' spend still grows, but no spend-log
-    /// row is stored.
+    /// `false` under LiteLLM's `disable_spend_logs`: keys' spend and the daily rollups still
+    /// grow, but no spend-log row is stored.
     pub store_rows: bool,
 }
 
