@@ -666,17 +666,25 @@ mod tests {
         out
     }
 
-    async fn scenario(opts: StoreOptions, seed: u64) {
-        let store = Store::open_with(opts.clone()).await.unwrap();
+    /// `count` group commits of 1 to 39 random rows each.
+    fn random_batches(seed: u64, count: usize) -> Vec<Vec<BatchItem>> {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut n = 0;
-        for _ in 0..25 {
-            let batch: Vec<BatchItem> = (0..rng.random_range(1..40))
-                .map(|_| {
-                    n += 1;
-                    BatchItem::Row(Box::new(random_row(&mut rng, n)))
-                })
-                .collect();
+        (0..count)
+            .map(|_| {
+                (0..rng.random_range(1..40))
+                    .map(|_| {
+                        n += 1;
+                        BatchItem::Row(Box::new(random_row(&mut rng, n)))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    async fn scenario(opts: StoreOptions, seed: u64) {
+        let store = Store::open_with(opts.clone()).await.unwrap();
+        for batch in random_batches(seed, 25) {
             store.write_batch(&batch, true).await.unwrap();
         }
         assert!(store.count_spend_logs().await.unwrap() > 100);
@@ -989,15 +997,7 @@ mod tests {
     async fn unlogged_rows_still_count(quiet: StoreOptions, logged: StoreOptions) {
         let quiet = Store::open_with(quiet).await.unwrap();
         let logged = Store::open_with(logged).await.unwrap();
-        let mut rng = StdRng::seed_from_u64(3);
-        let mut n = 0;
-        for _ in 0..10 {
-            let batch: Vec<BatchItem> = (0..rng.random_range(1..40))
-                .map(|_| {
-                    n += 1;
-                    BatchItem::Row(Box::new(random_row(&mut rng, n)))
-                })
-                .collect();
+        for batch in random_batches(3, 10) {
             quiet.write_batch(&batch, false).await.unwrap();
             logged.write_batch(&batch, true).await.unwrap();
         }
