@@ -120,12 +120,16 @@ pub(crate) async fn spend_by_key_and_model(
             .await?;
     let mut sums = Sums::new(count, max_id.unwrap_or(0));
     let of = if has_closed {
+        // The closed cells' counts only: yesterday's cells take late writes every night
+        // (calls that crossed midnight), and the kept sums hold none of them.
         let late: Vec<(i64, i64, i64)> = sqlx::query_as(
             "SELECT span, day, writes FROM idlehands_key_model_late \
-             WHERE (span = 0 AND day = 0) OR (day >= $1 AND day < $2) ORDER BY span, day",
+             WHERE (span = 0 AND day = 0) \
+             OR (day >= $1 AND day < $2 AND day + span < $3) ORDER BY span, day",
         )
         .bind(lo)
         .bind(hi)
+        .bind(closed_before)
         .fetch_all(&mut *tx)
         .await?;
         Some(ClosedOf {
