@@ -320,9 +320,10 @@ struct Queued {
 }
 
 /// Sends queued calls to Redis, as many as are waiting in one script call, one call at a
-/// time: a request still waits for its own answer (a settled call is in the shared counters
-/// before its response leaves, as before), but a busy instance makes one round trip and one
-/// script call for many requests instead of one each.
+/// time: an admission still waits for its own answer, and a settlement is applied in the
+/// order it came, but a busy instance makes one round trip and one script call for many
+/// requests instead of one each. (The gateway queues a call's settlement as its response
+/// leaves, without waiting for it.)
 async fn run_batches(
     mut queue: tokio::sync::mpsc::UnboundedReceiver<Queued>,
     conn: ConnectionManager,
