@@ -388,10 +388,9 @@ pub(crate) const LATE_WRITE: &str = "INSERT INTO idlehands_key_model_late (span,
     VALUES ($1, $2, 1) ON CONFLICT (span, day) DO UPDATE SET \
     writes = idlehands_key_model_late.writes + 1";
 
-/// Counts a rebuild of every cell (row (0, 0) of `idlehands_key_model_late`).
-pub(crate) const CELLS_REBUILT: &str = "INSERT INTO idlehands_key_model_late (span, day, writes) \
-    VALUES (0, 0, 1) ON CONFLICT (span, day) DO UPDATE SET \
-    writes = idlehands_key_model_late.writes + 1";
+/// The (span, day) under which `idlehands_key_model_late` counts rebuilds of every cell
+/// ([`LATE_WRITE`] bound to it): no cell has span 0.
+pub(crate) const REBUILDS: (i64, i64) = (0, 0);
 
 /// The id of the (key, model) pair `$1`, `$2` in `idlehands_key_models`.
 pub(crate) const KEY_MODEL_ID: &str =
@@ -719,17 +718,7 @@ mod tests {
 
         // ... and so do migrations 9 to 12 on a store that had only the rows (11 converting
         // what 10 made).
-        crate::db::on_db!(&store.db, pool => {
-            sqlx::raw_sql(
-                "DROP TABLE idlehands_daily_spend_by_key; DROP TABLE idlehands_daily_spend; \
-                 DROP TABLE idlehands_spend_by_key_model; DROP TABLE idlehands_key_models; \
-                 DROP TABLE idlehands_key_model_late; \
-                 DELETE FROM idlehands_schema_migrations WHERE version >= 9",
-            )
-            .execute(pool)
-            .await
-            .unwrap();
-        });
+        store.roll_back_to_before(9).await.unwrap();
         store.close().await;
         let store = Store::open_with(opts).await.unwrap();
         assert_eq!(

@@ -38,7 +38,9 @@ pub(crate) trait BeginWrite {
     fn begin_bulk_write(
         &self,
     ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
-    + Send;
+    + Send {
+        self.begin_write()
+    }
 }
 
 impl BeginWrite for SqlitePool {
@@ -70,14 +72,6 @@ impl BeginWrite for SqlitePool {
 impl BeginWrite for PgPool {
     type Db = sqlx::Postgres;
     fn begin_write(
-        &self,
-    ) -> impl std::future::Future<
-        Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
-    > + Send {
-        self.begin()
-    }
-
-    fn begin_bulk_write(
         &self,
     ) -> impl std::future::Future<
         Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
@@ -939,6 +933,42 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// The tables each schema migration from 9 on made (11 remade 10's under the same name).
+#[cfg(test)]
+const TABLES_SINCE_9: [(i64, &[&str]); 4] = [
+    (
+        9,
+        &["idlehands_daily_spend_by_key", "idlehands_daily_spend"],
+    ),
+    (10, &["idlehands_spend_by_key_model"]),
+    (11, &["idlehands_key_models"]),
+    (12, &["idlehands_key_model_late"]),
+];
+
+#[cfg(test)]
+impl Store {
+    /// Takes the store back to before migration `version` (9 or later), as a store of an older
+    /// version would be: drops what that migration and the later ones made, and forgets that
+    /// they ran. The next open runs them again.
+    pub(crate) async fn roll_back_to_before(&self, version: i64) -> Result<(), StoreError> {
+        let mut sql = String::new();
+        for (v, tables) in TABLES_SINCE_9 {
+            if v >= version {
+                for t in tables {
+                    sql.push_str(&format!("DROP TABLE {t}; "));
+                }
+            }
+        }
+        sql.push_str(&format!(
+            "DELETE FROM idlehands_schema_migrations WHERE version >= {version}"
+        ));
+        on_db!(&self.db, pool => {
+            sqlx::raw_sql(&sql).execute(pool).await?;
+        });
+        Ok(())
+    }
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -957,16 +987,7 @@ mod tests {
         let store = Store::open(&path).await.unwrap();
         assert!(!logs.text().contains("upgrading"), "{}", logs.text());
         // Back to schema 9, as a store of an older version would be.
-        crate::db::on_db!(&store.db, pool => {
-            sqlx::raw_sql(
-                "DROP TABLE idlehands_spend_by_key_model; DROP TABLE idlehands_key_models; \
-                 DROP TABLE idlehands_key_model_late; \
-                 DELETE FROM idlehands_schema_migrations WHERE version >= 10",
-            )
-            .execute(pool)
-            .await
-            .unwrap();
-        });
+        store.roll_back_to_before(10).await.unwrap();
         store.close().await;
         let store = Store::open(&path).await.unwrap();
         let text = logs.text();

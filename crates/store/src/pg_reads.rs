@@ -124,12 +124,14 @@ pub(crate) async fn spend_by_key_and_model(
         // (calls that crossed midnight), and the kept sums hold none of them.
         let late: Vec<(i64, i64, i64)> = sqlx::query_as(
             "SELECT span, day, writes FROM idlehands_key_model_late \
-             WHERE (span = 0 AND day = 0) \
+             WHERE (span = $4 AND day = $5) \
              OR (day >= $1 AND day < $2 AND day + span < $3) ORDER BY span, day",
         )
         .bind(lo)
         .bind(hi)
         .bind(closed_before)
+        .bind(daily_spend::REBUILDS.0)
+        .bind(daily_spend::REBUILDS.1)
         .fetch_all(&mut *tx)
         .await?;
         Some(ClosedOf {

@@ -824,7 +824,12 @@ impl Store {
             }
             sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(crate::db::V9_BACKFILL)).await?;
             sqlx::Executor::execute(&mut *tx, sqlx::raw_sql(crate::db::V11_BACKFILL)).await?;
-            sqlx::query(crate::daily_spend::CELLS_REBUILT).execute(&mut *tx).await?;
+            let (span, day) = crate::daily_spend::REBUILDS;
+            sqlx::query(crate::daily_spend::LATE_WRITE)
+                .bind(span)
+                .bind(day)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
         });
         Ok(())
