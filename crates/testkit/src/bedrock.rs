@@ -232,10 +232,12 @@ fn stream_events(reply: &Reply) -> Vec<(&'static str, Value)> {
         index += 1;
     }
     ev.push(("messageStop", json!({"stopReason": stop_reason(reply)})));
-    ev.push((
-        "metadata",
-        json!({"usage": usage(reply), "metrics": {"latencyMs": 1}}),
-    ));
+    if !reply.usage_omitted {
+        ev.push((
+            "metadata",
+            json!({"usage": usage(reply), "metrics": {"latencyMs": 1}}),
+        ));
+    }
     ev
 }
 

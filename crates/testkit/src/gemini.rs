@@ -213,6 +213,13 @@ fn stream_chunks(model: &str, n: usize, reply: &Reply) -> Vec<Value> {
         "modelVersion": model,
         "responseId": id,
     }));
+    if reply.usage_omitted {
+        for chunk in &mut out {
+            if let Some(o) = chunk.as_object_mut() {
+                o.remove("usageMetadata");
+            }
+        }
+    }
     // A scripted stream fault counts chunks, as the OpenAI fake does.
     if let Some(Fault::TruncateStream { after } | Fault::ResetMidStream { after }) = &reply.fault {
         out.truncate(*after);

@@ -141,6 +141,10 @@ pub struct Reply {
     pub framing: crate::Framing,
     /// Answer only once this gate opens.
     pub gate: Option<Gate>,
+    /// Leave the token counts out of the answer: a ConverseStream without its `metadata`
+    /// event, a Gemini answer without `usageMetadata` (providers that end a stream early or
+    /// proxies in front of them do).
+    pub usage_omitted: bool,
 }
 
 impl Default for Reply {
@@ -157,6 +161,7 @@ impl Default for Reply {
             id: None,
             framing: crate::Framing::default(),
             gate: None,
+            usage_omitted: false,
         }
     }
 }
@@ -236,6 +241,12 @@ impl Reply {
 
     pub fn with_usage(mut self, prompt: u64, completion: u64) -> Self {
         self.usage = Usage::new(prompt, completion);
+        self
+    }
+
+    /// Answer without token counts (see [`Reply::usage_omitted`]).
+    pub fn without_usage(mut self) -> Self {
+        self.usage_omitted = true;
         self
     }
 

@@ -22,7 +22,8 @@
 //!    in the provider's event mapping), wrapped in [`stream_to_openai::BodyToOpenAi`]: push the
 //!    raw body bytes as they arrive (it cuts them into SSE events or event-stream messages),
 //!    forward the chunks it returns, and call `finish()` when the body ends: it yields the
-//!    usage chunk, or an error when the stream was cut short.
+//!    usage chunk (none when the provider reported no counts), or an error when the stream
+//!    was cut short.
 //!
 //! The gateway's own Anthropic-format endpoint runs the other way round, see
 //! [`anthropic_inbound`].

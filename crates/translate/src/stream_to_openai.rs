@@ -75,6 +75,9 @@ pub struct Chunks {
     created: u64,
     pub(crate) id: String,
     pub(crate) counts: TokenCounts,
+    /// The provider reported token counts: a stream that never does gets no usage chunk, so
+    /// the gateway counts the call itself instead of charging zero tokens.
+    pub(crate) reported: bool,
     finish: Option<&'static str>,
     /// Provider content block index -> OpenAI tool call index: providers number blocks across
     /// text, reasoning and tool use, OpenAI numbers tool calls alone.
@@ -88,9 +91,16 @@ impl Chunks {
             created,
             id: id.to_string(),
             counts: TokenCounts::default(),
+            reported: false,
             finish: None,
             tool_calls: HashMap::new(),
         }
+    }
+
+    /// The provider's token counts (they replace any earlier ones).
+    pub(crate) fn report(&mut self, counts: TokenCounts) {
+        self.counts = counts;
+        self.reported = true;
     }
 
     pub(crate) fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
@@ -159,24 +169,24 @@ impl<P: ProviderStream> StreamToOpenAi<P> {
         self.chunks.finish
     }
 
-    /// Usage so far (final once the stream is complete), OpenAI-shaped.
-    pub fn usage(&self) -> Value {
-        self.chunks.counts.to_usage()
+    /// Usage so far (final once the stream is complete), OpenAI-shaped; `None` while the
+    /// provider has reported none.
+    pub fn usage(&self) -> Option<Value> {
+        self.chunks.reported.then(|| self.chunks.counts.to_usage())
     }
 
     /// Call when the upstream body ends: the trailing usage chunk (send it when the client
-    /// asked for `stream_options.include_usage`), or an error for a stream cut short.
-    pub fn finish(&self) -> Result<Value, TranslateError> {
+    /// asked for `stream_options.include_usage`), `None` when the provider never reported
+    /// usage (nothing to relay: zeros would charge the call nothing), or an error for a
+    /// stream cut short.
+    pub fn finish(&self) -> Result<Option<Value>, TranslateError> {
         if !self.is_complete() {
             return Err(TranslateError::untranslatable(P::CUT_SHORT, ""));
         }
         let c = &self.chunks;
-        Ok(openai::usage_chunk(
-            &c.id,
-            &c.model,
-            c.created,
-            self.usage(),
-        ))
+        Ok(self
+            .usage()
+            .map(|u| openai::usage_chunk(&c.id, &c.model, c.created, u)))
     }
 }
 
@@ -203,8 +213,9 @@ impl<P: ProviderStream> BodyToOpenAi<P> {
         Ok(out)
     }
 
-    /// The body ended: the trailing usage chunk, or an error for a stream cut short.
-    pub fn finish(&mut self) -> Result<Value, TranslateError> {
+    /// The body ended: the trailing usage chunk (`None`: the provider reported no usage), or
+    /// an error for a stream cut short.
+    pub fn finish(&mut self) -> Result<Option<Value>, TranslateError> {
         if let Some(frame) = self.decoder.finish() {
             // A last frame without its terminator still counts: its chunks are lost to the
             // client but its usage and stop are kept.

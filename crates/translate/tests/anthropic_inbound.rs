@@ -153,7 +153,11 @@ async fn anthropic_client_to_anthropic_upstream_keeps_thinking_and_cache() {
             out.extend(to_anthropic.push(&chunk).unwrap());
         }
     }
-    out.extend(to_anthropic.push(&to_openai.finish().unwrap()).unwrap());
+    out.extend(
+        to_anthropic
+            .push(&to_openai.finish().unwrap().unwrap())
+            .unwrap(),
+    );
     out.extend(to_anthropic.finish());
     let names: Vec<&str> = out.iter().map(|e| e.name).collect();
     // Pings and empty input fragments carry nothing, so they are not reproduced.

@@ -89,7 +89,7 @@ async fn streamed_text_with_cache_usage() {
         chunks.extend(machine.push(ev.event.as_deref(), &ev.data).unwrap());
     }
     assert!(machine.is_complete());
-    chunks.push(machine.finish().unwrap());
+    chunks.push(machine.finish().unwrap().unwrap());
     let text: String = chunks
         .iter()
         .filter_map(|c| {
@@ -98,7 +98,7 @@ async fn streamed_text_with_cache_usage() {
         })
         .collect();
     assert_eq!(text, "Sunny and 21C.");
-    let usage = machine.usage();
+    let usage = machine.usage().unwrap();
     assert_eq!(usage["prompt_tokens"], 150);
     assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 100);
     insta::assert_json_snapshot!(chunks);

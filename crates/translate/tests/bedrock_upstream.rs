@@ -149,8 +149,8 @@ async fn converse_stream_binary_frames_to_chunks() {
     }
     assert_eq!(decoder.pending(), 0);
     assert_eq!(machine.finish_reason(), Some("tool_calls"));
-    chunks.push(machine.finish().unwrap());
-    assert_eq!(machine.usage()["total_tokens"], 80);
+    chunks.push(machine.finish().unwrap().unwrap());
+    assert_eq!(machine.usage().unwrap()["total_tokens"], 80);
     insta::assert_json_snapshot!(chunks);
 }
 

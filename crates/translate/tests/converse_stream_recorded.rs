@@ -50,7 +50,7 @@ fn translate(r: &Recorded, piece: usize) -> (Vec<Value>, Value, BodyToOpenAi<Con
     for p in r.body.chunks(piece) {
         chunks.extend(body.push(p).unwrap());
     }
-    let usage = body.finish().unwrap();
+    let usage = body.finish().unwrap().unwrap();
     (chunks, usage, body)
 }
 

@@ -84,8 +84,8 @@ async fn streamed_text_over_sse() {
         chunks.extend(machine.push(&ev.data).unwrap());
     }
     assert!(machine.is_complete());
-    chunks.push(machine.finish().unwrap());
-    let usage = machine.usage();
+    chunks.push(machine.finish().unwrap().unwrap());
+    let usage = machine.usage().unwrap();
     assert_eq!(usage["completion_tokens"], 40);
     assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], 25);
     assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 256);

@@ -225,7 +225,10 @@ where
                 None => {
                     return match p.source.finish() {
                         Ok(usage) => {
-                            frame(&mut out, &usage);
+                            // Without one, the client stream counts the call itself.
+                            if let Some(usage) = usage {
+                                frame(&mut out, &usage);
+                            }
                             out.extend_from_slice(idlehands_wire::sse::DONE);
                             Some((Ok(out.freeze()), None))
                         }

@@ -74,7 +74,9 @@ fn message_start(ev: &Value, out: &mut Chunks) -> Value {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    out.counts = token_counts(msg.get("usage").unwrap_or(&Value::Null));
+    if let Some(u) = msg.get("usage") {
+        out.report(token_counts(u));
+    }
     out.role()
 }
 
@@ -83,6 +85,7 @@ fn message_delta(ev: &Value, out: &mut Chunks) -> Value {
         let n = |k: &str| u.get(k).and_then(Value::as_u64);
         if let Some(completion) = n("output_tokens") {
             out.counts.completion = completion;
+            out.reported = true;
         }
         // Newer API versions repeat the input counts here; they are final, so they win.
         if n("input_tokens").is_some() {
@@ -247,7 +250,7 @@ mod tests {
         let (mut chunks, m) = run(&events);
         assert!(m.is_complete());
         assert_eq!(m.finish_reason(), Some("tool_calls"));
-        chunks.push(m.finish().unwrap_or(Value::Null));
+        chunks.push(m.finish().ok().flatten().unwrap_or(Value::Null));
         insta::assert_json_snapshot!(chunks);
     }
 

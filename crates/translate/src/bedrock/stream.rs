@@ -86,7 +86,9 @@ fn event(kind: &str, data: &Value, out: &mut Chunks) -> Result<Vec<Value>, Trans
             return Ok(vec![out.finished(reason)]);
         }
         "metadata" => {
-            out.counts = token_counts(data.get("usage").unwrap_or(&Value::Null));
+            if let Some(u) = data.get("usage") {
+                out.report(token_counts(u));
+            }
             return Ok(Vec::new());
         }
         // contentBlockStop and newer events carry nothing to forward.
@@ -198,8 +200,33 @@ mod tests {
             }
         }
         assert_eq!(dec.pending(), 0);
-        chunks.push(m.finish().unwrap_or(Value::Null));
+        chunks.push(m.finish().ok().flatten().unwrap_or(Value::Null));
         insta::assert_json_snapshot!(chunks);
+    }
+
+    #[test]
+    fn a_stream_without_metadata_reports_no_usage() {
+        let mut m = ConverseStreamToOpenAi::new("m", "req-3", 0);
+        for (kind, payload) in [
+            ("messageStart", json!({"role": "assistant"})),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": "Hi."}}),
+            ),
+            ("messageStop", json!({"stopReason": "end_turn"})),
+        ] {
+            m.push_message(&message(kind, payload)).unwrap();
+        }
+        assert!(m.is_complete());
+        assert_eq!(m.usage(), None);
+        assert_eq!(m.finish().unwrap(), None);
+        m.push_message(&message(
+            "metadata",
+            json!({"usage": {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}}),
+        ))
+        .unwrap();
+        // Zeros the provider reported are its answer, and relayed as such.
+        assert_eq!(m.usage().unwrap()["total_tokens"], 0);
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl ProviderStream for GeminiEvents {
             chunks.push(out.role());
         }
         if let Some(meta) = ev.get("usageMetadata") {
-            out.counts = token_counts(meta);
+            out.report(token_counts(meta));
         }
         if ev.pointer("/promptFeedback/blockReason").is_some() {
             chunks.push(out.finished("content_filter"));
@@ -103,8 +103,17 @@ mod tests {
             chunks.extend(m.push(&e.to_string()).unwrap_or_default());
         }
         assert_eq!(m.finish_reason(), Some("tool_calls"));
-        chunks.push(m.finish().unwrap_or(Value::Null));
+        chunks.push(m.finish().ok().flatten().unwrap_or(Value::Null));
         insta::assert_json_snapshot!(chunks);
+    }
+
+    #[test]
+    fn a_stream_without_usage_metadata_reports_no_usage() {
+        let mut m = GeminiStreamToOpenAi::new("g", 0);
+        m.push(&json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hi."}]}, "finishReason": "STOP"}], "responseId": "s2"}).to_string())
+            .unwrap();
+        assert_eq!(m.finish_reason(), Some("stop"));
+        assert_eq!(m.finish().unwrap(), None);
     }
 
     #[test]
