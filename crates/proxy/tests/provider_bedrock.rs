@@ -179,13 +179,31 @@ async fn converse_stream_event_frames_become_openai_chunks() {
     gw.shutdown().await.unwrap();
 }
 
-/// A ConverseStream that ends without its `metadata` event reports no usage: the call is
-/// charged by the gateway's estimate (and says so), never as zero tokens.
+/// A ConverseStream that ends without its `metadata` event, or a Converse answer without
+/// `usage`, reports no counts: the call is charged by the gateway's estimate (and says so),
+/// never as zero tokens.
 #[tokio::test]
-async fn converse_stream_without_metadata_is_charged_by_the_estimate() {
+async fn converse_without_usage_is_charged_by_the_estimate() {
     let up = FakeBedrock::start().await;
     up.set_default(reply().with_chunk_chars(9).without_usage());
     let gw = gateway(&up).await;
+    let chars = |v: &Value| serde_json::to_string(v).unwrap().chars().count() as u64;
+
+    let plain = request(false);
+    let resp = post_json(&gw, "/v1/chat/completions", &plain).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body.get("usage").is_none(), "{body}");
+    let rec = gw.records(1).await.pop().unwrap();
+    assert!(rec.usage_estimated);
+    let prompt = (chars(&plain["messages"]) + chars(&plain["tools"])).div_ceil(4);
+    assert_eq!(rec.prompt_tokens, prompt);
+    assert!(rec.completion_tokens > 0, "{rec:?}");
+    assert_eq!(
+        rec.cost_nanos as i64,
+        expected_nanos(PRICE, prompt as i64, 0, 0, rec.completion_tokens as i64)
+    );
+
     let req = request(true);
     let resp = post_json(&gw, "/v1/chat/completions", &req).await;
     assert_eq!(resp.status(), 200);
@@ -197,11 +215,10 @@ async fn converse_stream_without_metadata_is_charged_by_the_estimate() {
         .find(|c| c.get("usage").is_some_and(|u| !u.is_null()))
         .cloned()
         .unwrap();
-    let rec = gw.records(1).await.pop().unwrap();
+    let rec = gw.records(2).await.pop().unwrap();
     assert!(rec.stream);
     assert!(rec.usage_estimated);
     // Four characters a token over the messages and tools, and over the text generated.
-    let chars = |v: &Value| serde_json::to_string(v).unwrap().chars().count() as u64;
     let prompt = (chars(&req["messages"]) + chars(&req["tools"])).div_ceil(4);
     assert_eq!(rec.prompt_tokens, prompt);
     assert!(rec.completion_tokens > 0, "{rec:?}");

@@ -185,12 +185,15 @@ fn whole(reply: &Reply) -> Value {
         let input: Value = serde_json::from_str(&t.arguments).unwrap_or_else(|_| json!({}));
         content.push(json!({"toolUse": {"toolUseId": t.id, "name": t.name, "input": input}}));
     }
-    json!({
+    let mut out = json!({
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": stop_reason(reply),
-        "usage": usage(reply),
         "metrics": {"latencyMs": 1},
-    })
+    });
+    if !reply.usage_omitted {
+        out["usage"] = usage(reply);
+    }
+    out
 }
 
 /// The events of a streamed reply in ConverseStream's order; `metadata` comes last.

@@ -182,12 +182,15 @@ fn whole(model: &str, n: usize, reply: &Reply) -> Value {
         parts.push(json!({"text": reply.text}));
     }
     parts.extend(call_parts(reply));
-    json!({
+    let mut out = json!({
         "candidates": [candidate(parts, true)],
-        "usageMetadata": usage_metadata(reply),
         "modelVersion": model,
         "responseId": format!("fake-{n}"),
-    })
+    });
+    if !reply.usage_omitted {
+        out["usageMetadata"] = usage_metadata(reply);
+    }
+    out
 }
 
 /// Each chunk is a whole response object; the last carries function calls, the finish reason

@@ -271,16 +271,21 @@ pub fn completion(
     created: u64,
     message: Value,
     finish_reason: &str,
-    usage: Value,
+    usage: Option<Value>,
 ) -> Value {
-    json!({
+    let mut out = json!({
         "id": id,
         "object": "chat.completion",
         "created": created,
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-        "usage": usage,
-    })
+    });
+    // Without the provider's counts there is no `usage`: the gateway estimates the call then,
+    // where zeros would charge it nothing.
+    if let (Some(u), Some(o)) = (usage, out.as_object_mut()) {
+        o.insert("usage".into(), u);
+    }
+    out
 }
 
 /// One `chat.completion.chunk` for choice 0.

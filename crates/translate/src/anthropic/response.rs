@@ -73,7 +73,7 @@ pub fn from_messages_response(
 
     let id = resp.get("id").and_then(Value::as_str).unwrap_or("");
     let stop = resp.get("stop_reason").and_then(Value::as_str);
-    let usage = token_counts(resp.get("usage").unwrap_or(&Value::Null)).to_usage();
+    let usage = resp.get("usage").map(|u| token_counts(u).to_usage());
     Ok(openai::completion(
         id,
         model,

@@ -290,7 +290,7 @@ pub fn from_converse_response(
         message["thinking_blocks"] = Value::Array(thinking_blocks);
     }
     let stop = resp.get("stopReason").and_then(Value::as_str);
-    let usage = token_counts(resp.get("usage").unwrap_or(&Value::Null)).to_usage();
+    let usage = resp.get("usage").map(|u| token_counts(u).to_usage());
     Ok(openai::completion(
         id,
         model,

@@ -92,7 +92,9 @@ pub fn from_generate_content_response(
         });
     }
     let response_id = resp.get("responseId").and_then(Value::as_str).unwrap_or("");
-    let usage = token_counts(resp.get("usageMetadata").unwrap_or(&Value::Null)).to_usage();
+    let usage = resp
+        .get("usageMetadata")
+        .map(|u| token_counts(u).to_usage());
     let id = format!("chatcmpl-{response_id}");
     let candidates = match resp.get("candidates").and_then(Value::as_array) {
         Some(c) if !c.is_empty() => c,
