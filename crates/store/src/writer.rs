@@ -712,6 +712,37 @@ mod tests {
             .unwrap()
     }
 
+    /// The SQLite row thread frees committed rows itself and hands the emptied vector back
+    /// for the next batch; rows it could not commit come back whole, for the retry.
+    #[tokio::test]
+    async fn committed_batches_come_back_empty_and_failed_ones_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pool) = sqlite_store(&dir).await;
+        let items: Vec<BatchItem> = (0..500)
+            .map(|i| BatchItem::Row(Box::new(row(&format!("r{i:03}")))))
+            .collect();
+        let (back, result) = store.write_batch_owned(items, true).await;
+        result.unwrap();
+        assert!(back.is_empty());
+        assert!(back.capacity() >= 500, "the vector is kept for reuse");
+        assert_eq!(ids(&pool).await.len(), 500);
+
+        refuse_every_row(&pool).await;
+        let items: Vec<BatchItem> = (0..3)
+            .map(|i| BatchItem::Row(Box::new(row(&format!("s{i}")))))
+            .collect();
+        let (back, result) = store.write_batch_owned(items, true).await;
+        assert!(result.is_err());
+        let back: Vec<String> = back
+            .iter()
+            .map(|b| match b {
+                BatchItem::Row(r) => r.request_id.clone(),
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(back, ["s0", "s1", "s2"]);
+    }
+
     #[tokio::test]
     async fn a_refused_row_is_kept_and_committed_once_the_database_takes_it() {
         let dir = tempfile::tempdir().unwrap();
