@@ -118,9 +118,9 @@ const SLICE: Duration = Duration::from_micros(200);
 /// Lets the serving threads in during a long commit. The scheduler does not preempt this
 /// thread when a serving thread wakes on its CPU (it waits for the next tick, 4 ms at 250 Hz,
 /// even with the other CPU idle), so a commit of a second's rows held requests up for
-/// milliseconds: at one connection the gateway's p99 was 2.3 ms with spend logging and 0.5 ms
-/// without (bench/run.sh). Yielding every [`SLICE`] bounds that wait; with nothing else
-/// runnable the yield returns at once.
+/// milliseconds: at one connection the gateway's p99 was about 2 ms with spend logging and
+/// 0.5 ms without (README, Performance). Yielding every [`SLICE`] bounds that wait; with
+/// nothing else runnable the yield returns at once.
 struct Pace(Instant);
 
 impl Pace {
