@@ -143,7 +143,8 @@ pub struct Reply {
     pub gate: Option<Gate>,
     /// Leave the token counts out of the answer: a ConverseStream without its `metadata`
     /// event, a Gemini answer without `usageMetadata` (providers that end a stream early or
-    /// proxies in front of them do).
+    /// proxies in front of them do). Only the Bedrock and Gemini fakes act on it; the
+    /// OpenAI-compatible fake has its own no-usage captures (`replay`).
     pub usage_omitted: bool,
 }
 

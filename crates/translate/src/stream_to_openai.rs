@@ -77,7 +77,7 @@ pub struct Chunks {
     pub(crate) counts: TokenCounts,
     /// The provider reported token counts: a stream that never does gets no usage chunk, so
     /// the gateway counts the call itself instead of charging zero tokens.
-    pub(crate) reported: bool,
+    reported: bool,
     finish: Option<&'static str>,
     /// Provider content block index -> OpenAI tool call index: providers number blocks across
     /// text, reasoning and tool use, OpenAI numbers tool calls alone.

@@ -84,14 +84,15 @@ fn message_delta(ev: &Value, out: &mut Chunks) -> Value {
     if let Some(u) = ev.get("usage") {
         let n = |k: &str| u.get(k).and_then(Value::as_u64);
         if let Some(completion) = n("output_tokens") {
-            out.counts.completion = completion;
-            out.reported = true;
+            let mut counts = out.counts;
+            counts.completion = completion;
+            out.report(counts);
         }
         // Newer API versions repeat the input counts here; they are final, so they win.
         if n("input_tokens").is_some() {
             let mut fresh = token_counts(u);
             fresh.completion = out.counts.completion;
-            out.counts = fresh;
+            out.report(fresh);
         }
     }
     let stop = ev.pointer("/delta/stop_reason").and_then(Value::as_str);
