@@ -471,6 +471,7 @@ mod tests {
 
     use super::*;
     use crate::spend_db::{BatchItem, ReportGroup};
+    use crate::test_postgres::{drop_schema, postgres_schema};
     use crate::{SpendGroup, SpendLogsQuery, Store, StoreOptions};
 
     const DAY0: i64 = 20_500; // 2026-02-16
@@ -723,7 +724,7 @@ mod tests {
         let store = Store::open_with(opts).await.unwrap();
         assert_eq!(
             store.schema_versions().await.unwrap(),
-            (1..=12).collect::<Vec<i64>>()
+            (1..=13).collect::<Vec<i64>>()
         );
         assert_eq!(rollup_rows(&store).await, written);
         store.close().await;
@@ -781,26 +782,6 @@ mod tests {
         let err = key_model_report(&store).await.unwrap_err().to_string();
         assert!(err.contains("idlehands_key_models"), "{err}");
         store.close().await;
-    }
-
-    /// Options for a store in a schema of its own on the test Postgres (which must be up).
-    async fn postgres_schema() -> (sqlx::PgPool, StoreOptions, String) {
-        let url = std::env::var("DATABASE_URL_TEST")
-            .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".to_owned());
-        let pool = sqlx::PgPool::connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("Postgres at {url} is required for this test: {e}"));
-        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut opts = StoreOptions::new(url);
-        opts.pg_schema = Some(schema.clone());
-        (pool, opts, schema)
-    }
-
-    async fn drop_schema(pool: &sqlx::PgPool, schema: &str) {
-        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(pool)
-            .await
-            .unwrap();
     }
 
     /// Two instances committing the same new (key, model) pairs at once on one Postgres: each

@@ -858,6 +858,16 @@ const V12_KEY_MODEL_LATE_WRITES: &str = "CREATE TABLE idlehands_key_model_late (
     PRIMARY KEY (span, day)
 )";
 
+// Migration 13: since the gateway's call id became the spend row's key, new rows repeat it in
+// `litellm_call_id`, so the index on that column only duplicated the primary key at the cost
+// of a B-tree insert (and its pages) per row. Rows of the first store version can differ, and
+// `/spend/logs?request_id=` must still find those by their call id: the index keeps just them.
+const V13_PARTIAL_CALL_ID_INDEX: &str = "
+DROP INDEX idlehands_sl_call;
+CREATE INDEX idlehands_sl_call ON idlehands_spend_logs (litellm_call_id)
+    WHERE litellm_call_id <> request_id;
+";
+
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -931,6 +941,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: V12_KEY_MODEL_LATE_WRITES,
         postgres: V12_KEY_MODEL_LATE_WRITES,
     },
+    Migration {
+        version: 13,
+        name: "partial_spend_log_call_id_index",
+        sqlite: V13_PARTIAL_CALL_ID_INDEX,
+        postgres: V13_PARTIAL_CALL_ID_INDEX,
+    },
 ];
 
 /// The tables each schema migration from 9 on made (11 remade 10's under the same name).
@@ -992,10 +1008,11 @@ mod tests {
         let store = Store::open(&path).await.unwrap();
         let text = logs.text();
         let upgrades: Vec<&str> = text.lines().filter(|l| l.contains("upgrading")).collect();
-        assert_eq!(upgrades.len(), 3, "{text}");
+        assert_eq!(upgrades.len(), 4, "{text}");
         assert!(upgrades[0].contains("version=10"), "{text}");
         assert!(upgrades[1].contains("version=11") && upgrades[1].contains("key_model_ids"));
         assert!(upgrades[2].contains("version=12") && upgrades[2].contains("late_writes"));
+        assert!(upgrades[3].contains("version=13") && upgrades[3].contains("call_id_index"));
         store.close().await;
     }
 

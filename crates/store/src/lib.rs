@@ -41,6 +41,8 @@ mod sqlite_reads;
 mod sqlite_rows;
 pub mod teams;
 mod teams_db;
+#[cfg(test)]
+mod test_postgres;
 pub mod types;
 pub mod users;
 mod users_db;

@@ -569,10 +569,7 @@ impl Store {
         }
         if let Some(id) = &q.request_id {
             texts.push(id.clone());
-            conds.push(format!(
-                "(request_id = ${0} OR litellm_call_id = ${0} OR upstream_response_id = ${0})",
-                texts.len()
-            ));
+            conds.push(request_id_match(texts.len()));
         }
         let by_column = [
             ("user_id", &q.user_id),
@@ -661,10 +658,7 @@ impl Store {
         let mut extra = String::new();
         if let Some(id) = &q.request_id {
             texts.push(id.clone());
-            extra = format!(
-                " AND (request_id = ${0} OR litellm_call_id = ${0} OR upstream_response_id = ${0})",
-                texts.len() + 2
-            );
+            extra = format!(" AND {}", request_id_match(texts.len() + 2));
         }
         let where_sql = if conds.is_empty() {
             String::new()
@@ -1015,5 +1009,152 @@ impl Store {
             out
         });
         Ok(out)
+    }
+}
+
+/// `/spend/logs?request_id=`: the row's key, its `litellm_call_id` or the upstream's response
+/// id, bound as parameter `n`. The index on `litellm_call_id` holds only the rows whose call id
+/// differs from their key (migration 13): rows written since the call id became the key repeat
+/// it, and indexing them again cost every insert a B-tree write. Saying `<> request_id` in the
+/// query is what lets SQLite and Postgres use that partial index (a row whose two ids are equal
+/// is found by its key).
+fn request_id_match(n: usize) -> String {
+    format!(
+        "(request_id = ${n} OR (litellm_call_id = ${n} AND litellm_call_id <> request_id) \
+         OR upstream_response_id = ${n})"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::test_postgres::{drop_schema, postgres_schema};
+    use crate::{SpendLogRow, Store};
+
+    fn row(id: &str, call_id: &str, upstream_id: &str) -> BatchItem {
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        BatchItem::Row(Box::new(SpendLogRow {
+            request_id: id.to_owned(),
+            litellm_call_id: Some(call_id.to_owned()),
+            upstream_response_id: Some(upstream_id.to_owned()),
+            api_key: "k".to_owned(),
+            model: "m".to_owned(),
+            status: crate::spend::STATUS_SUCCESS.to_owned(),
+            start_time: at,
+            end_time: at,
+            ..SpendLogRow::default()
+        }))
+    }
+
+    /// A row of the first store version (call id unlike its key) and rows written since (the
+    /// same id twice) are all found by each of their ids, and the lookup reads indexes only:
+    /// the call-id index, which holds just the old kind of row, included.
+    async fn request_ids_are_found_through_indexes(store: Store) {
+        let mut items = vec![row("old-key", "old-call", "chatcmpl-old")];
+        for i in 0..50 {
+            items.push(row(
+                &format!("call-{i}"),
+                &format!("call-{i}"),
+                "chatcmpl-same",
+            ));
+        }
+        store.write_batch(&items, true).await.unwrap();
+        let found = |id: &str| {
+            let q = SpendLogsQuery {
+                request_id: Some(id.to_owned()),
+                ..SpendLogsQuery::default()
+            };
+            let store = &store;
+            async move {
+                match store.spend_logs(&q).await.unwrap() {
+                    SpendLogsResponse::Rows(rows) => {
+                        let mut ids: Vec<String> = rows.into_iter().map(|r| r.request_id).collect();
+                        ids.sort();
+                        ids
+                    }
+                    other => panic!("rows, not {other:?}"),
+                }
+            }
+        };
+        assert_eq!(found("old-key").await, ["old-key"]);
+        assert_eq!(found("old-call").await, ["old-key"]);
+        assert_eq!(found("chatcmpl-old").await, ["old-key"]);
+        assert_eq!(found("call-7").await, ["call-7"]);
+        assert_eq!(found("chatcmpl-same").await.len(), 50);
+        assert!(found("nothing").await.is_empty());
+
+        let sql = format!(
+            "SELECT request_id FROM idlehands_spend_logs WHERE {}",
+            request_id_match(1)
+        );
+        let plan: Vec<String> = match &store.db {
+            Db::Sqlite(pool, _) => sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .bind("old-call")
+                .fetch_all(pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>("detail"))
+                .collect(),
+            Db::Postgres(pool) => {
+                // The table is tiny, so a scan would win on cost: rule it out to see whether
+                // the indexes can answer at all.
+                let mut tx = pool.begin().await.unwrap();
+                sqlx::query("SET LOCAL enable_seqscan = off")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                let plan = sqlx::query(&format!("EXPLAIN {sql}"))
+                    .bind("old-call")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>(0))
+                    .collect();
+                tx.rollback().await.unwrap();
+                plan
+            }
+        };
+        let plan = plan.join("\n");
+        assert!(!plan.contains("SCAN idlehands_spend_logs"), "{plan}");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+        assert!(plan.contains("idlehands_sl_call"), "{plan}");
+
+        // Rows whose call id is their key get no entry in that index.
+        let def: String = match &store.db {
+            Db::Sqlite(pool, _) => sqlx::query_scalar(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'idlehands_sl_call'",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+            Db::Postgres(pool) => sqlx::query_scalar(
+                "SELECT indexdef FROM pg_indexes \
+                 WHERE indexname = 'idlehands_sl_call' AND schemaname = current_schema()",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        };
+        assert!(def.contains("<> request_id"), "{def}");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_request_ids_are_found_through_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ids.db").display().to_string();
+        request_ids_are_found_through_indexes(Store::open(&path).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_request_ids_are_found_through_indexes() {
+        let (pool, opts, schema) = postgres_schema().await;
+        request_ids_are_found_through_indexes(Store::open_with(opts).await.unwrap()).await;
+        drop_schema(&pool, &schema).await;
     }
 }

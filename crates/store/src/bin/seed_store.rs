@@ -124,7 +124,6 @@ fn seed_sqlite(path: &str, s: &mut Seeder) -> Result<(), rusqlite::Error> {
             let end = (i + 200_000).min(s.rows);
             while i < end {
                 let r = s.row(i);
-                let call = format!("call-{}", r.request_id);
                 stmt.execute(rusqlite::params![
                     r.request_id,
                     "acompletion",
@@ -146,7 +145,8 @@ fn seed_sqlite(path: &str, s: &mut Seeder) -> Result<(), rusqlite::Error> {
                     "{}",
                     "[]",
                     "success",
-                    call,
+                    // The gateway's call id is the row's key and its litellm_call_id alike.
+                    r.request_id,
                     r.end,
                     false,
                 ])?;
@@ -192,7 +192,7 @@ async fn seed_postgres(url: &str, s: &mut Seeder) -> Result<(), sqlx::Error> {
             use std::fmt::Write;
             let _ = writeln!(
                 buf,
-                "{id},acompletion,{key},{spend},{total},{p},{c},{st},{en},{cs},{dur},{m},seed-deployment,{m},openai,http://127.0.0.1:18080/v1,{user},{{}},[],success,call-{id},{en},false",
+                "{id},acompletion,{key},{spend},{total},{p},{c},{st},{en},{cs},{dur},{m},seed-deployment,{m},openai,http://127.0.0.1:18080/v1,{user},{{}},[],success,{id},{en},false",
                 id = r.request_id,
                 key = s.keys[r.api_key_index],
                 spend = r.spend,
