@@ -905,6 +905,14 @@ mod tests {
         let after_late = report(a.clone()).await;
         assert_eq!(after_late, truth(a.clone()).await);
         assert!(after_late.iter().any(|r| r.api_key.contains("a-new-key")));
+        // Every pair named once, the new key's read by id after the first report read all.
+        let pairs: i64 = crate::db::on_db!(&a.db, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM idlehands_key_models")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        });
+        assert_eq!(a.pair_names.len(), usize::try_from(pairs).unwrap());
         assert_ne!(after_late, first);
 
         // Ranges ending today, yesterday and before, from every start: each read twice (the

@@ -130,6 +130,8 @@ pub struct Store {
     spill: Option<std::path::PathBuf>,
     /// Postgres: the closed cells of the last key-model report (see `pg_reads`).
     pub(crate) closed_cells: std::sync::Arc<crate::pg_reads::ClosedCells>,
+    /// Postgres: the key-model pairs' names read so far (see `pair_names`).
+    pub(crate) pair_names: std::sync::Arc<crate::pair_names::PairNames>,
 }
 
 impl Store {
@@ -158,6 +160,7 @@ impl Store {
             db,
             spill,
             closed_cells: Default::default(),
+            pair_names: Default::default(),
         };
         store.migrate().await?;
         Ok(store)

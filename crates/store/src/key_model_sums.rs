@@ -118,6 +118,21 @@ impl Sums {
         }
     }
 
+    /// The ids summed so far.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = i64> + '_ {
+        let (dense, sparse) = match self {
+            Sums::Dense { seen, .. } => (Some(seen), None),
+            Sums::Sparse(map) => (None, Some(map)),
+        };
+        let dense = dense.into_iter().flat_map(|seen| {
+            seen.iter()
+                .enumerate()
+                .filter(|(_, s)| **s)
+                .map(|(i, _)| i64::try_from(i).unwrap_or(i64::MAX))
+        });
+        dense.chain(sparse.into_iter().flat_map(|m| m.keys().copied()))
+    }
+
     pub(crate) fn len(&self) -> usize {
         match self {
             Sums::Dense { len, .. } => *len,

@@ -34,6 +34,7 @@ mod responses_db;
 pub use responses_db::StoredResponseRow;
 pub mod organizations;
 mod organizations_db;
+mod pair_names;
 mod pg_reads;
 pub mod spend;
 mod spend_db;

@@ -14,7 +14,8 @@ use sqlx::PgPool;
 
 use crate::daily_spend::{self, DAY_MS};
 use crate::error::StoreError;
-use crate::key_model_sums::{self, Sums};
+use crate::key_model_sums::Sums;
+use crate::pair_names::{PairNames, ReadPairs};
 use crate::spend_db::KeyModelSpend;
 
 /// The sums of the closed cells of the last report, kept for the next one of the same range.
@@ -59,16 +60,21 @@ impl ClosedCells {
     }
 }
 
+/// Up to this many pairs not yet named are read by id; more (a first report) read the table.
+const PAIRS_BY_ID: usize = 20_000;
+
 /// The columns of a cell the report sums, after its key-model id.
 const CELL_SUMS: &str = "spend_hi, spend_lo, prompt_tokens_hi, prompt_tokens_lo, \
     completion_tokens_hi, completion_tokens_lo";
 
 /// [`crate::Store::spend_by_key_and_model`] from the key-model cells of the days `[lo, hi)`,
 /// in (key, model) byte order, as of `now_ms`: the cells that closed before its day (see
-/// [`ClosedCells`]) from `kept` where it holds them.
+/// [`ClosedCells`]) from `kept` where it holds them, the pairs' names from `names` where it
+/// has them.
 pub(crate) async fn spend_by_key_and_model(
     pool: &PgPool,
     kept: &ClosedCells,
+    names: &PairNames,
     lo: i64,
     hi: i64,
     now_ms: i64,
@@ -180,25 +186,34 @@ pub(crate) async fn spend_by_key_and_model(
             }
         }
     }
-    let mut out = Vec::with_capacity(sums.len());
-    if sums.len() > 0 {
-        let pairs = "COPY (SELECT id, api_key, model FROM idlehands_key_models) \
-                     TO STDOUT (FORMAT binary)";
-        copy_out(&mut tx, pairs, |fields| {
+    let missing = names.missing(&sums);
+    if !missing.is_empty() {
+        // A first report reads every pair; later ones only those first summed since.
+        let which = if missing.len() > PAIRS_BY_ID {
+            String::new()
+        } else {
+            let ids: Vec<String> = missing.iter().map(i64::to_string).collect();
+            format!(" WHERE id = ANY('{{{}}}'::bigint[])", ids.join(","))
+        };
+        let pairs = format!(
+            "COPY (SELECT id, api_key, model FROM idlehands_key_models{which}) \
+             TO STDOUT (FORMAT binary)"
+        );
+        let mut read = ReadPairs::default();
+        copy_out(&mut tx, &pairs, |fields| {
             let [id, key, model] = fields else {
                 return Err(malformed("a pair without its columns"));
             };
-            if let Some(s) = sums.get(int8(*id)?) {
-                out.push(key_model_sums::spend(text(*key)?, text(*model)?, s));
-            }
+            read.push(int8(*id)?, text(*key)?, text(*model)?);
             Ok(())
         })
         .await?;
+        names.add(read);
     }
     tx.rollback().await?;
+    // In byte order, as SQLite's BINARY collation gives it (a key's models together).
+    let out = names.report(&sums);
     sums.all_named(out.len())?;
-    // Byte order, as SQLite's BINARY collation gives it (a key's models together).
-    out.sort_unstable_by(|a, b| (&a.api_key, &a.model).cmp(&(&b.api_key, &b.model)));
     Ok(out)
 }
 
@@ -348,9 +363,9 @@ fn int8(field: Option<&[u8]>) -> Result<i64, StoreError> {
         .ok_or_else(|| malformed("a number that is not 8 bytes"))
 }
 
-fn text(field: Option<&[u8]>) -> Result<String, StoreError> {
+fn text(field: Option<&[u8]>) -> Result<&str, StoreError> {
     let bytes = field.ok_or_else(|| malformed("a NULL name"))?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| malformed("a name that is not UTF-8"))
+    std::str::from_utf8(bytes).map_err(|_| malformed("a name that is not UTF-8"))
 }
 
 fn malformed(what: &str) -> StoreError {

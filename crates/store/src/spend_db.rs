@@ -972,8 +972,15 @@ impl Store {
                 }
                 Db::Postgres(pool) => {
                     let now = to_ms(Utc::now());
-                    crate::pg_reads::spend_by_key_and_model(pool, &self.closed_cells, lo, hi, now)
-                        .await
+                    crate::pg_reads::spend_by_key_and_model(
+                        pool,
+                        &self.closed_cells,
+                        &self.pair_names,
+                        lo,
+                        hi,
+                        now,
+                    )
+                    .await
                 }
             };
         }
