@@ -913,6 +913,9 @@ impl Store {
             daily_spend::sum_parts("total_tokens", "t"),
             daily_spend::relation(source, 1, 2, ""),
         );
+        if let Db::Sqlite(_, writer) = &self.db {
+            return crate::sqlite_reads::spend_by_day_and(writer.path(), sql, lo, hi).await;
+        }
         let out = on_db!(&self.db, pool => {
             let rows = sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());

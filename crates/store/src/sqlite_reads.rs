@@ -18,7 +18,7 @@ use crate::daily_spend;
 use crate::db::SQLITE_BUSY_TIMEOUT;
 use crate::error::StoreError;
 use crate::key_model_sums::Sums;
-use crate::spend_db::KeyModelSpend;
+use crate::spend_db::{DayGroupSpend, KeyModelSpend, wide_sum};
 
 /// [`crate::Store::spend_by_key_and_model`] from the key-model cells of the days `[lo, hi)`,
 /// in (key, model) order, on a connection of its own on the blocking pool. The pairs come in
@@ -175,4 +175,39 @@ fn read_key_model(path: &str, lo: i64, hi: i64) -> Result<Vec<KeyModelSpend>, St
     }
     sums.all_named(out.len())?;
     Ok(out)
+}
+
+/// [`crate::Store::spend_by_day_and`]'s rows from `sql` (its days bound as `$1` and `$2`), read
+/// on a connection of its own on the blocking pool. A month of a 100,000-key store is millions
+/// of rows: through sqlx each went from its SQLite thread to the runtime on a channel and was
+/// decoded column by column by name.
+pub(crate) async fn spend_by_day_and(
+    path: &str,
+    sql: String,
+    lo: i64,
+    hi: i64,
+) -> Result<Vec<DayGroupSpend>, StoreError> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let conn = reader(&path)?;
+        let mut stmt = conn.prepare(&sql).map_err(failed("prepare"))?;
+        let mut rows = stmt
+            .query(rusqlite::named_params! {"$1": lo, "$2": hi})
+            .map_err(failed("query"))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(failed("read"))? {
+            let int = |i: usize| r.get::<_, i64>(i).map_err(failed("read"));
+            out.push(DayGroupSpend {
+                day_ms: int(0)?.saturating_mul(daily_spend::DAY_MS),
+                group: r.get(1).map_err(failed("read"))?,
+                model: r.get(2).map_err(failed("read"))?,
+                api_key: r.get(3).map_err(failed("read"))?,
+                spend: wide_sum(int(4)?, int(5)?),
+                total_tokens: wide_sum(int(6)?, int(7)?),
+            });
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| StoreError::Internal(format!("the day and group report stopped: {e}")))?
 }
