@@ -913,24 +913,26 @@ impl Store {
             daily_spend::sum_parts("total_tokens", "t"),
             daily_spend::relation(source, 1, 2, ""),
         );
-        if let Db::Sqlite(_, writer) = &self.db {
-            return crate::sqlite_reads::spend_by_day_and(writer.path(), sql, lo, hi).await;
-        }
-        let out = on_db!(&self.db, pool => {
-            let rows = sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                out.push(DayGroupSpend {
-                    day_ms: r.try_get::<i64, _>("d")?.saturating_mul(86_400_000),
-                    group: r.try_get("g")?,
-                    model: r.try_get("model")?,
-                    api_key: r.try_get("api_key")?,
-                    spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
-                    total_tokens: wide_sum(r.try_get("t_hi")?, r.try_get("t_lo")?),
-                });
+        let pool = match &self.db {
+            Db::Sqlite(_, writer) => {
+                return crate::sqlite_reads::spend_by_day_and(writer.path(), sql, lo, hi).await;
             }
-            out
-        });
+            Db::Postgres(pool) => pool,
+        };
+        let rows = sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(DayGroupSpend {
+                day_ms: r
+                    .try_get::<i64, _>("d")?
+                    .saturating_mul(daily_spend::DAY_MS),
+                group: r.try_get("g")?,
+                model: r.try_get("model")?,
+                api_key: r.try_get("api_key")?,
+                spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
+                total_tokens: wide_sum(r.try_get("t_hi")?, r.try_get("t_lo")?),
+            });
+        }
         Ok(out)
     }
 }
