@@ -738,6 +738,16 @@ mod tests {
             .await
     }
 
+    async fn pairs_stored(store: &Store) -> usize {
+        let n: i64 = crate::db::on_db!(&store.db, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM idlehands_key_models")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        });
+        usize::try_from(n).unwrap()
+    }
+
     async fn exec(store: &Store, sql: &str) {
         crate::db::on_db!(&store.db, pool => {
             sqlx::raw_sql(sql).execute(pool).await.unwrap();
@@ -815,13 +825,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(key_model_report(&b).await.unwrap(), from_rows);
-        let pairs: i64 = crate::db::on_db!(&a.db, pool => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM idlehands_key_models")
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        });
-        assert_eq!(usize::try_from(pairs).unwrap(), from_rows.len());
+        assert_eq!(pairs_stored(&a).await, from_rows.len());
         a.close().await;
         b.close().await;
         drop_schema(&pool, &schema).await;
@@ -905,14 +909,8 @@ mod tests {
         let after_late = report(a.clone()).await;
         assert_eq!(after_late, truth(a.clone()).await);
         assert!(after_late.iter().any(|r| r.api_key.contains("a-new-key")));
-        // Every pair named once, the new key's read by id after the first report read all.
-        let pairs: i64 = crate::db::on_db!(&a.db, pool => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM idlehands_key_models")
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        });
-        assert_eq!(a.pair_names.len(), usize::try_from(pairs).unwrap());
+        // Every pair named once: the first report read them all, later ones the new pairs.
+        assert_eq!(a.pair_names.len(), pairs_stored(&a).await);
         assert_ne!(after_late, first);
 
         // Ranges ending today, yesterday and before, from every start: each read twice (the

@@ -35,8 +35,7 @@ struct Names {
     dense_rank: Vec<u32>,
     /// Any other id (written by hand): the same.
     sparse: HashMap<i64, (Pair, u32)>,
-    models: Vec<Box<str>>,
-    model_of: HashMap<Box<str>, u32>,
+    models: Models,
     /// Every named id, in (key, model) byte order, as reports list them.
     order: Vec<i64>,
 }
@@ -44,6 +43,29 @@ struct Names {
 struct Pair {
     key: Key,
     model: u32,
+}
+
+/// Model names, each kept once and named by its index.
+#[derive(Default)]
+struct Models {
+    names: Vec<Box<str>>,
+    index_of: HashMap<Box<str>, u32>,
+}
+
+impl Models {
+    fn index(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.index_of.get(name) {
+            return i;
+        }
+        let i = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(name.into());
+        self.index_of.insert(name.into(), i);
+        i
+    }
+
+    fn name(&self, index: u32) -> &str {
+        self.names.get(index as usize).map_or("", |n| n)
+    }
 }
 
 enum Key {
@@ -89,17 +111,11 @@ impl Key {
     }
 
     fn owned_text(&self) -> String {
-        match self {
-            Key::Hash(bytes) => {
-                let mut out = String::with_capacity(64);
-                for b in bytes {
-                    out.push(char::from(HEX[usize::from(b >> 4)]));
-                    out.push(char::from(HEX[usize::from(b & 15)]));
-                }
-                out
-            }
-            Key::Text(t) => t.to_string(),
-        }
+        let mut buf = [0u8; 64];
+        // Hex digits, or a str's own bytes: UTF-8 either way.
+        std::str::from_utf8(self.text(&mut buf))
+            .unwrap_or_default()
+            .to_owned()
     }
 
     fn cmp(&self, other: &Key) -> Ordering {
@@ -128,21 +144,12 @@ fn nibble(c: u8) -> Option<u8> {
 #[derive(Default)]
 pub(crate) struct ReadPairs {
     pairs: Vec<(i64, Pair)>,
-    models: Vec<Box<str>>,
-    model_of: HashMap<Box<str>, u32>,
+    models: Models,
 }
 
 impl ReadPairs {
     pub(crate) fn push(&mut self, id: i64, key: &str, model: &str) {
-        let model = match self.model_of.get(model) {
-            Some(&i) => i,
-            None => {
-                let i = u32::try_from(self.models.len()).unwrap_or(u32::MAX);
-                self.models.push(model.into());
-                self.model_of.insert(model.into(), i);
-                i
-            }
-        };
+        let model = self.models.index(model);
         self.pairs.push((
             id,
             Pair {
@@ -167,7 +174,12 @@ impl PairNames {
     /// Names read from the store (the ids already named are skipped).
     pub(crate) fn add(&self, read: ReadPairs) {
         let mut names = self.names();
-        let models: Vec<u32> = read.models.into_iter().map(|m| names.model(m)).collect();
+        let models: Vec<u32> = read
+            .models
+            .names
+            .iter()
+            .map(|m| names.models.index(m))
+            .collect();
         let mut new: Vec<(i64, Pair)> = Vec::with_capacity(read.pairs.len());
         for (id, mut pair) in read.pairs {
             if names.get(id).is_none() {
@@ -221,11 +233,7 @@ impl PairNames {
             let (Some(s), Some((pair, rank))) = (sums.get(id), names.get(id)) else {
                 continue;
             };
-            let model = names
-                .models
-                .get(pair.model as usize)
-                .map(|m| m.to_string())
-                .unwrap_or_default();
+            let model = names.models.name(pair.model).to_owned();
             let at = u32::try_from(rows.len()).unwrap_or(u32::MAX);
             ranks.push((rank, at));
             rows.push(key_model_sums::spend(pair.key.owned_text(), model, s));
@@ -289,21 +297,11 @@ impl Names {
         }
     }
 
-    fn model(&mut self, model: Box<str>) -> u32 {
-        if let Some(&i) = self.model_of.get(&model) {
-            return i;
-        }
-        let i = u32::try_from(self.models.len()).unwrap_or(u32::MAX);
-        self.models.push(model.clone());
-        self.model_of.insert(model, i);
-        i
-    }
-
     /// Byte order of (key, model), as sorting the texts gives.
     fn cmp_pairs(&self, a: &Pair, b: &Pair) -> Ordering {
         a.key.cmp(&b.key).then_with(|| {
-            let name = |p: &Pair| self.models.get(p.model as usize).map(|m| m.as_bytes());
-            name(a).cmp(&name(b))
+            let name = |p: &Pair| self.models.name(p.model).as_bytes();
+            name(a).cmp(name(b))
         })
     }
 }
