@@ -11,6 +11,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::interner::Interner;
 use crate::key_model_sums::{self, Sums};
 use crate::spend_db::KeyModelSpend;
 
@@ -35,7 +36,7 @@ struct Names {
     dense_rank: Vec<u32>,
     /// Any other id (written by hand): the same.
     sparse: HashMap<i64, (Pair, u32)>,
-    models: Models,
+    models: Interner,
     /// Every named id, in (key, model) byte order, as reports list them.
     order: Vec<i64>,
 }
@@ -43,29 +44,6 @@ struct Names {
 struct Pair {
     key: Key,
     model: u32,
-}
-
-/// Model names, each kept once and named by its index.
-#[derive(Default)]
-struct Models {
-    names: Vec<Box<str>>,
-    index_of: HashMap<Box<str>, u32>,
-}
-
-impl Models {
-    fn index(&mut self, name: &str) -> u32 {
-        if let Some(&i) = self.index_of.get(name) {
-            return i;
-        }
-        let i = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        self.names.push(name.into());
-        self.index_of.insert(name.into(), i);
-        i
-    }
-
-    fn name(&self, index: u32) -> &str {
-        self.names.get(index as usize).map_or("", |n| n)
-    }
 }
 
 enum Key {
@@ -144,7 +122,7 @@ fn nibble(c: u8) -> Option<u8> {
 #[derive(Default)]
 pub(crate) struct ReadPairs {
     pairs: Vec<(i64, Pair)>,
-    models: Models,
+    models: Interner,
 }
 
 impl ReadPairs {
@@ -174,12 +152,7 @@ impl PairNames {
     /// Names read from the store (the ids already named are skipped).
     pub(crate) fn add(&self, read: ReadPairs) {
         let mut names = self.names();
-        let models: Vec<u32> = read
-            .models
-            .names
-            .iter()
-            .map(|m| names.models.index(m))
-            .collect();
+        let models: Vec<u32> = read.models.names().map(|m| names.models.index(m)).collect();
         let mut new: Vec<(i64, Pair)> = Vec::with_capacity(read.pairs.len());
         for (id, mut pair) in read.pairs {
             if names.get(id).is_none() {

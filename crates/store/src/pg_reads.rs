@@ -6,6 +6,11 @@
 //! executor spent most of the time grouping and sorting (a hash aggregate, a sort, a join and
 //! another sort). Here the cells and the pairs are read out with binary `COPY` (8 bytes per
 //! number, no text to parse) and summed and sorted in Rust, as on SQLite (`sqlite_reads`).
+//!
+//! The team and customer reports' rows (hundreds of thousands over a month) are read the same
+//! way and summed in Rust (`day_group_sums`): through sqlx each row was decoded column by
+//! column, by name, after `fetch_all` had held them all, and Postgres's `GROUP BY` sorted them
+//! on disk first.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,10 +18,11 @@ use futures_util::StreamExt;
 use sqlx::PgPool;
 
 use crate::daily_spend::{self, DAY_MS};
+use crate::day_group_sums::DayGroupSums;
 use crate::error::StoreError;
 use crate::key_model_sums::Sums;
 use crate::pair_names::{PairNames, ReadPairs};
-use crate::spend_db::KeyModelSpend;
+use crate::spend_db::{DayGroupSpend, KeyModelSpend};
 
 /// The sums of the closed cells of the last report, kept for the next one of the same range.
 /// A cell is closed once its last day ended a full day ago: at 10 million rows a 30-day range
@@ -217,6 +223,42 @@ pub(crate) async fn spend_by_key_and_model(
     Ok(out)
 }
 
+/// [`crate::Store::spend_by_day_and`]'s parts from `sql`, a statement without parameters
+/// whose rows are a day, group, model and key and the spend and total tokens' parts.
+pub(crate) async fn spend_by_day_and(
+    pool: &PgPool,
+    sql: &str,
+) -> Result<Vec<DayGroupSpend>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let mut sums = DayGroupSums::default();
+    copy_out(
+        &mut conn,
+        &format!("COPY ({sql}) TO STDOUT (FORMAT binary)"),
+        |fields| {
+            let [day, group, model, key, parts @ ..] = fields else {
+                return Err(malformed("a report row without its columns"));
+            };
+            let [s_hi, s_lo, t_hi, t_lo] = parts else {
+                return Err(malformed("a report row without its sums"));
+            };
+            let group = match group {
+                Some(g) => Some(text(Some(g))?),
+                None => None,
+            };
+            sums.push(
+                int8(*day)?,
+                group,
+                text(*model)?,
+                text(*key)?,
+                [int8(*s_hi)?, int8(*s_lo)?, int8(*t_hi)?, int8(*t_lo)?],
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(sums.parts(DAY_MS))
+}
+
 /// Adds a cell's sums (its id, then [`CELL_SUMS`]) to its slot.
 fn add_cell(sums: &mut Sums, fields: &[Option<&[u8]>]) -> Result<(), StoreError> {
     let [id, parts @ ..] = fields else {
@@ -369,7 +411,7 @@ fn text(field: Option<&[u8]>) -> Result<&str, StoreError> {
 }
 
 fn malformed(what: &str) -> StoreError {
-    StoreError::Internal(format!("Postgres key and model report: COPY sent {what}"))
+    StoreError::Internal(format!("Postgres report: COPY sent {what}"))
 }
 
 #[cfg(test)]

@@ -670,7 +670,7 @@ impl Store {
              FROM {}{where_sql} GROUP BY day, COALESCE(user_id, ''), \
              COALESCE(model_group, model) ORDER BY day",
             daily_spend::sum_parts("spend", "s"),
-            daily_spend::relation(source, 1, 2, &extra),
+            daily_spend::relation(source, "$1", "$2", &extra),
         );
         let parts: Vec<(i64, String, String, i64)> = on_db!(&self.db, pool => {
             let mut query = sqlx::query(&sql).bind(lo).bind(hi);
@@ -774,7 +774,7 @@ impl Store {
             daily_spend::sum_parts("spend", "s"),
             daily_spend::sum_parts("prompt_tokens", "p"),
             daily_spend::sum_parts("completion_tokens", "c"),
-            daily_spend::relation(source, 1, 2, ""),
+            daily_spend::relation(source, "$1", "$2", ""),
         );
         let mut out = on_db!(&self.db, pool => {
             let rows = sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await?;
@@ -906,34 +906,24 @@ impl Store {
             ReportGroup::Team => "team_id",
             ReportGroup::Customer => "end_user",
         };
-        let sql = format!(
-            "SELECT day AS d, {col} AS g, model, api_key, {}, {} FROM {} \
-             GROUP BY day, {col}, model, api_key ORDER BY 1, 2, 3, 4",
-            daily_spend::sum_parts("spend", "s"),
-            daily_spend::sum_parts("total_tokens", "t"),
-            daily_spend::relation(source, 1, 2, ""),
-        );
-        let pool = match &self.db {
-            Db::Sqlite(_, writer) => {
-                return crate::sqlite_reads::spend_by_day_and(writer.path(), sql, lo, hi).await;
-            }
-            Db::Postgres(pool) => pool,
+        // The range's rows, summed into parts outside SQL (`day_group_sums`).
+        let sql = |lo: &str, hi: &str| {
+            format!(
+                "SELECT day, {col}, model, api_key, spend_hi, spend_lo, total_tokens_hi, \
+                 total_tokens_lo FROM {}",
+                daily_spend::relation(source, lo, hi, ""),
+            )
         };
-        let rows = sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(DayGroupSpend {
-                day_ms: r
-                    .try_get::<i64, _>("d")?
-                    .saturating_mul(daily_spend::DAY_MS),
-                group: r.try_get("g")?,
-                model: r.try_get("model")?,
-                api_key: r.try_get("api_key")?,
-                spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
-                total_tokens: wide_sum(r.try_get("t_hi")?, r.try_get("t_lo")?),
-            });
+        match &self.db {
+            Db::Sqlite(_, writer) => {
+                crate::sqlite_reads::spend_by_day_and(writer.path(), sql("$1", "$2"), lo, hi).await
+            }
+            // `COPY` takes no parameters: the bounds are our numbers, written as literals.
+            Db::Postgres(pool) => {
+                let sql = sql(&format!("'{lo}'::bigint"), &format!("'{hi}'::bigint"));
+                crate::pg_reads::spend_by_day_and(pool, &sql).await
+            }
         }
-        Ok(out)
     }
 }
 
@@ -1004,7 +994,7 @@ impl Store {
         let sql = format!(
             "SELECT api_key, model, {sums} FROM {} GROUP BY api_key, model \
              ORDER BY api_key{collate}, model{collate}",
-            daily_spend::relation(source, 1, 2, "")
+            daily_spend::relation(source, "$1", "$2", "")
         );
         let out = on_db!(&self.db, pool => {
             let rows = sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await?;

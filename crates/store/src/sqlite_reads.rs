@@ -15,10 +15,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::daily_spend;
+use crate::day_group_sums::DayGroupSums;
 use crate::db::SQLITE_BUSY_TIMEOUT;
 use crate::error::StoreError;
 use crate::key_model_sums::Sums;
-use crate::spend_db::{DayGroupSpend, KeyModelSpend, wide_sum};
+use crate::spend_db::{DayGroupSpend, KeyModelSpend};
 
 /// [`crate::Store::spend_by_key_and_model`] from the key-model cells of the days `[lo, hi)`,
 /// in (key, model) order, on a connection of its own on the blocking pool. The pairs come in
@@ -177,10 +178,11 @@ fn read_key_model(path: &str, lo: i64, hi: i64) -> Result<Vec<KeyModelSpend>, St
     Ok(out)
 }
 
-/// [`crate::Store::spend_by_day_and`]'s rows from `sql` (its days bound as `$1` and `$2`), read
-/// on a connection of its own on the blocking pool. A month of a 100,000-key store is millions
-/// of rows: through sqlx each went from its SQLite thread to the runtime on a channel and was
-/// decoded column by column by name.
+/// [`crate::Store::spend_by_day_and`]'s parts from `sql`'s rows (a day, group, model and key
+/// and the spend and total tokens' parts; the days bound as `$1` and `$2`), read on a
+/// connection of its own on the blocking pool and summed by `day_group_sums`. A month of a
+/// 100,000-key store is millions of rows: through sqlx each went from its SQLite thread to the
+/// runtime on a channel and was decoded column by column by name.
 pub(crate) async fn spend_by_day_and(
     path: &str,
     sql: String,
@@ -194,19 +196,26 @@ pub(crate) async fn spend_by_day_and(
         let mut rows = stmt
             .query(rusqlite::named_params! {"$1": lo, "$2": hi})
             .map_err(failed("query"))?;
-        let mut out = Vec::new();
+        let mut sums = DayGroupSums::default();
         while let Some(r) = rows.next().map_err(failed("read"))? {
             let int = |i: usize| r.get::<_, i64>(i).map_err(failed("read"));
-            out.push(DayGroupSpend {
-                day_ms: int(0)?.saturating_mul(daily_spend::DAY_MS),
-                group: r.get(1).map_err(failed("read"))?,
-                model: r.get(2).map_err(failed("read"))?,
-                api_key: r.get(3).map_err(failed("read"))?,
-                spend: wide_sum(int(4)?, int(5)?),
-                total_tokens: wide_sum(int(6)?, int(7)?),
-            });
+            // Borrowed where they lie: most names repeat, and are kept once.
+            let text = |i: usize| -> Result<Option<&str>, StoreError> {
+                let value = r.get_ref(i).map_err(failed("read"))?;
+                value.as_str_or_null().map_err(|e| failed("read")(e.into()))
+            };
+            let named = |i: usize| {
+                text(i)?.ok_or_else(|| StoreError::Internal("SQLite report: a NULL name".into()))
+            };
+            sums.push(
+                int(0)?,
+                text(1)?,
+                named(2)?,
+                named(3)?,
+                [int(4)?, int(5)?, int(6)?, int(7)?],
+            );
         }
-        Ok(out)
+        Ok(sums.parts(daily_spend::DAY_MS))
     })
     .await
     .map_err(|e| StoreError::Internal(format!("the day and group report stopped: {e}")))?
