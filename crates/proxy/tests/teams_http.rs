@@ -487,11 +487,14 @@ async fn spend_report_by_team_and_customer(b: Backend) {
     let place = Place::new(b);
     let p = start(&place, "").await;
     new_team(&p, json!({"team_id": "alpha", "team_alias": "Alpha"})).await;
+    // A second team of the same alias: one entry of the answer, as the name is what it shows.
+    new_team(&p, json!({"team_id": "beta", "team_alias": "Alpha"})).await;
     let (k1, g1) = generate(&p, json!({"team_id": "alpha"})).await;
     let (k2, _) = generate(&p, json!({})).await;
+    let (k3, g3) = generate(&p, json!({"team_id": "beta"})).await;
     let as_user = |u: &str| json!({"model": "mocky", "user": u, "messages": [{"role": "user", "content": "Say hi"}]});
     let mut cost = 0.0f64;
-    for (key, user) in [(&k1, "e1"), (&k1, "e1"), (&k2, "e2")] {
+    for (key, user) in [(&k1, "e1"), (&k1, "e1"), (&k2, "e2"), (&k3, "e3")] {
         let a = post(&p, "/v1/chat/completions", key, as_user(user)).await;
         assert_eq!(a.status, 200, "{}", a.body);
         cost = a.headers["x-litellm-response-cost"]
@@ -500,7 +503,7 @@ async fn spend_report_by_team_and_customer(b: Backend) {
             .parse()
             .unwrap();
     }
-    assert_eq!(spend_rows(&p, "", 3).await.len(), 3);
+    assert_eq!(spend_rows(&p, "", 4).await.len(), 4);
     assert_eq!(spend_rows(&p, "?team_id=alpha", 2).await.len(), 2);
 
     let r = get(&p, "/global/spend/report?group_by=team", MASTER).await;
@@ -514,9 +517,17 @@ async fn spend_report_by_team_and_customer(b: Backend) {
             .ends_with("T00:00:00+00:00")
     );
     let teams = days[0]["teams"].as_array().unwrap();
+    assert_eq!(teams.len(), 2, "{}", r.body);
     let alpha = teams.iter().find(|t| t["team_name"] == "Alpha").unwrap();
-    assert!((alpha["total_spend"].as_f64().unwrap() - 2.0 * cost).abs() < 1e-12);
-    assert_eq!(alpha["metadata"][0]["api_key"], g1["token_id"]);
+    assert!((alpha["total_spend"].as_f64().unwrap() - 3.0 * cost).abs() < 1e-12);
+    let alpha_keys: Vec<&Value> = alpha["metadata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["api_key"])
+        .collect();
+    // The parts in group order (team id), then model and key.
+    assert_eq!(alpha_keys, [&g1["token_id"], &g3["token_id"]], "{}", r.body);
     assert_eq!(alpha["metadata"][0]["model"], "openai/mock-model");
     assert!(alpha["metadata"][0]["total_tokens"].as_i64().unwrap() > 0);
     let none = teams

@@ -310,15 +310,20 @@ async fn litellm_report(m: &Mgmt, q: &ReportQuery, group: ReportGroup) -> Respon
         Ok(r) => r,
         Err(e) => return bad(e),
     };
-    let mut names: HashMap<Option<String>, String> = HashMap::new();
-    // day -> group name -> (total, parts), in order.
+    // Each group's name once (a team's alias, else its id), by group and by text: two teams
+    // of one alias are one entry, as in LiteLLM's answer.
+    let mut name_of: HashMap<Option<String>, usize> = HashMap::new();
+    let mut name_ids: HashMap<String, usize> = HashMap::new();
+    let mut names: Vec<String> = Vec::new();
+    // day -> group name -> (total, parts), in order; where each day's group entry lies.
     let mut days: std::collections::BTreeMap<i64, Vec<(String, i64, Vec<ReportPart>)>> =
         std::collections::BTreeMap::new();
+    let mut places: HashMap<(i64, usize), usize> = HashMap::new();
     for r in rows {
-        let name = match names.get(&r.group) {
-            Some(n) => n.clone(),
+        let name = match name_of.get(&r.group) {
+            Some(&n) => n,
             None => {
-                let n = match (group, &r.group) {
+                let text = match (group, &r.group) {
                     (ReportGroup::Team, Some(id)) => match store.get_team(id).await {
                         Ok(Some(t)) => t.team_alias.unwrap_or_else(|| id.clone()),
                         _ => id.clone(),
@@ -326,7 +331,11 @@ async fn litellm_report(m: &Mgmt, q: &ReportQuery, group: ReportGroup) -> Respon
                     (ReportGroup::Team, None) => "Unassigned Team".to_string(),
                     (ReportGroup::Customer, g) => g.clone().unwrap_or_default(),
                 };
-                names.insert(r.group.clone(), n.clone());
+                let n = *name_ids.entry(text.clone()).or_insert_with(|| {
+                    names.push(text);
+                    names.len() - 1
+                });
+                name_of.insert(r.group.clone(), n);
                 n
             }
         };
@@ -337,12 +346,14 @@ async fn litellm_report(m: &Mgmt, q: &ReportQuery, group: ReportGroup) -> Respon
             spend: idlehands_store::money::nanos_to_usd(r.spend),
             total_tokens: r.total_tokens,
         };
-        match groups.iter_mut().find(|(n, _, _)| *n == name) {
-            Some((_, total, parts)) => {
-                *total = total.saturating_add(r.spend);
-                parts.push(part);
-            }
-            None => groups.push((name, r.spend, vec![part])),
+        let place = *places.entry((r.day_ms, name)).or_insert_with(|| {
+            let text = names.get(name).cloned().unwrap_or_default();
+            groups.push((text, 0, Vec::new()));
+            groups.len() - 1
+        });
+        if let Some((_, total, parts)) = groups.get_mut(place) {
+            *total = total.saturating_add(r.spend);
+            parts.push(part);
         }
     }
     let day_text = |day: i64| {

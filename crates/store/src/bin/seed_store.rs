@@ -3,7 +3,8 @@
 //! opened, and so migrated, first). Rows are spread evenly over the last `--days` days in time
 //! order (as the gateway writes them), over the keys with a skew (key i is about as busy as
 //! 1/sqrt(i): a few keys carry much of the traffic, as in real fleets), five models, a user id
-//! on one row in ten; each key's `spend` is the sum of its rows, as the ledger keeps it.
+//! on one row in ten, an end user (of 2,000) on one in four, each key in a team (a team per 100
+//! keys); each key's `spend` is the sum of its rows, as the ledger keeps it.
 //! Key i is `sk-seed-<i, 6 digits>` (stored as its hash, as all keys are), so the bench can call
 //! with it and ask for its rows. SQLite: one prepared insert in large transactions; Postgres:
 //! `COPY ... FROM STDIN`, then `ANALYZE` (what autovacuum would have done for a store that grew
@@ -54,6 +55,8 @@ struct Row {
     end: i64,
     model: &'static str,
     user: Option<String>,
+    team: String,
+    end_user: Option<String>,
 }
 
 struct Seeder {
@@ -78,6 +81,9 @@ impl Seeder {
         let spend = prompt * 150 + completion * 600;
         self.key_spend[k] = self.key_spend[k].saturating_add(spend);
         let user = (self.rng.below(10) == 0).then(|| format!("seed-user-{}", self.rng.below(1000)));
+        let end_user =
+            (self.rng.below(4) == 0).then(|| format!("seed-customer-{}", self.rng.below(2000)));
+        let team = format!("seed-team-{}", k % (self.keys.len() / 100).max(1));
         Row {
             request_id: format!("seed-{start:013x}-{i:010}"),
             api_key_index: k,
@@ -88,6 +94,8 @@ impl Seeder {
             end: start + 200 + self.rng.below(5000) as i64,
             model,
             user,
+            team,
+            end_user,
         }
     }
 }
@@ -95,7 +103,7 @@ impl Seeder {
 const ROW_COLS: &str = "request_id, call_type, api_key, spend, total_tokens, prompt_tokens, \
     completion_tokens, start_time, end_time, completion_start_time, request_duration_ms, model, \
     model_id, model_group, custom_llm_provider, api_base, user_id, metadata, request_tags, \
-    status, litellm_call_id, created_at, usage_estimated";
+    status, litellm_call_id, created_at, usage_estimated, team_id, end_user";
 const KEY_COLS: &str = "token, key_name, key_alias, spend, models, created_at, updated_at";
 
 fn fail(msg: &str) -> ! {
@@ -111,7 +119,7 @@ fn seed_sqlite(path: &str, s: &mut Seeder) -> Result<(), rusqlite::Error> {
     let mut conn = rusqlite::Connection::open(path)?;
     // A bench store: nothing to lose if the machine dies mid-seed.
     conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")?;
-    let marks: Vec<String> = (1..=23).map(|i| format!("?{i}")).collect();
+    let marks: Vec<String> = (1..=25).map(|i| format!("?{i}")).collect();
     let insert = format!(
         "INSERT INTO idlehands_spend_logs ({ROW_COLS}) VALUES ({})",
         marks.join(", ")
@@ -149,6 +157,8 @@ fn seed_sqlite(path: &str, s: &mut Seeder) -> Result<(), rusqlite::Error> {
                     r.request_id,
                     r.end,
                     false,
+                    r.team,
+                    r.end_user,
                 ])?;
                 i += 1;
             }
@@ -192,7 +202,7 @@ async fn seed_postgres(url: &str, s: &mut Seeder) -> Result<(), sqlx::Error> {
             use std::fmt::Write;
             let _ = writeln!(
                 buf,
-                "{id},acompletion,{key},{spend},{total},{p},{c},{st},{en},{cs},{dur},{m},seed-deployment,{m},openai,http://127.0.0.1:18080/v1,{user},{{}},[],success,{id},{en},false",
+                "{id},acompletion,{key},{spend},{total},{p},{c},{st},{en},{cs},{dur},{m},seed-deployment,{m},openai,http://127.0.0.1:18080/v1,{user},{{}},[],success,{id},{en},false,{team},{end_user}",
                 id = r.request_id,
                 key = s.keys[r.api_key_index],
                 spend = r.spend,
@@ -205,6 +215,8 @@ async fn seed_postgres(url: &str, s: &mut Seeder) -> Result<(), sqlx::Error> {
                 dur = r.end - r.start,
                 m = r.model,
                 user = r.user.as_deref().unwrap_or(""),
+                team = r.team,
+                end_user = r.end_user.as_deref().unwrap_or(""),
             );
             i += 1;
             if buf.len() > (1 << 20) - 1024 {
