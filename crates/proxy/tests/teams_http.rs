@@ -548,6 +548,103 @@ async fn spend_report_by_team_and_customer(b: Backend) {
     place.cleanup().await;
 }
 
+/// A report over several days is one JSON array, the days in order, each day's groups in
+/// byte order with calls of no team first (it is written a day at a time); a range with no
+/// spend is `[]`.
+async fn spend_report_spans_days_in_order(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    new_team(&p, json!({"team_id": "alpha", "team_alias": "Alpha"})).await;
+    // Rows of yesterday and today, written through the store as the spend writer would.
+    let mut opts = idlehands_store::StoreOptions::new(place.url.clone());
+    opts.pg_schema = place.pg_schema.clone();
+    let store = idlehands_store::Store::open_with(opts).await.unwrap();
+    let now = chrono::Utc::now();
+    let day1 = now.date_naive();
+    let day0 = day1 - chrono::Duration::days(1);
+    let rows = [
+        (now - chrono::Duration::days(1), Some("alpha"), Some("c1")),
+        (now, None, None),
+        (now, Some("alpha"), Some("c1")),
+    ];
+    for (i, (at, team, end_user)) in rows.into_iter().enumerate() {
+        let row = idlehands_store::SpendLogRow {
+            request_id: format!("row-{i}"),
+            call_type: "acompletion".into(),
+            api_key: format!("key-{i}"),
+            model: "openai/mock-model".into(),
+            spend: 1_000,
+            start_time: at,
+            end_time: at,
+            team_id: team.map(str::to_owned),
+            end_user: end_user.map(str::to_owned),
+            status: "success".into(),
+            ..Default::default()
+        };
+        store
+            .write_batch(&[idlehands_store::BatchItem::Row(Box::new(row))], true)
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    for (group, list, name) in [
+        ("team", "teams", "team_name"),
+        ("customer", "customers", "customer"),
+    ] {
+        let r = get(
+            &p,
+            &format!("/global/spend/report?group_by={group}&start_date={day0}&end_date={day1}"),
+            MASTER,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.headers["content-type"], "application/json");
+        let days: Vec<(String, Vec<Value>)> = r
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let names = d[list].as_array().unwrap().iter().map(|g| g[name].clone());
+                (
+                    d["group_by_day"].as_str().unwrap().to_owned(),
+                    names.collect(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, Vec<Value>)> = match group {
+            "team" => vec![
+                (format!("{day0}T00:00:00+00:00"), vec![json!("Alpha")]),
+                (
+                    format!("{day1}T00:00:00+00:00"),
+                    vec![json!("Unassigned Team"), json!("Alpha")],
+                ),
+            ],
+            _ => vec![
+                (format!("{day0}T00:00:00+00:00"), vec![json!("c1")]),
+                (
+                    format!("{day1}T00:00:00+00:00"),
+                    vec![json!(""), json!("c1")],
+                ),
+            ],
+        };
+        assert_eq!(days, want, "{}", r.body);
+        let none = get(
+            &p,
+            &format!(
+                "/global/spend/report?group_by={group}&start_date={0}&end_date={0}",
+                day0 - chrono::Duration::days(3)
+            ),
+            MASTER,
+        )
+        .await;
+        assert_eq!(none.status, 200, "{}", none.body);
+        assert_eq!(none.body, json!([]));
+    }
+    p.stop().await;
+    place.cleanup().await;
+}
+
 /// A team's budget window rolls over: refused calls are admitted again, and the team's
 /// committed spend starts again from zero.
 async fn team_budget_window_resets(b: Backend) {
@@ -712,6 +809,7 @@ both_backends!(
     deletes_naming_an_id_twice,
     team_budget_window_resets,
     spend_report_by_team_and_customer,
+    spend_report_spans_days_in_order,
     team_lifecycle_and_bad_input,
     team_models_bound_their_keys,
     team_budget_holds_under_200_concurrent_calls,

@@ -577,7 +577,11 @@ mod tests {
                     .spend_by_day_and_in(Source::Rollup(Rollup::ByKey), group, lo, hi)
                     .await
                     .unwrap();
-                assert_eq!(r, rows, "{group:?} {lo}..{hi}");
+                assert_eq!(
+                    r.collect::<Vec<_>>(),
+                    rows.collect::<Vec<_>>(),
+                    "{group:?} {lo}..{hi}"
+                );
             }
             same_key_model_sums(store, (rows_lo, rows_hi), (lo, hi)).await;
             let filters = [
@@ -1062,8 +1066,13 @@ mod tests {
                     let want = lite
                         .spend_by_day_and_in(source, group, lo, hi)
                         .await
-                        .unwrap();
-                    let got = pg.spend_by_day_and_in(source, group, lo, hi).await.unwrap();
+                        .unwrap()
+                        .collect::<Vec<_>>();
+                    let got: Vec<_> = pg
+                        .spend_by_day_and_in(source, group, lo, hi)
+                        .await
+                        .unwrap()
+                        .collect();
                     assert_eq!(got, want, "{group:?} {source:?} {lo}..{hi}");
                     parts += want.len();
                 }
@@ -1073,7 +1082,8 @@ mod tests {
         let all = lite
             .spend_by_day_and_in(Source::Rows, ReportGroup::Team, i64::MIN, i64::MAX)
             .await
-            .unwrap();
+            .unwrap()
+            .collect::<Vec<_>>();
         assert!(parts > 1000, "{parts}");
         assert!(all.iter().any(|p| p.group.is_none()));
         assert!(all.iter().any(|p| p.group.as_deref() == Some("")));

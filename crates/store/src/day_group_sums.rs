@@ -57,40 +57,67 @@ impl DayGroupSums {
 
     /// The parts, each row of the same day, group, model and key added up, in (day, group,
     /// model, key) order with names in byte order and the absent group first; each day as
-    /// `day_ms` times its number.
-    pub(crate) fn parts(mut self, day_ms: i64) -> Vec<DayGroupSpend> {
+    /// `day_ms` times its number. Made one at a time as they are taken: a month of a big
+    /// store has millions, and an answer can be written day by day.
+    pub(crate) fn parts(mut self, day_ms: i64) -> DayGroupParts {
         let rank = self.names.ranks();
         let rank_of = |i: u32| rank.get(i as usize).copied().unwrap_or(u32::MAX);
-        let order = |r: &Row| -> Order {
+        self.rows.sort_unstable_by_key(|r| -> Order {
             let group = if r.group == NO_GROUP {
                 0
             } else {
                 rank_of(r.group).saturating_add(1)
             };
             (r.day, group, rank_of(r.model), rank_of(r.key))
-        };
-        self.rows.sort_unstable_by_key(order);
-        let mut out: Vec<DayGroupSpend> = Vec::new();
-        let mut rows = self.rows.iter().peekable();
-        while let Some(first) = rows.next() {
-            let at = order(first);
-            let mut sums = first.sums.map(i128::from);
-            while let Some(next) = rows.next_if(|r| order(r) == at) {
-                for (s, n) in sums.iter_mut().zip(next.sums) {
-                    *s += i128::from(n);
-                }
-            }
-            let [s_hi, s_lo, t_hi, t_lo] = sums;
-            out.push(DayGroupSpend {
-                day_ms: first.day.saturating_mul(day_ms),
-                group: (first.group != NO_GROUP).then(|| self.names.name(first.group).to_owned()),
-                model: self.names.name(first.model).to_owned(),
-                api_key: self.names.name(first.key).to_owned(),
-                spend: wide_sum_i128(s_hi, s_lo),
-                total_tokens: wide_sum_i128(t_hi, t_lo),
-            });
+        });
+        DayGroupParts {
+            names: self.names,
+            rows: self.rows,
+            at: 0,
+            day_ms,
         }
-        out
+    }
+}
+
+/// [`crate::Store::spend_by_day_and`]'s parts, in order, each made when it is taken.
+pub struct DayGroupParts {
+    names: Interner,
+    /// Sorted: the rows of a part lie together.
+    rows: Vec<Row>,
+    at: usize,
+    day_ms: i64,
+}
+
+impl std::fmt::Debug for DayGroupParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DayGroupParts({} rows left)", self.rows.len() - self.at)
+    }
+}
+
+impl Iterator for DayGroupParts {
+    type Item = DayGroupSpend;
+
+    fn next(&mut self) -> Option<DayGroupSpend> {
+        let first = self.rows.get(self.at)?;
+        let part = |r: &Row| (r.day, r.group, r.model, r.key);
+        let mut sums = first.sums.map(i128::from);
+        let mut end = self.at + 1;
+        while let Some(next) = self.rows.get(end).filter(|r| part(r) == part(first)) {
+            for (s, n) in sums.iter_mut().zip(next.sums) {
+                *s += i128::from(n);
+            }
+            end += 1;
+        }
+        self.at = end;
+        let [s_hi, s_lo, t_hi, t_lo] = sums;
+        Some(DayGroupSpend {
+            day_ms: first.day.saturating_mul(self.day_ms),
+            group: (first.group != NO_GROUP).then(|| self.names.name(first.group).to_owned()),
+            model: self.names.name(first.model).to_owned(),
+            api_key: self.names.name(first.key).to_owned(),
+            spend: wide_sum_i128(s_hi, s_lo),
+            total_tokens: wide_sum_i128(t_hi, t_lo),
+        })
     }
 }
 
@@ -113,7 +140,6 @@ mod tests {
         sums.push(3, None, "m", "k", [i64::MAX, 0, 0, 0]);
         let got: Vec<_> = sums
             .parts(10)
-            .into_iter()
             .map(|p| {
                 (
                     p.day_ms,

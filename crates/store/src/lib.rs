@@ -53,6 +53,7 @@ mod validate;
 pub mod writer;
 
 pub use budgets::{Budget, BudgetPatch};
+pub use day_group_sums::DayGroupParts;
 pub use db::{Backend, Store, StoreOptions};
 pub use error::{AccessError, ApiError, BudgetLevel, LimitKind, StoreError};
 pub use keys_db::UpdateScope;

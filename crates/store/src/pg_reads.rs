@@ -18,11 +18,11 @@ use futures_util::StreamExt;
 use sqlx::PgPool;
 
 use crate::daily_spend::{self, DAY_MS};
-use crate::day_group_sums::DayGroupSums;
+use crate::day_group_sums::{DayGroupParts, DayGroupSums};
 use crate::error::StoreError;
 use crate::key_model_sums::Sums;
 use crate::pair_names::{PairNames, ReadPairs};
-use crate::spend_db::{DayGroupSpend, KeyModelSpend};
+use crate::spend_db::KeyModelSpend;
 
 /// The sums of the closed cells of the last report, kept for the next one of the same range.
 /// A cell is closed once its last day ended a full day ago: at 10 million rows a 30-day range
@@ -228,7 +228,7 @@ pub(crate) async fn spend_by_key_and_model(
 pub(crate) async fn spend_by_day_and(
     pool: &PgPool,
     sql: &str,
-) -> Result<Vec<DayGroupSpend>, StoreError> {
+) -> Result<DayGroupParts, StoreError> {
     let mut conn = pool.acquire().await?;
     let mut sums = DayGroupSums::default();
     copy_out(

@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use sqlx::{PgPool, Row};
 
 use crate::daily_spend::{self, Cell, Delta, Rollup, Source};
+use crate::day_group_sums::DayGroupParts;
 use crate::db::{BeginWrite, Db, Store, from_ms, json_text, on_db, to_ms};
 use crate::duration::LlmDuration;
 use crate::error::StoreError;
@@ -888,7 +889,7 @@ impl Store {
         group: ReportGroup,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> Result<Vec<DayGroupSpend>, StoreError> {
+    ) -> Result<DayGroupParts, StoreError> {
         let (source, lo, hi) =
             daily_spend::source_for(Rollup::ByKey, Some(to_ms(start)), Some(to_ms(end)));
         self.spend_by_day_and_in(source, group, lo, hi).await
@@ -901,7 +902,7 @@ impl Store {
         group: ReportGroup,
         lo: i64,
         hi: i64,
-    ) -> Result<Vec<DayGroupSpend>, StoreError> {
+    ) -> Result<DayGroupParts, StoreError> {
         let col = match group {
             ReportGroup::Team => "team_id",
             ReportGroup::Customer => "end_user",

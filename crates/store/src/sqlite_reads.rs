@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::daily_spend;
-use crate::day_group_sums::DayGroupSums;
+use crate::day_group_sums::{DayGroupParts, DayGroupSums};
 use crate::db::SQLITE_BUSY_TIMEOUT;
 use crate::error::StoreError;
 use crate::key_model_sums::Sums;
-use crate::spend_db::{DayGroupSpend, KeyModelSpend};
+use crate::spend_db::KeyModelSpend;
 
 /// [`crate::Store::spend_by_key_and_model`] from the key-model cells of the days `[lo, hi)`,
 /// in (key, model) order, on a connection of its own on the blocking pool. The pairs come in
@@ -188,7 +188,7 @@ pub(crate) async fn spend_by_day_and(
     sql: String,
     lo: i64,
     hi: i64,
-) -> Result<Vec<DayGroupSpend>, StoreError> {
+) -> Result<DayGroupParts, StoreError> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let conn = reader(&path)?;

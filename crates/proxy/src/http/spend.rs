@@ -296,7 +296,9 @@ fn report_range(q: &ReportQuery) -> Result<(NaiveDate, NaiveDate), StoreError> {
 }
 
 /// `group_by=team|customer` in LiteLLM's shape: per day, per team (its alias, else its id,
-/// else `Unassigned Team`) or end user, the total and each model and key's part.
+/// else `Unassigned Team`) or end user, the total and each model and key's part. A month of a
+/// big store is millions of parts and an answer near a gigabyte: it is written a day at a time
+/// by a task of the admin runtime while the client reads, not built whole first.
 async fn litellm_report(m: &Mgmt, q: &ReportQuery, group: ReportGroup) -> Response {
     let (start, end) = match report_range(q) {
         Ok(r) => r,
@@ -305,96 +307,135 @@ async fn litellm_report(m: &Mgmt, q: &ReportQuery, group: ReportGroup) -> Respon
     let from = Utc.from_utc_datetime(&start.and_hms_opt(0, 0, 0).unwrap_or_default());
     let to =
         Utc.from_utc_datetime(&end.and_hms_opt(0, 0, 0).unwrap_or_default()) + Duration::days(1);
-    let store = m.ledger.store();
-    let rows = match store.spend_by_day_and(group, from, to).await {
+    let parts = match m.ledger.store().spend_by_day_and(group, from, to).await {
         Ok(r) => r,
         Err(e) => return bad(e),
     };
+    // A few days' JSON in flight at most.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
+    tokio::spawn(write_report(m.ledger.clone(), group, parts, tx));
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let mut resp = Response::new(axum::body::Body::from_stream(body));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Writes the report's JSON array to `tx` a day at a time (parts come in day order), until it
+/// ends or the client goes.
+async fn write_report(
+    ledger: idlehands_store::Ledger,
+    group: ReportGroup,
+    mut parts: idlehands_store::DayGroupParts,
+    tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+) {
+    let store = ledger.store();
     // Each group's name once (a team's alias, else its id), by group and by text: two teams
     // of one alias are one entry, as in LiteLLM's answer.
     let mut name_of: HashMap<Option<String>, usize> = HashMap::new();
     let mut name_ids: HashMap<String, usize> = HashMap::new();
     let mut names: Vec<String> = Vec::new();
-    // day -> group name -> (total, parts), in order; where each day's group entry lies.
-    let mut days: std::collections::BTreeMap<i64, Vec<(String, i64, Vec<ReportPart>)>> =
-        std::collections::BTreeMap::new();
-    let mut places: HashMap<(i64, usize), usize> = HashMap::new();
-    for r in rows {
-        let name = match name_of.get(&r.group) {
-            Some(&n) => n,
-            None => {
-                let text = match (group, &r.group) {
-                    (ReportGroup::Team, Some(id)) => match store.get_team(id).await {
-                        Ok(Some(t)) => t.team_alias.unwrap_or_else(|| id.clone()),
-                        _ => id.clone(),
-                    },
-                    (ReportGroup::Team, None) => "Unassigned Team".to_string(),
-                    (ReportGroup::Customer, g) => g.clone().unwrap_or_default(),
-                };
-                let n = *name_ids.entry(text.clone()).or_insert_with(|| {
-                    names.push(text);
-                    names.len() - 1
+    let mut next = parts.next();
+    let mut first = true;
+    while let Some(day_ms) = next.as_ref().map(|p| p.day_ms) {
+        // The day's groups: (name, total, parts), in the order they first come.
+        let mut groups: Vec<(String, i64, Vec<ReportPart>)> = Vec::new();
+        let mut places: HashMap<usize, usize> = HashMap::new();
+        while let Some(r) = next.take_if(|p| p.day_ms == day_ms) {
+            let name = match name_of.get(&r.group) {
+                Some(&n) => n,
+                None => {
+                    let text = match (group, &r.group) {
+                        (ReportGroup::Team, Some(id)) => match store.get_team(id).await {
+                            Ok(Some(t)) => t.team_alias.unwrap_or_else(|| id.clone()),
+                            _ => id.clone(),
+                        },
+                        (ReportGroup::Team, None) => "Unassigned Team".to_string(),
+                        (ReportGroup::Customer, g) => g.clone().unwrap_or_default(),
+                    };
+                    let n = *name_ids.entry(text.clone()).or_insert_with(|| {
+                        names.push(text);
+                        names.len() - 1
+                    });
+                    name_of.insert(r.group.clone(), n);
+                    n
+                }
+            };
+            let place = *places.entry(name).or_insert_with(|| {
+                groups.push((names.get(name).cloned().unwrap_or_default(), 0, Vec::new()));
+                groups.len() - 1
+            });
+            if let Some((_, total, parts)) = groups.get_mut(place) {
+                *total = total.saturating_add(r.spend);
+                parts.push(ReportPart {
+                    api_key: r.api_key,
+                    model: r.model,
+                    spend: idlehands_store::money::nanos_to_usd(r.spend),
+                    total_tokens: r.total_tokens,
                 });
-                name_of.insert(r.group.clone(), n);
-                n
+            }
+            next = parts.next();
+        }
+        let mut chunk = if first { b"[".to_vec() } else { b",".to_vec() };
+        first = false;
+        let written = match group {
+            ReportGroup::Team => serde_json::to_writer(&mut chunk, &team_day(day_ms, groups)),
+            ReportGroup::Customer => {
+                serde_json::to_writer(&mut chunk, &customer_day(day_ms, groups))
             }
         };
-        let groups = days.entry(r.day_ms).or_default();
-        let part = ReportPart {
-            api_key: r.api_key,
-            model: r.model,
-            spend: idlehands_store::money::nanos_to_usd(r.spend),
-            total_tokens: r.total_tokens,
-        };
-        let place = *places.entry((r.day_ms, name)).or_insert_with(|| {
-            let text = names.get(name).cloned().unwrap_or_default();
-            groups.push((text, 0, Vec::new()));
-            groups.len() - 1
-        });
-        if let Some((_, total, parts)) = groups.get_mut(place) {
-            *total = total.saturating_add(r.spend);
-            parts.push(part);
+        if let Err(e) = written {
+            // Not expected of plain structs. The error ends the body: the client sees the
+            // answer cut off, not a shorter one that parses.
+            tracing::error!(error = %e, "the spend report could not be written");
+            let _ = tx.send(Err(std::io::Error::other(e))).await;
+            return;
+        }
+        if tx.send(Ok(chunk.into())).await.is_err() {
+            return;
         }
     }
-    let day_text = |day: i64| {
-        idlehands_store::py_isoformat(&Utc.timestamp_millis_opt(day).single().unwrap_or_default())
-    };
-    let usd = idlehands_store::money::nanos_to_usd;
-    match group {
-        ReportGroup::Team => {
-            let out: Vec<TeamDay> = days
-                .into_iter()
-                .map(|(day, groups)| TeamDay {
-                    group_by_day: day_text(day),
-                    teams: groups
-                        .into_iter()
-                        .map(|(team_name, total, metadata)| TeamPart {
-                            metadata,
-                            team_name,
-                            total_spend: usd(total),
-                        })
-                        .collect(),
-                })
-                .collect();
-            axum::Json(out).into_response()
-        }
-        ReportGroup::Customer => {
-            let out: Vec<CustomerDay> = days
-                .into_iter()
-                .map(|(day, groups)| CustomerDay {
-                    customers: groups
-                        .into_iter()
-                        .map(|(customer, total, metadata)| CustomerPart {
-                            customer,
-                            metadata,
-                            total_spend: usd(total),
-                        })
-                        .collect(),
-                    group_by_day: day_text(day),
-                })
-                .collect();
-            axum::Json(out).into_response()
-        }
+    let end: &[u8] = if first { b"[]" } else { b"]" };
+    let _ = tx.send(Ok(bytes::Bytes::from_static(end))).await;
+}
+
+fn day_text(day_ms: i64) -> String {
+    idlehands_store::py_isoformat(
+        &Utc.timestamp_millis_opt(day_ms)
+            .single()
+            .unwrap_or_default(),
+    )
+}
+
+fn team_day(day_ms: i64, groups: Vec<(String, i64, Vec<ReportPart>)>) -> TeamDay {
+    TeamDay {
+        group_by_day: day_text(day_ms),
+        teams: groups
+            .into_iter()
+            .map(|(team_name, total, metadata)| TeamPart {
+                metadata,
+                team_name,
+                total_spend: idlehands_store::money::nanos_to_usd(total),
+            })
+            .collect(),
+    }
+}
+
+fn customer_day(day_ms: i64, groups: Vec<(String, i64, Vec<ReportPart>)>) -> CustomerDay {
+    CustomerDay {
+        customers: groups
+            .into_iter()
+            .map(|(customer, total, metadata)| CustomerPart {
+                customer,
+                metadata,
+                total_spend: idlehands_store::money::nanos_to_usd(total),
+            })
+            .collect(),
+        group_by_day: day_text(day_ms),
     }
 }
 
