@@ -16,7 +16,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
-use idlehands_store::{SpendLogsQuery, SpendLogsResponse, Store, StoreOptions};
+use idlehands_store::{SpendLogsQuery, SpendLogsResponse};
 use idlehands_testkit::{FakeOpenAi, Fault, Reply};
 use serde_json::{Value, json};
 use store_support::{Backend, MASTER, Place, client, generate, spend_rows};
@@ -155,9 +155,7 @@ async fn rows_match_calls_whatever_ids_the_upstream_reuses(b: Backend) {
     p.stop().await;
 
     // Committed: each key's spend in the database is the sum of its rows, to the nano-dollar.
-    let mut opts = StoreOptions::new(place.url.clone());
-    opts.pg_schema = place.pg_schema.clone();
-    let store = Store::open_with(opts).await.unwrap();
+    let store = place.open_store().await;
     let SpendLogsResponse::Rows(stored) =
         store.spend_logs(&SpendLogsQuery::default()).await.unwrap()
     else {

@@ -278,9 +278,7 @@ async fn retention_deletes_only_old_rows(b: Backend) {
     p.stop().await;
 
     // A row from two hours ago, written through the store as the spend writer would.
-    let mut opts = idlehands_store::StoreOptions::new(place.url.clone());
-    opts.pg_schema = place.pg_schema.clone();
-    let store = idlehands_store::Store::open_with(opts).await.unwrap();
+    let store = place.open_store().await;
     let old = Utc::now() - chrono::Duration::hours(2);
     let row = idlehands_store::SpendLogRow {
         request_id: "old-row".into(),
@@ -291,10 +289,7 @@ async fn retention_deletes_only_old_rows(b: Backend) {
         status: "success".into(),
         ..Default::default()
     };
-    store
-        .write_batch(&[idlehands_store::BatchItem::Row(Box::new(row))], true)
-        .await
-        .unwrap();
+    store_support::write_rows(&store, vec![row]).await;
     let before = store
         .spend_logs(&idlehands_store::SpendLogsQuery::default())
         .await

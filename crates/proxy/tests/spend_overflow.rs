@@ -146,9 +146,7 @@ async fn absurd_usage_is_clamped_and_reports_survive_saturated_rows(b: Backend) 
     .await;
     // Rows of such a version were summed into the daily rollups by migration 9 at the upgrade;
     // these were changed behind the writer's back, so sum them as the migration would.
-    let mut opts = idlehands_store::StoreOptions::new(place.url.clone());
-    opts.pg_schema = place.pg_schema.clone();
-    let store = idlehands_store::Store::open_with(opts).await.unwrap();
+    let store = place.open_store().await;
     store.rebuild_daily_spend().await.unwrap();
     store.close().await;
 

@@ -9,7 +9,7 @@ mod store_support;
 use serde_json::{Value, json};
 use store_support::{
     Backend, MASTER, Place, Proxy, chat, client, clock_at_minute_start, error_of, generate, get,
-    post, redis_url, send, spend_rows, start, start_at,
+    post, redis_url, send, spend_rows, start, start_at, write_rows,
 };
 
 fn bounded_chat() -> Value {
@@ -556,9 +556,7 @@ async fn spend_report_spans_days_in_order(b: Backend) {
     let p = start(&place, "").await;
     new_team(&p, json!({"team_id": "alpha", "team_alias": "Alpha"})).await;
     // Rows of yesterday and today, written through the store as the spend writer would.
-    let mut opts = idlehands_store::StoreOptions::new(place.url.clone());
-    opts.pg_schema = place.pg_schema.clone();
-    let store = idlehands_store::Store::open_with(opts).await.unwrap();
+    let store = place.open_store().await;
     let now = chrono::Utc::now();
     let day1 = now.date_naive();
     let day0 = day1 - chrono::Duration::days(1);
@@ -567,8 +565,10 @@ async fn spend_report_spans_days_in_order(b: Backend) {
         (now, None, None),
         (now, Some("alpha"), Some("c1")),
     ];
-    for (i, (at, team, end_user)) in rows.into_iter().enumerate() {
-        let row = idlehands_store::SpendLogRow {
+    let rows = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, (at, team, end_user))| idlehands_store::SpendLogRow {
             request_id: format!("row-{i}"),
             call_type: "acompletion".into(),
             api_key: format!("key-{i}"),
@@ -580,12 +580,8 @@ async fn spend_report_spans_days_in_order(b: Backend) {
             end_user: end_user.map(str::to_owned),
             status: "success".into(),
             ..Default::default()
-        };
-        store
-            .write_batch(&[idlehands_store::BatchItem::Row(Box::new(row))], true)
-            .await
-            .unwrap();
-    }
+        });
+    write_rows(&store, rows.collect()).await;
     store.close().await;
     for (group, list, name) in [
         ("team", "teams", "team_name"),

@@ -36,7 +36,7 @@ pub(crate) async fn spend_by_key_and_model(
 }
 
 fn failed(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
-    move |e| StoreError::Internal(format!("SQLite key and model report ({what}): {e}"))
+    move |e| StoreError::Internal(format!("SQLite report ({what}): {e}"))
 }
 
 /// A read-only connection of its own, outside the pool.

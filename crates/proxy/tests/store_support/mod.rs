@@ -58,6 +58,13 @@ impl Place {
         }
     }
 
+    /// The place's store, opened beside the gateway as another process would open it.
+    pub async fn open_store(&self) -> idlehands_store::Store {
+        let mut opts = idlehands_store::StoreOptions::new(self.url.clone());
+        opts.pg_schema = self.pg_schema.clone();
+        idlehands_store::Store::open_with(opts).await.unwrap()
+    }
+
     pub async fn cleanup(&self) {
         if let Some(schema) = &self.pg_schema {
             let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
@@ -283,4 +290,13 @@ macro_rules! both_backends {
             )*
         }
     };
+}
+
+/// Spend rows committed through `store` as the spend writer commits them.
+pub async fn write_rows(store: &idlehands_store::Store, rows: Vec<idlehands_store::SpendLogRow>) {
+    let batch: Vec<idlehands_store::BatchItem> = rows
+        .into_iter()
+        .map(|r| idlehands_store::BatchItem::Row(Box::new(r)))
+        .collect();
+    store.write_batch(&batch, true).await.unwrap();
 }
