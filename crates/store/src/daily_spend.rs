@@ -544,11 +544,19 @@ mod tests {
         assert_eq!(from_cells, from_rows, "key and model {days:?}");
     }
 
+    /// The ms bounds of the rows of the days `[lo, hi)` (an open end stays open).
+    fn rows_of_days(lo: i64, hi: i64) -> (i64, i64) {
+        let ms = |d: i64| d.saturating_mul(DAY_MS);
+        (
+            if lo == i64::MIN { i64::MIN } else { ms(lo) },
+            if hi == i64::MAX { i64::MAX } else { ms(hi) },
+        )
+    }
+
     async fn same_answers(store: &Store) {
         let ms = |d: i64| d.saturating_mul(DAY_MS);
         for (lo, hi) in day_ranges() {
-            let rows_lo = if lo == i64::MIN { i64::MIN } else { ms(lo) };
-            let rows_hi = if hi == i64::MAX { i64::MAX } else { ms(hi) };
+            let (rows_lo, rows_hi) = rows_of_days(lo, hi);
             for group in [
                 SpendGroup::Key,
                 SpendGroup::Model,
@@ -1051,13 +1059,9 @@ mod tests {
             lite.write_batch(&batch, true).await.unwrap();
             pg.write_batch(&batch, true).await.unwrap();
         }
-        let ms = |d: i64| d.saturating_mul(DAY_MS);
         let mut parts = 0;
         for (lo, hi) in day_ranges() {
-            let rows = (
-                if lo == i64::MIN { i64::MIN } else { ms(lo) },
-                if hi == i64::MAX { i64::MAX } else { ms(hi) },
-            );
+            let rows = rows_of_days(lo, hi);
             for group in [ReportGroup::Team, ReportGroup::Customer] {
                 for (source, lo, hi) in [
                     (Source::Rows, rows.0, rows.1),

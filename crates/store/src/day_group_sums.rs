@@ -8,6 +8,7 @@
 //! to disk on Postgres (external merge, 90 MB); here each name is kept once, rows are sorted
 //! by the names' ranks, and neighbours are added up.
 
+use crate::daily_spend::DAY_MS;
 use crate::interner::Interner;
 use crate::spend_db::{DayGroupSpend, wide_sum_i128};
 
@@ -56,10 +57,10 @@ impl DayGroupSums {
     }
 
     /// The parts, each row of the same day, group, model and key added up, in (day, group,
-    /// model, key) order with names in byte order and the absent group first; each day as
-    /// `day_ms` times its number. Made one at a time as they are taken: a month of a big
-    /// store has millions, and an answer can be written day by day.
-    pub(crate) fn parts(mut self, day_ms: i64) -> DayGroupParts {
+    /// model, key) order with names in byte order and the absent group first. Made one at a
+    /// time as they are taken: a month of a big store has millions, and an answer can be
+    /// written day by day.
+    pub(crate) fn parts(mut self) -> DayGroupParts {
         let rank = self.names.ranks();
         let rank_of = |i: u32| rank.get(i as usize).copied().unwrap_or(u32::MAX);
         self.rows.sort_unstable_by_key(|r| -> Order {
@@ -74,7 +75,6 @@ impl DayGroupSums {
             names: self.names,
             rows: self.rows,
             at: 0,
-            day_ms,
         }
     }
 }
@@ -85,7 +85,6 @@ pub struct DayGroupParts {
     /// Sorted: the rows of a part lie together.
     rows: Vec<Row>,
     at: usize,
-    day_ms: i64,
 }
 
 impl std::fmt::Debug for DayGroupParts {
@@ -111,7 +110,7 @@ impl Iterator for DayGroupParts {
         self.at = end;
         let [s_hi, s_lo, t_hi, t_lo] = sums;
         Some(DayGroupSpend {
-            day_ms: first.day.saturating_mul(self.day_ms),
+            day_ms: first.day.saturating_mul(DAY_MS),
             group: (first.group != NO_GROUP).then(|| self.names.name(first.group).to_owned()),
             model: self.names.name(first.model).to_owned(),
             api_key: self.names.name(first.key).to_owned(),
@@ -139,7 +138,7 @@ mod tests {
         sums.push(3, None, "m", "k", [i64::MAX, 0, 0, 0]);
         sums.push(3, None, "m", "k", [i64::MAX, 0, 0, 0]);
         let got: Vec<_> = sums
-            .parts(10)
+            .parts()
             .map(|p| {
                 (
                     p.day_ms,
@@ -153,7 +152,7 @@ mod tests {
             .collect();
         let part = |day: i64, g: Option<&str>, k: &str, spend: i64, tokens: i64| {
             (
-                day,
+                day * DAY_MS,
                 g.map(str::to_owned),
                 k.to_owned(),
                 "m".to_owned(),
@@ -164,13 +163,13 @@ mod tests {
         assert_eq!(
             got,
             [
-                part(10, None, "k", 1, 1),
-                part(10, Some(""), "k", 1, 1),
-                part(10, Some("T"), "k", 1, 1),
-                part(10, Some("t"), "b", 7, 8),
-                part(10, Some("t"), "k", 2_000_000_004, 7),
-                part(20, Some("t"), "k", 1_000_000_002, 3_000_000_004),
-                part(30, None, "k", i64::MAX, 0),
+                part(1, None, "k", 1, 1),
+                part(1, Some(""), "k", 1, 1),
+                part(1, Some("T"), "k", 1, 1),
+                part(1, Some("t"), "b", 7, 8),
+                part(1, Some("t"), "k", 2_000_000_004, 7),
+                part(2, Some("t"), "k", 1_000_000_002, 3_000_000_004),
+                part(3, None, "k", i64::MAX, 0),
             ]
         );
     }

@@ -241,13 +241,9 @@ pub(crate) async fn spend_by_day_and(
             let [s_hi, s_lo, t_hi, t_lo] = parts else {
                 return Err(malformed("a report row without its sums"));
             };
-            let group = match group {
-                Some(g) => Some(text(Some(g))?),
-                None => None,
-            };
             sums.push(
                 int8(*day)?,
-                group,
+                group.map(|g| text(Some(g))).transpose()?,
                 text(*model)?,
                 text(*key)?,
                 [int8(*s_hi)?, int8(*s_lo)?, int8(*t_hi)?, int8(*t_lo)?],
@@ -256,7 +252,7 @@ pub(crate) async fn spend_by_day_and(
         },
     )
     .await?;
-    Ok(sums.parts(DAY_MS))
+    Ok(sums.parts())
 }
 
 /// Adds a cell's sums (its id, then [`CELL_SUMS`]) to its slot.

@@ -215,7 +215,7 @@ pub(crate) async fn spend_by_day_and(
                 [int(4)?, int(5)?, int(6)?, int(7)?],
             );
         }
-        Ok(sums.parts(daily_spend::DAY_MS))
+        Ok(sums.parts())
     })
     .await
     .map_err(|e| StoreError::Internal(format!("the day and group report stopped: {e}")))?
