@@ -59,7 +59,9 @@ pub use error::{AccessError, ApiError, BudgetLevel, LimitKind, StoreError};
 pub use keys_db::UpdateScope;
 pub use ledger::{AuthedKey, Ledger, LedgerConfig, Reservation, Settled};
 pub use limiter::{KeyLimits, Limiter, LiveSpend, LocalLimiter, Ticket};
-pub use redis_limiter::{RedisLimiter, subscribe_invalidations};
+pub use redis_limiter::{
+    HEARTBEAT_EVERY, INSTANCE_TIMEOUT, Reclaimed, RedisLimiter, subscribe_invalidations,
+};
 pub use spend::{STATUS_FAILURE, STATUS_SUCCESS, SpendAggregate, SpendGroup, SpendLogRow};
 pub use spend_db::{BatchItem, DayGroupSpend, KeyModelSpend, ReportGroup};
 pub use types::*;

@@ -27,9 +27,10 @@ use crate::writer::SpendWriter;
 
 /// Admissions and settlements of every key, many per script call, applied in the order they
 /// were queued, each under `pcall` so that one failing does not fail (or half-apply and then
-/// retry) the others. KEYS: three per distinct virtual key of the batch (state, rpm, tpm).
-/// ARGV: `now`, the rate window, then per call `a` or `s`, the key's number (1-based, in KEYS
-/// order) and its arguments:
+/// retry) the others. KEYS: three per distinct virtual key of the batch (state, rpm, tpm),
+/// then this instance's set of the keys it holds (see below). ARGV: `now`, the rate window,
+/// this instance's holdings field (see below), then per call `a` or `s`, the key's number
+/// (1-based, in KEYS order) and its arguments:
 ///
 /// - admit: the database's spend and `budget_reset_at` (seed the counters when they are
 ///   missing), the next reset (-1: no budget window), max budget, rpm, tpm, parallel (-1: no
@@ -52,9 +53,20 @@ use crate::writer::SpendWriter;
 /// answers go back as one string, a line per call of numbers (`%d`: exact integers) separated
 /// by spaces, or `x` and the error: the client parsed a nested array value by value, which cost
 /// the gateway more than the rest of the batch's handling.
+///
+/// Holdings: what this instance's admitted calls hold of each key's `reserved`,
+/// `reserved_tokens` and `in_flight` is a field of the key's own hash (`held:<instance>`,
+/// `"<nanos> <tokens> <calls>"`), read by the same `HMGET` and written by the same `HSET`
+/// as the counters, so it costs Redis no command of its own; the first time an instance holds
+/// a key, the key joins that instance's set (`{prefix}holds:{instance}`). A settlement gives
+/// back only what its instance still holds, so an instance that died with calls in flight can
+/// have its holdings taken back by the others (see [`HEARTBEAT`]) without a late settlement
+/// of its (if it was only cut off) giving them back twice.
 const BATCH: &str = r#"
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
+local holds_key = KEYS[#KEYS]
+local held_field = ARGV[3]
 local state = {}
 local order = {}
 local function count(v, name)
@@ -67,9 +79,15 @@ local function load(k)
   local s = state[k]
   if s then return s end
   local key = KEYS[3 * k - 2]
-  local h = redis.call('HMGET', key, 'spend', 'reserved', 'reserved_tokens', 'in_flight', 'reset_at')
+  local h = redis.call('HMGET', key, 'spend', 'reserved', 'reserved_tokens', 'in_flight', 'reset_at',
+    held_field)
   s = {key = key, exists = false, spend = 0, d_spend = 0, reserved = 0, rtok = 0, inflight = 0,
-    reset_at = -1, dirty = false}
+    reset_at = -1, dirty = false, hr = 0, ht = 0, hp = 0, hdirty = false, hnew = not h[6]}
+  if h[6] then
+    local r, t, p = string.match(h[6], '^(%d+) (%d+) (%d+)$')
+    if not r then error('holding of ' .. key .. ' is not three counts') end
+    s.hr, s.ht, s.hp = tonumber(r), tonumber(t), tonumber(p)
+  end
   if h[1] then
     if not string.match(h[1], '^%-?%d+$') then error('counter spend is not an integer') end
     s.exists = true
@@ -147,10 +165,19 @@ local function admit(k, a)
   s.rtok = s.rtok + tokens
   s.inflight = s.inflight + 1
   s.dirty = true
+  s.hr, s.ht, s.hp = s.hr + tonumber(ARGV[a + 7]), s.ht + tokens, s.hp + 1
+  s.hdirty = true
   return {0, 0, spend, left_requests, left_tokens}
 end
 local function settle(k, a)
   local s = load(k)
+  -- Only what this instance still holds goes back (nothing, once its holdings were taken back).
+  local back, back_tok, back_call = math.min(-tonumber(ARGV[a + 1]), s.hr),
+    math.min(-tonumber(ARGV[a + 2]), s.ht), math.min(1, s.hp)
+  if back > 0 or back_tok > 0 or back_call > 0 then
+    s.hr, s.ht, s.hp = s.hr - back, s.ht - back_tok, s.hp - back_call
+    s.hdirty = true
+  end
   if not s.exists then return -1 end
   if ARGV[a] ~= '-1' and s.reset_at >= 0 and s.reset_at <= now then roll(s, ARGV[a]) end
   local actual = tonumber(ARGV[a + 3])
@@ -158,9 +185,9 @@ local function settle(k, a)
     redis.call('ZADD', KEYS[3 * k], now, ARGV[a + 5] .. ':' .. ARGV[a + 4])
     redis.call('PEXPIRE', KEYS[3 * k], window)
   end
-  s.reserved = math.max(s.reserved + tonumber(ARGV[a + 1]), 0)
-  s.rtok = math.max(s.rtok + tonumber(ARGV[a + 2]), 0)
-  s.inflight = math.max(s.inflight - 1, 0)
+  s.reserved = math.max(s.reserved - back, 0)
+  s.rtok = math.max(s.rtok - back_tok, 0)
+  s.inflight = math.max(s.inflight - back_call, 0)
   s.spend = s.spend + actual
   s.d_spend = s.d_spend + actual
   s.dirty = true
@@ -168,7 +195,7 @@ local function settle(k, a)
 end
 local out = {}
 local key_of = {}
-local a = 3
+local a = 4
 while a <= #ARGV do
   local k = tonumber(ARGV[a + 1])
   local ok, r
@@ -194,6 +221,11 @@ for _, k in ipairs(order) do
     local ok, e = pcall(function()
       local f = {'reserved', string.format('%d', s.reserved), 'reserved_tokens',
         string.format('%d', s.rtok), 'in_flight', string.format('%d', s.inflight)}
+      if s.hdirty then
+        f[#f + 1] = held_field
+        f[#f + 1] = string.format('%d %d %d', s.hr, s.ht, s.hp)
+        if s.hnew then redis.call('SADD', holds_key, s.key) end
+      end
       if s.reset_str then
         f[#f + 1] = 'reset_at'
         f[#f + 1] = s.reset_str
@@ -224,6 +256,52 @@ for i = 1, #out do
 end
 return table.concat(lines, '\n')
 "#;
+
+/// An instance's heartbeat, and the holdings of instances whose heartbeat stopped taken
+/// back. KEYS: the instances' sorted set. ARGV: this instance, the timeout in ms, the prefix
+/// of the instances' sets of held keys. Redis's own clock scores the heartbeats, so the
+/// instances' clocks need not agree. For each instance silent longer than the timeout (at
+/// most 16 a call), its holding of each key in its set is taken off that key's `reserved`,
+/// `reserved_tokens` and `in_flight` (never below zero; keys since deleted are skipped) and
+/// the field deleted, then the set and the instance's entry go. Answers `{instances, calls,
+/// nanos}` taken back. The sets name keys that are not in KEYS, so this needs one Redis
+/// server, not a cluster (as the batches do).
+const HEARTBEAT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]), 'LIMIT', 0, 16)
+local calls, nanos = 0, 0
+for _, d in ipairs(dead) do
+  local set = ARGV[3] .. d
+  local field = 'held:' .. d
+  for _, key in ipairs(redis.call('SMEMBERS', set)) do
+    local h = redis.call('HMGET', key, 'reserved', 'reserved_tokens', 'in_flight', field)
+    local r, tk, p = nil, nil, nil
+    if h[4] then r, tk, p = string.match(h[4], '^(%d+) (%d+) (%d+)$') end
+    if r then
+      redis.call('HSET', key,
+        'reserved', string.format('%d', math.max((tonumber(h[1]) or 0) - tonumber(r), 0)),
+        'reserved_tokens', string.format('%d', math.max((tonumber(h[2]) or 0) - tonumber(tk), 0)),
+        'in_flight', string.format('%d', math.max((tonumber(h[3]) or 0) - tonumber(p), 0)))
+      calls = calls + tonumber(p)
+      nanos = nanos + tonumber(r)
+    end
+    if h[4] then redis.call('HDEL', key, field) end
+  end
+  redis.call('DEL', set)
+  redis.call('ZREM', KEYS[1], d)
+end
+return {#dead, calls, nanos}
+"#;
+
+/// How long an instance may go without a heartbeat before the others take back what its calls
+/// held (`general_settings.redis_instance_timeout`). Heartbeats go every
+/// [`HEARTBEAT_EVERY`].
+pub const INSTANCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often an instance that Redis answers sends its heartbeat.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 // ARGV: overwrite_spend ('1'/'0'), spend, reset_at (-1 = no window)
 const RECONFIGURE: &str = r#"
@@ -335,10 +413,12 @@ async fn run_batches(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let window = RATE_WINDOW.as_millis() as i64;
     let mut member = String::new();
+    let holds = holds_name(&prefix, &instance);
+    let field = format!("held:{instance}");
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut call = script.prepare_invoke();
         let now = clock.now();
-        call.arg(ms(now)).arg(window);
+        call.arg(ms(now)).arg(window).arg(&field);
         // Each key's names go once, however many of the batch's calls are its.
         let mut numbers: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
         for q in &batch {
@@ -390,6 +470,7 @@ async fn run_batches(
             }
         }
         drop(numbers);
+        call.key(&holds);
         let mut conn = conn.clone();
         let reply: Result<Vec<u8>, _> = call.invoke_async(&mut conn).await;
         let lines = match &reply {
@@ -440,6 +521,16 @@ fn key_names(prefix: &str, token: &str) -> [String; 3] {
         format!("{prefix}{{{token}}}:rpm"),
         format!("{prefix}{{{token}}}:tpm"),
     ]
+}
+
+/// The set of the keys whose hashes hold an instance's holdings field (see [`BATCH`]).
+fn holds_name(prefix: &str, instance: &str) -> String {
+    format!("{prefix}holds:{instance}")
+}
+
+/// The fleet's instances, each scored by its last heartbeat (Redis's clock, ms).
+fn instances_name(prefix: &str) -> String {
+    format!("{prefix}instances")
 }
 
 /// One call's line of the batch's answer (see [`BATCH`]).
@@ -534,6 +625,19 @@ pub struct RedisLimiter {
     known_spend: Arc<RwLock<HashMap<String, i64>>>,
     reconfigure: Arc<Script>,
     next_id: AtomicU64,
+    /// This instance's name in the fleet's heartbeats and holdings.
+    instance: String,
+    heartbeat: Script,
+    instance_timeout: Duration,
+    last_heartbeat: parking_lot::Mutex<Option<std::time::Instant>>,
+}
+
+/// What a heartbeat took back from instances that stopped: how many instances, calls, nanos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reclaimed {
+    pub instances: i64,
+    pub calls: i64,
+    pub nanos: i64,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -563,7 +667,7 @@ impl RedisLimiter {
             instance.clone(),
             clock.clone(),
         ));
-        Ok(RedisLimiter {
+        let limiter = RedisLimiter {
             settler: Arc::new(Settler {
                 queue,
                 backlog: parking_lot::Mutex::new(std::collections::VecDeque::new()),
@@ -578,7 +682,69 @@ impl RedisLimiter {
             known_spend: Arc::new(RwLock::new(HashMap::new())),
             reconfigure: Arc::new(Script::new(RECONFIGURE)),
             next_id: AtomicU64::new(1),
-        })
+            instance,
+            heartbeat: Script::new(HEARTBEAT),
+            instance_timeout: INSTANCE_TIMEOUT,
+            last_heartbeat: parking_lot::Mutex::new(None),
+        };
+        // Registered before its first call can hold anything, so that its holdings are taken
+        // back even if it dies before the first periodic heartbeat.
+        limiter.heartbeat().await?;
+        Ok(limiter)
+    }
+
+    /// How long this instance lets another go without a heartbeat before taking back what
+    /// that one's calls held (default [`INSTANCE_TIMEOUT`]).
+    pub fn with_instance_timeout(mut self, timeout: Duration) -> RedisLimiter {
+        self.instance_timeout = timeout;
+        self
+    }
+
+    /// Sends this instance's heartbeat and takes back the holdings of instances silent for
+    /// longer than the instance timeout, logging what it took. [`RedisLimiter::probe`] calls
+    /// it every [`HEARTBEAT_EVERY`].
+    pub async fn heartbeat(&self) -> Result<Reclaimed, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut call = self.heartbeat.prepare_invoke();
+        call.key(instances_name(&self.prefix))
+            .arg(&self.instance)
+            .arg(self.instance_timeout.as_millis().min(i64::MAX as u128) as i64)
+            .arg(holds_name(&self.prefix, ""));
+        let answer: Vec<i64> = match tokio::time::timeout(
+            REDIS_RESPONSE_TIMEOUT,
+            call.invoke_async(&mut conn),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(StoreError::Internal(
+                    "redis heartbeat: no answer within 1s".to_owned(),
+                ));
+            }
+        };
+        *self.last_heartbeat.lock() = Some(std::time::Instant::now());
+        let reclaimed = Reclaimed {
+            instances: answer.first().copied().unwrap_or(0),
+            calls: answer.get(1).copied().unwrap_or(0),
+            nanos: answer.get(2).copied().unwrap_or(0),
+        };
+        if reclaimed.calls > 0 || reclaimed.nanos > 0 {
+            tracing::warn!(
+                instances = reclaimed.instances,
+                calls = reclaimed.calls,
+                reserved_usd = reclaimed.nanos as f64 / 1e9,
+                timeout_s = self.instance_timeout.as_secs_f64(),
+                "fleet instances stopped sending heartbeats: the reservations and in-flight counts of their unfinished calls were given back"
+            );
+        } else if reclaimed.instances > 0 {
+            // An instance stopped with nothing in flight (a graceful stop, a restart).
+            tracing::info!(
+                instances = reclaimed.instances,
+                "fleet instances stopped sending heartbeats; they held nothing"
+            );
+        }
+        Ok(reclaimed)
     }
 
     /// Whether Redis is answering, as of the last command or probe.
@@ -607,6 +773,17 @@ impl RedisLimiter {
         if ok && (!self.is_up() || !self.settler.backlog.lock().is_empty()) {
             // Before requests use Redis again: their admissions would re-seed lost counters.
             ok = self.catch_up().await;
+        }
+        let due = self
+            .last_heartbeat
+            .lock()
+            .is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY);
+        if ok
+            && due
+            && let Err(e) = self.heartbeat().await
+        {
+            tracing::warn!(error = %e, "redis heartbeat failed");
+            ok = false;
         }
         let was = self.up.swap(ok, Ordering::AcqRel);
         if ok && !was {

@@ -576,3 +576,119 @@ async fn redis_budget_window_rolls_over() {
     budget_window_rolls_over_in_redis(db.store.clone()).await;
     db.cleanup().await;
 }
+
+fn parallel_key(token: &str) -> idlehands_store::KeyLimits {
+    idlehands_store::KeyLimits {
+        token: token.to_owned(),
+        key_alias: None,
+        key_name: "sk-...test".to_owned(),
+        spend: 0,
+        max_budget: Some(100 * CENT),
+        budget_duration: None,
+        budget_reset_at: None,
+        rpm_limit: None,
+        tpm_limit: Some(1_000_000),
+        max_parallel_requests: Some(3),
+    }
+}
+
+async fn counters(state: &str) -> (i64, i64, i64, i64) {
+    let mut conn = redis_conn().await;
+    let (spend, reserved, tokens, in_flight): (i64, i64, i64, i64) = redis::cmd("HMGET")
+        .arg(state)
+        .arg(&["spend", "reserved", "reserved_tokens", "in_flight"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    (spend, reserved, tokens, in_flight)
+}
+
+/// An instance that stops (killed, or cut off from Redis) with calls in flight: once it has
+/// sent no heartbeat for the instance timeout, another instance's heartbeat gives back what
+/// those calls held (reservation, reserved tokens, parallel slot), so the key is not held
+/// forever; the others' holdings stay. If the stopped instance comes back and settles its
+/// calls late, their spend counts but nothing is given back twice. Holdings cost no Redis
+/// command of their own: they are a field of the key's hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_a_stopped_instances_holdings_are_given_back() {
+    use idlehands_store::{Limiter, RedisLimiter};
+    let db = common::sqlite().await;
+    let writer = idlehands_store::SpendWriter::start(db.store.clone(), config(100).writer);
+    let prefix = format!("idlehands-test:{}:", uuid::Uuid::new_v4().simple());
+    let clock: Arc<dyn Clock> = Arc::new(idlehands_store::clock::SystemClock);
+    let url = redis_url();
+    let connect = || RedisLimiter::connect(&url, &prefix, writer.clone(), 400, clock.clone());
+    let timeout = Duration::from_millis(700);
+    let killed = connect().await.unwrap();
+    let cut_off = connect().await.unwrap();
+    let alive = connect().await.unwrap().with_instance_timeout(timeout);
+    let key = parallel_key("tok-holdings");
+    let state = format!("{prefix}{{tok-holdings}}:state");
+
+    let k1 = killed.admit(&key, 3 * CENT, 100).await.unwrap();
+    let k2 = killed.admit(&key, 3 * CENT, 100).await.unwrap();
+    let late = cut_off.admit(&key, 2 * CENT, 50).await.unwrap();
+    assert!(matches!(
+        alive.admit(&key, CENT, 10).await,
+        Err(AccessError::RateLimited {
+            kind: LimitKind::Parallel,
+            ..
+        })
+    ));
+    assert_eq!(counters(&state).await, (0, 8 * CENT, 250, 3));
+    // Nothing is given back while everyone's heartbeat is fresh.
+    assert_eq!(alive.heartbeat().await.unwrap().instances, 0);
+
+    // Neither of the two sends a heartbeat any more; the alive one does.
+    tokio::time::sleep(timeout + Duration::from_millis(300)).await;
+    let back = alive.heartbeat().await.unwrap();
+    assert_eq!(
+        (back.instances, back.calls, back.nanos),
+        (2, 3, 8 * CENT),
+        "{back:?}"
+    );
+    assert_eq!(counters(&state).await, (0, 0, 0, 0));
+    let mine = alive.admit(&key, 5 * CENT, 40).await.unwrap();
+    assert_eq!(counters(&state).await, (0, 5 * CENT, 40, 1));
+
+    // The cut-off instance settles its call after all: its spend counts, the alive
+    // instance's reservation stays whole.
+    cut_off.settle_counters(late, CENT, 30).await;
+    assert_eq!(counters(&state).await, (CENT, 5 * CENT, 40, 1));
+    drop((k1, k2));
+    alive.settle_counters(mine, 4 * CENT, 35).await;
+    assert_eq!(counters(&state).await, (5 * CENT, 0, 0, 0));
+
+    // The stopped instances' holdings and sets are gone (the alive one's stays, at zero),
+    // and so are their heartbeats.
+    let mut conn = redis_conn().await;
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(&state)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let held: Vec<&String> = fields.iter().filter(|f| f.starts_with("held:")).collect();
+    assert_eq!(held.len(), 1, "{fields:?}");
+    let mine: String = redis::cmd("HGET")
+        .arg(&state)
+        .arg(held[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mine, "0 0 0");
+    let sets: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}holds:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    let instances: i64 = redis::cmd("ZCARD")
+        .arg(format!("{prefix}instances"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(instances, 1);
+    drop((killed, cut_off, alive));
+    delete_keys(&prefix).await;
+    db.cleanup().await;
+}

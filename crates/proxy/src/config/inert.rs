@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 12] = [
+const READ_FROM_EXTRA: [(&str, &str); 13] = [
     // Read by the pass-through routes.
     ("general_settings", "pass_through_endpoints"),
     ("general_settings", "pass_through_request_timeout"),
@@ -18,6 +18,7 @@ const READ_FROM_EXTRA: [(&str, &str); 12] = [
     ("general_settings", "request_log_path"),
     ("general_settings", "redis_failure_mode"),
     ("general_settings", "redis_key_prefix"),
+    ("general_settings", "redis_instance_timeout"),
     ("general_settings", "database_schema"),
     ("general_settings", "alerting_threshold"),
     ("general_settings", "alert_types"),

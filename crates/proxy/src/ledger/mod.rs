@@ -86,6 +86,9 @@ pub struct RedisSettings {
     /// Every Redis key and the invalidation channel start with this (`idlehands:`).
     pub prefix: String,
     pub failure_mode: RedisFailureMode,
+    /// How long another instance may go without a heartbeat before this one takes back what
+    /// that one's unfinished calls held (`general_settings.redis_instance_timeout`, seconds).
+    pub instance_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -94,6 +97,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("url", &"<redacted>")
             .field("prefix", &self.prefix)
             .field("failure_mode", &self.failure_mode)
+            .field("instance_timeout", &self.instance_timeout)
             .finish()
     }
 }
@@ -227,10 +231,30 @@ impl StoreSettings {
         let prefix = extra_str(&gs.extra, "redis_key_prefix")
             .unwrap_or("idlehands:")
             .to_string();
+        let instance_timeout = match gs.extra.get("redis_instance_timeout") {
+            None | Some(serde_json::Value::Null) => idlehands_store::INSTANCE_TIMEOUT,
+            Some(v) => {
+                let secs = v
+                    .as_f64()
+                    .or_else(|| v.as_str().and_then(|t| t.trim().parse().ok()))
+                    .filter(|t: &f64| t.is_finite() && *t >= 0.5 && *t <= 86_400.0);
+                match secs {
+                    Some(t) => Duration::from_secs_f64(t),
+                    None => {
+                        return Err(invalid(
+                            cfg,
+                            "general_settings.redis_instance_timeout",
+                            format!("{v} is not a number of seconds from 0.5 to 86400"),
+                        ));
+                    }
+                }
+            }
+        };
         let redis = redis_url.map(|url| RedisSettings {
             url,
             prefix,
             failure_mode,
+            instance_timeout,
         });
         let pool_limit = match gs.database_connection_pool_limit {
             Some(0) => {
@@ -755,6 +779,29 @@ mod tests {
             .expect("redis");
         assert_eq!(r.url, "redis://r:6379");
         assert_eq!(r.failure_mode, RedisFailureMode::Open);
+        assert_eq!(r.instance_timeout, idlehands_store::INSTANCE_TIMEOUT);
+
+        let c =
+            cfg("  redis_instance_timeout: 2.5\nrouter_settings:\n  redis_url: redis://r:6379\n");
+        let r = StoreSettings::from_config(&c, &|_| None)
+            .expect("settings")
+            .redis
+            .expect("redis");
+        assert_eq!(r.instance_timeout, Duration::from_millis(2500));
+        for bad in ["soon", "0", "-3", "100000"] {
+            let c = cfg(&format!(
+                "  redis_instance_timeout: {bad}\nrouter_settings:\n  redis_url: redis://r:6379\n"
+            ));
+            let err = StoreSettings::from_config(&c, &|_| None)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains("general_settings.redis_instance_timeout")
+                    && err.contains("is not a number of seconds"),
+                "{bad}: {err:?}"
+            );
+        }
 
         let s =
             StoreSettings::from_config(&cfg(""), &env(&[("REDIS_HOST", "h")])).expect("settings");

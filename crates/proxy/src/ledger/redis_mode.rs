@@ -244,7 +244,8 @@ pub(super) async fn start(
             cfg.clock.clone(),
         ),
     )
-    .await;
+    .await
+    .map(|r| r.with_instance_timeout(redis.instance_timeout));
     let shared = match connected {
         Ok(r) => Some(r),
         Err(e) if open => {
@@ -348,7 +349,8 @@ pub(super) async fn start(
                         clock.clone(),
                     ),
                 )
-                .await;
+                .await
+                .map(|r| r.with_instance_timeout(settings.instance_timeout));
                 match attempt {
                     Ok(r) => break r,
                     Err(_) => wait = (wait * 2).min(LATE_RETRY_MAX),

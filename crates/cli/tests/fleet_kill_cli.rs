@@ -1,0 +1,159 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Two `idlehands proxy` processes sharing one Redis (and one key database): one is killed
+//! (SIGKILL) in the middle of a streamed call on a key allowed one call at a time. The call's
+//! hold on the key (its parallel slot and its budget reservation) lives in Redis; once the
+//! killed instance has sent no heartbeat for `general_settings.redis_instance_timeout`, the
+//! other gives it back, and the key serves again instead of answering 429 for ever.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use idlehands_testkit::{FakeOpenAi, Reply};
+use serde_json::{Value, json};
+
+mod proxy_process;
+use proxy_process::{spawn, terminate};
+
+const MASTER: &str = "sk-cli-fleet-master-1";
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL_TEST").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+async fn chat(url: &str, key: &str) -> (u16, Value) {
+    let resp = http()
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": "mocky", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_killed_instances_call_stops_holding_the_key() {
+    let up = FakeOpenAi::start().await;
+    // About 40 s of stream: it is still running when its instance is killed.
+    up.push(
+        Reply::text("tick ".repeat(400))
+            .with_chunk_chars(5)
+            .with_chunk_delay(Duration::from_millis(100)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "model_list:
+  - model_name: slow
+    litellm_params:
+      model: openai/slow-model
+      api_base: {}
+      api_key: sk-upstream
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+  - model_name: mocky
+    litellm_params:
+      model: openai/mock-model
+      mock_response: Hello from the mock deployment
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+general_settings:
+  master_key: {MASTER}
+  redis_key_prefix: \"fleet-kill-{unique}:\"
+  redis_instance_timeout: 1
+router_settings:
+  redis_url: {}
+",
+            up.base_url(),
+            redis_url()
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("keys.db");
+    let start = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_idlehands"));
+        c.env_remove("LITELLM_MASTER_KEY")
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env_remove("REDIS_HOST")
+            .env_remove("PORT")
+            .env_remove("HOST")
+            .env("IDLEHANDS_STATE_DIR", dir.path())
+            .args(["proxy", "--config"])
+            .arg(&cfg)
+            .arg("--db")
+            .arg(&db);
+        spawn(c)
+    };
+    let (mut killed, url_a, _) = start();
+    let (mut alive, url_b, _) = start();
+
+    let generated: Value = http()
+        .post(format!("{url_a}/key/generate"))
+        .bearer_auth(MASTER)
+        .json(&json!({"max_parallel_requests": 1, "max_budget": 10.0}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = generated["key"].as_str().unwrap().to_string();
+
+    let mut stream = http()
+        .post(format!("{url_a}/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "slow", "stream": true,
+                      "messages": [{"role": "user", "content": "count"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    while seen.matches("tick").count() < 2 {
+        seen.push_str(&String::from_utf8_lossy(
+            &stream.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    // The stream holds the key's one slot, on every instance.
+    let (status, body) = chat(&url_b, &key).await;
+    assert_eq!(status, 429, "{body}");
+
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let t0 = Instant::now();
+    let served = loop {
+        let (status, body) = chat(&url_b, &key).await;
+        if status == 200 {
+            break t0.elapsed();
+        }
+        assert_eq!(status, 429, "{body}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the killed instance's call still holds the key after {:?}",
+            t0.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // One timeout (1 s) plus up to a heartbeat period (1 s) and a probe tick.
+    assert!(served >= Duration::from_millis(500), "{served:?}");
+    // Holds again for the next call: the slot was given back once, not twice.
+    let (status, body) = chat(&url_b, &key).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(terminate(&mut alive), 0);
+}
