@@ -471,6 +471,7 @@ impl Ledger {
 
     /// Drops the cached record of `token` (its counters stay); the next request re-reads it.
     pub fn invalidate(&self, token: &str) {
+        self.inner.limiter.invalidated(token);
         if let Some(team_id) = token.strip_prefix("team:") {
             self.inner.teams.write().remove(team_id);
             return;

@@ -31,6 +31,7 @@ pub mod limiter;
 mod models_db;
 pub mod money;
 pub use models_db::ProxyModelRow;
+mod leases;
 mod redis_limiter;
 mod responses_db;
 pub use responses_db::StoredResponseRow;

@@ -110,6 +110,9 @@ pub trait Limiter: Send + Sync + 'static {
     /// Rolls over due budget windows. Returns the keys this limiter tracks; the database sweep
     /// leaves those alone.
     fn tick(&self, now: DateTime<Utc>) -> HashSet<String>;
+    /// The key (or budget entity) was changed elsewhere in the fleet: drop whatever was kept
+    /// from its old limits (a lease on its budget).
+    fn invalidated(&self, _token: &str) {}
 }
 
 struct Counters {

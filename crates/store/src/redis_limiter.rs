@@ -20,6 +20,7 @@ use redis::{AsyncCommands, Script};
 use tokio::task::JoinHandle;
 
 use crate::error::{AccessError, LimitKind, StoreError};
+use crate::leases::{self, LEASE_CALLS, Leases};
 use crate::ledger::Ledger;
 use crate::limiter::{BoxFuture, KeyLimits, Limiter, LiveSpend, RATE_WINDOW, Ticket};
 use crate::spend::SpendLogRow;
@@ -35,8 +36,13 @@ use crate::writer::SpendWriter;
 /// - admit: the database's spend and `budget_reset_at` (seed the counters when they are
 ///   missing), the next reset (-1: no budget window), max budget, rpm, tpm, parallel (-1: no
 ///   limit), the estimate in nanos and tokens, the rpm member;
-/// - settle: the next reset (-1: none, or a release), minus the estimate in nanos and
-///   tokens, the actual nanos and tokens, the tpm member, `1` when the tokens count toward tpm.
+/// - settle: the next reset (-1: none, or a release), minus the nanos and tokens to give back
+///   (the estimate), the actual nanos and tokens, the tpm member, `1` when the tokens count
+///   toward tpm, `1` when a parallel slot is given back (`0`: a lease's call, or a lease);
+/// - grant (a lease): the next reset, max budget, the nanos wanted; grants them when they are
+///   at most an eighth of what the budget has left beyond spend and reservations (else
+///   nothing: a tight budget is checked call by call), reserved and held like a call's
+///   estimate; answers `{granted, spend}`.
 ///
 /// A key's hash is read once per batch (`HMGET`) into Lua locals, every call of the batch for
 /// that key works on them, and they are written back once at the end (`HSET` of the fields,
@@ -172,8 +178,10 @@ end
 local function settle(k, a)
   local s = load(k)
   -- Only what this instance still holds goes back (nothing, once its holdings were taken back).
+  local slot = 1
+  if ARGV[a + 7] == '0' then slot = 0 end
   local back, back_tok, back_call = math.min(-tonumber(ARGV[a + 1]), s.hr),
-    math.min(-tonumber(ARGV[a + 2]), s.ht), math.min(1, s.hp)
+    math.min(-tonumber(ARGV[a + 2]), s.ht), math.min(slot, s.hp)
   if back > 0 or back_tok > 0 or back_call > 0 then
     s.hr, s.ht, s.hp = s.hr - back, s.ht - back_tok, s.hp - back_call
     s.hdirty = true
@@ -193,6 +201,22 @@ local function settle(k, a)
   s.dirty = true
   return s.spend
 end
+local function grant(k, a)
+  local s = load(k)
+  if not s.exists then return {0, -1} end
+  if s.reset_at >= 0 and ARGV[a] ~= '-1' and s.reset_at <= now then roll(s, ARGV[a]) end
+  local maxb = tonumber(ARGV[a + 1])
+  local want = tonumber(ARGV[a + 2])
+  local g = 0
+  if maxb >= 0 and want > 0 and want * 8 <= maxb - s.spend - s.reserved then g = want end
+  if g > 0 then
+    s.reserved = s.reserved + g
+    s.hr = s.hr + g
+    s.dirty = true
+    s.hdirty = true
+  end
+  return {g, s.spend}
+end
 local out = {}
 local key_of = {}
 local a = 4
@@ -202,10 +226,13 @@ while a <= #ARGV do
   if ARGV[a] == 'a' then
     ok, r = pcall(admit, k, a + 2)
     a = a + 12
+  elseif ARGV[a] == 'g' then
+    ok, r = pcall(grant, k, a + 2)
+    a = a + 5
   else
     ok, r = pcall(settle, k, a + 2)
     if ok then r = {r} end
-    a = a + 9
+    a = a + 10
   end
   if not ok then
     if type(r) == 'table' and r.err then r = r.err end
@@ -351,6 +378,8 @@ struct Unsettled {
     settled: bool,
     /// The key had a tpm limit at admission: its tokens count in the tpm window.
     track_tokens: bool,
+    /// The call held a parallel slot (calls admitted against a lease, and leases, hold none).
+    slot: bool,
 }
 
 /// Most calls one script call carries. Calls queued while a batch is in Redis wait for the
@@ -368,12 +397,17 @@ enum Op {
         id: u64,
     },
     Settle(Unsettled),
+    /// A lease (see [`BATCH`]'s grant): the next reset, max budget, nanos wanted.
+    Grant {
+        token: String,
+        args: [i64; 3],
+    },
 }
 
 impl Op {
     fn token(&self) -> &str {
         match self {
-            Op::Admit { token, .. } => token,
+            Op::Admit { token, .. } | Op::Grant { token, .. } => token,
             Op::Settle(u) => &u.token,
         }
     }
@@ -465,7 +499,14 @@ async fn run_batches(
                         } else {
                             ""
                         })
-                        .arg(if track { "1" } else { "0" });
+                        .arg(if track { "1" } else { "0" })
+                        .arg(if u.slot { "1" } else { "0" });
+                }
+                Op::Grant { args, .. } => {
+                    call.arg("g").arg(number);
+                    for a in args {
+                        call.arg(*a);
+                    }
                 }
             }
         }
@@ -580,6 +621,36 @@ impl Settler {
             .ok_or_else(|| BatchFailed("empty settlement answer".to_owned()))
     }
 
+    /// Gives back `nanos` of what this instance holds of the key (a lease's unspent rest),
+    /// without waiting; kept for later if Redis fails.
+    fn give_back(self: &Arc<Self>, token: String, nanos: i64) {
+        if nanos <= 0 {
+            return;
+        }
+        let u = Unsettled {
+            token,
+            estimate_nanos: nanos,
+            estimate_tokens: 0,
+            actual_nanos: 0,
+            actual_tokens: 0,
+            budget_window: None,
+            id: 0,
+            settled: false,
+            track_tokens: false,
+            slot: false,
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return self.defer(u);
+        };
+        let settler = self.clone();
+        handle.spawn(async move {
+            if let Err(e) = settler.apply(&u).await {
+                tracing::warn!(error = %e, "giving a lease back to redis failed; retried when redis answers");
+                settler.defer(u);
+            }
+        });
+    }
+
     fn defer(&self, u: Unsettled) {
         let mut backlog = self.backlog.lock();
         if backlog.len() >= MAX_BACKLOG
@@ -630,6 +701,7 @@ pub struct RedisLimiter {
     heartbeat: Script,
     instance_timeout: Duration,
     last_heartbeat: parking_lot::Mutex<Option<std::time::Instant>>,
+    leases: Arc<Leases>,
 }
 
 /// What a heartbeat took back from instances that stopped: how many instances, calls, nanos.
@@ -686,6 +758,7 @@ impl RedisLimiter {
             heartbeat: Script::new(HEARTBEAT),
             instance_timeout: INSTANCE_TIMEOUT,
             last_heartbeat: parking_lot::Mutex::new(None),
+            leases: Arc::new(Leases::default()),
         };
         // Registered before its first call can hold anything, so that its holdings are taken
         // back even if it dies before the first periodic heartbeat.
@@ -698,6 +771,12 @@ impl RedisLimiter {
     pub fn with_instance_timeout(mut self, timeout: Duration) -> RedisLimiter {
         self.instance_timeout = timeout;
         self
+    }
+
+    /// What this instance's lease on the key (a limiter token) has left for new calls, if it
+    /// holds one (see [`crate::leases`]).
+    pub fn lease_left(&self, token: &str) -> Option<i64> {
+        self.leases.left(token)
     }
 
     /// Sends this instance's heartbeat and takes back the holdings of instances silent for
@@ -724,6 +803,9 @@ impl RedisLimiter {
             }
         };
         *self.last_heartbeat.lock() = Some(std::time::Instant::now());
+        for (token, nanos) in self.leases.idle() {
+            self.settler.give_back(token, nanos);
+        }
         let reclaimed = Reclaimed {
             instances: answer.first().copied().unwrap_or(0),
             calls: answer.get(1).copied().unwrap_or(0),
@@ -812,6 +894,7 @@ impl RedisLimiter {
         let waiting: Vec<Unsettled> = self.settler.backlog.lock().drain(..).collect();
         if restarted {
             self.known_spend.write().clear();
+            self.leases.clear();
             if !waiting.is_empty() {
                 tracing::warn!(
                     settlements = waiting.len(),
@@ -856,6 +939,64 @@ impl RedisLimiter {
         }
     }
 
+    /// A settlement of `ticket`, which spent `actual_nanos`: what it gives back of what this
+    /// instance holds (see [`Leases::settled`] for a call admitted against a lease).
+    fn settlement(&self, ticket: &Ticket, actual_nanos: i64, actual_tokens: i64) -> Unsettled {
+        let leased = leases::is_leased(ticket.id);
+        let give_back = if leased {
+            self.leases.settled(
+                &ticket.token,
+                ticket.id,
+                ticket.estimate_nanos,
+                Some(actual_nanos),
+            )
+        } else {
+            ticket.estimate_nanos
+        };
+        Unsettled {
+            token: ticket.token.clone(),
+            estimate_nanos: give_back,
+            estimate_tokens: ticket.estimate_tokens,
+            actual_nanos,
+            actual_tokens,
+            budget_window: ticket.budget_window,
+            id: ticket.id,
+            settled: true,
+            // Set exactly when the key had a tpm limit (an admission answers -1 otherwise).
+            track_tokens: ticket.remaining_tokens.is_some(),
+            slot: !leased,
+        }
+    }
+
+    /// Asks Redis for a lease on a budget-limited key (see [`crate::leases`]): as many nanos
+    /// as [`LEASE_CALLS`] calls like this one are estimated at, granted only when that is at
+    /// most an eighth of what the budget has left; the answer is applied when it comes,
+    /// without holding up the call that asked.
+    fn ask_lease(&self, key: &KeyLimits, estimate: i64, generation: u64, now: DateTime<Utc>) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.leases.granted(&key.token, generation, None);
+            return;
+        };
+        let rx = self.settler.submit(Op::Grant {
+            token: key.token.clone(),
+            args: [
+                Self::next_reset(Some(key), now),
+                key.max_budget.unwrap_or(-1),
+                estimate.max(1).saturating_mul(LEASE_CALLS),
+            ],
+        });
+        let (leases, settler, token) =
+            (self.leases.clone(), self.settler.clone(), key.token.clone());
+        handle.spawn(async move {
+            let granted = Settler::wait(rx)
+                .await
+                .ok()
+                .and_then(|r| r.first().copied());
+            let back = leases.granted(&token, generation, granted);
+            settler.give_back(token, back);
+        });
+    }
+
     fn keys(&self, token: &str) -> [String; 3] {
         key_names(&self.prefix, token)
     }
@@ -889,6 +1030,21 @@ impl Limiter for RedisLimiter {
             } else {
                 0
             };
+            let lease = leases::kind_of(key);
+            if lease.is_some()
+                && self.is_up()
+                && let Some(id) = self.leases.take(&key.token, estimate_nanos)
+            {
+                return Ok(Ticket {
+                    token: key.token.clone(),
+                    estimate_nanos,
+                    estimate_tokens: 0,
+                    budget_window: key.budget_duration,
+                    id,
+                    remaining_requests: None,
+                    remaining_tokens: None,
+                });
+            }
             let reply = self
                 .settler
                 .call(Op::Admit {
@@ -937,6 +1093,12 @@ impl Limiter for RedisLimiter {
                     retry_after_secs: secs,
                 }
             };
+            if code == 0
+                && let Some(kind) = lease
+                && let Some(generation) = self.leases.after_admission(key, kind)
+            {
+                self.ask_lease(key, estimate_nanos, generation, now);
+            }
             match code {
                 0 => Ok(Ticket {
                     token: key.token.clone(),
@@ -966,18 +1128,7 @@ impl Limiter for RedisLimiter {
     fn settle(&self, ticket: Ticket, mut row: SpendLogRow) -> BoxFuture<'_, i64> {
         Box::pin(async move {
             row.api_key = ticket.token.clone();
-            let u = Unsettled {
-                token: ticket.token.clone(),
-                estimate_nanos: ticket.estimate_nanos,
-                estimate_tokens: ticket.estimate_tokens,
-                actual_nanos: row.spend.max(0),
-                actual_tokens: row.total_tokens,
-                budget_window: ticket.budget_window,
-                id: ticket.id,
-                settled: true,
-                // Set exactly when the key had a tpm limit (an admission answers -1 otherwise).
-                track_tokens: ticket.remaining_tokens.is_some(),
-            };
+            let u = self.settlement(&ticket, row.spend.max(0), row.total_tokens);
             // While Redis is down the settlement waits for it (the row goes to the database
             // now, whatever happens).
             let settled = if self.is_up() {
@@ -1009,18 +1160,7 @@ impl Limiter for RedisLimiter {
 
     fn settle_counters(&self, ticket: Ticket, spend: i64, tokens: i64) -> BoxFuture<'_, i64> {
         Box::pin(async move {
-            let u = Unsettled {
-                token: ticket.token.clone(),
-                estimate_nanos: ticket.estimate_nanos,
-                estimate_tokens: ticket.estimate_tokens,
-                actual_nanos: spend.max(0),
-                actual_tokens: tokens,
-                budget_window: ticket.budget_window,
-                id: ticket.id,
-                settled: true,
-                // Set exactly when the key had a tpm limit (an admission answers -1 otherwise).
-                track_tokens: ticket.remaining_tokens.is_some(),
-            };
+            let u = self.settlement(&ticket, spend.max(0), tokens);
             let settled = if self.is_up() {
                 self.settler.apply(&u).await.ok()
             } else {
@@ -1041,6 +1181,12 @@ impl Limiter for RedisLimiter {
     }
 
     fn release(&self, ticket: Ticket) {
+        if leases::is_leased(ticket.id) {
+            let back = self
+                .leases
+                .settled(&ticket.token, ticket.id, ticket.estimate_nanos, None);
+            return self.settler.give_back(ticket.token, back);
+        }
         let u = Unsettled {
             token: ticket.token,
             estimate_nanos: ticket.estimate_nanos,
@@ -1051,6 +1197,7 @@ impl Limiter for RedisLimiter {
             id: ticket.id,
             settled: false,
             track_tokens: false,
+            slot: true,
         };
         let handle = match tokio::runtime::Handle::try_current() {
             Ok(h) if self.is_up() => h,
@@ -1093,6 +1240,8 @@ impl Limiter for RedisLimiter {
     }
 
     fn reconfigure(&self, key: &KeyLimits, spend_overwritten: bool) {
+        let back = self.leases.reconfigured(key, spend_overwritten);
+        self.settler.give_back(key.token.clone(), back);
         if spend_overwritten {
             self.known_spend
                 .write()
@@ -1120,6 +1269,7 @@ impl Limiter for RedisLimiter {
     }
 
     fn forget(&self, token: &str) {
+        self.invalidated(token);
         self.known_spend.write().remove(token);
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
@@ -1137,6 +1287,11 @@ impl Limiter for RedisLimiter {
     fn tick(&self, _now: DateTime<Utc>) -> HashSet<String> {
         // Redis rolls windows itself; the database sweep covers every key.
         HashSet::new()
+    }
+
+    fn invalidated(&self, token: &str) {
+        let back = self.leases.drop_lease(token);
+        self.settler.give_back(token.to_owned(), back);
     }
 }
 

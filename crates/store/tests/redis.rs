@@ -424,8 +424,10 @@ async fn batched_settlements_sum_exactly(store: Store) {
 /// alone: the calls batched with it are answered as usual.
 async fn a_failing_call_does_not_fail_its_batch(store: Store) {
     let f = fleet(&store).await;
-    let good = generate(&f.a, json!({"max_budget": 1000.0})).await;
-    let bad = generate(&f.a, json!({"max_budget": 1000.0})).await;
+    // rpm limits: every call goes to Redis (a key with only a budget this large would be
+    // leased, its calls admitted here).
+    let good = generate(&f.a, json!({"max_budget": 1000.0, "rpm_limit": 100000})).await;
+    let bad = generate(&f.a, json!({"max_budget": 1000.0, "rpm_limit": 100000})).await;
     let on_bad = f.a.authenticate(&bad.key).await.unwrap();
     f.a.reserve(&on_bad, CENT, 1)
         .await
@@ -689,6 +691,181 @@ async fn redis_a_stopped_instances_holdings_are_given_back() {
         .unwrap();
     assert_eq!(instances, 1);
     drop((killed, cut_off, alive));
+    delete_keys(&prefix).await;
+    db.cleanup().await;
+}
+
+/// Leases: a key whose only limit is a roomy budget gets a slice of it reserved for this
+/// instance after its first call, and the next calls are admitted against the slice without
+/// a reservation in Redis each; what they spend turns the slice into spend, a released call
+/// costs Redis nothing, and a key change gives the rest back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_leased_calls_are_admitted_here_and_counted_there() {
+    use idlehands_store::{Limiter, RedisLimiter};
+    let db = common::sqlite().await;
+    let writer = idlehands_store::SpendWriter::start(db.store.clone(), config(100).writer);
+    let prefix = format!("idlehands-test:{}:", uuid::Uuid::new_v4().simple());
+    let clock: Arc<dyn Clock> = Arc::new(idlehands_store::clock::SystemClock);
+    let limiter = RedisLimiter::connect(&redis_url(), &prefix, writer.clone(), 400, clock)
+        .await
+        .unwrap();
+    let key = idlehands_store::KeyLimits {
+        max_budget: Some(100 * 100 * CENT),
+        tpm_limit: None,
+        max_parallel_requests: None,
+        ..parallel_key("tok-lease")
+    };
+    let state = format!("{prefix}{{tok-lease}}:state");
+    let first = limiter.admit(&key, CENT, 10).await.unwrap();
+    // The lease (64 calls' worth) arrives with the next batch.
+    let lease = 64 * CENT;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while limiter.lease_left("tok-lease") != Some(lease) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            limiter.lease_left("tok-lease")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(counters(&state).await, (0, CENT + lease, 0, 1));
+    let mut leased = Vec::new();
+    for _ in 0..10 {
+        leased.push(limiter.admit(&key, CENT, 10).await.unwrap());
+    }
+    assert_eq!(
+        counters(&state).await,
+        (0, CENT + lease, 0, 1),
+        "ten calls admitted against the lease: nothing more reserved in Redis, one slot counted"
+    );
+    limiter.settle_counters(first, CENT / 2, 5).await;
+    for t in leased.drain(..5) {
+        limiter.settle_counters(t, CENT / 2, 5).await;
+    }
+    assert_eq!(
+        counters(&state).await,
+        (6 * CENT / 2, lease - 5 * CENT / 2, 0, 0),
+        "spent: the first call's estimate given back, the leased calls' spend taken from the lease"
+    );
+    for t in leased.drain(..) {
+        limiter.release(t);
+    }
+    assert_eq!(counters(&state).await.1, lease - 5 * CENT / 2);
+    // The key's limits changed: the lease goes back (the give-back is not awaited).
+    limiter.reconfigure(
+        &idlehands_store::KeyLimits {
+            max_budget: Some(50 * 100 * CENT),
+            ..key.clone()
+        },
+        false,
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counters(&state).await.1 != 0 {
+        assert!(Instant::now() < deadline, "{:?}", counters(&state).await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(counters(&state).await, (6 * CENT / 2, 0, 0, 0));
+    drop(limiter);
+    delete_keys(&prefix).await;
+    db.cleanup().await;
+}
+
+/// With leases in play (a budget with room for thousands of calls), two instances racing
+/// for it still spend at most the budget and one call, and every admitted call is a row.
+async fn leased_budget_holds_across_instances(store: Store) {
+    let f = fleet(&store).await;
+    let key = generate(&f.a, json!({"max_budget": 1.0})).await;
+    let cost = CENT / 100;
+    let spent = Arc::new(AtomicI64::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let ledger = if w % 2 == 0 { f.a.clone() } else { f.b.clone() };
+        let (k, spent, ok) = (key.key.clone(), spent.clone(), ok.clone());
+        tasks.push(tokio::spawn(async move {
+            let authed = ledger.authenticate(&k).await.unwrap();
+            for i in 0..700 {
+                match ledger.reserve(&authed, cost, 10).await {
+                    Ok(r) => {
+                        r.settle(row(&format!("lease-{w}-{i}"), cost, 10)).await;
+                        spent.fetch_add(cost, Ordering::SeqCst);
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(e) => assert_eq!(e.error_type(), "budget_exceeded", "{e}"),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let spent = spent.load(Ordering::SeqCst);
+    let ok = ok.load(Ordering::SeqCst);
+    assert!(spent <= 100 * CENT + cost, "fleet overspent: {spent}");
+    assert!(ok >= 9_990, "budget unusable: {ok} calls of 10,000");
+    f.a.writer().flush().await.unwrap();
+    f.b.writer().flush().await.unwrap();
+    assert_eq!(
+        store.get_key(&key.token_id).await.unwrap().unwrap().spend,
+        spent
+    );
+    assert_eq!(store.count_spend_logs().await.unwrap(), ok as i64);
+    let mut conn = redis_conn().await;
+    let shared: i64 = redis::cmd("HGET")
+        .arg(f.state_key(&key.token_id))
+        .arg("spend")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        shared, spent,
+        "the shared counter has every leased call's spend"
+    );
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_leased_budget_holds_across_instances() {
+    let db = common::sqlite().await;
+    leased_budget_holds_across_instances(db.store.clone()).await;
+    db.cleanup().await;
+}
+
+/// A lease is a holding like a call's: when its instance stops sending heartbeats, another
+/// instance gives it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_a_stopped_instances_lease_is_given_back() {
+    use idlehands_store::{Limiter, RedisLimiter};
+    let db = common::sqlite().await;
+    let writer = idlehands_store::SpendWriter::start(db.store.clone(), config(100).writer);
+    let prefix = format!("idlehands-test:{}:", uuid::Uuid::new_v4().simple());
+    let clock: Arc<dyn Clock> = Arc::new(idlehands_store::clock::SystemClock);
+    let url = redis_url();
+    let connect = || RedisLimiter::connect(&url, &prefix, writer.clone(), 400, clock.clone());
+    let timeout = Duration::from_millis(700);
+    let stopped = connect().await.unwrap();
+    let alive = connect().await.unwrap().with_instance_timeout(timeout);
+    let key = idlehands_store::KeyLimits {
+        max_budget: Some(100 * 100 * CENT),
+        tpm_limit: None,
+        max_parallel_requests: None,
+        ..parallel_key("tok-lease-stop")
+    };
+    let state = format!("{prefix}{{tok-lease-stop}}:state");
+    let first = stopped.admit(&key, CENT, 0).await.unwrap();
+    stopped.settle_counters(first, CENT, 0).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stopped.lease_left("tok-lease-stop") != Some(64 * CENT) {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let in_flight = stopped.admit(&key, CENT, 0).await.unwrap();
+    assert_eq!(counters(&state).await, (CENT, 64 * CENT, 0, 0));
+    tokio::time::sleep(timeout + Duration::from_millis(300)).await;
+    let back = alive.heartbeat().await.unwrap();
+    assert_eq!((back.instances, back.calls, back.nanos), (1, 0, 64 * CENT));
+    assert_eq!(counters(&state).await, (CENT, 0, 0, 0));
+    drop((in_flight, stopped, alive));
     delete_keys(&prefix).await;
     db.cleanup().await;
 }

@@ -210,6 +210,12 @@ impl Limiter for Shared {
     fn tick(&self, now: DateTime<Utc>) -> HashSet<String> {
         self.local.as_ref().map(|l| l.tick(now)).unwrap_or_default()
     }
+
+    fn invalidated(&self, token: &str) {
+        if let Some(r) = self.redis.get() {
+            r.invalidated(token);
+        }
+    }
 }
 
 async fn within<T>(
