@@ -884,3 +884,45 @@ async fn an_open_instance_started_without_redis_joins_the_fleet_when_it_answers(
     other.stop().await;
     place.cleanup().await;
 }
+
+/// Leases through the gateway: calls of a key with a roomy budget on one instance leave a
+/// lease reserved in Redis (`reserved_spend` on both instances), later calls settle against
+/// it, and once the instance has no call of the key for a while its heartbeat gives the rest
+/// back: `reserved_spend` returns to 0 and `spend` is exactly the rows' sum, on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leases_show_as_reserved_and_go_back_when_idle() {
+    let place = Place::new(Backend::Postgres);
+    let (a, b) = pair(&place).await;
+    let (key, generated) = generate(&a, json!({"max_budget": 100.0})).await;
+    let token = generated["token_id"].as_str().unwrap().to_string();
+    for _ in 0..20 {
+        assert_eq!(status_of(&a, &key, bounded_chat()).await, 200);
+    }
+    let leased = within(CHANNEL_DEADLINE, || async {
+        key_spend_of(&b, &token).await.1 > 0.0
+    })
+    .await;
+    assert!(leased.is_some(), "no lease reserved after 20 calls");
+    let (spend_a, reserved_a) = key_spend_of(&a, &token).await;
+    assert_eq!((spend_a, reserved_a), key_spend_of(&b, &token).await);
+    assert!(spend_a > 0.0);
+
+    let back = within(CHANNEL_DEADLINE, || async {
+        key_spend_of(&b, &token).await.1 == 0.0
+    })
+    .await
+    .expect("the idle lease goes back");
+    assert!(
+        back >= Duration::from_millis(500),
+        "given back after {back:?}"
+    );
+    let rows = spend_rows(&b, &format!("?api_key={token}"), 20).await;
+    assert_eq!(rows.len(), 20);
+    let logged: f64 = rows.iter().map(|r| r["spend"].as_f64().unwrap()).sum();
+    let (spend, reserved) = key_spend_of(&a, &token).await;
+    assert_eq!(reserved, 0.0);
+    assert!((logged - spend).abs() < 1e-12, "{logged} vs {spend}");
+    a.stop().await;
+    b.stop().await;
+    place.cleanup().await;
+}

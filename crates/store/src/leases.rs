@@ -31,6 +31,10 @@ pub(crate) const LEASE_CALLS: i64 = 64;
 /// A lease with no call for this long is given back.
 pub(crate) const LEASE_IDLE: Duration = Duration::from_secs(2);
 
+/// After a grant of nothing (a tight budget), no new one is asked for this long, so that a
+/// key near its budget costs Redis one operation per call, not two.
+const REFUSED_WAIT: Duration = Duration::from_secs(1);
+
 const UNBOUNDED: i64 = i64::MAX / 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +68,8 @@ struct Lease {
     in_flight: i64,
     /// A grant is on its way.
     asking: bool,
+    /// No grant is asked for before this (the last one granted nothing).
+    quiet_until: Option<Instant>,
     last_used: Instant,
 }
 
@@ -94,7 +100,7 @@ impl Leases {
         let token = key.token.as_str();
         let mut map = self.map.lock();
         if let Some(l) = map.get_mut(token) {
-            if l.asking || !l.held {
+            if l.asking || !l.held || l.quiet_until.is_some_and(|t| Instant::now() < t) {
                 return None;
             }
             l.asking = true;
@@ -111,6 +117,7 @@ impl Leases {
                 held,
                 in_flight: 0,
                 asking: held,
+                quiet_until: None,
                 last_used: Instant::now(),
             },
         );
@@ -126,6 +133,7 @@ impl Leases {
             Some(l) if l.generation == generation => {
                 l.asking = false;
                 l.capacity += nanos;
+                l.quiet_until = (nanos == 0).then(|| Instant::now() + REFUSED_WAIT);
                 0
             }
             _ => nanos,
@@ -329,6 +337,20 @@ mod tests {
             .expect("asks again");
         leases.granted("t", g, Some(50));
         assert_eq!(leases.reconfigured(&key(Some(1000), Some(5)), false), 50);
+    }
+
+    #[test]
+    fn a_grant_of_nothing_is_not_asked_again_at_once() {
+        let leases = Leases::default();
+        let k = key(Some(1000), None);
+        let g = leases.after_admission(&k, Kind::Budget).expect("asks");
+        assert_eq!(leases.granted("t", g, Some(0)), 0);
+        assert_eq!(leases.after_admission(&k, Kind::Budget), None);
+        leases.map.lock().get_mut("t").expect("lease").quiet_until = Some(Instant::now());
+        assert!(
+            leases.after_admission(&k, Kind::Budget).is_some(),
+            "asks again later"
+        );
     }
 
     #[test]
