@@ -761,8 +761,9 @@ impl RedisLimiter {
             leases: Arc::new(Leases::default()),
         };
         // Registered before its first call can hold anything, so that its holdings are taken
-        // back even if it dies before the first periodic heartbeat.
-        limiter.heartbeat().await?;
+        // back even if it dies before the first periodic heartbeat. (Nothing is taken back
+        // here: the timeout to judge others by is set after this.)
+        limiter.beat(None).await?;
         Ok(limiter)
     }
 
@@ -783,11 +784,19 @@ impl RedisLimiter {
     /// longer than the instance timeout, logging what it took. [`RedisLimiter::probe`] calls
     /// it every [`HEARTBEAT_EVERY`].
     pub async fn heartbeat(&self) -> Result<Reclaimed, StoreError> {
+        self.beat(Some(self.instance_timeout)).await
+    }
+
+    /// A heartbeat that takes back the holdings of instances silent for longer than
+    /// `reclaim_after` (`None`: only the heartbeat).
+    async fn beat(&self, reclaim_after: Option<Duration>) -> Result<Reclaimed, StoreError> {
         let mut conn = self.conn.clone();
         let mut call = self.heartbeat.prepare_invoke();
+        // Lua numbers are exact to 2^53: "never" is a timeout far past any heartbeat.
+        let timeout_ms = reclaim_after.map_or(1 << 52, |t| t.as_millis().min(1 << 52) as i64);
         call.key(instances_name(&self.prefix))
             .arg(&self.instance)
-            .arg(self.instance_timeout.as_millis().min(i64::MAX as u128) as i64)
+            .arg(timeout_ms)
             .arg(holds_name(&self.prefix, ""));
         let answer: Vec<i64> = match tokio::time::timeout(
             REDIS_RESPONSE_TIMEOUT,
