@@ -207,6 +207,17 @@ impl Leases {
         back
     }
 
+    /// Removes every lease (the instance is stopping): each held one's token and the nanos to
+    /// give back (calls still in flight give back their own).
+    pub(crate) fn drain(&self) -> Vec<(String, i64)> {
+        self.map
+            .lock()
+            .drain()
+            .filter(|(_, l)| l.held && l.capacity > l.in_flight)
+            .map(|(token, l)| (token, l.capacity - l.in_flight))
+            .collect()
+    }
+
     /// What the key's lease has left for new calls, if it has one.
     pub(crate) fn left(&self, token: &str) -> Option<i64> {
         self.map.lock().get(token).map(|l| l.capacity - l.in_flight)
@@ -351,6 +362,30 @@ mod tests {
             leases.after_admission(&k, Kind::Budget).is_some(),
             "asks again later"
         );
+    }
+
+    #[test]
+    fn a_stop_gives_back_every_leases_rest() {
+        let leases = Leases::default();
+        let g = leases
+            .after_admission(&key(Some(1000), None), Kind::Budget)
+            .expect("asks");
+        leases.granted("t", g, Some(50));
+        let id = leases.take("t", 10).expect("fits");
+        leases.after_admission(
+            &KeyLimits {
+                token: "u".to_owned(),
+                ..key(None, None)
+            },
+            Kind::Unbounded,
+        );
+        assert_eq!(leases.drain(), vec![("t".to_owned(), 40)]);
+        assert_eq!(
+            leases.settled("t", id, 10, Some(10)),
+            10,
+            "its call gives back its own"
+        );
+        assert_eq!(leases.left("u"), None);
     }
 
     #[test]

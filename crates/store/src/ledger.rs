@@ -460,6 +460,7 @@ impl Ledger {
         if let Some(t) = ticker {
             t.abort();
         }
+        self.inner.limiter.shutdown().await;
         self.inner.writer.shutdown().await
     }
 

@@ -113,6 +113,11 @@ pub trait Limiter: Send + Sync + 'static {
     /// The key (or budget entity) was changed elsewhere in the fleet: drop whatever was kept
     /// from its old limits (a lease on its budget).
     fn invalidated(&self, _token: &str) {}
+    /// The instance is stopping, its calls finished: give back what is held for calls to
+    /// come (a fleet's leases), and wait until that is done.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 struct Counters {

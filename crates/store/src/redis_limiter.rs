@@ -1302,6 +1302,38 @@ impl Limiter for RedisLimiter {
         let back = self.leases.drop_lease(token);
         self.settler.give_back(token.to_owned(), back);
     }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let answers: Vec<_> = self
+                .leases
+                .drain()
+                .into_iter()
+                .map(|(token, nanos)| {
+                    let u = Unsettled {
+                        token,
+                        estimate_nanos: nanos,
+                        estimate_tokens: 0,
+                        actual_nanos: 0,
+                        actual_tokens: 0,
+                        budget_window: None,
+                        id: 0,
+                        settled: false,
+                        track_tokens: false,
+                        slot: false,
+                    };
+                    self.settler.submit(Op::Settle(u))
+                })
+                .collect();
+            for rx in answers {
+                // A lease not given back now is given back by another instance once this
+                // one's heartbeats stop.
+                if let Err(e) = Settler::wait(rx).await {
+                    tracing::warn!(error = %e, "giving a lease back at shutdown failed");
+                }
+            }
+        })
+    }
 }
 
 impl Ledger {

@@ -869,3 +869,28 @@ async fn redis_a_stopped_instances_lease_is_given_back() {
     delete_keys(&prefix).await;
     db.cleanup().await;
 }
+
+/// A stopping instance gives its leases back before it goes, instead of leaving them to the
+/// others' heartbeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_a_stopping_instance_gives_its_leases_back() {
+    let db = common::sqlite().await;
+    let f = fleet(&db.store).await;
+    let key = generate(&f.a, json!({"max_budget": 100.0})).await;
+    let authed = f.a.authenticate(&key.key).await.unwrap();
+    f.a.reserve(&authed, CENT, 1)
+        .await
+        .unwrap()
+        .settle(row("first", CENT, 1))
+        .await;
+    let state = f.state_key(&key.token_id);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counters(&state).await.1 != 64 * CENT {
+        assert!(Instant::now() < deadline, "{:?}", counters(&state).await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    f.a.shutdown().await.unwrap();
+    assert_eq!(counters(&state).await, (CENT, 0, 0, 0));
+    f.stop().await;
+    db.cleanup().await;
+}

@@ -216,6 +216,14 @@ impl Limiter for Shared {
             r.invalidated(token);
         }
     }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(r) = self.redis.get().filter(|r| r.is_up()) {
+                let _ = tokio::time::timeout(REDIS_WAIT, r.shutdown()).await;
+            }
+        })
+    }
 }
 
 async fn within<T>(
