@@ -926,3 +926,54 @@ async fn leases_show_as_reserved_and_go_back_when_idle() {
     b.stop().await;
     place.cleanup().await;
 }
+
+/// A budget lowered on one instance while another holds a lease on it: the change's
+/// announcement drops the lease, so the other's next call is judged by Redis against the new
+/// budget instead of being admitted against what is left of the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_budget_lowered_elsewhere_drops_the_lease() {
+    let place = Place::new(Backend::Postgres);
+    let (a, b) = pair(&place).await;
+    let (key, generated) = generate(&a, json!({"max_budget": 100.0})).await;
+    let token = generated["token_id"].as_str().unwrap().to_string();
+    for _ in 0..5 {
+        assert_eq!(status_of(&a, &key, bounded_chat()).await, 200);
+    }
+    within(CHANNEL_DEADLINE, || async {
+        key_spend_of(&b, &token).await.1 > 0.0
+    })
+    .await
+    .expect("a holds a lease");
+    let (spend, _) = key_spend_of(&b, &token).await;
+    let r = post(
+        &b,
+        "/key/update",
+        MASTER,
+        json!({"key": token, "max_budget": spend}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Calls on a from now on: admitted until the announcement arrives (normally none), then
+    // refused. Against the lease (64 calls' worth, never idle while calls keep coming) there
+    // would be dozens.
+    let mut admitted = 0;
+    let refused = loop {
+        let r = post(&a, "/v1/chat/completions", &key, bounded_chat()).await;
+        if r.status == 422 {
+            break r;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        admitted += 1;
+        assert!(admitted < 30, "a kept admitting against its lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(error_of(&refused).0, "budget_exceeded");
+    within(CHANNEL_DEADLINE, || async {
+        key_spend_of(&b, &token).await.1 == 0.0
+    })
+    .await
+    .expect("the lease was given back");
+    a.stop().await;
+    b.stop().await;
+    place.cleanup().await;
+}
