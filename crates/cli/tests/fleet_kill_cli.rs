@@ -5,14 +5,13 @@
 //! killed instance has sent no heartbeat for `general_settings.redis_instance_timeout`, the
 //! other gives it back, and the key serves again instead of answering 429 for ever.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use idlehands_testkit::{FakeOpenAi, Reply};
 use serde_json::{Value, json};
 
 mod proxy_process;
-use proxy_process::{spawn, terminate};
+use proxy_process::{gateway_cmd, spawn, terminate};
 
 const MASTER: &str = "sk-cli-fleet-master-1";
 
@@ -86,18 +85,8 @@ router_settings:
     .unwrap();
     let db = dir.path().join("keys.db");
     let start = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_idlehands"));
-        c.env_remove("LITELLM_MASTER_KEY")
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("REDIS_HOST")
-            .env_remove("PORT")
-            .env_remove("HOST")
-            .env("IDLEHANDS_STATE_DIR", dir.path())
-            .args(["proxy", "--config"])
-            .arg(&cfg)
-            .arg("--db")
-            .arg(&db);
+        let mut c = gateway_cmd(dir.path());
+        c.args(["proxy", "--config"]).arg(&cfg).arg("--db").arg(&db);
         spawn(c)
     };
     let (mut killed, url_a, _) = start();

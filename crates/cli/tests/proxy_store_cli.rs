@@ -35,15 +35,7 @@ general_settings:
 }
 
 fn cmd(state_dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_idlehands"));
-    c.env_remove("LITELLM_MASTER_KEY")
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("REDIS_HOST")
-        .env_remove("PORT")
-        .env_remove("HOST")
-        .env("IDLEHANDS_STATE_DIR", state_dir);
-    c
+    proxy_process::gateway_cmd(state_dir)
 }
 
 fn http() -> reqwest::Client {

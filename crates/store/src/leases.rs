@@ -253,6 +253,14 @@ mod tests {
         }
     }
 
+    /// A lease of `nanos` on key "t" (budget 1000), as a grant gives it.
+    fn lease(leases: &Leases, nanos: i64) {
+        let g = leases
+            .after_admission(&key(Some(1000), None), Kind::Budget)
+            .expect("asks");
+        assert_eq!(leases.granted("t", g, Some(nanos)), 0);
+    }
+
     #[test]
     fn only_keys_limited_by_budget_alone_or_nothing_are_leased() {
         assert_eq!(kind_of(&key(Some(5), None)), Some(Kind::Budget));
@@ -331,10 +339,7 @@ mod tests {
     #[test]
     fn a_re_read_drops_the_lease_only_when_the_limits_changed() {
         let leases = Leases::default();
-        let g = leases
-            .after_admission(&key(Some(1000), None), Kind::Budget)
-            .expect("asks");
-        leases.granted("t", g, Some(50));
+        lease(&leases, 50);
         assert_eq!(leases.reconfigured(&key(Some(1000), None), false), 0);
         assert!(leases.take("t", 10).is_some(), "kept");
         assert_eq!(leases.reconfigured(&key(Some(1000), None), true), 40);
@@ -367,10 +372,7 @@ mod tests {
     #[test]
     fn a_stop_gives_back_every_leases_rest() {
         let leases = Leases::default();
-        let g = leases
-            .after_admission(&key(Some(1000), None), Kind::Budget)
-            .expect("asks");
-        leases.granted("t", g, Some(50));
+        lease(&leases, 50);
         let id = leases.take("t", 10).expect("fits");
         leases.after_admission(
             &KeyLimits {
@@ -391,10 +393,7 @@ mod tests {
     #[test]
     fn idle_leases_go_back_whole() {
         let leases = Leases::default();
-        let g = leases
-            .after_admission(&key(Some(1000), None), Kind::Budget)
-            .expect("asks");
-        leases.granted("t", g, Some(50));
+        lease(&leases, 50);
         let id = leases.take("t", 10).expect("fits");
         leases.map.lock().get_mut("t").expect("lease").last_used = Instant::now() - LEASE_IDLE * 2;
         assert!(leases.idle().is_empty(), "a call is in flight");

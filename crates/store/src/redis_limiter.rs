@@ -382,6 +382,25 @@ struct Unsettled {
     slot: bool,
 }
 
+impl Unsettled {
+    /// Gives back `nanos` of what this instance holds of the key without spending anything
+    /// (what a lease has left).
+    fn give_back(token: String, nanos: i64) -> Unsettled {
+        Unsettled {
+            token,
+            estimate_nanos: nanos,
+            estimate_tokens: 0,
+            actual_nanos: 0,
+            actual_tokens: 0,
+            budget_window: None,
+            id: 0,
+            settled: false,
+            track_tokens: false,
+            slot: false,
+        }
+    }
+}
+
 /// Most calls one script call carries. Calls queued while a batch is in Redis wait for the
 /// next one, so under load a batch holds what arrived during one round trip.
 const MAX_BATCH: usize = 256;
@@ -627,18 +646,7 @@ impl Settler {
         if nanos <= 0 {
             return;
         }
-        let u = Unsettled {
-            token,
-            estimate_nanos: nanos,
-            estimate_tokens: 0,
-            actual_nanos: 0,
-            actual_tokens: 0,
-            budget_window: None,
-            id: 0,
-            settled: false,
-            track_tokens: false,
-            slot: false,
-        };
+        let u = Unsettled::give_back(token, nanos);
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return self.defer(u);
         };
@@ -1310,19 +1318,8 @@ impl Limiter for RedisLimiter {
                 .drain()
                 .into_iter()
                 .map(|(token, nanos)| {
-                    let u = Unsettled {
-                        token,
-                        estimate_nanos: nanos,
-                        estimate_tokens: 0,
-                        actual_nanos: 0,
-                        actual_tokens: 0,
-                        budget_window: None,
-                        id: 0,
-                        settled: false,
-                        track_tokens: false,
-                        slot: false,
-                    };
-                    self.settler.submit(Op::Settle(u))
+                    self.settler
+                        .submit(Op::Settle(Unsettled::give_back(token, nanos)))
                 })
                 .collect();
             for rx in answers {

@@ -97,49 +97,62 @@ async fn delete_keys(prefix: &str) {
     }
 }
 
-async fn budget_holds_across_instances_under_concurrency(store: Store) {
-    let f = fleet(&store).await;
-    let key = generate(&f.a, json!({"max_budget": 1.0})).await;
-    let cost = 3 * CENT;
+/// `workers` tasks, on the two instances in turn, each making `calls` calls of `cost` on the
+/// key, settled at that cost (after a pause of 0 to 8 ms when `pause`); returns what was spent
+/// and how many calls were admitted, once the store's key spend and row count agree.
+async fn race(
+    f: &Fleet,
+    store: &Store,
+    key: &idlehands_store::GenerateKeyResponse,
+    cost: i64,
+    (workers, calls): (usize, usize),
+    pause: bool,
+) -> (i64, usize) {
     let spent = Arc::new(AtomicI64::new(0));
     let ok = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for i in 0..200 {
-        let ledger = if i % 2 == 0 { f.a.clone() } else { f.b.clone() };
+    for w in 0..workers {
+        let ledger = if w % 2 == 0 { f.a.clone() } else { f.b.clone() };
         let (k, spent, ok) = (key.key.clone(), spent.clone(), ok.clone());
         tasks.push(tokio::spawn(async move {
             let authed = ledger.authenticate(&k).await.unwrap();
-            match ledger.reserve(&authed, cost, 10).await {
-                Ok(r) => {
-                    tokio::time::sleep(Duration::from_millis((i % 5) as u64 * 2)).await;
-                    r.settle(row(&format!("fleet-{i}"), cost, 10)).await;
-                    spent.fetch_add(cost, Ordering::SeqCst);
-                    ok.fetch_add(1, Ordering::SeqCst);
+            for i in 0..calls {
+                match ledger.reserve(&authed, cost, 10).await {
+                    Ok(r) => {
+                        if pause {
+                            let ms = ((w * calls + i) % 5) as u64 * 2;
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                        }
+                        r.settle(row(&format!("fleet-{w}-{i}"), cost, 10)).await;
+                        spent.fetch_add(cost, Ordering::SeqCst);
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(e) => assert_eq!(e.error_type(), "budget_exceeded", "{e}"),
                 }
-                Err(e) => assert_eq!(e.error_type(), "budget_exceeded", "{e}"),
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let spent = spent.load(Ordering::SeqCst);
-    assert!(spent <= 100 * CENT + cost, "fleet overspent: {spent}");
-    assert!(
-        ok.load(Ordering::SeqCst) >= 33,
-        "budget unusable: {}",
-        ok.load(Ordering::SeqCst)
-    );
+    let (spent, ok) = (spent.load(Ordering::SeqCst), ok.load(Ordering::SeqCst));
     f.a.writer().flush().await.unwrap();
     f.b.writer().flush().await.unwrap();
     assert_eq!(
         store.get_key(&key.token_id).await.unwrap().unwrap().spend,
         spent
     );
-    assert_eq!(
-        store.count_spend_logs().await.unwrap(),
-        ok.load(Ordering::SeqCst) as i64
-    );
+    assert_eq!(store.count_spend_logs().await.unwrap(), ok as i64);
+    (spent, ok)
+}
+
+async fn budget_holds_across_instances_under_concurrency(store: Store) {
+    let f = fleet(&store).await;
+    let key = generate(&f.a, json!({"max_budget": 1.0})).await;
+    let cost = 3 * CENT;
+    let (spent, ok) = race(&f, &store, &key, cost, (200, 1), true).await;
+    assert!(spent <= 100 * CENT + cost, "fleet overspent: {spent}");
+    assert!(ok >= 33, "budget unusable: {ok}");
     f.stop().await;
 }
 
@@ -579,6 +592,39 @@ async fn redis_budget_window_rolls_over() {
     db.cleanup().await;
 }
 
+/// Limiters ("instances") on one Redis prefix, used directly rather than through a ledger.
+struct Instances {
+    db: common::TestDb,
+    writer: idlehands_store::SpendWriter,
+    prefix: String,
+}
+
+impl Instances {
+    async fn new() -> Instances {
+        let db = common::sqlite().await;
+        let writer = idlehands_store::SpendWriter::start(db.store.clone(), config(100).writer);
+        let prefix = format!("idlehands-test:{}:", uuid::Uuid::new_v4().simple());
+        Instances { db, writer, prefix }
+    }
+
+    async fn connect(&self) -> Result<idlehands_store::RedisLimiter, idlehands_store::StoreError> {
+        let clock: Arc<dyn Clock> = Arc::new(idlehands_store::clock::SystemClock);
+        idlehands_store::RedisLimiter::connect(
+            &redis_url(),
+            &self.prefix,
+            self.writer.clone(),
+            400,
+            clock,
+        )
+        .await
+    }
+
+    async fn end(self) {
+        delete_keys(&self.prefix).await;
+        self.db.cleanup().await;
+    }
+}
+
 fn parallel_key(token: &str) -> idlehands_store::KeyLimits {
     idlehands_store::KeyLimits {
         token: token.to_owned(),
@@ -613,13 +659,10 @@ async fn counters(state: &str) -> (i64, i64, i64, i64) {
 /// command of their own: they are a field of the key's hash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_a_stopped_instances_holdings_are_given_back() {
-    use idlehands_store::{Limiter, RedisLimiter};
-    let db = common::sqlite().await;
-    let writer = idlehands_store::SpendWriter::start(db.store.clone(), config(100).writer);
-    let prefix = format!("idlehands-test:{}:", uuid::Uuid::new_v4().simple());
-    let clock: Arc<dyn Clock> = Arc::new(idlehands_store::clock::SystemClock);
-    let url = redis_url();
-    let connect = || RedisLimiter::connect(&url, &prefix, writer.clone(), 400, clock.clone());
+    use idlehands_store::Limiter;
+    let instances = Instances::new().await;
+    let prefix = instances.prefix.clone();
+    let connect = || instances.connect();
     let timeout = Duration::from_millis(700);
     let killed = connect().await.unwrap();
     let cut_off = connect().await.unwrap();
@@ -684,15 +727,14 @@ async fn redis_a_stopped_instances_holdings_are_given_back() {
         .await
         .unwrap();
     assert_eq!(sets.len(), 1, "{sets:?}");
-    let instances: i64 = redis::cmd("ZCARD")
+    let beating: i64 = redis::cmd("ZCARD")
         .arg(format!("{prefix}instances"))
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(instances, 1);
+    assert_eq!(beating, 1);
     drop((killed, cut_off, alive));
-    delete_keys(&prefix).await;
-    db.cleanup().await;
+    instances.end().await;
 }
 
 /// Leases: a key whose only limit is a roomy budget gets a slice of it reserved for this
@@ -701,14 +743,10 @@ async fn redis_a_stopped_instances_holdings_are_given_back() {
 /// costs Redis nothing, and a key change gives the rest back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_leased_calls_are_admitted_here_and_counted_there() {
-    use idlehands_store::{Limiter, RedisLimiter};
-    let db = common::sqlite().await;
-    let writer = idlehands_store::SpendWriter::start(db.store.clone(), config(100).writer);
-    let prefix = format!("idlehands-test:{}:", uuid::Uuid::new_v4().simple());
-    let clock: Arc<dyn Clock> = Arc::new(idlehands_store::clock::SystemClock);
-    let limiter = RedisLimiter::connect(&redis_url(), &prefix, writer.clone(), 400, clock)
-        .await
-        .unwrap();
+    use idlehands_store::Limiter;
+    let instances = Instances::new().await;
+    let prefix = instances.prefix.clone();
+    let limiter = instances.connect().await.unwrap();
     let key = idlehands_store::KeyLimits {
         max_budget: Some(100 * 100 * CENT),
         tpm_limit: None,
@@ -766,8 +804,7 @@ async fn redis_leased_calls_are_admitted_here_and_counted_there() {
     }
     assert_eq!(counters(&state).await, (6 * CENT / 2, 0, 0, 0));
     drop(limiter);
-    delete_keys(&prefix).await;
-    db.cleanup().await;
+    instances.end().await;
 }
 
 /// With leases in play (a budget with room for thousands of calls), two instances racing
@@ -776,40 +813,9 @@ async fn leased_budget_holds_across_instances(store: Store) {
     let f = fleet(&store).await;
     let key = generate(&f.a, json!({"max_budget": 1.0})).await;
     let cost = CENT / 100;
-    let spent = Arc::new(AtomicI64::new(0));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for w in 0..16 {
-        let ledger = if w % 2 == 0 { f.a.clone() } else { f.b.clone() };
-        let (k, spent, ok) = (key.key.clone(), spent.clone(), ok.clone());
-        tasks.push(tokio::spawn(async move {
-            let authed = ledger.authenticate(&k).await.unwrap();
-            for i in 0..700 {
-                match ledger.reserve(&authed, cost, 10).await {
-                    Ok(r) => {
-                        r.settle(row(&format!("lease-{w}-{i}"), cost, 10)).await;
-                        spent.fetch_add(cost, Ordering::SeqCst);
-                        ok.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Err(e) => assert_eq!(e.error_type(), "budget_exceeded", "{e}"),
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let spent = spent.load(Ordering::SeqCst);
-    let ok = ok.load(Ordering::SeqCst);
+    let (spent, ok) = race(&f, &store, &key, cost, (16, 700), false).await;
     assert!(spent <= 100 * CENT + cost, "fleet overspent: {spent}");
     assert!(ok >= 9_990, "budget unusable: {ok} calls of 10,000");
-    f.a.writer().flush().await.unwrap();
-    f.b.writer().flush().await.unwrap();
-    assert_eq!(
-        store.get_key(&key.token_id).await.unwrap().unwrap().spend,
-        spent
-    );
-    assert_eq!(store.count_spend_logs().await.unwrap(), ok as i64);
     let mut conn = redis_conn().await;
     let shared: i64 = redis::cmd("HGET")
         .arg(f.state_key(&key.token_id))
@@ -835,13 +841,10 @@ async fn redis_leased_budget_holds_across_instances() {
 /// instance gives it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_a_stopped_instances_lease_is_given_back() {
-    use idlehands_store::{Limiter, RedisLimiter};
-    let db = common::sqlite().await;
-    let writer = idlehands_store::SpendWriter::start(db.store.clone(), config(100).writer);
-    let prefix = format!("idlehands-test:{}:", uuid::Uuid::new_v4().simple());
-    let clock: Arc<dyn Clock> = Arc::new(idlehands_store::clock::SystemClock);
-    let url = redis_url();
-    let connect = || RedisLimiter::connect(&url, &prefix, writer.clone(), 400, clock.clone());
+    use idlehands_store::Limiter;
+    let instances = Instances::new().await;
+    let prefix = instances.prefix.clone();
+    let connect = || instances.connect();
     let timeout = Duration::from_millis(700);
     let stopped = connect().await.unwrap();
     let alive = connect().await.unwrap().with_instance_timeout(timeout);
@@ -866,8 +869,7 @@ async fn redis_a_stopped_instances_lease_is_given_back() {
     assert_eq!((back.instances, back.calls, back.nanos), (1, 0, 64 * CENT));
     assert_eq!(counters(&state).await, (CENT, 0, 0, 0));
     drop((in_flight, stopped, alive));
-    delete_keys(&prefix).await;
-    db.cleanup().await;
+    instances.end().await;
 }
 
 /// A stopping instance gives its leases back before it goes, instead of leaving them to the

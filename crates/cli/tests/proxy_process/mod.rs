@@ -6,6 +6,20 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// `idlehands` with none of the environment variables that would point the gateway
+/// elsewhere (master key, database, Redis, port, host), its state in `state_dir`.
+pub fn gateway_cmd(state_dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_idlehands"));
+    c.env_remove("LITELLM_MASTER_KEY")
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_HOST")
+        .env_remove("PORT")
+        .env_remove("HOST")
+        .env("IDLEHANDS_STATE_DIR", state_dir);
+    c
+}
+
 /// Starts the gateway on 127.0.0.1 and a free port; returns it, its base URL (from the
 /// "listening on" line) and the lines it printed before that line.
 pub fn spawn(mut c: Command) -> (Child, String, Vec<String>) {
