@@ -11,7 +11,7 @@ use idlehands_testkit::{FakeOpenAi, Reply};
 use serde_json::{Value, json};
 
 mod proxy_process;
-use proxy_process::{gateway_cmd, spawn, terminate};
+use proxy_process::{gateway_cmd, http, json_of, spawn, terminate};
 
 const MASTER: &str = "sk-cli-fleet-master-1";
 
@@ -19,20 +19,14 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL_TEST").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
-
 async fn chat(url: &str, key: &str) -> (u16, Value) {
-    let resp = http()
-        .post(format!("{url}/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&json!({"model": "mocky", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    json_of(
+        http()
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&json!({"model": "mocky", "messages": [{"role": "user", "content": "hi"}]})),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -92,16 +86,14 @@ router_settings:
     let (mut killed, url_a, _) = start();
     let (mut alive, url_b, _) = start();
 
-    let generated: Value = http()
-        .post(format!("{url_a}/key/generate"))
-        .bearer_auth(MASTER)
-        .json(&json!({"max_parallel_requests": 1, "max_budget": 10.0}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, generated) = json_of(
+        http()
+            .post(format!("{url_a}/key/generate"))
+            .bearer_auth(MASTER)
+            .json(&json!({"max_parallel_requests": 1, "max_budget": 10.0})),
+    )
+    .await;
+    assert_eq!(status, 200, "{generated}");
     let key = generated["key"].as_str().unwrap().to_string();
 
     let mut stream = http()

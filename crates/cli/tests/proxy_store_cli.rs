@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 mod proxy_process;
-use proxy_process::{spawn, terminate};
+use proxy_process::{http, json_of, spawn, terminate};
 
 const MASTER: &str = "sk-cli-store-master-1";
 
@@ -36,16 +36,6 @@ general_settings:
 
 fn cmd(state_dir: &Path) -> Command {
     proxy_process::gateway_cmd(state_dir)
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
-
-async fn json_of(r: reqwest::RequestBuilder) -> (u16, Value) {
-    let resp = r.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]

@@ -84,9 +84,7 @@ impl AlertingSettings {
             };
             let threshold = match gs.extra.get("alerting_threshold") {
                 None | Some(Value::Null) => 300.0,
-                Some(v) => v
-                    .as_f64()
-                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                Some(v) => crate::config::loose_number(v)
                     .filter(|n: &f64| *n > 0.0 && n.is_finite())
                     .ok_or(
                         "general_settings.alerting_threshold must be a positive number of seconds",

@@ -147,10 +147,7 @@ pub(crate) fn build(cfg: &ProxyConfig, prices: &PriceTable) -> Result<PassThroug
         .general_settings
         .extra
         .get("pass_through_request_timeout")
-        .and_then(|v| {
-            v.as_f64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-        })
+        .and_then(crate::config::loose_number)
         .filter(|s| *s > 0.0 && s.is_finite())
         .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64);
     let key_of = |provider: &str, var: &[&str]| {
@@ -411,9 +408,7 @@ fn custom_routes(
         let number = |k: &str| -> Result<Option<f64>, ConfigError> {
             match e.get(k) {
                 None | Some(Value::Null) => Ok(None),
-                Some(v) => v
-                    .as_f64()
-                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                Some(v) => crate::config::loose_number(v)
                     .filter(|n| *n >= 0.0 && n.is_finite())
                     .map(Some)
                     .ok_or_else(|| invalid(at(k), "expected a number of at least 0".to_string())),

@@ -63,7 +63,7 @@ struct Lease {
     max_budget: Option<i64>,
     /// Nanos granted and not yet spent.
     capacity: i64,
-    held: bool,
+    kind: Kind,
     /// Estimates of the calls admitted against it that have not ended.
     in_flight: i64,
     /// A grant is on its way.
@@ -71,6 +71,24 @@ struct Lease {
     /// No grant is asked for before this (the last one granted nothing).
     quiet_until: Option<Instant>,
     last_used: Instant,
+}
+
+impl Lease {
+    /// Whether what it was granted is held in Redis (a budget's lease).
+    fn held(&self) -> bool {
+        self.kind == Kind::Budget
+    }
+
+    /// What it has left for new calls.
+    fn free(&self) -> i64 {
+        self.capacity - self.in_flight
+    }
+
+    /// What goes back to Redis when it is dropped: what it has left beyond its calls in
+    /// flight (they give back their own), nothing for an unbounded one.
+    fn rest(&self) -> i64 {
+        if self.held() { self.free().max(0) } else { 0 }
+    }
 }
 
 /// This instance's leases, by limiter token.
@@ -86,12 +104,12 @@ impl Leases {
     pub(crate) fn take(&self, token: &str, estimate: i64) -> Option<u64> {
         let mut map = self.map.lock();
         let l = map.get_mut(token)?;
-        if l.capacity <= 0 || l.capacity - l.in_flight < estimate {
+        if l.capacity <= 0 || l.free() < estimate {
             return None;
         }
         l.in_flight += estimate;
         l.last_used = Instant::now();
-        Some(LEASED | if l.held { HELD } else { 0 } | l.generation)
+        Some(LEASED | if l.held() { HELD } else { 0 } | l.generation)
     }
 
     /// After Redis admitted a call of a leasable key: an unbounded key gets its lease now; for
@@ -100,7 +118,7 @@ impl Leases {
         let token = key.token.as_str();
         let mut map = self.map.lock();
         if let Some(l) = map.get_mut(token) {
-            if l.asking || !l.held || l.quiet_until.is_some_and(|t| Instant::now() < t) {
+            if l.asking || !l.held() || l.quiet_until.is_some_and(|t| Instant::now() < t) {
                 return None;
             }
             l.asking = true;
@@ -114,7 +132,7 @@ impl Leases {
                 generation,
                 max_budget: key.max_budget,
                 capacity: if held { 0 } else { UNBOUNDED },
-                held,
+                kind,
                 in_flight: 0,
                 asking: held,
                 quiet_until: None,
@@ -151,7 +169,7 @@ impl Leases {
             Some(l) if l.generation == id & GENERATION => {
                 l.in_flight -= estimate;
                 match actual {
-                    Some(a) if l.held => {
+                    Some(a) if l.held() => {
                         l.capacity -= a;
                         a
                     }
@@ -163,13 +181,10 @@ impl Leases {
         }
     }
 
-    /// Drops the key's lease (its limits changed, or it is gone): nanos to give back, what
-    /// the lease has left beyond its calls in flight (they give back their own).
+    /// Drops the key's lease (its limits changed, or it is gone): nanos to give back (see
+    /// `Lease::rest`).
     pub(crate) fn drop_lease(&self, token: &str) -> i64 {
-        match self.map.lock().remove(token) {
-            Some(l) if l.held => (l.capacity - l.in_flight).max(0),
-            _ => 0,
-        }
+        self.map.lock().remove(token).map_or(0, |l| l.rest())
     }
 
     /// The key's record was read again (`spend_overwritten`: an admin set its spend): its lease
@@ -177,14 +192,7 @@ impl Leases {
     /// nothing keeps it.
     pub(crate) fn reconfigured(&self, key: &KeyLimits, spend_overwritten: bool) -> i64 {
         let changed = self.map.lock().get(&key.token).is_some_and(|l| {
-            spend_overwritten
-                || l.max_budget != key.max_budget
-                || kind_of(key)
-                    != Some(if l.held {
-                        Kind::Budget
-                    } else {
-                        Kind::Unbounded
-                    })
+            spend_overwritten || l.max_budget != key.max_budget || kind_of(key) != Some(l.kind)
         });
         if changed {
             self.drop_lease(&key.token)
@@ -199,8 +207,8 @@ impl Leases {
         let mut back = Vec::new();
         self.map.lock().retain(|token, l| {
             let keep = l.in_flight > 0 || l.asking || l.last_used.elapsed() < LEASE_IDLE;
-            if !keep && l.held && l.capacity > 0 {
-                back.push((token.clone(), l.capacity));
+            if !keep && l.rest() > 0 {
+                back.push((token.clone(), l.rest()));
             }
             keep
         });
@@ -213,14 +221,14 @@ impl Leases {
         self.map
             .lock()
             .drain()
-            .filter(|(_, l)| l.held && l.capacity > l.in_flight)
-            .map(|(token, l)| (token, l.capacity - l.in_flight))
+            .map(|(token, l)| (token, l.rest()))
+            .filter(|(_, nanos)| *nanos > 0)
             .collect()
     }
 
     /// What the key's lease has left for new calls, if it has one.
     pub(crate) fn left(&self, token: &str) -> Option<i64> {
-        self.map.lock().get(token).map(|l| l.capacity - l.in_flight)
+        self.map.lock().get(token).map(Lease::free)
     }
 
     /// Forgets every lease without giving anything back (Redis restarted: what they held is

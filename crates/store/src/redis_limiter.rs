@@ -30,8 +30,8 @@ use crate::writer::SpendWriter;
 /// were queued, each under `pcall` so that one failing does not fail (or half-apply and then
 /// retry) the others. KEYS: three per distinct virtual key of the batch (state, rpm, tpm),
 /// then this instance's set of the keys it holds (see below). ARGV: `now`, the rate window,
-/// this instance's holdings field (see below), then per call `a` or `s`, the key's number
-/// (1-based, in KEYS order) and its arguments:
+/// this instance's holdings field (see below), then per call `a`, `s` or `g`, the key's
+/// number (1-based, in KEYS order) and its arguments:
 ///
 /// - admit: the database's spend and `budget_reset_at` (seed the counters when they are
 ///   missing), the next reset (-1: no budget window), max budget, rpm, tpm, parallel (-1: no
@@ -643,17 +643,23 @@ impl Settler {
     /// Gives back `nanos` of what this instance holds of the key (a lease's unspent rest),
     /// without waiting; kept for later if Redis fails.
     fn give_back(self: &Arc<Self>, token: String, nanos: i64) {
-        if nanos <= 0 {
-            return;
+        if nanos > 0 {
+            self.apply_later(Unsettled::give_back(token, nanos), true);
         }
-        let u = Unsettled::give_back(token, nanos);
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return self.defer(u);
+    }
+
+    /// Applies `u` in a coming batch without waiting for it; kept for when Redis answers
+    /// again if `try_now` is false (Redis is known down), outside a runtime, or if the batch
+    /// fails.
+    fn apply_later(self: &Arc<Self>, u: Unsettled, try_now: bool) {
+        let handle = match tokio::runtime::Handle::try_current() {
+            Ok(h) if try_now => h,
+            _ => return self.defer(u),
         };
         let settler = self.clone();
         handle.spawn(async move {
             if let Err(e) = settler.apply(&u).await {
-                tracing::warn!(error = %e, "giving a lease back to redis failed; retried when redis answers");
+                tracing::warn!(error = %e, "giving a reservation back to redis failed; retried when redis answers");
                 settler.defer(u);
             }
         });
@@ -789,8 +795,9 @@ impl RedisLimiter {
     }
 
     /// Sends this instance's heartbeat and takes back the holdings of instances silent for
-    /// longer than the instance timeout, logging what it took. [`RedisLimiter::probe`] calls
-    /// it every [`HEARTBEAT_EVERY`].
+    /// longer than the instance timeout, logging what it took; on the same beat, gives back
+    /// this instance's idle leases. [`RedisLimiter::probe`] calls it every
+    /// [`HEARTBEAT_EVERY`].
     pub async fn heartbeat(&self) -> Result<Reclaimed, StoreError> {
         self.beat(Some(self.instance_timeout)).await
     }
@@ -1216,17 +1223,7 @@ impl Limiter for RedisLimiter {
             track_tokens: false,
             slot: true,
         };
-        let handle = match tokio::runtime::Handle::try_current() {
-            Ok(h) if self.is_up() => h,
-            _ => return self.settler.defer(u),
-        };
-        let settler = self.settler.clone();
-        handle.spawn(async move {
-            if let Err(e) = settler.apply(&u).await {
-                tracing::warn!(error = %e, "redis release failed; retried when redis answers");
-                settler.defer(u);
-            }
-        });
+        self.settler.apply_later(u, self.is_up());
     }
 
     fn spend(&self, token: &str) -> Option<i64> {

@@ -20,6 +20,18 @@ pub fn gateway_cmd(state_dir: &std::path::Path) -> Command {
     c
 }
 
+/// An HTTP client for the gateway on loopback (no proxy from the environment).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// Sends `r` and returns the status and the JSON body (`null` when it is not JSON).
+pub async fn json_of(r: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// Starts the gateway on 127.0.0.1 and a free port; returns it, its base URL (from the
 /// "listening on" line) and the lines it printed before that line.
 pub fn spawn(mut c: Command) -> (Child, String, Vec<String>) {

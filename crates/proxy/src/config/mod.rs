@@ -92,6 +92,13 @@ pub struct ProxyConfig {
     pub pass_through_env: BTreeMap<String, String>,
 }
 
+/// A setting read from a section's unknown keys as a number: a YAML number, or a string
+/// holding one (LiteLLM configs quote them as often as not).
+pub fn loose_number(v: &serde_json::Value) -> Option<f64> {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
 /// The process environment, as the loader's lookup function.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()

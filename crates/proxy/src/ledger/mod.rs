@@ -234,9 +234,7 @@ impl StoreSettings {
         let instance_timeout = match gs.extra.get("redis_instance_timeout") {
             None | Some(serde_json::Value::Null) => idlehands_store::INSTANCE_TIMEOUT,
             Some(v) => {
-                let secs = v
-                    .as_f64()
-                    .or_else(|| v.as_str().and_then(|t| t.trim().parse().ok()))
+                let secs = crate::config::loose_number(v)
                     .filter(|t: &f64| t.is_finite() && *t >= 0.5 && *t <= 86_400.0);
                 match secs {
                     Some(t) => Duration::from_secs_f64(t),
