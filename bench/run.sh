@@ -5,7 +5,8 @@
 # BENCH_CONNS (default "1 32 256") picks the connection counts; BENCH_ROUNDS (default 3) how
 # many times every point is measured, the paths taking turns, and the table shows each point's
 # median round: on a shared machine one round alone can be off by a third.
-# Prints a markdown table and ratios; nothing here is asserted by the test suite.
+# BENCH_BIN=dir runs binaries built elsewhere. Prints a markdown table and ratios; nothing here
+# is asserted by the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR="${1:-10}"
@@ -15,8 +16,12 @@ WORK=$(mktemp -d)
 # nginx may remove its pid file as the jobs are killed: nothing here may fail the run.
 trap 'kill $(jobs -p) 2>/dev/null || true; p=$(cat /tmp/idlehands-bench-nginx.pid 2>/dev/null || true); [ -n "$p" ] && kill "$p" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-cargo build --release --quiet -p idlehands-cli -p idlehands-testkit --bins
-BIN=target/release
+# BENCH_BIN=dir runs binaries built elsewhere (an earlier commit's, to compare on one machine).
+BIN="${BENCH_BIN:-}"
+if [ -z "$BIN" ]; then
+  cargo build --release --quiet -p idlehands-cli -p idlehands-testkit --bins
+  BIN=target/release
+fi
 
 $BIN/fake-upstream 127.0.0.1:18080 > "$WORK/fake.log" 2>&1 &
 nginx -c "$PWD/bench/nginx.conf" > "$WORK/nginx.log" 2>&1 &

@@ -396,8 +396,13 @@ pub(crate) async fn handle(
     };
     let (reply, first) = won.value;
     match reply {
-        ChatReply::Full { body, headers } => {
-            let mut peek: Peek = serde_json::from_slice(&body).unwrap_or_default();
+        ChatReply::Full {
+            body,
+            headers,
+            peek,
+        } => {
+            let mut peek: Peek =
+                peek.unwrap_or_else(|| serde_json::from_slice(&body).unwrap_or_default());
             if peek.usage.is_none() {
                 peek.usage = Some(super::estimate::usage(
                     trace.prompt_estimate,

@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use idlehands_wire::Usage;
-use serde::Deserialize;
 
 use crate::auth::Principal;
 use crate::error::ProxyError;
@@ -27,17 +26,7 @@ static OVERHEAD: HeaderName = HeaderName::from_static("x-litellm-overhead-durati
 static DURATION: HeaderName = HeaderName::from_static("x-litellm-response-duration-ms");
 static VERSION: HeaderName = HeaderName::from_static("x-litellm-version");
 
-/// The parts of a response body the gateway reads: its id, the model that answered (pricing)
-/// and usage.
-#[derive(Deserialize, Default)]
-pub(crate) struct Peek {
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub usage: Option<Usage>,
-}
+pub(crate) use crate::providers::Peek;
 
 fn ms(d: Duration) -> HeaderValue {
     HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

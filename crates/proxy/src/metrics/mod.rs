@@ -6,6 +6,7 @@
 //! not been touched for [`IDLE_SERIES_TTL`] are dropped, so keys that stopped calling do not
 //! grow memory and scrapes for ever. Money is summed in integer nano-dollars.
 
+mod call_set;
 mod labels;
 mod series;
 
@@ -22,6 +23,7 @@ use prometheus_client::registry::Registry;
 
 use crate::auth::Principal;
 use crate::hooks::{CallRecord, CallStatus};
+use call_set::CallSet;
 pub(crate) use labels::exception_class;
 use labels::{Def, NONE};
 use series::{Count, Family, Histogram, Labels, Level, PerToken, Usd};
@@ -96,7 +98,11 @@ pub struct Fallback<'a> {
     pub cause: Option<(u16, &'a str)>,
 }
 
+/// Tells gateways' metrics apart for the serving threads' kept series (`call_set`).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 struct Inner {
+    id: u64,
     epoch: Instant,
     idle_ttl: Duration,
     next_sweep: AtomicU64,
@@ -208,6 +214,11 @@ impl<'a> CallLabels<'a> {
         }
     }
 
+    /// Every value, by slot.
+    fn values(&self) -> [&'a str; call_set::SLOTS] {
+        std::array::from_fn(|i| self.value(u8::try_from(i).ok()))
+    }
+
     /// The series of `family` for these labels, touched `now`.
     fn series<V: Default + Send + Sync + 'static>(
         &self,
@@ -242,6 +253,7 @@ impl Metrics {
     /// Metrics whose per-key series are dropped after `idle_ttl` without a call.
     pub fn with_idle_ttl(idle_ttl: Duration) -> Self {
         let inner = Arc::new(Inner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             epoch: Instant::now(),
             idle_ttl,
             next_sweep: AtomicU64::new(SWEEP_EVERY_SECS),
@@ -291,7 +303,19 @@ impl Metrics {
         let now = self.secs(Instant::now());
         self.sweep_if_due(now);
         let failed = record.status == CallStatus::Failure;
-        let status = record.http_status.to_string();
+        // The status code's text without an allocation (any u16 a record holds is in range;
+        // one that is not gets its digits written).
+        let (code, written);
+        let status = match http::StatusCode::from_u16(record.http_status) {
+            Ok(c) => {
+                code = c;
+                code.as_str()
+            }
+            Err(_) => {
+                written = record.http_status.to_string();
+                &written
+            }
+        };
         let class = if failed {
             labels::exception_class(&record.custom_llm_provider, record.http_status)
         } else {
@@ -316,43 +340,42 @@ impl Metrics {
             route: or_none(request.map(|r| r.route.as_str())),
             client_ip: or_none(request.and_then(|r| r.client_ip.as_deref())),
             user_agent: cut(or_none(request.and_then(|r| r.user_agent.as_deref()))),
-            status: &status,
+            status,
             exception_class: or_none(Some(&class)),
             fallback_model: NONE,
         };
-        if let Some(s) = l.series(&inner.total_requests, now) {
-            s.value.add(1);
+        match CallSet::take(inner, failed, &l.values(), now) {
+            Some(mut set) => {
+                Self::count(inner, &mut set, record, failed, now);
+                set.keep();
+            }
+            None => tracing::warn!("a call's metrics were not recorded: no series for its labels"),
         }
-        if failed {
-            if let Some(s) = l.series(&inner.failed_requests, now) {
-                s.value.add(1);
-            }
-        } else {
-            if let Some(s) = l.series(&inner.requests, now) {
-                s.value.add(1);
-            }
+        self.set_key_budget(principal, record.cost_nanos, now);
+    }
+
+    fn count(inner: &Inner, set: &mut CallSet, record: &CallRecord, failed: bool, now: u64) {
+        set.total.value.add(1);
+        set.outcome.value.add(1);
+        if !failed {
             // As LiteLLM: latencies are those of answered calls.
             let total = record.duration();
             let overhead = record.overhead.min(total);
             let api = total - overhead;
-            for (family, d) in [
-                (&inner.total_latency, total),
-                (&inner.api_latency, api),
-                (&inner.overhead, overhead),
-            ] {
-                if let Some(s) = l.series(family, now) {
+            if let Some(latency) = set.latency(inner, now) {
+                for (s, d) in latency.iter().zip([total, api, overhead]) {
                     s.value.observe_secs(d.as_secs_f64());
                 }
             }
             if record.stream
                 && let Some(first) = record.completion_start_time
                 && let Ok(ttft) = (first - record.start_time).to_std()
-                && let Some(s) = l.series(&inner.first_token, now)
+                && let Some(s) = set.first_token(inner, now)
             {
                 s.value.observe_secs(ttft.as_secs_f64());
             }
             if record.completion_tokens > 0
-                && let Some(s) = l.series(&inner.per_token, now)
+                && let Some(s) = set.per_token(inner, now)
             {
                 s.value
                     .0
@@ -360,19 +383,15 @@ impl Metrics {
             }
         }
         // Counted for failed calls too: a stream cut short still used (and was charged) tokens.
-        for (family, n) in [
-            (&inner.input_tokens, record.prompt_tokens),
-            (&inner.output_tokens, record.completion_tokens),
-            (&inner.total_tokens, record.total_tokens),
-        ] {
-            if let Some(s) = l.series(family, now) {
-                s.value.add(n);
-            }
+        let tokens = [
+            record.prompt_tokens,
+            record.completion_tokens,
+            record.total_tokens,
+        ];
+        for (s, n) in set.tokens.iter().zip(tokens) {
+            s.value.add(n);
         }
-        if let Some(s) = l.series(&inner.spend, now) {
-            s.value.add_nanos(record.cost_nanos);
-        }
-        self.set_key_budget(principal, record.cost_nanos, now);
+        set.spend.value.add_nanos(record.cost_nanos);
     }
 
     /// `litellm_remaining_api_key_budget_metric` and `litellm_api_key_max_budget_metric`: the
@@ -715,6 +734,137 @@ mod tests {
             text.contains("litellm_model_name=\"a\\\"b\\\\c\\nde\""),
             "{text}"
         );
+    }
+
+    fn call(key: &str, status: CallStatus, stream: bool) -> CallRecord {
+        let now = chrono::Utc::now();
+        CallRecord {
+            response_id: None,
+            call_id: "call".into(),
+            call_type: "acompletion",
+            api_key_hash: Some(key.into()),
+            key_alias: None,
+            user_id: None,
+            team_id: None,
+            end_user: None,
+            metadata: None,
+            model: "openai/m".into(),
+            model_id: "id".into(),
+            model_group: "m".into(),
+            api_base: None,
+            custom_llm_provider: "openai".into(),
+            stream,
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            total_tokens: 7,
+            cost_nanos: 5,
+            usage_estimated: false,
+            start_time: now,
+            end_time: now + chrono::Duration::milliseconds(20),
+            completion_start_time: stream.then(|| now + chrono::Duration::milliseconds(5)),
+            http_status: if status == CallStatus::Failure {
+                429
+            } else {
+                200
+            },
+            status,
+            error_message: None,
+            overhead: Duration::ZERO,
+            messages: None,
+            response: None,
+        }
+    }
+
+    /// The family's count for `key`, over every series of that key.
+    fn of<V>(family: &Family<V>, key: &str, read: impl Fn(&V) -> u64) -> u64
+    where
+        V: Default + Send + Sync + 'static,
+    {
+        let at = family.def.key_label().unwrap();
+        family
+            .sorted()
+            .iter()
+            .filter(|s| &*s.values[at] == key)
+            .map(|s| read(&s.value))
+            .sum()
+    }
+
+    fn observe(m: &Metrics, key: &str, status: CallStatus, stream: bool) {
+        m.observe(&call(key, status, stream), &Principal::Anonymous, None);
+    }
+
+    #[test]
+    fn each_call_counts_into_the_series_of_its_own_labels() {
+        let m = Metrics::new();
+        let ok = CallStatus::Success;
+        for (key, status, stream) in [
+            ("a", ok, false),
+            ("a", ok, false),
+            ("b", ok, false),
+            ("a", CallStatus::Failure, false),
+            ("a", ok, true),
+            ("a", ok, false),
+        ] {
+            observe(&m, key, status, stream);
+        }
+        let i = &*m.inner;
+        let count = |c: &Count| c.get();
+        assert_eq!(of(&i.total_requests, "a", count), 5);
+        assert_eq!(of(&i.total_requests, "b", count), 1);
+        assert_eq!(of(&i.requests, "a", count), 4);
+        assert_eq!(of(&i.failed_requests, "a", count), 1);
+        assert_eq!(of(&i.failed_requests, "b", count), 0);
+        assert_eq!(of(&i.input_tokens, "a", count), 15);
+        assert_eq!(of(&i.output_tokens, "b", count), 4);
+        assert_eq!(of(&i.total_tokens, "a", count), 35);
+        let text = m.render();
+        let count_line = |name: &str, key: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name) && l.contains(&format!("hashed_api_key=\"{key}\"")))
+                .map(|l| l.rsplit(' ').next().unwrap().to_string())
+        };
+        // Latencies of answered calls only; time to first token of the one stream.
+        assert_eq!(
+            count_line("litellm_request_total_latency_metric_count", "a").as_deref(),
+            Some("4")
+        );
+        assert_eq!(
+            count_line("litellm_llm_api_time_to_first_token_metric_count", "a").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            count_line("litellm_spend_metric_total", "a").as_deref(),
+            Some("2.5e-8")
+        );
+    }
+
+    #[test]
+    fn a_kept_series_that_was_swept_is_not_counted_into() {
+        let m = Metrics::with_idle_ttl(Duration::from_secs(1));
+        observe(&m, "a", CallStatus::Success, false);
+        // The thread keeps the call's series; they go idle and are swept.
+        assert!(m.evict_idle_at(Instant::now() + Duration::from_secs(10)) > 0);
+        assert!(m.inner.total_requests.sorted().is_empty());
+        // The next call with the same labels must count into series the scrape sees.
+        observe(&m, "a", CallStatus::Success, false);
+        observe(&m, "a", CallStatus::Success, false);
+        let count = |c: &Count| c.get();
+        assert_eq!(of(&m.inner.total_requests, "a", count), 2);
+        assert_eq!(of(&m.inner.requests, "a", count), 2);
+        assert_eq!(of(&m.inner.input_tokens, "a", count), 6);
+    }
+
+    #[test]
+    fn two_gateways_on_one_thread_keep_their_counts_apart() {
+        let (m, n) = (Metrics::new(), Metrics::new());
+        for _ in 0..3 {
+            observe(&m, "a", CallStatus::Success, false);
+            observe(&n, "a", CallStatus::Success, false);
+        }
+        observe(&m, "a", CallStatus::Success, false);
+        let count = |c: &Count| c.get();
+        assert_eq!(of(&m.inner.total_requests, "a", count), 4);
+        assert_eq!(of(&n.inner.total_requests, "a", count), 3);
     }
 
     #[test]

@@ -41,6 +41,15 @@ pub(crate) struct Series<V> {
     pub value: V,
 }
 
+impl<V> Series<V> {
+    /// Stamps the series `now` for a recorder that kept it from an earlier call; false when
+    /// a sweep is dropping it, and the recorder must look it up in its family again.
+    pub fn touch(&self, now: u64) -> bool {
+        self.last_seen.store(now, Ordering::SeqCst);
+        !self.evicted.load(Ordering::SeqCst)
+    }
+}
+
 /// Families are told apart by a number no other family (of any `Metrics`) ever had, not by
 /// address: a test process makes and drops many gateways, and a freed family's address can
 /// come back for a new one.
@@ -85,11 +94,10 @@ impl<V: Default + Send + Sync + 'static> Family<V> {
         if values.len() != self.def.labels.len() {
             return None;
         }
-        if let Some(s) = self.remembered(values) {
-            s.last_seen.store(now, Ordering::SeqCst);
-            if !s.evicted.load(Ordering::SeqCst) {
-                return Some(s);
-            }
+        if let Some(s) = self.remembered(values)
+            && s.touch(now)
+        {
+            return Some(s);
         }
         let s = self.find(values, now)?;
         self.remember(&s);

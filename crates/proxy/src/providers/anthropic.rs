@@ -79,6 +79,7 @@ impl Provider for Anthropic {
             Ok(ChatReply::Full {
                 body: upstream::to_bytes(&completion),
                 headers,
+                peek: None,
             })
         })
     }

@@ -149,6 +149,7 @@ impl Provider for Bedrock {
             Ok(ChatReply::Full {
                 body: upstream::to_bytes(&completion),
                 headers,
+                peek: None,
             })
         })
     }

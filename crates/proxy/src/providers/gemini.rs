@@ -98,6 +98,7 @@ impl Provider for Gemini {
             Ok(ChatReply::Full {
                 body: upstream::to_bytes(&completion),
                 headers,
+                peek: None,
             })
         })
     }

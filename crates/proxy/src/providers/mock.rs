@@ -109,6 +109,7 @@ impl Provider for MockProvider {
                 return Ok(ChatReply::Full {
                     body: Bytes::from(out.to_string()),
                     headers: HeaderMap::new(),
+                    peek: None,
                 });
             }
             let chunk = |delta: Value, finish: Value| {
@@ -194,6 +195,7 @@ fn text_completion(
         return ChatReply::Full {
             body: Bytes::from(out.to_string()),
             headers: HeaderMap::new(),
+            peek: None,
         };
     }
     let mut all = BytesMut::new();

@@ -78,9 +78,26 @@ impl ChatCall {
     }
 }
 
+/// The parts of a response body the gateway reads: its id, the model that answered (pricing)
+/// and usage.
+#[derive(Debug, serde::Deserialize, Default)]
+pub struct Peek {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub usage: Option<idlehands_wire::Usage>,
+}
+
 pub enum ChatReply {
-    /// A complete `chat.completion` JSON body.
-    Full { body: Bytes, headers: HeaderMap },
+    /// A complete `chat.completion` JSON body, with what the gateway reads of it when the
+    /// provider has already read that (else the handler reads the body).
+    Full {
+        body: Bytes,
+        headers: HeaderMap,
+        peek: Option<Peek>,
+    },
     /// `data: {chunk}\n\n` frames ending with `data: [DONE]\n\n`, usage chunk included.
     /// A mid-stream failure is an `Err` item; the stream ends after it.
     Stream {

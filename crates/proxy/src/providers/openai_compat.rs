@@ -424,12 +424,17 @@ async fn exchange(p: Prepared) -> Result<(Bytes, HeaderMap), ProxyError> {
     Ok((body, headers))
 }
 
-/// A 200 whose body is not JSON (an HTML error page from a proxy in between, a truncated
-/// answer) is the upstream's failure, not an answer: a 502 naming the provider with an excerpt,
-/// so the client and the spend row both see a failure.
-fn not_json(label: &str, body: &[u8]) -> Result<(), ProxyError> {
+/// What the gateway reads of a 200's body (id, model, usage), read once here. A body that is
+/// not JSON (an HTML error page from a proxy in between, a truncated answer) is the upstream's
+/// failure, not an answer: a 502 naming the provider with an excerpt, so the client and the
+/// spend row both see a failure. JSON whose id, model or usage have unexpected types is an
+/// answer of which nothing is read.
+fn read_answer(label: &str, body: &[u8]) -> Result<super::Peek, ProxyError> {
+    if let Ok(peek) = serde_json::from_slice::<super::Peek>(body) {
+        return Ok(peek);
+    }
     match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(super::Peek::default()),
         Err(e) => Err(super::upstream::translate_error(
             label,
             idlehands_translate::TranslateError::untranslatable(
@@ -458,8 +463,12 @@ impl Provider for OpenAiCompatible {
             if !stream {
                 let label = p.label.clone();
                 let (body, headers) = exchange(p).await?;
-                not_json(&label, &body)?;
-                return Ok(ChatReply::Full { body, headers });
+                let peek = read_answer(&label, &body)?;
+                return Ok(ChatReply::Full {
+                    body,
+                    headers,
+                    peek: Some(peek),
+                });
             }
             let d = p.deployment;
             let label = p.label;
