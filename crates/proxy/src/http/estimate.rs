@@ -139,7 +139,7 @@ impl Generated {
 }
 
 #[derive(Deserialize, Default)]
-pub(crate) struct Choice {
+struct Choice {
     #[serde(default)]
     delta: Option<Generated>,
     #[serde(default)]
@@ -149,19 +149,45 @@ pub(crate) struct Choice {
     text: TextLen,
 }
 
-/// Generated characters of the `choices` of a chunk or of a whole answer.
-pub(crate) fn choices_chars(choices: &[Choice]) -> usize {
-    choices
-        .iter()
-        .map(|c| {
-            c.text.0
-                + [&c.delta, &c.message]
-                    .into_iter()
-                    .flatten()
-                    .map(Generated::chars)
-                    .sum::<usize>()
-        })
-        .sum()
+impl Choice {
+    fn chars(&self) -> usize {
+        self.text.0
+            + [&self.delta, &self.message]
+                .into_iter()
+                .flatten()
+                .map(Generated::chars)
+                .sum::<usize>()
+    }
+}
+
+/// The `choices` of a chunk or of a whole answer, counted as they are read: how many there
+/// are and the characters they generated. A streamed call reads every chunk's choices, and
+/// keeping them in a vector cost an allocation a chunk.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Choices {
+    pub count: usize,
+    pub chars: usize,
+}
+
+impl<'de> Deserialize<'de> for Choices {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Choices;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Choices, A::Error> {
+                let mut all = Choices::default();
+                while let Some(c) = a.next_element::<Choice>()? {
+                    all.count += 1;
+                    all.chars += c.chars();
+                }
+                Ok(all)
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 /// Generated characters of a whole `chat.completion` body (0 if it is not JSON).
@@ -169,9 +195,9 @@ pub(crate) fn answer_chars(body: &[u8]) -> usize {
     #[derive(Deserialize)]
     struct Answer {
         #[serde(default)]
-        choices: Vec<Choice>,
+        choices: Choices,
     }
-    serde_json::from_slice::<Answer>(body).map_or(0, |a| choices_chars(&a.choices))
+    serde_json::from_slice::<Answer>(body).map_or(0, |a| a.choices.chars)
 }
 
 #[cfg(test)]
@@ -181,9 +207,20 @@ mod tests {
     fn chunk_chars(json: &str) -> usize {
         #[derive(Deserialize)]
         struct Chunk {
-            choices: Vec<Choice>,
+            choices: Choices,
         }
-        choices_chars(&serde_json::from_str::<Chunk>(json).unwrap().choices)
+        serde_json::from_str::<Chunk>(json).unwrap().choices.chars
+    }
+
+    #[test]
+    fn choices_are_counted_as_they_are_read() {
+        let two: Choices =
+            serde_json::from_str(r#"[{"delta":{"content":"ab"}},{"text":"cde"}]"#).unwrap();
+        assert_eq!((two.count, two.chars), (2, 5));
+        let none: Choices = serde_json::from_str("[]").unwrap();
+        assert_eq!((none.count, none.chars), (0, 0));
+        // Not a list: refused, as a vector of choices was.
+        assert!(serde_json::from_str::<Choices>(r#"{"delta":{}}"#).is_err());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use idlehands_wire::{SseDecoder, SseEvent, Usage};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::estimate::Choice;
+use super::estimate::Choices;
 use super::trace::Trace;
 use crate::error::ProxyError;
 
@@ -45,7 +45,7 @@ struct ChunkPeek<'a> {
     #[serde(default)]
     created: Option<serde_json::Number>,
     #[serde(default)]
-    choices: Option<Vec<Choice>>,
+    choices: Option<Choices>,
     #[serde(default)]
     usage: Option<Usage>,
     /// An in-stream error (`data: {"error": {...}}`), as OpenAI, vLLM and others send when a
@@ -82,6 +82,9 @@ pub(crate) struct ClientStream {
 }
 
 fn put(out: &mut BytesMut, data: &[u8]) {
+    // One allocation (or none) for the frame: growing by each piece reallocated a chunk's
+    // buffer up to three times.
+    out.reserve(data.len() + 8);
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(data);
     out.extend_from_slice(b"\n\n");
@@ -176,14 +179,14 @@ impl ClientStream {
             if self.usage.is_none()
                 && let Some(choices) = &p.choices
             {
-                self.generated_chars += super::estimate::choices_chars(choices);
+                self.generated_chars += choices.chars;
             }
             let Some(u) = p.usage else {
                 put(out, ev.data.as_bytes());
                 continue;
             };
             self.usage = Some(u);
-            if p.choices.as_ref().is_none_or(Vec::is_empty) {
+            if p.choices.is_none_or(|c| c.count == 0) {
                 // The usage chunk itself: the client's only if it asked.
                 if self.keep_usage_chunk && !self.usage_sent {
                     self.usage_sent = true;

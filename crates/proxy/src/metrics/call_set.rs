@@ -4,8 +4,8 @@
 //! labels, and consecutive calls on a thread usually carry the same key, model and client.
 //! Each family remembering its own last series (`series::Family::get`) still built, found and
 //! compared the label values once per family; here the sixteen values are compared once per
-//! call and the series are taken as they are. Under callgrind that was 5-6% of a virtual-key
-//! request's instructions (bench/profile.sh).
+//! call and the series are taken as they are. Under callgrind that saved about 5% of a
+//! virtual-key request's instructions (bench/profile.sh).
 
 use std::cell::RefCell;
 use std::sync::Arc;
