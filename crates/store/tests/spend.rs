@@ -404,13 +404,24 @@ async fn every_column_of_a_row_round_trips(store: Store) {
         status: "success".into(),
         ..SpendLogRow::default()
     };
-    writer.log(full.clone()).await;
-    writer.log(empty.clone()).await;
+    // Every row of a big commit comes back as it went, not only the two above.
+    let last = SpendLogRow {
+        request_id: "full-last".into(),
+        litellm_call_id: Some("call-full-last".into()),
+        upstream_response_id: Some("chatcmpl-full-last".into()),
+        ..full.clone()
+    };
+    let mut logged = vec![full.clone(), empty.clone()];
     for i in 0..5_000 {
         let mut r = row(&format!("bulk-{i}"), i, 2);
         r.start_time = t(i);
         r.end_time = t(i);
-        writer.log(r).await;
+        r.user = (i % 3 == 0).then(|| format!("user-{i}"));
+        logged.push(r);
+    }
+    logged.push(last.clone());
+    for r in &logged {
+        writer.log(r.clone()).await;
     }
     writer.shutdown().await.unwrap();
 
@@ -426,7 +437,25 @@ async fn every_column_of_a_row_round_trips(store: Store) {
         rows(store.spend_logs(&by_id("empty")).await.unwrap()),
         [empty]
     );
-    assert_eq!(store.count_spend_logs().await.unwrap(), 5_002);
+    assert_eq!(
+        rows(store.spend_logs(&by_id("full-last")).await.unwrap()),
+        [last]
+    );
+    assert_eq!(store.count_spend_logs().await.unwrap(), 5_003);
+    let day = SpendLogsQuery {
+        start_date: Some("2025-11-24".into()),
+        end_date: Some("2025-11-24".into()),
+        summarize: Some(false),
+        page_size: Some(10_000),
+        ..Default::default()
+    };
+    let mut stored = rows(store.spend_logs(&day).await.unwrap());
+    stored.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    logged.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    assert_eq!(stored.len(), logged.len());
+    for (got, want) in stored.iter().zip(&logged) {
+        assert_eq!(got, want);
+    }
 }
 
 on_both_backends!(
