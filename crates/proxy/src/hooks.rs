@@ -94,6 +94,44 @@ impl CallRecord {
             .to_std()
             .unwrap_or_default()
     }
+
+    /// An answered call of model group `m` (`openai/m`, deployment `id`), 3 + 4 tokens, free
+    /// and instant, for unit tests to adjust.
+    #[cfg(test)]
+    pub(crate) fn for_test() -> Self {
+        let now = chrono::Utc::now();
+        CallRecord {
+            response_id: None,
+            call_id: "call-1".into(),
+            call_type: "acompletion",
+            api_key_hash: None,
+            key_alias: None,
+            user_id: None,
+            team_id: None,
+            end_user: None,
+            metadata: None,
+            model: "openai/m".into(),
+            model_id: "id".into(),
+            model_group: "m".into(),
+            api_base: None,
+            custom_llm_provider: "openai".into(),
+            stream: false,
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            total_tokens: 7,
+            cost_nanos: 0,
+            usage_estimated: false,
+            start_time: now,
+            end_time: now,
+            completion_start_time: None,
+            status: CallStatus::Success,
+            error_message: None,
+            http_status: 200,
+            overhead: Duration::ZERO,
+            messages: None,
+            response: None,
+        }
+    }
 }
 
 pub trait CallSink: Send + Sync {

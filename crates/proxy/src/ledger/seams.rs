@@ -541,41 +541,15 @@ pub fn store_error(e: &StoreError) -> ProxyError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
     use serde_json::json;
 
     fn record() -> CallRecord {
-        let now = Utc::now();
         CallRecord {
             response_id: Some("chatcmpl-1".into()),
-            call_id: "call-1".into(),
-            call_type: "acompletion",
             api_key_hash: Some("ab\"c".into()),
             key_alias: Some("alias \u{e9}".into()),
-            user_id: None,
             team_id: Some("team-1".into()),
-            end_user: None,
-            metadata: None,
-            model: "openai/m".into(),
-            model_id: "id".into(),
-            model_group: "m".into(),
-            api_base: None,
-            custom_llm_provider: "openai".into(),
-            stream: false,
-            prompt_tokens: 3,
-            completion_tokens: 4,
-            total_tokens: 7,
-            cost_nanos: 0,
-            usage_estimated: false,
-            start_time: now,
-            end_time: now,
-            completion_start_time: None,
-            status: CallStatus::Success,
-            error_message: None,
-            http_status: 200,
-            overhead: Duration::ZERO,
-            messages: None,
-            response: None,
+            ..CallRecord::for_test()
         }
     }
 

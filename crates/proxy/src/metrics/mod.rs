@@ -737,29 +737,12 @@ mod tests {
     }
 
     fn call(key: &str, status: CallStatus, stream: bool) -> CallRecord {
-        let now = chrono::Utc::now();
+        let base = CallRecord::for_test();
+        let now = base.start_time;
         CallRecord {
-            response_id: None,
-            call_id: "call".into(),
-            call_type: "acompletion",
             api_key_hash: Some(key.into()),
-            key_alias: None,
-            user_id: None,
-            team_id: None,
-            end_user: None,
-            metadata: None,
-            model: "openai/m".into(),
-            model_id: "id".into(),
-            model_group: "m".into(),
-            api_base: None,
-            custom_llm_provider: "openai".into(),
             stream,
-            prompt_tokens: 3,
-            completion_tokens: 4,
-            total_tokens: 7,
             cost_nanos: 5,
-            usage_estimated: false,
-            start_time: now,
             end_time: now + chrono::Duration::milliseconds(20),
             completion_start_time: stream.then(|| now + chrono::Duration::milliseconds(5)),
             http_status: if status == CallStatus::Failure {
@@ -768,10 +751,7 @@ mod tests {
                 200
             },
             status,
-            error_message: None,
-            overhead: Duration::ZERO,
-            messages: None,
-            response: None,
+            ..base
         }
     }
 
