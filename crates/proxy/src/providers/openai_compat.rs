@@ -137,7 +137,7 @@ impl OpenAiCompatible {
 
 /// Headers of the upstream answer worth passing on: its rate-limit state.
 fn kept_headers(h: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
+    let mut out = super::upstream::answer_headers();
     for (k, v) in h {
         if k.as_str().starts_with("x-ratelimit-") {
             out.append(k.clone(), v.clone());
