@@ -38,7 +38,8 @@ pub(super) struct CallSet {
     per_token: Option<Arc<Series<PerToken>>>,
 }
 
-fn get<V: Default + Send + Sync + 'static>(
+/// The series of `family` for a call's label values (by slot), touched `now`.
+pub(super) fn series_of<V: Default + Send + Sync + 'static>(
     family: &Family<V>,
     values: &[&str; SLOTS],
     now: u64,
@@ -53,7 +54,8 @@ fn get<V: Default + Send + Sync + 'static>(
     family.get(buf.get(..n)?, now)
 }
 
-fn touch<V>(s: &Option<Arc<Series<V>>>, now: u64) -> bool {
+/// Stamps a series the set may not have looked up yet (see `Series::touch`).
+fn touch_if_any<V>(s: &Option<Arc<Series<V>>>, now: u64) -> bool {
     s.as_ref().is_none_or(|s| s.touch(now))
 }
 
@@ -92,7 +94,7 @@ impl CallSet {
         for s in self.latency.iter().flatten() {
             ok &= s.touch(now);
         }
-        ok & touch(&self.first_token, now) & touch(&self.per_token, now)
+        ok & touch_if_any(&self.first_token, now) & touch_if_any(&self.per_token, now)
     }
 
     fn find(inner: &Inner, failed: bool, values: &[&str; SLOTS], now: u64) -> Option<Self> {
@@ -105,14 +107,14 @@ impl CallSet {
             owner: inner.id,
             failed,
             values: values.map(Box::from),
-            total: get(&inner.total_requests, values, now)?,
-            outcome: get(outcome, values, now)?,
+            total: series_of(&inner.total_requests, values, now)?,
+            outcome: series_of(outcome, values, now)?,
             tokens: [
-                get(&inner.input_tokens, values, now)?,
-                get(&inner.output_tokens, values, now)?,
-                get(&inner.total_tokens, values, now)?,
+                series_of(&inner.input_tokens, values, now)?,
+                series_of(&inner.output_tokens, values, now)?,
+                series_of(&inner.total_tokens, values, now)?,
             ],
-            spend: get(&inner.spend, values, now)?,
+            spend: series_of(&inner.spend, values, now)?,
             latency: None,
             first_token: None,
             per_token: None,
@@ -128,9 +130,9 @@ impl CallSet {
         if self.latency.is_none() {
             let v = self.values();
             self.latency = Some([
-                get(&inner.total_latency, &v, now)?,
-                get(&inner.api_latency, &v, now)?,
-                get(&inner.overhead, &v, now)?,
+                series_of(&inner.total_latency, &v, now)?,
+                series_of(&inner.api_latency, &v, now)?,
+                series_of(&inner.overhead, &v, now)?,
             ]);
         }
         self.latency.as_ref()
@@ -138,14 +140,14 @@ impl CallSet {
 
     pub fn first_token(&mut self, inner: &Inner, now: u64) -> Option<&Arc<Series<Histogram>>> {
         if self.first_token.is_none() {
-            self.first_token = get(&inner.first_token, &self.values(), now);
+            self.first_token = series_of(&inner.first_token, &self.values(), now);
         }
         self.first_token.as_ref()
     }
 
     pub fn per_token(&mut self, inner: &Inner, now: u64) -> Option<&Arc<Series<PerToken>>> {
         if self.per_token.is_none() {
-            self.per_token = get(&inner.per_token, &self.values(), now);
+            self.per_token = series_of(&inner.per_token, &self.values(), now);
         }
         self.per_token.as_ref()
     }

@@ -225,12 +225,7 @@ impl<'a> CallLabels<'a> {
         family: &Family<V>,
         now: u64,
     ) -> Option<Arc<series::Series<V>>> {
-        let mut buf: [&str; 24] = [NONE; 24];
-        let n = family.slots.len().min(buf.len());
-        for (value, slot) in buf.iter_mut().zip(family.slots.iter()) {
-            *value = self.value(*slot);
-        }
-        family.get(buf.get(..n)?, now)
+        call_set::series_of(family, &self.values(), now)
     }
 }
 
