@@ -7,11 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use idlehands_testkit::{FakeOpenAi, Reply};
 use serde_json::{Value, json};
 
 mod proxy_process;
-use proxy_process::{gateway_cmd, http, json_of, spawn, terminate};
+use proxy_process::{gateway_cmd, http, json_of, slow_upstream, spawn, terminate};
 
 const MASTER: &str = "sk-cli-fleet-master-1";
 
@@ -31,13 +30,8 @@ async fn chat(url: &str, key: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn a_killed_instances_call_stops_holding_the_key() {
-    let up = FakeOpenAi::start().await;
     // About 40 s of stream: it is still running when its instance is killed.
-    up.push(
-        Reply::text("tick ".repeat(400))
-            .with_chunk_chars(5)
-            .with_chunk_delay(Duration::from_millis(100)),
-    );
+    let (_up, slow) = slow_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let unique = format!(
         "{}-{}",
@@ -52,14 +46,7 @@ async fn a_killed_instances_call_stops_holding_the_key() {
         &cfg,
         format!(
             "model_list:
-  - model_name: slow
-    litellm_params:
-      model: openai/slow-model
-      api_base: {}
-      api_key: sk-upstream
-      input_cost_per_token: 0.000001
-      output_cost_per_token: 0.000002
-  - model_name: mocky
+{slow}  - model_name: mocky
     litellm_params:
       model: openai/mock-model
       mock_response: Hello from the mock deployment
@@ -72,7 +59,6 @@ general_settings:
 router_settings:
   redis_url: {}
 ",
-            up.base_url(),
             redis_url()
         ),
     )

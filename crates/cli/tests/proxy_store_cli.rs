@@ -230,33 +230,18 @@ async fn settings_with_no_effect_are_named_at_start_up() {
 /// window is a minute): a fresh process on the same database finds them.
 #[tokio::test]
 async fn sigterm_ends_a_stream_still_running_after_the_drain_and_records_it() {
-    use idlehands_testkit::{FakeOpenAi, Reply};
-
-    let up = FakeOpenAi::start().await;
     // About 40 s of stream: only the stop can end it within the test.
-    up.push(
-        Reply::text("tick ".repeat(400))
-            .with_chunk_chars(5)
-            .with_chunk_delay(std::time::Duration::from_millis(100)),
-    );
+    let (_up, slow) = proxy_process::slow_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yaml");
     std::fs::write(
         &cfg,
         format!(
             "model_list:
-  - model_name: slow
-    litellm_params:
-      model: openai/slow-model
-      api_base: {}
-      api_key: sk-upstream
-      input_cost_per_token: 0.000001
-      output_cost_per_token: 0.000002
-general_settings:
+{slow}general_settings:
   master_key: {MASTER}
   proxy_batch_write_at: 60
-",
-            up.base_url()
+"
         ),
     )
     .unwrap();

@@ -83,3 +83,27 @@ pub fn terminate(child: &mut Child) -> i32 {
     let _ = child.kill();
     panic!("the gateway did not stop within 30s of SIGTERM");
 }
+
+/// An upstream whose next answer streams for about 40 s (400 chunks, one every 100 ms), and
+/// the config's `model_list` entry `slow` on it (1e-6 USD per input token, 2e-6 per output
+/// token): a call still running when a test stops or kills the gateway.
+pub async fn slow_upstream() -> (idlehands_testkit::FakeOpenAi, String) {
+    let up = idlehands_testkit::FakeOpenAi::start().await;
+    up.push(
+        idlehands_testkit::Reply::text("tick ".repeat(400))
+            .with_chunk_chars(5)
+            .with_chunk_delay(Duration::from_millis(100)),
+    );
+    let model = format!(
+        "  - model_name: slow
+    litellm_params:
+      model: openai/slow-model
+      api_base: {}
+      api_key: sk-upstream
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+",
+        up.base_url()
+    );
+    (up, model)
+}
