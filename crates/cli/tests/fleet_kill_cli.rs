@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod proxy_process;
-use proxy_process::{gateway_cmd, http, json_of, slow_upstream, spawn, terminate};
+use proxy_process::{gateway_cmd, http, json_of, slow_stream, slow_upstream, spawn, terminate};
 
 const MASTER: &str = "sk-cli-fleet-master-1";
 
@@ -82,21 +82,8 @@ router_settings:
     assert_eq!(status, 200, "{generated}");
     let key = generated["key"].as_str().unwrap().to_string();
 
-    let mut stream = http()
-        .post(format!("{url_a}/v1/chat/completions"))
-        .bearer_auth(&key)
-        .json(&json!({"model": "slow", "stream": true,
-                      "messages": [{"role": "user", "content": "count"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
-    let mut seen = String::new();
-    while seen.matches("tick").count() < 2 {
-        seen.push_str(&String::from_utf8_lossy(
-            &stream.chunk().await.unwrap().unwrap(),
-        ));
-    }
+    // Kept open to the end: the call must still be in flight when its instance dies.
+    let (_stream, _) = slow_stream(&url_a, &key, 2).await;
     // The stream holds the key's one slot, on every instance.
     let (status, body) = chat(&url_b, &key).await;
     assert_eq!(status, 429, "{body}");

@@ -263,26 +263,11 @@ async fn sigterm_ends_a_stream_still_running_after_the_drain_and_records_it() {
     assert_eq!(status, 200, "{generated}");
     let key = generated["key"].as_str().unwrap().to_string();
 
-    let resp = http()
-        .post(format!("{url}/v1/chat/completions"))
-        .bearer_auth(&key)
-        .json(&json!({"model": "slow", "stream": true,
-                      "messages": [{"role": "user", "content": "count"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let (mut resp, mut seen) = proxy_process::slow_stream(&url, &key, 3).await;
     let call_id = resp.headers()["x-litellm-call-id"]
         .to_str()
         .unwrap()
         .to_string();
-    let mut resp = resp;
-    let mut seen = String::new();
-    while seen.matches("tick").count() < 3 {
-        seen.push_str(&String::from_utf8_lossy(
-            &resp.chunk().await.unwrap().unwrap(),
-        ));
-    }
     let stopping = tokio::task::spawn_blocking(move || {
         let code = terminate(&mut child);
         (code, child)

@@ -107,3 +107,25 @@ pub async fn slow_upstream() -> (idlehands_testkit::FakeOpenAi, String) {
     );
     (up, model)
 }
+
+/// Starts a streamed call of the `slow` model ([`slow_upstream`]) on the gateway at `url` and
+/// reads it until `ticks` chunks of the answer have come: the call is then surely in flight.
+/// Gives back the response, to read on, and what was read.
+pub async fn slow_stream(url: &str, key: &str, ticks: usize) -> (reqwest::Response, String) {
+    let mut resp = http()
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"model": "slow", "stream": true,
+                      "messages": [{"role": "user", "content": "count"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut seen = String::new();
+    while seen.matches("tick").count() < ticks {
+        seen.push_str(&String::from_utf8_lossy(
+            &resp.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    (resp, seen)
+}
