@@ -24,6 +24,7 @@ pub mod config;
 pub mod error;
 mod gateway;
 pub mod generic_api;
+mod header_values;
 pub mod hooks;
 mod http;
 pub mod ledger;

@@ -298,7 +298,7 @@ async fn insert_rows_unnest(
         .bind(col(rows, |r| opt_text(&r.end_user)))
         .bind(col(rows, |r| opt_text(&r.requester_ip_address)))
         .bind(col(rows, |r| opt_text(&r.session_id)))
-        .bind(col(rows, |r| text(r.metadata.as_str())))
+        .bind(col(rows, |r| r.metadata.as_str()))
         .bind(col(rows, |r| opt_text(&r.cache_hit)))
         .bind(col(rows, |r| opt_text(&r.cache_key)))
         .bind(col(rows, |r| tags_text(&r.request_tags)))
@@ -412,7 +412,8 @@ async fn write_batch_postgres(
 }
 
 /// The text as stored: NUL bytes dropped (Postgres TEXT cannot hold them, a row carrying one
-/// would be refused); borrowed when there are none.
+/// would be refused); borrowed when there are none. JSON text (a row's metadata) needs no
+/// pass: JSON escapes every control character, NUL included.
 pub(crate) fn text(v: &str) -> Cow<'_, str> {
     if v.contains('\0') {
         Cow::Owned(v.replace('\0', ""))
@@ -1050,6 +1051,18 @@ mod tests {
             end_time: at,
             ..SpendLogRow::default()
         }))
+    }
+
+    #[test]
+    fn stored_text_drops_nul_bytes_and_borrows_text_without_them() {
+        assert!(matches!(text("gpt-4o"), Cow::Borrowed("gpt-4o")));
+        assert!(matches!(text(""), Cow::Borrowed("")));
+        let cut = text("a\0b\0\0c\0");
+        assert!(matches!(cut, Cow::Owned(_)));
+        assert_eq!(cut, "abc");
+        // Past the vector width, at the far end.
+        let long = format!("{}\0", "x".repeat(200));
+        assert_eq!(text(&long), "x".repeat(200));
     }
 
     /// A row of the first store version (call id unlike its key) and rows written since (the

@@ -246,7 +246,7 @@ fn commit(conn: &mut Connection, items: &[BatchItem], store_rows: bool) -> rusql
                 r.end_user.as_deref().map(text),
                 r.requester_ip_address.as_deref().map(text),
                 r.session_id.as_deref().map(text),
-                text(r.metadata.as_str()),
+                r.metadata.as_str(),
                 r.cache_hit.as_deref().map(text),
                 r.cache_key.as_deref().map(text),
                 tags_text(&r.request_tags),

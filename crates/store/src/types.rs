@@ -382,3 +382,23 @@ pub enum SpendLogsResponse {
     Rows(Vec<crate::spend::SpendLogRow>),
     Summary(Vec<DailySpend>),
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The spend-row writers store metadata without the NUL pass other text gets
+    /// (`spend_db::text`): JSON text cannot hold a raw NUL, so neither can this.
+    #[test]
+    fn json_object_text_never_holds_a_nul_byte() {
+        assert!(JsonObjectText::from_text("{\"a\":\"x\0y\"}".to_string()).is_none());
+        let mut map = JsonMap::new();
+        map.insert("k\0".to_string(), Value::String("v\0".to_string()));
+        let text = JsonObjectText::from_map(&map);
+        assert!(!text.as_str().contains('\0'));
+        assert_eq!(text.to_map(), map);
+        let kept = JsonObjectText::from_text("{\"a\":\"x\\u0000y\"}".to_string()).unwrap();
+        assert!(!kept.as_str().contains('\0'));
+    }
+}

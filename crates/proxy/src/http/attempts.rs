@@ -463,7 +463,10 @@ impl Attempts {
     /// and `x-litellm-attempted-fallbacks` (once a fallback was tried).
     pub fn headers(&self, h: &mut HeaderMap) {
         let retries = self.plan.attempted_retries();
-        h.insert(ATTEMPTED_RETRIES.clone(), HeaderValue::from(retries));
+        h.insert(
+            ATTEMPTED_RETRIES.clone(),
+            crate::header_values::number(retries.into()),
+        );
         if retries > 0 {
             h.insert(
                 MAX_RETRIES.clone(),

@@ -25,29 +25,6 @@ pub(crate) fn client_ip(ext: &http::Extensions) -> Option<IpAddr> {
     ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
-/// The address as text for the metrics' `client_ip` label. A serving thread's calls mostly
-/// come from the address of its previous call (its keep-alive connections), so the last text
-/// is kept: formatting an address was about 1% of a request's instructions (bench/profile.sh).
-fn ip_text(ip: IpAddr) -> String {
-    thread_local! {
-        static LAST: std::cell::RefCell<Option<(IpAddr, String)>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    LAST.with(|last| {
-        let Ok(mut last) = last.try_borrow_mut() else {
-            return ip.to_string();
-        };
-        match &*last {
-            Some((kept, text)) if *kept == ip => text.clone(),
-            _ => {
-                let text = ip.to_string();
-                *last = Some((ip, text.clone()));
-                text
-            }
-        }
-    })
-}
-
 fn too_many_attempts(retry_after: u64) -> ProxyError {
     ProxyError::Custom {
         status: 429,
@@ -153,16 +130,14 @@ pub(crate) async fn model_gate(
         Ok(p) => {
             drop(rt);
             req.extensions_mut().insert(Authed(p));
-            let facts = crate::metrics::RequestFacts {
-                route: req.uri().path().to_string(),
-                user_agent: req
-                    .headers()
+            let facts = crate::metrics::RequestFacts::of(
+                req.uri().path(),
+                req.headers()
                     .get(header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string),
-                client_ip: ip.map(ip_text),
-            };
-            crate::metrics::with_request(Arc::new(facts), next.run(req)).await
+                    .and_then(|v| v.to_str().ok()),
+                ip,
+            );
+            crate::metrics::with_request(facts, next.run(req)).await
         }
         Err(e) => {
             if is_wrong_key(&e) {
@@ -308,20 +283,6 @@ fn origin_is(origin: &str, host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_address_text_follows_the_address() {
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "::1".parse().unwrap();
-        for (ip, text) in [
-            (a, "10.0.0.1"),
-            (a, "10.0.0.1"),
-            (b, "::1"),
-            (a, "10.0.0.1"),
-        ] {
-            assert_eq!(ip_text(ip), text);
-        }
-    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

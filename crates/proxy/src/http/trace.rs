@@ -29,7 +29,7 @@ static VERSION: HeaderName = HeaderName::from_static("x-litellm-version");
 pub(crate) use crate::providers::Peek;
 
 fn ms(d: Duration) -> HeaderValue {
-    HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    crate::header_values::number(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Headers for a response where the deployment may not be known yet (auth errors).
@@ -184,7 +184,7 @@ impl Trace {
             h.insert(API_BASE.clone(), b.clone());
         }
         if let Some(c) = cost
-            && let Ok(v) = HeaderValue::from_str(&nanos_to_usd_string(c))
+            && let Some(v) = crate::header_values::owned(nanos_to_usd_string(c))
         {
             h.insert(COST.clone(), v);
         }

@@ -382,19 +382,19 @@ impl CallHooks for StoreSeams {
             .unwrap_or(held.spend_at_admission)
             .max(held.spend_at_admission)
             .saturating_add(this_call);
-        if let Ok(v) = HeaderValue::from_str(&usd(spend)) {
+        if let Some(v) = crate::header_values::owned(usd(spend)) {
             h.insert(KEY_SPEND.clone(), v);
         }
         if let Some(max) = held.max_budget
-            && let Ok(v) = HeaderValue::from_str(&usd(max))
+            && let Some(v) = crate::header_values::owned(usd(max))
         {
             h.insert(KEY_MAX_BUDGET.clone(), v);
         }
         if let Some(rpm) = held.rpm_limit {
-            h.insert(KEY_RPM.clone(), HeaderValue::from(rpm));
+            h.insert(KEY_RPM.clone(), crate::header_values::signed(rpm));
         }
         if let Some(tpm) = held.tpm_limit {
-            h.insert(KEY_TPM.clone(), HeaderValue::from(tpm));
+            h.insert(KEY_TPM.clone(), crate::header_values::signed(tpm));
         }
         for (name, value) in held.reservation.rate_limit_headers() {
             if let Ok(v) = HeaderValue::from_str(&value) {

@@ -50,6 +50,48 @@ pub struct RequestFacts {
     pub client_ip: Option<String>,
 }
 
+impl RequestFacts {
+    /// The facts of a request, shared with the previous request of this serving thread when
+    /// they are the same (its keep-alive connections mostly send one route from one client):
+    /// building them took four allocations and formatting the address a request.
+    pub(crate) fn of(
+        route: &str,
+        user_agent: Option<&str>,
+        ip: Option<std::net::IpAddr>,
+    ) -> Arc<RequestFacts> {
+        type Last = Option<(Option<std::net::IpAddr>, Arc<RequestFacts>)>;
+        thread_local! {
+            static LAST: std::cell::RefCell<Last> = const { std::cell::RefCell::new(None) };
+        }
+        let build = || {
+            Arc::new(RequestFacts {
+                route: route.to_string(),
+                user_agent: user_agent.map(str::to_string),
+                client_ip: ip.map(|ip| ip.to_string()),
+            })
+        };
+        LAST.with(|last| {
+            let Ok(mut last) = last.try_borrow_mut() else {
+                return build();
+            };
+            match &*last {
+                Some((kept_ip, facts))
+                    if *kept_ip == ip
+                        && facts.route == route
+                        && facts.user_agent.as_deref() == user_agent =>
+                {
+                    Arc::clone(facts)
+                }
+                _ => {
+                    let facts = build();
+                    *last = Some((ip, Arc::clone(&facts)));
+                    facts
+                }
+            }
+        })
+    }
+}
+
 tokio::task_local! {
     static REQUEST: Arc<RequestFacts>;
 }
@@ -693,6 +735,34 @@ pub(crate) fn routing_source(router: &crate::router::Router) -> Option<Deploymen
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request's facts are its own: the previous request's are reused only when route,
+    /// user agent and address are all the same.
+    #[test]
+    fn request_facts_follow_the_request() {
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "::1".parse().unwrap();
+        let cases = [
+            ("/v1/chat/completions", Some("curl"), Some(a)),
+            ("/v1/chat/completions", Some("curl"), Some(a)),
+            ("/v1/chat/completions", Some("curl"), Some(b)),
+            ("/chat/completions", Some("curl"), Some(b)),
+            ("/chat/completions", None, Some(b)),
+            ("/chat/completions", Some("curl"), Some(b)),
+            ("/chat/completions", Some("curl"), None),
+        ];
+        let mut last: Option<Arc<RequestFacts>> = None;
+        for (i, (route, ua, ip)) in cases.into_iter().enumerate() {
+            let facts = RequestFacts::of(route, ua, ip);
+            assert_eq!(facts.route, route);
+            assert_eq!(facts.user_agent.as_deref(), ua);
+            assert_eq!(facts.client_ip, ip.map(|ip| ip.to_string()));
+            if let Some(prev) = &last {
+                assert_eq!(Arc::ptr_eq(prev, &facts), i == 1, "case {i}");
+            }
+            last = Some(facts);
+        }
+    }
 
     #[test]
     fn deployment_source_is_rendered_when_set() {
