@@ -1060,7 +1060,7 @@ mod tests {
         let cut = text("a\0b\0\0c\0");
         assert!(matches!(cut, Cow::Owned(_)));
         assert_eq!(cut, "abc");
-        // Past the vector width, at the far end.
+        // Long enough for the word-at-a-time search, the NUL at the far end.
         let long = format!("{}\0", "x".repeat(200));
         assert_eq!(text(&long), "x".repeat(200));
     }
