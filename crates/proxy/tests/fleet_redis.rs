@@ -511,15 +511,8 @@ async fn key_info_and_budget_errors_agree_across_instances() {
 fn slow_fleet_yaml(upstream: &idlehands_testkit::FakeOpenAi, redis: &str, prefix: &str) -> String {
     format!(
         "model_list:
-  - model_name: slow
-    litellm_params:
-      model: openai/slow-model
-      api_base: {}
-      api_key: sk-upstream
-      input_cost_per_token: 0.000001
-      output_cost_per_token: 0.000002
-{}",
-        upstream.base_url(),
+{}{}",
+        upstream.priced_entry("slow"),
         fleet_yaml(redis, prefix, "closed")
             .split_once("model_list:\n")
             .unwrap()

@@ -120,6 +120,22 @@ impl FakeOpenAi {
         format!("http://{}/v1", self.addr)
     }
 
+    /// A gateway `model_list` entry (YAML, two-space list indent) named `name`, served by this
+    /// fake as `openai/<name>-model` at 1e-6 USD per input token and 2e-6 per output token.
+    pub fn priced_entry(&self, name: &str) -> String {
+        format!(
+            "  - model_name: {name}
+    litellm_params:
+      model: openai/{name}-model
+      api_base: {}
+      api_key: sk-upstream
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+",
+            self.base_url()
+        )
+    }
+
     /// `http://127.0.0.1:PORT`, without the `/v1`.
     pub fn origin(&self) -> String {
         format!("http://{}", self.addr)

@@ -94,17 +94,7 @@ pub async fn slow_upstream() -> (idlehands_testkit::FakeOpenAi, String) {
             .with_chunk_chars(5)
             .with_chunk_delay(Duration::from_millis(100)),
     );
-    let model = format!(
-        "  - model_name: slow
-    litellm_params:
-      model: openai/slow-model
-      api_base: {}
-      api_key: sk-upstream
-      input_cost_per_token: 0.000001
-      output_cost_per_token: 0.000002
-",
-        up.base_url()
-    );
+    let model = up.priced_entry("slow");
     (up, model)
 }
 

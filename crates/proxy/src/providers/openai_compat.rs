@@ -135,15 +135,9 @@ impl OpenAiCompatible {
     }
 }
 
-/// Headers of the upstream answer worth passing on: its rate-limit state.
+/// Headers of the upstream answer worth passing on: its rate-limit state (OpenAI's names).
 fn kept_headers(h: &HeaderMap) -> HeaderMap {
-    let mut out = super::upstream::answer_headers();
-    for (k, v) in h {
-        if k.as_str().starts_with("x-ratelimit-") {
-            out.append(k.clone(), v.clone());
-        }
-    }
-    out
+    super::upstream::headers_named(h, &["x-ratelimit-"])
 }
 
 /// The message, `type` and `code` of an OpenAI-style error body.

@@ -131,10 +131,16 @@ pub(super) fn answer_headers() -> HeaderMap {
 
 /// Rate-limit headers of the upstream answer, passed on to the client.
 pub(super) fn kept_headers(h: &HeaderMap) -> HeaderMap {
+    headers_named(h, &["x-ratelimit-", "anthropic-ratelimit-"])
+}
+
+/// The upstream answer's headers whose names start with one of `prefixes`, in a map for the
+/// client's response.
+pub(super) fn headers_named(h: &HeaderMap, prefixes: &[&str]) -> HeaderMap {
     let mut out = answer_headers();
     for (k, v) in h {
         let name = k.as_str();
-        if name.starts_with("x-ratelimit-") || name.starts_with("anthropic-ratelimit-") {
+        if prefixes.iter().any(|p| name.starts_with(p)) {
             out.append(k.clone(), v.clone());
         }
     }
@@ -251,6 +257,38 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn upstream_answer_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("x-ratelimit-remaining-requests", "9"),
+            ("x-ratelimit-remaining-requests", "8"),
+            ("anthropic-ratelimit-tokens-remaining", "700"),
+            ("set-cookie", "s=1"),
+            ("x-request-id", "r1"),
+        ] {
+            h.append(
+                http::HeaderName::from_static(k),
+                http::HeaderValue::from_static(v),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn only_rate_limit_headers_are_passed_on() {
+        let kept = kept_headers(&upstream_answer_headers());
+        let all: Vec<_> = kept
+            .get_all("x-ratelimit-remaining-requests")
+            .iter()
+            .collect();
+        assert_eq!(all, ["9", "8"]);
+        assert_eq!(kept["anthropic-ratelimit-tokens-remaining"], "700");
+        assert_eq!(kept.len(), 3);
+        let openai_only = headers_named(&upstream_answer_headers(), &["x-ratelimit-"]);
+        assert_eq!(openai_only.len(), 2);
+        assert!(!openai_only.contains_key("anthropic-ratelimit-tokens-remaining"));
+    }
 
     #[test]
     fn untranslatable_answers_are_502_with_the_excerpt() {
