@@ -11,7 +11,8 @@
 //! while), [`SpendWriter::log`] waits for room rather than dropping spend: losing money records
 //! silently is worse than slowing the requests that produce them. If a commit fails the batch is
 //! kept and retried; while a large backlog cannot be committed the writer stops taking new rows,
-//! so memory stays bounded by the channel plus that backlog. A row the database refuses (a
+//! so memory stays bounded by the channel plus that backlog (flushes and stops, asked on a
+//! channel of their own, are still answered: a flush with why the rows wait). A row the database refuses (a
 //! constraint, a value too big) is committed apart from the others, logged as an error and kept
 //! for another try with a growing pause (1 s up to 1 min).
 //!
@@ -26,7 +27,6 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -72,6 +72,11 @@ enum Msg {
         now: DateTime<Utc>,
         skip: HashSet<String>,
     },
+}
+
+/// Asked on a channel of their own: a writer that takes no rows (a backlog it cannot commit
+/// fills the row channel) still answers them, so a flush or stop never waits behind rows.
+enum Ctl {
     Flush(oneshot::Sender<Result<(), String>>),
     Shutdown(oneshot::Sender<Result<(), String>>),
 }
@@ -80,11 +85,9 @@ enum Msg {
 #[derive(Clone)]
 pub struct SpendWriter {
     tx: mpsc::Sender<Msg>,
-    /// Rings the writer early: a batch is full, or a flush, sweep or shutdown waits.
+    ctl: mpsc::UnboundedSender<Ctl>,
+    /// Rings the writer early: a batch is full, or a sweep waits.
     wake: Arc<Notify>,
-    /// Set by [`SpendWriter::shutdown`]: the writer takes messages again even while a backlog
-    /// it cannot commit would otherwise keep it from doing so, so that shutdown ends.
-    closing: Arc<AtomicBool>,
     max_batch: usize,
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
     /// Why rows cannot be written right now; `None` while commits go through.
@@ -95,22 +98,15 @@ impl SpendWriter {
     /// Starts the writer task (inside a tokio runtime).
     pub fn start(store: Store, cfg: WriterConfig) -> SpendWriter {
         let (tx, rx) = mpsc::channel(cfg.channel_capacity.max(1));
+        let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let wake = Arc::new(Notify::new());
         let max_batch = cfg.max_batch.max(1);
-        let closing = Arc::new(AtomicBool::new(false));
         let problem = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(run(
-            store,
-            cfg,
-            rx,
-            wake.clone(),
-            closing.clone(),
-            problem.clone(),
-        ));
+        let task = tokio::spawn(run(store, cfg, rx, ctl_rx, wake.clone(), problem.clone()));
         SpendWriter {
             tx,
+            ctl,
             wake,
-            closing,
             max_batch,
             task: Arc::new(Mutex::new(Some(task))),
             problem,
@@ -163,14 +159,13 @@ impl SpendWriter {
         self.wake.notify_one();
     }
 
-    /// Commits everything queued so far.
+    /// Commits everything queued so far. While a backlog the database will not take keeps
+    /// the writer from taking rows, answers at once with why, without taking more.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Msg::Flush(done))
-            .await
+        self.ctl
+            .send(Ctl::Flush(done))
             .map_err(|_| StoreError::Internal("spend writer stopped".to_owned()))?;
-        self.wake.notify_one();
         wait.await
             .map_err(|_| StoreError::Internal("spend writer stopped".to_owned()))?
             .map_err(StoreError::Internal)
@@ -179,10 +174,7 @@ impl SpendWriter {
     /// Commits everything queued and stops the task. Rows logged afterwards are refused.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        self.closing.store(true, Ordering::Release);
-        let sent = self.tx.send(Msg::Shutdown(done)).await.is_ok();
-        self.wake.notify_one();
-        let result = if sent {
+        let result = if self.ctl.send(Ctl::Shutdown(done)).is_ok() {
             wait.await
                 .unwrap_or_else(|_| Err("spend writer stopped".to_owned()))
                 .map_err(StoreError::Internal)
@@ -380,44 +372,190 @@ impl Batch {
     }
 }
 
+/// The writer task's state.
+struct Task {
+    store: Store,
+    flush_interval: Duration,
+    max_batch: usize,
+    /// Past this many items held back (a failing commit's backlog, or refused rows), the
+    /// writer takes no more rows until some are committed; senders wait on the channel.
+    backlog_limit: usize,
+    rx: mpsc::Receiver<Msg>,
+    batch: Batch,
+    spill: Option<PathBuf>,
+    /// The spill file, while rows replayed from it wait to be committed.
+    replaying: Option<PathBuf>,
+}
+
+/// Whether the task goes on after a control message.
+enum Next {
+    Go,
+    Stop,
+}
+
+impl Task {
+    fn over_backlog(&self) -> bool {
+        (self.batch.failing && self.batch.items.len() >= self.backlog_limit)
+            || self.batch.refused.len() >= self.backlog_limit
+    }
+
+    /// Takes what the row channel holds, committing full batches, until it is empty or the
+    /// backlog is over its limit; `false` once every handle is gone.
+    async fn drain(&mut self) -> bool {
+        while !self.over_backlog() {
+            match self.rx.try_recv() {
+                Ok(Msg::Item(item)) => {
+                    self.batch.push(item);
+                    if self.batch.items.len() >= self.max_batch {
+                        let _ = self.batch.commit(&self.store).await;
+                    }
+                }
+                Ok(Msg::Sweep { now, skip }) => {
+                    let _ = self.batch.commit(&self.store).await;
+                    if let Err(e) = self.store.sweep_budget_resets(now, &skip).await {
+                        tracing::warn!(error = %e, "budget reset sweep failed");
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+
+    async fn flush(&mut self) -> Result<(), String> {
+        if self.over_backlog() {
+            // Taking the rows behind the backlog would lift the memory bound: answer with
+            // why they wait unless this try commits the backlog.
+            self.batch.commit_all(&self.store).await?;
+        }
+        self.drain().await;
+        self.batch.commit_all(&self.store).await
+    }
+
+    /// Commits everything, every row the channel holds included; what cannot be committed
+    /// is spilled (or named lost). The stop's answer.
+    async fn stop(&mut self) -> Result<(), String> {
+        self.rx.close();
+        while let Ok(msg) = self.rx.try_recv() {
+            if let Msg::Item(item) = msg {
+                self.batch.push(item);
+            }
+        }
+        let mut result = self.batch.commit_all(&self.store).await;
+        for _ in 0..5 {
+            if result.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            result = self.batch.commit_all(&self.store).await;
+        }
+        match &result {
+            Err(e) => {
+                let replace = self.replaying.is_some();
+                result = Err(spill_or_lose(
+                    self.spill.as_deref(),
+                    replace,
+                    &mut self.batch,
+                    e,
+                ));
+            }
+            Ok(()) => {
+                if let Some(path) = self.replaying.take() {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        result
+    }
+
+    /// Answers a flush or a stop; `None` (every handle gone) stops like a shutdown nobody
+    /// waits for.
+    async fn control(
+        &mut self,
+        ctl: Option<Ctl>,
+        ctl_rx: &mut mpsc::UnboundedReceiver<Ctl>,
+        problem: &Mutex<Option<String>>,
+    ) -> Next {
+        match ctl {
+            Some(Ctl::Flush(done)) => {
+                let result = self.flush().await;
+                *problem.lock() = self.batch.problem();
+                let _ = done.send(result);
+                Next::Go
+            }
+            Some(Ctl::Shutdown(done)) => {
+                ctl_rx.close();
+                let result = self.stop().await;
+                *problem.lock() = self.batch.problem();
+                while let Ok(Ctl::Flush(ack) | Ctl::Shutdown(ack)) = ctl_rx.try_recv() {
+                    let _ = ack.send(result.clone());
+                }
+                let _ = done.send(result);
+                Next::Stop
+            }
+            None => {
+                let _ = self.stop().await;
+                Next::Stop
+            }
+        }
+    }
+}
+
 async fn run(
     store: Store,
     cfg: WriterConfig,
-    mut rx: mpsc::Receiver<Msg>,
+    rx: mpsc::Receiver<Msg>,
+    mut ctl_rx: mpsc::UnboundedReceiver<Ctl>,
     wake: Arc<Notify>,
-    closing: Arc<AtomicBool>,
     problem: Arc<Mutex<Option<String>>>,
 ) {
     let mut batch = Batch::new(cfg.store_rows);
     let spill = store.spill_path().map(Path::to_path_buf);
-    // The spill file, while rows replayed from it wait to be committed.
-    let mut replaying = match &spill {
+    let replaying = match &spill {
         Some(path) => replay(path, &mut batch),
         None => None,
     };
+    let max_batch = cfg.max_batch.max(1);
+    let mut task = Task {
+        store,
+        flush_interval: cfg.flush_interval,
+        max_batch,
+        backlog_limit: max_batch.saturating_mul(10),
+        rx,
+        batch,
+        spill,
+        replaying,
+    };
     let mut tick = tokio::time::interval(cfg.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let backlog_limit = cfg.max_batch.saturating_mul(10).max(1);
-    if replaying.is_some() {
-        let _ = batch.commit_all(&store).await;
+    if task.replaying.is_some() {
+        let _ = task.batch.commit_all(&task.store).await;
     }
     loop {
-        *problem.lock() = batch.problem();
-        if batch.items.is_empty()
-            && batch.refused.is_empty()
-            && let Some(path) = replaying.take()
+        *problem.lock() = task.batch.problem();
+        if task.batch.items.is_empty()
+            && task.batch.refused.is_empty()
+            && let Some(path) = task.replaying.take()
         {
             // Every replayed row is in the database now (or was already).
             if let Err(e) = std::fs::remove_file(&path) {
                 tracing::error!(error = %e, path = %path.display(), "cannot remove the replayed spill file; its rows would be recognised as stored at the next start");
             }
         }
-        let stuck = batch.failing && batch.items.len() >= backlog_limit;
-        if (stuck || batch.refused.len() >= backlog_limit) && !closing.load(Ordering::Acquire) {
-            // Stop taking rows until the backlog is committed; senders wait on the channel.
-            tokio::time::sleep(cfg.flush_interval).await;
-            let _ = batch.commit(&store).await;
-            let _ = batch.retry_refused(&store, false).await;
+        if task.over_backlog() {
+            // Take no rows until the backlog is committed; flushes and stops are answered.
+            tokio::select! {
+                _ = tokio::time::sleep(task.flush_interval) => {
+                    let _ = task.batch.commit(&task.store).await;
+                    let _ = task.batch.retry_refused(&task.store, false).await;
+                }
+                ctl = ctl_rx.recv() => {
+                    if let Next::Stop = task.control(ctl, &mut ctl_rx, &problem).await {
+                        return;
+                    }
+                }
+            }
             continue;
         }
         // Rows do not wake this task one by one (a wake-up per request showed in profiles):
@@ -425,79 +563,26 @@ async fn run(
         let ticked = tokio::select! {
             _ = tick.tick() => true,
             _ = wake.notified() => false,
-        };
-        loop {
-            match rx.try_recv() {
-                Ok(Msg::Item(item)) => {
-                    batch.push(item);
-                    if batch.items.len() >= cfg.max_batch {
-                        let _ = batch.commit(&store).await;
-                    }
-                }
-                Ok(Msg::Sweep { now, skip }) => {
-                    let _ = batch.commit(&store).await;
-                    if let Err(e) = store.sweep_budget_resets(now, &skip).await {
-                        tracing::warn!(error = %e, "budget reset sweep failed");
-                    }
-                }
-                Ok(Msg::Flush(done)) => {
-                    let result = batch.commit_all(&store).await;
-                    *problem.lock() = batch.problem();
-                    let _ = done.send(result);
-                }
-                Ok(Msg::Shutdown(done)) => {
-                    rx.close();
-                    let mut acks = Vec::new();
-                    while let Ok(msg) = rx.try_recv() {
-                        match msg {
-                            Msg::Item(item) => batch.push(item),
-                            Msg::Flush(ack) | Msg::Shutdown(ack) => acks.push(ack),
-                            Msg::Sweep { .. } => {}
-                        }
-                    }
-                    let mut result = batch.commit_all(&store).await;
-                    for _ in 0..5 {
-                        if result.is_ok() {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        result = batch.commit_all(&store).await;
-                    }
-                    match &result {
-                        Err(e) => {
-                            let replace = replaying.is_some();
-                            result = Err(spill_or_lose(spill.as_deref(), replace, &mut batch, e));
-                        }
-                        Ok(()) => {
-                            if let Some(path) = replaying.take() {
-                                let _ = std::fs::remove_file(path);
-                            }
-                        }
-                    }
-                    *problem.lock() = batch.problem();
-                    for ack in acks {
-                        let _ = ack.send(result.clone());
-                    }
-                    let _ = done.send(result);
+            ctl = ctl_rx.recv() => {
+                if let Next::Stop = task.control(ctl, &mut ctl_rx, &problem).await {
                     return;
                 }
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    if let Err(e) = batch.commit_all(&store).await {
-                        spill_or_lose(spill.as_deref(), replaying.is_some(), &mut batch, &e);
-                    }
-                    return;
-                }
+                false
             }
+        };
+        if !task.drain().await {
+            let _ = task.stop().await;
+            return;
         }
-        let due = batch
+        let due = task
+            .batch
             .first_at
-            .is_some_and(|t| t.elapsed() >= cfg.flush_interval);
+            .is_some_and(|t| t.elapsed() >= task.flush_interval);
         if ticked || due {
-            let _ = batch.commit(&store).await;
+            let _ = task.batch.commit(&task.store).await;
         }
         if ticked {
-            let _ = batch.retry_refused(&store, false).await;
+            let _ = task.batch.retry_refused(&task.store, false).await;
         }
     }
 }
@@ -865,10 +950,11 @@ mod tests {
             store_rows: true,
         };
         let writer = SpendWriter::start(store.clone(), cfg);
+        // Ten are taken and refused; the last two wait in the channel, which is then full.
         for i in 0..12 {
             writer.log(row(&format!("r{i}"))).await;
         }
-        // Once this answers, the writer holds 12 refused rows and takes no more messages.
+        // Answered though the writer takes no rows, without taking the two that wait.
         let err = writer
             .flush()
             .await
@@ -876,12 +962,15 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            err.contains("12 spend-log rows refused by the database"),
+            err.contains("10 spend-log rows refused by the database"),
             "{err:?}"
         );
+        assert_eq!(writer.queued(), 2);
+        // The stop takes them too: all twelve are refused again and spilled.
         let err = writer.shutdown().await.unwrap_err().to_string();
         assert!(
-            err.contains("spend-log rows refused by the database"),
+            err.contains("12 spend-log rows refused by the database")
+                && err.contains("12 spend-log rows spilled"),
             "{err}"
         );
         assert!(ids(&pool).await.is_empty());
