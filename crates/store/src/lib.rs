@@ -12,6 +12,7 @@ mod budgets;
 pub mod clock;
 pub mod customers;
 mod customers_db;
+pub mod daily_activity;
 mod daily_spend;
 mod day_group_sums;
 mod db;

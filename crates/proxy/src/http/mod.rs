@@ -5,6 +5,7 @@ mod audio;
 mod body;
 mod chat;
 mod customers;
+mod daily_activity;
 mod embeddings;
 mod estimate;
 pub(crate) mod guard;
@@ -178,6 +179,7 @@ pub(crate) fn management_routes(
         .merge(users::routes(state.clone()))
         .merge(customers::routes(state.clone()))
         .merge(orgs::routes(state.clone()))
+        .merge(daily_activity::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))

@@ -1,0 +1,741 @@
+//! LiteLLM's daily activity (the dashboard's Usage page): `/user/daily/activity`,
+//! `/team/daily/activity`, `/organization/daily/activity` and `/customer/daily/activity`
+//! (`/end_user/daily/activity`). Per UTC day, newest first: the sums and their breakdown by
+//! model, model group, provider, key and entity, read from the daily rollups a page of groups
+//! at a time (see `idlehands_store::daily_activity`), in LiteLLM's shape and with its rules of
+//! who sees what. Cache tokens, response times and the MCP, endpoint and guardrail breakdowns
+//! are not in the rollups: they answer 0 and `{}` (the README says so).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use http::{HeaderMap, Uri};
+use idlehands_store::daily_activity::{ActivityEntity, ActivityQuery, ActivityRow, KeyFacts};
+use idlehands_store::money::nanos_to_usd;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::keys::{Mgmt, Shared, forbidden, query, tri};
+use super::roles::{Role, caller_role};
+use crate::error::ProxyError;
+use crate::ledger::seams::store_error;
+
+pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
+    Router::new()
+        .route("/user/daily/activity", get(user))
+        .route("/team/daily/activity", get(team))
+        .route("/organization/daily/activity", get(organization))
+        .route("/customer/daily/activity", get(customer))
+        .route("/end_user/daily/activity", get(customer))
+        .with_state(state)
+}
+
+/// The largest page.
+const MAX_PAGE_SIZE: u32 = 1000;
+
+#[derive(Deserialize, Default)]
+struct Params {
+    start_date: Option<String>,
+    end_date: Option<String>,
+    model: Option<String>,
+    api_key: Option<String>,
+    page: Option<u32>,
+    page_size: Option<u32>,
+    user_id: Option<String>,
+    team_ids: Option<String>,
+    exclude_team_ids: Option<String>,
+    organization_ids: Option<String>,
+    exclude_organization_ids: Option<String>,
+    end_user_ids: Option<String>,
+    exclude_end_user_ids: Option<String>,
+    /// Minutes west of UTC, as JavaScript's `getTimezoneOffset` (user route only).
+    timezone: Option<i64>,
+    include_current_utc_day: Option<bool>,
+}
+
+// Each runs on the admin runtime (`offload`), as `/spend/logs` does.
+async fn user(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    crate::offload::run(answer(m, headers, uri, ActivityEntity::User)).await
+}
+
+async fn team(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    crate::offload::run(answer(m, headers, uri, ActivityEntity::Team)).await
+}
+
+async fn organization(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    crate::offload::run(answer(m, headers, uri, ActivityEntity::Organization)).await
+}
+
+async fn customer(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    crate::offload::run(answer(m, headers, uri, ActivityEntity::EndUser)).await
+}
+
+fn error(status: u16, kind: &str, message: impl Into<String>, param: Option<&str>) -> ProxyError {
+    ProxyError::Custom {
+        status,
+        kind: kind.to_owned(),
+        message: message.into(),
+        param: param.map(str::to_owned),
+        headers: Vec::new(),
+    }
+}
+
+fn bad(message: impl Into<String>, param: &str) -> ProxyError {
+    error(400, "bad_request_error", message, Some(param))
+}
+
+/// `YYYY-MM-DD` exactly (LiteLLM refuses spellings a parser would normalise).
+fn canonical(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .filter(|d| d.format("%Y-%m-%d").to_string() == s)
+}
+
+/// The range's days, both included.
+fn days(
+    p: &Params,
+    entity: ActivityEntity,
+    now: DateTime<Utc>,
+) -> Result<(NaiveDate, NaiveDate), ProxyError> {
+    let (Some(start), Some(end)) = (p.start_date.as_deref(), p.end_date.as_deref()) else {
+        return Err(bad("Please provide start_date and end_date", "start_date"));
+    };
+    let (Some(first), Some(mut last)) = (canonical(start), canonical(end)) else {
+        return Err(bad(
+            "start_date and end_date must be valid YYYY-MM-DD dates",
+            "start_date",
+        ));
+    };
+    if last < first {
+        return Err(bad("end_date must be on or after start_date", "end_date"));
+    }
+    // A caller west of UTC asking up to its today also gets today's UTC day, written after
+    // its local midnight.
+    if let (ActivityEntity::User, Some(tz), Some(true)) =
+        (entity, p.timezone, p.include_current_utc_day)
+    {
+        let local_today = (now - Duration::minutes(tz)).date_naive();
+        if last >= local_today {
+            last = last.max(now.date_naive());
+        }
+    }
+    Ok((first, last))
+}
+
+fn list(v: Option<&str>) -> Option<Vec<String>> {
+    v.filter(|s| !s.is_empty())
+        .map(|s| s.split(',').map(str::to_owned).collect())
+}
+
+/// The `api_key` filter: a key hash (or the key itself); `unattributed` and LiteLLM's `raw:`
+/// escape as it reads them.
+fn key_filter(v: Option<&str>) -> Option<String> {
+    let v = v.filter(|s| !s.is_empty())?;
+    let raw = match v {
+        "unattributed" => "",
+        v => v.strip_prefix("raw:").unwrap_or(v),
+    };
+    Some(idlehands_store::keygen::token_of(raw))
+}
+
+/// Which entities and keys the caller may see, and the entities' metadata (aliases).
+struct Scope {
+    ids: Option<Vec<String>>,
+    api_keys: Option<Vec<String>>,
+    metadata: HashMap<String, Value>,
+}
+
+async fn scope(
+    m: &Mgmt,
+    role: &Role,
+    entity: ActivityEntity,
+    p: &Params,
+) -> Result<Scope, ProxyError> {
+    let admin = role.reads_all();
+    let key = key_filter(p.api_key.as_deref()).map(|k| vec![k]);
+    let store = m.ledger.store();
+    match entity {
+        ActivityEntity::User => {
+            let wanted = p.user_id.clone().filter(|u| !u.is_empty());
+            let ids = if admin {
+                wanted.map(|u| vec![u])
+            } else {
+                let Some(own) = role.own_user() else {
+                    return Err(forbidden(
+                        "Service-account keys cannot query user analytics. Use a user-bound key, or call as a proxy admin."
+                            .to_owned(),
+                    ));
+                };
+                if wanted.as_deref().is_some_and(|u| u != own) {
+                    return Err(forbidden(
+                        "Non-admin users can only view their own spend data.".to_owned(),
+                    ));
+                }
+                Some(vec![own.to_owned()])
+            };
+            Ok(Scope {
+                ids,
+                api_keys: key,
+                metadata: HashMap::new(),
+            })
+        }
+        ActivityEntity::Team => {
+            let mut ids = list(p.team_ids.as_deref());
+            let mut api_keys = key;
+            if !admin {
+                let own = role.own_user().unwrap_or("None");
+                let info = m.ledger.user_info(own).await.map_err(|_| {
+                    error(
+                        404,
+                        "not_found_error",
+                        format!("User= {own} not found"),
+                        None,
+                    )
+                })?;
+                let mine: Vec<String> = info.teams.iter().map(|t| t.team_id.clone()).collect();
+                let asked = ids.get_or_insert_with(|| mine.clone());
+                if let Some(other) = asked.iter().find(|t| !mine.contains(t)) {
+                    return Err(error(
+                        404,
+                        "not_found_error",
+                        format!(
+                            "User does not belong to Team= {other}. Call `/user/info` to see user's teams"
+                        ),
+                        Some("team_ids"),
+                    ));
+                }
+                // An admin of every team asked sees the teams' keys; anyone else their own.
+                let admin_of_all = asked.iter().all(|t| {
+                    info.teams
+                        .iter()
+                        .any(|r| &r.team_id == t && r.admins.iter().any(|a| a == own))
+                });
+                if !asked.is_empty() && !admin_of_all {
+                    let own_keys: Vec<String> = info.keys.iter().map(|k| k.token.clone()).collect();
+                    api_keys = Some(match api_keys {
+                        Some(k) => k.into_iter().filter(|k| own_keys.contains(k)).collect(),
+                        None => own_keys,
+                    });
+                }
+            }
+            let mut metadata = HashMap::new();
+            for id in ids.iter().flatten() {
+                if let Ok(Some(t)) = store.get_team(id).await {
+                    metadata.insert(id.clone(), json!({ "team_alias": t.team_alias }));
+                }
+            }
+            Ok(Scope {
+                ids,
+                api_keys,
+                metadata,
+            })
+        }
+        ActivityEntity::Organization => {
+            let mut ids = list(p.organization_ids.as_deref());
+            if !admin {
+                let own = role.own_user().unwrap_or_default();
+                let orgs = m.ledger.list_orgs().await.map_err(|e| store_error(&e))?;
+                let admin_of: Vec<String> = orgs
+                    .iter()
+                    .filter(|o| {
+                        o.members.iter().any(|mb| {
+                            mb.user_id.as_deref() == Some(own) && mb.user_role == "org_admin"
+                        })
+                    })
+                    .map(|o| o.organization_id.clone())
+                    .collect();
+                let asked = ids.get_or_insert_with(|| admin_of.clone());
+                if let Some(other) = asked.iter().find(|o| !admin_of.contains(o)) {
+                    return Err(forbidden(format!(
+                        "User is not org_admin for Organization= {other}."
+                    )));
+                }
+            }
+            let mut metadata = HashMap::new();
+            for id in ids.iter().flatten() {
+                if let Ok(Some(o)) = store.get_org(id).await {
+                    metadata.insert(
+                        id.clone(),
+                        json!({ "organization_alias": o.organization_alias }),
+                    );
+                }
+            }
+            Ok(Scope {
+                ids,
+                api_keys: key,
+                metadata,
+            })
+        }
+        ActivityEntity::EndUser => {
+            if !admin {
+                return Err(error(
+                    401,
+                    "auth_error",
+                    format!("Admin-only endpoint. Your user role={}", role.name()),
+                    None,
+                ));
+            }
+            Ok(Scope {
+                ids: list(p.end_user_ids.as_deref()),
+                api_keys: key,
+                metadata: HashMap::new(),
+            })
+        }
+    }
+}
+
+async fn answer(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri, entity: ActivityEntity) -> Response {
+    let (_, role) = tri!(caller_role(&m, &headers).await);
+    let p: Params = tri!(query(&uri));
+    let (first_day, last_day) = tri!(days(&p, entity, Utc::now()));
+    let page = p.page.unwrap_or(1);
+    let default_size = if entity == ActivityEntity::User {
+        50
+    } else {
+        10
+    };
+    let page_size = p.page_size.unwrap_or(default_size);
+    if page < 1 {
+        return bad("page must be >= 1", "page").into_response();
+    }
+    if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
+        return bad(
+            format!("page_size must be between 1 and {MAX_PAGE_SIZE}"),
+            "page_size",
+        )
+        .into_response();
+    }
+    let scope = tri!(scope(&m, &role, entity, &p).await);
+    let exclude = match entity {
+        ActivityEntity::Team => list(p.exclude_team_ids.as_deref()),
+        ActivityEntity::Organization => list(p.exclude_organization_ids.as_deref()),
+        ActivityEntity::EndUser => list(p.exclude_end_user_ids.as_deref()),
+        ActivityEntity::User => None,
+    }
+    .unwrap_or_default();
+    let q = ActivityQuery {
+        entity,
+        ids: scope.ids,
+        exclude,
+        first_day,
+        last_day,
+        model: p.model.clone().filter(|s| !s.is_empty()),
+        api_keys: scope.api_keys,
+        page,
+        page_size,
+    };
+    let store = m.ledger.store();
+    let found = match store.daily_activity(&q).await {
+        Ok(f) => f,
+        Err(e) => return store_error(&e).into_response(),
+    };
+    let mut tokens: Vec<String> = found.rows.iter().map(|r| r.api_key.clone()).collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    let keys = match store.key_facts(&tokens).await {
+        Ok(k) => k,
+        Err(e) => return store_error(&e).into_response(),
+    };
+    // Users named on the page (entities of the user route, keys' owners): e-mail and alias.
+    let mut users: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
+    let user_ids = keys.values().filter_map(|k| k.user_id.as_deref()).chain(
+        found
+            .rows
+            .iter()
+            .filter(|_| entity == ActivityEntity::User)
+            .filter_map(|r| r.entity.as_deref()),
+    );
+    for id in user_ids {
+        if !users.contains_key(id)
+            && let Ok(Some(u)) = store.get_user(id).await
+        {
+            users.insert(id.to_owned(), (u.user_email, u.user_alias));
+        }
+    }
+    let mut metadata = scope.metadata;
+    if entity == ActivityEntity::User {
+        for (id, (email, alias)) in &users {
+            metadata.insert(
+                id.clone(),
+                json!({ "user_email": email, "user_alias": alias }),
+            );
+        }
+    }
+    let names = Names {
+        keys: &keys,
+        users: &users,
+        entities: &metadata,
+    };
+    let body = render(&found.rows, &names, page, page_size, found.total);
+    axum::Json(body).into_response()
+}
+
+/// The sums of one bucket; spend in nano-dollars.
+#[derive(Default, Clone, Copy)]
+struct Sums {
+    spend: i64,
+    prompt: i64,
+    completion: i64,
+    requests: i64,
+    ok: i64,
+    failed: i64,
+}
+
+impl Sums {
+    fn add(&mut self, r: &ActivityRow) {
+        self.spend = self.spend.saturating_add(r.spend);
+        self.prompt = self.prompt.saturating_add(r.prompt_tokens);
+        self.completion = self.completion.saturating_add(r.completion_tokens);
+        self.requests = self.requests.saturating_add(r.requests);
+        self.ok = self.ok.saturating_add(r.successful_requests);
+        self.failed = self.failed.saturating_add(r.failed_requests);
+    }
+
+    /// LiteLLM's `SpendMetrics`.
+    fn metrics(&self) -> Value {
+        json!({
+            "spend": nanos_to_usd(self.spend),
+            "flat_cost": 0.0,
+            "ptu_hours": 0.0,
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "compression_saved_tokens": 0,
+            "compression_savings_spend": 0.0,
+            "prompt_caching_savings_spend": 0.0,
+            "gateway_injected_caching_savings_spend": 0.0,
+            "autorouter_savings_spend": 0.0,
+            "total_tokens": self.prompt.saturating_add(self.completion),
+            "successful_requests": self.ok,
+            "failed_requests": self.failed,
+            "api_requests": self.requests,
+            "total_response_time_ms": 0,
+            "timed_requests": 0,
+        })
+    }
+}
+
+/// A breakdown bucket: its sums and each key's part of them.
+#[derive(Default)]
+struct Bucket {
+    sums: Sums,
+    keys: BTreeMap<String, Sums>,
+}
+
+impl Bucket {
+    fn add(&mut self, r: &ActivityRow) {
+        self.sums.add(r);
+        self.keys.entry(r.api_key.clone()).or_default().add(r);
+    }
+}
+
+#[derive(Default)]
+struct Day {
+    sums: Sums,
+    models: BTreeMap<String, Bucket>,
+    model_groups: BTreeMap<String, Bucket>,
+    providers: BTreeMap<String, Bucket>,
+    api_keys: BTreeMap<String, Sums>,
+    entities: BTreeMap<String, Bucket>,
+}
+
+/// What the page's keys, users and entities are called.
+struct Names<'a> {
+    keys: &'a HashMap<String, KeyFacts>,
+    users: &'a HashMap<String, (Option<String>, Option<String>)>,
+    entities: &'a HashMap<String, Value>,
+}
+
+impl Names<'_> {
+    /// LiteLLM's `KeyMetadata`.
+    fn key(&self, token: &str) -> Value {
+        if token.is_empty() {
+            return json!({ "key_alias": "Unattributed", "team_id": null, "user_id": null, "user_email": null, "key_exists": false });
+        }
+        match self.keys.get(token) {
+            Some(k) => {
+                let email = k
+                    .user_id
+                    .as_deref()
+                    .and_then(|u| self.users.get(u))
+                    .and_then(|(e, _)| e.clone());
+                json!({
+                    "key_alias": k.key_alias,
+                    "team_id": k.team_id,
+                    "user_id": k.user_id,
+                    "user_email": email,
+                    "key_exists": true,
+                })
+            }
+            None => json!({
+                "key_alias": null, "team_id": null, "user_id": null, "user_email": null,
+                "key_exists": false,
+            }),
+        }
+    }
+
+    fn keyed(&self, keys: &BTreeMap<String, Sums>) -> Value {
+        let mut out = Map::new();
+        for (token, sums) in keys {
+            out.insert(
+                key_bucket(token),
+                json!({ "metrics": sums.metrics(), "metadata": self.key(token) }),
+            );
+        }
+        Value::Object(out)
+    }
+
+    fn buckets(&self, buckets: &BTreeMap<String, Bucket>, metadata: bool) -> Value {
+        let mut out = Map::new();
+        for (name, b) in buckets {
+            let meta = if metadata {
+                self.entities
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| json!({}))
+            } else {
+                json!({})
+            };
+            out.insert(
+                name.clone(),
+                json!({
+                    "metrics": b.sums.metrics(),
+                    "metadata": meta,
+                    "api_key_breakdown": self.keyed(&b.keys),
+                }),
+            );
+        }
+        Value::Object(out)
+    }
+}
+
+/// How LiteLLM names a key in a breakdown: its hash; `unattributed` for calls without one
+/// (a hash spelled like that, or like the escape, is escaped with `raw:`).
+fn key_bucket(token: &str) -> String {
+    if token.is_empty() {
+        "unattributed".to_owned()
+    } else if token == "unattributed" || token.starts_with("raw:") {
+        format!("raw:{token}")
+    } else {
+        token.to_owned()
+    }
+}
+
+fn render(rows: &[ActivityRow], names: &Names<'_>, page: u32, page_size: u32, total: i64) -> Value {
+    let mut days: BTreeMap<i64, Day> = BTreeMap::new();
+    let mut totals = Sums::default();
+    for r in rows {
+        totals.add(r);
+        let d = days.entry(r.day_ms).or_default();
+        d.sums.add(r);
+        let model = if r.model.is_empty() {
+            "unknown-model".to_owned()
+        } else {
+            r.model.clone()
+        };
+        let group = r
+            .model_group
+            .clone()
+            .filter(|g| !g.is_empty())
+            .unwrap_or_else(|| {
+                if r.model.is_empty() {
+                    "unknown-model-group".to_owned()
+                } else {
+                    r.model.clone()
+                }
+            });
+        d.models.entry(model).or_default().add(r);
+        d.model_groups.entry(group).or_default().add(r);
+        let provider = r
+            .provider
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned());
+        d.providers.entry(provider).or_default().add(r);
+        d.api_keys.entry(r.api_key.clone()).or_default().add(r);
+        let entity = r
+            .entity
+            .clone()
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| "Unassigned".to_owned());
+        d.entities.entry(entity).or_default().add(r);
+    }
+    let results: Vec<Value> = days
+        .iter()
+        .rev()
+        .map(|(day_ms, d)| {
+            let date = Utc
+                .timestamp_millis_opt(*day_ms)
+                .single()
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_default();
+            let mut api_keys = Map::new();
+            for (token, sums) in &d.api_keys {
+                api_keys.insert(
+                    key_bucket(token),
+                    json!({ "metrics": sums.metrics(), "metadata": names.key(token) }),
+                );
+            }
+            json!({
+                "date": date,
+                "metrics": d.sums.metrics(),
+                "breakdown": {
+                    "mcp_servers": {},
+                    "models": names.buckets(&d.models, false),
+                    "model_groups": names.buckets(&d.model_groups, false),
+                    "providers": names.buckets(&d.providers, false),
+                    "endpoints": {},
+                    "api_keys": api_keys,
+                    "entities": names.buckets(&d.entities, true),
+                    "guardrails": {},
+                },
+            })
+        })
+        .collect();
+    let size = i64::from(page_size);
+    let total_pages = (total + size - 1) / size;
+    let m = totals.metrics();
+    let num = |k: &str| m.get(k).cloned().unwrap_or(Value::Null);
+    let mut meta = Map::new();
+    for k in [
+        "spend",
+        "flat_cost",
+        "ptu_hours",
+        "prompt_tokens",
+        "completion_tokens",
+    ] {
+        meta.insert(format!("total_{k}"), num(k));
+    }
+    meta.insert("total_tokens".into(), num("total_tokens"));
+    for k in [
+        "api_requests",
+        "successful_requests",
+        "failed_requests",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+        "compression_saved_tokens",
+        "compression_savings_spend",
+        "prompt_caching_savings_spend",
+        "gateway_injected_caching_savings_spend",
+        "autorouter_savings_spend",
+        "response_time_ms",
+        "timed_requests",
+    ] {
+        let source = if k == "response_time_ms" {
+            "total_response_time_ms"
+        } else {
+            k
+        };
+        meta.insert(format!("total_{k}"), num(source));
+    }
+    meta.insert("page".into(), json!(page));
+    meta.insert("total_pages".into(), json!(total_pages));
+    meta.insert(
+        "has_more".into(),
+        json!(i64::from(page).saturating_mul(size) < total),
+    );
+    meta.insert("api_key_limit".into(), Value::Null);
+    meta.insert("total_api_keys".into(), Value::Null);
+    meta.insert("entity_total_api_keys".into(), Value::Null);
+    json!({ "results": results, "metadata": meta })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(start: &str, end: &str) -> Params {
+        Params {
+            start_date: Some(start.to_owned()),
+            end_date: Some(end.to_owned()),
+            ..Params::default()
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_is_a_date() {
+        assert_eq!(canonical("2026-01-05"), Some(date("2026-01-05")));
+        for s in ["2026-1-05", "20260105", "2026-01-05 ", "2026-02-30", ""] {
+            assert_eq!(canonical(s), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_caller_west_of_utc_gets_todays_utc_day_only_when_asking_up_to_its_today() {
+        // 02:00 UTC on the 6th is still the 5th in UTC-8 (offset +480).
+        let now = at("2026-12-06T02:00:00Z");
+        let mut p = params("2026-12-01", "2026-12-05");
+        p.timezone = Some(480);
+        p.include_current_utc_day = Some(true);
+        let (_, last) = days(&p, ActivityEntity::User, now).map_err(|_| ()).unwrap();
+        assert_eq!(last, date("2026-12-06"));
+        // An earlier range is history: unchanged.
+        let mut old = params("2026-12-01", "2026-12-04");
+        old.timezone = Some(480);
+        old.include_current_utc_day = Some(true);
+        let (_, last) = days(&old, ActivityEntity::User, now)
+            .map_err(|_| ())
+            .unwrap();
+        assert_eq!(last, date("2026-12-04"));
+        // Not asked for, or not the user route: unchanged.
+        p.include_current_utc_day = None;
+        let (_, last) = days(&p, ActivityEntity::User, now).map_err(|_| ()).unwrap();
+        assert_eq!(last, date("2026-12-05"));
+        p.include_current_utc_day = Some(true);
+        let (_, last) = days(&p, ActivityEntity::Team, now).map_err(|_| ()).unwrap();
+        assert_eq!(last, date("2026-12-05"));
+    }
+
+    #[test]
+    fn keys_are_named_as_litellm_names_them() {
+        assert_eq!(key_bucket(""), "unattributed");
+        assert_eq!(key_bucket("unattributed"), "raw:unattributed");
+        assert_eq!(key_bucket("raw:x"), "raw:raw:x");
+        assert_eq!(key_bucket("abc"), "abc");
+        // And read back from a filter.
+        assert_eq!(
+            key_filter(Some("raw:unattributed")).as_deref(),
+            Some("unattributed")
+        );
+        assert_eq!(key_filter(Some("unattributed")).as_deref(), Some(""));
+        assert_eq!(key_filter(Some("")), None);
+        assert_eq!(
+            key_filter(Some("sk-1234")),
+            Some(idlehands_store::keygen::hash_key("sk-1234"))
+        );
+    }
+
+    #[test]
+    fn pages_count_groups() {
+        let names = Names {
+            keys: &HashMap::new(),
+            users: &HashMap::new(),
+            entities: &HashMap::new(),
+        };
+        let empty = render(&[], &names, 1, 10, 0);
+        assert_eq!(empty["results"], json!([]));
+        assert_eq!(empty["metadata"]["total_pages"], 0);
+        assert_eq!(empty["metadata"]["has_more"], false);
+        let m = render(&[], &names, 2, 10, 21)["metadata"].clone();
+        assert_eq!(
+            (m["total_pages"].clone(), m["has_more"].clone()),
+            (json!(3), json!(true))
+        );
+        let m = render(&[], &names, 3, 10, 21)["metadata"].clone();
+        assert_eq!(m["has_more"], false);
+    }
+}
