@@ -3,7 +3,8 @@
 # store, then on the same store seeded by seed_store with N spend rows over 30 days and K keys;
 # on the seeded store also `/spend/logs` for the busiest key and one day (LiteLLM's daily
 # summary, and the rows page with summarize=false), `/global/spend/report` over 30 days (by key,
-# model and user) and the 30-day `/spend/logs` summary of all keys, each timed end to end with
+# model and user), the 30-day `/spend/logs` summary of all keys and the first page of LiteLLM's
+# `/user/daily/activity` (all, one key) and `/team/daily/activity` (one team) over 30 days, each timed end to end with
 # curl, p50 of several calls. seed_store's line says how long the seeding and the daily rollups
 # (computed from the seeded rows, as store migration 9 does) took. Last, the "sweep" point:
 # the gateway restarted with maximum_spend_logs_retention_period 15d, so its retention sweep
@@ -104,6 +105,10 @@ phase() { # backend store(empty|seeded|sweep) db
     timed "$1|/spend/logs-30d-summary" "$base/spend/logs?start_date=$from&end_date=$today" 3
     timed "$1|/global/spend/report-30d-by-team" "$base/global/spend/report?start_date=$from&end_date=$today&group_by=team" 1
     timed "$1|/global/spend/report-30d-by-customer" "$base/global/spend/report?start_date=$from&end_date=$today&group_by=customer" 1
+    # LiteLLM's Usage page: the first page of 30 days for the admin, for one key, one team.
+    timed "$1|/user/daily/activity-30d" "$base/user/daily/activity?start_date=$from&end_date=$today" 3
+    timed "$1|/user/daily/activity-30d-key" "$base/user/daily/activity?start_date=$from&end_date=$today&api_key=sk-seed-000000" "$CALLS"
+    timed "$1|/team/daily/activity-30d-team" "$base/team/daily/activity?start_date=$from&end_date=$today&team_ids=seed-team-0" "$CALLS"
   fi
   if [ "$2" = sweep ]; then
     grep -h "retention period deleted" "$WORK/gw.log" | tail -1 | sed "s/^/$1 sweep: /" >> "$WORK/seed.txt" || true

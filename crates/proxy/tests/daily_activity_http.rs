@@ -196,6 +196,22 @@ async fn usage_page_answers(b: Backend) {
         pages, 6,
         "k1 on two models today, k3, service, master; k1 earlier"
     );
+    // A short last page counts the groups from where it starts; a page past the end counts
+    // them in the store.
+    for (q, empty, total_pages, has_more) in [
+        ("page=2&page_size=4", false, 2, false),
+        ("page=1&page_size=4", false, 2, true),
+        ("page=7&page_size=1", true, 6, false),
+    ] {
+        let body = ok(&p, &format!("/user/daily/activity?{range}&{q}"), MASTER).await;
+        assert_eq!(
+            body["results"].as_array().unwrap().is_empty(),
+            empty,
+            "{q}: {body}"
+        );
+        assert_eq!(body["metadata"]["total_pages"], total_pages, "{q}");
+        assert_eq!(body["metadata"]["has_more"], has_more, "{q}");
+    }
 
     // Filters.
     let body = ok(
@@ -278,6 +294,14 @@ async fn usage_page_answers(b: Backend) {
     )
     .await;
     assert_eq!(body["metadata"]["total_api_requests"], 2, "{body}");
+    // Every team: still named.
+    let body = ok(&p, &format!("/team/daily/activity?{range}"), MASTER).await;
+    let entities = &body["results"][0]["breakdown"]["entities"];
+    assert_eq!(
+        entities["alpha"]["metadata"],
+        json!({"team_alias": "Alpha"})
+    );
+    assert_eq!(entities["Unassigned"]["metrics"]["api_requests"], 2);
     // The team's admin sees its keys; a member only their own; a stranger team is refused.
     let body = ok(&p, &format!("/team/daily/activity?{range}"), &k3).await;
     assert_eq!(body["metadata"]["total_api_requests"], 6);

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use sqlx::Row;
 
-use crate::daily_spend::{self, Rollup, Source};
+use crate::daily_spend::{self, Rollup};
 use crate::db::{Store, on_db, placeholders};
 use crate::error::StoreError;
 use crate::spend_db::wide_sum;
@@ -23,13 +23,22 @@ pub enum ActivityEntity {
 }
 
 impl ActivityEntity {
+    /// The rollup's key columns after the provider, up to and with this entity's: grouping
+    /// by a prefix of the primary key reads the table in its order, with no sort (see
+    /// [`Store::daily_activity`]).
+    fn columns(self) -> &'static [&'static str] {
+        const AFTER_PROVIDER: [&str; 4] = ["user_id", "team_id", "organization_id", "end_user"];
+        let n = match self {
+            ActivityEntity::User => 1,
+            ActivityEntity::Team => 2,
+            ActivityEntity::Organization => 3,
+            ActivityEntity::EndUser => 4,
+        };
+        AFTER_PROVIDER.split_at(n).0
+    }
+
     fn column(self) -> &'static str {
-        match self {
-            ActivityEntity::User => "user_id",
-            ActivityEntity::Team => "team_id",
-            ActivityEntity::Organization => "organization_id",
-            ActivityEntity::EndUser => "end_user",
-        }
+        self.columns().last().copied().unwrap_or("user_id")
     }
 }
 
@@ -85,77 +94,28 @@ pub struct KeyFacts {
     pub user_id: Option<String>,
 }
 
-const GROUP: &str = "day, api_key, model, model_group, custom_llm_provider";
-
 impl Store {
-    /// One page of daily activity (see the module's note).
+    /// One page of daily activity: groups of the rollup by key, by day, key, model, model
+    /// group, provider and [`ActivityEntity::columns`]. Those are a prefix of the rollup's
+    /// primary key, so SQLite (and Postgres, when it picks the index) reads the range in
+    /// key order, sums each group as it passes and stops after the page; unless the page is
+    /// the last one, the count reads the range once more, without a sort. Groups also split by the columns before the
+    /// entity's (a team's calls by user): those follow from the key in all but rare cases
+    /// (a key moved to another team), so the groups are LiteLLM's rows. A dimension the
+    /// calls did not have is read as `''` (as stored), which the answer names as LiteLLM
+    /// names a missing one.
     pub async fn daily_activity(&self, q: &ActivityQuery) -> Result<ActivityPage, StoreError> {
         let col = q.entity.column();
-        let day = |d: NaiveDate| {
-            d.and_hms_opt(0, 0, 0)
-                .map_or(0, |t| t.and_utc().timestamp_millis())
-                / daily_spend::DAY_MS
-        };
-        let (lo, hi) = (day(q.first_day), day(q.last_day) + 1);
-        let mut texts: Vec<&str> = Vec::new();
-        let mut conds: Vec<String> = Vec::new();
-        // `$1` and `$2` are the days.
-        fn list<'a>(values: &'a [String], texts: &mut Vec<&'a str>) -> String {
-            let from = texts.len() + 3;
-            texts.extend(values.iter().map(String::as_str));
-            placeholders(from, values.len())
-        }
-        match &q.ids {
-            Some(ids) if ids.is_empty() => conds.push("1 = 0".to_owned()),
-            Some(ids) => conds.push(format!("{col} IN ({})", list(ids, &mut texts))),
-            None => {}
-        }
-        if !q.exclude.is_empty() {
-            conds.push(format!(
-                "({col} IS NULL OR {col} NOT IN ({}))",
-                list(&q.exclude, &mut texts)
-            ));
-        }
-        if let Some(model) = &q.model {
-            conds.push(format!(
-                "model = {}",
-                list(std::slice::from_ref(model), &mut texts)
-            ));
-        }
-        match &q.api_keys {
-            Some(keys) if keys.is_empty() => conds.push("1 = 0".to_owned()),
-            Some(keys) => conds.push(format!("api_key IN ({})", list(keys, &mut texts))),
-            None => {}
-        }
-        let where_sql = if conds.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conds.join(" AND "))
-        };
-        let relation = daily_spend::relation(Source::Rollup(Rollup::ByKey), "$1", "$2", "");
-        let count_sql = format!(
-            "SELECT COUNT(*) FROM (SELECT 1 AS one FROM {relation}{where_sql} \
-             GROUP BY {GROUP}, {col}) g"
-        );
-        let n = texts.len() + 2;
-        let page_sql = format!(
-            "SELECT {GROUP}, {col} AS entity, {}, {}, {}, \
-             CAST(SUM(requests) AS BIGINT) AS n, CAST(SUM(successful_requests) AS BIGINT) AS ok, \
-             CAST(SUM(failed_requests) AS BIGINT) AS failed \
-             FROM {relation}{where_sql} GROUP BY {GROUP}, {col} \
-             ORDER BY day DESC, api_key, model, model_group, custom_llm_provider, {col} \
-             LIMIT ${} OFFSET ${}",
-            daily_spend::sum_parts("spend", "s"),
-            daily_spend::sum_parts("prompt_tokens", "p"),
-            daily_spend::sum_parts("completion_tokens", "c"),
-            n + 1,
-            n + 2,
-        );
+        let Sql {
+            page: page_sql,
+            count: count_sql,
+            texts,
+            lo,
+            hi,
+        } = activity_sql(q);
         let offset = i64::from(q.page.max(1) - 1) * i64::from(q.page_size);
+        let stated = |s: String| Some(s).filter(|s| !s.is_empty());
         let (total, rows) = on_db!(&self.db, pool => {
-            let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(lo).bind(hi);
-            for t in &texts { count = count.bind(*t); }
-            let total = count.fetch_one(pool).await?;
             let mut page = sqlx::query(&page_sql).bind(lo).bind(hi);
             for t in &texts { page = page.bind(*t); }
             let found = page
@@ -169,9 +129,9 @@ impl Store {
                     day_ms: r.try_get::<i64, _>("day")?.saturating_mul(daily_spend::DAY_MS),
                     api_key: r.try_get("api_key")?,
                     model: r.try_get("model")?,
-                    model_group: r.try_get("model_group")?,
-                    provider: r.try_get("custom_llm_provider")?,
-                    entity: r.try_get("entity")?,
+                    model_group: stated(r.try_get("model_group")?),
+                    provider: stated(r.try_get("custom_llm_provider")?),
+                    entity: stated(r.try_get(col)?),
                     spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
                     prompt_tokens: wide_sum(r.try_get("p_hi")?, r.try_get("p_lo")?),
                     completion_tokens: wide_sum(r.try_get("c_hi")?, r.try_get("c_lo")?),
@@ -180,6 +140,16 @@ impl Store {
                     failed_requests: r.try_get("failed")?,
                 });
             }
+            // A short page is the last one: the groups are counted without reading the
+            // range again.
+            let last = rows.len() < q.page_size as usize && (!rows.is_empty() || offset == 0);
+            let total = if last {
+                offset.saturating_add(i64::try_from(rows.len()).unwrap_or(i64::MAX))
+            } else {
+                let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(lo).bind(hi);
+                for t in &texts { count = count.bind(*t); }
+                count.fetch_one(pool).await?
+            };
             (total, rows)
         });
         Ok(ActivityPage { total, rows })
@@ -218,5 +188,155 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+/// The page and count queries of [`Store::daily_activity`]: `$1` and `$2` are `lo` and `hi`,
+/// then `texts`; the page's last two are its size and offset.
+fn activity_sql(q: &ActivityQuery) -> Sql<'_> {
+    let col = q.entity.column();
+    let day = |d: NaiveDate| {
+        d.and_hms_opt(0, 0, 0)
+            .map_or(0, |t| t.and_utc().timestamp_millis())
+            / daily_spend::DAY_MS
+    };
+    let (lo, hi) = (day(q.first_day), day(q.last_day) + 1);
+    let mut texts: Vec<&str> = Vec::new();
+    // `$1` and `$2` are the days.
+    let mut conds = String::from("day >= $1 AND day < $2");
+    fn list<'a>(values: &'a [String], texts: &mut Vec<&'a str>) -> String {
+        let from = texts.len() + 3;
+        texts.extend(values.iter().map(String::as_str));
+        placeholders(from, values.len())
+    }
+    match &q.ids {
+        Some(ids) if ids.is_empty() => conds.push_str(" AND 1 = 0"),
+        Some(ids) => conds.push_str(&format!(" AND {col} IN ({})", list(ids, &mut texts))),
+        None => {}
+    }
+    if !q.exclude.is_empty() {
+        let ids = list(&q.exclude, &mut texts);
+        conds.push_str(&format!(" AND {col} NOT IN ({ids})"));
+    }
+    if let Some(model) = &q.model {
+        let at = list(std::slice::from_ref(model), &mut texts);
+        conds.push_str(&format!(" AND model = {at}"));
+    }
+    match &q.api_keys {
+        Some(keys) if keys.is_empty() => conds.push_str(" AND 1 = 0"),
+        Some(keys) => {
+            conds.push_str(&format!(" AND api_key IN ({})", list(keys, &mut texts)));
+        }
+        None => {}
+    }
+    let mut group = vec![
+        "day",
+        "api_key",
+        "model",
+        "model_group",
+        "custom_llm_provider",
+    ];
+    group.extend(q.entity.columns());
+    let order: Vec<String> = group.iter().map(|c| format!("{c} DESC")).collect();
+    let group = group.join(", ");
+    let table = Rollup::ByKey.table();
+    let count_sql = format!(
+        "SELECT COUNT(*) FROM (SELECT 1 AS one FROM {table} WHERE {conds} GROUP BY {group}) g"
+    );
+    let n = texts.len() + 2;
+    let page_sql = format!(
+        "SELECT {group}, {}, {}, {}, \
+         CAST(SUM(requests) AS BIGINT) AS n, CAST(SUM(successful_requests) AS BIGINT) AS ok, \
+         CAST(SUM(failed_requests) AS BIGINT) AS failed \
+         FROM {table} WHERE {conds} GROUP BY {group} ORDER BY {} LIMIT ${} OFFSET ${}",
+        daily_spend::sum_parts("spend", "s"),
+        daily_spend::sum_parts("prompt_tokens", "p"),
+        daily_spend::sum_parts("completion_tokens", "c"),
+        order.join(", "),
+        n + 1,
+        n + 2,
+    );
+    Sql {
+        page: page_sql,
+        count: count_sql,
+        texts,
+        lo,
+        hi,
+    }
+}
+
+struct Sql<'q> {
+    page: String,
+    count: String,
+    texts: Vec<&'q str>,
+    lo: i64,
+    hi: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::db::Db;
+
+    fn query(entity: ActivityEntity, ids: Option<Vec<String>>) -> ActivityQuery {
+        ActivityQuery {
+            entity,
+            ids,
+            exclude: Vec::new(),
+            first_day: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            last_day: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+            model: None,
+            api_keys: None,
+            page: 1,
+            page_size: 50,
+        }
+    }
+
+    /// SQLite reads the range in the rollup's key order for every entity: no sort of all
+    /// the groups before the first page (what made the admin's first page take seconds on
+    /// a big store), and none for the count.
+    #[tokio::test]
+    async fn sqlite_pages_and_counts_without_sorting() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.db").display().to_string())
+            .await
+            .unwrap();
+        let Db::Sqlite(pool, _) = &store.db else {
+            panic!("a path opens SQLite")
+        };
+        for entity in [
+            ActivityEntity::User,
+            ActivityEntity::Team,
+            ActivityEntity::Organization,
+            ActivityEntity::EndUser,
+        ] {
+            for ids in [None, Some(vec!["a".to_owned(), "b".to_owned()])] {
+                let q = query(entity, ids);
+                let sql = activity_sql(&q);
+                for (text, extra) in [(&sql.page, 2), (&sql.count, 0)] {
+                    let explain = format!("EXPLAIN QUERY PLAN {text}");
+                    let mut plan = sqlx::query(&explain).bind(sql.lo).bind(sql.hi);
+                    for t in &sql.texts {
+                        plan = plan.bind(*t);
+                    }
+                    for _ in 0..extra {
+                        plan = plan.bind(1i64);
+                    }
+                    let plan: Vec<String> = plan
+                        .fetch_all(pool)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.get::<String, _>("detail"))
+                        .collect();
+                    let plan = plan.join("\n");
+                    assert!(!plan.contains("TEMP B-TREE"), "{entity:?}: {plan}");
+                    assert!(plan.contains("idlehands_daily_spend_by_key"), "{plan}");
+                }
+            }
+        }
+        store.close().await;
     }
 }

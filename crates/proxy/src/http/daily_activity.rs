@@ -127,9 +127,14 @@ fn days(
     Ok((first, last))
 }
 
+/// A comma-separated list; empty items name nothing (a missing entity is stored as `''`).
 fn list(v: Option<&str>) -> Option<Vec<String>> {
-    v.filter(|s| !s.is_empty())
-        .map(|s| s.split(',').map(str::to_owned).collect())
+    v.filter(|s| !s.is_empty()).map(|s| {
+        s.split(',')
+            .filter(|i| !i.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
 }
 
 /// The `api_key` filter: a key hash (or the key itself); `unattributed` and LiteLLM's `raw:`
@@ -143,11 +148,10 @@ fn key_filter(v: Option<&str>) -> Option<String> {
     Some(idlehands_store::keygen::token_of(raw))
 }
 
-/// Which entities and keys the caller may see, and the entities' metadata (aliases).
+/// Which entities and keys the caller may see.
 struct Scope {
     ids: Option<Vec<String>>,
     api_keys: Option<Vec<String>>,
-    metadata: HashMap<String, Value>,
 }
 
 async fn scope(
@@ -158,7 +162,6 @@ async fn scope(
 ) -> Result<Scope, ProxyError> {
     let admin = role.reads_all();
     let key = key_filter(p.api_key.as_deref()).map(|k| vec![k]);
-    let store = m.ledger.store();
     match entity {
         ActivityEntity::User => {
             let wanted = p.user_id.clone().filter(|u| !u.is_empty());
@@ -178,11 +181,7 @@ async fn scope(
                 }
                 Some(vec![own.to_owned()])
             };
-            Ok(Scope {
-                ids,
-                api_keys: key,
-                metadata: HashMap::new(),
-            })
+            Ok(Scope { ids, api_keys: key })
         }
         ActivityEntity::Team => {
             let mut ids = list(p.team_ids.as_deref());
@@ -223,17 +222,7 @@ async fn scope(
                     });
                 }
             }
-            let mut metadata = HashMap::new();
-            for id in ids.iter().flatten() {
-                if let Ok(Some(t)) = store.get_team(id).await {
-                    metadata.insert(id.clone(), json!({ "team_alias": t.team_alias }));
-                }
-            }
-            Ok(Scope {
-                ids,
-                api_keys,
-                metadata,
-            })
+            Ok(Scope { ids, api_keys })
         }
         ActivityEntity::Organization => {
             let mut ids = list(p.organization_ids.as_deref());
@@ -256,20 +245,7 @@ async fn scope(
                     )));
                 }
             }
-            let mut metadata = HashMap::new();
-            for id in ids.iter().flatten() {
-                if let Ok(Some(o)) = store.get_org(id).await {
-                    metadata.insert(
-                        id.clone(),
-                        json!({ "organization_alias": o.organization_alias }),
-                    );
-                }
-            }
-            Ok(Scope {
-                ids,
-                api_keys: key,
-                metadata,
-            })
+            Ok(Scope { ids, api_keys: key })
         }
         ActivityEntity::EndUser => {
             if !admin {
@@ -283,7 +259,6 @@ async fn scope(
             Ok(Scope {
                 ids: list(p.end_user_ids.as_deref()),
                 api_keys: key,
-                metadata: HashMap::new(),
             })
         }
     }
@@ -357,13 +332,32 @@ async fn answer(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri, entity: ActivityEnti
             users.insert(id.to_owned(), (u.user_email, u.user_alias));
         }
     }
-    let mut metadata = scope.metadata;
-    if entity == ActivityEntity::User {
-        for (id, (email, alias)) in &users {
-            metadata.insert(
-                id.clone(),
-                json!({ "user_email": email, "user_alias": alias }),
-            );
+    // The page's entities by name: users by e-mail, teams and organizations by alias.
+    let mut metadata: HashMap<String, Value> = HashMap::new();
+    for id in found.rows.iter().filter_map(|r| r.entity.as_deref()) {
+        if metadata.contains_key(id) {
+            continue;
+        }
+        let named = match entity {
+            ActivityEntity::User => users
+                .get(id)
+                .map(|(email, alias)| json!({ "user_email": email, "user_alias": alias })),
+            ActivityEntity::Team => store
+                .get_team(id)
+                .await
+                .ok()
+                .flatten()
+                .map(|t| json!({ "team_alias": t.team_alias })),
+            ActivityEntity::Organization => store
+                .get_org(id)
+                .await
+                .ok()
+                .flatten()
+                .map(|o| json!({ "organization_alias": o.organization_alias })),
+            ActivityEntity::EndUser => None,
+        };
+        if let Some(named) = named {
+            metadata.insert(id.to_owned(), named);
         }
     }
     let names = Names {
