@@ -6,7 +6,7 @@
 //! who sees what. Cache tokens, response times and the MCP, endpoint and guardrail breakdowns
 //! are not in the rollups: they answer 0 and `{}` (the README says so).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use http::{HeaderMap, Uri};
+use idlehands_store::StoreError;
 use idlehands_store::daily_activity::{ActivityEntity, ActivityQuery, ActivityRow, KeyFacts};
 use idlehands_store::money::nanos_to_usd;
 use serde::Deserialize;
@@ -188,13 +189,14 @@ async fn scope(
             let mut api_keys = key;
             if !admin {
                 let own = role.own_user().unwrap_or("None");
-                let info = m.ledger.user_info(own).await.map_err(|_| {
-                    error(
+                let info = m.ledger.user_info(own).await.map_err(|e| match e {
+                    StoreError::NotFound { .. } => error(
                         404,
                         "not_found_error",
                         format!("User= {own} not found"),
                         None,
-                    )
+                    ),
+                    e => store_error(&e),
                 })?;
                 let mine: Vec<String> = info.teams.iter().map(|t| t.team_id.clone()).collect();
                 let asked = ids.get_or_insert_with(|| mine.clone());
@@ -325,8 +327,10 @@ async fn answer(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri, entity: ActivityEnti
             .filter(|_| entity == ActivityEntity::User)
             .filter_map(|r| r.entity.as_deref()),
     );
+    // Each looked up once, found or not.
+    let mut asked: HashSet<&str> = HashSet::new();
     for id in user_ids {
-        if !users.contains_key(id)
+        if asked.insert(id)
             && let Ok(Some(u)) = store.get_user(id).await
         {
             users.insert(id.to_owned(), (u.user_email, u.user_alias));
@@ -334,8 +338,9 @@ async fn answer(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri, entity: ActivityEnti
     }
     // The page's entities by name: users by e-mail, teams and organizations by alias.
     let mut metadata: HashMap<String, Value> = HashMap::new();
+    let mut named_once: HashSet<&str> = HashSet::new();
     for id in found.rows.iter().filter_map(|r| r.entity.as_deref()) {
-        if metadata.contains_key(id) {
+        if !named_once.insert(id) {
             continue;
         }
         let named = match entity {
