@@ -2,7 +2,7 @@
 //!
 //! - `slack`: a `{"text": ...}` message to `SLACK_WEBHOOK_URL` (or `ALERTING_WEBHOOK_URL`) for
 //!   slow calls (over `general_settings.alerting_threshold` seconds, default 300), failed
-//!   calls, key budget crossings (15% and 5% left, then exhausted), deployments put into
+//!   calls, key budget crossings (a soft budget crossed; 15% and 5% left, then exhausted), deployments put into
 //!   cooldown, and database failures (the spend writer or the database probe failing).
 //! - `webhook`: key budget crossings as LiteLLM's `WebhookEvent` JSON to `WEBHOOK_URL`.
 //!
@@ -206,32 +206,45 @@ impl Alerting {
                 ),
             );
         }
-        if let Principal::VirtualKey(k) = principal
-            && let Some(max) = k.max_budget_nanos.filter(|m| *m > 0)
-        {
-            let spent = k.spend_nanos.saturating_add(r.cost_nanos);
-            self.budget(k, max, spent);
+        if let Principal::VirtualKey(k) = principal {
+            let max = k.max_budget_nanos.filter(|m| *m > 0);
+            let soft = k.soft_budget_nanos.filter(|s| *s > 0);
+            if max.is_some() || soft.is_some() {
+                let spent = k.spend_nanos.saturating_add(r.cost_nanos);
+                self.budget(k, max, soft, spent);
+            }
         }
     }
 
-    fn budget(&self, k: &crate::auth::VirtualKey, max: u64, spent: u64) {
-        let left = (max as f64 - spent as f64) / max as f64;
-        let (event, what) = if spent >= max {
+    /// As LiteLLM decides: a crossed soft budget, unless the max budget's crossing or its
+    /// last 15% or 5% says more.
+    fn budget(&self, k: &crate::auth::VirtualKey, max: Option<u64>, soft: Option<u64>, spent: u64) {
+        let mut found = soft.filter(|s| spent >= *s).map(|s| {
             (
-                "budget_crossed",
-                format!("Budget Crossed\n Total Budget:`{}`", usd(max)),
+                "soft_budget_crossed",
+                format!("Total Soft Budget:`{}`", usd(s)),
             )
-        } else if left <= 0.05 {
-            (
-                "threshold_crossed",
-                "5% or less of budget remaining".to_string(),
-            )
-        } else if left <= 0.15 {
-            (
-                "threshold_crossed",
-                "15% or less of budget remaining".to_string(),
-            )
-        } else {
+        });
+        if let Some(max) = max {
+            let left = (max as f64 - spent as f64) / max as f64;
+            if spent >= max {
+                found = Some((
+                    "budget_crossed",
+                    format!("Budget Crossed\n Total Budget:`{}`", usd(max)),
+                ));
+            } else if left <= 0.05 {
+                found = Some((
+                    "threshold_crossed",
+                    "5% or less of budget remaining".to_string(),
+                ));
+            } else if left <= 0.15 {
+                found = Some((
+                    "threshold_crossed",
+                    "15% or less of budget remaining".to_string(),
+                ));
+            }
+        }
+        let Some((event, what)) = found else {
             return;
         };
         let dedupe = format!("{event}:{what}:{}", k.token_hash);
@@ -254,7 +267,8 @@ impl Alerting {
                 url,
                 body: json!({
                     "spend": spent as f64 / 1e9,
-                    "max_budget": max as f64 / 1e9,
+                    "max_budget": max.map(|m| m as f64 / 1e9),
+                    "soft_budget": soft.map(|s| s as f64 / 1e9),
                     "token": k.token_hash,
                     "user_id": k.user_id,
                     "team_id": k.team_id,
@@ -272,7 +286,7 @@ impl Alerting {
                 "{event_message}\n\nKey Alias: `{}`\nSpend: `{}`\nMax Budget: `{}`",
                 k.key_alias.as_deref().unwrap_or(""),
                 usd(spent),
-                usd(max)
+                max.map_or_else(|| "None".to_owned(), usd)
             ),
         );
     }

@@ -46,6 +46,8 @@ pub struct VirtualKey {
     /// target instead. Only string targets (LiteLLM's alias map drops any other).
     pub aliases: HashMap<String, String>,
     pub max_budget_nanos: Option<u64>,
+    /// LiteLLM's `soft_budget`: crossing it raises a budget alert, nothing more.
+    pub soft_budget_nanos: Option<u64>,
     pub spend_nanos: u64,
     pub tpm_limit: Option<u64>,
     pub rpm_limit: Option<u64>,

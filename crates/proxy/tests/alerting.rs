@@ -176,6 +176,77 @@ async fn a_budget_crossing_goes_to_the_webhook_and_slack_once() {
     gw.shutdown().await.unwrap();
 }
 
+/// `sk-soft-key`: no max budget, a $0.50 soft budget, $0.60 spent.
+struct SoftCrossed;
+
+impl KeyResolver for SoftCrossed {
+    fn resolve<'a>(
+        &'a self,
+        key: &'a str,
+        hash: &'a str,
+    ) -> BoxFuture<'a, Result<Principal, ProxyError>> {
+        Box::pin(async move {
+            if key == "sk-soft-key" {
+                Ok(Principal::VirtualKey(Arc::new(VirtualKey {
+                    token_hash: hash.to_string(),
+                    key_alias: Some("soft".to_string()),
+                    soft_budget_nanos: Some(500_000_000),
+                    spend_nanos: 600_000_000,
+                    ..VirtualKey::default()
+                })))
+            } else {
+                Err(idlehands_proxy::auth::invalid_key(key, hash))
+            }
+        })
+    }
+}
+
+/// A crossed soft budget is LiteLLM's `soft_budget_crossed`, sent once; the call goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crossed_soft_budget_is_alerted_once() {
+    let (base, mut rx) = receiver().await;
+    let up = FakeOpenAi::start().await;
+    up.push(Reply::text("one").with_usage(10, 10));
+    up.push(Reply::text("two").with_usage(10, 10));
+    up.push(Reply::error(400, "bad request upstream"));
+    let (slack, hook) = (format!("{base}/slack"), format!("{base}/hook"));
+    let cfg = config(
+        &yaml(&up.base_url(), "  alerting: [slack, webhook]\n"),
+        &[
+            ("SLACK_WEBHOOK_URL", slack.as_str()),
+            ("WEBHOOK_URL", hook.as_str()),
+        ],
+    );
+    let gw = start_cfg(cfg, |b| b.key_resolver(Arc::new(SoftCrossed))).await;
+    assert_eq!(call(&gw, "sk-soft-key", "gpt-4o").await, 200);
+    let mut got = [next(&mut rx).await, next(&mut rx).await];
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let (hook_to, event) = &got[0];
+    assert_eq!(hook_to, "hook");
+    assert_eq!(event["event"], "soft_budget_crossed");
+    assert_eq!(event["event_group"], "key");
+    assert_eq!(event["soft_budget"], 0.5);
+    assert_eq!(event["max_budget"], Value::Null);
+    assert_eq!(event["key_alias"], "soft");
+    assert!(
+        event["event_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Key Budget: Total Soft Budget:`"),
+        "{event}"
+    );
+    let text = slack_text(&got[1].1);
+    assert!(text.starts_with("Alert type: `budget_alerts`"), "{text}");
+    assert!(text.contains("Max Budget: `None`"), "{text}");
+    // Not again: the next alert is the failed call's.
+    assert_eq!(call(&gw, "sk-soft-key", "gpt-4o").await, 200);
+    assert_eq!(call(&gw, KEY, "gpt-4o").await, 400);
+    let (to, body) = next(&mut rx).await;
+    assert_eq!(to, "slack");
+    assert!(slack_text(&body).starts_with("Alert type: `llm_exceptions`"));
+    gw.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cooldowns_and_database_failures_are_alerted() {
     let (base, mut rx) = receiver().await;

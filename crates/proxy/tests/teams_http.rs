@@ -37,10 +37,19 @@ async fn team_lifecycle_and_bad_input(b: Backend) {
         json!({"team_id": "core", "team_alias": "Core", "models": ["mocky"], "max_budget": 5,
                "budget_duration": "30d", "metadata": {"cost_center": "42"},
                "members_with_roles": [{"user_id": "lead", "role": "admin"}],
-               "guardrails": ["g1"]}),
+               "guardrails": ["g1"], "soft_budget": 4}),
     )
     .await;
     assert_eq!(created["team_id"], "core");
+    // Stored and shown, but only a key's soft budget raises an alert: named as inert.
+    assert_eq!(created["soft_budget"], 4.0, "{created}");
+    assert!(
+        created["ignored_fields"]["soft_budget"]
+            .as_str()
+            .unwrap()
+            .contains("no alert is sent"),
+        "{created}"
+    );
     assert_eq!(created["max_budget"], 5.0);
     assert_eq!(created["spend"], 0.0);
     assert_eq!(created["admins"], json!(["lead"]));

@@ -30,13 +30,12 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
     r.with_state(state)
 }
 
-const CUSTOMER_FIELDS_ACTED: [&str; 11] = [
+const CUSTOMER_FIELDS_ACTED: [&str; 10] = [
     "user_id",
     "alias",
     "blocked",
     "metadata",
     "max_budget",
-    "soft_budget",
     "budget_duration",
     "tpm_limit",
     "rpm_limit",

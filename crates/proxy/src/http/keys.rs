@@ -201,7 +201,8 @@ pub(crate) fn reply<T: Serialize>(r: Result<T, idlehands_store::StoreError>) -> 
 }
 
 /// Key fields that act here: stored and enforced, or shown and filterable.
-const KEY_FIELDS_ACTED: [&str; 18] = [
+const KEY_FIELDS_ACTED: [&str; 19] = [
+    "soft_budget",
     "key",
     "key_alias",
     "user_id",
@@ -223,11 +224,7 @@ const KEY_FIELDS_ACTED: [&str; 18] = [
 ];
 
 /// LiteLLM key fields kept or ignored here without acting, and why.
-const KEY_FIELDS_INERT: [(&str, &str); 12] = [
-    (
-        "soft_budget",
-        "stored and shown; no alert is sent when it is crossed",
-    ),
+const KEY_FIELDS_INERT: [(&str, &str); 11] = [
     ("config", "stored and shown; not applied to calls"),
     ("permissions", "stored and shown; not enforced"),
     ("tags", "not stored; spend rows carry no request tags"),

@@ -32,13 +32,12 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
         .with_state(state)
 }
 
-const ORG_FIELDS_ACTED: [&str; 12] = [
+const ORG_FIELDS_ACTED: [&str; 11] = [
     "organization_id",
     "organization_alias",
     "models",
     "metadata",
     "max_budget",
-    "soft_budget",
     "budget_duration",
     "tpm_limit",
     "rpm_limit",

@@ -35,7 +35,7 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
 }
 
 /// Team fields that act here: stored and enforced, or shown and filterable.
-const TEAM_FIELDS_ACTED: [&str; 14] = [
+const TEAM_FIELDS_ACTED: [&str; 13] = [
     "team_id",
     "team_alias",
     "organization_id",
@@ -44,7 +44,6 @@ const TEAM_FIELDS_ACTED: [&str; 14] = [
     "members_with_roles",
     "blocked",
     "max_budget",
-    "soft_budget",
     "budget_duration",
     "tpm_limit",
     "rpm_limit",

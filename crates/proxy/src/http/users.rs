@@ -27,7 +27,7 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
 }
 
 /// User fields that act here.
-const USER_FIELDS_ACTED: [&str; 16] = [
+const USER_FIELDS_ACTED: [&str; 15] = [
     "user_id",
     "user_email",
     "user_alias",
@@ -38,7 +38,6 @@ const USER_FIELDS_ACTED: [&str; 16] = [
     "auto_create_key",
     "key_alias",
     "max_budget",
-    "soft_budget",
     "budget_duration",
     "tpm_limit",
     "rpm_limit",

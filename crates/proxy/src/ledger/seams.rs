@@ -155,6 +155,7 @@ impl StoreSeams {
                 .filter_map(|(alias, target)| Some((alias.clone(), target.as_str()?.to_owned())))
                 .collect(),
             max_budget_nanos: nonneg(k.max_budget),
+            soft_budget_nanos: nonneg(k.soft_budget),
             spend_nanos: u64::try_from(k.spend).unwrap_or(0),
             tpm_limit: nonneg(k.tpm_limit),
             rpm_limit: nonneg(k.rpm_limit),
