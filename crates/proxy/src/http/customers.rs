@@ -43,7 +43,7 @@ const CUSTOMER_FIELDS_ACTED: [&str; 10] = [
     "user_ids",
 ];
 
-const FIELDS: super::keys::FieldRules = super::keys::FieldRules {
+pub(super) const FIELDS: super::keys::FieldRules = super::keys::FieldRules {
     entity: "end-user",
     acted: &CUSTOMER_FIELDS_ACTED,
     inert: &[

@@ -295,7 +295,7 @@ pub(crate) fn ignored_fields(
     out
 }
 
-const KEY_FIELDS: FieldRules = FieldRules {
+pub(super) const KEY_FIELDS: FieldRules = FieldRules {
     entity: "key",
     acted: &KEY_FIELDS_ACTED,
     inert: &KEY_FIELDS_INERT,

@@ -207,3 +207,27 @@ fn not_found(uri: &http::Uri) -> Response {
     }
     .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    /// A field both acted on and listed as inert is treated as acted, so its note never
+    /// reaches the answer (soft_budget on teams, users, organizations and end users was).
+    #[test]
+    fn no_admin_field_is_both_acted_and_inert() {
+        for rules in [
+            &super::keys::KEY_FIELDS,
+            &super::teams::FIELDS,
+            &super::users::FIELDS,
+            &super::orgs::FIELDS,
+            &super::customers::FIELDS,
+        ] {
+            for (name, _) in rules.inert {
+                assert!(
+                    !rules.acted.contains(name),
+                    "{}: {name} is acted and inert",
+                    rules.entity
+                );
+            }
+        }
+    }
+}

@@ -46,7 +46,7 @@ const ORG_FIELDS_ACTED: [&str; 11] = [
     "member",
 ];
 
-const FIELDS: super::keys::FieldRules = super::keys::FieldRules {
+pub(super) const FIELDS: super::keys::FieldRules = super::keys::FieldRules {
     entity: "organization",
     acted: &ORG_FIELDS_ACTED,
     inert: &[(

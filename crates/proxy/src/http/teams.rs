@@ -53,7 +53,7 @@ const TEAM_FIELDS_ACTED: [&str; 13] = [
 
 /// The body's fields this gateway does not act on, named in the answer's `ignored_fields`
 /// (and logged) so a LiteLLM client is told instead of finding out later.
-const FIELDS: super::keys::FieldRules = super::keys::FieldRules {
+pub(super) const FIELDS: super::keys::FieldRules = super::keys::FieldRules {
     entity: "team",
     acted: &TEAM_FIELDS_ACTED,
     inert: &[(

@@ -45,7 +45,7 @@ const USER_FIELDS_ACTED: [&str; 15] = [
     "user_ids",
 ];
 
-const FIELDS: super::keys::FieldRules = super::keys::FieldRules {
+pub(super) const FIELDS: super::keys::FieldRules = super::keys::FieldRules {
     entity: "user",
     acted: &USER_FIELDS_ACTED,
     inert: &[
