@@ -11,8 +11,9 @@
 //! while), [`SpendWriter::log`] waits for room rather than dropping spend: losing money records
 //! silently is worse than slowing the requests that produce them. If a commit fails the batch is
 //! kept and retried; while a large backlog cannot be committed the writer stops taking new rows,
-//! so memory stays bounded by the channel plus that backlog (flushes and stops, asked on a
-//! channel of their own, are still answered: a flush with why the rows wait). A row the database refuses (a
+//! so memory stays bounded by the channel plus that backlog. A flush, asked on a channel of
+//! its own, is still answered then (with why the rows wait); a stop takes every row again,
+//! those of senders still waiting for room included. A row the database refuses (a
 //! constraint, a value too big) is committed apart from the others, logged as an error and kept
 //! for another try with a growing pause (1 s up to 1 min).
 //!
@@ -27,6 +28,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -72,13 +74,15 @@ enum Msg {
         now: DateTime<Utc>,
         skip: HashSet<String>,
     },
+    /// Behind the rows: senders waiting for room when the stop was asked get theirs in first
+    /// (the channel serves waiting senders in order).
+    Shutdown(oneshot::Sender<Result<(), String>>),
 }
 
-/// Asked on a channel of their own: a writer that takes no rows (a backlog it cannot commit
-/// fills the row channel) still answers them, so a flush or stop never waits behind rows.
+/// Asked on a channel of its own: a writer that takes no rows (a backlog it cannot commit
+/// fills the row channel) still answers it, so a flush never waits behind rows.
 enum Ctl {
     Flush(oneshot::Sender<Result<(), String>>),
-    Shutdown(oneshot::Sender<Result<(), String>>),
 }
 
 /// Handle to the writer task; clones share it.
@@ -86,8 +90,11 @@ enum Ctl {
 pub struct SpendWriter {
     tx: mpsc::Sender<Msg>,
     ctl: mpsc::UnboundedSender<Ctl>,
-    /// Rings the writer early: a batch is full, or a sweep waits.
+    /// Rings the writer early: a batch is full, or a sweep or shutdown waits.
     wake: Arc<Notify>,
+    /// Set by [`SpendWriter::shutdown`]: the writer takes rows again even while a backlog
+    /// it cannot commit would otherwise keep it from doing so, so that shutdown ends.
+    closing: Arc<AtomicBool>,
     max_batch: usize,
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
     /// Why rows cannot be written right now; `None` while commits go through.
@@ -102,11 +109,23 @@ impl SpendWriter {
         let wake = Arc::new(Notify::new());
         let max_batch = cfg.max_batch.max(1);
         let problem = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(run(store, cfg, rx, ctl_rx, wake.clone(), problem.clone()));
+        let closing = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(run(
+            store,
+            cfg,
+            rx,
+            ctl_rx,
+            Signals {
+                wake: wake.clone(),
+                closing: closing.clone(),
+                problem: problem.clone(),
+            },
+        ));
         SpendWriter {
             tx,
             ctl,
             wake,
+            closing,
             max_batch,
             task: Arc::new(Mutex::new(Some(task))),
             problem,
@@ -174,7 +193,11 @@ impl SpendWriter {
     /// Commits everything queued and stops the task. Rows logged afterwards are refused.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        let result = if self.ctl.send(Ctl::Shutdown(done)).is_ok() {
+        self.closing.store(true, Ordering::Release);
+        self.wake.notify_one();
+        let sent = self.tx.send(Msg::Shutdown(done)).await.is_ok();
+        self.wake.notify_one();
+        let result = if sent {
             wait.await
                 .unwrap_or_else(|_| Err("spend writer stopped".to_owned()))
                 .map_err(StoreError::Internal)
@@ -385,24 +408,38 @@ struct Task {
     spill: Option<PathBuf>,
     /// The spill file, while rows replayed from it wait to be committed.
     replaying: Option<PathBuf>,
+    closing: Arc<AtomicBool>,
 }
 
-/// Whether the task goes on after a control message.
-enum Next {
-    Go,
-    Stop,
+/// What the task shares with the handles.
+struct Signals {
+    wake: Arc<Notify>,
+    closing: Arc<AtomicBool>,
+    problem: Arc<Mutex<Option<String>>>,
+}
+
+/// How draining the row channel ended.
+enum Drained {
+    /// It is empty, or the backlog is over its limit.
+    Paused,
+    /// Every handle is gone.
+    Gone,
+    /// A shutdown came, behind every row sent before it.
+    Stop(oneshot::Sender<Result<(), String>>),
 }
 
 impl Task {
-    fn over_backlog(&self) -> bool {
-        (self.batch.failing && self.batch.items.len() >= self.backlog_limit)
-            || self.batch.refused.len() >= self.backlog_limit
+    /// Whether the backlog keeps the writer from taking rows (never once closing).
+    fn holding(&self) -> bool {
+        !self.closing.load(Ordering::Acquire)
+            && ((self.batch.failing && self.batch.items.len() >= self.backlog_limit)
+                || self.batch.refused.len() >= self.backlog_limit)
     }
 
-    /// Takes what the row channel holds, committing full batches, until it is empty or the
-    /// backlog is over its limit; `false` once every handle is gone.
-    async fn drain(&mut self) -> bool {
-        while !self.over_backlog() {
+    /// Takes what the row channel holds, committing full batches, until it is empty, the
+    /// backlog is over its limit, or a shutdown comes.
+    async fn drain(&mut self) -> Drained {
+        while !self.holding() {
             match self.rx.try_recv() {
                 Ok(Msg::Item(item)) => {
                     self.batch.push(item);
@@ -416,21 +453,12 @@ impl Task {
                         tracing::warn!(error = %e, "budget reset sweep failed");
                     }
                 }
+                Ok(Msg::Shutdown(done)) => return Drained::Stop(done),
                 Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => return false,
+                Err(mpsc::error::TryRecvError::Disconnected) => return Drained::Gone,
             }
         }
-        true
-    }
-
-    async fn flush(&mut self) -> Result<(), String> {
-        if self.over_backlog() {
-            // Taking the rows behind the backlog would lift the memory bound: answer with
-            // why they wait unless this try commits the backlog.
-            self.batch.commit_all(&self.store).await?;
-        }
-        self.drain().await;
-        self.batch.commit_all(&self.store).await
+        Drained::Paused
     }
 
     /// Commits everything, every row the channel holds included; what cannot be committed
@@ -469,37 +497,73 @@ impl Task {
         result
     }
 
-    /// Answers a flush or a stop; `None` (every handle gone) stops like a shutdown nobody
-    /// waits for.
+    /// Stops, answering the shutdown (if one asked) and any flush still waiting.
+    async fn finish(
+        &mut self,
+        done: Option<oneshot::Sender<Result<(), String>>>,
+        ctl_rx: &mut mpsc::UnboundedReceiver<Ctl>,
+        problem: &Mutex<Option<String>>,
+    ) {
+        ctl_rx.close();
+        let result = self.stop().await;
+        *problem.lock() = self.batch.problem();
+        while let Ok(Ctl::Flush(ack)) = ctl_rx.try_recv() {
+            let _ = ack.send(result.clone());
+        }
+        if let Some(done) = done {
+            let _ = done.send(result);
+        }
+    }
+
+    /// Answers a flush: everything queued so far committed, or why not. While the backlog
+    /// holds the writer, the rows behind it stay in the channel (taking them would lift the
+    /// memory bound) and the answer says why they wait, unless this try commits the backlog.
+    /// `Next::Stop` when a shutdown came meanwhile (`None`: every handle is gone).
     async fn control(
         &mut self,
         ctl: Option<Ctl>,
         ctl_rx: &mut mpsc::UnboundedReceiver<Ctl>,
         problem: &Mutex<Option<String>>,
     ) -> Next {
-        match ctl {
-            Some(Ctl::Flush(done)) => {
-                let result = self.flush().await;
+        let Some(Ctl::Flush(done)) = ctl else {
+            self.finish(None, ctl_rx, problem).await;
+            return Next::Stop;
+        };
+        if self.holding()
+            && let Err(e) = self.batch.commit_all(&self.store).await
+        {
+            *problem.lock() = self.batch.problem();
+            let _ = done.send(Err(e));
+            return Next::Go;
+        }
+        match self.drain().await {
+            Drained::Paused => {
+                let result = self.batch.commit_all(&self.store).await;
                 *problem.lock() = self.batch.problem();
                 let _ = done.send(result);
                 Next::Go
             }
-            Some(Ctl::Shutdown(done)) => {
+            Drained::Gone => {
+                self.finish(Some(done), ctl_rx, problem).await;
+                Next::Stop
+            }
+            Drained::Stop(stop) => {
+                // The flush asked first: its answer is the stop's, which commits it all.
                 ctl_rx.close();
                 let result = self.stop().await;
                 *problem.lock() = self.batch.problem();
-                while let Ok(Ctl::Flush(ack) | Ctl::Shutdown(ack)) = ctl_rx.try_recv() {
-                    let _ = ack.send(result.clone());
-                }
-                let _ = done.send(result);
-                Next::Stop
-            }
-            None => {
-                let _ = self.stop().await;
+                let _ = done.send(result.clone());
+                let _ = stop.send(result);
                 Next::Stop
             }
         }
     }
+}
+
+/// Whether the task goes on after a control message.
+enum Next {
+    Go,
+    Stop,
 }
 
 async fn run(
@@ -507,9 +571,13 @@ async fn run(
     cfg: WriterConfig,
     rx: mpsc::Receiver<Msg>,
     mut ctl_rx: mpsc::UnboundedReceiver<Ctl>,
-    wake: Arc<Notify>,
-    problem: Arc<Mutex<Option<String>>>,
+    signals: Signals,
 ) {
+    let Signals {
+        wake,
+        closing,
+        problem,
+    } = signals;
     let mut batch = Batch::new(cfg.store_rows);
     let spill = store.spill_path().map(Path::to_path_buf);
     let replaying = match &spill {
@@ -526,6 +594,7 @@ async fn run(
         batch,
         spill,
         replaying,
+        closing,
     };
     let mut tick = tokio::time::interval(cfg.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -543,13 +612,15 @@ async fn run(
                 tracing::error!(error = %e, path = %path.display(), "cannot remove the replayed spill file; its rows would be recognised as stored at the next start");
             }
         }
-        if task.over_backlog() {
-            // Take no rows until the backlog is committed; flushes and stops are answered.
+        if task.holding() {
+            // Take no rows until the backlog is committed (or a shutdown asks for them);
+            // flushes are answered meanwhile.
             tokio::select! {
                 _ = tokio::time::sleep(task.flush_interval) => {
                     let _ = task.batch.commit(&task.store).await;
                     let _ = task.batch.retry_refused(&task.store, false).await;
                 }
+                _ = wake.notified() => {}
                 ctl = ctl_rx.recv() => {
                     if let Next::Stop = task.control(ctl, &mut ctl_rx, &problem).await {
                         return;
@@ -570,9 +641,16 @@ async fn run(
                 false
             }
         };
-        if !task.drain().await {
-            let _ = task.stop().await;
-            return;
+        match task.drain().await {
+            Drained::Paused => {}
+            Drained::Gone => {
+                task.finish(None, &mut ctl_rx, &problem).await;
+                return;
+            }
+            Drained::Stop(done) => {
+                task.finish(Some(done), &mut ctl_rx, &problem).await;
+                return;
+            }
         }
         let due = task
             .batch
@@ -934,6 +1012,39 @@ mod tests {
         writer.log(row("never")).await;
         let err = writer.shutdown().await.unwrap_err().to_string();
         assert!(err.contains("refused by the database"), "{err}");
+        store.close().await;
+    }
+
+    /// A row whose sender still waits for room when the stop is asked is taken too: the
+    /// stop comes behind it.
+    #[tokio::test]
+    async fn shutdown_takes_the_rows_of_senders_still_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pool) = sqlite_store(&dir).await;
+        refuse_every_row(&pool).await;
+        let cfg = WriterConfig {
+            flush_interval: Duration::from_millis(50),
+            max_batch: 1,
+            channel_capacity: 2,
+            store_rows: true,
+        };
+        let writer = SpendWriter::start(store.clone(), cfg);
+        for i in 0..12 {
+            writer.log(row(&format!("r{i}"))).await;
+        }
+        // Ten held, two in the channel: the thirteenth waits for room.
+        let waiting = {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.log(row("r12")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "the channel is full");
+        let err = writer.shutdown().await.unwrap_err().to_string();
+        assert!(err.contains("13 spend-log rows spilled"), "{err}");
+        waiting.await.unwrap();
+        let spilled = std::fs::read_to_string(store.spill_path().unwrap()).unwrap();
+        assert_eq!(spilled.lines().count(), 13);
+        assert!(spilled.contains("\"r12\""), "{spilled}");
         store.close().await;
     }
 
