@@ -109,6 +109,7 @@ phase() { # backend store(empty|seeded|sweep) db
     timed "$1|/user/daily/activity-30d" "$base/user/daily/activity?start_date=$from&end_date=$today" 3
     timed "$1|/user/daily/activity-30d-key" "$base/user/daily/activity?start_date=$from&end_date=$today&api_key=sk-seed-000000" "$CALLS"
     timed "$1|/team/daily/activity-30d-team" "$base/team/daily/activity?start_date=$from&end_date=$today&team_ids=seed-team-0" "$CALLS"
+    timed "$1|/user/daily/activity/aggregated-30d" "$base/user/daily/activity/aggregated?start_date=$from&end_date=$today&api_key_limit=20" 3
   fi
   if [ "$2" = sweep ]; then
     grep -h "retention period deleted" "$WORK/gw.log" | tail -1 | sed "s/^/$1 sweep: /" >> "$WORK/seed.txt" || true

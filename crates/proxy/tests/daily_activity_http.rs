@@ -213,6 +213,70 @@ async fn usage_page_answers(b: Backend) {
         assert_eq!(body["metadata"]["has_more"], has_more, "{q}");
     }
 
+    // The whole range in one answer, the key breakdowns cut to the keys of most spend.
+    let body = ok(
+        &p,
+        &format!("/user/daily/activity/aggregated?{range}&api_key_limit=2"),
+        MASTER,
+    )
+    .await;
+    let meta = &body["metadata"];
+    assert_eq!(
+        (&meta["page"], &meta["total_pages"], &meta["has_more"]),
+        (&json!(1), &json!(1), &json!(false))
+    );
+    assert_eq!(meta["total_api_requests"], 8);
+    assert!((num(&meta["total_spend"]) - row_spend - 0.0035).abs() < 1e-12);
+    assert_eq!(meta["api_key_limit"], 2);
+    assert_eq!(meta["total_api_keys"], 4, "k1, k3, service, master");
+    assert_eq!(
+        meta["entity_total_api_keys"],
+        json!({"u1": 1, "lead": 1, "Unassigned": 2})
+    );
+    let days = body["results"].as_array().unwrap();
+    assert_eq!(days.len(), 2);
+    let bd = &days[0]["breakdown"];
+    // Buckets count every key; their key parts only the top two (k1 spent the most).
+    assert_eq!(bd["model_groups"]["mocky"]["metrics"]["api_requests"], 5);
+    let parts = bd["model_groups"]["mocky"]["api_key_breakdown"]
+        .as_object()
+        .unwrap();
+    assert!(parts.len() <= 2 && parts.contains_key(&t1), "{bd}");
+    assert_eq!(bd["api_keys"].as_object().unwrap().len(), 2, "{bd}");
+    assert_eq!(
+        bd["api_keys"][&t1]["metadata"]["key_alias"], "k-one",
+        "{bd}"
+    );
+    assert_eq!(
+        bd["entities"]["u1"]["metadata"]["user_email"],
+        "u1@example.com"
+    );
+    assert_eq!(days[0]["metrics"]["api_requests"], 6);
+    // Same rules: a user sees their own; the range and the limit are bounded.
+    let body = ok(&p, &format!("/user/daily/activity/aggregated?{range}"), &k1).await;
+    assert_eq!(body["metadata"]["total_api_requests"], 5);
+    assert_eq!(body["metadata"]["api_key_limit"], 100);
+    for q in [
+        "start_date=2025-01-01&end_date=2026-12-01",
+        &format!("{range}&api_key_limit=0"),
+    ] {
+        let a = get(&p, &format!("/user/daily/activity/aggregated?{q}"), MASTER).await;
+        assert_eq!(a.status, 400, "{q}: {}", a.body);
+    }
+    let body = ok(
+        &p,
+        &format!("/team/daily/activity/aggregated?{range}&team_ids=alpha"),
+        MASTER,
+    )
+    .await;
+    let alpha = &body["results"][0]["breakdown"]["entities"]["alpha"];
+    assert_eq!(alpha["metadata"], json!({"team_alias": "Alpha"}));
+    assert_eq!(alpha["metrics"]["api_requests"], 4);
+    assert_eq!(
+        body["metadata"]["entity_total_api_keys"],
+        json!({"alpha": 2})
+    );
+
     // Filters.
     let body = ok(
         &p,

@@ -94,6 +94,56 @@ pub struct KeyFacts {
     pub user_id: Option<String>,
 }
 
+/// An [`ActivityRow`] from a row with the group's columns (`api_key` may be `''`), the
+/// entity's column by its name, and [`SUMS`]. `''` dimensions read as missing.
+macro_rules! activity_row {
+    ($r:expr, $col:expr) => {{
+        let r = $r;
+        let stated = |s: String| Some(s).filter(|s| !s.is_empty());
+        ActivityRow {
+            day_ms: r
+                .try_get::<i64, _>("day")?
+                .saturating_mul(daily_spend::DAY_MS),
+            api_key: r.try_get("api_key")?,
+            model: r.try_get("model")?,
+            model_group: stated(r.try_get("model_group")?),
+            provider: stated(r.try_get("custom_llm_provider")?),
+            entity: stated(r.try_get($col)?),
+            spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
+            prompt_tokens: wide_sum(r.try_get("p_hi")?, r.try_get("p_lo")?),
+            completion_tokens: wide_sum(r.try_get("c_hi")?, r.try_get("c_lo")?),
+            requests: r.try_get("n")?,
+            successful_requests: r.try_get("ok")?,
+            failed_requests: r.try_get("failed")?,
+        }
+    }};
+}
+
+/// The sums a group's row carries, as [`activity_row!`] reads them.
+fn sums_sql() -> String {
+    format!(
+        "{}, {}, {}, CAST(SUM(requests) AS BIGINT) AS n, \
+         CAST(SUM(successful_requests) AS BIGINT) AS ok, \
+         CAST(SUM(failed_requests) AS BIGINT) AS failed",
+        daily_spend::sum_parts("spend", "s"),
+        daily_spend::sum_parts("prompt_tokens", "p"),
+        daily_spend::sum_parts("completion_tokens", "c"),
+    )
+}
+
+/// The whole range at once (LiteLLM's `/daily/activity/aggregated`).
+#[derive(Debug, Clone, Default)]
+pub struct ActivityAll {
+    /// Per day, model, model group, provider and entity, every key's calls (`api_key` empty).
+    pub sums: Vec<ActivityRow>,
+    /// The same per key as well, for the keys of most spend only.
+    pub top_keys: Vec<ActivityRow>,
+    /// Keys with calls in the range and filters.
+    pub total_keys: i64,
+    /// Keys with calls, per entity (`None`: calls without one).
+    pub entity_keys: Vec<(Option<String>, i64)>,
+}
+
 impl Store {
     /// One page of daily activity: groups of the rollup by key, by day, key, model, model
     /// group, provider and [`ActivityEntity::columns`]. Those are a prefix of the rollup's
@@ -114,7 +164,6 @@ impl Store {
             hi,
         } = activity_sql(q);
         let offset = i64::from(q.page.max(1) - 1) * i64::from(q.page_size);
-        let stated = |s: String| Some(s).filter(|s| !s.is_empty());
         let (total, rows) = on_db!(&self.db, pool => {
             let mut page = sqlx::query(&page_sql).bind(lo).bind(hi);
             for t in &texts { page = page.bind(*t); }
@@ -125,20 +174,7 @@ impl Store {
                 .await?;
             let mut rows = Vec::with_capacity(found.len());
             for r in &found {
-                rows.push(ActivityRow {
-                    day_ms: r.try_get::<i64, _>("day")?.saturating_mul(daily_spend::DAY_MS),
-                    api_key: r.try_get("api_key")?,
-                    model: r.try_get("model")?,
-                    model_group: stated(r.try_get("model_group")?),
-                    provider: stated(r.try_get("custom_llm_provider")?),
-                    entity: stated(r.try_get(col)?),
-                    spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
-                    prompt_tokens: wide_sum(r.try_get("p_hi")?, r.try_get("p_lo")?),
-                    completion_tokens: wide_sum(r.try_get("c_hi")?, r.try_get("c_lo")?),
-                    requests: r.try_get("n")?,
-                    successful_requests: r.try_get("ok")?,
-                    failed_requests: r.try_get("failed")?,
-                });
+                rows.push(activity_row!(r, col));
             }
             // A short page is the last one: the groups are counted without reading the
             // range again.
@@ -153,6 +189,90 @@ impl Store {
             (total, rows)
         });
         Ok(ActivityPage { total, rows })
+    }
+
+    /// The whole range of `q` at once (its page fields unused): the sums by day, model,
+    /// model group, provider and entity over every key, and the same per key for the
+    /// `key_limit` keys of most spend (ties by hash), with the number of keys overall and per
+    /// entity. Four reads of the range of the rollup by key, each grouped in one pass.
+    pub async fn daily_activity_all(
+        &self,
+        q: &ActivityQuery,
+        key_limit: usize,
+    ) -> Result<ActivityAll, StoreError> {
+        let col = q.entity.column();
+        let Filters {
+            conds,
+            texts,
+            lo,
+            hi,
+        } = filters(q);
+        let table = Rollup::ByKey.table();
+        let dims = format!("day, model, model_group, custom_llm_provider, {col}");
+        let by_dims_sql = format!(
+            "SELECT {dims}, '' AS api_key, {} FROM {table} WHERE {conds} GROUP BY {dims}",
+            sums_sql()
+        );
+        let keys_sql = format!(
+            "SELECT api_key, {} FROM {table} WHERE {conds} GROUP BY api_key",
+            daily_spend::sum_parts("spend", "s")
+        );
+        let entity_sql = format!(
+            "SELECT {col}, CAST(COUNT(DISTINCT api_key) AS BIGINT) AS n FROM {table} \
+             WHERE {conds} GROUP BY {col}"
+        );
+        let (sums, mut keys, entity_keys) = on_db!(&self.db, pool => {
+            let mut query = sqlx::query(&by_dims_sql).bind(lo).bind(hi);
+            for t in &texts { query = query.bind(*t); }
+            let mut sums = Vec::new();
+            for r in &query.fetch_all(pool).await? {
+                sums.push(activity_row!(r, col));
+            }
+            let mut query = sqlx::query(&keys_sql).bind(lo).bind(hi);
+            for t in &texts { query = query.bind(*t); }
+            let mut keys: Vec<(i64, String)> = Vec::new();
+            for r in &query.fetch_all(pool).await? {
+                keys.push((wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?), r.try_get("api_key")?));
+            }
+            let mut query = sqlx::query(&entity_sql).bind(lo).bind(hi);
+            for t in &texts { query = query.bind(*t); }
+            let mut entity_keys = Vec::new();
+            for r in &query.fetch_all(pool).await? {
+                let id: String = r.try_get(col)?;
+                entity_keys.push((Some(id).filter(|s| !s.is_empty()), r.try_get::<i64, _>("n")?));
+            }
+            (sums, keys, entity_keys)
+        });
+        let total_keys = i64::try_from(keys.len()).unwrap_or(i64::MAX);
+        keys.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        keys.truncate(key_limit);
+        let top: Vec<String> = keys.into_iter().map(|(_, k)| k).collect();
+        let mut top_keys = Vec::new();
+        if !top.is_empty() {
+            let mut texts = texts;
+            let mut conds = conds;
+            restrict_keys(&mut conds, &top, &mut texts);
+            let group = format!("day, api_key, model, model_group, custom_llm_provider, {col}");
+            let keyed_sql = format!(
+                "SELECT {group}, {} FROM {table} WHERE {conds} GROUP BY {group}",
+                sums_sql()
+            );
+            top_keys = on_db!(&self.db, pool => {
+                let mut query = sqlx::query(&keyed_sql).bind(lo).bind(hi);
+                for t in &texts { query = query.bind(*t); }
+                let mut rows = Vec::new();
+                for r in &query.fetch_all(pool).await? {
+                    rows.push(activity_row!(r, col));
+                }
+                rows
+            });
+        }
+        Ok(ActivityAll {
+            sums,
+            top_keys,
+            total_keys,
+            entity_keys,
+        })
     }
 
     /// Alias, team and user of each token that has a key (deleted keys are not in the map),
@@ -194,41 +314,12 @@ impl Store {
 /// The page and count queries of [`Store::daily_activity`]: `$1` and `$2` are `lo` and `hi`,
 /// then `texts`; the page's last two are its size and offset.
 fn activity_sql(q: &ActivityQuery) -> Sql<'_> {
-    let col = q.entity.column();
-    let day = |d: NaiveDate| {
-        d.and_hms_opt(0, 0, 0)
-            .map_or(0, |t| t.and_utc().timestamp_millis())
-            / daily_spend::DAY_MS
-    };
-    let (lo, hi) = (day(q.first_day), day(q.last_day) + 1);
-    let mut texts: Vec<&str> = Vec::new();
-    // `$1` and `$2` are the days.
-    let mut conds = String::from("day >= $1 AND day < $2");
-    fn list<'a>(values: &'a [String], texts: &mut Vec<&'a str>) -> String {
-        let from = texts.len() + 3;
-        texts.extend(values.iter().map(String::as_str));
-        placeholders(from, values.len())
-    }
-    match &q.ids {
-        Some(ids) if ids.is_empty() => conds.push_str(" AND 1 = 0"),
-        Some(ids) => conds.push_str(&format!(" AND {col} IN ({})", list(ids, &mut texts))),
-        None => {}
-    }
-    if !q.exclude.is_empty() {
-        let ids = list(&q.exclude, &mut texts);
-        conds.push_str(&format!(" AND {col} NOT IN ({ids})"));
-    }
-    if let Some(model) = &q.model {
-        let at = list(std::slice::from_ref(model), &mut texts);
-        conds.push_str(&format!(" AND model = {at}"));
-    }
-    match &q.api_keys {
-        Some(keys) if keys.is_empty() => conds.push_str(" AND 1 = 0"),
-        Some(keys) => {
-            conds.push_str(&format!(" AND api_key IN ({})", list(keys, &mut texts)));
-        }
-        None => {}
-    }
+    let Filters {
+        conds,
+        texts,
+        lo,
+        hi,
+    } = filters(q);
     let mut group = vec![
         "day",
         "api_key",
@@ -245,13 +336,9 @@ fn activity_sql(q: &ActivityQuery) -> Sql<'_> {
     );
     let n = texts.len() + 2;
     let page_sql = format!(
-        "SELECT {group}, {}, {}, {}, \
-         CAST(SUM(requests) AS BIGINT) AS n, CAST(SUM(successful_requests) AS BIGINT) AS ok, \
-         CAST(SUM(failed_requests) AS BIGINT) AS failed \
-         FROM {table} WHERE {conds} GROUP BY {group} ORDER BY {} LIMIT ${} OFFSET ${}",
-        daily_spend::sum_parts("spend", "s"),
-        daily_spend::sum_parts("prompt_tokens", "p"),
-        daily_spend::sum_parts("completion_tokens", "c"),
+        "SELECT {group}, {} FROM {table} WHERE {conds} GROUP BY {group} ORDER BY {} \
+         LIMIT ${} OFFSET ${}",
+        sums_sql(),
         order.join(", "),
         n + 1,
         n + 2,
@@ -262,6 +349,63 @@ fn activity_sql(q: &ActivityQuery) -> Sql<'_> {
         texts,
         lo,
         hi,
+    }
+}
+
+/// The query's `WHERE` on the rollup by key: `$1` and `$2` the days `[lo, hi)`, then `texts`.
+struct Filters<'q> {
+    conds: String,
+    texts: Vec<&'q str>,
+    lo: i64,
+    hi: i64,
+}
+
+fn filters(q: &ActivityQuery) -> Filters<'_> {
+    let col = q.entity.column();
+    let day = |d: NaiveDate| {
+        d.and_hms_opt(0, 0, 0)
+            .map_or(0, |t| t.and_utc().timestamp_millis())
+            / daily_spend::DAY_MS
+    };
+    let (lo, hi) = (day(q.first_day), day(q.last_day) + 1);
+    let mut texts: Vec<&str> = Vec::new();
+    let mut conds = String::from("day >= $1 AND day < $2");
+    match &q.ids {
+        Some(ids) if ids.is_empty() => conds.push_str(" AND 1 = 0"),
+        Some(ids) => conds.push_str(&format!(" AND {col} IN ({})", list(ids, &mut texts))),
+        None => {}
+    }
+    if !q.exclude.is_empty() {
+        let ids = list(&q.exclude, &mut texts);
+        conds.push_str(&format!(" AND {col} NOT IN ({ids})"));
+    }
+    if let Some(model) = &q.model {
+        let at = list(std::slice::from_ref(model), &mut texts);
+        conds.push_str(&format!(" AND model = {at}"));
+    }
+    if let Some(keys) = &q.api_keys {
+        restrict_keys(&mut conds, keys, &mut texts);
+    }
+    Filters {
+        conds,
+        texts,
+        lo,
+        hi,
+    }
+}
+
+/// Placeholders for `values`, bound after the texts so far (`$1` and `$2` are the days).
+fn list<'a>(values: &'a [String], texts: &mut Vec<&'a str>) -> String {
+    let from = texts.len() + 3;
+    texts.extend(values.iter().map(String::as_str));
+    placeholders(from, values.len())
+}
+
+fn restrict_keys<'a>(conds: &mut String, keys: &'a [String], texts: &mut Vec<&'a str>) {
+    if keys.is_empty() {
+        conds.push_str(" AND 1 = 0");
+    } else {
+        conds.push_str(&format!(" AND api_key IN ({})", list(keys, texts)));
     }
 }
 

@@ -1,9 +1,10 @@
 //! LiteLLM's daily activity (the dashboard's Usage page): `/user/daily/activity`,
 //! `/team/daily/activity`, `/organization/daily/activity` and `/customer/daily/activity`
-//! (`/end_user/daily/activity`). Per UTC day, newest first: the sums and their breakdown by
-//! model, model group, provider, key and entity, read from the daily rollups a page of groups
-//! at a time (see `idlehands_store::daily_activity`), in LiteLLM's shape and with its rules of
-//! who sees what. Cache tokens, response times and the MCP, endpoint and guardrail breakdowns
+//! (`/end_user/daily/activity`), and each one's `/aggregated` (the whole range in one answer,
+//! the key breakdowns cut to the `api_key_limit` keys of most spend: what LiteLLM's Usage page
+//! reads now). Per UTC day, newest first: the sums and their breakdown by model, model group,
+//! provider, key and entity, read from the daily rollups (see
+//! `idlehands_store::daily_activity`), in LiteLLM's shape and with its rules of who sees what. Cache tokens, response times and the MCP, endpoint and guardrail breakdowns
 //! are not in the rollups: they answer 0 and `{}` (the README says so).
 
 mod render;
@@ -26,7 +27,7 @@ use super::keys::{Mgmt, Shared, forbidden, query, tri};
 use super::roles::{Role, caller_role};
 use crate::error::ProxyError;
 use crate::ledger::seams::store_error;
-use render::{Names, render};
+use render::{Days, Meta, Names, render};
 
 pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
     Router::new()
@@ -35,11 +36,24 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
         .route("/organization/daily/activity", get(organization))
         .route("/customer/daily/activity", get(customer))
         .route("/end_user/daily/activity", get(customer))
+        .route("/user/daily/activity/aggregated", get(user_all))
+        .route("/team/daily/activity/aggregated", get(team_all))
+        .route(
+            "/organization/daily/activity/aggregated",
+            get(organization_all),
+        )
+        .route("/customer/daily/activity/aggregated", get(customer_all))
+        .route("/end_user/daily/activity/aggregated", get(customer_all))
         .with_state(state)
 }
 
 /// The largest page.
 const MAX_PAGE_SIZE: u32 = 1000;
+/// The aggregated routes' longest range, in days, and their key breakdowns' default and
+/// largest number of keys (LiteLLM's).
+const MAX_ALL_DAYS: i64 = 400;
+const KEY_LIMIT_DEFAULT: usize = 100;
+const KEY_LIMIT_MAX: usize = 1000;
 
 #[derive(Deserialize, Default)]
 struct Params {
@@ -59,23 +73,42 @@ struct Params {
     /// Minutes west of UTC, as JavaScript's `getTimezoneOffset` (user route only).
     timezone: Option<i64>,
     include_current_utc_day: Option<bool>,
+    /// Aggregated routes: the key breakdowns list this many keys, those of most spend.
+    api_key_limit: Option<usize>,
 }
 
 // Each runs on the admin runtime (`offload`), as `/spend/logs` does.
 async fn user(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    crate::offload::run(answer(m, headers, uri, ActivityEntity::User)).await
+    crate::offload::run(answer(m, headers, uri, ActivityEntity::User, false)).await
 }
 
 async fn team(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    crate::offload::run(answer(m, headers, uri, ActivityEntity::Team)).await
+    crate::offload::run(answer(m, headers, uri, ActivityEntity::Team, false)).await
 }
 
 async fn organization(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    crate::offload::run(answer(m, headers, uri, ActivityEntity::Organization)).await
+    crate::offload::run(answer(m, headers, uri, ActivityEntity::Organization, false)).await
 }
 
 async fn customer(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    crate::offload::run(answer(m, headers, uri, ActivityEntity::EndUser)).await
+    crate::offload::run(answer(m, headers, uri, ActivityEntity::EndUser, false)).await
+}
+
+// The whole range in one answer (what LiteLLM's Usage page reads now).
+async fn user_all(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    crate::offload::run(answer(m, headers, uri, ActivityEntity::User, true)).await
+}
+
+async fn team_all(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    crate::offload::run(answer(m, headers, uri, ActivityEntity::Team, true)).await
+}
+
+async fn organization_all(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    crate::offload::run(answer(m, headers, uri, ActivityEntity::Organization, true)).await
+}
+
+async fn customer_all(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+    crate::offload::run(answer(m, headers, uri, ActivityEntity::EndUser, true)).await
 }
 
 fn error(status: u16, kind: &str, message: impl Into<String>, param: Option<&str>) -> ProxyError {
@@ -268,10 +301,34 @@ async fn scope(
     }
 }
 
-async fn answer(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri, entity: ActivityEntity) -> Response {
+async fn answer(
+    m: Arc<Mgmt>,
+    headers: HeaderMap,
+    uri: Uri,
+    entity: ActivityEntity,
+    aggregated: bool,
+) -> Response {
     let (_, role) = tri!(caller_role(&m, &headers).await);
     let p: Params = tri!(query(&uri));
     let (first_day, last_day) = tri!(days(&p, entity, Utc::now()));
+    let key_limit = p.api_key_limit.unwrap_or(KEY_LIMIT_DEFAULT);
+    if aggregated {
+        // No pages bound the work: ranges wider than the dashboard asks are refused.
+        if (last_day - first_day).num_days() > MAX_ALL_DAYS {
+            return bad(
+                format!("Date range must be at most {MAX_ALL_DAYS} days"),
+                "start_date",
+            )
+            .into_response();
+        }
+        if !(1..=KEY_LIMIT_MAX).contains(&key_limit) {
+            return bad(
+                format!("api_key_limit must be between 1 and {KEY_LIMIT_MAX}"),
+                "api_key_limit",
+            )
+            .into_response();
+        }
+    }
     let page = p.page.unwrap_or(1);
     let default_size = if entity == ActivityEntity::User {
         50
@@ -309,11 +366,46 @@ async fn answer(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri, entity: ActivityEnti
         page_size,
     };
     let store = m.ledger.store();
-    let found = match store.daily_activity(&q).await {
-        Ok(f) => f,
-        Err(e) => return store_error(&e).into_response(),
+    let mut days = Days::default();
+    // Rows naming keys, and rows naming entities.
+    let (keyed, entities, meta) = if aggregated {
+        let all = match store.daily_activity_all(&q, key_limit).await {
+            Ok(a) => a,
+            Err(e) => return store_error(&e).into_response(),
+        };
+        for r in &all.sums {
+            days.add_sums(r);
+        }
+        for r in &all.top_keys {
+            days.add_keyed(r);
+        }
+        let per_entity = all
+            .entity_keys
+            .iter()
+            .map(|(e, n)| (e.clone().unwrap_or_else(|| "Unassigned".to_owned()), *n))
+            .collect();
+        let meta = Meta {
+            page: 1,
+            total_pages: 1,
+            has_more: false,
+            api_key_limit: Some(key_limit),
+            total_api_keys: Some(all.total_keys),
+            entity_total_api_keys: Some(per_entity),
+        };
+        (all.top_keys, all.sums, meta)
+    } else {
+        let found = match store.daily_activity(&q).await {
+            Ok(f) => f,
+            Err(e) => return store_error(&e).into_response(),
+        };
+        for r in &found.rows {
+            days.add_row(r);
+        }
+        let meta = Meta::page(page, page_size, found.total);
+        (found.rows, Vec::new(), meta)
     };
-    let mut tokens: Vec<String> = found.rows.iter().map(|r| r.api_key.clone()).collect();
+    let named = || keyed.iter().chain(&entities);
+    let mut tokens: Vec<String> = keyed.iter().map(|r| r.api_key.clone()).collect();
     tokens.sort_unstable();
     tokens.dedup();
     let keys = match store.key_facts(&tokens).await {
@@ -323,9 +415,7 @@ async fn answer(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri, entity: ActivityEnti
     // Users named on the page (entities of the user route, keys' owners): e-mail and alias.
     let mut users: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
     let user_ids = keys.values().filter_map(|k| k.user_id.as_deref()).chain(
-        found
-            .rows
-            .iter()
+        named()
             .filter(|_| entity == ActivityEntity::User)
             .filter_map(|r| r.entity.as_deref()),
     );
@@ -341,7 +431,7 @@ async fn answer(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri, entity: ActivityEnti
     // The page's entities by name: users by e-mail, teams and organizations by alias.
     let mut metadata: HashMap<String, Value> = HashMap::new();
     let mut named_once: HashSet<&str> = HashSet::new();
-    for id in found.rows.iter().filter_map(|r| r.entity.as_deref()) {
+    for id in named().filter_map(|r| r.entity.as_deref()) {
         if !named_once.insert(id) {
             continue;
         }
@@ -372,7 +462,7 @@ async fn answer(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri, entity: ActivityEnti
         users: &users,
         entities: &metadata,
     };
-    let body = render(&found.rows, &names, page, page_size, found.total);
+    let body = render(&days, &names, &meta);
     axum::Json(body).into_response()
 }
 

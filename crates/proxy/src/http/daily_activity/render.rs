@@ -62,13 +62,6 @@ struct Bucket {
     keys: BTreeMap<String, Sums>,
 }
 
-impl Bucket {
-    fn add(&mut self, r: &ActivityRow) {
-        self.sums.add(r);
-        self.keys.entry(r.api_key.clone()).or_default().add(r);
-    }
-}
-
 #[derive(Default)]
 struct Day {
     sums: Sums,
@@ -161,51 +154,100 @@ pub(super) fn key_bucket(token: &str) -> String {
     }
 }
 
-pub(super) fn render(
-    rows: &[ActivityRow],
-    names: &Names<'_>,
-    page: u32,
-    page_size: u32,
-    total: i64,
-) -> Value {
-    let mut days: BTreeMap<i64, Day> = BTreeMap::new();
-    let mut totals = Sums::default();
-    for r in rows {
-        totals.add(r);
-        let d = days.entry(r.day_ms).or_default();
-        d.sums.add(r);
-        let model = if r.model.is_empty() {
-            "unknown-model".to_owned()
-        } else {
-            r.model.clone()
-        };
-        let group = r
-            .model_group
-            .clone()
-            .filter(|g| !g.is_empty())
-            .unwrap_or_else(|| {
-                if r.model.is_empty() {
-                    "unknown-model-group".to_owned()
-                } else {
-                    r.model.clone()
-                }
-            });
-        d.models.entry(model).or_default().add(r);
-        d.model_groups.entry(group).or_default().add(r);
-        let provider = r
-            .provider
-            .clone()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "unknown".to_owned());
-        d.providers.entry(provider).or_default().add(r);
-        d.api_keys.entry(r.api_key.clone()).or_default().add(r);
-        let entity = r
-            .entity
-            .clone()
-            .filter(|e| !e.is_empty())
-            .unwrap_or_else(|| "Unassigned".to_owned());
-        d.entities.entry(entity).or_default().add(r);
+/// A row's bucket names, as LiteLLM names missing ones.
+fn names_of(r: &ActivityRow) -> [String; 4] {
+    let model = if r.model.is_empty() {
+        "unknown-model".to_owned()
+    } else {
+        r.model.clone()
+    };
+    let group = match r.model_group.as_deref() {
+        Some(g) if !g.is_empty() => g.to_owned(),
+        _ if r.model.is_empty() => "unknown-model-group".to_owned(),
+        _ => r.model.clone(),
+    };
+    let provider = r
+        .provider
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let entity = r
+        .entity
+        .clone()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "Unassigned".to_owned());
+    [model, group, provider, entity]
+}
+
+/// The answer's days, newest first when rendered, and the totals.
+#[derive(Default)]
+pub(super) struct Days {
+    days: BTreeMap<i64, Day>,
+    totals: Sums,
+}
+
+impl Days {
+    /// A group of one key: its sums count everywhere, and as that key's part.
+    pub(super) fn add_row(&mut self, r: &ActivityRow) {
+        self.add_sums(r);
+        self.add_keyed(r);
     }
+
+    /// Every key's calls of a group: the day's, the buckets' and the totals' sums.
+    pub(super) fn add_sums(&mut self, r: &ActivityRow) {
+        self.totals.add(r);
+        let [model, group, provider, entity] = names_of(r);
+        let d = self.days.entry(r.day_ms).or_default();
+        d.sums.add(r);
+        d.models.entry(model).or_default().sums.add(r);
+        d.model_groups.entry(group).or_default().sums.add(r);
+        d.providers.entry(provider).or_default().sums.add(r);
+        d.entities.entry(entity).or_default().sums.add(r);
+    }
+
+    /// One key's part of a group: the key's sums and its part in each bucket.
+    pub(super) fn add_keyed(&mut self, r: &ActivityRow) {
+        let [model, group, provider, entity] = names_of(r);
+        let d = self.days.entry(r.day_ms).or_default();
+        for bucket in [
+            d.models.entry(model).or_default(),
+            d.model_groups.entry(group).or_default(),
+            d.providers.entry(provider).or_default(),
+            d.entities.entry(entity).or_default(),
+        ] {
+            bucket.keys.entry(r.api_key.clone()).or_default().add(r);
+        }
+        d.api_keys.entry(r.api_key.clone()).or_default().add(r);
+    }
+}
+
+/// The answer's `metadata` beyond the totals.
+pub(super) struct Meta {
+    pub(super) page: u32,
+    pub(super) total_pages: i64,
+    pub(super) has_more: bool,
+    pub(super) api_key_limit: Option<usize>,
+    pub(super) total_api_keys: Option<i64>,
+    pub(super) entity_total_api_keys: Option<BTreeMap<String, i64>>,
+}
+
+impl Meta {
+    /// Page `page` of `total` groups, `page_size` a page.
+    pub(super) fn page(page: u32, page_size: u32, total: i64) -> Meta {
+        let size = i64::from(page_size.max(1));
+        Meta {
+            page,
+            total_pages: (total + size - 1) / size,
+            has_more: i64::from(page).saturating_mul(size) < total,
+            api_key_limit: None,
+            total_api_keys: None,
+            entity_total_api_keys: None,
+        }
+    }
+}
+
+pub(super) fn render(all: &Days, names: &Names<'_>, page: &Meta) -> Value {
+    let (days, totals) = (&all.days, &all.totals);
     let results: Vec<Value> = days
         .iter()
         .rev()
@@ -238,8 +280,6 @@ pub(super) fn render(
             })
         })
         .collect();
-    let size = i64::from(page_size);
-    let total_pages = (total + size - 1) / size;
     let m = totals.metrics();
     let num = |k: &str| m.get(k).cloned().unwrap_or(Value::Null);
     let mut meta = Map::new();
@@ -274,15 +314,15 @@ pub(super) fn render(
         };
         meta.insert(format!("total_{k}"), num(source));
     }
-    meta.insert("page".into(), json!(page));
-    meta.insert("total_pages".into(), json!(total_pages));
+    meta.insert("page".into(), json!(page.page));
+    meta.insert("total_pages".into(), json!(page.total_pages));
+    meta.insert("has_more".into(), json!(page.has_more));
+    meta.insert("api_key_limit".into(), json!(page.api_key_limit));
+    meta.insert("total_api_keys".into(), json!(page.total_api_keys));
     meta.insert(
-        "has_more".into(),
-        json!(i64::from(page).saturating_mul(size) < total),
+        "entity_total_api_keys".into(),
+        json!(page.entity_total_api_keys),
     );
-    meta.insert("api_key_limit".into(), Value::Null);
-    meta.insert("total_api_keys".into(), Value::Null);
-    meta.insert("entity_total_api_keys".into(), Value::Null);
     json!({ "results": results, "metadata": meta })
 }
 
@@ -297,16 +337,65 @@ mod tests {
             users: &HashMap::new(),
             entities: &HashMap::new(),
         };
-        let empty = render(&[], &names, 1, 10, 0);
+        let none = Days::default();
+        let empty = render(&none, &names, &Meta::page(1, 10, 0));
         assert_eq!(empty["results"], json!([]));
         assert_eq!(empty["metadata"]["total_pages"], 0);
         assert_eq!(empty["metadata"]["has_more"], false);
-        let m = render(&[], &names, 2, 10, 21)["metadata"].clone();
+        let m = render(&none, &names, &Meta::page(2, 10, 21))["metadata"].clone();
         assert_eq!(
             (m["total_pages"].clone(), m["has_more"].clone()),
             (json!(3), json!(true))
         );
-        let m = render(&[], &names, 3, 10, 21)["metadata"].clone();
+        let m = render(&none, &names, &Meta::page(3, 10, 21))["metadata"].clone();
         assert_eq!(m["has_more"], false);
+    }
+
+    fn row(day: i64, key: &str, model: &str, spend: i64) -> ActivityRow {
+        ActivityRow {
+            day_ms: day * 86_400_000,
+            api_key: key.to_owned(),
+            model: model.to_owned(),
+            model_group: None,
+            provider: Some("openai".to_owned()),
+            entity: None,
+            spend,
+            prompt_tokens: 1,
+            completion_tokens: 2,
+            requests: 1,
+            successful_requests: 1,
+            failed_requests: 0,
+        }
+    }
+
+    /// Every key's sums and the top keys' parts come apart: buckets count every key, their
+    /// key breakdowns only the keys given.
+    #[test]
+    fn sums_and_key_parts_are_kept_apart() {
+        let names = Names {
+            keys: &HashMap::new(),
+            users: &HashMap::new(),
+            entities: &HashMap::new(),
+        };
+        let mut days = Days::default();
+        let mut all = row(20000, "", "m", 30);
+        all.requests = 3;
+        days.add_sums(&all);
+        days.add_keyed(&row(20000, "k1", "m", 20));
+        let out = render(&days, &names, &Meta::page(1, 1, 1));
+        let d = &out["results"][0];
+        assert_eq!(d["date"], "2024-10-04");
+        assert_eq!(d["metrics"]["api_requests"], 3);
+        assert_eq!(d["breakdown"]["models"]["m"]["metrics"]["api_requests"], 3);
+        let parts = d["breakdown"]["models"]["m"]["api_key_breakdown"]
+            .as_object()
+            .unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts["k1"]["metrics"]["api_requests"], 1);
+        assert_eq!(
+            d["breakdown"]["entities"]["Unassigned"]["metrics"]["api_requests"],
+            3
+        );
+        assert_eq!(out["metadata"]["total_api_requests"], 3);
     }
 }
