@@ -194,7 +194,9 @@ impl Store {
     /// The whole range of `q` at once (its page fields unused): the sums by day, model,
     /// model group, provider and entity over every key, and the same per key for the
     /// `key_limit` keys of most spend (ties by hash), with the number of keys overall and per
-    /// entity. Four reads of the range of the rollup by key, each grouped in one pass.
+    /// entity. Three reads of the range: the sums (from the rollup without the key when no
+    /// key is asked for), each key's spend per entity, and the top keys' groups (by the
+    /// key's index).
     pub async fn daily_activity_all(
         &self,
         q: &ActivityQuery,
@@ -208,20 +210,29 @@ impl Store {
             hi,
         } = filters(q);
         let table = Rollup::ByKey.table();
-        let dims = format!("day, model, model_group, custom_llm_provider, {col}");
+        // Every key's sums: without a key filter from the rollup without the key, grouped by
+        // a prefix of its primary key (read in its order, no sort; groups split by the
+        // columns before the entity's add up the same).
+        let (sums_table, dims) = if q.api_keys.is_none() {
+            let mut dims = vec!["day", "model", "model_group", "custom_llm_provider"];
+            dims.extend(q.entity.columns());
+            (Rollup::AllKeys.table(), dims.join(", "))
+        } else {
+            (
+                table,
+                format!("day, model, model_group, custom_llm_provider, {col}"),
+            )
+        };
         let by_dims_sql = format!(
-            "SELECT {dims}, '' AS api_key, {} FROM {table} WHERE {conds} GROUP BY {dims}",
+            "SELECT {dims}, '' AS api_key, {} FROM {sums_table} WHERE {conds} GROUP BY {dims}",
             sums_sql()
         );
+        // Each key's spend per entity: the keys' ranking, and how many keys each entity has.
         let keys_sql = format!(
-            "SELECT api_key, {} FROM {table} WHERE {conds} GROUP BY api_key",
+            "SELECT api_key, {col}, {} FROM {table} WHERE {conds} GROUP BY api_key, {col}",
             daily_spend::sum_parts("spend", "s")
         );
-        let entity_sql = format!(
-            "SELECT {col}, CAST(COUNT(DISTINCT api_key) AS BIGINT) AS n FROM {table} \
-             WHERE {conds} GROUP BY {col}"
-        );
-        let (sums, mut keys, entity_keys) = on_db!(&self.db, pool => {
+        let (sums, key_parts) = on_db!(&self.db, pool => {
             let mut query = sqlx::query(&by_dims_sql).bind(lo).bind(hi);
             for t in &texts { query = query.bind(*t); }
             let mut sums = Vec::new();
@@ -230,19 +241,29 @@ impl Store {
             }
             let mut query = sqlx::query(&keys_sql).bind(lo).bind(hi);
             for t in &texts { query = query.bind(*t); }
-            let mut keys: Vec<(i64, String)> = Vec::new();
+            let mut parts: Vec<(String, String, i64)> = Vec::new();
             for r in &query.fetch_all(pool).await? {
-                keys.push((wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?), r.try_get("api_key")?));
+                parts.push((
+                    r.try_get("api_key")?,
+                    r.try_get(col)?,
+                    wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
+                ));
             }
-            let mut query = sqlx::query(&entity_sql).bind(lo).bind(hi);
-            for t in &texts { query = query.bind(*t); }
-            let mut entity_keys = Vec::new();
-            for r in &query.fetch_all(pool).await? {
-                let id: String = r.try_get(col)?;
-                entity_keys.push((Some(id).filter(|s| !s.is_empty()), r.try_get::<i64, _>("n")?));
-            }
-            (sums, keys, entity_keys)
+            (sums, parts)
         });
+        let mut by_key: HashMap<String, i64> = HashMap::new();
+        let mut by_entity: HashMap<String, i64> = HashMap::new();
+        for (key, entity, spend) in key_parts {
+            *by_entity.entry(entity).or_default() += 1;
+            let k = by_key.entry(key).or_default();
+            *k = k.saturating_add(spend);
+        }
+        let mut entity_keys: Vec<(Option<String>, i64)> = by_entity
+            .into_iter()
+            .map(|(e, n)| (Some(e).filter(|e| !e.is_empty()), n))
+            .collect();
+        entity_keys.sort();
+        let mut keys: Vec<(i64, String)> = by_key.into_iter().map(|(k, s)| (s, k)).collect();
         let total_keys = i64::try_from(keys.len()).unwrap_or(i64::MAX);
         keys.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         keys.truncate(key_limit);
