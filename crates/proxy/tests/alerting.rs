@@ -105,25 +105,20 @@ async fn slow_and_failed_calls_are_alerted_to_slack() {
     gw.shutdown().await.unwrap();
 }
 
-/// `sk-budget-key`: $1 budget, $0.90 spent.
-struct NearlySpent;
+/// One key, resolved to the given `VirtualKey` (its hash filled in); any other is refused.
+struct OneKey(&'static str, VirtualKey);
 
-impl KeyResolver for NearlySpent {
+impl KeyResolver for OneKey {
     fn resolve<'a>(
         &'a self,
         key: &'a str,
         hash: &'a str,
     ) -> BoxFuture<'a, Result<Principal, ProxyError>> {
         Box::pin(async move {
-            if key == "sk-budget-key" {
-                Ok(Principal::VirtualKey(Arc::new(VirtualKey {
-                    token_hash: hash.to_string(),
-                    key_alias: Some("nearly-spent".to_string()),
-                    team_id: Some("team-1".to_string()),
-                    max_budget_nanos: Some(1_000_000_000),
-                    spend_nanos: 900_000_000,
-                    ..VirtualKey::default()
-                })))
+            if key == self.0 {
+                let mut vk = self.1.clone();
+                vk.token_hash = hash.to_string();
+                Ok(Principal::VirtualKey(Arc::new(vk)))
             } else {
                 Err(idlehands_proxy::auth::invalid_key(key, hash))
             }
@@ -131,8 +126,10 @@ impl KeyResolver for NearlySpent {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_budget_crossing_goes_to_the_webhook_and_slack_once() {
+/// A gateway alerting to Slack and the webhook, with `key` resolved as `vk`: one call on it,
+/// then its webhook event and Slack text (a budget alert); then, as the alert is not repeated,
+/// a second call on it and a failed call on another key raise only the failure's alert.
+async fn budget_alert_once(key: &'static str, vk: VirtualKey) -> (Value, String) {
     let (base, mut rx) = receiver().await;
     let up = FakeOpenAi::start().await;
     up.push(Reply::text("one").with_usage(10, 10));
@@ -146,12 +143,34 @@ async fn a_budget_crossing_goes_to_the_webhook_and_slack_once() {
             ("WEBHOOK_URL", hook.as_str()),
         ],
     );
-    let gw = start_cfg(cfg, |b| b.key_resolver(Arc::new(NearlySpent))).await;
-    assert_eq!(call(&gw, "sk-budget-key", "gpt-4o").await, 200);
+    let gw = start_cfg(cfg, |b| b.key_resolver(Arc::new(OneKey(key, vk)))).await;
+    assert_eq!(call(&gw, key, "gpt-4o").await, 200);
     let mut got = [next(&mut rx).await, next(&mut rx).await];
     got.sort_by(|a, b| a.0.cmp(&b.0));
-    let (hook_to, event) = &got[0];
-    assert_eq!(hook_to, "hook");
+    let [(hook_to, event), (slack_to, slack_body)] = got;
+    assert_eq!((hook_to.as_str(), slack_to.as_str()), ("hook", "slack"));
+    let text = slack_text(&slack_body).to_owned();
+    assert!(text.starts_with("Alert type: `budget_alerts`"), "{text}");
+    assert_eq!(call(&gw, key, "gpt-4o").await, 200);
+    assert_eq!(call(&gw, KEY, "gpt-4o").await, 400);
+    let (to, body) = next(&mut rx).await;
+    assert_eq!(to, "slack");
+    assert!(slack_text(&body).starts_with("Alert type: `llm_exceptions`"));
+    gw.shutdown().await.unwrap();
+    (event, text)
+}
+
+/// $1 budget, $0.90 spent: the 15% crossing, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_crossing_goes_to_the_webhook_and_slack_once() {
+    let vk = VirtualKey {
+        key_alias: Some("nearly-spent".to_string()),
+        team_id: Some("team-1".to_string()),
+        max_budget_nanos: Some(1_000_000_000),
+        spend_nanos: 900_000_000,
+        ..VirtualKey::default()
+    };
+    let (event, _) = budget_alert_once("sk-budget-key", vk).await;
     assert_eq!(event["event"], "threshold_crossed");
     assert_eq!(event["event_group"], "key");
     assert_eq!(event["key_alias"], "nearly-spent");
@@ -165,64 +184,19 @@ async fn a_budget_crossing_goes_to_the_webhook_and_slack_once() {
             .unwrap()
             .contains("15% or less of budget remaining")
     );
-    let text = slack_text(&got[1].1);
-    assert!(text.starts_with("Alert type: `budget_alerts`"), "{text}");
-    // The same crossing again is not repeated: the next alert is the failed call's.
-    assert_eq!(call(&gw, "sk-budget-key", "gpt-4o").await, 200);
-    assert_eq!(call(&gw, KEY, "gpt-4o").await, 400);
-    let (to, body) = next(&mut rx).await;
-    assert_eq!(to, "slack");
-    assert!(slack_text(&body).starts_with("Alert type: `llm_exceptions`"));
-    gw.shutdown().await.unwrap();
 }
 
-/// `sk-soft-key`: no max budget, a $0.50 soft budget, $0.60 spent.
-struct SoftCrossed;
-
-impl KeyResolver for SoftCrossed {
-    fn resolve<'a>(
-        &'a self,
-        key: &'a str,
-        hash: &'a str,
-    ) -> BoxFuture<'a, Result<Principal, ProxyError>> {
-        Box::pin(async move {
-            if key == "sk-soft-key" {
-                Ok(Principal::VirtualKey(Arc::new(VirtualKey {
-                    token_hash: hash.to_string(),
-                    key_alias: Some("soft".to_string()),
-                    soft_budget_nanos: Some(500_000_000),
-                    spend_nanos: 600_000_000,
-                    ..VirtualKey::default()
-                })))
-            } else {
-                Err(idlehands_proxy::auth::invalid_key(key, hash))
-            }
-        })
-    }
-}
-
-/// A crossed soft budget is LiteLLM's `soft_budget_crossed`, sent once; the call goes on.
+/// No max budget, a $0.50 soft budget, $0.60 spent: LiteLLM's `soft_budget_crossed`, once;
+/// the calls go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crossed_soft_budget_is_alerted_once() {
-    let (base, mut rx) = receiver().await;
-    let up = FakeOpenAi::start().await;
-    up.push(Reply::text("one").with_usage(10, 10));
-    up.push(Reply::text("two").with_usage(10, 10));
-    up.push(Reply::error(400, "bad request upstream"));
-    let (slack, hook) = (format!("{base}/slack"), format!("{base}/hook"));
-    let cfg = config(
-        &yaml(&up.base_url(), "  alerting: [slack, webhook]\n"),
-        &[
-            ("SLACK_WEBHOOK_URL", slack.as_str()),
-            ("WEBHOOK_URL", hook.as_str()),
-        ],
-    );
-    let gw = start_cfg(cfg, |b| b.key_resolver(Arc::new(SoftCrossed))).await;
-    assert_eq!(call(&gw, "sk-soft-key", "gpt-4o").await, 200);
-    let mut got = [next(&mut rx).await, next(&mut rx).await];
-    got.sort_by(|a, b| a.0.cmp(&b.0));
-    let (hook_to, event) = &got[0];
-    assert_eq!(hook_to, "hook");
+    let vk = VirtualKey {
+        key_alias: Some("soft".to_string()),
+        soft_budget_nanos: Some(500_000_000),
+        spend_nanos: 600_000_000,
+        ..VirtualKey::default()
+    };
+    let (event, text) = budget_alert_once("sk-soft-key", vk).await;
     assert_eq!(event["event"], "soft_budget_crossed");
     assert_eq!(event["event_group"], "key");
     assert_eq!(event["soft_budget"], 0.5);
@@ -235,16 +209,7 @@ async fn a_crossed_soft_budget_is_alerted_once() {
             .starts_with("Key Budget: Total Soft Budget:`"),
         "{event}"
     );
-    let text = slack_text(&got[1].1);
-    assert!(text.starts_with("Alert type: `budget_alerts`"), "{text}");
     assert!(text.contains("Max Budget: `None`"), "{text}");
-    // Not again: the next alert is the failed call's.
-    assert_eq!(call(&gw, "sk-soft-key", "gpt-4o").await, 200);
-    assert_eq!(call(&gw, KEY, "gpt-4o").await, 400);
-    let (to, body) = next(&mut rx).await;
-    assert_eq!(to, "slack");
-    assert!(slack_text(&body).starts_with("Alert type: `llm_exceptions`"));
-    gw.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

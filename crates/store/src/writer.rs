@@ -1015,12 +1015,11 @@ mod tests {
         store.close().await;
     }
 
-    /// A row whose sender still waits for room when the stop is asked is taken too: the
-    /// stop comes behind it.
-    #[tokio::test]
-    async fn shutdown_takes_the_rows_of_senders_still_waiting() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, pool) = sqlite_store(&dir).await;
+    /// A writer held by its backlog: the database refuses every row, the backlog limit is 10
+    /// (one-row batches), and of 12 rows logged ten were taken and refused while the last two
+    /// wait in the channel (of 2), which is full.
+    async fn held_writer(dir: &tempfile::TempDir) -> (Store, sqlx::SqlitePool, SpendWriter) {
+        let (store, pool) = sqlite_store(dir).await;
         refuse_every_row(&pool).await;
         let cfg = WriterConfig {
             flush_interval: Duration::from_millis(50),
@@ -1032,7 +1031,16 @@ mod tests {
         for i in 0..12 {
             writer.log(row(&format!("r{i}"))).await;
         }
-        // Ten held, two in the channel: the thirteenth waits for room.
+        (store, pool, writer)
+    }
+
+    /// A row whose sender still waits for room when the stop is asked is taken too: the
+    /// stop comes behind it.
+    #[tokio::test]
+    async fn shutdown_takes_the_rows_of_senders_still_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pool, writer) = held_writer(&dir).await;
+        // The thirteenth waits for room.
         let waiting = {
             let writer = writer.clone();
             tokio::spawn(async move { writer.log(row("r12")).await })
@@ -1045,26 +1053,14 @@ mod tests {
         let spilled = std::fs::read_to_string(store.spill_path().unwrap()).unwrap();
         assert_eq!(spilled.lines().count(), 13);
         assert!(spilled.contains("\"r12\""), "{spilled}");
+        assert!(ids(&pool).await.is_empty());
         store.close().await;
     }
 
     #[tokio::test]
     async fn shutdown_ends_while_refused_rows_fill_the_backlog() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, pool) = sqlite_store(&dir).await;
-        refuse_every_row(&pool).await;
-        // A backlog limit of 10 rows: past it the writer stops taking new ones.
-        let cfg = WriterConfig {
-            flush_interval: Duration::from_millis(50),
-            max_batch: 1,
-            channel_capacity: 2,
-            store_rows: true,
-        };
-        let writer = SpendWriter::start(store.clone(), cfg);
-        // Ten are taken and refused; the last two wait in the channel, which is then full.
-        for i in 0..12 {
-            writer.log(row(&format!("r{i}"))).await;
-        }
+        let (store, pool, writer) = held_writer(&dir).await;
         // Answered though the writer takes no rows, without taking the two that wait.
         let err = writer
             .flush()
