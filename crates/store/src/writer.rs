@@ -115,11 +115,9 @@ impl SpendWriter {
             cfg,
             rx,
             ctl_rx,
-            Signals {
-                wake: wake.clone(),
-                closing: closing.clone(),
-                problem: problem.clone(),
-            },
+            wake.clone(),
+            closing.clone(),
+            problem.clone(),
         ));
         SpendWriter {
             tx,
@@ -408,13 +406,9 @@ struct Task {
     spill: Option<PathBuf>,
     /// The spill file, while rows replayed from it wait to be committed.
     replaying: Option<PathBuf>,
+    ctl_rx: mpsc::UnboundedReceiver<Ctl>,
     closing: Arc<AtomicBool>,
-}
-
-/// What the task shares with the handles.
-struct Signals {
-    wake: Arc<Notify>,
-    closing: Arc<AtomicBool>,
+    /// What [`SpendWriter::problem`] reads.
     problem: Arc<Mutex<Option<String>>>,
 }
 
@@ -429,6 +423,10 @@ enum Drained {
 }
 
 impl Task {
+    fn report(&self) {
+        *self.problem.lock() = self.batch.problem();
+    }
+
     /// Whether the backlog keeps the writer from taking rows (never once closing).
     fn holding(&self) -> bool {
         !self.closing.load(Ordering::Acquire)
@@ -497,21 +495,16 @@ impl Task {
         result
     }
 
-    /// Stops, answering the shutdown (if one asked) and any flush still waiting.
-    async fn finish(
-        &mut self,
-        done: Option<oneshot::Sender<Result<(), String>>>,
-        ctl_rx: &mut mpsc::UnboundedReceiver<Ctl>,
-        problem: &Mutex<Option<String>>,
-    ) {
-        ctl_rx.close();
+    /// Stops, answering `waiting` (a shutdown, a flush) and every flush still queued.
+    async fn finish(&mut self, mut waiting: Vec<oneshot::Sender<Result<(), String>>>) {
+        self.ctl_rx.close();
         let result = self.stop().await;
-        *problem.lock() = self.batch.problem();
-        while let Ok(Ctl::Flush(ack)) = ctl_rx.try_recv() {
-            let _ = ack.send(result.clone());
+        self.report();
+        while let Ok(Ctl::Flush(ack)) = self.ctl_rx.try_recv() {
+            waiting.push(ack);
         }
-        if let Some(done) = done {
-            let _ = done.send(result);
+        for ack in waiting {
+            let _ = ack.send(result.clone());
         }
     }
 
@@ -519,41 +512,32 @@ impl Task {
     /// holds the writer, the rows behind it stay in the channel (taking them would lift the
     /// memory bound) and the answer says why they wait, unless this try commits the backlog.
     /// `Next::Stop` when a shutdown came meanwhile (`None`: every handle is gone).
-    async fn control(
-        &mut self,
-        ctl: Option<Ctl>,
-        ctl_rx: &mut mpsc::UnboundedReceiver<Ctl>,
-        problem: &Mutex<Option<String>>,
-    ) -> Next {
+    async fn control(&mut self, ctl: Option<Ctl>) -> Next {
         let Some(Ctl::Flush(done)) = ctl else {
-            self.finish(None, ctl_rx, problem).await;
+            self.finish(Vec::new()).await;
             return Next::Stop;
         };
         if self.holding()
             && let Err(e) = self.batch.commit_all(&self.store).await
         {
-            *problem.lock() = self.batch.problem();
+            self.report();
             let _ = done.send(Err(e));
             return Next::Go;
         }
         match self.drain().await {
             Drained::Paused => {
                 let result = self.batch.commit_all(&self.store).await;
-                *problem.lock() = self.batch.problem();
+                self.report();
                 let _ = done.send(result);
                 Next::Go
             }
             Drained::Gone => {
-                self.finish(Some(done), ctl_rx, problem).await;
+                self.finish(vec![done]).await;
                 Next::Stop
             }
+            // The flush asked first: its answer is the stop's, which commits it all.
             Drained::Stop(stop) => {
-                // The flush asked first: its answer is the stop's, which commits it all.
-                ctl_rx.close();
-                let result = self.stop().await;
-                *problem.lock() = self.batch.problem();
-                let _ = done.send(result.clone());
-                let _ = stop.send(result);
+                self.finish(vec![done, stop]).await;
                 Next::Stop
             }
         }
@@ -570,14 +554,11 @@ async fn run(
     store: Store,
     cfg: WriterConfig,
     rx: mpsc::Receiver<Msg>,
-    mut ctl_rx: mpsc::UnboundedReceiver<Ctl>,
-    signals: Signals,
+    ctl_rx: mpsc::UnboundedReceiver<Ctl>,
+    wake: Arc<Notify>,
+    closing: Arc<AtomicBool>,
+    problem: Arc<Mutex<Option<String>>>,
 ) {
-    let Signals {
-        wake,
-        closing,
-        problem,
-    } = signals;
     let mut batch = Batch::new(cfg.store_rows);
     let spill = store.spill_path().map(Path::to_path_buf);
     let replaying = match &spill {
@@ -594,7 +575,9 @@ async fn run(
         batch,
         spill,
         replaying,
+        ctl_rx,
         closing,
+        problem,
     };
     let mut tick = tokio::time::interval(cfg.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -602,7 +585,7 @@ async fn run(
         let _ = task.batch.commit_all(&task.store).await;
     }
     loop {
-        *problem.lock() = task.batch.problem();
+        task.report();
         if task.batch.items.is_empty()
             && task.batch.refused.is_empty()
             && let Some(path) = task.replaying.take()
@@ -621,8 +604,8 @@ async fn run(
                     let _ = task.batch.retry_refused(&task.store, false).await;
                 }
                 _ = wake.notified() => {}
-                ctl = ctl_rx.recv() => {
-                    if let Next::Stop = task.control(ctl, &mut ctl_rx, &problem).await {
+                ctl = task.ctl_rx.recv() => {
+                    if let Next::Stop = task.control(ctl).await {
                         return;
                     }
                 }
@@ -634,8 +617,8 @@ async fn run(
         let ticked = tokio::select! {
             _ = tick.tick() => true,
             _ = wake.notified() => false,
-            ctl = ctl_rx.recv() => {
-                if let Next::Stop = task.control(ctl, &mut ctl_rx, &problem).await {
+            ctl = task.ctl_rx.recv() => {
+                if let Next::Stop = task.control(ctl).await {
                     return;
                 }
                 false
@@ -644,11 +627,11 @@ async fn run(
         match task.drain().await {
             Drained::Paused => {}
             Drained::Gone => {
-                task.finish(None, &mut ctl_rx, &problem).await;
+                task.finish(Vec::new()).await;
                 return;
             }
             Drained::Stop(done) => {
-                task.finish(Some(done), &mut ctl_rx, &problem).await;
+                task.finish(vec![done]).await;
                 return;
             }
         }
