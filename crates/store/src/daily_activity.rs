@@ -1,7 +1,9 @@
 //! LiteLLM's `/{user,team,organization,customer}/daily/activity` reads: the daily rollup by
 //! key, grouped per day, key, model, model group, provider and one entity (user, team,
-//! organization or end user), newest day first, a page at a time. These groups are the rows
-//! of LiteLLM's per-entity daily tables, so pages hold what LiteLLM's would.
+//! organization or end user), newest day first, a page at a time ([`Store::daily_activity`];
+//! these groups are the rows of LiteLLM's per-entity daily tables, so pages hold what
+//! LiteLLM's would), or the whole range at once ([`Store::daily_activity_all`], its
+//! `/aggregated` routes).
 
 use std::collections::HashMap;
 
@@ -86,16 +88,8 @@ pub struct ActivityPage {
     pub rows: Vec<ActivityRow>,
 }
 
-/// What a daily-activity answer says of a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyFacts {
-    pub key_alias: Option<String>,
-    pub team_id: Option<String>,
-    pub user_id: Option<String>,
-}
-
 /// An [`ActivityRow`] from a row with the group's columns (`api_key` may be `''`), the
-/// entity's column by its name, and [`SUMS`]. `''` dimensions read as missing.
+/// entity's column by its name, and [`sums_sql`]. `''` dimensions read as missing.
 macro_rules! activity_row {
     ($r:expr, $col:expr) => {{
         let r = $r;
@@ -149,8 +143,9 @@ impl Store {
     /// group, provider and [`ActivityEntity::columns`]. Those are a prefix of the rollup's
     /// primary key, so SQLite (and Postgres, when it picks the index) reads the range in
     /// key order, sums each group as it passes and stops after the page; unless the page is
-    /// the last one, the count reads the range once more, without a sort. Groups also split by the columns before the
-    /// entity's (a team's calls by user): those follow from the key in all but rare cases
+    /// the last one, the count reads the range once more, without a sort. Groups also split
+    /// by the columns before the entity's (a team's calls by user): those follow from the
+    /// key in all but rare cases
     /// (a key moved to another team), so the groups are LiteLLM's rows. A dimension the
     /// calls did not have is read as `''` (as stored), which the answer names as LiteLLM
     /// names a missing one.
@@ -159,9 +154,7 @@ impl Store {
         let Sql {
             page: page_sql,
             count: count_sql,
-            texts,
-            lo,
-            hi,
+            at: Filters { texts, lo, hi, .. },
         } = activity_sql(q);
         let offset = i64::from(q.page.max(1) - 1) * i64::from(q.page_size);
         let (total, rows) = on_db!(&self.db, pool => {
@@ -295,52 +288,13 @@ impl Store {
             entity_keys,
         })
     }
-
-    /// Alias, team and user of each token that has a key (deleted keys are not in the map),
-    /// one query per 500 tokens.
-    pub async fn key_facts(
-        &self,
-        tokens: &[String],
-    ) -> Result<HashMap<String, KeyFacts>, StoreError> {
-        let mut out = HashMap::with_capacity(tokens.len());
-        for part in tokens.chunks(500) {
-            let sql = format!(
-                "SELECT token, key_alias, team_id, user_id FROM idlehands_verification_tokens \
-                 WHERE token IN ({})",
-                placeholders(1, part.len())
-            );
-            type Found = (String, Option<String>, Option<String>, Option<String>);
-            let found: Vec<Found> = on_db!(&self.db, pool => {
-                let mut q = sqlx::query_as(&sql);
-                for t in part {
-                    q = q.bind(t);
-                }
-                q.fetch_all(pool).await?
-            });
-            for (token, key_alias, team_id, user_id) in found {
-                out.insert(
-                    token,
-                    KeyFacts {
-                        key_alias,
-                        team_id,
-                        user_id,
-                    },
-                );
-            }
-        }
-        Ok(out)
-    }
 }
 
 /// The page and count queries of [`Store::daily_activity`]: `$1` and `$2` are `lo` and `hi`,
 /// then `texts`; the page's last two are its size and offset.
 fn activity_sql(q: &ActivityQuery) -> Sql<'_> {
-    let Filters {
-        conds,
-        texts,
-        lo,
-        hi,
-    } = filters(q);
+    let at = filters(q);
+    let conds = &at.conds;
     let mut group = vec![
         "day",
         "api_key",
@@ -355,7 +309,7 @@ fn activity_sql(q: &ActivityQuery) -> Sql<'_> {
     let count_sql = format!(
         "SELECT COUNT(*) FROM (SELECT 1 AS one FROM {table} WHERE {conds} GROUP BY {group}) g"
     );
-    let n = texts.len() + 2;
+    let n = at.texts.len() + 2;
     let page_sql = format!(
         "SELECT {group}, {} FROM {table} WHERE {conds} GROUP BY {group} ORDER BY {} \
          LIMIT ${} OFFSET ${}",
@@ -367,9 +321,7 @@ fn activity_sql(q: &ActivityQuery) -> Sql<'_> {
     Sql {
         page: page_sql,
         count: count_sql,
-        texts,
-        lo,
-        hi,
+        at,
     }
 }
 
@@ -384,9 +336,10 @@ struct Filters<'q> {
 fn filters(q: &ActivityQuery) -> Filters<'_> {
     let col = q.entity.column();
     let day = |d: NaiveDate| {
-        d.and_hms_opt(0, 0, 0)
-            .map_or(0, |t| t.and_utc().timestamp_millis())
-            / daily_spend::DAY_MS
+        daily_spend::day_of_ms(
+            d.and_hms_opt(0, 0, 0)
+                .map_or(0, |t| t.and_utc().timestamp_millis()),
+        )
     };
     let (lo, hi) = (day(q.first_day), day(q.last_day) + 1);
     let mut texts: Vec<&str> = Vec::new();
@@ -433,9 +386,8 @@ fn restrict_keys<'a>(conds: &mut String, keys: &'a [String], texts: &mut Vec<&'a
 struct Sql<'q> {
     page: String,
     count: String,
-    texts: Vec<&'q str>,
-    lo: i64,
-    hi: i64,
+    /// What both bind.
+    at: Filters<'q>,
 }
 
 #[cfg(test)]
@@ -482,8 +434,8 @@ mod tests {
                 let sql = activity_sql(&q);
                 for (text, extra) in [(&sql.page, 2), (&sql.count, 0)] {
                     let explain = format!("EXPLAIN QUERY PLAN {text}");
-                    let mut plan = sqlx::query(&explain).bind(sql.lo).bind(sql.hi);
-                    for t in &sql.texts {
+                    let mut plan = sqlx::query(&explain).bind(sql.at.lo).bind(sql.at.hi);
+                    for t in &sql.at.texts {
                         plan = plan.bind(*t);
                     }
                     for _ in 0..extra {

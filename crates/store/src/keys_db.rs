@@ -101,6 +101,16 @@ pub struct UpdateScope {
     pub budget_reset_at: bool,
 }
 
+/// What reports say of a key: [`Store::key_facts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFacts {
+    pub key_alias: Option<String>,
+    /// `sk-...abcd`.
+    pub key_name: String,
+    pub team_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
 impl Store {
     pub async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         let insert = format!(
@@ -148,29 +158,58 @@ impl Store {
         Ok(key)
     }
 
-    /// How `/global/spend/report` names keys: each token's alias, else its key name, in
-    /// one query per 500 tokens (not one per key: a month's report may name 100,000 keys).
-    /// Tokens with no key (deleted since) are not in the map.
+    /// How `/global/spend/report` names keys: each token's alias, else its key name. Tokens
+    /// with no key (deleted since) are not in the map.
     pub async fn key_labels(
         &self,
         tokens: &[String],
     ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        Ok(self
+            .key_facts(tokens)
+            .await?
+            .into_iter()
+            .map(|(token, k)| (token, k.key_alias.unwrap_or(k.key_name)))
+            .collect())
+    }
+
+    /// What reports say of each token's key, in one query per 500 tokens (not one per key:
+    /// a month's report may name 100,000 keys). Tokens with no key (deleted since) are not
+    /// in the map.
+    pub async fn key_facts(
+        &self,
+        tokens: &[String],
+    ) -> Result<std::collections::HashMap<String, KeyFacts>, StoreError> {
         let mut out = std::collections::HashMap::with_capacity(tokens.len());
         for part in tokens.chunks(500) {
             let sql = format!(
-                "SELECT token, key_alias, key_name FROM idlehands_verification_tokens \
-                 WHERE token IN ({})",
+                "SELECT token, key_alias, key_name, team_id, user_id \
+                 FROM idlehands_verification_tokens WHERE token IN ({})",
                 crate::db::placeholders(1, part.len())
             );
-            let found: Vec<(String, Option<String>, String)> = on_db!(&self.db, pool => {
+            type Found = (
+                String,
+                Option<String>,
+                String,
+                Option<String>,
+                Option<String>,
+            );
+            let found: Vec<Found> = on_db!(&self.db, pool => {
                 let mut q = sqlx::query_as(&sql);
                 for t in part {
                     q = q.bind(t);
                 }
                 q.fetch_all(pool).await?
             });
-            for (token, alias, name) in found {
-                out.insert(token, alias.unwrap_or(name));
+            for (token, key_alias, key_name, team_id, user_id) in found {
+                out.insert(
+                    token,
+                    KeyFacts {
+                        key_alias,
+                        key_name,
+                        team_id,
+                        user_id,
+                    },
+                );
             }
         }
         Ok(out)

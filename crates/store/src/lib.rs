@@ -58,7 +58,7 @@ pub use budgets::{Budget, BudgetPatch};
 pub use day_group_sums::DayGroupParts;
 pub use db::{Backend, Store, StoreOptions};
 pub use error::{AccessError, ApiError, BudgetLevel, LimitKind, StoreError};
-pub use keys_db::UpdateScope;
+pub use keys_db::{KeyFacts, UpdateScope};
 pub use ledger::{AuthedKey, Ledger, LedgerConfig, Reservation, Settled};
 pub use limiter::{KeyLimits, Limiter, LiveSpend, LocalLimiter, Ticket};
 pub use redis_limiter::{

@@ -4,8 +4,9 @@
 //! the key breakdowns cut to the `api_key_limit` keys of most spend: what LiteLLM's Usage page
 //! reads now). Per UTC day, newest first: the sums and their breakdown by model, model group,
 //! provider, key and entity, read from the daily rollups (see
-//! `idlehands_store::daily_activity`), in LiteLLM's shape and with its rules of who sees what. Cache tokens, response times and the MCP, endpoint and guardrail breakdowns
-//! are not in the rollups: they answer 0 and `{}` (the README says so).
+//! `idlehands_store::daily_activity`), in LiteLLM's shape and with its rules of who sees
+//! what. Cache tokens, response times and the MCP, endpoint and guardrail breakdowns are not
+//! in the rollups: they answer 0 and `{}` (the README says so).
 
 mod render;
 
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use http::{HeaderMap, Uri};
 use idlehands_store::StoreError;
@@ -30,21 +31,31 @@ use crate::ledger::seams::store_error;
 use render::{Days, Meta, Names, render};
 
 pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
-    Router::new()
-        .route("/user/daily/activity", get(user))
-        .route("/team/daily/activity", get(team))
-        .route("/organization/daily/activity", get(organization))
-        .route("/customer/daily/activity", get(customer))
-        .route("/end_user/daily/activity", get(customer))
-        .route("/user/daily/activity/aggregated", get(user_all))
-        .route("/team/daily/activity/aggregated", get(team_all))
-        .route(
-            "/organization/daily/activity/aggregated",
-            get(organization_all),
-        )
-        .route("/customer/daily/activity/aggregated", get(customer_all))
-        .route("/end_user/daily/activity/aggregated", get(customer_all))
-        .with_state(state)
+    use ActivityEntity::{EndUser, Organization, Team, User};
+    let mut r = Router::new();
+    for (prefix, entity) in [
+        ("/user", User),
+        ("/team", Team),
+        ("/organization", Organization),
+        ("/customer", EndUser),
+        ("/end_user", EndUser),
+    ] {
+        // The paged answer, and the whole range in one (what LiteLLM's Usage page reads now).
+        r = r
+            .route(&format!("{prefix}/daily/activity"), handler(entity, false))
+            .route(
+                &format!("{prefix}/daily/activity/aggregated"),
+                handler(entity, true),
+            );
+    }
+    r.with_state(state)
+}
+
+/// Runs on the admin runtime (`offload`), as `/spend/logs` does.
+fn handler(entity: ActivityEntity, aggregated: bool) -> MethodRouter<Arc<Mgmt>> {
+    get(move |State(m): Shared, headers: HeaderMap, uri: Uri| {
+        crate::offload::run(answer(m, headers, uri, entity, aggregated))
+    })
 }
 
 /// The largest page.
@@ -77,52 +88,12 @@ struct Params {
     api_key_limit: Option<usize>,
 }
 
-// Each runs on the admin runtime (`offload`), as `/spend/logs` does.
-async fn user(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    crate::offload::run(answer(m, headers, uri, ActivityEntity::User, false)).await
-}
-
-async fn team(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    crate::offload::run(answer(m, headers, uri, ActivityEntity::Team, false)).await
-}
-
-async fn organization(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    crate::offload::run(answer(m, headers, uri, ActivityEntity::Organization, false)).await
-}
-
-async fn customer(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    crate::offload::run(answer(m, headers, uri, ActivityEntity::EndUser, false)).await
-}
-
-// The whole range in one answer (what LiteLLM's Usage page reads now).
-async fn user_all(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    crate::offload::run(answer(m, headers, uri, ActivityEntity::User, true)).await
-}
-
-async fn team_all(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    crate::offload::run(answer(m, headers, uri, ActivityEntity::Team, true)).await
-}
-
-async fn organization_all(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    crate::offload::run(answer(m, headers, uri, ActivityEntity::Organization, true)).await
-}
-
-async fn customer_all(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    crate::offload::run(answer(m, headers, uri, ActivityEntity::EndUser, true)).await
-}
-
-fn error(status: u16, kind: &str, message: impl Into<String>, param: Option<&str>) -> ProxyError {
-    ProxyError::Custom {
-        status,
-        kind: kind.to_owned(),
-        message: message.into(),
-        param: param.map(str::to_owned),
-        headers: Vec::new(),
-    }
-}
-
 fn bad(message: impl Into<String>, param: &str) -> ProxyError {
-    error(400, "bad_request_error", message, Some(param))
+    store_error(&StoreError::bad_request(message, param))
+}
+
+fn not_found(message: String, param: Option<&'static str>) -> ProxyError {
+    store_error(&StoreError::NotFound { message, param })
 }
 
 /// `YYYY-MM-DD` exactly (LiteLLM refuses spellings a parser would normalise).
@@ -225,20 +196,15 @@ async fn scope(
             if !admin {
                 let own = role.own_user().unwrap_or("None");
                 let info = m.ledger.user_info(own).await.map_err(|e| match e {
-                    StoreError::NotFound { .. } => error(
-                        404,
-                        "not_found_error",
-                        format!("User= {own} not found"),
-                        None,
-                    ),
+                    StoreError::NotFound { .. } => {
+                        not_found(format!("User= {own} not found"), None)
+                    }
                     e => store_error(&e),
                 })?;
                 let mine: Vec<String> = info.teams.iter().map(|t| t.team_id.clone()).collect();
                 let asked = ids.get_or_insert_with(|| mine.clone());
                 if let Some(other) = asked.iter().find(|t| !mine.contains(t)) {
-                    return Err(error(
-                        404,
-                        "not_found_error",
+                    return Err(not_found(
                         format!(
                             "User does not belong to Team= {other}. Call `/user/info` to see user's teams"
                         ),
@@ -286,12 +252,13 @@ async fn scope(
         }
         ActivityEntity::EndUser => {
             if !admin {
-                return Err(error(
-                    401,
-                    "auth_error",
-                    format!("Admin-only endpoint. Your user role={}", role.name()),
-                    None,
-                ));
+                return Err(ProxyError::Custom {
+                    status: 401,
+                    kind: "auth_error".to_owned(),
+                    message: format!("Admin-only endpoint. Your user role={}", role.name()),
+                    param: None,
+                    headers: Vec::new(),
+                });
             }
             Ok(Scope {
                 ids: list(p.end_user_ids.as_deref()),

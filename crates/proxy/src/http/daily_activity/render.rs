@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{TimeZone, Utc};
-use idlehands_store::daily_activity::{ActivityRow, KeyFacts};
+use idlehands_store::KeyFacts;
+use idlehands_store::daily_activity::ActivityRow;
 use idlehands_store::money::nanos_to_usd;
 use serde_json::{Map, Value, json};
 
@@ -257,13 +258,6 @@ pub(super) fn render(all: &Days, names: &Names<'_>, page: &Meta) -> Value {
                 .single()
                 .map(|t| t.format("%Y-%m-%d").to_string())
                 .unwrap_or_default();
-            let mut api_keys = Map::new();
-            for (token, sums) in &d.api_keys {
-                api_keys.insert(
-                    key_bucket(token),
-                    json!({ "metrics": sums.metrics(), "metadata": names.key(token) }),
-                );
-            }
             json!({
                 "date": date,
                 "metrics": d.sums.metrics(),
@@ -273,46 +267,25 @@ pub(super) fn render(all: &Days, names: &Names<'_>, page: &Meta) -> Value {
                     "model_groups": names.buckets(&d.model_groups, false),
                     "providers": names.buckets(&d.providers, false),
                     "endpoints": {},
-                    "api_keys": api_keys,
+                    "api_keys": names.keyed(&d.api_keys),
                     "entities": names.buckets(&d.entities, true),
                     "guardrails": {},
                 },
             })
         })
         .collect();
-    let m = totals.metrics();
-    let num = |k: &str| m.get(k).cloned().unwrap_or(Value::Null);
+    // Each metric's total, as LiteLLM names them: `total_` before all but those that
+    // start with it already (`total_tokens`, `total_response_time_ms`).
     let mut meta = Map::new();
-    for k in [
-        "spend",
-        "flat_cost",
-        "ptu_hours",
-        "prompt_tokens",
-        "completion_tokens",
-    ] {
-        meta.insert(format!("total_{k}"), num(k));
-    }
-    meta.insert("total_tokens".into(), num("total_tokens"));
-    for k in [
-        "api_requests",
-        "successful_requests",
-        "failed_requests",
-        "cache_read_input_tokens",
-        "cache_creation_input_tokens",
-        "compression_saved_tokens",
-        "compression_savings_spend",
-        "prompt_caching_savings_spend",
-        "gateway_injected_caching_savings_spend",
-        "autorouter_savings_spend",
-        "response_time_ms",
-        "timed_requests",
-    ] {
-        let source = if k == "response_time_ms" {
-            "total_response_time_ms"
-        } else {
-            k
-        };
-        meta.insert(format!("total_{k}"), num(source));
+    if let Value::Object(m) = totals.metrics() {
+        for (k, v) in m {
+            let name = if k.starts_with("total_") {
+                k
+            } else {
+                format!("total_{k}")
+            };
+            meta.insert(name, v);
+        }
     }
     meta.insert("page".into(), json!(page.page));
     meta.insert("total_pages".into(), json!(page.total_pages));
@@ -342,6 +315,42 @@ mod tests {
         assert_eq!(empty["results"], json!([]));
         assert_eq!(empty["metadata"]["total_pages"], 0);
         assert_eq!(empty["metadata"]["has_more"], false);
+        // LiteLLM's `DailySpendMetadata`, field for field.
+        let mut fields: Vec<&str> = empty["metadata"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        let mut litellm = vec![
+            "total_spend",
+            "total_flat_cost",
+            "total_ptu_hours",
+            "total_prompt_tokens",
+            "total_completion_tokens",
+            "total_tokens",
+            "total_api_requests",
+            "total_successful_requests",
+            "total_failed_requests",
+            "total_cache_read_input_tokens",
+            "total_cache_creation_input_tokens",
+            "total_compression_saved_tokens",
+            "total_compression_savings_spend",
+            "total_prompt_caching_savings_spend",
+            "total_gateway_injected_caching_savings_spend",
+            "total_autorouter_savings_spend",
+            "total_response_time_ms",
+            "total_timed_requests",
+            "page",
+            "total_pages",
+            "has_more",
+            "api_key_limit",
+            "total_api_keys",
+            "entity_total_api_keys",
+        ];
+        litellm.sort_unstable();
+        assert_eq!(fields, litellm);
         let m = render(&none, &names, &Meta::page(2, 10, 21))["metadata"].clone();
         assert_eq!(
             (m["total_pages"].clone(), m["has_more"].clone()),
