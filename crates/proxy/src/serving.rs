@@ -23,6 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use futures_util::future::Either;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tower_service::Service;
 
 use crate::gateway::Gateway;
+use crate::http::direct::Direct;
 use crate::state::{App, ConnLimits};
 use crate::tls::{Tls, TlsIo};
 
@@ -44,7 +46,7 @@ where
     app.spawn_alert_watcher();
     let limits = app.conn_limits;
     let max = max_connections(limits);
-    let router = gateway.router();
+    let routes = Routes::of(&gateway);
     let open = Arc::new(AtomicUsize::new(0));
     let (stop, stop_rx) = watch::channel(false);
     // Every connection task holds a receiver: all dropped means all connections are done.
@@ -76,7 +78,7 @@ where
         tokio::spawn(serve_connection(
             io,
             addr,
-            router.clone(),
+            routes.clone(),
             limits,
             stop_rx.clone(),
             done,
@@ -149,7 +151,7 @@ fn turn_away(tcp: &tokio::net::TcpStream) {
 async fn serve_connection(
     io: Counted,
     addr: SocketAddr,
-    router: axum::Router,
+    routes: Routes,
     limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
     _live: watch::Receiver<()>,
@@ -160,11 +162,23 @@ async fn serve_connection(
     let in_flight = Arc::new(AtomicUsize::new(0));
     let busy = in_flight.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let mut req = req.map(axum::body::Body::new);
-        req.extensions_mut().insert(ConnectInfo(addr));
         busy.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(busy.clone());
-        let answer = router.clone().call(req);
+        let answer = match routes.direct.as_ref().zip(Direct::takes(&req)) {
+            Some((direct, call_type)) => {
+                let direct = direct.clone();
+                // Boxed: the call's future is many kilobytes, and hyper moves the service's
+                // future more than once before polling it (the router boxes its handlers too).
+                Either::Left(Box::pin(async move {
+                    Ok::<_, std::convert::Infallible>(direct.serve(call_type, req, addr).await)
+                }))
+            }
+            None => {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut().insert(ConnectInfo(addr));
+                Either::Right(routes.router.clone().call(req))
+            }
+        };
         async move {
             let resp = answer.await?;
             Ok::<_, std::convert::Infallible>(resp.map(|body| {
@@ -197,6 +211,22 @@ async fn serve_connection(
     if stopped && in_flight.load(Ordering::Relaxed) > 0 {
         conn.as_mut().graceful_shutdown();
         let _ = conn.await;
+    }
+}
+
+/// What a connection's requests go to: the router, and the routes served without it.
+#[derive(Clone)]
+struct Routes {
+    router: axum::Router,
+    direct: Option<Direct>,
+}
+
+impl Routes {
+    fn of(gateway: &Gateway) -> Self {
+        Routes {
+            router: gateway.router(),
+            direct: Direct::new(gateway.app.clone()),
+        }
     }
 }
 
@@ -269,7 +299,7 @@ pub fn serve_threads_tls(
     let (stop, stop_rx) = watch::channel(false);
     let (release, release_rx) = watch::channel(false);
     let (done_tx, done) = mpsc::unbounded_channel();
-    let router = gateway.router();
+    let routes = Routes::of(gateway);
     let limits = gateway.app.conn_limits;
     let total = Arc::new(AtomicUsize::new(0));
     let mut handoff = Vec::new();
@@ -283,7 +313,7 @@ pub fn serve_threads_tls(
             total: total.clone(),
             tls: tls.clone(),
         };
-        let router = router.clone();
+        let routes = routes.clone();
         let stop_rx = stop_rx.clone();
         let mut release_rx = release_rx.clone();
         let done_tx = done_tx.clone();
@@ -301,7 +331,7 @@ pub fn serve_threads_tls(
                     }
                 };
                 rt.block_on(async move {
-                    handed.serve(router, limits, stop_rx).await;
+                    handed.serve(routes, limits, stop_rx).await;
                     let _ = done_tx.send(Ok(()));
                     let _ = release_rx.wait_for(|r| *r).await;
                 });
@@ -403,12 +433,7 @@ struct Handed {
 
 impl Handed {
     /// Serves the connections handed to this thread until stopped, then waits for them.
-    async fn serve(
-        mut self,
-        router: axum::Router,
-        limits: ConnLimits,
-        stop: watch::Receiver<bool>,
-    ) {
+    async fn serve(mut self, routes: Routes, limits: ConnLimits, stop: watch::Receiver<bool>) {
         let (live, _) = watch::channel(());
         let mut stopped = stop.clone();
         loop {
@@ -440,7 +465,7 @@ impl Handed {
             tokio::spawn(serve_connection(
                 io,
                 addr,
-                router.clone(),
+                routes.clone(),
                 limits,
                 stop.clone(),
                 live.subscribe(),

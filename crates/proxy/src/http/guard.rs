@@ -104,7 +104,27 @@ pub(crate) async fn model_gate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let anthropic = req.uri().path().starts_with("/v1/messages");
+    let ip = client_ip(req.extensions());
+    match admit(&app, req.headers(), req.uri().path(), ip).await {
+        Ok(p) => {
+            req.extensions_mut().insert(Authed(p));
+            let facts = request_facts(req.uri().path(), req.headers(), ip);
+            crate::metrics::with_request(facts, next.run(req)).await
+        }
+        Err(refused) => refused,
+    }
+}
+
+/// The model gate's checks (size, throttle, key), the refusal answered in the format of the
+/// route at `path`: shared by [`model_gate`] and the routes served without the router
+/// (`super::direct`).
+pub(crate) async fn admit(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    path: &str,
+    ip: Option<IpAddr>,
+) -> Result<Principal, Response> {
+    let anthropic = path.starts_with("/v1/messages");
     let refuse = |e: ProxyError| {
         if anthropic {
             let mut resp = super::messages::error_response(e.status(), &e.to_string(), None);
@@ -115,37 +135,39 @@ pub(crate) async fn model_gate(
             }
             resp
         } else {
-            super::trace::refused(&app, e)
+            super::trace::refused(app, e)
         }
     };
     let rt = app.runtime.load_full();
-    if let Some(e) = declared_too_large(req.headers(), rt.body_limit) {
-        return refuse(e);
+    if let Some(e) = declared_too_large(headers, rt.body_limit) {
+        return Err(refuse(e));
     }
-    let ip = client_ip(req.extensions());
-    if let Some(e) = throttled(&app, ip) {
-        return refuse(e);
+    if let Some(e) = throttled(app, ip) {
+        return Err(refuse(e));
     }
-    match auth::authenticate(&rt.auth, app.resolver.as_ref(), req.headers()).await {
-        Ok(p) => {
-            drop(rt);
-            req.extensions_mut().insert(Authed(p));
-            let facts = crate::metrics::RequestFacts::of(
-                req.uri().path(),
-                req.headers()
-                    .get(header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok()),
-                ip,
-            );
-            crate::metrics::with_request(facts, next.run(req)).await
-        }
-        Err(e) => {
+    auth::authenticate(&rt.auth, app.resolver.as_ref(), headers)
+        .await
+        .map_err(|e| {
             if is_wrong_key(&e) {
-                count_failure(&app, ip);
+                count_failure(app, ip);
             }
             refuse(e)
-        }
-    }
+        })
+}
+
+/// What the call's metrics label it with.
+pub(crate) fn request_facts(
+    path: &str,
+    headers: &HeaderMap,
+    ip: Option<IpAddr>,
+) -> Arc<crate::metrics::RequestFacts> {
+    crate::metrics::RequestFacts::of(
+        path,
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        ip,
+    )
 }
 
 /// The model gate's checks for a handler that runs them itself (the pass-through routes,

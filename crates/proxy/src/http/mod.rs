@@ -6,6 +6,7 @@ mod body;
 mod chat;
 mod customers;
 mod daily_activity;
+pub(crate) mod direct;
 mod embeddings;
 mod estimate;
 pub(crate) mod guard;
