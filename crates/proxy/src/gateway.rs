@@ -310,6 +310,11 @@ impl GatewayBuilder {
                 .max_request_user_length
                 .map_or(DEFAULT_USER_LIMIT, |n| n as usize),
             pass_through,
+            user_agent_tags: cfg
+                .file
+                .litellm_settings
+                .disable_add_user_agent_to_request_tags
+                != Some(true),
         };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)

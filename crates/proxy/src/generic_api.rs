@@ -242,7 +242,7 @@ pub(crate) fn standard_payload(r: &CallRecord, request: Option<&RequestFacts>) -
         "cache_hit": false,
         "cache_key": null,
         "saved_cache_cost": 0.0,
-        "request_tags": [],
+        "request_tags": r.request_tags,
         "end_user": r.end_user,
         "requester_ip_address": ip,
         "user_agent": agent,

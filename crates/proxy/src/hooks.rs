@@ -57,6 +57,8 @@ pub struct CallRecord {
     pub end_user: Option<String>,
     /// The body's `metadata`.
     pub metadata: Option<Value>,
+    /// LiteLLM's `request_tags` (see `http::tags`).
+    pub request_tags: Vec<String>,
     /// The deployment's model (`openai/gpt-4o`).
     pub model: String,
     pub model_id: String,
@@ -110,6 +112,7 @@ impl CallRecord {
             team_id: None,
             end_user: None,
             metadata: None,
+            request_tags: Vec::new(),
             model: "openai/m".into(),
             model_id: "id".into(),
             model_group: "m".into(),

@@ -354,27 +354,33 @@ async fn fields_with_no_effect_are_named_in_the_answer(b: Backend) {
     let ignored = a.body["ignored_fields"].as_object().unwrap();
     let mut names: Vec<&str> = ignored.keys().map(String::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, ["frobnicate", "tags"], "soft_budget acts: its alert");
-    assert!(ignored["tags"].as_str().unwrap().contains("not stored"));
+    assert_eq!(
+        names,
+        ["frobnicate"],
+        "soft_budget acts (its alert), tags too (the key's metadata.tags)"
+    );
     // The key was still made, with what does act.
     assert_eq!(a.body["key_alias"], "tagged");
+    assert_eq!(a.body["metadata"]["tags"], json!(["team-a"]));
 
     let key = a.body["key"].as_str().unwrap();
     let u = post(
         &p,
         "/key/update",
         MASTER,
-        json!({"key": key, "guardrails": ["pii"], "rpm_limit": 5}),
+        json!({"key": key, "guardrails": ["pii"], "tags": ["t"], "rpm_limit": 5}),
     )
     .await;
     assert_eq!(u.status, 200, "{}", u.body);
-    assert_eq!(
-        u.body["ignored_fields"]
-            .as_object()
+    let ignored = u.body["ignored_fields"].as_object().unwrap();
+    assert_eq!(ignored.keys().collect::<Vec<_>>(), ["guardrails", "tags"]);
+    assert!(
+        ignored["tags"]
+            .as_str()
             .unwrap()
-            .keys()
-            .collect::<Vec<_>>(),
-        ["guardrails"]
+            .contains("set metadata.tags"),
+        "{}",
+        u.body
     );
     assert_eq!(u.body["rpm_limit"], 5);
     p.stop().await;

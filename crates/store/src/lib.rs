@@ -44,6 +44,7 @@ pub mod spend;
 mod spend_db;
 mod sqlite_reads;
 mod sqlite_rows;
+pub mod tag_spend;
 pub mod teams;
 mod teams_db;
 #[cfg(test)]
@@ -66,5 +67,6 @@ pub use redis_limiter::{
 };
 pub use spend::{STATUS_FAILURE, STATUS_SUCCESS, SpendAggregate, SpendGroup, SpendLogRow};
 pub use spend_db::{BatchItem, DayGroupSpend, KeyModelSpend, ReportGroup};
+pub use tag_spend::TagSpend;
 pub use types::*;
 pub use writer::{SpendWriter, WriterConfig};

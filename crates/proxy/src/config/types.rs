@@ -215,6 +215,9 @@ pub struct LitellmSettings {
     pub set_verbose: Option<bool>,
     #[serde(deserialize_with = "lenient::opt_bool")]
     pub json_logs: Option<bool>,
+    /// LiteLLM tags every spend row with the caller's `User-Agent` unless this is true.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub disable_add_user_agent_to_request_tags: Option<bool>,
     /// Ours (not LiteLLM's): a price file in LiteLLM's JSON format, loaded at start-up on top
     /// of the built-in table. Env `LITELLM_MODEL_COST_MAP_PATH` does the same.
     #[serde(deserialize_with = "lenient::opt_string")]

@@ -206,6 +206,13 @@ pub(crate) async fn route<'b>(
     trace.metadata = body
         .raw("metadata")
         .and_then(|r| serde_json::from_str(r.get()).ok());
+    trace.request_tags = super::tags::of(
+        &body,
+        trace.metadata.as_ref(),
+        headers,
+        &trace.principal,
+        rt.user_agent_tags,
+    );
     trace.stream = body.stream;
     trace.capture = app.payloads.capture(bytes);
     // Everything the model reads: a chat's tool definitions weigh as much as its messages.

@@ -227,7 +227,10 @@ const KEY_FIELDS_ACTED: [&str; 19] = [
 const KEY_FIELDS_INERT: [(&str, &str); 11] = [
     ("config", "stored and shown; not applied to calls"),
     ("permissions", "stored and shown; not enforced"),
-    ("tags", "not stored; spend rows carry no request tags"),
+    (
+        "tags",
+        "applied by /key/generate only (into metadata.tags); here set metadata.tags",
+    ),
     ("guardrails", "not stored; guardrails are not run"),
     (
         "model_max_budget",
@@ -349,8 +352,30 @@ async fn generate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respons
         _ => return not_allowed("/key/generate", &role).into_response(),
     }
     warn_unserved_models(&m, "/key/generate", req.models.as_deref());
-    let ignored = ignored_key_fields("/key/generate", &bytes);
+    let tagged = tags_into_metadata(&bytes, &mut req.metadata);
+    let mut ignored = ignored_key_fields("/key/generate", &bytes);
+    if tagged {
+        ignored.remove("tags");
+    }
     reply_noting(m.ledger.generate_key(req, role.by()).await, ignored)
+}
+
+/// LiteLLM keeps a new key's `tags` as its `metadata.tags` (every call of the key is tagged
+/// with them, see `super::tags`). Whether the body had a tag list.
+fn tags_into_metadata(bytes: &[u8], metadata: &mut Option<idlehands_store::JsonMap>) -> bool {
+    let tags = serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|mut v| v.get_mut("tags").map(serde_json::Value::take))
+        .filter(serde_json::Value::is_array);
+    match tags {
+        Some(t) => {
+            metadata
+                .get_or_insert_default()
+                .insert("tags".to_string(), t);
+            true
+        }
+        None => false,
+    }
 }
 
 /// LiteLLM stores any name in a key's `models` (a model may be added later). Stored here too,

@@ -26,6 +26,8 @@ mod roles;
 mod spend;
 mod sse_map;
 mod stream;
+mod tag_spend;
+mod tags;
 mod teams;
 mod trace;
 pub(crate) mod ui;
@@ -181,6 +183,7 @@ pub(crate) fn management_routes(
         .merge(customers::routes(state.clone()))
         .merge(orgs::routes(state.clone()))
         .merge(daily_activity::routes(state.clone()))
+        .merge(tag_spend::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))

@@ -434,6 +434,7 @@ pub fn spend_row(r: CallRecord) -> SpendLogRow {
         team_id: r.team_id,
         end_user: r.end_user,
         metadata,
+        request_tags: r.request_tags,
         cache_hit: Some("False".to_string()),
         status: match r.status {
             CallStatus::Success => STATUS_SUCCESS,

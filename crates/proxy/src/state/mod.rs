@@ -43,6 +43,9 @@ pub(crate) struct Runtime {
     pub user_limit: usize,
     /// The pass-through routes' targets and credentials.
     pub pass_through: Arc<crate::passthrough::PassThrough>,
+    /// Spend rows carry `User-Agent: ...` tags (LiteLLM's default; off with
+    /// `litellm_settings.disable_add_user_agent_to_request_tags`).
+    pub user_agent_tags: bool,
 }
 
 impl Runtime {
@@ -60,6 +63,7 @@ impl Runtime {
             metadata_limit: self.metadata_limit,
             user_limit: self.user_limit,
             pass_through: self.pass_through.clone(),
+            user_agent_tags: self.user_agent_tags,
         }
     }
 }

@@ -1,0 +1,150 @@
+//! A call's request tags, LiteLLM's `request_tags`: what `/spend/tags` and
+//! `/global/spend/tags` add spend up by.
+//!
+//! As LiteLLM merges them: the body's `metadata.tags` (or `litellm_metadata.tags`), then the
+//! key's `metadata.tags`, then the `x-litellm-tags` header (comma-separated) or, over it, the
+//! body's `tags`, each tag once in that order; then, unless
+//! `litellm_settings.disable_add_user_agent_to_request_tags`, `User-Agent: <product>` (the
+//! user agent up to its first `/`, when it has one) and `User-Agent: <user agent>`.
+//! Only strings count: a number or object in a tag list is left out.
+
+use http::HeaderMap;
+use serde_json::Value;
+
+use super::body::RequestBody;
+use crate::auth::Principal;
+
+pub(crate) fn of(
+    body: &RequestBody<'_>,
+    metadata: Option<&Value>,
+    headers: &HeaderMap,
+    principal: &Principal,
+    user_agent_tags: bool,
+) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    let litellm_metadata = body
+        .raw("litellm_metadata")
+        .and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+    let from_metadata = [metadata, litellm_metadata.as_ref()]
+        .into_iter()
+        .flatten()
+        .find_map(|m| {
+            m.get("tags")
+                .and_then(Value::as_array)
+                .filter(|t| !t.is_empty())
+        });
+    add_all(&mut tags, from_metadata);
+    if let Principal::VirtualKey(k) = principal {
+        add_all(&mut tags, k.metadata.get("tags").and_then(Value::as_array));
+    }
+    let body_tags = body
+        .raw("tags")
+        .and_then(|r| serde_json::from_str::<Vec<Value>>(r.get()).ok());
+    match body_tags {
+        Some(list) => add_all(&mut tags, Some(&list)),
+        None => {
+            if let Some(h) = headers.get("x-litellm-tags").and_then(|v| v.to_str().ok()) {
+                for t in h.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                    add(&mut tags, t);
+                }
+            }
+        }
+    }
+    if user_agent_tags
+        && let Some(ua) = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+    {
+        if let Some((product, _)) = ua.split_once('/') {
+            tags.push(format!("User-Agent: {product}"));
+        }
+        tags.push(format!("User-Agent: {ua}"));
+    }
+    tags
+}
+
+fn add_all(tags: &mut Vec<String>, list: Option<&Vec<Value>>) {
+    for t in list.into_iter().flatten().filter_map(Value::as_str) {
+        add(tags, t);
+    }
+}
+
+fn add(tags: &mut Vec<String>, tag: &str) {
+    if !tags.iter().any(|t| t == tag) {
+        tags.push(tag.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn tags(
+        body: &str,
+        headers: &[(&str, &str)],
+        key_tags: Option<Value>,
+        ua: bool,
+    ) -> Vec<String> {
+        let bytes = Bytes::from(body.to_string());
+        let b = RequestBody::parse(&bytes).unwrap();
+        let metadata = b
+            .raw("metadata")
+            .and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let principal = match key_tags {
+            Some(t) => Principal::VirtualKey(Arc::new(crate::auth::VirtualKey {
+                metadata: json!({ "tags": t }),
+                ..Default::default()
+            })),
+            None => Principal::Anonymous,
+        };
+        of(&b, metadata.as_ref(), &h, &principal, ua)
+    }
+
+    #[test]
+    fn tags_merge_in_litellms_order_each_once() {
+        assert_eq!(
+            tags(
+                r#"{"model":"m","metadata":{"tags":["a","b"]},"tags":["c","a"]}"#,
+                &[("x-litellm-tags", "ignored"), ("user-agent", "curl/8.1")],
+                Some(json!(["k", "b"])),
+                true,
+            ),
+            [
+                "a",
+                "b",
+                "k",
+                "c",
+                "User-Agent: curl",
+                "User-Agent: curl/8.1"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_header_counts_without_body_tags_and_the_user_agent_can_be_left_out() {
+        assert_eq!(
+            tags(
+                r#"{"model":"m","litellm_metadata":{"tags":["x", 3]}}"#,
+                &[("x-litellm-tags", " p , q,p"), ("user-agent", "bench")],
+                None,
+                false,
+            ),
+            ["x", "p", "q"]
+        );
+        assert_eq!(
+            tags(r#"{"model":"m"}"#, &[("user-agent", "bench")], None, true),
+            ["User-Agent: bench"]
+        );
+        assert!(tags(r#"{"model":"m"}"#, &[], None, true).is_empty());
+    }
+}
