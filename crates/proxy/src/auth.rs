@@ -53,6 +53,8 @@ pub struct VirtualKey {
     pub rpm_limit: Option<u64>,
     pub max_parallel_requests: Option<u32>,
     pub metadata: serde_json::Value,
+    /// The key's team's `metadata.tags`: every call of the key is tagged with them.
+    pub team_tags: Vec<String>,
 }
 
 impl Principal {

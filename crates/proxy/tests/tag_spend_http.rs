@@ -70,8 +70,21 @@ async fn tags_are_recorded_and_added_up(b: Backend) {
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
+    let a = post(
+        &p,
+        "/team/new",
+        MASTER,
+        json!({"team_id": "alpha", "metadata": {"tags": ["team-tag"]},
+               "members_with_roles": [{"user_id": "u1", "role": "user"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
     // A key's tags are kept as its metadata's, as LiteLLM keeps them, and not reported ignored.
-    let (kt, g) = generate(&p, json!({"user_id": "u1", "tags": ["team-a"]})).await;
+    let (kt, g) = generate(
+        &p,
+        json!({"user_id": "u1", "team_id": "alpha", "tags": ["team-a"]}),
+    )
+    .await;
     assert_eq!(g["metadata"]["tags"], json!(["team-a"]), "{g}");
     assert!(g["ignored_fields"].get("tags").is_none(), "{g}");
 
@@ -119,6 +132,7 @@ async fn tags_are_recorded_and_added_up(b: Backend) {
         vec![
             "m1",
             "team-a",
+            "team-tag",
             "exp-1",
             "exp-2",
             "User-Agent: tagtest",
@@ -126,6 +140,7 @@ async fn tags_are_recorded_and_added_up(b: Backend) {
         ],
         vec![
             "team-a",
+            "team-tag",
             "exp-1",
             "User-Agent: tagtest",
             "User-Agent: tagtest/1.0",
@@ -146,6 +161,7 @@ async fn tags_are_recorded_and_added_up(b: Backend) {
     let all = by_tag(&p, "", MASTER).await;
     for (tag, n) in [
         ("team-a", 2),
+        ("team-tag", 2),
         ("exp-1", 2),
         ("exp-2", 1),
         ("m1", 1),

@@ -2,7 +2,7 @@
 //! `/global/spend/tags` add spend up by.
 //!
 //! As LiteLLM merges them: the body's `metadata.tags` (or `litellm_metadata.tags`), then the
-//! key's `metadata.tags`, then the `x-litellm-tags` header (comma-separated) or, over it, the
+//! key's `metadata.tags` and its team's, then the `x-litellm-tags` header (comma-separated) or, over it, the
 //! body's `tags`, each tag once in that order; then, unless
 //! `litellm_settings.disable_add_user_agent_to_request_tags`, `User-Agent: <product>` (the
 //! user agent up to its first `/`, when it has one) and `User-Agent: <user agent>`.
@@ -36,6 +36,9 @@ pub(crate) fn of(
     add_all(&mut tags, from_metadata);
     if let Principal::VirtualKey(k) = principal {
         add_all(&mut tags, k.metadata.get("tags").and_then(Value::as_array));
+        for t in &k.team_tags {
+            add(&mut tags, t);
+        }
     }
     let body_tags = body
         .raw("tags")
@@ -103,6 +106,7 @@ mod tests {
         let principal = match key_tags {
             Some(t) => Principal::VirtualKey(Arc::new(crate::auth::VirtualKey {
                 metadata: json!({ "tags": t }),
+                team_tags: vec!["team".into(), "k".into()],
                 ..Default::default()
             })),
             None => Principal::Anonymous,
@@ -123,6 +127,7 @@ mod tests {
                 "a",
                 "b",
                 "k",
+                "team",
                 "c",
                 "User-Agent: curl",
                 "User-Agent: curl/8.1"

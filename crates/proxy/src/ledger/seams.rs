@@ -162,6 +162,18 @@ impl StoreSeams {
             max_parallel_requests: nonneg(k.max_parallel_requests)
                 .map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
             metadata: Value::Object(k.metadata.clone()),
+            team_tags: authed
+                .team
+                .as_ref()
+                .and_then(|t| t.record.metadata.get("tags"))
+                .and_then(Value::as_array)
+                .map(|tags| {
+                    tags.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         let principal = Principal::VirtualKey(Arc::new(vk));
         let mut map = self.resolved.write();
