@@ -205,11 +205,15 @@ pub(crate) fn with_traceparent<R>(tp: Option<HeaderValue>, f: impl FnOnce() -> R
     }
 }
 
-/// The same for the attempt's future.
-pub(crate) async fn scoped<F: std::future::Future>(tp: Option<HeaderValue>, f: F) -> F::Output {
+/// The same for the attempt's future. Not an `async fn`, which would hold `f` beside the
+/// future that runs it.
+pub(crate) fn scoped<F: std::future::Future>(
+    tp: Option<HeaderValue>,
+    f: F,
+) -> futures_util::future::Either<tokio::task::futures::TaskLocalFuture<HeaderValue, F>, F> {
     match tp {
-        Some(tp) => UPSTREAM_TRACEPARENT.scope(tp, f).await,
-        None => f.await,
+        Some(tp) => futures_util::future::Either::Left(UPSTREAM_TRACEPARENT.scope(tp, f)),
+        None => futures_util::future::Either::Right(f),
     }
 }
 
