@@ -102,6 +102,10 @@ async fn tool_call_turn_writes_a_file_runs_cat_and_records_everything() {
             .contains("hi there")
     );
     assert_eq!(reqs[0].header("authorization"), Some("Bearer key-local"));
+    assert_eq!(
+        reqs[0].header("user-agent"),
+        Some(concat!("idlehands/", env!("CARGO_PKG_VERSION")))
+    );
     assert_eq!(reqs[0].path, "/v1/chat/completions");
 
     // Transcript: header, then user, assistant, tool, assistant, tool, assistant.

@@ -58,6 +58,8 @@ impl ChatClient {
     pub fn new() -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
+            // Servers log it, and a LiteLLM-style gateway tags the call's spend with it.
+            .user_agent(concat!("idlehands/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
         Self {
