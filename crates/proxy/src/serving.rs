@@ -165,12 +165,12 @@ async fn serve_connection(
         busy.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(busy.clone());
         let answer = match routes.direct.as_ref().zip(Direct::takes(&req)) {
-            Some((direct, call_type)) => {
+            Some((direct, route)) => {
                 let direct = direct.clone();
                 // Boxed: the call's future is many kilobytes, and hyper moves the service's
                 // future more than once before polling it (the router boxes its handlers too).
                 Either::Left(Box::pin(async move {
-                    Ok::<_, std::convert::Infallible>(direct.serve(call_type, req, addr).await)
+                    Ok::<_, std::convert::Infallible>(direct.serve(route, req, addr).await)
                 }))
             }
             None => {

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The chat and completion routes that the server answers without the router
+//! The chat, completion and embedding routes that the server answers without the router
 //! (`http::direct`) answer every request as the router does: the same gateway served both
 //! ways (`serve`, and `Gateway::router()` under axum as an embedder would) gets the same raw
 //! requests, refusals and broken bodies included, and must give the same answers.
@@ -103,9 +103,14 @@ fn request(method: &str, path: &str, key: Option<&str>, body: &str, chunked: boo
 }
 
 #[tokio::test]
-async fn served_without_the_router_the_completion_routes_answer_as_through_it() {
+async fn served_without_the_router_the_model_routes_answer_as_through_it() {
+    let up = idlehands_testkit::FakeOpenAi::start().await;
+    for _ in 0..4 {
+        up.push(idlehands_testkit::Reply::text("").with_usage(8, 0));
+    }
     let cfg = format!(
-        "model_list:\n  - model_name: mocky\n    litellm_params: {{model: openai/m, mock_response: hi}}\ngeneral_settings: {{master_key: {KEY}, max_request_size_mb: 0.01}}\n"
+        "model_list:\n  - model_name: mocky\n    litellm_params: {{model: openai/m, mock_response: hi}}\n  - model_name: embed\n    litellm_params: {{model: openai/text-embedding-3-small, api_base: '{}', api_key: k}}\ngeneral_settings: {{master_key: {KEY}, max_request_size_mb: 0.01}}\n",
+        up.base_url()
     );
     let direct = common::start(&cfg).await;
     let direct_addr = direct.base.trim_start_matches("http://").to_string();
@@ -143,6 +148,28 @@ async fn served_without_the_router_the_completion_routes_answer_as_through_it() 
                 false,
             ),
             200,
+        ),
+        (
+            "embeddings",
+            request(
+                "POST",
+                "/v1/embeddings",
+                Some(KEY),
+                r#"{"model":"embed","input":["a","b"]}"#,
+                false,
+            ),
+            200,
+        ),
+        (
+            "embeddings, no input",
+            request(
+                "POST",
+                "/embeddings",
+                Some(KEY),
+                r#"{"model":"embed"}"#,
+                false,
+            ),
+            400,
         ),
         (
             "no key",

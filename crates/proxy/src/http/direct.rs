@@ -1,5 +1,5 @@
-//! The chat and text-completion routes served straight from the connection, without the
-//! router: the calls that carry nearly all of a gateway's traffic.
+//! The chat, text-completion and embedding routes served straight from the connection,
+//! without the router: the calls that carry nearly all of a gateway's traffic.
 //!
 //! Through the router a call pays for axum's dispatch (the route table's boxed services and
 //! futures cloned and boxed again for each request, the gate as `from_fn` middleware, a copy
@@ -22,6 +22,14 @@ use super::guard;
 use crate::error::ProxyError;
 use crate::state::App;
 
+/// A route served here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// The chat pipeline, with its call type (`acompletion`, `atext_completion`).
+    Chat(&'static str),
+    Embeddings,
+}
+
 /// The routes served here, for the server that owns the connections.
 #[derive(Clone)]
 pub(crate) struct Direct {
@@ -41,14 +49,15 @@ impl Direct {
         Some(Direct { app, limit })
     }
 
-    /// The call type of a request served here; `None` sends it to the router.
-    pub(crate) fn takes<B>(req: &http::Request<B>) -> Option<&'static str> {
+    /// The route of a request served here; `None` sends it to the router.
+    pub(crate) fn takes<B>(req: &http::Request<B>) -> Option<Route> {
         if req.method() != Method::POST {
             return None;
         }
         match req.uri().path() {
-            "/v1/chat/completions" | "/chat/completions" => Some("acompletion"),
-            "/v1/completions" | "/completions" => Some(TEXT_COMPLETION),
+            "/v1/chat/completions" | "/chat/completions" => Some(Route::Chat("acompletion")),
+            "/v1/completions" | "/completions" => Some(Route::Chat(TEXT_COMPLETION)),
+            "/v1/embeddings" | "/embeddings" => Some(Route::Embeddings),
             _ => None,
         }
     }
@@ -56,7 +65,7 @@ impl Direct {
     /// Answers a request that [`Direct::takes`] took, as the router would.
     pub(crate) async fn serve<B>(
         &self,
-        call_type: &'static str,
+        route: Route,
         req: http::Request<B>,
         addr: SocketAddr,
     ) -> Response
@@ -79,7 +88,15 @@ impl Direct {
                 Ok(b) => b,
                 Err(e) => return e.into_response(),
             };
-            super::chat::handle(app, None, parts.headers, Some(principal), bytes, call_type).await
+            match route {
+                Route::Chat(call_type) => {
+                    super::chat::handle(app, None, parts.headers, Some(principal), bytes, call_type)
+                        .await
+                }
+                Route::Embeddings => {
+                    super::embeddings::embed(app, parts.headers, principal, bytes).await
+                }
+            }
         })
         .await
     }
@@ -125,26 +142,31 @@ mod tests {
     fn takes_only_the_exact_completion_paths_with_post() {
         assert_eq!(
             Direct::takes(&req(Method::POST, "/v1/chat/completions")),
-            Some("acompletion")
+            Some(Route::Chat("acompletion"))
         );
         assert_eq!(
             Direct::takes(&req(Method::POST, "/chat/completions?x=1")),
-            Some("acompletion")
+            Some(Route::Chat("acompletion"))
         );
         assert_eq!(
             Direct::takes(&req(Method::POST, "/v1/completions")),
-            Some(TEXT_COMPLETION)
+            Some(Route::Chat(TEXT_COMPLETION))
         );
         assert_eq!(
             Direct::takes(&req(Method::POST, "http://h/completions")),
-            Some(TEXT_COMPLETION)
+            Some(Route::Chat(TEXT_COMPLETION))
+        );
+        assert_eq!(
+            Direct::takes(&req(Method::POST, "/embeddings")),
+            Some(Route::Embeddings)
         );
         for (m, p) in [
             (Method::GET, "/v1/chat/completions"),
             (Method::POST, "/v1/chat/completions/"),
             (Method::POST, "/v1/chat/completion"),
             (Method::POST, "/engines/m/chat/completions"),
-            (Method::POST, "/v1/embeddings"),
+            (Method::POST, "/v1/embeddings/"),
+            (Method::POST, "/engines/m/embeddings"),
         ] {
             assert_eq!(Direct::takes(&req(m.clone(), p)), None, "{m} {p}");
         }
@@ -194,8 +216,12 @@ mod future_size {
         });
         let served = size_of_future(
             |a: (Direct, http::Request<hyper::body::Incoming>)| async move {
-                a.0.serve("acompletion", a.1, SocketAddr::from(([127, 0, 0, 1], 1)))
-                    .await
+                a.0.serve(
+                    Route::Chat("acompletion"),
+                    a.1,
+                    SocketAddr::from(([127, 0, 0, 1], 1)),
+                )
+                .await
             },
         );
         assert!(

@@ -44,6 +44,17 @@ pub(crate) async fn embeddings(
     handle(app, None, headers, pre, body, EMBEDDINGS).await
 }
 
+/// `/v1/embeddings` for a caller that authenticated and read the body itself
+/// (`super::direct`).
+pub(crate) async fn embed(
+    app: Arc<App>,
+    headers: HeaderMap,
+    pre: crate::auth::Principal,
+    body: Bytes,
+) -> Response {
+    handle(app, None, headers, Some(pre), body, EMBEDDINGS).await
+}
+
 pub(crate) async fn embeddings_with_path_model(
     State(app): State<Arc<App>>,
     Path(model): Path<String>,
