@@ -138,21 +138,7 @@ pub(crate) async fn admit(
             super::trace::refused(app, e)
         }
     };
-    let rt = app.runtime.load_full();
-    if let Some(e) = declared_too_large(headers, rt.body_limit) {
-        return Err(refuse(e));
-    }
-    if let Some(e) = throttled(app, ip) {
-        return Err(refuse(e));
-    }
-    auth::authenticate(&rt.auth, app.resolver.as_ref(), headers)
-        .await
-        .map_err(|e| {
-            if is_wrong_key(&e) {
-                count_failure(app, ip);
-            }
-            refuse(e)
-        })
+    checks(app, headers, ip).await.map_err(refuse)
 }
 
 /// What the call's metrics label it with.
@@ -177,11 +163,19 @@ pub(crate) async fn check_key(
     headers: &HeaderMap,
     ext: &http::Extensions,
 ) -> Result<Principal, ProxyError> {
+    checks(app, headers, client_ip(ext)).await
+}
+
+/// Size, throttle, then the key; a wrong key counts against the address.
+async fn checks(
+    app: &App,
+    headers: &HeaderMap,
+    ip: Option<IpAddr>,
+) -> Result<Principal, ProxyError> {
     let rt = app.runtime.load_full();
     if let Some(e) = declared_too_large(headers, rt.body_limit) {
         return Err(e);
     }
-    let ip = client_ip(ext);
     if let Some(e) = throttled(app, ip) {
         return Err(e);
     }
