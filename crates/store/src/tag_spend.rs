@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use crate::db::{Db, Store};
+use crate::db::{Backend, Store, on_db};
 use crate::error::StoreError;
 use crate::spend_db::wide_sum;
 
@@ -39,51 +39,34 @@ impl Store {
         let select = "SELECT t.value AS tag, CAST(COUNT(*) AS BIGINT) AS n, \
              CAST(SUM(s.spend / 1000000000) AS BIGINT) AS s_hi, \
              CAST(SUM(s.spend % 1000000000) AS BIGINT) AS s_lo";
-        let tail = format!(
-            " WHERE s.start_time >= $1 AND s.start_time < $2{user_clause} GROUP BY t.value"
+        // SQLite spreads a JSON array with `json_each`, Postgres with a lateral join.
+        let tags = match self.backend() {
+            Backend::Sqlite => ", json_each(s.request_tags) t",
+            Backend::Postgres => {
+                " CROSS JOIN LATERAL jsonb_array_elements_text(s.request_tags::jsonb) AS t(value)"
+            }
+        };
+        let sql = format!(
+            "{select} FROM idlehands_spend_logs s{tags} \
+             WHERE s.start_time >= $1 AND s.start_time < $2{user_clause} GROUP BY t.value"
         );
-        let mut out = Vec::new();
-        match &self.db {
-            Db::Sqlite(pool, _) => {
-                let sql = format!(
-                    "{select} FROM idlehands_spend_logs s, json_each(s.request_tags) t{tail}"
-                );
-                let mut q = sqlx::query(&sql).bind(lo).bind(hi);
-                if let Some(u) = user {
-                    q = q.bind(u);
-                }
-                for r in q.fetch_all(pool).await? {
-                    out.push(row(&r)?);
-                }
+        let mut out = on_db!(&self.db, pool => {
+            let mut q = sqlx::query(&sql).bind(lo).bind(hi);
+            if let Some(u) = user {
+                q = q.bind(u);
             }
-            Db::Postgres(pool) => {
-                let sql = format!(
-                    "{select} FROM idlehands_spend_logs s \
-                     CROSS JOIN LATERAL jsonb_array_elements_text(s.request_tags::jsonb) AS t(value){tail}"
-                );
-                let mut q = sqlx::query(&sql).bind(lo).bind(hi);
-                if let Some(u) = user {
-                    q = q.bind(u);
-                }
-                for r in q.fetch_all(pool).await? {
-                    out.push(row(&r)?);
-                }
+            let rows = q.fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(TagSpend {
+                    tag: r.try_get("tag")?,
+                    requests: r.try_get("n")?,
+                    spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
+                });
             }
-        }
+            out
+        });
         out.sort_by(|a, b| b.spend.cmp(&a.spend).then_with(|| a.tag.cmp(&b.tag)));
         Ok(out)
     }
-}
-
-fn row<R: Row>(r: &R) -> Result<TagSpend, sqlx::Error>
-where
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    Ok(TagSpend {
-        tag: r.try_get("tag")?,
-        requests: r.try_get("n")?,
-        spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
-    })
 }

@@ -68,7 +68,7 @@ struct ReportRow {
     total_tokens: i64,
 }
 
-fn date(v: Option<&str>, field: &str) -> Result<Option<NaiveDate>, StoreError> {
+pub(super) fn date(v: Option<&str>, field: &str) -> Result<Option<NaiveDate>, StoreError> {
     v.map(|s| {
         NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
             StoreError::bad_request(format!("{field} must be a date as YYYY-MM-DD"), field)

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, Utc};
 use http::{HeaderMap, Uri};
 use idlehands_store::money::nanos_to_usd;
 use idlehands_store::{StoreError, TagSpend};
@@ -120,17 +120,13 @@ fn range(q: &TagQuery, required: bool) -> Result<Range, StoreError> {
             "start_date",
         ));
     }
+    // LiteLLM takes a date or a date-time; the day is what counts.
     let day = |v: Option<&str>, field: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
-        v.map(|s| {
+        let v = v.map(|s| {
             let s = s.trim();
-            // LiteLLM takes a date or a date-time; the day is what counts.
-            NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")
-                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
-                .map_err(|_| {
-                    StoreError::bad_request(format!("{field} must be a date as YYYY-MM-DD"), field)
-                })
-        })
-        .transpose()
+            s.get(..10).unwrap_or(s)
+        });
+        Ok(super::spend::date(v, field)?.map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()))
     };
     let start = day(q.start_date.as_deref(), "start_date")?;
     let end = day(q.end_date.as_deref(), "end_date")?.map(|d| d + Duration::days(1));
