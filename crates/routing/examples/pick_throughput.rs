@@ -36,14 +36,16 @@ fn main() {
         let router = Router::new(deployments.clone(), settings);
         let ctx = PickContext {
             estimated_input_tokens: 100,
+            tags: None,
         };
         let start = Instant::now();
         std::thread::scope(|s| {
             for _ in 0..threads {
                 let router = router.clone();
+                let ctx = &ctx;
                 s.spawn(move || {
                     for _ in 0..per_thread {
-                        if let Ok(p) = router.pick("g", &ctx) {
+                        if let Ok(p) = router.pick("g", ctx) {
                             p.success(
                                 Duration::from_millis(20),
                                 TokenUsage {

@@ -101,6 +101,10 @@ pub(crate) fn bool_or_false<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::
     Ok(opt_bool(d)?.unwrap_or(false))
 }
 
+pub(crate) fn bool_or_true<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(opt_bool(d)?.unwrap_or(true))
+}
+
 pub(crate) fn f64_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(opt_f64(d)?.unwrap_or(0.0))
 }

@@ -23,7 +23,7 @@
 //!     if d.id == "a" { Err((503, "overloaded".into())) } else { Ok("hello") }
 //! };
 //!
-//! let ctx = PickContext { estimated_input_tokens: 12 };
+//! let ctx = PickContext { estimated_input_tokens: 12, ..Default::default() };
 //! let mut plan: Plan<(u16, String)> = router.plan("gpt-4o", PlanOptions::default());
 //! let answer = loop {
 //!     let pick = match plan.next(&ctx) {
@@ -57,6 +57,7 @@ mod plan;
 mod router;
 mod settings;
 mod state;
+mod tags;
 
 pub use classify::{
     ErrorClass, Failure, backoff_delay, is_context_window_text, parse_retry_after,
@@ -75,3 +76,4 @@ pub use settings::{
     RouterSettings, RoutingStrategy, RoutingStrategyArgs,
 };
 pub use state::{DeploymentKey, InMemoryState, MinuteOutcomes, RouterState};
+pub use tags::RequestTags;

@@ -208,6 +208,7 @@ impl<E> Plan<E> {
                     cooldown_list: Vec::new(),
                     pre_call_checks: self.router.settings().enable_pre_call_checks,
                     estimated_input_tokens: ctx.estimated_input_tokens,
+                    tags: Vec::new(),
                 },
             }),
         }

@@ -7,10 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use regex::Regex;
+
 use crate::clock::{Clock, SystemClock, minute_of};
 use crate::cooldown::should_cooldown;
 use crate::settings::{RouterSettings, RoutingStrategy, secs};
 use crate::state::{DeploymentKey, InMemoryState, MinuteOutcomes, RouterState};
+use crate::tags::{Allowed, RequestTags};
 use crate::{ErrorClass, Failure, plan::Plan, plan::PlanOptions};
 
 /// One `model_list` entry, reduced to what routing needs.
@@ -30,13 +33,22 @@ pub struct DeploymentSpec {
     pub order: Option<u32>,
     /// Context window, checked when `enable_pre_call_checks` is on.
     pub max_input_tokens: Option<u64>,
+    /// `litellm_params.tags`, for tag routing.
+    pub tags: Vec<String>,
+    /// `litellm_params.tag_regex`: patterns matched against `User-Agent: <agent>`.
+    pub tag_regex: Vec<String>,
+    /// `model_info.enable_tag_filtering`: the group's own setting (the first deployment of the
+    /// group that has one decides), over `router_settings.enable_tag_filtering`.
+    pub tag_filtering: Option<bool>,
 }
 
 /// What the caller knows about the request before choosing a deployment.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct PickContext {
     /// Prompt size estimate, for tpm limits and context-window pre-call checks.
     pub estimated_input_tokens: u64,
+    /// The request's tags, where a group routes by them ([`Router::routes_by_tags`]).
+    pub tags: Option<Arc<RequestTags>>,
 }
 
 /// Token counts of a finished call.
@@ -63,6 +75,8 @@ pub enum NoDeploymentReason {
     RateLimited,
     /// The prompt is larger than every deployment's `max_input_tokens`.
     ContextWindow,
+    /// Tag routing left no deployment for the request's tags (LiteLLM answers 401).
+    Tags,
 }
 
 /// No deployment could take the request. Its `Display` is the message LiteLLM sends.
@@ -77,6 +91,8 @@ pub struct NoDeployment {
     pub cooldown_list: Vec<String>,
     pub pre_call_checks: bool,
     pub estimated_input_tokens: u64,
+    /// The request's tags, for the tag-routing refusal.
+    pub tags: Vec<String>,
 }
 
 impl NoDeployment {
@@ -87,6 +103,7 @@ impl NoDeployment {
                 ErrorClass::RateLimit
             }
             NoDeploymentReason::ContextWindow => ErrorClass::ContextWindowExceeded,
+            NoDeploymentReason::Tags => ErrorClass::Auth,
         }
     }
 
@@ -139,6 +156,12 @@ impl fmt::Display for NoDeployment {
                 f,
                 "litellm.ContextWindowExceededError: No deployment of model={} accepts {} input tokens. pre-call-checks={checks}",
                 self.model, self.estimated_input_tokens
+            ),
+            NoDeploymentReason::Tags => write!(
+                f,
+                "Not allowed to access model due to tags configuration. Passed model={} and tags={}",
+                self.model,
+                crate::tags::python_list(&self.tags)
             ),
         }
     }
@@ -221,10 +244,16 @@ struct Group {
     /// Ranges of `slots` sharing one order value, lowest order first.
     tiers: Box<[Range<usize>]>,
     weights: WeightSource,
+    /// Tag routing applies to this group.
+    by_tags: bool,
 }
 
 struct Inner {
     deployments: Box<[DeploymentSpec]>,
+    /// Each deployment's `tag_regex`, compiled.
+    regexes: Box<[Vec<Regex>]>,
+    /// Some group routes by tags.
+    by_tags: bool,
     local: Box<[Local]>,
     groups: HashMap<String, Group>,
     settings: RouterSettings,
@@ -291,7 +320,7 @@ impl Router {
         for (i, d) in deployments.iter().enumerate() {
             by_group.entry(d.model_group.clone()).or_default().push(i);
         }
-        let groups = by_group
+        let groups: HashMap<String, Group> = by_group
             .into_iter()
             .map(|(name, mut slots)| {
                 slots.sort_by_key(|&s| (deployments[s].order.unwrap_or(u32::MAX), s));
@@ -316,10 +345,15 @@ impl Router {
                 } else {
                     WeightSource::Uniform
                 };
+                let by_tags = slots
+                    .iter()
+                    .find_map(|&s| deployments[s].tag_filtering)
+                    .unwrap_or(settings.enable_tag_filtering);
                 let group = Group {
                     slots: slots.into_boxed_slice(),
                     tiers: tiers.into_boxed_slice(),
                     weights,
+                    by_tags,
                 };
                 (name, group)
             })
@@ -335,8 +369,15 @@ impl Router {
                 cooldowns_total: AtomicU64::new(0),
             })
             .collect();
+        let regexes = deployments
+            .iter()
+            .map(|d| crate::tags::compile(&d.tag_regex))
+            .collect();
+        let by_tags = groups.values().any(|g: &Group| g.by_tags);
         Router {
             inner: Arc::new(Inner {
+                regexes,
+                by_tags,
                 deployments: deployments.into_boxed_slice(),
                 local,
                 groups,
@@ -402,6 +443,11 @@ impl Router {
         })
     }
 
+    /// Whether any group routes by request tags: callers pass [`PickContext::tags`] only then.
+    pub fn routes_by_tags(&self) -> bool {
+        self.inner.by_tags
+    }
+
     /// Start a retry/fallback plan for a request to `model`.
     pub fn plan<E>(&self, model: &str, options: PlanOptions) -> Plan<E> {
         Plan::new(self.clone(), model, options)
@@ -415,6 +461,24 @@ impl Router {
         };
         let now = inner.clock.now_ms();
         let minute = minute_of(now);
+        let allowed = if g.by_tags {
+            let untagged = RequestTags::default();
+            crate::tags::allowed(
+                &g.slots,
+                |s| crate::tags::Tagged {
+                    spec: &inner.deployments[s],
+                    regexes: &inner.regexes[s],
+                },
+                |s| self.cooldown_until(s) <= now,
+                ctx.tags.as_deref().unwrap_or(&untagged),
+                inner.settings.tag_filtering_match_any,
+            )
+        } else {
+            Allowed::All
+        };
+        if allowed == Allowed::Refused {
+            return Err(self.no_deployment(group, NoDeploymentReason::Tags, 0, ctx));
+        }
         let mut skipped = Skipped::default();
         let mut stack = [EMPTY; STACK_CANDIDATES];
         let mut heap = Vec::new();
@@ -427,6 +491,9 @@ impl Router {
         for tier in g.tiers.iter() {
             let mut len = 0;
             for &slot in &g.slots[tier.clone()] {
+                if !allowed.admits(slot) {
+                    continue;
+                }
                 match self.candidate_metric(slot, g.weights, now, minute, ctx) {
                     Ok(metric) => {
                         buf[len] = Candidate { slot, metric };
@@ -606,7 +673,9 @@ impl Router {
             NoDeploymentReason::CoolingDown | NoDeploymentReason::RateLimited => {
                 wait_ms.div_ceil(1000).max(1)
             }
-            NoDeploymentReason::UnknownGroup | NoDeploymentReason::ContextWindow => 0,
+            NoDeploymentReason::UnknownGroup
+            | NoDeploymentReason::ContextWindow
+            | NoDeploymentReason::Tags => 0,
         };
         NoDeployment {
             model: group.to_owned(),
@@ -615,6 +684,11 @@ impl Router {
             cooldown_list: self.cooldown_list(group),
             pre_call_checks: self.inner.settings.enable_pre_call_checks,
             estimated_input_tokens: ctx.estimated_input_tokens,
+            tags: ctx
+                .tags
+                .as_ref()
+                .map(|t| t.tags.clone())
+                .unwrap_or_default(),
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::ErrorClass;
-use crate::lenient::{bool_or_false, f64_or_zero, opt_f64, opt_u32};
+use crate::lenient::{bool_or_false, bool_or_true, f64_or_zero, opt_f64, opt_u32};
 
 /// LiteLLM's `DEFAULT_MAX_RETRIES` (the openai client default the Router falls back to).
 pub const DEFAULT_NUM_RETRIES: u32 = 2;
@@ -278,6 +278,12 @@ pub struct RouterSettings {
     pub model_group_alias: HashMap<String, GroupAlias>,
     #[serde(deserialize_with = "bool_or_false")]
     pub enable_pre_call_checks: bool,
+    /// Route by request tags (see `tags.rs`).
+    #[serde(deserialize_with = "bool_or_false")]
+    pub enable_tag_filtering: bool,
+    /// A deployment serves a tagged request when it carries any of the tags (else all of them).
+    #[serde(deserialize_with = "bool_or_true")]
+    pub tag_filtering_match_any: bool,
 }
 
 impl Default for RouterSettings {
@@ -302,6 +308,8 @@ impl Default for RouterSettings {
             allowed_fails_policy: None,
             model_group_alias: HashMap::new(),
             enable_pre_call_checks: false,
+            enable_tag_filtering: false,
+            tag_filtering_match_any: true,
         }
     }
 }

@@ -11,6 +11,7 @@ use idlehands_routing::{
 
 const CTX: PickContext = PickContext {
     estimated_input_tokens: 1,
+    tags: None,
 };
 
 fn fail_on(r: &idlehands_routing::Router, id: &str, f: Failure) -> bool {

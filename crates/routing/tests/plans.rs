@@ -12,6 +12,7 @@ use idlehands_routing::{
 
 const CTX: PickContext = PickContext {
     estimated_input_tokens: 1,
+    tags: None,
 };
 
 /// What the scripted upstream returns for one attempt.
@@ -576,6 +577,7 @@ fn context_window_pre_call_check_routes_to_context_window_fallbacks() {
     let mut plan: Plan<String> = r.plan("small", PlanOptions::default());
     let ctx = PickContext {
         estimated_input_tokens: 5000,
+        tags: None,
     };
     match plan.next(&ctx) {
         Step::Attempt(p) => assert_eq!(p.deployment().id, "b"),

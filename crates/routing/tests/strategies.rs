@@ -12,6 +12,7 @@ use idlehands_routing::{
 
 const CTX: PickContext = PickContext {
     estimated_input_tokens: 10,
+    tags: None,
 };
 
 fn counts(r: &idlehands_routing::Router, group: &str, n: usize) -> HashMap<String, usize> {
@@ -240,6 +241,7 @@ fn all_deployments_at_limit_give_429_until_the_minute_ends() {
     clock.advance(Duration::from_millis(45_500));
     let big = PickContext {
         estimated_input_tokens: 101,
+        tags: None,
     };
     let p = r.pick("g", &big).unwrap();
     assert_eq!(p.deployment().id, "a");
@@ -278,10 +280,12 @@ fn tpm_limit_counts_used_tokens() {
     );
     let ctx = PickContext {
         estimated_input_tokens: 6,
+        tags: None,
     };
     assert_eq!(r.pick("g", &ctx).unwrap().deployment().id, "spare");
     let ctx = PickContext {
         estimated_input_tokens: 5,
+        tags: None,
     };
     let mut capped = 0;
     for _ in 0..20 {
@@ -358,12 +362,14 @@ fn pre_call_checks_skip_deployments_whose_context_is_too_small() {
     );
     let long = PickContext {
         estimated_input_tokens: 20_000,
+        tags: None,
     };
     for _ in 0..10 {
         assert_eq!(r.pick("g", &long).unwrap().deployment().id, "large");
     }
     let huge = PickContext {
         estimated_input_tokens: 200_000,
+        tags: None,
     };
     let err = r.pick("g", &huge).unwrap_err();
     assert_eq!(err.reason, NoDeploymentReason::ContextWindow);

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 13] = [
+const READ_FROM_EXTRA: [(&str, &str); 14] = [
     // Read by the pass-through routes.
     ("general_settings", "pass_through_endpoints"),
     ("general_settings", "pass_through_request_timeout"),
@@ -27,12 +27,13 @@ const READ_FROM_EXTRA: [(&str, &str); 13] = [
         "litellm_settings",
         "enable_end_user_cost_tracking_prometheus_only",
     ),
-    // Read by the routing crate's own pass over litellm_settings.
+    // Read by the routing crate's own pass over litellm_settings and router_settings.
     ("litellm_settings", "allowed_fails"),
+    ("router_settings", "tag_filtering_match_any"),
 ];
 
 /// Why a LiteLLM feature's key changes nothing here; keys not listed get [`UNKNOWN`].
-const KNOWN_LITELLM: [(&str, &str, &str); 23] = [
+const KNOWN_LITELLM: [(&str, &str, &str); 24] = [
     (
         "(top level)",
         "guardrails",
@@ -132,6 +133,11 @@ const KNOWN_LITELLM: [(&str, &str, &str); 23] = [
         "error messages never carry the request's messages",
     ),
     (
+        "router_settings",
+        "tag_routing_prefix",
+        "every request tag routes; none is told apart by a prefix",
+    ),
+    (
         "litellm_settings",
         "default_team_settings",
         "there are no teams yet",
@@ -211,12 +217,6 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
             "messages are stored only with store_prompts_in_spend_logs or request_log_path, both off unless set",
         );
     }
-    if f.router_settings.enable_tag_filtering == Some(true) {
-        say(
-            "router_settings.enable_tag_filtering",
-            "every deployment of a group is eligible whatever its tags",
-        );
-    }
     let sections: [(&str, &BTreeMap<String, Value>); 4] = [
         ("(top level)", &f.extra),
         ("litellm_settings", &ls.extra),
@@ -250,7 +250,7 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
             let keys: Vec<&str> = m.model_info.extra.keys().map(String::as_str).collect();
             say(
                 &format!("model_list[{i}].model_info.{{{}}}", keys.join(", ")),
-                "descriptive model_info is not served (there is no /model/info yet)",
+                "shown by /model/info, not acted on",
             );
         }
         if lp.max_budget.is_some() || lp.budget_duration.is_some() {
@@ -258,6 +258,16 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
                 &at("max_budget"),
                 "deployments have no budgets; set budgets on keys",
             );
+        }
+        for (j, pattern) in lp.tag_regex.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(pattern) {
+                let why = e.to_string();
+                let first = why.lines().last().unwrap_or("invalid").trim();
+                say(
+                    &format!("{}[{j}]", at("tag_regex")),
+                    &format!("not a pattern this gateway can match ({first}); it selects nothing"),
+                );
+            }
         }
         for key in super::call_params::unused_keys(lp) {
             say(
@@ -426,6 +436,8 @@ litellm_settings:
   max_budget: 10
 router_settings:
   enable_tag_filtering: true
+  tag_filtering_match_any: false
+  tag_routing_prefix: 'route:'
 ");
         let notes = inert_settings(&c);
         let paths: Vec<&str> = notes
@@ -441,7 +453,7 @@ router_settings:
                 "litellm_settings.success_callback \"langfuse\"",
                 "litellm_settings.cache",
                 "litellm_settings.max_budget",
-                "router_settings.enable_tag_filtering",
+                "router_settings.tag_routing_prefix",
                 "model_list[0].litellm_params.input_cost_per_second",
             ]
         );
@@ -467,5 +479,31 @@ general_settings:
                 "model_list[0].litellm_params.litellm_credential_name has no effect here: not a setting or request parameter idlehands knows; provider fields go in extra_body"
             ]
         );
+    }
+
+    #[test]
+    fn tag_routing_keys_are_read_and_patterns_it_cannot_match_are_named() {
+        let c = cfg("model_list:
+  - model_name: m
+    litellm_params:
+      model: openai/m
+      tags: [paid]
+      tag_regex: ['^User-Agent: claude-code/', '(?<=x)y', 'ok']
+    model_info:
+      enable_tag_filtering: true
+general_settings:
+  master_key: sk-unit-master-1
+router_settings:
+  tag_filtering_match_any: false
+");
+        let notes = inert_settings(&c);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("model_list[0].litellm_params.tag_regex[1] has no effect here: not a pattern this gateway can match ("),
+            "{notes:?}"
+        );
+        assert!(notes[0].ends_with("); it selects nothing"), "{notes:?}");
+        let r = &c.routing;
+        assert!(!r.tag_filtering_match_any && !r.enable_tag_filtering);
     }
 }

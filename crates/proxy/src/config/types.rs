@@ -134,6 +134,9 @@ pub struct LitellmParams {
     pub order: Option<u32>,
     #[serde(default, deserialize_with = "lenient::string_list")]
     pub tags: Vec<String>,
+    /// Tag routing: patterns matched against `User-Agent: <the caller's agent>`.
+    #[serde(default, deserialize_with = "lenient::string_list")]
+    pub tag_regex: Vec<String>,
     #[serde(default, deserialize_with = "lenient::opt_f64")]
     pub max_budget: Option<f64>,
     #[serde(default, deserialize_with = "lenient::opt_string")]
@@ -170,6 +173,9 @@ pub struct ModelInfo {
     /// them may call this deployment's model group.
     #[serde(deserialize_with = "lenient::string_list")]
     pub access_groups: Vec<String>,
+    /// Tag routing for this deployment's group, over `router_settings.enable_tag_filtering`.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub enable_tag_filtering: Option<bool>,
     #[serde(flatten)]
     pub cost: CostFields,
     #[serde(flatten)]

@@ -79,6 +79,10 @@ pub(crate) fn no_deployment_error(nd: &NoDeployment) -> ProxyError {
             HeaderValue::from(nd.retry_after_secs),
         ));
         "rate_limit_error"
+    } else if nd.reason == NoDeploymentReason::Tags {
+        // LiteLLM's words exactly: the router's error keeps the type of a 500 while the
+        // proxy answers it as 401.
+        "internal_server_error"
     } else {
         "invalid_request_error"
     };
@@ -327,14 +331,16 @@ pub(crate) struct Attempts {
 }
 
 impl Attempts {
-    pub fn new(group: &ModelGroup, options: PlanOptions, estimated_input_tokens: u64) -> Self {
+    /// Attempts for `trace`'s call: its prompt estimate and tags go to every pick.
+    pub fn new(group: &ModelGroup, options: PlanOptions, trace: &Trace) -> Self {
         let table = group.table.clone();
         let plan = table.router.plan(&group.name, options);
         Attempts {
             table,
             plan,
             ctx: PickContext {
-                estimated_input_tokens,
+                estimated_input_tokens: trace.prompt_estimate,
+                tags: trace.route_tags.clone(),
             },
             caller_timeout: false,
         }
@@ -542,6 +548,7 @@ mod tests {
             cooldown_list: vec!["a".into()],
             pre_call_checks: false,
             estimated_input_tokens: 0,
+            tags: Vec::new(),
         };
         let e = no_deployment_error(&nd);
         assert_eq!(e.status(), 429);

@@ -219,7 +219,7 @@ pub(crate) async fn transcriptions(
     let Some(content_type) = headers.get(header::CONTENT_TYPE).cloned() else {
         return trace.error_response(ProxyError::MissingParam("file"));
     };
-    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), 0)
+    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), &trace)
         .with_caller_timeout(options.sets_timeout());
     let (options, client, bytes, parts) = (&options, &app.client, &bytes, &parts);
     let won = attempts
@@ -320,7 +320,7 @@ pub(crate) async fn speech(
         Ok(o) => o,
         Err(e) => return trace.error_response(e),
     };
-    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), trace.prompt_estimate)
+    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), &trace)
         .with_caller_timeout(options.sets_timeout());
     let (options, client, body) = (&options, &app.client, &body);
     let won = attempts

@@ -206,13 +206,17 @@ pub(crate) async fn route<'b>(
     trace.metadata = body
         .raw("metadata")
         .and_then(|r| serde_json::from_str(r.get()).ok());
-    trace.request_tags = super::tags::of(
-        &body,
-        trace.metadata.as_ref(),
-        headers,
-        &trace.principal,
-        rt.user_agent_tags,
-    );
+    let mut tags = super::tags::of(&body, trace.metadata.as_ref(), headers, &trace.principal);
+    if group.table.router.routes_by_tags() {
+        trace.route_tags = Some(Arc::new(idlehands_routing::RequestTags {
+            tags: tags.clone(),
+            user_agent: super::tags::user_agent(headers).map(str::to_owned),
+        }));
+    }
+    if rt.user_agent_tags {
+        super::tags::add_user_agent(&mut tags, headers);
+    }
+    trace.request_tags = tags;
     trace.stream = body.stream;
     trace.capture = app.payloads.capture(bytes);
     // Everything the model reads: a chat's tool definitions weigh as much as its messages.
@@ -316,7 +320,7 @@ pub(crate) async fn handle(
         .raw("mock_response")
         .and_then(|r| serde_json::from_str::<String>(r.get()).ok());
     let mock_failure = MockFailure::from_body(&body);
-    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), trace.prompt_estimate)
+    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), &trace)
         .with_caller_timeout(options.sets_timeout());
     let requested = group.name.as_str();
     let body = &body;

@@ -135,7 +135,7 @@ async fn handle(
         Err(e) => return trace.error_response(e),
     };
     let verbatim = !body.has_gateway_only_fields();
-    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), trace.prompt_estimate)
+    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), &trace)
         .with_caller_timeout(options.timeout.is_some());
     let body = &body;
     let options = &options;

@@ -144,7 +144,7 @@ pub(crate) async fn handle(
         Err(e) => return trace.error_response(e),
     };
     let stream = body.stream;
-    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), trace.prompt_estimate)
+    let mut attempts = Attempts::new(&group, plan_options(&body, &headers), &trace)
         .with_caller_timeout(options.sets_timeout());
     let body = &body;
     let options = &options;

@@ -14,12 +14,13 @@ use serde_json::Value;
 use super::body::RequestBody;
 use crate::auth::Principal;
 
+/// The request's own tags (body, key, team, header): what tag routing reads, as LiteLLM's
+/// `metadata.tags`. The spend row adds [`add_user_agent`]'s.
 pub(crate) fn of(
     body: &RequestBody<'_>,
     metadata: Option<&Value>,
     headers: &HeaderMap,
     principal: &Principal,
-    user_agent_tags: bool,
 ) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
     let litellm_metadata = body
@@ -53,17 +54,25 @@ pub(crate) fn of(
             }
         }
     }
-    if user_agent_tags
-        && let Some(ua) = headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-    {
+    tags
+}
+
+/// The caller's `User-Agent`, when it is text.
+pub(crate) fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// LiteLLM's spend-row tags for the caller's user agent (unless
+/// `disable_add_user_agent_to_request_tags`): its product, then the whole agent.
+pub(crate) fn add_user_agent(tags: &mut Vec<String>, headers: &HeaderMap) {
+    if let Some(ua) = user_agent(headers) {
         if let Some((product, _)) = ua.split_once('/') {
             tags.push(format!("User-Agent: {product}"));
         }
         tags.push(format!("User-Agent: {ua}"));
     }
-    tags
 }
 
 fn add_all(tags: &mut Vec<String>, list: Option<&Vec<Value>>) {
@@ -111,7 +120,11 @@ mod tests {
             })),
             None => Principal::Anonymous,
         };
-        of(&b, metadata.as_ref(), &h, &principal, ua)
+        let mut t = of(&b, metadata.as_ref(), &h, &principal);
+        if ua {
+            add_user_agent(&mut t, &h);
+        }
+        t
     }
 
     #[test]

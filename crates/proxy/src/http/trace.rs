@@ -71,6 +71,8 @@ pub(crate) struct Trace {
     pub metadata: Option<serde_json::Value>,
     /// The spend row's `request_tags` (see `super::tags`).
     pub request_tags: Vec<String>,
+    /// The tags routing reads, where the gateway routes by tags (see `super::tags`).
+    pub route_tags: Option<Arc<idlehands_routing::RequestTags>>,
     pub stream: bool,
     pub started: Instant,
     pub start_time: DateTime<Utc>,
@@ -123,6 +125,7 @@ impl Trace {
             end_user: None,
             metadata: None,
             request_tags: Vec::new(),
+            route_tags: None,
             stream: false,
             started,
             start_time,

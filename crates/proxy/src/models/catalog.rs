@@ -376,6 +376,9 @@ pub(crate) fn params_json(p: &LitellmParams) -> Value {
     if !p.tags.is_empty() {
         m.insert("tags".into(), json!(p.tags));
     }
+    if !p.tag_regex.is_empty() {
+        m.insert("tag_regex".into(), json!(p.tag_regex));
+    }
     put(&mut m, "max_budget", &p.max_budget);
     put(&mut m, "budget_duration", &p.budget_duration);
     put(&mut m, "drop_params", &p.drop_params);
@@ -411,6 +414,7 @@ pub(crate) fn info_json(i: &ModelInfo) -> Value {
     if !i.access_groups.is_empty() {
         m.insert("access_groups".into(), json!(i.access_groups));
     }
+    put(&mut m, "enable_tag_filtering", &i.enable_tag_filtering);
     put_costs(&mut m, &i.cost);
     for (k, v) in &i.extra {
         m.insert(k.clone(), v.clone());

@@ -191,6 +191,9 @@ impl Deployment {
             tpm: p.tpm,
             order: p.order,
             max_input_tokens: price.as_ref().and_then(|p| p.max_input_tokens),
+            tags: p.tags.clone(),
+            tag_regex: p.tag_regex.clone(),
+            tag_filtering: entry.model_info.enable_tag_filtering,
         };
         // The config check has already refused values that cannot be used.
         let params = super::params::from_litellm_params(
