@@ -364,6 +364,15 @@ async fn fields_with_no_effect_are_named_in_the_answer(b: Backend) {
     assert_eq!(a.body["metadata"]["tags"], json!(["team-a"]));
 
     let key = a.body["key"].as_str().unwrap();
+    // On update, as LiteLLM: `tags` become metadata.tags, the rest of the key's metadata kept.
+    let u = post(
+        &p,
+        "/key/update",
+        MASTER,
+        json!({"key": key, "metadata": {"team": "x"}}),
+    )
+    .await;
+    assert_eq!(u.status, 200, "{}", u.body);
     let u = post(
         &p,
         "/key/update",
@@ -373,15 +382,36 @@ async fn fields_with_no_effect_are_named_in_the_answer(b: Backend) {
     .await;
     assert_eq!(u.status, 200, "{}", u.body);
     let ignored = u.body["ignored_fields"].as_object().unwrap();
-    assert_eq!(ignored.keys().collect::<Vec<_>>(), ["guardrails", "tags"]);
-    assert!(
-        ignored["tags"]
-            .as_str()
-            .unwrap()
-            .contains("set metadata.tags"),
+    assert_eq!(ignored.keys().collect::<Vec<_>>(), ["guardrails"]);
+    assert_eq!(u.body["metadata"], json!({"team": "x", "tags": ["t"]}));
+    // Beside new metadata, over it.
+    let u = post(
+        &p,
+        "/key/update",
+        MASTER,
+        json!({"key": key, "metadata": {"tags": ["old"], "y": 1}, "tags": ["new"]}),
+    )
+    .await;
+    assert_eq!(u.status, 200, "{}", u.body);
+    assert!(u.body.get("ignored_fields").is_none(), "{}", u.body);
+    assert_eq!(u.body["metadata"], json!({"y": 1, "tags": ["new"]}));
+    let info = get(&p, &format!("/key/info?key={key}"), MASTER).await;
+    assert_eq!(
+        info.body["info"]["metadata"]["tags"],
+        json!(["new"]),
         "{}",
-        u.body
+        info.body
     );
+    // A tag list that is not one is bad input.
+    let bad = post(&p, "/key/update", MASTER, json!({"key": key, "tags": "t"})).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let u = post(
+        &p,
+        "/key/update",
+        MASTER,
+        json!({"key": key, "rpm_limit": 5}),
+    )
+    .await;
     assert_eq!(u.body["rpm_limit"], 5);
     p.stop().await;
     place.cleanup().await;

@@ -178,6 +178,9 @@ pub struct UpdateKeyRequest {
     pub config: Option<JsonMap>,
     pub permissions: Option<JsonMap>,
     pub metadata: Option<JsonMap>,
+    /// LiteLLM keeps a key's `tags` as its `metadata.tags` (over the metadata given beside
+    /// them, else the key's own).
+    pub tags: Option<Vec<Value>>,
     #[serde(default, deserialize_with = "patch")]
     pub tpm_limit: Patch<i64>,
     #[serde(default, deserialize_with = "patch")]

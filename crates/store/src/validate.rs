@@ -194,6 +194,10 @@ pub(crate) fn apply_update(
     if let Some(v) = &req.metadata {
         next.metadata = v.clone();
     }
+    if let Some(t) = &req.tags {
+        next.metadata
+            .insert("tags".to_owned(), serde_json::Value::Array(t.clone()));
+    }
     if let Some(v) = req.tpm_limit {
         next.tpm_limit = limit(v, "tpm_limit")?;
     }

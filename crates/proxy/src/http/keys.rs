@@ -227,10 +227,7 @@ const KEY_FIELDS_ACTED: [&str; 19] = [
 const KEY_FIELDS_INERT: [(&str, &str); 11] = [
     ("config", "stored and shown; not applied to calls"),
     ("permissions", "stored and shown; not enforced"),
-    (
-        "tags",
-        "applied by /key/generate only (into metadata.tags); here set metadata.tags",
-    ),
+    ("tags", "not a list of tags (a list becomes metadata.tags)"),
     ("guardrails", "not stored; guardrails are not run"),
     (
         "model_max_budget",
@@ -306,6 +303,20 @@ pub(super) const KEY_FIELDS: FieldRules = FieldRules {
 
 fn ignored_key_fields(route: &str, bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
     ignored_fields(&KEY_FIELDS, route, bytes)
+}
+
+/// [`ignored_key_fields`] of an update or regeneration, whose list of `tags` (when it had
+/// one) went into `metadata.tags`.
+fn ignored_change_fields(
+    route: &str,
+    bytes: &[u8],
+    changes: &UpdateKeyRequest,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut ignored = ignored_key_fields(route, bytes);
+    if changes.tags.is_some() {
+        ignored.remove("tags");
+    }
+    ignored
 }
 
 /// [`reply`], with `ignored_fields` added to a successful answer when there are any.
@@ -489,7 +500,7 @@ async fn update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response 
     }
     tri!(no_escalation(&m, role.own_user(), set(&req.user_id), set(&req.team_id)).await);
     warn_unserved_models(&m, "/key/update", req.models.as_deref());
-    let ignored = ignored_key_fields("/key/update", &bytes);
+    let ignored = ignored_change_fields("/key/update", &bytes, &req);
     reply_noting(m.ledger.update_key(req, role.by()).await, ignored)
 }
 
@@ -537,7 +548,7 @@ async fn regenerate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respo
         )
         .await
     );
-    let ignored = ignored_key_fields("/key/regenerate", &bytes);
+    let ignored = ignored_change_fields("/key/regenerate", &bytes, &req.changes);
     reply_noting(m.ledger.regenerate_key(None, req, role.by()).await, ignored)
 }
 
@@ -558,7 +569,7 @@ async fn regenerate_path(
         )
         .await
     );
-    let ignored = ignored_key_fields("/key/{key}/regenerate", &bytes);
+    let ignored = ignored_change_fields("/key/{key}/regenerate", &bytes, &req.changes);
     reply_noting(
         m.ledger.regenerate_key(Some(&key), req, role.by()).await,
         ignored,
