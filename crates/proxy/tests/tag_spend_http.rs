@@ -235,6 +235,69 @@ async fn tags_are_recorded_and_added_up(b: Backend) {
     assert_eq!(a.status, 403, "{}", a.body);
     let a = get(&p, "/spend/tags?start_date=yesterday", MASTER).await;
     assert_eq!(a.status, 400, "{}", a.body);
+
+    // Daily activity by tag: each tag an entity of today's bucket, with its rows' calls and
+    // spend (a call counts under each of its tags, in the day's sums too, as in LiteLLM).
+    let day = format!("/tag/daily/activity?start_date={today}&end_date={today}");
+    let a = get(&p, &format!("{day}&page_size=100"), MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let results = a.body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{}", a.body);
+    assert_eq!(results[0]["date"], json!(today.to_string()));
+    let entities = results[0]["breakdown"]["entities"].as_object().unwrap();
+    let mut names: Vec<&String> = entities.keys().collect();
+    names.sort();
+    let mut want: Vec<&String> = all.keys().collect();
+    want.sort();
+    assert_eq!(names, want);
+    for (tag, e) in entities {
+        let (count, _) = all[tag];
+        assert_eq!(e["metrics"]["api_requests"], json!(count), "{tag}");
+        assert!(
+            close(e["metrics"]["spend"].as_f64().unwrap(), spend_with(tag)),
+            "{tag}: {e}"
+        );
+    }
+    let calls_by_tag: i64 = all.values().map(|t| t.0).sum();
+    assert_eq!(
+        a.body["metadata"]["total_api_requests"],
+        json!(calls_by_tag)
+    );
+    // The key's part, named as the entity routes name keys.
+    let keyed = entities["team-a"]["api_key_breakdown"].as_object().unwrap();
+    assert_eq!(keyed.len(), 1, "{keyed:?}");
+    let (_, part) = keyed.iter().next().unwrap();
+    assert_eq!(part["metadata"]["user_id"], "u1", "{part}");
+    // Chosen tags; a page at a time (one group per tag here).
+    let a = get(&p, &format!("{day}&tags=exp-1,solo"), MASTER).await;
+    let chosen = a.body["results"][0]["breakdown"]["entities"]
+        .as_object()
+        .unwrap();
+    assert_eq!(chosen.len(), 2, "{}", a.body);
+    let a = get(&p, &format!("{day}&page_size=1&page=2"), MASTER).await;
+    assert_eq!(
+        a.body["metadata"]["total_pages"],
+        json!(all.len()),
+        "{}",
+        a.body
+    );
+    assert_eq!(a.body["metadata"]["has_more"], json!(true));
+    assert_eq!(a.body["metadata"]["page"], json!(2));
+    // An internal user sees their own keys' calls; a model filter narrows.
+    let a = get(&p, &day, &kt).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let own = a.body["results"][0]["breakdown"]["entities"]
+        .as_object()
+        .unwrap();
+    assert!(
+        own.contains_key("team-a") && !own.contains_key("solo"),
+        "{}",
+        a.body
+    );
+    let a = get(&p, &format!("{day}&model=nothing-like-it"), MASTER).await;
+    assert_eq!(a.body["results"], json!([]), "{}", a.body);
+    let a = get(&p, "/tag/daily/activity", MASTER).await;
+    assert_eq!(a.status, 400, "{}", a.body);
     p.stop().await;
     place.cleanup().await;
 }

@@ -369,7 +369,7 @@ fn filters(q: &ActivityQuery) -> Filters<'_> {
 }
 
 /// Placeholders for `values`, bound after the texts so far (`$1` and `$2` are the days).
-fn list<'a>(values: &'a [String], texts: &mut Vec<&'a str>) -> String {
+pub(crate) fn list<'a>(values: &'a [String], texts: &mut Vec<&'a str>) -> String {
     let from = texts.len() + 3;
     texts.extend(values.iter().map(String::as_str));
     placeholders(from, values.len())

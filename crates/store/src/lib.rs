@@ -67,6 +67,6 @@ pub use redis_limiter::{
 };
 pub use spend::{STATUS_FAILURE, STATUS_SUCCESS, SpendAggregate, SpendGroup, SpendLogRow};
 pub use spend_db::{BatchItem, DayGroupSpend, KeyModelSpend, ReportGroup};
-pub use tag_spend::TagSpend;
+pub use tag_spend::{TagActivityQuery, TagSpend};
 pub use types::*;
 pub use writer::{SpendWriter, WriterConfig};

@@ -1,13 +1,32 @@
-//! Spend by request tag (`/spend/tags`, `/global/spend/tags`): each spend-log row counts once
-//! for every tag it carries. Read from the rows (as LiteLLM reads its view over them): tags
-//! are not in the daily rollups.
+//! Spend by request tag (`/spend/tags`, `/global/spend/tags`, `/tag/daily/activity`): each
+//! spend-log row counts once for every tag it carries. Read from the rows (as LiteLLM reads
+//! its view over them): tags are not in the daily rollups.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Row;
 
+use crate::daily_activity::{ActivityPage, ActivityRow, list};
+use crate::daily_spend::DAY_MS;
 use crate::db::{Backend, Store, on_db};
 use crate::error::StoreError;
+use crate::spend::{STATUS_FAILURE, STATUS_SUCCESS};
 use crate::spend_db::wide_sum;
+
+/// A page of [`Store::tag_activity`].
+#[derive(Debug, Clone)]
+pub struct TagActivityQuery {
+    /// Only these tags (`None`: every tag).
+    pub tags: Option<Vec<String>>,
+    /// UTC days, both included.
+    pub first_day: NaiveDate,
+    pub last_day: NaiveDate,
+    pub model: Option<String>,
+    /// Only these keys (hashes; `None`: every key).
+    pub api_keys: Option<Vec<String>>,
+    /// From 1.
+    pub page: u32,
+    pub page_size: u32,
+}
 
 /// One tag's calls over a range.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,5 +87,111 @@ impl Store {
         });
         out.sort_by(|a, b| b.spend.cmp(&a.spend).then_with(|| a.tag.cmp(&b.tag)));
         Ok(out)
+    }
+}
+
+impl Store {
+    /// One page of daily activity by tag (LiteLLM's `/tag/daily/activity`): the rows of the
+    /// range grouped by day, tag, key, model, model group and provider (the rows of LiteLLM's
+    /// daily tag table), newest day first, each [`ActivityRow::entity`] the tag. A call with
+    /// several tags counts in each of them, as it does in LiteLLM's table.
+    pub async fn tag_activity(&self, q: &TagActivityQuery) -> Result<ActivityPage, StoreError> {
+        let ms = |d: NaiveDate| {
+            d.and_hms_opt(0, 0, 0)
+                .map_or(0, |t| t.and_utc().timestamp_millis())
+        };
+        let (lo, hi) = (ms(q.first_day), ms(q.last_day).saturating_add(DAY_MS));
+        let mut texts: Vec<&str> = Vec::new();
+        let mut conds = String::from("s.start_time >= $1 AND s.start_time < $2");
+        match &q.tags {
+            Some(tags) if tags.is_empty() => conds.push_str(" AND 1 = 0"),
+            Some(tags) => {
+                conds.push_str(&format!(" AND t.value IN ({})", list(tags, &mut texts)));
+            }
+            None => {}
+        }
+        if let Some(model) = &q.model {
+            let at = list(std::slice::from_ref(model), &mut texts);
+            conds.push_str(&format!(" AND s.model = {at}"));
+        }
+        match &q.api_keys {
+            Some(keys) if keys.is_empty() => conds.push_str(" AND 1 = 0"),
+            Some(keys) => {
+                conds.push_str(&format!(" AND s.api_key IN ({})", list(keys, &mut texts)));
+            }
+            None => {}
+        }
+        let tags = match self.backend() {
+            Backend::Sqlite => ", json_each(s.request_tags) t",
+            Backend::Postgres => {
+                " CROSS JOIN LATERAL jsonb_array_elements_text(s.request_tags::jsonb) AS t(value)"
+            }
+        };
+        // Whole units and the rest summed apart, as the rollups keep them: a group's sum can
+        // pass what one BIGINT holds.
+        let wide = |c: &str, a: &str| {
+            format!(
+                "CAST(SUM(s.{c} / 1000000000) AS BIGINT) AS {a}_hi, \
+                 CAST(SUM(s.{c} % 1000000000) AS BIGINT) AS {a}_lo"
+            )
+        };
+        let groups = format!(
+            "SELECT s.start_time / {DAY_MS} AS day, t.value AS tag, s.api_key AS api_key, \
+             s.model AS model, COALESCE(s.model_group, '') AS model_group, \
+             COALESCE(s.custom_llm_provider, '') AS custom_llm_provider, {}, {}, {}, \
+             CAST(COUNT(*) AS BIGINT) AS n, \
+             CAST(SUM(CASE WHEN s.status = '{STATUS_SUCCESS}' THEN 1 ELSE 0 END) AS BIGINT) AS ok, \
+             CAST(SUM(CASE WHEN s.status = '{STATUS_FAILURE}' THEN 1 ELSE 0 END) AS BIGINT) AS failed \
+             FROM idlehands_spend_logs s{tags} WHERE {conds} GROUP BY 1, 2, 3, 4, 5, 6",
+            wide("spend", "s"),
+            wide("prompt_tokens", "p"),
+            wide("completion_tokens", "c"),
+        );
+        let n = texts.len() + 2;
+        let page_sql = format!(
+            "{groups} ORDER BY 1 DESC, 2, 3, 4, 5, 6 LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let count_sql = format!("SELECT COUNT(*) FROM ({groups}) g");
+        let offset = i64::from(q.page.max(1) - 1) * i64::from(q.page_size);
+        let (total, rows) = on_db!(&self.db, pool => {
+            let mut page = sqlx::query(&page_sql).bind(lo).bind(hi);
+            for t in &texts { page = page.bind(*t); }
+            let found = page
+                .bind(i64::from(q.page_size))
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+            let mut rows = Vec::with_capacity(found.len());
+            for r in &found {
+                let stated = |s: String| Some(s).filter(|s| !s.is_empty());
+                rows.push(ActivityRow {
+                    day_ms: r.try_get::<i64, _>("day")?.saturating_mul(DAY_MS),
+                    api_key: r.try_get("api_key")?,
+                    model: r.try_get("model")?,
+                    model_group: stated(r.try_get("model_group")?),
+                    provider: stated(r.try_get("custom_llm_provider")?),
+                    entity: Some(r.try_get("tag")?),
+                    spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
+                    prompt_tokens: wide_sum(r.try_get("p_hi")?, r.try_get("p_lo")?),
+                    completion_tokens: wide_sum(r.try_get("c_hi")?, r.try_get("c_lo")?),
+                    requests: r.try_get("n")?,
+                    successful_requests: r.try_get("ok")?,
+                    failed_requests: r.try_get("failed")?,
+                });
+            }
+            // A short page is the last one: no second pass to count the groups.
+            let last = rows.len() < q.page_size as usize && (!rows.is_empty() || offset == 0);
+            let total = if last {
+                offset.saturating_add(i64::try_from(rows.len()).unwrap_or(i64::MAX))
+            } else {
+                let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(lo).bind(hi);
+                for t in &texts { count = count.bind(*t); }
+                count.fetch_one(pool).await?
+            };
+            (total, rows)
+        });
+        Ok(ActivityPage { total, rows })
     }
 }

@@ -8,6 +8,7 @@
 //! what. Cache tokens, response times and the MCP, endpoint and guardrail breakdowns are not
 //! in the rollups: they answer 0 and `{}` (the README says so).
 
+mod by_tag;
 mod render;
 
 use std::collections::{HashMap, HashSet};
@@ -48,7 +49,8 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
                 handler(entity, true),
             );
     }
-    r.with_state(state)
+    r.route("/tag/daily/activity", by_tag::handler())
+        .with_state(state)
 }
 
 /// Runs on the admin runtime (`offload`), as `/spend/logs` does.
@@ -86,6 +88,8 @@ struct Params {
     include_current_utc_day: Option<bool>,
     /// Aggregated routes: the key breakdowns list this many keys, those of most spend.
     api_key_limit: Option<usize>,
+    /// `/tag/daily/activity`: comma-separated tags (none: every tag).
+    tags: Option<String>,
 }
 
 fn bad(message: impl Into<String>, param: &str) -> ProxyError {
@@ -106,7 +110,7 @@ fn canonical(s: &str) -> Option<NaiveDate> {
 /// The range's days, both included.
 fn days(
     p: &Params,
-    entity: ActivityEntity,
+    user_route: bool,
     now: DateTime<Utc>,
 ) -> Result<(NaiveDate, NaiveDate), ProxyError> {
     let (Some(start), Some(end)) = (p.start_date.as_deref(), p.end_date.as_deref()) else {
@@ -123,9 +127,7 @@ fn days(
     }
     // A caller west of UTC asking up to its today also gets today's UTC day, written after
     // its local midnight.
-    if let (ActivityEntity::User, Some(tz), Some(true)) =
-        (entity, p.timezone, p.include_current_utc_day)
-    {
+    if let (true, Some(tz), Some(true)) = (user_route, p.timezone, p.include_current_utc_day) {
         let local_today = (now - Duration::minutes(tz)).date_naive();
         if last >= local_today {
             last = last.max(now.date_naive());
@@ -268,6 +270,23 @@ async fn scope(
     }
 }
 
+/// Each user's e-mail and alias, looked up once, found or not.
+async fn user_names<'a>(
+    store: &idlehands_store::Store,
+    ids: impl Iterator<Item = &'a str>,
+) -> HashMap<String, (Option<String>, Option<String>)> {
+    let mut users = HashMap::new();
+    let mut asked: HashSet<&str> = HashSet::new();
+    for id in ids {
+        if asked.insert(id)
+            && let Ok(Some(u)) = store.get_user(id).await
+        {
+            users.insert(id.to_owned(), (u.user_email, u.user_alias));
+        }
+    }
+    users
+}
+
 async fn answer(
     m: Arc<Mgmt>,
     headers: HeaderMap,
@@ -277,7 +296,7 @@ async fn answer(
 ) -> Response {
     let (_, role) = tri!(caller_role(&m, &headers).await);
     let p: Params = tri!(query(&uri));
-    let (first_day, last_day) = tri!(days(&p, entity, Utc::now()));
+    let (first_day, last_day) = tri!(days(&p, entity == ActivityEntity::User, Utc::now()));
     let key_limit = p.api_key_limit.unwrap_or(KEY_LIMIT_DEFAULT);
     if aggregated {
         // No pages bound the work: ranges wider than the dashboard asks are refused.
@@ -380,21 +399,12 @@ async fn answer(
         Err(e) => return store_error(&e).into_response(),
     };
     // Users named on the page (entities of the user route, keys' owners): e-mail and alias.
-    let mut users: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
     let user_ids = keys.values().filter_map(|k| k.user_id.as_deref()).chain(
         named()
             .filter(|_| entity == ActivityEntity::User)
             .filter_map(|r| r.entity.as_deref()),
     );
-    // Each looked up once, found or not.
-    let mut asked: HashSet<&str> = HashSet::new();
-    for id in user_ids {
-        if asked.insert(id)
-            && let Ok(Some(u)) = store.get_user(id).await
-        {
-            users.insert(id.to_owned(), (u.user_email, u.user_alias));
-        }
-    }
+    let users = user_names(store, user_ids).await;
     // The page's entities by name: users by e-mail, teams and organizations by alias.
     let mut metadata: HashMap<String, Value> = HashMap::new();
     let mut named_once: HashSet<&str> = HashSet::new();
@@ -468,22 +478,20 @@ mod tests {
         let mut p = params("2026-12-01", "2026-12-05");
         p.timezone = Some(480);
         p.include_current_utc_day = Some(true);
-        let (_, last) = days(&p, ActivityEntity::User, now).map_err(|_| ()).unwrap();
+        let (_, last) = days(&p, true, now).map_err(|_| ()).unwrap();
         assert_eq!(last, date("2026-12-06"));
         // An earlier range is history: unchanged.
         let mut old = params("2026-12-01", "2026-12-04");
         old.timezone = Some(480);
         old.include_current_utc_day = Some(true);
-        let (_, last) = days(&old, ActivityEntity::User, now)
-            .map_err(|_| ())
-            .unwrap();
+        let (_, last) = days(&old, true, now).map_err(|_| ()).unwrap();
         assert_eq!(last, date("2026-12-04"));
         // Not asked for, or not the user route: unchanged.
         p.include_current_utc_day = None;
-        let (_, last) = days(&p, ActivityEntity::User, now).map_err(|_| ()).unwrap();
+        let (_, last) = days(&p, true, now).map_err(|_| ()).unwrap();
         assert_eq!(last, date("2026-12-05"));
         p.include_current_utc_day = Some(true);
-        let (_, last) = days(&p, ActivityEntity::Team, now).map_err(|_| ()).unwrap();
+        let (_, last) = days(&p, false, now).map_err(|_| ()).unwrap();
         assert_eq!(last, date("2026-12-05"));
     }
 
