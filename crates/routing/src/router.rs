@@ -345,10 +345,12 @@ impl Router {
                 } else {
                     WeightSource::Uniform
                 };
+                // The first in config order that sets it, as LiteLLM reads its registry.
                 let by_tags = slots
                     .iter()
-                    .find_map(|&s| deployments[s].tag_filtering)
-                    .unwrap_or(settings.enable_tag_filtering);
+                    .filter_map(|&s| deployments[s].tag_filtering.map(|on| (s, on)))
+                    .min_by_key(|(s, _)| *s)
+                    .map_or(settings.enable_tag_filtering, |(_, on)| on);
                 let group = Group {
                     slots: slots.into_boxed_slice(),
                     tiers: tiers.into_boxed_slice(),

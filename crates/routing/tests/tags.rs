@@ -74,6 +74,21 @@ fn a_groups_own_setting_overrides_the_routers() {
     assert!(r.routes_by_tags());
     assert_eq!(picked(&r, "own", &ctx(&["x"])), ids(&["a"]));
     assert_eq!(picked(&r, "plain", &ctx(&["x"])), ids(&["c", "d"]));
+
+    // The first deployment in config order that sets it decides, whatever the order tiers.
+    let mut first = tagged("first", "g", &["x"]);
+    first.tag_filtering = Some(false);
+    first.order = Some(2);
+    let mut second = tagged("second", "g", &["y"]);
+    second.tag_filtering = Some(true);
+    second.order = Some(1);
+    let (r, _) = router(
+        vec![first, second],
+        settings(r#"{"enable_tag_filtering": true}"#),
+    );
+    assert!(!r.routes_by_tags());
+    // Untouched by the tag, the lower order tier serves.
+    assert_eq!(picked(&r, "g", &ctx(&["x"])), ids(&["second"]));
 }
 
 #[test]

@@ -140,7 +140,7 @@ const KNOWN_LITELLM: [(&str, &str, &str); 24] = [
     (
         "litellm_settings",
         "default_team_settings",
-        "there are no teams yet",
+        "per-team callbacks and the first entry's max_budget for new teams are not applied",
     ),
 ];
 
