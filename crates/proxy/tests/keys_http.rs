@@ -417,7 +417,138 @@ async fn fields_with_no_effect_are_named_in_the_answer(b: Backend) {
     place.cleanup().await;
 }
 
+/// The key's spend as `/key/info` reads it, once it is at least `at_least`.
+async fn key_spend(p: &store_support::Proxy, key: &str, at_least: f64) -> f64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let a = get(p, &format!("/key/info?key={key}"), MASTER).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        let spend = a.body["info"]["spend"].as_f64().unwrap();
+        if spend >= at_least {
+            return spend;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "spend {spend} < {at_least}"
+        );
+        // Polling interval, not a guess at how long the commit takes.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn reset_spend_gives_a_budget_back(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    for user in ["owner", "lead"] {
+        let a = post(
+            &p,
+            "/user/new",
+            MASTER,
+            json!({"user_id": user, "user_role": "internal_user"}),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let a = post(
+        &p,
+        "/team/new",
+        MASTER,
+        json!({"team_id": "t1", "members_with_roles": [{"user_id": "lead", "role": "admin"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let (key, _) = generate(
+        &p,
+        json!({"max_budget": 0.00001, "team_id": "t1", "user_id": "owner"}),
+    )
+    .await;
+    let a = post(&p, "/v1/chat/completions", &key, chat("mocky")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let spent = key_spend(&p, &key, 1e-12).await;
+    assert!(spent >= 0.00001, "one call spends the budget: {spent}");
+    let refused = post(&p, "/v1/chat/completions", &key, chat("mocky")).await;
+    assert_ne!(refused.status, 200, "over budget: {}", refused.body);
+
+    let reset = |body: Value| {
+        let (p, key) = (&p, key.clone());
+        async move { post(p, &format!("/key/{key}/reset_spend"), MASTER, body).await }
+    };
+    // LiteLLM's refusals: not a number, below 0, above the spend or the budget.
+    for (body, words) in [
+        (json!({"reset_to": "0"}), "reset_to must be a float"),
+        (json!({"reset_to": true}), "reset_to must be a float"),
+        (json!({}), "reset_to must be a float"),
+        (json!({"reset_to": -1}), "reset_to must be >= 0"),
+        (json!({"reset_to": spent + 1.0}), "must be <= current spend"),
+        (json!({"reset_to": 0.000015}), "must be <= budget (1e-5)"),
+    ] {
+        let a = reset(body.clone()).await;
+        assert_eq!(a.status, 400, "{body}: {}", a.body);
+        assert!(error_of(&a).1.contains(words), "{body}: {}", a.body);
+    }
+    // Nobody but an admin (of the proxy or of the key's team) may, not even the key's owner.
+    let (own, _) = generate(&p, json!({"user_id": "owner"})).await;
+    let a = post(
+        &p,
+        &format!("/key/{key}/reset_spend"),
+        &own,
+        json!({"reset_to": 0}),
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = post(
+        &p,
+        "/key/sk-no-such-key-anywhere/reset_spend",
+        MASTER,
+        json!({"reset_to": 0}),
+    )
+    .await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert!(
+        !a.body.to_string().contains("sk-no-such-key-anywhere"),
+        "no key in errors: {}",
+        a.body
+    );
+
+    // The team's admin may.
+    let (lead, _) = generate(&p, json!({"user_id": "lead"})).await;
+    let a = post(
+        &p,
+        &format!("/key/{key}/reset_spend"),
+        &lead,
+        json!({"reset_to": 0}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["spend"], json!(0.0));
+    assert_eq!(a.body["previous_spend"].as_f64(), Some(spent));
+    assert_eq!(a.body["max_budget"], json!(0.00001));
+    assert_eq!(
+        a.body["key_hash"],
+        json!(idlehands_store::keygen::hash_key(&key))
+    );
+    // The budget is back: the next call is served, and the spend is that call's alone.
+    let a = post(&p, "/v1/chat/completions", &key, chat("mocky")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let rows = spend_rows(
+        &p,
+        &format!("?api_key={}", idlehands_store::keygen::hash_key(&key)),
+        2,
+    )
+    .await;
+    let newest = rows
+        .iter()
+        .filter(|r| r["status"] == "success")
+        .map(|r| r["spend"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    let now = key_spend(&p, &key, newest).await;
+    assert!((now - newest).abs() < 1e-12, "{now} vs {newest}");
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
+    reset_spend_gives_a_budget_back,
     fields_with_no_effect_are_named_in_the_answer,
     seed_curls_verbatim,
     refusals_have_litellm_statuses,

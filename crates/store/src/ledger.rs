@@ -994,6 +994,64 @@ impl Ledger {
         })
     }
 
+    /// LiteLLM's `/key/{key}/reset_spend`: the key's spend set to `reset_to` USD, which must
+    /// be at least 0 and at most both its spend and its `max_budget` (so it can only lower a
+    /// spend, never hand out budget). Checked and written in one transaction, after the spend
+    /// already queued is committed. Gives the key and the spend it had, in nano-USD.
+    pub async fn reset_key_spend(
+        &self,
+        token: &str,
+        reset_to: f64,
+        updated_by: Option<&str>,
+    ) -> Result<(KeyRecord, i64), StoreError> {
+        let field = "reset_to";
+        if !reset_to.is_finite() || reset_to < 0.0 {
+            return Err(StoreError::bad_request("reset_to must be >= 0", field));
+        }
+        let nanos = crate::money::usd_to_nanos(reset_to)
+            .ok_or_else(|| StoreError::bad_request("reset_to must be a float", field))?;
+        // Increments queued before the reset must not land on top of it.
+        self.inner.writer.flush().await?;
+        let now = self.inner.cfg.clock.now();
+        let mut previous = 0;
+        let record = self
+            .inner
+            .store
+            .update_key_with(token, |k| {
+                previous = k.spend;
+                if nanos > k.spend {
+                    return Err(StoreError::bad_request(
+                        format!(
+                            "reset_to ({reset_to:?}) must be <= current spend ({:?})",
+                            crate::money::nanos_to_usd(k.spend)
+                        ),
+                        field,
+                    ));
+                }
+                if let Some(max) = k.max_budget
+                    && nanos > max
+                {
+                    return Err(StoreError::bad_request(
+                        format!(
+                            "reset_to ({reset_to:?}) must be <= budget ({:?})",
+                            crate::money::nanos_to_usd(max)
+                        ),
+                        field,
+                    ));
+                }
+                k.spend = nanos;
+                k.updated_at = now;
+                k.updated_by = updated_by.map(str::to_owned);
+                Ok(crate::keys_db::UpdateScope {
+                    spend: true,
+                    budget_reset_at: false,
+                })
+            })
+            .await?;
+        self.after_change(&record, true);
+        Ok((record, previous))
+    }
+
     fn after_change(&self, record: &KeyRecord, spend_overwritten: bool) {
         self.inner
             .limiter

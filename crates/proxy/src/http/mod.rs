@@ -11,6 +11,7 @@ mod embeddings;
 mod estimate;
 pub(crate) mod guard;
 pub(crate) mod health;
+mod key_spend;
 mod keys;
 mod messages;
 mod metrics;
@@ -184,6 +185,7 @@ pub(crate) fn management_routes(
         .merge(orgs::routes(state.clone()))
         .merge(daily_activity::routes(state.clone()))
         .merge(tag_spend::routes(state.clone()))
+        .merge(key_spend::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
