@@ -564,14 +564,14 @@ mod tests {
                 SpendGroup::Day,
             ] {
                 let rows = store
-                    .spend_by_in(Source::Rows, group, rows_lo, rows_hi)
+                    .spend_by_in(Source::Rows, group, rows_lo, rows_hi, None)
                     .await;
                 for rollup in [Rollup::ByKey, Rollup::AllKeys] {
                     if rollup == Rollup::AllKeys && group == SpendGroup::Key {
                         continue;
                     }
                     let r = store
-                        .spend_by_in(Source::Rollup(rollup), group, lo, hi)
+                        .spend_by_in(Source::Rollup(rollup), group, lo, hi, None)
                         .await;
                     assert_eq!(r.unwrap(), *rows.as_ref().unwrap(), "{group:?} {lo}..{hi}");
                 }

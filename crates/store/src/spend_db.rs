@@ -741,22 +741,34 @@ impl Store {
         start: Option<DateTime<Utc>>,
         end: Option<DateTime<Utc>>,
     ) -> Result<Vec<SpendAggregate>, StoreError> {
+        self.spend_of_user_by(group, start, end, None).await
+    }
+
+    /// [`Store::spend_by`], of one user's calls only when `user` is given.
+    pub async fn spend_of_user_by(
+        &self,
+        group: SpendGroup,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+        user: Option<&str>,
+    ) -> Result<Vec<SpendAggregate>, StoreError> {
         let rollup = if group == SpendGroup::Key {
             Rollup::ByKey
         } else {
             Rollup::AllKeys
         };
         let (source, lo, hi) = daily_spend::source_for(rollup, start.map(to_ms), end.map(to_ms));
-        self.spend_by_in(source, group, lo, hi).await
+        self.spend_by_in(source, group, lo, hi, user).await
     }
 
-    /// [`Store::spend_by`] over `[lo, hi)` of `source`.
+    /// [`Store::spend_by`] over `[lo, hi)` of `source`, of `user`'s calls when given.
     pub(crate) async fn spend_by_in(
         &self,
         source: Source,
         group: SpendGroup,
         lo: i64,
         hi: i64,
+        user: Option<&str>,
     ) -> Result<Vec<SpendAggregate>, StoreError> {
         let expr = match group {
             SpendGroup::Key => "api_key",
@@ -770,16 +782,25 @@ impl Store {
         } else {
             "g"
         };
+        let only_user = if user.is_some() {
+            " WHERE user_id = $3"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT {expr} AS g, {}, CAST(SUM(requests) AS BIGINT) AS n, {}, {} \
-             FROM {} GROUP BY {expr} ORDER BY {order}",
+             FROM {}{only_user} GROUP BY {expr} ORDER BY {order}",
             daily_spend::sum_parts("spend", "s"),
             daily_spend::sum_parts("prompt_tokens", "p"),
             daily_spend::sum_parts("completion_tokens", "c"),
             daily_spend::relation(source, "$1", "$2", ""),
         );
         let mut out = on_db!(&self.db, pool => {
-            let rows = sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await?;
+            let mut q = sqlx::query(&sql).bind(lo).bind(hi);
+            if let Some(u) = user {
+                q = q.bind(u);
+            }
+            let rows = q.fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
                 out.push(SpendAggregate {

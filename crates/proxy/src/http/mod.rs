@@ -9,6 +9,7 @@ mod daily_activity;
 pub(crate) mod direct;
 mod embeddings;
 mod estimate;
+mod global_spend;
 pub(crate) mod guard;
 pub(crate) mod health;
 mod key_spend;
@@ -186,6 +187,7 @@ pub(crate) fn management_routes(
         .merge(daily_activity::routes(state.clone()))
         .merge(tag_spend::routes(state.clone()))
         .merge(key_spend::routes(state.clone()))
+        .merge(global_spend::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
