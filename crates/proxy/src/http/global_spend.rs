@@ -23,11 +23,21 @@ use super::roles::{Role, caller_role, not_allowed};
 use crate::error::ProxyError;
 use crate::ledger::seams::store_error;
 
+// A month of a big store's rollups is a long read: on the admin runtime (`offload`).
 pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
     Router::new()
-        .route("/global/spend", get(total))
-        .route("/global/spend/keys", get(keys))
-        .route("/global/spend/models", get(models))
+        .route(
+            "/global/spend",
+            get(|State(m): Shared, h: HeaderMap| crate::offload::run(total(m, h))),
+        )
+        .route(
+            "/global/spend/keys",
+            get(|State(m): Shared, h: HeaderMap, u: Uri| crate::offload::run(keys(m, h, u))),
+        )
+        .route(
+            "/global/spend/models",
+            get(|State(m): Shared, h: HeaderMap, u: Uri| crate::offload::run(models(m, h, u))),
+        )
         .with_state(state)
 }
 
@@ -78,7 +88,7 @@ async fn grouped(
         .map_err(|e| store_error(&e))
 }
 
-async fn total(State(m): Shared, headers: HeaderMap) -> Response {
+async fn total(m: Arc<Mgmt>, headers: HeaderMap) -> Response {
     let (_, role) = tri!(caller_role(&m, &headers).await);
     if !role.reads_all() {
         return not_allowed("/global/spend", &role).into_response();
@@ -90,7 +100,7 @@ async fn total(State(m): Shared, headers: HeaderMap) -> Response {
     axum::Json(json!({ "spend": nanos_to_usd(spend), "max_budget": 0.0 })).into_response()
 }
 
-async fn keys(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+async fn keys(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     let (_, role) = tri!(caller_role(&m, &headers).await);
     let (start, user) = tri!(scope(&role, "/global/spend/keys"));
     let l: Limit = tri!(query(&uri));
@@ -120,7 +130,7 @@ async fn keys(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
     axum::Json(out).into_response()
 }
 
-async fn models(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
+async fn models(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     let (_, role) = tri!(caller_role(&m, &headers).await);
     let (start, user) = tri!(scope(&role, "/global/spend/models"));
     let l: Limit = tri!(query(&uri));
