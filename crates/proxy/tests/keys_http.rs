@@ -547,7 +547,81 @@ async fn reset_spend_gives_a_budget_back(b: Backend) {
     place.cleanup().await;
 }
 
+async fn key_aliases_page_search_and_scope(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    for user in ["u1", "u2"] {
+        let a = post(
+            &p,
+            "/user/new",
+            MASTER,
+            json!({"user_id": user, "user_role": "internal_user"}),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let a = post(
+        &p,
+        "/team/new",
+        MASTER,
+        json!({"team_id": "t1", "members_with_roles": [{"user_id": "u1", "role": "user"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let (u1_key, _) = generate(&p, json!({"key_alias": "alpha", "user_id": "u1"})).await;
+    generate(
+        &p,
+        json!({"key_alias": "Beta", "user_id": "u2", "team_id": "t1"}),
+    )
+    .await;
+    generate(&p, json!({"key_alias": "gamma", "user_id": "u2"})).await;
+    generate(&p, json!({"key_alias": "delta"})).await;
+    let (plain, _) = generate(&p, json!({})).await;
+
+    let aliases = |a: &store_support::Answer| -> Vec<String> {
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.body["aliases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Byte order on both stores; keys without an alias are not listed.
+    let a = get(&p, "/key/aliases", MASTER).await;
+    assert_eq!(aliases(&a), ["Beta", "alpha", "delta", "gamma"]);
+    assert_eq!(a.body["total_count"], 4);
+    assert_eq!(a.body["size"], 50);
+    let a = get(&p, "/key/aliases?size=3&page=2", MASTER).await;
+    assert_eq!(aliases(&a), ["gamma"]);
+    assert_eq!(
+        (
+            a.body["total_pages"].as_i64(),
+            a.body["current_page"].as_i64()
+        ),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        aliases(&get(&p, "/key/aliases?search=ALP", MASTER).await),
+        ["alpha"]
+    );
+    assert_eq!(
+        aliases(&get(&p, "/key/aliases?team_id=t1", MASTER).await),
+        ["Beta"]
+    );
+    // An internal user: their own keys and their teams'.
+    assert_eq!(
+        aliases(&get(&p, "/key/aliases", &u1_key).await),
+        ["Beta", "alpha"]
+    );
+    assert_eq!(get(&p, "/key/aliases", &plain).await.status, 403);
+    assert_eq!(get(&p, "/key/aliases?size=101", MASTER).await.status, 400);
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
+    key_aliases_page_search_and_scope,
     reset_spend_gives_a_budget_back,
     fields_with_no_effect_are_named_in_the_answer,
     seed_curls_verbatim,

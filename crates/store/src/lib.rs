@@ -20,6 +20,7 @@ pub mod duration;
 pub mod entities;
 pub mod error;
 mod interner;
+pub mod key_aliases;
 mod key_model_sums;
 pub mod keygen;
 mod keys_db;

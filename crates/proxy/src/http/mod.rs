@@ -12,6 +12,7 @@ mod estimate;
 mod global_spend;
 pub(crate) mod guard;
 pub(crate) mod health;
+mod key_aliases;
 mod key_spend;
 mod keys;
 mod messages;
@@ -187,6 +188,7 @@ pub(crate) fn management_routes(
         .merge(daily_activity::routes(state.clone()))
         .merge(tag_spend::routes(state.clone()))
         .merge(key_spend::routes(state.clone()))
+        .merge(key_aliases::routes(state.clone()))
         .merge(global_spend::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
