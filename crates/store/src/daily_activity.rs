@@ -156,12 +156,38 @@ impl Store {
             count: count_sql,
             at: Filters { texts, lo, hi, .. },
         } = activity_sql(q);
-        let offset = i64::from(q.page.max(1) - 1) * i64::from(q.page_size);
+        self.activity_page(
+            &Paged {
+                page: &page_sql,
+                count: &count_sql,
+                lo,
+                hi,
+                texts: &texts,
+            },
+            col,
+            q.page,
+            q.page_size,
+        )
+        .await
+    }
+
+    /// One page of groups read by `page.page` (`$1` and `$2` the range, then the texts, then
+    /// the page size and offset), each an [`ActivityRow`] whose entity is the column `col`;
+    /// unless the page is the last one, `page.count` counts them all.
+    pub(crate) async fn activity_page(
+        &self,
+        sql: &Paged<'_>,
+        col: &str,
+        page: u32,
+        page_size: u32,
+    ) -> Result<ActivityPage, StoreError> {
+        let (lo, hi, texts) = (sql.lo, sql.hi, sql.texts);
+        let offset = i64::from(page.max(1) - 1) * i64::from(page_size);
         let (total, rows) = on_db!(&self.db, pool => {
-            let mut page = sqlx::query(&page_sql).bind(lo).bind(hi);
-            for t in &texts { page = page.bind(*t); }
-            let found = page
-                .bind(i64::from(q.page_size))
+            let mut found = sqlx::query(sql.page).bind(lo).bind(hi);
+            for t in texts { found = found.bind(*t); }
+            let found = found
+                .bind(i64::from(page_size))
                 .bind(offset)
                 .fetch_all(pool)
                 .await?;
@@ -171,12 +197,12 @@ impl Store {
             }
             // A short page is the last one: the groups are counted without reading the
             // range again.
-            let last = rows.len() < q.page_size as usize && (!rows.is_empty() || offset == 0);
+            let last = rows.len() < page_size as usize && (!rows.is_empty() || offset == 0);
             let total = if last {
                 offset.saturating_add(i64::try_from(rows.len()).unwrap_or(i64::MAX))
             } else {
-                let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(lo).bind(hi);
-                for t in &texts { count = count.bind(*t); }
+                let mut count = sqlx::query_scalar::<_, i64>(sql.count).bind(lo).bind(hi);
+                for t in texts { count = count.bind(*t); }
                 count.fetch_one(pool).await?
             };
             (total, rows)
@@ -381,6 +407,16 @@ fn restrict_keys<'a>(conds: &mut String, keys: &'a [String], texts: &mut Vec<&'a
     } else {
         conds.push_str(&format!(" AND api_key IN ({})", list(keys, texts)));
     }
+}
+
+/// A page query of activity groups, its count, and what both bind (see
+/// [`Store::activity_page`]).
+pub(crate) struct Paged<'a> {
+    pub page: &'a str,
+    pub count: &'a str,
+    pub lo: i64,
+    pub hi: i64,
+    pub texts: &'a [&'a str],
 }
 
 struct Sql<'q> {

@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Row;
 
-use crate::daily_activity::{ActivityPage, ActivityRow, list};
+use crate::daily_activity::{ActivityPage, Paged, list};
 use crate::daily_spend::DAY_MS;
 use crate::db::{Backend, Store, on_db};
 use crate::error::StoreError;
@@ -154,44 +154,18 @@ impl Store {
             n + 2
         );
         let count_sql = format!("SELECT COUNT(*) FROM ({groups}) g");
-        let offset = i64::from(q.page.max(1) - 1) * i64::from(q.page_size);
-        let (total, rows) = on_db!(&self.db, pool => {
-            let mut page = sqlx::query(&page_sql).bind(lo).bind(hi);
-            for t in &texts { page = page.bind(*t); }
-            let found = page
-                .bind(i64::from(q.page_size))
-                .bind(offset)
-                .fetch_all(pool)
-                .await?;
-            let mut rows = Vec::with_capacity(found.len());
-            for r in &found {
-                let stated = |s: String| Some(s).filter(|s| !s.is_empty());
-                rows.push(ActivityRow {
-                    day_ms: r.try_get::<i64, _>("day")?.saturating_mul(DAY_MS),
-                    api_key: r.try_get("api_key")?,
-                    model: r.try_get("model")?,
-                    model_group: stated(r.try_get("model_group")?),
-                    provider: stated(r.try_get("custom_llm_provider")?),
-                    entity: Some(r.try_get("tag")?),
-                    spend: wide_sum(r.try_get("s_hi")?, r.try_get("s_lo")?),
-                    prompt_tokens: wide_sum(r.try_get("p_hi")?, r.try_get("p_lo")?),
-                    completion_tokens: wide_sum(r.try_get("c_hi")?, r.try_get("c_lo")?),
-                    requests: r.try_get("n")?,
-                    successful_requests: r.try_get("ok")?,
-                    failed_requests: r.try_get("failed")?,
-                });
-            }
-            // A short page is the last one: no second pass to count the groups.
-            let last = rows.len() < q.page_size as usize && (!rows.is_empty() || offset == 0);
-            let total = if last {
-                offset.saturating_add(i64::try_from(rows.len()).unwrap_or(i64::MAX))
-            } else {
-                let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(lo).bind(hi);
-                for t in &texts { count = count.bind(*t); }
-                count.fetch_one(pool).await?
-            };
-            (total, rows)
-        });
-        Ok(ActivityPage { total, rows })
+        self.activity_page(
+            &Paged {
+                page: &page_sql,
+                count: &count_sql,
+                lo,
+                hi,
+                texts: &texts,
+            },
+            "tag",
+            q.page,
+            q.page_size,
+        )
+        .await
     }
 }

@@ -15,7 +15,7 @@ use http::{HeaderMap, Uri};
 use idlehands_store::TagActivityQuery;
 
 use super::render::{Days, Meta, Names, render};
-use super::{MAX_PAGE_SIZE, Params, bad, days, key_filter, list, user_names};
+use super::{Params, days, key_filter, list, pages, user_names};
 use crate::http::keys::{Mgmt, Shared, query, tri};
 use crate::http::roles::{caller_role, not_allowed};
 use crate::ledger::seams::store_error;
@@ -33,18 +33,7 @@ async fn answer(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     let (_, role) = tri!(caller_role(&m, &headers).await);
     let p: Params = tri!(query(&uri));
     let (first_day, last_day) = tri!(days(&p, false, Utc::now()));
-    let page = p.page.unwrap_or(1);
-    let page_size = p.page_size.unwrap_or(10);
-    if page < 1 {
-        return bad("page must be >= 1", "page").into_response();
-    }
-    if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
-        return bad(
-            format!("page_size must be between 1 and {MAX_PAGE_SIZE}"),
-            "page_size",
-        )
-        .into_response();
-    }
+    let (page, page_size) = tri!(pages(&p, 10));
     let asked = key_filter(p.api_key.as_deref()).map(|k| vec![k]);
     let api_keys = if role.reads_all() {
         asked

@@ -136,6 +136,22 @@ fn days(
     Ok((first, last))
 }
 
+/// The page asked for (from 1) and its size (up to [`MAX_PAGE_SIZE`], else `default_size`).
+fn pages(p: &Params, default_size: u32) -> Result<(u32, u32), ProxyError> {
+    let page = p.page.unwrap_or(1);
+    let page_size = p.page_size.unwrap_or(default_size);
+    if page < 1 {
+        return Err(bad("page must be >= 1", "page"));
+    }
+    if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
+        return Err(bad(
+            format!("page_size must be between 1 and {MAX_PAGE_SIZE}"),
+            "page_size",
+        ));
+    }
+    Ok((page, page_size))
+}
+
 /// A comma-separated list; empty items name nothing (a missing entity is stored as `''`).
 fn list(v: Option<&str>) -> Option<Vec<String>> {
     v.filter(|s| !s.is_empty()).map(|s| {
@@ -315,23 +331,12 @@ async fn answer(
             .into_response();
         }
     }
-    let page = p.page.unwrap_or(1);
     let default_size = if entity == ActivityEntity::User {
         50
     } else {
         10
     };
-    let page_size = p.page_size.unwrap_or(default_size);
-    if page < 1 {
-        return bad("page must be >= 1", "page").into_response();
-    }
-    if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
-        return bad(
-            format!("page_size must be between 1 and {MAX_PAGE_SIZE}"),
-            "page_size",
-        )
-        .into_response();
-    }
+    let (page, page_size) = tri!(pages(&p, default_size));
     let scope = tri!(scope(&m, &role, entity, &p).await);
     let exclude = match entity {
         ActivityEntity::Team => list(p.exclude_team_ids.as_deref()),
