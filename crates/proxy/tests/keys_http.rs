@@ -620,7 +620,57 @@ async fn key_aliases_page_search_and_scope(b: Backend) {
     place.cleanup().await;
 }
 
+async fn v2_key_info_reads_several_keys(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    let a = post(
+        &p,
+        "/user/new",
+        MASTER,
+        json!({"user_id": "u1", "user_role": "internal_user"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let (mine, _) = generate(&p, json!({"key_alias": "mine", "user_id": "u1"})).await;
+    let (other, _) = generate(&p, json!({"key_alias": "other"})).await;
+    let aliases = |a: &store_support::Answer| -> Vec<String> {
+        assert_eq!(a.status, 200, "{}", a.body);
+        let mut v: Vec<String> = a.body["info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["key_alias"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let both = json!({"keys": [mine, other, "sk-not-a-key-of-this-proxy", mine]});
+    let a = post(&p, "/v2/key/info", MASTER, both.clone()).await;
+    assert_eq!(aliases(&a), ["mine", "other"]);
+    assert_eq!(a.body["key"], both["keys"]);
+    let a = post(
+        &p,
+        "/v2/key/info",
+        MASTER,
+        json!({"key_aliases": ["other"]}),
+    )
+    .await;
+    assert_eq!(aliases(&a), ["other"]);
+    // An internal user reads their own keys only.
+    assert_eq!(
+        aliases(&post(&p, "/v2/key/info", &mine, both).await),
+        ["mine"]
+    );
+    assert_eq!(
+        post(&p, "/v2/key/info", MASTER, json!({})).await.status,
+        400
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
+    v2_key_info_reads_several_keys,
     key_aliases_page_search_and_scope,
     reset_spend_gives_a_budget_back,
     fields_with_no_effect_are_named_in_the_answer,

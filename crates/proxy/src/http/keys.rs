@@ -39,6 +39,7 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
     Router::new()
         .route("/key/generate", post(generate))
         .route("/key/info", get(info))
+        .route("/v2/key/info", post(info_v2))
         .route("/key/list", get(list))
         .route("/key/update", post(update))
         .route("/key/delete", post(delete))
@@ -448,6 +449,53 @@ async fn info(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
         }
     }
     reply(info)
+}
+
+/// `POST /v2/key/info` `{"keys": [...], "key_aliases": [...]}`: `/key/info` for several keys
+/// at once (`{"key": keys, "info": [...]}`), leaving out unknown keys and those the caller may
+/// not read (an admin reads all, an internal user their own).
+async fn info_v2(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Asked {
+        keys: Option<Vec<String>>,
+        key_aliases: Option<Vec<String>>,
+    }
+    let (_, role) = tri!(caller_role(&m, &headers).await);
+    let asked: Asked = tri!(body(&bytes));
+    if asked.keys.is_none() && asked.key_aliases.is_none() {
+        return store_error(&idlehands_store::StoreError::bad_request(
+            "Malformed request. No keys passed in.",
+            "keys",
+        ))
+        .into_response();
+    }
+    let mut tokens: Vec<String> = asked.keys.iter().flatten().map(|k| token_of(k)).collect();
+    for alias in asked.key_aliases.iter().flatten() {
+        let found = tri!(
+            m.ledger
+                .store()
+                .get_key_by_alias(alias)
+                .await
+                .map_err(|e| store_error(&e))
+        );
+        tokens.extend(found.map(|k| k.token));
+    }
+    // Each key once, as LiteLLM's one query for all of them answers.
+    let mut seen = std::collections::HashSet::new();
+    tokens.retain(|t| seen.insert(t.clone()));
+    let mut info = Vec::new();
+    for token in &tokens {
+        let Ok(found) = m.ledger.key_info(token).await else {
+            continue;
+        };
+        let own = role
+            .own_user()
+            .is_some_and(|u| found.info.record.user_id.as_deref() == Some(u));
+        if role.reads_all() || own {
+            info.push(found.info);
+        }
+    }
+    axum::Json(serde_json::json!({ "key": asked.keys, "info": info })).into_response()
 }
 
 async fn list(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
