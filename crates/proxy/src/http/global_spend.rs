@@ -55,13 +55,10 @@ fn month_start(now: DateTime<Utc>) -> DateTime<Utc> {
 /// Whose calls: every call of the last 30 days for a reader of everything, all of an
 /// internal user's own; anyone else is refused.
 fn scope(role: &Role, route: &str) -> Result<(Option<DateTime<Utc>>, Option<String>), ProxyError> {
-    if role.reads_all() {
-        return Ok((Some(month_start(Utc::now())), None));
-    }
-    match role.own_user() {
-        Some(u) => Ok((None, Some(u.to_owned()))),
-        None => Err(not_allowed(route, role)),
-    }
+    Ok(match role.reads_as(route)? {
+        None => (Some(month_start(Utc::now())), None),
+        Some(u) => (None, Some(u.to_owned())),
+    })
 }
 
 fn limit_of(l: Option<i64>) -> Result<Option<usize>, ProxyError> {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::keys::{Mgmt, Shared, query, tri};
-use super::roles::{caller_role, not_allowed};
+use super::roles::caller_role;
 use crate::ledger::seams::store_error;
 
 const ROUTE: &str = "/key/aliases";
@@ -53,15 +53,13 @@ async fn aliases(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
         ))
         .into_response();
     }
-    let visible_to = if role.reads_all() {
-        None
-    } else {
-        let Some(own) = role.own_user() else {
-            return not_allowed(ROUTE, &role).into_response();
-        };
-        let info = tri!(m.ledger.user_info(own).await.map_err(|e| store_error(&e)));
-        let teams = info.teams.iter().map(|t| t.team_id.clone()).collect();
-        Some((own.to_owned(), teams))
+    let visible_to = match tri!(role.reads_as(ROUTE)) {
+        None => None,
+        Some(own) => {
+            let info = tri!(m.ledger.user_info(own).await.map_err(|e| store_error(&e)));
+            let teams = info.teams.iter().map(|t| t.team_id.clone()).collect();
+            Some((own.to_owned(), teams))
+        }
     };
     let q = AliasQuery {
         search: p.search,

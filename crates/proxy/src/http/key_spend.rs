@@ -17,7 +17,7 @@ use idlehands_store::money::nanos_to_usd;
 use serde_json::{Value, json};
 
 use super::keys::{Mgmt, Shared, forbidden, tri};
-use super::roles::{Role, caller_role, not_allowed};
+use super::roles::{Role, admin_of_team, caller_role, not_allowed};
 use crate::error::ProxyError;
 use crate::ledger::seams::store_error;
 
@@ -64,17 +64,11 @@ async fn reset_spend(
     let by = match &role {
         Role::Admin(u) => u.clone(),
         Role::Internal(u) => {
-            let team = match record.team_id.as_deref() {
-                Some(t) => tri!(
-                    m.ledger
-                        .store()
-                        .get_team(t)
-                        .await
-                        .map_err(|e| store_error(&e))
-                ),
-                None => None,
+            let admin = match record.team_id.as_deref() {
+                Some(t) => tri!(admin_of_team(&m, t, u).await),
+                None => false,
             };
-            if !team.is_some_and(|t| t.admins.iter().any(|a| a == u)) {
+            if !admin {
                 return forbidden(
                     "Only proxy admins or team admins of the key's team can reset its spend."
                         .to_owned(),

@@ -437,10 +437,7 @@ async fn info(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
         && token_of(&key) != vk.token_hash
     {
         let role = tri!(super::roles::role_of(&m, &p).await);
-        let own_user = role
-            .own_user()
-            .is_some_and(|u| found.info.record.user_id.as_deref() == Some(u));
-        if !role.reads_all() && !own_user {
+        if !role.reads_key(&found.info.record) {
             return forbidden(format!(
                 "You are not allowed to access this key's info. Your role={}",
                 role.name()
@@ -488,10 +485,7 @@ async fn info_v2(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response
         let Ok(found) = m.ledger.key_info(token).await else {
             continue;
         };
-        let own = role
-            .own_user()
-            .is_some_and(|u| found.info.record.user_id.as_deref() == Some(u));
-        if role.reads_all() || own {
+        if role.reads_key(&found.info.record) {
             info.push(found.info);
         }
     }
@@ -501,12 +495,9 @@ async fn info_v2(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response
 async fn list(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
     let (_, role) = tri!(caller_role(&m, &headers).await);
     let mut q: KeyListQuery = tri!(query(&uri));
-    if !role.reads_all() {
-        // An internal user lists their own keys only.
-        match role.own_user() {
-            Some(u) => q.user_id = Some(u.to_owned()),
-            None => return not_allowed("/key/list", &role).into_response(),
-        }
+    // An internal user lists their own keys only.
+    if let Some(u) = tri!(role.reads_as("/key/list")) {
+        q.user_id = Some(u.to_owned());
     }
     reply(m.ledger.list_keys(&q).await)
 }

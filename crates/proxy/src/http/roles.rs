@@ -46,6 +46,27 @@ impl Role {
         }
     }
 
+    /// Whose data a read answers with: `None` for a caller who reads everything, their own user
+    /// for an internal user; anyone else (a key without a user) is refused.
+    pub(crate) fn reads_as(&self, route: &str) -> Result<Option<&str>, ProxyError> {
+        if self.reads_all() {
+            return Ok(None);
+        }
+        match self.own_user() {
+            Some(u) => Ok(Some(u)),
+            None => Err(not_allowed(route, self)),
+        }
+    }
+
+    /// Whether the caller may read this key: everything for an admin, an internal user their
+    /// own keys.
+    pub(crate) fn reads_key(&self, key: &idlehands_store::KeyRecord) -> bool {
+        self.reads_all()
+            || self
+                .own_user()
+                .is_some_and(|u| key.user_id.as_deref() == Some(u))
+    }
+
     /// Who the change is recorded as (`created_by`, `updated_by`).
     pub(crate) fn by(&self) -> Option<&str> {
         match self {
@@ -98,6 +119,17 @@ pub(crate) fn not_allowed(route: &str, role: &Role) -> ProxyError {
         "Only proxy admin can be used to generate, delete, update info for new keys/users/teams. Route={route}. Your role={}",
         role.name()
     ))
+}
+
+/// Whether `user` is an admin of the team `team_id` (no such team: no).
+pub(crate) async fn admin_of_team(m: &Mgmt, team_id: &str, user: &str) -> Result<bool, ProxyError> {
+    let team = m
+        .ledger
+        .store()
+        .get_team(team_id)
+        .await
+        .map_err(|e| store_error(&e))?;
+    Ok(team.is_some_and(|t| t.admins.iter().any(|a| a == user)))
 }
 
 /// The caller must be a proxy admin; returns who it is recorded as.

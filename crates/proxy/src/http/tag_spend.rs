@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::keys::{Mgmt, Shared, query, tri};
-use super::roles::{caller_role, not_allowed, require_reader};
+use super::roles::{caller_role, require_reader};
 use crate::ledger::seams::store_error;
 
 pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
@@ -48,14 +48,7 @@ async fn global_spend_tags(State(m): Shared, headers: HeaderMap, uri: Uri) -> Re
 
 async fn spend_tags_here(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     let (_, role) = tri!(caller_role(&m, &headers).await);
-    let user = if role.reads_all() {
-        None
-    } else {
-        match role.own_user() {
-            Some(u) => Some(u.to_owned()),
-            None => return not_allowed("/spend/tags", &role).into_response(),
-        }
-    };
+    let user = tri!(role.reads_as("/spend/tags")).map(str::to_owned);
     let q: TagQuery = tri!(query(&uri));
     let (start, end) = tri!(range(&q, false).map_err(|e| store_error(&e)));
     let rows = tri!(

@@ -114,12 +114,9 @@ async fn info(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
 async fn list(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
     let (_, role) = tri!(super::roles::caller_role(&m, &headers).await);
     let mut q: TeamListQuery = tri!(query(&uri));
-    if !role.reads_all() {
-        // An internal user lists the teams they are in.
-        match role.own_user() {
-            Some(u) => q.user_id = Some(u.to_owned()),
-            None => return super::roles::not_allowed("/team/list", &role).into_response(),
-        }
+    // An internal user lists the teams they are in.
+    if let Some(u) = tri!(role.reads_as("/team/list")) {
+        q.user_id = Some(u.to_owned());
     }
     reply(m.ledger.list_teams(&q).await)
 }
@@ -169,13 +166,7 @@ async fn member_manager(
     match &role {
         super::roles::Role::Admin(u) => Ok(Some(u.clone())),
         super::roles::Role::Internal(u) => {
-            let team = m
-                .ledger
-                .store()
-                .get_team(team_id)
-                .await
-                .map_err(|e| crate::ledger::seams::store_error(&e))?;
-            if team.is_some_and(|t| t.admins.iter().any(|a| a == u)) {
+            if super::roles::admin_of_team(m, team_id, u).await? {
                 Ok(Some(u.clone()))
             } else {
                 Err(forbidden(format!(

@@ -17,7 +17,7 @@ use idlehands_store::TagActivityQuery;
 use super::render::{Days, Meta, Names, render};
 use super::{Params, days, key_filter, list, pages, user_names};
 use crate::http::keys::{Mgmt, Shared, query, tri};
-use crate::http::roles::{caller_role, not_allowed};
+use crate::http::roles::caller_role;
 use crate::ledger::seams::store_error;
 
 const ROUTE: &str = "/tag/daily/activity";
@@ -35,18 +35,15 @@ async fn answer(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     let (first_day, last_day) = tri!(days(&p, false, Utc::now()));
     let (page, page_size) = tri!(pages(&p, 10));
     let asked = key_filter(p.api_key.as_deref()).map(|k| vec![k]);
-    let api_keys = if role.reads_all() {
-        asked
-    } else {
-        let Some(own) = role.own_user() else {
-            return not_allowed(ROUTE, &role).into_response();
-        };
+    let api_keys = if let Some(own) = tri!(role.reads_as(ROUTE)) {
         let info = tri!(m.ledger.user_info(own).await.map_err(|e| store_error(&e)));
         let mine: Vec<String> = info.keys.iter().map(|k| k.token.clone()).collect();
         Some(match asked {
             Some(k) => k.into_iter().filter(|k| mine.contains(k)).collect(),
             None => mine,
         })
+    } else {
+        asked
     };
     let q = TagActivityQuery {
         tags: list(p.tags.as_deref()),
