@@ -291,7 +291,7 @@ impl Store {
         if !top.is_empty() {
             let mut texts = texts;
             let mut conds = conds;
-            restrict_keys(&mut conds, &top, &mut texts);
+            restrict(&mut conds, "api_key", &top, &mut texts);
             let group = format!("day, api_key, model, model_group, custom_llm_provider, {col}");
             let keyed_sql = format!(
                 "SELECT {group}, {} FROM {table} WHERE {conds} GROUP BY {group}",
@@ -370,10 +370,8 @@ fn filters(q: &ActivityQuery) -> Filters<'_> {
     let (lo, hi) = (day(q.first_day), day(q.last_day) + 1);
     let mut texts: Vec<&str> = Vec::new();
     let mut conds = String::from("day >= $1 AND day < $2");
-    match &q.ids {
-        Some(ids) if ids.is_empty() => conds.push_str(" AND 1 = 0"),
-        Some(ids) => conds.push_str(&format!(" AND {col} IN ({})", list(ids, &mut texts))),
-        None => {}
+    if let Some(ids) = &q.ids {
+        restrict(&mut conds, col, ids, &mut texts);
     }
     if !q.exclude.is_empty() {
         let ids = list(&q.exclude, &mut texts);
@@ -384,7 +382,7 @@ fn filters(q: &ActivityQuery) -> Filters<'_> {
         conds.push_str(&format!(" AND model = {at}"));
     }
     if let Some(keys) = &q.api_keys {
-        restrict_keys(&mut conds, keys, &mut texts);
+        restrict(&mut conds, "api_key", keys, &mut texts);
     }
     Filters {
         conds,
@@ -401,11 +399,17 @@ pub(crate) fn list<'a>(values: &'a [String], texts: &mut Vec<&'a str>) -> String
     placeholders(from, values.len())
 }
 
-fn restrict_keys<'a>(conds: &mut String, keys: &'a [String], texts: &mut Vec<&'a str>) {
-    if keys.is_empty() {
+/// Only rows whose `col` is one of `values` (none: no row), bound as [`list`] binds.
+pub(crate) fn restrict<'a>(
+    conds: &mut String,
+    col: &str,
+    values: &'a [String],
+    texts: &mut Vec<&'a str>,
+) {
+    if values.is_empty() {
         conds.push_str(" AND 1 = 0");
     } else {
-        conds.push_str(&format!(" AND api_key IN ({})", list(keys, texts)));
+        conds.push_str(&format!(" AND {col} IN ({})", list(values, texts)));
     }
 }
 

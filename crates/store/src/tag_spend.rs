@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Row;
 
-use crate::daily_activity::{ActivityPage, Paged, list};
+use crate::daily_activity::{ActivityPage, Paged, list, restrict};
 use crate::daily_spend::DAY_MS;
 use crate::db::{Backend, Store, on_db};
 use crate::error::StoreError;
@@ -53,21 +53,12 @@ impl Store {
         } else {
             ""
         };
-        // Whole dollars and the nano rest summed apart: a tag's total can pass what one
-        // BIGINT sum of nano-dollars holds.
-        let select = "SELECT t.value AS tag, CAST(COUNT(*) AS BIGINT) AS n, \
-             CAST(SUM(s.spend / 1000000000) AS BIGINT) AS s_hi, \
-             CAST(SUM(s.spend % 1000000000) AS BIGINT) AS s_lo";
-        // SQLite spreads a JSON array with `json_each`, Postgres with a lateral join.
-        let tags = match self.backend() {
-            Backend::Sqlite => ", json_each(s.request_tags) t",
-            Backend::Postgres => {
-                " CROSS JOIN LATERAL jsonb_array_elements_text(s.request_tags::jsonb) AS t(value)"
-            }
-        };
         let sql = format!(
-            "{select} FROM idlehands_spend_logs s{tags} \
-             WHERE s.start_time >= $1 AND s.start_time < $2{user_clause} GROUP BY t.value"
+            "SELECT t.value AS tag, CAST(COUNT(*) AS BIGINT) AS n, {} \
+             FROM idlehands_spend_logs s{} \
+             WHERE s.start_time >= $1 AND s.start_time < $2{user_clause} GROUP BY t.value",
+            wide_sum_of("spend", "s"),
+            self.each_tag(),
         );
         let mut out = on_db!(&self.db, pool => {
             let mut q = sqlx::query(&sql).bind(lo).bind(hi);
@@ -88,9 +79,7 @@ impl Store {
         out.sort_by(|a, b| b.spend.cmp(&a.spend).then_with(|| a.tag.cmp(&b.tag)));
         Ok(out)
     }
-}
 
-impl Store {
     /// One page of daily activity by tag (LiteLLM's `/tag/daily/activity`): the rows of the
     /// range grouped by day, tag, key, model, model group and provider (the rows of LiteLLM's
     /// daily tag table), newest day first, each [`ActivityRow::entity`] the tag. A call with
@@ -103,38 +92,16 @@ impl Store {
         let (lo, hi) = (ms(q.first_day), ms(q.last_day).saturating_add(DAY_MS));
         let mut texts: Vec<&str> = Vec::new();
         let mut conds = String::from("s.start_time >= $1 AND s.start_time < $2");
-        match &q.tags {
-            Some(tags) if tags.is_empty() => conds.push_str(" AND 1 = 0"),
-            Some(tags) => {
-                conds.push_str(&format!(" AND t.value IN ({})", list(tags, &mut texts)));
-            }
-            None => {}
+        if let Some(tags) = &q.tags {
+            restrict(&mut conds, "t.value", tags, &mut texts);
         }
         if let Some(model) = &q.model {
             let at = list(std::slice::from_ref(model), &mut texts);
             conds.push_str(&format!(" AND s.model = {at}"));
         }
-        match &q.api_keys {
-            Some(keys) if keys.is_empty() => conds.push_str(" AND 1 = 0"),
-            Some(keys) => {
-                conds.push_str(&format!(" AND s.api_key IN ({})", list(keys, &mut texts)));
-            }
-            None => {}
+        if let Some(keys) = &q.api_keys {
+            restrict(&mut conds, "s.api_key", keys, &mut texts);
         }
-        let tags = match self.backend() {
-            Backend::Sqlite => ", json_each(s.request_tags) t",
-            Backend::Postgres => {
-                " CROSS JOIN LATERAL jsonb_array_elements_text(s.request_tags::jsonb) AS t(value)"
-            }
-        };
-        // Whole units and the rest summed apart, as the rollups keep them: a group's sum can
-        // pass what one BIGINT holds.
-        let wide = |c: &str, a: &str| {
-            format!(
-                "CAST(SUM(s.{c} / 1000000000) AS BIGINT) AS {a}_hi, \
-                 CAST(SUM(s.{c} % 1000000000) AS BIGINT) AS {a}_lo"
-            )
-        };
         let groups = format!(
             "SELECT s.start_time / {DAY_MS} AS day, t.value AS tag, s.api_key AS api_key, \
              s.model AS model, COALESCE(s.model_group, '') AS model_group, \
@@ -142,10 +109,11 @@ impl Store {
              CAST(COUNT(*) AS BIGINT) AS n, \
              CAST(SUM(CASE WHEN s.status = '{STATUS_SUCCESS}' THEN 1 ELSE 0 END) AS BIGINT) AS ok, \
              CAST(SUM(CASE WHEN s.status = '{STATUS_FAILURE}' THEN 1 ELSE 0 END) AS BIGINT) AS failed \
-             FROM idlehands_spend_logs s{tags} WHERE {conds} GROUP BY 1, 2, 3, 4, 5, 6",
-            wide("spend", "s"),
-            wide("prompt_tokens", "p"),
-            wide("completion_tokens", "c"),
+             FROM idlehands_spend_logs s{} WHERE {conds} GROUP BY 1, 2, 3, 4, 5, 6",
+            wide_sum_of("spend", "s"),
+            wide_sum_of("prompt_tokens", "p"),
+            wide_sum_of("completion_tokens", "c"),
+            self.each_tag(),
         );
         let n = texts.len() + 2;
         let page_sql = format!(
@@ -168,4 +136,25 @@ impl Store {
         )
         .await
     }
+
+    /// The join that gives each spend row (`s`) one row per tag (`t.value`): SQLite spreads a
+    /// JSON array with `json_each`, Postgres with a lateral join.
+    fn each_tag(&self) -> &'static str {
+        match self.backend() {
+            Backend::Sqlite => ", json_each(s.request_tags) t",
+            Backend::Postgres => {
+                " CROSS JOIN LATERAL jsonb_array_elements_text(s.request_tags::jsonb) AS t(value)"
+            }
+        }
+    }
+}
+
+/// `SUM` of a spend row's (`s`) column as `{alias}_hi` and `{alias}_lo`, whole units and the
+/// rest apart (a sum of nano-dollars can pass what one BIGINT holds; add them with
+/// [`wide_sum`]), as the rollups keep them.
+fn wide_sum_of(col: &str, alias: &str) -> String {
+    format!(
+        "CAST(SUM(s.{col} / 1000000000) AS BIGINT) AS {alias}_hi, \
+         CAST(SUM(s.{col} % 1000000000) AS BIGINT) AS {alias}_lo"
+    )
 }
