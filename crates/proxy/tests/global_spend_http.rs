@@ -9,24 +9,14 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 use store_support::{
-    Backend, MASTER, Place, chat, error_of, generate, get, post, spend_rows, start,
+    Backend, MASTER, Place, chat, close, error_of, generate, get, internal_user, post, spend_rows,
+    start,
 };
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() < 1e-9
-}
 
 async fn totals_equal_their_rows(b: Backend) {
     let place = Place::new(b);
     let p = start(&place, "").await;
-    let a = post(
-        &p,
-        "/user/new",
-        MASTER,
-        json!({"user_id": "u1", "user_role": "internal_user"}),
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    internal_user(&p, "u1").await;
     let (mine, _) = generate(&p, json!({"user_id": "u1"})).await;
     let (plain, _) = generate(&p, json!({})).await;
     for (key, model) in [

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use store_support::{
-    Backend, MASTER, ManualClock, Place, chat, error_of, generate, get, post, spend_rows, start,
-    start_at,
+    Backend, MASTER, ManualClock, Place, chat, error_of, generate, get, internal_user, post,
+    spend_rows, start, start_at,
 };
 
 /// The commands from the LiteLLM guide (docs/providers/litellm.md), verbatim but for the port.
@@ -440,14 +440,7 @@ async fn reset_spend_gives_a_budget_back(b: Backend) {
     let place = Place::new(b);
     let p = start(&place, "").await;
     for user in ["owner", "lead"] {
-        let a = post(
-            &p,
-            "/user/new",
-            MASTER,
-            json!({"user_id": user, "user_role": "internal_user"}),
-        )
-        .await;
-        assert_eq!(a.status, 200, "{}", a.body);
+        internal_user(&p, user).await;
     }
     let a = post(
         &p,
@@ -551,14 +544,7 @@ async fn key_aliases_page_search_and_scope(b: Backend) {
     let place = Place::new(b);
     let p = start(&place, "").await;
     for user in ["u1", "u2"] {
-        let a = post(
-            &p,
-            "/user/new",
-            MASTER,
-            json!({"user_id": user, "user_role": "internal_user"}),
-        )
-        .await;
-        assert_eq!(a.status, 200, "{}", a.body);
+        internal_user(&p, user).await;
     }
     let a = post(
         &p,
@@ -623,14 +609,7 @@ async fn key_aliases_page_search_and_scope(b: Backend) {
 async fn v2_key_info_reads_several_keys(b: Backend) {
     let place = Place::new(b);
     let p = start(&place, "").await;
-    let a = post(
-        &p,
-        "/user/new",
-        MASTER,
-        json!({"user_id": "u1", "user_role": "internal_user"}),
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    internal_user(&p, "u1").await;
     let (mine, _) = generate(&p, json!({"key_alias": "mine", "user_id": "u1"})).await;
     let (other, _) = generate(&p, json!({"key_alias": "other"})).await;
     let aliases = |a: &store_support::Answer| -> Vec<String> {

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use store_support::{
-    Backend, MASTER, Place, Proxy, client, error_of, generate, get, post, send, spend_rows, start,
+    Backend, MASTER, Place, Proxy, client, close, error_of, generate, get, internal_user, post,
+    send, spend_rows, start,
 };
 
 async fn call(p: &Proxy, key: &str, body: Value, headers: &[(&str, &str)]) {
@@ -55,21 +56,10 @@ async fn by_tag(p: &Proxy, query: &str, key: &str) -> HashMap<String, (i64, f64)
         .collect()
 }
 
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() < 1e-9
-}
-
 async fn tags_are_recorded_and_added_up(b: Backend) {
     let place = Place::new(b);
     let p = start(&place, "").await;
-    let a = post(
-        &p,
-        "/user/new",
-        MASTER,
-        json!({"user_id": "u1", "user_role": "internal_user"}),
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    internal_user(&p, "u1").await;
     let a = post(
         &p,
         "/team/new",

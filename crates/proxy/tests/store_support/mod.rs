@@ -228,6 +228,23 @@ pub async fn generate(p: &Proxy, body: Value) -> (String, Value) {
     (a.body["key"].as_str().unwrap().to_string(), a.body)
 }
 
+/// Makes an internal user (`/user/new`), failing the test if it is refused.
+pub async fn internal_user(p: &Proxy, user_id: &str) {
+    let a = post(
+        p,
+        "/user/new",
+        MASTER,
+        serde_json::json!({"user_id": user_id, "user_role": "internal_user"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+/// Whether two dollar amounts agree to the nano-dollar (sums of floats in the answers).
+pub fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
 pub fn chat(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "Say hi"}]})
 }
