@@ -43,6 +43,7 @@ mod pair_names;
 mod pg_reads;
 pub mod spend;
 mod spend_db;
+pub mod spend_log_pages;
 mod sqlite_reads;
 mod sqlite_rows;
 pub mod tag_spend;

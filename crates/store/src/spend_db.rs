@@ -17,7 +17,7 @@ use crate::money::nanos_to_usd;
 use crate::spend::{SpendAggregate, SpendGroup, SpendLogRow};
 use crate::types::{DailySpend, JsonObjectText, SpendLogsQuery, SpendLogsResponse};
 
-const ROW_COLS: &str = "request_id, call_type, api_key, spend, total_tokens, prompt_tokens, \
+pub(crate) const ROW_COLS: &str = "request_id, call_type, api_key, spend, total_tokens, prompt_tokens, \
     completion_tokens, start_time, end_time, completion_start_time, request_duration_ms, model, \
     model_id, model_group, custom_llm_provider, api_base, user_id, team_id, end_user, \
     requester_ip_address, session_id, metadata, cache_hit, cache_key, request_tags, messages, \
@@ -182,6 +182,7 @@ macro_rules! row_from_db {
         }
     }};
 }
+pub(crate) use row_from_db;
 
 /// A day's spend, by user and by model.
 type DayParts = (i64, BTreeMap<String, i64>, BTreeMap<String, i64>);

@@ -27,6 +27,7 @@ mod responses;
 mod responses_native;
 mod roles;
 mod spend;
+mod spend_log_pages;
 mod sse_map;
 mod stream;
 mod tag_spend;
@@ -190,6 +191,7 @@ pub(crate) fn management_routes(
         .merge(key_spend::routes(state.clone()))
         .merge(key_aliases::routes(state.clone()))
         .merge(global_spend::routes(state.clone()))
+        .merge(spend_log_pages::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
