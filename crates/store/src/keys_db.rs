@@ -413,6 +413,33 @@ impl Store {
         Ok(())
     }
 
+    /// `/global/spend/reset`: every key's and every team's spend to 0, in one transaction (the
+    /// spend rows stay). Returns the keys and the team budgets as they are afterwards.
+    pub async fn zero_key_and_team_spend(
+        &self,
+    ) -> Result<(Vec<KeyRecord>, Vec<crate::Budget>), StoreError> {
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("UPDATE idlehands_verification_tokens SET spend = 0 WHERE spend <> 0")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE idlehands_budgets SET spend = 0 WHERE entity LIKE 'team:%' AND spend <> 0",
+            )
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        let keys = self.all_keys().await?;
+        let teams = self
+            .list_teams(None)
+            .await?
+            .into_iter()
+            .map(|t| t.budget)
+            .collect();
+        Ok((keys, teams))
+    }
+
     /// Replaces the key `old_token` by `new_key` (same row, new token) in one transaction; the
     /// old row is archived. Spend the writer has not flushed for the old token is lost, so the
     /// ledger flushes first.

@@ -1052,6 +1052,22 @@ impl Ledger {
         Ok((record, previous))
     }
 
+    /// `/global/spend/reset`: every key's and team's spend to 0 (LiteLLM's reset; the spend
+    /// rows and rollups stay), after the queued spend is committed; the limiter's counters (a
+    /// fleet's shared ones too) follow, and every instance re-reads the keys and teams.
+    pub async fn reset_global_spend(&self) -> Result<(), StoreError> {
+        self.inner.writer.flush().await?;
+        let (keys, teams) = self.inner.store.zero_key_and_team_spend().await?;
+        for k in &keys {
+            self.after_change(k, true);
+        }
+        for t in &teams {
+            self.inner.limiter.reconfigure(&t.key_limits(), true);
+            self.invalidate_and_announce(&t.entity);
+        }
+        Ok(())
+    }
+
     fn after_change(&self, record: &KeyRecord, spend_overwritten: bool) {
         self.inner
             .limiter

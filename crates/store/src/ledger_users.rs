@@ -261,6 +261,20 @@ impl Ledger {
         })
     }
 
+    /// Every user, each with the teams they are a member of.
+    pub async fn users_with_teams(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let mut users = self.store().all_users().await?;
+        let teams = self.store().list_teams(None).await?;
+        for u in &mut users {
+            u.teams = teams
+                .iter()
+                .filter(|t| t.members.iter().any(|m| m == &u.user_id))
+                .map(|t| t.team_id.clone())
+                .collect();
+        }
+        Ok(users)
+    }
+
     /// `/user/list`: a page of users, optionally of one role or among named ids.
     pub async fn list_users(&self, q: &UserListQuery) -> Result<UserListResponse, StoreError> {
         let page = q.page.unwrap_or(1);
@@ -274,21 +288,13 @@ impl Ledger {
                 "page_size",
             ));
         }
-        let mut users = self.store().all_users().await?;
+        let mut users = self.users_with_teams().await?;
         if let Some(role) = &q.role {
             users.retain(|u| &u.user_role == role);
         }
         if let Some(ids) = &q.user_ids {
             let ids: Vec<&str> = ids.split(',').map(str::trim).collect();
             users.retain(|u| ids.contains(&u.user_id.as_str()));
-        }
-        let teams = self.store().list_teams(None).await?;
-        for u in &mut users {
-            u.teams = teams
-                .iter()
-                .filter(|t| t.members.iter().any(|m| m == &u.user_id))
-                .map(|t| t.team_id.clone())
-                .collect();
         }
         let total = users.len() as u64;
         let start = (page as usize - 1).saturating_mul(page_size as usize);

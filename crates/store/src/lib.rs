@@ -44,6 +44,7 @@ mod pg_reads;
 pub mod spend;
 mod spend_db;
 pub mod spend_log_pages;
+pub mod spend_slices;
 mod sqlite_reads;
 mod sqlite_rows;
 pub mod tag_spend;

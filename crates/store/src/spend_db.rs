@@ -449,7 +449,7 @@ fn parse_date(text: &str, field: &str) -> Result<DateTime<Utc>, StoreError> {
         })
 }
 
-fn day_of(ms_day: i64) -> String {
+pub(crate) fn day_of(ms_day: i64) -> String {
     from_ms(ms_day * 86_400_000).format("%Y-%m-%d").to_string()
 }
 

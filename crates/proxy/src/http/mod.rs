@@ -27,7 +27,9 @@ mod responses;
 mod responses_native;
 mod roles;
 mod spend;
+mod spend_charts;
 mod spend_log_pages;
+mod spend_tables;
 mod sse_map;
 mod stream;
 mod tag_spend;
@@ -192,6 +194,8 @@ pub(crate) fn management_routes(
         .merge(key_aliases::routes(state.clone()))
         .merge(global_spend::routes(state.clone()))
         .merge(spend_log_pages::routes(state.clone()))
+        .merge(spend_charts::routes(state.clone()))
+        .merge(spend_tables::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
