@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use http::{HeaderMap, Uri};
 use idlehands_store::keygen::token_of;
 use idlehands_store::{
-    BlockKeyRequest, DeleteKeysRequest, GenerateKeyRequest, KeyListQuery, Ledger,
+    BlockKeyRequest, DeleteKeysRequest, GenerateKeyRequest, KeyListQuery, KeyObject, Ledger,
     RegenerateKeyRequest, UpdateKeyRequest, parse_json,
 };
 use serde::Serialize;
@@ -302,13 +302,16 @@ pub(super) const KEY_FIELDS: FieldRules = FieldRules {
     inert: &KEY_FIELDS_INERT,
 };
 
-fn ignored_key_fields(route: &str, bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn ignored_key_fields(
+    route: &str,
+    bytes: &[u8],
+) -> serde_json::Map<String, serde_json::Value> {
     ignored_fields(&KEY_FIELDS, route, bytes)
 }
 
 /// [`ignored_key_fields`] of an update or regeneration, whose list of `tags` (when it had
 /// one) went into `metadata.tags`.
-fn ignored_change_fields(
+pub(crate) fn ignored_change_fields(
     route: &str,
     bytes: &[u8],
     changes: &UpdateKeyRequest,
@@ -374,7 +377,10 @@ async fn generate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respons
 
 /// LiteLLM keeps a new key's `tags` as its `metadata.tags` (every call of the key is tagged
 /// with them, see `super::tags`). Whether the body had a tag list.
-fn tags_into_metadata(bytes: &[u8], metadata: &mut Option<idlehands_store::JsonMap>) -> bool {
+pub(crate) fn tags_into_metadata(
+    bytes: &[u8],
+    metadata: &mut Option<idlehands_store::JsonMap>,
+) -> bool {
     let tags = serde_json::from_slice::<serde_json::Value>(bytes)
         .ok()
         .and_then(|mut v| v.get_mut("tags").map(serde_json::Value::take))
@@ -393,7 +399,7 @@ fn tags_into_metadata(bytes: &[u8], metadata: &mut Option<idlehands_store::JsonM
 /// LiteLLM stores any name in a key's `models` (a model may be added later). Stored here too,
 /// but an entry that names nothing this proxy serves is logged: it grants no model, and a typo
 /// would otherwise go unnoticed.
-fn warn_unserved_models(m: &Mgmt, route: &str, models: Option<&[String]>) {
+pub(crate) fn warn_unserved_models(m: &Mgmt, route: &str, models: Option<&[String]>) {
     let Some(models) = models else { return };
     let rt = m.app.runtime.load();
     let router = &rt.router;
@@ -516,31 +522,44 @@ async fn update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response 
     };
     let role =
         tri!(key_changer(&m, &headers, "/key/update", &[req.key.as_deref()], &[alias]).await);
+    let ignored = ignored_change_fields("/key/update", &bytes, &req);
+    let updated = tri!(apply_update(&m, &role, req, "/key/update").await);
+    reply_noting(Ok::<_, idlehands_store::StoreError>(updated), ignored)
+}
+
+/// `/key/update`'s change once the caller may make it (`key_changer`): the new team must
+/// exist, an internal user may not give the key to another user or a team they are not in.
+pub(crate) async fn apply_update(
+    m: &Mgmt,
+    role: &Role,
+    req: UpdateKeyRequest,
+    route: &str,
+) -> Result<KeyObject, ProxyError> {
     // LiteLLM looks the new team up first, for every caller: a 404 when it is not there.
     if let Some(team_id) = set(&req.team_id)
-        && !tri!(
-            m.ledger
-                .team_exists(team_id)
-                .await
-                .map_err(|e| store_error(&e))
-        )
+        && !m
+            .ledger
+            .team_exists(team_id)
+            .await
+            .map_err(|e| store_error(&e))?
     {
         let missing = idlehands_store::AccessError::TeamNotFound {
             team_id: team_id.to_string(),
         };
-        return ProxyError::Custom {
+        return Err(ProxyError::Custom {
             status: 404,
             kind: "not_found_error".to_string(),
             message: missing.to_string(),
             param: Some("team_id".to_string()),
             headers: Vec::new(),
-        }
-        .into_response();
+        });
     }
-    tri!(no_escalation(&m, role.own_user(), set(&req.user_id), set(&req.team_id)).await);
-    warn_unserved_models(&m, "/key/update", req.models.as_deref());
-    let ignored = ignored_change_fields("/key/update", &bytes, &req);
-    reply_noting(m.ledger.update_key(req, role.by()).await, ignored)
+    no_escalation(m, role.own_user(), set(&req.user_id), set(&req.team_id)).await?;
+    warn_unserved_models(m, route, req.models.as_deref());
+    m.ledger
+        .update_key(req, role.by())
+        .await
+        .map_err(|e| store_error(&e))
 }
 
 async fn delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {

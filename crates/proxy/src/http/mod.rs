@@ -13,6 +13,8 @@ mod global_spend;
 pub(crate) mod guard;
 pub(crate) mod health;
 mod key_aliases;
+mod key_bulk;
+mod key_health;
 mod key_spend;
 mod keys;
 mod messages;
@@ -26,6 +28,7 @@ mod passthrough;
 mod responses;
 mod responses_native;
 mod roles;
+mod service_account;
 mod spend;
 mod spend_charts;
 mod spend_log_pages;
@@ -192,6 +195,9 @@ pub(crate) fn management_routes(
         .merge(tag_spend::routes(state.clone()))
         .merge(key_spend::routes(state.clone()))
         .merge(key_aliases::routes(state.clone()))
+        .merge(key_bulk::routes(state.clone()))
+        .merge(key_health::routes(state.clone()))
+        .merge(service_account::routes(state.clone()))
         .merge(global_spend::routes(state.clone()))
         .merge(spend_log_pages::routes(state.clone()))
         .merge(spend_charts::routes(state.clone()))
