@@ -288,6 +288,45 @@ async fn tags_are_recorded_and_added_up(b: Backend) {
     assert_eq!(a.body["results"], json!([]), "{}", a.body);
     let a = get(&p, "/tag/daily/activity", MASTER).await;
     assert_eq!(a.status, 400, "{}", a.body);
+
+    // The whole range at once: the same sums, every key counted, the breakdowns cut to the
+    // keys of most spend.
+    let whole = format!("/tag/daily/activity/aggregated?start_date={today}&end_date={today}");
+    let a = get(&p, &whole, MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let agg = a.body["results"][0]["breakdown"]["entities"]
+        .as_object()
+        .unwrap();
+    assert_eq!(agg.len(), entities.len(), "{}", a.body);
+    let mut keys_seen = std::collections::BTreeSet::new();
+    for (tag, e) in entities {
+        assert_eq!(agg[tag]["metrics"], e["metrics"], "{tag}");
+        let keys = e["api_key_breakdown"].as_object().unwrap();
+        keys_seen.extend(keys.keys().cloned());
+        assert_eq!(
+            a.body["metadata"]["entity_total_api_keys"][tag],
+            json!(keys.len()),
+            "{tag}: {}",
+            a.body["metadata"]
+        );
+    }
+    assert_eq!(a.body["metadata"]["total_api_keys"], json!(keys_seen.len()));
+    assert_eq!(
+        a.body["metadata"]["total_api_requests"],
+        json!(calls_by_tag)
+    );
+    let a = get(&p, &format!("{whole}&api_key_limit=1"), MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let day_keys = a.body["results"][0]["breakdown"]["api_keys"]
+        .as_object()
+        .unwrap();
+    assert_eq!(day_keys.len(), 1, "{}", a.body);
+    assert_eq!(
+        a.body["metadata"]["total_api_requests"],
+        json!(calls_by_tag)
+    );
+    let a = get(&p, &format!("{whole}&api_key_limit=0"), MASTER).await;
+    assert_eq!(a.status, 400, "{}", a.body);
     p.stop().await;
     place.cleanup().await;
 }

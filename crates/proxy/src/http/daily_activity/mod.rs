@@ -49,7 +49,8 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
                 handler(entity, true),
             );
     }
-    r.route("/tag/daily/activity", by_tag::handler())
+    r.route("/tag/daily/activity", by_tag::handler(false))
+        .route("/tag/daily/activity/aggregated", by_tag::handler(true))
         .with_state(state)
 }
 
@@ -67,6 +68,29 @@ const MAX_PAGE_SIZE: u32 = 1000;
 const MAX_ALL_DAYS: i64 = 400;
 const KEY_LIMIT_DEFAULT: usize = 100;
 const KEY_LIMIT_MAX: usize = 1000;
+
+/// An aggregated route's checks (no pages bound its work, so ranges wider than the dashboard
+/// asks are refused) and its number of keys to break down.
+fn whole_range_limits(
+    p: &Params,
+    first_day: NaiveDate,
+    last_day: NaiveDate,
+) -> Result<usize, ProxyError> {
+    if (last_day - first_day).num_days() > MAX_ALL_DAYS {
+        return Err(bad(
+            format!("Date range must be at most {MAX_ALL_DAYS} days"),
+            "start_date",
+        ));
+    }
+    let key_limit = p.api_key_limit.unwrap_or(KEY_LIMIT_DEFAULT);
+    if !(1..=KEY_LIMIT_MAX).contains(&key_limit) {
+        return Err(bad(
+            format!("api_key_limit must be between 1 and {KEY_LIMIT_MAX}"),
+            "api_key_limit",
+        ));
+    }
+    Ok(key_limit)
+}
 
 #[derive(Deserialize, Default)]
 struct Params {
@@ -313,24 +337,11 @@ async fn answer(
     let (_, role) = tri!(caller_role(&m, &headers).await);
     let p: Params = tri!(query(&uri));
     let (first_day, last_day) = tri!(days(&p, entity == ActivityEntity::User, Utc::now()));
-    let key_limit = p.api_key_limit.unwrap_or(KEY_LIMIT_DEFAULT);
-    if aggregated {
-        // No pages bound the work: ranges wider than the dashboard asks are refused.
-        if (last_day - first_day).num_days() > MAX_ALL_DAYS {
-            return bad(
-                format!("Date range must be at most {MAX_ALL_DAYS} days"),
-                "start_date",
-            )
-            .into_response();
-        }
-        if !(1..=KEY_LIMIT_MAX).contains(&key_limit) {
-            return bad(
-                format!("api_key_limit must be between 1 and {KEY_LIMIT_MAX}"),
-                "api_key_limit",
-            )
-            .into_response();
-        }
-    }
+    let key_limit = if aggregated {
+        tri!(whole_range_limits(&p, first_day, last_day))
+    } else {
+        KEY_LIMIT_DEFAULT
+    };
     let default_size = if entity == ActivityEntity::User {
         50
     } else {
