@@ -55,6 +55,9 @@ pub struct VirtualKey {
     pub metadata: serde_json::Value,
     /// The key's team's `metadata.tags`: every call of the key is tagged with them.
     pub team_tags: Vec<String>,
+    /// The routes the key may call (LiteLLM's `allowed_routes`; empty: all), checked by the
+    /// gates before any handler runs.
+    pub allowed_routes: Vec<String>,
 }
 
 impl Principal {

@@ -36,6 +36,7 @@ pub mod otel;
 mod passthrough;
 pub mod pricing;
 pub mod providers;
+mod route_access;
 pub mod router;
 pub mod router_redis;
 mod serving;

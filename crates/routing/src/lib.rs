@@ -58,6 +58,7 @@ mod router;
 mod settings;
 mod state;
 mod tags;
+pub use tags::python_list;
 
 pub use classify::{
     ErrorClass, Failure, backoff_delay, is_context_window_text, parse_retry_after,

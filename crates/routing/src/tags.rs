@@ -175,8 +175,8 @@ fn matches(d: &Tagged<'_>, positive: &[&str], header: Option<&str>, match_any: b
     header.is_some_and(|h| d.regexes.iter().any(|r| r.is_match(h)))
 }
 
-/// The request's tags as LiteLLM prints them in its refusal: a Python list.
-pub(crate) fn python_list(tags: &[String]) -> String {
+/// Strings as Python prints a list of them (LiteLLM's refusals quote tags and routes so).
+pub fn python_list(tags: &[String]) -> String {
     let mut out = String::from("[");
     for (i, t) in tags.iter().enumerate() {
         if i > 0 {

@@ -871,6 +871,15 @@ CREATE INDEX idlehands_sl_call ON idlehands_spend_logs (litellm_call_id)
     WHERE litellm_call_id <> request_id;
 ";
 
+// Migration 14: a key's `allowed_routes` and `key_type` (LiteLLM's route restrictions), kept
+// with the key and with its archived copy when it is deleted.
+const V14_KEY_ROUTES: &str = "
+ALTER TABLE idlehands_verification_tokens ADD COLUMN allowed_routes TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE idlehands_verification_tokens ADD COLUMN key_type TEXT;
+ALTER TABLE idlehands_deleted_verification_tokens ADD COLUMN allowed_routes TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE idlehands_deleted_verification_tokens ADD COLUMN key_type TEXT;
+";
+
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -950,6 +959,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: V13_PARTIAL_CALL_ID_INDEX,
         postgres: V13_PARTIAL_CALL_ID_INDEX,
     },
+    Migration {
+        version: 14,
+        name: "key_allowed_routes_and_type",
+        sqlite: V14_KEY_ROUTES,
+        postgres: V14_KEY_ROUTES,
+    },
 ];
 
 /// The tables each schema migration from 9 on made (11 remade 10's under the same name).
@@ -967,14 +982,24 @@ const TABLES_SINCE_9: [(i64, &[&str]); 4] = [
 #[cfg(test)]
 impl Store {
     /// Takes the store back to before migration `version` (9 or later), as a store of an older
-    /// version would be: drops what that migration and the later ones made, and forgets that
-    /// they ran. The next open runs them again.
+    /// version would be: drops what that migration and the later ones made (tables, and 14's
+    /// key columns), and forgets that they ran. The next open runs them again.
     pub(crate) async fn roll_back_to_before(&self, version: i64) -> Result<(), StoreError> {
         let mut sql = String::new();
         for (v, tables) in TABLES_SINCE_9 {
             if v >= version {
                 for t in tables {
                     sql.push_str(&format!("DROP TABLE {t}; "));
+                }
+            }
+        }
+        if version <= 14 {
+            for t in [
+                "idlehands_verification_tokens",
+                "idlehands_deleted_verification_tokens",
+            ] {
+                for c in ["allowed_routes", "key_type"] {
+                    sql.push_str(&format!("ALTER TABLE {t} DROP COLUMN {c}; "));
                 }
             }
         }
@@ -1011,11 +1036,12 @@ mod tests {
         let store = Store::open(&path).await.unwrap();
         let text = logs.text();
         let upgrades: Vec<&str> = text.lines().filter(|l| l.contains("upgrading")).collect();
-        assert_eq!(upgrades.len(), 4, "{text}");
+        assert_eq!(upgrades.len(), 5, "{text}");
         assert!(upgrades[0].contains("version=10"), "{text}");
         assert!(upgrades[1].contains("version=11") && upgrades[1].contains("key_model_ids"));
         assert!(upgrades[2].contains("version=12") && upgrades[2].contains("late_writes"));
         assert!(upgrades[3].contains("version=13") && upgrades[3].contains("call_id_index"));
+        assert!(upgrades[4].contains("version=14") && upgrades[4].contains("allowed_routes"));
         store.close().await;
     }
 

@@ -10,7 +10,7 @@ use crate::types::{KeyListQuery, KeyRecord};
 pub(crate) const KEY_COLS: &str = "token, key_name, key_alias, user_id, team_id, organization_id, spend, \
     max_budget, soft_budget, budget_duration, budget_reset_at, expires, models, aliases, config, \
     permissions, metadata, tpm_limit, rpm_limit, max_parallel_requests, blocked, created_at, \
-    created_by, updated_at, updated_by";
+    created_by, updated_at, updated_by, allowed_routes, key_type";
 
 macro_rules! key_from_row {
     ($row:expr) => {{
@@ -43,6 +43,8 @@ macro_rules! key_from_row {
             created_by: row.try_get("created_by")?,
             updated_at: from_ms(row.try_get("updated_at")?),
             updated_by: row.try_get("updated_by")?,
+            allowed_routes: json_col(row.try_get("allowed_routes")?),
+            key_type: row.try_get("key_type")?,
         }
     }};
 }
@@ -76,6 +78,8 @@ macro_rules! bind_key {
             .bind(k.created_by.clone())
             .bind(to_ms(k.updated_at))
             .bind(k.updated_by.clone())
+            .bind(json_text(&k.allowed_routes))
+            .bind(k.key_type.clone())
     }};
 }
 
@@ -115,7 +119,7 @@ impl Store {
     pub async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         let insert = format!(
             "INSERT INTO idlehands_verification_tokens ({KEY_COLS}) VALUES ({})",
-            placeholders(1, 25)
+            placeholders(1, 27)
         );
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
@@ -321,7 +325,8 @@ impl Store {
             permissions = $13, metadata = $14, tpm_limit = $15, rpm_limit = $16, \
             max_parallel_requests = $17, blocked = $18, updated_at = $19, updated_by = $20, \
             spend = CASE WHEN $21 THEN $22 ELSE spend END, \
-            budget_reset_at = CASE WHEN $23 THEN $24 ELSE budget_reset_at END \
+            budget_reset_at = CASE WHEN $23 THEN $24 ELSE budget_reset_at END, \
+            allowed_routes = $25, key_type = $26 \
             WHERE token = $1";
         let updated = on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
@@ -369,6 +374,8 @@ impl Store {
                 .bind(key.spend)
                 .bind(scope.budget_reset_at)
                 .bind(key.budget_reset_at.map(to_ms))
+                .bind(json_text(&key.allowed_routes))
+                .bind(key.key_type.clone())
                 .execute(&mut *tx)
                 .await?;
             // Return what the database now holds (spend may have moved meanwhile).
@@ -456,7 +463,7 @@ impl Store {
         );
         let insert = format!(
             "INSERT INTO idlehands_verification_tokens ({KEY_COLS}) VALUES ({})",
-            placeholders(1, 25)
+            placeholders(1, 27)
         );
         let now = to_ms(Utc::now());
         on_db!(&self.db, pool => {

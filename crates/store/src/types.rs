@@ -149,6 +149,8 @@ pub struct GenerateKeyRequest {
     pub rpm_limit: Option<i64>,
     pub max_parallel_requests: Option<i64>,
     pub blocked: Option<bool>,
+    pub allowed_routes: Option<Vec<String>>,
+    pub key_type: Option<String>,
 }
 
 /// `POST /key/update`: `key` (plaintext or hash) or `key_alias` names the key; every other
@@ -188,6 +190,10 @@ pub struct UpdateKeyRequest {
     #[serde(default, deserialize_with = "patch")]
     pub max_parallel_requests: Patch<i64>,
     pub blocked: Option<bool>,
+    #[serde(default, deserialize_with = "patch")]
+    pub allowed_routes: Patch<Vec<String>>,
+    #[serde(default, deserialize_with = "patch")]
+    pub key_type: Patch<String>,
 }
 
 /// `POST /key/regenerate` and `/key/{key}/regenerate`.
@@ -257,6 +263,12 @@ pub struct KeyRecord {
     #[serde(serialize_with = "iso")]
     pub updated_at: DateTime<Utc>,
     pub updated_by: Option<String>,
+    /// LiteLLM's `allowed_routes`: the routes the key may call (paths, `/prefix/*` patterns
+    /// and route groups such as `llm_api_routes`); empty means every route its role allows.
+    pub allowed_routes: Vec<String>,
+    /// LiteLLM's `key_type` (`llm_api`, `management`, `read_only`, `default`), which chose
+    /// `allowed_routes` when the key was made.
+    pub key_type: Option<String>,
 }
 
 impl KeyRecord {

@@ -126,7 +126,47 @@ pub(crate) fn new_key_record(
         created_by: created_by.map(str::to_owned),
         updated_at: now,
         updated_by: created_by.map(str::to_owned),
+        allowed_routes: routes_for(req.key_type.as_deref(), req.allowed_routes.as_deref())?,
+        key_type: req.key_type.clone(),
     })
+}
+
+/// LiteLLM's key types; the first three choose the key's routes.
+const KEY_TYPES: [(&str, Option<&str>); 4] = [
+    ("llm_api", Some("llm_api_routes")),
+    ("management", Some("management_routes")),
+    ("read_only", Some("info_routes")),
+    ("default", None),
+];
+
+/// A key's `allowed_routes`: a `key_type` preset (over any list given, as LiteLLM does), else
+/// the list.
+pub(crate) fn routes_for(
+    key_type: Option<&str>,
+    routes: Option<&[String]>,
+) -> Result<Vec<String>, StoreError> {
+    if let Some(t) = key_type {
+        match KEY_TYPES.iter().find(|(name, _)| *name == t) {
+            Some((_, Some(preset))) => return Ok(vec![(*preset).to_owned()]),
+            Some((_, None)) => {}
+            None => {
+                return Err(StoreError::bad_request(
+                    format!(
+                        "Invalid key_type: {t}. Must be one of: llm_api, management, read_only, default"
+                    ),
+                    "key_type",
+                ));
+            }
+        }
+    }
+    let routes = routes.unwrap_or_default();
+    if let Some(i) = routes.iter().position(|r| r.trim().is_empty()) {
+        return Err(StoreError::bad_request(
+            format!("allowed_routes[{i}] is empty: list routes or route groups"),
+            format!("allowed_routes[{i}]"),
+        ));
+    }
+    Ok(routes.to_vec())
 }
 
 /// Applies the fields present in `req` to `k`; fails without touching anything on bad input.
@@ -209,6 +249,17 @@ pub(crate) fn apply_update(
     }
     if let Some(b) = req.blocked {
         next.blocked = b;
+    }
+    if let Some(routes) = &req.allowed_routes {
+        next.allowed_routes = routes_for(None, routes.as_deref())?;
+    }
+    if let Some(t) = &req.key_type {
+        if t.is_some() {
+            // The preset replaces the routes; `default` keeps them.
+            let kept = next.allowed_routes.clone();
+            next.allowed_routes = routes_for(t.as_deref(), Some(&kept))?;
+        }
+        next.key_type = t.clone();
     }
     next.updated_at = now;
     next.updated_by = by.map(str::to_owned);

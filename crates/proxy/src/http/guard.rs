@@ -138,7 +138,7 @@ pub(crate) async fn admit(
             super::trace::refused(app, e)
         }
     };
-    checks(app, headers, ip).await.map_err(refuse)
+    checks(app, headers, path, ip).await.map_err(refuse)
 }
 
 /// What the call's metrics label it with.
@@ -161,15 +161,17 @@ pub(crate) fn request_facts(
 pub(crate) async fn check_key(
     app: &App,
     headers: &HeaderMap,
-    ext: &http::Extensions,
+    parts: &Parts,
 ) -> Result<Principal, ProxyError> {
-    checks(app, headers, client_ip(ext)).await
+    checks(app, headers, parts.uri.path(), client_ip(&parts.extensions)).await
 }
 
-/// Size, throttle, then the key; a wrong key counts against the address.
+/// Size, throttle, the key (a wrong one counts against the address), then whether the key may
+/// call `path` (its `allowed_routes`).
 async fn checks(
     app: &App,
     headers: &HeaderMap,
+    path: &str,
     ip: Option<IpAddr>,
 ) -> Result<Principal, ProxyError> {
     let rt = app.runtime.load_full();
@@ -179,13 +181,15 @@ async fn checks(
     if let Some(e) = throttled(app, ip) {
         return Err(e);
     }
-    auth::authenticate(&rt.auth, app.resolver.as_ref(), headers)
+    let p = auth::authenticate(&rt.auth, app.resolver.as_ref(), headers)
         .await
         .inspect_err(|e| {
             if is_wrong_key(e) {
                 count_failure(app, ip);
             }
-        })
+        })?;
+    crate::route_access::check(&p, path)?;
+    Ok(p)
 }
 
 /// Management routes: size, throttle, cross-site check and key (or dashboard cookie) before
@@ -202,11 +206,18 @@ pub(crate) async fn admin_gate(State(app): State<Arc<App>>, req: Request, next: 
     if let Some(e) = cross_site(&app, req.method(), req.headers()) {
         return e.into_response();
     }
-    if let Err(e) = super::ui::authenticate_admin(&app, req.headers()).await {
-        if is_wrong_key(&e) {
-            count_failure(&app, ip);
+    match super::ui::authenticate_admin(&app, req.headers()).await {
+        Ok(p) => {
+            if let Err(e) = crate::route_access::check(&p, req.uri().path()) {
+                return e.into_response();
+            }
         }
-        return e.into_response();
+        Err(e) => {
+            if is_wrong_key(&e) {
+                count_failure(&app, ip);
+            }
+            return e.into_response();
+        }
     }
     next.run(req).await
 }

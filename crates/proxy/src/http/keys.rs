@@ -202,7 +202,7 @@ pub(crate) fn reply<T: Serialize>(r: Result<T, idlehands_store::StoreError>) -> 
 }
 
 /// Key fields that act here: stored and enforced, or shown and filterable.
-const KEY_FIELDS_ACTED: [&str; 19] = [
+const KEY_FIELDS_ACTED: [&str; 21] = [
     "soft_budget",
     "key",
     "key_alias",
@@ -222,10 +222,12 @@ const KEY_FIELDS_ACTED: [&str; 19] = [
     "blocked",
     "new_key",
     "grace_period",
+    "allowed_routes",
+    "key_type",
 ];
 
 /// LiteLLM key fields kept or ignored here without acting, and why.
-const KEY_FIELDS_INERT: [(&str, &str); 11] = [
+const KEY_FIELDS_INERT: [(&str, &str); 10] = [
     ("config", "stored and shown; not applied to calls"),
     ("permissions", "stored and shown; not enforced"),
     ("tags", "not a list of tags (a list becomes metadata.tags)"),
@@ -241,10 +243,6 @@ const KEY_FIELDS_INERT: [(&str, &str); 11] = [
     (
         "model_tpm_limit",
         "not stored; only the key's own tpm_limit is enforced",
-    ),
-    (
-        "allowed_routes",
-        "not stored; a key may call every model route",
     ),
     (
         "enforced_params",
@@ -352,9 +350,66 @@ macro_rules! tri {
 }
 pub(crate) use tri;
 
+/// LiteLLM's refusal of a route restriction a caller may not set.
+fn routes_reserved() -> ProxyError {
+    forbidden(
+        "Only proxy admins can set `allowed_routes` on a key. Use `key_type` to pick a preset route bucket instead."
+            .to_owned(),
+    )
+}
+
+/// The route groups a non-admin may give a key (through `key_type`).
+const SAFE_ROUTE_PRESETS: [&str; 2] = ["llm_api_routes", "info_routes"];
+
+/// A key's new `allowed_routes` and `key_type`: every entry must be something this gateway
+/// can match (a typo would otherwise lock the key out of everything, or of nothing); only a
+/// proxy admin sets routes of its own choosing, others pick the `llm_api` or `read_only`
+/// preset, and may not widen a read-only key (`existing`: the key's routes now).
+pub(crate) fn check_routes_change(
+    role: &Role,
+    routes: Option<&[String]>,
+    key_type: Option<&str>,
+    existing: &[String],
+) -> Result<(), ProxyError> {
+    if let Some(bad) = routes.and_then(crate::route_access::unknown_entry) {
+        return Err(store_error(&idlehands_store::StoreError::bad_request(
+            format!(
+                "allowed_routes entry {bad:?} is neither a path (starting with '/') nor a route group this gateway knows ({})",
+                crate::route_access::group_names().join(", ")
+            ),
+            "allowed_routes",
+        )));
+    }
+    if matches!(role, Role::Admin(_)) || (routes.is_none() && key_type.is_none()) {
+        return Ok(());
+    }
+    if routes.is_some() {
+        return Err(routes_reserved());
+    }
+    let safe = |r: &[String]| r.iter().all(|e| SAFE_ROUTE_PRESETS.contains(&e.as_str()));
+    let new: &[&str] = match key_type {
+        Some("llm_api") => &["llm_api_routes"],
+        Some("read_only") => &["info_routes"],
+        Some("default") | None => &[],
+        // `management` (or a value the store refuses with its own message).
+        Some(_) => return Err(routes_reserved()),
+    };
+    let read_only = existing.len() == 1 && existing[0] == "info_routes";
+    if !safe(existing) || (read_only && new != ["info_routes"]) {
+        return Err(routes_reserved());
+    }
+    Ok(())
+}
+
 async fn generate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let (_, role) = tri!(caller_role(&m, &headers).await);
     let mut req: GenerateKeyRequest = tri!(body(&bytes));
+    tri!(check_routes_change(
+        &role,
+        req.allowed_routes.as_deref(),
+        req.key_type.as_deref(),
+        &[]
+    ));
     match &role {
         Role::Admin(_) => {}
         Role::Internal(u) => {
@@ -555,11 +610,40 @@ pub(crate) async fn apply_update(
         });
     }
     no_escalation(m, role.own_user(), set(&req.user_id), set(&req.team_id)).await?;
+    check_changed_routes(m, role, &req).await?;
     warn_unserved_models(m, route, req.models.as_deref());
     m.ledger
         .update_key(req, role.by())
         .await
         .map_err(|e| store_error(&e))
+}
+
+/// [`check_routes_change`] for an update or regeneration of the key `req` names.
+async fn check_changed_routes(
+    m: &Mgmt,
+    role: &Role,
+    req: &UpdateKeyRequest,
+) -> Result<(), ProxyError> {
+    let routes = req
+        .allowed_routes
+        .as_ref()
+        .map(|r| r.as_deref().unwrap_or_default());
+    let key_type = req
+        .key_type
+        .as_ref()
+        .map(|t| t.as_deref().unwrap_or("default"));
+    if routes.is_none() && key_type.is_none() {
+        return Ok(());
+    }
+    let store = m.ledger.store();
+    let found = match (&req.key, set(&req.key_alias)) {
+        (Some(k), _) => store.get_key(&token_of(k)).await,
+        (None, Some(alias)) => store.get_key_by_alias(alias).await,
+        (None, None) => Ok(None),
+    }
+    .map_err(|e| store_error(&e))?;
+    let existing = found.map(|k| k.allowed_routes).unwrap_or_default();
+    check_routes_change(role, routes, key_type, &existing)
 }
 
 async fn delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
@@ -606,6 +690,7 @@ async fn regenerate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respo
         )
         .await
     );
+    tri!(check_changed_routes(&m, &role, &req.changes).await);
     let ignored = ignored_change_fields("/key/regenerate", &bytes, &req.changes);
     reply_noting(m.ledger.regenerate_key(None, req, role.by()).await, ignored)
 }
@@ -627,6 +712,9 @@ async fn regenerate_path(
         )
         .await
     );
+    let mut changes = req.changes.clone();
+    changes.key = Some(key.clone());
+    tri!(check_changed_routes(&m, &role, &changes).await);
     let ignored = ignored_change_fields("/key/{key}/regenerate", &bytes, &req.changes);
     reply_noting(
         m.ledger.regenerate_key(Some(&key), req, role.by()).await,

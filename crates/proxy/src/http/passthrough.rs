@@ -197,7 +197,7 @@ async fn provider_call(app: Arc<App>, name: &'static str, req: Request) -> Respo
     {
         key_headers.insert("x-goog-api-key", v);
     }
-    let principal = match super::guard::check_key(&app, &key_headers, &parts.extensions).await {
+    let principal = match super::guard::check_key(&app, &key_headers, &parts).await {
         Ok(p) => p,
         Err(e) => return refused(&app, e),
     };
@@ -368,7 +368,7 @@ pub(crate) async fn fallback(State(app): State<Arc<App>>, req: Request) -> Respo
     };
     let (parts, body) = req.into_parts();
     let principal = if route.auth {
-        match super::guard::check_key(&app, &parts.headers, &parts.extensions).await {
+        match super::guard::check_key(&app, &parts.headers, &parts).await {
             Ok(p) => p,
             Err(e) => return refused(&app, e),
         }

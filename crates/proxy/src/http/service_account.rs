@@ -16,8 +16,8 @@ use idlehands_store::{GenerateKeyRequest, StoreError};
 use serde_json::Value;
 
 use super::keys::{
-    Mgmt, Shared, body, forbidden, ignored_key_fields, reply_noting, tags_into_metadata, tri,
-    warn_unserved_models,
+    Mgmt, Shared, body, check_routes_change, forbidden, ignored_key_fields, reply_noting,
+    tags_into_metadata, tri, warn_unserved_models,
 };
 use super::roles::{Role, admin_of_team, caller_role, not_allowed};
 use crate::ledger::seams::store_error;
@@ -63,6 +63,12 @@ async fn generate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respons
         }
         _ => return not_allowed(ROUTE, &role).into_response(),
     }
+    tri!(check_routes_change(
+        &role,
+        req.allowed_routes.as_deref(),
+        req.key_type.as_deref(),
+        &[]
+    ));
     warn_unserved_models(&m, ROUTE, req.models.as_deref());
     let tagged = tags_into_metadata(&bytes, &mut req.metadata);
     let mut ignored = ignored_key_fields(ROUTE, &bytes);

@@ -174,6 +174,7 @@ impl StoreSeams {
                         .collect()
                 })
                 .unwrap_or_default(),
+            allowed_routes: k.allowed_routes.clone(),
         };
         let principal = Principal::VirtualKey(Arc::new(vk));
         let mut map = self.resolved.write();
