@@ -193,7 +193,7 @@ fn list_allows(models: &[String], name: &str, access_groups: &[String], router: 
 
 /// `pattern` with each `*` standing for any run of characters (LiteLLM turns `*` into `.*`
 /// and matches the whole name).
-fn glob_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     let mut parts = pattern.split('*');
     let first = parts.next().unwrap_or("");
     let Some(mut rest) = name.strip_prefix(first) else {

@@ -178,6 +178,9 @@ pub struct PreCall<'a> {
     pub call_type: &'static str,
     pub model_group: &'a str,
     pub model_id: &'a str,
+    /// The picked deployment's `model_info.access_groups` (a key's `model_max_budget` may
+    /// name one).
+    pub access_groups: &'a [String],
     pub end_user: Option<&'a str>,
     /// Tokens the request may use, if the client said (`max_tokens`); for tpm reservations.
     pub max_tokens: Option<u64>,

@@ -871,13 +871,16 @@ CREATE INDEX idlehands_sl_call ON idlehands_spend_logs (litellm_call_id)
     WHERE litellm_call_id <> request_id;
 ";
 
-// Migration 14: a key's `allowed_routes` and `key_type` (LiteLLM's route restrictions), kept
-// with the key and with its archived copy when it is deleted.
+// Migration 14: a key's `allowed_routes` and `key_type` (LiteLLM's route restrictions) and its
+// `model_max_budget` (per-model budgets, whose spend and windows are budget rows named
+// `keymodel:<token>:<entry>`), kept with the key and with its archived copy when deleted.
 const V14_KEY_ROUTES: &str = "
 ALTER TABLE idlehands_verification_tokens ADD COLUMN allowed_routes TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE idlehands_verification_tokens ADD COLUMN key_type TEXT;
+ALTER TABLE idlehands_verification_tokens ADD COLUMN model_max_budget TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE idlehands_deleted_verification_tokens ADD COLUMN allowed_routes TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE idlehands_deleted_verification_tokens ADD COLUMN key_type TEXT;
+ALTER TABLE idlehands_deleted_verification_tokens ADD COLUMN model_max_budget TEXT NOT NULL DEFAULT '{}';
 ";
 
 const MIGRATIONS: &[Migration] = &[
@@ -961,7 +964,7 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 14,
-        name: "key_allowed_routes_and_type",
+        name: "key_allowed_routes_type_and_model_budgets",
         sqlite: V14_KEY_ROUTES,
         postgres: V14_KEY_ROUTES,
     },
@@ -998,7 +1001,7 @@ impl Store {
                 "idlehands_verification_tokens",
                 "idlehands_deleted_verification_tokens",
             ] {
-                for c in ["allowed_routes", "key_type"] {
+                for c in ["allowed_routes", "key_type", "model_max_budget"] {
                     sql.push_str(&format!("ALTER TABLE {t} DROP COLUMN {c}; "));
                 }
             }

@@ -59,6 +59,12 @@ pub(crate) fn entities_of(row: &SpendLogRow) -> impl Iterator<Item = String> + '
                 .filter(|s| !s.is_empty())
                 .map(customer),
         )
+        .chain(
+            row.model_budget
+                .as_deref()
+                .filter(|_| !row.api_key.is_empty())
+                .map(|entry| crate::key_model_budgets::entity(&row.api_key, entry)),
+        )
 }
 
 #[cfg(test)]

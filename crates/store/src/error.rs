@@ -325,6 +325,13 @@ pub enum BudgetLevel {
     User,
     Organization,
     EndUser,
+    /// A key's budget for a model (`model_max_budget`): the model asked for, the entry that
+    /// governs it, and the key's alias (`id` is the key's hash).
+    KeyModel {
+        model: String,
+        entry: String,
+        key_alias: Option<String>,
+    },
 }
 
 impl BudgetLevel {
@@ -348,6 +355,22 @@ impl BudgetLevel {
             BudgetLevel::EndUser => {
                 format!("ExceededBudget: End User={id} over budget. Spend={spend}, Budget={max}")
             }
+            BudgetLevel::KeyModel {
+                model,
+                entry,
+                key_alias,
+            } => {
+                let alias = key_alias.as_deref().unwrap_or("None");
+                let own_name = entry == model || model.rsplit('/').next() == Some(entry.as_str());
+                let budget_model = if own_name {
+                    String::new()
+                } else {
+                    format!(", budget_model={entry}")
+                };
+                format!(
+                    "LiteLLM Virtual Key: {id}, key_alias: {alias}, exceeded budget for model={model}{budget_model}"
+                )
+            }
         }
     }
 
@@ -358,6 +381,7 @@ impl BudgetLevel {
             BudgetLevel::TeamMember(_) | BudgetLevel::User => "user",
             BudgetLevel::Organization => "organization",
             BudgetLevel::EndUser => "end_user",
+            BudgetLevel::KeyModel { .. } => "api_key",
         }
     }
 }

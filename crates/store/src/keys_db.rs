@@ -10,7 +10,7 @@ use crate::types::{KeyListQuery, KeyRecord};
 pub(crate) const KEY_COLS: &str = "token, key_name, key_alias, user_id, team_id, organization_id, spend, \
     max_budget, soft_budget, budget_duration, budget_reset_at, expires, models, aliases, config, \
     permissions, metadata, tpm_limit, rpm_limit, max_parallel_requests, blocked, created_at, \
-    created_by, updated_at, updated_by, allowed_routes, key_type";
+    created_by, updated_at, updated_by, allowed_routes, key_type, model_max_budget";
 
 macro_rules! key_from_row {
     ($row:expr) => {{
@@ -45,6 +45,7 @@ macro_rules! key_from_row {
             updated_by: row.try_get("updated_by")?,
             allowed_routes: json_col(row.try_get("allowed_routes")?),
             key_type: row.try_get("key_type")?,
+            model_max_budget: json_col(row.try_get("model_max_budget")?),
         }
     }};
 }
@@ -80,6 +81,7 @@ macro_rules! bind_key {
             .bind(k.updated_by.clone())
             .bind(json_text(&k.allowed_routes))
             .bind(k.key_type.clone())
+            .bind(json_text(&k.model_max_budget))
     }};
 }
 
@@ -119,7 +121,7 @@ impl Store {
     pub async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         let insert = format!(
             "INSERT INTO idlehands_verification_tokens ({KEY_COLS}) VALUES ({})",
-            placeholders(1, 27)
+            placeholders(1, 28)
         );
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
@@ -146,6 +148,8 @@ impl Store {
                     other?;
                 }
             }
+            let budgets = crate::key_model_budgets::parse(&key.model_max_budget)?;
+            crate::key_model_budgets::sync_key_model_budgets!(tx, &key.token, &budgets, key.created_at);
             tx.commit().await?;
         });
         Ok(())
@@ -326,7 +330,7 @@ impl Store {
             max_parallel_requests = $17, blocked = $18, updated_at = $19, updated_by = $20, \
             spend = CASE WHEN $21 THEN $22 ELSE spend END, \
             budget_reset_at = CASE WHEN $23 THEN $24 ELSE budget_reset_at END, \
-            allowed_routes = $25, key_type = $26 \
+            allowed_routes = $25, key_type = $26, model_max_budget = $27 \
             WHERE token = $1";
         let updated = on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
@@ -376,8 +380,11 @@ impl Store {
                 .bind(key.budget_reset_at.map(to_ms))
                 .bind(json_text(&key.allowed_routes))
                 .bind(key.key_type.clone())
+                .bind(json_text(&key.model_max_budget))
                 .execute(&mut *tx)
                 .await?;
+            let budgets = crate::key_model_budgets::parse(&key.model_max_budget)?;
+            crate::key_model_budgets::sync_key_model_budgets!(tx, token, &budgets, key.updated_at);
             // Return what the database now holds (spend may have moved meanwhile).
             let row = sqlx::query(&select).bind(token).fetch_one(&mut *tx).await?;
             let key = key_from_row!(&row);
@@ -405,6 +412,10 @@ impl Store {
                     .bind(token)
                     .bind(now)
                     .bind(deleted_by)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM idlehands_budgets WHERE entity LIKE $1")
+                    .bind(crate::key_model_budgets::entities_like(token))
                     .execute(&mut *tx)
                     .await?;
                 let gone = sqlx::query("DELETE FROM idlehands_verification_tokens WHERE token = $1")
@@ -463,7 +474,7 @@ impl Store {
         );
         let insert = format!(
             "INSERT INTO idlehands_verification_tokens ({KEY_COLS}) VALUES ({})",
-            placeholders(1, 27)
+            placeholders(1, 28)
         );
         let now = to_ms(Utc::now());
         on_db!(&self.db, pool => {
@@ -511,6 +522,18 @@ impl Store {
                     other?;
                 }
             }
+            // The per-model budgets follow the key with their spend and windows.
+            let old_prefix = crate::key_model_budgets::entity(old_token, "");
+            sqlx::query(
+                "UPDATE idlehands_budgets SET entity = CAST($2 AS TEXT) || substr(entity, $3)                  WHERE entity LIKE $1",
+            )
+            .bind(crate::key_model_budgets::entities_like(old_token))
+            .bind(crate::key_model_budgets::entity(&key.token, ""))
+            .bind(i32::try_from(old_prefix.len() + 1).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await?;
+            let budgets = crate::key_model_budgets::parse(&key.model_max_budget)?;
+            crate::key_model_budgets::sync_key_model_budgets!(tx, &key.token, &budgets, Utc::now());
             tx.commit().await?;
         });
         Ok(())

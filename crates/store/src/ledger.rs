@@ -111,6 +111,8 @@ type InvalidationHook = Arc<dyn Fn(&str) + Send + Sync>;
 pub(crate) type TeamCache = HashMap<String, (Instant, Option<Arc<TeamView>>)>;
 pub(crate) type UserCache = HashMap<String, (Instant, Option<Arc<UserRecord>>)>;
 pub(crate) type CustomerCache = HashMap<String, (Instant, Arc<EndUserView>)>;
+/// Keys' per-model budgets by entity (`keymodel:<token>:<entry>`), each with when it was read.
+pub(crate) type KeyModelCache = HashMap<String, (Instant, Budget)>;
 pub(crate) type OrgCache = HashMap<String, (Instant, Option<Arc<OrgRecord>>)>;
 
 struct Inner {
@@ -130,6 +132,7 @@ struct Inner {
     /// is, and without `max_end_user_budget`, a request's `user` costs no lookup.
     customers_exist: AtomicBool,
     orgs: RwLock<OrgCache>,
+    key_models: RwLock<KeyModelCache>,
     cfg: LedgerConfig,
     ticker: Mutex<Option<JoinHandle<()>>>,
 }
@@ -196,6 +199,8 @@ pub struct Reservation {
     levels: Vec<Ticket>,
     /// The organization the call's spend also counts for.
     organization_id: Option<String>,
+    /// The key's `model_max_budget` entry the call counts against.
+    model_budget: Option<String>,
     limiter: Arc<dyn Limiter>,
     max_budget: Option<i64>,
     rpm_limit: Option<u64>,
@@ -253,6 +258,9 @@ impl Reservation {
         }
         if row.organization_id.is_none() {
             row.organization_id = self.organization_id.take();
+        }
+        if row.model_budget.is_none() {
+            row.model_budget = self.model_budget.take();
         }
         let key_spend = match (self.ticket.take(), self.writer.take()) {
             (Some(ticket), _) => self.limiter.settle(ticket, row).await,
@@ -382,6 +390,7 @@ impl Ledger {
             teams: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
             customers: RwLock::new(HashMap::new()),
+            key_models: RwLock::new(HashMap::new()),
             customers_exist: AtomicBool::new(true),
             orgs: RwLock::new(HashMap::new()),
             cfg,
@@ -422,6 +431,10 @@ impl Ledger {
 
     pub(crate) fn orgs_cache(&self) -> &RwLock<OrgCache> {
         &self.inner.orgs
+    }
+
+    pub(crate) fn key_models_cache(&self) -> &RwLock<KeyModelCache> {
+        &self.inner.key_models
     }
 
     pub(crate) fn config(&self) -> &LedgerConfig {
@@ -490,8 +503,17 @@ impl Ledger {
             self.inner.orgs.write().remove(id);
             return;
         }
+        if token.starts_with(crate::key_model_budgets::PREFIX) {
+            self.inner.key_models.write().remove(token);
+            return;
+        }
         self.inner.keys.write().remove(token);
         self.inner.negative.lock().remove(token);
+        let own = crate::key_model_budgets::entity(token, "");
+        let mut models = self.inner.key_models.write();
+        if !models.is_empty() {
+            models.retain(|entity, _| !entity.starts_with(&own));
+        }
     }
 
     /// Re-reads every key from the database, replacing the whole cache, and forgets every
@@ -745,7 +767,7 @@ impl Ledger {
         estimate_nanos: i64,
         estimate_tokens: u64,
     ) -> Result<Reservation, AccessError> {
-        self.reserve_for(key, None, estimate_nanos, estimate_tokens)
+        self.reserve_for(key, None, None, estimate_nanos, estimate_tokens)
             .await
     }
 
@@ -782,6 +804,7 @@ impl Ledger {
             ticket: None,
             levels: vec![ticket],
             organization_id: None,
+            model_budget: None,
             limiter: self.inner.limiter.clone(),
             max_budget: None,
             rpm_limit: None,
@@ -792,10 +815,13 @@ impl Ledger {
 
     /// [`Ledger::reserve`] for a call on behalf of `end_user` (the request's `user`): a
     /// blocked end user is refused, and their budget counts like the others.
+    /// `model_budget` is the key's `model_max_budget` entry the call's model comes under (the
+    /// proxy picks it) and the model as asked: its budget counts like the others.
     pub async fn reserve_for(
         &self,
         key: &AuthedKey,
         end_user: Option<&str>,
+        model_budget: Option<(&str, &str)>,
         estimate_nanos: i64,
         estimate_tokens: u64,
     ) -> Result<Reservation, AccessError> {
@@ -825,6 +851,7 @@ impl Ledger {
                 .as_ref()
                 .and_then(|t| t.record.organization_id.clone())
                 .or_else(|| key.record.organization_id.clone()),
+            model_budget: None,
             limiter: self.inner.limiter.clone(),
             max_budget: key.record.max_budget,
             rpm_limit: limits.rpm_limit,
@@ -847,6 +874,23 @@ impl Ledger {
                 .await
                 .map_err(|e| level_error(e, level, id))?;
             reservation.levels.push(ticket);
+        }
+        if let Some((entry, model)) = model_budget
+            && let Some(budget) = self.key_model_budget(&key.record, entry).await?
+        {
+            let level = BudgetLevel::KeyModel {
+                model: model.to_owned(),
+                entry: entry.to_owned(),
+                key_alias: key.record.key_alias.clone(),
+            };
+            let ticket = self
+                .inner
+                .limiter
+                .admit(&budget.key_limits(), estimate_nanos, estimate_tokens)
+                .await
+                .map_err(|e| level_error(e, level, &key.token))?;
+            reservation.levels.push(ticket);
+            reservation.model_budget = Some(entry.to_owned());
         }
         Ok(reservation)
     }
@@ -1073,6 +1117,7 @@ impl Ledger {
             .limiter
             .reconfigure(&KeyLimits::from_record(record), spend_overwritten);
         self.invalidate_and_announce(&record.token);
+        self.model_budgets_changed(record);
     }
 
     /// `/key/delete`: all named keys or none (404 if one is missing).

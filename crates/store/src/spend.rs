@@ -59,6 +59,10 @@ pub struct SpendLogRow {
     pub litellm_call_id: Option<String>,
     /// The upstream reported no usage: the token counts are the gateway's estimate.
     pub usage_estimated: bool,
+    /// The key's `model_max_budget` entry the call counted against, so that the commit adds
+    /// its spend there too; not a column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_budget: Option<String>,
 }
 
 pub const STATUS_SUCCESS: &str = "success";

@@ -179,6 +179,7 @@ macro_rules! row_from_db {
             upstream_response_id: row.try_get("upstream_response_id")?,
             usage_estimated: row.try_get("usage_estimated")?,
             organization_id: row.try_get("organization_id")?,
+            model_budget: None,
         }
     }};
 }

@@ -151,6 +151,7 @@ pub struct GenerateKeyRequest {
     pub blocked: Option<bool>,
     pub allowed_routes: Option<Vec<String>>,
     pub key_type: Option<String>,
+    pub model_max_budget: Option<JsonMap>,
 }
 
 /// `POST /key/update`: `key` (plaintext or hash) or `key_alias` names the key; every other
@@ -194,6 +195,8 @@ pub struct UpdateKeyRequest {
     pub allowed_routes: Patch<Vec<String>>,
     #[serde(default, deserialize_with = "patch")]
     pub key_type: Patch<String>,
+    #[serde(default, deserialize_with = "patch")]
+    pub model_max_budget: Patch<JsonMap>,
 }
 
 /// `POST /key/regenerate` and `/key/{key}/regenerate`.
@@ -269,6 +272,9 @@ pub struct KeyRecord {
     /// LiteLLM's `key_type` (`llm_api`, `management`, `read_only`, `default`), which chose
     /// `allowed_routes` when the key was made.
     pub key_type: Option<String>,
+    /// LiteLLM's `model_max_budget`: `{"<model, access group or glob>": {"budget_limit": USD,
+    /// "time_period": "1d"}}`, a budget of the key's calls to those models per window.
+    pub model_max_budget: JsonMap,
 }
 
 impl KeyRecord {

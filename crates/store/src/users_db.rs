@@ -252,6 +252,13 @@ impl Store {
                         .fetch_all(&mut *tx)
                         .await?;
                 sqlx::query(&archive).bind(user_id).bind(now).bind(deleted_by).execute(&mut *tx).await?;
+                sqlx::query(
+                    "DELETE FROM idlehands_budgets WHERE entity LIKE 'keymodel:%' AND substr(entity, 10, 64) \
+                     IN (SELECT token FROM idlehands_verification_tokens WHERE user_id = $1)",
+                )
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
                 sqlx::query("DELETE FROM idlehands_verification_tokens WHERE user_id = $1")
                     .bind(user_id)
                     .execute(&mut *tx)

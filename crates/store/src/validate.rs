@@ -128,6 +128,13 @@ pub(crate) fn new_key_record(
         updated_by: created_by.map(str::to_owned),
         allowed_routes: routes_for(req.key_type.as_deref(), req.allowed_routes.as_deref())?,
         key_type: req.key_type.clone(),
+        model_max_budget: match &req.model_max_budget {
+            Some(m) => {
+                crate::key_model_budgets::parse(m)?;
+                m.clone()
+            }
+            None => Default::default(),
+        },
     })
 }
 
@@ -252,6 +259,11 @@ pub(crate) fn apply_update(
     }
     if let Some(routes) = &req.allowed_routes {
         next.allowed_routes = routes_for(None, routes.as_deref())?;
+    }
+    if let Some(m) = &req.model_max_budget {
+        let m = m.clone().unwrap_or_default();
+        crate::key_model_budgets::parse(&m)?;
+        next.model_max_budget = m;
     }
     if let Some(t) = &req.key_type {
         if t.is_some() {

@@ -395,6 +395,7 @@ async fn every_column_of_a_row_round_trips(store: Store) {
         status: "failure".into(),
         litellm_call_id: Some("call-full".into()),
         usage_estimated: true,
+        model_budget: None,
     };
     let empty = SpendLogRow {
         request_id: "empty".into(),

@@ -202,7 +202,7 @@ pub(crate) fn reply<T: Serialize>(r: Result<T, idlehands_store::StoreError>) -> 
 }
 
 /// Key fields that act here: stored and enforced, or shown and filterable.
-const KEY_FIELDS_ACTED: [&str; 21] = [
+const KEY_FIELDS_ACTED: [&str; 22] = [
     "soft_budget",
     "key",
     "key_alias",
@@ -224,18 +224,15 @@ const KEY_FIELDS_ACTED: [&str; 21] = [
     "grace_period",
     "allowed_routes",
     "key_type",
+    "model_max_budget",
 ];
 
 /// LiteLLM key fields kept or ignored here without acting, and why.
-const KEY_FIELDS_INERT: [(&str, &str); 10] = [
+const KEY_FIELDS_INERT: [(&str, &str); 9] = [
     ("config", "stored and shown; not applied to calls"),
     ("permissions", "stored and shown; not enforced"),
     ("tags", "not a list of tags (a list becomes metadata.tags)"),
     ("guardrails", "not stored; guardrails are not run"),
-    (
-        "model_max_budget",
-        "not stored; only the key's own max_budget is enforced",
-    ),
     (
         "model_rpm_limit",
         "not stored; only the key's own rpm_limit is enforced",

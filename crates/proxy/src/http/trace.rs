@@ -155,6 +155,7 @@ impl Trace {
             call_type: self.call_type,
             model_group: &self.model_group,
             model_id: &self.deployment.id,
+            access_groups: &self.deployment.access_groups,
             end_user: self.end_user.as_deref(),
             max_tokens,
             prompt_tokens_estimate: self.prompt_estimate,

@@ -13,6 +13,7 @@
 //! store.shutdown().await; // commits every queued spend row
 //! ```
 
+mod model_budgets;
 pub(crate) mod model_sync;
 mod redis_mode;
 pub(crate) mod seams;

@@ -1,0 +1,214 @@
+//! A key's per-model budgets (LiteLLM's `model_max_budget`): `{"<entry>": {"budget_limit": USD,
+//! "time_period": "1d"}}`, where an entry names a model, a model access group or a glob
+//! (`claude-*`) and the proxy picks the entry a call counts against. Each entry is a budget
+//! row and a limiter level named `keymodel:<token>:<entry>` (see [`crate::entities`]), so its
+//! spend is committed with the call's row, its window rolls like any budget's, and a fleet
+//! shares its counters; the row follows the key (regenerated: renamed; deleted: removed).
+
+use chrono::{DateTime, Utc};
+
+use crate::budgets::Budget;
+use crate::duration::LlmDuration;
+use crate::error::StoreError;
+use crate::money::usd_to_nanos;
+use crate::types::JsonMap;
+
+pub(crate) const PREFIX: &str = "keymodel:";
+
+/// The entity of `entry` of the key `token`.
+pub fn entity(token: &str, entry: &str) -> String {
+    format!("{PREFIX}{token}:{entry}")
+}
+
+/// The `LIKE` pattern of every entry's entity of the key (a token is hex: no wildcards).
+pub(crate) fn entities_like(token: &str) -> String {
+    format!("{PREFIX}{token}:%")
+}
+
+/// One entry's budget: its limit (nano-USD) and window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelBudget {
+    pub entry: String,
+    pub max_budget: i64,
+    pub budget_duration: Option<String>,
+}
+
+impl ModelBudget {
+    /// The budget row of a new window starting now.
+    pub(crate) fn budget(&self, token: &str, now: DateTime<Utc>) -> Budget {
+        Budget {
+            entity: entity(token, &self.entry),
+            max_budget: Some(self.max_budget),
+            budget_duration: self.budget_duration.clone(),
+            budget_reset_at: self
+                .budget_duration
+                .as_deref()
+                .and_then(LlmDuration::parse)
+                .map(|d| d.next_reset(now)),
+            ..Budget::default()
+        }
+    }
+}
+
+/// The entries of a `model_max_budget` map, checked: each an object with `budget_limit` (or
+/// LiteLLM's other name for it, `max_budget`), a number >= 0, and optionally `time_period`
+/// (or `budget_duration`), a duration. Anything else is refused, naming the entry.
+pub fn parse(map: &JsonMap) -> Result<Vec<ModelBudget>, StoreError> {
+    let mut out = Vec::with_capacity(map.len());
+    for (entry, config) in map {
+        let field = format!("model_max_budget.{entry}");
+        let bad = |why: &str| StoreError::bad_request(format!("{field}: {why}"), field.clone());
+        if entry.trim().is_empty() {
+            return Err(bad("the model name is empty"));
+        }
+        let Some(config) = config.as_object() else {
+            return Err(bad(
+                "must be an object such as {\"budget_limit\": 10.0, \"time_period\": \"30d\"}",
+            ));
+        };
+        let mut limit = None;
+        let mut period = None;
+        for (name, value) in config {
+            match name.as_str() {
+                "budget_limit" | "max_budget" => {
+                    let usd = value
+                        .as_f64()
+                        .filter(|v| *v >= 0.0)
+                        .ok_or_else(|| bad(&format!("{name} must be a number >= 0")))?;
+                    limit = Some(
+                        usd_to_nanos(usd).ok_or_else(|| bad(&format!("{name} is too large")))?,
+                    );
+                }
+                "time_period" | "budget_duration" => {
+                    if value.is_null() {
+                        continue;
+                    }
+                    let text = value
+                        .as_str()
+                        .ok_or_else(|| bad(&format!("{name} must be a duration such as 30d")))?;
+                    LlmDuration::parse_field(text, &format!("{field}.{name}"))?;
+                    period = Some(text.to_owned());
+                }
+                other => {
+                    return Err(bad(&format!(
+                        "unknown field {other:?}: an entry has budget_limit and time_period"
+                    )));
+                }
+            }
+        }
+        let Some(max_budget) = limit else {
+            return Err(bad("budget_limit is required"));
+        };
+        out.push(ModelBudget {
+            entry: entry.clone(),
+            max_budget,
+            budget_duration: period,
+        });
+    }
+    Ok(out)
+}
+
+/// Makes the key's entry rows match `budgets` inside the caller's transaction: new entries
+/// start a window now, an entry whose window length is unchanged keeps its window and spend,
+/// entries no longer listed are removed.
+macro_rules! sync_key_model_budgets {
+    ($tx:expr, $token:expr, $budgets:expr, $now:expr) => {{
+        let token: &str = $token;
+        let budgets: &[$crate::key_model_budgets::ModelBudget] = $budgets;
+        let now: chrono::DateTime<chrono::Utc> = $now;
+        let rows = sqlx::query(
+            "SELECT entity, budget_duration, budget_reset_at FROM idlehands_budgets \
+             WHERE entity LIKE $1",
+        )
+        .bind($crate::key_model_budgets::entities_like(token))
+        .fetch_all(&mut *$tx)
+        .await?;
+        let mut kept: std::collections::HashMap<String, (Option<String>, Option<i64>)> =
+            std::collections::HashMap::new();
+        for r in &rows {
+            kept.insert(
+                r.try_get("entity")?,
+                (r.try_get("budget_duration")?, r.try_get("budget_reset_at")?),
+            );
+        }
+        for b in budgets {
+            let mut budget = b.budget(token, now);
+            if let Some((duration, reset_at)) = kept.remove(&budget.entity)
+                && duration == budget.budget_duration
+            {
+                budget.budget_reset_at = reset_at.map($crate::db::from_ms);
+            }
+            $crate::budgets::put_budget!($tx, &budget, $crate::db::to_ms(now));
+        }
+        for (gone, _) in kept {
+            sqlx::query("DELETE FROM idlehands_budgets WHERE entity = $1")
+                .bind(gone)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+pub(crate) use sync_key_model_budgets;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: serde_json::Value) -> JsonMap {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn entries_are_checked_and_read_under_either_name() {
+        let got = parse(&map(json!({
+            "gpt-4o": {"budget_limit": 0.5, "time_period": "1d"},
+            "claude-*": {"max_budget": 2, "budget_duration": null},
+        })))
+        .unwrap_or_default();
+        assert_eq!(
+            got,
+            [
+                ModelBudget {
+                    entry: "claude-*".into(),
+                    max_budget: 2_000_000_000,
+                    budget_duration: None,
+                },
+                ModelBudget {
+                    entry: "gpt-4o".into(),
+                    max_budget: 500_000_000,
+                    budget_duration: Some("1d".into()),
+                },
+            ]
+        );
+        for (bad, says) in [
+            (json!({"m": 5}), "must be an object"),
+            (
+                json!({"m": {"time_period": "1d"}}),
+                "budget_limit is required",
+            ),
+            (json!({"m": {"budget_limit": -1}}), "must be a number >= 0"),
+            (
+                json!({"m": {"budget_limit": 1, "time_period": "soon"}}),
+                "Invalid",
+            ),
+            (json!({"m": {"budget_limit": 1, "tpm": 5}}), "unknown field"),
+            (json!({" ": {"budget_limit": 1}}), "empty"),
+        ] {
+            let e = parse(&map(bad.clone())).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains(says)),
+                "{bad}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn entities_name_the_key_and_the_entry() {
+        let e = entity("abc", "bedrock/us.x:0");
+        assert_eq!(e, "keymodel:abc:bedrock/us.x:0");
+        assert!(e.starts_with(&entity("abc", "")));
+        assert!(!e.starts_with(&entity("ab", "")));
+        assert!(crate::entities::is_entity(&e));
+    }
+}

@@ -1,0 +1,73 @@
+//! The ledger's side of keys' per-model budgets (`crate::key_model_budgets`): each entry's
+//! budget as the limiter enforces it, read once and kept like the other levels' views.
+
+use std::time::Instant;
+
+use crate::budgets::Budget;
+use crate::error::AccessError;
+use crate::key_model_budgets::{self, ModelBudget};
+use crate::ledger::Ledger;
+use crate::types::KeyRecord;
+
+impl Ledger {
+    /// The budget of `entry` of the key's `model_max_budget` (`None`: no such entry): the
+    /// limit and window length as configured, the spend and window as the store keeps them.
+    pub(crate) async fn key_model_budget(
+        &self,
+        record: &KeyRecord,
+        entry: &str,
+    ) -> Result<Option<Budget>, AccessError> {
+        let Some(config) = configured(record, entry) else {
+            return Ok(None);
+        };
+        let entity = key_model_budgets::entity(&record.token, entry);
+        let cached = self.key_models_cache().read().get(&entity).cloned();
+        if let Some((at, b)) = &cached
+            && at.elapsed() < self.config().cache_ttl
+        {
+            return Ok(Some(b.clone()));
+        }
+        let now = self.config().clock.now();
+        let budget = match self.store().get_budget(&entity).await {
+            Ok(Some(mut row)) => {
+                row.max_budget = Some(config.max_budget);
+                row.budget_duration = config.budget_duration.clone();
+                row
+            }
+            Ok(None) => config.budget(&record.token, now),
+            Err(e) => {
+                tracing::warn!(error = %e, "a key's model budget could not be read");
+                return match cached {
+                    Some((_, b)) => Ok(Some(b)),
+                    None => Err(AccessError::Unavailable),
+                };
+            }
+        };
+        self.limiter().reconfigure(&budget.key_limits(), false);
+        let mut map = self.key_models_cache().write();
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        map.insert(entity, (Instant::now(), budget.clone()));
+        Ok(Some(budget))
+    }
+
+    /// After a change of the key: the limiter takes each entry's new limit and window.
+    pub(crate) fn model_budgets_changed(&self, record: &KeyRecord) {
+        let Ok(budgets) = key_model_budgets::parse(&record.model_max_budget) else {
+            return;
+        };
+        let now = self.config().clock.now();
+        for b in budgets {
+            self.limiter()
+                .reconfigure(&b.budget(&record.token, now).key_limits(), false);
+        }
+    }
+}
+
+fn configured(record: &KeyRecord, entry: &str) -> Option<ModelBudget> {
+    key_model_budgets::parse(&record.model_max_budget)
+        .ok()?
+        .into_iter()
+        .find(|b| b.entry == entry)
+}
