@@ -98,6 +98,83 @@ async fn budget_holds_across_two_instances() {
     place.cleanup().await;
 }
 
+/// A key's per-model budget (`model_max_budget`) is one level shared by the fleet: 200 calls
+/// split over two instances overspend it by at most one call, and its stored spend equals its
+/// rows'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_model_budget_holds_across_two_instances() {
+    let place = Place::new(Backend::Postgres);
+    let (a, b) = pair(&place).await;
+    let budget = 0.001;
+    let (key, generated) = generate(
+        &a,
+        json!({"model_max_budget": {"mocky": {"budget_limit": budget, "time_period": "1d"}}}),
+    )
+    .await;
+    let token = generated["token_id"].as_str().unwrap().to_string();
+    let http = client();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let target = if i % 2 == 0 { &a } else { &b };
+        let req = http
+            .post(target.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&bounded_chat());
+        tasks.push(tokio::spawn(send(req)));
+    }
+    let (mut answered, mut refused, mut one_call) = (0usize, 0usize, 0.0f64);
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status.as_u16() {
+            200 => {
+                answered += 1;
+                one_call = r.headers["x-litellm-response-cost"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+            }
+            422 => {
+                refused += 1;
+                assert!(
+                    error_of(&r).1.contains("exceeded budget for model=mocky"),
+                    "{}",
+                    r.body
+                );
+            }
+            s => panic!("unexpected {s}: {}", r.body),
+        }
+    }
+    assert!(answered > 0 && refused > 0, "{answered} {refused}");
+    // Its other models are not limited.
+    let other = json!({"model": "other", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(status_of(&b, &key, other).await, 200);
+    a.stop().await;
+    b.stop().await;
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let c = instance(&place, &fleet_yaml(&redis_url(), &prefix, "closed")).await;
+    let rows = spend_rows(&c, &format!("?api_key={token}"), 201).await;
+    let on_mocky: f64 = rows
+        .iter()
+        .filter(|r| r["model_group"] == "mocky")
+        .map(|r| r["spend"].as_f64().unwrap())
+        .sum();
+    assert!(
+        on_mocky <= budget + one_call + 1e-12,
+        "spend {on_mocky} over the model budget {budget} by more than one call ({one_call})"
+    );
+    c.stop().await;
+    let store = place.open_store().await;
+    let entity = idlehands_store::key_model_budgets::entity(&token, "mocky");
+    let kept = store.get_budget(&entity).await.unwrap().unwrap();
+    store.close().await;
+    assert!(
+        (kept.spend as f64 / 1e9 - on_mocky).abs() < 1e-9,
+        "{kept:?} vs {on_mocky}"
+    );
+    place.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rpm_limit_and_blocks_are_shared() {
     let place = Place::new(Backend::Postgres);
