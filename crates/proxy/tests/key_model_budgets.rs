@@ -2,7 +2,8 @@
 //! A key's per-model budgets (LiteLLM's `model_max_budget`): calls to a model stop when the
 //! key's spend on it reaches the entry's limit (by name, access group or glob), other models
 //! go on; the entry's spend is the sum of its rows and survives a restart and a
-//! regeneration; an update applies at once. SQLite and Postgres.
+//! regeneration; an update applies at once. And per-model rate limits (`model_rpm_limit`,
+//! `model_tpm_limit`). SQLite and Postgres.
 
 mod store_support;
 
@@ -215,4 +216,85 @@ async fn per_model_budgets(b: Backend) {
     place.cleanup().await;
 }
 
-both_backends!(per_model_budgets);
+async fn per_model_rate_limits(b: Backend) {
+    let place = Place::new(b);
+    let p = up(&place).await;
+    let (key, made) = generate(
+        &p,
+        json!({"model_rpm_limit": {"mocky": 2}, "model_tpm_limit": {"other": 1}}),
+    )
+    .await;
+    // Kept in the key's metadata, as LiteLLM keeps them.
+    assert_eq!(made["metadata"]["model_rpm_limit"], json!({"mocky": 2}));
+    assert!(made.get("ignored_fields").is_none(), "{made}");
+    let token = hash_key(&key);
+    assert_eq!(call(&p, &key, "mocky").await.status, 200);
+    assert_eq!(call(&p, &key, "mocky").await.status, 200);
+    let a = call(&p, &key, "mocky").await;
+    assert_eq!(a.status, 429, "{}", a.body);
+    let (kind, message) = error_of(&a);
+    assert_eq!(kind, "rate_limit_error");
+    assert!(
+        message.starts_with(&format!(
+            "Rate limit exceeded for model_per_key: {token}:mocky. Limit type: requests. Current limit: 2, Remaining: 0."
+        )),
+        "{message}"
+    );
+    assert!(a.headers.contains_key("retry-after"), "{:?}", a.headers);
+    // Tokens: the first call fits, the next finds the minute's tokens spent.
+    assert_eq!(call(&p, &key, "other").await.status, 200);
+    let a = call(&p, &key, "other").await;
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert!(
+        error_of(&a).1.contains(
+            "model_per_key: {token}:other. Limit type: tokens"
+                .replace("{token}", &token)
+                .as_str()
+        ),
+        "{}",
+        a.body
+    );
+    // Models without a limit go on.
+    assert_eq!(call(&p, &key, "claude-x").await.status, 200);
+    // An update applies at once: raised, and removed.
+    let a = post(
+        &p,
+        "/key/update",
+        MASTER,
+        json!({"key": key, "model_rpm_limit": {"mocky": 10}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(call(&p, &key, "mocky").await.status, 200);
+    let a = post(
+        &p,
+        "/key/update",
+        MASTER,
+        json!({"key": key, "model_tpm_limit": null}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.body["metadata"].get("model_tpm_limit").is_none(),
+        "{}",
+        a.body
+    );
+    assert_eq!(call(&p, &key, "other").await.status, 200);
+    let a = post(
+        &p,
+        "/key/generate",
+        MASTER,
+        json!({"model_rpm_limit": {"mocky": -1}}),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        error_of(&a).1.contains("model_rpm_limit.mocky"),
+        "{}",
+        a.body
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
+both_backends!(per_model_budgets, per_model_rate_limits);

@@ -332,6 +332,9 @@ pub enum BudgetLevel {
         entry: String,
         key_alias: Option<String>,
     },
+    /// A key's rate limits on one model (`model_rpm_limit`, `model_tpm_limit`; `id` is
+    /// `<key hash>:<model>`, LiteLLM's descriptor value). It has no budget.
+    ModelPerKey,
 }
 
 impl BudgetLevel {
@@ -371,6 +374,11 @@ impl BudgetLevel {
                     "LiteLLM Virtual Key: {id}, key_alias: {alias}, exceeded budget for model={model}{budget_model}"
                 )
             }
+            BudgetLevel::ModelPerKey => {
+                format!(
+                    "Budget has been exceeded! model_per_key={id} Current cost: {spend}, Max budget: {max}"
+                )
+            }
         }
     }
 
@@ -382,6 +390,7 @@ impl BudgetLevel {
             BudgetLevel::Organization => "organization",
             BudgetLevel::EndUser => "end_user",
             BudgetLevel::KeyModel { .. } => "api_key",
+            BudgetLevel::ModelPerKey => "model_per_key",
         }
     }
 }

@@ -14,6 +14,9 @@ use crate::money::usd_to_nanos;
 use crate::types::JsonMap;
 
 pub(crate) const PREFIX: &str = "keymodel:";
+/// The limiter's name for a key's rate limits on one model (`model_rpm_limit`,
+/// `model_tpm_limit`): `keymodelrate:<token>:<model>`; counters only, no budget row.
+pub(crate) const RATE_PREFIX: &str = "keymodelrate:";
 
 /// The entity of `entry` of the key `token`.
 pub fn entity(token: &str, entry: &str) -> String {
@@ -23,6 +26,41 @@ pub fn entity(token: &str, entry: &str) -> String {
 /// The `LIKE` pattern of every entry's entity of the key (a token is hex: no wildcards).
 pub(crate) fn entities_like(token: &str) -> String {
     format!("{PREFIX}{token}:%")
+}
+
+/// The limiter's view of a key's rate limits on a model (`id`: `<token>:<model>`).
+pub(crate) fn rate_limits(id: &str, rpm: Option<u64>, tpm: Option<u64>) -> crate::KeyLimits {
+    crate::KeyLimits {
+        token: format!("{RATE_PREFIX}{id}"),
+        key_alias: None,
+        key_name: id.to_owned(),
+        spend: 0,
+        max_budget: None,
+        budget_duration: None,
+        budget_reset_at: None,
+        rpm_limit: rpm,
+        tpm_limit: tpm,
+        max_parallel_requests: None,
+    }
+}
+
+/// A key's `model_rpm_limit` or `model_tpm_limit` (LiteLLM keeps them in the key's metadata):
+/// the limit for `model`, if it has one.
+pub fn model_limit(metadata: &JsonMap, field: &str, model: &str) -> Option<u64> {
+    metadata.get(field)?.get(model)?.as_u64()
+}
+
+/// Checks a `model_rpm_limit` / `model_tpm_limit` map: model names to whole numbers >= 0.
+pub fn check_model_limits(map: &JsonMap, field: &str) -> Result<(), StoreError> {
+    for (model, v) in map {
+        if v.as_u64().is_none() {
+            return Err(StoreError::bad_request(
+                format!("{field}.{model} must be a whole number >= 0"),
+                format!("{field}.{model}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One entry's budget: its limit (nano-USD) and window.

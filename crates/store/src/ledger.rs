@@ -191,6 +191,18 @@ impl AuthedKey {
     }
 }
 
+/// A call's model and what the key allows on it, for [`Ledger::reserve_for`].
+#[derive(Debug, Clone, Copy)]
+pub struct CallModel<'a> {
+    /// The model group asked for.
+    pub name: &'a str,
+    /// The key's `model_max_budget` entry that governs it.
+    pub budget_entry: Option<&'a str>,
+    /// The key's `model_rpm_limit` / `model_tpm_limit` for it.
+    pub rpm_limit: Option<u64>,
+    pub tpm_limit: Option<u64>,
+}
+
 /// A request's hold on its key's budget and limits. Settle it with the spend-log row; dropping
 /// it unsettled (client disconnect, panic) gives the hold back and logs nothing.
 pub struct Reservation {
@@ -815,13 +827,13 @@ impl Ledger {
 
     /// [`Ledger::reserve`] for a call on behalf of `end_user` (the request's `user`): a
     /// blocked end user is refused, and their budget counts like the others.
-    /// `model_budget` is the key's `model_max_budget` entry the call's model comes under (the
-    /// proxy picks it) and the model as asked: its budget counts like the others.
+    /// `model` names the call's model and the key's limits for it (its `model_max_budget`
+    /// entry, `model_rpm_limit`, `model_tpm_limit`): each counts like the other levels.
     pub async fn reserve_for(
         &self,
         key: &AuthedKey,
         end_user: Option<&str>,
-        model_budget: Option<(&str, &str)>,
+        model: Option<CallModel<'_>>,
         estimate_nanos: i64,
         estimate_tokens: u64,
     ) -> Result<Reservation, AccessError> {
@@ -875,11 +887,26 @@ impl Ledger {
                 .map_err(|e| level_error(e, level, id))?;
             reservation.levels.push(ticket);
         }
-        if let Some((entry, model)) = model_budget
+        let Some(model) = model else {
+            return Ok(reservation);
+        };
+        if model.rpm_limit.is_some() || model.tpm_limit.is_some() {
+            let id = format!("{}:{}", key.token, model.name);
+            let limits =
+                crate::key_model_budgets::rate_limits(&id, model.rpm_limit, model.tpm_limit);
+            let ticket = self
+                .inner
+                .limiter
+                .admit(&limits, estimate_nanos, estimate_tokens)
+                .await
+                .map_err(|e| level_error(e, BudgetLevel::ModelPerKey, &id))?;
+            reservation.levels.push(ticket);
+        }
+        if let Some(entry) = model.budget_entry
             && let Some(budget) = self.key_model_budget(&key.record, entry).await?
         {
             let level = BudgetLevel::KeyModel {
-                model: model.to_owned(),
+                model: model.name.to_owned(),
                 entry: entry.to_owned(),
                 key_alias: key.record.key_alias.clone(),
             };

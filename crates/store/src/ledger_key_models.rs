@@ -52,15 +52,30 @@ impl Ledger {
         Ok(Some(budget))
     }
 
-    /// After a change of the key: the limiter takes each entry's new limit and window.
+    /// After a change of the key: the limiter takes each entry's new limit and window, and
+    /// each model's new rate limits.
     pub(crate) fn model_budgets_changed(&self, record: &KeyRecord) {
-        let Ok(budgets) = key_model_budgets::parse(&record.model_max_budget) else {
-            return;
-        };
         let now = self.config().clock.now();
-        for b in budgets {
+        for b in key_model_budgets::parse(&record.model_max_budget).unwrap_or_default() {
             self.limiter()
                 .reconfigure(&b.budget(&record.token, now).key_limits(), false);
+        }
+        let md = &record.metadata;
+        let mut models: Vec<&String> = ["model_rpm_limit", "model_tpm_limit"]
+            .iter()
+            .filter_map(|f| md.get(*f).and_then(|v| v.as_object()))
+            .flat_map(|m| m.keys())
+            .collect();
+        models.sort_unstable();
+        models.dedup();
+        for model in models {
+            let id = format!("{}:{model}", record.token);
+            let limits = key_model_budgets::rate_limits(
+                &id,
+                key_model_budgets::model_limit(md, "model_rpm_limit", model),
+                key_model_budgets::model_limit(md, "model_tpm_limit", model),
+            );
+            self.limiter().reconfigure(&limits, false);
         }
     }
 }

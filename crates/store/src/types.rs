@@ -152,6 +152,9 @@ pub struct GenerateKeyRequest {
     pub allowed_routes: Option<Vec<String>>,
     pub key_type: Option<String>,
     pub model_max_budget: Option<JsonMap>,
+    /// Kept in `metadata`, as LiteLLM keeps them.
+    pub model_rpm_limit: Option<JsonMap>,
+    pub model_tpm_limit: Option<JsonMap>,
 }
 
 /// `POST /key/update`: `key` (plaintext or hash) or `key_alias` names the key; every other
@@ -197,6 +200,10 @@ pub struct UpdateKeyRequest {
     pub key_type: Patch<String>,
     #[serde(default, deserialize_with = "patch")]
     pub model_max_budget: Patch<JsonMap>,
+    #[serde(default, deserialize_with = "patch")]
+    pub model_rpm_limit: Patch<JsonMap>,
+    #[serde(default, deserialize_with = "patch")]
+    pub model_tpm_limit: Patch<JsonMap>,
 }
 
 /// `POST /key/regenerate` and `/key/{key}/regenerate`.

@@ -100,6 +100,16 @@ pub(crate) fn new_key_record(
     if let Some(a) = &req.aliases {
         aliases(a)?;
     }
+    let mut metadata = req.metadata.clone().unwrap_or_default();
+    for (field, limits) in [
+        ("model_rpm_limit", &req.model_rpm_limit),
+        ("model_tpm_limit", &req.model_tpm_limit),
+    ] {
+        if let Some(m) = limits {
+            crate::key_model_budgets::check_model_limits(m, field)?;
+            metadata.insert(field.to_owned(), serde_json::Value::Object(m.clone()));
+        }
+    }
     Ok(KeyRecord {
         token: hash_key(plaintext),
         key_name: abbreviate(plaintext),
@@ -114,7 +124,7 @@ pub(crate) fn new_key_record(
         aliases: req.aliases.clone().unwrap_or_default(),
         config: req.config.clone().unwrap_or_default(),
         permissions: req.permissions.clone().unwrap_or_default(),
-        metadata: req.metadata.clone().unwrap_or_default(),
+        metadata,
         user_id: req.user_id.clone(),
         team_id: req.team_id.clone(),
         organization_id: req.organization_id.clone(),
@@ -259,6 +269,22 @@ pub(crate) fn apply_update(
     }
     if let Some(routes) = &req.allowed_routes {
         next.allowed_routes = routes_for(None, routes.as_deref())?;
+    }
+    for (field, limits) in [
+        ("model_rpm_limit", &req.model_rpm_limit),
+        ("model_tpm_limit", &req.model_tpm_limit),
+    ] {
+        match limits {
+            Some(Some(m)) => {
+                crate::key_model_budgets::check_model_limits(m, field)?;
+                next.metadata
+                    .insert(field.to_owned(), serde_json::Value::Object(m.clone()));
+            }
+            Some(None) => {
+                next.metadata.remove(field);
+            }
+            None => {}
+        }
     }
     if let Some(m) = &req.model_max_budget {
         let m = m.clone().unwrap_or_default();

@@ -202,7 +202,7 @@ pub(crate) fn reply<T: Serialize>(r: Result<T, idlehands_store::StoreError>) -> 
 }
 
 /// Key fields that act here: stored and enforced, or shown and filterable.
-const KEY_FIELDS_ACTED: [&str; 22] = [
+const KEY_FIELDS_ACTED: [&str; 24] = [
     "soft_budget",
     "key",
     "key_alias",
@@ -225,22 +225,16 @@ const KEY_FIELDS_ACTED: [&str; 22] = [
     "allowed_routes",
     "key_type",
     "model_max_budget",
+    "model_rpm_limit",
+    "model_tpm_limit",
 ];
 
 /// LiteLLM key fields kept or ignored here without acting, and why.
-const KEY_FIELDS_INERT: [(&str, &str); 9] = [
+const KEY_FIELDS_INERT: [(&str, &str); 7] = [
     ("config", "stored and shown; not applied to calls"),
     ("permissions", "stored and shown; not enforced"),
     ("tags", "not a list of tags (a list becomes metadata.tags)"),
     ("guardrails", "not stored; guardrails are not run"),
-    (
-        "model_rpm_limit",
-        "not stored; only the key's own rpm_limit is enforced",
-    ),
-    (
-        "model_tpm_limit",
-        "not stored; only the key's own tpm_limit is enforced",
-    ),
     (
         "enforced_params",
         "not stored; requests are not checked for them",

@@ -1,11 +1,32 @@
-//! Which entry of a key's `model_max_budget` a call counts against, as LiteLLM picks it: the
-//! model's own name (as asked, or without its `provider/` prefix), else an access group the
-//! deployment is in, else the most specific glob (`claude-*`): more literal characters first,
-//! then fewer wildcards.
+//! What a key allows on the call's model: the `model_max_budget` entry the call counts
+//! against, as LiteLLM picks it (the model's own name as asked or without its `provider/`
+//! prefix, else an access group the deployment is in, else the most specific glob such as
+//! `claude-*`: more literal characters first, then fewer wildcards), and its
+//! `model_rpm_limit` / `model_tpm_limit` for the model asked for.
 
-use idlehands_store::JsonMap;
+use idlehands_store::key_model_budgets::model_limit;
+use idlehands_store::{CallModel, JsonMap, KeyRecord};
 
 use crate::auth::glob_match;
+use crate::hooks::PreCall;
+
+/// The key's limits on the call's model; `None` when it has none.
+pub(crate) fn call_model<'a>(record: &'a KeyRecord, call: &PreCall<'a>) -> Option<CallModel<'a>> {
+    let md = &record.metadata;
+    let rpm_limit = model_limit(md, "model_rpm_limit", call.model_group);
+    let tpm_limit = model_limit(md, "model_tpm_limit", call.model_group);
+    let budget_entry = entry_for(
+        &record.model_max_budget,
+        call.model_group,
+        call.access_groups,
+    );
+    (budget_entry.is_some() || rpm_limit.is_some() || tpm_limit.is_some()).then_some(CallModel {
+        name: call.model_group,
+        budget_entry,
+        rpm_limit,
+        tpm_limit,
+    })
+}
 
 /// The governing entry for a call on `model` (the name asked for) served by a deployment in
 /// `access_groups`; `None` when no entry covers it.

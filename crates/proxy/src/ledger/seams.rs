@@ -334,15 +334,10 @@ impl CallHooks for StoreSeams {
                 org,
             };
             let (nanos, tokens) = estimate(call);
-            let model_budget = super::model_budgets::entry_for(
-                &authed.record.model_max_budget,
-                call.model_group,
-                call.access_groups,
-            )
-            .map(|entry| (entry, call.model_group));
+            let model = super::model_budgets::call_model(&authed.record, call);
             let reservation = self
                 .ledger
-                .reserve_for(&authed, call.end_user, model_budget, nanos, tokens)
+                .reserve_for(&authed, call.end_user, model, nanos, tokens)
                 .await
                 .map_err(|e| match e {
                     // Only the shared (Redis) limiter is ever unavailable here.
