@@ -23,6 +23,16 @@ pub fn entity(token: &str, entry: &str) -> String {
     format!("{PREFIX}{token}:{entry}")
 }
 
+/// Deletes the entry rows of every key whose `column` is `$1` (a team's or a user's keys,
+/// deleted with it), before the keys themselves go.
+pub(crate) fn delete_rows_of_keys_by(column: &str) -> String {
+    format!(
+        "DELETE FROM idlehands_budgets WHERE entity LIKE '{PREFIX}%' AND substr(entity, {}, 64) \
+         IN (SELECT token FROM idlehands_verification_tokens WHERE {column} = $1)",
+        PREFIX.len() + 1
+    )
+}
+
 /// The `LIKE` pattern of every entry's entity of the key (a token is hex: no wildcards).
 pub(crate) fn entities_like(token: &str) -> String {
     format!("{PREFIX}{token}:%")

@@ -295,10 +295,7 @@ impl Store {
                         .fetch_all(&mut *tx)
                         .await?;
                 sqlx::query(&archive).bind(team_id).bind(now).bind(deleted_by).execute(&mut *tx).await?;
-                sqlx::query(
-                    "DELETE FROM idlehands_budgets WHERE entity LIKE 'keymodel:%' AND substr(entity, 10, 64) \
-                     IN (SELECT token FROM idlehands_verification_tokens WHERE team_id = $1)",
-                )
+                sqlx::query(&crate::key_model_budgets::delete_rows_of_keys_by("team_id"))
                 .bind(team_id)
                 .execute(&mut *tx)
                 .await?;

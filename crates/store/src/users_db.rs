@@ -252,10 +252,7 @@ impl Store {
                         .fetch_all(&mut *tx)
                         .await?;
                 sqlx::query(&archive).bind(user_id).bind(now).bind(deleted_by).execute(&mut *tx).await?;
-                sqlx::query(
-                    "DELETE FROM idlehands_budgets WHERE entity LIKE 'keymodel:%' AND substr(entity, 10, 64) \
-                     IN (SELECT token FROM idlehands_verification_tokens WHERE user_id = $1)",
-                )
+                sqlx::query(&crate::key_model_budgets::delete_rows_of_keys_by("user_id"))
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await?;
