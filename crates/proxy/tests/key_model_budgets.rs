@@ -115,9 +115,29 @@ async fn per_model_budgets(b: Backend) {
         6,
         "every call has its row, the refused ones too"
     );
-    p.stop().await;
     let mocky = spend_on(&rows, &token, "mocky");
     let other = spend_on(&rows, &token, "other");
+    // `/key/info` shows each entry's window, as LiteLLM does.
+    let a = get(&p, &format!("/key/info?key={key}"), MASTER).await;
+    let usage = &a.body["info"]["model_max_budget_usage"];
+    let four = |x: f64| format!("{x:.4}").parse::<f64>().unwrap();
+    assert_eq!(
+        usage["mocky"]["current_spend"],
+        json!(four(mocky)),
+        "{usage}"
+    );
+    assert_eq!(usage["mocky"]["budget_limit"], json!(0.00001));
+    assert_eq!(usage["mocky"]["time_period"], "1d");
+    assert!(usage["mocky"]["budget_reset_at"].is_string(), "{usage}");
+    assert_eq!(usage["beta-group"]["current_spend"], json!(four(other)));
+    assert_eq!(usage["beta-group"]["budget_reset_at"], Value::Null);
+    let a = get(&p, &format!("/key/info?key={free}"), MASTER).await;
+    assert!(
+        a.body["info"].get("model_max_budget_usage").is_none(),
+        "{}",
+        a.body
+    );
+    p.stop().await;
     assert!(mocky > 0.00001 && other > 0.0, "{mocky} {other}");
     assert!(close(
         entry_spend(&place, &token, "mocky").await.unwrap(),

@@ -989,12 +989,14 @@ impl Ledger {
             reserved = live.reserved;
         }
         let status = record.status(self.inner.cfg.clock.now());
+        let model_max_budget_usage = self.model_budget_usage(&record).await?;
         Ok(KeyInfoResponse {
             key: key_or_hash.to_owned(),
             info: KeyInfo {
                 record,
                 status,
                 reserved_spend: reserved,
+                model_max_budget_usage,
             },
         })
     }

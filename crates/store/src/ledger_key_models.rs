@@ -3,10 +3,14 @@
 
 use std::time::Instant;
 
+use serde_json::json;
+
 use crate::budgets::Budget;
-use crate::error::AccessError;
+use crate::error::{AccessError, StoreError};
 use crate::key_model_budgets::{self, ModelBudget};
 use crate::ledger::Ledger;
+use crate::money::nanos_to_usd;
+use crate::types::JsonMap;
 use crate::types::KeyRecord;
 
 impl Ledger {
@@ -77,6 +81,44 @@ impl Ledger {
             );
             self.limiter().reconfigure(&limits, false);
         }
+    }
+}
+
+impl Ledger {
+    /// `/key/info`'s `model_max_budget_usage`: for each entry, the spend of its open window
+    /// (what the limiter counts, committed or not; else the stored row's), rounded to four
+    /// places as LiteLLM shows it, the limit, the period and when the window ends.
+    pub(crate) async fn model_budget_usage(
+        &self,
+        record: &KeyRecord,
+    ) -> Result<Option<JsonMap>, StoreError> {
+        if record.model_max_budget.is_empty() {
+            return Ok(None);
+        }
+        let mut out = JsonMap::new();
+        for b in key_model_budgets::parse(&record.model_max_budget).unwrap_or_default() {
+            let entity = key_model_budgets::entity(&record.token, &b.entry);
+            let row = self.store().get_budget(&entity).await?;
+            let spend = match self.limiter().live(&entity).await {
+                Some(live) => live.spend,
+                None => row.as_ref().map_or(0, |r| r.spend),
+            };
+            let usd = nanos_to_usd(spend);
+            let rounded: f64 = format!("{usd:.4}").parse().unwrap_or(usd);
+            let reset_at = row
+                .and_then(|r| r.budget_reset_at)
+                .map(|t| crate::types::py_isoformat(&t));
+            out.insert(
+                b.entry.clone(),
+                json!({
+                    "current_spend": rounded,
+                    "budget_limit": nanos_to_usd(b.max_budget),
+                    "time_period": b.budget_duration,
+                    "budget_reset_at": reset_at,
+                }),
+            );
+        }
+        Ok(Some(out))
     }
 }
 

@@ -343,6 +343,10 @@ pub struct KeyInfo {
     /// field.
     #[serde(serialize_with = "ser_usd")]
     pub reserved_spend: i64,
+    /// LiteLLM's `model_max_budget_usage`: each entry's spend in its open window, limit,
+    /// period and end (only for a key with per-model budgets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_max_budget_usage: Option<JsonMap>,
 }
 
 /// `GET /key/list` query.
