@@ -218,7 +218,7 @@ async fn per_model_budgets(b: Backend) {
             "budget_limit is required",
         ),
         (
-            json!({"mocky": {"budget_limit": 1, "tpm_limit": 5}}),
+            json!({"mocky": {"budget_limit": 1, "tpm": 5}}),
             "unknown field",
         ),
     ] {
@@ -300,6 +300,44 @@ async fn per_model_rate_limits(b: Backend) {
         a.body
     );
     assert_eq!(call(&p, &key, "other").await.status, 200);
+    // Without a map of its own, a key's limits come from its model_max_budget entries, then
+    // from its team's metadata (LiteLLM's order); a team's change applies at once.
+    let (by_entry, _) = generate(
+        &p,
+        json!({"model_max_budget": {"claude-x": {"rpm_limit": 1}}}),
+    )
+    .await;
+    assert_eq!(call(&p, &by_entry, "claude-x").await.status, 200);
+    let a = call(&p, &by_entry, "claude-x").await;
+    assert_eq!(a.status, 429, "{}", a.body);
+    let entry_token = hash_key(&by_entry);
+    assert!(
+        error_of(&a)
+            .1
+            .contains(&format!("model_per_key: {entry_token}:claude-x")),
+        "{}",
+        a.body
+    );
+    let a = post(
+        &p,
+        "/team/new",
+        MASTER,
+        json!({"team_id": "rt", "metadata": {"model_rpm_limit": {"other": 1}}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let (in_team, _) = generate(&p, json!({"team_id": "rt"})).await;
+    assert_eq!(call(&p, &in_team, "other").await.status, 200);
+    assert_eq!(call(&p, &in_team, "other").await.status, 429);
+    let a = post(
+        &p,
+        "/team/update",
+        MASTER,
+        json!({"team_id": "rt", "metadata": {"model_rpm_limit": {"other": 5}}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(call(&p, &in_team, "other").await.status, 200);
     let a = post(
         &p,
         "/key/generate",

@@ -54,10 +54,39 @@ pub(crate) fn rate_limits(id: &str, rpm: Option<u64>, tpm: Option<u64>) -> crate
     }
 }
 
-/// A key's `model_rpm_limit` or `model_tpm_limit` (LiteLLM keeps them in the key's metadata):
-/// the limit for `model`, if it has one.
-pub fn model_limit(metadata: &JsonMap, field: &str, model: &str) -> Option<u64> {
-    metadata.get(field)?.get(model)?.as_u64()
+/// A key's `model_rpm_limit` or `model_tpm_limit` for `model`, where LiteLLM looks: the key's
+/// metadata map when it has one, else the `rpm_limit` / `tpm_limit` of the key's
+/// `model_max_budget` entry named after the model, else the team's metadata map.
+pub fn model_limit(
+    metadata: &JsonMap,
+    model_max_budget: &JsonMap,
+    team_metadata: Option<&JsonMap>,
+    field: &str,
+    model: &str,
+) -> Option<u64> {
+    let map_of = |md: &JsonMap| {
+        md.get(field)
+            .and_then(|v| v.as_object())
+            .filter(|m| !m.is_empty())
+            .cloned()
+    };
+    if let Some(own) = map_of(metadata) {
+        return own.get(model)?.as_u64();
+    }
+    let budget_field = if field == "model_rpm_limit" {
+        "rpm_limit"
+    } else {
+        "tpm_limit"
+    };
+    let from_budgets: JsonMap = model_max_budget
+        .iter()
+        .filter_map(|(m, b)| Some((m.clone(), b.get(budget_field)?.clone())))
+        .filter(|(_, v)| !v.is_null())
+        .collect();
+    if !from_budgets.is_empty() {
+        return from_budgets.get(model)?.as_u64();
+    }
+    team_metadata.and_then(map_of)?.get(model)?.as_u64()
 }
 
 /// Checks a `model_rpm_limit` / `model_tpm_limit` map: model names to whole numbers >= 0.
@@ -137,14 +166,25 @@ pub fn parse(map: &JsonMap) -> Result<Vec<ModelBudget>, StoreError> {
                     LlmDuration::parse_field(text, &format!("{field}.{name}"))?;
                     period = Some(text.to_owned());
                 }
+                // The model's rate limits (LiteLLM reads them when the key's metadata has no
+                // `model_rpm_limit` / `model_tpm_limit`): see [`model_limit`].
+                "rpm_limit" | "tpm_limit" => {
+                    if !value.is_null() && value.as_u64().is_none() {
+                        return Err(bad(&format!("{name} must be a whole number >= 0")));
+                    }
+                }
                 other => {
                     return Err(bad(&format!(
-                        "unknown field {other:?}: an entry has budget_limit and time_period"
+                        "unknown field {other:?}: an entry has budget_limit, time_period, rpm_limit and tpm_limit"
                     )));
                 }
             }
         }
+        // An entry of rate limits alone budgets nothing.
         let Some(max_budget) = limit else {
+            if config.contains_key("rpm_limit") || config.contains_key("tpm_limit") {
+                continue;
+            }
             return Err(bad("budget_limit is required"));
         };
         out.push(ModelBudget {
@@ -210,8 +250,9 @@ mod tests {
     #[test]
     fn entries_are_checked_and_read_under_either_name() {
         let got = parse(&map(json!({
-            "gpt-4o": {"budget_limit": 0.5, "time_period": "1d"},
+            "gpt-4o": {"budget_limit": 0.5, "time_period": "1d", "rpm_limit": 3},
             "claude-*": {"max_budget": 2, "budget_duration": null},
+            "llama": {"tpm_limit": 100},
         })))
         .unwrap_or_default();
         assert_eq!(
@@ -241,6 +282,10 @@ mod tests {
                 "Invalid",
             ),
             (json!({"m": {"budget_limit": 1, "tpm": 5}}), "unknown field"),
+            (
+                json!({"m": {"rpm_limit": -2}}),
+                "rpm_limit must be a whole number",
+            ),
             (json!({" ": {"budget_limit": 1}}), "empty"),
         ] {
             let e = parse(&map(bad.clone())).err().map(|e| e.to_string());

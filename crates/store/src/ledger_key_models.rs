@@ -69,15 +69,19 @@ impl Ledger {
             .iter()
             .filter_map(|f| md.get(*f).and_then(|v| v.as_object()))
             .flat_map(|m| m.keys())
+            .chain(record.model_max_budget.keys())
             .collect();
         models.sort_unstable();
         models.dedup();
         for model in models {
             let id = format!("{}:{model}", record.token);
+            let limit = |field| {
+                key_model_budgets::model_limit(md, &record.model_max_budget, None, field, model)
+            };
             let limits = key_model_budgets::rate_limits(
                 &id,
-                key_model_budgets::model_limit(md, "model_rpm_limit", model),
-                key_model_budgets::model_limit(md, "model_tpm_limit", model),
+                limit("model_rpm_limit"),
+                limit("model_tpm_limit"),
             );
             self.limiter().reconfigure(&limits, false);
         }

@@ -251,6 +251,11 @@ impl LocalLimiter {
     ) -> (Result<Ticket, AccessError>, Option<BatchItem>) {
         let counters = self.counters(key);
         let mut c = counters.lock();
+        // Rate limits as the caller read them now (a key's or team's cached record, a model's
+        // limit from the key or its team): the shared limiter takes them per call too.
+        c.limits.rpm_limit = key.rpm_limit;
+        c.limits.tpm_limit = key.tpm_limit;
+        c.limits.max_parallel_requests = key.max_parallel_requests;
         let overflow = c.roll_budget(self.clock.now()).and_then(|i| self.queue(i));
         let now = Instant::now();
         c.prune(now);

@@ -10,11 +10,24 @@ use idlehands_store::{CallModel, JsonMap, KeyRecord};
 use crate::auth::glob_match;
 use crate::hooks::PreCall;
 
-/// The key's limits on the call's model; `None` when it has none.
-pub(crate) fn call_model<'a>(record: &'a KeyRecord, call: &PreCall<'a>) -> Option<CallModel<'a>> {
-    let md = &record.metadata;
-    let rpm_limit = model_limit(md, "model_rpm_limit", call.model_group);
-    let tpm_limit = model_limit(md, "model_tpm_limit", call.model_group);
+/// The key's limits on the call's model; `None` when it has none. `team_metadata`: the
+/// key's team's, whose `model_rpm_limit` / `model_tpm_limit` apply when the key sets none.
+pub(crate) fn call_model<'a>(
+    record: &'a KeyRecord,
+    team_metadata: Option<&JsonMap>,
+    call: &PreCall<'a>,
+) -> Option<CallModel<'a>> {
+    let limit = |field| {
+        model_limit(
+            &record.metadata,
+            &record.model_max_budget,
+            team_metadata,
+            field,
+            call.model_group,
+        )
+    };
+    let rpm_limit = limit("model_rpm_limit");
+    let tpm_limit = limit("model_tpm_limit");
     let budget_entry = entry_for(
         &record.model_max_budget,
         call.model_group,

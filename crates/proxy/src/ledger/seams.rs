@@ -334,7 +334,8 @@ impl CallHooks for StoreSeams {
                 org,
             };
             let (nanos, tokens) = estimate(call);
-            let model = super::model_budgets::call_model(&authed.record, call);
+            let team_metadata = authed.team.as_ref().map(|t| &t.record.metadata);
+            let model = super::model_budgets::call_model(&authed.record, team_metadata, call);
             let reservation = self
                 .ledger
                 .reserve_for(&authed, call.end_user, model, nanos, tokens)
