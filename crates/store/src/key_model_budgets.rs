@@ -33,6 +33,11 @@ pub(crate) fn delete_rows_of_keys_by(column: &str) -> String {
     )
 }
 
+/// Whether a stored `model_max_budget` (JSON text) names any entry.
+pub(crate) fn has_entries(stored: &str) -> bool {
+    !matches!(stored.trim(), "" | "{}")
+}
+
 /// The `LIKE` pattern of every entry's entity of the key (a token is hex: no wildcards).
 pub(crate) fn entities_like(token: &str) -> String {
     format!("{PREFIX}{token}:%")
@@ -198,41 +203,45 @@ pub fn parse(map: &JsonMap) -> Result<Vec<ModelBudget>, StoreError> {
 
 /// Makes the key's entry rows match `budgets` inside the caller's transaction: new entries
 /// start a window now, an entry whose window length is unchanged keeps its window and spend,
-/// entries no longer listed are removed.
+/// entries no longer listed are removed. `had` says whether the key had entries before: a key
+/// that had none and has none (most keys) costs no statement, since the rows are found by a
+/// `LIKE` that no index serves.
 macro_rules! sync_key_model_budgets {
-    ($tx:expr, $token:expr, $budgets:expr, $now:expr) => {{
+    ($tx:expr, $token:expr, $budgets:expr, $had:expr, $now:expr) => {{
         let token: &str = $token;
         let budgets: &[$crate::key_model_budgets::ModelBudget] = $budgets;
         let now: chrono::DateTime<chrono::Utc> = $now;
-        let rows = sqlx::query(
-            "SELECT entity, budget_duration, budget_reset_at FROM idlehands_budgets \
+        if $had || !budgets.is_empty() {
+            let rows = sqlx::query(
+                "SELECT entity, budget_duration, budget_reset_at FROM idlehands_budgets \
              WHERE entity LIKE $1",
-        )
-        .bind($crate::key_model_budgets::entities_like(token))
-        .fetch_all(&mut *$tx)
-        .await?;
-        let mut kept: std::collections::HashMap<String, (Option<String>, Option<i64>)> =
-            std::collections::HashMap::new();
-        for r in &rows {
-            kept.insert(
-                r.try_get("entity")?,
-                (r.try_get("budget_duration")?, r.try_get("budget_reset_at")?),
-            );
-        }
-        for b in budgets {
-            let mut budget = b.budget(token, now);
-            if let Some((duration, reset_at)) = kept.remove(&budget.entity)
-                && duration == budget.budget_duration
-            {
-                budget.budget_reset_at = reset_at.map($crate::db::from_ms);
+            )
+            .bind($crate::key_model_budgets::entities_like(token))
+            .fetch_all(&mut *$tx)
+            .await?;
+            let mut kept: std::collections::HashMap<String, (Option<String>, Option<i64>)> =
+                std::collections::HashMap::new();
+            for r in &rows {
+                kept.insert(
+                    r.try_get("entity")?,
+                    (r.try_get("budget_duration")?, r.try_get("budget_reset_at")?),
+                );
             }
-            $crate::budgets::put_budget!($tx, &budget, $crate::db::to_ms(now));
-        }
-        for (gone, _) in kept {
-            sqlx::query("DELETE FROM idlehands_budgets WHERE entity = $1")
-                .bind(gone)
-                .execute(&mut *$tx)
-                .await?;
+            for b in budgets {
+                let mut budget = b.budget(token, now);
+                if let Some((duration, reset_at)) = kept.remove(&budget.entity)
+                    && duration == budget.budget_duration
+                {
+                    budget.budget_reset_at = reset_at.map($crate::db::from_ms);
+                }
+                $crate::budgets::put_budget!($tx, &budget, $crate::db::to_ms(now));
+            }
+            for (gone, _) in kept {
+                sqlx::query("DELETE FROM idlehands_budgets WHERE entity = $1")
+                    .bind(gone)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
         }
     }};
 }

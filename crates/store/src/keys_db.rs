@@ -149,7 +149,7 @@ impl Store {
                 }
             }
             let budgets = crate::key_model_budgets::parse(&key.model_max_budget)?;
-            crate::key_model_budgets::sync_key_model_budgets!(tx, &key.token, &budgets, key.created_at);
+            crate::key_model_budgets::sync_key_model_budgets!(tx, &key.token, &budgets, false, key.created_at);
             tx.commit().await?;
         });
         Ok(())
@@ -339,6 +339,7 @@ impl Store {
             };
             let mut key = key_from_row!(&row);
             let old_alias = key.key_alias.clone();
+            let had_budgets = !key.model_max_budget.is_empty();
             let scope = change(&mut key)?;
             if let Some(alias) = &key.key_alias
                 && old_alias.as_ref() != Some(alias)
@@ -384,7 +385,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             let budgets = crate::key_model_budgets::parse(&key.model_max_budget)?;
-            crate::key_model_budgets::sync_key_model_budgets!(tx, token, &budgets, key.updated_at);
+            crate::key_model_budgets::sync_key_model_budgets!(tx, token, &budgets, had_budgets, key.updated_at);
             // Return what the database now holds (spend may have moved meanwhile).
             let row = sqlx::query(&select).bind(token).fetch_one(&mut *tx).await?;
             let key = key_from_row!(&row);
@@ -414,16 +415,20 @@ impl Store {
                     .bind(deleted_by)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("DELETE FROM idlehands_budgets WHERE entity LIKE $1")
-                    .bind(crate::key_model_budgets::entities_like(token))
-                    .execute(&mut *tx)
-                    .await?;
-                let gone = sqlx::query("DELETE FROM idlehands_verification_tokens WHERE token = $1")
-                    .bind(token)
-                    .execute(&mut *tx)
-                    .await?;
-                if gone.rows_affected() == 0 {
+                let gone: Option<String> = sqlx::query_scalar(
+                    "DELETE FROM idlehands_verification_tokens WHERE token = $1 RETURNING model_max_budget",
+                )
+                .bind(token)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(budgets) = gone else {
                     return Err(StoreError::key_not_found());
+                };
+                if crate::key_model_budgets::has_entries(&budgets) {
+                    sqlx::query("DELETE FROM idlehands_budgets WHERE entity LIKE $1")
+                        .bind(crate::key_model_budgets::entities_like(token))
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
             tx.commit().await?;
@@ -480,15 +485,16 @@ impl Store {
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
             sqlx::query(&archive).bind(old_token).bind(now).bind(by).execute(&mut *tx).await?;
-            let spend: Option<i64> = sqlx::query_scalar(
-                "DELETE FROM idlehands_verification_tokens WHERE token = $1 RETURNING spend",
+            let gone: Option<(i64, String)> = sqlx::query_as(
+                "DELETE FROM idlehands_verification_tokens WHERE token = $1 RETURNING spend, model_max_budget",
             )
             .bind(old_token)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(spend) = spend else {
+            let Some((spend, old_budgets)) = gone else {
                 return Err(StoreError::key_not_found());
             };
+            let had_budgets = crate::key_model_budgets::has_entries(&old_budgets);
             let mut key = new_key.clone();
             key.spend = spend;
             // Older aliases of the old token now lead to the new one.
@@ -523,17 +529,19 @@ impl Store {
                 }
             }
             // The per-model budgets follow the key with their spend and windows.
-            let old_prefix = crate::key_model_budgets::entity(old_token, "");
-            sqlx::query(
-                "UPDATE idlehands_budgets SET entity = CAST($2 AS TEXT) || substr(entity, $3)                  WHERE entity LIKE $1",
-            )
-            .bind(crate::key_model_budgets::entities_like(old_token))
-            .bind(crate::key_model_budgets::entity(&key.token, ""))
-            .bind(i32::try_from(old_prefix.len() + 1).unwrap_or(i32::MAX))
-            .execute(&mut *tx)
-            .await?;
+            if had_budgets {
+                let old_prefix = crate::key_model_budgets::entity(old_token, "");
+                sqlx::query(
+                    "UPDATE idlehands_budgets SET entity = CAST($2 AS TEXT) || substr(entity, $3) WHERE entity LIKE $1",
+                )
+                .bind(crate::key_model_budgets::entities_like(old_token))
+                .bind(crate::key_model_budgets::entity(&key.token, ""))
+                .bind(i32::try_from(old_prefix.len() + 1).unwrap_or(i32::MAX))
+                .execute(&mut *tx)
+                .await?;
+            }
             let budgets = crate::key_model_budgets::parse(&key.model_max_budget)?;
-            crate::key_model_budgets::sync_key_model_budgets!(tx, &key.token, &budgets, Utc::now());
+            crate::key_model_budgets::sync_key_model_budgets!(tx, &key.token, &budgets, had_budgets, Utc::now());
             tx.commit().await?;
         });
         Ok(())
