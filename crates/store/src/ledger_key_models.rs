@@ -21,9 +21,8 @@ impl Ledger {
         record: &KeyRecord,
         entry: &str,
     ) -> Result<Option<Budget>, AccessError> {
-        let Some(config) = configured(record, entry) else {
-            return Ok(None);
-        };
+        // A key's change drops its entries from the cache (`Ledger::invalidate`), so a kept
+        // one still matches the key's configuration: only a miss reads it.
         let entity = key_model_budgets::entity(&record.token, entry);
         let cached = self.key_models_cache().read().get(&entity).cloned();
         if let Some((at, b)) = &cached
@@ -31,6 +30,9 @@ impl Ledger {
         {
             return Ok(Some(b.clone()));
         }
+        let Some(config) = configured(record, entry) else {
+            return Ok(None);
+        };
         let now = self.config().clock.now();
         let budget = match self.store().get_budget(&entity).await {
             Ok(Some(mut row)) => {

@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 
 use super::keys::{Mgmt, Shared, caller, tri};
 use crate::auth::Principal;
-use crate::ledger::seams::store_error;
 
 pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
     Router::new()
@@ -24,17 +23,9 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
 
 async fn key_health(State(m): Shared, headers: HeaderMap) -> Response {
     let p = tri!(caller(&m, &headers).await);
+    // The resolved key carries its metadata: no read of the store.
     let logging = match &p {
-        Principal::VirtualKey(vk) => {
-            let record = tri!(
-                m.ledger
-                    .store()
-                    .get_key(&vk.token_hash)
-                    .await
-                    .map_err(|e| store_error(&e))
-            );
-            record.and_then(|k| k.metadata.get("logging").cloned())
-        }
+        Principal::VirtualKey(vk) => vk.metadata.get("logging").cloned(),
         _ => None,
     };
     let Some(logging) = logging.filter(|l| !l.is_null()) else {
