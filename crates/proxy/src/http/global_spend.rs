@@ -47,7 +47,7 @@ struct Limit {
 }
 
 /// Midnight UTC 30 days ago: LiteLLM's views read from `CURRENT_DATE - 30 days`.
-fn month_start(now: DateTime<Utc>) -> DateTime<Utc> {
+pub(super) fn month_start(now: DateTime<Utc>) -> DateTime<Utc> {
     let day = now.date_naive() - Duration::days(30);
     day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
 }

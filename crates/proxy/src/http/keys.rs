@@ -65,6 +65,11 @@ pub(crate) fn forbidden(message: String) -> ProxyError {
     }
 }
 
+/// A 400 in the error envelope naming the field.
+pub(crate) fn bad_request(message: impl Into<String>, param: &str) -> ProxyError {
+    store_error(&idlehands_store::StoreError::bad_request(message, param))
+}
+
 /// The caller, who must be a proxy admin (the master key, or a key of a `proxy_admin` user);
 /// returns who the change is recorded as.
 pub(crate) async fn admin(

@@ -24,14 +24,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use http::{HeaderMap, Uri};
-use idlehands_store::StoreError;
 use idlehands_store::keygen::token_of;
 use idlehands_store::money::nanos_to_usd;
 use idlehands_store::spend_slices::{Dim, Slice, SliceQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::keys::{Mgmt, Shared, body, query, tri};
+use super::global_spend::month_start;
+use super::keys::{Mgmt, Shared, bad_request, body, query, tri};
 use super::roles::{caller_role, not_allowed, require_admin};
 use crate::error::ProxyError;
 use crate::ledger::seams::store_error;
@@ -63,22 +63,12 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
         .with_state(state)
 }
 
-fn bad(message: String, param: &str) -> ProxyError {
-    store_error(&StoreError::bad_request(message, param))
-}
-
 async fn slices(m: &Mgmt, q: SliceQuery) -> Result<Vec<Slice>, ProxyError> {
     m.ledger
         .store()
         .spend_slices(&q)
         .await
         .map_err(|e| store_error(&e))
-}
-
-/// Midnight UTC 30 days ago (LiteLLM's `CURRENT_DATE - INTERVAL '30 days'`).
-fn month_start() -> DateTime<Utc> {
-    let day = Utc::now().date_naive() - Duration::days(30);
-    day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
 }
 
 fn part(s: &Slice, i: usize) -> Option<&str> {
@@ -104,7 +94,7 @@ async fn daily(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
             &m,
             SliceQuery {
                 by,
-                start: Some(month_start()),
+                start: Some(month_start(Utc::now())),
                 end: None,
                 api_key: f.api_key.clone(),
                 user: user.clone(),
@@ -144,7 +134,7 @@ async fn teams(m: Arc<Mgmt>, headers: HeaderMap) -> Response {
             &m,
             SliceQuery {
                 by: vec![Dim::Day, Dim::Team],
-                start: Some(month_start()),
+                start: Some(month_start(Utc::now())),
                 ..SliceQuery::default()
             },
         )
@@ -224,7 +214,7 @@ fn instant(text: &str, field: &str) -> Result<DateTime<Utc>, ProxyError> {
     {
         return Ok(d.and_utc());
     }
-    Err(bad(
+    Err(bad_request(
         format!("{field} must be a datetime (YYYY-MM-DDTHH:MM:SS) or a date, got {t:?}"),
         field,
     ))
@@ -284,11 +274,7 @@ async fn providers(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     let user = tri!(role.reads_as("/global/spend/provider")).map(str::to_owned);
     let d: Days = tri!(query(&uri));
     let (Some(start), Some(end)) = (d.start_date.as_deref(), d.end_date.as_deref()) else {
-        return bad(
-            "Please provide start_date and end_date".into(),
-            "start_date",
-        )
-        .into_response();
+        return bad_request("Please provide start_date and end_date", "start_date").into_response();
     };
     let start = tri!(super::spend::date(Some(start), "start_date").map_err(|e| store_error(&e)))
         .unwrap_or_default();

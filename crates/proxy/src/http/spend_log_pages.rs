@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use http::{HeaderMap, Uri};
-use idlehands_store::StoreError;
 use idlehands_store::money::{nanos_to_usd, usd_to_nanos};
 use idlehands_store::spend_log_pages::{
     LogPage, LogPageQuery, LogScope, LogSort, SessionTotals, SpanType,
@@ -23,7 +22,7 @@ use idlehands_store::spend_log_pages::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::keys::{Mgmt, Shared, forbidden, query, tri};
+use super::keys::{Mgmt, Shared, bad_request, forbidden, query, tri};
 use super::roles::{Role, caller_role};
 use crate::auth::Principal;
 use crate::error::ProxyError;
@@ -100,10 +99,6 @@ struct PageQuery {
     search: Option<String>,
 }
 
-fn bad(message: String, param: &str) -> ProxyError {
-    store_error(&StoreError::bad_request(message, param))
-}
-
 /// LiteLLM's date forms: `YYYY-MM-DD HH:MM:SS` (UTC), and on v2 also `YYYY-MM-DD` (midnight).
 fn date_of(text: &str, route: Route) -> Result<DateTime<Utc>, ProxyError> {
     let t = text.trim();
@@ -121,22 +116,24 @@ fn date_of(text: &str, route: Route) -> Result<DateTime<Utc>, ProxyError> {
         Route::V2 => "'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'",
         Route::Ui => "'YYYY-MM-DD HH:MM:SS'",
     };
-    Err(bad(
+    Err(bad_request(
         format!("Invalid date format: {t}. Expected: {expected}"),
         "start_date",
     ))
 }
 
 fn spend_of(v: Option<f64>, param: &str) -> Result<Option<i64>, ProxyError> {
-    v.map(|usd| usd_to_nanos(usd).ok_or_else(|| bad(format!("{param} must be a number"), param)))
-        .transpose()
+    v.map(|usd| {
+        usd_to_nanos(usd).ok_or_else(|| bad_request(format!("{param} must be a number"), param))
+    })
+    .transpose()
 }
 
 /// The store's query from LiteLLM's parameters, checked as LiteLLM checks them.
 fn page_query(q: PageQuery, route: Route) -> Result<LogPageQuery, ProxyError> {
     let sort_name = q.sort_by.as_deref().unwrap_or("startTime");
     let sort = LogSort::parse(sort_name).ok_or_else(|| {
-        bad(
+        bad_request(
             format!(
                 "Invalid sort_by: {sort_name}. Must be one of: {}",
                 LogSort::NAMES.join(", ")
@@ -148,7 +145,7 @@ fn page_query(q: PageQuery, route: Route) -> Result<LogPageQuery, ProxyError> {
         None | Some("desc") => false,
         Some("asc") => true,
         Some(_) => {
-            return Err(bad(
+            return Err(bad_request(
                 format!(
                     "Invalid sort_order: {}. Must be one of: asc, desc",
                     q.sort_order.as_deref().unwrap_or_default()
@@ -162,7 +159,7 @@ fn page_query(q: PageQuery, route: Route) -> Result<LogPageQuery, ProxyError> {
         Some("hit") => Some(true),
         Some("miss") => Some(false),
         Some(other) => {
-            return Err(bad(
+            return Err(bad_request(
                 format!("Invalid cache_hit_filter: {other}. Must be one of: hit, miss"),
                 "cache_hit_filter",
             ));
@@ -171,27 +168,26 @@ fn page_query(q: PageQuery, route: Route) -> Result<LogPageQuery, ProxyError> {
     let span_type = match q.span_type.as_deref() {
         None => None,
         Some(s) => Some(SpanType::parse(s).ok_or_else(|| {
-            bad(
+            bad_request(
                 format!("Invalid span_type: {s}. Must be one of: llm, agent, mcp, batch"),
                 "span_type",
             )
         })?),
     };
     if q.group_by_session == Some(true) || q.session_cursor.is_some() {
-        return Err(bad(
+        return Err(bad_request(
             "group_by_session is not supported by this gateway: page over calls and filter by \
-             session_id"
-                .into(),
+             session_id",
             "group_by_session",
         ));
     }
     let page = q.page.unwrap_or(1);
     if page < 1 {
-        return Err(bad("page must be >= 1".into(), "page"));
+        return Err(bad_request("page must be >= 1", "page"));
     }
     let page_size = q.page_size.unwrap_or(50);
     if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
-        return Err(bad(
+        return Err(bad_request(
             format!("page_size must be between 1 and {MAX_PAGE_SIZE}"),
             "page_size",
         ));
@@ -204,8 +200,8 @@ fn page_query(q: PageQuery, route: Route) -> Result<LogPageQuery, ProxyError> {
         match (q.start_date.as_deref(), q.end_date.as_deref()) {
             (Some(s), Some(e)) => Some((date_of(s, route)?, date_of(e, route)?)),
             _ => {
-                return Err(bad(
-                    "Start date and end date are required".into(),
+                return Err(bad_request(
+                    "Start date and end date are required",
                     "start_date",
                 ));
             }

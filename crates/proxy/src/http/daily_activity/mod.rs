@@ -25,7 +25,7 @@ use idlehands_store::daily_activity::{ActivityEntity, ActivityQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::keys::{Mgmt, Shared, forbidden, query, tri};
+use super::keys::{Mgmt, Shared, bad_request, forbidden, query, tri};
 use super::roles::{Role, caller_role};
 use crate::error::ProxyError;
 use crate::ledger::seams::store_error;
@@ -77,14 +77,14 @@ fn whole_range_limits(
     last_day: NaiveDate,
 ) -> Result<usize, ProxyError> {
     if (last_day - first_day).num_days() > MAX_ALL_DAYS {
-        return Err(bad(
+        return Err(bad_request(
             format!("Date range must be at most {MAX_ALL_DAYS} days"),
             "start_date",
         ));
     }
     let key_limit = p.api_key_limit.unwrap_or(KEY_LIMIT_DEFAULT);
     if !(1..=KEY_LIMIT_MAX).contains(&key_limit) {
-        return Err(bad(
+        return Err(bad_request(
             format!("api_key_limit must be between 1 and {KEY_LIMIT_MAX}"),
             "api_key_limit",
         ));
@@ -116,10 +116,6 @@ struct Params {
     tags: Option<String>,
 }
 
-fn bad(message: impl Into<String>, param: &str) -> ProxyError {
-    store_error(&StoreError::bad_request(message, param))
-}
-
 fn not_found(message: String, param: Option<&'static str>) -> ProxyError {
     store_error(&StoreError::NotFound { message, param })
 }
@@ -138,16 +134,22 @@ fn days(
     now: DateTime<Utc>,
 ) -> Result<(NaiveDate, NaiveDate), ProxyError> {
     let (Some(start), Some(end)) = (p.start_date.as_deref(), p.end_date.as_deref()) else {
-        return Err(bad("Please provide start_date and end_date", "start_date"));
+        return Err(bad_request(
+            "Please provide start_date and end_date",
+            "start_date",
+        ));
     };
     let (Some(first), Some(mut last)) = (canonical(start), canonical(end)) else {
-        return Err(bad(
+        return Err(bad_request(
             "start_date and end_date must be valid YYYY-MM-DD dates",
             "start_date",
         ));
     };
     if last < first {
-        return Err(bad("end_date must be on or after start_date", "end_date"));
+        return Err(bad_request(
+            "end_date must be on or after start_date",
+            "end_date",
+        ));
     }
     // A caller west of UTC asking up to its today also gets today's UTC day, written after
     // its local midnight.
@@ -165,10 +167,10 @@ fn pages(p: &Params, default_size: u32) -> Result<(u32, u32), ProxyError> {
     let page = p.page.unwrap_or(1);
     let page_size = p.page_size.unwrap_or(default_size);
     if page < 1 {
-        return Err(bad("page must be >= 1", "page"));
+        return Err(bad_request("page must be >= 1", "page"));
     }
     if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
-        return Err(bad(
+        return Err(bad_request(
             format!("page_size must be between 1 and {MAX_PAGE_SIZE}"),
             "page_size",
         ));
