@@ -210,60 +210,63 @@ pub struct CallPayload {
     pub response: Option<serde_json::Value>,
 }
 
-/// Binds in order: text, then numbers.
-#[derive(Default)]
-struct Binds {
-    texts: Vec<String>,
-    numbers: Vec<i64>,
+/// One bound value of a page's query.
+enum Bind {
+    Text(String),
+    Number(i64),
 }
 
-/// Conditions over texts `$1..` and numbers after them: the numbers' placeholders are
-/// written once all texts are known (see [`Where::finish`]).
+/// Conditions and the values they bind, numbered `$1..` in the order they are added.
 #[derive(Default)]
 struct Where {
     conds: Vec<String>,
-    binds: Binds,
+    binds: Vec<Bind>,
 }
-
-const NUMBER_MARK: &str = "\u{1}#";
 
 impl Where {
     fn text(&mut self, v: String) -> String {
-        self.binds.texts.push(v);
-        format!("${}", self.binds.texts.len())
+        self.binds.push(Bind::Text(v));
+        format!("${}", self.binds.len())
     }
 
     fn number(&mut self, v: i64) -> String {
-        self.binds.numbers.push(v);
-        format!("{NUMBER_MARK}{}", self.binds.numbers.len())
+        self.binds.push(Bind::Number(v));
+        format!("${}", self.binds.len())
     }
 
-    /// The `WHERE` clause, numbers placed after the texts.
-    fn finish(&self) -> String {
+    /// The `WHERE` clause (empty without conditions).
+    fn sql(&self) -> String {
         if self.conds.is_empty() {
-            return String::new();
+            String::new()
+        } else {
+            format!(" WHERE {}", self.conds.join(" AND "))
         }
-        let mut sql = format!(" WHERE {}", self.conds.join(" AND "));
-        let base = self.binds.texts.len();
-        for i in (1..=self.binds.numbers.len()).rev() {
-            sql = sql.replace(&format!("{NUMBER_MARK}{i}"), &format!("${}", base + i));
-        }
-        sql
     }
+}
 
-    fn next_param(&self) -> usize {
-        self.binds.texts.len() + self.binds.numbers.len() + 1
-    }
+/// Binds `binds` to `query` in order.
+macro_rules! bind_all {
+    ($query:expr, $binds:expr) => {{
+        let mut query = $query;
+        for b in $binds {
+            query = match b {
+                Bind::Text(t) => query.bind(t.clone()),
+                Bind::Number(n) => query.bind(*n),
+            };
+        }
+        query
+    }};
 }
 
 impl Store {
     /// `/spend/logs/v2`, `/spend/logs/ui`: a page of rows and how many match.
     pub async fn spend_log_page(&self, q: &LogPageQuery) -> Result<LogPage, StoreError> {
-        let w = self.log_page_where(q);
-        let where_sql = w.finish();
+        let mut w = self.log_page_where(q);
+        let where_sql = w.sql();
+        let filters = w.binds.len();
         let count_sql = format!(
             "SELECT COUNT(*) FROM (SELECT 1 FROM idlehands_spend_logs{where_sql} LIMIT ${}) AS m",
-            w.next_param()
+            filters + 1
         );
         let dir = if q.ascending { "ASC" } else { "DESC" };
         let nulls = if q.sort == LogSort::Ttft {
@@ -276,36 +279,24 @@ impl Store {
             "CAST(NULL AS TEXT) AS messages, CAST(NULL AS TEXT) AS response,",
         );
         // The exact call id, bound once more after the filters, sorts its own row first.
-        let mut n = w.next_param();
         let exact_first = match &q.request_id {
-            Some(_) => {
-                n += 1;
-                format!("(request_id = ${}) DESC, ", n - 1)
-            }
+            Some(id) => format!("(request_id = {}) DESC, ", w.text(id.clone())),
             None => String::new(),
         };
+        let limit = w.number(i64::from(q.page_size));
+        let offset = w.number(i64::from(q.page.saturating_sub(1)) * i64::from(q.page_size));
         let page_sql = format!(
             "SELECT {list_cols} FROM idlehands_spend_logs{where_sql} \
-             ORDER BY {exact_first}{} {dir}{nulls}, request_id {dir} LIMIT ${n} OFFSET ${}",
+             ORDER BY {exact_first}{} {dir}{nulls}, request_id {dir} LIMIT {limit} OFFSET {offset}",
             q.sort.sql(),
-            n + 1
         );
-        let offset = i64::from(q.page.saturating_sub(1)) * i64::from(q.page_size);
         let cap = i64::try_from(SPEND_LOG_COUNT_CAP).unwrap_or(i64::MAX);
         let (count, rows) = on_db!(&self.db, pool => {
-            let mut query = sqlx::query_scalar::<_, i64>(&count_sql);
-            for t in &w.binds.texts { query = query.bind(t.clone()); }
-            for v in &w.binds.numbers { query = query.bind(*v); }
-            let count = query.bind(cap + 1).fetch_one(pool).await?;
-            let mut query = sqlx::query(&page_sql);
-            for t in &w.binds.texts { query = query.bind(t.clone()); }
-            for v in &w.binds.numbers { query = query.bind(*v); }
-            if let Some(id) = &q.request_id { query = query.bind(id.clone()); }
-            let found = query
-                .bind(i64::from(q.page_size))
-                .bind(offset)
-                .fetch_all(pool)
+            let count = bind_all!(sqlx::query_scalar::<_, i64>(&count_sql), &w.binds[..filters])
+                .bind(cap + 1)
+                .fetch_one(pool)
                 .await?;
+            let found = bind_all!(sqlx::query(&page_sql), &w.binds).fetch_all(pool).await?;
             let mut rows = Vec::with_capacity(found.len());
             for r in &found {
                 rows.push(row_from_db!(r));
