@@ -275,6 +275,20 @@ impl Ledger {
         Ok(users)
     }
 
+    /// One user with the teams they are a member of (`None`: no such user).
+    pub async fn user_with_teams(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let Some(mut user) = self.store().get_user(user_id).await? else {
+            return Ok(None);
+        };
+        user.teams = self
+            .teams_of(user_id)
+            .await?
+            .into_iter()
+            .map(|t| t.team_id)
+            .collect();
+        Ok(Some(user))
+    }
+
     /// `/user/list`: a page of users, optionally of one role or among named ids.
     pub async fn list_users(&self, q: &UserListQuery) -> Result<UserListResponse, StoreError> {
         let page = q.page.unwrap_or(1);

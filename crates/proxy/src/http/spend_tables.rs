@@ -84,26 +84,32 @@ async fn users(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
         (Some(me), _) => Some(me),
         (None, asked) => asked,
     };
-    let mut all = tri!(
-        m.ledger
-            .users_with_teams()
-            .await
-            .map_err(|e| store_error(&e))
-    );
-    all.sort_by(|a, b| {
-        b.budget
-            .spend
-            .cmp(&a.budget.spend)
-            .then_with(|| a.user_id.cmp(&b.user_id))
-    });
     let out: Vec<Value> = match wanted {
         // One user: LiteLLM answers `[null]` for an unknown id.
-        Some(id) => vec![
-            all.into_iter()
-                .find(|u| u.user_id == id)
-                .map_or(Value::Null, |u| json!(u)),
-        ],
-        None => all.into_iter().map(|u| json!(u)).collect(),
+        Some(id) => {
+            let user = tri!(
+                m.ledger
+                    .user_with_teams(id)
+                    .await
+                    .map_err(|e| store_error(&e))
+            );
+            vec![user.map_or(Value::Null, |u| json!(u))]
+        }
+        None => {
+            let mut all = tri!(
+                m.ledger
+                    .users_with_teams()
+                    .await
+                    .map_err(|e| store_error(&e))
+            );
+            all.sort_by(|a, b| {
+                b.budget
+                    .spend
+                    .cmp(&a.budget.spend)
+                    .then_with(|| a.user_id.cmp(&b.user_id))
+            });
+            all.into_iter().map(|u| json!(u)).collect()
+        }
     };
     axum::Json(out).into_response()
 }
