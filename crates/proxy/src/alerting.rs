@@ -291,6 +291,55 @@ impl Alerting {
         );
     }
 
+    /// `/health/services?service=slack`: a test message to the Slack webhook, whatever
+    /// `alert_types` lists (a test of the channel); the alert types sent, or `None` without a
+    /// Slack webhook.
+    pub(crate) fn test_slack(&self) -> Option<Vec<String>> {
+        let url = self.settings.slack_url.clone()?;
+        let now = chrono::Utc::now().format("%H:%M:%S");
+        let text = format!(
+            "Alert type: `budget_alerts`\nLevel: `Low`\nTimestamp: `{now}`\n\nMessage: This is a test slack alert message"
+        );
+        self.queue.push(Outgoing {
+            url,
+            body: json!({ "text": text }),
+        });
+        Some(self.settings.types.clone())
+    }
+
+    /// `/health/services?service=webhook`: a budget event as LiteLLM's test sends it (spend 1
+    /// over a budget of 0) for the caller's key; `false` without a webhook.
+    pub(crate) fn test_webhook(&self, principal: &Principal) -> bool {
+        let Some(url) = self.settings.webhook_url.clone() else {
+            return false;
+        };
+        let key = match principal {
+            Principal::VirtualKey(k) => Some(k.as_ref()),
+            _ => None,
+        };
+        let token = match principal {
+            Principal::Master { key_hash } => Some(key_hash.to_string()),
+            Principal::VirtualKey(k) => Some(k.token_hash.clone()),
+            Principal::Anonymous => None,
+        };
+        self.queue.push(Outgoing {
+            url,
+            body: json!({
+                "spend": 1.0,
+                "max_budget": 0.0,
+                "soft_budget": Value::Null,
+                "token": token,
+                "user_id": key.and_then(|k| k.user_id.clone()),
+                "team_id": key.and_then(|k| k.team_id.clone()),
+                "key_alias": key.and_then(|k| k.key_alias.clone()),
+                "event": "budget_crossed",
+                "event_group": "key",
+                "event_message": "User Budget: Budget Crossed",
+            }),
+        });
+        true
+    }
+
     /// One look at the deployments' cooldowns and the database state.
     fn watch(&self, deployments: Vec<DeploymentSnapshot>, db_problem: Option<String>) {
         let mut w = self.watched.lock();

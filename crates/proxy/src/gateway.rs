@@ -66,6 +66,7 @@ pub struct GatewayBuilder {
     hooks: Option<Arc<dyn CallHooks>>,
     sink: Arc<dyn CallSink>,
     responses: Option<Arc<dyn crate::hooks::ResponseStore>>,
+    health_log: Option<Arc<dyn crate::hooks::HealthLog>>,
     extra_routes: Option<axum::Router>,
     db_probe: Option<DbProbe>,
     spend_probe: Option<SpendProbe>,
@@ -83,6 +84,7 @@ impl Gateway {
             hooks: None,
             sink: Arc::new(NoopSink),
             responses: None,
+            health_log: None,
             extra_routes: None,
             db_probe: None,
             spend_probe: None,
@@ -215,6 +217,12 @@ impl GatewayBuilder {
     /// Where stored `/v1/responses` answers go (default: memory, bounded).
     pub fn responses(mut self, r: Arc<dyn crate::hooks::ResponseStore>) -> Self {
         self.responses = Some(r);
+        self
+    }
+
+    /// Where health-check results are kept (`/health/history`, `/health/latest`).
+    pub fn health_log(mut self, h: Arc<dyn crate::hooks::HealthLog>) -> Self {
+        self.health_log = Some(h);
         self
     }
 
@@ -422,6 +430,9 @@ impl GatewayBuilder {
                         .map_or(DEFAULT_HEALTH_INTERVAL, Duration::from_secs_f64);
                     (every, Latest::default())
                 }),
+                health_log: self.health_log,
+                diagnostics: crate::diagnostics::Diagnostics::from_config(&cfg),
+                parallel_refused: std::sync::atomic::AtomicU64::new(0),
                 conn_limits,
                 throttle: Throttle::default(),
             }),
@@ -441,6 +452,7 @@ impl StoreHandle {
             .clock(parts.clock)
             .api_models(parts.api_models)
             .responses(parts.responses)
+            .health_log(parts.health_log)
             .key_resolver(parts.seams.clone())
             .hooks(parts.seams.clone())
             .sink(parts.seams)

@@ -238,6 +238,33 @@ pub struct StoredResponse {
     pub response: Value,
 }
 
+/// One model's health-check result, to be kept for `/health/history` and `/health/latest`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    /// The model group checked.
+    pub model_name: String,
+    /// The deployment checked, when one was named (or in a background run, always).
+    pub model_id: Option<String>,
+    pub healthy: usize,
+    pub unhealthy: usize,
+    /// The first unhealthy deployment's error.
+    pub error: Option<String>,
+    pub response_time_ms: f64,
+    /// Who asked (their user id), or `background_health_check`.
+    pub checked_by: Option<String>,
+}
+
+/// SEAM: where health-check results are kept (the key and spend database when there is one).
+pub trait HealthLog: Send + Sync {
+    /// Keeps `checks`; for a background run (`only_changes`) only the models whose status
+    /// changed or whose last result is an hour old, as LiteLLM does.
+    fn record(
+        &self,
+        checks: Vec<HealthCheck>,
+        only_changes: bool,
+    ) -> BoxFuture<'static, Result<(), String>>;
+}
+
 /// SEAM: where stored responses live (the key and spend database when there is one).
 pub trait ResponseStore: Send + Sync {
     fn put(&self, r: StoredResponse) -> BoxFuture<'static, Result<(), String>>;

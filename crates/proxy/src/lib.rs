@@ -21,6 +21,7 @@ pub mod alerting;
 pub mod auth;
 mod batch;
 pub mod config;
+mod diagnostics;
 pub mod error;
 mod gateway;
 pub mod generic_api;

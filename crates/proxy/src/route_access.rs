@@ -71,6 +71,7 @@ const INFO: &[&str] = &[
     "/v2/model/info",
     "/model_group/info",
     "/health",
+    "/health/services",
     "/models",
     "/v1/models",
     "/models/*",

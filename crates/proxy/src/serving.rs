@@ -162,8 +162,7 @@ async fn serve_connection(
     let in_flight = Arc::new(AtomicUsize::new(0));
     let busy = in_flight.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        busy.fetch_add(1, Ordering::Relaxed);
-        let guard = InFlight(busy.clone());
+        let guard = InFlight::enter(&busy);
         let answer = match routes.direct.as_ref().zip(Direct::takes(&req)) {
             Some((direct, route)) => {
                 let direct = direct.clone();
@@ -233,9 +232,18 @@ impl Routes {
 /// Counts a request out of its connection's in-flight requests when dropped.
 struct InFlight(Arc<AtomicUsize>);
 
+impl InFlight {
+    fn enter(conn: &Arc<AtomicUsize>) -> Self {
+        conn.fetch_add(1, Ordering::Relaxed);
+        crate::diagnostics::count_in_flight(1);
+        InFlight(conn.clone())
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        crate::diagnostics::count_in_flight(-1);
     }
 }
 

@@ -883,6 +883,25 @@ ALTER TABLE idlehands_deleted_verification_tokens ADD COLUMN key_type TEXT;
 ALTER TABLE idlehands_deleted_verification_tokens ADD COLUMN model_max_budget TEXT NOT NULL DEFAULT '{}';
 ";
 
+// Migration 15: kept health-check results (LiteLLM's `LiteLLM_HealthCheckTable`), read by
+// `/health/history` (newest first, by model name) and `/health/latest` (newest per model).
+const V15_HEALTH_CHECKS: &str = "
+CREATE TABLE idlehands_health_checks (
+    health_check_id TEXT PRIMARY KEY,
+    model_name TEXT NOT NULL,
+    model_id TEXT,
+    status TEXT NOT NULL,
+    healthy_count BIGINT NOT NULL DEFAULT 0,
+    unhealthy_count BIGINT NOT NULL DEFAULT 0,
+    error_message TEXT,
+    response_time_ms DOUBLE PRECISION,
+    checked_by TEXT,
+    checked_at BIGINT NOT NULL
+);
+CREATE INDEX idlehands_hc_checked ON idlehands_health_checks (checked_at);
+CREATE INDEX idlehands_hc_model ON idlehands_health_checks (model_name, checked_at);
+";
+
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -968,11 +987,17 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: V14_KEY_ROUTES,
         postgres: V14_KEY_ROUTES,
     },
+    Migration {
+        version: 15,
+        name: "health_check_results",
+        sqlite: V15_HEALTH_CHECKS,
+        postgres: V15_HEALTH_CHECKS,
+    },
 ];
 
 /// The tables each schema migration from 9 on made (11 remade 10's under the same name).
 #[cfg(test)]
-const TABLES_SINCE_9: [(i64, &[&str]); 4] = [
+const TABLES_SINCE_9: [(i64, &[&str]); 5] = [
     (
         9,
         &["idlehands_daily_spend_by_key", "idlehands_daily_spend"],
@@ -980,6 +1005,7 @@ const TABLES_SINCE_9: [(i64, &[&str]); 4] = [
     (10, &["idlehands_spend_by_key_model"]),
     (11, &["idlehands_key_models"]),
     (12, &["idlehands_key_model_late"]),
+    (15, &["idlehands_health_checks"]),
 ];
 
 #[cfg(test)]
@@ -1039,12 +1065,13 @@ mod tests {
         let store = Store::open(&path).await.unwrap();
         let text = logs.text();
         let upgrades: Vec<&str> = text.lines().filter(|l| l.contains("upgrading")).collect();
-        assert_eq!(upgrades.len(), 5, "{text}");
+        assert_eq!(upgrades.len(), 6, "{text}");
         assert!(upgrades[0].contains("version=10"), "{text}");
         assert!(upgrades[1].contains("version=11") && upgrades[1].contains("key_model_ids"));
         assert!(upgrades[2].contains("version=12") && upgrades[2].contains("late_writes"));
         assert!(upgrades[3].contains("version=13") && upgrades[3].contains("call_id_index"));
         assert!(upgrades[4].contains("version=14") && upgrades[4].contains("allowed_routes"));
+        assert!(upgrades[5].contains("version=15") && upgrades[5].contains("health_check"));
         store.close().await;
     }
 

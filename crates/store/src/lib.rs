@@ -19,6 +19,7 @@ mod db;
 pub mod duration;
 pub mod entities;
 pub mod error;
+pub mod health_checks;
 mod interner;
 pub mod key_aliases;
 pub mod key_model_budgets;

@@ -30,6 +30,10 @@ pub const GENERIC_API: [&str; 5] = [
 /// `general_settings.alerting` webhooks.
 pub const ALERTING: [&str; 3] = ["SLACK_WEBHOOK_URL", "ALERTING_WEBHOOK_URL", "WEBHOOK_URL"];
 
+/// `/health/drain`'s token when `general_settings.drain_endpoint_token` is not set, and how
+/// long it waits.
+pub const DRAIN: [&str; 2] = ["DRAIN_ENDPOINT_TOKEN", "GRACEFUL_SHUTDOWN_TIMEOUT"];
+
 /// The provider pass-through routes' keys and bases (`environment_variables:` seen first).
 pub const PASS_THROUGH: [&str; 12] = [
     "OPENAI_API_KEY",

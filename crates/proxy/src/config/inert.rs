@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 14] = [
+const READ_FROM_EXTRA: [(&str, &str); 17] = [
     // Read by the pass-through routes.
     ("general_settings", "pass_through_endpoints"),
     ("general_settings", "pass_through_request_timeout"),
@@ -22,6 +22,10 @@ const READ_FROM_EXTRA: [(&str, &str); 14] = [
     ("general_settings", "database_schema"),
     ("general_settings", "alerting_threshold"),
     ("general_settings", "alert_types"),
+    // Read by the diagnostic routes (`crate::diagnostics`).
+    ("general_settings", "allow_public_health_readiness_details"),
+    ("general_settings", "enable_drain_endpoint"),
+    ("general_settings", "drain_endpoint_token"),
     ("litellm_settings", "require_auth_for_metrics_endpoint"),
     (
         "litellm_settings",
@@ -31,6 +35,9 @@ const READ_FROM_EXTRA: [(&str, &str); 14] = [
     ("litellm_settings", "allowed_fails"),
     ("router_settings", "tag_filtering_match_any"),
 ];
+
+/// The logging callbacks this gateway builds; any other configured name changes nothing.
+pub(crate) const BUILT_CALLBACKS: [&str; 3] = ["prometheus", "otel", "generic_api"];
 
 /// Why a LiteLLM feature's key changes nothing here; keys not listed get [`UNKNOWN`].
 const KNOWN_LITELLM: [(&str, &str, &str); 24] = [
@@ -192,10 +199,7 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
         (&ls.success_callback, "success_callback"),
         (&ls.failure_callback, "failure_callback"),
     ] {
-        for cb in list
-            .iter()
-            .filter(|c| !matches!(c.trim(), "prometheus" | "otel" | "generic_api"))
-        {
+        for cb in list.iter().filter(|c| !BUILT_CALLBACKS.contains(&c.trim())) {
             say(
                 &format!("litellm_settings.{name} {cb:?}"),
                 "this logging integration is not built (prometheus, otel and generic_api are); /metrics is always served and general_settings.request_log_path writes request logs",

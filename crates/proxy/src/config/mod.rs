@@ -10,7 +10,7 @@
 pub mod call_params;
 mod env;
 pub mod env_names;
-mod inert;
+pub(crate) mod inert;
 mod lenient;
 mod provider;
 mod routing;
@@ -247,6 +247,7 @@ impl ProxyConfig {
             .iter()
             .chain(&env_names::GENERIC_API)
             .chain(&env_names::ALERTING)
+            .chain(&env_names::DRAIN)
         {
             if let Some(v) = env(name) {
                 self.observe_env.insert(name.to_string(), v);

@@ -3,6 +3,7 @@
 //! shape, which OpenAI-compatible upstreams produce themselves).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -134,7 +135,10 @@ pub(crate) async fn route<'b>(
             places
                 .clone()
                 .try_acquire_owned()
-                .map_err(|_| global_parallel_limit(*limit))
+                .map_err(|_| {
+                    app.parallel_refused.fetch_add(1, Ordering::Relaxed);
+                    global_parallel_limit(*limit)
+                })
                 .map_err(early)?,
         ),
     };

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -14,6 +14,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use crate::auth;
+use crate::hooks::HealthCheck;
 use crate::providers::Deployment;
 use crate::providers::{ChatCall, ChatReply};
 use crate::state::{App, Checked};
@@ -33,6 +34,59 @@ pub(crate) async fn liveliness(State(app): State<Arc<App>>) -> Response {
 }
 
 pub(crate) async fn readiness(State(app): State<Arc<App>>) -> Response {
+    // A draining instance is out of rotation, as LiteLLM's readiness says once shutdown began.
+    if app.draining.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "shutting_down"})),
+        )
+            .into_response();
+    }
+    if app.diagnostics.public_readiness_details {
+        let (status, body) = readiness_details(&app);
+        return (status, Json(body)).into_response();
+    }
+    let (status, body) = ready_state(&app);
+    (status, Json(body)).into_response()
+}
+
+/// What `/health/readiness/details` answers (and `/health/readiness` under
+/// `general_settings.allow_public_health_readiness_details`): the readiness state with
+/// LiteLLM's diagnostic fields.
+pub(crate) fn readiness_details(app: &App) -> (StatusCode, Value) {
+    let (status, mut body) = ready_state(app);
+    let level = tracing::level_filters::LevelFilter::current();
+    // Python's level names, as LiteLLM's `logging.getLevelName`.
+    let level_name = match level.into_level() {
+        Some(tracing::Level::TRACE | tracing::Level::DEBUG) => "DEBUG",
+        Some(tracing::Level::INFO) => "INFO",
+        Some(tracing::Level::WARN) => "WARNING",
+        Some(tracing::Level::ERROR) => "ERROR",
+        None => "CRITICAL",
+    };
+    let extra = json!({
+        // Responses are not cached (`litellm_settings.cache` is named as not acted on).
+        "cache": Value::Null,
+        "litellm_version": env!("CARGO_PKG_VERSION"),
+        "success_callbacks": app.diagnostics.success_callbacks(),
+        "use_aiohttp_transport": false,
+        "log_level": level_name,
+        "is_detailed_debug": level >= tracing::level_filters::LevelFilter::DEBUG,
+        // Redis is what keeps several instances' limits together; without it a fleet's
+        // limits hold per instance (LiteLLM warns when it runs several workers without it).
+        "show_no_redis_warning": false,
+        "show_env_credential_login_warning": false,
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    (status, body)
+}
+
+/// `/health/readiness`'s status and body.
+fn ready_state(app: &App) -> (StatusCode, Value) {
     let (mut status, mut body) = match app.db_probe.as_ref().and_then(|p| p()) {
         None => (
             StatusCode::OK,
@@ -77,10 +131,53 @@ pub(crate) async fn readiness(State(app): State<Arc<App>>) -> Response {
             body["status"] = json!("unhealthy");
         }
     }
-    (status, Json(body)).into_response()
+    (status, body)
 }
 
-async fn probe(app: Arc<App>, d: Arc<Deployment>) -> Result<(), String> {
+/// How often `/health/drain` looks at the requests still being answered.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// LiteLLM's `GET /health/drain` for a Kubernetes `preStop` hook (public, as the kubelet
+/// sends no key): off (404) unless `general_settings.enable_drain_endpoint`; with
+/// `drain_endpoint_token` (or `DRAIN_ENDPOINT_TOKEN`) set, the `X-Drain-Token` header must
+/// carry it (401 otherwise, with no effect). It takes this instance out of rotation (liveness
+/// and readiness answer 503) and answers once the other requests have been answered, or
+/// after `GRACEFUL_SHUTDOWN_TIMEOUT`.
+pub(crate) async fn drain(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let Some(token) = &app.diagnostics.drain else {
+        return (StatusCode::NOT_FOUND, Json(json!({"detail": "Not Found"}))).into_response();
+    };
+    if let Some(want) = token {
+        let got = headers
+            .get("x-drain-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !super::ui::same_key(got, want) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"detail": "Invalid or missing X-Drain-Token"})),
+            )
+                .into_response();
+        }
+    }
+    app.draining.store(true, Ordering::SeqCst);
+    // This request is one of those in flight.
+    let others = || crate::diagnostics::requests_in_flight().saturating_sub(1);
+    let before = others();
+    let deadline = Instant::now() + app.diagnostics.drain_timeout;
+    while others() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+    Json(json!({"status": "drained", "drained_requests": before.saturating_sub(others())}))
+        .into_response()
+}
+
+/// LiteLLM's deprecated `GET /test` (public): the route asked for.
+pub(crate) async fn test_route(uri: http::Uri) -> Response {
+    Json(json!({"route": uri.path()})).into_response()
+}
+
+pub(crate) async fn probe(app: Arc<App>, d: Arc<Deployment>) -> Result<(), String> {
     if d.mock_response.is_some() {
         return Ok(());
     }
@@ -124,7 +221,7 @@ async fn probe(app: Arc<App>, d: Arc<Deployment>) -> Result<(), String> {
     }
 }
 
-fn describe(d: &Deployment) -> Value {
+pub(crate) fn describe(d: &Deployment) -> Value {
     json!({"model": d.model, "model_name": d.model_name, "model_id": d.id, "api_base": d.api_base})
 }
 
@@ -159,14 +256,67 @@ pub(crate) fn spawn_background(app: &Arc<App>) -> Option<tokio::task::JoinHandle
                 .deployments()
                 .cloned()
                 .collect();
+            let started = Instant::now();
             let results = check_all(&app, all).await;
             let bad = results.iter().filter(|(_, e)| e.is_some()).count();
             if bad > 0 {
                 tracing::warn!(unhealthy = bad, "background health check");
             }
+            if let Some(log) = &app.health_log {
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                let checks = results
+                    .iter()
+                    .map(|(d, e)| HealthCheck {
+                        model_name: d.model_name.clone(),
+                        model_id: Some(d.id.clone()),
+                        healthy: usize::from(e.is_none()),
+                        unhealthy: usize::from(e.is_some()),
+                        error: e.clone(),
+                        response_time_ms: ms,
+                        checked_by: Some(BACKGROUND_CHECKER.to_string()),
+                    })
+                    .collect();
+                if let Err(e) = log.record(checks, true).await {
+                    tracing::warn!(error = %e, "background health check results not kept");
+                }
+            }
             *latest.write() = Some(results);
         }
     }))
+}
+
+/// Who background checks are recorded as (LiteLLM's name for a single instance).
+const BACKGROUND_CHECKER: &str = "background_health_check";
+
+/// Keeps the result of a check that named a model: one row for the model group (the
+/// deployment's when `model_id` named one), counting its deployments.
+async fn keep_named_check(
+    app: &App,
+    principal: &auth::Principal,
+    q: &HashMap<String, String>,
+    results: &Checked,
+    started: Instant,
+) {
+    let (Some(log), Some((first, _))) = (&app.health_log, results.first()) else {
+        return;
+    };
+    let unhealthy = results.iter().filter(|(_, e)| e.is_some()).count();
+    let check = HealthCheck {
+        model_name: first.model_name.clone(),
+        model_id: q.get("model_id").cloned(),
+        healthy: results.len() - unhealthy,
+        unhealthy,
+        error: results.iter().find_map(|(_, e)| e.clone()),
+        response_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+        checked_by: match principal {
+            auth::Principal::Master { .. } => Some(super::keys::ADMIN_USER.to_string()),
+            auth::Principal::VirtualKey(k) => k.user_id.clone(),
+            auth::Principal::Anonymous => None,
+        },
+    };
+    if let Err(e) = log.record(vec![check], false).await {
+        tracing::warn!(error = %e, "health check result not kept");
+    }
 }
 
 pub(crate) async fn health(
@@ -211,7 +361,14 @@ pub(crate) async fn health(
                 .filter(|d| wanted(d))
                 .cloned()
                 .collect();
-            check_all(&app, list).await
+            let started = Instant::now();
+            let results = check_all(&app, list).await;
+            // A check of a named model is kept (LiteLLM's rule), before the answer, so that
+            // `/health/history` shows it at once.
+            if q.contains_key("model") || q.contains_key("model_id") {
+                keep_named_check(&app, &principal, &q, &results, started).await;
+            }
+            results
         }
     };
     let mut healthy = Vec::new();

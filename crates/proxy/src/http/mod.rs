@@ -12,6 +12,9 @@ mod estimate;
 mod global_spend;
 pub(crate) mod guard;
 pub(crate) mod health;
+mod health_admin;
+mod health_history;
+mod health_services;
 mod key_aliases;
 mod key_bulk;
 mod key_health;
@@ -38,6 +41,7 @@ mod stream;
 mod tag_spend;
 mod tags;
 mod teams;
+mod test_connection;
 mod trace;
 pub(crate) mod ui;
 mod usage_scan;
@@ -147,6 +151,8 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
         .route("/health/liveliness", get(health::liveliness))
         .route("/health/liveness", get(health::liveliness))
         .route("/health/readiness", get(health::readiness))
+        .route("/health/drain", get(health::drain))
+        .route("/test", get(health::test_route))
         .merge(ui::routes().layer(DefaultBodyLimit::max(admin_limit)))
         // Their key may sit in the query string (Gemini's `?key=`): they check it themselves.
         .merge(passthrough::routes())
@@ -202,6 +208,10 @@ pub(crate) fn management_routes(
         .merge(spend_log_pages::routes(state.clone()))
         .merge(spend_charts::routes(state.clone()))
         .merge(spend_tables::routes(state.clone()))
+        .merge(health_admin::routes(state.clone()))
+        .merge(health_history::routes(state.clone()))
+        .merge(health_services::routes(state.clone()))
+        .merge(test_connection::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))

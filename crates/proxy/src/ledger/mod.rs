@@ -41,6 +41,7 @@ use crate::state::{App, DbProbe, RedisProbe, SpendProbe};
 pub(crate) struct GatewayParts {
     pub api_models: Vec<ApiModel>,
     pub responses: Arc<dyn ResponseStore>,
+    pub health_log: Arc<dyn crate::hooks::HealthLog>,
     pub seams: Arc<StoreSeams>,
     pub db_probe: DbProbe,
     pub spend_probe: SpendProbe,
@@ -506,6 +507,10 @@ impl StoreHandle {
         GatewayParts {
             api_models: std::mem::take(&mut *self.initial_models.lock()),
             responses: Arc::new(DbResponses(self.ledger.store().clone())),
+            health_log: Arc::new(DbHealthLog(
+                self.ledger.store().clone(),
+                self.ledger.clock(),
+            )),
             seams: self.seams.clone(),
             db_probe,
             spend_probe,
@@ -533,6 +538,50 @@ impl StoreHandle {
             t.abort();
         }
         self.ledger.shutdown().await
+    }
+}
+
+/// Health-check results in the key and spend database.
+struct DbHealthLog(idlehands_store::Store, Arc<dyn idlehands_clock::Clock>);
+
+impl crate::hooks::HealthLog for DbHealthLog {
+    fn record(
+        &self,
+        checks: Vec<crate::hooks::HealthCheck>,
+        only_changes: bool,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
+        use idlehands_store::health_checks::{HealthCheckRow, changed_or_stale};
+        let store = self.0.clone();
+        // The store's clock: a test's fake clock moves the hourly refresh too.
+        let now = self.1.now();
+        Box::pin(async move {
+            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            let mut rows: Vec<HealthCheckRow> = checks
+                .iter()
+                .map(|c| {
+                    HealthCheckRow::new(
+                        &c.model_name,
+                        c.model_id.as_deref(),
+                        (count(c.healthy), count(c.unhealthy)),
+                        c.error.as_deref(),
+                        c.response_time_ms,
+                        c.checked_by.as_deref(),
+                        now,
+                    )
+                })
+                .collect();
+            if only_changes {
+                let latest = store
+                    .latest_health_checks()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                rows = changed_or_stale(rows, &latest);
+            }
+            store
+                .add_health_checks(&rows)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }
 

@@ -167,6 +167,12 @@ pub(crate) struct App {
     /// `general_settings.background_health_checks`: how often, and the latest results that
     /// `/health` answers with instead of calling every deployment.
     pub background_health: Option<(Duration, Latest)>,
+    /// What the diagnostic routes report and obey.
+    pub diagnostics: crate::diagnostics::Diagnostics,
+    /// Model calls refused by `global_max_parallel_requests` since start-up.
+    pub parallel_refused: std::sync::atomic::AtomicU64,
+    /// Where health-check results are kept, when there is a database.
+    pub health_log: Option<Arc<dyn crate::hooks::HealthLog>>,
     pub conn_limits: ConnLimits,
     /// Failed sign-ins and wrong keys per client address.
     pub throttle: Throttle,

@@ -1,0 +1,602 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! LiteLLM's health and diagnostic routes beyond `/health`: the kept results
+//! (`/health/history`, `/health/latest`, from `/health?model=` and the background checks),
+//! `/health/readiness/details`, `/health/backlog`, `/active/callbacks` and `/settings`,
+//! `/health/services`, `/health/test_connection`, `/health/drain` and `/test`. The kept
+//! results on SQLite and Postgres.
+
+mod store_support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Path;
+use axum::routing::post as post_route;
+use idlehands_proxy::config::ProxyConfig;
+use idlehands_testkit::{FakeOpenAi, Gate, Reply};
+use serde_json::{Value, json};
+use store_support::{
+    Backend, MASTER, Place, Proxy, client, error_of, generate, get, internal_user, post, send,
+    settings, start_with,
+};
+use tokio::sync::mpsc;
+
+/// `mocky` (a mock) and `down` (an upstream that refuses connections), plus `extra`.
+fn yaml_with(extra: &str) -> String {
+    format!(
+        "model_list:
+  - model_name: mocky
+    litellm_params:
+      model: openai/mock-model
+      mock_response: Hello
+  - model_name: down
+    litellm_params:
+      model: openai/down-model
+      api_base: http://127.0.0.1:9/v1
+      api_key: sk-down
+general_settings:
+  master_key: {MASTER}
+{extra}"
+    )
+}
+
+fn config_with(yaml: &str, env: HashMap<String, String>) -> ProxyConfig {
+    ProxyConfig::from_yaml(yaml, "config.yaml", &move |k: &str| env.get(k).cloned())
+        .expect("config loads")
+}
+
+async fn start_yaml(place: &Place, extra: &str, env: HashMap<String, String>) -> Proxy {
+    let cfg = config_with(&yaml_with(extra), env);
+    let s = settings(&cfg, place);
+    start_with(cfg, s).await
+}
+
+async fn history(p: &Proxy, query: &str) -> Vec<Value> {
+    let a = get(p, &format!("/health/history{query}"), MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.body["total_records"].as_u64().unwrap() as usize,
+        a.body["health_checks"].as_array().unwrap().len()
+    );
+    a.body["health_checks"].as_array().unwrap().clone()
+}
+
+fn models_of(rows: &[Value]) -> Vec<&str> {
+    rows.iter()
+        .map(|r| r["model_name"].as_str().unwrap())
+        .collect()
+}
+
+async fn named_checks_are_kept(b: Backend) {
+    let place = Place::new(b);
+    let p = start_yaml(&place, "", HashMap::new()).await;
+
+    // A check of every model is not kept (LiteLLM keeps only checks that name a model).
+    let all = get(&p, "/health", MASTER).await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    assert_eq!(all.body["unhealthy_count"], 1, "{}", all.body);
+    assert!(history(&p, "").await.is_empty());
+
+    let ok = get(&p, "/health?model=mocky", MASTER).await;
+    assert_eq!(ok.body["healthy_count"], 1, "{}", ok.body);
+    let bad = get(&p, "/health?model=down", MASTER).await;
+    assert_eq!(bad.body["unhealthy_count"], 1, "{}", bad.body);
+    let down_id = bad.body["unhealthy_endpoints"][0]["model_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let by_id = get(&p, &format!("/health?model_id={down_id}"), MASTER).await;
+    assert_eq!(by_id.body["unhealthy_count"], 1, "{}", by_id.body);
+
+    // Newest first; the error, the counts and who asked are kept.
+    let rows = history(&p, "").await;
+    assert_eq!(models_of(&rows), ["down", "down", "mocky"], "{rows:?}");
+    assert_eq!(rows[0]["model_id"], down_id);
+    assert_eq!(rows[1]["model_id"], Value::Null);
+    assert_eq!(rows[0]["status"], "unhealthy");
+    assert_eq!(rows[0]["healthy_count"], 0);
+    assert_eq!(rows[0]["unhealthy_count"], 1);
+    assert!(
+        !rows[0]["error_message"].as_str().unwrap().is_empty(),
+        "{rows:?}"
+    );
+    assert_eq!(rows[2]["status"], "healthy");
+    assert_eq!(rows[2]["error_message"], Value::Null);
+    assert_eq!(rows[2]["checked_by"], "default_user_id");
+    assert!(rows[2]["response_time_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(rows[2]["checked_at"], rows[2]["created_at"]);
+    assert!(rows[0]["checked_at"].as_str().unwrap() >= rows[2]["checked_at"].as_str().unwrap());
+
+    // Filters and pages.
+    assert_eq!(models_of(&history(&p, "?model=mocky").await), ["mocky"]);
+    assert_eq!(
+        models_of(&history(&p, "?status_filter=unhealthy").await),
+        ["down", "down"]
+    );
+    let page = get(&p, "/health/history?limit=1&offset=2", MASTER).await;
+    assert_eq!(page.body["limit"], 1);
+    assert_eq!(page.body["offset"], 2);
+    assert_eq!(
+        models_of(page.body["health_checks"].as_array().unwrap()),
+        ["mocky"]
+    );
+    for q in ["limit=0", "limit=1001", "offset=-1"] {
+        let a = get(&p, &format!("/health/history?{q}"), MASTER).await;
+        assert_eq!(a.status, 400, "{q}: {}", a.body);
+    }
+
+    // The newest per model: by deployment id where one was named, else by name.
+    let latest = get(&p, "/health/latest", MASTER).await;
+    assert_eq!(latest.status, 200, "{}", latest.body);
+    assert_eq!(latest.body["total_models"], 3, "{}", latest.body);
+    let by = &latest.body["latest_health_checks"];
+    assert_eq!(by["mocky"]["status"], "healthy");
+    assert_eq!(by["down"]["model_id"], Value::Null);
+    assert_eq!(by[down_id.as_str()]["model_name"], "down");
+
+    // Only those who read everything: the rows name every model and its errors.
+    internal_user(&p, "u1").await;
+    let (key, _) = generate(&p, json!({"user_id": "u1"})).await;
+    for route in ["/health/history", "/health/latest"] {
+        let a = get(&p, route, &key).await;
+        assert_eq!(a.status, 403, "{route}: {}", a.body);
+    }
+    p.stop().await;
+
+    // Kept across a restart.
+    let p = start_yaml(&place, "", HashMap::new()).await;
+    assert_eq!(history(&p, "").await.len(), 3);
+    p.stop().await;
+    place.cleanup().await;
+}
+
+/// Background checks keep a row per deployment when its status is new or changed, and again
+/// an hour later (the store's clock, moved by the test).
+async fn background_checks_keep_changes_and_hourly_rows(b: Backend) {
+    let place = Place::new(b);
+    let clock = store_support::clock_at_minute_start();
+    let cfg = config_with(
+        &yaml_with("  background_health_checks: true\n  health_check_interval: 0.1\n"),
+        HashMap::new(),
+    );
+    let mut s = settings(&cfg, &place);
+    s.ledger.clock = clock.clone();
+    let p = start_with(cfg, s).await;
+    let rows = wait_for_rows(&p, 2).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["checked_by"], "background_health_check");
+        assert!(r["model_id"].is_string());
+        let want = if r["model_name"] == "mocky" {
+            "healthy"
+        } else {
+            "unhealthy"
+        };
+        assert_eq!(r["status"], want, "{r}");
+    }
+    // Ten more runs or so with nothing changed and no time passed: nothing more is kept.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(history(&p, "").await.len(), 2);
+    // An hour on, each status is written again.
+    clock.advance(Duration::from_secs(3601));
+    let rows = wait_for_rows(&p, 4).await;
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    p.stop().await;
+    place.cleanup().await;
+}
+
+async fn wait_for_rows(p: &Proxy, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = history(p, "").await;
+        if rows.len() >= n {
+            return rows;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {n} kept health checks within 20 s, got {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+both_backends!(
+    named_checks_are_kept,
+    background_checks_keep_changes_and_hourly_rows
+);
+
+/// Everything posted to `/{name}`, as `(name, body)`.
+async fn receiver() -> (String, mpsc::UnboundedReceiver<(String, Value)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = Router::new().route(
+        "/{name}",
+        post_route(move |Path(name): Path<String>, body: Bytes| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((name, serde_json::from_slice(&body).expect("JSON")));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, rx)
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<(String, Value)>) -> (String, Value) {
+    tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("a message within 30 s")
+        .expect("the receiver is running")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn diagnostics_report_the_configuration() {
+    let place = Place::new(Backend::Sqlite);
+    let p = start_yaml(
+        &place,
+        "  alerting: [slack]
+litellm_settings:
+  callbacks: [prometheus]
+  success_callback: [langfuse]
+  request_timeout: 600
+",
+        HashMap::from([(
+            "SLACK_WEBHOOK_URL".to_string(),
+            "http://127.0.0.1:9/slack".to_string(),
+        )]),
+    )
+    .await;
+    let details = get(&p, "/health/readiness/details", MASTER).await;
+    assert_eq!(details.status, 200, "{}", details.body);
+    assert_eq!(details.body["status"], "healthy");
+    assert_eq!(details.body["db"], "connected");
+    assert_eq!(details.body["cache"], Value::Null);
+    assert_eq!(
+        details.body["success_callbacks"],
+        json!(["langfuse", "prometheus"])
+    );
+    assert!(details.body["litellm_version"].is_string());
+    assert!(details.body["log_level"].is_string());
+    assert!(details.body["is_detailed_debug"].is_boolean());
+    // The public probe stays short unless asked otherwise.
+    let public = send(client().get(p.url("/health/readiness"))).await;
+    assert_eq!(public.body.get("litellm_version"), None, "{}", public.body);
+
+    let cb = get(&p, "/active/callbacks", MASTER).await;
+    assert_eq!(cb.status, 200, "{}", cb.body);
+    assert_eq!(cb.body["alerting"], "['slack']");
+    assert_eq!(cb.body["litellm.callbacks"], json!(["prometheus"]));
+    assert_eq!(cb.body["litellm.success_callback"], json!(["langfuse"]));
+    assert_eq!(cb.body["num_callbacks"], 2);
+    assert_eq!(cb.body["num_alerting"], 1);
+    assert_eq!(cb.body["litellm.request_timeout"], 600);
+    assert_eq!(cb.body["not_acted_on"], json!(["langfuse"]));
+    let settings_route = get(&p, "/settings", MASTER).await;
+    assert_eq!(settings_route.body, cb.body);
+
+    let backlog = get(&p, "/health/backlog", MASTER).await;
+    assert_eq!(backlog.status, 200, "{}", backlog.body);
+    // This request is being answered.
+    assert!(backlog.body["in_flight_requests"].as_u64().unwrap() >= 1);
+    assert_eq!(backlog.body["queued_requests"], 0);
+    assert_eq!(backlog.body["admitted_requests"], 0);
+
+    // Admin routes: a plain key is refused.
+    let (key, _) = generate(&p, json!({})).await;
+    for route in [
+        "/health/readiness/details",
+        "/active/callbacks",
+        "/settings",
+        "/health/backlog",
+    ] {
+        let a = get(&p, route, &key).await;
+        assert_eq!(a.status, 403, "{route}: {}", a.body);
+    }
+    // No key at all: 401.
+    let a = send(client().get(p.url("/active/callbacks"))).await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    // `/test` is public.
+    let t = send(client().get(p.url("/test"))).await;
+    assert_eq!(t.body, json!({"route": "/test"}));
+    p.stop().await;
+
+    // Public details when configured.
+    let p = start_yaml(
+        &place,
+        "  allow_public_health_readiness_details: true\n",
+        HashMap::new(),
+    )
+    .await;
+    let public = send(client().get(p.url("/health/readiness"))).await;
+    assert_eq!(public.status, 200, "{}", public.body);
+    assert!(
+        public.body["litellm_version"].is_string(),
+        "{}",
+        public.body
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn services_test_what_is_configured() {
+    let (hooks, mut rx) = receiver().await;
+    let place = Place::new(Backend::Sqlite);
+    let env = HashMap::from([
+        ("SLACK_WEBHOOK_URL".to_string(), format!("{hooks}/slack")),
+        ("WEBHOOK_URL".to_string(), format!("{hooks}/webhook")),
+        (
+            "GENERIC_LOGGER_ENDPOINT".to_string(),
+            format!("{hooks}/generic"),
+        ),
+        ("DEFAULT_BATCH_SIZE".to_string(), "1".to_string()),
+        (
+            "DEFAULT_FLUSH_INTERVAL_SECONDS".to_string(),
+            "1".to_string(),
+        ),
+    ]);
+    let p = start_yaml(
+        &place,
+        "  alerting: [slack, webhook]
+  alert_types: [llm_exceptions]
+litellm_settings:
+  callbacks: [generic_api, langfuse]
+",
+        env,
+    )
+    .await;
+    let (key, _) = generate(&p, json!({"key_alias": "plain"})).await;
+
+    let slack = get(&p, "/health/services?service=slack", &key).await;
+    assert_eq!(slack.status, 200, "{}", slack.body);
+    assert_eq!(slack.body["status"], "success");
+    assert_eq!(slack.body["alert_types"], json!(["llm_exceptions"]));
+    let (name, body) = next(&mut rx).await;
+    assert_eq!(name, "slack");
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains("This is a test slack alert message"),
+        "{body}"
+    );
+
+    // The webhook test is for proxy admins.
+    let refused = get(&p, "/health/services?service=webhook", &key).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let hook = get(&p, "/health/services?service=webhook", MASTER).await;
+    assert_eq!(hook.status, 200, "{}", hook.body);
+    let (name, body) = next(&mut rx).await;
+    assert_eq!(name, "webhook");
+    assert_eq!(body["event"], "budget_crossed");
+    assert_eq!(body["event_group"], "key");
+
+    let generic = get(&p, "/health/services?service=generic_api", &key).await;
+    assert_eq!(generic.status, 200, "{}", generic.body);
+    assert_eq!(
+        generic.body["message"],
+        "Mock LLM request made - check generic_api."
+    );
+    let (name, body) = next(&mut rx).await;
+    assert_eq!(name, "generic");
+    let first = if body.is_array() { &body[0] } else { &body };
+    assert_eq!(
+        first["model"], "openai/litellm-mock-response-model",
+        "{body}"
+    );
+    assert_eq!(first["end_user"], "litellm:/health/services", "{body}");
+    // The mock call is not a call anyone made: no spend row.
+    let rows = get(&p, "/spend/logs", MASTER).await;
+    assert_eq!(rows.body, json!([]), "{}", rows.body);
+
+    for (service, status, words) in [
+        ("langfuse", 400, "does not build it"),
+        ("datadog", 400, "is not configured as a callback"),
+        ("nonsense", 400, "Service must be in list"),
+        ("email", 400, "is not configured as a callback"),
+    ] {
+        let a = get(&p, &format!("/health/services?service={service}"), &key).await;
+        assert_eq!(a.status.as_u16(), status, "{service}: {}", a.body);
+        let (_, message) = error_of(&a);
+        assert!(message.contains(words), "{service}: {message}");
+    }
+    let missing = get(&p, "/health/services", &key).await;
+    assert_eq!(missing.status, 400, "{}", missing.body);
+    p.stop().await;
+
+    // Slack not among the alerting: 422 in LiteLLM's words.
+    let p = start_yaml(&place, "", HashMap::new()).await;
+    let a = get(&p, "/health/services?service=slack", MASTER).await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    let (_, message) = error_of(&a);
+    assert!(message.contains("not in proxy config"), "{message}");
+    p.stop().await;
+    place.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_connection_probes_one_deployment() {
+    let up = FakeOpenAi::start().await;
+    let place = Place::new(Backend::Sqlite);
+    let p = start_yaml(&place, "", HashMap::new()).await;
+    let test = |body: Value| {
+        let p = &p;
+        async move { post(p, "/health/test_connection", MASTER, body).await }
+    };
+
+    // A configured model, by its name, its litellm model, or its id.
+    let a = test(json!({"litellm_params": {"model": "mocky"}})).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["status"], "success", "{}", a.body);
+    assert_eq!(a.body["result"]["model_name"], "mocky");
+    let a = test(json!({"litellm_params": {"model": "openai/down-model"}, "mode": "chat"})).await;
+    assert_eq!(a.body["status"], "error", "{}", a.body);
+    assert_eq!(a.body["result"]["model_name"], "down");
+    assert!(a.body["result"]["error"].is_string(), "{}", a.body);
+    let id = a.body["result"]["model_id"].as_str().unwrap().to_string();
+    let a = test(json!({"litellm_params": {}, "model_info": {"id": id}})).await;
+    assert_eq!(a.body["status"], "error", "{}", a.body);
+    assert_eq!(a.body["result"]["model_id"], id.as_str());
+    // The configured key never appears in the answer.
+    assert!(!a.body.to_string().contains("sk-down"), "{}", a.body);
+
+    // A connection of its own, from the request alone.
+    let own = json!({"litellm_params": {
+        "model": "openai/gpt-4o-mini", "api_base": up.base_url(), "api_key": "sk-own"}});
+    let a = test(own).await;
+    assert_eq!(a.body["status"], "success", "{}", a.body);
+    assert_eq!(a.body["result"]["model_name"], "test_model");
+    assert!(!a.body.to_string().contains("sk-own"), "{}", a.body);
+    let a = test(json!({"litellm_params": {
+        "model": "openai/gpt-4o-mini", "api_base": "http://127.0.0.1:9/v1", "api_key": "sk-own"}}))
+    .await;
+    assert_eq!(a.body["status"], "error", "{}", a.body);
+
+    // Refused: environment references, other modes, nothing named, non-admins.
+    let a = test(json!({"litellm_params": {
+        "model": "openai/x", "api_base": up.base_url(), "api_key": "os.environ/OPENAI_API_KEY"}}))
+    .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(error_of(&a).1.contains("Environment variable references"));
+    let a = test(json!({"litellm_params": {"model": "mocky"}, "mode": "image_generation"})).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    let a = test(json!({"mode": "chat"})).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    let (key, _) = generate(&p, json!({})).await;
+    let a = post(
+        &p,
+        "/health/test_connection",
+        &key,
+        json!({"litellm_params": {"model": "mocky"}}),
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    p.stop().await;
+    place.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drain_takes_the_instance_out_of_rotation() {
+    let place = Place::new(Backend::Sqlite);
+    // Off unless enabled.
+    let p = start_yaml(&place, "", HashMap::new()).await;
+    let a = send(client().get(p.url("/health/drain"))).await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    p.stop().await;
+
+    let p = start_yaml(
+        &place,
+        "  enable_drain_endpoint: true\n  drain_endpoint_token: drain-s3cret\n",
+        HashMap::new(),
+    )
+    .await;
+    for token in [None, Some("wrong")] {
+        let mut req = client().get(p.url("/health/drain"));
+        if let Some(t) = token {
+            req = req.header("x-drain-token", t);
+        }
+        let a = send(req).await;
+        assert_eq!(a.status, 401, "{}", a.body);
+        assert!(!a.body.to_string().contains("drain-s3cret"));
+    }
+    let live = send(client().get(p.url("/health/liveliness"))).await;
+    assert_eq!(live.status, 200, "a refused drain changes nothing");
+    let a = send(
+        client()
+            .get(p.url("/health/drain"))
+            .header("x-drain-token", "drain-s3cret"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["status"], "drained");
+    assert_eq!(a.body["drained_requests"], 0);
+    let live = send(client().get(p.url("/health/liveliness"))).await;
+    assert_eq!(live.status, 503);
+    let ready = send(client().get(p.url("/health/readiness"))).await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.body, json!({"status": "shutting_down"}));
+    p.stop().await;
+    place.cleanup().await;
+}
+
+/// The drain answers once the calls already running have been answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drain_waits_for_the_calls_in_flight() {
+    let up = FakeOpenAi::start().await;
+    let gate = Gate::new();
+    up.push(Reply::text("late answer").held_by(&gate));
+    let place = Place::new(Backend::Sqlite);
+    let yaml = format!(
+        "model_list:
+  - model_name: held
+    litellm_params:
+      model: openai/held-model
+      api_base: {}
+      api_key: sk-up
+general_settings:
+  master_key: {MASTER}
+  enable_drain_endpoint: true
+",
+        up.base_url()
+    );
+    let cfg = config_with(&yaml, HashMap::new());
+    let s = settings(&cfg, &place);
+    let p = start_with(cfg, s).await;
+    let call_url = p.url("/v1/chat/completions");
+    let call = tokio::spawn(async move {
+        let a = send(
+            client()
+                .post(call_url)
+                .bearer_auth(MASTER)
+                .json(&store_support::chat("held")),
+        )
+        .await;
+        (a, tokio::time::Instant::now())
+    });
+    // The call is at the upstream, held there.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while up.in_flight() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain_url = p.url("/health/drain");
+    let drain = tokio::spawn(async move {
+        let a = send(client().get(drain_url)).await;
+        (a, tokio::time::Instant::now())
+    });
+    // Out of rotation at once, while the call still runs.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let live = send(client().get(p.url("/health/liveliness"))).await;
+        if live.status == 503 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "liveness turned 503"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!drain.is_finished(), "the drain waits for the held call");
+    gate.open();
+    let (answer, answered_at) = call.await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let (drained, drained_at) = drain.await.unwrap();
+    assert_eq!(drained.status, 200, "{}", drained.body);
+    assert_eq!(drained.body["status"], "drained");
+    assert!(
+        drained.body["drained_requests"].as_u64().unwrap() >= 1,
+        "{}",
+        drained.body
+    );
+    assert!(drained_at >= answered_at);
+    p.stop().await;
+    place.cleanup().await;
+}
