@@ -30,6 +30,8 @@ const OPENAI: &[&str] = &[
     "/v1/responses",
     "/responses/*",
     "/v1/responses/*",
+    "/openai/v1/responses",
+    "/openai/v1/responses/*",
     "/rerank",
     "/v1/rerank",
     "/v2/rerank",

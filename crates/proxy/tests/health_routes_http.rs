@@ -600,3 +600,74 @@ general_settings:
     p.stop().await;
     place.cleanup().await;
 }
+
+/// `/utils/supported_openai_params`: a translated provider's own list, an OpenAI-compatible
+/// upstream's full one, LiteLLM's 400 for a name that maps to nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn supported_params_follow_the_provider() {
+    let place = Place::new(Backend::Sqlite);
+    let p = start_yaml(&place, "", HashMap::new()).await;
+    let (key, _) = generate(&p, json!({})).await;
+    let params = |model: &str| {
+        let (p, key, model) = (&p, key.clone(), model.to_string());
+        async move {
+            get(
+                p,
+                &format!("/utils/supported_openai_params?model={model}"),
+                &key,
+            )
+            .await
+        }
+    };
+    let list = |a: &store_support::Answer| -> Vec<String> {
+        a.body["supported_openai_params"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}", a.body))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    // A configured OpenAI-compatible group: everything is passed on.
+    let mocky = list(&params("mocky").await);
+    for p in [
+        "tools",
+        "response_format",
+        "logprobs",
+        "seed",
+        "user",
+        "reasoning_effort",
+    ] {
+        assert!(mocky.contains(&p.to_string()), "{p}: {mocky:?}");
+    }
+    // Anthropic through the translation: what it maps, and not what it cannot.
+    let claude = list(&params("anthropic/claude-3-5-haiku-20241022").await);
+    assert!(claude.contains(&"tools".to_string()), "{claude:?}");
+    assert!(!claude.contains(&"logprobs".to_string()), "{claude:?}");
+    assert!(
+        !claude.contains(&"reasoning_effort".to_string()),
+        "{claude:?}"
+    );
+    let thinking = list(&params("anthropic/claude-sonnet-4-20250514").await);
+    assert!(
+        thinking.contains(&"reasoning_effort".to_string()),
+        "{thinking:?}"
+    );
+    // A bare name the price list files under a provider.
+    let haiku = list(&params("claude-haiku-4-5").await);
+    assert!(!haiku.contains(&"logit_bias".to_string()), "{haiku:?}");
+    assert!(haiku.contains(&"tool_choice".to_string()), "{haiku:?}");
+    let gemini = list(&params("gemini/gemini-2.0-flash").await);
+    assert!(gemini.contains(&"seed".to_string()), "{gemini:?}");
+    assert!(!gemini.contains(&"logit_bias".to_string()), "{gemini:?}");
+    let unknown = params("no-such-model-anywhere").await;
+    assert_eq!(unknown.status, 400, "{}", unknown.body);
+    assert!(
+        error_of(&unknown)
+            .1
+            .contains("Could not map model=no-such-model-anywhere")
+    );
+    let none = send(client().get(p.url("/utils/supported_openai_params?model=mocky"))).await;
+    assert_eq!(none.status, 401);
+    p.stop().await;
+    place.cleanup().await;
+}

@@ -78,6 +78,39 @@ async fn stored_responses_are_kept_per_key_across_restarts(b: Backend) {
     .await;
     assert_eq!(theirs.status, 404, "{}", theirs.body);
 
+    // LiteLLM's other prefixes read the same store; a completed response cannot be
+    // cancelled (there is no background mode), an unknown one is a 404.
+    for prefix in ["/responses", "/openai/v1/responses"] {
+        let read = get(&p, &format!("{prefix}/{id}"), &alice).await;
+        assert_eq!(read.status, 200, "{prefix}: {}", read.body);
+        assert_eq!(read.body, first.body);
+        let items = get(&p, &format!("{prefix}/{next_id}/input_items"), &alice).await;
+        assert_eq!(items.body["data"].as_array().unwrap().len(), 3, "{prefix}");
+    }
+    for prefix in ["/v1/responses", "/responses", "/openai/v1/responses"] {
+        let cancel = post(&p, &format!("{prefix}/{id}/cancel"), &alice, json!({})).await;
+        assert_eq!(cancel.status, 400, "{prefix}: {}", cancel.body);
+        assert!(
+            cancel.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("background=true"),
+            "{}",
+            cancel.body
+        );
+        let theirs = post(&p, &format!("{prefix}/{id}/cancel"), &bob, json!({})).await;
+        assert_eq!(theirs.status, 404, "{prefix}: {}", theirs.body);
+    }
+    let made = post(
+        &p,
+        "/openai/v1/responses",
+        &alice,
+        json!({"model": "mocky", "input": "via the openai prefix"}),
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert_eq!(made.body["object"], "response");
+
     assert_eq!(delete(&p, &path, &alice).await, 200);
     assert_eq!(get(&p, &path, &alice).await.status, 404);
     p.stop().await;

@@ -38,6 +38,7 @@ mod spend_log_pages;
 mod spend_tables;
 mod sse_map;
 mod stream;
+mod supported_params;
 mod tag_spend;
 mod tags;
 mod teams;
@@ -106,15 +107,26 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
         .route("/v1/audio/speech", post(audio::speech))
         .route("/audio/speech", post(audio::speech))
         .route("/v1/responses", post(responses::responses))
-        .route(
-            "/v1/responses/{id}",
-            get(responses::get_response).delete(responses::delete_response),
-        )
-        .route(
-            "/v1/responses/{id}/input_items",
-            get(responses::input_items_of),
-        )
         .route("/responses", post(responses::responses))
+        .route("/openai/v1/responses", post(responses::responses));
+    // LiteLLM serves the stored-response routes under the same three prefixes.
+    let keyed = ["/v1/responses", "/responses", "/openai/v1/responses"]
+        .into_iter()
+        .fold(keyed, |r, prefix| {
+            r.route(
+                &format!("{prefix}/{{id}}"),
+                get(responses::get_response).delete(responses::delete_response),
+            )
+            .route(
+                &format!("{prefix}/{{id}}/input_items"),
+                get(responses::input_items_of),
+            )
+            .route(
+                &format!("{prefix}/{{id}}/cancel"),
+                post(responses::cancel_response),
+            )
+        });
+    let keyed = keyed
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/embeddings", post(embeddings::embeddings))
@@ -212,6 +224,7 @@ pub(crate) fn management_routes(
         .merge(health_history::routes(state.clone()))
         .merge(health_services::routes(state.clone()))
         .merge(test_connection::routes(state.clone()))
+        .merge(supported_params::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))

@@ -370,6 +370,30 @@ pub(crate) async fn get_response(
     }
 }
 
+/// `POST /v1/responses/{id}/cancel`: only a response made with `background: true` can be
+/// cancelled, and every response here was answered in full before it was stored (background
+/// mode is not served), so a stored one is a 400 saying so; another id a 404.
+pub(crate) async fn cancel_response(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Pre(pre): Pre,
+) -> Response {
+    match load(&app, &id, &headers, pre).await {
+        Ok(_) => ProxyError::Custom {
+            status: 400,
+            kind: "invalid_request_error".to_string(),
+            message: format!(
+                "Response with id '{id}' cannot be cancelled: only responses created with background=true can be, and this one has completed."
+            ),
+            param: None,
+            headers: Vec::new(),
+        }
+        .into_response(),
+        Err(resp) => resp,
+    }
+}
+
 /// `DELETE /v1/responses/{id}`.
 pub(crate) async fn delete_response(
     State(app): State<Arc<App>>,
