@@ -501,6 +501,46 @@ async fn filters_sorts_and_pages_match_the_rows(b: Backend) {
     let a = get(&p, "/spend/logs/ui/r13", &mine).await;
     assert_eq!(a.status, 403, "{}", a.body);
     assert!(error_of(&a).1.contains("request_id=r13"), "{}", a.body);
+    // The Logs page's lookup of one call: theirs answers (even when another filter leaves it
+    // out), another's or a missing one is LiteLLM's 403; v2 only filters.
+    let a = get(
+        &p,
+        &format!("/spend/logs/ui?{window}&request_id=r01"),
+        &mine,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["data"][0]["request_id"], "r01", "{}", a.body);
+    let a = get(
+        &p,
+        &format!("/spend/logs/ui?{window}&request_id=r01&model=no-such-model"),
+        &mine,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["data"], json!([]), "{}", a.body);
+    for id in ["r13", "no-such-call"] {
+        let a = get(
+            &p,
+            &format!("/spend/logs/ui?{window}&request_id={id}"),
+            &mine,
+        )
+        .await;
+        assert_eq!(a.status, 403, "{id}: {}", a.body);
+        assert!(
+            error_of(&a).1.contains(&format!("request_id={id}")),
+            "{}",
+            a.body
+        );
+    }
+    let a = get(
+        &p,
+        &format!("/spend/logs/v2?{window}&request_id=r13"),
+        &mine,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["data"], json!([]), "{}", a.body);
     // A key without a user: its own calls.
     let own: Vec<&SpendLogRow> = all.iter().filter(|r| r.api_key == keys[1]).collect();
     let got = all_pages(&p, "/spend/logs/v2", &window, &plain, 13).await;

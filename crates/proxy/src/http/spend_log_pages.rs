@@ -17,7 +17,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use http::{HeaderMap, Uri};
 use idlehands_store::money::{nanos_to_usd, usd_to_nanos};
 use idlehands_store::spend_log_pages::{
-    LogPage, LogPageQuery, LogScope, LogSort, SessionTotals, SpanType,
+    CallPayload, LogPage, LogPageQuery, LogScope, LogSort, SessionTotals, SpanType,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -306,6 +306,19 @@ async fn page(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri, route: Route) -> Respo
     let mut q = tri!(page_query(raw, route));
     q.scope = tri!(scope_of(&m, &p, &role, q.team_id.as_deref()).await);
     let store = m.ledger.store();
+    // The Logs page's lookup of one call, by someone who does not read everything: a 403
+    // unless a row with that id is theirs (LiteLLM's rule, also when no row exists), whatever
+    // the other filters say.
+    if route == Route::Ui
+        && !role.reads_all()
+        && let Some(id) = q.request_id.clone()
+    {
+        let rows = tri!(store.call_payloads(&id).await.map_err(|e| store_error(&e)));
+        let scope = tri!(scope_of(&m, &p, &role, None).await);
+        if own_row(&scope, &rows).is_none() {
+            return not_theirs(&id).into_response();
+        }
+    }
     let found: LogPage = tri!(store.spend_log_page(&q).await.map_err(|e| store_error(&e)));
     let sessions = if route == Route::Ui {
         let pairs: Vec<(String, String)> = found
@@ -402,6 +415,25 @@ const SESSION_MODELS: usize = 20;
 
 /// One call's request and answer; `null` when no row has that id. A non-admin must own one of
 /// the rows the id names (their user's, a team's they administer, or their key's).
+/// The first of a call's rows (several when a client repeated its call id) that `scope` may
+/// read: its user's, a team's of theirs, or its key's.
+fn own_row<'a>(scope: &LogScope, rows: &'a [CallPayload]) -> Option<&'a CallPayload> {
+    match scope {
+        LogScope::All => rows.first(),
+        LogScope::Owned { user, teams, key } => rows.iter().find(|r| {
+            (user.is_some() && r.user == *user)
+                || r.team_id.as_ref().is_some_and(|t| teams.contains(t))
+                || key.as_deref() == Some(r.api_key.as_str())
+        }),
+    }
+}
+
+fn not_theirs(id: &str) -> ProxyError {
+    forbidden(format!(
+        "Not authorized to view spend log for request_id={id}"
+    ))
+}
+
 async fn payload(m: Arc<Mgmt>, headers: HeaderMap, id: String) -> Response {
     let (p, role) = tri!(caller_role(&m, &headers).await);
     let rows = tri!(
@@ -411,25 +443,15 @@ async fn payload(m: Arc<Mgmt>, headers: HeaderMap, id: String) -> Response {
             .await
             .map_err(|e| store_error(&e))
     );
-    let mut visible = None;
-    if role.reads_all() {
-        visible = rows.first();
+    let visible = if role.reads_all() {
+        rows.first()
     } else {
         let scope = tri!(scope_of(&m, &p, &role, None).await);
-        if let LogScope::Owned { user, teams, key } = &scope {
-            visible = rows.iter().find(|r| {
-                (user.is_some() && r.user == *user)
-                    || r.team_id.as_ref().is_some_and(|t| teams.contains(t))
-                    || key.as_deref() == Some(r.api_key.as_str())
-            });
+        match own_row(&scope, &rows) {
+            Some(r) => Some(r),
+            None => return not_theirs(&id).into_response(),
         }
-        if visible.is_none() {
-            return forbidden(format!(
-                "Not authorized to view spend log for request_id={id}"
-            ))
-            .into_response();
-        }
-    }
+    };
     match visible {
         Some(r) => axum::Json(json!({
             "messages": r.messages,
