@@ -50,6 +50,18 @@ pub struct BudgetPatch {
     pub max_parallel_requests: Patch<i64>,
 }
 
+impl BudgetPatch {
+    /// Whether the request sets any budget field (`null` included).
+    pub fn sets_any(&self) -> bool {
+        self.max_budget.is_some()
+            || self.soft_budget.is_some()
+            || self.budget_duration.is_some()
+            || self.tpm_limit.is_some()
+            || self.rpm_limit.is_some()
+            || self.max_parallel_requests.is_some()
+    }
+}
+
 impl Budget {
     pub fn new(entity: String) -> Budget {
         Budget {

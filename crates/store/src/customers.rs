@@ -18,6 +18,8 @@ pub struct CustomerRecord {
     #[serde(serialize_with = "crate::money::ser_usd")]
     pub spend: i64,
     pub litellm_budget_table: Budget,
+    /// The named budget (`/budget/*`) whose limits they follow, if any.
+    pub budget_id: Option<String>,
     #[serde(serialize_with = "iso")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "iso")]
@@ -29,6 +31,8 @@ pub struct CustomerRecord {
 pub struct NewCustomerRequest {
     pub user_id: String,
     pub alias: Option<String>,
+    /// Follow this named budget's limits.
+    pub budget_id: Option<String>,
     pub blocked: Option<bool>,
     pub metadata: Option<JsonMap>,
     #[serde(flatten)]
@@ -41,6 +45,9 @@ pub struct UpdateCustomerRequest {
     pub user_id: String,
     #[serde(default, deserialize_with = "patch")]
     pub alias: Patch<String>,
+    /// Follow another named budget; `null` stops following (the limits stay as they were).
+    #[serde(default, deserialize_with = "patch")]
+    pub budget_id: Patch<String>,
     pub blocked: Option<bool>,
     pub metadata: Option<JsonMap>,
     #[serde(flatten)]

@@ -9,7 +9,7 @@ use crate::db::{BeginWrite, Store, from_ms, json_text, on_db, to_ms};
 use crate::entities;
 use crate::error::StoreError;
 
-const CUSTOMER_COLS: &str = "user_id, alias, blocked, metadata, created_at, updated_at";
+const CUSTOMER_COLS: &str = "user_id, alias, blocked, metadata, created_at, updated_at, budget_id";
 
 macro_rules! customer_from_row {
     ($row:expr, $budget:expr) => {{
@@ -23,6 +23,7 @@ macro_rules! customer_from_row {
                 .unwrap_or_default(),
             spend: budget.spend,
             litellm_budget_table: budget,
+            budget_id: row.try_get("budget_id")?,
             created_at: from_ms(row.try_get("created_at")?),
             updated_at: from_ms(row.try_get("updated_at")?),
         }
@@ -40,7 +41,7 @@ impl Store {
     /// Creates the end user; their spend so far (calls that named them before) is kept.
     pub(crate) async fn insert_customer(&self, c: &CustomerRecord) -> Result<(), StoreError> {
         let insert = format!(
-            "INSERT INTO idlehands_end_users ({CUSTOMER_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO idlehands_end_users ({CUSTOMER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         );
         let now = to_ms(Utc::now());
         on_db!(&self.db, pool => {
@@ -63,6 +64,7 @@ impl Store {
                 .bind(json_text(&c.metadata))
                 .bind(to_ms(c.created_at))
                 .bind(to_ms(c.updated_at))
+                .bind(c.budget_id.clone())
                 .execute(&mut *tx)
                 .await?;
             put_budget!(tx, &c.litellm_budget_table, now);
@@ -137,12 +139,13 @@ impl Store {
                 let budget = read_budget!(&mut *tx, &entity).unwrap_or_else(|| Budget::new(entity.clone()));
                 let mut c = customer_from_row!(&row, budget);
                 change(&mut c)?;
-                sqlx::query("UPDATE idlehands_end_users SET alias = $2, blocked = $3, metadata = $4, updated_at = $5 WHERE user_id = $1")
+                sqlx::query("UPDATE idlehands_end_users SET alias = $2, blocked = $3, metadata = $4, updated_at = $5, budget_id = $6 WHERE user_id = $1")
                     .bind(id)
                     .bind(c.alias.clone())
                     .bind(c.blocked)
                     .bind(json_text(&c.metadata))
                     .bind(to_ms(c.updated_at))
+                    .bind(c.budget_id.clone())
                     .execute(&mut *tx)
                     .await?;
                 put_budget!(tx, &c.litellm_budget_table, now);

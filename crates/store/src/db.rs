@@ -902,6 +902,26 @@ CREATE INDEX idlehands_hc_checked ON idlehands_health_checks (checked_at);
 CREATE INDEX idlehands_hc_model ON idlehands_health_checks (model_name, checked_at);
 ";
 
+// Migration 16: named budgets (LiteLLM's `LiteLLM_BudgetTable`, `/budget/*`) that end users
+// follow by `budget_id`; the limits are copied onto each follower's own budget row.
+const V16_BUDGET_TABLE: &str = "
+CREATE TABLE idlehands_budget_table (
+    budget_id TEXT PRIMARY KEY,
+    max_budget BIGINT,
+    soft_budget BIGINT,
+    budget_duration TEXT,
+    tpm_limit BIGINT,
+    rpm_limit BIGINT,
+    max_parallel_requests BIGINT,
+    created_at BIGINT NOT NULL,
+    created_by TEXT,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT
+);
+ALTER TABLE idlehands_end_users ADD COLUMN budget_id TEXT;
+CREATE INDEX idlehands_eu_budget ON idlehands_end_users (budget_id);
+";
+
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -993,11 +1013,17 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: V15_HEALTH_CHECKS,
         postgres: V15_HEALTH_CHECKS,
     },
+    Migration {
+        version: 16,
+        name: "named_budgets",
+        sqlite: V16_BUDGET_TABLE,
+        postgres: V16_BUDGET_TABLE,
+    },
 ];
 
 /// The tables each schema migration from 9 on made (11 remade 10's under the same name).
 #[cfg(test)]
-const TABLES_SINCE_9: [(i64, &[&str]); 5] = [
+const TABLES_SINCE_9: [(i64, &[&str]); 6] = [
     (
         9,
         &["idlehands_daily_spend_by_key", "idlehands_daily_spend"],
@@ -1006,6 +1032,7 @@ const TABLES_SINCE_9: [(i64, &[&str]); 5] = [
     (11, &["idlehands_key_models"]),
     (12, &["idlehands_key_model_late"]),
     (15, &["idlehands_health_checks"]),
+    (16, &["idlehands_budget_table"]),
 ];
 
 #[cfg(test)]
@@ -1021,6 +1048,9 @@ impl Store {
                     sql.push_str(&format!("DROP TABLE {t}; "));
                 }
             }
+        }
+        if version <= 16 {
+            sql.push_str("DROP INDEX idlehands_eu_budget; ALTER TABLE idlehands_end_users DROP COLUMN budget_id; ");
         }
         if version <= 14 {
             for t in [
@@ -1065,13 +1095,14 @@ mod tests {
         let store = Store::open(&path).await.unwrap();
         let text = logs.text();
         let upgrades: Vec<&str> = text.lines().filter(|l| l.contains("upgrading")).collect();
-        assert_eq!(upgrades.len(), 6, "{text}");
+        assert_eq!(upgrades.len(), 7, "{text}");
         assert!(upgrades[0].contains("version=10"), "{text}");
         assert!(upgrades[1].contains("version=11") && upgrades[1].contains("key_model_ids"));
         assert!(upgrades[2].contains("version=12") && upgrades[2].contains("late_writes"));
         assert!(upgrades[3].contains("version=13") && upgrades[3].contains("call_id_index"));
         assert!(upgrades[4].contains("version=14") && upgrades[4].contains("allowed_routes"));
         assert!(upgrades[5].contains("version=15") && upgrades[5].contains("health_check"));
+        assert!(upgrades[6].contains("version=16") && upgrades[6].contains("named_budgets"));
         store.close().await;
     }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::budget_table::follow;
 use crate::budgets::Budget;
 use crate::customers::{
     CustomerIdsRequest, CustomerIdsResponse, CustomerRecord, EndUserView, NewCustomerRequest,
@@ -68,7 +69,7 @@ impl Ledger {
         }
     }
 
-    fn after_customer_change(&self, c: &CustomerRecord) {
+    pub(crate) fn after_customer_change(&self, c: &CustomerRecord) {
         self.limiter()
             .reconfigure(&c.litellm_budget_table.key_limits(), false);
         self.invalidate_and_announce(&entities::customer(&c.user_id));
@@ -86,6 +87,11 @@ impl Ledger {
         }
         let mut budget = Budget::new(entities::customer(&id));
         budget.apply(&req.budget, now)?;
+        let budget_id = req.budget_id.as_deref().map(str::trim).map(str::to_owned);
+        if let Some(b) = &budget_id {
+            let named = self.named_budget_for_link(b, &req.budget).await?;
+            follow(&mut budget, &named.limits, now);
+        }
         let c = CustomerRecord {
             user_id: id,
             alias: req.alias.clone(),
@@ -93,6 +99,7 @@ impl Ledger {
             metadata: req.metadata.clone().unwrap_or_default(),
             spend: 0,
             litellm_budget_table: budget,
+            budget_id,
             created_at: now,
             updated_at: now,
         };
@@ -127,10 +134,32 @@ impl Ledger {
         req: UpdateCustomerRequest,
     ) -> Result<CustomerRecord, StoreError> {
         let now = self.config().clock.now();
+        let named = match &req.budget_id {
+            Some(Some(b)) => Some(self.named_budget_for_link(b.trim(), &req.budget).await?),
+            _ => None,
+        };
         let mut out = self
             .store()
             .update_customers_with(std::slice::from_ref(&req.user_id), |c| {
                 let mut next = c.clone();
+                if c.budget_id.is_some() && req.budget_id.is_none() && req.budget.sets_any() {
+                    return Err(StoreError::bad_request(
+                        format!(
+                            "End user {} follows budget '{}': change that budget (/budget/update), or stop following it with `budget_id: null` in this request",
+                            c.user_id,
+                            c.budget_id.as_deref().unwrap_or_default()
+                        ),
+                        "budget_id",
+                    ));
+                }
+                match (&req.budget_id, &named) {
+                    (Some(Some(_)), Some(n)) => {
+                        follow(&mut next.litellm_budget_table, &n.limits, now);
+                        next.budget_id = Some(n.budget_id.clone());
+                    }
+                    (Some(None), _) => next.budget_id = None,
+                    _ => {}
+                }
                 next.litellm_budget_table.apply(&req.budget, now)?;
                 if let Some(a) = &req.alias {
                     next.alias = a.clone();

@@ -8,6 +8,7 @@
 //! [`Ledger::reserve`] -> upstream call -> [`Reservation::settle`] with the spend-log row ->
 //! `x-litellm-key-spend` from [`Settled`].
 
+pub mod budget_table;
 mod budgets;
 pub mod clock;
 pub mod customers;
@@ -27,6 +28,7 @@ mod key_model_sums;
 pub mod keygen;
 mod keys_db;
 mod ledger;
+mod ledger_budget_table;
 mod ledger_customers;
 mod ledger_key_models;
 mod ledger_orgs;

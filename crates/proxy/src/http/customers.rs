@@ -30,8 +30,9 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
     r.with_state(state)
 }
 
-const CUSTOMER_FIELDS_ACTED: [&str; 10] = [
+const CUSTOMER_FIELDS_ACTED: [&str; 11] = [
     "user_id",
+    "budget_id",
     "alias",
     "blocked",
     "metadata",

@@ -3,6 +3,7 @@
 mod attempts;
 mod audio;
 mod body;
+mod budgets;
 mod chat;
 mod customers;
 mod daily_activity;
@@ -225,6 +226,7 @@ pub(crate) fn management_routes(
         .merge(health_services::routes(state.clone()))
         .merge(test_connection::routes(state.clone()))
         .merge(supported_params::routes(state.clone()))
+        .merge(budgets::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
@@ -265,6 +267,7 @@ mod tests {
             &super::users::FIELDS,
             &super::orgs::FIELDS,
             &super::customers::FIELDS,
+            &super::budgets::FIELDS,
         ] {
             for (name, _) in rules.inert {
                 assert!(

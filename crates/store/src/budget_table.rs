@@ -1,0 +1,293 @@
+//! Named budgets (`/budget/*`, LiteLLM's `LiteLLM_BudgetTable`): a set of limits that end users
+//! follow by `budget_id`. Each follower keeps its own spend and window (its `customer:ID` row
+//! of `idlehands_budgets`); the named budget's limits are copied onto every follower when it
+//! is linked and again whenever the budget changes, in the same transaction, so the request
+//! path reads one row per end user as before.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::Row;
+
+use crate::budgets::{Budget, BudgetPatch, put_budget, read_budget};
+use crate::db::{BeginWrite, Store, from_ms, on_db, to_ms};
+use crate::entities;
+use crate::error::StoreError;
+
+/// A named budget. Its limits' `spend` and `budget_reset_at` stay empty: windows and spend
+/// are each follower's own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetRow {
+    pub budget_id: String,
+    pub limits: Budget,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: Option<String>,
+}
+
+/// `POST /budget/new` and `/budget/update`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct BudgetRequest {
+    pub budget_id: Option<String>,
+    #[serde(flatten)]
+    pub limits: BudgetPatch,
+}
+
+const COLS: &str = "budget_id, max_budget, soft_budget, budget_duration, tpm_limit, rpm_limit, \
+    max_parallel_requests, created_at, created_by, updated_at, updated_by";
+
+macro_rules! budget_row {
+    ($r:expr) => {{
+        let r = $r;
+        let id: String = r.try_get("budget_id")?;
+        BudgetRow {
+            limits: Budget {
+                entity: entity(&id),
+                spend: 0,
+                max_budget: r.try_get("max_budget")?,
+                soft_budget: r.try_get("soft_budget")?,
+                budget_duration: r.try_get("budget_duration")?,
+                budget_reset_at: None,
+                tpm_limit: r.try_get("tpm_limit")?,
+                rpm_limit: r.try_get("rpm_limit")?,
+                max_parallel_requests: r.try_get("max_parallel_requests")?,
+            },
+            budget_id: id,
+            created_at: from_ms(r.try_get("created_at")?),
+            created_by: r.try_get("created_by")?,
+            updated_at: from_ms(r.try_get("updated_at")?),
+            updated_by: r.try_get("updated_by")?,
+        }
+    }};
+}
+
+/// The in-memory name of a named budget's limits (never a row of `idlehands_budgets`).
+fn entity(id: &str) -> String {
+    format!("budget:{id}")
+}
+
+pub(crate) fn budget_not_found(id: &str) -> StoreError {
+    StoreError::NotFound {
+        message: format!("Budget with id '{id}' does not exist."),
+        param: Some("budget_id"),
+    }
+}
+
+/// Copies `from`'s limits onto a follower's budget; a changed duration starts its window now.
+pub(crate) fn follow(target: &mut Budget, from: &Budget, now: DateTime<Utc>) {
+    if target.budget_duration != from.budget_duration {
+        target.budget_reset_at = from
+            .budget_duration
+            .as_deref()
+            .and_then(crate::duration::LlmDuration::parse)
+            .map(|d| d.next_reset(now));
+        target.budget_duration = from.budget_duration.clone();
+    }
+    target.max_budget = from.max_budget;
+    target.soft_budget = from.soft_budget;
+    target.tpm_limit = from.tpm_limit;
+    target.rpm_limit = from.rpm_limit;
+    target.max_parallel_requests = from.max_parallel_requests;
+}
+
+impl Store {
+    pub(crate) async fn insert_budget_row(&self, row: &BudgetRow) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO idlehands_budget_table ({COLS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (budget_id) DO NOTHING"
+        );
+        let l = &row.limits;
+        let n = on_db!(&self.db, pool => {
+            sqlx::query(&sql)
+                .bind(&row.budget_id)
+                .bind(l.max_budget)
+                .bind(l.soft_budget)
+                .bind(l.budget_duration.clone())
+                .bind(l.tpm_limit)
+                .bind(l.rpm_limit)
+                .bind(l.max_parallel_requests)
+                .bind(to_ms(row.created_at))
+                .bind(row.created_by.clone())
+                .bind(to_ms(row.updated_at))
+                .bind(row.updated_by.clone())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::bad_request(
+                format!("Budget with id '{}' already exists.", row.budget_id),
+                "budget_id",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The named budgets among `ids` (all of them with `None`), by id.
+    pub async fn budget_rows(&self, ids: Option<&[String]>) -> Result<Vec<BudgetRow>, StoreError> {
+        let sql = format!("SELECT {COLS} FROM idlehands_budget_table ORDER BY budget_id");
+        let all = on_db!(&self.db, pool => {
+            let rows = sqlx::query(&sql).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(budget_row!(r));
+            }
+            out
+        });
+        Ok(match ids {
+            None => all,
+            Some(ids) => all
+                .into_iter()
+                .filter(|b| ids.contains(&b.budget_id))
+                .collect(),
+        })
+    }
+
+    /// Changes a named budget and copies its limits onto every end user that follows it, in
+    /// one transaction; the changed row and the followers' ids.
+    pub(crate) async fn update_budget_row(
+        &self,
+        id: &str,
+        patch: &BudgetPatch,
+        by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(BudgetRow, Vec<String>), StoreError> {
+        let select = format!("SELECT {COLS} FROM idlehands_budget_table WHERE budget_id = $1");
+        let at = to_ms(now);
+        let out = on_db!(&self.db, pool => {
+            let mut tx = pool.begin_write().await?;
+            let Some(r) = sqlx::query(&select).bind(id).fetch_optional(&mut *tx).await? else {
+                return Err(budget_not_found(id));
+            };
+            let mut row = budget_row!(&r);
+            row.limits.apply(patch, now)?;
+            row.limits.budget_reset_at = None;
+            row.updated_at = now;
+            row.updated_by = by.map(str::to_owned);
+            let l = &row.limits;
+            sqlx::query(
+                "UPDATE idlehands_budget_table SET max_budget = $2, soft_budget = $3, \
+                 budget_duration = $4, tpm_limit = $5, rpm_limit = $6, \
+                 max_parallel_requests = $7, updated_at = $8, updated_by = $9 WHERE budget_id = $1",
+            )
+            .bind(id)
+            .bind(l.max_budget)
+            .bind(l.soft_budget)
+            .bind(l.budget_duration.clone())
+            .bind(l.tpm_limit)
+            .bind(l.rpm_limit)
+            .bind(l.max_parallel_requests)
+            .bind(at)
+            .bind(row.updated_by.clone())
+            .execute(&mut *tx)
+            .await?;
+            let followers: Vec<String> = sqlx::query_scalar(
+                "SELECT user_id FROM idlehands_end_users WHERE budget_id = $1 ORDER BY user_id",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for user in &followers {
+                let e = entities::customer(user);
+                let mut b = read_budget!(&mut *tx, &e).unwrap_or_else(|| Budget::new(e.clone()));
+                follow(&mut b, &row.limits, now);
+                put_budget!(tx, &b, at);
+            }
+            tx.commit().await?;
+            (row, followers)
+        });
+        Ok(out)
+    }
+
+    /// Deletes a named budget no end user follows (else a 400 naming how many do).
+    pub(crate) async fn delete_budget_row(&self, id: &str) -> Result<(), StoreError> {
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin_write().await?;
+            let followers: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM idlehands_end_users WHERE budget_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if followers > 0 {
+                return Err(StoreError::bad_request(
+                    format!(
+                        "Budget with id '{id}' is used by {followers} end user(s): link them to another budget (or `budget_id: null`) first."
+                    ),
+                    "id",
+                ));
+            }
+            let gone = sqlx::query("DELETE FROM idlehands_budget_table WHERE budget_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if gone.rows_affected() == 0 {
+                return Err(budget_not_found(id));
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+impl BudgetRow {
+    /// A new named budget; `id` is the given one or a new UUID.
+    pub fn new(
+        req: &BudgetRequest,
+        by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<BudgetRow, StoreError> {
+        let id = match req.budget_id.as_deref().map(str::trim) {
+            Some("") => {
+                return Err(StoreError::bad_request(
+                    "budget_id must not be empty",
+                    "budget_id",
+                ));
+            }
+            Some(id) => id.to_owned(),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let mut limits = Budget::new(entity(&id));
+        limits.apply(&req.limits, now)?;
+        limits.budget_reset_at = None;
+        Ok(BudgetRow {
+            budget_id: id,
+            limits,
+            created_at: now,
+            created_by: by.map(str::to_owned),
+            updated_at: now,
+            updated_by: by.map(str::to_owned),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_follower_takes_the_limits_and_a_new_window_only_when_the_duration_changes() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut from = Budget::new("budget:b".into());
+        from.max_budget = Some(5);
+        from.rpm_limit = Some(7);
+        from.budget_duration = Some("1d".into());
+        let mut f = Budget::new("customer:c".into());
+        f.spend = 3;
+        follow(&mut f, &from, now);
+        assert_eq!((f.max_budget, f.rpm_limit, f.spend), (Some(5), Some(7), 3));
+        let window = f.budget_reset_at.unwrap();
+        assert!(window > now);
+        // Same duration later: the window it is in is kept.
+        from.max_budget = Some(9);
+        follow(&mut f, &from, now + chrono::TimeDelta::hours(3));
+        assert_eq!((f.max_budget, f.budget_reset_at), (Some(9), Some(window)));
+        from.budget_duration = None;
+        follow(&mut f, &from, now);
+        assert_eq!(
+            (f.budget_duration.as_deref(), f.budget_reset_at),
+            (None, None)
+        );
+    }
+}
