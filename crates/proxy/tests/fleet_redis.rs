@@ -469,6 +469,57 @@ async fn key_changes_reach_every_instance_whatever_it_cached() {
     place.cleanup().await;
 }
 
+/// A named budget changed on one instance bounds its followers on the other at once, though
+/// that instance cached them for an hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_named_budget_change_reaches_followers_on_every_instance() {
+    let place = Place::new(Backend::Postgres);
+    let (a, b) = pair(&place).await;
+    let (key, _) = generate(&a, json!({})).await;
+    let r = post(
+        &a,
+        "/budget/new",
+        MASTER,
+        json!({"budget_id": "tier", "max_budget": 0.00001}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = post(
+        &a,
+        "/customer/new",
+        MASTER,
+        json!({"user_id": "fleet-user", "budget_id": "tier"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let as_user = || {
+        json!({"model": "mocky", "max_tokens": 50, "user": "fleet-user",
+               "messages": [{"role": "user", "content": "Say hi"}]})
+    };
+    // b spends the budget and caches the end user as over it.
+    within(CHANNEL_DEADLINE, || async {
+        status_of(&b, &key, as_user()).await == 422
+    })
+    .await
+    .expect("b refuses the end user once the budget is spent");
+    let r = post(
+        &a,
+        "/budget/update",
+        MASTER,
+        json!({"budget_id": "tier", "max_budget": 5.0}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    within(CHANNEL_DEADLINE, || async {
+        status_of(&b, &key, as_user()).await == 200
+    })
+    .await
+    .expect("b serves the end user under the raised budget");
+    a.stop().await;
+    b.stop().await;
+    place.cleanup().await;
+}
+
 /// `/key/info` answers from the shared counters: the same spend on every instance, whichever
 /// served the calls, with what calls in progress hold shown apart as `reserved_spend`; a
 /// budget refusal caused by reservations says how much is reserved.
