@@ -5,44 +5,12 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::Path;
-use axum::routing::post;
 use common::{KEY, chat_body, client, config, start_cfg, two_models};
 use futures_util::future::BoxFuture;
 use idlehands_proxy::{KeyResolver, Principal, ProxyError, VirtualKey};
-use idlehands_testkit::{FakeOpenAi, Reply};
+use idlehands_testkit::{FakeOpenAi, Reply, Webhooks};
 use serde_json::Value;
-use tokio::sync::mpsc;
-
-/// Everything posted to `/{name}`, as `(name, body)`.
-async fn receiver() -> (String, mpsc::UnboundedReceiver<(String, Value)>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let app = Router::new().route(
-        "/{name}",
-        post(move |Path(name): Path<String>, body: Bytes| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send((name, serde_json::from_slice(&body).expect("JSON")));
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (base, rx)
-}
-
-async fn next(rx: &mut mpsc::UnboundedReceiver<(String, Value)>) -> (String, Value) {
-    tokio::time::timeout(Duration::from_secs(30), rx.recv())
-        .await
-        .expect("an alert within 30 s")
-        .expect("the receiver is running")
-}
 
 fn slack_text(v: &Value) -> &str {
     v["text"].as_str().expect("a Slack message has text")
@@ -70,7 +38,8 @@ fn yaml(upstream: &str, general: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_failed_calls_are_alerted_to_slack() {
-    let (base, mut rx) = receiver().await;
+    let mut hooks = Webhooks::start().await;
+    let base = hooks.base.clone();
     let up = FakeOpenAi::start().await;
     up.push(Reply::text("fine"));
     up.push(Reply::error(400, "bad request upstream"));
@@ -85,7 +54,7 @@ async fn slow_and_failed_calls_are_alerted_to_slack() {
     );
     let gw = start_cfg(cfg, |b| b).await;
     assert_eq!(call(&gw, KEY, "gpt-4o").await, 200);
-    let (to, body) = next(&mut rx).await;
+    let (to, body) = hooks.next().await;
     assert_eq!(to, "slack");
     let text = slack_text(&body);
     assert!(
@@ -95,7 +64,7 @@ async fn slow_and_failed_calls_are_alerted_to_slack() {
     assert!(text.contains("Responses are slow - "), "{text}");
     assert!(text.contains("Request Model: `gpt-4o`"), "{text}");
     assert_eq!(call(&gw, KEY, "gpt-4o").await, 400);
-    let (_, body) = next(&mut rx).await;
+    let (_, body) = hooks.next().await;
     let text = slack_text(&body);
     assert!(
         text.starts_with("Alert type: `llm_exceptions`\nLevel: `High`"),
@@ -130,7 +99,8 @@ impl KeyResolver for OneKey {
 /// then its webhook event and Slack text (a budget alert); then, as the alert is not repeated,
 /// a second call on it and a failed call on another key raise only the failure's alert.
 async fn budget_alert_once(key: &'static str, vk: VirtualKey) -> (Value, String) {
-    let (base, mut rx) = receiver().await;
+    let mut hooks = Webhooks::start().await;
+    let base = hooks.base.clone();
     let up = FakeOpenAi::start().await;
     up.push(Reply::text("one").with_usage(10, 10));
     up.push(Reply::text("two").with_usage(10, 10));
@@ -145,7 +115,7 @@ async fn budget_alert_once(key: &'static str, vk: VirtualKey) -> (Value, String)
     );
     let gw = start_cfg(cfg, |b| b.key_resolver(Arc::new(OneKey(key, vk)))).await;
     assert_eq!(call(&gw, key, "gpt-4o").await, 200);
-    let mut got = [next(&mut rx).await, next(&mut rx).await];
+    let mut got = [hooks.next().await, hooks.next().await];
     got.sort_by(|a, b| a.0.cmp(&b.0));
     let [(hook_to, event), (slack_to, slack_body)] = got;
     assert_eq!((hook_to.as_str(), slack_to.as_str()), ("hook", "slack"));
@@ -153,7 +123,7 @@ async fn budget_alert_once(key: &'static str, vk: VirtualKey) -> (Value, String)
     assert!(text.starts_with("Alert type: `budget_alerts`"), "{text}");
     assert_eq!(call(&gw, key, "gpt-4o").await, 200);
     assert_eq!(call(&gw, KEY, "gpt-4o").await, 400);
-    let (to, body) = next(&mut rx).await;
+    let (to, body) = hooks.next().await;
     assert_eq!(to, "slack");
     assert!(slack_text(&body).starts_with("Alert type: `llm_exceptions`"));
     gw.shutdown().await.unwrap();
@@ -214,7 +184,8 @@ async fn a_crossed_soft_budget_is_alerted_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cooldowns_and_database_failures_are_alerted() {
-    let (base, mut rx) = receiver().await;
+    let mut hooks = Webhooks::start().await;
+    let base = hooks.base.clone();
     let up = FakeOpenAi::start().await;
     up.push(Reply::rate_limited(30));
     let slack = format!("{base}/slack");
@@ -227,7 +198,7 @@ async fn cooldowns_and_database_failures_are_alerted() {
     let probe: idlehands_proxy::DbProbe = Arc::new(|| Some(false));
     let gw = start_cfg(cfg, move |b| b.db_probe(probe)).await;
     // The database probe fails from the start.
-    let (_, body) = next(&mut rx).await;
+    let (_, body) = hooks.next().await;
     let text = slack_text(&body);
     assert!(
         text.starts_with("Alert type: `db_exceptions`\nLevel: `High`"),
@@ -237,7 +208,7 @@ async fn cooldowns_and_database_failures_are_alerted() {
     // A 429 puts the deployment into cooldown; the failed call itself is not alerted
     // (alert_types leaves llm_exceptions out).
     assert_eq!(call(&gw, KEY, "gpt-4o").await, 429);
-    let (_, body) = next(&mut rx).await;
+    let (_, body) = hooks.next().await;
     let text = slack_text(&body);
     assert!(
         text.starts_with("Alert type: `cooldown_deployment`"),

@@ -10,18 +10,13 @@ mod store_support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::Path;
-use axum::routing::post as post_route;
 use idlehands_proxy::config::ProxyConfig;
-use idlehands_testkit::{FakeOpenAi, Gate, Reply};
+use idlehands_testkit::{FakeOpenAi, Gate, Reply, Webhooks};
 use serde_json::{Value, json};
 use store_support::{
     Backend, MASTER, Place, Proxy, client, error_of, generate, get, internal_user, post, send,
     settings, start_with,
 };
-use tokio::sync::mpsc;
 
 /// `mocky` (a mock) and `down` (an upstream that refuses connections), plus `extra`.
 fn yaml_with(extra: &str) -> String {
@@ -207,32 +202,6 @@ both_backends!(
     background_checks_keep_changes_and_hourly_rows
 );
 
-/// Everything posted to `/{name}`, as `(name, body)`.
-async fn receiver() -> (String, mpsc::UnboundedReceiver<(String, Value)>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let app = Router::new().route(
-        "/{name}",
-        post_route(move |Path(name): Path<String>, body: Bytes| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send((name, serde_json::from_slice(&body).expect("JSON")));
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (base, rx)
-}
-
-async fn next(rx: &mut mpsc::UnboundedReceiver<(String, Value)>) -> (String, Value) {
-    tokio::time::timeout(Duration::from_secs(30), rx.recv())
-        .await
-        .expect("a message within 30 s")
-        .expect("the receiver is running")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn diagnostics_report_the_configuration() {
     let place = Place::new(Backend::Sqlite);
@@ -324,7 +293,8 @@ litellm_settings:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn services_test_what_is_configured() {
-    let (hooks, mut rx) = receiver().await;
+    let mut webhooks = Webhooks::start().await;
+    let hooks = webhooks.base.clone();
     let place = Place::new(Backend::Sqlite);
     let env = HashMap::from([
         ("SLACK_WEBHOOK_URL".to_string(), format!("{hooks}/slack")),
@@ -355,7 +325,7 @@ litellm_settings:
     assert_eq!(slack.status, 200, "{}", slack.body);
     assert_eq!(slack.body["status"], "success");
     assert_eq!(slack.body["alert_types"], json!(["llm_exceptions"]));
-    let (name, body) = next(&mut rx).await;
+    let (name, body) = webhooks.next().await;
     assert_eq!(name, "slack");
     assert!(
         body["text"]
@@ -370,7 +340,7 @@ litellm_settings:
     assert_eq!(refused.status, 403, "{}", refused.body);
     let hook = get(&p, "/health/services?service=webhook", MASTER).await;
     assert_eq!(hook.status, 200, "{}", hook.body);
-    let (name, body) = next(&mut rx).await;
+    let (name, body) = webhooks.next().await;
     assert_eq!(name, "webhook");
     assert_eq!(body["event"], "budget_crossed");
     assert_eq!(body["event_group"], "key");
@@ -381,7 +351,7 @@ litellm_settings:
         generic.body["message"],
         "Mock LLM request made - check generic_api."
     );
-    let (name, body) = next(&mut rx).await;
+    let (name, body) = webhooks.next().await;
     assert_eq!(name, "generic");
     let first = if body.is_array() { &body[0] } else { &body };
     assert_eq!(

@@ -29,6 +29,7 @@ pub mod recorded;
 pub mod replay;
 pub mod reply;
 mod strict;
+pub mod webhook;
 
 pub use anthropic::FakeAnthropic;
 pub use bedrock::FakeBedrock;
@@ -38,3 +39,4 @@ pub use logs::CapturedLogs;
 pub use openai::FakeOpenAi;
 pub use recorded::Recorded;
 pub use reply::{Fault, Gate, Reply, ScriptedToolCall, Usage};
+pub use webhook::Webhooks;
