@@ -34,6 +34,7 @@ mod responses_native;
 mod roles;
 mod service_account;
 mod spend;
+mod spend_calculate;
 mod spend_charts;
 mod spend_log_pages;
 mod spend_tables;
@@ -227,6 +228,7 @@ pub(crate) fn management_routes(
         .merge(test_connection::routes(state.clone()))
         .merge(supported_params::routes(state.clone()))
         .merge(budgets::routes(state.clone()))
+        .merge(spend_calculate::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
