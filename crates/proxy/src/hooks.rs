@@ -247,7 +247,7 @@ pub struct HealthCheck {
     pub model_id: Option<String>,
     pub healthy: usize,
     pub unhealthy: usize,
-    /// The first unhealthy deployment's error.
+    /// The first unhealthy deployment's error, keys redacted.
     pub error: Option<String>,
     pub response_time_ms: f64,
     /// Who asked (their user id), or `background_health_check`.

@@ -271,7 +271,7 @@ pub(crate) fn spawn_background(app: &Arc<App>) -> Option<tokio::task::JoinHandle
                         model_id: Some(d.id.clone()),
                         healthy: usize::from(e.is_none()),
                         unhealthy: usize::from(e.is_some()),
-                        error: e.clone(),
+                        error: e.as_deref().map(crate::logging::redact_str),
                         response_time_ms: ms,
                         checked_by: Some(BACKGROUND_CHECKER.to_string()),
                     })
@@ -306,7 +306,9 @@ async fn keep_named_check(
         model_id: q.get("model_id").cloned(),
         healthy: results.len() - unhealthy,
         unhealthy,
-        error: results.iter().find_map(|(_, e)| e.clone()),
+        error: results
+            .iter()
+            .find_map(|(_, e)| e.as_deref().map(crate::logging::redact_str)),
         response_time_ms: started.elapsed().as_secs_f64() * 1000.0,
         checked_by: match principal {
             auth::Principal::Master { .. } => Some(super::keys::ADMIN_USER.to_string()),
