@@ -141,7 +141,11 @@ async fn end_users_follow_a_named_budget(b: Backend) {
     // In use: not deleted. Once nobody follows it: deleted.
     let refused = post(&p, "/budget/delete", MASTER, json!({"id": "free-tier"})).await;
     assert_eq!(refused.status, 400, "{}", refused.body);
-    assert!(error_of(&refused).1.contains("used by 2 end user(s)"));
+    assert!(
+        error_of(&refused).1.contains("used by 2 end user(s)"),
+        "{}",
+        refused.body
+    );
     let unlinked = post(
         &p,
         "/customer/update",
@@ -221,4 +225,108 @@ async fn end_users_follow_a_named_budget(b: Backend) {
     place.cleanup().await;
 }
 
-both_backends!(end_users_follow_a_named_budget);
+/// An organization follows a named budget as end users do: its teams' keys are bounded by it,
+/// a change reaches it at once, and the budget is kept while it follows.
+async fn organizations_follow_a_named_budget(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    let made = post(
+        &p,
+        "/budget/new",
+        MASTER,
+        json!({"budget_id": "org-tier", "max_budget": 0.00001}),
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let org = post(
+        &p,
+        "/organization/new",
+        MASTER,
+        json!({"organization_id": "acme", "organization_alias": "Acme", "budget_id": "org-tier"}),
+    )
+    .await;
+    assert_eq!(org.status, 200, "{}", org.body);
+    assert_eq!(org.body["budget_id"], "org-tier");
+    assert_eq!(org.body["litellm_budget_table"]["max_budget"], 0.00001);
+    assert_eq!(org.body.get("ignored_fields"), None, "{}", org.body);
+    let t = post(
+        &p,
+        "/team/new",
+        MASTER,
+        json!({"team_id": "t", "organization_id": "acme"}),
+    )
+    .await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    let (key, _) = generate(&p, json!({"team_id": "t"})).await;
+    let call = || {
+        let (p, key) = (&p, key.clone());
+        async move {
+            post(
+                p,
+                "/v1/chat/completions",
+                &key,
+                json!({"model": "mocky", "max_tokens": 50,
+                       "messages": [{"role": "user", "content": "Say hi"}]}),
+            )
+            .await
+        }
+    };
+    assert_eq!(call().await.status, 200);
+    let over = call().await;
+    assert_eq!(over.status, 422, "{}", over.body);
+    assert!(
+        error_of(&over)
+            .1
+            .starts_with("Budget has been exceeded! Organization=acme"),
+        "{}",
+        over.body
+    );
+    let raised = post(
+        &p,
+        "/budget/update",
+        MASTER,
+        json!({"budget_id": "org-tier", "max_budget": 10.0}),
+    )
+    .await;
+    assert_eq!(raised.status, 200, "{}", raised.body);
+    assert_eq!(call().await.status, 200);
+    let own = post(
+        &p,
+        "/organization/update",
+        MASTER,
+        json!({"organization_id": "acme", "max_budget": 1.0}),
+    )
+    .await;
+    assert_eq!(own.status, 400, "{}", own.body);
+    assert!(
+        error_of(&own)
+            .1
+            .contains("Organization acme follows budget 'org-tier'")
+    );
+    let refused = post(&p, "/budget/delete", MASTER, json!({"id": "org-tier"})).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        error_of(&refused)
+            .1
+            .contains("0 end user(s) and 1 organization(s)")
+    );
+    let left = post(
+        &p,
+        "/organization/update",
+        MASTER,
+        json!({"organization_id": "acme", "budget_id": null}),
+    )
+    .await;
+    assert_eq!(left.status, 200, "{}", left.body);
+    assert_eq!(left.body["budget_id"], Value::Null);
+    assert_eq!(left.body["litellm_budget_table"]["max_budget"], 10.0);
+    let gone = post(&p, "/budget/delete", MASTER, json!({"id": "org-tier"})).await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    p.stop().await;
+    place.cleanup().await;
+}
+
+both_backends!(
+    end_users_follow_a_named_budget,
+    organizations_follow_a_named_budget
+);

@@ -1,6 +1,6 @@
 //! Named budgets (`/budget/*`, LiteLLM's `LiteLLM_BudgetTable`): a set of limits that end users
-//! follow by `budget_id`. Each follower keeps its own spend and window (its `customer:ID` row
-//! of `idlehands_budgets`); the named budget's limits are copied onto every follower when it
+//! and organizations follow by `budget_id`. Each follower keeps its own spend and window (its
+//! `customer:ID` or `org:ID` row of `idlehands_budgets`); the named budget's limits are copied onto every follower when it
 //! is linked and again whenever the budget changes, in the same transaction, so the request
 //! path reads one row per end user as before.
 
@@ -23,6 +23,13 @@ pub struct BudgetRow {
     pub created_by: Option<String>,
     pub updated_at: DateTime<Utc>,
     pub updated_by: Option<String>,
+}
+
+/// Who follows a named budget.
+#[derive(Debug, Default)]
+pub(crate) struct Followers {
+    pub end_users: Vec<String>,
+    pub orgs: Vec<String>,
 }
 
 /// `POST /budget/new` and `/budget/update`.
@@ -143,15 +150,15 @@ impl Store {
         })
     }
 
-    /// Changes a named budget and copies its limits onto every end user that follows it, in
-    /// one transaction; the changed row and the followers' ids.
+    /// Changes a named budget and copies its limits onto every end user and organization that
+    /// follows it, in one transaction; the changed row and the followers' ids.
     pub(crate) async fn update_budget_row(
         &self,
         id: &str,
         patch: &BudgetPatch,
         by: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(BudgetRow, Vec<String>), StoreError> {
+    ) -> Result<(BudgetRow, Followers), StoreError> {
         let select = format!("SELECT {COLS} FROM idlehands_budget_table WHERE budget_id = $1");
         let at = to_ms(now);
         let out = on_db!(&self.db, pool => {
@@ -181,38 +188,54 @@ impl Store {
             .bind(row.updated_by.clone())
             .execute(&mut *tx)
             .await?;
-            let followers: Vec<String> = sqlx::query_scalar(
+            let end_users: Vec<String> = sqlx::query_scalar(
                 "SELECT user_id FROM idlehands_end_users WHERE budget_id = $1 ORDER BY user_id",
             )
             .bind(id)
             .fetch_all(&mut *tx)
             .await?;
-            for user in &followers {
-                let e = entities::customer(user);
+            let orgs: Vec<String> = sqlx::query_scalar(
+                "SELECT organization_id FROM idlehands_organizations WHERE budget_id = $1 \
+                 ORDER BY organization_id",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let entities = end_users
+                .iter()
+                .map(|u| entities::customer(u))
+                .chain(orgs.iter().map(|o| entities::org(o)));
+            for e in entities {
                 let mut b = read_budget!(&mut *tx, &e).unwrap_or_else(|| Budget::new(e.clone()));
                 follow(&mut b, &row.limits, now);
                 put_budget!(tx, &b, at);
             }
             tx.commit().await?;
-            (row, followers)
+            (row, Followers { end_users, orgs })
         });
         Ok(out)
     }
 
-    /// Deletes a named budget no end user follows (else a 400 naming how many do).
+    /// Deletes a named budget nobody follows (else a 400 naming how many do).
     pub(crate) async fn delete_budget_row(&self, id: &str) -> Result<(), StoreError> {
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
-            let followers: i64 = sqlx::query_scalar(
+            let end_users: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM idlehands_end_users WHERE budget_id = $1",
             )
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-            if followers > 0 {
+            let orgs: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM idlehands_organizations WHERE budget_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if end_users + orgs > 0 {
                 return Err(StoreError::bad_request(
                     format!(
-                        "Budget with id '{id}' is used by {followers} end user(s): link them to another budget (or `budget_id: null`) first."
+                        "Budget with id '{id}' is used by {end_users} end user(s) and {orgs} organization(s): link them to another budget (or `budget_id: null`) first."
                     ),
                     "id",
                 ));

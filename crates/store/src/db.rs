@@ -922,6 +922,12 @@ ALTER TABLE idlehands_end_users ADD COLUMN budget_id TEXT;
 CREATE INDEX idlehands_eu_budget ON idlehands_end_users (budget_id);
 ";
 
+// Migration 17: organizations follow named budgets too.
+const V17_ORG_BUDGET_ID: &str = "
+ALTER TABLE idlehands_organizations ADD COLUMN budget_id TEXT;
+CREATE INDEX idlehands_org_budget ON idlehands_organizations (budget_id);
+";
+
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -1019,6 +1025,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: V16_BUDGET_TABLE,
         postgres: V16_BUDGET_TABLE,
     },
+    Migration {
+        version: 17,
+        name: "organizations_follow_named_budgets",
+        sqlite: V17_ORG_BUDGET_ID,
+        postgres: V17_ORG_BUDGET_ID,
+    },
 ];
 
 /// The tables each schema migration from 9 on made (11 remade 10's under the same name).
@@ -1048,6 +1060,9 @@ impl Store {
                     sql.push_str(&format!("DROP TABLE {t}; "));
                 }
             }
+        }
+        if version <= 17 {
+            sql.push_str("DROP INDEX idlehands_org_budget; ALTER TABLE idlehands_organizations DROP COLUMN budget_id; ");
         }
         if version <= 16 {
             sql.push_str("DROP INDEX idlehands_eu_budget; ALTER TABLE idlehands_end_users DROP COLUMN budget_id; ");
@@ -1095,7 +1110,7 @@ mod tests {
         let store = Store::open(&path).await.unwrap();
         let text = logs.text();
         let upgrades: Vec<&str> = text.lines().filter(|l| l.contains("upgrading")).collect();
-        assert_eq!(upgrades.len(), 7, "{text}");
+        assert_eq!(upgrades.len(), 8, "{text}");
         assert!(upgrades[0].contains("version=10"), "{text}");
         assert!(upgrades[1].contains("version=11") && upgrades[1].contains("key_model_ids"));
         assert!(upgrades[2].contains("version=12") && upgrades[2].contains("late_writes"));
@@ -1103,6 +1118,7 @@ mod tests {
         assert!(upgrades[4].contains("version=14") && upgrades[4].contains("allowed_routes"));
         assert!(upgrades[5].contains("version=15") && upgrades[5].contains("health_check"));
         assert!(upgrades[6].contains("version=16") && upgrades[6].contains("named_budgets"));
+        assert!(upgrades[7].contains("version=17") && upgrades[7].contains("organizations_follow"));
         store.close().await;
     }
 

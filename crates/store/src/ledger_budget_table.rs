@@ -1,9 +1,51 @@
 //! `/budget/*` on the ledger: named budgets, and the end users that follow them.
 
-use crate::budget_table::{BudgetRequest, BudgetRow, budget_not_found};
-use crate::budgets::BudgetPatch;
+use chrono::{DateTime, Utc};
+
+use crate::budget_table::{BudgetRequest, BudgetRow, Followers, budget_not_found, follow};
+use crate::budgets::{Budget, BudgetPatch};
 use crate::error::StoreError;
 use crate::ledger::Ledger;
+use crate::types::Patch;
+
+/// What a create or update does to the named budget an end user or organization follows.
+pub(crate) enum Link {
+    Keep,
+    Follow(Box<BudgetRow>),
+    Stop,
+}
+
+/// Applies `link` and the request's own limits to an entity (`who` names it in errors).
+/// While it keeps following a budget, limits of its own are refused: the budget's next change
+/// would overwrite them.
+pub(crate) fn apply_link(
+    link: &Link,
+    followed: &mut Option<String>,
+    budget: &mut Budget,
+    own: &BudgetPatch,
+    who: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if let (Link::Keep, Some(b)) = (link, followed.as_deref())
+        && own.sets_any()
+    {
+        return Err(StoreError::bad_request(
+            format!(
+                "{who} follows budget '{b}': change that budget (/budget/update), or stop following it with `budget_id: null` in this request"
+            ),
+            "budget_id",
+        ));
+    }
+    match link {
+        Link::Follow(n) => {
+            follow(budget, &n.limits, now);
+            *followed = Some(n.budget_id.clone());
+        }
+        Link::Stop => *followed = None,
+        Link::Keep => {}
+    }
+    budget.apply(own, now)
+}
 
 impl Ledger {
     /// `/budget/new`.
@@ -31,13 +73,18 @@ impl Ledger {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| StoreError::bad_request("budget_id is required", "budget_id"))?;
         let now = self.config().clock.now();
-        let (row, followers) = self
+        let (row, Followers { end_users, orgs }) = self
             .store()
             .update_budget_row(id, &req.limits, by, now)
             .await?;
-        for user in &followers {
+        for user in &end_users {
             if let Some(c) = self.store().get_customer(user).await? {
                 self.after_customer_change(&c);
+            }
+        }
+        for org in &orgs {
+            if let Some(o) = self.store().get_org(org).await? {
+                self.after_org_change(&o);
             }
         }
         Ok(row)
@@ -48,9 +95,23 @@ impl Ledger {
         self.store().delete_budget_row(id).await
     }
 
-    /// The named budget an end user is about to follow; a request that sets limits of its own
-    /// as well is refused (they would be overwritten by the budget's on its next change).
-    pub(crate) async fn named_budget_for_link(
+    /// What a request's `budget_id` does: the budget it names is read here (404 if none), and
+    /// a request that names one and limits of its own as well is refused.
+    pub(crate) async fn link_for(
+        &self,
+        budget_id: &Patch<String>,
+        own: &BudgetPatch,
+    ) -> Result<Link, StoreError> {
+        Ok(match budget_id {
+            None => Link::Keep,
+            Some(None) => Link::Stop,
+            Some(Some(id)) => {
+                Link::Follow(Box::new(self.named_budget_for_link(id.trim(), own).await?))
+            }
+        })
+    }
+
+    async fn named_budget_for_link(
         &self,
         id: &str,
         own: &BudgetPatch,

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::budget_table::follow;
 use crate::budgets::Budget;
 use crate::customers::{
     CustomerIdsRequest, CustomerIdsResponse, CustomerRecord, EndUserView, NewCustomerRequest,
@@ -13,6 +12,7 @@ use crate::customers_db::customer_not_found;
 use crate::entities;
 use crate::error::{AccessError, StoreError};
 use crate::ledger::Ledger;
+use crate::ledger_budget_table::apply_link;
 
 impl Ledger {
     /// The end user named by a request's `user`, cached like teams. `budget` is `None` when
@@ -86,12 +86,12 @@ impl Ledger {
             return Err(StoreError::bad_request("`user_id` is required", "user_id"));
         }
         let mut budget = Budget::new(entities::customer(&id));
-        budget.apply(&req.budget, now)?;
-        let budget_id = req.budget_id.as_deref().map(str::trim).map(str::to_owned);
-        if let Some(b) = &budget_id {
-            let named = self.named_budget_for_link(b, &req.budget).await?;
-            follow(&mut budget, &named.limits, now);
-        }
+        let link = self
+            .link_for(&req.budget_id.clone().map(Some), &req.budget)
+            .await?;
+        let mut budget_id = None;
+        let who = format!("End user {id}");
+        apply_link(&link, &mut budget_id, &mut budget, &req.budget, &who, now)?;
         let c = CustomerRecord {
             user_id: id,
             alias: req.alias.clone(),
@@ -134,33 +134,20 @@ impl Ledger {
         req: UpdateCustomerRequest,
     ) -> Result<CustomerRecord, StoreError> {
         let now = self.config().clock.now();
-        let named = match &req.budget_id {
-            Some(Some(b)) => Some(self.named_budget_for_link(b.trim(), &req.budget).await?),
-            _ => None,
-        };
+        let link = self.link_for(&req.budget_id, &req.budget).await?;
         let mut out = self
             .store()
             .update_customers_with(std::slice::from_ref(&req.user_id), |c| {
                 let mut next = c.clone();
-                if c.budget_id.is_some() && req.budget_id.is_none() && req.budget.sets_any() {
-                    return Err(StoreError::bad_request(
-                        format!(
-                            "End user {} follows budget '{}': change that budget (/budget/update), or stop following it with `budget_id: null` in this request",
-                            c.user_id,
-                            c.budget_id.as_deref().unwrap_or_default()
-                        ),
-                        "budget_id",
-                    ));
-                }
-                match (&req.budget_id, &named) {
-                    (Some(Some(_)), Some(n)) => {
-                        follow(&mut next.litellm_budget_table, &n.limits, now);
-                        next.budget_id = Some(n.budget_id.clone());
-                    }
-                    (Some(None), _) => next.budget_id = None,
-                    _ => {}
-                }
-                next.litellm_budget_table.apply(&req.budget, now)?;
+                let who = format!("End user {}", c.user_id);
+                apply_link(
+                    &link,
+                    &mut next.budget_id,
+                    &mut next.litellm_budget_table,
+                    &req.budget,
+                    &who,
+                    now,
+                )?;
                 if let Some(a) = &req.alias {
                     next.alias = a.clone();
                 }

@@ -7,6 +7,7 @@ use crate::budgets::Budget;
 use crate::entities;
 use crate::error::{AccessError, StoreError};
 use crate::ledger::Ledger;
+use crate::ledger_budget_table::apply_link;
 use crate::money::usd_string;
 use crate::organizations::{
     DeleteOrgRequest, NewOrgRequest, ORG_ROLES, OrgInfoResponse, OrgMemberAddRequest,
@@ -91,7 +92,7 @@ impl Ledger {
         Ok(())
     }
 
-    fn after_org_change(&self, o: &OrgRecord) {
+    pub(crate) fn after_org_change(&self, o: &OrgRecord) {
         self.limiter()
             .reconfigure(&o.litellm_budget_table.key_limits(), false);
         self.invalidate_and_announce(&entities::org(&o.organization_id));
@@ -117,7 +118,12 @@ impl Ledger {
         let models = req.models.clone().unwrap_or_default();
         check_models(&models)?;
         let mut budget = Budget::new(entities::org(&id));
-        budget.apply(&req.budget, now)?;
+        let link = self
+            .link_for(&req.budget_id.clone().map(Some), &req.budget)
+            .await?;
+        let mut budget_id = None;
+        let who = format!("Organization {id}");
+        apply_link(&link, &mut budget_id, &mut budget, &req.budget, &who, now)?;
         let o = OrgRecord {
             organization_id: id,
             organization_alias: Some(req.organization_alias.clone()),
@@ -126,6 +132,7 @@ impl Ledger {
             members: Vec::new(),
             spend: 0,
             litellm_budget_table: budget,
+            budget_id,
             created_at: now,
             created_by: by.map(str::to_owned),
             updated_at: now,
@@ -160,11 +167,20 @@ impl Ledger {
         if let Some(m) = &req.models {
             check_models(m)?;
         }
+        let link = self.link_for(&req.budget_id, &req.budget).await?;
         let o = self
             .store()
             .update_org_with(&req.organization_id, |o, _teams| {
                 let mut next = o.clone();
-                next.litellm_budget_table.apply(&req.budget, now)?;
+                let who = format!("Organization {}", o.organization_id);
+                apply_link(
+                    &link,
+                    &mut next.budget_id,
+                    &mut next.litellm_budget_table,
+                    &req.budget,
+                    &who,
+                    now,
+                )?;
                 if let Some(a) = &req.organization_alias {
                     next.organization_alias = a.clone();
                 }

@@ -37,6 +37,8 @@ pub struct OrgRecord {
     #[serde(serialize_with = "crate::money::ser_usd")]
     pub spend: i64,
     pub litellm_budget_table: Budget,
+    /// The named budget (`/budget/*`) whose limits it follows, if any.
+    pub budget_id: Option<String>,
     #[serde(serialize_with = "iso")]
     pub created_at: DateTime<Utc>,
     pub created_by: Option<String>,
@@ -51,6 +53,8 @@ pub struct NewOrgRequest {
     pub organization_alias: String,
     pub models: Option<Vec<String>>,
     pub metadata: Option<JsonMap>,
+    /// Follow this named budget's limits.
+    pub budget_id: Option<String>,
     #[serde(flatten)]
     pub budget: BudgetPatch,
 }
@@ -63,6 +67,9 @@ pub struct UpdateOrgRequest {
     pub organization_alias: Patch<String>,
     pub models: Option<Vec<String>>,
     pub metadata: Option<JsonMap>,
+    /// Follow another named budget; `null` stops following (the limits stay as they were).
+    #[serde(default, deserialize_with = "patch")]
+    pub budget_id: Patch<String>,
     #[serde(flatten)]
     pub budget: BudgetPatch,
 }

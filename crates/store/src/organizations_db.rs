@@ -9,7 +9,7 @@ use crate::entities;
 use crate::error::StoreError;
 use crate::organizations::OrgRecord;
 
-const ORG_COLS: &str = "organization_id, organization_alias, models, metadata, members, created_at, created_by, updated_at";
+const ORG_COLS: &str = "organization_id, organization_alias, models, metadata, members, created_at, created_by, updated_at, budget_id";
 
 fn json_col<T: serde::de::DeserializeOwned + Default>(text: String) -> T {
     serde_json::from_str(&text).unwrap_or_default()
@@ -27,6 +27,7 @@ macro_rules! org_from_row {
             members: json_col(row.try_get("members")?),
             spend: budget.spend,
             litellm_budget_table: budget,
+            budget_id: row.try_get("budget_id")?,
             created_at: from_ms(row.try_get("created_at")?),
             created_by: row.try_get("created_by")?,
             updated_at: from_ms(row.try_get("updated_at")?),
@@ -44,7 +45,7 @@ pub(crate) fn org_not_found(id: &str) -> StoreError {
 impl Store {
     pub(crate) async fn insert_org(&self, o: &OrgRecord) -> Result<(), StoreError> {
         let insert = format!(
-            "INSERT INTO idlehands_organizations ({ORG_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            "INSERT INTO idlehands_organizations ({ORG_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         );
         let now = to_ms(Utc::now());
         on_db!(&self.db, pool => {
@@ -70,6 +71,7 @@ impl Store {
                 .bind(to_ms(o.created_at))
                 .bind(o.created_by.clone())
                 .bind(to_ms(o.updated_at))
+                .bind(o.budget_id.clone())
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("DELETE FROM idlehands_budgets WHERE entity = $1")
@@ -158,7 +160,7 @@ impl Store {
             change(&mut o, &teams)?;
             sqlx::query(
                 "UPDATE idlehands_organizations SET organization_alias = $2, models = $3, \
-                 metadata = $4, members = $5, updated_at = $6 WHERE organization_id = $1",
+                 metadata = $4, members = $5, updated_at = $6, budget_id = $7 WHERE organization_id = $1",
             )
             .bind(id)
             .bind(o.organization_alias.clone())
@@ -166,6 +168,7 @@ impl Store {
             .bind(json_text(&o.metadata))
             .bind(json_text(&o.members))
             .bind(to_ms(o.updated_at))
+            .bind(o.budget_id.clone())
             .execute(&mut *tx)
             .await?;
             put_budget!(tx, &o.litellm_budget_table, now);

@@ -1,7 +1,8 @@
 //! LiteLLM's named budgets: `POST /budget/new`, `/budget/update`, `/budget/delete` (proxy
 //! admins), `POST /budget/info` (any key), `GET /budget/list` and `/budget/settings` (those
-//! who read everything). End users follow one with `budget_id` (`/customer/new|update`); a
-//! change here reaches every follower at once. `tpd_limit`, `model_max_budget` and
+//! who read everything). End users and organizations follow one with `budget_id`
+//! (`/customer/new|update`, `/organization/new|update`); a change here reaches every follower
+//! at once. `tpd_limit`, `model_max_budget` and
 //! `budget_reset_at` are named as ignored: per-model budgets and daily token limits are not
 //! kept on named budgets, and each follower's window starts when it begins to follow.
 

@@ -32,8 +32,9 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
         .with_state(state)
 }
 
-const ORG_FIELDS_ACTED: [&str; 11] = [
+const ORG_FIELDS_ACTED: [&str; 12] = [
     "organization_id",
+    "budget_id",
     "organization_alias",
     "models",
     "metadata",
