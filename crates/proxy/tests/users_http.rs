@@ -300,4 +300,78 @@ async fn users_roles_and_budgets(b: Backend) {
     place.cleanup().await;
 }
 
-both_backends!(users_roles_and_budgets);
+/// `/v2/user/info`: the user alone (team ids, live spend), to admins, the teams' admins and
+/// the user; anyone else gets the 404 a missing user gets.
+async fn user_info_v2_is_the_user_alone(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    for (id, role) in [
+        ("lead", "internal_user"),
+        ("u1", "internal_user"),
+        ("u2", "internal_user"),
+    ] {
+        let a = post(
+            &p,
+            "/user/new",
+            MASTER,
+            json!({"user_id": id, "user_role": role, "max_budget": 5, "user_email": format!("{id}@x.io")}),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let team = post(
+        &p,
+        "/team/new",
+        MASTER,
+        json!({"team_id": "t1", "members_with_roles": [
+            {"user_id": "lead", "role": "admin"}, {"user_id": "u1", "role": "user"}]}),
+    )
+    .await;
+    assert_eq!(team.status, 200, "{}", team.body);
+    let key_of = |user: &'static str| {
+        let p = &p;
+        async move {
+            let a = post(p, "/key/generate", MASTER, json!({"user_id": user})).await;
+            a.body["key"].as_str().unwrap().to_string()
+        }
+    };
+    let (lead, u1, u2) = (key_of("lead").await, key_of("u1").await, key_of("u2").await);
+    // u1 spends, and the answer shows it at once.
+    let called = post(&p, "/v1/chat/completions", &u1, chat("mocky")).await;
+    assert_eq!(called.status, 200, "{}", called.body);
+    let cost: f64 = called.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let a = get(&p, "/v2/user/info?user_id=u1", MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["user_email"], "u1@x.io");
+    assert_eq!(a.body["user_role"], "internal_user");
+    assert_eq!(a.body["max_budget"], 5.0);
+    assert_eq!(a.body["teams"], json!(["t1"]));
+    assert!(
+        (a.body["spend"].as_f64().unwrap() - cost).abs() < 1e-12,
+        "{}",
+        a.body
+    );
+    assert_eq!(a.body.get("keys"), None);
+    // Themselves, with or without user_id; their team's admin; not another member.
+    assert_eq!(get(&p, "/v2/user/info", &u1).await.body["user_id"], "u1");
+    assert_eq!(get(&p, "/v2/user/info?user_id=u1", &lead).await.status, 200);
+    for (key, id) in [(&u2, "u1"), (&u1, "u2"), (&u1, "lead")] {
+        let a = get(&p, &format!("/v2/user/info?user_id={id}"), key).await;
+        assert_eq!(a.status, 404, "{id}: {}", a.body);
+        assert!(error_of(&a).1.contains(&format!("User not found: {id}")));
+    }
+    let missing = get(&p, "/v2/user/info?user_id=nobody", MASTER).await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    let (plain, _) = store_support::generate(&p, json!({})).await;
+    let a = get(&p, "/v2/user/info", &plain).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    p.stop().await;
+    place.cleanup().await;
+}
+
+both_backends!(users_roles_and_budgets, user_info_v2_is_the_user_alone);

@@ -289,6 +289,17 @@ impl Ledger {
         Ok(Some(user))
     }
 
+    /// `/v2/user/info`: one user with their team ids, spend as the limiter counts it.
+    pub async fn user_v2(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let Some(mut user) = self.user_with_teams(user_id).await? else {
+            return Ok(None);
+        };
+        if let Some(live) = self.limiter().live(&user.budget.entity).await {
+            user.budget.spend = live.spend;
+        }
+        Ok(Some(user))
+    }
+
     /// `/user/list`: a page of users, optionally of one role or among named ids.
     pub async fn list_users(&self, q: &UserListQuery) -> Result<UserListResponse, StoreError> {
         let page = q.page.unwrap_or(1);

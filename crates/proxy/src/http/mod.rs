@@ -48,6 +48,7 @@ mod test_connection;
 mod trace;
 pub(crate) mod ui;
 mod usage_scan;
+mod user_info_v2;
 mod users;
 
 use std::sync::Arc;
@@ -229,6 +230,7 @@ pub(crate) fn management_routes(
         .merge(supported_params::routes(state.clone()))
         .merge(budgets::routes(state.clone()))
         .merge(spend_calculate::routes(state.clone()))
+        .merge(user_info_v2::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
