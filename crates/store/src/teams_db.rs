@@ -337,3 +337,33 @@ impl Store {
         Ok(tokens)
     }
 }
+
+impl Store {
+    /// How many keys each of `team_ids` has (teams without keys are left out).
+    pub async fn key_counts_of_teams(
+        &self,
+        team_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        if team_ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let marks: Vec<String> = (1..=team_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT team_id, COUNT(*) AS n FROM idlehands_verification_tokens \
+             WHERE team_id IN ({}) GROUP BY team_id",
+            marks.join(", ")
+        );
+        let out = on_db!(&self.db, pool => {
+            let mut q = sqlx::query(&sql);
+            for id in team_ids {
+                q = q.bind(id);
+            }
+            let mut out = std::collections::HashMap::new();
+            for r in q.fetch_all(pool).await? {
+                out.insert(r.try_get::<String, _>("team_id")?, r.try_get::<i64, _>("n")?);
+            }
+            out
+        });
+        Ok(out)
+    }
+}
