@@ -365,6 +365,21 @@ async fn user_info_v2_is_the_user_alone(b: Backend) {
         assert_eq!(a.status, 404, "{id}: {}", a.body);
         assert!(error_of(&a).1.contains(&format!("User not found: {id}")));
     }
+    // The roles a user can be given, to any key.
+    let roles = get(&p, "/user/available_roles", &u2).await;
+    assert_eq!(roles.status, 200, "{}", roles.body);
+    let mut names: Vec<&String> = roles.body.as_object().unwrap().keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "internal_user",
+            "internal_user_viewer",
+            "proxy_admin",
+            "proxy_admin_viewer"
+        ]
+    );
+    assert!(roles.body["proxy_admin"]["ui_label"].is_string());
     let missing = get(&p, "/v2/user/info?user_id=nobody", MASTER).await;
     assert_eq!(missing.status, 404, "{}", missing.body);
     let (plain, _) = store_support::generate(&p, json!({})).await;

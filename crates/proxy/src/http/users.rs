@@ -23,6 +23,7 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
         .route("/user/update", post(update))
         .route("/user/delete", post(delete))
         .route("/user/list", get(list))
+        .route("/user/available_roles", get(available_roles))
         .with_state(state)
 }
 
@@ -112,6 +113,31 @@ async fn delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response 
     let by = tri!(admin(&m, &headers, "/user/delete").await);
     let req: DeleteUserRequest = tri!(body(&bytes));
     reply(m.ledger.delete_users(req, by.as_deref()).await)
+}
+
+/// LiteLLM's `GET /user/available_roles` (any key): the roles a user can be given, with a
+/// description and a label for a form.
+async fn available_roles(State(m): Shared, headers: HeaderMap) -> Response {
+    tri!(super::roles::caller_role(&m, &headers).await);
+    axum::Json(serde_json::json!({
+        "proxy_admin": {
+            "description": "Manages everything: keys, users, teams, models and spend",
+            "ui_label": "Admin (all permissions)",
+        },
+        "proxy_admin_viewer": {
+            "description": "Reads every key, user, team and spend row; changes nothing",
+            "ui_label": "Admin (view only)",
+        },
+        "internal_user": {
+            "description": "Creates, changes and deletes their own keys; reads their own user, teams and spend",
+            "ui_label": "Internal user (create, delete, view)",
+        },
+        "internal_user_viewer": {
+            "description": "Reads their own keys, user, teams and spend",
+            "ui_label": "Internal user (view only)",
+        },
+    }))
+    .into_response()
 }
 
 async fn list(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
