@@ -809,7 +809,123 @@ async fn deletes_naming_an_id_twice(b: Backend) {
     place.cleanup().await;
 }
 
+/// `/team/bulk_member_add`: several members in one change, or every user (proxy admins
+/// only), answered per member; a team admin may add to their team.
+async fn bulk_member_add(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    for u in ["lead", "m1", "m2", "m3"] {
+        let a = post(
+            &p,
+            "/user/new",
+            MASTER,
+            json!({"user_id": u, "auto_create_key": false}),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let t = post(
+        &p,
+        "/team/new",
+        MASTER,
+        json!({"team_id": "bt", "members_with_roles": [{"user_id": "lead", "role": "admin"}]}),
+    )
+    .await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    let (lead, _) = generate(&p, json!({"user_id": "lead"})).await;
+    let a = post(
+        &p,
+        "/team/bulk_member_add",
+        &lead,
+        json!({"team_id": "bt", "members": [{"user_id": "m1"}, {"user_id": "m2", "role": "admin"}],
+               "max_budget_in_team": 2.5}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["total_requested"], 2);
+    assert_eq!(a.body["successful_additions"], 2);
+    assert_eq!(a.body["failed_additions"], 0);
+    assert_eq!(a.body["results"][1]["user_id"], "m2");
+    assert_eq!(a.body["results"][1]["success"], true);
+    assert_eq!(
+        a.body["results"][0]["updated_team_membership"]["team_id"], "bt",
+        "{}",
+        a.body
+    );
+    let info = get(&p, "/team/info?team_id=bt", MASTER).await;
+    let members: Vec<&str> = info.body["team_info"]["members_with_roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, ["lead", "m1", "m2"], "{}", info.body);
+    // Every user: proxy admins only.
+    let refused = post(
+        &p,
+        "/team/bulk_member_add",
+        &lead,
+        json!({"team_id": "bt", "all_users": true}),
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        error_of(&refused)
+            .1
+            .contains("`all_users=true` is restricted to PROXY_ADMIN")
+    );
+    let (m3, _) = generate(&p, json!({"user_id": "m3"})).await;
+    let outsider = post(
+        &p,
+        "/team/bulk_member_add",
+        &m3,
+        json!({"team_id": "bt", "members": [{"user_id": "m3"}]}),
+    )
+    .await;
+    assert_eq!(outsider.status, 403, "{}", outsider.body);
+    let empty = post(
+        &p,
+        "/team/bulk_member_add",
+        MASTER,
+        json!({"team_id": "bt", "members": []}),
+    )
+    .await;
+    assert_eq!(empty.status, 400, "{}", empty.body);
+    let many: Vec<serde_json::Value> = (0..501)
+        .map(|i| json!({"user_id": format!("x{i}")}))
+        .collect();
+    let too_many = post(
+        &p,
+        "/team/bulk_member_add",
+        MASTER,
+        json!({"team_id": "bt", "members": many}),
+    )
+    .await;
+    assert_eq!(too_many.status, 400, "{}", too_many.body);
+    // All users not yet in: m3 is added, the members already in stay once.
+    let all = post(
+        &p,
+        "/team/bulk_member_add",
+        MASTER,
+        json!({"team_id": "bt", "all_users": true}),
+    )
+    .await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    let info = get(&p, "/team/info?team_id=bt", MASTER).await;
+    let mut members: Vec<&str> = info.body["team_info"]["members_with_roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user_id"].as_str().unwrap())
+        .collect();
+    members.sort_unstable();
+    assert_eq!(members, ["lead", "m1", "m2", "m3"], "{}", info.body);
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
+    bulk_member_add,
     keys_of_a_missing_team_are_refused,
     deletes_naming_an_id_twice,
     team_budget_window_resets,

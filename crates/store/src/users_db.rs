@@ -148,7 +148,7 @@ impl Store {
     }
 
     /// Every user (oldest first), with budgets.
-    pub(crate) async fn all_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+    pub async fn all_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         let sql = format!("SELECT {USER_COLS} FROM idlehands_users ORDER BY created_at, user_id");
         let users = on_db!(&self.db, pool => {
             let rows = sqlx::query(&sql).fetch_all(pool).await?;

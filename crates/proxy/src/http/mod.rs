@@ -43,6 +43,7 @@ mod stream;
 mod supported_params;
 mod tag_spend;
 mod tags;
+mod team_bulk;
 mod team_list_v2;
 mod teams;
 mod test_connection;
@@ -233,6 +234,7 @@ pub(crate) fn management_routes(
         .merge(spend_calculate::routes(state.clone()))
         .merge(user_info_v2::routes(state.clone()))
         .merge(team_list_v2::routes(state.clone()))
+        .merge(team_bulk::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))

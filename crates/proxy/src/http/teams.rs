@@ -156,7 +156,7 @@ async fn unblock(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response
 
 /// Who may change a team's members: a proxy admin, or (as in LiteLLM) an internal user who is
 /// an `admin` member of that team. Returns who the change is recorded as.
-async fn member_manager(
+pub(super) async fn member_manager(
     m: &Mgmt,
     headers: &HeaderMap,
     route: &str,
