@@ -389,4 +389,91 @@ async fn user_info_v2_is_the_user_alone(b: Backend) {
     place.cleanup().await;
 }
 
-both_backends!(users_roles_and_budgets, user_info_v2_is_the_user_alone);
+/// `/user/bulk_update`: each listed update on its own (one failing leaves the others done), or
+/// one update for every user; proxy admins only.
+async fn user_bulk_update(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    for id in ["b1", "b2"] {
+        let a = post(
+            &p,
+            "/user/new",
+            MASTER,
+            json!({"user_id": id, "user_email": format!("{id}@x.io"), "auto_create_key": false}),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let a = post(
+        &p,
+        "/user/bulk_update",
+        MASTER,
+        json!({"users": [
+            {"user_id": "b1", "max_budget": 3.0},
+            {"user_email": "b2@x.io", "user_alias": "Bee", "favourite_colour": "blue"},
+            {"user_id": "nobody", "max_budget": 1.0}
+        ]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["total_requested"], 3);
+    assert_eq!(a.body["successful_updates"], 2);
+    assert_eq!(a.body["failed_updates"], 1);
+    let r = a.body["results"].as_array().unwrap();
+    assert_eq!(r[0]["updated_user"]["max_budget"], 3.0);
+    assert_eq!(r[1]["updated_user"]["user_alias"], "Bee");
+    assert!(
+        r[1]["ignored_fields"]["favourite_colour"].is_string(),
+        "{}",
+        a.body
+    );
+    assert_eq!(r[2]["success"], false);
+    assert!(
+        r[2]["error"].as_str().unwrap().contains("nobody"),
+        "{}",
+        a.body
+    );
+    let b1 = get(&p, "/user/info?user_id=b1", MASTER).await;
+    assert_eq!(b1.body["user_info"]["max_budget"], 3.0);
+
+    // Everyone at once.
+    let a = post(
+        &p,
+        "/user/bulk_update",
+        MASTER,
+        json!({"all_users": true, "user_updates": {"tpm_limit": 777}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["successful_updates"], 2);
+    for id in ["b1", "b2"] {
+        let u = get(&p, &format!("/user/info?user_id={id}"), MASTER).await;
+        assert_eq!(u.body["user_info"]["tpm_limit"], 777, "{}", u.body);
+    }
+    for body in [
+        json!({}),
+        json!({"users": []}),
+        json!({"all_users": true}),
+        json!({"all_users": true, "user_updates": {"password": "x"}}),
+    ] {
+        let a = post(&p, "/user/bulk_update", MASTER, body.clone()).await;
+        assert_eq!(a.status, 400, "{body}: {}", a.body);
+    }
+    let (key, _) = store_support::generate(&p, json!({"user_id": "b1"})).await;
+    let a = post(
+        &p,
+        "/user/bulk_update",
+        &key,
+        json!({"users": [{"user_id": "b1"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    p.stop().await;
+    place.cleanup().await;
+}
+
+both_backends!(
+    users_roles_and_budgets,
+    user_info_v2_is_the_user_alone,
+    user_bulk_update
+);

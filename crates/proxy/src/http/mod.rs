@@ -50,6 +50,7 @@ mod test_connection;
 mod trace;
 pub(crate) mod ui;
 mod usage_scan;
+mod user_bulk;
 mod user_info_v2;
 mod users;
 
@@ -235,6 +236,7 @@ pub(crate) fn management_routes(
         .merge(user_info_v2::routes(state.clone()))
         .merge(team_list_v2::routes(state.clone()))
         .merge(team_bulk::routes(state.clone()))
+        .merge(user_bulk::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
