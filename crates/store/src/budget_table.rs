@@ -1,8 +1,8 @@
 //! Named budgets (`/budget/*`, LiteLLM's `LiteLLM_BudgetTable`): a set of limits that end users
 //! and organizations follow by `budget_id`. Each follower keeps its own spend and window (its
-//! `customer:ID` or `org:ID` row of `idlehands_budgets`); the named budget's limits are copied onto every follower when it
-//! is linked and again whenever the budget changes, in the same transaction, so the request
-//! path reads one row per end user as before.
+//! `customer:ID` or `org:ID` row of `idlehands_budgets`); the named budget's limits are copied
+//! onto a follower when it begins to follow, and onto every follower in the transaction that
+//! changes the budget, so the request path reads one row per follower as before.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;

@@ -1,4 +1,4 @@
-//! `/budget/*` on the ledger: named budgets, and the end users that follow them.
+//! `/budget/*` on the ledger: named budgets, and how an end user or organization follows one.
 
 use chrono::{DateTime, Utc};
 
