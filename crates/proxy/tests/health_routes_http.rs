@@ -638,6 +638,44 @@ async fn supported_params_follow_the_provider() {
     );
     let none = send(client().get(p.url("/utils/supported_openai_params?model=mocky"))).await;
     assert_eq!(none.status, 401);
+    // `/utils/model_info`: the price list's entry, served here or not (gpt-4o: 2.5 and 10 USD
+    // a million tokens).
+    let info = get(&p, "/utils/model_info?model=gpt-4o", &key).await;
+    assert_eq!(info.status, 200, "{}", info.body);
+    assert_eq!(info.body["custom_llm_provider"], "openai");
+    let mi = &info.body["model_info"];
+    assert!(
+        (mi["input_cost_per_token"].as_f64().unwrap() - 2.5e-6).abs() < 1e-15,
+        "{mi}"
+    );
+    assert!(
+        (mi["output_cost_per_token"].as_f64().unwrap() - 1e-5).abs() < 1e-15,
+        "{mi}"
+    );
+    assert_eq!(mi["max_input_tokens"], 128000);
+    assert_eq!(mi["mode"], "chat");
+    assert!(
+        mi["supported_openai_params"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("logprobs")),
+        "{mi}"
+    );
+    let claude = get(
+        &p,
+        "/utils/model_info?model=claude-haiku-4-5&custom_llm_provider=anthropic",
+        &key,
+    )
+    .await;
+    assert_eq!(claude.status, 200, "{}", claude.body);
+    assert!(claude.body["model_info"]["supported_openai_params"].is_array());
+    let unknown = get(&p, "/utils/model_info?model=no-such-model", &key).await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert!(
+        error_of(&unknown)
+            .1
+            .contains("is not in the model cost map")
+    );
     p.stop().await;
     place.cleanup().await;
 }

@@ -25,6 +25,7 @@ mod messages;
 mod metrics;
 mod model_admin;
 mod model_info;
+mod model_lookup;
 mod models;
 mod multi;
 mod orgs;
@@ -237,6 +238,7 @@ pub(crate) fn management_routes(
         .merge(team_list_v2::routes(state.clone()))
         .merge(team_bulk::routes(state.clone()))
         .merge(user_bulk::routes(state.clone()))
+        .merge(model_lookup::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))

@@ -22,7 +22,7 @@ use crate::providers::params::supported_params;
 
 /// LiteLLM's list for OpenAI chat models (with `response_format`, `user` and
 /// `reasoning_effort`): what an OpenAI-compatible upstream is passed.
-const OPENAI: [&str; 33] = [
+pub(super) const OPENAI: [&str; 33] = [
     "frequency_penalty",
     "logit_bias",
     "logprobs",
@@ -90,6 +90,11 @@ fn resolve(m: &Mgmt, model: &str) -> Option<(String, String)> {
         .map(|p| (p, model.to_string()))
 }
 
+/// The OpenAI parameters a model of `provider` takes here.
+pub(super) fn params_of(provider: &str, model: &str) -> Vec<&'static str> {
+    supported_params(provider, model).map_or_else(|| OPENAI.to_vec(), <[&str]>::to_vec)
+}
+
 async fn answer(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     tri!(caller_role(&m, &headers).await);
     let ask: Ask = tri!(query(&uri));
@@ -104,9 +109,6 @@ async fn answer(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
         }
         .into_response();
     };
-    let list: Vec<&str> = match supported_params(&provider, &upstream) {
-        Some(list) => list.to_vec(),
-        None => OPENAI.to_vec(),
-    };
+    let list = params_of(&provider, &upstream);
     axum::Json(json!({"supported_openai_params": list})).into_response()
 }
