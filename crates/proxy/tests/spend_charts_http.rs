@@ -374,4 +374,95 @@ async fn dashboard_routes_equal_their_rows(b: Backend) {
     place.cleanup().await;
 }
 
-both_backends!(dashboard_routes_equal_their_rows);
+/// `/global/activity` and `/global/activity/model` equal the rows they count: requests and
+/// tokens per day (and per model group), whole days, an internal user's own calls.
+async fn activity_charts_equal_their_rows(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    internal_user(&p, "u1").await;
+    let (mine, _) = generate(&p, json!({"user_id": "u1"})).await;
+    p.stop().await;
+    let today = Utc::now().date_naive();
+    let row = |id: &str, days: i64, group: &str, user: Option<&str>, tokens: i64| {
+        let at = (today - Duration::days(days))
+            .and_hms_opt(23, 59, 0)
+            .unwrap()
+            .and_utc();
+        SpendLogRow {
+            request_id: id.into(),
+            call_type: "acompletion".into(),
+            api_key: hash_key(&mine),
+            spend: 1_000,
+            total_tokens: tokens,
+            start_time: at,
+            end_time: at,
+            model: format!("openai/{group}"),
+            model_group: Some(group.into()),
+            user: user.map(str::to_owned),
+            status: "success".into(),
+            ..Default::default()
+        }
+    };
+    let store = place.open_store().await;
+    write_rows(
+        &store,
+        vec![
+            row("a", 2, "alpha", Some("u1"), 10),
+            row("b", 2, "alpha", None, 20),
+            row("c", 1, "beta", Some("u1"), 40),
+            row("d", 1, "alpha", None, 80),
+            row("e", 5, "alpha", None, 160),
+        ],
+    )
+    .await;
+    store.close().await;
+    let p = start(&place, "").await;
+    let range = format!(
+        "start_date={}&end_date={}",
+        today - Duration::days(2),
+        today - Duration::days(1)
+    );
+    let label = |days: i64| (today - Duration::days(days)).format("%b %d").to_string();
+
+    let a = get(&p, &format!("/global/activity?{range}"), MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.body,
+        json!({"daily_data": [
+            {"date": label(2), "api_requests": 2, "total_tokens": 30},
+            {"date": label(1), "api_requests": 2, "total_tokens": 120}],
+            "sum_api_requests": 4, "sum_total_tokens": 150})
+    );
+    let a = get(&p, &format!("/global/activity/model?{range}"), MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let models = a.body.as_array().unwrap();
+    assert_eq!(models.len(), 2, "{}", a.body);
+    assert_eq!(models[0]["model"], "alpha");
+    assert_eq!(models[0]["sum_api_requests"], 3);
+    assert_eq!(models[0]["sum_total_tokens"], 110);
+    assert_eq!(models[0]["daily_data"][0]["date"], label(2));
+    assert_eq!(models[0]["daily_data"][1]["api_requests"], 1);
+    assert_eq!(models[1]["model"], "beta");
+    assert_eq!(models[1]["sum_total_tokens"], 40);
+    // An internal user: their own calls only.
+    let a = get(&p, &format!("/global/activity?{range}"), &mine).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["sum_api_requests"], 2, "{}", a.body);
+    assert_eq!(a.body["sum_total_tokens"], 50, "{}", a.body);
+    // Both dates required, as dates.
+    for q in [
+        "",
+        "start_date=2026-01-01",
+        "start_date=yesterday&end_date=2026-01-02",
+    ] {
+        let a = get(&p, &format!("/global/activity?{q}"), MASTER).await;
+        assert_eq!(a.status, 400, "{q}: {}", a.body);
+    }
+    p.stop().await;
+    place.cleanup().await;
+}
+
+both_backends!(
+    dashboard_routes_equal_their_rows,
+    activity_charts_equal_their_rows
+);

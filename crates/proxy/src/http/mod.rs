@@ -1,5 +1,6 @@
 //! Routes. Handlers do protocol work only: everything they read was built at start-up.
 
+mod activity_charts;
 mod attempts;
 mod audio;
 mod body;
@@ -239,6 +240,7 @@ pub(crate) fn management_routes(
         .merge(team_bulk::routes(state.clone()))
         .merge(user_bulk::routes(state.clone()))
         .merge(model_lookup::routes(state.clone()))
+        .merge(activity_charts::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))
