@@ -462,7 +462,87 @@ async fn activity_charts_equal_their_rows(b: Backend) {
     place.cleanup().await;
 }
 
+/// `/model/metrics`: seconds per completion token by deployment and day, cache hits and calls
+/// without completion tokens left out, each deployment named as LiteLLM names it.
+async fn model_latency_chart(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    p.stop().await;
+    let today = Utc::now().date_naive();
+    let row = |id: &str, days: i64, model: &str, base: &str, secs: i64, tokens: i64| {
+        let at = (today - Duration::days(days))
+            .and_hms_opt(10, 0, 0)
+            .unwrap()
+            .and_utc();
+        SpendLogRow {
+            request_id: id.into(),
+            call_type: "acompletion".into(),
+            api_key: "k".into(),
+            completion_tokens: tokens,
+            total_tokens: tokens,
+            start_time: at,
+            end_time: at + Duration::seconds(secs),
+            model: model.into(),
+            model_group: Some("grp".into()),
+            api_base: Some(base.into()),
+            status: "success".into(),
+            ..Default::default()
+        }
+    };
+    let azure = "https://x.openai.azure.com/openai/deployments/a";
+    let local = "http://127.0.0.1:8080/v1";
+    let mut hit = row("hit", 1, "azure/a", azure, 100, 1);
+    hit.cache_hit = Some("True".into());
+    let store = place.open_store().await;
+    write_rows(
+        &store,
+        vec![
+            row("a1", 1, "azure/a", azure, 2, 10),
+            row("a2", 1, "azure/a", azure, 6, 10),
+            row("b1", 1, "openai/b", local, 1, 4),
+            row("b0", 1, "openai/b", local, 9, 0),
+            row("b2", 2, "openai/b", local, 3, 3),
+            hit,
+        ],
+    )
+    .await;
+    store.close().await;
+    let p = start(&place, "").await;
+    let a = get(&p, "/model/metrics?_selected_model_group=grp", MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let day = |d: i64| (today - Duration::days(d)).to_string();
+    assert_eq!(
+        a.body,
+        json!({"data": [
+            {"date": day(2), "openai/b": 1.0},
+            {"date": day(1), "https://x.openai.azure.com": 0.4, "openai/b": 0.25}],
+            "all_api_bases": ["https://x.openai.azure.com", "openai/b"]})
+    );
+    // A range that leaves the older day out; another group is empty.
+    let since = format!("{}T00:00:00", today - Duration::days(1));
+    let a = get(
+        &p,
+        &format!("/model/metrics?_selected_model_group=grp&startTime={since}"),
+        MASTER,
+    )
+    .await;
+    assert_eq!(a.body["data"].as_array().unwrap().len(), 1, "{}", a.body);
+    let a = get(&p, "/model/metrics?_selected_model_group=other", MASTER).await;
+    assert_eq!(a.body, json!({"data": [], "all_api_bases": []}));
+    assert_eq!(get(&p, "/model/metrics", MASTER).await.status, 400);
+    let (key, _) = generate(&p, json!({})).await;
+    assert_eq!(
+        get(&p, "/model/metrics?_selected_model_group=grp", &key)
+            .await
+            .status,
+        403
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
     dashboard_routes_equal_their_rows,
-    activity_charts_equal_their_rows
+    activity_charts_equal_their_rows,
+    model_latency_chart
 );

@@ -35,6 +35,7 @@ mod ledger_orgs;
 mod ledger_teams;
 mod ledger_users;
 pub mod limiter;
+pub mod model_metrics;
 mod models_db;
 pub mod money;
 pub use models_db::ProxyModelRow;

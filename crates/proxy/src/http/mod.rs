@@ -27,6 +27,7 @@ mod metrics;
 mod model_admin;
 mod model_info;
 mod model_lookup;
+mod model_metrics;
 mod models;
 mod multi;
 mod orgs;
@@ -241,6 +242,7 @@ pub(crate) fn management_routes(
         .merge(user_bulk::routes(state.clone()))
         .merge(model_lookup::routes(state.clone()))
         .merge(activity_charts::routes(state.clone()))
+        .merge(model_metrics::routes(state.clone()))
         .merge(spend::routes(state))
         .merge(model_admin::routes(model_admin))
         .route_layer(axum::middleware::from_fn_with_state(app, guard::admin_gate))

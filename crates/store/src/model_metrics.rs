@@ -1,0 +1,68 @@
+//! Latency per output token by deployment and day (LiteLLM's `/model/metrics`, the dashboard's
+//! model latency chart), read from the spend rows of one model group.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use crate::db::{Store, on_db, to_ms};
+use crate::error::StoreError;
+use crate::keygen::token_of;
+use crate::spend_db::day_of;
+
+/// One deployment's (api_base and model's) average seconds per completion token on one day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyRow {
+    pub api_base: Option<String>,
+    pub model: String,
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub avg_latency_per_token: f64,
+}
+
+/// Which calls: a model group's, started in `[start, end]`, optionally of one key (the key or
+/// its hash) and one end user. Cache hits are left out (they took no model time).
+#[derive(Debug, Clone)]
+pub struct LatencyQuery {
+    pub model_group: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub api_key: Option<String>,
+    pub end_user: Option<String>,
+}
+
+impl Store {
+    /// Slowest first, as LiteLLM orders them; calls without completion tokens are not counted.
+    pub async fn latency_per_token(&self, q: &LatencyQuery) -> Result<Vec<LatencyRow>, StoreError> {
+        let sql = "SELECT api_base, model, start_time / 86400000 AS d, \
+             CAST(AVG((end_time - start_time) / 1000.0 / NULLIF(completion_tokens, 0)) AS DOUBLE PRECISION) AS lat \
+             FROM idlehands_spend_logs \
+             WHERE start_time >= $1 AND start_time <= $2 AND model_group = $3 \
+             AND COALESCE(cache_hit, '') <> 'True' \
+             AND ($4 IS NULL OR api_key = $4) AND ($5 IS NULL OR end_user = $5) \
+             GROUP BY api_base, model, start_time / 86400000 \
+             HAVING SUM(completion_tokens) > 0 \
+             ORDER BY lat DESC, model, api_base";
+        let key = q.api_key.as_deref().map(token_of);
+        let rows = on_db!(&self.db, pool => {
+            let found = sqlx::query(sql)
+                .bind(to_ms(q.start))
+                .bind(to_ms(q.end))
+                .bind(&q.model_group)
+                .bind(key.as_deref())
+                .bind(q.end_user.as_deref())
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(found.len());
+            for r in &found {
+                out.push(LatencyRow {
+                    api_base: r.try_get("api_base")?,
+                    model: r.try_get("model")?,
+                    day: day_of(r.try_get::<i64, _>("d")?),
+                    avg_latency_per_token: r.try_get::<Option<f64>, _>("lat")?.unwrap_or(0.0),
+                });
+            }
+            out
+        });
+        Ok(rows)
+    }
+}
