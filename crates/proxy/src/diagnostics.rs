@@ -40,6 +40,9 @@ pub(crate) fn requests_in_flight() -> usize {
     usize::try_from(sum).unwrap_or(0)
 }
 
+/// LiteLLM's `alerting_threshold` default.
+const DEFAULT_SLOW_CALL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// LiteLLM's `GRACEFUL_SHUTDOWN_TIMEOUT` default.
 const DEFAULT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -58,6 +61,9 @@ pub(crate) struct Diagnostics {
     pub drain: Option<Option<String>>,
     /// How long `/health/drain` waits at most (`GRACEFUL_SHUTDOWN_TIMEOUT`, default 30 s).
     pub drain_timeout: std::time::Duration,
+    /// `general_settings.alerting_threshold` (default 300 s): a call this long is slow
+    /// (`/model/metrics/slow_responses`, as the slow-call alert).
+    pub slow_call: std::time::Duration,
 }
 
 fn names(list: &[String]) -> Vec<String> {
@@ -106,6 +112,12 @@ impl Diagnostics {
                 .and_then(|v| v.trim().parse::<f64>().ok())
                 .filter(|s| s.is_finite() && (0.0..=86_400.0).contains(s))
                 .map_or(DEFAULT_DRAIN_TIMEOUT, std::time::Duration::from_secs_f64),
+            slow_call: gs
+                .extra
+                .get("alerting_threshold")
+                .and_then(crate::config::loose_number)
+                .filter(|n: &f64| *n > 0.0 && n.is_finite())
+                .map_or(DEFAULT_SLOW_CALL, std::time::Duration::from_secs_f64),
         }
     }
 

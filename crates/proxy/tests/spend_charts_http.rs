@@ -537,6 +537,35 @@ async fn model_latency_chart(b: Backend) {
             .status,
         403
     );
+    // Slow calls by API base at the default threshold (300 s): none.
+    let slow = get(
+        &p,
+        "/model/metrics/slow_responses?_selected_model_group=grp",
+        MASTER,
+    )
+    .await;
+    assert_eq!(slow.status, 200, "{}", slow.body);
+    assert_eq!(
+        slow.body,
+        json!([
+            {"api_base": "http://127.0.0.1:8080/v1", "total_count": 3, "slow_count": 0},
+            {"api_base": "https://x.openai.azure.com", "total_count": 2, "slow_count": 0}])
+    );
+    p.stop().await;
+    // At 3 s: the calls of 3 s and more (the cache hit is left out).
+    let p = start(&place, "  alerting_threshold: 3\n").await;
+    let slow = get(
+        &p,
+        "/model/metrics/slow_responses?_selected_model_group=grp",
+        MASTER,
+    )
+    .await;
+    assert_eq!(
+        slow.body,
+        json!([
+            {"api_base": "http://127.0.0.1:8080/v1", "total_count": 3, "slow_count": 2},
+            {"api_base": "https://x.openai.azure.com", "total_count": 2, "slow_count": 1}])
+    );
     p.stop().await;
     place.cleanup().await;
 }

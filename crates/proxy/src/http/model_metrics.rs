@@ -4,7 +4,9 @@
 //! one `customer`; cache hits and calls without completion tokens are not counted. A deployment
 //! is named by its model, or by its `https://` API base (up to `/openai/`) as LiteLLM names it.
 //! Answered as `{"data": [{"date", <name>: seconds a token, ...}], "all_api_bases": [...]}`.
-//! Admins and admin viewers; read from the spend rows, on the admin runtime.
+//! `GET /model/metrics/slow_responses` (same filters): per API base, the calls and those that
+//! took `alerting_threshold` (default 300 s) or longer. Admins and admin viewers; read from
+//! the spend rows, on the admin runtime.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,6 +33,12 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
         .route(
             ROUTE,
             get(|State(m): Shared, h: HeaderMap, u: Uri| crate::offload::run(metrics(m, h, u))),
+        )
+        .route(
+            "/model/metrics/slow_responses",
+            get(|State(m): Shared, h: HeaderMap, u: Uri| {
+                crate::offload::run(slow_responses(m, h, u))
+            }),
         )
         .with_state(state)
 }
@@ -76,7 +84,7 @@ fn name_of(r: &LatencyRow) -> String {
         Some(base) if base.contains("https://") => base,
         _ => r.model.as_str(),
     };
-    name.split("/openai/").next().unwrap_or(name).to_string()
+    short_base(name).to_string()
 }
 
 /// `"null"` and `"undefined"` are the dashboard's "none".
@@ -84,29 +92,60 @@ fn given(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.is_empty() && s != "null" && s != "undefined")
 }
 
-async fn metrics(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
-    tri!(require_reader(&m, &headers, ROUTE).await);
-    let ask: Ask = tri!(query(&uri));
-    let Some(group) = given(ask._selected_model_group) else {
-        return bad_request("_selected_model_group is required", "_selected_model_group")
-            .into_response();
-    };
+/// The calls a chart reads, from the query string.
+fn calls_of(uri: &Uri) -> Result<LatencyQuery, ProxyError> {
+    let ask: Ask = query(uri)?;
+    let group = given(ask._selected_model_group)
+        .ok_or_else(|| bad_request("_selected_model_group is required", "_selected_model_group"))?;
     let now = Utc::now();
     let start = match ask.start_time.as_deref() {
-        Some(t) => tri!(time_of(t, "startTime")),
+        Some(t) => time_of(t, "startTime")?,
         None => now - Duration::days(30),
     };
     let end = match ask.end_time.as_deref() {
-        Some(t) => tri!(time_of(t, "endTime")),
+        Some(t) => time_of(t, "endTime")?,
         None => now,
     };
-    let q = LatencyQuery {
+    Ok(LatencyQuery {
         model_group: group,
         start,
         end,
         api_key: given(ask.api_key),
         end_user: given(ask.customer),
-    };
+    })
+}
+
+/// An API base as LiteLLM shows it: up to `/openai/`.
+fn short_base(base: &str) -> &str {
+    base.split("/openai/").next().unwrap_or(base)
+}
+
+async fn slow_responses(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
+    tri!(require_reader(&m, &headers, "/model/metrics/slow_responses").await);
+    let q = tri!(calls_of(&uri));
+    let rows = tri!(
+        m.ledger
+            .store()
+            .slow_calls(&q, m.app.diagnostics.slow_call)
+            .await
+            .map_err(|e| store_error(&e))
+    );
+    let out: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "api_base": short_base(r.api_base.as_deref().unwrap_or("")),
+                "total_count": r.total_count,
+                "slow_count": r.slow_count,
+            })
+        })
+        .collect();
+    axum::Json(out).into_response()
+}
+
+async fn metrics(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
+    tri!(require_reader(&m, &headers, ROUTE).await);
+    let q = tri!(calls_of(&uri));
     let rows = tri!(
         m.ledger
             .store()
