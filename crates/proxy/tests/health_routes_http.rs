@@ -268,6 +268,17 @@ litellm_settings:
     // No key at all: 401.
     let a = send(client().get(p.url("/active/callbacks"))).await;
     assert_eq!(a.status, 401, "{}", a.body);
+    // Any key: no shared health checks, no license.
+    let shared = get(&p, "/health/shared-status", &key).await;
+    assert_eq!(shared.status, 200, "{}", shared.body);
+    assert_eq!(shared.body["shared_health_check_enabled"], false);
+    let license = get(&p, "/health/license", &key).await;
+    assert_eq!(license.body["has_license"], false, "{}", license.body);
+    assert_eq!(license.body["license_type"], "community");
+    assert_eq!(
+        send(client().get(p.url("/health/license"))).await.status,
+        401
+    );
     // `/test` is public.
     let t = send(client().get(p.url("/test"))).await;
     assert_eq!(t.body, json!({"route": "/test"}));

@@ -2,7 +2,10 @@
 //! callbacks and version), `GET /health/backlog` (requests being answered now, and the
 //! `global_max_parallel_requests` admissions), `GET /active/callbacks` and its older name
 //! `GET /settings` (the logging callbacks and alerting as configured, plus the names this
-//! gateway does not act on). Proxy admins and admin viewers, as in LiteLLM.
+//! gateway does not act on). Proxy admins and admin viewers, as in LiteLLM. For any key:
+//! `GET /health/shared-status` (background checks are not coordinated across instances: each
+//! runs its own, as LiteLLM's default) and `GET /health/license` (there is no license: nothing
+//! here is gated by one).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -35,6 +38,14 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
             "/settings",
             get(|State(m): Shared, h: HeaderMap| callbacks(m, h, "/settings")),
         )
+        .route(
+            "/health/shared-status",
+            get(|State(m): Shared, h: HeaderMap| shared_status(m, h)),
+        )
+        .route(
+            "/health/license",
+            get(|State(m): Shared, h: HeaderMap| license(m, h)),
+        )
         .with_state(state)
 }
 
@@ -63,4 +74,25 @@ async fn backlog(m: Arc<Mgmt>, headers: HeaderMap) -> Response {
 async fn callbacks(m: Arc<Mgmt>, headers: HeaderMap, route: &'static str) -> Response {
     tri!(require_reader(&m, &headers, route).await);
     axum::Json(m.app.diagnostics.active_callbacks()).into_response()
+}
+
+async fn shared_status(m: Arc<Mgmt>, headers: HeaderMap) -> Response {
+    tri!(super::roles::caller_role(&m, &headers).await);
+    axum::Json(json!({
+        "shared_health_check_enabled": false,
+        "message": "Shared health check is not enabled",
+    }))
+    .into_response()
+}
+
+async fn license(m: Arc<Mgmt>, headers: HeaderMap) -> Response {
+    tri!(super::roles::caller_role(&m, &headers).await);
+    axum::Json(json!({
+        "has_license": false,
+        "license_type": "community",
+        "expiration_date": null,
+        "allowed_features": [],
+        "limits": {"max_users": null, "max_teams": null},
+    }))
+    .into_response()
 }
