@@ -161,7 +161,7 @@ async fn test_connection(m: Arc<Mgmt>, headers: HeaderMap, bytes: Bytes) -> Resp
     let status = match super::health::probe(m.app.clone(), d).await {
         Ok(()) => "success",
         Err(e) => {
-            result["error"] = json!(e);
+            result["error"] = json!(crate::logging::redact_str(&e));
             "error"
         }
     };
