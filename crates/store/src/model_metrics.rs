@@ -44,6 +44,18 @@ const WHERE: &str = "WHERE start_time >= $1 AND start_time <= $2 AND model_group
      AND COALESCE(cache_hit, '') <> 'True' \
      AND ($4 IS NULL OR api_key = $4) AND ($5 IS NULL OR end_user = $5)";
 
+/// `sql` (which filters with [`WHERE`]) with the filter's five values bound.
+macro_rules! filtered {
+    ($sql:expr, $q:expr, $key:expr) => {
+        sqlx::query($sql)
+            .bind(to_ms($q.start))
+            .bind(to_ms($q.end))
+            .bind(&$q.model_group)
+            .bind($key)
+            .bind($q.end_user.as_deref())
+    };
+}
+
 impl Store {
     /// Slowest first, as LiteLLM orders them; calls without completion tokens are not counted.
     pub async fn latency_per_token(&self, q: &LatencyQuery) -> Result<Vec<LatencyRow>, StoreError> {
@@ -57,14 +69,7 @@ impl Store {
         );
         let key = q.api_key.as_deref().map(token_of);
         let rows = on_db!(&self.db, pool => {
-            let found = sqlx::query(&sql)
-                .bind(to_ms(q.start))
-                .bind(to_ms(q.end))
-                .bind(&q.model_group)
-                .bind(key.as_deref())
-                .bind(q.end_user.as_deref())
-                .fetch_all(pool)
-                .await?;
+            let found = filtered!(&sql, q, key.as_deref()).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(found.len());
             for r in &found {
                 out.push(LatencyRow {
@@ -94,12 +99,7 @@ impl Store {
         let key = q.api_key.as_deref().map(token_of);
         let threshold_ms = i64::try_from(threshold.as_millis()).unwrap_or(i64::MAX);
         let rows = on_db!(&self.db, pool => {
-            let found = sqlx::query(&sql)
-                .bind(to_ms(q.start))
-                .bind(to_ms(q.end))
-                .bind(&q.model_group)
-                .bind(key.as_deref())
-                .bind(q.end_user.as_deref())
+            let found = filtered!(&sql, q, key.as_deref())
                 .bind(threshold_ms)
                 .fetch_all(pool)
                 .await?;
