@@ -883,6 +883,29 @@ async fn bulk_member_add(b: Backend) {
     )
     .await;
     assert_eq!(outsider.status, 403, "{}", outsider.body);
+    // A member's own membership: m1 with the 2.5 USD budget in the team; m3 (not a member
+    // yet) and a key without a user are refused.
+    let (m1, _) = generate(&p, json!({"user_id": "m1"})).await;
+    let mine = get(&p, "/team/bt/members/me", &m1).await;
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    assert_eq!(mine.body["user_id"], "m1");
+    assert_eq!(mine.body["role"], "user");
+    assert_eq!(mine.body["spend"], 0.0);
+    assert_eq!(
+        mine.body["litellm_budget_table"]["max_budget"], 2.5,
+        "{}",
+        mine.body
+    );
+    let not_member = get(&p, "/team/bt/members/me", &m3).await;
+    assert_eq!(not_member.status, 404, "{}", not_member.body);
+    assert!(
+        error_of(&not_member)
+            .1
+            .contains("User user_id=m3 is not a member of team_id=bt.")
+    );
+    let (teamless, _) = generate(&p, json!({})).await;
+    assert_eq!(get(&p, "/team/bt/members/me", &teamless).await.status, 400);
+    assert_eq!(get(&p, "/team/nope/members/me", &m1).await.status, 404);
     let empty = post(
         &p,
         "/team/bulk_member_add",

@@ -48,6 +48,7 @@ mod tag_spend;
 mod tags;
 mod team_bulk;
 mod team_list_v2;
+mod team_member_me;
 mod teams;
 mod test_connection;
 mod trace;
@@ -239,6 +240,7 @@ pub(crate) fn management_routes(
         .merge(user_info_v2::routes(state.clone()))
         .merge(team_list_v2::routes(state.clone()))
         .merge(team_bulk::routes(state.clone()))
+        .merge(team_member_me::routes(state.clone()))
         .merge(user_bulk::routes(state.clone()))
         .merge(model_lookup::routes(state.clone()))
         .merge(activity_charts::routes(state.clone()))
