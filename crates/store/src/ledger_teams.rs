@@ -43,6 +43,14 @@ fn check_member(m: &TeamMember, i: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// `/team/info`'s 404.
+fn info_not_found(team_id: &str) -> StoreError {
+    StoreError::NotFound {
+        message: format!("Team not found, passed team id: {team_id}."),
+        param: Some("team_id"),
+    }
+}
+
 fn membership(team_id: &str, b: &Budget) -> Option<TeamMembership> {
     let user_id = b
         .entity
@@ -192,10 +200,7 @@ impl Ledger {
     /// enforcing limiter counts when it tracks the team, else the database's.
     pub async fn team_info(&self, team_id: &str) -> Result<TeamInfoResponse, StoreError> {
         let Some(view) = self.store().get_team_view(team_id).await? else {
-            return Err(StoreError::NotFound {
-                message: format!("Team not found, passed team id: {team_id}."),
-                param: Some("team_id"),
-            });
+            return Err(info_not_found(team_id));
         };
         let mut record = view.record;
         let mut reserved = 0;
@@ -217,11 +222,7 @@ impl Ledger {
             .collect();
         let mut team_memberships = Vec::new();
         for b in view.member_budgets.values() {
-            let mut b = b.clone();
-            if let Some(live) = self.limiter().live(&b.entity).await {
-                b.spend = live.spend;
-            }
-            team_memberships.extend(membership(team_id, &b));
+            team_memberships.extend(self.live_membership(team_id, b.clone()).await);
         }
         team_memberships.sort_by(|a, b| a.user_id.cmp(&b.user_id));
         Ok(TeamInfoResponse {
@@ -233,6 +234,35 @@ impl Ledger {
             keys,
             team_memberships,
         })
+    }
+
+    /// A member's budget in a team, spend as the enforcing limiter counts it.
+    async fn live_membership(&self, team_id: &str, mut b: Budget) -> Option<TeamMembership> {
+        if let Some(live) = self.limiter().live(&b.entity).await {
+            b.spend = live.spend;
+        }
+        membership(team_id, &b)
+    }
+
+    /// `/team/{team_id}/members/me`: the team and one member's budget in it (`None`: no
+    /// budget of their own there), without the team's keys and the other members' budgets.
+    pub async fn team_and_member(
+        &self,
+        team_id: &str,
+        member: &str,
+    ) -> Result<(TeamRecord, Option<TeamMembership>), StoreError> {
+        let Some(team) = self.store().get_team(team_id).await? else {
+            return Err(info_not_found(team_id));
+        };
+        let budget = self
+            .store()
+            .get_budget(&entities::member(team_id, member))
+            .await?;
+        let membership = match budget {
+            Some(b) => self.live_membership(team_id, b).await,
+            None => None,
+        };
+        Ok((team, membership))
     }
 
     /// `/team/list`: every team, or those of one organization or with one member.

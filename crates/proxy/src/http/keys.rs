@@ -65,6 +65,17 @@ pub(crate) fn forbidden(message: String) -> ProxyError {
     }
 }
 
+/// A 404 in the error envelope naming the field.
+pub(crate) fn not_found(message: impl Into<String>, param: &str) -> ProxyError {
+    ProxyError::Custom {
+        status: 404,
+        kind: "not_found_error".to_string(),
+        message: message.into(),
+        param: Some(param.to_string()),
+        headers: Vec::new(),
+    }
+}
+
 /// A 400 in the error envelope naming the field.
 pub(crate) fn bad_request(message: impl Into<String>, param: &str) -> ProxyError {
     store_error(&idlehands_store::StoreError::bad_request(message, param))
@@ -597,13 +608,7 @@ pub(crate) async fn apply_update(
         let missing = idlehands_store::AccessError::TeamNotFound {
             team_id: team_id.to_string(),
         };
-        return Err(ProxyError::Custom {
-            status: 404,
-            kind: "not_found_error".to_string(),
-            message: missing.to_string(),
-            param: Some("team_id".to_string()),
-            headers: Vec::new(),
-        });
+        return Err(not_found(missing.to_string(), "team_id"));
     }
     no_escalation(m, role.own_user(), set(&req.user_id), set(&req.team_id)).await?;
     check_changed_routes(m, role, &req).await?;

@@ -12,7 +12,7 @@ use axum::routing::get;
 use http::HeaderMap;
 use serde_json::{Value, json};
 
-use super::keys::{Mgmt, Shared, bad_request, tri};
+use super::keys::{Mgmt, Shared, bad_request, not_found, tri};
 use super::roles::{Role, caller_role};
 use crate::error::ProxyError;
 use crate::ledger::seams::store_error;
@@ -40,9 +40,9 @@ async fn me(m: Arc<Mgmt>, team_id: String, headers: HeaderMap) -> Response {
             .into_response();
         }
     };
-    let info = tri!(
+    let (team, membership) = tri!(
         m.ledger
-            .team_info(&team_id)
+            .team_and_member(&team_id, &user)
             .await
             .map_err(|e| store_error(&e))
     );
@@ -54,7 +54,6 @@ async fn me(m: Arc<Mgmt>, team_id: String, headers: HeaderMap) -> Response {
             .map_err(|e| store_error(&e))
     )
     .and_then(|u| u.user_email);
-    let team = &info.team_info.record;
     // A member added by email only is the caller when the emails match.
     let Some(member) = team.members_with_roles.iter().find(|mem| {
         mem.user_id.as_deref() == Some(user.as_str())
@@ -62,17 +61,13 @@ async fn me(m: Arc<Mgmt>, team_id: String, headers: HeaderMap) -> Response {
                 && email.is_some()
                 && mem.user_email.as_deref() == email.as_deref())
     }) else {
-        return ProxyError::Custom {
-            status: 404,
-            kind: "not_found_error".to_string(),
-            message: format!("User user_id={user} is not a member of team_id={team_id}."),
-            param: Some("team_id".to_string()),
-            headers: Vec::new(),
-        }
+        return not_found(
+            format!("User user_id={user} is not a member of team_id={team_id}."),
+            "team_id",
+        )
         .into_response();
     };
-    let membership = info.team_memberships.iter().find(|t| t.user_id == user);
-    let (spend, budget) = match membership {
+    let (spend, budget) = match &membership {
         Some(t) => (
             idlehands_store::money::nanos_to_usd(t.spend),
             tri!(

@@ -13,7 +13,7 @@ use http::{HeaderMap, Uri};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::keys::{Mgmt, Shared, bad_request, query, tri};
+use super::keys::{Mgmt, Shared, bad_request, not_found, query, tri};
 use super::roles::{admin_of_team, caller_role};
 use crate::error::ProxyError;
 use crate::ledger::seams::store_error;
@@ -32,15 +32,8 @@ struct Ask {
     user_id: Option<String>,
 }
 
-fn not_found(id: &str) -> Response {
-    ProxyError::Custom {
-        status: 404,
-        kind: "not_found_error".to_string(),
-        message: format!("User not found: {id}"),
-        param: Some("user_id".to_string()),
-        headers: Vec::new(),
-    }
-    .into_response()
+fn user_not_found(id: &str) -> Response {
+    not_found(format!("User not found: {id}"), "user_id").into_response()
 }
 
 async fn info(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
@@ -63,7 +56,7 @@ async fn info(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
             .await
             .map_err(|e| store_error(&e))
     ) else {
-        return not_found(&user_id);
+        return user_not_found(&user_id);
     };
     let allowed = role.reads_all()
         || role.own_user() == Some(user_id.as_str())
@@ -81,7 +74,7 @@ async fn info(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
             None => false,
         };
     if !allowed {
-        return not_found(&user_id);
+        return user_not_found(&user_id);
     }
     let full = tri!(serde_json::to_value(&user).map_err(|e| ProxyError::Internal(e.to_string())));
     let field = |name: &str| full.get(name).cloned().unwrap_or(Value::Null);
