@@ -15,9 +15,8 @@ use http::{HeaderMap, Uri};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::keys::{Mgmt, Shared, bad_request, query, tri};
+use super::keys::{Mgmt, Shared, bad_request, not_found, query, tri};
 use super::roles::caller_role;
-use crate::error::ProxyError;
 use crate::models::usd;
 
 pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
@@ -43,16 +42,13 @@ async fn lookup(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     };
     let provider = ask.custom_llm_provider.filter(|s| !s.trim().is_empty());
     let Some(p) = m.app.models.prices.model_info(&model, provider.as_deref()) else {
-        return ProxyError::Custom {
-            status: 404,
-            kind: "not_found_error".to_string(),
-            message: format!(
+        return not_found(
+            format!(
                 "model={model}, custom_llm_provider={} is not in the model cost map",
                 provider.as_deref().unwrap_or("None")
             ),
-            param: Some("model".to_string()),
-            headers: Vec::new(),
-        }
+            "model",
+        )
         .into_response();
     };
     let found_provider = p.provider.clone().or(provider).unwrap_or_default();
@@ -60,18 +56,7 @@ async fn lookup(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     info.insert("key".into(), json!(model));
     info.insert("litellm_provider".into(), json!(found_provider));
     info.insert("mode".into(), json!(p.mode));
-    info.insert("input_cost_per_token".into(), json!(usd(p.input)));
-    info.insert("output_cost_per_token".into(), json!(usd(p.output)));
-    let optional = [
-        ("cache_read_input_token_cost", p.cache_read),
-        ("cache_creation_input_token_cost", p.cache_creation),
-        ("output_cost_per_reasoning_token", p.reasoning),
-    ];
-    for (name, rate) in optional {
-        if let Some(r) = rate {
-            info.insert(name.into(), json!(usd(r)));
-        }
-    }
+    crate::models::price_fields(&p, &mut info);
     let tier = p.tier_tokens.unwrap_or(200_000) / 1000;
     let tiered = [
         ("input_cost_per_token", p.input_above_tier),
@@ -86,15 +71,6 @@ async fn lookup(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
         if let Some(r) = rate {
             info.insert(format!("{name}_above_{tier}k_tokens"), json!(usd(r)));
         }
-    }
-    info.insert("max_input_tokens".into(), json!(p.max_input_tokens));
-    info.insert("max_output_tokens".into(), json!(p.max_output_tokens));
-    info.insert(
-        "max_tokens".into(),
-        json!(p.max_output_tokens.or(p.max_input_tokens)),
-    );
-    for (name, v) in &p.supports {
-        info.insert(format!("supports_{name}"), json!(v));
     }
     let upstream = model
         .strip_prefix(&format!("{found_provider}/"))

@@ -165,6 +165,32 @@ impl Catalog {
     }
 }
 
+/// What the price list says of a model, under LiteLLM's model-info names: its prices (USD per
+/// token), token limits and `supports_*` flags.
+pub(crate) fn price_fields(p: &ModelPrice, out: &mut Map<String, Value>) {
+    out.insert("input_cost_per_token".into(), json!(usd(p.input)));
+    out.insert("output_cost_per_token".into(), json!(usd(p.output)));
+    let optional = [
+        ("cache_read_input_token_cost", p.cache_read),
+        ("cache_creation_input_token_cost", p.cache_creation),
+        ("output_cost_per_reasoning_token", p.reasoning),
+    ];
+    for (name, rate) in optional {
+        if let Some(r) = rate {
+            out.insert(name.into(), json!(usd(r)));
+        }
+    }
+    out.insert("max_input_tokens".into(), json!(p.max_input_tokens));
+    out.insert("max_output_tokens".into(), json!(p.max_output_tokens));
+    out.insert(
+        "max_tokens".into(),
+        json!(p.max_output_tokens.or(p.max_input_tokens)),
+    );
+    for (name, v) in &p.supports {
+        out.insert(format!("supports_{name}"), json!(v));
+    }
+}
+
 /// pico-USD per token as USD per token.
 pub fn usd(rate: Rate) -> f64 {
     rate as f64 / 1e12
@@ -260,29 +286,10 @@ impl CatalogEntry {
         known.insert("litellm_provider".into(), json!(self.provider));
         known.insert("mode".into(), json!(self.mode));
         if let Some(p) = &self.price {
-            known.insert("input_cost_per_token".into(), json!(usd(p.input)));
-            known.insert("output_cost_per_token".into(), json!(usd(p.output)));
-            if let Some(r) = p.cache_read {
-                known.insert("cache_read_input_token_cost".into(), json!(usd(r)));
-            }
-            if let Some(r) = p.cache_creation {
-                known.insert("cache_creation_input_token_cost".into(), json!(usd(r)));
-            }
-            if let Some(r) = p.reasoning {
-                known.insert("output_cost_per_reasoning_token".into(), json!(usd(r)));
-            }
-            known.insert("max_input_tokens".into(), json!(p.max_input_tokens));
-            known.insert("max_output_tokens".into(), json!(p.max_output_tokens));
-            known.insert(
-                "max_tokens".into(),
-                json!(p.max_output_tokens.or(p.max_input_tokens)),
-            );
             for name in SHOWN_SUPPORTS {
                 known.insert(format!("supports_{name}"), Value::Null);
             }
-            for (name, v) in &p.supports {
-                known.insert(format!("supports_{name}"), json!(v));
-            }
+            price_fields(p, &mut known);
         } else {
             for k in [
                 "input_cost_per_token",

@@ -11,6 +11,7 @@ pub mod wildcards;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+pub(crate) use catalog::price_fields;
 pub use catalog::{Catalog, CatalogEntry, usd};
 
 use crate::config::{ModelEntry, ProxyConfig};
