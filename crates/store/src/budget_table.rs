@@ -130,24 +130,40 @@ impl Store {
         Ok(())
     }
 
+    /// One named budget.
+    pub async fn budget_row(&self, id: &str) -> Result<Option<BudgetRow>, StoreError> {
+        let sql = format!("SELECT {COLS} FROM idlehands_budget_table WHERE budget_id = $1");
+        let row = on_db!(&self.db, pool => {
+            match sqlx::query(&sql).bind(id).fetch_optional(pool).await? {
+                Some(r) => Some(budget_row!(&r)),
+                None => None,
+            }
+        });
+        Ok(row)
+    }
+
     /// The named budgets among `ids` (all of them with `None`), by id.
     pub async fn budget_rows(&self, ids: Option<&[String]>) -> Result<Vec<BudgetRow>, StoreError> {
-        let sql = format!("SELECT {COLS} FROM idlehands_budget_table ORDER BY budget_id");
-        let all = on_db!(&self.db, pool => {
-            let rows = sqlx::query(&sql).fetch_all(pool).await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                out.push(budget_row!(r));
-            }
-            out
-        });
-        Ok(match ids {
-            None => all,
-            Some(ids) => all
-                .into_iter()
-                .filter(|b| ids.contains(&b.budget_id))
-                .collect(),
-        })
+        let Some(ids) = ids else {
+            let sql = format!("SELECT {COLS} FROM idlehands_budget_table ORDER BY budget_id");
+            let all = on_db!(&self.db, pool => {
+                let rows = sqlx::query(&sql).fetch_all(pool).await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    out.push(budget_row!(r));
+                }
+                out
+            });
+            return Ok(all);
+        };
+        let mut wanted: Vec<&String> = ids.iter().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut out = Vec::with_capacity(wanted.len());
+        for id in wanted {
+            out.extend(self.budget_row(id).await?);
+        }
+        Ok(out)
     }
 
     /// Changes a named budget and copies its limits onto every end user and organization that

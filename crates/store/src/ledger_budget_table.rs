@@ -122,11 +122,9 @@ impl Ledger {
                 "budget_id",
             ));
         }
-        let ids = [id.to_owned()];
         self.store()
-            .budget_rows(Some(&ids))
+            .budget_row(id)
             .await?
-            .pop()
             .ok_or_else(|| budget_not_found(id))
     }
 }

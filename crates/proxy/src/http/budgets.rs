@@ -138,11 +138,10 @@ struct DeleteAsk {
 async fn delete(m: Arc<Mgmt>, headers: HeaderMap, bytes: Bytes) -> Response {
     tri!(require_admin(&m, &headers, "/budget/delete").await);
     let ask: DeleteAsk = tri!(body_of(&bytes));
-    let ids = [ask.id.clone()];
     let before = tri!(
         m.ledger
             .store()
-            .budget_rows(Some(&ids))
+            .budget_row(&ask.id)
             .await
             .map_err(|e| store_error(&e))
     );
@@ -153,7 +152,7 @@ async fn delete(m: Arc<Mgmt>, headers: HeaderMap, bytes: Bytes) -> Response {
             .map_err(|e| store_error(&e))
     );
     // LiteLLM answers with the row deleted.
-    match before.first() {
+    match &before {
         Some(r) => axum::Json(row_json(r)).into_response(),
         None => axum::Json(Value::Null).into_response(),
     }
@@ -209,15 +208,14 @@ async fn settings(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     let Some(id) = ask.budget_id else {
         return bad_request("budget_id is required", "budget_id").into_response();
     };
-    let ids = [id];
-    let rows = tri!(
+    let row = tri!(
         m.ledger
             .store()
-            .budget_rows(Some(&ids))
+            .budget_row(&id)
             .await
             .map_err(|e| store_error(&e))
     );
-    let current: Map<String, Value> = match rows.first().map(row_json) {
+    let current: Map<String, Value> = match row.as_ref().map(row_json) {
         Some(Value::Object(o)) => o,
         _ => Map::new(),
     };
