@@ -326,7 +326,140 @@ async fn organizations_follow_a_named_budget(b: Backend) {
     place.cleanup().await;
 }
 
+/// Followers that link while their budget changes or goes: the budget's change and the
+/// follower's write take turns, so every follower ends with the budget's last limits, and a
+/// budget deleted while some link to it leaves nobody following nothing.
+async fn links_take_turns_with_budget_changes(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    for round in 0..10 {
+        let id = format!("race-{round}");
+        let made = post(
+            &p,
+            "/budget/new",
+            MASTER,
+            json!({"budget_id": id, "max_budget": 1.0}),
+        )
+        .await;
+        assert_eq!(made.status, 200, "{}", made.body);
+        let users: Vec<String> = (0..4).map(|i| format!("u{round}-{i}")).collect();
+        let orgs: Vec<String> = (0..2).map(|i| format!("o{round}-{i}")).collect();
+        for u in &users {
+            let c = post(&p, "/customer/new", MASTER, json!({"user_id": u})).await;
+            assert_eq!(c.status, 200, "{}", c.body);
+        }
+        for o in &orgs {
+            let c = post(
+                &p,
+                "/organization/new",
+                MASTER,
+                json!({"organization_id": o, "organization_alias": o}),
+            )
+            .await;
+            assert_eq!(c.status, 200, "{}", c.body);
+        }
+        let mut calls = Vec::new();
+        for (i, u) in users.iter().enumerate() {
+            calls.push(("/customer/update", json!({"user_id": u, "budget_id": id})));
+            if i == 1 {
+                calls.push((
+                    "/budget/update",
+                    json!({"budget_id": id, "max_budget": 2.0}),
+                ));
+            }
+        }
+        for o in &orgs {
+            calls.push((
+                "/organization/update",
+                json!({"organization_id": o, "budget_id": id}),
+            ));
+        }
+        let answers = futures_util::future::join_all(
+            calls
+                .iter()
+                .map(|(path, body)| post(&p, path, MASTER, body.clone())),
+        )
+        .await;
+        for a in &answers {
+            assert_eq!(a.status, 200, "{}", a.body);
+        }
+        for u in &users {
+            let c = get(&p, &format!("/customer/info?end_user_id={u}"), MASTER).await;
+            assert_eq!(c.body["budget_id"], id.as_str(), "{}", c.body);
+            assert_eq!(
+                c.body["litellm_budget_table"]["max_budget"], 2.0,
+                "round {round}: {}",
+                c.body
+            );
+        }
+        for o in &orgs {
+            let c = get(
+                &p,
+                &format!("/organization/info?organization_id={o}"),
+                MASTER,
+            )
+            .await;
+            assert_eq!(
+                c.body["litellm_budget_table"]["max_budget"], 2.0,
+                "round {round}: {}",
+                c.body
+            );
+        }
+    }
+    for round in 0..10 {
+        let id = format!("gone-{round}");
+        let made = post(
+            &p,
+            "/budget/new",
+            MASTER,
+            json!({"budget_id": id, "max_budget": 1.0}),
+        )
+        .await;
+        assert_eq!(made.status, 200, "{}", made.body);
+        let mut calls: Vec<(&str, Value)> = (0..4)
+            .map(|i| {
+                (
+                    "/customer/new",
+                    json!({"user_id": format!("d{round}-{i}"), "budget_id": id}),
+                )
+            })
+            .collect();
+        calls.insert(1, ("/budget/delete", json!({"id": id})));
+        let answers = futures_util::future::join_all(
+            calls
+                .iter()
+                .map(|(path, body)| post(&p, path, MASTER, body.clone())),
+        )
+        .await;
+        let deleted = answers[1].status == 200;
+        for (i, a) in answers.iter().enumerate() {
+            if i == 1 {
+                assert!(a.status == 200 || a.status == 400, "{}", a.body);
+                continue;
+            }
+            // Linked before the delete (which then refused), or after it (404): never to a
+            // budget that is gone.
+            let expected = if deleted { 404 } else { 200 };
+            assert_eq!(
+                a.status, expected,
+                "round {round}, delete {}: {}",
+                answers[1].status, a.body
+            );
+        }
+        let info = post(&p, "/budget/info", MASTER, json!({"budgets": [id]})).await;
+        assert_eq!(
+            info.body.as_array().map(Vec::len),
+            Some(usize::from(!deleted)),
+            "{}",
+            info.body
+        );
+    }
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
     end_users_follow_a_named_budget,
-    organizations_follow_a_named_budget
+    organizations_follow_a_named_budget,
+    links_take_turns_with_budget_changes
 );

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sqlx::Row;
 
 use crate::budgets::{Budget, BudgetPatch, put_budget, read_budget};
-use crate::db::{BeginWrite, Store, from_ms, on_db, to_ms};
+use crate::db::{BeginWrite, Db, Store, on_db, to_ms};
 use crate::entities;
 use crate::error::StoreError;
 
@@ -47,9 +47,9 @@ macro_rules! budget_row {
     ($r:expr) => {{
         let r = $r;
         let id: String = r.try_get("budget_id")?;
-        BudgetRow {
-            limits: Budget {
-                entity: entity(&id),
+        $crate::budget_table::BudgetRow {
+            limits: $crate::budgets::Budget {
+                entity: $crate::budget_table::entity(&id),
                 spend: 0,
                 max_budget: r.try_get("max_budget")?,
                 soft_budget: r.try_get("soft_budget")?,
@@ -60,16 +60,49 @@ macro_rules! budget_row {
                 max_parallel_requests: r.try_get("max_parallel_requests")?,
             },
             budget_id: id,
-            created_at: from_ms(r.try_get("created_at")?),
+            created_at: $crate::db::from_ms(r.try_get("created_at")?),
             created_by: r.try_get("created_by")?,
-            updated_at: from_ms(r.try_get("updated_at")?),
+            updated_at: $crate::db::from_ms(r.try_get("updated_at")?),
             updated_by: r.try_get("updated_by")?,
         }
     }};
 }
 
+pub(crate) use budget_row;
+
+/// The named budget by id, read inside a write transaction; on Postgres the row stays locked
+/// (`lock` is `FOR SHARE` for a follower, `FOR UPDATE` for a change or delete of the budget)
+/// until the transaction ends, so a follower's write and a change of what it follows take
+/// turns. SQLite's writers take turns already (`BEGIN IMMEDIATE`).
+pub(crate) fn locked_select(db: &Db, lock: &str) -> String {
+    let lock = if matches!(db, Db::Postgres(_)) {
+        lock
+    } else {
+        ""
+    };
+    format!("SELECT {COLS} FROM idlehands_budget_table WHERE budget_id = $1 {lock}")
+}
+
+/// Inside a follower's write transaction, after its change: the named budget it follows (if
+/// any) is read again with [`locked_select`]'s `FOR SHARE` and its limits copied again. The
+/// copy the request took before its transaction may be older: a `/budget/update` committed in
+/// between did not see this follower yet, and a `/budget/delete` in between leaves it nothing
+/// to follow (404, nothing written).
+macro_rules! follow_current {
+    ($tx:expr, $sql:expr, $followed:expr, $budget:expr, $now:expr) => {{
+        if let Some(id) = $followed {
+            let Some(r) = sqlx::query($sql).bind(id).fetch_optional(&mut *$tx).await? else {
+                return Err($crate::budget_table::budget_not_found(id));
+            };
+            let named = $crate::budget_table::budget_row!(&r);
+            $crate::budget_table::follow($budget, &named.limits, $now);
+        }
+    }};
+}
+pub(crate) use follow_current;
+
 /// The in-memory name of a named budget's limits (never a row of `idlehands_budgets`).
-fn entity(id: &str) -> String {
+pub(crate) fn entity(id: &str) -> String {
     format!("budget:{id}")
 }
 
@@ -175,7 +208,7 @@ impl Store {
         by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(BudgetRow, Followers), StoreError> {
-        let select = format!("SELECT {COLS} FROM idlehands_budget_table WHERE budget_id = $1");
+        let select = locked_select(&self.db, "FOR UPDATE");
         let at = to_ms(now);
         let out = on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
@@ -234,8 +267,14 @@ impl Store {
 
     /// Deletes a named budget nobody follows (else a 400 naming how many do).
     pub(crate) async fn delete_budget_row(&self, id: &str) -> Result<(), StoreError> {
+        let select = locked_select(&self.db, "FOR UPDATE");
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
+            // Locked first: a follower linking now either committed (counted below) or waits
+            // and then finds the budget gone.
+            if sqlx::query(&select).bind(id).fetch_optional(&mut *tx).await?.is_none() {
+                return Err(budget_not_found(id));
+            }
             let end_users: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM idlehands_end_users WHERE budget_id = $1",
             )
@@ -256,13 +295,10 @@ impl Store {
                     "id",
                 ));
             }
-            let gone = sqlx::query("DELETE FROM idlehands_budget_table WHERE budget_id = $1")
+            sqlx::query("DELETE FROM idlehands_budget_table WHERE budget_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            if gone.rows_affected() == 0 {
-                return Err(budget_not_found(id));
-            }
             tx.commit().await?;
         });
         Ok(())

@@ -3,6 +3,7 @@
 use chrono::Utc;
 use sqlx::Row;
 
+use crate::budget_table::{follow_current, locked_select};
 use crate::budgets::{Budget, put_budget, read_budget};
 use crate::customers::CustomerRecord;
 use crate::db::{BeginWrite, Store, from_ms, json_text, on_db, to_ms};
@@ -39,7 +40,9 @@ pub(crate) fn customer_not_found(id: &str) -> StoreError {
 
 impl Store {
     /// Creates the end user; their spend so far (calls that named them before) is kept.
-    pub(crate) async fn insert_customer(&self, c: &CustomerRecord) -> Result<(), StoreError> {
+    /// Inserts the end user; a followed budget's limits are taken as they are now.
+    pub(crate) async fn insert_customer(&self, c: &mut CustomerRecord) -> Result<(), StoreError> {
+        let named = locked_select(&self.db, "FOR SHARE");
         let insert = format!(
             "INSERT INTO idlehands_end_users ({CUSTOMER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         );
@@ -67,6 +70,7 @@ impl Store {
                 .bind(c.budget_id.clone())
                 .execute(&mut *tx)
                 .await?;
+            follow_current!(tx, &named, c.budget_id.as_deref(), &mut c.litellm_budget_table, c.updated_at);
             put_budget!(tx, &c.litellm_budget_table, now);
             tx.commit().await?;
         });
@@ -127,6 +131,7 @@ impl Store {
         F: FnMut(&mut CustomerRecord) -> Result<(), StoreError>,
     {
         let select = format!("SELECT {CUSTOMER_COLS} FROM idlehands_end_users WHERE user_id = $1");
+        let named = locked_select(&self.db, "FOR SHARE");
         let now = to_ms(Utc::now());
         let out = on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
@@ -148,6 +153,7 @@ impl Store {
                     .bind(c.budget_id.clone())
                     .execute(&mut *tx)
                     .await?;
+                follow_current!(tx, &named, c.budget_id.as_deref(), &mut c.litellm_budget_table, c.updated_at);
                 put_budget!(tx, &c.litellm_budget_table, now);
                 out.push(c);
             }

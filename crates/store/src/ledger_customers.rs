@@ -92,7 +92,7 @@ impl Ledger {
         let mut budget_id = None;
         let who = format!("End user {id}");
         apply_link(&link, &mut budget_id, &mut budget, &req.budget, &who, now)?;
-        let c = CustomerRecord {
+        let mut c = CustomerRecord {
             user_id: id,
             alias: req.alias.clone(),
             blocked: req.blocked.unwrap_or(false),
@@ -105,7 +105,7 @@ impl Ledger {
         };
         // Spend already queued for them lands first, so the answer shows it.
         self.writer().flush().await?;
-        self.store().insert_customer(&c).await?;
+        self.store().insert_customer(&mut c).await?;
         self.after_customer_change(&c);
         self.customer_info(&c.user_id).await
     }

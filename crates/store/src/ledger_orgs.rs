@@ -124,7 +124,7 @@ impl Ledger {
         let mut budget_id = None;
         let who = format!("Organization {id}");
         apply_link(&link, &mut budget_id, &mut budget, &req.budget, &who, now)?;
-        let o = OrgRecord {
+        let mut o = OrgRecord {
             organization_id: id,
             organization_alias: Some(req.organization_alias.clone()),
             models,
@@ -137,7 +137,7 @@ impl Ledger {
             created_by: by.map(str::to_owned),
             updated_at: now,
         };
-        self.store().insert_org(&o).await?;
+        self.store().insert_org(&mut o).await?;
         self.after_org_change(&o);
         Ok(o)
     }

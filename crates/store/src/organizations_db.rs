@@ -3,6 +3,7 @@
 use chrono::Utc;
 use sqlx::Row;
 
+use crate::budget_table::{follow_current, locked_select};
 use crate::budgets::{Budget, put_budget, read_budget};
 use crate::db::{BeginWrite, Db, Store, from_ms, json_text, on_db, to_ms};
 use crate::entities;
@@ -43,7 +44,9 @@ pub(crate) fn org_not_found(id: &str) -> StoreError {
 }
 
 impl Store {
-    pub(crate) async fn insert_org(&self, o: &OrgRecord) -> Result<(), StoreError> {
+    /// Inserts the organization; a followed budget's limits are taken as they are now.
+    pub(crate) async fn insert_org(&self, o: &mut OrgRecord) -> Result<(), StoreError> {
+        let named = locked_select(&self.db, "FOR SHARE");
         let insert = format!(
             "INSERT INTO idlehands_organizations ({ORG_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         );
@@ -78,6 +81,7 @@ impl Store {
                 .bind(&o.litellm_budget_table.entity)
                 .execute(&mut *tx)
                 .await?;
+            follow_current!(tx, &named, o.budget_id.as_deref(), &mut o.litellm_budget_table, o.updated_at);
             put_budget!(tx, &o.litellm_budget_table, now);
             tx.commit().await?;
         });
@@ -137,6 +141,7 @@ impl Store {
             }
         );
         let entity = entities::org(id);
+        let named = locked_select(&self.db, "FOR SHARE");
         let now = to_ms(Utc::now());
         let o = on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
@@ -158,6 +163,7 @@ impl Store {
                 teams.push((r.try_get("team_id")?, r.try_get("max_budget")?, json_col(r.try_get("models")?)));
             }
             change(&mut o, &teams)?;
+            follow_current!(tx, &named, o.budget_id.as_deref(), &mut o.litellm_budget_table, o.updated_at);
             sqlx::query(
                 "UPDATE idlehands_organizations SET organization_alias = $2, models = $3, \
                  metadata = $4, members = $5, updated_at = $6, budget_id = $7 WHERE organization_id = $1",
