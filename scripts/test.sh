@@ -25,13 +25,15 @@ if ! python3 -c "import uvicorn, h11" 2>/dev/null; then
 fi
 # The dashboard UI test drives Debian's Chromium through playwright-core (never a downloaded browser).
 # The interactive-mode tests drive `idlehands` through a tmux pseudo-terminal.
-# The real-stack tests compile a server against cpp-httplib, llama-server's HTTP stack.
+# The real-stack tests compile a server against cpp-httplib and nlohmann/json, llama-server's HTTP
+# stack and JSON library.
 missing=""
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
 command -v g++ >/dev/null 2>&1 || missing="$missing g++"
 command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
 pkg-config --exists cpp-httplib 2>/dev/null || missing="$missing libcpp-httplib-dev"
+pkg-config --exists nlohmann_json 2>/dev/null || missing="$missing nlohmann-json3-dev"
 if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing

@@ -39,6 +39,8 @@ const OPENAI: &[&str] = &[
     "/v1/models",
     "/models/*",
     "/v1/models/*",
+    "/utils/token_counter",
+    "/utils/model_info",
 ];
 
 const ANTHROPIC: &[&str] = &["/v1/messages", "/v1/messages/count_tokens"];

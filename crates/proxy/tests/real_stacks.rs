@@ -10,8 +10,12 @@
 //! streamed. The two Ollama prefixes go to Ollama's OpenAI-compatible `/v1` API, which the
 //! gateway appends to their `api_base`.
 //!
-//! Missing prerequisites fail the tests (scripts/test.sh installs them): g++, pkg-config and
-//! `libcpp-httplib-dev`; python3 with `uvicorn` and `h11`. The C++ server is built once per
+//! Token counts before a call come from the same servers: llama.cpp's `/apply-template` and
+//! `/tokenize` on cpp-httplib, vLLM's `/tokenize` on uvicorn.
+//!
+//! Missing prerequisites fail the tests (scripts/test.sh installs them): g++, pkg-config,
+//! `libcpp-httplib-dev` and `nlohmann-json3-dev` (llama-server's JSON library); python3 with
+//! `uvicorn` and `h11`. The C++ server is built once per
 //! source and flags, under `$XDG_CACHE_HOME/idlehands` (else `~/.cache/idlehands`).
 
 mod common;
@@ -53,11 +57,10 @@ fn need(program: &str, args: &[&str], missing: &str) -> String {
 /// The cpp-httplib server, compiled on first use and kept under the cache keyed by its source,
 /// flags and compiler.
 fn cpp_server() -> PathBuf {
-    const INSTALL: &str =
-        "install Debian's g++, pkg-config and libcpp-httplib-dev (scripts/test.sh does)";
+    const INSTALL: &str = "install Debian's g++, pkg-config, libcpp-httplib-dev and nlohmann-json3-dev (scripts/test.sh does)";
     let flags = need(
         "pkg-config",
-        &["--cflags", "--libs", "cpp-httplib"],
+        &["--cflags", "--libs", "cpp-httplib", "nlohmann_json"],
         INSTALL,
     );
     let compiler = need("g++", &["--version"], INSTALL);
@@ -358,6 +361,209 @@ async fn uvicorn_h11_stack() {
 #[tokio::test]
 async fn python_http_server_stack() {
     replays_through_the_gateway(Stack::PythonHttpServer).await;
+}
+
+async fn post_json(url: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut req = client().post(url).json(body);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, v)
+}
+
+/// What the server itself counts for `body` (`messages`, `tools` or a `prompt`), asked
+/// directly the way its own clients ask.
+async fn server_count(server: &Server, stack: Stack, body: &Value) -> u64 {
+    let origin = server.origin();
+    match stack {
+        Stack::CppHttplib => {
+            let content = match body.get("messages") {
+                Some(m) => {
+                    let (s, t) = post_json(
+                        &format!("{origin}/apply-template"),
+                        None,
+                        &json!({"messages": m}),
+                    )
+                    .await;
+                    assert_eq!(s, 200, "{t}");
+                    t["prompt"].clone()
+                }
+                None => body["prompt"].clone(),
+            };
+            let (s, t) = post_json(
+                &format!("{origin}/tokenize"),
+                None,
+                &json!({"content": content, "add_special": true}),
+            )
+            .await;
+            assert_eq!(s, 200, "{t}");
+            t["tokens"].as_array().unwrap().len() as u64
+        }
+        _ => {
+            let mut ask = body.clone();
+            if ask.get("messages").is_some() {
+                ask["add_generation_prompt"] = json!(true);
+            }
+            let (s, t) = post_json(&format!("{origin}/tokenize"), None, &ask).await;
+            assert_eq!(s, 200, "{t}");
+            t["count"].as_u64().unwrap()
+        }
+    }
+}
+
+/// `/utils/token_counter` and `/v1/messages/count_tokens` count with the deployment's own
+/// server (its template and tokenizer) when asked, estimate otherwise, and say which; a
+/// server that cannot count (llama-server without `--jinja` given tools) or a provider with
+/// no such API (Ollama) gets the estimate with the reason.
+async fn counts_tokens_on_the_server(stack: Stack, tokenizer: &str) {
+    let server = Server::start(stack).await;
+    let gw = start(&config(&server)).await;
+    let counter = gw.url("/utils/token_counter?call_endpoint=true");
+    let messages = json!([
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Count the words of this question for me, please."}
+    ]);
+    let expected = server_count(&server, stack, &json!({"messages": messages})).await;
+    let before = server.seen().await.len();
+    for group in ["via-openai", "via-hosted_vllm"] {
+        let (s, c) = post_json(
+            &counter,
+            Some(KEY),
+            &json!({"model": group, "messages": messages}),
+        )
+        .await;
+        assert_eq!(s, 200, "{c}");
+        assert_eq!(c["total_tokens"], expected, "{stack:?} {group}: {c}");
+        assert_eq!(c["count_source"], "provider", "{c}");
+        assert_eq!(c["tokenizer_type"], tokenizer, "{c}");
+        assert_eq!(c["request_model"], group);
+        assert_eq!(c["model_used"], MODEL);
+        assert!(c["original_response"].is_object(), "{c}");
+        assert_eq!(c["original_response"].get("tokens"), None, "{c}");
+        assert_eq!(c.get("estimate_reason"), None, "{c}");
+
+        // Not asked for: the estimate, named as one.
+        let (s, e) = post_json(
+            &gw.url("/utils/token_counter"),
+            Some(KEY),
+            &json!({"model": group, "messages": messages}),
+        )
+        .await;
+        assert_eq!(s, 200, "{e}");
+        assert_eq!(e["count_source"], "local_estimate", "{e}");
+        assert_eq!(e["tokenizer_type"], "character_estimate", "{e}");
+        assert_ne!(
+            e["total_tokens"], expected,
+            "the estimate is not the server's count: {e}"
+        );
+        assert_eq!(e.get("estimate_reason"), None, "{e}");
+    }
+    // A prompt alone.
+    let prompt = json!({"prompt": "one two three four five"});
+    let want = server_count(&server, stack, &prompt).await;
+    let (s, c) = post_json(
+        &counter,
+        Some(KEY),
+        &json!({"model": "via-openai", "prompt": prompt["prompt"]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(
+        (c["total_tokens"].as_u64(), c["count_source"].as_str()),
+        (Some(want), Some("provider")),
+        "{c}"
+    );
+
+    // Anthropic's count_tokens counts the chat request /v1/messages would send.
+    let (s, a) = post_json(
+        &gw.url("/v1/messages/count_tokens"),
+        Some(KEY),
+        &json!({"model": "via-openai", "system": "You are terse.",
+                "messages": [{"role": "user", "content": "Count the words of this question for me, please."}]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{a}");
+    assert_eq!(a["input_tokens"], expected, "{a}");
+
+    // Tools: vLLM renders them; llama-server without --jinja refuses them, so the estimate.
+    let tools = json!([{"type": "function", "function": {"name": "lookup", "description": "Look a word up",
+        "parameters": {"type": "object", "properties": {"word": {"type": "string"}}}}}]);
+    let (s, t) = post_json(
+        &counter,
+        Some(KEY),
+        &json!({"model": "via-openai", "messages": messages, "tools": tools}),
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    match stack {
+        Stack::CppHttplib => {
+            assert_eq!(t["count_source"], "local_estimate", "{t}");
+            let why = t["estimate_reason"].as_str().unwrap();
+            assert!(why.contains("tools param requires --jinja flag"), "{why}");
+        }
+        _ => {
+            assert_eq!(t["count_source"], "provider", "{t}");
+            assert!(t["total_tokens"].as_u64().unwrap() > expected, "{t}");
+        }
+    }
+
+    // Ollama has no tokenizer API: the estimate, and no call to the server.
+    let (s, o) = post_json(
+        &counter,
+        Some(KEY),
+        &json!({"model": "via-ollama", "messages": messages}),
+    )
+    .await;
+    assert_eq!(s, 200, "{o}");
+    assert_eq!(o["count_source"], "local_estimate", "{o}");
+    assert!(
+        o["estimate_reason"]
+            .as_str()
+            .unwrap()
+            .contains("ollama deployments have no token-counting API"),
+        "{o}"
+    );
+
+    // No key, no count; nothing to count is LiteLLM's 400.
+    let (s, _) = post_json(
+        &counter,
+        None,
+        &json!({"model": "via-openai", "prompt": "x"}),
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (s, n) = post_json(&counter, Some(KEY), &json!({"model": "via-openai"})).await;
+    assert_eq!(s, 400, "{n}");
+    assert_eq!(
+        n["error"]["message"],
+        "prompt or messages or contents must be provided"
+    );
+
+    // Every count reached the server at its root, in origin-form.
+    let seen = server.seen().await;
+    assert!(!seen[before..].is_empty());
+    for line in &seen[before..] {
+        assert!(
+            line.starts_with("POST /tokenize HTTP/1.1")
+                || line.starts_with("POST /apply-template HTTP/1.1"),
+            "{stack:?}: {line}"
+        );
+    }
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn llama_cpp_counts_tokens() {
+    counts_tokens_on_the_server(Stack::CppHttplib, "llama_cpp_api").await;
+}
+
+#[tokio::test]
+async fn vllm_counts_tokens() {
+    counts_tokens_on_the_server(Stack::UvicornH11, "vllm_api").await;
 }
 
 /// The C++ replay answers byte for byte what llama-server sent (the Python one shares the

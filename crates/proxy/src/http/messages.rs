@@ -2,7 +2,8 @@
 //! request becomes an OpenAI chat request and runs the chat pipeline unchanged (keys,
 //! budgets, hooks, routing, spend; call_type `anthropic_messages`); its answer, plain or
 //! streamed, and its errors are turned back into Anthropic's shapes on the way out.
-//! POST /v1/messages/count_tokens answers with an estimate.
+//! POST /v1/messages/count_tokens counts on the deployment's server where it can (llama.cpp,
+//! vLLM; see `token_count`), else estimates.
 
 use std::sync::Arc;
 
@@ -166,8 +167,8 @@ impl super::sse_map::ChunkMap for Anthropic {
     }
 }
 
-/// POST /v1/messages/count_tokens: about four characters a token over what the model would
-/// read (system, messages, tools).
+/// POST /v1/messages/count_tokens: the tokens of the chat request `/v1/messages` would send
+/// (system, messages, tools), counted by the deployment's server or estimated.
 pub(crate) async fn count_tokens(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -191,15 +192,18 @@ pub(crate) async fn count_tokens(
     if !req.get("messages").is_some_and(Value::is_array) {
         return error_response(400, "messages: Field required", None);
     }
-    let chars: usize = ["system", "messages", "tools"]
-        .iter()
-        .filter_map(|k| req.get(*k))
-        .map(|v| match v {
-            Value::String(s) => s.chars().count(),
-            other => other.to_string().chars().count(),
-        })
-        .sum();
-    let body = json!({"input_tokens": super::estimate::tokens_for_chars(chars)});
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    // Counted as the model will read it: the chat request /v1/messages would send.
+    let chat = match tr::to_chat_request(&req) {
+        Ok(c) => c,
+        Err(e) => return error_response(e.status(), &e.to_string(), None),
+    };
+    let counted = super::token_count::count(&app, &model, &chat, true).await;
+    let body = json!({"input_tokens": counted.total});
     let mut resp = Response::new(Body::from(body.to_string()));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

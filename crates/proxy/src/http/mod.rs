@@ -51,6 +51,7 @@ mod team_list_v2;
 mod team_member_me;
 mod teams;
 mod test_connection;
+mod token_count;
 mod trace;
 pub(crate) mod ui;
 mod usage_scan;
@@ -139,6 +140,7 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
     let keyed = keyed
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
+        .route("/utils/token_counter", post(token_count::counter))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/embeddings", post(embeddings::embeddings))
         .route(

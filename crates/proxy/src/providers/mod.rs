@@ -17,6 +17,7 @@ mod idle;
 mod mock;
 pub(crate) mod openai_compat;
 pub mod params;
+mod tokenize;
 mod upstream;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use http::HeaderMap;
+use serde_json::Value;
 
 use crate::config::{LitellmParams, openai_compatible_base};
 use crate::error::ProxyError;
@@ -128,6 +130,16 @@ impl JsonRoute {
     }
 }
 
+/// Tokens counted by a deployment's own server.
+#[derive(Debug)]
+pub struct ServerCount {
+    pub tokens: u64,
+    /// `llama_cpp_api` or `vllm_api` (LiteLLM names a provider's count `anthropic_api`).
+    pub tokenizer: &'static str,
+    /// The server's answer (a token list left out: a long conversation's is long).
+    pub original: Value,
+}
+
 pub struct EmbeddingReply {
     pub body: Bytes,
     pub headers: HeaderMap,
@@ -152,6 +164,18 @@ pub trait Provider: Send + Sync {
     /// servers have `/completions`; the translated providers have no such API).
     fn text_completions(&self) -> bool {
         false
+    }
+
+    /// The tokens an OpenAI chat request (`model`, `messages`, `tools`, or a `prompt`) comes to
+    /// on the deployment's own server, for servers that count them (llama.cpp's and vLLM's
+    /// `/tokenize`); `None` where the provider has no such API here.
+    fn count_tokens(
+        &self,
+        _client: &reqwest::Client,
+        _d: &Arc<Deployment>,
+        _chat: Value,
+    ) -> Option<BoxFuture<'static, Result<ServerCount, ProxyError>>> {
+        None
     }
 
     /// `route`'s body sent as it is; only OpenAI-compatible upstreams have these endpoints.

@@ -28,6 +28,10 @@ pub struct OpenAiCompatible {
     key_header: Option<&'static str>,
     /// `litellm_params.organization`, sent as `OpenAI-Organization`.
     organization: Option<HeaderValue>,
+    /// The server's root (`api_base` without `/v1`) where it may count tokens: a server of
+    /// one's own (a base other than the provider's public one; never Ollama's or LM Studio's,
+    /// which have no tokenizer API).
+    tokenize_root: Option<reqwest::Url>,
 }
 
 /// An upstream endpoint in both clients' forms.
@@ -93,6 +97,7 @@ impl OpenAiCompatible {
             embeddings_url: endpoint(api_base, "/embeddings"),
             key_header: None,
             organization: None,
+            tokenize_root: tokenize_root(provider, api_base),
         }
     }
 
@@ -131,8 +136,25 @@ impl OpenAiCompatible {
             embeddings_url: parse(embeddings_url),
             key_header: Some(key_header),
             organization: None,
+            tokenize_root: None,
         }
     }
+}
+
+/// Where a deployment's server may count tokens (see `tokenize_root` of [`OpenAiCompatible`]).
+fn tokenize_root(provider: &str, api_base: &str) -> Option<reqwest::Url> {
+    let public = crate::config::openai_compatible_base(provider)
+        .is_some_and(|b| b.trim_end_matches('/') == api_base.trim_end_matches('/'));
+    let own_server = matches!(provider, "hosted_vllm" | "vllm" | "llamafile") || !public;
+    if !own_server || provider.starts_with("ollama") || provider == "lm_studio" {
+        return None;
+    }
+    let mut url = reqwest::Url::parse(api_base).ok()?;
+    let path = url.path().trim_end_matches('/');
+    let root = path.strip_suffix("/v1").unwrap_or(path).to_string();
+    url.set_path(&root);
+    url.set_query(None);
+    Some(url)
 }
 
 /// Headers of the upstream answer worth passing on: its rate-limit state (OpenAI's names).
@@ -325,6 +347,29 @@ impl OpenAiCompatible {
                 label: self.label.to_string(),
                 message: message.clone(),
             })?;
+        let mut headers = self.headers(d, extra_headers)?;
+        let request = if super::direct::enabled() {
+            if let Some(host) = &target.host {
+                headers.insert(header::HOST, host.clone());
+            }
+            let mut request = http::Request::new(Full::new(body));
+            *request.method_mut() = http::Method::POST;
+            *request.uri_mut() = target.path.clone();
+            *request.headers_mut() = headers;
+            Outgoing::Direct(request, target.origin.clone())
+        } else {
+            Outgoing::Reqwest(client.post(target.url.clone()).headers(headers).body(body))
+        };
+        Ok(Prepared {
+            label: self.label.clone(),
+            deployment: d.clone(),
+            request,
+        })
+    }
+
+    /// The same headers whichever client carries the call: JSON, the key, the organization,
+    /// then `extra_headers`/`headers` of the deployment and request (which may replace ours).
+    fn headers(&self, d: &Deployment, extra_headers: &HeaderMap) -> Result<HeaderMap, ProxyError> {
         let key = match (&d.api_key, self.key_header) {
             (Some(k), None) => Some((
                 header::AUTHORIZATION,
@@ -350,7 +395,6 @@ impl OpenAiCompatible {
             }
             None => None,
         };
-        // The same headers whichever client carries the call.
         let mut headers = HeaderMap::with_capacity(4);
         headers.insert(
             header::CONTENT_TYPE,
@@ -362,27 +406,10 @@ impl OpenAiCompatible {
         if let Some(org) = &self.organization {
             headers.insert(ORGANIZATION.clone(), org.clone());
         }
-        // `extra_headers`/`headers` of the deployment and request; they may replace ours.
         for (name, value) in extra_headers {
             headers.insert(name.clone(), value.clone());
         }
-        let request = if super::direct::enabled() {
-            if let Some(host) = &target.host {
-                headers.insert(header::HOST, host.clone());
-            }
-            let mut request = http::Request::new(Full::new(body));
-            *request.method_mut() = http::Method::POST;
-            *request.uri_mut() = target.path.clone();
-            *request.headers_mut() = headers;
-            Outgoing::Direct(request, target.origin.clone())
-        } else {
-            Outgoing::Reqwest(client.post(target.url.clone()).headers(headers).body(body))
-        };
-        Ok(Prepared {
-            label: self.label.clone(),
-            deployment: d.clone(),
-            request,
-        })
+        Ok(headers)
     }
 }
 
@@ -504,6 +531,23 @@ impl Provider for OpenAiCompatible {
         true
     }
 
+    fn count_tokens(
+        &self,
+        client: &reqwest::Client,
+        d: &Arc<Deployment>,
+        chat: Value,
+    ) -> Option<BoxFuture<'static, Result<super::ServerCount, ProxyError>>> {
+        let root = self.tokenize_root.clone()?;
+        let server = super::tokenize::Server {
+            client: client.clone(),
+            root,
+            headers: self.headers(d, &d.params.headers),
+            label: self.label.clone(),
+            timeout: d.timeout,
+        };
+        Some(Box::pin(server.count(chat)))
+    }
+
     fn forward_json(
         &self,
         client: &reqwest::Client,
@@ -534,6 +578,27 @@ impl Provider for OpenAiCompatible {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn only_servers_of_ones_own_are_asked_to_count_tokens() {
+        let root = |p: &str, b: &str| tokenize_root(p, b).map(|u| u.to_string());
+        assert_eq!(
+            root("openai", "http://10.0.0.5:8080/v1/").as_deref(),
+            Some("http://10.0.0.5:8080/")
+        );
+        assert_eq!(
+            root("hosted_vllm", "http://localhost:8000/v1").as_deref(),
+            Some("http://localhost:8000/")
+        );
+        assert_eq!(
+            root("openai", "http://gpu:9000/llm/v1?x=1").as_deref(),
+            Some("http://gpu:9000/llm")
+        );
+        assert_eq!(root("openai", "https://api.openai.com/v1"), None);
+        assert_eq!(root("groq", "https://api.groq.com/openai/v1"), None);
+        assert_eq!(root("ollama", "http://localhost:11434/v1"), None);
+        assert_eq!(root("lm_studio", "http://box:1234/v1"), None);
+    }
 
     #[test]
     fn endpoints_join_paths_and_keep_queries() {

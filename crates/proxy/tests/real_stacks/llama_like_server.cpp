@@ -7,11 +7,16 @@
 // POST /v1/chat/completions answers plain.json, or stream_usage.sse when the request asks for
 // stream_options.include_usage, stream_no_usage.sse for other streams, and
 // overflow_error.json (400) when a message says OVERFLOW. GET /v1/models answers models.json.
+// POST /tokenize and /apply-template behave as llama-server's do, with a toy vocabulary:
+// /tokenize counts only `content` (a body without it gets {"tokens": []}, as there), one token
+// a whitespace-separated word and one a special token, plus a BOS under `add_special`;
+// /apply-template renders ChatML, and refuses `tools` as a server started without --jinja does.
 // GET /_seen lists the request lines the replay routes received, one a line.
 // cpp-httplib routes on the raw request target, so an absolute-form target is a 404 here as
 // it is in llama-server.
 
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <fstream>
@@ -54,6 +59,41 @@ static bool has(const std::string &body, const std::string &needle) {
   return compact.find(needle) != std::string::npos;
 }
 
+using json = nlohmann::json;
+
+static const char *SPECIAL[] = {"<|im_start|>", "<|im_end|>"};
+
+// The toy vocabulary's token ids: each special token, then each whitespace-separated word.
+static json tokenize(std::string text, bool add_special) {
+  for (const char *sp : SPECIAL) {
+    const std::string s(sp);
+    for (size_t at = text.find(s); at != std::string::npos; at = text.find(s, at + s.size() + 2)) {
+      text.replace(at, s.size(), " " + s + " ");
+    }
+  }
+  json ids = json::array();
+  if (add_special) ids.push_back(1);
+  std::istringstream words(text);
+  std::string w;
+  while (words >> w) ids.push_back(static_cast<int>(std::hash<std::string>{}(w) % 32000));
+  return ids;
+}
+
+static std::string text_of(const json &content) {
+  if (content.is_string()) return content.get<std::string>();
+  std::string out;
+  if (content.is_array())
+    for (const auto &part : content)
+      if (part.contains("text") && part["text"].is_string()) out += part["text"].get<std::string>();
+  return out;
+}
+
+static void error(httplib::Response &res, int status, const std::string &type, const std::string &message) {
+  res.status = status;
+  json e = {{"error", {{"code", status}, {"message", message}, {"type", type}}}};
+  res.set_content(e.dump(), "application/json; charset=utf-8");
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     std::cerr << "usage: llama_like_server FIXTURES_DIR" << std::endl;
@@ -94,6 +134,41 @@ int main(int argc, char **argv) {
       sink.done();
       return true;
     });
+  });
+  svr.Post("/tokenize", [&](const httplib::Request &req, httplib::Response &res) {
+    see(req);
+    json body;
+    try {
+      body = json::parse(req.body);
+    } catch (const std::exception &e) {
+      return error(res, 500, "server_error", e.what());
+    }
+    json tokens = json::array();
+    if (body.count("content") != 0) {
+      tokens = tokenize(text_of(body.at("content")), body.value("add_special", false));
+    }
+    res.set_content(json{{"tokens", tokens}}.dump(), "application/json; charset=utf-8");
+  });
+  svr.Post("/apply-template", [&](const httplib::Request &req, httplib::Response &res) {
+    see(req);
+    json body;
+    try {
+      body = json::parse(req.body);
+    } catch (const std::exception &e) {
+      return error(res, 500, "server_error", e.what());
+    }
+    if (body.contains("tools") && !body["tools"].is_null()) {
+      return error(res, 500, "server_error", "tools param requires --jinja flag");
+    }
+    if (!body.contains("messages") || !body["messages"].is_array()) {
+      return error(res, 500, "server_error", "'messages' is required");
+    }
+    std::string prompt;
+    for (const auto &m : body["messages"]) {
+      prompt += "<|im_start|>" + m.value("role", std::string()) + "\n" + text_of(m.value("content", json())) + "<|im_end|>\n";
+    }
+    prompt += "<|im_start|>assistant\n";
+    res.set_content(json{{"prompt", prompt}}.dump(), "application/json; charset=utf-8");
   });
   svr.Get("/v1/models", [&](const httplib::Request &req, httplib::Response &res) {
     see(req);

@@ -7,6 +7,11 @@ Binds an ephemeral loopback port and prints "listening PORT" once it can be conn
 Answers as crates/proxy/tests/real_stacks/llama_like_server.cpp does (the same routes, the
 same choice of recording, GET /_seen for the request lines received). Both stacks route on the
 raw request target, so an absolute-form target is a 404 here.
+
+POST /tokenize answers as vLLM's does (vLLM serves on uvicorn): `messages` (with `tools`) are
+rendered with a ChatML template and counted, or a `prompt` (with a BOS), answering `count`,
+`max_model_len` and `tokens`; a body with neither is vLLM's 400. The toy vocabulary is the C++
+server's: a token a whitespace-separated word and one a special token.
 """
 
 import json
@@ -44,8 +49,47 @@ def events(body):
     return [p + b"\n\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
+SPECIAL = ("<|im_start|>", "<|im_end|>")
+
+
+def toy_tokens(text):
+    for sp in SPECIAL:
+        text = text.replace(sp, " " + sp + " ")
+    return [hash(w) % 32000 for w in text.split()]
+
+
+def text_of(content):
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def vllm_tokenize(request):
+    if "messages" in request:
+        prompt = ""
+        if request.get("tools"):
+            prompt += "<|im_start|>system\n<tools> " + json.dumps(request["tools"]) + " </tools><|im_end|>\n"
+        for m in request["messages"]:
+            prompt += "<|im_start|>" + m.get("role", "") + "\n" + text_of(m.get("content")) + "<|im_end|>\n"
+        if request.get("add_generation_prompt", True):
+            prompt += "<|im_start|>assistant\n"
+        tokens = toy_tokens(prompt)
+    elif "prompt" in request:
+        tokens = [1] + toy_tokens(request["prompt"])
+    else:
+        error = {"object": "error", "message": "Either prompt or messages must be provided",
+                 "type": "BadRequestError", "param": None, "code": 400}
+        return 400, JSON_TYPE, [json.dumps(error).encode()]
+    out = {"count": len(tokens), "max_model_len": 32768, "tokens": tokens, "token_strs": None}
+    return 200, JSON_TYPE, [json.dumps(out).encode()]
+
+
 def answer(method, path, body):
     """(status, content type, list of body pieces) for a request the replay routes take."""
+    if method == "POST" and path == "/tokenize":
+        return vllm_tokenize(json.loads(body))
     if method == "POST" and path == "/v1/chat/completions":
         request = json.loads(body)
         said = json.dumps(request.get("messages", []))
