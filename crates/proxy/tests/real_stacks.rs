@@ -488,6 +488,20 @@ async fn counts_tokens_on_the_server(stack: Stack, tokenizer: &str) {
     .await;
     assert_eq!(s, 200, "{a}");
     assert_eq!(a["input_tokens"], expected, "{a}");
+    // So does the Responses API's.
+    let (s, r) = post_json(
+        &gw.url("/v1/responses/input_tokens"),
+        Some(KEY),
+        &json!({"model": "via-openai", "instructions": "You are terse.",
+                "input": "Count the words of this question for me, please."}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (r["input_tokens"].as_u64(), r["count_source"].as_str()),
+        (Some(expected), Some("provider")),
+        "{r}"
+    );
 
     // Tools: vLLM renders them; llama-server without --jinja refuses them, so the estimate.
     let tools = json!([{"type": "function", "function": {"name": "lookup", "description": "Look a word up",

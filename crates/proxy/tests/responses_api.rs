@@ -302,6 +302,32 @@ async fn stored_responses_continue_conversations_and_can_be_read_and_deleted() {
     assert_eq!(data[1]["role"], "assistant");
     assert_eq!(items["first_id"], data[0]["id"]);
 
+    // Counting a next turn's input counts the stored conversation too (estimated here: the
+    // fake has no tokenizer route, and the answer says so).
+    let count = |body: Value| {
+        let gw = &gw;
+        async move {
+            let r = post_as(gw, "/v1/responses/input_tokens", KEY, &body).await;
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, alone) = count(json!({"model": "coder", "input": "Its area?"})).await;
+    assert_eq!(status, 200, "{alone}");
+    assert_eq!(alone["object"], "response.input_tokens");
+    assert_eq!(alone["count_source"], "local_estimate");
+    assert!(alone["estimate_reason"].is_string(), "{alone}");
+    let (status, continued) =
+        count(json!({"model": "coder", "input": "Its area?", "previous_response_id": second_id}))
+            .await;
+    assert_eq!(status, 200, "{continued}");
+    assert!(
+        continued["input_tokens"].as_u64() > alone["input_tokens"].as_u64(),
+        "{alone} {continued}"
+    );
+    let (status, unknown) =
+        count(json!({"model": "coder", "input": "x", "previous_response_id": "resp_nope"})).await;
+    assert_eq!(status, 404, "{unknown}");
+
     let deleted = client()
         .delete(gw.url(&format!("/v1/responses/{id}")))
         .bearer_auth(KEY)

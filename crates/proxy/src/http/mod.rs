@@ -119,7 +119,13 @@ pub(crate) fn router(app: Arc<App>, extra: Option<Router>) -> Router {
         .route("/audio/speech", post(audio::speech))
         .route("/v1/responses", post(responses::responses))
         .route("/responses", post(responses::responses))
-        .route("/openai/v1/responses", post(responses::responses));
+        .route("/openai/v1/responses", post(responses::responses))
+        .route("/v1/responses/input_tokens", post(responses::input_tokens))
+        .route("/responses/input_tokens", post(responses::input_tokens))
+        .route(
+            "/openai/v1/responses/input_tokens",
+            post(responses::input_tokens),
+        );
     // LiteLLM serves the stored-response routes under the same three prefixes.
     let keyed = ["/v1/responses", "/responses", "/openai/v1/responses"]
         .into_iter()

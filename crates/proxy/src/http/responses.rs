@@ -149,34 +149,17 @@ pub(crate) async fn responses(
         }
         Err(e) => return bad_request(format!("Invalid JSON payload: {e}")).into_response(),
     };
-    // The stored conversation comes first: its input, then what was answered.
-    let mut conversation = Vec::new();
-    if let Some(prev) = req.get("previous_response_id").and_then(Value::as_str) {
-        match app.responses.get(prev, &owner).await {
-            Ok(Some(stored)) => {
-                conversation.extend(input_items(Some(&stored.input_items)));
-                conversation.extend(input_items(stored.response.get("output")));
-            }
-            Ok(None) => return not_found(prev),
-            Err(e) => return store_failed(&e),
-        }
-    }
-    conversation.extend(input_items(req.get("input")));
+    let conversation = match conversation_of(&app, &owner, &req).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
     let store = req.get("store").and_then(Value::as_bool).unwrap_or(true);
     if passes_through(&app, &pre, &req) {
         return native(app, headers, pre, owner, req, &bytes, conversation, store).await;
     }
-    let mut chat_req = req.clone();
-    chat_req["input"] = Value::Array(conversation.clone());
-    if let Some(o) = chat_req.as_object_mut() {
-        o.remove("previous_response_id");
-    }
-    if req.get("input").is_none() {
-        chat_req.as_object_mut().map(|o| o.remove("input"));
-    }
-    let chat = match tr::to_chat_request(&chat_req) {
+    let chat = match chat_of(&req, &conversation) {
         Ok(c) => c,
-        Err(e) => return bad_request(e.to_string()).into_response(),
+        Err(e) => return e.into_response(),
     };
     let chat = Bytes::from(serde_json::to_vec(&chat).unwrap_or_default());
     let keep = store.then(|| Keep {
@@ -189,6 +172,83 @@ pub(crate) async fn responses(
     }
     let resp = super::chat::handle(app, None, headers, Some(pre), chat, CALL_TYPE).await;
     to_responses(resp, &req, keep).await
+}
+
+/// The request's input after the stored conversation it continues (`previous_response_id`):
+/// that conversation's input, then what was answered.
+async fn conversation_of(app: &App, owner: &str, req: &Value) -> Result<Vec<Value>, Response> {
+    let mut conversation = Vec::new();
+    if let Some(prev) = req.get("previous_response_id").and_then(Value::as_str) {
+        match app.responses.get(prev, owner).await {
+            Ok(Some(stored)) => {
+                conversation.extend(input_items(Some(&stored.input_items)));
+                conversation.extend(input_items(stored.response.get("output")));
+            }
+            Ok(None) => return Err(not_found(prev)),
+            Err(e) => return Err(store_failed(&e)),
+        }
+    }
+    conversation.extend(input_items(req.get("input")));
+    Ok(conversation)
+}
+
+/// The chat request for `req` with its whole `conversation` as input.
+fn chat_of(req: &Value, conversation: &[Value]) -> Result<Value, ProxyError> {
+    let mut chat_req = req.clone();
+    chat_req["input"] = Value::Array(conversation.to_vec());
+    if let Some(o) = chat_req.as_object_mut() {
+        o.remove("previous_response_id");
+    }
+    if req.get("input").is_none() {
+        chat_req.as_object_mut().map(|o| o.remove("input"));
+    }
+    tr::to_chat_request(&chat_req).map_err(|e| bad_request(e.to_string()))
+}
+
+/// `POST /v1/responses/input_tokens` (OpenAI's, which LiteLLM serves): the tokens the
+/// request's input comes to (with the stored conversation it continues, `instructions` and
+/// tools), counted as `/utils/token_counter?call_endpoint=true` counts: by a llama.cpp or
+/// vLLM deployment's server, else estimated. OpenAI's answer, plus how it was counted
+/// (`count_source`, `tokenizer_type`).
+pub(crate) async fn input_tokens(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Pre(pre): Pre,
+    RawBody(bytes): RawBody,
+) -> Response {
+    let (_, owner) = match caller(&app, &headers, pre).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let req: Value = match serde_json::from_slice(&bytes) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            return bad_request("Invalid JSON payload: expected an object".into()).into_response();
+        }
+        Err(e) => return bad_request(format!("Invalid JSON payload: {e}")).into_response(),
+    };
+    let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_string) else {
+        return bad_request("model is required to count input tokens".into()).into_response();
+    };
+    let conversation = match conversation_of(&app, &owner, &req).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let chat = match chat_of(&req, &conversation) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let c = super::token_count::count(&app, &model, &chat, true).await;
+    let mut out = serde_json::json!({
+        "object": "response.input_tokens",
+        "input_tokens": c.total,
+        "count_source": c.source,
+        "tokenizer_type": c.tokenizer_type,
+    });
+    if let Some(why) = c.note {
+        out["estimate_reason"] = why.into();
+    }
+    axum::Json(out).into_response()
 }
 
 /// Whether the request's model group answers the Responses API itself (see
