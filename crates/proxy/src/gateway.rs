@@ -288,12 +288,7 @@ impl GatewayBuilder {
             max_connections: gs.limit_concurrency.map(|n| n as usize),
         };
         let pass_through = Arc::new(crate::passthrough::build(&cfg, &prices)?);
-        let models = crate::models::ModelsBase {
-            config: cfg.clone(),
-            prices,
-            apply: parking_lot::Mutex::new(()),
-            clock: self.clock,
-        };
+        let models = crate::models::ModelsBase::new(cfg.clone(), prices, self.clock);
         let (router, catalog) = models.build(self.api_models);
         let runtime = Runtime {
             catalog: Arc::new(catalog),

@@ -76,6 +76,12 @@ pub struct ProxyConfig {
     pub permit_weak_or_unset_master_key: bool,
     /// `litellm_settings.model_cost_map_path`, else env `LITELLM_MODEL_COST_MAP_PATH`.
     pub model_cost_map_path: Option<PathBuf>,
+    /// Env `LITELLM_MODEL_COST_MAP_URL`: where `/reload/model_cost_map` fetches LiteLLM's
+    /// price list (else LiteLLM's file on GitHub).
+    pub model_cost_map_url: Option<String>,
+    /// Env `LITELLM_LOCAL_MODEL_COST_MAP=True`: `/reload/model_cost_map` takes the built-in
+    /// copy instead of fetching.
+    pub local_model_cost_map: bool,
     /// Values of `environment_variables:`, which `os.environ/` references see first.
     pub environment: BTreeMap<String, String>,
     /// `router_settings` merged with the routing keys of `litellm_settings`, as the routing
@@ -276,6 +282,9 @@ impl ProxyConfig {
             .or_else(|| env("LITELLM_MODEL_COST_MAP_PATH"))
             .filter(|p| !p.is_empty())
             .map(PathBuf::from);
+        self.model_cost_map_url =
+            env("LITELLM_MODEL_COST_MAP_URL").filter(|u| !u.trim().is_empty());
+        self.local_model_cost_map = truthy(env("LITELLM_LOCAL_MODEL_COST_MAP"));
         self.store_model_in_db =
             gs.store_model_in_db.unwrap_or(false) || truthy(env("STORE_MODEL_IN_DB"));
         self.salt_key = env("LITELLM_SALT_KEY")

@@ -6,6 +6,7 @@ mod audio;
 mod body;
 mod budgets;
 mod chat;
+mod cost_map;
 mod customers;
 mod daily_activity;
 pub(crate) mod direct;
@@ -243,6 +244,7 @@ pub(crate) fn management_routes(
         .merge(health_services::routes(state.clone()))
         .merge(test_connection::routes(state.clone()))
         .merge(supported_params::routes(state.clone()))
+        .merge(cost_map::routes(state.clone()))
         .merge(budgets::routes(state.clone()))
         .merge(spend_calculate::routes(state.clone()))
         .merge(user_info_v2::routes(state.clone()))

@@ -41,7 +41,12 @@ async fn lookup(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
         return bad_request("model is required", "model").into_response();
     };
     let provider = ask.custom_llm_provider.filter(|s| !s.trim().is_empty());
-    let Some(p) = m.app.models.prices.model_info(&model, provider.as_deref()) else {
+    let Some(p) = m
+        .app
+        .models
+        .prices()
+        .model_info(&model, provider.as_deref())
+    else {
         return not_found(
             format!(
                 "model={model}, custom_llm_provider={} is not in the model cost map",

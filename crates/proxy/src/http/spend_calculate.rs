@@ -53,7 +53,7 @@ fn cost_of(m: &Mgmt, model: &str, usage: &Usage) -> Result<f64, ProxyError> {
     let price = m
         .app
         .models
-        .prices
+        .prices()
         .model_info(model, None)
         .ok_or_else(|| not_mapped(model))?;
     Ok(idlehands_store::money::nanos_to_usd(

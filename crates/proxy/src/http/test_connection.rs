@@ -99,7 +99,7 @@ fn target(
         usize::MAX,
         &built.entry,
         &m.app.models.config,
-        &m.app.models.prices,
+        &m.app.models.prices(),
     )))
 }
 

@@ -116,10 +116,13 @@ impl ApiModel {
 }
 
 /// What the gateway was built from, kept to rebuild the router when the stored deployments
-/// change: the config (its own model list only) and the prices.
+/// or the prices change: the config (its own model list only), the prices and the stored
+/// deployments last served.
 pub(crate) struct ModelsBase {
     pub config: ProxyConfig,
-    pub prices: PriceTable,
+    /// Replaced whole by `/reload/model_cost_map`, with where they came from.
+    prices: parking_lot::RwLock<(PriceTable, crate::pricing::cost_map::Source)>,
+    api: parking_lot::Mutex<Vec<ApiModel>>,
     /// One rebuild at a time: two concurrent ones must not swap in an older list last.
     pub apply: parking_lot::Mutex<()>,
     /// Every router built here judges cooldowns and per-minute limits by this.
@@ -127,15 +130,54 @@ pub(crate) struct ModelsBase {
 }
 
 impl ModelsBase {
-    /// The router and catalog for the config's deployments followed by `api`.
+    pub fn new(
+        config: ProxyConfig,
+        prices: PriceTable,
+        clock: std::sync::Arc<dyn idlehands_clock::Clock>,
+    ) -> Self {
+        let source = crate::pricing::cost_map::Source::at_start(&prices, &config);
+        ModelsBase {
+            config,
+            prices: parking_lot::RwLock::new((prices, source)),
+            api: parking_lot::Mutex::new(Vec::new()),
+            apply: parking_lot::Mutex::new(()),
+            clock,
+        }
+    }
+
+    /// The prices now (a cheap clone: the table is shared).
+    pub fn prices(&self) -> PriceTable {
+        self.prices.read().0.clone()
+    }
+
+    /// Where the prices now came from.
+    pub fn price_source(&self) -> crate::pricing::cost_map::Source {
+        self.prices.read().1.clone()
+    }
+
+    /// The router and catalog for the config's deployments followed by `api`, which are kept
+    /// for the next rebuild with other prices.
     pub fn build(&self, api: Vec<ApiModel>) -> (Router, Catalog) {
+        self.api.lock().clone_from(&api);
+        let prices = self.prices();
         let mut cfg = self.config.clone();
         let from_config = cfg.file.model_list.len();
         cfg.file
             .model_list
             .extend(api.iter().map(|m| m.entry.clone()));
-        let router = Router::build(&cfg, &self.prices, self.clock.clone());
-        let catalog = Catalog::build(&cfg, from_config, api, &router, &self.prices);
+        let router = Router::build(&cfg, &prices, self.clock.clone());
+        let catalog = Catalog::build(&cfg, from_config, api, &router, &prices);
         (router, catalog)
+    }
+
+    /// The router and catalog of the deployments served now, priced by `prices` from now on.
+    pub fn reprice(
+        &self,
+        prices: PriceTable,
+        source: crate::pricing::cost_map::Source,
+    ) -> (Router, Catalog) {
+        *self.prices.write() = (prices, source);
+        let api = self.api.lock().clone();
+        self.build(api)
     }
 }

@@ -11,6 +11,7 @@
 pub mod audio;
 mod builtin;
 mod call;
+pub mod cost_map;
 mod loader;
 
 use std::collections::HashMap;

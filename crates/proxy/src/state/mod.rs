@@ -103,6 +103,27 @@ impl App {
         self.runtime.store(Arc::new(next));
     }
 
+    /// Prices every call by `prices` from now on: the router, the catalog and the
+    /// pass-through routes are rebuilt with them and swapped in whole, as after a model
+    /// change (calls already routed finish on what they started with).
+    pub(crate) fn set_prices(
+        &self,
+        prices: crate::pricing::PriceTable,
+        source: crate::pricing::cost_map::Source,
+    ) -> Result<(), ProxyError> {
+        let _one_at_a_time = self.models.apply.lock();
+        let pass_through = crate::passthrough::build(&self.models.config, &prices)
+            .map_err(|e| ProxyError::Internal(format!("the pass-through routes: {e}")))?;
+        let (router, catalog) = self.models.reprice(prices, source);
+        let mut next = self.runtime.load().with_models(router, catalog);
+        next.pass_through = Arc::new(pass_through);
+        if let Some(source) = crate::metrics::routing_source(&next.router) {
+            self.metrics.set_deployment_source(source);
+        }
+        self.runtime.store(Arc::new(next));
+        Ok(())
+    }
+
     pub(crate) fn cut_off(&self) {
         self.cut.send_replace(true);
     }

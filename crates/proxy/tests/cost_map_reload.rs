@@ -1,0 +1,206 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `POST /reload/model_cost_map` and `GET /model/cost_map/source`: the prices fetched from a
+//! price list served over real HTTP on loopback (as LiteLLM's file is served from GitHub)
+//! reprice the next call at once; a list that cannot be read or trusted keeps the prices in
+//! use; `LITELLM_LOCAL_MODEL_COST_MAP=True` reloads the built-in copy; only proxy admins
+//! reload.
+
+mod store_support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::IntoResponse;
+use idlehands_proxy::ProxyConfig;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use store_support::{Backend, MASTER, Place, generate, get, post, settings, start_with};
+
+/// What the price-list server answers: a body, and its ETag.
+type Served = Arc<Mutex<(String, Option<&'static str>)>>;
+
+/// A loopback HTTP server answering every GET with what `served` holds now.
+async fn price_server(served: Served) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/model_prices_and_context_window.json",
+            axum::routing::get(|State(s): State<Served>| async move {
+                let (body, etag) = s.lock().clone();
+                let mut resp = body.into_response();
+                if let Some(e) = etag {
+                    resp.headers_mut()
+                        .insert("etag", HeaderValue::from_static(e));
+                }
+                resp
+            }),
+        )
+        .with_state(served);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/model_prices_and_context_window.json")
+}
+
+/// A price list in LiteLLM's format: `models` made-up chat models, and `gpt-4o-mini` at
+/// `input`/`output` USD a token.
+fn price_list(models: usize, input: f64, output: f64) -> String {
+    let mut list = serde_json::Map::new();
+    for i in 0..models {
+        list.insert(
+            format!("made-up-model-{i}"),
+            json!({"litellm_provider": "openai", "mode": "chat",
+                   "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}),
+        );
+    }
+    list.insert(
+        "gpt-4o-mini".into(),
+        json!({"litellm_provider": "openai", "mode": "chat", "max_input_tokens": 128000,
+               "input_cost_per_token": input, "output_cost_per_token": output}),
+    );
+    Value::Object(list).to_string()
+}
+
+const YAML: &str = "model_list:
+  - model_name: mini
+    litellm_params:
+      model: openai/gpt-4o-mini
+      mock_response: Hello from the mock deployment
+general_settings:
+  master_key: sk-store-master-0001
+";
+
+fn config(env: &[(&str, &str)]) -> ProxyConfig {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    ProxyConfig::from_yaml(YAML, "config.yaml", &move |k: &str| env.get(k).cloned())
+        .expect("config loads")
+}
+
+/// A call's cost as its header says, and what its usage comes to at `input`/`output`.
+async fn call(p: &store_support::Proxy, input: f64, output: f64) -> (f64, f64) {
+    let a = post(
+        p,
+        "/v1/chat/completions",
+        MASTER,
+        json!({"model": "mini", "messages": [{"role": "user", "content": "Say hi"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let charged: f64 = a.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let usage = &a.body["usage"];
+    let expected = usage["prompt_tokens"].as_f64().unwrap() * input
+        + usage["completion_tokens"].as_f64().unwrap() * output;
+    (charged, expected)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= b.abs() * 1e-6 + 1e-12
+}
+
+#[tokio::test]
+async fn reloaded_prices_price_the_next_call() {
+    let served: Served = Arc::new(Mutex::new((price_list(2000, 1e-3, 2e-3), Some("\"v1\""))));
+    let url = price_server(served.clone()).await;
+    let place = Place::new(Backend::Sqlite);
+    let cfg = config(&[("LITELLM_MODEL_COST_MAP_URL", &url)]);
+    let s = settings(&cfg, &place);
+    let p = start_with(cfg, s).await;
+
+    // At start: the built-in copy, nothing fetched.
+    let src = get(&p, "/model/cost_map/source", MASTER).await;
+    assert_eq!(src.status, 200, "{}", src.body);
+    assert_eq!(src.body["source"], "local");
+    assert_eq!(src.body["url"], Value::Null);
+    assert_eq!(src.body["is_env_forced"], false);
+    let builtin_count = src.body["model_count"].as_u64().unwrap();
+    assert!(builtin_count > 2000, "{}", src.body);
+    let (before, builtin_cost) = call(&p, 0.15e-6, 0.6e-6).await;
+    assert!(close(before, builtin_cost), "{before} vs {builtin_cost}");
+
+    // Only proxy admins reload.
+    let (user_key, _) = generate(&p, json!({})).await;
+    let refused = post(&p, "/reload/model_cost_map", &user_key, json!({})).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+
+    let done = post(&p, "/reload/model_cost_map", MASTER, json!({})).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["status"], "success");
+    assert_eq!(done.body["source"], "remote");
+    assert_eq!(done.body["url"], url.as_str());
+    assert_eq!(done.body["etag"], "\"v1\"");
+    let count = done.body["models_count"].as_u64().unwrap();
+    assert_eq!(count, builtin_count + 2000, "{}", done.body);
+    assert_eq!(
+        done.body["message"],
+        format!("Price data reloaded successfully! {count} models updated.")
+    );
+    // The next call is priced by the fetched list, and so is what the catalog shows.
+    let (charged, expected) = call(&p, 1e-3, 2e-3).await;
+    assert!(close(charged, expected), "{charged} vs {expected}");
+    assert!(charged > before * 100.0, "{charged} vs {before}");
+    let info = get(&p, "/model/info", MASTER).await;
+    assert_eq!(
+        info.body["data"][0]["model_info"]["input_cost_per_token"], 1e-3,
+        "{}",
+        info.body
+    );
+    let src = get(&p, "/model/cost_map/source", MASTER).await;
+    assert_eq!(
+        (&src.body["source"], &src.body["url"], &src.body["etag"]),
+        (&json!("remote"), &json!(url), &json!("\"v1\""))
+    );
+
+    // Lists that cannot be trusted or read change nothing.
+    for (body, why) in [
+        (price_list(10, 9e-3, 9e-3), "fewer than half"),
+        ("<html>rate limited</html>".to_string(), "not valid JSON"),
+        (
+            "[1, 2]".to_string(),
+            "expected a JSON object keyed by model name",
+        ),
+    ] {
+        *served.lock() = (body, None);
+        let failed = post(&p, "/reload/model_cost_map", MASTER, json!({})).await;
+        assert_eq!(failed.status, 502, "{}", failed.body);
+        let message = failed.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("Failed to reload model cost map: "),
+            "{message}"
+        );
+        assert!(message.contains(why), "{message}");
+        assert!(
+            message.ends_with("Current pricing data was kept."),
+            "{message}"
+        );
+        let (charged, expected) = call(&p, 1e-3, 2e-3).await;
+        assert!(close(charged, expected), "{why}: {charged} vs {expected}");
+    }
+    p.stop().await;
+
+    // With LITELLM_LOCAL_MODEL_COST_MAP=True the built-in copy is reloaded, nothing fetched.
+    *served.lock() = (price_list(2000, 5e-3, 5e-3), None);
+    let cfg = config(&[
+        ("LITELLM_MODEL_COST_MAP_URL", &url),
+        ("LITELLM_LOCAL_MODEL_COST_MAP", "True"),
+    ]);
+    let s = settings(&cfg, &place);
+    let p = start_with(cfg, s).await;
+    let done = post(&p, "/reload/model_cost_map", MASTER, json!({})).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["source"], "local");
+    assert_eq!(done.body["url"], Value::Null);
+    let (charged, _) = call(&p, 0.15e-6, 0.6e-6).await;
+    assert!(close(charged, before), "{charged} vs {before}");
+    let src = get(&p, "/model/cost_map/source", MASTER).await;
+    assert_eq!(src.body["is_env_forced"], true);
+    p.stop().await;
+    place.cleanup().await;
+}
