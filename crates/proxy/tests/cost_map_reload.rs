@@ -3,7 +3,7 @@
 //! price list served over real HTTP on loopback (as LiteLLM's file is served from GitHub)
 //! reprice the next call at once; a list that cannot be read or trusted keeps the prices in
 //! use; `LITELLM_LOCAL_MODEL_COST_MAP=True` reloads the built-in copy; only proxy admins
-//! reload.
+//! reload; in a fleet (Postgres and Redis) the other instance reprices too.
 
 mod store_support;
 
@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use idlehands_proxy::ProxyConfig;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use store_support::{Backend, MASTER, Place, generate, get, post, settings, start_with};
+use store_support::{Backend, MASTER, Place, generate, get, post, redis_url, settings, start_with};
 
 /// What the price-list server answers: a body, and its ETag.
 type Served = Arc<Mutex<(String, Option<&'static str>)>>;
@@ -72,11 +72,15 @@ general_settings:
 ";
 
 fn config(env: &[(&str, &str)]) -> ProxyConfig {
+    config_of(YAML, env)
+}
+
+fn config_of(yaml: &str, env: &[(&str, &str)]) -> ProxyConfig {
     let env: HashMap<String, String> = env
         .iter()
         .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
         .collect();
-    ProxyConfig::from_yaml(YAML, "config.yaml", &move |k: &str| env.get(k).cloned())
+    ProxyConfig::from_yaml(yaml, "config.yaml", &move |k: &str| env.get(k).cloned())
         .expect("config loads")
 }
 
@@ -202,5 +206,50 @@ async fn reloaded_prices_price_the_next_call() {
     let src = get(&p, "/model/cost_map/source", MASTER).await;
     assert_eq!(src.body["is_env_forced"], true);
     p.stop().await;
+    place.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reload_reprices_every_instance_of_a_fleet() {
+    let served: Served = Arc::new(Mutex::new((price_list(2000, 1e-3, 2e-3), None)));
+    let url = price_server(served).await;
+    let place = Place::new(Backend::Postgres);
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let yaml = format!(
+        "{YAML}  redis_key_prefix: \"{prefix}\"
+  redis_failure_mode: closed
+router_settings:
+  redis_url: {}
+",
+        redis_url()
+    );
+    let start = || async {
+        let cfg = config_of(&yaml, &[("LITELLM_MODEL_COST_MAP_URL", &url)]);
+        let s = settings(&cfg, &place);
+        assert!(s.redis.is_some(), "redis configured");
+        start_with(cfg, s).await
+    };
+    let (a, b) = (start().await, start().await);
+    let (before, builtin) = call(&b, 0.15e-6, 0.6e-6).await;
+    assert!(close(before, builtin), "{before} vs {builtin}");
+    let done = post(&a, "/reload/model_cost_map", MASTER, json!({})).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    // B hears of it and reloads from its own source.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (charged, expected) = call(&b, 1e-3, 2e-3).await;
+        if close(charged, expected) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other instance still charges {charged}, not {expected}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let src = get(&b, "/model/cost_map/source", MASTER).await;
+    assert_eq!(src.body["source"], "remote", "{}", src.body);
+    a.stop().await;
+    b.stop().await;
     place.cleanup().await;
 }

@@ -108,6 +108,9 @@ impl Cached {
 }
 
 type InvalidationHook = Arc<dyn Fn(&str) + Send + Sync>;
+type NoticeHandler = Arc<dyn Fn() + Send + Sync>;
+/// How a notice travels among invalidations: no cached record's name starts so.
+const NOTICE: &str = "notice:";
 pub(crate) type TeamCache = HashMap<String, (Instant, Option<Arc<TeamView>>)>;
 pub(crate) type UserCache = HashMap<String, (Instant, Option<Arc<UserRecord>>)>;
 pub(crate) type CustomerCache = HashMap<String, (Instant, Arc<EndUserView>)>;
@@ -124,6 +127,8 @@ struct Inner {
     /// Old token -> (new token, end of grace period) for regenerated keys.
     aliases: RwLock<HashMap<String, (String, chrono::DateTime<Utc>)>>,
     hooks: RwLock<Vec<InvalidationHook>>,
+    /// What other instances' notices (`notice:<name>` on the invalidation channel) start here.
+    notices: RwLock<Vec<(String, NoticeHandler)>>,
     /// Teams as keys in them need them, each with when it was read (`None`: no such team).
     teams: RwLock<TeamCache>,
     users: RwLock<UserCache>,
@@ -399,6 +404,7 @@ impl Ledger {
             negative: Mutex::new(HashMap::new()),
             aliases: RwLock::new(HashMap::new()),
             hooks: RwLock::new(Vec::new()),
+            notices: RwLock::new(Vec::new()),
             teams: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
             customers: RwLock::new(HashMap::new()),
@@ -495,8 +501,42 @@ impl Ledger {
         self.inner.hooks.write().push(Arc::new(hook));
     }
 
+    /// Runs `handler` when another instance announces `name` ([`Ledger::announce_notice`]):
+    /// fleet-wide events that are not a cached record's change (prices reloaded, ...).
+    pub fn on_notice(&self, name: &str, handler: impl Fn() + Send + Sync + 'static) {
+        self.inner
+            .notices
+            .write()
+            .push((name.to_owned(), Arc::new(handler)));
+    }
+
+    /// Tells every other instance of the fleet `name` happened here (on the invalidation
+    /// channel; nothing without one). Not run here: the announcer has done it already.
+    pub fn announce_notice(&self, name: &str) {
+        let token = format!("{NOTICE}{name}");
+        let hooks = self.inner.hooks.read().clone();
+        for hook in hooks {
+            hook(&token);
+        }
+    }
+
     /// Drops the cached record of `token` (its counters stay); the next request re-reads it.
+    /// Another instance's notice runs its handlers instead.
     pub fn invalidate(&self, token: &str) {
+        if let Some(name) = token.strip_prefix(NOTICE) {
+            let handlers: Vec<NoticeHandler> = self
+                .inner
+                .notices
+                .read()
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, h)| h.clone())
+                .collect();
+            for h in handlers {
+                h();
+            }
+            return;
+        }
         self.inner.limiter.invalidated(token);
         if let Some(team_id) = token.strip_prefix("team:") {
             self.inner.teams.write().remove(team_id);

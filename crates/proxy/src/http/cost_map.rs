@@ -16,6 +16,7 @@ use super::keys::{Mgmt, Shared, tri};
 use super::roles::{require_admin, require_reader};
 use crate::error::ProxyError;
 use crate::pricing::cost_map;
+use crate::state::App;
 
 pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
     Router::new()
@@ -30,42 +31,73 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
         .with_state(state)
 }
 
+/// The notice a reload sends the rest of the fleet.
+const NOTICE: &str = "model_cost_map_reloaded";
+
+/// Every other instance of the fleet reloads its prices when one reloads (each from its own
+/// source, as the announcer did: the same URL or built-in copy when configured alike).
+pub(crate) fn follow_fleet(app: &Arc<App>, ledger: &idlehands_store::Ledger) {
+    let app = Arc::downgrade(app);
+    ledger.on_notice(NOTICE, move || {
+        let Some(app) = app.upgrade() else { return };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        handle.spawn(async move {
+            match reload_here(&app).await {
+                Ok(s) => tracing::info!(
+                    models = s.model_count,
+                    "prices reloaded, as another instance did"
+                ),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "another instance reloaded its prices; this one could not, and keeps its own"
+                ),
+            }
+        });
+    });
+}
+
+/// Reloads the prices of this instance.
+async fn reload_here(app: &App) -> Result<cost_map::Source, ProxyError> {
+    let (prices, source) = cost_map::load(&app.client, &app.models.config)
+        .await
+        .map_err(|why| ProxyError::Custom {
+            status: 502,
+            kind: "bad_gateway".to_string(),
+            message: format!(
+                "Failed to reload model cost map: {why}. Current pricing data was kept."
+            ),
+            param: None,
+            headers: Vec::new(),
+        })?;
+    app.set_prices(prices, source.clone())?;
+    Ok(source)
+}
+
 async fn reload(m: Arc<Mgmt>, headers: HeaderMap) -> Response {
     tri!(require_admin(&m, &headers, "/reload/model_cost_map").await);
-    let (prices, source) = match cost_map::load(&m.app.client, &m.app.models.config).await {
-        Ok(loaded) => loaded,
-        Err(why) => {
-            tracing::warn!(
-                reason = why.as_str(),
-                "model cost map reload failed; the current prices are kept"
-            );
-            return ProxyError::Custom {
-                status: 502,
-                kind: "bad_gateway".to_string(),
-                message: format!(
-                    "Failed to reload model cost map: {why}. Current pricing data was kept."
-                ),
-                param: None,
-                headers: Vec::new(),
-            }
-            .into_response();
+    let source = match reload_here(&m.app).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "model cost map reload failed; the current prices are kept");
+            return e.into_response();
         }
     };
+    m.ledger.announce_notice(NOTICE);
     let count = source.model_count;
-    let at = source.loaded_at;
-    let answer = json!({
+    tracing::info!(models = count, "model cost map reloaded");
+    axum::Json(json!({
         "message": format!("Price data reloaded successfully! {count} models updated."),
         "status": "success",
         "models_count": count,
-        "timestamp": at.to_rfc3339(),
+        "timestamp": source.loaded_at.to_rfc3339(),
         "source": source.source,
         "url": source.url,
         "etag": source.etag,
         "source_revision": null,
-    });
-    tri!(m.app.set_prices(prices, source));
-    tracing::info!(models = count, "model cost map reloaded");
-    axum::Json(answer).into_response()
+    }))
+    .into_response()
 }
 
 async fn source(m: Arc<Mgmt>, headers: HeaderMap) -> Response {

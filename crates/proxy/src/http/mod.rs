@@ -213,6 +213,7 @@ pub(crate) fn management_routes(
     models: Option<Arc<crate::ledger::ModelSync>>,
 ) -> Router {
     let admin_limit = app.runtime.load().admin_body_limit;
+    cost_map::follow_fleet(&app, &ledger);
     let state = Arc::new(keys::Mgmt {
         app: app.clone(),
         ledger,
