@@ -186,6 +186,68 @@ async fn organizations_bound_their_teams(b: Backend) {
     )
     .await;
     assert_eq!(a.status, 400, "no escalation through an organization role");
+    // A member's role changes (LiteLLM's PATCH); a budget of their own is named as ignored.
+    let patch = |body: Value| {
+        let p = &p;
+        async move {
+            store_support::send(
+                store_support::client()
+                    .patch(p.url("/organization/member_update"))
+                    .bearer_auth(MASTER)
+                    .json(&body),
+            )
+            .await
+        }
+    };
+    let u = patch(
+        json!({"organization_id": "acme", "user_id": "u1", "role": "internal_user",
+                         "max_budget_in_organization": 5.0}),
+    )
+    .await;
+    assert_eq!(u.status, 200, "{}", u.body);
+    assert_eq!(u.body["user_role"], "internal_user");
+    assert_eq!(u.body["organization_id"], "acme");
+    assert!(
+        u.body["ignored_fields"]["max_budget_in_organization"].is_string(),
+        "{}",
+        u.body
+    );
+    let info = get(&p, "/organization/info?organization_id=acme", MASTER).await;
+    assert_eq!(info.body["members"][0]["user_role"], "internal_user");
+    let u = patch(json!({"organization_id": "acme", "user_id": "u1", "role": "proxy_admin"})).await;
+    assert_eq!(
+        u.status, 400,
+        "no escalation through an organization role: {}",
+        u.body
+    );
+    let u =
+        patch(json!({"organization_id": "acme", "user_id": "nobody", "role": "org_admin"})).await;
+    assert_eq!(u.status, 404, "{}", u.body);
+    assert!(
+        error_of(&u)
+            .1
+            .contains("Member not found in organization for user_id=nobody")
+    );
+    // LiteLLM's older POST /organization/info: those named that exist.
+    let many = post(
+        &p,
+        "/organization/info",
+        MASTER,
+        json!({"organizations": ["acme", "nope"]}),
+    )
+    .await;
+    assert_eq!(many.status, 200, "{}", many.body);
+    assert_eq!(many.body.as_array().unwrap().len(), 1, "{}", many.body);
+    assert_eq!(many.body[0]["organization_id"], "acme");
+    let none = post(
+        &p,
+        "/organization/info",
+        MASTER,
+        json!({"organizations": []}),
+    )
+    .await;
+    assert_eq!(none.status, 400, "{}", none.body);
+
     let a = post(
         &p,
         "/organization/member_delete",

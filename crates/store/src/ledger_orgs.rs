@@ -10,8 +10,8 @@ use crate::ledger::Ledger;
 use crate::ledger_budget_table::apply_link;
 use crate::money::usd_string;
 use crate::organizations::{
-    DeleteOrgRequest, NewOrgRequest, ORG_ROLES, OrgInfoResponse, OrgMemberAddRequest,
-    OrgMemberDeleteRequest, OrgRecord, UpdateOrgRequest,
+    DeleteOrgRequest, NewOrgRequest, ORG_ROLES, OrgInfoResponse, OrgMember, OrgMemberAddRequest,
+    OrgMemberDeleteRequest, OrgMemberUpdateRequest, OrgRecord, UpdateOrgRequest,
 };
 use crate::organizations_db::org_not_found;
 use crate::validate::models as check_models;
@@ -259,6 +259,66 @@ impl Ledger {
             .await?;
         self.after_org_change(&o);
         Ok(o)
+    }
+
+    /// `/organization/member_update`: a member's role. The member as it is now; 404 when the
+    /// user is not a member.
+    pub async fn org_member_update(
+        &self,
+        req: OrgMemberUpdateRequest,
+    ) -> Result<OrgMember, StoreError> {
+        let now = self.config().clock.now();
+        let (u, e) = (req.user_id.clone(), req.user_email.clone());
+        if u.is_none() && e.is_none() {
+            return Err(StoreError::bad_request(
+                "Either `user_id` or `user_email` is required",
+                "user_id",
+            ));
+        }
+        if let Some(r) = &req.role
+            && !ORG_ROLES.contains(&r.as_str())
+        {
+            return Err(StoreError::bad_request(
+                format!("Invalid role. Must be one of: {}", ORG_ROLES.join(", ")),
+                "role",
+            ));
+        }
+        let mut updated = None;
+        let o = self
+            .store()
+            .update_org_with(&req.organization_id, |o, _| {
+                let Some(m) = o.members.iter_mut().find(|m| {
+                    (u.is_some() && m.user_id == u) || (e.is_some() && m.user_email == e)
+                }) else {
+                    return Err(StoreError::NotFound {
+                        message: format!(
+                            "Member not found in organization for user_id={}",
+                            u.as_deref().or(e.as_deref()).unwrap_or_default()
+                        ),
+                        param: Some("user_id"),
+                    });
+                };
+                if let Some(r) = &req.role {
+                    m.user_role.clone_from(r);
+                }
+                updated = Some(m.clone());
+                o.updated_at = now;
+                Ok(())
+            })
+            .await?;
+        self.after_org_change(&o);
+        updated.ok_or_else(|| StoreError::Internal("the member update saw no member".into()))
+    }
+
+    /// `POST /organization/info` (LiteLLM's older form): the named organizations that exist.
+    pub async fn orgs_named(&self, ids: &[String]) -> Result<Vec<OrgRecord>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(o) = self.store().get_org(id).await? {
+                out.push(o);
+            }
+        }
+        Ok(out)
     }
 
     /// `/organization/member_delete`: 400 when the user is not a member.

@@ -114,6 +114,15 @@ pub struct OrgMemberDeleteRequest {
     pub user_email: Option<String>,
 }
 
+/// `PATCH /organization/member_update`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OrgMemberUpdateRequest {
+    pub organization_id: String,
+    pub user_id: Option<String>,
+    pub user_email: Option<String>,
+    pub role: Option<String>,
+}
+
 /// `GET /organization/info` answer: the organization and its teams.
 #[derive(Debug, Clone, Serialize)]
 pub struct OrgInfoResponse {

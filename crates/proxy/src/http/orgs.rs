@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, Uri};
 use idlehands_store::organizations::{
-    DeleteOrgRequest, NewOrgRequest, OrgMemberAddRequest, OrgMemberDeleteRequest, UpdateOrgRequest,
+    DeleteOrgRequest, NewOrgRequest, OrgMemberAddRequest, OrgMemberDeleteRequest,
+    OrgMemberUpdateRequest, UpdateOrgRequest,
 };
 
 use super::keys::{Mgmt, Shared, admin, body, query, reply, reply_noting, tri};
@@ -20,7 +21,7 @@ use crate::ledger::seams::store_error;
 pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
     Router::new()
         .route("/organization/new", post(new))
-        .route("/organization/info", get(info))
+        .route("/organization/info", get(info).post(info_of_many))
         .route("/organization/update", post(update).patch(update))
         .route("/organization/delete", post(delete).delete(delete))
         .route("/organization/list", get(list))
@@ -28,6 +29,10 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
         .route(
             "/organization/member_delete",
             post(member_delete).delete(member_delete),
+        )
+        .route(
+            "/organization/member_update",
+            axum::routing::patch(member_update).post(member_update),
         )
         .with_state(state)
 }
@@ -85,6 +90,56 @@ async fn info(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
         return store_error(&e).into_response();
     };
     reply(m.ledger.org_info(&id).await)
+}
+
+#[derive(serde::Deserialize)]
+struct InfoOfMany {
+    #[serde(default)]
+    organizations: Vec<String>,
+}
+
+/// `POST /organization/info` `{"organizations": [...]}` (LiteLLM's older form): those that
+/// exist, without their teams.
+async fn info_of_many(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    tri!(require_reader(&m, &headers, "/organization/info").await);
+    let ask: InfoOfMany = tri!(body(&bytes));
+    if ask.organizations.is_empty() {
+        let e = idlehands_store::StoreError::bad_request(
+            "Specify list of organization id's to query. Passed in=[]",
+            "organizations",
+        );
+        return store_error(&e).into_response();
+    }
+    reply(m.ledger.orgs_named(&ask.organizations).await)
+}
+
+const MEMBER_UPDATE_FIELDS: super::keys::FieldRules = super::keys::FieldRules {
+    entity: "organization member",
+    acted: &["organization_id", "user_id", "user_email", "role"],
+    inert: &[(
+        "max_budget_in_organization",
+        "not kept: members have no budget of their own in an organization here",
+    )],
+};
+
+/// `PATCH /organization/member_update`: a member's `role`; the member as it is now.
+async fn member_update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    tri!(admin(&m, &headers, "/organization/member_update").await);
+    let req: OrgMemberUpdateRequest = tri!(body(&bytes));
+    let org = req.organization_id.clone();
+    let ignored =
+        super::keys::ignored_fields(&MEMBER_UPDATE_FIELDS, "/organization/member_update", &bytes);
+    reply_noting(
+        m.ledger.org_member_update(req).await.map(|mm| {
+            serde_json::json!({
+                "organization_id": org,
+                "user_id": mm.user_id,
+                "user_email": mm.user_email,
+                "user_role": mm.user_role,
+            })
+        }),
+        ignored,
+    )
 }
 
 async fn update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
