@@ -327,6 +327,35 @@ async fn tags_are_recorded_and_added_up(b: Backend) {
     );
     let a = get(&p, &format!("{whole}&api_key_limit=0"), MASTER).await;
     assert_eq!(a.status, 400, "{}", a.body);
+
+    // Every tag and every end user ever logged (LiteLLM's dashboard filters).
+    call(
+        &p,
+        MASTER,
+        chat(json!({"user": "end-2"})),
+        &[("user-agent", "other")],
+    )
+    .await;
+    call(
+        &p,
+        &kt,
+        chat(json!({"user": "end-1", "tags": ["solo"]})),
+        &[("user-agent", "other")],
+    )
+    .await;
+    let rows = spend_rows(&p, "", 5).await;
+    let mut tags: Vec<String> = rows.iter().flat_map(tags_of).collect();
+    tags.sort();
+    tags.dedup();
+    let a = get(&p, "/global/spend/all_tag_names", MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body, json!({"tag_names": tags}));
+    let a = get(&p, "/global/all_end_users", MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body, json!({"end_users": ["end-1", "end-2"]}));
+    for path in ["/global/spend/all_tag_names", "/global/all_end_users"] {
+        assert_eq!(get(&p, path, &kt).await.status, 403, "{path}");
+    }
     p.stop().await;
     place.cleanup().await;
 }

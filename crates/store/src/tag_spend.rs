@@ -137,6 +137,31 @@ impl Store {
         .await
     }
 
+    /// Every tag any spend row carries (`/global/spend/all_tag_names`).
+    pub async fn all_tag_names(&self) -> Result<Vec<String>, StoreError> {
+        let sql = format!(
+            "SELECT DISTINCT t.value AS tag FROM idlehands_spend_logs s{}",
+            self.each_tag()
+        );
+        let mut tags = on_db!(&self.db, pool => {
+            sqlx::query_scalar::<_, String>(&sql).fetch_all(pool).await?
+        });
+        // By bytes, whatever the database's collation.
+        tags.sort_unstable();
+        Ok(tags)
+    }
+
+    /// Every end user any spend row names (`/global/all_end_users`).
+    pub async fn all_end_users(&self) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT DISTINCT end_user FROM idlehands_spend_logs \
+                   WHERE end_user IS NOT NULL AND end_user <> ''";
+        let mut users = on_db!(&self.db, pool => {
+            sqlx::query_scalar::<_, String>(sql).fetch_all(pool).await?
+        });
+        users.sort_unstable();
+        Ok(users)
+    }
+
     /// The join that gives each spend row (`s`) one row per tag (`t.value`): SQLite spreads a
     /// JSON array with `json_each`, Postgres with a lateral join.
     fn each_tag(&self) -> &'static str {

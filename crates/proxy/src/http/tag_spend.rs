@@ -26,7 +26,43 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
     Router::new()
         .route("/spend/tags", get(spend_tags))
         .route("/global/spend/tags", get(global_spend_tags))
+        .route("/global/spend/all_tag_names", get(all_tag_names))
+        .route("/global/all_end_users", get(all_end_users))
         .with_state(state)
+}
+
+/// `GET /global/spend/all_tag_names` (those who read everything): `{"tag_names": [...]}`, every
+/// tag a call was logged with. A scan of the rows, on the admin runtime.
+async fn all_tag_names(State(m): Shared, headers: HeaderMap) -> Response {
+    crate::offload::run(async move {
+        tri!(require_reader(&m, &headers, "/global/spend/all_tag_names").await);
+        let tags = tri!(
+            m.ledger
+                .store()
+                .all_tag_names()
+                .await
+                .map_err(|e| store_error(&e))
+        );
+        axum::Json(json!({"tag_names": tags})).into_response()
+    })
+    .await
+}
+
+/// `GET /global/all_end_users` (those who read everything): `{"end_users": [...]}`, every end
+/// user (`user` of a call) a call was logged for. A scan of the rows, on the admin runtime.
+async fn all_end_users(State(m): Shared, headers: HeaderMap) -> Response {
+    crate::offload::run(async move {
+        tri!(require_reader(&m, &headers, "/global/all_end_users").await);
+        let users = tri!(
+            m.ledger
+                .store()
+                .all_end_users()
+                .await
+                .map_err(|e| store_error(&e))
+        );
+        axum::Json(json!({"end_users": users})).into_response()
+    })
+    .await
 }
 
 #[derive(Deserialize)]
