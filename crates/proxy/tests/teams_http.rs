@@ -8,8 +8,8 @@ mod store_support;
 
 use serde_json::{Value, json};
 use store_support::{
-    Backend, MASTER, Place, Proxy, chat, client, clock_at_minute_start, error_of, generate, get,
-    post, redis_url, send, spend_rows, start, start_at, write_rows,
+    Backend, MASTER, Place, Proxy, chat, client, clock_at_minute_start, close, error_of, generate,
+    get, post, redis_url, send, spend_rows, start, start_at, write_rows,
 };
 
 fn bounded_chat() -> Value {
@@ -467,6 +467,67 @@ async fn member_budget_and_team_limits(b: Backend) {
         .find(|m| m["user_id"] == "u1")
         .unwrap();
     assert!((u1["spend"].as_f64().unwrap() - cost).abs() < 1e-12, "{u1}");
+
+    // Resetting a member's spend frees their budget in the team at once; it never hands out
+    // budget, and a team admin may not reset their own.
+    let reset = |who: &'static str, key: String, to: Value| {
+        let p = &p;
+        async move {
+            post(
+                p,
+                &format!("/team/crew/member/{who}/reset_spend"),
+                &key,
+                json!({"reset_to": to}),
+            )
+            .await
+        }
+    };
+    let a = reset("u1", MASTER.to_string(), json!(0.00002)).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(error_of(&a).1.contains("must be <= budget"), "{}", a.body);
+    let a = reset("nobody", MASTER.to_string(), json!(0)).await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    assert!(
+        error_of(&a)
+            .1
+            .contains("User nobody is not a member of team crew.")
+    );
+    store_support::internal_user(&p, "u2").await;
+    post(
+        &p,
+        "/team/member_update",
+        MASTER,
+        json!({"team_id": "crew", "user_id": "u2", "role": "admin"}),
+    )
+    .await;
+    let (admin_key, _) = generate(&p, json!({"user_id": "u2"})).await;
+    let a = reset("u2", admin_key.clone(), json!(0)).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(error_of(&a).1.contains("Cannot reset your own spend"));
+    let a = reset("u1", admin_key, json!(0)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["spend"], 0.0);
+    assert!(
+        close(a.body["previous_spend"].as_f64().unwrap(), cost),
+        "{}",
+        a.body
+    );
+    assert_eq!(a.body["max_budget"], 0.00001);
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &k1, bounded_chat())
+            .await
+            .status,
+        200,
+        "the member's budget is free again"
+    );
+    let a = reset("u1", MASTER.to_string(), json!(1.0)).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        error_of(&a).1.contains("must be <= current spend"),
+        "{}",
+        a.body
+    );
+
     // The team's rpm limit counts every key of the team.
     post(
         &p,

@@ -203,6 +203,53 @@ impl crate::db::Store {
         Ok(b)
     }
 
+    /// Lowers an entity's spend to `to` nano-USD, which may not be above its spend or its
+    /// `max_budget` (a reset never hands out budget); checked and written in one transaction.
+    /// The budget as it is now, and the spend it had.
+    pub(crate) async fn lower_budget_spend(
+        &self,
+        entity: &str,
+        to: i64,
+        shown: f64,
+    ) -> Result<(Budget, i64), StoreError> {
+        use crate::db::BeginWrite;
+        let field = "reset_to";
+        let out = crate::db::on_db!(&self.db, pool => {
+            let mut tx = pool.begin_write().await?;
+            let mut b = read_budget!(&mut *tx, entity).unwrap_or_else(|| Budget::new(entity.to_owned()));
+            let previous = b.spend;
+            if to > b.spend {
+                return Err(StoreError::bad_request(
+                    format!(
+                        "reset_to ({shown:?}) must be <= current spend ({:?})",
+                        crate::money::nanos_to_usd(b.spend)
+                    ),
+                    field,
+                ));
+            }
+            if let Some(max) = b.max_budget
+                && to > max
+            {
+                return Err(StoreError::bad_request(
+                    format!(
+                        "reset_to ({shown:?}) must be <= budget ({:?})",
+                        crate::money::nanos_to_usd(max)
+                    ),
+                    field,
+                ));
+            }
+            sqlx::query("UPDATE idlehands_budgets SET spend = $2 WHERE entity = $1")
+                .bind(entity)
+                .bind(to)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            b.spend = to;
+            (b, previous)
+        });
+        Ok(out)
+    }
+
     /// Entities whose budget window has passed, for the reset sweep: (entity, duration, at).
     pub(crate) async fn due_entity_resets(
         &self,

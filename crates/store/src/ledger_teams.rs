@@ -265,6 +265,45 @@ impl Ledger {
         Ok((team, membership))
     }
 
+    /// LiteLLM's `/team/{team_id}/member/{user_id}/reset_spend`: a member's spend in the team
+    /// lowered to `reset_to` USD (at least 0, at most their spend and their budget in the
+    /// team), after the spend already queued is committed; the limiter's counter (a fleet's
+    /// shared one too) follows. The member's budget as it is now and the spend it had, nano-USD.
+    pub async fn reset_team_member_spend(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        reset_to: f64,
+    ) -> Result<(Budget, i64), StoreError> {
+        if !reset_to.is_finite() || reset_to < 0.0 {
+            return Err(StoreError::bad_request(
+                "reset_to must be a finite number >= 0",
+                "reset_to",
+            ));
+        }
+        let nanos = crate::money::usd_to_nanos(reset_to)
+            .ok_or_else(|| StoreError::bad_request("reset_to must be a float", "reset_to"))?;
+        let Some(team) = self.store().get_team(team_id).await? else {
+            return Err(info_not_found(team_id));
+        };
+        if !team.members.iter().any(|m| m == user_id) {
+            return Err(StoreError::NotFound {
+                message: format!("User {user_id} is not a member of team {team_id}."),
+                param: Some("user_id"),
+            });
+        }
+        // Increments queued before the reset must not land on top of it.
+        self.writer().flush().await?;
+        let entity = entities::member(team_id, user_id);
+        let (budget, previous) = self
+            .store()
+            .lower_budget_spend(&entity, nanos, reset_to)
+            .await?;
+        self.limiter().reconfigure(&budget.key_limits(), true);
+        self.invalidate_and_announce(&entity);
+        Ok((budget, previous))
+    }
+
     /// `/team/list`: every team, or those of one organization or with one member.
     pub async fn list_teams(&self, q: &TeamListQuery) -> Result<Vec<TeamRecord>, StoreError> {
         let mut teams = self

@@ -31,7 +31,54 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
         .route("/team/member_update", post(member_update))
         .route("/team/model/add", post(model_add))
         .route("/team/model/delete", post(model_delete))
+        .route(
+            "/team/{team_id}/member/{user_id}/reset_spend",
+            post(reset_member_spend),
+        )
         .with_state(state)
+}
+
+#[derive(serde::Deserialize)]
+struct ResetSpend {
+    reset_to: serde_json::Value,
+}
+
+/// LiteLLM's `POST /team/{team_id}/member/{user_id}/reset_spend` `{"reset_to": USD}`: proxy
+/// admins, or the team's admins for another member (a team admin resetting their own spend
+/// could spend the team's budget past their own cap: a proxy admin must).
+async fn reset_member_spend(
+    State(m): Shared,
+    headers: HeaderMap,
+    axum::extract::Path((team_id, user_id)): axum::extract::Path<(String, String)>,
+    bytes: Bytes,
+) -> Response {
+    let route = "/team/{team_id}/member/{user_id}/reset_spend";
+    let (_, role) = tri!(super::roles::caller_role(&m, &headers).await);
+    tri!(member_manager(&m, &headers, route, &team_id).await);
+    if let super::roles::Role::Internal(me) = &role
+        && *me == user_id
+    {
+        return forbidden("Cannot reset your own spend. Ask a proxy admin.".to_string())
+            .into_response();
+    }
+    let ask: ResetSpend = tri!(body(&bytes));
+    let Some(reset_to) = ask.reset_to.as_f64() else {
+        return super::keys::bad_request("reset_to must be a float", "reset_to").into_response();
+    };
+    reply(
+        m.ledger
+            .reset_team_member_spend(&team_id, &user_id, reset_to)
+            .await
+            .map(|(b, previous)| {
+                serde_json::json!({
+                    "team_id": team_id,
+                    "user_id": user_id,
+                    "spend": idlehands_store::money::nanos_to_usd(b.spend),
+                    "previous_spend": idlehands_store::money::nanos_to_usd(previous),
+                    "max_budget": b.max_budget.map(idlehands_store::money::nanos_to_usd),
+                })
+            }),
+    )
 }
 
 /// Team fields that act here: stored and enforced, or shown and filterable.
