@@ -98,6 +98,17 @@ pub struct ProxyConfig {
     pub pass_through_env: BTreeMap<String, String>,
 }
 
+impl ProxyConfig {
+    /// Where `/reload/model_cost_map` takes prices from.
+    pub fn price_origin(&self) -> crate::pricing::cost_map::Origin {
+        crate::pricing::cost_map::Origin {
+            url: self.model_cost_map_url.clone(),
+            local: self.local_model_cost_map,
+            path: self.model_cost_map_path.clone(),
+        }
+    }
+}
+
 /// A setting read from a section's unknown keys as a number: a YAML number, or a string
 /// holding one (LiteLLM configs quote them as often as not).
 pub fn loose_number(v: &serde_json::Value) -> Option<f64> {

@@ -60,7 +60,7 @@ pub(crate) fn follow_fleet(app: &Arc<App>, ledger: &idlehands_store::Ledger) {
 
 /// Reloads the prices of this instance.
 async fn reload_here(app: &App) -> Result<cost_map::Source, ProxyError> {
-    let (prices, source) = cost_map::load(&app.client, &app.models.config)
+    let (prices, source) = cost_map::load(&app.client, &app.models.config.price_origin())
         .await
         .map_err(|why| ProxyError::Custom {
             status: 502,

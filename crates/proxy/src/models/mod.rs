@@ -135,7 +135,7 @@ impl ModelsBase {
         prices: PriceTable,
         clock: std::sync::Arc<dyn idlehands_clock::Clock>,
     ) -> Self {
-        let source = crate::pricing::cost_map::Source::at_start(&prices, &config);
+        let source = crate::pricing::cost_map::Source::at_start(&prices, &config.price_origin());
         ModelsBase {
             config,
             prices: parking_lot::RwLock::new((prices, source)),

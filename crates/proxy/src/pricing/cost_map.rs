@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{PriceTable, load_litellm_price_file, parse_litellm_price_json};
-use crate::config::ProxyConfig;
+use std::path::PathBuf;
 
 /// LiteLLM's `model_cost_map_url` default.
 pub const DEFAULT_URL: &str =
@@ -22,6 +22,15 @@ pub const DEFAULT_URL: &str =
 /// A price list is a few MB; anything far larger is not one.
 const MAX_BYTES: usize = 64 * 1024 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a reload takes prices from: `LITELLM_MODEL_COST_MAP_URL`, whether
+/// `LITELLM_LOCAL_MODEL_COST_MAP` chose the built-in copy, and `model_cost_map_path`.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub url: Option<String>,
+    pub local: bool,
+    pub path: Option<PathBuf>,
+}
 
 /// Where the prices in use came from (LiteLLM's `/model/cost_map/source` fields).
 #[derive(Debug, Clone, Serialize)]
@@ -41,18 +50,15 @@ pub struct Source {
 
 impl Source {
     /// The prices a gateway starts with.
-    pub fn at_start(prices: &PriceTable, cfg: &ProxyConfig) -> Source {
+    pub fn at_start(prices: &PriceTable, origin: &Origin) -> Source {
         Source {
             source: "local",
             url: None,
-            is_env_forced: cfg.local_model_cost_map,
+            is_env_forced: origin.local,
             fallback_reason: None,
             loaded_at: Utc::now(),
             etag: None,
-            overrides_path: cfg
-                .model_cost_map_path
-                .as_deref()
-                .map(|p| p.display().to_string()),
+            overrides_path: origin.path.as_deref().map(|p| p.display().to_string()),
             model_count: prices.len(),
         }
     }
@@ -61,14 +67,14 @@ impl Source {
 /// The prices as a reload finds them now, or why there are none (the current ones stay).
 pub async fn load(
     client: &reqwest::Client,
-    cfg: &ProxyConfig,
+    origin: &Origin,
 ) -> Result<(PriceTable, Source), String> {
     let mut prices = PriceTable::builtin();
     let builtin_count = prices.len();
-    let mut source = Source::at_start(&prices, cfg);
+    let mut source = Source::at_start(&prices, origin);
     if !source.is_env_forced {
-        let url = cfg
-            .model_cost_map_url
+        let url = origin
+            .url
             .clone()
             .unwrap_or_else(|| DEFAULT_URL.to_string());
         let (fetched, etag) = fetch(client, &url).await?;
@@ -83,7 +89,7 @@ pub async fn load(
         source.url = Some(url);
         source.etag = etag;
     }
-    if let Some(p) = &cfg.model_cost_map_path {
+    if let Some(p) = &origin.path {
         prices.merge(load_litellm_price_file(p).map_err(|e| e.to_string())?);
     }
     source.model_count = prices.len();
