@@ -714,6 +714,7 @@ impl Session {
             max_tokens: None,
             output_room: None,
             session_key: Some(self.session_key()),
+            session_id: Some(self.transcript.id.clone()),
             context_window: self.known_context_window(),
         };
         // The summary's own deltas are not part of the conversation.
@@ -991,6 +992,7 @@ impl Session {
                     .context_window()
                     .map(|w| crate::budget::output_room(w, self.prompt_estimate(overhead_chars))),
                 session_key: Some(self.session_key()),
+                session_id: Some(self.transcript.id.clone()),
                 context_window: self.known_context_window(),
             };
             let called = self

@@ -152,6 +152,26 @@ async fn agent_runs_tool_turns_through_idlehands_proxy() {
         std::fs::read_to_string(d.path().join("ws/via_proxy.txt")).unwrap(),
         "routed"
     );
+    // The gateway files the run's calls under the agent's session (LiteLLM's session view).
+    let session = result["meta"]["agentMeta"]["sessionId"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    let mut rows = Value::Null;
+    for _ in 0..100 {
+        rows = http
+            .get(format!("{url}/spend/logs/session/ui?session_id={session}"))
+            .bearer_auth(MASTER)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if rows["total"] == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows["total"], 3, "{rows}");
     let reqs = up.requests();
     assert_eq!(reqs.len(), 3);
     assert_eq!(reqs[0].body["model"], "upstream-model");

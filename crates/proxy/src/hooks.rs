@@ -59,6 +59,8 @@ pub struct CallRecord {
     pub metadata: Option<Value>,
     /// LiteLLM's `request_tags` (see `http::tags`).
     pub request_tags: Vec<String>,
+    /// The conversation the call belongs to (see `http::session`).
+    pub session_id: Option<String>,
     /// The deployment's model (`openai/gpt-4o`).
     pub model: String,
     pub model_id: String,
@@ -113,6 +115,7 @@ impl CallRecord {
             end_user: None,
             metadata: None,
             request_tags: Vec::new(),
+            session_id: None,
             model: "openai/m".into(),
             model_id: "id".into(),
             model_group: "m".into(),

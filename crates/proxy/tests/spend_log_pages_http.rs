@@ -14,7 +14,8 @@ use idlehands_store::keygen::hash_key;
 use idlehands_store::types::JsonObjectText;
 use serde_json::{Value, json};
 use store_support::{
-    Backend, MASTER, Place, Proxy, error_of, generate, get, internal_user, post, start, write_rows,
+    Backend, MASTER, Place, Proxy, error_of, generate, get, internal_user, post, spend_rows, start,
+    write_rows,
 };
 
 fn base() -> DateTime<Utc> {
@@ -541,6 +542,45 @@ async fn filters_sorts_and_pages_match_the_rows(b: Backend) {
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["data"], json!([]), "{}", a.body);
+    // One session's calls over all time (LiteLLM's session view), newest first; the id
+    // matched whole; an internal user sees their part of it.
+    let in_session = |r: &&SpendLogRow| r.session_id.as_deref() == Some("session-1");
+    let session: Vec<&SpendLogRow> = all.iter().filter(in_session).collect();
+    assert!(session.len() > 7, "the session spans pages");
+    let got = all_pages(
+        &p,
+        "/spend/logs/session/ui",
+        "session_id=session-1",
+        MASTER,
+        7,
+    )
+    .await;
+    assert_eq!(got, sorted(session, "startTime", false));
+    let a = get(&p, "/spend/logs/session/ui?session_id=session", MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["total"], 0, "{}", a.body);
+    let theirs: Vec<&SpendLogRow> = all
+        .iter()
+        .filter(in_session)
+        .filter(|r| r.user.as_deref() == Some("u1") || r.team_id.as_deref() == Some("alpha"))
+        .collect();
+    let got = all_pages(
+        &p,
+        "/spend/logs/session/ui",
+        "session_id=session-1",
+        &mine,
+        5,
+    )
+    .await;
+    assert_eq!(got, sorted(theirs, "startTime", false));
+    for bad in [
+        "",
+        "session_id=session-1&page_size=101",
+        "session_id=session-1&page=0",
+    ] {
+        let a = get(&p, &format!("/spend/logs/session/ui?{bad}"), MASTER).await;
+        assert_eq!(a.status, 400, "{bad}: {}", a.body);
+    }
     // A key without a user: its own calls.
     let own: Vec<&SpendLogRow> = all.iter().filter(|r| r.api_key == keys[1]).collect();
     let got = all_pages(&p, "/spend/logs/v2", &window, &plain, 13).await;
@@ -585,7 +625,67 @@ async fn the_count_stops_at_ten_thousand(b: Backend) {
     place.cleanup().await;
 }
 
+/// Live calls carry their session: a session header, the body's `litellm_session_id`, or a
+/// client's own session header; one session's calls are read together.
+async fn live_calls_carry_their_session(b: Backend) {
+    let place = Place::new(b);
+    let p = start(&place, "").await;
+    let call = |body: Value, headers: Vec<(&'static str, &'static str)>| {
+        let p = &p;
+        async move {
+            let mut req = store_support::client()
+                .post(p.url("/v1/chat/completions"))
+                .bearer_auth(MASTER)
+                .json(&body);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let a = store_support::send(req).await;
+            assert_eq!(a.status, 200, "{}", a.body);
+        }
+    };
+    let hi = json!({"model": "mocky", "messages": [{"role": "user", "content": "Say hi"}]});
+    call(hi.clone(), vec![("x-litellm-session-id", "agent-run-1")]).await;
+    let mut with_field = hi.clone();
+    with_field["litellm_session_id"] = json!("agent-run-1");
+    call(with_field, vec![]).await;
+    call(
+        hi.clone(),
+        vec![(
+            "x-claude-code-session-id",
+            "0f9c2a5e-1111-2222-3333-444455556666",
+        )],
+    )
+    .await;
+    call(hi, vec![]).await;
+    let rows = spend_rows(&p, "", 4).await;
+    let mut sessions: Vec<Value> = rows.iter().map(|r| r["session_id"].clone()).collect();
+    sessions.sort_by_key(Value::to_string);
+    assert_eq!(
+        sessions,
+        vec![
+            json!("0f9c2a5e-1111-2222-3333-444455556666"),
+            json!("agent-run-1"),
+            json!("agent-run-1"),
+            Value::Null,
+        ]
+    );
+    let a = get(&p, "/spend/logs/session/ui?session_id=agent-run-1", MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["total"], 2, "{}", a.body);
+    assert!(
+        a.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["session_id"] == "agent-run-1")
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
     filters_sorts_and_pages_match_the_rows,
-    the_count_stops_at_ten_thousand
+    the_count_stops_at_ten_thousand,
+    live_calls_carry_their_session
 );

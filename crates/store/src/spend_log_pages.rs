@@ -139,6 +139,8 @@ pub struct LogPageQuery {
     pub request_id: Option<String>,
     /// A part of the session id.
     pub session_id: Option<String>,
+    /// The whole session id (`/spend/logs/session/ui`).
+    pub session_exact: Option<String>,
     pub model: Option<String>,
     pub model_id: Option<String>,
     pub model_group: Option<String>,
@@ -361,6 +363,10 @@ impl Store {
         if let Some(s) = &q.session_id {
             let p = w.text(s.clone());
             w.conds.push(contains("session_id", &p));
+        }
+        if let Some(s) = &q.session_exact {
+            let p = w.text(s.clone());
+            w.conds.push(format!("session_id = {p}"));
         }
         if let Some(a) = &q.key_alias {
             let p = w.text(a.clone());

@@ -96,18 +96,25 @@ impl ChatClient {
             // With tools offered, text that may be a call written as text is held back.
             let mut gate = (!req.tools.is_empty()).then(crate::quirks::text_tools::StreamGate::new);
             let res = self
-                .attempt(model, api_key, &body, cancel, &mut |d| {
-                    emitted = true;
-                    match (d, gate.as_mut()) {
-                        (StreamDelta::Text(t), Some(g)) => {
-                            let shown = g.push(&t);
-                            if !shown.is_empty() {
-                                on_delta(StreamDelta::Text(shown));
+                .attempt(
+                    model,
+                    api_key,
+                    req.session_id.as_deref(),
+                    &body,
+                    cancel,
+                    &mut |d| {
+                        emitted = true;
+                        match (d, gate.as_mut()) {
+                            (StreamDelta::Text(t), Some(g)) => {
+                                let shown = g.push(&t);
+                                if !shown.is_empty() {
+                                    on_delta(StreamDelta::Text(shown));
+                                }
                             }
+                            (d, _) => on_delta(d),
                         }
-                        (d, _) => on_delta(d),
-                    }
-                })
+                    },
+                )
                 .await;
             let res = res.map(|mut msg| {
                 let took = crate::quirks::promote_text_tool_calls(&mut msg, &req.tools);
@@ -142,6 +149,7 @@ impl ChatClient {
         &self,
         model: &ResolvedModel,
         api_key: &str,
+        session: Option<&str>,
         body: &Value,
         cancel: &CancellationToken,
         on_delta: &mut (dyn FnMut(StreamDelta) + Send),
@@ -160,6 +168,9 @@ impl ChatClient {
             .json(body);
         if !api_key.is_empty() {
             rb = rb.bearer_auth(api_key);
+        }
+        if let Some(s) = session {
+            rb = rb.header("x-litellm-session-id", s);
         }
         for (k, v) in &model.headers {
             rb = rb.header(k, v);

@@ -26,6 +26,9 @@ pub struct CompletionRequest {
     pub output_room: Option<u64>,
     /// A stable number for the session, for llama-server slot affinity.
     pub session_key: Option<u64>,
+    /// The session's id, sent as `x-litellm-session-id` so a LiteLLM-style gateway groups
+    /// the session's calls (its Logs page, `/spend/logs/session/ui`); servers ignore it.
+    pub session_id: Option<String>,
     /// The context window the config or the server gave (not the built-in default); Ollama's
     /// native API is told it as `num_ctx`.
     pub context_window: Option<u64>,

@@ -68,6 +68,9 @@ const GATEWAY_ONLY: &[&str] = &[
     "mock_timeout",
     "mock_testing_rate_limit_error",
     "fastest_response",
+    // The call's session (see `super::session`).
+    "litellm_session_id",
+    "litellm_trace_id",
 ];
 
 /// The body's top-level fields, unparsed. foldhash: SipHash over every key showed in profiles.

@@ -221,6 +221,7 @@ pub(crate) async fn route<'b>(
         super::tags::add_user_agent(&mut tags, headers);
     }
     trace.request_tags = tags;
+    trace.session_id = super::session::of(Some(&body), trace.metadata.as_ref(), headers);
     trace.stream = body.stream;
     trace.capture = app.payloads.capture(bytes);
     // Everything the model reads: a chat's tool definitions weigh as much as its messages.

@@ -94,6 +94,7 @@ fn mock_call() -> CallRecord {
         end_user: Some("litellm:/health/services".to_string()),
         metadata: None,
         request_tags: Vec::new(),
+        session_id: None,
         model: "openai/litellm-mock-response-model".to_string(),
         model_id: String::new(),
         model_group: "litellm-mock-response-model".to_string(),

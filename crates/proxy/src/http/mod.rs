@@ -37,6 +37,7 @@ mod responses;
 mod responses_native;
 mod roles;
 mod service_account;
+mod session;
 mod spend;
 mod spend_calculate;
 mod spend_charts;

@@ -471,6 +471,8 @@ async fn relay(app: Arc<App>, principal: Principal, out: Outgoing) -> Response {
         start_time,
     );
     trace.stream = out.stream;
+    // The caller's headers as they go on (credentials left out) say the session.
+    trace.session_id = super::session::of(None, None, &out.headers);
     trace.fixed_cost = out.fixed_cost;
     trace.response_model = out.model.clone();
     trace.prompt_estimate = super::estimate::tokens_for_chars(out.body.len());

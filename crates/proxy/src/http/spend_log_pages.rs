@@ -47,6 +47,10 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
             }),
         )
         .route(
+            "/spend/logs/session/ui",
+            get(|State(m): Shared, h: HeaderMap, u: Uri| crate::offload::run(session(m, h, u))),
+        )
+        .route(
             "/spend/logs/ui/{request_id}",
             get(|State(m): Shared, h: HeaderMap, Path(id): Path<String>| {
                 crate::offload::run(payload(m, h, id))
@@ -221,6 +225,7 @@ fn page_query(q: PageQuery, route: Route) -> Result<LogPageQuery, ProxyError> {
         team_id: q.team_id,
         request_id: q.request_id,
         session_id: q.session_id,
+        session_exact: None,
         model: q.model,
         model_id: q.model_id,
         model_group: q.model_group,
@@ -367,6 +372,67 @@ async fn page(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri, route: Route) -> Respo
         "page": q.page,
         "page_size": q.page_size,
         "total_pages": found.total.div_ceil(size),
+        "total_is_capped": found.capped,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct SessionQuery {
+    session_id: Option<String>,
+    page: Option<i64>,
+    page_size: Option<i64>,
+}
+
+/// LiteLLM's `GET /spend/logs/session/ui?session_id=&page=&page_size=` (1-100, default 50):
+/// one session's calls over all time, newest first, without their payloads; whose rows as on
+/// the Logs page.
+async fn session(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
+    let (p, role) = tri!(caller_role(&m, &headers).await);
+    let ask: SessionQuery = tri!(query(&uri));
+    let Some(session_id) = ask.session_id.filter(|s| !s.is_empty()) else {
+        return bad_request("session_id is required", "session_id").into_response();
+    };
+    let page = ask.page.unwrap_or(1);
+    if page < 1 {
+        return bad_request("page must be >= 1", "page").into_response();
+    }
+    let page_size = ask.page_size.unwrap_or(50);
+    if !(1..=100).contains(&page_size) {
+        return bad_request("page_size must be between 1 and 100", "page_size").into_response();
+    }
+    let q = LogPageQuery {
+        session_exact: Some(session_id),
+        sort: LogSort::StartTime,
+        ascending: false,
+        page: u32::try_from(page).unwrap_or(u32::MAX),
+        page_size: u32::try_from(page_size).unwrap_or(1),
+        scope: tri!(scope_of(&m, &p, &role, None).await),
+        ..LogPageQuery::default()
+    };
+    let found: LogPage = tri!(
+        m.ledger
+            .store()
+            .spend_log_page(&q)
+            .await
+            .map_err(|e| store_error(&e))
+    );
+    let mut data = Vec::with_capacity(found.rows.len());
+    for row in &found.rows {
+        let mut v =
+            tri!(serde_json::to_value(row).map_err(|e| ProxyError::Internal(e.to_string())));
+        if let Some(o) = v.as_object_mut() {
+            o.remove("messages");
+            o.remove("response");
+        }
+        data.push(v);
+    }
+    axum::Json(json!({
+        "data": data,
+        "total": found.total,
+        "page": q.page,
+        "page_size": q.page_size,
+        "total_pages": found.total.div_ceil(u64::from(q.page_size)),
         "total_is_capped": found.capped,
     }))
     .into_response()

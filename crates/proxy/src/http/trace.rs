@@ -71,6 +71,7 @@ pub(crate) struct Trace {
     pub metadata: Option<serde_json::Value>,
     /// The spend row's `request_tags` (see `super::tags`).
     pub request_tags: Vec<String>,
+    pub session_id: Option<String>,
     /// The tags routing reads, where the gateway routes by tags (see `super::tags`).
     pub route_tags: Option<Arc<idlehands_routing::RequestTags>>,
     pub stream: bool,
@@ -125,6 +126,7 @@ impl Trace {
             end_user: None,
             metadata: None,
             request_tags: Vec::new(),
+            session_id: None,
             route_tags: None,
             stream: false,
             started,
@@ -275,6 +277,7 @@ impl Trace {
             end_user: self.end_user.take(),
             metadata: self.metadata.take(),
             request_tags: std::mem::take(&mut self.request_tags),
+            session_id: self.session_id.take(),
             model: d.model.clone(),
             model_id: d.id.clone(),
             model_group: self.model_group.clone(),

@@ -450,6 +450,7 @@ pub fn spend_row(r: CallRecord) -> SpendLogRow {
         end_user: r.end_user,
         metadata,
         request_tags: r.request_tags,
+        session_id: r.session_id,
         cache_hit: Some("False".to_string()),
         status: match r.status {
             CallStatus::Success => STATUS_SUCCESS,
