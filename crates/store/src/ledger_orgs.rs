@@ -16,6 +16,26 @@ use crate::organizations::{
 use crate::organizations_db::org_not_found;
 use crate::validate::models as check_models;
 
+/// The member a request names, by user id or e-mail (one of them is needed).
+struct Who<'a>(Option<&'a str>, Option<&'a str>);
+
+impl<'a> Who<'a> {
+    fn of(user_id: &'a Option<String>, email: &'a Option<String>) -> Result<Self, StoreError> {
+        if user_id.is_none() && email.is_none() {
+            return Err(StoreError::bad_request(
+                "Either `user_id` or `user_email` is required",
+                "user_id",
+            ));
+        }
+        Ok(Who(user_id.as_deref(), email.as_deref()))
+    }
+
+    fn is(&self, m: &OrgMember) -> bool {
+        (self.0.is_some() && m.user_id.as_deref() == self.0)
+            || (self.1.is_some() && m.user_email.as_deref() == self.1)
+    }
+}
+
 impl Ledger {
     /// The organization as the request path sees it (cached like teams).
     pub(crate) async fn org_view(&self, id: &str) -> Result<Option<Arc<OrgRecord>>, AccessError> {
@@ -268,13 +288,7 @@ impl Ledger {
         req: OrgMemberUpdateRequest,
     ) -> Result<OrgMember, StoreError> {
         let now = self.config().clock.now();
-        let (u, e) = (req.user_id.clone(), req.user_email.clone());
-        if u.is_none() && e.is_none() {
-            return Err(StoreError::bad_request(
-                "Either `user_id` or `user_email` is required",
-                "user_id",
-            ));
-        }
+        let who = Who::of(&req.user_id, &req.user_email)?;
         if let Some(r) = &req.role
             && !ORG_ROLES.contains(&r.as_str())
         {
@@ -287,13 +301,11 @@ impl Ledger {
         let o = self
             .store()
             .update_org_with(&req.organization_id, |o, _| {
-                let Some(m) = o.members.iter_mut().find(|m| {
-                    (u.is_some() && m.user_id == u) || (e.is_some() && m.user_email == e)
-                }) else {
+                let Some(m) = o.members.iter_mut().find(|m| who.is(m)) else {
                     return Err(StoreError::NotFound {
                         message: format!(
                             "Member not found in organization for user_id={}",
-                            u.as_deref().or(e.as_deref()).unwrap_or_default()
+                            who.0.or(who.1).unwrap_or_default()
                         ),
                         param: Some("user_id"),
                     });
@@ -327,20 +339,12 @@ impl Ledger {
         req: OrgMemberDeleteRequest,
     ) -> Result<OrgRecord, StoreError> {
         let now = self.config().clock.now();
-        let (u, e) = (req.user_id.clone(), req.user_email.clone());
-        if u.is_none() && e.is_none() {
-            return Err(StoreError::bad_request(
-                "Either `user_id` or `user_email` is required",
-                "user_id",
-            ));
-        }
+        let who = Who::of(&req.user_id, &req.user_email)?;
         let o = self
             .store()
             .update_org_with(&req.organization_id, |o, _| {
                 let before = o.members.len();
-                o.members.retain(|m| {
-                    !((u.is_some() && m.user_id == u) || (e.is_some() && m.user_email == e))
-                });
+                o.members.retain(|m| !who.is(m));
                 if o.members.len() == before {
                     return Err(StoreError::bad_request(
                         "User not found in organization",

@@ -345,16 +345,8 @@ async fn page(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri, route: Route) -> Respo
     };
     let mut data = Vec::with_capacity(found.rows.len());
     for row in &found.rows {
-        let mut v =
-            tri!(serde_json::to_value(row).map_err(|e| ProxyError::Internal(e.to_string())));
+        let mut v = tri!(listed(row));
         if let Some(o) = v.as_object_mut() {
-            // The list leaves the payloads out (LiteLLM's too): the detail route reads them.
-            o.remove("messages");
-            o.remove("response");
-            if row.request_duration_ms.is_none() {
-                let ms = (row.end_time - row.start_time).num_milliseconds();
-                o.insert("request_duration_ms".into(), json!(ms));
-            }
             if route == Route::Ui {
                 let key = row
                     .session_id
@@ -419,13 +411,7 @@ async fn session(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
     );
     let mut data = Vec::with_capacity(found.rows.len());
     for row in &found.rows {
-        let mut v =
-            tri!(serde_json::to_value(row).map_err(|e| ProxyError::Internal(e.to_string())));
-        if let Some(o) = v.as_object_mut() {
-            o.remove("messages");
-            o.remove("response");
-        }
-        data.push(v);
+        data.push(tri!(listed(row)));
     }
     axum::Json(json!({
         "data": data,
@@ -436,6 +422,21 @@ async fn session(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {
         "total_is_capped": found.capped,
     }))
     .into_response()
+}
+
+/// A row as the lists show it: without the payloads (LiteLLM's lists leave them out too: the
+/// detail route reads them), with a duration where none was recorded.
+fn listed(row: &idlehands_store::SpendLogRow) -> Result<Value, ProxyError> {
+    let mut v = serde_json::to_value(row).map_err(|e| ProxyError::Internal(e.to_string()))?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("messages");
+        o.remove("response");
+        if row.request_duration_ms.is_none() {
+            let ms = (row.end_time - row.start_time).num_milliseconds();
+            o.insert("request_duration_ms".into(), json!(ms));
+        }
+    }
+    Ok(v)
 }
 
 /// LiteLLM's session columns on the Logs page: a call outside a session counts 1.
