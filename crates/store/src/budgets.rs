@@ -196,6 +196,38 @@ macro_rules! read_budget {
 }
 pub(crate) use read_budget;
 
+/// A spend reset (`reset_to`, shown as the caller gave it) may lower a spend, never raise it or
+/// hand out budget: at most the spend and the `max_budget`.
+pub(crate) fn check_lowering(
+    to: i64,
+    spend: i64,
+    max_budget: Option<i64>,
+    shown: f64,
+) -> Result<(), StoreError> {
+    let field = "reset_to";
+    if to > spend {
+        return Err(StoreError::bad_request(
+            format!(
+                "reset_to ({shown:?}) must be <= current spend ({:?})",
+                crate::money::nanos_to_usd(spend)
+            ),
+            field,
+        ));
+    }
+    if let Some(max) = max_budget
+        && to > max
+    {
+        return Err(StoreError::bad_request(
+            format!(
+                "reset_to ({shown:?}) must be <= budget ({:?})",
+                crate::money::nanos_to_usd(max)
+            ),
+            field,
+        ));
+    }
+    Ok(())
+}
+
 impl crate::db::Store {
     /// One entity's budget row, if it has one.
     pub async fn get_budget(&self, entity: &str) -> Result<Option<Budget>, StoreError> {
@@ -213,31 +245,11 @@ impl crate::db::Store {
         shown: f64,
     ) -> Result<(Budget, i64), StoreError> {
         use crate::db::BeginWrite;
-        let field = "reset_to";
         let out = crate::db::on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
             let mut b = read_budget!(&mut *tx, entity).unwrap_or_else(|| Budget::new(entity.to_owned()));
             let previous = b.spend;
-            if to > b.spend {
-                return Err(StoreError::bad_request(
-                    format!(
-                        "reset_to ({shown:?}) must be <= current spend ({:?})",
-                        crate::money::nanos_to_usd(b.spend)
-                    ),
-                    field,
-                ));
-            }
-            if let Some(max) = b.max_budget
-                && to > max
-            {
-                return Err(StoreError::bad_request(
-                    format!(
-                        "reset_to ({shown:?}) must be <= budget ({:?})",
-                        crate::money::nanos_to_usd(max)
-                    ),
-                    field,
-                ));
-            }
+            check_lowering(to, b.spend, b.max_budget, shown)?;
             sqlx::query("UPDATE idlehands_budgets SET spend = $2 WHERE entity = $1")
                 .bind(entity)
                 .bind(to)

@@ -1132,26 +1132,7 @@ impl Ledger {
             .store
             .update_key_with(token, |k| {
                 previous = k.spend;
-                if nanos > k.spend {
-                    return Err(StoreError::bad_request(
-                        format!(
-                            "reset_to ({reset_to:?}) must be <= current spend ({:?})",
-                            crate::money::nanos_to_usd(k.spend)
-                        ),
-                        field,
-                    ));
-                }
-                if let Some(max) = k.max_budget
-                    && nanos > max
-                {
-                    return Err(StoreError::bad_request(
-                        format!(
-                            "reset_to ({reset_to:?}) must be <= budget ({:?})",
-                            crate::money::nanos_to_usd(max)
-                        ),
-                        field,
-                    ));
-                }
+                crate::budgets::check_lowering(nanos, k.spend, k.max_budget, reset_to)?;
                 k.spend = nanos;
                 k.updated_at = now;
                 k.updated_by = updated_by.map(str::to_owned);

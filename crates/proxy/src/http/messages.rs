@@ -89,12 +89,7 @@ pub(crate) async fn messages(
             return refuse(&app, &headers, 400, &format!("Invalid JSON payload: {e}")).await;
         }
     };
-    let model = req
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let chat = match tr::to_chat_request(&req) {
+    let (model, chat) = match model_and_chat(&req) {
         Ok(c) => c,
         Err(e) => return refuse(&app, &headers, e.status(), &e.to_string()).await,
     };
@@ -102,6 +97,16 @@ pub(crate) async fn messages(
     drop(req);
     let resp = super::chat::handle(app, None, headers, pre, chat, CALL_TYPE).await;
     to_anthropic(resp, &model).await
+}
+
+/// The request's model and the chat request it becomes.
+fn model_and_chat(req: &Value) -> Result<(String, Value), idlehands_translate::TranslateError> {
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    Ok((model, tr::to_chat_request(req)?))
 }
 
 /// The chat pipeline's answer in Anthropic's shape, its headers (cost, call id) kept.
@@ -192,13 +197,8 @@ pub(crate) async fn count_tokens(
     if !req.get("messages").is_some_and(Value::is_array) {
         return error_response(400, "messages: Field required", None);
     }
-    let model = req
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
     // Counted as the model will read it: the chat request /v1/messages would send.
-    let chat = match tr::to_chat_request(&req) {
+    let (model, chat) = match model_and_chat(&req) {
         Ok(c) => c,
         Err(e) => return error_response(e.status(), &e.to_string(), None),
     };

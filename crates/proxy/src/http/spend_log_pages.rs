@@ -346,14 +346,14 @@ async fn page(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri, route: Route) -> Respo
     let mut data = Vec::with_capacity(found.rows.len());
     for row in &found.rows {
         let mut v = tri!(listed(row));
-        if let Some(o) = v.as_object_mut() {
-            if route == Route::Ui {
-                let key = row
-                    .session_id
-                    .as_ref()
-                    .map(|s| (s.clone(), row.api_key.clone()));
-                session_fields(o, key.and_then(|k| sessions.get(&k)));
-            }
+        if route == Route::Ui
+            && let Some(o) = v.as_object_mut()
+        {
+            let key = row
+                .session_id
+                .as_ref()
+                .map(|s| (s.clone(), row.api_key.clone()));
+            session_fields(o, key.and_then(|k| sessions.get(&k)));
         }
         data.push(v);
     }
