@@ -302,6 +302,21 @@ async fn count_tokens_estimates_and_needs_a_key() {
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert!(body["input_tokens"].as_u64().unwrap() > 10, "{body}");
+    // The upstream has no tokenizer route (404): it is asked once, then left alone a while.
+    let again = post(&s, "/v1/messages/count_tokens")
+        .json(&messages_request("gpt", false))
+        .send()
+        .await
+        .unwrap();
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["input_tokens"], body["input_tokens"]);
+    let asked = s
+        .openai
+        .request_lines()
+        .iter()
+        .filter(|l| l.contains("/tokenize"))
+        .count();
+    assert_eq!(asked, 1, "{:?}", s.openai.request_lines());
     let resp = client()
         .post(s.gw.url("/v1/messages/count_tokens"))
         .json(&messages_request("gpt", false))

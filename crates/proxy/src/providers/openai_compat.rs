@@ -32,6 +32,9 @@ pub struct OpenAiCompatible {
     /// one's own (a base other than the provider's public one; never Ollama's or LM Studio's,
     /// which have no tokenizer API).
     tokenize_root: Option<reqwest::Url>,
+    /// Until when the server is not asked to count again (Unix ms): one that answered it has
+    /// no tokenizer route is not sent a request per count.
+    no_tokenizer_until: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// An upstream endpoint in both clients' forms.
@@ -98,6 +101,7 @@ impl OpenAiCompatible {
             key_header: None,
             organization: None,
             tokenize_root: tokenize_root(provider, api_base),
+            no_tokenizer_until: Arc::default(),
         }
     }
 
@@ -137,6 +141,7 @@ impl OpenAiCompatible {
             key_header: Some(key_header),
             organization: None,
             tokenize_root: None,
+            no_tokenizer_until: Arc::default(),
         }
     }
 }
@@ -539,6 +544,7 @@ impl Provider for OpenAiCompatible {
     ) -> Option<BoxFuture<'static, Result<super::ServerCount, ProxyError>>> {
         let root = self.tokenize_root.clone()?;
         let server = super::tokenize::Server {
+            no_tokenizer_until: self.no_tokenizer_until.clone(),
             client: client.clone(),
             root,
             headers: self.headers(d, &d.params.headers),

@@ -6,6 +6,7 @@
 //! server's root, beside `/v1`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -17,6 +18,8 @@ use crate::error::ProxyError;
 
 /// One deployment's server, with the headers its calls carry (key, organization, extras).
 pub(super) struct Server {
+    /// Shared with the deployment's adapter: see `no_tokenizer_until` there.
+    pub no_tokenizer_until: Arc<AtomicI64>,
     pub client: reqwest::Client,
     pub root: reqwest::Url,
     pub headers: Result<HeaderMap, ProxyError>,
@@ -24,8 +27,28 @@ pub(super) struct Server {
     pub timeout: Duration,
 }
 
+/// How long a server that has no tokenizer route is left alone.
+const NO_TOKENIZER_FOR_MS: i64 = 10 * 60 * 1000;
+
 impl Server {
     pub(super) async fn count(self, chat: Value) -> Result<ServerCount, ProxyError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        if self.no_tokenizer_until.load(Ordering::Relaxed) > now {
+            return Err(self.unexpected(
+                "the server has no tokenizer route (it said so within the last 10 minutes)",
+            ));
+        }
+        let counted = self.count_now(chat).await;
+        if let Err(e) = &counted
+            && matches!(e.status(), 404 | 405)
+        {
+            self.no_tokenizer_until
+                .store(now + NO_TOKENIZER_FOR_MS, Ordering::Relaxed);
+        }
+        counted
+    }
+
+    async fn count_now(&self, chat: Value) -> Result<ServerCount, ProxyError> {
         let messages = chat.get("messages").filter(|m| m.is_array());
         let tools = chat
             .get("tools")
