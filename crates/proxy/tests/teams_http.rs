@@ -1004,6 +1004,33 @@ async fn bulk_member_add(b: Backend) {
         .collect();
     members.sort_unstable();
     assert_eq!(members, ["lead", "m1", "m2", "m3"], "{}", info.body);
+    // A member added by email only sees their budget in the team (kept under the email).
+    let made = post(
+        &p,
+        "/user/new",
+        MASTER,
+        json!({"user_id": "m9", "user_email": "m9@example.com", "user_role": "internal_user"}),
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let added = post(
+        &p,
+        "/team/member_add",
+        MASTER,
+        json!({"team_id": "bt", "member": {"user_email": "m9@example.com", "role": "user"},
+               "max_budget_in_team": 1.5}),
+    )
+    .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    let (m9, _) = generate(&p, json!({"user_id": "m9"})).await;
+    let mine = get(&p, "/team/bt/members/me", &m9).await;
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    assert_eq!(mine.body["user_email"], "m9@example.com");
+    assert_eq!(
+        mine.body["litellm_budget_table"]["max_budget"], 1.5,
+        "{}",
+        mine.body
+    );
     p.stop().await;
     place.cleanup().await;
 }

@@ -40,7 +40,7 @@ async fn me(m: Arc<Mgmt>, team_id: String, headers: HeaderMap) -> Response {
             .into_response();
         }
     };
-    let (team, membership) = tri!(
+    let (team, mut membership) = tri!(
         m.ledger
             .team_and_member(&team_id, &user)
             .await
@@ -67,6 +67,18 @@ async fn me(m: Arc<Mgmt>, team_id: String, headers: HeaderMap) -> Response {
         )
         .into_response();
     };
+    // Such a member's budget is kept under their email.
+    if member.user_id.is_none()
+        && let Some(id) = member.id()
+    {
+        membership = tri!(
+            m.ledger
+                .team_and_member(&team_id, id)
+                .await
+                .map_err(|e| store_error(&e))
+        )
+        .1;
+    }
     let (spend, budget) = match &membership {
         Some(t) => (
             idlehands_store::money::nanos_to_usd(t.spend),
