@@ -28,23 +28,42 @@ fn id_like(s: &str) -> Option<String> {
     .then(|| s.to_owned())
 }
 
+fn text(v: Option<&http::HeaderValue>) -> Option<&str> {
+    v.and_then(|v| v.to_str().ok())
+}
+
+/// One pass over the header names (this runs on every call): the explicit headers and the
+/// first client's own session header.
 pub(crate) fn of(
     body: Option<&RequestBody<'_>>,
     metadata: Option<&Value>,
     headers: &HeaderMap,
 ) -> Option<String> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    for name in ["x-litellm-session-id", "x-litellm-trace-id"] {
-        if let Some(s) = header(name).and_then(kept) {
-            return Some(s);
+    let (mut session, mut trace, mut client) = (None, None, None);
+    for (name, value) in headers {
+        let n = name.as_str();
+        if !(n.starts_with("x-") && n.ends_with("-id")) {
+            continue;
         }
+        match n {
+            "x-litellm-session-id" => session = Some(value),
+            "x-litellm-trace-id" => trace = Some(value),
+            _ if client.is_none() && n.ends_with("-session-id") => client = Some(value),
+            _ => {}
+        }
+    }
+    if let Some(s) = text(session)
+        .and_then(kept)
+        .or_else(|| text(trace).and_then(kept))
+    {
+        return Some(s);
     }
     if let Some(body) = body {
         for field in ["litellm_session_id", "litellm_trace_id"] {
-            let text = body
+            let named = body
                 .raw(field)
                 .and_then(|r| serde_json::from_str::<String>(r.get()).ok());
-            if let Some(s) = text.as_deref().and_then(kept) {
+            if let Some(s) = named.as_deref().and_then(kept) {
                 return Some(s);
             }
         }
@@ -56,13 +75,7 @@ pub(crate) fn of(
     {
         return Some(s);
     }
-    headers
-        .iter()
-        .filter(|(name, _)| {
-            let n = name.as_str();
-            n.starts_with("x-") && n.ends_with("-session-id")
-        })
-        .find_map(|(_, v)| v.to_str().ok().and_then(id_like))
+    text(client).and_then(id_like)
 }
 
 #[cfg(test)]
