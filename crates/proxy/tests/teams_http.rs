@@ -41,6 +41,37 @@ async fn team_lifecycle_and_bad_input(b: Backend) {
     )
     .await;
     assert_eq!(created["team_id"], "core");
+    // LiteLLM's PATCH: the path names the team, metadata merges (null removes a key).
+    let patch = |path: &'static str, body: Value| {
+        let p = &p;
+        async move { send(client().patch(p.url(path)).bearer_auth(MASTER).json(&body)).await }
+    };
+    let patched = patch(
+        "/team/core",
+        json!({"metadata": {"owner": "ops", "cost_center": null}, "team_alias": "Core team"}),
+    )
+    .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(
+        patched.body["metadata"],
+        json!({"owner": "ops"}),
+        "{}",
+        patched.body
+    );
+    assert_eq!(patched.body["team_alias"], "Core team");
+    assert_eq!(patched.body["max_budget"], 5.0, "other fields are kept");
+    let patched = patch("/team/core", json!({"metadata": {"cost_center": "42"}})).await;
+    assert_eq!(
+        patched.body["metadata"],
+        json!({"owner": "ops", "cost_center": "42"}),
+        "{}",
+        patched.body
+    );
+    let a = patch("/team/core", json!({"team_id": "other", "team_alias": "x"})).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    let a = patch("/team/nope", json!({"metadata": {"a": 1}})).await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    patch("/team/core", json!({"team_alias": "Core"})).await;
     // Stored and shown, but only a key's soft budget raises an alert: named as inert.
     assert_eq!(created["soft_budget"], 4.0, "{created}");
     assert!(

@@ -35,6 +35,7 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
             "/team/{team_id}/member/{user_id}/reset_spend",
             post(reset_member_spend),
         )
+        .route("/team/{team_id}", axum::routing::patch(patch_team))
         .with_state(state)
 }
 
@@ -175,6 +176,81 @@ async fn update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response 
     super::keys::reply_noting(m.ledger.update_team(req, by.as_deref()).await, ignored)
 }
 
+/// LiteLLM's `PATCH /team/{team_id}`: `/team/update` of the team the path names (a `team_id`
+/// in the body must be the same), with `metadata` merged into the stored one as RFC 7386 says
+/// (a key set to `null` is removed, objects merge key by key, anything else replaces).
+async fn patch_team(
+    State(m): Shared,
+    headers: HeaderMap,
+    axum::extract::Path(team_id): axum::extract::Path<String>,
+    bytes: Bytes,
+) -> Response {
+    let route = "/team/{team_id}";
+    let by = tri!(admin(&m, &headers, route).await);
+    let mut fields = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(o)) => o,
+        _ => {
+            return super::keys::bad_request("the body must be a JSON object", "body")
+                .into_response();
+        }
+    };
+    if let Some(named) = fields.get("team_id")
+        && named.as_str() != Some(team_id.as_str())
+    {
+        return super::keys::bad_request(
+            format!("team_id in the body ({named}) must match the path ({team_id})"),
+            "team_id",
+        )
+        .into_response();
+    }
+    fields.insert("team_id".into(), team_id.clone().into());
+    if let Some(change) = fields.get("metadata").cloned() {
+        let Some(team) = tri!(
+            m.ledger
+                .store()
+                .get_team(&team_id)
+                .await
+                .map_err(|e| crate::ledger::seams::store_error(&e))
+        ) else {
+            return super::keys::not_found(
+                format!("Team not found, passed team_id={team_id}"),
+                "team_id",
+            )
+            .into_response();
+        };
+        let mut merged = serde_json::Value::Object(team.metadata.clone());
+        merge_patch(&mut merged, &change);
+        if !merged.is_object() {
+            merged = serde_json::Value::Object(serde_json::Map::new());
+        }
+        fields.insert("metadata".into(), merged);
+    }
+    let merged_body = serde_json::Value::Object(fields).to_string();
+    let req: UpdateTeamRequest = tri!(body(merged_body.as_bytes()));
+    let ignored = ignored_team_fields(route, merged_body.as_bytes());
+    super::keys::reply_noting(m.ledger.update_team(req, by.as_deref()).await, ignored)
+}
+
+/// RFC 7386 JSON merge patch of `target` by `patch`.
+fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(changes) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let serde_json::Value::Object(t) = target {
+        for (k, v) in changes {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+    }
+}
+
 async fn delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/team/delete").await);
     let req: DeleteTeamRequest = tri!(body(&bytes));
@@ -253,4 +329,54 @@ async fn model_delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Res
     let by = tri!(admin(&m, &headers, "/team/model/delete").await);
     let req: TeamModelsRequest = tri!(body(&bytes));
     reply(m.ledger.team_models(req, false, by.as_deref()).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_patch;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        // The RFC's own examples (appendix A), a few of them.
+        let cases = [
+            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
+            (json!({"a": "b"}), json!({"a": null}), json!({})),
+            (
+                json!({"a": "b", "b": "c"}),
+                json!({"a": null}),
+                json!({"b": "c"}),
+            ),
+            (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
+            (
+                json!({"a": {"b": "c"}}),
+                json!({"a": {"b": "d", "c": null}}),
+                json!({"a": {"b": "d"}}),
+            ),
+            (
+                json!({"a": [{"b": "c"}]}),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
+            (
+                json!({"e": null}),
+                json!({"a": 1}),
+                json!({"e": null, "a": 1}),
+            ),
+            (
+                json!({}),
+                json!({"a": {"bb": {"ccc": null}}}),
+                json!({"a": {"bb": {}}}),
+            ),
+        ];
+        for (mut target, patch, want) in cases {
+            merge_patch(&mut target, &patch);
+            assert_eq!(target, want, "{patch}");
+        }
+    }
 }
