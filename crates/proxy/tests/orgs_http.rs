@@ -186,6 +186,30 @@ async fn organizations_bound_their_teams(b: Backend) {
     )
     .await;
     assert_eq!(a.status, 400, "no escalation through an organization role");
+    // LiteLLM's v2 PATCH: the path names the organization.
+    let v2 = store_support::send(
+        store_support::client()
+            .patch(p.url("/v2/organization/acme"))
+            .bearer_auth(MASTER)
+            .json(&json!({"organization_alias": "Acme Inc", "metadata": {"tier": "gold"}})),
+    )
+    .await;
+    assert_eq!(v2.status, 200, "{}", v2.body);
+    assert_eq!(v2.body["organization_alias"], "Acme Inc");
+    assert_eq!(v2.body["metadata"], json!({"tier": "gold"}), "{}", v2.body);
+    for (body, status) in [
+        (json!({"organization_alias": null}), 422),
+        (json!({"organization_id": "other", "metadata": {}}), 400),
+    ] {
+        let a = store_support::send(
+            store_support::client()
+                .patch(p.url("/v2/organization/acme"))
+                .bearer_auth(MASTER)
+                .json(&body),
+        )
+        .await;
+        assert_eq!(a.status, status, "{body}: {}", a.body);
+    }
     // A member's role changes (LiteLLM's PATCH); a budget of their own is named as ignored.
     let patch = |body: Value| {
         let p = &p;

@@ -23,6 +23,10 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
         .route("/organization/new", post(new))
         .route("/organization/info", get(info).post(info_of_many))
         .route("/organization/update", post(update).patch(update))
+        .route(
+            "/v2/organization/{organization_id}",
+            axum::routing::patch(update_v2),
+        )
         .route("/organization/delete", post(delete).delete(delete))
         .route("/organization/list", get(list))
         .route("/organization/member_add", post(member_add))
@@ -148,6 +152,55 @@ async fn update(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response 
     reply_noting(
         m.ledger.update_org(req).await,
         ignored("/organization/update", &bytes),
+    )
+}
+
+/// LiteLLM's `PATCH /v2/organization/{organization_id}`: `/organization/update` of the
+/// organization the path names (a body `organization_id` must be the same); a sent field is
+/// written, `null` clears it, except the alias, which cannot be cleared (422).
+async fn update_v2(
+    State(m): Shared,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    bytes: Bytes,
+) -> Response {
+    let route = "/v2/organization/{organization_id}";
+    tri!(admin(&m, &headers, route).await);
+    let mut fields = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(o)) => o,
+        _ => {
+            return super::keys::bad_request("the body must be a JSON object", "body")
+                .into_response();
+        }
+    };
+    if let Some(named) = fields.get("organization_id")
+        && named.as_str() != Some(id.as_str())
+    {
+        return super::keys::bad_request(
+            format!("organization_id in the body ({named}) must match the path ({id})"),
+            "organization_id",
+        )
+        .into_response();
+    }
+    if fields
+        .get("organization_alias")
+        .is_some_and(serde_json::Value::is_null)
+    {
+        return crate::error::ProxyError::Custom {
+            status: 422,
+            kind: "invalid_request_error".to_string(),
+            message: "organization_alias cannot be cleared".to_string(),
+            param: Some("organization_alias".to_string()),
+            headers: Vec::new(),
+        }
+        .into_response();
+    }
+    fields.insert("organization_id".into(), id.into());
+    let merged = serde_json::Value::Object(fields).to_string();
+    let req: UpdateOrgRequest = tri!(body(merged.as_bytes()));
+    reply_noting(
+        m.ledger.update_org(req).await,
+        ignored(route, merged.as_bytes()),
     )
 }
 
