@@ -18,8 +18,8 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use store_support::{Backend, MASTER, Place, generate, get, post, redis_url, settings, start_with};
 
-/// What the price-list server answers: a body, and its ETag.
-type Served = Arc<Mutex<(String, Option<&'static str>)>>;
+/// What the price-list server answers: a body and its ETag; and how many times it was fetched.
+type Served = Arc<Mutex<(String, Option<&'static str>, usize)>>;
 
 /// A loopback HTTP server answering every GET with what `served` holds now.
 async fn price_server(served: Served) -> String {
@@ -27,7 +27,11 @@ async fn price_server(served: Served) -> String {
         .route(
             "/model_prices_and_context_window.json",
             axum::routing::get(|State(s): State<Served>| async move {
-                let (body, etag) = s.lock().clone();
+                let (body, etag) = {
+                    let mut served = s.lock();
+                    served.2 += 1;
+                    (served.0.clone(), served.1)
+                };
                 let mut resp = body.into_response();
                 if let Some(e) = etag {
                     resp.headers_mut()
@@ -111,7 +115,11 @@ fn close(a: f64, b: f64) -> bool {
 
 #[tokio::test]
 async fn reloaded_prices_price_the_next_call() {
-    let served: Served = Arc::new(Mutex::new((price_list(2000, 1e-3, 2e-3), Some("\"v1\""))));
+    let served: Served = Arc::new(Mutex::new((
+        price_list(2000, 1e-3, 2e-3),
+        Some("\"v1\""),
+        0,
+    )));
     let url = price_server(served.clone()).await;
     let place = Place::new(Backend::Sqlite);
     let cfg = config(&[("LITELLM_MODEL_COST_MAP_URL", &url)]);
@@ -171,7 +179,7 @@ async fn reloaded_prices_price_the_next_call() {
             "expected a JSON object keyed by model name",
         ),
     ] {
-        *served.lock() = (body, None);
+        *served.lock() = (body, None, 0);
         let failed = post(&p, "/reload/model_cost_map", MASTER, json!({})).await;
         assert_eq!(failed.status, 502, "{}", failed.body);
         let message = failed.body["error"]["message"].as_str().unwrap();
@@ -190,7 +198,7 @@ async fn reloaded_prices_price_the_next_call() {
     p.stop().await;
 
     // With LITELLM_LOCAL_MODEL_COST_MAP=True the built-in copy is reloaded, nothing fetched.
-    *served.lock() = (price_list(2000, 5e-3, 5e-3), None);
+    *served.lock() = (price_list(2000, 5e-3, 5e-3), None, 0);
     let cfg = config(&[
         ("LITELLM_MODEL_COST_MAP_URL", &url),
         ("LITELLM_LOCAL_MODEL_COST_MAP", "True"),
@@ -211,8 +219,8 @@ async fn reloaded_prices_price_the_next_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reload_reprices_every_instance_of_a_fleet() {
-    let served: Served = Arc::new(Mutex::new((price_list(2000, 1e-3, 2e-3), None)));
-    let url = price_server(served).await;
+    let served: Served = Arc::new(Mutex::new((price_list(2000, 1e-3, 2e-3), None, 0)));
+    let url = price_server(served.clone()).await;
     let place = Place::new(Backend::Postgres);
     let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
     let yaml = format!(
@@ -249,6 +257,9 @@ router_settings:
     }
     let src = get(&b, "/model/cost_map/source", MASTER).await;
     assert_eq!(src.body["source"], "remote", "{}", src.body);
+    // Each instance fetched the list once: the announcer does not hear its own notice.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(served.lock().2, 2, "fetches of the price list");
     a.stop().await;
     b.stop().await;
     place.cleanup().await;

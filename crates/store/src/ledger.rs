@@ -127,8 +127,11 @@ struct Inner {
     /// Old token -> (new token, end of grace period) for regenerated keys.
     aliases: RwLock<HashMap<String, (String, chrono::DateTime<Utc>)>>,
     hooks: RwLock<Vec<InvalidationHook>>,
-    /// What other instances' notices (`notice:<name>` on the invalidation channel) start here.
+    /// What other instances' notices (`notice:<name>@<instance>` on the invalidation
+    /// channel) start here.
     notices: RwLock<Vec<(String, NoticeHandler)>>,
+    /// This instance in its notices: Redis delivers a publisher its own messages too.
+    instance: String,
     /// Teams as keys in them need them, each with when it was read (`None`: no such team).
     teams: RwLock<TeamCache>,
     users: RwLock<UserCache>,
@@ -405,6 +408,7 @@ impl Ledger {
             aliases: RwLock::new(HashMap::new()),
             hooks: RwLock::new(Vec::new()),
             notices: RwLock::new(Vec::new()),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
             teams: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
             customers: RwLock::new(HashMap::new()),
@@ -513,7 +517,7 @@ impl Ledger {
     /// Tells every other instance of the fleet `name` happened here (on the invalidation
     /// channel; nothing without one). Not run here: the announcer has done it already.
     pub fn announce_notice(&self, name: &str) {
-        let token = format!("{NOTICE}{name}");
+        let token = format!("{NOTICE}{name}@{}", self.inner.instance);
         let hooks = self.inner.hooks.read().clone();
         for hook in hooks {
             hook(&token);
@@ -523,7 +527,11 @@ impl Ledger {
     /// Drops the cached record of `token` (its counters stay); the next request re-reads it.
     /// Another instance's notice runs its handlers instead.
     pub fn invalidate(&self, token: &str) {
-        if let Some(name) = token.strip_prefix(NOTICE) {
+        if let Some(notice) = token.strip_prefix(NOTICE) {
+            let (name, from) = notice.rsplit_once('@').unwrap_or((notice, ""));
+            if from == self.inner.instance {
+                return;
+            }
             let handlers: Vec<NoticeHandler> = self
                 .inner
                 .notices
