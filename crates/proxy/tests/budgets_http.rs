@@ -326,6 +326,16 @@ async fn organizations_follow_a_named_budget(b: Backend) {
     place.cleanup().await;
 }
 
+/// The admin calls all sent at once; their answers in order.
+async fn at_once(p: &store_support::Proxy, calls: &[(&str, Value)]) -> Vec<store_support::Answer> {
+    futures_util::future::join_all(
+        calls
+            .iter()
+            .map(|(path, body)| post(p, path, MASTER, body.clone())),
+    )
+    .await
+}
+
 /// Followers that link while their budget changes or goes: the budget's change and the
 /// follower's write take turns, so every follower ends with the budget's last limits, and a
 /// budget deleted while some link to it leaves nobody following nothing.
@@ -374,12 +384,7 @@ async fn links_take_turns_with_budget_changes(b: Backend) {
                 json!({"organization_id": o, "budget_id": id}),
             ));
         }
-        let answers = futures_util::future::join_all(
-            calls
-                .iter()
-                .map(|(path, body)| post(&p, path, MASTER, body.clone())),
-        )
-        .await;
+        let answers = at_once(&p, &calls).await;
         for a in &answers {
             assert_eq!(a.status, 200, "{}", a.body);
         }
@@ -425,12 +430,7 @@ async fn links_take_turns_with_budget_changes(b: Backend) {
             })
             .collect();
         calls.insert(1, ("/budget/delete", json!({"id": id})));
-        let answers = futures_util::future::join_all(
-            calls
-                .iter()
-                .map(|(path, body)| post(&p, path, MASTER, body.clone())),
-        )
-        .await;
+        let answers = at_once(&p, &calls).await;
         let deleted = answers[1].status == 200;
         for (i, a) in answers.iter().enumerate() {
             if i == 1 {

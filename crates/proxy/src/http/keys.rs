@@ -197,6 +197,29 @@ pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProxyError> {
     parse_json(bytes).map_err(|e| store_error(&e))
 }
 
+/// The body of a route that names its object in the path (LiteLLM's `PATCH /team/{team_id}`,
+/// `/v2/organization/{organization_id}`): a JSON object whose `field`, if given, is `id`, with
+/// `field` set to `id`.
+pub(crate) fn body_for_path(
+    bytes: &[u8],
+    field: &str,
+    id: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, ProxyError> {
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice(bytes) else {
+        return Err(bad_request("the body must be a JSON object", "body"));
+    };
+    if let Some(named) = fields.get(field)
+        && named.as_str() != Some(id)
+    {
+        return Err(bad_request(
+            format!("{field} in the body ({named}) must match the path ({id})"),
+            field,
+        ));
+    }
+    fields.insert(field.to_owned(), id.into());
+    Ok(fields)
+}
+
 /// A query string, with a 400 in the error envelope when a value has the wrong type.
 pub(crate) fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, ProxyError> {
     Query::<T>::try_from_uri(uri)

@@ -166,22 +166,7 @@ async fn update_v2(
 ) -> Response {
     let route = "/v2/organization/{organization_id}";
     tri!(admin(&m, &headers, route).await);
-    let mut fields = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(serde_json::Value::Object(o)) => o,
-        _ => {
-            return super::keys::bad_request("the body must be a JSON object", "body")
-                .into_response();
-        }
-    };
-    if let Some(named) = fields.get("organization_id")
-        && named.as_str() != Some(id.as_str())
-    {
-        return super::keys::bad_request(
-            format!("organization_id in the body ({named}) must match the path ({id})"),
-            "organization_id",
-        )
-        .into_response();
-    }
+    let fields = tri!(super::keys::body_for_path(&bytes, "organization_id", &id));
     if fields
         .get("organization_alias")
         .is_some_and(serde_json::Value::is_null)
@@ -195,7 +180,6 @@ async fn update_v2(
         }
         .into_response();
     }
-    fields.insert("organization_id".into(), id.into());
     let merged = serde_json::Value::Object(fields).to_string();
     let req: UpdateOrgRequest = tri!(body(merged.as_bytes()));
     reply_noting(

@@ -55,7 +55,7 @@ async fn reset_member_spend(
 ) -> Response {
     let route = "/team/{team_id}/member/{user_id}/reset_spend";
     let (_, role) = tri!(super::roles::caller_role(&m, &headers).await);
-    tri!(member_manager(&m, &headers, route, &team_id).await);
+    tri!(manager_by_role(&m, &role, route, &team_id).await);
     if let super::roles::Role::Internal(me) = &role
         && *me == user_id
     {
@@ -187,23 +187,7 @@ async fn patch_team(
 ) -> Response {
     let route = "/team/{team_id}";
     let by = tri!(admin(&m, &headers, route).await);
-    let mut fields = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(serde_json::Value::Object(o)) => o,
-        _ => {
-            return super::keys::bad_request("the body must be a JSON object", "body")
-                .into_response();
-        }
-    };
-    if let Some(named) = fields.get("team_id")
-        && named.as_str() != Some(team_id.as_str())
-    {
-        return super::keys::bad_request(
-            format!("team_id in the body ({named}) must match the path ({team_id})"),
-            "team_id",
-        )
-        .into_response();
-    }
-    fields.insert("team_id".into(), team_id.clone().into());
+    let mut fields = tri!(super::keys::body_for_path(&bytes, "team_id", &team_id));
     if let Some(change) = fields.get("metadata").cloned() {
         let Some(team) = tri!(
             m.ledger
@@ -286,7 +270,17 @@ pub(super) async fn member_manager(
     team_id: &str,
 ) -> Result<Option<String>, crate::error::ProxyError> {
     let (_, role) = super::roles::caller_role(m, headers).await?;
-    match &role {
+    manager_by_role(m, &role, route, team_id).await
+}
+
+/// [`member_manager`] for a caller whose role is known already.
+async fn manager_by_role(
+    m: &Mgmt,
+    role: &super::roles::Role,
+    route: &str,
+    team_id: &str,
+) -> Result<Option<String>, crate::error::ProxyError> {
+    match role {
         super::roles::Role::Admin(u) => Ok(Some(u.clone())),
         super::roles::Role::Internal(u) => {
             if super::roles::admin_of_team(m, team_id, u).await? {
@@ -297,7 +291,7 @@ pub(super) async fn member_manager(
                 )))
             }
         }
-        _ => Err(super::roles::not_allowed(route, &role)),
+        _ => Err(super::roles::not_allowed(route, role)),
     }
 }
 

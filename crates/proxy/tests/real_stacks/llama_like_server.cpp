@@ -94,6 +94,17 @@ static void error(httplib::Response &res, int status, const std::string &type, c
   res.set_content(e.dump(), "application/json; charset=utf-8");
 }
 
+// The request body as JSON, or llama-server's 500 for a body that is not.
+static bool parse(const httplib::Request &req, httplib::Response &res, json &body) {
+  try {
+    body = json::parse(req.body);
+    return true;
+  } catch (const std::exception &e) {
+    error(res, 500, "server_error", e.what());
+    return false;
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     std::cerr << "usage: llama_like_server FIXTURES_DIR" << std::endl;
@@ -138,11 +149,7 @@ int main(int argc, char **argv) {
   svr.Post("/tokenize", [&](const httplib::Request &req, httplib::Response &res) {
     see(req);
     json body;
-    try {
-      body = json::parse(req.body);
-    } catch (const std::exception &e) {
-      return error(res, 500, "server_error", e.what());
-    }
+    if (!parse(req, res, body)) return;
     json tokens = json::array();
     if (body.count("content") != 0) {
       tokens = tokenize(text_of(body.at("content")), body.value("add_special", false));
@@ -152,11 +159,7 @@ int main(int argc, char **argv) {
   svr.Post("/apply-template", [&](const httplib::Request &req, httplib::Response &res) {
     see(req);
     json body;
-    try {
-      body = json::parse(req.body);
-    } catch (const std::exception &e) {
-      return error(res, 500, "server_error", e.what());
-    }
+    if (!parse(req, res, body)) return;
     if (body.contains("tools") && !body["tools"].is_null()) {
       return error(res, 500, "server_error", "tools param requires --jinja flag");
     }
