@@ -393,6 +393,9 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         &process_env,
     ));
     let source = cfg.source.clone();
+    for f in &cfg.included_files {
+        tracing::info!("{source}: included {}", f.display());
+    }
     for note in idlehands_proxy::config::inert_settings(&cfg) {
         tracing::warn!("{source}: {note}");
     }

@@ -318,6 +318,9 @@ impl GatewayBuilder {
                 .litellm_settings
                 .disable_add_user_agent_to_request_tags
                 != Some(true),
+            allowed_ips: crate::allowed_ips::AllowedIps::from_config(gs, &cfg.source)?
+                .map(Arc::new),
+            enforce_user_param: gs.enforce_user_param == Some(true),
         };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)

@@ -18,6 +18,7 @@
 //! Provider adapters (SEAM `providers::Provider`) are modules under `providers/`.
 
 pub mod alerting;
+mod allowed_ips;
 pub mod auth;
 mod batch;
 pub mod config;

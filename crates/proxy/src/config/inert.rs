@@ -40,21 +40,11 @@ const READ_FROM_EXTRA: [(&str, &str); 17] = [
 pub(crate) const BUILT_CALLBACKS: [&str; 3] = ["prometheus", "otel", "generic_api"];
 
 /// Why a LiteLLM feature's key changes nothing here; keys not listed get [`UNKNOWN`].
-const KNOWN_LITELLM: [(&str, &str, &str); 24] = [
+const KNOWN_LITELLM: [(&str, &str, &str); 20] = [
     (
         "(top level)",
         "guardrails",
         "guardrails are not run: requests reach the model unchecked",
-    ),
-    (
-        "(top level)",
-        "include",
-        "included files are not read: put their model_list entries in this file",
-    ),
-    (
-        "(top level)",
-        "credential_list",
-        "named credentials are not resolved: set api_key on each deployment",
     ),
     (
         "(top level)",
@@ -86,18 +76,8 @@ const KNOWN_LITELLM: [(&str, &str, &str); 24] = [
     ),
     (
         "general_settings",
-        "allowed_ips",
-        "client addresses are NOT restricted: put a firewall or reverse proxy in front",
-    ),
-    (
-        "general_settings",
         "custom_auth",
         "custom auth hooks are not run: keys are checked as usual",
-    ),
-    (
-        "general_settings",
-        "enforce_user_param",
-        "requests without a `user` field are not refused",
     ),
     (
         "general_settings",
@@ -384,7 +364,7 @@ guardrails:
   - guardrail_name: pii
 general_settings:
   master_key: sk-unit-master-1
-  allowed_ips: [10.0.0.1]
+  custom_auth: my_module.auth
   pass_through_endpoints:
     - path: /x
       target: http://127.0.0.1:9/x
@@ -408,17 +388,15 @@ router_settings:
             [
                 "guardrails",
                 "router_settings.mystery",
-                "general_settings.allowed_ips",
                 "general_settings.brand_new_setting",
+                "general_settings.custom_auth",
                 "general_settings.pass_through_endpoints[0].guardrails",
                 "model_list[0].model_info.{description, supports_vision}",
                 "model_list[0].litellm_params.frobnicate",
             ]
         );
-        assert!(notes[2].ends_with(
-            "client addresses are NOT restricted: put a firewall or reverse proxy in front"
-        ));
-        assert!(notes[3].ends_with(UNKNOWN));
+        assert!(notes[3].ends_with("custom auth hooks are not run: keys are checked as usual"));
+        assert!(notes[2].ends_with(UNKNOWN));
     }
 
     #[test]
@@ -473,14 +451,14 @@ router_settings:
       max_tokens: 55
       extra_body: {top_k: 2}
       extra_headers: {x-a: b}
-      litellm_credential_name: shared
+      merge_reasoning_content_in_choices: true
 general_settings:
   master_key: sk-unit-master-1
 ");
         assert_eq!(
             inert_settings(&c),
             [
-                "model_list[0].litellm_params.litellm_credential_name has no effect here: not a setting or request parameter idlehands knows; provider fields go in extra_body"
+                "model_list[0].litellm_params.merge_reasoning_content_in_choices has no effect here: not a setting or request parameter idlehands knows; provider fields go in extra_body"
             ]
         );
     }

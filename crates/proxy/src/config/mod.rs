@@ -8,8 +8,10 @@
 //! parameters (which `litellm_params` keys are usable) lives here for that reason.
 
 pub mod call_params;
+mod credentials;
 mod env;
 pub mod env_names;
+mod includes;
 pub(crate) mod inert;
 mod lenient;
 mod provider;
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+pub use credentials::Credentials;
 pub use env::PREFIX as ENV_PREFIX;
 pub(crate) use env::resolve as resolve_env;
 pub use inert::inert_settings;
@@ -96,6 +99,11 @@ pub struct ProxyConfig {
     pub salt_key: Option<Secret>,
     /// What the pass-through routes read from the environment ([`env_names::PASS_THROUGH`]).
     pub pass_through_env: BTreeMap<String, String>,
+    /// The files `include:` merged in, in the order read.
+    pub included_files: Vec<PathBuf>,
+    /// `credential_list`: deployments naming one (`litellm_credential_name`) take its values
+    /// for the fields they leave unset; kept for deployments added over the API.
+    pub credentials: Credentials,
 }
 
 impl ProxyConfig {
@@ -163,13 +171,14 @@ impl ProxyConfig {
         if value.is_null() {
             value = Value::Object(Default::default());
         }
-        if !value.is_object() {
+        let Value::Object(top) = &mut value else {
             return Err(ConfigError::Invalid {
                 file: source.to_string(),
                 path: "(top level)".to_string(),
                 message: "expected a mapping with model_list, general_settings, ...".to_string(),
             });
-        }
+        };
+        let included_files = includes::resolve(top, source, &|p| std::fs::read_to_string(p))?;
         // environment_variables first: references elsewhere may name them.
         let mut environment = BTreeMap::new();
         if let Some(Value::Object(vars)) = value.get_mut("environment_variables") {
@@ -196,6 +205,7 @@ impl ProxyConfig {
             path: m.path,
             var: m.var,
         })?;
+        let credentials = credentials::apply(&mut value, source)?;
         let raw_routing = routing::RawSections::take(&value);
         let file: FileConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
@@ -216,6 +226,8 @@ impl ProxyConfig {
             source: source.to_string(),
             environment,
             routing,
+            included_files,
+            credentials,
             ..ProxyConfig::default()
         };
         cfg.validate()?;

@@ -152,6 +152,10 @@ pub struct LitellmParams {
     pub aws_secret_access_key: Option<Secret>,
     #[serde(default)]
     pub aws_session_token: Option<Secret>,
+    /// A `credential_list` entry whose values filled the unset fields at load (kept to be
+    /// shown, as LiteLLM shows it).
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub litellm_credential_name: Option<String>,
     #[serde(flatten)]
     pub cost: CostFields,
     #[serde(flatten)]
@@ -337,6 +341,14 @@ pub struct GeneralSettings {
     /// Ours: the longest request `user` (characters; the spend row's `end_user`). Default 256.
     #[serde(deserialize_with = "lenient::opt_u32")]
     pub max_request_user_length: Option<u32>,
+    /// Client addresses or networks that may call (see `crate::allowed_ips`).
+    pub allowed_ips: Option<Vec<String>>,
+    /// `allowed_ips` judges `X-Forwarded-For`'s last entry instead of the peer.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub use_x_forwarded_for: Option<bool>,
+    /// Model calls without a `user` field are refused (LiteLLM's 401).
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub enforce_user_param: Option<bool>,
     /// uvicorn's `timeout_keep_alive` (LiteLLM's `--keepalive_timeout`), seconds, default 5:
     /// how long a connection may wait, from when it opens or its last answer ends, until the
     /// next request's headers are complete.

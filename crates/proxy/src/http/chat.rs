@@ -240,11 +240,22 @@ pub(crate) async fn route<'b>(
 }
 
 /// `metadata` and `user` are kept in every spend row (`metadata`, `end_user`): bounded,
-/// so that a client cannot grow the store by megabytes a call.
+/// so that a client cannot grow the store by megabytes a call. With `enforce_user_param`,
+/// a call without `user` is refused (LiteLLM's 401 and words).
 fn check_stored_sizes(
     body: &RequestBody<'_>,
     rt: &crate::state::Runtime,
 ) -> Result<(), ProxyError> {
+    if rt.enforce_user_param && !body.has("user") {
+        return Err(ProxyError::Custom {
+            status: 401,
+            kind: "auth_error".to_string(),
+            message: "Authentication Error, 'user' param not passed in. 'enforce_user_param'=True"
+                .to_string(),
+            param: None,
+            headers: Vec::new(),
+        });
+    }
     if let Some(m) = body.raw("metadata")
         && m.get().len() > rt.metadata_limit
     {

@@ -175,6 +175,9 @@ async fn checks(
     ip: Option<IpAddr>,
 ) -> Result<Principal, ProxyError> {
     let rt = app.runtime.load_full();
+    if let Some(a) = &rt.allowed_ips {
+        a.check(headers, ip)?;
+    }
     if let Some(e) = declared_too_large(headers, rt.body_limit) {
         return Err(e);
     }
@@ -195,11 +198,17 @@ async fn checks(
 /// Management routes: size, throttle, cross-site check and key (or dashboard cookie) before
 /// the body. The handlers authenticate again for their own role checks.
 pub(crate) async fn admin_gate(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let admin_limit = app.runtime.load().admin_body_limit;
+    let ip = client_ip(req.extensions());
+    let (admin_limit, allowed_ips) = {
+        let rt = app.runtime.load();
+        (rt.admin_body_limit, rt.allowed_ips.clone())
+    };
+    if let Some(Err(e)) = allowed_ips.map(|a| a.check(req.headers(), ip)) {
+        return e.into_response();
+    }
     if let Some(e) = declared_too_large(req.headers(), admin_limit) {
         return e.into_response();
     }
-    let ip = client_ip(req.extensions());
     if let Some(e) = throttled(&app, ip) {
         return e.into_response();
     }

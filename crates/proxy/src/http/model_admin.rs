@@ -130,9 +130,22 @@ fn row_json(row: &ProxyModelRow, plain_params: &Value) -> Value {
 
 /// Checks a deployment before it is stored: it must load exactly as it will on every
 /// instance.
-fn check(id: &str, name: &str, params: &Value, info: &Value) -> Result<ApiModel, ProxyError> {
-    ApiModel::from_parts(id, name, params.clone(), info.clone(), &process_env)
-        .map_err(|b| bad(b.to_string(), Some(&b.path)))
+fn check(
+    sync: &ModelSync,
+    id: &str,
+    name: &str,
+    params: &Value,
+    info: &Value,
+) -> Result<ApiModel, ProxyError> {
+    ApiModel::from_parts(
+        id,
+        name,
+        params.clone(),
+        info.clone(),
+        &sync.credentials,
+        &process_env,
+    )
+    .map_err(|b| bad(b.to_string(), Some(&b.path)))
 }
 
 /// Applies a stored change here and announces it; the row is committed either way, and a
@@ -189,7 +202,7 @@ async fn add(s: &ModelAdmin, headers: &HeaderMap, body: &[u8]) -> Result<Value, 
     };
     let params = Value::Object(params);
     let info = Value::Object(info);
-    check(&id, &name, &params, &info)?;
+    check(sync, &id, &name, &params, &info)?;
     if s.app.runtime.load().catalog.config_ids.contains(&id) {
         return Err(bad(
             format!("A model with id={id} already exists (in config.yaml)"),
@@ -331,6 +344,7 @@ async fn update(
         team_must_exist(s, &team).await?;
     }
     let cipher = sync.cipher.clone();
+    let credentials = sync.credentials.clone();
     let mut plain_after = Value::Null;
     let mut info_after = Value::Null;
     let written = sync
@@ -393,6 +407,7 @@ async fn update(
                 &name,
                 params.clone(),
                 info.clone(),
+                &credentials,
                 &process_env,
             )
             .map_err(|b| StoreError::BadRequest {

@@ -87,6 +87,7 @@ fn target(
         "test_model",
         Value::Object(own),
         info.map_or(Value::Null, |i| Value::Object(i.clone())),
+        &m.app.models.config.credentials,
         &|_| None,
     )
     .map_err(|b| {

@@ -317,6 +317,7 @@ impl StoreSettings {
             Some(ModelStoreSettings {
                 signing_key,
                 reload_every: DEFAULT_MODEL_RELOAD,
+                credentials: cfg.credentials.clone(),
             })
         } else {
             None

@@ -33,6 +33,8 @@ pub struct ModelStoreSettings {
     /// `LITELLM_SALT_KEY`, else the master key: seals stored secrets.
     pub signing_key: crate::config::Secret,
     pub reload_every: Duration,
+    /// The config's `credential_list`, which stored deployments may name.
+    pub credentials: crate::config::Credentials,
 }
 
 impl std::fmt::Debug for ModelStoreSettings {
@@ -48,6 +50,7 @@ impl std::fmt::Debug for ModelStoreSettings {
 pub struct ModelSync {
     pub(crate) store: Store,
     pub(crate) cipher: Cipher,
+    pub(crate) credentials: crate::config::Credentials,
     app: parking_lot::Mutex<Weak<App>>,
     /// Fingerprint of the rows last applied (or loaded before the gateway was built).
     applied: parking_lot::Mutex<Option<[u8; 32]>>,
@@ -101,6 +104,7 @@ impl ModelSync {
         Ok(ModelSync {
             store,
             cipher: Cipher::new(settings.signing_key.expose()),
+            credentials: settings.credentials.clone(),
             app: parking_lot::Mutex::new(Weak::new()),
             applied: parking_lot::Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
@@ -120,9 +124,15 @@ impl ModelSync {
                 .cipher
                 .open_params(&params)
                 .map_err(|e| e.to_string())?;
-            let mut m =
-                ApiModel::from_parts(&row.model_id, &row.model_name, params, info, &process_env)
-                    .map_err(|e| e.to_string())?;
+            let mut m = ApiModel::from_parts(
+                &row.model_id,
+                &row.model_name,
+                params,
+                info,
+                &self.credentials,
+                &process_env,
+            )
+            .map_err(|e| e.to_string())?;
             m.created_at = row.created_at;
             m.created_by = row.created_by.clone();
             m.updated_at = row.updated_at;

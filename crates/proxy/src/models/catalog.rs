@@ -405,6 +405,11 @@ pub(crate) fn params_json(p: &LitellmParams) -> Value {
         "aws_session_token",
         &p.aws_session_token.as_ref().map(|s| s.expose()),
     );
+    put(
+        &mut m,
+        "litellm_credential_name",
+        &p.litellm_credential_name,
+    );
     put_costs(&mut m, &p.cost);
     for (k, v) in &p.extra {
         m.insert(k.clone(), v.clone());

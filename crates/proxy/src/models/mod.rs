@@ -61,6 +61,7 @@ impl ApiModel {
         model_name: &str,
         params: Value,
         info: Value,
+        credentials: &crate::config::Credentials,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<ApiModel, BadModel> {
         let bad = |path: String, message: String| BadModel { path, message };
@@ -84,6 +85,9 @@ impl ApiModel {
             "litellm_params": params.clone(),
             "model_info": info_with_id,
         });
+        credentials
+            .fill(&mut whole["litellm_params"])
+            .map_err(|e| bad("litellm_params.litellm_credential_name".into(), e.0))?;
         crate::config::resolve_env(&mut whole, "", env).map_err(|m| {
             bad(
                 m.path.trim_start_matches('.').to_string(),

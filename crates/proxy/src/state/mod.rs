@@ -46,6 +46,10 @@ pub(crate) struct Runtime {
     /// Spend rows carry `User-Agent: ...` tags (LiteLLM's default; off with
     /// `litellm_settings.disable_add_user_agent_to_request_tags`).
     pub user_agent_tags: bool,
+    /// `general_settings.allowed_ips`: who may call at all.
+    pub allowed_ips: Option<Arc<crate::allowed_ips::AllowedIps>>,
+    /// `general_settings.enforce_user_param`: model calls must name their `user`.
+    pub enforce_user_param: bool,
 }
 
 impl Runtime {
@@ -64,6 +68,8 @@ impl Runtime {
             user_limit: self.user_limit,
             pass_through: self.pass_through.clone(),
             user_agent_tags: self.user_agent_tags,
+            allowed_ips: self.allowed_ips.clone(),
+            enforce_user_param: self.enforce_user_param,
         }
     }
 }
