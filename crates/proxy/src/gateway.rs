@@ -290,6 +290,9 @@ impl GatewayBuilder {
         let pass_through = Arc::new(crate::passthrough::build(&cfg, &prices)?);
         let models = crate::models::ModelsBase::new(cfg.clone(), prices, self.clock);
         let (router, catalog) = models.build(self.api_models);
+        let forward_headers =
+            crate::forward_headers::ForwardHeaders::from_config(&cfg, custom_header.clone())?
+                .map(Arc::new);
         let runtime = Runtime {
             catalog: Arc::new(catalog),
             auth: AuthConfig {
@@ -321,6 +324,7 @@ impl GatewayBuilder {
             allowed_ips: crate::allowed_ips::AllowedIps::from_config(gs, &cfg.source)?
                 .map(Arc::new),
             enforce_user_param: gs.enforce_user_param == Some(true),
+            forward_headers,
         };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)

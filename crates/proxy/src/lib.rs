@@ -24,6 +24,7 @@ mod batch;
 pub mod config;
 mod diagnostics;
 pub mod error;
+mod forward_headers;
 mod gateway;
 pub mod generic_api;
 mod header_values;

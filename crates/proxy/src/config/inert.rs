@@ -10,7 +10,10 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 17] = [
+const READ_FROM_EXTRA: [(&str, &str); 19] = [
+    // Read by `crate::forward_headers`.
+    ("general_settings", "forward_client_headers_to_llm_api"),
+    ("litellm_settings", "model_group_settings"),
     // Read by the pass-through routes.
     ("general_settings", "pass_through_endpoints"),
     ("general_settings", "pass_through_request_timeout"),
@@ -40,7 +43,7 @@ const READ_FROM_EXTRA: [(&str, &str); 17] = [
 pub(crate) const BUILT_CALLBACKS: [&str; 3] = ["prometheus", "otel", "generic_api"];
 
 /// Why a LiteLLM feature's key changes nothing here; keys not listed get [`UNKNOWN`].
-const KNOWN_LITELLM: [(&str, &str, &str); 20] = [
+const KNOWN_LITELLM: [(&str, &str, &str); 19] = [
     (
         "(top level)",
         "guardrails",
@@ -103,11 +106,6 @@ const KNOWN_LITELLM: [(&str, &str, &str); 20] = [
         "general_settings",
         "key_management_system",
         "secrets are read from config values and os.environ/ only",
-    ),
-    (
-        "general_settings",
-        "forward_client_headers_to_llm_api",
-        "client headers are not forwarded upstream",
     ),
     (
         "general_settings",

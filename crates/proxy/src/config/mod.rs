@@ -124,6 +124,17 @@ pub fn loose_number(v: &serde_json::Value) -> Option<f64> {
         .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
+/// A setting read from a section's unknown keys as a flag: a YAML boolean, or `"true"` /
+/// `"false"` in any case.
+pub fn loose_bool(v: &serde_json::Value) -> Option<bool> {
+    v.as_bool()
+        .or_else(|| match v.as_str()?.trim().to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        })
+}
+
 /// The process environment, as the loader's lookup function.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()

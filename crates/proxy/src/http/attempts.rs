@@ -210,8 +210,19 @@ fn seconds(param: &'static str, raw: &str) -> Result<Option<Duration>, ProxyErro
 }
 
 impl CallOptions {
-    pub fn from_request(body: &RequestBody<'_>, headers: &HeaderMap) -> Result<Self, ProxyError> {
+    /// The caller's options for a call to `group` (whose client headers may go upstream).
+    pub fn from_request(
+        body: &RequestBody<'_>,
+        headers: &HeaderMap,
+        app: &crate::state::App,
+        group: &str,
+    ) -> Result<Self, ProxyError> {
         let mut o = CallOptions::default();
+        if let Some(f) = &app.runtime.load().forward_headers
+            && f.applies_to(group)
+        {
+            f.add(headers, &mut o.extra_headers);
+        }
         let field = |k: &'static str| -> Result<Option<Duration>, ProxyError> {
             body.raw(k).map_or(Ok(None), |r| seconds(k, r.get()))
         };
@@ -241,7 +252,12 @@ impl CallOptions {
                     message: b.message,
                 }
             })?;
-            o.extra_headers = parsed.headers;
+            // The body's own extra_headers win over forwarded ones of the same name.
+            for (name, value) in parsed.headers {
+                if let Some(name) = name {
+                    o.extra_headers.insert(name, value);
+                }
+            }
         }
         let on = |k: &str| body.raw(k).is_some_and(|r| r.get().trim() == "true");
         o.mock_timeout = on("mock_timeout");

@@ -212,7 +212,7 @@ pub(crate) async fn transcriptions(
     if let Err(e) = trace.pre_call(None).await {
         return trace.error_response(e);
     }
-    let options = match CallOptions::from_request(&body, &headers) {
+    let options = match CallOptions::from_request(&body, &headers, &trace.app, &trace.model_group) {
         Ok(o) => o,
         Err(e) => return trace.error_response(e),
     };
@@ -316,7 +316,7 @@ pub(crate) async fn speech(
     if let Err(e) = trace.pre_call(None).await {
         return trace.error_response(e);
     }
-    let options = match CallOptions::from_request(&body, &headers) {
+    let options = match CallOptions::from_request(&body, &headers, &trace.app, &trace.model_group) {
         Ok(o) => o,
         Err(e) => return trace.error_response(e),
     };

@@ -322,7 +322,7 @@ pub(crate) async fn handle(
     if let Err(e) = trace.pre_call(body.max_tokens).await {
         return trace.error_response(e);
     }
-    let options = match CallOptions::from_request(&body, &headers) {
+    let options = match CallOptions::from_request(&body, &headers, &trace.app, &trace.model_group) {
         Ok(o) => o,
         Err(e) => return trace.error_response(e),
     };

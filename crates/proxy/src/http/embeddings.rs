@@ -130,7 +130,7 @@ async fn handle(
         return trace.error_response(e);
     }
     // The caller's timeouts apply here too (its extra_headers and mock aids are chat's).
-    let options = match CallOptions::from_request(&body, &headers) {
+    let options = match CallOptions::from_request(&body, &headers, &trace.app, &trace.model_group) {
         Ok(o) => o,
         Err(e) => return trace.error_response(e),
     };

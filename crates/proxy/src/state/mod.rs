@@ -50,6 +50,8 @@ pub(crate) struct Runtime {
     pub allowed_ips: Option<Arc<crate::allowed_ips::AllowedIps>>,
     /// `general_settings.enforce_user_param`: model calls must name their `user`.
     pub enforce_user_param: bool,
+    /// Which calls take the caller's `x-*` headers upstream (`forward_client_headers_to_llm_api`).
+    pub forward_headers: Option<Arc<crate::forward_headers::ForwardHeaders>>,
 }
 
 impl Runtime {
@@ -70,6 +72,7 @@ impl Runtime {
             user_agent_tags: self.user_agent_tags,
             allowed_ips: self.allowed_ips.clone(),
             enforce_user_param: self.enforce_user_param,
+            forward_headers: self.forward_headers.clone(),
         }
     }
 }
