@@ -381,6 +381,7 @@ impl GatewayBuilder {
                 None
             }
         };
+        let key_bounds = crate::key_bounds::KeyBounds::from_config(&cfg)?;
         let metrics_need_auth = !cfg
             .file
             .litellm_settings
@@ -391,6 +392,7 @@ impl GatewayBuilder {
             extra_routes: self.extra_routes,
             app: Arc::new(App {
                 runtime: ArcSwap::from_pointee(runtime),
+                key_bounds,
                 models,
                 client,
                 resolver: self.resolver,

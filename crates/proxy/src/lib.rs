@@ -30,6 +30,7 @@ pub mod generic_api;
 mod header_values;
 pub mod hooks;
 mod http;
+mod key_bounds;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;

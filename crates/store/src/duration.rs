@@ -49,8 +49,9 @@ impl LlmDuration {
         Ok(d)
     }
 
-    /// The span in seconds, months as 31 days and years as 366: an upper bound for the check.
-    fn approx_seconds(self) -> u64 {
+    /// The span in seconds, months as 31 days and years as 366: an upper bound, for checks
+    /// and comparisons.
+    pub fn approx_seconds(self) -> u64 {
         let unit: u64 = match self.unit {
             Unit::Seconds => 1,
             Unit::Minutes => 60,

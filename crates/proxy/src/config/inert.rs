@@ -10,7 +10,10 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 19] = [
+const READ_FROM_EXTRA: [(&str, &str); 21] = [
+    // Read by `crate::key_bounds` (their unknown fields are named below).
+    ("litellm_settings", "default_key_generate_params"),
+    ("litellm_settings", "upperbound_key_generate_params"),
     // Read by `crate::forward_headers`.
     ("general_settings", "forward_client_headers_to_llm_api"),
     ("litellm_settings", "model_group_settings"),
@@ -131,6 +134,36 @@ const KNOWN_LITELLM: [(&str, &str, &str); 19] = [
 
 const UNKNOWN: &str = "not a setting this gateway knows; ignored";
 
+/// The fields `crate::key_bounds` applies from each `/key/generate` section.
+const KEY_GENERATE_SECTIONS: [(&str, &[&str]); 2] = [
+    (
+        "default_key_generate_params",
+        &[
+            "max_budget",
+            "user_id",
+            "team_id",
+            "max_parallel_requests",
+            "tpm_limit",
+            "rpm_limit",
+            "budget_duration",
+            "duration",
+            "models",
+            "metadata",
+        ],
+    ),
+    (
+        "upperbound_key_generate_params",
+        &[
+            "max_budget",
+            "budget_duration",
+            "duration",
+            "max_parallel_requests",
+            "tpm_limit",
+            "rpm_limit",
+        ],
+    ),
+];
+
 /// One line per setting that has no effect here: `<key path> has no effect here: <why>`.
 pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
     let f = &cfg.file;
@@ -224,6 +257,16 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
     }
     for (path, why) in unread_entry_keys(cfg) {
         say(&path, why);
+    }
+    for (section, known) in KEY_GENERATE_SECTIONS {
+        if let Some(Value::Object(m)) = ls.extra.get(section) {
+            for k in m.keys().filter(|k| !known.contains(&k.as_str())) {
+                say(
+                    &format!("litellm_settings.{section}.{k}"),
+                    "not a /key/generate field this section applies here",
+                );
+            }
+        }
     }
     for (i, m) in f.model_list.iter().enumerate() {
         let lp = &m.litellm_params;
@@ -457,6 +500,22 @@ general_settings:
             inert_settings(&c),
             [
                 "model_list[0].litellm_params.merge_reasoning_content_in_choices has no effect here: not a setting or request parameter idlehands knows; provider fields go in extra_body"
+            ]
+        );
+    }
+
+    #[test]
+    fn key_generate_sections_are_read_and_their_unknown_fields_named() {
+        let c = cfg("litellm_settings:
+  default_key_generate_params: {max_budget: 1, allowed_routes: [llm_api_routes]}
+  upperbound_key_generate_params: {tpm_limit: 5}
+general_settings:
+  master_key: sk-unit-master-1
+");
+        assert_eq!(
+            inert_settings(&c),
+            [
+                "litellm_settings.default_key_generate_params.allowed_routes has no effect here: not a /key/generate field this section applies here"
             ]
         );
     }

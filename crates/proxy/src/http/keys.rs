@@ -434,6 +434,14 @@ pub(crate) fn check_routes_change(
 async fn generate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let (_, role) = tri!(caller_role(&m, &headers).await);
     let mut req: GenerateKeyRequest = tri!(body(&bytes));
+    // Before the caller's checks, which then judge the defaulted fields too (a default
+    // team_id is a team the caller must be in).
+    tri!(
+        m.app
+            .key_bounds
+            .apply_to_new(&mut req)
+            .map_err(|e| store_error(&e))
+    );
     tri!(check_routes_change(
         &role,
         req.allowed_routes.as_deref(),
@@ -620,6 +628,10 @@ pub(crate) async fn apply_update(
     req: UpdateKeyRequest,
     route: &str,
 ) -> Result<KeyObject, ProxyError> {
+    m.app
+        .key_bounds
+        .check_change(&req)
+        .map_err(|e| store_error(&e))?;
     // LiteLLM looks the new team up first, for every caller: a 404 when it is not there.
     if let Some(team_id) = set(&req.team_id)
         && !m
@@ -715,6 +727,12 @@ async fn regenerate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respo
         .await
     );
     tri!(check_changed_routes(&m, &role, &req.changes).await);
+    tri!(
+        m.app
+            .key_bounds
+            .check_change(&req.changes)
+            .map_err(|e| store_error(&e))
+    );
     let ignored = ignored_change_fields("/key/regenerate", &bytes, &req.changes);
     reply_noting(m.ledger.regenerate_key(None, req, role.by()).await, ignored)
 }
@@ -739,6 +757,12 @@ async fn regenerate_path(
     let mut changes = req.changes.clone();
     changes.key = Some(key.clone());
     tri!(check_changed_routes(&m, &role, &changes).await);
+    tri!(
+        m.app
+            .key_bounds
+            .check_change(&changes)
+            .map_err(|e| store_error(&e))
+    );
     let ignored = ignored_change_fields("/key/{key}/regenerate", &bytes, &req.changes);
     reply_noting(
         m.ledger.regenerate_key(Some(&key), req, role.by()).await,

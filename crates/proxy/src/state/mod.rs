@@ -162,6 +162,8 @@ impl App {
 
 pub(crate) struct App {
     pub runtime: ArcSwap<Runtime>,
+    /// `default_key_generate_params` and `upperbound_key_generate_params`.
+    pub key_bounds: crate::key_bounds::KeyBounds,
     /// What the router is rebuilt from when stored deployments change.
     pub models: crate::models::ModelsBase,
     pub client: reqwest::Client,
