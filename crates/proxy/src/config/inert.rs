@@ -134,7 +134,7 @@ const KNOWN_LITELLM: [(&str, &str, &str); 19] = [
 
 const UNKNOWN: &str = "not a setting this gateway knows; ignored";
 
-/// The fields `crate::key_bounds` applies from each `/key/generate` section.
+/// The fields the `key_bounds` module applies from each `/key/generate` section.
 const KEY_GENERATE_SECTIONS: [(&str, &[&str]); 2] = [
     (
         "default_key_generate_params",

@@ -341,7 +341,7 @@ pub struct GeneralSettings {
     /// Ours: the longest request `user` (characters; the spend row's `end_user`). Default 256.
     #[serde(deserialize_with = "lenient::opt_u32")]
     pub max_request_user_length: Option<u32>,
-    /// Client addresses or networks that may call (see `crate::allowed_ips`).
+    /// Client addresses or networks that may call (checked by the `allowed_ips` module).
     pub allowed_ips: Option<Vec<String>>,
     /// `allowed_ips` judges `X-Forwarded-For`'s last entry instead of the peer.
     #[serde(deserialize_with = "lenient::opt_bool")]
