@@ -382,6 +382,7 @@ impl GatewayBuilder {
             }
         };
         let key_bounds = crate::key_bounds::KeyBounds::from_config(&cfg)?;
+        let key_generation = crate::key_generation::KeyGenerationRules::from_config(&cfg)?;
         let metrics_need_auth = !cfg
             .file
             .litellm_settings
@@ -393,6 +394,7 @@ impl GatewayBuilder {
             app: Arc::new(App {
                 runtime: ArcSwap::from_pointee(runtime),
                 key_bounds,
+                key_generation,
                 models,
                 client,
                 resolver: self.resolver,

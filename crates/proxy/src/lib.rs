@@ -31,6 +31,7 @@ mod header_values;
 pub mod hooks;
 mod http;
 mod key_bounds;
+mod key_generation;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;

@@ -10,7 +10,8 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 21] = [
+const READ_FROM_EXTRA: [(&str, &str); 22] = [
+    ("litellm_settings", "key_generation_settings"),
     // Read by `crate::key_bounds` (their unknown fields are named below).
     ("litellm_settings", "default_key_generate_params"),
     ("litellm_settings", "upperbound_key_generate_params"),

@@ -459,6 +459,7 @@ async fn generate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respons
         }
         _ => return not_allowed("/key/generate", &role).into_response(),
     }
+    tri!(may_generate(&m, &role, &req, &bytes).await);
     warn_unserved_models(&m, "/key/generate", req.models.as_deref());
     let tagged = tags_into_metadata(&bytes, &mut req.metadata);
     let mut ignored = ignored_key_fields("/key/generate", &bytes);
@@ -466,6 +467,33 @@ async fn generate(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respons
         ignored.remove("tags");
     }
     reply_noting(m.ledger.generate_key(req, role.by()).await, ignored)
+}
+
+/// `key_generation_settings`: whether the caller may create this team or personal key.
+async fn may_generate(
+    m: &Mgmt,
+    role: &Role,
+    req: &GenerateKeyRequest,
+    bytes: &[u8],
+) -> Result<(), ProxyError> {
+    let body: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes).unwrap_or_default();
+    let present = |f: &str| body.get(f).is_some_and(|v| !v.is_null());
+    let rules = &m.app.key_generation;
+    let checked = match (&req.team_id, role) {
+        (Some(_), Role::Admin(_)) => rules.check_team_key(true, "", &present),
+        (Some(team_id), _) => {
+            let user = role.own_user().unwrap_or_default();
+            let team_role = if super::roles::admin_of_team(m, team_id, user).await? {
+                "admin"
+            } else {
+                "user"
+            };
+            rules.check_team_key(false, team_role, &present)
+        }
+        (None, _) => rules.check_personal_key(role.name(), &present),
+    };
+    checked.map_err(|e| store_error(&e))
 }
 
 /// LiteLLM keeps a new key's `tags` as its `metadata.tags` (every call of the key is tagged

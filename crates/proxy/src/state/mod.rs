@@ -164,6 +164,8 @@ pub(crate) struct App {
     pub runtime: ArcSwap<Runtime>,
     /// `default_key_generate_params` and `upperbound_key_generate_params`.
     pub key_bounds: crate::key_bounds::KeyBounds,
+    /// `key_generation_settings`: who may create team and personal keys.
+    pub key_generation: crate::key_generation::KeyGenerationRules,
     /// What the router is rebuilt from when stored deployments change.
     pub models: crate::models::ModelsBase,
     pub client: reqwest::Client,
