@@ -325,6 +325,7 @@ impl GatewayBuilder {
                 .map(Arc::new),
             enforce_user_param: gs.enforce_user_param == Some(true),
             forward_headers,
+            end_user_headers: crate::http::end_user::configured_headers(&cfg)?.into(),
         };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)

@@ -292,8 +292,67 @@ async fn master_key_calls_are_bounded_by_the_end_user(b: Backend) {
     place.cleanup().await;
 }
 
+/// The end user a header names (LiteLLM's standard `x-litellm-customer-id`, or the header
+/// `user_header_mappings` maps to the customer role) wins over the body's `user`: its block
+/// holds and its spend rows carry it.
+async fn end_users_named_by_headers_are_enforced_and_recorded(b: Backend) {
+    let place = Place::new(b);
+    let p = start(
+        &place,
+        "  user_header_mappings:
+    - {header_name: X-OpenWebUI-User-Email, litellm_user_role: customer}
+    - {header_name: X-OpenWebUI-User-Id, litellm_user_role: internal_user}
+",
+    )
+    .await;
+    let (key, _) = generate(&p, json!({})).await;
+    let made = post(
+        &p,
+        "/customer/new",
+        MASTER,
+        json!({"user_id": "blocked@example.com", "blocked": true}),
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let call = |header: &'static str, value: &'static str| {
+        let (p, key) = (&p, key.clone());
+        async move {
+            store_support::send(
+                store_support::client()
+                    .post(p.url("/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .header(header, value)
+                    .json(&chat_as("someone-else")),
+            )
+            .await
+        }
+    };
+    let refused = call("x-openwebui-user-email", "blocked@example.com").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        error_of(&refused)
+            .1
+            .contains("End user=blocked@example.com is blocked"),
+        "{}",
+        refused.body
+    );
+    let ok = call("x-litellm-customer-id", "c-42").await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let rows = spend_rows(&p, "?end_user=c-42", 1).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["end_user"], "c-42");
+    // The internal-user mapping is not read: the body's user stands.
+    let ok = call("x-openwebui-user-id", "u-7").await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let rows = spend_rows(&p, "?end_user=someone-else", 1).await;
+    assert_eq!(rows[0]["end_user"], "someone-else");
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
     end_user_budgets_and_blocks,
     end_users_created_later_are_enforced,
-    master_key_calls_are_bounded_by_the_end_user
+    master_key_calls_are_bounded_by_the_end_user,
+    end_users_named_by_headers_are_enforced_and_recorded
 );

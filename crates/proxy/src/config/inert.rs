@@ -10,7 +10,10 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 22] = [
+const READ_FROM_EXTRA: [(&str, &str); 24] = [
+    // Read by the http end-user lookup (mappings other than `customer` are named below).
+    ("general_settings", "user_header_name"),
+    ("general_settings", "user_header_mappings"),
     ("litellm_settings", "key_generation_settings"),
     // Read by `crate::key_bounds` (their unknown fields are named below).
     ("litellm_settings", "default_key_generate_params"),
@@ -258,6 +261,17 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
     }
     for (path, why) in unread_entry_keys(cfg) {
         say(&path, why);
+    }
+    if let Some(Value::Array(maps)) = gs.extra.get("user_header_mappings") {
+        for (i, m) in maps.iter().enumerate() {
+            let role = m.get("litellm_user_role").and_then(Value::as_str);
+            if role.is_some_and(|r| !r.trim().eq_ignore_ascii_case("customer")) {
+                say(
+                    &format!("general_settings.user_header_mappings[{i}]"),
+                    "only customer mappings are read (they name the end user); a call's user comes from its key",
+                );
+            }
+        }
     }
     for (section, known) in KEY_GENERATE_SECTIONS {
         if let Some(Value::Object(m)) = ls.extra.get(section) {

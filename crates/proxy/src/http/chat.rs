@@ -206,10 +206,27 @@ pub(crate) async fn route<'b>(
             headers.get("traceparent"),
         ));
     }
-    trace.end_user = body.user.clone();
     trace.metadata = body
         .raw("metadata")
         .and_then(|r| serde_json::from_str(r.get()).ok());
+    trace.end_user = super::end_user::of(
+        &body,
+        trace.metadata.as_ref(),
+        headers,
+        &rt.end_user_headers,
+    );
+    if let Some(u) = &trace.end_user
+        && u.chars().count() > rt.user_limit
+    {
+        return Err(trace.error_response(ProxyError::InvalidParam {
+            param: "user",
+            message: format!(
+                "the end user id has more than the {} characters allowed (general_settings.max_request_user_length)",
+                rt.user_limit
+            ),
+        })
+        .into());
+    }
     let mut tags = super::tags::of(&body, trace.metadata.as_ref(), headers, &trace.principal);
     if group.table.router.routes_by_tags() {
         trace.route_tags = Some(Arc::new(idlehands_routing::RequestTags {

@@ -11,6 +11,7 @@ mod customers;
 mod daily_activity;
 pub(crate) mod direct;
 mod embeddings;
+pub(crate) mod end_user;
 mod estimate;
 mod global_spend;
 pub(crate) mod guard;

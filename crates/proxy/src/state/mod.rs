@@ -52,6 +52,8 @@ pub(crate) struct Runtime {
     pub enforce_user_param: bool,
     /// Which calls take the caller's `x-*` headers upstream (`forward_client_headers_to_llm_api`).
     pub forward_headers: Option<Arc<crate::forward_headers::ForwardHeaders>>,
+    /// Headers that name a call's end user (`user_header_mappings`, `user_header_name`).
+    pub end_user_headers: Arc<[http::HeaderName]>,
 }
 
 impl Runtime {
@@ -73,6 +75,7 @@ impl Runtime {
             allowed_ips: self.allowed_ips.clone(),
             enforce_user_param: self.enforce_user_param,
             forward_headers: self.forward_headers.clone(),
+            end_user_headers: self.end_user_headers.clone(),
         }
     }
 }

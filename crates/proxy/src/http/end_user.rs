@@ -1,0 +1,204 @@
+//! Who a call is for (its end user, LiteLLM's customer), found where LiteLLM looks, in its
+//! order: the `x-litellm-customer-id` / `x-litellm-end-user-id` headers, the headers
+//! `general_settings.user_header_mappings` maps to the `customer` role (else
+//! `user_header_name`), the body's `user`, `litellm_metadata.user`, `metadata.user_id`, then
+//! `safety_identifier`. The end user's budget, block and spend follow from it.
+//!
+//! As LiteLLM, an identifier is trimmed and an empty one does not count; a number counts as
+//! its text, an object or list does not.
+
+use http::{HeaderMap, HeaderName};
+use serde_json::Value;
+
+use super::body::RequestBody;
+
+const STANDARD: [HeaderName; 2] = [
+    HeaderName::from_static("x-litellm-customer-id"),
+    HeaderName::from_static("x-litellm-end-user-id"),
+];
+
+fn usable(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_owned),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn from_headers<'h>(
+    headers: &HeaderMap,
+    names: impl IntoIterator<Item = &'h HeaderName>,
+) -> Option<String> {
+    names.into_iter().find_map(|n| {
+        let v = headers.get(n)?.to_str().ok()?.trim();
+        (!v.is_empty()).then(|| v.to_owned())
+    })
+}
+
+/// The call's end user; `configured` are the headers the config names (see the module doc).
+pub(crate) fn of(
+    body: &RequestBody<'_>,
+    metadata: Option<&Value>,
+    headers: &HeaderMap,
+    configured: &[HeaderName],
+) -> Option<String> {
+    if let Some(u) = from_headers(headers, &STANDARD) {
+        return Some(u);
+    }
+    if let Some(u) = from_headers(headers, configured) {
+        return Some(u);
+    }
+    let field = |name: &str| {
+        body.raw(name)
+            .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+    };
+    // The body's `user` is already read when it is a string (the common case).
+    match body.user.as_deref().map(str::trim) {
+        Some(u) if !u.is_empty() => return Some(u.to_owned()),
+        Some(_) => {}
+        None => {
+            if let Some(u) = field("user").as_ref().and_then(usable) {
+                return Some(u);
+            }
+        }
+    }
+    if let Some(u) = field("litellm_metadata")
+        .as_ref()
+        .and_then(|m| m.get("user"))
+        .and_then(usable)
+    {
+        return Some(u);
+    }
+    if let Some(u) = metadata.and_then(|m| m.get("user_id")).and_then(usable) {
+        return Some(u);
+    }
+    field("safety_identifier").as_ref().and_then(usable)
+}
+
+/// The headers `general_settings` names for the end user: `user_header_mappings` entries
+/// with `litellm_user_role: customer`, else `user_header_name`.
+pub(crate) fn configured_headers(
+    cfg: &crate::config::ProxyConfig,
+) -> Result<Vec<HeaderName>, crate::config::ConfigError> {
+    let gs = &cfg.file.general_settings.extra;
+    let invalid = |path: String, message: String| crate::config::ConfigError::Invalid {
+        file: cfg.source.clone(),
+        path,
+        message,
+    };
+    let header = |path: String, name: &str| {
+        HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
+            .map_err(|_| invalid(path, format!("{name:?} is not a valid header name")))
+    };
+    let mut out = Vec::new();
+    match gs.get("user_header_mappings") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("general_settings.user_header_mappings[{i}]");
+                let (Some(name), Some(role)) = (
+                    item.get("header_name").and_then(Value::as_str),
+                    item.get("litellm_user_role").and_then(Value::as_str),
+                ) else {
+                    return Err(invalid(
+                        at,
+                        "expected {header_name, litellm_user_role}".to_string(),
+                    ));
+                };
+                if role.trim().eq_ignore_ascii_case("customer") {
+                    out.push(header(format!("{at}.header_name"), name)?);
+                }
+            }
+        }
+        Some(_) => {
+            return Err(invalid(
+                "general_settings.user_header_mappings".to_string(),
+                "expected a list of {header_name, litellm_user_role}".to_string(),
+            ));
+        }
+    }
+    if out.is_empty()
+        && let Some(name) = gs.get("user_header_name")
+    {
+        let path = "general_settings.user_header_name".to_string();
+        match name.as_str() {
+            Some(n) if !n.trim().is_empty() => out.push(header(path, n)?),
+            Some(_) => {}
+            None => return Err(invalid(path, "expected a header name".to_string())),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http::HeaderValue;
+    use serde_json::json;
+
+    use super::*;
+
+    fn end_user(body: Value, headers: &[(&'static str, &'static str)]) -> Option<String> {
+        let bytes = Bytes::from(body.to_string());
+        let b = RequestBody::parse(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        let metadata = b
+            .raw("metadata")
+            .and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        of(
+            &b,
+            metadata.as_ref(),
+            &h,
+            &[HeaderName::from_static("x-openwebui-user-email")],
+        )
+    }
+
+    #[test]
+    fn litellms_order_headers_first_then_the_body() {
+        let body = json!({"model": "m", "user": "from-body", "metadata": {"user_id": "from-meta"}});
+        assert_eq!(
+            end_user(
+                body.clone(),
+                &[
+                    ("x-openwebui-user-email", "a@example.com"),
+                    ("x-litellm-end-user-id", "std")
+                ]
+            )
+            .as_deref(),
+            Some("std")
+        );
+        assert_eq!(
+            end_user(
+                body.clone(),
+                &[("x-openwebui-user-email", " a@example.com ")]
+            )
+            .as_deref(),
+            Some("a@example.com")
+        );
+        assert_eq!(end_user(body, &[]).as_deref(), Some("from-body"));
+        assert_eq!(
+            end_user(
+                json!({"model": "m", "user": "  ", "litellm_metadata": {"user": 42}}),
+                &[]
+            )
+            .as_deref(),
+            Some("42")
+        );
+        assert_eq!(
+            end_user(json!({"model": "m", "metadata": {"user_id": "meta"}}), &[]).as_deref(),
+            Some("meta")
+        );
+        assert_eq!(
+            end_user(
+                json!({"model": "m", "user": {"id": 1}, "safety_identifier": "sid"}),
+                &[]
+            )
+            .as_deref(),
+            Some("sid")
+        );
+        assert_eq!(end_user(json!({"model": "m"}), &[("x-other", "x")]), None);
+    }
+}
