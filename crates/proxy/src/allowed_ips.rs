@@ -16,6 +16,18 @@ use ipnet::IpNet;
 use crate::config::{ConfigError, GeneralSettings};
 use crate::error::ProxyError;
 
+/// `X-Forwarded-For`'s last entry: the address the nearest proxy saw.
+pub(crate) fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    let last = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .rfind(|s| !s.is_empty())?;
+    last.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct AllowedIps {
     nets: Vec<IpNet>,
@@ -56,16 +68,7 @@ impl AllowedIps {
     fn client(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
         let forwarded = self
             .use_x_forwarded_for
-            .then(|| {
-                let last = headers
-                    .get_all("x-forwarded-for")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(|v| v.split(','))
-                    .map(str::trim)
-                    .rfind(|s| !s.is_empty())?;
-                last.parse::<IpAddr>().ok()
-            })
+            .then(|| forwarded_for(headers))
             .flatten();
         forwarded.or(peer).map(|ip| ip.to_canonical())
     }

@@ -196,7 +196,7 @@ fn epoch_secs(t: chrono::DateTime<chrono::Utc>) -> f64 {
 pub(crate) fn standard_payload(r: &CallRecord, request: Option<&RequestFacts>) -> Value {
     let failed = r.status == CallStatus::Failure;
     let cost = r.cost_nanos as f64 / 1e9;
-    let ip = request.and_then(|q| q.client_ip.clone());
+    let ip = r.requester_ip.as_deref();
     let agent = request.and_then(|q| q.user_agent.clone());
     let route = request.map(|q| q.route.clone());
     let error_information = failed.then(|| {

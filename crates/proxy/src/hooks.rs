@@ -44,6 +44,10 @@ pub struct CallRecord {
     /// The upstream's response id (`chatcmpl-...`), when it sent one. Not unique: upstreams
     /// reuse ids, so the spend log is keyed by `call_id`.
     pub response_id: Option<String>,
+    /// The caller's address (LiteLLM's `requester_ip_address`): the peer's, or
+    /// `X-Forwarded-For`'s last entry with `use_x_forwarded_for`; `None` with
+    /// `disable_requester_ip_address_logging`.
+    pub requester_ip: Option<Arc<str>>,
     /// Ours, also sent as `x-litellm-call-id`; the spend-log row's `request_id`.
     pub call_id: String,
     /// `acompletion`, `atext_completion` or `aembedding`.
@@ -106,6 +110,7 @@ impl CallRecord {
         let now = chrono::Utc::now();
         CallRecord {
             response_id: None,
+            requester_ip: None,
             call_id: "call-1".into(),
             call_type: "acompletion",
             api_key_hash: None,

@@ -343,7 +343,11 @@ pub struct GeneralSettings {
     pub max_request_user_length: Option<u32>,
     /// Client addresses or networks that may call (checked by the `allowed_ips` module).
     pub allowed_ips: Option<Vec<String>>,
-    /// `allowed_ips` judges `X-Forwarded-For`'s last entry instead of the peer.
+    /// Spend rows leave out the caller's address (`requester_ip_address`).
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub disable_requester_ip_address_logging: Option<bool>,
+    /// `allowed_ips` and the spend rows' `requester_ip_address` take `X-Forwarded-For`'s
+    /// last entry instead of the peer.
     #[serde(deserialize_with = "lenient::opt_bool")]
     pub use_x_forwarded_for: Option<bool>,
     /// Model calls without a `user` field are refused (LiteLLM's 401).

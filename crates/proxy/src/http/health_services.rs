@@ -85,6 +85,7 @@ fn mock_call() -> CallRecord {
     let now = chrono::Utc::now();
     CallRecord {
         response_id: None,
+        requester_ip: None,
         call_id: uuid::Uuid::new_v4().to_string(),
         call_type: "acompletion",
         api_key_hash: None,

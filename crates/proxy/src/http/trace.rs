@@ -72,6 +72,8 @@ pub(crate) struct Trace {
     /// The spend row's `request_tags` (see `super::tags`).
     pub request_tags: Vec<String>,
     pub session_id: Option<String>,
+    /// The spend row's `requester_ip_address` (see `super::chat::route`).
+    pub requester_ip: Option<Arc<str>>,
     /// The tags routing reads, where the gateway routes by tags (see `super::tags`).
     pub route_tags: Option<Arc<idlehands_routing::RequestTags>>,
     pub stream: bool,
@@ -127,6 +129,7 @@ impl Trace {
             metadata: None,
             request_tags: Vec::new(),
             session_id: None,
+            requester_ip: None,
             route_tags: None,
             stream: false,
             started,
@@ -268,6 +271,7 @@ impl Trace {
         .saturating_sub(self.upstream);
         let mut record = CallRecord {
             response_id,
+            requester_ip: self.requester_ip.take(),
             call_id: self.call_id.clone(),
             call_type: self.call_type,
             api_key_hash: self.principal.key_hash().map(str::to_string),

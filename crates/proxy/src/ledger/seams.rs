@@ -451,6 +451,7 @@ pub fn spend_row(r: CallRecord) -> SpendLogRow {
         metadata,
         request_tags: r.request_tags,
         session_id: r.session_id,
+        requester_ip_address: r.requester_ip.as_deref().map(str::to_owned),
         cache_hit: Some("False".to_string()),
         status: match r.status {
             CallStatus::Success => STATUS_SUCCESS,
@@ -564,11 +565,18 @@ mod tests {
     fn record() -> CallRecord {
         CallRecord {
             response_id: Some("chatcmpl-1".into()),
+            requester_ip: Some("203.0.113.5".into()),
             api_key_hash: Some("ab\"c".into()),
             key_alias: Some("alias \u{e9}".into()),
             team_id: Some("team-1".into()),
             ..CallRecord::for_test()
         }
+    }
+
+    #[test]
+    fn the_row_keeps_the_callers_address() {
+        let row = spend_row(record());
+        assert_eq!(row.requester_ip_address.as_deref(), Some("203.0.113.5"));
     }
 
     #[test]

@@ -47,7 +47,7 @@ const MAX_LABEL_CHARS: usize = 256;
 pub struct RequestFacts {
     pub route: String,
     pub user_agent: Option<String>,
-    pub client_ip: Option<String>,
+    pub client_ip: Option<Arc<str>>,
 }
 
 impl RequestFacts {
@@ -67,7 +67,7 @@ impl RequestFacts {
             Arc::new(RequestFacts {
                 route: route.to_string(),
                 user_agent: user_agent.map(str::to_string),
-                client_ip: ip.map(|ip| ip.to_string()),
+                client_ip: ip.map(|ip| Arc::from(ip.to_string())),
             })
         };
         LAST.with(|last| {
@@ -761,7 +761,10 @@ mod tests {
             let facts = RequestFacts::of(route, ua, ip);
             assert_eq!(facts.route, route);
             assert_eq!(facts.user_agent.as_deref(), ua);
-            assert_eq!(facts.client_ip, ip.map(|ip| ip.to_string()));
+            assert_eq!(
+                facts.client_ip.as_deref(),
+                ip.map(|ip| ip.to_string()).as_deref()
+            );
             if let Some(prev) = &last {
                 assert_eq!(Arc::ptr_eq(prev, &facts), i == 1, "case {i}");
             }

@@ -54,6 +54,10 @@ pub(crate) struct Runtime {
     pub forward_headers: Option<Arc<crate::forward_headers::ForwardHeaders>>,
     /// Headers that name a call's end user (`user_header_mappings`, `user_header_name`).
     pub end_user_headers: Arc<[http::HeaderName]>,
+    /// Spend rows record the caller's address (not `disable_requester_ip_address_logging`).
+    pub log_requester_ip: bool,
+    /// `use_x_forwarded_for`: the caller's address is `X-Forwarded-For`'s last entry.
+    pub use_x_forwarded_for: bool,
 }
 
 impl Runtime {
@@ -76,6 +80,8 @@ impl Runtime {
             enforce_user_param: self.enforce_user_param,
             forward_headers: self.forward_headers.clone(),
             end_user_headers: self.end_user_headers.clone(),
+            log_requester_ip: self.log_requester_ip,
+            use_x_forwarded_for: self.use_x_forwarded_for,
         }
     }
 }
