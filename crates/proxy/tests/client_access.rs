@@ -188,50 +188,32 @@ async fn enforce_user_param_refuses_model_calls_without_a_user() {
 
 #[tokio::test]
 async fn spend_records_carry_the_callers_address_unless_disabled() {
-    let post = reqwest::Method::POST;
-    let gw = start(&yaml("")).await;
-    let (status, _) = call(
-        &gw.base,
-        post.clone(),
-        "/v1/chat/completions",
-        None,
-        Some(chat(None)),
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        gw.records(1).await[0].requester_ip.as_deref(),
-        Some("127.0.0.1")
-    );
-    gw.shutdown().await.unwrap();
-
-    // Behind a proxy: the address it wrote, not the client's own claim before it.
-    let gw = start(&yaml("  use_x_forwarded_for: true\n")).await;
-    let (status, _) = call(
-        &gw.base,
-        post.clone(),
-        "/v1/chat/completions",
-        Some("10.0.0.1, 198.51.100.4"),
-        Some(chat(None)),
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        gw.records(1).await[0].requester_ip.as_deref(),
-        Some("198.51.100.4")
-    );
-    gw.shutdown().await.unwrap();
-
-    let gw = start(&yaml("  disable_requester_ip_address_logging: true\n")).await;
-    let (status, _) = call(
-        &gw.base,
-        post,
-        "/v1/chat/completions",
-        None,
-        Some(chat(None)),
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(gw.records(1).await[0].requester_ip, None);
-    gw.shutdown().await.unwrap();
+    // (settings, X-Forwarded-For sent, address recorded): behind a proxy, the address it
+    // wrote, not the client's own claim before it.
+    for (settings, forwarded, recorded) in [
+        ("", None, Some("127.0.0.1")),
+        (
+            "  use_x_forwarded_for: true\n",
+            Some("10.0.0.1, 198.51.100.4"),
+            Some("198.51.100.4"),
+        ),
+        ("  disable_requester_ip_address_logging: true\n", None, None),
+    ] {
+        let gw = start(&yaml(settings)).await;
+        let (status, _) = call(
+            &gw.base,
+            reqwest::Method::POST,
+            "/v1/chat/completions",
+            forwarded,
+            Some(chat(None)),
+        )
+        .await;
+        assert_eq!(status, 200, "{settings}");
+        assert_eq!(
+            gw.records(1).await[0].requester_ip.as_deref(),
+            recorded,
+            "{settings}"
+        );
+        gw.shutdown().await.unwrap();
+    }
 }
