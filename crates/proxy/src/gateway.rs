@@ -328,6 +328,7 @@ impl GatewayBuilder {
             end_user_headers: crate::http::end_user::configured_headers(&cfg)?.into(),
             log_requester_ip: gs.disable_requester_ip_address_logging != Some(true),
             use_x_forwarded_for: gs.use_x_forwarded_for == Some(true),
+            reject_client_tags: gs.reject_clientside_metadata_tags == Some(true),
         };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)

@@ -217,3 +217,60 @@ async fn spend_records_carry_the_callers_address_unless_disabled() {
         gw.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn reject_clientside_metadata_tags_refuses_every_way_a_client_tags_a_call() {
+    let gw = start(&yaml("  reject_clientside_metadata_tags: true\n")).await;
+    let tagged = |field: &str, value: Value| {
+        let mut b = chat(None);
+        b[field] = value;
+        b
+    };
+    for (body, place) in [
+        (
+            tagged("metadata", json!({"tags": ["free"]})),
+            "metadata.tags",
+        ),
+        (
+            tagged("litellm_metadata", json!({"tags": ["free"]})),
+            "litellm_metadata.tags",
+        ),
+        (tagged("tags", json!(["free"])), "tags"),
+    ] {
+        let (status, answer) = call(
+            &gw.base,
+            reqwest::Method::POST,
+            "/v1/chat/completions",
+            None,
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 400, "{place}: {answer}");
+        assert_eq!(
+            answer["error"]["message"],
+            format!(
+                "Client-side '{place}' not allowed in request. 'reject_clientside_metadata_tags'=True. Tags can only be set via key or team metadata, or by configured request_tag_mappings."
+            )
+        );
+    }
+    let by_header = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("x-litellm-tags", "free")
+        .json(&chat(None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_header.status(), 400);
+    // Metadata without tags is fine.
+    let (status, answer) = call(
+        &gw.base,
+        reqwest::Method::POST,
+        "/v1/chat/completions",
+        None,
+        Some(tagged("metadata", json!({"trace": "t1"}))),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    gw.shutdown().await.unwrap();
+}

@@ -350,6 +350,9 @@ pub struct GeneralSettings {
     /// last entry instead of the peer.
     #[serde(deserialize_with = "lenient::opt_bool")]
     pub use_x_forwarded_for: Option<bool>,
+    /// Model calls that set their own tags are refused (see `http::tags`).
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub reject_clientside_metadata_tags: Option<bool>,
     /// Model calls without a `user` field are refused (LiteLLM's 401).
     #[serde(deserialize_with = "lenient::opt_bool")]
     pub enforce_user_param: Option<bool>,

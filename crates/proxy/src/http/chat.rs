@@ -209,6 +209,11 @@ pub(crate) async fn route<'b>(
     trace.metadata = body
         .raw("metadata")
         .and_then(|r| serde_json::from_str(r.get()).ok());
+    if rt.reject_client_tags
+        && let Some(e) = super::tags::client_tags_refused(&body, trace.metadata.as_ref(), headers)
+    {
+        return Err(trace.error_response(e).into());
+    }
     trace.end_user = super::end_user::of(
         &body,
         trace.metadata.as_ref(),

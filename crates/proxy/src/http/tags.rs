@@ -57,6 +57,43 @@ pub(crate) fn of(
     tags
 }
 
+/// With `general_settings.reject_clientside_metadata_tags`, a call that sets tags itself is
+/// refused with LiteLLM's 400: tags then come only from the key and the team. LiteLLM looks at
+/// `metadata.tags` alone; here the other places a client can put tags (`litellm_metadata.tags`,
+/// the body's `tags`, the `x-litellm-tags` header) are refused too, or the setting would be
+/// one field wide.
+pub(crate) fn client_tags_refused(
+    body: &RequestBody<'_>,
+    metadata: Option<&Value>,
+    headers: &HeaderMap,
+) -> Option<crate::error::ProxyError> {
+    let in_litellm_metadata = || {
+        body.raw("litellm_metadata")
+            .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+            .is_some_and(|m| m.get("tags").is_some())
+    };
+    let place = if metadata.is_some_and(|m| m.get("tags").is_some()) {
+        "metadata.tags"
+    } else if in_litellm_metadata() {
+        "litellm_metadata.tags"
+    } else if body.has("tags") {
+        "tags"
+    } else if headers.contains_key("x-litellm-tags") {
+        "x-litellm-tags"
+    } else {
+        return None;
+    };
+    Some(crate::error::ProxyError::Custom {
+        status: 400,
+        kind: "bad_request_error".to_string(),
+        message: format!(
+            "Client-side '{place}' not allowed in request. 'reject_clientside_metadata_tags'=True. Tags can only be set via key or team metadata, or by configured request_tag_mappings."
+        ),
+        param: Some(place.to_string()),
+        headers: Vec::new(),
+    })
+}
+
 /// The caller's `User-Agent`, when it is text.
 pub(crate) fn user_agent(headers: &HeaderMap) -> Option<&str> {
     headers

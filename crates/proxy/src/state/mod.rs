@@ -58,6 +58,8 @@ pub(crate) struct Runtime {
     pub log_requester_ip: bool,
     /// `use_x_forwarded_for`: the caller's address is `X-Forwarded-For`'s last entry.
     pub use_x_forwarded_for: bool,
+    /// `reject_clientside_metadata_tags`: calls may not set their own tags.
+    pub reject_client_tags: bool,
 }
 
 impl Runtime {
@@ -82,6 +84,7 @@ impl Runtime {
             end_user_headers: self.end_user_headers.clone(),
             log_requester_ip: self.log_requester_ip,
             use_x_forwarded_for: self.use_x_forwarded_for,
+            reject_client_tags: self.reject_client_tags,
         }
     }
 }
