@@ -117,6 +117,93 @@ async fn ssl_flags_serve_https_with_the_given_certificate() {
     assert_eq!(terminate(&mut child), 0);
 }
 
+/// `litellm_settings.ssl_verify` on a gateway whose provider is another gateway serving HTTPS
+/// with a self-signed certificate: refused by default, trusted with `false` (named at
+/// start-up) or with the certificate as the CA bundle; a bundle that cannot be read stops
+/// start-up naming the setting and the file.
+#[tokio::test]
+async fn ssl_verify_decides_whether_an_https_provider_is_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = certificate(dir.path());
+    let mut c = cmd(dir.path());
+    c.arg("--ssl_certfile_path")
+        .arg(&cert)
+        .arg("--ssl_keyfile_path")
+        .arg(&key);
+    let (mut upstream, upstream_url, _) = spawn(c);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for (setting, trusted) in [
+        (String::new(), false),
+        ("  ssl_verify: false\n".to_string(), true),
+        (format!("  ssl_verify: {}\n", cert.display()), true),
+    ] {
+        let state = tempfile::tempdir().unwrap();
+        let path = state.path().join("downstream.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "model_list:
+  - model_name: via-https
+    litellm_params:
+      model: openai/mocky
+      api_base: {upstream_url}/v1
+      api_key: {MASTER}
+router_settings:
+  num_retries: 0
+litellm_settings:
+{setting}general_settings:
+  master_key: {MASTER}
+"
+            ),
+        )
+        .unwrap();
+        let mut d = proxy_process::gateway_cmd(state.path());
+        d.args(["proxy", "--config"]).arg(&path);
+        let (mut downstream, url, logged) = spawn(d);
+        let resp = client
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(MASTER)
+            .json(&json!({"model": "via-https", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if trusted {
+            assert_eq!(status, 200, "{setting}: {body}");
+            assert_eq!(
+                body["choices"][0]["message"]["content"],
+                "Hello over the wire"
+            );
+        } else {
+            assert_ne!(status, 200, "an untrusted certificate was accepted: {body}");
+        }
+        let warned = logged.iter().any(|l| l.contains("ssl_verify is off"));
+        assert_eq!(warned, setting.contains("false"), "{logged:?}");
+        assert_eq!(terminate(&mut downstream), 0);
+    }
+
+    let state = tempfile::tempdir().unwrap();
+    let path = state.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "litellm_settings:\n  ssl_verify: /nonexistent/ca.pem\ngeneral_settings:\n  master_key: sk-bad-bundle-key-0001\n",
+    )
+    .unwrap();
+    let out = proxy_process::gateway_cmd(state.path())
+        .args(["proxy", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("litellm_settings.ssl_verify: /nonexistent/ca.pem: cannot read"),
+        "{err}"
+    );
+    assert_eq!(terminate(&mut upstream), 0);
+}
+
 #[test]
 fn a_bad_certificate_or_key_file_stops_start_up_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();

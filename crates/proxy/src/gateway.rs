@@ -330,7 +330,7 @@ impl GatewayBuilder {
             use_x_forwarded_for: gs.use_x_forwarded_for == Some(true),
             reject_client_tags: gs.reject_clientside_metadata_tags == Some(true),
         };
-        let client = reqwest::Client::builder()
+        let client = upstream_tls(reqwest::Client::builder(), &cfg)?
             .pool_max_idle_per_host(1024)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
@@ -480,5 +480,43 @@ impl StoreHandle {
     pub fn routes(&self, gw: &Gateway) -> axum::Router {
         let sync = self.follow_models(&gw.app);
         crate::http::management_routes(gw.app.clone(), self.ledger.clone(), sync)
+    }
+}
+
+/// `ssl_verify` and `force_ipv4` on the client that calls providers.
+fn upstream_tls(
+    mut b: reqwest::ClientBuilder,
+    cfg: &ProxyConfig,
+) -> Result<reqwest::ClientBuilder, ConfigError> {
+    if cfg.force_ipv4 {
+        b = b.local_address(Some(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)));
+    }
+    match &cfg.upstream_tls {
+        crate::config::UpstreamTls::Verify => Ok(b),
+        crate::config::UpstreamTls::Off => {
+            tracing::warn!(
+                "ssl_verify is off: upstream TLS certificates are not checked (anyone between the gateway and a provider can read and change its calls)"
+            );
+            Ok(b.danger_accept_invalid_certs(true))
+        }
+        crate::config::UpstreamTls::CaBundle { path, from } => {
+            let bad = |why: String| ConfigError::Invalid {
+                file: cfg.source.clone(),
+                path: from.to_string(),
+                message: format!("{}: {why}", path.display()),
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| bad(format!("not a PEM certificate bundle: {e}")))?;
+            if certs.is_empty() {
+                return Err(bad("holds no certificate".to_string()));
+            }
+            // As httpx's `verify=<bundle>`: these roots instead of the built-in ones.
+            b = b.tls_built_in_root_certs(false);
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+            Ok(b)
+        }
     }
 }

@@ -10,7 +10,10 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 24] = [
+const READ_FROM_EXTRA: [(&str, &str); 26] = [
+    // Read with the environment (`ProxyConfig::upstream_tls`, `force_ipv4`).
+    ("litellm_settings", "ssl_verify"),
+    ("litellm_settings", "force_ipv4"),
     // Read by the http end-user lookup (mappings other than `customer` are named below).
     ("general_settings", "user_header_name"),
     ("general_settings", "user_header_mappings"),

@@ -104,6 +104,65 @@ pub struct ProxyConfig {
     /// `credential_list`: deployments naming one (`litellm_credential_name`) take its values
     /// for the fields they leave unset; kept for deployments added over the API.
     pub credentials: Credentials,
+    /// How upstream TLS certificates are checked: env `SSL_VERIFY`, else
+    /// `litellm_settings.ssl_verify`, else `SSL_CERT_FILE` (LiteLLM's order).
+    pub upstream_tls: UpstreamTls,
+    /// `litellm_settings.force_ipv4`: upstream connections go out over IPv4 only.
+    pub force_ipv4: bool,
+}
+
+/// LiteLLM's `ssl_verify` for calls to providers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum UpstreamTls {
+    /// The built-in public roots.
+    #[default]
+    Verify,
+    /// `ssl_verify: false`: any certificate is accepted (named at start-up).
+    Off,
+    /// A PEM bundle of the roots to trust instead of the built-in ones; where it came from.
+    CaBundle { path: PathBuf, from: &'static str },
+}
+
+impl UpstreamTls {
+    /// LiteLLM's resolution: a string that names a file is a bundle, `"false"`/`"true"`
+    /// (any case) a flag; any other string is taken as a bundle path (and fails to load,
+    /// naming it).
+    fn resolve(setting: Option<(Value, &'static str)>, cert_file: Option<String>) -> UpstreamTls {
+        let verify = match setting {
+            None => true,
+            Some((Value::Bool(b), _)) => b,
+            Some((Value::String(s), from)) => {
+                let t = s.trim();
+                if Path::new(t).exists() {
+                    return UpstreamTls::CaBundle {
+                        path: PathBuf::from(t),
+                        from,
+                    };
+                }
+                match t.to_ascii_lowercase().as_str() {
+                    "false" => false,
+                    "true" => true,
+                    _ => {
+                        return UpstreamTls::CaBundle {
+                            path: PathBuf::from(t),
+                            from,
+                        };
+                    }
+                }
+            }
+            Some(_) => true,
+        };
+        if !verify {
+            return UpstreamTls::Off;
+        }
+        match cert_file.filter(|f| Path::new(f).exists()) {
+            Some(f) => UpstreamTls::CaBundle {
+                path: PathBuf::from(f),
+                from: "SSL_CERT_FILE",
+            },
+            None => UpstreamTls::Verify,
+        }
+    }
 }
 
 impl ProxyConfig {
@@ -319,6 +378,16 @@ impl ProxyConfig {
         self.model_cost_map_url =
             env("LITELLM_MODEL_COST_MAP_URL").filter(|u| !u.trim().is_empty());
         self.local_model_cost_map = truthy(env("LITELLM_LOCAL_MODEL_COST_MAP"));
+        let ls = &self.file.litellm_settings.extra;
+        let setting = env("SSL_VERIFY")
+            .map(|v| (Value::String(v), "SSL_VERIFY"))
+            .or_else(|| {
+                ls.get("ssl_verify")
+                    .cloned()
+                    .map(|v| (v, "litellm_settings.ssl_verify"))
+            });
+        self.upstream_tls = UpstreamTls::resolve(setting, env("SSL_CERT_FILE"));
+        self.force_ipv4 = ls.get("force_ipv4").and_then(loose_bool) == Some(true);
         self.store_model_in_db =
             gs.store_model_in_db.unwrap_or(false) || truthy(env("STORE_MODEL_IN_DB"));
         self.salt_key = env("LITELLM_SALT_KEY")
@@ -475,6 +544,48 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn ssl_verify_resolves_as_litellm_resolves_it() {
+        let dir = std::env::temp_dir();
+        let existing = dir.display().to_string();
+        let s = |v: &str, from| Some((Value::String(v.to_string()), from));
+        assert_eq!(UpstreamTls::resolve(None, None), UpstreamTls::Verify);
+        assert_eq!(
+            UpstreamTls::resolve(Some((Value::Bool(false), "x")), None),
+            UpstreamTls::Off
+        );
+        assert_eq!(
+            UpstreamTls::resolve(s("False", "SSL_VERIFY"), None),
+            UpstreamTls::Off
+        );
+        assert_eq!(
+            UpstreamTls::resolve(s(&existing, "litellm_settings.ssl_verify"), None),
+            UpstreamTls::CaBundle {
+                path: dir.clone(),
+                from: "litellm_settings.ssl_verify"
+            }
+        );
+        // Verification on: SSL_CERT_FILE, when it names a file, is the bundle.
+        assert_eq!(
+            UpstreamTls::resolve(s("true", "x"), Some(existing.clone())),
+            UpstreamTls::CaBundle {
+                path: dir,
+                from: "SSL_CERT_FILE"
+            }
+        );
+        assert_eq!(
+            UpstreamTls::resolve(None, Some("/nonexistent/ca.pem".into())),
+            UpstreamTls::Verify
+        );
+        assert_eq!(
+            UpstreamTls::resolve(s("/nonexistent/ca.pem", "x"), None),
+            UpstreamTls::CaBundle {
+                path: PathBuf::from("/nonexistent/ca.pem"),
+                from: "x"
+            }
+        );
     }
 
     #[test]

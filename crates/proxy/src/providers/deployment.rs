@@ -153,8 +153,15 @@ impl Deployment {
         } else {
             super::default_api_base(&provider, p.api_base.as_deref())
         };
-        let adapter =
-            super::adapter_for(&provider, p.mock_response.is_some(), api_base.as_deref(), p);
+        // `ssl_verify` and `force_ipv4` are the reqwest client's settings.
+        let direct = cfg.upstream_tls == crate::config::UpstreamTls::Verify && !cfg.force_ipv4;
+        let adapter = super::adapter_for(
+            &provider,
+            p.mock_response.is_some(),
+            api_base.as_deref(),
+            p,
+            direct,
+        );
         let id = deployment_id(i, entry);
         let rs = &cfg.file.router_settings;
         let timeout = p

@@ -256,11 +256,15 @@ pub fn default_api_base(provider: &str, configured: Option<&str>) -> Option<Stri
 }
 
 /// The adapter for a deployment; built once, so it may precompute per-deployment state.
+/// `direct`: OpenAI-compatible calls may use the direct client (see `direct`), which knows
+/// only the default TLS roots and any local address; else they go through the configured
+/// reqwest client.
 pub fn adapter_for(
     provider: &str,
     mock: bool,
     api_base: Option<&str>,
     params: &LitellmParams,
+    direct: bool,
 ) -> Arc<dyn Provider> {
     if mock {
         return Arc::new(MockProvider);
@@ -270,11 +274,10 @@ pub fn adapter_for(
         "gemini" => return Arc::new(Gemini::new(api_base)),
         "azure" => {
             let deployment = upstream_model(params, provider);
-            return Arc::new(azure::adapter(
-                api_base,
-                &deployment,
-                params.api_version.as_deref(),
-            ));
+            return Arc::new(
+                azure::adapter(api_base, &deployment, params.api_version.as_deref())
+                    .with_direct(direct),
+            );
         }
         "bedrock" | "bedrock_converse" => return Arc::new(Bedrock::new(api_base, params)),
         _ => {}
@@ -282,7 +285,8 @@ pub fn adapter_for(
     match openai_compatible_base(provider) {
         Some(base) => Arc::new(
             OpenAiCompatible::new(provider, api_base.unwrap_or(base))
-                .with_organization(params.organization.as_deref()),
+                .with_organization(params.organization.as_deref())
+                .with_direct(direct),
         ),
         None => Arc::new(Unsupported),
     }

@@ -35,6 +35,8 @@ pub struct OpenAiCompatible {
     /// Until when the server is not asked to count again (Unix ms): one that answered it has
     /// no tokenizer route is not sent a request per count.
     no_tokenizer_until: Arc<std::sync::atomic::AtomicI64>,
+    /// Calls may use the direct client (false under `ssl_verify` or `force_ipv4` settings).
+    direct: bool,
 }
 
 /// An upstream endpoint in both clients' forms.
@@ -102,11 +104,18 @@ impl OpenAiCompatible {
             organization: None,
             tokenize_root: tokenize_root(provider, api_base),
             no_tokenizer_until: Arc::default(),
+            direct: true,
         }
     }
 
     /// Sends `OpenAI-Organization: org` with every call (a value no header can carry is
     /// refused at start-up by the config check, so it is dropped here).
+    /// Whether calls may use the direct client (see `super::adapter_for`).
+    pub fn with_direct(mut self, direct: bool) -> Self {
+        self.direct = direct;
+        self
+    }
+
     pub fn with_organization(mut self, org: Option<&str>) -> Self {
         self.organization = org
             .map(str::trim)
@@ -142,6 +151,7 @@ impl OpenAiCompatible {
             organization: None,
             tokenize_root: None,
             no_tokenizer_until: Arc::default(),
+            direct: true,
         }
     }
 }
@@ -353,7 +363,7 @@ impl OpenAiCompatible {
                 message: message.clone(),
             })?;
         let mut headers = self.headers(d, extra_headers)?;
-        let request = if super::direct::enabled() {
+        let request = if self.direct && super::direct::enabled() {
             if let Some(host) = &target.host {
                 headers.insert(header::HOST, host.clone());
             }
