@@ -153,8 +153,14 @@ impl Deployment {
         } else {
             super::default_api_base(&provider, p.api_base.as_deref())
         };
-        // `ssl_verify` and `force_ipv4` are the reqwest client's settings.
-        let direct = cfg.upstream_tls == crate::config::UpstreamTls::Verify && !cfg.force_ipv4;
+        // `ssl_verify` (for an https upstream) and `force_ipv4` are the reqwest client's
+        // settings; a plain-http server keeps the direct client whatever the TLS settings
+        // (`SSL_CERT_FILE` is often set machine-wide).
+        let plain_http = api_base
+            .as_deref()
+            .is_some_and(|b| b.trim_start().starts_with("http://"));
+        let direct = (cfg.upstream_tls == crate::config::UpstreamTls::Verify || plain_http)
+            && !cfg.force_ipv4;
         let adapter = super::adapter_for(
             &provider,
             p.mock_response.is_some(),
