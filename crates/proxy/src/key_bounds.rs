@@ -5,11 +5,10 @@
 //! against the bounds too. Unlike LiteLLM, an update that removes a bounded limit (`null`)
 //! is refused as well: it would lift the key above the bound.
 
+use idlehands_store::StoreError;
 use idlehands_store::duration::LlmDuration;
 use idlehands_store::types::{GenerateKeyRequest, JsonMap, UpdateKeyRequest};
 use serde::Deserialize;
-
-use idlehands_store::StoreError;
 
 use crate::config::{ConfigError, ProxyConfig};
 
@@ -44,25 +43,6 @@ pub(crate) struct KeyBounds {
     upper: Option<Upper>,
 }
 
-/// A section read from `litellm_settings`, with errors naming the key path.
-fn section<T: for<'de> Deserialize<'de>>(
-    cfg: &ProxyConfig,
-    name: &str,
-) -> Result<Option<T>, ConfigError> {
-    let Some(v) = cfg.file.litellm_settings.extra.get(name) else {
-        return Ok(None);
-    };
-    serde_path_to_error::deserialize(v.clone())
-        .map(Some)
-        .map_err(|e| ConfigError::Invalid {
-            file: cfg.source.clone(),
-            path: format!("litellm_settings.{name}.{}", e.path())
-                .trim_end_matches(".")
-                .to_string(),
-            message: e.inner().to_string(),
-        })
-}
-
 /// A duration's length in seconds (`-1`: never ends), for comparing with a bound.
 fn seconds(text: &str) -> Option<u64> {
     if text.trim() == "-1" {
@@ -89,8 +69,10 @@ fn over(field: &str, value: &str, max: &str) -> StoreError {
 
 impl KeyBounds {
     pub(crate) fn from_config(cfg: &ProxyConfig) -> Result<KeyBounds, ConfigError> {
-        let defaults: Option<Defaults> = section(cfg, "default_key_generate_params")?;
-        let upper: Option<Upper> = section(cfg, "upperbound_key_generate_params")?;
+        let defaults: Option<Defaults> =
+            crate::config::litellm_section(cfg, "default_key_generate_params")?;
+        let upper: Option<Upper> =
+            crate::config::litellm_section(cfg, "upperbound_key_generate_params")?;
         let bad_duration = |section: &str, field: &str| ConfigError::Invalid {
             file: cfg.source.clone(),
             path: format!("litellm_settings.{section}.{field}"),

@@ -46,23 +46,7 @@ fn required(rule: &Rule, present: &dyn Fn(&str) -> bool) -> Result<(), StoreErro
 
 impl KeyGenerationRules {
     pub(crate) fn from_config(cfg: &ProxyConfig) -> Result<KeyGenerationRules, ConfigError> {
-        let Some(v) = cfg
-            .file
-            .litellm_settings
-            .extra
-            .get("key_generation_settings")
-        else {
-            return Ok(KeyGenerationRules(None));
-        };
-        serde_path_to_error::deserialize(v.clone())
-            .map(|s| KeyGenerationRules(Some(s)))
-            .map_err(|e| ConfigError::Invalid {
-                file: cfg.source.clone(),
-                path: format!("litellm_settings.key_generation_settings.{}", e.path())
-                    .trim_end_matches(".")
-                    .to_string(),
-                message: e.inner().to_string(),
-            })
+        crate::config::litellm_section(cfg, "key_generation_settings").map(KeyGenerationRules)
     }
 
     /// A key for a team: `team_role` is the caller's role in it (`admin`, `user`); proxy

@@ -183,6 +183,26 @@ pub fn loose_number(v: &serde_json::Value) -> Option<f64> {
         .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
+/// A `litellm_settings` section the typed structs keep in `extra`, read as `T`; an error
+/// names the key path inside it.
+pub(crate) fn litellm_section<T: serde::de::DeserializeOwned>(
+    cfg: &ProxyConfig,
+    name: &str,
+) -> Result<Option<T>, ConfigError> {
+    let Some(v) = cfg.file.litellm_settings.extra.get(name) else {
+        return Ok(None);
+    };
+    serde_path_to_error::deserialize(v.clone())
+        .map(Some)
+        .map_err(|e| ConfigError::Invalid {
+            file: cfg.source.clone(),
+            path: format!("litellm_settings.{name}.{}", e.path())
+                .trim_end_matches('.')
+                .to_string(),
+            message: e.inner().to_string(),
+        })
+}
+
 /// A setting read from a section's unknown keys as a flag: a YAML boolean, or `"true"` /
 /// `"false"` in any case.
 pub fn loose_bool(v: &serde_json::Value) -> Option<bool> {
