@@ -387,6 +387,7 @@ impl GatewayBuilder {
         };
         let key_bounds = crate::key_bounds::KeyBounds::from_config(&cfg)?;
         let key_generation = crate::key_generation::KeyGenerationRules::from_config(&cfg)?;
+        let user_defaults = crate::user_defaults::UserDefaults::from_config(&cfg)?;
         let metrics_need_auth = !cfg
             .file
             .litellm_settings
@@ -399,6 +400,7 @@ impl GatewayBuilder {
                 runtime: ArcSwap::from_pointee(runtime),
                 key_bounds,
                 key_generation,
+                user_defaults,
                 models,
                 client,
                 resolver: self.resolver,

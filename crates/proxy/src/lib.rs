@@ -47,6 +47,7 @@ pub mod router_redis;
 mod serving;
 mod state;
 pub mod tls;
+mod user_defaults;
 
 pub use auth::{KeyResolver, Principal, VirtualKey};
 pub use config::{ConfigError, ProxyConfig};

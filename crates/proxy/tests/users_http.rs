@@ -472,8 +472,54 @@ async fn user_bulk_update(b: Backend) {
     place.cleanup().await;
 }
 
+/// `default_internal_user_params`, `max_internal_user_budget` and
+/// `internal_user_budget_duration` fill `/user/new` as LiteLLM fills it, and the filled
+/// models and budget hold on calls.
+async fn new_users_get_the_configured_defaults(b: Backend) {
+    let place = Place::new(b);
+    let p = start(
+        &place,
+        "litellm_settings:
+  default_internal_user_params: {models: [mocky], budget_duration: 30d}
+  max_internal_user_budget: 0.00001
+  internal_user_budget_duration: 1mo
+",
+    )
+    .await;
+    let (key, made) = new_user(&p, json!({"user_id": "dana", "user_role": "internal_user"})).await;
+    assert_eq!(made["models"], json!(["mocky"]));
+    assert_eq!(made["max_budget"], 1e-5);
+    // The defaults' duration was there first.
+    assert_eq!(made["budget_duration"], "30d");
+    let (_, own) = new_user(
+        &p,
+        json!({"user_id": "erin", "user_role": "internal_user", "max_budget": 5, "models": ["other"]}),
+    )
+    .await;
+    assert_eq!(own["max_budget"], 5.0);
+    assert_eq!(own["models"], json!(["other"]));
+    let (_, admin) = new_user(&p, json!({"user_id": "root", "user_role": "proxy_admin"})).await;
+    assert!(admin["max_budget"].is_null(), "{admin}");
+
+    // The defaulted models and budget bound dana's calls.
+    let other = post(&p, "/v1/chat/completions", &key, chat("other")).await;
+    assert_eq!(other.status, 403, "{}", other.body);
+    assert_eq!(
+        post(&p, "/v1/chat/completions", &key, bounded_chat())
+            .await
+            .status,
+        200
+    );
+    let over = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
+    assert_ne!(over.status, 200, "{}", over.body);
+    assert!(error_of(&over).1.contains("dana"), "{}", over.body);
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
     users_roles_and_budgets,
     user_info_v2_is_the_user_alone,
-    user_bulk_update
+    user_bulk_update,
+    new_users_get_the_configured_defaults
 );

@@ -10,7 +10,13 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 26] = [
+const READ_FROM_EXTRA: [(&str, &str); 30] = [
+    // Read by the user_defaults module (fields it does not apply are named below).
+    ("litellm_settings", "default_internal_user_params"),
+    ("litellm_settings", "max_internal_user_budget"),
+    ("litellm_settings", "internal_user_budget_duration"),
+    // Nothing is ever sent home: the setting asks for what is already so.
+    ("litellm_settings", "telemetry"),
     // Read with the environment (`ProxyConfig::upstream_tls`, `force_ipv4`).
     ("litellm_settings", "ssl_verify"),
     ("litellm_settings", "force_ipv4"),
@@ -140,6 +146,21 @@ const KNOWN_LITELLM: [(&str, &str, &str); 19] = [
 ];
 
 const UNKNOWN: &str = "not a setting this gateway knows; ignored";
+
+/// The fields of `default_internal_user_params` that `/user/new` takes.
+pub(crate) const USER_DEFAULT_FIELDS: [&str; 11] = [
+    "user_role",
+    "models",
+    "metadata",
+    "max_budget",
+    "soft_budget",
+    "budget_duration",
+    "tpm_limit",
+    "rpm_limit",
+    "max_parallel_requests",
+    "auto_create_key",
+    "user_alias",
+];
 
 /// The fields the `key_bounds` module applies from each `/key/generate` section.
 const KEY_GENERATE_SECTIONS: [(&str, &[&str]); 2] = [
@@ -274,6 +295,17 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
                     "only customer mappings are read (they name the end user); a call's user comes from its key",
                 );
             }
+        }
+    }
+    if let Some(Value::Object(m)) = ls.extra.get("default_internal_user_params") {
+        for k in m
+            .keys()
+            .filter(|k| !USER_DEFAULT_FIELDS.contains(&k.as_str()))
+        {
+            say(
+                &format!("litellm_settings.default_internal_user_params.{k}"),
+                "not a /user/new field the defaults fill here",
+            );
         }
     }
     for (section, known) in KEY_GENERATE_SECTIONS {

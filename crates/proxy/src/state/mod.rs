@@ -178,6 +178,8 @@ pub(crate) struct App {
     pub key_bounds: crate::key_bounds::KeyBounds,
     /// `key_generation_settings`: who may create team and personal keys.
     pub key_generation: crate::key_generation::KeyGenerationRules,
+    /// What `/user/new` fills in (`default_internal_user_params`, ...).
+    pub user_defaults: crate::user_defaults::UserDefaults,
     /// What the router is rebuilt from when stored deployments change.
     pub models: crate::models::ModelsBase,
     pub client: reqwest::Client,
