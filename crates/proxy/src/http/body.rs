@@ -166,6 +166,11 @@ impl<'a> RequestBody<'a> {
         self.fields.get(key).copied()
     }
 
+    /// Every top-level field: one pass finds several rare ones for less than a lookup each.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
+        self.fields.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+
     /// Whether the request carries `key` with a value other than `null`.
     fn sets(&self, key: &str) -> bool {
         self.fields.get(key).is_some_and(|r| r.get() != "null")

@@ -9,6 +9,7 @@
 
 use http::{HeaderMap, HeaderName};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::body::RequestBody;
 
@@ -25,14 +26,34 @@ fn usable(v: &Value) -> Option<String> {
     }
 }
 
-fn from_headers<'h>(
-    headers: &HeaderMap,
-    names: impl IntoIterator<Item = &'h HeaderName>,
-) -> Option<String> {
-    names.into_iter().find_map(|n| {
-        let v = headers.get(n)?.to_str().ok()?.trim();
-        (!v.is_empty()).then(|| v.to_owned())
-    })
+/// The first of the standard headers, then of `configured`, that the request carries with a
+/// usable value. One pass over the request's few headers: a lookup per name hashed each name
+/// (about 110 instructions each, on every call).
+fn from_headers(headers: &HeaderMap, configured: &[HeaderName]) -> Option<String> {
+    let mut best: Option<(usize, &str)> = None;
+    for (name, value) in headers {
+        let n = name.as_str();
+        let standard = if n.len() == 21 && n.starts_with("x-litellm-") {
+            STANDARD.iter().position(|s| s == name)
+        } else {
+            None
+        };
+        let Some(rank) = standard.or_else(|| {
+            configured
+                .iter()
+                .position(|c| c == name)
+                .map(|i| i + STANDARD.len())
+        }) else {
+            continue;
+        };
+        let Some(v) = value.to_str().ok().map(str::trim).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if best.is_none_or(|(b, _)| rank < b) {
+            best = Some((rank, v));
+        }
+    }
+    best.map(|(_, v)| v.to_owned())
 }
 
 /// The call's end user; `configured` are the headers the config names (see the module doc).
@@ -42,27 +63,35 @@ pub(crate) fn of(
     headers: &HeaderMap,
     configured: &[HeaderName],
 ) -> Option<String> {
-    if let Some(u) = from_headers(headers, &STANDARD) {
-        return Some(u);
-    }
     if let Some(u) = from_headers(headers, configured) {
         return Some(u);
     }
-    let field = |name: &str| {
-        body.raw(name)
-            .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
-    };
     // The body's `user` is already read when it is a string (the common case).
-    match body.user.as_deref().map(str::trim) {
-        Some(u) if !u.is_empty() => return Some(u.to_owned()),
-        Some(_) => {}
-        None => {
-            if let Some(u) = field("user").as_ref().and_then(usable) {
-                return Some(u);
-            }
+    if let Some(u) = body
+        .user
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        return Some(u.to_owned());
+    }
+    let parsed = |r: &RawValue| serde_json::from_str::<Value>(r.get()).ok();
+    let (mut user, mut litellm_metadata, mut safety_identifier) = (None, None, None);
+    for (k, v) in body.fields() {
+        match k {
+            "user" => user = Some(v),
+            "litellm_metadata" => litellm_metadata = Some(v),
+            "safety_identifier" => safety_identifier = Some(v),
+            _ => {}
         }
     }
-    if let Some(u) = field("litellm_metadata")
+    if body.user.is_none()
+        && let Some(u) = user.and_then(parsed).as_ref().and_then(usable)
+    {
+        return Some(u);
+    }
+    if let Some(u) = litellm_metadata
+        .and_then(parsed)
         .as_ref()
         .and_then(|m| m.get("user"))
         .and_then(usable)
@@ -72,7 +101,7 @@ pub(crate) fn of(
     if let Some(u) = metadata.and_then(|m| m.get("user_id")).and_then(usable) {
         return Some(u);
     }
-    field("safety_identifier").as_ref().and_then(usable)
+    safety_identifier.and_then(parsed).as_ref().and_then(usable)
 }
 
 /// The headers `general_settings` names for the end user: `user_header_mappings` entries
@@ -177,6 +206,18 @@ mod tests {
             )
             .as_deref(),
             Some("a@example.com")
+        );
+        assert_eq!(
+            end_user(
+                body.clone(),
+                &[
+                    ("x-litellm-end-user-id", "second"),
+                    ("x-litellm-customer-id", "first"),
+                    ("x-litellm-tags", "t")
+                ]
+            )
+            .as_deref(),
+            Some("first")
         );
         assert_eq!(end_user(body, &[]).as_deref(), Some("from-body"));
         assert_eq!(
