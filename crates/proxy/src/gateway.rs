@@ -339,7 +339,16 @@ impl GatewayBuilder {
             // and the redirect layer parsed URLs on every call.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| ConfigError::Startup(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| {
+                // A bundle's certificate the TLS library refuses surfaces only here.
+                let bundle = match &cfg.upstream_tls {
+                    crate::config::UpstreamTls::CaBundle { path, from } => {
+                        format!(" (the CA bundle {} from {from})", path.display())
+                    }
+                    _ => String::new(),
+                };
+                ConfigError::Startup(format!("cannot build the HTTP client{bundle}: {e}"))
+            })?;
         let payloads = crate::logging::PayloadLog::from_config(&cfg)?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
         metrics.set_end_user_labels(
