@@ -260,18 +260,13 @@ impl GatewayBuilder {
             }
         };
         let gs = &cfg.file.general_settings;
-        let custom_header = match gs.litellm_key_header_name.as_deref() {
-            Some(name) => Some(
-                http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(
-                    |_| ConfigError::Invalid {
-                        file: cfg.source.clone(),
-                        path: "general_settings.litellm_key_header_name".to_string(),
-                        message: format!("{name:?} is not a valid header name"),
-                    },
-                )?,
-            ),
-            None => None,
-        };
+        let custom_header = gs
+            .litellm_key_header_name
+            .as_deref()
+            .map(|name| {
+                crate::config::header_name(&cfg, "general_settings.litellm_key_header_name", name)
+            })
+            .transpose()?;
         let body_limit = gs
             .max_request_size_mb
             .filter(|mb| *mb > 0.0)

@@ -183,6 +183,21 @@ pub fn loose_number(v: &serde_json::Value) -> Option<f64> {
         .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
+/// A header name the config gives at `path` (any case), or the error naming it.
+pub(crate) fn header_name(
+    cfg: &ProxyConfig,
+    path: &str,
+    name: &str,
+) -> Result<http::HeaderName, ConfigError> {
+    http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+        ConfigError::Invalid {
+            file: cfg.source.clone(),
+            path: path.to_string(),
+            message: format!("{name:?} is not a valid header name"),
+        }
+    })
+}
+
 /// A `litellm_settings` section the typed structs keep in `extra`, read as `T`; an error
 /// names the key path inside it.
 pub(crate) fn litellm_section<T: serde::de::DeserializeOwned>(

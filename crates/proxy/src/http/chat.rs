@@ -143,7 +143,7 @@ pub(crate) async fn route<'b>(
         ),
     };
     let body = RequestBody::parse(bytes).map_err(early)?;
-    check_stored_sizes(&body, &rt).map_err(early)?;
+    check_user_and_sizes(&body, &rt).map_err(early)?;
     let model = rt
         .forced_model
         .clone()
@@ -220,17 +220,13 @@ pub(crate) async fn route<'b>(
         headers,
         &rt.end_user_headers,
     );
-    if let Some(u) = &trace.end_user
-        && u.chars().count() > rt.user_limit
+    // Also when it came from a header: it is the spend row's `end_user`.
+    if let Some(e) = trace
+        .end_user
+        .as_deref()
+        .and_then(|u| user_too_long(u, rt.user_limit))
     {
-        return Err(trace.error_response(ProxyError::InvalidParam {
-            param: "user",
-            message: format!(
-                "the end user id has more than the {} characters allowed (general_settings.max_request_user_length)",
-                rt.user_limit
-            ),
-        })
-        .into());
+        return Err(trace.error_response(e).into());
     }
     let mut tags = super::tags::of(&body, trace.metadata.as_ref(), headers, &trace.principal);
     if group.table.router.routes_by_tags() {
@@ -275,7 +271,7 @@ pub(crate) async fn route<'b>(
 /// `metadata` and `user` are kept in every spend row (`metadata`, `end_user`): bounded,
 /// so that a client cannot grow the store by megabytes a call. With `enforce_user_param`,
 /// a call without `user` is refused (LiteLLM's 401 and words).
-fn check_stored_sizes(
+fn check_user_and_sizes(
     body: &RequestBody<'_>,
     rt: &crate::state::Runtime,
 ) -> Result<(), ProxyError> {
@@ -301,19 +297,25 @@ fn check_stored_sizes(
             ),
         });
     }
-    if let Some(u) = &body.user {
-        let n = u.chars().count();
-        if n > rt.user_limit {
-            return Err(ProxyError::InvalidParam {
-                param: "user",
-                message: format!(
-                    "{n} characters, more than the {} allowed (general_settings.max_request_user_length)",
-                    rt.user_limit
-                ),
-            });
-        }
+    match body
+        .user
+        .as_deref()
+        .and_then(|u| user_too_long(u, rt.user_limit))
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The refusal of an end user id over `max_request_user_length` characters.
+fn user_too_long(user: &str, limit: usize) -> Option<ProxyError> {
+    let n = user.chars().count();
+    (n > limit).then(|| ProxyError::InvalidParam {
+        param: "user",
+        message: format!(
+            "{n} characters, more than the {limit} allowed (general_settings.max_request_user_length)"
+        ),
+    })
 }
 
 /// The whole chat pipeline for an OpenAI-format body; other front doors (`/v1/messages`)

@@ -115,10 +115,7 @@ pub(crate) fn configured_headers(
         path,
         message,
     };
-    let header = |path: String, name: &str| {
-        HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
-            .map_err(|_| invalid(path, format!("{name:?} is not a valid header name")))
-    };
+    let header = |path: String, name: &str| crate::config::header_name(cfg, &path, name.trim());
     let mut out = Vec::new();
     match gs.get("user_header_mappings") {
         None | Some(Value::Null) => {}
