@@ -32,6 +32,7 @@ use tower_service::Service;
 
 use crate::gateway::Gateway;
 use crate::http::direct::Direct;
+use crate::keepalive::{self, Activity, InFlight};
 use crate::state::{App, ConnLimits};
 use crate::tls::{Tls, TlsIo};
 
@@ -156,11 +157,11 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
     _live: watch::Receiver<()>,
 ) {
-    // Requests whose answer has not been sent in full yet. Counted up when hyper hands the
-    // request over (synchronously, within the poll that completed its head), down when the
-    // answer's body is dropped (sent, or the connection died).
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let busy = in_flight.clone();
+    // A request is counted in flight from when hyper hands it over (synchronously, within
+    // the poll that completed its head) until the answer's body is dropped (sent, or the
+    // connection died).
+    let activity = Activity::new();
+    let busy = activity.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let guard = InFlight::enter(&busy);
         let answer = match routes.direct.as_ref().zip(Direct::takes(&req)) {
@@ -189,9 +190,10 @@ async fn serve_connection(
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // The keep-alive bound is kept by `keepalive::idle_for` below, one timer per connection.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.keepalive)
+        .header_read_timeout(None)
         .keep_alive(true);
     let conn = builder
         .serve_connection(TokioIo::new(io), service)
@@ -205,9 +207,10 @@ async fn serve_connection(
             false
         }
         s = stop.wait_for(|s| *s) => s.is_ok(),
+        () = keepalive::idle_for(&activity, limits.keepalive) => false,
     };
     // Idle, half-open or silent: nothing to finish, so nothing to wait for.
-    if stopped && in_flight.load(Ordering::Relaxed) > 0 {
+    if stopped && activity.in_flight() > 0 {
         conn.as_mut().graceful_shutdown();
         let _ = conn.await;
     }
@@ -226,24 +229,6 @@ impl Routes {
             router: gateway.router(),
             direct: Direct::new(gateway.app.clone()),
         }
-    }
-}
-
-/// Counts a request out of its connection's in-flight requests when dropped.
-struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    fn enter(conn: &Arc<AtomicUsize>) -> Self {
-        conn.fetch_add(1, Ordering::Relaxed);
-        crate::diagnostics::count_in_flight(1);
-        InFlight(conn.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-        crate::diagnostics::count_in_flight(-1);
     }
 }
 

@@ -223,6 +223,47 @@ async fn idle_and_half_open_connections_are_closed_after_the_keepalive_timeout()
     gw.shutdown().await.unwrap();
 }
 
+/// The keep-alive bound counts from the last answer's end, not from the connection's start,
+/// and not while a call is in flight.
+#[tokio::test]
+async fn a_call_longer_than_the_keepalive_timeout_is_answered_and_its_connection_kept() {
+    let up = idlehands_testkit::FakeOpenAi::start().await;
+    let gw = start(&format!(
+        "{}general_settings:\n  master_key: {KEY}\n  keepalive_timeout: 0.3\n",
+        common::two_models(&up.base_url())
+            .split("general_settings:")
+            .next()
+            .unwrap()
+    ))
+    .await;
+    up.push(
+        idlehands_testkit::Reply::text("slow but complete")
+            .with_delay(std::time::Duration::from_millis(900)),
+    );
+    let mut s = TcpStream::connect(addr(&gw)).await.unwrap();
+    let body = common::chat_body("gpt-4o", false).to_string();
+    s.write_all(
+        format!(
+            "{}{body}",
+            post_head("/v1/chat/completions", Some(KEY), body.len() as u64)
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let answer = one_answer(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("slow but complete"), "{answer}");
+    // Three times the bound since the connection opened, but just answered: not idle yet.
+    s.write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: g\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(one_answer(&mut s).await.contains("I'm alive"));
+    // Then idle for the bound: closed.
+    assert_eq!(until_closed(&mut s).await, "");
+    gw.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_stop_finishes_calls_in_flight_and_does_not_wait_on_idle_connections() {
     let up = idlehands_testkit::FakeOpenAi::start().await;
