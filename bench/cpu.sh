@@ -61,7 +61,7 @@ point() { # name url key pids...
   local name=$1 url=$2 k=$3; shift 3
   local before after out
   before=$(ticks "$@")
-  out=$(BENCH_KEY="$k" BENCH_STREAM=0 wrk -t 2 -c "$CONNS" -d "${DUR}s" --latency -s bench/chat.lua "$url" 2>&1 | grep RESULT || echo "RESULT rps=0 requests=0")
+  out=$(BENCH_KEY="$k" BENCH_STREAM=0 wrk -t "$(( CONNS < 2 ? 1 : 2 ))" -c "$CONNS" -d "${DUR}s" --latency -s bench/chat.lua "$url" 2>&1 | grep RESULT || echo "RESULT rps=0 requests=0")
   after=$(ticks "$@")
   echo "$name $before $after $out" >> "$WORK/points.txt"
 }
