@@ -346,12 +346,16 @@ impl GatewayBuilder {
             })?;
         let payloads = crate::logging::PayloadLog::from_config(&cfg)?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        // As LiteLLM: `disable_end_user_cost_tracking` takes end users off the metrics too.
+        let ls = &cfg.file.litellm_settings.extra;
+        let flag = |name: &str| {
+            ls.get(name)
+                .and_then(crate::config::loose_bool)
+                .unwrap_or(false)
+        };
         metrics.set_end_user_labels(
-            cfg.file
-                .litellm_settings
-                .extra
-                .get("enable_end_user_cost_tracking_prometheus_only")
-                .is_some_and(|v| v == true || v.as_str().is_some_and(|s| s.trim() == "true")),
+            flag("enable_end_user_cost_tracking_prometheus_only")
+                && !flag("disable_end_user_cost_tracking"),
         );
         if let Some(source) = crate::metrics::routing_source(&runtime.router) {
             metrics.set_deployment_source(source);

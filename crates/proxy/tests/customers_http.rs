@@ -350,8 +350,62 @@ async fn end_users_named_by_headers_are_enforced_and_recorded(b: Backend) {
     place.cleanup().await;
 }
 
+/// `disable_end_user_cost_tracking` (LiteLLM's): blocks and rate limits still hold, but an end
+/// user's spend is not added up: not to their budget, not to their stored spend, and their
+/// name is left off the spend rows.
+async fn end_user_spend_is_not_added_up_when_tracking_is_off(b: Backend) {
+    let place = Place::new(b);
+    let p = start(
+        &place,
+        "litellm_settings:\n  max_end_user_budget: 0.00001\n  disable_end_user_cost_tracking: true\n",
+    )
+    .await;
+    let (key, _) = generate(&p, json!({})).await;
+    let call = |user: &'static str| {
+        let (p, key) = (&p, key.clone());
+        async move { post(p, "/v1/chat/completions", &key, chat_as(user)).await }
+    };
+    // One call's worth of budget, three calls: none of them is counted against it.
+    for _ in 0..3 {
+        let r = call("e1").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    for (user, body) in [
+        ("b1", json!({"user_id": "b1", "blocked": true})),
+        ("r1", json!({"user_id": "r1", "rpm_limit": 1})),
+    ] {
+        let made = post(&p, "/customer/new", MASTER, body).await;
+        assert_eq!(made.status, 200, "{user}: {}", made.body);
+    }
+    let blocked = call("b1").await;
+    assert_eq!(blocked.status, 403, "{}", blocked.body);
+    assert_eq!(call("r1").await.status, 200);
+    let limited = call("r1").await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    // Six calls, six rows, none naming its end user; nothing added to anyone's spend.
+    let rows = spend_rows(&p, "", 6).await;
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r["end_user"].is_null() || r["end_user"] == ""),
+        "{rows:?}"
+    );
+    for user in ["e1", "r1"] {
+        if user == "e1" {
+            let made = post(&p, "/customer/new", MASTER, json!({"user_id": "e1"})).await;
+            assert_eq!(made.status, 200, "{}", made.body);
+        }
+        let info = get(&p, &format!("/customer/info?end_user_id={user}"), MASTER).await;
+        assert_eq!(info.status, 200, "{}", info.body);
+        assert_eq!(info.body["spend"].as_f64(), Some(0.0), "{}", info.body);
+    }
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
     end_user_budgets_and_blocks,
+    end_user_spend_is_not_added_up_when_tracking_is_off,
     end_users_created_later_are_enforced,
     master_key_calls_are_bounded_by_the_end_user,
     end_users_named_by_headers_are_enforced_and_recorded

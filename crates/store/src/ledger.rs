@@ -49,6 +49,11 @@ pub struct LedgerConfig {
     /// `litellm_settings.max_end_user_budget` (nano-USD): the budget of every end user (the
     /// request's `user`) without one of their own.
     pub max_end_user_budget: Option<i64>,
+    /// `litellm_settings.disable_end_user_cost_tracking`: an end user's calls are still
+    /// refused when they are blocked or over their budget and still count against their rate
+    /// limits, but their spend is no longer added up (the caller leaves `end_user` off the
+    /// spend rows, which is where a customer's stored spend comes from).
+    pub end_user_cost_tracking: bool,
     pub writer: WriterConfig,
     /// The time key expiry, grace periods and budget windows are judged by.
     pub clock: Arc<dyn Clock>,
@@ -62,6 +67,7 @@ impl Default for LedgerConfig {
             budget_exceeded_status: 422,
             reset_tick: Duration::from_secs(1),
             max_end_user_budget: None,
+            end_user_cost_tracking: true,
             writer: WriterConfig::default(),
             clock: Arc::new(SystemClock),
         }
@@ -217,6 +223,9 @@ pub struct Reservation {
     ticket: Option<Ticket>,
     /// Holds on the budgets above the key's (team, team member, ...).
     levels: Vec<Ticket>,
+    /// The hold on the end user's budget, and whether their spend is added up
+    /// ([`LedgerConfig::end_user_cost_tracking`]).
+    end_user: Option<(Ticket, bool)>,
     /// The organization the call's spend also counts for.
     organization_id: Option<String>,
     /// The key's `model_max_budget` entry the call counts against.
@@ -276,6 +285,12 @@ impl Reservation {
                 .settle_counters(level, row.spend, row.total_tokens)
                 .await;
         }
+        if let Some((level, tracked)) = self.end_user.take() {
+            let spend = if tracked { row.spend } else { 0 };
+            self.limiter
+                .settle_counters(level, spend, row.total_tokens)
+                .await;
+        }
         if row.organization_id.is_none() {
             row.organization_id = self.organization_id.take();
         }
@@ -303,6 +318,9 @@ impl Drop for Reservation {
             self.limiter.release(ticket);
         }
         for level in std::mem::take(&mut self.levels) {
+            self.limiter.release(level);
+        }
+        if let Some((level, _)) = self.end_user.take() {
             self.limiter.release(level);
         }
     }
@@ -457,6 +475,11 @@ impl Ledger {
 
     pub(crate) fn key_models_cache(&self) -> &RwLock<KeyModelCache> {
         &self.inner.key_models
+    }
+
+    /// Whether end users' spend is added up (see [`LedgerConfig::end_user_cost_tracking`]).
+    pub fn end_user_cost_tracking(&self) -> bool {
+        self.inner.cfg.end_user_cost_tracking
     }
 
     pub(crate) fn config(&self) -> &LedgerConfig {
@@ -862,7 +885,8 @@ impl Ledger {
             .map_err(|e| level_error(e, BudgetLevel::EndUser, id))?;
         Ok(Some(Reservation {
             ticket: None,
-            levels: vec![ticket],
+            levels: Vec::new(),
+            end_user: Some((ticket, self.inner.cfg.end_user_cost_tracking)),
             organization_id: None,
             model_budget: None,
             limiter: self.inner.limiter.clone(),
@@ -906,6 +930,7 @@ impl Ledger {
         let mut reservation = Reservation {
             ticket: Some(ticket),
             levels: Vec::new(),
+            end_user: None,
             organization_id: key
                 .team
                 .as_ref()
@@ -920,13 +945,7 @@ impl Ledger {
         };
         // Each level is checked and reserved in one step like the key; a refusal drops the
         // reservation, which gives back what the levels before it hold.
-        let mut levels = levels_of(key);
-        if let Some((id, view)) = &end_user
-            && let Some(b) = &view.budget
-        {
-            levels.push((b, BudgetLevel::EndUser, id));
-        }
-        for (budget, level, id) in levels {
+        for (budget, level, id) in levels_of(key) {
             let ticket = self
                 .inner
                 .limiter
@@ -934,6 +953,17 @@ impl Ledger {
                 .await
                 .map_err(|e| level_error(e, level, id))?;
             reservation.levels.push(ticket);
+        }
+        if let Some((id, view)) = &end_user
+            && let Some(b) = &view.budget
+        {
+            let ticket = self
+                .inner
+                .limiter
+                .admit(&b.key_limits(), estimate_nanos, estimate_tokens)
+                .await
+                .map_err(|e| level_error(e, BudgetLevel::EndUser, id))?;
+            reservation.end_user = Some((ticket, self.inner.cfg.end_user_cost_tracking));
         }
         let Some(model) = model else {
             return Ok(reservation);

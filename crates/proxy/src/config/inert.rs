@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 30] = [
+const READ_FROM_EXTRA: [(&str, &str); 31] = [
     // Read by the user_defaults module (fields it does not apply are named below).
     ("litellm_settings", "default_internal_user_params"),
     ("litellm_settings", "max_internal_user_budget"),
@@ -34,6 +34,7 @@ const READ_FROM_EXTRA: [(&str, &str); 30] = [
     ("general_settings", "pass_through_endpoints"),
     ("general_settings", "pass_through_request_timeout"),
     ("litellm_settings", "max_end_user_budget"),
+    ("litellm_settings", "disable_end_user_cost_tracking"),
     ("general_settings", "request_log_path"),
     ("general_settings", "redis_failure_mode"),
     ("general_settings", "redis_key_prefix"),

@@ -188,6 +188,21 @@ impl StoreSettings {
                 })?;
             ledger.max_end_user_budget = Some(nanos);
         }
+        if let Some(v) = cfg
+            .file
+            .litellm_settings
+            .extra
+            .get("disable_end_user_cost_tracking")
+        {
+            let off = crate::config::loose_bool(v).ok_or_else(|| {
+                invalid(
+                    cfg,
+                    "litellm_settings.disable_end_user_cost_tracking",
+                    format!("{v} is not true or false"),
+                )
+            })?;
+            ledger.end_user_cost_tracking = !off;
+        }
         if let Some(ttl) = gs.user_api_key_cache_ttl.filter(|t| *t >= 0.0) {
             ledger.cache_ttl = Duration::from_secs_f64(ttl);
         }
@@ -807,6 +822,26 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn disable_end_user_cost_tracking_is_read_and_checked() {
+        let on = StoreSettings::from_config(&cfg(""), &|_| None).expect("settings");
+        assert!(on.ledger.end_user_cost_tracking);
+        for off in ["true", "\"True\""] {
+            let c = cfg(&format!(
+                "litellm_settings:\n  disable_end_user_cost_tracking: {off}\n"
+            ));
+            let s = StoreSettings::from_config(&c, &|_| None).expect(off);
+            assert!(!s.ledger.end_user_cost_tracking, "{off}");
+        }
+        let c = cfg("litellm_settings:\n  disable_end_user_cost_tracking: sometimes\n");
+        let e = StoreSettings::from_config(&c, &|_| None).expect_err("sometimes");
+        assert!(
+            e.to_string()
+                .contains("litellm_settings.disable_end_user_cost_tracking"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -524,6 +524,10 @@ impl CallSink for StoreSeams {
     fn record(&self, record: CallRecord) {
         let held = self.parked.lock().remove(&record.call_id);
         let mut row = spend_row(record);
+        if !self.ledger.end_user_cost_tracking() {
+            // The row is where a customer's stored spend and the by-customer reports come from.
+            row.end_user = None;
+        }
         if held.is_none() && !row.api_key.is_empty() {
             // A refused call of a key still counts as its organization's (a settled one gets
             // it from its reservation).
