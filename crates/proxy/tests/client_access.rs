@@ -199,21 +199,29 @@ async fn spend_records_carry_the_callers_address_unless_disabled() {
         ),
         ("  disable_requester_ip_address_logging: true\n", None, None),
     ] {
-        let gw = start(&yaml(settings)).await;
-        let (status, _) = call(
-            &gw.base,
-            reqwest::Method::POST,
-            "/v1/chat/completions",
-            forwarded,
-            Some(chat(None)),
-        )
-        .await;
-        assert_eq!(status, 200, "{settings}");
-        assert_eq!(
-            gw.records(1).await[0].requester_ip.as_deref(),
-            recorded,
-            "{settings}"
+        // A model route, and a pass-through route (relayed as is, recorded all the same).
+        let up = idlehands_testkit::FakeOpenAi::start().await;
+        let relay = format!(
+            "  pass_through_endpoints:\n    - path: /relay\n      target: {}/chat/completions\n",
+            up.base_url()
         );
+        let gw = start(&yaml(&format!("{settings}{relay}"))).await;
+        for (n, path) in [(1, "/v1/chat/completions"), (2, "/relay")] {
+            let (status, answer) = call(
+                &gw.base,
+                reqwest::Method::POST,
+                path,
+                forwarded,
+                Some(chat(None)),
+            )
+            .await;
+            assert_eq!(status, 200, "{settings} {path}: {answer}");
+            assert_eq!(
+                gw.records(n).await[n - 1].requester_ip.as_deref(),
+                recorded,
+                "{settings} {path}"
+            );
+        }
         gw.shutdown().await.unwrap();
     }
 }

@@ -240,17 +240,10 @@ pub(crate) async fn route<'b>(
     }
     trace.request_tags = tags;
     trace.session_id = super::session::of(Some(&body), trace.metadata.as_ref(), headers);
-    if rt.log_requester_ip {
-        trace.requester_ip = match rt
-            .use_x_forwarded_for
-            .then(|| crate::allowed_ips::forwarded_for(headers))
-            .flatten()
-        {
-            Some(ip) => Some(ip.to_string().into()),
-            // The serving thread's shared copy of the peer's address: no allocation.
-            None => trace.request.as_ref().and_then(|r| r.client_ip.clone()),
-        };
-    }
+    // The serving thread's shared copy of the peer's address: no allocation.
+    trace.requester_ip = super::guard::requester_ip(&rt, headers, || {
+        trace.request.as_ref().and_then(|r| r.client_ip.clone())
+    });
     trace.stream = body.stream;
     trace.capture = app.payloads.capture(bytes);
     // Everything the model reads: a chat's tool definitions weigh as much as its messages.

@@ -25,6 +25,26 @@ pub(crate) fn client_ip(ext: &http::Extensions) -> Option<IpAddr> {
     ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
+/// A spend row's `requester_ip_address`: `X-Forwarded-For`'s last entry under
+/// `use_x_forwarded_for`, else `peer`; `None` under `disable_requester_ip_address_logging`.
+pub(crate) fn requester_ip(
+    rt: &crate::state::Runtime,
+    headers: &HeaderMap,
+    peer: impl FnOnce() -> Option<Arc<str>>,
+) -> Option<Arc<str>> {
+    if !rt.log_requester_ip {
+        return None;
+    }
+    match rt
+        .use_x_forwarded_for
+        .then(|| crate::allowed_ips::forwarded_for(headers))
+        .flatten()
+    {
+        Some(ip) => Some(ip.to_string().into()),
+        None => peer(),
+    }
+}
+
 fn too_many_attempts(retry_after: u64) -> ProxyError {
     ProxyError::Custom {
         status: 429,

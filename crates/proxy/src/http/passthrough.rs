@@ -211,7 +211,8 @@ async fn provider_call(app: Arc<App>, name: &'static str, req: Request) -> Respo
         Ok(o) => o,
         Err(e) => return refused(&app, e),
     };
-    relay(app, principal, out).await
+    let ip = caller_ip(&app, &parts);
+    relay(app, principal, out, ip).await
 }
 
 async fn outgoing_for_provider(
@@ -379,7 +380,8 @@ pub(crate) async fn fallback(State(app): State<Arc<App>>, req: Request) -> Respo
         Ok(o) => o,
         Err(e) => return refused(&app, e),
     };
-    relay(app, principal, out).await
+    let ip = caller_ip(&app, &parts);
+    relay(app, principal, out, ip).await
 }
 
 async fn outgoing_for_custom(
@@ -431,7 +433,19 @@ async fn outgoing_for_custom(
     })
 }
 
-async fn relay(app: Arc<App>, principal: Principal, out: Outgoing) -> Response {
+/// The spend row's `requester_ip_address`, as the model routes record it.
+fn caller_ip(app: &App, parts: &http::request::Parts) -> Option<Arc<str>> {
+    super::guard::requester_ip(&app.runtime.load(), &parts.headers, || {
+        super::guard::client_ip(&parts.extensions).map(|ip| ip.to_string().into())
+    })
+}
+
+async fn relay(
+    app: Arc<App>,
+    principal: Principal,
+    out: Outgoing,
+    requester_ip: Option<Arc<str>>,
+) -> Response {
     let started = Instant::now();
     let start_time = Utc::now();
     let call_id = uuid::Uuid::now_v7().to_string();
@@ -471,6 +485,7 @@ async fn relay(app: Arc<App>, principal: Principal, out: Outgoing) -> Response {
         start_time,
     );
     trace.stream = out.stream;
+    trace.requester_ip = requester_ip;
     // The caller's headers as they go on (credentials left out) say the session.
     trace.session_id = super::session::of(None, None, &out.headers);
     trace.fixed_cost = out.fixed_cost;
