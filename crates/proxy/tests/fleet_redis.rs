@@ -108,6 +108,77 @@ async fn budget_holds_across_two_instances() {
     place.cleanup().await;
 }
 
+/// The proxy-wide budget (`litellm_settings.max_budget`) is one level for the whole fleet:
+/// calls of two keys split over two instances overspend it by at most one call, and its
+/// user's stored spend is the sum of every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_proxy_wide_budget_holds_across_two_instances() {
+    let place = Place::new(Backend::Postgres);
+    let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+    let budget = 0.001;
+    let yaml = format!(
+        "{}litellm_settings:\n  max_budget: {budget}\n  budget_duration: 30d\n",
+        fleet_yaml(&redis_url(), &prefix, "closed")
+    );
+    let (a, b) = (instance(&place, &yaml).await, instance(&place, &yaml).await);
+    let (first, _) = generate(&a, json!({})).await;
+    let (second, _) = generate(&b, json!({})).await;
+    let http = client();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (target, key) = if i % 2 == 0 {
+            (&a, &first)
+        } else {
+            (&b, &second)
+        };
+        let req = http
+            .post(target.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&bounded_chat());
+        tasks.push(tokio::spawn(send(req)));
+    }
+    let (mut answered, mut one_call) = (0usize, 0.0f64);
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status.as_u16() {
+            200 => {
+                answered += 1;
+                one_call = r.headers["x-litellm-response-cost"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+            }
+            422 => assert!(
+                error_of(&r)
+                    .1
+                    .starts_with("Budget has been exceeded! Current cost: "),
+                "{}",
+                r.body
+            ),
+            s => panic!("unexpected {s}: {}", r.body),
+        }
+    }
+    assert!(answered > 0 && answered < 200, "{answered} answered");
+    let rows = spend_rows(&a, "", 200).await;
+    let spend: f64 = rows.iter().map(|r| r["spend"].as_f64().unwrap()).sum();
+    assert!(
+        spend <= budget + one_call + 1e-12,
+        "spend {spend} over budget {budget} by more than one call ({one_call})"
+    );
+    a.stop().await;
+    b.stop().await;
+    let c = instance(&place, &yaml).await;
+    let info = get(&c, "/user/info?user_id=litellm-proxy-budget", MASTER).await;
+    assert!(
+        (info.body["user_info"]["spend"].as_f64().unwrap() - spend).abs() < 1e-9,
+        "{} vs {spend}",
+        info.body
+    );
+    c.stop().await;
+    place.cleanup().await;
+}
+
 /// A key's per-model budget (`model_max_budget`) is one level shared by the fleet: 200 calls
 /// split over two instances overspend it by at most one call, and its stored spend equals its
 /// rows'.

@@ -60,6 +60,10 @@ pub(crate) fn entities_of(row: &SpendLogRow) -> impl Iterator<Item = String> + '
                 .map(customer),
         )
         .chain(
+            row.proxy_budget
+                .then(|| user(crate::ledger::PROXY_BUDGET_USER)),
+        )
+        .chain(
             row.model_budget
                 .as_deref()
                 .filter(|_| !row.api_key.is_empty())

@@ -325,6 +325,8 @@ pub enum BudgetLevel {
     User,
     Organization,
     EndUser,
+    /// The proxy-wide budget (`litellm_settings.max_budget`); `id` is its user's.
+    Proxy,
     /// A key's budget for a model (`model_max_budget`): the model asked for, the entry that
     /// governs it, and the key's alias (`id` is the key's hash).
     KeyModel {
@@ -358,6 +360,9 @@ impl BudgetLevel {
             BudgetLevel::EndUser => {
                 format!("ExceededBudget: End User={id} over budget. Spend={spend}, Budget={max}")
             }
+            BudgetLevel::Proxy => {
+                format!("Budget has been exceeded! Current cost: {spend}, Max budget: {max}")
+            }
             BudgetLevel::KeyModel {
                 model,
                 entry,
@@ -389,6 +394,7 @@ impl BudgetLevel {
             BudgetLevel::TeamMember(_) | BudgetLevel::User => "user",
             BudgetLevel::Organization => "organization",
             BudgetLevel::EndUser => "end_user",
+            BudgetLevel::Proxy => "proxy",
             BudgetLevel::KeyModel { .. } => "api_key",
             BudgetLevel::ModelPerKey => "model_per_key",
         }

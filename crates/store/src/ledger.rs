@@ -14,7 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 
-use crate::budgets::Budget;
+use crate::budgets::{Budget, BudgetPatch};
 use crate::customers::EndUserView;
 use crate::db::Store;
 use crate::duration::LlmDuration;
@@ -31,9 +31,21 @@ use crate::types::{
     KeyObject, KeyRecord, KeyStatus, RegenerateKeyRequest, SpendLogsQuery, SpendLogsResponse,
     UpdateKeyRequest,
 };
-use crate::users::UserRecord;
+use crate::users::{NewUserRequest, UpdateUserRequest, UserRecord};
 use crate::validate::{apply_update, new_key_record, validate_custom_key};
 use crate::writer::{SpendWriter, WriterConfig};
+
+/// The user whose budget is the proxy-wide one (LiteLLM's `litellm_proxy_budget_name`).
+pub const PROXY_BUDGET_USER: &str = "litellm-proxy-budget";
+
+/// `litellm_settings.max_budget` with its `budget_duration`: one budget every call counts
+/// against, kept as the budget of the user [`PROXY_BUDGET_USER`] (as LiteLLM keeps it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyBudget {
+    /// USD, as configured.
+    pub max_budget: f64,
+    pub budget_duration: String,
+}
 
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
@@ -54,6 +66,9 @@ pub struct LedgerConfig {
     /// limits, but their spend is no longer added up (the caller leaves `end_user` off the
     /// spend rows, which is where a customer's stored spend comes from).
     pub end_user_cost_tracking: bool,
+    /// `litellm_settings.max_budget`: every call counts against it, and none is admitted
+    /// once it is spent ([`Ledger::ensure_proxy_budget`] keeps its user).
+    pub proxy_budget: Option<ProxyBudget>,
     pub writer: WriterConfig,
     /// The time key expiry, grace periods and budget windows are judged by.
     pub clock: Arc<dyn Clock>,
@@ -68,6 +83,7 @@ impl Default for LedgerConfig {
             reset_tick: Duration::from_secs(1),
             max_end_user_budget: None,
             end_user_cost_tracking: true,
+            proxy_budget: None,
             writer: WriterConfig::default(),
             clock: Arc::new(SystemClock),
         }
@@ -866,27 +882,25 @@ impl Ledger {
     ) -> Result<Option<Reservation>, AccessError> {
         let bounded = self.inner.cfg.max_end_user_budget.is_some()
             || self.inner.customers_exist.load(Ordering::Acquire);
-        let Some(id) = end_user.filter(|u| bounded && !u.is_empty()) else {
-            return Ok(None);
+        let end_user = match end_user.filter(|u| bounded && !u.is_empty()) {
+            Some(id) => {
+                let view = self.end_user_view(id).await?;
+                if view.record.as_ref().is_some_and(|c| c.blocked) {
+                    return Err(AccessError::EndUserBlocked { id: id.to_owned() });
+                }
+                view.budget.is_some().then_some((id, view))
+            }
+            None => None,
         };
-        let view = self.end_user_view(id).await?;
-        if view.record.as_ref().is_some_and(|c| c.blocked) {
-            return Err(AccessError::EndUserBlocked { id: id.to_owned() });
+        let proxy = self.proxy_budget_user().await?;
+        if end_user.is_none() && proxy.is_none() {
+            return Ok(None);
         }
-        let Some(budget) = &view.budget else {
-            return Ok(None);
-        };
         let (estimate_nanos, estimate_tokens) = estimate();
-        let ticket = self
-            .inner
-            .limiter
-            .admit(&budget.key_limits(), estimate_nanos, estimate_tokens)
-            .await
-            .map_err(|e| level_error(e, BudgetLevel::EndUser, id))?;
-        Ok(Some(Reservation {
+        let mut reservation = Reservation {
             ticket: None,
             levels: Vec::new(),
-            end_user: Some((ticket, self.inner.cfg.end_user_cost_tracking)),
+            end_user: None,
             organization_id: None,
             model_budget: None,
             limiter: self.inner.limiter.clone(),
@@ -894,7 +908,107 @@ impl Ledger {
             rpm_limit: None,
             tpm_limit: None,
             writer: Some(self.inner.writer.clone()),
-        }))
+        };
+        if let Some((id, view)) = &end_user
+            && let Some(budget) = &view.budget
+        {
+            let ticket = self
+                .inner
+                .limiter
+                .admit(&budget.key_limits(), estimate_nanos, estimate_tokens)
+                .await
+                .map_err(|e| level_error(e, BudgetLevel::EndUser, id))?;
+            reservation.end_user = Some((ticket, self.inner.cfg.end_user_cost_tracking));
+        }
+        if let Some(user) = &proxy {
+            let ticket = self
+                .inner
+                .limiter
+                .admit(&user.budget.key_limits(), estimate_nanos, estimate_tokens)
+                .await
+                .map_err(|e| level_error(e, BudgetLevel::Proxy, PROXY_BUDGET_USER))?;
+            reservation.levels.push(ticket);
+        }
+        Ok(Some(reservation))
+    }
+
+    /// The proxy-wide budget's user, when `litellm_settings.max_budget` is set (cached like
+    /// other users).
+    async fn proxy_budget_user(&self) -> Result<Option<Arc<UserRecord>>, AccessError> {
+        if self.inner.cfg.proxy_budget.is_none() {
+            return Ok(None);
+        }
+        Ok(self
+            .user_view(PROXY_BUDGET_USER)
+            .await?
+            .filter(|u| u.budget.limits_calls()))
+    }
+
+    /// Whether calls count against a proxy-wide budget (their rows say so, see
+    /// [`SpendLogRow::proxy_budget`]).
+    pub fn counts_proxy_budget(&self) -> bool {
+        self.inner.cfg.proxy_budget.is_some()
+    }
+
+    /// The proxy-wide budget, USD, as configured (`None`: there is none).
+    pub fn proxy_max_budget(&self) -> Option<f64> {
+        self.inner.cfg.proxy_budget.as_ref().map(|p| p.max_budget)
+    }
+
+    /// Makes the proxy-wide budget's user hold the configured budget: created at the first
+    /// start, its limits brought in line after a config change. Its window is not moved when
+    /// only `max_budget` changed, nor on a plain restart (as LiteLLM's upsert). Instances of a
+    /// fleet starting together may both try to create it; the one that loses reads it.
+    pub async fn ensure_proxy_budget(&self) -> Result<(), StoreError> {
+        let Some(want) = self.inner.cfg.proxy_budget.clone() else {
+            return Ok(());
+        };
+        let duration = Some(Some(want.budget_duration.clone()));
+        let existing = match self.store().get_user(PROXY_BUDGET_USER).await? {
+            Some(u) => u,
+            None => {
+                let made = self
+                    .new_user(
+                        NewUserRequest {
+                            user_id: Some(PROXY_BUDGET_USER.to_owned()),
+                            auto_create_key: Some(false),
+                            budget: BudgetPatch {
+                                max_budget: Some(Some(want.max_budget)),
+                                budget_duration: duration.clone(),
+                                ..BudgetPatch::default()
+                            },
+                            ..NewUserRequest::default()
+                        },
+                        None,
+                    )
+                    .await;
+                match made {
+                    Ok(_) => return Ok(()),
+                    Err(e) => match self.store().get_user(PROXY_BUDGET_USER).await? {
+                        Some(u) => u,
+                        None => return Err(e),
+                    },
+                }
+            }
+        };
+        let b = &existing.budget;
+        let max = crate::money::usd_to_nanos(want.max_budget);
+        let same_window = b.budget_duration.as_deref() == Some(want.budget_duration.as_str())
+            && b.budget_reset_at.is_some();
+        if b.max_budget == max && same_window {
+            return Ok(());
+        }
+        self.update_user(UpdateUserRequest {
+            user_id: Some(PROXY_BUDGET_USER.to_owned()),
+            budget: BudgetPatch {
+                max_budget: Some(Some(want.max_budget)),
+                budget_duration: if same_window { None } else { duration },
+                ..BudgetPatch::default()
+            },
+            ..UpdateUserRequest::default()
+        })
+        .await?;
+        Ok(())
     }
 
     /// [`Ledger::reserve`] for a call on behalf of `end_user` (the request's `user`): a
@@ -921,6 +1035,7 @@ impl Ledger {
             }
             None => None,
         };
+        let proxy = self.proxy_budget_user().await?;
         let limits = KeyLimits::from_record(&key.record);
         let ticket = self
             .inner
@@ -964,6 +1079,15 @@ impl Ledger {
                 .await
                 .map_err(|e| level_error(e, BudgetLevel::EndUser, id))?;
             reservation.end_user = Some((ticket, self.inner.cfg.end_user_cost_tracking));
+        }
+        if let Some(user) = &proxy {
+            let ticket = self
+                .inner
+                .limiter
+                .admit(&user.budget.key_limits(), estimate_nanos, estimate_tokens)
+                .await
+                .map_err(|e| level_error(e, BudgetLevel::Proxy, PROXY_BUDGET_USER))?;
+            reservation.levels.push(ticket);
         }
         let Some(model) = model else {
             return Ok(reservation);

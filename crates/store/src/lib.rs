@@ -69,7 +69,10 @@ pub use day_group_sums::DayGroupParts;
 pub use db::{Backend, Store, StoreOptions};
 pub use error::{AccessError, ApiError, BudgetLevel, LimitKind, StoreError};
 pub use keys_db::{KeyFacts, UpdateScope};
-pub use ledger::{AuthedKey, CallModel, Ledger, LedgerConfig, Reservation, Settled};
+pub use ledger::{
+    AuthedKey, CallModel, Ledger, LedgerConfig, PROXY_BUDGET_USER, ProxyBudget, Reservation,
+    Settled,
+};
 pub use limiter::{KeyLimits, Limiter, LiveSpend, LocalLimiter, Ticket};
 pub use redis_limiter::{
     HEARTBEAT_EVERY, INSTANCE_TIMEOUT, Reclaimed, RedisLimiter, subscribe_invalidations,

@@ -63,6 +63,10 @@ pub struct SpendLogRow {
     /// its spend there too; not a column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_budget: Option<String>,
+    /// The call counts against the proxy-wide budget (`litellm_settings.max_budget`): the
+    /// commit adds its spend to that budget's user too; not a column.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxy_budget: bool,
 }
 
 pub const STATUS_SUCCESS: &str = "success";

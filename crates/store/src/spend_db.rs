@@ -180,6 +180,7 @@ macro_rules! row_from_db {
             usage_estimated: row.try_get("usage_estimated")?,
             organization_id: row.try_get("organization_id")?,
             model_budget: None,
+            proxy_budget: false,
         }
     }};
 }

@@ -249,12 +249,6 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
     if ls.cache == Some(true) || ls.cache_params.is_some() {
         say("litellm_settings.cache", "responses are not cached");
     }
-    if ls.max_budget.is_some() || ls.budget_duration.is_some() {
-        say(
-            "litellm_settings.max_budget",
-            "there is no proxy-wide budget; set budgets on keys",
-        );
-    }
     if ls.turn_off_message_logging == Some(true) {
         say(
             "litellm_settings.turn_off_message_logging",
@@ -507,7 +501,6 @@ general_settings:
 litellm_settings:
   success_callback: [langfuse, prometheus]
   cache: true
-  max_budget: 10
 router_settings:
   enable_tag_filtering: true
   tag_filtering_match_any: false
@@ -526,7 +519,6 @@ router_settings:
                 "general_settings.alerting \"email\"",
                 "litellm_settings.success_callback \"langfuse\"",
                 "litellm_settings.cache",
-                "litellm_settings.max_budget",
                 "router_settings.tag_routing_prefix",
                 "model_list[0].litellm_params.input_cost_per_second",
             ]

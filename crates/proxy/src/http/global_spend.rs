@@ -1,5 +1,5 @@
 //! LiteLLM's dashboard totals over the last 30 days (from midnight UTC 30 days ago): `GET
-//! /global/spend` (`{spend, max_budget}`, the budget always 0.0: none is proxy-wide here), `/global/spend/keys?limit=` (the keys of most spend,
+//! /global/spend` (`{spend, max_budget}`, the budget `litellm_settings.max_budget`, else 0.0), `/global/spend/keys?limit=` (the keys of most spend,
 //! `[{api_key, key_alias, key_name, total_spend}]`) and `/global/spend/models?limit=` (default
 //! 10, `[{model, total_spend}]`, by model group). Read from the daily rollups. An internal user
 //! gets the keys and models of their own calls over all time, as LiteLLM answers them (with
@@ -92,9 +92,9 @@ async fn total(m: Arc<Mgmt>, headers: HeaderMap) -> Response {
     }
     let days = tri!(grouped(&m, SpendGroup::Day, Some(month_start(Utc::now())), None).await);
     let spend = days.iter().fold(0i64, |a, d| a.saturating_add(d.spend));
-    // There is no proxy-wide budget here (`litellm_settings.max_budget` is named inert at
-    // start-up): LiteLLM's value when none is set.
-    axum::Json(json!({ "spend": nanos_to_usd(spend), "max_budget": 0.0 })).into_response()
+    // LiteLLM answers 0.0 when no proxy-wide budget is set.
+    let max_budget = m.ledger.proxy_max_budget().unwrap_or(0.0);
+    axum::Json(json!({ "spend": nanos_to_usd(spend), "max_budget": max_budget })).into_response()
 }
 
 async fn keys(m: Arc<Mgmt>, headers: HeaderMap, uri: Uri) -> Response {

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use idlehands_store::duration::LlmDuration;
-use idlehands_store::{Ledger, LedgerConfig, Store, StoreError, StoreOptions};
+use idlehands_store::{Ledger, LedgerConfig, ProxyBudget, Store, StoreError, StoreOptions};
 use tokio::task::JoinHandle;
 
 pub use crate::state::RedisState;
@@ -102,6 +102,43 @@ impl std::fmt::Debug for RedisSettings {
             .field("instance_timeout", &self.instance_timeout)
             .finish()
     }
+}
+
+/// `litellm_settings.max_budget` (above 0, as LiteLLM reads it) with the `budget_duration`
+/// LiteLLM requires beside it.
+fn proxy_budget(cfg: &ProxyConfig) -> Result<Option<ProxyBudget>, ConfigError> {
+    let ls = &cfg.file.litellm_settings;
+    let Some(max) = ls.max_budget else {
+        return Ok(None);
+    };
+    if !max.is_finite() || max < 0.0 {
+        return Err(invalid(
+            cfg,
+            "litellm_settings.max_budget",
+            format!("{max} is not a non-negative number of USD"),
+        ));
+    }
+    if max == 0.0 {
+        return Ok(None);
+    }
+    let Some(duration) = ls.budget_duration.as_deref().map(str::trim) else {
+        return Err(invalid(
+            cfg,
+            "litellm_settings.budget_duration",
+            "is required with litellm_settings.max_budget (the proxy-wide budget's window, e.g. 30d), as in LiteLLM".to_string(),
+        ));
+    };
+    if let Err(e) = LlmDuration::parse_field(duration, "budget_duration") {
+        return Err(invalid(
+            cfg,
+            "litellm_settings.budget_duration",
+            e.to_string(),
+        ));
+    }
+    Ok(Some(ProxyBudget {
+        max_budget: max,
+        budget_duration: duration.to_owned(),
+    }))
 }
 
 fn invalid(cfg: &ProxyConfig, path: &str, message: String) -> ConfigError {
@@ -188,6 +225,7 @@ impl StoreSettings {
                 })?;
             ledger.max_end_user_budget = Some(nanos);
         }
+        ledger.proxy_budget = proxy_budget(cfg)?;
         if let Some(v) = cfg
             .file
             .litellm_settings
@@ -436,6 +474,7 @@ impl StoreHandle {
                 (ledger, Some(r.failure_mode), Some(status))
             }
         };
+        ledger.ensure_proxy_budget().await?;
         if let Err(e) = ledger.warm().await {
             tracing::warn!(error = %e, "could not preload keys; they load on first use");
         }
@@ -821,6 +860,35 @@ mod tests {
                     .contains("litellm_settings.max_end_user_budget"),
                 "{e}"
             );
+        }
+    }
+
+    #[test]
+    fn the_proxy_wide_budget_needs_its_window() {
+        let c = cfg("litellm_settings:\n  max_budget: 10\n  budget_duration: 30d\n");
+        let s = StoreSettings::from_config(&c, &|_| None).expect("settings");
+        assert_eq!(
+            s.ledger.proxy_budget,
+            Some(ProxyBudget {
+                max_budget: 10.0,
+                budget_duration: "30d".to_string()
+            })
+        );
+        // 0 is LiteLLM's "none".
+        let c = cfg("litellm_settings:\n  max_budget: 0\n");
+        let s = StoreSettings::from_config(&c, &|_| None).expect("zero");
+        assert_eq!(s.ledger.proxy_budget, None);
+        for (yaml, field) in [
+            ("  max_budget: 10\n", "litellm_settings.budget_duration"),
+            (
+                "  max_budget: 10\n  budget_duration: sometimes\n",
+                "litellm_settings.budget_duration",
+            ),
+            ("  max_budget: -1\n", "litellm_settings.max_budget"),
+        ] {
+            let c = cfg(&format!("litellm_settings:\n{yaml}"));
+            let e = StoreSettings::from_config(&c, &|_| None).expect_err(yaml);
+            assert!(e.to_string().contains(field), "{yaml}: {e}");
         }
     }
 

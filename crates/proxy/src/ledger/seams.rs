@@ -524,6 +524,7 @@ impl CallSink for StoreSeams {
     fn record(&self, record: CallRecord) {
         let held = self.parked.lock().remove(&record.call_id);
         let mut row = spend_row(record);
+        row.proxy_budget = self.ledger.counts_proxy_budget();
         if !self.ledger.end_user_cost_tracking() {
             // The row is where a customer's stored spend and the by-customer reports come from.
             row.end_user = None;
