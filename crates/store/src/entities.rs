@@ -76,12 +76,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_row_names_its_team_user_membership_org_and_end_user() {
+    fn a_row_names_its_team_user_membership_org_end_user_and_the_proxy_budget() {
         let row = SpendLogRow {
             team_id: Some("t1".into()),
             user: Some("u1".into()),
             organization_id: Some("o1".into()),
             end_user: Some("e1".into()),
+            proxy_budget: true,
             ..SpendLogRow::default()
         };
         let names: Vec<String> = entities_of(&row).collect();
@@ -92,7 +93,8 @@ mod tests {
                 "user:u1",
                 "member:t1:u1",
                 "org:o1",
-                "customer:e1"
+                "customer:e1",
+                "user:litellm-proxy-budget"
             ]
         );
         let bare = SpendLogRow {

@@ -396,6 +396,7 @@ async fn every_column_of_a_row_round_trips(store: Store) {
         litellm_call_id: Some("call-full".into()),
         usage_estimated: true,
         model_budget: None,
+        proxy_budget: false,
     };
     let empty = SpendLogRow {
         request_id: "empty".into(),
