@@ -913,23 +913,46 @@ impl Ledger {
             && let Some(budget) = &view.budget
         {
             let ticket = self
-                .inner
-                .limiter
-                .admit(&budget.key_limits(), estimate_nanos, estimate_tokens)
-                .await
-                .map_err(|e| level_error(e, BudgetLevel::EndUser, id))?;
+                .hold(
+                    budget,
+                    BudgetLevel::EndUser,
+                    id,
+                    estimate_nanos,
+                    estimate_tokens,
+                )
+                .await?;
             reservation.end_user = Some((ticket, self.inner.cfg.end_user_cost_tracking));
         }
         if let Some(user) = &proxy {
             let ticket = self
-                .inner
-                .limiter
-                .admit(&user.budget.key_limits(), estimate_nanos, estimate_tokens)
-                .await
-                .map_err(|e| level_error(e, BudgetLevel::Proxy, PROXY_BUDGET_USER))?;
+                .hold(
+                    &user.budget,
+                    BudgetLevel::Proxy,
+                    PROXY_BUDGET_USER,
+                    estimate_nanos,
+                    estimate_tokens,
+                )
+                .await?;
             reservation.levels.push(ticket);
         }
         Ok(Some(reservation))
+    }
+
+    /// Checks and reserves a call's estimate on one level above the key, refused in that
+    /// level's words.
+    async fn hold(
+        &self,
+        budget: &Budget,
+        level: BudgetLevel,
+        id: &str,
+        estimate_nanos: i64,
+        estimate_tokens: u64,
+    ) -> Result<Ticket, AccessError> {
+        self.inner
+            .limiter
+            .admit(&budget.key_limits(), estimate_nanos, estimate_tokens)
+            .await
+            .map_err(|e| level_error(e, level, id))
     }
 
     /// The proxy-wide budget's user, when `litellm_settings.max_budget` is set (cached like
@@ -1062,31 +1085,28 @@ impl Ledger {
         // reservation, which gives back what the levels before it hold.
         for (budget, level, id) in levels_of(key) {
             let ticket = self
-                .inner
-                .limiter
-                .admit(&budget.key_limits(), estimate_nanos, estimate_tokens)
-                .await
-                .map_err(|e| level_error(e, level, id))?;
+                .hold(budget, level, id, estimate_nanos, estimate_tokens)
+                .await?;
             reservation.levels.push(ticket);
         }
         if let Some((id, view)) = &end_user
             && let Some(b) = &view.budget
         {
             let ticket = self
-                .inner
-                .limiter
-                .admit(&b.key_limits(), estimate_nanos, estimate_tokens)
-                .await
-                .map_err(|e| level_error(e, BudgetLevel::EndUser, id))?;
+                .hold(b, BudgetLevel::EndUser, id, estimate_nanos, estimate_tokens)
+                .await?;
             reservation.end_user = Some((ticket, self.inner.cfg.end_user_cost_tracking));
         }
         if let Some(user) = &proxy {
             let ticket = self
-                .inner
-                .limiter
-                .admit(&user.budget.key_limits(), estimate_nanos, estimate_tokens)
-                .await
-                .map_err(|e| level_error(e, BudgetLevel::Proxy, PROXY_BUDGET_USER))?;
+                .hold(
+                    &user.budget,
+                    BudgetLevel::Proxy,
+                    PROXY_BUDGET_USER,
+                    estimate_nanos,
+                    estimate_tokens,
+                )
+                .await?;
             reservation.levels.push(ticket);
         }
         let Some(model) = model else {

@@ -249,6 +249,12 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
     if ls.cache == Some(true) || ls.cache_params.is_some() {
         say("litellm_settings.cache", "responses are not cached");
     }
+    if ls.budget_duration.is_some() && ls.max_budget.is_none_or(|m| m <= 0.0) {
+        say(
+            "litellm_settings.budget_duration",
+            "it is the window of the proxy-wide litellm_settings.max_budget, which is not set",
+        );
+    }
     if ls.turn_off_message_logging == Some(true) {
         say(
             "litellm_settings.turn_off_message_logging",
@@ -501,6 +507,7 @@ general_settings:
 litellm_settings:
   success_callback: [langfuse, prometheus]
   cache: true
+  budget_duration: 30d
 router_settings:
   enable_tag_filtering: true
   tag_filtering_match_any: false
@@ -519,6 +526,7 @@ router_settings:
                 "general_settings.alerting \"email\"",
                 "litellm_settings.success_callback \"langfuse\"",
                 "litellm_settings.cache",
+                "litellm_settings.budget_duration",
                 "router_settings.tag_routing_prefix",
                 "model_list[0].litellm_params.input_cost_per_second",
             ]
