@@ -45,10 +45,24 @@ fn bounded_chat() -> Value {
 /// 200 bounded calls of `key` at once, split over two instances: how many were answered and
 /// refused for budget (each refusal saying `refusal`), and what one answered call cost.
 async fn split_calls(a: &Proxy, b: &Proxy, key: &str, refusal: &str) -> (usize, usize, f64) {
+    split_calls_of(a, b, [key, key], refusal).await
+}
+
+/// [`split_calls`], the calls to `b` made with the second key.
+async fn split_calls_of(
+    a: &Proxy,
+    b: &Proxy,
+    keys: [&str; 2],
+    refusal: &str,
+) -> (usize, usize, f64) {
     let http = client();
     let mut tasks = Vec::new();
     for i in 0..200 {
-        let target = if i % 2 == 0 { a } else { b };
+        let (target, key) = if i % 2 == 0 {
+            (a, keys[0])
+        } else {
+            (b, keys[1])
+        };
         let req = http
             .post(target.url("/v1/chat/completions"))
             .bearer_auth(key)
@@ -123,43 +137,14 @@ async fn the_proxy_wide_budget_holds_across_two_instances() {
     let (a, b) = (instance(&place, &yaml).await, instance(&place, &yaml).await);
     let (first, _) = generate(&a, json!({})).await;
     let (second, _) = generate(&b, json!({})).await;
-    let http = client();
-    let mut tasks = Vec::new();
-    for i in 0..200 {
-        let (target, key) = if i % 2 == 0 {
-            (&a, &first)
-        } else {
-            (&b, &second)
-        };
-        let req = http
-            .post(target.url("/v1/chat/completions"))
-            .bearer_auth(key)
-            .json(&bounded_chat());
-        tasks.push(tokio::spawn(send(req)));
-    }
-    let (mut answered, mut one_call) = (0usize, 0.0f64);
-    for t in tasks {
-        let r = t.await.unwrap();
-        match r.status.as_u16() {
-            200 => {
-                answered += 1;
-                one_call = r.headers["x-litellm-response-cost"]
-                    .to_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-            }
-            422 => assert!(
-                error_of(&r)
-                    .1
-                    .starts_with("Budget has been exceeded! Current cost: "),
-                "{}",
-                r.body
-            ),
-            s => panic!("unexpected {s}: {}", r.body),
-        }
-    }
-    assert!(answered > 0 && answered < 200, "{answered} answered");
+    let (answered, refused, one_call) = split_calls_of(
+        &a,
+        &b,
+        [&first, &second],
+        "Budget has been exceeded! Current cost: ",
+    )
+    .await;
+    assert!(answered > 0 && refused > 0, "{answered} answered");
     let rows = spend_rows(&a, "", 200).await;
     let spend: f64 = rows.iter().map(|r| r["spend"].as_f64().unwrap()).sum();
     assert!(

@@ -909,32 +909,16 @@ impl Ledger {
             tpm_limit: None,
             writer: Some(self.inner.writer.clone()),
         };
-        if let Some((id, view)) = &end_user
-            && let Some(budget) = &view.budget
-        {
-            let ticket = self
-                .hold(
-                    budget,
-                    BudgetLevel::EndUser,
-                    id,
-                    estimate_nanos,
-                    estimate_tokens,
-                )
-                .await?;
-            reservation.end_user = Some((ticket, self.inner.cfg.end_user_cost_tracking));
-        }
-        if let Some(user) = &proxy {
-            let ticket = self
-                .hold(
-                    &user.budget,
-                    BudgetLevel::Proxy,
-                    PROXY_BUDGET_USER,
-                    estimate_nanos,
-                    estimate_tokens,
-                )
-                .await?;
-            reservation.levels.push(ticket);
-        }
+        let end_user = end_user
+            .as_ref()
+            .and_then(|(id, view)| Some((*id, view.budget.as_ref()?)));
+        self.hold_outer(
+            &mut reservation,
+            end_user,
+            proxy.as_deref(),
+            (estimate_nanos, estimate_tokens),
+        )
+        .await?;
         Ok(Some(reservation))
     }
 
@@ -953,6 +937,42 @@ impl Ledger {
             .admit(&budget.key_limits(), estimate_nanos, estimate_tokens)
             .await
             .map_err(|e| level_error(e, level, id))
+    }
+
+    /// The holds every call ends with: its end user's budget (charged unless end-user cost
+    /// tracking is off), then the proxy-wide budget.
+    async fn hold_outer(
+        &self,
+        reservation: &mut Reservation,
+        end_user: Option<(&str, &Budget)>,
+        proxy: Option<&UserRecord>,
+        (estimate_nanos, estimate_tokens): (i64, u64),
+    ) -> Result<(), AccessError> {
+        if let Some((id, budget)) = end_user {
+            let ticket = self
+                .hold(
+                    budget,
+                    BudgetLevel::EndUser,
+                    id,
+                    estimate_nanos,
+                    estimate_tokens,
+                )
+                .await?;
+            reservation.end_user = Some((ticket, self.inner.cfg.end_user_cost_tracking));
+        }
+        if let Some(user) = proxy {
+            let ticket = self
+                .hold(
+                    &user.budget,
+                    BudgetLevel::Proxy,
+                    PROXY_BUDGET_USER,
+                    estimate_nanos,
+                    estimate_tokens,
+                )
+                .await?;
+            reservation.levels.push(ticket);
+        }
+        Ok(())
     }
 
     /// The proxy-wide budget's user, when `litellm_settings.max_budget` is set (cached like
@@ -1089,26 +1109,16 @@ impl Ledger {
                 .await?;
             reservation.levels.push(ticket);
         }
-        if let Some((id, view)) = &end_user
-            && let Some(b) = &view.budget
-        {
-            let ticket = self
-                .hold(b, BudgetLevel::EndUser, id, estimate_nanos, estimate_tokens)
-                .await?;
-            reservation.end_user = Some((ticket, self.inner.cfg.end_user_cost_tracking));
-        }
-        if let Some(user) = &proxy {
-            let ticket = self
-                .hold(
-                    &user.budget,
-                    BudgetLevel::Proxy,
-                    PROXY_BUDGET_USER,
-                    estimate_nanos,
-                    estimate_tokens,
-                )
-                .await?;
-            reservation.levels.push(ticket);
-        }
+        let end_user = end_user
+            .as_ref()
+            .and_then(|(id, view)| Some((*id, view.budget.as_ref()?)));
+        self.hold_outer(
+            &mut reservation,
+            end_user,
+            proxy.as_deref(),
+            (estimate_nanos, estimate_tokens),
+        )
+        .await?;
         let Some(model) = model else {
             return Ok(reservation);
         };
