@@ -2,7 +2,7 @@
 //! The proxy-wide budget (`litellm_settings.max_budget` with `budget_duration`) through HTTP:
 //! every call counts against it, whichever key made it, and none is admitted once it is
 //! spent; it lives on as the budget of the user `litellm-proxy-budget`, as in LiteLLM, across
-//! restarts. SQLite and Postgres.
+//! restarts, and is changed in the config only. SQLite and Postgres.
 
 mod store_support;
 
@@ -58,6 +58,33 @@ async fn the_proxy_wide_budget_bounds_every_call(b: Backend) {
     assert_eq!(global.body["max_budget"], 0.00001, "{}", global.body);
     // One row per call, answered or refused.
     assert_eq!(spend_rows(&p, "", 3).await.len(), 3);
+    // The budget is the config's: not raised, nor its user deleted, over the API.
+    for (path, body) in [
+        (
+            "/user/update",
+            json!({"user_id": "litellm-proxy-budget", "max_budget": 100}),
+        ),
+        (
+            "/user/delete",
+            json!({"user_ids": ["u-x", "litellm-proxy-budget"]}),
+        ),
+    ] {
+        let refused = post(&p, path, MASTER, body).await;
+        assert_eq!(refused.status, 400, "{path}: {}", refused.body);
+        assert!(
+            error_of(&refused).1.contains("change it in the config"),
+            "{}",
+            refused.body
+        );
+    }
+    let renamed = post(
+        &p,
+        "/user/update",
+        MASTER,
+        json!({"user_id": "litellm-proxy-budget", "user_alias": "the whole proxy"}),
+    )
+    .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
     p.stop().await;
 
     // What was spent is stored: still spent after a restart.

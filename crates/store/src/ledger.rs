@@ -1041,7 +1041,7 @@ impl Ledger {
         if b.max_budget == max && same_window {
             return Ok(());
         }
-        self.update_user(UpdateUserRequest {
+        self.apply_user_update(UpdateUserRequest {
             user_id: Some(PROXY_BUDGET_USER.to_owned()),
             budget: BudgetPatch {
                 max_budget: Some(Some(want.max_budget)),

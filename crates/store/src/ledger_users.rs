@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::budgets::Budget;
 use crate::entities;
 use crate::error::{AccessError, StoreError};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, PROXY_BUDGET_USER};
 use crate::types::{GenerateKeyRequest, KeyListQuery, KeyObject};
 use crate::users::{
     DeleteUserRequest, DeleteUserResponse, NewUserRequest, NewUserResponse, USER_ROLES,
@@ -182,6 +182,32 @@ impl Ledger {
 
     /// `/user/update`: only the fields present change.
     pub async fn update_user(&self, req: UpdateUserRequest) -> Result<UserRecord, StoreError> {
+        if req.budget.sets_any() && req.user_id.as_deref() == Some(PROXY_BUDGET_USER) {
+            self.refuse_proxy_budget_change()?;
+        }
+        self.apply_user_update(req).await
+    }
+
+    /// The proxy-wide budget is the config's: its user's budget is not changed, nor the
+    /// user deleted, over the API while `litellm_settings.max_budget` is set (a deleted one
+    /// would leave calls unbounded until the next start).
+    fn refuse_proxy_budget_change(&self) -> Result<(), StoreError> {
+        if self.config().proxy_budget.is_none() {
+            return Ok(());
+        }
+        Err(StoreError::bad_request(
+            format!(
+                "{PROXY_BUDGET_USER} holds the proxy-wide budget (litellm_settings.max_budget, budget_duration): change it in the config"
+            ),
+            "user_id",
+        ))
+    }
+
+    /// [`Ledger::update_user`] without the proxy-budget guard (which keeps that user itself).
+    pub(crate) async fn apply_user_update(
+        &self,
+        req: UpdateUserRequest,
+    ) -> Result<UserRecord, StoreError> {
         let now = self.config().clock.now();
         let user_id = match (&req.user_id, &req.user_email) {
             (Some(id), _) => id.clone(),
@@ -245,6 +271,9 @@ impl Ledger {
                 "`user_ids` must list at least one user",
                 "user_ids",
             ));
+        }
+        if req.user_ids.iter().any(|id| id == PROXY_BUDGET_USER) {
+            self.refuse_proxy_budget_change()?;
         }
         let mut ids = req.user_ids.clone();
         crate::ledger::unique_in_order(&mut ids);
