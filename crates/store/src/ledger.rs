@@ -909,14 +909,12 @@ impl Ledger {
             tpm_limit: None,
             writer: Some(self.inner.writer.clone()),
         };
-        let end_user = end_user
-            .as_ref()
-            .and_then(|(id, view)| Some((*id, view.budget.as_ref()?)));
+        let estimate = (estimate_nanos, estimate_tokens);
         self.hold_outer(
             &mut reservation,
-            end_user,
+            end_user.as_ref(),
             proxy.as_deref(),
-            (estimate_nanos, estimate_tokens),
+            estimate,
         )
         .await?;
         Ok(Some(reservation))
@@ -944,11 +942,13 @@ impl Ledger {
     async fn hold_outer(
         &self,
         reservation: &mut Reservation,
-        end_user: Option<(&str, &Budget)>,
+        end_user: Option<&(&str, Arc<EndUserView>)>,
         proxy: Option<&UserRecord>,
         (estimate_nanos, estimate_tokens): (i64, u64),
     ) -> Result<(), AccessError> {
-        if let Some((id, budget)) = end_user {
+        if let Some((id, view)) = end_user
+            && let Some(budget) = &view.budget
+        {
             let ticket = self
                 .hold(
                     budget,
@@ -1109,14 +1109,12 @@ impl Ledger {
                 .await?;
             reservation.levels.push(ticket);
         }
-        let end_user = end_user
-            .as_ref()
-            .and_then(|(id, view)| Some((*id, view.budget.as_ref()?)));
+        let estimate = (estimate_nanos, estimate_tokens);
         self.hold_outer(
             &mut reservation,
-            end_user,
+            end_user.as_ref(),
             proxy.as_deref(),
-            (estimate_nanos, estimate_tokens),
+            estimate,
         )
         .await?;
         let Some(model) = model else {
