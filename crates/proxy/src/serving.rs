@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use futures_util::future::Either;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -190,11 +190,9 @@ async fn serve_connection(
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    // The keep-alive bound is kept by `keepalive::idle_for` below, one timer per connection.
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .keep_alive(true);
+    // The keep-alive bound is kept by `keepalive::idle_for` below, one timer per connection:
+    // hyper's header timeout, the one thing its timer served, is off.
+    builder.header_read_timeout(None).keep_alive(true);
     let conn = builder
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
