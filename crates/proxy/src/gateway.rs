@@ -393,6 +393,13 @@ impl GatewayBuilder {
                 None
             }
         };
+        let response_cache = match crate::config::cache::from_config(&cfg)?.0 {
+            Some(s) => Some(Arc::new(crate::response_cache::ResponseCache::new(
+                s,
+                &cfg.source,
+            )?)),
+            None => None,
+        };
         let key_bounds = crate::key_bounds::KeyBounds::from_config(&cfg)?;
         let key_generation = crate::key_generation::KeyGenerationRules::from_config(&cfg)?;
         let user_defaults = crate::user_defaults::UserDefaults::from_config(&cfg)?;
@@ -455,6 +462,7 @@ impl GatewayBuilder {
                 parallel_refused: std::sync::atomic::AtomicU64::new(0),
                 conn_limits,
                 throttle: Throttle::default(),
+                response_cache,
             }),
         })
     }

@@ -94,6 +94,11 @@ pub struct CallRecord {
     pub messages: Option<Value>,
     /// The response, under the same setting and rules as `messages`.
     pub response: Option<Value>,
+    /// The response cache's key for the call, when the cache was asked (LiteLLM's
+    /// `cache_key`; also the `x-litellm-cache-key` header).
+    pub cache_key: Option<String>,
+    /// Answered from the response cache (at no cost).
+    pub cache_hit: bool,
 }
 
 impl CallRecord {
@@ -141,6 +146,8 @@ impl CallRecord {
             overhead: Duration::ZERO,
             messages: None,
             response: None,
+            cache_key: None,
+            cache_hit: false,
         }
     }
 }

@@ -42,6 +42,7 @@ pub mod otel;
 mod passthrough;
 pub mod pricing;
 pub mod providers;
+mod response_cache;
 mod route_access;
 pub mod router;
 pub mod router_redis;

@@ -246,9 +246,6 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
             );
         }
     }
-    if ls.cache == Some(true) || ls.cache_params.is_some() {
-        say("litellm_settings.cache", "responses are not cached");
-    }
     if ls.budget_duration.is_some() && ls.max_budget.is_none_or(|m| m <= 0.0) {
         say(
             "litellm_settings.budget_duration",
@@ -370,6 +367,10 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
                 );
             }
         }
+    }
+    // Its errors stop the start (`Gateway::build`); here only what it does not act on.
+    if let Ok((_, notes)) = super::cache::from_config(cfg) {
+        out.extend(notes);
     }
     out
 }
@@ -507,6 +508,7 @@ general_settings:
 litellm_settings:
   success_callback: [langfuse, prometheus]
   cache: true
+  cache_params: {type: qdrant-semantic}
   budget_duration: 30d
 router_settings:
   enable_tag_filtering: true
@@ -525,10 +527,10 @@ router_settings:
                 "general_settings.proxy_budget_rescheduler_min_time",
                 "general_settings.alerting \"email\"",
                 "litellm_settings.success_callback \"langfuse\"",
-                "litellm_settings.cache",
                 "litellm_settings.budget_duration",
                 "router_settings.tag_routing_prefix",
                 "model_list[0].litellm_params.input_cost_per_second",
+                "litellm_settings.cache_params.type \"qdrant-semantic\"",
             ]
         );
         assert!(notes.iter().all(|n| n.contains(" has no effect here: ")));

@@ -7,6 +7,7 @@
 //! needs to know of providers (their prefixes and environment variables) and of call
 //! parameters (which `litellm_params` keys are usable) lives here for that reason.
 
+pub mod cache;
 pub mod call_params;
 mod credentials;
 mod env;
@@ -109,6 +110,9 @@ pub struct ProxyConfig {
     pub upstream_tls: UpstreamTls,
     /// `litellm_settings.force_ipv4`: upstream connections go out over IPv4 only.
     pub force_ipv4: bool,
+    /// `REDIS_URL`, `REDIS_HOST`, `REDIS_PORT`, `REDIS_PASSWORD` as the environment gave them:
+    /// where a Redis response cache goes when `cache_params` does not say.
+    pub redis_env: BTreeMap<String, String>,
 }
 
 /// LiteLLM's `ssl_verify` for calls to providers.
@@ -428,6 +432,14 @@ impl ProxyConfig {
         self.salt_key = env("LITELLM_SALT_KEY")
             .filter(|k| !k.is_empty())
             .map(Secret::new);
+        self.redis_env = ["REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD"]
+            .iter()
+            .filter_map(|n| {
+                env(n)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| (n.to_string(), v))
+            })
+            .collect();
         self.pass_through_env = env_names::PASS_THROUGH
             .iter()
             .filter_map(|n| env(n).map(|v| (n.to_string(), v)))

@@ -24,6 +24,7 @@ use super::trace::{Peek, Trace, early_error};
 use crate::auth;
 use crate::error::ProxyError;
 use crate::providers::{ChatCall, ChatReply, Endpoint, MockProvider, Provider};
+use crate::response_cache::Kind as CacheKind;
 use crate::state::App;
 
 /// LiteLLM's `call_type` for `/v1/completions`.
@@ -359,6 +360,24 @@ pub(crate) async fn handle(
     // usage chunk only if it asked too.
     let force_usage = stream && !body.include_usage;
     let keep_usage_chunk = body.include_usage || app.runtime.load().always_include_stream_usage;
+    let cache_plan = match super::cache::plan(&app, call_type, &body, &headers, &group.name) {
+        Ok(p) => p,
+        Err(e) => return trace.error_response(e),
+    };
+    if let Some(plan) = &cache_plan {
+        trace.cache_key = Some(plan.key.clone());
+        let kind = if stream {
+            CacheKind::Stream
+        } else {
+            CacheKind::Full
+        };
+        if let Some(hit) = plan.lookup(kind).await {
+            return match hit.kind {
+                CacheKind::Full => super::cache::answer_full(trace, hit.body),
+                CacheKind::Stream => super::cache::answer_stream(trace, hit.body, keep_usage_chunk),
+            };
+        }
+    }
     let drop_params = app.runtime.load().drop_params;
     let mock_response = body
         .raw("mock_response")
@@ -472,6 +491,9 @@ pub(crate) async fn handle(
             if let Some(c) = trace.capture.as_mut() {
                 c.response(&body);
             }
+            if let Some(plan) = &cache_plan {
+                plan.store(CacheKind::Full, body.clone());
+            }
             let mut resp = Response::new(Body::from(body));
             *resp.headers_mut() = headers;
             resp.headers_mut().insert(
@@ -495,7 +517,8 @@ pub(crate) async fn handle(
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             let client = ClientStream::new(frames, keep_usage_chunk, trace)
                 .with_first(first)
-                .with_pick(won.pick, won.started);
+                .with_pick(won.pick, won.started)
+                .with_recorder(cache_plan.as_ref().and_then(super::cache::Plan::recorder));
             let mut resp = Response::new(Body::from_stream(client));
             *resp.status_mut() = StatusCode::OK;
             *resp.headers_mut() = h;

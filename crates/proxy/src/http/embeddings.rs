@@ -134,6 +134,16 @@ async fn handle(
         Ok(o) => o,
         Err(e) => return trace.error_response(e),
     };
+    let cache_plan = match super::cache::plan(&app, kind.call_type, &body, &headers, &group.name) {
+        Ok(p) => p,
+        Err(e) => return trace.error_response(e),
+    };
+    if let Some(plan) = &cache_plan {
+        trace.cache_key = Some(plan.key.clone());
+        if let Some(hit) = plan.lookup(crate::response_cache::Kind::Full).await {
+            return super::cache::answer_full(trace, hit.body);
+        }
+    }
     let verbatim = !body.has_gateway_only_fields();
     let mut attempts = Attempts::new(&group, plan_options(&body, &headers), &trace)
         .with_caller_timeout(options.timeout.is_some());
@@ -178,6 +188,9 @@ async fn handle(
         Ok((r, peek)) => {
             trace.response_model = peek.model;
             let cost = trace.cost(peek.usage.as_ref());
+            if let Some(plan) = &cache_plan {
+                plan.store(crate::response_cache::Kind::Full, r.body.clone());
+            }
             let mut resp = Response::new(Body::from(r.body));
             *resp.headers_mut() = r.headers;
             resp.headers_mut().insert(

@@ -65,8 +65,8 @@ pub(crate) fn readiness_details(app: &App) -> (StatusCode, Value) {
         None => "CRITICAL",
     };
     let extra = json!({
-        // Responses are not cached (`litellm_settings.cache` is named as not acted on).
-        "cache": Value::Null,
+        // LiteLLM's `litellm.cache.type`: null when responses are not cached.
+        "cache": app.response_cache.as_ref().map(|c| c.type_name()),
         "litellm_version": env!("CARGO_PKG_VERSION"),
         "success_callbacks": app.diagnostics.success_callbacks(),
         "use_aiohttp_transport": false,

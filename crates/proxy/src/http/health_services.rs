@@ -116,6 +116,8 @@ fn mock_call() -> CallRecord {
         overhead: std::time::Duration::ZERO,
         messages: None,
         response: None,
+        cache_key: None,
+        cache_hit: false,
     }
 }
 

@@ -280,7 +280,7 @@ const KEY_FIELDS_INERT: [(&str, &str); 7] = [
     ),
     (
         "allowed_cache_controls",
-        "not stored; responses are not cached",
+        "not stored; any key may send cache controls",
     ),
     ("send_invite_email", "not stored; no e-mail is sent"),
 ];

@@ -5,6 +5,7 @@ mod attempts;
 mod audio;
 mod body;
 mod budgets;
+mod cache;
 mod chat;
 mod cost_map;
 mod customers;
@@ -248,6 +249,7 @@ pub(crate) fn management_routes(
         .merge(test_connection::routes(state.clone()))
         .merge(supported_params::routes(state.clone()))
         .merge(cost_map::routes(state.clone()))
+        .merge(cache::routes(state.clone()))
         .merge(budgets::routes(state.clone()))
         .merge(spend_calculate::routes(state.clone()))
         .merge(user_info_v2::routes(state.clone()))

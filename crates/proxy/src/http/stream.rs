@@ -77,6 +77,8 @@ pub(crate) struct ClientStream {
     /// deployment counted as busy), and when its attempt started.
     pick: Option<(Pick, Instant)>,
     saw_done: bool,
+    /// The upstream's bytes, kept in the response cache if the stream completes.
+    recorder: Option<super::cache::Recorder>,
     /// Ready when the shutdown drain is over: the stream then ends with an error event.
     cut: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
@@ -121,6 +123,7 @@ impl ClientStream {
             first: None,
             pick: None,
             saw_done: false,
+            recorder: None,
         }
     }
 
@@ -133,6 +136,12 @@ impl ClientStream {
     /// Report the stream's outcome on this pick when it ends.
     pub fn with_pick(mut self, pick: Pick, started: Instant) -> Self {
         self.pick = Some((pick, started));
+        self
+    }
+
+    /// Keep the stream in the response cache when it completes.
+    pub fn with_recorder(mut self, recorder: Option<super::cache::Recorder>) -> Self {
+        self.recorder = recorder;
         self
     }
 
@@ -298,6 +307,12 @@ impl ClientStream {
             }
         }
         let status = error.map(ProxyError::status).unwrap_or(200);
+        if let Some(r) = self.recorder.take()
+            && error.is_none()
+            && self.saw_done
+        {
+            r.finish();
+        }
         let id = self.response_id.take();
         self.trace
             .finish(self.usage.as_ref(), id, self.first_byte, error, status);
@@ -344,6 +359,9 @@ impl Stream for ClientStream {
                 Poll::Ready(Some(Ok(bytes))) => {
                     if this.first_byte.is_none() {
                         this.first_byte = Some(Utc::now());
+                    }
+                    if let Some(r) = this.recorder.as_mut() {
+                        r.push(&bytes);
                     }
                     let events = this.decoder.push(&bytes);
                     if let Some(e) = this.forward(events, &mut out) {

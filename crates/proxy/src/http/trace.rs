@@ -22,6 +22,7 @@ static MODEL_ID: HeaderName = HeaderName::from_static("x-litellm-model-id");
 static MODEL_GROUP: HeaderName = HeaderName::from_static("x-litellm-model-group");
 static API_BASE: HeaderName = HeaderName::from_static("x-litellm-model-api-base");
 static COST: HeaderName = HeaderName::from_static("x-litellm-response-cost");
+static CACHE_KEY: HeaderName = HeaderName::from_static("x-litellm-cache-key");
 static OVERHEAD: HeaderName = HeaderName::from_static("x-litellm-overhead-duration-ms");
 static DURATION: HeaderName = HeaderName::from_static("x-litellm-response-duration-ms");
 static VERSION: HeaderName = HeaderName::from_static("x-litellm-version");
@@ -101,6 +102,10 @@ pub(crate) struct Trace {
     /// A price per call that replaces the token price (a pass-through route's
     /// `cost_per_request`).
     pub fixed_cost: Option<Nanos>,
+    /// The response cache's key for this call, when the cache was asked (`http::cache`).
+    pub cache_key: Option<String>,
+    /// Answered from the response cache.
+    pub cache_hit: bool,
     done: bool,
 }
 
@@ -145,6 +150,8 @@ impl Trace {
             otel: None,
             attempt_spans: Vec::new(),
             fixed_cost: None,
+            cache_key: None,
+            cache_hit: false,
             done: false,
         }
     }
@@ -203,6 +210,13 @@ impl Trace {
         h.insert(DURATION.clone(), ms(total));
         h.insert(OVERHEAD.clone(), ms(total.saturating_sub(self.upstream)));
         h.insert(VERSION.clone(), self.app.version.clone());
+        if let Some(v) = self
+            .cache_key
+            .as_deref()
+            .and_then(|k| HeaderValue::from_str(k).ok())
+        {
+            h.insert(CACHE_KEY.clone(), v);
+        }
         if let (Some(hooks), Some(r)) = (&self.app.hooks, &self.reservation) {
             hooks.response_headers(r, cost, h);
         }
@@ -310,6 +324,8 @@ impl Trace {
             overhead,
             messages: None,
             response: None,
+            cache_key: self.cache_key.take(),
+            cache_hit: self.cache_hit,
         };
         self.app.payloads.finish(&mut record, self.capture.take());
         if let (Some(hooks), Some(r)) = (&self.app.hooks, self.reservation.take()) {

@@ -452,7 +452,8 @@ pub fn spend_row(r: CallRecord) -> SpendLogRow {
         request_tags: r.request_tags,
         session_id: r.session_id,
         requester_ip_address: r.requester_ip.as_deref().map(str::to_owned),
-        cache_hit: Some("False".to_string()),
+        cache_hit: Some(if r.cache_hit { "True" } else { "False" }.to_string()),
+        cache_key: r.cache_key,
         status: match r.status {
             CallStatus::Success => STATUS_SUCCESS,
             CallStatus::Failure => STATUS_FAILURE,

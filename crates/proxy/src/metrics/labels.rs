@@ -282,6 +282,37 @@ pub(crate) const KEY_MAX_BUDGET: Def = gauge(
     KEY_LABELS,
 );
 
+/// LiteLLM's labels of its response-cache counters (`team_alias` is always "None" here).
+const CACHE_LABELS: &[&str] = &[
+    "model",
+    "hashed_api_key",
+    "api_key_alias",
+    "team",
+    "team_alias",
+    "end_user",
+    "user",
+    "model_id",
+    "api_provider",
+];
+
+pub(crate) const CACHE_HITS: Def = counter(
+    "litellm_cache_hits_metric",
+    "Total number of LiteLLM cache hits",
+    CACHE_LABELS,
+);
+
+pub(crate) const CACHE_MISSES: Def = counter(
+    "litellm_cache_misses_metric",
+    "Total number of LiteLLM cache misses",
+    CACHE_LABELS,
+);
+
+pub(crate) const CACHED_TOKENS: Def = counter(
+    "litellm_cached_tokens_metric",
+    "Total tokens served from LiteLLM cache",
+    CACHE_LABELS,
+);
+
 const FALLBACK_LABELS: &[&str] = &[
     "requested_model",
     "fallback_model",
@@ -397,6 +428,7 @@ mod tests {
             &SPEND,
             &TOTAL_TOKENS,
             &REMAINING_KEY_BUDGET,
+            &CACHE_HITS,
             &SUCCESSFUL_FALLBACKS,
             &DEPLOYMENT_STATE,
             &DEPLOYMENT_SUCCESS,

@@ -172,6 +172,9 @@ struct Inner {
     max_budget: Family<Level>,
     fallbacks_ok: Family<Count>,
     fallbacks_failed: Family<Count>,
+    cache_hits: Family<Count>,
+    cache_misses: Family<Count>,
+    cached_tokens: Family<Count>,
     deployments: RwLock<Option<DeploymentSource>>,
 }
 
@@ -316,6 +319,9 @@ impl Metrics {
             max_budget: Family::new(&labels::KEY_MAX_BUDGET),
             fallbacks_ok: Family::new(&labels::SUCCESSFUL_FALLBACKS),
             fallbacks_failed: Family::new(&labels::FAILED_FALLBACKS),
+            cache_hits: Family::new(&labels::CACHE_HITS),
+            cache_misses: Family::new(&labels::CACHE_MISSES),
+            cached_tokens: Family::new(&labels::CACHED_TOKENS),
             deployments: RwLock::new(None),
         });
         let mut registry = Registry::default();
@@ -392,6 +398,22 @@ impl Metrics {
                 set.keep();
             }
             None => tracing::warn!("a call's metrics were not recorded: no series for its labels"),
+        }
+        // Only calls the response cache was asked about, as LiteLLM counts them.
+        if record.cache_key.is_some() {
+            let family = if record.cache_hit {
+                &inner.cache_hits
+            } else {
+                &inner.cache_misses
+            };
+            if let Some(s) = l.series(family, now) {
+                s.value.add(1);
+            }
+            if record.cache_hit
+                && let Some(s) = l.series(&inner.cached_tokens, now)
+            {
+                s.value.add(record.total_tokens);
+            }
         }
         self.set_key_budget(principal, record.cost_nanos, now);
     }
@@ -557,6 +579,9 @@ impl Metrics {
             i.max_budget.evict_idle(cutoff),
             i.fallbacks_ok.evict_idle(cutoff),
             i.fallbacks_failed.evict_idle(cutoff),
+            i.cache_hits.evict_idle(cutoff),
+            i.cache_misses.evict_idle(cutoff),
+            i.cached_tokens.evict_idle(cutoff),
         ]
         .iter()
         .sum()
@@ -641,6 +666,9 @@ impl Collector for Exposition {
         encode_family(&mut encoder, &i.max_budget)?;
         encode_family(&mut encoder, &i.fallbacks_ok)?;
         encode_family(&mut encoder, &i.fallbacks_failed)?;
+        encode_family(&mut encoder, &i.cache_hits)?;
+        encode_family(&mut encoder, &i.cache_misses)?;
+        encode_family(&mut encoder, &i.cached_tokens)?;
         let source = i.deployments.read().clone();
         let Some(source) = source else {
             return Ok(());

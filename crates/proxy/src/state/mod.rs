@@ -224,6 +224,8 @@ pub(crate) struct App {
     pub conn_limits: ConnLimits,
     /// Failed sign-ins and wrong keys per client address.
     pub throttle: Throttle,
+    /// `litellm_settings.cache`, when on.
+    pub response_cache: Option<Arc<crate::response_cache::ResponseCache>>,
 }
 
 impl App {
