@@ -58,6 +58,9 @@ pub struct VirtualKey {
     /// The routes the key may call (LiteLLM's `allowed_routes`; empty: all), checked by the
     /// gates before any handler runs.
     pub allowed_routes: Vec<String>,
+    /// The response-cache controls the key's calls may send (LiteLLM's
+    /// `allowed_cache_controls`; empty: any).
+    pub allowed_cache_controls: Vec<String>,
 }
 
 impl Principal {

@@ -218,9 +218,100 @@ async fn streams_are_replayed_as_the_client_asks(b: Backend) {
     place.cleanup().await;
 }
 
+/// A key's `allowed_cache_controls` (LiteLLM's: checked whether or not a cache is on): kept
+/// with the key on both stores, a control it leaves out is LiteLLM's 403, and an update
+/// applies at once.
+async fn a_key_sends_only_the_cache_controls_it_is_allowed(b: Backend) {
+    let place = Place::new(b);
+    let fake = FakeOpenAi::start().await;
+    let cfg = config(&yaml(&fake, "  drop_params: true\n", ""));
+    let p = start_with(cfg.clone(), settings(&cfg, &place)).await;
+    let bad = post(
+        &p,
+        "/key/generate",
+        MASTER,
+        json!({"allowed_cache_controls": ["no-cache", "sometimes"]}),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(
+        error_of(&bad).1.contains("allowed_cache_controls[1]"),
+        "{}",
+        bad.body
+    );
+    let (key, made) = generate(&p, json!({"allowed_cache_controls": ["no-cache"]})).await;
+    assert!(
+        made.get("ignored_fields")
+            .is_none_or(|f| !f.to_string().contains("allowed_cache_controls")),
+        "{made}"
+    );
+    let info = get(&p, &format!("/key/info?key={key}"), MASTER).await;
+    assert_eq!(
+        info.body["info"]["allowed_cache_controls"],
+        json!(["no-cache"]),
+        "{}",
+        info.body
+    );
+    let with = |controls: Value| {
+        let mut body = ask("hi");
+        body["cache"] = controls;
+        body
+    };
+    let allowed = post(
+        &p,
+        "/v1/chat/completions",
+        &key,
+        with(json!({"no-cache": true})),
+    )
+    .await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    let refused = post(
+        &p,
+        "/v1/chat/completions",
+        &key,
+        with(json!({"no-cache": true, "no-store": true})),
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(
+        error_of(&refused).1,
+        "Not allowed to set no-store as a cache control. Contact admin to change permissions."
+    );
+    // The master key is not bound by any key's list.
+    let master = post(
+        &p,
+        "/v1/chat/completions",
+        MASTER,
+        with(json!({"no-store": true})),
+    )
+    .await;
+    assert_eq!(master.status, 200, "{}", master.body);
+    let updated = post(
+        &p,
+        "/key/update",
+        MASTER,
+        json!({"key": key, "allowed_cache_controls": []}),
+    )
+    .await;
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    let now = post(
+        &p,
+        "/v1/chat/completions",
+        &key,
+        with(json!({"no-store": true})),
+    )
+    .await;
+    assert_eq!(now.status, 200, "{}", now.body);
+    // Every call left its row, the refused one too.
+    assert_eq!(spend_rows(&p, "", 4).await.len(), 4);
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
     a_repeated_call_is_answered_from_the_cache,
-    streams_are_replayed_as_the_client_asks
+    streams_are_replayed_as_the_client_asks,
+    a_key_sends_only_the_cache_controls_it_is_allowed
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

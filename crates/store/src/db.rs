@@ -883,6 +883,13 @@ ALTER TABLE idlehands_deleted_verification_tokens ADD COLUMN key_type TEXT;
 ALTER TABLE idlehands_deleted_verification_tokens ADD COLUMN model_max_budget TEXT NOT NULL DEFAULT '{}';
 ";
 
+// Migration 18: a key's `allowed_cache_controls` (the response-cache controls its calls may
+// send; empty: any), kept with the key and with its archived copy when deleted.
+const V18_KEY_CACHE_CONTROLS: &str = "
+ALTER TABLE idlehands_verification_tokens ADD COLUMN allowed_cache_controls TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE idlehands_deleted_verification_tokens ADD COLUMN allowed_cache_controls TEXT NOT NULL DEFAULT '[]';
+";
+
 // Migration 15: kept health-check results (LiteLLM's `LiteLLM_HealthCheckTable`), read by
 // `/health/history` (newest first, by model name) and `/health/latest` (newest per model).
 const V15_HEALTH_CHECKS: &str = "
@@ -1031,6 +1038,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: V17_ORG_BUDGET_ID,
         postgres: V17_ORG_BUDGET_ID,
     },
+    Migration {
+        version: 18,
+        name: "key_allowed_cache_controls",
+        sqlite: V18_KEY_CACHE_CONTROLS,
+        postgres: V18_KEY_CACHE_CONTROLS,
+    },
 ];
 
 /// The tables each schema migration from 9 on made (11 remade 10's under the same name).
@@ -1059,6 +1072,16 @@ impl Store {
                 for t in tables {
                     sql.push_str(&format!("DROP TABLE {t}; "));
                 }
+            }
+        }
+        if version <= 18 {
+            for t in [
+                "idlehands_verification_tokens",
+                "idlehands_deleted_verification_tokens",
+            ] {
+                sql.push_str(&format!(
+                    "ALTER TABLE {t} DROP COLUMN allowed_cache_controls; "
+                ));
             }
         }
         if version <= 17 {
@@ -1110,7 +1133,7 @@ mod tests {
         let store = Store::open(&path).await.unwrap();
         let text = logs.text();
         let upgrades: Vec<&str> = text.lines().filter(|l| l.contains("upgrading")).collect();
-        assert_eq!(upgrades.len(), 8, "{text}");
+        assert_eq!(upgrades.len(), 9, "{text}");
         assert!(upgrades[0].contains("version=10"), "{text}");
         assert!(upgrades[1].contains("version=11") && upgrades[1].contains("key_model_ids"));
         assert!(upgrades[2].contains("version=12") && upgrades[2].contains("late_writes"));
@@ -1119,6 +1142,7 @@ mod tests {
         assert!(upgrades[5].contains("version=15") && upgrades[5].contains("health_check"));
         assert!(upgrades[6].contains("version=16") && upgrades[6].contains("named_budgets"));
         assert!(upgrades[7].contains("version=17") && upgrades[7].contains("organizations_follow"));
+        assert!(upgrades[8].contains("version=18") && upgrades[8].contains("cache_controls"));
         store.close().await;
     }
 

@@ -10,7 +10,8 @@ use crate::types::{KeyListQuery, KeyRecord};
 pub(crate) const KEY_COLS: &str = "token, key_name, key_alias, user_id, team_id, organization_id, spend, \
     max_budget, soft_budget, budget_duration, budget_reset_at, expires, models, aliases, config, \
     permissions, metadata, tpm_limit, rpm_limit, max_parallel_requests, blocked, created_at, \
-    created_by, updated_at, updated_by, allowed_routes, key_type, model_max_budget";
+    created_by, updated_at, updated_by, allowed_routes, key_type, model_max_budget, \
+    allowed_cache_controls";
 
 macro_rules! key_from_row {
     ($row:expr) => {{
@@ -46,6 +47,7 @@ macro_rules! key_from_row {
             allowed_routes: json_col(row.try_get("allowed_routes")?),
             key_type: row.try_get("key_type")?,
             model_max_budget: json_col(row.try_get("model_max_budget")?),
+            allowed_cache_controls: json_col(row.try_get("allowed_cache_controls")?),
         }
     }};
 }
@@ -82,6 +84,7 @@ macro_rules! bind_key {
             .bind(json_text(&k.allowed_routes))
             .bind(k.key_type.clone())
             .bind(json_text(&k.model_max_budget))
+            .bind(json_text(&k.allowed_cache_controls))
     }};
 }
 
@@ -121,7 +124,7 @@ impl Store {
     pub async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         let insert = format!(
             "INSERT INTO idlehands_verification_tokens ({KEY_COLS}) VALUES ({})",
-            placeholders(1, 28)
+            placeholders(1, 29)
         );
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
@@ -330,7 +333,8 @@ impl Store {
             max_parallel_requests = $17, blocked = $18, updated_at = $19, updated_by = $20, \
             spend = CASE WHEN $21 THEN $22 ELSE spend END, \
             budget_reset_at = CASE WHEN $23 THEN $24 ELSE budget_reset_at END, \
-            allowed_routes = $25, key_type = $26, model_max_budget = $27 \
+            allowed_routes = $25, key_type = $26, model_max_budget = $27, \
+            allowed_cache_controls = $28 \
             WHERE token = $1";
         let updated = on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
@@ -382,6 +386,7 @@ impl Store {
                 .bind(json_text(&key.allowed_routes))
                 .bind(key.key_type.clone())
                 .bind(json_text(&key.model_max_budget))
+                .bind(json_text(&key.allowed_cache_controls))
                 .execute(&mut *tx)
                 .await?;
             let budgets = crate::key_model_budgets::parse(&key.model_max_budget)?;
@@ -479,7 +484,7 @@ impl Store {
         );
         let insert = format!(
             "INSERT INTO idlehands_verification_tokens ({KEY_COLS}) VALUES ({})",
-            placeholders(1, 28)
+            placeholders(1, 29)
         );
         let now = to_ms(Utc::now());
         on_db!(&self.db, pool => {

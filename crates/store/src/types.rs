@@ -152,6 +152,7 @@ pub struct GenerateKeyRequest {
     pub allowed_routes: Option<Vec<String>>,
     pub key_type: Option<String>,
     pub model_max_budget: Option<JsonMap>,
+    pub allowed_cache_controls: Option<Vec<String>>,
     /// Kept in `metadata`, as LiteLLM keeps them.
     pub model_rpm_limit: Option<JsonMap>,
     pub model_tpm_limit: Option<JsonMap>,
@@ -200,6 +201,8 @@ pub struct UpdateKeyRequest {
     pub key_type: Patch<String>,
     #[serde(default, deserialize_with = "patch")]
     pub model_max_budget: Patch<JsonMap>,
+    #[serde(default, deserialize_with = "patch")]
+    pub allowed_cache_controls: Patch<Vec<String>>,
     #[serde(default, deserialize_with = "patch")]
     pub model_rpm_limit: Patch<JsonMap>,
     #[serde(default, deserialize_with = "patch")]
@@ -282,6 +285,9 @@ pub struct KeyRecord {
     /// LiteLLM's `model_max_budget`: `{"<model, access group or glob>": {"budget_limit": USD,
     /// "time_period": "1d"}}`, a budget of the key's calls to those models per window.
     pub model_max_budget: JsonMap,
+    /// LiteLLM's `allowed_cache_controls`: the response-cache controls (`no-cache`,
+    /// `no-store`, ...) the key's calls may send; empty means any.
+    pub allowed_cache_controls: Vec<String>,
 }
 
 impl KeyRecord {

@@ -145,7 +145,40 @@ pub(crate) fn new_key_record(
             }
             None => Default::default(),
         },
+        allowed_cache_controls: cache_controls(req.allowed_cache_controls.as_deref())?,
     })
+}
+
+/// LiteLLM's response-cache controls, the names `allowed_cache_controls` may list.
+pub const CACHE_CONTROLS: [&str; 6] = [
+    "no-cache",
+    "no-store",
+    "ttl",
+    "s-maxage",
+    "namespace",
+    "use-cache",
+];
+
+/// A key's `allowed_cache_controls`: each a control a call can send.
+fn cache_controls(list: Option<&[String]>) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for (i, c) in list.unwrap_or_default().iter().enumerate() {
+        let c = c.trim();
+        let name = if c == "s-max-age" { "s-maxage" } else { c };
+        if !CACHE_CONTROLS.contains(&name) {
+            return Err(StoreError::bad_request(
+                format!(
+                    "allowed_cache_controls[{i}] {c:?} is not a cache control ({})",
+                    CACHE_CONTROLS.join(", ")
+                ),
+                format!("allowed_cache_controls[{i}]"),
+            ));
+        }
+        if !out.iter().any(|o| o == name) {
+            out.push(name.to_string());
+        }
+    }
+    Ok(out)
 }
 
 /// LiteLLM's key types; the first three choose the key's routes.
@@ -269,6 +302,9 @@ pub(crate) fn apply_update(
     }
     if let Some(routes) = &req.allowed_routes {
         next.allowed_routes = routes_for(None, routes.as_deref())?;
+    }
+    if let Some(controls) = &req.allowed_cache_controls {
+        next.allowed_cache_controls = cache_controls(controls.as_deref())?;
     }
     for (field, limits) in [
         ("model_rpm_limit", &req.model_rpm_limit),

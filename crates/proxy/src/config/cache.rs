@@ -198,11 +198,17 @@ pub fn from_config(cfg: &ProxyConfig) -> Result<(Option<CacheSettings>, Vec<Stri
         (None, None) => Some(DEFAULT_LOCAL_TTL),
     };
     let calls = match field("supported_call_types") {
-        None => CachedCalls {
-            chat: true,
-            text: true,
-            embedding: true,
-        },
+        None => {
+            // LiteLLM's default list also has these.
+            notes.push(
+                "litellm_settings.cache has no effect here on /v1/responses, /v1/messages, rerank and transcription calls: only completion, text_completion and embedding calls are cached".to_string(),
+            );
+            CachedCalls {
+                chat: true,
+                text: true,
+                embedding: true,
+            }
+        }
         Some(Value::Array(list)) => {
             let mut calls = CachedCalls {
                 chat: false,
@@ -376,7 +382,8 @@ mod tests {
         assert_eq!(s.mode, CacheMode::DefaultOn);
         assert_eq!(s.max_messages, 4);
         assert!(s.calls.includes("acompletion") && s.calls.includes("aembedding"));
-        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("/v1/responses"), "{notes:?}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ use super::keys::{Mgmt, Shared, tri};
 use super::roles::require_admin;
 use super::stream::ClientStream;
 use super::trace::{Peek, Trace};
+use crate::auth::Principal;
 use crate::error::ProxyError;
 use crate::response_cache::{Entry, Kind, ResponseCache};
 use crate::state::App;
@@ -55,6 +56,8 @@ struct Controls {
     max_age: Option<Duration>,
     namespace: Option<String>,
     use_cache: bool,
+    /// The controls the call sent, by their canonical names.
+    sent: Vec<String>,
 }
 
 const CONTROL_NAMES: &str = "no-cache, no-store, ttl, s-maxage, namespace, use-cache";
@@ -108,6 +111,12 @@ fn controls(raw: Option<&serde_json::value::RawValue>) -> Result<Controls, Proxy
                 )));
             }
         }
+        let canonical = if name == "s-max-age" {
+            "s-maxage"
+        } else {
+            name
+        };
+        c.sent.push(canonical.to_string());
     }
     Ok(c)
 }
@@ -132,6 +141,33 @@ fn message_count(body: &RequestBody<'_>) -> usize {
         .map_or(0, |m| m.len())
 }
 
+/// LiteLLM's check of a key's `allowed_cache_controls` (made whether or not a cache is on):
+/// a control the list leaves out is a 403.
+fn check_allowed(c: &Controls, principal: &Principal) -> Result<(), ProxyError> {
+    let Principal::VirtualKey(k) = principal else {
+        return Ok(());
+    };
+    if k.allowed_cache_controls.is_empty() {
+        return Ok(());
+    }
+    match c
+        .sent
+        .iter()
+        .find(|n| !k.allowed_cache_controls.contains(n))
+    {
+        None => Ok(()),
+        Some(n) => Err(ProxyError::Custom {
+            status: 403,
+            kind: "auth_error".to_string(),
+            message: format!(
+                "Not allowed to set {n} as a cache control. Contact admin to change permissions."
+            ),
+            param: None,
+            headers: Vec::new(),
+        }),
+    }
+}
+
 /// What the call does with the cache: `None` when it is not cached at all.
 pub(crate) fn plan(
     app: &App,
@@ -139,11 +175,13 @@ pub(crate) fn plan(
     body: &RequestBody<'_>,
     headers: &HeaderMap,
     model_group: &str,
+    principal: &Principal,
 ) -> Result<Option<Plan>, ProxyError> {
+    let c = controls(body.raw("cache"))?;
+    check_allowed(&c, principal)?;
     let Some(cache) = &app.response_cache else {
         return Ok(None);
     };
-    let c = controls(body.raw("cache"))?;
     let s = &cache.settings;
     if !s.calls.includes(call_type)
         || body
@@ -464,6 +502,16 @@ mod tests {
                 max_age: Some(Duration::from_secs(5)),
                 namespace: Some("ns".into()),
                 use_cache: true,
+                sent: [
+                    "namespace",
+                    "no-cache",
+                    "no-store",
+                    "s-maxage",
+                    "ttl",
+                    "use-cache"
+                ]
+                .map(String::from)
+                .to_vec(),
             }
         );
         assert_eq!(controls(None).unwrap(), Controls::default());

@@ -360,7 +360,14 @@ pub(crate) async fn handle(
     // usage chunk only if it asked too.
     let force_usage = stream && !body.include_usage;
     let keep_usage_chunk = body.include_usage || app.runtime.load().always_include_stream_usage;
-    let cache_plan = match super::cache::plan(&app, call_type, &body, &headers, &group.name) {
+    let cache_plan = match super::cache::plan(
+        &app,
+        call_type,
+        &body,
+        &headers,
+        &group.name,
+        &trace.principal,
+    ) {
         Ok(p) => p,
         Err(e) => return trace.error_response(e),
     };

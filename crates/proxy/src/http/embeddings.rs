@@ -134,7 +134,14 @@ async fn handle(
         Ok(o) => o,
         Err(e) => return trace.error_response(e),
     };
-    let cache_plan = match super::cache::plan(&app, kind.call_type, &body, &headers, &group.name) {
+    let cache_plan = match super::cache::plan(
+        &app,
+        kind.call_type,
+        &body,
+        &headers,
+        &group.name,
+        &trace.principal,
+    ) {
         Ok(p) => p,
         Err(e) => return trace.error_response(e),
     };

@@ -241,7 +241,7 @@ pub(crate) fn reply<T: Serialize>(r: Result<T, idlehands_store::StoreError>) -> 
 }
 
 /// Key fields that act here: stored and enforced, or shown and filterable.
-const KEY_FIELDS_ACTED: [&str; 24] = [
+const KEY_FIELDS_ACTED: [&str; 25] = [
     "soft_budget",
     "key",
     "key_alias",
@@ -266,10 +266,11 @@ const KEY_FIELDS_ACTED: [&str; 24] = [
     "model_max_budget",
     "model_rpm_limit",
     "model_tpm_limit",
+    "allowed_cache_controls",
 ];
 
 /// LiteLLM key fields kept or ignored here without acting, and why.
-const KEY_FIELDS_INERT: [(&str, &str); 7] = [
+const KEY_FIELDS_INERT: [(&str, &str); 6] = [
     ("config", "stored and shown; not applied to calls"),
     ("permissions", "stored and shown; not enforced"),
     ("tags", "not a list of tags (a list becomes metadata.tags)"),
@@ -277,10 +278,6 @@ const KEY_FIELDS_INERT: [(&str, &str); 7] = [
     (
         "enforced_params",
         "not stored; requests are not checked for them",
-    ),
-    (
-        "allowed_cache_controls",
-        "not stored; any key may send cache controls",
     ),
     ("send_invite_email", "not stored; no e-mail is sent"),
 ];

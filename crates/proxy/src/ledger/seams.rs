@@ -175,6 +175,7 @@ impl StoreSeams {
                 })
                 .unwrap_or_default(),
             allowed_routes: k.allowed_routes.clone(),
+            allowed_cache_controls: k.allowed_cache_controls.clone(),
         };
         let principal = Principal::VirtualKey(Arc::new(vk));
         let mut map = self.resolved.write();
