@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 31] = [
+const READ_FROM_EXTRA: [(&str, &str); 32] = [
     // Read by the user_defaults module (fields it does not apply are named below).
     ("litellm_settings", "default_internal_user_params"),
     ("litellm_settings", "max_internal_user_budget"),
@@ -38,6 +38,8 @@ const READ_FROM_EXTRA: [(&str, &str); 31] = [
     ("general_settings", "request_log_path"),
     ("general_settings", "redis_failure_mode"),
     ("general_settings", "redis_key_prefix"),
+    // Read by the deployments (`providers::slots`).
+    ("router_settings", "default_max_parallel_requests"),
     ("general_settings", "redis_instance_timeout"),
     ("general_settings", "database_schema"),
     ("general_settings", "alerting_threshold"),

@@ -128,6 +128,9 @@ pub struct LitellmParams {
     pub rpm: Option<u64>,
     #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub tpm: Option<u64>,
+    /// Calls in flight at once on this deployment (LiteLLM's; see `providers::slots`).
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
+    pub max_parallel_requests: Option<u32>,
     #[serde(default, deserialize_with = "lenient::opt_f64")]
     pub weight: Option<f64>,
     #[serde(default, deserialize_with = "lenient::opt_u32")]

@@ -3,6 +3,7 @@
 //! fallback group comes next; this module makes the calls, sleeps, and turns the outcome into
 //! the response headers LiteLLM sends (`x-litellm-attempted-retries`, ...).
 
+use crate::providers::slots::{SLOTS_FULL, SlotGuard};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -42,7 +43,10 @@ pub(crate) fn failure_of_call(e: &ProxyError, caller_timeout: bool) -> Failure {
     let f = failure_from(e);
     let by_caller = match e {
         ProxyError::UpstreamTimeout { .. } => caller_timeout,
-        ProxyError::Upstream { message, .. } => message.contains(MOCK_MARK),
+        // A deployment's own slots full: the gateway's limit, not the deployment's health.
+        ProxyError::Upstream { message, .. } => {
+            message.contains(MOCK_MARK) || message.contains(SLOTS_FULL)
+        }
         _ => false,
     };
     if by_caller { f.by_caller() } else { f }
@@ -335,6 +339,8 @@ pub(crate) struct Won<T> {
     pub value: T,
     pub pick: Pick,
     pub started: Instant,
+    /// The deployment's `max_parallel_requests` slot: held while the answer is relayed.
+    pub slot: Option<SlotGuard>,
 }
 
 /// One request's attempts over one model group and its fallbacks.
@@ -407,12 +413,19 @@ impl Attempts {
                 (id, ctx.traceparent_for(id), chrono::Utc::now())
             });
             let tp = span.as_ref().and_then(|s| s.1.clone());
-            let fut = crate::otel::with_traceparent(tp.clone(), || attempt(d));
-            let result = tokio::select! {
-                r = crate::otel::scoped(tp, fut) => r,
-                () = &mut cut => {
-                    trace.upstream += started.elapsed();
-                    return Err(crate::state::App::cut_error());
+            // A deployment with every `max_parallel_requests` slot taken fails the attempt
+            // without being called.
+            let result = match d.parallel.as_ref().map(|s| s.acquire()).transpose() {
+                Err(full) => Err(full),
+                Ok(slot) => {
+                    let fut = crate::otel::with_traceparent(tp.clone(), || attempt(d));
+                    tokio::select! {
+                        r = crate::otel::scoped(tp, fut) => r.map(|v| (v, slot)),
+                        () = &mut cut => {
+                            trace.upstream += started.elapsed();
+                            return Err(crate::state::App::cut_error());
+                        }
+                    }
                 }
             };
             trace.upstream += started.elapsed();
@@ -429,7 +442,7 @@ impl Attempts {
                 });
             }
             match result {
-                Ok(value) => {
+                Ok((value, slot)) => {
                     if self.plan.attempted_fallbacks() > 0 {
                         trace.app.metrics.record_fallback(
                             &Fallback {
@@ -446,6 +459,7 @@ impl Attempts {
                         value,
                         pick,
                         started,
+                        slot,
                     });
                 }
                 Err(e) => {

@@ -356,9 +356,10 @@ pub(crate) async fn speech(
     h.insert(header::CONTENT_TYPE, ct);
     trace.headers(&mut h, Some(cost));
     attempts.headers(&mut h);
-    let (pick, started) = (won.pick, won.started);
+    let (pick, started, slot) = (won.pick, won.started, won.slot);
     // The audio goes to the client as it arrives; the row is written when it has all gone.
     let relay = Relay::new(upstream, Framing::Opaque, trace).on_end(Box::new(move |_| {
+        drop(slot);
         pick.success(started.elapsed(), token_usage(None));
     }));
     let mut resp = Response::new(Body::from_stream(relay));

@@ -525,6 +525,7 @@ pub(crate) async fn handle(
             let client = ClientStream::new(frames, keep_usage_chunk, trace)
                 .with_first(first)
                 .with_pick(won.pick, won.started)
+                .with_slot(won.slot)
                 .with_recorder(cache_plan.as_ref().and_then(super::cache::Plan::recorder));
             let mut resp = Response::new(Body::from_stream(client));
             *resp.status_mut() = StatusCode::OK;

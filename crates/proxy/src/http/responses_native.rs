@@ -213,8 +213,10 @@ pub(crate) async fn handle(
             HeaderValue::from_static("text/event-stream"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        let (pick, started) = (won.pick, won.started);
+        let (pick, started, slot) = (won.pick, won.started, won.slot);
         let relay = Relay::new(upstream, framing, trace).on_end(Box::new(move |seen| {
+            // The deployment's slot is held until the stream has ended.
+            drop(slot);
             pick.success(started.elapsed(), token_usage(seen.usage.as_ref()));
             if let (Some(keep), Some(done)) = (keep, seen.completed.clone()) {
                 keep(done);

@@ -79,6 +79,8 @@ pub(crate) struct ClientStream {
     saw_done: bool,
     /// The upstream's bytes, kept in the response cache if the stream completes.
     recorder: Option<super::cache::Recorder>,
+    /// The deployment's `max_parallel_requests` slot, given back when the stream ends.
+    slot: Option<crate::providers::slots::SlotGuard>,
     /// Ready when the shutdown drain is over: the stream then ends with an error event.
     cut: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
@@ -124,6 +126,7 @@ impl ClientStream {
             pick: None,
             saw_done: false,
             recorder: None,
+            slot: None,
         }
     }
 
@@ -136,6 +139,12 @@ impl ClientStream {
     /// Report the stream's outcome on this pick when it ends.
     pub fn with_pick(mut self, pick: Pick, started: Instant) -> Self {
         self.pick = Some((pick, started));
+        self
+    }
+
+    /// Hold the deployment's slot until the stream ends.
+    pub fn with_slot(mut self, slot: Option<crate::providers::slots::SlotGuard>) -> Self {
+        self.slot = slot;
         self
     }
 
@@ -307,6 +316,7 @@ impl ClientStream {
             }
         }
         let status = error.map(ProxyError::status).unwrap_or(200);
+        self.slot = None;
         if let Some(r) = self.recorder.take()
             && error.is_none()
             && self.saw_done

@@ -82,6 +82,8 @@ pub struct Deployment {
     pub slot: usize,
     /// What the routing crate knows of it.
     pub spec: DeploymentSpec,
+    /// `max_parallel_requests` (or LiteLLM's stand-ins for it): calls in flight at once.
+    pub parallel: Option<Arc<super::slots::ParallelSlots>>,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -223,9 +225,21 @@ impl Deployment {
                 .unwrap_or(&upstream_model),
             &[p.cost.audio(), entry.model_info.cost.audio()],
         );
+        let parallel = super::slots::limit_of(
+            p.max_parallel_requests,
+            p.rpm,
+            p.tpm,
+            rs.extra
+                .get("default_max_parallel_requests")
+                .and_then(crate::config::loose_number)
+                .filter(|n| *n >= 0.0)
+                .map(|n| n.min(f64::from(u32::MAX)) as u32),
+        )
+        .map(|n| Arc::new(super::slots::ParallelSlots::new(n, &id, &entry.model_name)));
         Deployment {
             slot: 0,
             spec,
+            parallel,
             header_id: header(&id),
             header_group: header(&entry.model_name),
             header_api_base: api_base.as_deref().map(|b| header(strip_query(b))),

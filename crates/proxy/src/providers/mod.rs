@@ -17,6 +17,7 @@ mod idle;
 mod mock;
 pub(crate) mod openai_compat;
 pub mod params;
+pub mod slots;
 mod tokenize;
 mod upstream;
 
