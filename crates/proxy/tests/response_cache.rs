@@ -533,25 +533,57 @@ async fn a_redis_cache_is_shared_by_the_fleet_and_flushed_alone() {
     b.stop().await;
 }
 
-/// A Redis cache that cannot be reached costs the calls nothing but the cache.
+/// A Redis cache that does not answer (it takes connections and says nothing) costs the calls
+/// nothing but the cache: they are answered by the model, and after the first failure they
+/// skip Redis for a while instead of each waiting on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_cache_that_is_down_leaves_calls_uncached_not_failed() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
     let fake = FakeOpenAi::start().await;
-    // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let (conns, bytes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (c, b) = (conns.clone(), bytes.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = silent.accept().await else {
+                return;
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            let b = b.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    b.fetch_add(n, Ordering::SeqCst);
+                }
+            });
+        }
+    });
     let cache =
         format!("  cache: true\n  cache_params: {{type: redis, host: 127.0.0.1, port: {port}}}\n");
     let cfg = config(&yaml(&fake, &cache, ""));
     let place = Place::new(Backend::Sqlite);
     let p = start_with(cfg.clone(), settings(&cfg, &place)).await;
-    for _ in 0..3 {
+    let first = post(&p, "/v1/chat/completions", MASTER, ask("x")).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let seen = (conns.load(Ordering::SeqCst), bytes.load(Ordering::SeqCst));
+    assert!(seen.0 >= 1, "the cache tried Redis");
+    for _ in 0..4 {
         let a = post(&p, "/v1/chat/completions", MASTER, ask("x")).await;
         assert_eq!(a.status, 200, "{}", a.body);
         assert!(cost_of(&a) > 0.0);
     }
-    assert_eq!(fake.served(), 3);
+    assert_eq!(fake.served(), 5);
+    assert_eq!(
+        (conns.load(Ordering::SeqCst), bytes.load(Ordering::SeqCst)),
+        seen,
+        "after the failure the calls left Redis alone"
+    );
     let ping = get(&p, "/cache/ping", MASTER).await;
     assert_eq!(ping.status, 503, "{}", ping.body);
     p.stop().await;

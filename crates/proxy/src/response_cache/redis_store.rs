@@ -1,8 +1,10 @@
 //! Cached responses in Redis, under `{redis_key_prefix}cache:{key}`: shared by every instance
 //! pointed at the same Redis. Each command waits at most [`WAIT`]; a failure is a miss (or a
-//! response not kept) and is logged once per outage, not once per call.
+//! response not kept) and is logged once per outage, not once per call. After a failure the
+//! calls skip Redis for [`RETRY_AFTER`] (one probe then), so an unreachable Redis costs them
+//! nothing rather than a wait each.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +12,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// A cache lookup sits in front of the upstream call: it must never cost more than a miss.
 const WAIT: Duration = Duration::from_millis(500);
+/// How long calls go uncached after Redis failed before it is asked again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 pub(super) struct RedisStore {
     client: redis::Client,
@@ -17,6 +21,8 @@ pub(super) struct RedisStore {
     prefix: String,
     /// An outage was logged and Redis has not answered since.
     failing: AtomicBool,
+    /// Until when (unix ms) calls skip Redis after a failure.
+    skip_until_ms: AtomicU64,
 }
 
 impl RedisStore {
@@ -27,6 +33,7 @@ impl RedisStore {
             conn: tokio::sync::OnceCell::new(),
             prefix: format!("{prefix}cache:"),
             failing: AtomicBool::new(false),
+            skip_until_ms: AtomicU64::new(0),
         })
     }
 
@@ -50,6 +57,10 @@ impl RedisStore {
 
     /// Runs `cmd`, bounded by [`WAIT`]; logs the first failure of an outage.
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd, what: &str) -> Option<T> {
+        let now = super::now_ms();
+        if now < self.skip_until_ms.load(Ordering::Relaxed) {
+            return None;
+        }
         let out = tokio::time::timeout(WAIT, async {
             let mut conn = self.conn().await?;
             cmd.query_async::<T>(&mut conn)
@@ -66,6 +77,9 @@ impl RedisStore {
                 Some(v)
             }
             Err(e) => {
+                let retry = u64::try_from(RETRY_AFTER.as_millis()).unwrap_or(u64::MAX);
+                self.skip_until_ms
+                    .store(super::now_ms().saturating_add(retry), Ordering::Relaxed);
                 if !self.failing.swap(true, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "response cache: Redis {what} failed; calls go to the model uncached until it answers");
                 }
@@ -139,11 +153,15 @@ impl RedisStore {
     }
 
     pub async fn ping(&self) -> Result<(), String> {
-        let mut conn = self.conn().await?;
-        let pong: String = tokio::time::timeout(WAIT, redis::cmd("PING").query_async(&mut conn))
-            .await
-            .map_err(|_| format!("no answer within {} ms", WAIT.as_millis()))?
-            .map_err(|e| e.to_string())?;
+        let pong: String = tokio::time::timeout(WAIT, async {
+            let mut conn = self.conn().await?;
+            redis::cmd("PING")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|_| format!("no answer within {} ms", WAIT.as_millis()))??;
         if pong == "PONG" {
             Ok(())
         } else {
