@@ -463,6 +463,13 @@ impl GatewayBuilder {
                 conn_limits,
                 throttle: Throttle::default(),
                 response_cache,
+                // Only a real `true`, as LiteLLM (a quoted value never starts hiding models).
+                model_list_healthy_only: cfg
+                    .file
+                    .general_settings
+                    .extra
+                    .get("model_list_healthy_only")
+                    == Some(&serde_json::Value::Bool(true)),
             }),
         })
     }

@@ -690,3 +690,76 @@ async fn supported_params_follow_the_provider() {
     p.stop().await;
     place.cleanup().await;
 }
+
+/// The ids `/v1/models` lists (master key).
+async fn listed(p: &Proxy, query: &str) -> Vec<String> {
+    let a = get(p, &format!("/v1/models{query}"), MASTER).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let mut ids: Vec<String> = a.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Until the background checks have run: `down` is then known unhealthy.
+async fn wait_for_background_results(p: &Proxy, query: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while listed(p, query).await.contains(&"down".to_string()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the background check did not mark `down` unhealthy within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `general_settings.model_list_healthy_only` (and `?healthy_only=true` per request): the model
+/// listings leave out a group whose every deployment failed the latest background check; the
+/// group stays callable, and without the setting or the parameter nothing is hidden.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listings_hide_models_that_failed_their_background_checks_when_asked() {
+    let checks = "  background_health_checks: true\n  health_check_interval: 0.1\n";
+    let place = Place::new(Backend::Sqlite);
+    let p = start_yaml(
+        &place,
+        &format!("{checks}  model_list_healthy_only: true\n"),
+        HashMap::new(),
+    )
+    .await;
+    wait_for_background_results(&p, "").await;
+    assert_eq!(listed(&p, "").await, ["mocky"]);
+    let one = get(&p, "/v1/models/down", MASTER).await;
+    assert_eq!(one.status, 404, "{}", one.body);
+    assert_eq!(get(&p, "/v1/models/mocky", MASTER).await.status, 200);
+    let info = get(&p, "/model/info", MASTER).await;
+    let names: Vec<&str> = info.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mocky"], "{}", info.body);
+    // Hidden, not removed: a call still goes to it (and fails on its dead upstream).
+    let call = post(
+        &p,
+        "/v1/chat/completions",
+        MASTER,
+        json!({"model": "down", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_ne!(call.status, 404, "{}", call.body);
+    assert!(call.status.is_server_error(), "{}", call.body);
+    p.stop().await;
+
+    // Without the setting: everything is listed, unless a request asks.
+    let place = Place::new(Backend::Sqlite);
+    let p = start_yaml(&place, checks, HashMap::new()).await;
+    wait_for_background_results(&p, "?healthy_only=true").await;
+    assert_eq!(listed(&p, "").await, ["down", "mocky"]);
+    assert_eq!(listed(&p, "?healthy_only=true").await, ["mocky"]);
+    p.stop().await;
+}

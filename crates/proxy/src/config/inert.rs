@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 32] = [
+const READ_FROM_EXTRA: [(&str, &str); 33] = [
     // Read by the user_defaults module (fields it does not apply are named below).
     ("litellm_settings", "default_internal_user_params"),
     ("litellm_settings", "max_internal_user_budget"),
@@ -40,6 +40,8 @@ const READ_FROM_EXTRA: [(&str, &str); 32] = [
     ("general_settings", "redis_key_prefix"),
     // Read by the deployments (`providers::slots`).
     ("router_settings", "default_max_parallel_requests"),
+    // Read by the model listings (`http::health::hidden_unhealthy`).
+    ("general_settings", "model_list_healthy_only"),
     ("general_settings", "redis_instance_timeout"),
     ("general_settings", "database_schema"),
     ("general_settings", "alerting_threshold"),
@@ -252,6 +254,14 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
         say(
             "litellm_settings.budget_duration",
             "it is the window of the proxy-wide litellm_settings.max_budget, which is not set",
+        );
+    }
+    if gs.extra.get("model_list_healthy_only") == Some(&Value::Bool(true))
+        && gs.background_health_checks != Some(true)
+    {
+        say(
+            "general_settings.model_list_healthy_only",
+            "it hides the models that failed the background health checks, which are off (set background_health_checks: true)",
         );
     }
     if ls.turn_off_message_logging == Some(true) {
@@ -536,6 +546,22 @@ router_settings:
             ]
         );
         assert!(notes.iter().all(|n| n.contains(" has no effect here: ")));
+    }
+
+    #[test]
+    fn healthy_only_listings_without_background_checks_are_named() {
+        let base =
+            "general_settings:\n  master_key: sk-unit-master-1\n  model_list_healthy_only: true\n";
+        let notes = inert_settings(&cfg(base));
+        assert!(
+            notes
+                .iter()
+                .any(|n| n
+                    .starts_with("general_settings.model_list_healthy_only has no effect here")),
+            "{notes:?}"
+        );
+        let on = format!("{base}  background_health_checks: true\n");
+        assert!(inert_settings(&cfg(&on)).is_empty());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! /health (auth; a real call to every deployment) and the unauthenticated probes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -283,6 +283,33 @@ pub(crate) fn spawn_background(app: &Arc<App>) -> Option<tokio::task::JoinHandle
             *latest.write() = Some(results);
         }
     }))
+}
+
+/// The model groups a listing hides (`healthy_only=true`, or
+/// `general_settings.model_list_healthy_only`): those whose every deployment failed the latest
+/// background health check. Presentation only, and failing open as LiteLLM's: no results yet,
+/// or no background checks, hides nothing, and a hidden group stays callable.
+pub(crate) fn hidden_unhealthy(app: &App, asked: Option<bool>) -> HashSet<String> {
+    if asked != Some(true) && !app.model_list_healthy_only {
+        return HashSet::new();
+    }
+    let Some((_, latest)) = &app.background_health else {
+        return HashSet::new();
+    };
+    let latest = latest.read();
+    let Some(results) = latest.as_ref() else {
+        return HashSet::new();
+    };
+    let mut all_failed: HashMap<&str, bool> = HashMap::new();
+    for (d, error) in results {
+        let e = all_failed.entry(d.model_name.as_str()).or_insert(true);
+        *e = *e && error.is_some();
+    }
+    all_failed
+        .into_iter()
+        .filter(|(_, failed)| *failed)
+        .map(|(name, _)| name.to_string())
+        .collect()
 }
 
 /// Who background checks are recorded as (LiteLLM's name for a single instance).

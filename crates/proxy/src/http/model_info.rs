@@ -216,6 +216,7 @@ fn query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, ProxyError> {
 struct V1Query {
     litellm_model_id: Option<String>,
     include_team_models: Option<bool>,
+    healthy_only: Option<bool>,
     #[serde(rename = "teamId")]
     team_id: Option<String>,
 }
@@ -270,7 +271,12 @@ async fn v1_rows(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<Vec<Value>
         team_id: q.team_id,
     };
     let rows = team_rows(app, &rt, access.as_ref(), &team, true, rows).await?;
-    Ok(rows.into_iter().map(|(_, row)| row).collect())
+    let hidden = super::health::hidden_unhealthy(app, q.healthy_only);
+    Ok(rows
+        .into_iter()
+        .filter(|(e, _)| !hidden.contains(&e.model_name))
+        .map(|(_, row)| row)
+        .collect())
 }
 
 #[derive(Deserialize)]

@@ -23,6 +23,7 @@ fn card(id: &str, owned_by: &str) -> Value {
 #[derive(serde::Deserialize)]
 struct ListQuery {
     return_wildcard_routes: Option<bool>,
+    healthy_only: Option<bool>,
 }
 
 pub(crate) async fn list(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
@@ -107,6 +108,14 @@ pub(crate) async fn list(State(app): State<Arc<App>>, headers: HeaderMap, uri: U
             data
         }
     };
+    let hidden = super::health::hidden_unhealthy(&app, q.healthy_only);
+    let data: Vec<Value> = if hidden.is_empty() {
+        data
+    } else {
+        data.into_iter()
+            .filter(|c| c["id"].as_str().is_none_or(|id| !hidden.contains(id)))
+            .collect()
+    };
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
@@ -137,12 +146,20 @@ pub(crate) async fn one(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
     let rt = app.runtime.load_full();
     let principal = match auth::authenticate(&rt.auth, app.resolver.as_ref(), &headers).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    // Hidden from the listing, so not found here either (as LiteLLM resolves the two alike).
+    let asked = axum::extract::Query::<ListQuery>::try_from_uri(&uri)
+        .ok()
+        .and_then(|q| q.0.healthy_only);
+    if super::health::hidden_unhealthy(&app, asked).contains(&id) {
+        return ProxyError::ModelNotFound(id).into_response();
+    }
     let router = &rt.router;
     if let Some((alias, g)) = callable_alias(&principal, router, &id) {
         return Json(card(alias, g.owned_by())).into_response();

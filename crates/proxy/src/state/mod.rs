@@ -226,6 +226,9 @@ pub(crate) struct App {
     pub throttle: Throttle,
     /// `litellm_settings.cache`, when on.
     pub response_cache: Option<Arc<crate::response_cache::ResponseCache>>,
+    /// `general_settings.model_list_healthy_only`: the model listings leave out groups whose
+    /// every deployment failed the latest background health check.
+    pub model_list_healthy_only: bool,
 }
 
 impl App {
