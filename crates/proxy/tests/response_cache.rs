@@ -482,11 +482,20 @@ async fn a_redis_cache_is_shared_by_the_fleet_and_flushed_alone() {
     let mut short = ask("brief");
     short["cache"] = json!({"ttl": 1});
     let brief = post(&a, "/v1/chat/completions", MASTER, short).await;
-    let ttl_ms: i64 = redis::cmd("PTTL")
-        .arg(format!("{prefix}cache:{}", cache_key(&brief)))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let brief_key = format!("{prefix}cache:{}", cache_key(&brief));
+    // -2: not written yet (the write runs beside the call).
+    let mut ttl_ms: i64 = -2;
+    for _ in 0..100 {
+        ttl_ms = redis::cmd("PTTL")
+            .arg(&brief_key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if ttl_ms != -2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(ttl_ms > 0 && ttl_ms <= 1000, "{ttl_ms}");
 
     let ping = get(&a, "/cache/ping", MASTER).await;
