@@ -4,7 +4,7 @@
 //! [`RoutingTable`], whose slot numbers index back into the deployments here. Wildcard groups
 //! are expanded on first use, each into a small table of its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -154,6 +154,9 @@ pub struct Router {
     team_public: HashMap<String, Arc<ModelGroup>>,
     /// What cooldowns and per-minute limits are judged by, wildcard groups' included.
     clock: TableClock,
+    /// Model names every deployment of which is blocked (`model_info.blocked`, set by
+    /// `/model/block`): calls to them are refused rather than told the model is unknown.
+    blocked: HashSet<String>,
 }
 
 /// A deployment that belongs to one team: `model_info.team_id` with the
@@ -206,6 +209,11 @@ fn group_of(name: &str, deployments: Vec<Arc<Deployment>>, table: Arc<RoutingTab
 }
 
 impl Router {
+    /// Every deployment named `name` is blocked (`/model/block`).
+    pub fn is_blocked(&self, name: &str) -> bool {
+        self.blocked.contains(name)
+    }
+
     pub fn build(cfg: &ProxyConfig, prices: &PriceTable, clock: Arc<dyn Clock>) -> Self {
         let mut r = Router {
             settings: cfg.routing.clone(),
@@ -215,7 +223,18 @@ impl Router {
         let mut grouped: Vec<(String, Vec<usize>)> = Vec::new();
         let mut all = Vec::new();
         let mut by_team: Vec<((String, String), Vec<Deployment>)> = Vec::new();
+        // Per model name: whether every deployment seen so far is blocked.
+        let mut all_blocked: HashMap<String, bool> = HashMap::new();
         for (i, entry) in cfg.file.model_list.iter().enumerate() {
+            let blocked =
+                entry.model_info.extra.get("blocked") == Some(&serde_json::Value::Bool(true));
+            let name = team_scope(entry).map_or(entry.model_name.as_str(), |(_, public)| public);
+            let every = all_blocked.entry(name.to_string()).or_insert(true);
+            *every = *every && blocked;
+            // A blocked deployment serves nothing (LiteLLM's `/model/block`).
+            if blocked {
+                continue;
+            }
             if let Some((team, public)) = team_scope(entry) {
                 if public.contains('*') {
                     tracing::warn!(
@@ -254,6 +273,11 @@ impl Router {
                 }
             }
         }
+        r.blocked = all_blocked
+            .into_iter()
+            .filter(|(_, all)| *all)
+            .map(|(name, _)| name)
+            .collect();
         let redis = crate::router_redis::redis_url(&cfg.file.router_settings).and_then(|url| {
             redis::Client::open(url)
                 .map_err(|e| tracing::warn!(error = %e, "router_settings: unusable Redis URL; router state stays local"))

@@ -631,7 +631,107 @@ async fn wildcards_are_listed_as_the_models_they_serve(backend: Backend) {
     place.cleanup().await;
 }
 
+/// `/model/block` and `/model/unblock` (LiteLLM's): a blocked stored deployment serves nothing
+/// (its group's other deployments answer), a model all of whose deployments are blocked is a
+/// 403 and is not listed, `/model/info` still shows them (`model_info.blocked`), and it holds
+/// across a restart; config models, unknown ids and non-admins are refused.
+async fn blocked_models_serve_nothing_until_unblocked(backend: Backend) {
+    let place = Place::new(backend);
+    let p = start(&place, "  store_model_in_db: true\n").await;
+    let mut ids = Vec::new();
+    for reply in ["from a", "from b"] {
+        let a = post(&p, "/model/new", MASTER, added("pair", reply)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        ids.push(a.body["model_id"].as_str().unwrap().to_string());
+    }
+    let b = post(&p, "/model/block", MASTER, json!({"model_id": ids[0]})).await;
+    assert_eq!(b.status, 200, "{}", b.body);
+    assert_eq!(b.body["model_info"]["blocked"], true, "{}", b.body);
+    for _ in 0..6 {
+        assert_eq!(
+            reply_of(&p, MASTER, "pair").await,
+            (200, "from b".to_string())
+        );
+    }
+    let b = post(&p, "/model/block", MASTER, json!({"model_id": ids[1]})).await;
+    assert_eq!(b.status, 200, "{}", b.body);
+    let refused = post(&p, "/v1/chat/completions", MASTER, chat("pair")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        error_of(&refused).1.contains("Model is blocked"),
+        "{}",
+        refused.body
+    );
+    let listed = get(&p, "/v1/models", MASTER).await;
+    assert!(
+        !listed.body.to_string().contains("\"pair\""),
+        "{}",
+        listed.body
+    );
+    let info = get(&p, "/model/info", MASTER).await;
+    let blocked: Vec<&Value> = info.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["model_name"] == "pair")
+        .collect();
+    assert_eq!(blocked.len(), 2, "{}", info.body);
+    assert!(
+        blocked.iter().all(|d| d["model_info"]["blocked"] == true),
+        "{}",
+        info.body
+    );
+    // Refused: a config model, an unknown id, a key that is not an admin's.
+    let config_id = ids_of_config(&info.body);
+    let a = post(&p, "/model/block", MASTER, json!({"model_id": config_id})).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(error_of(&a).1.contains("config-based model"), "{}", a.body);
+    let a = post(
+        &p,
+        "/model/block",
+        MASTER,
+        json!({"model_id": "no-such-id"}),
+    )
+    .await;
+    assert_eq!(a.status, 404, "{}", a.body);
+    let (key, _) = generate(&p, json!({})).await;
+    let a = post(&p, "/model/unblock", &key, json!({"model_id": ids[0]})).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    p.stop().await;
+
+    // Kept: still blocked after a restart, until unblocked.
+    let p = start(&place, "  store_model_in_db: true\n").await;
+    assert_eq!(
+        post(&p, "/v1/chat/completions", MASTER, chat("pair"))
+            .await
+            .status,
+        403
+    );
+    let u = post(&p, "/model/unblock", MASTER, json!({"model_id": ids[0]})).await;
+    assert_eq!(u.status, 200, "{}", u.body);
+    assert_eq!(u.body["model_info"]["blocked"], false, "{}", u.body);
+    assert_eq!(
+        reply_of(&p, MASTER, "pair").await,
+        (200, "from a".to_string())
+    );
+    p.stop().await;
+    place.cleanup().await;
+}
+
+/// The id of the first config (not stored) model in a `/model/info` answer.
+fn ids_of_config(body: &Value) -> String {
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["model_info"]["db_model"] == false)
+        .and_then(|d| d["model_info"]["id"].as_str())
+        .unwrap()
+        .to_string()
+}
+
 both_backends!(
+    blocked_models_serve_nothing_until_unblocked,
     models_are_added_served_updated_and_deleted_without_a_restart,
     keys_see_only_the_models_they_may_call,
     bad_models_are_refused_with_the_field,

@@ -331,8 +331,15 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
     for (i, m) in f.model_list.iter().enumerate() {
         let lp = &m.litellm_params;
         let at = |key: &str| format!("model_list[{i}].litellm_params.{key}");
-        if !m.model_info.extra.is_empty() {
-            let keys: Vec<&str> = m.model_info.extra.keys().map(String::as_str).collect();
+        // `blocked` is read by the router (LiteLLM's `/model/block` flag).
+        let keys: Vec<&str> = m
+            .model_info
+            .extra
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "blocked")
+            .collect();
+        if !keys.is_empty() {
             say(
                 &format!("model_list[{i}].model_info.{{{}}}", keys.join(", ")),
                 "shown by /model/info, not acted on",

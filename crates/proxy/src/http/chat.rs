@@ -184,9 +184,13 @@ pub(crate) async fn route<'b>(
         .check_model(&model, dispatched.as_deref(), group.as_deref(), &rt.router)
         .map_err(early)?;
     let group = group
-        .ok_or_else(|| ProxyError::UnknownModel {
-            call_type,
-            model: dispatched.unwrap_or(model),
+        .ok_or_else(|| {
+            let model = dispatched.unwrap_or(model);
+            if rt.router.is_blocked(&model) {
+                model_blocked()
+            } else {
+                ProxyError::UnknownModel { call_type, model }
+            }
         })
         .map_err(early)?;
     let deployment = group.pick().clone();
@@ -298,6 +302,17 @@ fn check_user_and_sizes(
     {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// A call to a model whose every deployment is blocked (`/model/block`), as LiteLLM refuses it.
+fn model_blocked() -> ProxyError {
+    ProxyError::Custom {
+        status: 403,
+        kind: "auth_error".to_string(),
+        message: "litellm.PermissionDeniedError: Model is blocked".to_string(),
+        param: None,
+        headers: Vec::new(),
     }
 }
 

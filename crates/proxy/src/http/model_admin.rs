@@ -40,6 +40,14 @@ pub(crate) fn routes(state: Arc<ModelAdmin>) -> Router {
         .route("/model/update", post(update_model))
         .route("/model/{id}/update", patch(patch_model))
         .route("/model/delete", post(delete_model))
+        .route(
+            "/model/block",
+            post(|s: Shared, h: HeaderMap, b: Bytes| block(s, h, b, true)),
+        )
+        .route(
+            "/model/unblock",
+            post(|s: Shared, h: HeaderMap, b: Bytes| block(s, h, b, false)),
+        )
         .with_state(state)
 }
 
@@ -444,6 +452,67 @@ async fn update(
     }
     announce(sync).await;
     Ok(row_json(&row, &plain_after))
+}
+
+/// `POST /model/block` and `/model/unblock` `{"model_id": ...}` (proxy admins, stored
+/// deployments): a blocked deployment keeps its place in the store and in `/model/info`
+/// (`model_info.blocked`) but serves nothing; a model all of whose deployments are blocked is
+/// refused with 403 and left out of `/v1/models`. Applied fleet-wide as any model change.
+async fn block(State(s): Shared, headers: HeaderMap, body: Bytes, blocked: bool) -> Response {
+    let route = if blocked {
+        "/model/block"
+    } else {
+        "/model/unblock"
+    };
+    let r = async {
+        let (_, role) = super::roles::caller_role(&s.mgmt, &headers).await?;
+        if !matches!(role, super::roles::Role::Admin(_)) {
+            return Err(error(
+                403,
+                "auth_error",
+                "Only proxy admins can change a model's blocked flag.".to_string(),
+                Some("blocked"),
+            ));
+        }
+        let Some(sync) = &s.sync else {
+            return Err(bad(
+                "Model updates only supported for DB-stored models".to_string(),
+                None,
+            ));
+        };
+        let body = json_body(&body)?;
+        let Some(id) = string_field(&body, "model_id")? else {
+            return Err(bad("model_id is required".to_string(), Some("model_id")));
+        };
+        if sync
+            .store
+            .get_model(&id)
+            .await
+            .map_err(|e| store_error(&e))?
+            .is_none()
+        {
+            if s.app.runtime.load().catalog.config_ids.contains(&id) {
+                return Err(bad(
+                    "Cannot edit config-based model. Store model in DB via /model/new first."
+                        .to_string(),
+                    None,
+                ));
+            }
+            return Err(error(
+                404,
+                "not_found_error",
+                format!("Model {id} not found on proxy."),
+                None,
+            ));
+        }
+        let mut change = Map::new();
+        change.insert("model_info".to_string(), json!({ "blocked": blocked }));
+        update(&s, &headers, &id, &change, route).await
+    };
+    match r.await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn delete_model(State(s): Shared, headers: HeaderMap, body: Bytes) -> Response {
