@@ -168,8 +168,52 @@ fn check_allowed(c: &Controls, principal: &Principal) -> Result<(), ProxyError> 
     }
 }
 
+/// A model call as the cache sees it.
+pub(crate) struct Asked<'a, 'b> {
+    pub call_type: &'static str,
+    pub body: &'a RequestBody<'b>,
+    pub headers: &'a HeaderMap,
+    pub model_group: &'a str,
+    /// For a streamed hit: the client asked for the usage chunk.
+    pub keep_usage_chunk: bool,
+}
+
+/// Before the model is called: the call's plan (its key on `trace`), or the answer when the
+/// cache has one (or the call's controls are refused).
+pub(crate) async fn consult(
+    mut trace: Trace,
+    asked: Asked<'_, '_>,
+) -> Result<(Trace, Option<Plan>), Response> {
+    let app = trace.app.clone();
+    let plan = match plan(
+        &app,
+        asked.call_type,
+        asked.body,
+        asked.headers,
+        asked.model_group,
+        &trace.principal,
+    ) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok((trace, None)),
+        Err(e) => return Err(trace.error_response(e)),
+    };
+    trace.cache_key = Some(plan.key.clone());
+    let kind = if asked.body.stream {
+        Kind::Stream
+    } else {
+        Kind::Full
+    };
+    match plan.lookup(kind).await {
+        None => Ok((trace, Some(plan))),
+        Some(hit) if hit.kind == Kind::Stream => {
+            Err(answer_stream(trace, hit.body, asked.keep_usage_chunk))
+        }
+        Some(hit) => Err(answer_full(trace, hit.body)),
+    }
+}
+
 /// What the call does with the cache: `None` when it is not cached at all.
-pub(crate) fn plan(
+fn plan(
     app: &App,
     call_type: &str,
     body: &RequestBody<'_>,
@@ -283,7 +327,7 @@ impl Recorder {
 }
 
 /// A hit on a JSON answer: sent as stored, at no cost.
-pub(crate) fn answer_full(mut trace: Trace, body: Bytes) -> Response {
+fn answer_full(mut trace: Trace, body: Bytes) -> Response {
     let peek: Peek = serde_json::from_slice(&body).unwrap_or_default();
     trace.cache_hit = true;
     trace.fixed_cost = Some(0);
@@ -300,7 +344,7 @@ pub(crate) fn answer_full(mut trace: Trace, body: Bytes) -> Response {
 
 /// A hit on a stream: the stored upstream events go through the stream pipeline again, so
 /// the client gets them as it asked (usage chunk or not), with a cost of 0.
-pub(crate) fn answer_stream(mut trace: Trace, body: Bytes, keep_usage_chunk: bool) -> Response {
+fn answer_stream(mut trace: Trace, body: Bytes, keep_usage_chunk: bool) -> Response {
     trace.cache_hit = true;
     trace.fixed_cost = Some(0);
     let mut h = HeaderMap::new();

@@ -375,31 +375,18 @@ pub(crate) async fn handle(
     // usage chunk only if it asked too.
     let force_usage = stream && !body.include_usage;
     let keep_usage_chunk = body.include_usage || app.runtime.load().always_include_stream_usage;
-    let cache_plan = match super::cache::plan(
-        &app,
+    let asked = super::cache::Asked {
         call_type,
-        &body,
-        &headers,
-        &group.name,
-        &trace.principal,
-    ) {
-        Ok(p) => p,
-        Err(e) => return trace.error_response(e),
+        body: &body,
+        headers: &headers,
+        model_group: &group.name,
+        keep_usage_chunk,
     };
-    if let Some(plan) = &cache_plan {
-        trace.cache_key = Some(plan.key.clone());
-        let kind = if stream {
-            CacheKind::Stream
-        } else {
-            CacheKind::Full
-        };
-        if let Some(hit) = plan.lookup(kind).await {
-            return match hit.kind {
-                CacheKind::Full => super::cache::answer_full(trace, hit.body),
-                CacheKind::Stream => super::cache::answer_stream(trace, hit.body, keep_usage_chunk),
-            };
-        }
-    }
+    let cache_plan;
+    (trace, cache_plan) = match super::cache::consult(trace, asked).await {
+        Ok(go_on) => go_on,
+        Err(answered) => return answered,
+    };
     let drop_params = app.runtime.load().drop_params;
     let mock_response = body
         .raw("mock_response")

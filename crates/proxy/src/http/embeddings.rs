@@ -134,23 +134,18 @@ async fn handle(
         Ok(o) => o,
         Err(e) => return trace.error_response(e),
     };
-    let cache_plan = match super::cache::plan(
-        &app,
-        kind.call_type,
-        &body,
-        &headers,
-        &group.name,
-        &trace.principal,
-    ) {
-        Ok(p) => p,
-        Err(e) => return trace.error_response(e),
+    let asked = super::cache::Asked {
+        call_type: kind.call_type,
+        body: &body,
+        headers: &headers,
+        model_group: &group.name,
+        keep_usage_chunk: false,
     };
-    if let Some(plan) = &cache_plan {
-        trace.cache_key = Some(plan.key.clone());
-        if let Some(hit) = plan.lookup(crate::response_cache::Kind::Full).await {
-            return super::cache::answer_full(trace, hit.body);
-        }
-    }
+    let cache_plan;
+    (trace, cache_plan) = match super::cache::consult(trace, asked).await {
+        Ok(go_on) => go_on,
+        Err(answered) => return answered,
+    };
     let verbatim = !body.has_gateway_only_fields();
     let mut attempts = Attempts::new(&group, plan_options(&body, &headers), &trace)
         .with_caller_timeout(options.timeout.is_some());
