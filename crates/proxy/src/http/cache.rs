@@ -178,15 +178,37 @@ pub(crate) struct Asked<'a, 'b> {
     pub keep_usage_chunk: bool,
 }
 
-/// Before the model is called: the call's plan (its key on `trace`), or the answer when the
-/// cache has one (or the call's controls are refused).
+/// The call is answered without the model: from the cache, or with the refusal of its
+/// controls.
+pub(crate) struct Answered {
+    outcome: Result<Entry, ProxyError>,
+    keep_usage_chunk: bool,
+}
+
+impl Answered {
+    pub fn respond(self, trace: Trace) -> Response {
+        match self.outcome {
+            Err(e) => trace.error_response(e),
+            Ok(hit) if hit.kind == Kind::Stream => {
+                answer_stream(trace, hit.body, self.keep_usage_chunk)
+            }
+            Ok(hit) => answer_full(trace, hit.body),
+        }
+    }
+}
+
+/// Before the model is called: the call's plan (its key put on `trace`), or how it is
+/// answered instead.
 pub(crate) async fn consult(
-    mut trace: Trace,
+    trace: &mut Trace,
     asked: Asked<'_, '_>,
-) -> Result<(Trace, Option<Plan>), Response> {
-    let app = trace.app.clone();
+) -> Result<Option<Plan>, Answered> {
+    let answered = |outcome| Answered {
+        outcome,
+        keep_usage_chunk: asked.keep_usage_chunk,
+    };
     let plan = match plan(
-        &app,
+        &trace.app,
         asked.call_type,
         asked.body,
         asked.headers,
@@ -194,8 +216,8 @@ pub(crate) async fn consult(
         &trace.principal,
     ) {
         Ok(Some(p)) => p,
-        Ok(None) => return Ok((trace, None)),
-        Err(e) => return Err(trace.error_response(e)),
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(answered(Err(e))),
     };
     trace.cache_key = Some(plan.key.clone());
     let kind = if asked.body.stream {
@@ -204,11 +226,8 @@ pub(crate) async fn consult(
         Kind::Full
     };
     match plan.lookup(kind).await {
-        None => Ok((trace, Some(plan))),
-        Some(hit) if hit.kind == Kind::Stream => {
-            Err(answer_stream(trace, hit.body, asked.keep_usage_chunk))
-        }
-        Some(hit) => Err(answer_full(trace, hit.body)),
+        None => Ok(Some(plan)),
+        Some(hit) => Err(answered(Ok(hit))),
     }
 }
 

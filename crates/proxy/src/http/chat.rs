@@ -382,10 +382,9 @@ pub(crate) async fn handle(
         model_group: &group.name,
         keep_usage_chunk,
     };
-    let cache_plan;
-    (trace, cache_plan) = match super::cache::consult(trace, asked).await {
-        Ok(go_on) => go_on,
-        Err(answered) => return answered,
+    let cache_plan = match super::cache::consult(&mut trace, asked).await {
+        Ok(plan) => plan,
+        Err(answered) => return answered.respond(trace),
     };
     let drop_params = app.runtime.load().drop_params;
     let mock_response = body

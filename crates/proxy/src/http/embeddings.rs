@@ -141,10 +141,9 @@ async fn handle(
         model_group: &group.name,
         keep_usage_chunk: false,
     };
-    let cache_plan;
-    (trace, cache_plan) = match super::cache::consult(trace, asked).await {
-        Ok(go_on) => go_on,
-        Err(answered) => return answered,
+    let cache_plan = match super::cache::consult(&mut trace, asked).await {
+        Ok(plan) => plan,
+        Err(answered) => return answered.respond(trace),
     };
     let verbatim = !body.has_gateway_only_fields();
     let mut attempts = Attempts::new(&group, plan_options(&body, &headers), &trace)
