@@ -597,3 +597,46 @@ async fn a_redis_cache_that_is_down_leaves_calls_uncached_not_failed() {
     assert_eq!(ping.status, 503, "{}", ping.body);
     p.stop().await;
 }
+
+/// Two teams' own deployments under one name (`/model/new` with a `team_id`): each team is
+/// answered from its own models, never from the other's cached answer to the same question.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn team_deployments_of_one_name_never_share_answers() {
+    let place = Place::new(Backend::Sqlite);
+    let p = store_support::start(
+        &place,
+        "  store_model_in_db: true\nlitellm_settings:\n  cache: true\n",
+    )
+    .await;
+    let mut keys = Vec::new();
+    for team in ["alpha", "beta"] {
+        let made = post(&p, "/team/new", MASTER, json!({"team_id": team})).await;
+        assert_eq!(made.status, 200, "{}", made.body);
+        let model = json!({
+            "model_name": "team-gpt",
+            "litellm_params": {"model": "openai/team-model", "mock_response": format!("from {team}")},
+            "model_info": {"team_id": team},
+        });
+        let added = post(&p, "/model/new", MASTER, model).await;
+        assert_eq!(added.status, 200, "{}", added.body);
+        keys.push(generate(&p, json!({"team_id": team})).await.0);
+    }
+    let question = json!({"model": "team-gpt", "messages": [{"role": "user", "content": "who?"}]});
+    let words = |a: &store_support::Answer| {
+        a.body["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let alpha = post(&p, "/v1/chat/completions", &keys[0], question.clone()).await;
+    assert_eq!(words(&alpha), "from alpha", "{}", alpha.body);
+    let beta = post(&p, "/v1/chat/completions", &keys[1], question.clone()).await;
+    assert_eq!(words(&beta), "from beta", "{}", beta.body);
+    assert_ne!(cache_key(&alpha), cache_key(&beta));
+    // Each team's own answer is cached for it.
+    let again = post(&p, "/v1/chat/completions", &keys[0], question).await;
+    assert_eq!(words(&again), "from alpha");
+    assert_eq!(cost_of(&again), 0.0);
+    assert_eq!(cache_key(&again), cache_key(&alpha));
+    p.stop().await;
+}

@@ -3,7 +3,6 @@
 //! fallback group comes next; this module makes the calls, sleeps, and turns the outcome into
 //! the response headers LiteLLM sends (`x-litellm-attempted-retries`, ...).
 
-use crate::providers::slots::{SLOTS_FULL, SlotGuard};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,6 +18,7 @@ use super::trace::Trace;
 use crate::error::ProxyError;
 use crate::metrics::Fallback;
 use crate::providers::Deployment;
+use crate::providers::slots::{SLOTS_FULL, SlotGuard};
 use crate::router::{ModelGroup, RoutingTable};
 
 static ATTEMPTED_RETRIES: HeaderName = HeaderName::from_static("x-litellm-attempted-retries");

@@ -9,6 +9,7 @@
 //! of what the call stores). Every answer the cache was asked about carries
 //! `x-litellm-cache-key`, the key `/cache/delete` takes.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use super::trace::{Peek, Trace};
 use crate::auth::Principal;
 use crate::error::ProxyError;
 use crate::response_cache::{Entry, Kind, ResponseCache};
+use crate::router::ModelGroup;
 use crate::state::App;
 
 /// What one call does with the cache.
@@ -173,7 +175,7 @@ pub(crate) struct Asked<'a, 'b> {
     pub call_type: &'static str,
     pub body: &'a RequestBody<'b>,
     pub headers: &'a HeaderMap,
-    pub model_group: &'a str,
+    pub group: &'a Arc<ModelGroup>,
     /// For a streamed hit: the client asked for the usage chunk.
     pub keep_usage_chunk: bool,
 }
@@ -212,7 +214,7 @@ pub(crate) async fn consult(
         asked.call_type,
         asked.body,
         asked.headers,
-        asked.model_group,
+        asked.group,
         &trace.principal,
     ) {
         Ok(Some(p)) => p,
@@ -237,7 +239,7 @@ fn plan(
     call_type: &str,
     body: &RequestBody<'_>,
     headers: &HeaderMap,
-    model_group: &str,
+    group: &Arc<ModelGroup>,
     principal: &Principal,
 ) -> Result<Option<Plan>, ProxyError> {
     let c = controls(body.raw("cache"))?;
@@ -262,7 +264,7 @@ fn plan(
         Some(m.get("redis_namespace")?.as_str()?.to_string())
     };
     let namespace = c.namespace.clone().or_else(redis_namespace);
-    let key = cache.key(model_group, body.fields(), namespace.as_deref());
+    let key = cache.key(&scope_of(app, group), body.fields(), namespace.as_deref());
     Ok(Some(Plan {
         cache: cache.clone(),
         key,
@@ -271,6 +273,20 @@ fn plan(
         ttl: c.ttl.or_else(|| header_ttl(headers)),
         max_age: c.max_age,
     }))
+}
+
+/// What a key is scoped to: the model group's name, as LiteLLM keys by its model group, for
+/// a group of the proxy; for a group of one team's own deployments (which another team may
+/// name alike) the name with those deployments' ids, so that no team is answered from another
+/// team's models.
+fn scope_of<'g>(app: &App, group: &'g Arc<ModelGroup>) -> Cow<'g, str> {
+    let global = app.runtime.load().router.group(&group.name);
+    if global.is_some_and(|g| Arc::ptr_eq(&g, group)) {
+        return Cow::Borrowed(&group.name);
+    }
+    let mut ids: Vec<&str> = group.deployments.iter().map(|d| d.id.as_str()).collect();
+    ids.sort_unstable();
+    Cow::Owned(format!("{} deployments: {}", group.name, ids.join(",")))
 }
 
 impl Plan {

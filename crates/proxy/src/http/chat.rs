@@ -379,7 +379,7 @@ pub(crate) async fn handle(
         call_type,
         body: &body,
         headers: &headers,
-        model_group: &group.name,
+        group: &group,
         keep_usage_chunk,
     };
     let cache_plan = match super::cache::consult(&mut trace, asked).await {

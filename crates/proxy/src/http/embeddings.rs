@@ -138,7 +138,7 @@ async fn handle(
         call_type: kind.call_type,
         body: &body,
         headers: &headers,
-        model_group: &group.name,
+        group: &group,
         keep_usage_chunk: false,
     };
     let cache_plan = match super::cache::consult(&mut trace, asked).await {
