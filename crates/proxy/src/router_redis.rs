@@ -296,10 +296,11 @@ pub fn redis_url(rs: &crate::config::RouterSettings) -> Option<String> {
     }
     let host = rs.redis_host.as_deref()?;
     let port = rs.redis_port.unwrap_or(6379);
-    Some(match &rs.redis_password {
-        Some(p) => format!("redis://:{}@{host}:{port}", p.expose()),
-        None => format!("redis://{host}:{port}"),
-    })
+    let password = rs.redis_password.as_ref().map(|p| p.expose());
+    Some(
+        crate::config::redis_address(host, &port.to_string(), "", password)
+            .unwrap_or_else(|| format!("redis://{host}:{port}")),
+    )
 }
 
 #[cfg(test)]

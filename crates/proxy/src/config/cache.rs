@@ -332,9 +332,12 @@ fn redis_url(
     };
     let port = port.unwrap_or_else(|| "6379".to_string());
     let user = string("username")?.unwrap_or_default();
-    Ok(match password {
-        Some(pw) => format!("redis://{user}:{pw}@{host}:{port}"),
-        None => format!("redis://{host}:{port}"),
+    super::redis_address(&host, &port, &user, password.as_deref()).ok_or_else(|| {
+        invalid(
+            cfg,
+            "litellm_settings.cache_params.host",
+            "host and port do not make a Redis address".to_string(),
+        )
     })
 }
 
@@ -394,6 +397,13 @@ mod tests {
             panic!("redis")
         };
         assert_eq!(url.expose(), "redis://:pw@h:6380");
+        let y = "litellm_settings:\n  cache: true\n  cache_params: {type: redis, host: h, password: 'p@ss:w/rd'}\n";
+        let odd = load(y, &[]).unwrap().0.unwrap();
+        let CacheStore::Redis { url: odd_url } = &odd.store else {
+            panic!("redis")
+        };
+        assert_eq!(odd_url.expose(), "redis://:p%40ss%3Aw%2Frd@h:6379");
+        assert!(redis::Client::open(odd_url.expose()).is_ok());
         assert_eq!(s.ttl, Some(Duration::from_secs(30)));
         assert_eq!(s.namespace.as_deref(), Some("ns"));
         let y = "litellm_settings:\n  cache: true\n  cache_params: {type: redis}\n";

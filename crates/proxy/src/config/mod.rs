@@ -180,6 +180,18 @@ impl ProxyConfig {
     }
 }
 
+/// `redis://[user:password@]host:port`, the password escaped (one holding `@`, `:` or `/`
+/// would otherwise be read as part of the address, as LiteLLM, which hands it to its client
+/// apart, never does); `None` when host and port make no address.
+pub fn redis_address(host: &str, port: &str, user: &str, password: Option<&str>) -> Option<String> {
+    let mut url = reqwest::Url::parse(&format!("redis://{host}:{port}")).ok()?;
+    if let Some(pw) = password {
+        url.set_username(user).ok()?;
+        url.set_password(Some(pw)).ok()?;
+    }
+    Some(url.to_string())
+}
+
 /// A setting read from a section's unknown keys as a number: a YAML number, or a string
 /// holding one (LiteLLM configs quote them as often as not).
 pub fn loose_number(v: &serde_json::Value) -> Option<f64> {

@@ -267,10 +267,11 @@ impl StoreSettings {
                     .as_ref()
                     .map(|p| p.expose().to_string())
                     .or_else(|| nonempty("REDIS_PASSWORD"));
-                Some(match password {
-                    Some(pw) => format!("redis://:{pw}@{host}:{port}"),
-                    None => format!("redis://{host}:{port}"),
-                })
+                // An address that does not parse is refused by the client later, naming it.
+                Some(
+                    crate::config::redis_address(&host, &port, "", password.as_deref())
+                        .unwrap_or_else(|| format!("redis://{host}:{port}")),
+                )
             })
             .or_else(|| nonempty("REDIS_URL"));
         let failure_mode = match extra_str(&gs.extra, "redis_failure_mode") {
