@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{ConfigError, ProxyConfig, Secret, loose_number};
+use super::{ConfigError, ProxyConfig, Secret, invalid, loose_number};
 
 /// LiteLLM's in-memory cache holds 200 responses of at most 1 MiB each.
 pub const DEFAULT_MAX_ITEMS: usize = 200;
@@ -349,14 +349,6 @@ fn kind_of(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "a mapping",
-    }
-}
-
-fn invalid(cfg: &ProxyConfig, path: &str, message: String) -> ConfigError {
-    ConfigError::Invalid {
-        file: cfg.source.clone(),
-        path: path.to_string(),
-        message,
     }
 }
 

@@ -180,6 +180,15 @@ impl ProxyConfig {
     }
 }
 
+/// The start-up error for `path` of `cfg`'s file.
+pub(crate) fn invalid(cfg: &ProxyConfig, path: &str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        file: cfg.source.clone(),
+        path: path.to_string(),
+        message,
+    }
+}
+
 /// `redis://[user:password@]host:port`, the password escaped (one holding `@`, `:` or `/`
 /// would otherwise be read as part of the address, as LiteLLM, which hands it to its client
 /// apart, never does); `None` when host and port make no address.

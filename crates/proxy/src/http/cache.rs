@@ -428,6 +428,16 @@ fn unavailable(message: String) -> ProxyError {
     }
 }
 
+fn server_error(message: String) -> ProxyError {
+    ProxyError::Custom {
+        status: 500,
+        kind: "internal_server_error".to_string(),
+        message,
+        param: None,
+        headers: Vec::new(),
+    }
+}
+
 fn no_cache() -> ProxyError {
     unavailable("Cache not initialized. litellm.cache is None".to_string())
 }
@@ -503,14 +513,7 @@ async fn delete(m: Arc<Mgmt>, headers: HeaderMap, body: Bytes) -> Response {
     };
     match c.delete(&keys).await {
         Ok(n) => axum::Json(json!({"status": "success", "deleted": n})).into_response(),
-        Err(e) => ProxyError::Custom {
-            status: 500,
-            kind: "internal_server_error".to_string(),
-            message: format!("Cache Delete Failed({e})"),
-            param: None,
-            headers: Vec::new(),
-        }
-        .into_response(),
+        Err(e) => server_error(format!("Cache Delete Failed({e})")).into_response(),
     }
 }
 
@@ -534,13 +537,10 @@ async fn redis_info(m: Arc<Mgmt>, headers: HeaderMap) -> Response {
         return no_cache().into_response();
     };
     match c.redis_info().await {
-        None => ProxyError::Custom {
-            status: 500,
-            kind: "internal_server_error".to_string(),
-            message: format!("Cache type {} does not support redis info", c.type_name()),
-            param: None,
-            headers: Vec::new(),
-        }
+        None => server_error(format!(
+            "Cache type {} does not support redis info",
+            c.type_name()
+        ))
         .into_response(),
         Some(Err(e)) => unavailable(format!("Service Unhealthy ({e})")).into_response(),
         Some(Ok(info)) => {

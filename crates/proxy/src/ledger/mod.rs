@@ -32,7 +32,7 @@ pub use model_sync::{DEFAULT_MODEL_RELOAD, ModelStoreSettings, ModelSync};
 pub use redis_mode::{RedisFailureMode, RedisStatus};
 pub use seams::StoreSeams;
 
-use crate::config::{ConfigError, ProxyConfig};
+use crate::config::{ConfigError, ProxyConfig, invalid};
 use crate::hooks::ResponseStore;
 use crate::models::ApiModel;
 use crate::state::{App, DbProbe, RedisProbe, SpendProbe};
@@ -139,14 +139,6 @@ fn proxy_budget(cfg: &ProxyConfig) -> Result<Option<ProxyBudget>, ConfigError> {
         max_budget: max,
         budget_duration: duration.to_owned(),
     }))
-}
-
-fn invalid(cfg: &ProxyConfig, path: &str, message: String) -> ConfigError {
-    ConfigError::Invalid {
-        file: cfg.source.clone(),
-        path: path.to_string(),
-        message,
-    }
 }
 
 fn extra_str<'c>(

@@ -7,9 +7,10 @@ mod local;
 mod redis_store;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use idlehands_clock::{Clock, SystemClock};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
@@ -68,16 +69,9 @@ impl Entry {
 
     /// Older than `max_age` (a call's `s-maxage`)?
     pub fn older_than(&self, max_age: Duration) -> bool {
-        now_ms().saturating_sub(self.stored_at_ms)
+        SystemClock.now_ms().saturating_sub(self.stored_at_ms)
             > u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX)
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 enum Store {
@@ -200,7 +194,7 @@ impl ResponseCache {
         let entry = Entry {
             kind,
             body,
-            stored_at_ms: now_ms(),
+            stored_at_ms: SystemClock.now_ms(),
         };
         match &self.store {
             Store::Local(l) => l.put(key, entry, ttl),

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use idlehands_clock::{Clock, SystemClock};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// A cache lookup sits in front of the upstream call: it must never cost more than a miss.
@@ -57,7 +58,7 @@ impl RedisStore {
 
     /// Runs `cmd`, bounded by [`WAIT`]; logs the first failure of an outage.
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd, what: &str) -> Option<T> {
-        let now = super::now_ms();
+        let now = SystemClock.now_ms();
         if now < self.skip_until_ms.load(Ordering::Relaxed) {
             return None;
         }
@@ -78,8 +79,10 @@ impl RedisStore {
             }
             Err(e) => {
                 let retry = u64::try_from(RETRY_AFTER.as_millis()).unwrap_or(u64::MAX);
-                self.skip_until_ms
-                    .store(super::now_ms().saturating_add(retry), Ordering::Relaxed);
+                self.skip_until_ms.store(
+                    SystemClock.now_ms().saturating_add(retry),
+                    Ordering::Relaxed,
+                );
                 if !self.failing.swap(true, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "response cache: Redis {what} failed; calls go to the model uncached until it answers");
                 }
