@@ -75,11 +75,7 @@ async fn split_calls_of(
         match r.status.as_u16() {
             200 => {
                 answered += 1;
-                one_call = r.headers["x-litellm-response-cost"]
-                    .to_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
+                one_call = store_support::cost_of(&r);
             }
             422 => {
                 refused += 1;
@@ -965,11 +961,7 @@ async fn settlements_during_an_outage_reach_redis_afterwards() {
     gate.open();
     let r = pending.await.unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
-    let cost: f64 = r.headers["x-litellm-response-cost"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cost: f64 = store_support::cost_of(&r);
     assert!(cost > 0.0);
 
     switch.restore();

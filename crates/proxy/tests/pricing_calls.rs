@@ -52,14 +52,6 @@ fn streamed_by(id: &str, model: &str, prompt: u64, completion: u64) -> Reply {
     Reply::fault(Fault::Raw { status: 200, body })
 }
 
-fn cost_header(a: &store_support::Answer) -> f64 {
-    a.headers["x-litellm-response-cost"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 async fn call(p: &store_support::Proxy, key: &str, body: Value) -> store_support::Answer {
     send(
         client()
@@ -109,13 +101,13 @@ general_settings: {{master_key: {MASTER}}}
     let a = call(&p, MASTER, chat("azure-custom")).await;
     assert_eq!(a.status, 200, "{}", a.body);
     // 2000 * 2.5e-6 + 100 * 1e-5
-    assert_eq!(cost_header(&a), 0.006);
+    assert_eq!(store_support::cost_of(&a), 0.006);
 
     // Local: free, whatever model the server says it is.
     local.push(answered_by("chatcmpl-local-1", "gpt-4o", 3000, 3000));
     let a = call(&p, MASTER, chat("local")).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(cost_header(&a), 0.0);
+    assert_eq!(store_support::cost_of(&a), 0.0);
 
     // openai/custom: unknown by its own name, priced by the model that answered, on the
     // header, the stream's usage.cost, the spend rows and the key's budget.
@@ -127,7 +119,7 @@ general_settings: {{master_key: {MASTER}}}
     ));
     let a = call(&p, &key, chat("custom")).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(cost_header(&a), 0.0075);
+    assert_eq!(store_support::cost_of(&a), 0.0075);
     custom.push(streamed_by(
         "chatcmpl-custom-2",
         "gpt-4o-2024-08-06",

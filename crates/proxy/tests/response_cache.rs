@@ -13,8 +13,8 @@ use std::time::Duration;
 use idlehands_testkit::{FakeOpenAi, Reply};
 use serde_json::{Value, json};
 use store_support::{
-    Backend, MASTER, Place, config, error_of, generate, get, post, redis_url, settings, spend_rows,
-    start_with,
+    Backend, MASTER, Place, config, cost_of, error_of, generate, get, post, redis_url, settings,
+    spend_rows, start_with,
 };
 
 fn yaml(fake: &FakeOpenAi, litellm_settings: &str, general: &str) -> String {
@@ -27,14 +27,6 @@ fn yaml(fake: &FakeOpenAi, litellm_settings: &str, general: &str) -> String {
 
 fn ask(content: &str) -> Value {
     json!({"model": "gpt", "messages": [{"role": "user", "content": content}]})
-}
-
-fn cost_of(a: &store_support::Answer) -> f64 {
-    a.headers["x-litellm-response-cost"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 fn cache_key(a: &store_support::Answer) -> String {
@@ -383,15 +375,9 @@ async fn opt_in_mode_long_conversations_and_the_admin_routes() {
     let info = get(&p, "/cache/redis/info", MASTER).await;
     assert_eq!(info.status, 500, "{}", info.body);
     // LiteLLM's counters, for the calls the cache was asked about only: one hit, three misses.
-    let text = store_support::client()
-        .get(p.url("/metrics"))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scraped = get(&p, "/metrics", MASTER).await;
+    assert_eq!(scraped.status, 200);
+    let text = scraped.body.as_str().unwrap_or_default().to_string();
     let total = |name: &str| -> f64 {
         text.lines()
             .filter(|l| l.starts_with(&format!("{name}{{")))

@@ -419,11 +419,7 @@ async fn hammer(proxies: &[&Proxy], keys: &[&String], refused_for: &str) -> (usi
         match a.status.as_u16() {
             200 => {
                 answered += 1;
-                one_call = a.headers["x-litellm-response-cost"]
-                    .to_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
+                one_call = store_support::cost_of(&a);
             }
             422 => {
                 refused += 1;
@@ -467,11 +463,7 @@ async fn member_budget_and_team_limits(b: Backend) {
     let (k2, _) = generate(&p, json!({"team_id": "crew", "user_id": "u2"})).await;
     let first = post(&p, "/v1/chat/completions", &k1, bounded_chat()).await;
     assert_eq!(first.status, 200);
-    let cost: f64 = first.headers["x-litellm-response-cost"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cost: f64 = store_support::cost_of(&first);
     let over = post(&p, "/v1/chat/completions", &k1, bounded_chat()).await;
     assert_eq!(over.status, 422, "{}", over.body);
     let (kind, msg) = error_of(&over);
@@ -598,11 +590,7 @@ async fn spend_report_by_team_and_customer(b: Backend) {
     for (key, user) in [(&k1, "e1"), (&k1, "e1"), (&k2, "e2"), (&k3, "e3")] {
         let a = post(&p, "/v1/chat/completions", key, as_user(user)).await;
         assert_eq!(a.status, 200, "{}", a.body);
-        cost = a.headers["x-litellm-response-cost"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        cost = store_support::cost_of(&a);
     }
     assert_eq!(spend_rows(&p, "", 4).await.len(), 4);
     assert_eq!(spend_rows(&p, "?team_id=alpha", 2).await.len(), 2);
@@ -772,11 +760,7 @@ async fn team_budget_window_resets(b: Backend) {
     clock.advance(std::time::Duration::from_millis(100));
     let reopened = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
     assert_eq!(reopened.status, 200, "a new window: {}", reopened.body);
-    let cost: f64 = reopened.headers["x-litellm-response-cost"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cost: f64 = store_support::cost_of(&reopened);
     let store = p.store.clone();
     p.stop().await;
     // The database holds this window's spend only: the call made in it.

@@ -235,11 +235,7 @@ async fn users_roles_and_budgets(b: Backend) {
     );
     let first = post(&p, "/v1/chat/completions", &alice, bounded_chat()).await;
     assert_eq!(first.status, 200, "{}", first.body);
-    let cost: f64 = first.headers["x-litellm-response-cost"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cost: f64 = store_support::cost_of(&first);
     let over = post(&p, "/v1/chat/completions", &alice, bounded_chat()).await;
     assert_eq!(over.status, 422, "{}", over.body);
     let (kind, msg) = error_of(&over);
@@ -339,11 +335,7 @@ async fn user_info_v2_is_the_user_alone(b: Backend) {
     // u1 spends, and the answer shows it at once.
     let called = post(&p, "/v1/chat/completions", &u1, chat("mocky")).await;
     assert_eq!(called.status, 200, "{}", called.body);
-    let cost: f64 = called.headers["x-litellm-response-cost"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cost: f64 = store_support::cost_of(&called);
 
     let a = get(&p, "/v2/user/info?user_id=u1", MASTER).await;
     assert_eq!(a.status, 200, "{}", a.body);

@@ -249,6 +249,15 @@ pub fn chat(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "Say hi"}]})
 }
 
+/// What the call cost, from its `x-litellm-response-cost` header (USD).
+pub fn cost_of(a: &Answer) -> f64 {
+    a.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// The error envelope's parts.
 pub fn error_of(a: &Answer) -> (String, String) {
     let e = &a.body["error"];
