@@ -360,6 +360,19 @@ impl GatewayBuilder {
         if let Some(source) = crate::metrics::routing_source(&runtime.router) {
             metrics.set_deployment_source(source);
         }
+        let route_budgets = crate::config::route_budgets::from_config(&cfg)?;
+        let provider_budgets = route_budgets.providers.clone();
+        if let (false, Some(hooks)) = (provider_budgets.is_empty(), self.hooks.clone()) {
+            metrics.set_provider_budget_source(Arc::new(move || {
+                provider_budgets
+                    .iter()
+                    .map(|b| {
+                        let spend = hooks.route_spend(b).unwrap_or(0);
+                        (b.name.clone(), (b.max_budget - spend) as f64 / 1e9)
+                    })
+                    .collect()
+            }));
+        }
         let otel = match crate::otel::OtelSettings::from_config(&cfg) {
             None => None,
             Some(Ok(s)) => Some(crate::otel::Otel::new(s, client.clone())),
@@ -470,6 +483,13 @@ impl GatewayBuilder {
                     .extra
                     .get("model_list_healthy_only")
                     == Some(&serde_json::Value::Bool(true)),
+                route_budgets,
+                budget_exceeded_status: cfg
+                    .file
+                    .litellm_settings
+                    .budget_exceeded_status_code
+                    .filter(|c| (400..=599).contains(c))
+                    .unwrap_or(422),
             }),
         })
     }

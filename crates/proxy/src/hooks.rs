@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
+use idlehands_store::{RouteBudget, RouteRefusal};
 use parking_lot::Mutex;
 use serde_json::Value;
 
@@ -235,6 +236,32 @@ pub trait CallHooks: Send + Sync {
         _call_cost: Option<crate::pricing::Nanos>,
         _headers: &mut http::HeaderMap,
     ) {
+    }
+
+    /// Holds the call (`call` names the deployment it is about to be tried on) on `budgets`,
+    /// the deployment's route budgets and the call's tags'; they settle with the
+    /// reservation. Without a store there is nothing to hold them in: they are not enforced.
+    fn hold_routes<'a>(
+        &'a self,
+        _reservation: &'a mut Reservation,
+        _call: &'a PreCall<'a>,
+        _budgets: &'a [RouteBudget],
+    ) -> BoxFuture<'a, Result<(), RouteRefusal>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Gives back the route holds of an attempt that failed.
+    fn release_routes(&self, _reservation: &mut Reservation) {}
+
+    /// Whether the budget refused a hold here just now: routing's first look passes its
+    /// deployments over.
+    fn route_refused_lately(&self, _budget: &RouteBudget) -> bool {
+        false
+    }
+
+    /// The budget's spend as far as this instance knows, nano-USD.
+    fn route_spend(&self, _budget: &RouteBudget) -> Option<i64> {
+        None
     }
 }
 

@@ -23,6 +23,8 @@ use crate::providers::Deployment;
 pub struct RoutingTable {
     pub router: idlehands_routing::Router,
     pub deployments: Box<[Arc<Deployment>]>,
+    /// Whether any deployment has a route budget (its provider's or its own).
+    pub route_budgets: bool,
 }
 
 impl std::fmt::Debug for RoutingTable {
@@ -57,6 +59,7 @@ impl RoutingTable {
         let router = idlehands_routing::Router::with_state(specs, settings, state, clock.clone());
         RoutingTable {
             router,
+            route_budgets: deployments.iter().any(|d| !d.route_budgets.is_empty()),
             deployments: deployments.into_iter().map(Arc::new).collect(),
         }
     }

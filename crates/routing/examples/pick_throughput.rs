@@ -37,6 +37,7 @@ fn main() {
         let ctx = PickContext {
             estimated_input_tokens: 100,
             tags: None,
+            exclude: None,
         };
         let start = Instant::now();
         std::thread::scope(|s| {

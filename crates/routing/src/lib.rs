@@ -68,8 +68,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use cooldown::{cooldown_required, should_cooldown};
 pub use plan::{Decision, FinalError, Plan, PlanOptions, Step};
 pub use router::{
-    DeploymentHealth, DeploymentSnapshot, DeploymentSpec, NoDeployment, NoDeploymentReason, Pick,
-    PickContext, Router, TokenUsage,
+    DeploymentHealth, DeploymentSnapshot, DeploymentSpec, Exclude, NoDeployment,
+    NoDeploymentReason, Pick, PickContext, Router, TokenUsage,
 };
 pub use settings::{
     AllowedFailsPolicy, DEFAULT_ALLOWED_FAILS, DEFAULT_COOLDOWN_TIME_SECS, DEFAULT_MAX_FALLBACKS,

@@ -49,6 +49,19 @@ pub struct PickContext {
     pub estimated_input_tokens: u64,
     /// The request's tags, where a group routes by them ([`Router::routes_by_tags`]).
     pub tags: Option<Arc<RequestTags>>,
+    /// Deployments this request may not use (their budgets are spent), by index.
+    pub exclude: Option<Exclude>,
+}
+
+/// Which deployments (by index) a request may not use: a caller's filter, as LiteLLM's
+/// routing callbacks that filter deployments (provider budgets).
+#[derive(Clone)]
+pub struct Exclude(pub Arc<dyn Fn(usize) -> bool + Send + Sync>);
+
+impl fmt::Debug for Exclude {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Exclude(..)")
+    }
 }
 
 /// Token counts of a finished call.
@@ -77,6 +90,8 @@ pub enum NoDeploymentReason {
     ContextWindow,
     /// Tag routing left no deployment for the request's tags (LiteLLM answers 401).
     Tags,
+    /// Every deployment left had a spent budget ([`PickContext::exclude`]); the caller words it.
+    Budget,
 }
 
 /// No deployment could take the request. Its `Display` is the message LiteLLM sends.
@@ -104,6 +119,8 @@ impl NoDeployment {
             }
             NoDeploymentReason::ContextWindow => ErrorClass::ContextWindowExceeded,
             NoDeploymentReason::Tags => ErrorClass::Auth,
+            // LiteLLM raises it as a plain error: the general fallbacks apply.
+            NoDeploymentReason::Budget => ErrorClass::InternalServer,
         }
     }
 
@@ -163,6 +180,7 @@ impl fmt::Display for NoDeployment {
                 self.model,
                 crate::tags::python_list(&self.tags)
             ),
+            NoDeploymentReason::Budget => f.write_str("No deployments available - crossed budget"),
         }
     }
 }
@@ -293,12 +311,14 @@ struct Skipped {
     cooling: bool,
     limited: bool,
     context: bool,
+    budget: bool,
 }
 
 enum Skip {
     Cooling,
     Limited,
     Context,
+    Budget,
 }
 
 impl Router {
@@ -504,6 +524,7 @@ impl Router {
                     Err(Skip::Cooling) => skipped.cooling = true,
                     Err(Skip::Limited) => skipped.limited = true,
                     Err(Skip::Context) => skipped.context = true,
+                    Err(Skip::Budget) => skipped.budget = true,
                 }
             }
             while len > 0 {
@@ -524,7 +545,11 @@ impl Router {
                 len -= 1;
             }
         }
-        let (reason, wait_ms) = if skipped.cooling {
+        // As LiteLLM, whose budget filter runs on the deployments not cooling down and before
+        // the rpm/tpm and context checks: when it leaves none, that is the answer.
+        let (reason, wait_ms) = if skipped.budget && !skipped.limited && !skipped.context {
+            (NoDeploymentReason::Budget, 0)
+        } else if skipped.cooling {
             let soonest = g
                 .slots
                 .iter()
@@ -610,6 +635,9 @@ impl Router {
         if inner.state.cooldown_until_ms(k) > now {
             return Err(Skip::Cooling);
         }
+        if ctx.exclude.as_ref().is_some_and(|e| (e.0)(slot)) {
+            return Err(Skip::Budget);
+        }
         if inner.settings.enable_pre_call_checks
             && d.max_input_tokens
                 .is_some_and(|max| ctx.estimated_input_tokens > max)
@@ -677,7 +705,8 @@ impl Router {
             }
             NoDeploymentReason::UnknownGroup
             | NoDeploymentReason::ContextWindow
-            | NoDeploymentReason::Tags => 0,
+            | NoDeploymentReason::Tags
+            | NoDeploymentReason::Budget => 0,
         };
         NoDeployment {
             model: group.to_owned(),

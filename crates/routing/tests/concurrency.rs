@@ -39,6 +39,7 @@ fn concurrent_picks_and_completions_leave_no_request_in_flight() {
                     let ctx = PickContext {
                         estimated_input_tokens: 3,
                         tags: None,
+                        exclude: None,
                     };
                     for i in 0..PER_THREAD {
                         let p = r.pick("g", &ctx).unwrap();

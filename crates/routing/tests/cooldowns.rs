@@ -12,6 +12,7 @@ use idlehands_routing::{
 const CTX: PickContext = PickContext {
     estimated_input_tokens: 1,
     tags: None,
+    exclude: None,
 };
 
 fn fail_on(r: &idlehands_routing::Router, id: &str, f: Failure) -> bool {

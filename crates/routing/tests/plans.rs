@@ -13,6 +13,7 @@ use idlehands_routing::{
 const CTX: PickContext = PickContext {
     estimated_input_tokens: 1,
     tags: None,
+    exclude: None,
 };
 
 /// What the scripted upstream returns for one attempt.
@@ -578,9 +579,55 @@ fn context_window_pre_call_check_routes_to_context_window_fallbacks() {
     let ctx = PickContext {
         estimated_input_tokens: 5000,
         tags: None,
+        exclude: None,
     };
     match plan.next(&ctx) {
         Step::Attempt(p) => assert_eq!(p.deployment().id, "b"),
         Step::GiveUp(e) => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn excluded_deployments_are_passed_over_and_a_group_left_with_none_falls_back() {
+    let (r, _) = router(
+        vec![dep("a", "g"), dep("b", "g"), dep("c", "reg")],
+        settings(r#"{"fallbacks": [{"g": ["reg"]}]}"#),
+    );
+    // `a` (index 0) is excluded: every pick in `g` is `b`.
+    let only_b = PickContext {
+        exclude: Some(idlehands_routing::Exclude(std::sync::Arc::new(|i| i == 0))),
+        ..CTX
+    };
+    for _ in 0..50 {
+        let pick = r.pick("g", &only_b).unwrap();
+        assert_eq!(pick.deployment().id, "b");
+    }
+    // Both excluded: the group has nothing, in the budget's words, and the plan falls back.
+    let none = PickContext {
+        exclude: Some(idlehands_routing::Exclude(std::sync::Arc::new(|i| i < 2))),
+        ..CTX
+    };
+    let nd = r.pick("g", &none).unwrap_err();
+    assert_eq!(nd.reason, NoDeploymentReason::Budget);
+    assert_eq!(nd.to_string(), "No deployments available - crossed budget");
+    let mut plan: Plan<String> = r.plan("g", PlanOptions::default());
+    match plan.next(&none) {
+        Step::Attempt(p) => assert_eq!(p.deployment().id, "c"),
+        Step::GiveUp(e) => panic!("expected the fallback, got {e:?}"),
+    }
+    assert_eq!(plan.attempted_fallbacks(), 1);
+    // Without fallbacks the budget is the final answer.
+    let mut alone: Plan<String> = r.plan(
+        "g",
+        PlanOptions {
+            disable_fallbacks: true,
+            ..PlanOptions::default()
+        },
+    );
+    match alone.next(&none) {
+        Step::GiveUp(FinalError::NoDeployment(nd)) => {
+            assert_eq!(nd.reason, NoDeploymentReason::Budget)
+        }
+        other => panic!("expected the budget refusal, got {other:?}"),
     }
 }

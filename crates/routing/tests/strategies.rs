@@ -13,6 +13,7 @@ use idlehands_routing::{
 const CTX: PickContext = PickContext {
     estimated_input_tokens: 10,
     tags: None,
+    exclude: None,
 };
 
 fn counts(r: &idlehands_routing::Router, group: &str, n: usize) -> HashMap<String, usize> {
@@ -242,6 +243,7 @@ fn all_deployments_at_limit_give_429_until_the_minute_ends() {
     let big = PickContext {
         estimated_input_tokens: 101,
         tags: None,
+        exclude: None,
     };
     let p = r.pick("g", &big).unwrap();
     assert_eq!(p.deployment().id, "a");
@@ -281,11 +283,13 @@ fn tpm_limit_counts_used_tokens() {
     let ctx = PickContext {
         estimated_input_tokens: 6,
         tags: None,
+        exclude: None,
     };
     assert_eq!(r.pick("g", &ctx).unwrap().deployment().id, "spare");
     let ctx = PickContext {
         estimated_input_tokens: 5,
         tags: None,
+        exclude: None,
     };
     let mut capped = 0;
     for _ in 0..20 {
@@ -363,6 +367,7 @@ fn pre_call_checks_skip_deployments_whose_context_is_too_small() {
     let long = PickContext {
         estimated_input_tokens: 20_000,
         tags: None,
+        exclude: None,
     };
     for _ in 0..10 {
         assert_eq!(r.pick("g", &long).unwrap().deployment().id, "large");
@@ -370,6 +375,7 @@ fn pre_call_checks_skip_deployments_whose_context_is_too_small() {
     let huge = PickContext {
         estimated_input_tokens: 200_000,
         tags: None,
+        exclude: None,
     };
     let err = r.pick("g", &huge).unwrap_err();
     assert_eq!(err.reason, NoDeploymentReason::ContextWindow);

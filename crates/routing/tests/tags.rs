@@ -26,6 +26,7 @@ fn ctx(tags: &[&str]) -> PickContext {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             user_agent: None,
         })),
+        exclude: None,
     }
 }
 

@@ -69,6 +69,7 @@ pub(crate) fn entities_of(row: &SpendLogRow) -> impl Iterator<Item = String> + '
                 .filter(|_| !row.api_key.is_empty())
                 .map(|entry| crate::key_model_budgets::entity(&row.api_key, entry)),
         )
+        .chain(row.route_budgets.iter().cloned())
 }
 
 #[cfg(test)]
@@ -83,6 +84,7 @@ mod tests {
             organization_id: Some("o1".into()),
             end_user: Some("e1".into()),
             proxy_budget: true,
+            route_budgets: vec!["route:provider:openai".into()],
             ..SpendLogRow::default()
         };
         let names: Vec<String> = entities_of(&row).collect();
@@ -94,7 +96,8 @@ mod tests {
                 "member:t1:u1",
                 "org:o1",
                 "customer:e1",
-                "user:litellm-proxy-budget"
+                "user:litellm-proxy-budget",
+                "route:provider:openai"
             ]
         );
         let bare = SpendLogRow {

@@ -138,6 +138,8 @@ pub(crate) type UserCache = HashMap<String, (Instant, Option<Arc<UserRecord>>)>;
 pub(crate) type CustomerCache = HashMap<String, (Instant, Arc<EndUserView>)>;
 /// Keys' per-model budgets by entity (`keymodel:<token>:<entry>`), each with when it was read.
 pub(crate) type KeyModelCache = HashMap<String, (Instant, Budget)>;
+/// Entity -> the route budget as configured when its row was read, and that row.
+pub(crate) type RouteCache = HashMap<String, (crate::route_budgets::RouteBudget, Budget)>;
 pub(crate) type OrgCache = HashMap<String, (Instant, Option<Arc<OrgRecord>>)>;
 
 struct Inner {
@@ -163,6 +165,11 @@ struct Inner {
     customers_exist: AtomicBool,
     orgs: RwLock<OrgCache>,
     key_models: RwLock<KeyModelCache>,
+    /// Route budgets as last read (`crate::route_budgets`), by entity.
+    routes: RwLock<RouteCache>,
+    /// When each route budget last refused a hold here, by entity (see
+    /// `Ledger::route_refused_lately`).
+    routes_refused: RwLock<HashMap<String, chrono::DateTime<Utc>>>,
     cfg: LedgerConfig,
     ticker: Mutex<Option<JoinHandle<()>>>,
 }
@@ -246,6 +253,10 @@ pub struct Reservation {
     organization_id: Option<String>,
     /// The key's `model_max_budget` entry the call counts against.
     model_budget: Option<String>,
+    /// Holds on the route budgets of the deployment that takes the call
+    /// (`Ledger::hold_routes`), and their entities, for the row.
+    pub(crate) routes: Vec<Ticket>,
+    pub(crate) route_entities: Vec<String>,
     limiter: Arc<dyn Limiter>,
     max_budget: Option<i64>,
     rpm_limit: Option<u64>,
@@ -296,10 +307,16 @@ impl Reservation {
     /// the estimate; the row is queued for the spend log with `api_key` set to the key's hash.
     /// Use it for failures too (spend 0, status `failure`).
     pub async fn settle(mut self, mut row: SpendLogRow) -> Settled {
-        for level in std::mem::take(&mut self.levels) {
+        for level in std::mem::take(&mut self.levels)
+            .into_iter()
+            .chain(std::mem::take(&mut self.routes))
+        {
             self.limiter
                 .settle_counters(level, row.spend, row.total_tokens)
                 .await;
+        }
+        if row.route_budgets.is_empty() {
+            row.route_budgets = std::mem::take(&mut self.route_entities);
         }
         if let Some((level, tracked)) = self.end_user.take() {
             let spend = if tracked { row.spend } else { 0 };
@@ -333,7 +350,10 @@ impl Drop for Reservation {
         if let Some(ticket) = self.ticket.take() {
             self.limiter.release(ticket);
         }
-        for level in std::mem::take(&mut self.levels) {
+        for level in std::mem::take(&mut self.levels)
+            .into_iter()
+            .chain(std::mem::take(&mut self.routes))
+        {
             self.limiter.release(level);
         }
         if let Some((level, _)) = self.end_user.take() {
@@ -447,6 +467,8 @@ impl Ledger {
             users: RwLock::new(HashMap::new()),
             customers: RwLock::new(HashMap::new()),
             key_models: RwLock::new(HashMap::new()),
+            routes: RwLock::new(HashMap::new()),
+            routes_refused: RwLock::new(HashMap::new()),
             customers_exist: AtomicBool::new(true),
             orgs: RwLock::new(HashMap::new()),
             cfg,
@@ -491,6 +513,14 @@ impl Ledger {
 
     pub(crate) fn key_models_cache(&self) -> &RwLock<KeyModelCache> {
         &self.inner.key_models
+    }
+
+    pub(crate) fn routes_cache(&self) -> &RwLock<RouteCache> {
+        &self.inner.routes
+    }
+
+    pub(crate) fn routes_refused(&self) -> &RwLock<HashMap<String, chrono::DateTime<Utc>>> {
+        &self.inner.routes_refused
     }
 
     /// Whether end users' spend is added up (see [`LedgerConfig::end_user_cost_tracking`]).
@@ -897,18 +927,7 @@ impl Ledger {
             return Ok(None);
         }
         let (estimate_nanos, estimate_tokens) = estimate();
-        let mut reservation = Reservation {
-            ticket: None,
-            levels: Vec::new(),
-            end_user: None,
-            organization_id: None,
-            model_budget: None,
-            limiter: self.inner.limiter.clone(),
-            max_budget: None,
-            rpm_limit: None,
-            tpm_limit: None,
-            writer: Some(self.inner.writer.clone()),
-        };
+        let mut reservation = self.keyless_reservation();
         let estimate = (estimate_nanos, estimate_tokens);
         self.hold_outer(
             &mut reservation,
@@ -918,6 +937,25 @@ impl Ledger {
         )
         .await?;
         Ok(Some(reservation))
+    }
+
+    /// A reservation of a call without a key that holds nothing yet; its
+    /// [`Reservation::settle`] logs the row itself.
+    pub fn keyless_reservation(&self) -> Reservation {
+        Reservation {
+            ticket: None,
+            levels: Vec::new(),
+            end_user: None,
+            organization_id: None,
+            model_budget: None,
+            routes: Vec::new(),
+            route_entities: Vec::new(),
+            limiter: self.inner.limiter.clone(),
+            max_budget: None,
+            rpm_limit: None,
+            tpm_limit: None,
+            writer: Some(self.inner.writer.clone()),
+        }
     }
 
     /// Checks and reserves a call's estimate on one level above the key, refused in that
@@ -1095,6 +1133,8 @@ impl Ledger {
                 .and_then(|t| t.record.organization_id.clone())
                 .or_else(|| key.record.organization_id.clone()),
             model_budget: None,
+            routes: Vec::new(),
+            route_entities: Vec::new(),
             limiter: self.inner.limiter.clone(),
             max_budget: key.record.max_budget,
             rpm_limit: limits.rpm_limit,

@@ -40,8 +40,10 @@ mod models_db;
 pub mod money;
 pub use models_db::ProxyModelRow;
 mod leases;
+mod ledger_route_budgets;
 mod redis_limiter;
 mod responses_db;
+pub mod route_budgets;
 pub use responses_db::StoredResponseRow;
 pub mod organizations;
 mod organizations_db;
@@ -73,10 +75,12 @@ pub use ledger::{
     AuthedKey, CallModel, Ledger, LedgerConfig, PROXY_BUDGET_USER, ProxyBudget, Reservation,
     Settled,
 };
+pub use ledger_route_budgets::RouteRefusal;
 pub use limiter::{KeyLimits, Limiter, LiveSpend, LocalLimiter, Ticket};
 pub use redis_limiter::{
     HEARTBEAT_EVERY, INSTANCE_TIMEOUT, Reclaimed, RedisLimiter, subscribe_invalidations,
 };
+pub use route_budgets::{RouteBudget, RouteKind};
 pub use spend::{STATUS_FAILURE, STATUS_SUCCESS, SpendAggregate, SpendGroup, SpendLogRow};
 pub use spend_db::{BatchItem, DayGroupSpend, KeyModelSpend, ReportGroup};
 pub use tag_spend::{TagActivityQuery, TagSpend};

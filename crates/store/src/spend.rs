@@ -67,6 +67,10 @@ pub struct SpendLogRow {
     /// commit adds its spend to that budget's user too; not a column.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub proxy_budget: bool,
+    /// The route budgets (`crate::route_budgets`) the call counted against, by entity: the
+    /// commit adds its spend to each too; not a column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_budgets: Vec<String>,
 }
 
 pub const STATUS_SUCCESS: &str = "success";

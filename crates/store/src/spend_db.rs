@@ -181,6 +181,7 @@ macro_rules! row_from_db {
             organization_id: row.try_get("organization_id")?,
             model_budget: None,
             proxy_budget: false,
+            route_budgets: Vec::new(),
         }
     }};
 }

@@ -397,6 +397,7 @@ async fn every_column_of_a_row_round_trips(store: Store) {
         usage_estimated: true,
         model_budget: None,
         proxy_budget: false,
+        route_budgets: Vec::new(),
     };
     let empty = SpendLogRow {
         request_id: "empty".into(),

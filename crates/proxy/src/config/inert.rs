@@ -10,7 +10,10 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 33] = [
+const READ_FROM_EXTRA: [(&str, &str); 35] = [
+    // Read by `super::route_budgets`.
+    ("router_settings", "provider_budget_config"),
+    ("litellm_settings", "tag_budget_config"),
     // Read by the user_defaults module (fields it does not apply are named below).
     ("litellm_settings", "default_internal_user_params"),
     ("litellm_settings", "max_internal_user_budget"),
@@ -345,11 +348,16 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
                 "shown by /model/info, not acted on",
             );
         }
-        if lp.max_budget.is_some() || lp.budget_duration.is_some() {
-            say(
+        match (lp.max_budget.is_some(), lp.budget_duration.is_some()) {
+            (true, false) => say(
                 &at("max_budget"),
-                "deployments have no budgets; set budgets on keys",
-            );
+                "a deployment budget needs budget_duration too (its window), as in LiteLLM; not applied",
+            ),
+            (false, true) => say(
+                &at("budget_duration"),
+                "a deployment budget needs max_budget too, as in LiteLLM; not applied",
+            ),
+            _ => {}
         }
         for (j, pattern) in lp.tag_regex.iter().enumerate() {
             if let Err(e) = regex::Regex::new(pattern) {
@@ -518,6 +526,7 @@ router_settings:
     litellm_params:
       model: openai/m
       input_cost_per_second: 0.01
+      max_budget: 1
 general_settings:
   master_key: sk-unit-master-1
   store_model_in_db: true
@@ -548,6 +557,7 @@ router_settings:
                 "litellm_settings.success_callback \"langfuse\"",
                 "litellm_settings.budget_duration",
                 "router_settings.tag_routing_prefix",
+                "model_list[0].litellm_params.max_budget",
                 "model_list[0].litellm_params.input_cost_per_second",
                 "litellm_settings.cache_params.type \"qdrant-semantic\"",
             ]

@@ -16,6 +16,7 @@ mod includes;
 pub(crate) mod inert;
 mod lenient;
 mod provider;
+pub mod route_budgets;
 mod routing;
 mod types;
 
@@ -523,6 +524,7 @@ impl ProxyConfig {
                 "must be at least 1",
             ));
         }
+        route_budgets::from_config(self)?;
         for (i, m) in self.file.model_list.iter().enumerate() {
             if let Err(bad) = validate_entry(m) {
                 return Err(invalid(
@@ -592,6 +594,7 @@ pub fn validate_entry(m: &ModelEntry) -> Result<(), BadEntry> {
             "must start with http:// or https://",
         );
     }
+    route_budgets::of_deployment(p, "")?;
     if let Err(e) = call_params::from_litellm_params(p, None) {
         return bad(&format!("litellm_params.{}", e.key), &e.message);
     }

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use idlehands_routing::{
-    Failure, Fallbacks, FinalError, NoDeployment, NoDeploymentReason, Pick, PickContext, Plan,
-    PlanOptions, Step, parse_retry_after,
+    Exclude, Failure, Fallbacks, FinalError, NoDeployment, NoDeploymentReason, Pick, PickContext,
+    Plan, PlanOptions, Step, parse_retry_after,
 };
+use idlehands_store::RouteRefusal;
 
 use super::body::RequestBody;
 use super::trace::Trace;
@@ -96,6 +97,18 @@ pub(crate) fn no_deployment_error(nd: &NoDeployment) -> ProxyError {
         message: nd.to_string(),
         param: matches!(nd.reason, NoDeploymentReason::UnknownGroup).then(|| "model".to_string()),
         headers,
+    }
+}
+
+/// The route budgets could not be checked (the database or a fleet's Redis is down).
+fn budgets_unavailable() -> ProxyError {
+    ProxyError::Custom {
+        status: 503,
+        kind: "service_unavailable".to_string(),
+        message: "Provider, deployment and tag budgets cannot be checked: the store is unreachable"
+            .to_string(),
+        param: None,
+        headers: Vec::new(),
     }
 }
 
@@ -350,6 +363,113 @@ pub(crate) struct Attempts {
     ctx: PickContext,
     /// The caller set the timeouts (see [`failure_of`]).
     caller_timeout: bool,
+    /// Route budgets, when any are configured (see [`RouteGate`]).
+    gate: Option<RouteGate>,
+}
+
+/// LiteLLM's provider budget routing for one call: deployments whose provider's, own or the
+/// call's tags' budget is spent are passed over; routing's first look passes over those whose
+/// budget refused a hold in the last second, and the hold before each attempt decides.
+struct RouteGate {
+    /// The call's tags' budgets, held on whichever deployment takes it.
+    tags: Vec<idlehands_store::RouteBudget>,
+    /// Deployments whose hold was refused during this call, by index.
+    refused: Arc<parking_lot::Mutex<Vec<usize>>>,
+    /// What each refusal said, in LiteLLM's words, one line each.
+    said: Vec<String>,
+}
+
+impl RouteGate {
+    fn new(trace: &Trace, table: &Arc<RoutingTable>) -> Option<(RouteGate, Exclude)> {
+        let app = &trace.app;
+        if app.route_budgets.tags.is_empty() && !table.route_budgets {
+            return None;
+        }
+        let tags: Vec<_> = app
+            .route_budgets
+            .tags
+            .iter()
+            .filter(|b| trace.request_tags.contains(&b.name))
+            .cloned()
+            .collect();
+        if tags.is_empty() && !table.route_budgets {
+            return None;
+        }
+        let hooks = app.hooks.clone()?;
+        let refused = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let spent_tags = tags.iter().any(|b| hooks.route_refused_lately(b));
+        let (seen, deployments) = (refused.clone(), table.clone());
+        let exclude = Exclude(Arc::new(move |slot| {
+            spent_tags
+                || seen.lock().contains(&slot)
+                || deployments.deployments.get(slot).is_some_and(|d| {
+                    d.route_budgets
+                        .iter()
+                        .any(|b| hooks.route_refused_lately(b))
+                })
+        }));
+        let gate = RouteGate {
+            tags,
+            refused,
+            said: Vec::new(),
+        };
+        Some((gate, exclude))
+    }
+
+    /// The budgets a call on `d` counts against.
+    fn budgets_for(&self, d: &Deployment) -> Vec<idlehands_store::RouteBudget> {
+        d.route_budgets.iter().chain(&self.tags).cloned().collect()
+    }
+
+    /// The refusal when no deployment was left: LiteLLM's words, with a line per refused hold
+    /// and per budget of the requested group's deployments passed over at the first look.
+    fn error(&self, trace: &Trace, table: &RoutingTable, nd: &NoDeployment) -> ProxyError {
+        let mut lines = self.said.clone();
+        if let Some(hooks) = &trace.app.hooks {
+            for d in table
+                .deployments
+                .iter()
+                .filter(|d| d.model_name == nd.model)
+            {
+                for b in self.budgets_for(d) {
+                    if hooks.route_refused_lately(&b) {
+                        let spend = hooks.route_spend(&b).unwrap_or(b.max_budget);
+                        lines.push(refusal_line(&b, d, spend));
+                    }
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        lines.retain(|l| seen.insert(l.clone()));
+        ProxyError::Custom {
+            status: trace.app.budget_exceeded_status,
+            kind: "budget_exceeded".to_string(),
+            message: format!("{nd}: {}", lines.join("\n")),
+            param: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// One budget that has no room for a call on `d`, as LiteLLM words it (its deployment line
+/// shows the limit where LiteLLM prints the window by mistake).
+fn refusal_line(b: &idlehands_store::RouteBudget, d: &Deployment, spend: i64) -> String {
+    // Python's float repr, as LiteLLM prints them (1e-05, 0.5).
+    let usd = |n| idlehands_store::money::py_float(idlehands_store::money::nanos_to_usd(n));
+    let (spend, max) = (usd(spend), usd(b.max_budget));
+    match b.kind {
+        idlehands_store::RouteKind::Provider => {
+            format!("Exceeded budget for provider {}: {spend} >= {max}", b.name)
+        }
+        idlehands_store::RouteKind::Deployment => format!(
+            "Exceeded budget for deployment model_name: {}, litellm_params.model: {}, model_id: {}: {spend} >= {max}",
+            d.model_name, d.model, d.id
+        ),
+        idlehands_store::RouteKind::Tag => format!(
+            "Exceeded budget for tag='{}', tag_spend={spend}, tag_budget_limit={max}",
+            b.name
+        ),
+    }
 }
 
 impl Attempts {
@@ -357,14 +477,20 @@ impl Attempts {
     pub fn new(group: &ModelGroup, options: PlanOptions, trace: &Trace) -> Self {
         let table = group.table.clone();
         let plan = table.router.plan(&group.name, options);
+        let (gate, exclude) = match RouteGate::new(trace, &table) {
+            Some((gate, exclude)) => (Some(gate), Some(exclude)),
+            None => (None, None),
+        };
         Attempts {
             table,
             plan,
             ctx: PickContext {
                 estimated_input_tokens: trace.prompt_estimate,
                 tags: trace.route_tags.clone(),
+                exclude,
             },
             caller_timeout: false,
+            gate,
         }
     }
 
@@ -396,13 +522,39 @@ impl Attempts {
             let pick = match self.plan.next(&self.ctx) {
                 Step::Attempt(p) => p,
                 Step::GiveUp(FinalError::Upstream(e)) => return Err(e),
-                Step::GiveUp(FinalError::NoDeployment(nd)) => return Err(no_deployment_error(&nd)),
+                Step::GiveUp(FinalError::NoDeployment(nd)) => {
+                    return Err(match &self.gate {
+                        Some(gate) if nd.reason == NoDeploymentReason::Budget => {
+                            gate.error(trace, &self.table, &nd)
+                        }
+                        _ => no_deployment_error(&nd),
+                    });
+                }
             };
             let Some(d) = self.table.deployments.get(pick.index()) else {
                 return Err(ProxyError::Internal(
                     "routing picked an unknown deployment".to_string(),
                 ));
             };
+            if let Some(gate) = &mut self.gate {
+                let budgets = gate.budgets_for(d);
+                if !budgets.is_empty() {
+                    match trace.hold_routes(d, &budgets).await {
+                        Ok(()) => {}
+                        Err(RouteRefusal::Spent {
+                            index, spend_nanos, ..
+                        }) => {
+                            // Passed over for the rest of this call, as if it had been spent
+                            // at the first look.
+                            gate.said
+                                .push(refusal_line(&budgets[index], d, spend_nanos));
+                            gate.refused.lock().push(pick.index());
+                            continue;
+                        }
+                        Err(RouteRefusal::Unavailable) => return Err(budgets_unavailable()),
+                    }
+                }
+            }
             if !Arc::ptr_eq(&trace.deployment, d) {
                 trace.deployment = d.clone();
             }
@@ -483,6 +635,10 @@ impl Attempts {
                         );
                     }
                     cause = Some((e.status(), d.provider.clone()));
+                    // A failed attempt costs nothing; the next one holds its own budgets.
+                    if self.gate.is_some() {
+                        trace.release_routes();
+                    }
                     let failure = failure_of_call(&e, self.caller_timeout);
                     let delay = self.plan.failed(pick, failure, e).delay();
                     if !delay.is_zero() {

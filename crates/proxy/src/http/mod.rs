@@ -35,6 +35,7 @@ mod models;
 mod multi;
 mod orgs;
 mod passthrough;
+mod provider_budgets;
 mod responses;
 mod responses_native;
 mod roles;
@@ -251,6 +252,7 @@ pub(crate) fn management_routes(
         .merge(cost_map::routes(state.clone()))
         .merge(cache::routes(state.clone()))
         .merge(budgets::routes(state.clone()))
+        .merge(provider_budgets::routes(state.clone()))
         .merge(spend_calculate::routes(state.clone()))
         .merge(user_info_v2::routes(state.clone()))
         .merge(team_list_v2::routes(state.clone()))

@@ -89,6 +89,8 @@ pub(crate) struct Trace {
     /// The usage handed to `finish` is the gateway's estimate (the upstream reported none).
     pub usage_estimated: bool,
     reservation: Option<Reservation>,
+    /// The client's `max_tokens`, for the estimates held on budgets.
+    max_tokens: Option<u64>,
     /// Request and response bodies, only while payload logging is on (`crate::logging`).
     pub capture: Option<Box<crate::logging::Capture>>,
     /// A place under `global_max_parallel_requests`, held until the call (or its stream) ends.
@@ -144,6 +146,7 @@ impl Trace {
             response_model: None,
             usage_estimated: false,
             reservation: None,
+            max_tokens: None,
             capture: None,
             parallel_permit: None,
             request: crate::metrics::current_request(),
@@ -158,6 +161,7 @@ impl Trace {
 
     /// SEAM: the pre-call hook (budgets, rate limits), when one is installed.
     pub async fn pre_call(&mut self, max_tokens: Option<u64>) -> Result<(), ProxyError> {
+        self.max_tokens = max_tokens;
         let Some(hooks) = self.app.hooks.clone() else {
             return Ok(());
         };
@@ -176,6 +180,39 @@ impl Trace {
         let r = hooks.pre_call(&call).await?;
         self.reservation = Some(r);
         Ok(())
+    }
+
+    /// SEAM: holds the call on `budgets` (the route budgets of `d`, the deployment it is about
+    /// to be tried on, and the call's tags'), with the estimate of a call on `d`.
+    pub async fn hold_routes(
+        &mut self,
+        d: &Deployment,
+        budgets: &[idlehands_store::RouteBudget],
+    ) -> Result<(), idlehands_store::RouteRefusal> {
+        let Some(hooks) = self.app.hooks.clone() else {
+            return Ok(());
+        };
+        let call = PreCall {
+            principal: &self.principal,
+            call_id: &self.call_id,
+            call_type: self.call_type,
+            model_group: &self.model_group,
+            model_id: &d.id,
+            access_groups: &d.access_groups,
+            end_user: self.end_user.as_deref(),
+            max_tokens: self.max_tokens,
+            prompt_tokens_estimate: self.prompt_estimate,
+            price: d.price.as_ref(),
+        };
+        let reservation = self.reservation.get_or_insert_with(Reservation::default);
+        hooks.hold_routes(reservation, &call, budgets).await
+    }
+
+    /// Gives back what [`Trace::hold_routes`] held, for an attempt that failed.
+    pub fn release_routes(&mut self) {
+        if let (Some(hooks), Some(r)) = (&self.app.hooks, self.reservation.as_mut()) {
+            hooks.release_routes(r);
+        }
     }
 
     /// What the call costs, by the price LiteLLM would pick (see `pricing::CallPricing`); the

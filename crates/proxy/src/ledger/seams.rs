@@ -18,8 +18,8 @@ use idlehands_store::organizations::OrgRecord;
 use idlehands_store::teams::TeamView;
 use idlehands_store::users::UserRecord;
 use idlehands_store::{
-    AccessError, ApiError, AuthedKey, JsonObjectText, KeyRecord, Ledger, STATUS_FAILURE,
-    STATUS_SUCCESS, SpendLogRow, StoreError,
+    AccessError, ApiError, AuthedKey, JsonObjectText, KeyRecord, Ledger, RouteBudget, RouteRefusal,
+    STATUS_FAILURE, STATUS_SUCCESS, SpendLogRow, StoreError,
 };
 use idlehands_wire::Usage;
 use parking_lot::{Mutex, RwLock};
@@ -372,6 +372,57 @@ impl CallHooks for StoreSeams {
         if let Ok(held) = any.downcast::<Held>() {
             self.parked.lock().insert(record.call_id.clone(), *held);
         }
+    }
+
+    fn hold_routes<'a>(
+        &'a self,
+        reservation: &'a mut Reservation,
+        call: &'a PreCall<'a>,
+        budgets: &'a [RouteBudget],
+    ) -> BoxFuture<'a, Result<(), RouteRefusal>> {
+        Box::pin(async move {
+            if reservation.0.is_none() {
+                // A call that held nothing so far (the master key's): its row is logged
+                // through the reservation from now on.
+                reservation.0 = Some(Box::new(Held {
+                    reservation: self.ledger.keyless_reservation(),
+                    token: String::new(),
+                    spend_at_admission: 0,
+                    max_budget: None,
+                    rpm_limit: None,
+                    tpm_limit: None,
+                }));
+            }
+            let Some(held) = reservation
+                .0
+                .as_mut()
+                .and_then(|a| a.downcast_mut::<Held>())
+            else {
+                return Ok(());
+            };
+            let (nanos, tokens) = estimate(call);
+            self.ledger
+                .hold_routes(&mut held.reservation, budgets, nanos, tokens)
+                .await
+        })
+    }
+
+    fn release_routes(&self, reservation: &mut Reservation) {
+        if let Some(held) = reservation
+            .0
+            .as_mut()
+            .and_then(|a| a.downcast_mut::<Held>())
+        {
+            self.ledger.release_routes(&mut held.reservation);
+        }
+    }
+
+    fn route_refused_lately(&self, budget: &RouteBudget) -> bool {
+        self.ledger.route_refused_lately(budget)
+    }
+
+    fn route_spend(&self, budget: &RouteBudget) -> Option<i64> {
+        self.ledger.route_spend(budget)
     }
 
     fn response_headers(

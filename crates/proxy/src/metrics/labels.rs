@@ -337,6 +337,14 @@ pub(crate) const FAILED_FALLBACKS: Def = counter(
     FALLBACK_LABELS,
 );
 
+/// Budget left in each `router_settings.provider_budget_config` window (LiteLLM sets it when
+/// its budget filter runs; here it is read at scrape time).
+pub(crate) const PROVIDER_REMAINING_BUDGET: Def = gauge(
+    "litellm_provider_remaining_budget_metric",
+    "Remaining budget for provider - used when you set provider budget limits",
+    &["api_provider"],
+);
+
 const DEPLOYMENT_LABELS: &[&str] = &["litellm_model_name", "model_id", "api_base", "api_provider"];
 
 pub(crate) const DEPLOYMENT_STATE: Def = gauge(

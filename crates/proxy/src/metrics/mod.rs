@@ -130,6 +130,10 @@ pub struct DeploymentGauge {
 }
 
 /// Reads the router's per-deployment state; called once per scrape.
+/// `(provider, remaining USD)` for each provider budget, read at scrape time (see
+/// [`Metrics::set_provider_budget_source`]).
+pub type ProviderBudgetSource = Arc<dyn Fn() -> Vec<(String, f64)> + Send + Sync>;
+
 pub type DeploymentSource = Arc<dyn Fn() -> Vec<DeploymentGauge> + Send + Sync>;
 
 /// A fallback from one model group to another, for the `litellm_deployment_*_fallbacks`
@@ -176,6 +180,7 @@ struct Inner {
     cache_misses: Family<Count>,
     cached_tokens: Family<Count>,
     deployments: RwLock<Option<DeploymentSource>>,
+    providers: RwLock<Option<ProviderBudgetSource>>,
 }
 
 /// The gateway's metrics. One per gateway; reach it with `Gateway::metrics`.
@@ -323,6 +328,7 @@ impl Metrics {
             cache_misses: Family::new(&labels::CACHE_MISSES),
             cached_tokens: Family::new(&labels::CACHED_TOKENS),
             deployments: RwLock::new(None),
+            providers: RwLock::new(None),
         });
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Exposition(inner.clone())));
@@ -532,6 +538,12 @@ impl Metrics {
         *self.inner.deployments.write() = Some(source);
     }
 
+    /// Where `litellm_provider_remaining_budget_metric` comes from (the provider budgets as
+    /// this instance knows their spend). Without one, it is absent.
+    pub fn set_provider_budget_source(&self, source: ProviderBudgetSource) {
+        *self.inner.providers.write() = Some(source);
+    }
+
     fn sweep_if_due(&self, now: u64) {
         let due = self.inner.next_sweep.load(Ordering::Relaxed);
         if now >= due
@@ -669,6 +681,18 @@ impl Collector for Exposition {
         encode_family(&mut encoder, &i.cache_hits)?;
         encode_family(&mut encoder, &i.cache_misses)?;
         encode_family(&mut encoder, &i.cached_tokens)?;
+        let providers = i.providers.read().clone();
+        if let Some(providers) = providers {
+            let rows: Vec<_> = providers()
+                .into_iter()
+                .map(|(provider, remaining)| {
+                    let l = Level::default();
+                    l.set(remaining);
+                    (Box::new([Box::from(provider)]) as Box<[Box<str>]>, l)
+                })
+                .collect();
+            encode_snapshot(&mut encoder, &labels::PROVIDER_REMAINING_BUDGET, &rows)?;
+        }
         let source = i.deployments.read().clone();
         let Some(source) = source else {
             return Ok(());

@@ -84,6 +84,9 @@ pub struct Deployment {
     pub spec: DeploymentSpec,
     /// `max_parallel_requests` (or LiteLLM's stand-ins for it): calls in flight at once.
     pub parallel: Option<Arc<super::slots::ParallelSlots>>,
+    /// Its provider's budget and its own (`crate::config::route_budgets`), each call on it
+    /// counts against.
+    pub route_budgets: Box<[idlehands_store::RouteBudget]>,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -236,10 +239,23 @@ impl Deployment {
                 .map(|n| n.min(f64::from(u32::MAX)) as u32),
         )
         .map(|n| Arc::new(super::slots::ParallelSlots::new(n, &id, &entry.model_name)));
+        // The config check has already refused budgets that cannot be enforced.
+        let route_budgets: Box<[idlehands_store::RouteBudget]> =
+            crate::config::route_budgets::from_config(cfg)
+                .ok()
+                .and_then(|all| all.provider(&provider).cloned())
+                .into_iter()
+                .chain(
+                    crate::config::route_budgets::of_deployment(p, &id)
+                        .ok()
+                        .flatten(),
+                )
+                .collect();
         Deployment {
             slot: 0,
             spec,
             parallel,
+            route_budgets,
             header_id: header(&id),
             header_group: header(&entry.model_name),
             header_api_base: api_base.as_deref().map(|b| header(strip_query(b))),
