@@ -287,10 +287,21 @@ impl Store {
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-            if end_users + orgs > 0 {
+            let keys: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM idlehands_verification_tokens WHERE budget_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if end_users + orgs + keys > 0 {
+                let who = if keys > 0 {
+                    format!("{end_users} end user(s), {orgs} organization(s) and {keys} key(s)")
+                } else {
+                    format!("{end_users} end user(s) and {orgs} organization(s)")
+                };
                 return Err(StoreError::bad_request(
                     format!(
-                        "Budget with id '{id}' is used by {end_users} end user(s) and {orgs} organization(s): link them to another budget (or `budget_id: null`) first."
+                        "Budget with id '{id}' is used by {who}: link them to another budget (or `budget_id: null`) first."
                     ),
                     "id",
                 ));

@@ -890,6 +890,13 @@ ALTER TABLE idlehands_verification_tokens ADD COLUMN allowed_cache_controls TEXT
 ALTER TABLE idlehands_deleted_verification_tokens ADD COLUMN allowed_cache_controls TEXT NOT NULL DEFAULT '[]';
 ";
 
+// Migration 19: the named budget a key follows (LiteLLM's `budget_id` rate-limit tiers),
+// kept with the key and with its archived copy when deleted.
+const V19_KEY_BUDGET_ID: &str = "
+ALTER TABLE idlehands_verification_tokens ADD COLUMN budget_id TEXT;
+ALTER TABLE idlehands_deleted_verification_tokens ADD COLUMN budget_id TEXT;
+";
+
 // Migration 15: kept health-check results (LiteLLM's `LiteLLM_HealthCheckTable`), read by
 // `/health/history` (newest first, by model name) and `/health/latest` (newest per model).
 const V15_HEALTH_CHECKS: &str = "
@@ -1044,6 +1051,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: V18_KEY_CACHE_CONTROLS,
         postgres: V18_KEY_CACHE_CONTROLS,
     },
+    Migration {
+        version: 19,
+        name: "key_budget_id",
+        sqlite: V19_KEY_BUDGET_ID,
+        postgres: V19_KEY_BUDGET_ID,
+    },
 ];
 
 /// The tables each schema migration from 9 on made (11 remade 10's under the same name).
@@ -1072,6 +1085,14 @@ impl Store {
                 for t in tables {
                     sql.push_str(&format!("DROP TABLE {t}; "));
                 }
+            }
+        }
+        if version <= 19 {
+            for t in [
+                "idlehands_verification_tokens",
+                "idlehands_deleted_verification_tokens",
+            ] {
+                sql.push_str(&format!("ALTER TABLE {t} DROP COLUMN budget_id; "));
             }
         }
         if version <= 18 {
@@ -1133,7 +1154,7 @@ mod tests {
         let store = Store::open(&path).await.unwrap();
         let text = logs.text();
         let upgrades: Vec<&str> = text.lines().filter(|l| l.contains("upgrading")).collect();
-        assert_eq!(upgrades.len(), 9, "{text}");
+        assert_eq!(upgrades.len(), 10, "{text}");
         assert!(upgrades[0].contains("version=10"), "{text}");
         assert!(upgrades[1].contains("version=11") && upgrades[1].contains("key_model_ids"));
         assert!(upgrades[2].contains("version=12") && upgrades[2].contains("late_writes"));
@@ -1143,6 +1164,7 @@ mod tests {
         assert!(upgrades[6].contains("version=16") && upgrades[6].contains("named_budgets"));
         assert!(upgrades[7].contains("version=17") && upgrades[7].contains("organizations_follow"));
         assert!(upgrades[8].contains("version=18") && upgrades[8].contains("cache_controls"));
+        assert!(upgrades[9].contains("version=19") && upgrades[9].contains("key_budget_id"));
         store.close().await;
     }
 

@@ -11,7 +11,7 @@ pub(crate) const KEY_COLS: &str = "token, key_name, key_alias, user_id, team_id,
     max_budget, soft_budget, budget_duration, budget_reset_at, expires, models, aliases, config, \
     permissions, metadata, tpm_limit, rpm_limit, max_parallel_requests, blocked, created_at, \
     created_by, updated_at, updated_by, allowed_routes, key_type, model_max_budget, \
-    allowed_cache_controls";
+    allowed_cache_controls, budget_id";
 
 macro_rules! key_from_row {
     ($row:expr) => {{
@@ -48,6 +48,7 @@ macro_rules! key_from_row {
             key_type: row.try_get("key_type")?,
             model_max_budget: json_col(row.try_get("model_max_budget")?),
             allowed_cache_controls: json_col(row.try_get("allowed_cache_controls")?),
+            budget_id: row.try_get("budget_id")?,
         }
     }};
 }
@@ -85,6 +86,7 @@ macro_rules! bind_key {
             .bind(k.key_type.clone())
             .bind(json_text(&k.model_max_budget))
             .bind(json_text(&k.allowed_cache_controls))
+            .bind(k.budget_id.clone())
     }};
 }
 
@@ -124,7 +126,7 @@ impl Store {
     pub async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         let insert = format!(
             "INSERT INTO idlehands_verification_tokens ({KEY_COLS}) VALUES ({})",
-            placeholders(1, 29)
+            placeholders(1, 30)
         );
         on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
@@ -252,6 +254,19 @@ impl Store {
         Ok(keys)
     }
 
+    /// The tokens of the keys that follow the named budget `budget_id`.
+    pub(crate) async fn keys_following(&self, budget_id: &str) -> Result<Vec<String>, StoreError> {
+        let tokens = on_db!(&self.db, pool => {
+            sqlx::query_scalar::<_, String>(
+                "SELECT token FROM idlehands_verification_tokens WHERE budget_id = $1",
+            )
+            .bind(budget_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(tokens)
+    }
+
     /// A page of keys matching the filters (newest first) and the total count.
     pub async fn list_keys(
         &self,
@@ -334,7 +349,7 @@ impl Store {
             spend = CASE WHEN $21 THEN $22 ELSE spend END, \
             budget_reset_at = CASE WHEN $23 THEN $24 ELSE budget_reset_at END, \
             allowed_routes = $25, key_type = $26, model_max_budget = $27, \
-            allowed_cache_controls = $28 \
+            allowed_cache_controls = $28, budget_id = $29 \
             WHERE token = $1";
         let updated = on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
@@ -387,6 +402,7 @@ impl Store {
                 .bind(key.key_type.clone())
                 .bind(json_text(&key.model_max_budget))
                 .bind(json_text(&key.allowed_cache_controls))
+                .bind(key.budget_id.clone())
                 .execute(&mut *tx)
                 .await?;
             let budgets = crate::key_model_budgets::parse(&key.model_max_budget)?;
@@ -484,7 +500,7 @@ impl Store {
         );
         let insert = format!(
             "INSERT INTO idlehands_verification_tokens ({KEY_COLS}) VALUES ({})",
-            placeholders(1, 29)
+            placeholders(1, 30)
         );
         let now = to_ms(Utc::now());
         on_db!(&self.db, pool => {

@@ -551,6 +551,7 @@ impl Ledger {
         let any = self.inner.store.any_customer().await?;
         self.inner.customers_exist.store(any, Ordering::Release);
         let keys = self.inner.store.all_keys().await?;
+        let keys = self.with_tiers(keys).await?;
         let n = keys.len();
         for k in keys {
             self.cache_insert(k);
@@ -657,7 +658,11 @@ impl Ledger {
         // An end user may have been created meanwhile: look them up again.
         self.inner.customers_exist.store(true, Ordering::Release);
         self.inner.orgs.write().clear();
-        match self.inner.store.all_keys().await {
+        let keys = match self.inner.store.all_keys().await {
+            Ok(keys) => self.with_tiers(keys).await,
+            Err(e) => Err(e),
+        };
+        match keys {
             Ok(keys) => {
                 let old = self.inner.keys.read().clone();
                 let fresh = keys
@@ -718,7 +723,11 @@ impl Ledger {
     fn refresh_in_background(&self, token: String, cached: Arc<Cached>) {
         let ledger = self.clone();
         tokio::spawn(async move {
-            match ledger.inner.store.get_key(&token).await {
+            let read = match ledger.inner.store.get_key(&token).await {
+                Ok(Some(record)) => ledger.with_tier(record).await.map(Some),
+                other => other,
+            };
+            match read {
                 Ok(Some(record)) => {
                     ledger
                         .inner
@@ -836,7 +845,11 @@ impl Ledger {
         if self.known_unknown(token) {
             return Ok(None);
         }
-        match self.inner.store.get_key(token).await {
+        let read = match self.inner.store.get_key(token).await {
+            Ok(Some(record)) => self.with_tier(record).await.map(Some),
+            other => other,
+        };
+        match read {
             Ok(Some(record)) => Ok(Some(self.cache_insert(record))),
             Ok(None) => Ok(None),
             Err(e) => {
@@ -1218,7 +1231,9 @@ impl Ledger {
             None => new_key(),
         };
         let record = new_key_record(&req, &plaintext, created_by, self.inner.cfg.clock.now())?;
+        self.check_tier(record.budget_id.as_deref()).await?;
         self.inner.store.insert_key(&record).await?;
+        self.warn_unwindowed(&record).await;
         // Another instance may have refused this value already (a client retrying before
         // the key existed): its negative entry goes too.
         self.invalidate_and_announce(&record.token);
@@ -1324,12 +1339,18 @@ impl Ledger {
             // Increments queued before the new spend must not land on top of it.
             self.inner.writer.flush().await?;
         }
+        if let Some(Some(id)) = &req.budget_id {
+            self.check_tier(Some(id)).await?;
+        }
         let now = self.inner.cfg.clock.now();
         let record = self
             .inner
             .store
             .update_key_with(&token, |k| apply_update(k, &req, updated_by, now))
             .await?;
+        if req.budget_id.is_some() {
+            self.warn_unwindowed(&record).await;
+        }
         self.after_change(&record, req.spend.is_some());
         Ok(KeyObject {
             token: record.token.clone(),

@@ -87,6 +87,7 @@ impl Ledger {
                 self.after_org_change(&o);
             }
         }
+        self.tier_changed(id).await?;
         Ok(row)
     }
 

@@ -31,6 +31,7 @@ mod ledger;
 mod ledger_budget_table;
 mod ledger_customers;
 mod ledger_key_models;
+mod ledger_key_tiers;
 mod ledger_orgs;
 mod ledger_teams;
 mod ledger_users;

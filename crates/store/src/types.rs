@@ -153,6 +153,8 @@ pub struct GenerateKeyRequest {
     pub key_type: Option<String>,
     pub model_max_budget: Option<JsonMap>,
     pub allowed_cache_controls: Option<Vec<String>>,
+    /// The named budget (`/budget/new`) the key follows: its limits where the key sets none.
+    pub budget_id: Option<String>,
     /// Kept in `metadata`, as LiteLLM keeps them.
     pub model_rpm_limit: Option<JsonMap>,
     pub model_tpm_limit: Option<JsonMap>,
@@ -203,6 +205,8 @@ pub struct UpdateKeyRequest {
     pub model_max_budget: Patch<JsonMap>,
     #[serde(default, deserialize_with = "patch")]
     pub allowed_cache_controls: Patch<Vec<String>>,
+    #[serde(default, deserialize_with = "patch")]
+    pub budget_id: Patch<String>,
     #[serde(default, deserialize_with = "patch")]
     pub model_rpm_limit: Patch<JsonMap>,
     #[serde(default, deserialize_with = "patch")]
@@ -288,6 +292,10 @@ pub struct KeyRecord {
     /// LiteLLM's `allowed_cache_controls`: the response-cache controls (`no-cache`,
     /// `no-store`, ...) the key's calls may send; empty means any.
     pub allowed_cache_controls: Vec<String>,
+    /// LiteLLM's `budget_id`: the named budget (a rate-limit tier) whose `max_budget`,
+    /// `soft_budget`, `tpm_limit`, `rpm_limit` and `max_parallel_requests` apply where the key
+    /// sets none of its own.
+    pub budget_id: Option<String>,
 }
 
 impl KeyRecord {

@@ -146,7 +146,15 @@ pub(crate) fn new_key_record(
             None => Default::default(),
         },
         allowed_cache_controls: cache_controls(req.allowed_cache_controls.as_deref())?,
+        budget_id: tier_id(req.budget_id.as_deref()),
     })
+}
+
+/// A key's `budget_id` as stored: trimmed, an empty one none.
+pub(crate) fn tier_id(id: Option<&str>) -> Option<String> {
+    id.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 /// LiteLLM's response-cache controls, the names `allowed_cache_controls` may list.
@@ -305,6 +313,9 @@ pub(crate) fn apply_update(
     }
     if let Some(controls) = &req.allowed_cache_controls {
         next.allowed_cache_controls = cache_controls(controls.as_deref())?;
+    }
+    if let Some(id) = &req.budget_id {
+        next.budget_id = tier_id(id.as_deref());
     }
     for (field, limits) in [
         ("model_rpm_limit", &req.model_rpm_limit),

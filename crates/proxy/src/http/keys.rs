@@ -241,8 +241,9 @@ pub(crate) fn reply<T: Serialize>(r: Result<T, idlehands_store::StoreError>) -> 
 }
 
 /// Key fields that act here: stored and enforced, or shown and filterable.
-const KEY_FIELDS_ACTED: [&str; 25] = [
+const KEY_FIELDS_ACTED: [&str; 26] = [
     "soft_budget",
+    "budget_id",
     "key",
     "key_alias",
     "user_id",
@@ -569,7 +570,29 @@ async fn info(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
             .into_response();
         }
     }
-    reply(info)
+    // A key following a named budget shows it, as LiteLLM joins it in.
+    let tier = match info
+        .as_ref()
+        .ok()
+        .and_then(|i| i.info.record.budget_id.clone())
+    {
+        Some(id) => tri!(
+            m.ledger
+                .store()
+                .budget_row(&id)
+                .await
+                .map_err(|e| store_error(&e))
+        ),
+        None => None,
+    };
+    match (info, tier) {
+        (Ok(found), Some(row)) => {
+            let mut v = serde_json::to_value(&found).unwrap_or_default();
+            v["info"]["litellm_budget_table"] = super::budgets::row_json(&row);
+            axum::Json(v).into_response()
+        }
+        (info, _) => reply(info),
+    }
 }
 
 /// `POST /v2/key/info` `{"keys": [...], "key_aliases": [...]}`: `/key/info` for several keys
