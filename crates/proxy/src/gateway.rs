@@ -416,6 +416,7 @@ impl GatewayBuilder {
         let key_bounds = crate::key_bounds::KeyBounds::from_config(&cfg)?;
         let key_generation = crate::key_generation::KeyGenerationRules::from_config(&cfg)?;
         let user_defaults = crate::user_defaults::UserDefaults::from_config(&cfg)?;
+        let team_defaults = crate::team_defaults::TeamDefaults::from_config(&cfg)?;
         let metrics_need_auth = !cfg
             .file
             .litellm_settings
@@ -429,6 +430,7 @@ impl GatewayBuilder {
                 key_bounds,
                 key_generation,
                 user_defaults,
+                team_defaults,
                 models,
                 client,
                 resolver: self.resolver,

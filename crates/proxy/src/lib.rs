@@ -48,6 +48,7 @@ pub mod router;
 pub mod router_redis;
 mod serving;
 mod state;
+mod team_defaults;
 pub mod tls;
 mod user_defaults;
 

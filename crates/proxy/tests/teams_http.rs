@@ -1050,7 +1050,42 @@ async fn bulk_member_add(b: Backend) {
     place.cleanup().await;
 }
 
+/// `default_team_params` (and the older `default_team_settings`' budget) fill what `/team/new`
+/// leaves out, and bound the new team's calls.
+async fn new_teams_take_the_configured_defaults(b: Backend) {
+    let place = Place::new(b);
+    let p = start(
+        &place,
+        "litellm_settings:
+  default_team_params: {max_budget: 0.00001, budget_duration: 30d, rpm_limit: 10}
+  default_team_settings: [{team_id: t0, max_budget: 7, success_callback: [langfuse]}]
+",
+    )
+    .await;
+    let team = new_team(&p, json!({"team_alias": "defaults"})).await;
+    assert_eq!(team["max_budget"], 0.00001, "{team}");
+    assert_eq!(team["budget_duration"], "30d", "{team}");
+    assert_eq!(team["rpm_limit"], 10, "{team}");
+    // The body's own values win; an explicit null window stays null.
+    let own = new_team(
+        &p,
+        json!({"team_alias": "own", "max_budget": 3, "budget_duration": null}),
+    )
+    .await;
+    assert_eq!(own["max_budget"], 3.0, "{own}");
+    assert_eq!(own["budget_duration"], Value::Null, "{own}");
+    // The defaulted budget bounds the team's keys.
+    let (key, _) = generate(&p, json!({"team_id": team["team_id"]})).await;
+    let first = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let over = post(&p, "/v1/chat/completions", &key, bounded_chat()).await;
+    assert_eq!(over.status, 422, "{}", over.body);
+    p.stop().await;
+    place.cleanup().await;
+}
+
 both_backends!(
+    new_teams_take_the_configured_defaults,
     bulk_member_add,
     keys_of_a_missing_team_are_refused,
     deletes_naming_an_id_twice,

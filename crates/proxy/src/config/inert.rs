@@ -10,7 +10,9 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 35] = [
+const READ_FROM_EXTRA: [(&str, &str); 36] = [
+    // Read by the team defaults (its unknown fields are named below).
+    ("litellm_settings", "default_team_params"),
     // Read by `super::route_budgets`.
     ("router_settings", "provider_budget_config"),
     ("litellm_settings", "tag_budget_config"),
@@ -149,7 +151,7 @@ const KNOWN_LITELLM: [(&str, &str, &str); 19] = [
     (
         "litellm_settings",
         "default_team_settings",
-        "per-team callbacks and the first entry's max_budget for new teams are not applied",
+        "per-team callbacks are not run (the first entry's max_budget is read: the budget of a new team that sets none)",
     ),
 ];
 
@@ -168,6 +170,15 @@ pub(crate) const USER_DEFAULT_FIELDS: [&str; 11] = [
     "max_parallel_requests",
     "auto_create_key",
     "user_alias",
+];
+
+/// The fields of `default_team_params` that `/team/new` takes.
+pub(crate) const TEAM_DEFAULT_FIELDS: [&str; 5] = [
+    "max_budget",
+    "budget_duration",
+    "tpm_limit",
+    "rpm_limit",
+    "organization_id",
 ];
 
 /// The fields the `key_bounds` module applies from each `/key/generate` section.
@@ -318,6 +329,17 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
             say(
                 &format!("litellm_settings.default_internal_user_params.{k}"),
                 "not a /user/new field the defaults fill here",
+            );
+        }
+    }
+    if let Some(Value::Object(m)) = ls.extra.get("default_team_params") {
+        for k in m
+            .keys()
+            .filter(|k| !TEAM_DEFAULT_FIELDS.contains(&k.as_str()))
+        {
+            say(
+                &format!("litellm_settings.default_team_params.{k}"),
+                "not a /team/new field the defaults fill here",
             );
         }
     }

@@ -180,6 +180,8 @@ pub(crate) struct App {
     pub key_generation: crate::key_generation::KeyGenerationRules,
     /// What `/user/new` fills in (`default_internal_user_params`, ...).
     pub user_defaults: crate::user_defaults::UserDefaults,
+    /// What `/team/new` fills in (`default_team_params`, ...).
+    pub team_defaults: crate::team_defaults::TeamDefaults,
     /// What the router is rebuilt from when stored deployments change.
     pub models: crate::models::ModelsBase,
     pub client: reqwest::Client,
