@@ -284,7 +284,7 @@ impl GatewayBuilder {
         };
         let pass_through = Arc::new(crate::passthrough::build(&cfg, &prices)?);
         let models = crate::models::ModelsBase::new(cfg.clone(), prices, self.clock);
-        let (router, catalog) = models.build(self.api_models);
+        let (router, catalog) = models.build(self.api_models, None);
         let forward_headers =
             crate::forward_headers::ForwardHeaders::from_config(&cfg, custom_header.clone())?
                 .map(Arc::new);

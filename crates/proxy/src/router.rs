@@ -160,6 +160,9 @@ pub struct Router {
     /// Model names every deployment of which is blocked (`model_info.blocked`, set by
     /// `/model/block`): calls to them are refused rather than told the model is unknown.
     blocked: HashSet<String>,
+    /// Deployments' counts of calls in flight (`max_parallel_requests`), handed on to the
+    /// router built after this one.
+    slots: Arc<crate::providers::slots::SlotRegistry>,
 }
 
 /// A deployment that belongs to one team: `model_info.team_id` with the
@@ -218,9 +221,21 @@ impl Router {
     }
 
     pub fn build(cfg: &ProxyConfig, prices: &PriceTable, clock: Arc<dyn Clock>) -> Self {
+        Self::build_after(cfg, prices, clock, None)
+    }
+
+    /// [`Router::build`] to replace `previous`: a deployment of the same id goes on counting
+    /// the calls `previous`'s copy has in flight against its `max_parallel_requests`.
+    pub fn build_after(
+        cfg: &ProxyConfig,
+        prices: &PriceTable,
+        clock: Arc<dyn Clock>,
+        previous: Option<&Router>,
+    ) -> Self {
         let mut r = Router {
             settings: cfg.routing.clone(),
             clock: TableClock(clock),
+            slots: previous.map(|p| p.slots.clone()).unwrap_or_default(),
             ..Router::default()
         };
         let mut grouped: Vec<(String, Vec<usize>)> = Vec::new();
@@ -249,7 +264,8 @@ impl Router {
                 }
                 let mut named = entry.clone();
                 named.model_name = public.to_string();
-                let d = Deployment::build(i, &named, cfg, prices);
+                let mut d = Deployment::build(i, &named, cfg, prices);
+                d.parallel = r.slots.adopt(d.parallel.take());
                 let key = (team.to_string(), public.to_string());
                 match by_team.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, ds)) => ds.push(d),
@@ -267,7 +283,9 @@ impl Router {
                 continue;
             }
             let slot = all.len();
-            all.push(Deployment::build(i, entry, cfg, prices));
+            let mut d = Deployment::build(i, entry, cfg, prices);
+            d.parallel = r.slots.adopt(d.parallel.take());
+            all.push(d);
             match r.by_name.get(&entry.model_name) {
                 Some(idx) => grouped[*idx].1.push(slot),
                 None => {
@@ -335,6 +353,12 @@ impl Router {
         }
         // Also for naming the provider of a requested model (key wildcards such as `openai/*`).
         r.prices = prices.clone();
+        let live: HashSet<&str> = r
+            .deployments()
+            .chain(r.team_public.values().flat_map(|g| g.deployments.iter()))
+            .map(|d| d.id.as_str())
+            .collect();
+        r.slots.retain(&live);
         r
     }
 
@@ -368,7 +392,9 @@ impl Router {
                 let mut entry = p.entry.clone();
                 entry.model_name = name.to_string();
                 entry.litellm_params.model = entry.litellm_params.model.replace('*', captured);
-                Some(Deployment::build(p.index, &entry, cfg, &self.prices))
+                let mut d = Deployment::build(p.index, &entry, cfg, &self.prices);
+                d.parallel = self.slots.adopt(d.parallel.take());
+                Some(d)
             })
             .collect();
         if deployments.is_empty() {

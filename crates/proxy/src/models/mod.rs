@@ -160,8 +160,8 @@ impl ModelsBase {
     }
 
     /// The router and catalog for the config's deployments followed by `api`, which are kept
-    /// for the next rebuild with other prices.
-    pub fn build(&self, api: Vec<ApiModel>) -> (Router, Catalog) {
+    /// for the next rebuild with other prices; `previous`, the router they replace.
+    pub fn build(&self, api: Vec<ApiModel>, previous: Option<&Router>) -> (Router, Catalog) {
         self.api.lock().clone_from(&api);
         let prices = self.prices();
         let mut cfg = self.config.clone();
@@ -169,7 +169,7 @@ impl ModelsBase {
         cfg.file
             .model_list
             .extend(api.iter().map(|m| m.entry.clone()));
-        let router = Router::build(&cfg, &prices, self.clock.clone());
+        let router = Router::build_after(&cfg, &prices, self.clock.clone(), previous);
         let catalog = Catalog::build(&cfg, from_config, api, &router, &prices);
         (router, catalog)
     }
@@ -179,9 +179,10 @@ impl ModelsBase {
         &self,
         prices: PriceTable,
         source: crate::pricing::cost_map::Source,
+        previous: &Router,
     ) -> (Router, Catalog) {
         *self.prices.write() = (prices, source);
         let api = self.api.lock().clone();
-        self.build(api)
+        self.build(api, Some(previous))
     }
 }

@@ -4,7 +4,13 @@
 //! upstream, and the call is retried or falls back like any failed attempt. The limit is
 //! LiteLLM's: `max_parallel_requests`, else the deployment's `rpm`, else its `tpm` / 1000 * 6,
 //! else `router_settings.default_max_parallel_requests`.
+//!
+//! A deployment's count of calls in flight outlives the router that made it: a router built
+//! after a model or price change, and a wildcard model expanded again, take the count their
+//! predecessor kept for the same deployment id ([`SlotRegistry`]), so the calls still running
+//! on the old one go on counting against the limit, whatever the limit is now.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -15,7 +21,8 @@ pub const SLOTS_FULL: &str = "Deployment has all max_parallel_requests slots in 
 
 pub struct ParallelSlots {
     max: u32,
-    in_flight: AtomicU32,
+    /// Shared with the deployment's slots in earlier and later routers.
+    in_flight: Arc<AtomicU32>,
     model_id: String,
     model_group: String,
 }
@@ -52,7 +59,7 @@ impl ParallelSlots {
     pub fn new(max: u32, model_id: &str, model_group: &str) -> ParallelSlots {
         ParallelSlots {
             max,
-            in_flight: AtomicU32::new(0),
+            in_flight: Arc::new(AtomicU32::new(0)),
             model_id: model_id.to_string(),
             model_group: model_group.to_string(),
         }
@@ -85,6 +92,38 @@ impl ParallelSlots {
                 retry_after: None,
             }),
         }
+    }
+}
+
+/// The counts of calls in flight of every deployment with a limit, by deployment id, handed
+/// from each router to the next.
+#[derive(Debug, Default)]
+pub struct SlotRegistry(parking_lot::Mutex<HashMap<String, Arc<AtomicU32>>>);
+
+impl SlotRegistry {
+    /// `fresh` (a newly built deployment's slots) counting on its id's count so far.
+    pub fn adopt(&self, fresh: Option<Arc<ParallelSlots>>) -> Option<Arc<ParallelSlots>> {
+        let fresh = fresh?;
+        let count = self
+            .0
+            .lock()
+            .entry(fresh.model_id.clone())
+            .or_insert_with(|| fresh.in_flight.clone())
+            .clone();
+        Some(Arc::new(ParallelSlots {
+            max: fresh.max,
+            in_flight: count,
+            model_id: fresh.model_id.clone(),
+            model_group: fresh.model_group.clone(),
+        }))
+    }
+
+    /// Forgets the counts of deployments no longer served (`live` are) that have nothing in
+    /// flight; a busy one is kept until its calls end and a later rebuild finds it idle.
+    pub fn retain(&self, live: &HashSet<&str>) {
+        self.0
+            .lock()
+            .retain(|id, n| live.contains(id.as_str()) || n.load(Ordering::Acquire) > 0);
     }
 }
 
@@ -134,5 +173,33 @@ mod tests {
         assert_eq!(s.in_flight(), 1);
         assert!(s.acquire().is_ok());
         assert_eq!(s.in_flight(), 1, "the guard above was dropped at once");
+    }
+
+    #[test]
+    fn a_rebuilt_deployment_counts_the_calls_its_predecessor_has_in_flight() {
+        let registry = SlotRegistry::default();
+        let old = registry
+            .adopt(Some(Arc::new(ParallelSlots::new(2, "d1", "g"))))
+            .unwrap();
+        let held = old.acquire().unwrap();
+        // Rebuilt with a lower limit: the call still running on the old one counts.
+        let new = registry
+            .adopt(Some(Arc::new(ParallelSlots::new(1, "d1", "g"))))
+            .unwrap();
+        assert_eq!(new.in_flight(), 1);
+        assert!(new.acquire().is_err());
+        // Another deployment counts on its own.
+        let other = registry
+            .adopt(Some(Arc::new(ParallelSlots::new(1, "d2", "g"))))
+            .unwrap();
+        assert!(other.acquire().is_ok());
+        drop(held);
+        let again = new.acquire().unwrap();
+        // No longer served: a busy deployment's count is kept, an idle one's forgotten.
+        registry.retain(&HashSet::new());
+        assert_eq!(registry.0.lock().len(), 1);
+        drop(again);
+        registry.retain(&HashSet::new());
+        assert!(registry.0.lock().is_empty());
     }
 }

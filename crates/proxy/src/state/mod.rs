@@ -116,8 +116,9 @@ impl App {
     /// started with; routing state (cooldowns, usage) starts afresh for the new list.
     pub(crate) fn set_api_models(&self, api: Vec<crate::models::ApiModel>) {
         let _one_at_a_time = self.models.apply.lock();
-        let (router, catalog) = self.models.build(api);
-        let next = self.runtime.load().with_models(router, catalog);
+        let now = self.runtime.load();
+        let (router, catalog) = self.models.build(api, Some(&now.router));
+        let next = now.with_models(router, catalog);
         if let Some(source) = crate::metrics::routing_source(&next.router) {
             self.metrics.set_deployment_source(source);
         }
@@ -135,8 +136,9 @@ impl App {
         let _one_at_a_time = self.models.apply.lock();
         let pass_through = crate::passthrough::build(&self.models.config, &prices)
             .map_err(|e| ProxyError::Internal(format!("the pass-through routes: {e}")))?;
-        let (router, catalog) = self.models.reprice(prices, source);
-        let mut next = self.runtime.load().with_models(router, catalog);
+        let now = self.runtime.load();
+        let (router, catalog) = self.models.reprice(prices, source, &now.router);
+        let mut next = now.with_models(router, catalog);
         next.pass_through = Arc::new(pass_through);
         if let Some(source) = crate::metrics::routing_source(&next.router) {
             self.metrics.set_deployment_source(source);
