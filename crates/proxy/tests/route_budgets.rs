@@ -144,21 +144,14 @@ async fn a_spent_provider_is_passed_over_and_then_refused(b: Backend) {
     );
     let window = after["budget_reset_at"].clone();
     // Prometheus shows what is left of it (nothing: the call went past it).
-    let scrape = store_support::client()
-        .get(p.url("/metrics"))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let line = scrape
+    let scrape = get(&p, "/metrics", MASTER).await;
+    let text = scrape.body.as_str().unwrap_or_default();
+    let line = text
         .lines()
         .find(|l| {
             l.starts_with("litellm_provider_remaining_budget_metric{api_provider=\"openai\"}")
         })
-        .unwrap_or_else(|| panic!("no provider budget gauge in {scrape}"));
+        .unwrap_or_else(|| panic!("no provider budget gauge in {text}"));
     let left: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!((left - (0.00001 - spent)).abs() < 1e-12, "{line}");
 

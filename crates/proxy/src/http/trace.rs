@@ -165,21 +165,26 @@ impl Trace {
         let Some(hooks) = self.app.hooks.clone() else {
             return Ok(());
         };
-        let call = PreCall {
+        let call = self.pre_call_on(&self.deployment);
+        let r = hooks.pre_call(&call).await?;
+        self.reservation = Some(r);
+        Ok(())
+    }
+
+    /// What the seam knows of the call on `d`.
+    fn pre_call_on<'a>(&'a self, d: &'a Deployment) -> PreCall<'a> {
+        PreCall {
             principal: &self.principal,
             call_id: &self.call_id,
             call_type: self.call_type,
             model_group: &self.model_group,
-            model_id: &self.deployment.id,
-            access_groups: &self.deployment.access_groups,
+            model_id: &d.id,
+            access_groups: &d.access_groups,
             end_user: self.end_user.as_deref(),
-            max_tokens,
+            max_tokens: self.max_tokens,
             prompt_tokens_estimate: self.prompt_estimate,
-            price: self.deployment.price.as_ref(),
-        };
-        let r = hooks.pre_call(&call).await?;
-        self.reservation = Some(r);
-        Ok(())
+            price: d.price.as_ref(),
+        }
     }
 
     /// SEAM: holds the call on `budgets` (the route budgets of `d`, the deployment it is about
@@ -192,20 +197,12 @@ impl Trace {
         let Some(hooks) = self.app.hooks.clone() else {
             return Ok(());
         };
-        let call = PreCall {
-            principal: &self.principal,
-            call_id: &self.call_id,
-            call_type: self.call_type,
-            model_group: &self.model_group,
-            model_id: &d.id,
-            access_groups: &d.access_groups,
-            end_user: self.end_user.as_deref(),
-            max_tokens: self.max_tokens,
-            prompt_tokens_estimate: self.prompt_estimate,
-            price: d.price.as_ref(),
-        };
-        let reservation = self.reservation.get_or_insert_with(Reservation::default);
-        hooks.hold_routes(reservation, &call, budgets).await
+        let mut reservation = self.reservation.take().unwrap_or_default();
+        let held = hooks
+            .hold_routes(&mut reservation, &self.pre_call_on(d), budgets)
+            .await;
+        self.reservation = Some(reservation);
+        held
     }
 
     /// Gives back what [`Trace::hold_routes`] held, for an attempt that failed.
