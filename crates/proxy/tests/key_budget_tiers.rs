@@ -118,4 +118,49 @@ async fn keys_take_their_tier_s_limits_where_they_set_none(b: Backend) {
     place.cleanup().await;
 }
 
-both_backends!(keys_take_their_tier_s_limits_where_they_set_none);
+/// A key without a window of its own takes its budget's: it starts when the key begins to
+/// follow, and the key's spend resets on it.
+async fn a_key_resets_on_its_tier_s_window(b: Backend) {
+    let place = Place::new(b);
+    let clock = store_support::clock_at_minute_start();
+    let p = store_support::start_at(&place, "", &clock).await;
+    let made = post(
+        &p,
+        "/budget/new",
+        MASTER,
+        json!({"budget_id": "daily", "max_budget": 0.00001, "budget_duration": "1d"}),
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let (key, made) = generate(&p, json!({"budget_id": "daily"})).await;
+    assert!(made["budget_reset_at"].is_string(), "{made}");
+    assert_eq!(made["budget_duration"], Value::Null, "{made}");
+    assert_eq!(status_of(&p, &key).await, 200);
+    assert_eq!(status_of(&p, &key).await, 422);
+    clock.advance(std::time::Duration::from_secs(86_400 + 1));
+    assert_eq!(status_of(&p, &key).await, 200);
+    // A key following from an update starts its window then.
+    let (later, _) = generate(&p, json!({})).await;
+    let followed = post(
+        &p,
+        "/key/update",
+        MASTER,
+        json!({"key": later, "budget_id": "daily"}),
+    )
+    .await;
+    assert_eq!(followed.status, 200, "{}", followed.body);
+    assert!(
+        followed.body["budget_reset_at"].is_string(),
+        "{}",
+        followed.body
+    );
+    assert_eq!(status_of(&p, &later).await, 200);
+    assert_eq!(status_of(&p, &later).await, 422);
+    p.stop().await;
+    place.cleanup().await;
+}
+
+both_backends!(
+    keys_take_their_tier_s_limits_where_they_set_none,
+    a_key_resets_on_its_tier_s_window,
+);

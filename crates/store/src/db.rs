@@ -895,6 +895,7 @@ ALTER TABLE idlehands_deleted_verification_tokens ADD COLUMN allowed_cache_contr
 const V19_KEY_BUDGET_ID: &str = "
 ALTER TABLE idlehands_verification_tokens ADD COLUMN budget_id TEXT;
 ALTER TABLE idlehands_deleted_verification_tokens ADD COLUMN budget_id TEXT;
+CREATE INDEX idlehands_vt_budget ON idlehands_verification_tokens (budget_id);
 ";
 
 // Migration 15: kept health-check results (LiteLLM's `LiteLLM_HealthCheckTable`), read by
@@ -1088,6 +1089,7 @@ impl Store {
             }
         }
         if version <= 19 {
+            sql.push_str("DROP INDEX idlehands_vt_budget; ");
             for t in [
                 "idlehands_verification_tokens",
                 "idlehands_deleted_verification_tokens",

@@ -615,8 +615,12 @@ impl Store {
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
         let rows = on_db!(&self.db, pool => {
             let rows = sqlx::query(
-                "SELECT token, budget_duration, budget_reset_at FROM idlehands_verification_tokens \
-                 WHERE budget_reset_at IS NOT NULL AND budget_reset_at <= $1",
+                // A key without a window of its own that follows a named budget resets on
+                // the budget's window.
+                "SELECT v.token, COALESCE(v.budget_duration, b.budget_duration) AS budget_duration, \
+                 v.budget_reset_at FROM idlehands_verification_tokens v \
+                 LEFT JOIN idlehands_budget_table b ON b.budget_id = v.budget_id \
+                 WHERE v.budget_reset_at IS NOT NULL AND v.budget_reset_at <= $1",
             )
             .bind(to_ms(now))
             .fetch_all(pool)

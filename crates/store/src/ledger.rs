@@ -1230,10 +1230,12 @@ impl Ledger {
             }
             None => new_key(),
         };
-        let record = new_key_record(&req, &plaintext, created_by, self.inner.cfg.clock.now())?;
-        self.check_tier(record.budget_id.as_deref()).await?;
+        let mut record = new_key_record(&req, &plaintext, created_by, self.inner.cfg.clock.now())?;
+        let tier_window = self.check_tier(record.budget_id.as_deref()).await?;
+        if record.budget_duration.is_none() {
+            record.budget_reset_at = tier_window;
+        }
         self.inner.store.insert_key(&record).await?;
-        self.warn_unwindowed(&record).await;
         // Another instance may have refused this value already (a client retrying before
         // the key existed): its negative entry goes too.
         self.invalidate_and_announce(&record.token);
@@ -1339,18 +1341,26 @@ impl Ledger {
             // Increments queued before the new spend must not land on top of it.
             self.inner.writer.flush().await?;
         }
-        if let Some(Some(id)) = &req.budget_id {
-            self.check_tier(Some(id)).await?;
-        }
+        let tier_window = match &req.budget_id {
+            Some(Some(id)) => self.check_tier(Some(id)).await?,
+            _ => None,
+        };
         let now = self.inner.cfg.clock.now();
         let record = self
             .inner
             .store
-            .update_key_with(&token, |k| apply_update(k, &req, updated_by, now))
+            .update_key_with(&token, |k| {
+                let was_following = k.budget_id.clone();
+                let mut scope = apply_update(k, &req, updated_by, now)?;
+                // Beginning to follow a windowed budget without a window of its own: the key's
+                // window starts now.
+                if k.budget_duration.is_none() && k.budget_id != was_following {
+                    k.budget_reset_at = tier_window;
+                    scope.budget_reset_at = true;
+                }
+                Ok(scope)
+            })
             .await?;
-        if req.budget_id.is_some() {
-            self.warn_unwindowed(&record).await;
-        }
         self.after_change(&record, req.spend.is_some());
         Ok(KeyObject {
             token: record.token.clone(),

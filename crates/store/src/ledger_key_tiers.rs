@@ -1,6 +1,8 @@
 //! Keys that follow a named budget (`budget_id`, LiteLLM's rate-limit tiers): the budget's
-//! `max_budget`, `soft_budget`, `tpm_limit`, `rpm_limit` and `max_parallel_requests` apply where
-//! the key sets none of its own. The key's stored record keeps its own values (what
+//! `max_budget`, `soft_budget`, `tpm_limit`, `rpm_limit`, `max_parallel_requests` and
+//! `budget_duration` apply where the key sets none of its own; a key taking the budget's window
+//! starts its own when it begins to follow (as end users and organizations do), so its spend
+//! resets on that window. The key's stored record keeps its own values (what
 //! `/key/info` shows and `/key/update` changes); the ledger's cached copy, which calls are
 //! checked against, has the tier's filled in. A change of the tier drops its keys' cached
 //! copies here and, through the key-change channel, on every instance.
@@ -21,6 +23,9 @@ pub(crate) fn fill(mut record: KeyRecord, tier: &Budget) -> KeyRecord {
     record.tpm_limit = record.tpm_limit.or(tier.tpm_limit);
     record.rpm_limit = record.rpm_limit.or(tier.rpm_limit);
     record.max_parallel_requests = record.max_parallel_requests.or(tier.max_parallel_requests);
+    if record.budget_duration.is_none() {
+        record.budget_duration.clone_from(&tier.budget_duration);
+    }
     record
 }
 
@@ -66,36 +71,28 @@ impl Ledger {
             .collect())
     }
 
-    /// A `budget_id` a key is to follow must name a named budget (404 otherwise).
-    pub(crate) async fn check_tier(&self, id: Option<&str>) -> Result<(), StoreError> {
+    /// A `budget_id` a key is to follow must name a named budget (404 otherwise). Gives when
+    /// a key without a window of its own that begins to follow it now would end its first
+    /// window (`None`: the budget has none).
+    pub(crate) async fn check_tier(
+        &self,
+        id: Option<&str>,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
         let Some(id) = crate::validate::tier_id(id) else {
-            return Ok(());
+            return Ok(None);
         };
-        match self.store().budget_row(&id).await? {
-            Some(_) => Ok(()),
-            None => Err(budget_not_found(&id)),
-        }
-    }
-
-    /// Names a key that follows a windowed tier without a window of its own: the tier's
-    /// window does not reset the key's spend (LiteLLM's reset job would).
-    pub(crate) async fn warn_unwindowed(&self, record: &KeyRecord) {
-        let Some(id) = record.budget_id.as_deref() else {
-            return;
-        };
-        if record.budget_duration.is_some() {
-            return;
-        }
-        if let Ok(Some(tier)) = self.store().budget_row(id).await
-            && let Some(window) = tier.limits.budget_duration
-        {
-            tracing::warn!(
-                key_alias = record.key_alias.as_deref().unwrap_or(""),
-                budget_id = id,
-                budget_duration = window.as_str(),
-                "this key follows a budget with a window, which does not reset the key's spend here: give the key a budget_duration of its own"
-            );
-        }
+        let tier = self
+            .store()
+            .budget_row(&id)
+            .await?
+            .ok_or_else(|| budget_not_found(&id))?;
+        let now = self.config().clock.now();
+        Ok(tier
+            .limits
+            .budget_duration
+            .as_deref()
+            .and_then(crate::duration::LlmDuration::parse)
+            .map(|d| d.next_reset(now)))
     }
 
     /// After a tier changed: its keys are read again (with the new limits) on their next use,
