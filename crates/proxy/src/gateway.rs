@@ -360,8 +360,7 @@ impl GatewayBuilder {
         if let Some(source) = crate::metrics::routing_source(&runtime.router) {
             metrics.set_deployment_source(source);
         }
-        let route_budgets = crate::config::route_budgets::from_config(&cfg)?;
-        let provider_budgets = route_budgets.providers.clone();
+        let provider_budgets = cfg.route_budgets.providers.clone();
         if let (false, Some(hooks)) = (provider_budgets.is_empty(), self.hooks.clone()) {
             metrics.set_provider_budget_source(Arc::new(move || {
                 provider_budgets
@@ -485,7 +484,6 @@ impl GatewayBuilder {
                     .extra
                     .get("model_list_healthy_only")
                     == Some(&serde_json::Value::Bool(true)),
-                route_budgets,
                 budget_exceeded_status: cfg
                     .file
                     .litellm_settings

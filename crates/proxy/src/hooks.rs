@@ -245,7 +245,7 @@ pub trait CallHooks: Send + Sync {
         &'a self,
         _reservation: &'a mut Reservation,
         _call: &'a PreCall<'a>,
-        _budgets: &'a [RouteBudget],
+        _budgets: &'a [&'a RouteBudget],
     ) -> BoxFuture<'a, Result<(), RouteRefusal>> {
         Box::pin(async { Ok(()) })
     }

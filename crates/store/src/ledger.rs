@@ -140,6 +140,8 @@ pub(crate) type CustomerCache = HashMap<String, (Instant, Arc<EndUserView>)>;
 pub(crate) type KeyModelCache = HashMap<String, (Instant, Budget)>;
 /// Entity -> the route budget as configured when its row was read, and that row.
 pub(crate) type RouteCache = HashMap<String, (crate::route_budgets::RouteBudget, Budget)>;
+/// Entity -> when the route budget last refused a hold here.
+pub(crate) type RouteRefusals = HashMap<String, chrono::DateTime<Utc>>;
 pub(crate) type OrgCache = HashMap<String, (Instant, Option<Arc<OrgRecord>>)>;
 
 struct Inner {
@@ -169,7 +171,7 @@ struct Inner {
     routes: RwLock<RouteCache>,
     /// When each route budget last refused a hold here, by entity (see
     /// `Ledger::route_refused_lately`).
-    routes_refused: RwLock<HashMap<String, chrono::DateTime<Utc>>>,
+    routes_refused: RwLock<RouteRefusals>,
     cfg: LedgerConfig,
     ticker: Mutex<Option<JoinHandle<()>>>,
 }
@@ -519,7 +521,7 @@ impl Ledger {
         &self.inner.routes
     }
 
-    pub(crate) fn routes_refused(&self) -> &RwLock<HashMap<String, chrono::DateTime<Utc>>> {
+    pub(crate) fn routes_refused(&self) -> &RwLock<RouteRefusals> {
         &self.inner.routes_refused
     }
 
@@ -850,7 +852,16 @@ impl Ledger {
             other => other,
         };
         match read {
-            Ok(Some(record)) => Ok(Some(self.cache_insert(record))),
+            Ok(Some(record)) => {
+                // Read again after its tier changed (`Ledger::tier_changed`): the counters
+                // take the tier's new limits.
+                if record.budget_id.is_some() {
+                    self.inner
+                        .limiter
+                        .reconfigure(&KeyLimits::from_record(&record), false);
+                }
+                Ok(Some(self.cache_insert(record)))
+            }
             Ok(None) => Ok(None),
             Err(e) => {
                 tracing::warn!(error = %e, "key lookup failed");

@@ -13,7 +13,6 @@ use crate::budget_table::{BudgetRow, budget_not_found};
 use crate::budgets::Budget;
 use crate::error::StoreError;
 use crate::ledger::Ledger;
-use crate::limiter::KeyLimits;
 use crate::types::KeyRecord;
 
 /// The key's limits with the tier's filled in where the key has none.
@@ -31,18 +30,15 @@ pub(crate) fn fill(mut record: KeyRecord, tier: &Budget) -> KeyRecord {
 
 impl Ledger {
     /// A key as calls are checked against it: with its tier's limits, when it follows one
-    /// (a tier that is gone adds nothing). The limiter takes the filled limits.
+    /// (a tier that is gone adds nothing).
     pub(crate) async fn with_tier(&self, record: KeyRecord) -> Result<KeyRecord, StoreError> {
         let Some(id) = record.budget_id.clone() else {
             return Ok(record);
         };
-        let filled = match self.store().budget_row(&id).await? {
+        Ok(match self.store().budget_row(&id).await? {
             Some(tier) => fill(record, &tier.limits),
             None => record,
-        };
-        self.limiter()
-            .reconfigure(&KeyLimits::from_record(&filled), false);
-        Ok(filled)
+        })
     }
 
     /// [`Ledger::with_tier`] for many keys, reading every tier once.

@@ -26,7 +26,7 @@ impl Ledger {
     /// The route budget as the limiter enforces it; the first use creates its row.
     async fn route_budget(&self, want: &RouteBudget) -> Result<Budget, AccessError> {
         let entity = want.entity();
-        if let Some((configured, b)) = self.routes_cache().read().get(&entity)
+        if let Some((configured, b)) = self.routes_cache().read().get(entity)
             && configured == want
         {
             return Ok(b.clone());
@@ -43,7 +43,7 @@ impl Ledger {
         self.limiter().reconfigure(&b.key_limits(), false);
         self.routes_cache()
             .write()
-            .insert(entity, (want.clone(), b.clone()));
+            .insert(entity.to_owned(), (want.clone(), b.clone()));
         Ok(b)
     }
 
@@ -54,7 +54,7 @@ impl Ledger {
     pub async fn hold_routes(
         &self,
         reservation: &mut Reservation,
-        budgets: &[RouteBudget],
+        budgets: &[&RouteBudget],
         estimate_nanos: i64,
         estimate_tokens: u64,
     ) -> Result<(), RouteRefusal> {
@@ -81,7 +81,9 @@ impl Ledger {
                             ..
                         } => {
                             let now = self.config().clock.now();
-                            self.routes_refused().write().insert(want.entity(), now);
+                            self.routes_refused()
+                                .write()
+                                .insert(want.entity().to_owned(), now);
                             RouteRefusal::Spent {
                                 index,
                                 spend_nanos,
@@ -111,12 +113,12 @@ impl Ledger {
     /// window or another instance's view.
     pub fn route_refused_lately(&self, want: &RouteBudget) -> bool {
         let entity = want.entity();
-        let Some(at) = self.routes_refused().read().get(&entity).copied() else {
+        let Some(at) = self.routes_refused().read().get(entity).copied() else {
             return false;
         };
         let lately = self.config().clock.now() - at < chrono::Duration::seconds(1);
         if !lately {
-            self.routes_refused().write().remove(&entity);
+            self.routes_refused().write().remove(entity);
         }
         lately
     }
@@ -124,7 +126,7 @@ impl Ledger {
     /// The budget's spend as far as this instance knows, nano-USD (for the metric and the
     /// refusal's words); `None` before its first call here.
     pub fn route_spend(&self, want: &RouteBudget) -> Option<i64> {
-        self.limiter().spend(&want.entity())
+        self.limiter().spend(want.entity())
     }
 
     /// The spend of the budget's open window (what the limiter counts, committed or not: a
@@ -134,7 +136,7 @@ impl Ledger {
         want: &RouteBudget,
     ) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
         // A read unless the row is still to be made: dashboards poll this.
-        let row = match self.store().get_budget(&want.entity()).await? {
+        let row = match self.store().get_budget(want.entity()).await? {
             Some(row) => row,
             None => {
                 let now = self.config().clock.now();

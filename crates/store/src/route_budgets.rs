@@ -46,18 +46,32 @@ pub struct RouteBudget {
     pub max_budget: i64,
     /// The window (`1d`, `30d`, `1mo`...), already checked to parse.
     pub budget_duration: String,
+    /// Its name in `idlehands_budgets` and the limiter, made once: routing asks for it at
+    /// every pick.
+    entity: String,
 }
 
 impl RouteBudget {
+    pub fn new(kind: RouteKind, name: String, max_budget: i64, budget_duration: String) -> Self {
+        let entity = format!("route:{}:{}", kind.as_str(), text(&name));
+        RouteBudget {
+            kind,
+            name,
+            max_budget,
+            budget_duration,
+            entity,
+        }
+    }
+
     /// Its name in `idlehands_budgets` and the limiter.
-    pub fn entity(&self) -> String {
-        format!("route:{}:{}", self.kind.as_str(), text(&self.name))
+    pub fn entity(&self) -> &str {
+        &self.entity
     }
 
     /// The budget as configured: a fresh window from `now`, nothing spent.
     pub(crate) fn fresh(&self, now: DateTime<Utc>) -> Budget {
         Budget {
-            entity: self.entity(),
+            entity: self.entity.clone(),
             max_budget: Some(self.max_budget),
             budget_duration: Some(self.budget_duration.clone()),
             budget_reset_at: LlmDuration::parse(&self.budget_duration).map(|d| d.next_reset(now)),
@@ -79,7 +93,7 @@ impl crate::db::Store {
         let fresh = want.fresh(now);
         let out = crate::db::on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
-            let existing = read_budget!(&mut *tx, entity.as_str());
+            let existing = read_budget!(&mut *tx, entity);
             let out = match existing {
                 Some(mut row) => {
                     let same_window = row.budget_duration.as_deref()
@@ -95,7 +109,7 @@ impl crate::db::Store {
                             "UPDATE idlehands_budgets SET max_budget = $2, budget_duration = $3, \
                              budget_reset_at = $4, updated_at = $5 WHERE entity = $1",
                         )
-                        .bind(&entity)
+                        .bind(entity)
                         .bind(row.max_budget)
                         .bind(row.budget_duration.clone())
                         .bind(row.budget_reset_at.map(to_ms))
@@ -113,14 +127,14 @@ impl crate::db::Store {
                          budget_duration, budget_reset_at, updated_at) \
                          VALUES ($1, 0, $2, $3, $4, $5) ON CONFLICT (entity) DO NOTHING",
                     )
-                    .bind(&entity)
+                    .bind(entity)
                     .bind(fresh.max_budget)
                     .bind(fresh.budget_duration.clone())
                     .bind(fresh.budget_reset_at.map(to_ms))
                     .bind(to_ms(now))
                     .execute(&mut *tx)
                     .await?;
-                    read_budget!(&mut *tx, entity.as_str()).unwrap_or(fresh)
+                    read_budget!(&mut *tx, entity).unwrap_or(fresh)
                 }
             };
             tx.commit().await?;
@@ -136,19 +150,10 @@ mod tests {
 
     #[test]
     fn entities_name_the_kind_and_never_collide_with_keys() {
-        let b = RouteBudget {
-            kind: RouteKind::Provider,
-            name: "openai".into(),
-            max_budget: 1,
-            budget_duration: "1d".into(),
-        };
+        let b = RouteBudget::new(RouteKind::Provider, "openai".into(), 1, "1d".into());
         assert_eq!(b.entity(), "route:provider:openai");
-        assert!(crate::entities::is_entity(&b.entity()));
-        let tag = RouteBudget {
-            kind: RouteKind::Tag,
-            name: "a\0b".into(),
-            ..b.clone()
-        };
+        assert!(crate::entities::is_entity(b.entity()));
+        let tag = RouteBudget::new(RouteKind::Tag, "a\0b".into(), 1, "1d".into());
         assert_eq!(tag.entity(), "route:tag:ab");
         let now = Utc::now();
         let fresh = b.fresh(now);

@@ -111,6 +111,9 @@ pub struct ProxyConfig {
     pub upstream_tls: UpstreamTls,
     /// `litellm_settings.force_ipv4`: upstream connections go out over IPv4 only.
     pub force_ipv4: bool,
+    /// Provider and tag budgets, read (and checked) once at load; deployments take their
+    /// provider's from here.
+    pub route_budgets: route_budgets::RouteBudgets,
     /// `REDIS_URL`, `REDIS_HOST`, `REDIS_PORT`, `REDIS_PASSWORD` as the environment gave them:
     /// where a Redis response cache goes when `cache_params` does not say.
     pub redis_env: BTreeMap<String, String>,
@@ -362,6 +365,7 @@ impl ProxyConfig {
             ..ProxyConfig::default()
         };
         cfg.validate()?;
+        cfg.route_budgets = route_budgets::from_config(&cfg)?;
         cfg.read_env(&lookup);
         Ok(cfg)
     }
@@ -524,7 +528,6 @@ impl ProxyConfig {
                 "must be at least 1",
             ));
         }
-        route_budgets::from_config(self)?;
         for (i, m) in self.file.model_list.iter().enumerate() {
             if let Err(bad) = validate_entry(m) {
                 return Err(invalid(

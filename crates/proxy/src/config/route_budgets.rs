@@ -32,8 +32,8 @@ impl RouteBudgets {
     }
 }
 
-/// Both sections, checked.
-pub fn from_config(cfg: &ProxyConfig) -> Result<RouteBudgets, ConfigError> {
+/// Both sections, checked (at load: see [`ProxyConfig::route_budgets`]).
+pub(super) fn from_config(cfg: &ProxyConfig) -> Result<RouteBudgets, ConfigError> {
     let f = &cfg.file;
     let section = |path: &str, v: Option<&Value>, kind| {
         read_section(v, kind).map_err(|(at, why)| super::invalid(cfg, &format!("{path}{at}"), why))
@@ -62,12 +62,12 @@ pub fn of_deployment(p: &LitellmParams, id: &str) -> Result<Option<RouteBudget>,
         path: format!("litellm_params.{key}"),
         message,
     };
-    Ok(Some(RouteBudget {
-        kind: RouteKind::Deployment,
-        name: id.to_owned(),
-        max_budget: money(max).map_err(|m| bad("max_budget", m))?,
-        budget_duration: window(duration).map_err(|m| bad("budget_duration", m))?,
-    }))
+    Ok(Some(RouteBudget::new(
+        RouteKind::Deployment,
+        id.to_owned(),
+        money(max).map_err(|m| bad("max_budget", m))?,
+        window(duration).map_err(|m| bad("budget_duration", m))?,
+    )))
 }
 
 fn money(usd: f64) -> Result<i64, String> {
@@ -133,12 +133,12 @@ fn read_section(v: Option<&Value>, kind: RouteKind) -> Result<Vec<RouteBudget>, 
             .ok_or_else(|| "must be a budget window such as 1d".to_string())
             .and_then(window)
             .map_err(|m| (at(".time_period"), m))?;
-        out.push(RouteBudget {
+        out.push(RouteBudget::new(
             kind,
-            name: name.clone(),
+            name.clone(),
             max_budget,
             budget_duration,
-        });
+        ));
     }
     Ok(out)
 }
@@ -150,9 +150,9 @@ mod tests {
 
     fn load(yaml: &str) -> Result<RouteBudgets, ConfigError> {
         let env: HashMap<String, String> = HashMap::new();
-        // Loading checks them: a refusal stops the load itself.
+        // Loading reads and checks them: a refusal stops the load itself.
         let cfg = ProxyConfig::from_yaml(yaml, "config.yaml", &move |k: &str| env.get(k).cloned())?;
-        from_config(&cfg)
+        Ok(cfg.route_budgets)
     }
 
     #[test]

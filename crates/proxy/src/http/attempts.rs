@@ -382,11 +382,11 @@ struct RouteGate {
 impl RouteGate {
     fn new(trace: &Trace, table: &Arc<RoutingTable>) -> Option<(RouteGate, Exclude)> {
         let app = &trace.app;
-        if app.route_budgets.tags.is_empty() && !table.route_budgets {
+        let configured = &app.models.config.route_budgets;
+        if configured.tags.is_empty() && !table.route_budgets {
             return None;
         }
-        let tags: Vec<_> = app
-            .route_budgets
+        let tags: Vec<_> = configured
             .tags
             .iter()
             .filter(|b| trace.request_tags.contains(&b.name))
@@ -417,8 +417,8 @@ impl RouteGate {
     }
 
     /// The budgets a call on `d` counts against.
-    fn budgets_for(&self, d: &Deployment) -> Vec<idlehands_store::RouteBudget> {
-        d.route_budgets.iter().chain(&self.tags).cloned().collect()
+    fn budgets_for<'a>(&'a self, d: &'a Deployment) -> Vec<&'a idlehands_store::RouteBudget> {
+        d.route_budgets.iter().chain(&self.tags).collect()
     }
 
     /// The refusal when no deployment was left: LiteLLM's words, with a line per refused hold
@@ -432,9 +432,9 @@ impl RouteGate {
                 .filter(|d| d.model_name == nd.model)
             {
                 for b in self.budgets_for(d) {
-                    if hooks.route_refused_lately(&b) {
-                        let spend = hooks.route_spend(&b).unwrap_or(b.max_budget);
-                        lines.push(refusal_line(&b, d, spend));
+                    if hooks.route_refused_lately(b) {
+                        let spend = hooks.route_spend(b).unwrap_or(b.max_budget);
+                        lines.push(refusal_line(b, d, spend));
                     }
                 }
             }
@@ -546,8 +546,8 @@ impl Attempts {
                         }) => {
                             // Passed over for the rest of this call, as if it had been spent
                             // at the first look.
-                            gate.said
-                                .push(refusal_line(&budgets[index], d, spend_nanos));
+                            let line = refusal_line(budgets[index], d, spend_nanos);
+                            gate.said.push(line);
                             gate.refused.lock().push(pick.index());
                             continue;
                         }

@@ -197,6 +197,19 @@ pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProxyError> {
     parse_json(bytes).map_err(|e| store_error(&e))
 }
 
+/// A create body with configured defaults filled in by `fill` (`/user/new`, `/team/new`): the
+/// request's own errors first, worded as for every body, then the filled body, whose defaults
+/// were checked against `T` at start-up.
+pub(crate) fn body_with_defaults<T: DeserializeOwned>(
+    bytes: &[u8],
+    fill: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> Result<T, ProxyError> {
+    let _: T = body(bytes)?;
+    let mut asked: serde_json::Map<String, serde_json::Value> = body(bytes)?;
+    fill(&mut asked);
+    body(&serde_json::to_vec(&asked).unwrap_or_default())
+}
+
 /// The body of a route that names its object in the path (LiteLLM's `PATCH /team/{team_id}`,
 /// `/v2/organization/{organization_id}`): a JSON object whose `field`, if given, is `id`, with
 /// `field` set to `id`.

@@ -26,7 +26,7 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
 
 async fn budgets(m: Arc<Mgmt>, headers: HeaderMap) -> Response {
     tri!(caller_role(&m, &headers).await);
-    let configured = &m.app.route_budgets.providers;
+    let configured = &m.app.models.config.route_budgets.providers;
     if configured.is_empty() {
         return bad_request(
             "No provider budget config found. Please set a provider budget config in the router settings. https://docs.litellm.ai/docs/proxy/provider_budget_routing",

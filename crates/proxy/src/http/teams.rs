@@ -116,12 +116,9 @@ fn ignored_team_fields(route: &str, bytes: &[u8]) -> serde_json::Map<String, ser
 
 async fn new(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/team/new").await);
-    // The request's own errors first, worded as for every body.
-    let _: NewTeamRequest = tri!(body(&bytes));
-    let mut asked: serde_json::Map<String, serde_json::Value> = tri!(body(&bytes));
-    m.app.team_defaults.apply(&mut asked);
-    // The defaults were checked against this type at start-up.
-    let req: NewTeamRequest = tri!(body(&serde_json::to_vec(&asked).unwrap_or_default()));
+    let req: NewTeamRequest = tri!(super::keys::body_with_defaults(&bytes, |asked| {
+        m.app.team_defaults.apply(asked)
+    }));
     let ignored = ignored_team_fields("/team/new", &bytes);
     super::keys::reply_noting(m.ledger.new_team(req, by.as_deref()).await, ignored)
 }

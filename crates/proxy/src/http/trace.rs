@@ -192,7 +192,7 @@ impl Trace {
     pub async fn hold_routes(
         &mut self,
         d: &Deployment,
-        budgets: &[idlehands_store::RouteBudget],
+        budgets: &[&idlehands_store::RouteBudget],
     ) -> Result<(), idlehands_store::RouteRefusal> {
         let Some(hooks) = self.app.hooks.clone() else {
             return Ok(());

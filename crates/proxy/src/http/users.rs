@@ -64,12 +64,9 @@ fn ignored_user_fields(route: &str, bytes: &[u8]) -> serde_json::Map<String, ser
 
 async fn new(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let by = tri!(admin(&m, &headers, "/user/new").await);
-    // The request's own errors first, worded as for every body.
-    let _: NewUserRequest = tri!(body(&bytes));
-    let mut asked: serde_json::Map<String, serde_json::Value> = tri!(body(&bytes));
-    m.app.user_defaults.apply(&mut asked);
-    // The defaults were checked against this type at start-up.
-    let req: NewUserRequest = tri!(body(&serde_json::to_vec(&asked).unwrap_or_default()));
+    let req: NewUserRequest = tri!(super::keys::body_with_defaults(&bytes, |asked| {
+        m.app.user_defaults.apply(asked)
+    }));
     let ignored = ignored_user_fields("/user/new", &bytes);
     reply_noting(m.ledger.new_user(req, by.as_deref()).await, ignored)
 }

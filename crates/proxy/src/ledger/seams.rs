@@ -378,7 +378,7 @@ impl CallHooks for StoreSeams {
         &'a self,
         reservation: &'a mut Reservation,
         call: &'a PreCall<'a>,
-        budgets: &'a [RouteBudget],
+        budgets: &'a [&'a RouteBudget],
     ) -> BoxFuture<'a, Result<(), RouteRefusal>> {
         Box::pin(async move {
             if reservation.0.is_none() {

@@ -240,17 +240,17 @@ impl Deployment {
         )
         .map(|n| Arc::new(super::slots::ParallelSlots::new(n, &id, &entry.model_name)));
         // The config check has already refused budgets that cannot be enforced.
-        let route_budgets: Box<[idlehands_store::RouteBudget]> =
-            crate::config::route_budgets::from_config(cfg)
-                .ok()
-                .and_then(|all| all.provider(&provider).cloned())
-                .into_iter()
-                .chain(
-                    crate::config::route_budgets::of_deployment(p, &id)
-                        .ok()
-                        .flatten(),
-                )
-                .collect();
+        let route_budgets: Box<[idlehands_store::RouteBudget]> = cfg
+            .route_budgets
+            .provider(&provider)
+            .cloned()
+            .into_iter()
+            .chain(
+                crate::config::route_budgets::of_deployment(p, &id)
+                    .ok()
+                    .flatten(),
+            )
+            .collect();
         Deployment {
             slot: 0,
             spec,

@@ -233,9 +233,6 @@ pub(crate) struct App {
     /// `general_settings.model_list_healthy_only`: the model listings leave out groups whose
     /// every deployment failed the latest background health check.
     pub model_list_healthy_only: bool,
-    /// Provider and tag budgets (`crate::config::route_budgets`); deployments carry their
-    /// own and their provider's.
-    pub route_budgets: crate::config::route_budgets::RouteBudgets,
     /// `litellm_settings.budget_exceeded_status_code` (422 unless set).
     pub budget_exceeded_status: u16,
 }
