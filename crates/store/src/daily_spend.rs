@@ -737,7 +737,7 @@ mod tests {
         let store = Store::open_with(opts).await.unwrap();
         assert_eq!(
             store.schema_versions().await.unwrap(),
-            (1..=19).collect::<Vec<i64>>()
+            (1..=20).collect::<Vec<i64>>()
         );
         assert_eq!(rollup_rows(&store).await, written);
         store.close().await;

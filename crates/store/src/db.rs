@@ -943,6 +943,21 @@ ALTER TABLE idlehands_organizations ADD COLUMN budget_id TEXT;
 CREATE INDEX idlehands_org_budget ON idlehands_organizations (budget_id);
 ";
 
+// Migration 20: credentials added over the API (`POST /credentials`), LiteLLM's credentials
+// table. Values are JSON text with secrets sealed by the gateway.
+const V20_CREDENTIALS: &str = "
+CREATE TABLE idlehands_credentials (
+    credential_name TEXT PRIMARY KEY,
+    display_name TEXT,
+    credential_values TEXT NOT NULL,
+    credential_info TEXT NOT NULL DEFAULT '{}',
+    created_at BIGINT NOT NULL,
+    created_by TEXT,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT
+);
+";
+
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -1058,11 +1073,17 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: V19_KEY_BUDGET_ID,
         postgres: V19_KEY_BUDGET_ID,
     },
+    Migration {
+        version: 20,
+        name: "stored_credentials",
+        sqlite: V20_CREDENTIALS,
+        postgres: V20_CREDENTIALS,
+    },
 ];
 
 /// The tables each schema migration from 9 on made (11 remade 10's under the same name).
 #[cfg(test)]
-const TABLES_SINCE_9: [(i64, &[&str]); 6] = [
+const TABLES_SINCE_9: [(i64, &[&str]); 7] = [
     (
         9,
         &["idlehands_daily_spend_by_key", "idlehands_daily_spend"],
@@ -1072,6 +1093,7 @@ const TABLES_SINCE_9: [(i64, &[&str]); 6] = [
     (12, &["idlehands_key_model_late"]),
     (15, &["idlehands_health_checks"]),
     (16, &["idlehands_budget_table"]),
+    (20, &["idlehands_credentials"]),
 ];
 
 #[cfg(test)]
@@ -1156,7 +1178,7 @@ mod tests {
         let store = Store::open(&path).await.unwrap();
         let text = logs.text();
         let upgrades: Vec<&str> = text.lines().filter(|l| l.contains("upgrading")).collect();
-        assert_eq!(upgrades.len(), 10, "{text}");
+        assert_eq!(upgrades.len(), 11, "{text}");
         assert!(upgrades[0].contains("version=10"), "{text}");
         assert!(upgrades[1].contains("version=11") && upgrades[1].contains("key_model_ids"));
         assert!(upgrades[2].contains("version=12") && upgrades[2].contains("late_writes"));
@@ -1167,6 +1189,7 @@ mod tests {
         assert!(upgrades[7].contains("version=17") && upgrades[7].contains("organizations_follow"));
         assert!(upgrades[8].contains("version=18") && upgrades[8].contains("cache_controls"));
         assert!(upgrades[9].contains("version=19") && upgrades[9].contains("key_budget_id"));
+        assert!(upgrades[10].contains("version=20") && upgrades[10].contains("stored_credentials"));
         store.close().await;
     }
 

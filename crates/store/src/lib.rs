@@ -11,6 +11,7 @@
 pub mod budget_table;
 mod budgets;
 pub mod clock;
+mod credentials_db;
 pub mod customers;
 mod customers_db;
 pub mod daily_activity;
@@ -39,6 +40,7 @@ pub mod limiter;
 pub mod model_metrics;
 mod models_db;
 pub mod money;
+pub use credentials_db::CredentialRow;
 pub use models_db::ProxyModelRow;
 mod leases;
 mod ledger_route_budgets;

@@ -24,10 +24,10 @@ pub struct ProxyModelRow {
     pub updated_by: Option<String>,
 }
 
-const COLUMNS: &str = "model_id, model_name, litellm_params, model_info, created_at, created_by, \
+pub(crate) const COLUMNS: &str = "model_id, model_name, litellm_params, model_info, created_at, created_by, \
                        updated_at, updated_by";
 
-fn row_of<R: Row>(r: &R) -> Result<ProxyModelRow, sqlx::Error>
+pub(crate) fn row_of<R: Row>(r: &R) -> Result<ProxyModelRow, sqlx::Error>
 where
     for<'c> &'c str: sqlx::ColumnIndex<R>,
     for<'q> String: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,

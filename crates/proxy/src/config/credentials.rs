@@ -18,6 +18,27 @@ pub struct Credentials(BTreeMap<String, Credential>);
 struct Credential {
     values: Map<String, Value>,
     info: Map<String, Value>,
+    display_name: Option<String>,
+    from_config: bool,
+}
+
+/// A credential kept in the store (`POST /credentials`), its secrets opened.
+#[derive(Clone)]
+pub struct StoredCredential {
+    pub name: String,
+    pub display_name: Option<String>,
+    pub values: Map<String, Value>,
+    pub info: Map<String, Value>,
+}
+
+/// One credential as the `/credentials` routes show it (values not yet masked).
+pub struct CredentialView<'a> {
+    pub name: &'a str,
+    pub display_name: Option<&'a str>,
+    pub values: &'a Map<String, Value>,
+    pub info: &'a Map<String, Value>,
+    /// `config` or `db`, LiteLLM's `source`.
+    pub source: &'static str,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -34,6 +55,56 @@ impl Credentials {
     /// The credential names with their `credential_info`, for listing.
     pub fn infos(&self) -> impl Iterator<Item = (&str, &Map<String, Value>)> {
         self.0.iter().map(|(k, c)| (k.as_str(), &c.info))
+    }
+
+    /// Every credential, by name.
+    pub fn views(&self) -> impl Iterator<Item = CredentialView<'_>> {
+        self.0.iter().map(|(name, c)| CredentialView {
+            name,
+            display_name: c.display_name.as_deref(),
+            values: &c.values,
+            info: &c.info,
+            source: if c.from_config { "config" } else { "db" },
+        })
+    }
+
+    /// The credential `name`, if there is one.
+    pub fn view(&self, name: &str) -> Option<CredentialView<'_>> {
+        self.views().find(|v| v.name == name)
+    }
+
+    /// Whether `name` comes from config.yaml (not editable over the API).
+    pub fn is_config(&self, name: &str) -> bool {
+        self.0.get(name).is_some_and(|c| c.from_config)
+    }
+
+    /// These (the config's) with the stored ones beside them. A config name wins over a
+    /// stored one of the same name; the shadowed names are returned so they can be named.
+    pub fn with_stored(&self, stored: Vec<StoredCredential>) -> (Credentials, Vec<String>) {
+        let mut all = Credentials(
+            self.0
+                .iter()
+                .filter(|(_, c)| c.from_config)
+                .map(|(k, c)| (k.clone(), c.clone()))
+                .collect(),
+        );
+        let mut shadowed = Vec::new();
+        for c in stored {
+            if all.0.contains_key(&c.name) {
+                shadowed.push(c.name);
+                continue;
+            }
+            all.0.insert(
+                c.name,
+                Credential {
+                    values: c.values,
+                    info: c.info,
+                    display_name: c.display_name,
+                    from_config: false,
+                },
+            );
+        }
+        (all, shadowed)
     }
 
     /// Fills the fields `params` (a deployment's `litellm_params`) leaves unset from the
@@ -123,13 +194,32 @@ pub(super) fn apply(config: &mut Value, source: &str) -> Result<Credentials, Con
             Some(Value::Object(m)) => m,
             Some(_) => return Err(invalid(at("credential_info"), "must be a mapping".into())),
         };
+        let display_name = match item.remove("display_name") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.trim().to_string()),
+            Some(_) => return Err(invalid(at("display_name"), "must be a string".into())),
+        };
+        if let Some(other) = item.keys().next() {
+            return Err(invalid(
+                at(other),
+                "unknown field (a credential has credential_name, credential_values, credential_info, display_name)".into(),
+            ));
+        }
         if out.0.contains_key(&name) {
             return Err(invalid(
                 at("credential_name"),
                 format!("{name:?} is named twice"),
             ));
         }
-        out.0.insert(name, Credential { values, info });
+        out.0.insert(
+            name,
+            Credential {
+                values,
+                info,
+                display_name,
+                from_config: true,
+            },
+        );
     }
     if let Some(Value::Array(models)) = config.get_mut("model_list") {
         for (i, m) in models.iter_mut().enumerate() {
@@ -203,6 +293,14 @@ mod tests {
             (
                 json!({"credential_list": {"x": 1}}),
                 "c.yaml: credential_list: must be a list of {credential_name, credential_values}",
+            ),
+            (
+                json!({"credential_list": [{"credential_name": "x", "credential_values": {}, "credential_value": {"api_key": "sk-typo"}}]}),
+                "c.yaml: credential_list[0].credential_value: unknown field (a credential has credential_name, credential_values, credential_info, display_name)",
+            ),
+            (
+                json!({"credential_list": [{"credential_name": "x", "credential_values": {}, "display_name": 3}]}),
+                "c.yaml: credential_list[0].display_name: must be a string",
             ),
         ];
         for (mut cfg, want) in cases {

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-pub use credentials::Credentials;
+pub use credentials::{CredentialView, Credentials, StoredCredential};
 pub use env::PREFIX as ENV_PREFIX;
 pub(crate) use env::resolve as resolve_env;
 pub use inert::inert_settings;

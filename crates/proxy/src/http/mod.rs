@@ -8,6 +8,7 @@ mod budgets;
 mod cache;
 mod chat;
 mod cost_map;
+mod credentials;
 mod customers;
 mod daily_activity;
 pub(crate) mod direct;
@@ -250,6 +251,7 @@ pub(crate) fn management_routes(
         .merge(test_connection::routes(state.clone()))
         .merge(supported_params::routes(state.clone()))
         .merge(cost_map::routes(state.clone()))
+        .merge(credentials::routes(state.clone()))
         .merge(cache::routes(state.clone()))
         .merge(budgets::routes(state.clone()))
         .merge(provider_budgets::routes(state.clone()))

@@ -150,7 +150,7 @@ fn check(
         name,
         params.clone(),
         info.clone(),
-        &sync.credentials,
+        &sync.credentials(),
         &process_env,
     )
     .map_err(|b| bad(b.to_string(), Some(&b.path)))
@@ -352,7 +352,7 @@ async fn update(
         team_must_exist(s, &team).await?;
     }
     let cipher = sync.cipher.clone();
-    let credentials = sync.credentials.clone();
+    let credentials = sync.credentials();
     let mut plain_after = Value::Null;
     let mut info_after = Value::Null;
     let written = sync

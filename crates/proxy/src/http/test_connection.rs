@@ -87,7 +87,10 @@ fn target(
         "test_model",
         Value::Object(own),
         info.map_or(Value::Null, |i| Value::Object(i.clone())),
-        &m.app.models.config.credentials,
+        &m.models.as_ref().map_or_else(
+            || m.app.models.config.credentials.clone(),
+            |s| s.credentials(),
+        ),
         &|_| None,
     )
     .map_err(|b| {

@@ -1,5 +1,5 @@
-//! Deployments kept in the store (`store_model_in_db`) and how every instance of a fleet
-//! follows their changes:
+//! Deployments and credentials kept in the store (`store_model_in_db`) and how every instance
+//! of a fleet follows their changes (a credential's change rebuilds the deployments naming it):
 //!
 //! - the instance that writes a change reloads the table and swaps its router at once, then
 //!   publishes on `{redis_key_prefix}models`;
@@ -15,11 +15,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use idlehands_store::{ProxyModelRow, Store, StoreError};
+use idlehands_store::{CredentialRow, ProxyModelRow, Store, StoreError};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
-use crate::config::process_env;
+use crate::config::{StoredCredential, process_env};
 use crate::models::ApiModel;
 use crate::models::secrets::Cipher;
 use crate::state::App;
@@ -50,7 +50,10 @@ impl std::fmt::Debug for ModelStoreSettings {
 pub struct ModelSync {
     pub(crate) store: Store,
     pub(crate) cipher: Cipher,
-    pub(crate) credentials: crate::config::Credentials,
+    /// config.yaml's `credential_list`.
+    config_credentials: crate::config::Credentials,
+    /// Those and the stored ones (`/credentials`), as last read: what deployments may name.
+    credentials: parking_lot::RwLock<crate::config::Credentials>,
     app: parking_lot::Mutex<Weak<App>>,
     /// Fingerprint of the rows last applied (or loaded before the gateway was built).
     applied: parking_lot::Mutex<Option<[u8; 32]>>,
@@ -70,19 +73,32 @@ const REDIS_WAIT: Duration = Duration::from_secs(3);
 /// Longest wait between two attempts to subscribe again.
 const RESUBSCRIBE_MAX_WAIT: Duration = Duration::from_secs(1);
 
-fn fingerprint(rows: &[ProxyModelRow]) -> [u8; 32] {
+/// What a reload reads: the stored deployments and the stored credentials they may name.
+struct Rows {
+    models: Vec<ProxyModelRow>,
+    credentials: Vec<CredentialRow>,
+}
+
+fn fingerprint(rows: &Rows) -> [u8; 32] {
     let mut h = Sha256::new();
-    for r in rows {
-        for part in [
-            r.model_id.as_str(),
-            r.model_name.as_str(),
-            r.litellm_params.as_str(),
-            r.model_info.as_str(),
-        ] {
-            h.update(part.len().to_le_bytes());
-            h.update(part.as_bytes());
-        }
-        h.update(r.updated_at.timestamp_millis().to_le_bytes());
+    let mut part = |p: &str| {
+        h.update(p.len().to_le_bytes());
+        h.update(p.as_bytes());
+    };
+    for r in &rows.models {
+        part(&r.model_id);
+        part(&r.model_name);
+        part(&r.litellm_params);
+        part(&r.model_info);
+        part(&r.updated_at.timestamp_millis().to_string());
+    }
+    part("credentials");
+    for c in &rows.credentials {
+        part(&c.credential_name);
+        part(c.display_name.as_deref().unwrap_or_default());
+        part(&c.credential_values);
+        part(&c.credential_info);
+        part(&c.updated_at.timestamp_millis().to_string());
     }
     h.finalize().into()
 }
@@ -104,7 +120,8 @@ impl ModelSync {
         Ok(ModelSync {
             store,
             cipher: Cipher::new(settings.signing_key.expose()),
-            credentials: settings.credentials.clone(),
+            config_credentials: settings.credentials.clone(),
+            credentials: parking_lot::RwLock::new(settings.credentials.clone()),
             app: parking_lot::Mutex::new(Weak::new()),
             applied: parking_lot::Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
@@ -112,9 +129,87 @@ impl ModelSync {
         })
     }
 
+    /// config.yaml's `credential_list`.
+    pub(crate) fn config_credentials(&self) -> &crate::config::Credentials {
+        &self.config_credentials
+    }
+
+    /// The credentials deployments may name: config.yaml's and the stored ones.
+    pub(crate) fn credentials(&self) -> crate::config::Credentials {
+        self.credentials.read().clone()
+    }
+
+    /// A stored credential row, its secrets opened; `None` (with a warning naming it, never a
+    /// value) when it cannot be read.
+    pub(crate) fn open_credential(&self, row: &CredentialRow) -> Option<StoredCredential> {
+        let object = |text: &str, field: &str| match serde_json::from_str(text) {
+            Ok(serde_json::Value::Object(m)) => Ok(m),
+            _ => Err(format!("{field} is not a JSON object")),
+        };
+        let opened = (|| {
+            let sealed = object(&row.credential_values, "credential_values")?;
+            let values = match self
+                .cipher
+                .open_params(&serde_json::Value::Object(sealed))
+                .map_err(|e| e.to_string())?
+            {
+                serde_json::Value::Object(m) => m,
+                _ => return Err("credential_values is not a JSON object".to_string()),
+            };
+            Ok::<_, String>(StoredCredential {
+                name: row.credential_name.clone(),
+                display_name: row.display_name.clone(),
+                values,
+                info: object(&row.credential_info, "credential_info")?,
+            })
+        })();
+        match opened {
+            Ok(c) => Some(c),
+            Err(why) => {
+                tracing::warn!(credential = %row.credential_name, "stored credential not used: {why}");
+                None
+            }
+        }
+    }
+
+    /// The config's credentials with the stored `rows` beside them.
+    fn merge_credentials(&self, rows: &[CredentialRow]) -> crate::config::Credentials {
+        let stored = rows
+            .iter()
+            .filter_map(|r| self.open_credential(r))
+            .collect();
+        let (all, shadowed) = self.config_credentials.with_stored(stored);
+        for name in shadowed {
+            tracing::warn!(credential = %name, "stored credential not used: config.yaml has one of the same name");
+        }
+        all
+    }
+
+    async fn read_rows(&self) -> Result<Rows, StoreError> {
+        Ok(Rows {
+            models: self.store.list_models().await?,
+            credentials: self.store.list_credentials().await?,
+        })
+    }
+
+    /// The credentials and the deployments (built with them) that `rows` hold.
+    fn build(&self, rows: &Rows) -> (crate::config::Credentials, Vec<ApiModel>) {
+        let credentials = self.merge_credentials(&rows.credentials);
+        let models = rows
+            .models
+            .iter()
+            .filter_map(|r| self.parse_with(r, &credentials))
+            .collect();
+        (credentials, models)
+    }
+
     /// A stored row as a deployment; `None` (with a warning naming the id, never a value)
     /// when it cannot serve.
-    pub(crate) fn parse(&self, row: &ProxyModelRow) -> Option<ApiModel> {
+    fn parse_with(
+        &self,
+        row: &ProxyModelRow,
+        credentials: &crate::config::Credentials,
+    ) -> Option<ApiModel> {
         let parsed = (|| {
             let params: serde_json::Value = serde_json::from_str(&row.litellm_params)
                 .map_err(|e| format!("litellm_params is not JSON: {e}"))?;
@@ -129,7 +224,7 @@ impl ModelSync {
                 &row.model_name,
                 params,
                 info,
-                &self.credentials,
+                credentials,
                 &process_env,
             )
             .map_err(|e| e.to_string())?;
@@ -148,17 +243,13 @@ impl ModelSync {
         }
     }
 
-    /// Every stored deployment that can serve, and the rows' fingerprint.
-    async fn read(&self) -> Result<(Vec<ApiModel>, [u8; 32]), StoreError> {
-        let rows = self.store.list_models().await?;
-        let fp = fingerprint(&rows);
-        Ok((rows.iter().filter_map(|r| self.parse(r)).collect(), fp))
-    }
-
     /// Before the gateway is built: the deployments it starts with.
     pub(crate) async fn initial(&self) -> Result<Vec<ApiModel>, StoreError> {
-        let (models, fp) = self.read().await?;
-        *self.applied.lock() = Some(fp);
+        let _one = self.reloading.lock().await;
+        let rows = self.read_rows().await?;
+        let (credentials, models) = self.build(&rows);
+        *self.credentials.write() = credentials;
+        *self.applied.lock() = Some(fingerprint(&rows));
         Ok(models)
     }
 
@@ -170,7 +261,7 @@ impl ModelSync {
     /// Re-reads the table and, when it changed, swaps the router.
     pub async fn reload(&self) -> Result<(), StoreError> {
         let _one = self.reloading.lock().await;
-        let rows = self.store.list_models().await?;
+        let rows = self.read_rows().await?;
         let fp = fingerprint(&rows);
         if *self.applied.lock() == Some(fp) {
             return Ok(());
@@ -178,8 +269,11 @@ impl ModelSync {
         let Some(app) = self.app.lock().upgrade() else {
             return Ok(());
         };
-        let models = rows.iter().filter_map(|r| self.parse(r)).collect();
+        let (credentials, models) = self.build(&rows);
         app.set_api_models(models);
+        // After the swap: whoever sees the new credentials is served by deployments built
+        // with them.
+        *self.credentials.write() = credentials;
         *self.applied.lock() = Some(fp);
         Ok(())
     }

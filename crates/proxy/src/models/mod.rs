@@ -11,8 +11,8 @@ pub mod wildcards;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-pub(crate) use catalog::price_fields;
 pub use catalog::{Catalog, CatalogEntry, usd};
+pub(crate) use catalog::{params_json, price_fields};
 
 use crate::config::{ModelEntry, ProxyConfig};
 use crate::pricing::PriceTable;

@@ -1,0 +1,179 @@
+//! Credentials added over the API (`POST /credentials`), LiteLLM's credentials table. The store
+//! keeps JSON text as given; the gateway owns its meaning (and seals secret values before they
+//! get here), as with stored deployments.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use crate::Store;
+use crate::db::{BeginWrite, from_ms, on_db, to_ms};
+use crate::error::StoreError;
+
+/// One stored credential.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialRow {
+    pub credential_name: String,
+    pub display_name: Option<String>,
+    /// JSON object text, secrets sealed.
+    pub credential_values: String,
+    /// JSON object text.
+    pub credential_info: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: Option<String>,
+}
+
+const COLUMNS: &str = "credential_name, display_name, credential_values, credential_info, \
+                       created_at, created_by, updated_at, updated_by";
+
+fn row_of<R: Row>(r: &R) -> Result<CredentialRow, sqlx::Error>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'q> String: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> Option<String>: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> i64: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(CredentialRow {
+        credential_name: r.try_get("credential_name")?,
+        display_name: r.try_get("display_name")?,
+        credential_values: r.try_get("credential_values")?,
+        credential_info: r.try_get("credential_info")?,
+        created_at: from_ms(r.try_get("created_at")?),
+        created_by: r.try_get("created_by")?,
+        updated_at: from_ms(r.try_get("updated_at")?),
+        updated_by: r.try_get("updated_by")?,
+    })
+}
+
+impl Store {
+    /// Adds `row`; `false` (nothing written) when the name is taken.
+    pub async fn insert_credential(&self, row: &CredentialRow) -> Result<bool, StoreError> {
+        let sql = format!(
+            "INSERT INTO idlehands_credentials ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (credential_name) DO NOTHING"
+        );
+        let n = on_db!(&self.db, pool => {
+            sqlx::query(&sql)
+                .bind(&row.credential_name)
+                .bind(&row.display_name)
+                .bind(&row.credential_values)
+                .bind(&row.credential_info)
+                .bind(to_ms(row.created_at))
+                .bind(&row.created_by)
+                .bind(to_ms(row.updated_at))
+                .bind(&row.updated_by)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Every stored credential, by name.
+    pub async fn list_credentials(&self) -> Result<Vec<CredentialRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM idlehands_credentials ORDER BY credential_name");
+        let rows = on_db!(&self.db, pool => {
+            sqlx::query(&sql)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(row_of)
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(rows)
+    }
+
+    /// Replaces the stored credential's display name, values and info with what `change` makes
+    /// of the current row, in one transaction (two concurrent edits never lose one another's
+    /// change). `None` when there is no such row; the row as written otherwise.
+    pub async fn update_credential<F>(
+        &self,
+        name: &str,
+        updated_by: Option<&str>,
+        change: F,
+    ) -> Result<Option<CredentialRow>, StoreError>
+    where
+        F: FnOnce(&CredentialRow) -> Result<CredentialRow, StoreError> + Send,
+    {
+        let select =
+            format!("SELECT {COLUMNS} FROM idlehands_credentials WHERE credential_name = $1");
+        let select = if matches!(self.db, crate::db::Db::Postgres(_)) {
+            format!("{select} FOR UPDATE")
+        } else {
+            select
+        };
+        let now = Utc::now();
+        let written = on_db!(&self.db, pool => {
+            let mut tx = pool.begin_write().await?;
+            let current = sqlx::query(&select)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| row_of(&r))
+                .transpose()?;
+            let Some(current) = current else {
+                return Ok(None);
+            };
+            let mut next = change(&current)?;
+            next.credential_name = current.credential_name.clone();
+            next.created_at = current.created_at;
+            next.created_by = current.created_by.clone();
+            next.updated_at = now;
+            next.updated_by = updated_by.map(str::to_string);
+            sqlx::query(
+                "UPDATE idlehands_credentials SET display_name = $2, credential_values = $3, \
+                 credential_info = $4, updated_at = $5, updated_by = $6 WHERE credential_name = $1",
+            )
+            .bind(&next.credential_name)
+            .bind(&next.display_name)
+            .bind(&next.credential_values)
+            .bind(&next.credential_info)
+            .bind(to_ms(next.updated_at))
+            .bind(&next.updated_by)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            next
+        });
+        Ok(Some(written))
+    }
+
+    /// Deletes the stored credential `name` unless a stored deployment names it (`refuse` reads
+    /// the deployments in the same transaction and says why not); the row it was, if any.
+    pub async fn delete_credential<F>(
+        &self,
+        name: &str,
+        refuse: F,
+    ) -> Result<Option<CredentialRow>, StoreError>
+    where
+        F: FnOnce(&[crate::ProxyModelRow]) -> Result<(), StoreError> + Send,
+    {
+        let delete = format!(
+            "DELETE FROM idlehands_credentials WHERE credential_name = $1 RETURNING {COLUMNS}"
+        );
+        let models = format!(
+            "SELECT {} FROM idlehands_proxy_models",
+            crate::models_db::COLUMNS
+        );
+        let row = on_db!(&self.db, pool => {
+            let mut tx = pool.begin_write().await?;
+            let rows = sqlx::query(&models)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(crate::models_db::row_of)
+                .collect::<Result<Vec<_>, _>>()?;
+            refuse(&rows)?;
+            let row = sqlx::query(&delete)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| row_of(&r))
+                .transpose()?;
+            tx.commit().await?;
+            row
+        });
+        Ok(row)
+    }
+}
