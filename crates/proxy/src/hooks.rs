@@ -100,6 +100,9 @@ pub struct CallRecord {
     pub cache_key: Option<String>,
     /// Answered from the response cache (at no cost).
     pub cache_hit: bool,
+    /// No response cache is configured: the spend row's `cache_key` reads LiteLLM's
+    /// `Cache OFF`.
+    pub cache_off: bool,
 }
 
 impl CallRecord {
@@ -149,6 +152,7 @@ impl CallRecord {
             response: None,
             cache_key: None,
             cache_hit: false,
+            cache_off: false,
         }
     }
 }

@@ -109,6 +109,9 @@ async fn every_request_writes_one_row(b: Backend) {
         assert_eq!(r["user"], "u-1");
         assert_eq!(r["call_type"], "acompletion");
         assert!(r["startTime"].is_string() && r["endTime"].is_string());
+        // No response cache configured: LiteLLM's words, answered or failed.
+        assert_eq!(r["cache_key"], "Cache OFF");
+        assert_eq!(r["cache_hit"], "False");
     }
     let master_row = rows
         .iter()

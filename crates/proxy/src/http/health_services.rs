@@ -118,6 +118,7 @@ fn mock_call() -> CallRecord {
         response: None,
         cache_key: None,
         cache_hit: false,
+        cache_off: false,
     }
 }
 

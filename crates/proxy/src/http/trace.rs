@@ -360,6 +360,7 @@ impl Trace {
             response: None,
             cache_key: self.cache_key.take(),
             cache_hit: self.cache_hit,
+            cache_off: self.app.response_cache.is_none(),
         };
         self.app.payloads.finish(&mut record, self.capture.take());
         if let (Some(hooks), Some(r)) = (&self.app.hooks, self.reservation.take()) {

@@ -474,6 +474,9 @@ impl CallHooks for StoreSeams {
 
 /// The spend-log row for a finished call (LiteLLM's `LiteLLM_SpendLogs` fields). Takes the
 /// record so that its strings move into the row rather than being copied.
+/// A row's `cache_key` when no response cache is configured, as LiteLLM writes it.
+pub const CACHE_OFF: &str = "Cache OFF";
+
 pub fn spend_row(r: CallRecord) -> SpendLogRow {
     let to_i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let metadata = JsonObjectText::from_serialized_object(metadata_json(&r));
@@ -505,7 +508,9 @@ pub fn spend_row(r: CallRecord) -> SpendLogRow {
         session_id: r.session_id,
         requester_ip_address: r.requester_ip.as_deref().map(str::to_owned),
         cache_hit: Some(if r.cache_hit { "True" } else { "False" }.to_string()),
-        cache_key: r.cache_key,
+        cache_key: r
+            .cache_key
+            .or_else(|| r.cache_off.then(|| CACHE_OFF.to_string())),
         status: match r.status {
             CallStatus::Success => STATUS_SUCCESS,
             CallStatus::Failure => STATUS_FAILURE,
