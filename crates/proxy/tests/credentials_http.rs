@@ -51,35 +51,14 @@ async fn delete(p: &Proxy, path: &str, key: &str) -> Answer {
 
 /// The stored `credential_values` text of `name`, read straight from the database.
 async fn stored_values(place: &Place, name: &str) -> String {
-    let sql = "SELECT credential_values FROM idlehands_credentials WHERE credential_name = $1";
-    match &place.pg_schema {
-        Some(schema) => {
-            let pool = sqlx::PgPool::connect(&place.url).await.unwrap();
-            let sql = sql.replace(
-                "idlehands_credentials",
-                &format!("{schema}.idlehands_credentials"),
-            );
-            let text: String = sqlx::query_scalar(&sql)
-                .bind(name)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            text
-        }
-        None => {
-            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", place.url))
-                .await
-                .unwrap();
-            let text: String = sqlx::query_scalar(sql)
-                .bind(name)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            text
-        }
-    }
+    store_support::stored_text(
+        place,
+        "idlehands_credentials",
+        "credential_values",
+        "credential_name",
+        name,
+    )
+    .await
 }
 
 fn authorization(up: &FakeOpenAi) -> String {

@@ -57,35 +57,14 @@ async fn reply_of(p: &Proxy, key: &str, model: &str) -> (u16, String) {
 
 /// The stored `litellm_params` text of `id`, read straight from the database.
 async fn stored_params(place: &Place, id: &str) -> String {
-    let sql = "SELECT litellm_params FROM idlehands_proxy_models WHERE model_id = $1";
-    match &place.pg_schema {
-        Some(schema) => {
-            let pool = sqlx::PgPool::connect(&place.url).await.unwrap();
-            let sql = sql.replace(
-                "idlehands_proxy_models",
-                &format!("{schema}.idlehands_proxy_models"),
-            );
-            let text: String = sqlx::query_scalar(&sql)
-                .bind(id)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            text
-        }
-        None => {
-            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", place.url))
-                .await
-                .unwrap();
-            let text: String = sqlx::query_scalar(sql)
-                .bind(id)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            text
-        }
-    }
+    store_support::stored_text(
+        place,
+        "idlehands_proxy_models",
+        "litellm_params",
+        "model_id",
+        id,
+    )
+    .await
 }
 
 async fn models_are_added_served_updated_and_deleted_without_a_restart(backend: Backend) {

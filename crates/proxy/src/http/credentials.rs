@@ -19,6 +19,7 @@ use idlehands_store::{CredentialRow, StoreError};
 use serde_json::{Map, Value, json};
 
 use super::keys::{Mgmt, Shared, tri};
+use super::model_admin::{error, json_body, not_enabled, object_field};
 use super::roles::{require_admin, require_reader};
 use crate::config::{Credentials, StoredCredential, process_env};
 use crate::error::ProxyError;
@@ -174,16 +175,6 @@ fn without_masked_read_backs(
     out
 }
 
-fn error(status: u16, kind: &str, message: String, param: Option<&str>) -> ProxyError {
-    ProxyError::Custom {
-        status,
-        kind: kind.to_string(),
-        message,
-        param: param.map(str::to_string),
-        headers: Vec::new(),
-    }
-}
-
 /// LiteLLM's plain HTTP errors (`HTTPException`) carry this type.
 fn invalid(status: u16, message: String) -> ProxyError {
     error(status, "invalid_request_error", message, None)
@@ -193,41 +184,8 @@ fn validation(status: u16, message: String, param: &str) -> ProxyError {
     error(status, "validation_error", message, Some(param))
 }
 
-fn not_enabled() -> ProxyError {
-    error(
-        500,
-        "auth_error",
-        "Set `'STORE_MODEL_IN_DB='True'` in your env to enable this feature.".to_string(),
-        None,
-    )
-}
-
 fn sync_of(m: &Mgmt) -> Result<&Arc<ModelSync>, ProxyError> {
     m.models.as_ref().ok_or_else(not_enabled)
-}
-
-fn json_body(bytes: &[u8]) -> Result<Map<String, Value>, ProxyError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(invalid(400, "the body must be a JSON object".to_string())),
-        Err(e) => Err(invalid(400, format!("the body is not valid JSON: {e}"))),
-    }
-}
-
-fn object_field(
-    body: &Map<String, Value>,
-    field: &str,
-) -> Result<Option<Map<String, Value>>, ProxyError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m.clone())),
-        Some(_) => Err(error(
-            400,
-            "invalid_request_error",
-            format!("{field}: must be an object"),
-            Some(field),
-        )),
-    }
 }
 
 fn string_field(body: &Map<String, Value>, field: &str) -> Result<Option<String>, ProxyError> {

@@ -51,7 +51,7 @@ pub(crate) fn routes(state: Arc<ModelAdmin>) -> Router {
         .with_state(state)
 }
 
-fn error(status: u16, kind: &str, message: String, param: Option<&str>) -> ProxyError {
+pub(super) fn error(status: u16, kind: &str, message: String, param: Option<&str>) -> ProxyError {
     ProxyError::Custom {
         status,
         kind: kind.to_string(),
@@ -65,8 +65,8 @@ fn bad(message: String, param: Option<&str>) -> ProxyError {
     error(400, "bad_request_error", message, param)
 }
 
-/// LiteLLM's answer when models are not kept in the database.
-fn not_enabled() -> ProxyError {
+/// LiteLLM's answer when models (and credentials) are not kept in the database.
+pub(super) fn not_enabled() -> ProxyError {
     error(
         500,
         "auth_error",
@@ -88,7 +88,7 @@ async fn admin(s: &ModelAdmin, headers: &HeaderMap, route: &str) -> Result<Strin
     }
 }
 
-fn json_body(bytes: &[u8]) -> Result<Map<String, Value>, ProxyError> {
+pub(super) fn json_body(bytes: &[u8]) -> Result<Map<String, Value>, ProxyError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(bad("the body must be a JSON object".to_string(), None)),
@@ -96,7 +96,7 @@ fn json_body(bytes: &[u8]) -> Result<Map<String, Value>, ProxyError> {
     }
 }
 
-fn object_field(
+pub(super) fn object_field(
     body: &Map<String, Value>,
     field: &str,
 ) -> Result<Option<Map<String, Value>>, ProxyError> {

@@ -295,6 +295,42 @@ pub async fn spend_rows(p: &Proxy, query: &str, n: usize) -> Vec<Value> {
     }
 }
 
+/// One text column of one row, read straight from `place`'s database: `SELECT {column} FROM
+/// {table} WHERE {key_column} = $1` (the table in the place's Postgres schema there).
+pub async fn stored_text(
+    place: &Place,
+    table: &str,
+    column: &str,
+    key_column: &str,
+    key: &str,
+) -> String {
+    let select = |t: &str| format!("SELECT {column} FROM {t} WHERE {key_column} = $1");
+    match &place.pg_schema {
+        Some(schema) => {
+            let pool = sqlx::PgPool::connect(&place.url).await.unwrap();
+            let text: String = sqlx::query_scalar(&select(&format!("{schema}.{table}")))
+                .bind(key)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            text
+        }
+        None => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", place.url))
+                .await
+                .unwrap();
+            let text: String = sqlx::query_scalar(&select(table))
+                .bind(key)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            text
+        }
+    }
+}
+
 /// Runs one scenario on SQLite and on Postgres.
 #[macro_export]
 macro_rules! both_backends {
