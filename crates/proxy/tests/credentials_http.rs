@@ -92,6 +92,19 @@ async fn lifecycle(backend: Backend) {
         created.body,
         json!({"success": true, "message": "Credential created successfully"})
     );
+    let noted = post(
+        &p,
+        "/credentials",
+        MASTER,
+        json!({"credential_name": "noted", "credential_values": {"api_key": "sk-noted"}, "credential_info": {}, "team_id": "t"}),
+    )
+    .await;
+    assert_eq!(noted.status, 200, "{}", noted.body);
+    assert!(
+        noted.body["ignored_fields"]["team_id"].is_string(),
+        "{}",
+        noted.body
+    );
     let again = post(
         &p,
         "/credentials",

@@ -18,7 +18,7 @@ use http::HeaderMap;
 use idlehands_store::{CredentialRow, StoreError};
 use serde_json::{Map, Value, json};
 
-use super::keys::{Mgmt, Shared, tri};
+use super::keys::{FieldRules, Mgmt, Shared, ignored_fields, tri};
 use super::model_admin::{error, json_body, not_enabled, object_field};
 use super::roles::{require_admin, require_reader};
 use crate::config::{Credentials, StoredCredential, process_env};
@@ -378,14 +378,46 @@ async fn announce(sync: &ModelSync) {
     }
 }
 
-fn success(message: &str) -> Response {
-    axum::Json(json!({"success": true, "message": message})).into_response()
+/// The fields `POST /credentials` acts on.
+const CREATE_FIELDS: FieldRules = FieldRules {
+    entity: "credential",
+    acted: &[
+        "credential_name",
+        "credential_values",
+        "credential_info",
+        "display_name",
+        "model_id",
+    ],
+    inert: &[],
+};
+
+/// The fields `PATCH /credentials/<name>` acts on.
+const UPDATE_FIELDS: FieldRules = FieldRules {
+    entity: "credential",
+    acted: &[
+        "credential_name",
+        "credential_values",
+        "credential_info",
+        "display_name",
+        "model_id",
+        "credential_values_to_delete",
+    ],
+    inert: &[],
+};
+
+/// LiteLLM's answer, with the body's fields that changed nothing named (`ignored_fields`).
+fn success(message: &str, ignored: Map<String, Value>) -> Response {
+    let mut answer = json!({"success": true, "message": message});
+    if !ignored.is_empty() {
+        answer["ignored_fields"] = Value::Object(ignored);
+    }
+    axum::Json(answer).into_response()
 }
 
-async fn create(State(m): Shared, headers: HeaderMap, body: Bytes) -> Response {
+async fn create(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let who = tri!(require_admin(&m, &headers, "/credentials").await);
     let sync = tri!(sync_of(&m));
-    let body = tri!(json_body(&body));
+    let body = tri!(json_body(&bytes));
     let name = match tri!(string_field(&body, "credential_name")) {
         Some(n) if !n.trim().is_empty() => n,
         _ => {
@@ -449,7 +481,10 @@ async fn create(State(m): Shared, headers: HeaderMap, body: Bytes) -> Response {
         .into_response();
     }
     announce(sync).await;
-    success("Credential created successfully")
+    success(
+        "Credential created successfully",
+        ignored_fields(&CREATE_FIELDS, "/credentials", &bytes),
+    )
 }
 
 /// What a `PATCH` asks for.
@@ -533,11 +568,11 @@ async fn update(
     State(m): Shared,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    bytes: Bytes,
 ) -> Response {
     let who = tri!(require_admin(&m, &headers, "/credentials").await);
     let sync = tri!(sync_of(&m));
-    let body = tri!(json_body(&body));
+    let body = tri!(json_body(&bytes));
     let patch = tri!(patch_of(&m, &name, &body));
     // The other credentials, as deployments naming them are checked against them too.
     let rows = tri!(
@@ -575,7 +610,10 @@ async fn update(
     match tri!(written.map_err(|e| store_error(&e))) {
         Some(_) => {
             announce(sync).await;
-            success("Credential updated successfully")
+            success(
+                "Credential updated successfully",
+                ignored_fields(&UPDATE_FIELDS, "/credentials", &bytes),
+            )
         }
         None => missing(sync, &name, "Credential not found in DB.".to_string()).into_response(),
     }
@@ -662,7 +700,7 @@ async fn delete(State(m): Shared, Path(name): Path<String>, headers: HeaderMap) 
     match tri!(deleted.map_err(|e| store_error(&e))) {
         Some(_) => {
             announce(sync).await;
-            success("Credential deleted successfully")
+            success("Credential deleted successfully", Map::new())
         }
         None => missing(
             sync,
