@@ -12,7 +12,7 @@ use super::ConfigError;
 
 /// The config's named credentials. Its `Debug` shows names only: values hold secrets.
 #[derive(Clone, Default)]
-pub struct Credentials(BTreeMap<String, Credential>);
+pub struct Credentials(BTreeMap<String, Credential>, Vec<String>);
 
 #[derive(Clone)]
 struct Credential {
@@ -73,6 +73,12 @@ impl Credentials {
         self.views().find(|v| v.name == name)
     }
 
+    /// The fields of `credential_list` entries that nothing reads (LiteLLM ignores them too),
+    /// by path, for the start-up notices.
+    pub fn ignored_fields(&self) -> &[String] {
+        &self.1
+    }
+
     /// Whether `name` comes from config.yaml (not editable over the API).
     pub fn is_config(&self, name: &str) -> bool {
         self.0.get(name).is_some_and(|c| c.from_config)
@@ -87,6 +93,7 @@ impl Credentials {
                 .filter(|(_, c)| c.from_config)
                 .map(|(k, c)| (k.clone(), c.clone()))
                 .collect(),
+            self.1.clone(),
         );
         let mut shadowed = Vec::new();
         for c in stored {
@@ -199,12 +206,7 @@ pub(super) fn apply(config: &mut Value, source: &str) -> Result<Credentials, Con
             Some(Value::String(s)) => Some(s.trim().to_string()),
             Some(_) => return Err(invalid(at("display_name"), "must be a string".into())),
         };
-        if let Some(other) = item.keys().next() {
-            return Err(invalid(
-                at(other),
-                "unknown field (a credential has credential_name, credential_values, credential_info, display_name)".into(),
-            ));
-        }
+        out.1.extend(item.keys().map(|k| at(k)));
         if out.0.contains_key(&name) {
             return Err(invalid(
                 at("credential_name"),
@@ -269,6 +271,14 @@ mod tests {
             .map(|(n, i)| (n, Value::Object(i.clone())))
             .collect();
         assert_eq!(infos, [("az", json!({"custom_llm_provider": "azure"}))]);
+        assert!(creds.ignored_fields().is_empty());
+
+        let mut typo = json!({"credential_list": [{"credential_name": "x", "credential_values": {}, "credential_value": {"api_key": "sk-typo"}}]});
+        let creds = apply(&mut typo, "c.yaml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            creds.ignored_fields(),
+            ["credential_list[0].credential_value"]
+        );
     }
 
     #[test]
@@ -293,10 +303,6 @@ mod tests {
             (
                 json!({"credential_list": {"x": 1}}),
                 "c.yaml: credential_list: must be a list of {credential_name, credential_values}",
-            ),
-            (
-                json!({"credential_list": [{"credential_name": "x", "credential_values": {}, "credential_value": {"api_key": "sk-typo"}}]}),
-                "c.yaml: credential_list[0].credential_value: unknown field (a credential has credential_name, credential_values, credential_info, display_name)",
             ),
             (
                 json!({"credential_list": [{"credential_name": "x", "credential_values": {}, "display_name": 3}]}),

@@ -417,6 +417,12 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
             }
         }
     }
+    for path in cfg.credentials.ignored_fields() {
+        say(
+            path,
+            "not a credential field (credential_name, credential_values, credential_info, display_name)",
+        );
+    }
     // Its errors stop the start (`Gateway::build`); here only what it does not act on.
     if let Ok((_, notes)) = super::cache::from_config(cfg) {
         out.extend(notes);
@@ -490,6 +496,21 @@ litellm_settings:
   callbacks: [prometheus]
 ");
         assert_eq!(inert_settings(&c), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_credential_field_nothing_reads_is_named() {
+        let c = cfg("credential_list:
+  - credential_name: c
+    credential_values: {api_key: sk-unit-credential-1}
+    credential_value: {api_key: sk-typo}
+");
+        assert_eq!(
+            inert_settings(&c),
+            [
+                "credential_list[0].credential_value has no effect here: not a credential field (credential_name, credential_values, credential_info, display_name)"
+            ]
+        );
     }
 
     #[test]
