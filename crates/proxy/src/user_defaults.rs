@@ -2,8 +2,9 @@
 //! for every user not created as a proxy admin (a field the body leaves out or null, and
 //! `models` when empty), then, for a user created as `internal_user`,
 //! `max_internal_user_budget` and `internal_user_budget_duration` where the budget is still
-//! unset. `teams` and `available_teams` among the defaults are not applied (LiteLLM drops
-//! them too); they are named at start-up.
+//! unset. `teams` among the defaults is not applied (LiteLLM drops it too; named at start-up);
+//! `available_teams` are the teams a user may join on their own (`/team/available`, and
+//! `/team/member_add` of themselves).
 
 use idlehands_store::duration::LlmDuration;
 use serde_json::{Map, Value};
@@ -16,6 +17,8 @@ pub(crate) struct UserDefaults {
     params: Map<String, Value>,
     max_budget: Option<f64>,
     budget_duration: Option<String>,
+    /// `default_internal_user_params.available_teams`.
+    available_teams: Vec<String>,
 }
 
 impl UserDefaults {
@@ -48,6 +51,28 @@ impl UserDefaults {
                 &e.inner().to_string(),
             ));
         }
+        let available_teams = match ls
+            .get("default_internal_user_params")
+            .and_then(|p| p.get("available_teams"))
+        {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|t| t.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    invalid(
+                        "default_internal_user_params.available_teams",
+                        "expected a list of team ids",
+                    )
+                })?,
+            Some(_) => {
+                return Err(invalid(
+                    "default_internal_user_params.available_teams",
+                    "expected a list of team ids",
+                ));
+            }
+        };
         let max_budget =
             match ls.get("max_internal_user_budget") {
                 None | Some(Value::Null) => None,
@@ -69,7 +94,13 @@ impl UserDefaults {
             params,
             max_budget,
             budget_duration,
+            available_teams,
         })
+    }
+
+    /// The teams a user may join on their own.
+    pub(crate) fn available_teams(&self) -> &[String] {
+        &self.available_teams
     }
 
     /// Fills a `/user/new` body in place.

@@ -324,7 +324,7 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
     if let Some(Value::Object(m)) = ls.extra.get("default_internal_user_params") {
         for k in m
             .keys()
-            .filter(|k| !USER_DEFAULT_FIELDS.contains(&k.as_str()))
+            .filter(|k| !USER_DEFAULT_FIELDS.contains(&k.as_str()) && *k != "available_teams")
         {
             say(
                 &format!("litellm_settings.default_internal_user_params.{k}"),

@@ -27,6 +27,7 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
         .route("/team/block", post(block))
         .route("/team/unblock", post(unblock))
         .route("/team/member_add", post(member_add))
+        .route("/team/available", get(available))
         .route("/team/member_delete", post(member_delete))
         .route("/team/member_update", post(member_update))
         .route("/team/model/add", post(model_add))
@@ -299,8 +300,91 @@ async fn manager_by_role(
 
 async fn member_add(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     let req: TeamMemberAddRequest = tri!(body(&bytes));
-    let by = tri!(member_manager(&m, &headers, "/team/member_add", &req.team_id).await);
+    let route = "/team/member_add";
+    let (_, role) = tri!(super::roles::caller_role(&m, &headers).await);
+    let by = match manager_by_role(&m, &role, route, &req.team_id).await {
+        Ok(by) => by,
+        Err(refused) => match &role {
+            super::roles::Role::Internal(me)
+                if m.app.user_defaults.available_teams().contains(&req.team_id) =>
+            {
+                tri!(self_join(me, &req));
+                Some(me.clone())
+            }
+            _ => return refused.into_response(),
+        },
+    };
     reply(m.ledger.team_member_add(req, by.as_deref()).await)
+}
+
+/// LiteLLM's self-join of an available team (`default_internal_user_params.available_teams`):
+/// an internal user may add only themselves, as a plain member, without the per-member budget
+/// or models (those stay with the team's and the proxy's admins).
+fn self_join(me: &str, req: &TeamMemberAddRequest) -> Result<(), crate::error::ProxyError> {
+    if req.max_budget_in_team.is_some() || req.budget_duration.is_some() {
+        return Err(forbidden(
+            "Available-team self-join cannot set per-member budget or model controls (max_budget_in_team, budget_duration, allowed_models); these are admin-only.".to_string(),
+        ));
+    }
+    for member in &req.member.0 {
+        if member.role != "user" {
+            return Err(forbidden(
+                "Available-team self-join cannot assign 'admin' role. Only proxy/team/org admins can add admins to a team.".to_string(),
+            ));
+        }
+        if member.user_id.as_deref() != Some(me) {
+            return Err(forbidden(
+                "Available-team self-join can only add the caller (user_id must match the authenticated user's user_id).".to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// LiteLLM's `GET /team/available`: the available teams (see [`self_join`]) the caller's user
+/// is not in yet; none configured, an empty list; a caller without a user row, LiteLLM's 404.
+async fn available(State(m): Shared, headers: HeaderMap) -> Response {
+    let (_, role) = tri!(super::roles::caller_role(&m, &headers).await);
+    let ids = m.app.user_defaults.available_teams();
+    if ids.is_empty() {
+        return axum::Json(serde_json::json!([])).into_response();
+    }
+    let store = m.ledger.store();
+    let user = match role.by() {
+        Some(u) => tri!(
+            store
+                .get_user(u)
+                .await
+                .map_err(|e| crate::ledger::seams::store_error(&e))
+        ),
+        None => None,
+    };
+    let Some(user) = user else {
+        return crate::error::ProxyError::Custom {
+            status: 404,
+            kind: "not_found_error".to_string(),
+            message: "User not found".to_string(),
+            param: None,
+            headers: Vec::new(),
+        }
+        .into_response();
+    };
+    let mut teams = Vec::new();
+    for id in ids {
+        let team = tri!(
+            store
+                .get_team(id)
+                .await
+                .map_err(|e| crate::ledger::seams::store_error(&e))
+        );
+        // Membership is kept on the team rows (the store's user row lists none).
+        if let Some(t) = team
+            && !t.members.contains(&user.user_id)
+        {
+            teams.push(t);
+        }
+    }
+    axum::Json(teams).into_response()
 }
 
 async fn member_delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
