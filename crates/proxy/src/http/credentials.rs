@@ -19,7 +19,7 @@ use idlehands_store::{CredentialRow, StoreError};
 use serde_json::{Map, Value, json};
 
 use super::keys::{FieldRules, Mgmt, Shared, ignored_fields, tri};
-use super::model_admin::{error, json_body, not_enabled, object_field};
+use super::model_admin::{announce, error, json_body, not_enabled, object_field};
 use super::roles::{require_admin, require_reader};
 use crate::config::{Credentials, StoredCredential, process_env};
 use crate::error::ProxyError;
@@ -354,54 +354,25 @@ fn check_users(m: &Mgmt, name: &str, credentials: &Credentials) -> Result<(), St
     Ok(())
 }
 
-/// `credentials` with `changed` in place of (or beside) the stored credential of its name.
-fn with_change(
-    sync: &ModelSync,
-    rows: Vec<CredentialRow>,
-    changed: Option<StoredCredential>,
-    name: &str,
-) -> Credentials {
-    let mut stored: Vec<StoredCredential> = rows
-        .iter()
-        .filter(|r| r.credential_name != name)
-        .filter_map(|r| sync.open_credential(r))
-        .collect();
-    stored.extend(changed);
-    sync.config_credentials().with_stored(stored).0
-}
+/// The fields `PATCH /credentials/<name>` acts on; `POST /credentials` all but the last.
+const FIELDS: [&str; 6] = [
+    "credential_name",
+    "credential_values",
+    "credential_info",
+    "display_name",
+    "model_id",
+    "credential_values_to_delete",
+];
 
-/// Applies a stored change here and announces it; the row is committed either way, and a
-/// failure here is retried by the periodic reload.
-async fn announce(sync: &ModelSync) {
-    if let Err(e) = sync.changed().await {
-        tracing::warn!(error = %e, "a stored credential change is applied at the next periodic reload");
-    }
-}
-
-/// The fields `POST /credentials` acts on.
 const CREATE_FIELDS: FieldRules = FieldRules {
     entity: "credential",
-    acted: &[
-        "credential_name",
-        "credential_values",
-        "credential_info",
-        "display_name",
-        "model_id",
-    ],
+    acted: FIELDS.split_at(FIELDS.len() - 1).0,
     inert: &[],
 };
 
-/// The fields `PATCH /credentials/<name>` acts on.
 const UPDATE_FIELDS: FieldRules = FieldRules {
     entity: "credential",
-    acted: &[
-        "credential_name",
-        "credential_values",
-        "credential_info",
-        "display_name",
-        "model_id",
-        "credential_values_to_delete",
-    ],
+    acted: &FIELDS,
     inert: &[],
 };
 
@@ -574,13 +545,6 @@ async fn update(
     let sync = tri!(sync_of(&m));
     let body = tri!(json_body(&bytes));
     let patch = tri!(patch_of(&m, &name, &body));
-    // The other credentials, as deployments naming them are checked against them too.
-    let rows = tri!(
-        sync.store
-            .list_credentials()
-            .await
-            .map_err(|e| store_error(&e))
-    );
     // Merged inside the row's transaction: two edits at once never lose one another's change.
     let written = sync
         .store
@@ -591,11 +555,9 @@ async fn update(
                 ))
             })?;
             let merged = merge(opened, &patch);
-            check_users(
-                &m,
-                &name,
-                &with_change(sync, rows, Some(merged.clone()), &name),
-            )?;
+            // The deployments checked name this credential alone: it is the one they need.
+            let (with_merged, _) = sync.config_credentials().with_stored(vec![merged.clone()]);
+            check_users(&m, &name, &with_merged)?;
             Ok(CredentialRow {
                 display_name: merged.display_name,
                 credential_values: sync

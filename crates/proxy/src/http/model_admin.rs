@@ -158,9 +158,9 @@ fn check(
 
 /// Applies a stored change here and announces it; the row is committed either way, and a
 /// failure here is retried by the periodic reload.
-async fn announce(sync: &ModelSync) {
+pub(super) async fn announce(sync: &ModelSync) {
     if let Err(e) = sync.changed().await {
-        tracing::warn!(error = %e, "a stored model change is applied at the next periodic reload");
+        tracing::warn!(error = %e, "a stored model or credential change is applied at the next periodic reload");
     }
 }
 
