@@ -110,6 +110,15 @@ impl Tmux {
         ]);
     }
 
+    /// Ends the pane's program and starts `idlehands` again with `args`. The server must outlive
+    /// the killed session: by default it exits with its last session, and a `new-session` racing
+    /// that exit fails with "server exited unexpectedly".
+    fn restart_with(&self, args: &str) {
+        self.tmux(&["set-option", "-s", "exit-empty", "off"]);
+        self.tmux(&["kill-session", "-t", "t"]);
+        self.start_with(args);
+    }
+
     fn screen(&self) -> String {
         self.tmux(&["capture-pane", "-p", "-J", "-S", "-200", "-t", "t"])
     }
@@ -470,8 +479,7 @@ async fn sessions_are_listed_shown_and_resumed_in_the_chat() {
     t.wait_for("EXITED:0").await;
 
     // `idlehands --continue` reopens the latest session of this workspace.
-    t.tmux(&["kill-session", "-t", "t"]);
-    t.start_with("--continue");
+    t.restart_with("--continue");
     t.wait_for("(resumed)").await;
     t.wait_for(&format!("session {id} (4 messages)")).await;
 }
