@@ -70,8 +70,8 @@ fn names(list: &[String]) -> Vec<String> {
     list.iter().map(|s| s.trim().to_string()).collect()
 }
 
-/// Python's `str()` of a list of strings.
-fn py_list(items: &[String]) -> String {
+/// Python's `str()` (and `repr`) of a list of strings, as LiteLLM's messages show one.
+pub(crate) fn py_list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| format!("'{s}'")).collect();
     format!("[{}]", quoted.join(", "))
 }

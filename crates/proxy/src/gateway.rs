@@ -490,6 +490,7 @@ impl GatewayBuilder {
                     .budget_exceeded_status_code
                     .filter(|c| (400..=599).contains(c))
                     .unwrap_or(422),
+                tag_budgets: ArcSwap::from_pointee(Vec::new()),
             }),
         })
     }
@@ -524,6 +525,7 @@ impl StoreHandle {
     /// followed from now on (see `ledger::model_sync`).
     pub fn routes(&self, gw: &Gateway) -> axum::Router {
         let sync = self.follow_models(&gw.app);
+        self.follow_tags(&gw.app);
         crate::http::management_routes(gw.app.clone(), self.ledger.clone(), sync)
     }
 }

@@ -8,6 +8,7 @@ use idlehands_store::StoreError;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, ProxyConfig};
+use crate::diagnostics::py_list;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 struct Rule {
@@ -25,12 +26,6 @@ struct Settings {
 /// `None` inside: the setting is absent and nothing beyond the usual role checks applies.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct KeyGenerationRules(Option<Settings>);
-
-/// Python's `repr` of a list of strings, as LiteLLM's messages show the configured roles.
-fn py_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| format!("'{i}'")).collect();
-    format!("[{}]", quoted.join(", "))
-}
 
 fn required(rule: &Rule, present: &dyn Fn(&str) -> bool) -> Result<(), StoreError> {
     for p in rule.required_params.iter().flatten() {

@@ -293,8 +293,16 @@ impl Store {
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-            if end_users + orgs + keys > 0 {
-                let who = if keys > 0 {
+            let tags: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM idlehands_tags WHERE budget_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if end_users + orgs + keys + tags > 0 {
+                let who = if tags > 0 {
+                    format!("{end_users} end user(s), {orgs} organization(s), {keys} key(s) and {tags} tag(s)")
+                } else if keys > 0 {
                     format!("{end_users} end user(s), {orgs} organization(s) and {keys} key(s)")
                 } else {
                     format!("{end_users} end user(s) and {orgs} organization(s)")

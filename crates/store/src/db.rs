@@ -958,6 +958,22 @@ CREATE TABLE idlehands_credentials (
 );
 ";
 
+// Migration 21: tags made over the API (`/tag/new`), LiteLLM's tag table. `models` and
+// `model_info` are JSON text; `budget_id` names a row of `idlehands_budget_table`.
+const V21_TAGS: &str = "
+CREATE TABLE idlehands_tags (
+    tag_name TEXT PRIMARY KEY,
+    description TEXT,
+    models TEXT NOT NULL DEFAULT '[]',
+    model_info TEXT NOT NULL DEFAULT '{}',
+    budget_id TEXT,
+    created_at BIGINT NOT NULL,
+    created_by TEXT,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX idlehands_tags_budget ON idlehands_tags (budget_id);
+";
+
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -1079,11 +1095,17 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: V20_CREDENTIALS,
         postgres: V20_CREDENTIALS,
     },
+    Migration {
+        version: 21,
+        name: "tags",
+        sqlite: V21_TAGS,
+        postgres: V21_TAGS,
+    },
 ];
 
 /// The tables each schema migration from 9 on made (11 remade 10's under the same name).
 #[cfg(test)]
-const TABLES_SINCE_9: [(i64, &[&str]); 7] = [
+const TABLES_SINCE_9: [(i64, &[&str]); 8] = [
     (
         9,
         &["idlehands_daily_spend_by_key", "idlehands_daily_spend"],
@@ -1094,7 +1116,14 @@ const TABLES_SINCE_9: [(i64, &[&str]); 7] = [
     (15, &["idlehands_health_checks"]),
     (16, &["idlehands_budget_table"]),
     (20, &["idlehands_credentials"]),
+    (21, &["idlehands_tags"]),
 ];
+
+/// Held by the tests that upgrade a store: the upgrade test counts the "upgrading" lines it
+/// logs, and another thread's first use of that log line at the same moment can leave the
+/// line unseen by the test's scoped subscriber (tracing caches each line's interest).
+#[cfg(test)]
+pub(crate) static UPGRADE_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[cfg(test)]
 impl Store {
@@ -1166,6 +1195,7 @@ mod tests {
     /// minutes); making a new one says nothing.
     #[tokio::test]
     async fn an_upgrade_is_announced_and_a_new_store_is_not() {
+        let _one_upgrade = super::UPGRADE_TESTS.lock().await;
         let logs = idlehands_testkit::CapturedLogs::default();
         let _guard = tracing::subscriber::set_default(logs.subscriber());
         let dir = tempfile::tempdir().unwrap();
@@ -1178,7 +1208,7 @@ mod tests {
         let store = Store::open(&path).await.unwrap();
         let text = logs.text();
         let upgrades: Vec<&str> = text.lines().filter(|l| l.contains("upgrading")).collect();
-        assert_eq!(upgrades.len(), 11, "{text}");
+        assert_eq!(upgrades.len(), 12, "{text}");
         assert!(upgrades[0].contains("version=10"), "{text}");
         assert!(upgrades[1].contains("version=11") && upgrades[1].contains("key_model_ids"));
         assert!(upgrades[2].contains("version=12") && upgrades[2].contains("late_writes"));
@@ -1190,6 +1220,7 @@ mod tests {
         assert!(upgrades[8].contains("version=18") && upgrades[8].contains("cache_controls"));
         assert!(upgrades[9].contains("version=19") && upgrades[9].contains("key_budget_id"));
         assert!(upgrades[10].contains("version=20") && upgrades[10].contains("stored_credentials"));
+        assert!(upgrades[11].contains("version=21") && upgrades[11].contains("tags"));
         store.close().await;
     }
 

@@ -83,7 +83,7 @@ impl Ledger {
                             let now = self.config().clock.now();
                             self.routes_refused()
                                 .write()
-                                .insert(want.entity().to_owned(), now);
+                                .insert(want.entity().to_owned(), (now, want.max_budget));
                             RouteRefusal::Spent {
                                 index,
                                 spend_nanos,
@@ -113,10 +113,12 @@ impl Ledger {
     /// window or another instance's view.
     pub fn route_refused_lately(&self, want: &RouteBudget) -> bool {
         let entity = want.entity();
-        let Some(at) = self.routes_refused().read().get(entity).copied() else {
+        let Some((at, limit)) = self.routes_refused().read().get(entity).copied() else {
             return false;
         };
-        let lately = self.config().clock.now() - at < chrono::Duration::seconds(1);
+        // A changed limit (a tag's budget raised) is asked at once.
+        let lately = limit == want.max_budget
+            && self.config().clock.now() - at < chrono::Duration::seconds(1);
         if !lately {
             self.routes_refused().write().remove(entity);
         }

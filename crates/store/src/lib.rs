@@ -40,8 +40,10 @@ pub mod limiter;
 pub mod model_metrics;
 mod models_db;
 pub mod money;
+mod tags_db;
 pub use credentials_db::CredentialRow;
 pub use models_db::ProxyModelRow;
+pub use tags_db::TagRow;
 mod leases;
 mod ledger_route_budgets;
 mod redis_limiter;
@@ -86,6 +88,6 @@ pub use redis_limiter::{
 pub use route_budgets::{RouteBudget, RouteKind};
 pub use spend::{STATUS_FAILURE, STATUS_SUCCESS, SpendAggregate, SpendGroup, SpendLogRow};
 pub use spend_db::{BatchItem, DayGroupSpend, KeyModelSpend, ReportGroup};
-pub use tag_spend::{TagActivityQuery, TagSpend};
+pub use tag_spend::{TagActivityQuery, TagSeen, TagSpend};
 pub use types::*;
 pub use writer::{SpendWriter, WriterConfig};

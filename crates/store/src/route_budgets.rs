@@ -44,15 +44,21 @@ pub struct RouteBudget {
     pub name: String,
     /// Nano-USD.
     pub max_budget: i64,
-    /// The window (`1d`, `30d`, `1mo`...), already checked to parse.
-    pub budget_duration: String,
+    /// The window (`1d`, `30d`, `1mo`...), already checked to parse; `None` for a budget that
+    /// never resets (a stored tag's budget without `budget_duration`, as LiteLLM allows).
+    pub budget_duration: Option<String>,
     /// Its name in `idlehands_budgets` and the limiter, made once: routing asks for it at
     /// every pick.
     entity: String,
 }
 
 impl RouteBudget {
-    pub fn new(kind: RouteKind, name: String, max_budget: i64, budget_duration: String) -> Self {
+    pub fn new(
+        kind: RouteKind,
+        name: String,
+        max_budget: i64,
+        budget_duration: Option<String>,
+    ) -> Self {
         let entity = format!("route:{}:{}", kind.as_str(), text(&name));
         RouteBudget {
             kind,
@@ -73,8 +79,12 @@ impl RouteBudget {
         Budget {
             entity: self.entity.clone(),
             max_budget: Some(self.max_budget),
-            budget_duration: Some(self.budget_duration.clone()),
-            budget_reset_at: LlmDuration::parse(&self.budget_duration).map(|d| d.next_reset(now)),
+            budget_duration: self.budget_duration.clone(),
+            budget_reset_at: self
+                .budget_duration
+                .as_deref()
+                .and_then(LlmDuration::parse)
+                .map(|d| d.next_reset(now)),
             ..Budget::default()
         }
     }
@@ -96,9 +106,8 @@ impl crate::db::Store {
             let existing = read_budget!(&mut *tx, entity);
             let out = match existing {
                 Some(mut row) => {
-                    let same_window = row.budget_duration.as_deref()
-                        == Some(want.budget_duration.as_str())
-                        && row.budget_reset_at.is_some();
+                    let same_window = row.budget_duration == want.budget_duration
+                        && (want.budget_duration.is_none() || row.budget_reset_at.is_some());
                     if row.max_budget != Some(want.max_budget) || !same_window {
                         row.max_budget = Some(want.max_budget);
                         if !same_window {
@@ -150,14 +159,19 @@ mod tests {
 
     #[test]
     fn entities_name_the_kind_and_never_collide_with_keys() {
-        let b = RouteBudget::new(RouteKind::Provider, "openai".into(), 1, "1d".into());
+        let b = RouteBudget::new(RouteKind::Provider, "openai".into(), 1, Some("1d".into()));
         assert_eq!(b.entity(), "route:provider:openai");
         assert!(crate::entities::is_entity(b.entity()));
-        let tag = RouteBudget::new(RouteKind::Tag, "a\0b".into(), 1, "1d".into());
+        let tag = RouteBudget::new(RouteKind::Tag, "a\0b".into(), 1, None);
         assert_eq!(tag.entity(), "route:tag:ab");
         let now = Utc::now();
         let fresh = b.fresh(now);
         assert_eq!(fresh.max_budget, Some(1));
         assert!(fresh.budget_reset_at.is_some_and(|t| t > now));
+        let lifetime = tag.fresh(now);
+        assert_eq!(
+            (lifetime.budget_duration, lifetime.budget_reset_at),
+            (None, None)
+        );
     }
 }

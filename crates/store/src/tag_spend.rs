@@ -37,6 +37,14 @@ pub struct TagSpend {
     pub spend: i64,
 }
 
+/// A tag passed in calls: its first and last call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagSeen {
+    pub tag: String,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+}
+
 impl Store {
     /// Requests and spend per tag over `[start, end)` (unbounded where `None`), biggest spend
     /// first; `user` keeps only that user's rows.
@@ -135,6 +143,52 @@ impl Store {
             q.page_size,
         )
         .await
+    }
+
+    /// Every tag the spend rows carry with its first and last call, by tag (`/tag/list`'s
+    /// tags passed in calls): only the rows of `api_keys` (hashes) when given, only the UTC
+    /// `days` (both included) when given.
+    pub async fn tags_seen(
+        &self,
+        api_keys: Option<&[String]>,
+        days: Option<(NaiveDate, NaiveDate)>,
+    ) -> Result<Vec<TagSeen>, StoreError> {
+        let ms = |d: NaiveDate| {
+            d.and_hms_opt(0, 0, 0)
+                .map_or(0, |t| t.and_utc().timestamp_millis())
+        };
+        let (lo, hi) = days.map_or((i64::MIN, i64::MAX), |(a, b)| {
+            (ms(a), ms(b).saturating_add(DAY_MS))
+        });
+        let mut texts: Vec<&str> = Vec::new();
+        let mut conds = String::from("s.start_time >= $1 AND s.start_time < $2");
+        if let Some(keys) = api_keys {
+            restrict(&mut conds, "s.api_key", keys, &mut texts);
+        }
+        let sql = format!(
+            "SELECT t.value AS tag, MIN(s.start_time) AS first, MAX(s.start_time) AS last \
+             FROM idlehands_spend_logs s{} WHERE {conds} GROUP BY t.value ORDER BY t.value",
+            self.each_tag(),
+        );
+        let mut out = on_db!(&self.db, pool => {
+            let mut q = sqlx::query(&sql).bind(lo).bind(hi);
+            for t in &texts {
+                q = q.bind(*t);
+            }
+            let rows = q.fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(TagSeen {
+                    tag: r.try_get("tag")?,
+                    first: crate::db::from_ms(r.try_get("first")?),
+                    last: crate::db::from_ms(r.try_get("last")?),
+                });
+            }
+            out
+        });
+        // By bytes, whatever the database's collation.
+        out.sort_by(|a, b| a.tag.cmp(&b.tag));
+        Ok(out)
     }
 
     /// Every tag any spend row carries (`/global/spend/all_tag_names`).

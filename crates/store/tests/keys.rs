@@ -572,7 +572,7 @@ async fn key_labels_name_keys_by_alias_else_key_name(store: Store) {
 async fn migrations_are_versioned_and_idempotent(store: Store) {
     assert_eq!(
         store.schema_versions().await.unwrap(),
-        (1..=20).collect::<Vec<i64>>()
+        (1..=21).collect::<Vec<i64>>()
     );
     store.readiness().await.unwrap();
 }
@@ -646,7 +646,7 @@ async fn reopening_a_sqlite_file_keeps_keys_and_schema() {
     let store = Store::open(path.to_str().unwrap()).await.unwrap();
     assert_eq!(
         store.schema_versions().await.unwrap(),
-        (1..=20).collect::<Vec<i64>>()
+        (1..=21).collect::<Vec<i64>>()
     );
     assert!(store.get_key(&key.token_id).await.unwrap().is_some());
 }

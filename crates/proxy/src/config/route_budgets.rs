@@ -66,7 +66,7 @@ pub fn of_deployment(p: &LitellmParams, id: &str) -> Result<Option<RouteBudget>,
         RouteKind::Deployment,
         id.to_owned(),
         money(max).map_err(|m| bad("max_budget", m))?,
-        window(duration).map_err(|m| bad("budget_duration", m))?,
+        Some(window(duration).map_err(|m| bad("budget_duration", m))?),
     )))
 }
 
@@ -137,7 +137,7 @@ fn read_section(v: Option<&Value>, kind: RouteKind) -> Result<Vec<RouteBudget>, 
             kind,
             name.clone(),
             max_budget,
-            budget_duration,
+            Some(budget_duration),
         ));
     }
     Ok(out)
@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(b.providers.len(), 2);
         assert_eq!(b.providers[1].name, "openai");
         assert_eq!(b.providers[1].max_budget, 500_000_000);
-        assert_eq!(b.providers[0].budget_duration, "7d");
+        assert_eq!(b.providers[0].budget_duration.as_deref(), Some("7d"));
         assert_eq!(b.provider("anthropic").unwrap().max_budget, 100_000_000_000);
         assert_eq!(b.tags[0].kind, RouteKind::Tag);
         assert_eq!(b.tags[0].name, "product:chat-bot");

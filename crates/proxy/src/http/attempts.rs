@@ -383,12 +383,14 @@ impl RouteGate {
     fn new(trace: &Trace, table: &Arc<RoutingTable>) -> Option<(RouteGate, Exclude)> {
         let app = &trace.app;
         let configured = &app.models.config.route_budgets;
-        if configured.tags.is_empty() && !table.route_budgets {
+        let stored = app.tag_budgets.load();
+        if configured.tags.is_empty() && stored.is_empty() && !table.route_budgets {
             return None;
         }
         let tags: Vec<_> = configured
             .tags
             .iter()
+            .chain(stored.iter())
             .filter(|b| trace.request_tags.contains(&b.name))
             .cloned()
             .collect();

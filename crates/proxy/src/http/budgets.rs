@@ -123,6 +123,10 @@ async fn write(m: Arc<Mgmt>, headers: HeaderMap, bytes: Bytes, change: Change) -
         Change::Update => m.ledger.update_named_budget(&req, by.as_deref()).await,
     };
     let row = tri!(row.map_err(|e| store_error(&e)));
+    if change == Change::Update {
+        // Tags that follow it hold their calls to its new max_budget at once.
+        crate::ledger::tag_budgets::changed(&m.app, &m.ledger).await;
+    }
     let mut out = row_json(&row);
     if !ignored.is_empty() {
         out["ignored_fields"] = Value::Object(ignored);

@@ -50,6 +50,7 @@ mod spend_tables;
 mod sse_map;
 mod stream;
 mod supported_params;
+mod tag_admin;
 mod tag_spend;
 mod tags;
 mod team_bulk;
@@ -236,6 +237,7 @@ pub(crate) fn management_routes(
         .merge(orgs::routes(state.clone()))
         .merge(daily_activity::routes(state.clone()))
         .merge(tag_spend::routes(state.clone()))
+        .merge(tag_admin::routes(state.clone()))
         .merge(key_spend::routes(state.clone()))
         .merge(key_aliases::routes(state.clone()))
         .merge(key_bulk::routes(state.clone()))

@@ -17,6 +17,7 @@ mod model_budgets;
 pub(crate) mod model_sync;
 mod redis_mode;
 pub(crate) mod seams;
+pub(crate) mod tag_budgets;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -417,6 +418,10 @@ pub struct StoreHandle {
     models: Option<(Arc<ModelSync>, Duration)>,
     /// The stored deployments read at open, handed to the gateway by [`Self::install`].
     initial_models: Arc<parking_lot::Mutex<Vec<crate::models::ApiModel>>>,
+    /// The stored tags read at open, put in force by [`Self::routes`].
+    initial_tags: Arc<parking_lot::Mutex<Option<tag_budgets::TagRows>>>,
+    /// How often stored tags are re-read when no change was announced.
+    tag_reload: Duration,
 }
 
 const DB_UNKNOWN: u8 = 0;
@@ -453,6 +458,7 @@ impl StoreHandle {
             }
             None => (None, Vec::new()),
         };
+        let initial_tags = tag_budgets::read(&store).await?;
         let mut tasks = Vec::new();
         let (ledger, redis_mode, redis_status) = match &settings.redis {
             None => (
@@ -518,6 +524,11 @@ impl StoreHandle {
             redis_status,
             models,
             initial_models: Arc::new(parking_lot::Mutex::new(initial_models)),
+            initial_tags: Arc::new(parking_lot::Mutex::new(Some(initial_tags))),
+            tag_reload: settings
+                .models
+                .as_ref()
+                .map_or(DEFAULT_MODEL_RELOAD, |m| m.reload_every),
         })
     }
 
@@ -569,6 +580,14 @@ impl StoreHandle {
 
     /// With `store_model_in_db`: `app` follows the stored deployments from now on (see
     /// `model_sync`); the sync, for the model routes.
+    /// Puts the stored tags' budgets in force on `app` and follows their changes (once).
+    pub(crate) fn follow_tags(&self, app: &Arc<App>) {
+        if let Some(initial) = self.initial_tags.lock().take() {
+            let task = tag_budgets::follow(app, &self.ledger, &initial, self.tag_reload);
+            self.tasks.lock().push(task);
+        }
+    }
+
     pub(crate) fn follow_models(&self, app: &Arc<App>) -> Option<Arc<ModelSync>> {
         self.models.as_ref().map(|(sync, every)| {
             sync.attach(app);

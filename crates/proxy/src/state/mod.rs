@@ -235,6 +235,9 @@ pub(crate) struct App {
     pub model_list_healthy_only: bool,
     /// `litellm_settings.budget_exceeded_status_code` (422 unless set).
     pub budget_exceeded_status: u16,
+    /// The budgets of tags made over the API (`/tag/new`), held as `tag_budget_config`'s are
+    /// (see `ledger::tag_budgets`); a tag config.yaml budgets is not among them.
+    pub tag_budgets: ArcSwap<Vec<idlehands_store::RouteBudget>>,
 }
 
 impl App {

@@ -1,0 +1,206 @@
+//! The budgets of tags made over the API (`/tag/new`, `/tag/update`): a tag whose named budget
+//! sets `max_budget` holds its calls to it as `litellm_settings.tag_budget_config` does (an
+//! exact, fleet-shared route budget: the `route:tag:<name>` row), with the budget's
+//! `budget_duration` as its window (none: it never resets, as LiteLLM allows). A tag
+//! config.yaml budgets keeps config.yaml's budget; the stored one is named in a warning.
+//!
+//! Every instance follows changes as prices are followed: the instance that writes reloads at
+//! once and announces it on the invalidation channel (Redis), and every instance re-reads
+//! every few seconds too (the safety net without Redis).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use idlehands_store::budget_table::BudgetRow;
+use idlehands_store::{Ledger, RouteBudget, RouteKind, Store, StoreError, TagRow};
+use tokio::task::JoinHandle;
+
+use crate::state::App;
+
+/// The notice an instance sends the fleet when it changed a tag or a named budget.
+pub(crate) const NOTICE: &str = "tags_changed";
+
+/// What a reload reads: the stored tags and the named budgets they follow.
+pub(crate) struct TagRows {
+    tags: Vec<TagRow>,
+    budgets: Vec<BudgetRow>,
+}
+
+pub(crate) async fn read(store: &Store) -> Result<TagRows, StoreError> {
+    let tags = store.list_tags().await?;
+    let mut ids: Vec<String> = tags.iter().filter_map(|t| t.budget_id.clone()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let budgets = if ids.is_empty() {
+        Vec::new()
+    } else {
+        store.budget_rows(Some(&ids)).await?
+    };
+    Ok(TagRows { tags, budgets })
+}
+
+/// The route budgets `rows` give, leaving out tags config.yaml budgets (`configured`) and
+/// tags whose budget sets no `max_budget`; the shadowed names come second.
+fn build(rows: &TagRows, configured: &[RouteBudget]) -> (Vec<RouteBudget>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut shadowed = Vec::new();
+    for t in &rows.tags {
+        let Some(b) = t
+            .budget_id
+            .as_deref()
+            .and_then(|id| rows.budgets.iter().find(|b| b.budget_id == id))
+        else {
+            continue;
+        };
+        let Some(max) = b.limits.max_budget else {
+            continue;
+        };
+        if configured.iter().any(|c| c.name == t.tag_name) {
+            shadowed.push(t.tag_name.clone());
+            continue;
+        }
+        out.push(RouteBudget::new(
+            RouteKind::Tag,
+            t.tag_name.clone(),
+            max,
+            b.limits.budget_duration.clone(),
+        ));
+    }
+    (out, shadowed)
+}
+
+/// Puts what `rows` give in force on `app` (a warning names stored tags config.yaml
+/// overrides, when the set changed).
+fn apply(app: &App, rows: &TagRows) {
+    let (budgets, shadowed) = build(rows, &app.models.config.route_budgets.tags);
+    if **app.tag_budgets.load() == budgets {
+        return;
+    }
+    for name in &shadowed {
+        tracing::warn!(
+            tag = name.as_str(),
+            "the tag's stored budget is not applied: litellm_settings.tag_budget_config budgets this tag"
+        );
+    }
+    app.tag_budgets.store(Arc::new(budgets));
+}
+
+/// Re-reads the stored tags and puts their budgets in force here.
+pub(crate) async fn reload(app: &App, store: &Store) -> Result<(), StoreError> {
+    let rows = read(store).await?;
+    apply(app, &rows);
+    Ok(())
+}
+
+/// After a change made here: in force here at once, then announced to the fleet. A failed
+/// re-read is retried by the periodic reload.
+pub(crate) async fn changed(app: &App, ledger: &Ledger) {
+    if let Err(e) = reload(app, ledger.store()).await {
+        tracing::warn!(error = %e, "tags changed but could not be re-read; the next periodic reload applies them");
+    }
+    ledger.announce_notice(NOTICE);
+}
+
+/// Puts `initial` (read when the store opened) in force, then follows the fleet's changes:
+/// on another instance's notice, and every `every`.
+pub(crate) fn follow(
+    app: &Arc<App>,
+    ledger: &Ledger,
+    initial: &TagRows,
+    every: Duration,
+) -> JoinHandle<()> {
+    apply(app, initial);
+    let weak: Weak<App> = Arc::downgrade(app);
+    let store = ledger.store().clone();
+    ledger.on_notice(NOTICE, {
+        let (weak, store) = (weak.clone(), store.clone());
+        move || {
+            let (Some(app), Ok(handle)) = (weak.upgrade(), tokio::runtime::Handle::try_current())
+            else {
+                return;
+            };
+            let store = store.clone();
+            handle.spawn(async move {
+                if let Err(e) = reload(&app, &store).await {
+                    tracing::warn!(error = %e, "another instance changed tags; they could not be re-read here yet");
+                }
+            });
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(app) = weak.upgrade() else { return };
+            if let Err(e) = reload(&app, &store).await {
+                tracing::warn!(error = %e, "stored tags could not be re-read; their budgets stay as they were");
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use idlehands_store::Budget;
+
+    fn tag(name: &str, budget: Option<&str>) -> TagRow {
+        TagRow {
+            tag_name: name.into(),
+            description: None,
+            models: vec![],
+            model_info: "{}".into(),
+            budget_id: budget.map(str::to_string),
+            created_at: Utc::now(),
+            created_by: None,
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn budget(id: &str, max: Option<i64>, duration: Option<&str>) -> BudgetRow {
+        BudgetRow {
+            budget_id: id.into(),
+            limits: Budget {
+                max_budget: max,
+                budget_duration: duration.map(str::to_string),
+                ..Budget::default()
+            },
+            created_at: Utc::now(),
+            created_by: None,
+            updated_at: Utc::now(),
+            updated_by: None,
+        }
+    }
+
+    #[test]
+    fn tags_with_a_max_budget_are_held_unless_config_budgets_them() {
+        let rows = TagRows {
+            tags: vec![
+                tag("a", Some("b1")),
+                tag("b", Some("b2")),
+                tag("c", None),
+                tag("d", Some("b1")),
+                tag("e", Some("gone")),
+            ],
+            budgets: vec![
+                budget("b1", Some(5), Some("1d")),
+                budget("b2", None, Some("1d")),
+            ],
+        };
+        let configured = vec![RouteBudget::new(RouteKind::Tag, "d".into(), 1, None)];
+        let (held, shadowed) = build(&rows, &configured);
+        assert_eq!(
+            held,
+            vec![RouteBudget::new(
+                RouteKind::Tag,
+                "a".into(),
+                5,
+                Some("1d".into())
+            )]
+        );
+        assert_eq!(shadowed, vec!["d".to_string()]);
+    }
+}
