@@ -367,7 +367,10 @@ impl GatewayBuilder {
                     .iter()
                     .map(|b| {
                         let spend = hooks.route_spend(b).unwrap_or(0);
-                        (b.name.clone(), (b.max_budget - spend) as f64 / 1e9)
+                        (
+                            b.name.clone(),
+                            (b.max_budget.unwrap_or(0) - spend) as f64 / 1e9,
+                        )
                     })
                     .collect()
             }));

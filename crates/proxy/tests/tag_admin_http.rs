@@ -61,7 +61,7 @@ async fn lifecycle(backend: Backend) {
         "/tag/new",
         MASTER,
         json!({"name": "team-a", "description": "Team A's calls", "max_budget": 0.00001,
-               "budget_duration": "1d", "tpm_limit": 5, "model_info": {"x": "y"}}),
+               "budget_duration": "1d", "soft_budget": 0.000001, "model_info": {"x": "y"}}),
     )
     .await;
     assert_eq!(made.status, 200, "{}", made.body);
@@ -78,13 +78,13 @@ async fn lifecycle(backend: Backend) {
         .unwrap()
         .to_string();
     assert_eq!(tag["litellm_budget_table"]["max_budget"], 0.00001);
-    assert_eq!(tag["litellm_budget_table"]["tpm_limit"], 5);
+    assert_eq!(tag["litellm_budget_table"]["soft_budget"], 0.000001);
     let ignored = &made.body["ignored_fields"];
     assert!(
-        ignored["tpm_limit"]
+        ignored["soft_budget"]
             .as_str()
             .unwrap()
-            .contains("max_budget alone"),
+            .contains("no alert"),
         "{ignored}"
     );
     assert!(ignored["model_info"].is_string(), "{ignored}");
@@ -384,7 +384,125 @@ async fn models_and_named_budgets(backend: Backend) {
     place.cleanup().await;
 }
 
-both_backends!(lifecycle, models_and_named_budgets);
+/// A tag's `rpm_limit`, `tpm_limit` and `max_parallel_requests` hold every call carrying it
+/// (any key, the master key too) with LiteLLM's 429; untagged calls are not touched.
+async fn rate_limits(backend: Backend) {
+    let place = Place::new(backend);
+    let clock = store_support::clock_at_minute_start();
+    let cfg = store_support::config(&yaml("", ""));
+    let mut s = settings(&cfg, &place);
+    s.ledger.clock = clock.clone();
+    let p = start_with(cfg, s).await;
+    let (key, _) = generate(&p, json!({})).await;
+    let made = post(
+        &p,
+        "/tag/new",
+        MASTER,
+        json!({"name": "rpm", "rpm_limit": 1}),
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert!(made.body.get("ignored_fields").is_none(), "{}", made.body);
+    assert_eq!(call(&p, &key, &["rpm"], 1).await.status, 200);
+    let limited = call(&p, MASTER, &["rpm"], 2).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    let (kind, msg) = error_of(&limited);
+    assert_eq!(kind, "rate_limit_error");
+    assert!(
+        msg.starts_with("Rate limit exceeded for tag: rpm. Limit type: requests. Current limit: 1, Remaining: 0."),
+        "{msg}"
+    );
+    assert!(limited.headers.contains_key("retry-after"));
+    assert_eq!(call(&p, &key, &["other"], 3).await.status, 200);
+    // A raised limit holds at once.
+    let raised = post(
+        &p,
+        "/tag/update",
+        MASTER,
+        json!({"name": "rpm", "rpm_limit": 5}),
+    )
+    .await;
+    assert_eq!(raised.status, 200, "{}", raised.body);
+    assert_eq!(call(&p, &key, &["rpm"], 4).await.status, 200);
+
+    // Tokens: the first call's tokens use the minute's limit up.
+    let tpm = post(
+        &p,
+        "/tag/new",
+        MASTER,
+        json!({"name": "tpm", "tpm_limit": 10}),
+    )
+    .await;
+    assert_eq!(tpm.status, 200, "{}", tpm.body);
+    assert_eq!(call(&p, &key, &["tpm"], 5).await.status, 200);
+    let limited = call(&p, &key, &["tpm"], 6).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(
+        error_of(&limited).1.contains("Limit type: tokens"),
+        "{}",
+        limited.body
+    );
+
+    // Calls in flight: one held by a hanging upstream, the next refused.
+    let up = idlehands_testkit::FakeOpenAi::start().await;
+    up.set_default(idlehands_testkit::Reply::fault(
+        idlehands_testkit::Fault::Hang,
+    ));
+    let added = post(
+        &p,
+        "/model/new",
+        MASTER,
+        json!({"model_name": "slow", "litellm_params": {"model": "openai/slow", "api_base": up.base_url(), "api_key": "k"}}),
+    )
+    .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    let par = post(
+        &p,
+        "/tag/new",
+        MASTER,
+        json!({"name": "par", "max_parallel_requests": 1}),
+    )
+    .await;
+    assert_eq!(par.status, 200, "{}", par.body);
+    let slow = |n: u32| {
+        json!({"model": "slow", "metadata": {"tags": ["par"]},
+                               "messages": [{"role": "user", "content": format!("wait {n}")}]})
+    };
+    let held = {
+        let (url, key, body) = (p.url("/v1/chat/completions"), key.clone(), slow(1));
+        tokio::spawn(async move {
+            store_support::client()
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while up.in_flight() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first call never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = post(&p, "/v1/chat/completions", &key, slow(2)).await;
+    assert_eq!(second.status, 429, "{}", second.body);
+    assert!(
+        error_of(&second)
+            .1
+            .contains("Limit type: max_parallel_requests. Current limit: 1"),
+        "{}",
+        second.body
+    );
+    assert_eq!(up.served(), 1, "the refused call reached the upstream");
+    held.abort();
+    p.stop().await;
+    place.cleanup().await;
+}
+
+both_backends!(lifecycle, models_and_named_budgets, rate_limits);
 
 async fn fleet_instance(place: &Place, prefix: &str) -> Proxy {
     let cfg = store_support::config(&yaml(

@@ -141,7 +141,7 @@ pub(crate) type KeyModelCache = HashMap<String, (Instant, Budget)>;
 /// Entity -> the route budget as configured when its row was read, and that row.
 pub(crate) type RouteCache = HashMap<String, (crate::route_budgets::RouteBudget, Budget)>;
 /// Entity -> when the route budget last refused a hold here, and its limit then (nano-USD).
-pub(crate) type RouteRefusals = HashMap<String, (chrono::DateTime<Utc>, i64)>;
+pub(crate) type RouteRefusals = HashMap<String, (chrono::DateTime<Utc>, Option<i64>)>;
 pub(crate) type OrgCache = HashMap<String, (Instant, Option<Arc<OrgRecord>>)>;
 
 struct Inner {

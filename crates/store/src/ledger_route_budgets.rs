@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::budgets::Budget;
-use crate::error::{AccessError, StoreError};
+use crate::error::{AccessError, LimitKind, StoreError};
 use crate::ledger::{Ledger, Reservation};
 use crate::route_budgets::RouteBudget;
 
@@ -18,8 +18,34 @@ pub enum RouteRefusal {
         spend_nanos: i64,
         max_budget_nanos: i64,
     },
+    /// `budgets[index]`'s rate limit (a stored tag's `rpm_limit`, `tpm_limit` or
+    /// `max_parallel_requests`) has no room: the call is refused with LiteLLM's 429.
+    Limited { index: usize, error: LimitedBy },
     /// The budget could not be read or checked (the database or a fleet's Redis is down).
     Unavailable,
+}
+
+/// The rate limit a route budget's hold hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitedBy {
+    pub kind: LimitKind,
+    pub limit: u64,
+    pub reset_at: DateTime<Utc>,
+    pub retry_after_secs: u64,
+}
+
+impl LimitedBy {
+    /// LiteLLM's refusal: `Rate limit exceeded for tag: <name>. ...` (429, `retry-after`).
+    pub fn error(&self, b: &RouteBudget) -> AccessError {
+        AccessError::RateLimited {
+            scope: b.kind.as_str(),
+            key_hash: b.name.clone(),
+            kind: self.kind,
+            limit: self.limit,
+            reset_at: self.reset_at,
+            retry_after_secs: self.retry_after_secs,
+        }
+    }
 }
 
 impl Ledger {
@@ -33,7 +59,7 @@ impl Ledger {
         }
         let now = self.config().clock.now();
         let b = match self.store().ensure_route_budget(want, now).await {
-            Ok(b) => b,
+            Ok(b) => want.with_rates(b),
             Err(e) => {
                 tracing::warn!(error = %e, budget = %entity, "a route budget could not be read");
                 return Err(AccessError::Unavailable);
@@ -90,6 +116,21 @@ impl Ledger {
                                 max_budget_nanos,
                             }
                         }
+                        AccessError::RateLimited {
+                            kind,
+                            limit,
+                            reset_at,
+                            retry_after_secs,
+                            ..
+                        } => RouteRefusal::Limited {
+                            index,
+                            error: LimitedBy {
+                                kind,
+                                limit,
+                                reset_at,
+                                retry_after_secs,
+                            },
+                        },
                         _ => RouteRefusal::Unavailable,
                     });
                 }

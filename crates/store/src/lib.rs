@@ -80,12 +80,12 @@ pub use ledger::{
     AuthedKey, CallModel, Ledger, LedgerConfig, PROXY_BUDGET_USER, ProxyBudget, Reservation,
     Settled,
 };
-pub use ledger_route_budgets::RouteRefusal;
+pub use ledger_route_budgets::{LimitedBy, RouteRefusal};
 pub use limiter::{KeyLimits, Limiter, LiveSpend, LocalLimiter, Ticket};
 pub use redis_limiter::{
     HEARTBEAT_EVERY, INSTANCE_TIMEOUT, Reclaimed, RedisLimiter, subscribe_invalidations,
 };
-pub use route_budgets::{RouteBudget, RouteKind};
+pub use route_budgets::{RouteBudget, RouteKind, RouteRates};
 pub use spend::{STATUS_FAILURE, STATUS_SUCCESS, SpendAggregate, SpendGroup, SpendLogRow};
 pub use spend_db::{BatchItem, DayGroupSpend, KeyModelSpend, ReportGroup};
 pub use tag_spend::{TagActivityQuery, TagSeen, TagSpend};

@@ -36,14 +36,31 @@ impl RouteKind {
     }
 }
 
+/// A stored tag's rate limits (its named budget's `rpm_limit`, `tpm_limit`,
+/// `max_parallel_requests`), held with its budget: every call carrying the tag counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct RouteRates {
+    pub rpm_limit: Option<i64>,
+    pub tpm_limit: Option<i64>,
+    pub max_parallel_requests: Option<i64>,
+}
+
+impl RouteRates {
+    pub fn is_empty(&self) -> bool {
+        *self == RouteRates::default()
+    }
+}
+
 /// One configured route budget.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RouteBudget {
     pub kind: RouteKind,
     /// The provider (`openai`), the deployment's id, or the tag.
     pub name: String,
-    /// Nano-USD.
-    pub max_budget: i64,
+    /// Nano-USD; `None` for a stored tag that has rate limits alone.
+    pub max_budget: Option<i64>,
+    /// A stored tag's rate limits (none for the others).
+    pub rates: RouteRates,
     /// The window (`1d`, `30d`, `1mo`...), already checked to parse; `None` for a budget that
     /// never resets (a stored tag's budget without `budget_duration`, as LiteLLM allows).
     pub budget_duration: Option<String>,
@@ -63,10 +80,33 @@ impl RouteBudget {
         RouteBudget {
             kind,
             name,
-            max_budget,
+            max_budget: Some(max_budget),
             budget_duration,
+            rates: RouteRates::default(),
             entity,
         }
+    }
+
+    /// A stored tag's budget and rate limits.
+    pub fn tag(
+        name: String,
+        max_budget: Option<i64>,
+        budget_duration: Option<String>,
+        rates: RouteRates,
+    ) -> Self {
+        RouteBudget {
+            max_budget,
+            rates,
+            ..RouteBudget::new(RouteKind::Tag, name, 0, budget_duration)
+        }
+    }
+
+    /// The limiter's view of the budget: its row with the rate limits set.
+    pub(crate) fn with_rates(&self, mut row: Budget) -> Budget {
+        row.rpm_limit = self.rates.rpm_limit;
+        row.tpm_limit = self.rates.tpm_limit;
+        row.max_parallel_requests = self.rates.max_parallel_requests;
+        row
     }
 
     /// Its name in `idlehands_budgets` and the limiter.
@@ -78,7 +118,7 @@ impl RouteBudget {
     pub(crate) fn fresh(&self, now: DateTime<Utc>) -> Budget {
         Budget {
             entity: self.entity.clone(),
-            max_budget: Some(self.max_budget),
+            max_budget: self.max_budget,
             budget_duration: self.budget_duration.clone(),
             budget_reset_at: self
                 .budget_duration
@@ -108,8 +148,8 @@ impl crate::db::Store {
                 Some(mut row) => {
                     let same_window = row.budget_duration == want.budget_duration
                         && (want.budget_duration.is_none() || row.budget_reset_at.is_some());
-                    if row.max_budget != Some(want.max_budget) || !same_window {
-                        row.max_budget = Some(want.max_budget);
+                    if row.max_budget != want.max_budget || !same_window {
+                        row.max_budget = want.max_budget;
                         if !same_window {
                             row.budget_duration = fresh.budget_duration.clone();
                             row.budget_reset_at = fresh.budget_reset_at;

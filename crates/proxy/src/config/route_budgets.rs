@@ -163,12 +163,15 @@ mod tests {
         .unwrap();
         assert_eq!(b.providers.len(), 2);
         assert_eq!(b.providers[1].name, "openai");
-        assert_eq!(b.providers[1].max_budget, 500_000_000);
+        assert_eq!(b.providers[1].max_budget, Some(500_000_000));
         assert_eq!(b.providers[0].budget_duration.as_deref(), Some("7d"));
-        assert_eq!(b.provider("anthropic").unwrap().max_budget, 100_000_000_000);
+        assert_eq!(
+            b.provider("anthropic").unwrap().max_budget,
+            Some(100_000_000_000)
+        );
         assert_eq!(b.tags[0].kind, RouteKind::Tag);
         assert_eq!(b.tags[0].name, "product:chat-bot");
-        assert_eq!(b.tags[0].max_budget, 1);
+        assert_eq!(b.tags[0].max_budget, Some(1));
         assert!(load("model_list: []\n").unwrap().is_empty());
     }
 
@@ -228,7 +231,7 @@ mod tests {
         p.budget_duration = Some("30d".into());
         let b = of_deployment(&p, "d1").unwrap().unwrap();
         assert_eq!((b.kind, b.name.as_str()), (RouteKind::Deployment, "d1"));
-        assert_eq!(b.max_budget, 2_000_000_000);
+        assert_eq!(b.max_budget, Some(2_000_000_000));
         p.budget_duration = Some("1 month".into());
         let bad = of_deployment(&p, "d1").unwrap_err();
         assert_eq!(bad.path, "litellm_params.budget_duration");

@@ -435,7 +435,7 @@ impl RouteGate {
             {
                 for b in self.budgets_for(d) {
                     if hooks.route_refused_lately(b) {
-                        let spend = hooks.route_spend(b).unwrap_or(b.max_budget);
+                        let spend = hooks.route_spend(b).or(b.max_budget).unwrap_or(0);
                         lines.push(refusal_line(b, d, spend));
                     }
                 }
@@ -458,7 +458,7 @@ impl RouteGate {
 fn refusal_line(b: &idlehands_store::RouteBudget, d: &Deployment, spend: i64) -> String {
     // Python's float repr, as LiteLLM prints them (1e-05, 0.5).
     let usd = |n| idlehands_store::money::py_float(idlehands_store::money::nanos_to_usd(n));
-    let (spend, max) = (usd(spend), usd(b.max_budget));
+    let (spend, max) = (usd(spend), usd(b.max_budget.unwrap_or(0)));
     match b.kind {
         idlehands_store::RouteKind::Provider => {
             format!("Exceeded budget for provider {}: {spend} >= {max}", b.name)
@@ -552,6 +552,11 @@ impl Attempts {
                             gate.said.push(line);
                             gate.refused.lock().push(pick.index());
                             continue;
+                        }
+                        Err(RouteRefusal::Limited { index, error }) => {
+                            return Err(crate::ledger::seams::api_error(
+                                &error.error(budgets[index]),
+                            ));
                         }
                         Err(RouteRefusal::Unavailable) => return Err(budgets_unavailable()),
                     }

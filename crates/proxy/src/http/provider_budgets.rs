@@ -41,7 +41,7 @@ async fn budgets(m: Arc<Mgmt>, headers: HeaderMap) -> Response {
         providers.insert(
             b.name.clone(),
             json!({
-                "budget_limit": usd(b.max_budget),
+                "budget_limit": b.max_budget.map(usd),
                 "time_period": b.budget_duration,
                 "spend": usd(spend),
                 "budget_reset_at": reset_at.map(|t| idlehands_store::py_isoformat(&t)),

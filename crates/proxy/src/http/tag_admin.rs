@@ -2,8 +2,9 @@
 //! `POST /tag/info` (admins and admin viewers), `GET /tag/list` (those, every tag; an internal
 //! user the tags their own keys' calls carried). A tag has a description, the models it was
 //! given to, and a named budget (`/budget/*`): `budget_id`, or budget fields that make one.
-//! The budget's `max_budget` (with its `budget_duration`, or for good without one) holds every
-//! call carrying the tag, exactly and fleet-wide (`ledger::tag_budgets`).
+//! The budget's `max_budget` (with its `budget_duration`, or for good without one),
+//! `rpm_limit`, `tpm_limit` and `max_parallel_requests` hold every call carrying the tag,
+//! exactly and fleet-wide (`ledger::tag_budgets`).
 //!
 //! `models` (model ids or model names) adds the tag to those stored deployments' `tags`, for
 //! tag routing, as LiteLLM does; a config.yaml deployment among them is refused before
@@ -11,9 +12,8 @@
 //! each for the user: a taken name and a missing tag are 400 and 404 (LiteLLM wraps them in
 //! 500); `/tag/update` leaves fields it is not sent (LiteLLM clears the description and
 //! models); `budget_id` with budget fields is refused (LiteLLM drops the fields); `spend` is
-//! not set (a tag's spend is the sum of its calls' rows), and the limits a tag's budget holds
-//! beyond `max_budget` are kept but not enforced on its calls: both named in
-//! `ignored_fields`.
+//! not set (a tag's spend is the sum of its calls' rows) and `soft_budget` sends no alert:
+//! both named in `ignored_fields`. LiteLLM does not hold a tag's `max_parallel_requests`.
 
 use std::sync::Arc;
 
@@ -46,8 +46,7 @@ pub(crate) fn routes(state: Arc<Mgmt>) -> Router {
         .with_state(state)
 }
 
-const NOT_ENFORCED: &str =
-    "kept on the tag's budget; a tag's calls are held to its max_budget alone";
+const NOT_ENFORCED: &str = "kept on the tag's budget; no alert is sent when it is crossed";
 
 const FIELDS: FieldRules = FieldRules {
     entity: "tag",
@@ -71,12 +70,7 @@ const FIELDS: FieldRules = FieldRules {
 };
 
 /// Budget fields that are stored but do nothing for a tag's calls.
-const KEPT_ONLY: [&str; 4] = [
-    "soft_budget",
-    "tpm_limit",
-    "rpm_limit",
-    "max_parallel_requests",
-];
+const KEPT_ONLY: [&str; 1] = ["soft_budget"];
 
 const MODEL_INFO: &str = "made from `models` (each stored deployment id's model name); not set";
 const MODEL_MAX_BUDGET: &str =
@@ -640,10 +634,11 @@ mod tests {
 
     #[test]
     fn inert_and_unenforced_fields_are_named() {
-        let bytes = br#"{"name":"t","tpm_limit":5,"spend":3,"model_info":{},"max_budget":1,"rpm_limit":null}"#;
+        let bytes = br#"{"name":"t","soft_budget":5,"tpm_limit":5,"spend":3,"model_info":{},"max_budget":1,"rpm_limit":null}"#;
         let body = json_body(bytes).unwrap();
         let out = ignored("/tag/update", bytes, &body);
-        assert_eq!(out["tpm_limit"], NOT_ENFORCED);
+        assert_eq!(out["soft_budget"], NOT_ENFORCED);
+        assert!(!out.contains_key("tpm_limit"));
         assert_eq!(out["spend"], SPEND);
         assert_eq!(out["model_info"], MODEL_INFO);
         assert!(!out.contains_key("max_budget"));

@@ -1,8 +1,10 @@
 //! The budgets of tags made over the API (`/tag/new`, `/tag/update`): a tag whose named budget
 //! sets `max_budget` holds its calls to it as `litellm_settings.tag_budget_config` does (an
 //! exact, fleet-shared route budget: the `route:tag:<name>` row), with the budget's
-//! `budget_duration` as its window (none: it never resets, as LiteLLM allows). A tag
-//! config.yaml budgets keeps config.yaml's budget; the stored one is named in a warning.
+//! `budget_duration` as its window (none: it never resets, as LiteLLM allows); its
+//! `rpm_limit`, `tpm_limit` and `max_parallel_requests` are held by the same limiter entity
+//! (LiteLLM's 429 `Rate limit exceeded for tag: <name>`). A tag config.yaml budgets keeps
+//! config.yaml's budget; the stored one is named in a warning.
 //!
 //! Every instance follows changes as prices are followed: the instance that writes reloads at
 //! once and announces it on the invalidation channel (Redis), and every instance re-reads
@@ -12,7 +14,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use idlehands_store::budget_table::BudgetRow;
-use idlehands_store::{Ledger, RouteBudget, RouteKind, Store, StoreError, TagRow};
+use idlehands_store::{Ledger, RouteBudget, RouteRates, Store, StoreError, TagRow};
 use tokio::task::JoinHandle;
 
 use crate::state::App;
@@ -52,18 +54,24 @@ fn build(rows: &TagRows, configured: &[RouteBudget]) -> (Vec<RouteBudget>, Vec<S
         else {
             continue;
         };
-        let Some(max) = b.limits.max_budget else {
-            continue;
+        let l = &b.limits;
+        let rates = RouteRates {
+            rpm_limit: l.rpm_limit,
+            tpm_limit: l.tpm_limit,
+            max_parallel_requests: l.max_parallel_requests,
         };
+        if l.max_budget.is_none() && rates.is_empty() {
+            continue;
+        }
         if configured.iter().any(|c| c.name == t.tag_name) {
             shadowed.push(t.tag_name.clone());
             continue;
         }
-        out.push(RouteBudget::new(
-            RouteKind::Tag,
+        out.push(RouteBudget::tag(
             t.tag_name.clone(),
-            max,
-            b.limits.budget_duration.clone(),
+            l.max_budget,
+            l.budget_duration.clone(),
+            rates,
         ));
     }
     (out, shadowed)
@@ -145,7 +153,7 @@ pub(crate) fn follow(
 mod tests {
     use super::*;
     use chrono::Utc;
-    use idlehands_store::Budget;
+    use idlehands_store::{Budget, RouteKind};
 
     fn tag(name: &str, budget: Option<&str>) -> TagRow {
         TagRow {
@@ -184,22 +192,32 @@ mod tests {
                 tag("c", None),
                 tag("d", Some("b1")),
                 tag("e", Some("gone")),
+                tag("f", Some("b3")),
             ],
             budgets: vec![
                 budget("b1", Some(5), Some("1d")),
                 budget("b2", None, Some("1d")),
+                BudgetRow {
+                    limits: Budget {
+                        rpm_limit: Some(2),
+                        ..Budget::default()
+                    },
+                    ..budget("b3", None, None)
+                },
             ],
         };
         let configured = vec![RouteBudget::new(RouteKind::Tag, "d".into(), 1, None)];
         let (held, shadowed) = build(&rows, &configured);
+        let rpm = RouteRates {
+            rpm_limit: Some(2),
+            ..RouteRates::default()
+        };
         assert_eq!(
             held,
-            vec![RouteBudget::new(
-                RouteKind::Tag,
-                "a".into(),
-                5,
-                Some("1d".into())
-            )]
+            vec![
+                RouteBudget::new(RouteKind::Tag, "a".into(), 5, Some("1d".into())),
+                RouteBudget::tag("f".into(), None, None, rpm),
+            ]
         );
         assert_eq!(shadowed, vec!["d".to_string()]);
     }
