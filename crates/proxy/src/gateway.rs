@@ -288,6 +288,7 @@ impl GatewayBuilder {
         let forward_headers =
             crate::forward_headers::ForwardHeaders::from_config(&cfg, custom_header.clone())?
                 .map(Arc::new);
+        let mapped = crate::http::end_user::configured_headers(&cfg)?;
         let runtime = Runtime {
             catalog: Arc::new(catalog),
             auth: AuthConfig {
@@ -320,7 +321,8 @@ impl GatewayBuilder {
                 .map(Arc::new),
             enforce_user_param: gs.enforce_user_param == Some(true),
             forward_headers,
-            end_user_headers: crate::http::end_user::configured_headers(&cfg)?.into(),
+            end_user_headers: mapped.end_user.into(),
+            internal_user_header: mapped.internal_user,
             log_requester_ip: gs.disable_requester_ip_address_logging != Some(true),
             use_x_forwarded_for: gs.use_x_forwarded_for == Some(true),
             reject_client_tags: gs.reject_clientside_metadata_tags == Some(true),

@@ -202,6 +202,9 @@ pub struct PreCall<'a> {
     /// name one).
     pub access_groups: &'a [String],
     pub end_user: Option<&'a str>,
+    /// The user the call is made for (`user_header_mappings` to `internal_user`), in place of
+    /// the key's user.
+    pub acting_user: Option<&'a str>,
     /// Tokens the request may use, if the client said (`max_tokens`); for tpm reservations.
     pub max_tokens: Option<u64>,
     /// Prompt tokens guessed from the request size, for budget reservations.

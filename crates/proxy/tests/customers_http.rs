@@ -333,11 +333,13 @@ async fn end_users_named_by_headers_are_enforced_and_recorded(b: Backend) {
     let rows = spend_rows(&p, "?end_user=c-42", 1).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["end_user"], "c-42");
-    // The internal-user mapping is not read: the body's user stands.
+    // The internal-user mapping names the call's user, not its end user: the body's user
+    // stands (see tests/user_header_mapping.rs).
     let ok = call("x-openwebui-user-id", "u-7").await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     let rows = spend_rows(&p, "?end_user=someone-else", 1).await;
     assert_eq!(rows[0]["end_user"], "someone-else");
+    assert_eq!(rows[0]["user"], "u-7");
     p.stop().await;
     place.cleanup().await;
 }

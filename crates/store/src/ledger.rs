@@ -912,6 +912,30 @@ impl Ledger {
         }
     }
 
+    /// `key` as the call made for `user_id` sees it (LiteLLM's `user_header_mappings` to
+    /// `internal_user`): that user's budget and limits, and its member budget in the key's
+    /// team, hold the call in place of the key's user's, as that user is the one its spend row
+    /// names. A user without a row holds nothing.
+    pub async fn acting_as(
+        &self,
+        key: &AuthedKey,
+        user_id: &str,
+    ) -> Result<AuthedKey, AccessError> {
+        if key.record.user_id.as_deref() == Some(user_id) {
+            return Ok(key.clone());
+        }
+        let user = self.user_view(user_id).await?;
+        let mut record = KeyRecord::clone(&key.record);
+        record.user_id = Some(user_id.to_owned());
+        Ok(AuthedKey {
+            token: key.token.clone(),
+            record: Arc::new(record),
+            team: key.team.clone(),
+            user,
+            org: key.org.clone(),
+        })
+    }
+
     /// Checks the budget and rpm/tpm/parallel limits and reserves the estimate: call after
     /// authentication and the model check, before forwarding upstream.
     pub async fn reserve(
@@ -929,9 +953,11 @@ impl Ledger {
     /// it looks at the key). `None` when there is nothing to hold; the reservation's
     /// [`Reservation::settle`] logs the row itself.
     /// `estimate` (nano-USD, tokens) is asked only when there is a budget to hold it against.
+    /// `acting_user` (a `user_header_mappings` user) is held like a key's user.
     pub async fn reserve_end_user(
         &self,
         end_user: Option<&str>,
+        acting_user: Option<&str>,
         estimate: impl FnOnce() -> (i64, u64),
     ) -> Result<Option<Reservation>, AccessError> {
         let bounded = self.inner.cfg.max_end_user_budget.is_some()
@@ -946,12 +972,31 @@ impl Ledger {
             }
             None => None,
         };
+        let user = match acting_user.filter(|u| !u.is_empty()) {
+            Some(id) => self
+                .user_view(id)
+                .await?
+                .filter(|u| u.budget.limits_calls()),
+            None => None,
+        };
         let proxy = self.proxy_budget_user().await?;
-        if end_user.is_none() && proxy.is_none() {
+        if end_user.is_none() && proxy.is_none() && user.is_none() {
             return Ok(None);
         }
         let (estimate_nanos, estimate_tokens) = estimate();
         let mut reservation = self.keyless_reservation();
+        if let Some(u) = &user {
+            let ticket = self
+                .hold(
+                    &u.budget,
+                    BudgetLevel::User,
+                    &u.user_id,
+                    estimate_nanos,
+                    estimate_tokens,
+                )
+                .await?;
+            reservation.levels.push(ticket);
+        }
         let estimate = (estimate_nanos, estimate_tokens);
         self.hold_outer(
             &mut reservation,

@@ -311,12 +311,24 @@ pub fn inert_settings(cfg: &ProxyConfig) -> Vec<String> {
         say(&path, why);
     }
     if let Some(Value::Array(maps)) = gs.extra.get("user_header_mappings") {
+        let mut seen_internal = false;
         for (i, m) in maps.iter().enumerate() {
             let role = m.get("litellm_user_role").and_then(Value::as_str);
-            if role.is_some_and(|r| !r.trim().eq_ignore_ascii_case("customer")) {
+            let read = |r: &str| {
+                let r = r.trim();
+                r.eq_ignore_ascii_case("customer") || r.eq_ignore_ascii_case("internal_user")
+            };
+            if role.is_some_and(|r| !read(r)) {
                 say(
                     &format!("general_settings.user_header_mappings[{i}]"),
-                    "only customer mappings are read (they name the end user); a call's user comes from its key",
+                    "only customer (the end user) and internal_user (the call's user) mappings are read",
+                );
+            }
+            let internal = role.is_some_and(|r| r.trim().eq_ignore_ascii_case("internal_user"));
+            if internal && std::mem::replace(&mut seen_internal, true) {
+                say(
+                    &format!("general_settings.user_header_mappings[{i}]"),
+                    "only the first internal_user mapping names the call's user, as in LiteLLM",
                 );
             }
         }

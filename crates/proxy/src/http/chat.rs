@@ -225,6 +225,7 @@ pub(crate) async fn route<'b>(
         headers,
         &rt.end_user_headers,
     );
+    trace.acting_user = super::end_user::acting_user(headers, rt.internal_user_header.as_ref());
     // Also when it came from a header: it is the spend row's `end_user`.
     if let Some(e) = trace
         .end_user

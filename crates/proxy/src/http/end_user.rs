@@ -104,11 +104,27 @@ pub(crate) fn of(
     safety_identifier.and_then(parsed).as_ref().and_then(usable)
 }
 
-/// The headers `general_settings` names for the end user: `user_header_mappings` entries
-/// with `litellm_user_role: customer`, else `user_header_name`.
+/// The headers `general_settings.user_header_mappings` (and `user_header_name`) name.
+#[derive(Debug, Default)]
+pub(crate) struct MappedHeaders {
+    /// The end user's: the `litellm_user_role: customer` entries, else `user_header_name`.
+    pub end_user: Vec<HeaderName>,
+    /// The call's user's: the first `litellm_user_role: internal_user` entry (LiteLLM's).
+    pub internal_user: Option<HeaderName>,
+}
+
+/// The user a call is made for when `general_settings.user_header_mappings` maps a header to
+/// `internal_user` and the call sends it (trimmed, not empty): LiteLLM's call user, which the
+/// spend row names and whose budget holds the call.
+pub(crate) fn acting_user(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<String> {
+    let v = headers.get(header?)?.to_str().ok()?.trim();
+    (!v.is_empty()).then(|| v.to_owned())
+}
+
+/// What `general_settings` names (see [`MappedHeaders`]).
 pub(crate) fn configured_headers(
     cfg: &crate::config::ProxyConfig,
-) -> Result<Vec<HeaderName>, crate::config::ConfigError> {
+) -> Result<MappedHeaders, crate::config::ConfigError> {
     let gs = &cfg.file.general_settings.extra;
     let invalid = |path: String, message: String| crate::config::ConfigError::Invalid {
         file: cfg.source.clone(),
@@ -117,6 +133,7 @@ pub(crate) fn configured_headers(
     };
     let header = |path: String, name: &str| crate::config::header_name(cfg, &path, name.trim());
     let mut out = Vec::new();
+    let mut internal_user = None;
     match gs.get("user_header_mappings") {
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
@@ -133,6 +150,10 @@ pub(crate) fn configured_headers(
                 };
                 if role.trim().eq_ignore_ascii_case("customer") {
                     out.push(header(format!("{at}.header_name"), name)?);
+                } else if role.trim().eq_ignore_ascii_case("internal_user")
+                    && internal_user.is_none()
+                {
+                    internal_user = Some(header(format!("{at}.header_name"), name)?);
                 }
             }
         }
@@ -153,7 +174,10 @@ pub(crate) fn configured_headers(
             None => return Err(invalid(path, "expected a header name".to_string())),
         }
     }
-    Ok(out)
+    Ok(MappedHeaders {
+        end_user: out,
+        internal_user,
+    })
 }
 
 #[cfg(test)]

@@ -69,6 +69,9 @@ pub(crate) struct Trace {
     pub call_type: &'static str,
     pub model_group: String,
     pub end_user: Option<String>,
+    /// The user the call is made for, from `user_header_mappings`' `internal_user` header:
+    /// the spend row's `user` and the user whose budget holds the call.
+    pub acting_user: Option<String>,
     pub metadata: Option<serde_json::Value>,
     /// The spend row's `request_tags` (see `super::tags`).
     pub request_tags: Vec<String>,
@@ -133,6 +136,7 @@ impl Trace {
             call_type,
             model_group,
             end_user: None,
+            acting_user: None,
             metadata: None,
             request_tags: Vec::new(),
             session_id: None,
@@ -181,6 +185,7 @@ impl Trace {
             model_id: &d.id,
             access_groups: &d.access_groups,
             end_user: self.end_user.as_deref(),
+            acting_user: self.acting_user.as_deref(),
             max_tokens: self.max_tokens,
             prompt_tokens_estimate: self.prompt_estimate,
             price: d.price.as_ref(),
@@ -324,7 +329,7 @@ impl Trace {
             call_type: self.call_type,
             api_key_hash: self.principal.key_hash().map(str::to_string),
             key_alias: self.principal.key_alias().map(str::to_string),
-            user_id: vk_user,
+            user_id: self.acting_user.take().or(vk_user),
             team_id: vk_team,
             end_user: self.end_user.take(),
             metadata: self.metadata.take(),

@@ -309,7 +309,7 @@ impl CallHooks for StoreSeams {
                 // master key's calls otherwise cost no estimate).
                 let held = self
                     .ledger
-                    .reserve_end_user(call.end_user, || estimate(call))
+                    .reserve_end_user(call.end_user, call.acting_user, || estimate(call))
                     .await
                     .map_err(|e| api_error(&e))?;
                 return Ok(Reservation(held.map(|reservation| {
@@ -327,13 +327,20 @@ impl CallHooks for StoreSeams {
                 // Resolved a moment ago; gone only if the cache was just cleared.
                 return Err(api_error(&AccessError::Unavailable));
             };
-            let authed = AuthedKey {
+            let mut authed = AuthedKey {
                 token: vk.token_hash.clone(),
                 record,
                 team,
                 user,
                 org,
             };
+            if let Some(u) = call.acting_user {
+                authed = self
+                    .ledger
+                    .acting_as(&authed, u)
+                    .await
+                    .map_err(|e| api_error(&e))?;
+            }
             let (nanos, tokens) = estimate(call);
             let team_metadata = authed.team.as_ref().map(|t| &t.record.metadata);
             let model = super::model_budgets::call_model(&authed.record, team_metadata, call);

@@ -54,6 +54,8 @@ pub(crate) struct Runtime {
     pub forward_headers: Option<Arc<crate::forward_headers::ForwardHeaders>>,
     /// Headers that name a call's end user (`user_header_mappings`, `user_header_name`).
     pub end_user_headers: Arc<[http::HeaderName]>,
+    /// The header that names the call's user (`user_header_mappings` to `internal_user`).
+    pub internal_user_header: Option<http::HeaderName>,
     /// Spend rows record the caller's address (not `disable_requester_ip_address_logging`).
     pub log_requester_ip: bool,
     /// `use_x_forwarded_for`: the caller's address is `X-Forwarded-For`'s last entry.
@@ -82,6 +84,7 @@ impl Runtime {
             enforce_user_param: self.enforce_user_param,
             forward_headers: self.forward_headers.clone(),
             end_user_headers: self.end_user_headers.clone(),
+            internal_user_header: self.internal_user_header.clone(),
             log_requester_ip: self.log_requester_ip,
             use_x_forwarded_for: self.use_x_forwarded_for,
             reject_client_tags: self.reject_client_tags,
