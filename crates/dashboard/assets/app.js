@@ -740,7 +740,7 @@
   }
 
   // ---- routing and wiring -----------------------------------------------------------------
-  const VIEWS = ['overview', 'keys', 'teams', 'users', 'logs', 'models'];
+  const VIEWS = ['overview', 'keys', 'teams', 'users', 'logs', 'models', 'tags'];
   function currentView() {
     const v = location.hash.replace(/^#\/?/, '');
     return VIEWS.includes(v) ? v : 'overview';
@@ -750,13 +750,14 @@
     for (const a of document.querySelectorAll('.topbar nav a')) {
       if (a.dataset.view === view) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
     }
-    document.title = { overview: 'Spend', keys: 'Keys', teams: 'Teams', users: 'Users', logs: 'Requests', models: 'Models' }[view] + ' · IdleHands gateway';
+    document.title = { overview: 'Spend', keys: 'Keys', teams: 'Teams', users: 'Users', logs: 'Requests', models: 'Models', tags: 'Tags' }[view] + ' · IdleHands gateway';
     const main = $('main');
     main.setAttribute('aria-busy', 'true');
     try {
       if (view === 'overview') await renderOverview();
       else if (view === 'keys') await refreshKeys();
       else if (view === 'models') await window.IdleHandsModels.render({ api, h, $, toast, fail });
+      else if (view === 'tags') await window.IdleHandsTags.render({ api, h, $, toast, fail });
       else if (view === 'teams') await refreshTeams();
       else if (view === 'users') await refreshUsers();
       else {

@@ -92,6 +92,13 @@
 //!   /model/delete` `{"id"}`, offered only for `db_model: true` rows. An error's message (e.g.
 //!   the 500 naming `STORE_MODEL_IN_DB`) is shown in the dialog.
 //!
+//! * Tags page (`tags.js`): `GET /tag/list` returns `[{"name", "description", "models" (a list
+//!   for a tag made over the API, `null` for one only seen in calls), "litellm_budget_table":
+//!   {"max_budget", "budget_duration", "rpm_limit", "tpm_limit", "max_parallel_requests"}
+//!   (absent without a budget)}]`; `POST /tag/new` `{"name", "description", "max_budget",
+//!   "budget_duration", "rpm_limit", "tpm_limit"}` (absent fields omitted); `POST /tag/delete`
+//!   `{"name"}`, offered only for tags made over the API.
+//!
 //! ## `GET /global/spend/report` (IdleHands shape)
 //!
 //! `GET /global/spend/report?start_date=YYYY-MM-DD&end_date=YYYY-MM-DD&group_by=api_key|model|user`
@@ -150,6 +157,7 @@ static ASSETS: &[Asset] = &[
     asset!("login.html", "text/html; charset=utf-8"),
     asset!("app.js", "text/javascript; charset=utf-8"),
     asset!("models.js", "text/javascript; charset=utf-8"),
+    asset!("tags.js", "text/javascript; charset=utf-8"),
     asset!("login.js", "text/javascript; charset=utf-8"),
     asset!("app.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
