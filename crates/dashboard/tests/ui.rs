@@ -5,9 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -479,46 +477,24 @@ fn app(fake: Fake) -> Router {
         .with_state(fake)
 }
 
-use idlehands_testkit::browser::{prerequisites, target_dir};
+use idlehands_testkit::browser::{artifacts_dir, prerequisites, run_script};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_headless_chromium_logs_in_charts_spend_manages_keys_and_shows_request_detail()
 {
-    let (chromium, browser_dir) = prerequisites();
+    // Fails at once, before the gateway starts, when the browser is missing.
+    prerequisites();
     let fake = Fake::default();
     *fake.inner.lock().unwrap() = seed(Utc::now());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(axum::serve(listener, app(fake.clone())).into_future());
 
-    let artifacts = target_dir().join("ui-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("dashboard.png");
+    let shot = artifacts_dir().join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
 
-    let child = tokio::process::Command::new("node")
-        .arg(browser_dir.join("dashboard.mjs"))
-        .arg(&base)
-        .current_dir(&browser_dir)
-        .env("CHROMIUM", &chromium)
-        .env("DASHBOARD_ARTIFACTS", &artifacts)
-        .env("DASHBOARD_PASSWORD", MASTER_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn node");
-    // Liveness bound only: a wedged browser must not hang CI.
-    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
-        .await
-        .expect("browser script did not finish within 300 s")
-        .unwrap();
+    let stdout = run_script("dashboard.mjs", &base, MASTER_KEY, &[], "DASHBOARD-E2E OK").await;
     server.abort();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("--- browser stdout ---\n{stdout}\n--- browser stderr ---\n{stderr}");
-    assert!(out.status.success(), "browser script failed: {stderr}");
-    assert!(stdout.contains("DASHBOARD-E2E OK"), "script did not finish");
 
     // The page's actions reached the API: what the browser did is what the gateway holds now.
     let g = fake.inner.lock().unwrap();

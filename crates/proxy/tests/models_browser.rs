@@ -8,10 +8,7 @@
 
 mod store_support;
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use idlehands_testkit::browser::{prerequisites, target_dir};
+use idlehands_testkit::browser::{artifacts_dir, prerequisites, run_script};
 use serde_json::Value;
 use store_support::{Backend, MASTER, Place, get, start};
 
@@ -19,41 +16,22 @@ const UPSTREAM_KEY: &str = "sk-typed-into-the-browser-0001";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_page_on_the_real_gateway_in_headless_chromium() {
-    let (chromium, browser_dir) = prerequisites();
+    // Fails at once, before the gateway starts, when the browser is missing.
+    prerequisites();
     let place = Place::new(Backend::Sqlite);
     let proxy = start(&place, "  store_model_in_db: true\n").await;
 
-    let artifacts = target_dir().join("ui-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("real-gateway-models.png");
+    let shot = artifacts_dir().join("real-gateway-models.png");
     let _ = std::fs::remove_file(&shot);
 
-    let child = tokio::process::Command::new("node")
-        .arg(browser_dir.join("models-page.mjs"))
-        .arg(&proxy.base)
-        .current_dir(&browser_dir)
-        .env("CHROMIUM", &chromium)
-        .env("DASHBOARD_ARTIFACTS", &artifacts)
-        .env("DASHBOARD_PASSWORD", MASTER)
-        .env("UPSTREAM_KEY", UPSTREAM_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn node");
-    // Liveness bound only: a wedged browser must not hang CI.
-    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
-        .await
-        .expect("browser script did not finish within 300 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("--- browser stdout ---\n{stdout}\n--- browser stderr ---\n{stderr}");
-    assert!(out.status.success(), "browser script failed: {stderr}");
-    assert!(
-        stdout.contains("MODELS-PAGE-E2E OK"),
-        "script did not finish"
-    );
+    run_script(
+        "models-page.mjs",
+        &proxy.base,
+        MASTER,
+        &[("UPSTREAM_KEY", UPSTREAM_KEY)],
+        "MODELS-PAGE-E2E OK",
+    )
+    .await;
 
     // What the browser did is what the gateway holds now.
     let info = get(&proxy, "/model/info", MASTER).await;

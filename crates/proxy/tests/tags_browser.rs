@@ -8,16 +8,14 @@
 
 mod store_support;
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use idlehands_testkit::browser::{prerequisites, target_dir};
+use idlehands_testkit::browser::{artifacts_dir, prerequisites, run_script};
 use serde_json::json;
 use store_support::{Backend, MASTER, Place, get, post, spend_rows, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_page_on_the_real_gateway_in_headless_chromium() {
-    let (chromium, browser_dir) = prerequisites();
+    // Fails at once, before the gateway starts, when the browser is missing.
+    prerequisites();
     let place = Place::new(Backend::Sqlite);
     let proxy = start(&place, "").await;
     let seen = post(
@@ -31,33 +29,17 @@ async fn tags_page_on_the_real_gateway_in_headless_chromium() {
     assert_eq!(seen.status, 200, "{}", seen.body);
     spend_rows(&proxy, "", 1).await;
 
-    let artifacts = target_dir().join("ui-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("real-gateway-tags.png");
+    let shot = artifacts_dir().join("real-gateway-tags.png");
     let _ = std::fs::remove_file(&shot);
 
-    let child = tokio::process::Command::new("node")
-        .arg(browser_dir.join("tags-page.mjs"))
-        .arg(&proxy.base)
-        .current_dir(&browser_dir)
-        .env("CHROMIUM", &chromium)
-        .env("DASHBOARD_ARTIFACTS", &artifacts)
-        .env("DASHBOARD_PASSWORD", MASTER)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn node");
-    // Liveness bound only: a wedged browser must not hang CI.
-    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
-        .await
-        .expect("browser script did not finish within 300 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("--- browser stdout ---\n{stdout}\n--- browser stderr ---\n{stderr}");
-    assert!(out.status.success(), "browser script failed: {stderr}");
-    assert!(stdout.contains("TAGS-PAGE-E2E OK"), "script did not finish");
+    run_script(
+        "tags-page.mjs",
+        &proxy.base,
+        MASTER,
+        &[],
+        "TAGS-PAGE-E2E OK",
+    )
+    .await;
 
     // What the browser did is what the gateway holds now.
     let listed = get(&proxy, "/tag/list", MASTER).await;

@@ -8,15 +8,12 @@
 
 mod store_support;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use store_support::{
     Backend, MASTER, Place, config, generate, get, post, settings, spend_rows, start_with,
 };
 
-use idlehands_testkit::browser::{prerequisites, target_dir};
+use idlehands_testkit::browser::{artifacts_dir, prerequisites, run_script};
 
 async fn chat(p: &store_support::Proxy, key: &str, model: &str, content: &str, user: Option<&str>) {
     let mut body = json!({"model": model, "messages": [{"role": "user", "content": content}]});
@@ -38,7 +35,8 @@ fn key_by_alias(list: &Value, alias: &str) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_on_the_real_gateway_in_headless_chromium() {
-    let (chromium, browser_dir) = prerequisites();
+    // Fails at once, before the gateway starts, when the browser is missing.
+    prerequisites();
     let place = Place::new(Backend::Sqlite);
     // Two priced groups, so both show in the chart; prompts kept for the detail view.
     let yaml = format!(
@@ -92,38 +90,21 @@ general_settings:
     let made = 7;
     assert_eq!(spend_rows(&proxy, "", made).await.len(), made);
 
-    let artifacts = target_dir().join("ui-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("real-gateway-dashboard.png");
+    let shot = artifacts_dir().join("real-gateway-dashboard.png");
     let _ = std::fs::remove_file(&shot);
 
-    let child = tokio::process::Command::new("node")
-        .arg(browser_dir.join("real-gateway.mjs"))
-        .arg(&proxy.base)
-        .current_dir(&browser_dir)
-        .env("CHROMIUM", &chromium)
-        .env("DASHBOARD_ARTIFACTS", &artifacts)
-        .env("DASHBOARD_PASSWORD", MASTER)
-        .env("EXPECT_REQUESTS", made.to_string())
-        .env("EXPECT_ALIASES", "ci-runner,research-notebook,legacy-batch")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn node");
-    // Liveness bound only: a wedged browser must not hang CI.
-    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
-        .await
-        .expect("browser script did not finish within 300 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("--- browser stdout ---\n{stdout}\n--- browser stderr ---\n{stderr}");
-    assert!(out.status.success(), "browser script failed: {stderr}");
-    assert!(
-        stdout.contains("REAL-GATEWAY-E2E OK"),
-        "script did not finish"
-    );
+    let expect_requests = made.to_string();
+    let stdout = run_script(
+        "real-gateway.mjs",
+        &proxy.base,
+        MASTER,
+        &[
+            ("EXPECT_REQUESTS", expect_requests.as_str()),
+            ("EXPECT_ALIASES", "ci-runner,research-notebook,legacy-batch"),
+        ],
+        "REAL-GATEWAY-E2E OK",
+    )
+    .await;
 
     // What the browser did is what the gateway holds now.
     let list = get(&proxy, "/key/list?return_full_object=true&size=100", MASTER).await;

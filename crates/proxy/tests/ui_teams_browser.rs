@@ -8,17 +8,17 @@
 
 mod store_support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
 use store_support::{Backend, MASTER, Place, config, get, post, settings, spend_rows, start_with};
 
-use idlehands_testkit::browser::{prerequisites, target_dir};
+use idlehands_testkit::browser::{artifacts_dir, prerequisites, run_script};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn teams_and_users_pages_on_the_real_gateway_in_headless_chromium() {
-    let (chromium, browser_dir) = prerequisites();
+    // Fails at once, before the gateway starts, when the browser is missing.
+    prerequisites();
     let place = Place::new(Backend::Sqlite);
     let cfg = config(&store_support::yaml(""));
     let s = settings(&cfg, &place);
@@ -71,35 +71,16 @@ async fn teams_and_users_pages_on_the_real_gateway_in_headless_chromium() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let artifacts = target_dir().join("ui-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("teams-page.png");
+    let shot = artifacts_dir().join("teams-page.png");
     let _ = std::fs::remove_file(&shot);
-    let child = tokio::process::Command::new("node")
-        .arg(browser_dir.join("teams-page.mjs"))
-        .arg(&proxy.base)
-        .current_dir(&browser_dir)
-        .env("CHROMIUM", &chromium)
-        .env("DASHBOARD_ARTIFACTS", &artifacts)
-        .env("DASHBOARD_PASSWORD", MASTER)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn node");
-    // Liveness bound only: a wedged browser must not hang CI.
-    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
-        .await
-        .expect("browser script did not finish within 300 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("--- browser stdout ---\n{stdout}\n--- browser stderr ---\n{stderr}");
-    assert!(out.status.success(), "browser script failed: {stderr}");
-    assert!(
-        stdout.contains("TEAMS-PAGE-E2E OK"),
-        "script did not finish"
-    );
+    let stdout = run_script(
+        "teams-page.mjs",
+        &proxy.base,
+        MASTER,
+        &[],
+        "TEAMS-PAGE-E2E OK",
+    )
+    .await;
 
     // What the browser did is what the gateway holds now.
     let t = get(&proxy, "/team/info?team_id=browser-team", MASTER).await;

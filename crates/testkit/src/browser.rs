@@ -50,3 +50,57 @@ pub fn prerequisites() -> (PathBuf, PathBuf) {
     );
     (chromium, browser_dir)
 }
+
+/// Where the browser scripts leave their screenshots (made if missing).
+///
+/// # Panics
+/// When the folder cannot be made.
+#[expect(clippy::expect_used)]
+pub fn artifacts_dir() -> PathBuf {
+    let dir = target_dir().join("ui-artifacts");
+    std::fs::create_dir_all(&dir).expect("make the ui-artifacts folder");
+    dir
+}
+
+/// Runs the browser script `script` (in the browser test folder) against `base`, signed in with
+/// `password`, with `env` besides `CHROMIUM`, `DASHBOARD_ARTIFACTS` and `DASHBOARD_PASSWORD`;
+/// its output is printed. Returns its stdout.
+///
+/// # Panics
+/// When the prerequisites are missing, the script runs past 300 s (a liveness bound only: a
+/// wedged browser must not hang CI), exits non-zero, or never prints `done`.
+#[expect(clippy::expect_used)]
+pub async fn run_script(
+    script: &str,
+    base: &str,
+    password: &str,
+    env: &[(&str, &str)],
+    done: &str,
+) -> String {
+    let (chromium, browser_dir) = prerequisites();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(browser_dir.join(script))
+        .arg(base)
+        .current_dir(&browser_dir)
+        .env("CHROMIUM", &chromium)
+        .env("DASHBOARD_ARTIFACTS", artifacts_dir())
+        .env("DASHBOARD_PASSWORD", password)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().expect("spawn node");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(300),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("browser script did not finish within 300 s")
+    .expect("wait for node");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("--- browser stdout ---\n{stdout}\n--- browser stderr ---\n{stderr}");
+    assert!(out.status.success(), "browser script failed: {stderr}");
+    assert!(stdout.contains(done), "script did not finish");
+    stdout
+}
