@@ -342,6 +342,16 @@ async fn update(
     route: &str,
 ) -> Result<Value, ProxyError> {
     let who = admin(s, headers, route).await?;
+    update_as(s, &who, id, body).await
+}
+
+/// [`update`] for a caller already known to be the proxy admin `who`.
+async fn update_as(
+    s: &ModelAdmin,
+    who: &str,
+    id: &str,
+    body: &Map<String, Value>,
+) -> Result<Value, ProxyError> {
     let Some(sync) = &s.sync else {
         return Err(not_enabled());
     };
@@ -357,7 +367,7 @@ async fn update(
     let mut info_after = Value::Null;
     let written = sync
         .store
-        .update_model(id, Some(&who), |cur| {
+        .update_model(id, Some(who), |cur| {
             let sealed: Value = serde_json::from_str(&cur.litellm_params)
                 .map_err(|e| StoreError::Internal(format!("stored litellm_params: {e}")))?;
             let mut params = cipher
@@ -448,7 +458,7 @@ async fn update(
         ));
     };
     if let Some(team) = info_after.get("team_id").and_then(Value::as_str) {
-        join_team_models(s, team, &info_after, Some(&who)).await?;
+        join_team_models(s, team, &info_after, Some(who)).await?;
     }
     announce(sync).await;
     Ok(row_json(&row, &plain_after))
@@ -459,21 +469,16 @@ async fn update(
 /// (`model_info.blocked`) but serves nothing; a model all of whose deployments are blocked is
 /// refused with 403 and left out of `/v1/models`. Applied fleet-wide as any model change.
 async fn block(State(s): Shared, headers: HeaderMap, body: Bytes, blocked: bool) -> Response {
-    let route = if blocked {
-        "/model/block"
-    } else {
-        "/model/unblock"
-    };
     let r = async {
         let (_, role) = super::roles::caller_role(&s.mgmt, &headers).await?;
-        if !matches!(role, super::roles::Role::Admin(_)) {
+        let super::roles::Role::Admin(who) = role else {
             return Err(error(
                 403,
                 "auth_error",
                 "Only proxy admins can change a model's blocked flag.".to_string(),
                 Some("blocked"),
             ));
-        }
+        };
         let Some(sync) = &s.sync else {
             return Err(bad(
                 "Model updates only supported for DB-stored models".to_string(),
@@ -507,7 +512,7 @@ async fn block(State(s): Shared, headers: HeaderMap, body: Bytes, blocked: bool)
         }
         let mut change = Map::new();
         change.insert("model_info".to_string(), json!({ "blocked": blocked }));
-        update(&s, &headers, &id, &change, route).await
+        update_as(&s, &who, &id, &change).await
     };
     match r.await {
         Ok(v) => axum::Json(v).into_response(),
