@@ -156,8 +156,19 @@ impl Store {
             "SELECT {} FROM idlehands_proxy_models",
             crate::models_db::COLUMNS
         );
+        // Locked before the deployments are read: a deployment write naming it (which holds it
+        // shared, see `models_db`) has then committed, and is seen, or waits and finds it gone.
+        let lock = if matches!(self.db, crate::db::Db::Postgres(_)) {
+            "SELECT credential_name FROM idlehands_credentials WHERE credential_name = $1 FOR UPDATE"
+        } else {
+            "SELECT credential_name FROM idlehands_credentials WHERE credential_name = $1"
+        };
         let row = on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
+            let _locked: Option<String> = sqlx::query_scalar(lock)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
             let rows = sqlx::query(&models)
                 .fetch_all(&mut *tx)
                 .await?
@@ -175,5 +186,129 @@ impl Store {
             row
         });
         Ok(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ProxyModelRow;
+
+    fn credential(name: &str) -> CredentialRow {
+        let now = Utc::now();
+        CredentialRow {
+            credential_name: name.into(),
+            display_name: None,
+            credential_values: "{}".into(),
+            credential_info: "{}".into(),
+            created_at: now,
+            created_by: None,
+            updated_at: now,
+            updated_by: None,
+        }
+    }
+
+    fn model(id: &str, credential: &str) -> ProxyModelRow {
+        let now = Utc::now();
+        ProxyModelRow {
+            model_id: id.into(),
+            model_name: "m".into(),
+            litellm_params:
+                serde_json::json!({"model": "openai/x", "litellm_credential_name": credential})
+                    .to_string(),
+            model_info: "{}".into(),
+            created_at: now,
+            created_by: None,
+            updated_at: now,
+            updated_by: None,
+        }
+    }
+
+    /// Refuses the delete while a stored deployment names the credential.
+    fn refuse(name: &str) -> impl FnOnce(&[ProxyModelRow]) -> Result<(), StoreError> + Send {
+        let needle = format!("\"litellm_credential_name\":\"{name}\"");
+        move |rows: &[ProxyModelRow]| {
+            if rows.iter().any(|r| r.litellm_params.contains(&needle)) {
+                Err(StoreError::bad_request("named", "credential_name"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    /// A deployment written while its credential is deleted: either the delete sees it and is
+    /// refused, or the write finds the credential gone; never a deployment naming nothing.
+    async fn writes_and_deletes_race(store: Store) {
+        assert!(matches!(
+            store
+                .insert_model(&model("early", "never"), Some("never"))
+                .await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(store.get_model("early").await.unwrap().is_none());
+        let rounds = 24;
+        for i in 0..rounds {
+            assert!(
+                store
+                    .insert_credential(&credential(&format!("c{i}")))
+                    .await
+                    .unwrap()
+            );
+        }
+        let mut tasks = Vec::new();
+        for i in 0..rounds {
+            let (a, b) = (store.clone(), store.clone());
+            let name = format!("c{i}");
+            tasks.push(tokio::spawn(async move {
+                let row = model(&format!("m{i}"), &name);
+                let (write, delete) = tokio::join!(
+                    a.insert_model(&row, Some(&name)),
+                    b.delete_credential(&name, refuse(&name))
+                );
+                (write.is_ok(), delete.is_ok_and(|r| r.is_some()))
+            }));
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            let (written, deleted) = t.await.unwrap();
+            assert!(
+                written != deleted,
+                "round {i}: written {written}, deleted {deleted}"
+            );
+        }
+        let names: Vec<String> = store
+            .list_credentials()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.credential_name)
+            .collect();
+        for m in store.list_models().await.unwrap() {
+            let p: serde_json::Value = serde_json::from_str(&m.litellm_params).unwrap();
+            let named = p["litellm_credential_name"].as_str().unwrap();
+            assert!(
+                names.iter().any(|n| n == named),
+                "{} names the deleted {named}",
+                m.model_id
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn on_sqlite_a_deployment_never_names_a_deleted_credential() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db").display().to_string())
+            .await
+            .unwrap();
+        writes_and_deletes_race(store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn on_postgres_a_deployment_never_names_a_deleted_credential() {
+        let (pool, opts, schema) = crate::test_postgres::postgres_schema().await;
+        let store = Store::open_with(opts).await.unwrap();
+        writes_and_deletes_race(store.clone()).await;
+        store.close().await;
+        crate::test_postgres::drop_schema(&pool, &schema).await;
     }
 }

@@ -52,15 +52,55 @@ pub(crate) fn team_of_model(model_info: &str) -> Option<String> {
     info.get("team_id")?.as_str().map(str::to_owned)
 }
 
+/// The stored credential a deployment write names, read in the write's transaction; on Postgres
+/// the row stays shared-locked until the write commits, so a concurrent delete of it (which
+/// locks it first, then looks for deployments naming it) either waits and then sees the
+/// deployment, or commits first and this write finds nothing. SQLite's writers take turns.
+fn credential_lock(db: &crate::db::Db) -> &'static str {
+    if matches!(db, crate::db::Db::Postgres(_)) {
+        "SELECT credential_name FROM idlehands_credentials WHERE credential_name = $1 FOR SHARE"
+    } else {
+        "SELECT credential_name FROM idlehands_credentials WHERE credential_name = $1"
+    }
+}
+
+/// Refuses the write (404 naming it) when the stored credential `name` is gone.
+macro_rules! credential_must_remain {
+    ($tx:expr, $sql:expr, $name:expr) => {{
+        let name: &str = $name;
+        let found: Option<String> = sqlx::query_scalar($sql)
+            .bind(name)
+            .fetch_optional($tx)
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound {
+                message: format!("Credential '{name}' not found"),
+                param: Some("litellm_params.litellm_credential_name"),
+            });
+        }
+    }};
+}
+
 impl Store {
-    /// Adds `row`; a 400 naming `model_info.id` when that id is taken.
-    pub async fn insert_model(&self, row: &ProxyModelRow) -> Result<(), StoreError> {
+    /// Adds `row`; a 400 naming `model_info.id` when that id is taken. `credential` is the
+    /// stored credential (`/credentials`) the row names, if any: it must still be there, and it
+    /// cannot be deleted while this write runs (see [`Store::delete_credential`]).
+    pub async fn insert_model(
+        &self,
+        row: &ProxyModelRow,
+        credential: Option<&str>,
+    ) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO idlehands_proxy_models ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (model_id) DO NOTHING"
         );
+        let lock = credential_lock(&self.db);
         let n = on_db!(&self.db, pool => {
-            sqlx::query(&sql)
+            let mut tx = pool.begin_write().await?;
+            if let Some(name) = credential {
+                credential_must_remain!(&mut *tx, &lock, name);
+            }
+            let n = sqlx::query(&sql)
                 .bind(&row.model_id)
                 .bind(&row.model_name)
                 .bind(&row.litellm_params)
@@ -69,9 +109,11 @@ impl Store {
                 .bind(&row.created_by)
                 .bind(to_ms(row.updated_at))
                 .bind(&row.updated_by)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
+                .rows_affected();
+            tx.commit().await?;
+            n
         });
         if n == 0 {
             return Err(StoreError::bad_request(
@@ -114,10 +156,13 @@ impl Store {
     /// Replaces the stored deployment's name, params and info with what `change` makes of the
     /// current row, in one transaction (two concurrent updates never lose one another's
     /// change). `None` when there is no such row; the row as written otherwise.
+    /// `credential` is a stored credential the change newly names, as for
+    /// [`Store::insert_model`].
     pub async fn update_model<F>(
         &self,
         model_id: &str,
         updated_by: Option<&str>,
+        credential: Option<&str>,
         change: F,
     ) -> Result<Option<ProxyModelRow>, StoreError>
     where
@@ -129,6 +174,7 @@ impl Store {
         } else {
             select
         };
+        let lock = credential_lock(&self.db);
         let now = Utc::now();
         let written = on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
@@ -141,6 +187,9 @@ impl Store {
             let Some(current) = current else {
                 return Ok(None);
             };
+            if let Some(name) = credential {
+                credential_must_remain!(&mut *tx, &lock, name);
+            }
             let mut next = change(&current)?;
             next.model_id = current.model_id.clone();
             next.created_at = current.created_at;

@@ -156,6 +156,18 @@ fn check(
     .map_err(|b| bad(b.to_string(), Some(&b.path)))
 }
 
+/// The stored credential (`/credentials`, not config.yaml's) `params` names, if any: the write
+/// holds it so that it is not deleted meanwhile.
+fn stored_credential<'a>(
+    credentials: &crate::config::Credentials,
+    params: &'a Map<String, Value>,
+) -> Option<&'a str> {
+    params
+        .get("litellm_credential_name")
+        .and_then(Value::as_str)
+        .filter(|n| !credentials.is_config(n))
+}
+
 /// Applies a stored change here and announces it; the row is committed either way, and a
 /// failure here is retried by the periodic reload.
 pub(super) async fn announce(sync: &ModelSync) {
@@ -228,8 +240,11 @@ async fn add(s: &ModelAdmin, headers: &HeaderMap, body: &[u8]) -> Result<Value, 
         updated_at: now,
         updated_by: Some(who),
     };
+    let named = params
+        .as_object()
+        .and_then(|p| stored_credential(&sync.credentials(), p));
     sync.store
-        .insert_model(&row)
+        .insert_model(&row, named)
         .await
         .map_err(|e| store_error(&e))?;
     if let Some(team) = &team {
@@ -363,11 +378,12 @@ async fn update_as(
     }
     let cipher = sync.cipher.clone();
     let credentials = sync.credentials();
+    let named = stored_credential(&credentials, &new_params);
     let mut plain_after = Value::Null;
     let mut info_after = Value::Null;
     let written = sync
         .store
-        .update_model(id, Some(who), |cur| {
+        .update_model(id, Some(who), named, |cur| {
             let sealed: Value = serde_json::from_str(&cur.litellm_params)
                 .map_err(|e| StoreError::Internal(format!("stored litellm_params: {e}")))?;
             let mut params = cipher

@@ -240,7 +240,7 @@ async fn tag_deployments(
     }
     for id in ids {
         sync.store
-            .update_model(id, by, |cur| {
+            .update_model(id, by, None, |cur| {
                 let mut params: Value = serde_json::from_str(&cur.litellm_params)
                     .map_err(|e| StoreError::Internal(format!("stored litellm_params: {e}")))?;
                 if let Value::Object(p) = &mut params {

@@ -77,11 +77,13 @@ fn build(rows: &TagRows, configured: &[RouteBudget]) -> (Vec<RouteBudget>, Vec<S
     (out, shadowed)
 }
 
-/// Puts what `rows` give in force on `app` (a warning names stored tags config.yaml
-/// overrides, when the set changed).
-fn apply(app: &App, rows: &TagRows) {
+/// Puts what `rows` give in force on `app`. A warning names the stored tags config.yaml
+/// overrides at start-up, after a change made here, and when the set changed (not at every
+/// periodic reload).
+fn apply(app: &App, rows: &TagRows, warn: bool) {
     let (budgets, shadowed) = build(rows, &app.models.config.route_budgets.tags);
-    if **app.tag_budgets.load() == budgets {
+    let same = **app.tag_budgets.load() == budgets;
+    if same && !warn {
         return;
     }
     for name in &shadowed {
@@ -90,20 +92,22 @@ fn apply(app: &App, rows: &TagRows) {
             "the tag's stored budget is not applied: litellm_settings.tag_budget_config budgets this tag"
         );
     }
-    app.tag_budgets.store(Arc::new(budgets));
+    if !same {
+        app.tag_budgets.store(Arc::new(budgets));
+    }
 }
 
 /// Re-reads the stored tags and puts their budgets in force here.
-pub(crate) async fn reload(app: &App, store: &Store) -> Result<(), StoreError> {
+async fn reload(app: &App, store: &Store, warn: bool) -> Result<(), StoreError> {
     let rows = read(store).await?;
-    apply(app, &rows);
+    apply(app, &rows, warn);
     Ok(())
 }
 
 /// After a change made here: in force here at once, then announced to the fleet. A failed
 /// re-read is retried by the periodic reload.
 pub(crate) async fn changed(app: &App, ledger: &Ledger) {
-    if let Err(e) = reload(app, ledger.store()).await {
+    if let Err(e) = reload(app, ledger.store(), true).await {
         tracing::warn!(error = %e, "tags changed but could not be re-read; the next periodic reload applies them");
     }
     ledger.announce_notice(NOTICE);
@@ -117,7 +121,7 @@ pub(crate) fn follow(
     initial: &TagRows,
     every: Duration,
 ) -> JoinHandle<()> {
-    apply(app, initial);
+    apply(app, initial, true);
     let weak: Weak<App> = Arc::downgrade(app);
     let store = ledger.store().clone();
     ledger.on_notice(NOTICE, {
@@ -129,7 +133,7 @@ pub(crate) fn follow(
             };
             let store = store.clone();
             handle.spawn(async move {
-                if let Err(e) = reload(&app, &store).await {
+                if let Err(e) = reload(&app, &store, false).await {
                     tracing::warn!(error = %e, "another instance changed tags; they could not be re-read here yet");
                 }
             });
@@ -142,7 +146,7 @@ pub(crate) fn follow(
         loop {
             tick.tick().await;
             let Some(app) = weak.upgrade() else { return };
-            if let Err(e) = reload(&app, &store).await {
+            if let Err(e) = reload(&app, &store, false).await {
                 tracing::warn!(error = %e, "stored tags could not be re-read; their budgets stay as they were");
             }
         }
