@@ -4,7 +4,7 @@
 // Exits non-zero with a message on the first failed check; prints "DASHBOARD-E2E OK" at the end.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { check, launchBrowser } from './harness.mjs';
+import { check, launchBrowser, watchPage } from './harness.mjs';
 
 const base = process.argv[2];
 const password = process.env.DASHBOARD_PASSWORD;
@@ -24,18 +24,8 @@ try {
   const { context, page } = browser;
 
   // Everything must come from the gateway itself, and the key must never be in a URL.
-  const urls = [];
-  page.on('request', (req) => {
-    const u = req.url();
-    urls.push(u);
-    if (!u.startsWith('data:') && new URL(u).origin !== origin) problems.push('off-origin request: ' + u);
-    if (u.includes(password)) problems.push('master key in a URL: ' + u.replace(password, '<key>'));
-  });
-  page.on('pageerror', (e) => problems.push('uncaught page error: ' + e.message));
-  page.on('console', (m) => {
-    // The session probe's 401 on the login page is expected; other console errors are bugs.
-    if (m.type() === 'error' && !/status of 401/.test(m.text())) problems.push('console error: ' + m.text());
-  });
+  // The session probe's 401 on the login page is expected; other console errors are bugs.
+  const urls = watchPage(page, { origin, secrets: [password], expected: /status of 401/, problems });
 
   // --- login -------------------------------------------------------------------------------
   await page.goto(base + '/ui/');

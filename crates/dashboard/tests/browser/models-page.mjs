@@ -5,7 +5,7 @@
 // Exits non-zero on the first failed check; prints "MODELS-PAGE-E2E OK" at the end.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { check, launchBrowser } from './harness.mjs';
+import { check, launchBrowser, signIn, watchPage } from './harness.mjs';
 
 const base = process.argv[2];
 const password = process.env.DASHBOARD_PASSWORD;
@@ -24,15 +24,7 @@ const browser = await launchBrowser(executablePath, TIMEOUT);
 const problems = [];
 try {
   const { context, page } = browser;
-  page.on('request', (req) => {
-    const u = req.url();
-    if (!u.startsWith('data:') && new URL(u).origin !== origin) problems.push('off-origin request: ' + u);
-    if (u.includes(password) || u.includes(upstreamKey)) problems.push('a secret in a URL');
-  });
-  page.on('pageerror', (e) => problems.push('uncaught page error: ' + e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of (401|400)/.test(m.text())) problems.push('console error: ' + m.text());
-  });
+  watchPage(page, { origin, secrets: [password, upstreamKey], expected: /status of (401|400)/, problems });
   const modelInfoBodies = [];
   page.on('response', async (res) => {
     if (res.url().includes('/model/')) {
@@ -40,11 +32,7 @@ try {
     }
   });
 
-  await page.goto(base + '/ui/login');
-  await page.getByLabel('Master key').fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.waitForURL(/\/ui\/$/);
-  await page.waitForSelector('body[data-ready="true"]');
+  await signIn(page, base, password);
 
   // --- the list ------------------------------------------------------------------------------
   await page.getByRole('link', { name: 'Models' }).click();

@@ -5,7 +5,7 @@
 // Exits non-zero on the first failed check; prints "REAL-GATEWAY-E2E OK" at the end.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { check, launchBrowser } from './harness.mjs';
+import { check, launchBrowser, watchPage } from './harness.mjs';
 
 const base = process.argv[2];
 const password = process.env.DASHBOARD_PASSWORD;
@@ -26,17 +26,7 @@ const problems = [];
 try {
   const { context, page } = browser;
 
-  const urls = [];
-  page.on('request', (req) => {
-    const u = req.url();
-    urls.push(u);
-    if (!u.startsWith('data:') && new URL(u).origin !== origin) problems.push('off-origin request: ' + u);
-    if (u.includes(password)) problems.push('master key in a URL: ' + u.replace(password, '<key>'));
-  });
-  page.on('pageerror', (e) => problems.push('uncaught page error: ' + e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 401/.test(m.text())) problems.push('console error: ' + m.text());
-  });
+  const urls = watchPage(page, { origin, secrets: [password], expected: /status of 401/, problems });
 
   // --- login ---------------------------------------------------------------------------------
   await page.goto(base + '/ui/');
