@@ -495,7 +495,7 @@ impl GatewayBuilder {
                     .budget_exceeded_status_code
                     .filter(|c| (400..=599).contains(c))
                     .unwrap_or(422),
-                tag_budgets: ArcSwap::from_pointee(Vec::new()),
+                tag_budgets: ArcSwap::from_pointee(Default::default()),
             }),
         })
     }

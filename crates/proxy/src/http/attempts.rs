@@ -387,11 +387,12 @@ impl RouteGate {
         if configured.tags.is_empty() && stored.is_empty() && !table.route_budgets {
             return None;
         }
+        // A call carries a few tags; a fleet may have thousands stored: looked up by name.
         let tags: Vec<_> = configured
             .tags
             .iter()
-            .chain(stored.iter())
             .filter(|b| trace.request_tags.contains(&b.name))
+            .chain(trace.request_tags.iter().filter_map(|t| stored.get(t)))
             .cloned()
             .collect();
         if tags.is_empty() && !table.route_budgets {

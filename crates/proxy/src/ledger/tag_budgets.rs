@@ -19,6 +19,9 @@ use tokio::task::JoinHandle;
 
 use crate::state::App;
 
+/// The stored tags' budgets in force, by tag.
+pub(crate) type TagBudgets = std::collections::HashMap<String, RouteBudget>;
+
 /// The notice an instance sends the fleet when it changed a tag or a named budget.
 pub(crate) const NOTICE: &str = "tags_changed";
 
@@ -82,6 +85,7 @@ fn build(rows: &TagRows, configured: &[RouteBudget]) -> (Vec<RouteBudget>, Vec<S
 /// periodic reload).
 fn apply(app: &App, rows: &TagRows, warn: bool) {
     let (budgets, shadowed) = build(rows, &app.models.config.route_budgets.tags);
+    let budgets: TagBudgets = budgets.into_iter().map(|b| (b.name.clone(), b)).collect();
     let same = **app.tag_budgets.load() == budgets;
     if same && !warn {
         return;

@@ -239,8 +239,8 @@ pub(crate) struct App {
     /// `litellm_settings.budget_exceeded_status_code` (422 unless set).
     pub budget_exceeded_status: u16,
     /// The budgets of tags made over the API (`/tag/new`), held as `tag_budget_config`'s are
-    /// (see `ledger::tag_budgets`); a tag config.yaml budgets is not among them.
-    pub tag_budgets: ArcSwap<Vec<idlehands_store::RouteBudget>>,
+    /// (see `ledger::tag_budgets`), by tag; a tag config.yaml budgets is not among them.
+    pub tag_budgets: ArcSwap<crate::ledger::tag_budgets::TagBudgets>,
 }
 
 impl App {
