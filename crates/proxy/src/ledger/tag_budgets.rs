@@ -17,10 +17,7 @@ use idlehands_store::budget_table::BudgetRow;
 use idlehands_store::{Ledger, RouteBudget, RouteRates, Store, StoreError, TagRow};
 use tokio::task::JoinHandle;
 
-use crate::state::App;
-
-/// The stored tags' budgets in force, by tag.
-pub(crate) type TagBudgets = std::collections::HashMap<String, RouteBudget>;
+use crate::state::{App, TagBudgets};
 
 /// The notice an instance sends the fleet when it changed a tag or a named budget.
 pub(crate) const NOTICE: &str = "tags_changed";

@@ -177,6 +177,9 @@ impl App {
     }
 }
 
+/// The budgets of tags made over the API, by tag.
+pub(crate) type TagBudgets = std::collections::HashMap<String, idlehands_store::RouteBudget>;
+
 pub(crate) struct App {
     pub runtime: ArcSwap<Runtime>,
     /// `default_key_generate_params` and `upperbound_key_generate_params`.
@@ -240,7 +243,7 @@ pub(crate) struct App {
     pub budget_exceeded_status: u16,
     /// The budgets of tags made over the API (`/tag/new`), held as `tag_budget_config`'s are
     /// (see `ledger::tag_budgets`), by tag; a tag config.yaml budgets is not among them.
-    pub tag_budgets: ArcSwap<crate::ledger::tag_budgets::TagBudgets>,
+    pub tag_budgets: ArcSwap<TagBudgets>,
 }
 
 impl App {
