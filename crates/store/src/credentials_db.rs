@@ -46,6 +46,18 @@ where
     })
 }
 
+/// The credential's name by name, read in a write transaction; on Postgres the row stays
+/// locked (`lock`: `FOR SHARE` for a deployment write naming it, `FOR UPDATE` for its delete)
+/// until the transaction ends. SQLite's writers take turns already (`BEGIN IMMEDIATE`).
+pub(crate) fn locked_credential(db: &crate::db::Db, lock: &str) -> String {
+    let lock = if matches!(db, crate::db::Db::Postgres(_)) {
+        lock
+    } else {
+        ""
+    };
+    format!("SELECT credential_name FROM idlehands_credentials WHERE credential_name = $1 {lock}")
+}
+
 impl Store {
     /// Adds `row`; `false` (nothing written) when the name is taken.
     pub async fn insert_credential(&self, row: &CredentialRow) -> Result<bool, StoreError> {
@@ -158,14 +170,10 @@ impl Store {
         );
         // Locked before the deployments are read: a deployment write naming it (which holds it
         // shared, see `models_db`) has then committed, and is seen, or waits and finds it gone.
-        let lock = if matches!(self.db, crate::db::Db::Postgres(_)) {
-            "SELECT credential_name FROM idlehands_credentials WHERE credential_name = $1 FOR UPDATE"
-        } else {
-            "SELECT credential_name FROM idlehands_credentials WHERE credential_name = $1"
-        };
+        let lock = locked_credential(&self.db, "FOR UPDATE");
         let row = on_db!(&self.db, pool => {
             let mut tx = pool.begin_write().await?;
-            let _locked: Option<String> = sqlx::query_scalar(lock)
+            let _locked: Option<String> = sqlx::query_scalar(&lock)
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await?;

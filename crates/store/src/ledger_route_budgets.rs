@@ -5,12 +5,12 @@
 use chrono::{DateTime, Utc};
 
 use crate::budgets::Budget;
-use crate::error::{AccessError, LimitKind, StoreError};
+use crate::error::{AccessError, StoreError};
 use crate::ledger::{Ledger, Reservation};
 use crate::route_budgets::RouteBudget;
 
 /// Why a call could not be held on a deployment's route budgets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum RouteRefusal {
     /// `budgets[index]` has no room: its settled spend and limit, nano-USD.
     Spent {
@@ -18,34 +18,12 @@ pub enum RouteRefusal {
         spend_nanos: i64,
         max_budget_nanos: i64,
     },
-    /// `budgets[index]`'s rate limit (a stored tag's `rpm_limit`, `tpm_limit` or
-    /// `max_parallel_requests`) has no room: the call is refused with LiteLLM's 429.
-    Limited { index: usize, error: LimitedBy },
+    /// A budget's rate limit (a stored tag's `rpm_limit`, `tpm_limit` or
+    /// `max_parallel_requests`) has no room: the call is refused with LiteLLM's 429
+    /// (`Rate limit exceeded for tag: <name>. ...`, with `retry-after`).
+    Limited(AccessError),
     /// The budget could not be read or checked (the database or a fleet's Redis is down).
     Unavailable,
-}
-
-/// The rate limit a route budget's hold hit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitedBy {
-    pub kind: LimitKind,
-    pub limit: u64,
-    pub reset_at: DateTime<Utc>,
-    pub retry_after_secs: u64,
-}
-
-impl LimitedBy {
-    /// LiteLLM's refusal: `Rate limit exceeded for tag: <name>. ...` (429, `retry-after`).
-    pub fn error(&self, b: &RouteBudget) -> AccessError {
-        AccessError::RateLimited {
-            scope: b.kind.as_str(),
-            key_hash: b.name.clone(),
-            kind: self.kind,
-            limit: self.limit,
-            reset_at: self.reset_at,
-            retry_after_secs: self.retry_after_secs,
-        }
-    }
 }
 
 impl Ledger {
@@ -122,15 +100,14 @@ impl Ledger {
                             reset_at,
                             retry_after_secs,
                             ..
-                        } => RouteRefusal::Limited {
-                            index,
-                            error: LimitedBy {
-                                kind,
-                                limit,
-                                reset_at,
-                                retry_after_secs,
-                            },
-                        },
+                        } => RouteRefusal::Limited(AccessError::RateLimited {
+                            scope: want.kind.as_str(),
+                            key_hash: want.name.clone(),
+                            kind,
+                            limit,
+                            reset_at,
+                            retry_after_secs,
+                        }),
                         _ => RouteRefusal::Unavailable,
                     });
                 }

@@ -80,7 +80,7 @@ pub use ledger::{
     AuthedKey, CallModel, Ledger, LedgerConfig, PROXY_BUDGET_USER, ProxyBudget, Reservation,
     Settled,
 };
-pub use ledger_route_budgets::{LimitedBy, RouteRefusal};
+pub use ledger_route_budgets::RouteRefusal;
 pub use limiter::{KeyLimits, Limiter, LiveSpend, LocalLimiter, Ticket};
 pub use redis_limiter::{
     HEARTBEAT_EVERY, INSTANCE_TIMEOUT, Reclaimed, RedisLimiter, subscribe_invalidations,

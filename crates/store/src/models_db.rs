@@ -56,12 +56,8 @@ pub(crate) fn team_of_model(model_info: &str) -> Option<String> {
 /// the row stays shared-locked until the write commits, so a concurrent delete of it (which
 /// locks it first, then looks for deployments naming it) either waits and then sees the
 /// deployment, or commits first and this write finds nothing. SQLite's writers take turns.
-fn credential_lock(db: &crate::db::Db) -> &'static str {
-    if matches!(db, crate::db::Db::Postgres(_)) {
-        "SELECT credential_name FROM idlehands_credentials WHERE credential_name = $1 FOR SHARE"
-    } else {
-        "SELECT credential_name FROM idlehands_credentials WHERE credential_name = $1"
-    }
+fn credential_lock(db: &crate::db::Db) -> String {
+    crate::credentials_db::locked_credential(db, "FOR SHARE")
 }
 
 /// Refuses the write (404 naming it) when the stored credential `name` is gone.

@@ -37,6 +37,16 @@ pub struct TagSpend {
     pub spend: i64,
 }
 
+/// The UTC days `first` to `last` (both included) as `[lo, hi)` in epoch milliseconds, the
+/// spend rows' `start_time`.
+fn days_ms(first: NaiveDate, last: NaiveDate) -> (i64, i64) {
+    let ms = |d: NaiveDate| {
+        d.and_hms_opt(0, 0, 0)
+            .map_or(0, |t| t.and_utc().timestamp_millis())
+    };
+    (ms(first), ms(last).saturating_add(DAY_MS))
+}
+
 /// A tag passed in calls: its first and last call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagSeen {
@@ -93,11 +103,7 @@ impl Store {
     /// daily tag table), newest day first, each [`ActivityRow::entity`] the tag. A call with
     /// several tags counts in each of them, as it does in LiteLLM's table.
     pub async fn tag_activity(&self, q: &TagActivityQuery) -> Result<ActivityPage, StoreError> {
-        let ms = |d: NaiveDate| {
-            d.and_hms_opt(0, 0, 0)
-                .map_or(0, |t| t.and_utc().timestamp_millis())
-        };
-        let (lo, hi) = (ms(q.first_day), ms(q.last_day).saturating_add(DAY_MS));
+        let (lo, hi) = days_ms(q.first_day, q.last_day);
         let mut texts: Vec<&str> = Vec::new();
         let mut conds = String::from("s.start_time >= $1 AND s.start_time < $2");
         if let Some(tags) = &q.tags {
@@ -153,13 +159,7 @@ impl Store {
         api_keys: Option<&[String]>,
         days: Option<(NaiveDate, NaiveDate)>,
     ) -> Result<Vec<TagSeen>, StoreError> {
-        let ms = |d: NaiveDate| {
-            d.and_hms_opt(0, 0, 0)
-                .map_or(0, |t| t.and_utc().timestamp_millis())
-        };
-        let (lo, hi) = days.map_or((i64::MIN, i64::MAX), |(a, b)| {
-            (ms(a), ms(b).saturating_add(DAY_MS))
-        });
+        let (lo, hi) = days.map_or((i64::MIN, i64::MAX), |(a, b)| days_ms(a, b));
         let mut texts: Vec<&str> = Vec::new();
         let mut conds = String::from("s.start_time >= $1 AND s.start_time < $2");
         if let Some(keys) = api_keys {

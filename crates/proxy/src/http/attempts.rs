@@ -554,10 +554,8 @@ impl Attempts {
                             gate.refused.lock().push(pick.index());
                             continue;
                         }
-                        Err(RouteRefusal::Limited { index, error }) => {
-                            return Err(crate::ledger::seams::api_error(
-                                &error.error(budgets[index]),
-                            ));
+                        Err(RouteRefusal::Limited(e)) => {
+                            return Err(crate::ledger::seams::api_error(&e));
                         }
                         Err(RouteRefusal::Unavailable) => return Err(budgets_unavailable()),
                     }

@@ -29,7 +29,7 @@ use idlehands_store::{StoreError, TagRow};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::keys::{FieldRules, Mgmt, Shared, ignored_fields, query, tri};
+use super::keys::{FieldRules, Mgmt, Shared, bad_request, ignored_fields, query, tri};
 use super::model_admin::{announce, error, json_body};
 use super::roles::{caller_role, require_admin, require_reader};
 use crate::error::ProxyError;
@@ -57,60 +57,41 @@ const FIELDS: FieldRules = FieldRules {
         "budget_id",
         "max_budget",
         "budget_duration",
-        "soft_budget",
         "tpm_limit",
         "rpm_limit",
         "max_parallel_requests",
     ],
     inert: &[
+        ("soft_budget", NOT_ENFORCED),
         ("model_info", MODEL_INFO),
         ("model_max_budget", MODEL_MAX_BUDGET),
         ("spend", SPEND),
     ],
 };
 
-/// Budget fields that are stored but do nothing for a tag's calls.
-const KEPT_ONLY: [&str; 1] = ["soft_budget"];
-
 const MODEL_INFO: &str = "made from `models` (each stored deployment id's model name); not set";
 const MODEL_MAX_BUDGET: &str =
     "per-model budgets are not kept on named budgets (set them on keys); ignored";
 const SPEND: &str = "a tag's spend is the sum of its calls' spend rows; not set";
 
-/// The body's fields that change nothing or are not enforced, with the reason.
-fn ignored(route: &str, bytes: &[u8], body: &Map<String, Value>) -> Map<String, Value> {
-    let mut out = ignored_fields(&FIELDS, route, bytes);
-    for name in KEPT_ONLY {
-        if body.get(name).is_some_and(|v| !v.is_null()) {
-            tracing::warn!(
-                route,
-                field = name,
-                "field has no effect here: {NOT_ENFORCED}"
-            );
-            out.insert(name.to_string(), NOT_ENFORCED.into());
-        }
-    }
-    out
-}
-
-fn bad(message: impl Into<String>, param: &str) -> ProxyError {
-    error(400, "bad_request_error", message.into(), Some(param))
+/// The body's fields that change nothing or are not enforced, with the reason (`soft_budget`
+/// is kept on the budget, so named though stored).
+fn ignored(route: &str, bytes: &[u8]) -> Map<String, Value> {
+    ignored_fields(&FIELDS, route, bytes)
 }
 
 fn not_found(message: String) -> ProxyError {
     error(404, "not_found_error", message, None)
 }
 
-fn stored(e: &StoreError) -> ProxyError {
-    store_error(e)
-}
-
 /// The tag's name: required, not blank.
 fn name_of(body: &Map<String, Value>) -> Result<String, ProxyError> {
     match body.get("name") {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        Some(Value::String(_)) | None | Some(Value::Null) => Err(bad("name is required", "name")),
-        Some(_) => Err(bad("name must be a string", "name")),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            Err(bad_request("name is required", "name"))
+        }
+        Some(_) => Err(bad_request("name must be a string", "name")),
     }
 }
 
@@ -123,7 +104,7 @@ fn string_patch(
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
         Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
-        Some(_) => Err(bad(format!("{field} must be a string"), field)),
+        Some(_) => Err(bad_request(format!("{field} must be a string"), field)),
     }
 }
 
@@ -136,21 +117,21 @@ fn models_patch(body: &Map<String, Value>) -> Result<Option<Vec<String>>, ProxyE
             .map(|v| {
                 v.as_str()
                     .map(str::to_string)
-                    .ok_or_else(|| bad("models must be a list of strings", "models"))
+                    .ok_or_else(|| bad_request("models must be a list of strings", "models"))
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
-        Some(_) => Err(bad("models must be a list of strings", "models")),
+        Some(_) => Err(bad_request("models must be a list of strings", "models")),
     }
 }
 
 /// The budget fields of the body (`budget_id` and the limits).
 fn budget_request(bytes: &[u8]) -> Result<BudgetRequest, ProxyError> {
-    serde_json::from_slice(bytes).map_err(|e| bad(format!("Invalid body: {e}"), "body"))
+    serde_json::from_slice(bytes).map_err(|e| bad_request(format!("Invalid body: {e}"), "body"))
 }
 
 fn both_refused() -> ProxyError {
-    bad(
+    bad_request(
         "Send either budget_id (a budget made with /budget/new) or budget fields (max_budget, budget_duration, ...), not both",
         "budget_id",
     )
@@ -201,11 +182,15 @@ async fn stored_targets(
         };
         for d in matching {
             let row = match &m.models {
-                Some(sync) => sync.store.get_model(&d.id).await.map_err(|e| stored(&e))?,
+                Some(sync) => sync
+                    .store
+                    .get_model(&d.id)
+                    .await
+                    .map_err(|e| store_error(&e))?,
                 None => None,
             };
             let Some(row) = row else {
-                return Err(bad(
+                return Err(bad_request(
                     format!(
                         "Model {} (model_name {}) is defined in config.yaml: give it the tag there (litellm_params.tags); only deployments added with /model/new are tagged here",
                         d.id, d.model_name
@@ -259,7 +244,7 @@ async fn tag_deployments(
                 Ok(next)
             })
             .await
-            .map_err(|e| stored(&e))?;
+            .map_err(|e| store_error(&e))?;
     }
     announce(sync).await;
     Ok(())
@@ -272,7 +257,7 @@ async fn budget_of(m: &Mgmt, t: &TagRow) -> Result<Option<BudgetRow>, ProxyError
             .store()
             .budget_row(id)
             .await
-            .map_err(|e| stored(&e)),
+            .map_err(|e| store_error(&e)),
         None => Ok(None),
     }
 }
@@ -302,8 +287,8 @@ async fn new_tag(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response
         return both_refused().into_response();
     }
     let store = m.ledger.store();
-    if tri!(store.get_tag(&name).await.map_err(|e| stored(&e))).is_some() {
-        return bad(format!("Tag {name} already exists"), "name").into_response();
+    if tri!(store.get_tag(&name).await.map_err(|e| store_error(&e))).is_some() {
+        return bad_request(format!("Tag {name} already exists"), "name").into_response();
     }
     let (targets, model_info) = tri!(stored_targets(&m, &models).await);
     // A budget made for this tag alone is deleted again if the tag is not written.
@@ -316,7 +301,7 @@ async fn new_tag(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response
             m.ledger
                 .new_named_budget(&limits, by.as_deref())
                 .await
-                .map_err(|e| stored(&e))
+                .map_err(|e| store_error(&e))
         ))
     } else {
         None
@@ -343,8 +328,10 @@ async fn new_tag(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response
     }
     match written {
         Ok(true) => {}
-        Ok(false) => return bad(format!("Tag {name} already exists"), "name").into_response(),
-        Err(e) => return stored(&e).into_response(),
+        Ok(false) => {
+            return bad_request(format!("Tag {name} already exists"), "name").into_response();
+        }
+        Err(e) => return store_error(&e).into_response(),
     }
     tri!(tag_deployments(&m, &name, &targets, by.as_deref()).await);
     tag_budgets::changed(&m.app, &m.ledger).await;
@@ -353,7 +340,7 @@ async fn new_tag(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response
         format!("Tag {name} created successfully"),
         &row,
         budget.as_ref(),
-        ignored("/tag/new", &bytes, &body),
+        ignored("/tag/new", &bytes),
     )
 }
 
@@ -369,7 +356,7 @@ async fn update_tag(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respo
         return both_refused().into_response();
     }
     let store = m.ledger.store();
-    let Some(current) = tri!(store.get_tag(&name).await.map_err(|e| stored(&e))) else {
+    let Some(current) = tri!(store.get_tag(&name).await.map_err(|e| store_error(&e))) else {
         return not_found(format!("Tag {name} not found")).into_response();
     };
     let (targets, model_info) = match &models {
@@ -397,7 +384,7 @@ async fn update_tag(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respo
                     m.ledger
                         .update_named_budget(&change, by.as_deref())
                         .await
-                        .map_err(|e| stored(&e))
+                        .map_err(|e| store_error(&e))
                 );
             }
             None => {
@@ -409,7 +396,7 @@ async fn update_tag(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respo
                     m.ledger
                         .new_named_budget(&limits, by.as_deref())
                         .await
-                        .map_err(|e| stored(&e))
+                        .map_err(|e| store_error(&e))
                 );
                 made = Some(row.budget_id);
             }
@@ -438,7 +425,7 @@ async fn update_tag(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respo
     let row = match written {
         Ok(Some(row)) => row,
         Ok(None) => return not_found(format!("Tag {name} not found")).into_response(),
-        Err(e) => return stored(&e).into_response(),
+        Err(e) => return store_error(&e).into_response(),
     };
     tri!(tag_deployments(&m, &name, &targets, by.as_deref()).await);
     tag_budgets::changed(&m.app, &m.ledger).await;
@@ -447,7 +434,7 @@ async fn update_tag(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Respo
         format!("Tag {name} updated successfully"),
         &row,
         budget.as_ref(),
-        ignored("/tag/update", &bytes, &body),
+        ignored("/tag/update", &bytes),
     )
 }
 
@@ -460,47 +447,33 @@ async fn info(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
                 .map(|v| v
                     .as_str()
                     .map(str::to_string)
-                    .ok_or_else(|| bad("names must be a list of strings", "names")))
+                    .ok_or_else(|| bad_request("names must be a list of strings", "names")))
                 .collect::<Result<Vec<_>, _>>()
         ),
-        None | Some(Value::Null) => return bad("names is required", "names").into_response(),
-        Some(_) => return bad("names must be a list of strings", "names").into_response(),
+        None | Some(Value::Null) => {
+            return bad_request("names is required", "names").into_response();
+        }
+        Some(_) => return bad_request("names must be a list of strings", "names").into_response(),
     };
-    let tags = tri!(m.ledger.store().list_tags().await.map_err(|e| stored(&e)));
+    let rows = tri!(
+        tag_budgets::read(m.ledger.store())
+            .await
+            .map_err(|e| store_error(&e))
+    );
     let missing: Vec<String> = names
         .iter()
-        .filter(|n| !tags.iter().any(|t| &t.tag_name == *n))
+        .filter(|n| !rows.tags.iter().any(|t| &t.tag_name == *n))
         .cloned()
         .collect();
     if !missing.is_empty() {
         let missing = crate::diagnostics::py_list(&missing);
         return not_found(format!("Tags not found: {missing}")).into_response();
     }
-    let budgets = tri!(budgets_of(&m, &tags).await);
     let mut out = Map::new();
-    for t in tags.iter().filter(|t| names.contains(&t.tag_name)) {
-        out.insert(t.tag_name.clone(), tag_json(t, budget_in(&budgets, t)));
+    for t in rows.tags.iter().filter(|t| names.contains(&t.tag_name)) {
+        out.insert(t.tag_name.clone(), tag_json(t, rows.budget_of(t)));
     }
     axum::Json(Value::Object(out)).into_response()
-}
-
-async fn budgets_of(m: &Mgmt, tags: &[TagRow]) -> Result<Vec<BudgetRow>, ProxyError> {
-    let mut ids: Vec<String> = tags.iter().filter_map(|t| t.budget_id.clone()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    m.ledger
-        .store()
-        .budget_rows(Some(&ids))
-        .await
-        .map_err(|e| stored(&e))
-}
-
-fn budget_in<'a>(budgets: &'a [BudgetRow], t: &TagRow) -> Option<&'a BudgetRow> {
-    let id = t.budget_id.as_deref()?;
-    budgets.iter().find(|b| b.budget_id == id)
 }
 
 #[derive(Deserialize)]
@@ -515,7 +488,7 @@ fn list_days(q: &ListQuery) -> Result<Option<(NaiveDate, NaiveDate)>, ProxyError
         (None, None) => return Ok(None),
         (Some(s), Some(e)) => (s, e),
         _ => {
-            return Err(bad(
+            return Err(bad_request(
                 "start_date and end_date must be provided together",
                 "start_date",
             ));
@@ -523,7 +496,7 @@ fn list_days(q: &ListQuery) -> Result<Option<(NaiveDate, NaiveDate)>, ProxyError
     };
     let day = |s: &str| {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| {
-            bad(
+            bad_request(
                 format!("Invalid date format, expected YYYY-MM-DD: {e}"),
                 "start_date",
             )
@@ -531,7 +504,7 @@ fn list_days(q: &ListQuery) -> Result<Option<(NaiveDate, NaiveDate)>, ProxyError
     };
     let (start, end) = (day(start)?, day(end)?);
     if start > end {
-        return Err(bad(
+        return Err(bad_request(
             "start_date must be on or before end_date",
             "start_date",
         ));
@@ -543,7 +516,7 @@ const DYNAMIC: &str = "This is just a spend tag that was passed dynamically in a
 
 async fn list(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
     const ROUTE: &str = "/tag/list";
-    let (principal, role) = tri!(caller_role(&m, &headers).await);
+    let (_, role) = tri!(caller_role(&m, &headers).await);
     let q: ListQuery = tri!(query(&uri));
     let days = tri!(list_days(&q));
     // An internal user sees the tags their own keys' calls carried (and the stored ones among
@@ -551,14 +524,14 @@ async fn list(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
     let scope = match tri!(role.reads_as(ROUTE)) {
         None => None,
         Some(user) => {
-            let info = tri!(m.ledger.user_info(user).await.map_err(|e| stored(&e)));
-            let mut keys: Vec<String> = info.keys.iter().map(|k| k.token.clone()).collect();
-            if let crate::auth::Principal::VirtualKey(k) = &principal {
-                keys.push(k.token_hash.clone());
-            }
-            keys.sort_unstable();
-            keys.dedup();
-            Some(keys)
+            let info = tri!(m.ledger.user_info(user).await.map_err(|e| store_error(&e)));
+            // The caller's key is among them: the role is its user's.
+            Some(
+                info.keys
+                    .iter()
+                    .map(|k| k.token.clone())
+                    .collect::<Vec<_>>(),
+            )
         }
     };
     let store = m.ledger.store();
@@ -566,23 +539,28 @@ async fn list(State(m): Shared, headers: HeaderMap, uri: Uri) -> Response {
         store
             .tags_seen(scope.as_deref(), days)
             .await
-            .map_err(|e| stored(&e))
+            .map_err(|e| store_error(&e))
     );
     if scope.is_some() && seen.is_empty() {
         return axum::Json(json!([])).into_response();
     }
-    let mut tags = tri!(store.list_tags().await.map_err(|e| stored(&e)));
+    let mut tags = tri!(store.list_tags().await.map_err(|e| store_error(&e)));
     if scope.is_some() {
         tags.retain(|t| seen.iter().any(|s| s.tag == t.tag_name));
     }
-    let budgets = tri!(budgets_of(&m, &tags).await);
-    let mut out: Vec<Value> = tags
+    let rows = tri!(
+        tag_budgets::TagRows::with_budgets(store, tags)
+            .await
+            .map_err(|e| store_error(&e))
+    );
+    let mut out: Vec<Value> = rows
+        .tags
         .iter()
-        .map(|t| tag_json(t, budget_in(&budgets, t)))
+        .map(|t| tag_json(t, rows.budget_of(t)))
         .collect();
     for s in seen
         .iter()
-        .filter(|s| !tags.iter().any(|t| t.tag_name == s.tag))
+        .filter(|s| !rows.tags.iter().any(|t| t.tag_name == s.tag))
     {
         out.push(json!({
             "name": s.tag,
@@ -602,7 +580,7 @@ async fn delete(State(m): Shared, headers: HeaderMap, bytes: Bytes) -> Response 
     match m.ledger.store().delete_tag(&name).await {
         Ok(Some(_)) => {}
         Ok(None) => return not_found(format!("Tag {name} not found")).into_response(),
-        Err(e) => return stored(&e).into_response(),
+        Err(e) => return store_error(&e).into_response(),
     }
     tag_budgets::changed(&m.app, &m.ledger).await;
     axum::Json(json!({ "message": format!("Tag {name} deleted successfully") })).into_response()
@@ -635,8 +613,7 @@ mod tests {
     #[test]
     fn inert_and_unenforced_fields_are_named() {
         let bytes = br#"{"name":"t","soft_budget":5,"tpm_limit":5,"spend":3,"model_info":{},"max_budget":1,"rpm_limit":null}"#;
-        let body = json_body(bytes).unwrap();
-        let out = ignored("/tag/update", bytes, &body);
+        let out = ignored("/tag/update", bytes);
         assert_eq!(out["soft_budget"], NOT_ENFORCED);
         assert!(!out.contains_key("tpm_limit"));
         assert_eq!(out["spend"], SPEND);

@@ -22,23 +22,40 @@ use crate::state::{App, TagBudgets};
 /// The notice an instance sends the fleet when it changed a tag or a named budget.
 pub(crate) const NOTICE: &str = "tags_changed";
 
-/// What a reload reads: the stored tags and the named budgets they follow.
+/// Stored tags and the named budgets they follow: what a reload reads, and what `/tag/info`
+/// and `/tag/list` show.
 pub(crate) struct TagRows {
-    tags: Vec<TagRow>,
-    budgets: Vec<BudgetRow>,
+    pub tags: Vec<TagRow>,
+    pub budgets: Vec<BudgetRow>,
 }
 
+impl TagRows {
+    /// `tags` with the named budgets they follow, read in one query.
+    pub(crate) async fn with_budgets(
+        store: &Store,
+        tags: Vec<TagRow>,
+    ) -> Result<TagRows, StoreError> {
+        let mut ids: Vec<String> = tags.iter().filter_map(|t| t.budget_id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let budgets = if ids.is_empty() {
+            Vec::new()
+        } else {
+            store.budget_rows(Some(&ids)).await?
+        };
+        Ok(TagRows { tags, budgets })
+    }
+
+    /// The named budget `t` follows, if it follows one.
+    pub(crate) fn budget_of(&self, t: &TagRow) -> Option<&BudgetRow> {
+        let id = t.budget_id.as_deref()?;
+        self.budgets.iter().find(|b| b.budget_id == id)
+    }
+}
+
+/// Every stored tag with its budget.
 pub(crate) async fn read(store: &Store) -> Result<TagRows, StoreError> {
-    let tags = store.list_tags().await?;
-    let mut ids: Vec<String> = tags.iter().filter_map(|t| t.budget_id.clone()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let budgets = if ids.is_empty() {
-        Vec::new()
-    } else {
-        store.budget_rows(Some(&ids)).await?
-    };
-    Ok(TagRows { tags, budgets })
+    TagRows::with_budgets(store, store.list_tags().await?).await
 }
 
 /// The route budgets `rows` give, leaving out tags config.yaml budgets (`configured`) and
@@ -47,11 +64,7 @@ fn build(rows: &TagRows, configured: &[RouteBudget]) -> (Vec<RouteBudget>, Vec<S
     let mut out = Vec::new();
     let mut shadowed = Vec::new();
     for t in &rows.tags {
-        let Some(b) = t
-            .budget_id
-            .as_deref()
-            .and_then(|id| rows.budgets.iter().find(|b| b.budget_id == id))
-        else {
+        let Some(b) = rows.budget_of(t) else {
             continue;
         };
         let l = &b.limits;
