@@ -319,8 +319,8 @@ impl Alerting {
         };
         let token = match principal {
             Principal::Master { key_hash } => Some(key_hash.to_string()),
-            Principal::VirtualKey(k) => Some(k.token_hash.clone()),
-            Principal::Anonymous => None,
+            Principal::VirtualKey(k) if !k.via_jwt => Some(k.token_hash.clone()),
+            Principal::VirtualKey(_) | Principal::Anonymous | Principal::JwtAdmin(_) => None,
         };
         self.queue.push(Outgoing {
             url,

@@ -20,8 +20,19 @@ pub enum Principal {
     Master { key_hash: Arc<str> },
     /// No master key configured and weak/unset keys explicitly permitted: no auth at all.
     Anonymous,
-    /// A key from the store.
+    /// A key from the store, or a JWT naming a team or user (`VirtualKey::via_jwt`).
     VirtualKey(Arc<VirtualKey>),
+    /// A JWT carrying the admin scope (LiteLLM's `admin_jwt_scope`): a proxy admin on the
+    /// routes of `admin_allowed_routes` only.
+    JwtAdmin(Arc<JwtAdmin>),
+}
+
+/// A proxy admin by JWT.
+#[derive(Debug, Clone)]
+pub struct JwtAdmin {
+    /// The token's user claim, the row's `user`.
+    pub user_id: Option<String>,
+    pub allowed_routes: Vec<String>,
 }
 
 /// A virtual key as the store resolves it. Limits are carried for the pre/post-call hooks.
@@ -61,14 +72,37 @@ pub struct VirtualKey {
     /// The response-cache controls the key's calls may send (LiteLLM's
     /// `allowed_cache_controls`; empty: any).
     pub allowed_cache_controls: Vec<String>,
+    /// Made from a JWT's team and user claims, not a stored key: the call's row names no key,
+    /// and `allowed_routes` are `team_allowed_routes`.
+    pub via_jwt: bool,
+    /// The end user the JWT names (`end_user_id_jwt_field`): signed, so it wins over the
+    /// end user the request names.
+    pub jwt_end_user: Option<String>,
 }
 
 impl Principal {
     pub fn key_hash(&self) -> Option<&str> {
         match self {
             Self::Master { key_hash } => Some(key_hash),
-            Self::Anonymous => None,
+            Self::Anonymous | Self::JwtAdmin(_) => None,
+            Self::VirtualKey(k) if k.via_jwt => None,
             Self::VirtualKey(k) => Some(&k.token_hash),
+        }
+    }
+
+    /// The end user a JWT names, which the call is for whatever the request says.
+    pub fn jwt_end_user(&self) -> Option<&str> {
+        match self {
+            Self::VirtualKey(k) => k.jwt_end_user.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The user a proxy-admin JWT names (its calls' rows name them).
+    pub fn jwt_admin_user(&self) -> Option<&str> {
+        match self {
+            Self::JwtAdmin(a) => a.user_id.as_deref(),
+            _ => None,
         }
     }
 
@@ -230,6 +264,24 @@ pub trait KeyResolver: Send + Sync {
     fn ledger(&self) -> Option<&idlehands_store::Ledger> {
         None
     }
+
+    /// The caller a verified JWT names (team, user, end user; not the admin scope, which
+    /// needs no store). Without a store there is no team or user to hold its calls.
+    fn resolve_jwt<'a>(
+        &'a self,
+        _id: &'a crate::jwt::JwtIdentity,
+        _jwt: &'a crate::jwt::JwtAuth,
+    ) -> BoxFuture<'a, Result<Principal, ProxyError>> {
+        Box::pin(async {
+            Err(ProxyError::Custom {
+                status: 401,
+                kind: "auth_error".to_owned(),
+                message: "Authentication Error, a JWT naming a team or user needs the gateway's store (database)".to_owned(),
+                param: None,
+                headers: Vec::new(),
+            })
+        })
+    }
 }
 
 /// Without a store every non-master key is invalid.
@@ -267,6 +319,8 @@ pub struct AuthConfig {
     pub master_hash: Arc<str>,
     /// `general_settings.litellm_key_header_name`, lower-cased.
     pub custom_header: Option<http::HeaderName>,
+    /// `general_settings.enable_jwt_auth`: bearer tokens that are JWTs are verified here.
+    pub jwt: Option<Arc<crate::jwt::JwtAuth>>,
 }
 
 /// The key from the request, or why there is none usable.
@@ -362,6 +416,18 @@ pub async fn authenticate(
         return Ok(Principal::Master {
             key_hash: cfg.master_hash.clone(),
         });
+    }
+    if let Some(jwt) = &cfg.jwt
+        && crate::jwt::looks_like_jwt(key)
+    {
+        let id = jwt.identify(key).await?;
+        if id.admin {
+            return Ok(Principal::JwtAdmin(Arc::new(JwtAdmin {
+                user_id: id.user_id,
+                allowed_routes: jwt.settings().admin_routes.clone(),
+            })));
+        }
+        return resolver.resolve_jwt(&id, jwt).await;
     }
     let hash = hash_key(key);
     resolver.resolve(key, &hash).await

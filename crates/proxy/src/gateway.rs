@@ -289,12 +289,13 @@ impl GatewayBuilder {
             crate::forward_headers::ForwardHeaders::from_config(&cfg, custom_header.clone())?
                 .map(Arc::new);
         let mapped = crate::http::end_user::configured_headers(&cfg)?;
-        let runtime = Runtime {
+        let mut runtime = Runtime {
             catalog: Arc::new(catalog),
             auth: AuthConfig {
                 master_hash: hash_key(master_key.as_deref().unwrap_or("")).into(),
                 master_key,
                 custom_header,
+                jwt: None,
             },
             router,
             forced_model: cfg
@@ -420,6 +421,17 @@ impl GatewayBuilder {
         let key_bounds = crate::key_bounds::KeyBounds::from_config(&cfg)?;
         let key_generation = crate::key_generation::KeyGenerationRules::from_config(&cfg)?;
         let user_defaults = crate::user_defaults::UserDefaults::from_config(&cfg)?;
+        let jwt = crate::jwt::JwtSettings::from_config(&cfg)?;
+        for (field, list) in jwt.iter().flat_map(|s| s.route_lists()) {
+            if let Some(unknown) = crate::route_access::unknown_entry(list) {
+                tracing::warn!(
+                    "{}: general_settings.{field}: `{unknown}` names no route this gateway serves; it allows nothing (route groups: {})",
+                    cfg.source,
+                    crate::route_access::group_names().join(", ")
+                );
+            }
+        }
+        runtime.auth.jwt = jwt.map(|s| crate::jwt::JwtAuth::new(s, client.clone(), &user_defaults));
         let team_defaults = crate::team_defaults::TeamDefaults::from_config(&cfg)?;
         let metrics_need_auth = !cfg
             .file

@@ -30,6 +30,7 @@ pub mod generic_api;
 mod header_values;
 pub mod hooks;
 mod http;
+pub mod jwt;
 mod keepalive;
 mod key_bounds;
 mod key_generation;

@@ -173,9 +173,27 @@ pub(crate) fn allows(allowed: &[String], path: &str) -> bool {
 
 /// The caller may call `path`; else LiteLLM's 403.
 pub(crate) fn check(p: &Principal, path: &str) -> Result<(), ProxyError> {
-    let Principal::VirtualKey(vk) = p else {
-        return Ok(());
+    let vk = match p {
+        Principal::VirtualKey(vk) => vk,
+        // LiteLLM's words for a JWT admin, raised as its generic auth error (401).
+        Principal::JwtAdmin(a) if !allows_or_none(&a.allowed_routes, path) => {
+            return Err(jwt_refusal(
+                401,
+                "Authentication Error, Admin",
+                &a.allowed_routes,
+                path,
+            ));
+        }
+        _ => return Ok(()),
     };
+    if vk.via_jwt {
+        // A token naming only a user is held to that user's role, as the user's keys are.
+        return if vk.team_id.is_none() || allows_or_none(&vk.allowed_routes, path) {
+            Ok(())
+        } else {
+            Err(jwt_refusal(403, "Team", &vk.allowed_routes, path))
+        };
+    }
     if allows(&vk.allowed_routes, path) {
         return Ok(());
     }
@@ -189,6 +207,24 @@ pub(crate) fn check(p: &Principal, path: &str) -> Result<(), ProxyError> {
         param: None,
         headers: Vec::new(),
     })
+}
+
+/// A JWT's routes: an empty list (`[]` configured) allows nothing, as LiteLLM's.
+fn allows_or_none(allowed: &[String], path: &str) -> bool {
+    allowed.iter().any(|e| entry_allows(e, path))
+}
+
+fn jwt_refusal(status: u16, who: &str, allowed: &[String], path: &str) -> ProxyError {
+    ProxyError::Custom {
+        status,
+        kind: "auth_error".to_string(),
+        message: format!(
+            "{who} not allowed to access this route. Route={path}, Allowed Routes={}",
+            idlehands_routing::python_list(allowed)
+        ),
+        param: None,
+        headers: Vec::new(),
+    }
 }
 
 /// The first entry that can never match here: not a path, a `*` pattern or a group this
@@ -248,6 +284,37 @@ mod tests {
         let mgmt = routes(&["management_routes"]);
         assert!(allows(&mgmt, "/key/generate") && allows(&mgmt, "/global/spend/report"));
         assert!(!allows(&mgmt, "/chat/completions"));
+    }
+
+    #[test]
+    fn jwt_callers_are_held_to_their_role_s_routes() {
+        use std::sync::Arc;
+        let team = |team_id: Option<&str>, r: &[&str]| {
+            Principal::VirtualKey(Arc::new(crate::auth::VirtualKey {
+                team_id: team_id.map(str::to_owned),
+                allowed_routes: routes(r),
+                via_jwt: true,
+                ..crate::auth::VirtualKey::default()
+            }))
+        };
+        let t = team(Some("t"), &["openai_routes", "info_routes"]);
+        assert!(check(&t, "/v1/chat/completions").is_ok());
+        let refused = check(&t, "/key/generate").err().map(|e| e.to_string());
+        assert!(
+            refused.as_deref().is_some_and(|m| m.starts_with(
+                "Team not allowed to access this route. Route=/key/generate, Allowed Routes=['openai_routes', 'info_routes']"
+            )),
+            "{refused:?}"
+        );
+        // `[]` configured allows a team nothing; a user's token has no team list to check.
+        assert!(check(&team(Some("t"), &[]), "/v1/models").is_err());
+        assert!(check(&team(None, &[]), "/key/generate").is_ok());
+        let admin = Principal::JwtAdmin(Arc::new(crate::auth::JwtAdmin {
+            user_id: None,
+            allowed_routes: routes(&["management_routes"]),
+        }));
+        assert!(check(&admin, "/team/new").is_ok());
+        assert!(check(&admin, "/chat/completions").is_err());
     }
 
     #[test]

@@ -218,6 +218,12 @@ pub enum AccessError {
         py_repr(&format!("Team doesn't exist in db. Team={team_id}. Create team via `/team/new` call."))
     )]
     TeamNotFound { team_id: String },
+    /// A JWT names a user that is not there (LiteLLM's `UserNotFoundError`, raised through
+    /// its generic auth error).
+    #[error(
+        "Authentication Error, User doesn't exist in db. 'user_id'={user_id}. Create user via `/user/new` call."
+    )]
+    UserNotFound { user_id: String },
     #[error("End user={id} is blocked. Update via `/customer/unblock` if you're an admin.")]
     EndUserBlocked { id: String },
     /// The key's team does not allow the model (LiteLLM's `team_model_access_denied`).
@@ -271,6 +277,7 @@ impl ApiError for AccessError {
             | AccessError::LevelBudgetExceeded { status, .. } => *status,
             AccessError::TeamBlocked { .. } => 401,
             AccessError::TeamNotFound { .. } => 404,
+            AccessError::UserNotFound { .. } => 401,
             AccessError::EndUserBlocked { .. } => 403,
             AccessError::TeamModelDenied { .. } => 403,
             AccessError::RateLimited { .. } => 429,
@@ -288,6 +295,7 @@ impl ApiError for AccessError {
             }
             AccessError::TeamBlocked { .. }
             | AccessError::TeamNotFound { .. }
+            | AccessError::UserNotFound { .. }
             | AccessError::EndUserBlocked { .. } => "auth_error",
             AccessError::TeamModelDenied { .. } => "team_model_access_denied",
             AccessError::RateLimited { .. } => "rate_limit_error",

@@ -31,6 +31,7 @@ mod keys_db;
 mod ledger;
 mod ledger_budget_table;
 mod ledger_customers;
+mod ledger_jwt;
 mod ledger_key_models;
 mod ledger_key_tiers;
 mod ledger_orgs;
@@ -80,6 +81,7 @@ pub use ledger::{
     AuthedKey, CallModel, Ledger, LedgerConfig, PROXY_BUDGET_USER, ProxyBudget, Reservation,
     Settled,
 };
+pub use ledger_jwt::JWT_TOKEN_PREFIX;
 pub use ledger_route_budgets::RouteRefusal;
 pub use limiter::{KeyLimits, Limiter, LiveSpend, LocalLimiter, Ticket};
 pub use redis_limiter::{

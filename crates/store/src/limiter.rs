@@ -80,6 +80,18 @@ pub struct Ticket {
     pub remaining_tokens: Option<u64>,
 }
 
+impl Ticket {
+    /// What the row of the ticket's call names as its key: none for a JWT's call, whose
+    /// ticket is held under a made-up token (`crate::ledger_jwt::jwt_token`).
+    pub(crate) fn row_api_key(&self) -> String {
+        if self.token.starts_with(crate::JWT_TOKEN_PREFIX) {
+            String::new()
+        } else {
+            self.token.clone()
+        }
+    }
+}
+
 /// Budget and rate-limit accounting shared by all requests of a key.
 pub trait Limiter: Send + Sync + 'static {
     /// Checks blocked-by-limit conditions and reserves `estimate_*` in one atomic step.
@@ -367,7 +379,7 @@ impl Limiter for LocalLimiter {
 
     fn settle(&self, ticket: Ticket, mut row: SpendLogRow) -> BoxFuture<'_, i64> {
         Box::pin(async move {
-            row.api_key = ticket.token.clone();
+            row.api_key = ticket.row_api_key();
             let Some(counters) = self.existing(&ticket.token) else {
                 // The key was deleted meanwhile: keep the log row all the same.
                 self.writer.log(row).await;

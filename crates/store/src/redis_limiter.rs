@@ -1151,7 +1151,7 @@ impl Limiter for RedisLimiter {
 
     fn settle(&self, ticket: Ticket, mut row: SpendLogRow) -> BoxFuture<'_, i64> {
         Box::pin(async move {
-            row.api_key = ticket.token.clone();
+            row.api_key = ticket.row_api_key();
             let u = self.settlement(&ticket, row.spend.max(0), row.total_tokens);
             // While Redis is down the settlement waits for it (the row goes to the database
             // now, whatever happens).

@@ -10,7 +10,10 @@ use serde_json::Value;
 use super::ProxyConfig;
 
 /// Keys that the typed sections keep in `extra` but the gateway does read.
-const READ_FROM_EXTRA: [(&str, &str); 36] = [
+const READ_FROM_EXTRA: [(&str, &str); 38] = [
+    // Read by `crate::jwt::settings` (fields it does not act on are named there).
+    ("general_settings", "enable_jwt_auth"),
+    ("general_settings", "litellm_jwtauth"),
     // Read by the team defaults (its unknown fields are named below).
     ("litellm_settings", "default_team_params"),
     // Read by `super::route_budgets`.

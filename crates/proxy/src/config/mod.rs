@@ -117,6 +117,9 @@ pub struct ProxyConfig {
     /// `REDIS_URL`, `REDIS_HOST`, `REDIS_PORT`, `REDIS_PASSWORD` as the environment gave them:
     /// where a Redis response cache goes when `cache_params` does not say.
     pub redis_env: BTreeMap<String, String>,
+    /// `JWT_PUBLIC_KEY_URL`, `JWT_AUDIENCE`, `JWT_ISSUER`: where `enable_jwt_auth` finds the
+    /// identity provider's keys and what its tokens must say.
+    pub jwt_env: BTreeMap<String, String>,
 }
 
 /// LiteLLM's `ssl_verify` for calls to providers.
@@ -458,6 +461,10 @@ impl ProxyConfig {
         self.salt_key = env("LITELLM_SALT_KEY")
             .filter(|k| !k.is_empty())
             .map(Secret::new);
+        self.jwt_env = ["JWT_PUBLIC_KEY_URL", "JWT_AUDIENCE", "JWT_ISSUER"]
+            .iter()
+            .filter_map(|n| env(n).map(|v| (n.to_string(), v)))
+            .collect();
         self.redis_env = ["REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD"]
             .iter()
             .filter_map(|n| {

@@ -219,12 +219,15 @@ pub(crate) async fn route<'b>(
     {
         return Err(trace.error_response(e).into());
     }
-    trace.end_user = super::end_user::of(
-        &body,
-        trace.metadata.as_ref(),
-        headers,
-        &rt.end_user_headers,
-    );
+    trace.end_user = match trace.principal.jwt_end_user() {
+        Some(signed) => Some(signed.to_owned()),
+        None => super::end_user::of(
+            &body,
+            trace.metadata.as_ref(),
+            headers,
+            &rt.end_user_headers,
+        ),
+    };
     trace.acting_user = super::end_user::acting_user(headers, rt.internal_user_header.as_ref());
     // Also when it came from a header: it is the spend row's `end_user`.
     if let Some(e) = trace

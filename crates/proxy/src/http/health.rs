@@ -340,6 +340,10 @@ async fn keep_named_check(
         checked_by: match principal {
             auth::Principal::Master { .. } => Some(super::keys::ADMIN_USER.to_string()),
             auth::Principal::VirtualKey(k) => k.user_id.clone(),
+            auth::Principal::JwtAdmin(a) => a
+                .user_id
+                .clone()
+                .or_else(|| Some(super::keys::ADMIN_USER.to_string())),
             auth::Principal::Anonymous => None,
         },
     };

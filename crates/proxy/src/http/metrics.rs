@@ -15,7 +15,7 @@ use crate::state::App;
 pub(crate) async fn scrape(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if app.metrics_need_auth {
         match super::ui::authenticate_admin(&app, &headers).await {
-            Ok(Principal::Master { .. } | Principal::Anonymous) => {}
+            Ok(Principal::Master { .. } | Principal::Anonymous | Principal::JwtAdmin(_)) => {}
             Ok(Principal::VirtualKey(_)) => {
                 return ProxyError::Custom {
                     status: 401,

@@ -84,6 +84,11 @@ pub(crate) async fn role_of(m: &Mgmt, p: &Principal) -> Result<Role, ProxyError>
         Principal::Master { .. } | Principal::Anonymous => {
             return Ok(Role::Admin(ADMIN_USER.to_string()));
         }
+        Principal::JwtAdmin(a) => {
+            return Ok(Role::Admin(
+                a.user_id.clone().unwrap_or_else(|| ADMIN_USER.to_string()),
+            ));
+        }
         Principal::VirtualKey(vk) => vk,
     };
     let Some(user) = vk.user_id.clone() else {

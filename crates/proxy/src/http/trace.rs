@@ -329,7 +329,11 @@ impl Trace {
             call_type: self.call_type,
             api_key_hash: self.principal.key_hash().map(str::to_string),
             key_alias: self.principal.key_alias().map(str::to_string),
-            user_id: self.acting_user.take().or(vk_user),
+            user_id: self
+                .acting_user
+                .take()
+                .or(vk_user)
+                .or_else(|| self.principal.jwt_admin_user().map(str::to_owned)),
             team_id: vk_team,
             end_user: self.end_user.take(),
             metadata: self.metadata.take(),

@@ -30,6 +30,7 @@ use crate::auth::{KeyResolver, Principal, VirtualKey};
 use crate::error::ProxyError;
 use crate::hooks::{CallHooks, CallRecord, CallSink, CallStatus, PreCall, Reservation};
 use crate::pricing::Nanos;
+use idlehands_store::JWT_TOKEN_PREFIX;
 
 /// Output tokens assumed for a budget reservation when the request sets no `max_tokens`.
 /// Over-reserving only delays admission near the budget; under-reserving lets concurrent
@@ -123,8 +124,10 @@ impl StoreSeams {
         let same_team = |r: &Resolved| {
             same(&r.team, &authed.team) && same(&r.user, &authed.user) && same(&r.org, &authed.org)
         };
+        // A JWT caller's record is made afresh for each call from its team and user.
+        let via_jwt = authed.token.starts_with(JWT_TOKEN_PREFIX);
         if let Some(r) = self.resolved.read().get(&authed.token)
-            && Arc::ptr_eq(&r.record, &authed.record)
+            && (via_jwt || Arc::ptr_eq(&r.record, &authed.record))
             && same_team(r)
         {
             return r.principal.clone();
@@ -176,6 +179,8 @@ impl StoreSeams {
                 .unwrap_or_default(),
             allowed_routes: k.allowed_routes.clone(),
             allowed_cache_controls: k.allowed_cache_controls.clone(),
+            via_jwt,
+            jwt_end_user: None,
         };
         let principal = Principal::VirtualKey(Arc::new(vk));
         let mut map = self.resolved.write();
@@ -295,6 +300,35 @@ impl KeyResolver for StoreSeams {
 
     fn ledger(&self) -> Option<&Ledger> {
         Some(&self.ledger)
+    }
+
+    fn resolve_jwt<'a>(
+        &'a self,
+        id: &'a crate::jwt::JwtIdentity,
+        jwt: &'a crate::jwt::JwtAuth,
+    ) -> BoxFuture<'a, Result<Principal, ProxyError>> {
+        Box::pin(async move {
+            let authed = self
+                .ledger
+                .authenticate_claims(
+                    id.team_id.as_deref(),
+                    id.user_id.as_deref(),
+                    &jwt.settings().team_routes,
+                    jwt.user_upsert(),
+                )
+                .await
+                .map_err(|e| api_error(&e))?;
+            let principal = self.principal_for(authed);
+            // The cached principal is the team and user's; the end user is this token's.
+            match (principal, &id.end_user_id) {
+                (Principal::VirtualKey(vk), Some(end_user)) => {
+                    let mut own = VirtualKey::clone(&vk);
+                    own.jwt_end_user = Some(end_user.clone());
+                    Ok(Principal::VirtualKey(Arc::new(own)))
+                }
+                (principal, _) => Ok(principal),
+            }
+        })
     }
 }
 
@@ -449,16 +483,19 @@ impl CallHooks for StoreSeams {
             // A master-key call held for its end user only: no key to report on.
             return;
         }
-        // Spend including this call when its cost is known (non-streamed answers).
-        let this_call = call_cost.map_or(0, |c| i64::try_from(c).unwrap_or(i64::MAX));
-        let spend = self
-            .ledger
-            .key_spend(&held.token)
-            .unwrap_or(held.spend_at_admission)
-            .max(held.spend_at_admission)
-            .saturating_add(this_call);
-        if let Some(v) = crate::header_values::owned(usd(spend)) {
-            h.insert(KEY_SPEND.clone(), v);
+        // A JWT's call has no key whose spend to report, only its team's and user's limits.
+        if !held.token.starts_with(JWT_TOKEN_PREFIX) {
+            // Spend including this call when its cost is known (non-streamed answers).
+            let this_call = call_cost.map_or(0, |c| i64::try_from(c).unwrap_or(i64::MAX));
+            let spend = self
+                .ledger
+                .key_spend(&held.token)
+                .unwrap_or(held.spend_at_admission)
+                .max(held.spend_at_admission)
+                .saturating_add(this_call);
+            if let Some(v) = crate::header_values::owned(usd(spend)) {
+                h.insert(KEY_SPEND.clone(), v);
+            }
         }
         if let Some(max) = held.max_budget
             && let Some(v) = crate::header_values::owned(usd(max))
