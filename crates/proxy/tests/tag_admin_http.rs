@@ -40,8 +40,11 @@ fn refused_for_tag(a: &Answer, tag: &str) {
     assert_eq!(a.status, 422, "{}", a.body);
     let (kind, msg) = error_of(a);
     assert_eq!(kind, "budget_exceeded");
+    // LiteLLM's words for a `/tag` budget (its auth check's, not its router's).
     assert!(
-        msg.contains(&format!("Exceeded budget for tag='{tag}', tag_spend=")),
+        msg.starts_with(&format!(
+            "Budget has been exceeded! Tag={tag} Current cost: "
+        )) && msg.contains(", Max budget: "),
         "{msg}"
     );
 }

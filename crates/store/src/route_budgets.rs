@@ -61,6 +61,8 @@ pub struct RouteBudget {
     pub max_budget: Option<i64>,
     /// A stored tag's rate limits (none for the others).
     pub rates: RouteRates,
+    /// A stored tag's (`/tag/new`), refused in LiteLLM's words for those.
+    pub stored: bool,
     /// The window (`1d`, `30d`, `1mo`...), already checked to parse; `None` for a budget that
     /// never resets (a stored tag's budget without `budget_duration`, as LiteLLM allows).
     pub budget_duration: Option<String>,
@@ -83,6 +85,7 @@ impl RouteBudget {
             max_budget: Some(max_budget),
             budget_duration,
             rates: RouteRates::default(),
+            stored: false,
             entity,
         }
     }
@@ -97,6 +100,7 @@ impl RouteBudget {
         RouteBudget {
             max_budget,
             rates,
+            stored: true,
             ..RouteBudget::new(RouteKind::Tag, name, 0, budget_duration)
         }
     }

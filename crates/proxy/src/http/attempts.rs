@@ -429,6 +429,15 @@ impl RouteGate {
     fn error(&self, trace: &Trace, table: &RoutingTable, nd: &NoDeployment) -> ProxyError {
         let mut lines = self.said.clone();
         if let Some(hooks) = &trace.app.hooks {
+            // A stored tag's budget refuses the call whatever the deployment.
+            if let Some(b) = self
+                .tags
+                .iter()
+                .find(|b| b.stored && hooks.route_refused_lately(b))
+            {
+                let spend = hooks.route_spend(b).or(b.max_budget).unwrap_or(0);
+                return stored_tag_refusal(b, spend, trace.app.budget_exceeded_status);
+            }
             for d in table
                 .deployments
                 .iter()
@@ -451,6 +460,23 @@ impl RouteGate {
             param: None,
             headers: Vec::new(),
         }
+    }
+}
+
+/// A stored tag's budget is spent: LiteLLM's words for it (its auth check, not its router's).
+fn stored_tag_refusal(b: &idlehands_store::RouteBudget, spend: i64, status: u16) -> ProxyError {
+    let usd = |n| idlehands_store::money::py_float(idlehands_store::money::nanos_to_usd(n));
+    ProxyError::Custom {
+        status,
+        kind: "budget_exceeded".to_string(),
+        message: format!(
+            "Budget has been exceeded! Tag={} Current cost: {}, Max budget: {}",
+            b.name,
+            usd(spend),
+            usd(b.max_budget.unwrap_or(0))
+        ),
+        param: None,
+        headers: Vec::new(),
     }
 }
 
@@ -544,6 +570,15 @@ impl Attempts {
                 if !budgets.is_empty() {
                     match trace.hold_routes(d, &budgets).await {
                         Ok(()) => {}
+                        Err(RouteRefusal::Spent {
+                            index, spend_nanos, ..
+                        }) if budgets[index].stored => {
+                            return Err(stored_tag_refusal(
+                                budgets[index],
+                                spend_nanos,
+                                trace.app.budget_exceeded_status,
+                            ));
+                        }
                         Err(RouteRefusal::Spent {
                             index, spend_nanos, ..
                         }) => {
