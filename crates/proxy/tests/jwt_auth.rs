@@ -134,7 +134,12 @@ const JWT_YAML: &str = "  enable_jwt_auth: true
 ";
 
 async fn start_gw(place: &Place, extra: &str, key_url: &str) -> Proxy {
-    let yaml = store_support::yaml(&format!("{JWT_YAML}{extra}"));
+    start_gw_with(place, &format!("{JWT_YAML}{extra}"), key_url).await
+}
+
+/// The gateway with `general_settings` lines `jwt_yaml` (after the master key).
+async fn start_gw_with(place: &Place, jwt_yaml: &str, key_url: &str) -> Proxy {
+    let yaml = store_support::yaml(jwt_yaml);
     let env = [
         ("JWT_PUBLIC_KEY_URL", key_url.to_owned()),
         ("JWT_AUDIENCE", "idlehands-gw".to_owned()),
@@ -483,5 +488,52 @@ async fn an_unreachable_provider_falls_back_to_the_last_copy_or_503() {
     );
     idp.set_down(false);
     closed.stop().await;
+    place.cleanup().await;
+}
+
+/// `user_email_jwt_field` names the user when the token has no user id (a created user gets
+/// the email), and `user_allowed_email_domain` refuses other domains in LiteLLM's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn email_claims_name_the_user_within_the_allowed_domain() {
+    let place = Place::new(Backend::Sqlite);
+    let idp = Idp::start(&["rsa1"]).await;
+    let jwt_yaml = "  enable_jwt_auth: true
+  litellm_jwtauth:
+    user_email_jwt_field: email
+    user_allowed_email_domain: corp.example
+    user_id_upsert: true
+";
+    let p = start_gw_with(&place, jwt_yaml, &idp.url("/jwks.json")).await;
+    let with_email = |email: Option<&str>| {
+        let mut c = claims(None, None);
+        if let Some(e) = email {
+            c["email"] = json!(e);
+        }
+        token("rsa1", Some("rsa-1"), c)
+    };
+    let ok = chat(&p, &with_email(Some("dana@corp.example")), "mocky", 1).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let rows = spend_rows(&p, "", 1).await;
+    assert_eq!(rows[0]["user"], "dana@corp.example", "{}", rows[0]);
+    let user = get(&p, "/user/info?user_id=dana@corp.example", MASTER).await;
+    assert_eq!(user.status, 200, "{}", user.body);
+    assert_eq!(
+        user.body["user_info"]["user_email"], "dana@corp.example",
+        "{}",
+        user.body
+    );
+
+    for (email, shown) in [
+        (Some("eve@corp.example.evil"), "eve@corp.example.evil"),
+        (None, "None"),
+    ] {
+        let a = chat(&p, &with_email(email), "mocky", 2).await;
+        assert_eq!(a.status, 403, "{}", a.body);
+        assert_eq!(
+            error_of(&a).1,
+            format!("Email domain not allowed. User email: {shown}. Allowed domain: corp.example")
+        );
+    }
+    p.stop().await;
     place.cleanup().await;
 }

@@ -30,13 +30,14 @@ pub const JWT_TOKEN_PREFIX: &str = "jwt:";
 impl Ledger {
     /// The caller a verified token names: its team (which must exist and not be blocked, as a
     /// key's), its user (which must exist, unless `upsert` creates it: LiteLLM's
-    /// `user_id_upsert`). A team's token may call `team_routes` only.
+    /// `user_id_upsert`, with the token's `user_email`). A team's token may call
+    /// `team_routes` only.
     pub async fn authenticate_claims(
         &self,
         team_id: Option<&str>,
         user_id: Option<&str>,
         team_routes: &[String],
-        upsert: Option<NewUserRequest>,
+        upsert: Option<(&NewUserRequest, Option<&str>)>,
     ) -> Result<AuthedKey, AccessError> {
         let team = match team_id {
             Some(id) => match self.team_view(id).await? {
@@ -58,7 +59,13 @@ impl Ledger {
             Some(id) => match self.user_view(id).await? {
                 Some(u) => Some(u),
                 None => match upsert {
-                    Some(req) => Some(self.upsert_user(id, req).await?),
+                    Some((req, email)) => {
+                        let mut req = req.clone();
+                        if let Some(e) = email {
+                            req.user_email = Some(e.to_owned());
+                        }
+                        Some(self.upsert_user(id, req).await?)
+                    }
                     None => {
                         return Err(AccessError::UserNotFound {
                             user_id: id.to_owned(),

@@ -38,14 +38,18 @@ pub struct JwtIdentity {
     pub admin: bool,
     pub team_id: Option<String>,
     pub user_id: Option<String>,
+    /// `user_email_jwt_field`'s claim: the user's id when the token names none, and the
+    /// email a created user gets.
+    pub user_email: Option<String>,
     pub end_user_id: Option<String>,
 }
 
 pub struct JwtAuth {
     settings: JwtSettings,
     jwks: jwks::Jwks,
-    /// `default_internal_user_params` as a `/user/new` body, for `user_id_upsert`.
-    user_defaults: serde_json::Map<String, Value>,
+    /// The user `user_id_upsert` creates (`default_internal_user_params` applied); `None`
+    /// without `user_id_upsert`.
+    new_user: Option<idlehands_store::users::NewUserRequest>,
 }
 
 impl std::fmt::Debug for JwtAuth {
@@ -73,12 +77,17 @@ impl JwtAuth {
             settings.stale_ttl,
             client,
         );
-        let mut defaults = serde_json::Map::new();
-        user_defaults.apply(&mut defaults);
+        let new_user = settings.user_upsert.then(|| {
+            let mut body = serde_json::Map::new();
+            user_defaults.apply(&mut body);
+            serde_json::from_value(Value::Object(body))
+                .inspect_err(|e| tracing::warn!(error = %e, "JWT user upsert: default_internal_user_params do not make a user; users are created without them"))
+                .unwrap_or_default()
+        });
         Arc::new(JwtAuth {
             settings,
             jwks,
-            user_defaults: defaults,
+            new_user,
         })
     }
 
@@ -88,14 +97,8 @@ impl JwtAuth {
 
     /// The user a token names but the store lacks, as `user_id_upsert` creates it (LiteLLM
     /// applies `default_internal_user_params`); `None` without `user_id_upsert`.
-    pub fn user_upsert(&self) -> Option<idlehands_store::users::NewUserRequest> {
-        if !self.settings.user_upsert {
-            return None;
-        }
-        serde_json::from_value(Value::Object(self.user_defaults.clone()))
-            .inspect_err(|e| tracing::warn!(error = %e, "JWT user upsert: default_internal_user_params do not make a user; creating one without them"))
-            .ok()
-            .or_else(|| Some(idlehands_store::users::NewUserRequest::default()))
+    pub fn user_upsert(&self) -> Option<&idlehands_store::users::NewUserRequest> {
+        self.new_user.as_ref()
     }
 
     /// Verifies `token` and reads who it names. A token naming no admin scope, team, user or
@@ -104,6 +107,10 @@ impl JwtAuth {
         let claims = self.verify(token).await?;
         let s = &self.settings;
         let admin = scopes(&claims).any(|sc| sc == s.admin_scope);
+        let user_email = s
+            .email_field
+            .as_deref()
+            .and_then(|f| claim_text(&claims, f, false));
         let identity = JwtIdentity {
             admin,
             team_id: s
@@ -114,12 +121,32 @@ impl JwtAuth {
             user_id: s
                 .user_field
                 .as_deref()
-                .and_then(|f| claim_text(&claims, f, false)),
+                .and_then(|f| claim_text(&claims, f, false))
+                .or_else(|| user_email.clone()),
+            user_email,
             end_user_id: s
                 .end_user_field
                 .as_deref()
                 .and_then(|f| claim_text(&claims, f, false)),
         };
+        if let Some(domain) = &s.email_domain
+            && !identity.admin
+            && identity
+                .user_email
+                .as_deref()
+                .is_none_or(|e| e.rsplit('@').next() != Some(domain.as_str()))
+        {
+            return Err(ProxyError::Custom {
+                status: 403,
+                kind: "auth_error".to_owned(),
+                message: format!(
+                    "Email domain not allowed. User email: {}. Allowed domain: {domain}",
+                    identity.user_email.as_deref().unwrap_or("None")
+                ),
+                param: Some("user_email".to_owned()),
+                headers: Vec::new(),
+            });
+        }
         if !identity.admin
             && identity.team_id.is_none()
             && identity.user_id.is_none()

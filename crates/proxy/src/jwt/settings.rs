@@ -22,7 +22,7 @@ const PUBLIC_KEY_TTL: f64 = 600.0;
 const PUBLIC_KEY_STALE_TTL: f64 = 3600.0;
 
 /// The `litellm_jwtauth` fields read here; any other is named at start-up.
-const READ: [&str; 11] = [
+const READ: [&str; 13] = [
     "admin_jwt_scope",
     "admin_allowed_routes",
     "team_id_jwt_field",
@@ -30,6 +30,8 @@ const READ: [&str; 11] = [
     "team_allowed_routes",
     "user_id_jwt_field",
     "user_id_upsert",
+    "user_email_jwt_field",
+    "user_allowed_email_domain",
     "end_user_id_jwt_field",
     "public_key_ttl",
     "public_key_stale_ttl",
@@ -49,6 +51,10 @@ pub struct JwtSettings {
     pub team_routes: Vec<String>,
     pub user_field: Option<String>,
     pub user_upsert: bool,
+    pub email_field: Option<String>,
+    /// Only tokens whose email is in this domain are let in (LiteLLM's
+    /// `user_allowed_email_domain`).
+    pub email_domain: Option<String>,
     pub end_user_field: Option<String>,
     pub key_ttl: Duration,
     pub stale_ttl: Duration,
@@ -189,6 +195,8 @@ impl JwtSettings {
             team_routes: routes("team_allowed_routes", &TEAM_ROUTES)?,
             user_field: text("user_id_jwt_field")?,
             user_upsert: flag("user_id_upsert")?,
+            email_field: text("user_email_jwt_field")?,
+            email_domain: text("user_allowed_email_domain")?,
             end_user_field: text("end_user_id_jwt_field")?,
             key_ttl: seconds("public_key_ttl", PUBLIC_KEY_TTL)?,
             stale_ttl: seconds("public_key_stale_ttl", PUBLIC_KEY_STALE_TTL)?,

@@ -314,7 +314,7 @@ impl KeyResolver for StoreSeams {
                     id.team_id.as_deref(),
                     id.user_id.as_deref(),
                     &jwt.settings().team_routes,
-                    jwt.user_upsert(),
+                    jwt.user_upsert().map(|r| (r, id.user_email.as_deref())),
                 )
                 .await
                 .map_err(|e| api_error(&e))?;
