@@ -9,17 +9,16 @@
 mod store_support;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use idlehands_testkit::child_server::ChildServer;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use store_support::{
     Answer, Backend, MASTER, Place, Proxy, cost_of, error_of, get, post, send, spend_rows,
     start_with,
 };
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,35 +34,16 @@ fn jwk(name: &str) -> Value {
 /// The identity provider: `idp.py` serving a key set the test rewrites.
 struct Idp {
     dir: tempfile::TempDir,
-    port: u16,
-    _child: Child,
+    server: ChildServer,
 }
 
 impl Idp {
     async fn start(keys: &[&str]) -> Idp {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new("python3")
-            .arg(fixture("idp.py"))
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("python3 (the identity provider) cannot start: {e}"));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .await
-            .unwrap();
-        let port = line
-            .strip_prefix("listening ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("idp.py said {line:?} instead of its port"));
-        let idp = Idp {
-            dir,
-            port,
-            _child: child,
-        };
+        let mut cmd = Command::new("python3");
+        cmd.arg(fixture("idp.py")).arg(dir.path());
+        let server = ChildServer::start(cmd, "python3 (the identity provider)").await;
+        let idp = Idp { dir, server };
         idp.publish(keys);
         idp
     }
@@ -83,7 +63,7 @@ impl Idp {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}{path}", self.server.origin())
     }
 
     async fn fetches(&self) -> u64 {

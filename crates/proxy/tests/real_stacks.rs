@@ -21,15 +21,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use common::{KEY, Running, client, start};
 use idlehands_proxy::CallStatus;
+use idlehands_testkit::child_server::ChildServer;
 use idlehands_testkit::replay::{Capture, MODEL};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
 
 fn sources() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real_stacks")
@@ -105,10 +105,7 @@ enum Stack {
 }
 
 /// A running replay server; killed when dropped.
-struct Server {
-    port: u16,
-    _child: Child,
-}
+struct Server(ChildServer);
 
 impl Server {
     async fn start(stack: Stack) -> Self {
@@ -130,35 +127,12 @@ impl Server {
                 c
             }
         };
-        let mut child = cmd
-            .arg(fixtures())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{stack:?} server cannot start: {e}"));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .await
-            .unwrap();
-        let port = line
-            .strip_prefix("listening ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "{stack:?} server said {line:?} instead of its port (exit: {:?})",
-                    child.try_wait()
-                )
-            });
-        Server {
-            port,
-            _child: child,
-        }
+        cmd.arg(fixtures());
+        Server(ChildServer::start(cmd, &format!("{stack:?} server")).await)
     }
 
     fn origin(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.0.origin()
     }
 
     /// The request lines its replay routes received, in order.
@@ -176,13 +150,13 @@ impl Server {
 
     /// The status a raw request with this request target gets.
     async fn status_for_target(&self, target: &str) -> u16 {
-        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.0.port))
             .await
             .unwrap();
         let body = r#"{"messages":[{"role":"user","content":"hi"}]}"#;
         let req = format!(
             "POST {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            self.port,
+            self.0.port,
             body.len()
         );
         tcp.write_all(req.as_bytes()).await.unwrap();

@@ -17,6 +17,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod browser;
+pub mod child_server;
 pub mod frame;
 pub mod gemini;
 pub mod logs;
