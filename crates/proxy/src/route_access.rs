@@ -86,6 +86,8 @@ const INFO: &[&str] = &[
 
 const SPEND: &[&str] = &["/spend/*", "/global/spend", "/global/spend/*"];
 
+const GLOBAL_SPEND: &[&str] = &["/global/spend", "/global/spend/*"];
+
 const KEY_MANAGEMENT: &[&str] = &[
     "/key/*",
     "/v2/key/info",
@@ -123,6 +125,7 @@ const GROUPS: &[(&str, &[&[&str]])] = &[
     ("mapped_pass_through_routes", &[PASS_THROUGH]),
     ("info_routes", &[INFO]),
     ("spend_tracking_routes", &[SPEND]),
+    ("global_spend_tracking_routes", &[GLOBAL_SPEND]),
     ("key_management_routes", &[KEY_MANAGEMENT]),
     ("management_routes", &[MANAGEMENT]),
 ];
@@ -281,6 +284,8 @@ mod tests {
         let info = routes(&["info_routes"]);
         assert!(allows(&info, "/key/info") && allows(&info, "/health"));
         assert!(!allows(&info, "/key/generate") && !allows(&info, "/chat/completions"));
+        let global = routes(&["global_spend_tracking_routes"]);
+        assert!(allows(&global, "/global/spend/report") && !allows(&global, "/spend/logs"));
         let mgmt = routes(&["management_routes"]);
         assert!(allows(&mgmt, "/key/generate") && allows(&mgmt, "/global/spend/report"));
         assert!(!allows(&mgmt, "/chat/completions"));
