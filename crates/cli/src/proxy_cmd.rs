@@ -408,8 +408,21 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     };
     let settings = StoreSettings::from_config(&cfg, &process_env)?;
     let drain = drain_timeout(&process_env)?;
-    // Config mistakes (master key, headers) are reported before the database is touched.
-    let gateway = Gateway::builder(cfg.clone()).build()?;
+    // Config mistakes (master key, headers) are reported before the database is touched. The
+    // gateway is built again with the store below: its start-up warnings are given there, once
+    // (or here, for `--validate_config` and for a config this build refuses).
+    let gateway = if args.validate_config {
+        Gateway::builder(cfg.clone()).build()?
+    } else {
+        let quiet =
+            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+                Gateway::builder(cfg.clone()).build()
+            });
+        match quiet {
+            Ok(g) => g,
+            Err(_) => Gateway::builder(cfg.clone()).build()?,
+        }
+    };
     if args.validate_config {
         eprintln!(
             "{source}: config OK ({} model groups)",

@@ -203,3 +203,37 @@ fn missing_master_key_refuses_to_start_and_validate_config_checks() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("config OK"));
 }
+
+/// A start-up warning is given once, though the gateway is built twice (to check the config
+/// before the database, then with the store), and `--validate_config` gives it too.
+#[test]
+fn start_up_warnings_are_given_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, mock_response: hi}\ngeneral_settings:\n  master_key: sk-warned-once-0123456789abcdef\n  enable_jwt_auth: true\n  litellm_jwtauth: {role_mappings: []}\n",
+    )
+    .unwrap();
+    // Given by the gateway's build (JWT settings are read there).
+    let warning = "litellm_jwtauth.role_mappings is not acted on";
+    let cmd = || {
+        let mut c = cmd();
+        c.env("JWT_PUBLIC_KEY_URL", "http://127.0.0.1:9/jwks.json");
+        c
+    };
+    let mut c = cmd();
+    c.args(["proxy", "--config"]).arg(&path);
+    let (mut child, _, before) = spawn(c);
+    assert_eq!(terminate(&mut child), 0);
+    let said = before.iter().filter(|l| l.contains(warning)).count();
+    assert_eq!(said, 1, "{before:#?}");
+    let out = cmd()
+        .args(["proxy", "--validate_config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches(warning).count(), 1, "{err}");
+}
