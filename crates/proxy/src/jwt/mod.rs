@@ -152,13 +152,17 @@ impl JwtAuth {
             && identity.user_id.is_none()
             && identity.end_user_id.is_none()
         {
-            return Err(forbidden(format!(
-                "Unmatched token passed in. Token must belong to a proxy admin (scope `{}`), team ({}), user ({}) or end user ({}).",
-                s.admin_scope,
-                field_name(s.team_field.as_deref()),
-                field_name(s.user_field.as_deref()),
-                field_name(s.end_user_field.as_deref()),
-            )));
+            return Err(refusal(
+                403,
+                "auth_error",
+                format!(
+                    "Unmatched token passed in. Token must belong to a proxy admin (scope `{}`), team ({}), user ({}) or end user ({}).",
+                    s.admin_scope,
+                    field_name(s.team_field.as_deref()),
+                    field_name(s.user_field.as_deref()),
+                    field_name(s.end_user_field.as_deref()),
+                ),
+            ));
         }
         Ok(identity)
     }
@@ -182,15 +186,13 @@ impl JwtAuth {
                     idlehands_routing::python_list(self.jwks.urls()),
                     header.kid.as_deref().unwrap_or("None")
                 )),
-                jwks::KeyError::Unreachable(why) => ProxyError::Custom {
-                    status: 503,
-                    kind: "auth_provider_unavailable".to_owned(),
-                    message: format!(
+                jwks::KeyError::Unreachable(why) => refusal(
+                    503,
+                    "auth_provider_unavailable",
+                    format!(
                         "Service Unavailable, the identity provider's JWKS endpoint is temporarily unreachable, so the JWT signature could not be verified. Please retry shortly. Error: {why}"
                     ),
-                    param: None,
-                    headers: Vec::new(),
-                },
+                ),
             })?;
         let mut v = Validation::new(header.alg);
         // PyJWT's checks: `exp` and `nbf` when present, no claim required.
@@ -206,37 +208,32 @@ impl JwtAuth {
         }
         let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key.key, &v)
             .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => ProxyError::Custom {
-                    status: 401,
-                    kind: "expired_key".to_owned(),
-                    message: "Token Expired".to_owned(),
-                    param: None,
-                    headers: Vec::new(),
-                },
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    refusal(401, "expired_key", "Token Expired".to_owned())
+                }
                 _ => unauthorized(format!("Validation fails: {e}")),
             })?;
         Ok(data.claims)
     }
 }
 
-fn unauthorized(message: String) -> ProxyError {
+fn refusal(status: u16, kind: &str, message: String) -> ProxyError {
     ProxyError::Custom {
-        status: 401,
-        kind: "auth_error".to_owned(),
-        message: format!("Authentication Error, {message}"),
+        status,
+        kind: kind.to_owned(),
+        message,
         param: None,
         headers: Vec::new(),
     }
 }
 
-fn forbidden(message: String) -> ProxyError {
-    ProxyError::Custom {
-        status: 403,
-        kind: "auth_error".to_owned(),
-        message,
-        param: None,
-        headers: Vec::new(),
-    }
+/// LiteLLM's generic auth failure: 401, its message prefixed.
+fn unauthorized(message: String) -> ProxyError {
+    refusal(
+        401,
+        "auth_error",
+        format!("Authentication Error, {message}"),
+    )
 }
 
 fn field_name(f: Option<&str>) -> String {
