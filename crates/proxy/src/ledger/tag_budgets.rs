@@ -233,7 +233,12 @@ mod tests {
         assert_eq!(
             held,
             vec![
-                RouteBudget::new(RouteKind::Tag, "a".into(), 5, Some("1d".into())),
+                RouteBudget::tag(
+                    "a".into(),
+                    Some(5),
+                    Some("1d".into()),
+                    RouteRates::default()
+                ),
                 RouteBudget::tag("f".into(), None, None, rpm),
             ]
         );
