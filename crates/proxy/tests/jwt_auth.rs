@@ -517,3 +517,46 @@ async fn email_claims_name_the_user_within_the_allowed_domain() {
     p.stop().await;
     place.cleanup().await;
 }
+
+/// Two instances on one Postgres and Redis: a team token's calls on either are held by the
+/// team's one budget (the shared limiter), and each row, whichever instance wrote it, names
+/// the team and no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fleet_holds_a_team_token_by_one_budget() {
+    let place = Place::new(Backend::Postgres);
+    let idp = Idp::start(&["rsa1"]).await;
+    let prefix = format!("j{}:", uuid::Uuid::new_v4().simple());
+    let fleet_yaml = format!(
+        "{JWT_YAML}  redis_key_prefix: \"{prefix}\"\nrouter_settings:\n  redis_url: {}\n",
+        store_support::redis_url()
+    );
+    let a = start_gw_with(&place, &fleet_yaml, &idp.url("/jwks.json")).await;
+    let b = start_gw_with(&place, &fleet_yaml, &idp.url("/jwks.json")).await;
+    let team = post(
+        &a,
+        "/team/new",
+        MASTER,
+        json!({"team_id": "t-fleet", "max_budget": 0.00001}),
+    )
+    .await;
+    assert_eq!(team.status, 200, "{}", team.body);
+    let t = token("rsa1", Some("rsa-1"), claims(Some("t-fleet"), Some("fay")));
+    let first = chat(&a, &t, "mocky", 1).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let on_b = chat(&b, &t, "mocky", 2).await;
+    assert_eq!(on_b.status, 422, "{}", on_b.body);
+    assert!(error_of(&on_b).1.contains("Team=t-fleet"), "{}", on_b.body);
+    let rows = spend_rows(&a, "", 2).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["api_key"], "", "{r}");
+        assert_eq!(r["team_id"], "t-fleet", "{r}");
+    }
+    assert!(store_support::close(
+        team_spend(&b, "t-fleet").await,
+        cost_of(&first)
+    ));
+    a.stop().await;
+    b.stop().await;
+    place.cleanup().await;
+}
