@@ -274,14 +274,7 @@ async fn user_tokens_and_missing_teams_and_users(b: Backend) {
 
     // Without user_id_upsert, an unknown user is LiteLLM's UserNotFoundError.
     let strict = JWT_YAML.replace("    user_id_upsert: true\n", "");
-    let yaml = store_support::yaml(&strict);
-    let url = idp.url("/jwks.json");
-    let cfg = idlehands_proxy::config::ProxyConfig::from_yaml(&yaml, "config.yaml", &|k: &str| {
-        (k == "JWT_PUBLIC_KEY_URL").then(|| url.clone())
-    })
-    .unwrap();
-    let s = store_support::settings(&cfg, &place);
-    let p = start_with(cfg, s).await;
+    let p = start_gw_with(&place, &strict, &idp.url("/jwks.json")).await;
     let nobody = token("rsa1", Some("rsa-1"), claims(None, Some("carol")));
     let a = chat(&p, &nobody, "mocky", 4).await;
     assert_eq!(a.status, 401, "{}", a.body);

@@ -102,11 +102,12 @@ impl Ledger {
     ) -> Result<Arc<crate::users::UserRecord>, AccessError> {
         req.user_id = Some(user_id.to_owned());
         req.auto_create_key = Some(false);
+        // A user made here is announced by `new_user`; one made meanwhile by another call
+        // was, but this instance may have cached its absence after that.
         if let Err(e) = self.new_user(req, None).await {
             tracing::debug!(error = %e, user_id, "JWT user upsert: creating the user failed; reading it");
+            self.invalidate_and_announce(&entities::user(user_id));
         }
-        // This lookup cached the user's absence a moment ago.
-        self.invalidate_and_announce(&entities::user(user_id));
         match self.user_view(user_id).await? {
             Some(u) => Ok(u),
             None => Err(AccessError::UserNotFound {

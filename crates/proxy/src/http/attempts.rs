@@ -463,9 +463,13 @@ impl RouteGate {
     }
 }
 
+/// USD as LiteLLM prints it in refusals: Python's float repr (1e-05, 0.5).
+fn usd(nanos: i64) -> String {
+    idlehands_store::money::py_float(idlehands_store::money::nanos_to_usd(nanos))
+}
+
 /// A stored tag's budget is spent: LiteLLM's words for it (its auth check, not its router's).
 fn stored_tag_refusal(b: &idlehands_store::RouteBudget, spend: i64, status: u16) -> ProxyError {
-    let usd = |n| idlehands_store::money::py_float(idlehands_store::money::nanos_to_usd(n));
     ProxyError::Custom {
         status,
         kind: "budget_exceeded".to_string(),
@@ -483,8 +487,6 @@ fn stored_tag_refusal(b: &idlehands_store::RouteBudget, spend: i64, status: u16)
 /// One budget that has no room for a call on `d`, as LiteLLM words it (its deployment line
 /// shows the limit where LiteLLM prints the window by mistake).
 fn refusal_line(b: &idlehands_store::RouteBudget, d: &Deployment, spend: i64) -> String {
-    // Python's float repr, as LiteLLM prints them (1e-05, 0.5).
-    let usd = |n| idlehands_store::money::py_float(idlehands_store::money::nanos_to_usd(n));
     let (spend, max) = (usd(spend), usd(b.max_budget.unwrap_or(0)));
     match b.kind {
         idlehands_store::RouteKind::Provider => {

@@ -73,7 +73,7 @@ impl JwtSettings {
     pub fn from_config(cfg: &ProxyConfig) -> Result<Option<JwtSettings>, ConfigError> {
         let gs = &cfg.file.general_settings.extra;
         let bad = |field: &str, what: &str| {
-            ConfigError::Startup(format!("{}: general_settings.{field}: {what}", cfg.source))
+            crate::config::invalid(cfg, &format!("general_settings.{field}"), what.to_owned())
         };
         let enabled = match gs.get("enable_jwt_auth") {
             None | Some(Value::Null) | Some(Value::Bool(false)) => false,
